@@ -1,0 +1,116 @@
+# kvz — one plain Makefile.
+#
+#   make            library + the kvz command          (build/)
+#   make test       unit, golden and integration tests (needs scripts/setup.sh once)
+#   make asan       the same tests under ASan + UBSan  (build-asan/)
+#   make check      test + asan + cuda: what CI runs
+#   make cuda       compile the CUDA backend with nvcc (build-cuda/; links, runs nowhere here)
+#   make test-cuda  CUDA kernels against their CPU twins (needs an NVIDIA GPU)
+#   make demo       generate an answer with the default model
+#   make bench      benchmarks; results go to bench/RESULTS.md by hand
+#
+# Variables: BUILD (output folder), SANITIZE=1, CUDA=1, MARCH (default native).
+
+BUILD ?= build
+CC ?= gcc
+MARCH ?= native
+MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
+
+# The library is the bottom four layers plus compiler/runtime; tools link it.
+LIB_DIRS := common kernels kernels/cpu format model compiler runtime
+LIB_SRCS := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
+TOOL_SRCS := $(wildcard tools/*.c)
+TEST_SRCS := $(wildcard tests/unit/test_*.c)
+CUDA_SRCS := $(wildcard kernels/cuda/*.cu)
+CUDA_TEST_SRCS := $(wildcard tests/cuda/test_*.c)
+
+PKGS := openblas libpcre2-8 libxxhash
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS := -std=c11 -D_GNU_SOURCE -fopenmp $(WARN) -Iinclude -I. $(PKG_CFLAGS) -MMD -MP
+LDLIBS := $(PKG_LIBS) -lm -lpthread
+
+ifeq ($(SANITIZE),1)
+CFLAGS += -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+else
+CFLAGS += -O3 -g -march=$(MARCH) -DNDEBUG
+endif
+LDFLAGS += -fopenmp
+
+ifeq ($(CUDA),1)
+NVCC ?= nvcc
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(shell which $(NVCC)))
+CUDA_ARCHS := -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+              -gencode arch=compute_90,code=compute_90
+NVCCFLAGS := -O3 -std=c++17 $(CUDA_ARCHS) -Iinclude -I. -Xcompiler -fPIC,-Wall --expt-relaxed-constexpr
+CFLAGS += -DKVZ_WITH_CUDA
+LDLIBS += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcublas -lcudart -lstdc++
+CUDA_OBJS := $(patsubst %.cu,$(BUILD)/%.o,$(CUDA_SRCS))
+endif
+
+LIB_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRCS)) $(CUDA_OBJS)
+TOOL_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(TOOL_SRCS))
+TEST_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
+CUDA_TEST_BINS := $(patsubst tests/cuda/%.c,$(BUILD)/tests/cuda/%,$(CUDA_TEST_SRCS))
+LIB := $(BUILD)/libkvz.a
+KVZ := $(BUILD)/kvz
+
+.PHONY: all test asan check cuda test-cuda demo bench clean setup
+all: $(KVZ)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(KVZ): $(TOOL_OBJS) $(LIB)
+	$(CC) $(LDFLAGS) $(TOOL_OBJS) $(LIB) $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/test_util.h $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(LDFLAGS) $(LIB) $(LDLIBS) -lcmocka -o $@
+
+$(BUILD)/tests/cuda/%: tests/cuda/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(LDFLAGS) $(LIB) $(LDLIBS) -lcmocka -o $@
+
+# Tests run from the repository root; they find the model through KVZ_MODEL.
+test: $(KVZ) $(TEST_BINS)
+	@KVZ_MODEL=$(MODEL) KVZ_BIN=$(KVZ) sh tests/run_tests.sh $(TEST_BINS) $(wildcard tests/cli/*.sh)
+
+asan:
+	$(MAKE) BUILD=build-asan SANITIZE=1 test
+
+cuda:
+	$(MAKE) BUILD=build-cuda CUDA=1 all build-cuda/libkvz.a $(patsubst tests/cuda/%.c,build-cuda/tests/cuda/%,$(CUDA_TEST_SRCS))
+
+test-cuda: cuda
+	@KVZ_MODEL=$(MODEL) sh tests/run_tests.sh $(patsubst tests/cuda/%.c,build-cuda/tests/cuda/%,$(CUDA_TEST_SRCS))
+
+check: test asan cuda
+
+demo: $(KVZ)
+	@test -f $(MODEL) || { echo "model missing: run scripts/setup.sh first" >&2; exit 1; }
+	$(KVZ) generate --model $(MODEL) --chat --max-tokens 64 \
+	  --prompt "In two sentences, what is a key/value cache in a transformer?"
+
+bench: $(KVZ)
+	sh bench/run.sh
+
+setup:
+	sh scripts/setup.sh
+
+clean:
+	rm -rf build build-asan build-cuda
+
+-include $(LIB_OBJS:.o=.d) $(TOOL_OBJS:.o=.d)

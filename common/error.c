@@ -1,0 +1,53 @@
+/* error.c — status texts and the per-thread failure message. */
+#include "common/error.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+#define KVZ_ERROR_MESSAGE_MAX 1024
+
+static _Thread_local char error_message[KVZ_ERROR_MESSAGE_MAX];
+
+const char *kvz_strerror(int status)
+{
+    switch (status) {
+    case KVZ_OK: return "success";
+    case KVZ_ERR_ARG: return "invalid argument";
+    case KVZ_ERR_NOMEM: return "out of memory";
+    case KVZ_ERR_IO: return "input/output error";
+    case KVZ_ERR_FORMAT: return "malformed or corrupt data";
+    case KVZ_ERR_UNSUPPORTED: return "unsupported";
+    case KVZ_ERR_MODEL_MISMATCH: return "made for another model";
+    case KVZ_ERR_NOT_FOUND: return "not found";
+    case KVZ_ERR_BACKEND: return "compute device error";
+    case KVZ_ERR_RANGE: return "beyond a limit";
+    case KVZ_ERR_INTERNAL: return "internal error";
+    default: return "unknown status";
+    }
+}
+
+const char *kvz_last_error(void) { return error_message; }
+
+void kvz_error_clear(void) { error_message[0] = '\0'; }
+
+int kvz_errorf(int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(error_message, sizeof error_message, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+int kvz_error_context(int status, const char *fmt, ...)
+{
+    char previous[KVZ_ERROR_MESSAGE_MAX];
+    memcpy(previous, error_message, sizeof previous);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(error_message, sizeof error_message, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && (size_t)n < sizeof error_message && previous[0])
+        snprintf(error_message + n, sizeof error_message - (size_t)n, ": %s", previous);
+    return status;
+}

@@ -1,0 +1,29 @@
+/*
+ * file_util.h — files that appear whole or not at all.
+ *
+ * kvz_atomic_file writes to a temporary file beside the target, then fsyncs
+ * and renames it into place on commit; abort (or a crash) leaves the target
+ * untouched.
+ */
+#ifndef KVZ_COMMON_FILE_UTIL_H
+#define KVZ_COMMON_FILE_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct kvz_atomic_file {
+    FILE *fp;
+    char *path;
+    char *tmp_path;
+} kvz_atomic_file;
+
+int kvz_atomic_file_open(kvz_atomic_file *f, const char *path);
+int kvz_atomic_file_write(kvz_atomic_file *f, const void *data, uint64_t n);
+int kvz_atomic_file_commit(kvz_atomic_file *f); /* closes f */
+void kvz_atomic_file_abort(kvz_atomic_file *f); /* closes f, removes the temporary */
+
+/* Read a whole file into a NUL-terminated malloc'ed buffer. */
+int kvz_read_file(const char *path, char **data, size_t *size);
+
+#endif

@@ -1,0 +1,137 @@
+/*
+ * backend.h — the one compute interface every device implements.
+ *
+ * The model code (model/forward.c) is written once against this table; the
+ * CPU backend (kernels/cpu/) is the reference and the CUDA backend
+ * (kernels/cuda/) must agree with it op by op (tests/cuda/).
+ *
+ * Memory: every pointer passed to an op is backend memory obtained from
+ * alloc(); the host moves data with upload()/download(). Activations are f32,
+ * row-major. Ops are enqueued in order; download() and synchronize() wait.
+ *
+ * Shapes in comments read (rows, cols), row-major.
+ */
+#ifndef KVZ_KERNELS_BACKEND_H
+#define KVZ_KERNELS_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct kvz_backend kvz_backend;
+
+/* A weight matrix (rows = output features, cols = input features) resident on
+ * a backend, in whatever storage the backend chose at load. */
+typedef struct kvz_weight {
+    int64_t rows, cols;
+    uint32_t type; /* kvz_ggml_type of `data` */
+    void *data;    /* backend memory, or a host view the backend does not own */
+    int owned;
+} kvz_weight;
+
+typedef enum kvz_rope_mode {
+    KVZ_ROPE_NORMAL = 0, /* rotate adjacent pairs (2i, 2i+1): GGUF llama models */
+    KVZ_ROPE_NEOX = 2,   /* rotate (i, i + d/2): qwen2 and HF-layout models */
+} kvz_rope_mode;
+
+typedef struct kvz_rope_params {
+    int32_t head_dim;
+    int32_t rope_dim;  /* leading dims rotated (== head_dim for llama) */
+    float freq_base;
+    kvz_rope_mode mode;
+} kvz_rope_params;
+
+/* Dense causal attention over a per-layer cache laid out as
+ * k_cache, v_cache: (n_kv_heads, capacity, head_dim). The n queries sit at
+ * cache indices pos0 .. pos0+n-1 and query i attends to indices 0 .. pos0+i. */
+typedef struct kvz_attention_params {
+    int32_t n;          /* queries */
+    int32_t pos0;       /* cache index of the first query */
+    int32_t n_heads;
+    int32_t n_kv_heads; /* n_heads % n_kv_heads == 0 (GQA) */
+    int32_t head_dim;
+    int32_t capacity;   /* cache rows per KV head */
+    float scale;        /* usually 1/sqrt(head_dim) */
+} kvz_attention_params;
+
+typedef struct kvz_backend_ops {
+    const char *name;
+
+    int (*alloc)(kvz_backend *b, size_t bytes, void **ptr);
+    void (*free)(kvz_backend *b, void *ptr);
+    int (*upload)(kvz_backend *b, void *dst, const void *src, size_t bytes);
+    int (*download)(kvz_backend *b, void *dst, const void *src, size_t bytes);
+    int (*memset_zero)(kvz_backend *b, void *dst, size_t bytes);
+    int (*synchronize)(kvz_backend *b);
+    void (*destroy)(kvz_backend *b);
+
+    /* Make a (rows, cols) matrix of GGUF `type` at host `src` usable by matmul.
+     * `src` stays valid for the backend's life (a mapped model file), so a
+     * backend may keep a view instead of a copy. */
+    int (*weight_load)(kvz_backend *b, kvz_weight *w, uint32_t type, const void *src, int64_t rows,
+                       int64_t cols);
+    void (*weight_free)(kvz_backend *b, kvz_weight *w);
+
+    /* out (n, w.rows) = x (n, w.cols) · wᵀ, or += when accumulate. */
+    int (*matmul)(kvz_backend *b, float *out, const float *x, const kvz_weight *w, int32_t n,
+                  int accumulate);
+    /* out (n, table.cols) = rows `tokens[i]` of table. */
+    int (*embed)(kvz_backend *b, float *out, const kvz_weight *table, const int32_t *tokens,
+                 int32_t n);
+    /* out (n, dim) = x / sqrt(mean(x²) + eps) * weight; out may alias x. */
+    int (*rmsnorm)(kvz_backend *b, float *out, const float *x, const float *weight, int32_t n,
+                   int32_t dim, float eps);
+    /* Rotate x (n, n_heads, head_dim) in place by positions[i] (inverse: rotate back). */
+    int (*rope)(kvz_backend *b, float *x, const int32_t *positions, int32_t n, int32_t n_heads,
+                const kvz_rope_params *p, int inverse);
+    /* out[i] = silu(gate[i]) * up[i] for i < count; out may alias gate. */
+    int (*swiglu)(kvz_backend *b, float *out, const float *gate, const float *up, int64_t count);
+    /* Copy k, v (n, n_kv_heads * head_dim) into the caches at rows pos0.. */
+    int (*kv_append)(kvz_backend *b, float *k_cache, float *v_cache, const float *k, const float *v,
+                     const kvz_attention_params *p);
+    /* out (n, n_heads * head_dim) = softmax(q kᵀ · scale, causal) v. */
+    int (*attention)(kvz_backend *b, float *out, const float *q, const float *k_cache,
+                     const float *v_cache, const kvz_attention_params *p);
+} kvz_backend_ops;
+
+struct kvz_backend {
+    const kvz_backend_ops *ops;
+    int n_threads; /* host threads the backend may use */
+    void *impl;
+};
+
+typedef enum kvz_device {
+    KVZ_DEVICE_CPU = 0,
+    KVZ_DEVICE_CUDA = 1,
+    KVZ_DEVICE_AUTO = 2, /* cuda when built in and a GPU is present, else cpu */
+} kvz_device;
+
+/* Policy for CPU weights: dequantize everything to f32 at load (fast prefill,
+ * 4 bytes per weight) or keep the file's blocks and decode tiles on the fly. */
+typedef enum kvz_weight_policy {
+    KVZ_WEIGHTS_AUTO = 0, /* f32 when it fits comfortably in memory */
+    KVZ_WEIGHTS_F32 = 1,
+    KVZ_WEIGHTS_NATIVE = 2,
+} kvz_weight_policy;
+
+typedef struct kvz_backend_config {
+    kvz_device device;
+    int n_threads; /* 0: all cores */
+    kvz_weight_policy weights;
+    int64_t weight_bytes_hint; /* f32 size of the model, for the AUTO policy */
+} kvz_backend_config;
+
+/* Create a backend. KVZ_ERR_UNSUPPORTED when cuda is asked for and kvz was
+ * built without it; KVZ_ERR_BACKEND when no GPU can be used. */
+int kvz_backend_create(kvz_backend **out, const kvz_backend_config *cfg);
+void kvz_backend_destroy(kvz_backend *b);
+
+/* Whether this build contains the CUDA backend. */
+int kvz_backend_has_cuda(void);
+
+int kvz_backend_cpu_create(kvz_backend **out, const kvz_backend_config *cfg);
+#ifdef KVZ_WITH_CUDA
+int kvz_backend_cuda_create(kvz_backend **out, const kvz_backend_config *cfg);
+int kvz_backend_cuda_available(void);
+#endif
+
+#endif

@@ -1,0 +1,208 @@
+/*
+ * backend_cpu.c — the CPU backend: host memory, OpenMP threads, OpenBLAS.
+ */
+#include "common/error.h"
+#include "kernels/backend.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/dequant.h"
+#include "kernels/ggml_types.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct cpu_impl {
+    kvz_weight_policy weights;
+    float *scratch;
+    size_t scratch_floats;
+} cpu_impl;
+
+static int cpu_alloc(kvz_backend *b, size_t bytes, void **ptr)
+{
+    /* 64-byte alignment: whole cache lines for every row block */
+    *ptr = NULL;
+    if (posix_memalign(ptr, 64, bytes ? bytes : 64) != 0)
+        return kvz_errorf(KVZ_ERR_NOMEM, "cpu: cannot allocate %zu bytes", bytes);
+    return KVZ_OK;
+}
+
+static void cpu_free(kvz_backend *b, void *ptr) { free(ptr); }
+
+static int cpu_copy(kvz_backend *b, void *dst, const void *src, size_t bytes)
+{
+    if (bytes)
+        memcpy(dst, src, bytes);
+    return KVZ_OK;
+}
+
+static int cpu_memset_zero(kvz_backend *b, void *dst, size_t bytes)
+{
+    memset(dst, 0, bytes);
+    return KVZ_OK;
+}
+
+static int cpu_synchronize(kvz_backend *b) { return KVZ_OK; }
+
+static int ensure_scratch(kvz_backend *b, size_t floats)
+{
+    cpu_impl *impl = b->impl;
+    if (floats <= impl->scratch_floats)
+        return KVZ_OK;
+    float *p = realloc(impl->scratch, floats * sizeof(float));
+    if (!p)
+        return kvz_errorf(KVZ_ERR_NOMEM, "cpu: cannot allocate %zu bytes of scratch",
+                          floats * sizeof(float));
+    impl->scratch = p;
+    impl->scratch_floats = floats;
+    return KVZ_OK;
+}
+
+static int cpu_weight_load(kvz_backend *b, kvz_weight *w, uint32_t type, const void *src,
+                           int64_t rows, int64_t cols)
+{
+    cpu_impl *impl = b->impl;
+    memset(w, 0, sizeof *w);
+    w->rows = rows;
+    w->cols = cols;
+    size_t row_bytes = kvz_ggml_row_bytes(type, (uint64_t)cols);
+    if (row_bytes == 0)
+        return kvz_errorf(KVZ_ERR_UNSUPPORTED, "cpu: cannot use a %s matrix with rows of %lld",
+                          kvz_ggml_type_info_of(type).name, (long long)cols);
+    if (type == KVZ_GGML_F32 || impl->weights == KVZ_WEIGHTS_NATIVE) {
+        w->type = type;
+        w->data = (void *)src;
+        return ensure_scratch(b, kvz_cpu_matmul_scratch_floats(w, b->n_threads));
+    }
+    float *f = NULL;
+    KVZ_TRY(cpu_alloc(b, (size_t)rows * (size_t)cols * sizeof(float), (void **)&f));
+#pragma omp parallel for num_threads(b->n_threads)
+    for (int64_t r = 0; r < rows; r++)
+        kvz_dequantize_row(type, (const uint8_t *)src + (size_t)r * row_bytes, f + r * cols, cols);
+    w->type = KVZ_GGML_F32;
+    w->data = f;
+    w->owned = 1;
+    return KVZ_OK;
+}
+
+static void cpu_weight_free(kvz_backend *b, kvz_weight *w)
+{
+    if (w->owned)
+        free(w->data);
+    memset(w, 0, sizeof *w);
+}
+
+static int cpu_matmul(kvz_backend *b, float *out, const float *x, const kvz_weight *w, int32_t n,
+                      int accumulate)
+{
+    cpu_impl *impl = b->impl;
+    kvz_cpu_matmul(out, x, w, n, accumulate, impl->scratch, b->n_threads);
+    return KVZ_OK;
+}
+
+static int cpu_embed(kvz_backend *b, float *out, const kvz_weight *table, const int32_t *tokens,
+                     int32_t n)
+{
+    for (int32_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= table->rows)
+            return kvz_errorf(KVZ_ERR_ARG, "token id %d is outside the vocabulary (%lld)",
+                              tokens[i], (long long)table->rows);
+    kvz_cpu_embed(out, table, tokens, n, b->n_threads);
+    return KVZ_OK;
+}
+
+static int cpu_rmsnorm(kvz_backend *b, float *out, const float *x, const float *weight, int32_t n,
+                       int32_t dim, float eps)
+{
+    kvz_cpu_rmsnorm(out, x, weight, n, dim, eps, b->n_threads);
+    return KVZ_OK;
+}
+
+static int cpu_rope(kvz_backend *b, float *x, const int32_t *positions, int32_t n, int32_t n_heads,
+                    const kvz_rope_params *p, int inverse)
+{
+    kvz_cpu_rope(x, positions, n, n_heads, p, inverse, b->n_threads);
+    return KVZ_OK;
+}
+
+static int cpu_swiglu(kvz_backend *b, float *out, const float *gate, const float *up, int64_t count)
+{
+    kvz_cpu_swiglu(out, gate, up, count, b->n_threads);
+    return KVZ_OK;
+}
+
+static int cpu_kv_append(kvz_backend *b, float *k_cache, float *v_cache, const float *k,
+                         const float *v, const kvz_attention_params *p)
+{
+    kvz_cpu_kv_append(k_cache, v_cache, k, v, p);
+    return KVZ_OK;
+}
+
+static int cpu_attention(kvz_backend *b, float *out, const float *q, const float *k_cache,
+                         const float *v_cache, const kvz_attention_params *p)
+{
+    cpu_impl *impl = b->impl;
+    KVZ_TRY(ensure_scratch(b, kvz_cpu_attention_scratch_floats(p, b->n_threads)));
+    kvz_cpu_attention(out, q, k_cache, v_cache, p, impl->scratch, b->n_threads);
+    return KVZ_OK;
+}
+
+static void cpu_destroy(kvz_backend *b)
+{
+    cpu_impl *impl = b->impl;
+    free(impl->scratch);
+    free(impl);
+    free(b);
+}
+
+static const kvz_backend_ops CPU_OPS = {
+    .name = "cpu",
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .memset_zero = cpu_memset_zero,
+    .synchronize = cpu_synchronize,
+    .destroy = cpu_destroy,
+    .weight_load = cpu_weight_load,
+    .weight_free = cpu_weight_free,
+    .matmul = cpu_matmul,
+    .embed = cpu_embed,
+    .rmsnorm = cpu_rmsnorm,
+    .rope = cpu_rope,
+    .swiglu = cpu_swiglu,
+    .kv_append = cpu_kv_append,
+    .attention = cpu_attention,
+};
+
+/* f32 weights when they take at most a third of physical memory (and 16 GiB). */
+static kvz_weight_policy resolve_policy(const kvz_backend_config *cfg)
+{
+    if (cfg->weights != KVZ_WEIGHTS_AUTO)
+        return cfg->weights;
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    double mem = pages > 0 && page > 0 ? (double)pages * (double)page : 8e9;
+    double limit = mem / 3 < 16e9 ? mem / 3 : 16e9;
+    return (double)cfg->weight_bytes_hint <= limit ? KVZ_WEIGHTS_F32 : KVZ_WEIGHTS_NATIVE;
+}
+
+int kvz_backend_cpu_create(kvz_backend **out, const kvz_backend_config *cfg)
+{
+    *out = NULL;
+    kvz_backend *b = calloc(1, sizeof *b);
+    cpu_impl *impl = calloc(1, sizeof *impl);
+    if (!b || !impl) {
+        free(b);
+        free(impl);
+        return kvz_errorf(KVZ_ERR_NOMEM, "cpu: out of memory");
+    }
+    b->ops = &CPU_OPS;
+    b->impl = impl;
+    b->n_threads = cfg->n_threads > 0 ? cfg->n_threads : omp_get_num_procs();
+    impl->weights = resolve_policy(cfg);
+    /* all parallelism is ours (OpenMP); BLAS calls run single-threaded inside it */
+    openblas_set_num_threads(1);
+    *out = b;
+    return KVZ_OK;
+}

@@ -1,0 +1,33 @@
+/*
+ * cpu_kernels.h — the CPU reference kernels, callable on plain host memory.
+ *
+ * backend_cpu.c exposes them through kvz_backend_ops; the CUDA tests call
+ * them directly as the reference. Shapes and semantics: kernels/backend.h.
+ * Kernels parallelise with OpenMP over `n_threads`; BLAS calls inside run
+ * single-threaded so the two thread pools never compete.
+ */
+#ifndef KVZ_KERNELS_CPU_KERNELS_H
+#define KVZ_KERNELS_CPU_KERNELS_H
+
+#include "kernels/backend.h"
+
+#include <stdint.h>
+
+/* Quantized weights need scratch of this many floats (0 for f32 weights). */
+size_t kvz_cpu_matmul_scratch_floats(const kvz_weight *w, int n_threads);
+void kvz_cpu_matmul(float *out, const float *x, const kvz_weight *w, int32_t n, int accumulate,
+                    float *scratch, int n_threads);
+void kvz_cpu_embed(float *out, const kvz_weight *table, const int32_t *tokens, int32_t n,
+                   int n_threads);
+void kvz_cpu_rmsnorm(float *out, const float *x, const float *weight, int32_t n, int32_t dim,
+                     float eps, int n_threads);
+void kvz_cpu_rope(float *x, const int32_t *positions, int32_t n, int32_t n_heads,
+                  const kvz_rope_params *p, int inverse, int n_threads);
+void kvz_cpu_swiglu(float *out, const float *gate, const float *up, int64_t count, int n_threads);
+void kvz_cpu_kv_append(float *k_cache, float *v_cache, const float *k, const float *v,
+                       const kvz_attention_params *p);
+size_t kvz_cpu_attention_scratch_floats(const kvz_attention_params *p, int n_threads);
+void kvz_cpu_attention(float *out, const float *q, const float *k_cache, const float *v_cache,
+                       const kvz_attention_params *p, float *scratch, int n_threads);
+
+#endif

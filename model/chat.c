@@ -1,0 +1,120 @@
+/* chat.c — ChatML and Llama-3 rendering. */
+#include "model/chat.h"
+#include "common/buffer.h"
+#include "common/error.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+const char *kvz_chat_kind_name(kvz_chat_kind kind)
+{
+    switch (kind) {
+    case KVZ_CHAT_CHATML: return "chatml";
+    case KVZ_CHAT_LLAMA3: return "llama3";
+    }
+    return "unknown";
+}
+
+/* ChatML templates write their default system turn as a literal
+ * '<|im_start|>system\n...<|im_end|>' inside the template source. */
+static char *chatml_default_system(const char *tpl, size_t len)
+{
+    static const char open[] = "<|im_start|>system\\n";
+    static const char open_raw[] = "<|im_start|>system\n";
+    const char *end = tpl + len;
+    const char *p = memmem(tpl, len, open, sizeof open - 1);
+    size_t skip = sizeof open - 1;
+    if (!p) {
+        p = memmem(tpl, len, open_raw, sizeof open_raw - 1);
+        skip = sizeof open_raw - 1;
+    }
+    if (!p)
+        return NULL;
+    p += skip;
+    const char *q = memmem(p, (size_t)(end - p), "<|im_end|>", 10);
+    if (!q || memchr(p, '\'', (size_t)(q - p)) || memchr(p, '{', (size_t)(q - p)))
+        return NULL; /* not a literal */
+    return strndup(p, (size_t)(q - p));
+}
+
+int kvz_chat_init(kvz_chat *c, const kvz_gguf *g, int has_im_start)
+{
+    memset(c, 0, sizeof *c);
+    kvz_gguf_str tpl = {"", 0};
+    if (kvz_gguf_find_key(g, "tokenizer.chat_template") >= 0)
+        KVZ_TRY(kvz_gguf_get_str(g, "tokenizer.chat_template", &tpl));
+    size_t len = (size_t)tpl.len;
+    if (len && memmem(tpl.ptr, len, "<|start_header_id|>", 19)) {
+        c->kind = KVZ_CHAT_LLAMA3;
+        return KVZ_OK;
+    }
+    if ((len && memmem(tpl.ptr, len, "<|im_start|>", 12)) || (!len && has_im_start)) {
+        c->kind = KVZ_CHAT_CHATML;
+        if (len)
+            c->default_system = chatml_default_system(tpl.ptr, len);
+        return KVZ_OK;
+    }
+    return kvz_errorf(KVZ_ERR_UNSUPPORTED,
+                      "%s: chat template not recognised (kvz knows ChatML '<|im_start|>' and "
+                      "Llama-3 '<|start_header_id|>')", kvz_gguf_path(g));
+}
+
+void kvz_chat_free(kvz_chat *c)
+{
+    free(c->default_system);
+    c->default_system = NULL;
+}
+
+static void put(kvz_buffer *b, const char *s) { kvz_buffer_append(b, s, strlen(s)); }
+
+/* Llama-3 trims surrounding whitespace of every message. */
+static void put_trimmed(kvz_buffer *b, const char *s)
+{
+    const char *e = s + strlen(s);
+    while (s < e && strchr(" \t\n\r", *s))
+        s++;
+    while (e > s && strchr(" \t\n\r", e[-1]))
+        e--;
+    kvz_buffer_append(b, s, (size_t)(e - s));
+}
+
+int kvz_chat_render(const kvz_chat *c, const kvz_chat_message *msgs, size_t n,
+                    int add_generation_prompt, char **out)
+{
+    kvz_buffer b = {0};
+    int has_system = n > 0 && strcmp(msgs[0].role, "system") == 0;
+    if (c->kind == KVZ_CHAT_CHATML) {
+        if (!has_system && c->default_system) {
+            put(&b, "<|im_start|>system\n");
+            put(&b, c->default_system);
+            put(&b, "<|im_end|>\n");
+        }
+        for (size_t i = 0; i < n; i++) {
+            put(&b, "<|im_start|>");
+            put(&b, msgs[i].role);
+            put(&b, "\n");
+            put(&b, msgs[i].content);
+            put(&b, "<|im_end|>\n");
+        }
+        if (add_generation_prompt)
+            put(&b, "<|im_start|>assistant\n");
+    } else {
+        put(&b, "<|begin_of_text|>");
+        for (size_t i = 0; i < n; i++) {
+            put(&b, "<|start_header_id|>");
+            put(&b, msgs[i].role);
+            put(&b, "<|end_header_id|>\n\n");
+            put_trimmed(&b, msgs[i].content);
+            put(&b, "<|eot_id|>");
+        }
+        if (add_generation_prompt)
+            put(&b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    }
+    kvz_buffer_append(&b, "", 1);
+    if (b.failed) {
+        kvz_buffer_free(&b);
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory rendering a chat");
+    }
+    *out = (char *)b.data;
+    return KVZ_OK;
+}

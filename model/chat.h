@@ -1,0 +1,43 @@
+/*
+ * chat.h — chat templates, chosen from a GGUF file's `tokenizer.chat_template`.
+ *
+ * kvz does not run Jinja: it recognises the template families it knows by
+ * their markers and renders them in C. ChatML (SmolLM2, Qwen2) and Llama-3 are
+ * known; the rendered text contains control-token texts and is tokenized with
+ * parse_special on.
+ */
+#ifndef KVZ_MODEL_CHAT_H
+#define KVZ_MODEL_CHAT_H
+
+#include "model/gguf.h"
+
+typedef enum kvz_chat_kind {
+    KVZ_CHAT_CHATML = 1,
+    KVZ_CHAT_LLAMA3 = 2,
+} kvz_chat_kind;
+
+typedef struct kvz_chat {
+    kvz_chat_kind kind;
+    char *default_system; /* system prompt the template adds when none is given, or NULL */
+} kvz_chat;
+
+typedef struct kvz_chat_message {
+    const char *role; /* "system", "user", "assistant" */
+    const char *content;
+} kvz_chat_message;
+
+/* Detect the template. Errors: KVZ_ERR_UNSUPPORTED naming the markers sought
+ * when the template is of an unknown family; a file without a template gets
+ * ChatML if its vocabulary has <|im_start|> (has_im_start), else unsupported. */
+int kvz_chat_init(kvz_chat *c, const kvz_gguf *g, int has_im_start);
+void kvz_chat_free(kvz_chat *c);
+
+/* Render messages; a conversation not opening with a system message gets the
+ * template's default one. With add_generation_prompt the assistant header
+ * follows. `*out` is malloc'ed. */
+int kvz_chat_render(const kvz_chat *c, const kvz_chat_message *msgs, size_t n,
+                    int add_generation_prompt, char **out);
+
+const char *kvz_chat_kind_name(kvz_chat_kind kind);
+
+#endif

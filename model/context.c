@@ -1,0 +1,251 @@
+/*
+ * context.c — the KV cache of one sequence and the LLaMA forward pass over it.
+ *
+ * Per layer:  h = rmsnorm(x) · attn_norm
+ *             q, k, v = h·Wqᵀ, h·Wkᵀ, h·Wvᵀ;  RoPE(q, k);  cache ← k, v
+ *             x += attention(q, cache) · Woᵀ
+ *             h = rmsnorm(x) · ffn_norm
+ *             x += (silu(h·Wgateᵀ) ⊙ h·Wupᵀ) · Wdownᵀ
+ * then logits = (rmsnorm(x) · output_norm) · Woutᵀ.
+ */
+#include "model/context.h"
+#include "common/error.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct workspace {
+    float *x, *h;          /* (chunk, dim) */
+    float *q, *att;        /* (chunk, n_heads * head_dim) */
+    float *k, *v;          /* (chunk, n_kv_heads * head_dim) */
+    float *gate, *up;      /* (chunk, ff_dim) */
+    float *logits;         /* (logit_rows, vocab) */
+    int32_t logit_rows;
+    int32_t *tokens, *positions; /* (chunk) */
+} workspace;
+
+struct kvz_context {
+    kvz_model *model;
+    int32_t capacity, max_chunk, len;
+    float **k_cache, **v_cache; /* per layer: (n_kv_heads, capacity, head_dim) */
+    workspace ws;
+    int32_t *host_positions;    /* (chunk) */
+};
+
+static int ws_alloc(kvz_backend *b, void **p, size_t bytes) { return b->ops->alloc(b, bytes, p); }
+
+static int alloc_workspace(kvz_context *c)
+{
+    const kvz_hparams *hp = &c->model->hp;
+    kvz_backend *b = c->model->backend;
+    workspace *w = &c->ws;
+    size_t C = (size_t)c->max_chunk, f = sizeof(float);
+    size_t qd = (size_t)hp->n_heads * hp->head_dim, kvd = (size_t)hp->n_kv_heads * hp->head_dim;
+    KVZ_TRY(ws_alloc(b, (void **)&w->x, C * hp->dim * f));
+    KVZ_TRY(ws_alloc(b, (void **)&w->h, C * hp->dim * f));
+    KVZ_TRY(ws_alloc(b, (void **)&w->q, C * qd * f));
+    KVZ_TRY(ws_alloc(b, (void **)&w->att, C * qd * f));
+    KVZ_TRY(ws_alloc(b, (void **)&w->k, C * kvd * f));
+    KVZ_TRY(ws_alloc(b, (void **)&w->v, C * kvd * f));
+    KVZ_TRY(ws_alloc(b, (void **)&w->gate, C * hp->ff_dim * f));
+    KVZ_TRY(ws_alloc(b, (void **)&w->up, C * hp->ff_dim * f));
+    KVZ_TRY(ws_alloc(b, (void **)&w->tokens, C * sizeof(int32_t)));
+    KVZ_TRY(ws_alloc(b, (void **)&w->positions, C * sizeof(int32_t)));
+    c->host_positions = malloc(C * sizeof(int32_t));
+    if (!c->host_positions)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    return KVZ_OK;
+}
+
+/* Logit rows are allocated on first need: a full chunk of them is large. */
+static int ensure_logit_rows(kvz_context *c, int32_t rows)
+{
+    workspace *w = &c->ws;
+    if (rows <= w->logit_rows)
+        return KVZ_OK;
+    kvz_backend *b = c->model->backend;
+    b->ops->free(b, w->logits);
+    w->logits = NULL;
+    w->logit_rows = 0;
+    KVZ_TRY(ws_alloc(b, (void **)&w->logits, (size_t)rows * c->model->hp.vocab * sizeof(float)));
+    w->logit_rows = rows;
+    return KVZ_OK;
+}
+
+int kvz_context_new(kvz_context **out, kvz_model *m, int32_t capacity, int32_t max_chunk)
+{
+    *out = NULL;
+    if (capacity <= 0 || max_chunk <= 0)
+        return kvz_errorf(KVZ_ERR_ARG, "context: capacity %d and chunk %d must be positive",
+                          capacity, max_chunk);
+    if (capacity > m->hp.ctx_train)
+        return kvz_errorf(KVZ_ERR_RANGE,
+                          "context of %d tokens exceeds the model's trained context (%d)", capacity,
+                          m->hp.ctx_train);
+    kvz_context *c = calloc(1, sizeof *c);
+    if (!c)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    c->model = m;
+    c->capacity = capacity;
+    c->max_chunk = max_chunk < capacity ? max_chunk : capacity;
+    const kvz_hparams *hp = &m->hp;
+    kvz_backend *b = m->backend;
+    size_t cache_bytes = (size_t)hp->n_kv_heads * capacity * hp->head_dim * sizeof(float);
+    int rc = KVZ_OK;
+    c->k_cache = calloc((size_t)hp->n_layers, sizeof(float *));
+    c->v_cache = calloc((size_t)hp->n_layers, sizeof(float *));
+    if (!c->k_cache || !c->v_cache)
+        rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    for (int32_t l = 0; l < hp->n_layers && rc == KVZ_OK; l++) {
+        rc = ws_alloc(b, (void **)&c->k_cache[l], cache_bytes);
+        if (rc == KVZ_OK)
+            rc = ws_alloc(b, (void **)&c->v_cache[l], cache_bytes);
+    }
+    if (rc == KVZ_OK)
+        rc = alloc_workspace(c);
+    if (rc != KVZ_OK) {
+        kvz_error_context(rc, "context for %d tokens", capacity);
+        kvz_context_free(c);
+        return rc;
+    }
+    *out = c;
+    return KVZ_OK;
+}
+
+void kvz_context_free(kvz_context *c)
+{
+    if (!c)
+        return;
+    kvz_backend *b = c->model->backend;
+    for (int32_t l = 0; l < c->model->hp.n_layers; l++) {
+        if (c->k_cache)
+            b->ops->free(b, c->k_cache[l]);
+        if (c->v_cache)
+            b->ops->free(b, c->v_cache[l]);
+    }
+    free(c->k_cache);
+    free(c->v_cache);
+    workspace *w = &c->ws;
+    void *bufs[] = {w->x, w->h, w->q, w->att, w->k, w->v, w->gate, w->up, w->logits, w->tokens, w->positions};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        b->ops->free(b, bufs[i]);
+    free(c->host_positions);
+    free(c);
+}
+
+int32_t kvz_context_len(const kvz_context *c) { return c->len; }
+int32_t kvz_context_capacity(const kvz_context *c) { return c->capacity; }
+kvz_model *kvz_context_model(const kvz_context *c) { return c->model; }
+
+void kvz_context_truncate(kvz_context *c, int32_t len)
+{
+    KVZ_ASSERT(len >= 0 && len <= c->len);
+    c->len = len;
+}
+
+void kvz_context_layer_cache(const kvz_context *c, int32_t l, float **k, float **v)
+{
+    *k = c->k_cache[l];
+    *v = c->v_cache[l];
+}
+
+static int run_layer(kvz_context *c, int32_t l, int32_t n, const kvz_eval_opts *opts)
+{
+    const kvz_hparams *hp = &c->model->hp;
+    const kvz_layer *L = &c->model->layers[l];
+    kvz_backend *b = c->model->backend;
+    const kvz_backend_ops *ops = b->ops;
+    workspace *w = &c->ws;
+    kvz_attention_params ap = {
+        .n = n,
+        .pos0 = c->len,
+        .n_heads = hp->n_heads,
+        .n_kv_heads = hp->n_kv_heads,
+        .head_dim = hp->head_dim,
+        .capacity = c->capacity,
+        .scale = 1.0f / sqrtf((float)hp->head_dim),
+    };
+    KVZ_TRY(ops->rmsnorm(b, w->h, w->x, L->attn_norm, n, hp->dim, hp->rms_eps));
+    KVZ_TRY(ops->matmul(b, w->q, w->h, &L->wq, n, 0));
+    KVZ_TRY(ops->matmul(b, w->k, w->h, &L->wk, n, 0));
+    KVZ_TRY(ops->matmul(b, w->v, w->h, &L->wv, n, 0));
+    KVZ_TRY(ops->rope(b, w->q, w->positions, n, hp->n_heads, &hp->rope, 0));
+    KVZ_TRY(ops->rope(b, w->k, w->positions, n, hp->n_kv_heads, &hp->rope, 0));
+    KVZ_TRY(ops->kv_append(b, c->k_cache[l], c->v_cache[l], w->k, w->v, &ap));
+    if (opts && opts->hook) {
+        kvz_layer_view view = {l, w->q, c->k_cache[l], c->v_cache[l], &ap, w->positions};
+        KVZ_TRY(opts->hook(opts->hook_ctx, &view));
+    }
+    KVZ_TRY(ops->attention(b, w->att, w->q, c->k_cache[l], c->v_cache[l], &ap));
+    KVZ_TRY(ops->matmul(b, w->x, w->att, &L->wo, n, 1));
+    KVZ_TRY(ops->rmsnorm(b, w->h, w->x, L->ffn_norm, n, hp->dim, hp->rms_eps));
+    KVZ_TRY(ops->matmul(b, w->gate, w->h, &L->w_gate, n, 0));
+    KVZ_TRY(ops->matmul(b, w->up, w->h, &L->w_up, n, 0));
+    KVZ_TRY(ops->swiglu(b, w->gate, w->gate, w->up, (int64_t)n * hp->ff_dim));
+    KVZ_TRY(ops->matmul(b, w->x, w->gate, &L->w_down, n, 1));
+    return KVZ_OK;
+}
+
+/* Logits of rows [first, first + rows) of the chunk into host `out`. */
+static int chunk_logits(kvz_context *c, int32_t first, int32_t rows, float *out)
+{
+    const kvz_hparams *hp = &c->model->hp;
+    kvz_backend *b = c->model->backend;
+    workspace *w = &c->ws;
+    KVZ_TRY(ensure_logit_rows(c, rows));
+    float *h = w->h + (size_t)first * hp->dim;
+    KVZ_TRY(b->ops->rmsnorm(b, h, w->x + (size_t)first * hp->dim, c->model->output_norm, rows,
+                            hp->dim, hp->rms_eps));
+    KVZ_TRY(b->ops->matmul(b, w->logits, h, &c->model->output, rows, 0));
+    return b->ops->download(b, out, w->logits, (size_t)rows * hp->vocab * sizeof(float));
+}
+
+static int eval_chunk(kvz_context *c, const int32_t *tokens, int32_t n, const kvz_eval_opts *opts,
+                      float *logits, int last_chunk)
+{
+    kvz_model *m = c->model;
+    kvz_backend *b = m->backend;
+    for (int32_t i = 0; i < n; i++) {
+        if (tokens[i] < 0 || tokens[i] >= m->hp.vocab)
+            return kvz_errorf(KVZ_ERR_ARG, "token id %d is outside the vocabulary (0..%d)",
+                              tokens[i], m->hp.vocab - 1);
+        c->host_positions[i] = c->len + i;
+    }
+    KVZ_TRY(b->ops->upload(b, c->ws.tokens, tokens, (size_t)n * sizeof(int32_t)));
+    KVZ_TRY(b->ops->upload(b, c->ws.positions, c->host_positions, (size_t)n * sizeof(int32_t)));
+    KVZ_TRY(b->ops->embed(b, c->ws.x, &m->tok_embd, c->ws.tokens, n));
+    for (int32_t l = 0; l < m->hp.n_layers; l++)
+        KVZ_TRY(run_layer(c, l, n, opts));
+    kvz_logits_mode mode = opts ? opts->logits : KVZ_LOGITS_NONE;
+    if (mode == KVZ_LOGITS_ALL)
+        KVZ_TRY(chunk_logits(c, 0, n, logits));
+    else if (mode == KVZ_LOGITS_LAST && last_chunk)
+        KVZ_TRY(chunk_logits(c, n - 1, 1, logits));
+    return b->ops->synchronize(b);
+}
+
+int kvz_context_eval(kvz_context *c, const int32_t *tokens, int32_t n, const kvz_eval_opts *opts,
+                     float *logits)
+{
+    if (n <= 0)
+        return kvz_errorf(KVZ_ERR_ARG, "nothing to evaluate");
+    if (n > c->capacity - c->len)
+        return kvz_errorf(KVZ_ERR_RANGE,
+                          "context full: %d tokens held, %d more do not fit in %d", c->len, n,
+                          c->capacity);
+    int32_t start = c->len;
+    int all = opts && opts->logits == KVZ_LOGITS_ALL;
+    for (int32_t done = 0; done < n;) {
+        int32_t k = n - done < c->max_chunk ? n - done : c->max_chunk;
+        float *out = logits && all ? logits + (size_t)done * c->model->hp.vocab : logits;
+        int rc = eval_chunk(c, tokens + done, k, opts, out, done + k == n);
+        if (rc != KVZ_OK) {
+            c->len = start; /* a failed evaluation appends nothing */
+            return rc;
+        }
+        c->len += k;
+        done += k;
+    }
+    return KVZ_OK;
+}

@@ -1,0 +1,53 @@
+/* generate.c — the prefill-then-decode loop. */
+#include "model/generate.h"
+#include "common/error.h"
+#include "common/timer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int kvz_generate(kvz_context *c, const int32_t *prompt, int32_t n_prompt,
+                 const kvz_generate_opts *opts, kvz_tokens *out, kvz_generate_stats *stats)
+{
+    kvz_model *m = kvz_context_model(c);
+    memset(stats, 0, sizeof *stats);
+    stats->prompt_tokens = n_prompt;
+    float *logits = malloc((size_t)m->hp.vocab * sizeof(float));
+    if (!logits)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    kvz_eval_opts eval = {.logits = KVZ_LOGITS_LAST};
+    double t0 = kvz_now_seconds();
+    int rc = kvz_context_eval(c, prompt, n_prompt, &eval, logits);
+    double t1 = kvz_now_seconds();
+    stats->prefill_seconds = t1 - t0;
+    for (int32_t i = 0; i < opts->max_tokens && rc == KVZ_OK; i++) {
+        int32_t next = opts->sampler ? kvz_sample(opts->sampler, logits, m->hp.vocab)
+                                     : kvz_argmax(logits, m->hp.vocab);
+        if (next < 0) {
+            rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory while sampling");
+            break;
+        }
+        if (kvz_tokenizer_is_end_of_generation(m->tokenizer, next)) {
+            stats->stopped_by_eog = 1;
+            break;
+        }
+        rc = kvz_tokens_push(out, next);
+        if (rc != KVZ_OK)
+            break;
+        stats->generated_tokens++;
+        if (opts->on_token) {
+            const char *bytes;
+            size_t len = kvz_token_bytes(m->tokenizer, next, 0, &bytes);
+            if (opts->on_token(opts->on_token_ctx, next, bytes, len))
+                break;
+        }
+        if (i + 1 == opts->max_tokens)
+            break; /* the last token needs no forward pass */
+        if (kvz_context_len(c) >= kvz_context_capacity(c))
+            break; /* context full: stop as at the token limit */
+        rc = kvz_context_eval(c, &next, 1, &eval, logits);
+    }
+    stats->decode_seconds = kvz_now_seconds() - t1;
+    free(logits);
+    return rc;
+}

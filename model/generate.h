@@ -1,0 +1,34 @@
+/*
+ * generate.h — prompt in, tokens out: prefill a prompt into a context, then
+ * decode one token at a time until an end-of-generation token or the limit.
+ */
+#ifndef KVZ_MODEL_GENERATE_H
+#define KVZ_MODEL_GENERATE_H
+
+#include "model/context.h"
+#include "model/sample.h"
+#include "model/tokenizer.h"
+
+/* Called with each generated token and its bytes (control tokens: none).
+ * Return non-zero to stop. */
+typedef int (*kvz_token_fn)(void *ctx, int32_t token, const char *bytes, size_t len);
+
+typedef struct kvz_generate_opts {
+    int32_t max_tokens;
+    kvz_sampler *sampler;  /* NULL: greedy */
+    kvz_token_fn on_token; /* optional */
+    void *on_token_ctx;
+} kvz_generate_opts;
+
+typedef struct kvz_generate_stats {
+    int32_t prompt_tokens, generated_tokens;
+    double prefill_seconds, decode_seconds;
+    int stopped_by_eog; /* ended on an end-of-generation token */
+} kvz_generate_stats;
+
+/* Evaluate `prompt` after whatever the context holds, then generate. The
+ * generated ids (end-of-generation token excluded) are appended to `out`. */
+int kvz_generate(kvz_context *c, const int32_t *prompt, int32_t n_prompt,
+                 const kvz_generate_opts *opts, kvz_tokens *out, kvz_generate_stats *stats);
+
+#endif

@@ -1,0 +1,18 @@
+/* utf8.h — UTF-8 validation and encoding helpers. */
+#ifndef KVZ_MODEL_UTF8_H
+#define KVZ_MODEL_UTF8_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Length of the valid UTF-8 sequence starting at s[0] (1..4), or 0 if the
+ * bytes there are not valid UTF-8 (overlong, surrogate, truncated, > U+10FFFF). */
+size_t kvz_utf8_valid_prefix(const uint8_t *s, size_t n);
+
+/* Encode code point `cp` (< 0x110000) into out[4]; returns the byte count. */
+size_t kvz_utf8_encode(uint32_t cp, char *out);
+
+/* Length of the longest prefix of s[0..n) that is valid UTF-8. */
+size_t kvz_utf8_valid_length(const uint8_t *s, size_t n);
+
+#endif

@@ -1,0 +1,88 @@
+/*
+ * test_dequant.c — every block type decodes as ggml's own Python package
+ * (gguf-py) decodes it: tests/golden/dequant.gguf holds random blocks of each
+ * type ("<type>.src") and gguf-py's f32 result ("<type>.ref").
+ */
+#include "test_util.h"
+
+#include <math.h>
+
+#include "common/half.h"
+#include "kernels/cpu/dequant.h"
+#include "kernels/ggml_types.h"
+#include "model/gguf.h"
+
+static void test_golden_blocks(void **state)
+{
+    kvz_gguf *g;
+    CHECK_OK(kvz_gguf_open(&g, "tests/golden/dequant.gguf"));
+    const char *types[] = {"f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k", "q5_k", "q6_k"};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "%s.src", types[i]);
+        const kvz_gguf_tensor *src = kvz_gguf_find_tensor(g, name);
+        snprintf(name, sizeof name, "%s.ref", types[i]);
+        const kvz_gguf_tensor *ref = kvz_gguf_find_tensor(g, name);
+        assert_non_null(src);
+        assert_non_null(ref);
+        assert_int_equal(src->n_elems, ref->n_elems);
+        assert_int_equal(src->type, kvz_ggml_type_from_name(types[i]));
+        float *out = malloc(src->n_elems * sizeof(float));
+        size_t row_bytes = kvz_ggml_row_bytes(src->type, src->dims[0]);
+        for (uint64_t r = 0; r < src->dims[1]; r++)
+            kvz_dequantize_row(src->type, (const uint8_t *)src->data + r * row_bytes,
+                               out + r * src->dims[0], (int64_t)src->dims[0]);
+        const float *want = ref->data;
+        for (uint64_t e = 0; e < src->n_elems; e++) {
+            float tol = 1e-6f * fabsf(want[e]) + 1e-9f;
+            if (fabsf(out[e] - want[e]) > tol)
+                fail_msg("%s element %llu: %g, gguf-py %g", types[i], (unsigned long long)e,
+                         out[e], want[e]);
+        }
+        free(out);
+    }
+    kvz_gguf_close(g);
+}
+
+/* fp16 <-> f32 against the compiler's own _Float16, over every half and
+ * many floats (rounding to nearest even, subnormals, overflow). */
+static void test_half_conversions(void **state)
+{
+    for (uint32_t h = 0; h < 65536; h++) {
+        _Float16 ref;
+        uint16_t hh = (uint16_t)h;
+        memcpy(&ref, &hh, 2);
+        float want = (float)ref, got = kvz_fp16_to_f32(hh);
+        if (isnan(want)) {
+            assert_true(isnan(got));
+            continue;
+        }
+        assert_memory_equal(&want, &got, 4);
+        assert_int_equal(kvz_f32_to_fp16(got), hh);
+    }
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < 2000000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        uint32_t bits = (uint32_t)x;
+        float f;
+        memcpy(&f, &bits, 4);
+        if (isnan(f))
+            continue;
+        _Float16 ref = (_Float16)f;
+        uint16_t want;
+        memcpy(&want, &ref, 2);
+        if (kvz_f32_to_fp16(f) != want)
+            fail_msg("f32 %a (0x%08x) -> fp16 0x%04x, expected 0x%04x", f, bits, kvz_f32_to_fp16(f), want);
+    }
+    assert_int_equal(kvz_f32_to_bf16(1.0f), 0x3f80);
+    assert_true(kvz_bf16_to_f32(0x4049) == 3.140625f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_golden_blocks),
+        cmocka_unit_test(test_half_conversions),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

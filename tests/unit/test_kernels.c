@@ -1,0 +1,269 @@
+/*
+ * test_kernels.c — each CPU kernel against a naive loop written from its
+ * definition (the CPU kernels are in turn the reference for CUDA).
+ */
+#include "test_util.h"
+
+#include <math.h>
+
+#include "common/half.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/dequant.h"
+#include "kernels/ggml_types.h"
+
+static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
+
+static float frand(void) /* [-1, 1) */
+{
+    rng_state ^= rng_state << 13, rng_state ^= rng_state >> 7, rng_state ^= rng_state << 17;
+    return (float)((rng_state >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+}
+
+static void fill(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = frand();
+}
+
+static double max_abs_diff(const float *a, const float *b, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        m = d > m ? d : m;
+    }
+    return m;
+}
+
+/* Random blocks of `type` with small, finite scales. */
+static uint8_t *random_matrix(uint32_t type, int64_t rows, int64_t cols)
+{
+    size_t row = kvz_ggml_row_bytes(type, (uint64_t)cols);
+    uint8_t *m = malloc(row * rows);
+    for (size_t i = 0; i < row * rows; i++)
+        m[i] = (uint8_t)(frand() * 128 + 128);
+    kvz_ggml_type_info info = kvz_ggml_type_info_of(type);
+    for (size_t b = 0; b < row * rows / info.block_bytes; b++) {
+        uint8_t *blk = m + b * info.block_bytes;
+        uint16_t d = kvz_f32_to_fp16(0.01f + 0.01f * frand());
+        switch (type) {
+        case KVZ_GGML_F32: { /* a "block" is one element */
+            float v = frand();
+            memcpy(blk, &v, 4);
+            break;
+        }
+        case KVZ_GGML_F16:
+        case KVZ_GGML_BF16: {
+            uint16_t h = type == KVZ_GGML_F16 ? kvz_f32_to_fp16(frand()) : kvz_f32_to_bf16(frand());
+            memcpy(blk, &h, 2);
+            break;
+        }
+        case KVZ_GGML_Q6_K: memcpy(blk + info.block_bytes - 2, &d, 2); break;
+        case KVZ_GGML_Q4_K:
+        case KVZ_GGML_Q5_K:
+        case KVZ_GGML_Q4_1:
+        case KVZ_GGML_Q5_1:
+            memcpy(blk, &d, 2);
+            memcpy(blk + 2, &d, 2);
+            break;
+        default: memcpy(blk, &d, 2); break;
+        }
+    }
+    return m;
+}
+
+static void test_matmul_every_type(void **state)
+{
+    const uint32_t types[] = {KVZ_GGML_F32,  KVZ_GGML_F16,  KVZ_GGML_BF16, KVZ_GGML_Q4_0,
+                              KVZ_GGML_Q4_1, KVZ_GGML_Q5_0, KVZ_GGML_Q5_1, KVZ_GGML_Q8_0,
+                              KVZ_GGML_Q4_K, KVZ_GGML_Q5_K, KVZ_GGML_Q6_K};
+    const int64_t rows = 300, cols = 512;
+    const int32_t ns[] = {1, 3, 70};
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        uint8_t *wq = random_matrix(types[ti], rows, cols);
+        float *wf = malloc(sizeof(float) * rows * cols);
+        size_t row_bytes = kvz_ggml_row_bytes(types[ti], cols);
+        for (int64_t r = 0; r < rows; r++)
+            kvz_dequantize_row(types[ti], wq + r * row_bytes, wf + r * cols, cols);
+        kvz_weight w = {rows, cols, types[ti], wq, 0};
+        float *scratch = malloc(sizeof(float) * (kvz_cpu_matmul_scratch_floats(&w, 2) + 1));
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+            int32_t n = ns[ni];
+            float *x = malloc(sizeof(float) * n * cols), *y = malloc(sizeof(float) * n * rows);
+            float *want = malloc(sizeof(float) * n * rows);
+            fill(x, (size_t)n * cols);
+            fill(y, (size_t)n * rows);
+            for (int32_t i = 0; i < n; i++)
+                for (int64_t r = 0; r < rows; r++) {
+                    double s = y[i * rows + r]; /* accumulate onto the old values */
+                    for (int64_t c = 0; c < cols; c++)
+                        s += (double)x[i * cols + c] * wf[r * cols + c];
+                    want[i * rows + r] = (float)s;
+                }
+            kvz_cpu_matmul(y, x, &w, n, 1, scratch, 2);
+            double d = max_abs_diff(y, want, (size_t)n * rows);
+            if (d > 1e-3)
+                fail_msg("%s n=%d: max error %g", kvz_ggml_type_info_of(types[ti]).name, n, d);
+            free(x);
+            free(y);
+            free(want);
+        }
+        free(scratch);
+        free(wf);
+        free(wq);
+    }
+}
+
+static void naive_attention(float *out, const float *q, const float *kc, const float *vc,
+                            const kvz_attention_params *p)
+{
+    int32_t hd = p->head_dim, group = p->n_heads / p->n_kv_heads;
+    double *s = malloc(sizeof(double) * (p->pos0 + p->n));
+    for (int32_t i = 0; i < p->n; i++)
+        for (int32_t h = 0; h < p->n_heads; h++) {
+            const float *qi = q + ((size_t)i * p->n_heads + h) * hd;
+            const float *kh = kc + (size_t)(h / group) * p->capacity * hd;
+            const float *vh = vc + (size_t)(h / group) * p->capacity * hd;
+            int32_t visible = p->pos0 + i + 1;
+            double max = -1e300, sum = 0;
+            for (int32_t j = 0; j < visible; j++) {
+                double d = 0;
+                for (int32_t e = 0; e < hd; e++)
+                    d += (double)qi[e] * kh[(size_t)j * hd + e];
+                s[j] = d * p->scale;
+                max = s[j] > max ? s[j] : max;
+            }
+            for (int32_t j = 0; j < visible; j++)
+                sum += (s[j] = exp(s[j] - max));
+            for (int32_t e = 0; e < hd; e++) {
+                double acc = 0;
+                for (int32_t j = 0; j < visible; j++)
+                    acc += s[j] / sum * vh[(size_t)j * hd + e];
+                out[((size_t)i * p->n_heads + h) * hd + e] = (float)acc;
+            }
+        }
+    free(s);
+}
+
+static void test_attention_causal_gqa(void **state)
+{
+    /* several query tiles, a non-zero start, GQA groups of 3 */
+    kvz_attention_params p = {.n = 45, .pos0 = 30, .n_heads = 6, .n_kv_heads = 2, .head_dim = 64,
+                              .capacity = 100, .scale = 0.125f};
+    size_t cache = (size_t)p.n_kv_heads * p.capacity * p.head_dim;
+    size_t qn = (size_t)p.n * p.n_heads * p.head_dim;
+    float *kc = malloc(cache * 4), *vc = malloc(cache * 4), *q = malloc(qn * 4);
+    float *out = malloc(qn * 4), *want = malloc(qn * 4);
+    fill(kc, cache);
+    fill(vc, cache);
+    fill(q, qn);
+    for (size_t i = 0; i < qn; i++)
+        q[i] *= 3; /* peaky softmax */
+    float *scratch = malloc(kvz_cpu_attention_scratch_floats(&p, 2) * 4);
+    kvz_cpu_attention(out, q, kc, vc, &p, scratch, 2);
+    naive_attention(want, q, kc, vc, &p);
+    double d = max_abs_diff(out, want, qn);
+    print_message("attention max error %.2e\n", d);
+    assert_true(d < 1e-5);
+    free(scratch);
+    free(kc);
+    free(vc);
+    free(q);
+    free(out);
+    free(want);
+}
+
+static void test_kv_append(void **state)
+{
+    kvz_attention_params p = {.n = 3, .pos0 = 5, .n_heads = 4, .n_kv_heads = 2, .head_dim = 4,
+                              .capacity = 10};
+    float kc[2 * 10 * 4] = {0}, vc[2 * 10 * 4] = {0}, k[3 * 8], v[3 * 8];
+    for (int i = 0; i < 24; i++)
+        k[i] = (float)i, v[i] = (float)(100 + i);
+    kvz_cpu_kv_append(kc, vc, k, v, &p);
+    /* token 2, kv head 1, element 3 -> cache row 7 of head 1 */
+    assert_true(kc[(1 * 10 + 7) * 4 + 3] == k[2 * 8 + 1 * 4 + 3]);
+    assert_true(vc[(0 * 10 + 5) * 4 + 0] == v[0]);
+    assert_true(kc[(0 * 10 + 4) * 4] == 0.0f);
+}
+
+static void test_rope(void **state)
+{
+    const kvz_rope_mode modes[] = {KVZ_ROPE_NORMAL, KVZ_ROPE_NEOX};
+    for (int mi = 0; mi < 2; mi++) {
+        kvz_rope_params rp = {.head_dim = 64, .rope_dim = 64, .freq_base = 100000.0f, .mode = modes[mi]};
+        int32_t n = 5, heads = 3;
+        int32_t pos[5] = {0, 1, 17, 4095, 30000};
+        size_t len = (size_t)n * heads * 64;
+        float *x = malloc(len * 4), *orig = malloc(len * 4);
+        fill(x, len);
+        memcpy(orig, x, len * 4);
+        kvz_cpu_rope(x, pos, n, heads, &rp, 0, 2);
+        for (int32_t i = 0; i < n; i++)
+            for (int32_t h = 0; h < heads; h++)
+                for (int32_t j = 0; j < 32; j++) {
+                    int32_t a = mi == 0 ? 2 * j : j, b = mi == 0 ? 2 * j + 1 : j + 32;
+                    double th = pos[i] * pow(100000.0, -2.0 * j / 64);
+                    const float *o = orig + ((size_t)i * heads + h) * 64;
+                    const float *r = x + ((size_t)i * heads + h) * 64;
+                    double ra = o[a] * cos(th) - o[b] * sin(th), rb = o[a] * sin(th) + o[b] * cos(th);
+                    assert_true(fabs(r[a] - ra) < 1e-5 && fabs(r[b] - rb) < 1e-5);
+                }
+        kvz_cpu_rope(x, pos, n, heads, &rp, 1, 2); /* rotating back restores the input */
+        assert_true(max_abs_diff(x, orig, len) < 1e-5);
+        free(x);
+        free(orig);
+    }
+}
+
+static void test_rmsnorm_swiglu(void **state)
+{
+    int32_t n = 7, dim = 576;
+    float *x = malloc(n * dim * 4), *w = malloc(dim * 4), *out = malloc(n * dim * 4);
+    fill(x, (size_t)n * dim);
+    fill(w, dim);
+    kvz_cpu_rmsnorm(out, x, w, n, dim, 1e-5f, 2);
+    for (int32_t i = 0; i < n; i++) {
+        double ss = 0;
+        for (int32_t j = 0; j < dim; j++)
+            ss += (double)x[i * dim + j] * x[i * dim + j];
+        double scale = 1 / sqrt(ss / dim + 1e-5);
+        for (int32_t j = 0; j < dim; j++)
+            assert_true(fabs(out[i * dim + j] - x[i * dim + j] * scale * w[j]) < 1e-5);
+    }
+    float gate[5] = {-20, -1, 0, 1, 20}, up[5] = {1, 2, 3, 4, 5}, act[5];
+    kvz_cpu_swiglu(act, gate, up, 5, 2);
+    for (int i = 0; i < 5; i++)
+        assert_true(fabs(act[i] - gate[i] / (1 + exp(-gate[i])) * up[i]) < 1e-5);
+    free(x);
+    free(w);
+    free(out);
+}
+
+static void test_embed(void **state)
+{
+    uint8_t *table = random_matrix(KVZ_GGML_Q8_0, 50, 64);
+    kvz_weight w = {50, 64, KVZ_GGML_Q8_0, table, 0};
+    int32_t tokens[3] = {49, 0, 7};
+    float out[3 * 64], want[64];
+    kvz_cpu_embed(out, &w, tokens, 3, 2);
+    size_t row = kvz_ggml_row_bytes(KVZ_GGML_Q8_0, 64);
+    kvz_dequantize_row(KVZ_GGML_Q8_0, table + 49 * row, want, 64);
+    assert_memory_equal(out, want, sizeof want);
+    kvz_dequantize_row(KVZ_GGML_Q8_0, table + 7 * row, want, 64);
+    assert_memory_equal(out + 128, want, sizeof want);
+    free(table);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_matmul_every_type),
+        cmocka_unit_test(test_attention_causal_gqa),
+        cmocka_unit_test(test_kv_append),
+        cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_rmsnorm_swiglu),
+        cmocka_unit_test(test_embed),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

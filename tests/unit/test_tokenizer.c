@@ -1,0 +1,193 @@
+/* test_tokenizer.c — token ids and chat prompts equal to llama.cpp's; exact round trips. */
+#include "test_util.h"
+
+#include "model/chat.h"
+#include "model/gguf.h"
+#include "model/tokenizer.h"
+
+static kvz_gguf *gguf;
+static kvz_tokenizer *tok;
+
+static int setup(void **state)
+{
+    CHECK_OK(kvz_gguf_open(&gguf, test_model_path()));
+    CHECK_OK(kvz_tokenizer_load(&tok, gguf));
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    kvz_tokenizer_free(tok);
+    kvz_gguf_close(gguf);
+    return 0;
+}
+
+static void assert_ids_equal(const char *name, const int32_t *want, size_t n_want,
+                             const kvz_tokens *got)
+{
+    size_t n = n_want < got->len ? n_want : got->len;
+    for (size_t i = 0; i < n; i++)
+        if (want[i] != got->ids[i])
+            fail_msg("%s: token %zu is %d, reference %d", name, i, got->ids[i], want[i]);
+    if (n_want != got->len)
+        fail_msg("%s: %zu tokens, reference %zu", name, got->len, n_want);
+}
+
+static void test_golden_ids(void **state)
+{
+    golden g;
+    golden_open(&g, "tests/golden/tokenizer.golden");
+    int cases = 0;
+    while (golden_peek(&g, "case")) {
+        const char *name = golden_expect(&g, "case");
+        int special = atoi(golden_expect(&g, "special"));
+        size_t len, n_want;
+        char *text = hex_decode(golden_expect(&g, "text"), &len);
+        int32_t *want = parse_ids(golden_expect(&g, "ids"), &n_want);
+        kvz_tokens got = {0};
+        CHECK_OK(kvz_tokenize(tok, text, len, special, &got));
+        assert_ids_equal(name, want, n_want, &got);
+
+        /* decoding the reference ids gives back the text exactly */
+        char *back;
+        size_t back_len;
+        CHECK_OK(kvz_detokenize(tok, want, n_want, 1, &back, &back_len));
+        if (back_len != len || memcmp(back, text, len) != 0)
+            fail_msg("%s: decode(encode(x)) != x", name);
+        free(back);
+        kvz_tokens_free(&got);
+        free(want);
+        free(text);
+        cases++;
+    }
+    assert_true(cases >= 30);
+    golden_close(&g);
+}
+
+static void test_golden_chat(void **state)
+{
+    kvz_chat chat;
+    CHECK_OK(kvz_chat_init(&chat, gguf, 1));
+    assert_int_equal(chat.kind, KVZ_CHAT_CHATML);
+    assert_non_null(chat.default_system);
+    golden g;
+    golden_open(&g, "tests/golden/chat.golden");
+    while (golden_peek(&g, "case")) {
+        const char *name = golden_expect(&g, "case");
+        const char *sys_hex = golden_expect(&g, "system");
+        size_t len, n_want;
+        char *system = strcmp(sys_hex, "-") == 0 ? NULL : hex_decode(sys_hex, &len);
+        char *user = hex_decode(golden_expect(&g, "user"), &len);
+        char *rendered_want = hex_decode(golden_expect(&g, "rendered"), &len);
+        int32_t *want = parse_ids(golden_expect(&g, "ids"), &n_want);
+
+        kvz_chat_message msgs[2];
+        size_t n = 0;
+        if (system)
+            msgs[n++] = (kvz_chat_message){"system", system};
+        msgs[n++] = (kvz_chat_message){"user", user};
+        char *rendered;
+        CHECK_OK(kvz_chat_render(&chat, msgs, n, 1, &rendered));
+        if (strcmp(rendered, rendered_want) != 0)
+            fail_msg("%s: rendered prompt differs from the template's:\n%s\n---\n%s", name,
+                     rendered, rendered_want);
+        kvz_tokens got = {0};
+        CHECK_OK(kvz_tokenize(tok, rendered, strlen(rendered), 1, &got));
+        assert_ids_equal(name, want, n_want, &got);
+        kvz_tokens_free(&got);
+        free(rendered);
+        free(want);
+        free(rendered_want);
+        free(user);
+        free(system);
+    }
+    golden_close(&g);
+    kvz_chat_free(&chat);
+}
+
+/* Any bytes at all encode without error; valid UTF-8 built only of bytes the
+ * vocabulary covers decodes back exactly. */
+static void test_round_trip_generated_text(void **state)
+{
+    uint64_t x = 12345;
+    const char *alphabet[] = {"a", "Z", " ", "  ", "\n", "\t", "é", "ß", "中", "文", "😀", "0",
+                              "9", "'s", "'", "-", ".", "<|im_end|>", "<|im_", "|>", "\r\n", "₂"};
+    for (int trial = 0; trial < 200; trial++) {
+        char text[512];
+        size_t len = 0;
+        int pieces = (int)(x % 40);
+        for (int i = 0; i < pieces; i++) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            const char *p = alphabet[(x >> 33) % (sizeof alphabet / sizeof alphabet[0])];
+            memcpy(text + len, p, strlen(p));
+            len += strlen(p);
+        }
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        for (int special = 0; special < 2; special++) {
+            kvz_tokens ids = {0};
+            CHECK_OK(kvz_tokenize(tok, text, len, special, &ids));
+            char *back;
+            size_t back_len;
+            CHECK_OK(kvz_detokenize(tok, ids.ids, ids.len, 1, &back, &back_len));
+            if (back_len != len || memcmp(back, text, len) != 0)
+                fail_msg("round trip failed on trial %d (special %d): '%.*s'", trial, special,
+                         (int)len, text);
+            free(back);
+            kvz_tokens_free(&ids);
+        }
+    }
+}
+
+static void test_invalid_utf8_and_binary(void **state)
+{
+    /* invalid sequences, lone continuation bytes, NUL: no error, no crash */
+    const char bad[] = "ok\xc3(\xa0\xa1 x\xf0\x28\x8c\x28 \x80\x80\0end\xff";
+    kvz_tokens ids = {0};
+    CHECK_OK(kvz_tokenize(tok, bad, sizeof bad - 1, 1, &ids));
+    assert_true(ids.len > 0);
+    kvz_tokens_free(&ids);
+    /* a long piece with no split points (heap BPE stays linearithmic) */
+    size_t n = 200000;
+    char *big = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        big[i] = "abcdefgh"[i % 8];
+    CHECK_OK(kvz_tokenize(tok, big, n, 0, &ids));
+    assert_true(ids.len > 1000 && ids.len < n);
+    char *back;
+    size_t back_len;
+    CHECK_OK(kvz_detokenize(tok, ids.ids, ids.len, 1, &back, &back_len));
+    assert_int_equal(back_len, n);
+    assert_memory_equal(back, big, n);
+    free(back);
+    free(big);
+    kvz_tokens_free(&ids);
+}
+
+static void test_special_token_queries(void **state)
+{
+    assert_int_equal(kvz_tokenizer_vocab_size(tok), 49152);
+    assert_int_equal(kvz_tokenizer_find(tok, "<|im_end|>"), 2);
+    assert_true(kvz_tokenizer_is_end_of_generation(tok, 2));
+    assert_true(kvz_tokenizer_is_end_of_generation(tok, 0));
+    assert_false(kvz_tokenizer_is_end_of_generation(tok, 1));
+    const char *b;
+    assert_int_equal(kvz_token_bytes(tok, 2, 0, &b), 0);
+    assert_int_equal(kvz_token_bytes(tok, 2, 1, &b), strlen("<|im_end|>"));
+    int32_t bad_ids[] = {5, 49152};
+    char *text;
+    size_t len;
+    assert_int_equal(kvz_detokenize(tok, bad_ids, 2, 1, &text, &len), KVZ_ERR_ARG);
+    assert_non_null(strstr(kvz_last_error(), "position 1"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_golden_ids),
+        cmocka_unit_test(test_golden_chat),
+        cmocka_unit_test(test_round_trip_generated_text),
+        cmocka_unit_test(test_invalid_utf8_and_binary),
+        cmocka_unit_test(test_special_token_queries),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,131 @@
+/*
+ * test_util.h — shared by the unit tests: cmocka, the model path, golden-file
+ * reading. Header-only; every test is one executable.
+ */
+#ifndef KVZ_TESTS_TEST_UTIL_H
+#define KVZ_TESTS_TEST_UTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+/* cmocka needs the four above first */
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "common/file_util.h"
+
+/* Fail the test with the library's message when a call does not succeed. */
+#define CHECK_OK(expr)                                                                        \
+    do {                                                                                      \
+        int check_rc_ = (expr);                                                               \
+        if (check_rc_ != KVZ_OK)                                                              \
+            fail_msg("%s failed: %s (%s)", #expr, kvz_strerror(check_rc_), kvz_last_error()); \
+    } while (0)
+
+/* The real default model; tests that need it fail (never skip) without it. */
+static inline const char *test_model_path(void)
+{
+    const char *p = getenv("KVZ_MODEL");
+    if (!p || !p[0])
+        p = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    if (access(p, R_OK) != 0)
+        fail_msg("model '%s' is missing: run scripts/setup.sh (or set KVZ_MODEL)", p);
+    return p;
+}
+
+/* A temporary path unique to this process: /tmp/kvz-test-<pid>-<name>. */
+static inline const char *test_tmp_path(const char *name)
+{
+    static char buf[8][256];
+    static int next;
+    char *p = buf[next++ % 8];
+    snprintf(p, 256, "%s/kvz-test-%ld-%s", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+             (long)getpid(), name);
+    return p;
+}
+
+/* ---- golden files: lines of "key value..." ------------------------------ */
+
+typedef struct golden {
+    char *data;
+    char **lines;
+    size_t n_lines, at;
+} golden;
+
+static inline void golden_open(golden *g, const char *path)
+{
+    size_t size;
+    memset(g, 0, sizeof *g);
+    if (kvz_read_file(path, &g->data, &size) != KVZ_OK)
+        fail_msg("cannot read golden file %s", path);
+    size_t cap = 16;
+    g->lines = malloc(cap * sizeof *g->lines);
+    for (char *p = g->data, *nl; p && *p; p = nl ? nl + 1 : NULL) {
+        nl = strchr(p, '\n');
+        if (nl)
+            *nl = '\0';
+        if (*p == '#')
+            continue;
+        if (g->n_lines == cap)
+            g->lines = realloc(g->lines, (cap *= 2) * sizeof *g->lines);
+        g->lines[g->n_lines++] = p;
+    }
+}
+
+static inline void golden_close(golden *g)
+{
+    free(g->data);
+    free(g->lines);
+    memset(g, 0, sizeof *g);
+}
+
+/* The next line, which must start with `key `; returns what follows the key. */
+static inline const char *golden_expect(golden *g, const char *key)
+{
+    if (g->at >= g->n_lines)
+        fail_msg("golden: expected '%s', got end of file", key);
+    const char *line = g->lines[g->at++];
+    size_t k = strlen(key);
+    if (strncmp(line, key, k) != 0 || (line[k] != ' ' && line[k] != '\0'))
+        fail_msg("golden: expected '%s', got '%.40s'", key, line);
+    return line[k] ? line + k + 1 : line + k;
+}
+
+static inline int golden_peek(const golden *g, const char *key)
+{
+    return g->at < g->n_lines && strncmp(g->lines[g->at], key, strlen(key)) == 0;
+}
+
+/* Decode hex into a malloc'ed NUL-terminated buffer. */
+static inline char *hex_decode(const char *hex, size_t *len)
+{
+    size_t n = strlen(hex) / 2;
+    char *out = malloc(n + 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned v;
+        sscanf(hex + 2 * i, "%2x", &v);
+        out[i] = (char)v;
+    }
+    out[n] = '\0';
+    *len = n;
+    return out;
+}
+
+/* "N id id ..." into a malloc'ed array. */
+static inline int32_t *parse_ids(const char *s, size_t *n)
+{
+    char *end;
+    *n = strtoul(s, &end, 10);
+    int32_t *ids = malloc((*n ? *n : 1) * sizeof *ids);
+    for (size_t i = 0; i < *n; i++)
+        ids[i] = (int32_t)strtol(end, &end, 10);
+    return ids;
+}
+
+#endif

@@ -1,0 +1,93 @@
+/* cli.c — helpers shared by the subcommands. */
+#include "tools/cli.h"
+#include "common/error.h"
+#include "common/file_util.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+int cli_exit_code(int status)
+{
+    switch (status) {
+    case KVZ_OK: return KVZ_EXIT_OK;
+    case KVZ_ERR_ARG: return KVZ_EXIT_USAGE;
+    case KVZ_ERR_IO: return 3;
+    case KVZ_ERR_FORMAT: return 4;
+    case KVZ_ERR_UNSUPPORTED: return 5;
+    case KVZ_ERR_MODEL_MISMATCH: return 6;
+    case KVZ_ERR_NOT_FOUND: return 7;
+    case KVZ_ERR_NOMEM: return 8;
+    case KVZ_ERR_BACKEND: return 9;
+    case KVZ_ERR_RANGE: return 10;
+    default: return KVZ_EXIT_FAILURE;
+    }
+}
+
+int cli_fail(const char *cmd, int status)
+{
+    const char *detail = kvz_last_error();
+    fprintf(stderr, "kvz %s: %s\n", cmd, detail[0] ? detail : kvz_strerror(status));
+    return cli_exit_code(status);
+}
+
+const char *cli_model_path(const char *given)
+{
+    static char beside_binary[PATH_MAX];
+    if (given)
+        return given;
+    const char *env = getenv("KVZ_MODEL");
+    if (env && env[0])
+        return env;
+    if (access(DEFAULT_MODEL, R_OK) == 0)
+        return DEFAULT_MODEL;
+    /* the binary lives in <repo>/build/kvz (or build-asan/...): try <repo>/models */
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(beside_binary, sizeof beside_binary, "%.*s/../%s", PATH_MAX - 64, exe, DEFAULT_MODEL);
+            if (access(beside_binary, R_OK) == 0)
+                return beside_binary;
+        }
+    }
+    return DEFAULT_MODEL;
+}
+
+int cli_parse_int(const char *s, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_parse_float(const char *s, double min, double max, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_read_input(const char *path, char **data, size_t *len)
+{
+    if (strcmp(path, "-") == 0)
+        return kvz_read_file("/dev/stdin", data, len);
+    return kvz_read_file(path, data, len);
+}

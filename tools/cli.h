@@ -1,0 +1,41 @@
+/*
+ * cli.h — what the kvz subcommands share: exit codes, error reporting, the
+ * default model, number parsing.
+ */
+#ifndef KVZ_TOOLS_CLI_H
+#define KVZ_TOOLS_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Exit codes (documented in `kvz --help`). */
+enum {
+    KVZ_EXIT_OK = 0,
+    KVZ_EXIT_FAILURE = 1,
+    KVZ_EXIT_USAGE = 2,
+};
+
+/* Print "kvz <cmd>: <message>" for a failed status and return its exit code. */
+int cli_fail(const char *cmd, int status);
+
+/* Exit code for a kvz_status. */
+int cli_exit_code(int status);
+
+/* The model path to use: `given` if set, else $KVZ_MODEL, else the model
+ * scripts/setup.sh fetches (looked up from the working directory, then next
+ * to the kvz binary). Never NULL; the result may not exist. */
+const char *cli_model_path(const char *given);
+
+/* Strict number parsing: the whole string, within [min, max]. 0 on success. */
+int cli_parse_int(const char *s, long min, long max, long *out);
+int cli_parse_float(const char *s, double min, double max, double *out);
+
+/* Read all of stdin (or a file when path is not "-") into a NUL-terminated buffer. */
+int cli_read_input(const char *path, char **data, size_t *len);
+
+int cmd_generate(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
+
+#endif

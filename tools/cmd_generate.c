@@ -1,0 +1,236 @@
+/* cmd_generate.c — `kvz generate`: prompt in, answer out. */
+#include "common/error.h"
+#include "model/context.h"
+#include "model/generate.h"
+#include "model/model.h"
+#include "tools/cli.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char HELP[] =
+    "usage: kvz generate [options] --prompt TEXT\n"
+    "\n"
+    "Prefills the prompt, then decodes until an end-of-turn token or --max-tokens.\n"
+    "The answer streams to stdout; --stats adds timings on stderr.\n"
+    "\n"
+    "  --model PATH        GGUF model (default: $KVZ_MODEL, else the setup's SmolLM2)\n"
+    "  --prompt TEXT       the prompt; --prompt-file FILE reads it ('-' = stdin)\n"
+    "  --chat              wrap the prompt in the model's chat template (user turn +\n"
+    "                      assistant header); --system TEXT sets the system turn,\n"
+    "                      else the template's default\n"
+    "  --max-tokens N      tokens to generate at most (default 128)\n"
+    "  --temperature T     0 = greedy (default); > 0 samples\n"
+    "  --top-p P           nucleus mass when sampling (default 0.95)\n"
+    "  --seed N            sampling seed (default 1): same seed, same answer\n"
+    "  --ctx N             context size (default: prompt + max tokens, at most the\n"
+    "                      model's trained context)\n"
+    "  --chunk N           prefill chunk in tokens (default 512); peak activation\n"
+    "                      memory grows with it, not with the prompt\n"
+    "  --threads N         CPU threads (default: all cores)\n"
+    "  --device D          cpu, cuda or auto (default auto: cuda if built in and present)\n"
+    "  --weights W         CPU weight storage: auto, f32 (dequantize at load) or native\n"
+    "                      (keep the file's blocks, decode on the fly; less memory)\n"
+    "  --stats             print token counts and speeds to stderr\n";
+
+typedef struct gen_args {
+    const char *model, *prompt, *prompt_file, *system;
+    int chat, stats;
+    long max_tokens, ctx, chunk, threads, seed;
+    double temperature, top_p;
+    kvz_device device;
+    kvz_weight_policy weights;
+} gen_args;
+
+enum { OPT_PROMPT_FILE = 256, OPT_SYSTEM, OPT_MAX_TOKENS, OPT_TEMPERATURE, OPT_TOP_P, OPT_SEED,
+       OPT_CTX, OPT_CHUNK, OPT_THREADS, OPT_DEVICE, OPT_WEIGHTS, OPT_STATS, OPT_CHAT };
+
+static const struct option OPTIONS[] = {
+    {"model", required_argument, 0, 'm'},
+    {"prompt", required_argument, 0, 'p'},
+    {"prompt-file", required_argument, 0, OPT_PROMPT_FILE},
+    {"system", required_argument, 0, OPT_SYSTEM},
+    {"chat", no_argument, 0, OPT_CHAT},
+    {"max-tokens", required_argument, 0, OPT_MAX_TOKENS},
+    {"temperature", required_argument, 0, OPT_TEMPERATURE},
+    {"top-p", required_argument, 0, OPT_TOP_P},
+    {"seed", required_argument, 0, OPT_SEED},
+    {"ctx", required_argument, 0, OPT_CTX},
+    {"chunk", required_argument, 0, OPT_CHUNK},
+    {"threads", required_argument, 0, OPT_THREADS},
+    {"device", required_argument, 0, OPT_DEVICE},
+    {"weights", required_argument, 0, OPT_WEIGHTS},
+    {"stats", no_argument, 0, OPT_STATS},
+    {"help", no_argument, 0, 'h'},
+    {0, 0, 0, 0},
+};
+
+static int bad_value(const char *opt, const char *v)
+{
+    fprintf(stderr, "kvz generate: invalid value '%s' for --%s\n", v, opt);
+    return KVZ_EXIT_USAGE;
+}
+
+static int parse_args(int argc, char **argv, gen_args *a)
+{
+    memset(a, 0, sizeof *a);
+    a->max_tokens = 128;
+    a->chunk = 512;
+    a->seed = 1;
+    a->top_p = 0.95;
+    a->device = KVZ_DEVICE_AUTO;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:p:h", OPTIONS, NULL)) != -1) {
+        switch (c) {
+        case 'm': a->model = optarg; break;
+        case 'p': a->prompt = optarg; break;
+        case OPT_PROMPT_FILE: a->prompt_file = optarg; break;
+        case OPT_SYSTEM: a->system = optarg; break;
+        case OPT_CHAT: a->chat = 1; break;
+        case OPT_STATS: a->stats = 1; break;
+        case OPT_MAX_TOKENS:
+            if (cli_parse_int(optarg, 0, 1 << 20, &a->max_tokens)) return bad_value("max-tokens", optarg);
+            break;
+        case OPT_CTX:
+            if (cli_parse_int(optarg, 1, 1 << 24, &a->ctx)) return bad_value("ctx", optarg);
+            break;
+        case OPT_CHUNK:
+            if (cli_parse_int(optarg, 1, 1 << 16, &a->chunk)) return bad_value("chunk", optarg);
+            break;
+        case OPT_THREADS:
+            if (cli_parse_int(optarg, 1, 1024, &a->threads)) return bad_value("threads", optarg);
+            break;
+        case OPT_SEED:
+            if (cli_parse_int(optarg, 0, (1L << 62), &a->seed)) return bad_value("seed", optarg);
+            break;
+        case OPT_TEMPERATURE:
+            if (cli_parse_float(optarg, 0, 100, &a->temperature)) return bad_value("temperature", optarg);
+            break;
+        case OPT_TOP_P:
+            if (cli_parse_float(optarg, 1e-6, 1, &a->top_p)) return bad_value("top-p", optarg);
+            break;
+        case OPT_DEVICE:
+            if (strcmp(optarg, "cpu") == 0) a->device = KVZ_DEVICE_CPU;
+            else if (strcmp(optarg, "cuda") == 0) a->device = KVZ_DEVICE_CUDA;
+            else if (strcmp(optarg, "auto") == 0) a->device = KVZ_DEVICE_AUTO;
+            else return bad_value("device", optarg);
+            break;
+        case OPT_WEIGHTS:
+            if (strcmp(optarg, "auto") == 0) a->weights = KVZ_WEIGHTS_AUTO;
+            else if (strcmp(optarg, "f32") == 0) a->weights = KVZ_WEIGHTS_F32;
+            else if (strcmp(optarg, "native") == 0) a->weights = KVZ_WEIGHTS_NATIVE;
+            else return bad_value("weights", optarg);
+            break;
+        case 'h': fputs(HELP, stdout); return -1;
+        default: fputs(HELP, stderr); return KVZ_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "kvz generate: unexpected argument '%s'\n", argv[optind]);
+        return KVZ_EXIT_USAGE;
+    }
+    if (!a->prompt == !a->prompt_file) {
+        fprintf(stderr, "kvz generate: give exactly one of --prompt or --prompt-file\n");
+        return KVZ_EXIT_USAGE;
+    }
+    if (a->system && !a->chat) {
+        fprintf(stderr, "kvz generate: --system needs --chat\n");
+        return KVZ_EXIT_USAGE;
+    }
+    return KVZ_EXIT_OK;
+}
+
+static int print_token(void *ctx, int32_t token, const char *bytes, size_t len)
+{
+    fwrite(bytes, 1, len, stdout);
+    fflush(stdout);
+    return 0;
+}
+
+/* The prompt's token ids: raw text, or the chat template around it. */
+static int prompt_tokens(const kvz_model *m, const gen_args *a, const char *text, kvz_tokens *ids)
+{
+    if (!a->chat)
+        return kvz_tokenize(m->tokenizer, text, strlen(text), 0, ids);
+    kvz_chat_message msgs[2];
+    size_t n = 0;
+    if (a->system)
+        msgs[n++] = (kvz_chat_message){"system", a->system};
+    msgs[n++] = (kvz_chat_message){"user", text};
+    char *rendered;
+    KVZ_TRY(kvz_chat_render(&m->chat, msgs, n, 1, &rendered));
+    int rc = kvz_tokenize(m->tokenizer, rendered, strlen(rendered), 1, ids);
+    free(rendered);
+    return rc;
+}
+
+static int run(const gen_args *a, const char *text)
+{
+    kvz_model_config mc = {.backend = {.device = a->device, .n_threads = (int)a->threads,
+                                       .weights = a->weights}};
+    kvz_model *m = NULL;
+    kvz_context *c = NULL;
+    kvz_tokens ids = {0}, out = {0};
+    kvz_sampler sampler;
+    kvz_sampler_init(&sampler, (float)a->temperature, (float)a->top_p, (uint64_t)a->seed);
+    int rc = kvz_model_load(&m, cli_model_path(a->model), &mc);
+    if (rc == KVZ_OK)
+        rc = prompt_tokens(m, a, text, &ids);
+    if (rc == KVZ_OK && ids.len == 0)
+        rc = kvz_errorf(KVZ_ERR_ARG, "the prompt is empty");
+    if (rc == KVZ_OK) {
+        long ctx = a->ctx ? a->ctx : (long)ids.len + a->max_tokens;
+        if (!a->ctx && ctx > m->hp.ctx_train)
+            ctx = m->hp.ctx_train;
+        if ((long)ids.len > ctx || (long)ids.len > m->hp.ctx_train)
+            rc = kvz_errorf(KVZ_ERR_RANGE, "the prompt has %zu tokens; the context holds %ld",
+                            ids.len, ctx < m->hp.ctx_train ? ctx : (long)m->hp.ctx_train);
+        else
+            rc = kvz_context_new(&c, m, (int32_t)ctx, (int32_t)a->chunk);
+    }
+    kvz_generate_stats st;
+    if (rc == KVZ_OK) {
+        kvz_generate_opts go = {.max_tokens = (int32_t)a->max_tokens,
+                                .sampler = a->temperature > 0 ? &sampler : NULL,
+                                .on_token = print_token};
+        rc = kvz_generate(c, ids.ids, (int32_t)ids.len, &go, &out, &st);
+        printf("\n");
+    }
+    if (rc == KVZ_OK && a->stats)
+        fprintf(stderr,
+                "[%s] prompt %d tokens in %.3f s (%.1f tok/s); generated %d tokens in %.3f s "
+                "(%.1f tok/s)%s\n",
+                m->backend->ops->name, st.prompt_tokens, st.prefill_seconds,
+                st.prompt_tokens / (st.prefill_seconds > 0 ? st.prefill_seconds : 1e-9),
+                st.generated_tokens, st.decode_seconds,
+                st.generated_tokens / (st.decode_seconds > 0 ? st.decode_seconds : 1e-9),
+                st.stopped_by_eog ? "; stopped at end of turn" : "");
+    int code = rc == KVZ_OK ? KVZ_EXIT_OK : cli_fail("generate", rc);
+    kvz_sampler_free(&sampler);
+    kvz_tokens_free(&ids);
+    kvz_tokens_free(&out);
+    kvz_context_free(c);
+    kvz_model_free(m);
+    return code;
+}
+
+int cmd_generate(int argc, char **argv)
+{
+    gen_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc)
+        return rc < 0 ? KVZ_EXIT_OK : rc;
+    char *file_text = NULL;
+    size_t len;
+    if (a.prompt_file) {
+        int st = cli_read_input(a.prompt_file, &file_text, &len);
+        if (st != KVZ_OK)
+            return cli_fail("generate", st);
+    }
+    rc = run(&a, file_text ? file_text : a.prompt);
+    free(file_text);
+    return rc;
+}

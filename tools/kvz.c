@@ -1,0 +1,56 @@
+/* kvz.c — the command line: dispatch to subcommands. */
+#include "kvz.h"
+#include "tools/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "kvz " KVZ_VERSION_STRING " — an offline context compiler for LLaMA-family models\n"
+            "\n"
+            "usage: kvz <command> [options]\n"
+            "\n"
+            "commands:\n"
+            "  generate     answer a prompt with a model (prefill + decode)\n"
+            "  tokenize     text on stdin -> token ids on one line\n"
+            "  detokenize   token ids on stdin -> the exact text\n"
+            "  synth-model  write a deterministic random-weight model (tests, benchmarks)\n"
+            "\n"
+            "'kvz <command> --help' describes a command's options.\n"
+            "The model defaults to $KVZ_MODEL, else models/SmolLM2-135M-Instruct.Q4_1.gguf\n"
+            "(fetched by scripts/setup.sh).\n"
+            "\n"
+            "exit codes: 0 ok, 1 failure, 2 usage or invalid argument, 3 i/o error,\n"
+            "4 malformed or corrupt input, 5 unsupported, 6 made for another model,\n"
+            "7 not found, 8 out of memory, 9 device error, 10 beyond a limit (context full)\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return KVZ_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return KVZ_EXIT_OK;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        printf("kvz %s\n", KVZ_VERSION_STRING);
+        return KVZ_EXIT_OK;
+    }
+    if (strcmp(cmd, "generate") == 0)
+        return cmd_generate(argc - 1, argv + 1);
+    if (strcmp(cmd, "tokenize") == 0)
+        return cmd_tokenize(argc - 1, argv + 1);
+    if (strcmp(cmd, "detokenize") == 0)
+        return cmd_detokenize(argc - 1, argv + 1);
+    if (strcmp(cmd, "synth-model") == 0)
+        return cmd_synth(argc - 1, argv + 1);
+    fprintf(stderr, "kvz: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return KVZ_EXIT_USAGE;
+}
