@@ -10,6 +10,9 @@
 
 #include <stdint.h>
 #include <string.h>
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
 
 static inline uint32_t kvz_f32_bits(float f)
 {
@@ -27,6 +30,9 @@ static inline float kvz_bits_f32(uint32_t u)
 
 static inline float kvz_fp16_to_f32(uint16_t h)
 {
+#if defined(__F16C__)
+    return _cvtsh_ss(h); /* the same exact conversion in one instruction */
+#endif
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t exp = (h >> 10) & 0x1fu;
     uint32_t mant = h & 0x3ffu;

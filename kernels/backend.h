@@ -26,6 +26,10 @@ typedef struct kvz_weight {
     uint32_t type; /* kvz_ggml_type of `data` */
     void *data;    /* backend memory, or a host view the backend does not own */
     int owned;
+    /* The file's own blocks (a host view), which a backend may read directly
+     * where that moves fewer bytes (CPU decode). */
+    const void *native;
+    uint32_t native_type;
 } kvz_weight;
 
 typedef enum kvz_rope_mode {

@@ -66,10 +66,14 @@ static int cpu_weight_load(kvz_backend *b, kvz_weight *w, uint32_t type, const v
     memset(w, 0, sizeof *w);
     w->rows = rows;
     w->cols = cols;
+    w->native = src;
+    w->native_type = type;
     size_t row_bytes = kvz_ggml_row_bytes(type, (uint64_t)cols);
     if (row_bytes == 0)
         return kvz_errorf(KVZ_ERR_UNSUPPORTED, "cpu: cannot use a %s matrix with rows of %lld",
                           kvz_ggml_type_info_of(type).name, (long long)cols);
+    KVZ_TRY(ensure_scratch(b, kvz_cpu_matvec_scratch_floats(w, KVZ_CPU_MATVEC_MAX_ROWS,
+                                                            b->n_threads)));
     if (type == KVZ_GGML_F32 || impl->weights == KVZ_WEIGHTS_NATIVE) {
         w->type = type;
         w->data = (void *)src;
@@ -97,7 +101,17 @@ static int cpu_matmul(kvz_backend *b, float *out, const float *x, const kvz_weig
                       int accumulate)
 {
     cpu_impl *impl = b->impl;
-    kvz_cpu_matmul(out, x, w, n, accumulate, impl->scratch, b->n_threads);
+    /* decode: stream the file's compact blocks rather than the f32 copy */
+    int native_decode = n <= KVZ_CPU_MATVEC_MAX_ROWS && w->native_type != KVZ_GGML_F32 &&
+                        (w->type != KVZ_GGML_F32 || kvz_cpu_matvec_has_fast_path(w->native_type));
+    if (native_decode) {
+        kvz_weight view = *w;
+        view.data = (void *)w->native;
+        view.type = w->native_type;
+        kvz_cpu_matvec(out, x, &view, n, accumulate, impl->scratch, b->n_threads);
+    } else {
+        kvz_cpu_matmul(out, x, w, n, accumulate, impl->scratch, b->n_threads);
+    }
     return KVZ_OK;
 }
 

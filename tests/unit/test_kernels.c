@@ -85,7 +85,7 @@ static void test_matmul_every_type(void **state)
         size_t row_bytes = kvz_ggml_row_bytes(types[ti], cols);
         for (int64_t r = 0; r < rows; r++)
             kvz_dequantize_row(types[ti], wq + r * row_bytes, wf + r * cols, cols);
-        kvz_weight w = {rows, cols, types[ti], wq, 0};
+        kvz_weight w = {.rows = rows, .cols = cols, .type = types[ti], .data = wq};
         float *scratch = malloc(sizeof(float) * (kvz_cpu_matmul_scratch_floats(&w, 2) + 1));
         for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
             int32_t n = ns[ni];
@@ -100,10 +100,21 @@ static void test_matmul_every_type(void **state)
                         s += (double)x[i * cols + c] * wf[r * cols + c];
                     want[i * rows + r] = (float)s;
                 }
+            float *y2 = malloc(sizeof(float) * n * rows);
+            memcpy(y2, y, sizeof(float) * n * rows);
             kvz_cpu_matmul(y, x, &w, n, 1, scratch, 2);
             double d = max_abs_diff(y, want, (size_t)n * rows);
             if (d > 1e-3)
                 fail_msg("%s n=%d: max error %g", kvz_ggml_type_info_of(types[ti]).name, n, d);
+            if (n <= KVZ_CPU_MATVEC_MAX_ROWS) { /* the decode path reads the blocks directly */
+                float *mv_scratch = malloc(sizeof(float) * kvz_cpu_matvec_scratch_floats(&w, n, 2));
+                kvz_cpu_matvec(y2, x, &w, n, 1, mv_scratch, 2);
+                d = max_abs_diff(y2, want, (size_t)n * rows);
+                if (d > 1e-3)
+                    fail_msg("matvec %s n=%d: max error %g", kvz_ggml_type_info_of(types[ti]).name, n, d);
+                free(mv_scratch);
+            }
+            free(y2);
             free(x);
             free(y);
             free(want);
@@ -145,10 +156,9 @@ static void naive_attention(float *out, const float *q, const float *kc, const f
     free(s);
 }
 
-static void test_attention_causal_gqa(void **state)
+static void check_attention(int32_t n, int32_t pos0)
 {
-    /* several query tiles, a non-zero start, GQA groups of 3 */
-    kvz_attention_params p = {.n = 45, .pos0 = 30, .n_heads = 6, .n_kv_heads = 2, .head_dim = 64,
+    kvz_attention_params p = {.n = n, .pos0 = pos0, .n_heads = 6, .n_kv_heads = 2, .head_dim = 64,
                               .capacity = 100, .scale = 0.125f};
     size_t cache = (size_t)p.n_kv_heads * p.capacity * p.head_dim;
     size_t qn = (size_t)p.n * p.n_heads * p.head_dim;
@@ -163,7 +173,7 @@ static void test_attention_causal_gqa(void **state)
     kvz_cpu_attention(out, q, kc, vc, &p, scratch, 2);
     naive_attention(want, q, kc, vc, &p);
     double d = max_abs_diff(out, want, qn);
-    print_message("attention max error %.2e\n", d);
+    print_message("attention n=%d pos0=%d: max error %.2e\n", n, pos0, d);
     assert_true(d < 1e-5);
     free(scratch);
     free(kc);
@@ -171,6 +181,16 @@ static void test_attention_causal_gqa(void **state)
     free(q);
     free(out);
     free(want);
+}
+
+/* GQA groups of 3; several query tiles (prefill) and 1..3 queries (decode). */
+static void test_attention_causal_gqa(void **state)
+{
+    check_attention(45, 30);
+    check_attention(45, 0);
+    check_attention(1, 0);
+    check_attention(1, 54);
+    check_attention(3, 20);
 }
 
 static void test_kv_append(void **state)
@@ -243,7 +263,7 @@ static void test_rmsnorm_swiglu(void **state)
 static void test_embed(void **state)
 {
     uint8_t *table = random_matrix(KVZ_GGML_Q8_0, 50, 64);
-    kvz_weight w = {50, 64, KVZ_GGML_Q8_0, table, 0};
+    kvz_weight w = {.rows = 50, .cols = 64, .type = KVZ_GGML_Q8_0, .data = table};
     int32_t tokens[3] = {49, 0, 7};
     float out[3 * 64], want[64];
     kvz_cpu_embed(out, &w, tokens, 3, 2);

@@ -1,0 +1,203 @@
+/*
+ * matvec.c — out (n, rows) = x (n, cols) · Wᵀ for a few rows of x (decode),
+ * reading the weights in their GGUF block format.
+ *
+ * Decoding one token is bound by how many weight bytes stream through the
+ * cores: a Q4_1 matrix is 0.625 bytes per weight against 4 for its f32 copy.
+ * The arithmetic stays exact f32 (no activation quantization): a block's dot
+ * product is d·Σ q·x (+ m·Σ x), so results match dequantize-then-multiply up
+ * to summation order. AVX2 paths for Q8_0, Q4_0 and Q4_1; other types decode
+ * one row at a time into cache-resident scratch and take a plain dot product.
+ */
+#include "common/half.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/dequant.h"
+#include "kernels/ggml_types.h"
+
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define KVZ_MATVEC_AVX2 1
+#endif
+
+int kvz_cpu_matvec_has_fast_path(uint32_t type)
+{
+#ifdef KVZ_MATVEC_AVX2
+    return type == KVZ_GGML_Q8_0 || type == KVZ_GGML_Q4_0 || type == KVZ_GGML_Q4_1;
+#else
+    (void)type;
+    return 0;
+#endif
+}
+
+#ifdef KVZ_MATVEC_AVX2
+static inline float hsum(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* 16 bytes of 4-bit codes -> 32 floats: low nibbles are elements 0..15. */
+static inline void unpack_nibbles(const uint8_t *qs, __m256 f[4])
+{
+    const __m128i mask = _mm_set1_epi8(0x0f);
+    __m128i raw = _mm_loadu_si128((const __m128i *)qs);
+    __m128i lo = _mm_and_si128(raw, mask), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+    f[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
+    f[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
+    f[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
+    f[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
+}
+
+static inline void unpack_i8(const int8_t *qs, __m256 f[4])
+{
+    __m128i a = _mm_loadu_si128((const __m128i *)qs), b = _mm_loadu_si128((const __m128i *)(qs + 16));
+    f[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(a));
+    f[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(a, 8)));
+    f[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
+    f[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(b, 8)));
+}
+
+#define W_ROWS 4 /* weight rows interleaved: four independent FMA chains */
+
+/* Unpack block b of a weight row into f, returning its scale; *min gets the
+ * per-element offset (Q4_1: m; Q4_0: -8·d; Q8_0: 0). */
+static inline __attribute__((always_inline)) float unpack_block(uint32_t type, const uint8_t *w, int64_t b, __m256 f[4], float *min)
+{
+    if (type == KVZ_GGML_Q8_0) {
+        const kvz_block_q8_0 *blk = (const kvz_block_q8_0 *)w + b;
+        unpack_i8(blk->qs, f);
+        *min = 0.0f;
+        return kvz_fp16_to_f32(blk->d);
+    }
+    if (type == KVZ_GGML_Q4_0) {
+        const kvz_block_q4_0 *blk = (const kvz_block_q4_0 *)w + b;
+        unpack_nibbles(blk->qs, f);
+        float d = kvz_fp16_to_f32(blk->d);
+        *min = -8.0f * d;
+        return d;
+    }
+    const kvz_block_q4_1 *blk = (const kvz_block_q4_1 *)w + b;
+    unpack_nibbles(blk->qs, f);
+    *min = kvz_fp16_to_f32(blk->m);
+    return kvz_fp16_to_f32(blk->d);
+}
+
+/* Up to four weight rows (w[r], r < nr) against one row of x with block sums
+ * xsum: dots[r] = Σ_b d_rb · (q_rb · x_b) + min_rb · xsum_b. */
+static inline __attribute__((always_inline)) void
+rows_dot_avx2(uint32_t type, const uint8_t *const *w, int nr, int64_t nb, const float *x,
+              const float *xsum, float *dots)
+{
+    __m256 acc[W_ROWS];
+    float extra[W_ROWS] = {0};
+    for (int r = 0; r < W_ROWS; r++)
+        acc[r] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const float *xb = x + b * KVZ_QK;
+        __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8);
+        __m256 x2 = _mm256_loadu_ps(xb + 16), x3 = _mm256_loadu_ps(xb + 24);
+        for (int r = 0; r < nr; r++) {
+            __m256 f[4];
+            float min;
+            float d = unpack_block(type, w[r], b, f, &min);
+            __m256 s = _mm256_mul_ps(f[0], x0);
+            s = _mm256_fmadd_ps(f[1], x1, s);
+            s = _mm256_fmadd_ps(f[2], x2, s);
+            s = _mm256_fmadd_ps(f[3], x3, s);
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d), s, acc[r]);
+            extra[r] += min * xsum[b];
+        }
+    }
+    for (int r = 0; r < nr; r++)
+        dots[r] = hsum(acc[r]) + extra[r];
+}
+
+/* One copy of the kernel per type, so the type tests leave the inner loop. */
+static void rows_dot_q8_0(const uint8_t *const *w, int nr, int64_t nb, const float *x,
+                          const float *xsum, float *dots)
+{
+    rows_dot_avx2(KVZ_GGML_Q8_0, w, nr, nb, x, xsum, dots);
+}
+
+static void rows_dot_q4_0(const uint8_t *const *w, int nr, int64_t nb, const float *x,
+                          const float *xsum, float *dots)
+{
+    rows_dot_avx2(KVZ_GGML_Q4_0, w, nr, nb, x, xsum, dots);
+}
+
+static void rows_dot_q4_1(const uint8_t *const *w, int nr, int64_t nb, const float *x,
+                          const float *xsum, float *dots)
+{
+    rows_dot_avx2(KVZ_GGML_Q4_1, w, nr, nb, x, xsum, dots);
+}
+#endif
+
+size_t kvz_cpu_matvec_scratch_floats(const kvz_weight *w, int32_t n, int n_threads)
+{
+    /* per thread: one decoded row; plus the block sums of x */
+    return (size_t)n_threads * (size_t)w->cols + (size_t)n * (size_t)(w->cols / KVZ_QK + 1);
+}
+
+void kvz_cpu_matvec(float *out, const float *x, const kvz_weight *w, int32_t n, int accumulate,
+                    float *scratch, int n_threads)
+{
+    const int64_t rows = w->rows, cols = w->cols;
+    const size_t row_bytes = kvz_ggml_row_bytes(w->type, (uint64_t)cols);
+    const int64_t nb = cols / KVZ_QK;
+    float *xsum = scratch + (size_t)n_threads * (size_t)cols;
+    int fast = kvz_cpu_matvec_has_fast_path(w->type);
+    if (fast)
+        for (int32_t i = 0; i < n; i++)
+            for (int64_t b = 0; b < nb; b++) {
+                float s = 0;
+                for (int j = 0; j < KVZ_QK; j++)
+                    s += x[i * cols + b * KVZ_QK + j];
+                xsum[i * nb + b] = s;
+            }
+#pragma omp parallel num_threads(n_threads)
+    {
+        float *row = scratch + (size_t)omp_get_thread_num() * (size_t)cols;
+        const int64_t groups = (rows + 3) / 4;
+#pragma omp for schedule(static)
+        for (int64_t g = 0; g < groups; g++) {
+            int64_t r0 = g * 4;
+            int nr = rows - r0 < 4 ? (int)(rows - r0) : 4;
+            const uint8_t *wr[4];
+            for (int r = 0; r < nr; r++)
+                wr[r] = (const uint8_t *)w->data + (size_t)(r0 + r) * row_bytes;
+            for (int32_t i = 0; i < n; i++) {
+                const float *xi = x + (size_t)i * cols;
+                float dots[4];
+#ifdef KVZ_MATVEC_AVX2
+                if (fast) {
+                    const float *xs = xsum + (size_t)i * nb;
+                    if (w->type == KVZ_GGML_Q8_0)
+                        rows_dot_q8_0(wr, nr, nb, xi, xs, dots);
+                    else if (w->type == KVZ_GGML_Q4_0)
+                        rows_dot_q4_0(wr, nr, nb, xi, xs, dots);
+                    else
+                        rows_dot_q4_1(wr, nr, nb, xi, xs, dots);
+                } else
+#endif
+                {
+                    for (int r = 0; r < nr; r++) {
+                        kvz_dequantize_row(w->type, wr[r], row, cols);
+                        float s = 0;
+                        for (int64_t c = 0; c < cols; c++)
+                            s += row[c] * xi[c];
+                        dots[r] = s;
+                    }
+                }
+                float *o = out + (size_t)i * rows + r0;
+                for (int r = 0; r < nr; r++)
+                    o[r] = accumulate ? o[r] + dots[r] : dots[r];
+            }
+        }
+    }
+}
