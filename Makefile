@@ -27,6 +27,8 @@ CUDA_TEST_SRCS := $(wildcard tests/cuda/test_*.c)
 PKGS := openblas libpcre2-8 libxxhash
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+TEST_CFLAGS := $(shell pkg-config --cflags cmocka 2>/dev/null)
+TEST_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 WARN := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS := -std=c11 -D_GNU_SOURCE -fopenmp $(WARN) -Iinclude -I. $(PKG_CFLAGS) -MMD -MP
@@ -38,7 +40,7 @@ LDFLAGS += -fsanitize=address,undefined
 else
 CFLAGS += -O3 -g -march=$(MARCH) -DNDEBUG
 endif
-LDFLAGS += -fopenmp
+LDFLAGS += -fopenmp $(EXTRA_LDFLAGS)
 
 ifeq ($(CUDA),1)
 NVCC ?= nvcc
@@ -78,11 +80,11 @@ $(KVZ): $(TOOL_OBJS) $(LIB)
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/test_util.h $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $< $(LDFLAGS) $(LIB) $(LDLIBS) -lcmocka -o $@
+	$(CC) $(CFLAGS) $(TEST_CFLAGS) $< $(LDFLAGS) $(LIB) $(LDLIBS) $(TEST_LIBS) -o $@
 
-$(BUILD)/tests/cuda/%: tests/cuda/%.c $(LIB)
+$(BUILD)/tests/cuda/%: tests/cuda/%.c tests/unit/test_util.h $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $< $(LDFLAGS) $(LIB) $(LDLIBS) -lcmocka -o $@
+	$(CC) $(CFLAGS) $(TEST_CFLAGS) $< $(LDFLAGS) $(LIB) $(LDLIBS) $(TEST_LIBS) -o $@
 
 # Tests run from the repository root; they find the model through KVZ_MODEL.
 test: $(KVZ) $(TEST_BINS)

@@ -30,6 +30,12 @@ typedef enum kvz_ggml_type {
     KVZ_GGML_BF16 = 30,
 } kvz_ggml_type;
 
+#ifdef __cplusplus
+#define KVZ_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
+#else
+#define KVZ_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
+#endif
+
 #define KVZ_QK 32   /* elements per block of the legacy types */
 #define KVZ_QK_K 256 /* elements per super-block of the K types */
 #define KVZ_K_SCALE_BYTES 12
@@ -57,14 +63,14 @@ typedef struct {
     uint16_t d;                   /* super-block scale, stored last */
 } kvz_block_q6_k;
 
-_Static_assert(sizeof(kvz_block_q4_0) == 18, "q4_0 block size");
-_Static_assert(sizeof(kvz_block_q4_1) == 20, "q4_1 block size");
-_Static_assert(sizeof(kvz_block_q5_0) == 22, "q5_0 block size");
-_Static_assert(sizeof(kvz_block_q5_1) == 24, "q5_1 block size");
-_Static_assert(sizeof(kvz_block_q8_0) == 34, "q8_0 block size");
-_Static_assert(sizeof(kvz_block_q4_k) == 144, "q4_k block size");
-_Static_assert(sizeof(kvz_block_q5_k) == 176, "q5_k block size");
-_Static_assert(sizeof(kvz_block_q6_k) == 210, "q6_k block size");
+KVZ_STATIC_ASSERT(sizeof(kvz_block_q4_0) == 18, "q4_0 block size");
+KVZ_STATIC_ASSERT(sizeof(kvz_block_q4_1) == 20, "q4_1 block size");
+KVZ_STATIC_ASSERT(sizeof(kvz_block_q5_0) == 22, "q5_0 block size");
+KVZ_STATIC_ASSERT(sizeof(kvz_block_q5_1) == 24, "q5_1 block size");
+KVZ_STATIC_ASSERT(sizeof(kvz_block_q8_0) == 34, "q8_0 block size");
+KVZ_STATIC_ASSERT(sizeof(kvz_block_q4_k) == 144, "q4_k block size");
+KVZ_STATIC_ASSERT(sizeof(kvz_block_q5_k) == 176, "q5_k block size");
+KVZ_STATIC_ASSERT(sizeof(kvz_block_q6_k) == 210, "q6_k block size");
 
 typedef struct kvz_ggml_type_info {
     const char *name;

@@ -17,6 +17,7 @@ static void usage(FILE *out)
             "  tokenize     text on stdin -> token ids on one line\n"
             "  detokenize   token ids on stdin -> the exact text\n"
             "  synth-model  write a deterministic random-weight model (tests, benchmarks)\n"
+            "  bench        time prefill and decode of the engine\n"
             "\n"
             "'kvz <command> --help' describes a command's options.\n"
             "The model defaults to $KVZ_MODEL, else models/SmolLM2-135M-Instruct.Q4_1.gguf\n"
@@ -48,6 +49,8 @@ int main(int argc, char **argv)
         return cmd_tokenize(argc - 1, argv + 1);
     if (strcmp(cmd, "detokenize") == 0)
         return cmd_detokenize(argc - 1, argv + 1);
+    if (strcmp(cmd, "bench") == 0)
+        return cmd_bench(argc - 1, argv + 1);
     if (strcmp(cmd, "synth-model") == 0)
         return cmd_synth(argc - 1, argv + 1);
     fprintf(stderr, "kvz: unknown command '%s'\n\n", cmd);

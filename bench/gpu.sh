@@ -1,0 +1,53 @@
+#!/bin/bash
+# The GPU runs recorded in bench/RESULTS.md, as one script.
+#
+#   bench/gpu.sh build          build the CUDA variant (build-cuda/)
+#   bench/gpu.sh test           CUDA kernels and forward pass against the CPU path
+#   bench/gpu.sh bench          speed: SmolLM2 (real) and Llama-3-8B shape (synthetic)
+#
+# On a machine without the Debian -dev packages, put their .deb files in
+# $KVZ_DEBS (default .device/debs): they are unpacked into .deps/ and used from
+# there (headers, pkg-config, libraries).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEBS=${KVZ_DEBS:-.device/debs}
+if ! pkg-config --exists openblas libpcre2-8 libxxhash cmocka 2>/dev/null && [ -d "$DEBS" ]; then
+    if [ ! -d .deps ]; then
+        for f in "$DEBS"/*.deb; do dpkg -x "$f" .deps; done
+    fi
+    D=$PWD/.deps/usr/lib/x86_64-linux-gnu
+    export PKG_CONFIG_LIBDIR=$D/pkgconfig:$D/openblas-pthread/pkgconfig
+    export PKG_CONFIG_SYSROOT_DIR=$PWD/.deps
+    export LD_LIBRARY_PATH=$D:$D/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    export EXTRA_LDFLAGS="-Wl,-rpath-link,$D -Wl,-rpath-link,$D/openblas-pthread"
+fi
+MODEL=${KVZ_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
+OUTDIR=${OUT:-bench/out}
+mkdir -p "$OUTDIR"
+
+case "${1:-all}" in
+build)
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+    make cuda -j"$(nproc)" EXTRA_LDFLAGS="${EXTRA_LDFLAGS:-}" >"$OUTDIR/build.log" 2>&1 || { tail -40 "$OUTDIR/build.log"; exit 1; }
+    echo "built build-cuda/"
+    ;;
+test)
+    KVZ_MODEL=$MODEL ./build-cuda/tests/cuda/test_cuda_kernels
+    KVZ_MODEL=$MODEL ./build-cuda/tests/cuda/test_cuda_forward
+    ;;
+bench)
+    K=./build-cuda/kvz
+    echo "== SmolLM2-135M-Instruct Q4_1 (real), cuda"
+    $K bench --model "$MODEL" --device cuda --prefill 512,2048,8192 --decode 128 --repeat 3
+    echo "== SmolLM2-135M shape, synthetic Q8_0, 32K context, cuda"
+    $K synth-model --shape smollm2-135m --ctx 32768 -o /tmp/kvz-smol-32k.gguf
+    $K bench --model /tmp/kvz-smol-32k.gguf --device cuda --prefill 8192,32768 --decode 128 --repeat 2
+    echo "== Llama-3-8B shape, synthetic Q4_K, cuda"
+    $K synth-model --shape llama3-8b --ctx 32768 -o /tmp/kvz-l3-8b.gguf
+    $K bench --model /tmp/kvz-l3-8b.gguf --device cuda --prefill 512,8192,32768 --decode 64 --repeat 1
+    ;;
+*)
+    echo "usage: bench/gpu.sh build|test|bench" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,231 @@
+/*
+ * attention.cu — causal GQA attention over the (n_kv_heads, capacity,
+ * head_dim) cache, flash style: scores never leave the chip.
+ *
+ * A block serves one KV head and a tile of queries: the group's query heads
+ * for `bq` consecutive positions (at most 64 rows), so each key and value
+ * tile loaded into shared memory is used by every row of the group. A warp
+ * owns up to 8 rows and keeps each row's running max, sum and output in
+ * registers (online softmax); lane l scores key l of a 32-key tile.
+ *
+ * Decode (few queries) would leave most of the GPU idle, so the key range is
+ * split across blocks (flash-decoding): each split writes (max, sum, partial
+ * output) and a second kernel merges them. Twin of kernels/cpu/attention.c.
+ */
+#include "kernels/cuda/cuda_common.cuh"
+
+#include <math.h>
+
+#define WARPS 8
+#define ROWS_PER_WARP 8
+#define MAX_ROWS (WARPS * ROWS_PER_WARP)
+#define KEY_TILE 32
+
+struct attn_args {
+    float *out;
+    float *partials; /* (splits, n, n_heads, head_dim + 2) when splits > 1 */
+    const float *q, *kc, *vc;
+    int n, pos0, n_heads, n_kv, capacity, bq, split_len, splits;
+    float scale;
+};
+
+template <int HD>
+__global__ void __launch_bounds__(WARPS * 32) attention_kernel(attn_args a)
+{
+    constexpr int DPL = HD / 32; /* output dims per lane */
+    extern __shared__ float smem[];
+    const int group = a.n_heads / a.n_kv;
+    const int rows = a.bq * group;
+    float *qs = smem;                      /* (MAX_ROWS, HD) */
+    float *ks = qs + rows * HD;            /* (KEY_TILE, HD + 1): padded, conflict-free */
+    float *vs = ks + KEY_TILE * (HD + 1);  /* (KEY_TILE, HD) */
+    const int g = blockIdx.y, split = blockIdx.z;
+    const int i0 = blockIdx.x * a.bq;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const float *kh = a.kc + (size_t)g * a.capacity * HD;
+    const float *vh = a.vc + (size_t)g * a.capacity * HD;
+
+    /* rows: r = t * group + j -> query i0 + t, head g * group + j */
+    for (int idx = threadIdx.x; idx < rows * HD; idx += blockDim.x) {
+        int r = idx / HD, d = idx % HD, i = i0 + r / group, h = g * group + r % group;
+        qs[idx] = i < a.n ? a.q[((size_t)i * a.n_heads + h) * HD + d] : 0.0f;
+    }
+    int last = min(a.n, i0 + a.bq) - 1;            /* last query of the tile */
+    int kv_hi = a.pos0 + last + 1;                  /* keys any row may see */
+    int k_begin = split * a.split_len, k_end = min(kv_hi, k_begin + a.split_len);
+
+    float m[ROWS_PER_WARP], l[ROWS_PER_WARP], acc[ROWS_PER_WARP][DPL];
+#pragma unroll
+    for (int k = 0; k < ROWS_PER_WARP; k++) {
+        m[k] = -INFINITY;
+        l[k] = 0.0f;
+#pragma unroll
+        for (int c = 0; c < DPL; c++)
+            acc[k][c] = 0.0f;
+    }
+
+    for (int t0 = k_begin; t0 < k_end; t0 += KEY_TILE) {
+        int tn = min(KEY_TILE, k_end - t0);
+        __syncthreads();
+        for (int idx = threadIdx.x; idx < KEY_TILE * HD; idx += blockDim.x) {
+            int j = idx / HD, d = idx % HD;
+            ks[j * (HD + 1) + d] = j < tn ? kh[(size_t)(t0 + j) * HD + d] : 0.0f;
+            vs[j * HD + d] = j < tn ? vh[(size_t)(t0 + j) * HD + d] : 0.0f;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int k = 0; k < ROWS_PER_WARP; k++) {
+            int r = warp + WARPS * k;
+            int i = i0 + r / group;
+            if (r >= rows || i >= a.n) /* uniform across the warp */
+                continue;
+            int key = t0 + lane;
+            bool valid = lane < tn && key <= a.pos0 + i;
+            float s = -INFINITY;
+            if (valid) {
+                const float *qr = qs + r * HD, *kr = ks + lane * (HD + 1);
+                float dot = 0.0f;
+#pragma unroll 16
+                for (int d = 0; d < HD; d++)
+                    dot = fmaf(qr[d], kr[d], dot);
+                s = dot * a.scale;
+            }
+            float tmax = s;
+            for (int off = 16; off > 0; off >>= 1)
+                tmax = fmaxf(tmax, __shfl_xor_sync(0xffffffffu, tmax, off));
+            if (tmax == -INFINITY)
+                continue; /* nothing visible to this row in this tile */
+            float m_new = fmaxf(m[k], tmax);
+            float corr = __expf(m[k] - m_new);
+            float p = valid ? __expf(s - m_new) : 0.0f;
+            float psum = p;
+            for (int off = 16; off > 0; off >>= 1)
+                psum += __shfl_xor_sync(0xffffffffu, psum, off);
+            l[k] = l[k] * corr + psum;
+#pragma unroll
+            for (int c = 0; c < DPL; c++)
+                acc[k][c] *= corr;
+            for (int jj = 0; jj < tn; jj++) {
+                float pj = __shfl_sync(0xffffffffu, p, jj);
+#pragma unroll
+                for (int c = 0; c < DPL; c++)
+                    acc[k][c] = fmaf(pj, vs[jj * HD + lane + 32 * c], acc[k][c]);
+            }
+            m[k] = m_new;
+        }
+    }
+
+#pragma unroll
+    for (int k = 0; k < ROWS_PER_WARP; k++) {
+        int r = warp + WARPS * k;
+        int i = i0 + r / group, h = g * group + r % group;
+        if (r >= rows || i >= a.n)
+            continue;
+        if (a.splits == 1) {
+            float inv = 1.0f / l[k];
+#pragma unroll
+            for (int c = 0; c < DPL; c++)
+                a.out[((size_t)i * a.n_heads + h) * HD + lane + 32 * c] = acc[k][c] * inv;
+        } else {
+            float *pr = a.partials + (((size_t)split * a.n + i) * a.n_heads + h) * (HD + 2);
+#pragma unroll
+            for (int c = 0; c < DPL; c++)
+                pr[lane + 32 * c] = acc[k][c];
+            if (lane == 0) {
+                pr[HD] = m[k];
+                pr[HD + 1] = l[k];
+            }
+        }
+    }
+}
+
+/* Merge the splits of one (query, head): thread per output dimension. */
+__global__ void attention_merge_kernel(float *out, const float *partials, int n, int n_heads, int hd,
+                                       int splits)
+{
+    int row = blockIdx.x; /* i * n_heads + h */
+    size_t stride = (size_t)n * n_heads * (hd + 2);
+    const float *p0 = partials + (size_t)row * (hd + 2);
+    float mx = -INFINITY;
+    for (int s = 0; s < splits; s++)
+        mx = fmaxf(mx, p0[s * stride + hd]);
+    float sum = 0.0f;
+    for (int s = 0; s < splits; s++)
+        sum += p0[s * stride + hd + 1] * __expf(p0[s * stride + hd] - mx);
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float o = 0.0f;
+        for (int s = 0; s < splits; s++)
+            o += p0[s * stride + d] * __expf(p0[s * stride + hd] - mx);
+        out[(size_t)row * hd + d] = o / sum;
+    }
+}
+
+template <int HD>
+static int launch(cuda_impl *c, attn_args a, dim3 grid, size_t smem)
+{
+    if (smem > 48 * 1024)
+        CUDA_TRY(cudaFuncSetAttribute(attention_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      (int)smem));
+    attention_kernel<HD><<<grid, WARPS * 32, smem, c->stream>>>(a);
+    CUDA_LAUNCHED("attention");
+    return KVZ_OK;
+}
+
+int cuda_attention(kvz_backend *b, float *out, const float *q, const float *k_cache,
+                   const float *v_cache, const kvz_attention_params *p)
+{
+    cuda_impl *c = cuda_of(b);
+    const int hd = p->head_dim, group = p->n_heads / p->n_kv_heads;
+    if ((hd != 64 && hd != 96 && hd != 128) || group > MAX_ROWS)
+        return kvz_errorf(KVZ_ERR_UNSUPPORTED,
+                          "cuda: attention supports head sizes 64, 96 and 128 and GQA groups up to "
+                          "%d (got %d and %d)", MAX_ROWS, hd, group);
+    attn_args a;
+    a.out = out;
+    a.q = q;
+    a.kc = k_cache;
+    a.vc = v_cache;
+    a.n = p->n;
+    a.pos0 = p->pos0;
+    a.n_heads = p->n_heads;
+    a.n_kv = p->n_kv_heads;
+    a.capacity = p->capacity;
+    a.scale = p->scale;
+    a.bq = MAX_ROWS / group;
+    if (a.bq > p->n)
+        a.bq = p->n;
+    int tiles = ceil_div(p->n, a.bq);
+    int kv_max = p->pos0 + p->n;
+    /* split the keys when too few blocks would run (decode, short chunks) */
+    int base = tiles * p->n_kv_heads;
+    a.splits = 1;
+    if (base < 2 * c->sm_count && kv_max > 4 * KEY_TILE) {
+        a.splits = ceil_div(2 * c->sm_count, base);
+        int max_splits = ceil_div(kv_max, 2 * KEY_TILE);
+        if (a.splits > max_splits)
+            a.splits = max_splits;
+    }
+    a.split_len = ceil_div(ceil_div(kv_max, a.splits), KEY_TILE) * KEY_TILE;
+    a.splits = ceil_div(kv_max, a.split_len);
+    a.partials = NULL;
+    if (a.splits > 1) {
+        size_t bytes = (size_t)a.splits * p->n * p->n_heads * (hd + 2) * sizeof(float);
+        KVZ_TRY(cuda_ensure((void **)&c->partials, &c->partial_bytes, bytes));
+        a.partials = c->partials;
+    }
+    int rows = a.bq * group;
+    size_t smem = ((size_t)rows * hd + KEY_TILE * (hd + 1) + KEY_TILE * hd) * sizeof(float);
+    if (smem > c->smem_optin)
+        return kvz_errorf(KVZ_ERR_UNSUPPORTED, "cuda: attention needs %zu bytes of shared memory, "
+                          "the device offers %zu", smem, c->smem_optin);
+    dim3 grid(tiles, p->n_kv_heads, a.splits);
+    int rc = hd == 64 ? launch<64>(c, a, grid, smem)
+             : hd == 96 ? launch<96>(c, a, grid, smem)
+                        : launch<128>(c, a, grid, smem);
+    if (rc != KVZ_OK || a.splits == 1)
+        return rc;
+    attention_merge_kernel<<<p->n * p->n_heads, 128, 0, c->stream>>>(out, a.partials, p->n,
+                                                                     p->n_heads, hd, a.splits);
+    CUDA_LAUNCHED("attention merge");
+    return KVZ_OK;
+}

@@ -1,0 +1,199 @@
+/*
+ * backend_cuda.cu — the CUDA backend: device memory, one stream, cuBLAS,
+ * weights dequantized to f16 on the GPU at load.
+ */
+#include "kernels/cuda/cuda_common.cuh"
+
+#include <stdlib.h>
+#include <string.h>
+
+extern "C" {
+#include "kernels/ggml_types.h"
+}
+
+int cuda_ensure(void **buf, size_t *have, size_t bytes)
+{
+    if (bytes <= *have)
+        return KVZ_OK;
+    if (*buf)
+        CUDA_TRY(cudaFree(*buf));
+    *buf = NULL;
+    *have = 0;
+    CUDA_TRY(cudaMalloc(buf, bytes));
+    *have = bytes;
+    return KVZ_OK;
+}
+
+static int cu_alloc(kvz_backend *b, size_t bytes, void **ptr)
+{
+    *ptr = NULL;
+    cudaError_t e = cudaMalloc(ptr, bytes ? bytes : 16);
+    if (e != cudaSuccess) {
+        *ptr = NULL;
+        return kvz_errorf(e == cudaErrorMemoryAllocation ? KVZ_ERR_NOMEM : KVZ_ERR_BACKEND,
+                          "cuda: cannot allocate %zu bytes of device memory: %s", bytes,
+                          cudaGetErrorString(e));
+    }
+    return KVZ_OK;
+}
+
+static void cu_free(kvz_backend *b, void *ptr)
+{
+    if (ptr)
+        cudaFree(ptr);
+}
+
+static int cu_upload(kvz_backend *b, void *dst, const void *src, size_t bytes)
+{
+    CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cuda_of(b)->stream));
+    return KVZ_OK;
+}
+
+static int cu_download(kvz_backend *b, void *dst, const void *src, size_t bytes)
+{
+    CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, cuda_of(b)->stream));
+    CUDA_TRY(cudaStreamSynchronize(cuda_of(b)->stream));
+    return KVZ_OK;
+}
+
+static int cu_memset_zero(kvz_backend *b, void *dst, size_t bytes)
+{
+    CUDA_TRY(cudaMemsetAsync(dst, 0, bytes, cuda_of(b)->stream));
+    return KVZ_OK;
+}
+
+static int cu_synchronize(kvz_backend *b)
+{
+    CUDA_TRY(cudaStreamSynchronize(cuda_of(b)->stream));
+    return KVZ_OK;
+}
+
+/* Upload the file's blocks a slice of rows at a time and decode each slice
+ * to f16 on the device: the staging buffer stays small for any model size. */
+static int cu_weight_load(kvz_backend *b, kvz_weight *w, uint32_t type, const void *src,
+                          int64_t rows, int64_t cols)
+{
+    cuda_impl *c = cuda_of(b);
+    memset(w, 0, sizeof *w);
+    w->rows = rows;
+    w->cols = cols;
+    w->native = src;
+    w->native_type = type;
+    size_t row_bytes = kvz_ggml_row_bytes(type, (uint64_t)cols);
+    if (row_bytes == 0)
+        return kvz_errorf(KVZ_ERR_UNSUPPORTED, "cuda: cannot use a %s matrix with rows of %lld",
+                          kvz_ggml_type_info_of(type).name, (long long)cols);
+    __half *dst = NULL;
+    KVZ_TRY(cu_alloc(b, (size_t)rows * (size_t)cols * sizeof(__half), (void **)&dst));
+    const size_t staging_bytes = 64u << 20;
+    int64_t slice = (int64_t)(staging_bytes / row_bytes);
+    if (slice < 1)
+        slice = 1;
+    if (slice > rows)
+        slice = rows;
+    void *staging = NULL;
+    int rc = cu_alloc(b, (size_t)slice * row_bytes, &staging);
+    for (int64_t r0 = 0; r0 < rows && rc == KVZ_OK; r0 += slice) {
+        int64_t nr = rows - r0 < slice ? rows - r0 : slice;
+        rc = cu_upload(b, staging, (const uint8_t *)src + (size_t)r0 * row_bytes, (size_t)nr * row_bytes);
+        if (rc == KVZ_OK)
+            rc = cuda_dequantize_f16(c, dst + (size_t)r0 * (size_t)cols, staging, type, nr, cols);
+    }
+    if (rc == KVZ_OK)
+        rc = cu_synchronize(b); /* the staging buffer is reused or freed next */
+    cu_free(b, staging);
+    if (rc != KVZ_OK) {
+        cu_free(b, dst);
+        return rc;
+    }
+    w->type = KVZ_GGML_F16;
+    w->data = dst;
+    w->owned = 1;
+    return KVZ_OK;
+}
+
+static void cu_weight_free(kvz_backend *b, kvz_weight *w)
+{
+    if (w->owned)
+        cu_free(b, w->data);
+    memset(w, 0, sizeof *w);
+}
+
+static void cu_destroy(kvz_backend *b)
+{
+    cuda_impl *c = cuda_of(b);
+    cudaStreamSynchronize(c->stream);
+    if (c->x_half)
+        cudaFree(c->x_half);
+    if (c->partials)
+        cudaFree(c->partials);
+    cublasDestroy(c->cublas);
+    cudaStreamDestroy(c->stream);
+    free(c);
+    free(b);
+}
+
+static const kvz_backend_ops CUDA_OPS = {
+    "cuda",
+    cu_alloc,
+    cu_free,
+    cu_upload,
+    cu_download,
+    cu_memset_zero,
+    cu_synchronize,
+    cu_destroy,
+    cu_weight_load,
+    cu_weight_free,
+    cuda_matmul,
+    cuda_embed,
+    cuda_rmsnorm,
+    cuda_rope,
+    cuda_swiglu,
+    cuda_kv_append,
+    cuda_attention,
+};
+
+extern "C" int kvz_backend_cuda_available(void)
+{
+    int n = 0;
+    return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+extern "C" int kvz_backend_cuda_create(kvz_backend **out, const kvz_backend_config *cfg)
+{
+    *out = NULL;
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0)
+        return kvz_errorf(KVZ_ERR_BACKEND, "cuda: no usable GPU (%s)",
+                          e != cudaSuccess ? cudaGetErrorString(e) : "no device");
+    kvz_backend *b = (kvz_backend *)calloc(1, sizeof *b);
+    cuda_impl *c = (cuda_impl *)calloc(1, sizeof *c);
+    if (!b || !c) {
+        free(b);
+        free(c);
+        return kvz_errorf(KVZ_ERR_NOMEM, "cuda: out of memory");
+    }
+    b->ops = &CUDA_OPS;
+    b->impl = c;
+    b->n_threads = cfg->n_threads > 0 ? cfg->n_threads : 1;
+    c->device = 0;
+    cudaDeviceProp prop;
+    if ((e = cudaSetDevice(0)) != cudaSuccess || (e = cudaGetDeviceProperties(&prop, 0)) != cudaSuccess ||
+        (e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess) {
+        free(b);
+        free(c);
+        return kvz_errorf(KVZ_ERR_BACKEND, "cuda: cannot start the device: %s", cudaGetErrorString(e));
+    }
+    c->sm_count = prop.multiProcessorCount;
+    c->smem_optin = prop.sharedMemPerBlockOptin;
+    if (cublasCreate(&c->cublas) != CUBLAS_STATUS_SUCCESS) {
+        cudaStreamDestroy(c->stream);
+        free(b);
+        free(c);
+        return kvz_errorf(KVZ_ERR_BACKEND, "cuda: cannot create a cuBLAS handle");
+    }
+    cublasSetStream(c->cublas, c->stream);
+    *out = b;
+    return KVZ_OK;
+}

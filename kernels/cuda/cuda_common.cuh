@@ -1,0 +1,76 @@
+/*
+ * cuda_common.cuh — what the CUDA backend's files share: the backend state,
+ * error checks, launch helpers, and the entry points of each kernel file
+ * (one file per operation, each the twin of a kernels/cpu/ file).
+ */
+#ifndef KVZ_KERNELS_CUDA_COMMON_CUH
+#define KVZ_KERNELS_CUDA_COMMON_CUH
+
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+extern "C" {
+#include "common/error.h"
+#include "kernels/backend.h"
+}
+
+typedef struct cuda_impl {
+    int device;
+    cudaStream_t stream;
+    cublasHandle_t cublas;
+    int sm_count;
+    size_t smem_optin; /* largest dynamic shared memory a block may ask for */
+    /* scratch, grown on demand */
+    __half *x_half;    /* activations converted for cuBLAS */
+    size_t x_half_bytes;
+    float *partials;   /* split-K attention partial results */
+    size_t partial_bytes;
+} cuda_impl;
+
+static inline cuda_impl *cuda_of(kvz_backend *b) { return (cuda_impl *)b->impl; }
+
+static inline int ceil_div(int64_t a, int64_t b) { return (int)((a + b - 1) / b); }
+
+/* Any CUDA failure becomes KVZ_ERR_BACKEND with the call named. */
+#define CUDA_TRY(call)                                                                         \
+    do {                                                                                       \
+        cudaError_t cuda_try_err_ = (call);                                                    \
+        if (cuda_try_err_ != cudaSuccess)                                                      \
+            return kvz_errorf(KVZ_ERR_BACKEND, "cuda: %s failed: %s", #call,                   \
+                              cudaGetErrorString(cuda_try_err_));                              \
+    } while (0)
+
+#define CUDA_LAUNCHED(what)                                                                    \
+    do {                                                                                       \
+        cudaError_t cuda_launch_err_ = cudaGetLastError();                                     \
+        if (cuda_launch_err_ != cudaSuccess)                                                   \
+            return kvz_errorf(KVZ_ERR_BACKEND, "cuda: launching %s failed: %s", what,          \
+                              cudaGetErrorString(cuda_launch_err_));                           \
+    } while (0)
+
+/* Grow a device scratch buffer to at least `bytes`. */
+int cuda_ensure(void **buf, size_t *have, size_t bytes);
+
+/* dequant.cu: decode `rows` rows of GGUF `type` (device src) into f16 dst. */
+int cuda_dequantize_f16(cuda_impl *c, __half *dst, const void *src, uint32_t type, int64_t rows,
+                        int64_t cols);
+/* matmul.cu */
+int cuda_matmul(kvz_backend *b, float *out, const float *x, const kvz_weight *w, int32_t n,
+                int accumulate);
+/* elementwise.cu */
+int cuda_embed(kvz_backend *b, float *out, const kvz_weight *table, const int32_t *tokens, int32_t n);
+int cuda_rmsnorm(kvz_backend *b, float *out, const float *x, const float *weight, int32_t n,
+                 int32_t dim, float eps);
+int cuda_swiglu(kvz_backend *b, float *out, const float *gate, const float *up, int64_t count);
+int cuda_kv_append(kvz_backend *b, float *k_cache, float *v_cache, const float *k, const float *v,
+                   const kvz_attention_params *p);
+/* rope.cu */
+int cuda_rope(kvz_backend *b, float *x, const int32_t *positions, int32_t n, int32_t n_heads,
+              const kvz_rope_params *p, int inverse);
+/* attention.cu */
+int cuda_attention(kvz_backend *b, float *out, const float *q, const float *k_cache,
+                   const float *v_cache, const kvz_attention_params *p);
+
+#endif

@@ -1,0 +1,102 @@
+/*
+ * elementwise.cu — embedding gather, RMSNorm, SwiGLU and the KV-cache append
+ * on the device. Twin of kernels/cpu/elementwise.c.
+ */
+#include "kernels/cuda/cuda_common.cuh"
+
+extern "C" {
+#include "kernels/ggml_types.h"
+}
+
+__global__ static void embed_kernel(float *out, const __half *table, const int32_t *tokens,
+                                    int64_t cols)
+{
+    const __half *row = table + (int64_t)tokens[blockIdx.x] * cols;
+    float *o = out + (int64_t)blockIdx.x * cols;
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
+        o[c] = __half2float(row[c]);
+}
+
+int cuda_embed(kvz_backend *b, float *out, const kvz_weight *table, const int32_t *tokens, int32_t n)
+{
+    if (table->type != KVZ_GGML_F16)
+        return kvz_errorf(KVZ_ERR_INTERNAL, "cuda: embedding table must be f16");
+    embed_kernel<<<n, 256, 0, cuda_of(b)->stream>>>(out, (const __half *)table->data, tokens, table->cols);
+    CUDA_LAUNCHED("embed");
+    return KVZ_OK;
+}
+
+/* One block per row; the sum of squares reduces through shared memory. */
+__global__ static void rmsnorm_kernel(float *out, const float *x, const float *w, int32_t dim, float eps)
+{
+    __shared__ float partial[32];
+    const float *xr = x + (int64_t)blockIdx.x * dim;
+    float *orow = out + (int64_t)blockIdx.x * dim;
+    float s = 0.0f;
+    for (int j = threadIdx.x; j < dim; j += blockDim.x)
+        s += xr[j] * xr[j];
+    for (int off = 16; off > 0; off >>= 1)
+        s += __shfl_xor_sync(0xffffffffu, s, off);
+    if ((threadIdx.x & 31) == 0)
+        partial[threadIdx.x >> 5] = s;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        s = threadIdx.x < (blockDim.x + 31) / 32 ? partial[threadIdx.x] : 0.0f;
+        for (int off = 16; off > 0; off >>= 1)
+            s += __shfl_xor_sync(0xffffffffu, s, off);
+        if (threadIdx.x == 0)
+            partial[0] = rsqrtf(s / dim + eps);
+    }
+    __syncthreads();
+    float scale = partial[0];
+    for (int j = threadIdx.x; j < dim; j += blockDim.x)
+        orow[j] = xr[j] * scale * w[j];
+}
+
+int cuda_rmsnorm(kvz_backend *b, float *out, const float *x, const float *weight, int32_t n,
+                 int32_t dim, float eps)
+{
+    rmsnorm_kernel<<<n, 256, 0, cuda_of(b)->stream>>>(out, x, weight, dim, eps);
+    CUDA_LAUNCHED("rmsnorm");
+    return KVZ_OK;
+}
+
+__global__ static void swiglu_kernel(float *out, const float *gate, const float *up, int64_t count)
+{
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < count) {
+        float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+int cuda_swiglu(kvz_backend *b, float *out, const float *gate, const float *up, int64_t count)
+{
+    swiglu_kernel<<<ceil_div(count, 256), 256, 0, cuda_of(b)->stream>>>(out, gate, up, count);
+    CUDA_LAUNCHED("swiglu");
+    return KVZ_OK;
+}
+
+/* Thread per element of k/v: (token i, kv head h, element e) -> cache row pos0 + i of head h. */
+__global__ static void kv_append_kernel(float *kc, float *vc, const float *k, const float *v,
+                                        int32_t n, int32_t pos0, int32_t n_kv, int32_t hd,
+                                        int32_t capacity)
+{
+    int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (int64_t)n * n_kv * hd)
+        return;
+    int32_t e = (int32_t)(idx % hd), h = (int32_t)((idx / hd) % n_kv), i = (int32_t)(idx / ((int64_t)hd * n_kv));
+    int64_t dst = ((int64_t)h * capacity + pos0 + i) * hd + e;
+    kc[dst] = k[idx];
+    vc[dst] = v[idx];
+}
+
+int cuda_kv_append(kvz_backend *b, float *k_cache, float *v_cache, const float *k, const float *v,
+                   const kvz_attention_params *p)
+{
+    int64_t total = (int64_t)p->n * p->n_kv_heads * p->head_dim;
+    kv_append_kernel<<<ceil_div(total, 256), 256, 0, cuda_of(b)->stream>>>(
+        k_cache, v_cache, k, v, p->n, p->pos0, p->n_kv_heads, p->head_dim, p->capacity);
+    CUDA_LAUNCHED("kv_append");
+    return KVZ_OK;
+}

@@ -1,0 +1,38 @@
+/*
+ * matmul.cu — out (n, rows) = x (n, cols) · Wᵀ with cuBLAS: f16 weights and
+ * f16 activations, f32 accumulation and output. Twin of kernels/cpu/matmul.c.
+ */
+#include "kernels/cuda/cuda_common.cuh"
+
+extern "C" {
+#include "kernels/ggml_types.h"
+}
+
+__global__ static void to_half_kernel(__half *dst, const float *src, int64_t n)
+{
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n)
+        dst[i] = __float2half(src[i]);
+}
+
+int cuda_matmul(kvz_backend *b, float *out, const float *x, const kvz_weight *w, int32_t n,
+                int accumulate)
+{
+    cuda_impl *c = cuda_of(b);
+    if (w->type != KVZ_GGML_F16)
+        return kvz_errorf(KVZ_ERR_INTERNAL, "cuda: matmul expects f16 weights");
+    int64_t elems = (int64_t)n * w->cols;
+    KVZ_TRY(cuda_ensure((void **)&c->x_half, &c->x_half_bytes, (size_t)elems * sizeof(__half)));
+    to_half_kernel<<<ceil_div(elems, 256), 256, 0, c->stream>>>(c->x_half, x, elems);
+    CUDA_LAUNCHED("matmul input conversion");
+    /* row-major out (n, rows) is column-major (rows, n) = Wᵀ-view · x-view */
+    const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    cublasStatus_t st = cublasGemmEx(c->cublas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w->rows, n,
+                                     (int)w->cols, &alpha, w->data, CUDA_R_16F, (int)w->cols,
+                                     c->x_half, CUDA_R_16F, (int)w->cols, &beta, out, CUDA_R_32F,
+                                     (int)w->rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (st != CUBLAS_STATUS_SUCCESS)
+        return kvz_errorf(KVZ_ERR_BACKEND, "cuda: cublasGemmEx (%lld x %lld, n %d) failed: %d",
+                          (long long)w->rows, (long long)w->cols, n, (int)st);
+    return KVZ_OK;
+}

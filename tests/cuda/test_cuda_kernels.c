@@ -1,0 +1,260 @@
+/*
+ * test_cuda_kernels.c — every CUDA op against its CPU twin through the same
+ * backend interface, by normalised error: max|cuda - cpu| / max|cpu|.
+ * Needs an NVIDIA GPU; run by `make test-cuda`.
+ */
+#include "../unit/test_util.h"
+
+#include <math.h>
+
+#include "common/half.h"
+#include "kernels/backend.h"
+#include "kernels/cpu/dequant.h"
+#include "kernels/ggml_types.h"
+
+static kvz_backend *cpu, *gpu;
+
+static int setup(void **state)
+{
+    kvz_backend_config cc = {.device = KVZ_DEVICE_CPU, .weights = KVZ_WEIGHTS_F32};
+    kvz_backend_config gc = {.device = KVZ_DEVICE_CUDA};
+    CHECK_OK(kvz_backend_create(&cpu, &cc));
+    CHECK_OK(kvz_backend_create(&gpu, &gc));
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    kvz_backend_destroy(cpu);
+    kvz_backend_destroy(gpu);
+    return 0;
+}
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static float frand(void)
+{
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (float)((rng >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+}
+
+static float *host_random(size_t n, float scale)
+{
+    float *x = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        x[i] = frand() * scale;
+    return x;
+}
+
+/* Device copy of host data. */
+static void *dev(const void *host, size_t bytes)
+{
+    void *d;
+    CHECK_OK(gpu->ops->alloc(gpu, bytes, &d));
+    CHECK_OK(gpu->ops->upload(gpu, d, host, bytes));
+    return d;
+}
+
+static float *back(const float *d, size_t n)
+{
+    float *h = malloc(n * sizeof(float));
+    CHECK_OK(gpu->ops->download(gpu, h, d, n * sizeof(float)));
+    return h;
+}
+
+static double normalised_error(const float *want, const float *got, size_t n)
+{
+    double max_diff = 0, max_ref = 1e-30;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(got[i]))
+            return INFINITY;
+        double d = fabs((double)want[i] - got[i]);
+        max_diff = d > max_diff ? d : max_diff;
+        max_ref = fabs(want[i]) > max_ref ? fabs(want[i]) : max_ref;
+    }
+    return max_diff / max_ref;
+}
+
+static void expect_close(const char *what, const float *want, const float *got, size_t n, double tol)
+{
+    double e = normalised_error(want, got, n);
+    print_message("%-40s normalised error %.2e (bound %.0e)\n", what, e, tol);
+    if (!(e <= tol))
+        fail_msg("%s: normalised error %g exceeds %g", what, e, tol);
+}
+
+/* Random blocks of any type, with small finite scales. */
+static uint8_t *random_blocks(uint32_t type, int64_t rows, int64_t cols)
+{
+    kvz_ggml_type_info info = kvz_ggml_type_info_of(type);
+    size_t bytes = kvz_ggml_row_bytes(type, (uint64_t)cols) * (size_t)rows;
+    uint8_t *m = malloc(bytes);
+    for (size_t i = 0; i < bytes; i++)
+        m[i] = (uint8_t)(frand() * 128 + 128);
+    for (size_t b = 0; b < bytes / info.block_bytes; b++) {
+        uint8_t *blk = m + b * info.block_bytes;
+        uint16_t d = kvz_f32_to_fp16(0.02f + 0.01f * frand());
+        if (type == KVZ_GGML_F32) {
+            float v = frand();
+            memcpy(blk, &v, 4);
+        } else if (type == KVZ_GGML_F16 || type == KVZ_GGML_BF16) {
+            uint16_t h = type == KVZ_GGML_F16 ? kvz_f32_to_fp16(frand()) : kvz_f32_to_bf16(frand());
+            memcpy(blk, &h, 2);
+        } else if (type == KVZ_GGML_Q6_K) {
+            memcpy(blk + info.block_bytes - 2, &d, 2);
+        } else {
+            memcpy(blk, &d, 2);
+            if (type == KVZ_GGML_Q4_1 || type == KVZ_GGML_Q5_1 || type == KVZ_GGML_Q4_K ||
+                type == KVZ_GGML_Q5_K)
+                memcpy(blk + 2, &d, 2);
+        }
+    }
+    return m;
+}
+
+/* Every weight type: dequantized to f16 on the device, then cuBLAS. */
+static void test_matmul_every_type(void **state)
+{
+    const uint32_t types[] = {KVZ_GGML_F32,  KVZ_GGML_F16,  KVZ_GGML_BF16, KVZ_GGML_Q4_0,
+                              KVZ_GGML_Q4_1, KVZ_GGML_Q5_0, KVZ_GGML_Q5_1, KVZ_GGML_Q8_0,
+                              KVZ_GGML_Q4_K, KVZ_GGML_Q5_K, KVZ_GGML_Q6_K};
+    const int64_t rows = 384, cols = 512;
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        uint8_t *src = random_blocks(types[t], rows, cols);
+        kvz_weight wc, wg;
+        CHECK_OK(cpu->ops->weight_load(cpu, &wc, types[t], src, rows, cols));
+        CHECK_OK(gpu->ops->weight_load(gpu, &wg, types[t], src, rows, cols));
+        int32_t ns[] = {1, 5, 77};
+        for (size_t k = 0; k < 3; k++) {
+            int32_t n = ns[k];
+            float *x = host_random((size_t)n * cols, 1.0f), *y = host_random((size_t)n * rows, 1.0f);
+            float *dx = dev(x, (size_t)n * cols * 4), *dy = dev(y, (size_t)n * rows * 4);
+            CHECK_OK(cpu->ops->matmul(cpu, y, x, &wc, n, 1));
+            CHECK_OK(gpu->ops->matmul(gpu, dy, dx, &wg, n, 1));
+            float *got = back(dy, (size_t)n * rows);
+            char what[64];
+            snprintf(what, sizeof what, "matmul %s n=%d", kvz_ggml_type_info_of(types[t]).name, n);
+            /* f16 weights (exact for <=11-bit codes) and f16 activations */
+            expect_close(what, y, got, (size_t)n * rows, 2e-3);
+            free(got);
+            gpu->ops->free(gpu, dx);
+            gpu->ops->free(gpu, dy);
+            free(x);
+            free(y);
+        }
+        cpu->ops->weight_free(cpu, &wc);
+        gpu->ops->weight_free(gpu, &wg);
+        free(src);
+    }
+}
+
+static void test_embed_rmsnorm_swiglu(void **state)
+{
+    const int64_t vocab = 1000, dim = 576;
+    uint8_t *table = random_blocks(KVZ_GGML_Q8_0, vocab, dim);
+    kvz_weight tc, tg;
+    CHECK_OK(cpu->ops->weight_load(cpu, &tc, KVZ_GGML_Q8_0, table, vocab, dim));
+    CHECK_OK(gpu->ops->weight_load(gpu, &tg, KVZ_GGML_Q8_0, table, vocab, dim));
+    int32_t tokens[7] = {0, 999, 5, 5, 123, 456, 789};
+    int32_t *dt = dev(tokens, sizeof tokens);
+    float *ec = malloc(7 * dim * 4), *eg;
+    CHECK_OK(gpu->ops->alloc(gpu, 7 * dim * 4, (void **)&eg));
+    CHECK_OK(cpu->ops->embed(cpu, ec, &tc, tokens, 7));
+    CHECK_OK(gpu->ops->embed(gpu, eg, &tg, dt, 7));
+    float *got = back(eg, 7 * dim);
+    expect_close("embed Q8_0 (f16 table)", ec, got, 7 * dim, 1e-3);
+    free(got);
+
+    float *w = host_random(dim, 2.0f), *dw = dev(w, dim * 4);
+    float *nc = malloc(7 * dim * 4), *ng;
+    CHECK_OK(gpu->ops->alloc(gpu, 7 * dim * 4, (void **)&ng));
+    CHECK_OK(cpu->ops->rmsnorm(cpu, nc, ec, w, 7, (int32_t)dim, 1e-5f));
+    CHECK_OK(gpu->ops->rmsnorm(gpu, ng, eg, dw, 7, (int32_t)dim, 1e-5f));
+    got = back(ng, 7 * dim);
+    expect_close("rmsnorm", nc, got, 7 * dim, 1e-5);
+    free(got);
+
+    size_t cnt = 100000;
+    float *gate = host_random(cnt, 8.0f), *up = host_random(cnt, 3.0f), *out = malloc(cnt * 4);
+    float *dg = dev(gate, cnt * 4), *du = dev(up, cnt * 4);
+    CHECK_OK(cpu->ops->swiglu(cpu, out, gate, up, (int64_t)cnt));
+    CHECK_OK(gpu->ops->swiglu(gpu, dg, dg, du, (int64_t)cnt)); /* in place, as the model calls it */
+    got = back(dg, cnt);
+    expect_close("swiglu", out, got, cnt, 1e-6);
+    free(got);
+    free(gate), free(up), free(out), free(w), free(nc), free(ec), free(table);
+    gpu->ops->free(gpu, dg), gpu->ops->free(gpu, du), gpu->ops->free(gpu, dw);
+    gpu->ops->free(gpu, ng), gpu->ops->free(gpu, eg), gpu->ops->free(gpu, dt);
+    cpu->ops->weight_free(cpu, &tc);
+    gpu->ops->weight_free(gpu, &tg);
+}
+
+static void test_rope(void **state)
+{
+    const kvz_rope_mode modes[] = {KVZ_ROPE_NORMAL, KVZ_ROPE_NEOX};
+    for (int m = 0; m < 2; m++) {
+        kvz_rope_params rp = {.head_dim = 128, .rope_dim = 128, .freq_base = 500000.0f, .mode = modes[m]};
+        int32_t n = 6, heads = 8, pos[6] = {0, 1, 77, 4095, 8191, 32767};
+        size_t len = (size_t)n * heads * 128;
+        float *x = host_random(len, 1.0f), *dx = dev(x, len * 4);
+        int32_t *dp = dev(pos, sizeof pos);
+        for (int inverse = 0; inverse < 2; inverse++) {
+            CHECK_OK(cpu->ops->rope(cpu, x, pos, n, heads, &rp, inverse));
+            CHECK_OK(gpu->ops->rope(gpu, dx, dp, n, heads, &rp, inverse));
+            float *got = back(dx, len);
+            expect_close(inverse ? "rope inverse" : (m ? "rope neox" : "rope normal"), x, got, len, 1e-6);
+            free(got);
+        }
+        free(x);
+        gpu->ops->free(gpu, dx);
+        gpu->ops->free(gpu, dp);
+    }
+}
+
+static void check_attention(int32_t n, int32_t pos0, int32_t n_heads, int32_t n_kv, int32_t hd)
+{
+    kvz_attention_params p = {.n = n, .pos0 = pos0, .n_heads = n_heads, .n_kv_heads = n_kv,
+                              .head_dim = hd, .capacity = pos0 + n + 3, .scale = 1.0f / sqrtf((float)hd)};
+    size_t cache = (size_t)n_kv * p.capacity * hd, qn = (size_t)n * n_heads * hd, kvn = (size_t)n * n_kv * hd;
+    float *kc = host_random(cache, 1.0f), *vc = host_random(cache, 1.0f);
+    float *q = host_random(qn, 2.0f), *k = host_random(kvn, 1.0f), *v = host_random(kvn, 1.0f);
+    float *dkc = dev(kc, cache * 4), *dvc = dev(vc, cache * 4), *dq = dev(q, qn * 4);
+    float *dk = dev(k, kvn * 4), *dv = dev(v, kvn * 4), *dout, *out = malloc(qn * 4);
+    CHECK_OK(gpu->ops->alloc(gpu, qn * 4, (void **)&dout));
+    CHECK_OK(cpu->ops->kv_append(cpu, kc, vc, k, v, &p));
+    CHECK_OK(gpu->ops->kv_append(gpu, dkc, dvc, dk, dv, &p));
+    float *got = back(dkc, cache);
+    expect_close("kv_append", kc, got, cache, 0);
+    free(got);
+    CHECK_OK(cpu->ops->attention(cpu, out, q, kc, vc, &p));
+    CHECK_OK(gpu->ops->attention(gpu, dout, dq, dkc, dvc, &p));
+    got = back(dout, qn);
+    char what[96];
+    snprintf(what, sizeof what, "attention n=%d pos0=%d heads %d/%d hd %d", n, pos0, n_heads, n_kv, hd);
+    expect_close(what, out, got, qn, 1e-4);
+    free(got), free(out), free(kc), free(vc), free(q), free(k), free(v);
+    float *bufs[] = {dkc, dvc, dq, dk, dv, dout};
+    for (int i = 0; i < 6; i++)
+        gpu->ops->free(gpu, bufs[i]);
+}
+
+static void test_attention(void **state)
+{
+    check_attention(100, 0, 9, 3, 64);     /* SmolLM2 shape, prefill from empty */
+    check_attention(70, 37, 9, 3, 64);     /* a second chunk */
+    check_attention(1, 0, 9, 3, 64);       /* first decode step */
+    check_attention(1, 5000, 9, 3, 64);    /* decode with split keys */
+    check_attention(3, 9000, 32, 8, 128);  /* Llama-3-8B shape */
+    check_attention(300, 1000, 32, 8, 128);
+    check_attention(17, 200, 12, 12, 96);  /* no GQA, head size 96 */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_matmul_every_type),
+        cmocka_unit_test(test_embed_rmsnorm_swiglu),
+        cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_attention),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

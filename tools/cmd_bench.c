@@ -1,0 +1,186 @@
+/* cmd_bench.c — `kvz bench`: prefill and decode speed of the engine on real text. */
+#include "common/error.h"
+#include "common/file_util.h"
+#include "common/timer.h"
+#include "model/context.h"
+#include "model/model.h"
+#include "model/sample.h"
+#include "tools/cli.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+static const char HELP[] =
+    "usage: kvz bench [options]\n"
+    "\n"
+    "Times prefill of N tokens of real text (each N in a fresh context) and then\n"
+    "greedy decoding at that context length. One line per N; --json for machines.\n"
+    "\n"
+    "  --model PATH      GGUF model (default: the setup's SmolLM2)\n"
+    "  --prefill LIST    comma-separated token counts (default 512,2048,8192)\n"
+    "  --decode N        tokens decoded after each prefill (default 64)\n"
+    "  --text FILE       text to tokenize and repeat (default tests/data/*.txt)\n"
+    "  --chunk N         prefill chunk (default 512)\n"
+    "  --repeat N        runs per size; the best is reported (default 1)\n"
+    "  --threads N       CPU threads (default: all cores)\n"
+    "  --device D        cpu, cuda or auto\n"
+    "  --weights W       auto, f32 or native (CPU)\n"
+    "  --json            one JSON object per line\n";
+
+enum { OPT_PREFILL = 256, OPT_DECODE, OPT_TEXT, OPT_CHUNK, OPT_REPEAT, OPT_THREADS, OPT_DEVICE,
+       OPT_WEIGHTS, OPT_JSON };
+
+static int text_tokens(const kvz_model *m, const char *path, kvz_tokens *out)
+{
+    static const char *defaults[] = {"tests/data/gpl3_excerpt.txt", "tests/data/python_datamodel.txt",
+                                     "tests/data/zpipe.c"};
+    const char *const *files = path ? &path : defaults;
+    size_t n_files = path ? 1 : 3;
+    for (size_t i = 0; i < n_files; i++) {
+        char *text;
+        size_t len;
+        KVZ_TRY(kvz_read_file(files[i], &text, &len));
+        int rc = kvz_tokenize(m->tokenizer, text, len, 0, out);
+        free(text);
+        KVZ_TRY(rc);
+    }
+    if (out->len == 0)
+        return kvz_errorf(KVZ_ERR_ARG, "the benchmark text is empty");
+    return KVZ_OK;
+}
+
+typedef struct bench_result {
+    double prefill_s, decode_s;
+} bench_result;
+
+static int run_once(kvz_model *m, const kvz_tokens *text, int32_t n, int32_t decode, int32_t chunk,
+                    bench_result *r)
+{
+    int32_t *tokens = malloc((size_t)n * sizeof *tokens);
+    float *logits = malloc((size_t)m->hp.vocab * sizeof(float));
+    kvz_context *c = NULL;
+    int rc = tokens && logits ? KVZ_OK : kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    for (int32_t i = 0; i < n && tokens; i++)
+        tokens[i] = text->ids[i % text->len];
+    if (rc == KVZ_OK)
+        rc = kvz_context_new(&c, m, n + decode, chunk);
+    kvz_eval_opts opts = {.logits = KVZ_LOGITS_LAST};
+    double t0 = kvz_now_seconds();
+    if (rc == KVZ_OK)
+        rc = kvz_context_eval(c, tokens, n, &opts, logits);
+    double t1 = kvz_now_seconds();
+    for (int32_t i = 0; i < decode && rc == KVZ_OK; i++) {
+        int32_t next = kvz_argmax(logits, m->hp.vocab);
+        rc = kvz_context_eval(c, &next, 1, &opts, logits);
+    }
+    r->prefill_s = t1 - t0;
+    r->decode_s = kvz_now_seconds() - t1;
+    kvz_context_free(c);
+    free(tokens);
+    free(logits);
+    return rc;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"model", required_argument, 0, 'm'},         {"prefill", required_argument, 0, OPT_PREFILL},
+        {"decode", required_argument, 0, OPT_DECODE}, {"text", required_argument, 0, OPT_TEXT},
+        {"chunk", required_argument, 0, OPT_CHUNK},   {"repeat", required_argument, 0, OPT_REPEAT},
+        {"threads", required_argument, 0, OPT_THREADS}, {"device", required_argument, 0, OPT_DEVICE},
+        {"weights", required_argument, 0, OPT_WEIGHTS}, {"json", no_argument, 0, OPT_JSON},
+        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0},
+    };
+    const char *model = NULL, *text_path = NULL, *sizes = "512,2048,8192";
+    long decode = 64, chunk = 512, repeat = 1, threads = 0;
+    int json = 0, c;
+    kvz_device device = KVZ_DEVICE_AUTO;
+    kvz_weight_policy weights = KVZ_WEIGHTS_AUTO;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:h", options, NULL)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case OPT_PREFILL: sizes = optarg; break;
+        case OPT_TEXT: text_path = optarg; break;
+        case OPT_JSON: json = 1; break;
+        case OPT_DECODE: if (cli_parse_int(optarg, 0, 1 << 20, &decode)) goto bad; break;
+        case OPT_CHUNK: if (cli_parse_int(optarg, 1, 1 << 16, &chunk)) goto bad; break;
+        case OPT_REPEAT: if (cli_parse_int(optarg, 1, 100, &repeat)) goto bad; break;
+        case OPT_THREADS: if (cli_parse_int(optarg, 1, 1024, &threads)) goto bad; break;
+        case OPT_DEVICE:
+            if (!strcmp(optarg, "cpu")) device = KVZ_DEVICE_CPU;
+            else if (!strcmp(optarg, "cuda")) device = KVZ_DEVICE_CUDA;
+            else if (!strcmp(optarg, "auto")) device = KVZ_DEVICE_AUTO;
+            else goto bad;
+            break;
+        case OPT_WEIGHTS:
+            if (!strcmp(optarg, "auto")) weights = KVZ_WEIGHTS_AUTO;
+            else if (!strcmp(optarg, "f32")) weights = KVZ_WEIGHTS_F32;
+            else if (!strcmp(optarg, "native")) weights = KVZ_WEIGHTS_NATIVE;
+            else goto bad;
+            break;
+        case 'h': fputs(HELP, stdout); return KVZ_EXIT_OK;
+        default: fputs(HELP, stderr); return KVZ_EXIT_USAGE;
+        }
+    }
+    long ns[64];
+    int n_sizes = 0;
+    char *list = strdup(sizes);
+    for (char *p = list, *tok; (tok = strtok(p, ",")); p = NULL) {
+        if (n_sizes == 64 || cli_parse_int(tok, 1, 1 << 24, &ns[n_sizes])) {
+            fprintf(stderr, "kvz bench: invalid --prefill list '%s'\n", sizes);
+            free(list);
+            return KVZ_EXIT_USAGE;
+        }
+        n_sizes++;
+    }
+    free(list);
+
+    kvz_model_config mc = {.backend = {.device = device, .n_threads = (int)threads, .weights = weights}};
+    kvz_model *m = NULL;
+    kvz_tokens text = {0};
+    double t_load = kvz_now_seconds();
+    int rc = kvz_model_load(&m, cli_model_path(model), &mc);
+    t_load = kvz_now_seconds() - t_load;
+    if (rc == KVZ_OK)
+        rc = text_tokens(m, text_path, &text);
+    if (rc == KVZ_OK && !json)
+        printf("model %s on %s (%d threads), loaded in %.2f s\n", m->path, m->backend->ops->name,
+               m->backend->n_threads, t_load);
+    for (int i = 0; i < n_sizes && rc == KVZ_OK; i++) {
+        bench_result best = {1e30, 1e30};
+        for (long k = 0; k < repeat && rc == KVZ_OK; k++) {
+            bench_result r;
+            rc = run_once(m, &text, (int32_t)ns[i], (int32_t)decode, (int32_t)chunk, &r);
+            if (r.prefill_s < best.prefill_s)
+                best.prefill_s = r.prefill_s;
+            if (r.decode_s < best.decode_s)
+                best.decode_s = r.decode_s;
+        }
+        if (rc != KVZ_OK)
+            break;
+        double pre = ns[i] / best.prefill_s, dec = decode ? decode / best.decode_s : 0;
+        if (json)
+            printf("{\"engine\":\"kvz\",\"device\":\"%s\",\"prefill_tokens\":%ld,\"prefill_s\":%.4f,"
+                   "\"prefill_tok_s\":%.1f,\"decode_tokens\":%ld,\"decode_tok_s\":%.2f}\n",
+                   m->backend->ops->name, ns[i], best.prefill_s, pre, decode, dec);
+        else
+            printf("prefill %6ld tokens: %8.3f s  %8.1f tok/s   decode %ld tokens at that context: "
+                   "%7.2f tok/s\n", ns[i], best.prefill_s, pre, decode, dec);
+        fflush(stdout);
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    if (rc == KVZ_OK)
+        printf(json ? "{\"engine\":\"kvz\",\"peak_rss_mb\":%.1f}\n" : "peak RSS %.1f MB\n",
+               ru.ru_maxrss / 1024.0);
+    kvz_tokens_free(&text);
+    kvz_model_free(m);
+    return rc == KVZ_OK ? KVZ_EXIT_OK : cli_fail("bench", rc);
+bad:
+    fprintf(stderr, "kvz bench: invalid value '%s'\n", optarg);
+    return KVZ_EXIT_USAGE;
+}
