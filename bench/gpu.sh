@@ -32,8 +32,10 @@ build)
     echo "built build-cuda/"
     ;;
 test)
-    KVZ_MODEL=$MODEL ./build-cuda/tests/cuda/test_cuda_kernels
-    KVZ_MODEL=$MODEL ./build-cuda/tests/cuda/test_cuda_forward
+    status=0
+    KVZ_MODEL=$MODEL ./build-cuda/tests/cuda/test_cuda_kernels || status=1
+    KVZ_MODEL=$MODEL ./build-cuda/tests/cuda/test_cuda_forward || status=1
+    exit $status
     ;;
 bench)
     K=./build-cuda/kvz
