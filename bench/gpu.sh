@@ -40,12 +40,12 @@ test)
 bench)
     K=./build-cuda/kvz
     echo "== SmolLM2-135M-Instruct Q4_1 (real), cuda"
-    $K bench --model "$MODEL" --device cuda --prefill 512,2048,8192 --decode 128 --repeat 3
+    $K bench --model "$MODEL" --device cuda --prefill 512,2048,8064 --decode 128 --repeat 3
     echo "== SmolLM2-135M shape, synthetic Q8_0, 32K context, cuda"
-    $K synth-model --shape smollm2-135m --ctx 32768 -o /tmp/kvz-smol-32k.gguf
+    $K synth-model --shape smollm2-135m --ctx 32896 -o /tmp/kvz-smol-32k.gguf
     $K bench --model /tmp/kvz-smol-32k.gguf --device cuda --prefill 8192,32768 --decode 128 --repeat 2
     echo "== Llama-3-8B shape, synthetic Q4_K, cuda"
-    $K synth-model --shape llama3-8b --ctx 32768 -o /tmp/kvz-l3-8b.gguf
+    $K synth-model --shape llama3-8b --ctx 32896 -o /tmp/kvz-l3-8b.gguf
     $K bench --model /tmp/kvz-l3-8b.gguf --device cuda --prefill 512,8192,32768 --decode 64 --repeat 1
     ;;
 *)
