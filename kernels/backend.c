@@ -1,6 +1,9 @@
 /* backend.c — choose and create a backend. */
 #include "kernels/backend.h"
 #include "common/error.h"
+#include "kernels/ggml_types.h"
+
+#include <string.h>
 
 int kvz_backend_has_cuda(void)
 {
@@ -38,4 +41,19 @@ void kvz_backend_destroy(kvz_backend *b)
 {
     if (b)
         b->ops->destroy(b);
+}
+
+int kvz_weight_init(kvz_weight *w, const char *backend, uint32_t type, const void *src,
+                    int64_t rows, int64_t cols, size_t *row_bytes)
+{
+    memset(w, 0, sizeof *w);
+    w->rows = rows;
+    w->cols = cols;
+    w->native = src;
+    w->native_type = type;
+    *row_bytes = kvz_ggml_row_bytes(type, (uint64_t)cols);
+    if (*row_bytes == 0)
+        return kvz_errorf(KVZ_ERR_UNSUPPORTED, "%s: cannot use a %s matrix with rows of %lld",
+                          backend, kvz_ggml_type_info_of(type).name, (long long)cols);
+    return KVZ_OK;
 }

@@ -124,6 +124,12 @@ typedef struct kvz_backend_config {
     int64_t weight_bytes_hint; /* f32 size of the model, for the AUTO policy */
 } kvz_backend_config;
 
+/* Fill the shape and native view of `w` for a (rows, cols) matrix of GGUF
+ * `type` at host `src`; *row_bytes gets the bytes of one row.
+ * KVZ_ERR_UNSUPPORTED (naming `backend`) when the type cannot hold such rows. */
+int kvz_weight_init(kvz_weight *w, const char *backend, uint32_t type, const void *src,
+                    int64_t rows, int64_t cols, size_t *row_bytes);
+
 /* Create a backend. KVZ_ERR_UNSUPPORTED when cuda is asked for and kvz was
  * built without it; KVZ_ERR_BACKEND when no GPU can be used. */
 int kvz_backend_create(kvz_backend **out, const kvz_backend_config *cfg);

@@ -420,14 +420,21 @@ static int integer_value(const gguf_kv *kv, int *negative, uint64_t *magnitude)
     return 1;
 }
 
-int kvz_gguf_get_u32(const kvz_gguf *g, const char *key, uint32_t *out)
+/* The integer value of `key`, whatever its integer type. */
+static int find_integer(const kvz_gguf *g, const char *key, int *neg, uint64_t *mag)
 {
     const gguf_kv *kv = NULL;
     KVZ_TRY(find_kv(g, key, &kv));
-    int neg;
-    uint64_t mag;
-    if (!integer_value(kv, &neg, &mag))
+    if (!integer_value(kv, neg, mag))
         return wrong_type(g, kv, "an integer");
+    return KVZ_OK;
+}
+
+int kvz_gguf_get_u32(const kvz_gguf *g, const char *key, uint32_t *out)
+{
+    int neg = 0;
+    uint64_t mag = 0;
+    KVZ_TRY(find_integer(g, key, &neg, &mag));
     if (neg || mag > UINT32_MAX)
         return kvz_errorf(KVZ_ERR_FORMAT, "%s: metadata key '%s' = %s%llu does not fit in u32",
                           g->path, key, neg ? "-" : "", (unsigned long long)mag);
@@ -437,12 +444,9 @@ int kvz_gguf_get_u32(const kvz_gguf *g, const char *key, uint32_t *out)
 
 int kvz_gguf_get_i64(const kvz_gguf *g, const char *key, int64_t *out)
 {
-    const gguf_kv *kv = NULL;
-    KVZ_TRY(find_kv(g, key, &kv));
-    int neg;
-    uint64_t mag;
-    if (!integer_value(kv, &neg, &mag))
-        return wrong_type(g, kv, "an integer");
+    int neg = 0;
+    uint64_t mag = 0;
+    KVZ_TRY(find_integer(g, key, &neg, &mag));
     if (mag > (uint64_t)INT64_MAX + (neg ? 1u : 0u))
         return kvz_errorf(KVZ_ERR_FORMAT, "%s: metadata key '%s' does not fit in i64", g->path, key);
     *out = neg ? (int64_t)(0 - mag) : (int64_t)mag;

@@ -2,6 +2,7 @@
 #include "tools/cli.h"
 #include "common/error.h"
 #include "common/file_util.h"
+#include "kernels/backend.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -90,4 +91,30 @@ int cli_read_input(const char *path, char **data, size_t *len)
     if (strcmp(path, "-") == 0)
         return kvz_read_file("/dev/stdin", data, len);
     return kvz_read_file(path, data, len);
+}
+
+int cli_parse_device(const char *s, int *device)
+{
+    if (strcmp(s, "cpu") == 0)
+        *device = KVZ_DEVICE_CPU;
+    else if (strcmp(s, "cuda") == 0)
+        *device = KVZ_DEVICE_CUDA;
+    else if (strcmp(s, "auto") == 0)
+        *device = KVZ_DEVICE_AUTO;
+    else
+        return -1;
+    return 0;
+}
+
+int cli_parse_weights(const char *s, int *policy)
+{
+    if (strcmp(s, "auto") == 0)
+        *policy = KVZ_WEIGHTS_AUTO;
+    else if (strcmp(s, "f32") == 0)
+        *policy = KVZ_WEIGHTS_F32;
+    else if (strcmp(s, "native") == 0)
+        *policy = KVZ_WEIGHTS_NATIVE;
+    else
+        return -1;
+    return 0;
 }

@@ -30,6 +30,10 @@ const char *cli_model_path(const char *given);
 int cli_parse_int(const char *s, long min, long max, long *out);
 int cli_parse_float(const char *s, double min, double max, double *out);
 
+/* --device and --weights values. 0 on success. */
+int cli_parse_device(const char *s, int *device);
+int cli_parse_weights(const char *s, int *policy);
+
 /* Read all of stdin (or a file when path is not "-") into a NUL-terminated buffer. */
 int cli_read_input(const char *path, char **data, size_t *len);
 

@@ -97,8 +97,7 @@ int cmd_bench(int argc, char **argv)
     const char *model = NULL, *text_path = NULL, *sizes = "512,2048,8192";
     long decode = 64, chunk = 512, repeat = 1, threads = 0;
     int json = 0, c;
-    kvz_device device = KVZ_DEVICE_AUTO;
-    kvz_weight_policy weights = KVZ_WEIGHTS_AUTO;
+    int device = KVZ_DEVICE_AUTO, weights = KVZ_WEIGHTS_AUTO;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:h", options, NULL)) != -1) {
         switch (c) {
@@ -110,18 +109,8 @@ int cmd_bench(int argc, char **argv)
         case OPT_CHUNK: if (cli_parse_int(optarg, 1, 1 << 16, &chunk)) goto bad; break;
         case OPT_REPEAT: if (cli_parse_int(optarg, 1, 100, &repeat)) goto bad; break;
         case OPT_THREADS: if (cli_parse_int(optarg, 1, 1024, &threads)) goto bad; break;
-        case OPT_DEVICE:
-            if (!strcmp(optarg, "cpu")) device = KVZ_DEVICE_CPU;
-            else if (!strcmp(optarg, "cuda")) device = KVZ_DEVICE_CUDA;
-            else if (!strcmp(optarg, "auto")) device = KVZ_DEVICE_AUTO;
-            else goto bad;
-            break;
-        case OPT_WEIGHTS:
-            if (!strcmp(optarg, "auto")) weights = KVZ_WEIGHTS_AUTO;
-            else if (!strcmp(optarg, "f32")) weights = KVZ_WEIGHTS_F32;
-            else if (!strcmp(optarg, "native")) weights = KVZ_WEIGHTS_NATIVE;
-            else goto bad;
-            break;
+        case OPT_DEVICE: if (cli_parse_device(optarg, &device)) goto bad; break;
+        case OPT_WEIGHTS: if (cli_parse_weights(optarg, &weights)) goto bad; break;
         case 'h': fputs(HELP, stdout); return KVZ_EXIT_OK;
         default: fputs(HELP, stderr); return KVZ_EXIT_USAGE;
         }
@@ -139,7 +128,8 @@ int cmd_bench(int argc, char **argv)
     }
     free(list);
 
-    kvz_model_config mc = {.backend = {.device = device, .n_threads = (int)threads, .weights = weights}};
+    kvz_model_config mc = {.backend = {.device = (kvz_device)device, .n_threads = (int)threads,
+                                       .weights = (kvz_weight_policy)weights}};
     kvz_model *m = NULL;
     kvz_tokens text = {0};
     double t_load = kvz_now_seconds();

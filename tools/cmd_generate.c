@@ -40,8 +40,8 @@ typedef struct gen_args {
     int chat, stats;
     long max_tokens, ctx, chunk, threads, seed;
     double temperature, top_p;
-    kvz_device device;
-    kvz_weight_policy weights;
+    int device;  /* kvz_device */
+    int weights; /* kvz_weight_policy */
 } gen_args;
 
 enum { OPT_PROMPT_FILE = 256, OPT_SYSTEM, OPT_MAX_TOKENS, OPT_TEMPERATURE, OPT_TOP_P, OPT_SEED,
@@ -113,16 +113,10 @@ static int parse_args(int argc, char **argv, gen_args *a)
             if (cli_parse_float(optarg, 1e-6, 1, &a->top_p)) return bad_value("top-p", optarg);
             break;
         case OPT_DEVICE:
-            if (strcmp(optarg, "cpu") == 0) a->device = KVZ_DEVICE_CPU;
-            else if (strcmp(optarg, "cuda") == 0) a->device = KVZ_DEVICE_CUDA;
-            else if (strcmp(optarg, "auto") == 0) a->device = KVZ_DEVICE_AUTO;
-            else return bad_value("device", optarg);
+            if (cli_parse_device(optarg, &a->device)) return bad_value("device", optarg);
             break;
         case OPT_WEIGHTS:
-            if (strcmp(optarg, "auto") == 0) a->weights = KVZ_WEIGHTS_AUTO;
-            else if (strcmp(optarg, "f32") == 0) a->weights = KVZ_WEIGHTS_F32;
-            else if (strcmp(optarg, "native") == 0) a->weights = KVZ_WEIGHTS_NATIVE;
-            else return bad_value("weights", optarg);
+            if (cli_parse_weights(optarg, &a->weights)) return bad_value("weights", optarg);
             break;
         case 'h': fputs(HELP, stdout); return -1;
         default: fputs(HELP, stderr); return KVZ_EXIT_USAGE;
@@ -169,8 +163,8 @@ static int prompt_tokens(const kvz_model *m, const gen_args *a, const char *text
 
 static int run(const gen_args *a, const char *text)
 {
-    kvz_model_config mc = {.backend = {.device = a->device, .n_threads = (int)a->threads,
-                                       .weights = a->weights}};
+    kvz_model_config mc = {.backend = {.device = (kvz_device)a->device, .n_threads = (int)a->threads,
+                                       .weights = (kvz_weight_policy)a->weights}};
     kvz_model *m = NULL;
     kvz_context *c = NULL;
     kvz_tokens ids = {0}, out = {0};

@@ -63,15 +63,8 @@ static int cpu_weight_load(kvz_backend *b, kvz_weight *w, uint32_t type, const v
                            int64_t rows, int64_t cols)
 {
     cpu_impl *impl = b->impl;
-    memset(w, 0, sizeof *w);
-    w->rows = rows;
-    w->cols = cols;
-    w->native = src;
-    w->native_type = type;
-    size_t row_bytes = kvz_ggml_row_bytes(type, (uint64_t)cols);
-    if (row_bytes == 0)
-        return kvz_errorf(KVZ_ERR_UNSUPPORTED, "cpu: cannot use a %s matrix with rows of %lld",
-                          kvz_ggml_type_info_of(type).name, (long long)cols);
+    size_t row_bytes;
+    KVZ_TRY(kvz_weight_init(w, "cpu", type, src, rows, cols, &row_bytes));
     KVZ_TRY(ensure_scratch(b, kvz_cpu_matvec_scratch_floats(w, KVZ_CPU_MATVEC_MAX_ROWS,
                                                             b->n_threads)));
     if (type == KVZ_GGML_F32 || impl->weights == KVZ_WEIGHTS_NATIVE) {

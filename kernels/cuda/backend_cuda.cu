@@ -74,15 +74,8 @@ static int cu_weight_load(kvz_backend *b, kvz_weight *w, uint32_t type, const vo
                           int64_t rows, int64_t cols)
 {
     cuda_impl *c = cuda_of(b);
-    memset(w, 0, sizeof *w);
-    w->rows = rows;
-    w->cols = cols;
-    w->native = src;
-    w->native_type = type;
-    size_t row_bytes = kvz_ggml_row_bytes(type, (uint64_t)cols);
-    if (row_bytes == 0)
-        return kvz_errorf(KVZ_ERR_UNSUPPORTED, "cuda: cannot use a %s matrix with rows of %lld",
-                          kvz_ggml_type_info_of(type).name, (long long)cols);
+    size_t row_bytes;
+    KVZ_TRY(kvz_weight_init(w, "cuda", type, src, rows, cols, &row_bytes));
     __half *dst = NULL;
     KVZ_TRY(cu_alloc(b, (size_t)rows * (size_t)cols * sizeof(__half), (void **)&dst));
     const size_t staging_bytes = 64u << 20;

@@ -7,7 +7,6 @@
 
 #include <math.h>
 
-#include "common/half.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/dequant.h"
 #include "kernels/ggml_types.h"
@@ -30,18 +29,11 @@ static int teardown(void **state)
     return 0;
 }
 
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static float frand(void)
-{
-    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    return (float)((rng >> 11) * 0x1.0p-53 * 2.0 - 1.0);
-}
-
 static float *host_random(size_t n, float scale)
 {
     float *x = malloc(n * sizeof(float));
     for (size_t i = 0; i < n; i++)
-        x[i] = frand() * scale;
+        x[i] = test_frand() * scale;
     return x;
 }
 
@@ -82,35 +74,6 @@ static void expect_close(const char *what, const float *want, const float *got, 
         fail_msg("%s: normalised error %g exceeds %g", what, e, tol);
 }
 
-/* Random blocks of any type, with small finite scales. */
-static uint8_t *random_blocks(uint32_t type, int64_t rows, int64_t cols)
-{
-    kvz_ggml_type_info info = kvz_ggml_type_info_of(type);
-    size_t bytes = kvz_ggml_row_bytes(type, (uint64_t)cols) * (size_t)rows;
-    uint8_t *m = malloc(bytes);
-    for (size_t i = 0; i < bytes; i++)
-        m[i] = (uint8_t)(frand() * 128 + 128);
-    for (size_t b = 0; b < bytes / info.block_bytes; b++) {
-        uint8_t *blk = m + b * info.block_bytes;
-        uint16_t d = kvz_f32_to_fp16(0.02f + 0.01f * frand());
-        if (type == KVZ_GGML_F32) {
-            float v = frand();
-            memcpy(blk, &v, 4);
-        } else if (type == KVZ_GGML_F16 || type == KVZ_GGML_BF16) {
-            uint16_t h = type == KVZ_GGML_F16 ? kvz_f32_to_fp16(frand()) : kvz_f32_to_bf16(frand());
-            memcpy(blk, &h, 2);
-        } else if (type == KVZ_GGML_Q6_K) {
-            memcpy(blk + info.block_bytes - 2, &d, 2);
-        } else {
-            memcpy(blk, &d, 2);
-            if (type == KVZ_GGML_Q4_1 || type == KVZ_GGML_Q5_1 || type == KVZ_GGML_Q4_K ||
-                type == KVZ_GGML_Q5_K)
-                memcpy(blk + 2, &d, 2);
-        }
-    }
-    return m;
-}
-
 /* Every weight type: dequantized to f16 on the device, then cuBLAS. */
 static void test_matmul_every_type(void **state)
 {
@@ -119,7 +82,7 @@ static void test_matmul_every_type(void **state)
                               KVZ_GGML_Q4_K, KVZ_GGML_Q5_K, KVZ_GGML_Q6_K};
     const int64_t rows = 384, cols = 512;
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
-        uint8_t *src = random_blocks(types[t], rows, cols);
+        uint8_t *src = test_random_blocks(types[t], rows, cols);
         kvz_weight wc, wg;
         CHECK_OK(cpu->ops->weight_load(cpu, &wc, types[t], src, rows, cols));
         CHECK_OK(gpu->ops->weight_load(gpu, &wg, types[t], src, rows, cols));
@@ -150,7 +113,7 @@ static void test_matmul_every_type(void **state)
 static void test_embed_rmsnorm_swiglu(void **state)
 {
     const int64_t vocab = 1000, dim = 576;
-    uint8_t *table = random_blocks(KVZ_GGML_Q8_0, vocab, dim);
+    uint8_t *table = test_random_blocks(KVZ_GGML_Q8_0, vocab, dim);
     kvz_weight tc, tg;
     CHECK_OK(cpu->ops->weight_load(cpu, &tc, KVZ_GGML_Q8_0, table, vocab, dim));
     CHECK_OK(gpu->ops->weight_load(gpu, &tg, KVZ_GGML_Q8_0, table, vocab, dim));

@@ -6,23 +6,14 @@
 
 #include <math.h>
 
-#include "common/half.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/dequant.h"
 #include "kernels/ggml_types.h"
 
-static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
-
-static float frand(void) /* [-1, 1) */
-{
-    rng_state ^= rng_state << 13, rng_state ^= rng_state >> 7, rng_state ^= rng_state << 17;
-    return (float)((rng_state >> 11) * 0x1.0p-53 * 2.0 - 1.0);
-}
-
 static void fill(float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        x[i] = frand();
+        x[i] = test_frand();
 }
 
 static double max_abs_diff(const float *a, const float *b, size_t n)
@@ -35,43 +26,6 @@ static double max_abs_diff(const float *a, const float *b, size_t n)
     return m;
 }
 
-/* Random blocks of `type` with small, finite scales. */
-static uint8_t *random_matrix(uint32_t type, int64_t rows, int64_t cols)
-{
-    size_t row = kvz_ggml_row_bytes(type, (uint64_t)cols);
-    uint8_t *m = malloc(row * rows);
-    for (size_t i = 0; i < row * rows; i++)
-        m[i] = (uint8_t)(frand() * 128 + 128);
-    kvz_ggml_type_info info = kvz_ggml_type_info_of(type);
-    for (size_t b = 0; b < row * rows / info.block_bytes; b++) {
-        uint8_t *blk = m + b * info.block_bytes;
-        uint16_t d = kvz_f32_to_fp16(0.01f + 0.01f * frand());
-        switch (type) {
-        case KVZ_GGML_F32: { /* a "block" is one element */
-            float v = frand();
-            memcpy(blk, &v, 4);
-            break;
-        }
-        case KVZ_GGML_F16:
-        case KVZ_GGML_BF16: {
-            uint16_t h = type == KVZ_GGML_F16 ? kvz_f32_to_fp16(frand()) : kvz_f32_to_bf16(frand());
-            memcpy(blk, &h, 2);
-            break;
-        }
-        case KVZ_GGML_Q6_K: memcpy(blk + info.block_bytes - 2, &d, 2); break;
-        case KVZ_GGML_Q4_K:
-        case KVZ_GGML_Q5_K:
-        case KVZ_GGML_Q4_1:
-        case KVZ_GGML_Q5_1:
-            memcpy(blk, &d, 2);
-            memcpy(blk + 2, &d, 2);
-            break;
-        default: memcpy(blk, &d, 2); break;
-        }
-    }
-    return m;
-}
-
 static void test_matmul_every_type(void **state)
 {
     const uint32_t types[] = {KVZ_GGML_F32,  KVZ_GGML_F16,  KVZ_GGML_BF16, KVZ_GGML_Q4_0,
@@ -80,7 +34,7 @@ static void test_matmul_every_type(void **state)
     const int64_t rows = 300, cols = 512;
     const int32_t ns[] = {1, 3, 70};
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
-        uint8_t *wq = random_matrix(types[ti], rows, cols);
+        uint8_t *wq = test_random_blocks(types[ti], rows, cols);
         float *wf = malloc(sizeof(float) * rows * cols);
         size_t row_bytes = kvz_ggml_row_bytes(types[ti], cols);
         for (int64_t r = 0; r < rows; r++)
@@ -262,7 +216,7 @@ static void test_rmsnorm_swiglu(void **state)
 
 static void test_embed(void **state)
 {
-    uint8_t *table = random_matrix(KVZ_GGML_Q8_0, 50, 64);
+    uint8_t *table = test_random_blocks(KVZ_GGML_Q8_0, 50, 64);
     kvz_weight w = {.rows = 50, .cols = 64, .type = KVZ_GGML_Q8_0, .data = table};
     int32_t tokens[3] = {49, 0, 7};
     float out[3 * 64], want[64];

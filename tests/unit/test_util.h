@@ -19,6 +19,8 @@
 
 #include "common/error.h"
 #include "common/file_util.h"
+#include "common/half.h"
+#include "kernels/ggml_types.h"
 
 /* Fail the test with the library's message when a call does not succeed. */
 #define CHECK_OK(expr)                                                                        \
@@ -48,6 +50,47 @@ static inline const char *test_tmp_path(const char *name)
     snprintf(p, 256, "%s/kvz-test-%ld-%s", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
              (long)getpid(), name);
     return p;
+}
+
+/* ---- random data ----------------------------------------------------------- */
+
+/* Uniform in [-1, 1), deterministic (xorshift64). */
+static inline float test_frand(void)
+{
+    static uint64_t state = 0x2545F4914F6CDD1Dull;
+    state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+    return (float)((state >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+}
+
+/* A (rows, cols) matrix of GGUF `type` with random codes and small, finite
+ * scales (malloc'ed). */
+static inline uint8_t *test_random_blocks(uint32_t type, int64_t rows, int64_t cols)
+{
+    kvz_ggml_type_info info = kvz_ggml_type_info_of(type);
+    size_t bytes = kvz_ggml_row_bytes(type, (uint64_t)cols) * (size_t)rows;
+    uint8_t *m = malloc(bytes);
+    for (size_t i = 0; i < bytes; i++)
+        m[i] = (uint8_t)(test_frand() * 128 + 128);
+    for (size_t b = 0; b < bytes / info.block_bytes; b++) {
+        uint8_t *blk = m + b * info.block_bytes;
+        uint16_t d = kvz_f32_to_fp16(0.02f + 0.01f * test_frand());
+        if (type == KVZ_GGML_F32) { /* a "block" is one element */
+            float v = test_frand();
+            memcpy(blk, &v, 4);
+        } else if (type == KVZ_GGML_F16 || type == KVZ_GGML_BF16) {
+            float v = test_frand();
+            uint16_t h = type == KVZ_GGML_F16 ? kvz_f32_to_fp16(v) : kvz_f32_to_bf16(v);
+            memcpy(blk, &h, 2);
+        } else if (type == KVZ_GGML_Q6_K) { /* d is the last field */
+            memcpy(blk + info.block_bytes - 2, &d, 2);
+        } else {
+            memcpy(blk, &d, 2);
+            if (type == KVZ_GGML_Q4_1 || type == KVZ_GGML_Q5_1 || type == KVZ_GGML_Q4_K ||
+                type == KVZ_GGML_Q5_K) /* m / dmin */
+                memcpy(blk + 2, &d, 2);
+        }
+    }
+    return m;
 }
 
 /* ---- golden files: lines of "key value..." ------------------------------ */
