@@ -76,6 +76,16 @@ CHAT_CASES = [
     ("unicode_user", "Réponds en français.", "Quelle est la capitale du Japon ? 🗾"),
 ]
 
+# Meta's Llama-3-8B-Instruct chat template (tokenizer_config.json), rendered by
+# Jinja2 for the Llama-3 golden; kvz has no Llama-3 GGUF to test against.
+LLAMA3_TEMPLATE = (
+    "{% set loop_messages = messages %}{% for message in loop_messages %}"
+    "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"
+    "+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}"
+    "{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
+
 LOGIT_TEXTS = ["gpl3_excerpt.txt", "zpipe.c", "python_datamodel.txt"]
 LOGIT_TOKENS = 600
 GREEDY_TOKENS = 32
@@ -112,6 +122,21 @@ def write_chat(vocab, template, out_dir):
                 name, hexs(system) if system else "-", hexs(user), hexs(rendered), len(ids),
                 "".join(" %d" % i for i in ids)))
     print("wrote", path, len(CHAT_CASES), "cases")
+
+
+def write_chat_llama3(out_dir):
+    tpl = jinja2.Environment().from_string(LLAMA3_TEMPLATE)
+    path = os.path.join(out_dir, "chat_llama3.golden")
+    with open(path, "w") as f:
+        f.write("# Llama-3 Instruct chat template rendered by Jinja2 %s\n" % jinja2.__version__)
+        f.write("# template HEX, then: case NAME / system HEX or - / user HEX / rendered HEX\n")
+        f.write("template %s\n" % hexs(LLAMA3_TEMPLATE))
+        for name, system, user in CHAT_CASES + [("padded", "  spaced system \n", "\n user with padding  \n")]:
+            msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+            rendered = tpl.render(messages=msgs, add_generation_prompt=True, bos_token="<|begin_of_text|>")
+            f.write("case %s\nsystem %s\nuser %s\nrendered %s\n" % (
+                name, hexs(system) if system else "-", hexs(user), hexs(rendered)))
+    print("wrote", path)
 
 
 def requantize_f32(model_path, out_path):
@@ -224,6 +249,7 @@ def main():
         write_tokenizer(vocab, args.out)
     if "chat" in only:
         write_chat(vocab, vocab.metadata["tokenizer.chat_template"], args.out)
+        write_chat_llama3(args.out)
     if "dequant" in only:
         write_dequant(args.out)
     if "logits" in only:

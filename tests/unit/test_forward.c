@@ -13,6 +13,8 @@
 #include "model/context.h"
 #include "model/generate.h"
 #include "model/model.h"
+#include "model/synth_model.h"
+#include "kernels/ggml_types.h"
 
 /* Bounds on |kvz - llama.cpp| over each row's reference top-k logits, about
  * 10x (f32) and 1.2x (q4_1) what was measured on 2026-11-23 (0.00023 and
@@ -258,6 +260,61 @@ static void test_context_limits(void **state)
     kvz_context_free(c);
 }
 
+/* Llama-3-8B layer shapes (width 4096, 32 heads over 8 KV heads of 128, FFN
+ * 14336, RoPE base 500000, Q4_K and Q6_K weights) run on the CPU: chunked and
+ * token-by-token evaluation agree, and generation works. The vocabulary is
+ * cut to 4096 to keep the test small; it is not what makes the shape. */
+static void test_llama3_shape(void **state)
+{
+    kvz_synth_spec spec;
+    CHECK_OK(kvz_synth_preset("llama3-8b", &spec));
+    spec.n_layers = 1;
+    spec.vocab = 4096;
+    const uint32_t types[] = {KVZ_GGML_Q4_K, KVZ_GGML_Q6_K};
+    for (int t = 0; t < 2; t++) {
+        spec.weight_type = types[t];
+        const char *path = test_tmp_path("llama3.gguf");
+        CHECK_OK(kvz_synth_model_write(path, &spec));
+        kvz_model_config cfg = {.backend = {.device = KVZ_DEVICE_CPU, .weights = KVZ_WEIGHTS_NATIVE}};
+        kvz_model *m;
+        CHECK_OK(kvz_model_load(&m, path, &cfg));
+        assert_int_equal(m->hp.head_dim, 128);
+        assert_int_equal(m->hp.n_kv_heads, 8);
+        int32_t tokens[24];
+        for (int i = 0; i < 24; i++)
+            tokens[i] = 8 + (i * 29) % 256;
+        float *whole = malloc(24 * (size_t)m->hp.vocab * sizeof(float));
+        float *steps = malloc(24 * (size_t)m->hp.vocab * sizeof(float));
+        kvz_eval_opts all = {.logits = KVZ_LOGITS_ALL};
+        kvz_context *c;
+        CHECK_OK(kvz_context_new(&c, m, 64, 24));
+        CHECK_OK(kvz_context_eval(c, tokens, 24, &all, whole));
+        kvz_context_truncate(c, 0);
+        for (int i = 0; i < 24; i++)
+            CHECK_OK(kvz_context_eval(c, tokens + i, 1, &all, steps + (size_t)i * m->hp.vocab));
+        double max = 0, ref = 0;
+        for (size_t i = 0; i < 24 * (size_t)m->hp.vocab; i++) {
+            max = fmax(max, fabs((double)whole[i] - steps[i]));
+            ref = fmax(ref, fabs((double)whole[i]));
+        }
+        print_message("llama3-8b shape, %s: chunked vs token by token, max |dlogit| %.2e of %.2f\n",
+                      kvz_ggml_type_info_of(types[t]).name, max, ref);
+        assert_true(max <= 1e-4 * ref + 1e-5);
+        kvz_context_truncate(c, 0);
+        kvz_tokens out = {0};
+        kvz_generate_stats st;
+        kvz_generate_opts go = {.max_tokens = 8};
+        CHECK_OK(kvz_generate(c, tokens, 24, &go, &out, &st));
+        assert_true(out.len > 0 || st.stopped_by_eog);
+        kvz_tokens_free(&out);
+        kvz_context_free(c);
+        free(whole);
+        free(steps);
+        kvz_model_free(m);
+        unlink(path);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -268,6 +325,7 @@ int main(void)
         cmocka_unit_test(test_native_weights_match_f32),
         cmocka_unit_test(test_layer_hook),
         cmocka_unit_test(test_context_limits),
+        cmocka_unit_test(test_llama3_shape),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -3,6 +3,7 @@
 
 #include "model/chat.h"
 #include "model/gguf.h"
+#include "model/gguf_write.h"
 #include "model/tokenizer.h"
 
 static kvz_gguf *gguf;
@@ -105,6 +106,51 @@ static void test_golden_chat(void **state)
     kvz_chat_free(&chat);
 }
 
+/* A GGUF carrying Meta's Llama-3 template is recognised, and kvz renders
+ * conversations as Jinja2 renders that template. */
+static void test_golden_chat_llama3(void **state)
+{
+    golden g;
+    golden_open(&g, "tests/golden/chat_llama3.golden");
+    size_t len;
+    char *tpl = hex_decode(golden_expect(&g, "template"), &len);
+    const char *path = test_tmp_path("llama3-template.gguf");
+    kvz_gguf_writer *w = kvz_gguf_writer_new();
+    CHECK_OK(kvz_gguf_writer_set_str(w, "tokenizer.chat_template", tpl));
+    CHECK_OK(kvz_gguf_writer_write(w, path));
+    kvz_gguf_writer_free(w);
+    kvz_gguf *tg;
+    CHECK_OK(kvz_gguf_open(&tg, path));
+    kvz_chat chat;
+    CHECK_OK(kvz_chat_init(&chat, tg, 0));
+    assert_int_equal(chat.kind, KVZ_CHAT_LLAMA3);
+    int cases = 0;
+    while (golden_peek(&g, "case")) {
+        const char *name = golden_expect(&g, "case");
+        const char *sys_hex = golden_expect(&g, "system");
+        char *system = strcmp(sys_hex, "-") == 0 ? NULL : hex_decode(sys_hex, &len);
+        char *user = hex_decode(golden_expect(&g, "user"), &len);
+        char *want = hex_decode(golden_expect(&g, "rendered"), &len);
+        kvz_chat_message msgs[2];
+        size_t n = 0;
+        if (system)
+            msgs[n++] = (kvz_chat_message){"system", system};
+        msgs[n++] = (kvz_chat_message){"user", user};
+        char *got;
+        CHECK_OK(kvz_chat_render(&chat, msgs, n, 1, &got));
+        if (strcmp(got, want) != 0)
+            fail_msg("%s: rendered\n%s\n--- Jinja2 rendered\n%s", name, got, want);
+        free(got), free(want), free(user), free(system);
+        cases++;
+    }
+    assert_true(cases >= 5);
+    kvz_chat_free(&chat);
+    kvz_gguf_close(tg);
+    unlink(path);
+    free(tpl);
+    golden_close(&g);
+}
+
 /* Any bytes at all encode without error; valid UTF-8 built only of bytes the
  * vocabulary covers decodes back exactly. */
 static void test_round_trip_generated_text(void **state)
@@ -185,6 +231,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_ids),
         cmocka_unit_test(test_golden_chat),
+        cmocka_unit_test(test_golden_chat_llama3),
         cmocka_unit_test(test_round_trip_generated_text),
         cmocka_unit_test(test_invalid_utf8_and_binary),
         cmocka_unit_test(test_special_token_queries),
