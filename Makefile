@@ -24,7 +24,7 @@ TEST_SRCS := $(wildcard tests/unit/test_*.c)
 CUDA_SRCS := $(wildcard kernels/cuda/*.cu)
 CUDA_TEST_SRCS := $(wildcard tests/cuda/test_*.c)
 
-PKGS := openblas libpcre2-8 libxxhash
+PKGS := openblas libpcre2-8 libxxhash libzstd lmdb libarchive
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 TEST_CFLAGS := $(shell pkg-config --cflags cmocka 2>/dev/null)
@@ -32,7 +32,7 @@ TEST_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 WARN := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS := -std=c11 -D_GNU_SOURCE -fopenmp $(WARN) -Iinclude -I. $(PKG_CFLAGS) -MMD -MP
-LDLIBS := $(PKG_LIBS) -lm -lpthread
+LDLIBS := $(PKG_LIBS) -lmvec -lm -lpthread
 
 ifeq ($(SANITIZE),1)
 CFLAGS += -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined

@@ -57,6 +57,29 @@ typedef struct kvz_attention_params {
     float scale;        /* usually 1/sqrt(head_dim) */
 } kvz_attention_params;
 
+typedef enum kvz_score_reduce {
+    KVZ_REDUCE_MAX = 0, /* KVzip: the largest probability any query gave the key */
+    KVZ_REDUCE_SUM = 1, /* SnapKV / ChunkKV: total probability over the window */
+} kvz_score_reduce;
+
+#define KVZ_SCORE_MAX_RANGES 3
+
+/* Scores of cached keys from a block of queries. Each (query, head) row takes
+ * a softmax of q·k · scale over the union of the key ranges (cache rows
+ * [begin, end), ascending and disjoint), causally: query i sees row j only if j <= q_pos0 + i. Each
+ * key's probabilities are reduced (max or sum) over the queries and the query
+ * heads of its GQA group into scores (n_kv_heads, capacity), combined with
+ * what is already there (max or add), so blocks of queries accumulate. */
+typedef struct kvz_score_params {
+    int32_t n;          /* queries */
+    int32_t q_pos0;     /* cache row of the first query */
+    int32_t n_heads, n_kv_heads, head_dim, capacity;
+    float scale;
+    int32_t n_ranges;
+    int32_t range_begin[KVZ_SCORE_MAX_RANGES], range_end[KVZ_SCORE_MAX_RANGES];
+    kvz_score_reduce reduce;
+} kvz_score_params;
+
 typedef struct kvz_backend_ops {
     const char *name;
 
@@ -92,9 +115,15 @@ typedef struct kvz_backend_ops {
     /* Copy k, v (n, n_kv_heads * head_dim) into the caches at rows pos0.. */
     int (*kv_append)(kvz_backend *b, float *k_cache, float *v_cache, const float *k, const float *v,
                      const kvz_attention_params *p);
-    /* out (n, n_heads * head_dim) = softmax(q kᵀ · scale, causal) v. */
+    /* out (n, n_heads * head_dim) = softmax(q kᵀ · scale, causal) v. With
+     * `score` (else NULL) the same queries also score keys into `scores`
+     * exactly as attention_scores would, sharing the dot products. */
     int (*attention)(kvz_backend *b, float *out, const float *q, const float *k_cache,
-                     const float *v_cache, const kvz_attention_params *p);
+                     const float *v_cache, const kvz_attention_params *p,
+                     const kvz_score_params *score, float *scores);
+    /* scores (n_kv_heads, capacity) ⊕= reduce(softmax(q kᵀ)) over ranges (see above). */
+    int (*attention_scores)(kvz_backend *b, float *scores, const float *q, const float *k_cache,
+                            const kvz_score_params *p);
 } kvz_backend_ops;
 
 struct kvz_backend {

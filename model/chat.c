@@ -118,3 +118,34 @@ int kvz_chat_render(const kvz_chat *c, const kvz_chat_message *msgs, size_t n,
     *out = (char *)b.data;
     return KVZ_OK;
 }
+
+/* Render a conversation whose user content is a marker, and cut at it. */
+static int split_at_marker(const kvz_chat *c, const char *system, int want_open, char **out)
+{
+    static const char MARK[] = "\x01kvz-user-content\x01";
+    kvz_chat_message msgs[2];
+    size_t n = 0;
+    if (system)
+        msgs[n++] = (kvz_chat_message){"system", system};
+    msgs[n++] = (kvz_chat_message){"user", MARK};
+    char *full;
+    KVZ_TRY(kvz_chat_render(c, msgs, n, 1, &full));
+    char *at = strstr(full, MARK);
+    KVZ_ASSERT(at);
+    char *piece = want_open ? strndup(full, (size_t)(at - full)) : strdup(at + sizeof MARK - 1);
+    free(full);
+    if (!piece)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory rendering a chat");
+    *out = piece;
+    return KVZ_OK;
+}
+
+int kvz_chat_open_user_turn(const kvz_chat *c, const char *system, char **out)
+{
+    return split_at_marker(c, system, 1, out);
+}
+
+int kvz_chat_close_user_turn(const kvz_chat *c, char **out)
+{
+    return split_at_marker(c, NULL, 0, out);
+}

@@ -40,4 +40,10 @@ int kvz_chat_render(const kvz_chat *c, const kvz_chat_message *msgs, size_t n,
 
 const char *kvz_chat_kind_name(kvz_chat_kind kind);
 
+/* The text that opens a user turn, after the system turn (`system`, or the
+ * template's default when NULL), and the text that closes a user turn and
+ * opens the assistant's. A prompt is open + content + close. malloc'ed. */
+int kvz_chat_open_user_turn(const kvz_chat *c, const char *system, char **out);
+int kvz_chat_close_user_turn(const kvz_chat *c, char **out);
+
 #endif

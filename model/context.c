@@ -177,7 +177,23 @@ static int run_layer(kvz_context *c, int32_t l, int32_t n, const kvz_eval_opts *
         kvz_layer_view view = {l, w->q, c->k_cache[l], c->v_cache[l], &ap, w->positions};
         KVZ_TRY(opts->hook(opts->hook_ctx, &view));
     }
-    KVZ_TRY(ops->attention(b, w->att, w->q, c->k_cache[l], c->v_cache[l], &ap));
+    kvz_score_params sp = {0};
+    float *layer_scores = NULL;
+    if (opts && opts->score) {
+        sp = *opts->score;
+        sp.n = n, sp.q_pos0 = c->len, sp.n_heads = hp->n_heads, sp.n_kv_heads = hp->n_kv_heads;
+        sp.head_dim = hp->head_dim, sp.capacity = c->capacity, sp.scale = ap.scale;
+        layer_scores = opts->scores + (size_t)l * hp->n_kv_heads * c->capacity;
+    }
+    /* without logits the last layer's output feeds nothing: only its KV (and
+     * its scores, when asked for) matter */
+    int output_unused = l == hp->n_layers - 1 && (!opts || opts->logits == KVZ_LOGITS_NONE);
+    if (output_unused && !layer_scores)
+        return KVZ_OK;
+    KVZ_TRY(ops->attention(b, w->att, w->q, c->k_cache[l], c->v_cache[l], &ap,
+                           opts && opts->score ? &sp : NULL, layer_scores));
+    if (output_unused)
+        return KVZ_OK;
     KVZ_TRY(ops->matmul(b, w->x, w->att, &L->wo, n, 1));
     KVZ_TRY(ops->rmsnorm(b, w->h, w->x, L->ffn_norm, n, hp->dim, hp->rms_eps));
     KVZ_TRY(ops->matmul(b, w->gate, w->h, &L->w_gate, n, 0));

@@ -44,6 +44,11 @@ typedef struct kvz_eval_opts {
     kvz_logits_mode logits;
     kvz_layer_hook hook; /* optional */
     void *hook_ctx;
+    /* Optional scoring inside attention (kvz_score_params): the ranges and
+     * reduction are taken from `score`, the rest from each layer; layer l
+     * accumulates into scores + l * n_kv_heads * capacity (backend memory). */
+    const kvz_score_params *score;
+    float *scores;
 } kvz_eval_opts;
 
 /* A context for up to `capacity` tokens, evaluating at most `max_chunk` at a

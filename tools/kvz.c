@@ -13,6 +13,7 @@ static void usage(FILE *out)
             "usage: kvz <command> [options]\n"
             "\n"
             "commands:\n"
+            "  compile      documents -> compressed KV-cache artifacts in a store\n"
             "  generate     answer a prompt with a model (prefill + decode)\n"
             "  tokenize     text on stdin -> token ids on one line\n"
             "  detokenize   token ids on stdin -> the exact text\n"
@@ -43,6 +44,8 @@ int main(int argc, char **argv)
         printf("kvz %s\n", KVZ_VERSION_STRING);
         return KVZ_EXIT_OK;
     }
+    if (strcmp(cmd, "compile") == 0)
+        return cmd_compile(argc - 1, argv + 1);
     if (strcmp(cmd, "generate") == 0)
         return cmd_generate(argc - 1, argv + 1);
     if (strcmp(cmd, "tokenize") == 0)

@@ -9,6 +9,7 @@
  * dimension absorbs without copies.
  */
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/softmax.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -17,6 +18,23 @@
 
 #define QUERY_TILE 32
 
+/* Scoring inside the forward pass (see kvz_score_params): row r of a score
+ * tile holds the raw dots with cache rows 0..; gather the scored ranges'
+ * visible part, softmax it on its own and fold it into the accumulator. */
+static void score_rows(const kvz_score_params *sp, const float *s, int32_t rows, int32_t cols,
+                       int32_t first_query, float scale, float *gather, float *acc)
+{
+    for (int32_t r = 0; r < rows; r++) {
+        const float *row = s + (size_t)r * cols;
+        int32_t last = first_query + r, vis = 0;
+        for (int k = 0; k < sp->n_ranges; k++)
+            for (int32_t j = sp->range_begin[k]; j < sp->range_end[k] && j <= last; j++)
+                gather[vis++] = row[j];
+        kvz_softmax_prefix(gather, vis, scale);
+        kvz_score_fold(sp, gather, vis, acc);
+    }
+}
+
 static void softmax_causal_rows(float *s, int32_t rows, int32_t cols, int32_t first_visible,
                                 float scale)
 {
@@ -24,17 +42,7 @@ static void softmax_causal_rows(float *s, int32_t rows, int32_t cols, int32_t fi
     for (int32_t r = 0; r < rows; r++) {
         float *row = s + (size_t)r * cols;
         int32_t visible = first_visible + r + 1;
-        float max = -INFINITY;
-        for (int32_t c = 0; c < visible; c++)
-            max = row[c] > max ? row[c] : max;
-        float sum = 0.0f;
-        for (int32_t c = 0; c < visible; c++) {
-            row[c] = expf((row[c] - max) * scale);
-            sum += row[c];
-        }
-        float inv = 1.0f / sum;
-        for (int32_t c = 0; c < visible; c++)
-            row[c] *= inv;
+        kvz_softmax_prefix(row, visible, scale);
         for (int32_t c = visible; c < cols; c++)
             row[c] = 0.0f;
     }
@@ -105,18 +113,31 @@ static void attention_decode(float *out, const float *q, const float *k_cache,
     }
 }
 
-size_t kvz_cpu_attention_scratch_floats(const kvz_attention_params *p, int n_threads)
+size_t kvz_cpu_attention_scratch_floats(const kvz_attention_params *p, const kvz_score_params *sp,
+                                        int n_threads)
 {
-    size_t decode = (size_t)p->n_heads * DECODE_MAX_QUERIES * (size_t)(p->pos0 + p->n);
-    size_t prefill = (size_t)n_threads * QUERY_TILE * (size_t)(p->pos0 + p->n);
-    return decode > prefill ? decode : prefill;
+    size_t kv = (size_t)(p->pos0 + p->n);
+    size_t decode = (size_t)p->n_heads * DECODE_MAX_QUERIES * kv;
+    size_t per_thread = QUERY_TILE * kv;
+    if (sp) /* a gather row and an accumulator per thread */
+        per_thread += kv + (size_t)sp->n_kv_heads * (size_t)sp->capacity;
+    size_t prefill = (size_t)n_threads * per_thread;
+    size_t need = decode > prefill ? decode : prefill;
+    if (sp) /* the decode path scores with the separate kernel after attention */
+        need += kvz_cpu_scores_scratch_floats(sp, n_threads);
+    return need;
 }
 
 void kvz_cpu_attention(float *out, const float *q, const float *k_cache, const float *v_cache,
-                       const kvz_attention_params *p, float *scratch, int n_threads)
+                       const kvz_attention_params *p, const kvz_score_params *sp, float *scores,
+                       float *scratch, int n_threads)
 {
     if (p->n <= DECODE_MAX_QUERIES && p->n_heads / p->n_kv_heads <= MAX_GROUP) {
         attention_decode(out, q, k_cache, v_cache, p, scratch, n_threads);
+        if (sp) {
+            size_t decode = (size_t)p->n_heads * DECODE_MAX_QUERIES * (size_t)(p->pos0 + p->n);
+            kvz_cpu_attention_scores(scores, q, k_cache, sp, scratch + decode, n_threads);
+        }
         return;
     }
     const int32_t hd = p->head_dim, group = p->n_heads / p->n_kv_heads;
@@ -124,13 +145,20 @@ void kvz_cpu_attention(float *out, const float *q, const float *k_cache, const f
     const int ld = p->n_heads * hd; /* stride between tokens in q and out */
     const int64_t tasks = (int64_t)p->n_heads * n_tiles;
     const int32_t kv_max = p->pos0 + p->n;
+    const size_t per_thread = QUERY_TILE * (size_t)kv_max +
+                              (sp ? (size_t)kv_max + (size_t)sp->n_kv_heads * (size_t)sp->capacity : 0);
+    int used = 1;
 #pragma omp parallel num_threads(n_threads)
     {
-        float *scores = scratch + (size_t)omp_get_thread_num() * QUERY_TILE * (size_t)kv_max;
+        float *tile = scratch + (size_t)omp_get_thread_num() * per_thread;
+        float *gather = tile + QUERY_TILE * (size_t)kv_max, *acc = gather + kv_max;
+        if (sp)
+            kvz_cpu_score_acc_clear(sp, acc);
+#pragma omp single
+        used = omp_get_num_threads();
 #pragma omp for schedule(dynamic, 1)
         for (int64_t t = 0; t < tasks; t++) {
-            int32_t h = (int32_t)(t % p->n_heads), tile = (int32_t)(t / p->n_heads);
-            int32_t i0 = tile * QUERY_TILE;
+            int32_t h = (int32_t)(t % p->n_heads), i0 = (int32_t)(t / p->n_heads) * QUERY_TILE;
             int32_t rows = p->n - i0 < QUERY_TILE ? p->n - i0 : QUERY_TILE;
             int32_t kv_len = p->pos0 + i0 + rows; /* keys the last row may see */
             const float *kh = k_cache + (size_t)(h / group) * p->capacity * hd;
@@ -138,10 +166,19 @@ void kvz_cpu_attention(float *out, const float *q, const float *k_cache, const f
             const float *qh = q + (size_t)i0 * ld + (size_t)h * hd;
             float *oh = out + (size_t)i0 * ld + (size_t)h * hd;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, kv_len, hd, 1.0f, qh, ld, kh,
-                        hd, 0.0f, scores, kv_len);
-            softmax_causal_rows(scores, rows, kv_len, p->pos0 + i0, p->scale);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, kv_len, 1.0f, scores,
+                        hd, 0.0f, tile, kv_len);
+            if (sp)
+                score_rows(sp, tile, rows, kv_len, p->pos0 + i0, p->scale, gather,
+                           acc + (size_t)(h / group) * sp->capacity);
+            softmax_causal_rows(tile, rows, kv_len, p->pos0 + i0, p->scale);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, kv_len, 1.0f, tile,
                         kv_len, vh, hd, 0.0f, oh, ld);
         }
+    }
+    if (sp) {
+        const float *parts[256];
+        for (int th = 0; th < used && th < 256; th++)
+            parts[th] = scratch + (size_t)th * per_thread + QUERY_TILE * (size_t)kv_max + kv_max;
+        kvz_score_combine(sp, parts, used < 256 ? used : 256, scores);
     }
 }

@@ -147,11 +147,21 @@ static int cpu_kv_append(kvz_backend *b, float *k_cache, float *v_cache, const f
 }
 
 static int cpu_attention(kvz_backend *b, float *out, const float *q, const float *k_cache,
-                         const float *v_cache, const kvz_attention_params *p)
+                         const float *v_cache, const kvz_attention_params *p,
+                         const kvz_score_params *score, float *scores)
 {
     cpu_impl *impl = b->impl;
-    KVZ_TRY(ensure_scratch(b, kvz_cpu_attention_scratch_floats(p, b->n_threads)));
-    kvz_cpu_attention(out, q, k_cache, v_cache, p, impl->scratch, b->n_threads);
+    KVZ_TRY(ensure_scratch(b, kvz_cpu_attention_scratch_floats(p, score, b->n_threads)));
+    kvz_cpu_attention(out, q, k_cache, v_cache, p, score, scores, impl->scratch, b->n_threads);
+    return KVZ_OK;
+}
+
+static int cpu_attention_scores(kvz_backend *b, float *scores, const float *q, const float *k_cache,
+                                const kvz_score_params *p)
+{
+    cpu_impl *impl = b->impl;
+    KVZ_TRY(ensure_scratch(b, kvz_cpu_scores_scratch_floats(p, b->n_threads)));
+    kvz_cpu_attention_scores(scores, q, k_cache, p, impl->scratch, b->n_threads);
     return KVZ_OK;
 }
 
@@ -181,6 +191,7 @@ static const kvz_backend_ops CPU_OPS = {
     .swiglu = cpu_swiglu,
     .kv_append = cpu_kv_append,
     .attention = cpu_attention,
+    .attention_scores = cpu_attention_scores,
 };
 
 /* f32 weights when they take at most a third of physical memory (and 16 GiB). */

@@ -34,8 +34,17 @@ void kvz_cpu_rope(float *x, const int32_t *positions, int32_t n, int32_t n_heads
 void kvz_cpu_swiglu(float *out, const float *gate, const float *up, int64_t count, int n_threads);
 void kvz_cpu_kv_append(float *k_cache, float *v_cache, const float *k, const float *v,
                        const kvz_attention_params *p);
-size_t kvz_cpu_attention_scratch_floats(const kvz_attention_params *p, int n_threads);
+/* With sp (else NULL), also scores the queries as kvz_cpu_attention_scores
+ * does, reusing the attention's dot products. */
+size_t kvz_cpu_attention_scratch_floats(const kvz_attention_params *p, const kvz_score_params *sp,
+                                        int n_threads);
 void kvz_cpu_attention(float *out, const float *q, const float *k_cache, const float *v_cache,
-                       const kvz_attention_params *p, float *scratch, int n_threads);
+                       const kvz_attention_params *p, const kvz_score_params *sp, float *scores,
+                       float *scratch, int n_threads);
+
+size_t kvz_cpu_scores_scratch_floats(const kvz_score_params *p, int n_threads);
+void kvz_cpu_score_acc_clear(const kvz_score_params *p, float *acc);
+void kvz_cpu_attention_scores(float *scores, const float *q, const float *k_cache,
+                              const kvz_score_params *p, float *scratch, int n_threads);
 
 #endif

@@ -172,9 +172,12 @@ static int launch(cuda_impl *c, attn_args a, dim3 grid, size_t smem)
 }
 
 int cuda_attention(kvz_backend *b, float *out, const float *q, const float *k_cache,
-                   const float *v_cache, const kvz_attention_params *p)
+                   const float *v_cache, const kvz_attention_params *p, const kvz_score_params *score,
+                   float *scores)
 {
     cuda_impl *c = cuda_of(b);
+    if (score) /* flash attention keeps no probabilities: score in its own two passes */
+        KVZ_TRY(cuda_attention_scores(b, scores, q, k_cache, score));
     const int hd = p->head_dim, group = p->n_heads / p->n_kv_heads;
     if ((hd != 64 && hd != 96 && hd != 128) || group > MAX_ROWS)
         return kvz_errorf(KVZ_ERR_UNSUPPORTED,

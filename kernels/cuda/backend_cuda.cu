@@ -144,6 +144,7 @@ static const kvz_backend_ops CUDA_OPS = {
     cuda_swiglu,
     cuda_kv_append,
     cuda_attention,
+    cuda_attention_scores,
 };
 
 extern "C" int kvz_backend_cuda_available(void)

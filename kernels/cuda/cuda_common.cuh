@@ -71,6 +71,11 @@ int cuda_rope(kvz_backend *b, float *x, const int32_t *positions, int32_t n, int
               const kvz_rope_params *p, int inverse);
 /* attention.cu */
 int cuda_attention(kvz_backend *b, float *out, const float *q, const float *k_cache,
-                   const float *v_cache, const kvz_attention_params *p);
+                   const float *v_cache, const kvz_attention_params *p, const kvz_score_params *score,
+                   float *scores);
+
+/* scores.cu */
+int cuda_attention_scores(kvz_backend *b, float *scores, const float *q, const float *k_cache,
+                          const kvz_score_params *p);
 
 #endif

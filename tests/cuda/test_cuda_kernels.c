@@ -189,8 +189,8 @@ static void check_attention(int32_t n, int32_t pos0, int32_t n_heads, int32_t n_
     float *got = back(dkc, cache);
     expect_close("kv_append", kc, got, cache, 0);
     free(got);
-    CHECK_OK(cpu->ops->attention(cpu, out, q, kc, vc, &p));
-    CHECK_OK(gpu->ops->attention(gpu, dout, dq, dkc, dvc, &p));
+    CHECK_OK(cpu->ops->attention(cpu, out, q, kc, vc, &p, NULL, NULL));
+    CHECK_OK(gpu->ops->attention(gpu, dout, dq, dkc, dvc, &p, NULL, NULL));
     got = back(dout, qn);
     char what[96];
     snprintf(what, sizeof what, "attention n=%d pos0=%d heads %d/%d hd %d", n, pos0, n_heads, n_kv, hd);
@@ -212,6 +212,38 @@ static void test_attention(void **state)
     check_attention(17, 200, 12, 12, 96);  /* no GQA, head size 96 */
 }
 
+static void check_scores(kvz_score_reduce reduce, int32_t n_heads, int32_t n_kv, int32_t hd,
+                         int32_t n, int32_t q_pos0, int32_t capacity, int n_ranges, const int32_t *begin,
+                         const int32_t *end)
+{
+    kvz_score_params p = {.n = n, .q_pos0 = q_pos0, .n_heads = n_heads, .n_kv_heads = n_kv,
+                          .head_dim = hd, .capacity = capacity, .scale = 1.0f / sqrtf((float)hd),
+                          .n_ranges = n_ranges, .reduce = reduce};
+    for (int r = 0; r < n_ranges; r++)
+        p.range_begin[r] = begin[r], p.range_end[r] = end[r];
+    size_t cache = (size_t)n_kv * capacity * hd, qn = (size_t)n * n_heads * hd, sn = (size_t)n_kv * capacity;
+    float *kc = host_random(cache, 1.0f), *q = host_random(qn, 3.0f), *sc = calloc(sn, 4);
+    float *dkc = dev(kc, cache * 4), *dq = dev(q, qn * 4), *dsc = dev(sc, sn * 4);
+    CHECK_OK(cpu->ops->attention_scores(cpu, sc, q, kc, &p));
+    CHECK_OK(gpu->ops->attention_scores(gpu, dsc, dq, dkc, &p));
+    float *got = back(dsc, sn);
+    char what[96];
+    snprintf(what, sizeof what, "scores %s n=%d heads %d/%d hd %d", reduce ? "sum" : "max", n, n_heads, n_kv, hd);
+    expect_close(what, sc, got, sn, 1e-4);
+    free(got), free(kc), free(q), free(sc);
+    gpu->ops->free(gpu, dkc), gpu->ops->free(gpu, dq), gpu->ops->free(gpu, dsc);
+}
+
+static void test_attention_scores(void **state)
+{
+    /* KVzip: prefix, a 2048-token chunk, the repeat queries over themselves */
+    int32_t kb[3] = {0, 40, 3000}, ke[3] = {30, 2088, 3000 + 2100};
+    check_scores(KVZ_REDUCE_MAX, 9, 3, 64, 2100, 3000, 5200, 3, kb, ke);
+    /* SnapKV window: 32 queries over the whole document */
+    int32_t wb[1] = {0}, we[1] = {4000};
+    check_scores(KVZ_REDUCE_SUM, 32, 8, 128, 32, 3968, 4000, 1, wb, we);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -219,6 +251,7 @@ int main(void)
         cmocka_unit_test(test_embed_rmsnorm_swiglu),
         cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_attention_scores),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -123,8 +123,8 @@ static void check_attention(int32_t n, int32_t pos0)
     fill(q, qn);
     for (size_t i = 0; i < qn; i++)
         q[i] *= 3; /* peaky softmax */
-    float *scratch = malloc(kvz_cpu_attention_scratch_floats(&p, 2) * 4);
-    kvz_cpu_attention(out, q, kc, vc, &p, scratch, 2);
+    float *scratch = malloc(kvz_cpu_attention_scratch_floats(&p, NULL, 2) * 4);
+    kvz_cpu_attention(out, q, kc, vc, &p, NULL, NULL, scratch, 2);
     naive_attention(want, q, kc, vc, &p);
     double d = max_abs_diff(out, want, qn);
     print_message("attention n=%d pos0=%d: max error %.2e\n", n, pos0, d);
@@ -145,6 +145,85 @@ static void test_attention_causal_gqa(void **state)
     check_attention(1, 0);
     check_attention(1, 54);
     check_attention(3, 20);
+}
+
+/* Scores by definition: per (query, head) a causal softmax over the ranges,
+ * reduced over queries and the GQA group. */
+static void naive_scores(float *out, const float *q, const float *kc, const kvz_score_params *p)
+{
+    int32_t group = p->n_heads / p->n_kv_heads, hd = p->head_dim;
+    double *s = malloc(sizeof(double) * p->capacity);
+    for (int32_t i = 0; i < p->n; i++)
+        for (int32_t h = 0; h < p->n_heads; h++) {
+            int32_t g = h / group;
+            double max = -1e300, sum = 0;
+            for (int r = 0; r < p->n_ranges; r++)
+                for (int32_t j = p->range_begin[r]; j < p->range_end[r] && j <= p->q_pos0 + i; j++) {
+                    double d = 0;
+                    for (int32_t e = 0; e < hd; e++)
+                        d += (double)q[((size_t)i * p->n_heads + h) * hd + e] * kc[((size_t)g * p->capacity + j) * hd + e];
+                    s[j] = d * p->scale;
+                    max = s[j] > max ? s[j] : max;
+                }
+            for (int r = 0; r < p->n_ranges; r++)
+                for (int32_t j = p->range_begin[r]; j < p->range_end[r] && j <= p->q_pos0 + i; j++)
+                    sum += exp(s[j] - max);
+            for (int r = 0; r < p->n_ranges; r++)
+                for (int32_t j = p->range_begin[r]; j < p->range_end[r] && j <= p->q_pos0 + i; j++) {
+                    float prob = (float)(exp(s[j] - max) / sum);
+                    float *o = &out[(size_t)g * p->capacity + j];
+                    *o = p->reduce == KVZ_REDUCE_MAX ? (prob > *o ? prob : *o) : *o + prob;
+                }
+        }
+    free(s);
+}
+
+static void test_attention_scores(void **state)
+{
+    /* KVzip's shape: prefix, one chunk of the document, then the repeat queries */
+    for (int reduce = 0; reduce < 2; reduce++) {
+        kvz_score_params p = {.n = 40, .q_pos0 = 150, .n_heads = 6, .n_kv_heads = 2, .head_dim = 32,
+                              .capacity = 200, .scale = 0.2f, .n_ranges = 3,
+                              .range_begin = {0, 60, 150}, .range_end = {10, 110, 190},
+                              .reduce = (kvz_score_reduce)reduce};
+        size_t cache = (size_t)p.n_kv_heads * p.capacity * p.head_dim, qn = (size_t)p.n * p.n_heads * p.head_dim;
+        float *kc = malloc(cache * 4), *q = malloc(qn * 4);
+        float *got = calloc((size_t)p.n_kv_heads * p.capacity, 4), *want = calloc((size_t)p.n_kv_heads * p.capacity, 4);
+        fill(kc, cache);
+        fill(q, qn);
+        for (size_t i = 0; i < qn; i++)
+            q[i] *= 4;
+        float *scratch = malloc(kvz_cpu_scores_scratch_floats(&p, 2) * 4);
+        kvz_cpu_attention_scores(got, q, kc, &p, scratch, 2);
+        naive_scores(want, q, kc, &p);
+        double d = max_abs_diff(got, want, (size_t)p.n_kv_heads * p.capacity);
+        print_message("attention scores (%s): max error %.2e\n", reduce ? "sum" : "max", d);
+        assert_true(d < 1e-5);
+        assert_true(got[20] == 0.0f && got[p.capacity + 130] == 0.0f); /* outside the ranges */
+        /* a second block accumulates */
+        kvz_cpu_attention_scores(got, q, kc, &p, scratch, 2);
+        naive_scores(want, q, kc, &p);
+        assert_true(max_abs_diff(got, want, (size_t)p.n_kv_heads * p.capacity) < 1e-5);
+        /* scoring fused into attention gives the same scores: the queries sit at
+         * rows 150.. of a cache whose every row they may see causally */
+        kvz_attention_params ap = {.n = p.n, .pos0 = p.q_pos0, .n_heads = p.n_heads,
+                                   .n_kv_heads = p.n_kv_heads, .head_dim = p.head_dim,
+                                   .capacity = p.capacity, .scale = p.scale};
+        float *fused = calloc((size_t)p.n_kv_heads * p.capacity, 4), *vc = malloc(cache * 4);
+        float *out = malloc(qn * 4), *plain = malloc(qn * 4);
+        fill(vc, cache);
+        memset(want, 0, (size_t)p.n_kv_heads * p.capacity * 4);
+        naive_scores(want, q, kc, &p);
+        float *ascratch = malloc(kvz_cpu_attention_scratch_floats(&ap, &p, 2) * 4);
+        kvz_cpu_attention(out, q, kc, vc, &ap, &p, fused, ascratch, 2);
+        kvz_cpu_attention(plain, q, kc, vc, &ap, NULL, NULL, ascratch, 2);
+        d = max_abs_diff(fused, want, (size_t)p.n_kv_heads * p.capacity);
+        print_message("scores fused into attention (%s): max error %.2e\n", reduce ? "sum" : "max", d);
+        assert_true(d < 1e-5);
+        assert_true(max_abs_diff(out, plain, qn) == 0); /* scoring leaves attention unchanged */
+        free(fused), free(vc), free(out), free(plain), free(ascratch);
+        free(kc), free(q), free(got), free(want), free(scratch);
+    }
 }
 
 static void test_kv_append(void **state)
@@ -234,6 +313,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul_every_type),
         cmocka_unit_test(test_attention_causal_gqa),
+        cmocka_unit_test(test_attention_scores),
         cmocka_unit_test(test_kv_append),
         cmocka_unit_test(test_rope),
         cmocka_unit_test(test_rmsnorm_swiglu),

@@ -1,0 +1,630 @@
+/* compile.c — documents to artifacts in the store. */
+#include "compiler/compile.h"
+#include "common/buffer.h"
+#include "common/error.h"
+#include "common/timer.h"
+#include "compiler/score.h"
+#include "compiler/segment.h"
+#include "format/artifact.h"
+#include "format/doc_record.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "model/context.h"
+#include "model/identity.h"
+#include "model/prompt.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <xxhash.h>
+
+/* A generic passage for the context-independent (head-level) KVzip scores. */
+static const char HEAD_SAMPLE[] =
+    "The museum opened in 1897 in a former grain exchange near the river. Its first curator, "
+    "Helena Varga, catalogued 4,312 objects in the founding year, among them a bronze astrolabe, "
+    "eleven maps of the northern coast and the ledger of a shipping company that traded salt and "
+    "timber. In 1921 a fire destroyed the east wing; the astrolabe survived because it had been "
+    "lent to a university in Leiden. The collection moved twice, in 1934 and in 1968, before the "
+    "present building, designed by the architect Tomas Brandt, was finished in 1972.\n\n"
+    "def moving_average(values, window):\n    total = sum(values[:window])\n    out = [total / window]\n"
+    "    for i in range(window, len(values)):\n        total += values[i] - values[i - window]\n"
+    "        out.append(total / window)\n    return out\n\n"
+    "Visitors who want to see the maps must book a slot at least two days ahead; the reading room "
+    "admits six people at a time and photography without flash is allowed. The museum's library "
+    "holds 27,000 volumes, of which 900 were printed before 1800. Guided tours start at 10:30 and "
+    "14:00 on weekdays, and the ticket office closes an hour before the building does.\n";
+
+void kvz_compile_opts_default(kvz_compile_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->sel.method = KVZ_METHOD_KVZIP;
+    o->sel.level = KVZ_LEVEL_PAIR;
+    o->sel.shape = KVZ_SHAPE_UNIFORM;
+    o->sel.ratio = 0.3f;
+    o->sel.beta = 20.0f;
+    o->sel.decay = 0.2f;
+    o->sel.reuse = 1;
+    o->sel.window = 32;
+    o->sel.sinks = 4;
+    o->sel.seed = 1;
+    o->bits = 4;
+    o->key_group = 128;
+    o->value_group = 64;
+    o->fp16_tokens = 4;
+    o->zstd_level = 9;
+    o->kvzip_chunk = 2048;
+    o->pool = 7;
+    o->reserve = 512;
+}
+
+int kvz_compile_opts_check(const kvz_compile_opts *o)
+{
+    if (o->bits != 16 && o->bits != 8 && o->bits != 4 && o->bits != 2)
+        return kvz_errorf(KVZ_ERR_ARG, "--bits must be 16, 8, 4 or 2 (got %u)", o->bits);
+    if (o->sel.method != KVZ_METHOD_FULL && !o->sel.budget && !(o->sel.ratio > 0 && o->sel.ratio <= 1))
+        return kvz_errorf(KVZ_ERR_ARG, "--ratio must be in (0, 1] (got %g)", o->sel.ratio);
+    if (o->sel.level != KVZ_LEVEL_PAIR && o->sel.method != KVZ_METHOD_KVZIP)
+        return kvz_errorf(KVZ_ERR_ARG, "--level applies to --method kvzip only");
+    if (o->sel.level == KVZ_LEVEL_HEAD && (o->sel.chunk || o->sel.shape != KVZ_SHAPE_UNIFORM))
+        return kvz_errorf(KVZ_ERR_ARG, "--level head keeps whole heads: no --chunk or --budget-shape");
+    if (o->sel.chunk && o->sel.method != KVZ_METHOD_KVZIP && o->sel.method != KVZ_METHOD_CHUNKKV)
+        return kvz_errorf(KVZ_ERR_ARG, "--chunk applies to kvzip and chunkkv");
+    if (o->question && o->sel.method != KVZ_METHOD_SNAPKV && o->sel.method != KVZ_METHOD_CHUNKKV)
+        return kvz_errorf(KVZ_ERR_ARG, "--question applies to the window methods (snapkv, chunkkv)");
+    if (o->key_group == 0 || o->value_group == 0 || o->kvzip_chunk < 16 || o->reserve < 0)
+        return kvz_errorf(KVZ_ERR_ARG, "group sizes, the KVzip chunk and the reserve must be positive");
+    if (o->zstd_level < 1 || o->zstd_level > 19)
+        return kvz_errorf(KVZ_ERR_ARG, "--zstd-level must be 1..19 (got %d)", o->zstd_level);
+    return KVZ_OK;
+}
+
+void kvz_compile_summary(const kvz_compile_opts *o, char *out, size_t size)
+{
+    char budget[32];
+    if (o->sel.method == KVZ_METHOD_FULL)
+        snprintf(budget, sizeof budget, "all");
+    else if (o->sel.budget)
+        snprintf(budget, sizeof budget, "%u tokens", o->sel.budget);
+    else
+        snprintf(budget, sizeof budget, "ratio %.2f", o->sel.ratio);
+    char variant[64] = "";
+    if (o->sel.method == KVZ_METHOD_KVZIP)
+        snprintf(variant, sizeof variant, " %s", kvz_level_name(o->sel.level));
+    if (o->sel.chunk)
+        snprintf(variant + strlen(variant), sizeof variant - strlen(variant), " chunk %u", o->sel.chunk);
+    if (o->sel.shape != KVZ_SHAPE_UNIFORM)
+        snprintf(variant + strlen(variant), sizeof variant - strlen(variant), " %s",
+                 kvz_shape_name(o->sel.shape));
+    snprintf(out, size, "%s%s %s, %u-bit%s", kvz_method_name(o->sel.method), variant, budget, o->bits,
+             o->question ? ", query-aware" : "");
+}
+
+struct kvz_compiler {
+    kvz_model *model;
+    kvz_store *store;
+    kvz_compile_opts opts;
+    kvz_model_identity id;
+    kvz_tokens prefix;
+    uint64_t prefix_hash;
+    kvz_context *ctx;       /* holds the prefix between documents */
+    int32_t segment_limit;
+    uint64_t config_id;
+    char config[512];       /* the canonical parameter string hashed into ids */
+    kvz_tokens question;    /* window question suffix, when given */
+    float *head_scores;     /* level head: (n_layers, n_kv_heads) */
+    uint8_t *prefix_artifact;
+    size_t prefix_artifact_size;
+    char prefix_key[96];
+};
+
+int32_t kvz_compiler_segment_limit(const kvz_compiler *c) { return c->segment_limit; }
+
+static void describe_config(kvz_compiler *c)
+{
+    const kvz_compile_opts *o = &c->opts;
+    uint64_t question_hash = o->question ? XXH3_64bits(o->question, strlen(o->question)) : 0;
+    snprintf(c->config, sizeof c->config,
+             "kvz-config 1 model=%016llx prefix=%016llx method=%s level=%s shape=%s ratio=%.6g "
+             "budget=%u beta=%.6g decay=%.6g chunk=%u reuse=%u window=%u pool=%d sinks=%u seed=%llu "
+             "bits=%u kgroup=%u vgroup=%u fp16=%u kvzip_chunk=%d limit=%d question=%016llx",
+             (unsigned long long)c->id.fingerprint, (unsigned long long)c->prefix_hash,
+             kvz_method_name(o->sel.method), kvz_level_name(o->sel.level), kvz_shape_name(o->sel.shape),
+             o->sel.ratio, o->sel.budget, o->sel.beta, o->sel.decay, o->sel.chunk, o->sel.reuse,
+             o->sel.window, o->pool, o->sel.sinks, (unsigned long long)o->sel.seed, o->bits,
+             o->key_group, o->value_group, o->fp16_tokens, o->kvzip_chunk, c->segment_limit,
+             (unsigned long long)question_hash);
+    c->config_id = XXH3_64bits(c->config, strlen(c->config));
+}
+
+static void artifact_id(const kvz_compiler *c, const uint8_t doc_hash[16], uint32_t segment,
+                        uint32_t n_segments, uint8_t id[16])
+{
+    XXH3_state_t *st = XXH3_createState();
+    XXH3_128bits_reset(st);
+    XXH3_128bits_update(st, c->config, strlen(c->config));
+    XXH3_128bits_update(st, doc_hash, 16);
+    XXH3_128bits_update(st, &segment, 4);
+    XXH3_128bits_update(st, &n_segments, 4);
+    XXH128_hash_t h = XXH3_128bits_digest(st);
+    XXH3_freeState(st);
+    for (int k = 0; k < 8; k++) {
+        id[k] = (uint8_t)(h.low64 >> (8 * k));
+        id[8 + k] = (uint8_t)(h.high64 >> (8 * k));
+    }
+}
+
+static void fill_manifest(const kvz_compiler *c, kvz_manifest *m)
+{
+    const kvz_compile_opts *o = &c->opts;
+    memset(m, 0, sizeof *m);
+    m->model = c->id;
+    snprintf(m->template_name, sizeof m->template_name, "%s", kvz_chat_kind_name(c->model->chat.kind));
+    m->prefix_hash = c->prefix_hash;
+    m->prefix_tokens = (uint32_t)c->prefix.len;
+    snprintf(m->method, sizeof m->method, "%s", kvz_method_name(o->sel.method));
+    snprintf(m->level, sizeof m->level, "%s",
+             o->sel.method == KVZ_METHOD_KVZIP ? kvz_level_name(o->sel.level) : "");
+    snprintf(m->budget_shape, sizeof m->budget_shape, "%s", kvz_shape_name(o->sel.shape));
+    m->ratio = o->sel.budget ? 0.0f : o->sel.ratio;
+    m->budget = o->sel.budget;
+    m->bits = o->bits;
+    m->key_group = o->key_group;
+    m->value_group = o->value_group < (uint32_t)c->model->hp.head_dim ? o->value_group
+                                                                       : (uint32_t)c->model->hp.head_dim;
+    m->fp16_tokens = o->fp16_tokens;
+    snprintf(m->options, sizeof m->options, "chunk=%u reuse=%u window=%u pool=%d beta=%g decay=%g%s",
+             o->sel.chunk, o->sel.reuse, o->sel.window, o->pool, o->sel.beta, o->sel.decay,
+             o->question ? " query-aware" : "");
+    snprintf(m->compiler, sizeof m->compiler, "kvz %s", KVZ_VERSION_STRING);
+    m->created = (uint64_t)time(NULL);
+}
+
+/* Keys (pre-RoPE) and values of the kept rows of one (layer, head). */
+static int gather_head(const kvz_compiler *c, int32_t layer, int32_t head, int32_t P, int32_t n,
+                       const uint32_t *pos, uint32_t count, float *rows_k, float *rows_v, float *keys,
+                       float *values, int32_t *positions)
+{
+    kvz_backend *b = c->model->backend;
+    const kvz_hparams *hp = &c->model->hp;
+    int32_t hd = hp->head_dim, cap = kvz_context_capacity(c->ctx);
+    float *kc, *vc;
+    kvz_context_layer_cache(c->ctx, layer, &kc, &vc);
+    size_t first = ((size_t)head * cap + P) * hd, bytes = (size_t)n * hd * sizeof(float);
+    KVZ_TRY(b->ops->download(b, rows_k, kc + first, bytes));
+    KVZ_TRY(b->ops->download(b, rows_v, vc + first, bytes));
+    for (uint32_t i = 0; i < count; i++) {
+        memcpy(keys + (size_t)i * hd, rows_k + (size_t)pos[i] * hd, (size_t)hd * sizeof(float));
+        memcpy(values + (size_t)i * hd, rows_v + (size_t)pos[i] * hd, (size_t)hd * sizeof(float));
+        positions[i] = P + (int32_t)pos[i];
+    }
+    /* the cache holds keys after RoPE; artifacts store them before */
+    kvz_cpu_rope(keys, positions, (int32_t)count, 1, &hp->rope, 1, 1);
+    return KVZ_OK;
+}
+
+/* Encode the kept pairs of the context's document rows into an artifact. */
+static int encode_artifact(const kvz_compiler *c, const kvz_manifest *m, const int32_t *tokens,
+                           int32_t P, int32_t n, const kvz_selection *sel, uint8_t **out, size_t *size)
+{
+    const kvz_hparams *hp = &c->model->hp;
+    size_t rows = (size_t)n * hp->head_dim;
+    float *rk = malloc(rows * 4), *rv = malloc(rows * 4), *k = malloc(rows * 4), *v = malloc(rows * 4);
+    int32_t *positions = malloc((size_t)n * sizeof *positions);
+    kvz_artifact_writer *w = kvz_artifact_writer_new(c->opts.zstd_level);
+    int rc = rk && rv && k && v && positions && w ? kvz_artifact_add_tokens(w, tokens, (uint32_t)n)
+                                                  : kvz_errorf(KVZ_ERR_NOMEM, "out of memory encoding");
+    for (int32_t l = 0; l < hp->n_layers && rc == KVZ_OK; l++)
+        for (int32_t h = 0; h < hp->n_kv_heads && rc == KVZ_OK; h++) {
+            size_t i = (size_t)l * hp->n_kv_heads + h;
+            const uint32_t *pos = sel ? sel->pos + sel->offset[i] : NULL;
+            uint32_t count = sel ? sel->offset[i + 1] - sel->offset[i] : (uint32_t)n;
+            uint32_t *all = NULL;
+            if (!sel) { /* everything: the prefix artifact */
+                all = malloc((size_t)n * sizeof *all);
+                if (!all) {
+                    rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+                    break;
+                }
+                for (int32_t t = 0; t < n; t++)
+                    all[t] = (uint32_t)t;
+                pos = all;
+            }
+            rc = gather_head(c, l, h, P, n, pos, count, rk, rv, k, v, positions);
+            uint32_t n16 = 0;
+            while (n16 < count && pos[n16] < m->fp16_tokens)
+                n16++;
+            if (rc == KVZ_OK)
+                rc = kvz_artifact_add_head(w, m, (uint16_t)l, (uint16_t)h, pos, count, n16, k, v);
+            free(all);
+        }
+    if (rc == KVZ_OK)
+        rc = kvz_artifact_writer_finish(w, m, out, size);
+    kvz_artifact_writer_free(w);
+    free(rk), free(rv), free(k), free(v), free(positions);
+    return rc;
+}
+
+/* The shared prefix as an artifact (every position, f16). */
+static int build_prefix_artifact(kvz_compiler *c)
+{
+    kvz_manifest m;
+    fill_manifest(c, &m);
+    snprintf(m.doc_name, sizeof m.doc_name, "(prefix)");
+    memcpy(m.doc_hash, &c->prefix_hash, 8);
+    m.prefix_tokens = 0;
+    m.n_tokens = (uint32_t)c->prefix.len;
+    m.segment = 0, m.n_segments = 1;
+    snprintf(m.method, sizeof m.method, "prefix");
+    m.level[0] = '\0';
+    m.ratio = 1.0f, m.budget = 0, m.bits = 16, m.fp16_tokens = 0;
+    m.options[0] = '\0';
+    snprintf(c->prefix_key, sizeof c->prefix_key, "prefix/%016llx/%016llx",
+             (unsigned long long)c->id.fingerprint, (unsigned long long)c->prefix_hash);
+    return encode_artifact(c, &m, c->prefix.ids, 0, (int32_t)c->prefix.len, NULL, &c->prefix_artifact,
+                           &c->prefix_artifact_size);
+}
+
+/* ---- head scores (level head) ------------------------------------------------ */
+
+typedef struct meta_put {
+    const char *key;
+    const void *val;
+    size_t len;
+} meta_put;
+
+static int put_meta(kvz_store_txn *t, void *ctx)
+{
+    const meta_put *p = ctx;
+    return kvz_store_put(t, KVZ_DB_META, p->key, strlen(p->key), p->val, p->len);
+}
+
+static int load_head_scores(kvz_compiler *c)
+{
+    const kvz_hparams *hp = &c->model->hp;
+    size_t heads = (size_t)hp->n_layers * hp->n_kv_heads;
+    char key[96];
+    snprintf(key, sizeof key, "head_scores/%016llx/%016llx", (unsigned long long)c->id.fingerprint,
+             (unsigned long long)c->prefix_hash);
+    c->head_scores = malloc(heads * sizeof(float));
+    if (!c->head_scores)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    kvz_store_txn *t;
+    KVZ_TRY(kvz_store_read_begin(c->store, &t));
+    const void *val;
+    size_t len;
+    int rc = kvz_store_get(t, KVZ_DB_META, key, strlen(key), &val, &len);
+    if (rc == KVZ_OK && len == heads * sizeof(float))
+        memcpy(c->head_scores, val, len);
+    kvz_store_read_end(t);
+    if (rc == KVZ_OK && len == heads * sizeof(float))
+        return KVZ_OK;
+    /* not stored yet: KVzip pair scores of the sample; a head's score is its best pair */
+    kvz_tokens sample = {0};
+    rc = kvz_tokenize(c->model->tokenizer, HEAD_SAMPLE, strlen(HEAD_SAMPLE), 0, &sample);
+    int32_t P = (int32_t)c->prefix.len, n = (int32_t)sample.len;
+    float *scores = malloc((size_t)heads * n * sizeof(float));
+    if (rc == KVZ_OK && !scores)
+        rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    if (rc == KVZ_OK)
+        rc = kvz_prefill_document(c->ctx, sample.ids, n, 0, NULL, NULL, NULL);
+    if (rc == KVZ_OK)
+        rc = kvz_score_kvzip(c->ctx, P, sample.ids, n, c->opts.kvzip_chunk, scores, NULL, NULL);
+    kvz_context_truncate(c->ctx, P);
+    for (size_t i = 0; i < heads && rc == KVZ_OK; i++) {
+        float best = 0;
+        for (int32_t t2 = 0; t2 < n; t2++)
+            best = scores[i * n + t2] > best ? scores[i * n + t2] : best;
+        c->head_scores[i] = best;
+    }
+    free(scores);
+    kvz_tokens_free(&sample);
+    if (rc == KVZ_OK) {
+        meta_put p = {key, c->head_scores, heads * sizeof(float)};
+        rc = kvz_store_write(c->store, put_meta, &p);
+    }
+    return rc;
+}
+
+/* ---- compiler lifecycle ---------------------------------------------------------- */
+
+int kvz_compiler_new(kvz_compiler **out, kvz_model *m, kvz_store *s, const kvz_compile_opts *o)
+{
+    *out = NULL;
+    KVZ_TRY(kvz_compile_opts_check(o));
+    kvz_compiler *c = calloc(1, sizeof *c);
+    if (!c)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    c->model = m;
+    c->store = s;
+    c->opts = *o;
+    kvz_model_identity_of(m, &c->id);
+    int rc = kvz_prompt_prefix(m, &c->prefix, &c->prefix_hash);
+    int32_t pass = o->sel.method == KVZ_METHOD_KVZIP ? kvz_kvzip_pass_tokens(m, o->kvzip_chunk) : 0;
+    if (rc == KVZ_OK && o->question) {
+        rc = kvz_prompt_question(m, o->question, &c->question);
+        if ((int32_t)c->question.len > pass)
+            pass = (int32_t)c->question.len;
+    }
+    /* a segment leaves room for questions and for the scoring passes */
+    int32_t reserve = o->reserve > pass ? o->reserve : pass;
+    c->segment_limit = m->hp.ctx_train - (int32_t)c->prefix.len - reserve;
+    uint32_t vgroup = o->value_group < (uint32_t)m->hp.head_dim ? o->value_group : (uint32_t)m->hp.head_dim;
+    if (rc == KVZ_OK && m->hp.head_dim % vgroup != 0)
+        rc = kvz_errorf(KVZ_ERR_ARG, "--value-group %u does not divide the head size %d", vgroup,
+                        m->hp.head_dim);
+    if (rc == KVZ_OK && c->segment_limit < 64)
+        rc = kvz_errorf(KVZ_ERR_RANGE, "the model's context (%d) leaves %d tokens per segment after "
+                        "the prefix and a reserve of %d", m->hp.ctx_train, c->segment_limit, reserve);
+    if (rc == KVZ_OK)
+        rc = kvz_context_new(&c->ctx, m, m->hp.ctx_train, 512);
+    if (rc == KVZ_OK)
+        rc = kvz_context_eval(c->ctx, c->prefix.ids, (int32_t)c->prefix.len, NULL, NULL);
+    if (rc == KVZ_OK) {
+        describe_config(c);
+        rc = build_prefix_artifact(c);
+    }
+    if (rc == KVZ_OK && o->sel.method == KVZ_METHOD_KVZIP && o->sel.level == KVZ_LEVEL_HEAD)
+        rc = load_head_scores(c);
+    if (rc != KVZ_OK) {
+        kvz_compiler_free(c);
+        return rc;
+    }
+    *out = c;
+    return KVZ_OK;
+}
+
+void kvz_compiler_free(kvz_compiler *c)
+{
+    if (!c)
+        return;
+    kvz_context_free(c->ctx);
+    kvz_tokens_free(&c->prefix);
+    kvz_tokens_free(&c->question);
+    free(c->head_scores);
+    free(c->prefix_artifact);
+    free(c);
+}
+
+/* ---- one document ------------------------------------------------------------------ */
+
+typedef struct progress_relay {
+    kvz_compile_progress_fn fn;
+    void *ctx;
+    int64_t base; /* tokens of earlier segments */
+    int passes;   /* scoring passes over the segment after its prefill */
+    int pass;
+    int32_t n;
+} progress_relay;
+
+static void relay(void *ctx, int64_t tokens)
+{
+    progress_relay *r = ctx;
+    if (r->fn) /* prefill and scoring each count for their share of the segment */
+        r->fn(r->ctx, r->base + (r->pass * (int64_t)r->n + tokens) / (r->passes + 1));
+}
+
+/* Scores of the segment in the context (prefilled). */
+static int score_segment(kvz_compiler *c, const int32_t *tokens, int32_t n, float *scores,
+                         progress_relay *pr)
+{
+    const kvz_compile_opts *o = &c->opts;
+    int32_t P = (int32_t)c->prefix.len;
+    const kvz_hparams *hp = &c->model->hp;
+    switch (o->sel.method) {
+    case KVZ_METHOD_KVZIP:
+        if (o->sel.level == KVZ_LEVEL_HEAD)
+            return KVZ_OK;
+        return kvz_score_kvzip(c->ctx, P, tokens, n, o->kvzip_chunk, scores, relay, pr);
+    case KVZ_METHOD_SNAPKV:
+    case KVZ_METHOD_CHUNKKV:
+        if (o->question)
+            KVZ_TRY(kvz_score_question(c->ctx, P, n, c->question.ids, (int32_t)c->question.len, scores));
+        if (o->sel.method == KVZ_METHOD_SNAPKV)
+            kvz_scores_max_pool(scores, hp->n_layers * hp->n_kv_heads, n, o->pool);
+        return KVZ_OK;
+    case KVZ_METHOD_KNORM:
+        return kvz_score_knorm(c->ctx, P, n, scores);
+    default:
+        return KVZ_OK;
+    }
+}
+
+/* The window the prefill scores (window methods without a question). */
+static int32_t prefill_window(const kvz_compiler *c, int32_t n)
+{
+    const kvz_compile_opts *o = &c->opts;
+    if ((o->sel.method != KVZ_METHOD_SNAPKV && o->sel.method != KVZ_METHOD_CHUNKKV) || o->question)
+        return 0;
+    return n < 1024 && o->sel.window > 16 ? 16 : (int32_t)o->sel.window; /* SnapKV: 16 under 1K */
+}
+
+static int compile_segment(kvz_compiler *c, const char *name, const uint8_t hash[16], uint32_t seg,
+                           uint32_t n_seg, const kvz_tokens *tokens, uint8_t **bytes, size_t *size,
+                           kvz_doc_result *r, progress_relay *pr)
+{
+    const kvz_hparams *hp = &c->model->hp;
+    int32_t P = (int32_t)c->prefix.len, n = (int32_t)tokens->len;
+    size_t pairs = (size_t)hp->n_layers * hp->n_kv_heads * n;
+    float *scores = calloc(pairs, sizeof(float));
+    if (!scores)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory for %zu scores", pairs);
+    kvz_select_opts sel = c->opts.sel;
+    sel.window = (uint32_t)prefill_window(c, n);
+    sel.seed ^= (uint64_t)hash[0] | (uint64_t)hash[1] << 8 | (uint64_t)seg << 16;
+    kvz_context_truncate(c->ctx, P);
+    double t0 = kvz_now_seconds();
+    int rc = kvz_prefill_document(c->ctx, tokens->ids, n, (int32_t)sel.window, scores, relay, pr);
+    double t1 = kvz_now_seconds();
+    pr->pass = 1;
+    if (rc == KVZ_OK)
+        rc = score_segment(c, tokens->ids, n, scores, pr);
+    kvz_selection s = {0};
+    if (rc == KVZ_OK)
+        rc = kvz_select(&sel, scores, c->head_scores, hp->n_layers, hp->n_kv_heads, n, &s);
+    double t2 = kvz_now_seconds();
+    kvz_manifest m;
+    fill_manifest(c, &m);
+    snprintf(m.doc_name, sizeof m.doc_name, "%s", name);
+    memcpy(m.doc_hash, hash, 16);
+    m.n_tokens = (uint32_t)n, m.segment = seg, m.n_segments = n_seg;
+    if (rc == KVZ_OK)
+        rc = encode_artifact(c, &m, tokens->ids, P, n, &s, bytes, size);
+    r->prefill_s += t1 - t0;
+    r->score_s += t2 - t1;
+    r->write_s += kvz_now_seconds() - t2;
+    if (rc == KVZ_OK) {
+        r->kept_pairs += kvz_selection_total(&s);
+        r->total_pairs += pairs;
+    }
+    kvz_selection_free(&s);
+    free(scores);
+    kvz_context_truncate(c->ctx, P);
+    return rc;
+}
+
+/* What one document's write transaction puts. */
+typedef struct doc_write {
+    kvz_compiler *c;
+    const char *name;
+    const uint8_t *hash;
+    uint32_t n_seg;
+    uint8_t (*ids)[16];
+    uint8_t **bytes; /* NULL where the store already has the artifact */
+    size_t *sizes;
+    const kvz_doc_entry *entry;
+} doc_write;
+
+static int write_document(kvz_store_txn *t, void *ctx)
+{
+    const doc_write *d = ctx;
+    const void *val;
+    size_t len;
+    int rc = kvz_store_get(t, KVZ_DB_META, d->c->prefix_key, strlen(d->c->prefix_key), &val, &len);
+    if (rc == KVZ_ERR_NOT_FOUND)
+        rc = kvz_store_put(t, KVZ_DB_META, d->c->prefix_key, strlen(d->c->prefix_key),
+                           d->c->prefix_artifact, d->c->prefix_artifact_size);
+    for (uint32_t i = 0; i < d->n_seg && rc == KVZ_OK; i++)
+        if (d->bytes[i])
+            rc = kvz_store_put(t, KVZ_DB_ARTIFACTS, d->ids[i], 16, d->bytes[i], d->sizes[i]);
+    if (rc != KVZ_OK)
+        return rc;
+    kvz_doc_record rec = {0};
+    rc = kvz_store_get(t, KVZ_DB_DOCS, d->name, strlen(d->name), &val, &len);
+    if (rc == KVZ_OK) {
+        rc = kvz_doc_record_decode(val, len, &rec);
+        if (rc == KVZ_OK && memcmp(rec.doc_hash, d->hash, 16) != 0)
+            kvz_doc_record_free(&rec); /* new content under this name: older configs no longer apply */
+    } else if (rc == KVZ_ERR_NOT_FOUND) {
+        rc = KVZ_OK;
+    }
+    if (rc != KVZ_OK)
+        return kvz_error_context(rc, "document record of '%s'", d->name);
+    memcpy(rec.doc_hash, d->hash, 16);
+    rc = kvz_doc_record_set(&rec, d->entry);
+    kvz_buffer b = {0};
+    if (rc == KVZ_OK)
+        kvz_doc_record_encode(&rec, &b);
+    if (rc == KVZ_OK)
+        rc = b.failed ? kvz_errorf(KVZ_ERR_NOMEM, "out of memory")
+                      : kvz_store_put(t, KVZ_DB_DOCS, d->name, strlen(d->name), b.data, b.len);
+    kvz_buffer_free(&b);
+    kvz_doc_record_free(&rec);
+    return rc;
+}
+
+/* Already compiled: the record names this content and config and every artifact exists. */
+static int already_compiled(kvz_compiler *c, const char *name, const uint8_t hash[16], kvz_doc_result *r)
+{
+    kvz_store_txn *t;
+    if (kvz_store_read_begin(c->store, &t) != KVZ_OK)
+        return 0;
+    const void *val;
+    size_t len;
+    int found = 0;
+    kvz_doc_record rec;
+    if (kvz_store_get(t, KVZ_DB_DOCS, name, strlen(name), &val, &len) == KVZ_OK &&
+        kvz_doc_record_decode(val, len, &rec) == KVZ_OK) {
+        const kvz_doc_entry *e = kvz_doc_record_find(&rec, c->config_id);
+        found = e && memcmp(rec.doc_hash, hash, 16) == 0;
+        for (uint32_t i = 0; found && i < e->n_segments; i++)
+            found = kvz_store_get(t, KVZ_DB_ARTIFACTS, e->artifact_ids[i], 16, &val, &len) == KVZ_OK;
+        if (found) {
+            r->tokens = (int32_t)e->n_tokens;
+            r->segments = (int32_t)e->n_segments;
+            r->bytes = e->stored_bytes;
+        }
+        kvz_doc_record_free(&rec);
+    }
+    kvz_store_read_end(t);
+    return found;
+}
+
+/* Bytes of the stored artifact `id`, or 0 when absent. */
+static size_t stored_artifact_size(kvz_compiler *c, const uint8_t id[16])
+{
+    kvz_store_txn *t;
+    if (kvz_store_read_begin(c->store, &t) != KVZ_OK)
+        return 0;
+    const void *val;
+    size_t len = 0;
+    if (kvz_store_get(t, KVZ_DB_ARTIFACTS, id, 16, &val, &len) != KVZ_OK)
+        len = 0;
+    kvz_store_read_end(t);
+    return len;
+}
+
+int kvz_compile_document(kvz_compiler *c, const char *name, const char *text, size_t len,
+                         const uint8_t hash[16], kvz_doc_result *r, kvz_compile_progress_fn progress,
+                         void *progress_ctx)
+{
+    memset(r, 0, sizeof *r);
+    if (!c->opts.force && already_compiled(c, name, hash, r)) {
+        r->status = KVZ_DOC_UNCHANGED;
+        return KVZ_OK;
+    }
+    kvz_segments segs;
+    KVZ_TRY(kvz_segment_text(c->model->tokenizer, text, len, c->segment_limit, &segs));
+    uint32_t n_seg = (uint32_t)segs.len;
+    uint8_t (*ids)[16] = calloc(n_seg ? n_seg : 1, 16);
+    uint8_t **bytes = calloc(n_seg ? n_seg : 1, sizeof *bytes);
+    size_t *sizes = calloc(n_seg ? n_seg : 1, sizeof *sizes);
+    int rc = ids && bytes && sizes ? KVZ_OK : kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    if (rc == KVZ_OK && n_seg == 0)
+        rc = kvz_errorf(KVZ_ERR_FORMAT, "no tokens");
+    progress_relay pr = {progress, progress_ctx, 0, 0, 0, 0};
+    pr.passes = c->opts.sel.method == KVZ_METHOD_KVZIP && c->opts.sel.level != KVZ_LEVEL_HEAD ? 1 : 0;
+    for (uint32_t i = 0; i < n_seg && rc == KVZ_OK; i++) {
+        const kvz_tokens *toks = &segs.items[i].tokens;
+        artifact_id(c, hash, i, n_seg, ids[i]);
+        r->tokens += (int32_t)toks->len;
+        pr.pass = 0;
+        pr.n = (int32_t)toks->len;
+        size_t have = c->opts.force ? 0 : stored_artifact_size(c, ids[i]);
+        if (have) { /* the same content under another name: nothing to compute */
+            r->bytes += have;
+            pr.base += (int64_t)toks->len;
+            continue;
+        }
+        rc = compile_segment(c, name, hash, i, n_seg, toks, &bytes[i], &sizes[i], r, &pr);
+        r->bytes += sizes[i];
+        pr.base += (int64_t)toks->len;
+    }
+    if (rc == KVZ_OK) {
+        double t0 = kvz_now_seconds();
+        kvz_doc_entry e = {.config_id = c->config_id, .model_fingerprint = c->id.fingerprint,
+                           .created = (uint64_t)time(NULL), .stored_bytes = r->bytes,
+                           .n_tokens = (uint32_t)r->tokens, .n_segments = n_seg, .artifact_ids = ids};
+        kvz_compile_summary(&c->opts, e.summary, sizeof e.summary);
+        doc_write d = {c, name, hash, n_seg, ids, bytes, sizes, &e};
+        rc = kvz_store_write(c->store, write_document, &d);
+        r->write_s += kvz_now_seconds() - t0;
+        r->segments = (int32_t)n_seg;
+        r->status = KVZ_DOC_COMPILED;
+    }
+    for (uint32_t i = 0; bytes && i < n_seg; i++)
+        free(bytes[i]);
+    free(ids), free(bytes), free(sizes);
+    kvz_segments_free(&segs);
+    return rc;
+}

@@ -1,0 +1,80 @@
+/*
+ * compile.h — the batch compiler: a document in, verified artifacts in the
+ * store out (DESIGN §3-§7).
+ *
+ * Per document: segment it to fit the model's context; for each segment
+ * prefill [prefix | segment] once, score the pairs, select, quantize and
+ * encode an artifact; then write every new artifact and the document record
+ * in one store transaction. Artifacts are content-addressed by (model, compile
+ * parameters, document content, segment), so compiling the same thing twice
+ * writes nothing and a killed run resumes where it stopped.
+ *
+ * Memory: the model, one KV cache of the model's context (f32, on the
+ * backend), activations for one prefill chunk, scores of one segment
+ * (layers x KV heads x tokens f32) and the artifact being written.
+ */
+#ifndef KVZ_COMPILER_COMPILE_H
+#define KVZ_COMPILER_COMPILE_H
+
+#include "compiler/select.h"
+#include "format/store.h"
+#include "model/model.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct kvz_compile_opts {
+    kvz_select_opts sel;
+    uint32_t bits;          /* 16, 8, 4, 2 */
+    uint32_t key_group;     /* tokens per key quantization group */
+    uint32_t value_group;   /* channels per value quantization group */
+    uint32_t fp16_tokens;   /* document tokens below this index stay f16 */
+    int zstd_level;
+    int32_t kvzip_chunk;    /* document tokens per KVzip scoring pass (2048) */
+    int32_t pool;           /* SnapKV max-pool kernel (7) */
+    int32_t reserve;        /* context tokens left free after a segment */
+    const char *question;   /* window methods: score with this question (query-aware) */
+    int force;              /* recompile even when the store has it */
+} kvz_compile_opts;
+
+/* The defaults every flag of `kvz compile` starts from. */
+void kvz_compile_opts_default(kvz_compile_opts *o);
+
+/* Check the options against each other; KVZ_ERR_ARG naming the conflict. */
+int kvz_compile_opts_check(const kvz_compile_opts *o);
+
+typedef struct kvz_compiler kvz_compiler;
+
+int kvz_compiler_new(kvz_compiler **out, kvz_model *m, kvz_store *s, const kvz_compile_opts *o);
+void kvz_compiler_free(kvz_compiler *c);
+
+/* The most document tokens one segment may hold. */
+int32_t kvz_compiler_segment_limit(const kvz_compiler *c);
+
+typedef enum kvz_doc_status {
+    KVZ_DOC_COMPILED = 0,
+    KVZ_DOC_UNCHANGED = 1, /* already in the store with these parameters */
+} kvz_doc_status;
+
+typedef struct kvz_doc_result {
+    kvz_doc_status status;
+    int32_t tokens;          /* document tokens (all segments) */
+    int32_t segments;
+    uint64_t kept_pairs;     /* over all segments, layers and heads */
+    uint64_t total_pairs;
+    uint64_t bytes;          /* artifact bytes */
+    double prefill_s, score_s, write_s;
+} kvz_doc_result;
+
+/* Tokens processed, for progress within long documents. */
+typedef void (*kvz_compile_progress_fn)(void *ctx, int64_t tokens_in_document);
+
+/* Compile one document (normalised text, its xxh3-128 hash) into the store. */
+int kvz_compile_document(kvz_compiler *c, const char *name, const char *text, size_t len,
+                         const uint8_t hash[16], kvz_doc_result *r, kvz_compile_progress_fn progress,
+                         void *progress_ctx);
+
+/* A one-line description of the parameters ("kvzip pair r=0.30 4-bit"). */
+void kvz_compile_summary(const kvz_compile_opts *o, char *out, size_t size);
+
+#endif

@@ -1,0 +1,374 @@
+/* ingest.c — listing and reading documents (plain files, folders, archives, stdin). */
+#include "compiler/ingest.h"
+#include "common/buffer.h"
+#include "common/error.h"
+#include "common/file_util.h"
+#include "model/utf8.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <xxhash.h>
+
+#define DEFAULT_MAX_BYTES (64ull << 20)
+
+static uint64_t max_bytes(const kvz_ingest_opts *o)
+{
+    return o && o->max_bytes ? o->max_bytes : DEFAULT_MAX_BYTES;
+}
+
+static int is_archive(const char *path)
+{
+    static const char *const ext[] = {".tar", ".tar.gz", ".tgz", ".tar.zst", ".tzst", ".tar.xz",
+                                      ".txz", ".tar.bz2", ".tbz2", ".zip"};
+    size_t n = strlen(path);
+    for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++) {
+        size_t e = strlen(ext[i]);
+        if (n > e && strcasecmp(path + n - e, ext[i]) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Globs match the whole name or its last component. */
+static int glob_match(const char *glob, const char *name)
+{
+    const char *base = strrchr(name, '/');
+    return fnmatch(glob, name, 0) == 0 || (base && fnmatch(glob, base + 1, 0) == 0);
+}
+
+static int selected(const kvz_ingest_opts *o, const char *name)
+{
+    if (!o)
+        return 1;
+    for (size_t i = 0; i < o->n_exclude; i++)
+        if (glob_match(o->exclude[i], name))
+            return 0;
+    if (o->n_include == 0)
+        return 1;
+    for (size_t i = 0; i < o->n_include; i++)
+        if (glob_match(o->include[i], name))
+            return 1;
+    return 0;
+}
+
+static int push(kvz_source_list *l, const char *name, const char *path, const char *member, uint64_t size)
+{
+    kvz_source *grown = kvz_grow(l->items, &l->cap, l->len, sizeof *grown);
+    if (!grown)
+        return KVZ_ERR_NOMEM;
+    l->items = grown;
+    kvz_source *s = &l->items[l->len];
+    s->name = strdup(name);
+    s->path = strdup(path);
+    s->member = member ? strdup(member) : NULL;
+    s->size = size;
+    if (!s->name || !s->path || (member && !s->member)) {
+        free(s->name), free(s->path), free(s->member);
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory listing documents");
+    }
+    l->len++;
+    return KVZ_OK;
+}
+
+void kvz_source_list_free(kvz_source_list *l)
+{
+    for (size_t i = 0; i < l->len; i++) {
+        free(l->items[i].name);
+        free(l->items[i].path);
+        free(l->items[i].member);
+    }
+    free(l->items);
+    memset(l, 0, sizeof *l);
+}
+
+static struct archive *archive_open(const char *path)
+{
+    struct archive *a = archive_read_new();
+    if (!a)
+        return NULL;
+    archive_read_support_filter_all(a);
+    archive_read_support_format_all(a);
+    if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
+        kvz_errorf(KVZ_ERR_FORMAT, "cannot read archive '%s': %s", path, archive_error_string(a));
+        archive_read_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+static int list_archive(const char *path, const kvz_ingest_opts *o, kvz_source_list *out)
+{
+    struct archive *a = archive_open(path);
+    if (!a)
+        return KVZ_ERR_FORMAT;
+    struct archive_entry *e;
+    int rc = KVZ_OK, r;
+    while (rc == KVZ_OK && (r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+        const char *member = archive_entry_pathname(e);
+        if (archive_entry_filetype(e) != AE_IFREG || !member)
+            continue; /* folders, links and devices are not documents */
+        char *name = malloc(strlen(path) + strlen(member) + 2);
+        if (!name) {
+            rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+            break;
+        }
+        sprintf(name, "%s:%s", path, member);
+        if (selected(o, member))
+            rc = push(out, name, path, member, (uint64_t)archive_entry_size(e));
+        free(name);
+    }
+    if (rc == KVZ_OK && r != ARCHIVE_EOF)
+        rc = kvz_errorf(KVZ_ERR_FORMAT, "archive '%s' is damaged: %s", path, archive_error_string(a));
+    archive_read_free(a);
+    return rc;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int list_path(const char *path, const kvz_ingest_opts *o, kvz_source_list *out, int top);
+
+static int list_dir(const char *path, const kvz_ingest_opts *o, kvz_source_list *out)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return kvz_errorf(KVZ_ERR_IO, "cannot read folder '%s': %s", path, strerror(errno));
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    int rc = KVZ_OK;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char **grown = kvz_grow(names, &cap, n, sizeof *grown);
+        if (!grown || !(grown[n] = strdup(e->d_name))) {
+            names = grown ? grown : names;
+            rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+            break;
+        }
+        names = grown;
+        n++;
+    }
+    closedir(d);
+    qsort(names, n, sizeof *names, by_name); /* the same order on every machine */
+    for (size_t i = 0; i < n && rc == KVZ_OK; i++) {
+        size_t len = strlen(path) + strlen(names[i]) + 2;
+        char *child = malloc(len);
+        if (!child) {
+            rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+            break;
+        }
+        snprintf(child, len, "%s%s%s", path, path[strlen(path) - 1] == '/' ? "" : "/", names[i]);
+        rc = list_path(child, o, out, 0);
+        free(child);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return rc;
+}
+
+static int list_path(const char *path, const kvz_ingest_opts *o, kvz_source_list *out, int top)
+{
+    if (strcmp(path, "-") == 0)
+        return push(out, "stdin", "-", NULL, 0);
+    struct stat st, lst;
+    if (stat(path, &st) != 0)
+        return kvz_errorf(top ? KVZ_ERR_NOT_FOUND : KVZ_ERR_IO, "cannot read '%s': %s", path,
+                          strerror(errno));
+    if (S_ISDIR(st.st_mode)) {
+        /* a folder reached through a link inside a walk could loop: skip it */
+        if (!top && lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode))
+            return KVZ_OK;
+        return list_dir(path, o, out);
+    }
+    if (!S_ISREG(st.st_mode))
+        return top ? kvz_errorf(KVZ_ERR_ARG, "'%s' is neither a file nor a folder", path) : KVZ_OK;
+    if (is_archive(path))
+        return list_archive(path, o, out);
+    if (!top && !selected(o, path))
+        return KVZ_OK;
+    return push(out, path, path, NULL, (uint64_t)st.st_size);
+}
+
+int kvz_ingest_list(const char *const *paths, size_t n_paths, const kvz_ingest_opts *opts,
+                    kvz_source_list *out)
+{
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < n_paths; i++) {
+        int rc = list_path(paths[i], opts, out, 1);
+        if (rc != KVZ_OK) {
+            kvz_source_list_free(out);
+            return rc;
+        }
+    }
+    return KVZ_OK;
+}
+
+/* ---- reading -------------------------------------------------------------- */
+
+struct kvz_doc_reader {
+    const kvz_source_list *list;
+    const kvz_ingest_opts *opts;
+    struct archive *archive; /* open archive and where its cursor is */
+    const char *archive_path;
+    size_t next; /* the next index that may be read */
+};
+
+int kvz_doc_reader_new(kvz_doc_reader **out, const kvz_source_list *list, const kvz_ingest_opts *opts)
+{
+    kvz_doc_reader *r = calloc(1, sizeof *r);
+    if (!r)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    r->list = list;
+    r->opts = opts;
+    *out = r;
+    return KVZ_OK;
+}
+
+static void close_archive(kvz_doc_reader *r)
+{
+    if (r->archive)
+        archive_read_free(r->archive);
+    r->archive = NULL;
+    r->archive_path = NULL;
+}
+
+void kvz_doc_reader_free(kvz_doc_reader *r)
+{
+    if (!r)
+        return;
+    close_archive(r);
+    free(r);
+}
+
+int kvz_text_normalise(char *text, size_t *len)
+{
+    size_t n = *len;
+    if (n >= 3 && (uint8_t)text[0] == 0xef && (uint8_t)text[1] == 0xbb && (uint8_t)text[2] == 0xbf) {
+        memmove(text, text + 3, n - 3);
+        n -= 3;
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (text[i] == '\r' && i + 1 < n && text[i + 1] == '\n')
+            continue;
+        text[o++] = text[i];
+    }
+    text[o] = '\0';
+    *len = o;
+    if (memchr(text, '\0', o))
+        return kvz_errorf(KVZ_ERR_FORMAT, "contains NUL bytes (binary?)");
+    size_t valid = kvz_utf8_valid_length((const uint8_t *)text, o);
+    if (valid != o)
+        return kvz_errorf(KVZ_ERR_FORMAT, "not valid UTF-8 at byte %zu", valid);
+    size_t visible = 0;
+    for (size_t i = 0; i < o; i++)
+        visible += !strchr(" \t\n\r\f\v", text[i]);
+    if (visible == 0)
+        return kvz_errorf(KVZ_ERR_FORMAT, "empty (no visible text)");
+    return KVZ_OK;
+}
+
+/* Read the whole current archive member (at most limit bytes + 1). */
+static int read_member(struct archive *a, uint64_t limit, char **data, size_t *len)
+{
+    kvz_buffer b = {0};
+    char chunk[1 << 16];
+    for (;;) {
+        la_ssize_t got = archive_read_data(a, chunk, sizeof chunk);
+        if (got < 0) {
+            kvz_buffer_free(&b);
+            return kvz_errorf(KVZ_ERR_IO, "%s", archive_error_string(a));
+        }
+        if (got == 0)
+            break;
+        kvz_buffer_append(&b, chunk, (size_t)got);
+        if (b.len > limit)
+            break;
+    }
+    kvz_buffer_append(&b, "", 1);
+    if (b.failed) {
+        kvz_buffer_free(&b);
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory reading a document");
+    }
+    *data = (char *)b.data;
+    *len = b.len - 1;
+    return KVZ_OK;
+}
+
+/* Members are read in listing order with one open archive; a member behind
+ * the cursor (the same archive named twice) reopens it once. */
+static int read_from_archive(kvz_doc_reader *r, const kvz_source *s, uint64_t limit, char **data,
+                             size_t *len)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!r->archive || strcmp(r->archive_path, s->path) != 0 || attempt) {
+            close_archive(r);
+            r->archive = archive_open(s->path);
+            if (!r->archive)
+                return KVZ_ERR_FORMAT;
+            r->archive_path = s->path;
+        }
+        struct archive_entry *e;
+        while (archive_read_next_header(r->archive, &e) == ARCHIVE_OK) {
+            const char *member = archive_entry_pathname(e);
+            if (member && archive_entry_filetype(e) == AE_IFREG && strcmp(member, s->member) == 0)
+                return read_member(r->archive, limit, data, len);
+        }
+    }
+    close_archive(r);
+    return kvz_errorf(KVZ_ERR_IO, "member '%s' vanished from archive '%s'", s->member, s->path);
+}
+
+int kvz_doc_reader_read(kvz_doc_reader *r, size_t i, kvz_document *doc)
+{
+    memset(doc, 0, sizeof *doc);
+    KVZ_ASSERT(i >= r->next && i < r->list->len);
+    r->next = i + 1;
+    const kvz_source *s = &r->list->items[i];
+    doc->source = s;
+    uint64_t limit = max_bytes(r->opts);
+    if (s->size > limit)
+        return kvz_errorf(KVZ_ERR_FORMAT, "larger than %llu bytes", (unsigned long long)limit);
+    char *data = NULL;
+    size_t len = 0;
+    int rc;
+    if (s->member)
+        rc = read_from_archive(r, s, limit, &data, &len);
+    else
+        rc = kvz_read_file(strcmp(s->path, "-") == 0 ? "/dev/stdin" : s->path, &data, &len);
+    if (rc != KVZ_OK)
+        return rc;
+    if (len > limit) {
+        free(data);
+        return kvz_errorf(KVZ_ERR_FORMAT, "larger than %llu bytes", (unsigned long long)limit);
+    }
+    rc = kvz_text_normalise(data, &len);
+    if (rc != KVZ_OK) {
+        free(data);
+        return rc;
+    }
+    XXH128_hash_t h = XXH3_128bits(data, len);
+    for (int k = 0; k < 8; k++) {
+        doc->hash[k] = (uint8_t)(h.low64 >> (8 * k));
+        doc->hash[8 + k] = (uint8_t)(h.high64 >> (8 * k));
+    }
+    doc->text = data;
+    doc->len = len;
+    return KVZ_OK;
+}
+
+void kvz_document_free(kvz_document *doc)
+{
+    free(doc->text);
+    memset(doc, 0, sizeof *doc);
+}

@@ -1,0 +1,69 @@
+/*
+ * ingest.h — documents from files, folders, archives and stdin.
+ *
+ * Listing first (names and sizes, for progress and sharding), reading second,
+ * in list order: entries of one archive are read in one sequential pass.
+ * A document's name is its path (for archive members "ARCHIVE:MEMBER"; "-"
+ * reads stdin as a document named "stdin"). Its identity is the xxh3-128 of
+ * its normalised text (SPEC §8). Empty, binary and non-UTF-8 documents are
+ * skipped with a reason (or refused, in strict mode).
+ */
+#ifndef KVZ_COMPILER_INGEST_H
+#define KVZ_COMPILER_INGEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct kvz_ingest_opts {
+    const char *const *include; /* globs; empty: everything */
+    size_t n_include;
+    const char *const *exclude;
+    size_t n_exclude;
+    uint64_t max_bytes; /* larger documents are skipped (0: 64 MiB) */
+} kvz_ingest_opts;
+
+typedef struct kvz_source {
+    char *name;         /* document name */
+    char *path;         /* file or archive on disk ("-" for stdin) */
+    char *member;       /* archive member, or NULL */
+    uint64_t size;      /* bytes as listed (0 for stdin) */
+} kvz_source;
+
+typedef struct kvz_source_list {
+    kvz_source *items;
+    size_t len, cap;
+} kvz_source_list;
+
+/* List the documents under `paths` (files, folders recursively in name order,
+ * archives by extension: .tar .tar.gz .tgz .tar.zst .tzst .tar.xz .tar.bz2
+ * .zip). Errors: KVZ_ERR_NOT_FOUND for a path that does not exist,
+ * KVZ_ERR_FORMAT for an unreadable archive. */
+int kvz_ingest_list(const char *const *paths, size_t n_paths, const kvz_ingest_opts *opts,
+                    kvz_source_list *out);
+void kvz_source_list_free(kvz_source_list *l);
+
+typedef struct kvz_document {
+    const kvz_source *source;
+    char *text;          /* normalised UTF-8, NUL-terminated */
+    size_t len;
+    uint8_t hash[16];
+} kvz_document;
+
+/* Reads documents in list order. */
+typedef struct kvz_doc_reader kvz_doc_reader;
+
+int kvz_doc_reader_new(kvz_doc_reader **out, const kvz_source_list *list, const kvz_ingest_opts *opts);
+void kvz_doc_reader_free(kvz_doc_reader *r);
+
+/* Read source i (calls must come in increasing i). On success *doc is
+ * filled (free with kvz_document_free). A document that is empty, binary or
+ * not UTF-8 gives KVZ_ERR_FORMAT with the reason as the message; I/O problems
+ * give KVZ_ERR_IO. */
+int kvz_doc_reader_read(kvz_doc_reader *r, size_t i, kvz_document *doc);
+void kvz_document_free(kvz_document *doc);
+
+/* Normalise in place (drop a leading BOM, CR LF -> LF) and check: returns
+ * KVZ_ERR_FORMAT with a reason for empty, NUL-containing or invalid UTF-8 text. */
+int kvz_text_normalise(char *text, size_t *len);
+
+#endif

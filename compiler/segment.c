@@ -1,0 +1,141 @@
+/*
+ * segment.c — greedy packing of paragraphs into segments.
+ *
+ * The text is cut into pieces (paragraphs; over-long paragraphs into lines;
+ * over-long lines are left whole and cut by tokens). Pieces are packed in order
+ * while the segment's token count stays within the limit; a segment is then
+ * tokenized on its own, and if BPE at the seams made it longer than the limit
+ * its last piece moves to the next segment.
+ */
+#include "compiler/segment.h"
+#include "common/buffer.h"
+#include "common/error.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void kvz_segments_free(kvz_segments *s)
+{
+    for (size_t i = 0; i < s->len; i++)
+        kvz_tokens_free(&s->items[i].tokens);
+    free(s->items);
+    memset(s, 0, sizeof *s);
+}
+
+static int add_segment(kvz_segments *s, size_t start, size_t len, kvz_tokens *tokens)
+{
+    kvz_segment *grown = kvz_grow(s->items, &s->cap, s->len, sizeof *grown);
+    if (!grown)
+        return KVZ_ERR_NOMEM;
+    s->items = grown;
+    s->items[s->len++] = (kvz_segment){start, len, *tokens};
+    memset(tokens, 0, sizeof *tokens);
+    return KVZ_OK;
+}
+
+static int count_tokens(const kvz_tokenizer *t, const char *text, size_t len, kvz_tokens *out)
+{
+    out->len = 0;
+    return kvz_tokenize(t, text, len, 0, out);
+}
+
+/* End of the piece starting at `at`: after the next blank line, or with
+ * by_line after the next newline; the text's end otherwise. */
+static size_t piece_end(const char *text, size_t len, size_t at, int by_line)
+{
+    const char *p = text + at, *end = text + len;
+    const char *hit = by_line ? memchr(p, '\n', (size_t)(end - p)) : memmem(p, (size_t)(end - p), "\n\n", 2);
+    if (!hit)
+        return len;
+    size_t e = (size_t)(hit - text) + (by_line ? 1 : 2);
+    while (!by_line && e < len && text[e] == '\n')
+        e++; /* keep runs of blank lines with the paragraph they close */
+    return e;
+}
+
+/* A piece alone over the limit: its tokens are cut into full-size segments
+ * (byte offsets are then those of the whole piece). */
+static int cut_by_tokens(const kvz_tokens *toks, size_t start, size_t len, int32_t max, kvz_segments *out)
+{
+    for (size_t i = 0; i < toks->len; i += (size_t)max) {
+        size_t n = toks->len - i < (size_t)max ? toks->len - i : (size_t)max;
+        kvz_tokens part = {0};
+        for (size_t k = 0; k < n; k++)
+            KVZ_TRY(kvz_tokens_push(&part, toks->ids[i + k]));
+        int rc = add_segment(out, start, len, &part);
+        if (rc != KVZ_OK) {
+            kvz_tokens_free(&part);
+            return rc;
+        }
+    }
+    return KVZ_OK;
+}
+
+int kvz_segment_text(const kvz_tokenizer *t, const char *text, size_t len, int32_t max_tokens,
+                     kvz_segments *out)
+{
+    memset(out, 0, sizeof *out);
+    if (max_tokens < 16)
+        return kvz_errorf(KVZ_ERR_ARG, "segment limit of %d tokens is too small", max_tokens);
+    kvz_tokens toks = {0}, piece = {0};
+    int rc = count_tokens(t, text, len, &toks);
+    if (rc == KVZ_OK && toks.len <= (size_t)max_tokens) {
+        rc = add_segment(out, 0, len, &toks);
+        kvz_tokens_free(&toks);
+        if (rc != KVZ_OK)
+            kvz_segments_free(out);
+        return rc;
+    }
+    /* pieces are packed by the sum of their own token counts; a closed
+     * segment is tokenized once and, if the seams made it too long (rare),
+     * gives its last piece back */
+    size_t seg_start = 0, at = 0, last_piece = 0, estimate = 0;
+    while (rc == KVZ_OK && at < len) {
+        size_t end = piece_end(text, len, at, 0);
+        rc = count_tokens(t, text + at, end - at, &piece);
+        if (rc == KVZ_OK && piece.len > (size_t)max_tokens) {
+            end = piece_end(text, len, at, 1);
+            rc = count_tokens(t, text + at, end - at, &piece);
+        }
+        if (rc != KVZ_OK)
+            break;
+        if (piece.len > (size_t)max_tokens) { /* a single line over the limit */
+            if (at > seg_start) {
+                rc = count_tokens(t, text + seg_start, at - seg_start, &toks);
+                if (rc == KVZ_OK)
+                    rc = add_segment(out, seg_start, at - seg_start, &toks);
+            }
+            if (rc == KVZ_OK)
+                rc = cut_by_tokens(&piece, at, end - at, max_tokens, out);
+            seg_start = at = end;
+            estimate = 0;
+            continue;
+        }
+        if (estimate + piece.len <= (size_t)max_tokens) {
+            estimate += piece.len;
+            last_piece = at;
+            at = end;
+            continue;
+        }
+        /* close [seg_start, at) and start the next segment with this piece */
+        rc = count_tokens(t, text + seg_start, at - seg_start, &toks);
+        if (rc == KVZ_OK && toks.len > (size_t)max_tokens && last_piece > seg_start) {
+            at = last_piece;
+            rc = count_tokens(t, text + seg_start, at - seg_start, &toks);
+        }
+        if (rc == KVZ_OK)
+            rc = add_segment(out, seg_start, at - seg_start, &toks);
+        seg_start = at;
+        estimate = 0;
+    }
+    if (rc == KVZ_OK && seg_start < len) {
+        rc = count_tokens(t, text + seg_start, len - seg_start, &toks);
+        if (rc == KVZ_OK && toks.len > 0)
+            rc = add_segment(out, seg_start, len - seg_start, &toks);
+    }
+    kvz_tokens_free(&toks);
+    kvz_tokens_free(&piece);
+    if (rc != KVZ_OK)
+        kvz_segments_free(out);
+    return rc;
+}

@@ -1,0 +1,482 @@
+/* artifact.c — .kvz layout, checksums and section access (format/SPEC.md). */
+#include "format/artifact.h"
+#include "common/error.h"
+#include "format/codec.h"
+#include "format/quant.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+static const uint8_t MAGIC[8] = {'K', 'V', 'Z', 'A', 'R', 'T', '\r', '\n'};
+static const uint8_t TRAILER[8] = {'K', 'V', 'Z', 'E', 'N', 'D', 0, 0};
+#define HEADER_BYTES 64
+#define ENTRY_BYTES 48
+#define TRAILER_BYTES 16
+
+/* ---- little-endian fields ---------------------------------------------- */
+
+static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+static uint64_t rd64(const uint8_t *p) { return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32; }
+static void wr16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8); }
+static void wr32(uint8_t *p, uint32_t v) { wr16(p, (uint16_t)v), wr16(p + 2, (uint16_t)(v >> 16)); }
+static void wr64(uint8_t *p, uint64_t v) { wr32(p, (uint32_t)v), wr32(p + 4, (uint32_t)(v >> 32)); }
+
+/* ---- writing -------------------------------------------------------------- */
+
+typedef struct pending {
+    kvz_section s;
+    kvz_encoded enc;
+} pending;
+
+struct kvz_artifact_writer {
+    int level;
+    pending *items;
+    size_t n, cap;
+};
+
+kvz_artifact_writer *kvz_artifact_writer_new(int zstd_level)
+{
+    kvz_artifact_writer *w = calloc(1, sizeof *w);
+    if (w)
+        w->level = zstd_level;
+    return w;
+}
+
+void kvz_artifact_writer_free(kvz_artifact_writer *w)
+{
+    if (!w)
+        return;
+    for (size_t i = 0; i < w->n; i++)
+        free(w->items[i].enc.data);
+    free(w->items);
+    free(w);
+}
+
+/* Take ownership of `enc` as section (kind, layer, head). */
+static int add(kvz_artifact_writer *w, uint16_t kind, uint16_t layer, uint16_t head, uint64_t raw,
+               uint32_t count, uint32_t aux, kvz_encoded *enc)
+{
+    pending *grown = kvz_grow(w->items, &w->cap, w->n, sizeof *grown);
+    if (!grown) {
+        free(enc->data);
+        return KVZ_ERR_NOMEM;
+    }
+    w->items = grown;
+    pending *p = &w->items[w->n++];
+    memset(p, 0, sizeof *p);
+    p->s = (kvz_section){.kind = kind, .layer = layer, .head = head, .transform = enc->transform,
+                         .compressor = enc->compressor, .stored_bytes = enc->size, .raw_bytes = raw,
+                         .count = count, .aux = aux};
+    p->enc = *enc;
+    return KVZ_OK;
+}
+
+static int add_bytes(kvz_artifact_writer *w, uint16_t kind, uint16_t layer, uint16_t head,
+                     const void *raw, size_t size, int elem, uint32_t count, uint32_t aux)
+{
+    kvz_encoded enc;
+    KVZ_TRY(kvz_encode_bytes(raw, size, elem, w->level, &enc));
+    return add(w, kind, layer, head, size, count, aux, &enc);
+}
+
+int kvz_artifact_add_tokens(kvz_artifact_writer *w, const int32_t *tokens, uint32_t n)
+{
+    return add_bytes(w, KVZ_SECTION_TOKENS, KVZ_SECTION_WHOLE, KVZ_SECTION_WHOLE, tokens,
+                     (size_t)n * 4, 4, n, 0);
+}
+
+/* Quantize one side (keys or values) and add its payload and scale sections. */
+static int add_quantized(kvz_artifact_writer *w, const kvz_manifest *m, uint16_t layer, uint16_t head,
+                         const float *x, uint32_t n, uint32_t n16, int is_keys)
+{
+    kvz_quant_shape qs = {n, n16, m->model.head_dim, m->bits, is_keys ? m->key_group : m->value_group};
+    if (!kvz_quant_shape_valid(&qs, is_keys))
+        return kvz_errorf(KVZ_ERR_ARG, "cannot quantize %u x %u to %u bits in groups of %u", n,
+                          qs.d, qs.bits, qs.group);
+    size_t payload_bytes = kvz_quant_payload_bytes(&qs), pairs = kvz_quant_scale_pairs(&qs, is_keys);
+    uint8_t *payload = malloc(payload_bytes ? payload_bytes : 1);
+    uint16_t *scales = malloc(pairs * 4 + 4);
+    int rc = payload && scales ? kvz_quantize(x, &qs, is_keys, payload, scales)
+                               : kvz_errorf(KVZ_ERR_NOMEM, "out of memory quantizing");
+    /* f16 payloads compress better byte-shuffled; packed codes are bytes */
+    int elem = m->bits == 16 || n16 == n ? 2 : 1;
+    if (rc == KVZ_OK)
+        rc = add_bytes(w, is_keys ? KVZ_SECTION_KEYS : KVZ_SECTION_VALUES, layer, head, payload,
+                       payload_bytes, elem, n, n16);
+    if (rc == KVZ_OK && pairs)
+        rc = add_bytes(w, is_keys ? KVZ_SECTION_KEY_SCALES : KVZ_SECTION_VALUE_SCALES, layer, head,
+                       scales, pairs * 4, 2, (uint32_t)pairs, 0);
+    free(payload);
+    free(scales);
+    return rc;
+}
+
+int kvz_artifact_add_head(kvz_artifact_writer *w, const kvz_manifest *m, uint16_t layer,
+                          uint16_t head, const uint32_t *positions, uint32_t n, uint32_t n16,
+                          const float *keys, const float *values)
+{
+    if (n == 0 || n16 > n)
+        return kvz_errorf(KVZ_ERR_ARG, "layer %u head %u: %u kept pairs (%u in f16)", layer, head, n, n16);
+    for (uint32_t i = 0; i < n; i++)
+        if (positions[i] >= m->n_tokens || (i && positions[i] <= positions[i - 1]))
+            return kvz_errorf(KVZ_ERR_ARG, "layer %u head %u: positions not increasing within %u tokens",
+                              layer, head, m->n_tokens);
+    kvz_encoded enc;
+    KVZ_TRY(kvz_encode_positions(positions, n, m->n_tokens, w->level, &enc));
+    KVZ_TRY(add(w, KVZ_SECTION_POSITIONS, layer, head, (uint64_t)n * 4, n, 0, &enc));
+    KVZ_TRY(add_quantized(w, m, layer, head, keys, n, n16, 1));
+    return add_quantized(w, m, layer, head, values, n, n16, 0);
+}
+
+int kvz_artifact_writer_finish(kvz_artifact_writer *w, const kvz_manifest *m, uint8_t **out,
+                               size_t *size)
+{
+    *out = NULL;
+    *size = 0;
+    for (uint32_t l = 0; l < m->model.n_layers; l++)
+        for (uint32_t h = 0; h < m->model.n_kv_heads; h++) {
+            int found = 0;
+            for (size_t i = 0; i < w->n && !found; i++)
+                found = w->items[i].s.kind == KVZ_SECTION_POSITIONS && w->items[i].s.layer == l &&
+                        w->items[i].s.head == h;
+            if (!found)
+                return kvz_errorf(KVZ_ERR_ARG, "artifact: layer %u head %u was never added", l, h);
+        }
+    kvz_buffer manifest = {0};
+    kvz_manifest_encode(m, &manifest);
+    if (manifest.failed) {
+        kvz_buffer_free(&manifest);
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory encoding the manifest");
+    }
+    kvz_encoded menc;
+    int rc = kvz_encode_bytes(manifest.data, manifest.len, 1, w->level, &menc);
+    size_t manifest_raw = manifest.len;
+    kvz_buffer_free(&manifest);
+    KVZ_TRY(rc);
+    /* the manifest goes first in the table */
+    KVZ_TRY(add(w, KVZ_SECTION_MANIFEST, KVZ_SECTION_WHOLE, KVZ_SECTION_WHOLE, manifest_raw, 0, 0, &menc));
+    pending tmp = w->items[w->n - 1];
+    memmove(w->items + 1, w->items, (w->n - 1) * sizeof *w->items);
+    w->items[0] = tmp;
+
+    uint64_t total = HEADER_BYTES + (uint64_t)w->n * ENTRY_BYTES;
+    for (size_t i = 0; i < w->n; i++) {
+        w->items[i].s.offset = total;
+        total += w->items[i].s.stored_bytes;
+    }
+    total += TRAILER_BYTES;
+    uint8_t *buf = calloc(1, total);
+    if (!buf)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory laying out an artifact of %llu bytes",
+                          (unsigned long long)total);
+    uint8_t *table = buf + HEADER_BYTES;
+    for (size_t i = 0; i < w->n; i++) {
+        kvz_section *s = &w->items[i].s;
+        memcpy(buf + s->offset, w->items[i].enc.data, s->stored_bytes);
+        s->checksum = XXH3_64bits(buf + s->offset, s->stored_bytes);
+        uint8_t *e = table + i * ENTRY_BYTES;
+        wr16(e, s->kind), wr16(e + 2, s->layer), wr16(e + 4, s->head);
+        e[6] = s->transform, e[7] = s->compressor;
+        wr64(e + 8, s->offset), wr64(e + 16, s->stored_bytes), wr64(e + 24, s->raw_bytes);
+        wr32(e + 32, s->count), wr32(e + 36, s->aux), wr64(e + 40, s->checksum);
+    }
+    memcpy(buf, MAGIC, 8);
+    wr16(buf + 8, KVZ_FORMAT_VERSION_MAJOR);
+    wr16(buf + 10, KVZ_FORMAT_VERSION_MINOR);
+    wr32(buf + 12, HEADER_BYTES);
+    wr64(buf + 16, total);
+    wr64(buf + 24, HEADER_BYTES);
+    wr32(buf + 32, (uint32_t)w->n);
+    wr32(buf + 36, 0);
+    wr64(buf + 40, XXH3_64bits(table, w->n * ENTRY_BYTES));
+    wr64(buf + 56, XXH3_64bits(buf, 56));
+    memcpy(buf + total - TRAILER_BYTES, TRAILER, 8);
+    wr64(buf + total - 8, XXH3_64bits(buf, total - 8));
+    *out = buf;
+    *size = total;
+    return KVZ_OK;
+}
+
+/* ---- reading -------------------------------------------------------------- */
+
+void kvz_artifact_section_at(const kvz_artifact *a, uint32_t i, kvz_section *s)
+{
+    const uint8_t *e = a->data + HEADER_BYTES + (size_t)i * ENTRY_BYTES;
+    *s = (kvz_section){.kind = rd16(e), .layer = rd16(e + 2), .head = rd16(e + 4),
+                       .transform = e[6], .compressor = e[7], .offset = rd64(e + 8),
+                       .stored_bytes = rd64(e + 16), .raw_bytes = rd64(e + 24), .count = rd32(e + 32),
+                       .aux = rd32(e + 36), .checksum = rd64(e + 40)};
+}
+
+int kvz_artifact_find(const kvz_artifact *a, uint16_t kind, uint16_t layer, uint16_t head,
+                      kvz_section *s)
+{
+    for (uint32_t i = 0; i < a->n_sections; i++) {
+        kvz_artifact_section_at(a, i, s);
+        if (s->kind == kind && s->layer == layer && s->head == head)
+            return KVZ_OK;
+    }
+    return kvz_errorf(KVZ_ERR_NOT_FOUND, "artifact has no section %u for layer %u head %u", kind,
+                      layer, head);
+}
+
+/* Stored bytes of a section, checksum verified. */
+static int section_bytes(const kvz_artifact *a, const kvz_section *s, const uint8_t **p)
+{
+    *p = a->data + s->offset;
+    if (XXH3_64bits(*p, s->stored_bytes) != s->checksum)
+        return kvz_errorf(KVZ_ERR_FORMAT, "section %u (layer %u, head %u) fails its checksum",
+                          s->kind, s->layer, s->head);
+    return KVZ_OK;
+}
+
+static int decode_section(const kvz_artifact *a, const kvz_section *s, void *raw)
+{
+    const uint8_t *p;
+    KVZ_TRY(section_bytes(a, s, &p));
+    int rc = kvz_decode_bytes(p, s->stored_bytes, s->transform, s->compressor, raw, s->raw_bytes);
+    if (rc != KVZ_OK)
+        kvz_error_context(rc, "section %u (layer %u, head %u)", s->kind, s->layer, s->head);
+    return rc;
+}
+
+/* Structural checks of one table entry against the header and the manifest. */
+static int check_entry(const kvz_artifact *a, const kvz_section *s, uint32_t i, uint64_t data_end)
+{
+    if (s->offset < HEADER_BYTES + (uint64_t)a->n_sections * ENTRY_BYTES || s->offset > data_end ||
+        s->stored_bytes > data_end - s->offset)
+        return kvz_errorf(KVZ_ERR_FORMAT, "table entry %u: bytes [%llu, +%llu) lie outside the payload area",
+                          i, (unsigned long long)s->offset, (unsigned long long)s->stored_bytes);
+    if (s->kind < KVZ_SECTION_MANIFEST || s->kind > KVZ_SECTION_VALUE_SCALES)
+        return kvz_errorf(KVZ_ERR_UNSUPPORTED, "table entry %u: unknown section kind %u", i, s->kind);
+    if (s->raw_bytes > (1ull << 36))
+        return kvz_errorf(KVZ_ERR_FORMAT, "table entry %u: absurd size %llu", i,
+                          (unsigned long long)s->raw_bytes);
+    return KVZ_OK;
+}
+
+static int check_overlaps(const kvz_artifact *a)
+{
+    /* payloads are written in table order; require it, which also rules out overlap */
+    uint64_t next = HEADER_BYTES + (uint64_t)a->n_sections * ENTRY_BYTES;
+    for (uint32_t i = 0; i < a->n_sections; i++) {
+        kvz_section s = {0};
+        kvz_artifact_section_at(a, i, &s);
+        if (s.offset != next)
+            return kvz_errorf(KVZ_ERR_FORMAT, "table entry %u starts at %llu, expected %llu", i,
+                              (unsigned long long)s.offset, (unsigned long long)next);
+        next += s.stored_bytes;
+    }
+    if (next != a->size - TRAILER_BYTES)
+        return kvz_errorf(KVZ_ERR_FORMAT, "sections end at %llu, the trailer starts at %zu",
+                          (unsigned long long)next, a->size - TRAILER_BYTES);
+    return KVZ_OK;
+}
+
+/* Each (layer, head) has its sections with consistent counts. */
+static int check_heads(const kvz_artifact *a)
+{
+    const kvz_manifest *m = &a->manifest;
+    for (uint32_t i = 0; i < a->n_sections; i++) {
+        kvz_section s = {0}, t = {0};
+        kvz_artifact_section_at(a, i, &s);
+        int per_head = s.kind >= KVZ_SECTION_POSITIONS;
+        if (per_head && (s.layer >= m->model.n_layers || s.head >= m->model.n_kv_heads))
+            return kvz_errorf(KVZ_ERR_FORMAT, "section %u names layer %u head %u of a %u x %u model",
+                              s.kind, s.layer, s.head, m->model.n_layers, m->model.n_kv_heads);
+        if (!per_head && (s.layer != KVZ_SECTION_WHOLE || s.head != KVZ_SECTION_WHOLE))
+            return kvz_errorf(KVZ_ERR_FORMAT, "section %u must cover the whole artifact", s.kind);
+        for (uint32_t j = 0; j < i; j++) {
+            kvz_artifact_section_at(a, j, &t);
+            if (t.kind == s.kind && t.layer == s.layer && t.head == s.head)
+                return kvz_errorf(KVZ_ERR_FORMAT, "section %u of layer %u head %u appears twice", s.kind,
+                                  s.layer, s.head);
+        }
+    }
+    kvz_section s = {0};
+    KVZ_TRY(kvz_artifact_find(a, KVZ_SECTION_TOKENS, KVZ_SECTION_WHOLE, KVZ_SECTION_WHOLE, &s));
+    if (s.count != m->n_tokens || s.raw_bytes != (uint64_t)m->n_tokens * 4)
+        return kvz_errorf(KVZ_ERR_FORMAT, "the token section holds %u ids for a %u-token document",
+                          s.count, m->n_tokens);
+    for (uint32_t l = 0; l < m->model.n_layers; l++)
+        for (uint32_t h = 0; h < m->model.n_kv_heads; h++) {
+            kvz_section p = {0}, k = {0}, v = {0};
+            int rc = kvz_artifact_find(a, KVZ_SECTION_POSITIONS, (uint16_t)l, (uint16_t)h, &p);
+            if (rc == KVZ_OK)
+                rc = kvz_artifact_find(a, KVZ_SECTION_KEYS, (uint16_t)l, (uint16_t)h, &k);
+            if (rc == KVZ_OK)
+                rc = kvz_artifact_find(a, KVZ_SECTION_VALUES, (uint16_t)l, (uint16_t)h, &v);
+            if (rc != KVZ_OK)
+                return kvz_errorf(KVZ_ERR_FORMAT, "layer %u head %u lacks a section", l, h);
+            kvz_quant_shape qk = {p.count, k.aux, m->model.head_dim, m->bits, m->key_group};
+            kvz_quant_shape qv = {p.count, v.aux, m->model.head_dim, m->bits, m->value_group};
+            if (p.count == 0 || p.count > m->n_tokens || p.raw_bytes != (uint64_t)p.count * 4 ||
+                k.count != p.count || v.count != p.count || !kvz_quant_shape_valid(&qk, 1) ||
+                !kvz_quant_shape_valid(&qv, 0) || k.raw_bytes != kvz_quant_payload_bytes(&qk) ||
+                v.raw_bytes != kvz_quant_payload_bytes(&qv))
+                return kvz_errorf(KVZ_ERR_FORMAT, "layer %u head %u: counts and sizes disagree", l, h);
+            size_t kp = kvz_quant_scale_pairs(&qk, 1), vp = kvz_quant_scale_pairs(&qv, 0);
+            if (kp) {
+                kvz_section ks = {0}, vs = {0};
+                if (kvz_artifact_find(a, KVZ_SECTION_KEY_SCALES, (uint16_t)l, (uint16_t)h, &ks) ||
+                    (vp && kvz_artifact_find(a, KVZ_SECTION_VALUE_SCALES, (uint16_t)l, (uint16_t)h, &vs)) ||
+                    ks.raw_bytes != kp * 4 || (vp && vs.raw_bytes != vp * 4))
+                    return kvz_errorf(KVZ_ERR_FORMAT, "layer %u head %u: scales missing or misshapen", l, h);
+            }
+        }
+    return KVZ_OK;
+}
+
+int kvz_artifact_open(kvz_artifact *a, const void *data, size_t size)
+{
+    memset(a, 0, sizeof *a);
+    const uint8_t *d = data;
+    a->data = d;
+    a->size = size;
+    if (size < HEADER_BYTES + TRAILER_BYTES)
+        return kvz_errorf(KVZ_ERR_FORMAT, "artifact of %zu bytes is too short to hold a header", size);
+    if (memcmp(d, MAGIC, 8) != 0)
+        return kvz_errorf(KVZ_ERR_FORMAT, "not a .kvz artifact (bad magic)");
+    if (XXH3_64bits(d, 56) != rd64(d + 56))
+        return kvz_errorf(KVZ_ERR_FORMAT, "artifact header fails its checksum");
+    if (rd16(d + 8) != KVZ_FORMAT_VERSION_MAJOR)
+        return kvz_errorf(KVZ_ERR_UNSUPPORTED, "artifact format version %u.%u is not supported (this "
+                          "kvz reads %u.x)", rd16(d + 8), rd16(d + 10), KVZ_FORMAT_VERSION_MAJOR);
+    if (rd32(d + 12) != HEADER_BYTES || rd32(d + 36) != 0 || rd64(d + 24) != HEADER_BYTES)
+        return kvz_errorf(KVZ_ERR_FORMAT, "artifact header has unknown flags or sizes");
+    if (rd64(d + 16) != size)
+        return kvz_errorf(KVZ_ERR_FORMAT, "artifact is %zu bytes but its header says %llu (truncated?)",
+                          size, (unsigned long long)rd64(d + 16));
+    if (memcmp(d + size - TRAILER_BYTES, TRAILER, 8) != 0)
+        return kvz_errorf(KVZ_ERR_FORMAT, "artifact trailer is missing");
+    if (XXH3_64bits(d, size - 8) != rd64(d + size - 8))
+        return kvz_errorf(KVZ_ERR_FORMAT, "artifact fails its whole-file checksum (corrupt)");
+    a->n_sections = rd32(d + 32);
+    uint64_t data_end = size - TRAILER_BYTES;
+    if (a->n_sections == 0 || a->n_sections > (data_end - HEADER_BYTES) / ENTRY_BYTES)
+        return kvz_errorf(KVZ_ERR_FORMAT, "artifact table of %u entries does not fit", a->n_sections);
+    if (XXH3_64bits(d + HEADER_BYTES, (size_t)a->n_sections * ENTRY_BYTES) != rd64(d + 40))
+        return kvz_errorf(KVZ_ERR_FORMAT, "artifact section table fails its checksum");
+    for (uint32_t i = 0; i < a->n_sections; i++) {
+        kvz_section s = {0};
+        kvz_artifact_section_at(a, i, &s);
+        KVZ_TRY(check_entry(a, &s, i, data_end));
+    }
+    KVZ_TRY(check_overlaps(a));
+    kvz_section ms = {0};
+    KVZ_TRY(kvz_artifact_find(a, KVZ_SECTION_MANIFEST, KVZ_SECTION_WHOLE, KVZ_SECTION_WHOLE, &ms));
+    if (ms.raw_bytes > (1u << 20))
+        return kvz_errorf(KVZ_ERR_FORMAT, "manifest of %llu bytes is too large",
+                          (unsigned long long)ms.raw_bytes);
+    uint8_t *raw = malloc(ms.raw_bytes ? ms.raw_bytes : 1);
+    if (!raw)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory reading a manifest");
+    int rc = decode_section(a, &ms, raw);
+    if (rc == KVZ_OK)
+        rc = kvz_manifest_decode(raw, ms.raw_bytes, &a->manifest);
+    free(raw);
+    KVZ_TRY(rc);
+    const kvz_manifest *m = &a->manifest;
+    if (m->model.n_layers == 0 || m->model.n_layers > 1024 || m->model.n_kv_heads == 0 ||
+        m->model.n_kv_heads > 1024 || m->model.head_dim == 0 || m->model.head_dim > 4096 ||
+        m->n_tokens == 0 || m->n_tokens > (1u << 26) || m->segment >= m->n_segments)
+        return kvz_errorf(KVZ_ERR_FORMAT, "manifest shapes are out of range");
+    return check_heads(a);
+}
+
+int kvz_artifact_read_tokens(const kvz_artifact *a, int32_t *tokens)
+{
+    kvz_section s = {0};
+    KVZ_TRY(kvz_artifact_find(a, KVZ_SECTION_TOKENS, KVZ_SECTION_WHOLE, KVZ_SECTION_WHOLE, &s));
+    KVZ_TRY(decode_section(a, &s, tokens));
+    for (uint32_t i = 0; i < s.count; i++)
+        if (tokens[i] < 0 || (uint32_t)tokens[i] >= a->manifest.model.vocab)
+            return kvz_errorf(KVZ_ERR_FORMAT, "token %u of the document (%d) is outside the vocabulary",
+                              i, tokens[i]);
+    return KVZ_OK;
+}
+
+int kvz_artifact_kept(const kvz_artifact *a, uint16_t layer, uint16_t head, uint32_t *n)
+{
+    kvz_section s = {0};
+    KVZ_TRY(kvz_artifact_find(a, KVZ_SECTION_POSITIONS, layer, head, &s));
+    *n = s.count;
+    return KVZ_OK;
+}
+
+/* Decode one side of a head into x (n, d). */
+static int read_side(const kvz_artifact *a, uint16_t layer, uint16_t head, int is_keys, float *x)
+{
+    const kvz_manifest *m = &a->manifest;
+    kvz_section s = {0}, sc = {0};
+    KVZ_TRY(kvz_artifact_find(a, is_keys ? KVZ_SECTION_KEYS : KVZ_SECTION_VALUES, layer, head, &s));
+    kvz_quant_shape q = {s.count, s.aux, m->model.head_dim, m->bits,
+                         is_keys ? m->key_group : m->value_group};
+    size_t pairs = kvz_quant_scale_pairs(&q, is_keys);
+    uint8_t *payload = malloc(s.raw_bytes ? s.raw_bytes : 1);
+    uint16_t *scales = malloc(pairs * 4 + 4);
+    int rc = payload && scales ? decode_section(a, &s, payload)
+                               : kvz_errorf(KVZ_ERR_NOMEM, "out of memory decoding layer %u", layer);
+    if (rc == KVZ_OK && pairs) {
+        rc = kvz_artifact_find(a, is_keys ? KVZ_SECTION_KEY_SCALES : KVZ_SECTION_VALUE_SCALES, layer,
+                               head, &sc);
+        if (rc == KVZ_OK)
+            rc = decode_section(a, &sc, scales);
+    }
+    if (rc == KVZ_OK)
+        kvz_dequantize(payload, scales, &q, is_keys, x);
+    free(payload);
+    free(scales);
+    return rc;
+}
+
+int kvz_artifact_read_head(const kvz_artifact *a, uint16_t layer, uint16_t head,
+                           uint32_t *positions, float *keys, float *values)
+{
+    kvz_section p = {0};
+    const uint8_t *bytes;
+    KVZ_TRY(kvz_artifact_find(a, KVZ_SECTION_POSITIONS, layer, head, &p));
+    KVZ_TRY(section_bytes(a, &p, &bytes));
+    int rc = kvz_decode_positions(bytes, p.stored_bytes, p.transform, p.compressor, p.count,
+                                  a->manifest.n_tokens, positions);
+    if (rc != KVZ_OK)
+        return kvz_error_context(rc, "layer %u head %u", layer, head);
+    if (keys)
+        KVZ_TRY(read_side(a, layer, head, 1, keys));
+    if (values)
+        KVZ_TRY(read_side(a, layer, head, 0, values));
+    return KVZ_OK;
+}
+
+int kvz_artifact_verify(const kvz_artifact *a)
+{
+    const kvz_manifest *m = &a->manifest;
+    int32_t *tokens = malloc((size_t)m->n_tokens * 4);
+    uint32_t *pos = malloc((size_t)m->n_tokens * 4);
+    float *k = malloc((size_t)m->n_tokens * m->model.head_dim * 4);
+    float *v = malloc((size_t)m->n_tokens * m->model.head_dim * 4);
+    int rc = tokens && pos && k && v ? kvz_artifact_read_tokens(a, tokens)
+                                     : kvz_errorf(KVZ_ERR_NOMEM, "out of memory verifying");
+    for (uint32_t l = 0; l < m->model.n_layers && rc == KVZ_OK; l++)
+        for (uint32_t h = 0; h < m->model.n_kv_heads && rc == KVZ_OK; h++)
+            rc = kvz_artifact_read_head(a, (uint16_t)l, (uint16_t)h, pos, k, v);
+    free(tokens);
+    free(pos);
+    free(k);
+    free(v);
+    return rc;
+}
+
+int kvz_artifact_check_model(const kvz_artifact *a, const kvz_model_identity *model)
+{
+    if (a->manifest.model.fingerprint == model->fingerprint)
+        return KVZ_OK;
+    char have[256], want[256];
+    kvz_model_identity_describe(&a->manifest.model, have, sizeof have);
+    kvz_model_identity_describe(model, want, sizeof want);
+    return kvz_errorf(KVZ_ERR_MODEL_MISMATCH,
+                      "artifact '%s' was compiled for %s, but the loaded model is %s",
+                      a->manifest.doc_name, have, want);
+}

@@ -1,0 +1,101 @@
+/*
+ * artifact.h — encode and decode .kvz artifacts (format/SPEC.md).
+ *
+ * Writing: fill a manifest, add the token ids, then each (layer, KV head)'s kept
+ * positions, keys (before RoPE) and values; finish() quantizes nothing more, it
+ * lays out the sections and checksums.
+ *
+ * Reading: kvz_artifact_open() checks the header, the trailer checksum over
+ * the whole artifact, the table and the manifest, without copying: the
+ * artifact stays a view (an LMDB value, a mapped file). Sections are decoded
+ * on demand and their own checksums verified then; kvz_artifact_verify()
+ * decodes everything.
+ */
+#ifndef KVZ_FORMAT_ARTIFACT_H
+#define KVZ_FORMAT_ARTIFACT_H
+
+#include "format/manifest.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define KVZ_FORMAT_VERSION_MAJOR 1
+#define KVZ_FORMAT_VERSION_MINOR 0
+
+typedef enum kvz_section_kind {
+    KVZ_SECTION_MANIFEST = 1,
+    KVZ_SECTION_TOKENS = 2,
+    KVZ_SECTION_POSITIONS = 3,
+    KVZ_SECTION_KEYS = 4,
+    KVZ_SECTION_VALUES = 5,
+    KVZ_SECTION_KEY_SCALES = 6,
+    KVZ_SECTION_VALUE_SCALES = 7,
+} kvz_section_kind;
+
+#define KVZ_SECTION_WHOLE 0xffff /* layer/head of whole-artifact sections */
+
+typedef struct kvz_section {
+    uint16_t kind, layer, head;
+    uint8_t transform, compressor;
+    uint64_t offset, stored_bytes, raw_bytes;
+    uint32_t count, aux;
+    uint64_t checksum;
+} kvz_section;
+
+/* ---- writing ------------------------------------------------------------ */
+
+typedef struct kvz_artifact_writer kvz_artifact_writer;
+
+/* zstd_level: 1..19. The manifest is copied at finish(). */
+kvz_artifact_writer *kvz_artifact_writer_new(int zstd_level);
+void kvz_artifact_writer_free(kvz_artifact_writer *w);
+
+int kvz_artifact_add_tokens(kvz_artifact_writer *w, const int32_t *tokens, uint32_t n);
+
+/* One (layer, head): `n` kept document indices (increasing), their keys and
+ * values (n, head_dim) f32. The first n16 rows stay f16; the rest are
+ * quantized to `bits` with the manifest's group sizes. */
+int kvz_artifact_add_head(kvz_artifact_writer *w, const kvz_manifest *m, uint16_t layer,
+                          uint16_t head, const uint32_t *positions, uint32_t n, uint32_t n16,
+                          const float *keys, const float *values);
+
+/* Lay out header, table, sections and trailer: *out is malloc'ed. Fails with
+ * KVZ_ERR_ARG if some (layer, head) of the model was not added. */
+int kvz_artifact_writer_finish(kvz_artifact_writer *w, const kvz_manifest *m, uint8_t **out,
+                               size_t *size);
+
+/* ---- reading -------------------------------------------------------------- */
+
+typedef struct kvz_artifact {
+    const uint8_t *data;
+    size_t size;
+    uint32_t n_sections;
+    kvz_manifest manifest;
+} kvz_artifact;
+
+/* Check and index an artifact held in memory (not copied). Errors:
+ * KVZ_ERR_FORMAT (truncated, corrupt, inconsistent: the message says which
+ * check failed and where), KVZ_ERR_UNSUPPORTED (a newer major version). */
+int kvz_artifact_open(kvz_artifact *a, const void *data, size_t size);
+
+/* Section i (< n_sections) as stored in the table. */
+void kvz_artifact_section_at(const kvz_artifact *a, uint32_t i, kvz_section *s);
+/* The section of (kind, layer, head); KVZ_ERR_NOT_FOUND if absent. */
+int kvz_artifact_find(const kvz_artifact *a, uint16_t kind, uint16_t layer, uint16_t head,
+                      kvz_section *s);
+
+/* Decode into caller buffers. Token ids: manifest.n_tokens entries. */
+int kvz_artifact_read_tokens(const kvz_artifact *a, int32_t *tokens);
+/* Kept pairs of (layer, head). */
+int kvz_artifact_kept(const kvz_artifact *a, uint16_t layer, uint16_t head, uint32_t *n);
+/* positions: n entries; keys, values: (n, head_dim) f32, keys before RoPE. */
+int kvz_artifact_read_head(const kvz_artifact *a, uint16_t layer, uint16_t head,
+                           uint32_t *positions, float *keys, float *values);
+
+/* Decode and check every section. */
+int kvz_artifact_verify(const kvz_artifact *a);
+
+/* Refuse an artifact compiled by another model, naming both. */
+int kvz_artifact_check_model(const kvz_artifact *a, const kvz_model_identity *model);
+
+#endif

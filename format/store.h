@@ -1,0 +1,70 @@
+/*
+ * store.h — the artifact store: a directory holding one LMDB environment with
+ * three databases (DESIGN §7):
+ *
+ *   artifacts   16-byte content id -> .kvz bytes
+ *   docs        document name      -> doc record (store_records.h)
+ *   meta        text key           -> store version, shared prefixes, head scores
+ *
+ * One writer, many readers (LMDB). A write is a function run inside one write
+ * transaction: when the map fills up, the transaction is aborted, the map
+ * doubled and the function run again, so a reader never sees half of a
+ * document and a full map never corrupts anything. Reads are zero-copy views
+ * into the map, valid until the read transaction ends. `mdb_stat DIR` and
+ * `mdb_dump -s artifacts DIR` work on a store.
+ */
+#ifndef KVZ_FORMAT_STORE_H
+#define KVZ_FORMAT_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum kvz_store_db {
+    KVZ_DB_ARTIFACTS = 0,
+    KVZ_DB_DOCS = 1,
+    KVZ_DB_META = 2,
+} kvz_store_db;
+
+#define KVZ_STORE_VERSION "1"
+
+typedef struct kvz_store kvz_store;
+typedef struct kvz_store_txn kvz_store_txn;
+
+enum {
+    KVZ_STORE_READONLY = 1, /* never writes; the directory must exist */
+    KVZ_STORE_CREATE = 2,   /* create the directory if missing */
+};
+
+/* Open the store in `dir`. Errors: KVZ_ERR_NOT_FOUND (no store there and not
+ * asked to create), KVZ_ERR_IO, KVZ_ERR_FORMAT (not a kvz store, or another
+ * store version). */
+int kvz_store_open(kvz_store **out, const char *dir, int flags);
+void kvz_store_close(kvz_store *s);
+const char *kvz_store_path(const kvz_store *s);
+
+/* Run fn inside a write transaction and commit; retried after growing the
+ * map when it fills. fn must only touch the store through `t` and be safe to
+ * run again. A non-OK status from fn aborts and is returned. */
+typedef int (*kvz_store_write_fn)(kvz_store_txn *t, void *ctx);
+int kvz_store_write(kvz_store *s, kvz_store_write_fn fn, void *ctx);
+
+/* A read transaction for zero-copy gets and scans. */
+int kvz_store_read_begin(kvz_store *s, kvz_store_txn **t);
+void kvz_store_read_end(kvz_store_txn *t);
+
+/* Get: KVZ_ERR_NOT_FOUND when absent. The view lives until the txn ends. */
+int kvz_store_get(kvz_store_txn *t, kvz_store_db db, const void *key, size_t key_len,
+                  const void **val, size_t *val_len);
+int kvz_store_put(kvz_store_txn *t, kvz_store_db db, const void *key, size_t key_len,
+                  const void *val, size_t val_len);
+int kvz_store_del(kvz_store_txn *t, kvz_store_db db, const void *key, size_t key_len);
+
+/* Visit every entry of db in key order; fn returning non-zero stops (and is returned). */
+typedef int (*kvz_store_visit_fn)(void *ctx, const void *key, size_t key_len, const void *val,
+                                  size_t val_len);
+int kvz_store_scan(kvz_store_txn *t, kvz_store_db db, kvz_store_visit_fn fn, void *ctx);
+
+/* Entries and bytes in use, for `kvz ls` and `kvz stats`. */
+int kvz_store_count(kvz_store_txn *t, kvz_store_db db, size_t *entries);
+
+#endif

@@ -1,0 +1,91 @@
+/*
+ * softmax.h — the softmax and score reduction shared by the CPU attention and
+ * scoring kernels. exp runs 8 lanes at a time through glibc's libmvec.
+ */
+#ifndef KVZ_KERNELS_CPU_SOFTMAX_H
+#define KVZ_KERNELS_CPU_SOFTMAX_H
+
+#include "kernels/backend.h"
+
+#include <math.h>
+#include <stdint.h>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+__m256 _ZGVdN8v_expf(__m256 x); /* libmvec */
+#endif
+
+/* row[0..n) <- softmax(row[0..n) * scale) */
+static inline void kvz_softmax_prefix(float *row, int32_t n, float scale)
+{
+    if (n <= 0)
+        return;
+    float max = row[0];
+    for (int32_t j = 1; j < n; j++)
+        max = row[j] > max ? row[j] : max;
+    int32_t j = 0;
+    float sum = 0.0f;
+#if defined(__AVX2__)
+    __m256 vmax = _mm256_set1_ps(max), vscale = _mm256_set1_ps(scale), vsum = _mm256_setzero_ps();
+    for (; j + 8 <= n; j += 8) {
+        __m256 x = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(row + j), vmax), vscale);
+        __m256 e = _ZGVdN8v_expf(x);
+        _mm256_storeu_ps(row + j, e);
+        vsum = _mm256_add_ps(vsum, e);
+    }
+    float lanes[8];
+    _mm256_storeu_ps(lanes, vsum);
+    for (int k = 0; k < 8; k++)
+        sum += lanes[k];
+#endif
+    for (; j < n; j++)
+        sum += row[j] = expf((row[j] - max) * scale);
+    float inv = 1.0f / sum;
+    for (j = 0; j < n; j++)
+        row[j] *= inv;
+}
+
+/* Number of keys of the ranges that cache row `last` may see: they form a
+ * prefix of the ranges laid end to end (ranges ascend). */
+static inline int32_t kvz_score_visible(const kvz_score_params *p, int32_t last)
+{
+    int32_t vis = 0;
+    for (int r = 0; r < p->n_ranges; r++) {
+        int32_t hi = p->range_end[r] < last + 1 ? p->range_end[r] : last + 1;
+        vis += hi > p->range_begin[r] ? hi - p->range_begin[r] : 0;
+    }
+    return vis;
+}
+
+/* Fold probabilities of the visible prefix (ranges laid end to end) into the
+ * per-key accumulator of one KV head, indexed by cache row. */
+static inline void kvz_score_fold(const kvz_score_params *p, const float *probs, int32_t vis, float *acc)
+{
+    for (int r = 0, off = 0; r < p->n_ranges && off < vis; off += p->range_end[r] - p->range_begin[r], r++) {
+        int32_t len = p->range_end[r] - p->range_begin[r];
+        len = len < vis - off ? len : vis - off;
+        float *dst = acc + p->range_begin[r];
+        const float *src = probs + off;
+        if (p->reduce == KVZ_REDUCE_MAX)
+            for (int32_t j = 0; j < len; j++)
+                dst[j] = src[j] > dst[j] ? src[j] : dst[j];
+        else
+            for (int32_t j = 0; j < len; j++)
+                dst[j] += src[j];
+    }
+}
+
+/* Combine per-thread accumulators (each (n_kv_heads, capacity)) into scores. */
+static inline void kvz_score_combine(const kvz_score_params *p, const float *const *parts, int n_parts,
+                                     float *scores)
+{
+    for (int th = 0; th < n_parts; th++)
+        for (int32_t g = 0; g < p->n_kv_heads; g++)
+            for (int r = 0; r < p->n_ranges; r++)
+                for (int32_t j = p->range_begin[r]; j < p->range_end[r]; j++) {
+                    float v = parts[th][(size_t)g * p->capacity + j], *o = &scores[(size_t)g * p->capacity + j];
+                    *o = p->reduce == KVZ_REDUCE_MAX ? (v > *o ? v : *o) : *o + v;
+                }
+}
+
+#endif

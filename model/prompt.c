@@ -1,0 +1,41 @@
+/* prompt.c — prefix and question suffix tokens. */
+#include "model/prompt.h"
+#include "common/error.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+int kvz_prompt_prefix(const kvz_model *m, kvz_tokens *out, uint64_t *hash)
+{
+    char *open;
+    KVZ_TRY(kvz_chat_open_user_turn(&m->chat, NULL, &open));
+    int rc = kvz_tokenize(m->tokenizer, open, strlen(open), 1, out);
+    if (rc == KVZ_OK)
+        rc = kvz_tokenize(m->tokenizer, KVZ_PROMPT_INSTRUCTION, strlen(KVZ_PROMPT_INSTRUCTION), 0, out);
+    free(open);
+    if (rc == KVZ_OK && hash)
+        *hash = XXH3_64bits(out->ids, out->len * sizeof *out->ids);
+    return rc;
+}
+
+int kvz_prompt_question(const kvz_model *m, const char *question, kvz_tokens *out)
+{
+    return kvz_prompt_question_quoting(m, question, NULL, 0, out);
+}
+
+int kvz_prompt_question_quoting(const kvz_model *m, const char *question, const int32_t *quoted,
+                                size_t n_quoted, kvz_tokens *out)
+{
+    char *close;
+    KVZ_TRY(kvz_chat_close_user_turn(&m->chat, &close));
+    int rc = kvz_tokenize(m->tokenizer, "\n\n", 2, 0, out);
+    if (rc == KVZ_OK)
+        rc = kvz_tokenize(m->tokenizer, question, strlen(question), 0, out);
+    for (size_t i = 0; i < n_quoted && rc == KVZ_OK; i++)
+        rc = kvz_tokens_push(out, quoted[i]);
+    if (rc == KVZ_OK)
+        rc = kvz_tokenize(m->tokenizer, close, strlen(close), 1, out);
+    free(close);
+    return rc;
+}

@@ -1,0 +1,293 @@
+/* test_format.c — the .kvz codecs, quantizers and artifact, on good and damaged input. */
+#include "test_util.h"
+
+#include <math.h>
+
+#include "format/artifact.h"
+#include "format/codec.h"
+#include "format/quant.h"
+
+/* Keys with a few outlier channels and values with an outlier token, as real
+ * caches have. */
+static float *make_kv(uint32_t n, uint32_t d, int is_keys)
+{
+    float *x = malloc((size_t)n * d * sizeof(float));
+    for (uint32_t t = 0; t < n; t++)
+        for (uint32_t c = 0; c < d; c++) {
+            float v = test_frand() * 2;
+            if (is_keys && c % 7 == 3)
+                v = v * 10 + 15; /* outlier channel */
+            if (!is_keys && t == n / 2)
+                v *= 30; /* outlier token */
+            x[(size_t)t * d + c] = v;
+        }
+    return x;
+}
+
+static void test_quantization_error_bound(void **state)
+{
+    const uint32_t bits[] = {16, 8, 4, 2};
+    for (int is_keys = 0; is_keys < 2; is_keys++)
+        for (size_t bi = 0; bi < 4; bi++) {
+            kvz_quant_shape s = {.n = 77, .n16 = 5, .d = 64, .bits = bits[bi], .group = is_keys ? 32 : 16};
+            assert_true(kvz_quant_shape_valid(&s, is_keys));
+            float *x = make_kv(s.n, s.d, is_keys), *y = malloc((size_t)s.n * s.d * 4);
+            uint8_t *payload = malloc(kvz_quant_payload_bytes(&s));
+            size_t pairs = kvz_quant_scale_pairs(&s, is_keys);
+            uint16_t *scales = malloc(pairs * 4 + 4);
+            CHECK_OK(kvz_quantize(x, &s, is_keys, payload, scales));
+            kvz_dequantize(payload, scales, &s, is_keys, y);
+            double worst = 0;
+            for (uint32_t t = 0; t < s.n; t++)
+                for (uint32_t c = 0; c < s.d; c++) {
+                    float v = x[t * s.d + c], got = y[t * s.d + c];
+                    double bound;
+                    if (t < s.n16 || s.bits == 16) {
+                        bound = fabs(v) / 1024.0 + 1e-7; /* f16 rounding */
+                    } else {
+                        uint32_t m = t - s.n16;
+                        size_t pair = is_keys ? (m / s.group) * s.d + c : m * (s.d / s.group) + c / s.group;
+                        bound = kvz_fp16_to_f32(scales[2 * pair]) / 2 * (1 + 1e-5) + 1e-7;
+                    }
+                    double err = fabs((double)v - got);
+                    if (err > bound)
+                        fail_msg("%s %u bits: element (%u, %u) = %g decodes to %g (bound %g)",
+                                 is_keys ? "keys" : "values", s.bits, t, c, v, got, bound);
+                    worst = err / (bound > 0 ? bound : 1) > worst ? err / bound : worst;
+                }
+            print_message("%-6s %2u bits: worst error %.2f of its bound\n", is_keys ? "keys" : "values",
+                          s.bits, worst);
+            free(x), free(y), free(payload), free(scales);
+        }
+    kvz_quant_shape bad = {.n = 4, .n16 = 0, .d = 64, .bits = 3, .group = 8};
+    assert_false(kvz_quant_shape_valid(&bad, 1));
+    bad.bits = 4, bad.group = 24;
+    assert_false(kvz_quant_shape_valid(&bad, 0)); /* 64 % 24 != 0 */
+}
+
+static void test_codecs(void **state)
+{
+    for (int elem = 1; elem <= 4; elem *= 2) {
+        size_t size = 1003; /* not a multiple of the element */
+        uint8_t *raw = malloc(size), *back = malloc(size);
+        for (size_t i = 0; i < size; i++)
+            raw[i] = (uint8_t)(i % elem == 0 ? i / 7 : 3);
+        kvz_encoded e;
+        CHECK_OK(kvz_encode_bytes(raw, size, elem, 3, &e));
+        assert_true(e.size < size); /* compressible */
+        CHECK_OK(kvz_decode_bytes(e.data, e.size, e.transform, e.compressor, back, size));
+        assert_memory_equal(raw, back, size);
+        assert_int_equal(kvz_decode_bytes(e.data, e.size, e.transform, e.compressor, back, size - 1),
+                         KVZ_ERR_FORMAT);
+        free(e.data), free(raw), free(back);
+    }
+    /* dense positions pick the bitmap, sparse ones delta-varint */
+    uint32_t dense[900], sparse[20], back[900];
+    for (uint32_t i = 0; i < 900; i++)
+        dense[i] = i + i / 9;
+    for (uint32_t i = 0; i < 20; i++)
+        sparse[i] = i * i * 37 + 5;
+    kvz_encoded e;
+    CHECK_OK(kvz_encode_positions(dense, 900, 1000, 3, &e));
+    assert_int_equal(e.transform, KVZ_TRANSFORM_BITMAP);
+    CHECK_OK(kvz_decode_positions(e.data, e.size, e.transform, e.compressor, 900, 1000, back));
+    assert_memory_equal(dense, back, sizeof dense);
+    assert_int_equal(kvz_decode_positions(e.data, e.size, e.transform, e.compressor, 899, 1000, back),
+                     KVZ_ERR_FORMAT);
+    free(e.data);
+    CHECK_OK(kvz_encode_positions(sparse, 20, 20000, 3, &e));
+    assert_int_equal(e.transform, KVZ_TRANSFORM_DELTA_VARINT);
+    CHECK_OK(kvz_decode_positions(e.data, e.size, e.transform, e.compressor, 20, 20000, back));
+    assert_memory_equal(sparse, back, sizeof sparse);
+    assert_int_equal(kvz_decode_positions(e.data, e.size, e.transform, e.compressor, 20, 10000, back),
+                     KVZ_ERR_FORMAT); /* beyond the document */
+    free(e.data);
+    uint8_t repeated[3] = {5, 0, 1}; /* delta 0: not strictly increasing */
+    assert_int_equal(kvz_decode_positions(repeated, 3, KVZ_TRANSFORM_DELTA_VARINT, 0, 3, 100, back),
+                     KVZ_ERR_FORMAT);
+    assert_non_null(strstr(kvz_last_error(), "increasing"));
+    uint8_t overlong[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+    assert_int_equal(kvz_decode_positions(overlong, 6, KVZ_TRANSFORM_DELTA_VARINT, 0, 1, 100, back),
+                     KVZ_ERR_FORMAT);
+    assert_int_equal(kvz_decode_bytes(overlong, 6, 9, 0, back, 6), KVZ_ERR_UNSUPPORTED);
+}
+
+enum { LAYERS = 2, HEADS = 2, DIM = 16, TOKENS = 40 };
+
+static void fill_manifest(kvz_manifest *m, uint32_t bits)
+{
+    memset(m, 0, sizeof *m);
+    kvz_model_identity *id = &m->model;
+    snprintf(id->arch, sizeof id->arch, "llama");
+    snprintf(id->name, sizeof id->name, "test model");
+    id->n_layers = LAYERS, id->n_heads = 4, id->n_kv_heads = HEADS, id->head_dim = DIM;
+    id->dim = 64, id->vocab = 1000, id->rope_dim = DIM, id->rope_base = 10000.0f;
+    id->tokenizer_hash = 11, id->weights_hash = 22;
+    id->fingerprint = kvz_model_identity_fingerprint(id);
+    snprintf(m->template_name, sizeof m->template_name, "chatml");
+    m->prefix_tokens = 7;
+    snprintf(m->doc_name, sizeof m->doc_name, "docs/a.txt");
+    m->doc_hash[0] = 0xab;
+    m->n_tokens = TOKENS, m->segment = 0, m->n_segments = 1;
+    snprintf(m->method, sizeof m->method, "kvzip");
+    snprintf(m->level, sizeof m->level, "pair");
+    snprintf(m->budget_shape, sizeof m->budget_shape, "uniform");
+    m->ratio = 0.5f, m->bits = bits, m->key_group = 8, m->value_group = 8, m->fp16_tokens = 2;
+    snprintf(m->compiler, sizeof m->compiler, "kvz test");
+}
+
+/* A small artifact: head (l, h) keeps every (l + h + 1)-th token. */
+static uint8_t *build(uint32_t bits, size_t *size, kvz_manifest *m, float **keys, float **values)
+{
+    fill_manifest(m, bits);
+    kvz_artifact_writer *w = kvz_artifact_writer_new(3);
+    int32_t tokens[TOKENS];
+    for (int i = 0; i < TOKENS; i++)
+        tokens[i] = i * 17 % 1000;
+    CHECK_OK(kvz_artifact_add_tokens(w, tokens, TOKENS));
+    *keys = make_kv(TOKENS, DIM, 1);
+    *values = make_kv(TOKENS, DIM, 0);
+    for (uint16_t l = 0; l < LAYERS; l++)
+        for (uint16_t h = 0; h < HEADS; h++) {
+            uint32_t pos[TOKENS], n = 0, n16 = 0;
+            float k[TOKENS * DIM], v[TOKENS * DIM];
+            for (uint32_t t = 0; t < TOKENS; t += l + h + 1) {
+                pos[n] = t;
+                memcpy(k + n * DIM, *keys + t * DIM, sizeof(float) * DIM);
+                memcpy(v + n * DIM, *values + t * DIM, sizeof(float) * DIM);
+                n16 += t < m->fp16_tokens;
+                n++;
+            }
+            CHECK_OK(kvz_artifact_add_head(w, m, l, h, pos, n, n16, k, v));
+        }
+    uint8_t *bytes;
+    CHECK_OK(kvz_artifact_writer_finish(w, m, &bytes, size));
+    kvz_artifact_writer_free(w);
+    return bytes;
+}
+
+static void test_round_trip_every_bit_width(void **state)
+{
+    const uint32_t bits[] = {16, 8, 4, 2};
+    for (size_t bi = 0; bi < 4; bi++) {
+        size_t size;
+        kvz_manifest m;
+        float *keys, *values;
+        uint8_t *bytes = build(bits[bi], &size, &m, &keys, &values);
+        kvz_artifact a;
+        CHECK_OK(kvz_artifact_open(&a, bytes, size));
+        CHECK_OK(kvz_artifact_verify(&a));
+        assert_string_equal(a.manifest.doc_name, "docs/a.txt");
+        assert_int_equal(a.manifest.bits, bits[bi]);
+        assert_int_equal(a.manifest.model.fingerprint, m.model.fingerprint);
+        assert_true(a.manifest.ratio == 0.5f);
+        int32_t tokens[TOKENS];
+        CHECK_OK(kvz_artifact_read_tokens(&a, tokens));
+        assert_int_equal(tokens[39], 39 * 17 % 1000);
+        double worst_k = 0, worst_v = 0;
+        for (uint16_t l = 0; l < LAYERS; l++)
+            for (uint16_t h = 0; h < HEADS; h++) {
+                uint32_t n, pos[TOKENS];
+                float k[TOKENS * DIM], v[TOKENS * DIM];
+                CHECK_OK(kvz_artifact_kept(&a, l, h, &n));
+                assert_int_equal(n, (TOKENS + l + h) / (l + h + 1));
+                CHECK_OK(kvz_artifact_read_head(&a, l, h, pos, k, v));
+                for (uint32_t i = 0; i < n; i++) {
+                    assert_int_equal(pos[i], i * (uint32_t)(l + h + 1));
+                    for (int c = 0; c < DIM; c++) {
+                        worst_k = fmax(worst_k, fabs(k[i * DIM + c] - keys[pos[i] * DIM + c]));
+                        worst_v = fmax(worst_v, fabs(v[i * DIM + c] - values[pos[i] * DIM + c]));
+                    }
+                }
+            }
+        print_message("%2u bits: %zu bytes, worst |dk| %.3g, |dv| %.3g\n", bits[bi], size, worst_k, worst_v);
+        /* keys span ~35 per outlier channel group, values ~60 per outlier token */
+        double tol = bits[bi] == 16 ? 0.05 : bits[bi] == 8 ? 0.2 : bits[bi] == 4 ? 3.0 : 15.0;
+        assert_true(worst_k < tol && worst_v < tol * 2);
+        free(bytes), free(keys), free(values);
+    }
+}
+
+/* Every single-byte change and every truncation of a small artifact is refused. */
+static void test_every_flip_and_truncation(void **state)
+{
+    size_t size;
+    kvz_manifest m;
+    float *keys, *values;
+    uint8_t *bytes = build(4, &size, &m, &keys, &values);
+    uint8_t *copy = malloc(size);
+    size_t refused = 0;
+    for (size_t i = 0; i < size; i++) {
+        for (int x = 0; x < 2; x++) {
+            memcpy(copy, bytes, size);
+            copy[i] ^= x ? 0xff : 0x01;
+            kvz_artifact a;
+            int rc = kvz_artifact_open(&a, copy, size);
+            if (rc == KVZ_OK)
+                rc = kvz_artifact_verify(&a);
+            if (rc == KVZ_OK)
+                fail_msg("changing byte %zu of %zu went unnoticed", i, size);
+            assert_true(kvz_last_error()[0] != '\0');
+            refused++;
+        }
+    }
+    for (size_t len = 0; len < size; len++) {
+        uint8_t *cut = malloc(len ? len : 1);
+        memcpy(cut, bytes, len);
+        kvz_artifact a;
+        if (kvz_artifact_open(&a, cut, len) == KVZ_OK)
+            fail_msg("a truncation to %zu of %zu bytes was accepted", len, size);
+        free(cut);
+    }
+    print_message("%zu byte changes and %zu truncations refused\n", refused, size);
+    free(copy), free(bytes), free(keys), free(values);
+}
+
+static void test_model_mismatch_names_both(void **state)
+{
+    size_t size;
+    kvz_manifest m;
+    float *keys, *values;
+    uint8_t *bytes = build(8, &size, &m, &keys, &values);
+    kvz_artifact a;
+    CHECK_OK(kvz_artifact_open(&a, bytes, size));
+    kvz_model_identity other = m.model;
+    CHECK_OK(kvz_artifact_check_model(&a, &other));
+    snprintf(other.name, sizeof other.name, "another model");
+    other.weights_hash = 99;
+    other.fingerprint = kvz_model_identity_fingerprint(&other);
+    assert_int_equal(kvz_artifact_check_model(&a, &other), KVZ_ERR_MODEL_MISMATCH);
+    const char *msg = kvz_last_error();
+    assert_non_null(strstr(msg, "test model"));
+    assert_non_null(strstr(msg, "another model"));
+    free(bytes), free(keys), free(values);
+}
+
+static void test_writer_refuses_bad_input(void **state)
+{
+    kvz_manifest m;
+    fill_manifest(&m, 4);
+    kvz_artifact_writer *w = kvz_artifact_writer_new(3);
+    uint32_t pos[2] = {5, 5};
+    float kv[2 * DIM] = {0};
+    assert_int_equal(kvz_artifact_add_head(w, &m, 0, 0, pos, 2, 0, kv, kv), KVZ_ERR_ARG);
+    pos[1] = 6;
+    CHECK_OK(kvz_artifact_add_head(w, &m, 0, 0, pos, 2, 0, kv, kv));
+    uint8_t *out;
+    size_t size;
+    assert_int_equal(kvz_artifact_writer_finish(w, &m, &out, &size), KVZ_ERR_ARG); /* heads missing */
+    kvz_artifact_writer_free(w);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_quantization_error_bound),
+        cmocka_unit_test(test_codecs),
+        cmocka_unit_test(test_round_trip_every_bit_width),
+        cmocka_unit_test(test_every_flip_and_truncation),
+        cmocka_unit_test(test_model_mismatch_names_both),
+        cmocka_unit_test(test_writer_refuses_bad_input),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

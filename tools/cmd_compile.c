@@ -1,0 +1,441 @@
+/* cmd_compile.c — `kvz compile`: a corpus into the store, with progress. */
+#include "common/error.h"
+#include "common/timer.h"
+#include "compiler/compile.h"
+#include "compiler/ingest.h"
+#include "tools/cli.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char HELP[] =
+    "usage: kvz compile PATH... --store DIR [options]\n"
+    "\n"
+    "Compiles documents into compressed KV-cache artifacts in an LMDB store. PATH is a\n"
+    "file, a folder (recursive), an archive (.tar .tar.gz .tgz .tar.zst .tar.xz .zip)\n"
+    "or '-' for stdin. Each document is prefilled once after a shared prompt prefix,\n"
+    "its key/value pairs are scored and the best kept, quantized and written with\n"
+    "checksums. Compiling the same thing again writes nothing; an interrupted run\n"
+    "resumes where it stopped. Documents longer than the model's context are split\n"
+    "into segments at paragraph boundaries.\n"
+    "\n"
+    "selection:\n"
+    "  --method M          kvzip (default), chunkkv, snapkv, knorm, recent, random, full\n"
+    "  --ratio R           fraction of each document's pairs to keep (default 0.3)\n"
+    "  --budget N          or: tokens to keep per head on average\n"
+    "                      The prefix (system prompt + instruction) is always kept and\n"
+    "                      does not count; no head is ever left without pairs.\n"
+    "  --level L           kvzip: pair (one threshold over all heads, default),\n"
+    "                      pair-uniform (top-k per head) or head (whole heads, scored\n"
+    "                      once per model on a sample text kept in the store)\n"
+    "  --budget-shape S    uniform (default), pyramid (PyramidKV, --beta, default 20)\n"
+    "                      or decay (PyramidInfer, --decay top/bottom ratio, default 0.2)\n"
+    "  --chunk C           keep whole chunks of C tokens per layer (chunkkv: 10; with\n"
+    "                      kvzip: query-agnostic ChunkKV); --reuse N shares a layer's\n"
+    "                      chunks with the next N-1 layers\n"
+    "  --window W          snapkv/chunkkv observation window (default 32; 16 under 1K\n"
+    "                      tokens); --pool K snapkv max-pool kernel (default 7)\n"
+    "  --question TEXT     snapkv/chunkkv: score with this question instead (query-aware)\n"
+    "  --kvzip-chunk N     document tokens per KVzip scoring pass (default 2048)\n"
+    "\n"
+    "encoding:\n"
+    "  --bits B            16, 8, 4 (default) or 2 bits per kept element\n"
+    "  --key-group N       kept tokens per key quantization group (default 128)\n"
+    "  --value-group N     channels per value quantization group (default 64)\n"
+    "  --fp16-tokens N     the first N document tokens stay f16 (default 4)\n"
+    "  --zstd-level L      1..19 (default 9)\n"
+    "\n"
+    "input and run:\n"
+    "  --store DIR         the store (created if missing)\n"
+    "  --model PATH        GGUF model (default: the setup's SmolLM2)\n"
+    "  --include GLOB      only matching names (repeatable); --exclude GLOB skips them\n"
+    "  --max-bytes N       skip larger documents (default 64 MiB)\n"
+    "  --strict            stop at the first empty, binary or non-UTF-8 document\n"
+    "                      (they are skipped with a warning otherwise)\n"
+    "  --force             recompile even what the store already has\n"
+    "  --reserve N         context tokens kept free after each segment (default 512)\n"
+    "  --json              one JSON line per document and a summary on stdout\n"
+    "  --quiet             no progress\n"
+    "  --device D, --threads N   as in `kvz generate`\n"
+    "\n"
+    "Memory: the model, one KV cache of the model's context (f32), activations of one\n"
+    "512-token prefill chunk, the scores of one segment (layers x KV heads x tokens f32)\n"
+    "and the artifact being written; for SmolLM2 about 1 GB in all.\n"
+    "\n"
+    "Exit status: 0 when every document was compiled, found unchanged or skipped for\n"
+    "its content; 1 when some failed; other codes as in `kvz --help`.\n";
+
+enum {
+    OPT_STORE = 256, OPT_METHOD, OPT_RATIO, OPT_BUDGET, OPT_LEVEL, OPT_SHAPE, OPT_BETA, OPT_DECAY,
+    OPT_CHUNK, OPT_REUSE, OPT_WINDOW, OPT_POOL, OPT_QUESTION, OPT_KVZIP_CHUNK, OPT_BITS, OPT_KGROUP,
+    OPT_VGROUP, OPT_FP16, OPT_ZSTD, OPT_INCLUDE, OPT_EXCLUDE, OPT_MAX_BYTES, OPT_STRICT, OPT_FORCE,
+    OPT_RESERVE, OPT_JSON, OPT_QUIET, OPT_DEVICE, OPT_THREADS, OPT_SEED,
+};
+
+typedef struct compile_args {
+    const char *store, *model;
+    kvz_compile_opts opts;
+    kvz_ingest_opts ingest;
+    const char **include, **exclude;
+    int strict, json, quiet, device, chunk_given, ratio_given;
+    long threads;
+} compile_args;
+
+static int bad(const char *opt, const char *v)
+{
+    fprintf(stderr, "kvz compile: invalid value '%s' for --%s\n", v, opt);
+    return KVZ_EXIT_USAGE;
+}
+
+static int parse(int argc, char **argv, compile_args *a)
+{
+    static const struct option options[] = {
+        {"store", required_argument, 0, OPT_STORE}, {"model", required_argument, 0, 'm'},
+        {"method", required_argument, 0, OPT_METHOD}, {"ratio", required_argument, 0, OPT_RATIO},
+        {"budget", required_argument, 0, OPT_BUDGET}, {"level", required_argument, 0, OPT_LEVEL},
+        {"budget-shape", required_argument, 0, OPT_SHAPE}, {"beta", required_argument, 0, OPT_BETA},
+        {"decay", required_argument, 0, OPT_DECAY}, {"chunk", required_argument, 0, OPT_CHUNK},
+        {"reuse", required_argument, 0, OPT_REUSE}, {"window", required_argument, 0, OPT_WINDOW},
+        {"pool", required_argument, 0, OPT_POOL}, {"question", required_argument, 0, OPT_QUESTION},
+        {"kvzip-chunk", required_argument, 0, OPT_KVZIP_CHUNK}, {"bits", required_argument, 0, OPT_BITS},
+        {"key-group", required_argument, 0, OPT_KGROUP}, {"value-group", required_argument, 0, OPT_VGROUP},
+        {"fp16-tokens", required_argument, 0, OPT_FP16}, {"zstd-level", required_argument, 0, OPT_ZSTD},
+        {"include", required_argument, 0, OPT_INCLUDE}, {"exclude", required_argument, 0, OPT_EXCLUDE},
+        {"max-bytes", required_argument, 0, OPT_MAX_BYTES}, {"strict", no_argument, 0, OPT_STRICT},
+        {"force", no_argument, 0, OPT_FORCE}, {"reserve", required_argument, 0, OPT_RESERVE},
+        {"json", no_argument, 0, OPT_JSON}, {"quiet", no_argument, 0, OPT_QUIET},
+        {"device", required_argument, 0, OPT_DEVICE}, {"threads", required_argument, 0, OPT_THREADS},
+        {"seed", required_argument, 0, OPT_SEED}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+    };
+    memset(a, 0, sizeof *a);
+    kvz_compile_opts_default(&a->opts);
+    a->device = KVZ_DEVICE_AUTO;
+    a->include = calloc((size_t)argc, sizeof *a->include);
+    a->exclude = calloc((size_t)argc, sizeof *a->exclude);
+    long v;
+    double f;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:h", options, NULL)) != -1) {
+        switch (c) {
+        case OPT_STORE: a->store = optarg; break;
+        case 'm': a->model = optarg; break;
+        case OPT_METHOD:
+            if ((v = kvz_method_from_name(optarg)) < 0) return bad("method", optarg);
+            a->opts.sel.method = (kvz_method)v;
+            break;
+        case OPT_RATIO:
+            if (cli_parse_float(optarg, 1e-6, 1, &f)) return bad("ratio", optarg);
+            a->opts.sel.ratio = (float)f;
+            a->ratio_given = 1;
+            break;
+        case OPT_BUDGET:
+            if (cli_parse_int(optarg, 1, 1 << 24, &v)) return bad("budget", optarg);
+            a->opts.sel.budget = (uint32_t)v;
+            break;
+        case OPT_LEVEL:
+            if ((v = kvz_level_from_name(optarg)) < 0) return bad("level", optarg);
+            a->opts.sel.level = (kvz_level)v;
+            break;
+        case OPT_SHAPE:
+            if ((v = kvz_shape_from_name(optarg)) < 0) return bad("budget-shape", optarg);
+            a->opts.sel.shape = (kvz_budget_shape)v;
+            break;
+        case OPT_BETA:
+            if (cli_parse_float(optarg, 1, 1000, &f)) return bad("beta", optarg);
+            a->opts.sel.beta = (float)f;
+            break;
+        case OPT_DECAY:
+            if (cli_parse_float(optarg, 1e-3, 1, &f)) return bad("decay", optarg);
+            a->opts.sel.decay = (float)f;
+            break;
+        case OPT_CHUNK:
+            if (cli_parse_int(optarg, 1, 4096, &v)) return bad("chunk", optarg);
+            a->opts.sel.chunk = (uint32_t)v;
+            a->chunk_given = 1;
+            break;
+        case OPT_REUSE:
+            if (cli_parse_int(optarg, 1, 1024, &v)) return bad("reuse", optarg);
+            a->opts.sel.reuse = (uint32_t)v;
+            break;
+        case OPT_WINDOW:
+            if (cli_parse_int(optarg, 1, 4096, &v)) return bad("window", optarg);
+            a->opts.sel.window = (uint32_t)v;
+            break;
+        case OPT_POOL:
+            if (cli_parse_int(optarg, 1, 255, &v)) return bad("pool", optarg);
+            a->opts.pool = (int32_t)v;
+            break;
+        case OPT_QUESTION: a->opts.question = optarg; break;
+        case OPT_KVZIP_CHUNK:
+            if (cli_parse_int(optarg, 16, 1 << 16, &v)) return bad("kvzip-chunk", optarg);
+            a->opts.kvzip_chunk = (int32_t)v;
+            break;
+        case OPT_BITS:
+            if (cli_parse_int(optarg, 2, 16, &v)) return bad("bits", optarg);
+            a->opts.bits = (uint32_t)v;
+            break;
+        case OPT_KGROUP:
+            if (cli_parse_int(optarg, 1, 65536, &v)) return bad("key-group", optarg);
+            a->opts.key_group = (uint32_t)v;
+            break;
+        case OPT_VGROUP:
+            if (cli_parse_int(optarg, 1, 4096, &v)) return bad("value-group", optarg);
+            a->opts.value_group = (uint32_t)v;
+            break;
+        case OPT_FP16:
+            if (cli_parse_int(optarg, 0, 1 << 20, &v)) return bad("fp16-tokens", optarg);
+            a->opts.fp16_tokens = (uint32_t)v;
+            break;
+        case OPT_ZSTD:
+            if (cli_parse_int(optarg, 1, 19, &v)) return bad("zstd-level", optarg);
+            a->opts.zstd_level = (int)v;
+            break;
+        case OPT_RESERVE:
+            if (cli_parse_int(optarg, 0, 1 << 20, &v)) return bad("reserve", optarg);
+            a->opts.reserve = (int32_t)v;
+            break;
+        case OPT_SEED:
+            if (cli_parse_int(optarg, 0, 1L << 62, &v)) return bad("seed", optarg);
+            a->opts.sel.seed = (uint64_t)v;
+            break;
+        case OPT_INCLUDE: a->include[a->ingest.n_include++] = optarg; break;
+        case OPT_EXCLUDE: a->exclude[a->ingest.n_exclude++] = optarg; break;
+        case OPT_MAX_BYTES:
+            if (cli_parse_int(optarg, 1, 1L << 40, &v)) return bad("max-bytes", optarg);
+            a->ingest.max_bytes = (uint64_t)v;
+            break;
+        case OPT_STRICT: a->strict = 1; break;
+        case OPT_FORCE: a->opts.force = 1; break;
+        case OPT_JSON: a->json = 1; break;
+        case OPT_QUIET: a->quiet = 1; break;
+        case OPT_DEVICE: if (cli_parse_device(optarg, &a->device)) return bad("device", optarg); break;
+        case OPT_THREADS: if (cli_parse_int(optarg, 1, 1024, &a->threads)) return bad("threads", optarg); break;
+        case 'h': fputs(HELP, stdout); return -1;
+        default: fputs(HELP, stderr); return KVZ_EXIT_USAGE;
+        }
+    }
+    a->ingest.include = a->include;
+    a->ingest.exclude = a->exclude;
+    if (a->opts.sel.method == KVZ_METHOD_CHUNKKV && !a->chunk_given)
+        a->opts.sel.chunk = 10;
+    if (!a->store) {
+        fprintf(stderr, "kvz compile: --store DIR is required\n");
+        return KVZ_EXIT_USAGE;
+    }
+    if (optind >= argc) {
+        fprintf(stderr, "kvz compile: no documents given (a file, folder, archive or '-')\n");
+        return KVZ_EXIT_USAGE;
+    }
+    if (a->opts.sel.budget && a->ratio_given) {
+        fprintf(stderr, "kvz compile: give --ratio or --budget, not both\n");
+        return KVZ_EXIT_USAGE;
+    }
+    if (a->opts.sel.budget)
+        a->opts.sel.ratio = 0;
+    if (kvz_compile_opts_check(&a->opts) != KVZ_OK)
+        return cli_fail("compile", KVZ_ERR_ARG);
+    return KVZ_EXIT_OK;
+}
+
+/* ---- progress --------------------------------------------------------------- */
+
+typedef struct progress {
+    int tty, quiet;
+    size_t docs_done, docs_total;
+    uint64_t bytes_done, bytes_total; /* input bytes: known before tokenizing */
+    int64_t tokens_done, doc_tokens;   /* tokens of finished documents, of the current one */
+    double start, last_draw;
+    const char *current;
+} progress;
+
+static void draw(progress *p, int force)
+{
+    if (p->quiet || !p->tty)
+        return;
+    double now = kvz_now_seconds();
+    if (!force && now - p->last_draw < 0.2)
+        return;
+    p->last_draw = now;
+    double el = now - p->start;
+    int64_t tokens = p->tokens_done + p->doc_tokens;
+    double rate = el > 0 ? tokens / el : 0;
+    /* ETA from input bytes: tokens are not known before a document is read */
+    double frac = p->bytes_total ? (double)p->bytes_done / (double)p->bytes_total : 0;
+    double eta = frac > 0.001 ? el / frac - el : 0;
+    char name[48];
+    size_t nl = strlen(p->current ? p->current : "");
+    snprintf(name, sizeof name, "%s%s", nl > 40 ? "..." : "", p->current ? p->current + (nl > 40 ? nl - 40 : 0) : "");
+    fprintf(stderr, "\r\033[K[%zu/%zu docs] %lld tok  %.0f tok/s  ETA %02d:%02d:%02d  %s", p->docs_done,
+            p->docs_total, (long long)tokens, rate, (int)eta / 3600, (int)eta / 60 % 60, (int)eta % 60,
+            name);
+    fflush(stderr);
+}
+
+static void on_tokens(void *ctx, int64_t tokens)
+{
+    progress *p = ctx;
+    p->doc_tokens = tokens;
+    draw(p, 0);
+}
+
+static void line(progress *p, const char *fmt, const char *name, const char *detail)
+{
+    if (p->tty && !p->quiet)
+        fprintf(stderr, "\r\033[K");
+    if (!p->quiet || strncmp(fmt, "skip", 4) == 0 || strncmp(fmt, "FAIL", 4) == 0) {
+        fprintf(stderr, fmt, name, detail);
+        fputc('\n', stderr);
+    }
+}
+
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(f, "\\u%04x", ch);
+        else
+            fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+int cmd_compile(int argc, char **argv)
+{
+    compile_args a;
+    int rc = parse(argc, argv, &a);
+    if (rc) {
+        free(a.include), free(a.exclude);
+        return rc < 0 ? KVZ_EXIT_OK : rc;
+    }
+    kvz_source_list list = {0};
+    kvz_model *model = NULL;
+    kvz_store *store = NULL;
+    kvz_compiler *comp = NULL;
+    kvz_doc_reader *reader = NULL;
+    int st = kvz_ingest_list((const char *const *)argv + optind, (size_t)(argc - optind), &a.ingest, &list);
+    kvz_model_config mc = {.backend = {.device = (kvz_device)a.device, .n_threads = (int)a.threads}};
+    if (st == KVZ_OK)
+        st = kvz_model_load(&model, cli_model_path(a.model), &mc);
+    if (st == KVZ_OK)
+        st = kvz_store_open(&store, a.store, KVZ_STORE_CREATE);
+    if (st == KVZ_OK)
+        st = kvz_compiler_new(&comp, model, store, &a.opts);
+    if (st == KVZ_OK)
+        st = kvz_doc_reader_new(&reader, &list, &a.ingest);
+    if (st != KVZ_OK) {
+        rc = cli_fail("compile", st);
+        goto done;
+    }
+    progress p = {isatty(STDERR_FILENO), a.quiet, 0, list.len, 0, 0, 0, 0, kvz_now_seconds(), 0, NULL};
+    for (size_t i = 0; i < list.len; i++)
+        p.bytes_total += list.items[i].size;
+    char summary[128];
+    kvz_compile_summary(&a.opts, summary, sizeof summary);
+    if (!a.quiet)
+        fprintf(stderr, "compiling %zu document(s) into %s: %s; %d tokens per segment at most\n",
+                list.len, a.store, summary, kvz_compiler_segment_limit(comp));
+    size_t compiled = 0, unchanged = 0, skipped = 0, failed = 0;
+    uint64_t out_bytes = 0;
+    int64_t in_tokens = 0;
+    for (size_t i = 0; i < list.len; i++) {
+        kvz_document doc;
+        const char *name = list.items[i].name;
+        p.current = name;
+        p.doc_tokens = 0;
+        draw(&p, 1);
+        int r = kvz_doc_reader_read(reader, i, &doc);
+        kvz_doc_result res = {0};
+        if (r == KVZ_ERR_FORMAT) { /* the content is unusable: skip (or stop, strictly) */
+            skipped++;
+            line(&p, a.strict ? "FAIL %s: %s" : "skip %s: %s", name, kvz_last_error());
+            if (a.json) {
+                printf("{\"document\":");
+                json_string(stdout, name);
+                printf(",\"status\":\"skipped\",\"reason\":");
+                json_string(stdout, kvz_last_error());
+                printf("}\n");
+            }
+            if (a.strict) {
+                rc = cli_exit_code(r);
+                break;
+            }
+        } else if (r != KVZ_OK || (r = kvz_compile_document(comp, name, doc.text, doc.len, doc.hash, &res,
+                                                            on_tokens, &p)) != KVZ_OK) {
+            failed++;
+            line(&p, "FAIL %s: %s", name, kvz_last_error());
+            if (a.json) {
+                printf("{\"document\":");
+                json_string(stdout, name);
+                printf(",\"status\":\"failed\",\"error\":");
+                json_string(stdout, kvz_last_error());
+                printf("}\n");
+            }
+            if (a.strict || r == KVZ_ERR_NOMEM || r == KVZ_ERR_BACKEND || r == KVZ_ERR_IO) {
+                rc = cli_exit_code(r); /* the store or machine is in trouble: stop */
+                kvz_document_free(&doc);
+                break;
+            }
+        } else {
+            res.status == KVZ_DOC_COMPILED ? compiled++ : unchanged++;
+            in_tokens += res.tokens;
+            out_bytes += res.bytes;
+            char detail[160];
+            double secs = res.prefill_s + res.score_s + res.write_s;
+            if (res.status == KVZ_DOC_COMPILED)
+                snprintf(detail, sizeof detail, "%d tokens, %d segment(s), kept %.1f%%, %.1f KB, %.0f tok/s",
+                         res.tokens, res.segments,
+                         res.total_pairs ? 100.0 * (double)res.kept_pairs / (double)res.total_pairs : 100.0,
+                         res.bytes / 1024.0, secs > 0 ? res.tokens / secs : 0);
+            else
+                snprintf(detail, sizeof detail, "unchanged (%d tokens, already in the store)", res.tokens);
+            if (!p.tty)
+                line(&p, "%s: %s", name, detail);
+            if (a.json) {
+                printf("{\"document\":");
+                json_string(stdout, name);
+                printf(",\"status\":\"%s\",\"tokens\":%d,\"segments\":%d,\"bytes\":%llu,"
+                       "\"kept_fraction\":%.4f,\"prefill_s\":%.3f,\"score_s\":%.3f,\"write_s\":%.3f}\n",
+                       res.status == KVZ_DOC_COMPILED ? "compiled" : "unchanged", res.tokens, res.segments,
+                       (unsigned long long)res.bytes,
+                       res.total_pairs ? (double)res.kept_pairs / (double)res.total_pairs : 1.0,
+                       res.prefill_s, res.score_s, res.write_s);
+                fflush(stdout);
+            }
+        }
+        kvz_document_free(&doc);
+        p.docs_done++;
+        p.bytes_done += list.items[i].size;
+        p.tokens_done += res.tokens;
+        p.doc_tokens = 0;
+        draw(&p, 1);
+    }
+    double el = kvz_now_seconds() - p.start;
+    if (p.tty && !a.quiet)
+        fprintf(stderr, "\r\033[K");
+    if (!a.quiet)
+        fprintf(stderr, "%zu compiled, %zu unchanged, %zu skipped, %zu failed; %lld tokens -> %.1f KB "
+                "(%.2f bytes/token) in %.1f s\n", compiled, unchanged, skipped, failed, (long long)in_tokens,
+                out_bytes / 1024.0, in_tokens ? (double)out_bytes / (double)in_tokens : 0, el);
+    if (a.json)
+        printf("{\"summary\":{\"compiled\":%zu,\"unchanged\":%zu,\"skipped\":%zu,\"failed\":%zu,"
+               "\"tokens\":%lld,\"bytes\":%llu,\"seconds\":%.3f}}\n", compiled, unchanged, skipped, failed,
+               (long long)in_tokens, (unsigned long long)out_bytes, el);
+    if (rc == KVZ_EXIT_OK && failed)
+        rc = KVZ_EXIT_FAILURE;
+done:
+    kvz_doc_reader_free(reader);
+    kvz_compiler_free(comp);
+    kvz_store_close(store);
+    kvz_model_free(model);
+    kvz_source_list_free(&list);
+    free(a.include), free(a.exclude);
+    return rc;
+}
