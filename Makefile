@@ -47,7 +47,7 @@ NVCC ?= nvcc
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(shell which $(NVCC)))
 CUDA_ARCHS := -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
               -gencode arch=compute_90,code=compute_90
-NVCCFLAGS := -O3 -std=c++17 $(CUDA_ARCHS) -Iinclude -I. -Xcompiler -fPIC,-Wall --expt-relaxed-constexpr
+NVCCFLAGS := -O3 -std=c++17 $(CUDA_ARCHS) -Iinclude -I. -Xcompiler -fPIC,-Wall --expt-relaxed-constexpr -MMD -MP
 CFLAGS += -DKVZ_WITH_CUDA
 LDLIBS += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcublas -lcudart -lstdc++
 CUDA_OBJS := $(patsubst %.cu,$(BUILD)/%.o,$(CUDA_SRCS))
@@ -115,4 +115,4 @@ setup:
 clean:
 	rm -rf build build-asan build-cuda
 
--include $(LIB_OBJS:.o=.d) $(TOOL_OBJS:.o=.d)
+-include $(LIB_OBJS:.o=.d) $(TOOL_OBJS:.o=.d) $(CUDA_OBJS:.o=.d)
