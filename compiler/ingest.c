@@ -36,11 +36,16 @@ static int is_archive(const char *path)
     return 0;
 }
 
-/* Globs match the whole name or its last component. */
+/* A glob matches the whole name or any tail of it that starts a path
+ * component, so "*.md" or "notes/x*" work at any depth. */
 static int glob_match(const char *glob, const char *name)
 {
-    const char *base = strrchr(name, '/');
-    return fnmatch(glob, name, 0) == 0 || (base && fnmatch(glob, base + 1, 0) == 0);
+    if (fnmatch(glob, name, 0) == 0)
+        return 1;
+    for (const char *p = strchr(name, '/'); p; p = strchr(p + 1, '/'))
+        if (fnmatch(glob, p + 1, 0) == 0)
+            return 1;
+    return 0;
 }
 
 static int selected(const kvz_ingest_opts *o, const char *name)

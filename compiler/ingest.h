@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 typedef struct kvz_ingest_opts {
-    const char *const *include; /* globs; empty: everything */
+    const char *const *include; /* globs on the name or any tail of it at a '/'; empty: all */
     size_t n_include;
     const char *const *exclude;
     size_t n_exclude;

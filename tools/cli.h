@@ -6,6 +6,7 @@
 #define KVZ_TOOLS_CLI_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 /* Exit codes (documented in `kvz --help`). */
@@ -34,6 +35,9 @@ int cli_parse_float(const char *s, double min, double max, double *out);
 int cli_parse_device(const char *s, int *device);
 int cli_parse_weights(const char *s, int *policy);
 
+/* Write s[0..len) as a JSON string literal. */
+void cli_json_string(FILE *f, const char *s, size_t len);
+
 /* Read all of stdin (or a file when path is not "-") into a NUL-terminated buffer. */
 int cli_read_input(const char *path, char **data, size_t *len);
 
@@ -43,5 +47,8 @@ int cmd_detokenize(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_compile(int argc, char **argv);
+int cmd_ls(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
 
 #endif

@@ -292,21 +292,6 @@ static void line(progress *p, const char *fmt, const char *name, const char *det
     }
 }
 
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
-}
-
 int cmd_compile(int argc, char **argv)
 {
     compile_args a;
@@ -358,9 +343,9 @@ int cmd_compile(int argc, char **argv)
             line(&p, a.strict ? "FAIL %s: %s" : "skip %s: %s", name, kvz_last_error());
             if (a.json) {
                 printf("{\"document\":");
-                json_string(stdout, name);
+                cli_json_string(stdout, name, strlen(name));
                 printf(",\"status\":\"skipped\",\"reason\":");
-                json_string(stdout, kvz_last_error());
+                cli_json_string(stdout, kvz_last_error(), strlen(kvz_last_error()));
                 printf("}\n");
             }
             if (a.strict) {
@@ -373,9 +358,9 @@ int cmd_compile(int argc, char **argv)
             line(&p, "FAIL %s: %s", name, kvz_last_error());
             if (a.json) {
                 printf("{\"document\":");
-                json_string(stdout, name);
+                cli_json_string(stdout, name, strlen(name));
                 printf(",\"status\":\"failed\",\"error\":");
-                json_string(stdout, kvz_last_error());
+                cli_json_string(stdout, kvz_last_error(), strlen(kvz_last_error()));
                 printf("}\n");
             }
             if (a.strict || r == KVZ_ERR_NOMEM || r == KVZ_ERR_BACKEND || r == KVZ_ERR_IO) {
@@ -400,7 +385,7 @@ int cmd_compile(int argc, char **argv)
                 line(&p, "%s: %s", name, detail);
             if (a.json) {
                 printf("{\"document\":");
-                json_string(stdout, name);
+                cli_json_string(stdout, name, strlen(name));
                 printf(",\"status\":\"%s\",\"tokens\":%d,\"segments\":%d,\"bytes\":%llu,"
                        "\"kept_fraction\":%.4f,\"prefill_s\":%.3f,\"score_s\":%.3f,\"write_s\":%.3f}\n",
                        res.status == KVZ_DOC_COMPILED ? "compiled" : "unchanged", res.tokens, res.segments,

@@ -14,6 +14,9 @@ static void usage(FILE *out)
             "\n"
             "commands:\n"
             "  compile      documents -> compressed KV-cache artifacts in a store\n"
+            "  ls           list a store's documents and their compiled forms\n"
+            "  inspect      show one compiled document (manifest, kept pairs, sizes, --svg)\n"
+            "  verify       check every checksum and bound of every artifact in a store\n"
             "  generate     answer a prompt with a model (prefill + decode)\n"
             "  tokenize     text on stdin -> token ids on one line\n"
             "  detokenize   token ids on stdin -> the exact text\n"
@@ -46,6 +49,12 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "compile") == 0)
         return cmd_compile(argc - 1, argv + 1);
+    if (strcmp(cmd, "ls") == 0)
+        return cmd_ls(argc - 1, argv + 1);
+    if (strcmp(cmd, "inspect") == 0)
+        return cmd_inspect(argc - 1, argv + 1);
+    if (strcmp(cmd, "verify") == 0)
+        return cmd_verify(argc - 1, argv + 1);
     if (strcmp(cmd, "generate") == 0)
         return cmd_generate(argc - 1, argv + 1);
     if (strcmp(cmd, "tokenize") == 0)

@@ -1,0 +1,97 @@
+#!/bin/sh
+# kvz compile / ls / inspect / verify against a real store on disk: content
+# addressing, kill -9 and resume, corruption found by verify, mdb_stat, and
+# the exit codes of bad input. Needs KVZ_BIN and KVZ_MODEL.
+set -u
+KVZ=${KVZ_BIN:-build/kvz}
+MODEL=${KVZ_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+fails=0
+fail() { echo "FAIL $*"; fails=$((fails + 1)); }
+ok() { echo "ok   $*"; }
+
+# a corpus of eight short real documents, one binary file, one empty file
+mkdir -p "$TMP/corpus/notes"
+python3 - "$TMP/corpus" <<'PY'
+import sys
+src = open("tests/data/python_datamodel.txt", encoding="utf-8").read().split("\n\n")
+paras = [p for p in src if len(p) > 200][:8]
+for i, p in enumerate(paras):
+    folder = "notes/" if i % 2 else ""
+    open(f"{sys.argv[1]}/{folder}doc{i}.txt", "w").write(p + "\n")
+open(f"{sys.argv[1]}/image.bin", "wb").write(b"\x89PNG\x00\x00\x01\x02")
+open(f"{sys.argv[1]}/blank.txt", "w").write("   \n")
+PY
+
+S="$TMP/store"
+"$KVZ" compile "$TMP/corpus" --store "$S" --model "$MODEL" --method recent --json >"$TMP/out1" 2>"$TMP/err1"
+rc=$?
+[ $rc -eq 0 ] && ok "compile exit 0" || { fail "compile exit $rc"; cat "$TMP/err1"; }
+n=$(grep -c '"status":"compiled"' "$TMP/out1")
+[ "$n" -eq 8 ] && ok "8 documents compiled" || fail "$n documents compiled, expected 8"
+grep -q "skip .*image.bin: contains NUL" "$TMP/err1" && ok "binary skipped with a reason" || fail "no skip warning for image.bin"
+grep -q "skip .*blank.txt: empty" "$TMP/err1" && ok "empty skipped with a reason" || fail "no skip warning for blank.txt"
+
+mdb_stat -a "$S" >"$TMP/stat" && grep -q "Status of artifacts" "$TMP/stat" && ok "mdb_stat reads the store" || fail "mdb_stat"
+"$KVZ" ls --store "$S" >"$TMP/ls1" && [ "$(grep -c 'recent' "$TMP/ls1")" -eq 8 ] && ok "ls lists 8" || fail "ls"
+
+# compiling again writes nothing
+cp "$S/data.mdb" "$TMP/before.mdb"
+"$KVZ" compile "$TMP/corpus" --store "$S" --model "$MODEL" --method recent --json >"$TMP/out2" 2>/dev/null
+[ "$(grep -c '"status":"unchanged"' "$TMP/out2")" -eq 8 ] && ok "recompile: all unchanged" || fail "recompile was not a no-op"
+cmp -s "$S/data.mdb" "$TMP/before.mdb" && ok "recompile: store bytes identical" || fail "recompile changed the store"
+
+# inspect and its heatmap
+"$KVZ" inspect --store "$S" "$TMP/corpus/doc0.txt" --svg "$TMP/h.svg" >"$TMP/insp" 2>&1 &&
+    grep -q "kept 30" "$TMP/insp" && head -c 4 "$TMP/h.svg" | grep -q "<svg" && ok "inspect + svg" || { fail "inspect"; cat "$TMP/insp"; }
+
+# kill -9 in the middle of a compile, then resume: verify passes, only the rest is compiled
+S2="$TMP/store2"
+"$KVZ" compile "$TMP/corpus" --store "$S2" --model "$MODEL" --method kvzip --quiet 2>/dev/null &
+pid=$!
+i=0
+while [ $i -lt 600 ]; do # wait until at least one document is in, then kill
+    if [ -f "$S2/data.mdb" ] && "$KVZ" ls --store "$S2" 2>/dev/null | grep -q "^1 document\|^[2-7] document"; then break; fi
+    sleep 0.1; i=$((i + 1))
+done
+kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+"$KVZ" verify --store "$S2" >"$TMP/v1" 2>&1 && ok "verify after kill -9" || { fail "verify after kill -9"; cat "$TMP/v1"; }
+done_before=$("$KVZ" ls --store "$S2" | grep -c kvzip)
+"$KVZ" compile "$TMP/corpus" --store "$S2" --model "$MODEL" --method kvzip --json >"$TMP/out3" 2>/dev/null
+unchanged=$(grep -c '"status":"unchanged"' "$TMP/out3"); compiled=$(grep -c '"status":"compiled"' "$TMP/out3")
+if [ "$done_before" -ge 1 ] && [ "$unchanged" -eq "$done_before" ] && [ $((unchanged + compiled)) -eq 8 ]; then
+    ok "resume: $unchanged kept from before the kill, $compiled compiled"
+else
+    fail "resume: $done_before done before the kill, then $unchanged unchanged and $compiled compiled"
+fi
+"$KVZ" verify --store "$S2" >/dev/null 2>&1 && ok "verify after resume" || fail "verify after resume"
+
+# a flipped byte inside an artifact is found
+cp -r "$S" "$TMP/broken"
+python3 - "$TMP/broken/data.mdb" <<'PY'
+import sys
+data = bytearray(open(sys.argv[1], "rb").read())
+at = data.find(b"KVZART\r\n", 200000)
+data[at + 5000] ^= 0x40
+open(sys.argv[1], "wb").write(data)
+PY
+"$KVZ" verify --store "$TMP/broken" >/dev/null 2>"$TMP/v2"
+rc=$?
+[ $rc -eq 4 ] && grep -q "checksum" "$TMP/v2" && ok "verify finds a flipped byte (exit 4)" || { fail "verify exit $rc"; cat "$TMP/v2"; }
+
+# bad input: clear messages, distinct exit codes
+"$KVZ" compile /nonexistent --store "$TMP/s3" --model "$MODEL" 2>"$TMP/e"; rc=$?
+[ $rc -eq 7 ] && grep -q nonexistent "$TMP/e" && ok "missing input: exit 7" || fail "missing input: exit $rc"
+"$KVZ" compile "$TMP/corpus" --model "$MODEL" 2>/dev/null; rc=$?
+[ $rc -eq 2 ] && ok "no --store: exit 2" || fail "no --store: exit $rc"
+"$KVZ" compile "$TMP/corpus" --store "$TMP/s3" --model "$MODEL" --ratio 1.5 2>/dev/null; rc=$?
+[ $rc -eq 2 ] && ok "bad ratio: exit 2" || fail "bad ratio: exit $rc"
+"$KVZ" compile "$TMP/corpus" --store "$TMP/s4" --model "$MODEL" --method recent --strict 2>"$TMP/e"; rc=$?
+[ $rc -eq 4 ] && ok "strict stops at the binary file: exit 4" || fail "strict: exit $rc"
+"$KVZ" inspect --store "$S" nothing-here.txt 2>"$TMP/e"; rc=$?
+[ $rc -eq 7 ] && grep -q "no document" "$TMP/e" && ok "inspect unknown doc: exit 7" || fail "inspect unknown: exit $rc"
+"$KVZ" ls --store "$TMP/corpus" 2>"$TMP/e"; rc=$?
+[ $rc -eq 7 ] && ok "ls on a folder that is no store: exit 7" || fail "ls non-store: exit $rc"
+
+[ "$fails" -eq 0 ] && echo "all store checks passed" || { echo "$fails store check(s) failed"; exit 1; }

@@ -1,0 +1,430 @@
+/*
+ * test_compile.c — the compiler and the store: selection rules, budgets, the
+ * scorers on the real model, content addressing, ingest of files, folders and
+ * archives, and refusal of artifacts made by another model.
+ */
+#include "test_util.h"
+
+#include <math.h>
+#include <sys/stat.h>
+
+#include "compiler/compile.h"
+#include "compiler/ingest.h"
+#include "compiler/segment.h"
+#include "compiler/select.h"
+#include "format/artifact.h"
+#include "format/doc_record.h"
+#include "format/store.h"
+#include "model/identity.h"
+#include "model/model.h"
+#include "model/synth_model.h"
+
+static kvz_model *model;
+
+static int setup(void **state)
+{
+    kvz_model_config cfg = {.backend = {.device = KVZ_DEVICE_CPU}};
+    CHECK_OK(kvz_model_load(&model, test_model_path(), &cfg));
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    kvz_model_free(model);
+    return 0;
+}
+
+/* A real document of ~250 tokens: the start of the GPL excerpt. */
+static char *sample_text(size_t *len)
+{
+    char *text;
+    size_t size;
+    CHECK_OK(kvz_read_file("tests/data/gpl3_excerpt.txt", &text, &size));
+    *len = size < 1100 ? size : 1100;
+    text[*len] = '\0';
+    return text;
+}
+
+static const char *fresh_store(const char *name)
+{
+    const char *dir = test_tmp_path(name);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    return dir;
+}
+
+/* ---- selection, no model ---------------------------------------------------- */
+
+static void test_pyramid_budgets(void **state)
+{
+    int32_t b[30];
+    CHECK_OK(kvz_layer_budgets(KVZ_SHAPE_PYRAMID, 300.0, 30, 1000, 20.0f, 0.2f, b));
+    long sum = 0;
+    for (int l = 0; l < 30; l++) {
+        sum += b[l];
+        if (l)
+            assert_true(b[l] <= b[l - 1]); /* decreasing with depth */
+    }
+    assert_int_equal(sum, 300 * 30);        /* same total */
+    assert_int_equal(b[29], 15);            /* top = avg / beta */
+    assert_int_equal(b[0], 585);            /* bottom = 2 avg - top */
+    CHECK_OK(kvz_layer_budgets(KVZ_SHAPE_DECAY, 100.0, 30, 1000, 20.0f, 0.2f, b));
+    sum = 0;
+    for (int l = 0; l < 30; l++)
+        sum += b[l], assert_true(l == 0 || b[l] <= b[l - 1]);
+    assert_true(labs(sum - 3000) <= 1);
+    assert_true(fabs((double)b[29] / b[0] - 0.2) < 0.02);
+    /* a bottom layer cannot keep more than the document */
+    CHECK_OK(kvz_layer_budgets(KVZ_SHAPE_PYRAMID, 80.0, 4, 100, 20.0f, 0.2f, b));
+    assert_int_equal(b[0], 100);
+    assert_int_equal(b[0] + b[1] + b[2] + b[3], 320);
+}
+
+static void test_budgets_never_zero(void **state)
+{
+    const int32_t L = 4, H = 3, n = 500;
+    float *scores = malloc(sizeof(float) * L * H * n);
+    for (int i = 0; i < L * H * n; i++)
+        scores[i] = test_frand();
+    for (int i = 0; i < n; i++)
+        scores[(1 * H + 2) * n + i] = -10.0f; /* one head that scores worst everywhere */
+    const kvz_method methods[] = {KVZ_METHOD_KVZIP, KVZ_METHOD_SNAPKV, KVZ_METHOD_RECENT,
+                                  KVZ_METHOD_RANDOM, KVZ_METHOD_KNORM, KVZ_METHOD_CHUNKKV};
+    for (size_t mi = 0; mi < sizeof methods / sizeof methods[0]; mi++) {
+        kvz_select_opts o = {.method = methods[mi], .ratio = 0.001f, .beta = 20, .decay = 0.2f, .reuse = 1,
+                             .sinks = 4, .seed = 3, .chunk = methods[mi] == KVZ_METHOD_CHUNKKV ? 10 : 0};
+        kvz_selection s;
+        CHECK_OK(kvz_select(&o, scores, NULL, L, H, n, &s));
+        for (int i = 0; i < L * H; i++)
+            if (s.offset[i + 1] - s.offset[i] < 1)
+                fail_msg("%s left head %d empty", kvz_method_name(methods[mi]), i);
+        kvz_selection_free(&s);
+    }
+    /* the global threshold gives heads different lengths; pair-uniform does not */
+    kvz_select_opts pair = {.method = KVZ_METHOD_KVZIP, .level = KVZ_LEVEL_PAIR, .ratio = 0.2f};
+    kvz_selection s;
+    CHECK_OK(kvz_select(&pair, scores, NULL, L, H, n, &s));
+    /* the worst head got nothing under the threshold: it keeps its best pair, one over the budget */
+    assert_int_equal(kvz_selection_total(&s), (uint64_t)lround(0.2 * L * H * n) + 1);
+    assert_true(s.offset[(1 * H + 2) + 1] - s.offset[1 * H + 2] == 1);
+    kvz_selection_free(&s);
+    pair.level = KVZ_LEVEL_PAIR_UNIFORM;
+    CHECK_OK(kvz_select(&pair, scores, NULL, L, H, n, &s));
+    for (int i = 0; i < L * H; i++)
+        assert_int_equal(s.offset[i + 1] - s.offset[i], 100);
+    kvz_selection_free(&s);
+    free(scores);
+}
+
+static void test_chunk_selection(void **state)
+{
+    const int32_t L = 6, H = 3, n = 237;
+    float *scores = malloc(sizeof(float) * L * H * n);
+    for (int i = 0; i < L * H * n; i++)
+        scores[i] = test_frand();
+    kvz_select_opts o = {.method = KVZ_METHOD_CHUNKKV, .ratio = 0.3f, .chunk = 10, .reuse = 2, .window = 16};
+    kvz_selection s;
+    CHECK_OK(kvz_select(&o, scores, NULL, L, H, n, &s));
+    for (int l = 0; l < L; l++) {
+        const uint32_t *p0 = s.pos + s.offset[l * H];
+        uint32_t n0 = s.offset[l * H + 1] - s.offset[l * H];
+        for (int h = 1; h < H; h++) { /* the same chunks in every head of a layer */
+            assert_int_equal(s.offset[l * H + h + 1] - s.offset[l * H + h], n0);
+            assert_memory_equal(s.pos + s.offset[l * H + h], p0, n0 * 4);
+        }
+        if (l % 2 == 1) { /* reused from the layer below */
+            assert_int_equal(s.offset[(l - 1) * H + 1] - s.offset[(l - 1) * H], n0);
+            assert_memory_equal(s.pos + s.offset[(l - 1) * H], p0, n0 * 4);
+        }
+        /* whole chunks: a kept position's chunk is kept entirely */
+        uint8_t kept[237] = {0};
+        for (uint32_t i = 0; i < n0; i++)
+            kept[p0[i]] = 1;
+        for (int t = 0; t < n; t++)
+            assert_int_equal(kept[t], kept[t - t % 10]);
+        for (int t = n - 16; t < n; t++)
+            assert_true(kept[t]); /* the window */
+    }
+    kvz_selection_free(&s);
+    free(scores);
+}
+
+/* ---- compiling with the real model --------------------------------------------- */
+
+static int count_entries(kvz_store *st, kvz_store_db db)
+{
+    kvz_store_txn *t;
+    size_t n = 0;
+    CHECK_OK(kvz_store_read_begin(st, &t));
+    CHECK_OK(kvz_store_count(t, db, &n));
+    kvz_store_read_end(t);
+    return (int)n;
+}
+
+/* The artifact of `name` (first config, first segment), opened over a copy. */
+static uint8_t *load_artifact(kvz_store *st, const char *name, kvz_artifact *a)
+{
+    kvz_store_txn *t;
+    const void *val;
+    size_t len;
+    CHECK_OK(kvz_store_read_begin(st, &t));
+    CHECK_OK(kvz_store_get(t, KVZ_DB_DOCS, name, strlen(name), &val, &len));
+    kvz_doc_record rec;
+    CHECK_OK(kvz_doc_record_decode(val, len, &rec));
+    CHECK_OK(kvz_store_get(t, KVZ_DB_ARTIFACTS, rec.entries[0].artifact_ids[0], 16, &val, &len));
+    uint8_t *copy = malloc(len);
+    memcpy(copy, val, len);
+    kvz_doc_record_free(&rec);
+    kvz_store_read_end(t);
+    CHECK_OK(kvz_artifact_open(a, copy, len));
+    CHECK_OK(kvz_artifact_verify(a));
+    return copy;
+}
+
+static void test_kvzip_compile_and_recompile(void **state)
+{
+    const char *dir = fresh_store("kvzip");
+    kvz_store *st;
+    CHECK_OK(kvz_store_open(&st, dir, KVZ_STORE_CREATE));
+    kvz_compile_opts o;
+    kvz_compile_opts_default(&o);
+    o.kvzip_chunk = 128; /* several scoring passes with quoted overlaps on a short text */
+    kvz_compiler *c;
+    CHECK_OK(kvz_compiler_new(&c, model, st, &o));
+    size_t len;
+    char *text = sample_text(&len);
+    uint8_t hash[16] = {1, 2, 3};
+    kvz_doc_result r;
+    CHECK_OK(kvz_compile_document(c, "gpl.txt", text, len, hash, &r, NULL, NULL));
+    assert_int_equal(r.status, KVZ_DOC_COMPILED);
+    assert_int_equal(r.segments, 1);
+    double kept = (double)r.kept_pairs / (double)r.total_pairs;
+    print_message("kvzip: %d tokens, kept %.3f, %llu bytes\n", r.tokens, kept, (unsigned long long)r.bytes);
+    assert_true(fabs(kept - 0.3) < 0.01);
+    kvz_artifact a;
+    uint8_t *bytes = load_artifact(st, "gpl.txt", &a);
+    assert_string_equal(a.manifest.method, "kvzip");
+    assert_int_equal(a.manifest.n_tokens, (uint32_t)r.tokens);
+    assert_true(a.manifest.prefix_tokens > 10);
+    kvz_model_identity id;
+    kvz_model_identity_of(model, &id);
+    CHECK_OK(kvz_artifact_check_model(&a, &id));
+    for (uint16_t l = 0; l < 30; l++)
+        for (uint16_t h = 0; h < 3; h++) {
+            uint32_t n;
+            CHECK_OK(kvz_artifact_kept(&a, l, h, &n));
+            assert_true(n >= 1);
+        }
+    free(bytes);
+    /* the shared prefix is stored once, every position kept, f16 */
+    assert_int_equal(count_entries(st, KVZ_DB_META), 2); /* version + prefix */
+
+    /* the same document again: nothing new is written */
+    int artifacts = count_entries(st, KVZ_DB_ARTIFACTS);
+    CHECK_OK(kvz_compile_document(c, "gpl.txt", text, len, hash, &r, NULL, NULL));
+    assert_int_equal(r.status, KVZ_DOC_UNCHANGED);
+    /* the same content under another name reuses the artifact */
+    CHECK_OK(kvz_compile_document(c, "copy-of-gpl.txt", text, len, hash, &r, NULL, NULL));
+    assert_int_equal(r.status, KVZ_DOC_COMPILED);
+    assert_int_equal(count_entries(st, KVZ_DB_ARTIFACTS), artifacts);
+    assert_int_equal(count_entries(st, KVZ_DB_DOCS), 2);
+    kvz_compiler_free(c);
+
+    /* another model is refused by name */
+    kvz_synth_spec spec;
+    CHECK_OK(kvz_synth_preset("tiny", &spec));
+    const char *tiny_path = test_tmp_path("tiny-id.gguf");
+    CHECK_OK(kvz_synth_model_write(tiny_path, &spec));
+    kvz_model_config cfg = {.backend = {.device = KVZ_DEVICE_CPU}};
+    kvz_model *tiny;
+    CHECK_OK(kvz_model_load(&tiny, tiny_path, &cfg));
+    kvz_model_identity other;
+    kvz_model_identity_of(tiny, &other);
+    bytes = load_artifact(st, "gpl.txt", &a);
+    assert_int_equal(kvz_artifact_check_model(&a, &other), KVZ_ERR_MODEL_MISMATCH);
+    assert_non_null(strstr(kvz_last_error(), "Smollm2"));
+    assert_non_null(strstr(kvz_last_error(), "synthetic"));
+    free(bytes);
+    kvz_model_free(tiny);
+    unlink(tiny_path);
+    free(text);
+    kvz_store_close(st);
+}
+
+/* Every method compiles, keeps about its ratio and leaves no head empty. */
+static void test_every_method(void **state)
+{
+    const char *dir = fresh_store("methods");
+    kvz_store *st;
+    CHECK_OK(kvz_store_open(&st, dir, KVZ_STORE_CREATE));
+    size_t len;
+    char *text = sample_text(&len);
+    struct {
+        kvz_method method;
+        kvz_level level;
+        kvz_budget_shape shape;
+        uint32_t chunk, bits;
+        const char *question;
+    } cases[] = {
+        {KVZ_METHOD_KVZIP, KVZ_LEVEL_PAIR_UNIFORM, KVZ_SHAPE_UNIFORM, 0, 8, NULL},
+        {KVZ_METHOD_KVZIP, KVZ_LEVEL_PAIR, KVZ_SHAPE_PYRAMID, 0, 4, NULL},
+        {KVZ_METHOD_KVZIP, KVZ_LEVEL_PAIR, KVZ_SHAPE_UNIFORM, 10, 2, NULL},
+        {KVZ_METHOD_KVZIP, KVZ_LEVEL_HEAD, KVZ_SHAPE_UNIFORM, 0, 4, NULL},
+        {KVZ_METHOD_CHUNKKV, KVZ_LEVEL_PAIR, KVZ_SHAPE_UNIFORM, 10, 4, NULL},
+        {KVZ_METHOD_SNAPKV, KVZ_LEVEL_PAIR, KVZ_SHAPE_DECAY, 0, 4, NULL},
+        {KVZ_METHOD_SNAPKV, KVZ_LEVEL_PAIR, KVZ_SHAPE_UNIFORM, 0, 4, "What does the license protect?"},
+        {KVZ_METHOD_KNORM, KVZ_LEVEL_PAIR, KVZ_SHAPE_UNIFORM, 0, 4, NULL},
+        {KVZ_METHOD_RECENT, KVZ_LEVEL_PAIR, KVZ_SHAPE_UNIFORM, 0, 4, NULL},
+        {KVZ_METHOD_RANDOM, KVZ_LEVEL_PAIR, KVZ_SHAPE_UNIFORM, 0, 4, NULL},
+        {KVZ_METHOD_FULL, KVZ_LEVEL_PAIR, KVZ_SHAPE_UNIFORM, 0, 16, NULL},
+    };
+    uint8_t hash[16] = {9};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kvz_compile_opts o;
+        kvz_compile_opts_default(&o);
+        o.sel.method = cases[i].method;
+        o.sel.level = cases[i].level;
+        o.sel.shape = cases[i].shape;
+        o.sel.chunk = cases[i].chunk;
+        o.bits = cases[i].bits;
+        o.question = cases[i].question;
+        kvz_compiler *c;
+        CHECK_OK(kvz_compiler_new(&c, model, st, &o));
+        char name[32];
+        snprintf(name, sizeof name, "case-%zu", i);
+        hash[1] = (uint8_t)i;
+        kvz_doc_result r;
+        CHECK_OK(kvz_compile_document(c, name, text, len, hash, &r, NULL, NULL));
+        double kept = (double)r.kept_pairs / (double)r.total_pairs;
+        char summary[128];
+        kvz_compile_summary(&o, summary, sizeof summary);
+        print_message("%-40s kept %.3f, %6llu bytes (%.1f B/token)\n", summary, kept,
+                      (unsigned long long)r.bytes, (double)r.bytes / r.tokens);
+        if (cases[i].method == KVZ_METHOD_FULL)
+            assert_true(kept == 1.0);
+        else
+            assert_true(fabs(kept - 0.3) < 0.05);
+        kvz_artifact a;
+        uint8_t *bytes = load_artifact(st, name, &a);
+        assert_int_equal(a.manifest.bits, cases[i].bits);
+        free(bytes);
+        kvz_compiler_free(c);
+    }
+    free(text);
+    kvz_store_close(st);
+}
+
+/* Long documents are split at paragraph boundaries into segments that fit. */
+static void test_segments(void **state)
+{
+    char *text;
+    size_t len;
+    CHECK_OK(kvz_read_file("tests/data/python_datamodel.txt", &text, &len));
+    kvz_segments segs;
+    CHECK_OK(kvz_segment_text(model->tokenizer, text, len, 300, &segs));
+    assert_true(segs.len >= 4);
+    size_t covered = 0;
+    for (size_t i = 0; i < segs.len; i++) {
+        assert_true(segs.items[i].tokens.len <= 300 && segs.items[i].tokens.len > 0);
+        assert_int_equal(segs.items[i].start, covered); /* contiguous, in order */
+        covered += segs.items[i].len;
+        if (i + 1 < segs.len) /* cut after a blank line or at a line end */
+            assert_true(text[segs.items[i].start + segs.items[i].len - 1] == '\n');
+    }
+    assert_int_equal(covered, len);
+    kvz_segments_free(&segs);
+    free(text);
+}
+
+/* ---- ingest ------------------------------------------------------------------ */
+
+static void write_text(const char *path, const char *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fwrite(data, 1, len, f);
+    fclose(f);
+}
+
+static void test_ingest(void **state)
+{
+    const char *dir = fresh_store("corpus");
+    char path[512], cmd[1024];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/sub/deeper'", dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/b.md", dir);
+    write_text(path, "\xef\xbb\xbfSecond\r\ndocument\r\n", 21);
+    snprintf(path, sizeof path, "%s/a.txt", dir);
+    write_text(path, "First document.", 15);
+    snprintf(path, sizeof path, "%s/sub/deeper/c.txt", dir);
+    write_text(path, "Deep document.", 14);
+    snprintf(path, sizeof path, "%s/sub/empty.txt", dir);
+    write_text(path, "  \n\t\n", 5);
+    snprintf(path, sizeof path, "%s/sub/binary.bin", dir);
+    write_text(path, "ab\0cd", 5);
+    snprintf(path, sizeof path, "%s/sub/latin1.txt", dir);
+    write_text(path, "caf\xe9", 4);
+    snprintf(cmd, sizeof cmd, "cd '%s' && tar -czf sub/pack.tar.gz a.txt b.md 2>/dev/null", dir);
+    assert_int_equal(system(cmd), 0);
+
+    const char *paths[1] = {dir};
+    kvz_source_list list;
+    CHECK_OK(kvz_ingest_list(paths, 1, NULL, &list));
+    /* name order, folders recursively, archive members as ARCHIVE:MEMBER */
+    const char *expect[] = {"a.txt", "b.md", "sub/binary.bin", "sub/deeper/c.txt", "sub/empty.txt",
+                            "sub/latin1.txt", "sub/pack.tar.gz:a.txt", "sub/pack.tar.gz:b.md"};
+    assert_int_equal(list.len, 8);
+    for (size_t i = 0; i < list.len; i++)
+        if (!strstr(list.items[i].name, expect[i]))
+            fail_msg("entry %zu is '%s', expected ...%s", i, list.items[i].name, expect[i]);
+    kvz_doc_reader *r;
+    CHECK_OK(kvz_doc_reader_new(&r, &list, NULL));
+    const char *reasons[8] = {NULL, NULL, "NUL", NULL, "empty", "UTF-8", NULL, NULL};
+    uint8_t hash_b[16];
+    for (size_t i = 0; i < list.len; i++) {
+        kvz_document d;
+        int rc = kvz_doc_reader_read(r, i, &d);
+        if (reasons[i]) {
+            assert_int_equal(rc, KVZ_ERR_FORMAT);
+            assert_non_null(strstr(kvz_last_error(), reasons[i]));
+            continue;
+        }
+        CHECK_OK(rc);
+        if (i == 1) {
+            assert_string_equal(d.text, "Second\ndocument\n"); /* BOM and CR LF normalised */
+            memcpy(hash_b, d.hash, 16);
+        }
+        if (i == 7) /* the same text inside the archive: the same identity */
+            assert_memory_equal(d.hash, hash_b, 16);
+        kvz_document_free(&d);
+    }
+    kvz_doc_reader_free(r);
+    kvz_source_list_free(&list);
+
+    kvz_ingest_opts only = {.include = (const char *[]){"*.txt"}, .n_include = 1,
+                            .exclude = (const char *[]){"deeper/*"}, .n_exclude = 1};
+    CHECK_OK(kvz_ingest_list(paths, 1, &only, &list));
+    for (size_t i = 0; i < list.len; i++) {
+        const char *n = list.items[i].name;
+        assert_true(strcmp(n + strlen(n) - 4, ".txt") == 0);
+        assert_null(strstr(n, "deeper"));
+    }
+    kvz_source_list_free(&list);
+    const char *missing[1] = {"/nonexistent/corpus"};
+    assert_int_equal(kvz_ingest_list(missing, 1, NULL, &list), KVZ_ERR_NOT_FOUND);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pyramid_budgets),
+        cmocka_unit_test(test_budgets_never_zero),
+        cmocka_unit_test(test_chunk_selection),
+        cmocka_unit_test(test_segments),
+        cmocka_unit_test(test_ingest),
+        cmocka_unit_test(test_kvzip_compile_and_recompile),
+        cmocka_unit_test(test_every_method),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
