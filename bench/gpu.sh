@@ -4,6 +4,7 @@
 #   bench/gpu.sh build          build the CUDA variant (build-cuda/)
 #   bench/gpu.sh test           CUDA kernels and forward pass against the CPU path
 #   bench/gpu.sh bench          speed: SmolLM2 (real) and Llama-3-8B shape (synthetic)
+#   bench/gpu.sh compile        kvz compile speed on the GPU, both shapes
 #
 # On a machine without the Debian -dev packages, put their .deb files in
 # $KVZ_DEBS (default .device/debs): they are unpacked into .deps/ and used from
@@ -35,6 +36,7 @@ test)
     status=0
     KVZ_MODEL=$MODEL ./build-cuda/tests/cuda/test_cuda_kernels || status=1
     KVZ_MODEL=$MODEL ./build-cuda/tests/cuda/test_cuda_forward || status=1
+    KVZ_MODEL=$MODEL ./build-cuda/tests/cuda/test_cuda_compile || status=1
     exit $status
     ;;
 bench)
@@ -48,8 +50,29 @@ bench)
     $K synth-model --shape llama3-8b --ctx 32896 -o /tmp/kvz-l3-8b.gguf
     $K bench --model /tmp/kvz-l3-8b.gguf --device cuda --prefill 512,8192,32768 --decode 64 --repeat 1
     ;;
+compile)
+    K=./build-cuda/kvz
+    python3 - <<'PY'
+text = "".join(open(p, encoding="utf-8").read() + "\n\n" for p in
+               ["tests/data/gpl3_excerpt.txt", "tests/data/python_datamodel.txt", "tests/data/zpipe.c"])
+open("/tmp/kvz-6k.txt", "w").write((text * 3)[:23000])           # ~6K SmolLM2 tokens (one segment)
+open("/tmp/kvz-8k.txt", "w").write((text * 3)[:8000])            # 8K byte tokens
+open("/tmp/kvz-30k.txt", "w").write((text * 9)[:30000])          # 30K byte tokens
+PY
+    for method in kvzip snapkv full; do
+        echo "== compile, SmolLM2-135M (real), $method, cuda"
+        rm -rf /tmp/kvz-gpu-store
+        $K compile /tmp/kvz-6k.txt --store /tmp/kvz-gpu-store --model "$MODEL" --device cuda --method $method --json --quiet
+    done
+    [ -f /tmp/kvz-l3-8b.gguf ] || $K synth-model --shape llama3-8b --ctx 32896 -o /tmp/kvz-l3-8b.gguf
+    for f in /tmp/kvz-8k.txt /tmp/kvz-30k.txt; do
+        echo "== compile, Llama-3-8B shape (synthetic Q4_K), kvzip, cuda, $f"
+        rm -rf /tmp/kvz-gpu-store
+        $K compile $f --store /tmp/kvz-gpu-store --model /tmp/kvz-l3-8b.gguf --device cuda --json --quiet
+    done
+    ;;
 *)
-    echo "usage: bench/gpu.sh build|test|bench" >&2
+    echo "usage: bench/gpu.sh build|test|bench|compile" >&2
     exit 2
     ;;
 esac

@@ -1,0 +1,123 @@
+/*
+ * test_cuda_compile.c — the same compile on the CPU and on CUDA: the kept
+ * positions agree (up to near-ties moved by f16 arithmetic; the overlap is
+ * stated and bounded) and the artifacts decode to the same keys and values
+ * within quantization error. Needs an NVIDIA GPU and the default model.
+ */
+#include "../unit/test_util.h"
+
+#include <math.h>
+
+#include "compiler/compile.h"
+#include "format/artifact.h"
+#include "format/doc_record.h"
+#include "format/store.h"
+#include "model/model.h"
+
+static uint8_t *compile_on(kvz_device device, const char *store_name, const kvz_compile_opts *o,
+                           const char *text, size_t len, kvz_artifact *a)
+{
+    kvz_model_config cfg = {.backend = {.device = device, .weights = KVZ_WEIGHTS_F32}};
+    kvz_model *m;
+    CHECK_OK(kvz_model_load(&m, test_model_path(), &cfg));
+    const char *dir = test_tmp_path(store_name);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    kvz_store *st;
+    CHECK_OK(kvz_store_open(&st, dir, KVZ_STORE_CREATE));
+    kvz_compiler *c;
+    CHECK_OK(kvz_compiler_new(&c, m, st, o));
+    uint8_t hash[16] = {7};
+    kvz_doc_result r;
+    CHECK_OK(kvz_compile_document(c, "doc", text, len, hash, &r, NULL, NULL));
+    print_message("%s: %d tokens, prefill %.3f s, scoring %.3f s, write %.3f s\n",
+                  device == KVZ_DEVICE_CUDA ? "cuda" : "cpu ", r.tokens, r.prefill_s, r.score_s, r.write_s);
+    kvz_store_txn *t;
+    const void *val;
+    size_t vlen;
+    CHECK_OK(kvz_store_read_begin(st, &t));
+    CHECK_OK(kvz_store_get(t, KVZ_DB_DOCS, "doc", 3, &val, &vlen));
+    kvz_doc_record rec;
+    CHECK_OK(kvz_doc_record_decode(val, vlen, &rec));
+    CHECK_OK(kvz_store_get(t, KVZ_DB_ARTIFACTS, rec.entries[0].artifact_ids[0], 16, &val, &vlen));
+    uint8_t *copy = malloc(vlen);
+    memcpy(copy, val, vlen);
+    kvz_doc_record_free(&rec);
+    kvz_store_read_end(t);
+    CHECK_OK(kvz_artifact_open(a, copy, vlen));
+    kvz_compiler_free(c);
+    kvz_store_close(st);
+    kvz_model_free(m);
+    return copy;
+}
+
+static void compare(kvz_method method, uint32_t bits)
+{
+    char *text;
+    size_t len;
+    CHECK_OK(kvz_read_file("tests/data/gpl3_excerpt.txt", &text, &len));
+    kvz_compile_opts o;
+    kvz_compile_opts_default(&o);
+    o.sel.method = method;
+    o.bits = bits;
+    kvz_artifact a, b;
+    uint8_t *ba = compile_on(KVZ_DEVICE_CPU, "cpu-store", &o, text, len, &a);
+    uint8_t *bb = compile_on(KVZ_DEVICE_CUDA, "cuda-store", &o, text, len, &b);
+    const kvz_manifest *m = &a.manifest;
+    uint32_t n = m->n_tokens, d = m->model.head_dim;
+    assert_int_equal(b.manifest.n_tokens, n);
+    uint32_t *pa = malloc(n * 4), *pb = malloc(n * 4);
+    float *ka = malloc((size_t)n * d * 4), *va = malloc((size_t)n * d * 4);
+    float *kb = malloc((size_t)n * d * 4), *vb = malloc((size_t)n * d * 4);
+    uint64_t both = 0, either = 0;
+    double worst_k = 0, worst_v = 0, range_k = 0, range_v = 0;
+    for (uint16_t l = 0; l < m->model.n_layers; l++)
+        for (uint16_t h = 0; h < m->model.n_kv_heads; h++) {
+            uint32_t na, nb;
+            CHECK_OK(kvz_artifact_kept(&a, l, h, &na));
+            CHECK_OK(kvz_artifact_kept(&b, l, h, &nb));
+            CHECK_OK(kvz_artifact_read_head(&a, l, h, pa, ka, va));
+            CHECK_OK(kvz_artifact_read_head(&b, l, h, pb, kb, vb));
+            uint32_t i = 0, j = 0;
+            while (i < na || j < nb) {
+                if (j >= nb || (i < na && pa[i] < pb[j])) {
+                    i++, either++;
+                } else if (i >= na || pb[j] < pa[i]) {
+                    j++, either++;
+                } else { /* kept by both: decoded values agree */
+                    for (uint32_t e = 0; e < d; e++) {
+                        worst_k = fmax(worst_k, fabs(ka[(size_t)i * d + e] - kb[(size_t)j * d + e]));
+                        worst_v = fmax(worst_v, fabs(va[(size_t)i * d + e] - vb[(size_t)j * d + e]));
+                        range_k = fmax(range_k, fabs(ka[(size_t)i * d + e]));
+                        range_v = fmax(range_v, fabs(va[(size_t)i * d + e]));
+                    }
+                    i++, j++, both++, either++;
+                }
+            }
+        }
+    double overlap = (double)both / (double)either;
+    print_message("%s %u-bit: kept positions overlap %.4f (Jaccard), decoded |dk| %.3g of %.3g, "
+                  "|dv| %.3g of %.3g\n", kvz_method_name(method), bits, overlap, worst_k, range_k, worst_v,
+                  range_v);
+    assert_true(overlap >= 0.95);
+    /* within two quantization steps of the range, plus f16 drift of the activations */
+    double step = bits == 16 ? 1.0 / 512 : 2.0 / ((1 << bits) - 1);
+    assert_true(worst_k <= step * range_k + 0.05 * range_k);
+    assert_true(worst_v <= step * range_v + 0.05 * range_v);
+    free(pa), free(pb), free(ka), free(va), free(kb), free(vb), free(ba), free(bb), free(text);
+}
+
+static void test_kvzip_cpu_vs_cuda(void **state) { compare(KVZ_METHOD_KVZIP, 4); }
+static void test_snapkv_cpu_vs_cuda(void **state) { compare(KVZ_METHOD_SNAPKV, 8); }
+static void test_full_cpu_vs_cuda(void **state) { compare(KVZ_METHOD_FULL, 16); }
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kvzip_cpu_vs_cuda),
+        cmocka_unit_test(test_snapkv_cpu_vs_cuda),
+        cmocka_unit_test(test_full_cpu_vs_cuda),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
