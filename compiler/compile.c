@@ -203,45 +203,60 @@ static int gather_head(const kvz_compiler *c, int32_t layer, int32_t head, int32
     return KVZ_OK;
 }
 
-/* Encode the kept pairs of the context's document rows into an artifact. */
+/* Encode the kept pairs of the context's document rows into an artifact: a
+ * layer at a time, its heads gathered in turn and encoded in parallel
+ * (quantization and zstd dominate). sel NULL keeps every row. */
 static int encode_artifact(const kvz_compiler *c, const kvz_manifest *m, const int32_t *tokens,
                            int32_t P, int32_t n, const kvz_selection *sel, uint8_t **out, size_t *size)
 {
     const kvz_hparams *hp = &c->model->hp;
+    const int32_t H = hp->n_kv_heads;
     size_t rows = (size_t)n * hp->head_dim;
-    float *rk = malloc(rows * 4), *rv = malloc(rows * 4), *k = malloc(rows * 4), *v = malloc(rows * 4);
+    float *rk = malloc(rows * 4), *rv = malloc(rows * 4);
+    float *k = malloc(rows * H * 4), *v = malloc(rows * H * 4);
     int32_t *positions = malloc((size_t)n * sizeof *positions);
+    uint32_t *all = malloc((size_t)n * sizeof *all);
+    kvz_head_sections *hs = calloc((size_t)H, sizeof *hs);
+    int *head_rc = calloc((size_t)H, sizeof *head_rc);
     kvz_artifact_writer *w = kvz_artifact_writer_new(c->opts.zstd_level);
-    int rc = rk && rv && k && v && positions && w ? kvz_artifact_add_tokens(w, tokens, (uint32_t)n)
-                                                  : kvz_errorf(KVZ_ERR_NOMEM, "out of memory encoding");
-    for (int32_t l = 0; l < hp->n_layers && rc == KVZ_OK; l++)
-        for (int32_t h = 0; h < hp->n_kv_heads && rc == KVZ_OK; h++) {
-            size_t i = (size_t)l * hp->n_kv_heads + h;
-            const uint32_t *pos = sel ? sel->pos + sel->offset[i] : NULL;
+    int rc = rk && rv && k && v && positions && all && hs && head_rc && w
+                 ? kvz_artifact_add_tokens(w, tokens, (uint32_t)n)
+                 : kvz_errorf(KVZ_ERR_NOMEM, "out of memory encoding");
+    for (int32_t t = 0; all && t < n; t++)
+        all[t] = (uint32_t)t;
+    for (int32_t l = 0; l < hp->n_layers && rc == KVZ_OK; l++) {
+        for (int32_t h = 0; h < H && rc == KVZ_OK; h++) {
+            size_t i = (size_t)l * H + h;
+            const uint32_t *pos = sel ? sel->pos + sel->offset[i] : all;
             uint32_t count = sel ? sel->offset[i + 1] - sel->offset[i] : (uint32_t)n;
-            uint32_t *all = NULL;
-            if (!sel) { /* everything: the prefix artifact */
-                all = malloc((size_t)n * sizeof *all);
-                if (!all) {
-                    rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
-                    break;
-                }
-                for (int32_t t = 0; t < n; t++)
-                    all[t] = (uint32_t)t;
-                pos = all;
-            }
-            rc = gather_head(c, l, h, P, n, pos, count, rk, rv, k, v, positions);
-            uint32_t n16 = 0;
+            rc = gather_head(c, l, h, P, n, pos, count, rk, rv, k + (size_t)h * rows, v + (size_t)h * rows,
+                             positions);
+        }
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int32_t h = 0; h < H; h++) {
+            if (rc != KVZ_OK)
+                continue;
+            size_t i = (size_t)l * H + h;
+            const uint32_t *pos = sel ? sel->pos + sel->offset[i] : all;
+            uint32_t count = sel ? sel->offset[i + 1] - sel->offset[i] : (uint32_t)n, n16 = 0;
             while (n16 < count && pos[n16] < m->fp16_tokens)
                 n16++;
-            if (rc == KVZ_OK)
-                rc = kvz_artifact_add_head(w, m, (uint16_t)l, (uint16_t)h, pos, count, n16, k, v);
-            free(all);
+            head_rc[h] = kvz_artifact_encode_head(m, c->opts.zstd_level, pos, count, n16, k + (size_t)h * rows,
+                                                  v + (size_t)h * rows, &hs[h]);
         }
+        for (int32_t h = 0; h < H; h++) {
+            if (rc == KVZ_OK && head_rc[h] != KVZ_OK)
+                rc = kvz_errorf(head_rc[h], "layer %d head %d could not be encoded", l, h);
+            if (rc == KVZ_OK)
+                rc = kvz_artifact_add_encoded(w, (uint16_t)l, (uint16_t)h, &hs[h]);
+            else
+                kvz_head_sections_free(&hs[h]);
+        }
+    }
     if (rc == KVZ_OK)
         rc = kvz_artifact_writer_finish(w, m, out, size);
     kvz_artifact_writer_free(w);
-    free(rk), free(rv), free(k), free(v), free(positions);
+    free(rk), free(rv), free(k), free(v), free(positions), free(all), free(hs), free(head_rc);
     return rc;
 }
 

@@ -87,9 +87,9 @@ int kvz_artifact_add_tokens(kvz_artifact_writer *w, const int32_t *tokens, uint3
                      (size_t)n * 4, 4, n, 0);
 }
 
-/* Quantize one side (keys or values) and add its payload and scale sections. */
-static int add_quantized(kvz_artifact_writer *w, const kvz_manifest *m, uint16_t layer, uint16_t head,
-                         const float *x, uint32_t n, uint32_t n16, int is_keys)
+/* Quantize one side (keys or values) into its payload and scale sections. */
+static int encode_side(const kvz_manifest *m, int level, const float *x, uint32_t n, uint32_t n16,
+                       int is_keys, kvz_head_sections *hs)
 {
     kvz_quant_shape qs = {n, n16, m->model.head_dim, m->bits, is_keys ? m->key_group : m->value_group};
     if (!kvz_quant_shape_valid(&qs, is_keys))
@@ -102,14 +102,74 @@ static int add_quantized(kvz_artifact_writer *w, const kvz_manifest *m, uint16_t
                                : kvz_errorf(KVZ_ERR_NOMEM, "out of memory quantizing");
     /* f16 payloads compress better byte-shuffled; packed codes are bytes */
     int elem = m->bits == 16 || n16 == n ? 2 : 1;
-    if (rc == KVZ_OK)
-        rc = add_bytes(w, is_keys ? KVZ_SECTION_KEYS : KVZ_SECTION_VALUES, layer, head, payload,
-                       payload_bytes, elem, n, n16);
-    if (rc == KVZ_OK && pairs)
-        rc = add_bytes(w, is_keys ? KVZ_SECTION_KEY_SCALES : KVZ_SECTION_VALUE_SCALES, layer, head,
-                       scales, pairs * 4, 2, (uint32_t)pairs, 0);
+    kvz_encoded *data = is_keys ? &hs->keys : &hs->values, *sc = is_keys ? &hs->key_scales : &hs->value_scales;
+    if (rc == KVZ_OK) {
+        rc = kvz_encode_bytes(payload, payload_bytes, elem, level, data);
+        *(is_keys ? &hs->raw_keys : &hs->raw_values) = payload_bytes;
+    }
+    if (rc == KVZ_OK && pairs) {
+        rc = kvz_encode_bytes(scales, pairs * 4, 2, level, sc);
+        *(is_keys ? &hs->key_pairs : &hs->value_pairs) = (uint32_t)pairs;
+    }
     free(payload);
     free(scales);
+    return rc;
+}
+
+void kvz_head_sections_free(kvz_head_sections *hs)
+{
+    free(hs->positions.data);
+    free(hs->keys.data);
+    free(hs->values.data);
+    free(hs->key_scales.data);
+    free(hs->value_scales.data);
+    memset(hs, 0, sizeof *hs);
+}
+
+int kvz_artifact_encode_head(const kvz_manifest *m, int zstd_level, const uint32_t *positions,
+                             uint32_t n, uint32_t n16, const float *keys, const float *values,
+                             kvz_head_sections *hs)
+{
+    memset(hs, 0, sizeof *hs);
+    if (n == 0 || n16 > n)
+        return kvz_errorf(KVZ_ERR_ARG, "%u kept pairs (%u in f16)", n, n16);
+    for (uint32_t i = 0; i < n; i++)
+        if (positions[i] >= m->n_tokens || (i && positions[i] <= positions[i - 1]))
+            return kvz_errorf(KVZ_ERR_ARG, "positions not increasing within %u tokens", m->n_tokens);
+    hs->n = n;
+    hs->n16 = n16;
+    int rc = kvz_encode_positions(positions, n, m->n_tokens, zstd_level, &hs->positions);
+    if (rc == KVZ_OK)
+        rc = encode_side(m, zstd_level, keys, n, n16, 1, hs);
+    if (rc == KVZ_OK)
+        rc = encode_side(m, zstd_level, values, n, n16, 0, hs);
+    if (rc != KVZ_OK)
+        kvz_head_sections_free(hs);
+    return rc;
+}
+
+int kvz_artifact_add_encoded(kvz_artifact_writer *w, uint16_t layer, uint16_t head, kvz_head_sections *hs)
+{
+    struct {
+        uint16_t kind;
+        kvz_encoded *enc;
+        uint64_t raw;
+        uint32_t count, aux;
+    } parts[5] = {
+        {KVZ_SECTION_POSITIONS, &hs->positions, (uint64_t)hs->n * 4, hs->n, 0},
+        {KVZ_SECTION_KEYS, &hs->keys, hs->raw_keys, hs->n, hs->n16},
+        {KVZ_SECTION_VALUES, &hs->values, hs->raw_values, hs->n, hs->n16},
+        {KVZ_SECTION_KEY_SCALES, &hs->key_scales, (uint64_t)hs->key_pairs * 4, hs->key_pairs, 0},
+        {KVZ_SECTION_VALUE_SCALES, &hs->value_scales, (uint64_t)hs->value_pairs * 4, hs->value_pairs, 0},
+    };
+    int rc = KVZ_OK;
+    for (int i = 0; i < 5; i++) {
+        if (rc == KVZ_OK && parts[i].count) /* add() takes the data, or frees it on failure */
+            rc = add(w, parts[i].kind, layer, head, parts[i].raw, parts[i].count, parts[i].aux, parts[i].enc);
+        else
+            free(parts[i].enc->data);
+        parts[i].enc->data = NULL;
+    }
     return rc;
 }
 
@@ -117,17 +177,11 @@ int kvz_artifact_add_head(kvz_artifact_writer *w, const kvz_manifest *m, uint16_
                           uint16_t head, const uint32_t *positions, uint32_t n, uint32_t n16,
                           const float *keys, const float *values)
 {
-    if (n == 0 || n16 > n)
-        return kvz_errorf(KVZ_ERR_ARG, "layer %u head %u: %u kept pairs (%u in f16)", layer, head, n, n16);
-    for (uint32_t i = 0; i < n; i++)
-        if (positions[i] >= m->n_tokens || (i && positions[i] <= positions[i - 1]))
-            return kvz_errorf(KVZ_ERR_ARG, "layer %u head %u: positions not increasing within %u tokens",
-                              layer, head, m->n_tokens);
-    kvz_encoded enc;
-    KVZ_TRY(kvz_encode_positions(positions, n, m->n_tokens, w->level, &enc));
-    KVZ_TRY(add(w, KVZ_SECTION_POSITIONS, layer, head, (uint64_t)n * 4, n, 0, &enc));
-    KVZ_TRY(add_quantized(w, m, layer, head, keys, n, n16, 1));
-    return add_quantized(w, m, layer, head, values, n, n16, 0);
+    kvz_head_sections hs;
+    int rc = kvz_artifact_encode_head(m, w->level, positions, n, n16, keys, values, &hs);
+    if (rc != KVZ_OK)
+        return kvz_error_context(rc, "layer %u head %u", layer, head);
+    return kvz_artifact_add_encoded(w, layer, head, &hs);
 }
 
 int kvz_artifact_writer_finish(kvz_artifact_writer *w, const kvz_manifest *m, uint8_t **out,

@@ -14,6 +14,7 @@
 #ifndef KVZ_FORMAT_ARTIFACT_H
 #define KVZ_FORMAT_ARTIFACT_H
 
+#include "format/codec.h"
 #include "format/manifest.h"
 
 #include <stddef.h>
@@ -58,6 +59,20 @@ int kvz_artifact_add_tokens(kvz_artifact_writer *w, const int32_t *tokens, uint3
 int kvz_artifact_add_head(kvz_artifact_writer *w, const kvz_manifest *m, uint16_t layer,
                           uint16_t head, const uint32_t *positions, uint32_t n, uint32_t n16,
                           const float *keys, const float *values);
+
+/* The same in two steps, so heads can be encoded in parallel: encoding is
+ * pure (thread-safe); adding takes ownership of the encoded sections. */
+typedef struct kvz_head_sections {
+    uint32_t n, n16, key_pairs, value_pairs;
+    uint64_t raw_keys, raw_values;
+    kvz_encoded positions, keys, values, key_scales, value_scales;
+} kvz_head_sections;
+
+int kvz_artifact_encode_head(const kvz_manifest *m, int zstd_level, const uint32_t *positions,
+                             uint32_t n, uint32_t n16, const float *keys, const float *values,
+                             kvz_head_sections *hs);
+int kvz_artifact_add_encoded(kvz_artifact_writer *w, uint16_t layer, uint16_t head, kvz_head_sections *hs);
+void kvz_head_sections_free(kvz_head_sections *hs);
 
 /* Lay out header, table, sections and trailer: *out is malloc'ed. Fails with
  * KVZ_ERR_ARG if some (layer, head) of the model was not added. */

@@ -1,122 +1,216 @@
 /*
  * scores.cu — attention probabilities reduced onto cached keys, on the device,
- * in two passes that never hold more than a row of scores: first each
- * (query, head) row's softmax statistics (max, sum) over the key ranges, then
- * each key's probabilities recomputed and reduced over queries and the GQA
- * group. Twin of kernels/cpu/scores.c.
+ * in two tiled passes that never hold more than a tile of the score matrix:
+ *
+ *  1. row statistics: a block serves one KV head and up to 64 query rows (the
+ *     GQA group of consecutive queries), walks the scored key ranges in tiles
+ *     of 32 keys held in shared memory and keeps each row's running max and
+ *     sum (online softmax) in registers;
+ *  2. column reduction: a block serves 32 keys of one KV head and up to 64
+ *     query rows, both in shared memory; each key's probabilities are
+ *     recomputed and reduced over the rows, then over the block's warps, and
+ *     leave with one atomic per key.
+ *
+ * Twin of kernels/cpu/scores.c; the layout mirrors attention.cu.
  */
 #include "kernels/cuda/cuda_common.cuh"
 
 #include <math.h>
 
+#define WARPS 8
+#define ROWS_PER_WARP 8
+#define MAX_ROWS (WARPS * ROWS_PER_WARP)
+#define KEY_TILE 32
+
 struct score_args {
     float *scores;
     float *stats; /* (n, n_heads, 2): max, sum */
     const float *q, *kc;
-    int n, q_pos0, n_heads, n_kv, hd, capacity, n_ranges, reduce;
+    int n, q_pos0, n_heads, n_kv, capacity, n_ranges, reduce, bq, support;
     int begin[KVZ_SCORE_MAX_RANGES], end[KVZ_SCORE_MAX_RANGES];
     float scale;
 };
 
-__device__ static float dot_row(const float *a, const float *b, int hd)
+/* The cache row of position `idx` in the ranges laid end to end. */
+__device__ static int support_row(const score_args &a, int idx)
 {
-    float s = 0.0f;
-    for (int d = 0; d < hd; d++)
-        s = fmaf(a[d], b[d], s);
-    return s;
+    for (int r = 0; r < a.n_ranges; r++) {
+        int len = a.end[r] - a.begin[r];
+        if (idx < len)
+            return a.begin[r] + idx;
+        idx -= len;
+    }
+    return -1;
 }
 
-/* Pass 1: a warp per (query, head); lanes stride over the visible keys. */
-__global__ static void row_stats_kernel(score_args a)
+/* Query rows of the block into shared memory: row r = query i0 + r / group,
+ * head g * group + r % group. */
+template <int HD>
+__device__ static void load_queries(const score_args &a, float *qs, int i0, int g, int rows, int group)
 {
-    int warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
-    if (warp >= a.n * a.n_heads)
-        return;
-    int i = warp / a.n_heads, h = warp % a.n_heads, g = h / (a.n_heads / a.n_kv);
-    const float *qr = a.q + ((size_t)i * a.n_heads + h) * a.hd;
-    const float *kh = a.kc + (size_t)g * a.capacity * a.hd;
-    int last = a.q_pos0 + i;
-    float m = -INFINITY, l = 0.0f;
-    for (int r = 0; r < a.n_ranges; r++)
-        for (int j = a.begin[r] + lane; j < a.end[r] && j <= last; j += 32) {
-            float s = dot_row(qr, kh + (size_t)j * a.hd, a.hd) * a.scale;
-            float mn = fmaxf(m, s);
-            l = l * __expf(m - mn) + __expf(s - mn);
-            m = mn;
-        }
-    for (int off = 16; off > 0; off >>= 1) { /* merge (m, l) across lanes */
-        float mo = __shfl_xor_sync(0xffffffffu, m, off), lo = __shfl_xor_sync(0xffffffffu, l, off);
-        float mn = fmaxf(m, mo);
-        l = (m == -INFINITY ? 0.0f : l * __expf(m - mn)) + (mo == -INFINITY ? 0.0f : lo * __expf(mo - mn));
-        m = mn;
-    }
-    if (lane == 0) {
-        a.stats[2 * (size_t)warp] = m;
-        a.stats[2 * (size_t)warp + 1] = l;
+    for (int idx = threadIdx.x; idx < rows * HD; idx += blockDim.x) {
+        int r = idx / HD, d = idx % HD, i = i0 + r / group, h = g * group + r % group;
+        qs[idx] = i < a.n ? a.q[((size_t)i * a.n_heads + h) * HD + d] : 0.0f;
     }
 }
 
-#define QUERY_CHUNK 64
-
-/* Pass 2: a thread per (key of the support, KV group, chunk of queries). */
-__global__ static void column_reduce_kernel(score_args a, int support)
+/* Keys [t0, t0 + 32) of the support into shared memory (padded rows). */
+template <int HD>
+__device__ static void load_keys(const score_args &a, float *ks, int *rows_of, int t0, int g)
 {
-    int idx = blockIdx.x * blockDim.x + threadIdx.x;
-    int g = blockIdx.y, chunk = blockIdx.z;
-    if (idx >= support)
-        return;
-    int j = -1;
-    for (int r = 0, off = 0; r < a.n_ranges; off += a.end[r] - a.begin[r], r++)
-        if (idx < off + a.end[r] - a.begin[r]) {
-            j = a.begin[r] + idx - off;
-            break;
+    const float *kh = a.kc + (size_t)g * a.capacity * HD;
+    for (int idx = threadIdx.x; idx < KEY_TILE * HD; idx += blockDim.x) {
+        int j = idx / HD, d = idx % HD, t = t0 + j;
+        int row = t < a.support ? support_row(a, t) : -1;
+        ks[j * (HD + 1) + d] = row >= 0 ? kh[(size_t)row * HD + d] : 0.0f;
+        if (d == 0)
+            rows_of[j] = row;
+    }
+}
+
+template <int HD>
+__global__ void __launch_bounds__(WARPS * 32) row_stats_kernel(score_args a)
+{
+    extern __shared__ float smem[];
+    __shared__ int rows_of[KEY_TILE];
+    const int group = a.n_heads / a.n_kv, rows = a.bq * group;
+    float *qs = smem, *ks = qs + rows * HD;
+    const int g = blockIdx.y, i0 = blockIdx.x * a.bq;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    load_queries<HD>(a, qs, i0, g, rows, group);
+    float m[ROWS_PER_WARP], l[ROWS_PER_WARP];
+#pragma unroll
+    for (int k = 0; k < ROWS_PER_WARP; k++)
+        m[k] = -INFINITY, l[k] = 0.0f;
+    for (int t0 = 0; t0 < a.support; t0 += KEY_TILE) {
+        __syncthreads();
+        load_keys<HD>(a, ks, rows_of, t0, g);
+        __syncthreads();
+#pragma unroll
+        for (int k = 0; k < ROWS_PER_WARP; k++) {
+            int r = warp + WARPS * k, i = i0 + r / group;
+            if (r >= rows || i >= a.n)
+                continue;
+            int row = rows_of[lane];
+            float s = -INFINITY;
+            if (row >= 0 && row <= a.q_pos0 + i) {
+                const float *qr = qs + r * HD, *kr = ks + lane * (HD + 1);
+                float dot = 0.0f;
+#pragma unroll 16
+                for (int d = 0; d < HD; d++)
+                    dot = fmaf(qr[d], kr[d], dot);
+                s = dot * a.scale;
+            }
+            float tmax = s;
+            for (int off = 16; off > 0; off >>= 1)
+                tmax = fmaxf(tmax, __shfl_xor_sync(0xffffffffu, tmax, off));
+            if (tmax == -INFINITY)
+                continue;
+            float mn = fmaxf(m[k], tmax);
+            float p = s == -INFINITY ? 0.0f : __expf(s - mn);
+            for (int off = 16; off > 0; off >>= 1)
+                p += __shfl_xor_sync(0xffffffffu, p, off);
+            l[k] = l[k] * __expf(m[k] - mn) + p;
+            m[k] = mn;
         }
-    int group = a.n_heads / a.n_kv;
-    const float *kj = a.kc + ((size_t)g * a.capacity + j) * a.hd;
+    }
+#pragma unroll
+    for (int k = 0; k < ROWS_PER_WARP; k++) {
+        int r = warp + WARPS * k, i = i0 + r / group, h = g * group + r % group;
+        if (r < rows && i < a.n && lane == 0) {
+            a.stats[2 * ((size_t)i * a.n_heads + h)] = m[k];
+            a.stats[2 * ((size_t)i * a.n_heads + h) + 1] = l[k];
+        }
+    }
+}
+
+template <int HD>
+__global__ void __launch_bounds__(WARPS * 32) column_reduce_kernel(score_args a)
+{
+    extern __shared__ float smem[];
+    __shared__ int rows_of[KEY_TILE];
+    __shared__ float partial[WARPS][KEY_TILE];
+    const int group = a.n_heads / a.n_kv, rows = a.bq * group;
+    float *qs = smem, *ks = qs + rows * HD;
+    const int t0 = blockIdx.x * KEY_TILE, g = blockIdx.y, i0 = blockIdx.z * a.bq;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    load_queries<HD>(a, qs, i0, g, rows, group);
+    load_keys<HD>(a, ks, rows_of, t0, g);
+    __syncthreads();
+    int row = rows_of[lane];
     float acc = 0.0f;
-    int i_end = min(a.n, (chunk + 1) * QUERY_CHUNK);
-    for (int i = max(chunk * QUERY_CHUNK, j - a.q_pos0); i < i_end; i++) /* causal: j <= q_pos0 + i */
-        for (int hh = 0; hh < group; hh++) {
-            int h = g * group + hh;
-            const float *st = a.stats + 2 * ((size_t)i * a.n_heads + h);
-            float s = dot_row(a.q + ((size_t)i * a.n_heads + h) * a.hd, kj, a.hd) * a.scale;
-            float p = __expf(s - st[0]) / st[1];
-            acc = a.reduce == KVZ_REDUCE_MAX ? fmaxf(acc, p) : acc + p;
-        }
-    float *o = a.scores + (size_t)g * a.capacity + j;
-    if (a.reduce == KVZ_REDUCE_MAX) /* probabilities are >= 0: int order is float order */
-        atomicMax((int *)o, __float_as_int(acc));
-    else
-        atomicAdd(o, acc);
+#pragma unroll
+    for (int k = 0; k < ROWS_PER_WARP; k++) {
+        int r = warp + WARPS * k, i = i0 + r / group, h = g * group + r % group;
+        if (r >= rows || i >= a.n || row < 0 || row > a.q_pos0 + i)
+            continue;
+        const float *qr = qs + r * HD, *kr = ks + lane * (HD + 1);
+        float dot = 0.0f;
+#pragma unroll 16
+        for (int d = 0; d < HD; d++)
+            dot = fmaf(qr[d], kr[d], dot);
+        const float *st = a.stats + 2 * ((size_t)i * a.n_heads + h);
+        float p = __expf(dot * a.scale - st[0]) / st[1];
+        acc = a.reduce == KVZ_REDUCE_MAX ? fmaxf(acc, p) : acc + p;
+    }
+    partial[warp][lane] = acc;
+    __syncthreads();
+    if (warp == 0 && row >= 0) {
+        float v = partial[0][lane];
+        for (int w = 1; w < WARPS; w++)
+            v = a.reduce == KVZ_REDUCE_MAX ? fmaxf(v, partial[w][lane]) : v + partial[w][lane];
+        float *o = a.scores + (size_t)g * a.capacity + row;
+        if (a.reduce == KVZ_REDUCE_MAX) /* probabilities are >= 0: int order is float order */
+            atomicMax((int *)o, __float_as_int(v));
+        else
+            atomicAdd(o, v);
+    }
+}
+
+template <int HD>
+static int launch(cuda_impl *c, const score_args &a)
+{
+    int group = a.n_heads / a.n_kv, rows = a.bq * group;
+    size_t smem = ((size_t)rows * HD + KEY_TILE * (HD + 1)) * sizeof(float);
+    if (smem > 48 * 1024) {
+        CUDA_TRY(cudaFuncSetAttribute(row_stats_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        CUDA_TRY(cudaFuncSetAttribute(column_reduce_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      (int)smem));
+    }
+    int tiles = ceil_div(a.n, a.bq);
+    row_stats_kernel<HD><<<dim3(tiles, a.n_kv), WARPS * 32, smem, c->stream>>>(a);
+    CUDA_LAUNCHED("attention scores (row statistics)");
+    column_reduce_kernel<HD><<<dim3(ceil_div(a.support, KEY_TILE), a.n_kv, tiles), WARPS * 32, smem,
+                               c->stream>>>(a);
+    CUDA_LAUNCHED("attention scores (column reduction)");
+    return KVZ_OK;
 }
 
 int cuda_attention_scores(kvz_backend *b, float *scores, const float *q, const float *k_cache,
                           const kvz_score_params *p)
 {
     cuda_impl *c = cuda_of(b);
+    const int hd = p->head_dim, group = p->n_heads / p->n_kv_heads;
+    if ((hd != 64 && hd != 96 && hd != 128) || group > MAX_ROWS)
+        return kvz_errorf(KVZ_ERR_UNSUPPORTED, "cuda: scores support head sizes 64, 96 and 128 and "
+                          "GQA groups up to %d (got %d and %d)", MAX_ROWS, hd, group);
     score_args a;
     a.scores = scores;
     a.q = q;
     a.kc = k_cache;
     a.n = p->n, a.q_pos0 = p->q_pos0, a.n_heads = p->n_heads, a.n_kv = p->n_kv_heads;
-    a.hd = p->head_dim, a.capacity = p->capacity, a.n_ranges = p->n_ranges, a.reduce = p->reduce;
-    a.scale = p->scale;
-    int support = 0;
+    a.capacity = p->capacity, a.n_ranges = p->n_ranges, a.reduce = p->reduce, a.scale = p->scale;
+    a.support = 0;
     for (int r = 0; r < p->n_ranges; r++) {
         a.begin[r] = p->range_begin[r];
         a.end[r] = p->range_end[r];
-        support += p->range_end[r] - p->range_begin[r];
+        a.support += p->range_end[r] - p->range_begin[r];
     }
-    if (support <= 0 || p->n <= 0)
+    if (a.support <= 0 || p->n <= 0)
         return KVZ_OK;
+    a.bq = MAX_ROWS / group < p->n ? MAX_ROWS / group : p->n;
     size_t stats_bytes = (size_t)p->n * p->n_heads * 2 * sizeof(float);
     KVZ_TRY(cuda_ensure((void **)&c->partials, &c->partial_bytes, stats_bytes));
     a.stats = c->partials;
-    int rows = p->n * p->n_heads;
-    row_stats_kernel<<<ceil_div((int64_t)rows * 32, 256), 256, 0, c->stream>>>(a);
-    CUDA_LAUNCHED("attention scores (row statistics)");
-    dim3 grid(ceil_div(support, 128), p->n_kv_heads, ceil_div(p->n, QUERY_CHUNK));
-    column_reduce_kernel<<<grid, 128, 0, c->stream>>>(a, support);
-    CUDA_LAUNCHED("attention scores (column reduction)");
-    return KVZ_OK;
+    return hd == 64 ? launch<64>(c, a) : hd == 96 ? launch<96>(c, a) : launch<128>(c, a);
 }
