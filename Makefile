@@ -6,8 +6,8 @@
 #   make check      test + asan + cuda: what CI runs
 #   make cuda       compile the CUDA backend with nvcc (build-cuda/; links, runs nowhere here)
 #   make test-cuda  CUDA kernels against their CPU twins (needs an NVIDIA GPU)
-#   make demo       generate an answer with the default model
-#   make bench      benchmarks; results go to bench/RESULTS.md by hand
+#   make demo       compile examples/corpus into a store, inspect it, answer a question
+#   make bench      engine and compile benchmarks beside llama.cpp (bench/RESULTS.md)
 #
 # Variables: BUILD (output folder), SANITIZE=1, CUDA=1, MARCH (default native).
 
@@ -101,13 +101,22 @@ test-cuda: cuda
 
 check: test asan cuda
 
+# The main job end to end: compile a small corpus into a store, look at it,
+# check it, answer with the engine.
+DEMO_STORE := $(BUILD)/demo-store
 demo: $(KVZ)
 	@test -f $(MODEL) || { echo "model missing: run scripts/setup.sh first" >&2; exit 1; }
+	rm -rf $(DEMO_STORE)
+	$(KVZ) compile examples/corpus --store $(DEMO_STORE) --model $(MODEL) --method kvzip --ratio 0.3 --bits 4
+	$(KVZ) ls --store $(DEMO_STORE)
+	$(KVZ) inspect --store $(DEMO_STORE) examples/corpus/harbor_lighthouse.md --svg $(BUILD)/demo-heatmap.svg | tail -3
+	$(KVZ) verify --store $(DEMO_STORE)
 	$(KVZ) generate --model $(MODEL) --chat --max-tokens 64 \
 	  --prompt "In two sentences, what is a key/value cache in a transformer?"
 
 bench: $(KVZ)
 	sh bench/run.sh
+	sh bench/compile.sh
 
 setup:
 	sh scripts/setup.sh

@@ -89,6 +89,11 @@ static int open_dbs(kvz_store *s, int create)
 
 int kvz_store_open(kvz_store **out, const char *dir, int flags)
 {
+    return kvz_store_open_sized(out, dir, flags, INITIAL_MAP_BYTES);
+}
+
+int kvz_store_open_sized(kvz_store **out, const char *dir, int flags, size_t initial_map_bytes)
+{
     *out = NULL;
     struct stat st;
     int exists = stat(dir, &st) == 0;
@@ -118,7 +123,7 @@ int kvz_store_open(kvz_store **out, const char *dir, int flags)
     if (rc == 0)
         rc = mdb_env_set_maxreaders(s->env, 256);
     if (rc == 0 && fresh)
-        rc = mdb_env_set_mapsize(s->env, INITIAL_MAP_BYTES);
+        rc = mdb_env_set_mapsize(s->env, initial_map_bytes);
     /* MDB_NOTLS: read transactions may move between threads of a server */
     if (rc == 0)
         rc = mdb_env_open(s->env, dir, MDB_NOTLS | (s->readonly ? MDB_RDONLY : 0), 0666);

@@ -39,6 +39,9 @@ enum {
  * asked to create), KVZ_ERR_IO, KVZ_ERR_FORMAT (not a kvz store, or another
  * store version). */
 int kvz_store_open(kvz_store **out, const char *dir, int flags);
+/* The same with the map size a new store starts with (default 1 GiB); the
+ * map doubles whenever a write fills it. */
+int kvz_store_open_sized(kvz_store **out, const char *dir, int flags, size_t initial_map_bytes);
 void kvz_store_close(kvz_store *s);
 const char *kvz_store_path(const kvz_store *s);
 

@@ -315,6 +315,42 @@ static void test_every_method(void **state)
     kvz_store_close(st);
 }
 
+/* A store that starts with a map far too small grows it and loses nothing. */
+static void test_map_growth(void **state)
+{
+    const char *dir = fresh_store("small-map");
+    kvz_store *st;
+    CHECK_OK(kvz_store_open_sized(&st, dir, KVZ_STORE_CREATE, 64 << 10));
+    kvz_compile_opts o;
+    kvz_compile_opts_default(&o);
+    o.sel.method = KVZ_METHOD_RECENT; /* no scoring: the store is under test */
+    o.bits = 16;
+    kvz_compiler *c;
+    CHECK_OK(kvz_compiler_new(&c, model, st, &o));
+    size_t len;
+    char *text = sample_text(&len);
+    for (int i = 0; i < 4; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "doc-%d", i);
+        uint8_t hash[16] = {(uint8_t)(40 + i)};
+        kvz_doc_result r;
+        CHECK_OK(kvz_compile_document(c, name, text, len, hash, &r, NULL, NULL));
+        assert_true(r.bytes > 100000); /* each artifact alone is larger than the first map */
+    }
+    assert_int_equal(count_entries(st, KVZ_DB_DOCS), 4);
+    kvz_compiler_free(c);
+    kvz_store_close(st);
+    CHECK_OK(kvz_store_open(&st, dir, KVZ_STORE_READONLY));
+    for (int i = 0; i < 4; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "doc-%d", i);
+        kvz_artifact a;
+        free(load_artifact(st, name, &a));
+    }
+    kvz_store_close(st);
+    free(text);
+}
+
 /* Long documents are split at paragraph boundaries into segments that fit. */
 static void test_segments(void **state)
 {
@@ -423,6 +459,7 @@ int main(void)
         cmocka_unit_test(test_chunk_selection),
         cmocka_unit_test(test_segments),
         cmocka_unit_test(test_ingest),
+        cmocka_unit_test(test_map_growth),
         cmocka_unit_test(test_kvzip_compile_and_recompile),
         cmocka_unit_test(test_every_method),
     };

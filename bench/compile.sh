@@ -1,0 +1,65 @@
+#!/bin/sh
+# Compile speed per method (prefill / scoring / write) and artifact size per
+# method x ratio x bits, on one real document, CPU. Prints markdown tables.
+#
+#   DOC=tests/data/gpl3_excerpt.txt sh bench/compile.sh
+set -eu
+cd "$(dirname "$0")/.."
+KVZ=${KVZ_BIN:-build/kvz}
+MODEL=${KVZ_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
+DOC=${DOC:-tests/data/gpl3_excerpt.txt}
+STORE=$(mktemp -d)
+OUTF=$(mktemp)
+trap 'rm -rf "$STORE" "$OUTF"' EXIT
+
+run() { # label args...
+    label=$1; shift
+    printf '%s ' "$label" >>"$OUTF"
+    "$KVZ" compile "$DOC" --store "$STORE" --model "$MODEL" --force --quiet --json "$@" | head -1 >>"$OUTF"
+}
+
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; document $DOC"
+# prefill alone, for the ratio the target is stated against
+"$KVZ" bench --model "$MODEL" --device cpu --prefill "$(build/kvz tokenize --model "$MODEL" <"$DOC" | wc -w)" \
+    --decode 0 --text "$DOC" --json | head -1 >"$STORE/prefill.json"
+
+for m in kvzip chunkkv snapkv knorm recent random full; do
+    run "speed $m" --method $m --ratio 0.3 --bits 4
+done
+for r in 0.1 0.2 0.3 0.5 1.0; do
+    for b in 16 8 4 2; do
+        run "size kvzip $r $b" --method kvzip --ratio $r --bits $b
+    done
+done
+for m in chunkkv snapkv recent; do
+    for b in 16 4; do
+        run "size $m 0.3 $b" --method $m --ratio 0.3 --bits $b
+    done
+done
+
+python3 - "$OUTF" "$STORE/prefill.json" <<'PY'
+import json, sys
+rows = [l.split(" {", 1) for l in open(sys.argv[1])]
+pre = json.loads(open(sys.argv[2]).read())
+full_f16 = 30 * 3 * 64 * 2 * 2  # bytes per token of the f16 full cache (SmolLM2)
+print(f"\nengine prefill alone: {pre['prefill_tok_s']} tok/s\n")
+print("| method (ratio 0.3, 4-bit) | tokens | prefill s | scoring s | write s | compile tok/s | vs prefill |")
+print("|---|---|---|---|---|---|---|")
+for label, js in rows:
+    if not label.startswith("speed"):
+        continue
+    r = json.loads("{" + js)
+    total = r["prefill_s"] + r["score_s"] + r["write_s"]
+    rate = r["tokens"] / total
+    print(f"| {label.split()[1]} | {r['tokens']} | {r['prefill_s']:.2f} | {r['score_s']:.2f} | {r['write_s']:.2f} "
+          f"| {rate:.1f} | {rate / pre['prefill_tok_s']:.2f}x |")
+print("\n| method | ratio | bits | bytes/token | vs f16 full cache |")
+print("|---|---|---|---|---|")
+for label, js in rows:
+    if not label.startswith("size"):
+        continue
+    _, m, ratio, bits = label.split()
+    r = json.loads("{" + js)
+    bpt = r["bytes"] / r["tokens"]
+    print(f"| {m} | {ratio} | {bits} | {bpt:.0f} | {full_f16 / bpt:.1f}x |")
+PY
