@@ -44,17 +44,27 @@ typedef struct kvz_rope_params {
     kvz_rope_mode mode;
 } kvz_rope_params;
 
-/* Dense causal attention over a per-layer cache laid out as
- * k_cache, v_cache: (n_kv_heads, capacity, head_dim). The n queries sit at
- * cache indices pos0 .. pos0+n-1 and query i attends to indices 0 .. pos0+i. */
+/* Causal GQA attention over one layer's cache of rows of head_dim floats.
+ *
+ * Dense layout (head_base == NULL): KV head h owns rows [h·capacity,
+ * (h+1)·capacity) and the n queries sit at rows pos0 .. pos0+n-1 of every head.
+ * Ragged layout (a loaded compressed cache, heads of different lengths): head h
+ * owns rows from head_base[h] and its queries sit at rows head_rows[h] .. of
+ * that block; max_head_rows is the largest head_rows[h]. The arrays are
+ * backend memory with n_kv_heads entries.
+ *
+ * Either way query i attends to its head's rows 0 .. first_query_row + i. */
 typedef struct kvz_attention_params {
     int32_t n;          /* queries */
-    int32_t pos0;       /* cache index of the first query */
+    int32_t pos0;       /* dense: cache row of the first query */
     int32_t n_heads;
     int32_t n_kv_heads; /* n_heads % n_kv_heads == 0 (GQA) */
     int32_t head_dim;
-    int32_t capacity;   /* cache rows per KV head */
+    int32_t capacity;   /* dense: rows per KV head */
     float scale;        /* usually 1/sqrt(head_dim) */
+    const int64_t *head_base; /* ragged: first row of each head's block, or NULL */
+    const int32_t *head_rows; /* ragged: rows before each head's first query */
+    int32_t max_head_rows;
 } kvz_attention_params;
 
 typedef enum kvz_score_reduce {

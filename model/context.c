@@ -25,12 +25,26 @@ typedef struct workspace {
     int32_t *tokens, *positions; /* (chunk) */
 } workspace;
 
+/* A loaded, compressed cache: KV head h of layer l holds loaded[l][h] rows
+ * (positions arbitrary, RoPE already applied), then room for `extra` appended
+ * rows shared by all heads. */
+typedef struct ragged {
+    int32_t *loaded;     /* host (n_layers, n_kv_heads) */
+    int64_t *host_base;  /* host (n_layers, n_kv_heads): first row of each head's block */
+    int32_t *host_rows;  /* host (n_kv_heads): loaded + len of one layer, rebuilt per chunk */
+    int64_t **base;      /* backend, per layer (n_kv_heads) */
+    int32_t **rows;      /* backend, per layer (n_kv_heads) */
+    int32_t max_loaded;
+    int32_t first_position; /* position of the first appended token */
+} ragged;
+
 struct kvz_context {
     kvz_model *model;
     int32_t capacity, max_chunk, len;
-    float **k_cache, **v_cache; /* per layer: (n_kv_heads, capacity, head_dim) */
+    float **k_cache, **v_cache; /* per layer: dense (n_kv_heads, capacity, head_dim), or ragged */
     workspace ws;
     int32_t *host_positions;    /* (chunk) */
+    ragged *rg;                 /* NULL for a dense context */
 };
 
 static int ws_alloc(kvz_backend *b, void **p, size_t bytes) { return b->ops->alloc(b, bytes, p); }
@@ -123,6 +137,18 @@ void kvz_context_free(kvz_context *c)
             b->ops->free(b, c->k_cache[l]);
         if (c->v_cache)
             b->ops->free(b, c->v_cache[l]);
+        if (c->rg && c->rg->base)
+            b->ops->free(b, c->rg->base[l]);
+        if (c->rg && c->rg->rows)
+            b->ops->free(b, c->rg->rows[l]);
+    }
+    if (c->rg) {
+        free(c->rg->loaded);
+        free(c->rg->host_base);
+        free(c->rg->host_rows);
+        free(c->rg->base);
+        free(c->rg->rows);
+        free(c->rg);
     }
     free(c->k_cache);
     free(c->v_cache);
@@ -132,6 +158,94 @@ void kvz_context_free(kvz_context *c)
         b->ops->free(b, bufs[i]);
     free(c->host_positions);
     free(c);
+}
+
+/* ---- ragged contexts ------------------------------------------------------ */
+
+int kvz_context_new_ragged(kvz_context **out, kvz_model *m, const int32_t *loaded, int32_t extra,
+                           int32_t max_chunk, int32_t first_position)
+{
+    *out = NULL;
+    const kvz_hparams *hp = &m->hp;
+    const int32_t L = hp->n_layers, H = hp->n_kv_heads;
+    if (extra <= 0 || max_chunk <= 0 || first_position < 0)
+        return kvz_errorf(KVZ_ERR_ARG, "ragged context: extra %d, chunk %d, position %d", extra, max_chunk,
+                          first_position);
+    if ((int64_t)first_position + extra > hp->ctx_train)
+        return kvz_errorf(KVZ_ERR_RANGE, "positions up to %lld exceed the model's trained context (%d)",
+                          (long long)first_position + extra, hp->ctx_train);
+    kvz_context *c = calloc(1, sizeof *c);
+    ragged *rg = calloc(1, sizeof *rg);
+    if (!c || !rg) {
+        free(c);
+        free(rg);
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    }
+    c->model = m;
+    c->rg = rg;
+    c->capacity = extra;
+    c->max_chunk = max_chunk < extra ? max_chunk : extra;
+    rg->first_position = first_position;
+    kvz_backend *b = m->backend;
+    int rc = KVZ_OK;
+    rg->loaded = malloc((size_t)L * H * sizeof *rg->loaded);
+    rg->host_base = malloc((size_t)L * H * sizeof *rg->host_base);
+    rg->host_rows = malloc((size_t)H * sizeof *rg->host_rows);
+    rg->base = calloc((size_t)L, sizeof *rg->base);
+    rg->rows = calloc((size_t)L, sizeof *rg->rows);
+    c->k_cache = calloc((size_t)L, sizeof(float *));
+    c->v_cache = calloc((size_t)L, sizeof(float *));
+    if (!rg->loaded || !rg->host_base || !rg->host_rows || !rg->base || !rg->rows || !c->k_cache || !c->v_cache)
+        rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    for (int32_t l = 0; l < L && rc == KVZ_OK; l++) {
+        int64_t total = 0;
+        for (int32_t h = 0; h < H; h++) {
+            int32_t n = loaded[(size_t)l * H + h];
+            if (n < 0 || (int64_t)n + extra > hp->ctx_train) {
+                rc = kvz_errorf(KVZ_ERR_RANGE, "layer %d head %d: %d loaded rows do not fit", l, h, n);
+                break;
+            }
+            rg->loaded[(size_t)l * H + h] = n;
+            rg->host_base[(size_t)l * H + h] = total;
+            rg->max_loaded = n > rg->max_loaded ? n : rg->max_loaded;
+            total += n + extra;
+        }
+        size_t bytes = (size_t)total * hp->head_dim * sizeof(float);
+        if (rc == KVZ_OK)
+            rc = ws_alloc(b, (void **)&c->k_cache[l], bytes);
+        if (rc == KVZ_OK)
+            rc = ws_alloc(b, (void **)&c->v_cache[l], bytes);
+        if (rc == KVZ_OK)
+            rc = ws_alloc(b, (void **)&rg->base[l], (size_t)H * sizeof(int64_t));
+        if (rc == KVZ_OK)
+            rc = ws_alloc(b, (void **)&rg->rows[l], (size_t)H * sizeof(int32_t));
+        if (rc == KVZ_OK)
+            rc = b->ops->upload(b, rg->base[l], rg->host_base + (size_t)l * H, (size_t)H * sizeof(int64_t));
+    }
+    if (rc == KVZ_OK)
+        rc = alloc_workspace(c);
+    if (rc != KVZ_OK) {
+        kvz_error_context(rc, "loaded context");
+        kvz_context_free(c);
+        return rc;
+    }
+    *out = c;
+    return KVZ_OK;
+}
+
+int kvz_context_ragged_fill(kvz_context *c, int32_t layer, int32_t head, int32_t row0, const float *k,
+                            const float *v, int32_t n)
+{
+    KVZ_ASSERT(c->rg);
+    const kvz_hparams *hp = &c->model->hp;
+    size_t i = (size_t)layer * hp->n_kv_heads + head;
+    if (row0 < 0 || n < 0 || row0 + n > c->rg->loaded[i])
+        return kvz_errorf(KVZ_ERR_INTERNAL, "filling rows [%d, %d) of a head holding %d", row0, row0 + n,
+                          c->rg->loaded[i]);
+    kvz_backend *b = c->model->backend;
+    size_t at = ((size_t)c->rg->host_base[i] + (size_t)row0) * hp->head_dim, bytes = (size_t)n * hp->head_dim * 4;
+    KVZ_TRY(b->ops->upload(b, c->k_cache[layer] + at, k, bytes));
+    return b->ops->upload(b, c->v_cache[layer] + at, v, bytes);
 }
 
 int32_t kvz_context_len(const kvz_context *c) { return c->len; }
@@ -166,6 +280,11 @@ static int run_layer(kvz_context *c, int32_t l, int32_t n, const kvz_eval_opts *
         .capacity = c->capacity,
         .scale = 1.0f / sqrtf((float)hp->head_dim),
     };
+    if (c->rg) {
+        ap.head_base = c->rg->base[l];
+        ap.head_rows = c->rg->rows[l];
+        ap.max_head_rows = c->rg->max_loaded + c->len;
+    }
     KVZ_TRY(ops->rmsnorm(b, w->h, w->x, L->attn_norm, n, hp->dim, hp->rms_eps));
     KVZ_TRY(ops->matmul(b, w->q, w->h, &L->wq, n, 0));
     KVZ_TRY(ops->matmul(b, w->k, w->h, &L->wk, n, 0));
@@ -222,12 +341,20 @@ static int eval_chunk(kvz_context *c, const int32_t *tokens, int32_t n, const kv
 {
     kvz_model *m = c->model;
     kvz_backend *b = m->backend;
+    int32_t first_position = c->rg ? c->rg->first_position : 0;
     for (int32_t i = 0; i < n; i++) {
         if (tokens[i] < 0 || tokens[i] >= m->hp.vocab)
             return kvz_errorf(KVZ_ERR_ARG, "token id %d is outside the vocabulary (0..%d)",
                               tokens[i], m->hp.vocab - 1);
-        c->host_positions[i] = c->len + i;
+        c->host_positions[i] = first_position + c->len + i;
     }
+    if (c->rg) /* each head's queries come after its own rows */
+        for (int32_t l = 0; l < m->hp.n_layers; l++) {
+            for (int32_t h = 0; h < m->hp.n_kv_heads; h++)
+                c->rg->host_rows[h] = c->rg->loaded[(size_t)l * m->hp.n_kv_heads + h] + c->len;
+            KVZ_TRY(b->ops->upload(b, c->rg->rows[l], c->rg->host_rows,
+                                   (size_t)m->hp.n_kv_heads * sizeof(int32_t)));
+        }
     KVZ_TRY(b->ops->upload(b, c->ws.tokens, tokens, (size_t)n * sizeof(int32_t)));
     KVZ_TRY(b->ops->upload(b, c->ws.positions, c->host_positions, (size_t)n * sizeof(int32_t)));
     KVZ_TRY(b->ops->embed(b, c->ws.x, &m->tok_embd, c->ws.tokens, n));

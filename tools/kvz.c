@@ -14,6 +14,7 @@ static void usage(FILE *out)
             "\n"
             "commands:\n"
             "  compile      documents -> compressed KV-cache artifacts in a store\n"
+            "  query        answer questions from precompiled documents (no prefill)\n"
             "  ls           list a store's documents and their compiled forms\n"
             "  inspect      show one compiled document (manifest, kept pairs, sizes, --svg)\n"
             "  verify       check every checksum and bound of every artifact in a store\n"
@@ -49,6 +50,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "compile") == 0)
         return cmd_compile(argc - 1, argv + 1);
+    if (strcmp(cmd, "query") == 0)
+        return cmd_query(argc - 1, argv + 1);
     if (strcmp(cmd, "ls") == 0)
         return cmd_ls(argc - 1, argv + 1);
     if (strcmp(cmd, "inspect") == 0)

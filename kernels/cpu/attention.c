@@ -48,6 +48,24 @@ static void softmax_causal_rows(float *s, int32_t rows, int32_t cols, int32_t fi
     }
 }
 
+/* Where KV head g's rows start and how many precede its first query. */
+static inline const float *head_block(const float *cache, const kvz_attention_params *p, int32_t g)
+{
+    size_t base = p->head_base ? (size_t)p->head_base[g] : (size_t)g * p->capacity;
+    return cache + base * p->head_dim;
+}
+
+static inline int32_t head_first(const kvz_attention_params *p, int32_t g)
+{
+    return p->head_base ? p->head_rows[g] : p->pos0;
+}
+
+/* The most rows any query may see, for scratch sizing. */
+static inline int32_t max_visible(const kvz_attention_params *p)
+{
+    return (p->head_base ? p->max_head_rows : p->pos0) + p->n;
+}
+
 /* Decode: a few queries. Each KV head's group of query heads walks the cache
  * together, so every key and value row is read once per group (GEMM calls
  * with one row spend more time packing than multiplying). */
@@ -78,10 +96,10 @@ static void attention_decode(float *out, const float *q, const float *k_cache,
 #pragma omp parallel for num_threads(n_threads) schedule(static)
     for (int64_t t = 0; t < tasks; t++) {
         int32_t g = (int32_t)(t / p->n), i = (int32_t)(t % p->n);
-        int32_t kv_len = p->pos0 + i + 1;
-        float *scores = scratch + (size_t)t * group * (size_t)(p->pos0 + p->n);
-        const float *kh = k_cache + (size_t)g * p->capacity * hd;
-        const float *vh = v_cache + (size_t)g * p->capacity * hd;
+        int32_t kv_len = head_first(p, g) + i + 1;
+        float *scores = scratch + (size_t)t * group * (size_t)max_visible(p);
+        const float *kh = head_block(k_cache, p, g);
+        const float *vh = head_block(v_cache, p, g);
         const float *qg = q + ((size_t)i * p->n_heads + (size_t)g * group) * hd;
         float *og = out + ((size_t)i * p->n_heads + (size_t)g * group) * hd;
         for (int32_t j = 0; j < kv_len; j++) {
@@ -116,7 +134,7 @@ static void attention_decode(float *out, const float *q, const float *k_cache,
 size_t kvz_cpu_attention_scratch_floats(const kvz_attention_params *p, const kvz_score_params *sp,
                                         int n_threads)
 {
-    size_t kv = (size_t)(p->pos0 + p->n);
+    size_t kv = (size_t)max_visible(p);
     size_t decode = (size_t)p->n_heads * DECODE_MAX_QUERIES * kv;
     size_t per_thread = QUERY_TILE * kv;
     if (sp) /* a gather row and an accumulator per thread */
@@ -135,7 +153,7 @@ void kvz_cpu_attention(float *out, const float *q, const float *k_cache, const f
     if (p->n <= DECODE_MAX_QUERIES && p->n_heads / p->n_kv_heads <= MAX_GROUP) {
         attention_decode(out, q, k_cache, v_cache, p, scratch, n_threads);
         if (sp) {
-            size_t decode = (size_t)p->n_heads * DECODE_MAX_QUERIES * (size_t)(p->pos0 + p->n);
+            size_t decode = (size_t)p->n_heads * DECODE_MAX_QUERIES * (size_t)max_visible(p);
             kvz_cpu_attention_scores(scores, q, k_cache, sp, scratch + decode, n_threads);
         }
         return;
@@ -144,7 +162,7 @@ void kvz_cpu_attention(float *out, const float *q, const float *k_cache, const f
     const int32_t n_tiles = (p->n + QUERY_TILE - 1) / QUERY_TILE;
     const int ld = p->n_heads * hd; /* stride between tokens in q and out */
     const int64_t tasks = (int64_t)p->n_heads * n_tiles;
-    const int32_t kv_max = p->pos0 + p->n;
+    const int32_t kv_max = max_visible(p);
     const size_t per_thread = QUERY_TILE * (size_t)kv_max +
                               (sp ? (size_t)kv_max + (size_t)sp->n_kv_heads * (size_t)sp->capacity : 0);
     int used = 1;
@@ -160,17 +178,18 @@ void kvz_cpu_attention(float *out, const float *q, const float *k_cache, const f
         for (int64_t t = 0; t < tasks; t++) {
             int32_t h = (int32_t)(t % p->n_heads), i0 = (int32_t)(t / p->n_heads) * QUERY_TILE;
             int32_t rows = p->n - i0 < QUERY_TILE ? p->n - i0 : QUERY_TILE;
-            int32_t kv_len = p->pos0 + i0 + rows; /* keys the last row may see */
-            const float *kh = k_cache + (size_t)(h / group) * p->capacity * hd;
-            const float *vh = v_cache + (size_t)(h / group) * p->capacity * hd;
+            int32_t first = head_first(p, h / group);
+            int32_t kv_len = first + i0 + rows; /* keys the last row may see */
+            const float *kh = head_block(k_cache, p, h / group);
+            const float *vh = head_block(v_cache, p, h / group);
             const float *qh = q + (size_t)i0 * ld + (size_t)h * hd;
             float *oh = out + (size_t)i0 * ld + (size_t)h * hd;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, kv_len, hd, 1.0f, qh, ld, kh,
                         hd, 0.0f, tile, kv_len);
             if (sp)
-                score_rows(sp, tile, rows, kv_len, p->pos0 + i0, p->scale, gather,
+                score_rows(sp, tile, rows, kv_len, first + i0, p->scale, gather,
                            acc + (size_t)(h / group) * sp->capacity);
-            softmax_causal_rows(tile, rows, kv_len, p->pos0 + i0, p->scale);
+            softmax_causal_rows(tile, rows, kv_len, first + i0, p->scale);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, kv_len, 1.0f, tile,
                         kv_len, vh, hd, 0.0f, oh, ld);
         }

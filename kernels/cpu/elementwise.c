@@ -46,8 +46,10 @@ void kvz_cpu_kv_append(float *k_cache, float *v_cache, const float *k, const flo
 {
     size_t hd = (size_t)p->head_dim, row = (size_t)p->n_kv_heads * hd;
     for (int32_t h = 0; h < p->n_kv_heads; h++) {
-        float *kc = k_cache + ((size_t)h * p->capacity + (size_t)p->pos0) * hd;
-        float *vc = v_cache + ((size_t)h * p->capacity + (size_t)p->pos0) * hd;
+        size_t first = p->head_base ? (size_t)p->head_base[h] + (size_t)p->head_rows[h]
+                                    : (size_t)h * p->capacity + (size_t)p->pos0;
+        float *kc = k_cache + first * hd;
+        float *vc = v_cache + first * hd;
         for (int32_t i = 0; i < p->n; i++) {
             memcpy(kc + (size_t)i * hd, k + (size_t)i * row + (size_t)h * hd, hd * sizeof(float));
             memcpy(vc + (size_t)i * hd, v + (size_t)i * row + (size_t)h * hd, hd * sizeof(float));

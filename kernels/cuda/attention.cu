@@ -25,6 +25,8 @@ struct attn_args {
     float *out;
     float *partials; /* (splits, n, n_heads, head_dim + 2) when splits > 1 */
     const float *q, *kc, *vc;
+    const int64_t *head_base; /* ragged layout, or NULL (see kvz_attention_params) */
+    const int32_t *head_rows;
     int n, pos0, n_heads, n_kv, capacity, bq, split_len, splits;
     float scale;
 };
@@ -42,8 +44,10 @@ __global__ void __launch_bounds__(WARPS * 32) attention_kernel(attn_args a)
     const int g = blockIdx.y, split = blockIdx.z;
     const int i0 = blockIdx.x * a.bq;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const float *kh = a.kc + (size_t)g * a.capacity * HD;
-    const float *vh = a.vc + (size_t)g * a.capacity * HD;
+    const size_t base = a.head_base ? (size_t)a.head_base[g] : (size_t)g * a.capacity;
+    const int first = a.head_base ? a.head_rows[g] : a.pos0; /* rows before the first query */
+    const float *kh = a.kc + base * HD;
+    const float *vh = a.vc + base * HD;
 
     /* rows: r = t * group + j -> query i0 + t, head g * group + j */
     for (int idx = threadIdx.x; idx < rows * HD; idx += blockDim.x) {
@@ -51,7 +55,7 @@ __global__ void __launch_bounds__(WARPS * 32) attention_kernel(attn_args a)
         qs[idx] = i < a.n ? a.q[((size_t)i * a.n_heads + h) * HD + d] : 0.0f;
     }
     int last = min(a.n, i0 + a.bq) - 1;            /* last query of the tile */
-    int kv_hi = a.pos0 + last + 1;                  /* keys any row may see */
+    int kv_hi = first + last + 1;                   /* keys any row may see */
     int k_begin = split * a.split_len, k_end = min(kv_hi, k_begin + a.split_len);
 
     float m[ROWS_PER_WARP], l[ROWS_PER_WARP], acc[ROWS_PER_WARP][DPL];
@@ -80,7 +84,7 @@ __global__ void __launch_bounds__(WARPS * 32) attention_kernel(attn_args a)
             if (r >= rows || i >= a.n) /* uniform across the warp */
                 continue;
             int key = t0 + lane;
-            bool valid = lane < tn && key <= a.pos0 + i;
+            bool valid = lane < tn && key <= first + i;
             float s = -INFINITY;
             if (valid) {
                 const float *qr = qs + r * HD, *kr = ks + lane * (HD + 1);
@@ -194,11 +198,13 @@ int cuda_attention(kvz_backend *b, float *out, const float *q, const float *k_ca
     a.n_kv = p->n_kv_heads;
     a.capacity = p->capacity;
     a.scale = p->scale;
+    a.head_base = p->head_base;
+    a.head_rows = p->head_rows;
     a.bq = MAX_ROWS / group;
     if (a.bq > p->n)
         a.bq = p->n;
     int tiles = ceil_div(p->n, a.bq);
-    int kv_max = p->pos0 + p->n;
+    int kv_max = (p->head_base ? p->max_head_rows : p->pos0) + p->n;
     /* split the keys when too few blocks would run (decode, short chunks) */
     int base = tiles * p->n_kv_heads;
     a.splits = 1;

@@ -46,6 +46,21 @@ cmp -s "$S/data.mdb" "$TMP/before.mdb" && ok "recompile: store bytes identical" 
 "$KVZ" inspect --store "$S" "$TMP/corpus/doc0.txt" --svg "$TMP/h.svg" >"$TMP/insp" 2>&1 &&
     grep -q "kept 30" "$TMP/insp" && head -c 4 "$TMP/h.svg" | grep -q "<svg" && ok "inspect + svg" || { fail "inspect"; cat "$TMP/insp"; }
 
+# answering from the store
+DOC0="$TMP/corpus/doc0.txt"
+"$KVZ" query --store "$S" --model "$MODEL" --doc "$DOC0" --max-tokens 12 "What is this text about?" >"$TMP/q1" 2>"$TMP/e"
+rc=$?
+[ $rc -eq 0 ] && [ -s "$TMP/q1" ] && ok "query answers" || { fail "query exit $rc"; cat "$TMP/e"; }
+"$KVZ" query --store "$S" --model "$MODEL" --doc "$DOC0" --doc "$TMP/corpus/notes/doc1.txt" --json --max-tokens 8 \
+    "First question?" "Second question?" >"$TMP/q2" 2>/dev/null
+[ "$(grep -c '"load_ms"' "$TMP/q2")" -eq 2 ] && grep -q '"ttft_ms"' "$TMP/q2" && ok "query --json, two documents, two answers" || fail "query --json"
+printf 'One?\n\nTwo?\n' | "$KVZ" query --store "$S" --model "$MODEL" --doc "$DOC0" --json --max-tokens 4 >"$TMP/q3" 2>/dev/null
+[ "$(grep -c '"answer"' "$TMP/q3")" -eq 2 ] && ok "query reads questions from stdin" || fail "query from stdin"
+"$KVZ" query --store "$S" --model "$MODEL" --doc missing.txt "Why?" 2>"$TMP/e"; rc=$?
+[ $rc -eq 7 ] && grep -q "missing.txt" "$TMP/e" && ok "query of a missing document: exit 7" || fail "query missing: exit $rc"
+"$KVZ" query --store "$S" --model "$MODEL" 2>/dev/null; rc=$?
+[ $rc -eq 2 ] && ok "query without --doc: exit 2" || fail "query without --doc: exit $rc"
+
 # kill -9 in the middle of a compile, then resume: verify passes, only the rest is compiled
 S2="$TMP/store2"
 "$KVZ" compile "$TMP/corpus" --store "$S2" --model "$MODEL" --method kvzip --quiet 2>/dev/null &

@@ -13,6 +13,7 @@
 #include "format/doc_record.h"
 #include "format/store.h"
 #include "model/model.h"
+#include "runtime/runtime.h"
 
 static uint8_t *compile_on(kvz_device device, const char *store_name, const kvz_compile_opts *o,
                            const char *text, size_t len, kvz_artifact *a)
@@ -109,6 +110,56 @@ static void compare(kvz_method method, uint32_t bits)
 }
 
 static void test_kvzip_cpu_vs_cuda(void **state) { compare(KVZ_METHOD_KVZIP, 4); }
+
+/* The same artifacts loaded on the CPU and on CUDA (heads of different
+ * lengths): the same first-token logits up to f16 arithmetic, the same answer. */
+static void test_runtime_cpu_vs_cuda(void **state)
+{
+    char *text;
+    size_t len;
+    CHECK_OK(kvz_read_file("tests/data/gpl3_excerpt.txt", &text, &len));
+    kvz_compile_opts o;
+    kvz_compile_opts_default(&o); /* KVzip 30%, 4 bits: ragged heads */
+    kvz_artifact a;
+    free(compile_on(KVZ_DEVICE_CPU, "rt-store", &o, text, len, &a));
+    kvz_store *st;
+    CHECK_OK(kvz_store_open(&st, test_tmp_path("rt-store"), KVZ_STORE_READONLY));
+    const char *names[1] = {"doc"};
+    const char *question = "What does the license guarantee to users?";
+    char *answers[2];
+    float *logits[2];
+    for (int dev = 0; dev < 2; dev++) {
+        kvz_model_config cfg = {.backend = {.device = dev ? KVZ_DEVICE_CUDA : KVZ_DEVICE_CPU,
+                                            .weights = KVZ_WEIGHTS_F32}};
+        kvz_model *m;
+        CHECK_OK(kvz_model_load(&m, test_model_path(), &cfg));
+        kvz_loaded *l;
+        kvz_load_stats ls;
+        CHECK_OK(kvz_load(m, st, names, 1, NULL, &l, &ls));
+        logits[dev] = malloc((size_t)m->hp.vocab * 4);
+        CHECK_OK(kvz_loaded_first_logits(l, question, logits[dev]));
+        kvz_tokens out = {0};
+        kvz_generate_stats gs;
+        kvz_generate_opts go = {.max_tokens = 24};
+        CHECK_OK(kvz_loaded_ask(l, question, &go, &out, &gs));
+        size_t tl;
+        CHECK_OK(kvz_detokenize(m->tokenizer, out.ids, out.len, 0, &answers[dev], &tl));
+        print_message("%s: load %.1f ms (%d rows), question %.1f ms, decode %.1f tok/s: %s\n",
+                      dev ? "cuda" : "cpu ", ls.seconds * 1e3, (int)ls.rows, gs.prefill_seconds * 1e3,
+                      gs.generated_tokens / (gs.decode_seconds > 0 ? gs.decode_seconds : 1), answers[dev]);
+        kvz_tokens_free(&out);
+        kvz_loaded_free(l);
+        kvz_model_free(m);
+    }
+    double max = 0;
+    for (int i = 0; i < 49152; i++)
+        max = fmax(max, fabs((double)logits[0][i] - logits[1][i]));
+    print_message("first-token logits: max |cpu - cuda| %.4f\n", max);
+    assert_true(max < 0.25);
+    assert_string_equal(answers[0], answers[1]);
+    free(answers[0]), free(answers[1]), free(logits[0]), free(logits[1]), free(text);
+    kvz_store_close(st);
+}
 static void test_snapkv_cpu_vs_cuda(void **state) { compare(KVZ_METHOD_SNAPKV, 8); }
 static void test_full_cpu_vs_cuda(void **state) { compare(KVZ_METHOD_FULL, 16); }
 
@@ -116,6 +167,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kvzip_cpu_vs_cuda),
+        cmocka_unit_test(test_runtime_cpu_vs_cuda),
         cmocka_unit_test(test_snapkv_cpu_vs_cuda),
         cmocka_unit_test(test_full_cpu_vs_cuda),
     };

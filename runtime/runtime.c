@@ -1,0 +1,289 @@
+/* runtime.c — loading artifacts into a context and answering questions. */
+#include "runtime/runtime.h"
+#include "common/error.h"
+#include "common/timer.h"
+#include "format/artifact.h"
+#include "format/doc_record.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "model/identity.h"
+#include "model/prompt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct kvz_loaded {
+    kvz_model *model;
+    kvz_context *ctx;
+};
+
+kvz_context *kvz_loaded_context(kvz_loaded *l) { return l->ctx; }
+
+void kvz_loaded_free(kvz_loaded *l)
+{
+    if (!l)
+        return;
+    kvz_context_free(l->ctx);
+    free(l);
+}
+
+/* One artifact placed in the composition: its view and where it starts. */
+typedef struct placed {
+    kvz_artifact art;
+    int32_t position; /* of its document index 0 */
+} placed;
+
+typedef struct plan {
+    placed *items; /* [0] is the shared prefix */
+    size_t n, cap;
+} plan;
+
+static int plan_add(plan *p, const void *bytes, size_t size, int32_t position, const char *what)
+{
+    placed *grown = kvz_grow(p->items, &p->cap, p->n, sizeof *grown);
+    if (!grown)
+        return KVZ_ERR_NOMEM;
+    p->items = grown;
+    placed *it = &p->items[p->n];
+    int rc = kvz_artifact_open(&it->art, bytes, size);
+    if (rc != KVZ_OK)
+        return kvz_error_context(rc, "%s", what);
+    it->position = position;
+    p->n++;
+    return KVZ_OK;
+}
+
+/* The entry of a record to load: numbered (1-based) or the newest of this model. */
+static const kvz_doc_entry *choose_entry(const kvz_doc_record *rec, int32_t config, uint64_t fingerprint)
+{
+    if (config > 0)
+        return (uint32_t)config <= rec->n_entries ? &rec->entries[config - 1] : NULL;
+    const kvz_doc_entry *best = NULL;
+    for (uint32_t i = 0; i < rec->n_entries; i++)
+        if (rec->entries[i].model_fingerprint == fingerprint &&
+            (!best || rec->entries[i].created >= best->created))
+            best = &rec->entries[i];
+    return best;
+}
+
+/* A document with no compiled form for this model: name the model it was made with. */
+static int other_model(kvz_store_txn *t, const kvz_doc_record *rec, const char *name,
+                       const kvz_model_identity *id)
+{
+    const kvz_doc_entry *newest = &rec->entries[0];
+    for (uint32_t i = 1; i < rec->n_entries; i++)
+        if (rec->entries[i].created >= newest->created)
+            newest = &rec->entries[i];
+    const void *val;
+    size_t len;
+    kvz_artifact a;
+    if (kvz_store_get(t, KVZ_DB_ARTIFACTS, newest->artifact_ids[0], 16, &val, &len) == KVZ_OK &&
+        kvz_artifact_open(&a, val, len) == KVZ_OK && kvz_artifact_check_model(&a, id) != KVZ_OK)
+        return kvz_error_context(KVZ_ERR_MODEL_MISMATCH, "'%s' cannot be loaded", name);
+    return kvz_errorf(KVZ_ERR_MODEL_MISMATCH, "'%s' was not compiled by the loaded model (fingerprint %016llx)",
+                      name, (unsigned long long)id->fingerprint);
+}
+
+/* Find every artifact to load and check they belong together: the shared
+ * prefix first, then each document's segments in order. */
+static int make_plan(kvz_model *m, kvz_store_txn *t, const kvz_model_identity *id,
+                     const char *const *names, size_t n_names, const kvz_load_opts *o, plan *p,
+                     kvz_load_stats *st)
+{
+    kvz_tokens prefix = {0};
+    uint64_t prefix_hash;
+    KVZ_TRY(kvz_prompt_prefix(m, &prefix, &prefix_hash));
+    int32_t P = (int32_t)prefix.len;
+    kvz_tokens_free(&prefix);
+    st->prefix_tokens = P;
+    const void *val;
+    size_t len;
+    int rc = KVZ_OK;
+    int32_t position = P;
+    for (size_t d = 0; d < n_names; d++) {
+        rc = kvz_store_get(t, KVZ_DB_DOCS, names[d], strlen(names[d]), &val, &len);
+        if (rc == KVZ_ERR_NOT_FOUND)
+            return kvz_errorf(KVZ_ERR_NOT_FOUND, "no document '%s' in the store (see kvz ls)", names[d]);
+        KVZ_TRY(rc);
+        kvz_doc_record rec;
+        KVZ_TRY(kvz_doc_record_decode(val, len, &rec));
+        const kvz_doc_entry *e = choose_entry(&rec, o->config, id->fingerprint);
+        if (!e) {
+            rc = o->config > 0 ? kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s' has no configuration %d", names[d], o->config)
+                               : other_model(t, &rec, names[d], id);
+            kvz_doc_record_free(&rec);
+            return rc;
+        }
+        for (uint32_t s = 0; s < e->n_segments && rc == KVZ_OK; s++) {
+            rc = kvz_store_get(t, KVZ_DB_ARTIFACTS, e->artifact_ids[s], 16, &val, &len);
+            if (rc == KVZ_ERR_NOT_FOUND)
+                rc = kvz_errorf(KVZ_ERR_FORMAT, "segment %u of '%s' is missing from the store (kvz verify)", s,
+                                names[d]);
+            char what[1200];
+            snprintf(what, sizeof what, "'%s' segment %u", names[d], s);
+            if (rc == KVZ_OK)
+                rc = plan_add(p, val, len, position, what);
+            if (rc == KVZ_OK)
+                rc = kvz_artifact_check_model(&p->items[p->n - 1].art, id);
+            if (rc != KVZ_OK)
+                break;
+            const kvz_manifest *man = &p->items[p->n - 1].art.manifest;
+            if (man->prefix_hash != prefix_hash || (int32_t)man->prefix_tokens != P) {
+                rc = kvz_errorf(KVZ_ERR_MODEL_MISMATCH, "%s was compiled after another prompt prefix "
+                                "(another template or kvz version): recompile it", what);
+                break;
+            }
+            position += (int32_t)man->n_tokens;
+            st->original_tokens += (int32_t)man->n_tokens;
+            st->artifact_bytes += len;
+            st->segments++;
+        }
+        kvz_doc_record_free(&rec);
+        KVZ_TRY(rc);
+        st->documents++;
+    }
+    char key[96];
+    snprintf(key, sizeof key, "prefix/%016llx/%016llx", (unsigned long long)id->fingerprint,
+             (unsigned long long)prefix_hash);
+    rc = kvz_store_get(t, KVZ_DB_META, key, strlen(key), &val, &len);
+    if (rc == KVZ_ERR_NOT_FOUND)
+        return kvz_errorf(KVZ_ERR_FORMAT, "the store lacks the shared prefix of these documents (kvz verify)");
+    KVZ_TRY(rc);
+    KVZ_TRY(plan_add(p, val, len, 0, "the shared prefix"));
+    KVZ_TRY(kvz_artifact_check_model(&p->items[p->n - 1].art, id));
+    if ((int32_t)p->items[p->n - 1].art.manifest.n_tokens != P)
+        return kvz_errorf(KVZ_ERR_FORMAT, "the stored prefix has %u tokens, the model's has %d",
+                          p->items[p->n - 1].art.manifest.n_tokens, P);
+    placed prefix_item = p->items[p->n - 1]; /* rows are filled prefix first */
+    memmove(p->items + 1, p->items, (p->n - 1) * sizeof *p->items);
+    p->items[0] = prefix_item;
+    return KVZ_OK;
+}
+
+/* Decode (layer l, head h) of every planned artifact into the context. */
+static int fill_head(kvz_loaded *L, const plan *p, int32_t l, int32_t h, float *k, float *v, uint32_t *pos,
+                     int32_t *positions)
+{
+    const kvz_hparams *hp = &L->model->hp;
+    int32_t row = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        uint32_t n;
+        KVZ_TRY(kvz_artifact_kept(&p->items[i].art, (uint16_t)l, (uint16_t)h, &n));
+        KVZ_TRY(kvz_artifact_read_head(&p->items[i].art, (uint16_t)l, (uint16_t)h, pos, k, v));
+        for (uint32_t j = 0; j < n; j++)
+            positions[j] = p->items[i].position + (int32_t)pos[j];
+        /* keys are stored before RoPE: rotate them to where they sit now */
+        kvz_cpu_rope(k, positions, (int32_t)n, 1, &hp->rope, 0, 1);
+        KVZ_TRY(kvz_context_ragged_fill(L->ctx, l, h, row, k, v, (int32_t)n));
+        row += (int32_t)n;
+    }
+    return KVZ_OK;
+}
+
+int kvz_load(kvz_model *m, kvz_store *store, const char *const *names, size_t n_names,
+             const kvz_load_opts *opts, kvz_loaded **out, kvz_load_stats *st)
+{
+    *out = NULL;
+    memset(st, 0, sizeof *st);
+    kvz_load_opts o = opts ? *opts : (kvz_load_opts){0};
+    if (o.reserve <= 0)
+        o.reserve = 512;
+    if (n_names == 0)
+        return kvz_errorf(KVZ_ERR_ARG, "no document to load");
+    double t0 = kvz_now_seconds();
+    kvz_model_identity id;
+    kvz_model_identity_of(m, &id);
+    const kvz_hparams *hp = &m->hp;
+    const int32_t L = hp->n_layers, H = hp->n_kv_heads;
+    kvz_store_txn *t;
+    KVZ_TRY(kvz_store_read_begin(store, &t));
+    plan p = {0};
+    int32_t *loaded = calloc((size_t)L * H, sizeof *loaded);
+    kvz_loaded *res = calloc(1, sizeof *res);
+    int rc = loaded && res ? make_plan(m, t, &id, names, n_names, &o, &p, st)
+                           : kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    int32_t first_position = st->prefix_tokens + st->original_tokens, max_rows = 0;
+    for (size_t i = 0; i < p.n && rc == KVZ_OK; i++)
+        for (int32_t l = 0; l < L && rc == KVZ_OK; l++)
+            for (int32_t h = 0; h < H && rc == KVZ_OK; h++) {
+                uint32_t n;
+                rc = kvz_artifact_kept(&p.items[i].art, (uint16_t)l, (uint16_t)h, &n);
+                loaded[(size_t)l * H + h] += (int32_t)n;
+            }
+    for (size_t i = 0; i < (size_t)L * H && rc == KVZ_OK; i++) {
+        st->rows += (uint64_t)loaded[i];
+        max_rows = loaded[i] > max_rows ? loaded[i] : max_rows;
+    }
+    if (rc == KVZ_OK && first_position + o.reserve > hp->ctx_train)
+        rc = kvz_errorf(KVZ_ERR_RANGE, "the documents take %d positions (prefix included); with %d for the "
+                        "question and answer that exceeds the model's context of %d", first_position, o.reserve,
+                        hp->ctx_train);
+    if (rc == KVZ_OK) {
+        res->model = m;
+        rc = kvz_context_new_ragged(&res->ctx, m, loaded, o.reserve, 512, first_position);
+    }
+    double t1 = kvz_now_seconds();
+    size_t rows = (size_t)(max_rows > 1 ? max_rows : 1) * hp->head_dim;
+    char failure[512] = ""; /* error messages are per thread: carry a worker's out */
+    for (int32_t l = 0; l < L && rc == KVZ_OK; l++) {
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int32_t h = 0; h < H; h++) {
+            float *k = malloc(rows * 4), *v = malloc(rows * 4);
+            uint32_t *pos = malloc((size_t)hp->ctx_train * 4);
+            int32_t *positions = malloc((size_t)hp->ctx_train * 4);
+            int hr = k && v && pos && positions ? fill_head(res, &p, l, h, k, v, pos, positions)
+                                                : kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+            if (hr != KVZ_OK) {
+#pragma omp critical
+                if (rc == KVZ_OK) {
+                    rc = hr;
+                    snprintf(failure, sizeof failure, "layer %d head %d: %s", l, h, kvz_last_error());
+                }
+            }
+            free(k), free(v), free(pos), free(positions);
+        }
+    }
+    if (failure[0])
+        kvz_errorf(rc, "%s", failure);
+    if (rc == KVZ_OK)
+        rc = m->backend->ops->synchronize(m->backend);
+    double t2 = kvz_now_seconds();
+    kvz_store_read_end(t); /* every view is consumed: the context owns its copy */
+    free(p.items);
+    free(loaded);
+    st->decode_seconds = t2 - t1;
+    st->seconds = t2 - t0;
+    if (rc != KVZ_OK) {
+        kvz_loaded_free(res);
+        return rc;
+    }
+    *out = res;
+    return KVZ_OK;
+}
+
+int kvz_loaded_ask(kvz_loaded *l, const char *question, const kvz_generate_opts *opts,
+                   kvz_tokens *answer, kvz_generate_stats *stats)
+{
+    kvz_tokens q = {0};
+    int rc = kvz_prompt_question(l->model, question, &q);
+    if (rc == KVZ_OK && (int32_t)q.len >= kvz_context_capacity(l->ctx))
+        rc = kvz_errorf(KVZ_ERR_RANGE, "the question takes %zu tokens; %d are reserved for question and answer",
+                        q.len, kvz_context_capacity(l->ctx));
+    if (rc == KVZ_OK)
+        rc = kvz_generate(l->ctx, q.ids, (int32_t)q.len, opts, answer, stats);
+    kvz_context_truncate(l->ctx, 0); /* the next question sees only the documents */
+    kvz_tokens_free(&q);
+    return rc;
+}
+
+int kvz_loaded_first_logits(kvz_loaded *l, const char *question, float *logits)
+{
+    kvz_tokens q = {0};
+    int rc = kvz_prompt_question(l->model, question, &q);
+    kvz_eval_opts eval = {.logits = KVZ_LOGITS_LAST};
+    if (rc == KVZ_OK)
+        rc = kvz_context_eval(l->ctx, q.ids, (int32_t)q.len, &eval, logits);
+    kvz_context_truncate(l->ctx, 0);
+    kvz_tokens_free(&q);
+    return rc;
+}

@@ -1,0 +1,63 @@
+/*
+ * runtime.h — precompiled documents in, answers out (DESIGN §8).
+ *
+ * Loading reads each artifact straight from LMDB's map inside one read
+ * transaction (no copy of the artifact), checks its checksums and that it was
+ * compiled by the loaded model with the same shared prefix, decodes and
+ * dequantizes every (layer, head), applies RoPE at the target positions and
+ * fills a context whose heads have their own lengths. Several documents
+ * compose into one context: the prefix once, then each document (every
+ * segment of it) at the positions following the previous one.
+ *
+ * Asking evaluates the question after the loaded documents, generates the
+ * answer, then drops the question's KV so the next question sees only the
+ * documents again.
+ */
+#ifndef KVZ_RUNTIME_RUNTIME_H
+#define KVZ_RUNTIME_RUNTIME_H
+
+#include "format/store.h"
+#include "model/generate.h"
+#include "model/model.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct kvz_loaded kvz_loaded;
+
+typedef struct kvz_load_opts {
+    int32_t reserve;  /* tokens left for question + answer (default 512) */
+    int32_t config;   /* which compiled form of each document, as numbered by `kvz ls`
+                         (1-based); 0: the most recent one made by this model */
+} kvz_load_opts;
+
+typedef struct kvz_load_stats {
+    double seconds;          /* the whole load */
+    double decode_seconds;   /* checksums, zstd, dequantization, RoPE */
+    uint64_t artifact_bytes; /* read from the store */
+    uint64_t rows;           /* key/value rows loaded (all layers and heads) */
+    int32_t documents, segments;
+    int32_t prefix_tokens;
+    int32_t original_tokens; /* the documents' uncompressed length */
+} kvz_load_stats;
+
+/* Load documents (store names) for `m` from `store`. Errors: KVZ_ERR_NOT_FOUND
+ * (no such document, or no compiled form for this model), KVZ_ERR_MODEL_MISMATCH
+ * (compiled by another model: both are named), KVZ_ERR_FORMAT (a corrupt
+ * artifact or record), KVZ_ERR_RANGE (the documents and the reserve exceed the
+ * model's context). */
+int kvz_load(kvz_model *m, kvz_store *store, const char *const *names, size_t n_names,
+             const kvz_load_opts *opts, kvz_loaded **out, kvz_load_stats *stats);
+void kvz_loaded_free(kvz_loaded *l);
+
+/* Answer `question`; the answer's tokens are appended to `answer`. */
+int kvz_loaded_ask(kvz_loaded *l, const char *question, const kvz_generate_opts *opts,
+                   kvz_tokens *answer, kvz_generate_stats *stats);
+
+/* Logits of the first answer token for `question` (host, vocab floats), the
+ * question's KV dropped afterwards: for fidelity measurements. */
+int kvz_loaded_first_logits(kvz_loaded *l, const char *question, float *logits);
+
+kvz_context *kvz_loaded_context(kvz_loaded *l);
+
+#endif

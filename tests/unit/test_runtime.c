@@ -1,0 +1,256 @@
+/*
+ * test_runtime.c — loading compiled documents and answering from them: a full
+ * 16-bit artifact answers as a direct prefill does, answers do not depend on
+ * earlier questions, composed documents answer from any of them, and bad input
+ * (missing document, another model's artifact, a corrupt one) is refused.
+ */
+#include "test_util.h"
+
+#include <math.h>
+
+#include "compiler/compile.h"
+#include "format/doc_record.h"
+#include "format/store.h"
+#include "model/prompt.h"
+#include "model/synth_model.h"
+#include "runtime/runtime.h"
+
+static kvz_model *model;
+
+static const char DOC_A[] =
+    "The lighthouse at Kestrel Point was lit for the first time on 14 March 1871. Its tower is 27 "
+    "metres tall and painted in red and white bands. The light shows two white flashes every fifteen "
+    "seconds. Seven keepers served there; the longest serving was Agnes Morrow, from 1921 to 1959.\n";
+static const char DOC_B[] =
+    "Inventory note for the harbour office. The spare keys are kept in the blue cabinet. The code of "
+    "the office safe is 7391. The safe holds the tide tables and the harbour master's logbook.\n";
+
+static int setup(void **state)
+{
+    kvz_model_config cfg = {.backend = {.device = KVZ_DEVICE_CPU}};
+    CHECK_OK(kvz_model_load(&model, test_model_path(), &cfg));
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    kvz_model_free(model);
+    return 0;
+}
+
+/* A store holding DOC_A and DOC_B compiled with `opts`. */
+static kvz_store *make_store(const char *name, const kvz_compile_opts *opts)
+{
+    const char *dir = test_tmp_path(name);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    kvz_store *st;
+    CHECK_OK(kvz_store_open(&st, dir, KVZ_STORE_CREATE));
+    kvz_compiler *c;
+    CHECK_OK(kvz_compiler_new(&c, model, st, opts));
+    kvz_doc_result r;
+    uint8_t ha[16] = {0xa}, hb[16] = {0xb};
+    CHECK_OK(kvz_compile_document(c, "a.txt", DOC_A, strlen(DOC_A), ha, &r, NULL, NULL));
+    CHECK_OK(kvz_compile_document(c, "b.txt", DOC_B, strlen(DOC_B), hb, &r, NULL, NULL));
+    kvz_compiler_free(c);
+    return st;
+}
+
+static char *ask(kvz_loaded *l, const char *question, int32_t max_tokens)
+{
+    kvz_tokens out = {0};
+    kvz_generate_stats st;
+    kvz_generate_opts go = {.max_tokens = max_tokens};
+    CHECK_OK(kvz_loaded_ask(l, question, &go, &out, &st));
+    char *text;
+    size_t len;
+    CHECK_OK(kvz_detokenize(model->tokenizer, out.ids, out.len, 0, &text, &len));
+    kvz_tokens_free(&out);
+    return text;
+}
+
+/* The same prompt prefilled directly: [prefix | document | question]. */
+static void direct(const char *doc, const char *question, int32_t max_tokens, float *first_logits, char **answer)
+{
+    kvz_tokens prompt = {0}, q = {0}, out = {0};
+    CHECK_OK(kvz_prompt_prefix(model, &prompt, NULL));
+    CHECK_OK(kvz_tokenize(model->tokenizer, doc, strlen(doc), 0, &prompt));
+    CHECK_OK(kvz_prompt_question(model, question, &q));
+    for (size_t i = 0; i < q.len; i++)
+        CHECK_OK(kvz_tokens_push(&prompt, q.ids[i]));
+    kvz_context *c;
+    CHECK_OK(kvz_context_new(&c, model, (int32_t)prompt.len + max_tokens + 1, 512));
+    kvz_eval_opts eval = {.logits = KVZ_LOGITS_LAST};
+    CHECK_OK(kvz_context_eval(c, prompt.ids, (int32_t)prompt.len, &eval, first_logits));
+    kvz_context_truncate(c, 0);
+    kvz_generate_stats st;
+    kvz_generate_opts go = {.max_tokens = max_tokens};
+    CHECK_OK(kvz_generate(c, prompt.ids, (int32_t)prompt.len, &go, &out, &st));
+    size_t len;
+    CHECK_OK(kvz_detokenize(model->tokenizer, out.ids, out.len, 0, answer, &len));
+    kvz_context_free(c);
+    kvz_tokens_free(&prompt), kvz_tokens_free(&q), kvz_tokens_free(&out);
+}
+
+static void test_full_cache_matches_prefill(void **state)
+{
+    kvz_compile_opts o;
+    kvz_compile_opts_default(&o);
+    o.sel.method = KVZ_METHOD_FULL;
+    o.bits = 16;
+    kvz_store *st = make_store("rt-full", &o);
+    const char *names[1] = {"a.txt"};
+    kvz_loaded *l;
+    kvz_load_stats ls;
+    CHECK_OK(kvz_load(model, st, names, 1, NULL, &l, &ls));
+    assert_int_equal(ls.documents, 1);
+    const char *question = "When was the lighthouse lit for the first time?";
+    float *a = malloc((size_t)model->hp.vocab * 4), *b = malloc((size_t)model->hp.vocab * 4);
+    CHECK_OK(kvz_loaded_first_logits(l, question, a));
+    char *want;
+    direct(DOC_A, question, 24, b, &want);
+    double max = 0;
+    for (int32_t i = 0; i < model->hp.vocab; i++)
+        max = fmax(max, fabs((double)a[i] - b[i]));
+    char *got = ask(l, question, 24);
+    print_message("loaded in %.1f ms; first-token logits within %.4f of direct prefill\n"
+                  "loaded: %s\ndirect: %s\n", ls.seconds * 1e3, max, got, want);
+    assert_true(max < 0.05); /* keys and values rounded to f16 */
+    assert_string_equal(got, want);
+    assert_non_null(strstr(got, "1871"));
+    free(got), free(want), free(a), free(b);
+    kvz_loaded_free(l);
+    kvz_store_close(st);
+}
+
+static void test_questions_do_not_leak(void **state)
+{
+    kvz_compile_opts o;
+    kvz_compile_opts_default(&o); /* KVzip, 30%, 4 bits */
+    kvz_store *st = make_store("rt-kvzip", &o);
+    const char *names[1] = {"a.txt"};
+    kvz_loaded *l;
+    kvz_load_stats ls;
+    CHECK_OK(kvz_load(model, st, names, 1, NULL, &l, &ls));
+    char *first = ask(l, "Who was the longest serving keeper?", 20);
+    char *other = ask(l, "How tall is the tower?", 20);
+    char *again = ask(l, "Who was the longest serving keeper?", 20);
+    print_message("kvzip 30%%/4-bit: %s | %s\n", first, other);
+    assert_string_equal(first, again);
+    assert_int_equal(kvz_context_len(kvz_loaded_context(l)), 0);
+    free(first), free(other), free(again);
+    kvz_loaded_free(l);
+    kvz_store_close(st);
+}
+
+static void test_composition(void **state)
+{
+    kvz_compile_opts o;
+    kvz_compile_opts_default(&o);
+    o.sel.ratio = 0.5f;
+    o.bits = 8;
+    kvz_store *st = make_store("rt-compose", &o);
+    const char *names[2] = {"a.txt", "b.txt"};
+    kvz_loaded *l;
+    kvz_load_stats ls;
+    CHECK_OK(kvz_load(model, st, names, 2, NULL, &l, &ls));
+    assert_int_equal(ls.documents, 2);
+    assert_int_equal(ls.original_tokens > 80, 1);
+    char *answer = ask(l, "What is the code of the office safe?", 24);
+    print_message("two documents, the answer in the second: %s\n", answer);
+    assert_non_null(strstr(answer, "7391"));
+    free(answer);
+    kvz_loaded_free(l);
+    kvz_store_close(st);
+}
+
+typedef struct put_ctx {
+    uint8_t *id, *bytes;
+    size_t len;
+} put_ctx;
+
+/* Put bytes under an artifact id (to plant a corrupt artifact). */
+static int put_artifact(kvz_store_txn *tx, void *ctx)
+{
+    put_ctx *pc = ctx;
+    return kvz_store_put(tx, KVZ_DB_ARTIFACTS, pc->id, 16, pc->bytes, pc->len);
+}
+
+static void test_bad_loads(void **state)
+{
+    kvz_compile_opts o;
+    kvz_compile_opts_default(&o);
+    o.sel.method = KVZ_METHOD_RECENT;
+    kvz_store *st = make_store("rt-bad", &o);
+    kvz_loaded *l;
+    kvz_load_stats ls;
+    const char *missing[1] = {"nope.txt"};
+    assert_int_equal(kvz_load(model, st, missing, 1, NULL, &l, &ls), KVZ_ERR_NOT_FOUND);
+    assert_non_null(strstr(kvz_last_error(), "nope.txt"));
+    const char *names[1] = {"a.txt"};
+    kvz_load_opts too_big = {.reserve = model->hp.ctx_train};
+    assert_int_equal(kvz_load(model, st, names, 1, &too_big, &l, &ls), KVZ_ERR_RANGE);
+
+    /* a corrupt artifact: one byte changed in the store */
+    kvz_store_txn *t;
+    const void *val;
+    size_t len;
+    CHECK_OK(kvz_store_read_begin(st, &t));
+    CHECK_OK(kvz_store_get(t, KVZ_DB_DOCS, "a.txt", 5, &val, &len));
+    kvz_doc_record rec;
+    CHECK_OK(kvz_doc_record_decode(val, len, &rec));
+    uint8_t id[16];
+    memcpy(id, rec.entries[0].artifact_ids[0], 16);
+    CHECK_OK(kvz_store_get(t, KVZ_DB_ARTIFACTS, id, 16, &val, &len));
+    uint8_t *bytes = malloc(len);
+    memcpy(bytes, val, len);
+    kvz_store_read_end(t);
+    kvz_doc_record_free(&rec);
+    bytes[len / 2] ^= 0x10;
+    put_ctx pc = {id, bytes, len};
+    CHECK_OK(kvz_store_write(st, put_artifact, &pc));
+    assert_int_equal(kvz_load(model, st, names, 1, NULL, &l, &ls), KVZ_ERR_FORMAT);
+    assert_non_null(strstr(kvz_last_error(), "checksum"));
+    free(bytes);
+    kvz_store_close(st);
+
+    /* a store compiled by another model */
+    kvz_synth_spec spec;
+    CHECK_OK(kvz_synth_preset("tiny", &spec));
+    const char *tiny_path = test_tmp_path("rt-tiny.gguf");
+    CHECK_OK(kvz_synth_model_write(tiny_path, &spec));
+    kvz_model_config cfg = {.backend = {.device = KVZ_DEVICE_CPU}};
+    kvz_model *tiny;
+    CHECK_OK(kvz_model_load(&tiny, tiny_path, &cfg));
+    const char *dir = test_tmp_path("rt-other");
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    CHECK_OK(kvz_store_open(&st, dir, KVZ_STORE_CREATE));
+    kvz_compiler *c;
+    o.reserve = 64; /* the tiny model's context is 512 */
+    CHECK_OK(kvz_compiler_new(&c, tiny, st, &o));
+    kvz_doc_result r;
+    uint8_t h[16] = {1};
+    CHECK_OK(kvz_compile_document(c, "a.txt", DOC_A, strlen(DOC_A), h, &r, NULL, NULL));
+    kvz_compiler_free(c);
+    assert_int_equal(kvz_load(model, st, names, 1, NULL, &l, &ls), KVZ_ERR_MODEL_MISMATCH);
+    print_message("another model: %s\n", kvz_last_error());
+    assert_non_null(strstr(kvz_last_error(), "synthetic"));
+    assert_non_null(strstr(kvz_last_error(), "Smollm2"));
+    kvz_store_close(st);
+    kvz_model_free(tiny);
+    unlink(tiny_path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_full_cache_matches_prefill),
+        cmocka_unit_test(test_questions_do_not_leak),
+        cmocka_unit_test(test_composition),
+        cmocka_unit_test(test_bad_loads),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,193 @@
+/* cmd_query.c — `kvz query`: load precompiled documents, answer questions. */
+#include "common/error.h"
+#include "common/file_util.h"
+#include "runtime/runtime.h"
+#include "tools/cli.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char HELP[] =
+    "usage: kvz query --store DIR --doc NAME [--doc NAME...] [options] [QUESTION...]\n"
+    "\n"
+    "Loads the compiled documents from the store (never prefilling them again) and\n"
+    "answers each question; with no question, reads questions from stdin, one per\n"
+    "line (interactive on a terminal). Several --doc compose into one context, in\n"
+    "the order given. After each answer the question is forgotten, so every\n"
+    "question sees only the documents.\n"
+    "\n"
+    "  --store DIR         the store (see kvz compile, kvz ls)\n"
+    "  --doc NAME          a document as named in the store (repeatable)\n"
+    "  --config N          which compiled form of each document, as numbered by\n"
+    "                      `kvz ls` (default: the newest made by this model)\n"
+    "  --model PATH        GGUF model (default: the setup's SmolLM2); it must be the\n"
+    "                      model the documents were compiled with\n"
+    "  --max-tokens N      answer length limit (default 256)\n"
+    "  --temperature T, --top-p P, --seed N   sampling, as in `kvz generate`\n"
+    "  --reserve N         context tokens for question + answer (default 512)\n"
+    "  --json              one JSON object per answer, with timings (load ms,\n"
+    "                      time to first token, decode tok/s)\n"
+    "  --device D, --threads N   as in `kvz generate`\n";
+
+enum { OPT_STORE = 256, OPT_DOC, OPT_CONFIG, OPT_MAX_TOKENS, OPT_TEMPERATURE, OPT_TOP_P, OPT_SEED,
+       OPT_RESERVE, OPT_JSON, OPT_DEVICE, OPT_THREADS };
+
+typedef struct query_args {
+    const char *store, *model;
+    const char **docs;
+    size_t n_docs;
+    long config, max_tokens, seed, reserve, threads;
+    double temperature, top_p;
+    int json, device;
+} query_args;
+
+static int bad(const char *opt, const char *v)
+{
+    fprintf(stderr, "kvz query: invalid value '%s' for --%s\n", v, opt);
+    return KVZ_EXIT_USAGE;
+}
+
+static int parse(int argc, char **argv, query_args *a)
+{
+    static const struct option options[] = {
+        {"store", required_argument, 0, OPT_STORE}, {"doc", required_argument, 0, OPT_DOC},
+        {"config", required_argument, 0, OPT_CONFIG}, {"model", required_argument, 0, 'm'},
+        {"max-tokens", required_argument, 0, OPT_MAX_TOKENS}, {"temperature", required_argument, 0, OPT_TEMPERATURE},
+        {"top-p", required_argument, 0, OPT_TOP_P}, {"seed", required_argument, 0, OPT_SEED},
+        {"reserve", required_argument, 0, OPT_RESERVE}, {"json", no_argument, 0, OPT_JSON},
+        {"device", required_argument, 0, OPT_DEVICE}, {"threads", required_argument, 0, OPT_THREADS},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+    };
+    memset(a, 0, sizeof *a);
+    a->max_tokens = 256, a->seed = 1, a->top_p = 0.95, a->reserve = 512;
+    a->device = KVZ_DEVICE_AUTO;
+    a->docs = calloc((size_t)argc, sizeof *a->docs);
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:h", options, NULL)) != -1) {
+        switch (c) {
+        case OPT_STORE: a->store = optarg; break;
+        case OPT_DOC: a->docs[a->n_docs++] = optarg; break;
+        case 'm': a->model = optarg; break;
+        case OPT_JSON: a->json = 1; break;
+        case OPT_CONFIG: if (cli_parse_int(optarg, 1, 1 << 20, &a->config)) return bad("config", optarg); break;
+        case OPT_MAX_TOKENS: if (cli_parse_int(optarg, 1, 1 << 20, &a->max_tokens)) return bad("max-tokens", optarg); break;
+        case OPT_SEED: if (cli_parse_int(optarg, 0, 1L << 62, &a->seed)) return bad("seed", optarg); break;
+        case OPT_RESERVE: if (cli_parse_int(optarg, 16, 1 << 20, &a->reserve)) return bad("reserve", optarg); break;
+        case OPT_THREADS: if (cli_parse_int(optarg, 1, 1024, &a->threads)) return bad("threads", optarg); break;
+        case OPT_TEMPERATURE: if (cli_parse_float(optarg, 0, 100, &a->temperature)) return bad("temperature", optarg); break;
+        case OPT_TOP_P: if (cli_parse_float(optarg, 1e-6, 1, &a->top_p)) return bad("top-p", optarg); break;
+        case OPT_DEVICE: if (cli_parse_device(optarg, &a->device)) return bad("device", optarg); break;
+        case 'h': fputs(HELP, stdout); return -1;
+        default: fputs(HELP, stderr); return KVZ_EXIT_USAGE;
+        }
+    }
+    if (!a->store || a->n_docs == 0) {
+        fprintf(stderr, "kvz query: give --store DIR and at least one --doc NAME\n");
+        return KVZ_EXIT_USAGE;
+    }
+    return KVZ_EXIT_OK;
+}
+
+static int stream_token(void *ctx, int32_t token, const char *bytes, size_t len)
+{
+    fwrite(bytes, 1, len, stdout);
+    fflush(stdout);
+    return 0;
+}
+
+static int answer(kvz_loaded *l, const query_args *a, const kvz_load_stats *ls, const char *question,
+                  int label)
+{
+    kvz_sampler sampler;
+    kvz_sampler_init(&sampler, (float)a->temperature, (float)a->top_p, (uint64_t)a->seed);
+    kvz_generate_opts go = {.max_tokens = (int32_t)a->max_tokens,
+                            .sampler = a->temperature > 0 ? &sampler : NULL,
+                            .on_token = a->json ? NULL : stream_token};
+    kvz_tokens out = {0};
+    kvz_generate_stats st;
+    if (label && !a->json)
+        printf("Q: %s\nA: ", question);
+    int rc = kvz_loaded_ask(l, question, &go, &out, &st);
+    if (rc == KVZ_OK && a->json) {
+        char *text = NULL;
+        size_t len = 0;
+        rc = kvz_detokenize(kvz_context_model(kvz_loaded_context(l))->tokenizer, out.ids, out.len, 0, &text, &len);
+        if (rc == KVZ_OK) {
+            printf("{\"question\":");
+            cli_json_string(stdout, question, strlen(question));
+            printf(",\"answer\":");
+            cli_json_string(stdout, text, len);
+            printf(",\"answer_tokens\":%d,\"load_ms\":%.1f,\"ttft_ms\":%.1f,\"decode_tok_s\":%.1f,"
+                   "\"stopped_at_end_of_turn\":%s}\n", st.generated_tokens, ls->seconds * 1e3,
+                   st.prefill_seconds * 1e3,
+                   st.decode_seconds > 0 ? st.generated_tokens / st.decode_seconds : 0.0,
+                   st.stopped_by_eog ? "true" : "false");
+        }
+        free(text);
+    } else if (rc == KVZ_OK) {
+        printf("\n");
+    }
+    fflush(stdout);
+    kvz_tokens_free(&out);
+    kvz_sampler_free(&sampler);
+    return rc;
+}
+
+int cmd_query(int argc, char **argv)
+{
+    query_args a;
+    int rc = parse(argc, argv, &a);
+    if (rc) {
+        free(a.docs);
+        return rc < 0 ? KVZ_EXIT_OK : rc;
+    }
+    kvz_model *m = NULL;
+    kvz_store *s = NULL;
+    kvz_loaded *l = NULL;
+    kvz_load_stats ls;
+    kvz_model_config mc = {.backend = {.device = (kvz_device)a.device, .n_threads = (int)a.threads}};
+    kvz_load_opts lo = {.reserve = (int32_t)a.reserve, .config = (int32_t)a.config};
+    int st = kvz_store_open(&s, a.store, KVZ_STORE_READONLY);
+    if (st == KVZ_OK)
+        st = kvz_model_load(&m, cli_model_path(a.model), &mc);
+    if (st == KVZ_OK)
+        st = kvz_load(m, s, a.docs, a.n_docs, &lo, &l, &ls);
+    if (st == KVZ_OK && !a.json && isatty(STDERR_FILENO))
+        fprintf(stderr, "loaded %d document(s) (%d tokens, %.1f KB) in %.1f ms\n", ls.documents,
+                ls.original_tokens, ls.artifact_bytes / 1024.0, ls.seconds * 1e3);
+    if (st == KVZ_OK && optind < argc) {
+        for (int i = optind; i < argc && st == KVZ_OK; i++)
+            st = answer(l, &a, &ls, argv[i], argc - optind > 1);
+    } else if (st == KVZ_OK) {
+        int tty = isatty(STDIN_FILENO);
+        char *line = NULL;
+        size_t cap = 0;
+        for (;;) {
+            if (tty) {
+                fprintf(stderr, "> ");
+                fflush(stderr);
+            }
+            ssize_t n = getline(&line, &cap, stdin);
+            if (n < 0)
+                break;
+            while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+                line[--n] = '\0';
+            if (n == 0)
+                continue;
+            st = answer(l, &a, &ls, line, 0);
+            if (st != KVZ_OK)
+                break;
+        }
+        free(line);
+    }
+    rc = st == KVZ_OK ? KVZ_EXIT_OK : cli_fail("query", st);
+    kvz_loaded_free(l);
+    kvz_model_free(m);
+    kvz_store_close(s);
+    free(a.docs);
+    return rc;
+}
