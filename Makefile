@@ -102,7 +102,7 @@ test-cuda: cuda
 check: test asan cuda
 
 # The main job end to end: compile a small corpus into a store, look at it,
-# check it, answer with the engine.
+# check it, answer questions from the compiled documents.
 DEMO_STORE := $(BUILD)/demo-store
 demo: $(KVZ)
 	@test -f $(MODEL) || { echo "model missing: run scripts/setup.sh first" >&2; exit 1; }
@@ -111,8 +111,10 @@ demo: $(KVZ)
 	$(KVZ) ls --store $(DEMO_STORE)
 	$(KVZ) inspect --store $(DEMO_STORE) examples/corpus/harbor_lighthouse.md --svg $(BUILD)/demo-heatmap.svg | tail -3
 	$(KVZ) verify --store $(DEMO_STORE)
-	$(KVZ) generate --model $(MODEL) --chat --max-tokens 64 \
-	  --prompt "In two sentences, what is a key/value cache in a transformer?"
+	$(KVZ) query --store $(DEMO_STORE) --model $(MODEL) --doc examples/corpus/harbor_lighthouse.md \
+	  --max-tokens 48 "When was the lighthouse lit for the first time?" "Who was the longest serving keeper?"
+	$(KVZ) query --store $(DEMO_STORE) --model $(MODEL) --doc examples/corpus/harbor_lighthouse.md \
+	  --doc examples/corpus/kv_cache_primer.md --max-tokens 32 "How many bytes does each token cost in the cache?"
 
 bench: $(KVZ)
 	sh bench/run.sh

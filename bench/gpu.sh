@@ -5,6 +5,7 @@
 #   bench/gpu.sh test           CUDA kernels and forward pass against the CPU path
 #   bench/gpu.sh bench          speed: SmolLM2 (real) and Llama-3-8B shape (synthetic)
 #   bench/gpu.sh compile        kvz compile speed on the GPU, both shapes
+#   bench/gpu.sh runtime        time to first token from the store (bench/runtime.sh)
 #
 # On a machine without the Debian -dev packages, put their .deb files in
 # $KVZ_DEBS (default .device/debs): they are unpacked into .deps/ and used from
@@ -71,8 +72,11 @@ PY
         $K compile $f --store /tmp/kvz-gpu-store --model /tmp/kvz-l3-8b.gguf --device cuda --json --quiet
     done
     ;;
+runtime)
+    KVZ_BIN=./build-cuda/kvz DEVICE=cuda sh bench/runtime.sh
+    ;;
 *)
-    echo "usage: bench/gpu.sh build|test|bench|compile" >&2
+    echo "usage: bench/gpu.sh build|test|bench|compile|runtime" >&2
     exit 2
     ;;
 esac
