@@ -8,16 +8,20 @@
 #   make test-cuda  CUDA kernels against their CPU twins (needs an NVIDIA GPU)
 #   make demo       compile examples/corpus into a store, inspect it, answer a question
 #   make bench      engine and compile benchmarks beside llama.cpp (bench/RESULTS.md)
+#   make install    kvz, libkvz.a, libkvz.so, kvz.h and kvz.pc under PREFIX
 #
-# Variables: BUILD (output folder), SANITIZE=1, CUDA=1, MARCH (default native).
+# Variables: BUILD (output folder), SANITIZE=1, CUDA=1, MARCH (default native),
+#            PREFIX (/usr/local), DESTDIR.
 
 BUILD ?= build
+VERSION := $(shell sed -n 's/^#define KVZ_VERSION_STRING "\(.*\)"/\1/p' include/kvz.h)
+VERSION_MAJOR := $(firstword $(subst ., ,$(VERSION)))
 CC ?= gcc
 MARCH ?= native
 MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
 
 # The library is the bottom four layers plus compiler/runtime; tools link it.
-LIB_DIRS := common kernels kernels/cpu format model compiler runtime
+LIB_DIRS := common kernels kernels/cpu format model compiler runtime eval
 LIB_SRCS := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
 TOOL_SRCS := $(wildcard tools/*.c)
 TEST_SRCS := $(wildcard tests/unit/test_*.c)
@@ -31,7 +35,9 @@ TEST_CFLAGS := $(shell pkg-config --cflags cmocka 2>/dev/null)
 TEST_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 WARN := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes
-CFLAGS := -std=c11 -D_GNU_SOURCE -fopenmp $(WARN) -Iinclude -I. $(PKG_CFLAGS) -MMD -MP
+# -fPIC: the same objects make libkvz.a and libkvz.so; hidden visibility: the
+# shared library exports only what include/kvz.h marks KVZ_API.
+CFLAGS := -std=c11 -D_GNU_SOURCE -fopenmp -fPIC -fvisibility=hidden $(WARN) -Iinclude -I. $(PKG_CFLAGS) -MMD -MP
 LDLIBS := $(PKG_LIBS) -lmvec -lm -lpthread
 
 ifeq ($(SANITIZE),1)
@@ -58,10 +64,14 @@ TOOL_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(TOOL_SRCS))
 TEST_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
 CUDA_TEST_BINS := $(patsubst tests/cuda/%.c,$(BUILD)/tests/cuda/%,$(CUDA_TEST_SRCS))
 LIB := $(BUILD)/libkvz.a
+SO_NAME := libkvz.so.$(VERSION_MAJOR)
+SO := $(BUILD)/libkvz.so
 KVZ := $(BUILD)/kvz
+PC := $(BUILD)/kvz.pc
+PREFIX ?= /usr/local
 
-.PHONY: all test asan check cuda test-cuda demo bench clean setup
-all: $(KVZ)
+.PHONY: all test asan check cuda test-cuda demo bench clean setup install FORCE
+all: $(KVZ) $(SO) $(PC)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -74,6 +84,20 @@ $(BUILD)/%.o: %.cu
 $(LIB): $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
+
+$(SO): $(LIB_OBJS)
+	$(CC) -shared -Wl,-soname,$(SO_NAME) $(LDFLAGS) $^ $(LDLIBS) -o $(BUILD)/libkvz.so.$(VERSION)
+	ln -sf libkvz.so.$(VERSION) $(BUILD)/$(SO_NAME)
+	ln -sf $(SO_NAME) $@
+
+# pkg-config file for PREFIX, rewritten every time (PREFIX may change).
+$(PC): FORCE
+	@mkdir -p $(dir $@)
+	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
+	  'Name: kvz' 'Description: compiled, compressed KV caches for LLaMA-family models' \
+	  'Version: $(VERSION)' 'Requires.private: $(PKGS)' 'Cflags: -I$${includedir}' \
+	  'Libs: -L$${libdir} -lkvz' 'Libs.private: -fopenmp $(filter-out $(PKG_LIBS),$(LDLIBS))' >$@.tmp
+	@cmp -s $@.tmp $@ && rm $@.tmp || mv $@.tmp $@
 
 $(KVZ): $(TOOL_OBJS) $(LIB)
 	$(CC) $(LDFLAGS) $(TOOL_OBJS) $(LIB) $(LDLIBS) -o $@
@@ -88,7 +112,7 @@ $(BUILD)/tests/cuda/%: tests/cuda/%.c tests/unit/test_util.h $(LIB)
 
 # Tests run from the repository root; they find the model through KVZ_MODEL.
 test: $(KVZ) $(TEST_BINS)
-	@KVZ_MODEL=$(MODEL) KVZ_BIN=$(KVZ) sh tests/run_tests.sh $(TEST_BINS) $(wildcard tests/cli/*.sh)
+	@KVZ_MODEL=$(MODEL) KVZ_BIN=$(KVZ) KVZ_SANITIZE=$(SANITIZE) sh tests/run_tests.sh $(TEST_BINS) $(wildcard tests/cli/*.sh)
 
 asan:
 	$(MAKE) BUILD=build-asan SANITIZE=1 test
@@ -115,6 +139,16 @@ demo: $(KVZ)
 	  --max-tokens 48 "When was the lighthouse lit for the first time?" "Who was the longest serving keeper?"
 	$(KVZ) query --store $(DEMO_STORE) --model $(MODEL) --doc examples/corpus/harbor_lighthouse.md \
 	  --doc examples/corpus/kv_cache_primer.md --max-tokens 32 "How many bytes does each token cost in the cache?"
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 755 $(KVZ) $(DESTDIR)$(PREFIX)/bin/kvz
+	install -m 644 include/kvz.h $(DESTDIR)$(PREFIX)/include/kvz.h
+	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/libkvz.a
+	install -m 755 $(BUILD)/libkvz.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libkvz.so.$(VERSION)
+	ln -sf libkvz.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(SO_NAME)
+	ln -sf $(SO_NAME) $(DESTDIR)$(PREFIX)/lib/libkvz.so
+	install -m 644 $(PC) $(DESTDIR)$(PREFIX)/lib/pkgconfig/kvz.pc
 
 bench: $(KVZ)
 	sh bench/run.sh

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 KVZ=${KVZ_BIN:-build/kvz}
 MODEL=${KVZ_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 DEVICE=${DEVICE:-cpu}
-SIZES=${SIZES:-1000 4000 7000}
+SIZES=${SIZES:-1000 4000 8000}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 Q="Who may copy and distribute this license document?"
@@ -37,8 +37,8 @@ for n in $SIZES; do
     "$KVZ" compile "$d" --store "$s" --model "$MODEL" --device "$DEVICE" --quiet
     t1=$(date +%s.%N)
     "$KVZ" compile "$d" --store "$s" --model "$MODEL" --device "$DEVICE" --quiet --method full --bits 16
-    "$KVZ" query --store "$s" --doc "$d" --model "$MODEL" --device "$DEVICE" --config 1 --json --max-tokens 64 "$Q" >"$TMP/c.json"
-    "$KVZ" query --store "$s" --doc "$d" --model "$MODEL" --device "$DEVICE" --config 2 --json --max-tokens 64 "$Q" >"$TMP/f.json"
+    "$KVZ" query --store "$s" --doc "$d" --model "$MODEL" --device "$DEVICE" --config 1 --json --max-tokens 64 --reserve 128 "$Q" >"$TMP/c.json"
+    "$KVZ" query --store "$s" --doc "$d" --model "$MODEL" --device "$DEVICE" --config 2 --json --max-tokens 64 --reserve 128 "$Q" >"$TMP/f.json"
     ntok=$("$KVZ" tokenize --model "$MODEL" <"$d" | wc -w)
     "$KVZ" bench --model "$MODEL" --device "$DEVICE" --prefill $((ntok + 60)) --decode 0 --text "$d" --json >"$TMP/p.json"
     python3 - "$TMP" "$ntok" "$t0" "$t1" <<'PY'

@@ -362,11 +362,7 @@ int kvz_doc_reader_read(kvz_doc_reader *r, size_t i, kvz_document *doc)
         free(data);
         return rc;
     }
-    XXH128_hash_t h = XXH3_128bits(data, len);
-    for (int k = 0; k < 8; k++) {
-        doc->hash[k] = (uint8_t)(h.low64 >> (8 * k));
-        doc->hash[8 + k] = (uint8_t)(h.high64 >> (8 * k));
-    }
+    kvz_text_hash(data, len, doc->hash);
     doc->text = data;
     doc->len = len;
     return KVZ_OK;
@@ -376,4 +372,13 @@ void kvz_document_free(kvz_document *doc)
 {
     free(doc->text);
     memset(doc, 0, sizeof *doc);
+}
+
+void kvz_text_hash(const char *text, size_t len, uint8_t hash[16])
+{
+    XXH128_hash_t h = XXH3_128bits(text, len);
+    for (int k = 0; k < 8; k++) {
+        hash[k] = (uint8_t)(h.low64 >> (8 * k));
+        hash[8 + k] = (uint8_t)(h.high64 >> (8 * k));
+    }
 }

@@ -66,4 +66,7 @@ void kvz_document_free(kvz_document *doc);
  * KVZ_ERR_FORMAT with a reason for empty, NUL-containing or invalid UTF-8 text. */
 int kvz_text_normalise(char *text, size_t *len);
 
+/* A document's identity: xxh3-128 of its normalised text, low 64 bits first. */
+void kvz_text_hash(const char *text, size_t len, uint8_t hash[16]);
+
 #endif

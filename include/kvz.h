@@ -15,8 +15,18 @@
 #ifndef KVZ_H
 #define KVZ_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #ifdef __cplusplus
 extern "C" {
+#endif
+
+/* Symbols of libkvz.so: only what this header declares is exported. */
+#if defined(__GNUC__)
+#define KVZ_API __attribute__((visibility("default")))
+#else
+#define KVZ_API
 #endif
 
 #define KVZ_VERSION_MAJOR 0
@@ -39,10 +49,116 @@ typedef enum kvz_status {
 } kvz_status;
 
 /* Generic text for a status code; never NULL. */
-const char *kvz_strerror(int status);
+KVZ_API const char *kvz_strerror(int status);
 
 /* The detailed message of the most recent failure on this thread ("" if none). */
-const char *kvz_last_error(void);
+KVZ_API const char *kvz_last_error(void);
+
+/* "0.1.0": the library actually loaded (may differ from KVZ_VERSION_STRING). */
+KVZ_API const char *kvz_version(void);
+
+/* Free memory kvz returned to the caller (answers, texts). NULL is fine. */
+KVZ_API void kvz_free(void *p);
+
+/* ------------------------------------------------------------------------
+ * Engine: a model and a store, opened together.
+ *
+ * Typical use (a RAG pipeline):
+ *
+ *     kvz_engine *e;  kvz_session *s;  char *answer;
+ *     kvz_engine_open(&e, "corpus.store", "model.gguf", NULL);
+ *     const char *docs[] = {"handbook.md"};
+ *     kvz_session_open(&s, e, docs, 1, NULL);
+ *     kvz_session_ask(s, "Who signs expense reports?", NULL, &answer, NULL);
+ *     ... kvz_free(answer); more questions ...
+ *     kvz_session_close(s);  kvz_engine_close(e);
+ *
+ * Threads: an engine may be shared by threads that each use their own
+ * sessions one call at a time; a session is used by one thread at a time.
+ * ------------------------------------------------------------------------ */
+typedef struct kvz_engine kvz_engine;
+typedef struct kvz_session kvz_session;
+
+typedef enum kvz_device_choice {
+    KVZ_RUN_ON_CPU = 0,
+    KVZ_RUN_ON_CUDA = 1,
+    KVZ_RUN_ON_AUTO = 2, /* cuda when built in and a GPU is present, else cpu */
+} kvz_device_choice;
+
+typedef struct kvz_engine_options {
+    int device;  /* a kvz_device_choice (default KVZ_RUN_ON_AUTO) */
+    int threads; /* host threads (0: all cores) */
+} kvz_engine_options;
+
+/* Open the store at `store_dir` (read-only: compiles may run beside it) and
+ * load the GGUF model at `model_path` (NULL: the KVZ_MODEL environment
+ * variable). `opts` NULL: defaults. Errors: KVZ_ERR_IO / KVZ_ERR_NOT_FOUND (no
+ * such store or model), KVZ_ERR_FORMAT, KVZ_ERR_UNSUPPORTED (the model). */
+KVZ_API int kvz_engine_open(kvz_engine **out, const char *store_dir, const char *model_path,
+                            const kvz_engine_options *opts);
+KVZ_API void kvz_engine_close(kvz_engine *e);
+
+/* The store's documents (sorted by name) that have a compiled form for this
+ * engine's model: `*names` is an array of `*count` strings; free the whole
+ * list with one kvz_free(*names). */
+KVZ_API int kvz_engine_documents(kvz_engine *e, char ***names, size_t *count);
+
+/* The text of a compiled document, rebuilt from the tokens its artifacts keep
+ * (the normalised text: no byte-order mark, LF line ends). Free with kvz_free.
+ * Errors: KVZ_ERR_NOT_FOUND (no such document for this model). */
+KVZ_API int kvz_engine_document_text(kvz_engine *e, const char *name, char **text, size_t *len);
+
+/* ------------------------------------------------------------------------
+ * Session: documents loaded from the store (never prefilled again), then
+ * question after question; each question sees only the documents.
+ * ------------------------------------------------------------------------ */
+typedef struct kvz_session_options {
+    int32_t reserve; /* context tokens for question + answer (0: 512) */
+    int32_t config;  /* compiled form to load, numbered as by `kvz ls` (0: the newest) */
+} kvz_session_options;
+
+typedef struct kvz_load_info {
+    double load_ms;          /* the whole load */
+    uint64_t artifact_bytes; /* read from the store */
+    int32_t documents, segments;
+    int32_t document_tokens; /* the documents' original length */
+    uint64_t kept_pairs;     /* key/value rows loaded over all layers and heads */
+} kvz_load_info;
+
+/* Compose the named documents into one context, in the order given. Errors:
+ * KVZ_ERR_NOT_FOUND, KVZ_ERR_MODEL_MISMATCH (compiled by another model; both
+ * are named), KVZ_ERR_FORMAT (a corrupt artifact), KVZ_ERR_RANGE (too long
+ * for the model's context with the reserve). */
+KVZ_API int kvz_session_open(kvz_session **out, kvz_engine *e, const char *const *names, size_t count,
+                             const kvz_session_options *opts);
+KVZ_API void kvz_session_close(kvz_session *s);
+KVZ_API int kvz_session_load_info(const kvz_session *s, kvz_load_info *info);
+
+/* Called with each piece of the answer as it is generated (UTF-8 bytes, not
+ * NUL-terminated; a character may span two calls). Return non-zero to stop. */
+typedef int (*kvz_stream_fn)(void *user, const char *piece, size_t len);
+
+typedef struct kvz_ask_options {
+    int32_t max_tokens;  /* answer limit (0: 256) */
+    float temperature;   /* 0: greedy */
+    float top_p;         /* with temperature > 0 (0: 0.95) */
+    uint64_t seed;       /* same seed, same answer */
+    kvz_stream_fn stream; /* optional */
+    void *stream_user;
+} kvz_ask_options;
+
+typedef struct kvz_ask_info {
+    int32_t question_tokens, answer_tokens;
+    double first_token_ms; /* the question's prefill: time to the first token */
+    double decode_tokens_per_s;
+    int ended_turn;        /* stopped on end of turn (not on the limit or the callback) */
+} kvz_ask_info;
+
+/* Answer `question` about the loaded documents. `*answer` (NUL-terminated,
+ * free with kvz_free) may be NULL when only streaming is wanted; `info` may
+ * be NULL. Errors: KVZ_ERR_RANGE (the question does not fit the reserve). */
+KVZ_API int kvz_session_ask(kvz_session *s, const char *question, const kvz_ask_options *opts,
+                            char **answer, kvz_ask_info *info);
 
 #ifdef __cplusplus
 }

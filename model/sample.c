@@ -1,16 +1,9 @@
 /* sample.c — greedy and nucleus sampling. */
 #include "model/sample.h"
+#include "common/splitmix.h"
 
 #include <math.h>
 #include <stdlib.h>
-
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 /* xorshift128+ */
 static uint64_t next_u64(kvz_sampler *s)
@@ -29,8 +22,8 @@ void kvz_sampler_init(kvz_sampler *s, float temperature, float top_p, uint64_t s
     s->temperature = temperature;
     s->top_p = top_p > 0 && top_p <= 1 ? top_p : 1.0f;
     uint64_t x = seed;
-    s->state = splitmix64(&x);
-    s->state2 = splitmix64(&x);
+    s->state = kvz_splitmix64(&x);
+    s->state2 = kvz_splitmix64(&x);
     s->order = NULL;
     s->probs = NULL;
     s->cap = 0;

@@ -8,6 +8,7 @@
  * uniform range [-a, a].
  */
 #include "model/synth_model.h"
+#include "common/splitmix.h"
 #include "common/error.h"
 #include "common/half.h"
 #include "kernels/ggml_types.h"
@@ -44,14 +45,7 @@ typedef struct rng {
     uint64_t s;
 } rng;
 
-static uint64_t rng_next(rng *r)
-{
-    /* splitmix64: every seed gives a full-period, well-mixed stream */
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+static uint64_t rng_next(rng *r) { return kvz_splitmix64(&r->s); }
 
 static void rng_bytes(rng *r, uint8_t *dst, size_t n)
 {

@@ -276,14 +276,73 @@ int kvz_loaded_ask(kvz_loaded *l, const char *question, const kvz_generate_opts 
     return rc;
 }
 
-int kvz_loaded_first_logits(kvz_loaded *l, const char *question, float *logits)
+int kvz_loaded_teacher_force(kvz_loaded *l, const char *question, const int32_t *answer, int32_t n,
+                             float *logits)
 {
+    if (n < 1 || (n > 1 && !answer))
+        return kvz_errorf(KVZ_ERR_ARG, "teacher forcing needs at least one row and the answer's tokens");
     kvz_tokens q = {0};
     int rc = kvz_prompt_question(l->model, question, &q);
-    kvz_eval_opts eval = {.logits = KVZ_LOGITS_LAST};
+    if (rc == KVZ_OK && (int64_t)q.len + n > kvz_context_capacity(l->ctx))
+        rc = kvz_errorf(KVZ_ERR_RANGE, "question (%zu tokens) and answer (%d) exceed the %d reserved", q.len, n,
+                        kvz_context_capacity(l->ctx));
+    kvz_eval_opts last = {.logits = KVZ_LOGITS_LAST}, all = {.logits = KVZ_LOGITS_ALL};
     if (rc == KVZ_OK)
-        rc = kvz_context_eval(l->ctx, q.ids, (int32_t)q.len, &eval, logits);
+        rc = kvz_context_eval(l->ctx, q.ids, (int32_t)q.len, &last, logits);
+    if (rc == KVZ_OK && n > 1)
+        rc = kvz_context_eval(l->ctx, answer, n - 1, &all, logits + l->model->hp.vocab);
     kvz_context_truncate(l->ctx, 0);
     kvz_tokens_free(&q);
+    return rc;
+}
+
+int kvz_loaded_first_logits(kvz_loaded *l, const char *question, float *logits)
+{
+    return kvz_loaded_teacher_force(l, question, NULL, 1, logits);
+}
+
+int kvz_doc_record_has_model(const void *record, size_t size, uint64_t fingerprint)
+{
+    kvz_doc_record rec;
+    if (kvz_doc_record_decode(record, size, &rec) != KVZ_OK)
+        return 0;
+    int found = choose_entry(&rec, 0, fingerprint) != NULL;
+    kvz_doc_record_free(&rec);
+    return found;
+}
+
+int kvz_document_tokens(kvz_model *m, kvz_store *store, const char *name, int32_t config, kvz_tokens *out)
+{
+    kvz_model_identity id;
+    kvz_model_identity_of(m, &id);
+    kvz_store_txn *t;
+    KVZ_TRY(kvz_store_read_begin(store, &t));
+    const void *val;
+    size_t len;
+    int rc = kvz_store_get(t, KVZ_DB_DOCS, name, strlen(name), &val, &len);
+    if (rc == KVZ_ERR_NOT_FOUND)
+        rc = kvz_errorf(KVZ_ERR_NOT_FOUND, "no document '%s' in the store (see kvz ls)", name);
+    kvz_doc_record rec = {0};
+    if (rc == KVZ_OK)
+        rc = kvz_doc_record_decode(val, len, &rec);
+    const kvz_doc_entry *e = rc == KVZ_OK ? choose_entry(&rec, config, id.fingerprint) : NULL;
+    if (rc == KVZ_OK && !e)
+        rc = config > 0 ? kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s' has no configuration %d", name, config)
+                        : other_model(t, &rec, name, &id);
+    for (uint32_t s = 0; rc == KVZ_OK && s < e->n_segments; s++) {
+        kvz_artifact a;
+        rc = kvz_store_get(t, KVZ_DB_ARTIFACTS, e->artifact_ids[s], 16, &val, &len);
+        if (rc == KVZ_ERR_NOT_FOUND)
+            rc = kvz_errorf(KVZ_ERR_FORMAT, "segment %u of '%s' is missing from the store (kvz verify)", s, name);
+        if (rc == KVZ_OK)
+            rc = kvz_artifact_open(&a, val, len);
+        size_t at = out->len;
+        for (uint32_t i = 0; rc == KVZ_OK && i < a.manifest.n_tokens; i++)
+            rc = kvz_tokens_push(out, 0);
+        if (rc == KVZ_OK)
+            rc = kvz_artifact_read_tokens(&a, out->ids + at);
+    }
+    kvz_doc_record_free(&rec);
+    kvz_store_read_end(t);
     return rc;
 }

@@ -54,10 +54,23 @@ void kvz_loaded_free(kvz_loaded *l);
 int kvz_loaded_ask(kvz_loaded *l, const char *question, const kvz_generate_opts *opts,
                    kvz_tokens *answer, kvz_generate_stats *stats);
 
-/* Logits of the first answer token for `question` (host, vocab floats), the
- * question's KV dropped afterwards: for fidelity measurements. */
+/* Next-token logits while teacher-forcing an answer, for fidelity
+ * measurements: row i (0 <= i < n) is the distribution of answer token i
+ * given the question and answer[0..i). `logits` holds n x vocab floats;
+ * `answer` may be NULL when n == 1. The question's KV is dropped afterwards. */
+int kvz_loaded_teacher_force(kvz_loaded *l, const char *question, const int32_t *answer, int32_t n,
+                             float *logits);
+
+/* Logits of the first answer token (teacher-forcing nothing). */
 int kvz_loaded_first_logits(kvz_loaded *l, const char *question, float *logits);
 
 kvz_context *kvz_loaded_context(kvz_loaded *l);
+
+/* The tokens of a stored document (all its segments, in order) from the
+ * compiled form `config` would load (0: the newest made by `m`). */
+int kvz_document_tokens(kvz_model *m, kvz_store *store, const char *name, int32_t config, kvz_tokens *out);
+
+/* Whether a `docs` record has a compiled form made by the model `fingerprint`. */
+int kvz_doc_record_has_model(const void *record, size_t size, uint64_t fingerprint);
 
 #endif

@@ -51,5 +51,6 @@ int cmd_ls(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_query(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 #endif

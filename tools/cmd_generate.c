@@ -3,6 +3,7 @@
 #include "model/context.h"
 #include "model/generate.h"
 #include "model/model.h"
+#include "runtime/runtime.h"
 #include "tools/cli.h"
 
 #include <getopt.h>
@@ -12,10 +13,19 @@
 
 static const char HELP[] =
     "usage: kvz generate [options] --prompt TEXT\n"
+    "       kvz generate --store DIR --doc NAME [--doc NAME...] [options] --prompt TEXT\n"
     "\n"
     "Prefills the prompt, then decodes until an end-of-turn token or --max-tokens.\n"
     "The answer streams to stdout; --stats adds timings on stderr.\n"
     "\n"
+    "With --doc, the documents' compiled caches are loaded from the store (as by\n"
+    "`kvz query`, never prefilled) and the prompt is asked as a question about them\n"
+    "in the chat template they were compiled with (--chat is implied; --system,\n"
+    "--ctx and --chunk do not apply).\n"
+    "\n"
+    "  --store DIR, --doc NAME   documents compiled into a store (see kvz compile)\n"
+    "  --config N          which compiled form of each document (see kvz query)\n"
+    "  --reserve N         with --doc: context tokens for prompt + answer (default 512)\n"
     "  --model PATH        GGUF model (default: $KVZ_MODEL, else the setup's SmolLM2)\n"
     "  --prompt TEXT       the prompt; --prompt-file FILE reads it ('-' = stdin)\n"
     "  --chat              wrap the prompt in the model's chat template (user turn +\n"
@@ -36,7 +46,10 @@ static const char HELP[] =
     "  --stats             print token counts and speeds to stderr\n";
 
 typedef struct gen_args {
-    const char *model, *prompt, *prompt_file, *system;
+    const char *model, *prompt, *prompt_file, *system, *store;
+    const char **docs;
+    size_t n_docs;
+    long config, reserve;
     int chat, stats;
     long max_tokens, ctx, chunk, threads, seed;
     double temperature, top_p;
@@ -45,7 +58,8 @@ typedef struct gen_args {
 } gen_args;
 
 enum { OPT_PROMPT_FILE = 256, OPT_SYSTEM, OPT_MAX_TOKENS, OPT_TEMPERATURE, OPT_TOP_P, OPT_SEED,
-       OPT_CTX, OPT_CHUNK, OPT_THREADS, OPT_DEVICE, OPT_WEIGHTS, OPT_STATS, OPT_CHAT };
+       OPT_CTX, OPT_CHUNK, OPT_THREADS, OPT_DEVICE, OPT_WEIGHTS, OPT_STATS, OPT_CHAT, OPT_STORE, OPT_DOC,
+       OPT_CONFIG, OPT_RESERVE };
 
 static const struct option OPTIONS[] = {
     {"model", required_argument, 0, 'm'},
@@ -63,6 +77,10 @@ static const struct option OPTIONS[] = {
     {"device", required_argument, 0, OPT_DEVICE},
     {"weights", required_argument, 0, OPT_WEIGHTS},
     {"stats", no_argument, 0, OPT_STATS},
+    {"store", required_argument, 0, OPT_STORE},
+    {"doc", required_argument, 0, OPT_DOC},
+    {"config", required_argument, 0, OPT_CONFIG},
+    {"reserve", required_argument, 0, OPT_RESERVE},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -81,6 +99,10 @@ static int parse_args(int argc, char **argv, gen_args *a)
     a->seed = 1;
     a->top_p = 0.95;
     a->device = KVZ_DEVICE_AUTO;
+    a->reserve = 512;
+    a->docs = calloc((size_t)argc, sizeof *a->docs);
+    if (!a->docs)
+        return cli_fail("generate", KVZ_ERR_NOMEM);
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:p:h", OPTIONS, NULL)) != -1) {
@@ -91,6 +113,14 @@ static int parse_args(int argc, char **argv, gen_args *a)
         case OPT_SYSTEM: a->system = optarg; break;
         case OPT_CHAT: a->chat = 1; break;
         case OPT_STATS: a->stats = 1; break;
+        case OPT_STORE: a->store = optarg; break;
+        case OPT_DOC: a->docs[a->n_docs++] = optarg; break;
+        case OPT_CONFIG:
+            if (cli_parse_int(optarg, 1, 1 << 20, &a->config)) return bad_value("config", optarg);
+            break;
+        case OPT_RESERVE:
+            if (cli_parse_int(optarg, 16, 1 << 20, &a->reserve)) return bad_value("reserve", optarg);
+            break;
         case OPT_MAX_TOKENS:
             if (cli_parse_int(optarg, 0, 1 << 20, &a->max_tokens)) return bad_value("max-tokens", optarg);
             break;
@@ -128,6 +158,15 @@ static int parse_args(int argc, char **argv, gen_args *a)
     }
     if (!a->prompt == !a->prompt_file) {
         fprintf(stderr, "kvz generate: give exactly one of --prompt or --prompt-file\n");
+        return KVZ_EXIT_USAGE;
+    }
+    if (!a->store != !a->n_docs) {
+        fprintf(stderr, "kvz generate: --store and --doc go together\n");
+        return KVZ_EXIT_USAGE;
+    }
+    if (a->n_docs && (a->system || a->ctx || a->chunk != 512)) {
+        fprintf(stderr, "kvz generate: --system, --ctx and --chunk do not apply with --doc (the documents "
+                        "were compiled after the store's prompt)\n");
         return KVZ_EXIT_USAGE;
     }
     if (a->system && !a->chat) {
@@ -170,12 +209,24 @@ static int run(const gen_args *a, const char *text)
     kvz_tokens ids = {0}, out = {0};
     kvz_sampler sampler;
     kvz_sampler_init(&sampler, (float)a->temperature, (float)a->top_p, (uint64_t)a->seed);
-    int rc = kvz_model_load(&m, cli_model_path(a->model), &mc);
+    kvz_store *store = NULL;
+    kvz_loaded *loaded = NULL;
+    int rc = a->n_docs ? kvz_store_open(&store, a->store, KVZ_STORE_READONLY) : KVZ_OK;
     if (rc == KVZ_OK)
+        rc = kvz_model_load(&m, cli_model_path(a->model), &mc);
+    if (rc == KVZ_OK && a->n_docs) {
+        kvz_load_opts lo = {.reserve = (int32_t)a->reserve, .config = (int32_t)a->config};
+        kvz_load_stats ls;
+        rc = kvz_load(m, store, a->docs, a->n_docs, &lo, &loaded, &ls);
+        if (rc == KVZ_OK && a->stats)
+            fprintf(stderr, "[%s] loaded %d document(s), %d tokens, from the store in %.1f ms\n",
+                    m->backend->ops->name, ls.documents, ls.original_tokens, ls.seconds * 1e3);
+    } else if (rc == KVZ_OK) {
         rc = prompt_tokens(m, a, text, &ids);
-    if (rc == KVZ_OK && ids.len == 0)
+    }
+    if (rc == KVZ_OK && !loaded && ids.len == 0)
         rc = kvz_errorf(KVZ_ERR_ARG, "the prompt is empty");
-    if (rc == KVZ_OK) {
+    if (rc == KVZ_OK && !loaded) {
         long ctx = a->ctx ? a->ctx : (long)ids.len + a->max_tokens;
         if (!a->ctx && ctx > m->hp.ctx_train)
             ctx = m->hp.ctx_train;
@@ -190,8 +241,10 @@ static int run(const gen_args *a, const char *text)
         kvz_generate_opts go = {.max_tokens = (int32_t)a->max_tokens,
                                 .sampler = a->temperature > 0 ? &sampler : NULL,
                                 .on_token = print_token};
-        rc = kvz_generate(c, ids.ids, (int32_t)ids.len, &go, &out, &st);
-        printf("\n");
+        rc = loaded ? kvz_loaded_ask(loaded, text, &go, &out, &st)
+                    : kvz_generate(c, ids.ids, (int32_t)ids.len, &go, &out, &st);
+        if (rc == KVZ_OK)
+            printf("\n");
     }
     if (rc == KVZ_OK && a->stats)
         fprintf(stderr,
@@ -207,7 +260,9 @@ static int run(const gen_args *a, const char *text)
     kvz_tokens_free(&ids);
     kvz_tokens_free(&out);
     kvz_context_free(c);
+    kvz_loaded_free(loaded);
     kvz_model_free(m);
+    kvz_store_close(store);
     return code;
 }
 
@@ -215,16 +270,21 @@ int cmd_generate(int argc, char **argv)
 {
     gen_args a;
     int rc = parse_args(argc, argv, &a);
-    if (rc)
+    if (rc) {
+        free(a.docs);
         return rc < 0 ? KVZ_EXIT_OK : rc;
+    }
     char *file_text = NULL;
     size_t len;
     if (a.prompt_file) {
         int st = cli_read_input(a.prompt_file, &file_text, &len);
-        if (st != KVZ_OK)
+        if (st != KVZ_OK) {
+            free(a.docs);
             return cli_fail("generate", st);
+        }
     }
     rc = run(&a, file_text ? file_text : a.prompt);
     free(file_text);
+    free(a.docs);
     return rc;
 }

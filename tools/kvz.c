@@ -18,6 +18,7 @@ static void usage(FILE *out)
             "  ls           list a store's documents and their compiled forms\n"
             "  inspect      show one compiled document (manifest, kept pairs, sizes, --svg)\n"
             "  verify       check every checksum and bound of every artifact in a store\n"
+            "  eval         accuracy and fidelity of methods x ratios x bits on generated tasks\n"
             "  generate     answer a prompt with a model (prefill + decode)\n"
             "  tokenize     text on stdin -> token ids on one line\n"
             "  detokenize   token ids on stdin -> the exact text\n"
@@ -58,6 +59,8 @@ int main(int argc, char **argv)
         return cmd_inspect(argc - 1, argv + 1);
     if (strcmp(cmd, "verify") == 0)
         return cmd_verify(argc - 1, argv + 1);
+    if (strcmp(cmd, "eval") == 0)
+        return cmd_eval(argc - 1, argv + 1);
     if (strcmp(cmd, "generate") == 0)
         return cmd_generate(argc - 1, argv + 1);
     if (strcmp(cmd, "tokenize") == 0)

@@ -56,6 +56,17 @@ rc=$?
 [ "$(grep -c '"load_ms"' "$TMP/q2")" -eq 2 ] && grep -q '"ttft_ms"' "$TMP/q2" && ok "query --json, two documents, two answers" || fail "query --json"
 printf 'One?\n\nTwo?\n' | "$KVZ" query --store "$S" --model "$MODEL" --doc "$DOC0" --json --max-tokens 4 >"$TMP/q3" 2>/dev/null
 [ "$(grep -c '"answer"' "$TMP/q3")" -eq 2 ] && ok "query reads questions from stdin" || fail "query from stdin"
+# generate --doc: the same load path as query
+"$KVZ" generate --store "$S" --model "$MODEL" --doc "$DOC0" --max-tokens 12 --prompt "What is this text about?" \
+    >"$TMP/g1" 2>"$TMP/e"
+rc=$?
+[ $rc -eq 0 ] && cmp -s "$TMP/g1" "$TMP/q1" && ok "generate --doc answers as query does" \
+    || { fail "generate --doc exit $rc"; cat "$TMP/g1" "$TMP/q1" "$TMP/e"; }
+"$KVZ" generate --doc "$DOC0" --model "$MODEL" --prompt "x" 2>/dev/null; rc=$?
+[ $rc -eq 2 ] && ok "generate --doc without --store: exit 2" || fail "generate --doc without --store: exit $rc"
+"$KVZ" generate --store "$S" --doc missing.txt --model "$MODEL" --prompt "x" 2>"$TMP/e"; rc=$?
+[ $rc -eq 7 ] && grep -q "missing.txt" "$TMP/e" && ok "generate --doc missing: exit 7" || fail "generate --doc missing: exit $rc"
+
 "$KVZ" query --store "$S" --model "$MODEL" --doc missing.txt "Why?" 2>"$TMP/e"; rc=$?
 [ $rc -eq 7 ] && grep -q "missing.txt" "$TMP/e" && ok "query of a missing document: exit 7" || fail "query missing: exit $rc"
 "$KVZ" query --store "$S" --model "$MODEL" 2>/dev/null; rc=$?
@@ -108,5 +119,27 @@ rc=$?
 [ $rc -eq 7 ] && grep -q "no document" "$TMP/e" && ok "inspect unknown doc: exit 7" || fail "inspect unknown: exit $rc"
 "$KVZ" ls --store "$TMP/corpus" 2>"$TMP/e"; rc=$?
 [ $rc -eq 7 ] && ok "ls on a folder that is no store: exit 7" || fail "ls non-store: exit $rc"
+
+# eval: a small run of the multi-query protocol, every output form
+"$KVZ" eval --model "$MODEL" --tasks passkey,facts --docs 1 --words 60 --methods kvzip,random --ratios 0.5 \
+    --max-tokens 16 --json --svg "$TMP/eval.svg" --quiet >"$TMP/eval.json" 2>"$TMP/e"
+rc=$?
+python3 - "$TMP/eval.json" <<'PY' && [ $rc -eq 0 ] && head -c 4 "$TMP/eval.svg" | grep -q "<svg" \
+    && ok "eval: full reference, two methods, fidelity, plot" || { fail "eval exit $rc"; cat "$TMP/eval.json" "$TMP/e"; }
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+assert [(r["method"], r["ratio"], r["bits"]) for r in rows] == [("full", 1, 16), ("kvzip", 0.5, 4), ("random", 0.5, 4)], rows
+full = rows[0]
+assert full["top1"] == 1 and full["kl"] == 0 and full["relative_accuracy"] == 1, full
+assert full["tasks"]["passkey"]["accuracy"] == 1, full  # the full cache finds the pass key
+for r in rows:
+    assert set(r["tasks"]) == {"passkey", "facts"} and r["tasks"]["facts"]["questions"] == 4, r
+    assert 0 <= r["accuracy"] <= 1 and 0 <= r["top1"] <= 1 and r["kl"] >= 0 and r["positions"] > 0, r
+    assert r["bytes_per_token"] > 0, r
+# a compressed cache costs something, and fewer bytes
+assert rows[1]["kl"] > 0 and rows[1]["bytes_per_token"] < full["bytes_per_token"], rows
+PY
+"$KVZ" eval --model "$MODEL" --methods kvzip,bogus 2>"$TMP/e"; rc=$?
+[ $rc -eq 2 ] && grep -q "bogus" "$TMP/e" && ok "eval with an unknown method: exit 2" || fail "eval bogus method: exit $rc"
 
 [ "$fails" -eq 0 ] && echo "all store checks passed" || { echo "$fails store check(s) failed"; exit 1; }

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Retrieval-augmented answers from precompiled caches.
+
+Scores every document of a kvz store against the question with a plain
+keyword score (BM25 over the documents' words), loads the caches of the best
+documents (no prefill: they were compiled by `kvz compile`) and answers.
+
+    make demo        # or: build/kvz compile examples/corpus --store STORE
+    python3 examples/rag.py --store build/demo-store "When was the lighthouse first lit?"
+"""
+import argparse
+import math
+import os
+import re
+import sys
+from collections import Counter
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+import kvz  # noqa: E402
+
+STOPWORDS = set("""a an and are as at be by did do does for from had has have how i in is it its
+of on or that the their there this to was were what when where which who whom why will with
+you your""".split())
+
+
+def words(text):
+    return [w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in STOPWORDS]
+
+
+def rank(question, texts, k1=1.5, b=0.75):
+    """BM25 scores of each text for the question's words."""
+    bags = {name: Counter(words(t)) for name, t in texts.items()}
+    n = len(bags)
+    avg_len = sum(sum(c.values()) for c in bags.values()) / max(n, 1)
+    scores = {}
+    for name, bag in bags.items():
+        length, score = sum(bag.values()), 0.0
+        for term in set(words(question)):
+            df = sum(1 for other in bags.values() if term in other)
+            if not df or not bag[term]:
+                continue
+            idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+            tf = bag[term]
+            score += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / max(avg_len, 1)))
+        scores[name] = score
+    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--store", required=True, help="a store made by kvz compile")
+    p.add_argument("--model", default=os.environ.get("KVZ_MODEL", "models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    p.add_argument("--top", type=int, default=1, help="documents to load (default 1)")
+    p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("questions", nargs="+")
+    a = p.parse_args()
+    with kvz.Engine(a.store, model=a.model) as engine:
+        texts = {name: engine.text(name) for name in engine.documents()}
+        if not texts:
+            sys.exit(f"rag: no documents compiled for this model in {a.store}")
+        for question in a.questions:
+            ranked = [(name, s) for name, s in rank(question, texts) if s > 0][: a.top]
+            if not ranked:
+                print(f"Q: {question}\n(no document mentions any word of the question)\n")
+                continue
+            names = [name for name, _ in ranked]
+            with engine.session(names) as session:
+                answer = session.ask(question, max_tokens=a.max_tokens)
+                print(f"Q: {question}")
+                print("from: " + ", ".join(f"{n} (score {s:.2f})" for n, s in ranked))
+                print(f"A: {answer.strip()}")
+                print(f"(loaded {session.load_info['document_tokens']} tokens in "
+                      f"{session.load_info['load_ms']:.0f} ms, first token after "
+                      f"{session.last['first_token_ms']:.0f} ms)\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+/* api.c — the public C API of include/kvz.h over the runtime. */
+#include "kvz.h"
+
+#include "common/buffer.h"
+#include "common/error.h"
+#include "model/identity.h"
+#include "runtime/runtime.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct kvz_engine {
+    kvz_model *model;
+    kvz_store *store;
+    uint64_t fingerprint;
+};
+
+struct kvz_session {
+    kvz_engine *engine;
+    kvz_loaded *loaded;
+    kvz_load_info info;
+};
+
+const char *kvz_version(void) { return KVZ_VERSION_STRING; }
+
+void kvz_free(void *p) { free(p); }
+
+int kvz_engine_open(kvz_engine **out, const char *store_dir, const char *model_path,
+                    const kvz_engine_options *opts)
+{
+    if (!out || !store_dir)
+        return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_open: out and store_dir are required");
+    *out = NULL;
+    if (!model_path || !model_path[0])
+        model_path = getenv("KVZ_MODEL");
+    if (!model_path || !model_path[0])
+        return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_open: no model path given and KVZ_MODEL is not set");
+    kvz_engine_options o = opts ? *opts : (kvz_engine_options){.device = KVZ_RUN_ON_AUTO};
+    if (o.device < KVZ_RUN_ON_CPU || o.device > KVZ_RUN_ON_AUTO || o.threads < 0)
+        return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_open: device %d or threads %d out of range", o.device,
+                          o.threads);
+    kvz_engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    kvz_model_config mc = {.backend = {.device = (kvz_device)o.device, .n_threads = o.threads}};
+    int rc = kvz_store_open(&e->store, store_dir, KVZ_STORE_READONLY);
+    if (rc == KVZ_OK)
+        rc = kvz_model_load(&e->model, model_path, &mc);
+    if (rc != KVZ_OK) {
+        kvz_engine_close(e);
+        return rc;
+    }
+    kvz_model_identity id;
+    kvz_model_identity_of(e->model, &id);
+    e->fingerprint = id.fingerprint;
+    *out = e;
+    return KVZ_OK;
+}
+
+void kvz_engine_close(kvz_engine *e)
+{
+    if (!e)
+        return;
+    kvz_model_free(e->model);
+    kvz_store_close(e->store);
+    free(e);
+}
+
+/* ---- listing ------------------------------------------------------------------ */
+
+typedef struct name_list {
+    uint64_t fingerprint;
+    char **names;
+    size_t n, cap, bytes;
+} name_list;
+
+static int list_visit(void *ctx, const void *key, size_t key_len, const void *val, size_t val_len)
+{
+    name_list *l = ctx;
+    if (!kvz_doc_record_has_model(val, val_len, l->fingerprint))
+        return KVZ_OK;
+    char **grown = kvz_grow(l->names, &l->cap, l->n, sizeof *grown);
+    char *name = malloc(key_len + 1);
+    if (!grown || !name) {
+        free(name);
+        if (grown)
+            l->names = grown;
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    }
+    l->names = grown;
+    memcpy(name, key, key_len);
+    name[key_len] = '\0';
+    l->names[l->n++] = name;
+    l->bytes += key_len + 1;
+    return KVZ_OK;
+}
+
+static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+int kvz_engine_documents(kvz_engine *e, char ***names, size_t *count)
+{
+    if (!e || !names || !count)
+        return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_documents: engine, names and count are required");
+    *names = NULL;
+    *count = 0;
+    kvz_store_txn *t;
+    KVZ_TRY(kvz_store_read_begin(e->store, &t));
+    name_list l = {.fingerprint = e->fingerprint};
+    int rc = kvz_store_scan(t, KVZ_DB_DOCS, list_visit, &l);
+    kvz_store_read_end(t);
+    /* one block: the pointer array, then the strings, so one kvz_free frees all */
+    char **block = NULL;
+    if (rc == KVZ_OK) {
+        qsort(l.names, l.n, sizeof *l.names, by_name);
+        block = malloc((l.n + 1) * sizeof *block + l.bytes);
+        if (!block)
+            rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    }
+    if (rc == KVZ_OK) {
+        char *text = (char *)(block + l.n + 1);
+        for (size_t i = 0; i < l.n; i++) {
+            size_t len = strlen(l.names[i]) + 1;
+            memcpy(text, l.names[i], len);
+            block[i] = text;
+            text += len;
+        }
+        block[l.n] = NULL;
+        *names = block;
+        *count = l.n;
+    }
+    for (size_t i = 0; i < l.n; i++)
+        free(l.names[i]);
+    free(l.names);
+    return rc;
+}
+
+int kvz_engine_document_text(kvz_engine *e, const char *name, char **text, size_t *len)
+{
+    if (!e || !name || !text)
+        return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_document_text: engine, name and text are required");
+    *text = NULL;
+    kvz_tokens tokens = {0};
+    size_t n = 0;
+    int rc = kvz_document_tokens(e->model, e->store, name, 0, &tokens);
+    if (rc == KVZ_OK)
+        rc = kvz_detokenize(e->model->tokenizer, tokens.ids, tokens.len, 0, text, &n);
+    kvz_tokens_free(&tokens);
+    if (len)
+        *len = n;
+    return rc;
+}
+
+/* ---- sessions ----------------------------------------------------------------- */
+
+int kvz_session_open(kvz_session **out, kvz_engine *e, const char *const *names, size_t count,
+                     const kvz_session_options *opts)
+{
+    if (!out || !e || !names)
+        return kvz_errorf(KVZ_ERR_ARG, "kvz_session_open: out, engine and names are required");
+    *out = NULL;
+    for (size_t i = 0; i < count; i++)
+        if (!names[i])
+            return kvz_errorf(KVZ_ERR_ARG, "kvz_session_open: document name %zu is NULL", i);
+    kvz_session_options o = opts ? *opts : (kvz_session_options){0};
+    if (o.reserve < 0 || o.config < 0)
+        return kvz_errorf(KVZ_ERR_ARG, "kvz_session_open: reserve %d or config %d is negative", o.reserve,
+                          o.config);
+    kvz_session *s = calloc(1, sizeof *s);
+    if (!s)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    kvz_load_opts lo = {.reserve = o.reserve, .config = o.config};
+    kvz_load_stats st;
+    int rc = kvz_load(e->model, e->store, names, count, &lo, &s->loaded, &st);
+    if (rc != KVZ_OK) {
+        free(s);
+        return rc;
+    }
+    s->engine = e;
+    s->info = (kvz_load_info){.load_ms = st.seconds * 1e3, .artifact_bytes = st.artifact_bytes,
+                              .documents = st.documents, .segments = st.segments,
+                              .document_tokens = st.original_tokens, .kept_pairs = st.rows};
+    *out = s;
+    return KVZ_OK;
+}
+
+void kvz_session_close(kvz_session *s)
+{
+    if (!s)
+        return;
+    kvz_loaded_free(s->loaded);
+    free(s);
+}
+
+int kvz_session_load_info(const kvz_session *s, kvz_load_info *info)
+{
+    if (!s || !info)
+        return kvz_errorf(KVZ_ERR_ARG, "kvz_session_load_info: session and info are required");
+    *info = s->info;
+    return KVZ_OK;
+}
+
+typedef struct stream_ctx {
+    kvz_stream_fn fn;
+    void *user;
+} stream_ctx;
+
+static int forward_piece(void *ctx, int32_t token, const char *bytes, size_t len)
+{
+    stream_ctx *sc = ctx;
+    return len ? sc->fn(sc->user, bytes, len) : 0;
+}
+
+int kvz_session_ask(kvz_session *s, const char *question, const kvz_ask_options *opts, char **answer,
+                    kvz_ask_info *info)
+{
+    if (answer)
+        *answer = NULL;
+    if (!s || !question)
+        return kvz_errorf(KVZ_ERR_ARG, "kvz_session_ask: session and question are required");
+    kvz_ask_options o = opts ? *opts : (kvz_ask_options){0};
+    if (o.max_tokens < 0 || o.temperature < 0 || o.top_p < 0 || o.top_p > 1)
+        return kvz_errorf(KVZ_ERR_ARG, "kvz_session_ask: max_tokens %d, temperature %g or top_p %g out of range",
+                          o.max_tokens, o.temperature, o.top_p);
+    kvz_sampler sampler;
+    kvz_sampler_init(&sampler, o.temperature, o.top_p > 0 ? o.top_p : 0.95f, o.seed);
+    stream_ctx sc = {o.stream, o.stream_user};
+    kvz_generate_opts go = {.max_tokens = o.max_tokens > 0 ? o.max_tokens : 256,
+                            .sampler = o.temperature > 0 ? &sampler : NULL,
+                            .on_token = o.stream ? forward_piece : NULL,
+                            .on_token_ctx = &sc};
+    kvz_tokens out = {0};
+    kvz_generate_stats st;
+    int rc = kvz_loaded_ask(s->loaded, question, &go, &out, &st);
+    if (rc == KVZ_OK && answer) {
+        size_t len;
+        rc = kvz_detokenize(s->engine->model->tokenizer, out.ids, out.len, 0, answer, &len);
+    }
+    if (rc == KVZ_OK && info)
+        *info = (kvz_ask_info){.question_tokens = st.prompt_tokens, .answer_tokens = st.generated_tokens,
+                               .first_token_ms = st.prefill_seconds * 1e3,
+                               .decode_tokens_per_s = st.decode_seconds > 0
+                                                          ? st.generated_tokens / st.decode_seconds
+                                                          : 0.0,
+                               .ended_turn = st.stopped_by_eog};
+    kvz_tokens_free(&out);
+    kvz_sampler_free(&sampler);
+    return rc;
+}

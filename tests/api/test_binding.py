@@ -1,0 +1,61 @@
+"""The Python binding against a real store (made by tests/cli/test_api.sh)."""
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+import kvz  # noqa: E402
+
+store, model, docs = sys.argv[1], sys.argv[2], sys.argv[3]
+bridge, orchard = os.path.join(docs, "bridge.txt"), os.path.join(docs, "orchard.txt")
+failures = 0
+
+
+def check(name, ok, detail=""):
+    global failures
+    print(("ok   " if ok else "FAIL ") + name + ("" if ok else f": {detail}"))
+    failures += 0 if ok else 1
+
+
+check("version", kvz.library_version() == "0.1.0", kvz.library_version())
+with kvz.Engine(store, model=model, device="cpu") as engine:
+    names = engine.documents()
+    check("documents", names == [bridge, orchard], names)
+    text = engine.text(bridge)
+    check("document text", text == open(bridge, encoding="utf-8").read(), repr(text[:80]))
+    with engine.session([bridge]) as s:
+        check("load info", s.load_info["documents"] == 1 and s.load_info["document_tokens"] > 50, s.load_info)
+        pieces = []
+        first = s.ask("Who opened the Vellmar bridge?", max_tokens=32, stream=pieces.append)
+        check("answer", "Clara Hobbs" in first, first)
+        check("stream pieces make the answer", b"".join(pieces).decode() == first, pieces)
+        check("timings", s.last["answer_tokens"] > 0 and s.last["first_token_ms"] > 0, s.last)
+        other = s.ask("How long is the bridge?", max_tokens=24)
+        check("second question", "212" in other, other)
+        again = s.ask("Who opened the Vellmar bridge?", max_tokens=32)
+        check("same question, same answer", again == first, (first, again))
+        stopped = s.ask("Who opened the Vellmar bridge?", max_tokens=32, stream=lambda piece: True)
+        check("stream callback stops", s.last["answer_tokens"] == 1 and not s.last["ended_turn"], (stopped, s.last))
+        sampled = [s.ask("Describe the bridge.", max_tokens=16, temperature=0.8, seed=7) for _ in range(2)]
+        check("sampling is seeded", sampled[0] == sampled[1], sampled)
+    with engine.session([bridge, orchard]) as s:
+        check("composition loads both", s.load_info["documents"] == 2, s.load_info)
+        answer = s.ask("Which family keeps the Linden orchard?", max_tokens=32)
+        check("composition: answer in the second document", "Morrow" in answer, answer)
+    try:
+        engine.session(["no-such.txt"])
+        check("missing document raises", False, "no exception")
+    except kvz.Error as e:
+        check("missing document raises", e.code == -7 and "no-such.txt" in str(e), str(e))
+try:
+    kvz.Engine(store, model=os.path.join(docs, "bridge.txt"))
+    check("bad model raises", False, "no exception")
+except kvz.Error as e:
+    check("bad model raises", e.code in (-4, -3) and "bridge.txt" in str(e), str(e))
+
+rag = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "..", "..", "examples", "rag.py"),
+                      "--store", store, "--model", model, "--max-tokens", "32",
+                      "Which family keeps the Linden orchard?"], capture_output=True, text=True)
+check("rag.py retrieves the right document and answers",
+      rag.returncode == 0 and f"from: {orchard}" in rag.stdout and "Morrow" in rag.stdout, rag.stdout + rag.stderr)
+sys.exit(1 if failures else 0)

@@ -1,0 +1,82 @@
+#!/bin/sh
+# The public API as a user gets it: `make install` into a prefix, the C example
+# built with pkg-config (shared and static), the Python binding and rag.py.
+# Needs KVZ_BIN and KVZ_MODEL; KVZ_SANITIZE=1 when the build is sanitized.
+set -u
+KVZ=${KVZ_BIN:-build/kvz}
+BUILD=$(dirname "$KVZ")
+MODEL=${KVZ_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+fails=0
+ok() { echo "ok   $1"; }
+fail() { echo "FAIL $1"; fails=$((fails + 1)); }
+
+SAN=""
+if [ "${KVZ_SANITIZE:-0}" = 1 ]; then
+    SAN="-fsanitize=address,undefined"
+    # python is not built with ASan: the runtime must come first
+    PY_PRELOAD="$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
+    export ASAN_OPTIONS=detect_leaks=0
+fi
+
+mkdir -p "$TMP/docs"
+cat >"$TMP/docs/bridge.txt" <<'DOC'
+The Vellmar Bridge
+
+The Vellmar bridge crosses the river Oske at the town of Harnau. It was opened on 3 June 1904 by the engineer Clara Hobbs, who had designed it. The bridge is 212 metres long and has seven stone arches. Trams crossed it until 1961.
+DOC
+cat >"$TMP/docs/orchard.txt" <<'DOC'
+The Linden Orchard
+
+The Linden orchard grows forty kinds of apple. Its oldest tree, a Reinette planted in 1822, still gives fruit every second year. The orchard is kept by the Morrow family, and the harvest festival is held on the last Saturday of September.
+DOC
+# full 16-bit caches: this tests the API, not what eviction costs
+"$KVZ" compile "$TMP/docs" --store "$TMP/store" --model "$MODEL" --method full --bits 16 --quiet \
+    && ok "compile the test store" || fail "compile"
+
+make --no-print-directory -s install BUILD="$BUILD" PREFIX="$TMP/prefix" SANITIZE="${KVZ_SANITIZE:-0}" >"$TMP/install.log" 2>&1 \
+    && [ -f "$TMP/prefix/include/kvz.h" ] && [ -x "$TMP/prefix/bin/kvz" ] && [ -f "$TMP/prefix/lib/libkvz.a" ] \
+    && [ -L "$TMP/prefix/lib/libkvz.so" ] && ok "make install PREFIX=" || { fail "make install"; cat "$TMP/install.log"; }
+export PKG_CONFIG_PATH="$TMP/prefix/lib/pkgconfig"
+[ "$(pkg-config --modversion kvz)" = 0.1.0 ] && ok "pkg-config finds kvz" || fail "pkg-config --modversion kvz"
+
+# only the API is exported from the shared library
+exported=$(nm -D --defined-only "$TMP/prefix/lib/libkvz.so" | awk '$2 == "T" {print $3}' | grep -v '^kvz_' | head -3)
+internal=$(nm -D --defined-only "$TMP/prefix/lib/libkvz.so" | awk '$2 == "T" {print $3}' | grep -c '^kvz_\(cpu\|model\|store\|artifact\)_')
+[ -z "$exported" ] && [ "$internal" -eq 0 ] && ok "libkvz.so exports only kvz.h" || fail "libkvz.so exports internals: $exported $internal"
+
+Q="Who opened the Vellmar bridge?"
+# shellcheck disable=SC2046
+if cc $SAN examples/ask.c $(pkg-config --cflags --libs kvz) -o "$TMP/ask_shared" 2>"$TMP/cc.log"; then
+    LD_LIBRARY_PATH="$TMP/prefix/lib" "$TMP/ask_shared" "$TMP/store" "$MODEL" "$TMP/docs/bridge.txt" -- "$Q" >"$TMP/out1" 2>"$TMP/err1"
+    rc=$?
+    [ $rc -eq 0 ] && grep -q "Clara Hobbs" "$TMP/out1" && grep -q "2 document(s)" "$TMP/out1" \
+        && ok "C example, shared library: lists documents, streams the answer" \
+        || { fail "C example (shared) exit $rc"; cat "$TMP/out1" "$TMP/err1"; }
+    LD_LIBRARY_PATH="$TMP/prefix/lib" "$TMP/ask_shared" "$TMP/store" "$MODEL" "$TMP/docs/none.txt" -- "$Q" >/dev/null 2>"$TMP/err2"
+    rc=$?
+    [ $rc -eq 1 ] && grep -q "none.txt" "$TMP/err2" && ok "C example: a missing document is a clear error" \
+        || { fail "C example missing doc: exit $rc"; cat "$TMP/err2"; }
+else
+    fail "C example does not build against the installed kvz"; cat "$TMP/cc.log"
+fi
+# static libkvz, shared system libraries (a fully static link needs every
+# library's static archive, e.g. libarchive's -lacl -llz4)
+# shellcheck disable=SC2046
+if cc $SAN -fopenmp examples/ask.c $(pkg-config --cflags kvz) "$TMP/prefix/lib/libkvz.a" \
+      $(pkg-config --libs $(pkg-config --print-requires-private kvz)) -lmvec -lm -lpthread \
+      -o "$TMP/ask_static" 2>"$TMP/cc.log"; then
+    "$TMP/ask_static" "$TMP/store" "$MODEL" "$TMP/docs/bridge.txt" -- "How long is the bridge?" >"$TMP/out3" 2>&1 \
+        && grep -q "212" "$TMP/out3" && ok "C example, static library" || { fail "C example (static)"; cat "$TMP/out3"; }
+else
+    fail "C example does not link statically"; cat "$TMP/cc.log"
+fi
+
+if KVZ_LIBRARY="$TMP/prefix/lib/libkvz.so" LD_PRELOAD="${PY_PRELOAD:-}" \
+    python3 tests/api/test_binding.py "$TMP/store" "$MODEL" "$TMP/docs" >"$TMP/py.log" 2>&1; then
+    ok "python binding and examples/rag.py ($(grep -c '^ok' "$TMP/py.log") checks)"
+else
+    fail "python binding"; cat "$TMP/py.log"
+fi
+[ $fails -eq 0 ] && echo "all API checks passed" || { echo "$fails API check(s) failed"; exit 1; }
