@@ -84,6 +84,37 @@ static int other_model(kvz_store_txn *t, const kvz_doc_record *rec, const char *
                       name, (unsigned long long)id->fingerprint);
 }
 
+/* The record of document `name` and the entry `config` selects (see
+ * choose_entry); *rec is freed by the caller on success. */
+static int find_entry(kvz_store_txn *t, const char *name, int32_t config, const kvz_model_identity *id,
+                      kvz_doc_record *rec, const kvz_doc_entry **entry)
+{
+    const void *val;
+    size_t len;
+    int rc = kvz_store_get(t, KVZ_DB_DOCS, name, strlen(name), &val, &len);
+    if (rc == KVZ_ERR_NOT_FOUND)
+        return kvz_errorf(KVZ_ERR_NOT_FOUND, "no document '%s' in the store (see kvz ls)", name);
+    KVZ_TRY(rc);
+    KVZ_TRY(kvz_doc_record_decode(val, len, rec));
+    *entry = choose_entry(rec, config, id->fingerprint);
+    if (*entry)
+        return KVZ_OK;
+    rc = config > 0 ? kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s' has no configuration %d", name, config)
+                    : other_model(t, rec, name, id);
+    kvz_doc_record_free(rec);
+    return rc;
+}
+
+/* The artifact of segment `s` of an entry of document `name`. */
+static int get_segment(kvz_store_txn *t, const kvz_doc_entry *e, uint32_t s, const char *name, const void **val,
+                       size_t *len)
+{
+    int rc = kvz_store_get(t, KVZ_DB_ARTIFACTS, e->artifact_ids[s], 16, val, len);
+    if (rc == KVZ_ERR_NOT_FOUND)
+        return kvz_errorf(KVZ_ERR_FORMAT, "segment %u of '%s' is missing from the store (kvz verify)", s, name);
+    return rc;
+}
+
 /* Find every artifact to load and check they belong together: the shared
  * prefix first, then each document's segments in order. */
 static int make_plan(kvz_model *m, kvz_store_txn *t, const kvz_model_identity *id,
@@ -101,24 +132,11 @@ static int make_plan(kvz_model *m, kvz_store_txn *t, const kvz_model_identity *i
     int rc = KVZ_OK;
     int32_t position = P;
     for (size_t d = 0; d < n_names; d++) {
-        rc = kvz_store_get(t, KVZ_DB_DOCS, names[d], strlen(names[d]), &val, &len);
-        if (rc == KVZ_ERR_NOT_FOUND)
-            return kvz_errorf(KVZ_ERR_NOT_FOUND, "no document '%s' in the store (see kvz ls)", names[d]);
-        KVZ_TRY(rc);
         kvz_doc_record rec;
-        KVZ_TRY(kvz_doc_record_decode(val, len, &rec));
-        const kvz_doc_entry *e = choose_entry(&rec, o->config, id->fingerprint);
-        if (!e) {
-            rc = o->config > 0 ? kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s' has no configuration %d", names[d], o->config)
-                               : other_model(t, &rec, names[d], id);
-            kvz_doc_record_free(&rec);
-            return rc;
-        }
+        const kvz_doc_entry *e;
+        KVZ_TRY(find_entry(t, names[d], o->config, id, &rec, &e));
         for (uint32_t s = 0; s < e->n_segments && rc == KVZ_OK; s++) {
-            rc = kvz_store_get(t, KVZ_DB_ARTIFACTS, e->artifact_ids[s], 16, &val, &len);
-            if (rc == KVZ_ERR_NOT_FOUND)
-                rc = kvz_errorf(KVZ_ERR_FORMAT, "segment %u of '%s' is missing from the store (kvz verify)", s,
-                                names[d]);
+            rc = get_segment(t, e, s, names[d], &val, &len);
             char what[1200];
             snprintf(what, sizeof what, "'%s' segment %u", names[d], s);
             if (rc == KVZ_OK)
@@ -317,23 +335,14 @@ int kvz_document_tokens(kvz_model *m, kvz_store *store, const char *name, int32_
     kvz_model_identity_of(m, &id);
     kvz_store_txn *t;
     KVZ_TRY(kvz_store_read_begin(store, &t));
-    const void *val;
-    size_t len;
-    int rc = kvz_store_get(t, KVZ_DB_DOCS, name, strlen(name), &val, &len);
-    if (rc == KVZ_ERR_NOT_FOUND)
-        rc = kvz_errorf(KVZ_ERR_NOT_FOUND, "no document '%s' in the store (see kvz ls)", name);
     kvz_doc_record rec = {0};
-    if (rc == KVZ_OK)
-        rc = kvz_doc_record_decode(val, len, &rec);
-    const kvz_doc_entry *e = rc == KVZ_OK ? choose_entry(&rec, config, id.fingerprint) : NULL;
-    if (rc == KVZ_OK && !e)
-        rc = config > 0 ? kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s' has no configuration %d", name, config)
-                        : other_model(t, &rec, name, &id);
+    const kvz_doc_entry *e = NULL;
+    int rc = find_entry(t, name, config, &id, &rec, &e);
     for (uint32_t s = 0; rc == KVZ_OK && s < e->n_segments; s++) {
+        const void *val;
+        size_t len;
         kvz_artifact a;
-        rc = kvz_store_get(t, KVZ_DB_ARTIFACTS, e->artifact_ids[s], 16, &val, &len);
-        if (rc == KVZ_ERR_NOT_FOUND)
-            rc = kvz_errorf(KVZ_ERR_FORMAT, "segment %u of '%s' is missing from the store (kvz verify)", s, name);
+        rc = get_segment(t, e, s, name, &val, &len);
         if (rc == KVZ_OK)
             rc = kvz_artifact_open(&a, val, len);
         size_t at = out->len;
