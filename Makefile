@@ -3,7 +3,9 @@
 #   make            library + the kvz command          (build/)
 #   make test       unit, golden and integration tests (needs scripts/setup.sh once)
 #   make asan       the same tests under ASan + UBSan  (build-asan/)
-#   make check      test + asan + cuda: what CI runs
+#   make check      test + asan + cuda + fuzz-smoke: what CI runs
+#   make fuzz       libFuzzer targets for every decoder of untrusted input (clang; tests/fuzz/)
+#   make valgrind   compile, query and the store commands under valgrind memcheck
 #   make cuda       compile the CUDA backend with nvcc (build-cuda/; links, runs nowhere here)
 #   make test-cuda  CUDA kernels against their CPU twins (needs an NVIDIA GPU)
 #   make demo       compile examples/corpus into a store, inspect it, answer a question
@@ -28,7 +30,7 @@ TEST_SRCS := $(wildcard tests/unit/test_*.c)
 CUDA_SRCS := $(wildcard kernels/cuda/*.cu)
 CUDA_TEST_SRCS := $(wildcard tests/cuda/test_*.c)
 
-PKGS := openblas libpcre2-8 libxxhash libzstd lmdb libarchive
+PKGS := openblas libpcre2-8 libxxhash libzstd lmdb libarchive jansson
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 TEST_CFLAGS := $(shell pkg-config --cflags cmocka 2>/dev/null)
@@ -70,7 +72,7 @@ KVZ := $(BUILD)/kvz
 PC := $(BUILD)/kvz.pc
 PREFIX ?= /usr/local
 
-.PHONY: all test asan check cuda test-cuda demo bench clean setup install FORCE
+.PHONY: all test asan check cuda test-cuda demo bench clean setup install valgrind FORCE
 all: $(KVZ) $(SO) $(PC)
 
 $(BUILD)/%.o: %.c
@@ -123,7 +125,12 @@ cuda:
 test-cuda: cuda
 	@KVZ_MODEL=$(MODEL) sh tests/run_tests.sh $(patsubst tests/cuda/%.c,build-cuda/tests/cuda/%,$(CUDA_TEST_SRCS))
 
-check: test asan cuda
+check: test asan cuda fuzz-smoke
+
+# compile, ls, inspect, verify and query under valgrind memcheck (plain build;
+# tests/valgrind.sh says what runs on which model; not part of check)
+valgrind: $(KVZ)
+	@KVZ_MODEL=$(MODEL) KVZ_BIN=$(KVZ) sh tests/valgrind.sh
 
 # The main job end to end: compile a small corpus into a store, look at it,
 # check it, answer questions from the compiled documents.
@@ -160,4 +167,5 @@ setup:
 clean:
 	rm -rf build build-asan build-cuda
 
+include tests/fuzz/fuzz.mk
 -include $(LIB_OBJS:.o=.d) $(TOOL_OBJS:.o=.d) $(CUDA_OBJS:.o=.d)

@@ -6,6 +6,7 @@
 #include "compiler/score.h"
 #include "compiler/segment.h"
 #include "format/artifact.h"
+#include "format/transfer.h"
 #include "format/doc_record.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "model/context.h"
@@ -115,10 +116,18 @@ struct kvz_compiler {
     float *head_scores;     /* level head: (n_layers, n_kv_heads) */
     uint8_t *prefix_artifact;
     size_t prefix_artifact_size;
-    char prefix_key[96];
+    char prefix_key[64];
 };
 
 int32_t kvz_compiler_segment_limit(const kvz_compiler *c) { return c->segment_limit; }
+
+int kvz_compiler_store_prefix(kvz_compiler *c, uint64_t *prefix_hash)
+{
+    kvz_artifact a;
+    *prefix_hash = c->prefix_hash;
+    KVZ_TRY(kvz_artifact_open(&a, c->prefix_artifact, c->prefix_artifact_size));
+    return kvz_transfer_prefix(c->store, &a, NULL);
+}
 
 static void describe_config(kvz_compiler *c)
 {
@@ -134,24 +143,7 @@ static void describe_config(kvz_compiler *c)
              o->sel.window, o->pool, o->sel.sinks, (unsigned long long)o->sel.seed, o->bits,
              o->key_group, o->value_group, o->fp16_tokens, o->kvzip_chunk, c->segment_limit,
              (unsigned long long)question_hash);
-    c->config_id = XXH3_64bits(c->config, strlen(c->config));
-}
-
-static void artifact_id(const kvz_compiler *c, const uint8_t doc_hash[16], uint32_t segment,
-                        uint32_t n_segments, uint8_t id[16])
-{
-    XXH3_state_t *st = XXH3_createState();
-    XXH3_128bits_reset(st);
-    XXH3_128bits_update(st, c->config, strlen(c->config));
-    XXH3_128bits_update(st, doc_hash, 16);
-    XXH3_128bits_update(st, &segment, 4);
-    XXH3_128bits_update(st, &n_segments, 4);
-    XXH128_hash_t h = XXH3_128bits_digest(st);
-    XXH3_freeState(st);
-    for (int k = 0; k < 8; k++) {
-        id[k] = (uint8_t)(h.low64 >> (8 * k));
-        id[8 + k] = (uint8_t)(h.high64 >> (8 * k));
-    }
+    c->config_id = kvz_config_id(c->config);
 }
 
 static void fill_manifest(const kvz_compiler *c, kvz_manifest *m)
@@ -178,6 +170,8 @@ static void fill_manifest(const kvz_compiler *c, kvz_manifest *m)
              o->question ? " query-aware" : "");
     snprintf(m->compiler, sizeof m->compiler, "kvz %s", KVZ_VERSION_STRING);
     m->created = (uint64_t)time(NULL);
+    snprintf(m->config, sizeof m->config, "%s", c->config);
+    kvz_compile_summary(o, m->summary, sizeof m->summary);
 }
 
 /* Keys (pre-RoPE) and values of the kept rows of one (layer, head). */
@@ -266,6 +260,7 @@ static int build_prefix_artifact(kvz_compiler *c)
     kvz_manifest m;
     fill_manifest(c, &m);
     snprintf(m.doc_name, sizeof m.doc_name, "(prefix)");
+    m.config[0] = m.summary[0] = '\0'; /* shared by every configuration */
     memcpy(m.doc_hash, &c->prefix_hash, 8);
     m.prefix_tokens = 0;
     m.n_tokens = (uint32_t)c->prefix.len;
@@ -274,8 +269,7 @@ static int build_prefix_artifact(kvz_compiler *c)
     m.level[0] = '\0';
     m.ratio = 1.0f, m.budget = 0, m.bits = 16, m.fp16_tokens = 0;
     m.options[0] = '\0';
-    snprintf(c->prefix_key, sizeof c->prefix_key, "prefix/%016llx/%016llx",
-             (unsigned long long)c->id.fingerprint, (unsigned long long)c->prefix_hash);
+    kvz_prefix_key(c->id.fingerprint, c->prefix_hash, c->prefix_key);
     return encode_artifact(c, &m, c->prefix.ids, 0, (int32_t)c->prefix.len, NULL, &c->prefix_artifact,
                            &c->prefix_artifact_size);
 }
@@ -524,28 +518,8 @@ static int write_document(kvz_store_txn *t, void *ctx)
             rc = kvz_store_put(t, KVZ_DB_ARTIFACTS, d->ids[i], 16, d->bytes[i], d->sizes[i]);
     if (rc != KVZ_OK)
         return rc;
-    kvz_doc_record rec = {0};
-    rc = kvz_store_get(t, KVZ_DB_DOCS, d->name, strlen(d->name), &val, &len);
-    if (rc == KVZ_OK) {
-        rc = kvz_doc_record_decode(val, len, &rec);
-        if (rc == KVZ_OK && memcmp(rec.doc_hash, d->hash, 16) != 0)
-            kvz_doc_record_free(&rec); /* new content under this name: older configs no longer apply */
-    } else if (rc == KVZ_ERR_NOT_FOUND) {
-        rc = KVZ_OK;
-    }
-    if (rc != KVZ_OK)
-        return kvz_error_context(rc, "document record of '%s'", d->name);
-    memcpy(rec.doc_hash, d->hash, 16);
-    rc = kvz_doc_record_set(&rec, d->entry);
-    kvz_buffer b = {0};
-    if (rc == KVZ_OK)
-        kvz_doc_record_encode(&rec, &b);
-    if (rc == KVZ_OK)
-        rc = b.failed ? kvz_errorf(KVZ_ERR_NOMEM, "out of memory")
-                      : kvz_store_put(t, KVZ_DB_DOCS, d->name, strlen(d->name), b.data, b.len);
-    kvz_buffer_free(&b);
-    kvz_doc_record_free(&rec);
-    return rc;
+    kvz_entry_outcome outcome;
+    return kvz_doc_record_put_entry(t, d->name, d->hash, d->entry, 1, &outcome);
 }
 
 /* Already compiled: the record names this content and config and every artifact exists. */
@@ -611,7 +585,7 @@ int kvz_compile_document(kvz_compiler *c, const char *name, const char *text, si
     pr.passes = c->opts.sel.method == KVZ_METHOD_KVZIP && c->opts.sel.level != KVZ_LEVEL_HEAD ? 1 : 0;
     for (uint32_t i = 0; i < n_seg && rc == KVZ_OK; i++) {
         const kvz_tokens *toks = &segs.items[i].tokens;
-        artifact_id(c, hash, i, n_seg, ids[i]);
+        kvz_artifact_id(c->config, hash, i, n_seg, ids[i]);
         r->tokens += (int32_t)toks->len;
         pr.pass = 0;
         pr.n = (int32_t)toks->len;

@@ -48,6 +48,11 @@ typedef struct kvz_compiler kvz_compiler;
 int kvz_compiler_new(kvz_compiler **out, kvz_model *m, kvz_store *s, const kvz_compile_opts *o);
 void kvz_compiler_free(kvz_compiler *c);
 
+/* Write the model's shared prompt prefix into the store unless it is there
+ * (compile does this with its first document; import needs it alone).
+ * *prefix_hash: the hash that names it. */
+int kvz_compiler_store_prefix(kvz_compiler *c, uint64_t *prefix_hash);
+
 /* The most document tokens one segment may hold. */
 int32_t kvz_compiler_segment_limit(const kvz_compiler *c);
 

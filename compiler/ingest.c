@@ -382,3 +382,11 @@ void kvz_text_hash(const char *text, size_t len, uint8_t hash[16])
         hash[8 + k] = (uint8_t)(h.high64 >> (8 * k));
     }
 }
+
+uint32_t kvz_shard_of(const uint8_t hash[16], uint32_t n_shards)
+{
+    uint64_t low = 0;
+    for (int i = 7; i >= 0; i--)
+        low = low << 8 | hash[i];
+    return (uint32_t)(low % n_shards);
+}

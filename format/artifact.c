@@ -13,6 +13,8 @@ static const uint8_t TRAILER[8] = {'K', 'V', 'Z', 'E', 'N', 'D', 0, 0};
 #define HEADER_BYTES 64
 #define ENTRY_BYTES 48
 #define TRAILER_BYTES 16
+/* zstd output per input byte at most: a 4-byte RLE block per 128 KiB */
+#define ZSTD_MAX_EXPANSION 32768u
 
 /* ---- little-endian fields ---------------------------------------------- */
 
@@ -308,6 +310,21 @@ static int check_entry(const kvz_artifact *a, const kvz_section *s, uint32_t i, 
     if (s->raw_bytes > (1ull << 36))
         return kvz_errorf(KVZ_ERR_FORMAT, "table entry %u: absurd size %llu", i,
                           (unsigned long long)s->raw_bytes);
+    if (s->compressor != KVZ_COMPRESSOR_NONE && s->compressor != KVZ_COMPRESSOR_ZSTD)
+        return kvz_errorf(KVZ_ERR_UNSUPPORTED, "table entry %u: unknown compressor %u", i, s->compressor);
+    /* Readers allocate what the table declares before decoding: refuse a
+     * declared size the stored bytes cannot hold, so a few hostile bytes
+     * cannot ask for gigabytes. Stored as is, a payload is its raw bytes; zstd
+     * expands at most ZSTD_MAX_EXPANSION times; positions take at least a bit
+     * each (bitmap). */
+    uint64_t most = s->stored_bytes * (s->compressor == KVZ_COMPRESSOR_ZSTD ? ZSTD_MAX_EXPANSION : 1);
+    if (s->kind == KVZ_SECTION_POSITIONS ? s->count > most * 8
+                                          : s->compressor == KVZ_COMPRESSOR_NONE ? s->raw_bytes != most
+                                                                                 : s->raw_bytes > most)
+        return kvz_errorf(KVZ_ERR_FORMAT, "table entry %u: %llu stored bytes cannot hold the %llu %s it "
+                          "declares", i, (unsigned long long)s->stored_bytes,
+                          (unsigned long long)(s->kind == KVZ_SECTION_POSITIONS ? s->count : s->raw_bytes),
+                          s->kind == KVZ_SECTION_POSITIONS ? "positions" : "bytes");
     return KVZ_OK;
 }
 
@@ -350,7 +367,8 @@ static int check_heads(const kvz_artifact *a)
         }
     }
     kvz_section s = {0};
-    KVZ_TRY(kvz_artifact_find(a, KVZ_SECTION_TOKENS, KVZ_SECTION_WHOLE, KVZ_SECTION_WHOLE, &s));
+    if (kvz_artifact_find(a, KVZ_SECTION_TOKENS, KVZ_SECTION_WHOLE, KVZ_SECTION_WHOLE, &s) != KVZ_OK)
+        return kvz_errorf(KVZ_ERR_FORMAT, "artifact has no token section");
     if (s.count != m->n_tokens || s.raw_bytes != (uint64_t)m->n_tokens * 4)
         return kvz_errorf(KVZ_ERR_FORMAT, "the token section holds %u ids for a %u-token document",
                           s.count, m->n_tokens);
@@ -420,7 +438,8 @@ int kvz_artifact_open(kvz_artifact *a, const void *data, size_t size)
     }
     KVZ_TRY(check_overlaps(a));
     kvz_section ms = {0};
-    KVZ_TRY(kvz_artifact_find(a, KVZ_SECTION_MANIFEST, KVZ_SECTION_WHOLE, KVZ_SECTION_WHOLE, &ms));
+    if (kvz_artifact_find(a, KVZ_SECTION_MANIFEST, KVZ_SECTION_WHOLE, KVZ_SECTION_WHOLE, &ms) != KVZ_OK)
+        return kvz_errorf(KVZ_ERR_FORMAT, "artifact has no manifest section");
     if (ms.raw_bytes > (1u << 20))
         return kvz_errorf(KVZ_ERR_FORMAT, "manifest of %llu bytes is too large",
                           (unsigned long long)ms.raw_bytes);
@@ -507,10 +526,19 @@ int kvz_artifact_read_head(const kvz_artifact *a, uint16_t layer, uint16_t head,
 int kvz_artifact_verify(const kvz_artifact *a)
 {
     const kvz_manifest *m = &a->manifest;
+    /* buffers for the largest head, not n_tokens x head_dim floats: a head's
+     * keys are bounded by their stored bytes (check_entry), that product is not */
+    uint32_t most = 1;
+    for (uint32_t i = 0; i < a->n_sections; i++) {
+        kvz_section s = {0};
+        kvz_artifact_section_at(a, i, &s);
+        if (s.kind == KVZ_SECTION_POSITIONS && s.count > most)
+            most = s.count;
+    }
     int32_t *tokens = malloc((size_t)m->n_tokens * 4);
-    uint32_t *pos = malloc((size_t)m->n_tokens * 4);
-    float *k = malloc((size_t)m->n_tokens * m->model.head_dim * 4);
-    float *v = malloc((size_t)m->n_tokens * m->model.head_dim * 4);
+    uint32_t *pos = malloc((size_t)most * 4);
+    float *k = malloc((size_t)most * m->model.head_dim * 4);
+    float *v = malloc((size_t)most * m->model.head_dim * 4);
     int rc = tokens && pos && k && v ? kvz_artifact_read_tokens(a, tokens)
                                      : kvz_errorf(KVZ_ERR_NOMEM, "out of memory verifying");
     for (uint32_t l = 0; l < m->model.n_layers && rc == KVZ_OK; l++)

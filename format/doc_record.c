@@ -69,6 +69,9 @@ int kvz_doc_record_decode(const void *data, size_t size, kvz_doc_record *rec)
         if (rc == KVZ_OK && len >= sizeof e->summary)
             rc = kvz_errorf(KVZ_ERR_FORMAT, "document record summary of %u bytes", len);
         if (rc == KVZ_OK) rc = take(&r, e->summary, len);
+        /* encode writes the summary up to its first NUL: one inside would not round-trip */
+        if (rc == KVZ_OK && memchr(e->summary, '\0', len))
+            rc = kvz_errorf(KVZ_ERR_FORMAT, "document record entry %u: summary holds a NUL byte", i);
         if (rc == KVZ_OK && (e->n_segments == 0 || e->n_segments > r.left / 16))
             rc = kvz_errorf(KVZ_ERR_FORMAT, "document record entry %u has %u segments", i, e->n_segments);
         if (rc == KVZ_OK && !(e->artifact_ids = malloc((size_t)e->n_segments * 16)))

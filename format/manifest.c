@@ -16,7 +16,7 @@ enum {
     K_DOC_NAME = 30, K_DOC_HASH = 31, K_N_TOKENS = 32, K_SEGMENT = 33, K_N_SEGMENTS = 34,
     K_METHOD = 40, K_LEVEL = 41, K_RATIO = 42, K_BUDGET = 43, K_SHAPE = 44, K_BITS = 45,
     K_KEY_GROUP = 46, K_VALUE_GROUP = 47, K_FP16_TOKENS = 48, K_OPTIONS = 49, K_COMPILER = 50,
-    K_CREATED = 51,
+    K_CREATED = 51, K_CONFIG = 52, K_SUMMARY = 53,
 };
 
 static void record(kvz_buffer *b, uint16_t key, uint8_t type, const void *v, uint32_t len)
@@ -90,6 +90,33 @@ void kvz_manifest_encode(const kvz_manifest *m, kvz_buffer *b)
     r_str(b, K_OPTIONS, m->options);
     r_str(b, K_COMPILER, m->compiler);
     r_u64(b, K_CREATED, m->created);
+    r_str(b, K_CONFIG, m->config);
+    r_str(b, K_SUMMARY, m->summary);
+}
+
+uint64_t kvz_config_id(const char *config) { return XXH3_64bits(config, strlen(config)); }
+
+void kvz_artifact_id(const char *config, const uint8_t doc_hash[16], uint32_t segment, uint32_t n_segments,
+                     uint8_t id[16])
+{
+    XXH3_state_t *st = XXH3_createState();
+    KVZ_ASSERT(st);
+    XXH3_128bits_reset(st);
+    XXH3_128bits_update(st, config, strlen(config));
+    XXH3_128bits_update(st, doc_hash, 16);
+    uint8_t le[8];
+    for (int k = 0; k < 4; k++) {
+        le[k] = (uint8_t)(segment >> (8 * k));
+        le[4 + k] = (uint8_t)(n_segments >> (8 * k));
+    }
+    XXH3_128bits_update(st, le, 4);
+    XXH3_128bits_update(st, le + 4, 4);
+    XXH128_hash_t h = XXH3_128bits_digest(st);
+    XXH3_freeState(st);
+    for (int k = 0; k < 8; k++) {
+        id[k] = (uint8_t)(h.low64 >> (8 * k));
+        id[8 + k] = (uint8_t)(h.high64 >> (8 * k));
+    }
 }
 
 typedef struct field {
@@ -138,6 +165,8 @@ int kvz_manifest_decode(const uint8_t *data, size_t size, kvz_manifest *m)
         {K_OPTIONS, T_STR, m->options, sizeof m->options, "options"},
         {K_COMPILER, T_STR, m->compiler, sizeof m->compiler, "compiler"},
         {K_CREATED, T_U64, &m->created, 8, "created"},
+        {K_CONFIG, T_STR, m->config, sizeof m->config, "config"},
+        {K_SUMMARY, T_STR, m->summary, sizeof m->summary, "summary"},
     };
     const size_t n_fields = sizeof fields / sizeof fields[0];
     uint8_t seen[sizeof fields / sizeof fields[0]] = {0};
@@ -173,7 +202,7 @@ int kvz_manifest_decode(const uint8_t *data, size_t size, kvz_manifest *m)
         at += len; /* unknown keys are skipped */
     }
     for (size_t f = 0; f < n_fields; f++)
-        if (!seen[f])
+        if (!seen[f] && fields[f].key != K_CONFIG && fields[f].key != K_SUMMARY) /* optional keys */
             return kvz_errorf(KVZ_ERR_FORMAT, "manifest: %s is missing", fields[f].name);
     return KVZ_OK;
 }

@@ -41,6 +41,11 @@ typedef struct kvz_manifest {
     char options[256];
     char compiler[32];
     uint64_t created;
+    /* Optional (SPEC keys 52, 53; empty when an older writer left them out):
+     * the canonical compile configuration the store's ids are derived from,
+     * and a one-line description of it. */
+    char config[512];
+    char summary[128];
 } kvz_manifest;
 
 /* Append the encoded records to `out`. */
@@ -49,5 +54,13 @@ void kvz_manifest_encode(const kvz_manifest *m, kvz_buffer *out);
 /* Parse records; every required key must be present and well-typed.
  * KVZ_ERR_FORMAT naming the key otherwise. */
 int kvz_manifest_decode(const uint8_t *data, size_t size, kvz_manifest *m);
+
+/* The store's ids (DESIGN §7), derived from the configuration string: a
+ * configuration's id, and the content id of one segment's artifact. Equal
+ * inputs give equal ids on every machine, which makes compile, merge, unpack
+ * and import idempotent. */
+uint64_t kvz_config_id(const char *config);
+void kvz_artifact_id(const char *config, const uint8_t doc_hash[16], uint32_t segment, uint32_t n_segments,
+                     uint8_t id[16]);
 
 #endif

@@ -3,14 +3,20 @@
 #include "common/error.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define INITIAL_MAP_BYTES (1ull << 30)
+#define MIN_MAP_BYTES (64ull << 10) /* KVZ_STORE_MAP_BYTES floor: room for the databases and the version */
 #define MAX_MAP_BYTES (1ull << 44) /* 16 TiB: a guard against runaway growth */
+#define LOCK_RESERVE_BYTES (32 << 10) /* more than LMDB's lock file for 256 readers (16.5 KiB) */
 
 static const char *const DB_NAMES[] = {"artifacts", "docs", "meta"};
 
@@ -19,6 +25,15 @@ struct kvz_store {
     MDB_dbi dbi[3];
     char *path;
     int readonly;
+    /* Read-only view of a store whose creation was interrupted (kill -9 before
+     * its first commit): no databases yet, so it reads as empty. */
+    int empty;
+    /* A failed remap leaves LMDB without a map: nothing may touch env again. */
+    int broken;
+    /* Read transactions open in this process. Remapping (after another process
+     * grew the map) moves every view, so it happens only when there are none. */
+    pthread_mutex_t lock;
+    int open_reads;
 };
 
 struct kvz_store_txn {
@@ -27,7 +42,34 @@ struct kvz_store_txn {
     int map_full; /* a put hit MDB_MAP_FULL: the write is retried on a bigger map */
 };
 
-static int lmdb_error(int rc, const char *what, const char *path)
+/* What a failed write of the store's files most likely ran into, or NULL when
+ * rc is no such failure. LMDB reports a short write (the file system filled up,
+ * or RLIMIT_FSIZE cut the write at the limit) as EIO, so EIO is judged from the
+ * limit and the free space. */
+static const char *write_failure(int rc, const char *path, int writing)
+{
+    if (rc == ENOSPC)
+        return "the disk is full";
+    if (rc == EDQUOT)
+        return "the disk quota is used up";
+    if (rc == EFBIG)
+        return "a file size limit was reached (ulimit -f, or the file system's largest file)";
+    if (rc != EIO || !writing)
+        return NULL;
+    struct rlimit lim;
+    char data_path[4096];
+    struct stat st;
+    snprintf(data_path, sizeof data_path, "%s/data.mdb", path);
+    if (getrlimit(RLIMIT_FSIZE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY && stat(data_path, &st) == 0 &&
+        (unsigned long long)st.st_size + (1u << 20) >= (unsigned long long)lim.rlim_cur)
+        return "a file size limit was reached (ulimit -f)";
+    struct statvfs fs;
+    if (statvfs(path, &fs) == 0 && (unsigned long long)fs.f_bavail * fs.f_frsize < (16ull << 20))
+        return "the disk is full";
+    return "an input/output error (the disk may be full or failing)";
+}
+
+static int lmdb_error_at(int rc, const char *what, const char *path, int writing)
 {
     int status = rc == ENOENT ? KVZ_ERR_NOT_FOUND
                  : rc == MDB_INVALID || rc == MDB_CORRUPTED || rc == MDB_VERSION_MISMATCH
@@ -35,7 +77,78 @@ static int lmdb_error(int rc, const char *what, const char *path)
                  : rc == ENOMEM ? KVZ_ERR_NOMEM
                  : rc == MDB_MAP_FULL ? KVZ_ERR_RANGE
                                       : KVZ_ERR_IO;
+    const char *why = write_failure(rc, path, writing);
+    if (why)
+        return kvz_errorf(status, "store '%s': %s while %s (%s%s); nothing of this write was stored and the "
+                          "store is intact — free space (or raise the limit) and run the same command again",
+                          path, why, what, rc == EIO ? "a short write: " : "", mdb_strerror(rc));
+    if (rc == MDB_MAP_FULL)
+        return kvz_errorf(status, "store '%s': its map is full while %s (%s); nothing of this write was "
+                          "stored and the store is intact", path, what, mdb_strerror(rc));
+    if (rc == MDB_READERS_FULL)
+        return kvz_errorf(status, "store '%s': %s: every reader slot is taken (%s); close some readers of the "
+                          "store and try again", path, what, mdb_strerror(rc));
     return kvz_errorf(status, "store '%s': %s: %s", path, what, mdb_strerror(rc));
+}
+
+static int lmdb_error(int rc, const char *what, const char *path) { return lmdb_error_at(rc, what, path, 0); }
+
+/* A failure of a put, delete or commit: LMDB's EIO there is a failed or short write. */
+static int lmdb_write_error(int rc, const char *what, const char *path) { return lmdb_error_at(rc, what, path, 1); }
+
+/* The map could not be set to `bytes` (mmap failed): LMDB has dropped its map.
+ * Every later use of the store fails with this message instead of crashing. */
+static int remap_failed(kvz_store *s, int rc, const char *what)
+{
+    s->broken = 1;
+    int status = rc == ENOMEM ? KVZ_ERR_NOMEM : KVZ_ERR_IO;
+    return kvz_errorf(status, "store '%s': cannot map the store while %s (%s): the address space is limited "
+                      "(ulimit -v) or memory is short; nothing of an unfinished write was stored and the store "
+                      "is intact — raise the limit or free memory and run the same command again",
+                      s->path, what, mdb_strerror(rc));
+}
+
+static int unusable(const kvz_store *s)
+{
+    return kvz_errorf(KVZ_ERR_IO, "store '%s' cannot be used after a failed remap in this process; the store "
+                      "itself is intact — run the command again", s->path);
+}
+
+/* Adopt the map size another process grew the store to (MDB_MAP_RESIZED).
+ * Only allowed while this process has no read open: it moves the map. */
+static int adopt_map_size(kvz_store *s)
+{
+    if (s->open_reads > 0)
+        return kvz_errorf(KVZ_ERR_IO, "store '%s' grew beyond this process's map while %d read(s) of it are "
+                          "open here; end them and try again", s->path, s->open_reads);
+    int rc = mdb_env_set_mapsize(s->env, 0);
+    return rc ? remap_failed(s, rc, "following its growth by another process") : KVZ_OK;
+}
+
+/* KVZ_STORE_MAP_BYTES: the map a new store starts with (tests, small machines). */
+static int map_bytes_from_env(size_t *out)
+{
+    const char *v = getenv("KVZ_STORE_MAP_BYTES");
+    *out = INITIAL_MAP_BYTES;
+    if (!v || !v[0])
+        return KVZ_OK;
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    int shift = 0;
+    switch (*end) {
+    case 'k': case 'K': shift = 10, end++; break;
+    case 'm': case 'M': shift = 20, end++; break;
+    case 'g': case 'G': shift = 30, end++; break;
+    case 't': case 'T': shift = 40, end++; break;
+    default: break;
+    }
+    if (errno || end == v || v[0] == '-' || *end || n > (MAX_MAP_BYTES >> shift) ||
+        (n << shift) < MIN_MAP_BYTES || (n << shift) > MAX_MAP_BYTES)
+        return kvz_errorf(KVZ_ERR_ARG, "KVZ_STORE_MAP_BYTES='%.64s' is not a map size: give bytes, or a number "
+                          "with K, M, G or T (powers of 1024), from 64K to 16T", v);
+    *out = (size_t)(n << shift);
+    return KVZ_OK;
 }
 
 const char *kvz_store_path(const kvz_store *s) { return s->path; }
@@ -47,7 +160,7 @@ static int check_version(kvz_store *s, MDB_txn *txn, int create)
     if (rc == MDB_NOTFOUND && create) {
         MDB_val v = {strlen(KVZ_STORE_VERSION), KVZ_STORE_VERSION};
         rc = mdb_put(txn, s->dbi[KVZ_DB_META], &key, &v, 0);
-        return rc ? lmdb_error(rc, "writing the version", s->path) : KVZ_OK;
+        return rc ? lmdb_write_error(rc, "writing the version", s->path) : KVZ_OK;
     }
     if (rc == MDB_NOTFOUND)
         return kvz_errorf(KVZ_ERR_FORMAT, "'%s' is an LMDB environment but not a kvz store", s->path);
@@ -64,8 +177,28 @@ static int open_dbs(kvz_store *s, int create)
 {
     MDB_txn *txn;
     int rc = mdb_txn_begin(s->env, NULL, s->readonly ? MDB_RDONLY : 0, &txn);
+    /* grown by a writer since mdb_env_open mapped it: adopt the new size */
+    for (int tries = 0; rc == MDB_MAP_RESIZED && tries < 32; tries++) {
+        KVZ_TRY(adopt_map_size(s));
+        rc = mdb_txn_begin(s->env, NULL, s->readonly ? MDB_RDONLY : 0, &txn);
+    }
     if (rc)
         return lmdb_error(rc, "starting a transaction", s->path);
+    /* No database at all: the run that created the store was killed before its
+     * first commit. A writer finishes creating it; a reader sees it empty. */
+    MDB_dbi main_dbi;
+    MDB_stat ms;
+    rc = mdb_dbi_open(txn, NULL, 0, &main_dbi);
+    if (rc == 0)
+        rc = mdb_stat(txn, main_dbi, &ms);
+    if (rc == 0 && ms.ms_entries == 0) {
+        if (s->readonly) {
+            mdb_txn_abort(txn);
+            s->empty = 1;
+            return KVZ_OK;
+        }
+        create = 1;
+    }
     for (int i = 0; i < 3 && rc == 0; i++) {
         rc = mdb_dbi_open(txn, DB_NAMES[i], s->readonly ? 0 : MDB_CREATE, &s->dbi[i]);
         if (rc == MDB_NOTFOUND) {
@@ -76,7 +209,8 @@ static int open_dbs(kvz_store *s, int create)
     }
     if (rc) {
         mdb_txn_abort(txn);
-        return lmdb_error(rc, "opening the databases", s->path);
+        return s->readonly ? lmdb_error(rc, "opening the databases", s->path)
+                           : lmdb_write_error(rc, "opening the databases", s->path);
     }
     int st = check_version(s, txn, create && !s->readonly);
     if (st != KVZ_OK) {
@@ -84,39 +218,74 @@ static int open_dbs(kvz_store *s, int create)
         return st;
     }
     rc = mdb_txn_commit(txn);
-    return rc ? lmdb_error(rc, "committing", s->path) : KVZ_OK;
+    return rc ? lmdb_write_error(rc, "committing", s->path) : KVZ_OK;
+}
+
+/* LMDB maps lock.mdb and writes into it. On a full disk, a page of that sparse
+ * file that cannot be allocated is a SIGBUS, not an error; allocating its blocks
+ * first (beyond its end too: LMDB sets its size) makes it an error here. */
+static int reserve_lock_file(const char *dir, int create)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/lock.mdb", dir);
+    int fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0666);
+    if (fd < 0)
+        return KVZ_OK; /* LMDB says what is wrong */
+    struct stat st;
+    off_t len = fstat(fd, &st) == 0 && st.st_size > LOCK_RESERVE_BYTES ? st.st_size : LOCK_RESERVE_BYTES;
+    int rc = fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, len) == 0 ? 0 : errno;
+    close(fd);
+    if (rc == ENOSPC || rc == EDQUOT)
+        return kvz_errorf(KVZ_ERR_IO, "store '%s': %s while reserving its lock file (%s); nothing was written — "
+                          "free space and run the same command again", dir,
+                          rc == ENOSPC ? "the disk is full" : "the disk quota is used up", strerror(rc));
+    return KVZ_OK; /* not supported here (EOPNOTSUPP...): as before */
 }
 
 int kvz_store_open(kvz_store **out, const char *dir, int flags)
 {
-    return kvz_store_open_sized(out, dir, flags, INITIAL_MAP_BYTES);
+    return kvz_store_open_sized(out, dir, flags, 0);
 }
 
 int kvz_store_open_sized(kvz_store **out, const char *dir, int flags, size_t initial_map_bytes)
 {
     *out = NULL;
+    int readonly = (flags & KVZ_STORE_READONLY) != 0;
     struct stat st;
     int exists = stat(dir, &st) == 0;
     if (exists && !S_ISDIR(st.st_mode))
         return kvz_errorf(KVZ_ERR_IO, "store '%s' is not a directory", dir);
-    if (!exists) {
-        if (!(flags & KVZ_STORE_CREATE) || (flags & KVZ_STORE_READONLY))
-            return kvz_errorf(KVZ_ERR_NOT_FOUND, "no store at '%s'", dir);
-        if (mkdir(dir, 0777) != 0)
-            return kvz_errorf(KVZ_ERR_IO, "cannot create store directory '%s': %s", dir, strerror(errno));
-    }
+    if (!exists && (!(flags & KVZ_STORE_CREATE) || readonly))
+        return kvz_errorf(KVZ_ERR_NOT_FOUND, "no store at '%s'", dir);
     char data_path[4096];
     snprintf(data_path, sizeof data_path, "%s/data.mdb", dir);
-    int fresh = access(data_path, F_OK) != 0;
-    if (fresh && !(flags & KVZ_STORE_CREATE))
+    int has_data = exists && stat(data_path, &st) == 0;
+    /* an empty data.mdb: killed between creating the file and writing its first pages */
+    int fresh = !has_data || st.st_size == 0;
+    if (!has_data && (!(flags & KVZ_STORE_CREATE) || readonly))
         return kvz_errorf(KVZ_ERR_NOT_FOUND, "no store at '%s' (no data.mdb)", dir);
+    if (fresh && !readonly && initial_map_bytes == 0)
+        KVZ_TRY(map_bytes_from_env(&initial_map_bytes));
+    if (!exists && mkdir(dir, 0777) != 0)
+        return kvz_errorf(KVZ_ERR_IO, "cannot create store directory '%s': %s", dir, strerror(errno));
 
     kvz_store *s = calloc(1, sizeof *s);
     if (!s || !(s->path = strdup(dir))) {
         free(s);
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     }
-    s->readonly = (flags & KVZ_STORE_READONLY) != 0;
+    pthread_mutex_init(&s->lock, NULL);
+    s->readonly = readonly;
+    if (readonly && fresh) { /* nothing to open: an empty store */
+        s->empty = 1;
+        *out = s;
+        return KVZ_OK;
+    }
+    int status = reserve_lock_file(dir, !readonly);
+    if (status != KVZ_OK) {
+        kvz_store_close(s);
+        return status;
+    }
     int rc = mdb_env_create(&s->env);
     if (rc == 0)
         rc = mdb_env_set_maxdbs(s->env, 8);
@@ -126,8 +295,16 @@ int kvz_store_open_sized(kvz_store **out, const char *dir, int flags, size_t ini
         rc = mdb_env_set_mapsize(s->env, initial_map_bytes);
     /* MDB_NOTLS: read transactions may move between threads of a server */
     if (rc == 0)
-        rc = mdb_env_open(s->env, dir, MDB_NOTLS | (s->readonly ? MDB_RDONLY : 0), 0666);
-    int status = rc ? lmdb_error(rc, "opening", dir) : open_dbs(s, fresh);
+        rc = mdb_env_open(s->env, dir, MDB_NOTLS | (readonly ? MDB_RDONLY : 0), 0666);
+    status = rc ? lmdb_error_at(rc, "opening", dir, fresh && !readonly) : KVZ_OK; /* a new one writes */
+    /* A writer frees the reader slots of killed readers: left alone, they pin
+     * old pages and the file keeps growing. (The writer lock of a killed writer
+     * is a robust mutex that LMDB recovers by itself.) */
+    int dead = 0;
+    if (status == KVZ_OK && !readonly && (rc = mdb_reader_check(s->env, &dead)) != 0)
+        status = lmdb_error(rc, "clearing the reader slots of killed processes", dir);
+    if (status == KVZ_OK)
+        status = open_dbs(s, fresh);
     if (status != KVZ_OK) {
         kvz_store_close(s);
         return status;
@@ -142,6 +319,7 @@ void kvz_store_close(kvz_store *s)
         return;
     if (s->env)
         mdb_env_close(s->env);
+    pthread_mutex_destroy(&s->lock);
     free(s->path);
     free(s);
 }
@@ -152,10 +330,27 @@ static int grow_map(kvz_store *s)
     mdb_env_info(s->env, &info);
     size_t next = info.me_mapsize * 2;
     if (next > MAX_MAP_BYTES)
-        return kvz_errorf(KVZ_ERR_RANGE, "store '%s' would grow beyond %llu bytes", s->path,
-                          (unsigned long long)MAX_MAP_BYTES);
-    int rc = mdb_env_set_mapsize(s->env, next);
-    return rc ? lmdb_error(rc, "growing the map", s->path) : KVZ_OK;
+        return kvz_errorf(KVZ_ERR_RANGE, "store '%s' is full: its map would grow beyond %llu bytes, the most "
+                          "kvz allows; nothing of this write was stored and the store is intact — put the rest "
+                          "into another store", s->path, (unsigned long long)MAX_MAP_BYTES);
+    pthread_mutex_lock(&s->lock);
+    int st = KVZ_OK;
+    if (s->open_reads > 0) {
+        st = kvz_errorf(KVZ_ERR_IO, "store '%s' is full and cannot grow while %d read(s) of it are open in this "
+                        "process; nothing of this write was stored", s->path, s->open_reads);
+    } else {
+        int rc = mdb_env_set_mapsize(s->env, next);
+        if (rc == EINVAL) /* a write is open in another thread: the map was not touched */
+            st = kvz_errorf(KVZ_ERR_IO, "store '%s' is full and cannot grow while another thread of this "
+                            "process writes to it; nothing of this write was stored", s->path);
+        else if (rc) {
+            char what[64];
+            snprintf(what, sizeof what, "growing its map to %zu bytes", next);
+            st = remap_failed(s, rc, what);
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return st;
 }
 
 int kvz_store_write(kvz_store *s, kvz_store_write_fn fn, void *ctx)
@@ -163,21 +358,27 @@ int kvz_store_write(kvz_store *s, kvz_store_write_fn fn, void *ctx)
     if (s->readonly)
         return kvz_errorf(KVZ_ERR_ARG, "store '%s' is open read-only", s->path);
     for (;;) {
+        if (s->broken)
+            return unusable(s);
         kvz_store_txn t = {s, NULL, 0};
         int rc = mdb_txn_begin(s->env, NULL, 0, &t.txn);
         if (rc == MDB_MAP_RESIZED) { /* another process grew it: adopt the new size */
-            mdb_env_set_mapsize(s->env, 0);
+            pthread_mutex_lock(&s->lock);
+            int st = adopt_map_size(s);
+            pthread_mutex_unlock(&s->lock);
+            if (st != KVZ_OK)
+                return st;
             continue;
         }
         if (rc)
             return lmdb_error(rc, "starting a write", s->path);
         int st = fn(&t, ctx);
         if (st == KVZ_OK) {
-            rc = mdb_txn_commit(t.txn);
+            rc = mdb_txn_commit(t.txn); /* on failure LMDB has aborted it: nothing was stored */
             if (rc == 0)
                 return KVZ_OK;
             if (rc != MDB_MAP_FULL)
-                return lmdb_error(rc, "committing", s->path);
+                return lmdb_write_error(rc, "committing", s->path);
         } else {
             mdb_txn_abort(t.txn);
             if (!t.map_full)
@@ -194,14 +395,25 @@ int kvz_store_read_begin(kvz_store *s, kvz_store_txn **out)
     if (!t)
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     t->store = s;
-    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t->txn);
-    if (rc == MDB_MAP_RESIZED) {
-        mdb_env_set_mapsize(s->env, 0);
-        rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t->txn);
+    pthread_mutex_lock(&s->lock);
+    int st = s->broken ? unusable(s) : KVZ_OK;
+    int rc = st == KVZ_OK && s->env ? mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t->txn) : 0;
+    /* MDB_MAP_RESIZED: a writer grew the store past our map; remap (LMDB's
+     * mdb_env_set_mapsize(env, 0)) and begin again. A busy writer may grow it
+     * again in between, hence the loop. */
+    for (int tries = 0; rc == MDB_MAP_RESIZED && st == KVZ_OK && tries < 32; tries++) {
+        st = adopt_map_size(s);
+        if (st == KVZ_OK)
+            rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t->txn);
     }
-    if (rc) {
+    if (st == KVZ_OK && rc)
+        st = lmdb_error(rc, "starting a read", s->path);
+    if (st == KVZ_OK)
+        s->open_reads++;
+    pthread_mutex_unlock(&s->lock);
+    if (st != KVZ_OK) {
         free(t);
-        return lmdb_error(rc, "starting a read", s->path);
+        return st;
     }
     *out = t;
     return KVZ_OK;
@@ -211,13 +423,20 @@ void kvz_store_read_end(kvz_store_txn *t)
 {
     if (!t)
         return;
-    mdb_txn_abort(t->txn);
+    kvz_store *s = t->store;
+    pthread_mutex_lock(&s->lock);
+    if (t->txn)
+        mdb_txn_abort(t->txn);
+    s->open_reads--;
+    pthread_mutex_unlock(&s->lock);
     free(t);
 }
 
 int kvz_store_get(kvz_store_txn *t, kvz_store_db db, const void *key, size_t key_len,
                   const void **val, size_t *val_len)
 {
+    if (t->store->empty)
+        return KVZ_ERR_NOT_FOUND;
     MDB_val k = {key_len, (void *)key}, v;
     int rc = mdb_get(t->txn, t->store->dbi[db], &k, &v);
     if (rc == MDB_NOTFOUND)
@@ -236,20 +455,24 @@ int kvz_store_put(kvz_store_txn *t, kvz_store_db db, const void *key, size_t key
     int rc = mdb_put(t->txn, t->store->dbi[db], &k, &v, 0);
     if (rc == MDB_MAP_FULL)
         t->map_full = 1;
-    return rc ? lmdb_error(rc, "writing", t->store->path) : KVZ_OK;
+    return rc ? lmdb_write_error(rc, "writing", t->store->path) : KVZ_OK;
 }
 
 int kvz_store_del(kvz_store_txn *t, kvz_store_db db, const void *key, size_t key_len)
 {
     MDB_val k = {key_len, (void *)key};
     int rc = mdb_del(t->txn, t->store->dbi[db], &k, NULL);
+    if (rc == MDB_MAP_FULL)
+        t->map_full = 1;
     if (rc == MDB_NOTFOUND)
         return KVZ_ERR_NOT_FOUND;
-    return rc ? lmdb_error(rc, "deleting", t->store->path) : KVZ_OK;
+    return rc ? lmdb_write_error(rc, "deleting", t->store->path) : KVZ_OK;
 }
 
 int kvz_store_scan(kvz_store_txn *t, kvz_store_db db, kvz_store_visit_fn fn, void *ctx)
 {
+    if (t->store->empty)
+        return KVZ_OK;
     MDB_cursor *cur;
     int rc = mdb_cursor_open(t->txn, t->store->dbi[db], &cur);
     if (rc)
@@ -267,6 +490,9 @@ int kvz_store_scan(kvz_store_txn *t, kvz_store_db db, kvz_store_visit_fn fn, voi
 
 int kvz_store_count(kvz_store_txn *t, kvz_store_db db, size_t *entries)
 {
+    *entries = 0;
+    if (t->store->empty)
+        return KVZ_OK;
     MDB_stat st;
     int rc = mdb_stat(t->txn, t->store->dbi[db], &st);
     if (rc)

@@ -10,8 +10,17 @@
  * transaction: when the map fills up, the transaction is aborted, the map
  * doubled and the function run again, so a reader never sees half of a
  * document and a full map never corrupts anything. Reads are zero-copy views
- * into the map, valid until the read transaction ends. `mdb_stat DIR` and
+ * into the map, valid until the read transaction ends; a read that finds the
+ * store grown by another process remaps first, which it can only do while no
+ * other read of this kvz_store is open. `mdb_stat DIR` and
  * `mdb_dump -s artifacts DIR` work on a store.
+ *
+ * Failures: a full disk, a quota or a file size limit (ENOSPC, EDQUOT, EFBIG,
+ * and LMDB's EIO for a short write) fail the write with KVZ_ERR_IO and a
+ * message that says so; a map that cannot grow any more fails it with
+ * KVZ_ERR_RANGE; a map that cannot be mapped (ulimit -v) with KVZ_ERR_NOMEM,
+ * after which this kvz_store refuses every use. In every case nothing of the
+ * failed write is stored and the store stays intact.
  */
 #ifndef KVZ_FORMAT_STORE_H
 #define KVZ_FORMAT_STORE_H
@@ -37,10 +46,14 @@ enum {
 
 /* Open the store in `dir`. Errors: KVZ_ERR_NOT_FOUND (no store there and not
  * asked to create), KVZ_ERR_IO, KVZ_ERR_FORMAT (not a kvz store, or another
- * store version). */
+ * store version), KVZ_ERR_ARG (a bad KVZ_STORE_MAP_BYTES for a new store).
+ * Opening for writing clears the reader slots left by killed readers. A store
+ * whose creation was killed before its first commit opens as empty. */
 int kvz_store_open(kvz_store **out, const char *dir, int flags);
-/* The same with the map size a new store starts with (default 1 GiB); the
- * map doubles whenever a write fills it. */
+/* The same with the map size a new store starts with; the map doubles
+ * whenever a write fills it. 0: the environment variable KVZ_STORE_MAP_BYTES
+ * (for tests and small machines: bytes, or a number with K, M, G or T, from
+ * 64K to 16T), else 1 GiB. An existing store keeps its own map size. */
 int kvz_store_open_sized(kvz_store **out, const char *dir, int flags, size_t initial_map_bytes);
 void kvz_store_close(kvz_store *s);
 const char *kvz_store_path(const kvz_store *s);

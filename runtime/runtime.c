@@ -4,6 +4,7 @@
 #include "common/timer.h"
 #include "format/artifact.h"
 #include "format/doc_record.h"
+#include "format/transfer.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "model/identity.h"
 #include "model/prompt.h"
@@ -160,9 +161,8 @@ static int make_plan(kvz_model *m, kvz_store_txn *t, const kvz_model_identity *i
         KVZ_TRY(rc);
         st->documents++;
     }
-    char key[96];
-    snprintf(key, sizeof key, "prefix/%016llx/%016llx", (unsigned long long)id->fingerprint,
-             (unsigned long long)prefix_hash);
+    char key[64];
+    kvz_prefix_key(id->fingerprint, prefix_hash, key);
     rc = kvz_store_get(t, KVZ_DB_META, key, strlen(key), &val, &len);
     if (rc == KVZ_ERR_NOT_FOUND)
         return kvz_errorf(KVZ_ERR_FORMAT, "the store lacks the shared prefix of these documents (kvz verify)");

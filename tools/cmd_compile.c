@@ -57,6 +57,9 @@ static const char HELP[] =
     "                      (they are skipped with a warning otherwise)\n"
     "  --force             recompile even what the store already has\n"
     "  --reserve N         context tokens kept free after each segment (default 512)\n"
+    "  --shard I/N         compile only the documents of shard I of N (0 <= I < N):\n"
+    "                      a document's shard is its content hash modulo N, so every\n"
+    "                      machine agrees without talking; `kvz merge` joins the stores\n"
     "  --json              one JSON line per document and a summary on stdout\n"
     "  --quiet             no progress\n"
     "  --device D, --threads N   as in `kvz generate`\n"
@@ -72,7 +75,7 @@ enum {
     OPT_STORE = 256, OPT_METHOD, OPT_RATIO, OPT_BUDGET, OPT_LEVEL, OPT_SHAPE, OPT_BETA, OPT_DECAY,
     OPT_CHUNK, OPT_REUSE, OPT_WINDOW, OPT_POOL, OPT_QUESTION, OPT_KVZIP_CHUNK, OPT_BITS, OPT_KGROUP,
     OPT_VGROUP, OPT_FP16, OPT_ZSTD, OPT_INCLUDE, OPT_EXCLUDE, OPT_MAX_BYTES, OPT_STRICT, OPT_FORCE,
-    OPT_RESERVE, OPT_JSON, OPT_QUIET, OPT_DEVICE, OPT_THREADS, OPT_SEED,
+    OPT_RESERVE, OPT_JSON, OPT_QUIET, OPT_DEVICE, OPT_THREADS, OPT_SEED, OPT_SHARD,
 };
 
 typedef struct compile_args {
@@ -82,6 +85,7 @@ typedef struct compile_args {
     const char **include, **exclude;
     int strict, json, quiet, device, chunk_given, ratio_given;
     long threads;
+    uint32_t shard, n_shards; /* n_shards 0: every document */
 } compile_args;
 
 static int bad(const char *opt, const char *v)
@@ -108,7 +112,8 @@ static int parse(int argc, char **argv, compile_args *a)
         {"force", no_argument, 0, OPT_FORCE}, {"reserve", required_argument, 0, OPT_RESERVE},
         {"json", no_argument, 0, OPT_JSON}, {"quiet", no_argument, 0, OPT_QUIET},
         {"device", required_argument, 0, OPT_DEVICE}, {"threads", required_argument, 0, OPT_THREADS},
-        {"seed", required_argument, 0, OPT_SEED}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+        {"seed", required_argument, 0, OPT_SEED}, {"shard", required_argument, 0, OPT_SHARD},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     memset(a, 0, sizeof *a);
     kvz_compile_opts_default(&a->opts);
@@ -202,6 +207,14 @@ static int parse(int argc, char **argv, compile_args *a)
             if (cli_parse_int(optarg, 0, 1L << 62, &v)) return bad("seed", optarg);
             a->opts.sel.seed = (uint64_t)v;
             break;
+        case OPT_SHARD: {
+            unsigned i, n;
+            char end;
+            if (sscanf(optarg, "%u/%u%c", &i, &n, &end) != 2 || n == 0 || i >= n || n > 1u << 20)
+                return bad("shard", optarg);
+            a->shard = i, a->n_shards = n;
+            break;
+        }
         case OPT_INCLUDE: a->include[a->ingest.n_include++] = optarg; break;
         case OPT_EXCLUDE: a->exclude[a->ingest.n_exclude++] = optarg; break;
         case OPT_MAX_BYTES:
@@ -327,7 +340,7 @@ int cmd_compile(int argc, char **argv)
     if (!a.quiet)
         fprintf(stderr, "compiling %zu document(s) into %s: %s; %d tokens per segment at most\n",
                 list.len, a.store, summary, kvz_compiler_segment_limit(comp));
-    size_t compiled = 0, unchanged = 0, skipped = 0, failed = 0;
+    size_t compiled = 0, unchanged = 0, skipped = 0, failed = 0, other_shards = 0;
     uint64_t out_bytes = 0;
     int64_t in_tokens = 0;
     for (size_t i = 0; i < list.len; i++) {
@@ -338,6 +351,13 @@ int cmd_compile(int argc, char **argv)
         draw(&p, 1);
         int r = kvz_doc_reader_read(reader, i, &doc);
         kvz_doc_result res = {0};
+        if (r == KVZ_OK && a.n_shards && kvz_shard_of(doc.hash, a.n_shards) != a.shard) {
+            other_shards++; /* another machine's */
+            kvz_document_free(&doc);
+            p.docs_done++;
+            p.bytes_done += list.items[i].size;
+            continue;
+        }
         if (r == KVZ_ERR_FORMAT) { /* the content is unusable: skip (or stop, strictly) */
             skipped++;
             line(&p, a.strict ? "FAIL %s: %s" : "skip %s: %s", name, kvz_last_error());
@@ -403,16 +423,20 @@ int cmd_compile(int argc, char **argv)
         draw(&p, 1);
     }
     double el = kvz_now_seconds() - p.start;
+    char shard_note[96] = "";
+    if (a.n_shards)
+        snprintf(shard_note, sizeof shard_note, ", %zu in other shards (this is shard %u of 0..%u)", other_shards,
+                 a.shard, a.n_shards - 1);
     if (p.tty && !a.quiet)
         fprintf(stderr, "\r\033[K");
     if (!a.quiet)
-        fprintf(stderr, "%zu compiled, %zu unchanged, %zu skipped, %zu failed; %lld tokens -> %.1f KB "
-                "(%.2f bytes/token) in %.1f s\n", compiled, unchanged, skipped, failed, (long long)in_tokens,
-                out_bytes / 1024.0, in_tokens ? (double)out_bytes / (double)in_tokens : 0, el);
+        fprintf(stderr, "%zu compiled, %zu unchanged, %zu skipped, %zu failed%s; %lld tokens -> %.1f KB "
+                "(%.2f bytes/token) in %.1f s\n", compiled, unchanged, skipped, failed, shard_note,
+                (long long)in_tokens, out_bytes / 1024.0, in_tokens ? (double)out_bytes / (double)in_tokens : 0, el);
     if (a.json)
         printf("{\"summary\":{\"compiled\":%zu,\"unchanged\":%zu,\"skipped\":%zu,\"failed\":%zu,"
-               "\"tokens\":%lld,\"bytes\":%llu,\"seconds\":%.3f}}\n", compiled, unchanged, skipped, failed,
-               (long long)in_tokens, (unsigned long long)out_bytes, el);
+               "\"other_shards\":%zu,\"tokens\":%lld,\"bytes\":%llu,\"seconds\":%.3f}}\n", compiled, unchanged,
+               skipped, failed, other_shards, (long long)in_tokens, (unsigned long long)out_bytes, el);
     if (rc == KVZ_EXIT_OK && failed)
         rc = KVZ_EXIT_FAILURE;
 done:

@@ -1,22 +1,21 @@
-/* cmd_store.c — `kvz ls`, `kvz inspect` and `kvz verify`: reading a store. */
+/* cmd_store.c — `kvz ls`, `kvz inspect`, `kvz verify`, `kvz stats` and `kvz gc`:
+ * looking after a store. */
+#include "common/buffer.h"
 #include "common/error.h"
 #include "compiler/select.h"
 #include "format/artifact.h"
 #include "format/doc_record.h"
 #include "format/store.h"
+#include "format/transfer.h"
 #include "tools/cli.h"
 
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
-static void hex(const uint8_t *b, size_t n, char *out)
-{
-    for (size_t i = 0; i < n; i++)
-        sprintf(out + 2 * i, "%02x", b[i]);
-}
 
 /* The f16 size of a full cache of n tokens (keys and values, every layer and head). */
 static double full_cache_bytes(const kvz_manifest *m, uint64_t n)
@@ -30,6 +29,7 @@ typedef struct store_args {
     const char *svg;
     long config; /* inspect: which entry of the document (1-based) */
     const char *doc;
+    int older_configs, dry_run; /* gc */
 } store_args;
 
 static int parse_store_args(int argc, char **argv, const char *help, store_args *a, int want_doc)
@@ -37,6 +37,7 @@ static int parse_store_args(int argc, char **argv, const char *help, store_args 
     static const struct option options[] = {
         {"store", required_argument, 0, 's'}, {"json", no_argument, 0, 'j'},
         {"svg", required_argument, 0, 'g'},   {"config", required_argument, 0, 'c'},
+        {"older-configs", no_argument, 0, 'o'}, {"dry-run", no_argument, 0, 'n'},
         {"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
     };
     memset(a, 0, sizeof *a);
@@ -48,6 +49,8 @@ static int parse_store_args(int argc, char **argv, const char *help, store_args 
         case 's': a->store = optarg; break;
         case 'j': a->json = 1; break;
         case 'g': a->svg = optarg; break;
+        case 'o': a->older_configs = 1; break;
+        case 'n': a->dry_run = 1; break;
         case 'c':
             if (cli_parse_int(optarg, 1, 1 << 20, &a->config)) {
                 fprintf(stderr, "kvz %s: invalid --config '%s'\n", argv[0], optarg);
@@ -83,16 +86,12 @@ typedef struct ls_ctx {
     uint64_t bytes, tokens;
 } ls_ctx;
 
-static int ls_visit(void *ctx, const void *key, size_t key_len, const void *val, size_t val_len)
+static int ls_visit(void *ctx, const char *name, kvz_doc_record *rec)
 {
     ls_ctx *l = ctx;
-    kvz_doc_record rec;
-    int rc = kvz_doc_record_decode(val, val_len, &rec);
-    if (rc != KVZ_OK)
-        return kvz_error_context(rc, "document '%.*s'", (int)key_len, (const char *)key);
     l->docs++;
-    for (uint32_t i = 0; i < rec.n_entries; i++) {
-        const kvz_doc_entry *e = &rec.entries[i];
+    for (uint32_t i = 0; i < rec->n_entries; i++) {
+        const kvz_doc_entry *e = &rec->entries[i];
         l->bytes += e->stored_bytes;
         l->tokens += e->n_tokens;
         char when[32];
@@ -100,19 +99,24 @@ static int ls_visit(void *ctx, const void *key, size_t key_len, const void *val,
         strftime(when, sizeof when, "%Y-%m-%d %H:%M", localtime(&t));
         if (l->json) {
             printf("{\"document\":");
-            cli_json_string(stdout, key, key_len);
+            cli_json_string(stdout, name, strlen(name));
             printf(",\"config\":%u,\"summary\":", i + 1);
             cli_json_string(stdout, e->summary, strlen(e->summary));
             printf(",\"tokens\":%u,\"segments\":%u,\"bytes\":%llu,\"bytes_per_token\":%.2f,"
-                   "\"created\":%llu}\n", e->n_tokens, e->n_segments, (unsigned long long)e->stored_bytes,
+                   "\"created\":%llu,\"artifacts\":[", e->n_tokens, e->n_segments, (unsigned long long)e->stored_bytes,
                    e->n_tokens ? (double)e->stored_bytes / e->n_tokens : 0, (unsigned long long)e->created);
+            for (uint32_t k = 0; k < e->n_segments; k++) {
+                char id[33];
+                kvz_hex(e->artifact_ids[k], 16, id);
+                printf("%s\"%s\"", k ? "," : "", id);
+            }
+            printf("]}\n");
         } else {
-            printf("%-40.*s %2u  %-36s %7u tok %3u seg %10.1f KB %8.1f B/tok  %s\n", (int)key_len,
-                   (const char *)key, i + 1, e->summary, e->n_tokens, e->n_segments,
-                   e->stored_bytes / 1024.0, e->n_tokens ? (double)e->stored_bytes / e->n_tokens : 0, when);
+            printf("%-40s %2u  %-36s %7u tok %3u seg %10.1f KB %8.1f B/tok  %s\n", name, i + 1, e->summary,
+                   e->n_tokens, e->n_segments, e->stored_bytes / 1024.0,
+                   e->n_tokens ? (double)e->stored_bytes / e->n_tokens : 0, when);
         }
     }
-    kvz_doc_record_free(&rec);
     return KVZ_OK;
 }
 
@@ -123,7 +127,7 @@ int cmd_ls(int argc, char **argv)
         "\n"
         "Lists the store's documents: for each compile configuration (numbered per\n"
         "document, for `kvz inspect --config N`), the parameters, tokens, segments,\n"
-        "artifact bytes and bytes per original token.\n";
+        "artifact bytes and bytes per original token; --json adds the artifact ids.\n";
     store_args a;
     int rc = parse_store_args(argc, argv, help, &a, 0);
     if (rc)
@@ -135,7 +139,7 @@ int cmd_ls(int argc, char **argv)
     if (st == KVZ_OK)
         st = kvz_store_read_begin(s, &t);
     if (st == KVZ_OK)
-        st = kvz_store_scan(t, KVZ_DB_DOCS, ls_visit, &l);
+        st = kvz_scan_documents(t, ls_visit, &l);
     if (st == KVZ_OK && !a.json)
         printf("%zu document(s), %llu tokens, %.1f KB of artifacts\n", l.docs,
                (unsigned long long)l.tokens, l.bytes / 1024.0);
@@ -306,7 +310,7 @@ int cmd_inspect(int argc, char **argv)
             st = kvz_store_get(t, KVZ_DB_ARTIFACTS, e->artifact_ids[i], 16, &val, &len);
             if (st == KVZ_ERR_NOT_FOUND) {
                 char id[33];
-                hex(e->artifact_ids[i], 16, id);
+                kvz_hex(e->artifact_ids[i], 16, id);
                 st = kvz_errorf(KVZ_ERR_FORMAT, "artifact %s of '%s' is missing from the store", id, a.doc);
             }
             if (st == KVZ_OK)
@@ -334,7 +338,7 @@ static int verify_artifact(void *ctx, const void *key, size_t key_len, const voi
     kvz_artifact a;
     char id[40] = "?";
     if (key_len == 16)
-        hex(key, 16, id);
+        kvz_hex(key, 16, id);
     v->artifacts++;
     int rc = kvz_artifact_open(&a, val, val_len);
     if (rc == KVZ_OK)
@@ -362,7 +366,7 @@ static int verify_doc(void *ctx, const void *key, size_t key_len, const void *va
             size_t alen;
             if (kvz_store_get(v->t, KVZ_DB_ARTIFACTS, rec.entries[i].artifact_ids[sgm], 16, &a, &alen) != KVZ_OK) {
                 char id[33];
-                hex(rec.entries[i].artifact_ids[sgm], 16, id);
+                kvz_hex(rec.entries[i].artifact_ids[sgm], 16, id);
                 v->bad++;
                 fprintf(stderr, "document '%.*s': artifact %s is missing\n", (int)key_len, (const char *)key, id);
             }
@@ -412,4 +416,352 @@ int cmd_verify(int argc, char **argv)
         return cli_exit_code(KVZ_ERR_FORMAT);
     }
     return KVZ_EXIT_OK;
+}
+
+/* ---- stats -------------------------------------------------------------------- */
+
+#define MAX_GROUPS 64
+
+typedef struct stats_group {
+    char summary[128];
+    size_t configs;
+    uint64_t tokens, bytes;
+    double full_bytes; /* the f16 full caches of the same documents */
+} stats_group;
+
+typedef struct stats_ctx {
+    kvz_store_txn *t;
+    size_t docs, configs, groups_used, other_groups;
+    uint64_t tokens, bytes;
+    stats_group groups[MAX_GROUPS];
+} stats_ctx;
+
+static int stats_visit(void *ctx, const char *name, kvz_doc_record *rec)
+{
+    stats_ctx *c = ctx;
+    c->docs++;
+    for (uint32_t i = 0; i < rec->n_entries; i++) {
+        const kvz_doc_entry *e = &rec->entries[i];
+        c->configs++;
+        c->tokens += e->n_tokens;
+        c->bytes += e->stored_bytes;
+        size_t g = 0;
+        while (g < c->groups_used && strcmp(c->groups[g].summary, e->summary) != 0)
+            g++;
+        if (g == MAX_GROUPS) {
+            c->other_groups++;
+            continue;
+        }
+        if (g == c->groups_used)
+            snprintf(c->groups[c->groups_used++].summary, sizeof c->groups[0].summary, "%s", e->summary);
+        stats_group *sg = &c->groups[g];
+        sg->configs++;
+        sg->tokens += e->n_tokens;
+        sg->bytes += e->stored_bytes;
+        const void *a;
+        size_t alen;
+        kvz_artifact art;
+        if (e->n_segments && kvz_store_get(c->t, KVZ_DB_ARTIFACTS, e->artifact_ids[0], 16, &a, &alen) == KVZ_OK &&
+            kvz_artifact_open(&art, a, alen) == KVZ_OK)
+            sg->full_bytes += full_cache_bytes(&art.manifest, e->n_tokens);
+    }
+    return KVZ_OK;
+}
+
+typedef struct size_sum {
+    size_t n;
+    uint64_t bytes;
+} size_sum;
+
+static int sum_visit(void *ctx, const void *key, size_t key_len, const void *val, size_t val_len)
+{
+    size_sum *s = ctx;
+    if (key_len == 16 || (key_len > 7 && memcmp(key, "prefix/", 7) == 0)) {
+        s->n++;
+        s->bytes += val_len;
+    }
+    return KVZ_OK;
+}
+
+static uint64_t file_bytes(const char *dir)
+{
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+int cmd_stats(int argc, char **argv)
+{
+    static const char help[] =
+        "usage: kvz stats --store DIR [--json]\n"
+        "\n"
+        "Totals of a store: documents, configurations, artifacts (and how many no\n"
+        "document references: `kvz gc` drops those), shared prefixes, tokens, bytes, and\n"
+        "per compile configuration the bytes per original token and the size against\n"
+        "the f16 full cache of the same documents; the size of data.mdb on disk.\n";
+    store_args a;
+    int rc = parse_store_args(argc, argv, help, &a, 0);
+    if (rc)
+        return rc < 0 ? KVZ_EXIT_OK : rc;
+    kvz_store *s = NULL;
+    stats_ctx *c = calloc(1, sizeof *c);
+    size_sum arts = {0}, prefixes = {0};
+    int st = c ? kvz_store_open(&s, a.store, KVZ_STORE_READONLY) : kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    if (st == KVZ_OK)
+        st = kvz_store_read_begin(s, &c->t);
+    if (st == KVZ_OK)
+        st = kvz_scan_documents(c->t, stats_visit, c);
+    if (st == KVZ_OK)
+        st = kvz_store_scan(c->t, KVZ_DB_ARTIFACTS, sum_visit, &arts);
+    if (st == KVZ_OK)
+        st = kvz_store_scan(c->t, KVZ_DB_META, sum_visit, &prefixes);
+    if (st == KVZ_OK) {
+        uint64_t disk = file_bytes(a.store);
+        if (a.json) {
+            printf("{\"documents\":%zu,\"configurations\":%zu,\"artifacts\":%zu,\"artifact_bytes\":%llu,"
+                   "\"referenced_bytes\":%llu,\"prefixes\":%zu,\"tokens\":%llu,\"file_bytes\":%llu,\"by_config\":[",
+                   c->docs, c->configs, arts.n, (unsigned long long)arts.bytes, (unsigned long long)c->bytes,
+                   prefixes.n, (unsigned long long)c->tokens, (unsigned long long)disk);
+            for (size_t g = 0; g < c->groups_used; g++) {
+                const stats_group *sg = &c->groups[g];
+                printf("%s{\"summary\":", g ? "," : "");
+                cli_json_string(stdout, sg->summary, strlen(sg->summary));
+                printf(",\"configurations\":%zu,\"tokens\":%llu,\"bytes\":%llu,\"bytes_per_token\":%.2f,"
+                       "\"vs_f16_full\":%.2f}", sg->configs, (unsigned long long)sg->tokens,
+                       (unsigned long long)sg->bytes, sg->tokens ? (double)sg->bytes / sg->tokens : 0,
+                       sg->bytes ? sg->full_bytes / sg->bytes : 0);
+            }
+            printf("]}\n");
+        } else {
+            printf("store %s: %.1f MB on disk\n", a.store, disk / 1048576.0);
+            printf("  %zu document(s), %zu configuration(s), %llu tokens\n", c->docs, c->configs,
+                   (unsigned long long)c->tokens);
+            printf("  %zu artifact(s), %.1f KB; documents reference %.1f KB%s\n", arts.n, arts.bytes / 1024.0,
+                   c->bytes / 1024.0, arts.bytes > c->bytes ? " (kvz gc drops the rest)" : "");
+            printf("  %zu shared prefix(es), %.1f KB\n", prefixes.n, prefixes.bytes / 1024.0);
+            printf("  %-40s %7s %10s %12s %9s %8s\n", "configuration", "docs", "tokens", "KB", "B/token", "vs f16");
+            for (size_t g = 0; g < c->groups_used; g++) {
+                const stats_group *sg = &c->groups[g];
+                printf("  %-40s %7zu %10llu %12.1f %9.1f %7.1fx\n", sg->summary, sg->configs,
+                       (unsigned long long)sg->tokens, sg->bytes / 1024.0,
+                       sg->tokens ? (double)sg->bytes / sg->tokens : 0, sg->bytes ? sg->full_bytes / sg->bytes : 0);
+            }
+            if (c->other_groups)
+                printf("  (%zu configuration(s) of further kinds not broken out)\n", c->other_groups);
+        }
+    }
+    if (c)
+        kvz_store_read_end(c->t);
+    kvz_store_close(s);
+    free(c);
+    return st == KVZ_OK ? KVZ_EXIT_OK : cli_fail("stats", st);
+}
+
+/* ---- gc ----------------------------------------------------------------------- */
+
+typedef struct gc_key {
+    kvz_store_db db;
+    uint8_t *key;
+    size_t len;
+} gc_key;
+
+typedef struct gc_rewrite {
+    char *name;
+    kvz_buffer record;
+} gc_rewrite;
+
+typedef struct gc_ctx {
+    const store_args *args;
+    kvz_store_txn *t;
+    uint8_t (*live)[16];         /* artifact ids documents reference, sorted */
+    size_t n_live, cap_live;
+    char (*live_prefixes)[64];   /* meta keys of prefixes live artifacts need */
+    size_t n_prefixes, cap_prefixes;
+    gc_key *drop;                /* what to delete after the scans */
+    size_t n_drop, cap_drop;
+    gc_rewrite *rewrites;        /* documents whose older configurations go */
+    size_t n_rewrites, cap_rewrites;
+    size_t configs_dropped;
+    uint64_t bytes_dropped;
+} gc_ctx;
+
+static void gc_reset(gc_ctx *g)
+{
+    for (size_t i = 0; i < g->n_drop; i++)
+        free(g->drop[i].key);
+    for (size_t i = 0; i < g->n_rewrites; i++) {
+        kvz_buffer_free(&g->rewrites[i].record);
+        free(g->rewrites[i].name);
+    }
+    g->n_live = g->n_prefixes = g->n_drop = g->n_rewrites = 0;
+    g->configs_dropped = 0;
+    g->bytes_dropped = 0;
+}
+
+/* Keep, per model, only the newest configuration of a document. */
+static uint32_t drop_older(kvz_doc_record *rec)
+{
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < rec->n_entries; i++) {
+        int newest = 1;
+        for (uint32_t j = 0; j < rec->n_entries && newest; j++)
+            if (j != i && rec->entries[j].model_fingerprint == rec->entries[i].model_fingerprint &&
+                (rec->entries[j].created > rec->entries[i].created ||
+                 (rec->entries[j].created == rec->entries[i].created && j > i)))
+                newest = 0;
+        if (newest)
+            rec->entries[kept++] = rec->entries[i];
+        else
+            free(rec->entries[i].artifact_ids);
+    }
+    uint32_t dropped = rec->n_entries - kept;
+    rec->n_entries = kept;
+    return dropped;
+}
+
+static int gc_doc(void *ctx, const char *name, kvz_doc_record *rec)
+{
+    gc_ctx *g = ctx;
+    int rc = KVZ_OK;
+    uint32_t dropped = g->args->older_configs ? drop_older(rec) : 0;
+    if (dropped) {
+        g->configs_dropped += dropped;
+        void *grown = kvz_grow(g->rewrites, &g->cap_rewrites, g->n_rewrites, sizeof *g->rewrites);
+        rc = grown ? KVZ_OK : KVZ_ERR_NOMEM;
+        if (rc == KVZ_OK) {
+            g->rewrites = grown;
+            gc_rewrite *w = &g->rewrites[g->n_rewrites++];
+            memset(w, 0, sizeof *w);
+            kvz_doc_record_encode(rec, &w->record);
+            w->name = strdup(name);
+            if (w->record.failed || !w->name)
+                rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+        }
+    }
+    for (uint32_t i = 0; i < rec->n_entries && rc == KVZ_OK; i++)
+        for (uint32_t s = 0; s < rec->entries[i].n_segments && rc == KVZ_OK; s++) {
+            void *grown = kvz_grow(g->live, &g->cap_live, g->n_live, sizeof *g->live);
+            rc = grown ? KVZ_OK : KVZ_ERR_NOMEM;
+            if (rc == KVZ_OK) {
+                g->live = grown;
+                memcpy(g->live[g->n_live++], rec->entries[i].artifact_ids[s], 16);
+            }
+        }
+    return rc;
+}
+
+static int by_id16(const void *a, const void *b) { return memcmp(a, b, 16); }
+
+static int gc_drop(gc_ctx *g, kvz_store_db db, const void *key, size_t key_len, uint64_t bytes)
+{
+    void *grown = kvz_grow(g->drop, &g->cap_drop, g->n_drop, sizeof *g->drop);
+    if (!grown)
+        return KVZ_ERR_NOMEM;
+    g->drop = grown;
+    uint8_t *copy = malloc(key_len ? key_len : 1);
+    if (!copy)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    memcpy(copy, key, key_len);
+    g->drop[g->n_drop++] = (gc_key){db, copy, key_len};
+    g->bytes_dropped += bytes;
+    return KVZ_OK;
+}
+
+static int gc_artifact(void *ctx, const void *key, size_t key_len, const void *val, size_t val_len)
+{
+    gc_ctx *g = ctx;
+    if (key_len == 16 && g->n_live && bsearch(key, g->live, g->n_live, 16, by_id16)) {
+        kvz_artifact a; /* live: remember the prefix it needs */
+        if (kvz_artifact_open(&a, val, val_len) == KVZ_OK) {
+            char needed[64];
+            kvz_prefix_key(a.manifest.model.fingerprint, a.manifest.prefix_hash, needed);
+            for (size_t i = 0; i < g->n_prefixes; i++) /* a handful: one per model and template */
+                if (strcmp(g->live_prefixes[i], needed) == 0)
+                    return KVZ_OK;
+            void *grown = kvz_grow(g->live_prefixes, &g->cap_prefixes, g->n_prefixes, sizeof *g->live_prefixes);
+            if (!grown)
+                return KVZ_ERR_NOMEM;
+            g->live_prefixes = grown;
+            memcpy(g->live_prefixes[g->n_prefixes++], needed, sizeof needed);
+        }
+        return KVZ_OK;
+    }
+    return gc_drop(g, KVZ_DB_ARTIFACTS, key, key_len, val_len);
+}
+
+static int gc_meta(void *ctx, const void *key, size_t key_len, const void *val, size_t val_len)
+{
+    gc_ctx *g = ctx;
+    if (key_len <= 7 || memcmp(key, "prefix/", 7) != 0)
+        return KVZ_OK; /* version, head scores: kept */
+    for (size_t i = 0; i < g->n_prefixes; i++)
+        if (strlen(g->live_prefixes[i]) == key_len && memcmp(g->live_prefixes[i], key, key_len) == 0)
+            return KVZ_OK;
+    return gc_drop(g, KVZ_DB_META, key, key_len, val_len);
+}
+
+/* The whole collection in one transaction: readers see the store before or after. */
+static int gc_run(kvz_store_txn *t, void *ctx)
+{
+    gc_ctx *g = ctx;
+    gc_reset(g); /* a write retried after the map grew starts over */
+    g->t = t;
+    int rc = kvz_scan_documents(t, gc_doc, g);
+    if (rc != KVZ_OK) /* never drop what a damaged record might reference */
+        return kvz_error_context(rc, "run kvz verify; gc changed nothing");
+    if (g->n_live) /* qsort's base must not be NULL */
+        qsort(g->live, g->n_live, 16, by_id16);
+    KVZ_TRY(kvz_store_scan(t, KVZ_DB_ARTIFACTS, gc_artifact, g));
+    KVZ_TRY(kvz_store_scan(t, KVZ_DB_META, gc_meta, g));
+    if (g->args->dry_run)
+        return KVZ_OK;
+    for (size_t i = 0; i < g->n_rewrites; i++)
+        KVZ_TRY(kvz_store_put(t, KVZ_DB_DOCS, g->rewrites[i].name, strlen(g->rewrites[i].name),
+                              g->rewrites[i].record.data, g->rewrites[i].record.len));
+    for (size_t i = 0; i < g->n_drop; i++)
+        KVZ_TRY(kvz_store_del(t, g->drop[i].db, g->drop[i].key, g->drop[i].len));
+    return KVZ_OK;
+}
+
+int cmd_gc(int argc, char **argv)
+{
+    static const char help[] =
+        "usage: kvz gc --store DIR [--older-configs] [--dry-run]\n"
+        "\n"
+        "Deletes artifacts that no document references (left by an interrupted unpack\n"
+        "or import, or by recompiling changed documents) and shared prefixes no\n"
+        "artifact needs, in one transaction: a reader sees the store before or after.\n"
+        "  --older-configs  also drop every configuration of a document but the newest\n"
+        "                   one per model (and then their artifacts)\n"
+        "  --dry-run        report what would go, change nothing\n"
+        "LMDB reuses the freed pages; the file does not shrink (`mdb_copy -c DIR OUT`\n"
+        "writes a compacted copy).\n";
+    store_args a;
+    int rc = parse_store_args(argc, argv, help, &a, 0);
+    if (rc)
+        return rc < 0 ? KVZ_EXIT_OK : rc;
+    kvz_store *s = NULL;
+    gc_ctx g = {.args = &a};
+    int st = kvz_store_open(&s, a.store, a.dry_run ? KVZ_STORE_READONLY : 0);
+    if (st == KVZ_OK && a.dry_run) {
+        kvz_store_txn *t = NULL;
+        st = kvz_store_read_begin(s, &t);
+        if (st == KVZ_OK)
+            st = gc_run(t, &g);
+        kvz_store_read_end(t);
+    } else if (st == KVZ_OK) {
+        st = kvz_store_write(s, gc_run, &g);
+    }
+    size_t artifacts = 0, prefixes = 0;
+    for (size_t i = 0; i < g.n_drop; i++)
+        g.drop[i].db == KVZ_DB_ARTIFACTS ? artifacts++ : prefixes++;
+    if (st == KVZ_OK)
+        printf("%s %zu artifact(s) and %zu prefix(es), %.1f KB; %zu older configuration(s)%s\n",
+               a.dry_run ? "would drop" : "dropped", artifacts, prefixes, g.bytes_dropped / 1024.0,
+               g.configs_dropped, a.older_configs ? "" : " (not asked: --older-configs)");
+    gc_reset(&g);
+    free(g.live), free(g.live_prefixes), free(g.drop), free(g.rewrites);
+    kvz_store_close(s);
+    return st == KVZ_OK ? KVZ_EXIT_OK : cli_fail("gc", st);
 }

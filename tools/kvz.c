@@ -18,6 +18,13 @@ static void usage(FILE *out)
             "  ls           list a store's documents and their compiled forms\n"
             "  inspect      show one compiled document (manifest, kept pairs, sizes, --svg)\n"
             "  verify       check every checksum and bound of every artifact in a store\n"
+            "  stats        sizes, bytes per token and counts by method of a store\n"
+            "  gc           drop artifacts no document references (and older configurations)\n"
+            "  pack         compiled documents -> a bundle (tar.zst) for another machine\n"
+            "  unpack       a bundle -> a store, everything verified before it is visible\n"
+            "  merge        stores (shards of a compile) -> one store\n"
+            "  export       one compiled artifact -> a .kvz file\n"
+            "  import       .kvz files -> a store\n"
             "  eval         accuracy and fidelity of methods x ratios x bits on generated tasks\n"
             "  generate     answer a prompt with a model (prefill + decode)\n"
             "  tokenize     text on stdin -> token ids on one line\n"
@@ -59,6 +66,16 @@ int main(int argc, char **argv)
         return cmd_inspect(argc - 1, argv + 1);
     if (strcmp(cmd, "verify") == 0)
         return cmd_verify(argc - 1, argv + 1);
+    static const struct {
+        const char *name;
+        int (*run)(int, char **);
+    } store_commands[] = {
+        {"stats", cmd_stats}, {"gc", cmd_gc},         {"pack", cmd_pack},     {"unpack", cmd_unpack},
+        {"merge", cmd_merge}, {"export", cmd_export}, {"import", cmd_import},
+    };
+    for (size_t i = 0; i < sizeof store_commands / sizeof store_commands[0]; i++)
+        if (strcmp(cmd, store_commands[i].name) == 0)
+            return store_commands[i].run(argc - 1, argv + 1);
     if (strcmp(cmd, "eval") == 0)
         return cmd_eval(argc - 1, argv + 1);
     if (strcmp(cmd, "generate") == 0)

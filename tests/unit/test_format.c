@@ -279,6 +279,37 @@ static void test_writer_refuses_bad_input(void **state)
     kvz_artifact_writer_free(w);
 }
 
+/* Keys 52 (config) and 53 (summary) round-trip; a manifest without them (an
+ * older writer) still decodes, with both empty; ids depend on the config. */
+static void test_manifest_optional_config(void **state)
+{
+    (void)state;
+    kvz_manifest m, back;
+    fill_manifest(&m, 4);
+    snprintf(m.config, sizeof m.config, "kvz-config 1 method=kvzip ratio=0.3");
+    snprintf(m.summary, sizeof m.summary, "kvzip pair ratio 0.30, 4-bit");
+    kvz_buffer b = {0};
+    kvz_manifest_encode(&m, &b);
+    assert_int_equal(kvz_manifest_decode(b.data, b.len, &back), KVZ_OK);
+    assert_string_equal(back.config, m.config);
+    assert_string_equal(back.summary, m.summary);
+    /* drop the last two records (52 and 53 are written last) */
+    size_t cut = b.len - (8 + strlen(m.summary)) - (8 + strlen(m.config));
+    assert_int_equal(b.data[cut], 52);
+    assert_int_equal(kvz_manifest_decode(b.data, cut, &back), KVZ_OK);
+    assert_string_equal(back.config, "");
+    assert_string_equal(back.summary, "");
+    kvz_buffer_free(&b);
+
+    uint8_t id1[16], id2[16], id3[16];
+    kvz_artifact_id(m.config, m.doc_hash, 0, 2, id1);
+    kvz_artifact_id(m.config, m.doc_hash, 0, 2, id2);
+    kvz_artifact_id(m.config, m.doc_hash, 1, 2, id3);
+    assert_memory_equal(id1, id2, 16);
+    assert_memory_not_equal(id1, id3, 16);
+    assert_true(kvz_config_id(m.config) != kvz_config_id("kvz-config 1 method=kvzip ratio=0.2"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -288,6 +319,7 @@ int main(void)
         cmocka_unit_test(test_every_flip_and_truncation),
         cmocka_unit_test(test_model_mismatch_names_both),
         cmocka_unit_test(test_writer_refuses_bad_input),
+        cmocka_unit_test(test_manifest_optional_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

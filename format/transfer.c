@@ -1,0 +1,207 @@
+/* transfer.c — verified artifacts and document records into a store. */
+#include "format/transfer.h"
+#include "common/error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void kvz_hex(const uint8_t *bytes, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[bytes[i] >> 4];
+        out[2 * i + 1] = digits[bytes[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+int kvz_unhex(const char *hex, uint8_t *bytes, size_t n)
+{
+    if (strlen(hex) != 2 * n)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        bytes[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+int kvz_transfer_check(const void *bytes, size_t len, kvz_artifact *out)
+{
+    KVZ_TRY(kvz_artifact_open(out, bytes, len));
+    return kvz_artifact_verify(out);
+}
+
+void kvz_prefix_key(uint64_t model_fingerprint, uint64_t prefix_hash, char out[64])
+{
+    snprintf(out, 64, "prefix/%016llx/%016llx", (unsigned long long)model_fingerprint,
+             (unsigned long long)prefix_hash);
+}
+
+typedef struct put_if_absent {
+    kvz_store_db db;
+    const void *key;
+    size_t key_len;
+    const void *val;
+    size_t val_len;
+    int added;
+} put_if_absent;
+
+static int put_if_absent_fn(kvz_store_txn *t, void *ctx)
+{
+    put_if_absent *p = ctx;
+    const void *v;
+    size_t n;
+    p->added = 0;
+    int rc = kvz_store_get(t, p->db, p->key, p->key_len, &v, &n);
+    if (rc != KVZ_ERR_NOT_FOUND)
+        return rc; /* present (content addressing: the same thing), or a read error */
+    p->added = 1;
+    return kvz_store_put(t, p->db, p->key, p->key_len, p->val, p->val_len);
+}
+
+int kvz_transfer_artifact(kvz_store *s, const uint8_t id[16], const void *bytes, size_t len, int *added)
+{
+    put_if_absent p = {KVZ_DB_ARTIFACTS, id, 16, bytes, len, 0};
+    int rc = kvz_store_write(s, put_if_absent_fn, &p);
+    if (added)
+        *added = rc == KVZ_OK && p.added;
+    return rc;
+}
+
+int kvz_transfer_prefix(kvz_store *s, const kvz_artifact *prefix, int *added)
+{
+    const kvz_manifest *m = &prefix->manifest;
+    if (strcmp(m->method, "prefix") != 0)
+        return kvz_errorf(KVZ_ERR_FORMAT, "a shared prefix must be an artifact of method 'prefix', not '%s'",
+                          m->method);
+    uint64_t prefix_hash;
+    memcpy(&prefix_hash, m->doc_hash, 8); /* a prefix artifact names itself by its hash */
+    char key[64];
+    kvz_prefix_key(m->model.fingerprint, prefix_hash, key);
+    put_if_absent p = {KVZ_DB_META, key, strlen(key), prefix->data, prefix->size, 0};
+    int rc = kvz_store_write(s, put_if_absent_fn, &p);
+    if (added)
+        *added = rc == KVZ_OK && p.added;
+    return rc;
+}
+
+static uint64_t newest(const kvz_doc_record *r)
+{
+    uint64_t t = 0;
+    for (uint32_t i = 0; i < r->n_entries; i++)
+        t = r->entries[i].created > t ? r->entries[i].created : t;
+    return t;
+}
+
+int kvz_doc_record_put_entry(kvz_store_txn *t, const char *name, const uint8_t doc_hash[16],
+                             const kvz_doc_entry *e, int replace_other_content, kvz_entry_outcome *outcome)
+{
+    const void *val;
+    size_t len;
+    kvz_doc_record rec = {0};
+    *outcome = KVZ_ENTRY_ADDED;
+    int rc = kvz_store_get(t, KVZ_DB_DOCS, name, strlen(name), &val, &len);
+    if (rc == KVZ_OK) {
+        rc = kvz_doc_record_decode(val, len, &rec);
+        if (rc == KVZ_OK && memcmp(rec.doc_hash, doc_hash, 16) != 0) {
+            if (!replace_other_content && newest(&rec) > e->created) {
+                *outcome = KVZ_ENTRY_KEPT_NEWER;
+                kvz_doc_record_free(&rec);
+                return KVZ_OK;
+            }
+            kvz_doc_record_free(&rec); /* other content under this name: its configs no longer apply */
+            *outcome = KVZ_ENTRY_REPLACED;
+        }
+    } else if (rc == KVZ_ERR_NOT_FOUND) {
+        rc = KVZ_OK;
+    }
+    if (rc != KVZ_OK)
+        return kvz_error_context(rc, "document record of '%s'", name);
+    const kvz_doc_entry *have = kvz_doc_record_find(&rec, e->config_id);
+    if (have && !replace_other_content && have->n_segments == e->n_segments &&
+        memcmp(have->artifact_ids, e->artifact_ids, (size_t)e->n_segments * 16) == 0) {
+        *outcome = KVZ_ENTRY_PRESENT;
+        kvz_doc_record_free(&rec);
+        return KVZ_OK;
+    }
+    memcpy(rec.doc_hash, doc_hash, 16);
+    rc = kvz_doc_record_set(&rec, e);
+    kvz_buffer b = {0};
+    if (rc == KVZ_OK)
+        kvz_doc_record_encode(&rec, &b);
+    if (rc == KVZ_OK)
+        rc = b.failed ? kvz_errorf(KVZ_ERR_NOMEM, "out of memory")
+                      : kvz_store_put(t, KVZ_DB_DOCS, name, strlen(name), b.data, b.len);
+    kvz_buffer_free(&b);
+    kvz_doc_record_free(&rec);
+    return rc;
+}
+
+typedef struct entry_put {
+    const char *name;
+    const uint8_t *doc_hash;
+    const kvz_doc_entry *e;
+    kvz_entry_outcome outcome;
+} entry_put;
+
+static int entry_put_fn(kvz_store_txn *t, void *ctx)
+{
+    entry_put *p = ctx;
+    for (uint32_t i = 0; i < p->e->n_segments; i++) {
+        const void *v;
+        size_t n;
+        int rc = kvz_store_get(t, KVZ_DB_ARTIFACTS, p->e->artifact_ids[i], 16, &v, &n);
+        if (rc == KVZ_ERR_NOT_FOUND) {
+            char id[33];
+            kvz_hex(p->e->artifact_ids[i], 16, id);
+            return kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s': artifact %s (segment %u of %u) is not in the store",
+                              p->name, id, i + 1, p->e->n_segments);
+        }
+        KVZ_TRY(rc);
+    }
+    return kvz_doc_record_put_entry(t, p->name, p->doc_hash, p->e, 0, &p->outcome);
+}
+
+int kvz_transfer_entry(kvz_store *s, const char *name, const uint8_t doc_hash[16], const kvz_doc_entry *e,
+                       kvz_entry_outcome *outcome)
+{
+    entry_put p = {name, doc_hash, e, KVZ_ENTRY_ADDED};
+    int rc = kvz_store_write(s, entry_put_fn, &p);
+    if (outcome)
+        *outcome = p.outcome;
+    return rc;
+}
+
+typedef struct doc_scan {
+    kvz_doc_visit_fn fn;
+    void *ctx;
+} doc_scan;
+
+static int doc_scan_visit(void *ctx, const void *key, size_t key_len, const void *val, size_t val_len)
+{
+    doc_scan *d = ctx;
+    kvz_doc_record rec;
+    int rc = kvz_doc_record_decode(val, val_len, &rec);
+    if (rc != KVZ_OK)
+        return kvz_error_context(rc, "document '%.*s'", (int)key_len, (const char *)key);
+    char *name = strndup(key, key_len);
+    rc = name ? d->fn(d->ctx, name, &rec) : kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    free(name);
+    kvz_doc_record_free(&rec);
+    return rc;
+}
+
+int kvz_scan_documents(kvz_store_txn *t, kvz_doc_visit_fn fn, void *ctx)
+{
+    doc_scan d = {fn, ctx};
+    return kvz_store_scan(t, KVZ_DB_DOCS, doc_scan_visit, &d);
+}

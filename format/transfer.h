@@ -1,0 +1,68 @@
+/*
+ * transfer.h — filing compiled documents that come from elsewhere (another
+ * store, a bundle, a single .kvz file) into a store, and the one rule for
+ * merging a document's record that compile shares.
+ *
+ * Order of visibility: artifacts first (one write transaction each, verified
+ * before they are written), the document record last, after checking inside
+ * its own transaction that every artifact it names is present. A reader that
+ * finds a document therefore always finds all of it; a transfer killed part
+ * way leaves at most unreferenced artifacts (`kvz gc` drops them, running it
+ * again adopts them).
+ */
+#ifndef KVZ_FORMAT_TRANSFER_H
+#define KVZ_FORMAT_TRANSFER_H
+
+#include "format/artifact.h"
+#include "format/doc_record.h"
+#include "format/store.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Open and verify an artifact in memory (every section decoded, every
+ * checksum). KVZ_ERR_FORMAT with the reason. */
+int kvz_transfer_check(const void *bytes, size_t len, kvz_artifact *out);
+
+/* The meta key of a model's shared prefix: "prefix/<fingerprint>/<prefix hash>". */
+void kvz_prefix_key(uint64_t model_fingerprint, uint64_t prefix_hash, char out[64]);
+
+/* Write artifact `id` (already verified) unless the store has it.
+ * *added is 1 when it was written. */
+int kvz_transfer_artifact(kvz_store *s, const uint8_t id[16], const void *bytes, size_t len, int *added);
+
+/* Write a shared prefix artifact (already verified) under its meta key unless present. */
+int kvz_transfer_prefix(kvz_store *s, const kvz_artifact *prefix, int *added);
+
+typedef enum kvz_entry_outcome {
+    KVZ_ENTRY_ADDED = 0,     /* a new configuration of the document */
+    KVZ_ENTRY_PRESENT = 1,   /* the store had this configuration already */
+    KVZ_ENTRY_REPLACED = 2,  /* the name held other content, older: replaced */
+    KVZ_ENTRY_KEPT_NEWER = 3 /* the name holds other content, newer: left alone */
+} kvz_entry_outcome;
+
+/* Inside a write transaction: add configuration `e` of document `name` with
+ * content `doc_hash` to its record. When the record holds other content, the
+ * newer content wins (entries' `created`), or always the incoming one when
+ * `replace_other_content` (compile: the file on disk is the truth). */
+int kvz_doc_record_put_entry(kvz_store_txn *t, const char *name, const uint8_t doc_hash[16],
+                             const kvz_doc_entry *e, int replace_other_content, kvz_entry_outcome *outcome);
+
+/* Its own transaction: check every artifact of `e` is in the store
+ * (KVZ_ERR_NOT_FOUND naming the first missing one), then put the entry as above
+ * with replace_other_content = 0. */
+int kvz_transfer_entry(kvz_store *s, const char *name, const uint8_t doc_hash[16], const kvz_doc_entry *e,
+                       kvz_entry_outcome *outcome);
+
+/* Visit every document of the store in name order, its record decoded; the
+ * visitor may change the record (it is freed after the call). A record that
+ * does not decode stops the scan: KVZ_ERR_FORMAT naming the document. */
+typedef int (*kvz_doc_visit_fn)(void *ctx, const char *name, kvz_doc_record *rec);
+int kvz_scan_documents(kvz_store_txn *t, kvz_doc_visit_fn fn, void *ctx);
+
+/* Lower-case hex of n bytes into out (2n + 1 chars). */
+void kvz_hex(const uint8_t *bytes, size_t n, char *out);
+/* Parse exactly 2n hex digits; 0 on success. */
+int kvz_unhex(const char *hex, uint8_t *bytes, size_t n);
+
+#endif

@@ -1,0 +1,239 @@
+#!/bin/sh
+# Moving compiled documents around: pack -> unpack on another store (same
+# artifacts, same answers, idempotent), hostile bundles refused with nothing
+# written, another model's bundle, sharded compile + merge equal to a single
+# compile, export/import, gc and stats, kill -9 during unpack.
+# Needs KVZ_BIN and KVZ_MODEL.
+set -u
+KVZ=${KVZ_BIN:-build/kvz}
+MODEL=${KVZ_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+fails=0
+fail() { echo "FAIL $*"; fails=$((fails + 1)); }
+ok() { echo "ok   $*"; }
+export KVZ_MODEL="$MODEL"
+
+# six short real documents
+mkdir -p "$TMP/corpus"
+python3 - "$TMP/corpus" <<'PY'
+import sys
+src = open("tests/data/gpl3_excerpt.txt", encoding="utf-8").read().split("\n\n")
+paras = [p for p in src if len(p) > 300][:6]
+for i, p in enumerate(paras):
+    open(f"{sys.argv[1]}/doc{i}.txt", "w").write(p + "\n")
+PY
+DOC="$TMP/corpus/doc0.txt"
+Q="What does this text say?"
+S="$TMP/s"
+"$KVZ" compile "$TMP/corpus" --store "$S" --method recent --quiet 2>"$TMP/e" || { fail "compile"; cat "$TMP/e"; }
+"$KVZ" compile "$DOC" --store "$S" --method kvzip --ratio 0.3 --quiet 2>/dev/null || fail "compile kvzip"
+
+# ---- pack / unpack -------------------------------------------------------------
+"$KVZ" pack --store "$S" --all -o "$TMP/b.tar.zst" >"$TMP/o" 2>&1 && grep -q "packed 6 document(s), 7 configuration(s)" "$TMP/o" \
+    && ok "pack --all" || { fail "pack"; cat "$TMP/o"; }
+tar --zstd -tf "$TMP/b.tar.zst" >"$TMP/names" 2>"$TMP/e" && head -1 "$TMP/names" | grep -qx "kvz-bundle.json" \
+    && [ "$(grep -c '^artifacts/.*\.kvz$' "$TMP/names")" -eq 7 ] && ok "tar -tf lists the bundle: manifest first, 7 artifacts" \
+    || { fail "tar listing"; cat "$TMP/names" "$TMP/e"; }
+"$KVZ" pack --store "$S" --doc "$DOC" -o "$TMP/one.tar.zst" >/dev/null 2>&1 && ok "pack --doc" || fail "pack --doc"
+"$KVZ" pack --store "$S" --doc missing.txt -o "$TMP/x.tar.zst" 2>"$TMP/e"; rc=$?
+[ $rc -eq 7 ] && [ ! -e "$TMP/x.tar.zst" ] && ok "pack of a missing document: exit 7, no file" || fail "pack missing: exit $rc"
+
+U="$TMP/u"
+"$KVZ" unpack "$TMP/b.tar.zst" --store "$U" >"$TMP/o" 2>&1 && grep -q "7 configuration(s) added" "$TMP/o" \
+    && ok "unpack" || { fail "unpack"; cat "$TMP/o"; }
+"$KVZ" verify --store "$U" >/dev/null 2>&1 && ok "unpacked store verifies" || fail "verify unpacked"
+for db in artifacts docs; do
+    mdb_dump -s $db "$S" >"$TMP/d1"; mdb_dump -s $db "$U" >"$TMP/d2"
+    cmp -s "$TMP/d1" "$TMP/d2" && ok "unpacked $db identical to the source's" || fail "$db differ after unpack"
+done
+"$KVZ" query --store "$S" --doc "$DOC" --max-tokens 12 "$Q" >"$TMP/a1" 2>/dev/null
+"$KVZ" query --store "$U" --doc "$DOC" --max-tokens 12 "$Q" >"$TMP/a2" 2>/dev/null
+[ -s "$TMP/a1" ] && cmp -s "$TMP/a1" "$TMP/a2" && ok "same answer from the unpacked store" || fail "answers differ"
+mdb_dump -a "$U" >"$TMP/before"
+"$KVZ" unpack "$TMP/b.tar.zst" --store "$U" >"$TMP/o" 2>&1 && grep -q "0 configuration(s) added, 7 already there" "$TMP/o" \
+    && grep -q "0 artifact(s) written" "$TMP/o" && ok "unpack again: nothing new" || { fail "unpack twice"; cat "$TMP/o"; }
+mdb_dump -a "$U" >"$TMP/after"
+cmp -s "$TMP/before" "$TMP/after" && ok "unpack again: store contents unchanged" || fail "second unpack changed the store"
+
+# ---- hostile and damaged bundles: refused, nothing written -------------------------
+python3 - "$TMP" "$TMP/b.tar.zst" <<'PY'
+import io, json, os, sys, tarfile
+tmp, good = sys.argv[1], sys.argv[2]
+manifest = {"format": "kvz-bundle", "version": 1, "compiler": "test", "created": 0,
+            "prefixes": [], "artifacts": [], "documents": []}
+def bundle(name, entries, first=None):
+    with tarfile.open(os.path.join(tmp, name), "w", format=tarfile.PAX_FORMAT) as t:
+        m = json.dumps(first if first is not None else manifest).encode()
+        info = tarfile.TarInfo("kvz-bundle.json"); info.size = len(m)
+        t.addfile(info, io.BytesIO(m))
+        for info, data in entries:
+            t.addfile(info, io.BytesIO(data) if data is not None else None)
+def reg(path, data=b"x"):
+    i = tarfile.TarInfo(path); i.size = len(data); return (i, data)
+def special(path, kind, link=""):
+    i = tarfile.TarInfo(path); i.type = kind; i.linkname = link; return (i, None)
+bundle("traversal.tar", [reg("../../evil.kvz")])
+bundle("absolute.tar", [reg("/tmp/evil.kvz")])
+bundle("symlink.tar", [special("artifacts/00000000000000000000000000000000.kvz", tarfile.SYMTYPE, "/etc/passwd")])
+bundle("hardlink.tar", [special("artifacts/00000000000000000000000000000000.kvz", tarfile.LNKTYPE, "kvz-bundle.json")])
+bundle("device.tar", [special("artifacts/00000000000000000000000000000000.kvz", tarfile.CHRTYPE)])
+bundle("unlisted.tar", [reg("artifacts/00000000000000000000000000000000.kvz")])
+art = {"path": "artifacts/00000000000000000000000000000000.kvz", "id": "0" * 32, "model": "0" * 16,
+       "bytes": 1 << 40, "xxh3": "0" * 16}
+bundle("missing.tar", [], dict(manifest, artifacts=[art]))
+# a header declaring 1 TiB, then a little data: refused by its declared size
+with open(os.path.join(tmp, "huge.tar"), "wb") as f:
+    m = json.dumps(dict(manifest, artifacts=[art])).encode()
+    info = tarfile.TarInfo("kvz-bundle.json"); info.size = len(m)
+    f.write(info.tobuf(tarfile.PAX_FORMAT) + m + b"\0" * (-len(m) % 512))
+    big = tarfile.TarInfo(art["path"]); big.size = 1 << 40
+    f.write(big.tobuf(tarfile.PAX_FORMAT) + b"\0" * 4096)
+with tarfile.open(os.path.join(tmp, "notbundle.tar"), "w") as t:
+    i = tarfile.TarInfo("readme.txt"); i.size = 2; t.addfile(i, io.BytesIO(b"hi"))
+data = open(good, "rb").read()
+open(os.path.join(tmp, "truncated.tar.zst"), "wb").write(data[: len(data) // 2])
+for k, at in enumerate([len(data) // 7, len(data) // 3, len(data) // 2, 2 * len(data) // 3, len(data) - 40]):
+    flipped = bytearray(data); flipped[at] ^= 0x10
+    open(os.path.join(tmp, f"flipped{k}.tar.zst"), "wb").write(flipped)
+PY
+refused() { # bundle, expected exit code, message pattern
+    rm -rf "$TMP/h"
+    "$KVZ" unpack "$TMP/$1" --store "$TMP/h" >/dev/null 2>"$TMP/e"; rc=$?
+    if [ $rc -eq "$2" ] && grep -qi "$3" "$TMP/e" && [ ! -e "$TMP/h" ]; then
+        ok "refused $1 (exit $rc): $(head -c 150 "$TMP/e")"
+    else
+        fail "$1: exit $rc, store written: $([ -e "$TMP/h" ] && echo yes || echo no): $(cat "$TMP/e")"
+    fi
+}
+refused traversal.tar 4 "climbs out"
+refused absolute.tar 4 "absolute path"
+refused symlink.tar 4 "symbolic link"
+refused hardlink.tar 4 "hard link"
+refused device.tar 4 "character device"
+refused unlisted.tar 4 "does not list"
+refused missing.tar 4 "lacks"
+refused huge.tar 10 "over the limit"
+refused notbundle.tar 4 "not a kvz bundle"
+refused truncated.tar.zst 4 "truncated"
+for k in 0 1 2 3 4; do refused flipped$k.tar.zst 4 "."; done
+rm -rf "$TMP/h"
+"$KVZ" unpack "$TMP/b.tar.zst" --store "$TMP/h" --max-entry-bytes 1000 >/dev/null 2>"$TMP/e"; rc=$?
+[ $rc -eq 10 ] && [ ! -e "$TMP/h" ] && ok "--max-entry-bytes refuses large entries (exit 10)" || fail "--max-entry-bytes: exit $rc"
+"$KVZ" unpack "$TMP/nonexistent.tar.zst" --store "$TMP/h" 2>/dev/null; rc=$?
+[ $rc -eq 7 ] && ok "unpack of a missing file: exit 7" || fail "unpack missing file: exit $rc"
+
+# ---- another model's bundle ---------------------------------------------------------
+"$KVZ" synth-model --shape tiny -o "$TMP/tiny.gguf" >/dev/null 2>&1
+"$KVZ" compile "$DOC" --store "$TMP/tiny_store" --model "$TMP/tiny.gguf" --method recent --reserve 64 --quiet 2>/dev/null
+"$KVZ" pack --store "$TMP/tiny_store" --all -o "$TMP/tiny.tar.zst" >/dev/null 2>&1
+cp -r "$U" "$TMP/u2"; mdb_dump -a "$TMP/u2" >"$TMP/before"
+"$KVZ" unpack "$TMP/tiny.tar.zst" --store "$TMP/u2" >/dev/null 2>"$TMP/e"; rc=$?
+mdb_dump -a "$TMP/u2" >"$TMP/after"
+[ $rc -eq 6 ] && grep -q "allow-model-mismatch" "$TMP/e" && cmp -s "$TMP/before" "$TMP/after" \
+    && ok "another model's bundle refused (exit 6), store unchanged" || { fail "model mismatch: exit $rc"; cat "$TMP/e"; }
+"$KVZ" unpack "$TMP/tiny.tar.zst" --store "$TMP/u2" --allow-model-mismatch >"$TMP/o" 2>&1 && grep -q "stored aside" "$TMP/o" \
+    && [ "$("$KVZ" ls --store "$TMP/u2" | grep -c "doc0.txt")" -eq 3 ] && ok "--allow-model-mismatch stores it aside" \
+    || { fail "allow-model-mismatch"; cat "$TMP/o"; }
+"$KVZ" query --store "$TMP/u2" --doc "$DOC" --max-tokens 12 "$Q" >"$TMP/a3" 2>/dev/null
+cmp -s "$TMP/a1" "$TMP/a3" && ok "queries still use this model's configuration" || fail "query after mismatch unpack"
+
+# ---- sharded compile + merge == one compile --------------------------------------------
+for i in 0 1 2; do
+    "$KVZ" compile "$TMP/corpus" --store "$TMP/shard$i" --method recent --shard $i/3 --json 2>/dev/null >"$TMP/sh$i"
+done
+total=0
+for i in 0 1 2; do total=$((total + $(grep -c '"status":"compiled"' "$TMP/sh$i"))); done
+[ $total -eq 6 ] && ok "3 shards compiled 6 documents once in all" || fail "shards compiled $total documents"
+"$KVZ" compile "$TMP/corpus" --store "$TMP/shard0b" --method recent --shard 0/3 --quiet 2>/dev/null # overlaps shard 0
+"$KVZ" compile "$TMP/corpus" --store "$TMP/single" --method recent --quiet 2>/dev/null
+"$KVZ" merge "$TMP/shard0" "$TMP/shard1" "$TMP/shard0b" "$TMP/shard2" --into "$TMP/merged" >/dev/null 2>&1 \
+    && ok "merge" || fail "merge"
+# bytes may differ by a few: each artifact records when it was compiled, and zstd packs that differently
+strip() { "$KVZ" ls --store "$1" --json | sed 's/"bytes":.*"created":[0-9]*,//'; }
+strip "$TMP/single" >"$TMP/l1"; strip "$TMP/merged" >"$TMP/l2"
+[ -s "$TMP/l1" ] && cmp -s "$TMP/l1" "$TMP/l2" && ok "merged shards list as a single compile (names, configurations, tokens, ids)" \
+    || { fail "merge differs"; diff "$TMP/l1" "$TMP/l2" | head; }
+"$KVZ" verify --store "$TMP/merged" >/dev/null 2>&1 && ok "merged store verifies" || fail "verify merged"
+"$KVZ" query --store "$TMP/single" --doc "$DOC" --max-tokens 12 "$Q" >"$TMP/a6" 2>/dev/null
+"$KVZ" query --store "$TMP/merged" --doc "$DOC" --max-tokens 12 "$Q" >"$TMP/a7" 2>/dev/null
+[ -s "$TMP/a6" ] && cmp -s "$TMP/a6" "$TMP/a7" && ok "merged store answers as the single compile" || fail "merged answers differ"
+mdb_dump -a "$TMP/merged" >"$TMP/before"
+"$KVZ" merge "$TMP/shard0" "$TMP/shard1" "$TMP/shard2" --into "$TMP/merged" >/dev/null 2>&1
+mdb_dump -a "$TMP/merged" >"$TMP/after"
+cmp -s "$TMP/before" "$TMP/after" && ok "merge again: unchanged" || fail "second merge changed the store"
+"$KVZ" merge "$TMP/merged" --into "$TMP/merged" 2>/dev/null; rc=$?
+[ $rc -eq 2 ] && ok "merge into itself refused" || fail "merge into itself: exit $rc"
+"$KVZ" compile "$TMP/corpus" --store "$TMP/x" --shard 3/3 2>/dev/null; rc=$?
+[ $rc -eq 2 ] && ok "--shard 3/3 refused" || fail "--shard 3/3: exit $rc"
+
+# the Slurm example, run here as a 2-task array and the merge step
+mkdir -p "$TMP/bin" "$TMP/slurm"; ln -sf "$(cd "$(dirname "$KVZ")" && pwd)/$(basename "$KVZ")" "$TMP/bin/kvz"
+for i in 0 1; do
+    PATH="$TMP/bin:$PATH" TMPDIR="$TMP" SLURM_ARRAY_TASK_ID=$i SLURM_ARRAY_TASK_COUNT=2 KVZ_COMPILE_ARGS="--method recent --quiet" \
+        bash examples/cluster/slurm_compile.sh "$TMP/corpus" "$TMP/slurm" >/dev/null 2>"$TMP/e" || { fail "slurm task $i"; cat "$TMP/e"; }
+done
+PATH="$TMP/bin:$PATH" KVZ_STEP=merge SLURM_ARRAY_TASK_COUNT=2 bash examples/cluster/slurm_compile.sh "$TMP/corpus" "$TMP/slurm" \
+    >/dev/null 2>"$TMP/e" || { fail "slurm merge step"; cat "$TMP/e"; }
+strip "$TMP/slurm/merged" >"$TMP/l3"
+cmp -s "$TMP/l1" "$TMP/l3" && [ -s "$TMP/slurm/corpus.tar.zst" ] && ok "the Slurm example: 2 shards, merge, pack" || fail "slurm example"
+if python3 -c "import yaml" 2>/dev/null; then
+    python3 -c "import yaml,sys; [d['spec'] for f in sys.argv[1:] for d in yaml.safe_load_all(open(f))]" \
+        examples/cluster/k8s_compile.yaml examples/cluster/k8s_merge.yaml && ok "the Kubernetes manifests parse" || fail "k8s yaml"
+fi
+
+# ---- export / import -------------------------------------------------------------------
+"$KVZ" export --store "$S" "$DOC" --config 2 -o "$TMP/doc0.kvz" >/dev/null 2>&1 && ok "export" || fail "export"
+"$KVZ" import "$TMP/doc0.kvz" --store "$TMP/imp" >"$TMP/o" 2>&1 && "$KVZ" verify --store "$TMP/imp" >/dev/null 2>&1 \
+    && ok "import into a fresh store (prefix computed)" || { fail "import"; cat "$TMP/o"; }
+"$KVZ" query --store "$TMP/imp" --doc "$DOC" --max-tokens 12 "$Q" >"$TMP/a5" 2>/dev/null
+[ -s "$TMP/a5" ] && ok "the imported document answers" || fail "query after import"
+"$KVZ" ls --store "$TMP/imp" --json | sed 's/"config":[0-9]*,//; s/"created":[0-9]*,//' >"$TMP/l1"
+"$KVZ" ls --store "$S" --json | grep kvzip | grep "doc0.txt" | sed 's/"config":[0-9]*,//; s/"created":[0-9]*,//' >"$TMP/l2"
+cmp -s "$TMP/l1" "$TMP/l2" && ok "imported under the compile's own ids" || { fail "import ids"; cat "$TMP/l1" "$TMP/l2"; }
+"$KVZ" import "$TMP/doc0.kvz" --store "$TMP/imp" >"$TMP/o" 2>&1 && grep -q "already in the store" "$TMP/o" \
+    && ok "import again: nothing new" || fail "import twice"
+"$KVZ" import "$TMP/corpus/doc1.txt" --store "$TMP/imp" 2>/dev/null; rc=$?
+[ $rc -eq 4 ] && ok "import of a non-artifact: exit 4" || fail "import non-artifact: exit $rc"
+"$KVZ" export --store "$S" missing.txt -o "$TMP/m.kvz" 2>/dev/null; rc=$?
+[ $rc -eq 7 ] && ok "export of a missing document: exit 7" || fail "export missing: exit $rc"
+
+# ---- gc and stats --------------------------------------------------------------------------
+G="$TMP/g"
+cp -r "$S" "$G"
+echo "A new sentence changes the content." >>"$TMP/corpus/doc1.txt"
+"$KVZ" compile "$TMP/corpus/doc1.txt" --store "$G" --method recent --quiet 2>/dev/null # old content's artifact orphaned
+"$KVZ" stats --store "$G" >"$TMP/o" 2>&1 && grep -q "kvz gc drops the rest" "$TMP/o" && ok "stats shows unreferenced bytes" \
+    || { fail "stats"; cat "$TMP/o"; }
+"$KVZ" gc --store "$G" --dry-run >"$TMP/o" 2>&1 && grep -q "would drop 1 artifact" "$TMP/o" && ok "gc --dry-run" || { fail "gc dry run"; cat "$TMP/o"; }
+"$KVZ" gc --store "$G" >"$TMP/o" 2>&1 && grep -q "dropped 1 artifact(s) and 0 prefix" "$TMP/o" && ok "gc drops the orphan" \
+    || { fail "gc"; cat "$TMP/o"; }
+"$KVZ" gc --store "$G" --older-configs >"$TMP/o" 2>&1 && grep -q "1 older configuration" "$TMP/o" \
+    && [ "$("$KVZ" ls --store "$G" | grep -c "doc0.txt")" -eq 1 ] && ok "gc --older-configs keeps the newest" \
+    || { fail "gc --older-configs"; cat "$TMP/o"; }
+"$KVZ" verify --store "$G" >/dev/null 2>&1 && "$KVZ" query --store "$G" --doc "$DOC" --max-tokens 4 "$Q" >/dev/null 2>&1 \
+    && ok "after gc: verifies and answers" || fail "after gc"
+"$KVZ" stats --store "$G" --json >"$TMP/o" && python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['documents']==6 and d['configurations']==6 and d['artifact_bytes']==d['referenced_bytes']" "$TMP/o" \
+    && ok "stats --json after gc" || { fail "stats --json"; cat "$TMP/o"; }
+
+# ---- kill -9 during unpack, again and again: the store stays valid -----------------------
+K="$TMP/k"
+kills=${KVZ_KILLS:-20}
+i=0
+while [ $i -lt "$kills" ]; do
+    "$KVZ" unpack "$TMP/b.tar.zst" --store "$K" --quiet >/dev/null 2>&1 &
+    pid=$!
+    sleep "$(python3 -c "print(0.05 + (($i * 7919) % 23) * 0.03)")"
+    kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+    if [ -e "$K/data.mdb" ] && ! "$KVZ" verify --store "$K" >"$TMP/o" 2>&1; then
+        fail "verify after kill $i"; cat "$TMP/o"; break
+    fi
+    i=$((i + 1))
+done
+[ $i -eq "$kills" ] && ok "$kills kill -9 during unpack: the store verified after each"
+"$KVZ" unpack "$TMP/b.tar.zst" --store "$K" --quiet >/dev/null 2>&1 && "$KVZ" verify --store "$K" >/dev/null 2>&1 \
+    && [ "$("$KVZ" ls --store "$K" | grep -c " seg ")" -eq 7 ] && ok "unpack after the kills completes the store" \
+    || fail "unpack after kills"
+
+[ $fails -eq 0 ] && echo "test_ship: all passed" || echo "test_ship: $fails failed"
+[ $fails -eq 0 ]

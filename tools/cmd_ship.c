@@ -1,0 +1,649 @@
+/* cmd_ship.c — moving compiled documents between stores and machines:
+ * `kvz pack`, `kvz unpack`, `kvz merge`, `kvz export`, `kvz import`. */
+#include "common/error.h"
+#include "common/file_util.h"
+#include "compiler/compile.h"
+#include "format/bundle.h"
+#include "format/transfer.h"
+#include "model/identity.h"
+#include "tools/cli.h"
+
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { OPT_STORE = 256, OPT_DOC, OPT_ALL, OPT_INTO, OPT_ALLOW, OPT_MAX_ENTRY, OPT_CONFIG, OPT_SEGMENT, OPT_QUIET };
+
+typedef struct ship_args {
+    const char *store, *output, *into, *model;
+    const char **docs;
+    size_t n_docs;
+    int all, allow_mismatch, quiet;
+    long config, segment;
+    uint64_t max_entry;
+} ship_args;
+
+/* One option parser for the five commands; `allowed` lists the options a
+ * command takes, each between spaces: " store doc all ". */
+static int parse_ship(int argc, char **argv, const char *help, const char *allowed, ship_args *a)
+{
+    static const struct option options[] = {
+        {"store", required_argument, 0, OPT_STORE},  {"doc", required_argument, 0, OPT_DOC},
+        {"all", no_argument, 0, OPT_ALL},            {"output", required_argument, 0, 'o'},
+        {"into", required_argument, 0, OPT_INTO},    {"model", required_argument, 0, 'm'},
+        {"allow-model-mismatch", no_argument, 0, OPT_ALLOW},
+        {"max-entry-bytes", required_argument, 0, OPT_MAX_ENTRY},
+        {"config", required_argument, 0, OPT_CONFIG}, {"segment", required_argument, 0, OPT_SEGMENT},
+        {"quiet", no_argument, 0, OPT_QUIET},        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    memset(a, 0, sizeof *a);
+    a->config = 1;
+    a->docs = calloc((size_t)argc + 1, sizeof *a->docs);
+    if (!a->docs)
+        return KVZ_EXIT_FAILURE;
+    int c, index;
+    long v;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "o:m:h", options, &index)) != -1) {
+        if (c == 'h') {
+            fputs(help, stdout);
+            return -1;
+        }
+        const char *name = c == 'o' ? "output" : c == 'm' ? "model" : c == '?' ? NULL : options[index].name;
+        char word[48];
+        snprintf(word, sizeof word, " %s ", name ? name : "");
+        if (!name || !strstr(allowed, word)) {
+            if (name)
+                fprintf(stderr, "kvz %s: --%s does not apply here\n", argv[0], name);
+            fputs(help, stderr);
+            return KVZ_EXIT_USAGE;
+        }
+        switch (c) {
+        case OPT_STORE: a->store = optarg; break;
+        case OPT_DOC: a->docs[a->n_docs++] = optarg; break;
+        case OPT_ALL: a->all = 1; break;
+        case 'o': a->output = optarg; break;
+        case OPT_INTO: a->into = optarg; break;
+        case 'm': a->model = optarg; break;
+        case OPT_ALLOW: a->allow_mismatch = 1; break;
+        case OPT_QUIET: a->quiet = 1; break;
+        case OPT_MAX_ENTRY:
+            if (cli_parse_int(optarg, 1, LONG_MAX, &v)) {
+                fprintf(stderr, "kvz %s: invalid --max-entry-bytes '%s'\n", argv[0], optarg);
+                return KVZ_EXIT_USAGE;
+            }
+            a->max_entry = (uint64_t)v;
+            break;
+        case OPT_CONFIG:
+        case OPT_SEGMENT:
+            if (cli_parse_int(optarg, 1, 1 << 20, &v)) {
+                fprintf(stderr, "kvz %s: invalid --%s '%s'\n", argv[0], name, optarg);
+                return KVZ_EXIT_USAGE;
+            }
+            *(c == OPT_CONFIG ? &a->config : &a->segment) = v;
+            break;
+        }
+    }
+    return KVZ_EXIT_OK;
+}
+
+static int usage_error(const char *cmd, const char *msg)
+{
+    fprintf(stderr, "kvz %s: %s (see kvz %s --help)\n", cmd, msg, cmd);
+    return KVZ_EXIT_USAGE;
+}
+
+/* The fingerprint of the model at `path` (loaded once: the weights are hashed). */
+static int model_identity(const char *path, kvz_model **model, kvz_model_identity *id)
+{
+    kvz_model_config mc = {.backend = {.device = KVZ_DEVICE_CPU}};
+    KVZ_TRY(kvz_model_load(model, cli_model_path(path), &mc));
+    kvz_model_identity_of(*model, id);
+    return KVZ_OK;
+}
+
+static int get_artifact(kvz_store_txn *t, const uint8_t id[16], const char *doc, kvz_artifact *a)
+{
+    const void *val;
+    size_t len;
+    int rc = kvz_store_get(t, KVZ_DB_ARTIFACTS, id, 16, &val, &len);
+    if (rc == KVZ_ERR_NOT_FOUND) {
+        char hex[33];
+        kvz_hex(id, 16, hex);
+        return kvz_errorf(KVZ_ERR_FORMAT, "'%s': artifact %s is missing from the store (kvz verify)", doc, hex);
+    }
+    KVZ_TRY(rc);
+    rc = kvz_transfer_check(val, len, a);
+    return rc == KVZ_OK ? KVZ_OK : kvz_error_context(rc, "'%s'", doc);
+}
+
+/* The shared prefix an artifact was compiled after, from the store's meta. */
+static int get_prefix(kvz_store_txn *t, const kvz_artifact *of, kvz_artifact *prefix)
+{
+    char key[64];
+    const void *val;
+    size_t len;
+    kvz_prefix_key(of->manifest.model.fingerprint, of->manifest.prefix_hash, key);
+    int rc = kvz_store_get(t, KVZ_DB_META, key, strlen(key), &val, &len);
+    if (rc == KVZ_ERR_NOT_FOUND)
+        return kvz_errorf(KVZ_ERR_FORMAT, "the store lacks the shared prefix %s that '%s' needs", key,
+                          of->manifest.doc_name);
+    KVZ_TRY(rc);
+    rc = kvz_transfer_check(val, len, prefix);
+    return rc == KVZ_OK ? KVZ_OK : kvz_error_context(rc, "shared prefix %s", key);
+}
+
+/* ---- pack ------------------------------------------------------------------- */
+
+typedef struct pack_ctx {
+    kvz_store_txn *t;
+    kvz_bundle_writer *w;
+    size_t docs, configs;
+} pack_ctx;
+
+static int pack_doc(void *ctx, const char *doc, kvz_doc_record *rec)
+{
+    pack_ctx *p = ctx;
+    int rc = KVZ_OK;
+    for (uint32_t i = 0; i < rec->n_entries && rc == KVZ_OK; i++) {
+        const kvz_doc_entry *e = &rec->entries[i];
+        for (uint32_t s = 0; s < e->n_segments && rc == KVZ_OK; s++) {
+            kvz_artifact a, prefix;
+            rc = get_artifact(p->t, e->artifact_ids[s], doc, &a);
+            if (rc == KVZ_OK)
+                rc = kvz_bundle_add_artifact(p->w, e->artifact_ids[s], &a);
+            if (rc == KVZ_OK)
+                rc = get_prefix(p->t, &a, &prefix);
+            if (rc == KVZ_OK)
+                rc = kvz_bundle_add_prefix(p->w, &prefix);
+        }
+        if (rc == KVZ_OK)
+            rc = kvz_bundle_add_entry(p->w, doc, rec->doc_hash, e);
+        p->configs++;
+    }
+    p->docs++;
+    return rc;
+}
+
+int cmd_pack(int argc, char **argv)
+{
+    static const char help[] =
+        "usage: kvz pack --store DIR (--doc NAME... | --all) -o FILE.tar.zst\n"
+        "\n"
+        "Writes compiled documents (every configuration of each) into a bundle: a tar\n"
+        "archive compressed with zstd that `tar -tf` lists, holding a manifest\n"
+        "(kvz-bundle.json: documents, model fingerprints, sizes, checksums), the\n"
+        "artifacts and the shared prompt prefixes they need (format/BUNDLE.md). Every\n"
+        "artifact is verified before it is packed. The file appears only when complete.\n"
+        "Move it to another machine and `kvz unpack` it there.\n"
+        "\n"
+        "  --doc NAME   a document as `kvz ls` names it (repeatable)\n"
+        "  --all        every document of the store\n";
+    ship_args a;
+    int rc = parse_ship(argc, argv, help, " store doc all output quiet ", &a);
+    if (rc == KVZ_EXIT_OK && (!a.store || !a.output))
+        rc = usage_error(argv[0], "--store DIR and -o FILE are required");
+    else if (rc == KVZ_EXIT_OK && (a.all == (a.n_docs > 0) || optind != argc))
+        rc = usage_error(argv[0], "name documents with --doc, or give --all (not both)");
+    if (rc) {
+        free(a.docs);
+        return rc < 0 ? KVZ_EXIT_OK : rc;
+    }
+    kvz_store *s = NULL;
+    pack_ctx p = {0};
+    uint64_t bytes = 0;
+    int st = kvz_store_open(&s, a.store, KVZ_STORE_READONLY);
+    if (st == KVZ_OK)
+        st = kvz_store_read_begin(s, &p.t);
+    if (st == KVZ_OK)
+        st = kvz_bundle_writer_new(&p.w);
+    if (st == KVZ_OK && a.all)
+        st = kvz_scan_documents(p.t, pack_doc, &p);
+    for (size_t i = 0; i < a.n_docs && st == KVZ_OK; i++) {
+        const void *val;
+        size_t len;
+        kvz_doc_record rec;
+        st = kvz_store_get(p.t, KVZ_DB_DOCS, a.docs[i], strlen(a.docs[i]), &val, &len);
+        if (st == KVZ_ERR_NOT_FOUND)
+            st = kvz_errorf(KVZ_ERR_NOT_FOUND, "no document '%s' in the store '%s' (see kvz ls)", a.docs[i], a.store);
+        if (st == KVZ_OK && (st = kvz_doc_record_decode(val, len, &rec)) == KVZ_OK) {
+            st = pack_doc(&p, a.docs[i], &rec);
+            kvz_doc_record_free(&rec);
+        }
+    }
+    if (st == KVZ_OK && p.docs == 0)
+        st = kvz_errorf(KVZ_ERR_NOT_FOUND, "the store '%s' holds no documents to pack", a.store);
+    if (st == KVZ_OK)
+        st = kvz_bundle_write(p.w, a.output, &bytes);
+    kvz_bundle_writer_free(p.w);
+    kvz_store_read_end(p.t);
+    kvz_store_close(s);
+    free(a.docs);
+    if (st != KVZ_OK)
+        return cli_fail("pack", st);
+    if (!a.quiet)
+        printf("packed %zu document(s), %zu configuration(s) into %s (%.1f KB)\n", p.docs, p.configs, a.output,
+               bytes / 1024.0);
+    return KVZ_EXIT_OK;
+}
+
+/* ---- unpack ----------------------------------------------------------------- */
+
+typedef struct unpack_ctx {
+    kvz_store *store;
+    uint64_t model;         /* the fingerprint the store serves */
+    int allow_mismatch;
+    size_t other_model;     /* configurations compiled by another model */
+    uint64_t other_fingerprint;
+    size_t artifacts_added, artifacts_present, prefixes_added;
+} unpack_ctx;
+
+static int unpack_policy(void *ctx, const kvz_bundle_manifest *m)
+{
+    unpack_ctx *u = ctx;
+    u->other_model = 0;
+    for (size_t d = 0; d < m->n_docs; d++)
+        for (uint32_t k = 0; k < m->docs[d].record.n_entries; k++)
+            if (m->docs[d].record.entries[k].model_fingerprint != u->model) {
+                u->other_model++;
+                u->other_fingerprint = m->docs[d].record.entries[k].model_fingerprint;
+            }
+    if (u->other_model && !u->allow_mismatch)
+        return kvz_errorf(KVZ_ERR_MODEL_MISMATCH,
+                          "the bundle holds %zu configuration(s) compiled by model %016llx, not by the model "
+                          "this store is used with (%016llx); nothing was written. Unpack with that model's "
+                          "--model, or --allow-model-mismatch to store them aside (kvz query never uses "
+                          "another model's artifacts)", u->other_model, (unsigned long long)u->other_fingerprint,
+                          (unsigned long long)u->model);
+    return KVZ_OK;
+}
+
+static int unpack_prefix(void *ctx, const kvz_bundle_file *f, const kvz_artifact *a)
+{
+    unpack_ctx *u = ctx;
+    int added = 0;
+    KVZ_TRY(kvz_transfer_prefix(u->store, a, &added));
+    u->prefixes_added += (size_t)added;
+    return KVZ_OK;
+}
+
+static int unpack_artifact(void *ctx, const kvz_bundle_file *f, const kvz_artifact *a)
+{
+    unpack_ctx *u = ctx;
+    int added = 0;
+    KVZ_TRY(kvz_transfer_artifact(u->store, f->id, a->data, a->size, &added));
+    added ? u->artifacts_added++ : u->artifacts_present++;
+    return KVZ_OK;
+}
+
+int cmd_unpack(int argc, char **argv)
+{
+    static const char help[] =
+        "usage: kvz unpack FILE --store DIR [--model PATH] [--allow-model-mismatch]\n"
+        "                  [--max-entry-bytes N]\n"
+        "\n"
+        "Imports a bundle written by `kvz pack` into a store (created if missing). The\n"
+        "whole bundle is read and checked first and nothing is written unless all of it\n"
+        "passes: only regular files the manifest lists (no absolute paths, no '..', no\n"
+        "links or devices, nothing listed twice or missing), sizes within the limit and\n"
+        "equal to the manifest's, checksums, every artifact decoded and verified, and\n"
+        "every configuration compiled by the model (--model, default the setup's\n"
+        "SmolLM2). Then each artifact is written in its own transaction and each\n"
+        "document last, so a reader never sees a document without all of its artifacts;\n"
+        "an interrupted unpack leaves the store valid and running it again finishes it.\n"
+        "Unpacking twice writes nothing new.\n"
+        "\n"
+        "  --allow-model-mismatch  store configurations of other models aside, in their\n"
+        "                          documents' records (queries with this model skip them)\n"
+        "  --max-entry-bytes N     refuse larger archive entries (default 4 GiB)\n";
+    ship_args a;
+    int rc = parse_ship(argc, argv, help, " store model allow-model-mismatch max-entry-bytes quiet ", &a);
+    if (rc == KVZ_EXIT_OK && (!a.store || optind != argc - 1))
+        rc = usage_error(argv[0], "give one bundle FILE and --store DIR");
+    if (rc) {
+        free(a.docs);
+        return rc < 0 ? KVZ_EXIT_OK : rc;
+    }
+    const char *file = argv[optind];
+    kvz_model *model = NULL;
+    kvz_model_identity id;
+    unpack_ctx u = {0};
+    u.allow_mismatch = a.allow_mismatch;
+    kvz_bundle_limits lim = {a.max_entry, 0};
+    kvz_bundle_manifest m = {0};
+    int st = model_identity(a.model, &model, &id);
+    kvz_model_free(model);
+    u.model = id.fingerprint;
+    /* pass 1: check everything, write nothing */
+    kvz_bundle_visitor check = {unpack_policy, NULL, NULL, &u};
+    if (st == KVZ_OK)
+        st = kvz_bundle_read(file, &lim, &check, &m);
+    if (st == KVZ_OK && !a.quiet)
+        printf("%s: %zu document(s), %zu artifact(s), %zu prefix(es) checked\n", file, m.n_docs, m.n_artifacts,
+               m.n_prefixes);
+    /* pass 2: write, artifacts first (re-checked: the file may have changed), documents last */
+    kvz_bundle_visitor write = {unpack_policy, unpack_prefix, unpack_artifact, &u};
+    if (st == KVZ_OK)
+        st = kvz_store_open(&u.store, a.store, KVZ_STORE_CREATE);
+    if (st == KVZ_OK)
+        st = kvz_bundle_read(file, &lim, &write, NULL);
+    size_t counts[4] = {0};
+    for (size_t d = 0; d < m.n_docs && st == KVZ_OK; d++)
+        for (uint32_t k = 0; k < m.docs[d].record.n_entries && st == KVZ_OK; k++) {
+            kvz_entry_outcome o = KVZ_ENTRY_ADDED;
+            st = kvz_transfer_entry(u.store, m.docs[d].name, m.docs[d].hash, &m.docs[d].record.entries[k], &o);
+            counts[o]++;
+        }
+    kvz_bundle_manifest_free(&m);
+    kvz_store_close(u.store);
+    free(a.docs);
+    if (st != KVZ_OK)
+        return cli_fail("unpack", st);
+    if (!a.quiet) {
+        printf("unpacked into %s: %zu configuration(s) added, %zu already there, %zu replaced older content, "
+               "%zu left alone (the store has newer content under the name); %zu artifact(s) written, %zu "
+               "already there\n", a.store, counts[KVZ_ENTRY_ADDED], counts[KVZ_ENTRY_PRESENT],
+               counts[KVZ_ENTRY_REPLACED], counts[KVZ_ENTRY_KEPT_NEWER], u.artifacts_added, u.artifacts_present);
+        if (u.other_model)
+            printf("%zu configuration(s) of model %016llx stored aside\n", u.other_model,
+                   (unsigned long long)u.other_fingerprint);
+    }
+    return KVZ_EXIT_OK;
+}
+
+/* ---- merge ------------------------------------------------------------------ */
+
+typedef struct merge_ctx {
+    kvz_store_txn *t;
+    kvz_store *into;
+    const char *source;
+    size_t counts[4], artifacts_added, bad;
+} merge_ctx;
+
+static int merge_entry(merge_ctx *m, const char *doc, const uint8_t doc_hash[16], const kvz_doc_entry *e)
+{
+    for (uint32_t s = 0; s < e->n_segments; s++) {
+        kvz_artifact a, prefix;
+        int added = 0;
+        KVZ_TRY(get_artifact(m->t, e->artifact_ids[s], doc, &a));
+        KVZ_TRY(get_prefix(m->t, &a, &prefix));
+        KVZ_TRY(kvz_transfer_prefix(m->into, &prefix, NULL));
+        KVZ_TRY(kvz_transfer_artifact(m->into, e->artifact_ids[s], a.data, a.size, &added));
+        m->artifacts_added += (size_t)added;
+    }
+    kvz_entry_outcome o;
+    KVZ_TRY(kvz_transfer_entry(m->into, doc, doc_hash, e, &o));
+    m->counts[o]++;
+    return KVZ_OK;
+}
+
+static int merge_doc(void *ctx, const char *doc, kvz_doc_record *rec)
+{
+    merge_ctx *m = ctx;
+    for (uint32_t i = 0; i < rec->n_entries; i++) {
+        int rc = merge_entry(m, doc, rec->doc_hash, &rec->entries[i]);
+        if (rc == KVZ_ERR_FORMAT) { /* a damaged source document: report it, merge the rest */
+            fprintf(stderr, "kvz merge: %s: skipped: %s\n", m->source, kvz_last_error());
+            m->bad++;
+        } else if (rc != KVZ_OK) {
+            return rc;
+        }
+    }
+    return KVZ_OK;
+}
+
+int cmd_merge(int argc, char **argv)
+{
+    static const char help[] =
+        "usage: kvz merge SRC_STORE... --into DIR\n"
+        "\n"
+        "Copies every compiled document of the source stores (for example the shards\n"
+        "of `kvz compile --shard i/N`) into DIR (created if missing). Ids are content\n"
+        "addresses, so what DIR has is skipped and merging again writes nothing;\n"
+        "merging shards gives the store a single compile would have. Every artifact is\n"
+        "verified before it is written; a document is written after its artifacts. A\n"
+        "damaged document in a source is reported and skipped (exit status 4).\n";
+    ship_args a;
+    int rc = parse_ship(argc, argv, help, " into quiet ", &a);
+    if (rc == KVZ_EXIT_OK && (!a.into || optind >= argc))
+        rc = usage_error(argv[0], "give one or more source stores and --into DIR");
+    if (rc) {
+        free(a.docs);
+        return rc < 0 ? KVZ_EXIT_OK : rc;
+    }
+    merge_ctx m = {0};
+    int st = kvz_store_open(&m.into, a.into, KVZ_STORE_CREATE);
+    char into_real[PATH_MAX] = "";
+    if (st == KVZ_OK && !realpath(a.into, into_real))
+        into_real[0] = '\0';
+    for (int i = optind; i < argc && st == KVZ_OK; i++) {
+        char real[PATH_MAX];
+        if (realpath(argv[i], real) && strcmp(real, into_real) == 0) {
+            st = kvz_errorf(KVZ_ERR_ARG, "'%s' is the destination itself", argv[i]);
+            break;
+        }
+        kvz_store *src = NULL;
+        m.source = argv[i];
+        st = kvz_store_open(&src, argv[i], KVZ_STORE_READONLY);
+        if (st == KVZ_OK)
+            st = kvz_store_read_begin(src, &m.t);
+        if (st == KVZ_OK)
+            st = kvz_scan_documents(m.t, merge_doc, &m);
+        kvz_store_read_end(m.t);
+        m.t = NULL;
+        kvz_store_close(src);
+    }
+    kvz_store_close(m.into);
+    free(a.docs);
+    if (st != KVZ_OK)
+        return cli_fail("merge", st);
+    if (!a.quiet)
+        printf("merged %d store(s) into %s: %zu configuration(s) added, %zu already there, %zu replaced older "
+               "content, %zu left alone (newer there); %zu artifact(s) written; %zu damaged skipped\n",
+               argc - optind, a.into, m.counts[0], m.counts[1], m.counts[2], m.counts[3], m.artifacts_added, m.bad);
+    return m.bad ? cli_exit_code(KVZ_ERR_FORMAT) : KVZ_EXIT_OK;
+}
+
+/* ---- export / import -------------------------------------------------------- */
+
+int cmd_export(int argc, char **argv)
+{
+    static const char help[] =
+        "usage: kvz export --store DIR DOCUMENT -o FILE.kvz [--config N] [--segment K]\n"
+        "\n"
+        "Writes one compiled artifact, exactly as stored, to a file (format/SPEC.md).\n"
+        "--config picks the document's configuration as numbered by `kvz ls` (default\n"
+        "1); a document of several segments needs --segment K (1-based) for each, or\n"
+        "`kvz pack`, which carries whole documents and their shared prefix.\n";
+    ship_args a;
+    int rc = parse_ship(argc, argv, help, " store output config segment quiet ", &a);
+    if (rc == KVZ_EXIT_OK && (!a.store || !a.output || optind != argc - 1))
+        rc = usage_error(argv[0], "give --store DIR, one DOCUMENT and -o FILE");
+    if (rc) {
+        free(a.docs);
+        return rc < 0 ? KVZ_EXIT_OK : rc;
+    }
+    const char *doc = argv[optind];
+    kvz_store *s = NULL;
+    kvz_store_txn *t = NULL;
+    kvz_doc_record rec = {0};
+    const void *val;
+    size_t len;
+    int st = kvz_store_open(&s, a.store, KVZ_STORE_READONLY);
+    if (st == KVZ_OK)
+        st = kvz_store_read_begin(s, &t);
+    if (st == KVZ_OK && (st = kvz_store_get(t, KVZ_DB_DOCS, doc, strlen(doc), &val, &len)) == KVZ_ERR_NOT_FOUND)
+        st = kvz_errorf(KVZ_ERR_NOT_FOUND, "no document '%s' in the store '%s' (see kvz ls)", doc, a.store);
+    if (st == KVZ_OK)
+        st = kvz_doc_record_decode(val, len, &rec);
+    const kvz_doc_entry *e = NULL;
+    if (st == KVZ_OK && (uint32_t)a.config > rec.n_entries)
+        st = kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s' has %u configuration(s); there is no --config %ld", doc,
+                        rec.n_entries, a.config);
+    else if (st == KVZ_OK)
+        e = &rec.entries[a.config - 1];
+    if (st == KVZ_OK && !a.segment && e->n_segments > 1)
+        st = kvz_errorf(KVZ_ERR_ARG, "'%s' has %u segments: export each with --segment K (1..%u), or use kvz pack",
+                        doc, e->n_segments, e->n_segments);
+    else if (st == KVZ_OK && a.segment > (long)e->n_segments)
+        st = kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s' has %u segment(s); there is no --segment %ld", doc, e->n_segments,
+                        a.segment);
+    kvz_artifact art;
+    if (st == KVZ_OK)
+        st = get_artifact(t, e->artifact_ids[a.segment ? a.segment - 1 : 0], doc, &art);
+    if (st == KVZ_OK) {
+        kvz_atomic_file f;
+        st = kvz_atomic_file_open(&f, a.output);
+        if (st == KVZ_OK && (st = kvz_atomic_file_write(&f, art.data, art.size)) != KVZ_OK)
+            kvz_atomic_file_abort(&f);
+        else if (st == KVZ_OK)
+            st = kvz_atomic_file_commit(&f);
+    }
+    if (st == KVZ_OK && !a.quiet)
+        printf("%s: %s, segment %u of %u, %zu bytes -> %s\n", doc, e->summary, art.manifest.segment + 1,
+               art.manifest.n_segments, art.size, a.output);
+    kvz_doc_record_free(&rec);
+    kvz_store_read_end(t);
+    kvz_store_close(s);
+    free(a.docs);
+    return st == KVZ_OK ? KVZ_EXIT_OK : cli_fail("export", st);
+}
+
+typedef struct import_ctx {
+    kvz_store *store;
+    kvz_model *model;
+    kvz_model_identity id;
+    kvz_compiler *compiler; /* made on demand to write the model's shared prefix */
+    int allow_mismatch, quiet;
+} import_ctx;
+
+static int ensure_prefix(import_ctx *c, const kvz_manifest *m)
+{
+    if (m->model.fingerprint != c->id.fingerprint)
+        return KVZ_OK; /* stored aside: this model cannot make another model's prefix */
+    kvz_store_txn *t;
+    const void *val;
+    size_t len;
+    char key[64];
+    kvz_prefix_key(m->model.fingerprint, m->prefix_hash, key);
+    KVZ_TRY(kvz_store_read_begin(c->store, &t));
+    int rc = kvz_store_get(t, KVZ_DB_META, key, strlen(key), &val, &len);
+    kvz_store_read_end(t);
+    if (rc != KVZ_ERR_NOT_FOUND)
+        return rc;
+    kvz_compile_opts o;
+    kvz_compile_opts_default(&o);
+    uint64_t have = 0;
+    if (!c->compiler)
+        KVZ_TRY(kvz_compiler_new(&c->compiler, c->model, c->store, &o));
+    KVZ_TRY(kvz_compiler_store_prefix(c->compiler, &have));
+    if (have != m->prefix_hash)
+        return kvz_errorf(KVZ_ERR_MODEL_MISMATCH, "'%s' was compiled after another prompt prefix (%016llx) than "
+                          "this model's template gives (%016llx)", m->doc_name, (unsigned long long)m->prefix_hash,
+                          (unsigned long long)have);
+    return KVZ_OK;
+}
+
+/* When every segment of the artifact's document is in the store, file the document. */
+static int import_entry(import_ctx *c, const kvz_manifest *m, int *complete)
+{
+    kvz_doc_entry e = {.config_id = kvz_config_id(m->config), .model_fingerprint = m->model.fingerprint,
+                       .n_segments = m->n_segments};
+    snprintf(e.summary, sizeof e.summary, "%s", m->summary[0] ? m->summary : m->method);
+    e.artifact_ids = calloc(m->n_segments, 16);
+    kvz_store_txn *t = NULL;
+    int rc = e.artifact_ids ? kvz_store_read_begin(c->store, &t) : kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    *complete = 1;
+    for (uint32_t s = 0; s < m->n_segments && rc == KVZ_OK && *complete; s++) {
+        kvz_artifact_id(m->config, m->doc_hash, s, m->n_segments, e.artifact_ids[s]);
+        const void *val;
+        size_t len;
+        kvz_artifact seg;
+        int got = kvz_store_get(t, KVZ_DB_ARTIFACTS, e.artifact_ids[s], 16, &val, &len);
+        if (got == KVZ_ERR_NOT_FOUND)
+            *complete = 0;
+        else if ((rc = got) == KVZ_OK && (rc = kvz_artifact_open(&seg, val, len)) == KVZ_OK) {
+            e.n_tokens += seg.manifest.n_tokens;
+            e.stored_bytes += len;
+            e.created = seg.manifest.created > e.created ? seg.manifest.created : e.created;
+        }
+    }
+    kvz_store_read_end(t);
+    kvz_entry_outcome o;
+    if (rc == KVZ_OK && *complete)
+        rc = kvz_transfer_entry(c->store, m->doc_name, m->doc_hash, &e, &o);
+    free(e.artifact_ids);
+    return rc;
+}
+
+static int import_file(import_ctx *c, const char *path)
+{
+    char *data = NULL;
+    size_t size = 0;
+    kvz_artifact a;
+    KVZ_TRY(kvz_read_file(path, &data, &size));
+    int rc = kvz_transfer_check(data, size, &a);
+    const kvz_manifest *m = &a.manifest;
+    if (rc == KVZ_OK && strcmp(m->method, "prefix") == 0)
+        rc = kvz_errorf(KVZ_ERR_ARG, "a shared prefix is not a document (it travels in bundles)");
+    else if (rc == KVZ_OK && !m->config[0])
+        rc = kvz_errorf(KVZ_ERR_UNSUPPORTED, "the artifact does not record its compile configuration (written by "
+                        "%s): recompile the document, or move it with kvz pack/unpack", m->compiler);
+    if (rc == KVZ_OK && !c->allow_mismatch)
+        rc = kvz_artifact_check_model(&a, &c->id);
+    if (rc == KVZ_OK)
+        rc = ensure_prefix(c, m);
+    uint8_t id[16];
+    int added = 0, complete = 0;
+    if (rc == KVZ_OK) {
+        kvz_artifact_id(m->config, m->doc_hash, m->segment, m->n_segments, id);
+        rc = kvz_transfer_artifact(c->store, id, data, size, &added);
+    }
+    if (rc == KVZ_OK)
+        rc = import_entry(c, m, &complete);
+    if (rc == KVZ_OK && !c->quiet)
+        printf("%s: %s segment %u of %u (%s)%s%s\n", path, m->doc_name, m->segment + 1, m->n_segments,
+               m->summary[0] ? m->summary : m->method, added ? "" : ", already in the store",
+               complete ? "" : "; the document appears when all its segments are imported");
+    free(data);
+    return rc == KVZ_OK ? KVZ_OK : kvz_error_context(rc, "%s", path);
+}
+
+int cmd_import(int argc, char **argv)
+{
+    static const char help[] =
+        "usage: kvz import FILE.kvz... --store DIR [--model PATH] [--allow-model-mismatch]\n"
+        "\n"
+        "Files single artifacts written by `kvz export` (or any compile) into a store\n"
+        "(created if missing), under the ids a compile would give them. Each is verified\n"
+        "first and must be compiled by the model (--model, default the setup's SmolLM2);\n"
+        "when the store lacks that model's shared prompt prefix, it is computed. A\n"
+        "document appears once all of its segments are in; importing twice writes\n"
+        "nothing new.\n"
+        "\n"
+        "  --allow-model-mismatch  store another model's artifacts aside\n";
+    ship_args a;
+    int rc = parse_ship(argc, argv, help, " store model allow-model-mismatch quiet ", &a);
+    if (rc == KVZ_EXIT_OK && (!a.store || optind >= argc))
+        rc = usage_error(argv[0], "give one or more FILE.kvz and --store DIR");
+    if (rc) {
+        free(a.docs);
+        return rc < 0 ? KVZ_EXIT_OK : rc;
+    }
+    import_ctx c = {0};
+    c.allow_mismatch = a.allow_mismatch;
+    c.quiet = a.quiet;
+    int st = model_identity(a.model, &c.model, &c.id);
+    if (st == KVZ_OK)
+        st = kvz_store_open(&c.store, a.store, KVZ_STORE_CREATE);
+    for (int i = optind; i < argc && st == KVZ_OK; i++)
+        st = import_file(&c, argv[i]);
+    kvz_compiler_free(c.compiler);
+    kvz_store_close(c.store);
+    kvz_model_free(c.model);
+    free(a.docs);
+    return st == KVZ_OK ? KVZ_EXIT_OK : cli_fail("import", st);
+}
