@@ -216,6 +216,33 @@ echo "A new sentence changes the content." >>"$TMP/corpus/doc1.txt"
 "$KVZ" stats --store "$G" --json >"$TMP/o" && python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['documents']==6 and d['configurations']==6 and d['artifact_bytes']==d['referenced_bytes']" "$TMP/o" \
     && ok "stats --json after gc" || { fail "stats --json"; cat "$TMP/o"; }
 
+# ---- a reader answers throughout an unpack that grows the store's map ----------------------
+R="$TMP/r"
+KVZ_STORE_MAP_BYTES=64K "$KVZ" unpack "$TMP/one.tar.zst" --store "$R" --quiet >/dev/null 2>&1 || fail "unpack one document"
+map0=$(mdb_stat -e "$R" | sed -n 's/^ *Map size: *//p')
+rm -f "$TMP/writer.done" "$TMP/reads"
+(
+    while [ ! -e "$TMP/writer.done" ]; do
+        if "$KVZ" query --store "$R" --doc "$DOC" --max-tokens 2 "$Q" >/dev/null 2>"$TMP/reader.err"; then
+            echo ok >>"$TMP/reads"
+        else
+            echo "failed: $(cat "$TMP/reader.err")" >>"$TMP/reads"
+        fi
+    done
+) &
+reader=$!
+while [ ! -s "$TMP/reads" ]; do sleep 0.1; done # the reader is running
+for i in 1 2 3; do
+    "$KVZ" unpack "$TMP/b.tar.zst" --store "$R" --quiet >/dev/null 2>&1 || fail "unpack $i under a reader"
+    "$KVZ" gc --store "$R" >/dev/null 2>&1 || fail "gc $i under a reader"
+done
+touch "$TMP/writer.done"; wait $reader
+map1=$(mdb_stat -e "$R" | sed -n 's/^ *Map size: *//p')
+reads=$(wc -l <"$TMP/reads"); bad=$(grep -c failed "$TMP/reads")
+[ "$bad" -eq 0 ] && [ "$reads" -ge 2 ] && [ "$map1" -gt "$map0" ] \
+    && ok "a reader answered $reads times while unpack wrote and the map grew $map0 -> $map1 bytes" \
+    || { fail "reader during unpack: $reads runs, $bad failed, map $map0 -> $map1"; grep failed "$TMP/reads" | head -3; }
+
 # ---- kill -9 during unpack, again and again: the store stays valid -----------------------
 K="$TMP/k"
 kills=${KVZ_KILLS:-20}
