@@ -309,7 +309,7 @@ int cmd_unpack(int argc, char **argv)
     }
     const char *file = argv[optind];
     kvz_model *model = NULL;
-    kvz_model_identity id;
+    kvz_model_identity id = {0};
     unpack_ctx u = {0};
     u.allow_mismatch = a.allow_mismatch;
     kvz_bundle_limits lim = {a.max_entry, 0};
