@@ -18,6 +18,8 @@
  * the library are not capped: libFuzzer's -rss_limit_mb / malloc limit
  * reports an absurd one as a crash.
  */
+#define FUZZ_TARGET "fuzz_artifact"
+#include "tests/fuzz/fuzz_util.h"
 #include "common/error.h"
 #include "format/artifact.h"
 
@@ -43,23 +45,6 @@ static void wr64(uint8_t *p, uint64_t v)
 {
     for (int i = 0; i < 8; i++)
         p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void fail(const char *what, int rc)
-{
-    fprintf(stderr, "fuzz_artifact: %s (status %d: %s)\n", what, rc, kvz_last_error());
-    abort();
-}
-
-/* A failure must be one of the statuses a decoder may return, with a message. */
-static void check_failure(const char *what, int rc)
-{
-    if (rc != KVZ_ERR_FORMAT && rc != KVZ_ERR_UNSUPPORTED && rc != KVZ_ERR_NOT_FOUND &&
-        rc != KVZ_ERR_NOMEM)
-        fail(what, rc);
-    const char *msg = kvz_last_error();
-    if (!msg || !msg[0])
-        fail("a failure without a message", rc);
 }
 
 static void *alloc_capped(uint64_t bytes)

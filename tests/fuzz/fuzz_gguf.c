@@ -9,6 +9,8 @@
  * and every string's bytes are touched, and every tensor's data range is read
  * end to end, so ASan sees any view that lies outside the input.
  */
+#define FUZZ_TARGET "fuzz_gguf"
+#include "tests/fuzz/fuzz_util.h"
 #include "common/error.h"
 #include "model/chat.h"
 #include "model/gguf.h"
@@ -23,22 +25,6 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static volatile uint8_t sink;
-
-static void fail(const char *what, int rc)
-{
-    fprintf(stderr, "fuzz_gguf: %s (status %d: %s)\n", what, rc, kvz_last_error());
-    abort();
-}
-
-static void check_failure(const char *what, int rc)
-{
-    if (rc != KVZ_ERR_FORMAT && rc != KVZ_ERR_UNSUPPORTED && rc != KVZ_ERR_NOT_FOUND &&
-        rc != KVZ_ERR_NOMEM)
-        fail(what, rc);
-    const char *msg = kvz_last_error();
-    if (!msg || !msg[0])
-        fail("a failure without a message", rc);
-}
 
 static void touch(const void *p, uint64_t n)
 {
