@@ -1,5 +1,6 @@
 /* cmd_ship.c — moving compiled documents between stores and machines:
  * `kvz pack`, `kvz unpack`, `kvz merge`, `kvz export`, `kvz import`. */
+#include "common/buffer.h"
 #include "common/error.h"
 #include "common/file_util.h"
 #include "compiler/compile.h"
@@ -120,20 +121,42 @@ static int get_artifact(kvz_store_txn *t, const uint8_t id[16], const char *doc,
     return rc == KVZ_OK ? KVZ_OK : kvz_error_context(rc, "'%s'", doc);
 }
 
-/* The shared prefix an artifact was compiled after, from the store's meta. */
-static int get_prefix(kvz_store_txn *t, const kvz_artifact *of, kvz_artifact *prefix)
+/* Shared prefixes fetched and verified in this run: one per model and
+ * template serves every artifact, so it is checked once, not per segment. */
+typedef struct prefix_cache {
+    char (*keys)[64];
+    size_t n, cap;
+} prefix_cache;
+
+/* The shared prefix an artifact was compiled after, from the store's meta, the
+ * first time this run needs it (*first = 1, verified into *prefix); *first = 0
+ * when it was handled already. */
+static int first_prefix(prefix_cache *c, kvz_store_txn *t, const kvz_artifact *of, kvz_artifact *prefix,
+                        int *first)
 {
     char key[64];
     const void *val;
     size_t len;
     kvz_prefix_key(of->manifest.model.fingerprint, of->manifest.prefix_hash, key);
+    *first = 0;
+    for (size_t i = 0; i < c->n; i++)
+        if (strcmp(c->keys[i], key) == 0)
+            return KVZ_OK;
     int rc = kvz_store_get(t, KVZ_DB_META, key, strlen(key), &val, &len);
     if (rc == KVZ_ERR_NOT_FOUND)
         return kvz_errorf(KVZ_ERR_FORMAT, "the store lacks the shared prefix %s that '%s' needs", key,
                           of->manifest.doc_name);
     KVZ_TRY(rc);
     rc = kvz_transfer_check(val, len, prefix);
-    return rc == KVZ_OK ? KVZ_OK : kvz_error_context(rc, "shared prefix %s", key);
+    if (rc != KVZ_OK)
+        return kvz_error_context(rc, "shared prefix %s", key);
+    void *grown = kvz_grow(c->keys, &c->cap, c->n, sizeof *c->keys);
+    if (!grown)
+        return KVZ_ERR_NOMEM;
+    c->keys = grown;
+    memcpy(c->keys[c->n++], key, sizeof key);
+    *first = 1;
+    return KVZ_OK;
 }
 
 /* ---- pack ------------------------------------------------------------------- */
@@ -141,6 +164,7 @@ static int get_prefix(kvz_store_txn *t, const kvz_artifact *of, kvz_artifact *pr
 typedef struct pack_ctx {
     kvz_store_txn *t;
     kvz_bundle_writer *w;
+    prefix_cache prefixes;
     size_t docs, configs;
 } pack_ctx;
 
@@ -152,12 +176,13 @@ static int pack_doc(void *ctx, const char *doc, kvz_doc_record *rec)
         const kvz_doc_entry *e = &rec->entries[i];
         for (uint32_t s = 0; s < e->n_segments && rc == KVZ_OK; s++) {
             kvz_artifact a, prefix;
+            int first = 0;
             rc = get_artifact(p->t, e->artifact_ids[s], doc, &a);
             if (rc == KVZ_OK)
                 rc = kvz_bundle_add_artifact(p->w, e->artifact_ids[s], &a);
             if (rc == KVZ_OK)
-                rc = get_prefix(p->t, &a, &prefix);
-            if (rc == KVZ_OK)
+                rc = first_prefix(&p->prefixes, p->t, &a, &prefix, &first);
+            if (rc == KVZ_OK && first)
                 rc = kvz_bundle_add_prefix(p->w, &prefix);
         }
         if (rc == KVZ_OK)
@@ -219,6 +244,7 @@ int cmd_pack(int argc, char **argv)
     if (st == KVZ_OK)
         st = kvz_bundle_write(p.w, a.output, &bytes);
     kvz_bundle_writer_free(p.w);
+    free(p.prefixes.keys);
     kvz_store_read_end(p.t);
     kvz_store_close(s);
     free(a.docs);
@@ -359,6 +385,7 @@ int cmd_unpack(int argc, char **argv)
 typedef struct merge_ctx {
     kvz_store_txn *t;
     kvz_store *into;
+    prefix_cache prefixes;
     const char *source;
     size_t counts[4], artifacts_added, bad;
 } merge_ctx;
@@ -367,10 +394,11 @@ static int merge_entry(merge_ctx *m, const char *doc, const uint8_t doc_hash[16]
 {
     for (uint32_t s = 0; s < e->n_segments; s++) {
         kvz_artifact a, prefix;
-        int added = 0;
+        int added = 0, first = 0;
         KVZ_TRY(get_artifact(m->t, e->artifact_ids[s], doc, &a));
-        KVZ_TRY(get_prefix(m->t, &a, &prefix));
-        KVZ_TRY(kvz_transfer_prefix(m->into, &prefix, NULL));
+        KVZ_TRY(first_prefix(&m->prefixes, m->t, &a, &prefix, &first));
+        if (first)
+            KVZ_TRY(kvz_transfer_prefix(m->into, &prefix, NULL));
         KVZ_TRY(kvz_transfer_artifact(m->into, e->artifact_ids[s], a.data, a.size, &added));
         m->artifacts_added += (size_t)added;
     }
@@ -437,6 +465,7 @@ int cmd_merge(int argc, char **argv)
         kvz_store_close(src);
     }
     kvz_store_close(m.into);
+    free(m.prefixes.keys);
     free(a.docs);
     if (st != KVZ_OK)
         return cli_fail("merge", st);
