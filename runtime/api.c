@@ -21,6 +21,11 @@ struct kvz_session {
     kvz_load_info info;
 };
 
+/* The public device choice is passed straight to the backend. */
+_Static_assert(KVZ_RUN_ON_CPU == (int)KVZ_DEVICE_CPU && KVZ_RUN_ON_CUDA == (int)KVZ_DEVICE_CUDA &&
+                   KVZ_RUN_ON_AUTO == (int)KVZ_DEVICE_AUTO,
+               "kvz_device_choice must match kvz_device");
+
 const char *kvz_version(void) { return KVZ_VERSION_STRING; }
 
 void kvz_free(void *p) { free(p); }

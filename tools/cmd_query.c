@@ -1,7 +1,7 @@
 /* cmd_query.c — `kvz query`: load precompiled documents, answer questions. */
 #include "common/error.h"
 #include "common/file_util.h"
-#include "runtime/runtime.h"
+#include "kvz.h"
 #include "tools/cli.h"
 
 #include <getopt.h>
@@ -37,7 +37,7 @@ enum { OPT_STORE = 256, OPT_DOC, OPT_CONFIG, OPT_MAX_TOKENS, OPT_TEMPERATURE, OP
 
 typedef struct query_args {
     const char *store, *model;
-    const char **docs;
+    const char **docs; /* argv entries */
     size_t n_docs;
     long config, max_tokens, seed, reserve, threads;
     double temperature, top_p;
@@ -63,7 +63,7 @@ static int parse(int argc, char **argv, query_args *a)
     };
     memset(a, 0, sizeof *a);
     a->max_tokens = 256, a->seed = 1, a->top_p = 0.95, a->reserve = 512;
-    a->device = KVZ_DEVICE_AUTO;
+    a->device = KVZ_RUN_ON_AUTO;
     a->docs = calloc((size_t)argc, sizeof *a->docs);
     int c;
     optind = 1;
@@ -92,48 +92,39 @@ static int parse(int argc, char **argv, query_args *a)
     return KVZ_EXIT_OK;
 }
 
-static int stream_token(void *ctx, int32_t token, const char *bytes, size_t len)
+static int stream_piece(void *user, const char *piece, size_t len)
 {
-    fwrite(bytes, 1, len, stdout);
+    fwrite(piece, 1, len, stdout);
     fflush(stdout);
     return 0;
 }
 
-static int answer(kvz_loaded *l, const query_args *a, const kvz_load_stats *ls, const char *question,
+/* One question through the public API (include/kvz.h): the CLI is a client of
+ * the same session calls a RAG pipeline uses. */
+static int answer(kvz_session *s, const query_args *a, const kvz_load_info *li, const char *question,
                   int label)
 {
-    kvz_sampler sampler;
-    kvz_sampler_init(&sampler, (float)a->temperature, (float)a->top_p, (uint64_t)a->seed);
-    kvz_generate_opts go = {.max_tokens = (int32_t)a->max_tokens,
-                            .sampler = a->temperature > 0 ? &sampler : NULL,
-                            .on_token = a->json ? NULL : stream_token};
-    kvz_tokens out = {0};
-    kvz_generate_stats st;
+    kvz_ask_options o = {.max_tokens = (int32_t)a->max_tokens, .temperature = (float)a->temperature,
+                         .top_p = (float)a->top_p, .seed = (uint64_t)a->seed,
+                         .stream = a->json ? NULL : stream_piece};
+    char *text = NULL;
+    kvz_ask_info info;
     if (label && !a->json)
         printf("Q: %s\nA: ", question);
-    int rc = kvz_loaded_ask(l, question, &go, &out, &st);
+    int rc = kvz_session_ask(s, question, &o, &text, &info);
     if (rc == KVZ_OK && a->json) {
-        char *text = NULL;
-        size_t len = 0;
-        rc = kvz_detokenize(kvz_context_model(kvz_loaded_context(l))->tokenizer, out.ids, out.len, 0, &text, &len);
-        if (rc == KVZ_OK) {
-            printf("{\"question\":");
-            cli_json_string(stdout, question, strlen(question));
-            printf(",\"answer\":");
-            cli_json_string(stdout, text, len);
-            printf(",\"answer_tokens\":%d,\"load_ms\":%.1f,\"ttft_ms\":%.1f,\"decode_tok_s\":%.1f,"
-                   "\"stopped_at_end_of_turn\":%s}\n", st.generated_tokens, ls->seconds * 1e3,
-                   st.prefill_seconds * 1e3,
-                   st.decode_seconds > 0 ? st.generated_tokens / st.decode_seconds : 0.0,
-                   st.stopped_by_eog ? "true" : "false");
-        }
-        free(text);
+        printf("{\"question\":");
+        cli_json_string(stdout, question, strlen(question));
+        printf(",\"answer\":");
+        cli_json_string(stdout, text, strlen(text));
+        printf(",\"answer_tokens\":%d,\"load_ms\":%.1f,\"ttft_ms\":%.1f,\"decode_tok_s\":%.1f,"
+               "\"stopped_at_end_of_turn\":%s}\n", info.answer_tokens, li->load_ms, info.first_token_ms,
+               info.decode_tokens_per_s, info.ended_turn ? "true" : "false");
     } else if (rc == KVZ_OK) {
         printf("\n");
     }
     fflush(stdout);
-    kvz_tokens_free(&out);
-    kvz_sampler_free(&sampler);
+    kvz_free(text);
     return rc;
 }
 
@@ -145,23 +136,22 @@ int cmd_query(int argc, char **argv)
         free(a.docs);
         return rc < 0 ? KVZ_EXIT_OK : rc;
     }
-    kvz_model *m = NULL;
-    kvz_store *s = NULL;
-    kvz_loaded *l = NULL;
-    kvz_load_stats ls;
-    kvz_model_config mc = {.backend = {.device = (kvz_device)a.device, .n_threads = (int)a.threads}};
-    kvz_load_opts lo = {.reserve = (int32_t)a.reserve, .config = (int32_t)a.config};
-    int st = kvz_store_open(&s, a.store, KVZ_STORE_READONLY);
+    kvz_engine *e = NULL;
+    kvz_session *s = NULL;
+    kvz_load_info li = {0};
+    kvz_engine_options eo = {.device = a.device, .threads = (int)a.threads};
+    kvz_session_options so = {.reserve = (int32_t)a.reserve, .config = (int32_t)a.config};
+    int st = kvz_engine_open(&e, a.store, cli_model_path(a.model), &eo);
     if (st == KVZ_OK)
-        st = kvz_model_load(&m, cli_model_path(a.model), &mc);
+        st = kvz_session_open(&s, e, a.docs, a.n_docs, &so);
     if (st == KVZ_OK)
-        st = kvz_load(m, s, a.docs, a.n_docs, &lo, &l, &ls);
+        st = kvz_session_load_info(s, &li);
     if (st == KVZ_OK && !a.json && isatty(STDERR_FILENO))
-        fprintf(stderr, "loaded %d document(s) (%d tokens, %.1f KB) in %.1f ms\n", ls.documents,
-                ls.original_tokens, ls.artifact_bytes / 1024.0, ls.seconds * 1e3);
+        fprintf(stderr, "loaded %d document(s) (%d tokens, %.1f KB) in %.1f ms\n", li.documents,
+                li.document_tokens, li.artifact_bytes / 1024.0, li.load_ms);
     if (st == KVZ_OK && optind < argc) {
         for (int i = optind; i < argc && st == KVZ_OK; i++)
-            st = answer(l, &a, &ls, argv[i], argc - optind > 1);
+            st = answer(s, &a, &li, argv[i], argc - optind > 1);
     } else if (st == KVZ_OK) {
         int tty = isatty(STDIN_FILENO);
         char *line = NULL;
@@ -178,16 +168,15 @@ int cmd_query(int argc, char **argv)
                 line[--n] = '\0';
             if (n == 0)
                 continue;
-            st = answer(l, &a, &ls, line, 0);
+            st = answer(s, &a, &li, line, 0);
             if (st != KVZ_OK)
                 break;
         }
         free(line);
     }
     rc = st == KVZ_OK ? KVZ_EXIT_OK : cli_fail("query", st);
-    kvz_loaded_free(l);
-    kvz_model_free(m);
-    kvz_store_close(s);
+    kvz_session_close(s);
+    kvz_engine_close(e);
     free(a.docs);
     return rc;
 }

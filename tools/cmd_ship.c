@@ -26,6 +26,14 @@ typedef struct ship_args {
     uint64_t max_entry;
 } ship_args;
 
+/* After parse_ship and the command's own checks failed (rc > 0) or --help was
+ * shown (rc < 0): release the arguments and give the exit status. */
+static int parse_failed(ship_args *a, int rc)
+{
+    free(a->docs);
+    return rc < 0 ? KVZ_EXIT_OK : rc;
+}
+
 /* One option parser for the five commands; `allowed` lists the options a
  * command takes, each between spaces: " store doc all ". */
 static int parse_ship(int argc, char **argv, const char *help, const char *allowed, ship_args *a)
@@ -213,10 +221,8 @@ int cmd_pack(int argc, char **argv)
         rc = usage_error(argv[0], "--store DIR and -o FILE are required");
     else if (rc == KVZ_EXIT_OK && (a.all == (a.n_docs > 0) || optind != argc))
         rc = usage_error(argv[0], "name documents with --doc, or give --all (not both)");
-    if (rc) {
-        free(a.docs);
-        return rc < 0 ? KVZ_EXIT_OK : rc;
-    }
+    if (rc)
+        return parse_failed(&a, rc);
     kvz_store *s = NULL;
     pack_ctx p = {0};
     uint64_t bytes = 0;
@@ -329,10 +335,8 @@ int cmd_unpack(int argc, char **argv)
     int rc = parse_ship(argc, argv, help, " store model allow-model-mismatch max-entry-bytes quiet ", &a);
     if (rc == KVZ_EXIT_OK && (!a.store || optind != argc - 1))
         rc = usage_error(argv[0], "give one bundle FILE and --store DIR");
-    if (rc) {
-        free(a.docs);
-        return rc < 0 ? KVZ_EXIT_OK : rc;
-    }
+    if (rc)
+        return parse_failed(&a, rc);
     const char *file = argv[optind];
     kvz_model *model = NULL;
     kvz_model_identity id = {0};
@@ -438,10 +442,8 @@ int cmd_merge(int argc, char **argv)
     int rc = parse_ship(argc, argv, help, " into quiet ", &a);
     if (rc == KVZ_EXIT_OK && (!a.into || optind >= argc))
         rc = usage_error(argv[0], "give one or more source stores and --into DIR");
-    if (rc) {
-        free(a.docs);
-        return rc < 0 ? KVZ_EXIT_OK : rc;
-    }
+    if (rc)
+        return parse_failed(&a, rc);
     merge_ctx m = {0};
     int st = kvz_store_open(&m.into, a.into, KVZ_STORE_CREATE);
     char into_real[PATH_MAX] = "";
@@ -491,10 +493,8 @@ int cmd_export(int argc, char **argv)
     int rc = parse_ship(argc, argv, help, " store output config segment quiet ", &a);
     if (rc == KVZ_EXIT_OK && (!a.store || !a.output || optind != argc - 1))
         rc = usage_error(argv[0], "give --store DIR, one DOCUMENT and -o FILE");
-    if (rc) {
-        free(a.docs);
-        return rc < 0 ? KVZ_EXIT_OK : rc;
-    }
+    if (rc)
+        return parse_failed(&a, rc);
     const char *doc = argv[optind];
     kvz_store *s = NULL;
     kvz_store_txn *t = NULL;
@@ -658,10 +658,8 @@ int cmd_import(int argc, char **argv)
     int rc = parse_ship(argc, argv, help, " store model allow-model-mismatch quiet ", &a);
     if (rc == KVZ_EXIT_OK && (!a.store || optind >= argc))
         rc = usage_error(argv[0], "give one or more FILE.kvz and --store DIR");
-    if (rc) {
-        free(a.docs);
-        return rc < 0 ? KVZ_EXIT_OK : rc;
-    }
+    if (rc)
+        return parse_failed(&a, rc);
     import_ctx c = {0};
     c.allow_mismatch = a.allow_mismatch;
     c.quiet = a.quiet;

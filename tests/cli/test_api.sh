@@ -2,15 +2,8 @@
 # The public API as a user gets it: `make install` into a prefix, the C example
 # built with pkg-config (shared and static), the Python binding and rag.py.
 # Needs KVZ_BIN and KVZ_MODEL; KVZ_SANITIZE=1 when the build is sanitized.
-set -u
-KVZ=${KVZ_BIN:-build/kvz}
+. tests/cli_lib.sh
 BUILD=$(dirname "$KVZ")
-MODEL=${KVZ_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-ok() { echo "ok   $1"; }
-fail() { echo "FAIL $1"; fails=$((fails + 1)); }
 
 SAN=""
 if [ "${KVZ_SANITIZE:-0}" = 1 ]; then
@@ -79,4 +72,4 @@ if KVZ_LIBRARY="$TMP/prefix/lib/libkvz.so" LD_PRELOAD="${PY_PRELOAD:-}" \
 else
     fail "python binding"; cat "$TMP/py.log"
 fi
-[ $fails -eq 0 ] && echo "all API checks passed" || { echo "$fails API check(s) failed"; exit 1; }
+finish API

@@ -1,12 +1,7 @@
 #!/bin/sh
 # The kvz command line end to end: outputs, exit codes and messages.
 # Needs KVZ_BIN (the binary) and KVZ_MODEL (the default model).
-set -u
-KVZ=${KVZ_BIN:-build/kvz}
-MODEL=${KVZ_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fails=0
+. tests/cli_lib.sh
 
 check() { # check NAME EXPECTED_EXIT COMMAND...
     name=$1 want=$2
@@ -14,17 +9,15 @@ check() { # check NAME EXPECTED_EXIT COMMAND...
     "$@" >"$TMP/out" 2>"$TMP/err"
     got=$?
     if [ "$got" -ne "$want" ]; then
-        echo "FAIL $name: exit $got, expected $want"; sed 's/^/  stderr: /' "$TMP/err"
-        fails=$((fails + 1))
+        fail "$name: exit $got, expected $want"; sed 's/^/  stderr: /' "$TMP/err"
     else
-        echo "ok   $name"
+        ok "$name"
     fi
 }
 
 expect_in() { # expect_in NAME FILE TEXT
     if ! grep -q -- "$3" "$2"; then
-        echo "FAIL $1: '$3' not in $2:"; sed 's/^/  /' "$2"
-        fails=$((fails + 1))
+        fail "$1: '$3' not in $2:"; sed 's/^/  /' "$2"
     fi
 }
 
@@ -37,14 +30,14 @@ expect_in generate-help "$TMP/out" "--max-tokens"
 
 # tokenize -> detokenize gives back every byte of real files
 for f in tests/data/gpl3_excerpt.txt tests/data/zpipe.c tests/data/python_datamodel.txt; do
-    "$KVZ" tokenize --model "$MODEL" <"$f" >"$TMP/ids" || { echo "FAIL tokenize $f"; fails=$((fails + 1)); }
-    "$KVZ" detokenize --model "$MODEL" <"$TMP/ids" >"$TMP/back" || { echo "FAIL detokenize $f"; fails=$((fails + 1)); }
-    if cmp -s "$f" "$TMP/back"; then echo "ok   round-trip $f"; else echo "FAIL round-trip $f"; fails=$((fails + 1)); fi
+    "$KVZ" tokenize --model "$MODEL" <"$f" >"$TMP/ids" || fail "tokenize $f"
+    "$KVZ" detokenize --model "$MODEL" <"$TMP/ids" >"$TMP/back" || fail "detokenize $f"
+    if cmp -s "$f" "$TMP/back"; then ok "round-trip $f"; else fail "round-trip $f"; fi
 done
 printf '<|im_start|>user\nhi<|im_end|>' | "$KVZ" tokenize --model "$MODEL" >"$TMP/ids"
 expect_in tokenize-special "$TMP/ids" "^1 "
 printf '<|im_start|>' | "$KVZ" tokenize --model "$MODEL" --no-special >"$TMP/ids"
-if grep -q '^1$' "$TMP/ids"; then echo "FAIL tokenize --no-special"; fails=$((fails + 1)); fi
+if grep -q '^1$' "$TMP/ids"; then fail "tokenize --no-special"; fi
 echo "5 99999999" >"$TMP/bad_ids"
 check detokenize-bad-id 2 sh -c "\"$KVZ\" detokenize --model \"$MODEL\" <\"$TMP/bad_ids\""
 expect_in detokenize-bad-id "$TMP/err" "99999999"
@@ -55,7 +48,7 @@ expect_in generate-chat "$TMP/out" "Paris"
 check generate-sampled 0 "$KVZ" generate --model "$MODEL" --chat --max-tokens 8 --temperature 0.8 --seed 7 --prompt "Say hello."
 cp "$TMP/out" "$TMP/first"
 check generate-sampled-again 0 "$KVZ" generate --model "$MODEL" --chat --max-tokens 8 --temperature 0.8 --seed 7 --prompt "Say hello."
-if cmp -s "$TMP/out" "$TMP/first"; then echo "ok   same seed, same text"; else echo "FAIL same seed gave different text"; fails=$((fails + 1)); fi
+if cmp -s "$TMP/out" "$TMP/first"; then ok "same seed, same text"; else fail "same seed gave different text"; fi
 
 # bad input: clear message, distinct exit code, no crash
 check missing-model 3 "$KVZ" generate --model /nonexistent.gguf --prompt hi
@@ -72,8 +65,4 @@ check context-too-small 10 "$KVZ" generate --model "$MODEL" --ctx 4 --prompt "th
 expect_in context-too-small "$TMP/err" "context"
 check empty-prompt 2 "$KVZ" generate --model "$MODEL" --prompt ""
 
-if [ "$fails" -ne 0 ]; then
-    echo "$fails CLI check(s) failed"
-    exit 1
-fi
-echo "all CLI checks passed"
+finish CLI

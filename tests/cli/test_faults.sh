@@ -6,10 +6,7 @@
 # Needs KVZ_BIN and KVZ_MODEL; lmdb-utils (mdb_stat, mdb_dump, mdb_load).
 # KVZ_SANITIZE=1 (ASan) runs fewer kills; KVZ_FAULT_SEED changes the kill
 # moments, KVZ_FAULT_KILLS their number.
-set -u
-KVZ=${KVZ_BIN:-build/kvz}
-MODEL=${KVZ_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
-TMP=$(mktemp -d)
+. tests/cli_lib.sh
 BG="" # background processes of this script not yet waited for, killed on exit
 bg_add() { BG="$BG $1"; }
 bg_wait() { # wait for $1 and forget it (a reaped pid may be reused)
@@ -24,9 +21,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-fails=0
-fail() { echo "FAIL $*"; fails=$((fails + 1)); }
-ok() { echo "ok   $*"; }
 show() { sed 's/^/     | /' "$@" | head -20; }
 
 if [ "${KVZ_SANITIZE:-}" = 1 ]; then KILLS=${KVZ_FAULT_KILLS:-20}; else KILLS=${KVZ_FAULT_KILLS:-24}; fi
@@ -426,7 +420,4 @@ rc=$?
 
 section ""
 echo "     (all: $((($(now_ms) - T_START) / 1000)) s)"
-[ "$fails" -eq 0 ] && echo "all fault checks passed" || {
-    echo "$fails fault check(s) failed"
-    exit 1
-}
+finish fault

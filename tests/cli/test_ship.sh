@@ -4,14 +4,7 @@
 # written, another model's bundle, sharded compile + merge equal to a single
 # compile, export/import, gc and stats, kill -9 during unpack.
 # Needs KVZ_BIN and KVZ_MODEL.
-set -u
-KVZ=${KVZ_BIN:-build/kvz}
-MODEL=${KVZ_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-fail() { echo "FAIL $*"; fails=$((fails + 1)); }
-ok() { echo "ok   $*"; }
+. tests/cli_lib.sh
 export KVZ_MODEL="$MODEL"
 
 # six short real documents
@@ -262,5 +255,4 @@ done
     && [ "$("$KVZ" ls --store "$K" | grep -c " seg ")" -eq 7 ] && ok "unpack after the kills completes the store" \
     || fail "unpack after kills"
 
-[ $fails -eq 0 ] && echo "test_ship: all passed" || echo "test_ship: $fails failed"
-[ $fails -eq 0 ]
+finish ship

@@ -2,14 +2,7 @@
 # kvz compile / ls / inspect / verify against a real store on disk: content
 # addressing, kill -9 and resume, corruption found by verify, mdb_stat, and
 # the exit codes of bad input. Needs KVZ_BIN and KVZ_MODEL.
-set -u
-KVZ=${KVZ_BIN:-build/kvz}
-MODEL=${KVZ_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-fail() { echo "FAIL $*"; fails=$((fails + 1)); }
-ok() { echo "ok   $*"; }
+. tests/cli_lib.sh
 
 # a corpus of eight short real documents, one binary file, one empty file
 mkdir -p "$TMP/corpus/notes"
@@ -142,4 +135,4 @@ PY
 "$KVZ" eval --model "$MODEL" --methods kvzip,bogus 2>"$TMP/e"; rc=$?
 [ $rc -eq 2 ] && grep -q "bogus" "$TMP/e" && ok "eval with an unknown method: exit 2" || fail "eval bogus method: exit $rc"
 
-[ "$fails" -eq 0 ] && echo "all store checks passed" || { echo "$fails store check(s) failed"; exit 1; }
+finish store
