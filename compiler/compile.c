@@ -470,7 +470,7 @@ static int compile_segment(kvz_compiler *c, const char *name, const uint8_t hash
         rc = score_segment(c, tokens->ids, n, scores, pr);
     kvz_selection s = {0};
     if (rc == KVZ_OK)
-        rc = kvz_select(&sel, scores, c->head_scores, hp->n_layers, hp->n_kv_heads, n, &s);
+        rc = kvz_select(&sel, c->model->backend, scores, c->head_scores, hp->n_layers, hp->n_kv_heads, n, &s);
     double t2 = kvz_now_seconds();
     kvz_manifest m;
     fill_manifest(c, &m);

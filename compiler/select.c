@@ -1,6 +1,7 @@
 /* select.c — budgets, thresholds, chunks and the never-empty rule. */
 #include "compiler/select.h"
 #include "common/error.h"
+#include "kernels/cpu/cpu_kernels.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -93,19 +94,6 @@ int kvz_layer_budgets(kvz_budget_shape shape, double avg, int32_t L, int32_t n, 
 
 /* ---- ranking helpers -------------------------------------------------- */
 
-typedef struct ranked {
-    float score;
-    uint32_t index;
-} ranked;
-
-static int by_score_desc(const void *a, const void *b)
-{
-    const ranked *x = a, *y = b;
-    if (x->score != y->score)
-        return x->score > y->score ? -1 : 1;
-    return x->index < y->index ? -1 : x->index > y->index; /* ties: earlier first */
-}
-
 /* ---- building the selection ------------------------------------------------ */
 
 /* A kept mask (n_layers * n_heads * n bytes) becomes the position lists. */
@@ -147,23 +135,6 @@ static int from_mask(uint8_t *mask, const float *scores, int32_t L, int32_t H, i
     return KVZ_OK;
 }
 
-/* Mark in `mask` the `k` best of the candidate indices `idx` (into `s` and
- * `mask`); ties go to the earlier index. */
-static void keep_top(const float *s, const uint32_t *idx, size_t count, size_t k, uint8_t *mask,
-                    ranked *scratch)
-{
-    if (k >= count) {
-        for (size_t i = 0; i < count; i++)
-            mask[idx[i]] = 1;
-        return;
-    }
-    for (size_t i = 0; i < count; i++)
-        scratch[i] = (ranked){s[idx[i]], idx[i]};
-    qsort(scratch, count, sizeof *scratch, by_score_desc);
-    for (size_t i = 0; i < k; i++)
-        mask[scratch[i].index] = 1;
-}
-
 /* Average kept tokens per head. */
 static double average_budget(const kvz_select_opts *o, int32_t n)
 {
@@ -189,7 +160,7 @@ static int select_chunks(const kvz_select_opts *o, const float *scores, int32_t 
     size_t n_chunks = ((size_t)n + c - 1) / c;
     float *chunk_score = calloc(n_chunks, sizeof *chunk_score);
     uint32_t *idx = malloc(n_chunks * sizeof *idx);
-    ranked *scratch = malloc(n_chunks * sizeof *scratch);
+    uint32_t *scratch = malloc(n_chunks * sizeof *scratch);
     uint8_t *chosen = calloc(n_chunks, 1);
     if (!chunk_score || !idx || !scratch || !chosen) {
         free(chunk_score), free(idx), free(scratch), free(chosen);
@@ -216,7 +187,7 @@ static int select_chunks(const kvz_select_opts *o, const float *scores, int32_t 
             size_t keep = (size_t)((budget - win) / (int32_t)c);
             if (keep == 0 && win == 0)
                 keep = 1;
-            keep_top(chunk_score, idx, cand, keep, chosen, scratch);
+            kvz_cpu_top_k_mask(chunk_score, idx, cand, keep, chosen, scratch);
         }
         for (int32_t h = 0; h < H; h++)
             for (int32_t t = 0; t < n; t++)
@@ -226,8 +197,34 @@ static int select_chunks(const kvz_select_opts *o, const float *scores, int32_t 
     return KVZ_OK;
 }
 
-int kvz_select(const kvz_select_opts *o, const float *scores, const float *head_scores,
-               int32_t L, int32_t H, int32_t n, kvz_selection *out)
+/* The k best of scores[0 .. count) into mask (which the device path
+ * overwrites with 0/1): on `device` when given, else here. */
+static int top_k_span(kvz_backend *device, const float *scores, size_t count, size_t k, uint8_t *mask,
+                      uint32_t *keys)
+{
+    if (!device) {
+        kvz_cpu_top_k_mask(scores, NULL, count, k, mask, keys);
+        return KVZ_OK;
+    }
+    void *dev_scores = NULL, *dev_mask = NULL;
+    int rc = device->ops->alloc(device, count * sizeof(float), &dev_scores);
+    if (rc == KVZ_OK)
+        rc = device->ops->alloc(device, count, &dev_mask);
+    if (rc == KVZ_OK)
+        rc = device->ops->upload(device, dev_scores, scores, count * sizeof(float));
+    if (rc == KVZ_OK)
+        rc = device->ops->top_k_mask(device, dev_mask, dev_scores, (int64_t)count, (int64_t)k);
+    if (rc == KVZ_OK)
+        rc = device->ops->download(device, mask, dev_mask, count);
+    if (dev_scores)
+        device->ops->free(device, dev_scores);
+    if (dev_mask)
+        device->ops->free(device, dev_mask);
+    return rc;
+}
+
+int kvz_select(const kvz_select_opts *o, kvz_backend *device, const float *scores,
+               const float *head_scores, int32_t L, int32_t H, int32_t n, kvz_selection *out)
 {
     memset(out, 0, sizeof *out);
     if (L <= 0 || H <= 0 || n <= 0)
@@ -237,7 +234,7 @@ int kvz_select(const kvz_select_opts *o, const float *scores, const float *head_
     size_t heads = (size_t)L * H, total = heads * (size_t)n;
     uint8_t *mask = calloc(total, 1);
     int32_t *budgets = malloc((size_t)L * sizeof *budgets);
-    ranked *scratch = malloc(total * sizeof *scratch);
+    uint32_t *scratch = malloc(total * sizeof *scratch);
     uint32_t *idx = malloc(total * sizeof *idx);
     if (!mask || !budgets || !scratch || !idx) {
         free(mask), free(budgets), free(scratch), free(idx);
@@ -281,13 +278,11 @@ int kvz_select(const kvz_select_opts *o, const float *scores, const float *head_
             rc = kvz_errorf(KVZ_ERR_ARG, "the head level needs head scores");
         } else { /* keep whole heads: as many as the budget pays for */
             size_t keep = (size_t)lround(avg / n * (double)heads);
-            for (size_t i = 0; i < heads; i++)
-                idx[i] = (uint32_t)i;
             uint8_t *head_kept = calloc(heads, 1);
             if (!head_kept)
                 rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
             else {
-                keep_top(head_scores, idx, heads, keep, head_kept, scratch);
+                kvz_cpu_top_k_mask(head_scores, NULL, heads, keep, head_kept, scratch);
                 for (size_t i = 0; i < heads; i++)
                     if (head_kept[i])
                         memset(mask + i * n, 1, (size_t)n);
@@ -298,11 +293,9 @@ int kvz_select(const kvz_select_opts *o, const float *scores, const float *head_
         /* one threshold over all heads: of the model (uniform) or of each layer */
         int per_layer = o->shape != KVZ_SHAPE_UNIFORM;
         size_t groups = per_layer ? (size_t)L : 1, span = per_layer ? (size_t)H * n : total;
-        for (size_t g = 0; g < groups; g++) {
-            for (size_t i = 0; i < span; i++)
-                idx[i] = (uint32_t)(g * span + i);
+        for (size_t g = 0; g < groups && rc == KVZ_OK; g++) {
             size_t keep = per_layer ? (size_t)budgets[g] * H : (size_t)lround(avg * (double)heads);
-            keep_top(scores, idx, span, keep, mask, scratch);
+            rc = top_k_span(device, scores + g * span, span, keep, mask + g * span, scratch);
         }
     } else { /* per head top-k (pair-uniform, snapkv, knorm) */
         for (int32_t l = 0; l < L; l++)
@@ -315,7 +308,7 @@ int kvz_select(const kvz_select_opts *o, const float *scores, const float *head_
                 for (int32_t t = 0; t < n; t++)
                     if (!mask[base + t])
                         idx[cand++] = (uint32_t)(base + t);
-                keep_top(scores, idx, cand, (size_t)k, mask, scratch);
+                kvz_cpu_top_k_mask(scores, idx, cand, (size_t)k, mask, scratch);
             }
     }
     if (rc == KVZ_OK)

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/backend.h"
+
 typedef enum kvz_method {
     KVZ_METHOD_KVZIP = 0,
     KVZ_METHOD_CHUNKKV,
@@ -75,8 +77,11 @@ int kvz_layer_budgets(kvz_budget_shape shape, double avg, int32_t n_layers, int3
                       float decay, int32_t *budgets);
 
 /* Select from scores (n_layers, n_heads, n) (NULL for full/recent/random).
- * head_scores (n_layers, n_heads) is needed for the head level. */
-int kvz_select(const kvz_select_opts *o, const float *scores, const float *head_scores,
-               int32_t n_layers, int32_t n_heads, int32_t n, kvz_selection *out);
+ * head_scores (n_layers, n_heads) is needed for the head level. With a
+ * `device` (else NULL: all on the host), the one-threshold selection of the
+ * pair level runs there (its top_k_mask op); the result is the same. */
+int kvz_select(const kvz_select_opts *o, kvz_backend *device, const float *scores,
+               const float *head_scores, int32_t n_layers, int32_t n_heads, int32_t n,
+               kvz_selection *out);
 
 #endif

@@ -480,24 +480,75 @@ int kvz_artifact_kept(const kvz_artifact *a, uint16_t layer, uint16_t head, uint
 }
 
 /* Decode one side of a head into x (n, d). */
-static int read_side(const kvz_artifact *a, uint16_t layer, uint16_t head, int is_keys, float *x)
+static int side_shape(const kvz_artifact *a, uint16_t layer, uint16_t head, int is_keys, kvz_quant_shape *q,
+                      kvz_section *s)
 {
     const kvz_manifest *m = &a->manifest;
+    KVZ_TRY(kvz_artifact_find(a, is_keys ? KVZ_SECTION_KEYS : KVZ_SECTION_VALUES, layer, head, s));
+    *q = (kvz_quant_shape){s->count, s->aux, m->model.head_dim, m->bits, is_keys ? m->key_group : m->value_group};
+    return KVZ_OK;
+}
+
+int kvz_artifact_head_codes(const kvz_artifact *a, uint16_t layer, uint16_t head, kvz_head_codes *hc)
+{
+    kvz_section s;
+    memset(hc, 0, sizeof *hc);
+    KVZ_TRY(side_shape(a, layer, head, 1, &hc->keys, &s));
+    KVZ_TRY(side_shape(a, layer, head, 0, &hc->values, &s));
+    hc->n = hc->keys.n;
+    hc->key_bytes = kvz_quant_payload_bytes(&hc->keys);
+    hc->value_bytes = kvz_quant_payload_bytes(&hc->values);
+    hc->key_pairs = kvz_quant_scale_pairs(&hc->keys, 1);
+    hc->value_pairs = kvz_quant_scale_pairs(&hc->values, 0);
+    return KVZ_OK;
+}
+
+/* One side's payload and scale pairs, as stored (open() checked their sizes). */
+static int read_side_codes(const kvz_artifact *a, uint16_t layer, uint16_t head, int is_keys, uint8_t *payload,
+                           uint16_t *scales)
+{
     kvz_section s = {0}, sc = {0};
-    KVZ_TRY(kvz_artifact_find(a, is_keys ? KVZ_SECTION_KEYS : KVZ_SECTION_VALUES, layer, head, &s));
-    kvz_quant_shape q = {s.count, s.aux, m->model.head_dim, m->bits,
-                         is_keys ? m->key_group : m->value_group};
-    size_t pairs = kvz_quant_scale_pairs(&q, is_keys);
-    uint8_t *payload = malloc(s.raw_bytes ? s.raw_bytes : 1);
+    kvz_quant_shape q;
+    KVZ_TRY(side_shape(a, layer, head, is_keys, &q, &s));
+    KVZ_TRY(decode_section(a, &s, payload));
+    if (kvz_quant_scale_pairs(&q, is_keys) == 0)
+        return KVZ_OK;
+    KVZ_TRY(kvz_artifact_find(a, is_keys ? KVZ_SECTION_KEY_SCALES : KVZ_SECTION_VALUE_SCALES, layer, head, &sc));
+    return decode_section(a, &sc, scales);
+}
+
+static int read_positions(const kvz_artifact *a, uint16_t layer, uint16_t head, uint32_t *positions)
+{
+    kvz_section p = {0};
+    const uint8_t *bytes;
+    KVZ_TRY(kvz_artifact_find(a, KVZ_SECTION_POSITIONS, layer, head, &p));
+    KVZ_TRY(section_bytes(a, &p, &bytes));
+    int rc = kvz_decode_positions(bytes, p.stored_bytes, p.transform, p.compressor, p.count,
+                                  a->manifest.n_tokens, positions);
+    if (rc != KVZ_OK)
+        return kvz_error_context(rc, "layer %u head %u", layer, head);
+    return KVZ_OK;
+}
+
+int kvz_artifact_read_codes(const kvz_artifact *a, uint16_t layer, uint16_t head, uint32_t *positions,
+                            uint8_t *key_payload, uint16_t *key_scales, uint8_t *value_payload,
+                            uint16_t *value_scales)
+{
+    KVZ_TRY(read_positions(a, layer, head, positions));
+    KVZ_TRY(read_side_codes(a, layer, head, 1, key_payload, key_scales));
+    return read_side_codes(a, layer, head, 0, value_payload, value_scales);
+}
+
+static int read_side(const kvz_artifact *a, uint16_t layer, uint16_t head, int is_keys, float *x)
+{
+    kvz_section s;
+    kvz_quant_shape q;
+    KVZ_TRY(side_shape(a, layer, head, is_keys, &q, &s));
+    size_t bytes = kvz_quant_payload_bytes(&q), pairs = kvz_quant_scale_pairs(&q, is_keys);
+    uint8_t *payload = malloc(bytes ? bytes : 1);
     uint16_t *scales = malloc(pairs * 4 + 4);
-    int rc = payload && scales ? decode_section(a, &s, payload)
+    int rc = payload && scales ? read_side_codes(a, layer, head, is_keys, payload, scales)
                                : kvz_errorf(KVZ_ERR_NOMEM, "out of memory decoding layer %u", layer);
-    if (rc == KVZ_OK && pairs) {
-        rc = kvz_artifact_find(a, is_keys ? KVZ_SECTION_KEY_SCALES : KVZ_SECTION_VALUE_SCALES, layer,
-                               head, &sc);
-        if (rc == KVZ_OK)
-            rc = decode_section(a, &sc, scales);
-    }
     if (rc == KVZ_OK)
         kvz_dequantize(payload, scales, &q, is_keys, x);
     free(payload);
@@ -508,14 +559,7 @@ static int read_side(const kvz_artifact *a, uint16_t layer, uint16_t head, int i
 int kvz_artifact_read_head(const kvz_artifact *a, uint16_t layer, uint16_t head,
                            uint32_t *positions, float *keys, float *values)
 {
-    kvz_section p = {0};
-    const uint8_t *bytes;
-    KVZ_TRY(kvz_artifact_find(a, KVZ_SECTION_POSITIONS, layer, head, &p));
-    KVZ_TRY(section_bytes(a, &p, &bytes));
-    int rc = kvz_decode_positions(bytes, p.stored_bytes, p.transform, p.compressor, p.count,
-                                  a->manifest.n_tokens, positions);
-    if (rc != KVZ_OK)
-        return kvz_error_context(rc, "layer %u head %u", layer, head);
+    KVZ_TRY(read_positions(a, layer, head, positions));
     if (keys)
         KVZ_TRY(read_side(a, layer, head, 1, keys));
     if (values)

@@ -16,6 +16,7 @@
 
 #include "format/codec.h"
 #include "format/manifest.h"
+#include "format/quant.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -106,6 +107,22 @@ int kvz_artifact_kept(const kvz_artifact *a, uint16_t layer, uint16_t head, uint
 /* positions: n entries; keys, values: (n, head_dim) f32, keys before RoPE. */
 int kvz_artifact_read_head(const kvz_artifact *a, uint16_t layer, uint16_t head,
                            uint32_t *positions, float *keys, float *values);
+
+/* The stored form of (layer, head) before dequantization, for loaders that
+ * dequantize elsewhere (the GPU): shapes (SPEC §6, kernels/kv_codes.h) and
+ * the buffer sizes kvz_artifact_read_codes fills. */
+typedef struct kvz_head_codes {
+    uint32_t n;                    /* kept rows */
+    kvz_quant_shape keys, values;
+    size_t key_bytes, value_bytes; /* payloads */
+    size_t key_pairs, value_pairs; /* (scale, min) f16 pairs: 2 u16 each */
+} kvz_head_codes;
+int kvz_artifact_head_codes(const kvz_artifact *a, uint16_t layer, uint16_t head, kvz_head_codes *hc);
+/* Positions (n) and both payloads with their scale pairs, decompressed and
+ * checked, not dequantized. */
+int kvz_artifact_read_codes(const kvz_artifact *a, uint16_t layer, uint16_t head, uint32_t *positions,
+                            uint8_t *key_payload, uint16_t *key_scales, uint8_t *value_payload,
+                            uint16_t *value_scales);
 
 /* Decode and check every section. */
 int kvz_artifact_verify(const kvz_artifact *a);

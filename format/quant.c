@@ -21,21 +21,6 @@ int kvz_quant_shape_valid(const kvz_quant_shape *s, int is_keys)
     return is_keys || s->d % s->group == 0;
 }
 
-size_t kvz_quant_payload_bytes(const kvz_quant_shape *s)
-{
-    size_t m = s->n - s->n16;
-    size_t codes = s->bits == 16 ? m * s->d * 2 : (m * s->d * s->bits + 7) / 8;
-    return (size_t)s->n16 * s->d * 2 + codes;
-}
-
-size_t kvz_quant_scale_pairs(const kvz_quant_shape *s, int is_keys)
-{
-    if (s->bits == 16)
-        return 0;
-    size_t m = s->n - s->n16;
-    return is_keys ? (m + s->group - 1) / s->group * s->d : m * (s->d / s->group);
-}
-
 /* f16 no larger (down) / no smaller (up) than x, finite. */
 static uint16_t fp16_down(float x)
 {
@@ -90,12 +75,6 @@ static void pack(const uint32_t *codes, size_t count, uint32_t bits, uint8_t *ou
     }
 }
 
-static uint32_t unpack_one(const uint8_t *in, size_t i, uint32_t bits)
-{
-    size_t bit = i * bits;
-    return (in[bit / 8] >> (bit % 8)) & ((1u << bits) - 1);
-}
-
 int kvz_quantize(const float *x, const kvz_quant_shape *s, int is_keys, uint8_t *payload,
                  uint16_t *scales)
 {
@@ -140,26 +119,6 @@ int kvz_quantize(const float *x, const kvz_quant_shape *s, int is_keys, uint8_t 
 void kvz_dequantize(const uint8_t *payload, const uint16_t *scales, const kvz_quant_shape *s,
                     int is_keys, float *x)
 {
-    const size_t d = s->d, n16 = s->n16, m = s->n - s->n16;
-    for (size_t i = 0; i < n16 * d; i++) {
-        uint16_t h;
-        memcpy(&h, payload + 2 * i, 2);
-        x[i] = kvz_fp16_to_f32(h);
-    }
-    const uint8_t *body = payload + n16 * d * 2;
-    float *xq = x + n16 * d;
-    if (s->bits == 16) {
-        for (size_t i = 0; i < m * d; i++) {
-            uint16_t h;
-            memcpy(&h, body + 2 * i, 2);
-            xq[i] = kvz_fp16_to_f32(h);
-        }
-        return;
-    }
-    for (size_t t = 0; t < m; t++)
-        for (size_t c = 0; c < d; c++) {
-            size_t pair = is_keys ? (t / s->group) * d + c : t * (d / s->group) + c / s->group;
-            float scale = kvz_fp16_to_f32(scales[2 * pair]), min = kvz_fp16_to_f32(scales[2 * pair + 1]);
-            xq[t * d + c] = min + (float)unpack_one(body, t * d + c, s->bits) * scale;
-        }
+    for (size_t t = 0; t < s->n; t++)
+        kvz_kv_row(payload, scales, s, is_keys, t, x + t * s->d);
 }

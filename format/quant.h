@@ -13,23 +13,13 @@
 #ifndef KVZ_FORMAT_QUANT_H
 #define KVZ_FORMAT_QUANT_H
 
+#include "kernels/kv_codes.h" /* kvz_quant_shape, payload and scale sizes, reading one element */
+
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct kvz_quant_shape {
-    uint32_t n;      /* kept rows (tokens) */
-    uint32_t n16;    /* leading rows kept in f16 */
-    uint32_t d;      /* channels */
-    uint32_t bits;   /* 16, 8, 4, 2 */
-    uint32_t group;  /* keys: tokens per group; values: channels per group (d % group == 0) */
-} kvz_quant_shape;
-
 /* 1 if the shape is one kvz can encode. */
 int kvz_quant_shape_valid(const kvz_quant_shape *s, int is_keys);
-
-size_t kvz_quant_payload_bytes(const kvz_quant_shape *s);
-/* Scale pairs (scale, min): keys ceil(m/group)·d, values m·d/group; 0 at 16 bits. */
-size_t kvz_quant_scale_pairs(const kvz_quant_shape *s, int is_keys);
 
 /* x: (n, d) f32. payload: kvz_quant_payload_bytes; scales: 2 · pairs u16.
  * KVZ_ERR_NOMEM is the only failure. */

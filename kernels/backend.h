@@ -14,6 +14,8 @@
 #ifndef KVZ_KERNELS_BACKEND_H
 #define KVZ_KERNELS_BACKEND_H
 
+#include "kernels/kv_codes.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -134,6 +136,17 @@ typedef struct kvz_backend_ops {
     /* scores (n_kv_heads, capacity) ⊕= reduce(softmax(q kᵀ)) over ranges (see above). */
     int (*attention_scores)(kvz_backend *b, float *scores, const float *q, const float *k_cache,
                             const kvz_score_params *p);
+    /* mask[i] (count bytes) = 1 for the k highest of scores[0 .. count), else 0.
+     * Ties go to the lower index; -0 equals +0; NaN ranks below everything
+     * (kernels/order_key.h). Radix select: linear in count, no sort. */
+    int (*top_k_mask)(kvz_backend *b, uint8_t *mask, const float *scores, int64_t count, int64_t k);
+    /* dst (s->n, s->d) = one stored KV head's rows (kernels/kv_codes.h:
+     * payload and (scale, min) pairs) dequantized, and with `positions` (keys;
+     * NULL for values) rotated by RoPE to those positions. payload, scales and
+     * positions are host memory the call does not keep; the rows may land
+     * after it returns (synchronize() waits). */
+    int (*kv_load)(kvz_backend *b, float *dst, const kvz_quant_shape *s, int is_keys, const uint8_t *payload,
+                   const uint16_t *scales, const int32_t *positions, const kvz_rope_params *rope);
 } kvz_backend_ops;
 
 struct kvz_backend {

@@ -233,8 +233,8 @@ int kvz_context_new_ragged(kvz_context **out, kvz_model *m, const int32_t *loade
     return KVZ_OK;
 }
 
-int kvz_context_ragged_fill(kvz_context *c, int32_t layer, int32_t head, int32_t row0, const float *k,
-                            const float *v, int32_t n)
+int kvz_context_ragged_rows(kvz_context *c, int32_t layer, int32_t head, int32_t row0, int32_t n, float **k,
+                            float **v)
 {
     KVZ_ASSERT(c->rg);
     const kvz_hparams *hp = &c->model->hp;
@@ -242,10 +242,10 @@ int kvz_context_ragged_fill(kvz_context *c, int32_t layer, int32_t head, int32_t
     if (row0 < 0 || n < 0 || row0 + n > c->rg->loaded[i])
         return kvz_errorf(KVZ_ERR_INTERNAL, "filling rows [%d, %d) of a head holding %d", row0, row0 + n,
                           c->rg->loaded[i]);
-    kvz_backend *b = c->model->backend;
-    size_t at = ((size_t)c->rg->host_base[i] + (size_t)row0) * hp->head_dim, bytes = (size_t)n * hp->head_dim * 4;
-    KVZ_TRY(b->ops->upload(b, c->k_cache[layer] + at, k, bytes));
-    return b->ops->upload(b, c->v_cache[layer] + at, v, bytes);
+    size_t at = ((size_t)c->rg->host_base[i] + (size_t)row0) * hp->head_dim;
+    *k = c->k_cache[layer] + at;
+    *v = c->v_cache[layer] + at;
+    return KVZ_OK;
 }
 
 int32_t kvz_context_len(const kvz_context *c) { return c->len; }

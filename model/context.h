@@ -67,16 +67,17 @@ int kvz_context_eval(kvz_context *c, const int32_t *tokens, int32_t n, const kvz
                      float *logits);
 
 /* A context over a loaded (compressed) cache: KV head h of layer l holds
- * loaded[l * n_kv_heads + h] rows, filled with kvz_context_ragged_fill (keys
+ * loaded[l * n_kv_heads + h] rows, filled through kvz_context_ragged_rows (keys
  * with RoPE already applied at their positions); `extra` tokens can then be
  * evaluated, the first at position first_position. kvz_context_len counts the
  * appended tokens; truncate drops them. KVZ_ERR_RANGE when positions or rows
  * would exceed the model's trained context. */
 int kvz_context_new_ragged(kvz_context **out, kvz_model *m, const int32_t *loaded, int32_t extra,
                            int32_t max_chunk, int32_t first_position);
-/* Host rows (n, head_dim) into rows row0.. of a head's loaded part. */
-int kvz_context_ragged_fill(kvz_context *c, int32_t layer, int32_t head, int32_t row0, const float *k,
-                            const float *v, int32_t n);
+/* Backend pointers to rows row0 .. row0 + n of a head's loaded part in the
+ * key and value caches (each row head_dim floats), for the backend's kv_load. */
+int kvz_context_ragged_rows(kvz_context *c, int32_t layer, int32_t head, int32_t row0, int32_t n, float **k,
+                            float **v);
 
 /* Forget cache rows from `len` on (len <= current length). */
 void kvz_context_truncate(kvz_context *c, int32_t len);

@@ -1,6 +1,7 @@
 /* model.c — hyper-parameters, tensor checks and weight upload. */
 #include "model/model.h"
 #include "common/error.h"
+#include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/dequant.h"
 #include "kernels/ggml_types.h"
 
@@ -58,6 +59,9 @@ int kvz_hparams_read(kvz_hparams *hp, const kvz_gguf *g)
     snprintf(key, sizeof key, "%s.rope.dimension_count", a);
     if (kvz_gguf_find_key(g, key) >= 0)
         KVZ_TRY(key_u32(g, a, "rope.dimension_count", &hp->rope.rope_dim));
+    if (hp->rope.rope_dim > KVZ_CPU_ROPE_MAX_DIM)
+        return kvz_errorf(KVZ_ERR_UNSUPPORTED, "%s: rope dimension %d is above the %d kvz supports",
+                          kvz_gguf_path(g), hp->rope.rope_dim, KVZ_CPU_ROPE_MAX_DIM);
     if (hp->rope.rope_dim > hp->head_dim || hp->rope.rope_dim % 2 != 0)
         return kvz_errorf(KVZ_ERR_FORMAT, "%s: rope dimension %d does not fit head size %d",
                           kvz_gguf_path(g), hp->rope.rope_dim, hp->head_dim);

@@ -5,7 +5,6 @@
 #include "format/artifact.h"
 #include "format/doc_record.h"
 #include "format/transfer.h"
-#include "kernels/cpu/cpu_kernels.h"
 #include "model/identity.h"
 #include "model/prompt.h"
 
@@ -178,22 +177,78 @@ static int make_plan(kvz_model *m, kvz_store_txn *t, const kvz_model_identity *i
     return KVZ_OK;
 }
 
-/* Decode (layer l, head h) of every planned artifact into the context. */
-static int fill_head(kvz_loaded *L, const plan *p, int32_t l, int32_t h, float *k, float *v, uint32_t *pos,
-                     int32_t *positions)
+/* One (layer, head) of every planned artifact as stored (decompressed, not
+ * dequantized), ready for the backend's kv_load. */
+typedef struct head_rows {
+    kvz_head_codes *codes; /* per planned artifact */
+    size_t *at;            /* per artifact: arena offset of its positions; payloads and scales follow */
+    uint8_t *arena;
+    size_t cap;
+} head_rows;
+
+static size_t align8(size_t x) { return (x + 7) & ~(size_t)7; }
+
+/* The arena holds, per artifact: positions (int32, made absolute), key
+ * payload, key scales, value payload, value scales, each 8-byte aligned. */
+static void part_offsets(const kvz_head_codes *hc, size_t at, size_t off[6])
 {
-    const kvz_hparams *hp = &L->model->hp;
+    off[0] = at;
+    off[1] = off[0] + align8((size_t)hc->n * 4);
+    off[2] = off[1] + align8(hc->key_bytes);
+    off[3] = off[2] + align8(hc->key_pairs * 4);
+    off[4] = off[3] + align8(hc->value_bytes);
+    off[5] = off[4] + align8(hc->value_pairs * 4); /* the end */
+}
+
+/* Decompress (layer l, head h) of every planned artifact (host work, run for
+ * all heads of a layer at once). */
+static int read_head(const plan *p, int32_t l, int32_t h, head_rows *r)
+{
+    size_t need = 0, off[6];
+    for (size_t i = 0; i < p->n; i++) {
+        KVZ_TRY(kvz_artifact_head_codes(&p->items[i].art, (uint16_t)l, (uint16_t)h, &r->codes[i]));
+        r->at[i] = need;
+        part_offsets(&r->codes[i], need, off);
+        need = off[5];
+    }
+    if (need > r->cap) {
+        uint8_t *grown = realloc(r->arena, need);
+        if (!grown)
+            return kvz_errorf(KVZ_ERR_NOMEM, "out of memory reading layer %d", l);
+        r->arena = grown, r->cap = need;
+    }
+    for (size_t i = 0; i < p->n; i++) {
+        part_offsets(&r->codes[i], r->at[i], off);
+        uint8_t *base = r->arena;
+        KVZ_TRY(kvz_artifact_read_codes(&p->items[i].art, (uint16_t)l, (uint16_t)h, (uint32_t *)(base + off[0]),
+                                        base + off[1], (uint16_t *)(base + off[2]), base + off[3],
+                                        (uint16_t *)(base + off[4])));
+        /* positions in the artifact count from its document's start */
+        int32_t *pos = (int32_t *)(base + off[0]);
+        for (uint32_t j = 0; j < r->codes[i].n; j++)
+            pos[j] += p->items[i].position;
+    }
+    return KVZ_OK;
+}
+
+/* Hand (layer l, head h) to the backend: dequantized, keys rotated to where
+ * they sit now (they are stored before RoPE), into the head's cache rows. */
+static int place_head(kvz_loaded *L, const plan *p, int32_t l, int32_t h, const head_rows *r)
+{
+    kvz_backend *b = L->model->backend;
     int32_t row = 0;
     for (size_t i = 0; i < p->n; i++) {
-        uint32_t n;
-        KVZ_TRY(kvz_artifact_kept(&p->items[i].art, (uint16_t)l, (uint16_t)h, &n));
-        KVZ_TRY(kvz_artifact_read_head(&p->items[i].art, (uint16_t)l, (uint16_t)h, pos, k, v));
-        for (uint32_t j = 0; j < n; j++)
-            positions[j] = p->items[i].position + (int32_t)pos[j];
-        /* keys are stored before RoPE: rotate them to where they sit now */
-        kvz_cpu_rope(k, positions, (int32_t)n, 1, &hp->rope, 0, 1);
-        KVZ_TRY(kvz_context_ragged_fill(L->ctx, l, h, row, k, v, (int32_t)n));
-        row += (int32_t)n;
+        const kvz_head_codes *hc = &r->codes[i];
+        size_t off[6];
+        part_offsets(hc, r->at[i], off);
+        float *k, *v;
+        KVZ_TRY(kvz_context_ragged_rows(L->ctx, l, h, row, (int32_t)hc->n, &k, &v));
+        const uint8_t *base = r->arena;
+        KVZ_TRY(b->ops->kv_load(b, k, &hc->keys, 1, base + off[1], (const uint16_t *)(base + off[2]),
+                                (const int32_t *)(base + off[0]), &L->model->hp.rope));
+        KVZ_TRY(b->ops->kv_load(b, v, &hc->values, 0, base + off[3], (const uint16_t *)(base + off[4]), NULL,
+                                NULL));
+        row += (int32_t)hc->n;
     }
     return KVZ_OK;
 }
@@ -220,7 +275,7 @@ int kvz_load(kvz_model *m, kvz_store *store, const char *const *names, size_t n_
     kvz_loaded *res = calloc(1, sizeof *res);
     int rc = loaded && res ? make_plan(m, t, &id, names, n_names, &o, &p, st)
                            : kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
-    int32_t first_position = st->prefix_tokens + st->original_tokens, max_rows = 0;
+    int32_t first_position = st->prefix_tokens + st->original_tokens;
     for (size_t i = 0; i < p.n && rc == KVZ_OK; i++)
         for (int32_t l = 0; l < L && rc == KVZ_OK; l++)
             for (int32_t h = 0; h < H && rc == KVZ_OK; h++) {
@@ -228,10 +283,8 @@ int kvz_load(kvz_model *m, kvz_store *store, const char *const *names, size_t n_
                 rc = kvz_artifact_kept(&p.items[i].art, (uint16_t)l, (uint16_t)h, &n);
                 loaded[(size_t)l * H + h] += (int32_t)n;
             }
-    for (size_t i = 0; i < (size_t)L * H && rc == KVZ_OK; i++) {
+    for (size_t i = 0; i < (size_t)L * H && rc == KVZ_OK; i++)
         st->rows += (uint64_t)loaded[i];
-        max_rows = loaded[i] > max_rows ? loaded[i] : max_rows;
-    }
     if (rc == KVZ_OK && first_position + o.reserve > hp->ctx_train)
         rc = kvz_errorf(KVZ_ERR_RANGE, "the documents take %d positions (prefix included); with %d for the "
                         "question and answer that exceeds the model's context of %d", first_position, o.reserve,
@@ -241,16 +294,23 @@ int kvz_load(kvz_model *m, kvz_store *store, const char *const *names, size_t n_
         rc = kvz_context_new_ragged(&res->ctx, m, loaded, o.reserve, 512, first_position);
     }
     double t1 = kvz_now_seconds();
-    size_t rows = (size_t)(max_rows > 1 ? max_rows : 1) * hp->head_dim;
+    /* Per layer: decompress every head on the host threads, then hand them to
+     * the backend, which dequantizes and rotates (on the GPU while the host
+     * goes on to the next layer). */
+    head_rows *heads = calloc((size_t)H, sizeof *heads);
+    for (int32_t h = 0; heads && h < H; h++) {
+        heads[h].codes = calloc(p.n ? p.n : 1, sizeof *heads[h].codes);
+        heads[h].at = calloc(p.n ? p.n : 1, sizeof *heads[h].at);
+        if (!heads[h].codes || !heads[h].at)
+            rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    }
+    if (!heads && rc == KVZ_OK)
+        rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     char failure[512] = ""; /* error messages are per thread: carry a worker's out */
     for (int32_t l = 0; l < L && rc == KVZ_OK; l++) {
 #pragma omp parallel for schedule(dynamic, 1)
         for (int32_t h = 0; h < H; h++) {
-            float *k = malloc(rows * 4), *v = malloc(rows * 4);
-            uint32_t *pos = malloc((size_t)hp->ctx_train * 4);
-            int32_t *positions = malloc((size_t)hp->ctx_train * 4);
-            int hr = k && v && pos && positions ? fill_head(res, &p, l, h, k, v, pos, positions)
-                                                : kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+            int hr = read_head(&p, l, h, &heads[h]);
             if (hr != KVZ_OK) {
 #pragma omp critical
                 if (rc == KVZ_OK) {
@@ -258,11 +318,15 @@ int kvz_load(kvz_model *m, kvz_store *store, const char *const *names, size_t n_
                     snprintf(failure, sizeof failure, "layer %d head %d: %s", l, h, kvz_last_error());
                 }
             }
-            free(k), free(v), free(pos), free(positions);
         }
+        if (failure[0])
+            kvz_errorf(rc, "%s", failure);
+        for (int32_t h = 0; h < H && rc == KVZ_OK; h++)
+            rc = place_head(res, &p, l, h, &heads[h]);
     }
-    if (failure[0])
-        kvz_errorf(rc, "%s", failure);
+    for (int32_t h = 0; heads && h < H; h++)
+        free(heads[h].codes), free(heads[h].at), free(heads[h].arena);
+    free(heads);
     if (rc == KVZ_OK)
         rc = m->backend->ops->synchronize(m->backend);
     double t2 = kvz_now_seconds();

@@ -165,6 +165,25 @@ static int cpu_attention_scores(kvz_backend *b, float *scores, const float *q, c
     return KVZ_OK;
 }
 
+static int cpu_top_k_mask(kvz_backend *b, uint8_t *mask, const float *scores, int64_t count, int64_t k)
+{
+    cpu_impl *impl = b->impl;
+    if (count <= 0)
+        return KVZ_OK;
+    KVZ_TRY(ensure_scratch(b, (size_t)count)); /* a float per key: the same size */
+    memset(mask, 0, (size_t)count);
+    kvz_cpu_top_k_mask(scores, NULL, (size_t)count, k > 0 ? (size_t)k : 0, mask, (uint32_t *)impl->scratch);
+    return KVZ_OK;
+}
+
+static int cpu_kv_load(kvz_backend *b, float *dst, const kvz_quant_shape *s, int is_keys,
+                       const uint8_t *payload, const uint16_t *scales, const int32_t *positions,
+                       const kvz_rope_params *rope)
+{
+    kvz_cpu_kv_load(dst, s, is_keys, payload, scales, positions, rope, b->n_threads);
+    return KVZ_OK;
+}
+
 static void cpu_destroy(kvz_backend *b)
 {
     cpu_impl *impl = b->impl;
@@ -192,6 +211,8 @@ static const kvz_backend_ops CPU_OPS = {
     .kv_append = cpu_kv_append,
     .attention = cpu_attention,
     .attention_scores = cpu_attention_scores,
+    .top_k_mask = cpu_top_k_mask,
+    .kv_load = cpu_kv_load,
 };
 
 /* f32 weights when they take at most a third of physical memory (and 16 GiB). */

@@ -29,6 +29,8 @@ void kvz_cpu_embed(float *out, const kvz_weight *table, const int32_t *tokens, i
                    int n_threads);
 void kvz_cpu_rmsnorm(float *out, const float *x, const float *weight, int32_t n, int32_t dim,
                      float eps, int n_threads);
+/* Rotary dimensions kvz_cpu_rope handles (the model loader refuses more). */
+#define KVZ_CPU_ROPE_MAX_DIM 1024
 void kvz_cpu_rope(float *x, const int32_t *positions, int32_t n, int32_t n_heads,
                   const kvz_rope_params *p, int inverse, int n_threads);
 void kvz_cpu_swiglu(float *out, const float *gate, const float *up, int64_t count, int n_threads);
@@ -41,6 +43,19 @@ size_t kvz_cpu_attention_scratch_floats(const kvz_attention_params *p, const kvz
 void kvz_cpu_attention(float *out, const float *q, const float *k_cache, const float *v_cache,
                        const kvz_attention_params *p, const kvz_score_params *sp, float *scores,
                        float *scratch, int n_threads);
+
+/* Set mask[c] = 1 for the k highest-scored candidates c (c = idx[i], or i when
+ * idx is NULL, for i < count; scores are indexed by c), leaving other entries
+ * as they are. Ties go to the earlier candidate; -0 equals +0; NaN ranks below
+ * everything (kernels/order_key.h). keys: scratch of count entries. O(count),
+ * no sort. */
+void kvz_cpu_top_k_mask(const float *scores, const uint32_t *idx, size_t count, size_t k,
+                        uint8_t *mask, uint32_t *keys);
+
+/* The kv_load op (kernels/backend.h) on host memory: dequantize, then RoPE. */
+void kvz_cpu_kv_load(float *dst, const kvz_quant_shape *s, int is_keys, const uint8_t *payload,
+                     const uint16_t *scales, const int32_t *positions, const kvz_rope_params *rope,
+                     int n_threads);
 
 size_t kvz_cpu_scores_scratch_floats(const kvz_score_params *p, int n_threads);
 void kvz_cpu_score_acc_clear(const kvz_score_params *p, float *acc);

@@ -120,6 +120,16 @@ static void cu_destroy(kvz_backend *b)
         cudaFree(c->x_half);
     if (c->partials)
         cudaFree(c->partials);
+    if (c->topk_scratch)
+        cudaFree(c->topk_scratch);
+    for (int i = 0; i < 2; i++) {
+        if (c->stage[i].host)
+            cudaFreeHost(c->stage[i].host);
+        if (c->stage[i].dev)
+            cudaFree(c->stage[i].dev);
+        if (c->stage[i].done)
+            cudaEventDestroy(c->stage[i].done);
+    }
     cublasDestroy(c->cublas);
     cudaStreamDestroy(c->stream);
     free(c);
@@ -145,6 +155,8 @@ static const kvz_backend_ops CUDA_OPS = {
     cuda_kv_append,
     cuda_attention,
     cuda_attention_scores,
+    cuda_top_k_mask,
+    cuda_kv_load,
 };
 
 extern "C" int kvz_backend_cuda_available(void)

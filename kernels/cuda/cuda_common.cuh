@@ -16,6 +16,13 @@ extern "C" {
 #include "kernels/backend.h"
 }
 
+/* A pinned host buffer and its device copy for kv_load (kv_load.cu). */
+typedef struct kv_stage {
+    void *host, *dev;
+    size_t host_bytes, dev_bytes;
+    cudaEvent_t done; /* recorded behind the last kernel that read dev */
+} kv_stage;
+
 typedef struct cuda_impl {
     int device;
     cudaStream_t stream;
@@ -27,6 +34,10 @@ typedef struct cuda_impl {
     size_t x_half_bytes;
     float *partials;   /* split-K attention partial results */
     size_t partial_bytes;
+    void *topk_scratch; /* top-k state, histogram, tile counts */
+    size_t topk_bytes;
+    kv_stage stage[2]; /* used in turn */
+    int stage_next;
 } cuda_impl;
 
 static inline cuda_impl *cuda_of(kvz_backend *b) { return (cuda_impl *)b->impl; }
@@ -77,5 +88,10 @@ int cuda_attention(kvz_backend *b, float *out, const float *q, const float *k_ca
 /* scores.cu */
 int cuda_attention_scores(kvz_backend *b, float *scores, const float *q, const float *k_cache,
                           const kvz_score_params *p);
+/* kv_load.cu */
+int cuda_kv_load(kvz_backend *b, float *dst, const kvz_quant_shape *s, int is_keys, const uint8_t *payload,
+                 const uint16_t *scales, const int32_t *positions, const kvz_rope_params *rope);
+/* topk.cu */
+int cuda_top_k_mask(kvz_backend *b, uint8_t *mask, const float *scores, int64_t count, int64_t k);
 
 #endif

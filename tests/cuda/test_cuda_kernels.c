@@ -7,6 +7,7 @@
 
 #include <math.h>
 
+#include "format/quant.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/dequant.h"
 #include "kernels/ggml_types.h"
@@ -244,6 +245,97 @@ static void test_attention_scores(void **state)
     check_scores(KVZ_REDUCE_SUM, 32, 8, 128, 32, 3968, 4000, 1, wb, we);
 }
 
+/* Radix select: the same mask bit for bit, ties and special values included,
+ * over one tile and over many (the tile is 4,096 scores). */
+static void test_top_k_mask(void **state)
+{
+    const int64_t counts[] = {1, 100, 4096, 4097, 70001, 3 * 1000 * 1000};
+    for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++) {
+        for (int kind = 0; kind < 3; kind++) {
+            int64_t n = counts[ci];
+            float *s = malloc((size_t)n * sizeof *s);
+            for (int64_t i = 0; i < n; i++) {
+                float r = test_frand();
+                if (kind == 0)
+                    s[i] = r * 1e3f;
+                else if (kind == 1) /* heavy ties */
+                    s[i] = (float)(int)(r * 4) * 0.5f;
+                else /* ties, signed zeros, infinities, NaN */
+                    s[i] = r < -0.9f ? NAN : r < -0.8f ? -0.0f : r < -0.7f ? 0.0f
+                         : r < -0.6f ? INFINITY : r < -0.5f ? -INFINITY : (float)(int)(r * 3);
+            }
+            int64_t ks[] = {0, 1, n / 10, n * 3 / 10, n - 1, n};
+            float *ds = dev(s, (size_t)n * sizeof *s);
+            void *dm;
+            CHECK_OK(gpu->ops->alloc(gpu, (size_t)n, &dm));
+            uint8_t *want = malloc((size_t)n), *got = malloc((size_t)n);
+            for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+                CHECK_OK(cpu->ops->top_k_mask(cpu, want, s, n, ks[ki]));
+                CHECK_OK(gpu->ops->top_k_mask(gpu, dm, ds, n, ks[ki]));
+                CHECK_OK(gpu->ops->download(gpu, got, dm, (size_t)n));
+                int64_t kept = 0, differ = 0;
+                for (int64_t i = 0; i < n; i++)
+                    kept += want[i], differ += want[i] != got[i];
+                if (differ || kept != (ks[ki] < n ? ks[ki] : n))
+                    fail_msg("top-k n=%lld k=%lld kind %d: %lld of %lld differ, cpu kept %lld", (long long)n,
+                             (long long)ks[ki], kind, (long long)differ, (long long)n, (long long)kept);
+            }
+            free(s), free(want), free(got);
+            gpu->ops->free(gpu, ds), gpu->ops->free(gpu, dm);
+        }
+    }
+}
+
+/* The compiler's one-threshold selection on the GPU picks what the host picks. */
+static void test_select_on_gpu(void **state)
+{
+    const int32_t L = 30, H = 3, n = 5000;
+    float *scores = host_random((size_t)L * H * n, 1.0f);
+    test_select_same_on(gpu, scores, L, H, n);
+    free(scores);
+}
+
+/* A stored head into cache rows: every bit width, keys (RoPE, both modes,
+ * a partial rotary dimension) and values, several heads in a row so both
+ * staging buffers are used and reused, against the CPU twin. */
+static void test_kv_load(void **state)
+{
+    const uint32_t bits[] = {16, 8, 4, 2};
+    const kvz_rope_mode modes[] = {KVZ_ROPE_NORMAL, KVZ_ROPE_NEOX};
+    for (size_t bi = 0; bi < 4; bi++)
+        for (int m = 0; m < 2; m++)
+            for (int is_keys = 0; is_keys < 2; is_keys++) {
+                const uint32_t d = m ? 128 : 64, n = 300 + 97 * (uint32_t)bi;
+                kvz_rope_params rp = {.head_dim = (int32_t)d, .rope_dim = m ? 96 : 64, .freq_base = 10000.0f,
+                                      .mode = modes[m]};
+                kvz_quant_shape q = {.n = n, .n16 = 4, .d = d, .bits = bits[bi], .group = is_keys ? 128 : 32};
+                float *x = host_random((size_t)n * d, 3.0f), *want = malloc((size_t)n * d * 4);
+                uint8_t *payload = malloc(kvz_quant_payload_bytes(&q));
+                uint16_t *scales = malloc(kvz_quant_scale_pairs(&q, is_keys) * 4 + 4);
+                int32_t *pos = malloc(n * 4);
+                for (uint32_t t = 0; t < n; t++)
+                    pos[t] = 31 + 57 * (int32_t)t; /* out to ~28K */
+                CHECK_OK(kvz_quantize(x, &q, is_keys, payload, scales));
+                const int32_t *rot = is_keys ? pos : NULL;
+                CHECK_OK(cpu->ops->kv_load(cpu, want, &q, is_keys, payload, scales, rot, &rp));
+                float *dst;
+                CHECK_OK(gpu->ops->alloc(gpu, (size_t)3 * n * d * 4, (void **)&dst));
+                for (int rep = 0; rep < 3; rep++) /* three heads: staging used in turn */
+                    CHECK_OK(gpu->ops->kv_load(gpu, dst + (size_t)rep * n * d, &q, is_keys, payload, scales, rot,
+                                               &rp));
+                CHECK_OK(gpu->ops->synchronize(gpu));
+                float *got = back(dst, (size_t)3 * n * d);
+                char what[96];
+                for (int rep = 0; rep < 3; rep++) {
+                    snprintf(what, sizeof what, "kv_load %s %u-bit %s #%d", is_keys ? "keys" : "values", bits[bi],
+                             m ? "neox" : "normal", rep);
+                    expect_close(what, want, got + (size_t)rep * n * d, (size_t)n * d, 1e-6);
+                }
+                free(got), free(x), free(want), free(payload), free(scales), free(pos);
+                gpu->ops->free(gpu, dst);
+            }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -252,6 +344,9 @@ int main(void)
         cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_scores),
+        cmocka_unit_test(test_top_k_mask),
+        cmocka_unit_test(test_select_on_gpu),
+        cmocka_unit_test(test_kv_load),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

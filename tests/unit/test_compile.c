@@ -95,7 +95,7 @@ static void test_budgets_never_zero(void **state)
         kvz_select_opts o = {.method = methods[mi], .ratio = 0.001f, .beta = 20, .decay = 0.2f, .reuse = 1,
                              .sinks = 4, .seed = 3, .chunk = methods[mi] == KVZ_METHOD_CHUNKKV ? 10 : 0};
         kvz_selection s;
-        CHECK_OK(kvz_select(&o, scores, NULL, L, H, n, &s));
+        CHECK_OK(kvz_select(&o, NULL, scores, NULL, L, H, n, &s));
         for (int i = 0; i < L * H; i++)
             if (s.offset[i + 1] - s.offset[i] < 1)
                 fail_msg("%s left head %d empty", kvz_method_name(methods[mi]), i);
@@ -104,13 +104,19 @@ static void test_budgets_never_zero(void **state)
     /* the global threshold gives heads different lengths; pair-uniform does not */
     kvz_select_opts pair = {.method = KVZ_METHOD_KVZIP, .level = KVZ_LEVEL_PAIR, .ratio = 0.2f};
     kvz_selection s;
-    CHECK_OK(kvz_select(&pair, scores, NULL, L, H, n, &s));
+    CHECK_OK(kvz_select(&pair, NULL, scores, NULL, L, H, n, &s));
     /* the worst head got nothing under the threshold: it keeps its best pair, one over the budget */
     assert_int_equal(kvz_selection_total(&s), (uint64_t)lround(0.2 * L * H * n) + 1);
     assert_true(s.offset[(1 * H + 2) + 1] - s.offset[1 * H + 2] == 1);
     kvz_selection_free(&s);
+    /* through a backend's top_k_mask (the CPU one here, CUDA in tests/cuda) */
+    kvz_backend *cpu;
+    kvz_backend_config bc = {.device = KVZ_DEVICE_CPU, .n_threads = 1};
+    CHECK_OK(kvz_backend_create(&cpu, &bc));
+    test_select_same_on(cpu, scores, L, H, n);
+    kvz_backend_destroy(cpu);
     pair.level = KVZ_LEVEL_PAIR_UNIFORM;
-    CHECK_OK(kvz_select(&pair, scores, NULL, L, H, n, &s));
+    CHECK_OK(kvz_select(&pair, NULL, scores, NULL, L, H, n, &s));
     for (int i = 0; i < L * H; i++)
         assert_int_equal(s.offset[i + 1] - s.offset[i], 100);
     kvz_selection_free(&s);
@@ -125,7 +131,7 @@ static void test_chunk_selection(void **state)
         scores[i] = test_frand();
     kvz_select_opts o = {.method = KVZ_METHOD_CHUNKKV, .ratio = 0.3f, .chunk = 10, .reuse = 2, .window = 16};
     kvz_selection s;
-    CHECK_OK(kvz_select(&o, scores, NULL, L, H, n, &s));
+    CHECK_OK(kvz_select(&o, NULL, scores, NULL, L, H, n, &s));
     for (int l = 0; l < L; l++) {
         const uint32_t *p0 = s.pos + s.offset[l * H];
         uint32_t n0 = s.offset[l * H + 1] - s.offset[l * H];

@@ -308,6 +308,64 @@ static void test_embed(void **state)
     free(table);
 }
 
+/* The reference order, written from the definition: higher score first, NaN
+ * last, -0 equal to +0, ties by candidate position. */
+typedef struct cand {
+    float score;
+    size_t pos;
+} cand;
+
+static int ref_order(const void *pa, const void *pb)
+{
+    const cand *a = pa, *b = pb;
+    int an = isnan(a->score), bn = isnan(b->score);
+    if (an != bn)
+        return an - bn;
+    if (!an && a->score != b->score)
+        return a->score > b->score ? -1 : 1;
+    return a->pos < b->pos ? -1 : 1;
+}
+
+static void test_top_k_mask(void **state)
+{
+    const float specials[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1e-40f, -1e-40f, 3.5f, -3.5f};
+    for (int trial = 0; trial < 60; trial++) {
+        size_t n = 1 + (size_t)((test_frand() * 0.5 + 0.5) * 3000) + (size_t)trial;
+        float *s = malloc(n * sizeof *s);
+        for (size_t i = 0; i < n; i++) {
+            double r = test_frand() * 0.5 + 0.5;
+            if (trial % 3 == 0) /* many ties */
+                s[i] = (float)(int)(r * 7) * 0.25f;
+            else if (trial % 3 == 1 && r < 0.3)
+                s[i] = specials[(size_t)(r * 30) % (sizeof specials / sizeof specials[0])];
+            else
+                s[i] = test_frand() * 1e3f;
+        }
+        /* candidates: every index, or a subset in increasing order */
+        uint32_t *idx = malloc(n * sizeof *idx);
+        size_t count = 0;
+        for (size_t i = 0; i < n; i++)
+            if (trial % 2 == 0 || test_frand() > 0)
+                idx[count++] = (uint32_t)i;
+        size_t ks[] = {0, 1, count / 3, count > 0 ? count - 1 : 0, count, count + 5};
+        for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+            size_t k = ks[ki];
+            uint8_t *got = calloc(n, 1), *want = calloc(n, 1);
+            uint32_t *keys = malloc(n * sizeof *keys);
+            cand *c = malloc((count + 1) * sizeof *c);
+            for (size_t i = 0; i < count; i++)
+                c[i] = (cand){s[idx[i]], i};
+            qsort(c, count, sizeof *c, ref_order);
+            for (size_t i = 0; i < k && i < count; i++)
+                want[idx[c[i].pos]] = 1;
+            kvz_cpu_top_k_mask(s, trial % 2 == 0 ? NULL : idx, count, k, got, keys);
+            assert_memory_equal(got, want, n);
+            free(got), free(want), free(keys), free(c);
+        }
+        free(s), free(idx);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -318,6 +376,7 @@ int main(void)
         cmocka_unit_test(test_rope),
         cmocka_unit_test(test_rmsnorm_swiglu),
         cmocka_unit_test(test_embed),
+        cmocka_unit_test(test_top_k_mask),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,6 +20,7 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/half.h"
+#include "compiler/select.h"
 #include "kernels/ggml_types.h"
 
 /* Fail the test with the library's message when a call does not succeed. */
@@ -169,6 +170,22 @@ static inline int32_t *parse_ids(const char *s, size_t *n)
     for (size_t i = 0; i < *n; i++)
         ids[i] = (int32_t)strtol(end, &end, 10);
     return ids;
+}
+
+/* The one-threshold selection (pair level, uniform and pyramid) made on
+ * backend `b` equals the one made on the host, position for position. */
+static inline void test_select_same_on(kvz_backend *b, const float *scores, int32_t L, int32_t H, int32_t n)
+{
+    for (int shape = 0; shape < 2; shape++) {
+        kvz_select_opts o = {.method = KVZ_METHOD_KVZIP, .level = KVZ_LEVEL_PAIR, .ratio = 0.3f,
+                             .shape = shape ? KVZ_SHAPE_PYRAMID : KVZ_SHAPE_UNIFORM, .beta = 20};
+        kvz_selection host, dev;
+        CHECK_OK(kvz_select(&o, NULL, scores, NULL, L, H, n, &host));
+        CHECK_OK(kvz_select(&o, b, scores, NULL, L, H, n, &dev));
+        assert_memory_equal(host.offset, dev.offset, (size_t)(L * H + 1) * sizeof *host.offset);
+        assert_memory_equal(host.pos, dev.pos, kvz_selection_total(&host) * sizeof *host.pos);
+        kvz_selection_free(&host), kvz_selection_free(&dev);
+    }
 }
 
 #endif

@@ -1,0 +1,116 @@
+/*
+ * kv_codes.h — how one stored KV head reads back (format/SPEC.md §6), as
+ * inline functions the artifact decoder (format/quant.c), the CPU load kernel
+ * and its CUDA twin all use.
+ *
+ * A head's payload is its n16 leading rows in f16, then the other m = n - n16
+ * rows (each d channels) as b-bit codes packed LSB first, or f16 when b = 16.
+ * Code x stands for min + x · scale, the f16 (scale, min) pair of its group:
+ * for keys a channel over `group` consecutive rows, for values `group`
+ * consecutive channels of a row.
+ */
+#ifndef KVZ_KERNELS_KV_CODES_H
+#define KVZ_KERNELS_KV_CODES_H
+
+#include "kernels/host_device.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#ifndef __CUDA_ARCH__
+#include "common/half.h"
+#endif
+
+typedef struct kvz_quant_shape {
+    uint32_t n;      /* kept rows (tokens) */
+    uint32_t n16;    /* leading rows kept in f16 */
+    uint32_t d;      /* channels */
+    uint32_t bits;   /* 16, 8, 4, 2 */
+    uint32_t group;  /* keys: tokens per group; values: channels per group (d % group == 0) */
+} kvz_quant_shape;
+
+/* Bytes of the payload. */
+static inline KVZ_HOST_DEVICE size_t kvz_quant_payload_bytes(const kvz_quant_shape *s)
+{
+    size_t m = s->n - s->n16;
+    size_t codes = s->bits == 16 ? m * s->d * 2 : (m * s->d * s->bits + 7) / 8;
+    return (size_t)s->n16 * s->d * 2 + codes;
+}
+
+/* Scale pairs (scale, min): keys ceil(m/group)·d, values m·d/group; 0 at 16 bits. */
+static inline KVZ_HOST_DEVICE size_t kvz_quant_scale_pairs(const kvz_quant_shape *s, int is_keys)
+{
+    if (s->bits == 16)
+        return 0;
+    size_t m = s->n - s->n16;
+    return is_keys ? (m + s->group - 1) / s->group * s->d : m * (s->d / s->group);
+}
+
+static inline KVZ_HOST_DEVICE float kvz_kv_half(uint16_t h)
+{
+#ifdef __CUDA_ARCH__
+    return __half2float(__ushort_as_half(h));
+#else
+    return kvz_fp16_to_f32(h);
+#endif
+}
+
+/* Code i (row-major over the quantized rows) of a packed body. */
+static inline KVZ_HOST_DEVICE uint32_t kvz_kv_code(const uint8_t *body, size_t i, uint32_t bits)
+{
+    const size_t bit = i * bits;
+    return (uint32_t)(body[bit / 8] >> (bit % 8)) & ((1u << bits) - 1);
+}
+
+/* The scale pairs of quantized row tq: pair of channel c is [c] for keys,
+ * [c / group] for values. */
+static inline KVZ_HOST_DEVICE const uint16_t *kvz_kv_row_pairs(const uint16_t *scales, const kvz_quant_shape *s,
+                                                               int is_keys, size_t tq)
+{
+    return scales + 2 * (is_keys ? (tq / s->group) * s->d : tq * (s->d / s->group));
+}
+
+/* Element (row t < n, channel c < d) of a payload and its scale pairs: what
+ * a GPU thread reads. */
+static inline KVZ_HOST_DEVICE float kvz_kv_element(const uint8_t *payload, const uint16_t *scales,
+                                                   const kvz_quant_shape *s, int is_keys, size_t t,
+                                                   size_t c)
+{
+    const size_t d = s->d;
+    if (t < s->n16 || s->bits == 16) { /* the f16 rows come first either way */
+        uint16_t h;
+        memcpy(&h, payload + 2 * (t * d + c), 2);
+        return kvz_kv_half(h);
+    }
+    const size_t tq = t - s->n16;
+    const uint16_t *pair = kvz_kv_row_pairs(scales, s, is_keys, tq) + 2 * (is_keys ? c : c / s->group);
+    const uint32_t code = kvz_kv_code(payload + (size_t)s->n16 * d * 2, tq * d + c, s->bits);
+    return kvz_kv_half(pair[1]) + (float)code * kvz_kv_half(pair[0]);
+}
+
+/* Row t into out[0 .. d): the same values as kvz_kv_element, a row at a time
+ * (what a CPU thread reads; the per-row work is done once). */
+static inline KVZ_HOST_DEVICE void kvz_kv_row(const uint8_t *payload, const uint16_t *scales,
+                                              const kvz_quant_shape *s, int is_keys, size_t t, float *out)
+{
+    const size_t d = s->d;
+    if (t < s->n16 || s->bits == 16) {
+        const uint8_t *p = payload + 2 * t * d;
+        for (size_t c = 0; c < d; c++) {
+            uint16_t h;
+            memcpy(&h, p + 2 * c, 2);
+            out[c] = kvz_kv_half(h);
+        }
+        return;
+    }
+    const size_t tq = t - s->n16;
+    const uint16_t *pairs = kvz_kv_row_pairs(scales, s, is_keys, tq);
+    const uint8_t *body = payload + (size_t)s->n16 * d * 2;
+    for (size_t c = 0; c < d; c++) {
+        const uint16_t *pair = pairs + 2 * (is_keys ? c : c / s->group);
+        out[c] = kvz_kv_half(pair[1]) + (float)kvz_kv_code(body, tq * d + c, s->bits) * kvz_kv_half(pair[0]);
+    }
+}
+
+#endif
