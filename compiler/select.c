@@ -92,8 +92,6 @@ int kvz_layer_budgets(kvz_budget_shape shape, double avg, int32_t L, int32_t n, 
     return KVZ_OK;
 }
 
-/* ---- ranking helpers -------------------------------------------------- */
-
 /* ---- building the selection ------------------------------------------------ */
 
 /* A kept mask (n_layers * n_heads * n bytes) becomes the position lists. */

@@ -479,7 +479,7 @@ int kvz_artifact_kept(const kvz_artifact *a, uint16_t layer, uint16_t head, uint
     return KVZ_OK;
 }
 
-/* Decode one side of a head into x (n, d). */
+/* The quantization shape of one side (keys or values) of a head, and its section. */
 static int side_shape(const kvz_artifact *a, uint16_t layer, uint16_t head, int is_keys, kvz_quant_shape *q,
                       kvz_section *s)
 {
@@ -539,6 +539,7 @@ int kvz_artifact_read_codes(const kvz_artifact *a, uint16_t layer, uint16_t head
     return read_side_codes(a, layer, head, 0, value_payload, value_scales);
 }
 
+/* Decode one side of a head into x (n, d). */
 static int read_side(const kvz_artifact *a, uint16_t layer, uint16_t head, int is_keys, float *x)
 {
     kvz_section s;
