@@ -469,8 +469,10 @@ static int compile_segment(kvz_compiler *c, const char *name, const uint8_t hash
     if (rc == KVZ_OK)
         rc = score_segment(c, tokens->ids, n, scores, pr);
     kvz_selection s = {0};
+    /* the scores are on the host: a CPU backend would only copy them */
+    kvz_backend *select_device = c->model->backend->ops->host_memory ? NULL : c->model->backend;
     if (rc == KVZ_OK)
-        rc = kvz_select(&sel, c->model->backend, scores, c->head_scores, hp->n_layers, hp->n_kv_heads, n, &s);
+        rc = kvz_select(&sel, select_device, scores, c->head_scores, hp->n_layers, hp->n_kv_heads, n, &s);
     double t2 = kvz_now_seconds();
     kvz_manifest m;
     fill_manifest(c, &m);

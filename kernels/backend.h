@@ -94,6 +94,7 @@ typedef struct kvz_score_params {
 
 typedef struct kvz_backend_ops {
     const char *name;
+    int host_memory; /* 1: backend memory is host memory (alloc is malloc, upload a copy) */
 
     int (*alloc)(kvz_backend *b, size_t bytes, void **ptr);
     void (*free)(kvz_backend *b, void *ptr);

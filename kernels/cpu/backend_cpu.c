@@ -194,6 +194,7 @@ static void cpu_destroy(kvz_backend *b)
 
 static const kvz_backend_ops CPU_OPS = {
     .name = "cpu",
+    .host_memory = 1,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .upload = cpu_copy,

@@ -138,6 +138,7 @@ static void cu_destroy(kvz_backend *b)
 
 static const kvz_backend_ops CUDA_OPS = {
     "cuda",
+    0, /* host_memory */
     cu_alloc,
     cu_free,
     cu_upload,

@@ -153,9 +153,8 @@ int cuda_top_k_mask(kvz_backend *b, uint8_t *mask, const float *scores, int64_t 
 
     topk_init<<<1, 1, 0, c->stream>>>(st, (unsigned long long)k, hist);
     CUDA_LAUNCHED("top-k init");
-    const int hist_blocks = (int)(tiles * (TOPK_TILE / TOPK_THREADS) < (int64_t)c->sm_count * 8
-                                      ? tiles * (TOPK_TILE / TOPK_THREADS)
-                                      : (int64_t)c->sm_count * 8);
+    const int64_t covering = tiles * (TOPK_TILE / TOPK_THREADS), resident = (int64_t)c->sm_count * 8;
+    const int hist_blocks = (int)(covering < resident ? covering : resident); /* grid-stride beyond */
     for (int shift = 24; shift >= 0; shift -= 8) {
         topk_histogram<<<hist_blocks, TOPK_THREADS, 0, c->stream>>>(scores, count, st, shift, hist);
         CUDA_LAUNCHED("top-k histogram");
