@@ -6,6 +6,10 @@
 #   bench/gpu.sh bench          speed: SmolLM2 (real) and Llama-3-8B shape (synthetic)
 #   bench/gpu.sh compile        kvz compile speed on the GPU, both shapes
 #   bench/gpu.sh runtime        time to first token from the store (bench/runtime.sh)
+#   bench/gpu.sh cache          decode attention and tok/s, full vs ratio-0.3 loaded cache
+#   bench/gpu.sh kvpress        kvpress's KVzipPress (HF transformers + PyTorch) on the
+#                               shapes and lengths of `compile`, from wheels carried in
+#                               .device/wheels (bench/kvpress_wheels.sh fetches them)
 #
 # On a machine without the Debian -dev packages, put their .deb files in
 # $KVZ_DEBS (default .device/debs): they are unpacked into .deps/ and used from
@@ -75,8 +79,25 @@ PY
 runtime)
     KVZ_BIN=./build-cuda/kvz DEVICE=cuda sh bench/runtime.sh
     ;;
+cache)
+    K=./build-cuda/kvz
+    [ -f /tmp/kvz-smol-32k.gguf ] || $K synth-model --shape smollm2-135m --ctx 32896 -o /tmp/kvz-smol-32k.gguf
+    [ -f /tmp/kvz-l3-8b.gguf ] || $K synth-model --shape llama3-8b --ctx 32896 -o /tmp/kvz-l3-8b.gguf
+    for m in /tmp/kvz-smol-32k.gguf /tmp/kvz-l3-8b.gguf; do
+        echo "== $m, cuda, ratio 0.3"
+        $K bench --model $m --device cuda --ratio 0.3 --cache-only --prefill 8192,32768 --decode 64 --repeat 3
+    done
+    ;;
+kvpress)
+    WHEELS=${KVZ_WHEELS:-.device/wheels}
+    [ -d "$WHEELS" ] || { echo "no wheels in $WHEELS: run bench/kvpress_wheels.sh where PyPI is reachable" >&2; exit 1; }
+    [ -d .device/pylib ] || python3 -m pip install -q --no-deps --target .device/pylib "$WHEELS"/*.whl
+    export PYTHONPATH=$PWD/.device/pylib${PYTHONPATH:+:$PYTHONPATH}
+    python3 bench/kvpress_compare.py --shape smollm2-135m --tokens 5695 --device cuda
+    python3 bench/kvpress_compare.py --shape llama3-8b --tokens 8010,30044 --device cuda
+    ;;
 *)
-    echo "usage: bench/gpu.sh build|test|bench|compile|runtime" >&2
+    echo "usage: bench/gpu.sh build|test|bench|compile|runtime|cache|kvpress" >&2
     exit 2
     ;;
 esac

@@ -5,6 +5,7 @@
 #include "model/context.h"
 #include "model/model.h"
 #include "model/sample.h"
+#include "tools/bench_cache.h"
 #include "tools/cli.h"
 
 #include <getopt.h>
@@ -28,10 +29,15 @@ static const char HELP[] =
     "  --threads N       CPU threads (default: all cores)\n"
     "  --device D        cpu, cuda or auto\n"
     "  --weights W       auto, f32 or native (CPU)\n"
+    "  --ratio R         also, at each N: one decode step's attention over one layer\n"
+    "                    and greedy decode over a loaded cache keeping every row,\n"
+    "                    then keeping a fraction R of them (0 < R < 1; heads uneven\n"
+    "                    as KVzip leaves them: 0.5x to 1.5x of R*N rows)\n"
+    "  --cache-only      with --ratio: skip the prefill runs\n"
     "  --json            one JSON object per line\n";
 
 enum { OPT_PREFILL = 256, OPT_DECODE, OPT_TEXT, OPT_CHUNK, OPT_REPEAT, OPT_THREADS, OPT_DEVICE,
-       OPT_WEIGHTS, OPT_JSON };
+       OPT_WEIGHTS, OPT_RATIO, OPT_CACHE_ONLY, OPT_JSON };
 
 static int text_tokens(const kvz_model *m, const char *path, kvz_tokens *out)
 {
@@ -84,6 +90,38 @@ static int run_once(kvz_model *m, const kvz_tokens *text, int32_t n, int32_t dec
     return rc;
 }
 
+/* One line: attention and decode over a full and a compressed loaded cache. */
+static int bench_cache(kvz_model *m, int32_t n, double ratio, int32_t decode, int32_t repeat, int json)
+{
+    const int32_t H = m->hp.n_kv_heads;
+    int32_t *rows = malloc(2 * (size_t)H * sizeof *rows);
+    if (!rows)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    kvz_bench_head_rows(&m->hp, n, 1.0, rows);
+    kvz_bench_head_rows(&m->hp, n, ratio, rows + H);
+    kvz_cache_timing full, kept;
+    int rc = kvz_bench_cache(m, n, rows, decode, repeat, &full);
+    if (rc == KVZ_OK)
+        rc = kvz_bench_cache(m, n, rows + H, decode, repeat, &kept);
+    free(rows);
+    if (rc != KVZ_OK)
+        return rc;
+    double speedup = full.attention_us / kept.attention_us;
+    if (json)
+        printf("{\"engine\":\"kvz\",\"device\":\"%s\",\"context_tokens\":%d,\"ratio\":%.3f,"
+               "\"rows_full\":%lld,\"rows_kept\":%lld,\"attention_full_us\":%.2f,"
+               "\"attention_kept_us\":%.2f,\"attention_speedup\":%.2f,\"decode_tokens\":%d,"
+               "\"decode_full_tok_s\":%.2f,\"decode_kept_tok_s\":%.2f}\n",
+               m->backend->ops->name, n, ratio, (long long)full.rows, (long long)kept.rows, full.attention_us,
+               kept.attention_us, speedup, decode, full.decode_tok_s, kept.decode_tok_s);
+    else
+        printf("cache of %6d tokens, ratio %.2f: attention per layer %9.1f us full, %9.1f us kept "
+               "(%.2fx); decode %7.2f tok/s full, %7.2f tok/s kept\n",
+               n, ratio, full.attention_us, kept.attention_us, speedup, full.decode_tok_s, kept.decode_tok_s);
+    fflush(stdout);
+    return KVZ_OK;
+}
+
 int cmd_bench(int argc, char **argv)
 {
     static const struct option options[] = {
@@ -92,11 +130,13 @@ int cmd_bench(int argc, char **argv)
         {"chunk", required_argument, 0, OPT_CHUNK},   {"repeat", required_argument, 0, OPT_REPEAT},
         {"threads", required_argument, 0, OPT_THREADS}, {"device", required_argument, 0, OPT_DEVICE},
         {"weights", required_argument, 0, OPT_WEIGHTS}, {"json", no_argument, 0, OPT_JSON},
+        {"ratio", required_argument, 0, OPT_RATIO},   {"cache-only", no_argument, 0, OPT_CACHE_ONLY},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0},
     };
     const char *model = NULL, *text_path = NULL, *sizes = "512,2048,8192";
     long decode = 64, chunk = 512, repeat = 1, threads = 0;
-    int json = 0, c;
+    double ratio = 0;
+    int json = 0, cache_only = 0, c;
     int device = KVZ_DEVICE_AUTO, weights = KVZ_WEIGHTS_AUTO;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:h", options, NULL)) != -1) {
@@ -111,6 +151,8 @@ int cmd_bench(int argc, char **argv)
         case OPT_THREADS: if (cli_parse_int(optarg, 1, 1024, &threads)) goto bad; break;
         case OPT_DEVICE: if (cli_parse_device(optarg, &device)) goto bad; break;
         case OPT_WEIGHTS: if (cli_parse_weights(optarg, &weights)) goto bad; break;
+        case OPT_RATIO: if (cli_parse_float(optarg, 1e-6, 1.0, &ratio) || ratio >= 1.0) goto bad; break;
+        case OPT_CACHE_ONLY: cache_only = 1; break;
         case 'h': fputs(HELP, stdout); return KVZ_EXIT_OK;
         default: fputs(HELP, stderr); return KVZ_EXIT_USAGE;
         }
@@ -127,6 +169,10 @@ int cmd_bench(int argc, char **argv)
         n_sizes++;
     }
     free(list);
+    if (cache_only && ratio == 0) {
+        fputs("kvz bench: --cache-only needs --ratio\n", stderr);
+        return KVZ_EXIT_USAGE;
+    }
 
     kvz_model_config mc = {.backend = {.device = (kvz_device)device, .n_threads = (int)threads,
                                        .weights = (kvz_weight_policy)weights}};
@@ -141,6 +187,10 @@ int cmd_bench(int argc, char **argv)
         printf("model %s on %s (%d threads), loaded in %.2f s\n", m->path, m->backend->ops->name,
                m->backend->n_threads, t_load);
     for (int i = 0; i < n_sizes && rc == KVZ_OK; i++) {
+        if (ratio > 0)
+            rc = bench_cache(m, (int32_t)ns[i], ratio, (int32_t)decode, (int32_t)repeat, json);
+        if (cache_only || rc != KVZ_OK)
+            continue;
         bench_result best = {1e30, 1e30};
         for (long k = 0; k < repeat && rc == KVZ_OK; k++) {
             bench_result r;

@@ -11,8 +11,12 @@
  * Decode (few queries) would leave most of the GPU idle, so the key range is
  * split across blocks (flash-decoding): each split writes (max, sum, partial
  * output) and a second kernel merges them. Twin of kernels/cpu/attention.c.
+ *
+ * Chunks of at least TC_MIN_QUERIES queries go to the tensor-core kernel
+ * (attention_tc.cu) instead, unless KVZ_CUDA_ATTENTION=simt asks for this one
+ * (for comparing the two).
  */
-#include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/attention.cuh"
 
 #include <math.h>
 
@@ -20,16 +24,8 @@
 #define ROWS_PER_WARP 8
 #define MAX_ROWS (WARPS * ROWS_PER_WARP)
 #define KEY_TILE 32
-
-struct attn_args {
-    float *out;
-    float *partials; /* (splits, n, n_heads, head_dim + 2) when splits > 1 */
-    const float *q, *kc, *vc;
-    const int64_t *head_base; /* ragged layout, or NULL (see kvz_attention_params) */
-    const int32_t *head_rows;
-    int n, pos0, n_heads, n_kv, capacity, bq, split_len, splits;
-    float scale;
-};
+#define TC_MIN_QUERIES 16
+#define TC_KEY_TILE 64
 
 template <int HD>
 __global__ void __launch_bounds__(WARPS * 32) attention_kernel(attn_args a)
@@ -164,6 +160,14 @@ __global__ void attention_merge_kernel(float *out, const float *partials, int n,
     }
 }
 
+static int merge_splits(cuda_impl *c, float *out, const attn_args *a, int hd)
+{
+    attention_merge_kernel<<<a->n * a->n_heads, 128, 0, c->stream>>>(out, a->partials, a->n, a->n_heads, hd,
+                                                                     a->splits);
+    CUDA_LAUNCHED("attention merge");
+    return KVZ_OK;
+}
+
 template <int HD>
 static int launch(cuda_impl *c, attn_args a, dim3 grid, size_t smem)
 {
@@ -200,7 +204,10 @@ int cuda_attention(kvz_backend *b, float *out, const float *q, const float *k_ca
     a.scale = p->scale;
     a.head_base = p->head_base;
     a.head_rows = p->head_rows;
-    a.bq = MAX_ROWS / group;
+    const int tensor_cores = p->n >= TC_MIN_QUERIES && !c->attention_simt &&
+                             cuda_attention_tc_smem(hd) <= c->smem_optin;
+    const int key_tile = tensor_cores ? TC_KEY_TILE : KEY_TILE;
+    a.bq = (tensor_cores ? TC_ROWS : MAX_ROWS) / group;
     if (a.bq > p->n)
         a.bq = p->n;
     int tiles = ceil_div(p->n, a.bq);
@@ -208,13 +215,13 @@ int cuda_attention(kvz_backend *b, float *out, const float *q, const float *k_ca
     /* split the keys when too few blocks would run (decode, short chunks) */
     int base = tiles * p->n_kv_heads;
     a.splits = 1;
-    if (base < 2 * c->sm_count && kv_max > 4 * KEY_TILE) {
+    if (base < 2 * c->sm_count && kv_max > 4 * key_tile) {
         a.splits = ceil_div(2 * c->sm_count, base);
-        int max_splits = ceil_div(kv_max, 2 * KEY_TILE);
+        int max_splits = ceil_div(kv_max, 2 * key_tile);
         if (a.splits > max_splits)
             a.splits = max_splits;
     }
-    a.split_len = ceil_div(ceil_div(kv_max, a.splits), KEY_TILE) * KEY_TILE;
+    a.split_len = ceil_div(ceil_div(kv_max, a.splits), key_tile) * key_tile;
     a.splits = ceil_div(kv_max, a.split_len);
     a.partials = NULL;
     if (a.splits > 1) {
@@ -222,19 +229,20 @@ int cuda_attention(kvz_backend *b, float *out, const float *q, const float *k_ca
         KVZ_TRY(cuda_ensure((void **)&c->partials, &c->partial_bytes, bytes));
         a.partials = c->partials;
     }
+    dim3 grid(tiles, p->n_kv_heads, a.splits);
+    if (tensor_cores) {
+        KVZ_TRY(cuda_attention_tc_launch(c, &a, hd, grid));
+        return a.splits == 1 ? KVZ_OK : merge_splits(c, out, &a, hd);
+    }
     int rows = a.bq * group;
     size_t smem = ((size_t)rows * hd + KEY_TILE * (hd + 1) + KEY_TILE * hd) * sizeof(float);
     if (smem > c->smem_optin)
         return kvz_errorf(KVZ_ERR_UNSUPPORTED, "cuda: attention needs %zu bytes of shared memory, "
                           "the device offers %zu", smem, c->smem_optin);
-    dim3 grid(tiles, p->n_kv_heads, a.splits);
     int rc = hd == 64 ? launch<64>(c, a, grid, smem)
              : hd == 96 ? launch<96>(c, a, grid, smem)
                         : launch<128>(c, a, grid, smem);
     if (rc != KVZ_OK || a.splits == 1)
         return rc;
-    attention_merge_kernel<<<p->n * p->n_heads, 128, 0, c->stream>>>(out, a.partials, p->n,
-                                                                     p->n_heads, hd, a.splits);
-    CUDA_LAUNCHED("attention merge");
-    return KVZ_OK;
+    return merge_splits(c, out, &a, hd);
 }

@@ -194,6 +194,8 @@ extern "C" int kvz_backend_cuda_create(kvz_backend **out, const kvz_backend_conf
     }
     c->sm_count = prop.multiProcessorCount;
     c->smem_optin = prop.sharedMemPerBlockOptin;
+    const char *attention = getenv("KVZ_CUDA_ATTENTION");
+    c->attention_simt = attention && strcmp(attention, "simt") == 0;
     if (cublasCreate(&c->cublas) != CUBLAS_STATUS_SUCCESS) {
         cudaStreamDestroy(c->stream);
         free(b);

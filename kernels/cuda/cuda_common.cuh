@@ -28,6 +28,7 @@ typedef struct cuda_impl {
     cudaStream_t stream;
     cublasHandle_t cublas;
     int sm_count;
+    int attention_simt; /* KVZ_CUDA_ATTENTION=simt: no tensor-core attention */
     size_t smem_optin; /* largest dynamic shared memory a block may ask for */
     /* scratch, grown on demand */
     __half *x_half;    /* activations converted for cuBLAS */

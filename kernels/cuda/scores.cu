@@ -11,9 +11,11 @@
  *     recomputed and reduced over the rows, then over the block's warps, and
  *     leave with one atomic per key.
  *
- * Twin of kernels/cpu/scores.c; the layout mirrors attention.cu.
+ * Twin of kernels/cpu/scores.c; the layout mirrors attention.cu. Blocks of at
+ * least TC_MIN_QUERIES queries take the tensor-core passes of scores_tc.cu
+ * instead, unless KVZ_CUDA_ATTENTION=simt.
  */
-#include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/scores.cuh"
 
 #include <math.h>
 
@@ -21,27 +23,7 @@
 #define ROWS_PER_WARP 8
 #define MAX_ROWS (WARPS * ROWS_PER_WARP)
 #define KEY_TILE 32
-
-struct score_args {
-    float *scores;
-    float *stats; /* (n, n_heads, 2): max, sum */
-    const float *q, *kc;
-    int n, q_pos0, n_heads, n_kv, capacity, n_ranges, reduce, bq, support;
-    int begin[KVZ_SCORE_MAX_RANGES], end[KVZ_SCORE_MAX_RANGES];
-    float scale;
-};
-
-/* The cache row of position `idx` in the ranges laid end to end. */
-__device__ static int support_row(const score_args &a, int idx)
-{
-    for (int r = 0; r < a.n_ranges; r++) {
-        int len = a.end[r] - a.begin[r];
-        if (idx < len)
-            return a.begin[r] + idx;
-        idx -= len;
-    }
-    return -1;
-}
+#define TC_MIN_QUERIES 16
 
 /* Query rows of the block into shared memory: row r = query i0 + r / group,
  * head g * group + r % group. */
@@ -101,27 +83,12 @@ __global__ void __launch_bounds__(WARPS * 32) row_stats_kernel(score_args a)
                     dot = fmaf(qr[d], kr[d], dot);
                 s = dot * a.scale;
             }
-            float tmax = s;
-            for (int off = 16; off > 0; off >>= 1)
-                tmax = fmaxf(tmax, __shfl_xor_sync(0xffffffffu, tmax, off));
-            if (tmax == -INFINITY)
-                continue;
-            float mn = fmaxf(m[k], tmax);
-            float p = s == -INFINITY ? 0.0f : __expf(s - mn);
-            for (int off = 16; off > 0; off >>= 1)
-                p += __shfl_xor_sync(0xffffffffu, p, off);
-            l[k] = l[k] * __expf(m[k] - mn) + p;
-            m[k] = mn;
+            row_stats_step(s, -INFINITY, m[k], l[k]);
         }
     }
 #pragma unroll
-    for (int k = 0; k < ROWS_PER_WARP; k++) {
-        int r = warp + WARPS * k, i = i0 + r / group, h = g * group + r % group;
-        if (r < rows && i < a.n && lane == 0) {
-            a.stats[2 * ((size_t)i * a.n_heads + h)] = m[k];
-            a.stats[2 * ((size_t)i * a.n_heads + h) + 1] = l[k];
-        }
-    }
+    for (int k = 0; k < ROWS_PER_WARP; k++)
+        row_stats_store(a, warp + WARPS * k, rows, i0, g, group, m[k], l[k]);
 }
 
 template <int HD>
@@ -151,20 +118,12 @@ __global__ void __launch_bounds__(WARPS * 32) column_reduce_kernel(score_args a)
             dot = fmaf(qr[d], kr[d], dot);
         const float *st = a.stats + 2 * ((size_t)i * a.n_heads + h);
         float p = __expf(dot * a.scale - st[0]) / st[1];
-        acc = a.reduce == KVZ_REDUCE_MAX ? fmaxf(acc, p) : acc + p;
+        acc = score_fold(a, acc, p);
     }
     partial[warp][lane] = acc;
     __syncthreads();
-    if (warp == 0 && row >= 0) {
-        float v = partial[0][lane];
-        for (int w = 1; w < WARPS; w++)
-            v = a.reduce == KVZ_REDUCE_MAX ? fmaxf(v, partial[w][lane]) : v + partial[w][lane];
-        float *o = a.scores + (size_t)g * a.capacity + row;
-        if (a.reduce == KVZ_REDUCE_MAX) /* probabilities are >= 0: int order is float order */
-            atomicMax((int *)o, __float_as_int(v));
-        else
-            atomicAdd(o, v);
-    }
+    if (warp == 0)
+        score_commit_partials(a, g, row, &partial[0][lane], KEY_TILE, WARPS);
 }
 
 template <int HD>
@@ -208,9 +167,14 @@ int cuda_attention_scores(kvz_backend *b, float *scores, const float *q, const f
     }
     if (a.support <= 0 || p->n <= 0)
         return KVZ_OK;
-    a.bq = MAX_ROWS / group < p->n ? MAX_ROWS / group : p->n;
+    const int tensor_cores = p->n >= TC_MIN_QUERIES && !c->attention_simt &&
+                             cuda_scores_tc_smem(hd) <= c->smem_optin;
+    const int max_rows = tensor_cores ? SCORE_TC_ROWS : MAX_ROWS;
+    a.bq = max_rows / group < p->n ? max_rows / group : p->n;
     size_t stats_bytes = (size_t)p->n * p->n_heads * 2 * sizeof(float);
     KVZ_TRY(cuda_ensure((void **)&c->partials, &c->partial_bytes, stats_bytes));
     a.stats = c->partials;
+    if (tensor_cores)
+        return cuda_scores_tc_launch(c, &a, hd);
     return hd == 64 ? launch<64>(c, a) : hd == 96 ? launch<96>(c, a) : launch<128>(c, a);
 }

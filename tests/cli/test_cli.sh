@@ -65,4 +65,12 @@ check context-too-small 10 "$KVZ" generate --model "$MODEL" --ctx 4 --prompt "th
 expect_in context-too-small "$TMP/err" "context"
 check empty-prompt 2 "$KVZ" generate --model "$MODEL" --prompt ""
 
+# bench over loaded caches: KVzip-like uneven heads keep 0.3 of 3 x 256 rows
+check bench-ratio 0 "$KVZ" bench --model "$MODEL" --ratio 0.3 --cache-only --prefill 256 --decode 2 --json
+expect_in bench-ratio "$TMP/out" '"rows_full":768,"rows_kept":230,'
+expect_in bench-ratio "$TMP/out" '"decode_kept_tok_s":'
+check bench-ratio-range 2 "$KVZ" bench --model "$MODEL" --ratio 1 --cache-only
+check bench-cache-only-alone 2 "$KVZ" bench --model "$MODEL" --cache-only
+expect_in bench-cache-only-alone "$TMP/err" "needs --ratio"
+
 finish CLI

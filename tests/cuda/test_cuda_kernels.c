@@ -12,7 +12,8 @@
 #include "kernels/cpu/dequant.h"
 #include "kernels/ggml_types.h"
 
-static kvz_backend *cpu, *gpu;
+/* gpu_simt: the same device with tensor-core attention turned off. */
+static kvz_backend *cpu, *gpu, *gpu_simt;
 
 static int setup(void **state)
 {
@@ -20,6 +21,9 @@ static int setup(void **state)
     kvz_backend_config gc = {.device = KVZ_DEVICE_CUDA};
     CHECK_OK(kvz_backend_create(&cpu, &cc));
     CHECK_OK(kvz_backend_create(&gpu, &gc));
+    setenv("KVZ_CUDA_ATTENTION", "simt", 1);
+    CHECK_OK(kvz_backend_create(&gpu_simt, &gc));
+    unsetenv("KVZ_CUDA_ATTENTION");
     return 0;
 }
 
@@ -27,6 +31,7 @@ static int teardown(void **state)
 {
     kvz_backend_destroy(cpu);
     kvz_backend_destroy(gpu);
+    kvz_backend_destroy(gpu_simt);
     return 0;
 }
 
@@ -175,6 +180,40 @@ static void test_rope(void **state)
     }
 }
 
+/* Chunks of at least this many queries run on tensor cores (f16 inputs):
+ * their bound is f16's, the CUDA-core kernel's is f32's. */
+#define TC_MIN_QUERIES 16
+#define TC_BOUND 3e-3
+#define TC_SCORE_BOUND 5e-3
+#define SIMT_BOUND 1e-4
+
+/* Attention of the CPU against both CUDA kernels on the same device data. */
+static void compare_attention(const char *what, const float *q, const float *kc, const float *vc, size_t cache,
+                              const kvz_attention_params *cpu_p, const kvz_attention_params *gpu_p)
+{
+    size_t qn = (size_t)cpu_p->n * cpu_p->n_heads * cpu_p->head_dim;
+    float *out = malloc(qn * 4), *dout;
+    float *dkc = dev(kc, cache * 4), *dvc = dev(vc, cache * 4), *dq = dev(q, qn * 4);
+    CHECK_OK(gpu->ops->alloc(gpu, qn * 4, (void **)&dout));
+    CHECK_OK(cpu->ops->attention(cpu, out, q, kc, vc, cpu_p, NULL, NULL));
+    kvz_backend *both[] = {gpu, gpu_simt};
+    for (int k = 0; k < 2; k++) {
+        int tensor_cores = k == 0 && cpu_p->n >= TC_MIN_QUERIES;
+        CHECK_OK(gpu->ops->synchronize(gpu)); /* the backends run on streams of their own */
+        CHECK_OK(both[k]->ops->attention(both[k], dout, dq, dkc, dvc, gpu_p, NULL, NULL));
+        CHECK_OK(both[k]->ops->synchronize(both[k]));
+        float *got = back(dout, qn);
+        char label[128];
+        snprintf(label, sizeof label, "%s %s", what, tensor_cores ? "(tensor cores)" : "(cuda cores)");
+        expect_close(label, out, got, qn, tensor_cores ? TC_BOUND : SIMT_BOUND);
+        free(got);
+    }
+    float *bufs[] = {dkc, dvc, dq, dout};
+    for (int i = 0; i < 4; i++)
+        gpu->ops->free(gpu, bufs[i]);
+    free(out);
+}
+
 static void check_attention(int32_t n, int32_t pos0, int32_t n_heads, int32_t n_kv, int32_t hd)
 {
     kvz_attention_params p = {.n = n, .pos0 = pos0, .n_heads = n_heads, .n_kv_heads = n_kv,
@@ -182,24 +221,48 @@ static void check_attention(int32_t n, int32_t pos0, int32_t n_heads, int32_t n_
     size_t cache = (size_t)n_kv * p.capacity * hd, qn = (size_t)n * n_heads * hd, kvn = (size_t)n * n_kv * hd;
     float *kc = host_random(cache, 1.0f), *vc = host_random(cache, 1.0f);
     float *q = host_random(qn, 2.0f), *k = host_random(kvn, 1.0f), *v = host_random(kvn, 1.0f);
-    float *dkc = dev(kc, cache * 4), *dvc = dev(vc, cache * 4), *dq = dev(q, qn * 4);
-    float *dk = dev(k, kvn * 4), *dv = dev(v, kvn * 4), *dout, *out = malloc(qn * 4);
-    CHECK_OK(gpu->ops->alloc(gpu, qn * 4, (void **)&dout));
+    float *dkc = dev(kc, cache * 4), *dvc = dev(vc, cache * 4);
+    float *dk = dev(k, kvn * 4), *dv = dev(v, kvn * 4);
     CHECK_OK(cpu->ops->kv_append(cpu, kc, vc, k, v, &p));
     CHECK_OK(gpu->ops->kv_append(gpu, dkc, dvc, dk, dv, &p));
     float *got = back(dkc, cache);
     expect_close("kv_append", kc, got, cache, 0);
     free(got);
-    CHECK_OK(cpu->ops->attention(cpu, out, q, kc, vc, &p, NULL, NULL));
-    CHECK_OK(gpu->ops->attention(gpu, dout, dq, dkc, dvc, &p, NULL, NULL));
-    got = back(dout, qn);
     char what[96];
     snprintf(what, sizeof what, "attention n=%d pos0=%d heads %d/%d hd %d", n, pos0, n_heads, n_kv, hd);
-    expect_close(what, out, got, qn, 1e-4);
-    free(got), free(out), free(kc), free(vc), free(q), free(k), free(v);
-    float *bufs[] = {dkc, dvc, dq, dk, dv, dout};
-    for (int i = 0; i < 6; i++)
+    compare_attention(what, q, kc, vc, cache, &p, &p);
+    free(kc), free(vc), free(q), free(k), free(v);
+    float *bufs[] = {dkc, dvc, dk, dv};
+    for (int i = 0; i < 4; i++)
         gpu->ops->free(gpu, bufs[i]);
+}
+
+/* A loaded cache: heads of different lengths, each followed by n query rows. */
+static void check_attention_ragged(int32_t n, const int32_t *rows, int32_t n_heads, int32_t n_kv, int32_t hd)
+{
+    int64_t base[16], total = 0;
+    int32_t max_rows = 0;
+    for (int32_t h = 0; h < n_kv; h++) {
+        base[h] = total;
+        total += rows[h] + n + 2;
+        max_rows = rows[h] > max_rows ? rows[h] : max_rows;
+    }
+    size_t cache = (size_t)total * hd, qn = (size_t)n * n_heads * hd;
+    float *kc = host_random(cache, 1.0f), *vc = host_random(cache, 1.0f), *q = host_random(qn, 2.0f);
+    int64_t *dbase = dev(base, sizeof(int64_t) * n_kv);
+    int32_t *drows = dev(rows, sizeof(int32_t) * n_kv);
+    kvz_attention_params p = {.n = n, .n_heads = n_heads, .n_kv_heads = n_kv, .head_dim = hd,
+                              .scale = 1.0f / sqrtf((float)hd), .head_base = base, .head_rows = rows,
+                              .max_head_rows = max_rows};
+    kvz_attention_params dp = p;
+    dp.head_base = dbase;
+    dp.head_rows = drows;
+    char what[96];
+    snprintf(what, sizeof what, "ragged attention n=%d heads %d/%d hd %d", n, n_heads, n_kv, hd);
+    compare_attention(what, q, kc, vc, cache, &p, &dp);
+    gpu->ops->free(gpu, dbase);
+    gpu->ops->free(gpu, drows);
+    free(kc), free(vc), free(q);
 }
 
 static void test_attention(void **state)
@@ -211,6 +274,17 @@ static void test_attention(void **state)
     check_attention(3, 9000, 32, 8, 128);  /* Llama-3-8B shape */
     check_attention(300, 1000, 32, 8, 128);
     check_attention(17, 200, 12, 12, 96);  /* no GQA, head size 96 */
+    check_attention(512, 3000, 9, 3, 64);  /* a full prefill chunk deep in a document */
+    check_attention(16, 7000, 32, 8, 128); /* the smallest tensor-core chunk, split keys */
+}
+
+static void test_attention_ragged(void **state)
+{
+    const int32_t smol[3] = {700, 1, 2300}, l3[8] = {0, 5, 64, 65, 1000, 4000, 63, 129};
+    check_attention_ragged(1, smol, 9, 3, 64);   /* decode over a loaded SmolLM2 cache */
+    check_attention_ragged(40, smol, 9, 3, 64);  /* a question appended to it */
+    check_attention_ragged(1, l3, 32, 8, 128);
+    check_attention_ragged(33, l3, 32, 8, 128);
 }
 
 static void check_scores(kvz_score_reduce reduce, int32_t n_heads, int32_t n_kv, int32_t hd,
@@ -224,14 +298,24 @@ static void check_scores(kvz_score_reduce reduce, int32_t n_heads, int32_t n_kv,
         p.range_begin[r] = begin[r], p.range_end[r] = end[r];
     size_t cache = (size_t)n_kv * capacity * hd, qn = (size_t)n * n_heads * hd, sn = (size_t)n_kv * capacity;
     float *kc = host_random(cache, 1.0f), *q = host_random(qn, 3.0f), *sc = calloc(sn, 4);
-    float *dkc = dev(kc, cache * 4), *dq = dev(q, qn * 4), *dsc = dev(sc, sn * 4);
+    float *zero = calloc(sn, 4);
+    float *dkc = dev(kc, cache * 4), *dq = dev(q, qn * 4), *dsc = dev(zero, sn * 4);
     CHECK_OK(cpu->ops->attention_scores(cpu, sc, q, kc, &p));
-    CHECK_OK(gpu->ops->attention_scores(gpu, dsc, dq, dkc, &p));
-    float *got = back(dsc, sn);
-    char what[96];
-    snprintf(what, sizeof what, "scores %s n=%d heads %d/%d hd %d", reduce ? "sum" : "max", n, n_heads, n_kv, hd);
-    expect_close(what, sc, got, sn, 1e-4);
-    free(got), free(kc), free(q), free(sc);
+    kvz_backend *both[] = {gpu, gpu_simt};
+    for (int k = 0; k < 2; k++) {
+        int tensor_cores = k == 0 && n >= TC_MIN_QUERIES;
+        CHECK_OK(gpu->ops->upload(gpu, dsc, zero, sn * 4));
+        CHECK_OK(gpu->ops->synchronize(gpu)); /* the backends run on streams of their own */
+        CHECK_OK(both[k]->ops->attention_scores(both[k], dsc, dq, dkc, &p));
+        CHECK_OK(both[k]->ops->synchronize(both[k]));
+        float *got = back(dsc, sn);
+        char what[128];
+        snprintf(what, sizeof what, "scores %s n=%d heads %d/%d hd %d %s", reduce ? "sum" : "max", n, n_heads,
+                 n_kv, hd, tensor_cores ? "(tensor cores)" : "(cuda cores)");
+        expect_close(what, sc, got, sn, tensor_cores ? TC_SCORE_BOUND : SIMT_BOUND);
+        free(got);
+    }
+    free(kc), free(q), free(sc), free(zero);
     gpu->ops->free(gpu, dkc), gpu->ops->free(gpu, dq), gpu->ops->free(gpu, dsc);
 }
 
@@ -243,6 +327,10 @@ static void test_attention_scores(void **state)
     /* SnapKV window: 32 queries over the whole document */
     int32_t wb[1] = {0}, we[1] = {4000};
     check_scores(KVZ_REDUCE_SUM, 32, 8, 128, 32, 3968, 4000, 1, wb, we);
+    /* a short block stays on CUDA cores; head size 96, no GQA */
+    int32_t sb[1] = {0}, se[1] = {700};
+    check_scores(KVZ_REDUCE_MAX, 12, 12, 96, 8, 692, 700, 1, sb, se);
+    check_scores(KVZ_REDUCE_SUM, 12, 12, 96, 100, 600, 700, 1, sb, se);
 }
 
 /* Radix select: the same mask bit for bit, ties and special values included,
@@ -343,6 +431,7 @@ int main(void)
         cmocka_unit_test(test_embed_rmsnorm_swiglu),
         cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_attention_ragged),
         cmocka_unit_test(test_attention_scores),
         cmocka_unit_test(test_top_k_mask),
         cmocka_unit_test(test_select_on_gpu),

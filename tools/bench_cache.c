@@ -1,0 +1,182 @@
+/* bench_cache.c — decode over a full and a compressed loaded cache (bench_cache.h). */
+#include "tools/bench_cache.h"
+
+#include "common/error.h"
+#include "common/splitmix.h"
+#include "common/timer.h"
+#include "model/context.h"
+#include "model/sample.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+void kvz_bench_head_rows(const kvz_hparams *hp, int32_t n, double ratio, int32_t *rows)
+{
+    const int32_t H = hp->n_kv_heads;
+    for (int32_t h = 0; h < H; h++) {
+        double weight = H > 1 ? 0.5 + (double)h / (H - 1) : 1.0;
+        long r = ratio >= 1.0 ? n : lround(ratio * n * weight);
+        rows[h] = (int32_t)(r < 1 ? 1 : r > n ? n : r);
+    }
+}
+
+/* Backend buffers of one layer's ragged cache and one decode step's query. */
+typedef struct attention_case {
+    float *k, *v, *q, *out;
+    int64_t *head_base;
+    int32_t *head_rows;
+    kvz_attention_params p;
+} attention_case;
+
+static void case_free(kvz_backend *b, attention_case *a)
+{
+    void *bufs[] = {a->k, a->v, a->q, a->out, a->head_base, a->head_rows};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        if (bufs[i])
+            b->ops->free(b, bufs[i]);
+}
+
+static int upload_random(kvz_backend *b, float *dst, size_t count, uint64_t seed)
+{
+    const size_t block = (size_t)1 << 20;
+    float *host = malloc((count < block ? count : block) * sizeof *host);
+    if (!host)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    int rc = KVZ_OK;
+    for (size_t at = 0; at < count && rc == KVZ_OK; at += block) {
+        size_t len = count - at < block ? count - at : block;
+        for (size_t i = 0; i < len; i++) /* uniform in [-1, 1) */
+            host[i] = (float)((double)(kvz_splitmix64(&seed) >> 11) * 0x1p-52 - 1.0);
+        rc = b->ops->upload(b, dst + at, host, len * sizeof *host);
+    }
+    free(host);
+    return rc;
+}
+
+/* Each head's block holds its cached rows and then the step's own row. */
+static int case_init(kvz_backend *b, const kvz_hparams *hp, const int32_t *rows, attention_case *a, int64_t *total)
+{
+    const int32_t H = hp->n_kv_heads, d = hp->head_dim;
+    int64_t *base = malloc((size_t)H * sizeof *base);
+    if (!base)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    int64_t sum = 0;
+    int32_t max_rows = 0;
+    for (int32_t h = 0; h < H; h++) {
+        base[h] = sum;
+        sum += rows[h] + 1;
+        max_rows = rows[h] > max_rows ? rows[h] : max_rows;
+    }
+    *total = sum - H;
+    size_t cache = (size_t)sum * d * sizeof(float), heads = (size_t)hp->n_heads * d * sizeof(float);
+    int rc = b->ops->alloc(b, cache, (void **)&a->k);
+    if (rc == KVZ_OK)
+        rc = b->ops->alloc(b, cache, (void **)&a->v);
+    if (rc == KVZ_OK)
+        rc = b->ops->alloc(b, heads, (void **)&a->q);
+    if (rc == KVZ_OK)
+        rc = b->ops->alloc(b, heads, (void **)&a->out);
+    if (rc == KVZ_OK)
+        rc = b->ops->alloc(b, (size_t)H * sizeof *base, (void **)&a->head_base);
+    if (rc == KVZ_OK)
+        rc = b->ops->alloc(b, (size_t)H * sizeof *rows, (void **)&a->head_rows);
+    if (rc == KVZ_OK)
+        rc = b->ops->upload(b, a->head_base, base, (size_t)H * sizeof *base);
+    if (rc == KVZ_OK)
+        rc = b->ops->upload(b, a->head_rows, rows, (size_t)H * sizeof *rows);
+    if (rc == KVZ_OK)
+        rc = upload_random(b, a->k, (size_t)sum * d, 1);
+    if (rc == KVZ_OK)
+        rc = upload_random(b, a->v, (size_t)sum * d, 2);
+    if (rc == KVZ_OK)
+        rc = upload_random(b, a->q, (size_t)hp->n_heads * d, 3);
+    free(base);
+    a->p = (kvz_attention_params){
+        .n = 1,
+        .n_heads = hp->n_heads,
+        .n_kv_heads = H,
+        .head_dim = d,
+        .scale = 1.0f / sqrtf((float)d),
+        .head_base = a->head_base,
+        .head_rows = a->head_rows,
+        .max_head_rows = max_rows,
+    };
+    return rc;
+}
+
+static int time_attention(kvz_backend *b, const kvz_hparams *hp, const int32_t *rows, int32_t repeat,
+                          kvz_cache_timing *out)
+{
+    enum { WARMUP = 3, BATCH = 20 };
+    attention_case a = {0};
+    int rc = case_init(b, hp, rows, &a, &out->rows);
+    for (int i = 0; i < WARMUP && rc == KVZ_OK; i++)
+        rc = b->ops->attention(b, a.out, a.q, a.k, a.v, &a.p, NULL, NULL);
+    if (rc == KVZ_OK)
+        rc = b->ops->synchronize(b);
+    out->attention_us = INFINITY;
+    for (int32_t r = 0; r < repeat && rc == KVZ_OK; r++) {
+        double t0 = kvz_now_seconds();
+        for (int i = 0; i < BATCH && rc == KVZ_OK; i++)
+            rc = b->ops->attention(b, a.out, a.q, a.k, a.v, &a.p, NULL, NULL);
+        if (rc == KVZ_OK)
+            rc = b->ops->synchronize(b);
+        double us = (kvz_now_seconds() - t0) * 1e6 / BATCH;
+        out->attention_us = us < out->attention_us ? us : out->attention_us;
+    }
+    case_free(b, &a);
+    return rc;
+}
+
+/* A loaded context of every layer shaped like `rows` (zeroed rows: the time
+ * of a step does not depend on them), decoding after position n. */
+static int time_decode(kvz_model *m, int32_t n, const int32_t *rows, int32_t decode, int32_t repeat,
+                       kvz_cache_timing *out)
+{
+    const int32_t L = m->hp.n_layers, H = m->hp.n_kv_heads;
+    kvz_backend *b = m->backend;
+    int32_t *loaded = malloc((size_t)L * H * sizeof *loaded);
+    float *logits = malloc((size_t)m->hp.vocab * sizeof *logits);
+    kvz_context *c = NULL;
+    int rc = loaded && logits ? KVZ_OK : kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    for (int32_t i = 0; i < L * H && rc == KVZ_OK; i++)
+        loaded[i] = rows[i % H];
+    if (rc == KVZ_OK)
+        rc = kvz_context_new_ragged(&c, m, loaded, decode + 1, 1, n);
+    for (int32_t l = 0; l < L && rc == KVZ_OK; l++)
+        for (int32_t h = 0; h < H && rc == KVZ_OK; h++) {
+            float *k, *v;
+            size_t bytes = (size_t)rows[h] * m->hp.head_dim * sizeof(float);
+            rc = kvz_context_ragged_rows(c, l, h, 0, rows[h], &k, &v);
+            if (rc == KVZ_OK)
+                rc = b->ops->memset_zero(b, k, bytes);
+            if (rc == KVZ_OK)
+                rc = b->ops->memset_zero(b, v, bytes);
+        }
+    kvz_eval_opts opts = {.logits = KVZ_LOGITS_LAST};
+    double best = INFINITY;
+    for (int32_t r = 0; r < repeat && rc == KVZ_OK; r++) {
+        int32_t token = 1;
+        kvz_context_truncate(c, 0);
+        rc = kvz_context_eval(c, &token, 1, &opts, logits); /* warm-up, not timed */
+        double t0 = kvz_now_seconds();
+        for (int32_t i = 0; i < decode && rc == KVZ_OK; i++) {
+            token = kvz_argmax(logits, m->hp.vocab);
+            rc = kvz_context_eval(c, &token, 1, &opts, logits);
+        }
+        double s = kvz_now_seconds() - t0;
+        best = s < best ? s : best;
+    }
+    out->decode_tok_s = decode > 0 && rc == KVZ_OK ? decode / best : 0;
+    kvz_context_free(c);
+    free(loaded);
+    free(logits);
+    return rc;
+}
+
+int kvz_bench_cache(kvz_model *m, int32_t n, const int32_t *rows, int32_t decode, int32_t repeat,
+                    kvz_cache_timing *out)
+{
+    KVZ_TRY(time_attention(m->backend, &m->hp, rows, repeat, out));
+    return decode > 0 ? time_decode(m, n, rows, decode, repeat, out) : KVZ_OK;
+}
