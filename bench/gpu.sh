@@ -14,6 +14,13 @@
 # On a machine without the Debian -dev packages, put their .deb files in
 # $KVZ_DEBS (default .device/debs): they are unpacked into .deps/ and used from
 # there (headers, pkg-config, libraries).
+#
+# On the device tool's machine (each call carries at most 64 MiB; ignored files
+# written there stay while it is warm; no network), one session runs:
+#   here:    bench/gpu.sh split-model && bench/kvpress_wheels.sh   (and .deb files in .device/debs)
+#   call 1:  carry .device/debs .device/model.part00    bench/gpu.sh model && bench/gpu.sh build
+#   call 2:  carry .device/model.part01 .device/wheels  bench/gpu.sh model && bench/gpu.sh test
+#   then one call each (10 minutes at most): bench, compile, cache, kvpress, runtime
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEBS=${KVZ_DEBS:-.device/debs}
@@ -32,6 +39,30 @@ OUTDIR=${OUT:-bench/out}
 mkdir -p "$OUTDIR"
 
 case "${1:-all}" in
+split-model)
+    # the 98 MB model in two parts the device tool can carry, one per call
+    mkdir -p .device
+    rm -f .device/model.part*
+    split -n 2 -d "$MODEL" .device/model.part
+    ls -la .device/model.part*
+    ;;
+model)
+    # gather the parts carried so far; join them once both have arrived
+    mkdir -p models/.parts
+    for p in .device/model.part*; do [ -f "$p" ] && cp "$p" models/.parts/; done
+    if [ -f models/.parts/model.part00 ] && [ -f models/.parts/model.part01 ] && [ ! -f "$MODEL" ]; then
+        cat models/.parts/model.part00 models/.parts/model.part01 >"$MODEL.tmp"
+        want=$(sed -n 's/^MODEL_SHA256="\(.*\)"$/\1/p' scripts/setup.sh)
+        if echo "$want  $MODEL.tmp" | sha256sum -c --status; then
+            mv "$MODEL.tmp" "$MODEL"
+        else
+            rm -f "$MODEL.tmp"
+            echo "the joined model does not match scripts/setup.sh's sha256" >&2
+            exit 1
+        fi
+    fi
+    ls -la models/.parts "$MODEL" 2>/dev/null || true
+    ;;
 build)
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
     make cuda -j"$(nproc)" EXTRA_LDFLAGS="${EXTRA_LDFLAGS:-}" >"$OUTDIR/build.log" 2>&1 || { tail -40 "$OUTDIR/build.log"; exit 1; }
@@ -97,7 +128,7 @@ kvpress)
     python3 bench/kvpress_compare.py --shape llama3-8b --tokens 8010,30044 --device cuda
     ;;
 *)
-    echo "usage: bench/gpu.sh build|test|bench|compile|runtime|cache|kvpress" >&2
+    echo "usage: bench/gpu.sh split-model|model|build|test|bench|compile|runtime|cache|kvpress" >&2
     exit 2
     ;;
 esac

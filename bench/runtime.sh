@@ -4,12 +4,16 @@
 # and the full cache. KVzip, ratio 0.3, 4 bits.
 #
 #   DEVICE=cpu sh bench/runtime.sh        (KVZ_BIN=build-cuda/kvz DEVICE=cuda on a GPU)
+#
+# Load GB/s counts the decoded cache written (kept pairs x key and value rows
+# x HEAD_DIM f32; 64 for SmolLM2) per second of the whole load.
 set -eu
 cd "$(dirname "$0")/.."
 KVZ=${KVZ_BIN:-build/kvz}
 MODEL=${KVZ_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 DEVICE=${DEVICE:-cpu}
 SIZES=${SIZES:-1000 4000 8000}
+HEAD_DIM=${HEAD_DIM:-64}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 Q="Who may copy and distribute this license document?"
@@ -28,8 +32,8 @@ PY
 gpu=""
 [ "$DEVICE" = cuda ] && gpu=", $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p')$gpu, device $DEVICE"
-echo "| tokens | compile s | load ms | question ms | TTFT from store ms | TTFT by prefill ms | speedup | decode tok/s compressed | decode tok/s full |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| tokens | compile s | load ms | load GB/s | question ms | TTFT from store ms | TTFT by prefill ms | speedup | decode tok/s compressed | decode tok/s full |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 for n in $SIZES; do
     d="$TMP/doc$n.txt"
     s="$TMP/store$n"
@@ -41,13 +45,14 @@ for n in $SIZES; do
     "$KVZ" query --store "$s" --doc "$d" --model "$MODEL" --device "$DEVICE" --config 2 --json --max-tokens 64 --reserve 128 "$Q" >"$TMP/f.json"
     ntok=$("$KVZ" tokenize --model "$MODEL" <"$d" | wc -w)
     "$KVZ" bench --model "$MODEL" --device "$DEVICE" --prefill $((ntok + 60)) --decode 0 --text "$d" --json >"$TMP/p.json"
-    python3 - "$TMP" "$ntok" "$t0" "$t1" <<'PY'
+    python3 - "$TMP" "$ntok" "$t0" "$t1" "$HEAD_DIM" <<'PY'
 import json, sys
-tmp, ntok, t0, t1 = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+tmp, ntok, t0, t1, hd = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
 c = json.loads(open(f"{tmp}/c.json").readline()); f = json.loads(open(f"{tmp}/f.json").readline())
 p = json.loads(open(f"{tmp}/p.json").readline())
 store = c["load_ms"] + c["ttft_ms"]; prefill = p["prefill_s"] * 1000
-print(f"| {ntok} | {t1 - t0:.1f} | {c['load_ms']:.1f} | {c['ttft_ms']:.1f} | {store:.1f} | {prefill:.1f} | "
+gbs = c["kept_pairs"] * 2 * hd * 4 / (c["load_ms"] / 1000) / 1e9
+print(f"| {ntok} | {t1 - t0:.1f} | {c['load_ms']:.1f} | {gbs:.2f} | {c['ttft_ms']:.1f} | {store:.1f} | {prefill:.1f} | "
       f"{prefill / store:.1f}x | {c['decode_tok_s']:.1f} | {f['decode_tok_s']:.1f} |")
 PY
 done

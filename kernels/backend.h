@@ -92,6 +92,20 @@ typedef struct kvz_score_params {
     kvz_score_reduce reduce;
 } kvz_score_params;
 
+/* Choosing the next token from a row of logits. temperature <= 0: the largest
+ * logit (the lowest id of equal ones). Otherwise softmax at that temperature;
+ * tokens under KVZ_SAMPLE_MIN_SHARE of the mass are dropped, the rest ordered
+ * by probability (ties: lower id first) and cut after the first prefix that
+ * holds top_p of the mass; the token is where draw · (that prefix's mass)
+ * falls in its running sum. `draw` is uniform in [0, 1), from the caller's
+ * generator, so a seed gives the same text on every backend. */
+#define KVZ_SAMPLE_MIN_SHARE 1e-9
+typedef struct kvz_sample_params {
+    float temperature;
+    float top_p; /* (0, 1] */
+    double draw;
+} kvz_sample_params;
+
 typedef struct kvz_backend_ops {
     const char *name;
     int host_memory; /* 1: backend memory is host memory (alloc is malloc, upload a copy) */
@@ -148,6 +162,8 @@ typedef struct kvz_backend_ops {
      * after it returns (synchronize() waits). */
     int (*kv_load)(kvz_backend *b, float *dst, const kvz_quant_shape *s, int is_keys, const uint8_t *payload,
                    const uint16_t *scales, const int32_t *positions, const kvz_rope_params *rope);
+    /* *token (host) = the token chosen from logits[0 .. n) (backend memory; see kvz_sample_params). */
+    int (*sample)(kvz_backend *b, int32_t *token, const float *logits, int32_t n, const kvz_sample_params *p);
 } kvz_backend_ops;
 
 struct kvz_backend {

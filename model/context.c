@@ -45,6 +45,7 @@ struct kvz_context {
     workspace ws;
     int32_t *host_positions;    /* (chunk) */
     ragged *rg;                 /* NULL for a dense context */
+    int logits_kept;            /* ws.logits holds the last evaluation's last row */
 };
 
 static int ws_alloc(kvz_backend *b, void **p, size_t bytes) { return b->ops->alloc(b, bytes, p); }
@@ -255,6 +256,8 @@ kvz_model *kvz_context_model(const kvz_context *c) { return c->model; }
 void kvz_context_truncate(kvz_context *c, int32_t len)
 {
     KVZ_ASSERT(len >= 0 && len <= c->len);
+    if (len != c->len)
+        c->logits_kept = 0; /* they were the dropped tail's */
     c->len = len;
 }
 
@@ -322,7 +325,8 @@ static int run_layer(kvz_context *c, int32_t l, int32_t n, const kvz_eval_opts *
     return KVZ_OK;
 }
 
-/* Logits of rows [first, first + rows) of the chunk into host `out`. */
+/* Logits of rows [first, first + rows) of the chunk into ws.logits, then
+ * into host `out` unless it is NULL. */
 static int chunk_logits(kvz_context *c, int32_t first, int32_t rows, float *out)
 {
     const kvz_hparams *hp = &c->model->hp;
@@ -333,7 +337,7 @@ static int chunk_logits(kvz_context *c, int32_t first, int32_t rows, float *out)
     KVZ_TRY(b->ops->rmsnorm(b, h, w->x + (size_t)first * hp->dim, c->model->output_norm, rows,
                             hp->dim, hp->rms_eps));
     KVZ_TRY(b->ops->matmul(b, w->logits, h, &c->model->output, rows, 0));
-    return b->ops->download(b, out, w->logits, (size_t)rows * hp->vocab * sizeof(float));
+    return out ? b->ops->download(b, out, w->logits, (size_t)rows * hp->vocab * sizeof(float)) : KVZ_OK;
 }
 
 static int eval_chunk(kvz_context *c, const int32_t *tokens, int32_t n, const kvz_eval_opts *opts,
@@ -363,8 +367,8 @@ static int eval_chunk(kvz_context *c, const int32_t *tokens, int32_t n, const kv
     kvz_logits_mode mode = opts ? opts->logits : KVZ_LOGITS_NONE;
     if (mode == KVZ_LOGITS_ALL)
         KVZ_TRY(chunk_logits(c, 0, n, logits));
-    else if (mode == KVZ_LOGITS_LAST && last_chunk)
-        KVZ_TRY(chunk_logits(c, n - 1, 1, logits));
+    else if ((mode == KVZ_LOGITS_LAST || mode == KVZ_LOGITS_KEEP) && last_chunk)
+        KVZ_TRY(chunk_logits(c, n - 1, 1, mode == KVZ_LOGITS_KEEP ? NULL : logits));
     return b->ops->synchronize(b);
 }
 
@@ -379,6 +383,7 @@ int kvz_context_eval(kvz_context *c, const int32_t *tokens, int32_t n, const kvz
                           c->capacity);
     int32_t start = c->len;
     int all = opts && opts->logits == KVZ_LOGITS_ALL;
+    c->logits_kept = 0;
     for (int32_t done = 0; done < n;) {
         int32_t k = n - done < c->max_chunk ? n - done : c->max_chunk;
         float *out = logits && all ? logits + (size_t)done * c->model->hp.vocab : logits;
@@ -390,5 +395,15 @@ int kvz_context_eval(kvz_context *c, const int32_t *tokens, int32_t n, const kvz
         c->len += k;
         done += k;
     }
+    c->logits_kept = opts && opts->logits == KVZ_LOGITS_KEEP;
     return KVZ_OK;
+}
+
+int kvz_context_sample(kvz_context *c, kvz_sampler *s, int32_t *token)
+{
+    if (!c->logits_kept)
+        return kvz_errorf(KVZ_ERR_INTERNAL, "sampling without logits kept by the last evaluation");
+    kvz_backend *b = c->model->backend;
+    kvz_sample_params p = kvz_sampler_next(s);
+    return b->ops->sample(b, token, c->ws.logits, c->model->hp.vocab, &p);
 }

@@ -15,6 +15,7 @@
 #define KVZ_MODEL_CONTEXT_H
 
 #include "model/model.h"
+#include "model/sample.h"
 
 #include <stdint.h>
 
@@ -38,6 +39,7 @@ typedef enum kvz_logits_mode {
     KVZ_LOGITS_NONE = 0,
     KVZ_LOGITS_LAST = 1, /* one row: the last token's */
     KVZ_LOGITS_ALL = 2,  /* one row per evaluated token */
+    KVZ_LOGITS_KEEP = 3, /* the last token's row, left in backend memory for kvz_context_sample */
 } kvz_logits_mode;
 
 typedef struct kvz_eval_opts {
@@ -78,6 +80,11 @@ int kvz_context_new_ragged(kvz_context **out, kvz_model *m, const int32_t *loade
  * key and value caches (each row head_dim floats), for the backend's kv_load. */
 int kvz_context_ragged_rows(kvz_context *c, int32_t layer, int32_t head, int32_t row0, int32_t n, float **k,
                             float **v);
+
+/* The next token, chosen by the backend from the logits the last evaluation
+ * kept (KVZ_LOGITS_KEEP) without bringing them to the host; s == NULL:
+ * greedy. KVZ_ERR_INTERNAL when the last evaluation kept none. */
+int kvz_context_sample(kvz_context *c, kvz_sampler *s, int32_t *token);
 
 /* Forget cache rows from `len` on (len <= current length). */
 void kvz_context_truncate(kvz_context *c, int32_t len);

@@ -12,21 +12,16 @@ int kvz_generate(kvz_context *c, const int32_t *prompt, int32_t n_prompt,
     kvz_model *m = kvz_context_model(c);
     memset(stats, 0, sizeof *stats);
     stats->prompt_tokens = n_prompt;
-    float *logits = malloc((size_t)m->hp.vocab * sizeof(float));
-    if (!logits)
-        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
-    kvz_eval_opts eval = {.logits = KVZ_LOGITS_LAST};
+    kvz_eval_opts eval = {.logits = KVZ_LOGITS_KEEP}; /* sampled where they are */
     double t0 = kvz_now_seconds();
-    int rc = kvz_context_eval(c, prompt, n_prompt, &eval, logits);
+    int rc = kvz_context_eval(c, prompt, n_prompt, &eval, NULL);
     double t1 = kvz_now_seconds();
     stats->prefill_seconds = t1 - t0;
     for (int32_t i = 0; i < opts->max_tokens && rc == KVZ_OK; i++) {
-        int32_t next = opts->sampler ? kvz_sample(opts->sampler, logits, m->hp.vocab)
-                                     : kvz_argmax(logits, m->hp.vocab);
-        if (next < 0) {
-            rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory while sampling");
+        int32_t next;
+        rc = kvz_context_sample(c, opts->sampler, &next);
+        if (rc != KVZ_OK)
             break;
-        }
         if (kvz_tokenizer_is_end_of_generation(m->tokenizer, next)) {
             stats->stopped_by_eog = 1;
             break;
@@ -45,9 +40,8 @@ int kvz_generate(kvz_context *c, const int32_t *prompt, int32_t n_prompt,
             break; /* the last token needs no forward pass */
         if (kvz_context_len(c) >= kvz_context_capacity(c))
             break; /* context full: stop as at the token limit */
-        rc = kvz_context_eval(c, &next, 1, &eval, logits);
+        rc = kvz_context_eval(c, &next, 1, &eval, NULL);
     }
     stats->decode_seconds = kvz_now_seconds() - t1;
-    free(logits);
     return rc;
 }

@@ -248,6 +248,5 @@ int kvz_session_ask(kvz_session *s, const char *question, const kvz_ask_options 
                                                           : 0.0,
                                .ended_turn = st.stopped_by_eog};
     kvz_tokens_free(&out);
-    kvz_sampler_free(&sampler);
     return rc;
 }

@@ -256,7 +256,6 @@ static int run(const gen_args *a, const char *text)
                 st.generated_tokens / (st.decode_seconds > 0 ? st.decode_seconds : 1e-9),
                 st.stopped_by_eog ? "; stopped at end of turn" : "");
     int code = rc == KVZ_OK ? KVZ_EXIT_OK : cli_fail("generate", rc);
-    kvz_sampler_free(&sampler);
     kvz_tokens_free(&ids);
     kvz_tokens_free(&out);
     kvz_context_free(c);

@@ -117,9 +117,11 @@ static int answer(kvz_session *s, const query_args *a, const kvz_load_info *li, 
         cli_json_string(stdout, question, strlen(question));
         printf(",\"answer\":");
         cli_json_string(stdout, text, strlen(text));
-        printf(",\"answer_tokens\":%d,\"load_ms\":%.1f,\"ttft_ms\":%.1f,\"decode_tok_s\":%.1f,"
-               "\"stopped_at_end_of_turn\":%s}\n", info.answer_tokens, li->load_ms, info.first_token_ms,
-               info.decode_tokens_per_s, info.ended_turn ? "true" : "false");
+        printf(",\"answer_tokens\":%d,\"load_ms\":%.1f,\"artifact_bytes\":%llu,\"kept_pairs\":%llu,"
+               "\"ttft_ms\":%.1f,\"decode_tok_s\":%.1f,\"stopped_at_end_of_turn\":%s}\n",
+               info.answer_tokens, li->load_ms, (unsigned long long)li->artifact_bytes,
+               (unsigned long long)li->kept_pairs, info.first_token_ms, info.decode_tokens_per_s,
+               info.ended_turn ? "true" : "false");
     } else if (rc == KVZ_OK) {
         printf("\n");
     }

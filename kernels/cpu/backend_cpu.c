@@ -176,6 +176,21 @@ static int cpu_top_k_mask(kvz_backend *b, uint8_t *mask, const float *scores, in
     return KVZ_OK;
 }
 
+static int cpu_sample(kvz_backend *b, int32_t *token, const float *logits, int32_t n, const kvz_sample_params *p)
+{
+    if (p->temperature <= 0) {
+        *token = kvz_cpu_argmax(logits, n);
+        return KVZ_OK;
+    }
+    int32_t *order = malloc((size_t)n * sizeof *order);
+    float *probs = malloc((size_t)n * sizeof *probs);
+    if (order && probs)
+        *token = kvz_cpu_sample(logits, n, p, order, probs);
+    free(order);
+    free(probs);
+    return order && probs ? KVZ_OK : kvz_errorf(KVZ_ERR_NOMEM, "out of memory while sampling");
+}
+
 static int cpu_kv_load(kvz_backend *b, float *dst, const kvz_quant_shape *s, int is_keys,
                        const uint8_t *payload, const uint16_t *scales, const int32_t *positions,
                        const kvz_rope_params *rope)
@@ -214,6 +229,7 @@ static const kvz_backend_ops CPU_OPS = {
     .attention_scores = cpu_attention_scores,
     .top_k_mask = cpu_top_k_mask,
     .kv_load = cpu_kv_load,
+    .sample = cpu_sample,
 };
 
 /* f32 weights when they take at most a third of physical memory (and 16 GiB). */

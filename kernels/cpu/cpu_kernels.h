@@ -57,6 +57,11 @@ void kvz_cpu_kv_load(float *dst, const kvz_quant_shape *s, int is_keys, const ui
                      const uint16_t *scales, const int32_t *positions, const kvz_rope_params *rope,
                      int n_threads);
 
+/* The sample op (kernels/backend.h) on host logits; order and probs: scratch
+ * of n entries each. */
+int32_t kvz_cpu_argmax(const float *x, int32_t n);
+int32_t kvz_cpu_sample(const float *logits, int32_t n, const kvz_sample_params *p, int32_t *order, float *probs);
+
 size_t kvz_cpu_scores_scratch_floats(const kvz_score_params *p, int n_threads);
 void kvz_cpu_score_acc_clear(const kvz_score_params *p, float *acc);
 void kvz_cpu_attention_scores(float *scores, const float *q, const float *k_cache,

@@ -122,6 +122,8 @@ static void cu_destroy(kvz_backend *b)
         cudaFree(c->partials);
     if (c->topk_scratch)
         cudaFree(c->topk_scratch);
+    if (c->sample_scratch)
+        cudaFree(c->sample_scratch);
     for (int i = 0; i < 2; i++) {
         if (c->stage[i].host)
             cudaFreeHost(c->stage[i].host);
@@ -158,6 +160,7 @@ static const kvz_backend_ops CUDA_OPS = {
     cuda_attention_scores,
     cuda_top_k_mask,
     cuda_kv_load,
+    cuda_sample,
 };
 
 extern "C" int kvz_backend_cuda_available(void)

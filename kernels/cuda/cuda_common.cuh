@@ -37,6 +37,8 @@ typedef struct cuda_impl {
     size_t partial_bytes;
     void *topk_scratch; /* top-k state, histogram, tile counts */
     size_t topk_bytes;
+    void *sample_scratch; /* sampling state, probabilities, sort buffers */
+    size_t sample_bytes;
     kv_stage stage[2]; /* used in turn */
     int stage_next;
 } cuda_impl;
@@ -92,6 +94,8 @@ int cuda_attention_scores(kvz_backend *b, float *scores, const float *q, const f
 /* kv_load.cu */
 int cuda_kv_load(kvz_backend *b, float *dst, const kvz_quant_shape *s, int is_keys, const uint8_t *payload,
                  const uint16_t *scales, const int32_t *positions, const kvz_rope_params *rope);
+/* sample.cu */
+int cuda_sample(kvz_backend *b, int32_t *token, const float *logits, int32_t n, const kvz_sample_params *p);
 /* topk.cu */
 int cuda_top_k_mask(kvz_backend *b, uint8_t *mask, const float *scores, int64_t count, int64_t k);
 

@@ -47,6 +47,8 @@ rc=$?
 "$KVZ" query --store "$S" --model "$MODEL" --doc "$DOC0" --doc "$TMP/corpus/notes/doc1.txt" --json --max-tokens 8 \
     "First question?" "Second question?" >"$TMP/q2" 2>/dev/null
 [ "$(grep -c '"load_ms"' "$TMP/q2")" -eq 2 ] && grep -q '"ttft_ms"' "$TMP/q2" && ok "query --json, two documents, two answers" || fail "query --json"
+grep -q '"artifact_bytes":[1-9][0-9]*,"kept_pairs":[1-9]' "$TMP/q2" && ok "query --json: bytes read and pairs loaded" \
+    || fail "query --json: artifact_bytes, kept_pairs"
 printf 'One?\n\nTwo?\n' | "$KVZ" query --store "$S" --model "$MODEL" --doc "$DOC0" --json --max-tokens 4 >"$TMP/q3" 2>/dev/null
 [ "$(grep -c '"answer"' "$TMP/q3")" -eq 2 ] && ok "query reads questions from stdin" || fail "query from stdin"
 # generate --doc: the same load path as query

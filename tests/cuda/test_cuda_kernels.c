@@ -333,6 +333,41 @@ static void test_attention_scores(void **state)
     check_scores(KVZ_REDUCE_SUM, 12, 12, 96, 100, 600, 700, 1, sb, se);
 }
 
+/* Sampling on the device against the CPU twin, on the same logits and draws:
+ * greedy exactly (ties to the lower id); top-p allowing a rare neighbour swap,
+ * since the two expf differ in the last bit. */
+static void test_sample(void **state)
+{
+    const int32_t sizes[] = {1, 1000, 49152, 128256};
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        int32_t n = sizes[si];
+        float *x = host_random((size_t)n, 6.0f);
+        x[n / 3] = 7.0f; /* the largest, twice: the lower id wins */
+        x[n - 1] = 7.0f;
+        float *dx = dev(x, (size_t)n * 4);
+        kvz_sample_params greedy = {.temperature = 0, .top_p = 1, .draw = 0};
+        int32_t want, got;
+        CHECK_OK(cpu->ops->sample(cpu, &want, x, n, &greedy));
+        CHECK_OK(gpu->ops->sample(gpu, &got, dx, n, &greedy));
+        assert_int_equal(want, n / 3);
+        assert_int_equal(got, want);
+        const float temps[] = {0.7f, 1.5f}, tops[] = {0.5f, 0.95f, 1.0f};
+        int draws = 0, differ = 0;
+        for (int t = 0; t < 2; t++)
+            for (int k = 0; k < 3; k++)
+                for (int d = 0; d < 25; d++, draws++) {
+                    kvz_sample_params p = {.temperature = temps[t], .top_p = tops[k], .draw = (d + 0.5) / 25};
+                    CHECK_OK(cpu->ops->sample(cpu, &want, x, n, &p));
+                    CHECK_OK(gpu->ops->sample(gpu, &got, dx, n, &p));
+                    differ += want != got;
+                }
+        print_message("sample n=%d: greedy %d, top-p %d of %d draws differ\n", n, got, differ, draws);
+        assert_true(differ <= draws / 50);
+        gpu->ops->free(gpu, dx);
+        free(x);
+    }
+}
+
 /* Radix select: the same mask bit for bit, ties and special values included,
  * over one tile and over many (the tile is 4,096 scores). */
 static void test_top_k_mask(void **state)
@@ -432,6 +467,7 @@ int main(void)
         cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_ragged),
+        cmocka_unit_test(test_sample),
         cmocka_unit_test(test_attention_scores),
         cmocka_unit_test(test_top_k_mask),
         cmocka_unit_test(test_select_on_gpu),

@@ -366,6 +366,33 @@ static void test_top_k_mask(void **state)
     }
 }
 
+/* Sampling from the definition (kvz_sample_params): logits whose exponentials
+ * are 2, 4, 3, 1, ~0, 4 at temperature 1; the draw picks along the running sum
+ * of the candidates ordered by probability, ties by lower id. */
+static void test_sample(void **state)
+{
+    float logits[6] = {logf(2), logf(4), logf(3), logf(1), -1000.0f, logf(4)};
+    int32_t order[6];
+    float probs[6];
+    kvz_sample_params greedy = {.temperature = 0, .top_p = 1, .draw = 0.99};
+    assert_int_equal(kvz_cpu_sample(logits, 6, &greedy, order, probs), 1); /* the first of the two largest */
+    assert_int_equal(kvz_cpu_argmax(logits, 6), 1);
+    /* mass 4,4,3,2,1 of 14 (token 4 under the minimum share): order 1, 5, 2, 0, 3 */
+    const struct { float top_p; double draw; int32_t token; } cases[] = {
+        {1.0f, 0.0, 1},   {1.0f, 0.28, 1}, {1.0f, 0.30, 5}, {1.0f, 0.56, 5}, {1.0f, 0.58, 2},
+        {1.0f, 0.80, 0},  {1.0f, 0.93, 3}, {1.0f, 0.9999, 3},
+        {0.5f, 0.49, 1},  {0.5f, 0.51, 5}, /* cut after 8 of 14 (>= 0.5): draws scale to 8 */
+        {0.2f, 0.99, 1},                  /* the best token alone holds 4/14 >= 0.2 */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        kvz_sample_params p = {.temperature = 1, .top_p = cases[i].top_p, .draw = cases[i].draw};
+        int32_t got = kvz_cpu_sample(logits, 6, &p, order, probs);
+        if (got != cases[i].token)
+            fail_msg("top_p %.2f draw %.4f: token %d, expected %d", cases[i].top_p, cases[i].draw, got,
+                     cases[i].token);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -377,6 +404,7 @@ int main(void)
         cmocka_unit_test(test_rmsnorm_swiglu),
         cmocka_unit_test(test_embed),
         cmocka_unit_test(test_top_k_mask),
+        cmocka_unit_test(test_sample),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,151 @@
+/*
+ * sample.cu — choosing the next token on the device, so a decode step brings
+ * back 4 bytes instead of a row of logits. Twin of kernels/cpu/sample.c
+ * (semantics: kvz_sample_params in kernels/backend.h).
+ *
+ * Greedy: one block reduces (value, id) pairs to the largest logit, lowest id
+ * first. Top-p: the same block finds the maximum, a grid computes the
+ * probability numerators, the block sums them in double, tokens under the
+ * minimum share get key -1, CUB's stable radix sort orders (key, id) pairs by
+ * key descending (equal keys keep ascending ids, as the CPU's comparison
+ * does), and one thread walks the sorted prefix in order, the CPU's order of
+ * additions, to cut it at top_p and find where the draw falls.
+ */
+#include "kernels/cuda/cuda_common.cuh"
+
+#include <cub/device/device_radix_sort.cuh>
+#include <math.h>
+
+#define SAMPLE_THREADS 1024
+
+struct sample_state {
+    int32_t best;
+    float max;
+    double sum;
+    int32_t token;
+};
+
+/* The largest logit and its id (the first of equal ones): one block. */
+__global__ void __launch_bounds__(SAMPLE_THREADS) sample_argmax(const float *x, int32_t n, sample_state *st)
+{
+    __shared__ float sv[SAMPLE_THREADS];
+    __shared__ int32_t si[SAMPLE_THREADS];
+    float best = -INFINITY;
+    int32_t at = n; /* none yet */
+    for (int32_t i = threadIdx.x; i < n; i += blockDim.x)
+        if (at == n || x[i] > best) { /* a thread's ids rise: the first of equal ones stays */
+            best = x[i];
+            at = i;
+        }
+    sv[threadIdx.x] = best;
+    si[threadIdx.x] = at;
+    __syncthreads();
+    for (int half = blockDim.x / 2; half > 0; half /= 2) {
+        if (threadIdx.x < half) {
+            float ov = sv[threadIdx.x + half];
+            int32_t oi = si[threadIdx.x + half];
+            int32_t mi = si[threadIdx.x];
+            if (oi < n && (mi == n || ov > sv[threadIdx.x] || (ov == sv[threadIdx.x] && oi < mi))) {
+                sv[threadIdx.x] = ov;
+                si[threadIdx.x] = oi;
+            }
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+        st->best = si[0];
+        st->max = sv[0];
+        st->token = si[0];
+    }
+}
+
+__global__ void sample_numerators(const float *x, int32_t n, float temperature, const sample_state *st, float *probs,
+                                  int32_t *ids)
+{
+    int32_t i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        probs[i] = expf((x[i] - st->max) / temperature);
+        ids[i] = i;
+    }
+}
+
+/* The sum of the numerators in double, then keys: the probability, or -1 under the minimum share. */
+__global__ void __launch_bounds__(SAMPLE_THREADS) sample_sum_and_keys(float *probs, int32_t n, sample_state *st)
+{
+    __shared__ double part[SAMPLE_THREADS];
+    double s = 0;
+    for (int32_t i = threadIdx.x; i < n; i += blockDim.x)
+        s += probs[i];
+    part[threadIdx.x] = s;
+    __syncthreads();
+    for (int half = blockDim.x / 2; half > 0; half /= 2) {
+        if (threadIdx.x < half)
+            part[threadIdx.x] += part[threadIdx.x + half];
+        __syncthreads();
+    }
+    double sum = part[0];
+    for (int32_t i = threadIdx.x; i < n; i += blockDim.x)
+        if (!(probs[i] / sum > KVZ_SAMPLE_MIN_SHARE))
+            probs[i] = -1.0f;
+    if (threadIdx.x == 0)
+        st->sum = sum;
+}
+
+/* Cut the sorted candidates at top_p and find the draw's token: one thread. */
+__global__ void sample_pick(const float *sorted, const int32_t *ids, int32_t n, float top_p, double draw,
+                            sample_state *st)
+{
+    double kept = 0;
+    int32_t k = 0;
+    while (k < n && sorted[k] >= 0.0f) {
+        kept += sorted[k];
+        k++;
+        if (kept / st->sum >= top_p)
+            break;
+    }
+    double r = draw * kept, acc = 0;
+    st->token = k > 0 ? ids[k - 1] : st->best;
+    for (int32_t i = 0; i < k; i++) {
+        acc += sorted[i];
+        if (r < acc) {
+            st->token = ids[i];
+            break;
+        }
+    }
+}
+
+int cuda_sample(kvz_backend *b, int32_t *token, const float *logits, int32_t n, const kvz_sample_params *p)
+{
+    cuda_impl *c = cuda_of(b);
+    if (n <= 0)
+        return kvz_errorf(KVZ_ERR_ARG, "cuda: sampling from %d logits", n);
+    size_t sort_bytes = 0;
+    if (p->temperature > 0)
+        CUDA_TRY(cub::DeviceRadixSort::SortPairsDescending(NULL, sort_bytes, (const float *)NULL, (float *)NULL,
+                                                           (const int32_t *)NULL, (int32_t *)NULL, n, 0, 32,
+                                                           c->stream));
+    /* scratch: state | probs | sorted probs | ids | sorted ids | CUB's */
+    const size_t state_bytes = 256, row = ((size_t)n * 4 + 255) / 256 * 256;
+    KVZ_TRY(cuda_ensure(&c->sample_scratch, &c->sample_bytes,
+                        state_bytes + (p->temperature > 0 ? 4 * row + sort_bytes : 0)));
+    char *at = (char *)c->sample_scratch;
+    sample_state *st = (sample_state *)at;
+    sample_argmax<<<1, SAMPLE_THREADS, 0, c->stream>>>(logits, n, st);
+    CUDA_LAUNCHED("sampling (argmax)");
+    if (p->temperature > 0) {
+        float *probs = (float *)(at + state_bytes), *sorted = (float *)(at + state_bytes + row);
+        int32_t *ids = (int32_t *)(at + state_bytes + 2 * row), *sorted_ids = (int32_t *)(at + state_bytes + 3 * row);
+        void *sort_tmp = at + state_bytes + 4 * row;
+        sample_numerators<<<ceil_div(n, 256), 256, 0, c->stream>>>(logits, n, p->temperature, st, probs, ids);
+        CUDA_LAUNCHED("sampling (probabilities)");
+        sample_sum_and_keys<<<1, SAMPLE_THREADS, 0, c->stream>>>(probs, n, st);
+        CUDA_LAUNCHED("sampling (sum)");
+        CUDA_TRY(cub::DeviceRadixSort::SortPairsDescending(sort_tmp, sort_bytes, probs, sorted, ids, sorted_ids, n,
+                                                           0, 32, c->stream));
+        sample_pick<<<1, 1, 0, c->stream>>>(sorted, sorted_ids, n, p->top_p, p->draw, st);
+        CUDA_LAUNCHED("sampling (pick)");
+    }
+    CUDA_TRY(cudaMemcpyAsync(token, &st->token, sizeof *token, cudaMemcpyDeviceToHost, c->stream));
+    CUDA_TRY(cudaStreamSynchronize(c->stream));
+    return KVZ_OK;
+}
