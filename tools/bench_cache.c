@@ -177,6 +177,7 @@ static int time_decode(kvz_model *m, int32_t n, const int32_t *rows, int32_t dec
 int kvz_bench_cache(kvz_model *m, int32_t n, const int32_t *rows, int32_t decode, int32_t repeat,
                     kvz_cache_timing *out)
 {
+    out->decode_tok_s = 0;
     KVZ_TRY(time_attention(m->backend, &m->hp, rows, repeat, out));
     return decode > 0 ? time_decode(m, n, rows, decode, repeat, out) : KVZ_OK;
 }
