@@ -226,7 +226,7 @@ static int encode_artifact(const kvz_compiler *c, const kvz_manifest *m, const i
             rc = gather_head(c, l, h, P, n, pos, count, rk, rv, k + (size_t)h * rows, v + (size_t)h * rows,
                              positions);
         }
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(c->model->backend->n_threads)
         for (int32_t h = 0; h < H; h++) {
             if (rc != KVZ_OK)
                 continue;

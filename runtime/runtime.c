@@ -308,7 +308,7 @@ int kvz_load(kvz_model *m, kvz_store *store, const char *const *names, size_t n_
         rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     char failure[512] = ""; /* error messages are per thread: carry a worker's out */
     for (int32_t l = 0; l < L && rc == KVZ_OK; l++) {
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(m->backend->n_threads)
         for (int32_t h = 0; h < H; h++) {
             int hr = read_head(&p, l, h, &heads[h]);
             if (hr != KVZ_OK) {

@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 extern "C" {
 #include "kernels/ggml_types.h"
@@ -186,7 +187,8 @@ extern "C" int kvz_backend_cuda_create(kvz_backend **out, const kvz_backend_conf
     }
     b->ops = &CUDA_OPS;
     b->impl = c;
-    b->n_threads = cfg->n_threads > 0 ? cfg->n_threads : 1;
+    /* host threads around the GPU work (artifact encoding and decoding): all cores unless told */
+    b->n_threads = cfg->n_threads > 0 ? cfg->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     c->device = 0;
     cudaDeviceProp prop;
     if ((e = cudaSetDevice(0)) != cudaSuccess || (e = cudaGetDeviceProperties(&prop, 0)) != cudaSuccess ||
