@@ -182,13 +182,10 @@ static int cpu_sample(kvz_backend *b, int32_t *token, const float *logits, int32
         *token = kvz_cpu_argmax(logits, n);
         return KVZ_OK;
     }
-    int32_t *order = malloc((size_t)n * sizeof *order);
-    float *probs = malloc((size_t)n * sizeof *probs);
-    if (order && probs)
-        *token = kvz_cpu_sample(logits, n, p, order, probs);
-    free(order);
-    free(probs);
-    return order && probs ? KVZ_OK : kvz_errorf(KVZ_ERR_NOMEM, "out of memory while sampling");
+    cpu_impl *impl = b->impl;
+    KVZ_TRY(ensure_scratch(b, 2 * (size_t)n)); /* ids then probabilities: a float each */
+    *token = kvz_cpu_sample(logits, n, p, (int32_t *)impl->scratch, impl->scratch + n);
+    return KVZ_OK;
 }
 
 static int cpu_kv_load(kvz_backend *b, float *dst, const kvz_quant_shape *s, int is_keys,
