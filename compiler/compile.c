@@ -316,7 +316,7 @@ static int load_head_scores(kvz_compiler *c)
     if (rc == KVZ_OK && !scores)
         rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     if (rc == KVZ_OK)
-        rc = kvz_prefill_document(c->ctx, sample.ids, n, 0, NULL, NULL, NULL);
+        rc = kvz_prefill_document(c->ctx, sample.ids, n, 0, 0, NULL, NULL, NULL);
     if (rc == KVZ_OK)
         rc = kvz_score_kvzip(c->ctx, P, sample.ids, n, c->opts.kvzip_chunk, scores, NULL, NULL);
     kvz_context_truncate(c->ctx, P);
@@ -413,13 +413,18 @@ static void relay(void *ctx, int64_t tokens)
         r->fn(r->ctx, r->base + (r->pass * (int64_t)r->n + tokens) / (r->passes + 1));
 }
 
+/* SnapKV smooths its window scores; ChunkKV sums them over chunks instead. */
+static int32_t window_pool(const kvz_compiler *c)
+{
+    return c->opts.sel.method == KVZ_METHOD_SNAPKV ? c->opts.pool : 0;
+}
+
 /* Scores of the segment in the context (prefilled). */
 static int score_segment(kvz_compiler *c, const int32_t *tokens, int32_t n, float *scores,
                          progress_relay *pr)
 {
     const kvz_compile_opts *o = &c->opts;
     int32_t P = (int32_t)c->prefix.len;
-    const kvz_hparams *hp = &c->model->hp;
     switch (o->sel.method) {
     case KVZ_METHOD_KVZIP:
         if (o->sel.level == KVZ_LEVEL_HEAD)
@@ -427,10 +432,9 @@ static int score_segment(kvz_compiler *c, const int32_t *tokens, int32_t n, floa
         return kvz_score_kvzip(c->ctx, P, tokens, n, o->kvzip_chunk, scores, relay, pr);
     case KVZ_METHOD_SNAPKV:
     case KVZ_METHOD_CHUNKKV:
-        if (o->question)
-            KVZ_TRY(kvz_score_question(c->ctx, P, n, c->question.ids, (int32_t)c->question.len, scores));
-        if (o->sel.method == KVZ_METHOD_SNAPKV)
-            kvz_scores_max_pool(scores, hp->n_layers * hp->n_kv_heads, n, o->pool);
+        if (o->question) /* else the prefill scored its window */
+            return kvz_score_question(c->ctx, P, n, c->question.ids, (int32_t)c->question.len,
+                                      window_pool(c), scores);
         return KVZ_OK;
     case KVZ_METHOD_KNORM:
         return kvz_score_knorm(c->ctx, P, n, scores);
@@ -463,16 +467,14 @@ static int compile_segment(kvz_compiler *c, const char *name, const uint8_t hash
     sel.seed ^= (uint64_t)hash[0] | (uint64_t)hash[1] << 8 | (uint64_t)seg << 16;
     kvz_context_truncate(c->ctx, P);
     double t0 = kvz_now_seconds();
-    int rc = kvz_prefill_document(c->ctx, tokens->ids, n, (int32_t)sel.window, scores, relay, pr);
+    int rc = kvz_prefill_document(c->ctx, tokens->ids, n, (int32_t)sel.window, window_pool(c), scores, relay, pr);
     double t1 = kvz_now_seconds();
     pr->pass = 1;
     if (rc == KVZ_OK)
         rc = score_segment(c, tokens->ids, n, scores, pr);
     kvz_selection s = {0};
-    /* the scores are on the host: a CPU backend would only copy them */
-    kvz_backend *select_device = c->model->backend->ops->host_memory ? NULL : c->model->backend;
     if (rc == KVZ_OK)
-        rc = kvz_select(&sel, select_device, scores, c->head_scores, hp->n_layers, hp->n_kv_heads, n, &s);
+        rc = kvz_select(&sel, c->model->backend, scores, c->head_scores, hp->n_layers, hp->n_kv_heads, n, &s);
     double t2 = kvz_now_seconds();
     kvz_manifest m;
     fill_manifest(c, &m);

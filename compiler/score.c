@@ -39,19 +39,31 @@ static int hook_begin(score_hook *h, kvz_context *c)
     return rc;
 }
 
-/* Copy the document rows [P, P+n) of every (layer, head) out, then free. */
-static int hook_end(score_hook *h, int32_t L, int32_t P, int32_t n, float *scores, float scale)
+/* Bring the document rows [P, P+n) of every (layer, head) to the host (with
+ * pool > 1 max-pooled on the backend first), then free. */
+static int hook_end(score_hook *h, int32_t L, int32_t P, int32_t n, int32_t pool, float *scores, float scale)
 {
     int rc = KVZ_OK;
-    for (int32_t l = 0; l < L && rc == KVZ_OK; l++)
-        for (int32_t g = 0; g < h->n_kv && rc == KVZ_OK; g++)
-            rc = h->b->ops->download(h->b, scores + ((size_t)l * h->n_kv + g) * n,
-                                     h->dev + ((size_t)l * h->n_kv + g) * h->capacity + P,
+    const int32_t rows = L * h->n_kv;
+    if (pool > 1) {
+        float *pooled = NULL;
+        rc = h->b->ops->alloc(h->b, (size_t)rows * n * sizeof(float), (void **)&pooled);
+        if (rc == KVZ_OK)
+            rc = h->b->ops->max_pool(h->b, pooled, h->dev + P, rows, n, h->capacity, pool);
+        if (rc == KVZ_OK)
+            rc = h->b->ops->download(h->b, scores, pooled, (size_t)rows * n * sizeof(float));
+        if (pooled)
+            h->b->ops->free(h->b, pooled);
+    } else {
+        for (int32_t r = 0; r < rows && rc == KVZ_OK; r++)
+            rc = h->b->ops->download(h->b, scores + (size_t)r * n, h->dev + (size_t)r * h->capacity + P,
                                      (size_t)n * sizeof(float));
+    }
     h->b->ops->free(h->b, h->dev);
     h->dev = NULL;
+    /* after pooling: a positive scale keeps every max (rounding is monotone) */
     if (rc == KVZ_OK && scale != 1.0f)
-        for (size_t i = 0; i < (size_t)L * h->n_kv * n; i++)
+        for (size_t i = 0; i < (size_t)rows * n; i++)
             scores[i] *= scale;
     return rc;
 }
@@ -63,8 +75,8 @@ static void hook_abort(score_hook *h)
     h->dev = NULL;
 }
 
-int kvz_prefill_document(kvz_context *c, const int32_t *doc, int32_t n, int32_t window, float *scores,
-                         kvz_score_progress_fn progress, void *progress_ctx)
+int kvz_prefill_document(kvz_context *c, const int32_t *doc, int32_t n, int32_t window, int32_t pool,
+                         float *scores, kvz_score_progress_fn progress, void *progress_ctx)
 {
     kvz_model *m = kvz_context_model(c);
     int32_t P = kvz_context_len(c), w = window < n ? window : n;
@@ -93,7 +105,7 @@ int kvz_prefill_document(kvz_context *c, const int32_t *doc, int32_t n, int32_t 
     if (progress)
         progress(progress_ctx, n);
     /* the group sum becomes a mean (SnapKV averages over the GQA group) */
-    return hook_end(&h, m->hp.n_layers, P, n, scores, (float)m->hp.n_kv_heads / (float)m->hp.n_heads);
+    return hook_end(&h, m->hp.n_layers, P, n, pool, scores, (float)m->hp.n_kv_heads / (float)m->hp.n_heads);
 }
 
 int32_t kvz_kvzip_pass_tokens(const kvz_model *m, int32_t chunk)
@@ -150,11 +162,11 @@ int kvz_score_kvzip(kvz_context *c, int32_t P, const int32_t *doc, int32_t n, in
         hook_abort(&h);
         return rc;
     }
-    return hook_end(&h, m->hp.n_layers, P, n, scores, 1.0f);
+    return hook_end(&h, m->hp.n_layers, P, n, 0, scores, 1.0f);
 }
 
 int kvz_score_question(kvz_context *c, int32_t P, int32_t n, const int32_t *question, int32_t nq,
-                       float *scores)
+                       int32_t pool, float *scores)
 {
     kvz_model *m = kvz_context_model(c);
     KVZ_ASSERT(kvz_context_len(c) == P + n);
@@ -171,7 +183,7 @@ int kvz_score_question(kvz_context *c, int32_t P, int32_t n, const int32_t *ques
         hook_abort(&h);
         return rc;
     }
-    return hook_end(&h, m->hp.n_layers, P, n, scores, (float)m->hp.n_kv_heads / (float)m->hp.n_heads);
+    return hook_end(&h, m->hp.n_layers, P, n, pool, scores, (float)m->hp.n_kv_heads / (float)m->hp.n_heads);
 }
 
 int kvz_score_knorm(kvz_context *c, int32_t P, int32_t n, float *scores)
@@ -198,25 +210,4 @@ int kvz_score_knorm(kvz_context *c, int32_t P, int32_t n, float *scores)
     }
     free(rows);
     return rc;
-}
-
-void kvz_scores_max_pool(float *scores, int32_t rows, int32_t n, int32_t kernel)
-{
-    int32_t r = kernel / 2;
-    float *tmp = malloc((size_t)n * sizeof *tmp);
-    if (!tmp || r <= 0) {
-        free(tmp);
-        return;
-    }
-    for (int32_t i = 0; i < rows; i++) {
-        float *s = scores + (size_t)i * n;
-        for (int32_t t = 0; t < n; t++) {
-            float best = s[t];
-            for (int32_t j = t - r < 0 ? 0 : t - r; j <= t + r && j < n; j++)
-                best = s[j] > best ? s[j] : best;
-            tmp[t] = best;
-        }
-        memcpy(s, tmp, (size_t)n * sizeof *tmp);
-    }
-    free(tmp);
 }

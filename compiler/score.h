@@ -31,23 +31,22 @@ typedef void (*kvz_score_progress_fn)(void *ctx, int64_t tokens);
 
 /* Prefill the document after the prefix already in `c`. With window > 0 the
  * last `window` tokens are scored as a SnapKV observation window into scores
- * (n_layers, n_kv_heads, n). */
-int kvz_prefill_document(kvz_context *c, const int32_t *doc, int32_t n, int32_t window, float *scores,
-                         kvz_score_progress_fn progress, void *progress_ctx);
+ * (n_layers, n_kv_heads, n), max-pooled over `pool` neighbours when pool > 1
+ * (SnapKV's smoothing, on the backend). */
+int kvz_prefill_document(kvz_context *c, const int32_t *doc, int32_t n, int32_t window, int32_t pool,
+                         float *scores, kvz_score_progress_fn progress, void *progress_ctx);
 
 /* KVzip scores; the context holds [prefix (P) | document (n)]. */
 int kvz_score_kvzip(kvz_context *c, int32_t P, const int32_t *doc, int32_t n, int32_t chunk,
                     float *scores, kvz_score_progress_fn progress, void *progress_ctx);
 
-/* Window scores from a question appended after the document (then dropped). */
+/* Window scores from a question appended after the document (then dropped),
+ * max-pooled as kvz_prefill_document's. */
 int kvz_score_question(kvz_context *c, int32_t P, int32_t n, const int32_t *question, int32_t nq,
-                       float *scores);
+                       int32_t pool, float *scores);
 
 /* -‖k‖ of each document key. */
 int kvz_score_knorm(kvz_context *c, int32_t P, int32_t n, float *scores);
-
-/* SnapKV's smoothing: max over a window of `kernel` neighbours, per head. */
-void kvz_scores_max_pool(float *scores, int32_t rows, int32_t n, int32_t kernel);
 
 /* Tokens a KVzip repeat pass adds to the context at most (for capacity). */
 int32_t kvz_kvzip_pass_tokens(const kvz_model *m, int32_t chunk);

@@ -1,7 +1,6 @@
 /* select.c — budgets, thresholds, chunks and the never-empty rule. */
 #include "compiler/select.h"
 #include "common/error.h"
-#include "kernels/cpu/cpu_kernels.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -140,89 +139,182 @@ static double average_budget(const kvz_select_opts *o, int32_t n)
     return avg > n ? n : (avg < 1 ? 1 : avg);
 }
 
-/* Window methods keep the last `window` tokens first; other positions compete
- * for what remains of each head's budget. */
-static void force_window(const kvz_select_opts *o, int32_t n, uint8_t *m, int32_t *budget)
+/* Window methods keep the last `window` tokens of a head outside its budget's
+ * competition (up to the whole budget): how many of them a head keeps. */
+static int32_t window_keep(const kvz_select_opts *o, int32_t n, int32_t budget)
 {
     int32_t w = (int32_t)o->window < n ? (int32_t)o->window : n;
-    int32_t keep = w < *budget ? w : *budget;
-    for (int32_t t = n - keep; t < n; t++)
-        m[t] = 1;
-    *budget -= keep;
+    return w < budget ? w : budget;
 }
 
-static int select_chunks(const kvz_select_opts *o, const float *scores, int32_t L, int32_t H, int32_t n,
-                         const int32_t *budgets, uint8_t *mask)
-{
-    uint32_t c = o->chunk;
-    size_t n_chunks = ((size_t)n + c - 1) / c;
-    float *chunk_score = calloc(n_chunks, sizeof *chunk_score);
-    uint32_t *idx = malloc(n_chunks * sizeof *idx);
-    uint32_t *scratch = malloc(n_chunks * sizeof *scratch);
-    uint8_t *chosen = calloc(n_chunks, 1);
-    if (!chunk_score || !idx || !scratch || !chosen) {
-        free(chunk_score), free(idx), free(scratch), free(chosen);
-        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory selecting chunks");
-    }
-    uint32_t reuse = o->reuse ? o->reuse : 1;
-    for (int32_t l = 0; l < L; l++) {
-        uint8_t *layer_mask = mask + (size_t)l * H * n;
-        int32_t budget = budgets[l];
-        if (l % reuse == 0) { /* score this layer's chunks; the next reuse-1 layers copy it */
-            memset(chunk_score, 0, n_chunks * sizeof *chunk_score);
-            memset(chosen, 0, n_chunks);
-            for (int32_t h = 0; h < H; h++)
-                for (int32_t t = 0; t < n; t++)
-                    chunk_score[t / c] += scores[((size_t)l * H + h) * n + t];
-            int32_t w = (int32_t)o->window < n ? (int32_t)o->window : n;
-            int32_t win = w < budget ? w : budget;
-            for (int32_t t = n - win; t < n; t++)
-                chosen[t / c] = 2; /* window chunks are kept outside the chunk budget */
-            size_t cand = 0;
-            for (size_t k = 0; k < n_chunks; k++)
-                if (!chosen[k])
-                    idx[cand++] = (uint32_t)k;
-            size_t keep = (size_t)((budget - win) / (int32_t)c);
-            if (keep == 0 && win == 0)
-                keep = 1;
-            kvz_cpu_top_k_mask(chunk_score, idx, cand, keep, chosen, scratch);
-        }
-        for (int32_t h = 0; h < H; h++)
-            for (int32_t t = 0; t < n; t++)
-                layer_mask[(size_t)h * n + t] = chosen[t / c] != 0;
-    }
-    free(chunk_score), free(idx), free(scratch), free(chosen);
-    return KVZ_OK;
-}
+/* Scores and masks on the selecting backend. On a host-memory backend the
+ * host arrays are used in place; elsewhere scores go up once and masks come
+ * back once. */
+typedef struct on_backend {
+    kvz_backend *b;
+    void *mine[4]; /* what this selection allocated there */
+    int n_mine;
+} on_backend;
 
-/* The k best of scores[0 .. count) into mask (which the device path
- * overwrites with 0/1): on `device` when given, else here. */
-static int top_k_span(kvz_backend *device, const float *scores, size_t count, size_t k, uint8_t *mask,
-                      uint32_t *keys)
+static int backend_buffer(on_backend *ob, void *host, size_t bytes, int upload, void **dev)
 {
-    if (!device) {
-        kvz_cpu_top_k_mask(scores, NULL, count, k, mask, keys);
+    if (ob->b->ops->host_memory) {
+        *dev = host;
         return KVZ_OK;
     }
-    void *dev_scores = NULL, *dev_mask = NULL;
-    int rc = device->ops->alloc(device, count * sizeof(float), &dev_scores);
+    KVZ_ASSERT(ob->n_mine < 4);
+    KVZ_TRY(ob->b->ops->alloc(ob->b, bytes, dev));
+    ob->mine[ob->n_mine++] = *dev;
+    return upload ? ob->b->ops->upload(ob->b, *dev, host, bytes) : KVZ_OK;
+}
+
+static int backend_fetch(on_backend *ob, void *host, const void *dev, size_t bytes)
+{
+    return host == dev ? KVZ_OK : ob->b->ops->download(ob->b, host, dev, bytes);
+}
+
+static void backend_release(on_backend *ob)
+{
+    for (int i = 0; i < ob->n_mine; i++)
+        ob->b->ops->free(ob->b, ob->mine[i]);
+    ob->n_mine = 0;
+}
+
+/* ChunkKV's choice: every `reuse` layers, the chunks of `chunk` tokens with
+ * the largest summed scores over the layer's heads (window chunks kept
+ * outside the budget); the layers between reuse that choice. */
+static int select_chunks(const kvz_select_opts *o, on_backend *ob, const float *dev_scores, int32_t L,
+                         int32_t H, int32_t n, const int32_t *budgets, uint8_t *mask)
+{
+    const int32_t c = (int32_t)o->chunk, n_chunks = (n + c - 1) / c;
+    const int32_t reuse = o->reuse ? (int32_t)o->reuse : 1, groups = (L + reuse - 1) / reuse;
+    size_t cells = (size_t)groups * n_chunks;
+    float *sums = NULL;
+    uint8_t *chosen = malloc(cells), *dev_chosen = NULL;
+    int32_t *length = malloc((size_t)groups * sizeof *length), *keep = malloc((size_t)groups * sizeof *keep);
+    int rc = chosen && length && keep ? KVZ_OK : kvz_errorf(KVZ_ERR_NOMEM, "out of memory selecting chunks");
+    if (rc == KVZ_OK && ob->b->ops->host_memory && !(sums = malloc(cells * sizeof *sums)))
+        rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory selecting chunks");
     if (rc == KVZ_OK)
-        rc = device->ops->alloc(device, count, &dev_mask);
+        rc = backend_buffer(ob, sums, cells * sizeof *sums, 0, (void **)&sums);
     if (rc == KVZ_OK)
-        rc = device->ops->upload(device, dev_scores, scores, count * sizeof(float));
+        rc = backend_buffer(ob, chosen, cells, 0, (void **)&dev_chosen);
+    for (int32_t g = 0; g < groups && rc == KVZ_OK; g++) {
+        int32_t l = g * reuse, win = window_keep(o, n, budgets[l]);
+        rc = ob->b->ops->chunk_sums(ob->b, sums + (size_t)g * n_chunks, dev_scores + (size_t)l * H * n, H, n, c);
+        length[g] = win ? (n - win) / c : n_chunks; /* the chunks before the first window chunk compete */
+        keep[g] = (budgets[l] - win) / c;
+        if (keep[g] == 0 && win == 0)
+            keep[g] = 1;
+    }
     if (rc == KVZ_OK)
-        rc = device->ops->top_k_mask(device, dev_mask, dev_scores, (int64_t)count, (int64_t)k);
+        rc = ob->b->ops->top_k_rows(ob->b, dev_chosen, sums, groups, n_chunks, length, keep);
     if (rc == KVZ_OK)
-        rc = device->ops->download(device, mask, dev_mask, count);
-    if (dev_scores)
-        device->ops->free(device, dev_scores);
-    if (dev_mask)
-        device->ops->free(device, dev_mask);
+        rc = backend_fetch(ob, chosen, dev_chosen, cells);
+    for (int32_t l = 0; l < L && rc == KVZ_OK; l++) {
+        int32_t g = l / reuse;
+        uint8_t *row = chosen + (size_t)g * n_chunks, *layer_mask = mask + (size_t)l * H * n;
+        for (int32_t t = n - window_keep(o, n, budgets[g * reuse]); t < n; t++)
+            row[t / c] = 1; /* window chunks */
+        for (int32_t h = 0; h < H; h++)
+            for (int32_t t = 0; t < n; t++)
+                layer_mask[(size_t)h * n + t] = row[t / c];
+    }
+    if (ob->b->ops->host_memory)
+        free(sums);
+    free(chosen), free(length), free(keep);
     return rc;
 }
 
-int kvz_select(const kvz_select_opts *o, kvz_backend *device, const float *scores,
-               const float *head_scores, int32_t L, int32_t H, int32_t n, kvz_selection *out)
+/* Keep whole heads, as many as the budget pays for, by their context-free scores. */
+static int select_heads(on_backend *ob, const float *head_scores, size_t heads, int32_t n, double avg,
+                        uint8_t *mask)
+{
+    if (!head_scores)
+        return kvz_errorf(KVZ_ERR_ARG, "the head level needs head scores");
+    int32_t count = (int32_t)heads, keep = (int32_t)lround(avg / n * (double)heads);
+    uint8_t *kept = malloc(heads), *dev_kept;
+    float *dev_scores;
+    int rc = kept ? KVZ_OK : kvz_errorf(KVZ_ERR_NOMEM, "out of memory selecting heads");
+    if (rc == KVZ_OK)
+        rc = backend_buffer(ob, (void *)head_scores, heads * sizeof(float), 1, (void **)&dev_scores);
+    if (rc == KVZ_OK)
+        rc = backend_buffer(ob, kept, heads, 0, (void **)&dev_kept);
+    if (rc == KVZ_OK)
+        rc = ob->b->ops->top_k_rows(ob->b, dev_kept, dev_scores, 1, count, &count, &keep);
+    if (rc == KVZ_OK)
+        rc = backend_fetch(ob, kept, dev_kept, heads);
+    for (size_t i = 0; i < heads && rc == KVZ_OK; i++)
+        memset(mask + i * n, kept[i], (size_t)n);
+    free(kept);
+    return rc;
+}
+
+/* Top-k in every head (pair-uniform, snapkv, knorm): the layer's budget, the
+ * window (window methods) kept first. */
+static int select_per_head(const kvz_select_opts *o, on_backend *ob, const float *dev_scores, int32_t L,
+                           int32_t H, int32_t n, const int32_t *budgets, int window_method, uint8_t *mask,
+                           uint8_t *dev_mask)
+{
+    size_t heads = (size_t)L * H;
+    int32_t *length = malloc(heads * sizeof *length), *keep = malloc(heads * sizeof *keep);
+    int rc = length && keep ? KVZ_OK : kvz_errorf(KVZ_ERR_NOMEM, "out of memory selecting");
+    for (size_t i = 0; i < heads && rc == KVZ_OK; i++) {
+        int32_t budget = budgets[i / H], win = window_method ? window_keep(o, n, budget) : 0;
+        length[i] = n - win; /* the window's tokens do not compete */
+        keep[i] = budget - win;
+    }
+    if (rc == KVZ_OK)
+        rc = ob->b->ops->top_k_rows(ob->b, dev_mask, dev_scores, (int32_t)heads, n, length, keep);
+    if (rc == KVZ_OK)
+        rc = backend_fetch(ob, mask, dev_mask, heads * (size_t)n);
+    for (size_t i = 0; i < heads && rc == KVZ_OK; i++)
+        memset(mask + i * n + length[i], 1, (size_t)(n - length[i]));
+    free(length), free(keep);
+    return rc;
+}
+
+/* Scoreless methods: everything, the most recent (after sinks), or a seeded
+ * random draw per head. */
+static int select_scoreless(const kvz_select_opts *o, int32_t L, int32_t H, int32_t n, const int32_t *budgets,
+                            uint8_t *mask)
+{
+    size_t heads = (size_t)L * H;
+    if (o->method == KVZ_METHOD_FULL) {
+        memset(mask, 1, heads * (size_t)n);
+        return KVZ_OK;
+    }
+    uint32_t *idx = malloc((size_t)n * sizeof *idx);
+    if (!idx)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory selecting");
+    uint64_t rng = o->seed * 0x9e3779b97f4a7c15ull + 1;
+    for (size_t i = 0; i < heads; i++) {
+        uint8_t *m = mask + i * n;
+        int32_t k = budgets[i / H];
+        if (o->method == KVZ_METHOD_RECENT) {
+            int32_t sinks = (int32_t)o->sinks < k ? (int32_t)o->sinks : k;
+            for (int32_t t = 0; t < sinks; t++)
+                m[t] = 1;
+            for (int32_t t = n - (k - sinks); t < n; t++)
+                m[t] = 1;
+        } else { /* a seeded partial Fisher-Yates shuffle */
+            for (int32_t t = 0; t < n; t++)
+                idx[t] = (uint32_t)t;
+            for (int32_t t = 0; t < k; t++) {
+                rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+                int32_t j = t + (int32_t)(rng % (uint64_t)(n - t));
+                uint32_t tmp = idx[t];
+                idx[t] = idx[j], idx[j] = tmp;
+                m[idx[t]] = 1;
+            }
+        }
+    }
+    free(idx);
+    return KVZ_OK;
+}
+
+int kvz_select(const kvz_select_opts *o, kvz_backend *b, const float *scores, const float *head_scores,
+               int32_t L, int32_t H, int32_t n, kvz_selection *out)
 {
     memset(out, 0, sizeof *out);
     if (L <= 0 || H <= 0 || n <= 0)
@@ -232,85 +324,45 @@ int kvz_select(const kvz_select_opts *o, kvz_backend *device, const float *score
     size_t heads = (size_t)L * H, total = heads * (size_t)n;
     uint8_t *mask = calloc(total, 1);
     int32_t *budgets = malloc((size_t)L * sizeof *budgets);
-    uint32_t *scratch = malloc(total * sizeof *scratch);
-    uint32_t *idx = malloc(total * sizeof *idx);
-    if (!mask || !budgets || !scratch || !idx) {
-        free(mask), free(budgets), free(scratch), free(idx);
+    if (!mask || !budgets) {
+        free(mask), free(budgets);
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory selecting %zu pairs", total);
     }
     double avg = average_budget(o, n);
     int rc = o->method == KVZ_METHOD_FULL ? KVZ_OK
                                           : kvz_layer_budgets(o->shape, avg, L, n, o->beta, o->decay, budgets);
     int window_method = o->method == KVZ_METHOD_SNAPKV || o->method == KVZ_METHOD_CHUNKKV;
-    uint64_t rng = o->seed * 0x9e3779b97f4a7c15ull + 1;
+    int scoreless = o->method == KVZ_METHOD_FULL || o->method == KVZ_METHOD_RECENT ||
+                    o->method == KVZ_METHOD_RANDOM;
+    on_backend ob = {.b = b};
+    float *dev_scores = NULL;
+    uint8_t *dev_mask = NULL;
+    if (rc == KVZ_OK && !scoreless && o->level != KVZ_LEVEL_HEAD)
+        rc = backend_buffer(&ob, (void *)scores, total * sizeof(float), 1, (void **)&dev_scores);
     if (rc != KVZ_OK) {
-    } else if (o->method == KVZ_METHOD_FULL) {
-        memset(mask, 1, total);
-    } else if (o->method == KVZ_METHOD_RECENT || o->method == KVZ_METHOD_RANDOM) {
-        for (int32_t l = 0; l < L; l++)
-            for (int32_t h = 0; h < H; h++) {
-                uint8_t *m = mask + ((size_t)l * H + h) * n;
-                int32_t k = budgets[l];
-                if (o->method == KVZ_METHOD_RECENT) {
-                    int32_t sinks = (int32_t)o->sinks < k ? (int32_t)o->sinks : k;
-                    for (int32_t t = 0; t < sinks; t++)
-                        m[t] = 1;
-                    for (int32_t t = n - (k - sinks); t < n; t++)
-                        m[t] = 1;
-                } else { /* a seeded partial Fisher-Yates shuffle */
-                    for (int32_t t = 0; t < n; t++)
-                        idx[t] = (uint32_t)t;
-                    for (int32_t t = 0; t < k; t++) {
-                        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-                        int32_t j = t + (int32_t)(rng % (uint64_t)(n - t));
-                        uint32_t tmp = idx[t];
-                        idx[t] = idx[j], idx[j] = tmp;
-                        m[idx[t]] = 1;
-                    }
-                }
-            }
+    } else if (scoreless) {
+        rc = select_scoreless(o, L, H, n, budgets, mask);
     } else if (o->chunk > 0) {
-        rc = select_chunks(o, scores, L, H, n, budgets, mask);
+        rc = select_chunks(o, &ob, dev_scores, L, H, n, budgets, mask);
     } else if (o->level == KVZ_LEVEL_HEAD) {
-        if (!head_scores) {
-            rc = kvz_errorf(KVZ_ERR_ARG, "the head level needs head scores");
-        } else { /* keep whole heads: as many as the budget pays for */
-            size_t keep = (size_t)lround(avg / n * (double)heads);
-            uint8_t *head_kept = calloc(heads, 1);
-            if (!head_kept)
-                rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
-            else {
-                kvz_cpu_top_k_mask(head_scores, NULL, heads, keep, head_kept, scratch);
-                for (size_t i = 0; i < heads; i++)
-                    if (head_kept[i])
-                        memset(mask + i * n, 1, (size_t)n);
-                free(head_kept);
-            }
-        }
+        rc = select_heads(&ob, head_scores, heads, n, avg, mask);
+    } else if ((rc = backend_buffer(&ob, mask, total, 0, (void **)&dev_mask)) != KVZ_OK) {
     } else if (o->level == KVZ_LEVEL_PAIR && !window_method) {
         /* one threshold over all heads: of the model (uniform) or of each layer */
         int per_layer = o->shape != KVZ_SHAPE_UNIFORM;
         size_t groups = per_layer ? (size_t)L : 1, span = per_layer ? (size_t)H * n : total;
         for (size_t g = 0; g < groups && rc == KVZ_OK; g++) {
             size_t keep = per_layer ? (size_t)budgets[g] * H : (size_t)lround(avg * (double)heads);
-            rc = top_k_span(device, scores + g * span, span, keep, mask + g * span, scratch);
+            rc = b->ops->top_k_mask(b, dev_mask + g * span, dev_scores + g * span, (int64_t)span, (int64_t)keep);
         }
-    } else { /* per head top-k (pair-uniform, snapkv, knorm) */
-        for (int32_t l = 0; l < L; l++)
-            for (int32_t h = 0; h < H; h++) {
-                size_t base = ((size_t)l * H + h) * n;
-                int32_t k = budgets[l];
-                if (window_method)
-                    force_window(o, n, mask + base, &k);
-                size_t cand = 0;
-                for (int32_t t = 0; t < n; t++)
-                    if (!mask[base + t])
-                        idx[cand++] = (uint32_t)(base + t);
-                kvz_cpu_top_k_mask(scores, idx, cand, (size_t)k, mask, scratch);
-            }
+        if (rc == KVZ_OK)
+            rc = backend_fetch(&ob, mask, dev_mask, total);
+    } else {
+        rc = select_per_head(o, &ob, dev_scores, L, H, n, budgets, window_method, mask, dev_mask);
     }
+    backend_release(&ob);
     if (rc == KVZ_OK)
-        rc = from_mask(mask, scores, L, H, n, out);
-    free(mask), free(budgets), free(scratch), free(idx);
+        rc = from_mask(mask, scoreless ? NULL : scores, L, H, n, out);
+    free(mask), free(budgets);
     return rc;
 }

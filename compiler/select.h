@@ -76,12 +76,13 @@ uint64_t kvz_selection_total(const kvz_selection *s);
 int kvz_layer_budgets(kvz_budget_shape shape, double avg, int32_t n_layers, int32_t n, float beta,
                       float decay, int32_t *budgets);
 
-/* Select from scores (n_layers, n_heads, n) (NULL for full/recent/random).
- * head_scores (n_layers, n_heads) is needed for the head level. With a
- * `device` (else NULL: all on the host), the one-threshold selection of the
- * pair level runs there (its top_k_mask op); the result is the same. */
-int kvz_select(const kvz_select_opts *o, kvz_backend *device, const float *scores,
-               const float *head_scores, int32_t n_layers, int32_t n_heads, int32_t n,
-               kvz_selection *out);
+/* Select from scores (n_layers, n_heads, n) on the host (NULL for
+ * full/recent/random). head_scores (n_layers, n_heads) is needed for the head
+ * level. Every choice by score runs on backend `b` (its top_k_mask,
+ * top_k_rows and chunk_sums ops): the scores go up once and the kept masks
+ * come back, or are used in place on a host-memory backend. Every backend
+ * gives the same selection. */
+int kvz_select(const kvz_select_opts *o, kvz_backend *b, const float *scores, const float *head_scores,
+               int32_t n_layers, int32_t n_heads, int32_t n, kvz_selection *out);
 
 #endif

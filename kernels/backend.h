@@ -155,6 +155,23 @@ typedef struct kvz_backend_ops {
      * Ties go to the lower index; -0 equals +0; NaN ranks below everything
      * (kernels/order_key.h). Radix select: linear in count, no sort. */
     int (*top_k_mask)(kvz_backend *b, uint8_t *mask, const float *scores, int64_t count, int64_t k);
+    /* Selection over many rows at once (compiler/select.c): mask (rows, n)
+     * gets, in each row r, 1 for the k[r] highest of that row's first
+     * length[r] scores and 0 everywhere else (ties, zeros and NaN as in
+     * top_k_mask). length and k are host arrays of `rows` entries (0 <=
+     * length[r] <= n); the call does not keep them. */
+    int (*top_k_rows)(kvz_backend *b, uint8_t *mask, const float *scores, int32_t rows, int32_t n,
+                      const int32_t *length, const int32_t *k);
+    /* SnapKV's smoothing: out (rows, n) = the largest of in's row over
+     * columns [t - kernel/2, t + kernel/2] clipped to [0, n). in's rows lie
+     * `stride` (>= n) floats apart; out does not overlap in. */
+    int (*max_pool)(kvz_backend *b, float *out, const float *in, int32_t rows, int32_t n, int64_t stride,
+                    int32_t kernel);
+    /* ChunkKV: out[c] for c < ceil(n / chunk) = the sum of scores (rows, n)
+     * over all rows and columns [c·chunk, (c+1)·chunk), added in f32 row by
+     * row, each row's columns in order: one order on every backend, so the
+     * sums (and the chunks they choose) agree bit for bit. */
+    int (*chunk_sums)(kvz_backend *b, float *out, const float *scores, int32_t rows, int32_t n, int32_t chunk);
     /* dst (s->n, s->d) = one stored KV head's rows (kernels/kv_codes.h:
      * payload and (scale, min) pairs) dequantized, and with `positions` (keys;
      * NULL for values) rotated by RoPE to those positions. payload, scales and

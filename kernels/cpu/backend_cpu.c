@@ -176,6 +176,30 @@ static int cpu_top_k_mask(kvz_backend *b, uint8_t *mask, const float *scores, in
     return KVZ_OK;
 }
 
+static int cpu_top_k_rows(kvz_backend *b, uint8_t *mask, const float *scores, int32_t rows, int32_t n,
+                          const int32_t *length, const int32_t *k)
+{
+    cpu_impl *impl = b->impl;
+    if (rows <= 0 || n <= 0)
+        return KVZ_OK;
+    KVZ_TRY(ensure_scratch(b, (size_t)n)); /* a key per score of a row */
+    kvz_cpu_top_k_rows(mask, scores, rows, n, length, k, (uint32_t *)impl->scratch);
+    return KVZ_OK;
+}
+
+static int cpu_max_pool(kvz_backend *b, float *out, const float *in, int32_t rows, int32_t n, int64_t stride,
+                        int32_t kernel)
+{
+    kvz_cpu_max_pool(out, in, rows, n, stride, kernel);
+    return KVZ_OK;
+}
+
+static int cpu_chunk_sums(kvz_backend *b, float *out, const float *scores, int32_t rows, int32_t n, int32_t chunk)
+{
+    kvz_cpu_chunk_sums(out, scores, rows, n, chunk);
+    return KVZ_OK;
+}
+
 static int cpu_sample(kvz_backend *b, int32_t *token, const float *logits, int32_t n, const kvz_sample_params *p)
 {
     if (p->temperature <= 0) {
@@ -225,6 +249,9 @@ static const kvz_backend_ops CPU_OPS = {
     .attention = cpu_attention,
     .attention_scores = cpu_attention_scores,
     .top_k_mask = cpu_top_k_mask,
+    .top_k_rows = cpu_top_k_rows,
+    .max_pool = cpu_max_pool,
+    .chunk_sums = cpu_chunk_sums,
     .kv_load = cpu_kv_load,
     .sample = cpu_sample,
 };

@@ -52,6 +52,14 @@ void kvz_cpu_attention(float *out, const float *q, const float *k_cache, const f
 void kvz_cpu_top_k_mask(const float *scores, const uint32_t *idx, size_t count, size_t k,
                         uint8_t *mask, uint32_t *keys);
 
+/* The top_k_rows op (kernels/backend.h) on host memory; keys: scratch of n entries. */
+void kvz_cpu_top_k_rows(uint8_t *mask, const float *scores, int32_t rows, int32_t n, const int32_t *length,
+                        const int32_t *k, uint32_t *keys);
+
+/* The max_pool and chunk_sums ops (kernels/backend.h) on host memory. */
+void kvz_cpu_max_pool(float *out, const float *in, int32_t rows, int32_t n, int64_t stride, int32_t kernel);
+void kvz_cpu_chunk_sums(float *out, const float *scores, int32_t rows, int32_t n, int32_t chunk);
+
 /* The kv_load op (kernels/backend.h) on host memory: dequantize, then RoPE. */
 void kvz_cpu_kv_load(float *dst, const kvz_quant_shape *s, int is_keys, const uint8_t *payload,
                      const uint16_t *scales, const int32_t *positions, const kvz_rope_params *rope,

@@ -41,3 +41,12 @@ void kvz_cpu_top_k_mask(const float *scores, const uint32_t *idx, size_t count, 
         }
     }
 }
+
+void kvz_cpu_top_k_rows(uint8_t *mask, const float *scores, int32_t rows, int32_t n, const int32_t *length,
+                        const int32_t *k, uint32_t *keys)
+{
+    memset(mask, 0, (size_t)rows * (size_t)n);
+    for (int32_t r = 0; r < rows; r++)
+        kvz_cpu_top_k_mask(scores + (size_t)r * n, NULL, (size_t)length[r], k[r] > 0 ? (size_t)k[r] : 0,
+                           mask + (size_t)r * n, keys);
+}

@@ -123,6 +123,8 @@ static void cu_destroy(kvz_backend *b)
         cudaFree(c->partials);
     if (c->topk_scratch)
         cudaFree(c->topk_scratch);
+    if (c->rows_scratch)
+        cudaFree(c->rows_scratch);
     if (c->sample_scratch)
         cudaFree(c->sample_scratch);
     for (int i = 0; i < 2; i++) {
@@ -160,6 +162,9 @@ static const kvz_backend_ops CUDA_OPS = {
     cuda_attention,
     cuda_attention_scores,
     cuda_top_k_mask,
+    cuda_top_k_rows,
+    cuda_max_pool,
+    cuda_chunk_sums,
     cuda_kv_load,
     cuda_sample,
 };

@@ -37,6 +37,8 @@ typedef struct cuda_impl {
     size_t partial_bytes;
     void *topk_scratch; /* top-k state, histogram, tile counts */
     size_t topk_bytes;
+    void *rows_scratch; /* top_k_rows: each row's length and k */
+    size_t rows_bytes;
     void *sample_scratch; /* sampling state, probabilities, sort buffers */
     size_t sample_bytes;
     kv_stage stage[2]; /* used in turn */
@@ -98,5 +100,11 @@ int cuda_kv_load(kvz_backend *b, float *dst, const kvz_quant_shape *s, int is_ke
 int cuda_sample(kvz_backend *b, int32_t *token, const float *logits, int32_t n, const kvz_sample_params *p);
 /* topk.cu */
 int cuda_top_k_mask(kvz_backend *b, uint8_t *mask, const float *scores, int64_t count, int64_t k);
+int cuda_top_k_rows(kvz_backend *b, uint8_t *mask, const float *scores, int32_t rows, int32_t n,
+                    const int32_t *length, const int32_t *k);
+/* window.cu */
+int cuda_max_pool(kvz_backend *b, float *out, const float *in, int32_t rows, int32_t n, int64_t stride,
+                  int32_t kernel);
+int cuda_chunk_sums(kvz_backend *b, float *out, const float *scores, int32_t rows, int32_t n, int32_t chunk);
 
 #endif

@@ -168,3 +168,85 @@ int cuda_top_k_mask(kvz_backend *b, uint8_t *mask, const float *scores, int64_t 
     CUDA_LAUNCHED("top-k mark");
     return KVZ_OK;
 }
+
+/* ---- many rows at once: a block selects in each row ------------------------ */
+
+/* The same radix select inside one block: four histogram passes over the row's
+ * candidates in shared memory, then a marking pass in index order. */
+__global__ static void __launch_bounds__(TOPK_THREADS)
+    topk_rows(uint8_t *mask, const float *scores, int32_t n, const int32_t *length, const int32_t *k_of)
+{
+    __shared__ unsigned int hist[256];
+    __shared__ unsigned int prefix_s, high_s, want_s;
+    __shared__ unsigned int warp_equal[TOPK_THREADS / 32];
+    const float *s = scores + (int64_t)blockIdx.x * n;
+    uint8_t *m = mask + (int64_t)blockIdx.x * n;
+    const int32_t len = length[blockIdx.x], k = k_of[blockIdx.x];
+    if (k <= 0 || k >= len) { /* nothing or everything: no select */
+        for (int32_t t = threadIdx.x; t < n; t += blockDim.x)
+            m[t] = k > 0 && t < len;
+        return;
+    }
+    if (threadIdx.x == 0)
+        prefix_s = 0, high_s = 0, want_s = (unsigned int)k;
+    for (int shift = 24; shift >= 0; shift -= 8) {
+        for (int i = threadIdx.x; i < 256; i += blockDim.x)
+            hist[i] = 0;
+        __syncthreads(); /* also publishes the last pick */
+        const unsigned int prefix = prefix_s, high = high_s;
+        for (int32_t t = threadIdx.x; t < len; t += blockDim.x) {
+            uint32_t key = kvz_order_key(s[t]);
+            if ((key & high) == prefix)
+                atomicAdd(&hist[(key >> shift) & 0xffu], 1u);
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            unsigned int want = want_s;
+            int digit = 255;
+            while (digit > 0 && hist[digit] < want)
+                want -= hist[digit--];
+            want_s = want;
+            prefix_s = prefix | (unsigned int)digit << shift;
+            high_s = high | 0xffu << shift;
+        }
+        __syncthreads(); /* the bins are read before the next pass clears them */
+    }
+    const unsigned int key = prefix_s, want = want_s;
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    unsigned int running = 0; /* equal keys in earlier rounds: the same in every thread */
+    for (int32_t t0 = 0; t0 < n; t0 += TOPK_THREADS) {
+        const int32_t t = t0 + threadIdx.x;
+        const uint32_t mine = t < len ? kvz_order_key(s[t]) : 0;
+        const bool equal = t < len && mine == key;
+        const unsigned int ballot = __ballot_sync(0xffffffffu, equal);
+        if (lane == 0)
+            warp_equal[warp] = __popc(ballot);
+        __syncthreads();
+        unsigned int rank = running + __popc(ballot & ((1u << lane) - 1u)), round = 0;
+        for (int w = 0; w < TOPK_THREADS / 32; w++) {
+            rank += w < warp ? warp_equal[w] : 0;
+            round += warp_equal[w];
+        }
+        if (t < n)
+            m[t] = t < len && (mine > key || (equal && rank < want));
+        running += round;
+        __syncthreads(); /* warp_equal is rewritten next round */
+    }
+}
+
+int cuda_top_k_rows(kvz_backend *b, uint8_t *mask, const float *scores, int32_t rows, int32_t n,
+                    const int32_t *length, const int32_t *k)
+{
+    cuda_impl *c = cuda_of(b);
+    if (rows <= 0 || n <= 0)
+        return KVZ_OK;
+    const size_t bytes = (size_t)rows * sizeof(int32_t);
+    KVZ_TRY(cuda_ensure(&c->rows_scratch, &c->rows_bytes, 2 * bytes));
+    int32_t *dev_length = (int32_t *)c->rows_scratch, *dev_k = dev_length + rows;
+    /* from pageable memory: the copies have left length and k when these return */
+    CUDA_TRY(cudaMemcpyAsync(dev_length, length, bytes, cudaMemcpyHostToDevice, c->stream));
+    CUDA_TRY(cudaMemcpyAsync(dev_k, k, bytes, cudaMemcpyHostToDevice, c->stream));
+    topk_rows<<<rows, TOPK_THREADS, 0, c->stream>>>(mask, scores, n, dev_length, dev_k);
+    CUDA_LAUNCHED("top-k rows");
+    return KVZ_OK;
+}

@@ -409,13 +409,94 @@ static void test_top_k_mask(void **state)
     }
 }
 
-/* The compiler's one-threshold selection on the GPU picks what the host picks. */
+/* Top-k in many rows at once, one block a row: the same masks bit for bit for
+ * rows of different candidate lengths and budgets (none, one, all, beyond),
+ * ties and special values included, short rows and rows of many rounds. */
+static void test_top_k_rows(void **state)
+{
+    const int32_t widths[] = {1, 37, 256, 1000, 40000};
+    for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++) {
+        const int32_t n = widths[wi], rows = 40;
+        size_t cells = (size_t)rows * n;
+        float *s = malloc(cells * sizeof *s);
+        int32_t length[40], k[40];
+        for (int32_t r = 0; r < rows; r++) {
+            for (int32_t t = 0; t < n; t++) {
+                float x = test_frand();
+                float *v = s + (size_t)r * n + t;
+                if (r % 3 == 0)
+                    *v = x * 1e3f;
+                else if (r % 3 == 1) /* heavy ties */
+                    *v = (float)(int)(x * 4) * 0.5f;
+                else /* ties, signed zeros, infinities, NaN */
+                    *v = x < -0.9f ? NAN : x < -0.8f ? -0.0f : x < -0.7f ? 0.0f
+                       : x < -0.6f ? INFINITY : x < -0.5f ? -INFINITY : (float)(int)(x * 3);
+            }
+            length[r] = r % 4 == 0 ? n : (int32_t)((test_frand() * 0.5f + 0.5f) * n);
+            const int32_t ks[] = {0, 1, length[r] / 10, length[r] * 3 / 10, length[r] - 1, length[r], length[r] + 5};
+            k[r] = ks[r % 7];
+        }
+        uint8_t *want = malloc(cells), *got = malloc(cells);
+        float *ds = dev(s, cells * sizeof *s);
+        void *dm;
+        CHECK_OK(gpu->ops->alloc(gpu, cells, &dm));
+        CHECK_OK(cpu->ops->top_k_rows(cpu, want, s, rows, n, length, k));
+        CHECK_OK(gpu->ops->top_k_rows(gpu, dm, ds, rows, n, length, k));
+        CHECK_OK(gpu->ops->download(gpu, got, dm, cells));
+        for (int32_t r = 0; r < rows; r++) {
+            int32_t kept = 0, differ = 0;
+            for (int32_t t = 0; t < n; t++)
+                kept += want[(size_t)r * n + t], differ += want[(size_t)r * n + t] != got[(size_t)r * n + t];
+            int32_t expect = k[r] < 0 ? 0 : k[r] < length[r] ? k[r] : length[r];
+            if (differ || kept != expect)
+                fail_msg("top-k rows n=%d row %d (length %d, k %d): %d differ, cpu kept %d", n, r, length[r],
+                         k[r], differ, kept);
+        }
+        free(s), free(want), free(got);
+        gpu->ops->free(gpu, ds), gpu->ops->free(gpu, dm);
+    }
+}
+
+/* SnapKV's pooling from strided rows and ChunkKV's chunk sums: bit for bit. */
+static void test_window_ops(void **state)
+{
+    const int32_t rows = 90, n = 3001, stride = 3200, kernels[] = {1, 2, 7, 31};
+    float *in = host_random((size_t)rows * stride, 1.0f), *want = malloc((size_t)rows * n * sizeof(float));
+    float *din = dev(in, (size_t)rows * stride * sizeof(float)), *dout;
+    CHECK_OK(gpu->ops->alloc(gpu, (size_t)rows * n * sizeof(float), (void **)&dout));
+    for (size_t ki = 0; ki < sizeof kernels / sizeof kernels[0]; ki++) {
+        CHECK_OK(cpu->ops->max_pool(cpu, want, in + 5, rows, n, stride, kernels[ki]));
+        CHECK_OK(gpu->ops->max_pool(gpu, dout, din + 5, rows, n, stride, kernels[ki]));
+        float *got = back(dout, (size_t)rows * n);
+        if (memcmp(want, got, (size_t)rows * n * sizeof(float)) != 0)
+            fail_msg("max-pool kernel %d differs from the CPU", kernels[ki]);
+        free(got);
+    }
+    const int32_t chunks[] = {1, 7, 10, 64, 5000};
+    for (size_t ci = 0; ci < sizeof chunks / sizeof chunks[0]; ci++) {
+        int32_t n_chunks = (n + chunks[ci] - 1) / chunks[ci];
+        CHECK_OK(cpu->ops->chunk_sums(cpu, want, in, 8, n, chunks[ci]));
+        CHECK_OK(gpu->ops->chunk_sums(gpu, dout, din, 8, n, chunks[ci]));
+        float *got = back(dout, (size_t)n_chunks);
+        if (memcmp(want, got, (size_t)n_chunks * sizeof(float)) != 0)
+            fail_msg("chunk sums of %d differ from the CPU", chunks[ci]);
+        free(got);
+    }
+    free(in), free(want);
+    gpu->ops->free(gpu, din), gpu->ops->free(gpu, dout);
+}
+
+/* The compiler's selection on the GPU picks what the CPU picks in every case,
+ * on random scores and on scores full of ties. */
 static void test_select_on_gpu(void **state)
 {
     const int32_t L = 30, H = 3, n = 5000;
-    float *scores = host_random((size_t)L * H * n, 1.0f);
-    test_select_same_on(gpu, scores, L, H, n);
-    free(scores);
+    float *scores = host_random((size_t)L * H * n, 1.0f), *head_scores = host_random((size_t)L * H, 1.0f);
+    test_select_same_on(cpu, gpu, scores, head_scores, L, H, n);
+    for (size_t i = 0; i < (size_t)L * H * n; i++)
+        scores[i] = floorf(scores[i] * 24) / 64;
+    test_select_same_on(cpu, gpu, scores, head_scores, L, H, n);
+    free(scores), free(head_scores);
 }
 
 /* A stored head into cache rows: every bit width, keys (RoPE, both modes,
@@ -470,6 +551,8 @@ int main(void)
         cmocka_unit_test(test_sample),
         cmocka_unit_test(test_attention_scores),
         cmocka_unit_test(test_top_k_mask),
+        cmocka_unit_test(test_top_k_rows),
+        cmocka_unit_test(test_window_ops),
         cmocka_unit_test(test_select_on_gpu),
         cmocka_unit_test(test_kv_load),
     };

@@ -20,17 +20,21 @@
 #include "model/synth_model.h"
 
 static kvz_model *model;
+static kvz_backend *cpu_backend; /* selection without a model */
 
 static int setup(void **state)
 {
     kvz_model_config cfg = {.backend = {.device = KVZ_DEVICE_CPU}};
     CHECK_OK(kvz_model_load(&model, test_model_path(), &cfg));
+    kvz_backend_config bc = {.device = KVZ_DEVICE_CPU, .n_threads = 1};
+    CHECK_OK(kvz_backend_create(&cpu_backend, &bc));
     return 0;
 }
 
 static int teardown(void **state)
 {
     kvz_model_free(model);
+    kvz_backend_destroy(cpu_backend);
     return 0;
 }
 
@@ -95,7 +99,7 @@ static void test_budgets_never_zero(void **state)
         kvz_select_opts o = {.method = methods[mi], .ratio = 0.001f, .beta = 20, .decay = 0.2f, .reuse = 1,
                              .sinks = 4, .seed = 3, .chunk = methods[mi] == KVZ_METHOD_CHUNKKV ? 10 : 0};
         kvz_selection s;
-        CHECK_OK(kvz_select(&o, NULL, scores, NULL, L, H, n, &s));
+        CHECK_OK(kvz_select(&o, cpu_backend, scores, NULL, L, H, n, &s));
         for (int i = 0; i < L * H; i++)
             if (s.offset[i + 1] - s.offset[i] < 1)
                 fail_msg("%s left head %d empty", kvz_method_name(methods[mi]), i);
@@ -104,19 +108,13 @@ static void test_budgets_never_zero(void **state)
     /* the global threshold gives heads different lengths; pair-uniform does not */
     kvz_select_opts pair = {.method = KVZ_METHOD_KVZIP, .level = KVZ_LEVEL_PAIR, .ratio = 0.2f};
     kvz_selection s;
-    CHECK_OK(kvz_select(&pair, NULL, scores, NULL, L, H, n, &s));
+    CHECK_OK(kvz_select(&pair, cpu_backend, scores, NULL, L, H, n, &s));
     /* the worst head got nothing under the threshold: it keeps its best pair, one over the budget */
     assert_int_equal(kvz_selection_total(&s), (uint64_t)lround(0.2 * L * H * n) + 1);
     assert_true(s.offset[(1 * H + 2) + 1] - s.offset[1 * H + 2] == 1);
     kvz_selection_free(&s);
-    /* through a backend's top_k_mask (the CPU one here, CUDA in tests/cuda) */
-    kvz_backend *cpu;
-    kvz_backend_config bc = {.device = KVZ_DEVICE_CPU, .n_threads = 1};
-    CHECK_OK(kvz_backend_create(&cpu, &bc));
-    test_select_same_on(cpu, scores, L, H, n);
-    kvz_backend_destroy(cpu);
     pair.level = KVZ_LEVEL_PAIR_UNIFORM;
-    CHECK_OK(kvz_select(&pair, NULL, scores, NULL, L, H, n, &s));
+    CHECK_OK(kvz_select(&pair, cpu_backend, scores, NULL, L, H, n, &s));
     for (int i = 0; i < L * H; i++)
         assert_int_equal(s.offset[i + 1] - s.offset[i], 100);
     kvz_selection_free(&s);
@@ -131,7 +129,7 @@ static void test_chunk_selection(void **state)
         scores[i] = test_frand();
     kvz_select_opts o = {.method = KVZ_METHOD_CHUNKKV, .ratio = 0.3f, .chunk = 10, .reuse = 2, .window = 16};
     kvz_selection s;
-    CHECK_OK(kvz_select(&o, NULL, scores, NULL, L, H, n, &s));
+    CHECK_OK(kvz_select(&o, cpu_backend, scores, NULL, L, H, n, &s));
     for (int l = 0; l < L; l++) {
         const uint32_t *p0 = s.pos + s.offset[l * H];
         uint32_t n0 = s.offset[l * H + 1] - s.offset[l * H];
@@ -153,6 +151,123 @@ static void test_chunk_selection(void **state)
             assert_true(kept[t]); /* the window */
     }
     kvz_selection_free(&s);
+    free(scores);
+}
+
+/* ---- selection against a sort-based reference -------------------------------- */
+
+static const float *ref_scores;
+
+/* Higher score first, then lower index. */
+static int ref_order(const void *a, const void *b)
+{
+    uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
+    float x = ref_scores[i], y = ref_scores[j];
+    return x > y ? -1 : x < y ? 1 : (i > j) - (i < j);
+}
+
+/* mask[first + i] = 1 for the k best of scores[first .. first + count), by sorting. */
+static void ref_top_k(const float *scores, size_t first, size_t count, size_t k, uint8_t *mask)
+{
+    uint32_t *idx = malloc((count ? count : 1) * sizeof *idx);
+    for (size_t i = 0; i < count; i++)
+        idx[i] = (uint32_t)(first + i);
+    ref_scores = scores;
+    qsort(idx, count, sizeof *idx, ref_order);
+    for (size_t i = 0; i < k && i < count; i++)
+        mask[idx[i]] = 1;
+    free(idx);
+}
+
+/* DESIGN §4's rules written out directly, one case at a time. */
+static void ref_select(const kvz_select_opts *o, const float *scores, const float *head_scores, int32_t L,
+                       int32_t H, int32_t n, kvz_selection *out)
+{
+    size_t heads = (size_t)L * H, total = heads * n;
+    uint8_t *mask = calloc(total, 1);
+    int32_t budgets[64];
+    double avg = o->budget ? o->budget : o->ratio * n;
+    CHECK_OK(kvz_layer_budgets(o->shape, avg, L, n, o->beta, o->decay, budgets));
+    int windowed = o->method == KVZ_METHOD_SNAPKV || o->method == KVZ_METHOD_CHUNKKV;
+    if (o->level == KVZ_LEVEL_HEAD) {
+        uint8_t kept[256] = {0};
+        ref_top_k(head_scores, 0, heads, (size_t)lround(avg / n * heads), kept);
+        for (size_t i = 0; i < heads; i++)
+            memset(mask + i * n, kept[i], n);
+    } else if (o->chunk) {
+        int32_t c = (int32_t)o->chunk, n_chunks = (n + c - 1) / c;
+        float *sums = malloc(n_chunks * sizeof *sums);
+        uint8_t *chosen = malloc(n_chunks);
+        for (int32_t l = 0; l < L; l++) {
+            if (l % o->reuse == 0) {
+                int32_t win = windowed ? (o->window < (uint32_t)budgets[l] ? (int32_t)o->window : budgets[l]) : 0;
+                memset(chosen, 0, n_chunks);
+                for (int32_t k = 0; k < n_chunks; k++) {
+                    sums[k] = 0; /* exact: the test's scores are multiples of 1/64 */
+                    for (int32_t h = 0; h < H; h++)
+                        for (int32_t t = k * c; t < n && t < (k + 1) * c; t++)
+                            sums[k] += scores[((size_t)l * H + h) * n + t];
+                }
+                int32_t first_window_chunk = win ? (n - win) / c : n_chunks, want = (budgets[l] - win) / c;
+                ref_top_k(sums, 0, first_window_chunk, want || win ? want : 1, chosen);
+                for (int32_t k = first_window_chunk; k < n_chunks; k++)
+                    chosen[k] = 1;
+            }
+            for (int32_t h = 0; h < H; h++)
+                for (int32_t t = 0; t < n; t++)
+                    mask[((size_t)l * H + h) * n + t] = chosen[t / c];
+        }
+        free(sums), free(chosen);
+    } else if (o->level == KVZ_LEVEL_PAIR && !windowed) {
+        if (o->shape == KVZ_SHAPE_UNIFORM)
+            ref_top_k(scores, 0, total, (size_t)lround(avg * heads), mask);
+        else
+            for (int32_t l = 0; l < L; l++)
+                ref_top_k(scores, (size_t)l * H * n, (size_t)H * n, (size_t)budgets[l] * H, mask);
+    } else {
+        for (size_t i = 0; i < heads; i++) {
+            int32_t b = budgets[i / H], win = windowed ? ((int32_t)o->window < b ? (int32_t)o->window : b) : 0;
+            ref_top_k(scores, i * n, n - win, b - win, mask);
+            memset(mask + i * n + n - win, 1, win);
+        }
+    }
+    out->n_layers = L, out->n_heads = H, out->n_tokens = n;
+    out->offset = malloc((heads + 1) * sizeof *out->offset);
+    out->pos = malloc(total * sizeof *out->pos);
+    uint32_t at = 0;
+    for (size_t i = 0; i < heads; i++) {
+        out->offset[i] = at;
+        uint32_t first = at, best = 0;
+        for (int32_t t = 0; t < n; t++) {
+            if (mask[i * n + t])
+                out->pos[at++] = (uint32_t)t;
+            if (scores[i * n + t] > scores[i * n + best])
+                best = (uint32_t)t;
+        }
+        if (at == first) /* never empty */
+            out->pos[at++] = best;
+    }
+    out->offset[heads] = at;
+    free(mask);
+}
+
+/* kvz_select on the CPU backend keeps what the reference keeps in every case,
+ * on scores full of ties (multiples of 1/64). */
+static void test_select_against_reference(void **state)
+{
+    const int32_t L = 7, H = 3, n = 301;
+    float *scores = malloc(sizeof(float) * L * H * n), head_scores[7 * 3];
+    for (int i = 0; i < L * H * n; i++)
+        scores[i] = floorf(test_frand() * 24) / 64;
+    for (int i = 0; i < L * H; i++)
+        head_scores[i] = floorf(test_frand() * 8) / 64;
+    for (size_t ci = 0; ci < TEST_SELECT_N_CASES; ci++) {
+        kvz_selection want, got;
+        ref_select(&TEST_SELECT_CASES[ci], scores, head_scores, L, H, n, &want);
+        CHECK_OK(kvz_select(&TEST_SELECT_CASES[ci], cpu_backend, scores, head_scores, L, H, n, &got));
+        test_select_assert_equal(&want, &got, ci);
+        kvz_selection_free(&want), kvz_selection_free(&got);
+    }
     free(scores);
 }
 
@@ -463,6 +578,7 @@ int main(void)
         cmocka_unit_test(test_pyramid_budgets),
         cmocka_unit_test(test_budgets_never_zero),
         cmocka_unit_test(test_chunk_selection),
+        cmocka_unit_test(test_select_against_reference),
         cmocka_unit_test(test_segments),
         cmocka_unit_test(test_ingest),
         cmocka_unit_test(test_map_growth),

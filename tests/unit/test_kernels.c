@@ -366,6 +366,49 @@ static void test_top_k_mask(void **state)
     }
 }
 
+/* Rows at once: each row's first length[r] scores, everything past them 0,
+ * k beyond the length keeping the whole prefix; the other kernels from their
+ * definitions, pooling from strided rows and clipped at both ends. */
+static void test_window_kernels(void **state)
+{
+    enum { ROWS = 5, N = 40, STRIDE = 47 };
+    float s[ROWS * STRIDE];
+    for (int i = 0; i < ROWS * STRIDE; i++)
+        s[i] = (float)(int)(test_frand() * 6) * 0.5f; /* ties */
+    int32_t length[ROWS] = {N, 31, 0, 12, 25}, k[ROWS] = {9, 31, 3, 20, 0};
+    uint8_t got[ROWS * N], want[ROWS * N] = {0};
+    uint32_t keys[N];
+    for (int r = 0; r < ROWS; r++)
+        kvz_cpu_top_k_mask(s + r * N, NULL, (size_t)length[r], (size_t)k[r], want + r * N, keys);
+    memset(got, 7, sizeof got);
+    kvz_cpu_top_k_rows(got, s, ROWS, N, length, k, keys);
+    assert_memory_equal(got, want, sizeof got);
+    for (int r = 0; r < ROWS; r++) {
+        int kept = 0;
+        for (int t = 0; t < N; t++)
+            kept += got[r * N + t];
+        assert_int_equal(kept, k[r] < length[r] ? k[r] : length[r]);
+    }
+    float pooled[ROWS * N], sums[(N + 6) / 7];
+    kvz_cpu_max_pool(pooled, s + 3, ROWS, N, STRIDE, 5);
+    for (int r = 0; r < ROWS; r++)
+        for (int t = 0; t < N; t++) {
+            float best = -INFINITY;
+            for (int j = t - 2; j <= t + 2; j++)
+                if (j >= 0 && j < N && s[3 + r * STRIDE + j] > best)
+                    best = s[3 + r * STRIDE + j];
+            assert_true(pooled[r * N + t] == best);
+        }
+    kvz_cpu_chunk_sums(sums, s, ROWS, N, 7);
+    for (int c = 0; c < (N + 6) / 7; c++) {
+        float sum = 0; /* exact: halves */
+        for (int r = 0; r < ROWS; r++)
+            for (int t = c * 7; t < N && t < c * 7 + 7; t++)
+                sum += s[r * N + t];
+        assert_true(sums[c] == sum);
+    }
+}
+
 /* Sampling from the definition (kvz_sample_params): logits whose exponentials
  * are 2, 4, 3, 1, ~0, 4 at temperature 1; the draw picks along the running sum
  * of the candidates ordered by probability, ties by lower id. */
@@ -404,6 +447,7 @@ int main(void)
         cmocka_unit_test(test_rmsnorm_swiglu),
         cmocka_unit_test(test_embed),
         cmocka_unit_test(test_top_k_mask),
+        cmocka_unit_test(test_window_kernels),
         cmocka_unit_test(test_sample),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -172,19 +172,49 @@ static inline int32_t *parse_ids(const char *s, size_t *n)
     return ids;
 }
 
-/* The one-threshold selection (pair level, uniform and pyramid) made on
- * backend `b` equals the one made on the host, position for position. */
-static inline void test_select_same_on(kvz_backend *b, const float *scores, int32_t L, int32_t H, int32_t n)
+/* Every way kvz_select chooses by score: the one threshold (uniform and
+ * per layer), per-head top-k with and without a window, whole chunks (with
+ * reuse and a window, and without either), whole heads. */
+static const kvz_select_opts TEST_SELECT_CASES[] = {
+    {.method = KVZ_METHOD_KVZIP, .level = KVZ_LEVEL_PAIR, .ratio = 0.3f},
+    {.method = KVZ_METHOD_KVZIP, .level = KVZ_LEVEL_PAIR, .ratio = 0.3f, .shape = KVZ_SHAPE_PYRAMID, .beta = 20},
+    {.method = KVZ_METHOD_KVZIP, .level = KVZ_LEVEL_PAIR_UNIFORM, .ratio = 0.2f, .shape = KVZ_SHAPE_DECAY,
+     .decay = 0.2f},
+    {.method = KVZ_METHOD_KNORM, .level = KVZ_LEVEL_PAIR, .ratio = 0.4f},
+    {.method = KVZ_METHOD_SNAPKV, .level = KVZ_LEVEL_PAIR, .ratio = 0.3f, .window = 16},
+    {.method = KVZ_METHOD_SNAPKV, .level = KVZ_LEVEL_PAIR, .budget = 8, .window = 32}, /* window > budget */
+    {.method = KVZ_METHOD_CHUNKKV, .level = KVZ_LEVEL_PAIR, .ratio = 0.3f, .chunk = 10, .reuse = 2, .window = 16},
+    {.method = KVZ_METHOD_CHUNKKV, .level = KVZ_LEVEL_PAIR, .ratio = 0.3f, .chunk = 7, .reuse = 1,
+     .shape = KVZ_SHAPE_PYRAMID, .beta = 20},
+    {.method = KVZ_METHOD_KVZIP, .level = KVZ_LEVEL_PAIR, .ratio = 0.25f, .chunk = 16, .reuse = 3},
+    {.method = KVZ_METHOD_KVZIP, .level = KVZ_LEVEL_HEAD, .ratio = 0.4f},
+};
+#define TEST_SELECT_N_CASES (sizeof TEST_SELECT_CASES / sizeof TEST_SELECT_CASES[0])
+
+static inline void test_select_assert_equal(const kvz_selection *want, const kvz_selection *got, size_t case_index)
 {
-    for (int shape = 0; shape < 2; shape++) {
-        kvz_select_opts o = {.method = KVZ_METHOD_KVZIP, .level = KVZ_LEVEL_PAIR, .ratio = 0.3f,
-                             .shape = shape ? KVZ_SHAPE_PYRAMID : KVZ_SHAPE_UNIFORM, .beta = 20};
-        kvz_selection host, dev;
-        CHECK_OK(kvz_select(&o, NULL, scores, NULL, L, H, n, &host));
-        CHECK_OK(kvz_select(&o, b, scores, NULL, L, H, n, &dev));
-        assert_memory_equal(host.offset, dev.offset, (size_t)(L * H + 1) * sizeof *host.offset);
-        assert_memory_equal(host.pos, dev.pos, kvz_selection_total(&host) * sizeof *host.pos);
-        kvz_selection_free(&host), kvz_selection_free(&dev);
+    size_t heads = (size_t)want->n_layers * want->n_heads;
+    for (size_t i = 0; i <= heads; i++)
+        if (want->offset[i] != got->offset[i])
+            fail_msg("selection case %zu: head %zu starts at %u, want %u", case_index, i, got->offset[i],
+                     want->offset[i]);
+    for (uint64_t i = 0; i < kvz_selection_total(want); i++)
+        if (want->pos[i] != got->pos[i])
+            fail_msg("selection case %zu: kept pair %llu is position %u, want %u", case_index,
+                     (unsigned long long)i, got->pos[i], want->pos[i]);
+}
+
+/* Backend `got` selects what backend `want` selects, position for position,
+ * in every case. */
+static inline void test_select_same_on(kvz_backend *want_b, kvz_backend *got_b, const float *scores,
+                                       const float *head_scores, int32_t L, int32_t H, int32_t n)
+{
+    for (size_t ci = 0; ci < TEST_SELECT_N_CASES; ci++) {
+        kvz_selection want, got;
+        CHECK_OK(kvz_select(&TEST_SELECT_CASES[ci], want_b, scores, head_scores, L, H, n, &want));
+        CHECK_OK(kvz_select(&TEST_SELECT_CASES[ci], got_b, scores, head_scores, L, H, n, &got));
+        test_select_assert_equal(&want, &got, ci);
+        kvz_selection_free(&want), kvz_selection_free(&got);
     }
 }
 
