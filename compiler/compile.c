@@ -8,7 +8,6 @@
 #include "format/artifact.h"
 #include "format/transfer.h"
 #include "format/doc_record.h"
-#include "kernels/cpu/cpu_kernels.h"
 #include "model/context.h"
 #include "model/identity.h"
 #include "model/prompt.h"
@@ -174,83 +173,144 @@ static void fill_manifest(const kvz_compiler *c, kvz_manifest *m)
     kvz_compile_summary(o, m->summary, sizeof m->summary);
 }
 
-/* Keys (pre-RoPE) and values of the kept rows of one (layer, head). */
-static int gather_head(const kvz_compiler *c, int32_t layer, int32_t head, int32_t P, int32_t n,
-                       const uint32_t *pos, uint32_t count, float *rows_k, float *rows_v, float *keys,
-                       float *values, int32_t *positions)
+/* Where kept rows are read to before they come to the host: backend memory
+ * for `n` rows, unused (NULL) on a host-memory backend, which reads into the
+ * host arrays directly. */
+typedef struct gather_stage {
+    float *k, *v;
+    uint32_t *idx;
+    int32_t *positions;
+} gather_stage;
+
+static void gather_stage_free(kvz_backend *b, gather_stage *st)
+{
+    void *bufs[4] = {st->k, st->v, st->idx, st->positions};
+    for (int i = 0; i < 4; i++)
+        if (bufs[i])
+            b->ops->free(b, bufs[i]);
+    memset(st, 0, sizeof *st);
+}
+
+static int gather_stage_init(kvz_backend *b, int32_t n, int32_t hd, gather_stage *st)
+{
+    memset(st, 0, sizeof *st);
+    if (b->ops->host_memory)
+        return KVZ_OK;
+    size_t rows = (size_t)n * hd * sizeof(float);
+    int rc = b->ops->alloc(b, rows, (void **)&st->k);
+    if (rc == KVZ_OK)
+        rc = b->ops->alloc(b, rows, (void **)&st->v);
+    if (rc == KVZ_OK)
+        rc = b->ops->alloc(b, (size_t)n * sizeof *st->idx, (void **)&st->idx);
+    if (rc == KVZ_OK)
+        rc = b->ops->alloc(b, (size_t)n * sizeof *st->positions, (void **)&st->positions);
+    if (rc != KVZ_OK)
+        gather_stage_free(b, st);
+    return rc;
+}
+
+/* Keys (pre-RoPE) and values of the kept rows of one (layer, head), gathered
+ * and rotated back on the backend: only the kept rows cross to the host. */
+static int gather_head(const kvz_compiler *c, const gather_stage *st, int32_t layer, int32_t head, int32_t P,
+                       const uint32_t *pos, uint32_t count, float *keys, float *values, int32_t *positions)
 {
     kvz_backend *b = c->model->backend;
     const kvz_hparams *hp = &c->model->hp;
     int32_t hd = hp->head_dim, cap = kvz_context_capacity(c->ctx);
     float *kc, *vc;
     kvz_context_layer_cache(c->ctx, layer, &kc, &vc);
-    size_t first = ((size_t)head * cap + P) * hd, bytes = (size_t)n * hd * sizeof(float);
-    KVZ_TRY(b->ops->download(b, rows_k, kc + first, bytes));
-    KVZ_TRY(b->ops->download(b, rows_v, vc + first, bytes));
-    for (uint32_t i = 0; i < count; i++) {
-        memcpy(keys + (size_t)i * hd, rows_k + (size_t)pos[i] * hd, (size_t)hd * sizeof(float));
-        memcpy(values + (size_t)i * hd, rows_v + (size_t)pos[i] * hd, (size_t)hd * sizeof(float));
+    for (uint32_t i = 0; i < count; i++)
         positions[i] = P + (int32_t)pos[i];
+    const uint32_t *idx = pos;
+    const int32_t *rope_positions = positions;
+    float *k = keys, *v = values;
+    if (!b->ops->host_memory) {
+        KVZ_TRY(b->ops->upload(b, st->idx, pos, count * sizeof *pos));
+        KVZ_TRY(b->ops->upload(b, st->positions, positions, count * sizeof *positions));
+        idx = st->idx, rope_positions = st->positions, k = st->k, v = st->v;
     }
+    size_t first = ((size_t)head * cap + P) * hd;
+    KVZ_TRY(b->ops->gather_rows(b, k, kc + first, idx, (int32_t)count, hd));
+    KVZ_TRY(b->ops->gather_rows(b, v, vc + first, idx, (int32_t)count, hd));
     /* the cache holds keys after RoPE; artifacts store them before */
-    kvz_cpu_rope(keys, positions, (int32_t)count, 1, &hp->rope, 1, 1);
+    KVZ_TRY(b->ops->rope(b, k, rope_positions, (int32_t)count, 1, &hp->rope, 1));
+    if (k != keys) {
+        KVZ_TRY(b->ops->download(b, keys, k, (size_t)count * hd * sizeof(float)));
+        KVZ_TRY(b->ops->download(b, values, v, (size_t)count * hd * sizeof(float)));
+    }
     return KVZ_OK;
 }
 
-/* Encode the kept pairs of the context's document rows into an artifact: a
- * layer at a time, its heads gathered in turn and encoded in parallel
- * (quantization and zstd dominate). sel NULL keeps every row. */
+/* Layers encoded together: enough heads to keep every thread busy (two per
+ * thread), within 1 GiB of gathered rows. */
+static int32_t encode_batch_layers(const kvz_hparams *hp, int32_t n, int n_threads)
+{
+    const size_t head_bytes = (size_t)n * hp->head_dim * 2 * sizeof(float);
+    int32_t layers = (2 * n_threads + hp->n_kv_heads - 1) / hp->n_kv_heads;
+    while (layers > 1 && (size_t)layers * hp->n_kv_heads * head_bytes > ((size_t)1 << 30))
+        layers--;
+    return layers < 1 ? 1 : layers > hp->n_layers ? hp->n_layers : layers;
+}
+
+/* Encode the kept pairs of the context's document rows into an artifact:
+ * a few layers at a time, their heads gathered in turn and encoded in
+ * parallel (quantization and zstd dominate), added in (layer, head) order.
+ * sel NULL keeps every row. */
 static int encode_artifact(const kvz_compiler *c, const kvz_manifest *m, const int32_t *tokens,
                            int32_t P, int32_t n, const kvz_selection *sel, uint8_t **out, size_t *size)
 {
+    kvz_backend *b = c->model->backend;
     const kvz_hparams *hp = &c->model->hp;
-    const int32_t H = hp->n_kv_heads;
-    size_t rows = (size_t)n * hp->head_dim;
-    float *rk = malloc(rows * 4), *rv = malloc(rows * 4);
-    float *k = malloc(rows * H * 4), *v = malloc(rows * H * 4);
+    const int32_t H = hp->n_kv_heads, batch = encode_batch_layers(hp, n, b->n_threads);
+    const size_t rows = (size_t)n * hp->head_dim, slots = (size_t)batch * H;
+    float *k = malloc(rows * slots * 4), *v = malloc(rows * slots * 4);
     int32_t *positions = malloc((size_t)n * sizeof *positions);
     uint32_t *all = malloc((size_t)n * sizeof *all);
-    kvz_head_sections *hs = calloc((size_t)H, sizeof *hs);
-    int *head_rc = calloc((size_t)H, sizeof *head_rc);
+    kvz_head_sections *hs = calloc(slots, sizeof *hs);
+    int *head_rc = calloc(slots, sizeof *head_rc);
     kvz_artifact_writer *w = kvz_artifact_writer_new(c->opts.zstd_level);
-    int rc = rk && rv && k && v && positions && all && hs && head_rc && w
-                 ? kvz_artifact_add_tokens(w, tokens, (uint32_t)n)
-                 : kvz_errorf(KVZ_ERR_NOMEM, "out of memory encoding");
+    gather_stage st = {0};
+    int rc = k && v && positions && all && hs && head_rc && w ? gather_stage_init(b, n, hp->head_dim, &st)
+                                                               : kvz_errorf(KVZ_ERR_NOMEM, "out of memory encoding");
+    if (rc == KVZ_OK)
+        rc = kvz_artifact_add_tokens(w, tokens, (uint32_t)n);
     for (int32_t t = 0; all && t < n; t++)
         all[t] = (uint32_t)t;
-    for (int32_t l = 0; l < hp->n_layers && rc == KVZ_OK; l++) {
-        for (int32_t h = 0; h < H && rc == KVZ_OK; h++) {
-            size_t i = (size_t)l * H + h;
+    for (int32_t l0 = 0; l0 < hp->n_layers && rc == KVZ_OK; l0 += batch) {
+        const int32_t heads = (hp->n_layers - l0 < batch ? hp->n_layers - l0 : batch) * H;
+        for (int32_t j = 0; j < heads && rc == KVZ_OK; j++) {
+            size_t i = (size_t)l0 * H + j; /* (layer, head) index: slot j of this batch */
             const uint32_t *pos = sel ? sel->pos + sel->offset[i] : all;
             uint32_t count = sel ? sel->offset[i + 1] - sel->offset[i] : (uint32_t)n;
-            rc = gather_head(c, l, h, P, n, pos, count, rk, rv, k + (size_t)h * rows, v + (size_t)h * rows,
+            rc = gather_head(c, &st, l0 + j / H, j % H, P, pos, count, k + (size_t)j * rows, v + (size_t)j * rows,
                              positions);
         }
-#pragma omp parallel for schedule(dynamic, 1) num_threads(c->model->backend->n_threads)
-        for (int32_t h = 0; h < H; h++) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(b->n_threads)
+        for (int32_t j = 0; j < heads; j++) {
             if (rc != KVZ_OK)
                 continue;
-            size_t i = (size_t)l * H + h;
+            size_t i = (size_t)l0 * H + j;
             const uint32_t *pos = sel ? sel->pos + sel->offset[i] : all;
             uint32_t count = sel ? sel->offset[i + 1] - sel->offset[i] : (uint32_t)n, n16 = 0;
             while (n16 < count && pos[n16] < m->fp16_tokens)
                 n16++;
-            head_rc[h] = kvz_artifact_encode_head(m, c->opts.zstd_level, pos, count, n16, k + (size_t)h * rows,
-                                                  v + (size_t)h * rows, &hs[h]);
+            head_rc[j] = kvz_artifact_encode_head(m, c->opts.zstd_level, pos, count, n16, k + (size_t)j * rows,
+                                                  v + (size_t)j * rows, &hs[j]);
         }
-        for (int32_t h = 0; h < H; h++) {
-            if (rc == KVZ_OK && head_rc[h] != KVZ_OK)
-                rc = kvz_errorf(head_rc[h], "layer %d head %d could not be encoded", l, h);
+        for (int32_t j = 0; j < heads; j++) {
+            if (rc == KVZ_OK && head_rc[j] != KVZ_OK)
+                rc = kvz_errorf(head_rc[j], "layer %d head %d could not be encoded", l0 + j / H, j % H);
             if (rc == KVZ_OK)
-                rc = kvz_artifact_add_encoded(w, (uint16_t)l, (uint16_t)h, &hs[h]);
+                rc = kvz_artifact_add_encoded(w, (uint16_t)(l0 + j / H), (uint16_t)(j % H), &hs[j]);
             else
-                kvz_head_sections_free(&hs[h]);
+                kvz_head_sections_free(&hs[j]);
         }
     }
     if (rc == KVZ_OK)
         rc = kvz_artifact_writer_finish(w, m, out, size);
     kvz_artifact_writer_free(w);
-    free(rk), free(rv), free(k), free(v), free(positions), free(all), free(hs), free(head_rc);
+    gather_stage_free(b, &st);
+    free(k), free(v), free(positions), free(all), free(hs), free(head_rc);
     return rc;
 }
 

@@ -190,24 +190,20 @@ int kvz_score_knorm(kvz_context *c, int32_t P, int32_t n, float *scores)
 {
     kvz_model *m = kvz_context_model(c);
     kvz_backend *b = m->backend;
-    int32_t hd = m->hp.head_dim, H = m->hp.n_kv_heads, cap = kvz_context_capacity(c);
-    float *rows = malloc((size_t)n * hd * sizeof(float));
-    if (!rows)
-        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    const int32_t hd = m->hp.head_dim, H = m->hp.n_kv_heads, L = m->hp.n_layers, cap = kvz_context_capacity(c);
+    const size_t count = (size_t)L * H * n;
+    float *norms = NULL;
+    KVZ_TRY(b->ops->alloc(b, count * sizeof(float), (void **)&norms));
     int rc = KVZ_OK;
-    for (int32_t l = 0; l < m->hp.n_layers && rc == KVZ_OK; l++) {
+    for (int32_t l = 0; l < L && rc == KVZ_OK; l++) {
         float *k, *v;
         kvz_context_layer_cache(c, l, &k, &v);
-        for (int32_t g = 0; g < H && rc == KVZ_OK; g++) {
-            rc = b->ops->download(b, rows, k + ((size_t)g * cap + P) * hd, (size_t)n * hd * sizeof(float));
-            for (int32_t t = 0; t < n && rc == KVZ_OK; t++) {
-                double ss = 0;
-                for (int32_t e = 0; e < hd; e++)
-                    ss += (double)rows[(size_t)t * hd + e] * rows[(size_t)t * hd + e];
-                scores[((size_t)l * H + g) * n + t] = (float)-sqrt(ss); /* RoPE keeps norms */
-            }
-        }
+        rc = b->ops->key_norms(b, norms + (size_t)l * H * n, k + (size_t)P * hd, H, n, (int64_t)cap * hd, hd);
     }
-    free(rows);
+    if (rc == KVZ_OK)
+        rc = b->ops->download(b, scores, norms, count * sizeof(float));
+    b->ops->free(b, norms);
+    for (size_t i = 0; i < count && rc == KVZ_OK; i++)
+        scores[i] = -scores[i]; /* RoPE keeps norms: smaller keys matter more */
     return rc;
 }

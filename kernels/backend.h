@@ -137,6 +137,10 @@ typedef struct kvz_backend_ops {
     /* Rotate x (n, n_heads, head_dim) in place by positions[i] (inverse: rotate back). */
     int (*rope)(kvz_backend *b, float *x, const int32_t *positions, int32_t n, int32_t n_heads,
                 const kvz_rope_params *p, int inverse);
+    /* dst (count, width) = rows idx[i] of src (rows of width floats); idx is
+     * backend memory. The compiler reads kept cache rows this way. */
+    int (*gather_rows)(kvz_backend *b, float *dst, const float *src, const uint32_t *idx, int32_t count,
+                       int32_t width);
     /* out[i] = silu(gate[i]) * up[i] for i < count; out may alias gate. */
     int (*swiglu)(kvz_backend *b, float *out, const float *gate, const float *up, int64_t count);
     /* Copy k, v (n, n_kv_heads * head_dim) into the caches at rows pos0.. */
@@ -172,6 +176,12 @@ typedef struct kvz_backend_ops {
      * row, each row's columns in order: one order on every backend, so the
      * sums (and the chunks they choose) agree bit for bit. */
     int (*chunk_sums)(kvz_backend *b, float *out, const float *scores, int32_t rows, int32_t n, int32_t chunk);
+    /* Key-norm scores: out (rows, n) = the L2 norm of each of n cached keys
+     * of head_dim floats, row r's keys starting at keys + r·stride floats.
+     * Summed in f64 in index order, unfused, then rounded: the same bits on
+     * every backend. */
+    int (*key_norms)(kvz_backend *b, float *out, const float *keys, int32_t rows, int32_t n, int64_t stride,
+                     int32_t head_dim);
     /* dst (s->n, s->d) = one stored KV head's rows (kernels/kv_codes.h:
      * payload and (scale, min) pairs) dequantized, and with `positions` (keys;
      * NULL for values) rotated by RoPE to those positions. payload, scales and

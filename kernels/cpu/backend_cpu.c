@@ -133,6 +133,13 @@ static int cpu_rope(kvz_backend *b, float *x, const int32_t *positions, int32_t 
     return KVZ_OK;
 }
 
+static int cpu_gather_rows(kvz_backend *b, float *dst, const float *src, const uint32_t *idx, int32_t count,
+                           int32_t width)
+{
+    kvz_cpu_gather_rows(dst, src, idx, count, width, b->n_threads);
+    return KVZ_OK;
+}
+
 static int cpu_swiglu(kvz_backend *b, float *out, const float *gate, const float *up, int64_t count)
 {
     kvz_cpu_swiglu(out, gate, up, count, b->n_threads);
@@ -200,6 +207,13 @@ static int cpu_chunk_sums(kvz_backend *b, float *out, const float *scores, int32
     return KVZ_OK;
 }
 
+static int cpu_key_norms(kvz_backend *b, float *out, const float *keys, int32_t rows, int32_t n, int64_t stride,
+                         int32_t head_dim)
+{
+    kvz_cpu_key_norms(out, keys, rows, n, stride, head_dim, b->n_threads);
+    return KVZ_OK;
+}
+
 static int cpu_sample(kvz_backend *b, int32_t *token, const float *logits, int32_t n, const kvz_sample_params *p)
 {
     if (p->temperature <= 0) {
@@ -244,6 +258,7 @@ static const kvz_backend_ops CPU_OPS = {
     .embed = cpu_embed,
     .rmsnorm = cpu_rmsnorm,
     .rope = cpu_rope,
+    .gather_rows = cpu_gather_rows,
     .swiglu = cpu_swiglu,
     .kv_append = cpu_kv_append,
     .attention = cpu_attention,
@@ -252,6 +267,7 @@ static const kvz_backend_ops CPU_OPS = {
     .top_k_rows = cpu_top_k_rows,
     .max_pool = cpu_max_pool,
     .chunk_sums = cpu_chunk_sums,
+    .key_norms = cpu_key_norms,
     .kv_load = cpu_kv_load,
     .sample = cpu_sample,
 };

@@ -22,6 +22,10 @@ void kvz_cpu_matmul(float *out, const float *x, const kvz_weight *w, int32_t n, 
 #define KVZ_CPU_MATVEC_MAX_ROWS 8
 int kvz_cpu_matvec_has_fast_path(uint32_t type);
 size_t kvz_cpu_matvec_scratch_floats(const kvz_weight *w, int32_t n, int n_threads);
+/* The gather_rows op (kernels/backend.h) on host memory. */
+void kvz_cpu_gather_rows(float *dst, const float *src, const uint32_t *idx, int32_t count, int32_t width,
+                         int n_threads);
+
 /* Uses w->data / w->type: pass a view whose data is the native blocks. */
 void kvz_cpu_matvec(float *out, const float *x, const kvz_weight *w, int32_t n, int accumulate,
                     float *scratch, int n_threads);
@@ -59,6 +63,10 @@ void kvz_cpu_top_k_rows(uint8_t *mask, const float *scores, int32_t rows, int32_
 /* The max_pool and chunk_sums ops (kernels/backend.h) on host memory. */
 void kvz_cpu_max_pool(float *out, const float *in, int32_t rows, int32_t n, int64_t stride, int32_t kernel);
 void kvz_cpu_chunk_sums(float *out, const float *scores, int32_t rows, int32_t n, int32_t chunk);
+
+/* The key_norms op (kernels/backend.h) on host memory. */
+void kvz_cpu_key_norms(float *out, const float *keys, int32_t rows, int32_t n, int64_t stride, int32_t head_dim,
+                       int n_threads);
 
 /* The kv_load op (kernels/backend.h) on host memory: dequantize, then RoPE. */
 void kvz_cpu_kv_load(float *dst, const kvz_quant_shape *s, int is_keys, const uint8_t *payload,

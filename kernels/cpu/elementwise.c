@@ -1,4 +1,4 @@
-/* elementwise.c — embedding gather, RMSNorm, SwiGLU and the KV-cache append on the CPU. */
+/* elementwise.c — embedding gather, row gather, RMSNorm, SwiGLU and the KV-cache append on the CPU. */
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/dequant.h"
 #include "kernels/ggml_types.h"
@@ -14,6 +14,14 @@ void kvz_cpu_embed(float *out, const kvz_weight *table, const int32_t *tokens, i
     for (int32_t i = 0; i < n; i++)
         kvz_dequantize_row(table->type, (const uint8_t *)table->data + (size_t)tokens[i] * row_bytes,
                            out + (size_t)i * table->cols, table->cols);
+}
+
+void kvz_cpu_gather_rows(float *dst, const float *src, const uint32_t *idx, int32_t count, int32_t width,
+                         int n_threads)
+{
+#pragma omp parallel for num_threads(n_threads) if (count > 256)
+    for (int32_t i = 0; i < count; i++)
+        memcpy(dst + (size_t)i * width, src + (size_t)idx[i] * width, (size_t)width * sizeof(float));
 }
 
 void kvz_cpu_rmsnorm(float *out, const float *x, const float *weight, int32_t n, int32_t dim,

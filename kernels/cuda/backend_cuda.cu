@@ -157,6 +157,7 @@ static const kvz_backend_ops CUDA_OPS = {
     cuda_embed,
     cuda_rmsnorm,
     cuda_rope,
+    cuda_gather_rows,
     cuda_swiglu,
     cuda_kv_append,
     cuda_attention,
@@ -165,6 +166,7 @@ static const kvz_backend_ops CUDA_OPS = {
     cuda_top_k_rows,
     cuda_max_pool,
     cuda_chunk_sums,
+    cuda_key_norms,
     cuda_kv_load,
     cuda_sample,
 };

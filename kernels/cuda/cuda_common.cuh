@@ -79,6 +79,8 @@ int cuda_matmul(kvz_backend *b, float *out, const float *x, const kvz_weight *w,
 int cuda_embed(kvz_backend *b, float *out, const kvz_weight *table, const int32_t *tokens, int32_t n);
 int cuda_rmsnorm(kvz_backend *b, float *out, const float *x, const float *weight, int32_t n,
                  int32_t dim, float eps);
+int cuda_gather_rows(kvz_backend *b, float *dst, const float *src, const uint32_t *idx, int32_t count,
+                     int32_t width);
 int cuda_swiglu(kvz_backend *b, float *out, const float *gate, const float *up, int64_t count);
 int cuda_kv_append(kvz_backend *b, float *k_cache, float *v_cache, const float *k, const float *v,
                    const kvz_attention_params *p);
@@ -106,5 +108,8 @@ int cuda_top_k_rows(kvz_backend *b, uint8_t *mask, const float *scores, int32_t 
 int cuda_max_pool(kvz_backend *b, float *out, const float *in, int32_t rows, int32_t n, int64_t stride,
                   int32_t kernel);
 int cuda_chunk_sums(kvz_backend *b, float *out, const float *scores, int32_t rows, int32_t n, int32_t chunk);
+/* norms.cu */
+int cuda_key_norms(kvz_backend *b, float *out, const float *keys, int32_t rows, int32_t n, int64_t stride,
+                   int32_t head_dim);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * elementwise.cu — embedding gather, RMSNorm, SwiGLU and the KV-cache append
+ * elementwise.cu — embedding gather, row gather, RMSNorm, SwiGLU and the KV-cache append
  * on the device. Twin of kernels/cpu/elementwise.c.
  */
 #include "kernels/cuda/cuda_common.cuh"
@@ -23,6 +23,24 @@ int cuda_embed(kvz_backend *b, float *out, const kvz_weight *table, const int32_
         return kvz_errorf(KVZ_ERR_INTERNAL, "cuda: embedding table must be f16");
     embed_kernel<<<n, 256, 0, cuda_of(b)->stream>>>(out, (const __half *)table->data, tokens, table->cols);
     CUDA_LAUNCHED("embed");
+    return KVZ_OK;
+}
+
+__global__ static void gather_rows_kernel(float *dst, const float *src, const uint32_t *idx, int32_t width)
+{
+    const float *row = src + (int64_t)idx[blockIdx.x] * width;
+    float *o = dst + (int64_t)blockIdx.x * width;
+    for (int32_t c = threadIdx.x; c < width; c += blockDim.x)
+        o[c] = row[c];
+}
+
+int cuda_gather_rows(kvz_backend *b, float *dst, const float *src, const uint32_t *idx, int32_t count,
+                     int32_t width)
+{
+    if (count <= 0)
+        return KVZ_OK;
+    gather_rows_kernel<<<count, 128, 0, cuda_of(b)->stream>>>(dst, src, idx, width);
+    CUDA_LAUNCHED("gather rows");
     return KVZ_OK;
 }
 

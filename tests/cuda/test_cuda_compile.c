@@ -61,6 +61,7 @@ static void compare(kvz_method method, uint32_t bits)
     kvz_compile_opts o;
     kvz_compile_opts_default(&o);
     o.sel.method = method;
+    o.sel.chunk = method == KVZ_METHOD_CHUNKKV ? 10 : 0; /* the command line's default */
     o.bits = bits;
     kvz_artifact a, b;
     uint8_t *ba = compile_on(KVZ_DEVICE_CPU, "cpu-store", &o, text, len, &a);
@@ -161,6 +162,8 @@ static void test_runtime_cpu_vs_cuda(void **state)
     kvz_store_close(st);
 }
 static void test_snapkv_cpu_vs_cuda(void **state) { compare(KVZ_METHOD_SNAPKV, 8); }
+static void test_chunkkv_cpu_vs_cuda(void **state) { compare(KVZ_METHOD_CHUNKKV, 4); }
+static void test_knorm_cpu_vs_cuda(void **state) { compare(KVZ_METHOD_KNORM, 4); }
 static void test_full_cpu_vs_cuda(void **state) { compare(KVZ_METHOD_FULL, 16); }
 
 int main(void)
@@ -169,6 +172,8 @@ int main(void)
         cmocka_unit_test(test_kvzip_cpu_vs_cuda),
         cmocka_unit_test(test_runtime_cpu_vs_cuda),
         cmocka_unit_test(test_snapkv_cpu_vs_cuda),
+        cmocka_unit_test(test_chunkkv_cpu_vs_cuda),
+        cmocka_unit_test(test_knorm_cpu_vs_cuda),
         cmocka_unit_test(test_full_cpu_vs_cuda),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

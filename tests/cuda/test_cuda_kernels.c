@@ -486,6 +486,42 @@ static void test_window_ops(void **state)
     gpu->ops->free(gpu, din), gpu->ops->free(gpu, dout);
 }
 
+/* Key norms of strided heads: bit for bit (f64 sums in the same order). */
+static void test_key_norms(void **state)
+{
+    const int32_t rows = 8, n = 1500, hd = 128, cap = 1700;
+    const size_t floats = (size_t)rows * cap * hd;
+    float *keys = host_random(floats, 3.0f), *want = malloc((size_t)rows * n * sizeof(float));
+    float *dkeys = dev(keys, floats * sizeof(float)), *dout;
+    CHECK_OK(gpu->ops->alloc(gpu, (size_t)rows * n * sizeof(float), (void **)&dout));
+    CHECK_OK(cpu->ops->key_norms(cpu, want, keys + 37 * hd, rows, n, (int64_t)cap * hd, hd));
+    CHECK_OK(gpu->ops->key_norms(gpu, dout, dkeys + 37 * hd, rows, n, (int64_t)cap * hd, hd));
+    float *got = back(dout, (size_t)rows * n);
+    if (memcmp(want, got, (size_t)rows * n * sizeof(float)) != 0)
+        fail_msg("key norms differ from the CPU");
+    free(keys), free(want), free(got);
+    gpu->ops->free(gpu, dkeys), gpu->ops->free(gpu, dout);
+}
+
+/* Kept rows gathered out of a head's block, as compile reads them: exact. */
+static void test_gather_rows(void **state)
+{
+    const int32_t rows = 3000, width = 128, count = 911;
+    float *src = host_random((size_t)rows * width, 1.0f), *want = malloc((size_t)count * width * sizeof(float));
+    uint32_t *idx = malloc(count * sizeof *idx);
+    for (int32_t i = 0; i < count; i++)
+        idx[i] = (uint32_t)(i * 3 + (i % 2)); /* increasing, uneven gaps */
+    float *dsrc = dev(src, (size_t)rows * width * sizeof(float)), *dout;
+    uint32_t *didx = dev(idx, count * sizeof *idx);
+    CHECK_OK(gpu->ops->alloc(gpu, (size_t)count * width * sizeof(float), (void **)&dout));
+    CHECK_OK(cpu->ops->gather_rows(cpu, want, src, idx, count, width));
+    CHECK_OK(gpu->ops->gather_rows(gpu, dout, dsrc, didx, count, width));
+    float *got = back(dout, (size_t)count * width);
+    assert_memory_equal(want, got, (size_t)count * width * sizeof(float));
+    free(src), free(want), free(idx), free(got);
+    gpu->ops->free(gpu, dsrc), gpu->ops->free(gpu, didx), gpu->ops->free(gpu, dout);
+}
+
 /* The compiler's selection on the GPU picks what the CPU picks in every case,
  * on random scores and on scores full of ties. */
 static void test_select_on_gpu(void **state)
@@ -553,6 +589,8 @@ int main(void)
         cmocka_unit_test(test_top_k_mask),
         cmocka_unit_test(test_top_k_rows),
         cmocka_unit_test(test_window_ops),
+        cmocka_unit_test(test_key_norms),
+        cmocka_unit_test(test_gather_rows),
         cmocka_unit_test(test_select_on_gpu),
         cmocka_unit_test(test_kv_load),
     };

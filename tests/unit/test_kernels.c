@@ -409,6 +409,23 @@ static void test_window_kernels(void **state)
     }
 }
 
+/* Key norms from strided heads, against the definition. */
+static void test_key_norms(void **state)
+{
+    enum { ROWS = 3, N = 20, HD = 8, STRIDE = 25 * HD };
+    float keys[ROWS * STRIDE], out[ROWS * N];
+    for (int i = 0; i < ROWS * STRIDE; i++)
+        keys[i] = test_frand();
+    kvz_cpu_key_norms(out, keys + 2 * HD, ROWS, N, STRIDE, HD, 2);
+    for (int r = 0; r < ROWS; r++)
+        for (int t = 0; t < N; t++) {
+            double ss = 0;
+            for (int e = 0; e < HD; e++)
+                ss += (double)keys[r * STRIDE + (2 + t) * HD + e] * keys[r * STRIDE + (2 + t) * HD + e];
+            assert_true(fabs(out[r * N + t] - sqrt(ss)) <= 1e-6 * sqrt(ss));
+        }
+}
+
 /* Sampling from the definition (kvz_sample_params): logits whose exponentials
  * are 2, 4, 3, 1, ~0, 4 at temperature 1; the draw picks along the running sum
  * of the candidates ordered by probability, ties by lower id. */
@@ -448,6 +465,7 @@ int main(void)
         cmocka_unit_test(test_embed),
         cmocka_unit_test(test_top_k_mask),
         cmocka_unit_test(test_window_kernels),
+        cmocka_unit_test(test_key_norms),
         cmocka_unit_test(test_sample),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
