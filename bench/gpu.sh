@@ -95,7 +95,7 @@ open("/tmp/kvz-6k.txt", "w").write((text * 3)[:23000])           # ~6K SmolLM2 t
 open("/tmp/kvz-8k.txt", "w").write((text * 3)[:8000])            # 8K byte tokens
 open("/tmp/kvz-30k.txt", "w").write((text * 9)[:30000])          # 30K byte tokens
 PY
-    for method in kvzip snapkv full; do
+    for method in kvzip snapkv chunkkv knorm full; do
         echo "== compile, SmolLM2-135M (real), $method, cuda"
         rm -rf /tmp/kvz-gpu-store
         $K compile /tmp/kvz-6k.txt --store /tmp/kvz-gpu-store --model "$MODEL" --device cuda --method $method --json --quiet
@@ -106,6 +106,10 @@ PY
         rm -rf /tmp/kvz-gpu-store
         $K compile $f --store /tmp/kvz-gpu-store --model /tmp/kvz-l3-8b.gguf --device cuda --json --quiet
     done
+    echo "== compile, Llama-3-8B shape (synthetic Q4_K), snapkv, cuda, /tmp/kvz-30k.txt"
+    rm -rf /tmp/kvz-gpu-store
+    $K compile /tmp/kvz-30k.txt --store /tmp/kvz-gpu-store --model /tmp/kvz-l3-8b.gguf --device cuda --method snapkv \
+        --json --quiet
     ;;
 runtime)
     KVZ_BIN=./build-cuda/kvz DEVICE=cuda sh bench/runtime.sh

@@ -65,8 +65,9 @@ static const char HELP[] =
     "  --device D, --threads N   as in `kvz generate`\n"
     "\n"
     "Memory: the model, one KV cache of the model's context (f32), activations of one\n"
-    "512-token prefill chunk, the scores of one segment (layers x KV heads x tokens f32)\n"
-    "and the artifact being written; for SmolLM2 about 1 GB in all.\n"
+    "512-token prefill chunk, the scores of one segment (layers x KV heads x tokens f32),\n"
+    "the rows of the heads being encoded (a layer's; more, up to two heads per thread,\n"
+    "while within 1 GiB) and the artifact being written; for SmolLM2 about 1 GB in all.\n"
     "\n"
     "Exit status: 0 when every document was compiled, found unchanged or skipped for\n"
     "its content; 1 when some failed; other codes as in `kvz --help`.\n";
