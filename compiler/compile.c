@@ -174,18 +174,17 @@ static void fill_manifest(const kvz_compiler *c, kvz_manifest *m)
 }
 
 /* Where kept rows are read to before they come to the host: backend memory
- * for `n` rows, unused (NULL) on a host-memory backend, which reads into the
- * host arrays directly. */
+ * for `n` rows and their positions, unused (NULL) on a host-memory backend,
+ * which reads into the host arrays directly. */
 typedef struct gather_stage {
     float *k, *v;
-    uint32_t *idx;
     int32_t *positions;
 } gather_stage;
 
 static void gather_stage_free(kvz_backend *b, gather_stage *st)
 {
-    void *bufs[4] = {st->k, st->v, st->idx, st->positions};
-    for (int i = 0; i < 4; i++)
+    void *bufs[3] = {st->k, st->v, st->positions};
+    for (int i = 0; i < 3; i++)
         if (bufs[i])
             b->ops->free(b, bufs[i]);
     memset(st, 0, sizeof *st);
@@ -201,8 +200,6 @@ static int gather_stage_init(kvz_backend *b, int32_t n, int32_t hd, gather_stage
     if (rc == KVZ_OK)
         rc = b->ops->alloc(b, rows, (void **)&st->v);
     if (rc == KVZ_OK)
-        rc = b->ops->alloc(b, (size_t)n * sizeof *st->idx, (void **)&st->idx);
-    if (rc == KVZ_OK)
         rc = b->ops->alloc(b, (size_t)n * sizeof *st->positions, (void **)&st->positions);
     if (rc != KVZ_OK)
         gather_stage_free(b, st);
@@ -210,7 +207,8 @@ static int gather_stage_init(kvz_backend *b, int32_t n, int32_t hd, gather_stage
 }
 
 /* Keys (pre-RoPE) and values of the kept rows of one (layer, head), gathered
- * and rotated back on the backend: only the kept rows cross to the host. */
+ * and rotated back on the backend: only the kept rows cross to the host. A
+ * token's cache row is its position, so one array serves both. */
 static int gather_head(const kvz_compiler *c, const gather_stage *st, int32_t layer, int32_t head, int32_t P,
                        const uint32_t *pos, uint32_t count, float *keys, float *values, int32_t *positions)
 {
@@ -221,19 +219,17 @@ static int gather_head(const kvz_compiler *c, const gather_stage *st, int32_t la
     kvz_context_layer_cache(c->ctx, layer, &kc, &vc);
     for (uint32_t i = 0; i < count; i++)
         positions[i] = P + (int32_t)pos[i];
-    const uint32_t *idx = pos;
-    const int32_t *rope_positions = positions;
+    const int32_t *rows = positions;
     float *k = keys, *v = values;
     if (!b->ops->host_memory) {
-        KVZ_TRY(b->ops->upload(b, st->idx, pos, count * sizeof *pos));
         KVZ_TRY(b->ops->upload(b, st->positions, positions, count * sizeof *positions));
-        idx = st->idx, rope_positions = st->positions, k = st->k, v = st->v;
+        rows = st->positions, k = st->k, v = st->v;
     }
-    size_t first = ((size_t)head * cap + P) * hd;
-    KVZ_TRY(b->ops->gather_rows(b, k, kc + first, idx, (int32_t)count, hd));
-    KVZ_TRY(b->ops->gather_rows(b, v, vc + first, idx, (int32_t)count, hd));
+    size_t block = (size_t)head * cap * hd;
+    KVZ_TRY(b->ops->gather_rows(b, k, kc + block, rows, (int32_t)count, hd));
+    KVZ_TRY(b->ops->gather_rows(b, v, vc + block, rows, (int32_t)count, hd));
     /* the cache holds keys after RoPE; artifacts store them before */
-    KVZ_TRY(b->ops->rope(b, k, rope_positions, (int32_t)count, 1, &hp->rope, 1));
+    KVZ_TRY(b->ops->rope(b, k, rows, (int32_t)count, 1, &hp->rope, 1));
     if (k != keys) {
         KVZ_TRY(b->ops->download(b, keys, k, (size_t)count * hd * sizeof(float)));
         KVZ_TRY(b->ops->download(b, values, v, (size_t)count * hd * sizeof(float)));

@@ -137,9 +137,9 @@ typedef struct kvz_backend_ops {
     /* Rotate x (n, n_heads, head_dim) in place by positions[i] (inverse: rotate back). */
     int (*rope)(kvz_backend *b, float *x, const int32_t *positions, int32_t n, int32_t n_heads,
                 const kvz_rope_params *p, int inverse);
-    /* dst (count, width) = rows idx[i] of src (rows of width floats); idx is
-     * backend memory. The compiler reads kept cache rows this way. */
-    int (*gather_rows)(kvz_backend *b, float *dst, const float *src, const uint32_t *idx, int32_t count,
+    /* dst (count, width) = rows idx[i] (>= 0) of src (rows of width floats);
+     * idx is backend memory. The compiler reads kept cache rows this way. */
+    int (*gather_rows)(kvz_backend *b, float *dst, const float *src, const int32_t *idx, int32_t count,
                        int32_t width);
     /* out[i] = silu(gate[i]) * up[i] for i < count; out may alias gate. */
     int (*swiglu)(kvz_backend *b, float *out, const float *gate, const float *up, int64_t count);

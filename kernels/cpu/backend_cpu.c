@@ -133,7 +133,7 @@ static int cpu_rope(kvz_backend *b, float *x, const int32_t *positions, int32_t 
     return KVZ_OK;
 }
 
-static int cpu_gather_rows(kvz_backend *b, float *dst, const float *src, const uint32_t *idx, int32_t count,
+static int cpu_gather_rows(kvz_backend *b, float *dst, const float *src, const int32_t *idx, int32_t count,
                            int32_t width)
 {
     kvz_cpu_gather_rows(dst, src, idx, count, width, b->n_threads);

@@ -23,7 +23,7 @@ void kvz_cpu_matmul(float *out, const float *x, const kvz_weight *w, int32_t n, 
 int kvz_cpu_matvec_has_fast_path(uint32_t type);
 size_t kvz_cpu_matvec_scratch_floats(const kvz_weight *w, int32_t n, int n_threads);
 /* The gather_rows op (kernels/backend.h) on host memory. */
-void kvz_cpu_gather_rows(float *dst, const float *src, const uint32_t *idx, int32_t count, int32_t width,
+void kvz_cpu_gather_rows(float *dst, const float *src, const int32_t *idx, int32_t count, int32_t width,
                          int n_threads);
 
 /* Uses w->data / w->type: pass a view whose data is the native blocks. */

@@ -16,7 +16,7 @@ void kvz_cpu_embed(float *out, const kvz_weight *table, const int32_t *tokens, i
                            out + (size_t)i * table->cols, table->cols);
 }
 
-void kvz_cpu_gather_rows(float *dst, const float *src, const uint32_t *idx, int32_t count, int32_t width,
+void kvz_cpu_gather_rows(float *dst, const float *src, const int32_t *idx, int32_t count, int32_t width,
                          int n_threads)
 {
 #pragma omp parallel for num_threads(n_threads) if (count > 256)

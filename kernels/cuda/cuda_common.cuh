@@ -79,7 +79,7 @@ int cuda_matmul(kvz_backend *b, float *out, const float *x, const kvz_weight *w,
 int cuda_embed(kvz_backend *b, float *out, const kvz_weight *table, const int32_t *tokens, int32_t n);
 int cuda_rmsnorm(kvz_backend *b, float *out, const float *x, const float *weight, int32_t n,
                  int32_t dim, float eps);
-int cuda_gather_rows(kvz_backend *b, float *dst, const float *src, const uint32_t *idx, int32_t count,
+int cuda_gather_rows(kvz_backend *b, float *dst, const float *src, const int32_t *idx, int32_t count,
                      int32_t width);
 int cuda_swiglu(kvz_backend *b, float *out, const float *gate, const float *up, int64_t count);
 int cuda_kv_append(kvz_backend *b, float *k_cache, float *v_cache, const float *k, const float *v,

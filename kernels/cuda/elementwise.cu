@@ -26,7 +26,7 @@ int cuda_embed(kvz_backend *b, float *out, const kvz_weight *table, const int32_
     return KVZ_OK;
 }
 
-__global__ static void gather_rows_kernel(float *dst, const float *src, const uint32_t *idx, int32_t width)
+__global__ static void gather_rows_kernel(float *dst, const float *src, const int32_t *idx, int32_t width)
 {
     const float *row = src + (int64_t)idx[blockIdx.x] * width;
     float *o = dst + (int64_t)blockIdx.x * width;
@@ -34,7 +34,7 @@ __global__ static void gather_rows_kernel(float *dst, const float *src, const ui
         o[c] = row[c];
 }
 
-int cuda_gather_rows(kvz_backend *b, float *dst, const float *src, const uint32_t *idx, int32_t count,
+int cuda_gather_rows(kvz_backend *b, float *dst, const float *src, const int32_t *idx, int32_t count,
                      int32_t width)
 {
     if (count <= 0)

@@ -90,37 +90,45 @@ __global__ static void topk_tile_equal(const float *s, int64_t count, const topk
         equal[blockIdx.x] = n;
 }
 
+/* One round of the marking passes, TOPK_THREADS consecutive scores, one a
+ * thread: how many of the round's keys equal to the threshold come before this
+ * thread's (warp ballots), and in *round how many the round holds. Every thread
+ * of the block calls it. */
+__device__ static unsigned int equal_before_in_round(bool equal, unsigned int *round)
+{
+    __shared__ unsigned int warp_equal[TOPK_THREADS / 32];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const unsigned int ballot = __ballot_sync(0xffffffffu, equal);
+    if (lane == 0)
+        warp_equal[warp] = __popc(ballot);
+    __syncthreads();
+    unsigned int before = __popc(ballot & ((1u << lane) - 1u)), total = 0;
+    for (int w = 0; w < TOPK_THREADS / 32; w++) {
+        before += w < warp ? warp_equal[w] : 0;
+        total += warp_equal[w];
+    }
+    *round = total;
+    __syncthreads(); /* warp_equal is rewritten next round */
+    return before;
+}
+
 __global__ static void __launch_bounds__(TOPK_THREADS)
     topk_mark(const float *s, int64_t count, const topk_state *st, const unsigned long long *before,
               uint8_t *mask)
 {
-    __shared__ unsigned int warp_equal[TOPK_THREADS / 32];
-    __shared__ unsigned long long running; /* equal keys before this round, in index order */
     const unsigned int key = st->prefix;
     const unsigned long long want = st->want;
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const int64_t base = (int64_t)blockIdx.x * TOPK_TILE;
-    if (threadIdx.x == 0)
-        running = before[blockIdx.x];
-    __syncthreads();
+    unsigned long long running = before[blockIdx.x]; /* equal keys before this round, in index order */
     for (int j0 = 0; j0 < TOPK_TILE; j0 += TOPK_THREADS) {
         int64_t i = base + j0 + threadIdx.x;
         uint32_t k = i < count ? kvz_order_key(s[i]) : 0;
         bool equal = i < count && k == key;
-        unsigned int ballot = __ballot_sync(0xffffffffu, equal);
-        if (lane == 0)
-            warp_equal[warp] = __popc(ballot);
-        __syncthreads();
-        unsigned long long rank = running + __popc(ballot & ((1u << lane) - 1u));
-        for (int w = 0; w < warp; w++)
-            rank += warp_equal[w];
+        unsigned int round;
+        unsigned long long rank = running + equal_before_in_round(equal, &round);
         if (i < count)
             mask[i] = k > key || (equal && rank < want);
-        __syncthreads();
-        if (threadIdx.x == 0)
-            for (int w = 0; w < TOPK_THREADS / 32; w++)
-                running += warp_equal[w];
-        __syncthreads();
+        running += round;
     }
 }
 
@@ -178,7 +186,6 @@ __global__ static void __launch_bounds__(TOPK_THREADS)
 {
     __shared__ unsigned int hist[256];
     __shared__ unsigned int prefix_s, high_s, want_s;
-    __shared__ unsigned int warp_equal[TOPK_THREADS / 32];
     const float *s = scores + (int64_t)blockIdx.x * n;
     uint8_t *m = mask + (int64_t)blockIdx.x * n;
     const int32_t len = length[blockIdx.x], k = k_of[blockIdx.x];
@@ -212,25 +219,16 @@ __global__ static void __launch_bounds__(TOPK_THREADS)
         __syncthreads(); /* the bins are read before the next pass clears them */
     }
     const unsigned int key = prefix_s, want = want_s;
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    unsigned int running = 0; /* equal keys in earlier rounds: the same in every thread */
+    unsigned int running = 0; /* equal keys in earlier rounds */
     for (int32_t t0 = 0; t0 < n; t0 += TOPK_THREADS) {
         const int32_t t = t0 + threadIdx.x;
         const uint32_t mine = t < len ? kvz_order_key(s[t]) : 0;
         const bool equal = t < len && mine == key;
-        const unsigned int ballot = __ballot_sync(0xffffffffu, equal);
-        if (lane == 0)
-            warp_equal[warp] = __popc(ballot);
-        __syncthreads();
-        unsigned int rank = running + __popc(ballot & ((1u << lane) - 1u)), round = 0;
-        for (int w = 0; w < TOPK_THREADS / 32; w++) {
-            rank += w < warp ? warp_equal[w] : 0;
-            round += warp_equal[w];
-        }
+        unsigned int round;
+        const unsigned int rank = running + equal_before_in_round(equal, &round);
         if (t < n)
             m[t] = t < len && (mine > key || (equal && rank < want));
         running += round;
-        __syncthreads(); /* warp_equal is rewritten next round */
     }
 }
 
