@@ -1,50 +1,182 @@
 #!/bin/bash
 # The GPU runs recorded in bench/RESULTS.md, as one script.
 #
-#   bench/gpu.sh build          build the CUDA variant (build-cuda/)
-#   bench/gpu.sh test           CUDA kernels and forward pass against the CPU path
-#   bench/gpu.sh bench          speed: SmolLM2 (real) and Llama-3-8B shape (synthetic)
-#   bench/gpu.sh compile        kvz compile speed on the GPU, both shapes
-#   bench/gpu.sh runtime        time to first token from the store (bench/runtime.sh)
-#   bench/gpu.sh cache          decode attention and tok/s, full vs ratio-0.3 loaded cache
-#   bench/gpu.sh kvpress        kvpress's KVzipPress (HF transformers + PyTorch) on the
-#                               shapes and lengths of `compile`, from wheels carried in
-#                               .device/wheels (bench/kvpress_wheels.sh fetches them)
+# A session lent the device tool's machine has about 15 minutes of it, start-up
+# included, and each call carries at most 64 MiB. So the whole run is one
+# resumable command, `session`, made for two calls:
 #
-# On a machine without the Debian -dev packages, put their .deb files in
-# $KVZ_DEBS (default .device/debs): they are unpacked into .deps/ and used from
-# there (headers, pkg-config, libraries).
+#   here:    bench/gpu.sh pack       what the calls carry, in .device/ (git-ignored)
+#   call 1:  carry .device/deps.tar.xz .device/wheels .device/model.part00
+#            bench/gpu.sh session    (timeout_s 560; KVZ_SESSION_S=500 by default)
+#   call 2:  carry .device/model.part01, at once while the machine is warm
+#            KVZ_SESSION_S=<seconds left> bench/gpu.sh session
 #
-# On the device tool's machine (each call carries at most 64 MiB; ignored files
-# written there stay while it is warm; no network), one session runs:
-#   here:    bench/gpu.sh split-model && bench/kvpress_wheels.sh   (and .deb files in .device/debs)
-#   call 1:  carry .device/debs .device/model.part00    bench/gpu.sh model && bench/gpu.sh build
-#   call 2:  carry .device/model.part01 .device/wheels  bench/gpu.sh model && bench/gpu.sh test
-#   then one call each (10 minutes at most): bench, compile, cache, kvpress, runtime
+# `session` runs the steps below most important first, each time-boxed to the
+# session's deadline, and never runs a step twice while the machine stays
+# warm; steps that need the default model wait for the call that brings its
+# second part. $OUT/summary.txt says what passed, failed, was cut or waits;
+# $OUT/session.log holds every step's output, $OUT/build.log the build's.
+#
+# Steps (each also runs alone: bench/gpu.sh STEP):
+#   build          build the CUDA variant (build-cuda/)
+#   test-synthetic CUDA kernels, forward pass and whole compiles against the CPU path,
+#                  on random-weight models (SmolLM2 and Llama-3-8B shapes)
+#   test-real      the same on the default model (logits, greedy answer, compiles)
+#   compile-8b     kvz compile, Llama-3-8B shape: KVzip at 8K and 30K tokens, SnapKV at 30K
+#   kvpress-8b     kvpress's KVzipPress (HF transformers + PyTorch), same shape and lengths
+#   cache          decode attention and tok/s, full vs ratio-0.3 loaded cache, both shapes
+#   compile-smol   kvz compile, SmolLM2 shape (synthetic): KVzip at 8K and 30K tokens
+#   kvpress-smol   kvpress, SmolLM2 shape, the lengths of compile-smol and compile-real
+#   compile-real   kvz compile, the default model, ~6K tokens, every method
+#   runtime        time to first token from the store, load GB/s (bench/runtime.sh)
+#   bench          prefill and decode tok/s: the default model and both shapes
+# (`compile` and `kvpress` run all of their parts.)
+#
+# Where the Debian -dev packages are missing (the GPU machine), .device/deps.tar.xz
+# (made by `pack`) is unpacked into .deps/ and used from there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DEBS=${KVZ_DEBS:-.device/debs}
-if ! pkg-config --exists openblas libpcre2-8 libxxhash cmocka 2>/dev/null && [ -d "$DEBS" ]; then
+SELF=$PWD/bench/gpu.sh
+STATE=.gpu-session # what a warm machine keeps between calls: step results, Python packages
+if ! pkg-config --exists lmdb libzstd libarchive openblas libpcre2-8 libxxhash cmocka jansson 2>/dev/null &&
+    [ -f .device/deps.tar.xz ]; then
     if [ ! -d .deps ]; then
-        for f in "$DEBS"/*.deb; do dpkg -x "$f" .deps; done
+        mkdir -p .deps.tmp && tar -C .deps.tmp -xJf .device/deps.tar.xz && mv .deps.tmp .deps
     fi
     D=$PWD/.deps/usr/lib/x86_64-linux-gnu
-    export PKG_CONFIG_LIBDIR=$D/pkgconfig:$D/openblas-pthread/pkgconfig
+    export PKG_CONFIG_LIBDIR=$D/pkgconfig:$D/openblas-pthread/pkgconfig:$PWD/.deps/usr/share/pkgconfig
     export PKG_CONFIG_SYSROOT_DIR=$PWD/.deps
     export LD_LIBRARY_PATH=$D:$D/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
     export EXTRA_LDFLAGS="-Wl,-rpath-link,$D -Wl,-rpath-link,$D/openblas-pthread"
 fi
+[ -d "$STATE/pylib" ] && export PYTHONPATH=$PWD/$STATE/pylib${PYTHONPATH:+:$PYTHONPATH}
 MODEL=${KVZ_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 OUTDIR=${OUT:-bench/out}
 mkdir -p "$OUTDIR"
+K=./build-cuda/kvz
+SMOL=/tmp/kvz-smol-32k.gguf
+L3=/tmp/kvz-l3-8b.gguf
 
-case "${1:-all}" in
-split-model)
-    # the 98 MB model in two parts the device tool can carry, one per call
+synth() { # shape path: the random-weight model, made once
+    [ -f "$2" ] || $K synth-model --shape "$1" --ctx 32896 -o "$2"
+}
+
+documents() { # ~6K SmolLM2 tokens (one segment), 8K and 30K byte tokens
+    python3 - <<'PY'
+text = "".join(open(p, encoding="utf-8").read() + "\n\n" for p in
+               ["tests/data/gpl3_excerpt.txt", "tests/data/python_datamodel.txt", "tests/data/zpipe.c"])
+open("/tmp/kvz-6k.txt", "w").write((text * 3)[:23000])
+open("/tmp/kvz-8k.txt", "w").write((text * 3)[:8000])
+open("/tmp/kvz-30k.txt", "w").write((text * 9)[:30000])
+PY
+}
+
+compile_one() { # label model text method
+    echo "== compile, $1, $4, cuda, $3"
+    rm -rf /tmp/kvz-gpu-store
+    $K compile "$3" --store /tmp/kvz-gpu-store --model "$2" --device cuda --method "$4" --json --quiet
+}
+
+kvpress() { # kvpress_compare.py arguments
+    python3 -c 'import kvpress' 2>/dev/null || {
+        echo "kvpress is not importable: carry .device/wheels (bench/gpu.sh pack)" >&2
+        return 1
+    }
+    PYTHONUNBUFFERED=1 python3 bench/kvpress_compare.py --device cuda "$@"
+}
+
+case "${1:-}" in
+pack)
+    # Here, where Debian's and PyPI's registries are reachable: the Debian
+    # packages the build needs, unpacked and pruned (no docs, no static
+    # libraries); kvpress's wheels; the model in two parts, split so that both
+    # calls carry about as much.
     mkdir -p .device
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    (cd "$tmp" && apt-get download -q liblmdb-dev liblmdb0 libzstd-dev libzstd1 libarchive-dev libarchive13 \
+        libopenblas-dev libopenblas-pthread-dev libopenblas0-pthread libopenblas0 libgfortran5 libpcre2-dev \
+        libpcre2-8-0 libpcre2-16-0 libpcre2-32-0 libpcre2-posix3 libxxhash-dev libxxhash0 libcmocka-dev \
+        libcmocka0 libjansson-dev libjansson4 libb2-1 libnettle8 liblz4-1 libacl1 libxml2 libicu72 \
+        >/dev/null 2>&1)
+    mkdir "$tmp/root"
+    for f in "$tmp"/*.deb; do dpkg -x "$f" "$tmp/root"; done
+    find "$tmp/root/usr/share" -mindepth 1 -maxdepth 1 ! -name pkgconfig -exec rm -rf {} +
+    find "$tmp/root" -name '*.a' -delete
+    tar -C "$tmp/root" -cJf .device/deps.tar.xz .
+    sh bench/kvpress_wheels.sh >/dev/null
+    limit=$((64 * 1024 * 1024 - 3 * 1000 * 1000)) # the call's limit, less a margin
+    tree=$(git ls-files -z | xargs -0 cat | wc -c)
+    rest=$(($(wc -c <.device/deps.tar.xz) + $(du -sb .device/wheels | cut -f1)))
+    size=$(wc -c <"$MODEL")
+    first=$(((size - rest) / 2)) # the two calls about equal
+    [ "$first" -le $((limit - tree - rest)) ] || first=$((limit - tree - rest))
+    [ $((size - first + tree)) -le "$limit" ] || { echo "pack: the model does not fit in two calls" >&2; exit 1; }
     rm -f .device/model.part*
-    split -n 2 -d "$MODEL" .device/model.part
-    ls -la .device/model.part*
+    head -c "$first" "$MODEL" >.device/model.part00
+    tail -c +$((first + 1)) "$MODEL" >.device/model.part01
+    echo "call 1 carries $(((tree + rest + first) / 1000000)) MB: .device/deps.tar.xz .device/wheels .device/model.part00"
+    echo "call 2 carries $(((tree + size - first) / 1000000)) MB: .device/model.part01"
+    ;;
+session)
+    budget=${KVZ_SESSION_S:-500}
+    end=$(($(date +%s) + budget))
+    log=$OUTDIR/session.log
+    summary=$OUTDIR/summary.txt
+    mkdir -p "$STATE/done"
+    {
+        echo "===== session $(date -u +%FT%TZ), ${budget}s, commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+        nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+        echo "cpu: $(nproc) x $(lscpu | sed -n 's/^Model name: *//p')"
+        "$SELF" model
+        if [ -d .device/wheels ] && [ ! -d "$STATE/pylib" ]; then
+            python3 -m pip install -q --no-index --no-deps --no-compile --target "$STATE/pylib" \
+                .device/wheels/*.whl || { rm -rf "$STATE/pylib"; echo "kvpress's wheels did not install"; }
+        fi
+    } >>"$log" 2>&1
+    [ -d "$STATE/pylib" ] && export PYTHONPATH=$PWD/$STATE/pylib${PYTHONPATH:+:$PYTHONPATH}
+    step() { # name needs(model|-) seconds-it-needs-at-least
+        local name=$1 needs=$2 least=$3 left rc=0 t0 result
+        if [ -f "$STATE/done/$name" ]; then
+            echo "$name: $(cat "$STATE/done/$name") (an earlier call)" >>"$summary"
+            return 0
+        fi
+        if [ "$needs" = model ] && [ ! -f "$MODEL" ]; then
+            echo "$name: waits for the default model (call 2 carries its second part)" >>"$summary"
+            return 0
+        fi
+        left=$((end - $(date +%s)))
+        if [ "$left" -lt "$least" ]; then
+            echo "$name: not started, ${left}s left of the session (it needs ${least}s or more)" >>"$summary"
+            return 0
+        fi
+        echo "===== $name, $(date -u +%T), ${left}s left" >>"$log"
+        t0=$(date +%s)
+        timeout -k 10 "$left" "$SELF" "$name" >>"$log" 2>&1 || rc=$?
+        case $rc in
+        0) result="passed" ;;
+        124 | 137) result="cut at the session's deadline" ;;
+        *) result="FAILED (exit $rc)" ;;
+        esac
+        result="$result in $(($(date +%s) - t0))s"
+        echo "$name: $result" >>"$summary"
+        echo "$result" >"$STATE/done/$name"
+        [ "$name" != build ] || [ "$rc" = 0 ]
+    }
+    echo "== session $(date -u +%T), ${budget}s" >>"$summary"
+    step build - 30 || { cat "$summary"; tail -30 "$OUTDIR/build.log"; rm -f "$STATE/done/build"; exit 1; }
+    step test-synthetic - 60
+    step test-real model 40
+    step compile-8b - 60
+    step kvpress-8b - 60
+    step cache - 45
+    step compile-smol - 30
+    step kvpress-smol - 30
+    step compile-real model 20
+    step runtime model 30
+    step bench - 45
+    cat "$summary"
+    ! grep -q FAILED "$summary"
     ;;
 model)
     # gather the parts carried so far; join them once both have arrived
@@ -68,71 +200,81 @@ build)
     make cuda -j"$(nproc)" EXTRA_LDFLAGS="${EXTRA_LDFLAGS:-}" >"$OUTDIR/build.log" 2>&1 || { tail -40 "$OUTDIR/build.log"; exit 1; }
     echo "built build-cuda/"
     ;;
-test)
+test-synthetic)
     status=0
-    KVZ_MODEL=$MODEL ./build-cuda/tests/cuda/test_cuda_kernels || status=1
-    KVZ_MODEL=$MODEL ./build-cuda/tests/cuda/test_cuda_forward || status=1
-    KVZ_MODEL=$MODEL ./build-cuda/tests/cuda/test_cuda_compile || status=1
+    export KVZ_TEST_SKIP='*real*'
+    ./build-cuda/tests/cuda/test_cuda_kernels || status=1
+    ./build-cuda/tests/cuda/test_cuda_forward || status=1
+    ./build-cuda/tests/cuda/test_cuda_compile || status=1
     exit $status
     ;;
-bench)
-    K=./build-cuda/kvz
-    echo "== SmolLM2-135M-Instruct Q4_1 (real), cuda"
-    $K bench --model "$MODEL" --device cuda --prefill 512,2048,8064 --decode 128 --repeat 3
-    echo "== SmolLM2-135M shape, synthetic Q8_0, 32K context, cuda"
-    $K synth-model --shape smollm2-135m --ctx 32896 -o /tmp/kvz-smol-32k.gguf
-    $K bench --model /tmp/kvz-smol-32k.gguf --device cuda --prefill 8192,32768 --decode 128 --repeat 2
-    echo "== Llama-3-8B shape, synthetic Q4_K, cuda"
-    $K synth-model --shape llama3-8b --ctx 32896 -o /tmp/kvz-l3-8b.gguf
-    $K bench --model /tmp/kvz-l3-8b.gguf --device cuda --prefill 512,8192,32768 --decode 64 --repeat 1
+test-real)
+    status=0
+    export KVZ_MODEL=$MODEL KVZ_TEST_ONLY='*real*'
+    ./build-cuda/tests/cuda/test_cuda_forward || status=1
+    ./build-cuda/tests/cuda/test_cuda_compile || status=1
+    exit $status
+    ;;
+test)
+    "$SELF" test-synthetic && "$SELF" test-real
+    ;;
+compile-8b)
+    documents
+    synth llama3-8b $L3
+    compile_one "Llama-3-8B shape (synthetic Q4_K)" $L3 /tmp/kvz-8k.txt kvzip
+    compile_one "Llama-3-8B shape (synthetic Q4_K)" $L3 /tmp/kvz-30k.txt kvzip
+    compile_one "Llama-3-8B shape (synthetic Q4_K)" $L3 /tmp/kvz-30k.txt snapkv
+    ;;
+compile-smol)
+    documents
+    synth smollm2-135m $SMOL
+    compile_one "SmolLM2-135M shape (synthetic Q8_0)" $SMOL /tmp/kvz-8k.txt kvzip
+    compile_one "SmolLM2-135M shape (synthetic Q8_0)" $SMOL /tmp/kvz-30k.txt kvzip
+    ;;
+compile-real)
+    documents
+    for method in kvzip snapkv chunkkv knorm full; do
+        compile_one "SmolLM2-135M (real)" "$MODEL" /tmp/kvz-6k.txt $method
+    done
     ;;
 compile)
-    K=./build-cuda/kvz
-    python3 - <<'PY'
-text = "".join(open(p, encoding="utf-8").read() + "\n\n" for p in
-               ["tests/data/gpl3_excerpt.txt", "tests/data/python_datamodel.txt", "tests/data/zpipe.c"])
-open("/tmp/kvz-6k.txt", "w").write((text * 3)[:23000])           # ~6K SmolLM2 tokens (one segment)
-open("/tmp/kvz-8k.txt", "w").write((text * 3)[:8000])            # 8K byte tokens
-open("/tmp/kvz-30k.txt", "w").write((text * 9)[:30000])          # 30K byte tokens
-PY
-    for method in kvzip snapkv chunkkv knorm full; do
-        echo "== compile, SmolLM2-135M (real), $method, cuda"
-        rm -rf /tmp/kvz-gpu-store
-        $K compile /tmp/kvz-6k.txt --store /tmp/kvz-gpu-store --model "$MODEL" --device cuda --method $method --json --quiet
-    done
-    [ -f /tmp/kvz-l3-8b.gguf ] || $K synth-model --shape llama3-8b --ctx 32896 -o /tmp/kvz-l3-8b.gguf
-    for f in /tmp/kvz-8k.txt /tmp/kvz-30k.txt; do
-        echo "== compile, Llama-3-8B shape (synthetic Q4_K), kvzip, cuda, $f"
-        rm -rf /tmp/kvz-gpu-store
-        $K compile $f --store /tmp/kvz-gpu-store --model /tmp/kvz-l3-8b.gguf --device cuda --json --quiet
-    done
-    echo "== compile, Llama-3-8B shape (synthetic Q4_K), snapkv, cuda, /tmp/kvz-30k.txt"
-    rm -rf /tmp/kvz-gpu-store
-    $K compile /tmp/kvz-30k.txt --store /tmp/kvz-gpu-store --model /tmp/kvz-l3-8b.gguf --device cuda --method snapkv \
-        --json --quiet
+    "$SELF" compile-8b && "$SELF" compile-smol && "$SELF" compile-real
     ;;
-runtime)
-    KVZ_BIN=./build-cuda/kvz DEVICE=cuda sh bench/runtime.sh
+kvpress-8b)
+    kvpress --shape llama3-8b --tokens 8010,30044
+    ;;
+kvpress-smol)
+    kvpress --shape smollm2-135m --tokens 5695,8010,30044
+    ;;
+kvpress)
+    "$SELF" kvpress-8b && "$SELF" kvpress-smol
     ;;
 cache)
-    K=./build-cuda/kvz
-    [ -f /tmp/kvz-smol-32k.gguf ] || $K synth-model --shape smollm2-135m --ctx 32896 -o /tmp/kvz-smol-32k.gguf
-    [ -f /tmp/kvz-l3-8b.gguf ] || $K synth-model --shape llama3-8b --ctx 32896 -o /tmp/kvz-l3-8b.gguf
-    for m in /tmp/kvz-smol-32k.gguf /tmp/kvz-l3-8b.gguf; do
+    synth smollm2-135m $SMOL
+    synth llama3-8b $L3
+    for m in $SMOL $L3; do
         echo "== $m, cuda, ratio 0.3"
         $K bench --model $m --device cuda --ratio 0.3 --cache-only --prefill 8192,32768 --decode 64 --repeat 3
     done
     ;;
-kvpress)
-    WHEELS=${KVZ_WHEELS:-.device/wheels}
-    [ -d "$WHEELS" ] || { echo "no wheels in $WHEELS: run bench/kvpress_wheels.sh where PyPI is reachable" >&2; exit 1; }
-    [ -d .device/pylib ] || python3 -m pip install -q --no-deps --target .device/pylib "$WHEELS"/*.whl
-    export PYTHONPATH=$PWD/.device/pylib${PYTHONPATH:+:$PYTHONPATH}
-    python3 bench/kvpress_compare.py --shape smollm2-135m --tokens 5695 --device cuda
-    python3 bench/kvpress_compare.py --shape llama3-8b --tokens 8010,30044 --device cuda
+runtime)
+    KVZ_BIN=$K KVZ_MODEL=$MODEL DEVICE=cuda sh bench/runtime.sh
+    ;;
+bench)
+    if [ -f "$MODEL" ]; then
+        echo "== SmolLM2-135M-Instruct Q4_1 (real), cuda"
+        $K bench --model "$MODEL" --device cuda --prefill 512,2048,8064 --decode 128 --repeat 3
+    fi
+    synth smollm2-135m $SMOL
+    echo "== SmolLM2-135M shape, synthetic Q8_0, 32K context, cuda"
+    $K bench --model $SMOL --device cuda --prefill 8192,32768 --decode 128 --repeat 2
+    synth llama3-8b $L3
+    echo "== Llama-3-8B shape, synthetic Q4_K, cuda"
+    $K bench --model $L3 --device cuda --prefill 512,8192,32768 --decode 64 --repeat 1
     ;;
 *)
-    echo "usage: bench/gpu.sh split-model|model|build|test|bench|compile|runtime|cache|kvpress" >&2
+    echo "usage: bench/gpu.sh pack|session|model|build|test|test-synthetic|test-real|compile|compile-8b|" \
+        "compile-smol|compile-real|kvpress|kvpress-8b|kvpress-smol|cache|runtime|bench" >&2
     exit 2
     ;;
 esac

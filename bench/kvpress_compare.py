@@ -15,7 +15,8 @@ downloaded (the GPU machine reaches no network).
     bench/kvpress_compare.py --shape llama3-8b --tokens 8000,30000 --device cuda
 
 Prints one JSON object per run. Needs torch, transformers (< 5.3, kvpress's
-bound) and kvpress: bench/gpu.sh kvpress sets them up from carried wheels.
+bound, though 5.17 runs it) and kvpress: bench/gpu.sh session sets them up from
+carried wheels.
 """
 import argparse
 import json

@@ -1,7 +1,8 @@
 /*
  * test_cuda_forward.c — the whole forward pass on CUDA against the CPU path:
  * the real model (logits, top-1, greedy text) and random-weight models of
- * SmolLM2 and Llama-3-8B shape. Needs an NVIDIA GPU and the default model.
+ * SmolLM2 and Llama-3-8B shape. Needs an NVIDIA GPU; test_real_model needs the
+ * default model.
  */
 #include "../unit/test_util.h"
 
@@ -148,5 +149,6 @@ int main(void)
         cmocka_unit_test(test_synthetic_smollm2_shape),
         cmocka_unit_test(test_synthetic_llama3_shape),
     };
+    test_filters_from_env();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -594,5 +594,6 @@ int main(void)
         cmocka_unit_test(test_select_on_gpu),
         cmocka_unit_test(test_kv_load),
     };
+    test_filters_from_env();
     return cmocka_run_group_tests(tests, setup, teardown);
 }

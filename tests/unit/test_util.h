@@ -42,6 +42,24 @@ static inline const char *test_model_path(void)
     return p;
 }
 
+/* KVZ_TEST_ONLY / KVZ_TEST_SKIP: cmocka name patterns ('*', '?') of the tests
+ * a run keeps or leaves out, for a run that lacks what some tests need and
+ * says so in its own log (bench/gpu.sh session runs the *_real tests only once
+ * the default model has been carried over). Called by the mains of the tests
+ * such a run uses. */
+static inline void test_filters_from_env(void)
+{
+    const char *only = getenv("KVZ_TEST_ONLY"), *skip = getenv("KVZ_TEST_SKIP");
+    if (only && only[0]) {
+        fprintf(stderr, "KVZ_TEST_ONLY: running only tests named %s\n", only);
+        cmocka_set_test_filter(only);
+    }
+    if (skip && skip[0]) {
+        fprintf(stderr, "KVZ_TEST_SKIP: leaving out tests named %s\n", skip);
+        cmocka_set_skip_filter(skip);
+    }
+}
+
 /* A temporary path unique to this process: /tmp/kvz-test-<pid>-<name>. */
 static inline const char *test_tmp_path(const char *name)
 {
