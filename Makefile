@@ -3,16 +3,19 @@
 #   make            library + the kvz command          (build/)
 #   make test       unit, golden and integration tests (needs scripts/setup.sh once)
 #   make asan       the same tests under ASan + UBSan  (build-asan/)
-#   make check      test + asan + cuda + fuzz-smoke: what CI runs
+#   make check      test + asan + cuda + test-cudasim-quick + fuzz-smoke: what CI runs
 #   make fuzz       libFuzzer targets for every decoder of untrusted input (clang; tests/fuzz/)
 #   make valgrind   compile, query and the store commands under valgrind memcheck
 #   make cuda       compile the CUDA backend with nvcc (build-cuda/; links, runs nowhere here)
 #   make test-cuda  CUDA kernels against their CPU twins (needs an NVIDIA GPU)
+#   make test-cudasim  the same CUDA tests with CUDA emulated on the CPU (build-sim/;
+#                   tests/cudasim/cudasim.h: logic, not speed; no GPU needed; long)
+#   make test-cudasim-quick  its kernel and forward-pass tests (minutes; in check)
 #   make demo       compile examples/corpus into a store, inspect it, answer a question
 #   make bench      engine and compile benchmarks beside llama.cpp (bench/RESULTS.md)
 #   make install    kvz, libkvz.a, libkvz.so, kvz.h and kvz.pc under PREFIX
 #
-# Variables: BUILD (output folder), SANITIZE=1, CUDA=1, MARCH (default native),
+# Variables: BUILD (output folder), SANITIZE=1, CUDA=1, CUDASIM=1, MARCH (default native),
 #            PREFIX (/usr/local), DESTDIR.
 
 BUILD ?= build
@@ -61,6 +64,17 @@ LDLIBS += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcublas 
 CUDA_OBJS := $(patsubst %.cu,$(BUILD)/%.o,$(CUDA_SRCS))
 endif
 
+# The CUDA backend on the CPU emulation of CUDA: the .cu files rewritten as C++
+# (tests/cudasim/cu2cpp.py) and built against tests/cudasim's headers.
+ifeq ($(CUDASIM),1)
+CXX ?= g++
+SIM_CXXFLAGS := -std=c++17 -O2 -mf16c -g -fPIC -Wall -Wno-unused-parameter -Wno-unknown-pragmas -Wno-sign-compare -Itests/cudasim/include -Iinclude -I. \
+                -include tests/cudasim/cudasim.h $(PKG_CFLAGS) -MMD -MP
+CFLAGS += -DKVZ_WITH_CUDA -DKVZ_CUDASIM
+LDLIBS += -lstdc++
+CUDA_OBJS := $(patsubst %.cu,$(BUILD)/%.o,$(CUDA_SRCS)) $(BUILD)/tests/cudasim/cudasim.o
+endif
+
 LIB_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRCS)) $(CUDA_OBJS)
 TOOL_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(TOOL_SRCS))
 TEST_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
@@ -72,16 +86,27 @@ KVZ := $(BUILD)/kvz
 PC := $(BUILD)/kvz.pc
 PREFIX ?= /usr/local
 
-.PHONY: all test asan check cuda test-cuda demo bench clean setup install valgrind FORCE
+.PHONY: all test asan check cuda test-cuda cudasim test-cudasim test-cudasim-quick demo bench clean setup install valgrind FORCE
 all: $(KVZ) $(SO) $(PC)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+ifeq ($(CUDASIM),1)
+$(BUILD)/%.o: %.cu tests/cudasim/cu2cpp.py
+	@mkdir -p $(dir $@)
+	python3 tests/cudasim/cu2cpp.py $< >$(@:.o=.sim.cpp)
+	$(CXX) $(SIM_CXXFLAGS) -c $(@:.o=.sim.cpp) -o $@
+
+$(BUILD)/tests/cudasim/cudasim.o: tests/cudasim/cudasim.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(SIM_CXXFLAGS) -c $< -o $@
+else
 $(BUILD)/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+endif
 
 $(LIB): $(LIB_OBJS)
 	@rm -f $@
@@ -125,7 +150,19 @@ cuda:
 test-cuda: cuda
 	@KVZ_MODEL=$(MODEL) sh tests/run_tests.sh $(patsubst tests/cuda/%.c,build-cuda/tests/cuda/%,$(CUDA_TEST_SRCS))
 
-check: test asan cuda fuzz-smoke
+cudasim:
+	$(MAKE) BUILD=build-sim CUDASIM=1 all build-sim/libkvz.a $(patsubst tests/cuda/%.c,build-sim/tests/cuda/%,$(CUDA_TEST_SRCS))
+
+test-cudasim: cudasim
+	@KVZ_MODEL=$(MODEL) sh tests/run_tests.sh $(patsubst tests/cuda/%.c,build-sim/tests/cuda/%,$(CUDA_TEST_SRCS))
+
+# What CI runs of it (minutes, not the better part of an hour): every kernel
+# test, the forward pass on the default model and a SmolLM2-shape random one.
+test-cudasim-quick: cudasim
+	@KVZ_MODEL=$(MODEL) sh tests/run_tests.sh build-sim/tests/cuda/test_cuda_kernels
+	@KVZ_MODEL=$(MODEL) KVZ_TEST_SKIP='*llama3*' sh tests/run_tests.sh build-sim/tests/cuda/test_cuda_forward
+
+check: test asan cuda test-cudasim-quick fuzz-smoke
 
 # compile, ls, inspect, verify and query under valgrind memcheck (plain build;
 # tests/valgrind.sh says what runs on which model; not part of check)
@@ -165,7 +202,7 @@ setup:
 	sh scripts/setup.sh
 
 clean:
-	rm -rf build build-asan build-cuda
+	rm -rf build build-asan build-cuda build-sim
 
 include tests/fuzz/fuzz.mk
 -include $(LIB_OBJS:.o=.d) $(TOOL_OBJS:.o=.d) $(CUDA_OBJS:.o=.d)

@@ -270,17 +270,20 @@ static void test_attention(void **state)
     check_attention(100, 0, 9, 3, 64);     /* SmolLM2 shape, prefill from empty */
     check_attention(70, 37, 9, 3, 64);     /* a second chunk */
     check_attention(1, 0, 9, 3, 64);       /* first decode step */
-    check_attention(1, 5000, 9, 3, 64);    /* decode with split keys */
-    check_attention(3, 9000, 32, 8, 128);  /* Llama-3-8B shape */
-    check_attention(300, 1000, 32, 8, 128);
-    check_attention(17, 200, 12, 12, 96);  /* no GQA, head size 96 */
-    check_attention(512, 3000, 9, 3, 64);  /* a full prefill chunk deep in a document */
-    check_attention(16, 7000, 32, 8, 128); /* the smallest tensor-core chunk, split keys */
+    check_attention(1, GPU_OR_EMULATED(5000, 900), 9, 3, 64); /* decode with split keys */
+    check_attention(3, GPU_OR_EMULATED(9000, 1200), 32, 8, 128); /* Llama-3-8B shape */
+    check_attention(GPU_OR_EMULATED(300, 40), GPU_OR_EMULATED(1000, 300), 32, 8, 128);
+    check_attention(17, 200, 12, 12, 96); /* no GQA, head size 96 */
+    /* a full prefill chunk deep in a document */
+    check_attention(GPU_OR_EMULATED(512, 96), GPU_OR_EMULATED(3000, 400), 9, 3, 64);
+    /* the smallest tensor-core chunk, split keys */
+    check_attention(16, GPU_OR_EMULATED(7000, 700), 32, 8, 128);
 }
 
 static void test_attention_ragged(void **state)
 {
-    const int32_t smol[3] = {700, 1, 2300}, l3[8] = {0, 5, 64, 65, 1000, 4000, 63, 129};
+    const int32_t smol[3] = {GPU_OR_EMULATED(700, 200), 1, GPU_OR_EMULATED(2300, 500)};
+    const int32_t l3[8] = {0, 5, 64, 65, GPU_OR_EMULATED(1000, 300), GPU_OR_EMULATED(4000, 700), 63, 129};
     check_attention_ragged(1, smol, 9, 3, 64);   /* decode over a loaded SmolLM2 cache */
     check_attention_ragged(40, smol, 9, 3, 64);  /* a question appended to it */
     check_attention_ragged(1, l3, 32, 8, 128);
@@ -322,11 +325,13 @@ static void check_scores(kvz_score_reduce reduce, int32_t n_heads, int32_t n_kv,
 static void test_attention_scores(void **state)
 {
     /* KVzip: prefix, a 2048-token chunk, the repeat queries over themselves */
-    int32_t kb[3] = {0, 40, 3000}, ke[3] = {30, 2088, 3000 + 2100};
-    check_scores(KVZ_REDUCE_MAX, 9, 3, 64, 2100, 3000, 5200, 3, kb, ke);
+    const int32_t chunk = GPU_OR_EMULATED(2048, 400), doc = GPU_OR_EMULATED(3000, 600);
+    int32_t kb[3] = {0, 40, doc}, ke[3] = {30, 40 + chunk, doc + chunk + 52};
+    check_scores(KVZ_REDUCE_MAX, 9, 3, 64, chunk + 52, doc, doc + chunk + 152, 3, kb, ke);
     /* SnapKV window: 32 queries over the whole document */
-    int32_t wb[1] = {0}, we[1] = {4000};
-    check_scores(KVZ_REDUCE_SUM, 32, 8, 128, 32, 3968, 4000, 1, wb, we);
+    const int32_t window_doc = GPU_OR_EMULATED(4000, 800);
+    int32_t wb[1] = {0}, we[1] = {window_doc};
+    check_scores(KVZ_REDUCE_SUM, 32, 8, 128, 32, window_doc - 32, window_doc, 1, wb, we);
     /* a short block stays on CUDA cores; head size 96, no GQA */
     int32_t sb[1] = {0}, se[1] = {700};
     check_scores(KVZ_REDUCE_MAX, 12, 12, 96, 8, 692, 700, 1, sb, se);
@@ -372,7 +377,7 @@ static void test_sample(void **state)
  * over one tile and over many (the tile is 4,096 scores). */
 static void test_top_k_mask(void **state)
 {
-    const int64_t counts[] = {1, 100, 4096, 4097, 70001, 3 * 1000 * 1000};
+    const int64_t counts[] = {1, 100, 4096, 4097, 70001, GPU_OR_EMULATED(3 * 1000 * 1000, 300 * 1000)};
     for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++) {
         for (int kind = 0; kind < 3; kind++) {
             int64_t n = counts[ci];

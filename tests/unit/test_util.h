@@ -60,6 +60,16 @@ static inline void test_filters_from_env(void)
     }
 }
 
+/* A test size on a GPU and under CUDA emulated on the CPU (make test-cudasim,
+ * which defines KVZ_CUDASIM): there the shapes shrink to what the emulation
+ * runs in seconds while taking the same code paths (tensor cores from 16
+ * queries, keys split across blocks, GQA, head sizes, ragged heads). */
+#ifdef KVZ_CUDASIM
+#define GPU_OR_EMULATED(gpu, emulated) (emulated)
+#else
+#define GPU_OR_EMULATED(gpu, emulated) (gpu)
+#endif
+
 /* A temporary path unique to this process: /tmp/kvz-test-<pid>-<name>. */
 static inline const char *test_tmp_path(const char *name)
 {

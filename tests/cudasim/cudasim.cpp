@@ -1,0 +1,495 @@
+/* cudasim.cpp — the CPU emulation of CUDA declared in cudasim.h: the block
+ * scheduler (fibers), the runtime API, cuBLAS's GEMM. */
+#include "cudasim.h"
+#include "include/cublas_v2.h"
+#include "include/cuda_fp16.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+
+#include <map>
+#include <mutex>
+#include <vector>
+
+thread_local uint3 kvz_sim_threadIdx, kvz_sim_blockIdx;
+thread_local dim3 kvz_sim_blockDim, kvz_sim_gridDim;
+
+namespace kvz_sim {
+namespace {
+
+[[noreturn]] void die(const char *what)
+{
+    fprintf(stderr, "cudasim: %s\n", what);
+    abort();
+}
+
+const size_t STACK_BYTES = 256 * 1024;
+const int MAX_THREADS = 1024;
+const size_t MAX_SMEM = 227 * 1024, DEFAULT_SMEM = 48 * 1024;
+
+/* Switch stacks: save the callee-saved registers on the current stack and its
+ * pointer in *save, then continue on `next` (x86-64 System V; what ucontext's
+ * swapcontext does without its signal-mask system call, which dominated). */
+#if !defined(__x86_64__)
+#error "cudasim's fiber switch is written for x86-64"
+#endif
+extern "C" void kvz_sim_switch(void **save, void *next);
+asm(R"(
+    .text
+    .globl kvz_sim_switch
+    .type kvz_sim_switch, @function
+kvz_sim_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size kvz_sim_switch, .-kvz_sim_switch
+)");
+
+struct fiber {
+    void *sp; /* saved stack pointer while switched out */
+    uint3 tid;
+    int linear;
+    bool done;
+};
+
+struct warp_state {
+    int live, arrived;
+    unsigned gen;
+    unsigned char slot[32][16];
+    float scratch[256];
+};
+
+/* The block being run: its fibers and barriers. */
+struct block_state {
+    int n_threads, live, arrived;
+    unsigned gen;
+    unsigned long events; /* barriers released and threads ended: progress */
+    std::vector<warp_state> warps;
+    std::vector<fiber> threads;
+    int current;
+    void *scheduler_sp;
+    void (*body)(void *);
+    void *ctx;
+    unsigned char *smem;
+};
+
+std::mutex launch_lock;
+thread_local block_state *blk;
+thread_local cudaError_t last_error = cudaSuccess;
+unsigned char *stacks; /* MAX_THREADS stacks, mapped once */
+std::map<const void *, int> smem_optin;
+
+void yield()
+{
+    fiber &f = blk->threads[(size_t)blk->current];
+    kvz_sim_switch(&f.sp, blk->scheduler_sp);
+}
+
+void release_if_all_arrived()
+{
+    if (blk->arrived > 0 && blk->arrived == blk->live) {
+        blk->arrived = 0;
+        blk->gen++;
+        blk->events++;
+    }
+}
+
+void warp_release_if_all_arrived(warp_state &w)
+{
+    if (w.arrived > 0 && w.arrived == w.live) {
+        w.arrived = 0;
+        w.gen++;
+        blk->events++;
+    }
+}
+
+void fiber_main()
+{
+    block_state *b = blk;
+    b->body(b->ctx);
+    fiber &f = b->threads[(size_t)b->current];
+    f.done = true;
+    b->live--;
+    b->events++;
+    warp_state &w = b->warps[(size_t)(f.linear / 32)];
+    w.live--;
+    release_if_all_arrived();
+    warp_release_if_all_arrived(w);
+}
+
+/* A fiber's first frame: run the thread, then return to the scheduler for good. */
+void fiber_entry()
+{
+    fiber_main();
+    fiber &f = blk->threads[(size_t)blk->current];
+    kvz_sim_switch(&f.sp, blk->scheduler_sp);
+    die("a finished thread was resumed");
+}
+
+void set_thread(const fiber &f)
+{
+    kvz_sim_threadIdx = f.tid;
+}
+
+warp_state &my_warp()
+{
+    if (!blk)
+        die("a barrier or warp operation outside a kernel");
+    return blk->warps[(size_t)(blk->threads[(size_t)blk->current].linear / 32)];
+}
+
+void warp_barrier(warp_state &w)
+{
+    unsigned g = w.gen;
+    if (++w.arrived == w.live) {
+        w.arrived = 0;
+        w.gen++;
+        blk->events++;
+    } else {
+        while (w.gen == g)
+            yield();
+    }
+}
+
+void run_block(block_state &b, dim3 block)
+{
+    int n = b.n_threads;
+    b.live = n;
+    b.arrived = 0;
+    for (size_t i = 0; i < b.warps.size(); i++) {
+        b.warps[i].live = (int)(n - 32 * (int)i < 32 ? n - 32 * (int)i : 32);
+        b.warps[i].arrived = 0;
+    }
+    for (int t = 0; t < n; t++) {
+        fiber &f = b.threads[(size_t)t];
+        f.done = false;
+        /* a fresh stack as kvz_sim_switch leaves one: six registers, then the
+         * return address, 16-byte aligned as a call would leave it */
+        uintptr_t top = ((uintptr_t)(stacks + (size_t)(t + 1) * STACK_BYTES)) & ~(uintptr_t)15;
+        void **sp = (void **)(top - 16);
+        sp[0] = (void *)fiber_entry;
+        sp -= 6;
+        memset(sp, 0, 6 * sizeof *sp);
+        f.sp = sp;
+    }
+    int remaining = n;
+    while (remaining > 0) {
+        unsigned long events_before = b.events;
+        for (int t = 0; t < n; t++) {
+            fiber &f = b.threads[(size_t)t];
+            if (f.done)
+                continue;
+            b.current = t;
+            set_thread(f);
+            kvz_sim_switch(&b.scheduler_sp, f.sp);
+            remaining -= f.done;
+        }
+        if (remaining > 0 && b.events == events_before)
+            die("deadlock: every live thread of the block waits at a barrier that the others never reach "
+                "(__syncthreads or a warp operation under a condition that differs between threads)");
+    }
+}
+
+} // namespace
+
+int lane(void)
+{
+    return blk->threads[(size_t)blk->current].linear % 32;
+}
+
+void warp_exchange(const void *mine, void *out, size_t bytes, int src_lane)
+{
+    warp_state &w = my_warp();
+    int l = lane();
+    if (bytes > sizeof w.slot[0])
+        die("a shuffle of more than 16 bytes");
+    memcpy(w.slot[l], mine, bytes);
+    warp_barrier(w);
+    int warp_base = blk->threads[(size_t)blk->current].linear - l;
+    /* a lane past the block's end, or one that has left, gives back the caller's own value */
+    if (warp_base + src_lane >= blk->n_threads || blk->threads[(size_t)(warp_base + src_lane)].done)
+        src_lane = l;
+    memcpy(out, w.slot[src_lane], bytes);
+    warp_barrier(w);
+}
+
+unsigned warp_ballot(int pred)
+{
+    warp_state &w = my_warp();
+    int l = lane();
+    w.slot[l][0] = pred != 0;
+    warp_barrier(w);
+    int warp_base = blk->threads[(size_t)blk->current].linear - l;
+    unsigned bits = 0;
+    for (int i = 0; i < 32 && warp_base + i < blk->n_threads; i++)
+        if (!blk->threads[(size_t)(warp_base + i)].done && w.slot[i][0])
+            bits |= 1u << i;
+    warp_barrier(w);
+    return bits;
+}
+
+void *warp_scratch(void)
+{
+    return my_warp().scratch;
+}
+
+void *dynamic_smem(void)
+{
+    if (!blk)
+        die("dynamic shared memory outside a kernel");
+    return blk->smem;
+}
+
+cudaError_t set_max_dynamic_smem(const void *kernel, int bytes)
+{
+    if (bytes < 0 || (size_t)bytes > MAX_SMEM)
+        return cudaErrorInvalidValue;
+    std::lock_guard<std::mutex> g(launch_lock);
+    smem_optin[kernel] = bytes;
+    return cudaSuccess;
+}
+
+cudaError_t run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem, void (*body)(void *), void *ctx)
+{
+    long threads = (long)block.x * block.y * block.z;
+    cudaError_t err = cudaSuccess;
+    if (threads < 1 || threads > MAX_THREADS || block.z > 64 || grid.x < 1 || grid.y < 1 || grid.z < 1 ||
+        grid.y > 65535 || grid.z > 65535)
+        err = cudaErrorInvalidConfiguration;
+    std::lock_guard<std::mutex> g(launch_lock);
+    if (err == cudaSuccess && smem > DEFAULT_SMEM) {
+        auto it = smem_optin.find(kernel);
+        if (it == smem_optin.end() || (size_t)it->second < smem)
+            err = cudaErrorInvalidValue; /* as the GPU: more than 48 KB needs cudaFuncSetAttribute */
+    }
+    if (err != cudaSuccess) {
+        last_error = err;
+        return err;
+    }
+    if (!stacks) {
+        stacks = (unsigned char *)mmap(NULL, STACK_BYTES * MAX_THREADS, PROT_READ | PROT_WRITE,
+                                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (stacks == MAP_FAILED)
+            die("cannot map the fibers' stacks");
+    }
+    block_state b;
+    b.n_threads = (int)threads;
+    b.gen = 0;
+    b.events = 0;
+    b.current = 0;
+    b.body = body;
+    b.ctx = ctx;
+    b.warps.resize((size_t)((threads + 31) / 32));
+    b.threads.resize((size_t)threads);
+    for (unsigned z = 0, t = 0; z < block.z; z++)
+        for (unsigned y = 0; y < block.y; y++)
+            for (unsigned x = 0; x < block.x; x++, t++)
+                b.threads[t].tid = uint3{x, y, z}, b.threads[t].linear = (int)t;
+    size_t smem_bytes = (smem + 127) / 128 * 128 + 128;
+    b.smem = (unsigned char *)aligned_alloc(128, smem_bytes);
+    if (!b.smem)
+        die("out of memory for shared memory");
+    block_state *outer = blk;
+    blk = &b;
+    kvz_sim_blockDim = block;
+    kvz_sim_gridDim = grid;
+    for (unsigned z = 0; z < grid.z; z++)
+        for (unsigned y = 0; y < grid.y; y++)
+            for (unsigned x = 0; x < grid.x; x++) {
+                kvz_sim_blockIdx = uint3{x, y, z};
+                /* shared memory starts each block as garbage, as on the GPU: NaN bytes show reads of it */
+                memset(b.smem, 0xff, smem_bytes);
+                run_block(b, block);
+            }
+    blk = outer;
+    free(b.smem);
+    return cudaSuccess;
+}
+
+} // namespace kvz_sim
+
+void __syncthreads(void)
+{
+    kvz_sim::my_warp(); /* checks that barriers are possible here */
+    kvz_sim::block_state *b = kvz_sim::blk;
+    unsigned g = b->gen;
+    if (++b->arrived == b->live) {
+        b->arrived = 0;
+        b->gen++;
+        b->events++;
+    } else {
+        while (b->gen == g)
+            kvz_sim::yield();
+    }
+}
+
+void __syncwarp(unsigned mask)
+{
+    kvz_sim::warp_barrier(kvz_sim::my_warp());
+}
+
+/* ---- runtime API ---------------------------------------------------------------- */
+const char *cudaGetErrorString(cudaError_t e)
+{
+    switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    }
+    return "unknown error";
+}
+
+cudaError_t cudaGetLastError(void)
+{
+    cudaError_t e = kvz_sim::last_error;
+    kvz_sim::last_error = cudaSuccess;
+    return e;
+}
+
+cudaError_t cudaGetDeviceCount(int *n)
+{
+    *n = 1;
+    return cudaSuccess;
+}
+
+cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : cudaErrorInvalidValue; }
+
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d)
+{
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "cudasim (CUDA emulated on the CPU)");
+    p->totalGlobalMem = (size_t)16 << 30;
+    p->sharedMemPerBlock = kvz_sim::DEFAULT_SMEM;
+    p->sharedMemPerBlockOptin = kvz_sim::MAX_SMEM;
+    p->multiProcessorCount = 4;
+    p->major = 9;
+    p->warpSize = 32;
+    p->maxThreadsPerBlock = kvz_sim::MAX_THREADS;
+    return cudaSuccess;
+}
+
+/* Device memory is host memory; fresh allocations hold garbage (0xa5 bytes), as on the GPU. */
+cudaError_t cudaMalloc(void **p, size_t bytes)
+{
+    *p = aligned_alloc(256, (bytes + 255) / 256 * 256);
+    if (!*p)
+        return cudaErrorMemoryAllocation;
+    memset(*p, 0xa5, bytes);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMallocHost(void **p, size_t bytes) { return cudaMalloc(p, bytes); }
+
+cudaError_t cudaFree(void *p)
+{
+    free(p);
+    return cudaSuccess;
+}
+
+cudaError_t cudaFreeHost(void *p) { return cudaFree(p); }
+
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)
+{
+    if (bytes)
+        memmove(dst, src, bytes);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s)
+{
+    return cudaMemcpy(dst, src, bytes, kind);
+}
+
+cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes, cudaStream_t s)
+{
+    memset(dst, value, bytes);
+    return cudaSuccess;
+}
+
+/* Everything runs at once on the caller's thread: streams and events order nothing. */
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags)
+{
+    *s = (cudaStream_t)malloc(1);
+    return *s ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+
+cudaError_t cudaStreamDestroy(cudaStream_t s)
+{
+    free(s);
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t s) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags)
+{
+    *e = (cudaEvent_t)malloc(1);
+    return *e ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+
+cudaError_t cudaEventDestroy(cudaEvent_t e)
+{
+    free(e);
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) { return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t e) { return cudaSuccess; }
+
+/* ---- cuBLAS ------------------------------------------------------------------------ */
+cublasStatus_t cublasCreate(cublasHandle_t *h)
+{
+    *h = (cublasHandle_t)malloc(1);
+    return *h ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_SUPPORTED;
+}
+
+cublasStatus_t cublasDestroy(cublasHandle_t h)
+{
+    free(h);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) { return CUBLAS_STATUS_SUCCESS; }
+
+/* An f32 copy of a column-major operand (rows x cols, leading dimension ld). */
+static std::vector<float> as_f32(const void *p, cudaDataType_t t, int ld, int rows, int cols)
+{
+    std::vector<float> out(cols > 0 ? (size_t)ld * (size_t)(cols - 1) + (size_t)rows : 0);
+    for (size_t i = 0; i < out.size(); i++)
+        out[i] = t == CUDA_R_16F ? __half2float(((const __half *)p)[i]) : ((const float *)p)[i];
+    return out;
+}
+
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                            const void *alpha, const void *A, cudaDataType_t at, int lda, const void *B,
+                            cudaDataType_t bt, int ldb, const void *beta, void *C, cudaDataType_t ct, int ldc,
+                            cublasComputeType_t compute, cublasGemmAlgo_t algo)
+{
+    if (ct != CUDA_R_32F || compute != CUBLAS_COMPUTE_32F || m < 0 || n < 0 || k < 0)
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    if (lda < (ta == CUBLAS_OP_N ? m : k) || ldb < (tb == CUBLAS_OP_N ? k : n) || ldc < m)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    std::vector<float> a = ta == CUBLAS_OP_N ? as_f32(A, at, lda, m, k) : as_f32(A, at, lda, k, m);
+    std::vector<float> b = tb == CUBLAS_OP_N ? as_f32(B, bt, ldb, k, n) : as_f32(B, bt, ldb, n, k);
+    cblas_sgemm(CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
+                tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, *(const float *)alpha, a.data(), lda,
+                b.data(), ldb, *(const float *)beta, (float *)C, ldc);
+    return CUBLAS_STATUS_SUCCESS;
+}

@@ -1,0 +1,229 @@
+/*
+ * cudasim.h — the part of CUDA that kvz's kernels use, emulated on the CPU,
+ * so that every CUDA kernel runs against its CPU twin where there is no GPU
+ * (CI, and every machine without one). It checks the kernels' logic: indices,
+ * bounds, block and warp synchronisation, shared memory, the reductions and
+ * the host code around them. It says nothing of speed, and nothing of the
+ * GPU's memory model beyond what barriers order; a real GPU run is still the
+ * test of record (bench/gpu.sh).
+ *
+ * How a kernel runs: blocks one after another; the threads of a block as
+ * fibers on the launching thread (a stack each, switched by a few lines of
+ * x86-64 assembly), switching only at barriers (__syncthreads, __syncwarp,
+ * shuffles, ballots, wmma calls), so atomics need no locking and __shared__
+ * variables are plain statics. A barrier no thread can pass (one reached under
+ * a condition that differs between threads) stops the run with a message.
+ * Launches are serialised across host threads.
+ *
+ * Warp matrix operations (wmma) keep the whole 16x16 tile in every lane's
+ * fragment: valid for kernels that treat fragments as opaque (load, mma,
+ * store, fill, the same operation on every element), as kvz's do.
+ *
+ * The .cu files are compiled as C++ after tests/cudasim/cu2cpp.py rewrites
+ * `k<<<grid, block, smem, stream>>>(args)` into kvz_sim_launch(k, grid, block,
+ * smem, stream)(args) and `extern __shared__ T name[];` into a pointer to the
+ * launch's dynamic shared memory. The headers in tests/cudasim/include stand
+ * in for cuda_runtime.h, cuda_fp16.h, mma.h, cublas_v2.h and CUB's.
+ */
+#ifndef KVZ_TESTS_CUDASIM_H
+#define KVZ_TESTS_CUDASIM_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+/* ---- keywords ---------------------------------------------------------------- */
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __noinline__ __attribute__((noinline))
+#define __shared__ static /* blocks run one at a time: one copy serves each block in turn */
+#define __constant__ static
+#define __restrict__ __restrict
+#define __align__(n) __attribute__((aligned(n)))
+#define __launch_bounds__(...)
+
+/* ---- runtime types --------------------------------------------------------- */
+struct dim3 {
+    unsigned x, y, z;
+    constexpr dim3(unsigned vx = 1, unsigned vy = 1, unsigned vz = 1) : x(vx), y(vy), z(vz) {}
+};
+struct uint3 {
+    unsigned x, y, z;
+};
+struct __align__(16) float4 {
+    float x, y, z, w;
+};
+static inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+
+enum cudaError_t {
+    cudaSuccess = 0,
+    cudaErrorInvalidValue = 1,
+    cudaErrorMemoryAllocation = 2,
+    cudaErrorInvalidConfiguration = 9,
+    cudaErrorNoDevice = 100,
+};
+typedef cudaError_t cudaError;
+enum cudaMemcpyKind {
+    cudaMemcpyHostToHost,
+    cudaMemcpyHostToDevice,
+    cudaMemcpyDeviceToHost,
+    cudaMemcpyDeviceToDevice,
+    cudaMemcpyDefault
+};
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+typedef struct kvz_sim_stream *cudaStream_t;
+typedef struct kvz_sim_event *cudaEvent_t;
+#define cudaStreamNonBlocking 0x01
+#define cudaEventDisableTiming 0x02
+
+struct cudaDeviceProp {
+    char name[256];
+    size_t totalGlobalMem, sharedMemPerBlock, sharedMemPerBlockOptin;
+    int multiProcessorCount, major, minor, warpSize, maxThreadsPerBlock;
+};
+
+const char *cudaGetErrorString(cudaError_t e);
+cudaError_t cudaGetLastError(void);
+cudaError_t cudaGetDeviceCount(int *n);
+cudaError_t cudaSetDevice(int d);
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d);
+cudaError_t cudaMalloc(void **p, size_t bytes);
+cudaError_t cudaMallocHost(void **p, size_t bytes);
+cudaError_t cudaFree(void *p);
+cudaError_t cudaFreeHost(void *p);
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind);
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s = 0);
+cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes, cudaStream_t s = 0);
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags);
+cudaError_t cudaStreamDestroy(cudaStream_t s);
+cudaError_t cudaStreamSynchronize(cudaStream_t s);
+cudaError_t cudaDeviceSynchronize(void);
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags);
+cudaError_t cudaEventDestroy(cudaEvent_t e);
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = 0);
+cudaError_t cudaEventSynchronize(cudaEvent_t e);
+
+namespace kvz_sim {
+cudaError_t set_max_dynamic_smem(const void *kernel, int bytes);
+}
+template <class F> cudaError_t cudaFuncSetAttribute(F *kernel, cudaFuncAttribute attr, int value)
+{
+    if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize)
+        return cudaErrorInvalidValue;
+    return kvz_sim::set_max_dynamic_smem((const void *)kernel, value);
+}
+
+/* ---- inside a kernel ----------------------------------------------------------- */
+extern thread_local uint3 kvz_sim_threadIdx, kvz_sim_blockIdx;
+extern thread_local dim3 kvz_sim_blockDim, kvz_sim_gridDim;
+#define threadIdx kvz_sim_threadIdx
+#define blockIdx kvz_sim_blockIdx
+#define blockDim kvz_sim_blockDim
+#define gridDim kvz_sim_gridDim
+
+void __syncthreads(void);
+void __syncwarp(unsigned mask = 0xffffffffu);
+
+namespace kvz_sim {
+/* Lane exchange: publish `bytes` of this lane's value, wait for the warp, read lane `src`'s. */
+void warp_exchange(const void *mine, void *out, size_t bytes, int src_lane);
+int lane(void);
+unsigned warp_ballot(int pred);
+void *warp_scratch(void); /* 1 KB of the calling warp's, for the emulation's own use */
+void *dynamic_smem(void);
+} // namespace kvz_sim
+
+template <class T> T __shfl_sync(unsigned mask, T v, int src, int width = 32)
+{
+    int l = kvz_sim::lane();
+    T r;
+    kvz_sim::warp_exchange(&v, &r, sizeof v, (l & ~(width - 1)) + (src & (width - 1)));
+    return r;
+}
+template <class T> T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32)
+{
+    int l = kvz_sim::lane(), s = l ^ lane_mask;
+    T r;
+    kvz_sim::warp_exchange(&v, &r, sizeof v, (s & ~(width - 1)) == (l & ~(width - 1)) ? s : l);
+    return r;
+}
+static inline unsigned __ballot_sync(unsigned mask, int pred) { return kvz_sim::warp_ballot(pred) & mask; }
+static inline int __popc(unsigned x) { return __builtin_popcount(x); }
+
+/* Fibers switch only at barriers, so a read-modify-write is never interleaved. */
+template <class T> T atomicAdd(T *p, T v)
+{
+    T old = *p;
+    *p = old + v;
+    return old;
+}
+template <class T> T atomicMax(T *p, T v)
+{
+    T old = *p;
+    *p = old > v ? old : v;
+    return old;
+}
+
+/* glibc declares its own __expf */
+static inline float kvz_sim_expf(float x) { return expf(x); }
+#define __expf kvz_sim_expf
+static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+/* CUDA's min and max take mixed arithmetic types */
+template <class A, class B> inline typename std::common_type<A, B>::type min(A a, B b)
+{
+    return b < a ? b : a;
+}
+template <class A, class B> inline typename std::common_type<A, B>::type max(A a, B b)
+{
+    return a < b ? b : a;
+}
+static inline float __fdividef(float a, float b) { return a / b; }
+static inline float __fadd_rn(float a, float b) { return a + b; }
+static inline double __dadd_rn(double a, double b) { return a + b; }
+static inline double __dmul_rn(double a, double b) { return a * b; }
+/* CUDA's reinterpretations of 32-bit values */
+template <class To, class From> static inline To kvz_sim_bits_as(From v)
+{
+    static_assert(sizeof(To) == sizeof(From), "same size");
+    To out;
+    memcpy(&out, &v, sizeof out);
+    return out;
+}
+static inline int __float_as_int(float f) { return kvz_sim_bits_as<int>(f); }
+static inline float __int_as_float(int i) { return kvz_sim_bits_as<float>(i); }
+static inline unsigned __float_as_uint(float f) { return kvz_sim_bits_as<unsigned>(f); }
+static inline float __uint_as_float(unsigned u) { return kvz_sim_bits_as<float>(u); }
+
+/* ---- launching ------------------------------------------------------------------ */
+namespace kvz_sim {
+/* Run `body` as every thread of the grid; returns the launch's error (also kept for cudaGetLastError). */
+cudaError_t run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem, void (*body)(void *), void *ctx);
+
+template <class... P> struct launcher {
+    void (*kernel)(P...);
+    dim3 grid, block;
+    size_t smem;
+    template <class... A> void operator()(A &&...args) const
+    {
+        std::tuple<typename std::decay<P>::type...> params(std::forward<A>(args)...);
+        auto call = [&]() { std::apply(kernel, params); };
+        run_grid((const void *)kernel, grid, block, smem, [](void *c) { (*(decltype(call) *)c)(); }, &call);
+    }
+};
+} // namespace kvz_sim
+
+template <class... P>
+kvz_sim::launcher<P...> kvz_sim_launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem = 0,
+                                       cudaStream_t stream = 0)
+{
+    return kvz_sim::launcher<P...>{kernel, grid, block, smem};
+}
+
+#endif

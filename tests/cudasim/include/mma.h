@@ -1,0 +1,104 @@
+/* mma.h (nvcuda::wmma), emulated on the CPU: see tests/cudasim/cudasim.h.
+ * Each lane's fragment holds the whole tile, in logical row-major order. */
+#ifndef KVZ_TESTS_CUDASIM_MMA_H
+#define KVZ_TESTS_CUDASIM_MMA_H
+#include "cuda_fp16.h"
+
+namespace nvcuda {
+namespace wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+
+template <class Use, int M, int N, int K> struct tile_shape;
+template <int M, int N, int K> struct tile_shape<matrix_a, M, N, K> {
+    static constexpr int rows = M, cols = K;
+};
+template <int M, int N, int K> struct tile_shape<matrix_b, M, N, K> {
+    static constexpr int rows = K, cols = N;
+};
+template <int M, int N, int K> struct tile_shape<accumulator, M, N, K> {
+    static constexpr int rows = M, cols = N;
+};
+
+template <class Use, int M, int N, int K, class T, class Layout = void> struct fragment {
+    typedef tile_shape<Use, M, N, K> shape;
+    static constexpr int rows = shape::rows, cols = shape::cols, num_elements = rows * cols;
+    T x[num_elements];
+};
+
+/* A warp's lanes meet at each call, as the hardware converges them. */
+template <class Use, int M, int N, int K, class T, class Layout>
+void fill_fragment(fragment<Use, M, N, K, T, Layout> &f, T v)
+{
+    __syncwarp();
+    for (int i = 0; i < f.num_elements; i++)
+        f.x[i] = v;
+}
+
+template <class Use, int M, int N, int K, class T, class Layout>
+void load_matrix_sync(fragment<Use, M, N, K, T, Layout> &f, const T *p, unsigned ldm)
+{
+    static_assert(std::is_same<Layout, row_major>::value || std::is_same<Layout, col_major>::value,
+                  "operand fragments carry their layout");
+    __syncwarp();
+    const bool row = std::is_same<Layout, row_major>::value;
+    for (int r = 0; r < f.rows; r++)
+        for (int c = 0; c < f.cols; c++)
+            f.x[r * f.cols + c] = row ? p[(size_t)r * ldm + c] : p[(size_t)c * ldm + r];
+    __syncwarp();
+}
+
+template <int M, int N, int K, class T>
+void load_matrix_sync(fragment<accumulator, M, N, K, T, void> &f, const T *p, unsigned ldm, layout_t layout)
+{
+    __syncwarp();
+    for (int r = 0; r < f.rows; r++)
+        for (int c = 0; c < f.cols; c++)
+            f.x[r * f.cols + c] = layout == mem_row_major ? p[(size_t)r * ldm + c] : p[(size_t)c * ldm + r];
+    __syncwarp();
+}
+
+template <int M, int N, int K, class T>
+void store_matrix_sync(T *p, const fragment<accumulator, M, N, K, T, void> &f, unsigned ldm, layout_t layout)
+{
+    __syncwarp();
+    for (int r = 0; r < f.rows; r++)
+        for (int c = 0; c < f.cols; c++)
+            (layout == mem_row_major ? p[(size_t)r * ldm + c] : p[(size_t)c * ldm + r]) = f.x[r * f.cols + c];
+    __syncwarp();
+}
+
+/* d = a·b + c, products of the inputs accumulated in f32. Every lane holds the
+ * same operands, so lane 0 multiplies and the others copy its result. */
+template <int M, int N, int K, class TA, class LA, class LB>
+void mma_sync(fragment<accumulator, M, N, K, float, void> &d, const fragment<matrix_a, M, N, K, TA, LA> &a,
+              const fragment<matrix_b, M, N, K, TA, LB> &b, const fragment<accumulator, M, N, K, float, void> &c)
+{
+    static_assert(M * N * sizeof(float) <= 1024, "a warp's scratch holds one tile");
+    float *out = (float *)kvz_sim::warp_scratch();
+    __syncwarp();
+    if (kvz_sim::lane() == 0) {
+        float fa[M * K], fb[K * N];
+        for (int i = 0; i < M * K; i++)
+            fa[i] = (float)a.x[i];
+        for (int i = 0; i < K * N; i++)
+            fb[i] = (float)b.x[i];
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                float s = c.x[i * N + j];
+                for (int k = 0; k < K; k++)
+                    s += fa[i * K + k] * fb[k * N + j];
+                out[i * N + j] = s;
+            }
+    }
+    __syncwarp();
+    memcpy(d.x, out, M * N * sizeof(float));
+    __syncwarp();
+}
+} // namespace wmma
+} // namespace nvcuda
+#endif
