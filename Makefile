@@ -156,7 +156,7 @@ cudasim:
 test-cudasim: cudasim
 	@KVZ_MODEL=$(MODEL) sh tests/run_tests.sh $(patsubst tests/cuda/%.c,build-sim/tests/cuda/%,$(CUDA_TEST_SRCS))
 
-# What CI runs of it (minutes, not the better part of an hour): every kernel
+# What CI runs of it (minutes; the whole of it takes about half an hour): every kernel
 # test, the forward pass on the default model and a SmolLM2-shape random one.
 test-cudasim-quick: cudasim
 	@KVZ_MODEL=$(MODEL) sh tests/run_tests.sh build-sim/tests/cuda/test_cuda_kernels

@@ -285,6 +285,10 @@ cudaError_t run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem, voi
                                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (stacks == MAP_FAILED)
             die("cannot map the fibers' stacks");
+        /* a page at the bottom of each stack faults instead of overflowing into the next */
+        for (int t = 0; t < MAX_THREADS; t++)
+            if (mprotect(stacks + (size_t)t * STACK_BYTES, 4096, PROT_NONE) != 0)
+                die("cannot protect the fibers' stacks");
     }
     block_state b;
     b.n_threads = (int)threads;
