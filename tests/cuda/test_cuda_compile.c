@@ -133,8 +133,8 @@ static void compare(int synthetic, kvz_method method, uint32_t bits)
         }
     double overlap = (double)both / (double)either;
     print_message("%s, %s %u-bit: kept positions overlap %.4f (Jaccard), decoded |dk| %.3g of %.3g, "
-                  "|dv| %.3g of %.3g\n", synthetic ? "synthetic" : "real", kvz_method_name(method), bits, overlap, worst_k, range_k, worst_v,
-                  range_v);
+                  "|dv| %.3g of %.3g\n", synthetic ? "synthetic" : "real", kvz_method_name(method), bits,
+                  overlap, worst_k, range_k, worst_v, range_v);
     assert_true(overlap >= 0.95);
     /* within two quantization steps of the range, plus f16 drift of the activations */
     double step = bits == 16 ? 1.0 / 512 : 2.0 / ((1 << bits) - 1);
@@ -142,7 +142,6 @@ static void compare(int synthetic, kvz_method method, uint32_t bits)
     assert_true(worst_v <= step * range_v + 0.05 * range_v);
     free(pa), free(pb), free(ka), free(va), free(kb), free(vb), free(ba), free(bb), free(text);
 }
-
 
 /* The same artifacts loaded on the CPU and on CUDA (heads of different
  * lengths): the same first-token logits up to f16 arithmetic, the same answer. */
