@@ -66,17 +66,22 @@ struct fiber {
     bool done;
 };
 
+/* Threads that wait for each other: the block's, or one warp's. */
+struct barrier {
+    int live, arrived; /* threads that have not ended; of them, those waiting */
+    unsigned gen;      /* bumped when the last of them arrives */
+};
+
 struct warp_state {
-    int live, arrived;
-    unsigned gen;
+    barrier bar;
     unsigned char slot[32][16];
     float scratch[256];
 };
 
 /* The block being run: its fibers and barriers. */
 struct block_state {
-    int n_threads, live, arrived;
-    unsigned gen;
+    int n_threads;
+    barrier bar;
     unsigned long events; /* barriers released and threads ended: progress */
     std::vector<warp_state> warps;
     std::vector<fiber> threads;
@@ -99,22 +104,25 @@ void yield()
     kvz_sim_switch(&f.sp, blk->scheduler_sp);
 }
 
-void release_if_all_arrived()
+/* Release the waiting threads once every live thread has arrived. */
+bool release_if_all_arrived(barrier &b)
 {
-    if (blk->arrived > 0 && blk->arrived == blk->live) {
-        blk->arrived = 0;
-        blk->gen++;
-        blk->events++;
-    }
+    if (b.arrived == 0 || b.arrived < b.live)
+        return false;
+    b.arrived = 0;
+    b.gen++;
+    blk->events++;
+    return true;
 }
 
-void warp_release_if_all_arrived(warp_state &w)
+/* The calling thread arrives, and waits for the others (other threads run meanwhile). */
+void arrive_and_wait(barrier &b)
 {
-    if (w.arrived > 0 && w.arrived == w.live) {
-        w.arrived = 0;
-        w.gen++;
-        blk->events++;
-    }
+    unsigned g = b.gen;
+    b.arrived++;
+    if (!release_if_all_arrived(b))
+        while (b.gen == g)
+            yield();
 }
 
 void fiber_main()
@@ -123,12 +131,11 @@ void fiber_main()
     b->body(b->ctx);
     fiber &f = b->threads[(size_t)b->current];
     f.done = true;
-    b->live--;
     b->events++;
-    warp_state &w = b->warps[(size_t)(f.linear / 32)];
-    w.live--;
-    release_if_all_arrived();
-    warp_release_if_all_arrived(w);
+    barrier &wb = b->warps[(size_t)(f.linear / 32)].bar;
+    b->bar.live--, wb.live--; /* the others no longer wait for it */
+    release_if_all_arrived(b->bar);
+    release_if_all_arrived(wb);
 }
 
 /* A fiber's first frame: run the thread, then return to the scheduler for good. */
@@ -152,27 +159,14 @@ warp_state &my_warp()
     return blk->warps[(size_t)(blk->threads[(size_t)blk->current].linear / 32)];
 }
 
-void warp_barrier(warp_state &w)
-{
-    unsigned g = w.gen;
-    if (++w.arrived == w.live) {
-        w.arrived = 0;
-        w.gen++;
-        blk->events++;
-    } else {
-        while (w.gen == g)
-            yield();
-    }
-}
-
-void run_block(block_state &b, dim3 block)
+void run_block(block_state &b)
 {
     int n = b.n_threads;
-    b.live = n;
-    b.arrived = 0;
+    b.bar.live = n;
+    b.bar.arrived = 0;
     for (size_t i = 0; i < b.warps.size(); i++) {
-        b.warps[i].live = (int)(n - 32 * (int)i < 32 ? n - 32 * (int)i : 32);
-        b.warps[i].arrived = 0;
+        b.warps[i].bar.live = (int)(n - 32 * (int)i < 32 ? n - 32 * (int)i : 32);
+        b.warps[i].bar.arrived = 0;
     }
     for (int t = 0; t < n; t++) {
         fiber &f = b.threads[(size_t)t];
@@ -218,13 +212,13 @@ void warp_exchange(const void *mine, void *out, size_t bytes, int src_lane)
     if (bytes > sizeof w.slot[0])
         die("a shuffle of more than 16 bytes");
     memcpy(w.slot[l], mine, bytes);
-    warp_barrier(w);
+    arrive_and_wait(w.bar);
     int warp_base = blk->threads[(size_t)blk->current].linear - l;
     /* a lane past the block's end, or one that has left, gives back the caller's own value */
     if (warp_base + src_lane >= blk->n_threads || blk->threads[(size_t)(warp_base + src_lane)].done)
         src_lane = l;
     memcpy(out, w.slot[src_lane], bytes);
-    warp_barrier(w);
+    arrive_and_wait(w.bar);
 }
 
 unsigned warp_ballot(int pred)
@@ -232,13 +226,13 @@ unsigned warp_ballot(int pred)
     warp_state &w = my_warp();
     int l = lane();
     w.slot[l][0] = pred != 0;
-    warp_barrier(w);
+    arrive_and_wait(w.bar);
     int warp_base = blk->threads[(size_t)blk->current].linear - l;
     unsigned bits = 0;
     for (int i = 0; i < 32 && warp_base + i < blk->n_threads; i++)
         if (!blk->threads[(size_t)(warp_base + i)].done && w.slot[i][0])
             bits |= 1u << i;
-    warp_barrier(w);
+    arrive_and_wait(w.bar);
     return bits;
 }
 
@@ -292,7 +286,7 @@ cudaError_t run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem, voi
     }
     block_state b;
     b.n_threads = (int)threads;
-    b.gen = 0;
+    b.bar.gen = 0;
     b.events = 0;
     b.current = 0;
     b.body = body;
@@ -317,7 +311,7 @@ cudaError_t run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem, voi
                 kvz_sim_blockIdx = uint3{x, y, z};
                 /* shared memory starts each block as garbage, as on the GPU: NaN bytes show reads of it */
                 memset(b.smem, 0xff, smem_bytes);
-                run_block(b, block);
+                run_block(b);
             }
     blk = outer;
     free(b.smem);
@@ -329,21 +323,12 @@ cudaError_t run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem, voi
 void __syncthreads(void)
 {
     kvz_sim::my_warp(); /* checks that barriers are possible here */
-    kvz_sim::block_state *b = kvz_sim::blk;
-    unsigned g = b->gen;
-    if (++b->arrived == b->live) {
-        b->arrived = 0;
-        b->gen++;
-        b->events++;
-    } else {
-        while (b->gen == g)
-            kvz_sim::yield();
-    }
+    kvz_sim::arrive_and_wait(kvz_sim::blk->bar);
 }
 
 void __syncwarp(unsigned mask)
 {
-    kvz_sim::warp_barrier(kvz_sim::my_warp());
+    kvz_sim::arrive_and_wait(kvz_sim::my_warp().bar);
 }
 
 /* ---- runtime API ---------------------------------------------------------------- */

@@ -39,27 +39,33 @@ void fill_fragment(fragment<Use, M, N, K, T, Layout> &f, T v)
         f.x[i] = v;
 }
 
+/* Element (r, c) of a tile in memory, row- or column-major with leading dimension ldm. */
+template <class T> T &tile_element(T *p, unsigned ldm, int r, int c, bool row_major_memory)
+{
+    return row_major_memory ? p[(size_t)r * ldm + c] : p[(size_t)c * ldm + r];
+}
+
+template <class Frag, class T> void load_tile(Frag &f, const T *p, unsigned ldm, bool row_major_memory)
+{
+    __syncwarp();
+    for (int r = 0; r < f.rows; r++)
+        for (int c = 0; c < f.cols; c++)
+            f.x[r * f.cols + c] = tile_element(p, ldm, r, c, row_major_memory);
+    __syncwarp();
+}
+
 template <class Use, int M, int N, int K, class T, class Layout>
 void load_matrix_sync(fragment<Use, M, N, K, T, Layout> &f, const T *p, unsigned ldm)
 {
     static_assert(std::is_same<Layout, row_major>::value || std::is_same<Layout, col_major>::value,
                   "operand fragments carry their layout");
-    __syncwarp();
-    const bool row = std::is_same<Layout, row_major>::value;
-    for (int r = 0; r < f.rows; r++)
-        for (int c = 0; c < f.cols; c++)
-            f.x[r * f.cols + c] = row ? p[(size_t)r * ldm + c] : p[(size_t)c * ldm + r];
-    __syncwarp();
+    load_tile(f, p, ldm, std::is_same<Layout, row_major>::value);
 }
 
 template <int M, int N, int K, class T>
 void load_matrix_sync(fragment<accumulator, M, N, K, T, void> &f, const T *p, unsigned ldm, layout_t layout)
 {
-    __syncwarp();
-    for (int r = 0; r < f.rows; r++)
-        for (int c = 0; c < f.cols; c++)
-            f.x[r * f.cols + c] = layout == mem_row_major ? p[(size_t)r * ldm + c] : p[(size_t)c * ldm + r];
-    __syncwarp();
+    load_tile(f, p, ldm, layout == mem_row_major);
 }
 
 template <int M, int N, int K, class T>
@@ -68,7 +74,7 @@ void store_matrix_sync(T *p, const fragment<accumulator, M, N, K, T, void> &f, u
     __syncwarp();
     for (int r = 0; r < f.rows; r++)
         for (int c = 0; c < f.cols; c++)
-            (layout == mem_row_major ? p[(size_t)r * ldm + c] : p[(size_t)c * ldm + r]) = f.x[r * f.cols + c];
+            tile_element(p, ldm, r, c, layout == mem_row_major) = f.x[r * f.cols + c];
     __syncwarp();
 }
 
