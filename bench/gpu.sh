@@ -49,6 +49,7 @@ if ! pkg-config --exists lmdb libzstd libarchive openblas libpcre2-8 libxxhash c
     export LD_LIBRARY_PATH=$D:$D/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
     export EXTRA_LDFLAGS="-Wl,-rpath-link,$D -Wl,-rpath-link,$D/openblas-pthread"
 fi
+# kvpress's wheels, installed by `session`; each step runs as its own bench/gpu.sh and looks here
 [ -d "$STATE/pylib" ] && export PYTHONPATH=$PWD/$STATE/pylib${PYTHONPATH:+:$PYTHONPATH}
 MODEL=${KVZ_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 OUTDIR=${OUT:-bench/out}
@@ -134,7 +135,6 @@ session)
                 .device/wheels/*.whl || { rm -rf "$STATE/pylib"; echo "kvpress's wheels did not install"; }
         fi
     } >>"$log" 2>&1
-    [ -d "$STATE/pylib" ] && export PYTHONPATH=$PWD/$STATE/pylib${PYTHONPATH:+:$PYTHONPATH}
     step() { # name needs(model|-) seconds-it-needs-at-least
         local name=$1 needs=$2 least=$3 left rc=0 t0 result
         if [ -f "$STATE/done/$name" ]; then
