@@ -3,7 +3,8 @@
 #   make            library + the kvz command          (build/)
 #   make test       unit, golden and integration tests (needs scripts/setup.sh once)
 #   make asan       the same tests under ASan + UBSan  (build-asan/)
-#   make check      test + asan + cuda + test-cudasim-quick + fuzz-smoke: what CI runs
+#   make check      test + asan + cuda + test-cudasim-quick + test-cudasim-asan + fuzz-smoke:
+#                   what CI runs
 #   make fuzz       libFuzzer targets for every decoder of untrusted input (clang; tests/fuzz/)
 #   make valgrind   compile, query and the store commands under valgrind memcheck
 #   make cuda       compile the CUDA backend with nvcc (build-cuda/; links, runs nowhere here)
@@ -11,6 +12,8 @@
 #   make test-cudasim  the same CUDA tests with CUDA emulated on the CPU (build-sim/;
 #                   tests/cudasim/cudasim.h: logic, not speed; no GPU needed; long)
 #   make test-cudasim-quick  its kernel and forward-pass tests (minutes; in check)
+#   make test-cudasim-asan   its tests on random-weight models under ASan + UBSan,
+#                   threads in reverse order (races show; in check)
 #   make demo       compile examples/corpus into a store, inspect it, answer a question
 #   make bench      engine and compile benchmarks beside llama.cpp (bench/RESULTS.md)
 #   make install    kvz, libkvz.a, libkvz.so, kvz.h and kvz.pc under PREFIX
@@ -70,6 +73,9 @@ ifeq ($(CUDASIM),1)
 CXX ?= g++
 SIM_CXXFLAGS := -std=c++17 -O2 -mf16c -g -fPIC -Wall -Wno-unused-parameter -Wno-unknown-pragmas -Wno-sign-compare -Itests/cudasim/include -Iinclude -I. \
                 -include tests/cudasim/cudasim.h $(PKG_CFLAGS) -MMD -MP
+ifeq ($(SANITIZE),1)
+SIM_CXXFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
 CFLAGS += -DKVZ_WITH_CUDA -DKVZ_CUDASIM
 LDLIBS += -lstdc++
 CUDA_OBJS := $(patsubst %.cu,$(BUILD)/%.o,$(CUDA_SRCS)) $(BUILD)/tests/cudasim/cudasim.o
@@ -86,7 +92,7 @@ KVZ := $(BUILD)/kvz
 PC := $(BUILD)/kvz.pc
 PREFIX ?= /usr/local
 
-.PHONY: all test asan check cuda test-cuda cudasim test-cudasim test-cudasim-quick demo bench clean setup install valgrind FORCE
+.PHONY: all test asan check cuda test-cuda cudasim test-cudasim test-cudasim-quick cudasim-asan test-cudasim-asan demo bench clean setup install valgrind FORCE
 all: $(KVZ) $(SO) $(PC)
 
 $(BUILD)/%.o: %.c
@@ -162,7 +168,23 @@ test-cudasim-quick: cudasim
 	@KVZ_MODEL=$(MODEL) sh tests/run_tests.sh build-sim/tests/cuda/test_cuda_kernels
 	@KVZ_MODEL=$(MODEL) KVZ_TEST_SKIP='*llama3*' sh tests/run_tests.sh build-sim/tests/cuda/test_cuda_forward
 
-check: test asan cuda test-cudasim-quick fuzz-smoke
+# The CUDA tests emulated under ASan + UBSan, with each block's threads run in
+# reverse order (test-cudasim-quick runs them forward): a kernel's access outside
+# its device buffers or shared memory fails as a heap or global overflow, and one
+# that reads another thread's write without a barrier sees a different value.
+# Kernels, the forward pass and compiles on random-weight SmolLM2-shape models.
+cudasim-asan:
+	$(MAKE) BUILD=build-sim-asan CUDASIM=1 SANITIZE=1 build-sim-asan/libkvz.a \
+	  $(patsubst tests/cuda/%.c,build-sim-asan/tests/cuda/%,$(CUDA_TEST_SRCS))
+
+test-cudasim-asan: cudasim-asan
+	@KVZ_MODEL=$(MODEL) KVZ_CUDASIM_ORDER=reverse sh tests/run_tests.sh build-sim-asan/tests/cuda/test_cuda_kernels
+	@KVZ_MODEL=$(MODEL) KVZ_CUDASIM_ORDER=reverse KVZ_TEST_ONLY='*smollm2*' sh tests/run_tests.sh \
+	  build-sim-asan/tests/cuda/test_cuda_forward
+	@KVZ_MODEL=$(MODEL) KVZ_CUDASIM_ORDER=reverse KVZ_TEST_ONLY='*synthetic' sh tests/run_tests.sh \
+	  build-sim-asan/tests/cuda/test_cuda_compile
+
+check: test asan cuda test-cudasim-quick test-cudasim-asan fuzz-smoke
 
 # compile, ls, inspect, verify and query under valgrind memcheck (plain build;
 # tests/valgrind.sh says what runs on which model; not part of check)
@@ -202,7 +224,7 @@ setup:
 	sh scripts/setup.sh
 
 clean:
-	rm -rf build build-asan build-cuda build-sim
+	rm -rf build build-asan build-cuda build-sim build-sim-asan
 
 include tests/fuzz/fuzz.mk
 -include $(LIB_OBJS:.o=.d) $(TOOL_OBJS:.o=.d) $(CUDA_OBJS:.o=.d)

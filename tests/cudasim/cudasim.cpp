@@ -1,6 +1,7 @@
 /* cudasim.cpp — the CPU emulation of CUDA declared in cudasim.h: the block
  * scheduler (fibers), the runtime API, cuBLAS's GEMM. */
 #include "cudasim.h"
+#include "common/splitmix.h"
 #include "include/cublas_v2.h"
 #include "include/cuda_fp16.h"
 
@@ -12,6 +13,12 @@
 #include <map>
 #include <mutex>
 #include <vector>
+
+/* Under ASan, stack switches are announced to it (cudasim.h). */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define KVZ_SIM_ASAN 1
+#endif
 
 thread_local uint3 kvz_sim_threadIdx, kvz_sim_blockIdx;
 thread_local dim3 kvz_sim_blockDim, kvz_sim_gridDim;
@@ -61,6 +68,7 @@ kvz_sim_switch:
 
 struct fiber {
     void *sp; /* saved stack pointer while switched out */
+    unsigned char *stack; /* usable part: STACK_BYTES less the guard page */
     uint3 tid;
     int linear;
     bool done;
@@ -96,12 +104,36 @@ std::mutex launch_lock;
 thread_local block_state *blk;
 thread_local cudaError_t last_error = cudaSuccess;
 unsigned char *stacks; /* MAX_THREADS stacks, mapped once */
+const size_t GUARD_BYTES = 4096;
 std::map<const void *, int> smem_optin;
+/* the launching thread's stack, as ASan reports it when a fiber first runs */
+thread_local const void *host_stack;
+thread_local size_t host_stack_bytes;
+
+/* Save the running stack in *save_sp and continue on next_sp, whose stack is
+ * [next_stack, +next_bytes); `leaving` if the running fiber never resumes.
+ * Returns when something switches back. */
+void switch_stacks(void **save_sp, void *next_sp, const void *next_stack, size_t next_bytes, bool leaving)
+{
+#ifdef KVZ_SIM_ASAN
+    void *fake_stack = nullptr;
+    __sanitizer_start_switch_fiber(leaving ? nullptr : &fake_stack, next_stack, next_bytes);
+#endif
+    kvz_sim_switch(save_sp, next_sp);
+#ifdef KVZ_SIM_ASAN
+    __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
+#endif
+}
+
+void to_scheduler(bool leaving)
+{
+    fiber &f = blk->threads[(size_t)blk->current];
+    switch_stacks(&f.sp, blk->scheduler_sp, host_stack, host_stack_bytes, leaving);
+}
 
 void yield()
 {
-    fiber &f = blk->threads[(size_t)blk->current];
-    kvz_sim_switch(&f.sp, blk->scheduler_sp);
+    to_scheduler(false);
 }
 
 /* Release the waiting threads once every live thread has arrived. */
@@ -141,9 +173,11 @@ void fiber_main()
 /* A fiber's first frame: run the thread, then return to the scheduler for good. */
 void fiber_entry()
 {
+#ifdef KVZ_SIM_ASAN
+    __sanitizer_finish_switch_fiber(nullptr, &host_stack, &host_stack_bytes);
+#endif
     fiber_main();
-    fiber &f = blk->threads[(size_t)blk->current];
-    kvz_sim_switch(&f.sp, blk->scheduler_sp);
+    to_scheduler(true);
     die("a finished thread was resumed");
 }
 
@@ -157,6 +191,38 @@ warp_state &my_warp()
     if (!blk)
         die("a barrier or warp operation outside a kernel");
     return blk->warps[(size_t)(blk->threads[(size_t)blk->current].linear / 32)];
+}
+
+/* The order in which a block's threads run between two barriers:
+ * KVZ_CUDASIM_ORDER=forward (0, 1, ...; the default), reverse, or shuffle (a
+ * new permutation each round, from a fixed seed). A kernel whose result
+ * changes with it has a race: a thread reads what another writes with no
+ * barrier between them. */
+enum class thread_order { forward, reverse, shuffle };
+
+thread_order order_from_env()
+{
+    const char *v = getenv("KVZ_CUDASIM_ORDER");
+    if (!v || !*v || !strcmp(v, "forward"))
+        return thread_order::forward;
+    if (!strcmp(v, "reverse"))
+        return thread_order::reverse;
+    if (!strcmp(v, "shuffle"))
+        return thread_order::shuffle;
+    die("KVZ_CUDASIM_ORDER must be forward, reverse or shuffle");
+}
+
+const thread_order order = order_from_env();
+uint64_t shuffle_state = 0x6b767a; /* launches are serialised: one stream for all */
+
+void order_round(std::vector<int> &seq)
+{
+    int n = (int)seq.size();
+    for (int i = 0; i < n; i++)
+        seq[(size_t)i] = order == thread_order::reverse ? n - 1 - i : i;
+    if (order == thread_order::shuffle)
+        for (int i = n - 1; i > 0; i--)
+            std::swap(seq[(size_t)i], seq[(size_t)(kvz_splitmix64(&shuffle_state) % (uint64_t)(i + 1))]);
 }
 
 void run_block(block_state &b)
@@ -173,7 +239,8 @@ void run_block(block_state &b)
         f.done = false;
         /* a fresh stack as kvz_sim_switch leaves one: six registers, then the
          * return address, 16-byte aligned as a call would leave it */
-        uintptr_t top = ((uintptr_t)(stacks + (size_t)(t + 1) * STACK_BYTES)) & ~(uintptr_t)15;
+        f.stack = stacks + (size_t)t * STACK_BYTES + GUARD_BYTES;
+        uintptr_t top = ((uintptr_t)(f.stack + STACK_BYTES - GUARD_BYTES)) & ~(uintptr_t)15;
         void **sp = (void **)(top - 16);
         sp[0] = (void *)fiber_entry;
         sp -= 6;
@@ -181,15 +248,17 @@ void run_block(block_state &b)
         f.sp = sp;
     }
     int remaining = n;
+    std::vector<int> seq((size_t)n);
     while (remaining > 0) {
         unsigned long events_before = b.events;
-        for (int t = 0; t < n; t++) {
+        order_round(seq);
+        for (int t : seq) {
             fiber &f = b.threads[(size_t)t];
             if (f.done)
                 continue;
             b.current = t;
             set_thread(f);
-            kvz_sim_switch(&b.scheduler_sp, f.sp);
+            switch_stacks(&b.scheduler_sp, f.sp, f.stack, STACK_BYTES - GUARD_BYTES, false);
             remaining -= f.done;
         }
         if (remaining > 0 && b.events == events_before)
@@ -281,7 +350,7 @@ cudaError_t run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem, voi
             die("cannot map the fibers' stacks");
         /* a page at the bottom of each stack faults instead of overflowing into the next */
         for (int t = 0; t < MAX_THREADS; t++)
-            if (mprotect(stacks + (size_t)t * STACK_BYTES, 4096, PROT_NONE) != 0)
+            if (mprotect(stacks + (size_t)t * STACK_BYTES, GUARD_BYTES, PROT_NONE) != 0)
                 die("cannot protect the fibers' stacks");
     }
     block_state b;
@@ -297,10 +366,12 @@ cudaError_t run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem, voi
         for (unsigned y = 0; y < block.y; y++)
             for (unsigned x = 0; x < block.x; x++, t++)
                 b.threads[t].tid = uint3{x, y, z}, b.threads[t].linear = (int)t;
-    size_t smem_bytes = (smem + 127) / 128 * 128 + 128;
-    b.smem = (unsigned char *)aligned_alloc(128, smem_bytes);
-    if (!b.smem)
+    /* exactly the bytes asked for, so that ASan sees a read past them */
+    size_t smem_bytes = smem > 0 ? smem : 1;
+    void *smem_block = nullptr;
+    if (posix_memalign(&smem_block, 128, smem_bytes) != 0)
         die("out of memory for shared memory");
+    b.smem = (unsigned char *)smem_block;
     block_state *outer = blk;
     blk = &b;
     kvz_sim_blockDim = block;
@@ -376,8 +447,8 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d)
 /* Device memory is host memory; fresh allocations hold garbage (0xa5 bytes), as on the GPU. */
 cudaError_t cudaMalloc(void **p, size_t bytes)
 {
-    *p = aligned_alloc(256, (bytes + 255) / 256 * 256);
-    if (!*p)
+    *p = nullptr;
+    if (posix_memalign(p, 256, bytes > 0 ? bytes : 1) != 0)
         return cudaErrorMemoryAllocation;
     memset(*p, 0xa5, bytes);
     return cudaSuccess;

@@ -13,7 +13,14 @@
  * shuffles, ballots, wmma calls), so atomics need no locking and __shared__
  * variables are plain statics. A barrier no thread can pass (one reached under
  * a condition that differs between threads) stops the run with a message.
- * Launches are serialised across host threads.
+ * Launches are serialised across host threads. KVZ_CUDASIM_ORDER=forward
+ * (default), reverse or shuffle sets the order in which a block's threads run
+ * between barriers: a kernel whose results change with it has a race.
+ *
+ * Built with ASan (make test-cudasim-asan), the fiber switches are announced
+ * to it, and device memory (cudaMalloc) and each launch's dynamic shared
+ * memory are allocations of exactly the size asked for: a kernel's access past
+ * a buffer is reported with its file and line, as compute-sanitizer would.
  *
  * Warp matrix operations (wmma) keep the whole 16x16 tile in every lane's
  * fragment: valid for kernels that treat fragments as opaque (load, mma,
