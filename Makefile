@@ -13,7 +13,7 @@
 #                   tests/cudasim/cudasim.h: logic, not speed; no GPU needed; long)
 #   make test-cudasim-quick  its kernel and forward-pass tests (minutes; in check)
 #   make test-cudasim-asan   its tests on random-weight models under ASan + UBSan,
-#                   threads in reverse order (races show; in check)
+#                   blocks and threads in reverse order (races show; in check)
 #   make demo       compile examples/corpus into a store, inspect it, answer a question
 #   make bench      engine and compile benchmarks beside llama.cpp (bench/RESULTS.md)
 #   make install    kvz, libkvz.a, libkvz.so, kvz.h and kvz.pc under PREFIX
@@ -161,20 +161,25 @@ cudasim:
 
 test-cudasim: cudasim
 	@KVZ_MODEL=$(MODEL) sh tests/run_tests.sh $(patsubst tests/cuda/%.c,build-sim/tests/cuda/%,$(CUDA_TEST_SRCS))
+	@KVZ_BIN=build-sim/kvz sh tests/run_tests.sh tests/cudasim/test_device_memory.sh
 
 # What CI runs of it (minutes; the whole of it takes about half an hour): every kernel
-# test, the forward pass on the default model and a SmolLM2-shape random one.
+# test, the forward pass on the default model and a SmolLM2-shape random one, and
+# the CLI running out of device memory (tests/cudasim/test_device_memory.sh).
 test-cudasim-quick: cudasim
 	@KVZ_MODEL=$(MODEL) sh tests/run_tests.sh build-sim/tests/cuda/test_cuda_kernels
 	@KVZ_MODEL=$(MODEL) KVZ_TEST_SKIP='*llama3*' sh tests/run_tests.sh build-sim/tests/cuda/test_cuda_forward
+	@KVZ_BIN=build-sim/kvz sh tests/run_tests.sh tests/cudasim/test_device_memory.sh
 
-# The CUDA tests emulated under ASan + UBSan, with each block's threads run in
-# reverse order (test-cudasim-quick runs them forward): a kernel's access outside
-# its device buffers or shared memory fails as a heap or global overflow, and one
-# that reads another thread's write without a barrier sees a different value.
-# Kernels, the forward pass and compiles on random-weight SmolLM2-shape models.
+# The CUDA tests emulated under ASan + UBSan, with blocks and the threads of a
+# block run in reverse order (test-cudasim-quick runs them forward): a kernel's
+# access outside its device buffers or shared memory fails as a heap or global
+# overflow, and one that reads another thread's write with nothing ordering the
+# two sees a different value.
+# Kernels, the forward pass, compiles and running out of device memory on
+# random-weight SmolLM2-shape models.
 cudasim-asan:
-	$(MAKE) BUILD=build-sim-asan CUDASIM=1 SANITIZE=1 build-sim-asan/libkvz.a \
+	$(MAKE) BUILD=build-sim-asan CUDASIM=1 SANITIZE=1 build-sim-asan/kvz build-sim-asan/libkvz.a \
 	  $(patsubst tests/cuda/%.c,build-sim-asan/tests/cuda/%,$(CUDA_TEST_SRCS))
 
 test-cudasim-asan: cudasim-asan
@@ -183,6 +188,7 @@ test-cudasim-asan: cudasim-asan
 	  build-sim-asan/tests/cuda/test_cuda_forward
 	@KVZ_MODEL=$(MODEL) KVZ_CUDASIM_ORDER=reverse KVZ_TEST_ONLY='*synthetic' sh tests/run_tests.sh \
 	  build-sim-asan/tests/cuda/test_cuda_compile
+	@KVZ_BIN=build-sim-asan/kvz KVZ_CUDASIM_ORDER=reverse sh tests/run_tests.sh tests/cudasim/test_device_memory.sh
 
 check: test asan cuda test-cudasim-quick test-cudasim-asan fuzz-smoke
 

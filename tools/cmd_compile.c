@@ -344,7 +344,8 @@ int cmd_compile(int argc, char **argv)
     size_t compiled = 0, unchanged = 0, skipped = 0, failed = 0, other_shards = 0;
     uint64_t out_bytes = 0;
     int64_t in_tokens = 0;
-    for (size_t i = 0; i < list.len; i++) {
+    size_t i; /* after the loop: < list.len when a failure stopped the run there */
+    for (i = 0; i < list.len; i++) {
         kvz_document doc;
         const char *name = list.items[i].name;
         p.current = name;
@@ -430,14 +431,19 @@ int cmd_compile(int argc, char **argv)
                  a.shard, a.n_shards - 1);
     if (p.tty && !a.quiet)
         fprintf(stderr, "\r\033[K");
+    size_t not_attempted = i < list.len ? list.len - i - 1 : 0;
+    if (not_attempted && !a.quiet)
+        fprintf(stderr, "stopped: %zu document(s) after it not attempted; the store keeps what was compiled, and "
+                "the same command again goes on from there\n", not_attempted);
     if (!a.quiet)
         fprintf(stderr, "%zu compiled, %zu unchanged, %zu skipped, %zu failed%s; %lld tokens -> %.1f KB "
                 "(%.2f bytes/token) in %.1f s\n", compiled, unchanged, skipped, failed, shard_note,
                 (long long)in_tokens, out_bytes / 1024.0, in_tokens ? (double)out_bytes / (double)in_tokens : 0, el);
     if (a.json)
         printf("{\"summary\":{\"compiled\":%zu,\"unchanged\":%zu,\"skipped\":%zu,\"failed\":%zu,"
-               "\"other_shards\":%zu,\"tokens\":%lld,\"bytes\":%llu,\"seconds\":%.3f}}\n", compiled, unchanged,
-               skipped, failed, other_shards, (long long)in_tokens, (unsigned long long)out_bytes, el);
+               "\"not_attempted\":%zu,\"other_shards\":%zu,\"tokens\":%lld,\"bytes\":%llu,\"seconds\":%.3f}}\n",
+               compiled, unchanged, skipped, failed, not_attempted, other_shards, (long long)in_tokens,
+               (unsigned long long)out_bytes, el);
     if (rc == KVZ_EXIT_OK && failed)
         rc = KVZ_EXIT_FAILURE;
 done:

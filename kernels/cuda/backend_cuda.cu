@@ -12,7 +12,25 @@ extern "C" {
 #include "kernels/ggml_types.h"
 }
 
-int cuda_ensure(void **buf, size_t *have, size_t bytes)
+int cuda_malloc(void **ptr, size_t bytes, const char *what)
+{
+    *ptr = NULL;
+    cudaError_t e = cudaMalloc(ptr, bytes ? bytes : 16);
+    if (e == cudaSuccess)
+        return KVZ_OK;
+    *ptr = NULL;
+    cudaGetLastError(); /* a later launch check must not see this failure again */
+    size_t free_bytes = 0, total_bytes = 0;
+    char room[96] = "";
+    if (e == cudaErrorMemoryAllocation && cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess)
+        snprintf(room, sizeof room, " (%.1f MiB free of %.1f MiB)", free_bytes / 1048576.0,
+                 total_bytes / 1048576.0);
+    return kvz_errorf(e == cudaErrorMemoryAllocation ? KVZ_ERR_NOMEM : KVZ_ERR_BACKEND,
+                      "cuda: cannot allocate %.1f MiB of device memory%s%s: %s%s", bytes / 1048576.0,
+                      what ? " for " : "", what ? what : "", cudaGetErrorString(e), room);
+}
+
+int cuda_ensure(void **buf, size_t *have, size_t bytes, const char *what)
 {
     if (bytes <= *have)
         return KVZ_OK;
@@ -20,22 +38,14 @@ int cuda_ensure(void **buf, size_t *have, size_t bytes)
         CUDA_TRY(cudaFree(*buf));
     *buf = NULL;
     *have = 0;
-    CUDA_TRY(cudaMalloc(buf, bytes));
+    KVZ_TRY(cuda_malloc(buf, bytes, what));
     *have = bytes;
     return KVZ_OK;
 }
 
 static int cu_alloc(kvz_backend *b, size_t bytes, void **ptr)
 {
-    *ptr = NULL;
-    cudaError_t e = cudaMalloc(ptr, bytes ? bytes : 16);
-    if (e != cudaSuccess) {
-        *ptr = NULL;
-        return kvz_errorf(e == cudaErrorMemoryAllocation ? KVZ_ERR_NOMEM : KVZ_ERR_BACKEND,
-                          "cuda: cannot allocate %zu bytes of device memory: %s", bytes,
-                          cudaGetErrorString(e));
-    }
-    return KVZ_OK;
+    return cuda_malloc(ptr, bytes, NULL);
 }
 
 static void cu_free(kvz_backend *b, void *ptr)

@@ -66,8 +66,11 @@ static inline int ceil_div(int64_t a, int64_t b) { return (int)((a + b - 1) / b)
                               cudaGetErrorString(cuda_launch_err_));                           \
     } while (0)
 
-/* Grow a device scratch buffer to at least `bytes`. */
-int cuda_ensure(void **buf, size_t *have, size_t bytes);
+/* cudaMalloc with kvz's error: KVZ_ERR_NOMEM when the device is out of memory,
+ * naming the size, `what` it was for (may be NULL) and the device's free memory. */
+int cuda_malloc(void **ptr, size_t bytes, const char *what);
+/* Grow a device scratch buffer to at least `bytes` (cuda_malloc's errors). */
+int cuda_ensure(void **buf, size_t *have, size_t bytes, const char *what);
 
 /* dequant.cu: decode `rows` rows of GGUF `type` (device src) into f16 dst. */
 int cuda_dequantize_f16(cuda_impl *c, __half *dst, const void *src, uint32_t type, int64_t rows,

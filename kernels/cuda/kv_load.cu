@@ -78,7 +78,7 @@ int cuda_kv_load(kvz_backend *b, float *dst, const kvz_quant_shape *s, int is_ke
         CUDA_TRY(cudaMallocHost(&st->host, total));
         st->host_bytes = total;
     }
-    KVZ_TRY(cuda_ensure(&st->dev, &st->dev_bytes, total));
+    KVZ_TRY(cuda_ensure(&st->dev, &st->dev_bytes, total, "the KV load staging buffer"));
     uint8_t *h = (uint8_t *)st->host, *d = (uint8_t *)st->dev;
     memcpy(h, payload, payload_bytes);
     if (scale_bytes)

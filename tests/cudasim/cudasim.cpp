@@ -193,36 +193,37 @@ warp_state &my_warp()
     return blk->warps[(size_t)(blk->threads[(size_t)blk->current].linear / 32)];
 }
 
-/* The order in which a block's threads run between two barriers:
- * KVZ_CUDASIM_ORDER=forward (0, 1, ...; the default), reverse, or shuffle (a
- * new permutation each round, from a fixed seed). A kernel whose result
- * changes with it has a race: a thread reads what another writes with no
- * barrier between them. */
-enum class thread_order { forward, reverse, shuffle };
+/* The order in which the blocks of a grid, and the threads of a block between
+ * two barriers, run: KVZ_CUDASIM_ORDER=forward (0, 1, ...; the default),
+ * reverse, or shuffle (a new permutation each time, from a fixed seed). A
+ * kernel whose result changes with it has a race: a thread reads what another
+ * thread, or another block, writes with nothing ordering the two. */
+enum class run_order { forward, reverse, shuffle };
 
-thread_order order_from_env()
+run_order order_from_env()
 {
     const char *v = getenv("KVZ_CUDASIM_ORDER");
     if (!v || !*v || !strcmp(v, "forward"))
-        return thread_order::forward;
+        return run_order::forward;
     if (!strcmp(v, "reverse"))
-        return thread_order::reverse;
+        return run_order::reverse;
     if (!strcmp(v, "shuffle"))
-        return thread_order::shuffle;
+        return run_order::shuffle;
     die("KVZ_CUDASIM_ORDER must be forward, reverse or shuffle");
 }
 
-const thread_order order = order_from_env();
+const run_order order = order_from_env();
 uint64_t shuffle_state = 0x6b767a; /* launches are serialised: one stream for all */
 
-void order_round(std::vector<int> &seq)
+/* seq: 0 .. size-1 in the order asked for */
+void order_sequence(std::vector<uint32_t> &seq)
 {
-    int n = (int)seq.size();
-    for (int i = 0; i < n; i++)
-        seq[(size_t)i] = order == thread_order::reverse ? n - 1 - i : i;
-    if (order == thread_order::shuffle)
-        for (int i = n - 1; i > 0; i--)
-            std::swap(seq[(size_t)i], seq[(size_t)(kvz_splitmix64(&shuffle_state) % (uint64_t)(i + 1))]);
+    size_t n = seq.size();
+    for (size_t i = 0; i < n; i++)
+        seq[i] = (uint32_t)(order == run_order::reverse ? n - 1 - i : i);
+    if (order == run_order::shuffle)
+        for (size_t i = n - 1; i > 0 && i < n; i--)
+            std::swap(seq[i], seq[(size_t)(kvz_splitmix64(&shuffle_state) % (uint64_t)(i + 1))]);
 }
 
 void run_block(block_state &b)
@@ -248,11 +249,11 @@ void run_block(block_state &b)
         f.sp = sp;
     }
     int remaining = n;
-    std::vector<int> seq((size_t)n);
+    std::vector<uint32_t> seq((size_t)n);
     while (remaining > 0) {
         unsigned long events_before = b.events;
-        order_round(seq);
-        for (int t : seq) {
+        order_sequence(seq);
+        for (uint32_t t : seq) {
             fiber &f = b.threads[(size_t)t];
             if (f.done)
                 continue;
@@ -376,14 +377,17 @@ cudaError_t run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem, voi
     blk = &b;
     kvz_sim_blockDim = block;
     kvz_sim_gridDim = grid;
-    for (unsigned z = 0; z < grid.z; z++)
-        for (unsigned y = 0; y < grid.y; y++)
-            for (unsigned x = 0; x < grid.x; x++) {
-                kvz_sim_blockIdx = uint3{x, y, z};
-                /* shared memory starts each block as garbage, as on the GPU: NaN bytes show reads of it */
-                memset(b.smem, 0xff, smem_bytes);
-                run_block(b);
-            }
+    uint64_t n_blocks = (uint64_t)grid.x * grid.y * grid.z;
+    if (n_blocks > UINT32_MAX)
+        die("a grid of more than 2^32 blocks");
+    std::vector<uint32_t> blocks((size_t)n_blocks);
+    order_sequence(blocks);
+    for (uint32_t i : blocks) {
+        kvz_sim_blockIdx = uint3{i % grid.x, i / grid.x % grid.y, (unsigned)(i / ((uint64_t)grid.x * grid.y))};
+        /* shared memory starts each block as garbage, as on the GPU: NaN bytes show reads of it */
+        memset(b.smem, 0xff, smem_bytes);
+        run_block(b);
+    }
     blk = outer;
     free(b.smem);
     return cudaSuccess;
@@ -401,6 +405,42 @@ void __syncwarp(unsigned mask)
 {
     kvz_sim::arrive_and_wait(kvz_sim::my_warp().bar);
 }
+
+/* Device memory in use, and its limit (cudaMalloc below). */
+namespace kvz_sim {
+namespace {
+std::mutex memory_lock;
+std::map<void *, size_t> device_blocks;
+size_t device_used, device_peak;
+
+/* KVZ_CUDASIM_PEAK_FILE: where the most device memory in use at once is written at exit */
+void write_peak()
+{
+    const char *path = getenv("KVZ_CUDASIM_PEAK_FILE");
+    FILE *f = path && *path ? fopen(path, "w") : nullptr;
+    if (f) {
+        fprintf(f, "%zu\n", device_peak);
+        fclose(f);
+    }
+}
+
+size_t device_limit()
+{
+    static const size_t limit = [] {
+        const char *v = getenv("KVZ_CUDASIM_DEVICE_BYTES");
+        if (!v || !*v)
+            return (size_t)16 << 30;
+        char *end;
+        unsigned long long n = strtoull(v, &end, 10);
+        int shift = *end == 'K' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : 0;
+        if (end == v || (shift && *++end) || *end || n == 0 || n > (1ull << (63 - shift)))
+            die("KVZ_CUDASIM_DEVICE_BYTES must be a positive number of bytes, K, M or G");
+        return (size_t)(n << shift);
+    }();
+    return limit;
+}
+} // namespace
+} // namespace kvz_sim
 
 /* ---- runtime API ---------------------------------------------------------------- */
 const char *cudaGetErrorString(cudaError_t e)
@@ -434,7 +474,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d)
 {
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "cudasim (CUDA emulated on the CPU)");
-    p->totalGlobalMem = (size_t)16 << 30;
+    p->totalGlobalMem = kvz_sim::device_limit();
     p->sharedMemPerBlock = kvz_sim::DEFAULT_SMEM;
     p->sharedMemPerBlockOptin = kvz_sim::MAX_SMEM;
     p->multiProcessorCount = 4;
@@ -444,25 +484,66 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d)
     return cudaSuccess;
 }
 
-/* Device memory is host memory; fresh allocations hold garbage (0xa5 bytes), as on the GPU. */
+/* Device memory is host memory, counted against KVZ_CUDASIM_DEVICE_BYTES
+ * (a number, K/M/G suffixes; 16G by default), so that running out of it can be
+ * tested. Fresh allocations hold garbage (0xa5 bytes), as on the GPU; freeing
+ * a pointer cudaMalloc did not return fails, as on the GPU. */
+
 cudaError_t cudaMalloc(void **p, size_t bytes)
 {
+    using namespace kvz_sim;
     *p = nullptr;
+    std::lock_guard<std::mutex> g(memory_lock);
+    if (bytes > device_limit() - device_used)
+        return last_error = cudaErrorMemoryAllocation;
     if (posix_memalign(p, 256, bytes > 0 ? bytes : 1) != 0)
-        return cudaErrorMemoryAllocation;
+        return last_error = cudaErrorMemoryAllocation;
     memset(*p, 0xa5, bytes);
+    device_blocks[*p] = bytes;
+    device_used += bytes;
+    if (device_used > device_peak)
+        device_peak = device_used;
+    static bool peak_registered = atexit(write_peak) == 0;
+    (void)peak_registered;
     return cudaSuccess;
 }
 
-cudaError_t cudaMallocHost(void **p, size_t bytes) { return cudaMalloc(p, bytes); }
-
 cudaError_t cudaFree(void *p)
 {
+    using namespace kvz_sim;
+    if (!p)
+        return cudaSuccess;
+    std::lock_guard<std::mutex> g(memory_lock);
+    auto it = device_blocks.find(p);
+    if (it == device_blocks.end())
+        return last_error = cudaErrorInvalidValue;
+    device_used -= it->second;
+    device_blocks.erase(it);
     free(p);
     return cudaSuccess;
 }
 
-cudaError_t cudaFreeHost(void *p) { return cudaFree(p); }
+cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes)
+{
+    using namespace kvz_sim;
+    std::lock_guard<std::mutex> g(memory_lock);
+    *free_bytes = device_limit() - device_used;
+    *total_bytes = device_limit();
+    return cudaSuccess;
+}
+
+/* Pinned host memory: plain host memory, not counted. */
+cudaError_t cudaMallocHost(void **p, size_t bytes)
+{
+    *p = nullptr;
+    return posix_memalign(p, 256, bytes > 0 ? bytes : 1) == 0 ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+
+cudaError_t cudaFreeHost(void *p)
+{
+    free(p);
+    return cudaSuccess;
+}
 
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)
 {

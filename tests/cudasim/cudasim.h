@@ -14,8 +14,13 @@
  * variables are plain statics. A barrier no thread can pass (one reached under
  * a condition that differs between threads) stops the run with a message.
  * Launches are serialised across host threads. KVZ_CUDASIM_ORDER=forward
- * (default), reverse or shuffle sets the order in which a block's threads run
- * between barriers: a kernel whose results change with it has a race.
+ * (default), reverse or shuffle sets the order in which a grid's blocks run,
+ * and a block's threads between barriers: a kernel whose results change with
+ * it has a race.
+ *
+ * Device memory is counted: KVZ_CUDASIM_DEVICE_BYTES (16G by default) is how
+ * much there is, so running out can be tested; KVZ_CUDASIM_PEAK_FILE names a
+ * file that receives the most in use at once when the program exits.
  *
  * Built with ASan (make test-cudasim-asan), the fiber switches are announced
  * to it, and device memory (cudaMalloc) and each launch's dynamic shared
@@ -105,6 +110,7 @@ cudaError_t cudaMalloc(void **p, size_t bytes);
 cudaError_t cudaMallocHost(void **p, size_t bytes);
 cudaError_t cudaFree(void *p);
 cudaError_t cudaFreeHost(void *p);
+cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes);
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind);
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s = 0);
 cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes, cudaStream_t s = 0);

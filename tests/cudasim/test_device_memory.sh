@@ -1,0 +1,97 @@
+#!/bin/sh
+# Running out of GPU memory, with CUDA emulated (KVZ_BIN=build-sim/kvz): the
+# emulation's device holds KVZ_CUDASIM_DEVICE_BYTES, and KVZ_CUDASIM_PEAK_FILE
+# receives the most a run had in use (tests/cudasim/cudasim.h). A model that
+# does not fit, a document that does not fit after one that did, and a query
+# that does not fit each end with exit 8 and one line naming the device memory,
+# leave a store that verifies, and a rerun with room finishes the work.
+# A random-weight two-layer SmolLM2-shape model (one token per byte) keeps it fast.
+. tests/cli_lib.sh
+NOMEM=8
+
+"$KVZ" synth-model --shape smollm2-135m --layers 2 -o "$TMP/model.gguf" >/dev/null || {
+    fail "synth-model"
+    finish "device memory"
+}
+words="harbor light keeper stone tide ledger salt ship north coast map river bridge lamp oil"
+text() { # text N: about N bytes of the words above, the same every run
+    awk -v n="$1" -v w="$words" 'BEGIN { k = split(w, a, " "); s = "";
+        for (i = 0; length(s) < n; i++) s = s a[(i * 7) % k + 1] " "; print s }'
+}
+mkdir -p "$TMP/docs"
+text 90 >"$TMP/docs/a_short.txt"
+text 400 >"$TMP/docs/b_long.txt"
+text 60 >"$TMP/docs/c_last.txt"
+compile() { # compile STORE DOC...: the compile command of every run here
+    _store=$1
+    shift
+    "$KVZ" compile "$@" --store "$_store" --model "$TMP/model.gguf" --device cuda >"$TMP/out" 2>"$TMP/err"
+}
+
+# 1. the model's weights do not fit: nothing made
+KVZ_CUDASIM_DEVICE_BYTES=16M compile "$TMP/s1" "$TMP/docs/a_short.txt"
+st=$?
+last=$(tail -n 1 "$TMP/err")
+if [ $st -eq $NOMEM ] && echo "$last" | grep -q "cannot allocate .* MiB of device memory: out of memory (.* MiB free of 16.0 MiB)" &&
+    [ ! -e "$TMP/s1" ]; then
+    ok "model larger than the device: exit 8, no store made: $last"
+else
+    fail "model larger than the device: exit $st, store $(ls -d "$TMP/s1" 2>/dev/null || echo absent): $last"
+fi
+
+# 2. the peak of compiling the short document alone, then that much memory for
+#    all three: the short one is kept, the long one needs more and stops the run
+KVZ_CUDASIM_PEAK_FILE="$TMP/peak" compile "$TMP/probe" "$TMP/docs/a_short.txt"
+st=$?
+peak=$(cat "$TMP/peak" 2>/dev/null)
+if [ $st -eq 0 ] && [ -n "$peak" ]; then
+    ok "the short document alone: $peak bytes of device memory at most"
+else
+    fail "the short document alone: exit $st, peak '$peak'"
+    finish "device memory"
+fi
+KVZ_CUDASIM_DEVICE_BYTES=$peak compile "$TMP/s2" "$TMP/docs"
+st=$?
+if [ $st -eq $NOMEM ] && grep -q "^FAIL .*b_long.txt: cuda: cannot allocate .* MiB of device memory for .*: out of memory" "$TMP/err" &&
+    grep -q "^stopped: 1 document(s) after it not attempted" "$TMP/err" &&
+    grep -q "^1 compiled, 0 unchanged, 0 skipped, 1 failed" "$TMP/err"; then
+    ok "a document larger than the room left: exit 8, $(grep '^FAIL' "$TMP/err")"
+else
+    fail "a document larger than the room left: exit $st"
+    sed 's/^/     | /' "$TMP/err"
+fi
+"$KVZ" verify --store "$TMP/s2" >"$TMP/verify" 2>&1
+st=$?
+"$KVZ" ls --store "$TMP/s2" >"$TMP/ls" 2>&1
+if [ $st -eq 0 ] && [ "$(grep -c '\.txt' "$TMP/ls")" = 1 ] && grep -q a_short.txt "$TMP/ls"; then
+    ok "the store verifies and holds the short document"
+else
+    fail "the store after the failure: $(cat "$TMP/verify")"
+fi
+compile "$TMP/s2" "$TMP/docs"
+st=$?
+if [ $st -eq 0 ] && grep -q "^2 compiled, 1 unchanged, 0 skipped, 0 failed" "$TMP/err" &&
+    "$KVZ" verify --store "$TMP/s2" >/dev/null 2>&1; then
+    ok "the rerun with room compiles the other two: $(tail -n 1 "$TMP/err")"
+else
+    fail "the rerun with room: exit $st: $(tail -n 1 "$TMP/err")"
+fi
+
+# 3. a query whose model does not fit; then one that does
+KVZ_CUDASIM_DEVICE_BYTES=16M "$KVZ" query --store "$TMP/s2" --model "$TMP/model.gguf" --device cuda \
+    --doc "$TMP/docs/a_short.txt" --max-tokens 4 "Which lamp?" >"$TMP/out" 2>"$TMP/err"
+st=$?
+if [ $st -eq $NOMEM ] && grep -q "cannot allocate .* MiB of device memory: out of memory" "$TMP/err" && [ ! -s "$TMP/out" ]; then
+    ok "query on a device too small: exit 8, $(tail -n 1 "$TMP/err")"
+else
+    fail "query on a device too small: exit $st: $(tail -n 1 "$TMP/err")"
+fi
+"$KVZ" query --store "$TMP/s2" --model "$TMP/model.gguf" --device cuda --doc "$TMP/docs/b_long.txt" \
+    --max-tokens 4 "Which lamp?" >"$TMP/out" 2>"$TMP/err"
+st=$?
+if [ $st -eq 0 ] && [ -s "$TMP/out" ]; then
+    ok "query with room answers"
+else
+    fail "query with room: exit $st: $(tail -n 1 "$TMP/err")"
+fi
+finish "device memory"
