@@ -488,7 +488,6 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d)
  * (a number, K/M/G suffixes; 16G by default), so that running out of it can be
  * tested. Fresh allocations hold garbage (0xa5 bytes), as on the GPU; freeing
  * a pointer cudaMalloc did not return fails, as on the GPU. */
-
 cudaError_t cudaMalloc(void **p, size_t bytes)
 {
     using namespace kvz_sim;
