@@ -207,8 +207,10 @@ static int gather_stage_init(kvz_backend *b, int32_t n, int32_t hd, gather_stage
 }
 
 /* Keys (pre-RoPE) and values of the kept rows of one (layer, head), gathered
- * and rotated back on the backend: only the kept rows cross to the host. A
- * token's cache row is its position, so one array serves both. */
+ * and rotated back on the backend: only the kept rows cross to the host, and
+ * with keys and values NULL none do (they stay in st->k and st->v for the
+ * backend's kv_quantize). A token's cache row is its position, so one array
+ * serves both. */
 static int gather_head(const kvz_compiler *c, const gather_stage *st, int32_t layer, int32_t head, int32_t P,
                        const uint32_t *pos, uint32_t count, float *keys, float *values, int32_t *positions)
 {
@@ -230,7 +232,7 @@ static int gather_head(const kvz_compiler *c, const gather_stage *st, int32_t la
     KVZ_TRY(b->ops->gather_rows(b, v, vc + block, rows, (int32_t)count, hd));
     /* the cache holds keys after RoPE; artifacts store them before */
     KVZ_TRY(b->ops->rope(b, k, rows, (int32_t)count, 1, &hp->rope, 1));
-    if (k != keys) {
+    if (keys && k != keys) {
         KVZ_TRY(b->ops->download(b, keys, k, (size_t)count * hd * sizeof(float)));
         KVZ_TRY(b->ops->download(b, values, v, (size_t)count * hd * sizeof(float)));
     }
@@ -248,26 +250,61 @@ static int32_t encode_batch_layers(const kvz_hparams *hp, int32_t n, int n_threa
     return layers < 1 ? 1 : layers > hp->n_layers ? hp->n_layers : layers;
 }
 
+/* One (layer, head) quantized on the backend (kv_quantize): its shapes and
+ * stored bytes, waiting to be coded. */
+typedef struct head_codes_buf {
+    kvz_head_codes hc;
+    uint8_t *key_payload, *value_payload;
+    uint16_t *key_scales, *value_scales;
+} head_codes_buf;
+
+static void head_codes_free(head_codes_buf *q)
+{
+    free(q->key_payload), free(q->value_payload), free(q->key_scales), free(q->value_scales);
+    memset(q, 0, sizeof *q);
+}
+
+/* The kept rows in st (gather_head with no host buffers) quantized on the
+ * backend into q. */
+static int quantize_on_backend(kvz_backend *b, const kvz_manifest *m, const gather_stage *st, uint32_t count,
+                               uint32_t n16, head_codes_buf *q)
+{
+    KVZ_TRY(kvz_artifact_head_shape(m, count, n16, &q->hc));
+    q->key_payload = malloc(q->hc.key_bytes);
+    q->value_payload = malloc(q->hc.value_bytes);
+    q->key_scales = malloc(q->hc.key_pairs * 4 + 4);
+    q->value_scales = malloc(q->hc.value_pairs * 4 + 4);
+    if (!q->key_payload || !q->value_payload || !q->key_scales || !q->value_scales)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory for %u quantized rows", count);
+    KVZ_TRY(b->ops->kv_quantize(b, st->k, &q->hc.keys, 1, q->key_payload, q->key_scales));
+    return b->ops->kv_quantize(b, st->v, &q->hc.values, 0, q->value_payload, q->value_scales);
+}
+
 /* Encode the kept pairs of the context's document rows into an artifact:
  * a few layers at a time, their heads gathered in turn and encoded in
  * parallel (quantization and zstd dominate), added in (layer, head) order.
+ * A backend with its own memory (the GPU) also quantizes each head as it is
+ * gathered, so only the stored bytes come to the host, which codes them.
  * sel NULL keeps every row. */
 static int encode_artifact(const kvz_compiler *c, const kvz_manifest *m, const int32_t *tokens,
                            int32_t P, int32_t n, const kvz_selection *sel, uint8_t **out, size_t *size)
 {
     kvz_backend *b = c->model->backend;
     const kvz_hparams *hp = &c->model->hp;
+    const int on_backend = !b->ops->host_memory;
     const int32_t H = hp->n_kv_heads, batch = encode_batch_layers(hp, n, b->n_threads);
-    const size_t rows = (size_t)n * hp->head_dim, slots = (size_t)batch * H;
-    float *k = malloc(rows * slots * 4), *v = malloc(rows * slots * 4);
+    const size_t rows = (size_t)n * hp->head_dim, slots = (size_t)batch * H, host_rows = on_backend ? 0 : rows;
+    float *k = malloc(host_rows * slots * 4 + 4), *v = malloc(host_rows * slots * 4 + 4);
     int32_t *positions = malloc((size_t)n * sizeof *positions);
-    uint32_t *all = malloc((size_t)n * sizeof *all);
+    uint32_t *all = malloc((size_t)n * sizeof *all), *n16 = calloc(slots, sizeof *n16);
     kvz_head_sections *hs = calloc(slots, sizeof *hs);
+    head_codes_buf *codes = calloc(slots, sizeof *codes);
     int *head_rc = calloc(slots, sizeof *head_rc);
     kvz_artifact_writer *w = kvz_artifact_writer_new(c->opts.zstd_level);
     gather_stage st = {0};
-    int rc = k && v && positions && all && hs && head_rc && w ? gather_stage_init(b, n, hp->head_dim, &st)
-                                                               : kvz_errorf(KVZ_ERR_NOMEM, "out of memory encoding");
+    int rc = k && v && positions && all && n16 && hs && codes && head_rc && w
+                 ? gather_stage_init(b, n, hp->head_dim, &st)
+                 : kvz_errorf(KVZ_ERR_NOMEM, "out of memory encoding");
     if (rc == KVZ_OK)
         rc = kvz_artifact_add_tokens(w, tokens, (uint32_t)n);
     for (int32_t t = 0; all && t < n; t++)
@@ -278,8 +315,13 @@ static int encode_artifact(const kvz_compiler *c, const kvz_manifest *m, const i
             size_t i = (size_t)l0 * H + j; /* (layer, head) index: slot j of this batch */
             const uint32_t *pos = sel ? sel->pos + sel->offset[i] : all;
             uint32_t count = sel ? sel->offset[i + 1] - sel->offset[i] : (uint32_t)n;
-            rc = gather_head(c, &st, l0 + j / H, j % H, P, pos, count, k + (size_t)j * rows, v + (size_t)j * rows,
-                             positions);
+            n16[j] = 0;
+            while (n16[j] < count && pos[n16[j]] < m->fp16_tokens)
+                n16[j]++;
+            rc = gather_head(c, &st, l0 + j / H, j % H, P, pos, count, on_backend ? NULL : k + (size_t)j * rows,
+                             on_backend ? NULL : v + (size_t)j * rows, positions);
+            if (rc == KVZ_OK && on_backend)
+                rc = quantize_on_backend(b, m, &st, count, n16[j], &codes[j]);
         }
 #pragma omp parallel for schedule(dynamic, 1) num_threads(b->n_threads)
         for (int32_t j = 0; j < heads; j++) {
@@ -287,11 +329,13 @@ static int encode_artifact(const kvz_compiler *c, const kvz_manifest *m, const i
                 continue;
             size_t i = (size_t)l0 * H + j;
             const uint32_t *pos = sel ? sel->pos + sel->offset[i] : all;
-            uint32_t count = sel ? sel->offset[i + 1] - sel->offset[i] : (uint32_t)n, n16 = 0;
-            while (n16 < count && pos[n16] < m->fp16_tokens)
-                n16++;
-            head_rc[j] = kvz_artifact_encode_head(m, c->opts.zstd_level, pos, count, n16, k + (size_t)j * rows,
-                                                  v + (size_t)j * rows, &hs[j]);
+            uint32_t count = sel ? sel->offset[i + 1] - sel->offset[i] : (uint32_t)n;
+            const head_codes_buf *q = &codes[j];
+            head_rc[j] = on_backend ? kvz_artifact_encode_codes(m, c->opts.zstd_level, pos, &q->hc, q->key_payload,
+                                                                q->key_scales, q->value_payload, q->value_scales,
+                                                                &hs[j])
+                                    : kvz_artifact_encode_head(m, c->opts.zstd_level, pos, count, n16[j],
+                                                               k + (size_t)j * rows, v + (size_t)j * rows, &hs[j]);
         }
         for (int32_t j = 0; j < heads; j++) {
             if (rc == KVZ_OK && head_rc[j] != KVZ_OK)
@@ -300,13 +344,16 @@ static int encode_artifact(const kvz_compiler *c, const kvz_manifest *m, const i
                 rc = kvz_artifact_add_encoded(w, (uint16_t)(l0 + j / H), (uint16_t)(j % H), &hs[j]);
             else
                 kvz_head_sections_free(&hs[j]);
+            head_codes_free(&codes[j]);
         }
     }
     if (rc == KVZ_OK)
         rc = kvz_artifact_writer_finish(w, m, out, size);
     kvz_artifact_writer_free(w);
     gather_stage_free(b, &st);
-    free(k), free(v), free(positions), free(all), free(hs), free(head_rc);
+    for (size_t j = 0; codes && j < slots; j++)
+        head_codes_free(&codes[j]);
+    free(k), free(v), free(positions), free(all), free(n16), free(hs), free(codes), free(head_rc);
     return rc;
 }
 

@@ -89,33 +89,36 @@ int kvz_artifact_add_tokens(kvz_artifact_writer *w, const int32_t *tokens, uint3
                      (size_t)n * 4, 4, n, 0);
 }
 
-/* Quantize one side (keys or values) into its payload and scale sections. */
-static int encode_side(const kvz_manifest *m, int level, const float *x, uint32_t n, uint32_t n16,
-                       int is_keys, kvz_head_sections *hs)
+/* One side's payload and scale sections: f16 payloads compress better
+ * byte-shuffled; packed codes are bytes. */
+static int encode_side(int level, const kvz_quant_shape *qs, const uint8_t *payload, size_t payload_bytes,
+                       const uint16_t *scales, size_t pairs, kvz_encoded *data, kvz_encoded *sc)
 {
-    kvz_quant_shape qs = {n, n16, m->model.head_dim, m->bits, is_keys ? m->key_group : m->value_group};
-    if (!kvz_quant_shape_valid(&qs, is_keys))
-        return kvz_errorf(KVZ_ERR_ARG, "cannot quantize %u x %u to %u bits in groups of %u", n,
-                          qs.d, qs.bits, qs.group);
-    size_t payload_bytes = kvz_quant_payload_bytes(&qs), pairs = kvz_quant_scale_pairs(&qs, is_keys);
-    uint8_t *payload = malloc(payload_bytes ? payload_bytes : 1);
-    uint16_t *scales = malloc(pairs * 4 + 4);
-    int rc = payload && scales ? kvz_quantize(x, &qs, is_keys, payload, scales)
-                               : kvz_errorf(KVZ_ERR_NOMEM, "out of memory quantizing");
-    /* f16 payloads compress better byte-shuffled; packed codes are bytes */
-    int elem = m->bits == 16 || n16 == n ? 2 : 1;
-    kvz_encoded *data = is_keys ? &hs->keys : &hs->values, *sc = is_keys ? &hs->key_scales : &hs->value_scales;
-    if (rc == KVZ_OK) {
-        rc = kvz_encode_bytes(payload, payload_bytes, elem, level, data);
-        *(is_keys ? &hs->raw_keys : &hs->raw_values) = payload_bytes;
-    }
-    if (rc == KVZ_OK && pairs) {
+    int rc = kvz_encode_bytes(payload, payload_bytes, qs->bits == 16 || qs->n16 == qs->n ? 2 : 1, level, data);
+    if (rc == KVZ_OK && pairs)
         rc = kvz_encode_bytes(scales, pairs * 4, 2, level, sc);
-        *(is_keys ? &hs->key_pairs : &hs->value_pairs) = (uint32_t)pairs;
-    }
-    free(payload);
-    free(scales);
     return rc;
+}
+
+int kvz_artifact_head_shape(const kvz_manifest *m, uint32_t n, uint32_t n16, kvz_head_codes *hc)
+{
+    memset(hc, 0, sizeof *hc);
+    if (n == 0 || n16 > n)
+        return kvz_errorf(KVZ_ERR_ARG, "%u kept pairs (%u in f16)", n, n16);
+    hc->n = n;
+    hc->keys = (kvz_quant_shape){n, n16, m->model.head_dim, m->bits, m->key_group};
+    hc->values = (kvz_quant_shape){n, n16, m->model.head_dim, m->bits, m->value_group};
+    for (int is_keys = 1; is_keys >= 0; is_keys--) {
+        const kvz_quant_shape *qs = is_keys ? &hc->keys : &hc->values;
+        if (!kvz_quant_shape_valid(qs, is_keys))
+            return kvz_errorf(KVZ_ERR_ARG, "cannot quantize %u x %u to %u bits in groups of %u", n, qs->d,
+                              qs->bits, qs->group);
+    }
+    hc->key_bytes = kvz_quant_payload_bytes(&hc->keys);
+    hc->value_bytes = kvz_quant_payload_bytes(&hc->values);
+    hc->key_pairs = kvz_quant_scale_pairs(&hc->keys, 1);
+    hc->value_pairs = kvz_quant_scale_pairs(&hc->values, 0);
+    return KVZ_OK;
 }
 
 void kvz_head_sections_free(kvz_head_sections *hs)
@@ -128,25 +131,47 @@ void kvz_head_sections_free(kvz_head_sections *hs)
     memset(hs, 0, sizeof *hs);
 }
 
+int kvz_artifact_encode_codes(const kvz_manifest *m, int zstd_level, const uint32_t *positions,
+                              const kvz_head_codes *hc, const uint8_t *key_payload, const uint16_t *key_scales,
+                              const uint8_t *value_payload, const uint16_t *value_scales, kvz_head_sections *hs)
+{
+    memset(hs, 0, sizeof *hs);
+    const uint32_t n = hc->n;
+    for (uint32_t i = 0; i < n; i++)
+        if (positions[i] >= m->n_tokens || (i && positions[i] <= positions[i - 1]))
+            return kvz_errorf(KVZ_ERR_ARG, "positions not increasing within %u tokens", m->n_tokens);
+    hs->n = n;
+    hs->n16 = hc->keys.n16;
+    hs->raw_keys = hc->key_bytes, hs->raw_values = hc->value_bytes;
+    hs->key_pairs = (uint32_t)hc->key_pairs, hs->value_pairs = (uint32_t)hc->value_pairs;
+    int rc = kvz_encode_positions(positions, n, m->n_tokens, zstd_level, &hs->positions);
+    if (rc == KVZ_OK)
+        rc = encode_side(zstd_level, &hc->keys, key_payload, hc->key_bytes, key_scales, hc->key_pairs, &hs->keys,
+                         &hs->key_scales);
+    if (rc == KVZ_OK)
+        rc = encode_side(zstd_level, &hc->values, value_payload, hc->value_bytes, value_scales, hc->value_pairs,
+                         &hs->values, &hs->value_scales);
+    if (rc != KVZ_OK)
+        kvz_head_sections_free(hs);
+    return rc;
+}
+
 int kvz_artifact_encode_head(const kvz_manifest *m, int zstd_level, const uint32_t *positions,
                              uint32_t n, uint32_t n16, const float *keys, const float *values,
                              kvz_head_sections *hs)
 {
     memset(hs, 0, sizeof *hs);
-    if (n == 0 || n16 > n)
-        return kvz_errorf(KVZ_ERR_ARG, "%u kept pairs (%u in f16)", n, n16);
-    for (uint32_t i = 0; i < n; i++)
-        if (positions[i] >= m->n_tokens || (i && positions[i] <= positions[i - 1]))
-            return kvz_errorf(KVZ_ERR_ARG, "positions not increasing within %u tokens", m->n_tokens);
-    hs->n = n;
-    hs->n16 = n16;
-    int rc = kvz_encode_positions(positions, n, m->n_tokens, zstd_level, &hs->positions);
+    kvz_head_codes hc;
+    KVZ_TRY(kvz_artifact_head_shape(m, n, n16, &hc));
+    uint8_t *kp = malloc(hc.key_bytes), *vp = malloc(hc.value_bytes);
+    uint16_t *ks = malloc(hc.key_pairs * 4 + 4), *vs = malloc(hc.value_pairs * 4 + 4);
+    int rc = kp && vp && ks && vs ? kvz_quantize(keys, &hc.keys, 1, kp, ks)
+                                  : kvz_errorf(KVZ_ERR_NOMEM, "out of memory quantizing");
     if (rc == KVZ_OK)
-        rc = encode_side(m, zstd_level, keys, n, n16, 1, hs);
+        rc = kvz_quantize(values, &hc.values, 0, vp, vs);
     if (rc == KVZ_OK)
-        rc = encode_side(m, zstd_level, values, n, n16, 0, hs);
-    if (rc != KVZ_OK)
-        kvz_head_sections_free(hs);
+        rc = kvz_artifact_encode_codes(m, zstd_level, positions, &hc, kp, ks, vp, vs, hs);
+    free(kp), free(vp), free(ks), free(vs);
     return rc;
 }
 

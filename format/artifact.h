@@ -72,6 +72,21 @@ typedef struct kvz_head_sections {
 int kvz_artifact_encode_head(const kvz_manifest *m, int zstd_level, const uint32_t *positions,
                              uint32_t n, uint32_t n16, const float *keys, const float *values,
                              kvz_head_sections *hs);
+
+/* The shapes one (layer, head) of n kept rows (the first n16 in f16) takes
+ * under the manifest's bits and groups; KVZ_ERR_ARG when it cannot be encoded. */
+typedef struct kvz_head_codes {
+    uint32_t n;                    /* kept rows */
+    kvz_quant_shape keys, values;
+    size_t key_bytes, value_bytes; /* payloads */
+    size_t key_pairs, value_pairs; /* (scale, min) f16 pairs: 2 u16 each */
+} kvz_head_codes;
+int kvz_artifact_head_shape(const kvz_manifest *m, uint32_t n, uint32_t n16, kvz_head_codes *hc);
+/* kvz_artifact_encode_head from payloads and pairs already quantized
+ * (kernels/kv_quant.h, or a backend's kv_quantize): only the coding is left. */
+int kvz_artifact_encode_codes(const kvz_manifest *m, int zstd_level, const uint32_t *positions,
+                              const kvz_head_codes *hc, const uint8_t *key_payload, const uint16_t *key_scales,
+                              const uint8_t *value_payload, const uint16_t *value_scales, kvz_head_sections *hs);
 int kvz_artifact_add_encoded(kvz_artifact_writer *w, uint16_t layer, uint16_t head, kvz_head_sections *hs);
 void kvz_head_sections_free(kvz_head_sections *hs);
 
@@ -111,12 +126,6 @@ int kvz_artifact_read_head(const kvz_artifact *a, uint16_t layer, uint16_t head,
 /* The stored form of (layer, head) before dequantization, for loaders that
  * dequantize elsewhere (the GPU): shapes (SPEC §6, kernels/kv_codes.h) and
  * the buffer sizes kvz_artifact_read_codes fills. */
-typedef struct kvz_head_codes {
-    uint32_t n;                    /* kept rows */
-    kvz_quant_shape keys, values;
-    size_t key_bytes, value_bytes; /* payloads */
-    size_t key_pairs, value_pairs; /* (scale, min) f16 pairs: 2 u16 each */
-} kvz_head_codes;
 int kvz_artifact_head_codes(const kvz_artifact *a, uint16_t layer, uint16_t head, kvz_head_codes *hc);
 /* Positions (n) and both payloads with their scale pairs, decompressed and
  * checked, not dequantized. */

@@ -14,6 +14,7 @@
 #define KVZ_FORMAT_QUANT_H
 
 #include "kernels/kv_codes.h" /* kvz_quant_shape, payload and scale sizes, reading one element */
+#include "kernels/kv_quant.h" /* kvz_quantize */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -21,10 +22,6 @@
 /* 1 if the shape is one kvz can encode. */
 int kvz_quant_shape_valid(const kvz_quant_shape *s, int is_keys);
 
-/* x: (n, d) f32. payload: kvz_quant_payload_bytes; scales: 2 · pairs u16.
- * KVZ_ERR_NOMEM is the only failure. */
-int kvz_quantize(const float *x, const kvz_quant_shape *s, int is_keys, uint8_t *payload,
-                 uint16_t *scales);
 void kvz_dequantize(const uint8_t *payload, const uint16_t *scales, const kvz_quant_shape *s,
                     int is_keys, float *x);
 

@@ -189,6 +189,12 @@ typedef struct kvz_backend_ops {
      * after it returns (synchronize() waits). */
     int (*kv_load)(kvz_backend *b, float *dst, const kvz_quant_shape *s, int is_keys, const uint8_t *payload,
                    const uint16_t *scales, const int32_t *positions, const kvz_rope_params *rope);
+    /* The stored form of one KV head's rows x (s->n, s->d; backend memory),
+     * exactly as kernels/kv_quant.h's kvz_quantize makes it, bit for bit:
+     * payload (kvz_quant_payload_bytes) and scales (kvz_quant_scale_pairs
+     * pairs) are host memory, filled when the call returns. */
+    int (*kv_quantize)(kvz_backend *b, const float *x, const kvz_quant_shape *s, int is_keys, uint8_t *payload,
+                       uint16_t *scales);
     /* *token (host) = the token chosen from logits[0 .. n) (backend memory; see kvz_sample_params). */
     int (*sample)(kvz_backend *b, int32_t *token, const float *logits, int32_t n, const kvz_sample_params *p);
 } kvz_backend_ops;

@@ -8,12 +8,16 @@
  * Code x stands for min + x · scale, the f16 (scale, min) pair of its group:
  * for keys a channel over `group` consecutive rows, for values `group`
  * consecutive channels of a row.
+ *
+ * The writing side (kvz_kv_pair, kvz_kv_code_of) is here too, shared by the
+ * host quantizer (kernels/kv_quant.c) and its CUDA twin, which agree bit for bit.
  */
 #ifndef KVZ_KERNELS_KV_CODES_H
 #define KVZ_KERNELS_KV_CODES_H
 
 #include "kernels/host_device.h"
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -112,6 +116,62 @@ static inline KVZ_HOST_DEVICE void kvz_kv_row(const uint8_t *payload, const uint
         const uint16_t *pair = pairs + 2 * (is_keys ? c : c / s->group);
         out[c] = kvz_kv_half(pair[1]) + (float)kvz_kv_code(body, tq * d + c, s->bits) * kvz_kv_half(pair[0]);
     }
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+/* f32 to f16 bits: nearest even, overflow to infinity, NaN to 0x7e00 with its
+ * sign (common/half.h's conversion, which the GPU's matches but for NaN). */
+static inline KVZ_HOST_DEVICE uint16_t kvz_kv_to_half(float x)
+{
+#ifdef __CUDA_ARCH__
+    if (isnan(x))
+        return (uint16_t)(((__float_as_uint(x) >> 16) & 0x8000u) | 0x7e00u);
+    return __half_as_ushort(__float2half_rn(x));
+#else
+    return kvz_f32_to_fp16(x);
+#endif
+}
+
+/* The f16 no larger than x (down) and no smaller than x (up), finite. */
+static inline KVZ_HOST_DEVICE uint16_t kvz_kv_half_down(float x)
+{
+    if (x < -65504.0f)
+        x = -65504.0f;
+    uint16_t h = kvz_kv_to_half(x);
+    if (kvz_kv_half(h) > x)
+        h = (h & 0x8000) ? (uint16_t)(h + 1) : (h == 0 ? 0x8001 : (uint16_t)(h - 1));
+    return h;
+}
+
+static inline KVZ_HOST_DEVICE uint16_t kvz_kv_half_up(float x)
+{
+    if (x > 65504.0f)
+        x = 65504.0f;
+    uint16_t h = kvz_kv_to_half(x);
+    if (kvz_kv_half(h) < x)
+        h = (h & 0x8000) ? (h == 0x8000 ? 0x0001 : (uint16_t)(h - 1)) : (uint16_t)(h + 1);
+    return h;
+}
+
+/* The (scale, min) pair of a group whose elements span [lo, hi] (NaN
+ * elements left out): the minimum rounded down and the scale up to f16, so
+ * every element is within scale/2 of its dequantized value. */
+static inline KVZ_HOST_DEVICE void kvz_kv_pair(float lo, float hi, uint32_t bits, uint16_t pair[2])
+{
+    uint16_t min_h = kvz_kv_half_down(lo);
+    pair[0] = kvz_kv_half_up((hi - kvz_kv_half(min_h)) / (float)((1u << bits) - 1));
+    pair[1] = min_h;
+}
+
+/* The code of x under (scale, min) as floats: the nearest of the 2^bits
+ * levels (ties to even), clamped; NaN codes 0. No multiply, so no fused
+ * multiply-add can make the GPU round differently. */
+static inline KVZ_HOST_DEVICE uint32_t kvz_kv_code_of(float x, float scale, float min, uint32_t bits)
+{
+    const float levels = (float)((1u << bits) - 1);
+    float q = scale > 0 ? rintf((x - min) / scale) : 0.0f;
+    return q > 0 ? (q < levels ? (uint32_t)q : (uint32_t)levels) : 0u;
 }
 
 #endif

@@ -322,7 +322,8 @@ int kvz_load(kvz_model *m, kvz_store *store, const char *const *names, size_t n_
         if (failure[0])
             kvz_errorf(rc, "%s", failure);
         for (int32_t h = 0; h < H && rc == KVZ_OK; h++)
-            rc = place_head(res, &p, l, h, &heads[h]);
+            if ((rc = place_head(res, &p, l, h, &heads[h])) != KVZ_OK)
+                kvz_error_context(rc, "loading layer %d head %d", l, h);
     }
     for (int32_t h = 0; heads && h < H; h++)
         free(heads[h].codes), free(heads[h].at), free(heads[h].arena);

@@ -6,6 +6,7 @@
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/dequant.h"
 #include "kernels/ggml_types.h"
+#include "kernels/kv_quant.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -234,6 +235,12 @@ static int cpu_kv_load(kvz_backend *b, float *dst, const kvz_quant_shape *s, int
     return KVZ_OK;
 }
 
+static int cpu_kv_quantize(kvz_backend *b, const float *x, const kvz_quant_shape *s, int is_keys, uint8_t *payload,
+                           uint16_t *scales)
+{
+    return kvz_quantize(x, s, is_keys, payload, scales);
+}
+
 static void cpu_destroy(kvz_backend *b)
 {
     cpu_impl *impl = b->impl;
@@ -269,6 +276,7 @@ static const kvz_backend_ops CPU_OPS = {
     .chunk_sums = cpu_chunk_sums,
     .key_norms = cpu_key_norms,
     .kv_load = cpu_kv_load,
+    .kv_quantize = cpu_kv_quantize,
     .sample = cpu_sample,
 };
 

@@ -12,6 +12,22 @@ extern "C" {
 #include "kernels/ggml_types.h"
 }
 
+/* kvz's error for a failed allocation of `bytes` of `kind` memory (device
+ * memory also says how much the device has free). */
+static int allocation_failed(cudaError_t e, size_t bytes, const char *kind, const char *what, int device)
+{
+    cudaGetLastError(); /* a later launch check must not see this failure again */
+    size_t free_bytes = 0, total_bytes = 0;
+    char room[96] = "";
+    if (device && e == cudaErrorMemoryAllocation && cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess)
+        snprintf(room, sizeof room, " (%.1f MiB free of %.1f MiB)", free_bytes / 1048576.0,
+                 total_bytes / 1048576.0);
+    const int mib = bytes >= ((size_t)1 << 20); /* a KV load's staging may be a few KiB */
+    return kvz_errorf(e == cudaErrorMemoryAllocation ? KVZ_ERR_NOMEM : KVZ_ERR_BACKEND,
+                      "cuda: cannot allocate %.1f %s of %s memory%s%s: %s%s", bytes / (mib ? 1048576.0 : 1024.0),
+                      mib ? "MiB" : "KiB", kind, what ? " for " : "", what ? what : "", cudaGetErrorString(e), room);
+}
+
 int cuda_malloc(void **ptr, size_t bytes, const char *what)
 {
     *ptr = NULL;
@@ -19,15 +35,17 @@ int cuda_malloc(void **ptr, size_t bytes, const char *what)
     if (e == cudaSuccess)
         return KVZ_OK;
     *ptr = NULL;
-    cudaGetLastError(); /* a later launch check must not see this failure again */
-    size_t free_bytes = 0, total_bytes = 0;
-    char room[96] = "";
-    if (e == cudaErrorMemoryAllocation && cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess)
-        snprintf(room, sizeof room, " (%.1f MiB free of %.1f MiB)", free_bytes / 1048576.0,
-                 total_bytes / 1048576.0);
-    return kvz_errorf(e == cudaErrorMemoryAllocation ? KVZ_ERR_NOMEM : KVZ_ERR_BACKEND,
-                      "cuda: cannot allocate %.1f MiB of device memory%s%s: %s%s", bytes / 1048576.0,
-                      what ? " for " : "", what ? what : "", cudaGetErrorString(e), room);
+    return allocation_failed(e, bytes, "device", what, 1);
+}
+
+int cuda_malloc_host(void **ptr, size_t bytes, const char *what)
+{
+    *ptr = NULL;
+    cudaError_t e = cudaMallocHost(ptr, bytes ? bytes : 16);
+    if (e == cudaSuccess)
+        return KVZ_OK;
+    *ptr = NULL;
+    return allocation_failed(e, bytes, "pinned host", what, 0);
 }
 
 int cuda_ensure(void **buf, size_t *have, size_t bytes, const char *what)
@@ -137,6 +155,8 @@ static void cu_destroy(kvz_backend *b)
         cudaFree(c->rows_scratch);
     if (c->sample_scratch)
         cudaFree(c->sample_scratch);
+    if (c->quant_scratch)
+        cudaFree(c->quant_scratch);
     for (int i = 0; i < 2; i++) {
         if (c->stage[i].host)
             cudaFreeHost(c->stage[i].host);
@@ -178,6 +198,7 @@ static const kvz_backend_ops CUDA_OPS = {
     cuda_chunk_sums,
     cuda_key_norms,
     cuda_kv_load,
+    cuda_kv_quantize,
     cuda_sample,
 };
 

@@ -43,11 +43,15 @@ typedef struct cuda_impl {
     size_t sample_bytes;
     kv_stage stage[2]; /* used in turn */
     int stage_next;
+    void *quant_scratch; /* kv_quantize: one side's payload and pairs */
+    size_t quant_bytes;
 } cuda_impl;
 
 static inline cuda_impl *cuda_of(kvz_backend *b) { return (cuda_impl *)b->impl; }
 
 static inline int ceil_div(int64_t a, int64_t b) { return (int)((a + b - 1) / b); }
+/* Offsets of the parts of one scratch buffer keep them 256-byte aligned. */
+static inline size_t cuda_align256(size_t x) { return (x + 255) & ~(size_t)255; }
 
 /* Any CUDA failure becomes KVZ_ERR_BACKEND with the call named. */
 #define CUDA_TRY(call)                                                                         \
@@ -69,6 +73,9 @@ static inline int ceil_div(int64_t a, int64_t b) { return (int)((a + b - 1) / b)
 /* cudaMalloc with kvz's error: KVZ_ERR_NOMEM when the device is out of memory,
  * naming the size, `what` it was for (may be NULL) and the device's free memory. */
 int cuda_malloc(void **ptr, size_t bytes, const char *what);
+/* cudaMallocHost (page-locked host memory) with the same errors, less the
+ * device's free memory. */
+int cuda_malloc_host(void **ptr, size_t bytes, const char *what);
 /* Grow a device scratch buffer to at least `bytes` (cuda_malloc's errors). */
 int cuda_ensure(void **buf, size_t *have, size_t bytes, const char *what);
 
@@ -101,6 +108,9 @@ int cuda_attention_scores(kvz_backend *b, float *scores, const float *q, const f
 /* kv_load.cu */
 int cuda_kv_load(kvz_backend *b, float *dst, const kvz_quant_shape *s, int is_keys, const uint8_t *payload,
                  const uint16_t *scales, const int32_t *positions, const kvz_rope_params *rope);
+/* kv_quant.cu */
+int cuda_kv_quantize(kvz_backend *b, const float *x, const kvz_quant_shape *s, int is_keys, uint8_t *payload,
+                     uint16_t *scales);
 /* sample.cu */
 int cuda_sample(kvz_backend *b, int32_t *token, const float *logits, int32_t n, const kvz_sample_params *p);
 /* topk.cu */

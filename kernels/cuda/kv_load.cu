@@ -50,8 +50,6 @@ __global__ static void kv_load_kernel(kv_load_args a)
     row[c1] = x1;
 }
 
-static size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
-
 int cuda_kv_load(kvz_backend *b, float *dst, const kvz_quant_shape *s, int is_keys, const uint8_t *payload,
                  const uint16_t *scales, const int32_t *positions, const kvz_rope_params *rope)
 {
@@ -63,8 +61,8 @@ int cuda_kv_load(kvz_backend *b, float *dst, const kvz_quant_shape *s, int is_ke
                           positions ? rope->rope_dim : 0);
     const size_t payload_bytes = kvz_quant_payload_bytes(s), scale_bytes = kvz_quant_scale_pairs(s, is_keys) * 4,
                  position_bytes = positions ? (size_t)s->n * 4 : 0;
-    const size_t at_scales = align256(payload_bytes), at_positions = at_scales + align256(scale_bytes),
-                 total = at_positions + align256(position_bytes);
+    const size_t at_scales = cuda_align256(payload_bytes), at_positions = at_scales + cuda_align256(scale_bytes),
+                 total = at_positions + cuda_align256(position_bytes);
 
     kv_stage *st = &c->stage[c->stage_next];
     c->stage_next ^= 1;
@@ -75,7 +73,7 @@ int cuda_kv_load(kvz_backend *b, float *dst, const kvz_quant_shape *s, int is_ke
         if (st->host)
             CUDA_TRY(cudaFreeHost(st->host));
         st->host = NULL, st->host_bytes = 0;
-        CUDA_TRY(cudaMallocHost(&st->host, total));
+        KVZ_TRY(cuda_malloc_host(&st->host, total, "the KV load staging buffer"));
         st->host_bytes = total;
     }
     KVZ_TRY(cuda_ensure(&st->dev, &st->dev_bytes, total, "the KV load staging buffer"));

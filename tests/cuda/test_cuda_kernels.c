@@ -581,6 +581,51 @@ static void test_kv_load(void **state)
             }
 }
 
+/* A KV head quantized on the GPU gives the CPU's bytes exactly: every bit
+ * width, keys (a last group shorter than the others) and values, f16 rows or
+ * none, and data with ties on the rounding boundary, values beyond f16's range,
+ * infinities and NaN. The GPU's payload and pairs come back through the op's
+ * host buffers, which hold garbage before the call. */
+static void test_kv_quantize(void **state)
+{
+    const uint32_t bits[] = {16, 8, 4, 2};
+    for (size_t bi = 0; bi < 4; bi++)
+        for (int is_keys = 0; is_keys < 2; is_keys++)
+            for (int data = 0; data < 3; data++) {
+                const uint32_t d = data == 1 ? 128 : 64, n = 301 + 97 * (uint32_t)bi, n16 = data == 2 ? 0 : 4;
+                kvz_quant_shape q = {.n = n, .n16 = n16, .d = d, .bits = bits[bi], .group = is_keys ? 128 : 32};
+                float *x = host_random((size_t)n * d, 3.0f);
+                if (data == 1) /* quarter steps: many codes fall exactly half way */
+                    for (size_t i = 0; i < (size_t)n * d; i++)
+                        x[i] = floorf(x[i] * 4) / 4;
+                if (data == 2) { /* the edges of f16 and of IEEE */
+                    const float odd[] = {70000.0f, -70000.0f, INFINITY, -INFINITY, NAN, 65504.0f, 1e-8f, -0.0f};
+                    for (size_t i = 0; i < (size_t)n * d; i += 37)
+                        x[i] = odd[i / 37 % 8];
+                }
+                const size_t payload_bytes = kvz_quant_payload_bytes(&q), pairs = kvz_quant_scale_pairs(&q, is_keys);
+                uint8_t *want = malloc(payload_bytes), *got = malloc(payload_bytes);
+                uint16_t *want_scales = malloc(pairs * 4 + 4), *got_scales = malloc(pairs * 4 + 4);
+                memset(got, 0x5a, payload_bytes);
+                memset(got_scales, 0x5a, pairs * 4 + 4);
+                CHECK_OK(kvz_quantize(x, &q, is_keys, want, want_scales));
+                float *dx = dev(x, (size_t)n * d * 4);
+                CHECK_OK(gpu->ops->kv_quantize(gpu, dx, &q, is_keys, got, got_scales));
+                size_t bad = 0, bad_pairs = 0;
+                for (size_t i = 0; i < payload_bytes; i++)
+                    bad += want[i] != got[i];
+                for (size_t i = 0; i < pairs * 2; i++)
+                    bad_pairs += want_scales[i] != got_scales[i];
+                printf("kv_quantize %-6s %2u-bit %s: %zu payload bytes, %zu pairs, %zu and %zu differ\n",
+                       is_keys ? "keys" : "values", bits[bi], data == 0 ? "random" : data == 1 ? "ties  " : "edges ",
+                       payload_bytes, pairs, bad, bad_pairs);
+                assert_int_equal(bad, 0);
+                assert_int_equal(bad_pairs, 0);
+                gpu->ops->free(gpu, dx);
+                free(x), free(want), free(got), free(want_scales), free(got_scales);
+            }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -598,6 +643,7 @@ int main(void)
         cmocka_unit_test(test_gather_rows),
         cmocka_unit_test(test_select_on_gpu),
         cmocka_unit_test(test_kv_load),
+        cmocka_unit_test(test_kv_quantize),
     };
     test_filters_from_env();
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -93,6 +93,7 @@ struct block_state {
     unsigned long events; /* barriers released and threads ended: progress */
     std::vector<warp_state> warps;
     std::vector<fiber> threads;
+    std::vector<uint32_t> order; /* the threads' order in a round, reused across the grid's blocks */
     int current;
     void *scheduler_sp;
     void (*body)(void *);
@@ -249,11 +250,10 @@ void run_block(block_state &b)
         f.sp = sp;
     }
     int remaining = n;
-    std::vector<uint32_t> seq((size_t)n);
     while (remaining > 0) {
         unsigned long events_before = b.events;
-        order_sequence(seq);
-        for (uint32_t t : seq) {
+        order_sequence(b.order);
+        for (uint32_t t : b.order) {
             fiber &f = b.threads[(size_t)t];
             if (f.done)
                 continue;
@@ -363,6 +363,7 @@ cudaError_t run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem, voi
     b.ctx = ctx;
     b.warps.resize((size_t)((threads + 31) / 32));
     b.threads.resize((size_t)threads);
+    b.order.resize((size_t)threads);
     for (unsigned z = 0, t = 0; z < block.z; z++)
         for (unsigned y = 0; y < block.y; y++)
             for (unsigned x = 0; x < block.x; x++, t++)
@@ -406,12 +407,45 @@ void __syncwarp(unsigned mask)
     kvz_sim::arrive_and_wait(kvz_sim::my_warp().bar);
 }
 
-/* Device memory in use, and its limit (cudaMalloc below). */
+/* Device and pinned host memory in use, and their limits (cudaMalloc, cudaMallocHost below). */
 namespace kvz_sim {
 namespace {
+/* Memory counted against a limit: device memory, and pinned host memory apart. */
+struct counted_memory {
+    std::map<void *, size_t> blocks;
+    size_t used, peak;
+};
 std::mutex memory_lock;
-std::map<void *, size_t> device_blocks;
-size_t device_used, device_peak;
+counted_memory device_memory, pinned_memory;
+
+/* 256-byte aligned, exactly `bytes` long (ASan sees a read past them) */
+cudaError_t counted_alloc(counted_memory &m, size_t limit, void **p, size_t bytes)
+{
+    *p = nullptr;
+    std::lock_guard<std::mutex> g(memory_lock);
+    if (bytes > limit - m.used || posix_memalign(p, 256, bytes > 0 ? bytes : 1) != 0)
+        return last_error = cudaErrorMemoryAllocation;
+    m.blocks[*p] = bytes;
+    m.used += bytes;
+    if (m.used > m.peak)
+        m.peak = m.used;
+    return cudaSuccess;
+}
+
+/* freeing a pointer that the matching allocation did not return fails, as on the GPU */
+cudaError_t counted_free(counted_memory &m, void *p)
+{
+    if (!p)
+        return cudaSuccess;
+    std::lock_guard<std::mutex> g(memory_lock);
+    auto it = m.blocks.find(p);
+    if (it == m.blocks.end())
+        return last_error = cudaErrorInvalidValue;
+    m.used -= it->second;
+    m.blocks.erase(it);
+    free(p);
+    return cudaSuccess;
+}
 
 /* KVZ_CUDASIM_PEAK_FILE: where the most device memory in use at once is written at exit */
 void write_peak()
@@ -419,24 +453,37 @@ void write_peak()
     const char *path = getenv("KVZ_CUDASIM_PEAK_FILE");
     FILE *f = path && *path ? fopen(path, "w") : nullptr;
     if (f) {
-        fprintf(f, "%zu\n", device_peak);
+        fprintf(f, "%zu\n", device_memory.peak);
         fclose(f);
     }
 }
 
+/* A byte count from the environment (a number, K/M/G suffixes), or `fallback`. */
+size_t bytes_from_env(const char *name, size_t fallback)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return fallback;
+    char *end;
+    unsigned long long n = strtoull(v, &end, 10);
+    int shift = *end == 'K' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : 0;
+    if (end == v || (shift && *++end) || *end || n == 0 || n > (1ull << (63 - shift))) {
+        static char message[128];
+        snprintf(message, sizeof message, "%s must be a positive number of bytes, K, M or G", name);
+        die(message);
+    }
+    return (size_t)(n << shift);
+}
+
 size_t device_limit()
 {
-    static const size_t limit = [] {
-        const char *v = getenv("KVZ_CUDASIM_DEVICE_BYTES");
-        if (!v || !*v)
-            return (size_t)16 << 30;
-        char *end;
-        unsigned long long n = strtoull(v, &end, 10);
-        int shift = *end == 'K' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : 0;
-        if (end == v || (shift && *++end) || *end || n == 0 || n > (1ull << (63 - shift)))
-            die("KVZ_CUDASIM_DEVICE_BYTES must be a positive number of bytes, K, M or G");
-        return (size_t)(n << shift);
-    }();
+    static const size_t limit = bytes_from_env("KVZ_CUDASIM_DEVICE_BYTES", (size_t)16 << 30);
+    return limit;
+}
+
+size_t pinned_limit()
+{
+    static const size_t limit = bytes_from_env("KVZ_CUDASIM_PINNED_BYTES", SIZE_MAX);
     return limit;
 }
 } // namespace
@@ -491,58 +538,35 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d)
 cudaError_t cudaMalloc(void **p, size_t bytes)
 {
     using namespace kvz_sim;
-    *p = nullptr;
-    std::lock_guard<std::mutex> g(memory_lock);
-    if (bytes > device_limit() - device_used)
-        return last_error = cudaErrorMemoryAllocation;
-    if (posix_memalign(p, 256, bytes > 0 ? bytes : 1) != 0)
-        return last_error = cudaErrorMemoryAllocation;
+    cudaError_t e = counted_alloc(device_memory, device_limit(), p, bytes);
+    if (e != cudaSuccess)
+        return e;
     memset(*p, 0xa5, bytes);
-    device_blocks[*p] = bytes;
-    device_used += bytes;
-    if (device_used > device_peak)
-        device_peak = device_used;
     static bool peak_registered = atexit(write_peak) == 0;
     (void)peak_registered;
     return cudaSuccess;
 }
 
-cudaError_t cudaFree(void *p)
-{
-    using namespace kvz_sim;
-    if (!p)
-        return cudaSuccess;
-    std::lock_guard<std::mutex> g(memory_lock);
-    auto it = device_blocks.find(p);
-    if (it == device_blocks.end())
-        return last_error = cudaErrorInvalidValue;
-    device_used -= it->second;
-    device_blocks.erase(it);
-    free(p);
-    return cudaSuccess;
-}
+cudaError_t cudaFree(void *p) { return counted_free(kvz_sim::device_memory, p); }
 
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes)
 {
     using namespace kvz_sim;
     std::lock_guard<std::mutex> g(memory_lock);
-    *free_bytes = device_limit() - device_used;
+    *free_bytes = device_limit() - device_memory.used;
     *total_bytes = device_limit();
     return cudaSuccess;
 }
 
-/* Pinned host memory: plain host memory, not counted. */
+/* Pinned host memory: host memory counted apart from device memory, against
+ * KVZ_CUDASIM_PINNED_BYTES (no limit by default), so that running out of it can
+ * be tested too. */
 cudaError_t cudaMallocHost(void **p, size_t bytes)
 {
-    *p = nullptr;
-    return posix_memalign(p, 256, bytes > 0 ? bytes : 1) == 0 ? cudaSuccess : cudaErrorMemoryAllocation;
+    return counted_alloc(kvz_sim::pinned_memory, kvz_sim::pinned_limit(), p, bytes);
 }
 
-cudaError_t cudaFreeHost(void *p)
-{
-    free(p);
-    return cudaSuccess;
-}
+cudaError_t cudaFreeHost(void *p) { return counted_free(kvz_sim::pinned_memory, p); }
 
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)
 {

@@ -21,6 +21,8 @@
  * Device memory is counted: KVZ_CUDASIM_DEVICE_BYTES (16G by default) is how
  * much there is, so running out can be tested; KVZ_CUDASIM_PEAK_FILE names a
  * file that receives the most in use at once when the program exits.
+ * Pinned host memory (cudaMallocHost) is counted apart, against
+ * KVZ_CUDASIM_PINNED_BYTES (no limit by default).
  *
  * Built with ASan (make test-cudasim-asan), the fiber switches are announced
  * to it, and device memory (cudaMalloc) and each launch's dynamic shared

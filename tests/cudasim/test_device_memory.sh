@@ -4,7 +4,8 @@
 # receives the most a run had in use (tests/cudasim/cudasim.h). A model that
 # does not fit, a document that does not fit after one that did, and a query
 # that does not fit each end with exit 8 and one line naming the device memory,
-# leave a store that verifies, and a rerun with room finishes the work.
+# leave a store that verifies, and a rerun with room finishes the work; so
+# does a query that runs out of pinned host memory (KVZ_CUDASIM_PINNED_BYTES).
 # A random-weight two-layer SmolLM2-shape model (one token per byte) keeps it fast.
 . tests/cli_lib.sh
 NOMEM=8
@@ -52,7 +53,7 @@ else
 fi
 KVZ_CUDASIM_DEVICE_BYTES=$peak compile "$TMP/s2" "$TMP/docs"
 st=$?
-if [ $st -eq $NOMEM ] && grep -q "^FAIL .*b_long.txt: cuda: cannot allocate .* MiB of device memory for .*: out of memory" "$TMP/err" &&
+if [ $st -eq $NOMEM ] && grep -q "^FAIL .*b_long.txt: cuda: cannot allocate .* [KM]iB of device memory for .*: out of memory" "$TMP/err" &&
     grep -q "^stopped: 1 document(s) after it not attempted" "$TMP/err" &&
     grep -q "^1 compiled, 0 unchanged, 0 skipped, 1 failed" "$TMP/err"; then
     ok "a document larger than the room left: exit 8, $(grep '^FAIL' "$TMP/err")"
@@ -85,6 +86,17 @@ if [ $st -eq $NOMEM ] && grep -q "cannot allocate .* MiB of device memory: out o
     ok "query on a device too small: exit 8, $(tail -n 1 "$TMP/err")"
 else
     fail "query on a device too small: exit $st: $(tail -n 1 "$TMP/err")"
+fi
+# 4. the pinned host memory that stages a stored head on its way to the device
+#    runs out (a head of these documents needs a few KiB)
+KVZ_CUDASIM_PINNED_BYTES=1K "$KVZ" query --store "$TMP/s2" --model "$TMP/model.gguf" --device cuda \
+    --doc "$TMP/docs/b_long.txt" --max-tokens 4 "Which lamp?" >"$TMP/out" 2>"$TMP/err"
+st=$?
+if [ $st -eq $NOMEM ] && grep -q "cannot allocate .* KiB of pinned host memory for the KV load staging buffer: out of memory" "$TMP/err" &&
+    [ ! -s "$TMP/out" ]; then
+    ok "query without pinned memory for loading: exit 8, $(tail -n 1 "$TMP/err")"
+else
+    fail "query without pinned memory for loading: exit $st: $(tail -n 1 "$TMP/err")"
 fi
 "$KVZ" query --store "$TMP/s2" --model "$TMP/model.gguf" --device cuda --doc "$TMP/docs/b_long.txt" \
     --max-tokens 4 "Which lamp?" >"$TMP/out" 2>"$TMP/err"
