@@ -6,7 +6,9 @@
 #   DEVICE=cpu sh bench/runtime.sh        (KVZ_BIN=build-cuda/kvz DEVICE=cuda on a GPU)
 #
 # Load GB/s counts the decoded cache written (kept pairs x key and value rows
-# x HEAD_DIM f32; 64 for SmolLM2) per second of the whole load.
+# x HEAD_DIM f32; 64 for SmolLM2) per second of the whole load. On the GPU the
+# host link's own copy bandwidth is printed first (bench/link_bandwidth.py):
+# what crosses it is the stored form, a fraction of the decoded bytes.
 set -eu
 cd "$(dirname "$0")/.."
 KVZ=${KVZ_BIN:-build/kvz}
@@ -32,6 +34,7 @@ PY
 gpu=""
 [ "$DEVICE" = cuda ] && gpu=", $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p')$gpu, device $DEVICE"
+[ "$DEVICE" = cuda ] && { python3 bench/link_bandwidth.py || echo "host link: not measured"; }
 echo "| tokens | compile s | load ms | load GB/s | question ms | TTFT from store ms | TTFT by prefill ms | speedup | decode tok/s compressed | decode tok/s full |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
 for n in $SIZES; do
