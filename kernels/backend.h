@@ -52,8 +52,9 @@ typedef struct kvz_rope_params {
  * (h+1)·capacity) and the n queries sit at rows pos0 .. pos0+n-1 of every head.
  * Ragged layout (a loaded compressed cache, heads of different lengths): head h
  * owns rows from head_base[h] and its queries sit at rows head_rows[h] .. of
- * that block; max_head_rows is the largest head_rows[h]. The arrays are
- * backend memory with n_kv_heads entries.
+ * that block; max_head_rows is the largest head_rows[h] and total_head_rows
+ * their sum (0 if unknown: a backend then plans its work from the largest).
+ * The arrays are backend memory with n_kv_heads entries.
  *
  * Either way query i attends to its head's rows 0 .. first_query_row + i. */
 typedef struct kvz_attention_params {
@@ -67,6 +68,7 @@ typedef struct kvz_attention_params {
     const int64_t *head_base; /* ragged: first row of each head's block, or NULL */
     const int32_t *head_rows; /* ragged: rows before each head's first query */
     int32_t max_head_rows;
+    int64_t total_head_rows;
 } kvz_attention_params;
 
 typedef enum kvz_score_reduce {

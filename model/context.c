@@ -287,6 +287,8 @@ static int run_layer(kvz_context *c, int32_t l, int32_t n, const kvz_eval_opts *
         ap.head_base = c->rg->base[l];
         ap.head_rows = c->rg->rows[l];
         ap.max_head_rows = c->rg->max_loaded + c->len;
+        for (int32_t h = 0; h < hp->n_kv_heads; h++)
+            ap.total_head_rows += c->rg->loaded[(size_t)l * hp->n_kv_heads + h] + c->len;
     }
     KVZ_TRY(ops->rmsnorm(b, w->h, w->x, L->attn_norm, n, hp->dim, hp->rms_eps));
     KVZ_TRY(ops->matmul(b, w->q, w->h, &L->wq, n, 0));

@@ -99,6 +99,7 @@ static int case_init(kvz_backend *b, const kvz_hparams *hp, const int32_t *rows,
         .head_base = a->head_base,
         .head_rows = a->head_rows,
         .max_head_rows = max_rows,
+        .total_head_rows = *total,
     };
     return rc;
 }

@@ -212,16 +212,22 @@ int cuda_attention(kvz_backend *b, float *out, const float *q, const float *k_ca
         a.bq = p->n;
     int tiles = ceil_div(p->n, a.bq);
     int kv_max = (p->head_base ? p->max_head_rows : p->pos0) + p->n;
-    /* split the keys when too few blocks would run (decode, short chunks) */
+    /* keys over all heads: a loaded cache's heads differ in length */
+    int64_t kv_total = p->head_base && p->total_head_rows > 0 ? p->total_head_rows + (int64_t)p->n_kv_heads * p->n
+                                                              : (int64_t)kv_max * p->n_kv_heads;
+    /* Split the keys when too few blocks would run (decode, short chunks):
+     * into pieces of one length for every head, about two blocks' worth per
+     * SM over all heads' keys, so that a short head takes fewer blocks, not
+     * shorter ones. Sized by the longest head instead, a compressed cache's
+     * blocks would be as long as its longest head allows and its shorter heads
+     * would leave SMs idle: a decode step would cost the longest head's time. */
     int base = tiles * p->n_kv_heads;
-    a.splits = 1;
+    a.split_len = kv_max;
     if (base < 2 * c->sm_count && kv_max > 4 * key_tile) {
-        a.splits = ceil_div(2 * c->sm_count, base);
-        int max_splits = ceil_div(kv_max, 2 * key_tile);
-        if (a.splits > max_splits)
-            a.splits = max_splits;
+        int64_t len = ((int64_t)tiles * kv_total + 2 * c->sm_count - 1) / (2 * c->sm_count);
+        a.split_len = (int)(len < 2 * key_tile ? 2 * key_tile : len < kv_max ? len : kv_max);
     }
-    a.split_len = ceil_div(ceil_div(kv_max, a.splits), key_tile) * key_tile;
+    a.split_len = ceil_div(a.split_len, key_tile) * key_tile;
     a.splits = ceil_div(kv_max, a.split_len);
     a.partials = NULL;
     if (a.splits > 1) {

@@ -240,11 +240,12 @@ static void check_attention(int32_t n, int32_t pos0, int32_t n_heads, int32_t n_
 /* A loaded cache: heads of different lengths, each followed by n query rows. */
 static void check_attention_ragged(int32_t n, const int32_t *rows, int32_t n_heads, int32_t n_kv, int32_t hd)
 {
-    int64_t base[16], total = 0;
+    int64_t base[16], total = 0, total_rows = 0;
     int32_t max_rows = 0;
     for (int32_t h = 0; h < n_kv; h++) {
         base[h] = total;
         total += rows[h] + n + 2;
+        total_rows += rows[h];
         max_rows = rows[h] > max_rows ? rows[h] : max_rows;
     }
     size_t cache = (size_t)total * hd, qn = (size_t)n * n_heads * hd;
@@ -253,7 +254,7 @@ static void check_attention_ragged(int32_t n, const int32_t *rows, int32_t n_hea
     int32_t *drows = dev(rows, sizeof(int32_t) * n_kv);
     kvz_attention_params p = {.n = n, .n_heads = n_heads, .n_kv_heads = n_kv, .head_dim = hd,
                               .scale = 1.0f / sqrtf((float)hd), .head_base = base, .head_rows = rows,
-                              .max_head_rows = max_rows};
+                              .max_head_rows = max_rows, .total_head_rows = total_rows};
     kvz_attention_params dp = p;
     dp.head_base = dbase;
     dp.head_rows = drows;
