@@ -154,11 +154,19 @@ static inline KVZ_HOST_DEVICE uint16_t kvz_kv_half_up(float x)
     return h;
 }
 
-/* The (scale, min) pair of a group whose elements span [lo, hi] (NaN
- * elements left out): the minimum rounded down and the scale up to f16, so
- * every element is within scale/2 of its dequantized value. */
-static inline KVZ_HOST_DEVICE void kvz_kv_pair(float lo, float hi, uint32_t bits, uint16_t pair[2])
+/* The (scale, min) pair of the group x[i·stride], i < count: the minimum
+ * rounded down and the scale up to f16, so every element is within scale/2 of
+ * its dequantized value. The range comes from comparisons, not fminf/fmaxf, so
+ * NaN elements are left out the same way on the host and the GPU. */
+static inline KVZ_HOST_DEVICE void kvz_kv_pair(const float *x, size_t stride, size_t count, uint32_t bits,
+                                               uint16_t pair[2])
 {
+    float lo = INFINITY, hi = -INFINITY;
+    for (size_t i = 0; i < count; i++) {
+        const float v = x[i * stride];
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+    }
     uint16_t min_h = kvz_kv_half_down(lo);
     pair[0] = kvz_kv_half_up((hi - kvz_kv_half(min_h)) / (float)((1u << bits) - 1));
     pair[1] = min_h;

@@ -3,7 +3,6 @@
 #include "kernels/kv_quant.h"
 #include "common/error.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,13 +10,7 @@
 static void quantize_run(const float *x, size_t stride, size_t count, uint32_t bits, uint16_t *pair,
                          uint32_t *codes, size_t code_stride)
 {
-    float lo = INFINITY, hi = -INFINITY;
-    for (size_t i = 0; i < count; i++) {
-        float v = x[i * stride];
-        lo = v < lo ? v : lo;
-        hi = v > hi ? v : hi;
-    }
-    kvz_kv_pair(lo, hi, bits, pair);
+    kvz_kv_pair(x, stride, count, bits, pair);
     const float scale = kvz_kv_half(pair[0]), min = kvz_kv_half(pair[1]);
     for (size_t i = 0; i < count; i++)
         codes[i * code_stride] = kvz_kv_code_of(x[i * stride], scale, min, bits);

@@ -49,13 +49,7 @@ __global__ static void kv_pairs_kernel(kv_quant_args a, int64_t pairs)
         stride = 1;
         count = g;
     }
-    float lo = INFINITY, hi = -INFINITY;
-    for (size_t i = 0; i < count; i++) { /* comparisons, not fminf: NaN is left out as on the host */
-        const float v = p[i * stride];
-        lo = v < lo ? v : lo;
-        hi = v > hi ? v : hi;
-    }
-    kvz_kv_pair(lo, hi, a.shape.bits, a.scales + 2 * r);
+    kvz_kv_pair(p, stride, count, a.shape.bits, a.scales + 2 * r);
 }
 
 /* Byte j of the packed body: codes j·(8/bits) .. +8/bits, LSB first. */
