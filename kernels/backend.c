@@ -57,3 +57,22 @@ int kvz_weight_init(kvz_weight *w, const char *backend, uint32_t type, const voi
                           backend, kvz_ggml_type_info_of(type).name, (long long)cols);
     return KVZ_OK;
 }
+
+/* A part of `size` bytes at `at` fits in `bytes` and is `align`-aligned. */
+static int part_fits(size_t at, size_t size, size_t align, size_t bytes)
+{
+    return at % align == 0 && at <= bytes && size <= bytes - at;
+}
+
+int kvz_kv_load_job_check(const kvz_kv_load_job *job, size_t bytes, const kvz_rope_params *rope)
+{
+    const kvz_quant_shape *s = &job->shape;
+    if (!part_fits(job->payload, kvz_quant_payload_bytes(s), 1, bytes) ||
+        !part_fits(job->scales, kvz_quant_scale_pairs(s, job->is_keys) * 4, 2, bytes) ||
+        (job->is_keys && !part_fits(job->positions, (size_t)s->n * 4, 4, bytes)))
+        return kvz_errorf(KVZ_ERR_ARG, "kv_load: a head of %u rows lies outside the %zu staged bytes", s->n,
+                          bytes);
+    if (job->is_keys && !rope)
+        return kvz_errorf(KVZ_ERR_ARG, "kv_load: keys need RoPE parameters");
+    return KVZ_OK;
+}

@@ -108,6 +108,19 @@ typedef struct kvz_sample_params {
     double draw;
 } kvz_sample_params;
 
+/* One stored KV head for kv_load: where its parts lie in the staging buffer
+ * (byte offsets) and the cache rows they fill. */
+typedef struct kvz_kv_load_job {
+    float *dst; /* backend memory, (shape.n, shape.d) */
+    kvz_quant_shape shape;
+    int is_keys;                       /* keys have positions and are rotated */
+    size_t payload, scales, positions; /* positions: keys only */
+} kvz_kv_load_job;
+
+/* KVZ_ERR_ARG unless every part of the job lies within `bytes` of staging,
+ * aligned for its type, and a keys job has RoPE parameters. */
+int kvz_kv_load_job_check(const kvz_kv_load_job *job, size_t bytes, const kvz_rope_params *rope);
+
 typedef struct kvz_backend_ops {
     const char *name;
     int host_memory; /* 1: backend memory is host memory (alloc is malloc, upload a copy) */
@@ -184,13 +197,20 @@ typedef struct kvz_backend_ops {
      * every backend. */
     int (*key_norms)(kvz_backend *b, float *out, const float *keys, int32_t rows, int32_t n, int64_t stride,
                      int32_t head_dim);
-    /* dst (s->n, s->d) = one stored KV head's rows (kernels/kv_codes.h:
-     * payload and (scale, min) pairs) dequantized, and with `positions` (keys;
-     * NULL for values) rotated by RoPE to those positions. payload, scales and
-     * positions are host memory the call does not keep; the rows may land
-     * after it returns (synchronize() waits). */
-    int (*kv_load)(kvz_backend *b, float *dst, const kvz_quant_shape *s, int is_keys, const uint8_t *payload,
-                   const uint16_t *scales, const int32_t *positions, const kvz_rope_params *rope);
+    /* *host = a host buffer of at least `bytes` for the next kv_load to read
+     * stored heads from (pinned memory on a GPU: one direct copy to the
+     * device, no bounce through another buffer). Buffers are handed out in
+     * turn and one comes back only after the load that read it has finished,
+     * so the host fills the next while the device still reads the last. */
+    int (*kv_staging)(kvz_backend *b, size_t bytes, void **host);
+    /* For each job: job.dst (shape.n, shape.d) = the stored head at the job's
+     * offsets in `staging` (kernels/kv_codes.h: payload and (scale, min)
+     * pairs) dequantized, and for keys rotated by RoPE to their int32
+     * positions. `staging` is the buffer the last kv_staging call gave, its
+     * first `bytes` filled; jobs is host memory the call does not keep. The
+     * rows may land after it returns (synchronize() waits). */
+    int (*kv_load)(kvz_backend *b, const void *staging, size_t bytes, const kvz_kv_load_job *jobs,
+                   int32_t n_jobs, const kvz_rope_params *rope);
     /* The stored form of one KV head's rows x (s->n, s->d; backend memory),
      * exactly as kernels/kv_quant.h's kvz_quantize makes it, bit for bit:
      * payload (kvz_quant_payload_bytes) and scales (kvz_quant_scale_pairs

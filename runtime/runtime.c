@@ -177,18 +177,19 @@ static int make_plan(kvz_model *m, kvz_store_txn *t, const kvz_model_identity *i
     return KVZ_OK;
 }
 
-/* One (layer, head) of every planned artifact as stored (decompressed, not
- * dequantized), ready for the backend's kv_load. */
-typedef struct head_rows {
-    kvz_head_codes *codes; /* per planned artifact */
-    size_t *at;            /* per artifact: arena offset of its positions; payloads and scales follow */
-    uint8_t *arena;
-    size_t cap;
-} head_rows;
+/* One layer of every planned artifact as stored (decompressed, not
+ * dequantized), in the backend's staging buffer, ready for its kv_load. Part
+ * k = h·n + i is head h of planned artifact i. */
+typedef struct layer_rows {
+    kvz_head_codes *codes; /* per part */
+    size_t *at;            /* per part: staging offset of its positions; payloads and scales follow */
+    kvz_kv_load_job *jobs; /* per part: keys, then values */
+    size_t bytes;          /* staged */
+} layer_rows;
 
 static size_t align8(size_t x) { return (x + 7) & ~(size_t)7; }
 
-/* The arena holds, per artifact: positions (int32, made absolute), key
+/* The staging buffer holds, per part: positions (int32, made absolute), key
  * payload, key scales, value payload, value scales, each 8-byte aligned. */
 static void part_offsets(const kvz_head_codes *hc, size_t at, size_t off[6])
 {
@@ -200,57 +201,79 @@ static void part_offsets(const kvz_head_codes *hc, size_t at, size_t off[6])
     off[5] = off[4] + align8(hc->value_pairs * 4); /* the end */
 }
 
-/* Decompress (layer l, head h) of every planned artifact (host work, run for
- * all heads of a layer at once). */
-static int read_head(const plan *p, int32_t l, int32_t h, head_rows *r)
+/* Where each part of layer l goes in the staging buffer and in the cache. */
+static int plan_layer(kvz_loaded *L, const plan *p, int32_t l, int32_t H, layer_rows *r)
 {
     size_t need = 0, off[6];
-    for (size_t i = 0; i < p->n; i++) {
-        KVZ_TRY(kvz_artifact_head_codes(&p->items[i].art, (uint16_t)l, (uint16_t)h, &r->codes[i]));
-        r->at[i] = need;
-        part_offsets(&r->codes[i], need, off);
-        need = off[5];
+    for (int32_t h = 0; h < H; h++) {
+        int32_t row = 0;
+        for (size_t i = 0; i < p->n; i++) {
+            const size_t k = (size_t)h * p->n + i;
+            kvz_head_codes *hc = &r->codes[k];
+            KVZ_TRY(kvz_artifact_head_codes(&p->items[i].art, (uint16_t)l, (uint16_t)h, hc));
+            r->at[k] = need;
+            part_offsets(hc, need, off);
+            need = off[5];
+            float *keys, *values;
+            KVZ_TRY(kvz_context_ragged_rows(L->ctx, l, h, row, (int32_t)hc->n, &keys, &values));
+            r->jobs[2 * k] = (kvz_kv_load_job){.dst = keys, .shape = hc->keys, .is_keys = 1, .payload = off[1],
+                                               .scales = off[2], .positions = off[0]};
+            r->jobs[2 * k + 1] = (kvz_kv_load_job){.dst = values, .shape = hc->values, .payload = off[3],
+                                                   .scales = off[4]};
+            row += (int32_t)hc->n;
+        }
     }
-    if (need > r->cap) {
-        uint8_t *grown = realloc(r->arena, need);
-        if (!grown)
-            return kvz_errorf(KVZ_ERR_NOMEM, "out of memory reading layer %d", l);
-        r->arena = grown, r->cap = need;
-    }
-    for (size_t i = 0; i < p->n; i++) {
-        part_offsets(&r->codes[i], r->at[i], off);
-        uint8_t *base = r->arena;
-        KVZ_TRY(kvz_artifact_read_codes(&p->items[i].art, (uint16_t)l, (uint16_t)h, (uint32_t *)(base + off[0]),
-                                        base + off[1], (uint16_t *)(base + off[2]), base + off[3],
-                                        (uint16_t *)(base + off[4])));
-        /* positions in the artifact count from its document's start */
-        int32_t *pos = (int32_t *)(base + off[0]);
-        for (uint32_t j = 0; j < r->codes[i].n; j++)
-            pos[j] += p->items[i].position;
-    }
+    r->bytes = need;
     return KVZ_OK;
 }
 
-/* Hand (layer l, head h) to the backend: dequantized, keys rotated to where
- * they sit now (they are stored before RoPE), into the head's cache rows. */
-static int place_head(kvz_loaded *L, const plan *p, int32_t l, int32_t h, const head_rows *r)
+/* Decompress part k of a planned layer into the staging buffer (host work,
+ * run for all parts of a layer at once). */
+static int read_part(const plan *p, int32_t l, const layer_rows *r, size_t k, uint8_t *staging)
+{
+    const size_t i = k % p->n;
+    const uint16_t h = (uint16_t)(k / p->n);
+    size_t off[6];
+    part_offsets(&r->codes[k], r->at[k], off);
+    KVZ_TRY(kvz_artifact_read_codes(&p->items[i].art, (uint16_t)l, h, (uint32_t *)(staging + off[0]),
+                                    staging + off[1], (uint16_t *)(staging + off[2]), staging + off[3],
+                                    (uint16_t *)(staging + off[4])));
+    /* positions in the artifact count from its document's start */
+    int32_t *pos = (int32_t *)(staging + off[0]);
+    for (uint32_t j = 0; j < r->codes[k].n; j++)
+        pos[j] += p->items[i].position;
+    return KVZ_OK;
+}
+
+/* Layer l into the cache: decompressed on the host threads straight into the
+ * backend's staging buffer, then handed to the backend, which dequantizes and
+ * rotates the keys to where they sit now (they are stored before RoPE) — on
+ * the GPU while the host goes on to the next layer. */
+static int load_layer(kvz_loaded *L, const plan *p, int32_t l, int32_t H, layer_rows *r)
 {
     kvz_backend *b = L->model->backend;
-    int32_t row = 0;
-    for (size_t i = 0; i < p->n; i++) {
-        const kvz_head_codes *hc = &r->codes[i];
-        size_t off[6];
-        part_offsets(hc, r->at[i], off);
-        float *k, *v;
-        KVZ_TRY(kvz_context_ragged_rows(L->ctx, l, h, row, (int32_t)hc->n, &k, &v));
-        const uint8_t *base = r->arena;
-        KVZ_TRY(b->ops->kv_load(b, k, &hc->keys, 1, base + off[1], (const uint16_t *)(base + off[2]),
-                                (const int32_t *)(base + off[0]), &L->model->hp.rope));
-        KVZ_TRY(b->ops->kv_load(b, v, &hc->values, 0, base + off[3], (const uint16_t *)(base + off[4]), NULL,
-                                NULL));
-        row += (int32_t)hc->n;
+    KVZ_TRY(plan_layer(L, p, l, H, r));
+    if (r->bytes == 0)
+        return KVZ_OK;
+    uint8_t *staging;
+    KVZ_TRY(b->ops->kv_staging(b, r->bytes, (void **)&staging));
+    const int64_t parts = (int64_t)H * (int64_t)p->n;
+    int rc = KVZ_OK;
+    char failure[512] = ""; /* error messages are per thread: carry a worker's out */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(b->n_threads)
+    for (int64_t k = 0; k < parts; k++) {
+        int pr = read_part(p, l, r, (size_t)k, staging);
+        if (pr != KVZ_OK) {
+#pragma omp critical
+            if (rc == KVZ_OK) {
+                rc = pr;
+                snprintf(failure, sizeof failure, "head %d: %s", (int)(k / (int64_t)p->n), kvz_last_error());
+            }
+        }
     }
-    return KVZ_OK;
+    if (rc != KVZ_OK)
+        return kvz_errorf(rc, "%s", failure);
+    return b->ops->kv_load(b, staging, r->bytes, r->jobs, (int32_t)(2 * parts), &L->model->hp.rope);
 }
 
 int kvz_load(kvz_model *m, kvz_store *store, const char *const *names, size_t n_names,
@@ -294,40 +317,15 @@ int kvz_load(kvz_model *m, kvz_store *store, const char *const *names, size_t n_
         rc = kvz_context_new_ragged(&res->ctx, m, loaded, o.reserve, 512, first_position);
     }
     double t1 = kvz_now_seconds();
-    /* Per layer: decompress every head on the host threads, then hand them to
-     * the backend, which dequantizes and rotates (on the GPU while the host
-     * goes on to the next layer). */
-    head_rows *heads = calloc((size_t)H, sizeof *heads);
-    for (int32_t h = 0; heads && h < H; h++) {
-        heads[h].codes = calloc(p.n ? p.n : 1, sizeof *heads[h].codes);
-        heads[h].at = calloc(p.n ? p.n : 1, sizeof *heads[h].at);
-        if (!heads[h].codes || !heads[h].at)
-            rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
-    }
-    if (!heads && rc == KVZ_OK)
+    const size_t parts = (size_t)H * (p.n ? p.n : 1);
+    layer_rows rows = {calloc(parts, sizeof *rows.codes), calloc(parts, sizeof *rows.at),
+                       calloc(2 * parts, sizeof *rows.jobs), 0};
+    if (rc == KVZ_OK && (!rows.codes || !rows.at || !rows.jobs))
         rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
-    char failure[512] = ""; /* error messages are per thread: carry a worker's out */
-    for (int32_t l = 0; l < L && rc == KVZ_OK; l++) {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(m->backend->n_threads)
-        for (int32_t h = 0; h < H; h++) {
-            int hr = read_head(&p, l, h, &heads[h]);
-            if (hr != KVZ_OK) {
-#pragma omp critical
-                if (rc == KVZ_OK) {
-                    rc = hr;
-                    snprintf(failure, sizeof failure, "layer %d head %d: %s", l, h, kvz_last_error());
-                }
-            }
-        }
-        if (failure[0])
-            kvz_errorf(rc, "%s", failure);
-        for (int32_t h = 0; h < H && rc == KVZ_OK; h++)
-            if ((rc = place_head(res, &p, l, h, &heads[h])) != KVZ_OK)
-                kvz_error_context(rc, "loading layer %d head %d", l, h);
-    }
-    for (int32_t h = 0; heads && h < H; h++)
-        free(heads[h].codes), free(heads[h].at), free(heads[h].arena);
-    free(heads);
+    for (int32_t l = 0; l < L && rc == KVZ_OK; l++)
+        if ((rc = load_layer(res, &p, l, H, &rows)) != KVZ_OK)
+            kvz_error_context(rc, "loading layer %d", l);
+    free(rows.codes), free(rows.at), free(rows.jobs);
     if (rc == KVZ_OK)
         rc = m->backend->ops->synchronize(m->backend);
     double t2 = kvz_now_seconds();

@@ -18,6 +18,8 @@ typedef struct cpu_impl {
     kvz_weight_policy weights;
     float *scratch;
     size_t scratch_floats;
+    void *staging; /* kv_staging: loads run before they return, so one buffer */
+    size_t staging_bytes;
 } cpu_impl;
 
 static int cpu_alloc(kvz_backend *b, size_t bytes, void **ptr)
@@ -227,11 +229,29 @@ static int cpu_sample(kvz_backend *b, int32_t *token, const float *logits, int32
     return KVZ_OK;
 }
 
-static int cpu_kv_load(kvz_backend *b, float *dst, const kvz_quant_shape *s, int is_keys,
-                       const uint8_t *payload, const uint16_t *scales, const int32_t *positions,
-                       const kvz_rope_params *rope)
+static int cpu_kv_staging(kvz_backend *b, size_t bytes, void **host)
 {
-    kvz_cpu_kv_load(dst, s, is_keys, payload, scales, positions, rope, b->n_threads);
+    cpu_impl *impl = b->impl;
+    if (bytes > impl->staging_bytes) {
+        void *grown = realloc(impl->staging, bytes);
+        if (!grown)
+            return kvz_errorf(KVZ_ERR_NOMEM, "cpu: cannot allocate %zu bytes for the KV load staging buffer", bytes);
+        impl->staging = grown, impl->staging_bytes = bytes;
+    }
+    *host = impl->staging;
+    return KVZ_OK;
+}
+
+static int cpu_kv_load(kvz_backend *b, const void *staging, size_t bytes, const kvz_kv_load_job *jobs,
+                       int32_t n_jobs, const kvz_rope_params *rope)
+{
+    const uint8_t *base = staging;
+    for (int32_t i = 0; i < n_jobs; i++) {
+        const kvz_kv_load_job *j = &jobs[i];
+        KVZ_TRY(kvz_kv_load_job_check(j, bytes, rope));
+        kvz_cpu_kv_load(j->dst, &j->shape, j->is_keys, base + j->payload, (const uint16_t *)(base + j->scales),
+                        j->is_keys ? (const int32_t *)(base + j->positions) : NULL, rope, b->n_threads);
+    }
     return KVZ_OK;
 }
 
@@ -245,6 +265,7 @@ static void cpu_destroy(kvz_backend *b)
 {
     cpu_impl *impl = b->impl;
     free(impl->scratch);
+    free(impl->staging);
     free(impl);
     free(b);
 }
@@ -275,6 +296,7 @@ static const kvz_backend_ops CPU_OPS = {
     .max_pool = cpu_max_pool,
     .chunk_sums = cpu_chunk_sums,
     .key_norms = cpu_key_norms,
+    .kv_staging = cpu_kv_staging,
     .kv_load = cpu_kv_load,
     .kv_quantize = cpu_kv_quantize,
     .sample = cpu_sample,

@@ -197,6 +197,7 @@ static const kvz_backend_ops CUDA_OPS = {
     cuda_max_pool,
     cuda_chunk_sums,
     cuda_key_norms,
+    cuda_kv_staging,
     cuda_kv_load,
     cuda_kv_quantize,
     cuda_sample,

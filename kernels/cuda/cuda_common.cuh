@@ -41,8 +41,8 @@ typedef struct cuda_impl {
     size_t rows_bytes;
     void *sample_scratch; /* sampling state, probabilities, sort buffers */
     size_t sample_bytes;
-    kv_stage stage[2]; /* used in turn */
-    int stage_next;
+    kv_stage stage[2]; /* handed out in turn by kv_staging */
+    int stage_next, stage_current;
     void *quant_scratch; /* kv_quantize: one side's payload and pairs */
     size_t quant_bytes;
 } cuda_impl;
@@ -106,8 +106,9 @@ int cuda_attention(kvz_backend *b, float *out, const float *q, const float *k_ca
 int cuda_attention_scores(kvz_backend *b, float *scores, const float *q, const float *k_cache,
                           const kvz_score_params *p);
 /* kv_load.cu */
-int cuda_kv_load(kvz_backend *b, float *dst, const kvz_quant_shape *s, int is_keys, const uint8_t *payload,
-                 const uint16_t *scales, const int32_t *positions, const kvz_rope_params *rope);
+int cuda_kv_staging(kvz_backend *b, size_t bytes, void **host);
+int cuda_kv_load(kvz_backend *b, const void *staging, size_t bytes, const kvz_kv_load_job *jobs, int32_t n_jobs,
+                 const kvz_rope_params *rope);
 /* kv_quant.cu */
 int cuda_kv_quantize(kvz_backend *b, const float *x, const kvz_quant_shape *s, int is_keys, uint8_t *payload,
                      uint16_t *scales);

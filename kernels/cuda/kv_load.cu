@@ -4,10 +4,12 @@
  * and one kernel dequantizes and, for keys, applies RoPE on the way into the
  * cache.
  *
- * The host bytes go through two pinned staging buffers used in turn: the copy
- * of one head (async, on the backend's stream) and its kernel overlap the
- * host's work on the next; a buffer is refilled only after the event
- * recorded behind its last kernel. Twin of kernels/cpu/kv_load.c.
+ * The host decompresses a layer's heads straight into one of two pinned
+ * staging buffers handed out in turn (kv_staging); kv_load copies the filled
+ * part to the device in one transfer (async, on the backend's stream) and
+ * launches a kernel per head, so the copy and kernels of one layer overlap
+ * the host's work on the next. A buffer is handed out again only after the
+ * event recorded behind its last kernel. Twin of kernels/cpu/kv_load.c.
  */
 #include "kernels/cuda/cuda_common.cuh"
 
@@ -50,54 +52,65 @@ __global__ static void kv_load_kernel(kv_load_args a)
     row[c1] = x1;
 }
 
-int cuda_kv_load(kvz_backend *b, float *dst, const kvz_quant_shape *s, int is_keys, const uint8_t *payload,
-                 const uint16_t *scales, const int32_t *positions, const kvz_rope_params *rope)
+int cuda_kv_staging(kvz_backend *b, size_t bytes, void **host)
 {
     cuda_impl *c = cuda_of(b);
-    if (s->n == 0)
-        return KVZ_OK;
-    if (s->d % 2 != 0 || (positions && (rope->rope_dim % 2 != 0 || rope->rope_dim > (int32_t)s->d)))
-        return kvz_errorf(KVZ_ERR_UNSUPPORTED, "cuda: loading rows of %u channels with RoPE over %d", s->d,
-                          positions ? rope->rope_dim : 0);
-    const size_t payload_bytes = kvz_quant_payload_bytes(s), scale_bytes = kvz_quant_scale_pairs(s, is_keys) * 4,
-                 position_bytes = positions ? (size_t)s->n * 4 : 0;
-    const size_t at_scales = cuda_align256(payload_bytes), at_positions = at_scales + cuda_align256(scale_bytes),
-                 total = at_positions + cuda_align256(position_bytes);
-
     kv_stage *st = &c->stage[c->stage_next];
+    c->stage_current = c->stage_next;
     c->stage_next ^= 1;
     if (!st->done)
         CUDA_TRY(cudaEventCreateWithFlags(&st->done, cudaEventDisableTiming));
     CUDA_TRY(cudaEventSynchronize(st->done)); /* the last copy out of this buffer has finished */
-    if (total > st->host_bytes) {
+    if (bytes > st->host_bytes) {
         if (st->host)
             CUDA_TRY(cudaFreeHost(st->host));
         st->host = NULL, st->host_bytes = 0;
-        KVZ_TRY(cuda_malloc_host(&st->host, total, "the KV load staging buffer"));
-        st->host_bytes = total;
+        KVZ_TRY(cuda_malloc_host(&st->host, bytes ? bytes : 1, "the KV load staging buffer"));
+        st->host_bytes = bytes;
     }
-    KVZ_TRY(cuda_ensure(&st->dev, &st->dev_bytes, total, "the KV load staging buffer"));
-    uint8_t *h = (uint8_t *)st->host, *d = (uint8_t *)st->dev;
-    memcpy(h, payload, payload_bytes);
-    if (scale_bytes)
-        memcpy(h + at_scales, scales, scale_bytes);
-    if (position_bytes)
-        memcpy(h + at_positions, positions, position_bytes);
-    CUDA_TRY(cudaMemcpyAsync(d, h, total, cudaMemcpyHostToDevice, c->stream));
+    *host = st->host;
+    return KVZ_OK;
+}
 
-    kv_load_args a;
-    a.dst = dst;
-    a.payload = d;
-    a.scales = (const uint16_t *)(d + at_scales);
-    a.positions = positions ? (const int32_t *)(d + at_positions) : NULL;
-    a.shape = *s;
-    a.is_keys = is_keys;
-    a.rope_dim = positions ? rope->rope_dim : 0;
-    a.neox = positions && rope->mode == KVZ_ROPE_NEOX;
-    a.log_base = positions ? log((double)rope->freq_base) : 0.0;
-    int64_t threads = (int64_t)s->n * (s->d / 2);
-    kv_load_kernel<<<ceil_div(threads, 256), 256, 0, c->stream>>>(a);
-    CUDA_LAUNCHED("kv load");
+int cuda_kv_load(kvz_backend *b, const void *staging, size_t bytes, const kvz_kv_load_job *jobs, int32_t n_jobs,
+                 const kvz_rope_params *rope)
+{
+    cuda_impl *c = cuda_of(b);
+    kv_stage *st = &c->stage[c->stage_current];
+    if (!st->host || staging != st->host || bytes > st->host_bytes)
+        return kvz_errorf(KVZ_ERR_ARG, "cuda: kv_load reads the staging buffer kv_staging gave last, %zu bytes "
+                          "at most", st->host_bytes);
+    for (int32_t i = 0; i < n_jobs; i++) {
+        const kvz_kv_load_job *j = &jobs[i];
+        KVZ_TRY(kvz_kv_load_job_check(j, bytes, rope));
+        if (j->shape.d % 2 != 0 || (j->is_keys && (rope->rope_dim % 2 != 0 || rope->rope_dim > (int32_t)j->shape.d)))
+            return kvz_errorf(KVZ_ERR_UNSUPPORTED, "cuda: loading rows of %u channels with RoPE over %d",
+                              j->shape.d, j->is_keys ? rope->rope_dim : 0);
+    }
+    if (bytes == 0 || n_jobs == 0)
+        return KVZ_OK;
+    KVZ_TRY(cuda_ensure(&st->dev, &st->dev_bytes, bytes, "the KV load staging buffer"));
+    const uint8_t *d = (const uint8_t *)st->dev;
+    CUDA_TRY(cudaMemcpyAsync(st->dev, staging, bytes, cudaMemcpyHostToDevice, c->stream));
+    const double log_base = rope ? log((double)rope->freq_base) : 0.0;
+    for (int32_t i = 0; i < n_jobs; i++) {
+        const kvz_kv_load_job *j = &jobs[i];
+        if (j->shape.n == 0)
+            continue;
+        kv_load_args a;
+        a.dst = j->dst;
+        a.payload = d + j->payload;
+        a.scales = (const uint16_t *)(d + j->scales);
+        a.positions = j->is_keys ? (const int32_t *)(d + j->positions) : NULL;
+        a.shape = j->shape;
+        a.is_keys = j->is_keys;
+        a.rope_dim = j->is_keys ? rope->rope_dim : 0;
+        a.neox = j->is_keys && rope->mode == KVZ_ROPE_NEOX;
+        a.log_base = j->is_keys ? log_base : 0.0;
+        int64_t threads = (int64_t)j->shape.n * (j->shape.d / 2);
+        kv_load_kernel<<<ceil_div(threads, 256), 256, 0, c->stream>>>(a);
+        CUDA_LAUNCHED("kv load");
+    }
     CUDA_TRY(cudaEventRecord(st->done, c->stream));
     return KVZ_OK;
 }

@@ -541,9 +541,30 @@ static void test_select_on_gpu(void **state)
     free(scores), free(head_scores);
 }
 
-/* A stored head into cache rows: every bit width, keys (RoPE, both modes,
- * a partial rotary dimension) and values, several heads in a row so both
- * staging buffers are used and reused, against the CPU twin. */
+/* One stored head laid out in a staging buffer at `at` (positions, payload,
+ * scales, 8-byte aligned as the runtime lays them): its job, and the end. */
+static size_t stage_head(uint8_t *staging, size_t at, float *dst, const kvz_quant_shape *q, int is_keys,
+                         const uint8_t *payload, const uint16_t *scales, const int32_t *pos, kvz_kv_load_job *job)
+{
+    const size_t payload_bytes = kvz_quant_payload_bytes(q), scale_bytes = kvz_quant_scale_pairs(q, is_keys) * 4;
+    *job = (kvz_kv_load_job){.dst = dst, .shape = *q, .is_keys = is_keys, .positions = at};
+    at += is_keys ? ((size_t)q->n * 4 + 7) / 8 * 8 : 0;
+    job->payload = at;
+    at += (payload_bytes + 7) / 8 * 8;
+    job->scales = at;
+    if (staging) {
+        if (is_keys)
+            memcpy(staging + job->positions, pos, (size_t)q->n * 4);
+        memcpy(staging + job->payload, payload, payload_bytes);
+        memcpy(staging + job->scales, scales, scale_bytes);
+    }
+    return at + (scale_bytes + 7) / 8 * 8;
+}
+
+/* Stored heads into cache rows: every bit width, keys (RoPE, both modes, a
+ * partial rotary dimension) and values, against the CPU twin. Four heads: the
+ * first two each in its own load, the last two in one, so both staging
+ * buffers are handed out, refilled and reused, and one copy carries two. */
 static void test_kv_load(void **state)
 {
     const uint32_t bits[] = {16, 8, 4, 2};
@@ -562,21 +583,35 @@ static void test_kv_load(void **state)
                 for (uint32_t t = 0; t < n; t++)
                     pos[t] = 31 + 57 * (int32_t)t; /* out to ~28K */
                 CHECK_OK(kvz_quantize(x, &q, is_keys, payload, scales));
-                const int32_t *rot = is_keys ? pos : NULL;
-                CHECK_OK(cpu->ops->kv_load(cpu, want, &q, is_keys, payload, scales, rot, &rp));
+                kvz_kv_load_job job[2];
+                const size_t one = stage_head(NULL, 0, NULL, &q, is_keys, NULL, NULL, NULL, job);
+                uint8_t *cpu_staging, *staging;
+                CHECK_OK(cpu->ops->kv_staging(cpu, one, (void **)&cpu_staging));
+                stage_head(cpu_staging, 0, want, &q, is_keys, payload, scales, pos, job);
+                CHECK_OK(cpu->ops->kv_load(cpu, cpu_staging, one, job, 1, &rp));
                 float *dst;
-                CHECK_OK(gpu->ops->alloc(gpu, (size_t)3 * n * d * 4, (void **)&dst));
-                for (int rep = 0; rep < 3; rep++) /* three heads: staging used in turn */
-                    CHECK_OK(gpu->ops->kv_load(gpu, dst + (size_t)rep * n * d, &q, is_keys, payload, scales, rot,
-                                               &rp));
+                CHECK_OK(gpu->ops->alloc(gpu, (size_t)4 * n * d * 4, (void **)&dst));
+                for (int load = 0; load < 3; load++) {
+                    const int heads = load < 2 ? 1 : 2;
+                    CHECK_OK(gpu->ops->kv_staging(gpu, heads * one, (void **)&staging));
+                    for (int i = 0; i < heads; i++)
+                        stage_head(staging, i * one, dst + (size_t)(load + i) * n * d, &q, is_keys, payload,
+                                   scales, pos, &job[i]);
+                    CHECK_OK(gpu->ops->kv_load(gpu, staging, heads * one, job, heads, &rp));
+                }
                 CHECK_OK(gpu->ops->synchronize(gpu));
-                float *got = back(dst, (size_t)3 * n * d);
+                float *got = back(dst, (size_t)4 * n * d);
                 char what[96];
-                for (int rep = 0; rep < 3; rep++) {
+                for (int rep = 0; rep < 4; rep++) {
                     snprintf(what, sizeof what, "kv_load %s %u-bit %s #%d", is_keys ? "keys" : "values", bits[bi],
                              m ? "neox" : "normal", rep);
                     expect_close(what, want, got + (size_t)rep * n * d, (size_t)n * d, 1e-6);
                 }
+                /* a job reaching past the staged bytes is refused on both sides */
+                job[0].scales += 8;
+                assert_int_equal(cpu->ops->kv_load(cpu, cpu_staging, one, job, 1, &rp), KVZ_ERR_ARG);
+                CHECK_OK(gpu->ops->kv_staging(gpu, one, (void **)&staging));
+                assert_int_equal(gpu->ops->kv_load(gpu, staging, one, job, 1, &rp), KVZ_ERR_ARG);
                 free(got), free(x), free(want), free(payload), free(scales), free(pos);
                 gpu->ops->free(gpu, dst);
             }
