@@ -20,6 +20,7 @@ typedef struct cpu_impl {
     size_t scratch_floats;
     void *staging; /* kv_staging: loads run before they return, so one buffer */
     size_t staging_bytes;
+    kvz_cpu_rope_table rope; /* RoPE's angles at the positions seen so far */
 } cpu_impl;
 
 static int cpu_alloc(kvz_backend *b, size_t bytes, void **ptr)
@@ -132,7 +133,9 @@ static int cpu_rmsnorm(kvz_backend *b, float *out, const float *x, const float *
 static int cpu_rope(kvz_backend *b, float *x, const int32_t *positions, int32_t n, int32_t n_heads,
                     const kvz_rope_params *p, int inverse)
 {
-    kvz_cpu_rope(x, positions, n, n_heads, p, inverse, b->n_threads);
+    cpu_impl *impl = b->impl;
+    kvz_cpu_rope_table_cover(&impl->rope, p, positions, n, b->n_threads);
+    kvz_cpu_rope(x, positions, n, n_heads, p, inverse, &impl->rope, b->n_threads);
     return KVZ_OK;
 }
 
@@ -245,12 +248,17 @@ static int cpu_kv_staging(kvz_backend *b, size_t bytes, void **host)
 static int cpu_kv_load(kvz_backend *b, const void *staging, size_t bytes, const kvz_kv_load_job *jobs,
                        int32_t n_jobs, const kvz_rope_params *rope)
 {
+    cpu_impl *impl = b->impl;
     const uint8_t *base = staging;
+    for (int32_t i = 0; i < n_jobs; i++)
+        KVZ_TRY(kvz_kv_load_job_check(&jobs[i], bytes, rope));
     for (int32_t i = 0; i < n_jobs; i++) {
         const kvz_kv_load_job *j = &jobs[i];
-        KVZ_TRY(kvz_kv_load_job_check(j, bytes, rope));
+        const int32_t *positions = j->is_keys ? (const int32_t *)(base + j->positions) : NULL;
+        if (positions)
+            kvz_cpu_rope_table_cover(&impl->rope, rope, positions, (int32_t)j->shape.n, b->n_threads);
         kvz_cpu_kv_load(j->dst, &j->shape, j->is_keys, base + j->payload, (const uint16_t *)(base + j->scales),
-                        j->is_keys ? (const int32_t *)(base + j->positions) : NULL, rope, b->n_threads);
+                        positions, rope, &impl->rope, b->n_threads);
     }
     return KVZ_OK;
 }
@@ -266,6 +274,7 @@ static void cpu_destroy(kvz_backend *b)
     cpu_impl *impl = b->impl;
     free(impl->scratch);
     free(impl->staging);
+    kvz_cpu_rope_table_free(&impl->rope);
     free(impl);
     free(b);
 }

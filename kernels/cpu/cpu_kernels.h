@@ -35,8 +35,24 @@ void kvz_cpu_rmsnorm(float *out, const float *x, const float *weight, int32_t n,
                      float eps, int n_threads);
 /* Rotary dimensions kvz_cpu_rope handles (the model loader refuses more). */
 #define KVZ_CPU_ROPE_MAX_DIM 1024
-void kvz_cpu_rope(float *x, const int32_t *positions, int32_t n, int32_t n_heads,
-                  const kvz_rope_params *p, int inverse, int n_threads);
+/* (cos, sin) of every pair's angle at positions [0, n_positions), in f32,
+ * exactly as kvz_cpu_rope computes them per row. */
+typedef struct kvz_cpu_rope_table {
+    float *cs; /* (n_positions, half) (cos, sin) pairs */
+    int32_t n_positions, half;
+    float freq_base; /* the angles' parameters, with half */
+} kvz_cpu_rope_table;
+/* Grow t to cover every one of `positions` for p's angles (remade if it was
+ * made for others). Out of memory leaves t as it was: rotation without it is
+ * slower and the same. */
+void kvz_cpu_rope_table_cover(kvz_cpu_rope_table *t, const kvz_rope_params *p, const int32_t *positions,
+                              int32_t n, int n_threads);
+void kvz_cpu_rope_table_free(kvz_cpu_rope_table *t);
+/* Rotate n rows of n_heads heads to their positions (inverse: back). table
+ * (NULL: none) gives the angles of the positions it covers; the result is the
+ * same bits with or without it. */
+void kvz_cpu_rope(float *x, const int32_t *positions, int32_t n, int32_t n_heads, const kvz_rope_params *p,
+                  int inverse, const kvz_cpu_rope_table *table, int n_threads);
 void kvz_cpu_swiglu(float *out, const float *gate, const float *up, int64_t count, int n_threads);
 void kvz_cpu_kv_append(float *k_cache, float *v_cache, const float *k, const float *v,
                        const kvz_attention_params *p);
@@ -71,7 +87,7 @@ void kvz_cpu_key_norms(float *out, const float *keys, int32_t rows, int32_t n, i
 /* The kv_load op (kernels/backend.h) on host memory: dequantize, then RoPE. */
 void kvz_cpu_kv_load(float *dst, const kvz_quant_shape *s, int is_keys, const uint8_t *payload,
                      const uint16_t *scales, const int32_t *positions, const kvz_rope_params *rope,
-                     int n_threads);
+                     const kvz_cpu_rope_table *table, int n_threads);
 
 /* The sample op (kernels/backend.h) on host logits; order and probs: scratch
  * of n entries each. */

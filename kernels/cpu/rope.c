@@ -3,33 +3,93 @@
  *
  * Pair j of a head rotates by angle pos · base^(-2j/rope_dim). Angles are
  * computed in double: at positions of tens of thousands an f32 angle is off by
- * ~1e-3 rad, and RoPE at load must reproduce prefill exactly.
+ * ~1e-3 rad, and RoPE at load must reproduce prefill exactly. The (cos, sin)
+ * of each (position, pair) can come from a table (kvz_cpu_rope_table): a
+ * load rotates every layer's and head's kept keys to the same few thousand
+ * positions, and the double cos and sin were half of its time. A table entry
+ * is the very value computed per row, so rows come out the same bits either way.
  */
 #include "kernels/cpu/cpu_kernels.h"
 #include "common/error.h"
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
-void kvz_cpu_rope(float *x, const int32_t *positions, int32_t n, int32_t n_heads,
-                  const kvz_rope_params *p, int inverse, int n_threads)
+static void rope_frequencies(const kvz_rope_params *p, double freq[KVZ_CPU_ROPE_MAX_DIM / 2])
 {
-    int32_t half = p->rope_dim / 2;
-    double freq[KVZ_CPU_ROPE_MAX_DIM / 2]; /* base^(-2j/rope_dim), once per call, not per row */
-    KVZ_ASSERT(half <= KVZ_CPU_ROPE_MAX_DIM / 2); /* models beyond it are refused at load */
-    for (int32_t j = 0; j < half; j++)
+    KVZ_ASSERT(p->rope_dim / 2 <= KVZ_CPU_ROPE_MAX_DIM / 2); /* models beyond it are refused at load */
+    for (int32_t j = 0; j < p->rope_dim / 2; j++)
         freq[j] = pow((double)p->freq_base, -2.0 * j / p->rope_dim);
+}
+
+/* cs[2j], cs[2j + 1] = cos, sin of pair j's angle at `pos`. */
+static void rope_angles(double pos, const double *freq, int32_t half, float *cs)
+{
+    for (int32_t j = 0; j < half; j++) {
+        double theta = pos * freq[j];
+        cs[2 * j] = (float)cos(theta);
+        cs[2 * j + 1] = (float)sin(theta);
+    }
+}
+
+void kvz_cpu_rope_table_free(kvz_cpu_rope_table *t)
+{
+    free(t->cs);
+    memset(t, 0, sizeof *t);
+}
+
+void kvz_cpu_rope_table_cover(kvz_cpu_rope_table *t, const kvz_rope_params *p, const int32_t *positions,
+                              int32_t n, int n_threads)
+{
+    const int32_t half = p->rope_dim / 2;
+    if (t->cs && (t->half != half || t->freq_base != p->freq_base))
+        kvz_cpu_rope_table_free(t); /* made for other angles */
+    int32_t need = 0;
+    for (int32_t i = 0; i < n; i++)
+        if (positions[i] >= need)
+            need = positions[i] + 1;
+    if (need <= t->n_positions || half == 0)
+        return;
+    /* grow by half again at least, so a decode step by step rebuilds rarely */
+    int64_t grown = (int64_t)t->n_positions + t->n_positions / 2;
+    grown = (grown > need ? grown : need) + 1023;
+    grown -= grown % 1024;
+    if (grown > INT32_MAX)
+        grown = need;
+    float *cs = realloc(t->cs, (size_t)grown * half * 2 * sizeof *cs);
+    if (!cs)
+        return; /* the rows are rotated without the table: slower, the same */
+    double freq[KVZ_CPU_ROPE_MAX_DIM / 2];
+    rope_frequencies(p, freq);
+    const int32_t from = t->n_positions, to = (int32_t)grown;
+#pragma omp parallel for num_threads(n_threads) if (to - from > 256)
+    for (int32_t q = from; q < to; q++)
+        rope_angles(q, freq, half, cs + (size_t)q * half * 2);
+    t->cs = cs, t->n_positions = to, t->half = half, t->freq_base = p->freq_base;
+}
+
+void kvz_cpu_rope(float *x, const int32_t *positions, int32_t n, int32_t n_heads, const kvz_rope_params *p,
+                  int inverse, const kvz_cpu_rope_table *table, int n_threads)
+{
+    const int32_t half = p->rope_dim / 2;
+    double freq[KVZ_CPU_ROPE_MAX_DIM / 2]; /* once per call, not per row */
+    rope_frequencies(p, freq);
+    const int usable = table && table->cs && table->half == half && table->freq_base == p->freq_base;
 #pragma omp parallel for num_threads(n_threads) if (n > 8)
     for (int32_t i = 0; i < n; i++) {
-        double pos = positions[i];
+        float own[KVZ_CPU_ROPE_MAX_DIM];
+        const float *cs = own;
+        if (usable && positions[i] >= 0 && positions[i] < table->n_positions)
+            cs = table->cs + (size_t)positions[i] * half * 2;
+        else
+            rope_angles(positions[i], freq, half, own);
         for (int32_t j = 0; j < half; j++) {
-            double theta = pos * freq[j];
-            float c = (float)cos(theta), s = (float)sin(theta);
-            if (inverse)
-                s = -s;
+            const float c = cs[2 * j], s = inverse ? -cs[2 * j + 1] : cs[2 * j + 1];
+            const int32_t a = p->mode == KVZ_ROPE_NEOX ? j : 2 * j;
+            const int32_t b = p->mode == KVZ_ROPE_NEOX ? j + half : 2 * j + 1;
             for (int32_t h = 0; h < n_heads; h++) {
                 float *v = x + ((size_t)i * n_heads + h) * p->head_dim;
-                int32_t a = p->mode == KVZ_ROPE_NEOX ? j : 2 * j;
-                int32_t b = p->mode == KVZ_ROPE_NEOX ? j + half : 2 * j + 1;
                 float x0 = v[a], x1 = v[b];
                 v[a] = x0 * c - x1 * s;
                 v[b] = x0 * s + x1 * c;

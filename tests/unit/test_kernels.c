@@ -251,7 +251,7 @@ static void test_rope(void **state)
         float *x = malloc(len * 4), *orig = malloc(len * 4);
         fill(x, len);
         memcpy(orig, x, len * 4);
-        kvz_cpu_rope(x, pos, n, heads, &rp, 0, 2);
+        kvz_cpu_rope(x, pos, n, heads, &rp, 0, NULL, 2);
         for (int32_t i = 0; i < n; i++)
             for (int32_t h = 0; h < heads; h++)
                 for (int32_t j = 0; j < 32; j++) {
@@ -262,11 +262,49 @@ static void test_rope(void **state)
                     double ra = o[a] * cos(th) - o[b] * sin(th), rb = o[a] * sin(th) + o[b] * cos(th);
                     assert_true(fabs(r[a] - ra) < 1e-5 && fabs(r[b] - rb) < 1e-5);
                 }
-        kvz_cpu_rope(x, pos, n, heads, &rp, 1, 2); /* rotating back restores the input */
+        kvz_cpu_rope(x, pos, n, heads, &rp, 1, NULL, 2); /* rotating back restores the input */
         assert_true(max_abs_diff(x, orig, len) < 1e-5);
         free(x);
         free(orig);
     }
+}
+
+/* Angles from the table rotate rows to the very bits computed per row: both
+ * modes, a partial rotary dimension, forward and back, positions inside the
+ * table, beyond it (a table grown for fewer), and a table made for another
+ * base, which must be remade rather than used. */
+static void test_rope_table(void **state)
+{
+    const kvz_rope_mode modes[] = {KVZ_ROPE_NORMAL, KVZ_ROPE_NEOX};
+    kvz_cpu_rope_table table = {0};
+    for (int mi = 0; mi < 2; mi++)
+        for (int inverse = 0; inverse < 2; inverse++) {
+            kvz_rope_params rp = {.head_dim = 128, .rope_dim = mi ? 96 : 128,
+                                  .freq_base = mi ? 500000.0f : 10000.0f, .mode = modes[mi]};
+            const int32_t n = 3000, heads = 2;
+            int32_t *pos = malloc(n * sizeof *pos);
+            for (int32_t i = 0; i < n; i++)
+                pos[i] = (int32_t)(((uint32_t)i * 2654435761u) % 40000u); /* scattered up to 40K */
+            const size_t len = (size_t)n * heads * 128;
+            float *want = malloc(len * 4), *got = malloc(len * 4);
+            fill(want, len);
+            memcpy(got, want, len * 4);
+            kvz_cpu_rope(want, pos, n, heads, &rp, inverse, NULL, 2);
+            const int32_t below = 4999;
+            kvz_cpu_rope_table_cover(&table, &rp, &below, 1, 2); /* an eighth of the positions */
+            if (!inverse) /* the last table was made for other angles: remade from nothing */
+                assert_int_equal(table.n_positions, 5120);
+            assert_true(table.half == rp.rope_dim / 2 && table.freq_base == rp.freq_base);
+            kvz_cpu_rope(got, pos, n, heads, &rp, inverse, &table, 2);
+            assert_memory_equal(want, got, len * 4);
+            kvz_cpu_rope_table_cover(&table, &rp, pos, n, 2); /* now all of them */
+            assert_true(table.n_positions >= 40000 - 1);
+            kvz_cpu_rope(want, pos, n, heads, &rp, inverse, NULL, 2);
+            kvz_cpu_rope(got, pos, n, heads, &rp, inverse, &table, 2);
+            assert_memory_equal(want, got, len * 4);
+            free(pos), free(want), free(got);
+        }
+    kvz_cpu_rope_table_free(&table);
 }
 
 static void test_rmsnorm_swiglu(void **state)
@@ -461,6 +499,7 @@ int main(void)
         cmocka_unit_test(test_attention_scores),
         cmocka_unit_test(test_kv_append),
         cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_rope_table),
         cmocka_unit_test(test_rmsnorm_swiglu),
         cmocka_unit_test(test_embed),
         cmocka_unit_test(test_top_k_mask),
