@@ -74,7 +74,10 @@ KVZ_API void kvz_free(void *p);
  *     kvz_session_close(s);  kvz_engine_close(e);
  *
  * Threads: an engine may be shared by threads that each use their own
- * sessions one call at a time; a session is used by one thread at a time.
+ * sessions; a session is used by one thread at a time. The sessions of one
+ * engine share its model and device, so their loads and questions run one
+ * at a time (each with all of the engine's threads) and the others wait:
+ * for answers in parallel, open an engine per device or process.
  * ------------------------------------------------------------------------ */
 typedef struct kvz_engine kvz_engine;
 typedef struct kvz_session kvz_session;
@@ -135,7 +138,9 @@ KVZ_API void kvz_session_close(kvz_session *s);
 KVZ_API int kvz_session_load_info(const kvz_session *s, kvz_load_info *info);
 
 /* Called with each piece of the answer as it is generated (UTF-8 bytes, not
- * NUL-terminated; a character may span two calls). Return non-zero to stop. */
+ * NUL-terminated; a character may span two calls). Return non-zero to stop.
+ * It runs while the session holds its engine: other threads' calls on that
+ * engine wait until the answer is done, so it must not wait for them. */
 typedef int (*kvz_stream_fn)(void *user, const char *piece, size_t len);
 
 typedef struct kvz_ask_options {

@@ -6,6 +6,7 @@
 #include "model/identity.h"
 #include "runtime/runtime.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,11 @@ struct kvz_engine {
     kvz_model *model;
     kvz_store *store;
     uint64_t fingerprint;
+    /* Held while a session uses the model: the backend's scratch (and on the
+     * GPU its one stream) is shared, so sessions of one engine compute one at
+     * a time, each with all the engine's threads. Recursive, so a stream
+     * callback may use another session of the engine. */
+    pthread_mutex_t compute;
 };
 
 struct kvz_session {
@@ -47,6 +53,15 @@ int kvz_engine_open(kvz_engine **out, const char *store_dir, const char *model_p
     kvz_engine *e = calloc(1, sizeof *e);
     if (!e)
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+    int locked = pthread_mutex_init(&e->compute, &attr);
+    pthread_mutexattr_destroy(&attr);
+    if (locked != 0) {
+        free(e);
+        return kvz_errorf(KVZ_ERR_NOMEM, "kvz_engine_open: cannot create the engine's lock");
+    }
     kvz_model_config mc = {.backend = {.device = (kvz_device)o.device, .n_threads = o.threads}};
     int rc = kvz_store_open(&e->store, store_dir, KVZ_STORE_READONLY);
     if (rc == KVZ_OK)
@@ -68,6 +83,7 @@ void kvz_engine_close(kvz_engine *e)
         return;
     kvz_model_free(e->model);
     kvz_store_close(e->store);
+    pthread_mutex_destroy(&e->compute);
     free(e);
 }
 
@@ -175,7 +191,9 @@ int kvz_session_open(kvz_session **out, kvz_engine *e, const char *const *names,
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     kvz_load_opts lo = {.reserve = o.reserve, .config = o.config};
     kvz_load_stats st;
+    pthread_mutex_lock(&e->compute);
     int rc = kvz_load(e->model, e->store, names, count, &lo, &s->loaded, &st);
+    pthread_mutex_unlock(&e->compute);
     if (rc != KVZ_OK) {
         free(s);
         return rc;
@@ -192,7 +210,9 @@ void kvz_session_close(kvz_session *s)
 {
     if (!s)
         return;
+    pthread_mutex_lock(&s->engine->compute); /* frees backend memory */
     kvz_loaded_free(s->loaded);
+    pthread_mutex_unlock(&s->engine->compute);
     free(s);
 }
 
@@ -235,7 +255,9 @@ int kvz_session_ask(kvz_session *s, const char *question, const kvz_ask_options 
                             .on_token_ctx = &sc};
     kvz_tokens out = {0};
     kvz_generate_stats st;
+    pthread_mutex_lock(&s->engine->compute);
     int rc = kvz_loaded_ask(s->loaded, question, &go, &out, &st);
+    pthread_mutex_unlock(&s->engine->compute);
     if (rc == KVZ_OK && answer) {
         size_t len;
         rc = kvz_detokenize(s->engine->model->tokenizer, out.ids, out.len, 0, answer, &len);

@@ -7,6 +7,9 @@
 #include "test_util.h"
 
 #include <math.h>
+#include <pthread.h>
+
+#include "kvz.h"
 
 #include "compiler/compile.h"
 #include "format/doc_record.h"
@@ -244,6 +247,75 @@ static void test_bad_loads(void **state)
     unlink(tiny_path);
 }
 
+/* One engine shared by threads, each with its own session (include/kvz.h
+ * allows it): every answer is the one a lone session gives. The backend's
+ * scratch is shared, so without the engine's lock the threads' steps would
+ * overwrite each other's. */
+typedef struct asker {
+    kvz_engine *engine;
+    const char *doc, *question, *want;
+    int rounds, wrong, failed;
+} asker;
+
+static void *ask_in_thread(void *arg)
+{
+    asker *a = arg;
+    kvz_session *s;
+    if (kvz_session_open(&s, a->engine, &a->doc, 1, NULL) != KVZ_OK) {
+        a->failed = 1;
+        return NULL;
+    }
+    kvz_ask_options ao = {.max_tokens = 16};
+    for (int r = 0; r < a->rounds; r++) {
+        char *answer = NULL;
+        if (kvz_session_ask(s, a->question, &ao, &answer, NULL) != KVZ_OK)
+            a->failed = 1;
+        else if (strcmp(answer, a->want) != 0)
+            a->wrong++;
+        kvz_free(answer);
+    }
+    kvz_session_close(s);
+    return NULL;
+}
+
+static void test_engine_shared_by_threads(void **state)
+{
+    kvz_compile_opts o;
+    kvz_compile_opts_default(&o);
+    kvz_store_close(make_store("rt-threads", &o)); /* the engine opens it again */
+    kvz_engine *e;
+    kvz_engine_options eo = {.device = KVZ_RUN_ON_CPU, .threads = 2};
+    CHECK_OK(kvz_engine_open(&e, test_tmp_path("rt-threads"), test_model_path(), &eo));
+    const char *docs[2] = {"a.txt", "b.txt"};
+    const char *questions[2] = {"Who served longest at the lighthouse?", "What is the code of the office safe?"};
+    char *want[2];
+    for (int d = 0; d < 2; d++) { /* alone first */
+        kvz_session *s;
+        CHECK_OK(kvz_session_open(&s, e, &docs[d], 1, NULL));
+        kvz_ask_options ao = {.max_tokens = 16};
+        CHECK_OK(kvz_session_ask(s, questions[d], &ao, &want[d], NULL));
+        kvz_session_close(s);
+    }
+    enum { THREADS = 4 };
+    asker askers[THREADS];
+    pthread_t threads[THREADS];
+    for (int t = 0; t < THREADS; t++) {
+        askers[t] = (asker){e, docs[t % 2], questions[t % 2], want[t % 2], 3, 0, 0};
+        assert_int_equal(pthread_create(&threads[t], NULL, ask_in_thread, &askers[t]), 0);
+    }
+    int wrong = 0, failed = 0;
+    for (int t = 0; t < THREADS; t++) {
+        pthread_join(threads[t], NULL);
+        wrong += askers[t].wrong, failed += askers[t].failed;
+    }
+    print_message("%d threads x 3 questions on one engine: %d answers differ from a lone session's, %d calls "
+                  "failed\n", THREADS, wrong, failed);
+    assert_int_equal(failed, 0);
+    assert_int_equal(wrong, 0);
+    kvz_free(want[0]), kvz_free(want[1]);
+    kvz_engine_close(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -251,6 +323,7 @@ int main(void)
         cmocka_unit_test(test_questions_do_not_leak),
         cmocka_unit_test(test_composition),
         cmocka_unit_test(test_bad_loads),
+        cmocka_unit_test(test_engine_shared_by_threads),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
