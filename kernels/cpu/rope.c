@@ -33,6 +33,12 @@ static void rope_angles(double pos, const double *freq, int32_t half, float *cs)
     }
 }
 
+/* t holds angles made for p's rotary width and base. */
+static int rope_table_fits(const kvz_cpu_rope_table *t, const kvz_rope_params *p)
+{
+    return t->cs && t->half == p->rope_dim / 2 && t->freq_base == p->freq_base;
+}
+
 void kvz_cpu_rope_table_free(kvz_cpu_rope_table *t)
 {
     free(t->cs);
@@ -43,7 +49,7 @@ void kvz_cpu_rope_table_cover(kvz_cpu_rope_table *t, const kvz_rope_params *p, c
                               int32_t n, int n_threads)
 {
     const int32_t half = p->rope_dim / 2;
-    if (t->cs && (t->half != half || t->freq_base != p->freq_base))
+    if (t->cs && !rope_table_fits(t, p))
         kvz_cpu_rope_table_free(t); /* made for other angles */
     int32_t need = 0;
     for (int32_t i = 0; i < n; i++)
@@ -75,7 +81,7 @@ void kvz_cpu_rope(float *x, const int32_t *positions, int32_t n, int32_t n_heads
     const int32_t half = p->rope_dim / 2;
     double freq[KVZ_CPU_ROPE_MAX_DIM / 2]; /* once per call, not per row */
     rope_frequencies(p, freq);
-    const int usable = table && table->cs && table->half == half && table->freq_base == p->freq_base;
+    const int usable = table && rope_table_fits(table, p);
 #pragma omp parallel for num_threads(n_threads) if (n > 8)
     for (int32_t i = 0; i < n; i++) {
         float own[KVZ_CPU_ROPE_MAX_DIM];
