@@ -179,12 +179,17 @@ static int make_plan(kvz_model *m, kvz_store_txn *t, const kvz_model_identity *i
 
 /* One layer of every planned artifact as stored (decompressed, not
  * dequantized), in the backend's staging buffer, ready for its kv_load. Part
- * k = h·n + i is head h of planned artifact i. */
+ * k = h·n + i is head h of planned artifact i. Parts go to the backend in
+ * groups of consecutive parts, each group within the staging limit (a part
+ * larger than it alone), so the staging memory stays bounded for any document
+ * length. */
 typedef struct layer_rows {
     kvz_head_codes *codes; /* per part */
-    size_t *at;            /* per part: staging offset of its positions; payloads and scales follow */
+    size_t *at;            /* per part: offset of its positions in its group's staging; payloads and scales follow */
     kvz_kv_load_job *jobs; /* per part: keys, then values */
-    size_t bytes;          /* staged */
+    size_t *group_first;   /* per group: its first part; one more entry, the number of parts */
+    size_t *group_bytes;   /* per group: staged */
+    size_t n_groups;
 } layer_rows;
 
 static size_t align8(size_t x) { return (x + 7) & ~(size_t)7; }
@@ -201,16 +206,26 @@ static void part_offsets(const kvz_head_codes *hc, size_t at, size_t off[6])
     off[5] = off[4] + align8(hc->value_pairs * 4); /* the end */
 }
 
-/* Where each part of layer l goes in the staging buffer and in the cache. */
-static int plan_layer(kvz_loaded *L, const plan *p, int32_t l, int32_t H, layer_rows *r)
+/* Where each part of layer l goes in the cache, which group it is staged
+ * with (no group over `limit` bytes unless it is one part) and where in that
+ * group's staging buffer. */
+static int plan_layer(kvz_loaded *L, const plan *p, int32_t l, int32_t H, size_t limit, layer_rows *r)
 {
     size_t need = 0, off[6];
+    r->n_groups = 0;
     for (int32_t h = 0; h < H; h++) {
         int32_t row = 0;
         for (size_t i = 0; i < p->n; i++) {
             const size_t k = (size_t)h * p->n + i;
             kvz_head_codes *hc = &r->codes[k];
             KVZ_TRY(kvz_artifact_head_codes(&p->items[i].art, (uint16_t)l, (uint16_t)h, hc));
+            part_offsets(hc, 0, off);
+            if (r->n_groups == 0 || (need > 0 && need + off[5] > limit)) {
+                if (r->n_groups > 0)
+                    r->group_bytes[r->n_groups - 1] = need;
+                r->group_first[r->n_groups++] = k;
+                need = 0;
+            }
             r->at[k] = need;
             part_offsets(hc, need, off);
             need = off[5];
@@ -223,7 +238,8 @@ static int plan_layer(kvz_loaded *L, const plan *p, int32_t l, int32_t H, layer_
             row += (int32_t)hc->n;
         }
     }
-    r->bytes = need;
+    r->group_bytes[r->n_groups - 1] = need;
+    r->group_first[r->n_groups] = (size_t)H * p->n;
     return KVZ_OK;
 }
 
@@ -245,35 +261,43 @@ static int read_part(const plan *p, int32_t l, const layer_rows *r, size_t k, ui
     return KVZ_OK;
 }
 
-/* Layer l into the cache: decompressed on the host threads straight into the
- * backend's staging buffer, then handed to the backend, which dequantizes and
- * rotates the keys to where they sit now (they are stored before RoPE) — on
- * the GPU while the host goes on to the next layer. */
-static int load_layer(kvz_loaded *L, const plan *p, int32_t l, int32_t H, layer_rows *r)
+/* Layer l into the cache, a group of parts at a time: decompressed on the
+ * host threads straight into the backend's staging buffer, then handed to the
+ * backend, which dequantizes and rotates the keys to where they sit now (they
+ * are stored before RoPE) — on the GPU while the host goes on to the next
+ * group. */
+static int load_layer(kvz_loaded *L, const plan *p, int32_t l, int32_t H, size_t limit, layer_rows *r,
+                      kvz_load_stats *st)
 {
     kvz_backend *b = L->model->backend;
-    KVZ_TRY(plan_layer(L, p, l, H, r));
-    if (r->bytes == 0)
-        return KVZ_OK;
-    uint8_t *staging;
-    KVZ_TRY(b->ops->kv_staging(b, r->bytes, (void **)&staging));
-    const int64_t parts = (int64_t)H * (int64_t)p->n;
-    int rc = KVZ_OK;
-    char failure[512] = ""; /* error messages are per thread: carry a worker's out */
+    KVZ_TRY(plan_layer(L, p, l, H, limit, r));
+    for (size_t g = 0; g < r->n_groups; g++) {
+        const size_t first = r->group_first[g], end = r->group_first[g + 1], bytes = r->group_bytes[g];
+        if (bytes == 0)
+            continue;
+        if (bytes > st->staged_peak)
+            st->staged_peak = bytes;
+        uint8_t *staging;
+        KVZ_TRY(b->ops->kv_staging(b, bytes, (void **)&staging));
+        int rc = KVZ_OK;
+        char failure[512] = ""; /* error messages are per thread: carry a worker's out */
 #pragma omp parallel for schedule(dynamic, 1) num_threads(b->n_threads)
-    for (int64_t k = 0; k < parts; k++) {
-        int pr = read_part(p, l, r, (size_t)k, staging);
-        if (pr != KVZ_OK) {
+        for (int64_t k = (int64_t)first; k < (int64_t)end; k++) {
+            int pr = read_part(p, l, r, (size_t)k, staging);
+            if (pr != KVZ_OK) {
 #pragma omp critical
-            if (rc == KVZ_OK) {
-                rc = pr;
-                snprintf(failure, sizeof failure, "head %d: %s", (int)(k / (int64_t)p->n), kvz_last_error());
+                if (rc == KVZ_OK) {
+                    rc = pr;
+                    snprintf(failure, sizeof failure, "head %d: %s", (int)(k / (int64_t)p->n), kvz_last_error());
+                }
             }
         }
+        if (rc != KVZ_OK)
+            return kvz_errorf(rc, "%s", failure);
+        KVZ_TRY(b->ops->kv_load(b, staging, bytes, r->jobs + 2 * first, (int32_t)(2 * (end - first)),
+                                &L->model->hp.rope));
     }
-    if (rc != KVZ_OK)
-        return kvz_errorf(rc, "%s", failure);
-    return b->ops->kv_load(b, staging, r->bytes, r->jobs, (int32_t)(2 * parts), &L->model->hp.rope);
+    return KVZ_OK;
 }
 
 int kvz_load(kvz_model *m, kvz_store *store, const char *const *names, size_t n_names,
@@ -284,6 +308,8 @@ int kvz_load(kvz_model *m, kvz_store *store, const char *const *names, size_t n_
     kvz_load_opts o = opts ? *opts : (kvz_load_opts){0};
     if (o.reserve <= 0)
         o.reserve = 512;
+    if (o.staging == 0)
+        o.staging = (size_t)64 << 20;
     if (n_names == 0)
         return kvz_errorf(KVZ_ERR_ARG, "no document to load");
     double t0 = kvz_now_seconds();
@@ -319,13 +345,14 @@ int kvz_load(kvz_model *m, kvz_store *store, const char *const *names, size_t n_
     double t1 = kvz_now_seconds();
     const size_t parts = (size_t)H * (p.n ? p.n : 1);
     layer_rows rows = {calloc(parts, sizeof *rows.codes), calloc(parts, sizeof *rows.at),
-                       calloc(2 * parts, sizeof *rows.jobs), 0};
-    if (rc == KVZ_OK && (!rows.codes || !rows.at || !rows.jobs))
+                       calloc(2 * parts, sizeof *rows.jobs), calloc(parts + 1, sizeof *rows.group_first),
+                       calloc(parts, sizeof *rows.group_bytes), 0};
+    if (rc == KVZ_OK && (!rows.codes || !rows.at || !rows.jobs || !rows.group_first || !rows.group_bytes))
         rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     for (int32_t l = 0; l < L && rc == KVZ_OK; l++)
-        if ((rc = load_layer(res, &p, l, H, &rows)) != KVZ_OK)
+        if ((rc = load_layer(res, &p, l, H, o.staging, &rows, st)) != KVZ_OK)
             kvz_error_context(rc, "loading layer %d", l);
-    free(rows.codes), free(rows.at), free(rows.jobs);
+    free(rows.codes), free(rows.at), free(rows.jobs), free(rows.group_first), free(rows.group_bytes);
     if (rc == KVZ_OK)
         rc = m->backend->ops->synchronize(m->backend);
     double t2 = kvz_now_seconds();

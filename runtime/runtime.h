@@ -29,6 +29,10 @@ typedef struct kvz_load_opts {
     int32_t reserve;  /* tokens left for question + answer (default 512) */
     int32_t config;   /* which compiled form of each document, as numbered by `kvz ls`
                          (1-based); 0: the most recent one made by this model */
+    size_t staging;   /* the most stored bytes handed to the backend at once (default
+                         64 MiB): a larger layer goes in groups of heads, a single
+                         head larger than this alone. On the GPU two such buffers
+                         are pinned, so this bounds the pinned memory a load takes */
 } kvz_load_opts;
 
 typedef struct kvz_load_stats {
@@ -36,6 +40,7 @@ typedef struct kvz_load_stats {
     double decode_seconds;   /* checksums, zstd, dequantization, RoPE */
     uint64_t artifact_bytes; /* read from the store */
     uint64_t rows;           /* key/value rows loaded (all layers and heads) */
+    uint64_t staged_peak;    /* the most stored bytes handed to the backend at once */
     int32_t documents, segments;
     int32_t prefix_tokens;
     int32_t original_tokens; /* the documents' uncompressed length */

@@ -189,6 +189,17 @@ static void runtime_cpu_vs_cuda(int synthetic)
                       gs.generated_tokens / (gs.decode_seconds > 0 ? gs.decode_seconds : 1), shown);
         kvz_tokens_free(&out);
         kvz_loaded_free(l);
+        if (dev == 1) { /* one head at a time through the two staging buffers in turn: the same cache */
+            kvz_load_opts one_head = {.staging = 1};
+            CHECK_OK(kvz_load(m, st, names, 1, &one_head, &l, &ls));
+            float *staged = malloc((size_t)m->hp.vocab * 4);
+            CHECK_OK(kvz_loaded_first_logits(l, question, staged));
+            print_message("cuda, staged a head at a time: load %.1f ms, largest hand-over %llu bytes\n",
+                          ls.seconds * 1e3, (unsigned long long)ls.staged_peak);
+            assert_memory_equal(staged, logits[1], (size_t)m->hp.vocab * 4);
+            free(staged);
+            kvz_loaded_free(l);
+        }
         kvz_model_free(m);
     }
     double max = 0;

@@ -164,7 +164,28 @@ static void test_composition(void **state)
     print_message("two documents, the answer in the second: %s\n", answer);
     assert_non_null(strstr(answer, "7391"));
     free(answer);
+
+    /* staged in smaller groups (a third of a layer; one head of one artifact
+     * at a time), the same cache: the same logits, bit for bit */
+    const char *question = "Who painted the tower?";
+    float *want = malloc((size_t)model->hp.vocab * 4), *got = malloc((size_t)model->hp.vocab * 4);
+    CHECK_OK(kvz_loaded_first_logits(l, question, want));
     kvz_loaded_free(l);
+    const uint64_t whole = ls.staged_peak;
+    const size_t limits[2] = {whole / 3, 1};
+    for (int i = 0; i < 2; i++) {
+        kvz_load_opts lo = {.staging = limits[i]};
+        CHECK_OK(kvz_load(model, st, names, 2, &lo, &l, &ls));
+        print_message("staging limit %zu bytes: largest hand-over %llu of %llu\n", limits[i],
+                      (unsigned long long)ls.staged_peak, (unsigned long long)whole);
+        assert_true(ls.staged_peak < whole);
+        if (i == 0)
+            assert_true(ls.staged_peak <= limits[i]);
+        CHECK_OK(kvz_loaded_first_logits(l, question, got));
+        assert_memory_equal(got, want, (size_t)model->hp.vocab * 4);
+        kvz_loaded_free(l);
+    }
+    free(want), free(got);
     kvz_store_close(st);
 }
 
