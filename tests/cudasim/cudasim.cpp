@@ -306,6 +306,20 @@ unsigned warp_ballot(int pred)
     return bits;
 }
 
+void wmma_check_tile(const void *p, unsigned ldm, size_t element_bytes, const char *op)
+{
+    char what[160];
+    if ((uintptr_t)p % 32 != 0) {
+        snprintf(what, sizeof what, "%s: the tile at %p is not 256-bit aligned", op, p);
+        die(what);
+    }
+    if ((size_t)ldm * element_bytes % 16 != 0) {
+        snprintf(what, sizeof what, "%s: a leading dimension of %u elements of %zu bytes is not a multiple of 16 "
+                 "bytes", op, ldm, element_bytes);
+        die(what);
+    }
+}
+
 void *warp_scratch(void)
 {
     return my_warp().scratch;

@@ -31,7 +31,10 @@
  *
  * Warp matrix operations (wmma) keep the whole 16x16 tile in every lane's
  * fragment: valid for kernels that treat fragments as opaque (load, mma,
- * store, fill, the same operation on every element), as kvz's do.
+ * store, fill, the same operation on every element), as kvz's do. Their
+ * loads and stores are held to what the GPU requires and the emulation would
+ * not notice: a 256-bit aligned tile and a leading dimension of a multiple of
+ * 16 bytes.
  *
  * The .cu files are compiled as C++ after tests/cudasim/cu2cpp.py rewrites
  * `k<<<grid, block, smem, stream>>>(args)` into kvz_sim_launch(k, grid, block,
@@ -153,6 +156,10 @@ int lane(void);
 unsigned warp_ballot(int pred);
 void *warp_scratch(void); /* 1 KB of the calling warp's, for the emulation's own use */
 void *dynamic_smem(void);
+/* What the GPU requires of a WMMA load or store (the emulation would run it
+ * anyway): a 256-bit aligned tile and a leading dimension of a multiple of 16
+ * bytes. Ends the program otherwise. */
+void wmma_check_tile(const void *p, unsigned ldm, size_t element_bytes, const char *op);
 } // namespace kvz_sim
 
 template <class T> T __shfl_sync(unsigned mask, T v, int src, int width = 32)

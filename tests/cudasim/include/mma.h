@@ -47,6 +47,7 @@ template <class T> T &tile_element(T *p, unsigned ldm, int r, int c, bool row_ma
 
 template <class Frag, class T> void load_tile(Frag &f, const T *p, unsigned ldm, bool row_major_memory)
 {
+    kvz_sim::wmma_check_tile(p, ldm, sizeof(T), "wmma::load_matrix_sync");
     __syncwarp();
     for (int r = 0; r < f.rows; r++)
         for (int c = 0; c < f.cols; c++)
@@ -71,6 +72,7 @@ void load_matrix_sync(fragment<accumulator, M, N, K, T, void> &f, const T *p, un
 template <int M, int N, int K, class T>
 void store_matrix_sync(T *p, const fragment<accumulator, M, N, K, T, void> &f, unsigned ldm, layout_t layout)
 {
+    kvz_sim::wmma_check_tile(p, ldm, sizeof(T), "wmma::store_matrix_sync");
     __syncwarp();
     for (int r = 0; r < f.rows; r++)
         for (int c = 0; c < f.cols; c++)
