@@ -90,10 +90,11 @@ SO_NAME := libkvz.so.$(VERSION_MAJOR)
 SO := $(BUILD)/libkvz.so
 KVZ := $(BUILD)/kvz
 PC := $(BUILD)/kvz.pc
+BENCH_BINS := $(BUILD)/bench/sessions
 PREFIX ?= /usr/local
 
 .PHONY: all test asan check cuda test-cuda cudasim test-cudasim test-cudasim-quick cudasim-asan test-cudasim-asan demo bench clean setup install valgrind FORCE
-all: $(KVZ) $(SO) $(PC)
+all: $(KVZ) $(SO) $(PC) $(BENCH_BINS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -134,6 +135,11 @@ $(PC): FORCE
 
 $(KVZ): $(TOOL_OBJS) $(LIB)
 	$(CC) $(LDFLAGS) $(TOOL_OBJS) $(LIB) $(LDLIBS) -o $@
+
+# Benchmark programs on the public API (bench/RESULTS.md says how each is run).
+$(BUILD)/bench/%: bench/%.c include/kvz.h $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(LDFLAGS) $(LIB) $(LDLIBS) -o $@
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/test_util.h $(LIB)
 	@mkdir -p $(dir $@)

@@ -74,10 +74,13 @@ KVZ_API void kvz_free(void *p);
  *     kvz_session_close(s);  kvz_engine_close(e);
  *
  * Threads: an engine may be shared by threads that each use their own
- * sessions; a session is used by one thread at a time. The sessions of one
- * engine share its model and device, so their loads and questions run one
- * at a time (each with all of the engine's threads) and the others wait:
- * for answers in parallel, open an engine per device or process.
+ * sessions; a session is used by one thread at a time. Sessions share the
+ * engine's model (its weights, loaded once) but each computes on its own
+ * (scratch memory, and on the GPU its own stream), so sessions on different
+ * threads load and answer at the same time, each with up to `threads` host
+ * threads: with many at once on the CPU, give the engine fewer threads. The
+ * engine keeps the scratch of closed sessions for the next ones (as much as
+ * the most sessions open at once used) until it is closed.
  * ------------------------------------------------------------------------ */
 typedef struct kvz_engine kvz_engine;
 typedef struct kvz_session kvz_session;
@@ -139,8 +142,7 @@ KVZ_API int kvz_session_load_info(const kvz_session *s, kvz_load_info *info);
 
 /* Called with each piece of the answer as it is generated (UTF-8 bytes, not
  * NUL-terminated; a character may span two calls). Return non-zero to stop.
- * It runs while the session holds its engine: other threads' calls on that
- * engine wait until the answer is done, so it must not wait for them. */
+ * It runs on the asking thread, between two steps of the answer. */
 typedef int (*kvz_stream_fn)(void *user, const char *piece, size_t len);
 
 typedef struct kvz_ask_options {

@@ -132,6 +132,13 @@ typedef struct kvz_backend_ops {
     int (*memset_zero)(kvz_backend *b, void *dst, size_t bytes);
     int (*synchronize)(kvz_backend *b);
     void (*destroy)(kvz_backend *b);
+    /* *out = a backend on the same device and threads as b that shares
+     * nothing b changes as it works (scratch, staging, tables, and on the GPU
+     * its stream and cuBLAS handle), so that two host threads may run work on
+     * b and *out at once. Memory either allocates (the model's weights among
+     * it) is usable by both once the allocating one has synchronised.
+     * Destroyed with destroy, before the memory of b's it uses is freed. */
+    int (*fork)(kvz_backend *b, kvz_backend **out);
 
     /* Make a (rows, cols) matrix of GGUF `type` at host `src` usable by matmul.
      * `src` stays valid for the backend's life (a mapped model file), so a

@@ -40,6 +40,7 @@ typedef struct ragged {
 
 struct kvz_context {
     kvz_model *model;
+    kvz_backend *backend; /* the model's, or one forked from it (kvz_context_new_ragged) */
     int32_t capacity, max_chunk, len;
     float **k_cache, **v_cache; /* per layer: dense (n_kv_heads, capacity, head_dim), or ragged */
     workspace ws;
@@ -53,7 +54,7 @@ static int ws_alloc(kvz_backend *b, void **p, size_t bytes) { return b->ops->all
 static int alloc_workspace(kvz_context *c)
 {
     const kvz_hparams *hp = &c->model->hp;
-    kvz_backend *b = c->model->backend;
+    kvz_backend *b = c->backend;
     workspace *w = &c->ws;
     size_t C = (size_t)c->max_chunk, f = sizeof(float);
     size_t qd = (size_t)hp->n_heads * hp->head_dim, kvd = (size_t)hp->n_kv_heads * hp->head_dim;
@@ -79,7 +80,7 @@ static int ensure_logit_rows(kvz_context *c, int32_t rows)
     workspace *w = &c->ws;
     if (rows <= w->logit_rows)
         return KVZ_OK;
-    kvz_backend *b = c->model->backend;
+    kvz_backend *b = c->backend;
     b->ops->free(b, w->logits);
     w->logits = NULL;
     w->logit_rows = 0;
@@ -102,10 +103,11 @@ int kvz_context_new(kvz_context **out, kvz_model *m, int32_t capacity, int32_t m
     if (!c)
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     c->model = m;
+    c->backend = m->backend;
     c->capacity = capacity;
     c->max_chunk = max_chunk < capacity ? max_chunk : capacity;
     const kvz_hparams *hp = &m->hp;
-    kvz_backend *b = m->backend;
+    kvz_backend *b = c->backend;
     size_t cache_bytes = (size_t)hp->n_kv_heads * capacity * hp->head_dim * sizeof(float);
     int rc = KVZ_OK;
     c->k_cache = calloc((size_t)hp->n_layers, sizeof(float *));
@@ -132,7 +134,7 @@ void kvz_context_free(kvz_context *c)
 {
     if (!c)
         return;
-    kvz_backend *b = c->model->backend;
+    kvz_backend *b = c->backend;
     for (int32_t l = 0; l < c->model->hp.n_layers; l++) {
         if (c->k_cache)
             b->ops->free(b, c->k_cache[l]);
@@ -163,8 +165,8 @@ void kvz_context_free(kvz_context *c)
 
 /* ---- ragged contexts ------------------------------------------------------ */
 
-int kvz_context_new_ragged(kvz_context **out, kvz_model *m, const int32_t *loaded, int32_t extra,
-                           int32_t max_chunk, int32_t first_position)
+int kvz_context_new_ragged(kvz_context **out, kvz_model *m, kvz_backend *backend, const int32_t *loaded,
+                           int32_t extra, int32_t max_chunk, int32_t first_position)
 {
     *out = NULL;
     const kvz_hparams *hp = &m->hp;
@@ -183,11 +185,12 @@ int kvz_context_new_ragged(kvz_context **out, kvz_model *m, const int32_t *loade
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     }
     c->model = m;
+    c->backend = backend ? backend : m->backend;
     c->rg = rg;
     c->capacity = extra;
     c->max_chunk = max_chunk < extra ? max_chunk : extra;
     rg->first_position = first_position;
-    kvz_backend *b = m->backend;
+    kvz_backend *b = c->backend;
     int rc = KVZ_OK;
     rg->loaded = malloc((size_t)L * H * sizeof *rg->loaded);
     rg->host_base = malloc((size_t)L * H * sizeof *rg->host_base);
@@ -252,6 +255,7 @@ int kvz_context_ragged_rows(kvz_context *c, int32_t layer, int32_t head, int32_t
 int32_t kvz_context_len(const kvz_context *c) { return c->len; }
 int32_t kvz_context_capacity(const kvz_context *c) { return c->capacity; }
 kvz_model *kvz_context_model(const kvz_context *c) { return c->model; }
+kvz_backend *kvz_context_backend(const kvz_context *c) { return c->backend; }
 
 void kvz_context_truncate(kvz_context *c, int32_t len)
 {
@@ -271,7 +275,7 @@ static int run_layer(kvz_context *c, int32_t l, int32_t n, const kvz_eval_opts *
 {
     const kvz_hparams *hp = &c->model->hp;
     const kvz_layer *L = &c->model->layers[l];
-    kvz_backend *b = c->model->backend;
+    kvz_backend *b = c->backend;
     const kvz_backend_ops *ops = b->ops;
     workspace *w = &c->ws;
     kvz_attention_params ap = {
@@ -332,7 +336,7 @@ static int run_layer(kvz_context *c, int32_t l, int32_t n, const kvz_eval_opts *
 static int chunk_logits(kvz_context *c, int32_t first, int32_t rows, float *out)
 {
     const kvz_hparams *hp = &c->model->hp;
-    kvz_backend *b = c->model->backend;
+    kvz_backend *b = c->backend;
     workspace *w = &c->ws;
     KVZ_TRY(ensure_logit_rows(c, rows));
     float *h = w->h + (size_t)first * hp->dim;
@@ -346,7 +350,7 @@ static int eval_chunk(kvz_context *c, const int32_t *tokens, int32_t n, const kv
                       float *logits, int last_chunk)
 {
     kvz_model *m = c->model;
-    kvz_backend *b = m->backend;
+    kvz_backend *b = c->backend;
     int32_t first_position = c->rg ? c->rg->first_position : 0;
     for (int32_t i = 0; i < n; i++) {
         if (tokens[i] < 0 || tokens[i] >= m->hp.vocab)
@@ -405,7 +409,7 @@ int kvz_context_sample(kvz_context *c, kvz_sampler *s, int32_t *token)
 {
     if (!c->logits_kept)
         return kvz_errorf(KVZ_ERR_INTERNAL, "sampling without logits kept by the last evaluation");
-    kvz_backend *b = c->model->backend;
+    kvz_backend *b = c->backend;
     kvz_sample_params p = kvz_sampler_next(s);
     return b->ops->sample(b, token, c->ws.logits, c->model->hp.vocab, &p);
 }

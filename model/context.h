@@ -61,6 +61,8 @@ void kvz_context_free(kvz_context *c);
 int32_t kvz_context_len(const kvz_context *c);
 int32_t kvz_context_capacity(const kvz_context *c);
 kvz_model *kvz_context_model(const kvz_context *c);
+/* The backend the context's memory and work are on. */
+kvz_backend *kvz_context_backend(const kvz_context *c);
 
 /* Append and run `n` tokens. `logits` (host) receives vocab floats per
  * requested row. KVZ_ERR_RANGE when the cache would overflow (nothing is
@@ -73,9 +75,11 @@ int kvz_context_eval(kvz_context *c, const int32_t *tokens, int32_t n, const kvz
  * with RoPE already applied at their positions); `extra` tokens can then be
  * evaluated, the first at position first_position. kvz_context_len counts the
  * appended tokens; truncate drops them. KVZ_ERR_RANGE when positions or rows
- * would exceed the model's trained context. */
-int kvz_context_new_ragged(kvz_context **out, kvz_model *m, const int32_t *loaded, int32_t extra,
-                           int32_t max_chunk, int32_t first_position);
+ * would exceed the model's trained context. `backend`: the model's when NULL,
+ * or one forked from it (its fork op) so that this context works beside
+ * others on the model from another thread; it must outlive the context. */
+int kvz_context_new_ragged(kvz_context **out, kvz_model *m, kvz_backend *backend, const int32_t *loaded,
+                           int32_t extra, int32_t max_chunk, int32_t first_position);
 /* Backend pointers to rows row0 .. row0 + n of a head's loaded part in the
  * key and value caches (each row head_dim floats), for the backend's kv_load. */
 int kvz_context_ragged_rows(kvz_context *c, int32_t layer, int32_t head, int32_t row0, int32_t n, float **k,

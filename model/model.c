@@ -202,6 +202,8 @@ int kvz_model_load(kvz_model **out, const char *path, const kvz_model_config *cf
     }
     if (rc == KVZ_OK)
         rc = load_weights(m);
+    if (rc == KVZ_OK) /* the weights are in place for backends forked from this one (their own streams) */
+        rc = m->backend->ops->synchronize(m->backend);
     if (rc != KVZ_OK) {
         kvz_model_free(m);
         return rc;

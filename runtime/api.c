@@ -14,18 +14,52 @@ struct kvz_engine {
     kvz_model *model;
     kvz_store *store;
     uint64_t fingerprint;
-    /* Held while a session uses the model: the backend's scratch (and on the
-     * GPU its one stream) is shared, so sessions of one engine compute one at
-     * a time, each with all the engine's threads. Recursive, so a stream
-     * callback may use another session of the engine. */
-    pthread_mutex_t compute;
+    /* Backends forked from the model's that no session holds: a session
+     * computes on one of its own (scratch, staging, and on the GPU a stream
+     * and cuBLAS handle), and hands it back on closing so that the next one
+     * finds it warm. As many as the most sessions open at once. */
+    pthread_mutex_t pool_lock;
+    kvz_backend **idle;
+    size_t n_idle, idle_cap;
 };
 
 struct kvz_session {
     kvz_engine *engine;
+    kvz_backend *backend; /* from the engine's pool */
     kvz_loaded *loaded;
     kvz_load_info info;
 };
+
+/* A forked backend for a new session: an idle one, or a new fork. */
+static int take_backend(kvz_engine *e, kvz_backend **out)
+{
+    *out = NULL;
+    pthread_mutex_lock(&e->pool_lock);
+    if (e->n_idle > 0)
+        *out = e->idle[--e->n_idle];
+    pthread_mutex_unlock(&e->pool_lock);
+    if (*out)
+        return KVZ_OK;
+    kvz_backend *b = e->model->backend;
+    return b->ops->fork(b, out);
+}
+
+/* A closed session's backend back to the pool (destroyed when the pool cannot grow). */
+static void give_back_backend(kvz_engine *e, kvz_backend *b)
+{
+    if (!b)
+        return;
+    pthread_mutex_lock(&e->pool_lock);
+    kvz_backend **grown = kvz_grow(e->idle, &e->idle_cap, e->n_idle, sizeof *grown);
+    if (grown) {
+        e->idle = grown;
+        e->idle[e->n_idle++] = b;
+        b = NULL;
+    }
+    pthread_mutex_unlock(&e->pool_lock);
+    if (b)
+        b->ops->destroy(b);
+}
 
 /* The public device choice is passed straight to the backend. */
 _Static_assert(KVZ_RUN_ON_CPU == (int)KVZ_DEVICE_CPU && KVZ_RUN_ON_CUDA == (int)KVZ_DEVICE_CUDA &&
@@ -53,12 +87,7 @@ int kvz_engine_open(kvz_engine **out, const char *store_dir, const char *model_p
     kvz_engine *e = calloc(1, sizeof *e);
     if (!e)
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
-    pthread_mutexattr_t attr;
-    pthread_mutexattr_init(&attr);
-    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
-    int locked = pthread_mutex_init(&e->compute, &attr);
-    pthread_mutexattr_destroy(&attr);
-    if (locked != 0) {
+    if (pthread_mutex_init(&e->pool_lock, NULL) != 0) {
         free(e);
         return kvz_errorf(KVZ_ERR_NOMEM, "kvz_engine_open: cannot create the engine's lock");
     }
@@ -81,9 +110,12 @@ void kvz_engine_close(kvz_engine *e)
 {
     if (!e)
         return;
+    for (size_t i = 0; i < e->n_idle; i++) /* before the model: they use its device */
+        e->idle[i]->ops->destroy(e->idle[i]);
+    free(e->idle);
     kvz_model_free(e->model);
     kvz_store_close(e->store);
-    pthread_mutex_destroy(&e->compute);
+    pthread_mutex_destroy(&e->pool_lock);
     free(e);
 }
 
@@ -189,12 +221,15 @@ int kvz_session_open(kvz_session **out, kvz_engine *e, const char *const *names,
     kvz_session *s = calloc(1, sizeof *s);
     if (!s)
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
-    kvz_load_opts lo = {.reserve = o.reserve, .config = o.config};
+    /* a backend of the session's own: sessions of one engine work at once on as many threads */
+    int rc = take_backend(e, &s->backend);
+    kvz_load_opts lo = {.reserve = o.reserve, .config = o.config, .backend = s->backend};
     kvz_load_stats st;
-    pthread_mutex_lock(&e->compute);
-    int rc = kvz_load(e->model, e->store, names, count, &lo, &s->loaded, &st);
-    pthread_mutex_unlock(&e->compute);
+    if (rc == KVZ_OK)
+        rc = kvz_load(e->model, e->store, names, count, &lo, &s->loaded, &st);
     if (rc != KVZ_OK) {
+        if (s->backend) /* not pooled: a failed load may leave it in any state */
+            s->backend->ops->destroy(s->backend);
         free(s);
         return rc;
     }
@@ -210,9 +245,8 @@ void kvz_session_close(kvz_session *s)
 {
     if (!s)
         return;
-    pthread_mutex_lock(&s->engine->compute); /* frees backend memory */
     kvz_loaded_free(s->loaded);
-    pthread_mutex_unlock(&s->engine->compute);
+    give_back_backend(s->engine, s->backend);
     free(s);
 }
 
@@ -255,9 +289,7 @@ int kvz_session_ask(kvz_session *s, const char *question, const kvz_ask_options 
                             .on_token_ctx = &sc};
     kvz_tokens out = {0};
     kvz_generate_stats st;
-    pthread_mutex_lock(&s->engine->compute);
     int rc = kvz_loaded_ask(s->loaded, question, &go, &out, &st);
-    pthread_mutex_unlock(&s->engine->compute);
     if (rc == KVZ_OK && answer) {
         size_t len;
         rc = kvz_detokenize(s->engine->model->tokenizer, out.ids, out.len, 0, answer, &len);

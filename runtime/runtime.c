@@ -269,7 +269,7 @@ static int read_part(const plan *p, int32_t l, const layer_rows *r, size_t k, ui
 static int load_layer(kvz_loaded *L, const plan *p, int32_t l, int32_t H, size_t limit, layer_rows *r,
                       kvz_load_stats *st)
 {
-    kvz_backend *b = L->model->backend;
+    kvz_backend *b = kvz_context_backend(L->ctx);
     KVZ_TRY(plan_layer(L, p, l, H, limit, r));
     for (size_t g = 0; g < r->n_groups; g++) {
         const size_t first = r->group_first[g], end = r->group_first[g + 1], bytes = r->group_bytes[g];
@@ -340,7 +340,7 @@ int kvz_load(kvz_model *m, kvz_store *store, const char *const *names, size_t n_
                         hp->ctx_train);
     if (rc == KVZ_OK) {
         res->model = m;
-        rc = kvz_context_new_ragged(&res->ctx, m, loaded, o.reserve, 512, first_position);
+        rc = kvz_context_new_ragged(&res->ctx, m, o.backend, loaded, o.reserve, 512, first_position);
     }
     double t1 = kvz_now_seconds();
     const size_t parts = (size_t)H * (p.n ? p.n : 1);
@@ -354,7 +354,7 @@ int kvz_load(kvz_model *m, kvz_store *store, const char *const *names, size_t n_
             kvz_error_context(rc, "loading layer %d", l);
     free(rows.codes), free(rows.at), free(rows.jobs), free(rows.group_first), free(rows.group_bytes);
     if (rc == KVZ_OK)
-        rc = m->backend->ops->synchronize(m->backend);
+        rc = kvz_context_backend(res->ctx)->ops->synchronize(kvz_context_backend(res->ctx));
     double t2 = kvz_now_seconds();
     kvz_store_read_end(t); /* every view is consumed: the context owns its copy */
     free(p.items);

@@ -33,6 +33,10 @@ typedef struct kvz_load_opts {
                          64 MiB): a larger layer goes in groups of heads, a single
                          head larger than this alone. On the GPU two such buffers
                          are pinned, so this bounds the pinned memory a load takes */
+    kvz_backend *backend; /* NULL: the model's; or one forked from it (kernels/backend.h)
+                             that the load and its questions run on, so that loads
+                             of one model work on several threads at once; it must
+                             outlive the loaded */
 } kvz_load_opts;
 
 typedef struct kvz_load_stats {

@@ -141,7 +141,7 @@ static int time_decode(kvz_model *m, int32_t n, const int32_t *rows, int32_t dec
     for (int32_t i = 0; i < L * H && rc == KVZ_OK; i++)
         loaded[i] = rows[i % H];
     if (rc == KVZ_OK)
-        rc = kvz_context_new_ragged(&c, m, loaded, decode + 1, 1, n);
+        rc = kvz_context_new_ragged(&c, m, NULL, loaded, decode + 1, 1, n);
     for (int32_t l = 0; l < L && rc == KVZ_OK; l++)
         for (int32_t h = 0; h < H && rc == KVZ_OK; h++) {
             float *k, *v;

@@ -279,6 +279,8 @@ static void cpu_destroy(kvz_backend *b)
     free(b);
 }
 
+static int cpu_fork(kvz_backend *b, kvz_backend **out);
+
 static const kvz_backend_ops CPU_OPS = {
     .name = "cpu",
     .host_memory = 1,
@@ -289,6 +291,7 @@ static const kvz_backend_ops CPU_OPS = {
     .memset_zero = cpu_memset_zero,
     .synchronize = cpu_synchronize,
     .destroy = cpu_destroy,
+    .fork = cpu_fork,
     .weight_load = cpu_weight_load,
     .weight_free = cpu_weight_free,
     .matmul = cpu_matmul,
@@ -322,7 +325,7 @@ static kvz_weight_policy resolve_policy(const kvz_backend_config *cfg)
     return (double)cfg->weight_bytes_hint <= limit ? KVZ_WEIGHTS_F32 : KVZ_WEIGHTS_NATIVE;
 }
 
-int kvz_backend_cpu_create(kvz_backend **out, const kvz_backend_config *cfg)
+static int cpu_start(kvz_backend **out, int n_threads, kvz_weight_policy weights)
 {
     *out = NULL;
     kvz_backend *b = calloc(1, sizeof *b);
@@ -334,10 +337,20 @@ int kvz_backend_cpu_create(kvz_backend **out, const kvz_backend_config *cfg)
     }
     b->ops = &CPU_OPS;
     b->impl = impl;
-    b->n_threads = cfg->n_threads > 0 ? cfg->n_threads : omp_get_num_procs();
-    impl->weights = resolve_policy(cfg);
-    /* all parallelism is ours (OpenMP); BLAS calls run single-threaded inside it */
-    openblas_set_num_threads(1);
+    b->n_threads = n_threads;
+    impl->weights = weights;
     *out = b;
     return KVZ_OK;
+}
+
+int kvz_backend_cpu_create(kvz_backend **out, const kvz_backend_config *cfg)
+{
+    /* all parallelism is ours (OpenMP); BLAS calls run single-threaded inside it */
+    openblas_set_num_threads(1);
+    return cpu_start(out, cfg->n_threads > 0 ? cfg->n_threads : omp_get_num_procs(), resolve_policy(cfg));
+}
+
+static int cpu_fork(kvz_backend *b, kvz_backend **out)
+{
+    return cpu_start(out, b->n_threads, ((cpu_impl *)b->impl)->weights);
 }

@@ -171,6 +171,9 @@ static void cu_destroy(kvz_backend *b)
     free(b);
 }
 
+static int cu_fork(kvz_backend *b, kvz_backend **out);
+
+/* Positional: the order of kvz_backend_ops (C++ before C++20 has no designated initialisers). */
 static const kvz_backend_ops CUDA_OPS = {
     "cuda",
     0, /* host_memory */
@@ -181,6 +184,7 @@ static const kvz_backend_ops CUDA_OPS = {
     cu_memset_zero,
     cu_synchronize,
     cu_destroy,
+    cu_fork,
     cu_weight_load,
     cu_weight_free,
     cuda_matmul,
@@ -209,7 +213,8 @@ extern "C" int kvz_backend_cuda_available(void)
     return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
 }
 
-extern "C" int kvz_backend_cuda_create(kvz_backend **out, const kvz_backend_config *cfg)
+/* A backend on device 0 with its own stream, cuBLAS handle and scratch. */
+static int cuda_start(kvz_backend **out, int n_threads)
 {
     *out = NULL;
     int n = 0;
@@ -226,8 +231,7 @@ extern "C" int kvz_backend_cuda_create(kvz_backend **out, const kvz_backend_conf
     }
     b->ops = &CUDA_OPS;
     b->impl = c;
-    /* host threads around the GPU work (artifact encoding and decoding): all cores unless told */
-    b->n_threads = cfg->n_threads > 0 ? cfg->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    b->n_threads = n_threads;
     c->device = 0;
     cudaDeviceProp prop;
     if ((e = cudaSetDevice(0)) != cudaSuccess || (e = cudaGetDeviceProperties(&prop, 0)) != cudaSuccess ||
@@ -249,4 +253,15 @@ extern "C" int kvz_backend_cuda_create(kvz_backend **out, const kvz_backend_conf
     cublasSetStream(c->cublas, c->stream);
     *out = b;
     return KVZ_OK;
+}
+
+extern "C" int kvz_backend_cuda_create(kvz_backend **out, const kvz_backend_config *cfg)
+{
+    /* host threads around the GPU work (artifact encoding and decoding): all cores unless told */
+    return cuda_start(out, cfg->n_threads > 0 ? cfg->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
+}
+
+static int cu_fork(kvz_backend *b, kvz_backend **out)
+{
+    return cuda_start(out, b->n_threads);
 }

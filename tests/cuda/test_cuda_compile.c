@@ -10,6 +10,9 @@
 #include "../unit/test_util.h"
 
 #include <math.h>
+#include <pthread.h>
+
+#include "kvz.h"
 
 #include "compiler/compile.h"
 #include "format/artifact.h"
@@ -212,6 +215,72 @@ static void runtime_cpu_vs_cuda(int synthetic)
     kvz_store_close(st);
 }
 
+/* Sessions of one CUDA engine on two threads at once (each on its own fork
+ * of the backend: its stream, cuBLAS handle and scratch) answer as a lone
+ * session does. */
+typedef struct cuda_asker {
+    kvz_engine *engine;
+    const char *question;
+    char *answers[2];
+    int status;
+} cuda_asker;
+
+static void *ask_twice(void *arg)
+{
+    cuda_asker *a = arg;
+    const char *doc = "doc";
+    kvz_session *s;
+    if ((a->status = kvz_session_open(&s, a->engine, &doc, 1, NULL)) != KVZ_OK)
+        return NULL;
+    kvz_ask_options ao = {.max_tokens = 6};
+    for (int r = 0; r < 2 && a->status == KVZ_OK; r++)
+        a->status = kvz_session_ask(s, a->question, &ao, &a->answers[r], NULL);
+    kvz_session_close(s);
+    return NULL;
+}
+
+static void sessions_on_threads(int synthetic)
+{
+    const char *model_path = synthetic ? synthetic_model_path() : test_model_path();
+    size_t len;
+    char *text = document(synthetic, &len);
+    kvz_compile_opts o;
+    kvz_compile_opts_default(&o);
+    kvz_artifact a;
+    free(compile_on(KVZ_DEVICE_CPU, model_path, "threads-store", &o, text, len, &a));
+    free(text);
+    kvz_engine *e;
+    kvz_engine_options eo = {.device = KVZ_RUN_ON_CUDA};
+    CHECK_OK(kvz_engine_open(&e, test_tmp_path("threads-store"), model_path, &eo));
+    const char *questions[2] = {"What does the license guarantee to users?", "Who may copy the program?"};
+    char *alone[2];
+    for (int q = 0; q < 2; q++) {
+        cuda_asker lone = {e, questions[q], {NULL, NULL}, KVZ_OK};
+        ask_twice(&lone);
+        CHECK_OK(lone.status);
+        alone[q] = lone.answers[0];
+        kvz_free(lone.answers[1]);
+    }
+    cuda_asker askers[2] = {{e, questions[0], {NULL, NULL}, KVZ_OK}, {e, questions[1], {NULL, NULL}, KVZ_OK}};
+    pthread_t threads[2];
+    for (int t = 0; t < 2; t++)
+        assert_int_equal(pthread_create(&threads[t], NULL, ask_twice, &askers[t]), 0);
+    int differ = 0;
+    for (int t = 0; t < 2; t++) {
+        pthread_join(threads[t], NULL);
+        CHECK_OK(askers[t].status);
+        for (int r = 0; r < 2; r++) {
+            differ += strcmp(askers[t].answers[r], alone[t]) != 0;
+            kvz_free(askers[t].answers[r]);
+        }
+    }
+    print_message("two sessions of one cuda engine on two threads: %d of 4 answers differ from a lone "
+                  "session's\n", differ);
+    assert_int_equal(differ, 0);
+    kvz_free(alone[0]), kvz_free(alone[1]);
+    kvz_engine_close(e);
+}
+
 /* Each check on the default model and on the random-weight one. */
 #define BOTH_MODELS(name, call)                                              \
     static void test_##name##_real(void **state) { (void)state; call(0); }   \
@@ -223,6 +292,7 @@ static void runtime_cpu_vs_cuda(int synthetic)
 #define FULL_16(s) compare(s, KVZ_METHOD_FULL, 16)
 BOTH_MODELS(kvzip, KVZIP_4)
 BOTH_MODELS(runtime, runtime_cpu_vs_cuda)
+BOTH_MODELS(sessions, sessions_on_threads)
 BOTH_MODELS(snapkv, SNAPKV_8)
 BOTH_MODELS(chunkkv, CHUNKKV_4)
 BOTH_MODELS(knorm, KNORM_4)
@@ -240,6 +310,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kvzip_real),    cmocka_unit_test(test_kvzip_synthetic),
         cmocka_unit_test(test_runtime_real),  cmocka_unit_test(test_runtime_synthetic),
+        cmocka_unit_test(test_sessions_real), cmocka_unit_test(test_sessions_synthetic),
         cmocka_unit_test(test_snapkv_real),   cmocka_unit_test(test_snapkv_synthetic),
         cmocka_unit_test(test_chunkkv_real),  cmocka_unit_test(test_chunkkv_synthetic),
         cmocka_unit_test(test_knorm_real),    cmocka_unit_test(test_knorm_synthetic),
