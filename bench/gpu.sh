@@ -29,6 +29,8 @@
 #   kvpress-smol   kvpress, SmolLM2 shape, the lengths of compile-smol and compile-real
 #   compile-real   kvz compile, the default model, ~6K tokens, every method
 #   runtime        time to first token from the store, load GB/s (bench/runtime.sh)
+#   sessions       answers/s of 2, 4 and 8 sessions of one engine at once vs one after
+#                  another (build-cuda/bench/sessions, the default model)
 #   bench          prefill and decode tok/s: the default model and both shapes
 # (`compile` and `kvpress` run all of their parts.)
 #
@@ -174,6 +176,7 @@ session)
     step kvpress-smol - 30
     step compile-real model 20
     step runtime model 30
+    step sessions model 30
     step bench - 45
     cat "$summary"
     ! grep -q FAILED "$summary"
@@ -260,6 +263,14 @@ cache)
 runtime)
     KVZ_BIN=$K KVZ_MODEL=$MODEL DEVICE=cuda sh bench/runtime.sh
     ;;
+sessions)
+    rm -rf /tmp/kvz-sessions-store
+    $K compile examples/corpus --store /tmp/kvz-sessions-store --model "$MODEL" --device cuda --quiet
+    for n in 2 4 8; do
+        ./build-cuda/bench/sessions /tmp/kvz-sessions-store "$MODEL" examples/corpus/harbor_lighthouse.md \
+            --threads 2 --sessions $n --questions 4 --tokens 64
+    done
+    ;;
 bench)
     if [ -f "$MODEL" ]; then
         echo "== SmolLM2-135M-Instruct Q4_1 (real), cuda"
@@ -274,7 +285,7 @@ bench)
     ;;
 *)
     echo "usage: bench/gpu.sh pack|session|model|build|test|test-synthetic|test-real|compile|compile-8b|" \
-        "compile-smol|compile-real|kvpress|kvpress-8b|kvpress-smol|cache|runtime|bench" >&2
+        "compile-smol|compile-real|kvpress|kvpress-8b|kvpress-smol|cache|runtime|sessions|bench" >&2
     exit 2
     ;;
 esac
