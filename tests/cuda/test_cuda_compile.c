@@ -3,7 +3,9 @@
  * positions agree (up to near-ties moved by f16 arithmetic; the overlap is
  * stated and bounded) and the artifacts decode to the same keys and values
  * within quantization error; the same question asked of the loaded artifacts
- * gets the same greedy answer. Each check runs on the default model (tests
+ * gets the same greedy answer, also when they are staged a head at a time and
+ * when two sessions of one engine ask at once on two threads (each on its own
+ * stream). Each check runs on the default model (tests
  * named *_real) and on a random-weight model of its shape (*_synthetic, one
  * token per byte). Needs an NVIDIA GPU.
  */
