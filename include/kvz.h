@@ -94,6 +94,11 @@ typedef enum kvz_device_choice {
 typedef struct kvz_engine_options {
     int device;  /* a kvz_device_choice (default KVZ_RUN_ON_AUTO) */
     int threads; /* host threads (0: all cores) */
+    /* Closed sessions' working memory kept for the next sessions to open
+     * (scratch and load staging; on the GPU also a stream and a cuBLAS
+     * handle, and the staging is pinned): at most this many, the rest is freed
+     * at close. 0: 4; -1: none (each session starts cold). */
+    int idle_sessions;
 } kvz_engine_options;
 
 /* Open the store at `store_dir` (read-only: compiles may run beside it) and

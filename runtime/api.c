@@ -17,10 +17,10 @@ struct kvz_engine {
     /* Backends forked from the model's that no session holds: a session
      * computes on one of its own (scratch, staging, and on the GPU a stream
      * and cuBLAS handle), and hands it back on closing so that the next one
-     * finds it warm. As many as the most sessions open at once. */
+     * finds it warm; at most idle_max of them (kvz_engine_options). */
     pthread_mutex_t pool_lock;
     kvz_backend **idle;
-    size_t n_idle, idle_cap;
+    size_t n_idle, idle_cap, idle_max;
 };
 
 struct kvz_session {
@@ -44,13 +44,14 @@ static int take_backend(kvz_engine *e, kvz_backend **out)
     return b->ops->fork(b, out);
 }
 
-/* A closed session's backend back to the pool (destroyed when the pool cannot grow). */
+/* A closed session's backend back to the pool (destroyed when the pool is full or cannot grow). */
 static void give_back_backend(kvz_engine *e, kvz_backend *b)
 {
     if (!b)
         return;
     pthread_mutex_lock(&e->pool_lock);
-    kvz_backend **grown = kvz_grow(e->idle, &e->idle_cap, e->n_idle, sizeof *grown);
+    kvz_backend **grown =
+        e->n_idle < e->idle_max ? kvz_grow(e->idle, &e->idle_cap, e->n_idle, sizeof *grown) : NULL;
     if (grown) {
         e->idle = grown;
         e->idle[e->n_idle++] = b;
@@ -59,6 +60,14 @@ static void give_back_backend(kvz_engine *e, kvz_backend *b)
     pthread_mutex_unlock(&e->pool_lock);
     if (b)
         b->ops->destroy(b);
+}
+
+size_t kvz_engine_idle_backends(kvz_engine *e)
+{
+    pthread_mutex_lock(&e->pool_lock);
+    size_t n = e->n_idle;
+    pthread_mutex_unlock(&e->pool_lock);
+    return n;
 }
 
 /* The public device choice is passed straight to the backend. */
@@ -81,9 +90,9 @@ int kvz_engine_open(kvz_engine **out, const char *store_dir, const char *model_p
     if (!model_path || !model_path[0])
         return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_open: no model path given and KVZ_MODEL is not set");
     kvz_engine_options o = opts ? *opts : (kvz_engine_options){.device = KVZ_RUN_ON_AUTO};
-    if (o.device < KVZ_RUN_ON_CPU || o.device > KVZ_RUN_ON_AUTO || o.threads < 0)
-        return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_open: device %d or threads %d out of range", o.device,
-                          o.threads);
+    if (o.device < KVZ_RUN_ON_CPU || o.device > KVZ_RUN_ON_AUTO || o.threads < 0 || o.idle_sessions < -1)
+        return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_open: device %d, threads %d or idle_sessions %d out of range",
+                          o.device, o.threads, o.idle_sessions);
     kvz_engine *e = calloc(1, sizeof *e);
     if (!e)
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
@@ -91,6 +100,7 @@ int kvz_engine_open(kvz_engine **out, const char *store_dir, const char *model_p
         free(e);
         return kvz_errorf(KVZ_ERR_NOMEM, "kvz_engine_open: cannot create the engine's lock");
     }
+    e->idle_max = o.idle_sessions == 0 ? 4 : o.idle_sessions < 0 ? 0 : (size_t)o.idle_sessions;
     kvz_model_config mc = {.backend = {.device = (kvz_device)o.device, .n_threads = o.threads}};
     int rc = kvz_store_open(&e->store, store_dir, KVZ_STORE_READONLY);
     if (rc == KVZ_OK)

@@ -82,4 +82,8 @@ int kvz_document_tokens(kvz_model *m, kvz_store *store, const char *name, int32_
 /* Whether a `docs` record has a compiled form made by the model `fingerprint`. */
 int kvz_doc_record_has_model(const void *record, size_t size, uint64_t fingerprint);
 
+/* How many closed sessions' backends an engine keeps warm (api.c; for tests). */
+struct kvz_engine;
+size_t kvz_engine_idle_backends(struct kvz_engine *e);
+
 #endif

@@ -232,7 +232,7 @@ int cuda_attention(kvz_backend *b, float *out, const float *q, const float *k_ca
     a.partials = NULL;
     if (a.splits > 1) {
         size_t bytes = (size_t)a.splits * p->n * p->n_heads * (hd + 2) * sizeof(float);
-        KVZ_TRY(cuda_ensure((void **)&c->partials, &c->partial_bytes, bytes,
+        KVZ_TRY(cuda_ensure(c, (void **)&c->partials, &c->partial_bytes, bytes,
                             "split-key attention partials"));
         a.partials = c->partials;
     }

@@ -28,14 +28,26 @@ static int allocation_failed(cudaError_t e, size_t bytes, const char *kind, cons
                       mib ? "MiB" : "KiB", kind, what ? " for " : "", what ? what : "", cudaGetErrorString(e), room);
 }
 
-int cuda_malloc(void **ptr, size_t bytes, const char *what)
+int cuda_malloc(cuda_impl *c, void **ptr, size_t bytes, const char *what)
 {
     *ptr = NULL;
-    cudaError_t e = cudaMalloc(ptr, bytes ? bytes : 16);
+    if (!bytes)
+        bytes = 16;
+    cudaError_t e = c->stream_ordered_memory ? cudaMallocAsync(ptr, bytes, c->stream) : cudaMalloc(ptr, bytes);
     if (e == cudaSuccess)
         return KVZ_OK;
     *ptr = NULL;
     return allocation_failed(e, bytes, "device", what, 1);
+}
+
+void cuda_free(cuda_impl *c, void *ptr)
+{
+    if (!ptr)
+        return;
+    if (c->stream_ordered_memory)
+        cudaFreeAsync(ptr, c->stream);
+    else
+        cudaFree(ptr);
 }
 
 int cuda_malloc_host(void **ptr, size_t bytes, const char *what)
@@ -48,28 +60,26 @@ int cuda_malloc_host(void **ptr, size_t bytes, const char *what)
     return allocation_failed(e, bytes, "pinned host", what, 0);
 }
 
-int cuda_ensure(void **buf, size_t *have, size_t bytes, const char *what)
+int cuda_ensure(cuda_impl *c, void **buf, size_t *have, size_t bytes, const char *what)
 {
     if (bytes <= *have)
         return KVZ_OK;
-    if (*buf)
-        CUDA_TRY(cudaFree(*buf));
+    cuda_free(c, *buf);
     *buf = NULL;
     *have = 0;
-    KVZ_TRY(cuda_malloc(buf, bytes, what));
+    KVZ_TRY(cuda_malloc(c, buf, bytes, what));
     *have = bytes;
     return KVZ_OK;
 }
 
 static int cu_alloc(kvz_backend *b, size_t bytes, void **ptr)
 {
-    return cuda_malloc(ptr, bytes, NULL);
+    return cuda_malloc(cuda_of(b), ptr, bytes, NULL);
 }
 
 static void cu_free(kvz_backend *b, void *ptr)
 {
-    if (ptr)
-        cudaFree(ptr);
+    cuda_free(cuda_of(b), ptr);
 }
 
 static int cu_upload(kvz_backend *b, void *dst, const void *src, size_t bytes)
@@ -144,24 +154,14 @@ static void cu_weight_free(kvz_backend *b, kvz_weight *w)
 static void cu_destroy(kvz_backend *b)
 {
     cuda_impl *c = cuda_of(b);
-    cudaStreamSynchronize(c->stream);
-    if (c->x_half)
-        cudaFree(c->x_half);
-    if (c->partials)
-        cudaFree(c->partials);
-    if (c->topk_scratch)
-        cudaFree(c->topk_scratch);
-    if (c->rows_scratch)
-        cudaFree(c->rows_scratch);
-    if (c->sample_scratch)
-        cudaFree(c->sample_scratch);
-    if (c->quant_scratch)
-        cudaFree(c->quant_scratch);
+    void *scratch[] = {c->x_half, c->partials, c->topk_scratch, c->rows_scratch, c->sample_scratch,
+                       c->quant_scratch, c->stage[0].dev, c->stage[1].dev};
+    for (size_t i = 0; i < sizeof scratch / sizeof *scratch; i++)
+        cuda_free(c, scratch[i]);
+    cudaStreamSynchronize(c->stream); /* the frees, and any work still reading what they free */
     for (int i = 0; i < 2; i++) {
         if (c->stage[i].host)
             cudaFreeHost(c->stage[i].host);
-        if (c->stage[i].dev)
-            cudaFree(c->stage[i].dev);
         if (c->stage[i].done)
             cudaEventDestroy(c->stage[i].done);
     }
@@ -241,6 +241,9 @@ static int cuda_start(kvz_backend **out, int n_threads)
         return kvz_errorf(KVZ_ERR_BACKEND, "cuda: cannot start the device: %s", cudaGetErrorString(e));
     }
     c->sm_count = prop.multiProcessorCount;
+    int pools = 0;
+    c->stream_ordered_memory =
+        cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, 0) == cudaSuccess && pools;
     c->smem_optin = prop.sharedMemPerBlockOptin;
     const char *attention = getenv("KVZ_CUDA_ATTENTION");
     c->attention_simt = attention && strcmp(attention, "simt") == 0;

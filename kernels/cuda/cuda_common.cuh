@@ -28,6 +28,7 @@ typedef struct cuda_impl {
     cudaStream_t stream;
     cublasHandle_t cublas;
     int sm_count;
+    int stream_ordered_memory; /* the device has memory pools: cudaMallocAsync (cuda_malloc) */
     int attention_simt; /* KVZ_CUDA_ATTENTION=simt: no tensor-core attention */
     size_t smem_optin; /* largest dynamic shared memory a block may ask for */
     /* scratch, grown on demand */
@@ -70,14 +71,22 @@ static inline size_t cuda_align256(size_t x) { return (x + 255) & ~(size_t)255; 
                               cudaGetErrorString(cuda_launch_err_));                           \
     } while (0)
 
-/* cudaMalloc with kvz's error: KVZ_ERR_NOMEM when the device is out of memory,
- * naming the size, `what` it was for (may be NULL) and the device's free memory. */
-int cuda_malloc(void **ptr, size_t bytes, const char *what);
+/* Device memory of backend c, with kvz's error: KVZ_ERR_NOMEM when the device
+ * is out of memory, naming the size, `what` it was for (may be NULL) and the
+ * device's free memory. Stream-ordered (cudaMallocAsync/cudaFreeAsync on c's
+ * stream) where the device has memory pools: cudaMalloc and cudaFree wait for
+ * the whole device, so one session opening or closing, or a scratch buffer
+ * growing, would hold up every other session's stream. Memory is freed with
+ * cuda_free of the backend that allocated it, and another backend's stream may
+ * use it only after that backend synchronised (the weights: the model load). */
+int cuda_malloc(cuda_impl *c, void **ptr, size_t bytes, const char *what);
+void cuda_free(cuda_impl *c, void *ptr);
 /* cudaMallocHost (page-locked host memory) with the same errors, less the
  * device's free memory. */
 int cuda_malloc_host(void **ptr, size_t bytes, const char *what);
-/* Grow a device scratch buffer to at least `bytes` (cuda_malloc's errors). */
-int cuda_ensure(void **buf, size_t *have, size_t bytes, const char *what);
+/* Grow a device scratch buffer of c to at least `bytes` (cuda_malloc's
+ * errors); the old one is freed in stream order, after the work that reads it. */
+int cuda_ensure(cuda_impl *c, void **buf, size_t *have, size_t bytes, const char *what);
 
 /* dequant.cu: decode `rows` rows of GGUF `type` (device src) into f16 dst. */
 int cuda_dequantize_f16(cuda_impl *c, __half *dst, const void *src, uint32_t type, int64_t rows,

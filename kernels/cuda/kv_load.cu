@@ -89,7 +89,7 @@ int cuda_kv_load(kvz_backend *b, const void *staging, size_t bytes, const kvz_kv
     }
     if (bytes == 0 || n_jobs == 0)
         return KVZ_OK;
-    KVZ_TRY(cuda_ensure(&st->dev, &st->dev_bytes, bytes, "the KV load staging buffer"));
+    KVZ_TRY(cuda_ensure(c, &st->dev, &st->dev_bytes, bytes, "the KV load staging buffer"));
     const uint8_t *d = (const uint8_t *)st->dev;
     CUDA_TRY(cudaMemcpyAsync(st->dev, staging, bytes, cudaMemcpyHostToDevice, c->stream));
     const double log_base = rope ? log((double)rope->freq_base) : 0.0;

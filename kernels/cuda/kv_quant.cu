@@ -79,7 +79,7 @@ int cuda_kv_quantize(kvz_backend *b, const float *x, const kvz_quant_shape *s, i
     cuda_impl *c = cuda_of(b);
     const size_t payload_bytes = kvz_quant_payload_bytes(s), pairs = kvz_quant_scale_pairs(s, is_keys);
     const size_t at_scales = cuda_align256(payload_bytes);
-    KVZ_TRY(cuda_ensure(&c->quant_scratch, &c->quant_bytes, at_scales + pairs * 4, "quantized KV rows"));
+    KVZ_TRY(cuda_ensure(c, &c->quant_scratch, &c->quant_bytes, at_scales + pairs * 4, "quantized KV rows"));
     kv_quant_args a;
     a.x = x;
     a.payload = (uint8_t *)c->quant_scratch;

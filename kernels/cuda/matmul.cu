@@ -22,7 +22,7 @@ int cuda_matmul(kvz_backend *b, float *out, const float *x, const kvz_weight *w,
     if (w->type != KVZ_GGML_F16)
         return kvz_errorf(KVZ_ERR_INTERNAL, "cuda: matmul expects f16 weights");
     int64_t elems = (int64_t)n * w->cols;
-    KVZ_TRY(cuda_ensure((void **)&c->x_half, &c->x_half_bytes, (size_t)elems * sizeof(__half),
+    KVZ_TRY(cuda_ensure(c, (void **)&c->x_half, &c->x_half_bytes, (size_t)elems * sizeof(__half),
                         "f16 activations"));
     to_half_kernel<<<ceil_div(elems, 256), 256, 0, c->stream>>>(c->x_half, x, elems);
     CUDA_LAUNCHED("matmul input conversion");

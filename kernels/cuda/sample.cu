@@ -126,7 +126,7 @@ int cuda_sample(kvz_backend *b, int32_t *token, const float *logits, int32_t n, 
                                                            c->stream));
     /* scratch: state | probs | sorted probs | ids | sorted ids | CUB's */
     const size_t state_bytes = 256, row = ((size_t)n * 4 + 255) / 256 * 256;
-    KVZ_TRY(cuda_ensure(&c->sample_scratch, &c->sample_bytes,
+    KVZ_TRY(cuda_ensure(c, &c->sample_scratch, &c->sample_bytes,
                         state_bytes + (p->temperature > 0 ? 4 * row + sort_bytes : 0), "sampling scratch"));
     char *at = (char *)c->sample_scratch;
     sample_state *st = (sample_state *)at;

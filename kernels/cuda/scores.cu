@@ -172,7 +172,7 @@ int cuda_attention_scores(kvz_backend *b, float *scores, const float *q, const f
     const int max_rows = tensor_cores ? SCORE_TC_ROWS : MAX_ROWS;
     a.bq = max_rows / group < p->n ? max_rows / group : p->n;
     size_t stats_bytes = (size_t)p->n * p->n_heads * 2 * sizeof(float);
-    KVZ_TRY(cuda_ensure((void **)&c->partials, &c->partial_bytes, stats_bytes, "scoring row statistics"));
+    KVZ_TRY(cuda_ensure(c, (void **)&c->partials, &c->partial_bytes, stats_bytes, "scoring row statistics"));
     a.stats = c->partials;
     if (tensor_cores)
         return cuda_scores_tc_launch(c, &a, hd);

@@ -150,7 +150,7 @@ int cuda_top_k_mask(kvz_backend *b, uint8_t *mask, const float *scores, int64_t 
     /* scratch: state | 256 bins | per-tile equal counts | their exclusive sums | CUB's */
     const size_t state_bytes = 256, hist_bytes = 256 * sizeof(unsigned long long),
                  tile_bytes = ((size_t)tiles * sizeof(unsigned long long) + 255) / 256 * 256;
-    KVZ_TRY(cuda_ensure(&c->topk_scratch, &c->topk_bytes,
+    KVZ_TRY(cuda_ensure(c, &c->topk_scratch, &c->topk_bytes,
                         state_bytes + hist_bytes + 2 * tile_bytes + scan_bytes, "top-k selection scratch"));
     char *at = (char *)c->topk_scratch;
     topk_state *st = (topk_state *)at;
@@ -239,7 +239,7 @@ int cuda_top_k_rows(kvz_backend *b, uint8_t *mask, const float *scores, int32_t 
     if (rows <= 0 || n <= 0)
         return KVZ_OK;
     const size_t bytes = (size_t)rows * sizeof(int32_t);
-    KVZ_TRY(cuda_ensure(&c->rows_scratch, &c->rows_bytes, 2 * bytes, "per-head selection lengths"));
+    KVZ_TRY(cuda_ensure(c, &c->rows_scratch, &c->rows_bytes, 2 * bytes, "per-head selection lengths"));
     int32_t *dev_length = (int32_t *)c->rows_scratch, *dev_k = dev_length + rows;
     /* from pageable memory: the copies have left length and k when these return */
     CUDA_TRY(cudaMemcpyAsync(dev_length, length, bytes, cudaMemcpyHostToDevice, c->stream));

@@ -24,7 +24,7 @@ _DEVICES = {"cpu": 0, "cuda": 1, "auto": 2}
 
 
 class _EngineOptions(ctypes.Structure):
-    _fields_ = [("device", ctypes.c_int), ("threads", ctypes.c_int)]
+    _fields_ = [("device", ctypes.c_int), ("threads", ctypes.c_int), ("idle_sessions", ctypes.c_int)]
 
 
 class _SessionOptions(ctypes.Structure):
@@ -145,14 +145,16 @@ class _Handle:
 
 
 class Engine(_Handle):
-    """A model and a store, opened together (kvz_engine_open)."""
+    """A model and a store, opened together (kvz_engine_open). threads: host
+    threads (0: all cores); idle_sessions: closed sessions' working memory kept
+    for the next ones (0: 4, -1: none)."""
 
     _release = staticmethod(_engine_close)
 
-    def __init__(self, store, model=None, device="auto", threads=0):
+    def __init__(self, store, model=None, device="auto", threads=0, idle_sessions=0):
         if device not in _DEVICES:
             raise ValueError(f"device must be one of {sorted(_DEVICES)}")
-        opts = _EngineOptions(_DEVICES[device], threads)
+        opts = _EngineOptions(_DEVICES[device], threads, idle_sessions)
         handle = ctypes.c_void_p()
         _check(_engine_open(ctypes.byref(handle), os.fsencode(store),
                             os.fsencode(model) if model else None, ctypes.byref(opts)))

@@ -52,6 +52,15 @@ try:
     check("bad model raises", False, "no exception")
 except kvz.Error as e:
     check("bad model raises", e.code in (-4, -3) and "bridge.txt" in str(e), str(e))
+try:
+    kvz.Engine(store, model=model, device="cpu", idle_sessions=-2)
+    check("idle_sessions out of range raises", False, "no exception")
+except kvz.Error as e:
+    check("idle_sessions out of range raises", e.code == -1 and "idle_sessions -2" in str(e), str(e))
+with kvz.Engine(store, model=model, device="cpu", idle_sessions=-1) as engine:
+    for _ in range(2):  # no session kept warm: each starts cold, and answers the same
+        with engine.session([bridge]) as s:
+            check("answer with no idle sessions kept", s.ask("Who opened the Vellmar bridge?", max_tokens=32) == first)
 
 rag = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "..", "..", "examples", "rag.py"),
                       "--store", store, "--model", model, "--max-tokens", "32",

@@ -425,29 +425,38 @@ void __syncwarp(unsigned mask)
 namespace kvz_sim {
 namespace {
 /* Memory counted against a limit: device memory, and pinned host memory apart. */
+struct counted_block {
+    size_t bytes;
+    cudaStream_t stream; /* cudaMallocAsync's stream; NULL for cudaMalloc and cudaMallocHost */
+    bool stream_ordered;
+};
 struct counted_memory {
-    std::map<void *, size_t> blocks;
+    std::map<void *, counted_block> blocks;
     size_t used, peak;
 };
 std::mutex memory_lock;
 counted_memory device_memory, pinned_memory;
 
 /* 256-byte aligned, exactly `bytes` long (ASan sees a read past them) */
-cudaError_t counted_alloc(counted_memory &m, size_t limit, void **p, size_t bytes)
+cudaError_t counted_alloc(counted_memory &m, size_t limit, void **p, size_t bytes, bool stream_ordered = false,
+                          cudaStream_t stream = nullptr)
 {
     *p = nullptr;
     std::lock_guard<std::mutex> g(memory_lock);
     if (bytes > limit - m.used || posix_memalign(p, 256, bytes > 0 ? bytes : 1) != 0)
         return last_error = cudaErrorMemoryAllocation;
-    m.blocks[*p] = bytes;
+    m.blocks[*p] = counted_block{bytes, stream, stream_ordered};
     m.used += bytes;
     if (m.used > m.peak)
         m.peak = m.used;
     return cudaSuccess;
 }
 
-/* freeing a pointer that the matching allocation did not return fails, as on the GPU */
-cudaError_t counted_free(counted_memory &m, void *p)
+/* freeing a pointer that the matching allocation did not return fails, as on
+ * the GPU; freeing stream-ordered memory with cudaFree, memory from cudaMalloc
+ * with cudaFreeAsync, or with cudaFreeAsync on another stream than the
+ * allocation's (all of which the GPU allows) stops the run */
+cudaError_t counted_free(counted_memory &m, void *p, bool stream_ordered = false, cudaStream_t stream = nullptr)
 {
     if (!p)
         return cudaSuccess;
@@ -455,7 +464,11 @@ cudaError_t counted_free(counted_memory &m, void *p)
     auto it = m.blocks.find(p);
     if (it == m.blocks.end())
         return last_error = cudaErrorInvalidValue;
-    m.used -= it->second;
+    if (it->second.stream_ordered != stream_ordered)
+        die(stream_ordered ? "cudaFreeAsync of memory from cudaMalloc" : "cudaFree of memory from cudaMallocAsync");
+    if (it->second.stream != stream)
+        die("cudaFreeAsync on another stream than the cudaMallocAsync of the memory");
+    m.used -= it->second.bytes;
     m.blocks.erase(it);
     free(p);
     return cudaSuccess;
@@ -512,6 +525,7 @@ const char *cudaGetErrorString(cudaError_t e)
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorNotSupported: return "operation not supported";
     }
     return "unknown error";
 }
@@ -549,10 +563,11 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d)
  * (a number, K/M/G suffixes; 16G by default), so that running out of it can be
  * tested. Fresh allocations hold garbage (0xa5 bytes), as on the GPU; freeing
  * a pointer cudaMalloc did not return fails, as on the GPU. */
-cudaError_t cudaMalloc(void **p, size_t bytes)
+namespace kvz_sim {
+namespace {
+cudaError_t device_alloc(void **p, size_t bytes, bool stream_ordered, cudaStream_t s)
 {
-    using namespace kvz_sim;
-    cudaError_t e = counted_alloc(device_memory, device_limit(), p, bytes);
+    cudaError_t e = counted_alloc(device_memory, device_limit(), p, bytes, stream_ordered, s);
     if (e != cudaSuccess)
         return e;
     memset(*p, 0xa5, bytes);
@@ -560,8 +575,35 @@ cudaError_t cudaMalloc(void **p, size_t bytes)
     (void)peak_registered;
     return cudaSuccess;
 }
+} // namespace
+} // namespace kvz_sim
+
+cudaError_t cudaMalloc(void **p, size_t bytes) { return kvz_sim::device_alloc(p, bytes, false, nullptr); }
 
 cudaError_t cudaFree(void *p) { return counted_free(kvz_sim::device_memory, p); }
+
+/* Stream-ordered memory, where the device has memory pools (KVZ_CUDASIM_MEMORY_POOLS=0: it has not) */
+cudaError_t cudaMallocAsync(void **p, size_t bytes, cudaStream_t s)
+{
+    int pools = 0;
+    cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, 0);
+    if (!pools) {
+        *p = nullptr;
+        return kvz_sim::last_error = cudaErrorNotSupported;
+    }
+    return kvz_sim::device_alloc(p, bytes, true, s);
+}
+
+cudaError_t cudaFreeAsync(void *p, cudaStream_t s) { return counted_free(kvz_sim::device_memory, p, true, s); }
+
+cudaError_t cudaDeviceGetAttribute(int *value, cudaDeviceAttr attr, int d)
+{
+    if (d != 0 || attr != cudaDevAttrMemoryPoolsSupported)
+        return kvz_sim::last_error = cudaErrorInvalidValue;
+    const char *pools = getenv("KVZ_CUDASIM_MEMORY_POOLS");
+    *value = !(pools && strcmp(pools, "0") == 0);
+    return cudaSuccess;
+}
 
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes)
 {

@@ -22,7 +22,12 @@
  * much there is, so running out can be tested; KVZ_CUDASIM_PEAK_FILE names a
  * file that receives the most in use at once when the program exits.
  * Pinned host memory (cudaMallocHost) is counted apart, against
- * KVZ_CUDASIM_PINNED_BYTES (no limit by default).
+ * KVZ_CUDASIM_PINNED_BYTES (no limit by default). The device has memory
+ * pools (stream-ordered cudaMallocAsync/cudaFreeAsync) unless
+ * KVZ_CUDASIM_MEMORY_POOLS=0; memory is freed by the call that matches its
+ * allocation (cudaFree after cudaMalloc, cudaFreeAsync on the stream that
+ * allocated it after cudaMallocAsync) or the run stops: stricter than the
+ * GPU, which takes either, so that kvz never mixes them by accident.
  *
  * Built with ASan (make test-cudasim-asan), the fiber switches are announced
  * to it, and device memory (cudaMalloc) and each launch's dynamic shared
@@ -85,6 +90,7 @@ enum cudaError_t {
     cudaErrorMemoryAllocation = 2,
     cudaErrorInvalidConfiguration = 9,
     cudaErrorNoDevice = 100,
+    cudaErrorNotSupported = 801,
 };
 typedef cudaError_t cudaError;
 enum cudaMemcpyKind {
@@ -95,6 +101,7 @@ enum cudaMemcpyKind {
     cudaMemcpyDefault
 };
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+enum cudaDeviceAttr { cudaDevAttrMemoryPoolsSupported = 115 };
 typedef struct kvz_sim_stream *cudaStream_t;
 typedef struct kvz_sim_event *cudaEvent_t;
 #define cudaStreamNonBlocking 0x01
@@ -111,9 +118,12 @@ cudaError_t cudaGetLastError(void);
 cudaError_t cudaGetDeviceCount(int *n);
 cudaError_t cudaSetDevice(int d);
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d);
+cudaError_t cudaDeviceGetAttribute(int *value, cudaDeviceAttr attr, int d);
 cudaError_t cudaMalloc(void **p, size_t bytes);
+cudaError_t cudaMallocAsync(void **p, size_t bytes, cudaStream_t s);
 cudaError_t cudaMallocHost(void **p, size_t bytes);
 cudaError_t cudaFree(void *p);
+cudaError_t cudaFreeAsync(void *p, cudaStream_t s);
 cudaError_t cudaFreeHost(void *p);
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes);
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind);

@@ -342,6 +342,51 @@ static void test_engine_shared_by_threads(void **state)
     kvz_engine_close(e);
 }
 
+/* Closed sessions' backends kept warm: at most idle_sessions of them (default
+ * 4, -1 none), the rest freed at close; a warm one answers as a new one did. */
+static void test_engine_idle_sessions(void **state)
+{
+    kvz_compile_opts o;
+    kvz_compile_opts_default(&o);
+    kvz_store_close(make_store("rt-idle", &o));
+    const char *doc = "a.txt", *question = "Who served longest at the lighthouse?";
+    const int limits[3] = {2, 0, -1}, kept[3] = {2, 3, 0}; /* 3 sessions open at once, then closed */
+    char *first = NULL;
+    for (int i = 0; i < 3; i++) {
+        kvz_engine *e;
+        kvz_engine_options eo = {.device = KVZ_RUN_ON_CPU, .threads = 2, .idle_sessions = limits[i]};
+        CHECK_OK(kvz_engine_open(&e, test_tmp_path("rt-idle"), test_model_path(), &eo));
+        kvz_session *s[3];
+        for (int j = 0; j < 3; j++)
+            CHECK_OK(kvz_session_open(&s[j], e, &doc, 1, NULL));
+        assert_int_equal(kvz_engine_idle_backends(e), 0);
+        for (int j = 0; j < 3; j++)
+            kvz_session_close(s[j]);
+        print_message("idle_sessions %d: %zu of 3 closed sessions kept warm\n", limits[i],
+                      kvz_engine_idle_backends(e));
+        assert_int_equal(kvz_engine_idle_backends(e), kept[i]);
+        kvz_session *again; /* warm when one was kept */
+        CHECK_OK(kvz_session_open(&again, e, &doc, 1, NULL));
+        kvz_ask_options ao = {.max_tokens = 12};
+        char *answer;
+        CHECK_OK(kvz_session_ask(again, question, &ao, &answer, NULL));
+        if (!first)
+            first = answer;
+        else {
+            assert_string_equal(answer, first);
+            kvz_free(answer);
+        }
+        kvz_session_close(again);
+        assert_int_equal(kvz_engine_idle_backends(e), kept[i]);
+        kvz_engine_close(e);
+    }
+    kvz_free(first);
+    kvz_engine *bad = NULL;
+    kvz_engine_options eo = {.device = KVZ_RUN_ON_CPU, .idle_sessions = -2};
+    assert_int_equal(kvz_engine_open(&bad, test_tmp_path("rt-idle"), test_model_path(), &eo), KVZ_ERR_ARG);
+    assert_null(bad);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -350,6 +395,7 @@ int main(void)
         cmocka_unit_test(test_composition),
         cmocka_unit_test(test_bad_loads),
         cmocka_unit_test(test_engine_shared_by_threads),
+        cmocka_unit_test(test_engine_idle_sessions),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
