@@ -171,11 +171,12 @@ test-cudasim: cudasim
 
 # What CI runs of it (minutes; the whole of it takes about half an hour): every kernel
 # test, the forward pass on the default model and a SmolLM2-shape random one, and
-# the CLI running out of device memory (tests/cudasim/test_device_memory.sh).
+# the CLI running out of device memory (tests/cudasim/test_device_memory.sh), here
+# with cudaMalloc (KVZ_CUDA_MEMORY_POOLS=0; test-cudasim-asan runs it stream-ordered).
 test-cudasim-quick: cudasim
 	@KVZ_MODEL=$(MODEL) sh tests/run_tests.sh build-sim/tests/cuda/test_cuda_kernels
 	@KVZ_MODEL=$(MODEL) KVZ_TEST_SKIP='*llama3*' sh tests/run_tests.sh build-sim/tests/cuda/test_cuda_forward
-	@KVZ_BIN=build-sim/kvz sh tests/run_tests.sh tests/cudasim/test_device_memory.sh
+	@KVZ_BIN=build-sim/kvz KVZ_CUDA_MEMORY_POOLS=0 sh tests/run_tests.sh tests/cudasim/test_device_memory.sh
 
 # The CUDA tests emulated under ASan + UBSan, with blocks and the threads of a
 # block run in reverse order (test-cudasim-quick runs them forward): a kernel's

@@ -241,9 +241,11 @@ static int cuda_start(kvz_backend **out, int n_threads)
         return kvz_errorf(KVZ_ERR_BACKEND, "cuda: cannot start the device: %s", cudaGetErrorString(e));
     }
     c->sm_count = prop.multiProcessorCount;
-    int pools = 0;
-    c->stream_ordered_memory =
-        cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, 0) == cudaSuccess && pools;
+    int pools = 0; /* KVZ_CUDA_MEMORY_POOLS=0: cudaMalloc even where the device has pools */
+    const char *use_pools = getenv("KVZ_CUDA_MEMORY_POOLS");
+    c->stream_ordered_memory = !(use_pools && strcmp(use_pools, "0") == 0) &&
+                               cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, 0) == cudaSuccess &&
+                               pools;
     c->smem_optin = prop.sharedMemPerBlockOptin;
     const char *attention = getenv("KVZ_CUDA_ATTENTION");
     c->attention_simt = attention && strcmp(attention, "simt") == 0;

@@ -582,17 +582,8 @@ cudaError_t cudaMalloc(void **p, size_t bytes) { return kvz_sim::device_alloc(p,
 
 cudaError_t cudaFree(void *p) { return counted_free(kvz_sim::device_memory, p); }
 
-/* Stream-ordered memory, where the device has memory pools (KVZ_CUDASIM_MEMORY_POOLS=0: it has not) */
-cudaError_t cudaMallocAsync(void **p, size_t bytes, cudaStream_t s)
-{
-    int pools = 0;
-    cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, 0);
-    if (!pools) {
-        *p = nullptr;
-        return kvz_sim::last_error = cudaErrorNotSupported;
-    }
-    return kvz_sim::device_alloc(p, bytes, true, s);
-}
+/* Stream-ordered memory: the emulated device has memory pools */
+cudaError_t cudaMallocAsync(void **p, size_t bytes, cudaStream_t s) { return kvz_sim::device_alloc(p, bytes, true, s); }
 
 cudaError_t cudaFreeAsync(void *p, cudaStream_t s) { return counted_free(kvz_sim::device_memory, p, true, s); }
 
@@ -600,8 +591,7 @@ cudaError_t cudaDeviceGetAttribute(int *value, cudaDeviceAttr attr, int d)
 {
     if (d != 0 || attr != cudaDevAttrMemoryPoolsSupported)
         return kvz_sim::last_error = cudaErrorInvalidValue;
-    const char *pools = getenv("KVZ_CUDASIM_MEMORY_POOLS");
-    *value = !(pools && strcmp(pools, "0") == 0);
+    *value = 1;
     return cudaSuccess;
 }
 

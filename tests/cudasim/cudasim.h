@@ -23,11 +23,11 @@
  * file that receives the most in use at once when the program exits.
  * Pinned host memory (cudaMallocHost) is counted apart, against
  * KVZ_CUDASIM_PINNED_BYTES (no limit by default). The device has memory
- * pools (stream-ordered cudaMallocAsync/cudaFreeAsync) unless
- * KVZ_CUDASIM_MEMORY_POOLS=0; memory is freed by the call that matches its
- * allocation (cudaFree after cudaMalloc, cudaFreeAsync on the stream that
- * allocated it after cudaMallocAsync) or the run stops: stricter than the
- * GPU, which takes either, so that kvz never mixes them by accident.
+ * pools (stream-ordered cudaMallocAsync/cudaFreeAsync); memory is freed by
+ * the call that matches its allocation (cudaFree after cudaMalloc,
+ * cudaFreeAsync on the stream that allocated it after cudaMallocAsync) or the
+ * run stops: stricter than the GPU, which takes either, so that kvz never
+ * mixes them by accident.
  *
  * Built with ASan (make test-cudasim-asan), the fiber switches are announced
  * to it, and device memory (cudaMalloc) and each launch's dynamic shared
