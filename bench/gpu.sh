@@ -30,7 +30,8 @@
 #   compile-real   kvz compile, the default model, ~6K tokens, every method
 #   runtime        time to first token from the store, load GB/s (bench/runtime.sh)
 #   sessions       answers/s of 2, 4 and 8 sessions of one engine at once vs one after
-#                  another (build-cuda/bench/sessions, the default model)
+#                  another (build-cuda/bench/sessions, the default model); short
+#                  sessions with and without stream-ordered device memory
 #   bench          prefill and decode tok/s: the default model and both shapes
 # (`compile` and `kvpress` run all of their parts.)
 #
@@ -269,6 +270,12 @@ sessions)
     for n in 2 4 8; do
         ./build-cuda/bench/sessions /tmp/kvz-sessions-store "$MODEL" examples/corpus/harbor_lighthouse.md \
             --threads 2 --sessions $n --questions 4 --tokens 64
+    done
+    # sessions opening and closing often: stream-ordered device memory, then cudaMalloc/cudaFree
+    for pools in 1 0; do
+        echo "== 8 sessions x 1 question, KVZ_CUDA_MEMORY_POOLS=$pools"
+        KVZ_CUDA_MEMORY_POOLS=$pools ./build-cuda/bench/sessions /tmp/kvz-sessions-store "$MODEL" \
+            examples/corpus/harbor_lighthouse.md --threads 2 --sessions 8 --questions 1 --tokens 16
     done
     ;;
 bench)
