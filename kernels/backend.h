@@ -125,6 +125,8 @@ typedef struct kvz_backend_ops {
     const char *name;
     int host_memory; /* 1: backend memory is host memory (alloc is malloc, upload a copy) */
 
+    /* Memory is freed by the backend that allocated it (on the GPU, in the
+     * order of its stream: after the work queued before the free). */
     int (*alloc)(kvz_backend *b, size_t bytes, void **ptr);
     void (*free)(kvz_backend *b, void *ptr);
     int (*upload)(kvz_backend *b, void *dst, const void *src, size_t bytes);

@@ -12,6 +12,7 @@
 
 #include <map>
 #include <mutex>
+#include <new>
 #include <vector>
 
 /* Under ASan, stack switches are announced to it (cudasim.h). */
@@ -429,6 +430,8 @@ struct counted_block {
     size_t bytes;
     cudaStream_t stream; /* cudaMallocAsync's stream; NULL for cudaMalloc and cudaMallocHost */
     bool stream_ordered;
+    bool pending;        /* stream-ordered, and its stream not synchronised since: other streams may not use it */
+    uint64_t generation; /* the how-manieth stream-ordered allocation of its stream */
 };
 struct counted_memory {
     std::map<void *, counted_block> blocks;
@@ -436,6 +439,15 @@ struct counted_memory {
 };
 std::mutex memory_lock;
 counted_memory device_memory, pinned_memory;
+std::map<cudaStream_t, uint64_t> stream_allocations; /* each stream's stream-ordered allocations so far */
+
+/* The stream-ordered allocations of stream s numbered below `before` become usable everywhere. */
+void make_visible(cudaStream_t s, uint64_t before)
+{
+    for (auto &b : device_memory.blocks)
+        if (b.second.pending && b.second.stream == s && b.second.generation < before)
+            b.second.pending = false;
+}
 
 /* 256-byte aligned, exactly `bytes` long (ASan sees a read past them) */
 cudaError_t counted_alloc(counted_memory &m, size_t limit, void **p, size_t bytes, bool stream_ordered = false,
@@ -445,7 +457,8 @@ cudaError_t counted_alloc(counted_memory &m, size_t limit, void **p, size_t byte
     std::lock_guard<std::mutex> g(memory_lock);
     if (bytes > limit - m.used || posix_memalign(p, 256, bytes > 0 ? bytes : 1) != 0)
         return last_error = cudaErrorMemoryAllocation;
-    m.blocks[*p] = counted_block{bytes, stream, stream_ordered};
+    m.blocks[*p] = counted_block{bytes, stream, stream_ordered, stream_ordered,
+                                 stream_ordered ? ++stream_allocations[stream] : 0};
     m.used += bytes;
     if (m.used > m.peak)
         m.peak = m.used;
@@ -514,6 +527,28 @@ size_t pinned_limit()
     return limit;
 }
 } // namespace
+} // namespace kvz_sim
+
+namespace kvz_sim {
+void check_stream_use(const void *p, size_t bytes, cudaStream_t s, const char *what)
+{
+    std::lock_guard<std::mutex> g(memory_lock);
+    const auto &blocks = device_memory.blocks;
+    for (size_t at = 0; at + sizeof(uintptr_t) <= bytes; at += sizeof(uintptr_t)) {
+        uintptr_t word;
+        memcpy(&word, (const char *)p + at, sizeof word);
+        auto it = blocks.upper_bound((void *)word);
+        if (it == blocks.begin())
+            continue;
+        --it;
+        if (word < (uintptr_t)it->first + it->second.bytes && it->second.pending && it->second.stream != s) {
+            char message[192];
+            snprintf(message, sizeof message,
+                     "%s: memory from cudaMallocAsync on another stream, which was not synchronised since", what);
+            die(message);
+        }
+    }
+}
 } // namespace kvz_sim
 
 /* ---- runtime API ---------------------------------------------------------------- */
@@ -614,20 +649,24 @@ cudaError_t cudaMallocHost(void **p, size_t bytes)
 
 cudaError_t cudaFreeHost(void *p) { return counted_free(kvz_sim::pinned_memory, p); }
 
-cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s)
 {
+    kvz_sim::check_stream_use(&dst, sizeof dst, s, "cudaMemcpyAsync's destination");
+    kvz_sim::check_stream_use(&src, sizeof src, s, "cudaMemcpyAsync's source");
     if (bytes)
         memmove(dst, src, bytes);
     return cudaSuccess;
 }
 
-cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s)
+/* on the legacy default stream */
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)
 {
-    return cudaMemcpy(dst, src, bytes, kind);
+    return cudaMemcpyAsync(dst, src, bytes, kind, nullptr);
 }
 
 cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes, cudaStream_t s)
 {
+    kvz_sim::check_stream_use(&dst, sizeof dst, s, "cudaMemsetAsync");
     memset(dst, value, bytes);
     return cudaSuccess;
 }
@@ -639,44 +678,94 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags)
     return *s ? cudaSuccess : cudaErrorMemoryAllocation;
 }
 
+/* A stream that still has stream-ordered memory stops the run: kvz frees
+ * memory on the stream that allocated it, which must then still exist. */
 cudaError_t cudaStreamDestroy(cudaStream_t s)
 {
+    using namespace kvz_sim;
+    {
+        std::lock_guard<std::mutex> g(memory_lock);
+        for (const auto &b : device_memory.blocks)
+            if (b.second.stream_ordered && b.second.stream == s)
+                die("a stream destroyed while memory it allocated with cudaMallocAsync is still in use");
+        stream_allocations.erase(s);
+    }
     free(s);
     return cudaSuccess;
 }
 
-cudaError_t cudaStreamSynchronize(cudaStream_t s) { return cudaSuccess; }
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+/* Synchronising makes a stream's allocations so far usable on every stream. */
+cudaError_t cudaStreamSynchronize(cudaStream_t s)
+{
+    std::lock_guard<std::mutex> g(kvz_sim::memory_lock);
+    kvz_sim::make_visible(s, UINT64_MAX);
+    return cudaSuccess;
+}
+
+cudaError_t cudaDeviceSynchronize(void)
+{
+    std::lock_guard<std::mutex> g(kvz_sim::memory_lock);
+    for (auto &b : kvz_sim::device_memory.blocks)
+        b.second.pending = false;
+    return cudaSuccess;
+}
+
+/* An event knows its stream's allocations when it was recorded. */
+struct kvz_sim_event {
+    cudaStream_t stream;
+    uint64_t allocations;
+    bool recorded;
+};
 
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags)
 {
-    *e = (cudaEvent_t)malloc(1);
+    *e = new (std::nothrow) kvz_sim_event{nullptr, 0, false};
     return *e ? cudaSuccess : cudaErrorMemoryAllocation;
 }
 
 cudaError_t cudaEventDestroy(cudaEvent_t e)
 {
-    free(e);
+    delete e;
     return cudaSuccess;
 }
 
-cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) { return cudaSuccess; }
-cudaError_t cudaEventSynchronize(cudaEvent_t e) { return cudaSuccess; }
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s)
+{
+    std::lock_guard<std::mutex> g(kvz_sim::memory_lock);
+    *e = kvz_sim_event{s, kvz_sim::stream_allocations[s], true};
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventSynchronize(cudaEvent_t e)
+{
+    std::lock_guard<std::mutex> g(kvz_sim::memory_lock);
+    if (e->recorded)
+        kvz_sim::make_visible(e->stream, e->allocations + 1);
+    return cudaSuccess;
+}
 
 /* ---- cuBLAS ------------------------------------------------------------------------ */
+struct kvz_sim_cublas {
+    cudaStream_t stream;
+};
+
 cublasStatus_t cublasCreate(cublasHandle_t *h)
 {
-    *h = (cublasHandle_t)malloc(1);
+    *h = new (std::nothrow) kvz_sim_cublas{nullptr};
     return *h ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_SUPPORTED;
 }
 
 cublasStatus_t cublasDestroy(cublasHandle_t h)
 {
-    free(h);
+    delete h;
     return CUBLAS_STATUS_SUCCESS;
 }
 
-cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) { return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s)
+{
+    h->stream = s;
+    return CUBLAS_STATUS_SUCCESS;
+}
 
 /* An f32 copy of a column-major operand (rows x cols, leading dimension ld). */
 static std::vector<float> as_f32(const void *p, cudaDataType_t t, int ld, int rows, int cols)
@@ -696,6 +785,8 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
         return CUBLAS_STATUS_NOT_SUPPORTED;
     if (lda < (ta == CUBLAS_OP_N ? m : k) || ldb < (tb == CUBLAS_OP_N ? k : n) || ldc < m)
         return CUBLAS_STATUS_INVALID_VALUE;
+    const void *operands[3] = {A, B, C};
+    kvz_sim::check_stream_use(operands, sizeof operands, h->stream, "cublasGemmEx");
     std::vector<float> a = ta == CUBLAS_OP_N ? as_f32(A, at, lda, m, k) : as_f32(A, at, lda, k, m);
     std::vector<float> b = tb == CUBLAS_OP_N ? as_f32(B, bt, ldb, k, n) : as_f32(B, bt, ldb, n, k);
     cblas_sgemm(CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,

@@ -27,7 +27,12 @@
  * the call that matches its allocation (cudaFree after cudaMalloc,
  * cudaFreeAsync on the stream that allocated it after cudaMallocAsync) or the
  * run stops: stricter than the GPU, which takes either, so that kvz never
- * mixes them by accident.
+ * mixes them by accident. Stream-ordered memory is usable at once on the
+ * stream that allocated it and on others only after that stream was
+ * synchronised (cudaStreamSynchronize, cudaDeviceSynchronize, or
+ * cudaEventSynchronize of an event recorded on it after the allocation): a
+ * kernel, copy, memset or GEMM on another stream that is handed a pointer
+ * into it before then stops the run.
  *
  * Built with ASan (make test-cudasim-asan), the fiber switches are announced
  * to it, and device memory (cudaMalloc) and each launch's dynamic shared
@@ -237,14 +242,23 @@ static inline float __uint_as_float(unsigned u) { return kvz_sim_bits_as<float>(
 namespace kvz_sim {
 /* Run `body` as every thread of the grid; returns the launch's error (also kept for cudaGetLastError). */
 cudaError_t run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem, void (*body)(void *), void *ctx);
+/* Stop the run if a pointer among `bytes` bytes at `p` (any aligned 8-byte
+ * word: a pointer argument or one inside a structure passed by value) points
+ * into memory that cudaMallocAsync gave on another stream than `s`, before
+ * that stream was synchronised: on the GPU the work on `s` might run before
+ * the allocation exists. */
+void check_stream_use(const void *p, size_t bytes, cudaStream_t s, const char *what);
 
 template <class... P> struct launcher {
     void (*kernel)(P...);
     dim3 grid, block;
     size_t smem;
+    cudaStream_t stream;
     template <class... A> void operator()(A &&...args) const
     {
         std::tuple<typename std::decay<P>::type...> params(std::forward<A>(args)...);
+        std::apply([&](auto &...p) { (check_stream_use(&p, sizeof p, stream, "a kernel's arguments"), ...); },
+                   params);
         auto call = [&]() { std::apply(kernel, params); };
         run_grid((const void *)kernel, grid, block, smem, [](void *c) { (*(decltype(call) *)c)(); }, &call);
     }
@@ -255,7 +269,7 @@ template <class... P>
 kvz_sim::launcher<P...> kvz_sim_launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem = 0,
                                        cudaStream_t stream = 0)
 {
-    return kvz_sim::launcher<P...>{kernel, grid, block, smem};
+    return kvz_sim::launcher<P...>{kernel, grid, block, smem, stream};
 }
 
 #endif
