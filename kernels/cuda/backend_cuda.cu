@@ -40,14 +40,11 @@ int cuda_malloc(cuda_impl *c, void **ptr, size_t bytes, const char *what)
     return allocation_failed(e, bytes, "device", what, 1);
 }
 
-void cuda_free(cuda_impl *c, void *ptr)
+int cuda_free(cuda_impl *c, void *ptr)
 {
-    if (!ptr)
-        return;
-    if (c->stream_ordered_memory)
-        cudaFreeAsync(ptr, c->stream);
-    else
-        cudaFree(ptr);
+    if (ptr)
+        CUDA_TRY(c->stream_ordered_memory ? cudaFreeAsync(ptr, c->stream) : cudaFree(ptr));
+    return KVZ_OK;
 }
 
 int cuda_malloc_host(void **ptr, size_t bytes, const char *what)
@@ -64,7 +61,7 @@ int cuda_ensure(cuda_impl *c, void **buf, size_t *have, size_t bytes, const char
 {
     if (bytes <= *have)
         return KVZ_OK;
-    cuda_free(c, *buf);
+    KVZ_TRY(cuda_free(c, *buf));
     *buf = NULL;
     *have = 0;
     KVZ_TRY(cuda_malloc(c, buf, bytes, what));
@@ -79,7 +76,8 @@ static int cu_alloc(kvz_backend *b, size_t bytes, void **ptr)
 
 static void cu_free(kvz_backend *b, void *ptr)
 {
-    cuda_free(cuda_of(b), ptr);
+    if (cuda_free(cuda_of(b), ptr) != KVZ_OK)
+        cudaGetLastError(); /* free has no status: a later launch check must not take this failure for its own */
 }
 
 static int cu_upload(kvz_backend *b, void *dst, const void *src, size_t bytes)
@@ -157,7 +155,8 @@ static void cu_destroy(kvz_backend *b)
     void *scratch[] = {c->x_half, c->partials, c->topk_scratch, c->rows_scratch, c->sample_scratch,
                        c->quant_scratch, c->stage[0].dev, c->stage[1].dev};
     for (size_t i = 0; i < sizeof scratch / sizeof *scratch; i++)
-        cuda_free(c, scratch[i]);
+        if (cuda_free(c, scratch[i]) != KVZ_OK)
+            cudaGetLastError();
     cudaStreamSynchronize(c->stream); /* the frees, and any work still reading what they free */
     for (int i = 0; i < 2; i++) {
         if (c->stage[i].host)

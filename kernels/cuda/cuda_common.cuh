@@ -80,7 +80,7 @@ static inline size_t cuda_align256(size_t x) { return (x + 255) & ~(size_t)255; 
  * cuda_free of the backend that allocated it, and another backend's stream may
  * use it only after that backend synchronised (the weights: the model load). */
 int cuda_malloc(cuda_impl *c, void **ptr, size_t bytes, const char *what);
-void cuda_free(cuda_impl *c, void *ptr);
+int cuda_free(cuda_impl *c, void *ptr); /* KVZ_ERR_BACKEND naming the call when it fails */
 /* cudaMallocHost (page-locked host memory) with the same errors, less the
  * device's free memory. */
 int cuda_malloc_host(void **ptr, size_t bytes, const char *what);
