@@ -34,6 +34,12 @@ int cuda_malloc(cuda_impl *c, void **ptr, size_t bytes, const char *what)
     if (!bytes)
         bytes = 16;
     cudaError_t e = c->stream_ordered_memory ? cudaMallocAsync(ptr, bytes, c->stream) : cudaMalloc(ptr, bytes);
+    if (e == cudaErrorMemoryAllocation && c->stream_ordered_memory) {
+        /* memory other streams freed may still wait in the pool for their work to finish: let it, once */
+        cudaGetLastError();
+        if (cudaDeviceSynchronize() == cudaSuccess)
+            e = cudaMallocAsync(ptr, bytes, c->stream);
+    }
     if (e == cudaSuccess)
         return KVZ_OK;
     *ptr = NULL;
