@@ -468,7 +468,8 @@ cudaError_t counted_alloc(counted_memory &m, size_t limit, void **p, size_t byte
 /* freeing a pointer that the matching allocation did not return fails, as on
  * the GPU; freeing stream-ordered memory with cudaFree, memory from cudaMalloc
  * with cudaFreeAsync, or with cudaFreeAsync on another stream than the
- * allocation's (all of which the GPU allows) stops the run */
+ * allocation's stops the run (kvz frees memory as and where it allocated it,
+ * whatever the GPU would take) */
 cudaError_t counted_free(counted_memory &m, void *p, bool stream_ordered = false, cudaStream_t stream = nullptr)
 {
     if (!p)
@@ -560,7 +561,6 @@ const char *cudaGetErrorString(cudaError_t e)
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
-    case cudaErrorNotSupported: return "operation not supported";
     }
     return "unknown error";
 }

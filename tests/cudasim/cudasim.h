@@ -26,8 +26,8 @@
  * pools (stream-ordered cudaMallocAsync/cudaFreeAsync); memory is freed by
  * the call that matches its allocation (cudaFree after cudaMalloc,
  * cudaFreeAsync on the stream that allocated it after cudaMallocAsync) or the
- * run stops: stricter than the GPU, which takes either, so that kvz never
- * mixes them by accident. Stream-ordered memory is usable at once on the
+ * run stops, whatever the GPU would take, so that kvz never mixes them by
+ * accident. Stream-ordered memory is usable at once on the
  * stream that allocated it and on others only after that stream was
  * synchronised (cudaStreamSynchronize, cudaDeviceSynchronize, or
  * cudaEventSynchronize of an event recorded on it after the allocation): a
@@ -95,7 +95,6 @@ enum cudaError_t {
     cudaErrorMemoryAllocation = 2,
     cudaErrorInvalidConfiguration = 9,
     cudaErrorNoDevice = 100,
-    cudaErrorNotSupported = 801,
 };
 typedef cudaError_t cudaError;
 enum cudaMemcpyKind {
