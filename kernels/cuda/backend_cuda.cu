@@ -161,8 +161,7 @@ static void cu_destroy(kvz_backend *b)
     void *scratch[] = {c->x_half, c->partials, c->topk_scratch, c->rows_scratch, c->sample_scratch,
                        c->quant_scratch, c->stage[0].dev, c->stage[1].dev};
     for (size_t i = 0; i < sizeof scratch / sizeof *scratch; i++)
-        if (cuda_free(c, scratch[i]) != KVZ_OK)
-            cudaGetLastError();
+        cu_free(b, scratch[i]);
     cudaStreamSynchronize(c->stream); /* the frees, and any work still reading what they free */
     for (int i = 0; i < 2; i++) {
         if (c->stage[i].host)
