@@ -93,7 +93,7 @@ typedef enum kvz_device_choice {
 
 typedef struct kvz_engine_options {
     int device;  /* a kvz_device_choice (default KVZ_RUN_ON_AUTO) */
-    int threads; /* host threads (0: all cores) */
+    int threads; /* host threads (0: every CPU this process may use) */
     /* Closed sessions' working memory kept for the next sessions to open
      * (scratch and load staging; on the GPU also a stream and a cuBLAS
      * handle, and the staging is pinned): at most this many, the rest is freed

@@ -3,7 +3,13 @@
 #include "common/error.h"
 #include "kernels/ggml_types.h"
 
+#include <omp.h>
 #include <string.h>
+
+int kvz_backend_threads(const kvz_backend_config *cfg)
+{
+    return cfg->n_threads > 0 ? cfg->n_threads : omp_get_num_procs();
+}
 
 int kvz_backend_has_cuda(void)
 {

@@ -252,7 +252,7 @@ typedef enum kvz_weight_policy {
 
 typedef struct kvz_backend_config {
     kvz_device device;
-    int n_threads; /* 0: all cores */
+    int n_threads; /* 0: every CPU this process may run on (kvz_backend_threads) */
     kvz_weight_policy weights;
     int64_t weight_bytes_hint; /* f32 size of the model, for the AUTO policy */
 } kvz_backend_config;
@@ -267,6 +267,11 @@ int kvz_weight_init(kvz_weight *w, const char *backend, uint32_t type, const voi
  * built without it; KVZ_ERR_BACKEND when no GPU can be used. */
 int kvz_backend_create(kvz_backend **out, const kvz_backend_config *cfg);
 void kvz_backend_destroy(kvz_backend *b);
+
+/* The host threads a backend made from cfg uses: cfg->n_threads, or when it
+ * is 0 the CPUs in this process's affinity mask (taskset, cpusets), not every
+ * CPU of the machine. */
+int kvz_backend_threads(const kvz_backend_config *cfg);
 
 /* Whether this build contains the CUDA backend. */
 int kvz_backend_has_cuda(void);

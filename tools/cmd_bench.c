@@ -25,7 +25,7 @@ static const char HELP[] =
     "  --text FILE       text to tokenize and repeat (default tests/data/*.txt)\n"
     "  --chunk N         prefill chunk (default 512)\n"
     "  --repeat N        runs per size; the best is reported (default 1)\n"
-    "  --threads N       CPU threads (default: all cores)\n"
+    "  --threads N       CPU threads (default: every CPU this process may use)\n"
     "  --device D        cpu, cuda or auto\n"
     "  --weights W       auto, f32 or native (CPU)\n"
     "  --ratio R         also, at each N: one decode step's attention over one layer\n"

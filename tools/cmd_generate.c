@@ -39,7 +39,7 @@ static const char HELP[] =
     "                      model's trained context)\n"
     "  --chunk N           prefill chunk in tokens (default 512); peak activation\n"
     "                      memory grows with it, not with the prompt\n"
-    "  --threads N         CPU threads (default: all cores)\n"
+    "  --threads N         CPU threads (default: every CPU this process may use)\n"
     "  --device D          cpu, cuda or auto (default auto: cuda if built in and present)\n"
     "  --weights W         CPU weight storage: auto, f32 (dequantize at load) or native\n"
     "                      (keep the file's blocks, decode on the fly; less memory)\n"

@@ -9,7 +9,6 @@
 #include "kernels/kv_quant.h"
 
 #include <cblas.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -347,7 +346,7 @@ int kvz_backend_cpu_create(kvz_backend **out, const kvz_backend_config *cfg)
 {
     /* all parallelism is ours (OpenMP); BLAS calls run single-threaded inside it */
     openblas_set_num_threads(1);
-    return cpu_start(out, cfg->n_threads > 0 ? cfg->n_threads : omp_get_num_procs(), resolve_policy(cfg));
+    return cpu_start(out, kvz_backend_threads(cfg), resolve_policy(cfg));
 }
 
 static int cpu_fork(kvz_backend *b, kvz_backend **out)

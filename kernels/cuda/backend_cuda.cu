@@ -6,7 +6,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 extern "C" {
 #include "kernels/ggml_types.h"
@@ -267,7 +266,7 @@ static int cuda_start(kvz_backend **out, int n_threads)
 extern "C" int kvz_backend_cuda_create(kvz_backend **out, const kvz_backend_config *cfg)
 {
     /* host threads around the GPU work (artifact encoding and decoding): all cores unless told */
-    return cuda_start(out, cfg->n_threads > 0 ? cfg->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
+    return cuda_start(out, kvz_backend_threads(cfg));
 }
 
 static int cu_fork(kvz_backend *b, kvz_backend **out)

@@ -146,7 +146,7 @@ class _Handle:
 
 class Engine(_Handle):
     """A model and a store, opened together (kvz_engine_open). threads: host
-    threads (0: all cores); idle_sessions: closed sessions' working memory kept
+    threads (0: every CPU this process may use); idle_sessions: closed sessions' working memory kept
     for the next ones (0: 4, -1: none)."""
 
     _release = staticmethod(_engine_close)
