@@ -3,8 +3,8 @@
 #   make            library + the kvz command          (build/)
 #   make test       unit, golden and integration tests (needs scripts/setup.sh once)
 #   make asan       the same tests under ASan + UBSan  (build-asan/)
-#   make check      test + asan + cuda + test-cudasim-quick + test-cudasim-asan + fuzz-smoke:
-#                   what CI runs
+#   make check      test + asan + cuda + test-cudasim-quick + test-cudasim-asan +
+#                   test-cudasim-race + fuzz-smoke: what CI runs
 #   make fuzz       libFuzzer targets for every decoder of untrusted input (clang; tests/fuzz/)
 #   make valgrind   compile, query and the store commands under valgrind memcheck
 #   make cuda       compile the CUDA backend with nvcc (build-cuda/; links, runs nowhere here)
@@ -14,11 +14,13 @@
 #   make test-cudasim-quick  its kernel and forward-pass tests (minutes; in check)
 #   make test-cudasim-asan   its tests on random-weight models under ASan + UBSan,
 #                   blocks and threads in reverse order (races show; in check)
+#   make test-cudasim-race   its tests on random-weight models with ThreadSanitizer
+#                   watching each block's threads (a missing barrier fails; in check)
 #   make demo       compile examples/corpus into a store, inspect it, answer a question
 #   make bench      engine and compile benchmarks beside llama.cpp (bench/RESULTS.md)
 #   make install    kvz, libkvz.a, libkvz.so, kvz.h and kvz.pc under PREFIX
 #
-# Variables: BUILD (output folder), SANITIZE=1, CUDA=1, CUDASIM=1, MARCH (default native),
+# Variables: BUILD (output folder), SANITIZE=1 (or thread: cudasim-race), CUDA=1, CUDASIM=1, MARCH (default native),
 #            PREFIX (/usr/local), DESTDIR.
 
 BUILD ?= build
@@ -76,6 +78,14 @@ SIM_CXXFLAGS := -std=c++17 -O2 -mf16c -g -fPIC -Wall -Wno-unused-parameter -Wno-
 ifeq ($(SANITIZE),1)
 SIM_CXXFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 endif
+# The race check: the kernels under ThreadSanitizer, the emulation itself not
+# (tests/cudasim/cudasim.cpp says why), the rest of kvz uninstrumented.
+ifeq ($(SANITIZE),thread)
+SIM_CXXFLAGS += -DKVZ_SIM_TSAN
+SIM_KERNEL_FLAGS := -fsanitize=thread -fno-omit-frame-pointer
+CFLAGS += -DKVZ_CUDASIM_RACE
+LDFLAGS += -fsanitize=thread
+endif
 CFLAGS += -DKVZ_WITH_CUDA -DKVZ_CUDASIM
 LDLIBS += -lstdc++
 CUDA_OBJS := $(patsubst %.cu,$(BUILD)/%.o,$(CUDA_SRCS)) $(BUILD)/tests/cudasim/cudasim.o
@@ -93,7 +103,7 @@ PC := $(BUILD)/kvz.pc
 BENCH_BINS := $(BUILD)/bench/sessions
 PREFIX ?= /usr/local
 
-.PHONY: all test asan check cuda test-cuda cudasim test-cudasim test-cudasim-quick cudasim-asan test-cudasim-asan demo bench clean setup install valgrind FORCE
+.PHONY: all test asan check cuda test-cuda cudasim test-cudasim test-cudasim-quick cudasim-asan test-cudasim-asan cudasim-race test-cudasim-race demo bench clean setup install valgrind FORCE
 all: $(KVZ) $(SO) $(PC) $(BENCH_BINS)
 
 $(BUILD)/%.o: %.c
@@ -104,7 +114,7 @@ ifeq ($(CUDASIM),1)
 $(BUILD)/%.o: %.cu tests/cudasim/cu2cpp.py
 	@mkdir -p $(dir $@)
 	python3 tests/cudasim/cu2cpp.py $< >$(@:.o=.sim.cpp)
-	$(CXX) $(SIM_CXXFLAGS) -c $(@:.o=.sim.cpp) -o $@
+	$(CXX) $(SIM_CXXFLAGS) $(SIM_KERNEL_FLAGS) -c $(@:.o=.sim.cpp) -o $@
 
 $(BUILD)/tests/cudasim/cudasim.o: tests/cudasim/cudasim.cpp
 	@mkdir -p $(dir $@)
@@ -197,7 +207,29 @@ test-cudasim-asan: cudasim-asan
 	  build-sim-asan/tests/cuda/test_cuda_compile
 	@KVZ_BIN=build-sim-asan/kvz KVZ_CUDASIM_ORDER=reverse sh tests/run_tests.sh tests/cudasim/test_device_memory.sh
 
-check: test asan cuda test-cudasim-quick test-cudasim-asan fuzz-smoke
+# The CUDA kernels' race check: ThreadSanitizer over the emulated threads of a
+# block (tests/cudasim/cudasim.h): two threads of a block touching the same
+# byte, one writing, with no barrier between them fail the test, whatever order
+# they ran in. Every kernel test, the forward pass on a random-weight
+# SmolLM2-shape model, and loading and answering from the device on it, one
+# session and two on two threads (a whole emulated compile is minutes per
+# method under it: KVZ_TEST_ONLY='*kvzip_synthetic' and the like run one). On
+# one CPU (taskset): the rest of kvz is not instrumented, and its OpenMP
+# threads meet in libgomp, which ThreadSanitizer does not see.
+cudasim-race:
+	$(MAKE) BUILD=build-sim-race CUDASIM=1 SANITIZE=thread build-sim-race/libkvz.a \
+	  $(patsubst tests/cuda/%.c,build-sim-race/tests/cuda/%,$(CUDA_TEST_SRCS))
+
+RACE_CPU = $(shell python3 -c 'import os; print(min(os.sched_getaffinity(0)))')
+RACE_RUN = KVZ_MODEL=$(MODEL) OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=1 exitcode=66 $(TSAN_OPTIONS)" \
+	taskset -c $(RACE_CPU) sh tests/run_tests.sh
+test-cudasim-race: cudasim-race
+	@$(RACE_RUN) build-sim-race/tests/cuda/test_cuda_kernels
+	@KVZ_TEST_ONLY='*smollm2*' $(RACE_RUN) build-sim-race/tests/cuda/test_cuda_forward
+	@KVZ_TEST_ONLY='test_runtime_synthetic' $(RACE_RUN) build-sim-race/tests/cuda/test_cuda_compile
+	@KVZ_TEST_ONLY='test_sessions_synthetic' $(RACE_RUN) build-sim-race/tests/cuda/test_cuda_compile
+
+check: test asan cuda test-cudasim-quick test-cudasim-asan test-cudasim-race fuzz-smoke
 
 # compile, ls, inspect, verify and query under valgrind memcheck (plain build;
 # tests/valgrind.sh says what runs on which model; not part of check)

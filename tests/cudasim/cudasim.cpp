@@ -21,6 +21,20 @@
 #define KVZ_SIM_ASAN 1
 #endif
 
+/* The race check (make test-cudasim-race): the kernels are built with
+ * -fsanitize=thread, this file without it (the scheduler's own state is shared
+ * by the fibers with nothing ThreadSanitizer would see ordering it) but with
+ * KVZ_SIM_TSAN, so that each thread of a block is a fiber to ThreadSanitizer
+ * and only the kernel's barriers order its threads (cudasim.h). */
+#if defined(KVZ_SIM_TSAN)
+#include <sanitizer/tsan_interface.h>
+extern "C" void __tsan_ignore_thread_begin(void); /* exported, not declared by GCC 12's header */
+extern "C" void __tsan_ignore_thread_end(void);
+#define TSAN_ONLY(x) x
+#else
+#define TSAN_ONLY(x)
+#endif
+
 thread_local uint3 kvz_sim_threadIdx, kvz_sim_blockIdx;
 thread_local dim3 kvz_sim_blockDim, kvz_sim_gridDim;
 
@@ -79,6 +93,9 @@ struct fiber {
 struct barrier {
     int live, arrived; /* threads that have not ended; of them, those waiting */
     unsigned gen;      /* bumped when the last of them arrives */
+    /* for the race check: what the threads arriving in generation g publish,
+     * at sync[g % 2], for those leaving it (never the next generation's) */
+    char sync[2];
 };
 
 struct warp_state {
@@ -111,6 +128,15 @@ std::map<const void *, int> smem_optin;
 /* the launching thread's stack, as ASan reports it when a fiber first runs */
 thread_local const void *host_stack;
 thread_local size_t host_stack_bytes;
+#if defined(KVZ_SIM_TSAN)
+void *tsan_fibers[MAX_THREADS]; /* thread t of every block, as ThreadSanitizer knows it; made once */
+thread_local void *tsan_host;   /* the launching thread */
+/* A block's threads start after everything the launching thread did, and it
+ * continues after all of them ended: blocks are ordered one after the other,
+ * so the check covers the threads of a block (the reverse and shuffled block
+ * orders remain for races between blocks). */
+char tsan_block_start, tsan_block_end;
+#endif
 
 /* Save the running stack in *save_sp and continue on next_sp, whose stack is
  * [next_stack, +next_bytes); `leaving` if the running fiber never resumes.
@@ -130,6 +156,7 @@ void switch_stacks(void **save_sp, void *next_sp, const void *next_stack, size_t
 void to_scheduler(bool leaving)
 {
     fiber &f = blk->threads[(size_t)blk->current];
+    TSAN_ONLY(__tsan_switch_to_fiber(tsan_host, __tsan_switch_to_fiber_no_sync));
     switch_stacks(&f.sp, blk->scheduler_sp, host_stack, host_stack_bytes, leaving);
 }
 
@@ -149,20 +176,27 @@ bool release_if_all_arrived(barrier &b)
     return true;
 }
 
-/* The calling thread arrives, and waits for the others (other threads run meanwhile). */
-void arrive_and_wait(barrier &b)
+/* The calling thread arrives, and waits for the others (other threads run
+ * meanwhile). For the race check, a barrier that `orders` memory makes what
+ * each thread did before it happen before what every thread does after it
+ * (__syncthreads, __syncwarp); a shuffle or ballot only meets the warp. */
+void arrive_and_wait(barrier &b, bool orders = true)
 {
     unsigned g = b.gen;
+    TSAN_ONLY(if (orders) __tsan_release(&b.sync[g % 2]));
     b.arrived++;
     if (!release_if_all_arrived(b))
         while (b.gen == g)
             yield();
+    TSAN_ONLY(if (orders) __tsan_acquire(&b.sync[g % 2]));
 }
 
 void fiber_main()
 {
     block_state *b = blk;
+    TSAN_ONLY(__tsan_acquire(&tsan_block_start));
     b->body(b->ctx);
+    TSAN_ONLY(__tsan_release(&tsan_block_end));
     fiber &f = b->threads[(size_t)b->current];
     f.done = true;
     b->events++;
@@ -260,6 +294,7 @@ void run_block(block_state &b)
                 continue;
             b.current = t;
             set_thread(f);
+            TSAN_ONLY(__tsan_switch_to_fiber(tsan_fibers[t], __tsan_switch_to_fiber_no_sync));
             switch_stacks(&b.scheduler_sp, f.sp, f.stack, STACK_BYTES - GUARD_BYTES, false);
             remaining -= f.done;
         }
@@ -282,14 +317,19 @@ void warp_exchange(const void *mine, void *out, size_t bytes, int src_lane)
     int l = lane();
     if (bytes > sizeof w.slot[0])
         die("a shuffle of more than 16 bytes");
+    /* registers on the GPU: the race check does not see these copies */
+    TSAN_ONLY(__tsan_ignore_thread_begin());
     memcpy(w.slot[l], mine, bytes);
-    arrive_and_wait(w.bar);
+    TSAN_ONLY(__tsan_ignore_thread_end());
+    arrive_and_wait(w.bar, false);
     int warp_base = blk->threads[(size_t)blk->current].linear - l;
     /* a lane past the block's end, or one that has left, gives back the caller's own value */
     if (warp_base + src_lane >= blk->n_threads || blk->threads[(size_t)(warp_base + src_lane)].done)
         src_lane = l;
+    TSAN_ONLY(__tsan_ignore_thread_begin());
     memcpy(out, w.slot[src_lane], bytes);
-    arrive_and_wait(w.bar);
+    TSAN_ONLY(__tsan_ignore_thread_end());
+    arrive_and_wait(w.bar, false);
 }
 
 unsigned warp_ballot(int pred)
@@ -297,14 +337,19 @@ unsigned warp_ballot(int pred)
     warp_state &w = my_warp();
     int l = lane();
     w.slot[l][0] = pred != 0;
-    arrive_and_wait(w.bar);
+    arrive_and_wait(w.bar, false);
     int warp_base = blk->threads[(size_t)blk->current].linear - l;
     unsigned bits = 0;
     for (int i = 0; i < 32 && warp_base + i < blk->n_threads; i++)
         if (!blk->threads[(size_t)(warp_base + i)].done && w.slot[i][0])
             bits |= 1u << i;
-    arrive_and_wait(w.bar);
+    arrive_and_wait(w.bar, false);
     return bits;
+}
+
+void warp_converge(void)
+{
+    arrive_and_wait(my_warp().bar, false);
 }
 
 void wmma_check_tile(const void *p, unsigned ldm, size_t element_bytes, const char *op)
@@ -369,6 +414,12 @@ cudaError_t run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem, voi
             if (mprotect(stacks + (size_t)t * STACK_BYTES, GUARD_BYTES, PROT_NONE) != 0)
                 die("cannot protect the fibers' stacks");
     }
+#if defined(KVZ_SIM_TSAN)
+    for (long t = 0; t < threads; t++)
+        if (!tsan_fibers[t])
+            tsan_fibers[t] = __tsan_create_fiber(0);
+    tsan_host = __tsan_get_current_fiber();
+#endif
     block_state b;
     b.n_threads = (int)threads;
     b.bar.gen = 0;
@@ -402,7 +453,9 @@ cudaError_t run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem, voi
         kvz_sim_blockIdx = uint3{i % grid.x, i / grid.x % grid.y, (unsigned)(i / ((uint64_t)grid.x * grid.y))};
         /* shared memory starts each block as garbage, as on the GPU: NaN bytes show reads of it */
         memset(b.smem, 0xff, smem_bytes);
+        TSAN_ONLY(__tsan_release(&tsan_block_start));
         run_block(b);
+        TSAN_ONLY(__tsan_acquire(&tsan_block_end));
     }
     blk = outer;
     free(b.smem);

@@ -39,6 +39,16 @@
  * memory are allocations of exactly the size asked for: a kernel's access past
  * a buffer is reported with its file and line, as compute-sanitizer would.
  *
+ * The race check (make test-cudasim-race) builds the kernels with
+ * ThreadSanitizer and tells it that each thread of a block is a fiber whose
+ * only order with the block's other threads is the kernel's own barriers
+ * (__syncthreads; for a warp __syncwarp, and a wmma load or store, which waits
+ * for every lane): two threads of a block that touch the same byte, one
+ * writing, with no barrier between them are reported, whatever the order they
+ * ran in, as compute-sanitizer's racecheck would. Shuffles and ballots move
+ * registers and order no memory. Blocks are ordered one after another for it
+ * (races between blocks are left to the block orders above).
+ *
  * Warp matrix operations (wmma) keep the whole 16x16 tile in every lane's
  * fragment: valid for kernels that treat fragments as opaque (load, mma,
  * store, fill, the same operation on every element), as kvz's do. Their
@@ -169,6 +179,18 @@ void warp_exchange(const void *mine, void *out, size_t bytes, int src_lane);
 int lane(void);
 unsigned warp_ballot(int pred);
 void *warp_scratch(void); /* 1 KB of the calling warp's, for the emulation's own use */
+void warp_converge(void);  /* the warp's lanes meet, as a shuffle does: no memory order for the race check */
+/* The race check (ThreadSanitizer) told of an access the emulation made
+ * without it seeing: kernel memory that a wmma call reads or writes. */
+#if defined(__SANITIZE_THREAD__)
+extern "C" void __tsan_read_range(void *addr, unsigned long size);
+extern "C" void __tsan_write_range(void *addr, unsigned long size);
+static inline void race_read(const void *p, size_t bytes) { __tsan_read_range((void *)p, bytes); }
+static inline void race_write(void *p, size_t bytes) { __tsan_write_range(p, bytes); }
+#else
+static inline void race_read(const void *, size_t) {}
+static inline void race_write(void *, size_t) {}
+#endif
 void *dynamic_smem(void);
 /* What the GPU requires of a WMMA load or store (the emulation would run it
  * anyway): a 256-bit aligned tile and a leading dimension of a multiple of 16
@@ -193,17 +215,27 @@ template <class T> T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int widt
 static inline unsigned __ballot_sync(unsigned mask, int pred) { return kvz_sim::warp_ballot(pred) & mask; }
 static inline int __popc(unsigned x) { return __builtin_popcount(x); }
 
-/* Fibers switch only at barriers, so a read-modify-write is never interleaved. */
+/* Fibers switch only at barriers, so a read-modify-write is never
+ * interleaved; for the race check its load and store are atomic accesses,
+ * which race with another thread's plain access to the same word but not with
+ * another atomic. */
+template <class T> T kvz_sim_atomic_load(T *p)
+{
+    T v;
+    __atomic_load(p, &v, __ATOMIC_RELAXED);
+    return v;
+}
+template <class T> void kvz_sim_atomic_store(T *p, T v) { __atomic_store(p, &v, __ATOMIC_RELAXED); }
 template <class T> T atomicAdd(T *p, T v)
 {
-    T old = *p;
-    *p = old + v;
+    T old = kvz_sim_atomic_load(p);
+    kvz_sim_atomic_store(p, (T)(old + v));
     return old;
 }
 template <class T> T atomicMax(T *p, T v)
 {
-    T old = *p;
-    *p = old > v ? old : v;
+    T old = kvz_sim_atomic_load(p);
+    kvz_sim_atomic_store(p, old > v ? old : v);
     return old;
 }
 

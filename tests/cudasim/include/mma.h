@@ -30,11 +30,17 @@ template <class Use, int M, int N, int K, class T, class Layout = void> struct f
     T x[num_elements];
 };
 
-/* A warp's lanes meet at each call, as the hardware converges them. */
+/* A warp's lanes meet at each call, as the hardware converges them. For the
+ * race check, a load or a store also orders the warp's memory as __syncwarp
+ * does (each waits for every lane), and the emulation's own work is not
+ * instrumented (KVZ_SIM_PLAIN): the tile's memory is reported as read, or
+ * written one row or column per lane, as a range. */
+#define KVZ_SIM_PLAIN __attribute__((no_sanitize_thread))
+
 template <class Use, int M, int N, int K, class T, class Layout>
-void fill_fragment(fragment<Use, M, N, K, T, Layout> &f, T v)
+KVZ_SIM_PLAIN void fill_fragment(fragment<Use, M, N, K, T, Layout> &f, T v)
 {
-    __syncwarp();
+    kvz_sim::warp_converge();
     for (int i = 0; i < f.num_elements; i++)
         f.x[i] = v;
 }
@@ -45,14 +51,20 @@ template <class T> T &tile_element(T *p, unsigned ldm, int r, int c, bool row_ma
     return row_major_memory ? p[(size_t)r * ldm + c] : p[(size_t)c * ldm + r];
 }
 
-template <class Frag, class T> void load_tile(Frag &f, const T *p, unsigned ldm, bool row_major_memory)
+/* The tile's memory as `lines` runs of `run` elements, ldm apart. */
+template <class Frag> int tile_lines(bool row_major_memory) { return row_major_memory ? Frag::rows : Frag::cols; }
+template <class Frag> int tile_run(bool row_major_memory) { return row_major_memory ? Frag::cols : Frag::rows; }
+
+template <class Frag, class T> KVZ_SIM_PLAIN void load_tile(Frag &f, const T *p, unsigned ldm, bool row_major_memory)
 {
     kvz_sim::wmma_check_tile(p, ldm, sizeof(T), "wmma::load_matrix_sync");
     __syncwarp();
+    for (int i = 0; i < tile_lines<Frag>(row_major_memory); i++)
+        kvz_sim::race_read(p + (size_t)i * ldm, tile_run<Frag>(row_major_memory) * sizeof(T));
     for (int r = 0; r < f.rows; r++)
         for (int c = 0; c < f.cols; c++)
             f.x[r * f.cols + c] = tile_element(p, ldm, r, c, row_major_memory);
-    __syncwarp();
+    kvz_sim::warp_converge();
 }
 
 template <class Use, int M, int N, int K, class T, class Layout>
@@ -70,25 +82,34 @@ void load_matrix_sync(fragment<accumulator, M, N, K, T, void> &f, const T *p, un
 }
 
 template <int M, int N, int K, class T>
-void store_matrix_sync(T *p, const fragment<accumulator, M, N, K, T, void> &f, unsigned ldm, layout_t layout)
+KVZ_SIM_PLAIN void store_matrix_sync(T *p, const fragment<accumulator, M, N, K, T, void> &f, unsigned ldm,
+                                     layout_t layout)
 {
+    typedef fragment<accumulator, M, N, K, T, void> Frag;
+    const bool row_major_memory = layout == mem_row_major;
     kvz_sim::wmma_check_tile(p, ldm, sizeof(T), "wmma::store_matrix_sync");
     __syncwarp();
-    for (int r = 0; r < f.rows; r++)
-        for (int c = 0; c < f.cols; c++)
-            tile_element(p, ldm, r, c, layout == mem_row_major) = f.x[r * f.cols + c];
-    __syncwarp();
+    /* each element written by one lane, as on the GPU (lane i writes line i
+     * here; another lane there: for the race check what matters is one) */
+    const int i = kvz_sim::lane(), run = tile_run<Frag>(row_major_memory);
+    if (i < tile_lines<Frag>(row_major_memory)) {
+        kvz_sim::race_write(p + (size_t)i * ldm, run * sizeof(T));
+        for (int j = 0; j < run; j++)
+            p[(size_t)i * ldm + j] = row_major_memory ? f.x[i * f.cols + j] : f.x[j * f.cols + i];
+    }
+    kvz_sim::warp_converge();
 }
 
 /* d = a·b + c, products of the inputs accumulated in f32. Every lane holds the
  * same operands, so lane 0 multiplies and the others copy its result. */
 template <int M, int N, int K, class TA, class LA, class LB>
-void mma_sync(fragment<accumulator, M, N, K, float, void> &d, const fragment<matrix_a, M, N, K, TA, LA> &a,
-              const fragment<matrix_b, M, N, K, TA, LB> &b, const fragment<accumulator, M, N, K, float, void> &c)
+KVZ_SIM_PLAIN void mma_sync(fragment<accumulator, M, N, K, float, void> &d,
+                            const fragment<matrix_a, M, N, K, TA, LA> &a, const fragment<matrix_b, M, N, K, TA, LB> &b,
+                            const fragment<accumulator, M, N, K, float, void> &c)
 {
     static_assert(M * N * sizeof(float) <= 1024, "a warp's scratch holds one tile");
     float *out = (float *)kvz_sim::warp_scratch();
-    __syncwarp();
+    kvz_sim::warp_converge();
     if (kvz_sim::lane() == 0) {
         float fa[M * K], fb[K * N];
         for (int i = 0; i < M * K; i++)
@@ -103,9 +124,10 @@ void mma_sync(fragment<accumulator, M, N, K, float, void> &d, const fragment<mat
                 out[i * N + j] = s;
             }
     }
-    __syncwarp();
-    memcpy(d.x, out, M * N * sizeof(float));
-    __syncwarp();
+    kvz_sim::warp_converge();
+    for (int i = 0; i < M * N; i++) /* lane 0 wrote the scratch uninstrumented: no race to see */
+        d.x[i] = out[i];
+    kvz_sim::warp_converge();
 }
 } // namespace wmma
 } // namespace nvcuda
