@@ -265,7 +265,7 @@ static int cuda_start(kvz_backend **out, int n_threads)
 
 extern "C" int kvz_backend_cuda_create(kvz_backend **out, const kvz_backend_config *cfg)
 {
-    /* host threads around the GPU work (artifact encoding and decoding): all cores unless told */
+    /* host threads around the GPU work (artifact encoding and decoding): the CPUs this process may use unless told */
     return cuda_start(out, kvz_backend_threads(cfg));
 }
 

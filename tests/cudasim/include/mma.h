@@ -94,8 +94,10 @@ KVZ_SIM_PLAIN void store_matrix_sync(T *p, const fragment<accumulator, M, N, K, 
     const int i = kvz_sim::lane(), run = tile_run<Frag>(row_major_memory);
     if (i < tile_lines<Frag>(row_major_memory)) {
         kvz_sim::race_write(p + (size_t)i * ldm, run * sizeof(T));
-        for (int j = 0; j < run; j++)
-            p[(size_t)i * ldm + j] = row_major_memory ? f.x[i * f.cols + j] : f.x[j * f.cols + i];
+        for (int j = 0; j < run; j++) {
+            const int r = row_major_memory ? i : j, c = row_major_memory ? j : i;
+            tile_element(p, ldm, r, c, row_major_memory) = f.x[r * f.cols + c];
+        }
     }
     kvz_sim::warp_converge();
 }
