@@ -318,6 +318,6 @@ int main(void)
         cmocka_unit_test(test_knorm_real),    cmocka_unit_test(test_knorm_synthetic),
         cmocka_unit_test(test_full_real),     cmocka_unit_test(test_full_synthetic),
     };
-    test_filters_from_env();
+    test_filters_from_env(tests);
     return cmocka_run_group_tests(tests, NULL, remove_synthetic_model);
 }

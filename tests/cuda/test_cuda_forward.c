@@ -149,6 +149,6 @@ int main(void)
         cmocka_unit_test(test_synthetic_smollm2_shape),
         cmocka_unit_test(test_synthetic_llama3_shape),
     };
-    test_filters_from_env();
+    test_filters_from_env(tests);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -682,6 +682,6 @@ int main(void)
         cmocka_unit_test(test_kv_load),
         cmocka_unit_test(test_kv_quantize),
     };
-    test_filters_from_env();
+    test_filters_from_env(tests);
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -12,6 +12,7 @@
 /* cmocka needs the four above first */
 #include <cmocka.h>
 
+#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,15 +47,28 @@ static inline const char *test_model_path(void)
  * a run keeps or leaves out, for a run that lacks what some tests need and
  * says so in its own log (bench/gpu.sh session runs the *_real tests only once
  * the default model has been carried over). Called by the mains of the tests
- * such a run uses. */
-static inline void test_filters_from_env(void)
+ * such a run uses, with their test array. Patterns that leave no test to run
+ * end the program with an error: a misspelt or outdated pattern must not pass
+ * as a run of nothing. */
+#define test_filters_from_env(tests) test_filters_apply((tests), sizeof(tests) / sizeof *(tests))
+static inline void test_filters_apply(const struct CMUnitTest *tests, size_t n)
 {
     const char *only = getenv("KVZ_TEST_ONLY"), *skip = getenv("KVZ_TEST_SKIP");
-    if (only && only[0]) {
+    only = only && only[0] ? only : NULL;
+    skip = skip && skip[0] ? skip : NULL;
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++)
+        kept += (!only || fnmatch(only, tests[i].name, 0) == 0) && !(skip && fnmatch(skip, tests[i].name, 0) == 0);
+    if (kept == 0) {
+        fprintf(stderr, "KVZ_TEST_ONLY=%s KVZ_TEST_SKIP=%s leave none of this program's %zu tests to run\n",
+                only ? only : "", skip ? skip : "", n);
+        exit(1);
+    }
+    if (only) {
         fprintf(stderr, "KVZ_TEST_ONLY: running only tests named %s\n", only);
         cmocka_set_test_filter(only);
     }
-    if (skip && skip[0]) {
+    if (skip) {
         fprintf(stderr, "KVZ_TEST_SKIP: leaving out tests named %s\n", skip);
         cmocka_set_skip_filter(skip);
     }
