@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
+#include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <new>
@@ -311,21 +313,31 @@ int lane(void)
     return blk->threads[(size_t)blk->current].linear % 32;
 }
 
-void warp_exchange(const void *mine, void *out, size_t bytes, int src_lane)
+void warp_exchange(const void *mine, void *out, size_t bytes, int src_lane, unsigned mask)
 {
     warp_state &w = my_warp();
     int l = lane();
     if (bytes > sizeof w.slot[0])
         die("a shuffle of more than 16 bytes");
+    if (!(mask >> l & 1u))
+        die("a lane calls a shuffle whose mask leaves it out (undefined on the GPU)");
     /* registers on the GPU: the race check does not see these copies */
     TSAN_ONLY(__tsan_ignore_thread_begin());
     memcpy(w.slot[l], mine, bytes);
     TSAN_ONLY(__tsan_ignore_thread_end());
     arrive_and_wait(w.bar, false);
     int warp_base = blk->threads[(size_t)blk->current].linear - l;
-    /* a lane past the block's end, or one that has left, gives back the caller's own value */
-    if (warp_base + src_lane >= blk->n_threads || blk->threads[(size_t)(warp_base + src_lane)].done)
-        src_lane = l;
+    /* the GPU gives an undefined value for a lane that has left the kernel or is not in the mask */
+    if (warp_base + src_lane >= blk->n_threads || blk->threads[(size_t)(warp_base + src_lane)].done ||
+        !(mask >> src_lane & 1u)) {
+        static char message[160];
+        snprintf(message, sizeof message, "thread %d shuffles from thread %d, which %s", warp_base + l,
+                 warp_base + src_lane,
+                 warp_base + src_lane >= blk->n_threads ? "the block does not have"
+                 : !(mask >> src_lane & 1u)             ? "the shuffle's mask leaves out"
+                                                        : "has left the kernel");
+        die(message);
+    }
     TSAN_ONLY(__tsan_ignore_thread_begin());
     memcpy(out, w.slot[src_lane], bytes);
     TSAN_ONLY(__tsan_ignore_thread_end());
@@ -387,23 +399,31 @@ cudaError_t set_max_dynamic_smem(const void *kernel, int bytes)
     return cudaSuccess;
 }
 
-cudaError_t run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem, void (*body)(void *), void *ctx)
+cudaError_t check_launch(const void *kernel, dim3 grid, dim3 block, size_t smem)
 {
     long threads = (long)block.x * block.y * block.z;
     cudaError_t err = cudaSuccess;
     if (threads < 1 || threads > MAX_THREADS || block.z > 64 || grid.x < 1 || grid.y < 1 || grid.z < 1 ||
         grid.y > 65535 || grid.z > 65535)
         err = cudaErrorInvalidConfiguration;
-    std::lock_guard<std::mutex> g(launch_lock);
     if (err == cudaSuccess && smem > DEFAULT_SMEM) {
+        std::lock_guard<std::mutex> g(launch_lock);
         auto it = smem_optin.find(kernel);
         if (it == smem_optin.end() || (size_t)it->second < smem)
             err = cudaErrorInvalidValue; /* as the GPU: more than 48 KB needs cudaFuncSetAttribute */
     }
-    if (err != cudaSuccess) {
+    if (err != cudaSuccess)
         last_error = err;
+    return err;
+}
+
+cudaError_t run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem, void (*body)(void *), void *ctx)
+{
+    long threads = (long)block.x * block.y * block.z;
+    cudaError_t err = check_launch(kernel, grid, block, smem);
+    if (err != cudaSuccess)
         return err;
-    }
+    std::lock_guard<std::mutex> g(launch_lock);
     if (!stacks) {
         stacks = (unsigned char *)mmap(NULL, STACK_BYTES * MAX_THREADS, PROT_READ | PROT_WRITE,
                                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -523,7 +543,8 @@ cudaError_t counted_alloc(counted_memory &m, size_t limit, void **p, size_t byte
  * with cudaFreeAsync, or with cudaFreeAsync on another stream than the
  * allocation's stops the run (kvz frees memory as and where it allocated it,
  * whatever the GPU would take) */
-cudaError_t counted_free(counted_memory &m, void *p, bool stream_ordered = false, cudaStream_t stream = nullptr)
+cudaError_t counted_free(counted_memory &m, void *p, bool stream_ordered = false, cudaStream_t stream = nullptr,
+                         bool release = true)
 {
     if (!p)
         return cudaSuccess;
@@ -537,7 +558,8 @@ cudaError_t counted_free(counted_memory &m, void *p, bool stream_ordered = false
         die("cudaFreeAsync on another stream than the cudaMallocAsync of the memory");
     m.used -= it->second.bytes;
     m.blocks.erase(it);
-    free(p);
+    if (release) /* else the caller does, in stream order */
+        free(p);
     return cudaSuccess;
 }
 
@@ -602,6 +624,95 @@ void check_stream_use(const void *p, size_t bytes, cudaStream_t s, const char *w
             die(message);
         }
     }
+}
+/* Stream work (cudasim.h): each stream's queue, run by whichever host thread
+ * waits for the stream, under the queue's lock (so a thread that waits for a
+ * stream another thread is running returns only when that work is done). */
+namespace {
+struct stream_queue {
+    std::mutex lock; /* taken before launch_lock and memory_lock, never inside them */
+    std::deque<std::function<void()>> work;
+    uint64_t queued = 0, done = 0; /* work ever queued, and run */
+};
+std::mutex queues_lock;
+std::map<cudaStream_t, std::unique_ptr<stream_queue>> queues;
+
+bool defer_from_env()
+{
+    const char *v = getenv("KVZ_CUDASIM_DEFER");
+    if (!v || !*v || !strcmp(v, "1"))
+        return true;
+    if (!strcmp(v, "0"))
+        return false;
+    die("KVZ_CUDASIM_DEFER must be 1 (stream work waits for the host to wait for it) or 0 (it runs at once)");
+}
+const bool deferring = defer_from_env();
+
+stream_queue *queue_of(cudaStream_t s)
+{
+    std::lock_guard<std::mutex> g(queues_lock);
+    std::unique_ptr<stream_queue> &q = queues[s];
+    if (!q)
+        q.reset(new stream_queue);
+    return q.get();
+}
+
+/* Run stream s's work up to the `until`-th queued */
+void run_queue(cudaStream_t s, uint64_t until = UINT64_MAX)
+{
+    stream_queue *q = queue_of(s);
+    std::lock_guard<std::mutex> g(q->lock);
+    while (!q->work.empty() && q->done < until) {
+        std::function<void()> w = std::move(q->work.front());
+        q->work.pop_front();
+        w();
+        q->done++;
+    }
+}
+
+void run_all_queues()
+{
+    std::vector<cudaStream_t> streams;
+    {
+        std::lock_guard<std::mutex> g(queues_lock);
+        for (const auto &q : queues)
+            streams.push_back(q.first);
+    }
+    for (cudaStream_t s : streams)
+        run_queue(s);
+}
+
+/* How many pieces of work stream s has had queued so far (an event's place in it). */
+uint64_t queued_so_far(cudaStream_t s)
+{
+    stream_queue *q = queue_of(s);
+    std::lock_guard<std::mutex> g(q->lock);
+    return q->queued;
+}
+
+bool is_pinned(const void *p)
+{
+    std::lock_guard<std::mutex> g(memory_lock);
+    auto it = pinned_memory.blocks.upper_bound((void *)p);
+    if (it == pinned_memory.blocks.begin())
+        return false;
+    --it;
+    return (const char *)p < (const char *)it->first + it->second.bytes;
+}
+} // namespace
+
+void enqueue(cudaStream_t s, std::function<void()> work)
+{
+    if (!deferring || !s) {
+        if (deferring)
+            run_all_queues(); /* the legacy stream waits for every other */
+        work();
+        return;
+    }
+    stream_queue *q = queue_of(s);
+    std::lock_guard<std::mutex> g(q->lock);
+    q->work.push_back(std::move(work));
+    q->queued++;
 }
 } // namespace kvz_sim
 
@@ -668,12 +779,24 @@ cudaError_t device_alloc(void **p, size_t bytes, bool stream_ordered, cudaStream
 
 cudaError_t cudaMalloc(void **p, size_t bytes) { return kvz_sim::device_alloc(p, bytes, false, nullptr); }
 
-cudaError_t cudaFree(void *p) { return counted_free(kvz_sim::device_memory, p); }
+/* waits for all work on the device first, as the GPU's does */
+cudaError_t cudaFree(void *p)
+{
+    kvz_sim::run_all_queues();
+    return counted_free(kvz_sim::device_memory, p);
+}
 
 /* Stream-ordered memory: the emulated device has memory pools */
 cudaError_t cudaMallocAsync(void **p, size_t bytes, cudaStream_t s) { return kvz_sim::device_alloc(p, bytes, true, s); }
 
-cudaError_t cudaFreeAsync(void *p, cudaStream_t s) { return counted_free(kvz_sim::device_memory, p, true, s); }
+/* The memory is no longer counted at once, and released when the stream reaches the free. */
+cudaError_t cudaFreeAsync(void *p, cudaStream_t s)
+{
+    cudaError_t e = counted_free(kvz_sim::device_memory, p, true, s, false);
+    if (e == cudaSuccess && p)
+        kvz_sim::enqueue(s, [p]() { free(p); });
+    return e;
+}
 
 cudaError_t cudaDeviceGetAttribute(int *value, cudaDeviceAttr attr, int d)
 {
@@ -700,14 +823,25 @@ cudaError_t cudaMallocHost(void **p, size_t bytes)
     return counted_alloc(kvz_sim::pinned_memory, kvz_sim::pinned_limit(), p, bytes);
 }
 
-cudaError_t cudaFreeHost(void *p) { return counted_free(kvz_sim::pinned_memory, p); }
+cudaError_t cudaFreeHost(void *p)
+{
+    kvz_sim::run_all_queues();
+    return counted_free(kvz_sim::pinned_memory, p);
+}
 
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s)
 {
     kvz_sim::check_stream_use(&dst, sizeof dst, s, "cudaMemcpyAsync's destination");
     kvz_sim::check_stream_use(&src, sizeof src, s, "cudaMemcpyAsync's source");
-    if (bytes)
-        memmove(dst, src, bytes);
+    if (!bytes)
+        return cudaSuccess;
+    if (kind == cudaMemcpyHostToDevice && !kvz_sim::is_pinned(src)) { /* staged by the driver at the call */
+        auto staged = std::make_shared<std::vector<unsigned char>>((const unsigned char *)src,
+                                                                   (const unsigned char *)src + bytes);
+        kvz_sim::enqueue(s, [dst, staged]() { memcpy(dst, staged->data(), staged->size()); });
+    } else {
+        kvz_sim::enqueue(s, [dst, src, bytes]() { memmove(dst, src, bytes); });
+    }
     return cudaSuccess;
 }
 
@@ -720,11 +854,11 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind 
 cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes, cudaStream_t s)
 {
     kvz_sim::check_stream_use(&dst, sizeof dst, s, "cudaMemsetAsync");
-    memset(dst, value, bytes);
+    kvz_sim::enqueue(s, [dst, value, bytes]() { memset(dst, value, bytes); });
     return cudaSuccess;
 }
 
-/* Everything runs at once on the caller's thread: streams and events order nothing. */
+/* Streams are only told apart: their work is ordered by their queues (kvz_sim::enqueue). */
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags)
 {
     *s = (cudaStream_t)malloc(1);
@@ -743,6 +877,9 @@ cudaError_t cudaStreamDestroy(cudaStream_t s)
                 die("a stream destroyed while memory it allocated with cudaMallocAsync is still in use");
         stream_allocations.erase(s);
     }
+    /* the GPU finishes a destroyed stream's work; its queue stays, empty (another thread
+     * waiting for the whole device may hold it), for a stream that gets the same address */
+    run_queue(s);
     free(s);
     return cudaSuccess;
 }
@@ -750,6 +887,10 @@ cudaError_t cudaStreamDestroy(cudaStream_t s)
 /* Synchronising makes a stream's allocations so far usable on every stream. */
 cudaError_t cudaStreamSynchronize(cudaStream_t s)
 {
+    if (s)
+        kvz_sim::run_queue(s);
+    else
+        kvz_sim::run_all_queues();
     std::lock_guard<std::mutex> g(kvz_sim::memory_lock);
     kvz_sim::make_visible(s, UINT64_MAX);
     return cudaSuccess;
@@ -757,22 +898,23 @@ cudaError_t cudaStreamSynchronize(cudaStream_t s)
 
 cudaError_t cudaDeviceSynchronize(void)
 {
+    kvz_sim::run_all_queues();
     std::lock_guard<std::mutex> g(kvz_sim::memory_lock);
     for (auto &b : kvz_sim::device_memory.blocks)
         b.second.pending = false;
     return cudaSuccess;
 }
 
-/* An event knows its stream's allocations when it was recorded. */
+/* An event knows its stream's allocations and queued work when it was recorded. */
 struct kvz_sim_event {
     cudaStream_t stream;
-    uint64_t allocations;
+    uint64_t allocations, work;
     bool recorded;
 };
 
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags)
 {
-    *e = new (std::nothrow) kvz_sim_event{nullptr, 0, false};
+    *e = new (std::nothrow) kvz_sim_event{nullptr, 0, 0, false};
     return *e ? cudaSuccess : cudaErrorMemoryAllocation;
 }
 
@@ -784,16 +926,23 @@ cudaError_t cudaEventDestroy(cudaEvent_t e)
 
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s)
 {
+    const uint64_t work = s ? kvz_sim::queued_so_far(s) : 0;
     std::lock_guard<std::mutex> g(kvz_sim::memory_lock);
-    *e = kvz_sim_event{s, kvz_sim::stream_allocations[s], true};
+    *e = kvz_sim_event{s, kvz_sim::stream_allocations[s], work, true};
     return cudaSuccess;
 }
 
+/* Runs the event's stream up to the event, no further. */
 cudaError_t cudaEventSynchronize(cudaEvent_t e)
 {
+    if (!e->recorded)
+        return cudaSuccess;
+    if (e->stream)
+        kvz_sim::run_queue(e->stream, e->work);
+    else
+        kvz_sim::run_all_queues();
     std::lock_guard<std::mutex> g(kvz_sim::memory_lock);
-    if (e->recorded)
-        kvz_sim::make_visible(e->stream, e->allocations + 1);
+    kvz_sim::make_visible(e->stream, e->allocations + 1);
     return cudaSuccess;
 }
 
@@ -840,10 +989,14 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
         return CUBLAS_STATUS_INVALID_VALUE;
     const void *operands[3] = {A, B, C};
     kvz_sim::check_stream_use(operands, sizeof operands, h->stream, "cublasGemmEx");
-    std::vector<float> a = ta == CUBLAS_OP_N ? as_f32(A, at, lda, m, k) : as_f32(A, at, lda, k, m);
-    std::vector<float> b = tb == CUBLAS_OP_N ? as_f32(B, bt, ldb, k, n) : as_f32(B, bt, ldb, n, k);
-    cblas_sgemm(CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
-                tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, *(const float *)alpha, a.data(), lda,
-                b.data(), ldb, *(const float *)beta, (float *)C, ldc);
+    /* alpha and beta are host scalars, read at the call; the operands when the stream reaches it */
+    const float a_scale = *(const float *)alpha, b_scale = *(const float *)beta;
+    kvz_sim::enqueue(h->stream, [=]() {
+        std::vector<float> a = ta == CUBLAS_OP_N ? as_f32(A, at, lda, m, k) : as_f32(A, at, lda, k, m);
+        std::vector<float> b = tb == CUBLAS_OP_N ? as_f32(B, bt, ldb, k, n) : as_f32(B, bt, ldb, n, k);
+        cblas_sgemm(CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
+                    tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, a_scale, a.data(), lda, b.data(), ldb,
+                    b_scale, (float *)C, ldc);
+    });
     return CUBLAS_STATUS_SUCCESS;
 }

@@ -12,7 +12,9 @@
  * x86-64 assembly), switching only at barriers (__syncthreads, __syncwarp,
  * shuffles, ballots, wmma calls), so atomics need no locking and __shared__
  * variables are plain statics. A barrier no thread can pass (one reached under
- * a condition that differs between threads) stops the run with a message.
+ * a condition that differs between threads) stops the run with a message, as
+ * does a shuffle that reads a lane that has left the kernel or that its mask
+ * leaves out (the GPU gives an undefined value).
  * Launches are serialised across host threads. KVZ_CUDASIM_ORDER=forward
  * (default), reverse or shuffle sets the order in which a grid's blocks run,
  * and a block's threads between barriers: a kernel whose results change with
@@ -33,6 +35,21 @@
  * cudaEventSynchronize of an event recorded on it after the allocation): a
  * kernel, copy, memset or GEMM on another stream that is handed a pointer
  * into it before then stops the run.
+ *
+ * Stream work runs as late as a GPU may run it: a kernel, copy, memset,
+ * GEMM, sort, scan or cudaFreeAsync waits in its stream's queue, in order,
+ * until the host waits for that stream: cudaStreamSynchronize,
+ * cudaEventSynchronize of an event recorded behind it, or a call that waits
+ * for the whole device (cudaDeviceSynchronize, cudaFree, cudaFreeHost, work on
+ * the legacy stream). Host code that reads what a copy brings back before it
+ * waits, rewrites pinned memory a copy has yet to read, or hands one stream
+ * what another stream's work writes without waiting for it, gets the stale
+ * data a GPU may give it, and memory freed while work still uses it is freed
+ * under that work (ASan names it). A copy from pageable host memory reads it
+ * at the call, as the driver stages it; one to pageable memory waits, like
+ * any other, for the host to wait. KVZ_CUDASIM_DEFER=0 runs all work at once
+ * on the calling thread instead: a test that fails only deferred has its
+ * host code's ordering at fault.
  *
  * Built with ASan (make test-cudasim-asan), the fiber switches are announced
  * to it, and device memory (cudaMalloc) and each launch's dynamic shared
@@ -70,6 +87,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <functional>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -175,7 +194,7 @@ void __syncwarp(unsigned mask = 0xffffffffu);
 
 namespace kvz_sim {
 /* Lane exchange: publish `bytes` of this lane's value, wait for the warp, read lane `src`'s. */
-void warp_exchange(const void *mine, void *out, size_t bytes, int src_lane);
+void warp_exchange(const void *mine, void *out, size_t bytes, int src_lane, unsigned mask);
 int lane(void);
 unsigned warp_ballot(int pred);
 void *warp_scratch(void); /* 1 KB of the calling warp's, for the emulation's own use */
@@ -202,14 +221,14 @@ template <class T> T __shfl_sync(unsigned mask, T v, int src, int width = 32)
 {
     int l = kvz_sim::lane();
     T r;
-    kvz_sim::warp_exchange(&v, &r, sizeof v, (l & ~(width - 1)) + (src & (width - 1)));
+    kvz_sim::warp_exchange(&v, &r, sizeof v, (l & ~(width - 1)) + (src & (width - 1)), mask);
     return r;
 }
 template <class T> T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32)
 {
     int l = kvz_sim::lane(), s = l ^ lane_mask;
     T r;
-    kvz_sim::warp_exchange(&v, &r, sizeof v, (s & ~(width - 1)) == (l & ~(width - 1)) ? s : l);
+    kvz_sim::warp_exchange(&v, &r, sizeof v, (s & ~(width - 1)) == (l & ~(width - 1)) ? s : l, mask);
     return r;
 }
 static inline unsigned __ballot_sync(unsigned mask, int pred) { return kvz_sim::warp_ballot(pred) & mask; }
@@ -273,6 +292,13 @@ static inline float __uint_as_float(unsigned u) { return kvz_sim_bits_as<float>(
 namespace kvz_sim {
 /* Run `body` as every thread of the grid; returns the launch's error (also kept for cudaGetLastError). */
 cudaError_t run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem, void (*body)(void *), void *ctx);
+/* The errors the GPU reports when a kernel is launched (also kept for cudaGetLastError). */
+cudaError_t check_launch(const void *kernel, dim3 grid, dim3 block, size_t smem);
+/* Work on stream s (a kernel, copy, memset, GEMM, sort, scan, stream-ordered
+ * free): queued until the host waits for the stream, in stream order (see
+ * "Stream work" above). On the legacy stream (NULL) it runs at once, after
+ * every other stream's work. */
+void enqueue(cudaStream_t s, std::function<void()> work);
 /* Stop the run if a pointer among `bytes` bytes at `p` (any aligned 8-byte
  * word: a pointer argument or one inside a structure passed by value) points
  * into memory that cudaMallocAsync gave on another stream than `s`, before
@@ -290,8 +316,12 @@ template <class... P> struct launcher {
         std::tuple<typename std::decay<P>::type...> params(std::forward<A>(args)...);
         std::apply([&](auto &...p) { (check_stream_use(&p, sizeof p, stream, "a kernel's arguments"), ...); },
                    params);
-        auto call = [&]() { std::apply(kernel, params); };
-        run_grid((const void *)kernel, grid, block, smem, [](void *c) { (*(decltype(call) *)c)(); }, &call);
+        if (check_launch((const void *)kernel, grid, block, smem) != cudaSuccess)
+            return;
+        enqueue(stream, [k = kernel, g = grid, b = block, bytes = smem, params]() {
+            auto call = [&]() { std::apply(k, params); };
+            run_grid((const void *)k, g, b, bytes, [](void *c) { (*(decltype(call) *)c)(); }, &call);
+        });
     }
 };
 } // namespace kvz_sim

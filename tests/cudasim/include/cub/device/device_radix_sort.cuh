@@ -25,20 +25,24 @@ struct DeviceRadixSort {
             tmp_bytes = 16;
             return cudaSuccess;
         }
-        std::vector<int> order((size_t)n);
-        for (int i = 0; i < n; i++)
-            order[(size_t)i] = i;
-        std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
-            return radix_key(keys_in[a], begin_bit, end_bit) > radix_key(keys_in[b], begin_bit, end_bit);
+        const size_t tmp_size = tmp_bytes;
+        kvz_sim::enqueue(s, [=]() {
+            memset(tmp, 0xa5, tmp_size); /* as CUB uses its temporary storage: it must live until the sort has run */
+            std::vector<int> order((size_t)n);
+            for (int i = 0; i < n; i++)
+                order[(size_t)i] = i;
+            std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+                return radix_key(keys_in[a], begin_bit, end_bit) > radix_key(keys_in[b], begin_bit, end_bit);
+            });
+            std::vector<float> k((size_t)n);
+            std::vector<V> v((size_t)n);
+            for (int i = 0; i < n; i++) {
+                k[(size_t)i] = keys_in[order[(size_t)i]];
+                v[(size_t)i] = values_in[order[(size_t)i]];
+            }
+            std::copy(k.begin(), k.end(), keys_out);
+            std::copy(v.begin(), v.end(), values_out);
         });
-        std::vector<float> k((size_t)n);
-        std::vector<V> v((size_t)n);
-        for (int i = 0; i < n; i++) {
-            k[(size_t)i] = keys_in[order[(size_t)i]];
-            v[(size_t)i] = values_in[order[(size_t)i]];
-        }
-        std::copy(k.begin(), k.end(), keys_out);
-        std::copy(v.begin(), v.end(), values_out);
         return cudaSuccess;
     }
 };

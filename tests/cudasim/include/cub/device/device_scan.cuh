@@ -13,12 +13,16 @@ struct DeviceScan {
             tmp_bytes = 16;
             return cudaSuccess;
         }
-        typename std::decay<decltype(*out)>::type sum = 0;
-        for (int i = 0; i < n; i++) {
-            auto v = in[i];
-            out[i] = sum;
-            sum += v;
-        }
+        const size_t tmp_size = tmp_bytes;
+        kvz_sim::enqueue(s, [=]() {
+            memset(tmp, 0xa5, tmp_size); /* as CUB uses its temporary storage: it must live until the scan has run */
+            typename std::decay<decltype(*out)>::type sum = 0;
+            for (int i = 0; i < n; i++) {
+                auto v = in[i];
+                out[i] = sum;
+                sum += v;
+            }
+        });
         return cudaSuccess;
     }
 };
