@@ -119,6 +119,10 @@ $(BUILD)/%.o: %.cu tests/cudasim/cu2cpp.py
 $(BUILD)/tests/cudasim/cudasim.o: tests/cudasim/cudasim.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(SIM_CXXFLAGS) -c $< -o $@
+
+# the emulation's own cases (tests/cudasim/test_emulation.sh)
+$(BUILD)/tests/cudasim/emulation_cases: $(BUILD)/tests/cudasim/emulation_cases.o $(BUILD)/tests/cudasim/cudasim.o
+	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -o $@
 else
 $(BUILD)/%.o: %.cu
 	@mkdir -p $(dir $@)
@@ -173,17 +177,21 @@ test-cuda: cuda
 	@KVZ_MODEL=$(MODEL) sh tests/run_tests.sh $(patsubst tests/cuda/%.c,build-cuda/tests/cuda/%,$(CUDA_TEST_SRCS))
 
 cudasim:
-	$(MAKE) BUILD=build-sim CUDASIM=1 all build-sim/libkvz.a $(patsubst tests/cuda/%.c,build-sim/tests/cuda/%,$(CUDA_TEST_SRCS))
+	$(MAKE) BUILD=build-sim CUDASIM=1 all build-sim/libkvz.a $(patsubst tests/cuda/%.c,build-sim/tests/cuda/%,$(CUDA_TEST_SRCS)) \
+	  build-sim/tests/cudasim/emulation_cases
 
 test-cudasim: cudasim
+	@sh tests/run_tests.sh tests/cudasim/test_emulation.sh
 	@KVZ_MODEL=$(MODEL) sh tests/run_tests.sh $(patsubst tests/cuda/%.c,build-sim/tests/cuda/%,$(CUDA_TEST_SRCS))
 	@KVZ_BIN=build-sim/kvz sh tests/run_tests.sh tests/cudasim/test_device_memory.sh
 
-# What CI runs of it (minutes; the whole of it takes about half an hour): every kernel
+# What CI runs of it (minutes; the whole of it takes about a quarter of an hour): the
+# emulation's own checks at work (tests/cudasim/test_emulation.sh), every kernel
 # test, the forward pass on the default model and a SmolLM2-shape random one, and
 # the CLI running out of device memory (tests/cudasim/test_device_memory.sh), here
 # with cudaMalloc (KVZ_CUDA_MEMORY_POOLS=0; test-cudasim-asan runs it stream-ordered).
 test-cudasim-quick: cudasim
+	@sh tests/run_tests.sh tests/cudasim/test_emulation.sh
 	@KVZ_MODEL=$(MODEL) sh tests/run_tests.sh build-sim/tests/cuda/test_cuda_kernels
 	@KVZ_MODEL=$(MODEL) KVZ_TEST_SKIP='*llama3*' sh tests/run_tests.sh build-sim/tests/cuda/test_cuda_forward
 	@KVZ_BIN=build-sim/kvz KVZ_CUDA_MEMORY_POOLS=0 sh tests/run_tests.sh tests/cudasim/test_device_memory.sh
