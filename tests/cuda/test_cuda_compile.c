@@ -127,10 +127,10 @@ static void compare(int synthetic, kvz_method method, uint32_t bits)
                     j++, either++;
                 } else { /* kept by both: decoded values agree */
                     for (uint32_t e = 0; e < d; e++) {
-                        worst_k = fmax(worst_k, fabs(ka[(size_t)i * d + e] - kb[(size_t)j * d + e]));
-                        worst_v = fmax(worst_v, fabs(va[(size_t)i * d + e] - vb[(size_t)j * d + e]));
-                        range_k = fmax(range_k, fabs(ka[(size_t)i * d + e]));
-                        range_v = fmax(range_v, fabs(va[(size_t)i * d + e]));
+                        worst_k = max_keeping_nan(worst_k, fabs(ka[(size_t)i * d + e] - kb[(size_t)j * d + e]));
+                        worst_v = max_keeping_nan(worst_v, fabs(va[(size_t)i * d + e] - vb[(size_t)j * d + e]));
+                        range_k = max_keeping_nan(range_k, fabs(ka[(size_t)i * d + e]));
+                        range_v = max_keeping_nan(range_v, fabs(va[(size_t)i * d + e]));
                     }
                     i++, j++, both++, either++;
                 }
@@ -209,7 +209,7 @@ static void runtime_cpu_vs_cuda(int synthetic)
     }
     double max = 0;
     for (int32_t i = 0; i < vocab; i++)
-        max = fmax(max, fabs((double)logits[0][i] - logits[1][i]));
+        max = max_keeping_nan(max, fabs((double)logits[0][i] - logits[1][i]));
     print_message("first-token logits: max |cpu - cuda| %.4f\n", max);
     assert_true(max < 0.25);
     assert_string_equal(answers[0], answers[1]);

@@ -47,7 +47,7 @@ static comparison compare(const float *a, const float *b, int32_t n, int32_t voc
         int32_t ax = 0, ay = 0;
         for (int32_t v = 0; v < vocab; v++) {
             double d = fabs((double)x[v] - y[v]);
-            r.max_abs = d > r.max_abs ? d : r.max_abs;
+            r.max_abs = max_keeping_nan(r.max_abs, d);
             max_ref = fabs(x[v]) > max_ref ? fabs(x[v]) : max_ref;
             ax = x[v] > x[ax] ? v : ax;
             ay = y[v] > y[ay] ? v : ay;

@@ -66,7 +66,7 @@ static double normalised_error(const float *want, const float *got, size_t n)
         if (!isfinite(got[i]))
             return INFINITY;
         double d = fabs((double)want[i] - got[i]);
-        max_diff = d > max_diff ? d : max_diff;
+        max_diff = max_keeping_nan(max_diff, d);
         max_ref = fabs(want[i]) > max_ref ? fabs(want[i]) : max_ref;
     }
     return max_diff / max_ref;

@@ -94,7 +94,7 @@ static agreement compare(const ref_logits *r, const float *logits, int32_t vocab
         a.top1_same += best == r->ids[p * r->topk];
         for (int k = 0; k < r->topk; k++) {
             double d = fabs((double)row[r->ids[p * r->topk + k]] - r->values[p * r->topk + k]);
-            a.max_delta = d > a.max_delta ? d : a.max_delta;
+            a.max_delta = max_keeping_nan(a.max_delta, d);
         }
     }
     return a;
@@ -169,7 +169,7 @@ static void test_chunking_invariance(void **state)
         double max = 0;
         for (size_t i = 0; i < r.n_tokens * (size_t)model->hp.vocab; i++) {
             double d = fabs((double)whole[i] - part[i]);
-            max = d > max ? d : max;
+            max = max_keeping_nan(max, d);
         }
         print_message("chunk %d vs 512: max |dlogit| %.2e\n", chunks[k], max);
         assert_true(max < 1e-3);
@@ -196,7 +196,7 @@ static void test_native_weights_match_f32(void **state)
     double max = 0;
     for (size_t i = 0; i < r.n_tokens * (size_t)saved->hp.vocab; i++) {
         double d = fabs((double)a[i] - b[i]);
-        max = d > max ? d : max;
+        max = max_keeping_nan(max, d);
     }
     print_message("native vs f32 weights: max |dlogit| %.2e\n", max);
     assert_true(max < 1e-3);
@@ -294,8 +294,8 @@ static void test_llama3_shape(void **state)
             CHECK_OK(kvz_context_eval(c, tokens + i, 1, &all, steps + (size_t)i * m->hp.vocab));
         double max = 0, ref = 0;
         for (size_t i = 0; i < 24 * (size_t)m->hp.vocab; i++) {
-            max = fmax(max, fabs((double)whole[i] - steps[i]));
-            ref = fmax(ref, fabs((double)whole[i]));
+            max = max_keeping_nan(max, fabs((double)whole[i] - steps[i]));
+            ref = max_keeping_nan(ref, fabs((double)whole[i]));
         }
         print_message("llama3-8b shape, %s: chunked vs token by token, max |dlogit| %.2e of %.2f\n",
                       kvz_ggml_type_info_of(types[t]).name, max, ref);

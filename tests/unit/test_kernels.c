@@ -21,7 +21,7 @@ static double max_abs_diff(const float *a, const float *b, size_t n)
     double m = 0;
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)a[i] - b[i]);
-        m = d > m ? d : m;
+        m = max_keeping_nan(m, d);
     }
     return m;
 }
