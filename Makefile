@@ -280,4 +280,4 @@ clean:
 	rm -rf build build-asan build-cuda build-sim build-sim-asan
 
 include tests/fuzz/fuzz.mk
--include $(LIB_OBJS:.o=.d) $(TOOL_OBJS:.o=.d) $(CUDA_OBJS:.o=.d)
+-include $(LIB_OBJS:.o=.d) $(TOOL_OBJS:.o=.d) $(CUDA_OBJS:.o=.d) $(BUILD)/tests/cudasim/emulation_cases.d

@@ -417,12 +417,9 @@ cudaError_t check_launch(const void *kernel, dim3 grid, dim3 block, size_t smem)
     return err;
 }
 
-cudaError_t run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem, void (*body)(void *), void *ctx)
+void run_grid(dim3 grid, dim3 block, size_t smem, void (*body)(void *), void *ctx)
 {
     long threads = (long)block.x * block.y * block.z;
-    cudaError_t err = check_launch(kernel, grid, block, smem);
-    if (err != cudaSuccess)
-        return err;
     std::lock_guard<std::mutex> g(launch_lock);
     if (!stacks) {
         stacks = (unsigned char *)mmap(NULL, STACK_BYTES * MAX_THREADS, PROT_READ | PROT_WRITE,
@@ -479,7 +476,6 @@ cudaError_t run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem, voi
     }
     blk = outer;
     free(b.smem);
-    return cudaSuccess;
 }
 
 } // namespace kvz_sim
@@ -513,6 +509,16 @@ struct counted_memory {
 std::mutex memory_lock;
 counted_memory device_memory, pinned_memory;
 std::map<cudaStream_t, uint64_t> stream_allocations; /* each stream's stream-ordered allocations so far */
+
+/* The block of m that holds address p, or NULL (the caller holds memory_lock). */
+const counted_block *block_containing(const counted_memory &m, const void *p)
+{
+    auto it = m.blocks.upper_bound((void *)p);
+    if (it == m.blocks.begin())
+        return nullptr;
+    --it;
+    return (const char *)p < (const char *)it->first + it->second.bytes ? &it->second : nullptr;
+}
 
 /* The stream-ordered allocations of stream s numbered below `before` become usable everywhere. */
 void make_visible(cudaStream_t s, uint64_t before)
@@ -609,15 +615,11 @@ namespace kvz_sim {
 void check_stream_use(const void *p, size_t bytes, cudaStream_t s, const char *what)
 {
     std::lock_guard<std::mutex> g(memory_lock);
-    const auto &blocks = device_memory.blocks;
     for (size_t at = 0; at + sizeof(uintptr_t) <= bytes; at += sizeof(uintptr_t)) {
         uintptr_t word;
         memcpy(&word, (const char *)p + at, sizeof word);
-        auto it = blocks.upper_bound((void *)word);
-        if (it == blocks.begin())
-            continue;
-        --it;
-        if (word < (uintptr_t)it->first + it->second.bytes && it->second.pending && it->second.stream != s) {
+        const counted_block *b = block_containing(device_memory, (const void *)word);
+        if (b && b->pending && b->stream != s) {
             char message[192];
             snprintf(message, sizeof message,
                      "%s: memory from cudaMallocAsync on another stream, which was not synchronised since", what);
@@ -657,9 +659,16 @@ stream_queue *queue_of(cudaStream_t s)
     return q.get();
 }
 
-/* Run stream s's work up to the `until`-th queued */
+void run_all_queues();
+
+/* Run stream s's work up to the `until`-th queued; for the legacy stream
+ * (NULL), which waits for every other, all work. */
 void run_queue(cudaStream_t s, uint64_t until = UINT64_MAX)
 {
+    if (!s) {
+        run_all_queues();
+        return;
+    }
     stream_queue *q = queue_of(s);
     std::lock_guard<std::mutex> g(q->lock);
     while (!q->work.empty() && q->done < until) {
@@ -693,11 +702,7 @@ uint64_t queued_so_far(cudaStream_t s)
 bool is_pinned(const void *p)
 {
     std::lock_guard<std::mutex> g(memory_lock);
-    auto it = pinned_memory.blocks.upper_bound((void *)p);
-    if (it == pinned_memory.blocks.begin())
-        return false;
-    --it;
-    return (const char *)p < (const char *)it->first + it->second.bytes;
+    return block_containing(pinned_memory, p) != nullptr;
 }
 } // namespace
 
@@ -705,7 +710,7 @@ void enqueue(cudaStream_t s, std::function<void()> work)
 {
     if (!deferring || !s) {
         if (deferring)
-            run_all_queues(); /* the legacy stream waits for every other */
+            run_queue(s);
         work();
         return;
     }
@@ -887,10 +892,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t s)
 /* Synchronising makes a stream's allocations so far usable on every stream. */
 cudaError_t cudaStreamSynchronize(cudaStream_t s)
 {
-    if (s)
-        kvz_sim::run_queue(s);
-    else
-        kvz_sim::run_all_queues();
+    kvz_sim::run_queue(s);
     std::lock_guard<std::mutex> g(kvz_sim::memory_lock);
     kvz_sim::make_visible(s, UINT64_MAX);
     return cudaSuccess;
@@ -937,10 +939,7 @@ cudaError_t cudaEventSynchronize(cudaEvent_t e)
 {
     if (!e->recorded)
         return cudaSuccess;
-    if (e->stream)
-        kvz_sim::run_queue(e->stream, e->work);
-    else
-        kvz_sim::run_all_queues();
+    kvz_sim::run_queue(e->stream, e->work);
     std::lock_guard<std::mutex> g(kvz_sim::memory_lock);
     kvz_sim::make_visible(e->stream, e->allocations + 1);
     return cudaSuccess;

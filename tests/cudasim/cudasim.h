@@ -290,8 +290,8 @@ static inline float __uint_as_float(unsigned u) { return kvz_sim_bits_as<float>(
 
 /* ---- launching ------------------------------------------------------------------ */
 namespace kvz_sim {
-/* Run `body` as every thread of the grid; returns the launch's error (also kept for cudaGetLastError). */
-cudaError_t run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem, void (*body)(void *), void *ctx);
+/* Run `body` as every thread of the grid, a configuration check_launch passed. */
+void run_grid(dim3 grid, dim3 block, size_t smem, void (*body)(void *), void *ctx);
 /* The errors the GPU reports when a kernel is launched (also kept for cudaGetLastError). */
 cudaError_t check_launch(const void *kernel, dim3 grid, dim3 block, size_t smem);
 /* Work on stream s (a kernel, copy, memset, GEMM, sort, scan, stream-ordered
@@ -320,7 +320,7 @@ template <class... P> struct launcher {
             return;
         enqueue(stream, [k = kernel, g = grid, b = block, bytes = smem, params]() {
             auto call = [&]() { std::apply(k, params); };
-            run_grid((const void *)k, g, b, bytes, [](void *c) { (*(decltype(call) *)c)(); }, &call);
+            run_grid(g, b, bytes, [](void *c) { (*(decltype(call) *)c)(); }, &call);
         });
     }
 };
