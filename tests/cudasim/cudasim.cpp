@@ -15,6 +15,7 @@
 #include <map>
 #include <mutex>
 #include <new>
+#include <string>
 #include <vector>
 
 /* Under ASan, stack switches are announced to it (cudasim.h). */
@@ -580,6 +581,33 @@ void write_peak()
     }
 }
 
+/* The profile (cudasim.h): what -> (count, bytes), written at exit. */
+struct profile_entry {
+    uint64_t count, bytes;
+};
+std::mutex profile_lock;
+std::map<std::string, profile_entry> profile;
+
+const char *profile_path()
+{
+    static const char *path = getenv("KVZ_CUDASIM_PROFILE");
+    return path && *path ? path : nullptr;
+}
+
+void write_profile()
+{
+    std::lock_guard<std::mutex> g(profile_lock);
+    FILE *f = fopen(profile_path(), "w");
+    if (!f) {
+        fprintf(stderr, "cudasim: cannot write the profile to %s\n", profile_path());
+        return;
+    }
+    for (const auto &e : profile)
+        fprintf(f, "%llu %llu %s\n", (unsigned long long)e.second.count, (unsigned long long)e.second.bytes,
+                e.first.c_str());
+    fclose(f);
+}
+
 /* A byte count from the environment (a number, K/M/G suffixes), or `fallback`. */
 size_t bytes_from_env(const char *name, size_t fallback)
 {
@@ -706,6 +734,24 @@ bool is_pinned(const void *p)
 }
 } // namespace
 
+void tally(const char *what, uint64_t bytes)
+{
+    if (!profile_path())
+        return;
+    std::lock_guard<std::mutex> g(profile_lock);
+    static bool registered = atexit(write_profile) == 0;
+    (void)registered;
+    profile_entry &e = profile[what];
+    e.count++;
+    e.bytes += bytes;
+}
+
+void tally_launch(const char *kernel)
+{
+    if (profile_path())
+        tally(("launch " + std::string(kernel)).c_str());
+}
+
 void enqueue(cudaStream_t s, std::function<void()> work)
 {
     if (!deferring || !s) {
@@ -782,21 +828,31 @@ cudaError_t device_alloc(void **p, size_t bytes, bool stream_ordered, cudaStream
 } // namespace
 } // namespace kvz_sim
 
-cudaError_t cudaMalloc(void **p, size_t bytes) { return kvz_sim::device_alloc(p, bytes, false, nullptr); }
+cudaError_t cudaMalloc(void **p, size_t bytes)
+{
+    kvz_sim::tally("alloc cudaMalloc", bytes);
+    return kvz_sim::device_alloc(p, bytes, false, nullptr);
+}
 
 /* waits for all work on the device first, as the GPU's does */
 cudaError_t cudaFree(void *p)
 {
+    kvz_sim::tally("wait (implicit) cudaFree");
     kvz_sim::run_all_queues();
     return counted_free(kvz_sim::device_memory, p);
 }
 
 /* Stream-ordered memory: the emulated device has memory pools */
-cudaError_t cudaMallocAsync(void **p, size_t bytes, cudaStream_t s) { return kvz_sim::device_alloc(p, bytes, true, s); }
+cudaError_t cudaMallocAsync(void **p, size_t bytes, cudaStream_t s)
+{
+    kvz_sim::tally("alloc cudaMallocAsync", bytes);
+    return kvz_sim::device_alloc(p, bytes, true, s);
+}
 
 /* The memory is no longer counted at once, and released when the stream reaches the free. */
 cudaError_t cudaFreeAsync(void *p, cudaStream_t s)
 {
+    kvz_sim::tally("free cudaFreeAsync");
     cudaError_t e = counted_free(kvz_sim::device_memory, p, true, s, false);
     if (e == cudaSuccess && p)
         kvz_sim::enqueue(s, [p]() { free(p); });
@@ -825,11 +881,13 @@ cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes)
  * be tested too. */
 cudaError_t cudaMallocHost(void **p, size_t bytes)
 {
+    kvz_sim::tally("alloc cudaMallocHost", bytes);
     return counted_alloc(kvz_sim::pinned_memory, kvz_sim::pinned_limit(), p, bytes);
 }
 
 cudaError_t cudaFreeHost(void *p)
 {
+    kvz_sim::tally("wait (implicit) cudaFreeHost");
     kvz_sim::run_all_queues();
     return counted_free(kvz_sim::pinned_memory, p);
 }
@@ -840,7 +898,18 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpy
     kvz_sim::check_stream_use(&src, sizeof src, s, "cudaMemcpyAsync's source");
     if (!bytes)
         return cudaSuccess;
-    if (kind == cudaMemcpyHostToDevice && !kvz_sim::is_pinned(src)) { /* staged by the driver at the call */
+    const bool host_pinned = kvz_sim::is_pinned(kind == cudaMemcpyHostToDevice ? src : dst);
+    if (kind == cudaMemcpyHostToDevice)
+        kvz_sim::tally(host_pinned ? "copy to device from pinned" : "copy to device from pageable", bytes);
+    else if (kind == cudaMemcpyDeviceToHost)
+        kvz_sim::tally(host_pinned ? "copy to pinned host" : "copy to pageable host", bytes);
+    else
+        kvz_sim::tally("copy device to device", bytes);
+    if (!s)
+        kvz_sim::tally("wait (implicit) legacy stream");
+    else if (kind == cudaMemcpyDeviceToHost && !host_pinned) /* the GPU's returns once the copy is done */
+        kvz_sim::tally("wait (implicit) copy to pageable host");
+    if (kind == cudaMemcpyHostToDevice && !host_pinned) { /* staged by the driver at the call */
         auto staged = std::make_shared<std::vector<unsigned char>>((const unsigned char *)src,
                                                                    (const unsigned char *)src + bytes);
         kvz_sim::enqueue(s, [dst, staged]() { memcpy(dst, staged->data(), staged->size()); });
@@ -858,6 +927,7 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind 
 
 cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes, cudaStream_t s)
 {
+    kvz_sim::tally("memset", bytes);
     kvz_sim::check_stream_use(&dst, sizeof dst, s, "cudaMemsetAsync");
     kvz_sim::enqueue(s, [dst, value, bytes]() { memset(dst, value, bytes); });
     return cudaSuccess;
@@ -892,6 +962,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t s)
 /* Synchronising makes a stream's allocations so far usable on every stream. */
 cudaError_t cudaStreamSynchronize(cudaStream_t s)
 {
+    kvz_sim::tally("wait cudaStreamSynchronize");
     kvz_sim::run_queue(s);
     std::lock_guard<std::mutex> g(kvz_sim::memory_lock);
     kvz_sim::make_visible(s, UINT64_MAX);
@@ -900,6 +971,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t s)
 
 cudaError_t cudaDeviceSynchronize(void)
 {
+    kvz_sim::tally("wait cudaDeviceSynchronize");
     kvz_sim::run_all_queues();
     std::lock_guard<std::mutex> g(kvz_sim::memory_lock);
     for (auto &b : kvz_sim::device_memory.blocks)
@@ -937,6 +1009,7 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s)
 /* Runs the event's stream up to the event, no further. */
 cudaError_t cudaEventSynchronize(cudaEvent_t e)
 {
+    kvz_sim::tally("wait cudaEventSynchronize");
     if (!e->recorded)
         return cudaSuccess;
     kvz_sim::run_queue(e->stream, e->work);
@@ -990,6 +1063,7 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
     kvz_sim::check_stream_use(operands, sizeof operands, h->stream, "cublasGemmEx");
     /* alpha and beta are host scalars, read at the call; the operands when the stream reaches it */
     const float a_scale = *(const float *)alpha, b_scale = *(const float *)beta;
+    kvz_sim::tally("launch cublasGemmEx");
     kvz_sim::enqueue(h->stream, [=]() {
         std::vector<float> a = ta == CUBLAS_OP_N ? as_f32(A, at, lda, m, k) : as_f32(A, at, lda, k, m);
         std::vector<float> b = tb == CUBLAS_OP_N ? as_f32(B, bt, ldb, k, n) : as_f32(B, bt, ldb, n, k);

@@ -73,8 +73,17 @@
  * not notice: a 256-bit aligned tile and a leading dimension of a multiple of
  * 16 bytes.
  *
+ * Profile: KVZ_CUDASIM_PROFILE names a file that receives, when the program
+ * exits, what the host asked of the GPU: launches by kernel, GEMMs, sorts and
+ * scans; the host's waits for the GPU, explicit (stream, event and device
+ * synchronisation) and implicit (cudaMemcpy, a copy to pageable host memory,
+ * cudaFree, cudaFreeHost); copies by direction with their bytes, pageable or
+ * pinned; allocations. One "count bytes what" line each, sorted by `what`.
+ * These are the GPU's fixed costs (a launch or a wait is microseconds on any
+ * GPU), which the emulation can count exactly where it cannot time anything.
+ *
  * The .cu files are compiled as C++ after tests/cudasim/cu2cpp.py rewrites
- * `k<<<grid, block, smem, stream>>>(args)` into kvz_sim_launch(k, grid, block,
+ * `k<<<grid, block, smem, stream>>>(args)` into kvz_sim_launch("k", k, grid, block,
  * smem, stream)(args) and `extern __shared__ T name[];` into a pointer to the
  * launch's dynamic shared memory. The headers in tests/cudasim/include stand
  * in for cuda_runtime.h, cuda_fp16.h, mma.h, cublas_v2.h and CUB's.
@@ -305,8 +314,13 @@ void enqueue(cudaStream_t s, std::function<void()> work);
  * that stream was synchronised: on the GPU the work on `s` might run before
  * the allocation exists. */
 void check_stream_use(const void *p, size_t bytes, cudaStream_t s, const char *what);
+/* One more `what` (and `bytes`) in the profile (KVZ_CUDASIM_PROFILE; see
+ * "Profile" above); nothing when no profile is asked for. */
+void tally(const char *what, uint64_t bytes = 0);
+void tally_launch(const char *kernel); /* "launch <kernel>" */
 
 template <class... P> struct launcher {
+    const char *name;
     void (*kernel)(P...);
     dim3 grid, block;
     size_t smem;
@@ -318,6 +332,7 @@ template <class... P> struct launcher {
                    params);
         if (check_launch((const void *)kernel, grid, block, smem) != cudaSuccess)
             return;
+        tally_launch(name);
         enqueue(stream, [k = kernel, g = grid, b = block, bytes = smem, params]() {
             auto call = [&]() { std::apply(k, params); };
             run_grid(g, b, bytes, [](void *c) { (*(decltype(call) *)c)(); }, &call);
@@ -327,10 +342,10 @@ template <class... P> struct launcher {
 } // namespace kvz_sim
 
 template <class... P>
-kvz_sim::launcher<P...> kvz_sim_launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem = 0,
-                                       cudaStream_t stream = 0)
+kvz_sim::launcher<P...> kvz_sim_launch(const char *name, void (*kernel)(P...), dim3 grid, dim3 block,
+                                       size_t smem = 0, cudaStream_t stream = 0)
 {
-    return kvz_sim::launcher<P...>{kernel, grid, block, smem, stream};
+    return kvz_sim::launcher<P...>{name, kernel, grid, block, smem, stream};
 }
 
 #endif

@@ -6,7 +6,8 @@
 # event wait runs its stream up to the event, another stream that does not
 # wait sees the old value, a call that waits for the device runs every stream;
 # KVZ_CUDASIM_DEFER=0 runs work at once; a shuffle from a lane that has left
-# the kernel or is outside the mask stops the run with a message. These are
+# the kernel or is outside the mask stops the run with a message; the profile
+# counts launches by kernel, copies and the host's waits. These are
 # what the emulated CUDA tests rely on to fail when kvz's host code or kernels
 # do such a thing.
 . tests/cli_lib.sh
@@ -46,4 +47,25 @@ KVZ_CUDASIM_DEFER=0 expect read-before-wait "before waiting: 7" "after waiting: 
 expect shuffle "warp sum: 496"
 stops shuffle-left-lane "shuffles from thread 5, which has left the kernel"
 stops shuffle-mask "a lane calls a shuffle whose mask leaves it out"
+
+# the profile (KVZ_CUDASIM_PROFILE) counts what the case asked of the GPU
+KVZ_CUDASIM_PROFILE="$TMP/profile" "$CASES" pageable-source >/dev/null 2>&1
+want="1 16 alloc cudaMalloc
+1 4 copy to device from pageable
+1 4 copy to pageable host
+1 0 wait (implicit) copy to pageable host
+1 0 wait (implicit) cudaFree
+1 0 wait cudaStreamSynchronize"
+if [ "$(cat "$TMP/profile" 2>/dev/null)" = "$want" ]; then
+    ok "profile of pageable-source: $(paste -sd ';' "$TMP/profile")"
+else
+    fail "profile of pageable-source: $(cat "$TMP/profile" 2>/dev/null) (expected: $want)"
+fi
+KVZ_CUDASIM_PROFILE="$TMP/profile" "$CASES" read-before-wait >/dev/null 2>&1
+if grep -qx "1 0 launch set_value" "$TMP/profile" && grep -qx "1 4 copy to pinned host" "$TMP/profile" &&
+    ! grep -q pageable "$TMP/profile"; then
+    ok "profile of read-before-wait: the kernel by name, the copy to pinned memory"
+else
+    fail "profile of read-before-wait: $(cat "$TMP/profile" 2>/dev/null)"
+fi
 finish "emulation"

@@ -26,6 +26,7 @@ struct DeviceRadixSort {
             return cudaSuccess;
         }
         const size_t tmp_size = tmp_bytes;
+        kvz_sim::tally("launch cub::DeviceRadixSort::SortPairsDescending");
         kvz_sim::enqueue(s, [=]() {
             memset(tmp, 0xa5, tmp_size); /* as CUB uses its temporary storage: it must live until the sort has run */
             std::vector<int> order((size_t)n);

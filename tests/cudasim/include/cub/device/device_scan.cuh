@@ -14,6 +14,7 @@ struct DeviceScan {
             return cudaSuccess;
         }
         const size_t tmp_size = tmp_bytes;
+        kvz_sim::tally("launch cub::DeviceScan::ExclusiveSum");
         kvz_sim::enqueue(s, [=]() {
             memset(tmp, 0xa5, tmp_size); /* as CUB uses its temporary storage: it must live until the scan has run */
             typename std::decay<decltype(*out)>::type sum = 0;
