@@ -100,6 +100,42 @@ void kvz_compile_summary(const kvz_compile_opts *o, char *out, size_t size)
              o->question ? ", query-aware" : "");
 }
 
+/* Host memory the device writes a batch's stored bytes into as the compiler
+ * encodes (encode_artifact): the backend's host_alloc, kept between documents
+ * because on a GPU getting it is slow; plain memory where that runs out,
+ * with which the device's copies wait for the host: slower, the same bytes. */
+typedef struct readback {
+    uint8_t *host;
+    size_t bytes;
+    int plain; /* malloc'ed, not host_alloc'ed */
+} readback;
+
+static void readback_free(kvz_backend *b, readback *rb)
+{
+    if (rb->plain)
+        free(rb->host);
+    else if (rb->host)
+        b->ops->host_free(b, rb->host);
+    memset(rb, 0, sizeof *rb);
+}
+
+/* rb holds at least `bytes`; what it held is lost (the caller has coded it). */
+static int readback_reserve(kvz_backend *b, readback *rb, size_t bytes)
+{
+    if (bytes <= rb->bytes)
+        return KVZ_OK;
+    readback_free(b, rb);
+    bytes = (bytes + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1); /* whole MiB: fewer regrowths */
+    if (b->ops->host_alloc(b, bytes, (void **)&rb->host) != KVZ_OK) {
+        kvz_error_clear();
+        rb->plain = 1;
+        if (!(rb->host = malloc(bytes)))
+            return kvz_errorf(KVZ_ERR_NOMEM, "out of memory for %zu bytes of quantized KV heads", bytes);
+    }
+    rb->bytes = bytes;
+    return KVZ_OK;
+}
+
 struct kvz_compiler {
     kvz_model *model;
     kvz_store *store;
@@ -116,6 +152,7 @@ struct kvz_compiler {
     uint8_t *prefix_artifact;
     size_t prefix_artifact_size;
     char prefix_key[64];
+    readback readback[2];   /* used in turn by consecutive batches */
 };
 
 int32_t kvz_compiler_segment_limit(const kvz_compiler *c) { return c->segment_limit; }
@@ -173,9 +210,8 @@ static void fill_manifest(const kvz_compiler *c, kvz_manifest *m)
     kvz_compile_summary(o, m->summary, sizeof m->summary);
 }
 
-/* Where kept rows are read to before they come to the host: backend memory
- * for `n` rows and their positions, unused (NULL) on a host-memory backend,
- * which reads into the host arrays directly. */
+/* Backend memory the device path gathers one head's kept rows into (and
+ * their positions), before they are quantized there. */
 typedef struct gather_stage {
     float *k, *v;
     int32_t *positions;
@@ -193,8 +229,6 @@ static void gather_stage_free(kvz_backend *b, gather_stage *st)
 static int gather_stage_init(kvz_backend *b, int32_t n, int32_t hd, gather_stage *st)
 {
     memset(st, 0, sizeof *st);
-    if (b->ops->host_memory)
-        return KVZ_OK;
     size_t rows = (size_t)n * hd * sizeof(float);
     int rc = b->ops->alloc(b, rows, (void **)&st->k);
     if (rc == KVZ_OK)
@@ -206,37 +240,22 @@ static int gather_stage_init(kvz_backend *b, int32_t n, int32_t hd, gather_stage
     return rc;
 }
 
-/* Keys (pre-RoPE) and values of the kept rows of one (layer, head), gathered
- * and rotated back on the backend: only the kept rows cross to the host, and
- * with keys and values NULL none do (they stay in st->k and st->v for the
- * backend's kv_quantize). A token's cache row is its position, so one array
- * serves both. */
-static int gather_head(const kvz_compiler *c, const gather_stage *st, int32_t layer, int32_t head, int32_t P,
-                       const uint32_t *pos, uint32_t count, float *keys, float *values, int32_t *positions)
+/* Keys (pre-RoPE) and values of the cache rows `rows` (backend memory: a
+ * token's cache row is its position) of one (layer, head), into k and v
+ * (count rows each, backend memory). */
+static int gather_head(const kvz_compiler *c, int32_t layer, int32_t head, const int32_t *rows, uint32_t count,
+                       float *k, float *v)
 {
     kvz_backend *b = c->model->backend;
     const kvz_hparams *hp = &c->model->hp;
     int32_t hd = hp->head_dim, cap = kvz_context_capacity(c->ctx);
     float *kc, *vc;
     kvz_context_layer_cache(c->ctx, layer, &kc, &vc);
-    for (uint32_t i = 0; i < count; i++)
-        positions[i] = P + (int32_t)pos[i];
-    const int32_t *rows = positions;
-    float *k = keys, *v = values;
-    if (!b->ops->host_memory) {
-        KVZ_TRY(b->ops->upload(b, st->positions, positions, count * sizeof *positions));
-        rows = st->positions, k = st->k, v = st->v;
-    }
     size_t block = (size_t)head * cap * hd;
     KVZ_TRY(b->ops->gather_rows(b, k, kc + block, rows, (int32_t)count, hd));
     KVZ_TRY(b->ops->gather_rows(b, v, vc + block, rows, (int32_t)count, hd));
     /* the cache holds keys after RoPE; artifacts store them before */
-    KVZ_TRY(b->ops->rope(b, k, rows, (int32_t)count, 1, &hp->rope, 1));
-    if (keys && k != keys) {
-        KVZ_TRY(b->ops->download(b, keys, k, (size_t)count * hd * sizeof(float)));
-        KVZ_TRY(b->ops->download(b, values, v, (size_t)count * hd * sizeof(float)));
-    }
-    return KVZ_OK;
+    return b->ops->rope(b, k, rows, (int32_t)count, 1, &hp->rope, 1);
 }
 
 /* Layers encoded together: enough heads to keep every thread busy (two per
@@ -250,92 +269,156 @@ static int32_t encode_batch_layers(const kvz_hparams *hp, int32_t n, int n_threa
     return layers < 1 ? 1 : layers > hp->n_layers ? hp->n_layers : layers;
 }
 
-/* One (layer, head) quantized on the backend (kv_quantize): its shapes and
- * stored bytes, waiting to be coded. */
+/* The heads of the batch of `batch` layers from layer l0. */
+static int32_t batch_heads(const kvz_hparams *hp, int32_t batch, int32_t l0)
+{
+    return (hp->n_layers - l0 < batch ? hp->n_layers - l0 : batch) * hp->n_kv_heads;
+}
+
+/* What an artifact keeps of (layer, head) index i: positions pos[0 .. count)
+ * of the document, the first n16 of them kept f16. */
+typedef struct kept_head {
+    const uint32_t *pos;
+    uint32_t count, n16;
+} kept_head;
+
+static void kept_of(const kvz_manifest *m, const kvz_selection *sel, const uint32_t *all, int32_t n, size_t i,
+                    kept_head *h)
+{
+    h->pos = sel ? sel->pos + sel->offset[i] : all;
+    h->count = sel ? sel->offset[i + 1] - sel->offset[i] : (uint32_t)n;
+    h->n16 = 0;
+    while (h->n16 < h->count && h->pos[h->n16] < m->fp16_tokens)
+        h->n16++;
+}
+
+/* One (layer, head) quantized on the device: its shapes and stored bytes
+ * (in a readback buffer), waiting to be coded. */
 typedef struct head_codes_buf {
     kvz_head_codes hc;
     uint8_t *key_payload, *value_payload;
     uint16_t *key_scales, *value_scales;
 } head_codes_buf;
 
-static void head_codes_free(head_codes_buf *q)
+static size_t align64(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
+
+/* The device side of a batch of heads (layers l0 ..): each head's kept rows
+ * gathered, rotated back and quantized on the backend, and its stored bytes
+ * copied into rb, whose part for a head starts with the kept positions the
+ * device reads. Nothing waits: the bytes are there after the next
+ * synchronize, while the host codes the batch before. */
+static int quantize_batch(kvz_compiler *c, const kvz_manifest *m, const gather_stage *st, const kept_head *kept,
+                          int32_t P, int32_t l0, int32_t heads, readback *rb, head_codes_buf *codes)
 {
-    free(q->key_payload), free(q->value_payload), free(q->key_scales), free(q->value_scales);
-    memset(q, 0, sizeof *q);
+    kvz_backend *b = c->model->backend;
+    const int32_t H = c->model->hp.n_kv_heads;
+    size_t total = 0;
+    for (int32_t j = 0; j < heads; j++) {
+        head_codes_buf *q = &codes[j];
+        KVZ_TRY(kvz_artifact_head_shape(m, kept[j].count, kept[j].n16, &q->hc));
+        total += align64(kept[j].count * sizeof(int32_t)) + align64(q->hc.key_bytes) + align64(q->hc.value_bytes) +
+                 align64(q->hc.key_pairs * 4) + align64(q->hc.value_pairs * 4);
+    }
+    KVZ_TRY(readback_reserve(b, rb, total)); /* what it held was coded, after a wait for it */
+    uint8_t *at = rb->host;
+    for (int32_t j = 0; j < heads; j++) {
+        head_codes_buf *q = &codes[j];
+        const uint32_t count = kept[j].count;
+        int32_t *positions = (int32_t *)at;
+        at += align64(count * sizeof(int32_t));
+        q->key_payload = at, at += align64(q->hc.key_bytes);
+        q->value_payload = at, at += align64(q->hc.value_bytes);
+        q->key_scales = (uint16_t *)at, at += align64(q->hc.key_pairs * 4);
+        q->value_scales = (uint16_t *)at, at += align64(q->hc.value_pairs * 4);
+        for (uint32_t i = 0; i < count; i++)
+            positions[i] = P + (int32_t)kept[j].pos[i];
+        KVZ_TRY(b->ops->upload(b, st->positions, positions, count * sizeof *positions));
+        KVZ_TRY(gather_head(c, l0 + j / H, j % H, st->positions, count, st->k, st->v));
+        KVZ_TRY(b->ops->kv_quantize(b, st->k, &q->hc.keys, 1, q->key_payload, q->key_scales));
+        KVZ_TRY(b->ops->kv_quantize(b, st->v, &q->hc.values, 0, q->value_payload, q->value_scales));
+    }
+    return KVZ_OK;
 }
 
-/* The kept rows in st (gather_head with no host buffers) quantized on the
- * backend into q. */
-static int quantize_on_backend(kvz_backend *b, const kvz_manifest *m, const gather_stage *st, uint32_t count,
-                               uint32_t n16, head_codes_buf *q)
+/* The host side of a batch on a host-memory backend: each head's kept rows,
+ * f32, into k and v (rows floats per head), for kvz_artifact_encode_head. */
+static int gather_batch_to_host(const kvz_compiler *c, const kept_head *kept, int32_t P, int32_t l0,
+                                int32_t heads, size_t rows, float *k, float *v, int32_t *positions)
 {
-    KVZ_TRY(kvz_artifact_head_shape(m, count, n16, &q->hc));
-    q->key_payload = malloc(q->hc.key_bytes);
-    q->value_payload = malloc(q->hc.value_bytes);
-    q->key_scales = malloc(q->hc.key_pairs * 4 + 4);
-    q->value_scales = malloc(q->hc.value_pairs * 4 + 4);
-    if (!q->key_payload || !q->value_payload || !q->key_scales || !q->value_scales)
-        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory for %u quantized rows", count);
-    KVZ_TRY(b->ops->kv_quantize(b, st->k, &q->hc.keys, 1, q->key_payload, q->key_scales));
-    return b->ops->kv_quantize(b, st->v, &q->hc.values, 0, q->value_payload, q->value_scales);
+    const int32_t H = c->model->hp.n_kv_heads;
+    for (int32_t j = 0; j < heads; j++) {
+        for (uint32_t i = 0; i < kept[j].count; i++)
+            positions[i] = P + (int32_t)kept[j].pos[i];
+        KVZ_TRY(gather_head(c, l0 + j / H, j % H, positions, kept[j].count, k + (size_t)j * rows,
+                            v + (size_t)j * rows));
+    }
+    return KVZ_OK;
 }
 
-/* Encode the kept pairs of the context's document rows into an artifact:
- * a few layers at a time, their heads gathered in turn and encoded in
- * parallel (quantization and zstd dominate), added in (layer, head) order.
- * A backend with its own memory (the GPU) also quantizes each head as it is
- * gathered, so only the stored bytes come to the host, which codes them.
- * sel NULL keeps every row. */
-static int encode_artifact(const kvz_compiler *c, const kvz_manifest *m, const int32_t *tokens,
-                           int32_t P, int32_t n, const kvz_selection *sel, uint8_t **out, size_t *size)
+/* Encode the kept pairs of the context's document rows into an artifact, a
+ * few layers at a time, their heads encoded in parallel (quantization and
+ * zstd dominate) and added in (layer, head) order. On a host-memory backend
+ * a batch's rows are gathered to the host and encoded there. A backend with
+ * its own memory (the GPU) quantizes the heads too, so only the stored bytes
+ * come to the host: it works on the next batch while the host codes this
+ * one, in two readback buffers used in turn, and the host waits for it once
+ * a batch. sel NULL keeps every row. */
+static int encode_artifact(kvz_compiler *c, const kvz_manifest *m, const int32_t *tokens, int32_t P, int32_t n,
+                           const kvz_selection *sel, uint8_t **out, size_t *size)
 {
     kvz_backend *b = c->model->backend;
     const kvz_hparams *hp = &c->model->hp;
     const int on_backend = !b->ops->host_memory;
-    const int32_t H = hp->n_kv_heads, batch = encode_batch_layers(hp, n, b->n_threads);
+    const int32_t H = hp->n_kv_heads, L = hp->n_layers, batch = encode_batch_layers(hp, n, b->n_threads);
     const size_t rows = (size_t)n * hp->head_dim, slots = (size_t)batch * H, host_rows = on_backend ? 0 : rows;
     float *k = malloc(host_rows * slots * 4 + 4), *v = malloc(host_rows * slots * 4 + 4);
     int32_t *positions = malloc((size_t)n * sizeof *positions);
-    uint32_t *all = malloc((size_t)n * sizeof *all), *n16 = calloc(slots, sizeof *n16);
+    uint32_t *all = malloc((size_t)n * sizeof *all);
+    kept_head *kept = calloc(2 * slots, sizeof *kept);
     kvz_head_sections *hs = calloc(slots, sizeof *hs);
-    head_codes_buf *codes = calloc(slots, sizeof *codes);
+    head_codes_buf *codes = calloc(2 * slots, sizeof *codes);
     int *head_rc = calloc(slots, sizeof *head_rc);
     kvz_artifact_writer *w = kvz_artifact_writer_new(c->opts.zstd_level);
     gather_stage st = {0};
-    int rc = k && v && positions && all && n16 && hs && codes && head_rc && w
-                 ? gather_stage_init(b, n, hp->head_dim, &st)
+    int rc = k && v && positions && all && kept && hs && codes && head_rc && w
+                 ? KVZ_OK
                  : kvz_errorf(KVZ_ERR_NOMEM, "out of memory encoding");
+    if (rc == KVZ_OK && on_backend)
+        rc = gather_stage_init(b, n, hp->head_dim, &st);
     if (rc == KVZ_OK)
         rc = kvz_artifact_add_tokens(w, tokens, (uint32_t)n);
     for (int32_t t = 0; all && t < n; t++)
         all[t] = (uint32_t)t;
-    for (int32_t l0 = 0; l0 < hp->n_layers && rc == KVZ_OK; l0 += batch) {
-        const int32_t heads = (hp->n_layers - l0 < batch ? hp->n_layers - l0 : batch) * H;
-        for (int32_t j = 0; j < heads && rc == KVZ_OK; j++) {
-            size_t i = (size_t)l0 * H + j; /* (layer, head) index: slot j of this batch */
-            const uint32_t *pos = sel ? sel->pos + sel->offset[i] : all;
-            uint32_t count = sel ? sel->offset[i + 1] - sel->offset[i] : (uint32_t)n;
-            n16[j] = 0;
-            while (n16[j] < count && pos[n16[j]] < m->fp16_tokens)
-                n16[j]++;
-            rc = gather_head(c, &st, l0 + j / H, j % H, P, pos, count, on_backend ? NULL : k + (size_t)j * rows,
-                             on_backend ? NULL : v + (size_t)j * rows, positions);
-            if (rc == KVZ_OK && on_backend)
-                rc = quantize_on_backend(b, m, &st, count, n16[j], &codes[j]);
+    /* Batch q (layers q·batch ..) uses half q % 2 of kept and codes, and readback q % 2. */
+    for (int32_t j = 0; rc == KVZ_OK && j < batch_heads(hp, batch, 0); j++)
+        kept_of(m, sel, all, n, (size_t)j, &kept[j]);
+    if (rc == KVZ_OK && on_backend)
+        rc = quantize_batch(c, m, &st, kept, P, 0, batch_heads(hp, batch, 0), &c->readback[0], codes);
+    for (int32_t l0 = 0, q = 0; l0 < L && rc == KVZ_OK; l0 += batch, q++) {
+        const int32_t heads = batch_heads(hp, batch, l0), next = l0 + batch, half = q % 2, other = 1 - half;
+        const kept_head *kq = kept + (size_t)half * slots;
+        const head_codes_buf *cq = codes + (size_t)half * slots;
+        for (int32_t j = 0; next < L && j < batch_heads(hp, batch, next); j++)
+            kept_of(m, sel, all, n, (size_t)next * H + j, &kept[(size_t)other * slots + j]);
+        if (on_backend) {
+            rc = b->ops->synchronize(b); /* this batch's bytes have landed */
+            if (rc == KVZ_OK && next < L)
+                rc = quantize_batch(c, m, &st, kept + (size_t)other * slots, P, next, batch_heads(hp, batch, next),
+                                    &c->readback[other], codes + (size_t)other * slots);
+        } else {
+            rc = gather_batch_to_host(c, kq, P, l0, heads, rows, k, v, positions);
         }
 #pragma omp parallel for schedule(dynamic, 1) num_threads(b->n_threads)
         for (int32_t j = 0; j < heads; j++) {
             if (rc != KVZ_OK)
                 continue;
-            size_t i = (size_t)l0 * H + j;
-            const uint32_t *pos = sel ? sel->pos + sel->offset[i] : all;
-            uint32_t count = sel ? sel->offset[i + 1] - sel->offset[i] : (uint32_t)n;
-            const head_codes_buf *q = &codes[j];
-            head_rc[j] = on_backend ? kvz_artifact_encode_codes(m, c->opts.zstd_level, pos, &q->hc, q->key_payload,
-                                                                q->key_scales, q->value_payload, q->value_scales,
-                                                                &hs[j])
-                                    : kvz_artifact_encode_head(m, c->opts.zstd_level, pos, count, n16[j],
-                                                               k + (size_t)j * rows, v + (size_t)j * rows, &hs[j]);
+            const head_codes_buf *cj = &cq[j];
+            head_rc[j] = on_backend ? kvz_artifact_encode_codes(m, c->opts.zstd_level, kq[j].pos, &cj->hc,
+                                                                cj->key_payload, cj->key_scales, cj->value_payload,
+                                                                cj->value_scales, &hs[j])
+                                    : kvz_artifact_encode_head(m, c->opts.zstd_level, kq[j].pos, kq[j].count,
+                                                               kq[j].n16, k + (size_t)j * rows, v + (size_t)j * rows,
+                                                               &hs[j]);
         }
         for (int32_t j = 0; j < heads; j++) {
             if (rc == KVZ_OK && head_rc[j] != KVZ_OK)
@@ -344,16 +427,16 @@ static int encode_artifact(const kvz_compiler *c, const kvz_manifest *m, const i
                 rc = kvz_artifact_add_encoded(w, (uint16_t)(l0 + j / H), (uint16_t)(j % H), &hs[j]);
             else
                 kvz_head_sections_free(&hs[j]);
-            head_codes_free(&codes[j]);
         }
     }
+    if (rc != KVZ_OK && on_backend)
+        b->ops->synchronize(b); /* nothing still queued writes into the readback buffers */
     if (rc == KVZ_OK)
         rc = kvz_artifact_writer_finish(w, m, out, size);
     kvz_artifact_writer_free(w);
-    gather_stage_free(b, &st);
-    for (size_t j = 0; codes && j < slots; j++)
-        head_codes_free(&codes[j]);
-    free(k), free(v), free(positions), free(all), free(n16), free(hs), free(codes), free(head_rc);
+    if (on_backend)
+        gather_stage_free(b, &st);
+    free(k), free(v), free(positions), free(all), free(kept), free(hs), free(codes), free(head_rc);
     return rc;
 }
 
@@ -491,6 +574,8 @@ void kvz_compiler_free(kvz_compiler *c)
     if (!c)
         return;
     kvz_context_free(c->ctx);
+    for (int i = 0; i < 2; i++)
+        readback_free(c->model->backend, &c->readback[i]);
     kvz_tokens_free(&c->prefix);
     kvz_tokens_free(&c->question);
     free(c->head_scores);

@@ -129,6 +129,13 @@ typedef struct kvz_backend_ops {
      * order of its stream: after the work queued before the free). */
     int (*alloc)(kvz_backend *b, size_t bytes, void **ptr);
     void (*free)(kvz_backend *b, void *ptr);
+    /* Host memory that upload and download (and kv_quantize) move to and
+     * from the device directly, so that those copies wait for nothing and
+     * the host works on while they run: pinned on a GPU, where getting it
+     * costs far more than malloc (keep and reuse it), plain on the CPU.
+     * host_free waits for the work queued before it. */
+    int (*host_alloc)(kvz_backend *b, size_t bytes, void **ptr);
+    void (*host_free)(kvz_backend *b, void *ptr);
     int (*upload)(kvz_backend *b, void *dst, const void *src, size_t bytes);
     int (*download)(kvz_backend *b, void *dst, const void *src, size_t bytes);
     int (*memset_zero)(kvz_backend *b, void *dst, size_t bytes);
@@ -223,7 +230,9 @@ typedef struct kvz_backend_ops {
     /* The stored form of one KV head's rows x (s->n, s->d; backend memory),
      * exactly as kernels/kv_quant.h's kvz_quantize makes it, bit for bit:
      * payload (kvz_quant_payload_bytes) and scales (kvz_quant_scale_pairs
-     * pairs) are host memory, filled when the call returns. */
+     * pairs) are host memory (from host_alloc, for the copies to run while
+     * the host works), filled in the backend's order of work: read them
+     * after synchronize(). x may be reused as soon as the call returns. */
     int (*kv_quantize)(kvz_backend *b, const float *x, const kvz_quant_shape *s, int is_keys, uint8_t *payload,
                        uint16_t *scales);
     /* *token (host) = the token chosen from logits[0 .. n) (backend memory; see kvz_sample_params). */

@@ -85,6 +85,17 @@ static void cu_free(kvz_backend *b, void *ptr)
         cudaGetLastError(); /* free has no status: a later launch check must not take this failure for its own */
 }
 
+static int cu_host_alloc(kvz_backend *b, size_t bytes, void **ptr)
+{
+    return cuda_malloc_host(ptr, bytes, "host buffers for the device's copies");
+}
+
+static void cu_host_free(kvz_backend *b, void *ptr)
+{
+    if (ptr && cudaFreeHost(ptr) != cudaSuccess)
+        cudaGetLastError(); /* as cu_free: a later launch check must not take this failure for its own */
+}
+
 static int cu_upload(kvz_backend *b, void *dst, const void *src, size_t bytes)
 {
     CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cuda_of(b)->stream));
@@ -182,6 +193,8 @@ static const kvz_backend_ops CUDA_OPS = {
     0, /* host_memory */
     cu_alloc,
     cu_free,
+    cu_host_alloc,
+    cu_host_free,
     cu_upload,
     cu_download,
     cu_memset_zero,

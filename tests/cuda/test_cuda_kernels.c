@@ -621,8 +621,9 @@ static void test_kv_load(void **state)
 /* A KV head quantized on the GPU gives the CPU's bytes exactly: every bit
  * width, keys (a last group shorter than the others) and values, f16 rows or
  * none, and data with ties on the rounding boundary, values beyond f16's range,
- * infinities and NaN. The GPU's payload and pairs come back through the op's
- * host buffers, which hold garbage before the call. */
+ * infinities and NaN. The GPU's payload and pairs come back, as the compiler
+ * takes them, into pinned host buffers (host_alloc) that hold garbage before
+ * the call, and are read after synchronize. */
 static void test_kv_quantize(void **state)
 {
     const uint32_t bits[] = {16, 8, 4, 2};
@@ -641,13 +642,16 @@ static void test_kv_quantize(void **state)
                         x[i] = odd[i / 37 % 8];
                 }
                 const size_t payload_bytes = kvz_quant_payload_bytes(&q), pairs = kvz_quant_scale_pairs(&q, is_keys);
-                uint8_t *want = malloc(payload_bytes), *got = malloc(payload_bytes);
-                uint16_t *want_scales = malloc(pairs * 4 + 4), *got_scales = malloc(pairs * 4 + 4);
+                uint8_t *want = malloc(payload_bytes), *got;
+                uint16_t *want_scales = malloc(pairs * 4 + 4), *got_scales;
+                CHECK_OK(gpu->ops->host_alloc(gpu, payload_bytes, (void **)&got));
+                CHECK_OK(gpu->ops->host_alloc(gpu, pairs * 4 + 4, (void **)&got_scales));
                 memset(got, 0x5a, payload_bytes);
                 memset(got_scales, 0x5a, pairs * 4 + 4);
                 CHECK_OK(kvz_quantize(x, &q, is_keys, want, want_scales));
                 float *dx = dev(x, (size_t)n * d * 4);
                 CHECK_OK(gpu->ops->kv_quantize(gpu, dx, &q, is_keys, got, got_scales));
+                CHECK_OK(gpu->ops->synchronize(gpu));
                 size_t bad = 0, bad_pairs = 0;
                 for (size_t i = 0; i < payload_bytes; i++)
                     bad += want[i] != got[i];
@@ -659,7 +663,8 @@ static void test_kv_quantize(void **state)
                 assert_int_equal(bad, 0);
                 assert_int_equal(bad_pairs, 0);
                 gpu->ops->free(gpu, dx);
-                free(x), free(want), free(got), free(want_scales), free(got_scales);
+                gpu->ops->host_free(gpu, got), gpu->ops->host_free(gpu, got_scales);
+                free(x), free(want), free(want_scales);
             }
 }
 

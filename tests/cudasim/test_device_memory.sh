@@ -5,7 +5,8 @@
 # does not fit, a document that does not fit after one that did, and a query
 # that does not fit each end with exit 8 and one line naming the device memory,
 # leave a store that verifies, and a rerun with room finishes the work; so
-# does a query that runs out of pinned host memory (KVZ_CUDASIM_PINNED_BYTES).
+# does a query that runs out of pinned host memory (KVZ_CUDASIM_PINNED_BYTES),
+# while a compile without it goes on in plain memory.
 # A random-weight two-layer SmolLM2-shape model (one token per byte) keeps it fast.
 . tests/cli_lib.sh
 NOMEM=8
@@ -105,5 +106,18 @@ if [ $st -eq 0 ] && [ -s "$TMP/out" ]; then
     ok "query with room answers"
 else
     fail "query with room: exit $st: $(tail -n 1 "$TMP/err")"
+fi
+# 5. a compile without pinned memory for the quantized heads' way back to the host
+#    (host_alloc) takes plain memory and makes the same artifact, only slower
+KVZ_CUDASIM_PINNED_BYTES=1K compile "$TMP/s3" "$TMP/docs/b_long.txt"
+st=$?
+"$KVZ" inspect --store "$TMP/s2" "$TMP/docs/b_long.txt" >"$TMP/with_pinned" 2>&1
+"$KVZ" inspect --store "$TMP/s3" "$TMP/docs/b_long.txt" >"$TMP/without_pinned" 2>&1
+if [ $st -eq 0 ] && cmp -s "$TMP/with_pinned" "$TMP/without_pinned" && grep -q "bytes .* in all" "$TMP/with_pinned" &&
+    "$KVZ" verify --store "$TMP/s3" >/dev/null 2>&1; then
+    ok "compile without pinned memory: the same artifact, $(grep -o '[0-9]* in all' "$TMP/with_pinned" | cut -d' ' -f1) bytes"
+else
+    fail "compile without pinned memory: exit $st: $(tail -n 1 "$TMP/err")"
+    diff "$TMP/with_pinned" "$TMP/without_pinned" | sed 's/^/     | /'
 fi
 finish "device memory"
