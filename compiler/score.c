@@ -40,16 +40,19 @@ static int hook_begin(score_hook *h, kvz_context *c)
 }
 
 /* Bring the document rows [P, P+n) of every (layer, head) to the host (with
- * pool > 1 max-pooled on the backend first), then free. */
+ * pool > 1 max-pooled on the backend first), then free. A backend with its
+ * own memory packs them together first (a pool of 1 is a copy), so that one
+ * download brings them all: a download waits for the device, and an 8B
+ * model has 256 rows. */
 static int hook_end(score_hook *h, int32_t L, int32_t P, int32_t n, int32_t pool, float *scores, float scale)
 {
     int rc = KVZ_OK;
     const int32_t rows = L * h->n_kv;
-    if (pool > 1) {
+    if (pool > 1 || !h->b->ops->host_memory) {
         float *pooled = NULL;
         rc = h->b->ops->alloc(h->b, (size_t)rows * n * sizeof(float), (void **)&pooled);
         if (rc == KVZ_OK)
-            rc = h->b->ops->max_pool(h->b, pooled, h->dev + P, rows, n, h->capacity, pool);
+            rc = h->b->ops->max_pool(h->b, pooled, h->dev + P, rows, n, h->capacity, pool > 1 ? pool : 1);
         if (rc == KVZ_OK)
             rc = h->b->ops->download(h->b, scores, pooled, (size_t)rows * n * sizeof(float));
         if (pooled)
