@@ -31,9 +31,9 @@ typedef struct workspace {
 typedef struct ragged {
     int32_t *loaded;     /* host (n_layers, n_kv_heads) */
     int64_t *host_base;  /* host (n_layers, n_kv_heads): first row of each head's block */
-    int32_t *host_rows;  /* host (n_kv_heads): loaded + len of one layer, rebuilt per chunk */
+    int32_t *host_rows;  /* host (n_layers, n_kv_heads): loaded + len, rebuilt per chunk */
     int64_t **base;      /* backend, per layer (n_kv_heads) */
-    int32_t **rows;      /* backend, per layer (n_kv_heads) */
+    int32_t *rows;       /* backend (n_layers, n_kv_heads): host_rows, one upload per chunk */
     int32_t max_loaded;
     int32_t first_position; /* position of the first appended token */
 } ragged;
@@ -142,15 +142,14 @@ void kvz_context_free(kvz_context *c)
             b->ops->free(b, c->v_cache[l]);
         if (c->rg && c->rg->base)
             b->ops->free(b, c->rg->base[l]);
-        if (c->rg && c->rg->rows)
-            b->ops->free(b, c->rg->rows[l]);
     }
     if (c->rg) {
+        if (c->rg->rows)
+            b->ops->free(b, c->rg->rows);
         free(c->rg->loaded);
         free(c->rg->host_base);
         free(c->rg->host_rows);
         free(c->rg->base);
-        free(c->rg->rows);
         free(c->rg);
     }
     free(c->k_cache);
@@ -194,13 +193,14 @@ int kvz_context_new_ragged(kvz_context **out, kvz_model *m, kvz_backend *backend
     int rc = KVZ_OK;
     rg->loaded = malloc((size_t)L * H * sizeof *rg->loaded);
     rg->host_base = malloc((size_t)L * H * sizeof *rg->host_base);
-    rg->host_rows = malloc((size_t)H * sizeof *rg->host_rows);
+    rg->host_rows = malloc((size_t)L * H * sizeof *rg->host_rows);
     rg->base = calloc((size_t)L, sizeof *rg->base);
-    rg->rows = calloc((size_t)L, sizeof *rg->rows);
     c->k_cache = calloc((size_t)L, sizeof(float *));
     c->v_cache = calloc((size_t)L, sizeof(float *));
-    if (!rg->loaded || !rg->host_base || !rg->host_rows || !rg->base || !rg->rows || !c->k_cache || !c->v_cache)
+    if (!rg->loaded || !rg->host_base || !rg->host_rows || !rg->base || !c->k_cache || !c->v_cache)
         rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    if (rc == KVZ_OK)
+        rc = ws_alloc(b, (void **)&rg->rows, (size_t)L * H * sizeof(int32_t));
     for (int32_t l = 0; l < L && rc == KVZ_OK; l++) {
         int64_t total = 0;
         for (int32_t h = 0; h < H; h++) {
@@ -221,8 +221,6 @@ int kvz_context_new_ragged(kvz_context **out, kvz_model *m, kvz_backend *backend
             rc = ws_alloc(b, (void **)&c->v_cache[l], bytes);
         if (rc == KVZ_OK)
             rc = ws_alloc(b, (void **)&rg->base[l], (size_t)H * sizeof(int64_t));
-        if (rc == KVZ_OK)
-            rc = ws_alloc(b, (void **)&rg->rows[l], (size_t)H * sizeof(int32_t));
         if (rc == KVZ_OK)
             rc = b->ops->upload(b, rg->base[l], rg->host_base + (size_t)l * H, (size_t)H * sizeof(int64_t));
     }
@@ -289,7 +287,7 @@ static int run_layer(kvz_context *c, int32_t l, int32_t n, const kvz_eval_opts *
     };
     if (c->rg) {
         ap.head_base = c->rg->base[l];
-        ap.head_rows = c->rg->rows[l];
+        ap.head_rows = c->rg->rows + (size_t)l * hp->n_kv_heads;
         ap.max_head_rows = c->rg->max_loaded + c->len;
         for (int32_t h = 0; h < hp->n_kv_heads; h++)
             ap.total_head_rows += c->rg->loaded[(size_t)l * hp->n_kv_heads + h] + c->len;
@@ -358,13 +356,12 @@ static int eval_chunk(kvz_context *c, const int32_t *tokens, int32_t n, const kv
                               tokens[i], m->hp.vocab - 1);
         c->host_positions[i] = first_position + c->len + i;
     }
-    if (c->rg) /* each head's queries come after its own rows */
-        for (int32_t l = 0; l < m->hp.n_layers; l++) {
-            for (int32_t h = 0; h < m->hp.n_kv_heads; h++)
-                c->rg->host_rows[h] = c->rg->loaded[(size_t)l * m->hp.n_kv_heads + h] + c->len;
-            KVZ_TRY(b->ops->upload(b, c->rg->rows[l], c->rg->host_rows,
-                                   (size_t)m->hp.n_kv_heads * sizeof(int32_t)));
-        }
+    if (c->rg) { /* each head's queries come after its own rows */
+        const size_t heads = (size_t)m->hp.n_layers * m->hp.n_kv_heads;
+        for (size_t i = 0; i < heads; i++)
+            c->rg->host_rows[i] = c->rg->loaded[i] + c->len;
+        KVZ_TRY(b->ops->upload(b, c->rg->rows, c->rg->host_rows, heads * sizeof(int32_t)));
+    }
     KVZ_TRY(b->ops->upload(b, c->ws.tokens, tokens, (size_t)n * sizeof(int32_t)));
     KVZ_TRY(b->ops->upload(b, c->ws.positions, c->host_positions, (size_t)n * sizeof(int32_t)));
     KVZ_TRY(b->ops->embed(b, c->ws.x, &m->tok_embd, c->ws.tokens, n));
