@@ -129,11 +129,12 @@ typedef struct kvz_backend_ops {
      * order of its stream: after the work queued before the free). */
     int (*alloc)(kvz_backend *b, size_t bytes, void **ptr);
     void (*free)(kvz_backend *b, void *ptr);
-    /* Host memory that upload and download (and kv_quantize) move to and
-     * from the device directly, so that those copies wait for nothing and
+    /* Host memory the device copies to and from directly (upload's source,
+     * kv_quantize's destination), so that those copies wait for nothing and
      * the host works on while they run: pinned on a GPU, where getting it
      * costs far more than malloc (keep and reuse it), plain on the CPU.
-     * host_free waits for the work queued before it. */
+     * download() waits whatever the memory. host_free waits for the work
+     * queued before it. */
     int (*host_alloc)(kvz_backend *b, size_t bytes, void **ptr);
     void (*host_free)(kvz_backend *b, void *ptr);
     int (*upload)(kvz_backend *b, void *dst, const void *src, size_t bytes);
@@ -159,6 +160,12 @@ typedef struct kvz_backend_ops {
     /* out (n, w.rows) = x (n, w.cols) · wᵀ, or += when accumulate. */
     int (*matmul)(kvz_backend *b, float *out, const float *x, const kvz_weight *w, int32_t n,
                   int accumulate);
+    /* out[i] = x · w[i]ᵀ (as matmul, not accumulating) for `count` weights of
+     * the same cols: one input for several weights (q, k and v; gate and
+     * up), which a backend prepares once (the GPU converts it to f16 once,
+     * not once per weight: a launch fewer per weight in every step). */
+    int (*matmul_many)(kvz_backend *b, int32_t count, float *const *out, const float *x,
+                       const kvz_weight *const *w, int32_t n);
     /* out (n, table.cols) = rows `tokens[i]` of table. */
     int (*embed)(kvz_backend *b, float *out, const kvz_weight *table, const int32_t *tokens,
                  int32_t n);

@@ -293,9 +293,9 @@ static int run_layer(kvz_context *c, int32_t l, int32_t n, const kvz_eval_opts *
             ap.total_head_rows += c->rg->loaded[(size_t)l * hp->n_kv_heads + h] + c->len;
     }
     KVZ_TRY(ops->rmsnorm(b, w->h, w->x, L->attn_norm, n, hp->dim, hp->rms_eps));
-    KVZ_TRY(ops->matmul(b, w->q, w->h, &L->wq, n, 0));
-    KVZ_TRY(ops->matmul(b, w->k, w->h, &L->wk, n, 0));
-    KVZ_TRY(ops->matmul(b, w->v, w->h, &L->wv, n, 0));
+    float *const qkv[3] = {w->q, w->k, w->v};
+    const kvz_weight *const qkv_weights[3] = {&L->wq, &L->wk, &L->wv};
+    KVZ_TRY(ops->matmul_many(b, 3, qkv, w->h, qkv_weights, n));
     KVZ_TRY(ops->rope(b, w->q, w->positions, n, hp->n_heads, &hp->rope, 0));
     KVZ_TRY(ops->rope(b, w->k, w->positions, n, hp->n_kv_heads, &hp->rope, 0));
     KVZ_TRY(ops->kv_append(b, c->k_cache[l], c->v_cache[l], w->k, w->v, &ap));
@@ -322,8 +322,9 @@ static int run_layer(kvz_context *c, int32_t l, int32_t n, const kvz_eval_opts *
         return KVZ_OK;
     KVZ_TRY(ops->matmul(b, w->x, w->att, &L->wo, n, 1));
     KVZ_TRY(ops->rmsnorm(b, w->h, w->x, L->ffn_norm, n, hp->dim, hp->rms_eps));
-    KVZ_TRY(ops->matmul(b, w->gate, w->h, &L->w_gate, n, 0));
-    KVZ_TRY(ops->matmul(b, w->up, w->h, &L->w_up, n, 0));
+    float *const gate_up[2] = {w->gate, w->up};
+    const kvz_weight *const gate_up_weights[2] = {&L->w_gate, &L->w_up};
+    KVZ_TRY(ops->matmul_many(b, 2, gate_up, w->h, gate_up_weights, n));
     KVZ_TRY(ops->swiglu(b, w->gate, w->gate, w->up, (int64_t)n * hp->ff_dim));
     KVZ_TRY(ops->matmul(b, w->x, w->gate, &L->w_down, n, 1));
     return KVZ_OK;

@@ -94,6 +94,17 @@ static void cpu_weight_free(kvz_backend *b, kvz_weight *w)
 }
 
 static int cpu_matmul(kvz_backend *b, float *out, const float *x, const kvz_weight *w, int32_t n,
+                      int accumulate);
+
+static int cpu_matmul_many(kvz_backend *b, int32_t count, float *const *out, const float *x,
+                           const kvz_weight *const *w, int32_t n)
+{
+    for (int32_t i = 0; i < count; i++)
+        KVZ_TRY(cpu_matmul(b, out[i], x, w[i], n, 0));
+    return KVZ_OK;
+}
+
+static int cpu_matmul(kvz_backend *b, float *out, const float *x, const kvz_weight *w, int32_t n,
                       int accumulate)
 {
     cpu_impl *impl = b->impl;
@@ -296,6 +307,7 @@ static const kvz_backend_ops CPU_OPS = {
     .weight_load = cpu_weight_load,
     .weight_free = cpu_weight_free,
     .matmul = cpu_matmul,
+    .matmul_many = cpu_matmul_many,
     .embed = cpu_embed,
     .rmsnorm = cpu_rmsnorm,
     .rope = cpu_rope,

@@ -204,6 +204,7 @@ static const kvz_backend_ops CUDA_OPS = {
     cu_weight_load,
     cu_weight_free,
     cuda_matmul,
+    cuda_matmul_many,
     cuda_embed,
     cuda_rmsnorm,
     cuda_rope,

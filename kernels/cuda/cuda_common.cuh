@@ -92,6 +92,8 @@ int cuda_ensure(cuda_impl *c, void **buf, size_t *have, size_t bytes, const char
 int cuda_dequantize_f16(cuda_impl *c, __half *dst, const void *src, uint32_t type, int64_t rows,
                         int64_t cols);
 /* matmul.cu */
+int cuda_matmul_many(kvz_backend *b, int32_t count, float *const *out, const float *x, const kvz_weight *const *w,
+                     int32_t n);
 int cuda_matmul(kvz_backend *b, float *out, const float *x, const kvz_weight *w, int32_t n,
                 int accumulate);
 /* elementwise.cu */

@@ -1,6 +1,7 @@
 /*
  * matmul.cu — out (n, rows) = x (n, cols) · Wᵀ with cuBLAS: f16 weights and
  * f16 activations, f32 accumulation and output. Twin of kernels/cpu/matmul.c.
+ * matmul_many converts its one input to f16 once for all of its weights.
  */
 #include "kernels/cuda/cuda_common.cuh"
 
@@ -15,17 +16,22 @@ __global__ static void to_half_kernel(__half *dst, const float *src, int64_t n)
         dst[i] = __float2half(src[i]);
 }
 
-int cuda_matmul(kvz_backend *b, float *out, const float *x, const kvz_weight *w, int32_t n,
-                int accumulate)
+/* x (n, cols) into the f16 activations c->x_half, which the GEMMs read. */
+static int convert_input(cuda_impl *c, const float *x, int32_t n, int64_t cols)
 {
-    cuda_impl *c = cuda_of(b);
-    if (w->type != KVZ_GGML_F16)
-        return kvz_errorf(KVZ_ERR_INTERNAL, "cuda: matmul expects f16 weights");
-    int64_t elems = (int64_t)n * w->cols;
+    const int64_t elems = (int64_t)n * cols;
     KVZ_TRY(cuda_ensure(c, (void **)&c->x_half, &c->x_half_bytes, (size_t)elems * sizeof(__half),
                         "f16 activations"));
     to_half_kernel<<<ceil_div(elems, 256), 256, 0, c->stream>>>(c->x_half, x, elems);
     CUDA_LAUNCHED("matmul input conversion");
+    return KVZ_OK;
+}
+
+/* out (n, w.rows) = c->x_half (n, w.cols) · wᵀ, or += when accumulate. */
+static int gemm(cuda_impl *c, float *out, const kvz_weight *w, int32_t n, int accumulate)
+{
+    if (w->type != KVZ_GGML_F16)
+        return kvz_errorf(KVZ_ERR_INTERNAL, "cuda: matmul expects f16 weights");
     /* row-major out (n, rows) is column-major (rows, n) = Wᵀ-view · x-view */
     const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     cublasStatus_t st = cublasGemmEx(c->cublas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w->rows, n,
@@ -35,5 +41,29 @@ int cuda_matmul(kvz_backend *b, float *out, const float *x, const kvz_weight *w,
     if (st != CUBLAS_STATUS_SUCCESS)
         return kvz_errorf(KVZ_ERR_BACKEND, "cuda: cublasGemmEx (%lld x %lld, n %d) failed: %d",
                           (long long)w->rows, (long long)w->cols, n, (int)st);
+    return KVZ_OK;
+}
+
+int cuda_matmul(kvz_backend *b, float *out, const float *x, const kvz_weight *w, int32_t n,
+                int accumulate)
+{
+    cuda_impl *c = cuda_of(b);
+    KVZ_TRY(convert_input(c, x, n, w->cols));
+    return gemm(c, out, w, n, accumulate);
+}
+
+int cuda_matmul_many(kvz_backend *b, int32_t count, float *const *out, const float *x, const kvz_weight *const *w,
+                     int32_t n)
+{
+    cuda_impl *c = cuda_of(b);
+    if (count <= 0)
+        return KVZ_OK;
+    for (int32_t i = 1; i < count; i++)
+        if (w[i]->cols != w[0]->cols)
+            return kvz_errorf(KVZ_ERR_INTERNAL, "cuda: matmul_many of weights of %lld and %lld columns",
+                              (long long)w[0]->cols, (long long)w[i]->cols);
+    KVZ_TRY(convert_input(c, x, n, w[0]->cols));
+    for (int32_t i = 0; i < count; i++)
+        KVZ_TRY(gemm(c, out[i], w[i], n, 0));
     return KVZ_OK;
 }

@@ -116,6 +116,56 @@ static void test_matmul_every_type(void **state)
     }
 }
 
+/* One input by several weights (q, k, v), converted to f16 once: each output
+ * as the CPU's matmul gives it, and bit for bit the GPU's own matmul. */
+static void test_matmul_many(void **state)
+{
+    const int64_t rows[3] = {384, 128, 128}, cols = 512;
+    kvz_weight wc[3], wg[3];
+    uint8_t *src[3];
+    for (int i = 0; i < 3; i++) {
+        src[i] = test_random_blocks(KVZ_GGML_Q8_0, rows[i], cols);
+        CHECK_OK(cpu->ops->weight_load(cpu, &wc[i], KVZ_GGML_Q8_0, src[i], rows[i], cols));
+        CHECK_OK(gpu->ops->weight_load(gpu, &wg[i], KVZ_GGML_Q8_0, src[i], rows[i], cols));
+    }
+    const kvz_weight *const weights[3] = {&wg[0], &wg[1], &wg[2]};
+    const int32_t ns[] = {1, 77};
+    for (size_t k = 0; k < 2; k++) {
+        const int32_t n = ns[k];
+        float *x = host_random((size_t)n * cols, 1.0f), *dx = dev(x, (size_t)n * cols * 4), *many[3], *one[3];
+        float *other = host_random((size_t)n * cols, 1.0f), *d_other = dev(other, (size_t)n * cols * 4);
+        for (int i = 0; i < 3; i++) {
+            CHECK_OK(gpu->ops->alloc(gpu, (size_t)n * rows[i] * 4, (void **)&many[i]));
+            CHECK_OK(gpu->ops->alloc(gpu, (size_t)n * rows[i] * 4, (void **)&one[i]));
+        }
+        /* another input converted last: matmul_many must convert its own */
+        CHECK_OK(gpu->ops->matmul(gpu, one[0], d_other, &wg[0], n, 0));
+        CHECK_OK(gpu->ops->matmul_many(gpu, 3, many, dx, weights, n));
+        for (int i = 0; i < 3; i++)
+            CHECK_OK(gpu->ops->matmul(gpu, one[i], dx, &wg[i], n, 0));
+        for (int i = 0; i < 3; i++) {
+            float *want = malloc((size_t)n * rows[i] * 4), *got = back(many[i], (size_t)n * rows[i]),
+                  *alone = back(one[i], (size_t)n * rows[i]);
+            CHECK_OK(cpu->ops->matmul(cpu, want, x, &wc[i], n, 0));
+            char what[64];
+            snprintf(what, sizeof what, "matmul_many weight %d (%lld rows) n=%d", i, (long long)rows[i], n);
+            expect_close(what, want, got, (size_t)n * rows[i], 2e-3);
+            assert_memory_equal(got, alone, (size_t)n * rows[i] * 4);
+            free(want), free(got), free(alone);
+            gpu->ops->free(gpu, many[i]);
+            gpu->ops->free(gpu, one[i]);
+        }
+        gpu->ops->free(gpu, dx);
+        gpu->ops->free(gpu, d_other);
+        free(x), free(other);
+    }
+    for (int i = 0; i < 3; i++) {
+        cpu->ops->weight_free(cpu, &wc[i]);
+        gpu->ops->weight_free(gpu, &wg[i]);
+        free(src[i]);
+    }
+}
+
 static void test_embed_rmsnorm_swiglu(void **state)
 {
     const int64_t vocab = 1000, dim = 576;
@@ -672,6 +722,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul_every_type),
+        cmocka_unit_test(test_matmul_many),
         cmocka_unit_test(test_embed_rmsnorm_swiglu),
         cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention),
