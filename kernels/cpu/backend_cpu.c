@@ -94,17 +94,6 @@ static void cpu_weight_free(kvz_backend *b, kvz_weight *w)
 }
 
 static int cpu_matmul(kvz_backend *b, float *out, const float *x, const kvz_weight *w, int32_t n,
-                      int accumulate);
-
-static int cpu_matmul_many(kvz_backend *b, int32_t count, float *const *out, const float *x,
-                           const kvz_weight *const *w, int32_t n)
-{
-    for (int32_t i = 0; i < count; i++)
-        KVZ_TRY(cpu_matmul(b, out[i], x, w[i], n, 0));
-    return KVZ_OK;
-}
-
-static int cpu_matmul(kvz_backend *b, float *out, const float *x, const kvz_weight *w, int32_t n,
                       int accumulate)
 {
     cpu_impl *impl = b->impl;
@@ -119,6 +108,14 @@ static int cpu_matmul(kvz_backend *b, float *out, const float *x, const kvz_weig
     } else {
         kvz_cpu_matmul(out, x, w, n, accumulate, impl->scratch, b->n_threads);
     }
+    return KVZ_OK;
+}
+
+static int cpu_matmul_many(kvz_backend *b, int32_t count, float *const *out, const float *x,
+                           const kvz_weight *const *w, int32_t n)
+{
+    for (int32_t i = 0; i < count; i++)
+        KVZ_TRY(cpu_matmul(b, out[i], x, w[i], n, 0));
     return KVZ_OK;
 }
 

@@ -907,7 +907,7 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpy
         kvz_sim::tally("copy device to device", bytes);
     if (!s)
         kvz_sim::tally("wait (implicit) legacy stream");
-    else if (kind == cudaMemcpyDeviceToHost && !host_pinned) /* the GPU's returns once the copy is done */
+    else if (kind == cudaMemcpyDeviceToHost && !host_pinned) /* CUDA may return once it is done, and does */
         kvz_sim::tally("wait (implicit) copy to pageable host");
     if (kind == cudaMemcpyHostToDevice && !host_pinned) { /* staged by the driver at the call */
         auto staged = std::make_shared<std::vector<unsigned char>>((const unsigned char *)src,
