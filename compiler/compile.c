@@ -292,6 +292,13 @@ static void kept_of(const kvz_manifest *m, const kvz_selection *sel, const uint3
         h->n16++;
 }
 
+/* The cache rows of what h keeps (a token's cache row is its position: P + pos). */
+static void kept_rows(const kept_head *h, int32_t P, int32_t *rows)
+{
+    for (uint32_t i = 0; i < h->count; i++)
+        rows[i] = P + (int32_t)h->pos[i];
+}
+
 /* One (layer, head) quantized on the device: its shapes and stored bytes
  * (in a readback buffer), waiting to be coded. */
 typedef struct head_codes_buf {
@@ -330,8 +337,7 @@ static int quantize_batch(kvz_compiler *c, const kvz_manifest *m, const gather_s
         q->value_payload = at, at += align64(q->hc.value_bytes);
         q->key_scales = (uint16_t *)at, at += align64(q->hc.key_pairs * 4);
         q->value_scales = (uint16_t *)at, at += align64(q->hc.value_pairs * 4);
-        for (uint32_t i = 0; i < count; i++)
-            positions[i] = P + (int32_t)kept[j].pos[i];
+        kept_rows(&kept[j], P, positions);
         KVZ_TRY(b->ops->upload(b, st->positions, positions, count * sizeof *positions));
         KVZ_TRY(gather_head(c, l0 + j / H, j % H, st->positions, count, st->k, st->v));
         KVZ_TRY(b->ops->kv_quantize(b, st->k, &q->hc.keys, 1, q->key_payload, q->key_scales));
@@ -347,8 +353,7 @@ static int gather_batch_to_host(const kvz_compiler *c, const kept_head *kept, in
 {
     const int32_t H = c->model->hp.n_kv_heads;
     for (int32_t j = 0; j < heads; j++) {
-        for (uint32_t i = 0; i < kept[j].count; i++)
-            positions[i] = P + (int32_t)kept[j].pos[i];
+        kept_rows(&kept[j], P, positions);
         KVZ_TRY(gather_head(c, l0 + j / H, j % H, positions, kept[j].count, k + (size_t)j * rows,
                             v + (size_t)j * rows));
     }
