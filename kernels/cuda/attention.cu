@@ -6,11 +6,14 @@
  * for `bq` consecutive positions (at most 64 rows), so each key and value
  * tile loaded into shared memory is used by every row of the group. A warp
  * owns up to 8 rows and keeps each row's running max, sum and output in
- * registers (online softmax); lane l scores key l of a 32-key tile.
+ * registers (online softmax); lane l scores key l of a 32-key tile. The
+ * next tile's keys and values are loaded into registers (float4s) while the
+ * block scores the current one: a tile's loads fly together, not in turn.
  *
  * Decode (few queries) would leave most of the GPU idle, so the key range is
  * split across blocks (flash-decoding): each split writes (max, sum, partial
- * output) and a second kernel merges them. Twin of kernels/cpu/attention.c.
+ * output) and a second kernel merges them, at most MAX_SPLITS of them. Twin
+ * of kernels/cpu/attention.c.
  *
  * Chunks of at least TC_MIN_QUERIES queries go to the tensor-core kernel
  * (attention_tc.cu) instead, unless KVZ_CUDA_ATTENTION=simt asks for this one
@@ -26,6 +29,43 @@
 #define KEY_TILE 32
 #define TC_MIN_QUERIES 16
 #define TC_KEY_TILE 64
+
+/* A key tile's keys and values, as float4s per thread of the block. */
+template <int HD>
+constexpr int TILE_VECS = KEY_TILE * HD / 4 / (WARPS * 32);
+
+/* Thread t holds float4 number t + v * blockDim of the tile starting at key
+ * t0 (zeros past k_end), in registers: the loads of a whole tile are in flight
+ * at once, and while the block scores the tile before. */
+template <int HD>
+__device__ __forceinline__ void fetch_tile(float4 *k4, float4 *v4, const float *kh, const float *vh, int t0,
+                                           int k_end)
+{
+    static_assert(KEY_TILE * HD / 4 % (WARPS * 32) == 0, "a tile is whole float4s per thread");
+#pragma unroll
+    for (int v = 0; v < TILE_VECS<HD>; v++) {
+        int idx = threadIdx.x + v * WARPS * 32, j = idx / (HD / 4), d = idx % (HD / 4) * 4;
+        if (t0 + j < k_end) {
+            k4[v] = *(const float4 *)(kh + (size_t)(t0 + j) * HD + d);
+            v4[v] = *(const float4 *)(vh + (size_t)(t0 + j) * HD + d);
+        } else {
+            k4[v] = v4[v] = make_float4(0.f, 0.f, 0.f, 0.f);
+        }
+    }
+}
+
+/* The fetched tile into shared memory: keys padded to HD + 1 per row. */
+template <int HD>
+__device__ __forceinline__ void stash_tile(float *ks, float *vs, const float4 *k4, const float4 *v4)
+{
+#pragma unroll
+    for (int v = 0; v < TILE_VECS<HD>; v++) {
+        int idx = threadIdx.x + v * WARPS * 32, j = idx / (HD / 4), d = idx % (HD / 4) * 4;
+        float *kd = ks + j * (HD + 1) + d, *vd = vs + j * HD + d;
+        kd[0] = k4[v].x, kd[1] = k4[v].y, kd[2] = k4[v].z, kd[3] = k4[v].w;
+        vd[0] = v4[v].x, vd[1] = v4[v].y, vd[2] = v4[v].z, vd[3] = v4[v].w;
+    }
+}
 
 template <int HD>
 __global__ void __launch_bounds__(WARPS * 32) attention_kernel(attn_args a)
@@ -64,15 +104,16 @@ __global__ void __launch_bounds__(WARPS * 32) attention_kernel(attn_args a)
             acc[k][c] = 0.0f;
     }
 
+    float4 k_next[TILE_VECS<HD>], v_next[TILE_VECS<HD>];
+    if (k_begin < k_end)
+        fetch_tile<HD>(k_next, v_next, kh, vh, k_begin, k_end);
     for (int t0 = k_begin; t0 < k_end; t0 += KEY_TILE) {
         int tn = min(KEY_TILE, k_end - t0);
+        __syncthreads(); /* every warp is done with the previous tile */
+        stash_tile<HD>(ks, vs, k_next, v_next);
         __syncthreads();
-        for (int idx = threadIdx.x; idx < KEY_TILE * HD; idx += blockDim.x) {
-            int j = idx / HD, d = idx % HD;
-            ks[j * (HD + 1) + d] = j < tn ? kh[(size_t)(t0 + j) * HD + d] : 0.0f;
-            vs[j * HD + d] = j < tn ? vh[(size_t)(t0 + j) * HD + d] : 0.0f;
-        }
-        __syncthreads();
+        if (t0 + KEY_TILE < k_end) /* the next tile's loads fly while this one is scored */
+            fetch_tile<HD>(k_next, v_next, kh, vh, t0 + KEY_TILE, k_end);
 #pragma unroll
         for (int k = 0; k < ROWS_PER_WARP; k++) {
             int r = warp + WARPS * k;
@@ -139,31 +180,60 @@ __global__ void __launch_bounds__(WARPS * 32) attention_kernel(attn_args a)
     }
 }
 
-/* Merge the splits of one (query, head): thread per output dimension. */
-__global__ void attention_merge_kernel(float *out, const float *partials, int n, int n_heads, int hd,
-                                       int splits)
+#define MERGE_THREADS 128
+#define MAX_SPLITS 1024 /* the merge keeps every split's weight in shared memory */
+
+/* x reduced (max or sum) over the block; red holds a float per warp. */
+template <bool MAX>
+__device__ __forceinline__ float block_reduce(float x, float *red)
 {
+    for (int off = 16; off > 0; off >>= 1) {
+        float y = __shfl_xor_sync(0xffffffffu, x, off);
+        x = MAX ? fmaxf(x, y) : x + y;
+    }
+    __syncthreads(); /* red's previous values are read */
+    if (threadIdx.x % 32 == 0)
+        red[threadIdx.x / 32] = x;
+    __syncthreads();
+    x = red[0];
+    for (int w = 1; w < MERGE_THREADS / 32; w++)
+        x = MAX ? fmaxf(x, red[w]) : x + red[w];
+    return x;
+}
+
+/* Merge the splits of one (query, head). The splits' maxima and sums are
+ * read by all threads at once (a loop over them would wait on one load after
+ * another), then each thread sums its output dimension over the splits. */
+__global__ void __launch_bounds__(MERGE_THREADS) attention_merge_kernel(float *out, const float *partials, int n,
+                                                                        int n_heads, int hd, int splits)
+{
+    __shared__ float weight[MAX_SPLITS], red[MERGE_THREADS / 32];
     int row = blockIdx.x; /* i * n_heads + h */
     size_t stride = (size_t)n * n_heads * (hd + 2);
     const float *p0 = partials + (size_t)row * (hd + 2);
     float mx = -INFINITY;
-    for (int s = 0; s < splits; s++)
+    for (int s = threadIdx.x; s < splits; s += MERGE_THREADS)
         mx = fmaxf(mx, p0[s * stride + hd]);
+    mx = block_reduce<true>(mx, red);
     float sum = 0.0f;
-    for (int s = 0; s < splits; s++)
-        sum += p0[s * stride + hd + 1] * __expf(p0[s * stride + hd] - mx);
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    for (int s = threadIdx.x; s < splits; s += MERGE_THREADS) {
+        weight[s] = __expf(p0[s * stride + hd] - mx);
+        sum += p0[s * stride + hd + 1] * weight[s];
+    }
+    sum = block_reduce<false>(sum, red); /* its barriers also publish weight[] */
+    for (int d = threadIdx.x; d < hd; d += MERGE_THREADS) {
         float o = 0.0f;
+#pragma unroll 8
         for (int s = 0; s < splits; s++)
-            o += p0[s * stride + d] * __expf(p0[s * stride + hd] - mx);
+            o += p0[s * stride + d] * weight[s];
         out[(size_t)row * hd + d] = o / sum;
     }
 }
 
 static int merge_splits(cuda_impl *c, float *out, const attn_args *a, int hd)
 {
-    attention_merge_kernel<<<a->n * a->n_heads, 128, 0, c->stream>>>(out, a->partials, a->n, a->n_heads, hd,
-                                                                     a->splits);
+    attention_merge_kernel<<<a->n * a->n_heads, MERGE_THREADS, 0, c->stream>>>(out, a->partials, a->n,
+                                                                               a->n_heads, hd, a->splits);
     CUDA_LAUNCHED("attention merge");
     return KVZ_OK;
 }
@@ -191,6 +261,7 @@ int cuda_attention(kvz_backend *b, float *out, const float *q, const float *k_ca
         return kvz_errorf(KVZ_ERR_UNSUPPORTED,
                           "cuda: attention supports head sizes 64, 96 and 128 and GQA groups up to "
                           "%d (got %d and %d)", MAX_ROWS, hd, group);
+    KVZ_TRY(cuda_check_float4_caches(k_cache, v_cache, "attention"));
     attn_args a;
     a.out = out;
     a.q = q;
@@ -227,6 +298,8 @@ int cuda_attention(kvz_backend *b, float *out, const float *q, const float *k_ca
         int64_t len = ((int64_t)tiles * kv_total + 2 * c->sm_count - 1) / (2 * c->sm_count);
         a.split_len = (int)(len < 2 * key_tile ? 2 * key_tile : len < kv_max ? len : kv_max);
     }
+    if (a.split_len < ceil_div(kv_max, MAX_SPLITS))
+        a.split_len = ceil_div(kv_max, MAX_SPLITS);
     a.split_len = ceil_div(a.split_len, key_tile) * key_tile;
     a.splits = ceil_div(kv_max, a.split_len);
     a.partials = NULL;

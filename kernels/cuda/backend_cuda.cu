@@ -74,6 +74,14 @@ int cuda_ensure(cuda_impl *c, void **buf, size_t *have, size_t bytes, const char
     return KVZ_OK;
 }
 
+int cuda_check_float4_caches(const float *k_cache, const float *v_cache, const char *what)
+{
+    if (((uintptr_t)k_cache | (uintptr_t)v_cache) % 16 != 0)
+        return kvz_errorf(KVZ_ERR_INTERNAL, "cuda: %s reads its cache as float4s, and the cache at %p/%p is not "
+                          "16-byte aligned", what, (const void *)k_cache, (const void *)v_cache);
+    return KVZ_OK;
+}
+
 static int cu_alloc(kvz_backend *b, size_t bytes, void **ptr)
 {
     return cuda_malloc(cuda_of(b), ptr, bytes, NULL);

@@ -53,6 +53,10 @@ static inline cuda_impl *cuda_of(kvz_backend *b) { return (cuda_impl *)b->impl; 
 static inline int ceil_div(int64_t a, int64_t b) { return (int)((a + b - 1) / b); }
 /* Offsets of the parts of one scratch buffer keep them 256-byte aligned. */
 static inline size_t cuda_align256(size_t x) { return (x + 255) & ~(size_t)255; }
+/* KVZ_ERR_INTERNAL unless the key (and value) caches are 16-byte aligned:
+ * the attention and scoring kernels read them as float4s, and a misaligned
+ * float4 load faults on a GPU where the CUDA emulation would not notice. */
+int cuda_check_float4_caches(const float *k_cache, const float *v_cache, const char *what);
 
 /* Any CUDA failure becomes KVZ_ERR_BACKEND with the call named. */
 #define CUDA_TRY(call)                                                                         \

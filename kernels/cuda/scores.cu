@@ -153,6 +153,7 @@ int cuda_attention_scores(kvz_backend *b, float *scores, const float *q, const f
     if ((hd != 64 && hd != 96 && hd != 128) || group > MAX_ROWS)
         return kvz_errorf(KVZ_ERR_UNSUPPORTED, "cuda: scores support head sizes 64, 96 and 128 and "
                           "GQA groups up to %d (got %d and %d)", MAX_ROWS, hd, group);
+    KVZ_TRY(cuda_check_float4_caches(k_cache, k_cache, "scoring"));
     score_args a;
     a.scores = scores;
     a.q = q;

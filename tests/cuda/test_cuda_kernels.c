@@ -341,6 +341,31 @@ static void test_attention_ragged(void **state)
     check_attention_ragged(33, l3, 32, 8, 128);
 }
 
+/* Both kernels read the caches as float4s: a cache that is not 16-byte
+ * aligned (which would fault on a GPU, not in the emulation) is refused. */
+static void test_attention_misaligned(void **state)
+{
+    kvz_attention_params p = {.n = 1, .pos0 = 64, .n_heads = 9, .n_kv_heads = 3, .head_dim = 64,
+                              .capacity = 68, .scale = 0.125f};
+    kvz_score_params sp = {.n = 1, .q_pos0 = 64, .n_heads = 9, .n_kv_heads = 3, .head_dim = 64,
+                           .capacity = 68, .scale = 0.125f, .n_ranges = 1, .range_end = {64}};
+    size_t cache = (size_t)3 * 68 * 64 + 4, qn = (size_t)9 * 64;
+    float *kc = host_random(cache, 1.0f), *q = host_random(qn, 1.0f), *dout, *dsc;
+    float *dkc = dev(kc, cache * 4), *dvc = dev(kc, cache * 4), *dq = dev(q, qn * 4);
+    CHECK_OK(gpu->ops->alloc(gpu, qn * 4, (void **)&dout));
+    CHECK_OK(gpu->ops->alloc(gpu, (size_t)3 * 68 * 4, (void **)&dsc));
+    CHECK_OK(gpu->ops->attention(gpu, dout, dq, dkc + 4, dvc + 4, &p, NULL, NULL)); /* 16 bytes in: fine */
+    assert_int_equal(gpu->ops->attention(gpu, dout, dq, dkc + 1, dvc, &p, NULL, NULL), KVZ_ERR_INTERNAL);
+    assert_int_equal(gpu->ops->attention(gpu, dout, dq, dkc, dvc + 2, &p, NULL, NULL), KVZ_ERR_INTERNAL);
+    assert_int_equal(gpu->ops->attention_scores(gpu, dsc, dq, dkc + 3, &sp), KVZ_ERR_INTERNAL);
+    kvz_error_clear();
+    CHECK_OK(gpu->ops->synchronize(gpu));
+    float *bufs[] = {dkc, dvc, dq, dout, dsc};
+    for (int i = 0; i < 5; i++)
+        gpu->ops->free(gpu, bufs[i]);
+    free(kc), free(q);
+}
+
 static void check_scores(kvz_score_reduce reduce, int32_t n_heads, int32_t n_kv, int32_t hd,
                          int32_t n, int32_t q_pos0, int32_t capacity, int n_ranges, const int32_t *begin,
                          const int32_t *end)
@@ -727,6 +752,7 @@ int main(void)
         cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_ragged),
+        cmocka_unit_test(test_attention_misaligned),
         cmocka_unit_test(test_sample),
         cmocka_unit_test(test_attention_scores),
         cmocka_unit_test(test_top_k_mask),
