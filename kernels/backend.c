@@ -82,3 +82,12 @@ int kvz_kv_load_job_check(const kvz_kv_load_job *job, size_t bytes, const kvz_ro
         return kvz_errorf(KVZ_ERR_ARG, "kv_load: keys need RoPE parameters");
     return KVZ_OK;
 }
+
+int kvz_weights_same_cols(const kvz_weight *const *w, int32_t count)
+{
+    for (int32_t i = 1; i < count; i++)
+        if (w[i]->cols != w[0]->cols)
+            return kvz_errorf(KVZ_ERR_INTERNAL, "one input for weights of %lld and %lld columns",
+                              (long long)w[0]->cols, (long long)w[i]->cols);
+    return KVZ_OK;
+}

@@ -121,6 +121,10 @@ typedef struct kvz_kv_load_job {
  * aligned for its type, and a keys job has RoPE parameters. */
 int kvz_kv_load_job_check(const kvz_kv_load_job *job, size_t bytes, const kvz_rope_params *rope);
 
+/* KVZ_ERR_INTERNAL unless the `count` weights have the same cols: the one
+ * input of norm_matmul_many. */
+int kvz_weights_same_cols(const kvz_weight *const *w, int32_t count);
+
 typedef struct kvz_backend_ops {
     const char *name;
     int host_memory; /* 1: backend memory is host memory (alloc is malloc, upload a copy) */
@@ -160,18 +164,18 @@ typedef struct kvz_backend_ops {
     /* out (n, w.rows) = x (n, w.cols) · wᵀ, or += when accumulate. */
     int (*matmul)(kvz_backend *b, float *out, const float *x, const kvz_weight *w, int32_t n,
                   int accumulate);
-    /* out[i] = x · w[i]ᵀ (as matmul, not accumulating) for `count` weights of
-     * the same cols: one input for several weights (q, k and v; gate and
-     * up), which a backend prepares once (the GPU converts it to f16 once,
-     * not once per weight: a launch fewer per weight in every step). */
-    int (*matmul_many)(kvz_backend *b, int32_t count, float *const *out, const float *x,
-                       const kvz_weight *const *w, int32_t n);
+    /* h (n, dim) = x / sqrt(mean(x²) + eps) * norm (RMSNorm), then out[i] =
+     * h · w[i]ᵀ (as matmul, not accumulating) for `count` weights of dim =
+     * w[i].cols: the attention's q, k and v, the MLP's gate and up, the
+     * logits. One call, so that a backend may make h ready for the products
+     * as it writes it: the GPU writes h's f16 copy in the norm's own launch,
+     * where a norm, then a conversion, then the products took one more
+     * launch in every layer of every step. h may not alias x. */
+    int (*norm_matmul_many)(kvz_backend *b, int32_t count, float *const *out, float *h, const float *x,
+                            const float *norm, float eps, const kvz_weight *const *w, int32_t n);
     /* out (n, table.cols) = rows `tokens[i]` of table. */
     int (*embed)(kvz_backend *b, float *out, const kvz_weight *table, const int32_t *tokens,
                  int32_t n);
-    /* out (n, dim) = x / sqrt(mean(x²) + eps) * weight; out may alias x. */
-    int (*rmsnorm)(kvz_backend *b, float *out, const float *x, const float *weight, int32_t n,
-                   int32_t dim, float eps);
     /* Rotate x (n, n_heads, head_dim) in place by positions[i] (inverse: rotate back). */
     int (*rope)(kvz_backend *b, float *x, const int32_t *positions, int32_t n, int32_t n_heads,
                 const kvz_rope_params *p, int inverse);
@@ -179,8 +183,11 @@ typedef struct kvz_backend_ops {
      * idx is backend memory. The compiler reads kept cache rows this way. */
     int (*gather_rows)(kvz_backend *b, float *dst, const float *src, const int32_t *idx, int32_t count,
                        int32_t width);
-    /* out[i] = silu(gate[i]) * up[i] for i < count; out may alias gate. */
-    int (*swiglu)(kvz_backend *b, float *out, const float *gate, const float *up, int64_t count);
+    /* gate (n, w.cols) = silu(gate) * up (SwiGLU, in place), then out (n,
+     * w.rows) = gate · wᵀ, or += when accumulate: the MLP's down projection,
+     * one call for the reason norm_matmul_many is. */
+    int (*swiglu_matmul)(kvz_backend *b, float *out, float *gate, const float *up, const kvz_weight *w,
+                         int32_t n, int accumulate);
     /* Copy k, v (n, n_kv_heads * head_dim) into the caches at rows pos0.. */
     int (*kv_append)(kvz_backend *b, float *k_cache, float *v_cache, const float *k, const float *v,
                      const kvz_attention_params *p);

@@ -292,10 +292,9 @@ static int run_layer(kvz_context *c, int32_t l, int32_t n, const kvz_eval_opts *
         for (int32_t h = 0; h < hp->n_kv_heads; h++)
             ap.total_head_rows += c->rg->loaded[(size_t)l * hp->n_kv_heads + h] + c->len;
     }
-    KVZ_TRY(ops->rmsnorm(b, w->h, w->x, L->attn_norm, n, hp->dim, hp->rms_eps));
     float *const qkv[3] = {w->q, w->k, w->v};
     const kvz_weight *const qkv_weights[3] = {&L->wq, &L->wk, &L->wv};
-    KVZ_TRY(ops->matmul_many(b, 3, qkv, w->h, qkv_weights, n));
+    KVZ_TRY(ops->norm_matmul_many(b, 3, qkv, w->h, w->x, L->attn_norm, hp->rms_eps, qkv_weights, n));
     KVZ_TRY(ops->rope(b, w->q, w->positions, n, hp->n_heads, &hp->rope, 0));
     KVZ_TRY(ops->rope(b, w->k, w->positions, n, hp->n_kv_heads, &hp->rope, 0));
     KVZ_TRY(ops->kv_append(b, c->k_cache[l], c->v_cache[l], w->k, w->v, &ap));
@@ -321,12 +320,10 @@ static int run_layer(kvz_context *c, int32_t l, int32_t n, const kvz_eval_opts *
     if (output_unused)
         return KVZ_OK;
     KVZ_TRY(ops->matmul(b, w->x, w->att, &L->wo, n, 1));
-    KVZ_TRY(ops->rmsnorm(b, w->h, w->x, L->ffn_norm, n, hp->dim, hp->rms_eps));
     float *const gate_up[2] = {w->gate, w->up};
     const kvz_weight *const gate_up_weights[2] = {&L->w_gate, &L->w_up};
-    KVZ_TRY(ops->matmul_many(b, 2, gate_up, w->h, gate_up_weights, n));
-    KVZ_TRY(ops->swiglu(b, w->gate, w->gate, w->up, (int64_t)n * hp->ff_dim));
-    KVZ_TRY(ops->matmul(b, w->x, w->gate, &L->w_down, n, 1));
+    KVZ_TRY(ops->norm_matmul_many(b, 2, gate_up, w->h, w->x, L->ffn_norm, hp->rms_eps, gate_up_weights, n));
+    KVZ_TRY(ops->swiglu_matmul(b, w->x, w->gate, w->up, &L->w_down, n, 1));
     return KVZ_OK;
 }
 
@@ -339,9 +336,10 @@ static int chunk_logits(kvz_context *c, int32_t first, int32_t rows, float *out)
     workspace *w = &c->ws;
     KVZ_TRY(ensure_logit_rows(c, rows));
     float *h = w->h + (size_t)first * hp->dim;
-    KVZ_TRY(b->ops->rmsnorm(b, h, w->x + (size_t)first * hp->dim, c->model->output_norm, rows,
-                            hp->dim, hp->rms_eps));
-    KVZ_TRY(b->ops->matmul(b, w->logits, h, &c->model->output, rows, 0));
+    float *const logits[1] = {w->logits};
+    const kvz_weight *const output[1] = {&c->model->output};
+    KVZ_TRY(b->ops->norm_matmul_many(b, 1, logits, h, w->x + (size_t)first * hp->dim, c->model->output_norm,
+                                     hp->rms_eps, output, rows));
     return out ? b->ops->download(b, out, w->logits, (size_t)rows * hp->vocab * sizeof(float)) : KVZ_OK;
 }
 

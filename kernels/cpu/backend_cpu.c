@@ -111,12 +111,23 @@ static int cpu_matmul(kvz_backend *b, float *out, const float *x, const kvz_weig
     return KVZ_OK;
 }
 
-static int cpu_matmul_many(kvz_backend *b, int32_t count, float *const *out, const float *x,
-                           const kvz_weight *const *w, int32_t n)
+static int cpu_norm_matmul_many(kvz_backend *b, int32_t count, float *const *out, float *h, const float *x,
+                                const float *norm, float eps, const kvz_weight *const *w, int32_t n)
 {
+    if (count <= 0)
+        return KVZ_OK;
+    KVZ_TRY(kvz_weights_same_cols(w, count));
+    kvz_cpu_rmsnorm(h, x, norm, n, (int32_t)w[0]->cols, eps, b->n_threads);
     for (int32_t i = 0; i < count; i++)
-        KVZ_TRY(cpu_matmul(b, out[i], x, w[i], n, 0));
+        KVZ_TRY(cpu_matmul(b, out[i], h, w[i], n, 0));
     return KVZ_OK;
+}
+
+static int cpu_swiglu_matmul(kvz_backend *b, float *out, float *gate, const float *up, const kvz_weight *w,
+                             int32_t n, int accumulate)
+{
+    kvz_cpu_swiglu(gate, gate, up, (int64_t)n * w->cols, b->n_threads);
+    return cpu_matmul(b, out, gate, w, n, accumulate);
 }
 
 static int cpu_embed(kvz_backend *b, float *out, const kvz_weight *table, const int32_t *tokens,
@@ -127,13 +138,6 @@ static int cpu_embed(kvz_backend *b, float *out, const kvz_weight *table, const 
             return kvz_errorf(KVZ_ERR_ARG, "token id %d is outside the vocabulary (%lld)",
                               tokens[i], (long long)table->rows);
     kvz_cpu_embed(out, table, tokens, n, b->n_threads);
-    return KVZ_OK;
-}
-
-static int cpu_rmsnorm(kvz_backend *b, float *out, const float *x, const float *weight, int32_t n,
-                       int32_t dim, float eps)
-{
-    kvz_cpu_rmsnorm(out, x, weight, n, dim, eps, b->n_threads);
     return KVZ_OK;
 }
 
@@ -150,12 +154,6 @@ static int cpu_gather_rows(kvz_backend *b, float *dst, const float *src, const i
                            int32_t width)
 {
     kvz_cpu_gather_rows(dst, src, idx, count, width, b->n_threads);
-    return KVZ_OK;
-}
-
-static int cpu_swiglu(kvz_backend *b, float *out, const float *gate, const float *up, int64_t count)
-{
-    kvz_cpu_swiglu(out, gate, up, count, b->n_threads);
     return KVZ_OK;
 }
 
@@ -304,12 +302,11 @@ static const kvz_backend_ops CPU_OPS = {
     .weight_load = cpu_weight_load,
     .weight_free = cpu_weight_free,
     .matmul = cpu_matmul,
-    .matmul_many = cpu_matmul_many,
+    .norm_matmul_many = cpu_norm_matmul_many,
     .embed = cpu_embed,
-    .rmsnorm = cpu_rmsnorm,
     .rope = cpu_rope,
     .gather_rows = cpu_gather_rows,
-    .swiglu = cpu_swiglu,
+    .swiglu_matmul = cpu_swiglu_matmul,
     .kv_append = cpu_kv_append,
     .attention = cpu_attention,
     .attention_scores = cpu_attention_scores,

@@ -96,17 +96,21 @@ int cuda_ensure(cuda_impl *c, void **buf, size_t *have, size_t bytes, const char
 int cuda_dequantize_f16(cuda_impl *c, __half *dst, const void *src, uint32_t type, int64_t rows,
                         int64_t cols);
 /* matmul.cu */
-int cuda_matmul_many(kvz_backend *b, int32_t count, float *const *out, const float *x, const kvz_weight *const *w,
-                     int32_t n);
 int cuda_matmul(kvz_backend *b, float *out, const float *x, const kvz_weight *w, int32_t n,
                 int accumulate);
+int cuda_norm_matmul_many(kvz_backend *b, int32_t count, float *const *out, float *h, const float *x,
+                          const float *norm, float eps, const kvz_weight *const *w, int32_t n);
+int cuda_swiglu_matmul(kvz_backend *b, float *out, float *gate, const float *up, const kvz_weight *w, int32_t n,
+                       int accumulate);
 /* elementwise.cu */
 int cuda_embed(kvz_backend *b, float *out, const kvz_weight *table, const int32_t *tokens, int32_t n);
-int cuda_rmsnorm(kvz_backend *b, float *out, const float *x, const float *weight, int32_t n,
-                 int32_t dim, float eps);
+/* RMSNorm of x (n, dim) into out and its f16 copy out_half */
+int cuda_rmsnorm_f16(cuda_impl *c, float *out, __half *out_half, const float *x, const float *weight, int32_t n,
+                     int32_t dim, float eps);
 int cuda_gather_rows(kvz_backend *b, float *dst, const float *src, const int32_t *idx, int32_t count,
                      int32_t width);
-int cuda_swiglu(kvz_backend *b, float *out, const float *gate, const float *up, int64_t count);
+/* gate = silu(gate) * up for `count` elements, and its f16 copy gate_half */
+int cuda_swiglu_f16(cuda_impl *c, float *gate, __half *gate_half, const float *up, int64_t count);
 int cuda_kv_append(kvz_backend *b, float *k_cache, float *v_cache, const float *k, const float *v,
                    const kvz_attention_params *p);
 /* rope.cu */

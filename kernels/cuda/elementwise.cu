@@ -1,6 +1,7 @@
 /*
  * elementwise.cu — embedding gather, row gather, RMSNorm, SwiGLU and the KV-cache append
- * on the device. Twin of kernels/cpu/elementwise.c.
+ * on the device. Twin of kernels/cpu/elementwise.c. RMSNorm and SwiGLU also
+ * write their output in f16 for the products that read it (matmul.cu).
  */
 #include "kernels/cuda/cuda_common.cuh"
 
@@ -44,12 +45,15 @@ int cuda_gather_rows(kvz_backend *b, float *dst, const float *src, const int32_t
     return KVZ_OK;
 }
 
-/* One block per row; the sum of squares reduces through shared memory. */
-__global__ static void rmsnorm_kernel(float *out, const float *x, const float *w, int32_t dim, float eps)
+/* One block per row; the sum of squares reduces through shared memory. The
+ * row goes out in f32 and in f16, the input of the products that follow. */
+__global__ static void rmsnorm_kernel(float *out, __half *out_half, const float *x, const float *w, int32_t dim,
+                                      float eps)
 {
     __shared__ float partial[32];
     const float *xr = x + (int64_t)blockIdx.x * dim;
     float *orow = out + (int64_t)blockIdx.x * dim;
+    __half *hrow = out_half + (int64_t)blockIdx.x * dim;
     float s = 0.0f;
     for (int j = threadIdx.x; j < dim; j += blockDim.x)
         s += xr[j] * xr[j];
@@ -67,30 +71,35 @@ __global__ static void rmsnorm_kernel(float *out, const float *x, const float *w
     }
     __syncthreads();
     float scale = partial[0];
-    for (int j = threadIdx.x; j < dim; j += blockDim.x)
-        orow[j] = xr[j] * scale * w[j];
+    for (int j = threadIdx.x; j < dim; j += blockDim.x) {
+        float y = xr[j] * scale * w[j];
+        orow[j] = y;
+        hrow[j] = __float2half(y);
+    }
 }
 
-int cuda_rmsnorm(kvz_backend *b, float *out, const float *x, const float *weight, int32_t n,
-                 int32_t dim, float eps)
+int cuda_rmsnorm_f16(cuda_impl *c, float *out, __half *out_half, const float *x, const float *weight, int32_t n,
+                     int32_t dim, float eps)
 {
-    rmsnorm_kernel<<<n, 256, 0, cuda_of(b)->stream>>>(out, x, weight, dim, eps);
+    rmsnorm_kernel<<<n, 256, 0, c->stream>>>(out, out_half, x, weight, dim, eps);
     CUDA_LAUNCHED("rmsnorm");
     return KVZ_OK;
 }
 
-__global__ static void swiglu_kernel(float *out, const float *gate, const float *up, int64_t count)
+__global__ static void swiglu_kernel(float *gate, __half *gate_half, const float *up, int64_t count)
 {
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < count) {
         float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
+        float y = g / (1.0f + expf(-g)) * up[i];
+        gate[i] = y;
+        gate_half[i] = __float2half(y);
     }
 }
 
-int cuda_swiglu(kvz_backend *b, float *out, const float *gate, const float *up, int64_t count)
+int cuda_swiglu_f16(cuda_impl *c, float *gate, __half *gate_half, const float *up, int64_t count)
 {
-    swiglu_kernel<<<ceil_div(count, 256), 256, 0, cuda_of(b)->stream>>>(out, gate, up, count);
+    swiglu_kernel<<<ceil_div(count, 256), 256, 0, c->stream>>>(gate, gate_half, up, count);
     CUDA_LAUNCHED("swiglu");
     return KVZ_OK;
 }

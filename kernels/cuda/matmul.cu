@@ -1,7 +1,9 @@
 /*
  * matmul.cu — out (n, rows) = x (n, cols) · Wᵀ with cuBLAS: f16 weights and
  * f16 activations, f32 accumulation and output. Twin of kernels/cpu/matmul.c.
- * matmul_many converts its one input to f16 once for all of its weights.
+ * matmul converts its input to f16 in a launch of its own; norm_matmul_many
+ * and swiglu_matmul have the norm's or SwiGLU's launch write it (one launch
+ * for the input of q, k and v, one for gate and up, none for down).
  */
 #include "kernels/cuda/cuda_common.cuh"
 
@@ -16,15 +18,11 @@ __global__ static void to_half_kernel(__half *dst, const float *src, int64_t n)
         dst[i] = __float2half(src[i]);
 }
 
-/* x (n, cols) into the f16 activations c->x_half, which the GEMMs read. */
-static int convert_input(cuda_impl *c, const float *x, int32_t n, int64_t cols)
+/* c->x_half, the f16 activations the GEMMs read, for `elems` of them. */
+static int half_input(cuda_impl *c, int64_t elems)
 {
-    const int64_t elems = (int64_t)n * cols;
-    KVZ_TRY(cuda_ensure(c, (void **)&c->x_half, &c->x_half_bytes, (size_t)elems * sizeof(__half),
-                        "f16 activations"));
-    to_half_kernel<<<ceil_div(elems, 256), 256, 0, c->stream>>>(c->x_half, x, elems);
-    CUDA_LAUNCHED("matmul input conversion");
-    return KVZ_OK;
+    return cuda_ensure(c, (void **)&c->x_half, &c->x_half_bytes, (size_t)elems * sizeof(__half),
+                       "f16 activations");
 }
 
 /* out (n, w.rows) = c->x_half (n, w.cols) · wᵀ, or += when accumulate. */
@@ -48,22 +46,33 @@ int cuda_matmul(kvz_backend *b, float *out, const float *x, const kvz_weight *w,
                 int accumulate)
 {
     cuda_impl *c = cuda_of(b);
-    KVZ_TRY(convert_input(c, x, n, w->cols));
+    const int64_t elems = (int64_t)n * w->cols;
+    KVZ_TRY(half_input(c, elems));
+    to_half_kernel<<<ceil_div(elems, 256), 256, 0, c->stream>>>(c->x_half, x, elems);
+    CUDA_LAUNCHED("matmul input conversion");
     return gemm(c, out, w, n, accumulate);
 }
 
-int cuda_matmul_many(kvz_backend *b, int32_t count, float *const *out, const float *x, const kvz_weight *const *w,
-                     int32_t n)
+int cuda_norm_matmul_many(kvz_backend *b, int32_t count, float *const *out, float *h, const float *x,
+                          const float *norm, float eps, const kvz_weight *const *w, int32_t n)
 {
     cuda_impl *c = cuda_of(b);
     if (count <= 0)
         return KVZ_OK;
-    for (int32_t i = 1; i < count; i++)
-        if (w[i]->cols != w[0]->cols)
-            return kvz_errorf(KVZ_ERR_INTERNAL, "cuda: matmul_many of weights of %lld and %lld columns",
-                              (long long)w[0]->cols, (long long)w[i]->cols);
-    KVZ_TRY(convert_input(c, x, n, w[0]->cols));
+    KVZ_TRY(kvz_weights_same_cols(w, count));
+    KVZ_TRY(half_input(c, (int64_t)n * w[0]->cols));
+    KVZ_TRY(cuda_rmsnorm_f16(c, h, c->x_half, x, norm, n, (int32_t)w[0]->cols, eps));
     for (int32_t i = 0; i < count; i++)
         KVZ_TRY(gemm(c, out[i], w[i], n, 0));
     return KVZ_OK;
+}
+
+int cuda_swiglu_matmul(kvz_backend *b, float *out, float *gate, const float *up, const kvz_weight *w, int32_t n,
+                       int accumulate)
+{
+    cuda_impl *c = cuda_of(b);
+    const int64_t elems = (int64_t)n * w->cols;
+    KVZ_TRY(half_input(c, elems));
+    KVZ_TRY(cuda_swiglu_f16(c, gate, c->x_half, up, elems));
+    return gemm(c, out, w, n, accumulate);
 }

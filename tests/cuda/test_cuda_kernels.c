@@ -116,57 +116,110 @@ static void test_matmul_every_type(void **state)
     }
 }
 
-/* One input by several weights (q, k, v), converted to f16 once: each output
- * as the CPU's matmul gives it, and bit for bit the GPU's own matmul. */
-static void test_matmul_many(void **state)
+static kvz_weight *load_both(kvz_weight *wc, kvz_weight *wg, int64_t rows, int64_t cols, uint8_t **src)
+{
+    *src = test_random_blocks(KVZ_GGML_Q8_0, rows, cols);
+    CHECK_OK(cpu->ops->weight_load(cpu, wc, KVZ_GGML_Q8_0, *src, rows, cols));
+    CHECK_OK(gpu->ops->weight_load(gpu, wg, KVZ_GGML_Q8_0, *src, rows, cols));
+    return wg;
+}
+
+static void free_both(kvz_weight *wc, kvz_weight *wg, uint8_t *src)
+{
+    cpu->ops->weight_free(cpu, wc);
+    gpu->ops->weight_free(gpu, wg);
+    free(src);
+}
+
+/* RMSNorm, then one input by several weights (q, k, v), the GPU writing the
+ * f16 input in the norm's launch: h and each output as the CPU gives them,
+ * and each output bit for bit the GPU's own matmul of h. */
+static void test_norm_matmul_many(void **state)
 {
     const int64_t rows[3] = {384, 128, 128}, cols = 512;
+    const float eps = 1e-5f;
     kvz_weight wc[3], wg[3];
     uint8_t *src[3];
-    for (int i = 0; i < 3; i++) {
-        src[i] = test_random_blocks(KVZ_GGML_Q8_0, rows[i], cols);
-        CHECK_OK(cpu->ops->weight_load(cpu, &wc[i], KVZ_GGML_Q8_0, src[i], rows[i], cols));
-        CHECK_OK(gpu->ops->weight_load(gpu, &wg[i], KVZ_GGML_Q8_0, src[i], rows[i], cols));
-    }
-    const kvz_weight *const weights[3] = {&wg[0], &wg[1], &wg[2]};
+    for (int i = 0; i < 3; i++)
+        load_both(&wc[i], &wg[i], rows[i], cols, &src[i]);
+    const kvz_weight *const cpu_weights[3] = {&wc[0], &wc[1], &wc[2]}, *const weights[3] = {&wg[0], &wg[1], &wg[2]};
+    float *norm = host_random(cols, 2.0f), *d_norm = dev(norm, cols * 4);
     const int32_t ns[] = {1, 77};
     for (size_t k = 0; k < 2; k++) {
         const int32_t n = ns[k];
-        float *x = host_random((size_t)n * cols, 1.0f), *dx = dev(x, (size_t)n * cols * 4), *many[3], *one[3];
-        float *other = host_random((size_t)n * cols, 1.0f), *d_other = dev(other, (size_t)n * cols * 4);
+        const size_t xn = (size_t)n * cols;
+        float *x = host_random(xn, 1.0f), *dx = dev(x, xn * 4), *h = malloc(xn * 4), *dh, *want[3], *many[3], *one[3];
+        float *other = host_random(xn, 1.0f), *d_other = dev(other, xn * 4);
+        CHECK_OK(gpu->ops->alloc(gpu, xn * 4, (void **)&dh));
         for (int i = 0; i < 3; i++) {
+            want[i] = malloc((size_t)n * rows[i] * 4);
             CHECK_OK(gpu->ops->alloc(gpu, (size_t)n * rows[i] * 4, (void **)&many[i]));
             CHECK_OK(gpu->ops->alloc(gpu, (size_t)n * rows[i] * 4, (void **)&one[i]));
         }
-        /* another input converted last: matmul_many must convert its own */
+        CHECK_OK(cpu->ops->norm_matmul_many(cpu, 3, want, h, x, norm, eps, cpu_weights, n));
+        /* another input converted last: norm_matmul_many must write its own */
         CHECK_OK(gpu->ops->matmul(gpu, one[0], d_other, &wg[0], n, 0));
-        CHECK_OK(gpu->ops->matmul_many(gpu, 3, many, dx, weights, n));
+        CHECK_OK(gpu->ops->norm_matmul_many(gpu, 3, many, dh, dx, d_norm, eps, weights, n));
         for (int i = 0; i < 3; i++)
-            CHECK_OK(gpu->ops->matmul(gpu, one[i], dx, &wg[i], n, 0));
+            CHECK_OK(gpu->ops->matmul(gpu, one[i], dh, &wg[i], n, 0));
+        float *got_h = back(dh, xn);
+        expect_close("norm_matmul_many: the norm", h, got_h, xn, 1e-5);
         for (int i = 0; i < 3; i++) {
-            float *want = malloc((size_t)n * rows[i] * 4), *got = back(many[i], (size_t)n * rows[i]),
-                  *alone = back(one[i], (size_t)n * rows[i]);
-            CHECK_OK(cpu->ops->matmul(cpu, want, x, &wc[i], n, 0));
+            float *got = back(many[i], (size_t)n * rows[i]), *alone = back(one[i], (size_t)n * rows[i]);
             char what[64];
-            snprintf(what, sizeof what, "matmul_many weight %d (%lld rows) n=%d", i, (long long)rows[i], n);
-            expect_close(what, want, got, (size_t)n * rows[i], 2e-3);
+            snprintf(what, sizeof what, "norm_matmul_many weight %d (%lld rows) n=%d", i, (long long)rows[i], n);
+            expect_close(what, want[i], got, (size_t)n * rows[i], 2e-3);
             assert_memory_equal(got, alone, (size_t)n * rows[i] * 4);
-            free(want), free(got), free(alone);
+            free(want[i]), free(got), free(alone);
             gpu->ops->free(gpu, many[i]);
             gpu->ops->free(gpu, one[i]);
         }
-        gpu->ops->free(gpu, dx);
-        gpu->ops->free(gpu, d_other);
-        free(x), free(other);
+        gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dh), gpu->ops->free(gpu, d_other);
+        free(x), free(h), free(other), free(got_h);
     }
-    for (int i = 0; i < 3; i++) {
-        cpu->ops->weight_free(cpu, &wc[i]);
-        gpu->ops->weight_free(gpu, &wg[i]);
-        free(src[i]);
-    }
+    for (int i = 0; i < 3; i++)
+        free_both(&wc[i], &wg[i], src[i]);
+    gpu->ops->free(gpu, d_norm);
+    free(norm);
 }
 
-static void test_embed_rmsnorm_swiglu(void **state)
+/* SwiGLU in place, then the down projection accumulated onto out, the GPU
+ * writing the f16 input in SwiGLU's launch: gate and out as the CPU gives
+ * them, out bit for bit the GPU's own matmul of the new gate. */
+static void test_swiglu_matmul(void **state)
+{
+    const int64_t rows = 576, cols = 1536;
+    kvz_weight wc, wg;
+    uint8_t *src;
+    load_both(&wc, &wg, rows, cols, &src);
+    const int32_t ns[] = {1, 77};
+    for (size_t k = 0; k < 2; k++) {
+        const int32_t n = ns[k];
+        const size_t gn = (size_t)n * cols, on = (size_t)n * rows;
+        float *gate = host_random(gn, 8.0f), *up = host_random(gn, 3.0f), *out = host_random(on, 1.0f);
+        float *dg = dev(gate, gn * 4), *du = dev(up, gn * 4), *dout = dev(out, on * 4), *done = dev(out, on * 4);
+        float *other = host_random(gn, 1.0f), *d_other = dev(other, gn * 4), *scratch;
+        CHECK_OK(gpu->ops->alloc(gpu, on * 4, (void **)&scratch));
+        CHECK_OK(cpu->ops->swiglu_matmul(cpu, out, gate, up, &wc, n, 1));
+        /* another input converted last: swiglu_matmul must write its own */
+        CHECK_OK(gpu->ops->matmul(gpu, scratch, d_other, &wg, n, 0));
+        CHECK_OK(gpu->ops->swiglu_matmul(gpu, dout, dg, du, &wg, n, 1));
+        CHECK_OK(gpu->ops->matmul(gpu, done, dg, &wg, n, 1));
+        float *got_gate = back(dg, gn), *got = back(dout, on), *alone = back(done, on);
+        expect_close("swiglu_matmul: the gate", gate, got_gate, gn, 1e-6);
+        char what[64];
+        snprintf(what, sizeof what, "swiglu_matmul n=%d", n);
+        expect_close(what, out, got, on, 2e-3);
+        assert_memory_equal(got, alone, on * 4);
+        float *bufs[] = {dg, du, dout, done, d_other, scratch};
+        for (int i = 0; i < 6; i++)
+            gpu->ops->free(gpu, bufs[i]);
+        free(gate), free(up), free(out), free(other), free(got_gate), free(got), free(alone);
+    }
+    free_both(&wc, &wg, src);
+}
+
+static void test_embed(void **state)
 {
     const int64_t vocab = 1000, dim = 576;
     uint8_t *table = test_random_blocks(KVZ_GGML_Q8_0, vocab, dim);
@@ -181,29 +234,8 @@ static void test_embed_rmsnorm_swiglu(void **state)
     CHECK_OK(gpu->ops->embed(gpu, eg, &tg, dt, 7));
     float *got = back(eg, 7 * dim);
     expect_close("embed Q8_0 (f16 table)", ec, got, 7 * dim, 1e-3);
-    free(got);
-
-    /* the same input on both sides (the embeddings above differ by f16 rounding) */
-    float *w = host_random(dim, 2.0f), *dw = dev(w, dim * 4), *de = dev(ec, 7 * dim * 4);
-    float *nc = malloc(7 * dim * 4), *ng;
-    CHECK_OK(gpu->ops->alloc(gpu, 7 * dim * 4, (void **)&ng));
-    CHECK_OK(cpu->ops->rmsnorm(cpu, nc, ec, w, 7, (int32_t)dim, 1e-5f));
-    CHECK_OK(gpu->ops->rmsnorm(gpu, ng, de, dw, 7, (int32_t)dim, 1e-5f));
-    got = back(ng, 7 * dim);
-    expect_close("rmsnorm", nc, got, 7 * dim, 1e-5);
-    free(got);
-
-    size_t cnt = 100000;
-    float *gate = host_random(cnt, 8.0f), *up = host_random(cnt, 3.0f), *out = malloc(cnt * 4);
-    float *dg = dev(gate, cnt * 4), *du = dev(up, cnt * 4);
-    CHECK_OK(cpu->ops->swiglu(cpu, out, gate, up, (int64_t)cnt));
-    CHECK_OK(gpu->ops->swiglu(gpu, dg, dg, du, (int64_t)cnt)); /* in place, as the model calls it */
-    got = back(dg, cnt);
-    expect_close("swiglu", out, got, cnt, 1e-6);
-    free(got);
-    free(gate), free(up), free(out), free(w), free(nc), free(ec), free(table);
-    gpu->ops->free(gpu, dg), gpu->ops->free(gpu, du), gpu->ops->free(gpu, dw);
-    gpu->ops->free(gpu, ng), gpu->ops->free(gpu, eg), gpu->ops->free(gpu, dt), gpu->ops->free(gpu, de);
+    free(got), free(ec), free(table);
+    gpu->ops->free(gpu, eg), gpu->ops->free(gpu, dt);
     cpu->ops->weight_free(cpu, &tc);
     gpu->ops->weight_free(gpu, &tg);
 }
@@ -747,8 +779,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul_every_type),
-        cmocka_unit_test(test_matmul_many),
-        cmocka_unit_test(test_embed_rmsnorm_swiglu),
+        cmocka_unit_test(test_norm_matmul_many),
+        cmocka_unit_test(test_swiglu_matmul),
+        cmocka_unit_test(test_embed),
         cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_ragged),
