@@ -24,7 +24,8 @@
 #   test-real      the same on the default model (logits, greedy answer, compiles)
 #   compile-8b     kvz compile, Llama-3-8B shape: KVzip at 8K and 30K tokens, SnapKV at 30K
 #   kvpress-8b     kvpress's KVzipPress (HF transformers + PyTorch), same shape and lengths
-#   cache          decode attention and tok/s, full vs ratio-0.3 loaded cache, both shapes
+#   cache          decode attention and tok/s, full vs ratio-0.3 loaded cache, both shapes;
+#                  the 8B shape at 8K again with cuBLAS for a step's products
 #   compile-smol   kvz compile, SmolLM2 shape (synthetic): KVzip at 8K and 30K tokens
 #   kvpress-smol   kvpress, SmolLM2 shape, the lengths of compile-smol and compile-real
 #   compile-real   kvz compile, the default model, ~6K tokens, every method
@@ -260,6 +261,8 @@ cache)
         echo "== $m, cuda, ratio 0.3"
         $K bench --model $m --device cuda --ratio 0.3 --cache-only --prefill 8192,32768 --decode 64 --repeat 3
     done
+    echo "== $L3, cuda, ratio 0.3, a step's products by cuBLAS (KVZ_CUDA_GEMV=0), for comparison"
+    KVZ_CUDA_GEMV=0 $K bench --model $L3 --device cuda --ratio 0.3 --cache-only --prefill 8192 --decode 64 --repeat 3
     ;;
 runtime)
     KVZ_BIN=$K KVZ_MODEL=$MODEL DEVICE=cuda sh bench/runtime.sh

@@ -273,6 +273,8 @@ static int cuda_start(kvz_backend **out, int n_threads)
     c->smem_optin = prop.sharedMemPerBlockOptin;
     const char *attention = getenv("KVZ_CUDA_ATTENTION");
     c->attention_simt = attention && strcmp(attention, "simt") == 0;
+    const char *gemv = getenv("KVZ_CUDA_GEMV");
+    c->gemv = !(gemv && strcmp(gemv, "0") == 0);
     if (cublasCreate(&c->cublas) != CUBLAS_STATUS_SUCCESS) {
         cudaStreamDestroy(c->stream);
         free(b);

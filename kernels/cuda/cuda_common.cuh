@@ -30,6 +30,7 @@ typedef struct cuda_impl {
     int sm_count;
     int stream_ordered_memory; /* the device has memory pools: cudaMallocAsync (cuda_malloc) */
     int attention_simt; /* KVZ_CUDA_ATTENTION=simt: no tensor-core attention */
+    int gemv;           /* products of few rows by matmul.cu's own kernel (KVZ_CUDA_GEMV=0: cuBLAS) */
     size_t smem_optin; /* largest dynamic shared memory a block may ask for */
     /* scratch, grown on demand */
     __half *x_half;    /* activations converted for cuBLAS */
@@ -104,12 +105,12 @@ int cuda_swiglu_matmul(kvz_backend *b, float *out, float *gate, const float *up,
                        int accumulate);
 /* elementwise.cu */
 int cuda_embed(kvz_backend *b, float *out, const kvz_weight *table, const int32_t *tokens, int32_t n);
-/* RMSNorm of x (n, dim) into out and its f16 copy out_half */
+/* RMSNorm of x (n, dim) into out and, unless out_half is NULL, its f16 copy */
 int cuda_rmsnorm_f16(cuda_impl *c, float *out, __half *out_half, const float *x, const float *weight, int32_t n,
                      int32_t dim, float eps);
 int cuda_gather_rows(kvz_backend *b, float *dst, const float *src, const int32_t *idx, int32_t count,
                      int32_t width);
-/* gate = silu(gate) * up for `count` elements, and its f16 copy gate_half */
+/* gate = silu(gate) * up for `count` elements and, unless gate_half is NULL, its f16 copy */
 int cuda_swiglu_f16(cuda_impl *c, float *gate, __half *gate_half, const float *up, int64_t count);
 int cuda_kv_append(kvz_backend *b, float *k_cache, float *v_cache, const float *k, const float *v,
                    const kvz_attention_params *p);

@@ -1,7 +1,8 @@
 /*
  * elementwise.cu — embedding gather, row gather, RMSNorm, SwiGLU and the KV-cache append
- * on the device. Twin of kernels/cpu/elementwise.c. RMSNorm and SwiGLU also
- * write their output in f16 for the products that read it (matmul.cu).
+ * on the device. Twin of kernels/cpu/elementwise.c. RMSNorm and SwiGLU can
+ * also write their output in f16, for the cuBLAS products that read it
+ * (matmul.cu).
  */
 #include "kernels/cuda/cuda_common.cuh"
 
@@ -53,7 +54,7 @@ __global__ static void rmsnorm_kernel(float *out, __half *out_half, const float 
     __shared__ float partial[32];
     const float *xr = x + (int64_t)blockIdx.x * dim;
     float *orow = out + (int64_t)blockIdx.x * dim;
-    __half *hrow = out_half + (int64_t)blockIdx.x * dim;
+    __half *hrow = out_half ? out_half + (int64_t)blockIdx.x * dim : NULL;
     float s = 0.0f;
     for (int j = threadIdx.x; j < dim; j += blockDim.x)
         s += xr[j] * xr[j];
@@ -74,7 +75,8 @@ __global__ static void rmsnorm_kernel(float *out, __half *out_half, const float 
     for (int j = threadIdx.x; j < dim; j += blockDim.x) {
         float y = xr[j] * scale * w[j];
         orow[j] = y;
-        hrow[j] = __float2half(y);
+        if (hrow)
+            hrow[j] = __float2half(y);
     }
 }
 
@@ -93,7 +95,8 @@ __global__ static void swiglu_kernel(float *gate, __half *gate_half, const float
         float g = gate[i];
         float y = g / (1.0f + expf(-g)) * up[i];
         gate[i] = y;
-        gate_half[i] = __float2half(y);
+        if (gate_half)
+            gate_half[i] = __float2half(y);
     }
 }
 

@@ -1,14 +1,106 @@
 /*
- * matmul.cu — out (n, rows) = x (n, cols) · Wᵀ with cuBLAS: f16 weights and
- * f16 activations, f32 accumulation and output. Twin of kernels/cpu/matmul.c.
- * matmul converts its input to f16 in a launch of its own; norm_matmul_many
- * and swiglu_matmul have the norm's or SwiGLU's launch write it (one launch
- * for the input of q, k and v, one for gate and up, none for down).
+ * matmul.cu — out (n, rows) = x (n, cols) · Wᵀ, f16 weights, f32 accumulation
+ * and output. Twin of kernels/cpu/matmul.c.
+ *
+ * A product of few rows (a decode step: n = 1) streams the weights once, so it
+ * is bound by their bandwidth: its own kernel (gemv_kernel) reads them 16 bytes
+ * a lane with many loads in flight and the f32 input as it is, one launch per
+ * product and no conversion. Larger ones go to cuBLAS with f16 activations:
+ * matmul converts its input in a launch of its own; norm_matmul_many and
+ * swiglu_matmul have the norm's or SwiGLU's launch write it (one launch for the
+ * input of q, k and v, one for gate and up, none for down).
+ * KVZ_CUDA_GEMV=0 sends every product to cuBLAS, for comparison.
  */
 #include "kernels/cuda/cuda_common.cuh"
 
 extern "C" {
 #include "kernels/ggml_types.h"
+}
+
+/* Input rows the own kernel takes; more go to cuBLAS. Each lane reads 32
+ * bytes of input (from L1) per 16 of weights and input row: with more rows
+ * than this, L1 rather than memory would bound it. */
+#define GEMV_MAX_ROWS 4
+#define GEMV_WARPS 8    /* weight rows per block: one a warp */
+#define GEMV_VEC 8      /* halves a lane reads at once (16 bytes) */
+
+/* Eight halves: one 16-byte load. */
+struct __align__(16) half8 {
+    __half h[GEMV_VEC];
+};
+
+/* Warp w of block b makes out[i][row] for row = b * GEMV_WARPS + w and every
+ * input row i < N: its lanes walk the weight row 8 halves at a time, each with
+ * the input's 8 floats at the same columns, and the warp sums the lanes. */
+template <int N>
+__global__ void __launch_bounds__(GEMV_WARPS * 32)
+    gemv_kernel(float *out, const float *x, const __half *w, int64_t rows, int32_t cols, int accumulate)
+{
+    const int64_t row = (int64_t)blockIdx.x * GEMV_WARPS + threadIdx.x / 32;
+    const int lane = threadIdx.x % 32;
+    if (row >= rows) /* the whole warp */
+        return;
+    const __half *wr = w + row * cols;
+    float acc[N];
+#pragma unroll
+    for (int i = 0; i < N; i++)
+        acc[i] = 0.0f;
+#pragma unroll 4
+    for (int32_t c = lane * GEMV_VEC; c < cols; c += 32 * GEMV_VEC) {
+        half8 wv = *(const half8 *)(wr + c);
+        float wf[GEMV_VEC];
+#pragma unroll
+        for (int e = 0; e < GEMV_VEC; e++)
+            wf[e] = __half2float(wv.h[e]);
+#pragma unroll
+        for (int i = 0; i < N; i++) {
+            float4 a = *(const float4 *)(x + (size_t)i * cols + c), b = *(const float4 *)(x + (size_t)i * cols + c + 4);
+            float s = acc[i];
+            s = fmaf(wf[0], a.x, s), s = fmaf(wf[1], a.y, s), s = fmaf(wf[2], a.z, s), s = fmaf(wf[3], a.w, s);
+            s = fmaf(wf[4], b.x, s), s = fmaf(wf[5], b.y, s), s = fmaf(wf[6], b.z, s), s = fmaf(wf[7], b.w, s);
+            acc[i] = s;
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < N; i++)
+        for (int off = 16; off > 0; off >>= 1)
+            acc[i] += __shfl_xor_sync(0xffffffffu, acc[i], off);
+    if (lane == 0) {
+#pragma unroll
+        for (int i = 0; i < N; i++) {
+            float *o = out + (size_t)i * rows + row;
+            *o = accumulate ? *o + acc[i] : acc[i];
+        }
+    }
+}
+
+/* Whether out = x · wᵀ goes to gemv_kernel: few input rows, and the 16-byte
+ * loads it makes aligned. */
+static int gemv_takes(const cuda_impl *c, const float *x, const kvz_weight *w, int32_t n)
+{
+    return c->gemv && n >= 1 && n <= GEMV_MAX_ROWS && w->cols % GEMV_VEC == 0 &&
+           ((uintptr_t)x | (uintptr_t)w->data) % 16 == 0;
+}
+
+template <int N>
+static void gemv_launch(cuda_impl *c, float *out, const float *x, const kvz_weight *w, int accumulate)
+{
+    gemv_kernel<N><<<ceil_div(w->rows, GEMV_WARPS), GEMV_WARPS * 32, 0, c->stream>>>(
+        out, x, (const __half *)w->data, w->rows, (int32_t)w->cols, accumulate);
+}
+
+static int gemv(cuda_impl *c, float *out, const float *x, const kvz_weight *w, int32_t n, int accumulate)
+{
+    if (w->type != KVZ_GGML_F16)
+        return kvz_errorf(KVZ_ERR_INTERNAL, "cuda: matmul expects f16 weights");
+    switch (n) {
+    case 1: gemv_launch<1>(c, out, x, w, accumulate); break;
+    case 2: gemv_launch<2>(c, out, x, w, accumulate); break;
+    case 3: gemv_launch<3>(c, out, x, w, accumulate); break;
+    default: gemv_launch<GEMV_MAX_ROWS>(c, out, x, w, accumulate); break;
+    }
+    CUDA_LAUNCHED("matmul (few rows)");
+    return KVZ_OK;
 }
 
 __global__ static void to_half_kernel(__half *dst, const float *src, int64_t n)
@@ -46,6 +138,8 @@ int cuda_matmul(kvz_backend *b, float *out, const float *x, const kvz_weight *w,
                 int accumulate)
 {
     cuda_impl *c = cuda_of(b);
+    if (gemv_takes(c, x, w, n))
+        return gemv(c, out, x, w, n, accumulate);
     const int64_t elems = (int64_t)n * w->cols;
     KVZ_TRY(half_input(c, elems));
     to_half_kernel<<<ceil_div(elems, 256), 256, 0, c->stream>>>(c->x_half, x, elems);
@@ -60,8 +154,18 @@ int cuda_norm_matmul_many(kvz_backend *b, int32_t count, float *const *out, floa
     if (count <= 0)
         return KVZ_OK;
     KVZ_TRY(kvz_weights_same_cols(w, count));
-    KVZ_TRY(half_input(c, (int64_t)n * w[0]->cols));
-    KVZ_TRY(cuda_rmsnorm_f16(c, h, c->x_half, x, norm, n, (int32_t)w[0]->cols, eps));
+    const int32_t dim = (int32_t)w[0]->cols;
+    int own = 1;
+    for (int32_t i = 0; i < count; i++)
+        own = own && gemv_takes(c, h, w[i], n);
+    if (own) {
+        KVZ_TRY(cuda_rmsnorm_f16(c, h, NULL, x, norm, n, dim, eps));
+        for (int32_t i = 0; i < count; i++)
+            KVZ_TRY(gemv(c, out[i], h, w[i], n, 0));
+        return KVZ_OK;
+    }
+    KVZ_TRY(half_input(c, (int64_t)n * dim));
+    KVZ_TRY(cuda_rmsnorm_f16(c, h, c->x_half, x, norm, n, dim, eps));
     for (int32_t i = 0; i < count; i++)
         KVZ_TRY(gemm(c, out[i], w[i], n, 0));
     return KVZ_OK;
@@ -72,6 +176,10 @@ int cuda_swiglu_matmul(kvz_backend *b, float *out, float *gate, const float *up,
 {
     cuda_impl *c = cuda_of(b);
     const int64_t elems = (int64_t)n * w->cols;
+    if (gemv_takes(c, gate, w, n)) {
+        KVZ_TRY(cuda_swiglu_f16(c, gate, NULL, up, elems));
+        return gemv(c, out, gate, w, n, accumulate);
+    }
     KVZ_TRY(half_input(c, elems));
     KVZ_TRY(cuda_swiglu_f16(c, gate, c->x_half, up, elems));
     return gemm(c, out, w, n, accumulate);

@@ -6,6 +6,7 @@
 #include "../unit/test_util.h"
 
 #include <math.h>
+#include <string.h>
 
 #include "format/quant.h"
 #include "kernels/backend.h"
@@ -21,9 +22,12 @@ static int setup(void **state)
     kvz_backend_config gc = {.device = KVZ_DEVICE_CUDA};
     CHECK_OK(kvz_backend_create(&cpu, &cc));
     CHECK_OK(kvz_backend_create(&gpu, &gc));
+    /* the other kernels: CUDA-core attention, cuBLAS for every product */
     setenv("KVZ_CUDA_ATTENTION", "simt", 1);
+    setenv("KVZ_CUDA_GEMV", "0", 1);
     CHECK_OK(kvz_backend_create(&gpu_simt, &gc));
     unsetenv("KVZ_CUDA_ATTENTION");
+    unsetenv("KVZ_CUDA_GEMV");
     return 0;
 }
 
@@ -92,19 +96,29 @@ static void test_matmul_every_type(void **state)
         kvz_weight wc, wg;
         CHECK_OK(cpu->ops->weight_load(cpu, &wc, types[t], src, rows, cols));
         CHECK_OK(gpu->ops->weight_load(gpu, &wg, types[t], src, rows, cols));
-        int32_t ns[] = {1, 5, 77};
-        for (size_t k = 0; k < 3; k++) {
+        int32_t ns[] = {1, 3, 5, 77};
+        for (size_t k = 0; k < 4; k++) {
             int32_t n = ns[k];
             float *x = host_random((size_t)n * cols, 1.0f), *y = host_random((size_t)n * rows, 1.0f);
             float *dx = dev(x, (size_t)n * cols * 4), *dy = dev(y, (size_t)n * rows * 4);
+            float *dy2 = dev(y, (size_t)n * rows * 4);
             CHECK_OK(cpu->ops->matmul(cpu, y, x, &wc, n, 1));
             CHECK_OK(gpu->ops->matmul(gpu, dy, dx, &wg, n, 1));
-            float *got = back(dy, (size_t)n * rows);
+            CHECK_OK(gpu->ops->synchronize(gpu)); /* the weights, for the other backend */
+            CHECK_OK(gpu_simt->ops->matmul(gpu_simt, dy2, dx, &wg, n, 1));
+            CHECK_OK(gpu_simt->ops->synchronize(gpu_simt));
+            float *got = back(dy, (size_t)n * rows), *got_cublas = back(dy2, (size_t)n * rows);
             char what[64];
+            /* f16 weights (exact for <=11-bit codes); f32 activations in the
+             * own kernel of few rows, f16 ones into cuBLAS */
             snprintf(what, sizeof what, "matmul %s n=%d", kvz_ggml_type_info_of(types[t]).name, n);
-            /* f16 weights (exact for <=11-bit codes) and f16 activations */
             expect_close(what, y, got, (size_t)n * rows, 2e-3);
-            free(got);
+            snprintf(what, sizeof what, "matmul %s n=%d (cuBLAS)", kvz_ggml_type_info_of(types[t]).name, n);
+            expect_close(what, y, got_cublas, (size_t)n * rows, 2e-3);
+            /* up to 4 rows (GEMV_MAX_ROWS) take the own kernel, which cuBLAS's f16 inputs tell apart */
+            assert_int_equal(memcmp(got, got_cublas, (size_t)n * rows * 4) != 0, n <= 4);
+            free(got), free(got_cublas);
+            gpu->ops->free(gpu, dy2);
             gpu->ops->free(gpu, dx);
             gpu->ops->free(gpu, dy);
             free(x);
@@ -136,7 +150,7 @@ static void free_both(kvz_weight *wc, kvz_weight *wg, uint8_t *src)
  * and each output bit for bit the GPU's own matmul of h. */
 static void test_norm_matmul_many(void **state)
 {
-    const int64_t rows[3] = {384, 128, 128}, cols = 512;
+    const int64_t rows[3] = {384, 128, 128}, cols = 576; /* SmolLM2's dim: not whole 256-column strides */
     const float eps = 1e-5f;
     kvz_weight wc[3], wg[3];
     uint8_t *src[3];
