@@ -168,9 +168,10 @@ typedef struct kvz_backend_ops {
      * h · w[i]ᵀ (as matmul, not accumulating) for `count` weights of dim =
      * w[i].cols: the attention's q, k and v, the MLP's gate and up, the
      * logits. One call, so that a backend may make h ready for the products
-     * as it writes it: the GPU writes h's f16 copy in the norm's own launch,
-     * where a norm, then a conversion, then the products took one more
-     * launch in every layer of every step. h may not alias x. */
+     * as it writes it: the GPU's norm kernel also writes the f16 copy that
+     * cuBLAS reads, which a conversion launch of its own made before (a
+     * decode step's few rows go to a kernel that reads h as it is). h may not
+     * alias x. */
     int (*norm_matmul_many)(kvz_backend *b, int32_t count, float *const *out, float *h, const float *x,
                             const float *norm, float eps, const kvz_weight *const *w, int32_t n);
     /* out (n, table.cols) = rows `tokens[i]` of table. */
