@@ -47,7 +47,8 @@ int cuda_gather_rows(kvz_backend *b, float *dst, const float *src, const int32_t
 }
 
 /* One block per row; the sum of squares reduces through shared memory. The
- * row goes out in f32 and in f16, the input of the products that follow. */
+ * row goes out in f32 and, when out_half is given, in f16 too: the input of
+ * the cuBLAS products that follow. */
 __global__ static void rmsnorm_kernel(float *out, __half *out_half, const float *x, const float *w, int32_t dim,
                                       float eps)
 {
