@@ -189,9 +189,14 @@ typedef struct kvz_backend_ops {
      * one call for the reason norm_matmul_many is. */
     int (*swiglu_matmul)(kvz_backend *b, float *out, float *gate, const float *up, const kvz_weight *w,
                          int32_t n, int accumulate);
-    /* Copy k, v (n, n_kv_heads * head_dim) into the caches at rows pos0.. */
-    int (*kv_append)(kvz_backend *b, float *k_cache, float *v_cache, const float *k, const float *v,
-                     const kvz_attention_params *p);
+    /* A layer's step between its q/k/v products and its attention: q (n,
+     * n_heads * head_dim) and k (n, n_kv_heads * head_dim) rotated in place
+     * by positions[i], as rope does, then k and v copied into the caches at
+     * the rows after each head's existing ones (rows pos0.., or after
+     * head_rows[h] from head_base[h]). One call, so that the GPU makes it one
+     * launch instead of three. */
+    int (*rope_kv_append)(kvz_backend *b, float *k_cache, float *v_cache, float *q, float *k, const float *v,
+                          const int32_t *positions, const kvz_attention_params *p, const kvz_rope_params *rope);
     /* out (n, n_heads * head_dim) = softmax(q kᵀ · scale, causal) v. With
      * `score` (else NULL) the same queries also score keys into `scores`
      * exactly as attention_scores would, sharing the dot products. */

@@ -295,9 +295,7 @@ static int run_layer(kvz_context *c, int32_t l, int32_t n, const kvz_eval_opts *
     float *const qkv[3] = {w->q, w->k, w->v};
     const kvz_weight *const qkv_weights[3] = {&L->wq, &L->wk, &L->wv};
     KVZ_TRY(ops->norm_matmul_many(b, 3, qkv, w->h, w->x, L->attn_norm, hp->rms_eps, qkv_weights, n));
-    KVZ_TRY(ops->rope(b, w->q, w->positions, n, hp->n_heads, &hp->rope, 0));
-    KVZ_TRY(ops->rope(b, w->k, w->positions, n, hp->n_kv_heads, &hp->rope, 0));
-    KVZ_TRY(ops->kv_append(b, c->k_cache[l], c->v_cache[l], w->k, w->v, &ap));
+    KVZ_TRY(ops->rope_kv_append(b, c->k_cache[l], c->v_cache[l], w->q, w->k, w->v, w->positions, &ap, &hp->rope));
     if (opts && opts->hook) {
         kvz_layer_view view = {l, w->q, c->k_cache[l], c->v_cache[l], &ap, w->positions};
         KVZ_TRY(opts->hook(opts->hook_ctx, &view));

@@ -157,9 +157,11 @@ static int cpu_gather_rows(kvz_backend *b, float *dst, const float *src, const i
     return KVZ_OK;
 }
 
-static int cpu_kv_append(kvz_backend *b, float *k_cache, float *v_cache, const float *k,
-                         const float *v, const kvz_attention_params *p)
+static int cpu_rope_kv_append(kvz_backend *b, float *k_cache, float *v_cache, float *q, float *k, const float *v,
+                              const int32_t *positions, const kvz_attention_params *p, const kvz_rope_params *rope)
 {
+    KVZ_TRY(cpu_rope(b, q, positions, p->n, p->n_heads, rope, 0));
+    KVZ_TRY(cpu_rope(b, k, positions, p->n, p->n_kv_heads, rope, 0));
     kvz_cpu_kv_append(k_cache, v_cache, k, v, p);
     return KVZ_OK;
 }
@@ -307,7 +309,7 @@ static const kvz_backend_ops CPU_OPS = {
     .rope = cpu_rope,
     .gather_rows = cpu_gather_rows,
     .swiglu_matmul = cpu_swiglu_matmul,
-    .kv_append = cpu_kv_append,
+    .rope_kv_append = cpu_rope_kv_append,
     .attention = cpu_attention,
     .attention_scores = cpu_attention_scores,
     .top_k_mask = cpu_top_k_mask,

@@ -217,7 +217,7 @@ static const kvz_backend_ops CUDA_OPS = {
     cuda_rope,
     cuda_gather_rows,
     cuda_swiglu_matmul,
-    cuda_kv_append,
+    cuda_rope_kv_append,
     cuda_attention,
     cuda_attention_scores,
     cuda_top_k_mask,

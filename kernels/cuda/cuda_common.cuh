@@ -112,11 +112,11 @@ int cuda_gather_rows(kvz_backend *b, float *dst, const float *src, const int32_t
                      int32_t width);
 /* gate = silu(gate) * up for `count` elements and, unless gate_half is NULL, its f16 copy */
 int cuda_swiglu_f16(cuda_impl *c, float *gate, __half *gate_half, const float *up, int64_t count);
-int cuda_kv_append(kvz_backend *b, float *k_cache, float *v_cache, const float *k, const float *v,
-                   const kvz_attention_params *p);
 /* rope.cu */
 int cuda_rope(kvz_backend *b, float *x, const int32_t *positions, int32_t n, int32_t n_heads,
               const kvz_rope_params *p, int inverse);
+int cuda_rope_kv_append(kvz_backend *b, float *k_cache, float *v_cache, float *q, float *k, const float *v,
+                        const int32_t *positions, const kvz_attention_params *p, const kvz_rope_params *rope);
 /* attention.cu */
 int cuda_attention(kvz_backend *b, float *out, const float *q, const float *k_cache,
                    const float *v_cache, const kvz_attention_params *p, const kvz_score_params *score,

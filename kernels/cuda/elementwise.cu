@@ -1,6 +1,7 @@
 /*
- * elementwise.cu — embedding gather, row gather, RMSNorm, SwiGLU and the KV-cache append
- * on the device. Twin of kernels/cpu/elementwise.c. RMSNorm and SwiGLU can
+ * elementwise.cu — embedding gather, row gather, RMSNorm and SwiGLU on the
+ * device. Twin of kernels/cpu/elementwise.c, whose KV-cache append is part of
+ * rope.cu's rope_kv_append here. RMSNorm and SwiGLU can
  * also write their output in f16, for the cuBLAS products that read it
  * (matmul.cu).
  */
@@ -105,33 +106,5 @@ int cuda_swiglu_f16(cuda_impl *c, float *gate, __half *gate_half, const float *u
 {
     swiglu_kernel<<<ceil_div(count, 256), 256, 0, c->stream>>>(gate, gate_half, up, count);
     CUDA_LAUNCHED("swiglu");
-    return KVZ_OK;
-}
-
-/* Thread per element of k/v: (token i, kv head h, element e) -> the row after
- * head h's existing rows (dense: pos0 + i of head h's block). */
-__global__ static void kv_append_kernel(float *kc, float *vc, const float *k, const float *v,
-                                        int32_t n, int32_t pos0, int32_t n_kv, int32_t hd,
-                                        int32_t capacity, const int64_t *head_base,
-                                        const int32_t *head_rows)
-{
-    int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (int64_t)n * n_kv * hd)
-        return;
-    int32_t e = (int32_t)(idx % hd), h = (int32_t)((idx / hd) % n_kv), i = (int32_t)(idx / ((int64_t)hd * n_kv));
-    int64_t first = head_base ? head_base[h] + head_rows[h] : (int64_t)h * capacity + pos0;
-    int64_t dst = (first + i) * hd + e;
-    kc[dst] = k[idx];
-    vc[dst] = v[idx];
-}
-
-int cuda_kv_append(kvz_backend *b, float *k_cache, float *v_cache, const float *k, const float *v,
-                   const kvz_attention_params *p)
-{
-    int64_t total = (int64_t)p->n * p->n_kv_heads * p->head_dim;
-    kv_append_kernel<<<ceil_div(total, 256), 256, 0, cuda_of(b)->stream>>>(
-        k_cache, v_cache, k, v, p->n, p->pos0, p->n_kv_heads, p->head_dim, p->capacity, p->head_base,
-        p->head_rows);
-    CUDA_LAUNCHED("kv_append");
     return KVZ_OK;
 }

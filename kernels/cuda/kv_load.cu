@@ -12,6 +12,7 @@
  * event recorded behind its last kernel. Twin of kernels/cpu/kv_load.c.
  */
 #include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/rope.cuh"
 
 extern "C" {
 #include "kernels/kv_codes.h"
@@ -38,16 +39,12 @@ __global__ static void kv_load_kernel(kv_load_args a)
     const int64_t t = idx / half_d;
     const int32_t j = (int32_t)(idx % half_d), half = a.rope_dim / 2;
     float *row = a.dst + t * a.shape.d;
-    const bool rotate = a.positions && j < half;
-    const int32_t c0 = rotate && a.neox ? j : 2 * j, c1 = rotate && a.neox ? j + half : 2 * j + 1;
+    int32_t c0, c1;
+    rope_pair_channels(j, a.positions ? half : 0, a.neox, &c0, &c1);
     float x0 = kvz_kv_element(a.payload, a.scales, &a.shape, a.is_keys, t, c0);
     float x1 = kvz_kv_element(a.payload, a.scales, &a.shape, a.is_keys, t, c1);
-    if (rotate) { /* angles in double, as kernels/cpu/rope.c and rope.cu */
-        double theta = (double)a.positions[t] * exp(-2.0 * j / a.rope_dim * a.log_base), sn, cs;
-        sincos(theta, &sn, &cs);
-        float c = (float)cs, s = (float)sn, r0 = x0 * c - x1 * s, r1 = x0 * s + x1 * c;
-        x0 = r0, x1 = r1;
-    }
+    if (a.positions && j < half)
+        rope_rotate(&x0, &x1, a.positions[t], j, a.rope_dim, a.log_base, false);
     row[c0] = x0;
     row[c1] = x1;
 }

@@ -4,8 +4,9 @@
  *
  * A product of few rows (a decode step: n = 1) streams the weights once, so it
  * is bound by their bandwidth: its own kernel (gemv_kernel) reads them 16 bytes
- * a lane with many loads in flight and the f32 input as it is, one launch per
- * product and no conversion. Larger ones go to cuBLAS with f16 activations:
+ * a lane with many loads in flight and the f32 input as it is, with no
+ * conversion, and takes the products of one input by up to 3 weights (q, k
+ * and v) in one launch. Larger ones go to cuBLAS with f16 activations:
  * matmul converts its input in a launch of its own; norm_matmul_many and
  * swiglu_matmul have the norm's or SwiGLU's launch write it (one launch for the
  * input of q, k and v, one for gate and up, none for down).
@@ -29,18 +30,45 @@ struct __align__(16) half8 {
     __half h[GEMV_VEC];
 };
 
-/* Warp w of block b makes out[i][row] for row = b * GEMV_WARPS + w and every
- * input row i < N: its lanes walk the weight row 8 halves at a time, each with
- * the input's 8 floats at the same columns, and the warp sums the lanes. */
+/* Up to this many products of one input, each by its own weight, in one
+ * launch: q, k and v; gate and up. */
+#define GEMV_MAX_WEIGHTS 3
+
+/* The products of one launch: weight k (rows[k] rows) into out[k], by blocks
+ * first_block[k] .. first_block[k + 1] - 1. */
+struct gemv_batch {
+    float *out[GEMV_MAX_WEIGHTS];
+    const __half *w[GEMV_MAX_WEIGHTS];
+    int64_t rows[GEMV_MAX_WEIGHTS];
+    int64_t first_block[GEMV_MAX_WEIGHTS + 1];
+};
+
+/* Element k of a 3-array, chosen without an index (a dynamic index into a
+ * kernel's parameters would copy them to local memory). */
+template <typename T>
+__device__ inline T pick(const T (&a)[GEMV_MAX_WEIGHTS], int k)
+{
+    return k == 0 ? a[0] : k == 1 ? a[1] : a[2];
+}
+
+/* Warp v of block b works for the product whose blocks hold b: it makes
+ * out[i][row] for that product's row = (b - its first block) * GEMV_WARPS + v
+ * and every input row i < N. Its lanes walk the weight row 8 halves at a
+ * time, each with the input's 8 floats at the same columns, and the warp
+ * sums the lanes. */
 template <int N>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
-    gemv_kernel(float *out, const float *x, const __half *w, int64_t rows, int32_t cols, int accumulate)
+    gemv_kernel(gemv_batch p, const float *x, int32_t cols, int accumulate)
 {
-    const int64_t row = (int64_t)blockIdx.x * GEMV_WARPS + threadIdx.x / 32;
+    const int64_t block = blockIdx.x;
+    const int k = block >= p.first_block[2] ? 2 : block >= p.first_block[1] ? 1 : 0;
+    const int64_t rows = pick(p.rows, k);
+    const int64_t first = k == 2 ? p.first_block[2] : k == 1 ? p.first_block[1] : 0;
+    const int64_t row = (block - first) * GEMV_WARPS + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
     if (row >= rows) /* the whole warp */
         return;
-    const __half *wr = w + row * cols;
+    const __half *wr = pick(p.w, k) + row * cols;
     float acc[N];
 #pragma unroll
     for (int i = 0; i < N; i++)
@@ -66,6 +94,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
         for (int off = 16; off > 0; off >>= 1)
             acc[i] += __shfl_xor_sync(0xffffffffu, acc[i], off);
     if (lane == 0) {
+        float *const out = pick(p.out, k);
 #pragma unroll
         for (int i = 0; i < N; i++) {
             float *o = out + (size_t)i * rows + row;
@@ -83,23 +112,37 @@ static int gemv_takes(const cuda_impl *c, const float *x, const kvz_weight *w, i
 }
 
 template <int N>
-static void gemv_launch(cuda_impl *c, float *out, const float *x, const kvz_weight *w, int accumulate)
+static void gemv_launch(cuda_impl *c, const gemv_batch &p, const float *x, int32_t cols, int accumulate)
 {
-    gemv_kernel<N><<<ceil_div(w->rows, GEMV_WARPS), GEMV_WARPS * 32, 0, c->stream>>>(
-        out, x, (const __half *)w->data, w->rows, (int32_t)w->cols, accumulate);
+    gemv_kernel<N><<<p.first_block[GEMV_MAX_WEIGHTS], GEMV_WARPS * 32, 0, c->stream>>>(p, x, cols, accumulate);
 }
 
-static int gemv(cuda_impl *c, float *out, const float *x, const kvz_weight *w, int32_t n, int accumulate)
+/* out[k] (n, w[k].rows) = x (n, cols) · w[k]ᵀ (or += when accumulate) for k <
+ * count, GEMV_MAX_WEIGHTS products a launch; gemv_takes holds for each. */
+static int gemv(cuda_impl *c, int32_t count, float *const *out, const float *x, const kvz_weight *const *w,
+                int32_t n, int accumulate)
 {
-    if (w->type != KVZ_GGML_F16)
-        return kvz_errorf(KVZ_ERR_INTERNAL, "cuda: matmul expects f16 weights");
-    switch (n) {
-    case 1: gemv_launch<1>(c, out, x, w, accumulate); break;
-    case 2: gemv_launch<2>(c, out, x, w, accumulate); break;
-    case 3: gemv_launch<3>(c, out, x, w, accumulate); break;
-    default: gemv_launch<GEMV_MAX_ROWS>(c, out, x, w, accumulate); break;
+    for (int32_t first = 0; first < count; first += GEMV_MAX_WEIGHTS) {
+        gemv_batch p = {};
+        for (int k = 0; k < GEMV_MAX_WEIGHTS; k++) {
+            const int32_t i = first + k;
+            p.first_block[k + 1] = p.first_block[k];
+            if (i >= count)
+                continue;
+            if (w[i]->type != KVZ_GGML_F16)
+                return kvz_errorf(KVZ_ERR_INTERNAL, "cuda: matmul expects f16 weights");
+            p.out[k] = out[i], p.w[k] = (const __half *)w[i]->data, p.rows[k] = w[i]->rows;
+            p.first_block[k + 1] += ceil_div(w[i]->rows, GEMV_WARPS);
+        }
+        const int32_t cols = (int32_t)w[first]->cols;
+        switch (n) {
+        case 1: gemv_launch<1>(c, p, x, cols, accumulate); break;
+        case 2: gemv_launch<2>(c, p, x, cols, accumulate); break;
+        case 3: gemv_launch<3>(c, p, x, cols, accumulate); break;
+        default: gemv_launch<GEMV_MAX_ROWS>(c, p, x, cols, accumulate); break;
+        }
+        CUDA_LAUNCHED("matmul (few rows)");
     }
-    CUDA_LAUNCHED("matmul (few rows)");
     return KVZ_OK;
 }
 
@@ -139,7 +182,7 @@ int cuda_matmul(kvz_backend *b, float *out, const float *x, const kvz_weight *w,
 {
     cuda_impl *c = cuda_of(b);
     if (gemv_takes(c, x, w, n))
-        return gemv(c, out, x, w, n, accumulate);
+        return gemv(c, 1, &out, x, &w, n, accumulate);
     const int64_t elems = (int64_t)n * w->cols;
     KVZ_TRY(half_input(c, elems));
     to_half_kernel<<<ceil_div(elems, 256), 256, 0, c->stream>>>(c->x_half, x, elems);
@@ -160,9 +203,7 @@ int cuda_norm_matmul_many(kvz_backend *b, int32_t count, float *const *out, floa
         own = own && gemv_takes(c, h, w[i], n);
     if (own) {
         KVZ_TRY(cuda_rmsnorm_f16(c, h, NULL, x, norm, n, dim, eps));
-        for (int32_t i = 0; i < count; i++)
-            KVZ_TRY(gemv(c, out[i], h, w[i], n, 0));
-        return KVZ_OK;
+        return gemv(c, count, out, h, w, n, 0);
     }
     KVZ_TRY(half_input(c, (int64_t)n * dim));
     KVZ_TRY(cuda_rmsnorm_f16(c, h, c->x_half, x, norm, n, dim, eps));
@@ -178,7 +219,7 @@ int cuda_swiglu_matmul(kvz_backend *b, float *out, float *gate, const float *up,
     const int64_t elems = (int64_t)n * w->cols;
     if (gemv_takes(c, gate, w, n)) {
         KVZ_TRY(cuda_swiglu_f16(c, gate, NULL, up, elems));
-        return gemv(c, out, gate, w, n, accumulate);
+        return gemv(c, 1, &out, gate, &w, n, accumulate);
     }
     KVZ_TRY(half_input(c, elems));
     KVZ_TRY(cuda_swiglu_f16(c, gate, c->x_half, up, elems));

@@ -1,30 +1,29 @@
 /*
- * rope.cu — rotary position embedding on the device, angles in double as on
- * the CPU (kernels/cpu/rope.c) so RoPE at load reproduces prefill.
+ * rope.cu — rotary position embedding on the device (twin of
+ * kernels/cpu/rope.c), and a layer's step between its q/k/v products and its
+ * attention in one launch: q and k rotated, k and v appended to the caches.
  */
 #include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/rope.cuh"
 
-/* Thread per (token, head, pair). */
+/* Thread per (token, head, rotated pair). */
 __global__ static void rope_kernel(float *x, const int32_t *positions, int32_t n, int32_t n_heads,
                                    int32_t head_dim, int32_t rope_dim, double log_base, int neox,
                                    int inverse)
 {
-    int32_t half = rope_dim / 2;
-    int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const int32_t half = rope_dim / 2;
+    const int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (int64_t)n * n_heads * half)
         return;
-    int32_t j = (int32_t)(idx % half);
-    int64_t row = idx / half; /* token * n_heads + head */
-    int32_t i = (int32_t)(row / n_heads);
-    double theta = (double)positions[i] * exp(-2.0 * j / rope_dim * log_base);
-    double sn, cs;
-    sincos(theta, &sn, &cs);
-    float c = (float)cs, s = inverse ? -(float)sn : (float)sn;
+    const int32_t j = (int32_t)(idx % half);
+    const int64_t row = idx / half; /* token * n_heads + head */
+    int32_t c0, c1;
+    rope_pair_channels(j, half, neox, &c0, &c1);
     float *v = x + row * head_dim;
-    int32_t a = neox ? j : 2 * j, b = neox ? j + half : 2 * j + 1;
-    float x0 = v[a], x1 = v[b];
-    v[a] = x0 * c - x1 * s;
-    v[b] = x0 * s + x1 * c;
+    float x0 = v[c0], x1 = v[c1];
+    rope_rotate(&x0, &x1, positions[row / n_heads], j, rope_dim, log_base, inverse);
+    v[c0] = x0;
+    v[c1] = x1;
 }
 
 int cuda_rope(kvz_backend *b, float *x, const int32_t *positions, int32_t n, int32_t n_heads,
@@ -35,5 +34,69 @@ int cuda_rope(kvz_backend *b, float *x, const int32_t *positions, int32_t n, int
         x, positions, n, n_heads, p->head_dim, p->rope_dim, log((double)p->freq_base),
         p->mode == KVZ_ROPE_NEOX, inverse);
     CUDA_LAUNCHED("rope");
+    return KVZ_OK;
+}
+
+struct rope_kv_append_args {
+    float *k_cache, *v_cache, *q, *k;
+    const float *v;
+    const int32_t *positions;
+    const int64_t *head_base; /* NULL: dense caches, head h's rows from h * capacity */
+    const int32_t *head_rows;
+    int32_t n, pos0, n_heads, n_kv_heads, head_dim, capacity, rope_dim;
+    bool neox;
+    double log_base;
+};
+
+/* Thread per (token i, head slot, channel pair j). Slots [0, n_heads) are
+ * q's heads: their rotated pairs turn in place. Slot n_heads + h is k's and
+ * v's head h: k's pair turns in place (when rotated), and both land in the
+ * caches at the row after head h's existing rows, as kvz_cpu_kv_append puts them. */
+__global__ static void rope_kv_append_kernel(rope_kv_append_args a)
+{
+    const int32_t pairs = a.head_dim / 2, slots = a.n_heads + a.n_kv_heads, half = a.rope_dim / 2;
+    const int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (int64_t)a.n * slots * pairs)
+        return;
+    const int32_t j = (int32_t)(idx % pairs), slot = (int32_t)(idx / pairs % slots);
+    const int32_t i = (int32_t)(idx / ((int64_t)pairs * slots));
+    int32_t c0, c1;
+    rope_pair_channels(j, half, a.neox, &c0, &c1);
+    if (slot < a.n_heads) {
+        if (j >= half)
+            return;
+        float *row = a.q + ((int64_t)i * a.n_heads + slot) * a.head_dim;
+        float x0 = row[c0], x1 = row[c1];
+        rope_rotate(&x0, &x1, a.positions[i], j, a.rope_dim, a.log_base, false);
+        row[c0] = x0;
+        row[c1] = x1;
+        return;
+    }
+    const int32_t h = slot - a.n_heads;
+    const int64_t src = ((int64_t)i * a.n_kv_heads + h) * a.head_dim;
+    float *krow = a.k + src;
+    float x0 = krow[c0], x1 = krow[c1];
+    if (j < half) {
+        rope_rotate(&x0, &x1, a.positions[i], j, a.rope_dim, a.log_base, false);
+        krow[c0] = x0;
+        krow[c1] = x1;
+    }
+    const int64_t first = a.head_base ? a.head_base[h] + a.head_rows[h] : (int64_t)h * a.capacity + a.pos0;
+    const int64_t dst = (first + i) * a.head_dim;
+    a.k_cache[dst + c0] = x0;
+    a.k_cache[dst + c1] = x1;
+    a.v_cache[dst + c0] = a.v[src + c0];
+    a.v_cache[dst + c1] = a.v[src + c1];
+}
+
+int cuda_rope_kv_append(kvz_backend *b, float *k_cache, float *v_cache, float *q, float *k, const float *v,
+                        const int32_t *positions, const kvz_attention_params *p, const kvz_rope_params *rope)
+{
+    rope_kv_append_args a = {k_cache, v_cache, q, k, v, positions, p->head_base, p->head_rows,
+                             p->n, p->pos0, p->n_heads, p->n_kv_heads, p->head_dim, p->capacity,
+                             rope->rope_dim, rope->mode == KVZ_ROPE_NEOX, log((double)rope->freq_base)};
+    int64_t total = (int64_t)p->n * (p->n_heads + p->n_kv_heads) * (p->head_dim / 2);
+    rope_kv_append_kernel<<<ceil_div(total, 256), 256, 0, cuda_of(b)->stream>>>(a);
+    CUDA_LAUNCHED("rope_kv_append");
     return KVZ_OK;
 }

@@ -150,35 +150,41 @@ static void free_both(kvz_weight *wc, kvz_weight *wg, uint8_t *src)
  * and each output bit for bit the GPU's own matmul of h. */
 static void test_norm_matmul_many(void **state)
 {
-    const int64_t rows[3] = {384, 128, 128}, cols = 576; /* SmolLM2's dim: not whole 256-column strides */
+    /* SmolLM2's dim: not whole 256-column strides. Four weights: the GPU's own
+     * kernel takes three a launch, so a second launch takes the fourth; 124 and
+     * 44 rows end in a part-filled block of 8, the first in the middle of a launch. */
+    enum { W = 4 };
+    const int64_t rows[W] = {384, 124, 128, 44}, cols = 576;
     const float eps = 1e-5f;
-    kvz_weight wc[3], wg[3];
-    uint8_t *src[3];
-    for (int i = 0; i < 3; i++)
+    kvz_weight wc[W], wg[W];
+    uint8_t *src[W];
+    for (int i = 0; i < W; i++)
         load_both(&wc[i], &wg[i], rows[i], cols, &src[i]);
-    const kvz_weight *const cpu_weights[3] = {&wc[0], &wc[1], &wc[2]}, *const weights[3] = {&wg[0], &wg[1], &wg[2]};
+    const kvz_weight *cpu_weights[W], *weights[W];
+    for (int i = 0; i < W; i++)
+        cpu_weights[i] = &wc[i], weights[i] = &wg[i];
     float *norm = host_random(cols, 2.0f), *d_norm = dev(norm, cols * 4);
     const int32_t ns[] = {1, 77};
     for (size_t k = 0; k < 2; k++) {
         const int32_t n = ns[k];
         const size_t xn = (size_t)n * cols;
-        float *x = host_random(xn, 1.0f), *dx = dev(x, xn * 4), *h = malloc(xn * 4), *dh, *want[3], *many[3], *one[3];
+        float *x = host_random(xn, 1.0f), *dx = dev(x, xn * 4), *h = malloc(xn * 4), *dh, *want[W], *many[W], *one[W];
         float *other = host_random(xn, 1.0f), *d_other = dev(other, xn * 4);
         CHECK_OK(gpu->ops->alloc(gpu, xn * 4, (void **)&dh));
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < W; i++) {
             want[i] = malloc((size_t)n * rows[i] * 4);
             CHECK_OK(gpu->ops->alloc(gpu, (size_t)n * rows[i] * 4, (void **)&many[i]));
             CHECK_OK(gpu->ops->alloc(gpu, (size_t)n * rows[i] * 4, (void **)&one[i]));
         }
-        CHECK_OK(cpu->ops->norm_matmul_many(cpu, 3, want, h, x, norm, eps, cpu_weights, n));
+        CHECK_OK(cpu->ops->norm_matmul_many(cpu, W, want, h, x, norm, eps, cpu_weights, n));
         /* another input converted last: norm_matmul_many must write its own */
         CHECK_OK(gpu->ops->matmul(gpu, one[0], d_other, &wg[0], n, 0));
-        CHECK_OK(gpu->ops->norm_matmul_many(gpu, 3, many, dh, dx, d_norm, eps, weights, n));
-        for (int i = 0; i < 3; i++)
+        CHECK_OK(gpu->ops->norm_matmul_many(gpu, W, many, dh, dx, d_norm, eps, weights, n));
+        for (int i = 0; i < W; i++)
             CHECK_OK(gpu->ops->matmul(gpu, one[i], dh, &wg[i], n, 0));
         float *got_h = back(dh, xn);
         expect_close("norm_matmul_many: the norm", h, got_h, xn, 1e-5);
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < W; i++) {
             float *got = back(many[i], (size_t)n * rows[i]), *alone = back(one[i], (size_t)n * rows[i]);
             char what[64];
             snprintf(what, sizeof what, "norm_matmul_many weight %d (%lld rows) n=%d", i, (long long)rows[i], n);
@@ -191,7 +197,7 @@ static void test_norm_matmul_many(void **state)
         gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dh), gpu->ops->free(gpu, d_other);
         free(x), free(h), free(other), free(got_h);
     }
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < W; i++)
         free_both(&wc[i], &wg[i], src[i]);
     gpu->ops->free(gpu, d_norm);
     free(norm);
@@ -310,27 +316,55 @@ static void compare_attention(const char *what, const float *q, const float *kc,
     free(out);
 }
 
+/* rope_kv_append on both backends from the same q, k and v, into caches
+ * equal on both (host kc, vc; device dkc, dvc), for tokens at positions
+ * first_pos..: q and k must turn alike, and the caches take the same rows.
+ * host_p and dev_p differ only in where head_base and head_rows live. */
+static void compare_rope_kv_append(const char *what, float *kc, float *vc, float *dkc, float *dvc, size_t cache,
+                                   const kvz_attention_params *host_p, const kvz_attention_params *dev_p,
+                                   int32_t first_pos, const kvz_rope_params *rope)
+{
+    const kvz_attention_params *p = host_p;
+    size_t qn = (size_t)p->n * p->n_heads * p->head_dim, kvn = (size_t)p->n * p->n_kv_heads * p->head_dim;
+    float *q = host_random(qn, 2.0f), *k = host_random(kvn, 1.0f), *v = host_random(kvn, 1.0f);
+    int32_t *pos = malloc(sizeof(int32_t) * p->n);
+    for (int32_t i = 0; i < p->n; i++)
+        pos[i] = first_pos + i;
+    float *dq = dev(q, qn * 4), *dk = dev(k, kvn * 4), *dv = dev(v, kvn * 4);
+    int32_t *dpos = dev(pos, sizeof(int32_t) * p->n);
+    CHECK_OK(cpu->ops->rope_kv_append(cpu, kc, vc, q, k, v, pos, host_p, rope));
+    CHECK_OK(gpu->ops->rope_kv_append(gpu, dkc, dvc, dq, dk, dv, dpos, dev_p, rope));
+    const struct { const char *part; const float *want, *dev; size_t n; double bound; } parts[] = {
+        {"q", q, dq, qn, 1e-6}, {"k", k, dk, kvn, 1e-6}, {"k cache", kc, dkc, cache, 1e-6},
+        {"v cache", vc, dvc, cache, 0}};
+    for (int i = 0; i < 4; i++) {
+        char label[128];
+        snprintf(label, sizeof label, "%s: %s", what, parts[i].part);
+        float *got = back(parts[i].dev, parts[i].n);
+        expect_close(label, parts[i].want, got, parts[i].n, parts[i].bound);
+        free(got);
+    }
+    free(q), free(k), free(v), free(pos);
+    gpu->ops->free(gpu, dq), gpu->ops->free(gpu, dk), gpu->ops->free(gpu, dv), gpu->ops->free(gpu, dpos);
+}
+
 static void check_attention(int32_t n, int32_t pos0, int32_t n_heads, int32_t n_kv, int32_t hd)
 {
     kvz_attention_params p = {.n = n, .pos0 = pos0, .n_heads = n_heads, .n_kv_heads = n_kv,
                               .head_dim = hd, .capacity = pos0 + n + 3, .scale = 1.0f / sqrtf((float)hd)};
-    size_t cache = (size_t)n_kv * p.capacity * hd, qn = (size_t)n * n_heads * hd, kvn = (size_t)n * n_kv * hd;
-    float *kc = host_random(cache, 1.0f), *vc = host_random(cache, 1.0f);
-    float *q = host_random(qn, 2.0f), *k = host_random(kvn, 1.0f), *v = host_random(kvn, 1.0f);
+    /* head size 96 also turns only part of each head, the neox way */
+    kvz_rope_params rope = {.head_dim = hd, .rope_dim = hd == 96 ? 64 : hd, .freq_base = 10000.0f,
+                            .mode = hd == 96 ? KVZ_ROPE_NEOX : KVZ_ROPE_NORMAL};
+    size_t cache = (size_t)n_kv * p.capacity * hd, qn = (size_t)n * n_heads * hd;
+    float *kc = host_random(cache, 1.0f), *vc = host_random(cache, 1.0f), *q = host_random(qn, 2.0f);
     float *dkc = dev(kc, cache * 4), *dvc = dev(vc, cache * 4);
-    float *dk = dev(k, kvn * 4), *dv = dev(v, kvn * 4);
-    CHECK_OK(cpu->ops->kv_append(cpu, kc, vc, k, v, &p));
-    CHECK_OK(gpu->ops->kv_append(gpu, dkc, dvc, dk, dv, &p));
-    float *got = back(dkc, cache);
-    expect_close("kv_append", kc, got, cache, 0);
-    free(got);
     char what[96];
+    snprintf(what, sizeof what, "rope_kv_append n=%d pos0=%d heads %d/%d", n, pos0, n_heads, n_kv);
+    compare_rope_kv_append(what, kc, vc, dkc, dvc, cache, &p, &p, pos0, &rope);
     snprintf(what, sizeof what, "attention n=%d pos0=%d heads %d/%d hd %d", n, pos0, n_heads, n_kv, hd);
     compare_attention(what, q, kc, vc, cache, &p, &p);
-    free(kc), free(vc), free(q), free(k), free(v);
-    float *bufs[] = {dkc, dvc, dk, dv};
-    for (int i = 0; i < 4; i++)
-        gpu->ops->free(gpu, bufs[i]);
+    free(kc), free(vc), free(q);
+    gpu->ops->free(gpu, dkc), gpu->ops->free(gpu, dvc);
 }
 
 /* A loaded cache: heads of different lengths, each followed by n query rows. */
@@ -354,11 +388,16 @@ static void check_attention_ragged(int32_t n, const int32_t *rows, int32_t n_hea
     kvz_attention_params dp = p;
     dp.head_base = dbase;
     dp.head_rows = drows;
+    /* the question's rows go after each head's own: its positions follow the document's */
+    kvz_rope_params rope = {.head_dim = hd, .rope_dim = hd, .freq_base = 500000.0f, .mode = KVZ_ROPE_NORMAL};
+    float *dkc = dev(kc, cache * 4), *dvc = dev(vc, cache * 4);
     char what[96];
+    snprintf(what, sizeof what, "ragged rope_kv_append n=%d heads %d/%d", n, n_heads, n_kv);
+    compare_rope_kv_append(what, kc, vc, dkc, dvc, cache, &p, &dp, 3000, &rope);
     snprintf(what, sizeof what, "ragged attention n=%d heads %d/%d hd %d", n, n_heads, n_kv, hd);
     compare_attention(what, q, kc, vc, cache, &p, &dp);
-    gpu->ops->free(gpu, dbase);
-    gpu->ops->free(gpu, drows);
+    gpu->ops->free(gpu, dbase), gpu->ops->free(gpu, drows);
+    gpu->ops->free(gpu, dkc), gpu->ops->free(gpu, dvc);
     free(kc), free(vc), free(q);
 }
 

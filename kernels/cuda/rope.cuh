@@ -1,0 +1,33 @@
+/*
+ * rope.cuh — RoPE's rotation of one channel pair, shared by the kernels that
+ * rotate (rope.cu: queries and new keys; kv_load.cu: stored keys at load).
+ * Angles in double, as kernels/cpu/rope.c: RoPE at load must reproduce
+ * prefill, and an f32 angle at tens of thousands of positions is ~1e-3 rad off.
+ */
+#ifndef KVZ_KERNELS_CUDA_ROPE_CUH
+#define KVZ_KERNELS_CUDA_ROPE_CUH
+
+#include <stdint.h>
+
+/* The channels (c0, c1) of pair j of a head whose first 2 * half channels
+ * rotate: for j < half, the two RoPE turns together (normal: 2j and 2j + 1;
+ * neox: j and j + half); past them, channels 2j and 2j + 1, not rotated. */
+__device__ inline void rope_pair_channels(int32_t j, int32_t half, bool neox, int32_t *c0, int32_t *c1)
+{
+    const bool rotated = j < half;
+    *c0 = rotated && neox ? j : 2 * j;
+    *c1 = rotated && neox ? j + half : 2 * j + 1;
+}
+
+/* (x0, x1) of rotated pair j turned by its angle at `position` (back when inverse). */
+__device__ inline void rope_rotate(float *x0, float *x1, int32_t position, int32_t j, int32_t rope_dim,
+                                   double log_base, bool inverse)
+{
+    double theta = (double)position * exp(-2.0 * j / rope_dim * log_base), sn, cs;
+    sincos(theta, &sn, &cs);
+    const float c = (float)cs, s = inverse ? -(float)sn : (float)sn;
+    const float r0 = *x0 * c - *x1 * s, r1 = *x0 * s + *x1 * c;
+    *x0 = r0, *x1 = r1;
+}
+
+#endif
