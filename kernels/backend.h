@@ -169,9 +169,10 @@ typedef struct kvz_backend_ops {
      * w[i].cols: the attention's q, k and v, the MLP's gate and up, the
      * logits. One call, so that a backend may make h ready for the products
      * as it writes it: the GPU's norm kernel also writes the f16 copy that
-     * cuBLAS reads, which a conversion launch of its own made before (a
-     * decode step's few rows go to a kernel that reads h as it is). h may not
-     * alias x. */
+     * cuBLAS reads, which a conversion launch of its own made before, and a
+     * decode step's few rows go to a kernel that reads h as it is or, for
+     * small weights, normalises x itself as it reads it (and writes h too).
+     * h may not alias x. */
     int (*norm_matmul_many)(kvz_backend *b, int32_t count, float *const *out, float *h, const float *x,
                             const float *norm, float eps, const kvz_weight *const *w, int32_t n);
     /* out (n, table.cols) = rows `tokens[i]` of table. */
@@ -184,9 +185,11 @@ typedef struct kvz_backend_ops {
      * idx is backend memory. The compiler reads kept cache rows this way. */
     int (*gather_rows)(kvz_backend *b, float *dst, const float *src, const int32_t *idx, int32_t count,
                        int32_t width);
-    /* gate (n, w.cols) = silu(gate) * up (SwiGLU, in place), then out (n,
-     * w.rows) = gate · wᵀ, or += when accumulate: the MLP's down projection,
-     * one call for the reason norm_matmul_many is. */
+    /* out (n, w.rows) = (silu(gate) * up) · wᵀ, or += when accumulate: SwiGLU
+     * (gate and up (n, w.cols)), then the MLP's down projection, one call for
+     * the reason norm_matmul_many is. gate is scratch: it may hold the SwiGLU
+     * afterwards (the CPU works in place), or not (the GPU's own product
+     * kernel applies it as it reads gate). */
     int (*swiglu_matmul)(kvz_backend *b, float *out, float *gate, const float *up, const kvz_weight *w,
                          int32_t n, int accumulate);
     /* A layer's step between its q/k/v products and its attention: q (n,

@@ -6,6 +6,7 @@
  * (matmul.cu).
  */
 #include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/row_ops.cuh"
 
 extern "C" {
 #include "kernels/ggml_types.h"
@@ -57,25 +58,9 @@ __global__ static void rmsnorm_kernel(float *out, __half *out_half, const float 
     const float *xr = x + (int64_t)blockIdx.x * dim;
     float *orow = out + (int64_t)blockIdx.x * dim;
     __half *hrow = out_half ? out_half + (int64_t)blockIdx.x * dim : NULL;
-    float s = 0.0f;
-    for (int j = threadIdx.x; j < dim; j += blockDim.x)
-        s += xr[j] * xr[j];
-    for (int off = 16; off > 0; off >>= 1)
-        s += __shfl_xor_sync(0xffffffffu, s, off);
-    if ((threadIdx.x & 31) == 0)
-        partial[threadIdx.x >> 5] = s;
-    __syncthreads();
-    if (threadIdx.x < 32) {
-        s = threadIdx.x < (blockDim.x + 31) / 32 ? partial[threadIdx.x] : 0.0f;
-        for (int off = 16; off > 0; off >>= 1)
-            s += __shfl_xor_sync(0xffffffffu, s, off);
-        if (threadIdx.x == 0)
-            partial[0] = rsqrtf(s / dim + eps);
-    }
-    __syncthreads();
-    float scale = partial[0];
+    const float inv = block_inv_rms(xr, dim, eps, partial);
     for (int j = threadIdx.x; j < dim; j += blockDim.x) {
-        float y = xr[j] * scale * w[j];
+        float y = rms_scaled(xr[j], inv, w[j]);
         orow[j] = y;
         if (hrow)
             hrow[j] = __float2half(y);
@@ -94,8 +79,7 @@ __global__ static void swiglu_kernel(float *gate, __half *gate_half, const float
 {
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < count) {
-        float g = gate[i];
-        float y = g / (1.0f + expf(-g)) * up[i];
+        float y = swiglu_value(gate[i], up[i]);
         gate[i] = y;
         if (gate_half)
             gate_half[i] = __float2half(y);

@@ -6,13 +6,17 @@
  * is bound by their bandwidth: its own kernel (gemv_kernel) reads them 16 bytes
  * a lane with many loads in flight and the f32 input as it is, with no
  * conversion, and takes the products of one input by up to 3 weights (q, k
- * and v) in one launch. Larger ones go to cuBLAS with f16 activations:
+ * and v) in one launch. Where the weights are small (SmolLM2), it also
+ * applies the RMSNorm or SwiGLU before the product to its input as it reads
+ * it, so a layer's decode step saves those launches too. Larger ones go to
+ * cuBLAS with f16 activations:
  * matmul converts its input in a launch of its own; norm_matmul_many and
  * swiglu_matmul have the norm's or SwiGLU's launch write it (one launch for the
  * input of q, k and v, one for gate and up, none for down).
  * KVZ_CUDA_GEMV=0 sends every product to cuBLAS, for comparison.
  */
 #include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/row_ops.cuh"
 
 extern "C" {
 #include "kernels/ggml_types.h"
@@ -51,15 +55,63 @@ __device__ inline T pick(const T (&a)[GEMV_MAX_WEIGHTS], int k)
     return k == 0 ? a[0] : k == 1 ? a[1] : a[2];
 }
 
+/* What the product kernel reads as its input: the rows x as they are, or
+ * RMSNorm of x (aux: the norm's weights; block 0 also writes the normalised
+ * rows to `normalised`), or SwiGLU of gate x and up aux. */
+enum gemv_input_kind { GEMV_PLAIN, GEMV_RMSNORM, GEMV_SWIGLU };
+struct gemv_input {
+    const float *x, *aux;
+    float *normalised;
+    float eps;
+};
+
+/* The input's 8 floats of row i at columns c.. (inv: row i's RMSNorm scale). */
+template <int KIND>
+__device__ inline void gemv_input8(const gemv_input &in, int i, int32_t c, int32_t cols, float inv,
+                                   float v[GEMV_VEC])
+{
+    const float *xr = in.x + (size_t)i * cols + c;
+    const float4 a = *(const float4 *)xr, b = *(const float4 *)(xr + 4);
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+    if (KIND == GEMV_PLAIN)
+        return;
+    const float *ar = KIND == GEMV_RMSNORM ? in.aux + c : in.aux + (size_t)i * cols + c;
+    const float4 p = *(const float4 *)ar, q = *(const float4 *)(ar + 4);
+    const float u[GEMV_VEC] = {p.x, p.y, p.z, p.w, q.x, q.y, q.z, q.w};
+#pragma unroll
+    for (int e = 0; e < GEMV_VEC; e++)
+        v[e] = KIND == GEMV_RMSNORM ? rms_scaled(v[e], inv, u[e]) : swiglu_value(v[e], u[e]);
+}
+
 /* Warp v of block b works for the product whose blocks hold b: it makes
  * out[i][row] for that product's row = (b - its first block) * GEMV_WARPS + v
  * and every input row i < N. Its lanes walk the weight row 8 halves at a
  * time, each with the input's 8 floats at the same columns, and the warp
- * sums the lanes. */
-template <int N>
+ * sums the lanes. With RMSNorm, each block first finds the N rows' scales
+ * (the rows are short next to the block's weights; see GEMV_FUSE_MAX_BYTES). */
+template <int N, int KIND>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
-    gemv_kernel(gemv_batch p, const float *x, int32_t cols, int accumulate)
+    gemv_kernel(gemv_batch p, gemv_input in, int32_t cols, int accumulate)
 {
+    float inv[N];
+#pragma unroll
+    for (int i = 0; i < N; i++)
+        inv[i] = 1.0f;
+    if (KIND == GEMV_RMSNORM) {
+        __shared__ float partial[32];
+#pragma unroll
+        for (int i = 0; i < N; i++)
+            inv[i] = block_inv_rms(in.x + (size_t)i * cols, cols, in.eps, partial);
+        if (blockIdx.x == 0)
+            for (int64_t j = threadIdx.x; j < (int64_t)N * cols; j += blockDim.x) {
+                const int i = (int)(j / cols);
+                float s = inv[0];
+#pragma unroll
+                for (int r = 1; r < N; r++)
+                    s = i == r ? inv[r] : s;
+                in.normalised[j] = rms_scaled(in.x[j], s, in.aux[j % cols]);
+            }
+    }
     const int64_t block = blockIdx.x;
     const int k = block >= p.first_block[2] ? 2 : block >= p.first_block[1] ? 1 : 0;
     const int64_t rows = pick(p.rows, k);
@@ -82,10 +134,12 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
             wf[e] = __half2float(wv.h[e]);
 #pragma unroll
         for (int i = 0; i < N; i++) {
-            float4 a = *(const float4 *)(x + (size_t)i * cols + c), b = *(const float4 *)(x + (size_t)i * cols + c + 4);
+            float v[GEMV_VEC];
+            gemv_input8<KIND>(in, i, c, cols, inv[i], v);
             float s = acc[i];
-            s = fmaf(wf[0], a.x, s), s = fmaf(wf[1], a.y, s), s = fmaf(wf[2], a.z, s), s = fmaf(wf[3], a.w, s);
-            s = fmaf(wf[4], b.x, s), s = fmaf(wf[5], b.y, s), s = fmaf(wf[6], b.z, s), s = fmaf(wf[7], b.w, s);
+#pragma unroll
+            for (int e = 0; e < GEMV_VEC; e++)
+                s = fmaf(wf[e], v[e], s);
             acc[i] = s;
         }
     }
@@ -111,16 +165,44 @@ static int gemv_takes(const cuda_impl *c, const float *x, const kvz_weight *w, i
            ((uintptr_t)x | (uintptr_t)w->data) % 16 == 0;
 }
 
-template <int N>
-static void gemv_launch(cuda_impl *c, const gemv_batch &p, const float *x, int32_t cols, int accumulate)
+/* One launch's products apply RMSNorm or SwiGLU to their input as they read
+ * it, instead of after a launch of its own, when its weights total at most
+ * this. Each block then also reads the input rows and the norm's weights (or
+ * up): half again the bytes of its 8 weight rows, from L2. Against the launch
+ * saved (some microseconds), that pays while the weights are small (SmolLM2's
+ * q/k/v: 1.1 MB, gate/up: 3.5 MB, down: 1.7 MB), not where a product streams
+ * them at full bandwidth for longer than a launch takes (Llama-3-8B's q/k/v:
+ * 50 MB). */
+#define GEMV_FUSE_MAX_BYTES ((size_t)8 << 20)
+
+/* Whether the products of x by w[0 .. count) (each of which gemv_takes) go to
+ * one launch of gemv_kernel that reads aux too (the norm's weights or up). */
+static int gemv_fuses(const float *x, const float *aux, const kvz_weight *const *w, int32_t count)
 {
-    gemv_kernel<N><<<p.first_block[GEMV_MAX_WEIGHTS], GEMV_WARPS * 32, 0, c->stream>>>(p, x, cols, accumulate);
+    size_t bytes = 0;
+    for (int32_t i = 0; i < count; i++)
+        bytes += (size_t)w[i]->rows * (size_t)w[i]->cols * sizeof(__half);
+    return count <= GEMV_MAX_WEIGHTS && bytes <= GEMV_FUSE_MAX_BYTES && ((uintptr_t)x | (uintptr_t)aux) % 16 == 0;
 }
 
-/* out[k] (n, w[k].rows) = x (n, cols) · w[k]ᵀ (or += when accumulate) for k <
- * count, GEMV_MAX_WEIGHTS products a launch; gemv_takes holds for each. */
-static int gemv(cuda_impl *c, int32_t count, float *const *out, const float *x, const kvz_weight *const *w,
-                int32_t n, int accumulate)
+template <int N>
+static void gemv_launch(cuda_impl *c, gemv_input_kind kind, const gemv_batch &p, const gemv_input &in,
+                        int32_t cols, int accumulate)
+{
+    const int64_t blocks = p.first_block[GEMV_MAX_WEIGHTS];
+    if (kind == GEMV_RMSNORM)
+        gemv_kernel<N, GEMV_RMSNORM><<<blocks, GEMV_WARPS * 32, 0, c->stream>>>(p, in, cols, accumulate);
+    else if (kind == GEMV_SWIGLU)
+        gemv_kernel<N, GEMV_SWIGLU><<<blocks, GEMV_WARPS * 32, 0, c->stream>>>(p, in, cols, accumulate);
+    else
+        gemv_kernel<N, GEMV_PLAIN><<<blocks, GEMV_WARPS * 32, 0, c->stream>>>(p, in, cols, accumulate);
+}
+
+/* out[k] (n, w[k].rows) = input (n, cols) · w[k]ᵀ (or += when accumulate)
+ * for k < count, GEMV_MAX_WEIGHTS products a launch; gemv_takes holds for
+ * each. An input that applies RMSNorm or SwiGLU (gemv_fuses) takes one launch. */
+static int gemv(cuda_impl *c, gemv_input_kind kind, int32_t count, float *const *out, const gemv_input &in,
+                const kvz_weight *const *w, int32_t n, int accumulate)
 {
     for (int32_t first = 0; first < count; first += GEMV_MAX_WEIGHTS) {
         gemv_batch p = {};
@@ -136,12 +218,14 @@ static int gemv(cuda_impl *c, int32_t count, float *const *out, const float *x, 
         }
         const int32_t cols = (int32_t)w[first]->cols;
         switch (n) {
-        case 1: gemv_launch<1>(c, p, x, cols, accumulate); break;
-        case 2: gemv_launch<2>(c, p, x, cols, accumulate); break;
-        case 3: gemv_launch<3>(c, p, x, cols, accumulate); break;
-        default: gemv_launch<GEMV_MAX_ROWS>(c, p, x, cols, accumulate); break;
+        case 1: gemv_launch<1>(c, kind, p, in, cols, accumulate); break;
+        case 2: gemv_launch<2>(c, kind, p, in, cols, accumulate); break;
+        case 3: gemv_launch<3>(c, kind, p, in, cols, accumulate); break;
+        default: gemv_launch<GEMV_MAX_ROWS>(c, kind, p, in, cols, accumulate); break;
         }
-        CUDA_LAUNCHED("matmul (few rows)");
+        CUDA_LAUNCHED(kind == GEMV_RMSNORM  ? "rmsnorm + matmul (few rows)"
+                      : kind == GEMV_SWIGLU ? "swiglu + matmul (few rows)"
+                                            : "matmul (few rows)");
     }
     return KVZ_OK;
 }
@@ -182,7 +266,7 @@ int cuda_matmul(kvz_backend *b, float *out, const float *x, const kvz_weight *w,
 {
     cuda_impl *c = cuda_of(b);
     if (gemv_takes(c, x, w, n))
-        return gemv(c, 1, &out, x, &w, n, accumulate);
+        return gemv(c, GEMV_PLAIN, 1, &out, gemv_input{x, NULL, NULL, 0.0f}, &w, n, accumulate);
     const int64_t elems = (int64_t)n * w->cols;
     KVZ_TRY(half_input(c, elems));
     to_half_kernel<<<ceil_div(elems, 256), 256, 0, c->stream>>>(c->x_half, x, elems);
@@ -201,9 +285,11 @@ int cuda_norm_matmul_many(kvz_backend *b, int32_t count, float *const *out, floa
     int own = 1;
     for (int32_t i = 0; i < count; i++)
         own = own && gemv_takes(c, h, w[i], n);
+    if (own && gemv_fuses(x, norm, w, count))
+        return gemv(c, GEMV_RMSNORM, count, out, gemv_input{x, norm, h, eps}, w, n, 0);
     if (own) {
         KVZ_TRY(cuda_rmsnorm_f16(c, h, NULL, x, norm, n, dim, eps));
-        return gemv(c, count, out, h, w, n, 0);
+        return gemv(c, GEMV_PLAIN, count, out, gemv_input{h, NULL, NULL, 0.0f}, w, n, 0);
     }
     KVZ_TRY(half_input(c, (int64_t)n * dim));
     KVZ_TRY(cuda_rmsnorm_f16(c, h, c->x_half, x, norm, n, dim, eps));
@@ -217,9 +303,11 @@ int cuda_swiglu_matmul(kvz_backend *b, float *out, float *gate, const float *up,
 {
     cuda_impl *c = cuda_of(b);
     const int64_t elems = (int64_t)n * w->cols;
+    if (gemv_takes(c, gate, w, n) && gemv_fuses(gate, up, &w, 1))
+        return gemv(c, GEMV_SWIGLU, 1, &out, gemv_input{gate, up, NULL, 0.0f}, &w, n, accumulate);
     if (gemv_takes(c, gate, w, n)) {
         KVZ_TRY(cuda_swiglu_f16(c, gate, NULL, up, elems));
-        return gemv(c, 1, &out, gate, &w, n, accumulate);
+        return gemv(c, GEMV_PLAIN, 1, &out, gemv_input{gate, NULL, NULL, 0.0f}, &w, n, accumulate);
     }
     KVZ_TRY(half_input(c, elems));
     KVZ_TRY(cuda_swiglu_f16(c, gate, c->x_half, up, elems));

@@ -145,50 +145,51 @@ static void free_both(kvz_weight *wc, kvz_weight *wg, uint8_t *src)
     free(src);
 }
 
-/* RMSNorm, then one input by several weights (q, k, v), the GPU writing the
- * f16 input in the norm's launch: h and each output as the CPU gives them,
- * and each output bit for bit the GPU's own matmul of h. */
-static void test_norm_matmul_many(void **state)
+/* RMSNorm, then one input by `count` weights of `rows[i]` rows (q, k, v) for
+ * n = 1, 3 and 77 input rows: h and each output as the CPU gives them, and
+ * each output bit for bit the GPU's own matmul of h. For n <= 4 the GPU's own
+ * kernel takes up to three products a launch and, for small weights, applies
+ * the norm itself as it reads x; for 77, the norm's launch writes cuBLAS's
+ * f16 input. */
+static void check_norm_matmul_many(const char *what, int32_t count, const int64_t *rows, int64_t cols)
 {
-    /* SmolLM2's dim: not whole 256-column strides. Four weights: the GPU's own
-     * kernel takes three a launch, so a second launch takes the fourth; 124 and
-     * 44 rows end in a part-filled block of 8, the first in the middle of a launch. */
     enum { W = 4 };
-    const int64_t rows[W] = {384, 124, 128, 44}, cols = 576;
+    assert_true(count <= W);
     const float eps = 1e-5f;
     kvz_weight wc[W], wg[W];
     uint8_t *src[W];
-    for (int i = 0; i < W; i++)
-        load_both(&wc[i], &wg[i], rows[i], cols, &src[i]);
     const kvz_weight *cpu_weights[W], *weights[W];
-    for (int i = 0; i < W; i++)
+    for (int i = 0; i < count; i++) {
+        load_both(&wc[i], &wg[i], rows[i], cols, &src[i]);
         cpu_weights[i] = &wc[i], weights[i] = &wg[i];
+    }
     float *norm = host_random(cols, 2.0f), *d_norm = dev(norm, cols * 4);
-    const int32_t ns[] = {1, 77};
-    for (size_t k = 0; k < 2; k++) {
+    const int32_t ns[] = {1, 3, 77};
+    for (size_t k = 0; k < 3; k++) {
         const int32_t n = ns[k];
         const size_t xn = (size_t)n * cols;
         float *x = host_random(xn, 1.0f), *dx = dev(x, xn * 4), *h = malloc(xn * 4), *dh, *want[W], *many[W], *one[W];
         float *other = host_random(xn, 1.0f), *d_other = dev(other, xn * 4);
         CHECK_OK(gpu->ops->alloc(gpu, xn * 4, (void **)&dh));
-        for (int i = 0; i < W; i++) {
+        for (int i = 0; i < count; i++) {
             want[i] = malloc((size_t)n * rows[i] * 4);
             CHECK_OK(gpu->ops->alloc(gpu, (size_t)n * rows[i] * 4, (void **)&many[i]));
             CHECK_OK(gpu->ops->alloc(gpu, (size_t)n * rows[i] * 4, (void **)&one[i]));
         }
-        CHECK_OK(cpu->ops->norm_matmul_many(cpu, W, want, h, x, norm, eps, cpu_weights, n));
+        CHECK_OK(cpu->ops->norm_matmul_many(cpu, count, want, h, x, norm, eps, cpu_weights, n));
         /* another input converted last: norm_matmul_many must write its own */
         CHECK_OK(gpu->ops->matmul(gpu, one[0], d_other, &wg[0], n, 0));
-        CHECK_OK(gpu->ops->norm_matmul_many(gpu, W, many, dh, dx, d_norm, eps, weights, n));
-        for (int i = 0; i < W; i++)
+        CHECK_OK(gpu->ops->norm_matmul_many(gpu, count, many, dh, dx, d_norm, eps, weights, n));
+        for (int i = 0; i < count; i++)
             CHECK_OK(gpu->ops->matmul(gpu, one[i], dh, &wg[i], n, 0));
         float *got_h = back(dh, xn);
-        expect_close("norm_matmul_many: the norm", h, got_h, xn, 1e-5);
-        for (int i = 0; i < W; i++) {
+        char label[96];
+        snprintf(label, sizeof label, "%s: the norm, n=%d", what, n);
+        expect_close(label, h, got_h, xn, 1e-5);
+        for (int i = 0; i < count; i++) {
             float *got = back(many[i], (size_t)n * rows[i]), *alone = back(one[i], (size_t)n * rows[i]);
-            char what[64];
-            snprintf(what, sizeof what, "norm_matmul_many weight %d (%lld rows) n=%d", i, (long long)rows[i], n);
-            expect_close(what, want[i], got, (size_t)n * rows[i], 2e-3);
+            snprintf(label, sizeof label, "%s: weight %d (%lld rows) n=%d", what, i, (long long)rows[i], n);
+            expect_close(label, want[i], got, (size_t)n * rows[i], 2e-3);
             assert_memory_equal(got, alone, (size_t)n * rows[i] * 4);
             free(want[i]), free(got), free(alone);
             gpu->ops->free(gpu, many[i]);
@@ -197,46 +198,60 @@ static void test_norm_matmul_many(void **state)
         gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dh), gpu->ops->free(gpu, d_other);
         free(x), free(h), free(other), free(got_h);
     }
-    for (int i = 0; i < W; i++)
+    for (int i = 0; i < count; i++)
         free_both(&wc[i], &wg[i], src[i]);
     gpu->ops->free(gpu, d_norm);
     free(norm);
 }
 
-/* SwiGLU in place, then the down projection accumulated onto out, the GPU
- * writing the f16 input in SwiGLU's launch: gate and out as the CPU gives
- * them, out bit for bit the GPU's own matmul of the new gate. */
-static void test_swiglu_matmul(void **state)
+static void test_norm_matmul_many(void **state)
 {
-    const int64_t rows = 576, cols = 1536;
+    /* SmolLM2's dim, 576: not whole 256-column strides. 124 and 44 rows end in
+     * a part-filled block of 8 warps, 124 in the middle of a launch. */
+    const int64_t three[3] = {384, 124, 44}, four[4] = {384, 124, 128, 44};
+    check_norm_matmul_many("norm_matmul_many, 3 weights", 3, three, 576); /* n <= 4: one launch, the norm in it */
+    check_norm_matmul_many("norm_matmul_many, 4 weights", 4, four, 576); /* the norm's launch, then two */
+    /* past GEMV_FUSE_MAX_BYTES (8 MiB): the norm's own launch, then the products' */
+    const int64_t large[1] = {4608};
+    check_norm_matmul_many("norm_matmul_many, 9 MiB", 1, large, 1024);
+}
+
+/* SwiGLU, then the down projection accumulated onto out, for n = 1, 3 and 77
+ * input rows: out as the CPU gives it. (gate is scratch: the GPU's own kernel
+ * leaves it as it was, applying SwiGLU as it reads it, for small weights.) */
+static void check_swiglu_matmul(int64_t rows, int64_t cols)
+{
     kvz_weight wc, wg;
     uint8_t *src;
     load_both(&wc, &wg, rows, cols, &src);
-    const int32_t ns[] = {1, 77};
-    for (size_t k = 0; k < 2; k++) {
+    const int32_t ns[] = {1, 3, 77};
+    for (size_t k = 0; k < 3; k++) {
         const int32_t n = ns[k];
         const size_t gn = (size_t)n * cols, on = (size_t)n * rows;
         float *gate = host_random(gn, 8.0f), *up = host_random(gn, 3.0f), *out = host_random(on, 1.0f);
-        float *dg = dev(gate, gn * 4), *du = dev(up, gn * 4), *dout = dev(out, on * 4), *done = dev(out, on * 4);
+        float *dg = dev(gate, gn * 4), *du = dev(up, gn * 4), *dout = dev(out, on * 4);
         float *other = host_random(gn, 1.0f), *d_other = dev(other, gn * 4), *scratch;
         CHECK_OK(gpu->ops->alloc(gpu, on * 4, (void **)&scratch));
         CHECK_OK(cpu->ops->swiglu_matmul(cpu, out, gate, up, &wc, n, 1));
         /* another input converted last: swiglu_matmul must write its own */
         CHECK_OK(gpu->ops->matmul(gpu, scratch, d_other, &wg, n, 0));
         CHECK_OK(gpu->ops->swiglu_matmul(gpu, dout, dg, du, &wg, n, 1));
-        CHECK_OK(gpu->ops->matmul(gpu, done, dg, &wg, n, 1));
-        float *got_gate = back(dg, gn), *got = back(dout, on), *alone = back(done, on);
-        expect_close("swiglu_matmul: the gate", gate, got_gate, gn, 1e-6);
-        char what[64];
-        snprintf(what, sizeof what, "swiglu_matmul n=%d", n);
+        float *got = back(dout, on);
+        char what[96];
+        snprintf(what, sizeof what, "swiglu_matmul %lld x %lld, n=%d", (long long)rows, (long long)cols, n);
         expect_close(what, out, got, on, 2e-3);
-        assert_memory_equal(got, alone, on * 4);
-        float *bufs[] = {dg, du, dout, done, d_other, scratch};
-        for (int i = 0; i < 6; i++)
+        float *bufs[] = {dg, du, dout, d_other, scratch};
+        for (int i = 0; i < 5; i++)
             gpu->ops->free(gpu, bufs[i]);
-        free(gate), free(up), free(out), free(other), free(got_gate), free(got), free(alone);
+        free(gate), free(up), free(out), free(other), free(got);
     }
     free_both(&wc, &wg, src);
+}
+
+static void test_swiglu_matmul(void **state)
+{
+    check_swiglu_matmul(576, 1536); /* SmolLM2's down: SwiGLU in the product's launch for n <= 4 */
+    check_swiglu_matmul(1152, 4096); /* 9 MiB, past GEMV_FUSE_MAX_BYTES: SwiGLU's own launch */
 }
 
 static void test_embed(void **state)
