@@ -12,7 +12,9 @@
  *
  * Decode (few queries) would leave most of the GPU idle, so the key range is
  * split across blocks (flash-decoding): each split writes (max, sum, partial
- * output) and a second kernel merges them, at most MAX_SPLITS of them. Twin
+ * output), at most MAX_SPLITS of them, and the block that finishes a query
+ * tile's splits last merges them (merge_if_last: no second launch; the
+ * tensor-core kernel's splits are merged by a kernel of their own). Twin
  * of kernels/cpu/attention.c.
  *
  * Chunks of at least TC_MIN_QUERIES queries go to the tensor-core kernel
@@ -64,6 +66,61 @@ __device__ __forceinline__ void stash_tile(float *ks, float *vs, const float4 *k
         float *kd = ks + j * (HD + 1) + d, *vd = vs + j * HD + d;
         kd[0] = k4[v].x, kd[1] = k4[v].y, kd[2] = k4[v].z, kd[3] = k4[v].w;
         vd[0] = v4[v].x, vd[1] = v4[v].y, vd[2] = v4[v].z, vd[3] = v4[v].w;
+    }
+}
+
+/* The split merge at the end of the kernel, instead of a launch of its own:
+ * the block that finishes a (query tile, KV head) last merges the splits of
+ * its rows. Every thread makes its partials visible to the device (the
+ * fence) before its block counts itself done (the barrier, then one atomic),
+ * and the last block reads them from L2 (__ldcg), not from a stale L1. A lane
+ * sums its output dimensions over the splits, each weighted by exp(split max
+ * - max) as attention_merge_kernel weights them. */
+template <int HD>
+__device__ __forceinline__ void merge_if_last(const attn_args &a, int i0, int g, int rows, int group)
+{
+    constexpr int DPL = HD / 32;
+    __shared__ bool last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned int *done = a.split_done + (size_t)g * gridDim.x + blockIdx.x;
+        last = atomicAdd(done, 1u) == (unsigned int)a.splits - 1;
+        if (last)
+            *done = 0; /* every split of this tile has counted: ready for the next launch */
+    }
+    __syncthreads();
+    if (!last)
+        return;
+    __threadfence();
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const size_t stride = (size_t)a.n * a.n_heads * (HD + 2); /* from one split to the next */
+    for (int r = warp; r < rows; r += WARPS) {
+        const int i = i0 + r / group, h = g * group + r % group;
+        if (i >= a.n) /* uniform across the warp */
+            continue;
+        const float *p0 = a.partials + ((size_t)i * a.n_heads + h) * (HD + 2);
+        float mx = -INFINITY;
+        for (int s = lane; s < a.splits; s += 32)
+            mx = fmaxf(mx, __ldcg(p0 + s * stride + HD));
+        for (int off = 16; off > 0; off >>= 1)
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+        float sum = 0.0f, o[DPL];
+#pragma unroll
+        for (int c = 0; c < DPL; c++)
+            o[c] = 0.0f;
+#pragma unroll 4
+        for (int s = 0; s < a.splits; s++) {
+            const float *ps = p0 + s * stride;
+            const float w = __expf(__ldcg(ps + HD) - mx);
+            sum += __ldcg(ps + HD + 1) * w;
+#pragma unroll
+            for (int c = 0; c < DPL; c++)
+                o[c] += __ldcg(ps + lane + 32 * c) * w;
+        }
+#pragma unroll
+        for (int c = 0; c < DPL; c++)
+            a.out[((size_t)i * a.n_heads + h) * HD + lane + 32 * c] = o[c] / sum;
     }
 }
 
@@ -178,6 +235,8 @@ __global__ void __launch_bounds__(WARPS * 32) attention_kernel(attn_args a)
             }
         }
     }
+    if (a.splits > 1)
+        merge_if_last<HD>(a, i0, g, rows, group);
 }
 
 #define MERGE_THREADS 128
@@ -201,7 +260,8 @@ __device__ __forceinline__ float block_reduce(float x, float *red)
     return x;
 }
 
-/* Merge the splits of one (query, head). The splits' maxima and sums are
+/* Merge the splits of one (query, head) of the tensor-core kernel (the
+ * CUDA-core kernel merges its own: merge_if_last). The splits' maxima and sums are
  * read by all threads at once (a loop over them would wait on one load after
  * another), then each thread sums its output dimension over the splits. */
 __global__ void __launch_bounds__(MERGE_THREADS) attention_merge_kernel(float *out, const float *partials, int n,
@@ -235,6 +295,18 @@ static int merge_splits(cuda_impl *c, float *out, const attn_args *a, int hd)
     attention_merge_kernel<<<a->n * a->n_heads, MERGE_THREADS, 0, c->stream>>>(out, a->partials, a->n,
                                                                                a->n_heads, hd, a->splits);
     CUDA_LAUNCHED("attention merge");
+    return KVZ_OK;
+}
+
+/* *done = c->split_done, `count` counters at 0 (merge_if_last leaves them
+ * at 0 after each launch; grown ones are zeroed on the stream). */
+static int split_counters(cuda_impl *c, size_t count, unsigned int **done)
+{
+    const size_t bytes = count * sizeof(unsigned int), had = c->split_done_bytes;
+    KVZ_TRY(cuda_ensure(c, (void **)&c->split_done, &c->split_done_bytes, bytes, "split-key attention counters"));
+    if (c->split_done_bytes != had)
+        CUDA_TRY(cudaMemsetAsync(c->split_done, 0, c->split_done_bytes, c->stream));
+    *done = c->split_done;
     return KVZ_OK;
 }
 
@@ -303,6 +375,7 @@ int cuda_attention(kvz_backend *b, float *out, const float *q, const float *k_ca
     a.split_len = ceil_div(a.split_len, key_tile) * key_tile;
     a.splits = ceil_div(kv_max, a.split_len);
     a.partials = NULL;
+    a.split_done = NULL;
     if (a.splits > 1) {
         size_t bytes = (size_t)a.splits * p->n * p->n_heads * (hd + 2) * sizeof(float);
         KVZ_TRY(cuda_ensure(c, (void **)&c->partials, &c->partial_bytes, bytes,
@@ -314,15 +387,14 @@ int cuda_attention(kvz_backend *b, float *out, const float *q, const float *k_ca
         KVZ_TRY(cuda_attention_tc_launch(c, &a, hd, grid));
         return a.splits == 1 ? KVZ_OK : merge_splits(c, out, &a, hd);
     }
+    if (a.splits > 1)
+        KVZ_TRY(split_counters(c, (size_t)tiles * p->n_kv_heads, &a.split_done));
     int rows = a.bq * group;
     size_t smem = ((size_t)rows * hd + KEY_TILE * (hd + 1) + KEY_TILE * hd) * sizeof(float);
     if (smem > c->smem_optin)
         return kvz_errorf(KVZ_ERR_UNSUPPORTED, "cuda: attention needs %zu bytes of shared memory, "
                           "the device offers %zu", smem, c->smem_optin);
-    int rc = hd == 64 ? launch<64>(c, a, grid, smem)
-             : hd == 96 ? launch<96>(c, a, grid, smem)
-                        : launch<128>(c, a, grid, smem);
-    if (rc != KVZ_OK || a.splits == 1)
-        return rc;
-    return merge_splits(c, out, &a, hd);
+    return hd == 64 ? launch<64>(c, a, grid, smem)
+           : hd == 96 ? launch<96>(c, a, grid, smem)
+                      : launch<128>(c, a, grid, smem);
 }

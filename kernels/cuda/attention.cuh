@@ -13,6 +13,7 @@
 struct attn_args {
     float *out;
     float *partials; /* (splits, n, n_heads, head_dim + 2) when splits > 1 */
+    unsigned int *split_done; /* the CUDA-core kernel's split counters (merge_if_last); NULL for the other */
     const float *q, *kc, *vc;
     const int64_t *head_base; /* ragged layout, or NULL (see kvz_attention_params) */
     const int32_t *head_rows;
