@@ -38,13 +38,14 @@ struct __align__(16) half8 {
  * launch: q, k and v; gate and up. */
 #define GEMV_MAX_WEIGHTS 3
 
-/* The products of one launch: weight k (rows[k] rows) into out[k], by blocks
- * first_block[k] .. first_block[k + 1] - 1. */
+/* The products of one launch: weight k (rows[k] rows) into out[k], by the
+ * blocks from first_block[k] to the next product's first (or to `blocks`). */
 struct gemv_batch {
     float *out[GEMV_MAX_WEIGHTS];
     const __half *w[GEMV_MAX_WEIGHTS];
     int64_t rows[GEMV_MAX_WEIGHTS];
-    int64_t first_block[GEMV_MAX_WEIGHTS + 1];
+    int64_t first_block[GEMV_MAX_WEIGHTS];
+    int64_t blocks;
 };
 
 /* Element k of a 3-array, chosen without an index (a dynamic index into a
@@ -115,8 +116,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
     const int64_t block = blockIdx.x;
     const int k = block >= p.first_block[2] ? 2 : block >= p.first_block[1] ? 1 : 0;
     const int64_t rows = pick(p.rows, k);
-    const int64_t first = k == 2 ? p.first_block[2] : k == 1 ? p.first_block[1] : 0;
-    const int64_t row = (block - first) * GEMV_WARPS + threadIdx.x / 32;
+    const int64_t row = (block - pick(p.first_block, k)) * GEMV_WARPS + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
     if (row >= rows) /* the whole warp */
         return;
@@ -189,7 +189,7 @@ template <int N>
 static void gemv_launch(cuda_impl *c, gemv_input_kind kind, const gemv_batch &p, const gemv_input &in,
                         int32_t cols, int accumulate)
 {
-    const int64_t blocks = p.first_block[GEMV_MAX_WEIGHTS];
+    const int64_t blocks = p.blocks;
     if (kind == GEMV_RMSNORM)
         gemv_kernel<N, GEMV_RMSNORM><<<blocks, GEMV_WARPS * 32, 0, c->stream>>>(p, in, cols, accumulate);
     else if (kind == GEMV_SWIGLU)
@@ -208,13 +208,13 @@ static int gemv(cuda_impl *c, gemv_input_kind kind, int32_t count, float *const 
         gemv_batch p = {};
         for (int k = 0; k < GEMV_MAX_WEIGHTS; k++) {
             const int32_t i = first + k;
-            p.first_block[k + 1] = p.first_block[k];
+            p.first_block[k] = p.blocks; /* past the last product: no block reaches it */
             if (i >= count)
                 continue;
             if (w[i]->type != KVZ_GGML_F16)
                 return kvz_errorf(KVZ_ERR_INTERNAL, "cuda: matmul expects f16 weights");
             p.out[k] = out[i], p.w[k] = (const __half *)w[i]->data, p.rows[k] = w[i]->rows;
-            p.first_block[k + 1] += ceil_div(w[i]->rows, GEMV_WARPS);
+            p.blocks += ceil_div(w[i]->rows, GEMV_WARPS);
         }
         const int32_t cols = (int32_t)w[first]->cols;
         switch (n) {
@@ -303,9 +303,10 @@ int cuda_swiglu_matmul(kvz_backend *b, float *out, float *gate, const float *up,
 {
     cuda_impl *c = cuda_of(b);
     const int64_t elems = (int64_t)n * w->cols;
-    if (gemv_takes(c, gate, w, n) && gemv_fuses(gate, up, &w, 1))
+    const int own = gemv_takes(c, gate, w, n);
+    if (own && gemv_fuses(gate, up, &w, 1))
         return gemv(c, GEMV_SWIGLU, 1, &out, gemv_input{gate, up, NULL, 0.0f}, &w, n, accumulate);
-    if (gemv_takes(c, gate, w, n)) {
+    if (own) {
         KVZ_TRY(cuda_swiglu_f16(c, gate, NULL, up, elems));
         return gemv(c, GEMV_PLAIN, 1, &out, gemv_input{gate, NULL, NULL, 0.0f}, &w, n, accumulate);
     }

@@ -60,27 +60,22 @@ __global__ static void rope_kv_append_kernel(rope_kv_append_args a)
         return;
     const int32_t j = (int32_t)(idx % pairs), slot = (int32_t)(idx / pairs % slots);
     const int32_t i = (int32_t)(idx / ((int64_t)pairs * slots));
+    const bool is_q = slot < a.n_heads;
+    if (is_q && j >= half)
+        return; /* q's unrotated channels stay as they are */
     int32_t c0, c1;
     rope_pair_channels(j, half, a.neox, &c0, &c1);
-    if (slot < a.n_heads) {
-        if (j >= half)
-            return;
-        float *row = a.q + ((int64_t)i * a.n_heads + slot) * a.head_dim;
-        float x0 = row[c0], x1 = row[c1];
+    const int32_t h = is_q ? slot : slot - a.n_heads, heads = is_q ? a.n_heads : a.n_kv_heads;
+    const int64_t src = ((int64_t)i * heads + h) * a.head_dim;
+    float *row = (is_q ? a.q : a.k) + src;
+    float x0 = row[c0], x1 = row[c1];
+    if (j < half) {
         rope_rotate(&x0, &x1, a.positions[i], j, a.rope_dim, a.log_base, false);
         row[c0] = x0;
         row[c1] = x1;
+    }
+    if (is_q)
         return;
-    }
-    const int32_t h = slot - a.n_heads;
-    const int64_t src = ((int64_t)i * a.n_kv_heads + h) * a.head_dim;
-    float *krow = a.k + src;
-    float x0 = krow[c0], x1 = krow[c1];
-    if (j < half) {
-        rope_rotate(&x0, &x1, a.positions[i], j, a.rope_dim, a.log_base, false);
-        krow[c0] = x0;
-        krow[c1] = x1;
-    }
     const int64_t first = a.head_base ? a.head_base[h] + a.head_rows[h] : (int64_t)h * a.capacity + a.pos0;
     const int64_t dst = (first + i) * a.head_dim;
     a.k_cache[dst + c0] = x0;
