@@ -28,7 +28,7 @@ static int hook_begin(score_hook *h, kvz_context *c)
 {
     kvz_model *m = kvz_context_model(c);
     memset(h, 0, sizeof *h);
-    h->b = m->backend;
+    h->b = kvz_context_backend(c); /* the stream the forward pass that scores runs on */
     h->n_kv = m->hp.n_kv_heads;
     h->capacity = kvz_context_capacity(c);
     size_t bytes = (size_t)m->hp.n_layers * h->n_kv * h->capacity * sizeof(float);
@@ -192,7 +192,7 @@ int kvz_score_question(kvz_context *c, int32_t P, int32_t n, const int32_t *ques
 int kvz_score_knorm(kvz_context *c, int32_t P, int32_t n, float *scores)
 {
     kvz_model *m = kvz_context_model(c);
-    kvz_backend *b = m->backend;
+    kvz_backend *b = kvz_context_backend(c);
     const int32_t hd = m->hp.head_dim, H = m->hp.n_kv_heads, L = m->hp.n_layers, cap = kvz_context_capacity(c);
     const size_t count = (size_t)L * H * n;
     float *norms = NULL;

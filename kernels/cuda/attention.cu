@@ -13,8 +13,8 @@
  * Decode (few queries) would leave most of the GPU idle, so the key range is
  * split across blocks (flash-decoding): each split writes (max, sum, partial
  * output), at most MAX_SPLITS of them, and the block that finishes a query
- * tile's splits last merges them (merge_if_last: no second launch; the
- * tensor-core kernel's splits are merged by a kernel of their own). Twin
+ * tile's splits last merges them (attention_merge_if_last, attention.cuh: no
+ * second launch; the tensor-core kernel merges its splits the same way). Twin
  * of kernels/cpu/attention.c.
  *
  * Chunks of at least TC_MIN_QUERIES queries go to the tensor-core kernel
@@ -66,61 +66,6 @@ __device__ __forceinline__ void stash_tile(float *ks, float *vs, const float4 *k
         float *kd = ks + j * (HD + 1) + d, *vd = vs + j * HD + d;
         kd[0] = k4[v].x, kd[1] = k4[v].y, kd[2] = k4[v].z, kd[3] = k4[v].w;
         vd[0] = v4[v].x, vd[1] = v4[v].y, vd[2] = v4[v].z, vd[3] = v4[v].w;
-    }
-}
-
-/* The split merge at the end of the kernel, instead of a launch of its own:
- * the block that finishes a (query tile, KV head) last merges the splits of
- * its rows. Every thread makes its partials visible to the device (the
- * fence) before its block counts itself done (the barrier, then one atomic),
- * and the last block reads them from L2 (__ldcg), not from a stale L1. A lane
- * sums its output dimensions over the splits, each weighted by exp(split max
- * - max) as attention_merge_kernel weights them. */
-template <int HD>
-__device__ __forceinline__ void merge_if_last(const attn_args &a, int i0, int g, int rows, int group)
-{
-    constexpr int DPL = HD / 32;
-    __shared__ bool last;
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        unsigned int *done = a.split_done + (size_t)g * gridDim.x + blockIdx.x;
-        last = atomicAdd(done, 1u) == (unsigned int)a.splits - 1;
-        if (last)
-            *done = 0; /* every split of this tile has counted: ready for the next launch */
-    }
-    __syncthreads();
-    if (!last)
-        return;
-    __threadfence();
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const size_t stride = (size_t)a.n * a.n_heads * (HD + 2); /* from one split to the next */
-    for (int r = warp; r < rows; r += WARPS) {
-        const int i = i0 + r / group, h = g * group + r % group;
-        if (i >= a.n) /* uniform across the warp */
-            continue;
-        const float *p0 = a.partials + ((size_t)i * a.n_heads + h) * (HD + 2);
-        float mx = -INFINITY;
-        for (int s = lane; s < a.splits; s += 32)
-            mx = fmaxf(mx, __ldcg(p0 + s * stride + HD));
-        for (int off = 16; off > 0; off >>= 1)
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
-        float sum = 0.0f, o[DPL];
-#pragma unroll
-        for (int c = 0; c < DPL; c++)
-            o[c] = 0.0f;
-#pragma unroll 4
-        for (int s = 0; s < a.splits; s++) {
-            const float *ps = p0 + s * stride;
-            const float w = __expf(__ldcg(ps + HD) - mx);
-            sum += __ldcg(ps + HD + 1) * w;
-#pragma unroll
-            for (int c = 0; c < DPL; c++)
-                o[c] += __ldcg(ps + lane + 32 * c) * w;
-        }
-#pragma unroll
-        for (int c = 0; c < DPL; c++)
-            a.out[((size_t)i * a.n_heads + h) * HD + lane + 32 * c] = o[c] / sum;
     }
 }
 
@@ -236,69 +181,12 @@ __global__ void __launch_bounds__(WARPS * 32) attention_kernel(attn_args a)
         }
     }
     if (a.splits > 1)
-        merge_if_last<HD>(a, i0, g, rows, group);
+        attention_merge_if_last<HD, WARPS>(a, i0, g, rows, group);
 }
 
-#define MERGE_THREADS 128
-#define MAX_SPLITS 1024 /* the merge keeps every split's weight in shared memory */
+#define MAX_SPLITS 1024 /* bounds the partials: a split is at least ceil(keys / MAX_SPLITS) keys */
 
-/* x reduced (max or sum) over the block; red holds a float per warp. */
-template <bool MAX>
-__device__ __forceinline__ float block_reduce(float x, float *red)
-{
-    for (int off = 16; off > 0; off >>= 1) {
-        float y = __shfl_xor_sync(0xffffffffu, x, off);
-        x = MAX ? fmaxf(x, y) : x + y;
-    }
-    __syncthreads(); /* red's previous values are read */
-    if (threadIdx.x % 32 == 0)
-        red[threadIdx.x / 32] = x;
-    __syncthreads();
-    x = red[0];
-    for (int w = 1; w < MERGE_THREADS / 32; w++)
-        x = MAX ? fmaxf(x, red[w]) : x + red[w];
-    return x;
-}
-
-/* Merge the splits of one (query, head) of the tensor-core kernel (the
- * CUDA-core kernel merges its own: merge_if_last). The splits' maxima and sums are
- * read by all threads at once (a loop over them would wait on one load after
- * another), then each thread sums its output dimension over the splits. */
-__global__ void __launch_bounds__(MERGE_THREADS) attention_merge_kernel(float *out, const float *partials, int n,
-                                                                        int n_heads, int hd, int splits)
-{
-    __shared__ float weight[MAX_SPLITS], red[MERGE_THREADS / 32];
-    int row = blockIdx.x; /* i * n_heads + h */
-    size_t stride = (size_t)n * n_heads * (hd + 2);
-    const float *p0 = partials + (size_t)row * (hd + 2);
-    float mx = -INFINITY;
-    for (int s = threadIdx.x; s < splits; s += MERGE_THREADS)
-        mx = fmaxf(mx, p0[s * stride + hd]);
-    mx = block_reduce<true>(mx, red);
-    float sum = 0.0f;
-    for (int s = threadIdx.x; s < splits; s += MERGE_THREADS) {
-        weight[s] = __expf(p0[s * stride + hd] - mx);
-        sum += p0[s * stride + hd + 1] * weight[s];
-    }
-    sum = block_reduce<false>(sum, red); /* its barriers also publish weight[] */
-    for (int d = threadIdx.x; d < hd; d += MERGE_THREADS) {
-        float o = 0.0f;
-#pragma unroll 8
-        for (int s = 0; s < splits; s++)
-            o += p0[s * stride + d] * weight[s];
-        out[(size_t)row * hd + d] = o / sum;
-    }
-}
-
-static int merge_splits(cuda_impl *c, float *out, const attn_args *a, int hd)
-{
-    attention_merge_kernel<<<a->n * a->n_heads, MERGE_THREADS, 0, c->stream>>>(out, a->partials, a->n,
-                                                                               a->n_heads, hd, a->splits);
-    CUDA_LAUNCHED("attention merge");
-    return KVZ_OK;
-}
-
-/* *done = c->split_done, `count` counters at 0 (merge_if_last leaves them
+/* *done = c->split_done, `count` counters at 0 (attention_merge_if_last leaves them
  * at 0 after each launch; grown ones are zeroed on the stream). */
 static int split_counters(cuda_impl *c, size_t count, unsigned int **done)
 {
@@ -310,12 +198,19 @@ static int split_counters(cuda_impl *c, size_t count, unsigned int **done)
     return KVZ_OK;
 }
 
+/* A block's dynamic shared memory: its rows' queries, a key tile (padded) and a value tile. */
+static size_t attention_smem(int rows, int hd)
+{
+    return ((size_t)rows * hd + KEY_TILE * (hd + 1) + KEY_TILE * hd) * sizeof(float);
+}
+
 template <int HD>
 static int launch(cuda_impl *c, attn_args a, dim3 grid, size_t smem)
 {
+    /* the most any launch asks (cuda_smem_limit), not this one's size */
     if (smem > 48 * 1024)
         CUDA_TRY(cudaFuncSetAttribute(attention_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                      (int)smem));
+                                      (int)cuda_smem_limit(c, attention_smem(MAX_ROWS, HD))));
     attention_kernel<HD><<<grid, WARPS * 32, smem, c->stream>>>(a);
     CUDA_LAUNCHED("attention");
     return KVZ_OK;
@@ -383,14 +278,12 @@ int cuda_attention(kvz_backend *b, float *out, const float *q, const float *k_ca
         a.partials = c->partials;
     }
     dim3 grid(tiles, p->n_kv_heads, a.splits);
-    if (tensor_cores) {
-        KVZ_TRY(cuda_attention_tc_launch(c, &a, hd, grid));
-        return a.splits == 1 ? KVZ_OK : merge_splits(c, out, &a, hd);
-    }
     if (a.splits > 1)
         KVZ_TRY(split_counters(c, (size_t)tiles * p->n_kv_heads, &a.split_done));
+    if (tensor_cores)
+        return cuda_attention_tc_launch(c, &a, hd, grid);
     int rows = a.bq * group;
-    size_t smem = ((size_t)rows * hd + KEY_TILE * (hd + 1) + KEY_TILE * hd) * sizeof(float);
+    size_t smem = attention_smem(rows, hd);
     if (smem > c->smem_optin)
         return kvz_errorf(KVZ_ERR_UNSUPPORTED, "cuda: attention needs %zu bytes of shared memory, "
                           "the device offers %zu", smem, c->smem_optin);

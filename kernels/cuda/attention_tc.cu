@@ -11,7 +11,7 @@
  * on tensor cores with O loaded as the accumulator. Queries are scaled before
  * they are rounded to f16, so scores keep f16's relative precision. The
  * output (or, with key splits, the unnormalised partials) is what
- * attention.cu's kernel writes, merged by the same kernel.
+ * attention.cu's kernel writes, merged the same way (attention_merge_if_last).
  */
 #include "kernels/cuda/attention.cuh"
 #include "kernels/cuda/tc_tile.cuh"
@@ -162,6 +162,8 @@ __global__ void __launch_bounds__(TC_WARPS * 32) attention_tc_kernel(attn_args a
             }
         }
     }
+    if (a.splits > 1)
+        attention_merge_if_last<HD, TC_WARPS>(a, i0, g, rows, group);
 }
 
 size_t cuda_attention_tc_smem(int hd)

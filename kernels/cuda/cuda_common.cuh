@@ -54,6 +54,14 @@ typedef struct cuda_impl {
 static inline cuda_impl *cuda_of(kvz_backend *b) { return (cuda_impl *)b->impl; }
 
 static inline int ceil_div(int64_t a, int64_t b) { return (int)((a + b - 1) / b); }
+/* A kernel's dynamic shared-memory limit (cudaFuncSetAttribute) is one value
+ * for the whole process, so it is set to the most any of its launches asks,
+ * within what the device offers: a value per launch could be lowered by
+ * another thread's session between that call and the launch. */
+static inline size_t cuda_smem_limit(const cuda_impl *c, size_t most)
+{
+    return most < c->smem_optin ? most : c->smem_optin;
+}
 /* Offsets of the parts of one scratch buffer keep them 256-byte aligned. */
 static inline size_t cuda_align256(size_t x) { return (x + 255) & ~(size_t)255; }
 /* KVZ_ERR_INTERNAL unless the key (and value) caches are 16-byte aligned:

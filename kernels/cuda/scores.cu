@@ -126,15 +126,21 @@ __global__ void __launch_bounds__(WARPS * 32) column_reduce_kernel(score_args a)
         score_commit_partials(a, g, row, &partial[0][lane], KEY_TILE, WARPS);
 }
 
+/* A block's dynamic shared memory: its rows' queries and a key tile (padded). */
+static size_t score_smem(int rows, int hd)
+{
+    return ((size_t)rows * hd + KEY_TILE * (hd + 1)) * sizeof(float);
+}
+
 template <int HD>
 static int launch(cuda_impl *c, const score_args &a)
 {
     int group = a.n_heads / a.n_kv, rows = a.bq * group;
-    size_t smem = ((size_t)rows * HD + KEY_TILE * (HD + 1)) * sizeof(float);
-    if (smem > 48 * 1024) {
-        CUDA_TRY(cudaFuncSetAttribute(row_stats_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        CUDA_TRY(cudaFuncSetAttribute(column_reduce_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                      (int)smem));
+    size_t smem = score_smem(rows, HD);
+    if (smem > 48 * 1024) { /* the most any launch asks (cuda_smem_limit), not this one's size */
+        const int limit = (int)cuda_smem_limit(c, score_smem(MAX_ROWS, HD));
+        CUDA_TRY(cudaFuncSetAttribute(row_stats_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, limit));
+        CUDA_TRY(cudaFuncSetAttribute(column_reduce_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, limit));
     }
     int tiles = ceil_div(a.n, a.bq);
     row_stats_kernel<HD><<<dim3(tiles, a.n_kv), WARPS * 32, smem, c->stream>>>(a);

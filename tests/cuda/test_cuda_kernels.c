@@ -427,8 +427,15 @@ static void test_attention(void **state)
     check_attention(17, 200, 12, 12, 96); /* no GQA, head size 96 */
     /* a full prefill chunk deep in a document */
     check_attention(GPU_OR_EMULATED(512, 96), GPU_OR_EMULATED(3000, 400), 9, 3, 64);
-    /* the smallest tensor-core chunk, split keys */
+    /* the smallest tensor-core chunk, split keys (on a GPU; the emulation's 4
+     * SMs already have 2 blocks each from 8 KV heads) */
     check_attention(16, GPU_OR_EMULATED(7000, 700), 32, 8, 128);
+    /* the same with 3 KV heads: split keys in the emulation too */
+    check_attention(16, GPU_OR_EMULATED(7000, 700), 9, 3, 64);
+    /* Llama-3-8B shape, chunks under 16 queries: more than 48 KB of shared
+     * memory in the CUDA-core kernel, a different amount for each size */
+    check_attention(13, 300, 32, 8, 128);
+    check_attention(9, 300, 32, 8, 128);
 }
 
 static void test_attention_ragged(void **state)

@@ -396,6 +396,16 @@ cudaError_t set_max_dynamic_smem(const void *kernel, int bytes)
     if (bytes < 0 || (size_t)bytes > MAX_SMEM)
         return cudaErrorInvalidValue;
     std::lock_guard<std::mutex> g(launch_lock);
+    auto it = smem_optin.find(kernel);
+    /* The limit is one per kernel for the whole process: a kernel whose
+     * launches set different values can have another thread lower it between
+     * one thread's set and its launch, which then fails on a GPU. */
+    if (it != smem_optin.end() && it->second != bytes) {
+        char what[200];
+        snprintf(what, sizeof what, "a kernel's dynamic shared-memory limit set to %d bytes after %d: sessions "
+                 "on other threads race on it (set the most any launch needs, always)", bytes, it->second);
+        die(what);
+    }
     smem_optin[kernel] = bytes;
     return cudaSuccess;
 }

@@ -66,6 +66,11 @@
  * registers and order no memory. Blocks are ordered one after another for it
  * (races between blocks are left to the block orders above).
  *
+ * A kernel's dynamic shared-memory limit (cudaFuncSetAttribute) is one value
+ * for the process; setting it to a different value than before stops the run,
+ * since a session on another thread could lower it between one thread's set
+ * and its launch, which a GPU then refuses.
+ *
  * Warp matrix operations (wmma) keep the whole 16x16 tile in every lane's
  * fragment: valid for kernels that treat fragments as opaque (load, mma,
  * store, fill, the same operation on every element), as kvz's do. Their

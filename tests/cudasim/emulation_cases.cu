@@ -124,6 +124,19 @@ static int shuffle(cudaStream_t s, int *dev, int leaver, unsigned mask)
     return 0;
 }
 
+/* A kernel's shared-memory limit set once (it may be set again to the same
+ * value), then, if `lower`, to less: what two threads' launches of different
+ * sizes would race on. */
+static int smem_limit(int lower)
+{
+    CHECK(cudaFuncSetAttribute(set_value, cudaFuncAttributeMaxDynamicSharedMemorySize, 60000));
+    CHECK(cudaFuncSetAttribute(set_value, cudaFuncAttributeMaxDynamicSharedMemorySize, 60000));
+    if (lower)
+        CHECK(cudaFuncSetAttribute(set_value, cudaFuncAttributeMaxDynamicSharedMemorySize, 50000));
+    printf("limit set\n");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *c = argc == 2 ? argv[1] : "";
@@ -140,6 +153,8 @@ int main(int argc, char **argv)
              : !strcmp(c, "shuffle")           ? shuffle(s, dev, -1, 0xffffffffu)
              : !strcmp(c, "shuffle-left-lane") ? shuffle(s, dev, 5, 0xffffffffu)
              : !strcmp(c, "shuffle-mask")      ? shuffle(s, dev, -1, 0x7fffffffu)
+             : !strcmp(c, "smem-limit")        ? smem_limit(0)
+             : !strcmp(c, "smem-limit-lowered") ? smem_limit(1)
                                                : (fprintf(stderr, "usage: %s CASE (see test_emulation.sh)\n", argv[0]), 2);
     CHECK(cudaFree(dev));
     CHECK(cudaStreamDestroy(s));

@@ -6,7 +6,8 @@
 # event wait runs its stream up to the event, another stream that does not
 # wait sees the old value, a call that waits for the device runs every stream;
 # KVZ_CUDASIM_DEFER=0 runs work at once; a shuffle from a lane that has left
-# the kernel or is outside the mask stops the run with a message; the profile
+# the kernel or is outside the mask stops the run with a message, as does a
+# kernel's shared-memory limit set to a new value; the profile
 # counts launches by kernel, copies and the host's waits. These are
 # what the emulated CUDA tests rely on to fail when kvz's host code or kernels
 # do such a thing.
@@ -47,6 +48,8 @@ KVZ_CUDASIM_DEFER=0 expect read-before-wait "before waiting: 7" "after waiting: 
 expect shuffle "warp sum: 496"
 stops shuffle-left-lane "shuffles from thread 5, which has left the kernel"
 stops shuffle-mask "a lane calls a shuffle whose mask leaves it out"
+expect smem-limit "limit set"
+stops smem-limit-lowered "limit set to 50000 bytes after 60000"
 
 # the profile (KVZ_CUDASIM_PROFILE) counts what the case asked of the GPU
 KVZ_CUDASIM_PROFILE="$TMP/profile" "$CASES" pageable-source >/dev/null 2>&1
