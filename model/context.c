@@ -22,7 +22,12 @@ typedef struct workspace {
     float *gate, *up;      /* (chunk, ff_dim) */
     float *logits;         /* (logit_rows, vocab) */
     int32_t logit_rows;
-    int32_t *tokens, *positions; /* (chunk) */
+    /* A chunk's integers, uploaded in one copy: tokens (n), positions (n), then
+     * for a ragged context each head's rows before the chunk (n_layers x
+     * n_kv_heads). step holds room for a whole chunk; tokens and positions
+     * (and ragged.rows) point into it, set for each chunk's n. */
+    int32_t *step, *host_step;
+    int32_t *tokens, *positions;
 } workspace;
 
 /* A loaded, compressed cache: KV head h of layer l holds loaded[l][h] rows
@@ -31,9 +36,8 @@ typedef struct workspace {
 typedef struct ragged {
     int32_t *loaded;     /* host (n_layers, n_kv_heads) */
     int64_t *host_base;  /* host (n_layers, n_kv_heads): first row of each head's block */
-    int32_t *host_rows;  /* host (n_layers, n_kv_heads): loaded + len, rebuilt per chunk */
     int64_t **base;      /* backend, per layer (n_kv_heads) */
-    int32_t *rows;       /* backend (n_layers, n_kv_heads): host_rows, one upload per chunk */
+    int32_t *rows;       /* backend (n_layers, n_kv_heads): loaded + len, in the chunk's workspace.step */
     int32_t max_loaded;
     int32_t first_position; /* position of the first appended token */
 } ragged;
@@ -44,7 +48,6 @@ struct kvz_context {
     int32_t capacity, max_chunk, len;
     float **k_cache, **v_cache; /* per layer: dense (n_kv_heads, capacity, head_dim), or ragged */
     workspace ws;
-    int32_t *host_positions;    /* (chunk) */
     ragged *rg;                 /* NULL for a dense context */
     int logits_kept;            /* ws.logits holds the last evaluation's last row */
 };
@@ -66,10 +69,10 @@ static int alloc_workspace(kvz_context *c)
     KVZ_TRY(ws_alloc(b, (void **)&w->v, C * kvd * f));
     KVZ_TRY(ws_alloc(b, (void **)&w->gate, C * hp->ff_dim * f));
     KVZ_TRY(ws_alloc(b, (void **)&w->up, C * hp->ff_dim * f));
-    KVZ_TRY(ws_alloc(b, (void **)&w->tokens, C * sizeof(int32_t)));
-    KVZ_TRY(ws_alloc(b, (void **)&w->positions, C * sizeof(int32_t)));
-    c->host_positions = malloc(C * sizeof(int32_t));
-    if (!c->host_positions)
+    size_t step = 2 * C + (c->rg ? (size_t)hp->n_layers * hp->n_kv_heads : 0);
+    KVZ_TRY(ws_alloc(b, (void **)&w->step, step * sizeof(int32_t)));
+    w->host_step = malloc(step * sizeof(int32_t));
+    if (!w->host_step)
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     return KVZ_OK;
 }
@@ -144,21 +147,18 @@ void kvz_context_free(kvz_context *c)
             b->ops->free(b, c->rg->base[l]);
     }
     if (c->rg) {
-        if (c->rg->rows)
-            b->ops->free(b, c->rg->rows);
         free(c->rg->loaded);
         free(c->rg->host_base);
-        free(c->rg->host_rows);
         free(c->rg->base);
         free(c->rg);
     }
     free(c->k_cache);
     free(c->v_cache);
     workspace *w = &c->ws;
-    void *bufs[] = {w->x, w->h, w->q, w->att, w->k, w->v, w->gate, w->up, w->logits, w->tokens, w->positions};
+    void *bufs[] = {w->x, w->h, w->q, w->att, w->k, w->v, w->gate, w->up, w->logits, w->step};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         b->ops->free(b, bufs[i]);
-    free(c->host_positions);
+    free(w->host_step);
     free(c);
 }
 
@@ -193,14 +193,11 @@ int kvz_context_new_ragged(kvz_context **out, kvz_model *m, kvz_backend *backend
     int rc = KVZ_OK;
     rg->loaded = malloc((size_t)L * H * sizeof *rg->loaded);
     rg->host_base = malloc((size_t)L * H * sizeof *rg->host_base);
-    rg->host_rows = malloc((size_t)L * H * sizeof *rg->host_rows);
     rg->base = calloc((size_t)L, sizeof *rg->base);
     c->k_cache = calloc((size_t)L, sizeof(float *));
     c->v_cache = calloc((size_t)L, sizeof(float *));
-    if (!rg->loaded || !rg->host_base || !rg->host_rows || !rg->base || !c->k_cache || !c->v_cache)
+    if (!rg->loaded || !rg->host_base || !rg->base || !c->k_cache || !c->v_cache)
         rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
-    if (rc == KVZ_OK)
-        rc = ws_alloc(b, (void **)&rg->rows, (size_t)L * H * sizeof(int32_t));
     for (int32_t l = 0; l < L && rc == KVZ_OK; l++) {
         int64_t total = 0;
         for (int32_t h = 0; h < H; h++) {
@@ -346,22 +343,28 @@ static int eval_chunk(kvz_context *c, const int32_t *tokens, int32_t n, const kv
 {
     kvz_model *m = c->model;
     kvz_backend *b = c->backend;
+    workspace *w = &c->ws;
     int32_t first_position = c->rg ? c->rg->first_position : 0;
+    int32_t *host_tokens = w->host_step, *host_positions = host_tokens + n, *host_rows = host_positions + n;
     for (int32_t i = 0; i < n; i++) {
         if (tokens[i] < 0 || tokens[i] >= m->hp.vocab)
             return kvz_errorf(KVZ_ERR_ARG, "token id %d is outside the vocabulary (0..%d)",
                               tokens[i], m->hp.vocab - 1);
-        c->host_positions[i] = first_position + c->len + i;
+        host_tokens[i] = tokens[i];
+        host_positions[i] = first_position + c->len + i;
     }
+    size_t ints = 2 * (size_t)n;
+    w->tokens = w->step;
+    w->positions = w->step + n;
     if (c->rg) { /* each head's queries come after its own rows */
         const size_t heads = (size_t)m->hp.n_layers * m->hp.n_kv_heads;
         for (size_t i = 0; i < heads; i++)
-            c->rg->host_rows[i] = c->rg->loaded[i] + c->len;
-        KVZ_TRY(b->ops->upload(b, c->rg->rows, c->rg->host_rows, heads * sizeof(int32_t)));
+            host_rows[i] = c->rg->loaded[i] + c->len;
+        c->rg->rows = w->step + ints;
+        ints += heads;
     }
-    KVZ_TRY(b->ops->upload(b, c->ws.tokens, tokens, (size_t)n * sizeof(int32_t)));
-    KVZ_TRY(b->ops->upload(b, c->ws.positions, c->host_positions, (size_t)n * sizeof(int32_t)));
-    KVZ_TRY(b->ops->embed(b, c->ws.x, &m->tok_embd, c->ws.tokens, n));
+    KVZ_TRY(b->ops->upload(b, w->step, w->host_step, ints * sizeof(int32_t)));
+    KVZ_TRY(b->ops->embed(b, w->x, &m->tok_embd, w->tokens, n));
     for (int32_t l = 0; l < m->hp.n_layers; l++)
         KVZ_TRY(run_layer(c, l, n, opts));
     kvz_logits_mode mode = opts ? opts->logits : KVZ_LOGITS_NONE;
