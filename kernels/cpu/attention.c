@@ -174,7 +174,7 @@ void kvz_cpu_attention(float *out, const float *q, const float *k_cache, const f
             kvz_cpu_score_acc_clear(sp, acc);
 #pragma omp single
         used = omp_get_num_threads();
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(static, 1) /* task -> thread fixed: score sums fold in one order */
         for (int64_t t = 0; t < tasks; t++) {
             int32_t h = (int32_t)(t % p->n_heads), i0 = (int32_t)(t / p->n_heads) * QUERY_TILE;
             int32_t rows = p->n - i0 < QUERY_TILE ? p->n - i0 : QUERY_TILE;

@@ -176,7 +176,7 @@ static void cu_weight_free(kvz_backend *b, kvz_weight *w)
 static void cu_destroy(kvz_backend *b)
 {
     cuda_impl *c = cuda_of(b);
-    void *scratch[] = {c->x_half, c->partials, c->split_done, c->topk_scratch, c->rows_scratch, c->sample_scratch,
+    void *scratch[] = {c->x_half, c->partials, c->tile_sums, c->split_done, c->topk_scratch, c->rows_scratch, c->sample_scratch,
                        c->quant_scratch, c->stage[0].dev, c->stage[1].dev};
     for (size_t i = 0; i < sizeof scratch / sizeof *scratch; i++)
         cu_free(b, scratch[i]);

@@ -37,6 +37,8 @@ typedef struct cuda_impl {
     size_t x_half_bytes;
     float *partials;   /* split-K attention partial results */
     size_t partial_bytes;
+    float *tile_sums;  /* scoring: each query tile's sums, added in order */
+    size_t tile_sum_bytes;
     unsigned int *split_done; /* per (query tile, KV head): key splits finished, 0 between launches */
     size_t split_done_bytes;
     void *topk_scratch; /* top-k state, histogram, tile counts */

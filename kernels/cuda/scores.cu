@@ -123,7 +123,22 @@ __global__ void __launch_bounds__(WARPS * 32) column_reduce_kernel(score_args a)
     partial[warp][lane] = acc;
     __syncthreads();
     if (warp == 0)
-        score_commit_partials(a, g, row, &partial[0][lane], KEY_TILE, WARPS);
+        score_commit_partials(a, g, row, t0 + lane, &partial[0][lane], KEY_TILE, WARPS);
+}
+
+/* The tiles' sums of each key added to its score in tile order. */
+__global__ static void score_add_tiles(score_args a, int tiles)
+{
+    const int64_t at = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (at >= (int64_t)a.n_kv * a.support)
+        return;
+    const int g = (int)(at / a.support), idx = (int)(at % a.support), row = support_row(a, idx);
+    if (row < 0)
+        return;
+    float v = 0.0f;
+    for (int t = 0; t < tiles; t++)
+        v += a.tile_sums[((size_t)t * a.n_kv + g) * a.support + idx];
+    a.scores[(size_t)g * a.capacity + row] += v;
 }
 
 /* A block's dynamic shared memory: its rows' queries and a key tile (padded). */
@@ -181,7 +196,20 @@ int cuda_attention_scores(kvz_backend *b, float *scores, const float *q, const f
     size_t stats_bytes = (size_t)p->n * p->n_heads * 2 * sizeof(float);
     KVZ_TRY(cuda_ensure(c, (void **)&c->partials, &c->partial_bytes, stats_bytes, "scoring row statistics"));
     a.stats = c->partials;
-    if (tensor_cores)
-        return cuda_scores_tc_launch(c, &a, hd);
-    return hd == 64 ? launch<64>(c, a) : hd == 96 ? launch<96>(c, a) : launch<128>(c, a);
+    const int tiles = ceil_div(p->n, a.bq);
+    a.tile_sums = NULL;
+    if (a.reduce != KVZ_REDUCE_MAX && tiles > 1) {
+        size_t bytes = (size_t)tiles * a.n_kv * a.support * sizeof(float);
+        KVZ_TRY(cuda_ensure(c, (void **)&c->tile_sums, &c->tile_sum_bytes, bytes, "scoring tile sums"));
+        a.tile_sums = c->tile_sums;
+    }
+    KVZ_TRY(tensor_cores ? cuda_scores_tc_launch(c, &a, hd)
+            : hd == 64   ? launch<64>(c, a)
+            : hd == 96   ? launch<96>(c, a)
+                         : launch<128>(c, a));
+    if (!a.tile_sums)
+        return KVZ_OK;
+    score_add_tiles<<<ceil_div((int64_t)a.n_kv * a.support, 256), 256, 0, c->stream>>>(a, tiles);
+    CUDA_LAUNCHED("attention scores (tile sums)");
+    return KVZ_OK;
 }

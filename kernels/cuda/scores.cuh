@@ -12,6 +12,11 @@
 
 struct score_args {
     float *scores;
+    /* Sums over several query tiles: each tile's, (tiles, n_kv, support), added
+     * up in tile order by score_add_tiles (float atomics would add them in
+     * whatever order the blocks finish: compiles that differ in last bits).
+     * NULL for maxima (exact in any order) and for one tile. */
+    float *tile_sums;
     float *stats; /* (n, n_heads, 2): max, sum */
     const float *q, *kc;
     int n, q_pos0, n_heads, n_kv, capacity, n_ranges, reduce, bq, support;
@@ -65,19 +70,23 @@ __device__ static inline float score_fold(const score_args &a, float x, float y)
     return a.reduce == KVZ_REDUCE_MAX ? fmaxf(x, y) : x + y;
 }
 
-/* A block's reduction for key `row` of KV head g into the scores, one atomic. */
-__device__ static inline void score_commit(const score_args &a, int g, int row, float v)
+/* A block's reduction for key `idx` of the support (cache row `row`) of KV
+ * head g: into the scores (one atomic: a maximum, or the only tile's sum), or
+ * into its tile's slot of tile_sums. */
+__device__ static inline void score_commit(const score_args &a, int g, int row, int idx, float v)
 {
     float *o = a.scores + (size_t)g * a.capacity + row;
     if (a.reduce == KVZ_REDUCE_MAX) /* probabilities are >= 0: int order is float order */
         atomicMax((int *)o, __float_as_int(v));
+    else if (a.tile_sums)
+        a.tile_sums[((size_t)blockIdx.z * a.n_kv + g) * a.support + idx] = v;
     else
-        atomicAdd(o, v);
+        atomicAdd(o, v); /* one tile: one addition per key, the same in any order */
 }
 
-/* Key `row` (-1: none) folded over a block's `parts` partial reductions,
- * col[k * stride], then committed. */
-__device__ static inline void score_commit_partials(const score_args &a, int g, int row, const float *col,
+/* Key `idx` of the support (cache row `row`, -1: none) folded over a block's
+ * `parts` partial reductions, col[k * stride], then committed. */
+__device__ static inline void score_commit_partials(const score_args &a, int g, int row, int idx, const float *col,
                                                     int stride, int parts)
 {
     if (row < 0)
@@ -85,8 +94,9 @@ __device__ static inline void score_commit_partials(const score_args &a, int g, 
     float v = col[0];
     for (int k = 1; k < parts; k++)
         v = score_fold(a, v, col[k * stride]);
-    score_commit(a, g, row, v);
+    score_commit(a, g, row, idx, v);
 }
+
 
 /* Query rows per block of the tensor-core passes. */
 #define SCORE_TC_ROWS TC_TILE

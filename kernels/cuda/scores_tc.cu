@@ -122,7 +122,7 @@ __global__ void __launch_bounds__(TC_WARPS * 32) column_reduce_tc_kernel(score_a
     partial[rg][j] = acc;
     __syncthreads();
     if (rg == 0)
-        score_commit_partials(a, g, row, &partial[0][j], TC_TILE, GROUPS);
+        score_commit_partials(a, g, row, t0 + j, &partial[0][j], TC_TILE, GROUPS);
 }
 
 size_t cuda_scores_tc_smem(int hd)

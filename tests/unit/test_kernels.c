@@ -221,6 +221,24 @@ static void test_attention_scores(void **state)
         print_message("scores fused into attention (%s): max error %.2e\n", reduce ? "sum" : "max", d);
         assert_true(d < 1e-5);
         assert_true(max_abs_diff(out, plain, qn) == 0); /* scoring leaves attention unchanged */
+        /* The same bits on every run, however the threads' tasks interleave,
+         * so that compiling twice gives the same artifacts: 4 threads, both
+         * the scoring pass and the scoring fused into attention. */
+        size_t sn = (size_t)p.n_kv_heads * p.capacity;
+        float *first = calloc(sn, 4), *again = malloc(sn * 4), *first_fused = calloc(sn, 4);
+        float *scratch4 = malloc(kvz_cpu_scores_scratch_floats(&p, 4) * 4);
+        float *ascratch4 = malloc(kvz_cpu_attention_scratch_floats(&ap, &p, 4) * 4);
+        kvz_cpu_attention_scores(first, q, kc, &p, scratch4, 4);
+        kvz_cpu_attention(out, q, kc, vc, &ap, &p, first_fused, ascratch4, 4);
+        for (int run = 0; run < 20; run++) {
+            memset(again, 0, sn * 4);
+            kvz_cpu_attention_scores(again, q, kc, &p, scratch4, 4);
+            assert_memory_equal(first, again, sn * 4);
+            memset(again, 0, sn * 4);
+            kvz_cpu_attention(out, q, kc, vc, &ap, &p, again, ascratch4, 4);
+            assert_memory_equal(first_fused, again, sn * 4);
+        }
+        free(first), free(again), free(first_fused), free(scratch4), free(ascratch4);
         free(fused), free(vc), free(out), free(plain), free(ascratch);
         free(kc), free(q), free(got), free(want), free(scratch);
     }
