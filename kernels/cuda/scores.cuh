@@ -97,7 +97,6 @@ __device__ static inline void score_commit_partials(const score_args &a, int g, 
     score_commit(a, g, row, idx, v);
 }
 
-
 /* Query rows per block of the tensor-core passes. */
 #define SCORE_TC_ROWS TC_TILE
 /* Their dynamic shared memory for head size hd, and the launch of both passes
