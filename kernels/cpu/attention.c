@@ -166,7 +166,7 @@ void kvz_cpu_attention(float *out, const float *q, const float *k_cache, const f
     const size_t per_thread = QUERY_TILE * (size_t)kv_max +
                               (sp ? (size_t)kv_max + (size_t)sp->n_kv_heads * (size_t)sp->capacity : 0);
     int used = 1;
-#pragma omp parallel num_threads(n_threads)
+#pragma omp parallel num_threads(kvz_score_threads(n_threads)) /* an accumulator each when scoring */
     {
         float *tile = scratch + (size_t)omp_get_thread_num() * per_thread;
         float *gather = tile + QUERY_TILE * (size_t)kv_max, *acc = gather + kv_max;
@@ -195,9 +195,9 @@ void kvz_cpu_attention(float *out, const float *q, const float *k_cache, const f
         }
     }
     if (sp) {
-        const float *parts[256];
-        for (int th = 0; th < used && th < 256; th++)
+        const float *parts[KVZ_SCORE_MAX_THREADS];
+        for (int th = 0; th < used; th++)
             parts[th] = scratch + (size_t)th * per_thread + QUERY_TILE * (size_t)kv_max + kv_max;
-        kvz_score_combine(sp, parts, used < 256 ? used : 256, scores);
+        kvz_score_combine(sp, parts, used, scores);
     }
 }

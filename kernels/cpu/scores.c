@@ -49,9 +49,9 @@ void kvz_cpu_attention_scores(float *scores, const float *q, const float *k_cach
     const int32_t n_tiles = (p->n + SCORE_TILE - 1) / SCORE_TILE;
     const int64_t tasks = (int64_t)p->n_heads * n_tiles;
     const size_t per_thread = (size_t)SCORE_TILE * (size_t)S + (size_t)p->n_kv_heads * (size_t)p->capacity;
-    const float *parts[256];
+    const float *parts[KVZ_SCORE_MAX_THREADS];
     int used = 1;
-#pragma omp parallel num_threads(n_threads)
+#pragma omp parallel num_threads(kvz_score_threads(n_threads))
     {
         float *tile = scratch + (size_t)omp_get_thread_num() * per_thread;
         float *acc = tile + (size_t)SCORE_TILE * (size_t)S;
@@ -78,7 +78,7 @@ void kvz_cpu_attention_scores(float *scores, const float *q, const float *k_cach
             }
         }
     }
-    for (int th = 0; th < used && th < 256; th++)
+    for (int th = 0; th < used; th++)
         parts[th] = scratch + (size_t)th * per_thread + (size_t)SCORE_TILE * (size_t)S;
-    kvz_score_combine(p, parts, used < 256 ? used : 256, scores);
+    kvz_score_combine(p, parts, used, scores);
 }

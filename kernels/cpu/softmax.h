@@ -75,6 +75,13 @@ static inline void kvz_score_fold(const kvz_score_params *p, const float *probs,
     }
 }
 
+/* The most threads a scoring pass runs: one accumulator each, combined at the end. */
+#define KVZ_SCORE_MAX_THREADS 256
+static inline int kvz_score_threads(int n_threads)
+{
+    return n_threads < KVZ_SCORE_MAX_THREADS ? n_threads : KVZ_SCORE_MAX_THREADS;
+}
+
 /* Combine per-thread accumulators (each (n_kv_heads, capacity)) into scores. */
 static inline void kvz_score_combine(const kvz_score_params *p, const float *const *parts, int n_parts,
                                      float *scores)

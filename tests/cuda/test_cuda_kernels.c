@@ -509,6 +509,15 @@ static void check_scores(kvz_score_reduce reduce, int32_t n_heads, int32_t n_kv,
         float *again = back(dsc, sn);
         if (memcmp(got, again, sn * 4) != 0)
             fail_msg("%s: a second run gives other bits", what);
+        /* a third onto the second's scores adds to them (blocks of queries accumulate) */
+        CHECK_OK(both[k]->ops->attention_scores(both[k], dsc, dq, dkc, &p));
+        CHECK_OK(both[k]->ops->synchronize(both[k]));
+        float *twice = back(dsc, sn);
+        for (size_t i = 0; i < sn; i++)
+            again[i] = reduce == KVZ_REDUCE_MAX ? sc[i] : 2 * sc[i];
+        strcat(what, ", accumulated");
+        expect_close(what, again, twice, sn, tensor_cores ? TC_SCORE_BOUND : SIMT_BOUND);
+        free(twice);
         free(again);
         free(got);
     }
