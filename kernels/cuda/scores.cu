@@ -127,7 +127,7 @@ __global__ void __launch_bounds__(WARPS * 32) column_reduce_kernel(score_args a)
 }
 
 /* The tiles' sums of each key added to its score in tile order. */
-__global__ static void score_add_tiles(score_args a, int tiles)
+__global__ static void score_add_tiles(score_args a)
 {
     const int64_t at = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (at >= (int64_t)a.n_kv * a.support)
@@ -136,7 +136,7 @@ __global__ static void score_add_tiles(score_args a, int tiles)
     if (row < 0)
         return;
     float v = 0.0f;
-    for (int t = 0; t < tiles; t++)
+    for (int t = 0; t < a.tiles; t++)
         v += a.tile_sums[((size_t)t * a.n_kv + g) * a.support + idx];
     a.scores[(size_t)g * a.capacity + row] += v;
 }
@@ -157,10 +157,9 @@ static int launch(cuda_impl *c, const score_args &a)
         CUDA_TRY(cudaFuncSetAttribute(row_stats_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, limit));
         CUDA_TRY(cudaFuncSetAttribute(column_reduce_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, limit));
     }
-    int tiles = ceil_div(a.n, a.bq);
-    row_stats_kernel<HD><<<dim3(tiles, a.n_kv), WARPS * 32, smem, c->stream>>>(a);
+    row_stats_kernel<HD><<<dim3(a.tiles, a.n_kv), WARPS * 32, smem, c->stream>>>(a);
     CUDA_LAUNCHED("attention scores (row statistics)");
-    column_reduce_kernel<HD><<<dim3(ceil_div(a.support, KEY_TILE), a.n_kv, tiles), WARPS * 32, smem,
+    column_reduce_kernel<HD><<<dim3(ceil_div(a.support, KEY_TILE), a.n_kv, a.tiles), WARPS * 32, smem,
                                c->stream>>>(a);
     CUDA_LAUNCHED("attention scores (column reduction)");
     return KVZ_OK;
@@ -196,10 +195,10 @@ int cuda_attention_scores(kvz_backend *b, float *scores, const float *q, const f
     size_t stats_bytes = (size_t)p->n * p->n_heads * 2 * sizeof(float);
     KVZ_TRY(cuda_ensure(c, (void **)&c->partials, &c->partial_bytes, stats_bytes, "scoring row statistics"));
     a.stats = c->partials;
-    const int tiles = ceil_div(p->n, a.bq);
+    a.tiles = ceil_div(p->n, a.bq);
     a.tile_sums = NULL;
-    if (a.reduce != KVZ_REDUCE_MAX && tiles > 1) {
-        size_t bytes = (size_t)tiles * a.n_kv * a.support * sizeof(float);
+    if (a.reduce != KVZ_REDUCE_MAX && a.tiles > 1) {
+        size_t bytes = (size_t)a.tiles * a.n_kv * a.support * sizeof(float);
         KVZ_TRY(cuda_ensure(c, (void **)&c->tile_sums, &c->tile_sum_bytes, bytes, "scoring tile sums"));
         a.tile_sums = c->tile_sums;
     }
@@ -209,7 +208,7 @@ int cuda_attention_scores(kvz_backend *b, float *scores, const float *q, const f
                          : launch<128>(c, a));
     if (!a.tile_sums)
         return KVZ_OK;
-    score_add_tiles<<<ceil_div((int64_t)a.n_kv * a.support, 256), 256, 0, c->stream>>>(a, tiles);
+    score_add_tiles<<<ceil_div((int64_t)a.n_kv * a.support, 256), 256, 0, c->stream>>>(a);
     CUDA_LAUNCHED("attention scores (tile sums)");
     return KVZ_OK;
 }

@@ -20,6 +20,7 @@ struct score_args {
     float *stats; /* (n, n_heads, 2): max, sum */
     const float *q, *kc;
     int n, q_pos0, n_heads, n_kv, capacity, n_ranges, reduce, bq, support;
+    int tiles; /* query tiles of bq queries: the passes' grid, tile_sums' first dimension */
     int begin[KVZ_SCORE_MAX_RANGES], end[KVZ_SCORE_MAX_RANGES];
     float scale;
 };

@@ -140,10 +140,9 @@ static int launch_tc(cuda_impl *c, const score_args *a)
         CUDA_TRY(cudaFuncSetAttribute(column_reduce_tc_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       (int)smem));
     }
-    int tiles = ceil_div(a->n, a->bq);
-    row_stats_tc_kernel<HD><<<dim3(tiles, a->n_kv), TC_WARPS * 32, smem, c->stream>>>(*a);
+    row_stats_tc_kernel<HD><<<dim3(a->tiles, a->n_kv), TC_WARPS * 32, smem, c->stream>>>(*a);
     CUDA_LAUNCHED("tensor-core attention scores (row statistics)");
-    column_reduce_tc_kernel<HD><<<dim3(ceil_div(a->support, TC_TILE), a->n_kv, tiles), TC_WARPS * 32, smem,
+    column_reduce_tc_kernel<HD><<<dim3(ceil_div(a->support, TC_TILE), a->n_kv, a->tiles), TC_WARPS * 32, smem,
                                   c->stream>>>(*a);
     CUDA_LAUNCHED("tensor-core attention scores (column reduction)");
     return KVZ_OK;
