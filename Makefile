@@ -188,7 +188,9 @@ test-cudasim: cudasim
 # What CI runs of it (minutes; the whole of it takes about a quarter of an hour): the
 # emulation's own checks at work (tests/cudasim/test_emulation.sh), every kernel
 # test, the scoring passes again with blocks in a new order each launch (a second
-# run must give the same bits), the forward pass on the default model and a
+# run must give the same bits), the attention and scoring tests on an emulated
+# device of an H100's 132 multiprocessors (so key splits as an H100 plans them:
+# nearly every case splits, where 4 leave most whole), the forward pass on the default model and a
 # SmolLM2-shape random one, and
 # the CLI running out of device memory (tests/cudasim/test_device_memory.sh), here
 # with cudaMalloc (KVZ_CUDA_MEMORY_POOLS=0; test-cudasim-asan runs it stream-ordered).
@@ -197,6 +199,7 @@ test-cudasim-quick: cudasim
 	@KVZ_MODEL=$(MODEL) sh tests/run_tests.sh build-sim/tests/cuda/test_cuda_kernels
 	@KVZ_CUDASIM_ORDER=shuffle KVZ_TEST_ONLY='test_attention_scores' sh tests/run_tests.sh \
 	  build-sim/tests/cuda/test_cuda_kernels
+	@KVZ_CUDASIM_SMS=132 KVZ_TEST_ONLY='test_attention*' sh tests/run_tests.sh build-sim/tests/cuda/test_cuda_kernels
 	@KVZ_MODEL=$(MODEL) KVZ_TEST_SKIP='*llama3*' sh tests/run_tests.sh build-sim/tests/cuda/test_cuda_forward
 	@KVZ_BIN=build-sim/kvz KVZ_CUDA_MEMORY_POOLS=0 sh tests/run_tests.sh tests/cudasim/test_device_memory.sh
 

@@ -372,7 +372,7 @@ static int eval_chunk(kvz_context *c, const int32_t *tokens, int32_t n, const kv
         KVZ_TRY(chunk_logits(c, 0, n, logits));
     else if ((mode == KVZ_LOGITS_LAST || mode == KVZ_LOGITS_KEEP) && last_chunk)
         KVZ_TRY(chunk_logits(c, n - 1, 1, mode == KVZ_LOGITS_KEEP ? NULL : logits));
-    return b->ops->synchronize(b);
+    return KVZ_OK;
 }
 
 int kvz_context_eval(kvz_context *c, const int32_t *tokens, int32_t n, const kvz_eval_opts *opts,
@@ -399,7 +399,17 @@ int kvz_context_eval(kvz_context *c, const int32_t *tokens, int32_t n, const kvz
         done += k;
     }
     c->logits_kept = opts && opts->logits == KVZ_LOGITS_KEEP;
-    return KVZ_OK;
+    if (c->logits_kept) /* the sample that reads them waits; until then the device may still be working */
+        return KVZ_OK;
+    int rc = kvz_context_finish(c);
+    if (rc != KVZ_OK)
+        c->len = start;
+    return rc;
+}
+
+int kvz_context_finish(kvz_context *c)
+{
+    return c->backend->ops->synchronize(c->backend);
 }
 
 int kvz_context_sample(kvz_context *c, kvz_sampler *s, int32_t *token)

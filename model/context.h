@@ -66,7 +66,11 @@ kvz_backend *kvz_context_backend(const kvz_context *c);
 
 /* Append and run `n` tokens. `logits` (host) receives vocab floats per
  * requested row. KVZ_ERR_RANGE when the cache would overflow (nothing is
- * appended then), KVZ_ERR_ARG for a token id outside the vocabulary. */
+ * appended then), KVZ_ERR_ARG for a token id outside the vocabulary. The
+ * backend has finished the work when it returns, except with KVZ_LOGITS_KEEP:
+ * then kvz_context_sample or kvz_context_finish waits for it, so that on a GPU
+ * the host queues the sampling while the device still runs the step, and a
+ * failure of the device's work is reported there. */
 int kvz_context_eval(kvz_context *c, const int32_t *tokens, int32_t n, const kvz_eval_opts *opts,
                      float *logits);
 
@@ -89,6 +93,11 @@ int kvz_context_ragged_rows(kvz_context *c, int32_t layer, int32_t head, int32_t
  * kept (KVZ_LOGITS_KEEP) without bringing them to the host; s == NULL:
  * greedy. KVZ_ERR_INTERNAL when the last evaluation kept none. */
 int kvz_context_sample(kvz_context *c, kvz_sampler *s, int32_t *token);
+
+/* Wait until the backend has finished the work queued so far (what an
+ * evaluation with KVZ_LOGITS_KEEP left running): for timing, or before the
+ * host stops using the context. Reports that work's failure. */
+int kvz_context_finish(kvz_context *c);
 
 /* Forget cache rows from `len` on (len <= current length). */
 void kvz_context_truncate(kvz_context *c, int32_t len);

@@ -15,6 +15,8 @@ int kvz_generate(kvz_context *c, const int32_t *prompt, int32_t n_prompt,
     kvz_eval_opts eval = {.logits = KVZ_LOGITS_KEEP}; /* sampled where they are */
     double t0 = kvz_now_seconds();
     int rc = kvz_context_eval(c, prompt, n_prompt, &eval, NULL);
+    if (rc == KVZ_OK)
+        rc = kvz_context_finish(c); /* so that prefill_seconds holds the prefill */
     double t1 = kvz_now_seconds();
     stats->prefill_seconds = t1 - t0;
     for (int32_t i = 0; i < opts->max_tokens && rc == KVZ_OK; i++) {

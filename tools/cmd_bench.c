@@ -75,6 +75,8 @@ static int run_once(kvz_model *m, const kvz_tokens *text, int32_t n, int32_t dec
     double t0 = kvz_now_seconds();
     if (rc == KVZ_OK)
         rc = kvz_context_eval(c, tokens, n, &opts, NULL);
+    if (rc == KVZ_OK)
+        rc = kvz_context_finish(c);
     double t1 = kvz_now_seconds();
     for (int32_t i = 0; i < decode && rc == KVZ_OK; i++) {
         int32_t next;
@@ -82,6 +84,8 @@ static int run_once(kvz_model *m, const kvz_tokens *text, int32_t n, int32_t dec
         if (rc == KVZ_OK)
             rc = kvz_context_eval(c, &next, 1, &opts, NULL);
     }
+    if (rc == KVZ_OK)
+        rc = kvz_context_finish(c);
     r->prefill_s = t1 - t0;
     r->decode_s = kvz_now_seconds() - t1;
     kvz_context_free(c);

@@ -181,6 +181,8 @@ static void cu_destroy(kvz_backend *b)
     for (size_t i = 0; i < sizeof scratch / sizeof *scratch; i++)
         cu_free(b, scratch[i]);
     cudaStreamSynchronize(c->stream); /* the frees, and any work still reading what they free */
+    if (c->sample_token)
+        cudaFreeHost(c->sample_token);
     for (int i = 0; i < 2; i++) {
         if (c->stage[i].host)
             cudaFreeHost(c->stage[i].host);

@@ -47,6 +47,7 @@ typedef struct cuda_impl {
     size_t rows_bytes;
     void *sample_scratch; /* sampling state, probabilities, sort buffers */
     size_t sample_bytes;
+    int32_t *sample_token; /* pinned: the sampled token's copy back is one wait, not a staged copy and a wait */
     kv_stage stage[2]; /* handed out in turn by kv_staging */
     int stage_next, stage_current;
     void *quant_scratch; /* kv_quantize: one side's payload and pairs */

@@ -145,7 +145,10 @@ int cuda_sample(kvz_backend *b, int32_t *token, const float *logits, int32_t n, 
         sample_pick<<<1, 1, 0, c->stream>>>(sorted, sorted_ids, n, p->top_p, p->draw, st);
         CUDA_LAUNCHED("sampling (pick)");
     }
-    CUDA_TRY(cudaMemcpyAsync(token, &st->token, sizeof *token, cudaMemcpyDeviceToHost, c->stream));
+    if (!c->sample_token)
+        KVZ_TRY(cuda_malloc_host((void **)&c->sample_token, sizeof *c->sample_token, "the sampled token"));
+    CUDA_TRY(cudaMemcpyAsync(c->sample_token, &st->token, sizeof *token, cudaMemcpyDeviceToHost, c->stream));
     CUDA_TRY(cudaStreamSynchronize(c->stream));
+    *token = *c->sample_token;
     return KVZ_OK;
 }

@@ -635,6 +635,24 @@ size_t bytes_from_env(const char *name, size_t fallback)
     return (size_t)(n << shift);
 }
 
+/* KVZ_CUDASIM_SMS: the emulated device's multiprocessors (4 by default; an
+ * H100 has 132): how many blocks kvz's launches plan to keep busy, and so how
+ * they split work, not how the emulation runs them. */
+int sm_count()
+{
+    static const int count = [] {
+        const char *v = getenv("KVZ_CUDASIM_SMS");
+        if (!v || !*v)
+            return 4;
+        char *end;
+        long n = strtol(v, &end, 10);
+        if (end == v || *end || n < 1 || n > 1024)
+            die("KVZ_CUDASIM_SMS must be a number of multiprocessors, 1 to 1024");
+        return (int)n;
+    }();
+    return count;
+}
+
 size_t device_limit()
 {
     static const size_t limit = bytes_from_env("KVZ_CUDASIM_DEVICE_BYTES", (size_t)16 << 30);
@@ -812,7 +830,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d)
     p->totalGlobalMem = kvz_sim::device_limit();
     p->sharedMemPerBlock = kvz_sim::DEFAULT_SMEM;
     p->sharedMemPerBlockOptin = kvz_sim::MAX_SMEM;
-    p->multiProcessorCount = 4;
+    p->multiProcessorCount = kvz_sim::sm_count();
     p->major = 9;
     p->warpSize = 32;
     p->maxThreadsPerBlock = kvz_sim::MAX_THREADS;

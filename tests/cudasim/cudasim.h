@@ -18,7 +18,9 @@
  * Launches are serialised across host threads. KVZ_CUDASIM_ORDER=forward
  * (default), reverse or shuffle sets the order in which a grid's blocks run,
  * and a block's threads between barriers: a kernel whose results change with
- * it has a race.
+ * it has a race. The device reports KVZ_CUDASIM_SMS multiprocessors (4 by
+ * default; 132 is an H100): what launches that size themselves by the device
+ * plan for, such as attention's key splits.
  *
  * Device memory is counted: KVZ_CUDASIM_DEVICE_BYTES (16G by default) is how
  * much there is, so running out can be tested; KVZ_CUDASIM_PEAK_FILE names a
