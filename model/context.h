@@ -70,7 +70,8 @@ kvz_backend *kvz_context_backend(const kvz_context *c);
  * backend has finished the work when it returns, except with KVZ_LOGITS_KEEP:
  * then kvz_context_sample or kvz_context_finish waits for it, so that on a GPU
  * the host queues the sampling while the device still runs the step, and a
- * failure of the device's work is reported there. */
+ * failure of the device's work is reported there, with the tokens left
+ * appended (such a failure leaves a GPU's context unusable: free it). */
 int kvz_context_eval(kvz_context *c, const int32_t *tokens, int32_t n, const kvz_eval_opts *opts,
                      float *logits);
 
