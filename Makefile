@@ -193,7 +193,8 @@ test-cudasim: cudasim
 # nearly every case splits, where 4 leave most whole), the forward pass on the default model and a
 # SmolLM2-shape random one, and
 # the CLI running out of device memory (tests/cudasim/test_device_memory.sh), here
-# with cudaMalloc (KVZ_CUDA_MEMORY_POOLS=0; test-cudasim-asan runs it stream-ordered).
+# with cudaMalloc (KVZ_CUDA_MEMORY_POOLS=0; test-cudasim-asan runs it stream-ordered),
+# and what a decoded token asks of the host (tests/cudasim/test_host_work.sh).
 test-cudasim-quick: cudasim
 	@sh tests/run_tests.sh tests/cudasim/test_emulation.sh
 	@KVZ_MODEL=$(MODEL) sh tests/run_tests.sh build-sim/tests/cuda/test_cuda_kernels
@@ -202,6 +203,7 @@ test-cudasim-quick: cudasim
 	@KVZ_CUDASIM_SMS=132 KVZ_TEST_ONLY='test_attention*' sh tests/run_tests.sh build-sim/tests/cuda/test_cuda_kernels
 	@KVZ_MODEL=$(MODEL) KVZ_TEST_SKIP='*llama3*' sh tests/run_tests.sh build-sim/tests/cuda/test_cuda_forward
 	@KVZ_BIN=build-sim/kvz KVZ_CUDA_MEMORY_POOLS=0 sh tests/run_tests.sh tests/cudasim/test_device_memory.sh
+	@KVZ_BIN=build-sim/kvz sh tests/run_tests.sh tests/cudasim/test_host_work.sh
 
 # The CUDA tests emulated under ASan + UBSan, with blocks and the threads of a
 # block run in reverse order (test-cudasim-quick runs them forward): a kernel's
