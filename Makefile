@@ -189,8 +189,9 @@ test-cudasim: cudasim
 # emulation's own checks at work (tests/cudasim/test_emulation.sh), every kernel
 # test, the scoring passes again with blocks in a new order each launch (a second
 # run must give the same bits), the attention and scoring tests on an emulated
-# device of an H100's 132 multiprocessors (so key splits as an H100 plans them:
-# nearly every case splits, where 4 leave most whole), the forward pass on the default model and a
+# device of an H100's 132 multiprocessors (keys split as an H100 plans them: a
+# launch of fewer than 264 blocks over more than 4 key tiles splits, where with 4
+# only one of fewer than 8 does), the forward pass on the default model and a
 # SmolLM2-shape random one, and
 # the CLI running out of device memory (tests/cudasim/test_device_memory.sh), here
 # with cudaMalloc (KVZ_CUDA_MEMORY_POOLS=0; test-cudasim-asan runs it stream-ordered),
