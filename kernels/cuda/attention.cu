@@ -204,13 +204,17 @@ static size_t attention_smem(int rows, int hd)
     return ((size_t)rows * hd + KEY_TILE * (hd + 1) + KEY_TILE * hd) * sizeof(float);
 }
 
+int cuda_attention_configure(cuda_impl *c)
+{
+    KVZ_TRY(cuda_allow_smem(c, attention_kernel<64>, attention_smem(MAX_ROWS, 64)));
+    KVZ_TRY(cuda_allow_smem(c, attention_kernel<96>, attention_smem(MAX_ROWS, 96)));
+    KVZ_TRY(cuda_allow_smem(c, attention_kernel<128>, attention_smem(MAX_ROWS, 128)));
+    return cuda_attention_tc_configure(c);
+}
+
 template <int HD>
 static int launch(cuda_impl *c, attn_args a, dim3 grid, size_t smem)
 {
-    /* the most any launch asks (cuda_smem_limit), not this one's size */
-    if (smem > 48 * 1024)
-        CUDA_TRY(cudaFuncSetAttribute(attention_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                      (int)cuda_smem_limit(c, attention_smem(MAX_ROWS, HD))));
     attention_kernel<HD><<<grid, WARPS * 32, smem, c->stream>>>(a);
     CUDA_LAUNCHED("attention");
     return KVZ_OK;

@@ -85,7 +85,10 @@ __device__ __forceinline__ void attention_merge_if_last(const attn_args &a, int 
 #define TC_ROWS TC_TILE
 /* A block of the tensor-core kernel for head size hd: its dynamic shared memory. */
 size_t cuda_attention_tc_smem(int hd);
-/* Launch it on grid (query tiles, KV heads, splits); hd is 64, 96 or 128. */
+/* Its shared-memory limits (cuda_allow_smem; a head size whose block asks
+ * more than the device offers never takes the kernel), and its launch on grid
+ * (query tiles, KV heads, splits); hd is 64, 96 or 128. */
+int cuda_attention_tc_configure(cuda_impl *c);
 int cuda_attention_tc_launch(cuda_impl *c, const attn_args *a, int hd, dim3 grid);
 
 #endif

@@ -171,14 +171,17 @@ size_t cuda_attention_tc_smem(int hd)
     return hd == 64 ? tc_layout<64>::bytes : hd == 96 ? tc_layout<96>::bytes : tc_layout<128>::bytes;
 }
 
+int cuda_attention_tc_configure(cuda_impl *c)
+{
+    KVZ_TRY(cuda_allow_smem(c, attention_tc_kernel<64>, tc_layout<64>::bytes));
+    KVZ_TRY(cuda_allow_smem(c, attention_tc_kernel<96>, tc_layout<96>::bytes));
+    return cuda_allow_smem(c, attention_tc_kernel<128>, tc_layout<128>::bytes);
+}
+
 template <int HD>
 static int launch_tc(cuda_impl *c, const attn_args *a, dim3 grid)
 {
-    size_t smem = tc_layout<HD>::bytes;
-    if (smem > 48 * 1024)
-        CUDA_TRY(cudaFuncSetAttribute(attention_tc_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                      (int)smem));
-    attention_tc_kernel<HD><<<grid, TC_WARPS * 32, smem, c->stream>>>(*a);
+    attention_tc_kernel<HD><<<grid, TC_WARPS * 32, tc_layout<HD>::bytes, c->stream>>>(*a);
     CUDA_LAUNCHED("tensor-core attention");
     return KVZ_OK;
 }

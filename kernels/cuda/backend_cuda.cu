@@ -21,10 +21,17 @@ static int allocation_failed(cudaError_t e, size_t bytes, const char *kind, cons
     if (device && e == cudaErrorMemoryAllocation && cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess)
         snprintf(room, sizeof room, " (%.1f MiB free of %.1f MiB)", free_bytes / 1048576.0,
                  total_bytes / 1048576.0);
-    const int mib = bytes >= ((size_t)1 << 20); /* a KV load's staging may be a few KiB */
+    /* a KV load's staging may be a few KiB, the sampled token 4 bytes */
+    char size[32];
+    if (bytes >= ((size_t)1 << 20))
+        snprintf(size, sizeof size, "%.1f MiB", bytes / 1048576.0);
+    else if (bytes >= 1024)
+        snprintf(size, sizeof size, "%.1f KiB", bytes / 1024.0);
+    else
+        snprintf(size, sizeof size, "%zu bytes", bytes);
     return kvz_errorf(e == cudaErrorMemoryAllocation ? KVZ_ERR_NOMEM : KVZ_ERR_BACKEND,
-                      "cuda: cannot allocate %.1f %s of %s memory%s%s: %s%s", bytes / (mib ? 1048576.0 : 1024.0),
-                      mib ? "MiB" : "KiB", kind, what ? " for " : "", what ? what : "", cudaGetErrorString(e), room);
+                      "cuda: cannot allocate %s of %s memory%s%s: %s%s", size, kind, what ? " for " : "",
+                      what ? what : "", cudaGetErrorString(e), room);
 }
 
 int cuda_malloc(cuda_impl *c, void **ptr, size_t bytes, const char *what)
@@ -284,6 +291,16 @@ static int cuda_start(kvz_backend **out, int n_threads)
         return kvz_errorf(KVZ_ERR_BACKEND, "cuda: cannot create a cuBLAS handle");
     }
     cublasSetStream(c->cublas, c->stream);
+    int rc = cuda_attention_configure(c);
+    if (rc == KVZ_OK)
+        rc = cuda_scores_configure(c);
+    if (rc != KVZ_OK) {
+        cublasDestroy(c->cublas);
+        cudaStreamDestroy(c->stream);
+        free(b);
+        free(c);
+        return rc;
+    }
     *out = b;
     return KVZ_OK;
 }

@@ -57,14 +57,6 @@ typedef struct cuda_impl {
 static inline cuda_impl *cuda_of(kvz_backend *b) { return (cuda_impl *)b->impl; }
 
 static inline int ceil_div(int64_t a, int64_t b) { return (int)((a + b - 1) / b); }
-/* A kernel's dynamic shared-memory limit (cudaFuncSetAttribute) is one value
- * for the whole process, so it is set to the most any of its launches asks,
- * within what the device offers: a value per launch could be lowered by
- * another thread's session between that call and the launch. */
-static inline size_t cuda_smem_limit(const cuda_impl *c, size_t most)
-{
-    return most < c->smem_optin ? most : c->smem_optin;
-}
 /* Offsets of the parts of one scratch buffer keep them 256-byte aligned. */
 static inline size_t cuda_align256(size_t x) { return (x + 255) & ~(size_t)255; }
 /* KVZ_ERR_INTERNAL unless the key (and value) caches are 16-byte aligned:
@@ -88,6 +80,21 @@ int cuda_check_float4_caches(const float *k_cache, const float *v_cache, const c
             return kvz_errorf(KVZ_ERR_BACKEND, "cuda: launching %s failed: %s", what,          \
                               cudaGetErrorString(cuda_launch_err_));                           \
     } while (0)
+
+/* A kernel's dynamic shared-memory limit (cudaFuncSetAttribute) is one value
+ * for the whole process, so it is set to the most any of its launches asks,
+ * within what the device offers, once as each backend starts (the
+ * *_configure functions below): a value per launch could be lowered by another
+ * thread's session between that call and the launch, and a call per launch
+ * would cost the host time in every decode step. Launches of up to 48 KB need
+ * no attribute. */
+template <class Kernel> static inline int cuda_allow_smem(const cuda_impl *c, Kernel *kernel, size_t most)
+{
+    if (most > 48 * 1024)
+        CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      (int)(most < c->smem_optin ? most : c->smem_optin)));
+    return KVZ_OK;
+}
 
 /* Device memory of backend c, with kvz's error: KVZ_ERR_NOMEM when the device
  * is out of memory, naming the size, `what` it was for (may be NULL) and the
@@ -130,12 +137,15 @@ int cuda_rope(kvz_backend *b, float *x, const int32_t *positions, int32_t n, int
               const kvz_rope_params *p, int inverse);
 int cuda_rope_kv_append(kvz_backend *b, float *k_cache, float *v_cache, float *q, float *k, const float *v,
                         const int32_t *positions, const kvz_attention_params *p, const kvz_rope_params *rope);
-/* attention.cu */
+/* attention.cu; configure: the shared-memory limits of its kernels and the
+ * tensor-core ones (cuda_allow_smem), once per backend */
+int cuda_attention_configure(cuda_impl *c);
 int cuda_attention(kvz_backend *b, float *out, const float *q, const float *k_cache,
                    const float *v_cache, const kvz_attention_params *p, const kvz_score_params *score,
                    float *scores);
 
-/* scores.cu */
+/* scores.cu; configure as attention.cu's */
+int cuda_scores_configure(cuda_impl *c);
 int cuda_attention_scores(kvz_backend *b, float *scores, const float *q, const float *k_cache,
                           const kvz_score_params *p);
 /* kv_load.cu */

@@ -25,18 +25,53 @@ struct sample_state {
     int32_t token;
 };
 
-/* The largest logit and its id (the first of equal ones): one block. */
+__device__ static inline void argmax_take(float v, int32_t i, int32_t n, float &best, int32_t &at)
+{
+    if (at == n || v > best) { /* a thread's ids rise: the first of equal ones stays */
+        best = v;
+        at = i;
+    }
+}
+
+__device__ static inline void argmax_take4(float4 v, int32_t i, int32_t n, float &best, int32_t &at)
+{
+    argmax_take(v.x, i, n, best, at);
+    argmax_take(v.y, i + 1, n, best, at);
+    argmax_take(v.z, i + 2, n, best, at);
+    argmax_take(v.w, i + 3, n, best, at);
+}
+
+/* The largest logit and its id (the first of equal ones): one block. The row
+ * (200-500 KB for a decode step) is read as float4s, four in flight per
+ * thread: with one scalar load in flight per thread, one block's reading is
+ * bound by the memory's latency. Each thread takes the floats before the first
+ * 16-byte boundary, then its float4s, then the floats after the last, so its
+ * ids rise. */
 __global__ void __launch_bounds__(SAMPLE_THREADS) sample_argmax(const float *x, int32_t n, sample_state *st)
 {
     __shared__ float sv[SAMPLE_THREADS];
     __shared__ int32_t si[SAMPLE_THREADS];
+    const int32_t step = blockDim.x;
     float best = -INFINITY;
     int32_t at = n; /* none yet */
-    for (int32_t i = threadIdx.x; i < n; i += blockDim.x)
-        if (at == n || x[i] > best) { /* a thread's ids rise: the first of equal ones stays */
-            best = x[i];
-            at = i;
-        }
+    const int32_t misaligned = (int32_t)(((uintptr_t)x / sizeof(float)) % 4);
+    const int32_t head = misaligned ? (4 - misaligned < n ? 4 - misaligned : n) : 0;
+    if ((int32_t)threadIdx.x < head)
+        argmax_take(x[threadIdx.x], threadIdx.x, n, best, at);
+    const float4 *v = (const float4 *)(x + head);
+    const int32_t n4 = (n - head) / 4;
+    int32_t i = threadIdx.x;
+    for (; i + 3 * step < n4; i += 4 * step) {
+        float4 a = v[i], b = v[i + step], c = v[i + 2 * step], d = v[i + 3 * step];
+        argmax_take4(a, head + 4 * i, n, best, at);
+        argmax_take4(b, head + 4 * (i + step), n, best, at);
+        argmax_take4(c, head + 4 * (i + 2 * step), n, best, at);
+        argmax_take4(d, head + 4 * (i + 3 * step), n, best, at);
+    }
+    for (; i < n4; i += step)
+        argmax_take4(v[i], head + 4 * i, n, best, at);
+    for (int32_t j = head + 4 * n4 + threadIdx.x; j < n; j += step)
+        argmax_take(x[j], j, n, best, at);
     sv[threadIdx.x] = best;
     si[threadIdx.x] = at;
     __syncthreads();

@@ -148,15 +148,25 @@ static size_t score_smem(int rows, int hd)
 }
 
 template <int HD>
+static int configure(cuda_impl *c)
+{
+    KVZ_TRY(cuda_allow_smem(c, row_stats_kernel<HD>, score_smem(MAX_ROWS, HD)));
+    return cuda_allow_smem(c, column_reduce_kernel<HD>, score_smem(MAX_ROWS, HD));
+}
+
+int cuda_scores_configure(cuda_impl *c)
+{
+    KVZ_TRY(configure<64>(c));
+    KVZ_TRY(configure<96>(c));
+    KVZ_TRY(configure<128>(c));
+    return cuda_scores_tc_configure(c);
+}
+
+template <int HD>
 static int launch(cuda_impl *c, const score_args &a)
 {
     int group = a.n_heads / a.n_kv, rows = a.bq * group;
     size_t smem = score_smem(rows, HD);
-    if (smem > 48 * 1024) { /* the most any launch asks (cuda_smem_limit), not this one's size */
-        const int limit = (int)cuda_smem_limit(c, score_smem(MAX_ROWS, HD));
-        CUDA_TRY(cudaFuncSetAttribute(row_stats_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, limit));
-        CUDA_TRY(cudaFuncSetAttribute(column_reduce_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, limit));
-    }
     row_stats_kernel<HD><<<dim3(a.tiles, a.n_kv), WARPS * 32, smem, c->stream>>>(a);
     CUDA_LAUNCHED("attention scores (row statistics)");
     column_reduce_kernel<HD><<<dim3(ceil_div(a.support, KEY_TILE), a.n_kv, a.tiles), WARPS * 32, smem,

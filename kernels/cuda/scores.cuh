@@ -103,6 +103,7 @@ __device__ static inline void score_commit_partials(const score_args &a, int g, 
 /* Their dynamic shared memory for head size hd, and the launch of both passes
  * (a->bq queries per block, a->stats ready for n x n_heads pairs). */
 size_t cuda_scores_tc_smem(int hd);
+int cuda_scores_tc_configure(cuda_impl *c); /* as cuda_attention_tc_configure */
 int cuda_scores_tc_launch(cuda_impl *c, const score_args *a, int hd);
 
 #endif

@@ -131,15 +131,23 @@ size_t cuda_scores_tc_smem(int hd)
 }
 
 template <int HD>
+static int configure_tc(cuda_impl *c)
+{
+    KVZ_TRY(cuda_allow_smem(c, row_stats_tc_kernel<HD>, score_layout<HD>::bytes));
+    return cuda_allow_smem(c, column_reduce_tc_kernel<HD>, score_layout<HD>::bytes);
+}
+
+int cuda_scores_tc_configure(cuda_impl *c)
+{
+    KVZ_TRY(configure_tc<64>(c));
+    KVZ_TRY(configure_tc<96>(c));
+    return configure_tc<128>(c);
+}
+
+template <int HD>
 static int launch_tc(cuda_impl *c, const score_args *a)
 {
     size_t smem = score_layout<HD>::bytes;
-    if (smem > 48 * 1024) {
-        CUDA_TRY(cudaFuncSetAttribute(row_stats_tc_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                      (int)smem));
-        CUDA_TRY(cudaFuncSetAttribute(column_reduce_tc_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                      (int)smem));
-    }
     row_stats_tc_kernel<HD><<<dim3(a->tiles, a->n_kv), TC_WARPS * 32, smem, c->stream>>>(*a);
     CUDA_LAUNCHED("tensor-core attention scores (row statistics)");
     column_reduce_tc_kernel<HD><<<dim3(ceil_div(a->support, TC_TILE), a->n_kv, a->tiles), TC_WARPS * 32, smem,

@@ -563,6 +563,31 @@ static void test_sample(void **state)
         CHECK_OK(gpu->ops->sample(gpu, &got, dx, n, &greedy));
         assert_int_equal(want, n / 3);
         assert_int_equal(got, want);
+        /* rows that start off a 16-byte boundary (the device reads float4s
+         * between scalar ends), the largest twice: in the first floats and the
+         * float4s, twice in the float4s (of two threads; of one thread, 1024
+         * float4s apart in one round of loads, and 4096 apart in two rounds:
+         * float 24 of a 16-byte aligned buffer is float4 5 of every offset's
+         * row), and the last two floats */
+        float *y = malloc((size_t)n * sizeof *y);
+        assert_non_null(y);
+        assert_true((uintptr_t)dx % 16 == 0);
+        for (int32_t off = 1; off < 4 && n > 16; off++) {
+            const int32_t ties[5][2] = {{off, n / 2}, {n / 2 - 5, n / 2 + 7}, {n - 2, n - 1},
+                                        {24, 24 + 4096}, {24, 24 + 16384}};
+            for (int t = 0; t < (n > 40000 ? 5 : 3); t++) {
+                memcpy(y, x, (size_t)n * sizeof *y);
+                y[n / 3] = y[n - 1] = 0.0f;
+                y[ties[t][0]] = y[ties[t][1]] = 7.0f;
+                CHECK_OK(gpu->ops->upload(gpu, dx, y, (size_t)n * 4));
+                CHECK_OK(cpu->ops->sample(cpu, &want, y + off, n - off, &greedy));
+                CHECK_OK(gpu->ops->sample(gpu, &got, dx + off, n - off, &greedy));
+                assert_int_equal(want, ties[t][0] - off);
+                assert_int_equal(got, want);
+            }
+        }
+        free(y);
+        CHECK_OK(gpu->ops->upload(gpu, dx, x, (size_t)n * 4));
         const float temps[] = {0.7f, 1.5f}, tops[] = {0.5f, 0.95f, 1.0f};
         const int n_draws = UNLESS_RACE_CHECK(25, 3);
         int draws = 0, differ = 0;

@@ -5,8 +5,9 @@
 # does not fit, a document that does not fit after one that did, and a query
 # that does not fit each end with exit 8 and one line naming the device memory,
 # leave a store that verifies, and a rerun with room finishes the work; so
-# does a query that runs out of pinned host memory (KVZ_CUDASIM_PINNED_BYTES),
-# while a compile without it goes on in plain memory.
+# does a query that runs out of pinned host memory (KVZ_CUDASIM_PINNED_BYTES);
+# so does an answer without the 4 pinned bytes of its sampled token, while a
+# compile without pinned memory goes on in plain memory.
 # A random-weight two-layer SmolLM2-shape model (one token per byte) keeps it fast.
 . tests/cli_lib.sh
 NOMEM=8
@@ -28,6 +29,14 @@ compile() { # compile STORE DOC...: the compile command of every run here
     _store=$1
     shift
     "$KVZ" compile "$@" --store "$_store" --model "$TMP/model.gguf" --device cuda >"$TMP/out" 2>"$TMP/err"
+}
+out_of_memory() { # out_of_memory LABEL PATTERN: the last run (exit in $st) ended with exit 8 and
+    # PATTERN in its errors, and printed nothing
+    if [ $st -eq $NOMEM ] && grep -q "$2" "$TMP/err" && [ ! -s "$TMP/out" ]; then
+        ok "$1: exit 8, $(tail -n 1 "$TMP/err")"
+    else
+        fail "$1: exit $st: $(tail -n 1 "$TMP/err")"
+    fi
 }
 
 # 1. the model's weights do not fit: nothing made
@@ -83,22 +92,20 @@ fi
 KVZ_CUDASIM_DEVICE_BYTES=16M "$KVZ" query --store "$TMP/s2" --model "$TMP/model.gguf" --device cuda \
     --doc "$TMP/docs/a_short.txt" --max-tokens 4 "Which lamp?" >"$TMP/out" 2>"$TMP/err"
 st=$?
-if [ $st -eq $NOMEM ] && grep -q "cannot allocate .* MiB of device memory: out of memory" "$TMP/err" && [ ! -s "$TMP/out" ]; then
-    ok "query on a device too small: exit 8, $(tail -n 1 "$TMP/err")"
-else
-    fail "query on a device too small: exit $st: $(tail -n 1 "$TMP/err")"
-fi
+out_of_memory "query on a device too small" "cannot allocate .* MiB of device memory: out of memory"
 # 4. the pinned host memory that stages a stored head on its way to the device
 #    runs out (a head of these documents needs a few KiB)
 KVZ_CUDASIM_PINNED_BYTES=1K "$KVZ" query --store "$TMP/s2" --model "$TMP/model.gguf" --device cuda \
     --doc "$TMP/docs/b_long.txt" --max-tokens 4 "Which lamp?" >"$TMP/out" 2>"$TMP/err"
 st=$?
-if [ $st -eq $NOMEM ] && grep -q "cannot allocate .* KiB of pinned host memory for the KV load staging buffer: out of memory" "$TMP/err" &&
-    [ ! -s "$TMP/out" ]; then
-    ok "query without pinned memory for loading: exit 8, $(tail -n 1 "$TMP/err")"
-else
-    fail "query without pinned memory for loading: exit $st: $(tail -n 1 "$TMP/err")"
-fi
+out_of_memory "query without pinned memory for loading" \
+    "cannot allocate .* KiB of pinned host memory for the KV load staging buffer: out of memory"
+#    and the 4 pinned bytes that bring the sampled token back (no store: nothing staged)
+KVZ_CUDASIM_PINNED_BYTES=1 "$KVZ" generate --model "$TMP/model.gguf" --device cuda --max-tokens 2 \
+    --prompt "Which lamp?" >"$TMP/out" 2>"$TMP/err"
+st=$?
+out_of_memory "generate without pinned memory for the sampled token" \
+    "cannot allocate 4 bytes of pinned host memory for the sampled token: out of memory"
 "$KVZ" query --store "$TMP/s2" --model "$TMP/model.gguf" --device cuda --doc "$TMP/docs/b_long.txt" \
     --max-tokens 4 "Which lamp?" >"$TMP/out" 2>"$TMP/err"
 st=$?
