@@ -4,7 +4,7 @@
 #   make test       unit, golden and integration tests (needs scripts/setup.sh once)
 #   make asan       the same tests under ASan + UBSan  (build-asan/)
 #   make check      test + asan + cuda + test-cudasim-quick + test-cudasim-asan +
-#                   test-cudasim-race + fuzz-smoke: what CI runs
+#                   test-cudasim-race + fuzz-smoke, side by side: what CI runs
 #   make fuzz       libFuzzer targets for every decoder of untrusted input (clang; tests/fuzz/)
 #   make valgrind   compile, query and the store commands under valgrind memcheck
 #   make cuda       compile the CUDA backend with nvcc (build-cuda/; links, runs nowhere here)
@@ -103,7 +103,7 @@ PC := $(BUILD)/kvz.pc
 BENCH_BINS := $(BUILD)/bench/sessions
 PREFIX ?= /usr/local
 
-.PHONY: all test asan check cuda test-cuda cudasim test-cudasim test-cudasim-quick cudasim-asan test-cudasim-asan cudasim-race test-cudasim-race demo bench clean setup install valgrind FORCE
+.PHONY: all test asan check check-parts cuda test-cuda cudasim test-cudasim test-cudasim-quick cudasim-asan test-cudasim-asan cudasim-race test-cudasim-race demo bench clean setup install valgrind FORCE
 all: $(KVZ) $(SO) $(PC) $(BENCH_BINS)
 
 $(BUILD)/%.o: %.c
@@ -251,7 +251,14 @@ test-cudasim-race: cudasim-race
 	@KVZ_CUDA_GEMV=0 KVZ_TEST_ONLY='test_runtime_synthetic' $(RACE_RUN) build-sim-race/tests/cuda/test_cuda_compile
 	@KVZ_CUDA_GEMV=0 KVZ_TEST_ONLY='test_sessions_synthetic' $(RACE_RUN) build-sim-race/tests/cuda/test_cuda_compile
 
-check: test asan cuda test-cudasim-quick test-cudasim-asan test-cudasim-race fuzz-smoke
+# CI runs its parts side by side, as many at once as there are CPUs: the
+# emulated suites run on one CPU each, and one part after another took CI an
+# hour on two. Each part's output is held until the part ends (-Otarget), so
+# the log reads part by part; the longest parts start first.
+CHECK_JOBS ?= $(shell nproc)
+check:
+	$(MAKE) -j$(CHECK_JOBS) --output-sync=target check-parts
+check-parts: test-cudasim-race test-cudasim-asan test-cudasim-quick asan test cuda fuzz-smoke
 
 # compile, ls, inspect, verify and query under valgrind memcheck (plain build;
 # tests/valgrind.sh says what runs on which model; not part of check)
