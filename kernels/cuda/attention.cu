@@ -206,9 +206,12 @@ static size_t attention_smem(int rows, int hd)
 
 int cuda_attention_configure(cuda_impl *c)
 {
-    KVZ_TRY(cuda_allow_smem(c, attention_kernel<64>, attention_smem(MAX_ROWS, 64)));
-    KVZ_TRY(cuda_allow_smem(c, attention_kernel<96>, attention_smem(MAX_ROWS, 96)));
-    KVZ_TRY(cuda_allow_smem(c, attention_kernel<128>, attention_smem(MAX_ROWS, 128)));
+    for (int i = 0; i < 3; i++)
+        c->attention_room[i] = SIZE_MAX;
+    size_t *room = c->attention_room;
+    KVZ_TRY(cuda_allow_smem(c, attention_kernel<64>, attention_smem(MAX_ROWS, 64), &room[cuda_head_slot(64)]));
+    KVZ_TRY(cuda_allow_smem(c, attention_kernel<96>, attention_smem(MAX_ROWS, 96), &room[cuda_head_slot(96)]));
+    KVZ_TRY(cuda_allow_smem(c, attention_kernel<128>, attention_smem(MAX_ROWS, 128), &room[cuda_head_slot(128)]));
     return cuda_attention_tc_configure(c);
 }
 
@@ -247,7 +250,7 @@ int cuda_attention(kvz_backend *b, float *out, const float *q, const float *k_ca
     a.head_base = p->head_base;
     a.head_rows = p->head_rows;
     const int tensor_cores = p->n >= TC_MIN_QUERIES && !c->attention_simt &&
-                             cuda_attention_tc_smem(hd) <= c->smem_optin;
+                             cuda_attention_tc_smem(hd) <= c->attention_tc_room[cuda_head_slot(hd)];
     const int key_tile = tensor_cores ? TC_KEY_TILE : KEY_TILE;
     a.bq = (tensor_cores ? TC_ROWS : MAX_ROWS) / group;
     if (a.bq > p->n)
@@ -288,9 +291,9 @@ int cuda_attention(kvz_backend *b, float *out, const float *q, const float *k_ca
         return cuda_attention_tc_launch(c, &a, hd, grid);
     int rows = a.bq * group;
     size_t smem = attention_smem(rows, hd);
-    if (smem > c->smem_optin)
+    if (smem > c->attention_room[cuda_head_slot(hd)])
         return kvz_errorf(KVZ_ERR_UNSUPPORTED, "cuda: attention needs %zu bytes of shared memory, "
-                          "the device offers %zu", smem, c->smem_optin);
+                          "the device offers %zu", smem, c->attention_room[cuda_head_slot(hd)]);
     return hd == 64 ? launch<64>(c, a, grid, smem)
            : hd == 96 ? launch<96>(c, a, grid, smem)
                       : launch<128>(c, a, grid, smem);

@@ -31,7 +31,11 @@ typedef struct cuda_impl {
     int stream_ordered_memory; /* the device has memory pools: cudaMallocAsync (cuda_malloc) */
     int attention_simt; /* KVZ_CUDA_ATTENTION=simt: no tensor-core attention */
     int gemv;           /* products of few rows by matmul.cu's own kernel (KVZ_CUDA_GEMV=0: cuBLAS) */
-    size_t smem_optin; /* largest dynamic shared memory a block may ask for */
+    size_t smem_optin; /* the most shared memory a block may have, static and dynamic together */
+    /* The most dynamic shared memory the attention and scoring kernels may ask
+     * for on this device, by head size (cuda_head_slot), after their static
+     * shared memory: the *_configure functions set them */
+    size_t attention_room[3], attention_tc_room[3], scores_room[3], scores_tc_room[3];
     /* scratch, grown on demand */
     __half *x_half;    /* activations converted for cuBLAS */
     size_t x_half_bytes;
@@ -82,19 +86,30 @@ int cuda_check_float4_caches(const float *k_cache, const float *v_cache, const c
     } while (0)
 
 /* A kernel's dynamic shared-memory limit (cudaFuncSetAttribute) is one value
- * for the whole process, so it is set to the most any of its launches asks,
- * within what the device offers, once as each backend starts (the
- * *_configure functions below): a value per launch could be lowered by another
- * thread's session between that call and the launch, and a call per launch
- * would cost the host time in every decode step. Launches of up to 48 KB need
- * no attribute. */
-template <class Kernel> static inline int cuda_allow_smem(const cuda_impl *c, Kernel *kernel, size_t most)
+ * for the whole process, so it is set to `most`, the most any of its launches
+ * asks, once as each backend starts (the *_configure functions below): a value
+ * per launch could be lowered by another thread's session between that call
+ * and the launch, and a call per launch would cost the host time in every
+ * decode step. Launches of up to 48 KB need no attribute. The limit stays
+ * within the device's room beside the kernel's static shared memory, which
+ * lowers *room to it: a launch asking more than *room must not be made (a
+ * tensor-core kernel is then not taken). */
+template <class Kernel> static inline int cuda_allow_smem(const cuda_impl *c, Kernel *kernel, size_t most, size_t *room)
 {
-    if (most > 48 * 1024)
-        CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                      (int)(most < c->smem_optin ? most : c->smem_optin)));
+    /* what the device leaves beside the kernel's static shared memory: a limit
+     * that would make the two exceed smem_optin is refused */
+    cudaFuncAttributes attr;
+    CUDA_TRY(cudaFuncGetAttributes(&attr, kernel));
+    const size_t mine = c->smem_optin > attr.sharedSizeBytes ? c->smem_optin - attr.sharedSizeBytes : 0;
+    if (*room > mine)
+        *room = mine; /* kernels that share launch sizes share the least room */
+    const size_t limit = most < mine ? most : mine;
+    if (limit > 48 * 1024)
+        CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)limit));
     return KVZ_OK;
 }
+/* The index of head size 64, 96 or 128 in the room arrays of cuda_impl. */
+static inline int cuda_head_slot(int hd) { return hd == 64 ? 0 : hd == 96 ? 1 : 2; }
 
 /* Device memory of backend c, with kvz's error: KVZ_ERR_NOMEM when the device
  * is out of memory, naming the size, `what` it was for (may be NULL) and the
@@ -138,7 +153,7 @@ int cuda_rope(kvz_backend *b, float *x, const int32_t *positions, int32_t n, int
 int cuda_rope_kv_append(kvz_backend *b, float *k_cache, float *v_cache, float *q, float *k, const float *v,
                         const int32_t *positions, const kvz_attention_params *p, const kvz_rope_params *rope);
 /* attention.cu; configure: the shared-memory limits of its kernels and the
- * tensor-core ones (cuda_allow_smem), once per backend */
+ * tensor-core ones (cuda_allow_smem), and c's rooms for them, once per backend */
 int cuda_attention_configure(cuda_impl *c);
 int cuda_attention(kvz_backend *b, float *out, const float *q, const float *k_cache,
                    const float *v_cache, const kvz_attention_params *p, const kvz_score_params *score,

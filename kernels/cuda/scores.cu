@@ -150,12 +150,15 @@ static size_t score_smem(int rows, int hd)
 template <int HD>
 static int configure(cuda_impl *c)
 {
-    KVZ_TRY(cuda_allow_smem(c, row_stats_kernel<HD>, score_smem(MAX_ROWS, HD)));
-    return cuda_allow_smem(c, column_reduce_kernel<HD>, score_smem(MAX_ROWS, HD));
+    size_t *room = &c->scores_room[cuda_head_slot(HD)];
+    KVZ_TRY(cuda_allow_smem(c, row_stats_kernel<HD>, score_smem(MAX_ROWS, HD), room));
+    return cuda_allow_smem(c, column_reduce_kernel<HD>, score_smem(MAX_ROWS, HD), room);
 }
 
 int cuda_scores_configure(cuda_impl *c)
 {
+    for (int i = 0; i < 3; i++)
+        c->scores_room[i] = SIZE_MAX;
     KVZ_TRY(configure<64>(c));
     KVZ_TRY(configure<96>(c));
     KVZ_TRY(configure<128>(c));
@@ -167,6 +170,9 @@ static int launch(cuda_impl *c, const score_args &a)
 {
     int group = a.n_heads / a.n_kv, rows = a.bq * group;
     size_t smem = score_smem(rows, HD);
+    if (smem > c->scores_room[cuda_head_slot(HD)])
+        return kvz_errorf(KVZ_ERR_UNSUPPORTED, "cuda: scoring needs %zu bytes of shared memory, "
+                          "the device offers %zu", smem, c->scores_room[cuda_head_slot(HD)]);
     row_stats_kernel<HD><<<dim3(a.tiles, a.n_kv), WARPS * 32, smem, c->stream>>>(a);
     CUDA_LAUNCHED("attention scores (row statistics)");
     column_reduce_kernel<HD><<<dim3(ceil_div(a.support, KEY_TILE), a.n_kv, a.tiles), WARPS * 32, smem,
@@ -199,7 +205,7 @@ int cuda_attention_scores(kvz_backend *b, float *scores, const float *q, const f
     if (a.support <= 0 || p->n <= 0)
         return KVZ_OK;
     const int tensor_cores = p->n >= TC_MIN_QUERIES && !c->attention_simt &&
-                             cuda_scores_tc_smem(hd) <= c->smem_optin;
+                             cuda_scores_tc_smem(hd) <= c->scores_tc_room[cuda_head_slot(hd)];
     const int max_rows = tensor_cores ? SCORE_TC_ROWS : MAX_ROWS;
     a.bq = max_rows / group < p->n ? max_rows / group : p->n;
     size_t stats_bytes = (size_t)p->n * p->n_heads * 2 * sizeof(float);

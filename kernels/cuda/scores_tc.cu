@@ -133,12 +133,15 @@ size_t cuda_scores_tc_smem(int hd)
 template <int HD>
 static int configure_tc(cuda_impl *c)
 {
-    KVZ_TRY(cuda_allow_smem(c, row_stats_tc_kernel<HD>, score_layout<HD>::bytes));
-    return cuda_allow_smem(c, column_reduce_tc_kernel<HD>, score_layout<HD>::bytes);
+    size_t *room = &c->scores_tc_room[cuda_head_slot(HD)];
+    KVZ_TRY(cuda_allow_smem(c, row_stats_tc_kernel<HD>, score_layout<HD>::bytes, room));
+    return cuda_allow_smem(c, column_reduce_tc_kernel<HD>, score_layout<HD>::bytes, room);
 }
 
 int cuda_scores_tc_configure(cuda_impl *c)
 {
+    for (int i = 0; i < 3; i++)
+        c->scores_tc_room[i] = SIZE_MAX;
     KVZ_TRY(configure_tc<64>(c));
     KVZ_TRY(configure_tc<96>(c));
     return configure_tc<128>(c);

@@ -545,12 +545,57 @@ static void test_attention_scores(void **state)
     check_scores(KVZ_REDUCE_SUM, 32, 4, 128, 32, 668, 700, 1, sb, se);
 }
 
+/* Greedy sampling of rows that start off a 16-byte boundary. The device takes
+ * a row's floats before its first boundary one by one, then its float4s
+ * (thread t: float4s t, t + 1024, ...; four in flight), then the floats after
+ * its last whole float4 one by one. The largest value twice, at places that
+ * put the tie across those parts and within one thread's share, and rows 0 to
+ * 3 floats shorter so that the last part has 0 to 3 floats: the lower id must
+ * win. dx is 16-byte aligned, so a row at dx + off has 4 - off floats before
+ * its first boundary and float 4 of the buffer begins its float4s (float 24
+ * its float4 5, which thread 5 takes in its first round of loads with 24 +
+ * 4096 and in its second with 24 + 16384). x holds values under 7 but at n/3
+ * and n - 1. */
+static void check_argmax_rows(const float *x, float *dx, int32_t n)
+{
+    kvz_sample_params greedy = {.temperature = 0, .top_p = 1, .draw = 0};
+    float *y = malloc((size_t)n * sizeof *y);
+    assert_non_null(y);
+    assert_true((uintptr_t)dx % 16 == 0);
+    int rows = 0;
+    for (int32_t off = 1; off < 4 && off < n; off++)
+        for (int32_t k = 0; k < 4 && off + k < n; k++) {
+            const int32_t len = n - off - k, end = off + len, head = 4 - off < len ? 4 - off : len;
+            const int32_t tail = off + head + (len - head) / 4 * 4; /* the first float after the float4s */
+            const int32_t ties[7][2] = {{off, end - 1}, {off, 4},          {end - 2, end - 1},  {4, tail},
+                                        {n / 2 - 5, n / 2 + 7}, {24, 24 + 4096}, {24, 24 + 16384}};
+            for (int t = 0; t < 7; t++) {
+                const int32_t a = ties[t][0], b = ties[t][1];
+                if (a < off || b >= end || a >= b)
+                    continue; /* not in this row */
+                memcpy(y, x, (size_t)n * sizeof *y);
+                y[n / 3] = y[n - 1] = 0.0f;
+                y[a] = y[b] = 7.0f;
+                int32_t want, got;
+                CHECK_OK(gpu->ops->upload(gpu, dx, y, (size_t)n * 4));
+                CHECK_OK(cpu->ops->sample(cpu, &want, y + off, len, &greedy));
+                CHECK_OK(gpu->ops->sample(gpu, &got, dx + off, len, &greedy));
+                assert_int_equal(want, a - off);
+                assert_int_equal(got, want);
+                rows++;
+            }
+        }
+    free(y);
+    CHECK_OK(gpu->ops->upload(gpu, dx, x, (size_t)n * 4));
+    print_message("sample n=%d: greedy over %d rows off a 16-byte boundary\n", n, rows);
+}
+
 /* Sampling on the device against the CPU twin, on the same logits and draws:
  * greedy exactly (ties to the lower id); top-p allowing a rare neighbour swap,
  * since the two expf differ in the last bit. */
 static void test_sample(void **state)
 {
-    const int32_t sizes[] = {1, 1000, 49152, 128256};
+    const int32_t sizes[] = {1, 3, 7, 1000, 49152, 128256};
     for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
         int32_t n = sizes[si];
         float *x = host_random((size_t)n, 6.0f);
@@ -563,31 +608,7 @@ static void test_sample(void **state)
         CHECK_OK(gpu->ops->sample(gpu, &got, dx, n, &greedy));
         assert_int_equal(want, n / 3);
         assert_int_equal(got, want);
-        /* rows that start off a 16-byte boundary (the device reads float4s
-         * between scalar ends), the largest twice: in the first floats and the
-         * float4s, twice in the float4s (of two threads; of one thread, 1024
-         * float4s apart in one round of loads, and 4096 apart in two rounds:
-         * float 24 of a 16-byte aligned buffer is float4 5 of every offset's
-         * row), and the last two floats */
-        float *y = malloc((size_t)n * sizeof *y);
-        assert_non_null(y);
-        assert_true((uintptr_t)dx % 16 == 0);
-        for (int32_t off = 1; off < 4 && n > 16; off++) {
-            const int32_t ties[5][2] = {{off, n / 2}, {n / 2 - 5, n / 2 + 7}, {n - 2, n - 1},
-                                        {24, 24 + 4096}, {24, 24 + 16384}};
-            for (int t = 0; t < (n > 40000 ? 5 : 3); t++) {
-                memcpy(y, x, (size_t)n * sizeof *y);
-                y[n / 3] = y[n - 1] = 0.0f;
-                y[ties[t][0]] = y[ties[t][1]] = 7.0f;
-                CHECK_OK(gpu->ops->upload(gpu, dx, y, (size_t)n * 4));
-                CHECK_OK(cpu->ops->sample(cpu, &want, y + off, n - off, &greedy));
-                CHECK_OK(gpu->ops->sample(gpu, &got, dx + off, n - off, &greedy));
-                assert_int_equal(want, ties[t][0] - off);
-                assert_int_equal(got, want);
-            }
-        }
-        free(y);
-        CHECK_OK(gpu->ops->upload(gpu, dx, x, (size_t)n * 4));
+        check_argmax_rows(x, dx, n);
         const float temps[] = {0.7f, 1.5f}, tops[] = {0.5f, 0.95f, 1.0f};
         const int n_draws = UNLESS_RACE_CHECK(25, 3);
         int draws = 0, differ = 0;

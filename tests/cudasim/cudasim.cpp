@@ -52,7 +52,8 @@ namespace {
 
 const size_t STACK_BYTES = 256 * 1024;
 const int MAX_THREADS = 1024;
-const size_t MAX_SMEM = 227 * 1024, DEFAULT_SMEM = 48 * 1024;
+const size_t DEFAULT_SMEM = 48 * 1024;
+size_t smem_optin_limit(); /* KVZ_CUDASIM_SMEM_OPTIN */
 
 /* Switch stacks: save the callee-saved registers on the current stack and its
  * pointer in *save, then continue on `next` (x86-64 System V; what ucontext's
@@ -393,7 +394,7 @@ void *dynamic_smem(void)
 
 cudaError_t set_max_dynamic_smem(const void *kernel, int bytes)
 {
-    if (bytes < 0 || (size_t)bytes > MAX_SMEM)
+    if (bytes < 0 || (size_t)bytes > smem_optin_limit())
         return cudaErrorInvalidValue;
     std::lock_guard<std::mutex> g(launch_lock);
     auto it = smem_optin.find(kernel);
@@ -653,6 +654,19 @@ int sm_count()
     return count;
 }
 
+/* KVZ_CUDASIM_SMEM_OPTIN: the most shared memory a block may have (an H100's
+ * 227 KB by default; 99 KB on the sm_86 and sm_89 GPUs, 163 KB on an A100). */
+size_t smem_optin_limit()
+{
+    static const size_t limit = [] {
+        size_t bytes = bytes_from_env("KVZ_CUDASIM_SMEM_OPTIN", 227 * 1024);
+        if (bytes < DEFAULT_SMEM || bytes > 1024 * 1024)
+            die("KVZ_CUDASIM_SMEM_OPTIN must be 48K to 1M bytes");
+        return bytes;
+    }();
+    return limit;
+}
+
 size_t device_limit()
 {
     static const size_t limit = bytes_from_env("KVZ_CUDASIM_DEVICE_BYTES", (size_t)16 << 30);
@@ -668,6 +682,17 @@ size_t pinned_limit()
 } // namespace kvz_sim
 
 namespace kvz_sim {
+
+cudaError_t func_attributes(cudaFuncAttributes *attr, const void *kernel)
+{
+    std::lock_guard<std::mutex> g(launch_lock);
+    auto it = smem_optin.find(kernel);
+    attr->sharedSizeBytes = 0;
+    attr->maxDynamicSharedSizeBytes = it != smem_optin.end() ? it->second : (int)DEFAULT_SMEM;
+    attr->maxThreadsPerBlock = MAX_THREADS;
+    return cudaSuccess;
+}
+
 void check_stream_use(const void *p, size_t bytes, cudaStream_t s, const char *what)
 {
     std::lock_guard<std::mutex> g(memory_lock);
@@ -829,7 +854,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d)
     snprintf(p->name, sizeof p->name, "cudasim (CUDA emulated on the CPU)");
     p->totalGlobalMem = kvz_sim::device_limit();
     p->sharedMemPerBlock = kvz_sim::DEFAULT_SMEM;
-    p->sharedMemPerBlockOptin = kvz_sim::MAX_SMEM;
+    p->sharedMemPerBlockOptin = kvz_sim::smem_optin_limit();
     p->multiProcessorCount = kvz_sim::sm_count();
     p->major = 9;
     p->warpSize = 32;

@@ -20,7 +20,11 @@
  * and a block's threads between barriers: a kernel whose results change with
  * it has a race. The device reports KVZ_CUDASIM_SMS multiprocessors (4 by
  * default; 132 is an H100): what launches that size themselves by the device
- * plan for, such as attention's key splits.
+ * plan for, such as attention's key splits. A block may have
+ * KVZ_CUDASIM_SMEM_OPTIN bytes of shared memory (227K by default, as an H100;
+ * 99K as the sm_86 and sm_89 GPUs), the most a kernel's dynamic limit may be
+ * set to; cudaFuncGetAttributes reports a kernel's static shared memory as 0
+ * (the emulation does not size it), where a GPU counts it against that too.
  *
  * Device memory is counted: KVZ_CUDASIM_DEVICE_BYTES (16G by default) is how
  * much there is, so running out can be tested; KVZ_CUDASIM_PEAK_FILE names a
@@ -156,6 +160,13 @@ typedef struct kvz_sim_event *cudaEvent_t;
 #define cudaStreamNonBlocking 0x01
 #define cudaEventDisableTiming 0x02
 
+/* What cudaFuncGetAttributes reports of a kernel here: its static shared
+ * memory is not sized by the emulation (0), its dynamic limit is. */
+struct cudaFuncAttributes {
+    size_t sharedSizeBytes;
+    int maxDynamicSharedSizeBytes, maxThreadsPerBlock;
+};
+
 struct cudaDeviceProp {
     char name[256];
     size_t totalGlobalMem, sharedMemPerBlock, sharedMemPerBlockOptin;
@@ -189,6 +200,11 @@ cudaError_t cudaEventSynchronize(cudaEvent_t e);
 
 namespace kvz_sim {
 cudaError_t set_max_dynamic_smem(const void *kernel, int bytes);
+cudaError_t func_attributes(cudaFuncAttributes *attr, const void *kernel);
+}
+template <class F> cudaError_t cudaFuncGetAttributes(cudaFuncAttributes *attr, F *kernel)
+{
+    return kvz_sim::func_attributes(attr, (const void *)kernel);
 }
 template <class F> cudaError_t cudaFuncSetAttribute(F *kernel, cudaFuncAttribute attr, int value)
 {
