@@ -90,7 +90,7 @@ int cuda_check_float4_caches(const float *k_cache, const float *v_cache, const c
  * asks, once as each backend starts (the *_configure functions below): a value
  * per launch could be lowered by another thread's session between that call
  * and the launch, and a call per launch would cost the host time in every
- * decode step. Launches of up to 48 KB need no attribute. The limit stays
+ * decode step. Launches of up to 48 KB with the static need no attribute. The limit stays
  * within the device's room beside the kernel's static shared memory, which
  * lowers *room to it: a launch asking more than *room must not be made (a
  * tensor-core kernel is then not taken). */
@@ -104,7 +104,7 @@ template <class Kernel> static inline int cuda_allow_smem(const cuda_impl *c, Ke
     if (*room > mine)
         *room = mine; /* kernels that share launch sizes share the least room */
     const size_t limit = most < mine ? most : mine;
-    if (limit > 48 * 1024)
+    if (limit + attr.sharedSizeBytes > 48 * 1024) /* without the attribute: 48 KB with the static */
         CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)limit));
     return KVZ_OK;
 }

@@ -54,6 +54,7 @@ const size_t STACK_BYTES = 256 * 1024;
 const int MAX_THREADS = 1024;
 const size_t DEFAULT_SMEM = 48 * 1024;
 size_t smem_optin_limit(); /* KVZ_CUDASIM_SMEM_OPTIN */
+size_t static_smem();      /* KVZ_CUDASIM_STATIC_SMEM */
 
 /* Switch stacks: save the callee-saved registers on the current stack and its
  * pointer in *save, then continue on `next` (x86-64 System V; what ucontext's
@@ -394,8 +395,8 @@ void *dynamic_smem(void)
 
 cudaError_t set_max_dynamic_smem(const void *kernel, int bytes)
 {
-    if (bytes < 0 || (size_t)bytes > smem_optin_limit())
-        return cudaErrorInvalidValue;
+    if (bytes < 0 || (size_t)bytes + static_smem() > smem_optin_limit())
+        return cudaErrorInvalidValue; /* as the GPU: the limit and the static shared memory within the opt-in */
     std::lock_guard<std::mutex> g(launch_lock);
     auto it = smem_optin.find(kernel);
     /* The limit is one per kernel for the whole process: a kernel whose
@@ -418,7 +419,7 @@ cudaError_t check_launch(const void *kernel, dim3 grid, dim3 block, size_t smem)
     if (threads < 1 || threads > MAX_THREADS || block.z > 64 || grid.x < 1 || grid.y < 1 || grid.z < 1 ||
         grid.y > 65535 || grid.z > 65535)
         err = cudaErrorInvalidConfiguration;
-    if (err == cudaSuccess && smem > DEFAULT_SMEM) {
+    if (err == cudaSuccess && smem + static_smem() > DEFAULT_SMEM) {
         std::lock_guard<std::mutex> g(launch_lock);
         auto it = smem_optin.find(kernel);
         if (it == smem_optin.end() || (size_t)it->second < smem)
@@ -654,6 +655,22 @@ int sm_count()
     return count;
 }
 
+/* KVZ_CUDASIM_STATIC_SMEM: the static shared memory every kernel is taken to
+ * have (0 by default; the emulation does not size a kernel's own), which a GPU
+ * counts against the block's shared memory with the dynamic: set to at least
+ * what any kernel declares, it checks that limits and launches leave room for it. */
+size_t static_smem()
+{
+    static const size_t bytes = [] {
+        const char *v = getenv("KVZ_CUDASIM_STATIC_SMEM");
+        size_t n = v && *v ? bytes_from_env("KVZ_CUDASIM_STATIC_SMEM", 0) : 0;
+        if (n >= DEFAULT_SMEM)
+            die("KVZ_CUDASIM_STATIC_SMEM must be under 48K bytes");
+        return n;
+    }();
+    return bytes;
+}
+
 /* KVZ_CUDASIM_SMEM_OPTIN: the most shared memory a block may have (an H100's
  * 227 KB by default; 99 KB on the sm_86 and sm_89 GPUs, 163 KB on an A100). */
 size_t smem_optin_limit()
@@ -687,7 +704,7 @@ cudaError_t func_attributes(cudaFuncAttributes *attr, const void *kernel)
 {
     std::lock_guard<std::mutex> g(launch_lock);
     auto it = smem_optin.find(kernel);
-    attr->sharedSizeBytes = 0;
+    attr->sharedSizeBytes = static_smem();
     attr->maxDynamicSharedSizeBytes = it != smem_optin.end() ? it->second : (int)DEFAULT_SMEM;
     attr->maxThreadsPerBlock = MAX_THREADS;
     return cudaSuccess;

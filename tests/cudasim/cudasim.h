@@ -22,9 +22,11 @@
  * default; 132 is an H100): what launches that size themselves by the device
  * plan for, such as attention's key splits. A block may have
  * KVZ_CUDASIM_SMEM_OPTIN bytes of shared memory (227K by default, as an H100;
- * 99K as the sm_86 and sm_89 GPUs), the most a kernel's dynamic limit may be
- * set to; cudaFuncGetAttributes reports a kernel's static shared memory as 0
- * (the emulation does not size it), where a GPU counts it against that too.
+ * 99K as the sm_86 and sm_89 GPUs), static and dynamic together. The
+ * emulation does not size a kernel's static shared memory: every kernel is
+ * taken to have KVZ_CUDASIM_STATIC_SMEM bytes of it (0 by default), which
+ * cudaFuncGetAttributes reports and which a dynamic limit, and a launch
+ * without one past 48 KB less it, must leave room for.
  *
  * Device memory is counted: KVZ_CUDASIM_DEVICE_BYTES (16G by default) is how
  * much there is, so running out can be tested; KVZ_CUDASIM_PEAK_FILE names a
@@ -161,7 +163,8 @@ typedef struct kvz_sim_event *cudaEvent_t;
 #define cudaEventDisableTiming 0x02
 
 /* What cudaFuncGetAttributes reports of a kernel here: its static shared
- * memory is not sized by the emulation (0), its dynamic limit is. */
+ * memory is KVZ_CUDASIM_STATIC_SMEM (not sized by the emulation), its dynamic
+ * limit is its own. */
 struct cudaFuncAttributes {
     size_t sharedSizeBytes;
     int maxDynamicSharedSizeBytes, maxThreadsPerBlock;

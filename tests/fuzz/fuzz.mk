@@ -80,6 +80,6 @@ clean: fuzz-clean
 
 # Only a make that builds the fuzz targets reads their dependency files:
 # under make check another part may be writing them while a make starts.
-ifneq ($(filter fuzz fuzz-build fuzz-smoke,$(MAKECMDGOALS)),)
+ifneq ($(filter fuzz fuzz-build fuzz-smoke $(FUZZ_BUILD)/%,$(MAKECMDGOALS)),)
 -include $(FUZZ_LIB_OBJS:.o=.d) $(FUZZ_BINS:=.d)
 endif
