@@ -206,8 +206,6 @@ static size_t attention_smem(int rows, int hd)
 
 int cuda_attention_configure(cuda_impl *c)
 {
-    for (int i = 0; i < 3; i++)
-        c->attention_room[i] = SIZE_MAX;
     size_t *room = c->attention_room;
     KVZ_TRY(cuda_allow_smem(c, attention_kernel<64>, attention_smem(MAX_ROWS, 64), &room[cuda_head_slot(64)]));
     KVZ_TRY(cuda_allow_smem(c, attention_kernel<96>, attention_smem(MAX_ROWS, 96), &room[cuda_head_slot(96)]));

@@ -174,8 +174,6 @@ size_t cuda_attention_tc_smem(int hd)
 int cuda_attention_tc_configure(cuda_impl *c)
 {
     size_t *room = c->attention_tc_room;
-    for (int i = 0; i < 3; i++)
-        room[i] = SIZE_MAX;
     KVZ_TRY(cuda_allow_smem(c, attention_tc_kernel<64>, tc_layout<64>::bytes, &room[cuda_head_slot(64)]));
     KVZ_TRY(cuda_allow_smem(c, attention_tc_kernel<96>, tc_layout<96>::bytes, &room[cuda_head_slot(96)]));
     return cuda_allow_smem(c, attention_tc_kernel<128>, tc_layout<128>::bytes, &room[cuda_head_slot(128)]);

@@ -291,6 +291,8 @@ static int cuda_start(kvz_backend **out, int n_threads)
         return kvz_errorf(KVZ_ERR_BACKEND, "cuda: cannot create a cuBLAS handle");
     }
     cublasSetStream(c->cublas, c->stream);
+    for (int i = 0; i < 3; i++) /* lowered by each kernel's configuration (cuda_allow_smem) */
+        c->attention_room[i] = c->attention_tc_room[i] = c->scores_room[i] = c->scores_tc_room[i] = SIZE_MAX;
     int rc = cuda_attention_configure(c);
     if (rc == KVZ_OK)
         rc = cuda_scores_configure(c);

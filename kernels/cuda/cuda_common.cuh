@@ -34,7 +34,7 @@ typedef struct cuda_impl {
     size_t smem_optin; /* the most shared memory a block may have, static and dynamic together */
     /* The most dynamic shared memory the attention and scoring kernels may ask
      * for on this device, by head size (cuda_head_slot), after their static
-     * shared memory: the *_configure functions set them */
+     * shared memory: SIZE_MAX at the start, the *_configure functions lower them */
     size_t attention_room[3], attention_tc_room[3], scores_room[3], scores_tc_room[3];
     /* scratch, grown on demand */
     __half *x_half;    /* activations converted for cuBLAS */

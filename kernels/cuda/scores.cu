@@ -157,8 +157,6 @@ static int configure(cuda_impl *c)
 
 int cuda_scores_configure(cuda_impl *c)
 {
-    for (int i = 0; i < 3; i++)
-        c->scores_room[i] = SIZE_MAX;
     KVZ_TRY(configure<64>(c));
     KVZ_TRY(configure<96>(c));
     KVZ_TRY(configure<128>(c));

@@ -140,8 +140,6 @@ static int configure_tc(cuda_impl *c)
 
 int cuda_scores_tc_configure(cuda_impl *c)
 {
-    for (int i = 0; i < 3; i++)
-        c->scores_tc_room[i] = SIZE_MAX;
     KVZ_TRY(configure_tc<64>(c));
     KVZ_TRY(configure_tc<96>(c));
     return configure_tc<128>(c);

@@ -662,8 +662,7 @@ int sm_count()
 size_t static_smem()
 {
     static const size_t bytes = [] {
-        const char *v = getenv("KVZ_CUDASIM_STATIC_SMEM");
-        size_t n = v && *v ? bytes_from_env("KVZ_CUDASIM_STATIC_SMEM", 0) : 0;
+        size_t n = bytes_from_env("KVZ_CUDASIM_STATIC_SMEM", 0);
         if (n >= DEFAULT_SMEM)
             die("KVZ_CUDASIM_STATIC_SMEM must be under 48K bytes");
         return n;
