@@ -204,12 +204,18 @@ static size_t attention_smem(int rows, int hd)
     return ((size_t)rows * hd + KEY_TILE * (hd + 1) + KEY_TILE * hd) * sizeof(float);
 }
 
+template <int HD>
+static int configure(cuda_impl *c)
+{
+    return cuda_allow_smem(c, attention_kernel<HD>, "attention_kernel", HD, attention_smem(MAX_ROWS, HD),
+                           &c->attention_room[cuda_head_slot(HD)]);
+}
+
 int cuda_attention_configure(cuda_impl *c)
 {
-    size_t *room = c->attention_room;
-    KVZ_TRY(cuda_allow_smem(c, attention_kernel<64>, attention_smem(MAX_ROWS, 64), &room[cuda_head_slot(64)]));
-    KVZ_TRY(cuda_allow_smem(c, attention_kernel<96>, attention_smem(MAX_ROWS, 96), &room[cuda_head_slot(96)]));
-    KVZ_TRY(cuda_allow_smem(c, attention_kernel<128>, attention_smem(MAX_ROWS, 128), &room[cuda_head_slot(128)]));
+    KVZ_TRY(configure<64>(c));
+    KVZ_TRY(configure<96>(c));
+    KVZ_TRY(configure<128>(c));
     return cuda_attention_tc_configure(c);
 }
 

@@ -171,12 +171,18 @@ size_t cuda_attention_tc_smem(int hd)
     return hd == 64 ? tc_layout<64>::bytes : hd == 96 ? tc_layout<96>::bytes : tc_layout<128>::bytes;
 }
 
+template <int HD>
+static int configure_tc(cuda_impl *c)
+{
+    return cuda_allow_smem(c, attention_tc_kernel<HD>, "attention_tc_kernel", HD, tc_layout<HD>::bytes,
+                           &c->attention_tc_room[cuda_head_slot(HD)]);
+}
+
 int cuda_attention_tc_configure(cuda_impl *c)
 {
-    size_t *room = c->attention_tc_room;
-    KVZ_TRY(cuda_allow_smem(c, attention_tc_kernel<64>, tc_layout<64>::bytes, &room[cuda_head_slot(64)]));
-    KVZ_TRY(cuda_allow_smem(c, attention_tc_kernel<96>, tc_layout<96>::bytes, &room[cuda_head_slot(96)]));
-    return cuda_allow_smem(c, attention_tc_kernel<128>, tc_layout<128>::bytes, &room[cuda_head_slot(128)]);
+    KVZ_TRY(configure_tc<64>(c));
+    KVZ_TRY(configure_tc<96>(c));
+    return configure_tc<128>(c);
 }
 
 template <int HD>

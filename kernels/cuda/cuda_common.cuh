@@ -94,18 +94,30 @@ int cuda_check_float4_caches(const float *k_cache, const float *v_cache, const c
  * within the device's room beside the kernel's static shared memory, which
  * lowers *room to it: a launch asking more than *room must not be made (a
  * tensor-core kernel is then not taken). */
-template <class Kernel> static inline int cuda_allow_smem(const cuda_impl *c, Kernel *kernel, size_t most, size_t *room)
+template <class Kernel>
+static inline int cuda_allow_smem(const cuda_impl *c, Kernel *kernel, const char *name, int hd, size_t most,
+                                  size_t *room)
 {
     /* what the device leaves beside the kernel's static shared memory: a limit
      * that would make the two exceed smem_optin is refused */
     cudaFuncAttributes attr;
-    CUDA_TRY(cudaFuncGetAttributes(&attr, kernel));
+    cudaError_t err = cudaFuncGetAttributes(&attr, kernel);
+    if (err != cudaSuccess)
+        return kvz_errorf(KVZ_ERR_BACKEND, "cuda: cudaFuncGetAttributes(%s, head size %d) failed: %s", name, hd,
+                          cudaGetErrorString(err));
     const size_t mine = c->smem_optin > attr.sharedSizeBytes ? c->smem_optin - attr.sharedSizeBytes : 0;
     if (*room > mine)
         *room = mine; /* kernels that share launch sizes share the least room */
     const size_t limit = most < mine ? most : mine;
-    if (limit + attr.sharedSizeBytes > 48 * 1024) /* without the attribute: 48 KB with the static */
-        CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)limit));
+    if (limit + attr.sharedSizeBytes > 48 * 1024) { /* without the attribute: 48 KB with the static */
+        err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)limit);
+        if (err != cudaSuccess)
+            return kvz_errorf(KVZ_ERR_BACKEND,
+                              "cuda: allowing %s (head size %d) %zu bytes of dynamic shared memory beside %zu static "
+                              "(of %zu a block may have) failed: %s",
+                              name, hd, limit, (size_t)attr.sharedSizeBytes, c->smem_optin,
+                              cudaGetErrorString(err));
+    }
     return KVZ_OK;
 }
 /* The index of head size 64, 96 or 128 in the room arrays of cuda_impl. */

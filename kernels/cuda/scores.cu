@@ -151,8 +151,8 @@ template <int HD>
 static int configure(cuda_impl *c)
 {
     size_t *room = &c->scores_room[cuda_head_slot(HD)];
-    KVZ_TRY(cuda_allow_smem(c, row_stats_kernel<HD>, score_smem(MAX_ROWS, HD), room));
-    return cuda_allow_smem(c, column_reduce_kernel<HD>, score_smem(MAX_ROWS, HD), room);
+    KVZ_TRY(cuda_allow_smem(c, row_stats_kernel<HD>, "row_stats_kernel", HD, score_smem(MAX_ROWS, HD), room));
+    return cuda_allow_smem(c, column_reduce_kernel<HD>, "column_reduce_kernel", HD, score_smem(MAX_ROWS, HD), room);
 }
 
 int cuda_scores_configure(cuda_impl *c)

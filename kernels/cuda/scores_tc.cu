@@ -134,8 +134,9 @@ template <int HD>
 static int configure_tc(cuda_impl *c)
 {
     size_t *room = &c->scores_tc_room[cuda_head_slot(HD)];
-    KVZ_TRY(cuda_allow_smem(c, row_stats_tc_kernel<HD>, score_layout<HD>::bytes, room));
-    return cuda_allow_smem(c, column_reduce_tc_kernel<HD>, score_layout<HD>::bytes, room);
+    KVZ_TRY(cuda_allow_smem(c, row_stats_tc_kernel<HD>, "row_stats_tc_kernel", HD, score_layout<HD>::bytes, room));
+    return cuda_allow_smem(c, column_reduce_tc_kernel<HD>, "column_reduce_tc_kernel", HD, score_layout<HD>::bytes,
+                           room);
 }
 
 int cuda_scores_tc_configure(cuda_impl *c)
