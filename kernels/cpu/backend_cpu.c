@@ -68,12 +68,10 @@ static int cpu_weight_load(kvz_backend *b, kvz_weight *w, uint32_t type, const v
     cpu_impl *impl = b->impl;
     size_t row_bytes;
     KVZ_TRY(kvz_weight_init(w, "cpu", type, src, rows, cols, &row_bytes));
-    KVZ_TRY(ensure_scratch(b, kvz_cpu_matvec_scratch_floats(w, KVZ_CPU_MATVEC_MAX_ROWS,
-                                                            b->n_threads)));
     if (type == KVZ_GGML_F32 || impl->weights == KVZ_WEIGHTS_NATIVE) {
         w->type = type;
         w->data = (void *)src;
-        return ensure_scratch(b, kvz_cpu_matmul_scratch_floats(w, b->n_threads));
+        return KVZ_OK;
     }
     float *f = NULL;
     KVZ_TRY(cpu_alloc(b, (size_t)rows * (size_t)cols * sizeof(float), (void **)&f));
@@ -100,12 +98,16 @@ static int cpu_matmul(kvz_backend *b, float *out, const float *x, const kvz_weig
     /* decode: stream the file's compact blocks rather than the f32 copy */
     int native_decode = n <= KVZ_CPU_MATVEC_MAX_ROWS && w->native_type != KVZ_GGML_F32 &&
                         (w->type != KVZ_GGML_F32 || kvz_cpu_matvec_has_fast_path(w->native_type));
+    /* scratch is sized here, not at weight load: a forked backend (a session's)
+     * loads no weights */
     if (native_decode) {
         kvz_weight view = *w;
         view.data = (void *)w->native;
         view.type = w->native_type;
+        KVZ_TRY(ensure_scratch(b, kvz_cpu_matvec_scratch_floats(&view, n, b->n_threads)));
         kvz_cpu_matvec(out, x, &view, n, accumulate, impl->scratch, b->n_threads);
     } else {
+        KVZ_TRY(ensure_scratch(b, kvz_cpu_matmul_scratch_floats(w, b->n_threads)));
         kvz_cpu_matmul(out, x, w, n, accumulate, impl->scratch, b->n_threads);
     }
     return KVZ_OK;
