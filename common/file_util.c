@@ -5,19 +5,59 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+/* Where a write to `path`, which does not exist, lands: the path a dangling
+ * link names (relative to the link's folder), else path itself. */
+static char *link_target(const char *path)
+{
+    struct stat lst;
+    char target[4096];
+    ssize_t n;
+    if (lstat(path, &lst) != 0 || !S_ISLNK(lst.st_mode) || (n = readlink(path, target, sizeof target - 1)) <= 0)
+        return strdup(path);
+    target[n] = '\0';
+    const char *slash = strrchr(path, '/');
+    size_t dir = target[0] == '/' || !slash ? 0 : (size_t)(slash - path) + 1;
+    char *out = malloc(dir + (size_t)n + 1);
+    if (out) {
+        memcpy(out, path, dir);
+        memcpy(out + dir, target, (size_t)n + 1);
+    }
+    return out;
+}
 
 int kvz_atomic_file_open(kvz_atomic_file *f, const char *path)
 {
     memset(f, 0, sizeof *f);
-    size_t n = strlen(path) + 32;
-    f->path = strdup(path);
+    struct stat st;
+    int exists = stat(path, &st) == 0; /* follows a link */
+    if (exists && S_ISDIR(st.st_mode))
+        return kvz_errorf(KVZ_ERR_ARG, "cannot write '%s': it is a folder", path);
+    if (exists && !S_ISREG(st.st_mode)) { /* a pipe or a device: nothing to rename over */
+        f->path = strdup(path);
+        if (!f->path)
+            return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+        f->fp = fopen(path, "wb");
+        if (!f->fp) {
+            int e = errno;
+            kvz_atomic_file_abort(f);
+            return kvz_errorf(KVZ_ERR_IO, "cannot open '%s': %s", path, strerror(e));
+        }
+        return KVZ_OK;
+    }
+    /* a link is replaced at the file it names, not by a file of its own */
+    f->path = exists ? realpath(path, NULL) : link_target(path);
+    size_t n = (f->path ? strlen(f->path) : 0) + 32;
     f->tmp_path = malloc(n);
     if (!f->path || !f->tmp_path) {
+        int e = errno;
         kvz_atomic_file_abort(f);
-        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+        return e == ENOMEM || !exists ? kvz_errorf(KVZ_ERR_NOMEM, "out of memory")
+                                      : kvz_errorf(KVZ_ERR_IO, "cannot resolve '%s': %s", path, strerror(e));
     }
-    snprintf(f->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
+    snprintf(f->tmp_path, n, "%s.tmp.%ld", f->path, (long)getpid());
     f->fp = fopen(f->tmp_path, "wb");
     if (!f->fp) {
         int e = errno;
@@ -37,14 +77,15 @@ int kvz_atomic_file_write(kvz_atomic_file *f, const void *data, uint64_t n)
 int kvz_atomic_file_commit(kvz_atomic_file *f)
 {
     int rc = KVZ_OK;
-    if (fflush(f->fp) != 0 || fsync(fileno(f->fp)) != 0)
+    /* a pipe or a device has nothing to fsync (and may refuse it) */
+    if (fflush(f->fp) != 0 || (f->tmp_path && fsync(fileno(f->fp)) != 0))
         rc = kvz_errorf(KVZ_ERR_IO, "cannot write '%s': %s", f->path, strerror(errno));
     if (fclose(f->fp) != 0 && rc == KVZ_OK)
         rc = kvz_errorf(KVZ_ERR_IO, "cannot write '%s': %s", f->path, strerror(errno));
     f->fp = NULL;
-    if (rc == KVZ_OK && rename(f->tmp_path, f->path) != 0)
+    if (rc == KVZ_OK && f->tmp_path && rename(f->tmp_path, f->path) != 0)
         rc = kvz_errorf(KVZ_ERR_IO, "cannot rename into '%s': %s", f->path, strerror(errno));
-    if (rc != KVZ_OK)
+    if (rc != KVZ_OK && f->tmp_path)
         remove(f->tmp_path);
     free(f->path);
     free(f->tmp_path);
@@ -56,7 +97,8 @@ void kvz_atomic_file_abort(kvz_atomic_file *f)
 {
     if (f->fp) {
         fclose(f->fp);
-        remove(f->tmp_path);
+        if (f->tmp_path)
+            remove(f->tmp_path);
     }
     free(f->path);
     free(f->tmp_path);

@@ -3,7 +3,10 @@
  *
  * kvz_atomic_file writes to a temporary file beside the target, then fsyncs
  * and renames it into place on commit; abort (or a crash) leaves the target
- * untouched.
+ * untouched. A target that is a link is followed: the file it names is
+ * replaced, the link stays. A target that is a pipe or a device (a FIFO,
+ * /dev/stdout) cannot be replaced and is written directly: what a reader
+ * takes from it cannot be taken back. A folder is refused.
  */
 #ifndef KVZ_COMMON_FILE_UTIL_H
 #define KVZ_COMMON_FILE_UTIL_H
@@ -15,7 +18,7 @@
 typedef struct kvz_atomic_file {
     FILE *fp;
     char *path;
-    char *tmp_path;
+    char *tmp_path; /* NULL when written directly */
 } kvz_atomic_file;
 
 int kvz_atomic_file_open(kvz_atomic_file *f, const char *path);

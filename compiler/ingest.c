@@ -186,9 +186,13 @@ static int list_path(const char *path, const kvz_ingest_opts *o, kvz_source_list
     if (strcmp(path, "-") == 0)
         return push(out, "stdin", "-", NULL, 0);
     struct stat st, lst;
-    if (stat(path, &st) != 0)
-        return kvz_errorf(top ? KVZ_ERR_NOT_FOUND : KVZ_ERR_IO, "cannot read '%s': %s", path,
-                          strerror(errno));
+    if (stat(path, &st) != 0) {
+        if (top)
+            return kvz_errorf(KVZ_ERR_NOT_FOUND, "cannot read '%s': %s", path, strerror(errno));
+        /* an entry of a folder that cannot be followed (a dangling link): a
+         * document whose reading fails, not a walk that stops */
+        return selected(o, path) ? push(out, path, path, NULL, 0) : KVZ_OK;
+    }
     if (S_ISDIR(st.st_mode)) {
         /* a folder reached through a link inside a walk could loop: skip it */
         if (!top && lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode))

@@ -284,9 +284,11 @@ int kvz_bundle_write(kvz_bundle_writer *w, const char *path, uint64_t *bytes)
         rc = write_entry(ar, w->prefixes[i].file.path, w->prefixes[i].a.data, w->prefixes[i].a.size, path);
     for (size_t i = 0; i < w->n_artifacts && rc == KVZ_OK; i++)
         rc = write_entry(ar, w->artifacts[i].file.path, w->artifacts[i].a.data, w->artifacts[i].a.size, path);
+    int64_t size = 0;
     if (ar) {
         if (rc == KVZ_OK && archive_write_close(ar) != ARCHIVE_OK)
             rc = kvz_errorf(KVZ_ERR_IO, "bundle '%s': %s", path, archive_error_string(ar));
+        size = archive_filter_bytes(ar, -1); /* what reached the file: a pipe has no size to ask */
         archive_write_free(ar);
     }
     free(json);
@@ -294,7 +296,6 @@ int kvz_bundle_write(kvz_bundle_writer *w, const char *path, uint64_t *bytes)
         kvz_atomic_file_abort(&f);
         return rc;
     }
-    long size = ftell(f.fp);
     KVZ_TRY(kvz_atomic_file_commit(&f));
     if (bytes)
         *bytes = size > 0 ? (uint64_t)size : 0;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -84,6 +85,15 @@ int cli_parse_float(const char *s, double min, double max, double *out)
         return -1;
     *out = v;
     return 0;
+}
+
+FILE *cli_report_stream(const char *output)
+{
+    struct stat out, std;
+    if (stat(output, &out) == 0 && fstat(STDOUT_FILENO, &std) == 0 && out.st_dev == std.st_dev &&
+        out.st_ino == std.st_ino)
+        return stderr;
+    return stdout;
 }
 
 int cli_read_input(const char *path, char **data, size_t *len)

@@ -38,6 +38,10 @@ int cli_parse_weights(const char *s, int *policy);
 /* Write s[0..len) as a JSON string literal. */
 void cli_json_string(FILE *f, const char *s, size_t len);
 
+/* Where a command that writes its data to `output` reports what it did:
+ * stdout, unless output is stdout itself (-o /dev/stdout), then stderr. */
+FILE *cli_report_stream(const char *output);
+
 /* Read all of stdin (or a file when path is not "-") into a NUL-terminated buffer. */
 int cli_read_input(const char *path, char **data, size_t *len);
 

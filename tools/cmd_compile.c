@@ -376,6 +376,9 @@ int cmd_compile(int argc, char **argv)
             }
         } else if (r != KVZ_OK || (r = kvz_compile_document(comp, name, doc.text, doc.len, doc.hash, &res,
                                                             on_tokens, &p)) != KVZ_OK) {
+            /* a document that cannot be read fails alone; a store or machine
+             * in trouble (below) stops the run */
+            int unreadable = doc.text == NULL;
             failed++;
             line(&p, "FAIL %s: %s", name, kvz_last_error());
             if (a.json) {
@@ -385,7 +388,7 @@ int cmd_compile(int argc, char **argv)
                 cli_json_string(stdout, kvz_last_error(), strlen(kvz_last_error()));
                 printf("}\n");
             }
-            if (a.strict || r == KVZ_ERR_NOMEM || r == KVZ_ERR_BACKEND || r == KVZ_ERR_IO) {
+            if (a.strict || r == KVZ_ERR_NOMEM || r == KVZ_ERR_BACKEND || (r == KVZ_ERR_IO && !unreadable)) {
                 rc = cli_exit_code(r); /* the store or machine is in trouble: stop */
                 kvz_document_free(&doc);
                 break;

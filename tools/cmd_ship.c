@@ -210,8 +210,10 @@ int cmd_pack(int argc, char **argv)
         "archive compressed with zstd that `tar -tf` lists, holding a manifest\n"
         "(kvz-bundle.json: documents, model fingerprints, sizes, checksums), the\n"
         "artifacts and the shared prompt prefixes they need (format/BUNDLE.md). Every\n"
-        "artifact is verified before it is packed. The file appears only when complete.\n"
-        "Move it to another machine and `kvz unpack` it there.\n"
+        "artifact is verified before it is packed. The file appears only when complete\n"
+        "(through a link, the file it names); a pipe or a device is written as it\n"
+        "goes, and with -o /dev/stdout the report goes to stderr. Move the bundle to\n"
+        "another machine and `kvz unpack` it there.\n"
         "\n"
         "  --doc NAME   a document as `kvz ls` names it (repeatable)\n"
         "  --all        every document of the store\n";
@@ -257,8 +259,8 @@ int cmd_pack(int argc, char **argv)
     if (st != KVZ_OK)
         return cli_fail("pack", st);
     if (!a.quiet)
-        printf("packed %zu document(s), %zu configuration(s) into %s (%.1f KB)\n", p.docs, p.configs, a.output,
-               bytes / 1024.0);
+        fprintf(cli_report_stream(a.output), "packed %zu document(s), %zu configuration(s) into %s (%.1f KB)\n",
+                p.docs, p.configs, a.output, bytes / 1024.0);
     return KVZ_EXIT_OK;
 }
 
@@ -485,7 +487,8 @@ int cmd_export(int argc, char **argv)
     static const char help[] =
         "usage: kvz export --store DIR DOCUMENT -o FILE.kvz [--config N] [--segment K]\n"
         "\n"
-        "Writes one compiled artifact, exactly as stored, to a file (format/SPEC.md).\n"
+        "Writes one compiled artifact, exactly as stored, to a file (format/SPEC.md),\n"
+        "which appears only when complete, as pack's does.\n"
         "--config picks the document's configuration as numbered by `kvz ls` (default\n"
         "1); a document of several segments needs --segment K (1-based) for each, or\n"
         "`kvz pack`, which carries whole documents and their shared prefix.\n";
@@ -532,8 +535,8 @@ int cmd_export(int argc, char **argv)
             st = kvz_atomic_file_commit(&f);
     }
     if (st == KVZ_OK && !a.quiet)
-        printf("%s: %s, segment %u of %u, %zu bytes -> %s\n", doc, e->summary, art.manifest.segment + 1,
-               art.manifest.n_segments, art.size, a.output);
+        fprintf(cli_report_stream(a.output), "%s: %s, segment %u of %u, %zu bytes -> %s\n", doc, e->summary,
+                art.manifest.segment + 1, art.manifest.n_segments, art.size, a.output);
     kvz_doc_record_free(&rec);
     kvz_store_read_end(t);
     kvz_store_close(s);

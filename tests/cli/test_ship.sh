@@ -28,6 +28,17 @@ S="$TMP/s"
 tar --zstd -tf "$TMP/b.tar.zst" >"$TMP/names" 2>"$TMP/e" && head -1 "$TMP/names" | grep -qx "kvz-bundle.json" \
     && [ "$(grep -c '^artifacts/.*\.kvz$' "$TMP/names")" -eq 7 ] && ok "tar -tf lists the bundle: manifest first, 7 artifacts" \
     || { fail "tar listing"; cat "$TMP/names" "$TMP/e"; }
+# -o through a pipe (written directly, the report on stderr, not in the data) and
+# through a link (the file it names is replaced; the link stays)
+"$KVZ" pack --store "$S" --all -o /dev/stdout 2>"$TMP/e" | cat >"$TMP/piped.tar.zst"
+tar --zstd -tf "$TMP/piped.tar.zst" >"$TMP/names2" 2>/dev/null && cmp -s "$TMP/names" "$TMP/names2" &&
+    grep -q "packed 6 document(s), 7 configuration(s) into /dev/stdout ([1-9][0-9.]* KB)" "$TMP/e" &&
+    ok "pack -o /dev/stdout into a pipe: the same bundle, the report on stderr" || { fail "pack into a pipe"; cat "$TMP/e"; }
+ln -s target.tar.zst "$TMP/link.tar.zst"
+"$KVZ" pack --store "$S" --all -o "$TMP/link.tar.zst" >/dev/null 2>&1 &&
+    "$KVZ" pack --store "$S" --all -o "$TMP/link.tar.zst" >/dev/null 2>&1 && [ -L "$TMP/link.tar.zst" ] &&
+    tar --zstd -tf "$TMP/target.tar.zst" 2>/dev/null | cmp -s - "$TMP/names" &&
+    ok "pack -o a link, twice: the link stays and names the bundle" || fail "pack through a link"
 "$KVZ" pack --store "$S" --doc "$DOC" -o "$TMP/one.tar.zst" >/dev/null 2>&1 && ok "pack --doc" || fail "pack --doc"
 "$KVZ" pack --store "$S" --doc missing.txt -o "$TMP/x.tar.zst" 2>"$TMP/e"; rc=$?
 [ $rc -eq 7 ] && [ ! -e "$TMP/x.tar.zst" ] && ok "pack of a missing document: exit 7, no file" || fail "pack missing: exit $rc"

@@ -115,6 +115,14 @@ rc=$?
 [ $rc -eq 2 ] && ok "bad ratio: exit 2" || fail "bad ratio: exit $rc"
 "$KVZ" compile "$TMP/corpus" --store "$TMP/s4" --model "$MODEL" --method recent --strict 2>"$TMP/e"; rc=$?
 [ $rc -eq 4 ] && ok "strict stops at the binary file: exit 4" || fail "strict: exit $rc"
+# a dangling link in a folder fails alone: the rest compiles, exit 1
+mkdir -p "$TMP/linked"
+cp "$TMP/corpus/doc0.txt" "$TMP/linked/"
+ln -s "$TMP/nowhere.txt" "$TMP/linked/broken.txt"
+"$KVZ" compile "$TMP/linked" --store "$TMP/s5" --model "$MODEL" --method recent --json >"$TMP/o5" 2>"$TMP/e"; rc=$?
+[ $rc -eq 1 ] && grep -q '"status":"compiled"' "$TMP/o5" && grep -q "FAIL .*broken.txt: cannot open" "$TMP/e" &&
+    ok "a dangling link fails alone, the folder's other document compiles: exit 1" ||
+    { fail "dangling link: exit $rc"; cat "$TMP/e"; }
 "$KVZ" inspect --store "$S" nothing-here.txt 2>"$TMP/e"; rc=$?
 [ $rc -eq 7 ] && grep -q "no document" "$TMP/e" && ok "inspect unknown doc: exit 7" || fail "inspect unknown: exit $rc"
 "$KVZ" ls --store "$TMP/corpus" 2>"$TMP/e"; rc=$?
