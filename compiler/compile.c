@@ -45,7 +45,7 @@ void kvz_compile_opts_default(kvz_compile_opts *o)
     o->sel.beta = 20.0f;
     o->sel.decay = 0.2f;
     o->sel.reuse = 1;
-    o->sel.window = 32;
+    o->sel.window = 0; /* the default window: see prefill_window */
     o->sel.sinks = 4;
     o->sel.seed = 1;
     o->bits = 4;
@@ -165,24 +165,37 @@ int kvz_compiler_store_prefix(kvz_compiler *c, uint64_t *prefix_hash)
     return kvz_transfer_prefix(c->store, &a, NULL);
 }
 
+/* The configuration's window: the default as "32", the text configurations
+ * had before a window given was kept as given (their ids stay); a given one
+ * marked, as it behaves differently under 1K tokens. */
+static const char *window_text(uint32_t window)
+{
+    static _Thread_local char text[32];
+    if (window == 0)
+        return "32";
+    snprintf(text, sizeof text, "%u,given", window);
+    return text;
+}
+
 static void describe_config(kvz_compiler *c)
 {
     const kvz_compile_opts *o = &c->opts;
     uint64_t question_hash = o->question ? XXH3_64bits(o->question, strlen(o->question)) : 0;
     snprintf(c->config, sizeof c->config,
              "kvz-config 1 model=%016llx prefix=%016llx method=%s level=%s shape=%s ratio=%.6g "
-             "budget=%u beta=%.6g decay=%.6g chunk=%u reuse=%u window=%u pool=%d sinks=%u seed=%llu "
+             "budget=%u beta=%.6g decay=%.6g chunk=%u reuse=%u window=%s pool=%d sinks=%u seed=%llu "
              "bits=%u kgroup=%u vgroup=%u fp16=%u kvzip_chunk=%d limit=%d question=%016llx",
              (unsigned long long)c->id.fingerprint, (unsigned long long)c->prefix_hash,
              kvz_method_name(o->sel.method), kvz_level_name(o->sel.level), kvz_shape_name(o->sel.shape),
              o->sel.ratio, o->sel.budget, o->sel.beta, o->sel.decay, o->sel.chunk, o->sel.reuse,
-             o->sel.window, o->pool, o->sel.sinks, (unsigned long long)o->sel.seed, o->bits,
+             window_text(o->sel.window), o->pool, o->sel.sinks, (unsigned long long)o->sel.seed, o->bits,
              o->key_group, o->value_group, o->fp16_tokens, o->kvzip_chunk, c->segment_limit,
              (unsigned long long)question_hash);
     c->config_id = kvz_config_id(c->config);
 }
 
-static void fill_manifest(const kvz_compiler *c, kvz_manifest *m)
+/* window: what the segment's window methods used (the options' text) */
+static void fill_manifest(const kvz_compiler *c, kvz_manifest *m, int32_t window)
 {
     const kvz_compile_opts *o = &c->opts;
     memset(m, 0, sizeof *m);
@@ -201,8 +214,8 @@ static void fill_manifest(const kvz_compiler *c, kvz_manifest *m)
     m->value_group = o->value_group < (uint32_t)c->model->hp.head_dim ? o->value_group
                                                                        : (uint32_t)c->model->hp.head_dim;
     m->fp16_tokens = o->fp16_tokens;
-    snprintf(m->options, sizeof m->options, "chunk=%u reuse=%u window=%u pool=%d beta=%g decay=%g%s",
-             o->sel.chunk, o->sel.reuse, o->sel.window, o->pool, o->sel.beta, o->sel.decay,
+    snprintf(m->options, sizeof m->options, "chunk=%u reuse=%u window=%d pool=%d beta=%g decay=%g%s",
+             o->sel.chunk, o->sel.reuse, window, o->pool, o->sel.beta, o->sel.decay,
              o->question ? " query-aware" : "");
     snprintf(m->compiler, sizeof m->compiler, "kvz %s", KVZ_VERSION_STRING);
     m->created = (uint64_t)time(NULL);
@@ -449,7 +462,7 @@ static int encode_artifact(kvz_compiler *c, const kvz_manifest *m, const int32_t
 static int build_prefix_artifact(kvz_compiler *c)
 {
     kvz_manifest m;
-    fill_manifest(c, &m);
+    fill_manifest(c, &m, 0);
     snprintf(m.doc_name, sizeof m.doc_name, "(prefix)");
     m.config[0] = m.summary[0] = '\0'; /* shared by every configuration */
     memcpy(m.doc_hash, &c->prefix_hash, 8);
@@ -636,13 +649,16 @@ static int score_segment(kvz_compiler *c, const int32_t *tokens, int32_t n, floa
     }
 }
 
-/* The window the prefill scores (window methods without a question). */
+/* The window the prefill scores (window methods without a question): the
+ * one given, else SnapKV's 32, or 16 for a segment under 1K tokens. */
 static int32_t prefill_window(const kvz_compiler *c, int32_t n)
 {
     const kvz_compile_opts *o = &c->opts;
     if ((o->sel.method != KVZ_METHOD_SNAPKV && o->sel.method != KVZ_METHOD_CHUNKKV) || o->question)
         return 0;
-    return n < 1024 && o->sel.window > 16 ? 16 : (int32_t)o->sel.window; /* SnapKV: 16 under 1K */
+    if (o->sel.window)
+        return (int32_t)o->sel.window;
+    return n < 1024 ? 16 : 32;
 }
 
 static int compile_segment(kvz_compiler *c, const char *name, const uint8_t hash[16], uint32_t seg,
@@ -670,7 +686,7 @@ static int compile_segment(kvz_compiler *c, const char *name, const uint8_t hash
         rc = kvz_select(&sel, c->model->backend, scores, c->head_scores, hp->n_layers, hp->n_kv_heads, n, &s);
     double t2 = kvz_now_seconds();
     kvz_manifest m;
-    fill_manifest(c, &m);
+    fill_manifest(c, &m, (int32_t)sel.window);
     snprintf(m.doc_name, sizeof m.doc_name, "%s", name);
     memcpy(m.doc_hash, hash, 16);
     m.n_tokens = (uint32_t)n, m.segment = seg, m.n_segments = n_seg;

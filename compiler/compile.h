@@ -24,7 +24,7 @@
 #include <stdint.h>
 
 typedef struct kvz_compile_opts {
-    kvz_select_opts sel;
+    kvz_select_opts sel;    /* sel.window 0: SnapKV's default, 32 or 16 under 1K tokens */
     uint32_t bits;          /* 16, 8, 4, 2 */
     uint32_t key_group;     /* tokens per key quantization group */
     uint32_t value_group;   /* channels per value quantization group */

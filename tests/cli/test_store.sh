@@ -115,6 +115,13 @@ rc=$?
 [ $rc -eq 2 ] && ok "bad ratio: exit 2" || fail "bad ratio: exit $rc"
 "$KVZ" compile "$TMP/corpus" --store "$TMP/s4" --model "$MODEL" --method recent --strict 2>"$TMP/e"; rc=$?
 [ $rc -eq 4 ] && ok "strict stops at the binary file: exit 4" || fail "strict: exit $rc"
+# snapkv's window: 16 by default under 1K tokens, a window given is used as given
+"$KVZ" compile "$TMP/corpus/doc0.txt" --store "$TMP/w1" --model "$MODEL" --method snapkv --quiet 2>/dev/null
+"$KVZ" compile "$TMP/corpus/doc0.txt" --store "$TMP/w2" --model "$MODEL" --method snapkv --window 64 --quiet 2>/dev/null
+w1=$("$KVZ" inspect --store "$TMP/w1" "$TMP/corpus/doc0.txt" 2>&1 | grep -o "window=[0-9]*")
+w2=$("$KVZ" inspect --store "$TMP/w2" "$TMP/corpus/doc0.txt" 2>&1 | grep -o "window=[0-9]*")
+[ "$w1" = "window=16" ] && [ "$w2" = "window=64" ] && ok "snapkv under 1K tokens: window 16 by default, 64 when given" ||
+    fail "snapkv windows: '$w1' by default, '$w2' with --window 64"
 # a dangling link in a folder fails alone: the rest compiles, exit 1
 mkdir -p "$TMP/linked"
 cp "$TMP/corpus/doc0.txt" "$TMP/linked/"
