@@ -15,12 +15,23 @@ typedef int (*convert_fn)(const kvz_tokenizer *t, char *input, size_t len, int s
 static int encode(const kvz_tokenizer *t, char *input, size_t len, int special)
 {
     kvz_tokens ids = {0};
+    char *back = NULL;
+    size_t back_len = 0;
     int rc = kvz_tokenize(t, input, len, special, &ids);
     if (rc == KVZ_OK) {
         for (size_t i = 0; i < ids.len; i++)
             printf(i ? " %d" : "%d", ids.ids[i]);
         printf("\n");
+        /* bytes the vocabulary has no token for are dropped, as llama.cpp
+         * drops them: say so rather than lose them silently */
+        rc = kvz_detokenize(t, ids.ids, ids.len, special, &back, &back_len);
     }
+    if (rc == KVZ_OK && (back_len != len || memcmp(back, input, len) != 0))
+        fprintf(stderr,
+                "kvz tokenize: warning: the ids give back %zu of the input's %zu bytes: bytes this model's "
+                "vocabulary has no token for are dropped\n",
+                back_len, len);
+    free(back);
     kvz_tokens_free(&ids);
     return rc;
 }
@@ -96,7 +107,10 @@ int cmd_tokenize(int argc, char **argv)
         "\n"
         "Reads all of stdin and prints its token ids on one line, space-separated.\n"
         "Control-token texts such as <|im_start|> become their tokens unless\n"
-        "--no-special is given. No BOS token is added.\n";
+        "--no-special is given. No BOS token is added. Bytes the vocabulary has no\n"
+        "token for are dropped, as llama.cpp drops them, with a warning on stderr\n"
+        "(SmolLM2 has none for 0x04, 0x06, 0x13, 0x14, 0x16, 0x1d, 0xc0, 0xc1, 0xf1,\n"
+        "0xf2 and 0xf5-0xff).\n";
     return run(argc, argv, help, encode);
 }
 
