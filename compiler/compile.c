@@ -805,6 +805,7 @@ int kvz_compile_document(kvz_compiler *c, const char *name, const char *text, si
         size_t have = c->opts.force ? 0 : stored_artifact_size(c, ids[i]);
         if (have) { /* the same content under another name: nothing to compute */
             r->bytes += have;
+            r->shared_segments++;
             pr.base += (int64_t)toks->len;
             continue;
         }

@@ -68,6 +68,8 @@ typedef struct kvz_doc_result {
     uint64_t kept_pairs;     /* over all segments, layers and heads */
     uint64_t total_pairs;
     uint64_t bytes;          /* artifact bytes */
+    int32_t shared_segments; /* segments whose artifact the store had (the same content under
+                              * another name): nothing computed, not in kept/total_pairs */
     double prefill_s, score_s, write_s;
 } kvz_doc_result;
 

@@ -400,7 +400,12 @@ int cmd_compile(int argc, char **argv)
             out_bytes += res.bytes;
             char detail[160];
             double secs = res.prefill_s + res.score_s + res.write_s;
-            if (res.status == KVZ_DOC_COMPILED)
+            if (res.status == KVZ_DOC_COMPILED && res.shared_segments == res.segments)
+                snprintf(detail, sizeof detail,
+                         "%d tokens, %d segment(s), the same content as a document already in the store: its "
+                         "%.1f KB of artifacts shared, nothing computed",
+                         res.tokens, res.segments, res.bytes / 1024.0);
+            else if (res.status == KVZ_DOC_COMPILED)
                 snprintf(detail, sizeof detail, "%d tokens, %d segment(s), kept %.1f%%, %.1f KB, %.0f tok/s",
                          res.tokens, res.segments,
                          res.total_pairs ? 100.0 * (double)res.kept_pairs / (double)res.total_pairs : 100.0,
@@ -412,12 +417,16 @@ int cmd_compile(int argc, char **argv)
             if (a.json) {
                 printf("{\"document\":");
                 cli_json_string(stdout, name, strlen(name));
-                printf(",\"status\":\"%s\",\"tokens\":%d,\"segments\":%d,\"bytes\":%llu,"
-                       "\"kept_fraction\":%.4f,\"prefill_s\":%.3f,\"score_s\":%.3f,\"write_s\":%.3f}\n",
+                printf(",\"status\":\"%s\",\"tokens\":%d,\"segments\":%d,\"shared_segments\":%d,"
+                       "\"bytes\":%llu,\"kept_fraction\":",
                        res.status == KVZ_DOC_COMPILED ? "compiled" : "unchanged", res.tokens, res.segments,
-                       (unsigned long long)res.bytes,
-                       res.total_pairs ? (double)res.kept_pairs / (double)res.total_pairs : 1.0,
-                       res.prefill_s, res.score_s, res.write_s);
+                       res.shared_segments, (unsigned long long)res.bytes);
+                if (res.total_pairs) /* of the segments computed here; none: not known here */
+                    printf("%.4f", (double)res.kept_pairs / (double)res.total_pairs);
+                else
+                    printf("null");
+                printf(",\"prefill_s\":%.3f,\"score_s\":%.3f,\"write_s\":%.3f}\n", res.prefill_s,
+                       res.score_s, res.write_s);
                 fflush(stdout);
             }
         }

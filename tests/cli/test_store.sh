@@ -35,6 +35,15 @@ cp "$S/data.mdb" "$TMP/before.mdb"
 [ "$(grep -c '"status":"unchanged"' "$TMP/out2")" -eq 8 ] && ok "recompile: all unchanged" || fail "recompile was not a no-op"
 cmp -s "$S/data.mdb" "$TMP/before.mdb" && ok "recompile: store bytes identical" || fail "recompile changed the store"
 
+# the same content under a second name shares the first one's artifacts and says so
+mkdir -p "$TMP/twins"
+cp "$TMP/corpus/doc0.txt" "$TMP/twins/a.txt"
+cp "$TMP/corpus/doc0.txt" "$TMP/twins/b.txt"
+"$KVZ" compile "$TMP/twins" --store "$TMP/s6" --model "$MODEL" --method recent --json >"$TMP/o6" 2>"$TMP/e6"
+grep 'twins/b.txt' "$TMP/o6" | grep -q '"status":"compiled","tokens":[0-9]*,"segments":1,"shared_segments":1,.*"kept_fraction":null' &&
+    grep -q "b.txt: .*the same content as a document already in the store" "$TMP/e6" &&
+    ok "a second copy shares the first one's artifacts, reported so" || { fail "copy under another name"; cat "$TMP/o6" "$TMP/e6"; }
+
 # inspect and its heatmap
 "$KVZ" inspect --store "$S" "$TMP/corpus/doc0.txt" --svg "$TMP/h.svg" >"$TMP/insp" 2>&1 &&
     grep -q "kept 30" "$TMP/insp" && head -c 4 "$TMP/h.svg" | grep -q "<svg" && ok "inspect + svg" || { fail "inspect"; cat "$TMP/insp"; }
