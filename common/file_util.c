@@ -111,7 +111,8 @@ int kvz_read_file(const char *path, char **data, size_t *size)
     *size = 0;
     FILE *fp = fopen(path, "rb");
     if (!fp)
-        return kvz_errorf(KVZ_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+        return kvz_errorf(errno == ENOENT ? KVZ_ERR_NOT_FOUND : KVZ_ERR_IO, "cannot open '%s': %s", path,
+                          strerror(errno));
     size_t cap = 4096, len = 0;
     char *buf = malloc(cap);
     while (buf) {

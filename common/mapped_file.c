@@ -15,7 +15,8 @@ int kvz_mapped_file_open(kvz_mapped_file *file, const char *path)
     file->size = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return kvz_errorf(KVZ_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+        return kvz_errorf(errno == ENOENT ? KVZ_ERR_NOT_FOUND : KVZ_ERR_IO, "cannot open '%s': %s", path,
+                          strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;

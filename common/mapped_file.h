@@ -12,7 +12,8 @@ typedef struct kvz_mapped_file {
     size_t size;
 } kvz_mapped_file;
 
-/* Map `path`; on failure returns KVZ_ERR_IO with a message naming the path. */
+/* Map `path`; on failure returns KVZ_ERR_NOT_FOUND (no such file) or
+ * KVZ_ERR_IO with a message naming the path. */
 int kvz_mapped_file_open(kvz_mapped_file *file, const char *path);
 void kvz_mapped_file_close(kvz_mapped_file *file);
 

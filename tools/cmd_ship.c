@@ -447,7 +447,15 @@ int cmd_merge(int argc, char **argv)
     if (rc)
         return parse_failed(&a, rc);
     merge_ctx m = {0};
-    int st = kvz_store_open(&m.into, a.into, KVZ_STORE_CREATE);
+    /* every source opened before the destination is made: a missing one makes no store */
+    int st = KVZ_OK;
+    for (int i = optind; i < argc && st == KVZ_OK; i++) {
+        kvz_store *src = NULL;
+        st = kvz_store_open(&src, argv[i], KVZ_STORE_READONLY);
+        kvz_store_close(src);
+    }
+    if (st == KVZ_OK)
+        st = kvz_store_open(&m.into, a.into, KVZ_STORE_CREATE);
     char into_real[PATH_MAX] = "";
     if (st == KVZ_OK && !realpath(a.into, into_real))
         into_real[0] = '\0';
@@ -611,21 +619,41 @@ static int import_entry(import_ctx *c, const kvz_manifest *m, int *complete)
     return rc;
 }
 
-static int import_file(import_ctx *c, const char *path)
+/* Read and check an artifact file for import; *data (freed by the caller) holds it. */
+static int import_read(const import_ctx *c, const char *path, char **data, size_t *size, kvz_artifact *a)
 {
-    char *data = NULL;
-    size_t size = 0;
-    kvz_artifact a;
-    KVZ_TRY(kvz_read_file(path, &data, &size));
-    int rc = kvz_transfer_check(data, size, &a);
-    const kvz_manifest *m = &a.manifest;
+    KVZ_TRY(kvz_read_file(path, data, size));
+    int rc = kvz_transfer_check(*data, *size, a);
+    const kvz_manifest *m = &a->manifest;
     if (rc == KVZ_OK && strcmp(m->method, "prefix") == 0)
         rc = kvz_errorf(KVZ_ERR_ARG, "a shared prefix is not a document (it travels in bundles)");
     else if (rc == KVZ_OK && !m->config[0])
         rc = kvz_errorf(KVZ_ERR_UNSUPPORTED, "the artifact does not record its compile configuration (written by "
                         "%s): recompile the document, or move it with kvz pack/unpack", m->compiler);
     if (rc == KVZ_OK && !c->allow_mismatch)
-        rc = kvz_artifact_check_model(&a, &c->id);
+        rc = kvz_artifact_check_model(a, &c->id);
+    return rc;
+}
+
+/* Pass 1 of import: every file checked before the store is opened, so that
+ * a bad one leaves no store made for nothing. */
+static int import_check(const import_ctx *c, const char *path)
+{
+    char *data = NULL;
+    size_t size = 0;
+    kvz_artifact a;
+    int rc = import_read(c, path, &data, &size, &a);
+    free(data);
+    return rc == KVZ_OK ? KVZ_OK : kvz_error_context(rc, "%s", path);
+}
+
+static int import_file(import_ctx *c, const char *path)
+{
+    char *data = NULL;
+    size_t size = 0;
+    kvz_artifact a;
+    int rc = import_read(c, path, &data, &size, &a); /* again: the file may have changed */
+    const kvz_manifest *m = &a.manifest;
     if (rc == KVZ_OK)
         rc = ensure_prefix(c, m);
     uint8_t id[16];
@@ -667,6 +695,8 @@ int cmd_import(int argc, char **argv)
     c.allow_mismatch = a.allow_mismatch;
     c.quiet = a.quiet;
     int st = model_identity(a.model, &c.model, &c.id);
+    for (int i = optind; i < argc && st == KVZ_OK; i++)
+        st = import_check(&c, argv[i]);
     if (st == KVZ_OK)
         st = kvz_store_open(&c.store, a.store, KVZ_STORE_CREATE);
     for (int i = optind; i < argc && st == KVZ_OK; i++)

@@ -45,7 +45,7 @@ static int decode(const kvz_tokenizer *t, char *input, size_t len, int special)
     for (char *p = input, *tok; rc == KVZ_OK && (tok = strtok(p, " \t\r\n")); p = NULL) {
         long v;
         if (cli_parse_int(tok, 0, last, &v) != 0)
-            rc = kvz_errorf(KVZ_ERR_ARG, "'%s' is not a token id of this model (0..%d)", tok, last);
+            rc = kvz_errorf(KVZ_ERR_FORMAT, "'%s' is not a token id of this model (0..%d)", tok, last);
         else
             rc = kvz_tokens_push(&ids, (int32_t)v);
     }

@@ -47,7 +47,7 @@ expect_in tokenize-special "$TMP/ids" "^1 "
 printf '<|im_start|>' | "$KVZ" tokenize --model "$MODEL" --no-special >"$TMP/ids"
 if grep -q '^1$' "$TMP/ids"; then fail "tokenize --no-special"; fi
 echo "5 99999999" >"$TMP/bad_ids"
-check detokenize-bad-id 2 sh -c "\"$KVZ\" detokenize --model \"$MODEL\" <\"$TMP/bad_ids\""
+check detokenize-bad-id 4 sh -c "\"$KVZ\" detokenize --model \"$MODEL\" <\"$TMP/bad_ids\""
 expect_in detokenize-bad-id "$TMP/err" "99999999"
 
 # a real answer from the real model
@@ -59,7 +59,7 @@ check generate-sampled-again 0 "$KVZ" generate --model "$MODEL" --chat --max-tok
 if cmp -s "$TMP/out" "$TMP/first"; then ok "same seed, same text"; else fail "same seed gave different text"; fi
 
 # bad input: clear message, distinct exit code, no crash
-check missing-model 3 "$KVZ" generate --model /nonexistent.gguf --prompt hi
+check missing-model 7 "$KVZ" generate --model /nonexistent.gguf --prompt hi
 expect_in missing-model "$TMP/err" "/nonexistent.gguf"
 head -c 1000000 "$MODEL" >"$TMP/cut.gguf"
 check truncated-model 4 "$KVZ" generate --model "$TMP/cut.gguf" --prompt hi

@@ -199,6 +199,14 @@ cmp -s "$TMP/l1" "$TMP/l2" && ok "imported under the compile's own ids" || { fai
     && ok "import again: nothing new" || fail "import twice"
 "$KVZ" import "$TMP/corpus/doc1.txt" --store "$TMP/imp" 2>/dev/null; rc=$?
 [ $rc -eq 4 ] && ok "import of a non-artifact: exit 4" || fail "import non-artifact: exit $rc"
+# a bad input makes no store: a missing file (exit 7), a truncated artifact (exit 4), a missing merge source (7)
+"$KVZ" import "$TMP/nothing.kvz" --store "$TMP/imp_none" 2>/dev/null; rc=$?
+head -c 300 "$TMP/doc0.kvz" >"$TMP/cut.kvz"
+"$KVZ" import "$TMP/cut.kvz" --store "$TMP/imp_cut" 2>/dev/null; rc2=$?
+"$KVZ" merge "$TMP/no_store" --into "$TMP/merge_none" 2>/dev/null; rc3=$?
+[ $rc -eq 7 ] && [ $rc2 -eq 4 ] && [ $rc3 -eq 7 ] && [ ! -e "$TMP/imp_none" ] && [ ! -e "$TMP/imp_cut" ] &&
+    [ ! -e "$TMP/merge_none" ] && ok "import of a missing or cut file, merge of a missing store: exit 7, 4, 7, no store made" ||
+    fail "bad import/merge input: exit $rc, $rc2, $rc3; $(ls -d "$TMP"/imp_none "$TMP"/imp_cut "$TMP"/merge_none 2>/dev/null)"
 "$KVZ" export --store "$S" missing.txt -o "$TMP/m.kvz" 2>/dev/null; rc=$?
 [ $rc -eq 7 ] && ok "export of a missing document: exit 7" || fail "export missing: exit $rc"
 

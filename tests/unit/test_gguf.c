@@ -340,7 +340,7 @@ static void test_malformed_headers(void **state)
 static void test_missing_file(void **state)
 {
     kvz_gguf *g;
-    expect_refused(kvz_gguf_open(&g, "/nonexistent/model.gguf"), KVZ_ERR_IO, "/nonexistent/model.gguf");
+    expect_refused(kvz_gguf_open(&g, "/nonexistent/model.gguf"), KVZ_ERR_NOT_FOUND, "/nonexistent/model.gguf");
     expect_refused(kvz_gguf_open(&g, "/tmp"), KVZ_ERR_IO, "not a regular file");
 }
 
