@@ -361,8 +361,8 @@ int cmd_compile(int argc, char **argv)
             p.bytes_done += list.items[i].size;
             continue;
         }
-        if (r == KVZ_ERR_FORMAT) { /* the content is unusable: skip (or stop, strictly) */
-            skipped++;
+        if (r == KVZ_ERR_FORMAT) { /* the content is unusable: skip (or stop, strictly: a failure) */
+            *(a.strict ? &failed : &skipped) += 1;
             line(&p, a.strict ? "FAIL %s: %s" : "skip %s: %s", name, kvz_last_error());
             if (a.json) {
                 printf("{\"document\":");
@@ -446,8 +446,9 @@ int cmd_compile(int argc, char **argv)
         fprintf(stderr, "\r\033[K");
     size_t not_attempted = i < list.len ? list.len - i - 1 : 0;
     if (not_attempted && !a.quiet)
-        fprintf(stderr, "stopped: %zu document(s) after it not attempted; the store keeps what was compiled, and "
-                "the same command again goes on from there\n", not_attempted);
+        fprintf(stderr, "stopped at %s: %zu document(s) after it not attempted; the store keeps what was "
+                "compiled, and once that is mended the same command goes on from there\n", list.items[i].name,
+                not_attempted);
     if (!a.quiet)
         fprintf(stderr, "%zu compiled, %zu unchanged, %zu skipped, %zu failed%s; %lld tokens -> %.1f KB "
                 "(%.2f bytes/token) in %.1f s\n", compiled, unchanged, skipped, failed, shard_note,

@@ -123,7 +123,8 @@ rc=$?
 "$KVZ" compile "$TMP/corpus" --store "$TMP/s3" --model "$MODEL" --ratio 1.5 2>/dev/null; rc=$?
 [ $rc -eq 2 ] && ok "bad ratio: exit 2" || fail "bad ratio: exit $rc"
 "$KVZ" compile "$TMP/corpus" --store "$TMP/s4" --model "$MODEL" --method recent --strict 2>"$TMP/e"; rc=$?
-[ $rc -eq 4 ] && ok "strict stops at the binary file: exit 4" || fail "strict: exit $rc"
+[ $rc -eq 4 ] && grep -q "stopped at .*blank.txt: .* not attempted" "$TMP/e" && grep -q " 0 skipped, 1 failed" "$TMP/e" &&
+    ok "strict stops at the first unusable file (blank.txt): exit 4, counted failed, named" || { fail "strict: exit $rc"; cat "$TMP/e"; }
 # snapkv's window: 16 by default under 1K tokens, a window given is used as given
 "$KVZ" compile "$TMP/corpus/doc0.txt" --store "$TMP/w1" --model "$MODEL" --method snapkv --quiet 2>/dev/null
 "$KVZ" compile "$TMP/corpus/doc0.txt" --store "$TMP/w2" --model "$MODEL" --method snapkv --window 64 --quiet 2>/dev/null
