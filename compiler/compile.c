@@ -207,7 +207,7 @@ static void fill_manifest(const kvz_compiler *c, kvz_manifest *m, int32_t window
     snprintf(m->level, sizeof m->level, "%s",
              o->sel.method == KVZ_METHOD_KVZIP ? kvz_level_name(o->sel.level) : "");
     snprintf(m->budget_shape, sizeof m->budget_shape, "%s", kvz_shape_name(o->sel.shape));
-    m->ratio = o->sel.budget ? 0.0f : o->sel.ratio;
+    m->ratio = o->sel.method == KVZ_METHOD_FULL ? 1.0f : o->sel.budget ? 0.0f : o->sel.ratio;
     m->budget = o->sel.budget;
     m->bits = o->bits;
     m->key_group = o->key_group;

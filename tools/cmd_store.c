@@ -9,6 +9,7 @@
 #include "format/transfer.h"
 #include "tools/cli.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,7 +160,9 @@ static int write_svg(const char *path, const kvz_artifact *a)
     uint32_t *pos = malloc((size_t)n * sizeof *pos);
     float *frac = calloc((size_t)L * H * bins, sizeof *frac);
     FILE *f = fopen(path, "w");
-    int rc = pos && frac && f ? KVZ_OK : kvz_errorf(f ? KVZ_ERR_NOMEM : KVZ_ERR_IO, "cannot write '%s'", path);
+    int rc = !f     ? kvz_errorf(KVZ_ERR_IO, "cannot write '%s': %s", path, strerror(errno))
+             : pos && frac ? KVZ_OK
+                           : kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     for (uint32_t l = 0; l < L && rc == KVZ_OK; l++)
         for (uint32_t h = 0; h < H && rc == KVZ_OK; h++) {
             uint32_t k;
@@ -192,10 +195,10 @@ static int write_svg(const char *path, const kvz_artifact *a)
                 left, top + height + 14, left + width, top + height + 14, n);
         fprintf(f, "</svg>\n");
         if (ferror(f))
-            rc = kvz_errorf(KVZ_ERR_IO, "cannot write '%s'", path);
+            rc = kvz_errorf(KVZ_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
     }
     if (f && fclose(f) != 0 && rc == KVZ_OK)
-        rc = kvz_errorf(KVZ_ERR_IO, "cannot write '%s'", path);
+        rc = kvz_errorf(KVZ_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
     free(pos);
     free(frac);
     return rc;
@@ -206,6 +209,8 @@ static int inspect_artifact(const kvz_artifact *a, const store_args *args, uint3
     const kvz_manifest *m = &a->manifest;
     uint32_t L = m->model.n_layers, H = m->model.n_kv_heads;
     uint64_t by_kind[8] = {0}, kept_total = 0;
+    if (args->svg && segment == 0) /* first: a heatmap that cannot be written stops before the report */
+        KVZ_TRY(write_svg(args->svg, a));
     for (uint32_t i = 0; i < a->n_sections; i++) {
         kvz_section s;
         kvz_artifact_section_at(a, i, &s);
@@ -263,11 +268,8 @@ static int inspect_artifact(const kvz_artifact *a, const store_args *args, uint3
                (double)(by_kind[4] + by_kind[5] + by_kind[6] + by_kind[7]) * 8 / elements,
                (double)a->size / m->n_tokens, full / (double)a->size);
     }
-    if (args->svg && segment == 0) {
-        KVZ_TRY(write_svg(args->svg, a));
-        if (!args->json)
-            printf("  heatmap    %s\n", args->svg);
-    }
+    if (args->svg && segment == 0 && !args->json)
+        printf("  heatmap    %s\n", args->svg);
     return KVZ_OK;
 }
 

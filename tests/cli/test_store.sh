@@ -35,6 +35,10 @@ cp "$S/data.mdb" "$TMP/before.mdb"
 [ "$(grep -c '"status":"unchanged"' "$TMP/out2")" -eq 8 ] && ok "recompile: all unchanged" || fail "recompile was not a no-op"
 cmp -s "$S/data.mdb" "$TMP/before.mdb" && ok "recompile: store bytes identical" || fail "recompile changed the store"
 
+"$KVZ" inspect --store "$S" "$TMP/corpus/doc0.txt" --svg "$TMP/no/such/h.svg" >"$TMP/insp2" 2>"$TMP/e"; rc=$?
+[ $rc -eq 3 ] && grep -q "cannot write '.*no/such/h.svg': No such file or directory" "$TMP/e" && ! grep -q "kept" "$TMP/insp2" &&
+    ok "inspect --svg into a missing folder: exit 3, the reason, no report" || { fail "inspect svg: exit $rc"; cat "$TMP/e"; }
+
 # the same content under a second name shares the first one's artifacts and says so
 mkdir -p "$TMP/twins"
 cp "$TMP/corpus/doc0.txt" "$TMP/twins/a.txt"
