@@ -87,6 +87,14 @@ int cli_parse_float(const char *s, double min, double max, double *out)
     return 0;
 }
 
+int cli_bad_option(const char *help, const char *cmd)
+{
+    const char *end = strchr(help, '\n');
+    fprintf(stderr, "%.*s\n(kvz %s --help describes every option)\n", end ? (int)(end - help) : (int)strlen(help),
+            help, cmd);
+    return KVZ_EXIT_USAGE;
+}
+
 FILE *cli_report_stream(const char *output)
 {
     struct stat out, std;

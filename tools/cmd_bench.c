@@ -157,7 +157,7 @@ int cmd_bench(int argc, char **argv)
         case OPT_RATIO: if (cli_parse_float(optarg, 1e-6, 1.0, &ratio) || ratio >= 1.0) goto bad; break;
         case OPT_CACHE_ONLY: cache_only = 1; break;
         case 'h': fputs(HELP, stdout); return KVZ_EXIT_OK;
-        default: fputs(HELP, stderr); return KVZ_EXIT_USAGE;
+        default: return cli_bad_option(HELP, argv[0]);
         }
     }
     long ns[64];

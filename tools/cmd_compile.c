@@ -230,7 +230,7 @@ static int parse(int argc, char **argv, compile_args *a)
         case OPT_DEVICE: if (cli_parse_device(optarg, &a->device)) return bad("device", optarg); break;
         case OPT_THREADS: if (cli_parse_int(optarg, 1, 1024, &a->threads)) return bad("threads", optarg); break;
         case 'h': fputs(HELP, stdout); return -1;
-        default: fputs(HELP, stderr); return KVZ_EXIT_USAGE;
+        default: return cli_bad_option(HELP, argv[0]);
         }
     }
     a->ingest.include = a->include;

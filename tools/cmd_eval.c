@@ -194,7 +194,7 @@ static int parse(int argc, char **argv, eval_args *a)
         case OPT_QUIET: a->quiet = 1; break;
         case 'm': a->model = optarg; break;
         case 'h': fputs(HELP, stdout); return -1;
-        default: fputs(HELP, stderr); return KVZ_EXIT_USAGE;
+        default: return cli_bad_option(HELP, argv[0]);
         }
         if (rc)
             return rc;

@@ -149,7 +149,7 @@ static int parse_args(int argc, char **argv, gen_args *a)
             if (cli_parse_weights(optarg, &a->weights)) return bad_value("weights", optarg);
             break;
         case 'h': fputs(HELP, stdout); return -1;
-        default: fputs(HELP, stderr); return KVZ_EXIT_USAGE;
+        default: return cli_bad_option(HELP, argv[0]);
         }
     }
     if (optind < argc) {

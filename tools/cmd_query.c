@@ -82,7 +82,7 @@ static int parse(int argc, char **argv, query_args *a)
         case OPT_TOP_P: if (cli_parse_float(optarg, 1e-6, 1, &a->top_p)) return bad("top-p", optarg); break;
         case OPT_DEVICE: if (cli_parse_device(optarg, &a->device)) return bad("device", optarg); break;
         case 'h': fputs(HELP, stdout); return -1;
-        default: fputs(HELP, stderr); return KVZ_EXIT_USAGE;
+        default: return cli_bad_option(HELP, argv[0]);
         }
     }
     if (!a->store || a->n_docs == 0) {

@@ -67,8 +67,7 @@ static int parse_ship(int argc, char **argv, const char *help, const char *allow
         if (!name || !strstr(allowed, word)) {
             if (name)
                 fprintf(stderr, "kvz %s: --%s does not apply here\n", argv[0], name);
-            fputs(help, stderr);
-            return KVZ_EXIT_USAGE;
+            return cli_bad_option(help, argv[0]);
         }
         switch (c) {
         case OPT_STORE: a->store = optarg; break;

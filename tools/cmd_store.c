@@ -59,7 +59,7 @@ static int parse_store_args(int argc, char **argv, const char *help, store_args 
             }
             break;
         case 'h': fputs(help, stdout); return -1;
-        default: fputs(help, stderr); return KVZ_EXIT_USAGE;
+        default: return cli_bad_option(help, argv[0]);
         }
     }
     if (!a->store) {

@@ -52,12 +52,12 @@ int cmd_synth(int argc, char **argv)
             if (cli_parse_int(optarg, 0, 1L << 62, &seed)) goto bad;
             break;
         case 'h': fputs(HELP, stdout); return KVZ_EXIT_OK;
-        default: fputs(HELP, stderr); return KVZ_EXIT_USAGE;
+        default: return cli_bad_option(HELP, argv[0]);
         }
     }
     if (!shape || !out || optind < argc) {
-        fputs(HELP, stderr);
-        return KVZ_EXIT_USAGE;
+        fprintf(stderr, "kvz %s: %s\n", argv[0], optind < argc ? "unexpected argument" : "give --shape and -o");
+        return cli_bad_option(HELP, argv[0]);
     }
     kvz_synth_spec spec;
     int rc = kvz_synth_preset(shape, &spec);

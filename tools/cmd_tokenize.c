@@ -74,7 +74,7 @@ static int run(int argc, char **argv, const char *help, convert_fn convert)
         case 'm': model = optarg; break;
         case 'n': special = 0; break;
         case 'h': fputs(help, stdout); return KVZ_EXIT_OK;
-        default: fputs(help, stderr); return KVZ_EXIT_USAGE;
+        default: return cli_bad_option(help, argv[0]);
         }
     }
     if (optind < argc) {

@@ -32,13 +32,33 @@ static void usage(FILE *out)
             "  synth-model  write a deterministic random-weight model (tests, benchmarks)\n"
             "  bench        time prefill and decode of the engine\n"
             "\n"
-            "'kvz <command> --help' describes a command's options.\n"
+            "'kvz <command> --help' or 'kvz help <command>' describes a command's options.\n"
             "The model defaults to $KVZ_MODEL, else models/SmolLM2-135M-Instruct.Q4_1.gguf\n"
             "(fetched by scripts/setup.sh).\n"
             "\n"
             "exit codes: 0 ok, 1 failure, 2 usage or invalid argument, 3 i/o error,\n"
             "4 malformed or corrupt input, 5 unsupported, 6 made for another model,\n"
             "7 not found, 8 out of memory, 9 device error, 10 beyond a limit (context full)\n");
+}
+
+/* Run command argv[0] with its arguments; -1 when there is no such command. */
+static int dispatch(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        int (*run)(int, char **);
+    } commands[] = {
+        {"compile", cmd_compile},   {"query", cmd_query},         {"ls", cmd_ls},
+        {"inspect", cmd_inspect},   {"verify", cmd_verify},       {"stats", cmd_stats},
+        {"gc", cmd_gc},             {"pack", cmd_pack},           {"unpack", cmd_unpack},
+        {"merge", cmd_merge},       {"export", cmd_export},       {"import", cmd_import},
+        {"eval", cmd_eval},         {"generate", cmd_generate},   {"tokenize", cmd_tokenize},
+        {"detokenize", cmd_detokenize}, {"bench", cmd_bench},     {"synth-model", cmd_synth},
+    };
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[0], commands[i].name) == 0)
+            return commands[i].run(argc, argv);
+    return -1;
 }
 
 int main(int argc, char **argv)
@@ -48,46 +68,23 @@ int main(int argc, char **argv)
         return KVZ_EXIT_USAGE;
     }
     const char *cmd = argv[1];
-    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+    if (strcmp(cmd, "help") == 0 && argc == 3) { /* kvz help CMD: kvz CMD --help */
+        char *help_argv[] = {argv[2], "--help", NULL};
+        int rc = dispatch(2, help_argv);
+        if (rc >= 0)
+            return rc;
+        cmd = argv[2];
+    } else if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);
         return KVZ_EXIT_OK;
-    }
-    if (strcmp(cmd, "--version") == 0) {
+    } else if (strcmp(cmd, "--version") == 0) {
         printf("kvz %s\n", KVZ_VERSION_STRING);
         return KVZ_EXIT_OK;
+    } else {
+        int rc = dispatch(argc - 1, argv + 1);
+        if (rc >= 0)
+            return rc;
     }
-    if (strcmp(cmd, "compile") == 0)
-        return cmd_compile(argc - 1, argv + 1);
-    if (strcmp(cmd, "query") == 0)
-        return cmd_query(argc - 1, argv + 1);
-    if (strcmp(cmd, "ls") == 0)
-        return cmd_ls(argc - 1, argv + 1);
-    if (strcmp(cmd, "inspect") == 0)
-        return cmd_inspect(argc - 1, argv + 1);
-    if (strcmp(cmd, "verify") == 0)
-        return cmd_verify(argc - 1, argv + 1);
-    static const struct {
-        const char *name;
-        int (*run)(int, char **);
-    } store_commands[] = {
-        {"stats", cmd_stats}, {"gc", cmd_gc},         {"pack", cmd_pack},     {"unpack", cmd_unpack},
-        {"merge", cmd_merge}, {"export", cmd_export}, {"import", cmd_import},
-    };
-    for (size_t i = 0; i < sizeof store_commands / sizeof store_commands[0]; i++)
-        if (strcmp(cmd, store_commands[i].name) == 0)
-            return store_commands[i].run(argc - 1, argv + 1);
-    if (strcmp(cmd, "eval") == 0)
-        return cmd_eval(argc - 1, argv + 1);
-    if (strcmp(cmd, "generate") == 0)
-        return cmd_generate(argc - 1, argv + 1);
-    if (strcmp(cmd, "tokenize") == 0)
-        return cmd_tokenize(argc - 1, argv + 1);
-    if (strcmp(cmd, "detokenize") == 0)
-        return cmd_detokenize(argc - 1, argv + 1);
-    if (strcmp(cmd, "bench") == 0)
-        return cmd_bench(argc - 1, argv + 1);
-    if (strcmp(cmd, "synth-model") == 0)
-        return cmd_synth(argc - 1, argv + 1);
     fprintf(stderr, "kvz: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return KVZ_EXIT_USAGE;

@@ -27,6 +27,12 @@ check no-command 2 "$KVZ"
 check unknown-command 2 "$KVZ" frobnicate
 check generate-help 0 "$KVZ" generate --help
 expect_in generate-help "$TMP/out" "--max-tokens"
+check help-generate 0 "$KVZ" help generate
+expect_in help-generate "$TMP/out" "--max-tokens"
+# an unknown option: getopt's line, the usage line and where the rest is, not the whole help
+check unknown-option 2 "$KVZ" compile --bogus
+expect_in unknown-option "$TMP/err" "(kvz compile --help describes every option)"
+[ "$(wc -l <"$TMP/err")" -eq 3 ] && ok "unknown option: three lines" || fail "unknown option: $(wc -l <"$TMP/err") lines"
 
 # tokenize -> detokenize gives back every byte of real files
 for f in tests/data/gpl3_excerpt.txt tests/data/zpipe.c tests/data/python_datamodel.txt; do
