@@ -3,6 +3,7 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "kernels/backend.h"
+#include "model/utf8.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -140,14 +141,20 @@ int cli_parse_weights(const char *s, int *policy)
 void cli_json_string(FILE *f, const char *s, size_t len)
 {
     fputc('"', f);
-    for (size_t i = 0; i < len; i++) {
+    for (size_t i = 0; i < len;) {
         unsigned char ch = (unsigned char)s[i];
-        if (ch == '"' || ch == '\\')
+        size_t k = ch < 0x80 ? 1 : kvz_utf8_valid_prefix((const uint8_t *)s + i, len - i);
+        if (k == 0) { /* JSON is UTF-8: a byte that is not (a file name's) becomes U+FFFD */
+            fputs("\\ufffd", f);
+            k = 1;
+        } else if (ch == '"' || ch == '\\') {
             fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
+        } else if (ch < 0x20) {
             fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
+        } else {
+            fwrite(s + i, 1, k, f);
+        }
+        i += k;
     }
     fputc('"', f);
 }

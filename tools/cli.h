@@ -35,7 +35,7 @@ int cli_parse_float(const char *s, double min, double max, double *out);
 int cli_parse_device(const char *s, int *device);
 int cli_parse_weights(const char *s, int *policy);
 
-/* Write s[0..len) as a JSON string literal. */
+/* Write s[0..len) as a JSON string literal (bytes that are not UTF-8 as U+FFFD). */
 void cli_json_string(FILE *f, const char *s, size_t len);
 
 /* An option the command does not know or take (getopt has named it): its

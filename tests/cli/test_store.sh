@@ -144,6 +144,14 @@ ln -s "$TMP/nowhere.txt" "$TMP/linked/broken.txt"
 [ $rc -eq 1 ] && grep -q '"status":"compiled"' "$TMP/o5" && grep -q "FAIL .*broken.txt: cannot open" "$TMP/e" &&
     ok "a dangling link fails alone, the folder's other document compiles: exit 1" ||
     { fail "dangling link: exit $rc"; cat "$TMP/e"; }
+# a file name that is not UTF-8 still gives valid JSON (U+FFFD for its bytes)
+cp "$TMP/corpus/doc0.txt" "$TMP/linked/$(printf 'name\377.txt')"
+rm "$TMP/linked/broken.txt"
+"$KVZ" compile "$TMP/linked" --store "$TMP/s5" --model "$MODEL" --method recent --json 2>/dev/null >"$TMP/o5"
+"$KVZ" ls --store "$TMP/s5" --json >>"$TMP/o5"
+python3 -c 'import json, sys; [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]' "$TMP/o5" &&
+    grep -q 'name\\ufffd.txt' "$TMP/o5" && ok "a non-UTF-8 file name: compile --json and ls --json stay valid JSON" ||
+    { fail "non-UTF-8 name in JSON"; cat "$TMP/o5"; }
 "$KVZ" inspect --store "$S" nothing-here.txt 2>"$TMP/e"; rc=$?
 [ $rc -eq 7 ] && grep -q "no document" "$TMP/e" && ok "inspect unknown doc: exit 7" || fail "inspect unknown: exit $rc"
 "$KVZ" ls --store "$TMP/corpus" 2>"$TMP/e"; rc=$?
