@@ -331,24 +331,32 @@ int cmd_inspect(int argc, char **argv)
 
 typedef struct verify_ctx {
     kvz_store_txn *t;
-    size_t artifacts, docs, bad;
+    size_t artifacts, prefixes, docs, bad;
 } verify_ctx;
 
-static int verify_artifact(void *ctx, const void *key, size_t key_len, const void *val, size_t val_len)
+/* what: how a problem names the artifact ("artifact ID", "prefix KEY") */
+static void verify_one(verify_ctx *v, const char *what, const void *val, size_t val_len)
 {
-    verify_ctx *v = ctx;
     kvz_artifact a;
-    char id[40] = "?";
-    if (key_len == 16)
-        kvz_hex(key, 16, id);
-    v->artifacts++;
     int rc = kvz_artifact_open(&a, val, val_len);
     if (rc == KVZ_OK)
         rc = kvz_artifact_verify(&a);
     if (rc != KVZ_OK) {
         v->bad++;
-        fprintf(stderr, "artifact %s: %s\n", id, kvz_last_error());
+        fprintf(stderr, "%s: %s\n", what, kvz_last_error());
     }
+}
+
+static int verify_artifact(void *ctx, const void *key, size_t key_len, const void *val, size_t val_len)
+{
+    verify_ctx *v = ctx;
+    char what[48] = "artifact (a key of the wrong size)";
+    if (key_len == 16) {
+        memcpy(what, "artifact ", 9);
+        kvz_hex(key, 16, what + 9);
+    }
+    v->artifacts++;
+    verify_one(v, what, val, val_len);
     return KVZ_OK;
 }
 
@@ -379,8 +387,13 @@ static int verify_doc(void *ctx, const void *key, size_t key_len, const void *va
 
 static int verify_meta(void *ctx, const void *key, size_t key_len, const void *val, size_t val_len)
 {
-    if (key_len > 7 && memcmp(key, "prefix/", 7) == 0)
-        return verify_artifact(ctx, "", 0, val, val_len);
+    verify_ctx *v = ctx;
+    if (key_len > 7 && memcmp(key, "prefix/", 7) == 0) {
+        char what[96];
+        snprintf(what, sizeof what, "shared prefix %.*s", (int)(key_len - 7), (const char *)key + 7);
+        v->prefixes++;
+        verify_one(v, what, val, val_len);
+    }
     return KVZ_OK;
 }
 
@@ -411,8 +424,8 @@ int cmd_verify(int argc, char **argv)
     kvz_store_close(s);
     if (st != KVZ_OK)
         return cli_fail("verify", st);
-    printf("%zu artifact(s) and %zu document(s) checked: %s\n", v.artifacts, v.docs,
-           v.bad ? "PROBLEMS FOUND" : "all good");
+    printf("%zu artifact(s), %zu shared prefix(es) and %zu document(s) checked: %s\n", v.artifacts, v.prefixes,
+           v.docs, v.bad ? "PROBLEMS FOUND" : "all good");
     if (v.bad) {
         fprintf(stderr, "kvz verify: %zu problem(s) in '%s'\n", v.bad, a.store);
         return cli_exit_code(KVZ_ERR_FORMAT);

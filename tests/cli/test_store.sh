@@ -118,6 +118,19 @@ PY
 "$KVZ" verify --store "$TMP/broken" >/dev/null 2>"$TMP/v2"
 rc=$?
 [ $rc -eq 4 ] && grep -q "checksum" "$TMP/v2" && ok "verify finds a flipped byte (exit 4)" || { fail "verify exit $rc"; cat "$TMP/v2"; }
+# a flipped byte in the shared prefix (kept in the meta table) is named as such
+cp -r "$S" "$TMP/broken_prefix"
+mdb_dump -s meta "$TMP/broken_prefix" | python3 -c '
+import sys
+lines = sys.stdin.read().split("\n")
+i = next(i for i, l in enumerate(lines) if l.strip().startswith(b"prefix/".hex()))
+v = lines[i + 1]
+lines[i + 1] = v[:len(v) // 2] + ("1" if v[len(v) // 2] == "0" else "0") + v[len(v) // 2 + 1:]
+print("\n".join(lines), end="")' >"$TMP/meta.dump"
+mdb_load -s meta -f "$TMP/meta.dump" "$TMP/broken_prefix" 2>/dev/null
+"$KVZ" verify --store "$TMP/broken_prefix" >"$TMP/v3" 2>&1; rc=$?
+[ $rc -eq 4 ] && grep -q "^shared prefix [0-9a-f]*/[0-9a-f]*: .*checksum" "$TMP/v3" && grep -q "1 shared prefix(es)" "$TMP/v3" &&
+    ok "verify names a damaged shared prefix (exit 4)" || { fail "verify of a damaged prefix: exit $rc"; cat "$TMP/v3"; }
 
 # bad input: clear messages, distinct exit codes
 "$KVZ" compile /nonexistent --store "$TMP/s3" --model "$MODEL" 2>"$TMP/e"; rc=$?
