@@ -126,6 +126,11 @@ static int answer(kvz_session *s, const query_args *a, const kvz_load_info *li, 
         printf("\n");
     }
     fflush(stdout);
+    if (rc == KVZ_OK && !info.ended_turn && info.answer_tokens < o.max_tokens) /* neither its end nor the limit */
+        fprintf(stderr,
+                "kvz query: the answer stopped after %d tokens: the context reserved for the question and the "
+                "answer is full (--reserve %ld)\n",
+                info.answer_tokens, a->reserve);
     kvz_free(text);
     return rc;
 }

@@ -62,6 +62,12 @@ rc=$?
 "$KVZ" query --store "$S" --model "$MODEL" --doc "$DOC0" --max-tokens 4 "Hi" >"$TMP/q0" 2>"$TMP/e"
 rc=$?
 [ $rc -eq 0 ] && [ -s "$TMP/q0" ] && ok "query with a two-letter question answers" || { fail "query 'Hi': exit $rc"; cat "$TMP/e"; }
+# an answer cut by the reserve, not by its end or --max-tokens, says so
+"$KVZ" query --store "$S" --model "$MODEL" --doc "$DOC0" --reserve 32 --max-tokens 100 "Describe this text in detail." \
+    >"$TMP/q0" 2>"$TMP/e"
+rc=$?
+[ $rc -eq 0 ] && [ -s "$TMP/q0" ] && grep -q "the answer stopped after [0-9]* tokens: .* is full (--reserve 32)" "$TMP/e" &&
+    ok "an answer cut at the reserve is reported" || { fail "query --reserve 32: exit $rc"; cat "$TMP/e"; }
 "$KVZ" query --store "$S" --model "$MODEL" --doc "$DOC0" --doc "$TMP/corpus/notes/doc1.txt" --json --max-tokens 8 \
     "First question?" "Second question?" >"$TMP/q2" 2>/dev/null
 [ "$(grep -c '"load_ms"' "$TMP/q2")" -eq 2 ] && grep -q '"ttft_ms"' "$TMP/q2" && ok "query --json, two documents, two answers" || fail "query --json"
