@@ -182,7 +182,7 @@ static int parse(int argc, char **argv, compile_args *a)
             a->opts.kvzip_chunk = (int32_t)v;
             break;
         case OPT_BITS:
-            if (cli_parse_int(optarg, 2, 16, &v)) return bad("bits", optarg);
+            if (cli_parse_int(optarg, 0, 1 << 20, &v)) return bad("bits", optarg); /* the values: opts_check */
             a->opts.bits = (uint32_t)v;
             break;
         case OPT_KGROUP:

@@ -238,6 +238,11 @@ int cmd_pack(int argc, char **argv)
         const void *val;
         size_t len;
         kvz_doc_record rec;
+        int repeated = 0; /* --doc X --doc X packs X once */
+        for (size_t j = 0; j < i && !repeated; j++)
+            repeated = strcmp(a.docs[j], a.docs[i]) == 0;
+        if (repeated)
+            continue;
         st = kvz_store_get(p.t, KVZ_DB_DOCS, a.docs[i], strlen(a.docs[i]), &val, &len);
         if (st == KVZ_ERR_NOT_FOUND)
             st = kvz_errorf(KVZ_ERR_NOT_FOUND, "no document '%s' in the store '%s' (see kvz ls)", a.docs[i], a.store);
