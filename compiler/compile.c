@@ -70,6 +70,8 @@ int kvz_compile_opts_check(const kvz_compile_opts *o)
         return kvz_errorf(KVZ_ERR_ARG, "--level head keeps whole heads: no --chunk or --budget-shape");
     if (o->sel.chunk && o->sel.method != KVZ_METHOD_KVZIP && o->sel.method != KVZ_METHOD_CHUNKKV)
         return kvz_errorf(KVZ_ERR_ARG, "--chunk applies to kvzip and chunkkv");
+    if (o->question && o->question[strspn(o->question, " \t\r\n")] == '\0')
+        return kvz_errorf(KVZ_ERR_ARG, "--question is empty: give the question the documents are compiled for");
     if (o->question && o->sel.method != KVZ_METHOD_SNAPKV && o->sel.method != KVZ_METHOD_CHUNKKV)
         return kvz_errorf(KVZ_ERR_ARG, "--question applies to the window methods (snapkv, chunkkv)");
     if (o->key_group == 0 || o->value_group == 0 || o->kvzip_chunk < 16 || o->reserve < 0)
@@ -87,7 +89,7 @@ void kvz_compile_summary(const kvz_compile_opts *o, char *out, size_t size)
     else if (o->sel.budget)
         snprintf(budget, sizeof budget, "%u tokens", o->sel.budget);
     else
-        snprintf(budget, sizeof budget, "ratio %.2f", o->sel.ratio);
+        snprintf(budget, sizeof budget, o->sel.ratio >= 0.01f ? "ratio %.2f" : "ratio %.2g", o->sel.ratio);
     char variant[64] = "";
     if (o->sel.method == KVZ_METHOD_KVZIP)
         snprintf(variant, sizeof variant, " %s", kvz_level_name(o->sel.level));
