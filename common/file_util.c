@@ -3,29 +3,83 @@
 #include "common/error.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Where a write to `path`, which does not exist, lands: the path a dangling
- * link names (relative to the link's folder), else path itself. */
+/* Where a write to `path`, which does not exist, lands: the path the last of
+ * a chain of links names (each relative to its link's folder), else path
+ * itself. NULL with errno set when the chain loops or a target is too long. */
 static char *link_target(const char *path)
 {
-    struct stat lst;
-    char target[4096];
-    ssize_t n;
-    if (lstat(path, &lst) != 0 || !S_ISLNK(lst.st_mode) || (n = readlink(path, target, sizeof target - 1)) <= 0)
-        return strdup(path);
-    target[n] = '\0';
-    const char *slash = strrchr(path, '/');
-    size_t dir = target[0] == '/' || !slash ? 0 : (size_t)(slash - path) + 1;
-    char *out = malloc(dir + (size_t)n + 1);
-    if (out) {
-        memcpy(out, path, dir);
-        memcpy(out + dir, target, (size_t)n + 1);
+    char *at = strdup(path);
+    for (int depth = 0; at && depth < 40; depth++) {
+        struct stat lst;
+        char target[4096];
+        ssize_t n;
+        if (lstat(at, &lst) != 0 || !S_ISLNK(lst.st_mode))
+            return at;
+        if ((n = readlink(at, target, sizeof target)) <= 0 || (size_t)n == sizeof target) {
+            free(at);
+            errno = n < 0 ? errno : ENAMETOOLONG;
+            return NULL;
+        }
+        const char *slash = strrchr(at, '/');
+        size_t dir = target[0] == '/' || !slash ? 0 : (size_t)(slash - at) + 1;
+        char *next = malloc(dir + (size_t)n + 1);
+        if (next) {
+            memcpy(next, at, dir);
+            memcpy(next + dir, target, (size_t)n);
+            next[dir + (size_t)n] = '\0';
+        }
+        free(at);
+        at = next;
     }
-    return out;
+    if (at) {
+        free(at);
+        errno = ELOOP;
+    }
+    return NULL;
+}
+
+/* The descriptor `path` names when it is one of the process's own
+ * (/dev/stdout, /dev/fd/N, /proc/self/fd/N) or the file stdout is open on,
+ * else -1. Such a file is written through a copy of the descriptor, as the
+ * shell opened it (appending, say): renamed over, a file redirected to
+ * would lose what it held. */
+static int own_descriptor(const char *path, const struct stat *st, int exists)
+{
+    int fd = -1, end = 0;
+    if (strcmp(path, "/dev/stdout") == 0)
+        return STDOUT_FILENO;
+    if ((sscanf(path, "/dev/fd/%d%n", &fd, &end) == 1 || sscanf(path, "/proc/self/fd/%d%n", &fd, &end) == 1) &&
+        path[end] == '\0' && fd >= 0)
+        return fd;
+    struct stat out;
+    if (exists && fstat(STDOUT_FILENO, &out) == 0 && out.st_dev == st->st_dev && out.st_ino == st->st_ino)
+        return STDOUT_FILENO;
+    return -1;
+}
+
+/* Written as it goes: a pipe, a device or a descriptor of the process's own. */
+static int open_direct(kvz_atomic_file *f, const char *path, int fd)
+{
+    f->path = strdup(path);
+    if (!f->path)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    int copy = fd >= 0 ? dup(fd) : -1;
+    f->fp = fd >= 0 ? (copy >= 0 ? fdopen(copy, "wb") : NULL) : fopen(path, "wb");
+    if (!f->fp) {
+        int e = errno;
+        if (copy >= 0)
+            close(copy);
+        kvz_atomic_file_abort(f);
+        return kvz_errorf(KVZ_ERR_IO, "cannot open '%s': %s", path, strerror(e));
+    }
+    return KVZ_OK;
 }
 
 int kvz_atomic_file_open(kvz_atomic_file *f, const char *path)
@@ -33,34 +87,42 @@ int kvz_atomic_file_open(kvz_atomic_file *f, const char *path)
     memset(f, 0, sizeof *f);
     struct stat st;
     int exists = stat(path, &st) == 0; /* follows a link */
+    int fd = own_descriptor(path, &st, exists);
+    if (fd >= 0 || (exists && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)))
+        return open_direct(f, path, fd); /* nothing to rename over */
     if (exists && S_ISDIR(st.st_mode))
         return kvz_errorf(KVZ_ERR_ARG, "cannot write '%s': it is a folder", path);
-    if (exists && !S_ISREG(st.st_mode)) { /* a pipe or a device: nothing to rename over */
-        f->path = strdup(path);
-        if (!f->path)
-            return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
-        f->fp = fopen(path, "wb");
-        if (!f->fp) {
-            int e = errno;
-            kvz_atomic_file_abort(f);
-            return kvz_errorf(KVZ_ERR_IO, "cannot open '%s': %s", path, strerror(e));
-        }
-        return KVZ_OK;
-    }
     /* a link is replaced at the file it names, not by a file of its own */
     f->path = exists ? realpath(path, NULL) : link_target(path);
-    size_t n = (f->path ? strlen(f->path) : 0) + 32;
-    f->tmp_path = malloc(n);
-    if (!f->path || !f->tmp_path) {
+    if (!f->path) {
         int e = errno;
-        kvz_atomic_file_abort(f);
-        return e == ENOMEM || !exists ? kvz_errorf(KVZ_ERR_NOMEM, "out of memory")
-                                      : kvz_errorf(KVZ_ERR_IO, "cannot resolve '%s': %s", path, strerror(e));
+        return e == ENOMEM ? kvz_errorf(KVZ_ERR_NOMEM, "out of memory")
+                           : kvz_errorf(KVZ_ERR_IO, "cannot resolve '%s': %s", path, strerror(e));
     }
-    snprintf(f->tmp_path, n, "%s.tmp.%ld", f->path, (long)getpid());
-    f->fp = fopen(f->tmp_path, "wb");
+    size_t n = strlen(f->path) + 48;
+    f->tmp_path = malloc(n);
+    if (!f->tmp_path) {
+        kvz_atomic_file_abort(f);
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    }
+    /* a name of its own, created here and not through a link: another writer's
+     * temporary, or a link planted under the name, is never written through */
+    int tmp = -1;
+    for (int attempt = 0; tmp < 0 && attempt < 100; attempt++) {
+        snprintf(f->tmp_path, n, "%s.tmp.%ld.%d", f->path, (long)getpid(), attempt);
+        tmp = open(f->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+        if (tmp < 0 && errno != EEXIST)
+            break;
+    }
+    f->fp = tmp >= 0 ? fdopen(tmp, "wb") : NULL;
     if (!f->fp) {
         int e = errno;
+        if (tmp >= 0) {
+            close(tmp);
+            remove(f->tmp_path);
+        }
+        free(f->tmp_path); /* not ours to remove when it was not created */
+        f->tmp_path = NULL;
         kvz_atomic_file_abort(f);
         return kvz_errorf(KVZ_ERR_IO, "cannot create '%s': %s", path, strerror(e));
     }

@@ -3,10 +3,14 @@
  *
  * kvz_atomic_file writes to a temporary file beside the target, then fsyncs
  * and renames it into place on commit; abort (or a crash) leaves the target
- * untouched. A target that is a link is followed: the file it names is
- * replaced, the link stays. A target that is a pipe or a device (a FIFO,
- * /dev/stdout) cannot be replaced and is written directly: what a reader
- * takes from it cannot be taken back. A folder is refused.
+ * untouched. A target that is a link (or a chain of them) is followed: the
+ * file it names is replaced, the link stays. A target that cannot be replaced
+ * is written directly, and what a reader took from it cannot be taken back:
+ * a pipe or a device, and a descriptor of the process's own (/dev/stdout,
+ * /dev/fd/N, or the file stdout is redirected to), written through a copy of
+ * the descriptor so that a file opened for appending keeps what it held.
+ * A folder is refused. The temporary file is created exclusively, never
+ * through a link.
  */
 #ifndef KVZ_COMMON_FILE_UTIL_H
 #define KVZ_COMMON_FILE_UTIL_H

@@ -167,22 +167,24 @@ int kvz_compiler_store_prefix(kvz_compiler *c, uint64_t *prefix_hash)
     return kvz_transfer_prefix(c->store, &a, NULL);
 }
 
-/* The configuration's window: the default as "32", the text configurations
- * had before a window given was kept as given (their ids stay); a given one
- * marked, as it behaves differently under 1K tokens. */
-static const char *window_text(uint32_t window)
+/* The configuration's window, as text: the default as "32" and a given one
+ * of 16 or less as itself, the texts they had before a given window was kept
+ * as given (they behave as before, their ids stay); a given one over 16,
+ * which under 1K tokens is no longer cut to 16, marked. */
+static void window_text(uint32_t window, char *text, size_t size)
 {
-    static _Thread_local char text[32];
     if (window == 0)
-        return "32";
-    snprintf(text, sizeof text, "%u,given", window);
-    return text;
+        snprintf(text, size, "32");
+    else
+        snprintf(text, size, window > 16 ? "%u,given" : "%u", window);
 }
 
 static void describe_config(kvz_compiler *c)
 {
     const kvz_compile_opts *o = &c->opts;
     uint64_t question_hash = o->question ? XXH3_64bits(o->question, strlen(o->question)) : 0;
+    char window[32];
+    window_text(o->sel.window, window, sizeof window);
     snprintf(c->config, sizeof c->config,
              "kvz-config 1 model=%016llx prefix=%016llx method=%s level=%s shape=%s ratio=%.6g "
              "budget=%u beta=%.6g decay=%.6g chunk=%u reuse=%u window=%s pool=%d sinks=%u seed=%llu "
@@ -190,7 +192,7 @@ static void describe_config(kvz_compiler *c)
              (unsigned long long)c->id.fingerprint, (unsigned long long)c->prefix_hash,
              kvz_method_name(o->sel.method), kvz_level_name(o->sel.level), kvz_shape_name(o->sel.shape),
              o->sel.ratio, o->sel.budget, o->sel.beta, o->sel.decay, o->sel.chunk, o->sel.reuse,
-             window_text(o->sel.window), o->pool, o->sel.sinks, (unsigned long long)o->sel.seed, o->bits,
+             window, o->pool, o->sel.sinks, (unsigned long long)o->sel.seed, o->bits,
              o->key_group, o->value_group, o->fp16_tokens, o->kvzip_chunk, c->segment_limit,
              (unsigned long long)question_hash);
     c->config_id = kvz_config_id(c->config);

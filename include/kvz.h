@@ -42,7 +42,7 @@ typedef enum kvz_status {
     KVZ_ERR_FORMAT = -4,         /* input is malformed, truncated or corrupt */
     KVZ_ERR_UNSUPPORTED = -5,    /* well-formed but not supported (type, arch, version) */
     KVZ_ERR_MODEL_MISMATCH = -6, /* data made for another model */
-    KVZ_ERR_NOT_FOUND = -7,      /* a named key, tensor or document is absent */
+    KVZ_ERR_NOT_FOUND = -7,      /* a named file, key, tensor or document is absent */
     KVZ_ERR_BACKEND = -8,        /* the compute device failed */
     KVZ_ERR_RANGE = -9,          /* a size or position beyond a limit (context full) */
     KVZ_ERR_INTERNAL = -10,      /* a broken invariant: a bug in kvz */

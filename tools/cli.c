@@ -90,7 +90,7 @@ int cli_parse_float(const char *s, double min, double max, double *out)
 
 int cli_bad_option(const char *help, const char *cmd)
 {
-    const char *end = strchr(help, '\n');
+    const char *end = strstr(help, "\n\n"); /* the usage lines, up to the first blank one */
     fprintf(stderr, "%.*s\n(kvz %s --help describes every option)\n", end ? (int)(end - help) : (int)strlen(help),
             help, cmd);
     return KVZ_EXIT_USAGE;

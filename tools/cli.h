@@ -39,7 +39,7 @@ int cli_parse_weights(const char *s, int *policy);
 void cli_json_string(FILE *f, const char *s, size_t len);
 
 /* An option the command does not know or take (getopt has named it): its
- * usage line and where the rest is told, on stderr; returns KVZ_EXIT_USAGE. */
+ * usage lines and where the rest is told, on stderr; returns KVZ_EXIT_USAGE. */
 int cli_bad_option(const char *help, const char *cmd);
 
 /* Where a command that writes its data to `output` reports what it did:

@@ -367,7 +367,7 @@ int cmd_compile(int argc, char **argv)
             if (a.json) {
                 printf("{\"document\":");
                 cli_json_string(stdout, name, strlen(name));
-                printf(",\"status\":\"skipped\",\"reason\":");
+                printf(a.strict ? ",\"status\":\"failed\",\"error\":" : ",\"status\":\"skipped\",\"reason\":");
                 cli_json_string(stdout, kvz_last_error(), strlen(kvz_last_error()));
                 printf("}\n");
             }
@@ -402,8 +402,8 @@ int cmd_compile(int argc, char **argv)
             double secs = res.prefill_s + res.score_s + res.write_s;
             if (res.status == KVZ_DOC_COMPILED && res.shared_segments == res.segments)
                 snprintf(detail, sizeof detail,
-                         "%d tokens, %d segment(s), the same content as a document already in the store: its "
-                         "%.1f KB of artifacts shared, nothing computed",
+                         "%d tokens, %d segment(s), content compiled before: its %.1f KB of artifacts were "
+                         "already in the store, nothing computed",
                          res.tokens, res.segments, res.bytes / 1024.0);
             else if (res.status == KVZ_DOC_COMPILED)
                 snprintf(detail, sizeof detail, "%d tokens, %d segment(s), kept %.1f%%, %.1f KB, %.0f tok/s",

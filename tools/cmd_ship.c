@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 enum { OPT_STORE = 256, OPT_DOC, OPT_ALL, OPT_INTO, OPT_ALLOW, OPT_MAX_ENTRY, OPT_CONFIG, OPT_SEGMENT, OPT_QUIET };
 
@@ -640,23 +641,29 @@ static int import_read(const import_ctx *c, const char *path, char **data, size_
 }
 
 /* Pass 1 of import: every file checked before the store is opened, so that
- * a bad one leaves no store made for nothing. */
-static int import_check(const import_ctx *c, const char *path)
+ * a bad one leaves no store made for nothing. What cannot be read twice (a
+ * pipe, /dev/stdin) is kept in *kept for pass 2; a file is read again there. */
+static int import_check(const import_ctx *c, const char *path, char **kept, size_t *kept_size)
 {
     char *data = NULL;
     size_t size = 0;
     kvz_artifact a;
+    struct stat st;
     int rc = import_read(c, path, &data, &size, &a);
+    if (rc == KVZ_OK && !(stat(path, &st) == 0 && S_ISREG(st.st_mode))) {
+        *kept = data, *kept_size = size;
+        return KVZ_OK;
+    }
     free(data);
     return rc == KVZ_OK ? KVZ_OK : kvz_error_context(rc, "%s", path);
 }
 
-static int import_file(import_ctx *c, const char *path)
+/* data: pass 1's bytes when it kept them (then owned here), else NULL */
+static int import_file(import_ctx *c, const char *path, char *data, size_t size)
 {
-    char *data = NULL;
-    size_t size = 0;
     kvz_artifact a;
-    int rc = import_read(c, path, &data, &size, &a); /* again: the file may have changed */
+    int rc = data ? kvz_transfer_check(data, size, &a)
+                  : import_read(c, path, &data, &size, &a); /* again: the file may have changed */
     const kvz_manifest *m = &a.manifest;
     if (rc == KVZ_OK)
         rc = ensure_prefix(c, m);
@@ -699,12 +706,22 @@ int cmd_import(int argc, char **argv)
     c.allow_mismatch = a.allow_mismatch;
     c.quiet = a.quiet;
     int st = model_identity(a.model, &c.model, &c.id);
+    char **kept = calloc((size_t)argc, sizeof *kept);
+    size_t *kept_size = calloc((size_t)argc, sizeof *kept_size);
+    if (st == KVZ_OK && (!kept || !kept_size))
+        st = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     for (int i = optind; i < argc && st == KVZ_OK; i++)
-        st = import_check(&c, argv[i]);
+        st = import_check(&c, argv[i], &kept[i], &kept_size[i]);
     if (st == KVZ_OK)
         st = kvz_store_open(&c.store, a.store, KVZ_STORE_CREATE);
-    for (int i = optind; i < argc && st == KVZ_OK; i++)
-        st = import_file(&c, argv[i]);
+    for (int i = optind; i < argc && st == KVZ_OK; i++) {
+        st = import_file(&c, argv[i], kept[i], kept_size[i]);
+        kept[i] = NULL; /* import_file took it */
+    }
+    for (int i = 0; kept && i < argc; i++)
+        free(kept[i]);
+    free(kept);
+    free(kept_size);
     kvz_compiler_free(c.compiler);
     kvz_store_close(c.store);
     kvz_model_free(c.model);

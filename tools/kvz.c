@@ -68,13 +68,19 @@ int main(int argc, char **argv)
         return KVZ_EXIT_USAGE;
     }
     const char *cmd = argv[1];
-    if (strcmp(cmd, "help") == 0 && argc == 3) { /* kvz help CMD: kvz CMD --help */
+    int help = strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0;
+    if (help && argc > 3) {
+        fprintf(stderr, "kvz %s: give one command at most (kvz help COMMAND)\n", cmd);
+        return KVZ_EXIT_USAGE;
+    }
+    if (help && argc == 3 && strcmp(argv[2], "help") != 0 && strcmp(argv[2], "--help") != 0 &&
+        strcmp(argv[2], "-h") != 0) { /* kvz help CMD: kvz CMD --help */
         char *help_argv[] = {argv[2], "--help", NULL};
         int rc = dispatch(2, help_argv);
         if (rc >= 0)
             return rc;
         cmd = argv[2];
-    } else if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+    } else if (help) {
         usage(stdout);
         return KVZ_EXIT_OK;
     } else if (strcmp(cmd, "--version") == 0) {

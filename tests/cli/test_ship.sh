@@ -34,6 +34,12 @@ tar --zstd -tf "$TMP/b.tar.zst" >"$TMP/names" 2>"$TMP/e" && head -1 "$TMP/names"
 tar --zstd -tf "$TMP/piped.tar.zst" >"$TMP/names2" 2>/dev/null && cmp -s "$TMP/names" "$TMP/names2" &&
     grep -q "packed 6 document(s), 7 configuration(s) into /dev/stdout ([1-9][0-9.]* KB)" "$TMP/e" &&
     ok "pack -o /dev/stdout into a pipe: the same bundle, the report on stderr" || { fail "pack into a pipe"; cat "$TMP/e"; }
+# -o /dev/stdout appended to a file: the file keeps what it held, the bundle follows it
+echo "a line before" >"$TMP/appended"
+"$KVZ" pack --store "$S" --all -o /dev/stdout >>"$TMP/appended" 2>/dev/null
+head -n 1 "$TMP/appended" | grep -qx "a line before" && tail -c +15 "$TMP/appended" >"$TMP/tail.tar.zst" &&
+    tar --zstd -tf "$TMP/tail.tar.zst" 2>/dev/null | cmp -s - "$TMP/names" &&
+    ok "pack -o /dev/stdout >> FILE: the file keeps its line, the bundle is appended" || fail "pack -o /dev/stdout >> FILE"
 ln -s target.tar.zst "$TMP/link.tar.zst"
 "$KVZ" pack --store "$S" --all -o "$TMP/link.tar.zst" >/dev/null 2>&1 &&
     "$KVZ" pack --store "$S" --all -o "$TMP/link.tar.zst" >/dev/null 2>&1 && [ -L "$TMP/link.tar.zst" ] &&
@@ -97,6 +103,7 @@ with tarfile.open(os.path.join(tmp, "notbundle.tar"), "w") as t:
     i = tarfile.TarInfo("readme.txt"); i.size = 2; t.addfile(i, io.BytesIO(b"hi"))
 data = open(good, "rb").read()
 open(os.path.join(tmp, "truncated.tar.zst"), "wb").write(data[: len(data) // 2])
+open(os.path.join(tmp, "cut_early.tar.zst"), "wb").write(data[:100])  # refused at open, by libarchive
 for k, at in enumerate([len(data) // 7, len(data) // 3, len(data) // 2, 2 * len(data) // 3, len(data) - 40]):
     flipped = bytearray(data); flipped[at] ^= 0x10
     open(os.path.join(tmp, f"flipped{k}.tar.zst"), "wb").write(flipped)
@@ -120,6 +127,7 @@ refused missing.tar 4 "lacks"
 refused huge.tar 10 "over the limit"
 refused notbundle.tar 4 "not a kvz bundle"
 refused truncated.tar.zst 4 "truncated"
+refused cut_early.tar.zst 4 "truncated"
 for k in 0 1 2 3 4; do refused flipped$k.tar.zst 4 "."; done
 rm -rf "$TMP/h"
 "$KVZ" unpack "$TMP/b.tar.zst" --store "$TMP/h" --max-entry-bytes 1000 >/dev/null 2>"$TMP/e"; rc=$?
@@ -199,6 +207,10 @@ cmp -s "$TMP/l1" "$TMP/l2" && ok "imported under the compile's own ids" || { fai
     && ok "import again: nothing new" || fail "import twice"
 "$KVZ" import "$TMP/corpus/doc1.txt" --store "$TMP/imp" 2>/dev/null; rc=$?
 [ $rc -eq 4 ] && ok "import of a non-artifact: exit 4" || fail "import non-artifact: exit $rc"
+# an artifact through a pipe (read once, kept for the second pass)
+cat "$TMP/doc0.kvz" | "$KVZ" import /dev/stdin --store "$TMP/imp_pipe" >/dev/null 2>"$TMP/e"; rc=$?
+[ $rc -eq 0 ] && "$KVZ" ls --store "$TMP/imp_pipe" | grep -q "doc0.txt" && ok "import /dev/stdin from a pipe" ||
+    { fail "import from a pipe: exit $rc"; cat "$TMP/e"; }
 # a bad input makes no store: a missing file (exit 7), a truncated artifact (exit 4), a missing merge source (7)
 "$KVZ" import "$TMP/nothing.kvz" --store "$TMP/imp_none" 2>/dev/null; rc=$?
 head -c 300 "$TMP/doc0.kvz" >"$TMP/cut.kvz"

@@ -45,7 +45,7 @@ cp "$TMP/corpus/doc0.txt" "$TMP/twins/a.txt"
 cp "$TMP/corpus/doc0.txt" "$TMP/twins/b.txt"
 "$KVZ" compile "$TMP/twins" --store "$TMP/s6" --model "$MODEL" --method recent --json >"$TMP/o6" 2>"$TMP/e6"
 grep 'twins/b.txt' "$TMP/o6" | grep -q '"status":"compiled","tokens":[0-9]*,"segments":1,"shared_segments":1,.*"kept_fraction":null' &&
-    grep -q "b.txt: .*the same content as a document already in the store" "$TMP/e6" &&
+    grep -q "b.txt: .*content compiled before: its .* KB of artifacts were already in the store" "$TMP/e6" &&
     ok "a second copy shares the first one's artifacts, reported so" || { fail "copy under another name"; cat "$TMP/o6" "$TMP/e6"; }
 
 # inspect and its heatmap
@@ -145,8 +145,9 @@ mdb_load -s meta -f "$TMP/meta.dump" "$TMP/broken_prefix" 2>/dev/null
 [ $rc -eq 2 ] && ok "no --store: exit 2" || fail "no --store: exit $rc"
 "$KVZ" compile "$TMP/corpus" --store "$TMP/s3" --model "$MODEL" --ratio 1.5 2>/dev/null; rc=$?
 [ $rc -eq 2 ] && ok "bad ratio: exit 2" || fail "bad ratio: exit $rc"
-"$KVZ" compile "$TMP/corpus" --store "$TMP/s4" --model "$MODEL" --method recent --strict 2>"$TMP/e"; rc=$?
+"$KVZ" compile "$TMP/corpus" --store "$TMP/s4" --model "$MODEL" --method recent --strict --json >"$TMP/o4" 2>"$TMP/e"; rc=$?
 [ $rc -eq 4 ] && grep -q "stopped at .*blank.txt: .* not attempted" "$TMP/e" && grep -q " 0 skipped, 1 failed" "$TMP/e" &&
+    grep 'blank.txt' "$TMP/o4" | grep -q '"status":"failed","error":' && grep -q '"skipped":0,"failed":1' "$TMP/o4" &&
     ok "strict stops at the first unusable file (blank.txt): exit 4, counted failed, named" || { fail "strict: exit $rc"; cat "$TMP/e"; }
 # snapkv's window: 16 by default under 1K tokens, a window given is used as given
 "$KVZ" compile "$TMP/corpus/doc0.txt" --store "$TMP/w1" --model "$MODEL" --method snapkv --quiet 2>/dev/null
