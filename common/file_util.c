@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -23,8 +24,9 @@ static char *link_target(const char *path)
         if (lstat(at, &lst) != 0 || !S_ISLNK(lst.st_mode))
             return at;
         if ((n = readlink(at, target, sizeof target)) <= 0 || (size_t)n == sizeof target) {
+            int e = n < 0 ? errno : ENAMETOOLONG;
             free(at);
-            errno = n < 0 ? errno : ENAMETOOLONG;
+            errno = e;
             return NULL;
         }
         const char *slash = strrchr(at, '/');
@@ -45,33 +47,36 @@ static char *link_target(const char *path)
     return NULL;
 }
 
-/* The descriptor `path` names when it is one of the process's own
- * (/dev/stdout, /dev/fd/N, /proc/self/fd/N) or the file stdout is open on,
- * else -1. Such a file is written through a copy of the descriptor, as the
- * shell opened it (appending, say): renamed over, a file redirected to
- * would lose what it held. */
-static int own_descriptor(const char *path, const struct stat *st, int exists)
+/* The standard descriptor `path` names (/dev/stdout, /dev/stderr, their
+ * /dev/fd and /proc/self/fd names, or the file one of them is redirected
+ * to), else -1. Such a file is written through a copy of the descriptor, as
+ * the shell opened it (appending, say): renamed over, a file redirected to
+ * would lose what it held. Other descriptors' names are not trusted: the
+ * process's own files (LMDB's) have them too. */
+static int standard_descriptor(const char *path, const struct stat *st, int exists)
 {
-    int fd = -1, end = 0;
-    if (strcmp(path, "/dev/stdout") == 0)
-        return STDOUT_FILENO;
-    if ((sscanf(path, "/dev/fd/%d%n", &fd, &end) == 1 || sscanf(path, "/proc/self/fd/%d%n", &fd, &end) == 1) &&
-        path[end] == '\0' && fd >= 0)
-        return fd;
-    struct stat out;
-    if (exists && fstat(STDOUT_FILENO, &out) == 0 && out.st_dev == st->st_dev && out.st_ino == st->st_ino)
-        return STDOUT_FILENO;
+    static const char *const names[2][3] = {{"/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"},
+                                            {"/dev/stderr", "/dev/fd/2", "/proc/self/fd/2"}};
+    for (int i = 0; i < 2; i++) {
+        int fd = i + 1;
+        struct stat out;
+        for (int k = 0; k < 3; k++)
+            if (strcmp(path, names[i][k]) == 0)
+                return fd;
+        if (exists && fstat(fd, &out) == 0 && out.st_dev == st->st_dev && out.st_ino == st->st_ino)
+            return fd;
+    }
     return -1;
 }
 
-/* Written as it goes: a pipe, a device or a descriptor of the process's own. */
+/* Written as it goes: a pipe, a device or a standard descriptor. */
 static int open_direct(kvz_atomic_file *f, const char *path, int fd)
 {
     f->path = strdup(path);
     if (!f->path)
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
-    int copy = fd >= 0 ? dup(fd) : -1;
-    f->fp = fd >= 0 ? (copy >= 0 ? fdopen(copy, "wb") : NULL) : fopen(path, "wb");
+    int copy = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+    f->fp = fd >= 0 ? (copy >= 0 ? fdopen(copy, "wb") : NULL) : fopen(path, "wbe");
     if (!f->fp) {
         int e = errno;
         if (copy >= 0)
@@ -87,9 +92,12 @@ int kvz_atomic_file_open(kvz_atomic_file *f, const char *path)
     memset(f, 0, sizeof *f);
     struct stat st;
     int exists = stat(path, &st) == 0; /* follows a link */
-    int fd = own_descriptor(path, &st, exists);
+    int fd = standard_descriptor(path, &st, exists);
     if (fd >= 0 || (exists && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)))
         return open_direct(f, path, fd); /* nothing to rename over */
+    if (exists && (strncmp(path, "/dev/fd/", 8) == 0 || strncmp(path, "/proc/self/fd/", 14) == 0))
+        return kvz_errorf(KVZ_ERR_ARG, "cannot write '%s': a file is written by descriptor only through stdout or "
+                          "stderr (a pipe, such as >(command), through any)", path);
     if (exists && S_ISDIR(st.st_mode))
         return kvz_errorf(KVZ_ERR_ARG, "cannot write '%s': it is a folder", path);
     /* a link is replaced at the file it names, not by a file of its own */
@@ -139,8 +147,11 @@ int kvz_atomic_file_write(kvz_atomic_file *f, const void *data, uint64_t n)
 int kvz_atomic_file_commit(kvz_atomic_file *f)
 {
     int rc = KVZ_OK;
-    /* a pipe or a device has nothing to fsync (and may refuse it) */
-    if (fflush(f->fp) != 0 || (f->tmp_path && fsync(fileno(f->fp)) != 0))
+    /* a pipe or a device has nothing to fsync (and may refuse it); a file
+     * written directly (stdout redirected to it) has */
+    struct stat st;
+    int durable = f->tmp_path || (fstat(fileno(f->fp), &st) == 0 && S_ISREG(st.st_mode));
+    if (fflush(f->fp) != 0 || (durable && fsync(fileno(f->fp)) != 0))
         rc = kvz_errorf(KVZ_ERR_IO, "cannot write '%s': %s", f->path, strerror(errno));
     if (fclose(f->fp) != 0 && rc == KVZ_OK)
         rc = kvz_errorf(KVZ_ERR_IO, "cannot write '%s': %s", f->path, strerror(errno));
@@ -158,6 +169,8 @@ int kvz_atomic_file_commit(kvz_atomic_file *f)
 void kvz_atomic_file_abort(kvz_atomic_file *f)
 {
     if (f->fp) {
+        if (!f->tmp_path)
+            __fpurge(f->fp); /* written directly: what is still buffered goes nowhere */
         fclose(f->fp);
         if (f->tmp_path)
             remove(f->tmp_path);

@@ -6,9 +6,9 @@
  * untouched. A target that is a link (or a chain of them) is followed: the
  * file it names is replaced, the link stays. A target that cannot be replaced
  * is written directly, and what a reader took from it cannot be taken back:
- * a pipe or a device, and a descriptor of the process's own (/dev/stdout,
- * /dev/fd/N, or the file stdout is redirected to), written through a copy of
- * the descriptor so that a file opened for appending keeps what it held.
+ * a pipe or a device, and stdout or stderr (/dev/stdout, /dev/fd/1, or the
+ * file stdout is redirected to), written through a copy of the descriptor so
+ * that a file opened for appending keeps what it held.
  * A folder is refused. The temporary file is created exclusively, never
  * through a link.
  */

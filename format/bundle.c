@@ -681,12 +681,14 @@ static int read_bundle(const char *path, const void *data, size_t size, const kv
     archive_read_support_format_tar(r.ar);
     int ar = path ? archive_read_open_filename(r.ar, path, 1 << 16) : archive_read_open_memory(r.ar, data, size);
     int err = archive_errno(r.ar);
-    /* the file's own failures are the system's errnos; any other is libarchive
-     * refusing what it read (unrecognized format, truncated zstd input...) */
-    int system = path && (err == EACCES || err == EPERM || err == EISDIR || err == ENOTDIR || err == EIO ||
-                          err == ELOOP || err == EMFILE || err == ENFILE || err == ENOMEM);
+    /* libarchive refusing what it read has its own codes (ARCHIVE_ERRNO_MISC
+     * -1: truncated zstd input; EILSEQ: not a format it knows; EINVAL); any
+     * other errno is the file's own failure */
+    int refused = !path || err <= 0 || err == EILSEQ || err == EINVAL;
     int rc = ar == ARCHIVE_OK ? read_entries(&r)
-             : kvz_errorf(err == ENOENT ? KVZ_ERR_NOT_FOUND : system ? KVZ_ERR_IO : KVZ_ERR_FORMAT,
+             : kvz_errorf(refused ? KVZ_ERR_FORMAT : err == ENOENT ? KVZ_ERR_NOT_FOUND
+                                                  : err == ENOMEM ? KVZ_ERR_NOMEM
+                                                                  : KVZ_ERR_IO,
                           "bundle '%s': cannot open: %s", r.source, archive_error_string(r.ar));
     archive_read_free(r.ar);
     if (rc == KVZ_OK && manifest)

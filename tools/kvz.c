@@ -2,6 +2,7 @@
 #include "kvz.h"
 #include "tools/cli.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -63,6 +64,11 @@ static int dispatch(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    /* a closed standard descriptor would be the next file opened (LMDB's
+     * lock file), and what is meant for stdout would go into it */
+    for (int fd = 0; fd <= 2; fd++)
+        if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY) != fd)
+            return cli_exit_code(KVZ_ERR_IO);
     if (argc < 2) {
         usage(stderr);
         return KVZ_EXIT_USAGE;

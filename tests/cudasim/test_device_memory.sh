@@ -64,7 +64,7 @@ fi
 KVZ_CUDASIM_DEVICE_BYTES=$peak compile "$TMP/s2" "$TMP/docs"
 st=$?
 if [ $st -eq $NOMEM ] && grep -q "^FAIL .*b_long.txt: cuda: cannot allocate .* [KM]iB of device memory for .*: out of memory" "$TMP/err" &&
-    grep -q "^stopped: 1 document(s) after it not attempted" "$TMP/err" &&
+    grep -q "^stopped at .*b_long.txt: 1 document(s) after it not attempted" "$TMP/err" &&
     grep -q "^1 compiled, 0 unchanged, 0 skipped, 1 failed" "$TMP/err"; then
     ok "a document larger than the room left: exit 8, $(grep '^FAIL' "$TMP/err")"
 else
