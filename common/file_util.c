@@ -53,7 +53,7 @@ static char *link_target(const char *path)
  * the shell opened it (appending, say): renamed over, a file redirected to
  * would lose what it held. Other descriptors' names are not trusted: the
  * process's own files (LMDB's) have them too. */
-static int standard_descriptor(const char *path, const struct stat *st, int exists)
+static int standard_descriptor_of(const char *path, const struct stat *st, int exists)
 {
     static const char *const names[2][3] = {{"/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"},
                                             {"/dev/stderr", "/dev/fd/2", "/proc/self/fd/2"}};
@@ -67,6 +67,13 @@ static int standard_descriptor(const char *path, const struct stat *st, int exis
             return fd;
     }
     return -1;
+}
+
+int kvz_standard_descriptor(const char *path)
+{
+    struct stat st;
+    int exists = stat(path, &st) == 0;
+    return standard_descriptor_of(path, &st, exists);
 }
 
 /* Written as it goes: a pipe, a device or a standard descriptor. */
@@ -92,7 +99,7 @@ int kvz_atomic_file_open(kvz_atomic_file *f, const char *path)
     memset(f, 0, sizeof *f);
     struct stat st;
     int exists = stat(path, &st) == 0; /* follows a link */
-    int fd = standard_descriptor(path, &st, exists);
+    int fd = standard_descriptor_of(path, &st, exists);
     if (fd >= 0 || (exists && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)))
         return open_direct(f, path, fd); /* nothing to rename over */
     if (exists && (strncmp(path, "/dev/fd/", 8) == 0 || strncmp(path, "/proc/self/fd/", 14) == 0))

@@ -30,6 +30,11 @@ int kvz_atomic_file_write(kvz_atomic_file *f, const void *data, uint64_t n);
 int kvz_atomic_file_commit(kvz_atomic_file *f); /* closes f */
 void kvz_atomic_file_abort(kvz_atomic_file *f); /* closes f, removes the temporary */
 
+/* 1 or 2 when `path` names stdout or stderr (/dev/stdout, /dev/fd/2, or the
+ * file one of them is redirected to: kvz_atomic_file writes it through the
+ * descriptor), else -1. */
+int kvz_standard_descriptor(const char *path);
+
 /* Read a whole file into a NUL-terminated malloc'ed buffer (KVZ_ERR_NOT_FOUND
  * when there is no such file, KVZ_ERR_IO for other failures). */
 int kvz_read_file(const char *path, char **data, size_t *size);

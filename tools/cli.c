@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -98,11 +97,7 @@ int cli_bad_option(const char *help, const char *cmd)
 
 FILE *cli_report_stream(const char *output)
 {
-    struct stat out, std;
-    if (stat(output, &out) == 0 && fstat(STDOUT_FILENO, &std) == 0 && out.st_dev == std.st_dev &&
-        out.st_ino == std.st_ino)
-        return stderr;
-    return stdout;
+    return kvz_standard_descriptor(output) == STDOUT_FILENO ? stderr : stdout;
 }
 
 int cli_read_input(const char *path, char **data, size_t *len)

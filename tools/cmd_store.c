@@ -334,7 +334,7 @@ typedef struct verify_ctx {
     size_t artifacts, prefixes, docs, bad;
 } verify_ctx;
 
-/* what: how a problem names the artifact ("artifact ID", "prefix KEY") */
+/* what: how a problem names the artifact ("artifact ID", "shared prefix KEY") */
 static void verify_one(verify_ctx *v, const char *what, const void *val, size_t val_len)
 {
     kvz_artifact a;

@@ -42,6 +42,11 @@ static void usage(FILE *out)
             "7 not found, 8 out of memory, 9 device error, 10 beyond a limit (context full)\n");
 }
 
+static int asks_help(const char *arg)
+{
+    return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0 || strcmp(arg, "help") == 0;
+}
+
 /* Run command argv[0] with its arguments; -1 when there is no such command. */
 static int dispatch(int argc, char **argv)
 {
@@ -74,13 +79,12 @@ int main(int argc, char **argv)
         return KVZ_EXIT_USAGE;
     }
     const char *cmd = argv[1];
-    int help = strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0;
+    int help = asks_help(cmd);
     if (help && argc > 3) {
         fprintf(stderr, "kvz %s: give one command at most (kvz help COMMAND)\n", cmd);
         return KVZ_EXIT_USAGE;
     }
-    if (help && argc == 3 && strcmp(argv[2], "help") != 0 && strcmp(argv[2], "--help") != 0 &&
-        strcmp(argv[2], "-h") != 0) { /* kvz help CMD: kvz CMD --help */
+    if (help && argc == 3 && !asks_help(argv[2])) { /* kvz help CMD: kvz CMD --help */
         char *help_argv[] = {argv[2], "--help", NULL};
         int rc = dispatch(2, help_argv);
         if (rc >= 0)
