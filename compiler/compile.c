@@ -72,8 +72,22 @@ int kvz_compile_opts_check(const kvz_compile_opts *o)
         return kvz_errorf(KVZ_ERR_ARG, "--chunk applies to kvzip and chunkkv");
     if (o->question && o->question[strspn(o->question, " \t\r\n")] == '\0')
         return kvz_errorf(KVZ_ERR_ARG, "--question is empty: give the question the documents are compiled for");
-    if (o->question && o->sel.method != KVZ_METHOD_SNAPKV && o->sel.method != KVZ_METHOD_CHUNKKV)
+    int window_method = o->sel.method == KVZ_METHOD_SNAPKV || o->sel.method == KVZ_METHOD_CHUNKKV;
+    if (o->question && !window_method)
         return kvz_errorf(KVZ_ERR_ARG, "--question applies to the window methods (snapkv, chunkkv)");
+    /* an option another method ignores would change the configuration's id and nothing else */
+    kvz_compile_opts d;
+    kvz_compile_opts_default(&d);
+    if (o->sel.window != d.sel.window && !window_method)
+        return kvz_errorf(KVZ_ERR_ARG, "--window applies to the window methods (snapkv, chunkkv)");
+    if (o->pool != d.pool && o->sel.method != KVZ_METHOD_SNAPKV)
+        return kvz_errorf(KVZ_ERR_ARG, "--pool applies to snapkv");
+    if (o->sel.reuse != d.sel.reuse && !o->sel.chunk)
+        return kvz_errorf(KVZ_ERR_ARG, "--reuse applies to chunks (chunkkv, or kvzip with --chunk)");
+    if (o->sel.beta != d.sel.beta && o->sel.shape != KVZ_SHAPE_PYRAMID)
+        return kvz_errorf(KVZ_ERR_ARG, "--beta applies to --budget-shape pyramid");
+    if (o->sel.decay != d.sel.decay && o->sel.shape != KVZ_SHAPE_DECAY)
+        return kvz_errorf(KVZ_ERR_ARG, "--decay applies to --budget-shape decay");
     if (o->key_group == 0 || o->value_group == 0 || o->kvzip_chunk < 16 || o->reserve < 0)
         return kvz_errorf(KVZ_ERR_ARG, "group sizes, the KVzip chunk and the reserve must be positive");
     if (o->zstd_level < 1 || o->zstd_level > 19)
@@ -98,6 +112,8 @@ void kvz_compile_summary(const kvz_compile_opts *o, char *out, size_t size)
     if (o->sel.shape != KVZ_SHAPE_UNIFORM)
         snprintf(variant + strlen(variant), sizeof variant - strlen(variant), " %s",
                  kvz_shape_name(o->sel.shape));
+    if (o->sel.window) /* a given one; the default (32, 16 under 1K tokens) is not named */
+        snprintf(variant + strlen(variant), sizeof variant - strlen(variant), " window %u", o->sel.window);
     snprintf(out, size, "%s%s %s, %u-bit%s", kvz_method_name(o->sel.method), variant, budget, o->bits,
              o->question ? ", query-aware" : "");
 }
@@ -785,6 +801,9 @@ int kvz_compile_document(kvz_compiler *c, const char *name, const char *text, si
                          void *progress_ctx)
 {
     memset(r, 0, sizeof *r);
+    if (!name[0] || strlen(name) > KVZ_STORE_KEY_MAX) /* before any work: the store could not name it */
+        return kvz_errorf(KVZ_ERR_ARG, "a document name of %zu bytes: the store takes names of 1 to %d bytes",
+                          strlen(name), KVZ_STORE_KEY_MAX);
     if (!c->opts.force && already_compiled(c, name, hash, r)) {
         r->status = KVZ_DOC_UNCHANGED;
         return KVZ_OK;

@@ -74,6 +74,7 @@ static int push(kvz_source_list *l, const char *name, const char *path, const ch
     s->path = strdup(path);
     s->member = member ? strdup(member) : NULL;
     s->size = size;
+    s->unread = NULL;
     if (!s->name || !s->path || (member && !s->member)) {
         free(s->name), free(s->path), free(s->member);
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory listing documents");
@@ -199,8 +200,17 @@ static int list_path(const char *path, const kvz_ingest_opts *o, kvz_source_list
             return KVZ_OK;
         return list_dir(path, o, out);
     }
-    if (!S_ISREG(st.st_mode))
-        return top ? kvz_errorf(KVZ_ERR_ARG, "'%s' is neither a file nor a folder", path) : KVZ_OK;
+    if (!S_ISREG(st.st_mode)) {
+        if (top)
+            return kvz_errorf(KVZ_ERR_ARG, "'%s' is neither a file nor a folder", path);
+        if (!selected(o, path))
+            return KVZ_OK;
+        /* listed, so that it is reported skipped; opening a FIFO would wait for a writer */
+        int rc = push(out, path, path, NULL, 0);
+        if (rc == KVZ_OK)
+            out->items[out->len - 1].unread = "not a regular file (a FIFO, socket or device)";
+        return rc;
+    }
     if (is_archive(path))
         return list_archive(path, o, out);
     if (!top && !selected(o, path))
@@ -346,6 +356,8 @@ int kvz_doc_reader_read(kvz_doc_reader *r, size_t i, kvz_document *doc)
     const kvz_source *s = &r->list->items[i];
     doc->source = s;
     uint64_t limit = max_bytes(r->opts);
+    if (s->unread)
+        return kvz_errorf(KVZ_ERR_FORMAT, "%s", s->unread);
     if (s->size > limit)
         return kvz_errorf(KVZ_ERR_FORMAT, "larger than %llu bytes", (unsigned long long)limit);
     char *data = NULL;

@@ -27,6 +27,7 @@ typedef struct kvz_source {
     char *path;         /* file or archive on disk ("-" for stdin) */
     char *member;       /* archive member, or NULL */
     uint64_t size;      /* bytes as listed (0 for stdin) */
+    const char *unread; /* why it is listed but never read (a FIFO of a folder), or NULL */
 } kvz_source;
 
 typedef struct kvz_source_list {
@@ -56,9 +57,9 @@ int kvz_doc_reader_new(kvz_doc_reader **out, const kvz_source_list *list, const 
 void kvz_doc_reader_free(kvz_doc_reader *r);
 
 /* Read source i (calls must come in increasing i). On success *doc is
- * filled (free with kvz_document_free). A document that is empty, binary or
- * not UTF-8 gives KVZ_ERR_FORMAT with the reason as the message; I/O problems
- * give KVZ_ERR_IO. */
+ * filled (free with kvz_document_free). A document that is empty, binary,
+ * not UTF-8 or not a regular file gives KVZ_ERR_FORMAT with the reason as the
+ * message; I/O problems give KVZ_ERR_IO. */
 int kvz_doc_reader_read(kvz_doc_reader *r, size_t i, kvz_document *doc);
 void kvz_document_free(kvz_document *doc);
 

@@ -444,7 +444,7 @@ static int parse_manifest(const char *json, size_t len, kvz_bundle_manifest *m)
         kvz_bundle_doc *doc = &m->docs[i];
         json_t *name = json_object_get(d, "name");
         const char *s = json_string_value(name);
-        if (!s || !*s || strlen(s) != json_string_length(name) || strlen(s) >= 1024)
+        if (!s || !*s || strlen(s) != json_string_length(name) || strlen(s) > KVZ_STORE_KEY_MAX)
             rc = bad("a document name is missing, empty, too long or holds NUL", NULL);
         else if (!(doc->name = strdup(s)))
             rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -34,6 +35,8 @@ struct kvz_store {
      * grew the map) moves every view, so it happens only when there are none. */
     pthread_mutex_t lock;
     int open_reads;
+    /* lock.mdb, flock'ed: shared by every writer, exclusive for gc (KVZ_STORE_EXCLUSIVE) */
+    int gate_fd;
 };
 
 struct kvz_store_txn {
@@ -242,9 +245,55 @@ static int reserve_lock_file(const char *dir, int create)
     return KVZ_OK; /* not supported here (EOPNOTSUPP...): as before */
 }
 
+/* Writers stage what no document references yet (unpack and import write
+ * artifacts and prefixes before the records naming them), which gc would
+ * drop: every writer holds lock.mdb shared (waiting while gc runs), and gc
+ * holds it exclusively, refusing to start while a writer is at work. flock
+ * and LMDB's own fcntl locks on that file are independent; the kernel drops
+ * a killed process's lock. */
+static int take_gate(kvz_store *s, const char *dir, int exclusive)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/lock.mdb", dir);
+    s->gate_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (s->gate_fd < 0)
+        return kvz_errorf(KVZ_ERR_IO, "store '%s': cannot open its lock file: %s", dir, strerror(errno));
+    int rc;
+    while ((rc = flock(s->gate_fd, exclusive ? LOCK_EX | LOCK_NB : LOCK_SH)) != 0 && errno == EINTR)
+        ;
+    if (rc != 0 && exclusive && errno == EWOULDBLOCK)
+        return kvz_errorf(KVZ_ERR_IO, "store '%s' has a writer at work (compile, unpack, import or merge), "
+                          "whose artifacts no document names yet; run gc when it has ended", dir);
+    if (rc != 0)
+        return kvz_errorf(KVZ_ERR_IO, "store '%s': cannot lock its lock file: %s", dir, strerror(errno));
+    return KVZ_OK;
+}
+
 int kvz_store_open(kvz_store **out, const char *dir, int flags)
 {
     return kvz_store_open_sized(out, dir, flags, 0);
+}
+
+/* A data.mdb shorter than the pages its last commit wrote (an interrupted
+ * copy, a disk that filled under cp) would fault (SIGBUS) at the first read
+ * of a missing page: refuse it at open. The file only grows, so a writer at
+ * work elsewhere cannot make this check fail. */
+static int check_whole(MDB_env *env, const char *dir, const char *data_path)
+{
+    MDB_envinfo info;
+    MDB_stat stat_of_env;
+    struct stat st;
+    if (mdb_env_info(env, &info) != 0 || mdb_env_stat(env, &stat_of_env) != 0 || stat(data_path, &st) != 0)
+        return kvz_errorf(KVZ_ERR_IO, "store '%s': cannot read its size: %s", dir, strerror(errno));
+    uint64_t needed = ((uint64_t)info.me_last_pgno + 1) * stat_of_env.ms_psize;
+    if ((uint64_t)st.st_size < needed)
+        return kvz_errorf(KVZ_ERR_FORMAT, "store '%s' is cut short: data.mdb has %llu bytes, its last commit "
+                          "wrote %llu (an interrupted copy?); copy it again, or restore it", dir,
+                          (unsigned long long)st.st_size, (unsigned long long)needed);
+    if (mdb_env_get_maxkeysize(env) < KVZ_STORE_KEY_MAX)
+        return kvz_errorf(KVZ_ERR_UNSUPPORTED, "this LMDB takes keys of %d bytes at most; kvz needs %d",
+                          mdb_env_get_maxkeysize(env), KVZ_STORE_KEY_MAX);
+    return KVZ_OK;
 }
 
 int kvz_store_open_sized(kvz_store **out, const char *dir, int flags, size_t initial_map_bytes)
@@ -275,6 +324,7 @@ int kvz_store_open_sized(kvz_store **out, const char *dir, int flags, size_t ini
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     }
     pthread_mutex_init(&s->lock, NULL);
+    s->gate_fd = -1;
     s->readonly = readonly;
     if (readonly && fresh) { /* nothing to open: an empty store */
         s->empty = 1;
@@ -282,6 +332,8 @@ int kvz_store_open_sized(kvz_store **out, const char *dir, int flags, size_t ini
         return KVZ_OK;
     }
     int status = reserve_lock_file(dir, !readonly);
+    if (status == KVZ_OK && !readonly)
+        status = take_gate(s, dir, (flags & KVZ_STORE_EXCLUSIVE) != 0);
     if (status != KVZ_OK) {
         kvz_store_close(s);
         return status;
@@ -297,6 +349,8 @@ int kvz_store_open_sized(kvz_store **out, const char *dir, int flags, size_t ini
     if (rc == 0)
         rc = mdb_env_open(s->env, dir, MDB_NOTLS | (readonly ? MDB_RDONLY : 0), 0666);
     status = rc ? lmdb_error_at(rc, "opening", dir, fresh && !readonly) : KVZ_OK; /* a new one writes */
+    if (status == KVZ_OK && !fresh)
+        status = check_whole(s->env, dir, data_path);
     /* A writer frees the reader slots of killed readers: left alone, they pin
      * old pages and the file keeps growing. (The writer lock of a killed writer
      * is a robust mutex that LMDB recovers by itself.) */
@@ -319,6 +373,8 @@ void kvz_store_close(kvz_store *s)
         return;
     if (s->env)
         mdb_env_close(s->env);
+    if (s->gate_fd >= 0)
+        close(s->gate_fd);
     pthread_mutex_destroy(&s->lock);
     free(s->path);
     free(s);
@@ -435,7 +491,7 @@ void kvz_store_read_end(kvz_store_txn *t)
 int kvz_store_get(kvz_store_txn *t, kvz_store_db db, const void *key, size_t key_len,
                   const void **val, size_t *val_len)
 {
-    if (t->store->empty)
+    if (t->store->empty || key_len == 0 || key_len > KVZ_STORE_KEY_MAX) /* no such key can be stored */
         return KVZ_ERR_NOT_FOUND;
     MDB_val k = {key_len, (void *)key}, v;
     int rc = mdb_get(t->txn, t->store->dbi[db], &k, &v);
@@ -451,6 +507,9 @@ int kvz_store_get(kvz_store_txn *t, kvz_store_db db, const void *key, size_t key
 int kvz_store_put(kvz_store_txn *t, kvz_store_db db, const void *key, size_t key_len,
                   const void *val, size_t val_len)
 {
+    if (key_len == 0 || key_len > KVZ_STORE_KEY_MAX)
+        return kvz_errorf(KVZ_ERR_ARG, "a key (document name) of %zu bytes: the store takes 1 to %d", key_len,
+                          KVZ_STORE_KEY_MAX);
     MDB_val k = {key_len, (void *)key}, v = {val_len, (void *)val};
     int rc = mdb_put(t->txn, t->store->dbi[db], &k, &v, 0);
     if (rc == MDB_MAP_FULL)

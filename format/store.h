@@ -35,6 +35,9 @@ typedef enum kvz_store_db {
 } kvz_store_db;
 
 #define KVZ_STORE_VERSION "1"
+/* The longest key, so the longest document name, a store takes (LMDB's
+ * MDB_MAXKEYSIZE as Debian builds it; checked at open). */
+#define KVZ_STORE_KEY_MAX 511
 
 typedef struct kvz_store kvz_store;
 typedef struct kvz_store_txn kvz_store_txn;
@@ -42,11 +45,13 @@ typedef struct kvz_store_txn kvz_store_txn;
 enum {
     KVZ_STORE_READONLY = 1, /* never writes; the directory must exist */
     KVZ_STORE_CREATE = 2,   /* create the directory if missing */
+    KVZ_STORE_EXCLUSIVE = 4 /* gc: no writer at work (KVZ_ERR_IO if one is); writers wait for it */
 };
 
 /* Open the store in `dir`. Errors: KVZ_ERR_NOT_FOUND (no store there and not
  * asked to create), KVZ_ERR_IO, KVZ_ERR_FORMAT (not a kvz store, or another
- * store version), KVZ_ERR_ARG (a bad KVZ_STORE_MAP_BYTES for a new store).
+ * store version, or a data.mdb cut short), KVZ_ERR_ARG (a bad
+ * KVZ_STORE_MAP_BYTES for a new store).
  * Opening for writing clears the reader slots left by killed readers. A store
  * whose creation was killed before its first commit opens as empty. */
 int kvz_store_open(kvz_store **out, const char *dir, int flags);

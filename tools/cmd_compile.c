@@ -41,6 +41,8 @@ static const char HELP[] =
     "                      --pool K snapkv max-pool kernel (default 7)\n"
     "  --question TEXT     snapkv/chunkkv: score with this question instead (query-aware)\n"
     "  --kvzip-chunk N     document tokens per KVzip scoring pass (default 2048)\n"
+    "                      An option given to a method or shape it does not apply to is\n"
+    "                      refused (exit 2).\n"
     "\n"
     "encoding:\n"
     "  --bits B            16, 8, 4 (default) or 2 bits per kept element\n"

@@ -758,7 +758,7 @@ int cmd_gc(int argc, char **argv)
         return rc < 0 ? KVZ_EXIT_OK : rc;
     kvz_store *s = NULL;
     gc_ctx g = {.args = &a};
-    int st = kvz_store_open(&s, a.store, a.dry_run ? KVZ_STORE_READONLY : 0);
+    int st = kvz_store_open(&s, a.store, a.dry_run ? KVZ_STORE_READONLY : KVZ_STORE_EXCLUSIVE);
     if (st == KVZ_OK && a.dry_run) {
         kvz_store_txn *t = NULL;
         st = kvz_store_read_begin(s, &t);

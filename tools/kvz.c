@@ -33,7 +33,8 @@ static void usage(FILE *out)
             "  synth-model  write a deterministic random-weight model (tests, benchmarks)\n"
             "  bench        time prefill and decode of the engine\n"
             "\n"
-            "'kvz <command> --help' or 'kvz help <command>' describes a command's options.\n"
+            "'kvz <command> --help' or 'kvz help <command>' describes a command's options;\n"
+            "'kvz --version' prints the version.\n"
             "The model defaults to $KVZ_MODEL, else models/SmolLM2-135M-Instruct.Q4_1.gguf\n"
             "(fetched by scripts/setup.sh).\n"
             "\n"
@@ -83,6 +84,10 @@ int main(int argc, char **argv)
     if (help && argc > 3) {
         fprintf(stderr, "kvz %s: give one command at most (kvz help COMMAND)\n", cmd);
         return KVZ_EXIT_USAGE;
+    }
+    if (help && argc == 3 && strcmp(argv[2], "--version") == 0) {
+        printf("usage: kvz --version   prints 'kvz %s'\n", KVZ_VERSION_STRING);
+        return KVZ_EXIT_OK;
     }
     if (help && argc == 3 && !asks_help(argv[2])) { /* kvz help CMD: kvz CMD --help */
         char *help_argv[] = {argv[2], "--help", NULL};

@@ -29,6 +29,8 @@ check generate-help 0 "$KVZ" generate --help
 expect_in generate-help "$TMP/out" "--max-tokens"
 check help-generate 0 "$KVZ" help generate
 expect_in help-generate "$TMP/out" "--max-tokens"
+check help-version 0 "$KVZ" help --version
+expect_in help-version "$TMP/out" "kvz --version"
 # an unknown option: getopt's line, the usage line and where the rest is, not the whole help
 check unknown-option 2 "$KVZ" compile --bogus
 expect_in unknown-option "$TMP/err" "(kvz compile --help describes every option)"

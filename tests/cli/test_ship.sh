@@ -230,6 +230,13 @@ echo "A new sentence changes the content." >>"$TMP/corpus/doc1.txt"
 "$KVZ" stats --store "$G" >"$TMP/o" 2>&1 && grep -q "kvz gc drops the rest" "$TMP/o" && ok "stats shows unreferenced bytes" \
     || { fail "stats"; cat "$TMP/o"; }
 "$KVZ" gc --store "$G" --dry-run >"$TMP/o" 2>&1 && grep -q "would drop 1 artifact" "$TMP/o" && ok "gc --dry-run" || { fail "gc dry run"; cat "$TMP/o"; }
+# while a writer holds the store (its lock file shared, as compile, unpack, import and merge do) gc refuses
+flock -s -o "$G/lock.mdb" sleep 5 >/dev/null 2>&1 & held=$! # -o: only flock holds it
+sleep 0.5
+"$KVZ" gc --store "$G" >"$TMP/o" 2>&1; rc=$?
+kill $held 2>/dev/null; wait $held 2>/dev/null
+[ $rc -eq 3 ] && grep -q "has a writer at work" "$TMP/o" && ok "gc refuses while a writer is at work: exit 3" ||
+    { fail "gc beside a writer: exit $rc"; cat "$TMP/o"; }
 "$KVZ" gc --store "$G" >"$TMP/o" 2>&1 && grep -q "dropped 1 artifact(s) and 0 prefix" "$TMP/o" && ok "gc drops the orphan" \
     || { fail "gc"; cat "$TMP/o"; }
 "$KVZ" gc --store "$G" --older-configs >"$TMP/o" 2>&1 && grep -q "1 older configuration" "$TMP/o" \

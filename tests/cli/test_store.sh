@@ -156,6 +156,14 @@ w1=$("$KVZ" inspect --store "$TMP/w1" "$TMP/corpus/doc0.txt" 2>&1 | grep -o "win
 w2=$("$KVZ" inspect --store "$TMP/w2" "$TMP/corpus/doc0.txt" 2>&1 | grep -o "window=[0-9]*")
 [ "$w1" = "window=16" ] && [ "$w2" = "window=64" ] && ok "snapkv under 1K tokens: window 16 by default, 64 when given" ||
     fail "snapkv windows: '$w1' by default, '$w2' with --window 64"
+"$KVZ" ls --store "$TMP/w2" | grep -q "snapkv window 64 ratio" && ok "ls names a given window" ||
+    fail "ls of a --window 64 store: $("$KVZ" ls --store "$TMP/w2")"
+# options of another method are refused, not silently folded into a new configuration
+for bad in "--window 64" "--pool 5" "--reuse 2" "--beta 10" "--decay 0.5"; do
+    "$KVZ" compile "$TMP/corpus/doc0.txt" --store "$TMP/w3" --model "$MODEL" $bad 2>"$TMP/e"; rc=$?
+    [ $rc -eq 2 ] && grep -q -- "${bad%% *} applies to" "$TMP/e" && [ ! -e "$TMP/w3" ] && ok "kvzip $bad: exit 2, no store" ||
+        fail "kvzip $bad: exit $rc, $(cat "$TMP/e")"
+done
 # a dangling link in a folder fails alone: the rest compiles, exit 1
 mkdir -p "$TMP/linked"
 cp "$TMP/corpus/doc0.txt" "$TMP/linked/"
@@ -164,6 +172,26 @@ ln -s "$TMP/nowhere.txt" "$TMP/linked/broken.txt"
 [ $rc -eq 1 ] && grep -q '"status":"compiled"' "$TMP/o5" && grep -q "FAIL .*broken.txt: cannot open" "$TMP/e" &&
     ok "a dangling link fails alone, the folder's other document compiles: exit 1" ||
     { fail "dangling link: exit $rc"; cat "$TMP/e"; }
+# a name longer than the store's keys (511 bytes) fails alone, before any work
+long=$(printf '%0200d' 0)
+mkdir -p "$TMP/long/$long/$long" && cp "$TMP/corpus/doc0.txt" "$TMP/long/$long/$long/$long.txt" && cp "$TMP/corpus/doc0.txt" "$TMP/long/short.txt"
+"$KVZ" compile "$TMP/long" --store "$TMP/s7" --model "$MODEL" --method recent 2>"$TMP/e"; rc=$?
+[ $rc -eq 1 ] && grep -q "FAIL .*: a document name of [0-9]* bytes: the store takes names of 1 to 511 bytes" "$TMP/e" &&
+    grep -q "1 compiled, 0 unchanged, 0 skipped, 1 failed" "$TMP/e" && ok "a name over 511 bytes fails alone: exit 1" ||
+    { fail "long name: exit $rc"; cat "$TMP/e"; }
+# a store cut short (an interrupted copy) is refused at open, not a SIGBUS
+cp -r "$TMP/s7" "$TMP/cut"
+truncate -s $(( $(stat -c %s "$TMP/cut/data.mdb") / 2 / 4096 * 4096 )) "$TMP/cut/data.mdb"
+for cmd in verify stats ls; do
+    "$KVZ" $cmd --store "$TMP/cut" >/dev/null 2>"$TMP/e"; rc=$?
+    [ $rc -eq 4 ] && grep -q "is cut short: data.mdb has" "$TMP/e" && ok "$cmd of a cut store: exit 4" ||
+        { fail "$cmd of a cut store: exit $rc"; cat "$TMP/e"; }
+done
+# a FIFO in a folder is reported skipped (never opened: that would wait for a writer)
+mkdir -p "$TMP/fifo" && cp "$TMP/corpus/doc0.txt" "$TMP/fifo/" && mkfifo "$TMP/fifo/pipe.txt"
+timeout 300 "$KVZ" compile "$TMP/fifo" --store "$TMP/s6" --model "$MODEL" --method recent 2>"$TMP/e"; rc=$?
+[ $rc -eq 0 ] && grep -q "skip .*pipe.txt: not a regular file" "$TMP/e" && grep -q "1 compiled, 0 unchanged, 1 skipped" "$TMP/e" &&
+    ok "a FIFO in a folder is skipped with its reason" || { fail "FIFO in a folder: exit $rc"; cat "$TMP/e"; }
 # a file name that is not UTF-8 still gives valid JSON (U+FFFD for its bytes)
 cp "$TMP/corpus/doc0.txt" "$TMP/linked/$(printf 'name\377.txt')"
 rm "$TMP/linked/broken.txt"
