@@ -79,8 +79,11 @@ KVZ_API void kvz_free(void *p);
  * (scratch memory, and on the GPU its own stream), so sessions on different
  * threads load and answer at the same time, each with up to `threads` host
  * threads: with many at once on the CPU, give the engine fewer threads. The
- * engine keeps the scratch of closed sessions for the next ones (as much as
- * the most sessions open at once used) until it is closed.
+ * engine keeps the working memory of closed sessions for the next ones (up
+ * to idle_sessions of them) until it is closed. A session asked again while
+ * it answers (from its stream callback, or from another thread) refuses with
+ * KVZ_ERR_ARG. Closing the engine while sessions are open is allowed: they
+ * keep working, and the engine is freed when the last of them closes.
  * ------------------------------------------------------------------------ */
 typedef struct kvz_engine kvz_engine;
 typedef struct kvz_session kvz_session;
@@ -91,9 +94,11 @@ typedef enum kvz_device_choice {
     KVZ_RUN_ON_AUTO = 2, /* cuda when built in and a GPU is present, else cpu */
 } kvz_device_choice;
 
+#define KVZ_MAX_THREADS 1024
+
 typedef struct kvz_engine_options {
     int device;  /* a kvz_device_choice (default KVZ_RUN_ON_AUTO) */
-    int threads; /* host threads (0: every CPU this process may use) */
+    int threads; /* host threads (0: every CPU this process may use; at most KVZ_MAX_THREADS) */
     /* Closed sessions' working memory kept for the next sessions to open
      * (scratch and load staging; on the GPU also a stream and a cuBLAS
      * handle, and the staging is pinned): at most this many, the rest is freed
@@ -116,7 +121,8 @@ KVZ_API int kvz_engine_documents(kvz_engine *e, char ***names, size_t *count);
 
 /* The text of a compiled document, rebuilt from the tokens its artifacts keep
  * (the normalised text: no byte-order mark, LF line ends). Free with kvz_free.
- * Errors: KVZ_ERR_NOT_FOUND (no such document for this model). */
+ * Errors: KVZ_ERR_NOT_FOUND (no such document), KVZ_ERR_MODEL_MISMATCH (the
+ * document is compiled for other models only). */
 KVZ_API int kvz_engine_document_text(kvz_engine *e, const char *name, char **text, size_t *len);
 
 /* ------------------------------------------------------------------------

@@ -6,7 +6,9 @@
 #include "model/identity.h"
 #include "runtime/runtime.h"
 
+#include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +23,10 @@ struct kvz_engine {
     pthread_mutex_t pool_lock;
     kvz_backend **idle;
     size_t n_idle, idle_cap, idle_max;
+    /* The caller's handle and each open session (all under pool_lock): a
+     * session maps the store and computes with the model, so the engine is
+     * freed when the last of them lets go, whichever order they close in. */
+    size_t holders;
 };
 
 struct kvz_session {
@@ -28,6 +34,7 @@ struct kvz_session {
     kvz_backend *backend; /* from the engine's pool */
     kvz_loaded *loaded;
     kvz_load_info info;
+    atomic_int answering; /* an ask in progress: a second (nested, or another thread's) is refused */
 };
 
 /* A forked backend for a new session: an idle one, or a new fork. */
@@ -90,9 +97,10 @@ int kvz_engine_open(kvz_engine **out, const char *store_dir, const char *model_p
     if (!model_path || !model_path[0])
         return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_open: no model path given and KVZ_MODEL is not set");
     kvz_engine_options o = opts ? *opts : (kvz_engine_options){.device = KVZ_RUN_ON_AUTO};
-    if (o.device < KVZ_RUN_ON_CPU || o.device > KVZ_RUN_ON_AUTO || o.threads < 0 || o.idle_sessions < -1)
-        return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_open: device %d, threads %d or idle_sessions %d out of range",
-                          o.device, o.threads, o.idle_sessions);
+    if (o.device < KVZ_RUN_ON_CPU || o.device > KVZ_RUN_ON_AUTO || o.threads < 0 || o.threads > KVZ_MAX_THREADS ||
+        o.idle_sessions < -1)
+        return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_open: device %d, threads %d (0..%d) or idle_sessions %d out "
+                          "of range", o.device, o.threads, KVZ_MAX_THREADS, o.idle_sessions);
     kvz_engine *e = calloc(1, sizeof *e);
     if (!e)
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
@@ -100,6 +108,7 @@ int kvz_engine_open(kvz_engine **out, const char *store_dir, const char *model_p
         free(e);
         return kvz_errorf(KVZ_ERR_NOMEM, "kvz_engine_open: cannot create the engine's lock");
     }
+    e->holders = 1;
     e->idle_max = o.idle_sessions == 0 ? 4 : o.idle_sessions < 0 ? 0 : (size_t)o.idle_sessions;
     kvz_model_config mc = {.backend = {.device = (kvz_device)o.device, .n_threads = o.threads}};
     int rc = kvz_store_open(&e->store, store_dir, KVZ_STORE_READONLY);
@@ -116,9 +125,13 @@ int kvz_engine_open(kvz_engine **out, const char *store_dir, const char *model_p
     return KVZ_OK;
 }
 
-void kvz_engine_close(kvz_engine *e)
+/* One holder lets go; the last frees the engine. */
+static void release_engine(kvz_engine *e)
 {
-    if (!e)
+    pthread_mutex_lock(&e->pool_lock);
+    size_t left = --e->holders;
+    pthread_mutex_unlock(&e->pool_lock);
+    if (left > 0)
         return;
     for (size_t i = 0; i < e->n_idle; i++) /* before the model: they use its device */
         e->idle[i]->ops->destroy(e->idle[i]);
@@ -127,6 +140,12 @@ void kvz_engine_close(kvz_engine *e)
     kvz_store_close(e->store);
     pthread_mutex_destroy(&e->pool_lock);
     free(e);
+}
+
+void kvz_engine_close(kvz_engine *e)
+{
+    if (e)
+        release_engine(e);
 }
 
 /* ---- listing ------------------------------------------------------------------ */
@@ -244,6 +263,9 @@ int kvz_session_open(kvz_session **out, kvz_engine *e, const char *const *names,
         return rc;
     }
     s->engine = e;
+    pthread_mutex_lock(&e->pool_lock);
+    e->holders++;
+    pthread_mutex_unlock(&e->pool_lock);
     s->info = (kvz_load_info){.load_ms = st.seconds * 1e3, .artifact_bytes = st.artifact_bytes,
                               .documents = st.documents, .segments = st.segments,
                               .document_tokens = st.original_tokens, .kept_pairs = st.rows};
@@ -257,6 +279,7 @@ void kvz_session_close(kvz_session *s)
         return;
     kvz_loaded_free(s->loaded);
     give_back_backend(s->engine, s->backend);
+    release_engine(s->engine);
     free(s);
 }
 
@@ -287,7 +310,7 @@ int kvz_session_ask(kvz_session *s, const char *question, const kvz_ask_options 
     if (!s || !question)
         return kvz_errorf(KVZ_ERR_ARG, "kvz_session_ask: session and question are required");
     kvz_ask_options o = opts ? *opts : (kvz_ask_options){0};
-    if (o.max_tokens < 0 || o.temperature < 0 || o.top_p < 0 || o.top_p > 1)
+    if (o.max_tokens < 0 || !(o.temperature >= 0 && isfinite(o.temperature)) || !(o.top_p >= 0 && o.top_p <= 1))
         return kvz_errorf(KVZ_ERR_ARG, "kvz_session_ask: max_tokens %d, temperature %g or top_p %g out of range",
                           o.max_tokens, o.temperature, o.top_p);
     kvz_sampler sampler;
@@ -297,9 +320,13 @@ int kvz_session_ask(kvz_session *s, const char *question, const kvz_ask_options 
                             .sampler = o.temperature > 0 ? &sampler : NULL,
                             .on_token = o.stream ? forward_piece : NULL,
                             .on_token_ctx = &sc};
+    if (atomic_exchange(&s->answering, 1))
+        return kvz_errorf(KVZ_ERR_ARG, "kvz_session_ask: the session is answering already (an ask from its "
+                          "stream callback, or from a second thread: a session serves one at a time)");
     kvz_tokens out = {0};
     kvz_generate_stats st;
     int rc = kvz_loaded_ask(s->loaded, question, &go, &out, &st);
+    atomic_store(&s->answering, 0);
     if (rc == KVZ_OK && answer) {
         size_t len;
         rc = kvz_detokenize(s->engine->model->tokenizer, out.ids, out.len, 0, answer, &len);

@@ -334,7 +334,7 @@ int kvz_load(kvz_model *m, kvz_store *store, const char *const *names, size_t n_
             }
     for (size_t i = 0; i < (size_t)L * H && rc == KVZ_OK; i++)
         st->rows += (uint64_t)loaded[i];
-    if (rc == KVZ_OK && first_position + o.reserve > hp->ctx_train)
+    if (rc == KVZ_OK && (int64_t)first_position + o.reserve > hp->ctx_train)
         rc = kvz_errorf(KVZ_ERR_RANGE, "the documents take %d positions (prefix included); with %d for the "
                         "question and answer that exceeds the model's context of %d", first_position, o.reserve,
                         hp->ctx_train);

@@ -232,6 +232,8 @@ int cuda_attention(kvz_backend *b, float *out, const float *q, const float *k_ca
                    float *scores)
 {
     cuda_impl *c = cuda_of(b);
+    if (p->n <= 0) /* no queries: nothing to launch (a grid of 0 blocks is an error) */
+        return KVZ_OK;
     if (score) /* flash attention keeps no probabilities: score in its own two passes */
         KVZ_TRY(cuda_attention_scores(b, scores, q, k_cache, score));
     const int hd = p->head_dim, group = p->n_heads / p->n_kv_heads;

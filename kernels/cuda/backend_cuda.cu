@@ -290,7 +290,13 @@ static int cuda_start(kvz_backend **out, int n_threads)
         free(c);
         return kvz_errorf(KVZ_ERR_BACKEND, "cuda: cannot create a cuBLAS handle");
     }
-    cublasSetStream(c->cublas, c->stream);
+    if (cublasSetStream(c->cublas, c->stream) != CUBLAS_STATUS_SUCCESS) {
+        cublasDestroy(c->cublas);
+        cudaStreamDestroy(c->stream);
+        free(b);
+        free(c);
+        return kvz_errorf(KVZ_ERR_BACKEND, "cuda: cannot give the cuBLAS handle its stream");
+    }
     for (int i = 0; i < 3; i++) /* lowered by each kernel's configuration (cuda_allow_smem) */
         c->attention_room[i] = c->attention_tc_room[i] = c->scores_room[i] = c->scores_tc_room[i] = SIZE_MAX;
     int rc = cuda_attention_configure(c);

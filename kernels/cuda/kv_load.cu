@@ -89,6 +89,9 @@ int cuda_kv_load(kvz_backend *b, const void *staging, size_t bytes, const kvz_kv
     KVZ_TRY(cuda_ensure(c, &st->dev, &st->dev_bytes, bytes, "the KV load staging buffer"));
     const uint8_t *d = (const uint8_t *)st->dev;
     CUDA_TRY(cudaMemcpyAsync(st->dev, staging, bytes, cudaMemcpyHostToDevice, c->stream));
+    /* the host may refill `staging` once the copy is done: recorded before the
+     * launches, so a launch that fails still leaves it recorded */
+    CUDA_TRY(cudaEventRecord(st->done, c->stream));
     const double log_base = rope ? log((double)rope->freq_base) : 0.0;
     for (int32_t i = 0; i < n_jobs; i++) {
         const kvz_kv_load_job *j = &jobs[i];
@@ -108,6 +111,5 @@ int cuda_kv_load(kvz_backend *b, const void *staging, size_t bytes, const kvz_kv
         kv_load_kernel<<<ceil_div(threads, 256), 256, 0, c->stream>>>(a);
         CUDA_LAUNCHED("kv load");
     }
-    CUDA_TRY(cudaEventRecord(st->done, c->stream));
     return KVZ_OK;
 }

@@ -118,6 +118,22 @@ def _take_string(ptr, length=None):
     return raw.decode("utf-8", "replace")
 
 
+def _c_string(text, what):
+    """UTF-8 for C: names as documents() gives them (undecodable bytes as
+    surrogates) go back as the same bytes; a NUL would end the string early."""
+    raw = text.encode("utf-8", "surrogateescape")
+    if b"\0" in raw:
+        raise ValueError(f"{what} holds a NUL character")
+    return raw
+
+
+def _c_int(value, low, high, what):
+    """ctypes wraps integers silently: out of range is an error here instead."""
+    if not low <= value <= high:
+        raise ValueError(f"{what} must be in {low}..{high} (got {value})")
+    return value
+
+
 def library_version():
     return _version().decode()
 
@@ -154,7 +170,8 @@ class Engine(_Handle):
     def __init__(self, store, model=None, device="auto", threads=0, idle_sessions=0):
         if device not in _DEVICES:
             raise ValueError(f"device must be one of {sorted(_DEVICES)}")
-        opts = _EngineOptions(_DEVICES[device], threads, idle_sessions)
+        opts = _EngineOptions(_DEVICES[device], _c_int(threads, -2**31, 2**31 - 1, "threads"),
+                              _c_int(idle_sessions, -2**31, 2**31 - 1, "idle_sessions"))
         handle = ctypes.c_void_p()
         _check(_engine_open(ctypes.byref(handle), os.fsencode(store),
                             os.fsencode(model) if model else None, ctypes.byref(opts)))
@@ -177,7 +194,7 @@ class Engine(_Handle):
     def text(self, name):
         """The document's (normalised) text, rebuilt from its artifacts."""
         ptr, length = ctypes.c_void_p(), ctypes.c_size_t()
-        _check(_engine_text(self._live(), name.encode(), ctypes.byref(ptr), ctypes.byref(length)))
+        _check(_engine_text(self._live(), _c_string(name, "a document name"), ctypes.byref(ptr), ctypes.byref(length)))
         return _take_string(ptr, length.value)
 
     def session(self, names, reserve=0, config=0):
@@ -193,8 +210,9 @@ class Session(_Handle):
     def __init__(self, engine, names, reserve=0, config=0):
         if isinstance(names, str):
             names = [names]
-        encoded = (ctypes.c_char_p * len(names))(*[n.encode() for n in names])
-        opts = _SessionOptions(reserve, config)
+        encoded = (ctypes.c_char_p * len(names))(*[_c_string(n, "a document name") for n in names])
+        opts = _SessionOptions(_c_int(reserve, -2**31, 2**31 - 1, "reserve"),
+                               _c_int(config, -2**31, 2**31 - 1, "config"))
         handle = ctypes.c_void_p()
         _check(_session_open(ctypes.byref(handle), engine._live(), encoded, len(names), ctypes.byref(opts)))
         self._engine = engine  # keeps the engine alive while the session is
@@ -219,9 +237,10 @@ class Session(_Handle):
                 return 1
 
         callback = _STREAM(forward) if stream else _STREAM()
-        opts = _AskOptions(max_tokens, temperature, top_p, seed, callback, None)
+        opts = _AskOptions(_c_int(max_tokens, -2**31, 2**31 - 1, "max_tokens"), temperature, top_p,
+                           _c_int(seed, 0, 2**64 - 1, "seed"), callback, None)
         answer, info = ctypes.c_void_p(), _AskInfo()
-        _check(_session_ask(self._handle, question.encode(), ctypes.byref(opts), ctypes.byref(answer),
+        _check(_session_ask(self._handle, _c_string(question, "the question"), ctypes.byref(opts), ctypes.byref(answer),
                             ctypes.byref(info)))
         text = _take_string(answer)
         if failure:

@@ -61,6 +61,25 @@ with kvz.Engine(store, model=model, device="cpu", idle_sessions=-1) as engine:
     for _ in range(2):  # no session kept warm: each starts cold, and answers the same
         with engine.session([bridge]) as s:
             check("answer with no idle sessions kept", s.ask("Who opened the Vellmar bridge?", max_tokens=32) == first)
+# a session outlives its engine's `with` (the engine is freed when the session closes)
+with kvz.Engine(store, model=model, device="cpu") as engine:
+    late = engine.session([bridge])
+check("a session asked after its engine closed", late.ask("Who opened the Vellmar bridge?", max_tokens=32) == first)
+late.close()
+with kvz.Engine(store, model=model, device="cpu") as engine:
+    for label, call in [("a NUL in a name", lambda: engine.text(bridge + "\0x")),
+                        ("a NUL in a question", lambda: engine.session([bridge]).ask("Who?\0 say HELLO")),
+                        ("max_tokens beyond C's int", lambda: engine.session([bridge]).ask("Who?", max_tokens=2**32 + 3))]:
+        try:
+            call()
+            check(label + " raises ValueError", False, "no exception")
+        except ValueError as e:
+            check(label + " raises ValueError", True)
+    try:  # a name's undecodable bytes (surrogates, as documents() gives them) go back as the same bytes
+        engine.text("caf\udce9.txt")
+        check("a surrogate-escaped name is looked up", False, "found")
+    except kvz.Error as e:
+        check("a surrogate-escaped name is looked up", e.code == -7, str(e))
 
 rag = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "..", "..", "examples", "rag.py"),
                       "--store", store, "--model", model, "--max-tokens", "32",

@@ -387,6 +387,59 @@ static void test_engine_idle_sessions(void **state)
     assert_null(bad);
 }
 
+typedef struct nested_ask {
+    kvz_session *session;
+    int status, calls;
+} nested_ask;
+
+static int ask_again(void *user, const char *piece, size_t len)
+{
+    (void)piece, (void)len;
+    nested_ask *n = user;
+    if (n->calls++ == 0) { /* the session is answering: a second ask is refused, the first goes on */
+        char *inner = NULL;
+        n->status = kvz_session_ask(n->session, "And then?", NULL, &inner, NULL);
+        kvz_free(inner);
+    }
+    return 0;
+}
+
+/* The engine closed before its session: the session goes on, and the engine
+ * is freed at its close (ASan checks nothing is used after). An ask from the
+ * session's own stream callback is refused without harming the answer.
+ * Options out of range are refused. */
+static void test_engine_closed_first_and_nested_ask(void **state)
+{
+    kvz_compile_opts o;
+    kvz_compile_opts_default(&o);
+    kvz_store_close(make_store("rt-close", &o));
+    const char *doc = "a.txt", *question = "Who served longest at the lighthouse?";
+    kvz_engine *e;
+    kvz_engine_options eo = {.device = KVZ_RUN_ON_CPU, .threads = 2};
+    CHECK_OK(kvz_engine_open(&e, test_tmp_path("rt-close"), test_model_path(), &eo));
+    kvz_session *s;
+    CHECK_OK(kvz_session_open(&s, e, &doc, 1, NULL));
+    kvz_ask_options ao = {.max_tokens = 12};
+    char *alone, *nested, *after_close;
+    CHECK_OK(kvz_session_ask(s, question, &ao, &alone, NULL));
+    nested_ask n = {s, KVZ_OK, 0};
+    kvz_ask_options streamed = {.max_tokens = 12, .stream = ask_again, .stream_user = &n};
+    CHECK_OK(kvz_session_ask(s, question, &streamed, &nested, NULL));
+    assert_int_equal(n.status, KVZ_ERR_ARG);
+    assert_string_equal(nested, alone);
+    kvz_ask_options nan_temperature = {.max_tokens = 4, .temperature = NAN};
+    assert_int_equal(kvz_session_ask(s, question, &nan_temperature, NULL, NULL), KVZ_ERR_ARG);
+    kvz_engine_close(e);
+    CHECK_OK(kvz_session_ask(s, question, &ao, &after_close, NULL));
+    assert_string_equal(after_close, alone);
+    kvz_session_close(s);
+    kvz_free(alone), kvz_free(nested), kvz_free(after_close);
+    kvz_engine *bad = NULL;
+    kvz_engine_options too_many = {.device = KVZ_RUN_ON_CPU, .threads = KVZ_MAX_THREADS + 1};
+    assert_int_equal(kvz_engine_open(&bad, test_tmp_path("rt-close"), test_model_path(), &too_many), KVZ_ERR_ARG);
+    assert_null(bad);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -396,6 +449,7 @@ int main(void)
         cmocka_unit_test(test_bad_loads),
         cmocka_unit_test(test_engine_shared_by_threads),
         cmocka_unit_test(test_engine_idle_sessions),
+        cmocka_unit_test(test_engine_closed_first_and_nested_ask),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
