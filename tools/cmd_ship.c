@@ -15,6 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 enum { OPT_STORE = 256, OPT_DOC, OPT_ALL, OPT_INTO, OPT_ALLOW, OPT_MAX_ENTRY, OPT_CONFIG, OPT_SEGMENT, OPT_QUIET };
 
@@ -318,11 +321,62 @@ static int unpack_artifact(void *ctx, const kvz_bundle_file *f, const kvz_artifa
     return KVZ_OK;
 }
 
+/* unpack reads the bundle twice (check, then write): a pipe ('-', /dev/stdin,
+ * a FIFO) is first copied into a temporary file, unlinked at once so that
+ * nothing is left behind, and read again through /proc/self/fd. */
+static int spool_stream(const char *file, int *fd, char path[64])
+{
+    *fd = -1;
+    struct stat st;
+    int in = strcmp(file, "-") == 0 ? STDIN_FILENO : open(file, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return kvz_errorf(errno == ENOENT ? KVZ_ERR_NOT_FOUND : KVZ_ERR_IO, "bundle '%s': cannot open: %s", file,
+                          strerror(errno));
+    if (fstat(in, &st) == 0 && S_ISREG(st.st_mode)) {
+        if (in != STDIN_FILENO)
+            close(in);
+        return KVZ_OK; /* read as it is */
+    }
+    const char *dir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    char temp[4096];
+    snprintf(temp, sizeof temp, "%s/kvz-unpack-XXXXXX", dir);
+    int out = mkstemp(temp);
+    int rc = out < 0 ? kvz_errorf(KVZ_ERR_IO, "cannot make a temporary file in %s for the bundle from '%s': %s",
+                                  dir, file, strerror(errno))
+                     : KVZ_OK;
+    if (out >= 0)
+        unlink(temp);
+    char buf[1 << 16];
+    for (ssize_t got; rc == KVZ_OK && (got = read(in, buf, sizeof buf)) != 0;) {
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            rc = kvz_errorf(KVZ_ERR_IO, "bundle '%s': reading: %s", file, strerror(errno));
+        for (ssize_t done = 0; rc == KVZ_OK && done < got;) {
+            ssize_t put = write(out, buf + done, (size_t)(got - done));
+            if (put < 0 && errno != EINTR)
+                rc = kvz_errorf(KVZ_ERR_IO, "copying the bundle from '%s' into a temporary file in %s: %s", file,
+                                dir, strerror(errno));
+            done += put > 0 ? put : 0;
+        }
+    }
+    if (in != STDIN_FILENO)
+        close(in);
+    if (rc != KVZ_OK) {
+        if (out >= 0)
+            close(out);
+        return rc;
+    }
+    *fd = out;
+    snprintf(path, 64, "/proc/self/fd/%d", out);
+    return KVZ_OK;
+}
+
 int cmd_unpack(int argc, char **argv)
 {
     static const char help[] =
         "usage: kvz unpack FILE --store DIR [--model PATH] [--allow-model-mismatch]\n"
-        "                  [--max-entry-bytes N]\n"
+        "                  [--max-entry-bytes N] [--quiet]\n"
         "\n"
         "Imports a bundle written by `kvz pack` into a store (created if missing). The\n"
         "whole bundle is read and checked first and nothing is written unless all of it\n"
@@ -333,18 +387,22 @@ int cmd_unpack(int argc, char **argv)
         "SmolLM2). Then each artifact is written in its own transaction and each\n"
         "document last, so a reader never sees a document without all of its artifacts;\n"
         "an interrupted unpack leaves the store valid and running it again finishes it.\n"
-        "Unpacking twice writes nothing new.\n"
+        "Unpacking twice writes nothing new. FILE may be '-' or a pipe (ssh host 'kvz\n"
+        "pack ... -o /dev/stdout' | kvz unpack - ...): it is copied into $TMPDIR first.\n"
         "\n"
         "  --allow-model-mismatch  store configurations of other models aside, in their\n"
         "                          documents' records (queries with this model skip them)\n"
-        "  --max-entry-bytes N     refuse larger archive entries (default 4 GiB)\n";
+        "  --max-entry-bytes N     refuse larger archive entries (default 4 GiB)\n"
+        "  --quiet                 print nothing but errors\n";
     ship_args a;
     int rc = parse_ship(argc, argv, help, " store model allow-model-mismatch max-entry-bytes quiet ", &a);
     if (rc == KVZ_EXIT_OK && (!a.store || optind != argc - 1))
         rc = usage_error(argv[0], "give one bundle FILE and --store DIR");
     if (rc)
         return parse_failed(&a, rc);
-    const char *file = argv[optind];
+    const char *file = argv[optind], *shown = file;
+    int spooled = -1;
+    char spool_path[64];
     kvz_model *model = NULL;
     kvz_model_identity id = {0};
     unpack_ctx u = {0};
@@ -354,12 +412,16 @@ int cmd_unpack(int argc, char **argv)
     int st = model_identity(a.model, &model, &id);
     kvz_model_free(model);
     u.model = id.fingerprint;
+    if (st == KVZ_OK)
+        st = spool_stream(file, &spooled, spool_path);
+    if (spooled >= 0)
+        file = spool_path;
     /* pass 1: check everything, write nothing */
     kvz_bundle_visitor check = {unpack_policy, NULL, NULL, &u};
     if (st == KVZ_OK)
         st = kvz_bundle_read(file, &lim, &check, &m);
     if (st == KVZ_OK && !a.quiet)
-        printf("%s: %zu document(s), %zu artifact(s), %zu prefix(es) checked\n", file, m.n_docs, m.n_artifacts,
+        printf("%s: %zu document(s), %zu artifact(s), %zu prefix(es) checked\n", shown, m.n_docs, m.n_artifacts,
                m.n_prefixes);
     /* pass 2: write, artifacts first (re-checked: the file may have changed), documents last */
     kvz_bundle_visitor write = {unpack_policy, unpack_prefix, unpack_artifact, &u};
@@ -377,6 +439,15 @@ int cmd_unpack(int argc, char **argv)
     kvz_bundle_manifest_free(&m);
     kvz_store_close(u.store);
     free(a.docs);
+    if (spooled >= 0) {
+        close(spooled);
+        const char *said = kvz_last_error(), *at = st != KVZ_OK ? strstr(said, spool_path) : NULL;
+        if (at) { /* the messages name the copy: name what was given */
+            char copy[1024];
+            snprintf(copy, sizeof copy, "%.*s%s%s", (int)(at - said), said, shown, at + strlen(spool_path));
+            kvz_errorf(st, "%s", copy);
+        }
+    }
     if (st != KVZ_OK)
         return cli_fail("unpack", st);
     if (!a.quiet) {

@@ -65,6 +65,14 @@ mdb_dump -a "$U" >"$TMP/before"
     && grep -q "0 artifact(s) written" "$TMP/o" && ok "unpack again: nothing new" || { fail "unpack twice"; cat "$TMP/o"; }
 mdb_dump -a "$U" >"$TMP/after"
 cmp -s "$TMP/before" "$TMP/after" && ok "unpack again: store contents unchanged" || fail "second unpack changed the store"
+# from a pipe (read twice: copied to $TMPDIR first, nothing left there)
+mkdir -p "$TMP/spool"
+cat "$TMP/b.tar.zst" | TMPDIR="$TMP/spool" "$KVZ" unpack - --store "$TMP/piped" >"$TMP/o" 2>&1 &&
+    grep -q "7 configuration(s) added" "$TMP/o" && [ -z "$(ls -A "$TMP/spool")" ] &&
+    "$KVZ" verify --store "$TMP/piped" >/dev/null 2>&1 && ok "unpack - from a pipe" || { fail "unpack from a pipe"; cat "$TMP/o"; }
+head -c 1000 "$TMP/b.tar.zst" | "$KVZ" unpack - --store "$TMP/piped-cut" >"$TMP/o" 2>&1; rc=$?
+[ $rc -eq 4 ] && grep -q "bundle '-'" "$TMP/o" && [ ! -e "$TMP/piped-cut" ] && ok "a cut bundle from a pipe: exit 4, named '-', no store" ||
+    { fail "cut bundle from a pipe: exit $rc"; cat "$TMP/o"; }
 
 # ---- hostile and damaged bundles: refused, nothing written -------------------------
 python3 - "$TMP" "$TMP/b.tar.zst" <<'PY'
