@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdio_ext.h>
 #include <stdlib.h>
@@ -94,6 +95,16 @@ static int open_direct(kvz_atomic_file *f, const char *path, int fd)
     return KVZ_OK;
 }
 
+/* The temporary file being written, for a signal handler to remove. */
+static const char *_Atomic in_progress;
+
+void kvz_atomic_file_remove_in_progress(void)
+{
+    const char *tmp = in_progress;
+    if (tmp)
+        unlink(tmp);
+}
+
 int kvz_atomic_file_open(kvz_atomic_file *f, const char *path)
 {
     memset(f, 0, sizeof *f);
@@ -141,6 +152,7 @@ int kvz_atomic_file_open(kvz_atomic_file *f, const char *path)
         kvz_atomic_file_abort(f);
         return kvz_errorf(KVZ_ERR_IO, "cannot create '%s': %s", path, strerror(e));
     }
+    in_progress = f->tmp_path;
     return KVZ_OK;
 }
 
@@ -167,6 +179,8 @@ int kvz_atomic_file_commit(kvz_atomic_file *f)
         rc = kvz_errorf(KVZ_ERR_IO, "cannot rename into '%s': %s", f->path, strerror(errno));
     if (rc != KVZ_OK && f->tmp_path)
         remove(f->tmp_path);
+    if (f->tmp_path && in_progress == f->tmp_path)
+        in_progress = NULL;
     free(f->path);
     free(f->tmp_path);
     memset(f, 0, sizeof *f);
@@ -182,6 +196,8 @@ void kvz_atomic_file_abort(kvz_atomic_file *f)
         if (f->tmp_path)
             remove(f->tmp_path);
     }
+    if (f->tmp_path && in_progress == f->tmp_path)
+        in_progress = NULL;
     free(f->path);
     free(f->tmp_path);
     memset(f, 0, sizeof *f);

@@ -29,6 +29,9 @@ int kvz_atomic_file_open(kvz_atomic_file *f, const char *path);
 int kvz_atomic_file_write(kvz_atomic_file *f, const void *data, uint64_t n);
 int kvz_atomic_file_commit(kvz_atomic_file *f); /* closes f */
 void kvz_atomic_file_abort(kvz_atomic_file *f); /* closes f, removes the temporary */
+/* Remove the temporary file of the atomic file being written, if any (the
+ * latest opened): async-signal-safe, for a handler of SIGINT or SIGTERM. */
+void kvz_atomic_file_remove_in_progress(void);
 
 /* 1 or 2 when `path` names stdout or stderr (/dev/stdout, /dev/fd/2, or the
  * file one of them is redirected to: kvz_atomic_file writes it through the

@@ -2,7 +2,10 @@
 #include "kvz.h"
 #include "tools/cli.h"
 
+#include "common/file_util.h"
+
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -43,6 +46,15 @@ static void usage(FILE *out)
             "7 not found, 8 out of memory, 9 device error, 10 beyond a limit (context full)\n");
 }
 
+/* Interrupted while writing pack's or export's output: no temporary file is
+ * left beside it; the signal then ends the process as it would have. */
+static void on_fatal_signal(int sig)
+{
+    kvz_atomic_file_remove_in_progress();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 static int asks_help(const char *arg)
 {
     return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0 || strcmp(arg, "help") == 0;
@@ -75,6 +87,11 @@ int main(int argc, char **argv)
     for (int fd = 0; fd <= 2; fd++)
         if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY) != fd)
             return cli_exit_code(KVZ_ERR_IO);
+    const int fatal[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof fatal / sizeof fatal[0]; i++) /* one ignored (nohup, a background job) stays so */
+        if (signal(fatal[i], on_fatal_signal) == SIG_IGN)
+            signal(fatal[i], SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN); /* past ulimit -f a write fails (EFBIG) and says so, instead of a silent kill */
     if (argc < 2) {
         usage(stderr);
         return KVZ_EXIT_USAGE;

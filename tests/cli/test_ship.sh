@@ -65,6 +65,18 @@ mdb_dump -a "$U" >"$TMP/before"
     && grep -q "0 artifact(s) written" "$TMP/o" && ok "unpack again: nothing new" || { fail "unpack twice"; cat "$TMP/o"; }
 mdb_dump -a "$U" >"$TMP/after"
 cmp -s "$TMP/before" "$TMP/after" && ok "unpack again: store contents unchanged" || fail "second unpack changed the store"
+# past ulimit -f, and when interrupted: pack says so or dies, and leaves no temporary file
+mkdir -p "$TMP/lim"
+(ulimit -f 100; "$KVZ" pack --store "$S" --all -o "$TMP/lim/b.tar.zst" >/dev/null 2>"$TMP/e"); rc=$?
+[ $rc -eq 3 ] && grep -q "File too large" "$TMP/e" && [ -z "$(ls -A "$TMP/lim")" ] &&
+    ok "pack past ulimit -f: exit 3, the reason, no temporary left" || { fail "pack past ulimit -f: exit $rc"; cat "$TMP/e"; ls "$TMP/lim"; }
+killed=0
+for d in 0.01 0.02 0.03 0.05 0.08; do
+    "$KVZ" pack --store "$S" --all -o "$TMP/lim/b.tar.zst" >/dev/null 2>&1 & p=$!
+    sleep $d; kill -TERM $p 2>/dev/null; wait $p; [ $? -eq 143 ] && killed=$((killed + 1))
+done
+[ -z "$(ls "$TMP/lim" | grep tmp)" ] && ok "pack killed ($killed of 5 before it ended): no temporary file left" ||
+    { fail "pack killed: left $(ls "$TMP/lim")"; }
 # from a pipe (read twice: copied to $TMPDIR first, nothing left there)
 mkdir -p "$TMP/spool"
 cat "$TMP/b.tar.zst" | TMPDIR="$TMP/spool" "$KVZ" unpack - --store "$TMP/piped" >"$TMP/o" 2>&1 &&
