@@ -379,6 +379,23 @@ static int verify_doc(void *ctx, const void *key, size_t key_len, const void *va
                 kvz_hex(rec.entries[i].artifact_ids[sgm], 16, id);
                 v->bad++;
                 fprintf(stderr, "document '%.*s': artifact %s is missing\n", (int)key_len, (const char *)key, id);
+                continue;
+            }
+            kvz_artifact art; /* and the shared prefix it is answered after (a damaged one is reported above) */
+            if (sgm > 0) /* the segments of a configuration share it */
+                continue;
+            if (kvz_artifact_open(&art, a, alen) != KVZ_OK) {
+                kvz_error_clear();
+                continue;
+            }
+            char prefix[64];
+            const void *p;
+            size_t plen;
+            kvz_prefix_key(art.manifest.model.fingerprint, art.manifest.prefix_hash, prefix);
+            if (kvz_store_get(v->t, KVZ_DB_META, prefix, strlen(prefix), &p, &plen) != KVZ_OK) {
+                v->bad++;
+                fprintf(stderr, "document '%.*s': its shared prefix %s is missing (unpack, import or compile "
+                        "--force writes it again)\n", (int)key_len, (const char *)key, prefix + 7);
             }
         }
     kvz_doc_record_free(&rec);
@@ -404,7 +421,8 @@ int cmd_verify(int argc, char **argv)
         "\n"
         "Checks every artifact (header, table, every section's checksum, the whole-file\n"
         "checksum, bounds, counts; every section is decoded) and that every document's\n"
-        "artifacts exist. Prints each problem; exit status 4 if any was found.\n";
+        "artifacts and shared prefix exist. Prints each problem; exit status 4 if any\n"
+        "was found.\n";
     store_args a;
     int rc = parse_store_args(argc, argv, help, &a, 0);
     if (rc)

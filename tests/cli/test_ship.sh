@@ -242,6 +242,16 @@ head -c 300 "$TMP/doc0.kvz" >"$TMP/cut.kvz"
 "$KVZ" export --store "$S" missing.txt -o "$TMP/m.kvz" 2>/dev/null; rc=$?
 [ $rc -eq 7 ] && ok "export of a missing document: exit 7" || fail "export missing: exit $rc"
 
+# a store without its shared prefix (copied by LMDB's own tools, the prefix's key left out): verify says so
+mkdir -p "$TMP/noprefix"
+for db in artifacts docs meta; do # mdb_dump's hex lines: a key, then its value; 7072656669782f is "prefix/"
+    mdb_dump -s $db "$S" | awk 'skip == 1 { skip = 0; next } /^ 7072656669782f/ { skip = 1; next } { print }' |
+        mdb_load -s $db "$TMP/noprefix" 2>/dev/null
+done
+"$KVZ" verify --store "$TMP/noprefix" >"$TMP/o" 2>&1; rc=$?
+[ $rc -eq 4 ] && grep -q "0 shared prefix(es)" "$TMP/o" && grep -q "its shared prefix .* is missing" "$TMP/o" &&
+    ok "verify: a document's missing shared prefix is a problem (exit 4)" || { fail "verify without the prefix: exit $rc"; cat "$TMP/o"; }
+
 # ---- gc and stats --------------------------------------------------------------------------
 G="$TMP/g"
 cp -r "$S" "$G"
