@@ -262,8 +262,9 @@ static int take_gate(kvz_store *s, const char *dir, int exclusive)
     while ((rc = flock(s->gate_fd, exclusive ? LOCK_EX | LOCK_NB : LOCK_SH)) != 0 && errno == EINTR)
         ;
     if (rc != 0 && exclusive && errno == EWOULDBLOCK)
-        return kvz_errorf(KVZ_ERR_IO, "store '%s' has a writer at work (compile, unpack, import or merge), "
-                          "whose artifacts no document names yet; run gc when it has ended", dir);
+        return kvz_errorf(KVZ_ERR_IO, "store '%s' has another kvz process writing to it (compile, unpack, "
+                          "import, merge, eval or gc), whose artifacts no document may name yet; run gc when it "
+                          "has ended", dir);
     if (rc != 0)
         return kvz_errorf(KVZ_ERR_IO, "store '%s': cannot lock its lock file: %s", dir, strerror(errno));
     return KVZ_OK;
@@ -274,22 +275,75 @@ int kvz_store_open(kvz_store **out, const char *dir, int flags)
     return kvz_store_open_sized(out, dir, flags, 0);
 }
 
-/* A data.mdb shorter than the pages its last commit wrote (an interrupted
- * copy, a disk that filled under cp) would fault (SIGBUS) at the first read
- * of a missing page: refuse it at open. The file only grows, so a writer at
+/* Pages from `first` to `last` that LMDB's free list (its database 0: per
+ * transaction, a count then the page numbers) holds. */
+static int free_pages_in(MDB_env *env, uint64_t first, uint64_t last, uint64_t *count)
+{
+    *count = 0;
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return rc;
+    if ((rc = mdb_cursor_open(txn, 0, &cur)) == 0) {
+        MDB_val key, val;
+        while ((rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) == 0) {
+            const size_t *ids = val.mv_data; /* pgno_t: size_t in LMDB's 64-bit build */
+            size_t n = val.mv_size >= sizeof *ids ? ids[0] : 0;
+            for (size_t i = 1; i <= n && i * sizeof *ids < val.mv_size; i++)
+                *count += ids[i] >= first && ids[i] <= last;
+        }
+        rc = rc == MDB_NOTFOUND ? 0 : rc;
+        mdb_cursor_close(cur);
+    }
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+/* A data.mdb shorter than the pages its last commit numbered. LMDB leaves
+ * it so when a transaction frees pages it allocated (they are never
+ * written): sound. An interrupted copy (or a disk that filled under cp)
+ * leaves it so too: then reading a missing page would fault (SIGBUS) in
+ * every command, verify included. So the file is extended to its full size
+ * (fallocate never shrinks it, nor touches what a writer elsewhere wrote),
+ * after which nothing can fault, and the store is refused unless every
+ * page it lacked is on LMDB's free list. The file only grows: a writer at
  * work elsewhere cannot make this check fail. */
 static int check_whole(MDB_env *env, const char *dir, const char *data_path)
 {
     MDB_envinfo info;
     MDB_stat stat_of_env;
     struct stat st;
-    if (mdb_env_info(env, &info) != 0 || mdb_env_stat(env, &stat_of_env) != 0 || stat(data_path, &st) != 0)
+    int rc = mdb_env_info(env, &info);
+    if (rc == 0)
+        rc = mdb_env_stat(env, &stat_of_env);
+    if (rc)
+        return lmdb_error(rc, "reading its size", dir);
+    if (stat(data_path, &st) != 0)
         return kvz_errorf(KVZ_ERR_IO, "store '%s': cannot read its size: %s", dir, strerror(errno));
-    uint64_t needed = ((uint64_t)info.me_last_pgno + 1) * stat_of_env.ms_psize;
-    if ((uint64_t)st.st_size < needed)
-        return kvz_errorf(KVZ_ERR_FORMAT, "store '%s' is cut short: data.mdb has %llu bytes, its last commit "
-                          "wrote %llu (an interrupted copy?); copy it again, or restore it", dir,
-                          (unsigned long long)st.st_size, (unsigned long long)needed);
+    uint64_t page = stat_of_env.ms_psize, needed = ((uint64_t)info.me_last_pgno + 1) * page;
+    if ((uint64_t)st.st_size < needed) {
+        int fd = open(data_path, O_RDWR | O_CLOEXEC);
+        int grown = fd >= 0 && fallocate(fd, 0, st.st_size, (off_t)(needed - st.st_size)) == 0;
+        int why = errno;
+        if (fd >= 0)
+            close(fd);
+        if (!grown)
+            return kvz_errorf(KVZ_ERR_FORMAT, "store '%s': data.mdb has %llu bytes, its last commit numbered "
+                              "%llu, and it cannot be extended to read it safely (%s); if it was cut short (an "
+                              "interrupted copy?), copy it again", dir, (unsigned long long)st.st_size,
+                              (unsigned long long)needed, strerror(why));
+        uint64_t first = (uint64_t)st.st_size / page, free = 0;
+        rc = free_pages_in(env, first, info.me_last_pgno, &free); /* a free list among the lost pages: rc */
+        if (rc || free < info.me_last_pgno + 1 - first) {
+            struct stat now; /* back as it was (unless a writer grew it since): the next open says the same */
+            if (stat(data_path, &now) == 0 && (uint64_t)now.st_size == needed)
+                (void)truncate(data_path, st.st_size);
+            return kvz_errorf(KVZ_ERR_FORMAT, "store '%s' is cut short: data.mdb had %llu bytes, its last commit "
+                              "wrote %llu (an interrupted copy?); copy it again, or restore it", dir,
+                              (unsigned long long)st.st_size, (unsigned long long)needed);
+        }
+    }
     if (mdb_env_get_maxkeysize(env) < KVZ_STORE_KEY_MAX)
         return kvz_errorf(KVZ_ERR_UNSUPPORTED, "this LMDB takes keys of %d bytes at most; kvz needs %d",
                           mdb_env_get_maxkeysize(env), KVZ_STORE_KEY_MAX);

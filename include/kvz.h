@@ -82,8 +82,9 @@ KVZ_API void kvz_free(void *p);
  * engine keeps the working memory of closed sessions for the next ones (up
  * to idle_sessions of them) until it is closed. A session asked again while
  * it answers (from its stream callback, or from another thread) refuses with
- * KVZ_ERR_ARG. Closing the engine while sessions are open is allowed: they
- * keep working, and the engine is freed when the last of them closes.
+ * KVZ_ERR_ARG; closing it while it answers is not allowed. Closing the
+ * engine while sessions are open is allowed: they keep working, and the
+ * engine is freed when the last of them closes.
  * ------------------------------------------------------------------------ */
 typedef struct kvz_engine kvz_engine;
 typedef struct kvz_session kvz_session;

@@ -250,6 +250,9 @@ int kvz_session_open(kvz_session **out, kvz_engine *e, const char *const *names,
     kvz_session *s = calloc(1, sizeof *s);
     if (!s)
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    pthread_mutex_lock(&e->pool_lock); /* held from here: the engine stays while this opens */
+    e->holders++;
+    pthread_mutex_unlock(&e->pool_lock);
     /* a backend of the session's own: sessions of one engine work at once on as many threads */
     int rc = take_backend(e, &s->backend);
     kvz_load_opts lo = {.reserve = o.reserve, .config = o.config, .backend = s->backend};
@@ -260,12 +263,10 @@ int kvz_session_open(kvz_session **out, kvz_engine *e, const char *const *names,
         if (s->backend) /* not pooled: a failed load may leave it in any state */
             s->backend->ops->destroy(s->backend);
         free(s);
+        release_engine(e);
         return rc;
     }
     s->engine = e;
-    pthread_mutex_lock(&e->pool_lock);
-    e->holders++;
-    pthread_mutex_unlock(&e->pool_lock);
     s->info = (kvz_load_info){.load_ms = st.seconds * 1e3, .artifact_bytes = st.artifact_bytes,
                               .documents = st.documents, .segments = st.segments,
                               .document_tokens = st.original_tokens, .kept_pairs = st.rows};

@@ -335,7 +335,9 @@ static int spool_stream(const char *file, int *fd, char path[64])
     if (fstat(in, &st) == 0 && S_ISREG(st.st_mode)) {
         if (in != STDIN_FILENO)
             close(in);
-        return KVZ_OK; /* read as it is */
+        else /* '-' redirected from a file: read it from its start, twice */
+            snprintf(path, 64, "/dev/stdin");
+        return KVZ_OK;
     }
     const char *dir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     char temp[4096];
@@ -412,9 +414,10 @@ int cmd_unpack(int argc, char **argv)
     int st = model_identity(a.model, &model, &id);
     kvz_model_free(model);
     u.model = id.fingerprint;
+    spool_path[0] = '\0';
     if (st == KVZ_OK)
         st = spool_stream(file, &spooled, spool_path);
-    if (spooled >= 0)
+    if (spool_path[0])
         file = spool_path;
     /* pass 1: check everything, write nothing */
     kvz_bundle_visitor check = {unpack_policy, NULL, NULL, &u};

@@ -103,7 +103,7 @@ int main(int argc, char **argv)
         return KVZ_EXIT_USAGE;
     }
     if (help && argc == 3 && strcmp(argv[2], "--version") == 0) {
-        printf("usage: kvz --version   prints 'kvz %s'\n", KVZ_VERSION_STRING);
+        printf("usage: kvz --version\n\nPrints the version: kvz %s\n", KVZ_VERSION_STRING);
         return KVZ_EXIT_OK;
     }
     if (help && argc == 3 && !asks_help(argv[2])) { /* kvz help CMD: kvz CMD --help */
