@@ -15,7 +15,8 @@ import re
 import sys
 from collections import Counter
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, os.path.join(ROOT, "python"))
 import kvz  # noqa: E402
 
 STOPWORDS = set("""a an and are as at be by did do does for from had has have how i in is it its
@@ -46,12 +47,21 @@ def rank(question, texts, k1=1.5, b=0.75):
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
 
 
+def positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--store", required=True, help="a store made by kvz compile")
-    p.add_argument("--model", default=os.environ.get("KVZ_MODEL", "models/SmolLM2-135M-Instruct.Q4_1.gguf"))
-    p.add_argument("--top", type=int, default=1, help="documents to load (default 1)")
-    p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--model", default=os.environ.get("KVZ_MODEL") or
+                   os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+                   help="the GGUF the store was compiled with (default: $KVZ_MODEL, else the project's models/ copy)")
+    p.add_argument("--top", type=positive, default=1, help="documents to load (default 1)")
+    p.add_argument("--max-tokens", type=positive, default=64)
     p.add_argument("questions", nargs="+")
     a = p.parse_args()
     with kvz.Engine(a.store, model=a.model) as engine:

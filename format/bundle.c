@@ -359,6 +359,30 @@ static int parse_file(json_t *o, int is_prefix, kvz_bundle_file *f)
     return get_hex64(o, "xxh3", &f->xxh3);
 }
 
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A name listed twice would have its second document written over the first. */
+static int check_names_once(const kvz_bundle_manifest *m)
+{
+    if (m->n_docs < 2)
+        return KVZ_OK;
+    char **names = malloc(m->n_docs * sizeof *names);
+    if (!names)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < m->n_docs; i++)
+        names[i] = m->docs[i].name;
+    qsort(names, m->n_docs, sizeof *names, compare_names);
+    int rc = KVZ_OK;
+    for (size_t i = 1; i < m->n_docs && rc == KVZ_OK; i++)
+        if (strcmp(names[i - 1], names[i]) == 0)
+            rc = bad("a document is listed twice", names[i]);
+    free(names);
+    return rc;
+}
+
 static int parse_entry(json_t *c, kvz_doc_entry *e, const kvz_bundle_manifest *m)
 {
     if (!json_is_object(c))
@@ -463,6 +487,8 @@ static int parse_manifest(const char *json, size_t len, kvz_bundle_manifest *m)
             free(e.artifact_ids);
         }
     }
+    if (rc == KVZ_OK)
+        rc = check_names_once(m);
     if (rc != KVZ_OK)
         kvz_bundle_manifest_free(m); /* the arrays were zeroed: partly filled entries free cleanly */
     json_decref(root);

@@ -171,7 +171,15 @@ typedef struct kvz_ask_info {
     double first_token_ms; /* the question's prefill: time to the first token */
     double decode_tokens_per_s;
     int ended_turn;        /* stopped on end of turn (not on the limit or the callback) */
+    int32_t stopped_by;    /* why the answer ended: a kvz_stop (in what was padding: same size) */
 } kvz_ask_info;
+
+typedef enum kvz_stop {
+    KVZ_STOP_END_OF_TURN = 1, /* the model ended its turn */
+    KVZ_STOP_MAX_TOKENS = 2,  /* max_tokens reached */
+    KVZ_STOP_CALLBACK = 3,    /* the stream callback returned non-zero */
+    KVZ_STOP_RESERVE = 4      /* the context reserved for question and answer is full */
+} kvz_stop;
 
 /* Answer `question` about the loaded documents. `*answer` (NUL-terminated,
  * free with kvz_free) may be NULL when only streaming is wanted; `info` may

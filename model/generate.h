@@ -20,10 +20,17 @@ typedef struct kvz_generate_opts {
     void *on_token_ctx;
 } kvz_generate_opts;
 
+typedef enum kvz_generate_stop {
+    KVZ_GENERATE_END_OF_TURN = 1, /* an end-of-generation token */
+    KVZ_GENERATE_MAX_TOKENS = 2,  /* the token limit */
+    KVZ_GENERATE_CALLBACK = 3,    /* on_token asked to stop */
+    KVZ_GENERATE_CONTEXT_FULL = 4 /* no room left in the context */
+} kvz_generate_stop;
+
 typedef struct kvz_generate_stats {
     int32_t prompt_tokens, generated_tokens;
     double prefill_seconds, decode_seconds;
-    int stopped_by_eog; /* ended on an end-of-generation token */
+    kvz_generate_stop stopped_by; /* why it ended (when it returned KVZ_OK) */
 } kvz_generate_stats;
 
 /* Evaluate `prompt` after whatever the context holds, then generate. The

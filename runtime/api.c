@@ -82,6 +82,13 @@ _Static_assert(KVZ_RUN_ON_CPU == (int)KVZ_DEVICE_CPU && KVZ_RUN_ON_CUDA == (int)
                    KVZ_RUN_ON_AUTO == (int)KVZ_DEVICE_AUTO,
                "kvz_device_choice must match kvz_device");
 
+/* The answer's stop reason is passed straight through too. */
+_Static_assert(KVZ_STOP_END_OF_TURN == (int)KVZ_GENERATE_END_OF_TURN && KVZ_STOP_MAX_TOKENS == (int)KVZ_GENERATE_MAX_TOKENS &&
+                   KVZ_STOP_CALLBACK == (int)KVZ_GENERATE_CALLBACK && KVZ_STOP_RESERVE == (int)KVZ_GENERATE_CONTEXT_FULL,
+               "kvz_stop must match kvz_generate_stop");
+/* stopped_by took ended_turn's tail padding: callers built before it allocate the same size */
+_Static_assert(sizeof(kvz_ask_info) == 32, "kvz_ask_info grew: its size is part of the ABI");
+
 const char *kvz_version(void) { return KVZ_VERSION_STRING; }
 
 void kvz_free(void *p) { free(p); }
@@ -338,7 +345,8 @@ int kvz_session_ask(kvz_session *s, const char *question, const kvz_ask_options 
                                .decode_tokens_per_s = st.decode_seconds > 0
                                                           ? st.generated_tokens / st.decode_seconds
                                                           : 0.0,
-                               .ended_turn = st.stopped_by_eog};
+                               .ended_turn = st.stopped_by == KVZ_GENERATE_END_OF_TURN,
+                               .stopped_by = (int32_t)st.stopped_by};
     kvz_tokens_free(&out);
     return rc;
 }

@@ -133,6 +133,25 @@ int cli_parse_weights(const char *s, int *policy)
     return 0;
 }
 
+const char *cli_shown(char buf[CLI_SHOWN_MAX], const char *s, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (o + 8 >= CLI_SHOWN_MAX) {
+            memcpy(buf + o, "...", 3);
+            o += 3;
+            break;
+        }
+        if (ch < 0x20 || ch == 0x7f)
+            o += (size_t)snprintf(buf + o, CLI_SHOWN_MAX - o, "\\x%02x", ch);
+        else
+            buf[o++] = (char)ch;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
 void cli_json_string(FILE *f, const char *s, size_t len)
 {
     fputc('"', f);

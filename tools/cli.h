@@ -38,6 +38,13 @@ int cli_parse_weights(const char *s, int *policy);
 /* Write s[0..len) as a JSON string literal (bytes that are not UTF-8 as U+FFFD). */
 void cli_json_string(FILE *f, const char *s, size_t len);
 
+/* A document name as a terminal line shows it: each control byte (newline,
+ * escape, ...) as \xNN, so a name cannot break a listing's lines or move the
+ * cursor; other bytes as they are (--json keeps them exact). Returns buf,
+ * cut with "..." past its end; CLI_SHOWN_MAX holds any name a store takes. */
+#define CLI_SHOWN_MAX (4 * 512 + 4)
+const char *cli_shown(char buf[CLI_SHOWN_MAX], const char *s, size_t len);
+
 /* An option the command does not know or take (getopt has named it): its
  * usage lines and where the rest is told, on stderr; returns KVZ_EXIT_USAGE. */
 int cli_bad_option(const char *help, const char *cmd);

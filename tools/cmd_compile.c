@@ -283,9 +283,10 @@ static void draw(progress *p, int force)
     /* ETA from input bytes: tokens are not known before a document is read */
     double frac = p->bytes_total ? (double)p->bytes_done / (double)p->bytes_total : 0;
     double eta = frac > 0.001 ? el / frac - el : 0;
-    char name[48];
-    size_t nl = strlen(p->current ? p->current : "");
-    snprintf(name, sizeof name, "%s%s", nl > 40 ? "..." : "", p->current ? p->current + (nl > 40 ? nl - 40 : 0) : "");
+    char name[48], shown[CLI_SHOWN_MAX];
+    cli_shown(shown, p->current ? p->current : "", p->current ? strlen(p->current) : 0);
+    size_t nl = strlen(shown);
+    snprintf(name, sizeof name, "%s%.40s", nl > 40 ? "..." : "", shown + (nl > 40 ? nl - 40 : 0));
     fprintf(stderr, "\r\033[K[%zu/%zu docs] %lld tok  %.0f tok/s  ETA %02d:%02d:%02d  %s", p->docs_done,
             p->docs_total, (long long)tokens, rate, (int)eta / 3600, (int)eta / 60 % 60, (int)eta % 60,
             name);
@@ -304,7 +305,8 @@ static void line(progress *p, const char *fmt, const char *name, const char *det
     if (p->tty && !p->quiet)
         fprintf(stderr, "\r\033[K");
     if (!p->quiet || strncmp(fmt, "skip", 4) == 0 || strncmp(fmt, "FAIL", 4) == 0) {
-        fprintf(stderr, fmt, name, detail);
+        char shown[CLI_SHOWN_MAX];
+        fprintf(stderr, fmt, cli_shown(shown, name, strlen(name)), detail);
         fputc('\n', stderr);
     }
 }

@@ -293,7 +293,7 @@ static int run_config(doc_run *d, const char *name, int is_reference, eval_row *
             row->questions[d->doc->kind]++;
         }
         if (rc == KVZ_OK && is_reference) {
-            int32_t rows = rows_of(&answer, st.stopped_by_eog);
+            int32_t rows = rows_of(&answer, st.stopped_by == KVZ_GENERATE_END_OF_TURN);
             d->ref.rows[q] = rows;
             d->ref.answers[q] = answer;
             answer = (kvz_tokens){0};

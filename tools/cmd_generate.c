@@ -254,7 +254,7 @@ static int run(const gen_args *a, const char *text)
                 st.prompt_tokens / (st.prefill_seconds > 0 ? st.prefill_seconds : 1e-9),
                 st.generated_tokens, st.decode_seconds,
                 st.generated_tokens / (st.decode_seconds > 0 ? st.decode_seconds : 1e-9),
-                st.stopped_by_eog ? "; stopped at end of turn" : "");
+                st.stopped_by == KVZ_GENERATE_END_OF_TURN ? "; stopped at end of turn" : "");
     int code = rc == KVZ_OK ? KVZ_EXIT_OK : cli_fail("generate", rc);
     kvz_tokens_free(&ids);
     kvz_tokens_free(&out);

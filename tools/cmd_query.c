@@ -99,6 +99,17 @@ static int stream_piece(void *user, const char *piece, size_t len)
     return 0;
 }
 
+static const char *stop_name(int32_t stopped_by)
+{
+    switch (stopped_by) {
+    case KVZ_STOP_END_OF_TURN: return "end_of_turn";
+    case KVZ_STOP_MAX_TOKENS: return "max_tokens";
+    case KVZ_STOP_CALLBACK: return "callback";
+    case KVZ_STOP_RESERVE: return "reserve";
+    default: return "unknown";
+    }
+}
+
 /* One question through the public API (include/kvz.h): the CLI is a client of
  * the same session calls a RAG pipeline uses. */
 static int answer(kvz_session *s, const query_args *a, const kvz_load_info *li, const char *question,
@@ -118,15 +129,15 @@ static int answer(kvz_session *s, const query_args *a, const kvz_load_info *li, 
         printf(",\"answer\":");
         cli_json_string(stdout, text, strlen(text));
         printf(",\"answer_tokens\":%d,\"load_ms\":%.1f,\"artifact_bytes\":%llu,\"kept_pairs\":%llu,"
-               "\"ttft_ms\":%.1f,\"decode_tok_s\":%.1f,\"stopped_at_end_of_turn\":%s}\n",
+               "\"ttft_ms\":%.1f,\"decode_tok_s\":%.1f,\"stopped_at_end_of_turn\":%s,\"stopped_by\":\"%s\"}\n",
                info.answer_tokens, li->load_ms, (unsigned long long)li->artifact_bytes,
                (unsigned long long)li->kept_pairs, info.first_token_ms, info.decode_tokens_per_s,
-               info.ended_turn ? "true" : "false");
+               info.ended_turn ? "true" : "false", stop_name(info.stopped_by));
     } else if (rc == KVZ_OK) {
         printf("\n");
     }
     fflush(stdout);
-    if (rc == KVZ_OK && !info.ended_turn && info.answer_tokens < o.max_tokens) /* neither its end nor the limit */
+    if (rc == KVZ_OK && info.stopped_by == KVZ_STOP_RESERVE)
         fprintf(stderr,
                 "kvz query: the answer stopped after %d tokens: the context reserved for the question and the "
                 "answer is full (--reserve %ld)\n",

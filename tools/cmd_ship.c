@@ -749,8 +749,10 @@ static int import_file(import_ctx *c, const char *path, char *data, size_t size)
     }
     if (rc == KVZ_OK)
         rc = import_entry(c, m, &complete);
+    char shown[CLI_SHOWN_MAX];
     if (rc == KVZ_OK && !c->quiet)
-        printf("%s: %s segment %u of %u (%s)%s%s\n", path, m->doc_name, m->segment + 1, m->n_segments,
+        printf("%s: %s segment %u of %u (%s)%s%s\n", path, cli_shown(shown, m->doc_name, strlen(m->doc_name)),
+               m->segment + 1, m->n_segments,
                m->summary[0] ? m->summary : m->method, added ? "" : ", already in the store",
                complete ? "" : "; the document appears when all its segments are imported");
     free(data);

@@ -113,7 +113,9 @@ static int ls_visit(void *ctx, const char *name, kvz_doc_record *rec)
             }
             printf("]}\n");
         } else {
-            printf("%-40s %2u  %-36s %7u tok %3u seg %10.1f KB %8.1f B/tok  %s\n", name, i + 1, e->summary,
+            char shown[CLI_SHOWN_MAX];
+            printf("%-40s %2u  %-36s %7u tok %3u seg %10.1f KB %8.1f B/tok  %s\n",
+                   cli_shown(shown, name, strlen(name)), i + 1, e->summary,
                    e->n_tokens, e->n_segments, e->stored_bytes / 1024.0,
                    e->n_tokens ? (double)e->stored_bytes / e->n_tokens : 0, when);
         }
@@ -304,8 +306,10 @@ int cmd_inspect(int argc, char **argv)
                         rec.n_entries, a.config);
     if (st == KVZ_OK) {
         const kvz_doc_entry *e = &rec.entries[a.config - 1];
+        char shown[CLI_SHOWN_MAX];
         if (!a.json)
-            printf("%s: %s, %u tokens in %u segment(s), %.1f KB\n", a.doc, e->summary, e->n_tokens,
+            printf("%s: %s, %u tokens in %u segment(s), %.1f KB\n", cli_shown(shown, a.doc, strlen(a.doc)),
+                   e->summary, e->n_tokens,
                    e->n_segments, e->stored_bytes / 1024.0);
         for (uint32_t i = 0; i < e->n_segments && st == KVZ_OK; i++) {
             kvz_artifact art;
@@ -332,6 +336,7 @@ int cmd_inspect(int argc, char **argv)
 typedef struct verify_ctx {
     kvz_store_txn *t;
     size_t artifacts, prefixes, docs, bad;
+    char shown[CLI_SHOWN_MAX];
 } verify_ctx;
 
 /* what: how a problem names the artifact ("artifact ID", "shared prefix KEY") */
@@ -367,7 +372,7 @@ static int verify_doc(void *ctx, const void *key, size_t key_len, const void *va
     v->docs++;
     if (kvz_doc_record_decode(val, val_len, &rec) != KVZ_OK) {
         v->bad++;
-        fprintf(stderr, "document '%.*s': %s\n", (int)key_len, (const char *)key, kvz_last_error());
+        fprintf(stderr, "document '%s': %s\n", cli_shown(v->shown, key, key_len), kvz_last_error());
         return KVZ_OK;
     }
     for (uint32_t i = 0; i < rec.n_entries; i++)
@@ -378,7 +383,7 @@ static int verify_doc(void *ctx, const void *key, size_t key_len, const void *va
                 char id[33];
                 kvz_hex(rec.entries[i].artifact_ids[sgm], 16, id);
                 v->bad++;
-                fprintf(stderr, "document '%.*s': artifact %s is missing\n", (int)key_len, (const char *)key, id);
+                fprintf(stderr, "document '%s': artifact %s is missing\n", cli_shown(v->shown, key, key_len), id);
                 continue;
             }
             kvz_artifact art; /* and the shared prefix it is answered after (a damaged one is reported above) */
@@ -394,8 +399,8 @@ static int verify_doc(void *ctx, const void *key, size_t key_len, const void *va
             kvz_prefix_key(art.manifest.model.fingerprint, art.manifest.prefix_hash, prefix);
             if (kvz_store_get(v->t, KVZ_DB_META, prefix, strlen(prefix), &p, &plen) != KVZ_OK) {
                 v->bad++;
-                fprintf(stderr, "document '%.*s': its shared prefix %s is missing (unpack, import or compile "
-                        "--force writes it again)\n", (int)key_len, (const char *)key, prefix + 7);
+                fprintf(stderr, "document '%s': its shared prefix %s is missing (unpack, import or compile "
+                        "--force writes it again)\n", cli_shown(v->shown, key, key_len), prefix + 7);
             }
         }
     kvz_doc_record_free(&rec);

@@ -43,10 +43,14 @@ class _AskOptions(ctypes.Structure):
                 ("stream", _STREAM), ("stream_user", ctypes.c_void_p)]
 
 
+# Why an answer ended: Session.last["stopped_by"] (kvz_stop in kvz.h).
+STOP_END_OF_TURN, STOP_MAX_TOKENS, STOP_CALLBACK, STOP_RESERVE = 1, 2, 3, 4
+
+
 class _AskInfo(ctypes.Structure):
     _fields_ = [("question_tokens", ctypes.c_int32), ("answer_tokens", ctypes.c_int32),
                 ("first_token_ms", ctypes.c_double), ("decode_tokens_per_s", ctypes.c_double),
-                ("ended_turn", ctypes.c_int)]
+                ("ended_turn", ctypes.c_int), ("stopped_by", ctypes.c_int32)]
 
 
 def _find_library():

@@ -35,7 +35,10 @@ with kvz.Engine(store, model=model, device="cpu") as engine:
         again = s.ask("Who opened the Vellmar bridge?", max_tokens=32)
         check("same question, same answer", again == first, (first, again))
         stopped = s.ask("Who opened the Vellmar bridge?", max_tokens=32, stream=lambda piece: True)
-        check("stream callback stops", s.last["answer_tokens"] == 1 and not s.last["ended_turn"], (stopped, s.last))
+        check("stream callback stops", s.last["answer_tokens"] == 1 and not s.last["ended_turn"] and
+              s.last["stopped_by"] == kvz.STOP_CALLBACK, (stopped, s.last))
+        s.ask("Describe the bridge.", max_tokens=2)
+        check("stopped by max_tokens", s.last["stopped_by"] == kvz.STOP_MAX_TOKENS, s.last)
         sampled = [s.ask("Describe the bridge.", max_tokens=16, temperature=0.8, seed=7) for _ in range(2)]
         check("sampling is seeded", sampled[0] == sampled[1], sampled)
     with engine.session([bridge, orchard]) as s:
@@ -86,4 +89,8 @@ rag = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), ".
                       "Which family keeps the Linden orchard?"], capture_output=True, text=True)
 check("rag.py retrieves the right document and answers",
       rag.returncode == 0 and f"from: {orchard}" in rag.stdout and "Morrow" in rag.stdout, rag.stdout + rag.stderr)
+rag0 = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "..", "..", "examples", "rag.py"),
+                       "--store", store, "--model", model, "--top", "0", "a question"], capture_output=True, text=True)
+check("rag.py --top 0 is refused (exit 2, the reason)",
+      rag0.returncode == 2 and "must be 1 or more" in rag0.stderr, rag0.stdout + rag0.stderr)
 sys.exit(1 if failures else 0)

@@ -133,6 +133,10 @@ for k, at in enumerate([len(data) // 7, len(data) // 3, len(data) // 2, 2 * len(
     flipped = bytearray(data); flipped[at] ^= 0x10
     open(os.path.join(tmp, f"flipped{k}.tar.zst"), "wb").write(flipped)
 PY
+# a manifest naming one document twice (its second would be written over the first)
+mkdir -p "$TMP/twice" && tar --zstd -xf "$TMP/b.tar.zst" -C "$TMP/twice" &&
+    python3 -c "import json,sys; p=sys.argv[1]; m=json.load(open(p)); m['documents'].append(dict(m['documents'][0])); json.dump(m, open(p,'w'))" "$TMP/twice/kvz-bundle.json" &&
+    (cd "$TMP/twice" && tar --zstd -cf "$TMP/twice.tar.zst" kvz-bundle.json prefixes artifacts) || fail "making twice.tar.zst"
 refused() { # bundle, expected exit code, message pattern
     rm -rf "$TMP/h"
     "$KVZ" unpack "$TMP/$1" --store "$TMP/h" >/dev/null 2>"$TMP/e"; rc=$?
@@ -151,6 +155,7 @@ refused unlisted.tar 4 "does not list"
 refused missing.tar 4 "lacks"
 refused huge.tar 10 "over the limit"
 refused notbundle.tar 4 "not a kvz bundle"
+refused twice.tar.zst 4 "a document is listed twice"
 refused truncated.tar.zst 4 "truncated"
 refused cut_early.tar.zst 4 "truncated"
 for k in 0 1 2 3 4; do refused flipped$k.tar.zst 4 "."; done
@@ -274,6 +279,14 @@ kill $held 2>/dev/null; wait $held 2>/dev/null
     { fail "gc beside a writer: exit $rc"; cat "$TMP/o"; }
 "$KVZ" gc --store "$G" >"$TMP/o" 2>&1 && grep -q "dropped 1 artifact(s) and 0 prefix" "$TMP/o" && ok "gc drops the orphan" \
     || { fail "gc"; cat "$TMP/o"; }
+# while gc holds the store (its lock file exclusive), a writer waits, says so, then does its work
+cp -r "$G" "$TMP/gw"
+flock -x -o "$TMP/gw/lock.mdb" sleep 2 >/dev/null 2>&1 & held=$!
+until ! flock -n -s "$TMP/gw/lock.mdb" true; do sleep 0.05; done # held
+"$KVZ" unpack "$TMP/b.tar.zst" --store "$TMP/gw" >"$TMP/o" 2>&1; rc=$?
+wait $held 2>/dev/null
+[ $rc -eq 0 ] && grep -q "is being garbage-collected; waiting" "$TMP/o" && ok "a writer waits for a running gc, and says so" ||
+    { fail "writer beside gc: exit $rc"; cat "$TMP/o"; }
 "$KVZ" gc --store "$G" --older-configs >"$TMP/o" 2>&1 && grep -q "1 older configuration" "$TMP/o" \
     && [ "$("$KVZ" ls --store "$G" | grep -c "doc0.txt")" -eq 1 ] && ok "gc --older-configs keeps the newest" \
     || { fail "gc --older-configs"; cat "$TMP/o"; }

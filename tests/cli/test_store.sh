@@ -68,6 +68,10 @@ rc=$?
 rc=$?
 [ $rc -eq 0 ] && [ -s "$TMP/q0" ] && grep -q "the answer stopped after [0-9]* tokens: .* is full (--reserve 32)" "$TMP/e" &&
     ok "an answer cut at the reserve is reported" || { fail "query --reserve 32: exit $rc"; cat "$TMP/e"; }
+"$KVZ" query --store "$S" --model "$MODEL" --doc "$DOC0" --reserve 32 --max-tokens 100 --json "Describe this text in detail." \
+    2>/dev/null | grep -q '"stopped_by":"reserve"' && "$KVZ" query --store "$S" --model "$MODEL" --doc "$DOC0" --max-tokens 2 \
+    --json "Describe this text in detail." 2>/dev/null | grep -q '"stopped_by":"max_tokens"' &&
+    ok "query --json says why each answer stopped" || fail "query --json stopped_by"
 "$KVZ" query --store "$S" --model "$MODEL" --doc "$DOC0" --doc "$TMP/corpus/notes/doc1.txt" --json --max-tokens 8 \
     "First question?" "Second question?" >"$TMP/q2" 2>/dev/null
 [ "$(grep -c '"load_ms"' "$TMP/q2")" -eq 2 ] && grep -q '"ttft_ms"' "$TMP/q2" && ok "query --json, two documents, two answers" || fail "query --json"
@@ -172,6 +176,14 @@ ln -s "$TMP/nowhere.txt" "$TMP/linked/broken.txt"
 [ $rc -eq 1 ] && grep -q '"status":"compiled"' "$TMP/o5" && grep -q "FAIL .*broken.txt: cannot open" "$TMP/e" &&
     ok "a dangling link fails alone, the folder's other document compiles: exit 1" ||
     { fail "dangling link: exit $rc"; cat "$TMP/e"; }
+# a name with a newline and an escape: one line in ls, control bytes shown as \xNN; --json keeps them exact
+mkdir -p "$TMP/odd" && cp "$TMP/corpus/doc0.txt" "$TMP/odd/$(printf 'two\nlines\033[31m.txt')"
+"$KVZ" compile "$TMP/odd" --store "$TMP/s8" --model "$MODEL" --method recent >/dev/null 2>"$TMP/e" &&
+    "$KVZ" ls --store "$TMP/s8" >"$TMP/o" && [ "$(grep -c . "$TMP/o")" -eq 2 ] && grep -q 'two\\x0alines\\x1b\[31m.txt ' "$TMP/o" &&
+    grep -q 'two\\x0alines' "$TMP/e" && [ -z "$(tr -d '\n' <"$TMP/o" | tr -d '[:print:]')" ] &&
+    "$KVZ" ls --store "$TMP/s8" --json | grep -q 'two\\u000alines\\u001b' &&
+    ok "control bytes in a name: shown as \\xNN by compile and ls, exact in --json" ||
+    { fail "control bytes in a name"; cat -v "$TMP/o" "$TMP/e"; }
 # a name longer than the store's keys (511 bytes) fails alone, before any work
 long=$(printf '%0200d' 0)
 mkdir -p "$TMP/long/$long/$long" && cp "$TMP/corpus/doc0.txt" "$TMP/long/$long/$long/$long.txt" && cp "$TMP/corpus/doc0.txt" "$TMP/long/short.txt"

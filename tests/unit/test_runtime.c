@@ -404,6 +404,12 @@ static int ask_again(void *user, const char *piece, size_t len)
     return 0;
 }
 
+static int stop_at_once(void *user, const char *piece, size_t len)
+{
+    (void)user, (void)piece, (void)len;
+    return 1;
+}
+
 /* The engine closed before its session: the session goes on, and the engine
  * is freed at its close (ASan checks nothing is used after). An ask from the
  * session's own stream callback is refused without harming the answer.
@@ -421,14 +427,31 @@ static void test_engine_closed_first_and_nested_ask(void **state)
     CHECK_OK(kvz_session_open(&s, e, &doc, 1, NULL));
     kvz_ask_options ao = {.max_tokens = 12};
     char *alone, *nested, *after_close;
-    CHECK_OK(kvz_session_ask(s, question, &ao, &alone, NULL));
+    kvz_ask_info info;
+    CHECK_OK(kvz_session_ask(s, question, &ao, &alone, &info));
+    assert_int_equal(info.stopped_by, info.answer_tokens == 12 ? KVZ_STOP_MAX_TOKENS : KVZ_STOP_END_OF_TURN);
+    assert_int_equal(info.ended_turn, info.stopped_by == KVZ_STOP_END_OF_TURN);
+    int32_t question_tokens = info.question_tokens;
     nested_ask n = {s, KVZ_OK, 0};
     kvz_ask_options streamed = {.max_tokens = 12, .stream = ask_again, .stream_user = &n};
     CHECK_OK(kvz_session_ask(s, question, &streamed, &nested, NULL));
     assert_int_equal(n.status, KVZ_ERR_ARG);
+    kvz_ask_options stop_now = {.max_tokens = 12, .stream = stop_at_once};
+    CHECK_OK(kvz_session_ask(s, question, &stop_now, NULL, &info));
+    assert_int_equal(info.stopped_by, KVZ_STOP_CALLBACK);
+    assert_int_equal(info.answer_tokens, 1);
     assert_string_equal(nested, alone);
     kvz_ask_options nan_temperature = {.max_tokens = 4, .temperature = NAN};
     assert_int_equal(kvz_session_ask(s, question, &nan_temperature, NULL, NULL), KVZ_ERR_ARG);
+    /* room for the question and two answer tokens (a third is sampled from the second's logits, with no
+     * room to run it): the answer stops at the reserve */
+    kvz_session *tight;
+    kvz_session_options two_more = {.reserve = question_tokens + 2};
+    CHECK_OK(kvz_session_open(&tight, e, &doc, 1, &two_more));
+    CHECK_OK(kvz_session_ask(tight, question, &ao, NULL, &info));
+    assert_int_equal(info.stopped_by, KVZ_STOP_RESERVE);
+    assert_int_equal(info.answer_tokens, 3);
+    kvz_session_close(tight);
     kvz_engine_close(e);
     CHECK_OK(kvz_session_ask(s, question, &ao, &after_close, NULL));
     assert_string_equal(after_close, alone);
