@@ -23,9 +23,10 @@ echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; document
 "$KVZ" bench --model "$MODEL" --device cpu --prefill "$(build/kvz tokenize --model "$MODEL" <"$DOC" | wc -w)" \
     --decode 0 --text "$DOC" --json | head -1 >"$STORE/prefill.json"
 
-for m in kvzip chunkkv snapkv knorm recent random full; do
+for m in kvzip chunkkv snapkv knorm recent random; do
     run "speed $m" --method $m --ratio 0.3 --bits 4
 done
+run "speed full" --method full --bits 4 # keeps every pair: no ratio
 for r in 0.1 0.2 0.3 0.5 1.0; do
     for b in 16 8 4 2; do
         run "size kvzip $r $b" --method kvzip --ratio $r --bits $b

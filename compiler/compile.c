@@ -88,6 +88,10 @@ int kvz_compile_opts_check(const kvz_compile_opts *o)
         return kvz_errorf(KVZ_ERR_ARG, "--beta applies to --budget-shape pyramid");
     if (o->sel.decay != d.sel.decay && o->sel.shape != KVZ_SHAPE_DECAY)
         return kvz_errorf(KVZ_ERR_ARG, "--decay applies to --budget-shape decay");
+    if (o->kvzip_chunk != d.kvzip_chunk && o->sel.method != KVZ_METHOD_KVZIP)
+        return kvz_errorf(KVZ_ERR_ARG, "--kvzip-chunk applies to --method kvzip");
+    if (o->sel.seed != d.sel.seed && o->sel.method != KVZ_METHOD_RANDOM)
+        return kvz_errorf(KVZ_ERR_ARG, "--seed applies to --method random");
     if (o->key_group == 0 || o->value_group == 0 || o->kvzip_chunk < 16 || o->reserve < 0)
         return kvz_errorf(KVZ_ERR_ARG, "group sizes, the KVzip chunk and the reserve must be positive");
     if (o->zstd_level < 1 || o->zstd_level > 19)

@@ -82,7 +82,10 @@ KVZ_API void kvz_free(void *p);
  * engine keeps the working memory of closed sessions for the next ones (up
  * to idle_sessions of them) until it is closed. A session asked again while
  * it answers (from its stream callback, or from another thread) refuses with
- * KVZ_ERR_ARG; closing it while it answers is not allowed. Closing the
+ * KVZ_ERR_ARG. Closing it while it answers (from its stream callback, or
+ * another thread) stops the answer at the next streamed piece (reported as
+ * KVZ_STOP_CALLBACK); the ask returns what it has and then frees the
+ * session, which must not be used again. Closing the
  * engine while sessions are open is allowed: they keep working, and the
  * engine is freed when the last of them closes.
  * ------------------------------------------------------------------------ */

@@ -34,7 +34,9 @@ struct kvz_session {
     kvz_backend *backend; /* from the engine's pool */
     kvz_loaded *loaded;
     kvz_load_info info;
-    atomic_int answering; /* an ask in progress: a second (nested, or another thread's) is refused */
+    /* ANSWER_IDLE, ANSWERING (a second ask, nested or another thread's, is
+     * refused) or CLOSE_WHEN_ANSWERED (closed meanwhile: the ask frees it) */
+    atomic_int answering;
 };
 
 /* A forked backend for a new session: an idle one, or a new fork. */
@@ -281,14 +283,23 @@ int kvz_session_open(kvz_session **out, kvz_engine *e, const char *const *names,
     return KVZ_OK;
 }
 
-void kvz_session_close(kvz_session *s)
+enum { ANSWER_IDLE, ANSWERING, CLOSE_WHEN_ANSWERED };
+
+static void free_session(kvz_session *s)
 {
-    if (!s)
-        return;
     kvz_loaded_free(s->loaded);
     give_back_backend(s->engine, s->backend);
     release_engine(s->engine);
     free(s);
+}
+
+void kvz_session_close(kvz_session *s)
+{
+    if (!s)
+        return;
+    int answering = ANSWERING; /* closed from its stream callback or another thread: the ask ends it */
+    if (!atomic_compare_exchange_strong(&s->answering, &answering, CLOSE_WHEN_ANSWERED))
+        free_session(s);
 }
 
 int kvz_session_load_info(const kvz_session *s, kvz_load_info *info)
@@ -302,12 +313,14 @@ int kvz_session_load_info(const kvz_session *s, kvz_load_info *info)
 typedef struct stream_ctx {
     kvz_stream_fn fn;
     void *user;
+    kvz_session *session;
 } stream_ctx;
 
 static int forward_piece(void *ctx, int32_t token, const char *bytes, size_t len)
 {
     stream_ctx *sc = ctx;
-    return len ? sc->fn(sc->user, bytes, len) : 0;
+    int stop = len ? sc->fn(sc->user, bytes, len) : 0;
+    return stop || atomic_load(&sc->session->answering) == CLOSE_WHEN_ANSWERED; /* closed: no more tokens */
 }
 
 int kvz_session_ask(kvz_session *s, const char *question, const kvz_ask_options *opts, char **answer,
@@ -323,18 +336,18 @@ int kvz_session_ask(kvz_session *s, const char *question, const kvz_ask_options 
                           o.max_tokens, o.temperature, o.top_p);
     kvz_sampler sampler;
     kvz_sampler_init(&sampler, o.temperature, o.top_p > 0 ? o.top_p : 0.95f, o.seed);
-    stream_ctx sc = {o.stream, o.stream_user};
+    stream_ctx sc = {o.stream, o.stream_user, s};
     kvz_generate_opts go = {.max_tokens = o.max_tokens > 0 ? o.max_tokens : 256,
                             .sampler = o.temperature > 0 ? &sampler : NULL,
                             .on_token = o.stream ? forward_piece : NULL,
                             .on_token_ctx = &sc};
-    if (atomic_exchange(&s->answering, 1))
+    int idle = ANSWER_IDLE;
+    if (!atomic_compare_exchange_strong(&s->answering, &idle, ANSWERING))
         return kvz_errorf(KVZ_ERR_ARG, "kvz_session_ask: the session is answering already (an ask from its "
                           "stream callback, or from a second thread: a session serves one at a time)");
     kvz_tokens out = {0};
     kvz_generate_stats st;
     int rc = kvz_loaded_ask(s->loaded, question, &go, &out, &st);
-    atomic_store(&s->answering, 0);
     if (rc == KVZ_OK && answer) {
         size_t len;
         rc = kvz_detokenize(s->engine->model->tokenizer, out.ids, out.len, 0, answer, &len);
@@ -348,5 +361,8 @@ int kvz_session_ask(kvz_session *s, const char *question, const kvz_ask_options 
                                .ended_turn = st.stopped_by == KVZ_GENERATE_END_OF_TURN,
                                .stopped_by = (int32_t)st.stopped_by};
     kvz_tokens_free(&out);
+    int answering = ANSWERING;
+    if (!atomic_compare_exchange_strong(&s->answering, &answering, ANSWER_IDLE))
+        free_session(s); /* closed while it answered */
     return rc;
 }

@@ -39,6 +39,26 @@ int cli_fail(const char *cmd, int status)
     return cli_exit_code(status);
 }
 
+const char *cli_project_file(const char *relative, char path[PATH_MAX])
+{
+    if (access(relative, R_OK) == 0)
+        return relative;
+    /* the binary lives in <repo>/build/kvz (or build-asan/...): try <repo>/relative */
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(path, PATH_MAX, "%.*s/../%s", PATH_MAX - 256, exe, relative);
+            if (access(path, R_OK) == 0)
+                return path;
+        }
+    }
+    return relative;
+}
+
 const char *cli_model_path(const char *given)
 {
     static char beside_binary[PATH_MAX];
@@ -47,22 +67,7 @@ const char *cli_model_path(const char *given)
     const char *env = getenv("KVZ_MODEL");
     if (env && env[0])
         return env;
-    if (access(DEFAULT_MODEL, R_OK) == 0)
-        return DEFAULT_MODEL;
-    /* the binary lives in <repo>/build/kvz (or build-asan/...): try <repo>/models */
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = '\0';
-            snprintf(beside_binary, sizeof beside_binary, "%.*s/../%s", PATH_MAX - 64, exe, DEFAULT_MODEL);
-            if (access(beside_binary, R_OK) == 0)
-                return beside_binary;
-        }
-    }
-    return DEFAULT_MODEL;
+    return cli_project_file(DEFAULT_MODEL, beside_binary);
 }
 
 int cli_parse_int(const char *s, long min, long max, long *out)

@@ -6,6 +6,7 @@
 #define KVZ_TOOLS_CLI_H
 
 #include <stddef.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdint.h>
 
@@ -26,6 +27,11 @@ int cli_exit_code(int status);
  * scripts/setup.sh fetches (looked up from the working directory, then next
  * to the kvz binary). Never NULL; the result may not exist. */
 const char *cli_model_path(const char *given);
+
+/* A file of the project (`relative` to its root: "tests/data/zpipe.c"),
+ * looked up from the working directory, then from the kvz binary's
+ * <root>/build/; `relative` itself when neither has it. */
+const char *cli_project_file(const char *relative, char path[PATH_MAX]);
 
 /* Strict number parsing: the whole string, within [min, max]. 0 on success. */
 int cli_parse_int(const char *s, long min, long max, long *out);

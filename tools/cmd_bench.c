@@ -19,10 +19,12 @@ static const char HELP[] =
     "Times prefill of N tokens of real text (each N in a fresh context) and then\n"
     "greedy decoding at that context length. One line per N; --json for machines.\n"
     "\n"
-    "  --model PATH      GGUF model (default: the setup's SmolLM2)\n"
-    "  --prefill LIST    comma-separated token counts (default 512,2048,8192)\n"
+    "  -m, --model PATH  GGUF model (default: $KVZ_MODEL, else the setup's SmolLM2)\n"
+    "  --prefill LIST    comma-separated token counts (default 512,2048,8192, each\n"
+    "                    cut to leave --decode tokens of the model's context)\n"
     "  --decode N        tokens decoded after each prefill (default 64)\n"
-    "  --text FILE       text to tokenize and repeat (default tests/data/*.txt)\n"
+    "  --text FILE       text to tokenize and repeat (default: the project's\n"
+    "                    tests/data/gpl3_excerpt.txt, python_datamodel.txt, zpipe.c)\n"
     "  --chunk N         prefill chunk (default 512)\n"
     "  --repeat N        runs per size; the best is reported (default 1)\n"
     "  --threads N       CPU threads (default: every CPU this process may use)\n"
@@ -45,9 +47,9 @@ static int text_tokens(const kvz_model *m, const char *path, kvz_tokens *out)
     const char *const *files = path ? &path : defaults;
     size_t n_files = path ? 1 : 3;
     for (size_t i = 0; i < n_files; i++) {
-        char *text;
+        char *text, found[PATH_MAX];
         size_t len;
-        KVZ_TRY(kvz_read_file(files[i], &text, &len));
+        KVZ_TRY(kvz_read_file(path ? files[i] : cli_project_file(files[i], found), &text, &len));
         int rc = kvz_tokenize(m->tokenizer, text, len, 0, out);
         free(text);
         KVZ_TRY(rc);
@@ -139,13 +141,13 @@ int cmd_bench(int argc, char **argv)
     const char *model = NULL, *text_path = NULL, *sizes = "512,2048,8192";
     long decode = 64, chunk = 512, repeat = 1, threads = 0;
     double ratio = 0;
-    int json = 0, cache_only = 0, c;
+    int json = 0, cache_only = 0, sizes_given = 0, c, index = -1;
     int device = KVZ_DEVICE_AUTO, weights = KVZ_WEIGHTS_AUTO;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:h", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:h", options, &index)) != -1) {
         switch (c) {
         case 'm': model = optarg; break;
-        case OPT_PREFILL: sizes = optarg; break;
+        case OPT_PREFILL: sizes = optarg, sizes_given = 1; break;
         case OPT_TEXT: text_path = optarg; break;
         case OPT_JSON: json = 1; break;
         case OPT_DECODE: if (cli_parse_int(optarg, 0, 1 << 20, &decode)) goto bad; break;
@@ -184,8 +186,11 @@ int cmd_bench(int argc, char **argv)
     double t_load = kvz_now_seconds();
     int rc = kvz_model_load(&m, cli_model_path(model), &mc);
     t_load = kvz_now_seconds() - t_load;
-    if (rc == KVZ_OK)
+    if (rc == KVZ_OK && !cache_only) /* --cache-only reads no text */
         rc = text_tokens(m, text_path, &text);
+    for (int i = 0; i < n_sizes && rc == KVZ_OK && !sizes_given; i++)
+        if (ns[i] + decode + 1 > m->hp.ctx_train) /* the default 8192 on an 8192-token model */
+            ns[i] = m->hp.ctx_train - decode - 1 > 0 ? m->hp.ctx_train - decode - 1 : 1;
     if (rc == KVZ_OK && !json)
         printf("model %s on %s (%d threads), loaded in %.2f s\n", m->path, m->backend->ops->name,
                m->backend->n_threads, t_load);
@@ -224,6 +229,6 @@ int cmd_bench(int argc, char **argv)
     kvz_model_free(m);
     return rc == KVZ_OK ? KVZ_EXIT_OK : cli_fail("bench", rc);
 bad:
-    fprintf(stderr, "kvz bench: invalid value '%s'\n", optarg);
+    fprintf(stderr, "kvz bench: invalid value '%s' for --%s\n", optarg, options[index].name);
     return KVZ_EXIT_USAGE;
 }

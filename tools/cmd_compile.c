@@ -41,6 +41,7 @@ static const char HELP[] =
     "                      --pool K snapkv max-pool kernel (default 7)\n"
     "  --question TEXT     snapkv/chunkkv: score with this question instead (query-aware)\n"
     "  --kvzip-chunk N     document tokens per KVzip scoring pass (default 2048)\n"
+    "  --seed N            random: the seed of the positions kept (default 1)\n"
     "                      An option given to a method or shape it does not apply to is\n"
     "                      refused (exit 2).\n"
     "\n"
@@ -53,7 +54,7 @@ static const char HELP[] =
     "\n"
     "input and run:\n"
     "  --store DIR         the store (created if missing)\n"
-    "  --model PATH        GGUF model (default: the setup's SmolLM2)\n"
+    "  -m, --model PATH    GGUF model (default: $KVZ_MODEL, else the setup's SmolLM2)\n"
     "  --include GLOB      only matching names (repeatable); --exclude GLOB skips them\n"
     "  --max-bytes N       skip larger documents (default 64 MiB)\n"
     "  --strict            stop at the first empty, binary or non-UTF-8 document\n"
@@ -249,6 +250,12 @@ static int parse(int argc, char **argv, compile_args *a)
     }
     if (a->opts.sel.budget && a->ratio_given) {
         fprintf(stderr, "kvz compile: give --ratio or --budget, not both\n");
+        return KVZ_EXIT_USAGE;
+    }
+    if (a->opts.sel.method == KVZ_METHOD_FULL &&
+        (a->ratio_given || a->opts.sel.budget || a->opts.sel.shape != KVZ_SHAPE_UNIFORM)) {
+        fprintf(stderr, "kvz compile: --method full keeps every pair: --ratio, --budget and --budget-shape "
+                        "do not apply\n");
         return KVZ_EXIT_USAGE;
     }
     if (a->opts.sel.budget)

@@ -15,7 +15,8 @@ static const char HELP[] =
     "usage: kvz generate [options] --prompt TEXT\n"
     "       kvz generate --store DIR --doc NAME [--doc NAME...] [options] --prompt TEXT\n"
     "\n"
-    "Prefills the prompt, then decodes until an end-of-turn token or --max-tokens.\n"
+    "Prefills the prompt, then decodes until an end-of-turn token, --max-tokens,\n"
+    "or a full context (--ctx, or --reserve with --doc; said on stderr).\n"
     "The answer streams to stdout; --stats adds timings on stderr.\n"
     "\n"
     "With --doc, the documents' compiled caches are loaded from the store (as by\n"
@@ -26,7 +27,7 @@ static const char HELP[] =
     "  --store DIR, --doc NAME   documents compiled into a store (see kvz compile)\n"
     "  --config N          which compiled form of each document (see kvz query)\n"
     "  --reserve N         with --doc: context tokens for prompt + answer (default 512)\n"
-    "  --model PATH        GGUF model (default: $KVZ_MODEL, else the setup's SmolLM2)\n"
+    "  -m, --model PATH    GGUF model (default: $KVZ_MODEL, else the setup's SmolLM2)\n"
     "  --prompt TEXT       the prompt; --prompt-file FILE reads it ('-' = stdin)\n"
     "  --chat              wrap the prompt in the model's chat template (user turn +\n"
     "                      assistant header); --system TEXT sets the system turn,\n"
@@ -255,6 +256,9 @@ static int run(const gen_args *a, const char *text)
                 st.generated_tokens, st.decode_seconds,
                 st.generated_tokens / (st.decode_seconds > 0 ? st.decode_seconds : 1e-9),
                 st.stopped_by == KVZ_GENERATE_END_OF_TURN ? "; stopped at end of turn" : "");
+    if (rc == KVZ_OK && st.stopped_by == KVZ_GENERATE_CONTEXT_FULL)
+        fprintf(stderr, "kvz generate: stopped after %d tokens: the context is full (%s)\n", st.generated_tokens,
+                loaded ? "--reserve" : "--ctx");
     int code = rc == KVZ_OK ? KVZ_EXIT_OK : cli_fail("generate", rc);
     kvz_tokens_free(&ids);
     kvz_tokens_free(&out);
@@ -277,6 +281,9 @@ int cmd_generate(int argc, char **argv)
     size_t len;
     if (a.prompt_file) {
         int st = cli_read_input(a.prompt_file, &file_text, &len);
+        if (st == KVZ_OK && memchr(file_text, '\0', len)) /* the prompt would be cut there */
+            st = kvz_errorf(KVZ_ERR_FORMAT, "%s holds a NUL byte at offset %zu: a prompt is text", a.prompt_file,
+                            (size_t)((char *)memchr(file_text, '\0', len) - file_text));
         if (st != KVZ_OK) {
             free(a.docs);
             return cli_fail("generate", st);

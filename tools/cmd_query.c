@@ -4,6 +4,7 @@
 #include "kvz.h"
 #include "tools/cli.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,8 +24,8 @@ static const char HELP[] =
     "  --doc NAME          a document as named in the store (repeatable)\n"
     "  --config N          which compiled form of each document, as numbered by\n"
     "                      `kvz ls` (default: the newest made by this model)\n"
-    "  --model PATH        GGUF model (default: the setup's SmolLM2); it must be the\n"
-    "                      model the documents were compiled with\n"
+    "  -m, --model PATH    GGUF model (default: $KVZ_MODEL, else the setup's SmolLM2);\n"
+    "                      it must be the model the documents were compiled with\n"
     "  --max-tokens N      answer length limit (default 256)\n"
     "  --temperature T, --top-p P, --seed N   sampling, as in `kvz generate`\n"
     "  --reserve N         context tokens for question + answer (default 512)\n"
@@ -94,9 +95,9 @@ static int parse(int argc, char **argv, query_args *a)
 
 static int stream_piece(void *user, const char *piece, size_t len)
 {
-    fwrite(piece, 1, len, stdout);
-    fflush(stdout);
-    return 0;
+    /* stdout gone (a closed pipe with SIGPIPE ignored, a full disk): stop
+     * answering into it; main reports the failed write */
+    return fwrite(piece, 1, len, stdout) != len || fflush(stdout) != 0;
 }
 
 static const char *stop_name(int32_t stopped_by)
@@ -179,9 +180,17 @@ int cmd_query(int argc, char **argv)
                 fprintf(stderr, "> ");
                 fflush(stderr);
             }
+            errno = 0;
             ssize_t n = getline(&line, &cap, stdin);
-            if (n < 0)
+            if (n < 0) {
+                if (ferror(stdin))
+                    st = kvz_errorf(KVZ_ERR_IO, "cannot read questions from stdin: %s", strerror(errno));
                 break;
+            }
+            if (memchr(line, '\0', (size_t)n)) { /* the question would be cut there */
+                st = kvz_errorf(KVZ_ERR_FORMAT, "a question on stdin holds a NUL byte");
+                break;
+            }
             while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
                 line[--n] = '\0';
             if (n == 0)

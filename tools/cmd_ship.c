@@ -218,8 +218,10 @@ int cmd_pack(int argc, char **argv)
         "goes, and with -o /dev/stdout the report goes to stderr. Move the bundle to\n"
         "another machine and `kvz unpack` it there.\n"
         "\n"
-        "  --doc NAME   a document as `kvz ls` names it (repeatable)\n"
-        "  --all        every document of the store\n";
+        "  --doc NAME          a document as `kvz ls` names it (repeatable)\n"
+        "  --all               every document of the store\n"
+        "  -o, --output FILE   the bundle\n"
+        "  --quiet             print nothing but errors\n";
     ship_args a;
     int rc = parse_ship(argc, argv, help, " store doc all output quiet ", &a);
     if (rc == KVZ_EXIT_OK && (!a.store || !a.output))
@@ -385,8 +387,8 @@ int cmd_unpack(int argc, char **argv)
         "passes: only regular files the manifest lists (no absolute paths, no '..', no\n"
         "links or devices, nothing listed twice or missing), sizes within the limit and\n"
         "equal to the manifest's, checksums, every artifact decoded and verified, and\n"
-        "every configuration compiled by the model (--model, default the setup's\n"
-        "SmolLM2). Then each artifact is written in its own transaction and each\n"
+        "every configuration compiled by the model (--model or -m; default $KVZ_MODEL,\n"
+        "else the setup's SmolLM2). Then each artifact is written in its own transaction and each\n"
         "document last, so a reader never sees a document without all of its artifacts;\n"
         "an interrupted unpack leaves the store valid and running it again finishes it.\n"
         "Unpacking twice writes nothing new. FILE may be '-' or a pipe (ssh host 'kvz\n"
@@ -518,7 +520,9 @@ int cmd_merge(int argc, char **argv)
         "addresses, so what DIR has is skipped and merging again writes nothing;\n"
         "merging shards gives the store a single compile would have. Every artifact is\n"
         "verified before it is written; a document is written after its artifacts. A\n"
-        "damaged document in a source is reported and skipped (exit status 4).\n";
+        "damaged document in a source is reported and skipped (exit status 4).\n"
+        "\n"
+        "  --quiet  print nothing but errors\n";
     ship_args a;
     int rc = parse_ship(argc, argv, help, " into quiet ", &a);
     if (rc == KVZ_EXIT_OK && (!a.into || optind >= argc))
@@ -578,7 +582,10 @@ int cmd_export(int argc, char **argv)
         "which appears only when complete, as pack's does.\n"
         "--config picks the document's configuration as numbered by `kvz ls` (default\n"
         "1); a document of several segments needs --segment K (1-based) for each, or\n"
-        "`kvz pack`, which carries whole documents and their shared prefix.\n";
+        "`kvz pack`, which carries whole documents and their shared prefix.\n"
+        "\n"
+        "  -o, --output FILE  the artifact file\n"
+        "  --quiet            print nothing but errors\n";
     ship_args a;
     int rc = parse_ship(argc, argv, help, " store output config segment quiet ", &a);
     if (rc == KVZ_EXIT_OK && (!a.store || !a.output || optind != argc - 1))
@@ -766,12 +773,14 @@ int cmd_import(int argc, char **argv)
         "\n"
         "Files single artifacts written by `kvz export` (or any compile) into a store\n"
         "(created if missing), under the ids a compile would give them. Each is verified\n"
-        "first and must be compiled by the model (--model, default the setup's SmolLM2);\n"
+        "first and must be compiled by the model (--model or -m; default $KVZ_MODEL,\n"
+        "else the setup's SmolLM2);\n"
         "when the store lacks that model's shared prompt prefix, it is computed. A\n"
         "document appears once all of its segments are in; importing twice writes\n"
         "nothing new.\n"
         "\n"
-        "  --allow-model-mismatch  store another model's artifacts aside\n";
+        "  --allow-model-mismatch  store another model's artifacts aside\n"
+        "  --quiet                 print nothing but errors\n";
     ship_args a;
     int rc = parse_ship(argc, argv, help, " store model allow-model-mismatch quiet ", &a);
     if (rc == KVZ_EXIT_OK && (!a.store || optind >= argc))

@@ -33,7 +33,9 @@ typedef struct store_args {
     int older_configs, dry_run; /* gc */
 } store_args;
 
-static int parse_store_args(int argc, char **argv, const char *help, store_args *a, int want_doc)
+/* `takes`: the letters below of the options the command has (--json j,
+ * --svg g, --config c, --older-configs o, --dry-run n); another is refused. */
+static int parse_store_args(int argc, char **argv, const char *help, store_args *a, int want_doc, const char *takes)
 {
     static const struct option options[] = {
         {"store", required_argument, 0, 's'}, {"json", no_argument, 0, 'j'},
@@ -43,9 +45,13 @@ static int parse_store_args(int argc, char **argv, const char *help, store_args 
     };
     memset(a, 0, sizeof *a);
     a->config = 1;
-    int c;
+    int c, index = -1;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", options, &index)) != -1) {
+        if (c != 's' && c != 'h' && c != '?' && !strchr(takes, c)) {
+            fprintf(stderr, "kvz %s: --%s does not apply here\n", argv[0], options[index].name);
+            return cli_bad_option(help, argv[0]);
+        }
         switch (c) {
         case 's': a->store = optarg; break;
         case 'j': a->json = 1; break;
@@ -132,7 +138,7 @@ int cmd_ls(int argc, char **argv)
         "document, for `kvz inspect --config N`), the parameters, tokens, segments,\n"
         "artifact bytes and bytes per original token; --json adds the artifact ids.\n";
     store_args a;
-    int rc = parse_store_args(argc, argv, help, &a, 0);
+    int rc = parse_store_args(argc, argv, help, &a, 0, "j");
     if (rc)
         return rc < 0 ? KVZ_EXIT_OK : rc;
     kvz_store *s = NULL;
@@ -286,7 +292,7 @@ int cmd_inspect(int argc, char **argv)
         "configurations as numbered by `kvz ls` (default 1). --svg writes a heatmap of\n"
         "the kept positions per layer and head over the document (first segment).\n";
     store_args a;
-    int rc = parse_store_args(argc, argv, help, &a, 1);
+    int rc = parse_store_args(argc, argv, help, &a, 1, "jgc");
     if (rc)
         return rc < 0 ? KVZ_EXIT_OK : rc;
     kvz_store *s = NULL;
@@ -429,7 +435,7 @@ int cmd_verify(int argc, char **argv)
         "artifacts and shared prefix exist. Prints each problem; exit status 4 if any\n"
         "was found.\n";
     store_args a;
-    int rc = parse_store_args(argc, argv, help, &a, 0);
+    int rc = parse_store_args(argc, argv, help, &a, 0, "");
     if (rc)
         return rc < 0 ? KVZ_EXIT_OK : rc;
     kvz_store *s = NULL;
@@ -534,12 +540,12 @@ int cmd_stats(int argc, char **argv)
     static const char help[] =
         "usage: kvz stats --store DIR [--json]\n"
         "\n"
-        "Totals of a store: documents, configurations, artifacts (and how many no\n"
-        "document references: `kvz gc` drops those), shared prefixes, tokens, bytes, and\n"
+        "Totals of a store: documents, configurations, artifacts (their bytes, and the\n"
+        "bytes documents reference: `kvz gc` drops the rest), shared prefixes, tokens, and\n"
         "per compile configuration the bytes per original token and the size against\n"
         "the f16 full cache of the same documents; the size of data.mdb on disk.\n";
     store_args a;
-    int rc = parse_store_args(argc, argv, help, &a, 0);
+    int rc = parse_store_args(argc, argv, help, &a, 0, "j");
     if (rc)
         return rc < 0 ? KVZ_EXIT_OK : rc;
     kvz_store *s = NULL;
@@ -776,7 +782,7 @@ int cmd_gc(int argc, char **argv)
         "LMDB reuses the freed pages; the file does not shrink (`mdb_copy -c DIR OUT`\n"
         "writes a compacted copy).\n";
     store_args a;
-    int rc = parse_store_args(argc, argv, help, &a, 0);
+    int rc = parse_store_args(argc, argv, help, &a, 0, "on");
     if (rc)
         return rc < 0 ? KVZ_EXIT_OK : rc;
     kvz_store *s = NULL;

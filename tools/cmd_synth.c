@@ -19,7 +19,8 @@ static const char HELP[] =
     "  -o, --output F   the GGUF file to write\n"
     "  --layers N       override the layer count (a shorter model of the same shape)\n"
     "  --type T         matrix type: F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K\n"
-    "                   (default Q8_0; Q4_K for llama3-8b)\n"
+    "                   (default Q8_0; Q4_K for llama3-8b; the K types need widths\n"
+    "                   that are multiples of 256, as llama3-8b's are)\n"
     "  --ctx N          trained context length to declare\n"
     "  --seed N         generator seed (default 1)\n";
 
@@ -35,9 +36,9 @@ int cmd_synth(int argc, char **argv)
     };
     const char *shape = NULL, *out = NULL, *type = NULL;
     long layers = 0, ctx = 0, seed = -1;
-    int c;
+    int c, index = -1;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "o:h", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "o:h", options, &index)) != -1) {
         switch (c) {
         case OPT_SHAPE: shape = optarg; break;
         case 'o': out = optarg; break;
@@ -82,6 +83,6 @@ int cmd_synth(int argc, char **argv)
         return cli_fail("synth-model", rc);
     return KVZ_EXIT_OK;
 bad:
-    fprintf(stderr, "kvz synth-model: invalid value '%s'\n", optarg);
+    fprintf(stderr, "kvz synth-model: invalid value '%s' for --%s\n", optarg, options[index].name);
     return KVZ_EXIT_USAGE;
 }

@@ -4,6 +4,7 @@
 
 #include "common/file_util.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -80,7 +81,22 @@ static int dispatch(int argc, char **argv)
     return -1;
 }
 
+static int run(int argc, char **argv);
+
+/* What a command printed must have reached stdout: a full disk or a closed
+ * pipe fails the run (exit 3) instead of ending it with 0. */
 int main(int argc, char **argv)
+{
+    int rc = run(argc, argv);
+    int flushed = fflush(stdout) == 0, failed_errno = errno;
+    if (flushed && !ferror(stdout))
+        return rc;
+    fprintf(stderr, "kvz %s: cannot write the output: %s\n", argc > 1 ? argv[1] : "",
+            flushed ? "a write to it failed" : strerror(failed_errno));
+    return rc != KVZ_EXIT_OK ? rc : cli_exit_code(KVZ_ERR_IO);
+}
+
+static int run(int argc, char **argv)
 {
     /* a closed standard descriptor would be the next file opened (LMDB's
      * lock file), and what is meant for stdout would go into it */

@@ -41,6 +41,15 @@ with kvz.Engine(store, model=model, device="cpu") as engine:
         check("stopped by max_tokens", s.last["stopped_by"] == kvz.STOP_MAX_TOKENS, s.last)
         sampled = [s.ask("Describe the bridge.", max_tokens=16, temperature=0.8, seed=7) for _ in range(2)]
         check("sampling is seeded", sampled[0] == sampled[1], sampled)
+    closing = engine.session([bridge])
+    cut = closing.ask("Who opened the Vellmar bridge?", max_tokens=32, stream=lambda piece: closing.close())
+    check("closing a session from its stream callback ends the answer there",
+          closing.last["answer_tokens"] == 1 and closing.last["stopped_by"] == kvz.STOP_CALLBACK, (cut, closing.last))
+    try:
+        closing.ask("And then?")
+        check("a session closed while answering stays closed", False, "answered")
+    except ValueError:
+        check("a session closed while answering stays closed", True)
     with engine.session([bridge, orchard]) as s:
         check("composition loads both", s.load_info["documents"] == 2, s.load_info)
         answer = s.ask("Which family keeps the Linden orchard?", max_tokens=32)

@@ -28,6 +28,17 @@ grep -q "skip .*blank.txt: empty" "$TMP/err1" && ok "empty skipped with a reason
 
 mdb_stat -a "$S" >"$TMP/stat" && grep -q "Status of artifacts" "$TMP/stat" && ok "mdb_stat reads the store" || fail "mdb_stat"
 "$KVZ" ls --store "$S" >"$TMP/ls1" && [ "$(grep -c 'recent' "$TMP/ls1")" -eq 8 ] && ok "ls lists 8" || fail "ls"
+# an option of another store command is refused, not ignored
+for bad in "verify --json" "gc --json" "ls --svg x.svg" "stats --dry-run" "ls --older-configs"; do
+    "$KVZ" $bad --store "$S" >/dev/null 2>"$TMP/e"; rc=$?
+    [ $rc -eq 2 ] && grep -q "does not apply here" "$TMP/e" && ok "$bad: exit 2" || { fail "$bad: exit $rc"; cat "$TMP/e"; }
+done
+# output that cannot be written (a full disk) fails the run: exit 3 and the reason, not 0
+if [ -w /dev/full ]; then
+    "$KVZ" ls --store "$S" >/dev/full 2>"$TMP/e"; rc=$?
+    [ $rc -eq 3 ] && grep -q "kvz ls: cannot write the output: No space left on device" "$TMP/e" &&
+        ok "ls into a full disk: exit 3, the reason" || { fail "ls >/dev/full: exit $rc"; cat "$TMP/e"; }
+fi
 
 # compiling again writes nothing
 cp "$S/data.mdb" "$TMP/before.mdb"
@@ -72,6 +83,16 @@ rc=$?
     2>/dev/null | grep -q '"stopped_by":"reserve"' && "$KVZ" query --store "$S" --model "$MODEL" --doc "$DOC0" --max-tokens 2 \
     --json "Describe this text in detail." 2>/dev/null | grep -q '"stopped_by":"max_tokens"' &&
     ok "query --json says why each answer stopped" || fail "query --json stopped_by"
+"$KVZ" generate --model "$MODEL" --prompt "Once upon a time" --ctx 12 --max-tokens 50 >/dev/null 2>"$TMP/e" &&
+    grep -q "stopped after [0-9]* tokens: the context is full (--ctx)" "$TMP/e" &&
+    ok "generate says when the context is full" || { fail "generate --ctx 12"; cat "$TMP/e"; }
+# a NUL byte in text input is refused (exit 4), never a question or prompt cut short there
+printf 'Who is it\0about?\n' | "$KVZ" query --store "$S" --model "$MODEL" --doc "$DOC0" >/dev/null 2>"$TMP/e"; rc=$?
+printf 'Once\0upon' >"$TMP/nul.txt"
+"$KVZ" generate --model "$MODEL" --prompt-file "$TMP/nul.txt" >/dev/null 2>>"$TMP/e"; rc2=$?
+printf '25276\0 190' | "$KVZ" detokenize --model "$MODEL" >/dev/null 2>>"$TMP/e"; rc3=$?
+[ $rc -eq 4 ] && [ $rc2 -eq 4 ] && [ $rc3 -eq 4 ] && [ "$(grep -c "NUL byte" "$TMP/e")" -eq 3 ] &&
+    ok "a NUL in a question, a prompt file or ids: exit 4, said" || { fail "NUL input: exits $rc $rc2 $rc3"; cat "$TMP/e"; }
 "$KVZ" query --store "$S" --model "$MODEL" --doc "$DOC0" --doc "$TMP/corpus/notes/doc1.txt" --json --max-tokens 8 \
     "First question?" "Second question?" >"$TMP/q2" 2>/dev/null
 [ "$(grep -c '"load_ms"' "$TMP/q2")" -eq 2 ] && grep -q '"ttft_ms"' "$TMP/q2" && ok "query --json, two documents, two answers" || fail "query --json"
@@ -167,6 +188,11 @@ for bad in "--window 64" "--pool 5" "--reuse 2" "--beta 10" "--decay 0.5"; do
     "$KVZ" compile "$TMP/corpus/doc0.txt" --store "$TMP/w3" --model "$MODEL" $bad 2>"$TMP/e"; rc=$?
     [ $rc -eq 2 ] && grep -q -- "${bad%% *} applies to" "$TMP/e" && [ ! -e "$TMP/w3" ] && ok "kvzip $bad: exit 2, no store" ||
         fail "kvzip $bad: exit $rc, $(cat "$TMP/e")"
+done
+for bad in "--kvzip-chunk 512:snapkv" "--seed 7:recent" "--ratio 0.5:full" "--budget 3:full" "--budget-shape decay:full"; do
+    "$KVZ" compile "$TMP/corpus/doc0.txt" --store "$TMP/w3" --model "$MODEL" --method ${bad#*:} ${bad%:*} 2>"$TMP/e"; rc=$?
+    [ $rc -eq 2 ] && grep -q "applies to\|do not apply" "$TMP/e" && [ ! -e "$TMP/w3" ] && ok "${bad#*:} ${bad%:*}: exit 2, no store" ||
+        fail "${bad#*:} ${bad%:*}: exit $rc, $(cat "$TMP/e")"
 done
 # a dangling link in a folder fails alone: the rest compiles, exit 1
 mkdir -p "$TMP/linked"
