@@ -137,7 +137,8 @@ static int answer(kvz_session *s, const query_args *a, const kvz_load_info *li, 
     } else if (rc == KVZ_OK) {
         printf("\n");
     }
-    fflush(stdout);
+    if ((fflush(stdout) != 0 || ferror(stdout)) && rc == KVZ_OK) /* no one reads the answers: stop asking */
+        rc = kvz_errorf(KVZ_ERR_IO, "cannot write the output: %s", errno ? strerror(errno) : "a write failed");
     if (rc == KVZ_OK && info.stopped_by == KVZ_STOP_RESERVE)
         fprintf(stderr,
                 "kvz query: the answer stopped after %d tokens: the context reserved for the question and the "

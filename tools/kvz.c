@@ -89,11 +89,11 @@ int main(int argc, char **argv)
 {
     int rc = run(argc, argv);
     int flushed = fflush(stdout) == 0, failed_errno = errno;
-    if (flushed && !ferror(stdout))
+    if ((flushed && !ferror(stdout)) || rc != KVZ_EXIT_OK) /* a failed command said why */
         return rc;
     fprintf(stderr, "kvz %s: cannot write the output: %s\n", argc > 1 ? argv[1] : "",
             flushed ? "a write to it failed" : strerror(failed_errno));
-    return rc != KVZ_EXIT_OK ? rc : cli_exit_code(KVZ_ERR_IO);
+    return cli_exit_code(KVZ_ERR_IO);
 }
 
 static int run(int argc, char **argv)

@@ -38,6 +38,10 @@ if [ -w /dev/full ]; then
     "$KVZ" ls --store "$S" >/dev/full 2>"$TMP/e"; rc=$?
     [ $rc -eq 3 ] && grep -q "kvz ls: cannot write the output: No space left on device" "$TMP/e" &&
         ok "ls into a full disk: exit 3, the reason" || { fail "ls >/dev/full: exit $rc"; cat "$TMP/e"; }
+    "$KVZ" query --store "$S" --model "$MODEL" --doc "$(sed -n 1p "$TMP/ls1" | cut -d' ' -f1)" --max-tokens 4 \
+        "First?" "Second?" >/dev/full 2>"$TMP/e"; rc=$?
+    [ $rc -eq 3 ] && [ "$(grep -c "cannot write the output" "$TMP/e")" -eq 1 ] &&
+        ok "query into a full disk: exit 3, said once" || { fail "query >/dev/full: exit $rc"; cat "$TMP/e"; }
 fi
 
 # compiling again writes nothing
