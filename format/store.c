@@ -75,7 +75,8 @@ static const char *write_failure(int rc, const char *path, int writing)
 static int lmdb_error_at(int rc, const char *what, const char *path, int writing)
 {
     int status = rc == ENOENT ? KVZ_ERR_NOT_FOUND
-                 : rc == MDB_INVALID || rc == MDB_CORRUPTED || rc == MDB_VERSION_MISMATCH
+                 : rc == MDB_INVALID || rc == MDB_CORRUPTED || rc == MDB_VERSION_MISMATCH ||
+                           rc == MDB_PAGE_NOTFOUND /* a damaged page names one that is not there */
                      ? KVZ_ERR_FORMAT
                  : rc == ENOMEM ? KVZ_ERR_NOMEM
                  : rc == MDB_MAP_FULL ? KVZ_ERR_RANGE
@@ -368,6 +369,8 @@ int kvz_store_open_sized(kvz_store **out, const char *dir, int flags, size_t ini
     char data_path[4096];
     snprintf(data_path, sizeof data_path, "%s/data.mdb", dir);
     int has_data = exists && stat(data_path, &st) == 0;
+    if (exists && !has_data && errno != ENOENT) /* EACCES: the folder is not ours to read */
+        return kvz_errorf(KVZ_ERR_IO, "store '%s': cannot read its data.mdb: %s", dir, strerror(errno));
     /* an empty data.mdb: killed between creating the file and writing its first pages */
     int fresh = !has_data || st.st_size == 0;
     if (!has_data && (!(flags & KVZ_STORE_CREATE) || readonly))
@@ -407,7 +410,11 @@ int kvz_store_open_sized(kvz_store **out, const char *dir, int flags, size_t ini
     /* MDB_NOTLS: read transactions may move between threads of a server */
     if (rc == 0)
         rc = mdb_env_open(s->env, dir, MDB_NOTLS | (readonly ? MDB_RDONLY : 0), 0666);
-    status = rc ? lmdb_error_at(rc, "opening", dir, fresh && !readonly) : KVZ_OK; /* a new one writes */
+    if (rc == EACCES) /* LMDB records its readers in lock.mdb: reading needs it writable */
+        status = kvz_errorf(KVZ_ERR_IO, "store '%s': opening: %s (this user must be able to write its lock.mdb, "
+                            "even to read%s)", dir, mdb_strerror(rc), readonly ? "" : ", and its data.mdb");
+    else
+        status = rc ? lmdb_error_at(rc, "opening", dir, fresh && !readonly) : KVZ_OK; /* a new one writes */
     if (status == KVZ_OK && !fresh)
         status = check_whole(s->env, dir, data_path);
     /* A writer frees the reader slots of killed readers: left alone, they pin

@@ -38,7 +38,7 @@ static const char HELP[] =
     "scored on the document's first question, the cache reused for the rest),\n"
     "recent, random, knorm. Ratio 1 is the full cache at each bit width.\n"
     "\n"
-    "  --tasks LIST        passkey,needle,facts,repeat (default: all)\n"
+    "  --tasks LIST        passkey,needle,facts,repeat, each once (default: all)\n"
     "  --docs N            documents per task (default 2)\n"
     "  --words N           words per document (default 300; repeat stories are\n"
     "                      capped at 150 words, the answer has to say them all)\n"
@@ -121,17 +121,30 @@ static int parse_list(const char *opt, const char *list, int (*item)(const char 
     return *n ? 0 : bad(opt, list);
 }
 
+/* A value the list already has (it would be counted twice). */
+static int listed(const int *items, int n, int value)
+{
+    for (int j = 0; j < n; j++)
+        if (items[j] == value)
+            return 1;
+    return 0;
+}
+
 static int task_item(const char *s, void *out, int i)
 {
     int k = kvz_task_from_name(s);
+    if (k < 0 || listed(out, i, k))
+        return 1;
     ((int *)out)[i] = k;
-    return k < 0;
+    return 0;
 }
 
 static int method_item(const char *s, void *out, int i)
 {
     for (int m = 0; m < FULL_METHOD; m++)
         if (strcmp(s, METHODS[m].name) == 0) {
+            if (listed(out, i, m))
+                return 1;
             ((int *)out)[i] = m;
             return 0;
         }
