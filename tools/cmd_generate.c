@@ -285,6 +285,7 @@ int cmd_generate(int argc, char **argv)
             st = kvz_errorf(KVZ_ERR_FORMAT, "%s holds a NUL byte at offset %zu: a prompt is text", a.prompt_file,
                             (size_t)((char *)memchr(file_text, '\0', len) - file_text));
         if (st != KVZ_OK) {
+            free(file_text);
             free(a.docs);
             return cli_fail("generate", st);
         }
