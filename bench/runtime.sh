@@ -53,9 +53,10 @@ import json, sys
 tmp, ntok, t0, t1, hd = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
 c = json.loads(open(f"{tmp}/c.json").readline()); f = json.loads(open(f"{tmp}/f.json").readline())
 p = json.loads(open(f"{tmp}/p.json").readline())
+rate = lambda r: "-" if r["decode_tok_s"] is None else f"{r['decode_tok_s']:.1f}"  # null: a one-token answer
 store = c["load_ms"] + c["ttft_ms"]; prefill = p["prefill_s"] * 1000
 gbs = c["kept_pairs"] * 2 * hd * 4 / (c["load_ms"] / 1000) / 1e9
 print(f"| {ntok} | {t1 - t0:.1f} | {c['load_ms']:.1f} | {gbs:.2f} | {c['ttft_ms']:.1f} | {store:.1f} | {prefill:.1f} | "
-      f"{prefill / store:.1f}x | {c['decode_tok_s']:.1f} | {f['decode_tok_s']:.1f} |")
+      f"{prefill / store:.1f}x | {rate(c)} | {rate(f)} |")
 PY
 done

@@ -152,6 +152,29 @@ typedef struct kvz_load_info {
  * for the model's context with the reserve). */
 KVZ_API int kvz_session_open(kvz_session **out, kvz_engine *e, const char *const *names, size_t count,
                              const kvz_session_options *opts);
+
+/* A document longer than the model's context is compiled in segments (each
+ * at most the context less the compile's reserve), and all of them together
+ * may not fit one context: load a run of them. `segments` 0: from
+ * first_segment to the last. */
+typedef struct kvz_doc_part {
+    const char *name;
+    int32_t first_segment; /* counted from 0 */
+    int32_t segments;
+} kvz_doc_part;
+
+/* kvz_session_open for parts of documents, composed in the order given.
+ * Errors as kvz_session_open's, and KVZ_ERR_RANGE for segments a document
+ * does not have. */
+KVZ_API int kvz_session_open_parts(kvz_session **out, kvz_engine *e, const kvz_doc_part *parts, size_t count,
+                                   const kvz_session_options *opts);
+
+/* A compiled document's segments in the form `config` would load (numbered as
+ * by `kvz ls`; 0: the newest made by this engine's model): `*count` of them,
+ * (*tokens)[i] the tokens of segment i (the positions it takes in a context).
+ * Free *tokens with kvz_free. Errors: KVZ_ERR_NOT_FOUND, KVZ_ERR_MODEL_MISMATCH. */
+KVZ_API int kvz_engine_document_segments(kvz_engine *e, const char *name, int32_t config, int32_t **tokens,
+                                         size_t *count);
 KVZ_API void kvz_session_close(kvz_session *s);
 KVZ_API int kvz_session_load_info(const kvz_session *s, kvz_load_info *info);
 
@@ -172,7 +195,7 @@ typedef struct kvz_ask_options {
 typedef struct kvz_ask_info {
     int32_t question_tokens, answer_tokens;
     double first_token_ms; /* the question's prefill: time to the first token */
-    double decode_tokens_per_s;
+    double decode_tokens_per_s; /* after the first token; 0 for an answer of one token */
     int ended_turn;        /* stopped on end of turn (not on the limit or the callback) */
     int32_t stopped_by;    /* why the answer ended: a kvz_stop (in what was padding: same size) */
 } kvz_ask_info;

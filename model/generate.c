@@ -48,7 +48,13 @@ int kvz_generate(kvz_context *c, const int32_t *prompt, int32_t n_prompt,
             break;
         }
         rc = kvz_context_eval(c, &next, 1, &eval, NULL);
+        stats->decode_steps++;
     }
     stats->decode_seconds = kvz_now_seconds() - t1;
     return rc;
+}
+
+double kvz_generate_decode_rate(const kvz_generate_stats *s)
+{
+    return s->decode_steps > 0 && s->decode_seconds > 0 ? s->decode_steps / s->decode_seconds : 0.0;
 }

@@ -29,9 +29,14 @@ typedef enum kvz_generate_stop {
 
 typedef struct kvz_generate_stats {
     int32_t prompt_tokens, generated_tokens;
-    double prefill_seconds, decode_seconds;
+    int32_t decode_steps; /* one-token forward passes after the prompt's (each gives the next token) */
+    double prefill_seconds, decode_seconds; /* decode: all after the prefill, sampling included */
     kvz_generate_stop stopped_by; /* why it ended (when it returned KVZ_OK) */
 } kvz_generate_stats;
+
+/* Decode steps per second; 0 when there was none (an answer of one token,
+ * whose time is the prefill's). */
+double kvz_generate_decode_rate(const kvz_generate_stats *s);
 
 /* Evaluate `prompt` after whatever the context holds, then generate. The
  * generated ids (end-of-generation token excluded) are appended to `out`. */

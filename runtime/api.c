@@ -241,16 +241,26 @@ int kvz_engine_document_text(kvz_engine *e, const char *name, char **text, size_
     return rc;
 }
 
+int kvz_engine_document_segments(kvz_engine *e, const char *name, int32_t config, int32_t **tokens,
+                                 size_t *count)
+{
+    if (!e || !name || !tokens || !count)
+        return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_document_segments: engine, name, tokens and count are required");
+    if (config < 0)
+        return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_document_segments: config %d is negative", config);
+    return kvz_document_segments(e->model, e->store, name, config, tokens, count);
+}
+
 /* ---- sessions ----------------------------------------------------------------- */
 
-int kvz_session_open(kvz_session **out, kvz_engine *e, const char *const *names, size_t count,
-                     const kvz_session_options *opts)
+int kvz_session_open_parts(kvz_session **out, kvz_engine *e, const kvz_doc_part *parts, size_t count,
+                           const kvz_session_options *opts)
 {
-    if (!out || !e || !names)
+    if (!out || !e || !parts)
         return kvz_errorf(KVZ_ERR_ARG, "kvz_session_open: out, engine and names are required");
     *out = NULL;
     for (size_t i = 0; i < count; i++)
-        if (!names[i])
+        if (!parts[i].name)
             return kvz_errorf(KVZ_ERR_ARG, "kvz_session_open: document name %zu is NULL", i);
     kvz_session_options o = opts ? *opts : (kvz_session_options){0};
     if (o.reserve < 0 || o.config < 0)
@@ -267,7 +277,7 @@ int kvz_session_open(kvz_session **out, kvz_engine *e, const char *const *names,
     kvz_load_opts lo = {.reserve = o.reserve, .config = o.config, .backend = s->backend};
     kvz_load_stats st;
     if (rc == KVZ_OK)
-        rc = kvz_load(e->model, e->store, names, count, &lo, &s->loaded, &st);
+        rc = kvz_load_parts(e->model, e->store, parts, count, &lo, &s->loaded, &st);
     if (rc != KVZ_OK) {
         if (s->backend) /* not pooled: a failed load may leave it in any state */
             s->backend->ops->destroy(s->backend);
@@ -281,6 +291,22 @@ int kvz_session_open(kvz_session **out, kvz_engine *e, const char *const *names,
                               .document_tokens = st.original_tokens, .kept_pairs = st.rows};
     *out = s;
     return KVZ_OK;
+}
+
+int kvz_session_open(kvz_session **out, kvz_engine *e, const char *const *names, size_t count,
+                     const kvz_session_options *opts)
+{
+    if (!out || !e || !names)
+        return kvz_errorf(KVZ_ERR_ARG, "kvz_session_open: out, engine and names are required");
+    *out = NULL;
+    kvz_doc_part *parts = calloc(count ? count : 1, sizeof *parts);
+    if (!parts)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < count; i++)
+        parts[i].name = names[i];
+    int rc = kvz_session_open_parts(out, e, parts, count, opts);
+    free(parts);
+    return rc;
 }
 
 enum { ANSWER_IDLE, ANSWERING, CLOSE_WHEN_ANSWERED };
@@ -355,9 +381,7 @@ int kvz_session_ask(kvz_session *s, const char *question, const kvz_ask_options 
     if (rc == KVZ_OK && info)
         *info = (kvz_ask_info){.question_tokens = st.prompt_tokens, .answer_tokens = st.generated_tokens,
                                .first_token_ms = st.prefill_seconds * 1e3,
-                               .decode_tokens_per_s = st.decode_seconds > 0
-                                                          ? st.generated_tokens / st.decode_seconds
-                                                          : 0.0,
+                               .decode_tokens_per_s = kvz_generate_decode_rate(&st),
                                .ended_turn = st.stopped_by == KVZ_GENERATE_END_OF_TURN,
                                .stopped_by = (int32_t)st.stopped_by};
     kvz_tokens_free(&out);

@@ -118,7 +118,7 @@ static int get_segment(kvz_store_txn *t, const kvz_doc_entry *e, uint32_t s, con
 /* Find every artifact to load and check they belong together: the shared
  * prefix first, then each document's segments in order. */
 static int make_plan(kvz_model *m, kvz_store_txn *t, const kvz_model_identity *id,
-                     const char *const *names, size_t n_names, const kvz_load_opts *o, plan *p,
+                     const kvz_doc_part *parts, size_t n_parts, const kvz_load_opts *o, plan *p,
                      kvz_load_stats *st)
 {
     kvz_tokens prefix = {0};
@@ -131,14 +131,22 @@ static int make_plan(kvz_model *m, kvz_store_txn *t, const kvz_model_identity *i
     size_t len;
     int rc = KVZ_OK;
     int32_t position = P;
-    for (size_t d = 0; d < n_names; d++) {
+    for (size_t d = 0; d < n_parts; d++) {
+        const char *name = parts[d].name;
         kvz_doc_record rec;
         const kvz_doc_entry *e;
-        KVZ_TRY(find_entry(t, names[d], o->config, id, &rec, &e));
-        for (uint32_t s = 0; s < e->n_segments && rc == KVZ_OK; s++) {
-            rc = get_segment(t, e, s, names[d], &val, &len);
+        KVZ_TRY(find_entry(t, name, o->config, id, &rec, &e));
+        int64_t first = parts[d].first_segment, n = parts[d].segments ? parts[d].segments : e->n_segments - first;
+        if (first < 0 || first >= e->n_segments)
+            rc = kvz_errorf(KVZ_ERR_RANGE, "'%s' has %u segment(s), counted from 0: it has no segment %lld", name,
+                            e->n_segments, (long long)first);
+        else if (n < 0 || first + n > e->n_segments)
+            rc = kvz_errorf(KVZ_ERR_RANGE, "'%s' has %u segment(s), counted from 0: %lld from segment %lld pass "
+                            "its last", name, e->n_segments, (long long)n, (long long)first);
+        for (uint32_t s = (uint32_t)first; rc == KVZ_OK && s < first + n; s++) {
+            rc = get_segment(t, e, s, name, &val, &len);
             char what[1200];
-            snprintf(what, sizeof what, "'%s' segment %u", names[d], s);
+            snprintf(what, sizeof what, "'%s' segment %u", name, s);
             if (rc == KVZ_OK)
                 rc = plan_add(p, val, len, position, what);
             if (rc == KVZ_OK)
@@ -156,6 +164,10 @@ static int make_plan(kvz_model *m, kvz_store_txn *t, const kvz_model_identity *i
             st->artifact_bytes += len;
             st->segments++;
         }
+        if (rc == KVZ_OK && n < e->n_segments)
+            st->partial = 1;
+        if (e->n_segments > 1)
+            st->segmented = 1;
         kvz_doc_record_free(&rec);
         KVZ_TRY(rc);
         st->documents++;
@@ -304,13 +316,27 @@ int kvz_load(kvz_model *m, kvz_store *store, const char *const *names, size_t n_
              const kvz_load_opts *opts, kvz_loaded **out, kvz_load_stats *st)
 {
     *out = NULL;
+    kvz_doc_part *parts = calloc(n_names ? n_names : 1, sizeof *parts);
+    if (!parts)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n_names; i++)
+        parts[i].name = names[i];
+    int rc = kvz_load_parts(m, store, parts, n_names, opts, out, st);
+    free(parts);
+    return rc;
+}
+
+int kvz_load_parts(kvz_model *m, kvz_store *store, const kvz_doc_part *docs, size_t n_docs,
+                   const kvz_load_opts *opts, kvz_loaded **out, kvz_load_stats *st)
+{
+    *out = NULL;
     memset(st, 0, sizeof *st);
     kvz_load_opts o = opts ? *opts : (kvz_load_opts){0};
     if (o.reserve <= 0)
         o.reserve = 512;
     if (o.staging == 0)
         o.staging = (size_t)64 << 20;
-    if (n_names == 0)
+    if (n_docs == 0)
         return kvz_errorf(KVZ_ERR_ARG, "no document to load");
     double t0 = kvz_now_seconds();
     kvz_model_identity id;
@@ -322,7 +348,7 @@ int kvz_load(kvz_model *m, kvz_store *store, const char *const *names, size_t n_
     plan p = {0};
     int32_t *loaded = calloc((size_t)L * H, sizeof *loaded);
     kvz_loaded *res = calloc(1, sizeof *res);
-    int rc = loaded && res ? make_plan(m, t, &id, names, n_names, &o, &p, st)
+    int rc = loaded && res ? make_plan(m, t, &id, docs, n_docs, &o, &p, st)
                            : kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     int32_t first_position = st->prefix_tokens + st->original_tokens;
     for (size_t i = 0; i < p.n && rc == KVZ_OK; i++)
@@ -336,8 +362,9 @@ int kvz_load(kvz_model *m, kvz_store *store, const char *const *names, size_t n_
         st->rows += (uint64_t)loaded[i];
     if (rc == KVZ_OK && (int64_t)first_position + o.reserve > hp->ctx_train)
         rc = kvz_errorf(KVZ_ERR_RANGE, "the documents take %d positions (prefix included); with %d for the "
-                        "question and answer that exceeds the model's context of %d", first_position, o.reserve,
-                        hp->ctx_train);
+                        "question and answer that exceeds the model's context of %d%s", first_position, o.reserve,
+                        hp->ctx_train, st->segmented ? ". A document compiled in segments can be loaded a run of "
+                        "its segments at a time (kvz query --segments; kvz inspect lists them)" : "");
     if (rc == KVZ_OK) {
         res->model = m;
         rc = kvz_context_new_ragged(&res->ctx, m, o.backend, loaded, o.reserve, 512, first_position);
@@ -419,7 +446,10 @@ int kvz_doc_record_has_model(const void *record, size_t size, uint64_t fingerpri
     return found;
 }
 
-int kvz_document_tokens(kvz_model *m, kvz_store *store, const char *name, int32_t config, kvz_tokens *out)
+/* Call visit(ctx, s, n_segments, artifact) for each segment s of the
+ * compiled form `config` of `name`, in order, within one read transaction. */
+static int visit_segments(kvz_model *m, kvz_store *store, const char *name, int32_t config,
+                          int (*visit)(void *ctx, uint32_t s, uint32_t n_segments, const kvz_artifact *a), void *ctx)
 {
     kvz_model_identity id;
     kvz_model_identity_of(m, &id);
@@ -435,13 +465,54 @@ int kvz_document_tokens(kvz_model *m, kvz_store *store, const char *name, int32_
         rc = get_segment(t, e, s, name, &val, &len);
         if (rc == KVZ_OK)
             rc = kvz_artifact_open(&a, val, len);
-        size_t at = out->len;
-        for (uint32_t i = 0; rc == KVZ_OK && i < a.manifest.n_tokens; i++)
-            rc = kvz_tokens_push(out, 0);
         if (rc == KVZ_OK)
-            rc = kvz_artifact_read_tokens(&a, out->ids + at);
+            rc = visit(ctx, s, e->n_segments, &a);
     }
     kvz_doc_record_free(&rec);
     kvz_store_read_end(t);
+    return rc;
+}
+
+static int append_tokens(void *ctx, uint32_t s, uint32_t n_segments, const kvz_artifact *a)
+{
+    (void)s, (void)n_segments;
+    kvz_tokens *out = ctx;
+    size_t at = out->len;
+    for (uint32_t i = 0; i < a->manifest.n_tokens; i++)
+        KVZ_TRY(kvz_tokens_push(out, 0));
+    return kvz_artifact_read_tokens(a, out->ids + at);
+}
+
+int kvz_document_tokens(kvz_model *m, kvz_store *store, const char *name, int32_t config, kvz_tokens *out)
+{
+    return visit_segments(m, store, name, config, append_tokens, out);
+}
+
+typedef struct segment_lengths {
+    int32_t *tokens;
+    size_t count;
+} segment_lengths;
+
+static int note_length(void *ctx, uint32_t s, uint32_t n_segments, const kvz_artifact *a)
+{
+    segment_lengths *sl = ctx;
+    if (!sl->tokens && !(sl->tokens = malloc(n_segments * sizeof *sl->tokens)))
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    sl->tokens[s] = (int32_t)a->manifest.n_tokens;
+    sl->count = s + 1;
+    return KVZ_OK;
+}
+
+int kvz_document_segments(kvz_model *m, kvz_store *store, const char *name, int32_t config, int32_t **tokens,
+                          size_t *count)
+{
+    segment_lengths sl = {0};
+    int rc = visit_segments(m, store, name, config, note_length, &sl);
+    if (rc != KVZ_OK) {
+        free(sl.tokens);
+        sl = (segment_lengths){0};
+    }
+    *tokens = sl.tokens;
+    *count = sl.count;
     return rc;
 }

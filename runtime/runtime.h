@@ -16,6 +16,7 @@
 #ifndef KVZ_RUNTIME_RUNTIME_H
 #define KVZ_RUNTIME_RUNTIME_H
 
+#include "kvz.h"
 #include "format/store.h"
 #include "model/generate.h"
 #include "model/model.h"
@@ -48,6 +49,8 @@ typedef struct kvz_load_stats {
     int32_t documents, segments;
     int32_t prefix_tokens;
     int32_t original_tokens; /* the documents' uncompressed length */
+    int segmented;           /* a document loaded has more than one segment */
+    int partial;             /* a run of a document's segments was loaded, not all */
 } kvz_load_stats;
 
 /* Load documents (store names) for `m` from `store`. Errors: KVZ_ERR_NOT_FOUND
@@ -57,6 +60,11 @@ typedef struct kvz_load_stats {
  * model's context). */
 int kvz_load(kvz_model *m, kvz_store *store, const char *const *names, size_t n_names,
              const kvz_load_opts *opts, kvz_loaded **out, kvz_load_stats *stats);
+
+/* kvz_load for runs of documents' segments (kvz.h's kvz_doc_part); a run a
+ * document does not have is KVZ_ERR_RANGE. */
+int kvz_load_parts(kvz_model *m, kvz_store *store, const kvz_doc_part *parts, size_t n_parts,
+                   const kvz_load_opts *opts, kvz_loaded **out, kvz_load_stats *stats);
 void kvz_loaded_free(kvz_loaded *l);
 
 /* Answer `question`; the answer's tokens are appended to `answer`. */
@@ -78,6 +86,11 @@ kvz_context *kvz_loaded_context(kvz_loaded *l);
 /* The tokens of a stored document (all its segments, in order) from the
  * compiled form `config` would load (0: the newest made by `m`). */
 int kvz_document_tokens(kvz_model *m, kvz_store *store, const char *name, int32_t config, kvz_tokens *out);
+
+/* The tokens of each segment of that compiled form: *count of them in
+ * *tokens (malloc'd). */
+int kvz_document_segments(kvz_model *m, kvz_store *store, const char *name, int32_t config, int32_t **tokens,
+                          size_t *count);
 
 /* Whether a `docs` record has a compiled form made by the model `fingerprint`. */
 int kvz_doc_record_has_model(const void *record, size_t size, uint64_t fingerprint);

@@ -112,6 +112,25 @@ int cli_read_input(const char *path, char **data, size_t *len)
     return kvz_read_file(path, data, len);
 }
 
+int cli_refuse_nul(const char *text, size_t len, const char *what, const char *why)
+{
+    const char *nul = memchr(text, '\0', len);
+    if (!nul)
+        return KVZ_OK;
+    return kvz_errorf(KVZ_ERR_FORMAT, "%s holds a NUL byte at offset %zu: %s", what, (size_t)(nul - text), why);
+}
+
+int cli_parse_threads(const char *cmd, const char *s, long *out)
+{
+    if (cli_parse_int(s, 1, KVZ_MAX_THREADS, out) != 0)
+        return -1;
+    int cpus = kvz_backend_threads(&(kvz_backend_config){0});
+    if (*out > cpus)
+        fprintf(stderr, "kvz %s: warning: --threads %ld is more than the %d CPU(s) this process may use; the "
+                "extra threads only wait their turn\n", cmd, *out, cpus);
+    return 0;
+}
+
 int cli_parse_device(const char *s, int *device)
 {
     if (strcmp(s, "cpu") == 0)

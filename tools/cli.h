@@ -37,6 +37,11 @@ const char *cli_project_file(const char *relative, char path[PATH_MAX]);
 int cli_parse_int(const char *s, long min, long max, long *out);
 int cli_parse_float(const char *s, double min, double max, double *out);
 
+/* --threads: 1..KVZ_MAX_THREADS; more than the CPUs this process may use is
+ * allowed (a shared machine) with a warning on stderr, since every thread
+ * past them only waits. 0 on success. */
+int cli_parse_threads(const char *cmd, const char *s, long *out);
+
 /* --device and --weights values. 0 on success. */
 int cli_parse_device(const char *s, int *device);
 int cli_parse_weights(const char *s, int *policy);
@@ -61,6 +66,10 @@ FILE *cli_report_stream(const char *output);
 
 /* Read all of stdin (or a file when path is not "-") into a NUL-terminated buffer. */
 int cli_read_input(const char *path, char **data, size_t *len);
+
+/* KVZ_OK when text[0..len) holds no NUL byte; else KVZ_ERR_FORMAT with
+ * "<what> holds a NUL byte at offset N: <why>" (C strings would be cut there). */
+int cli_refuse_nul(const char *text, size_t len, const char *what, const char *why);
 
 int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);

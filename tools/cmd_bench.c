@@ -27,7 +27,8 @@ static const char HELP[] =
     "                    tests/data/gpl3_excerpt.txt, python_datamodel.txt, zpipe.c)\n"
     "  --chunk N         prefill chunk (default 512)\n"
     "  --repeat N        runs per size; the best is reported (default 1)\n"
-    "  --threads N       CPU threads (default: every CPU this process may use)\n"
+    "  --threads N       CPU threads, 1 to 1024 (default: every CPU this process\n"
+    "                    may use)\n"
     "  --device D        cpu, cuda or auto\n"
     "  --weights W       auto, f32 or native (CPU)\n"
     "  --ratio R         also, at each N: one decode step's attention over one layer\n"
@@ -153,7 +154,7 @@ int cmd_bench(int argc, char **argv)
         case OPT_DECODE: if (cli_parse_int(optarg, 0, 1 << 20, &decode)) goto bad; break;
         case OPT_CHUNK: if (cli_parse_int(optarg, 1, 1 << 16, &chunk)) goto bad; break;
         case OPT_REPEAT: if (cli_parse_int(optarg, 1, 100, &repeat)) goto bad; break;
-        case OPT_THREADS: if (cli_parse_int(optarg, 1, 1024, &threads)) goto bad; break;
+        case OPT_THREADS: if (cli_parse_threads("bench", optarg, &threads)) goto bad; break;
         case OPT_DEVICE: if (cli_parse_device(optarg, &device)) goto bad; break;
         case OPT_WEIGHTS: if (cli_parse_weights(optarg, &weights)) goto bad; break;
         case OPT_RATIO: if (cli_parse_float(optarg, 1e-6, 1.0, &ratio) || ratio >= 1.0) goto bad; break;

@@ -231,7 +231,7 @@ static int parse(int argc, char **argv, compile_args *a)
         case OPT_JSON: a->json = 1; break;
         case OPT_QUIET: a->quiet = 1; break;
         case OPT_DEVICE: if (cli_parse_device(optarg, &a->device)) return bad("device", optarg); break;
-        case OPT_THREADS: if (cli_parse_int(optarg, 1, 1024, &a->threads)) return bad("threads", optarg); break;
+        case OPT_THREADS: if (cli_parse_threads("compile", optarg, &a->threads)) return bad("threads", optarg); break;
         case 'h': fputs(HELP, stdout); return -1;
         default: return cli_bad_option(HELP, argv[0]);
         }

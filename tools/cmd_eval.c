@@ -199,7 +199,7 @@ static int parse(int argc, char **argv, eval_args *a)
         case OPT_WORDS: if (cli_parse_int(optarg, 16, 5000, &a->words)) rc = bad("words", optarg); break;
         case OPT_SEED: if (cli_parse_int(optarg, 0, 1L << 62, &a->seed)) rc = bad("seed", optarg); break;
         case OPT_MAX_TOKENS: if (cli_parse_int(optarg, 1, 4096, &a->max_tokens)) rc = bad("max-tokens", optarg); break;
-        case OPT_THREADS: if (cli_parse_int(optarg, 1, 1024, &a->threads)) rc = bad("threads", optarg); break;
+        case OPT_THREADS: if (cli_parse_threads("eval", optarg, &a->threads)) rc = bad("threads", optarg); break;
         case OPT_DEVICE: if (cli_parse_device(optarg, &a->device)) rc = bad("device", optarg); break;
         case OPT_STORE: a->store = optarg; break;
         case OPT_JSON: a->json = 1; break;

@@ -40,7 +40,8 @@ static const char HELP[] =
     "                      model's trained context)\n"
     "  --chunk N           prefill chunk in tokens (default 512); peak activation\n"
     "                      memory grows with it, not with the prompt\n"
-    "  --threads N         CPU threads (default: every CPU this process may use)\n"
+    "  --threads N         CPU threads, 1 to 1024 (default: every CPU this process may\n"
+    "                      use; more than those is warned of)\n"
     "  --device D          cpu, cuda or auto (default auto: cuda if built in and present)\n"
     "  --weights W         CPU weight storage: auto, f32 (dequantize at load) or native\n"
     "                      (keep the file's blocks, decode on the fly; less memory)\n"
@@ -132,7 +133,7 @@ static int parse_args(int argc, char **argv, gen_args *a)
             if (cli_parse_int(optarg, 1, 1 << 16, &a->chunk)) return bad_value("chunk", optarg);
             break;
         case OPT_THREADS:
-            if (cli_parse_int(optarg, 1, 1024, &a->threads)) return bad_value("threads", optarg);
+            if (cli_parse_threads("generate", optarg, &a->threads)) return bad_value("threads", optarg);
             break;
         case OPT_SEED:
             if (cli_parse_int(optarg, 0, (1L << 62), &a->seed)) return bad_value("seed", optarg);
@@ -254,7 +255,7 @@ static int run(const gen_args *a, const char *text)
                 m->backend->ops->name, st.prompt_tokens, st.prefill_seconds,
                 st.prompt_tokens / (st.prefill_seconds > 0 ? st.prefill_seconds : 1e-9),
                 st.generated_tokens, st.decode_seconds,
-                st.generated_tokens / (st.decode_seconds > 0 ? st.decode_seconds : 1e-9),
+                kvz_generate_decode_rate(&st),
                 st.stopped_by == KVZ_GENERATE_END_OF_TURN ? "; stopped at end of turn" : "");
     if (rc == KVZ_OK && st.stopped_by == KVZ_GENERATE_CONTEXT_FULL)
         fprintf(stderr, "kvz generate: stopped after %d tokens: the context is full (%s)\n", st.generated_tokens,
@@ -281,9 +282,8 @@ int cmd_generate(int argc, char **argv)
     size_t len;
     if (a.prompt_file) {
         int st = cli_read_input(a.prompt_file, &file_text, &len);
-        if (st == KVZ_OK && memchr(file_text, '\0', len)) /* the prompt would be cut there */
-            st = kvz_errorf(KVZ_ERR_FORMAT, "%s holds a NUL byte at offset %zu: a prompt is text", a.prompt_file,
-                            (size_t)((char *)memchr(file_text, '\0', len) - file_text));
+        if (st == KVZ_OK)
+            st = cli_refuse_nul(file_text, len, a.prompt_file, "a prompt is text");
         if (st != KVZ_OK) {
             free(file_text);
             free(a.docs);

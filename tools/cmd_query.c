@@ -22,6 +22,12 @@ static const char HELP[] =
     "\n"
     "  --store DIR         the store (see kvz compile, kvz ls)\n"
     "  --doc NAME          a document as named in the store (repeatable)\n"
+    "  --segments A[-B]    of the --doc just before: only its segments A to B\n"
+    "                      (counted from 1, as `kvz inspect` lists them; B defaults\n"
+    "                      to A). A document longer than the model's context is\n"
+    "                      compiled in segments that may not fit one context\n"
+    "                      together; each run is placed right after the previous\n"
+    "                      document, as if the others were not there\n"
     "  --config N          which compiled form of each document, as numbered by\n"
     "                      `kvz ls` (default: the newest made by this model)\n"
     "  -m, --model PATH    GGUF model (default: $KVZ_MODEL, else the setup's SmolLM2);\n"
@@ -30,15 +36,19 @@ static const char HELP[] =
     "  --temperature T, --top-p P, --seed N   sampling, as in `kvz generate`\n"
     "  --reserve N         context tokens for question + answer (default 512)\n"
     "  --json              one JSON object per answer, with timings (load ms,\n"
-    "                      time to first token, decode tok/s)\n"
+    "                      time to first token, decode tok/s: null for a one-token\n"
+    "                      answer)\n"
+    "\n"
+    "A question too long for the reserve is reported (with --json, as an object\n"
+    "with \"error\") and the next one answered; the exit code is then 10.\n"
     "  --device D, --threads N   as in `kvz generate`\n";
 
-enum { OPT_STORE = 256, OPT_DOC, OPT_CONFIG, OPT_MAX_TOKENS, OPT_TEMPERATURE, OPT_TOP_P, OPT_SEED,
+enum { OPT_STORE = 256, OPT_DOC, OPT_SEGMENTS, OPT_CONFIG, OPT_MAX_TOKENS, OPT_TEMPERATURE, OPT_TOP_P, OPT_SEED,
        OPT_RESERVE, OPT_JSON, OPT_DEVICE, OPT_THREADS };
 
 typedef struct query_args {
     const char *store, *model;
-    const char **docs; /* argv entries */
+    kvz_doc_part *docs; /* names are argv entries; segments counted from 0 */
     size_t n_docs;
     long config, max_tokens, seed, reserve, threads;
     double temperature, top_p;
@@ -51,10 +61,32 @@ static int bad(const char *opt, const char *v)
     return KVZ_EXIT_USAGE;
 }
 
+/* "A" or "A-B", counted from 1 (A <= B), into a part counted from 0. */
+static int parse_run(const char *v, kvz_doc_part *part)
+{
+    char first[32];
+    const char *dash = strchr(v, '-');
+    size_t n = dash ? (size_t)(dash - v) : strlen(v);
+    long from, to;
+    if (n >= sizeof first)
+        return -1;
+    memcpy(first, v, n);
+    first[n] = '\0';
+    if (cli_parse_int(first, 1, INT32_MAX, &from))
+        return -1;
+    to = from;
+    if (dash && cli_parse_int(dash + 1, from, INT32_MAX, &to))
+        return -1;
+    part->first_segment = (int32_t)(from - 1);
+    part->segments = (int32_t)(to - from + 1);
+    return 0;
+}
+
 static int parse(int argc, char **argv, query_args *a)
 {
     static const struct option options[] = {
         {"store", required_argument, 0, OPT_STORE}, {"doc", required_argument, 0, OPT_DOC},
+        {"segments", required_argument, 0, OPT_SEGMENTS},
         {"config", required_argument, 0, OPT_CONFIG}, {"model", required_argument, 0, 'm'},
         {"max-tokens", required_argument, 0, OPT_MAX_TOKENS}, {"temperature", required_argument, 0, OPT_TEMPERATURE},
         {"top-p", required_argument, 0, OPT_TOP_P}, {"seed", required_argument, 0, OPT_SEED},
@@ -71,14 +103,22 @@ static int parse(int argc, char **argv, query_args *a)
     while ((c = getopt_long(argc, argv, "m:h", options, NULL)) != -1) {
         switch (c) {
         case OPT_STORE: a->store = optarg; break;
-        case OPT_DOC: a->docs[a->n_docs++] = optarg; break;
+        case OPT_DOC: a->docs[a->n_docs++].name = optarg; break;
+        case OPT_SEGMENTS:
+            if (a->n_docs == 0 || a->docs[a->n_docs - 1].segments) {
+                fprintf(stderr, "kvz query: --segments follows the --doc it applies to, once\n");
+                return KVZ_EXIT_USAGE;
+            }
+            if (parse_run(optarg, &a->docs[a->n_docs - 1]))
+                return bad("segments", optarg);
+            break;
         case 'm': a->model = optarg; break;
         case OPT_JSON: a->json = 1; break;
         case OPT_CONFIG: if (cli_parse_int(optarg, 1, 1 << 20, &a->config)) return bad("config", optarg); break;
         case OPT_MAX_TOKENS: if (cli_parse_int(optarg, 1, 1 << 20, &a->max_tokens)) return bad("max-tokens", optarg); break;
         case OPT_SEED: if (cli_parse_int(optarg, 0, 1L << 62, &a->seed)) return bad("seed", optarg); break;
         case OPT_RESERVE: if (cli_parse_int(optarg, 16, 1 << 20, &a->reserve)) return bad("reserve", optarg); break;
-        case OPT_THREADS: if (cli_parse_int(optarg, 1, 1024, &a->threads)) return bad("threads", optarg); break;
+        case OPT_THREADS: if (cli_parse_threads("query", optarg, &a->threads)) return bad("threads", optarg); break;
         case OPT_TEMPERATURE: if (cli_parse_float(optarg, 0, 100, &a->temperature)) return bad("temperature", optarg); break;
         case OPT_TOP_P: if (cli_parse_float(optarg, 1e-6, 1, &a->top_p)) return bad("top-p", optarg); break;
         case OPT_DEVICE: if (cli_parse_device(optarg, &a->device)) return bad("device", optarg); break;
@@ -130,10 +170,15 @@ static int answer(kvz_session *s, const query_args *a, const kvz_load_info *li, 
         printf(",\"answer\":");
         cli_json_string(stdout, text, strlen(text));
         printf(",\"answer_tokens\":%d,\"load_ms\":%.1f,\"artifact_bytes\":%llu,\"kept_pairs\":%llu,"
-               "\"ttft_ms\":%.1f,\"decode_tok_s\":%.1f,\"stopped_at_end_of_turn\":%s,\"stopped_by\":\"%s\"}\n",
+               "\"segments\":%d,\"ttft_ms\":%.1f,\"decode_tok_s\":",
                info.answer_tokens, li->load_ms, (unsigned long long)li->artifact_bytes,
-               (unsigned long long)li->kept_pairs, info.first_token_ms, info.decode_tokens_per_s,
-               info.ended_turn ? "true" : "false", stop_name(info.stopped_by));
+               (unsigned long long)li->kept_pairs, li->segments, info.first_token_ms);
+        if (info.decode_tokens_per_s > 0)
+            printf("%.1f", info.decode_tokens_per_s);
+        else
+            printf("null"); /* nothing decoded after the first token */
+        printf(",\"stopped_at_end_of_turn\":%s,\"stopped_by\":\"%s\"}\n", info.ended_turn ? "true" : "false",
+               stop_name(info.stopped_by));
     } else if (rc == KVZ_OK) {
         printf("\n");
     }
@@ -146,6 +191,48 @@ static int answer(kvz_session *s, const query_args *a, const kvz_load_info *li, 
                 info.answer_tokens, a->reserve);
     kvz_free(text);
     return rc;
+}
+
+/* Each --segments run against its document's segments, counted from 1 as
+ * the option takes them (the library counts from 0). */
+static int check_runs(kvz_engine *e, const query_args *a)
+{
+    for (size_t i = 0; i < a->n_docs; i++) {
+        const kvz_doc_part *d = &a->docs[i];
+        if (!d->segments)
+            continue;
+        int32_t *tokens = NULL;
+        size_t count = 0;
+        KVZ_TRY(kvz_engine_document_segments(e, d->name, (int32_t)a->config, &tokens, &count));
+        kvz_free(tokens);
+        if ((size_t)d->first_segment + (size_t)d->segments > count) {
+            char shown[CLI_SHOWN_MAX];
+            return kvz_errorf(KVZ_ERR_RANGE, "'%s' has %zu segment(s): --segments %d-%d passes its last",
+                              cli_shown(shown, d->name, strlen(d->name)), count, d->first_segment + 1,
+                              d->first_segment + d->segments);
+        }
+    }
+    return KVZ_OK;
+}
+
+/* A question that failed on its own (too long for the reserve): said, and the
+ * next one is asked. Returns whether it was such a failure. */
+static int question_failed(const query_args *a, const char *question, int status)
+{
+    if (status != KVZ_ERR_RANGE)
+        return 0;
+    const char *why = kvz_last_error();
+    if (a->json) {
+        printf("{\"question\":");
+        cli_json_string(stdout, question, strlen(question));
+        printf(",\"error\":");
+        cli_json_string(stdout, why, strlen(why));
+        printf("}\n");
+    } else {
+        printf("\n");
+    }
+    fprintf(stderr, "kvz query: %s\n", why);
+    return 1;
 }
 
 int cmd_query(int argc, char **argv)
@@ -163,15 +250,21 @@ int cmd_query(int argc, char **argv)
     kvz_session_options so = {.reserve = (int32_t)a.reserve, .config = (int32_t)a.config};
     int st = kvz_engine_open(&e, a.store, cli_model_path(a.model), &eo);
     if (st == KVZ_OK)
-        st = kvz_session_open(&s, e, a.docs, a.n_docs, &so);
+        st = check_runs(e, &a);
+    if (st == KVZ_OK)
+        st = kvz_session_open_parts(&s, e, a.docs, a.n_docs, &so);
     if (st == KVZ_OK)
         st = kvz_session_load_info(s, &li);
     if (st == KVZ_OK && !a.json && isatty(STDERR_FILENO))
         fprintf(stderr, "loaded %d document(s) (%d tokens, %.1f KB) in %.1f ms\n", li.documents,
                 li.document_tokens, li.artifact_bytes / 1024.0, li.load_ms);
+    int question_status = KVZ_OK; /* the last question that failed on its own */
     if (st == KVZ_OK && optind < argc) {
-        for (int i = optind; i < argc && st == KVZ_OK; i++)
+        for (int i = optind; i < argc && st == KVZ_OK; i++) {
             st = answer(s, &a, &li, argv[i], argc - optind > 1);
+            if (question_failed(&a, argv[i], st))
+                question_status = st, st = KVZ_OK;
+        }
     } else if (st == KVZ_OK) {
         int tty = isatty(STDIN_FILENO);
         char *line = NULL;
@@ -188,21 +281,24 @@ int cmd_query(int argc, char **argv)
                     st = kvz_errorf(KVZ_ERR_IO, "cannot read questions from stdin: %s", strerror(errno));
                 break;
             }
-            if (memchr(line, '\0', (size_t)n)) { /* the question would be cut there */
-                st = kvz_errorf(KVZ_ERR_FORMAT, "a question on stdin holds a NUL byte");
+            if ((st = cli_refuse_nul(line, (size_t)n, "a question on stdin", "a question is text")) != KVZ_OK)
                 break;
-            }
             while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
                 line[--n] = '\0';
             if (n == 0)
                 continue;
             st = answer(s, &a, &li, line, 0);
+            if (question_failed(&a, line, st))
+                question_status = st, st = KVZ_OK;
             if (st != KVZ_OK)
                 break;
         }
         free(line);
     }
-    rc = st == KVZ_OK ? KVZ_EXIT_OK : cli_fail("query", st);
+    if (st == KVZ_OK && question_status != KVZ_OK) /* each was reported when it failed */
+        rc = cli_exit_code(question_status);
+    else
+        rc = st == KVZ_OK ? KVZ_EXIT_OK : cli_fail("query", st);
     kvz_session_close(s);
     kvz_engine_close(e);
     free(a.docs);

@@ -42,9 +42,7 @@ static int decode(const kvz_tokenizer *t, char *input, size_t len, int special)
     char *text = NULL;
     int rc = KVZ_OK;
     int32_t last = kvz_tokenizer_vocab_size(t) - 1;
-    if (memchr(input, '\0', len)) /* strtok would stop there, and the ids after it be lost */
-        rc = kvz_errorf(KVZ_ERR_FORMAT, "the input holds a NUL byte at offset %zu: give token ids separated by "
-                        "spaces", (size_t)((char *)memchr(input, '\0', len) - input));
+    rc = cli_refuse_nul(input, len, "the input", "give token ids separated by spaces");
     for (char *p = input, *tok; rc == KVZ_OK && (tok = strtok(p, " \t\r\n")); p = NULL) {
         long v;
         if (cli_parse_int(tok, 0, last, &v) != 0)

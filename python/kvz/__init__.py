@@ -31,6 +31,10 @@ class _SessionOptions(ctypes.Structure):
     _fields_ = [("reserve", ctypes.c_int32), ("config", ctypes.c_int32)]
 
 
+class _DocPart(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("first_segment", ctypes.c_int32), ("segments", ctypes.c_int32)]
+
+
 class _LoadInfo(ctypes.Structure):
     _fields_ = [("load_ms", ctypes.c_double), ("artifact_bytes", ctypes.c_uint64),
                 ("documents", ctypes.c_int32), ("segments", ctypes.c_int32),
@@ -88,8 +92,11 @@ _engine_documents = _declare("kvz_engine_documents", ctypes.c_int, ctypes.c_void
                              ctypes.POINTER(_char_pp), ctypes.POINTER(ctypes.c_size_t))
 _engine_text = _declare("kvz_engine_document_text", ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p,
                         ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t))
-_session_open = _declare("kvz_session_open", ctypes.c_int, ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p,
-                         _char_pp, ctypes.c_size_t, ctypes.POINTER(_SessionOptions))
+_engine_segments = _declare("kvz_engine_document_segments", ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p,
+                            ctypes.c_int32, ctypes.POINTER(ctypes.POINTER(ctypes.c_int32)),
+                            ctypes.POINTER(ctypes.c_size_t))
+_session_open = _declare("kvz_session_open_parts", ctypes.c_int, ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p,
+                         ctypes.POINTER(_DocPart), ctypes.c_size_t, ctypes.POINTER(_SessionOptions))
 _session_close = _declare("kvz_session_close", None, ctypes.c_void_p)
 _session_info = _declare("kvz_session_load_info", ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_LoadInfo))
 _session_ask = _declare("kvz_session_ask", ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p,
@@ -201,8 +208,21 @@ class Engine(_Handle):
         _check(_engine_text(self._live(), _c_string(name, "a document name"), ctypes.byref(ptr), ctypes.byref(length)))
         return _take_string(ptr, length.value)
 
+    def segments(self, name, config=0):
+        """The tokens of each segment of a compiled document (one entry unless
+        it was longer than the model's context)."""
+        tokens, count = ctypes.POINTER(ctypes.c_int32)(), ctypes.c_size_t()
+        _check(_engine_segments(self._live(), _c_string(name, "a document name"),
+                                _c_int(config, 0, 2**31 - 1, "config"), ctypes.byref(tokens), ctypes.byref(count)))
+        try:
+            return [tokens[i] for i in range(count.value)]
+        finally:
+            _free(ctypes.cast(tokens, ctypes.c_void_p))
+
     def session(self, names, reserve=0, config=0):
-        """Load documents (composed in the order given) for questions."""
+        """Load documents (composed in the order given) for questions. An
+        entry is a name, or (name, first, count) for `count` segments from
+        segment `first` (counted from 0; count 0: to the last)."""
         return Session(self, names, reserve, config)
 
 
@@ -214,7 +234,12 @@ class Session(_Handle):
     def __init__(self, engine, names, reserve=0, config=0):
         if isinstance(names, str):
             names = [names]
-        encoded = (ctypes.c_char_p * len(names))(*[_c_string(n, "a document name") for n in names])
+        parts = []
+        for entry in names:
+            name, first, count = (entry, 0, 0) if isinstance(entry, str) else entry
+            parts.append(_DocPart(_c_string(name, "a document name"), _c_int(first, 0, 2**31 - 1, "first segment"),
+                                  _c_int(count, 0, 2**31 - 1, "segments")))
+        encoded = (_DocPart * len(parts))(*parts)
         opts = _SessionOptions(_c_int(reserve, -2**31, 2**31 - 1, "reserve"),
                                _c_int(config, -2**31, 2**31 - 1, "config"))
         handle = ctypes.c_void_p()

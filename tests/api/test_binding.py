@@ -93,6 +93,34 @@ with kvz.Engine(store, model=model, device="cpu") as engine:
     except kvz.Error as e:
         check("a surrogate-escaped name is looked up", e.code == -7, str(e))
 
+# a document compiled in segments: their lengths, a run of them loaded, a run it does not have
+with kvz.Engine(sys.argv[4], model=model, device="cpu") as engine:
+    (both,) = engine.documents()
+    lengths = engine.segments(both)
+    check("segments: each one's tokens", len(lengths) >= 2 and all(n > 0 for n in lengths), lengths)
+    with engine.session([both]) as s:
+        check("all segments loaded by default", s.load_info["segments"] == len(lengths) and
+              s.load_info["document_tokens"] == sum(lengths), s.load_info)
+    with engine.session([(both, 1, 1)]) as s:
+        check("one segment loaded", s.load_info["segments"] == 1 and s.load_info["document_tokens"] == lengths[1],
+              s.load_info)
+        check("a segment answers", len(s.ask("What is this about?", max_tokens=4)) > 0, s.last)
+    with engine.session([(both, len(lengths) - 1, 0), (both, 0, 1)]) as s:
+        check("runs of one document composed, count 0 to the last", s.load_info["segments"] == 2 and
+              s.load_info["document_tokens"] == lengths[-1] + lengths[0], s.load_info)
+    for label, part in [("a segment past the last", (both, len(lengths), 0)),
+                        ("a run past the last", (both, 0, len(lengths) + 1))]:
+        try:
+            engine.session([part])
+            check(label + " raises", False, "loaded")
+        except kvz.Error as e:
+            check(label + " raises (range)", e.code == -9 and "segment" in str(e), str(e))
+    try:
+        engine.segments("no-such.txt")
+        check("segments of a missing document raise", False, "found")
+    except kvz.Error as e:
+        check("segments of a missing document raise", e.code == -7, str(e))
+
 rag = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "..", "..", "examples", "rag.py"),
                       "--store", store, "--model", model, "--max-tokens", "32",
                       "Which family keeps the Linden orchard?"], capture_output=True, text=True)

@@ -27,6 +27,12 @@ DOC
 # full 16-bit caches: this tests the API, not what eviction costs
 "$KVZ" compile "$TMP/docs" --store "$TMP/store" --model "$MODEL" --method full --bits 16 --quiet \
     && ok "compile the test store" || fail "compile"
+# both texts as one document in segments of 100 tokens at most (a compile reserve of
+# the context less the prefix and 100)
+mkdir -p "$TMP/long"
+cat "$TMP/docs/bridge.txt" "$TMP/docs/orchard.txt" >"$TMP/long/both.txt"
+"$KVZ" compile "$TMP/long/both.txt" --store "$TMP/segments" --model "$MODEL" --method full --bits 16 --reserve 8050 \
+    --quiet && ok "compile a document in segments" || fail "compile in segments"
 
 # (MAKEFLAGS=: not the jobserver of a make check that runs this test)
 MAKEFLAGS= make --no-print-directory -s install BUILD="$BUILD" PREFIX="$TMP/prefix" SANITIZE="${KVZ_SANITIZE:-0}" >"$TMP/install.log" 2>&1 \
@@ -68,7 +74,7 @@ else
 fi
 
 if KVZ_LIBRARY="$TMP/prefix/lib/libkvz.so" LD_PRELOAD="${PY_PRELOAD:-}" \
-    python3 tests/api/test_binding.py "$TMP/store" "$MODEL" "$TMP/docs" >"$TMP/py.log" 2>&1; then
+    python3 tests/api/test_binding.py "$TMP/store" "$MODEL" "$TMP/docs" "$TMP/segments" >"$TMP/py.log" 2>&1; then
     ok "python binding and examples/rag.py ($(grep -c '^ok' "$TMP/py.log") checks)"
 else
     fail "python binding"; cat "$TMP/py.log"

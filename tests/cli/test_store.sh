@@ -120,6 +120,47 @@ rc=$?
 "$KVZ" query --store "$S" --model "$MODEL" 2>/dev/null; rc=$?
 [ $rc -eq 2 ] && ok "query without --doc: exit 2" || fail "query without --doc: exit $rc"
 
+# a document compiled in segments (a large compile reserve makes them short): all of
+# them do not fit a context with a large query reserve, a run of them does
+SG="$TMP/segments"
+"$KVZ" compile tests/data/gpl3_excerpt.txt --store "$SG" --model "$MODEL" --reserve 7700 --quiet 2>"$TMP/e" ||
+    { fail "segmented compile"; cat "$TMP/e"; }
+GD=tests/data/gpl3_excerpt.txt
+NSEG=$("$KVZ" ls --store "$SG" --json | grep -o '"segments":[0-9]*' | head -1 | cut -d: -f2)
+[ "${NSEG:-0}" -ge 3 ] && ok "a long document under a large reserve: $NSEG segments" || fail "segments: '$NSEG'"
+"$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --reserve 7500 "What?" >/dev/null 2>"$TMP/e"; rc=$?
+[ $rc -eq 10 ] && grep -q "segments" "$TMP/e" && ok "segments that do not fit together: exit 10, --segments named" ||
+    { fail "segmented query: exit $rc"; cat "$TMP/e"; }
+"$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments 2 --reserve 7500 --max-tokens 6 --json "What?" \
+    >"$TMP/q4" 2>"$TMP/e"; rc=$?
+[ $rc -eq 0 ] && grep -q '"segments":1,' "$TMP/q4" && ok "--segments 2 loads that segment and answers" ||
+    { fail "--segments 2: exit $rc"; cat "$TMP/e"; }
+"$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments "2-$NSEG" --max-tokens 2 --json "What?" \
+    >"$TMP/q4" 2>"$TMP/e"; rc=$?
+[ $rc -eq 0 ] && grep -q "\"segments\":$((NSEG - 1))," "$TMP/q4" && ok "--segments 2-$NSEG loads the rest" ||
+    { fail "--segments 2-$NSEG: exit $rc"; cat "$TMP/e" "$TMP/q4"; }
+"$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments "$NSEG-$((NSEG + 1))" "What?" 2>"$TMP/e"; rc=$?
+[ $rc -eq 10 ] && grep -q "has $NSEG segment(s)" "$TMP/e" && ok "--segments past the last: exit 10, the count said" ||
+    { fail "--segments past the last: exit $rc"; cat "$TMP/e"; }
+for bad in "0" "3-2" "x" "1-"; do
+    "$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments "$bad" "What?" 2>/dev/null; rc=$?
+    [ $rc -eq 2 ] || fail "--segments '$bad': exit $rc, expected 2"
+done
+"$KVZ" query --store "$SG" --model "$MODEL" --segments 1 --doc $GD "What?" 2>/dev/null; rc=$?
+[ $rc -eq 2 ] && ok "--segments before any --doc, or not a run: exit 2" || fail "--segments before --doc: exit $rc"
+# a one-token answer has no decode rate (null), a longer one has
+"$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments 1 --max-tokens 1 --json "Hi" "Hi there" >"$TMP/q6" 2>&1
+"$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments 1 --max-tokens 3 --json "Hi" >>"$TMP/q6" 2>&1
+[ "$(grep -c '"decode_tok_s":null' "$TMP/q6")" -eq 2 ] && tail -1 "$TMP/q6" | grep -q '"decode_tok_s":[1-9]' &&
+    ok "decode_tok_s: null for one token, a rate for three" || { fail "decode_tok_s"; cat "$TMP/q6"; }
+# one question too long for the reserve is reported; the others are answered (exit 10)
+printf 'Who?\n%s\nWhat license?\n' "$(printf 'word %.0s' $(seq 40))" |
+    "$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments 1 --reserve 40 --max-tokens 3 --json \
+    >"$TMP/q5" 2>"$TMP/e"; rc=$?
+[ $rc -eq 10 ] && [ "$(grep -c '"answer"' "$TMP/q5")" -eq 2 ] && [ "$(grep -c '"error"' "$TMP/q5")" -eq 1 ] &&
+    grep -q "reserved" "$TMP/e" && ok "a question too long for the reserve: said, the next answered, exit 10" ||
+    { fail "too-long question in a batch: exit $rc"; cat "$TMP/q5" "$TMP/e"; }
+
 # kill -9 in the middle of a compile, then resume: verify passes, only the rest is compiled
 S2="$TMP/store2"
 "$KVZ" compile "$TMP/corpus" --store "$S2" --model "$MODEL" --method kvzip --quiet 2>/dev/null &

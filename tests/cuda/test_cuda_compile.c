@@ -198,7 +198,7 @@ static void runtime_cpu_vs_cuda(int synthetic)
         shown[k] = 0;
         print_message("%s: load %.1f ms (%d rows), question %.1f ms, decode %.1f tok/s: %s\n",
                       dev ? "cuda" : "cpu ", ls.seconds * 1e3, (int)ls.rows, gs.prefill_seconds * 1e3,
-                      gs.generated_tokens / (gs.decode_seconds > 0 ? gs.decode_seconds : 1), shown);
+                      kvz_generate_decode_rate(&gs), shown);
         kvz_loaded_free(l);
         if (dev == 1) { /* one head at a time through the two staging buffers in turn: the same cache */
             kvz_load_opts one_head = {.staging = 1};
