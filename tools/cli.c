@@ -131,6 +131,44 @@ int cli_parse_threads(const char *cmd, const char *s, long *out)
     return 0;
 }
 
+int cli_parse_segments(const char *cmd, const char *value, kvz_doc_part *docs, size_t n_docs)
+{
+    if (n_docs == 0 || docs[n_docs - 1].segments) {
+        fprintf(stderr, "kvz %s: --segments follows the --doc it applies to, once\n", cmd);
+        return KVZ_EXIT_USAGE;
+    }
+    char first[32];
+    const char *dash = strchr(value, '-');
+    size_t n = dash ? (size_t)(dash - value) : strlen(value);
+    long from = 0, to = 0;
+    int bad = n >= sizeof first;
+    if (!bad) {
+        memcpy(first, value, n);
+        first[n] = '\0';
+        bad = cli_parse_int(first, 1, INT32_MAX, &from) != 0;
+        to = from;
+    }
+    if (!bad && dash)
+        bad = cli_parse_int(dash + 1, from, INT32_MAX, &to) != 0;
+    if (bad) {
+        fprintf(stderr, "kvz %s: invalid value '%s' for --segments (A or A-B, 1 <= A <= B)\n", cmd, value);
+        return KVZ_EXIT_USAGE;
+    }
+    docs[n_docs - 1].first_segment = (int32_t)(from - 1);
+    docs[n_docs - 1].segments = (int32_t)(to - from + 1);
+    return KVZ_EXIT_OK;
+}
+
+int cli_check_segments(const kvz_doc_part *doc, size_t segments)
+{
+    if (!doc->segments || (size_t)doc->first_segment + (size_t)doc->segments <= segments)
+        return KVZ_OK;
+    char shown[CLI_SHOWN_MAX];
+    return kvz_errorf(KVZ_ERR_RANGE, "'%s' has %zu segment(s): --segments %d-%d passes its last",
+                      cli_shown(shown, doc->name, strlen(doc->name)), segments, doc->first_segment + 1,
+                      doc->first_segment + doc->segments);
+}
+
 int cli_parse_device(const char *s, int *device)
 {
     if (strcmp(s, "cpu") == 0)

@@ -26,6 +26,7 @@ static const char HELP[] =
     "\n"
     "  --store DIR, --doc NAME   documents compiled into a store (see kvz compile)\n"
     "  --config N          which compiled form of each document (see kvz query)\n"
+    "  --segments A[-B]    of the --doc before it: only those segments (see kvz query)\n"
     "  --reserve N         with --doc: context tokens for prompt + answer (default 512)\n"
     "  -m, --model PATH    GGUF model (default: $KVZ_MODEL, else the setup's SmolLM2)\n"
     "  --prompt TEXT       the prompt; --prompt-file FILE reads it ('-' = stdin)\n"
@@ -49,7 +50,7 @@ static const char HELP[] =
 
 typedef struct gen_args {
     const char *model, *prompt, *prompt_file, *system, *store;
-    const char **docs;
+    kvz_doc_part *docs; /* names are argv entries */
     size_t n_docs;
     long config, reserve;
     int chat, stats;
@@ -60,7 +61,7 @@ typedef struct gen_args {
 } gen_args;
 
 enum { OPT_PROMPT_FILE = 256, OPT_SYSTEM, OPT_MAX_TOKENS, OPT_TEMPERATURE, OPT_TOP_P, OPT_SEED,
-       OPT_CTX, OPT_CHUNK, OPT_THREADS, OPT_DEVICE, OPT_WEIGHTS, OPT_STATS, OPT_CHAT, OPT_STORE, OPT_DOC,
+       OPT_CTX, OPT_CHUNK, OPT_THREADS, OPT_DEVICE, OPT_WEIGHTS, OPT_STATS, OPT_CHAT, OPT_STORE, OPT_DOC, OPT_SEGMENTS,
        OPT_CONFIG, OPT_RESERVE };
 
 static const struct option OPTIONS[] = {
@@ -81,6 +82,7 @@ static const struct option OPTIONS[] = {
     {"stats", no_argument, 0, OPT_STATS},
     {"store", required_argument, 0, OPT_STORE},
     {"doc", required_argument, 0, OPT_DOC},
+    {"segments", required_argument, 0, OPT_SEGMENTS},
     {"config", required_argument, 0, OPT_CONFIG},
     {"reserve", required_argument, 0, OPT_RESERVE},
     {"help", no_argument, 0, 'h'},
@@ -116,7 +118,13 @@ static int parse_args(int argc, char **argv, gen_args *a)
         case OPT_CHAT: a->chat = 1; break;
         case OPT_STATS: a->stats = 1; break;
         case OPT_STORE: a->store = optarg; break;
-        case OPT_DOC: a->docs[a->n_docs++] = optarg; break;
+        case OPT_DOC: a->docs[a->n_docs++].name = optarg; break;
+        case OPT_SEGMENTS: {
+            int rc = cli_parse_segments("generate", optarg, a->docs, a->n_docs);
+            if (rc != KVZ_EXIT_OK)
+                return rc;
+            break;
+        }
         case OPT_CONFIG:
             if (cli_parse_int(optarg, 1, 1 << 20, &a->config)) return bad_value("config", optarg);
             break;
@@ -219,7 +227,16 @@ static int run(const gen_args *a, const char *text)
     if (rc == KVZ_OK && a->n_docs) {
         kvz_load_opts lo = {.reserve = (int32_t)a->reserve, .config = (int32_t)a->config};
         kvz_load_stats ls;
-        rc = kvz_load(m, store, a->docs, a->n_docs, &lo, &loaded, &ls);
+        for (size_t i = 0; i < a->n_docs && rc == KVZ_OK; i++) {
+            int32_t *tokens = NULL;
+            size_t count = 0;
+            if (a->docs[i].segments && (rc = kvz_document_segments(m, store, a->docs[i].name, lo.config, &tokens,
+                                                                   &count)) == KVZ_OK)
+                rc = cli_check_segments(&a->docs[i], count);
+            free(tokens);
+        }
+        if (rc == KVZ_OK)
+            rc = kvz_load_parts(m, store, a->docs, a->n_docs, &lo, &loaded, &ls);
         if (rc == KVZ_OK && a->stats)
             fprintf(stderr, "[%s] loaded %d document(s), %d tokens, from the store in %.1f ms\n",
                     m->backend->ops->name, ls.documents, ls.original_tokens, ls.seconds * 1e3);

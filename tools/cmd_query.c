@@ -61,27 +61,6 @@ static int bad(const char *opt, const char *v)
     return KVZ_EXIT_USAGE;
 }
 
-/* "A" or "A-B", counted from 1 (A <= B), into a part counted from 0. */
-static int parse_run(const char *v, kvz_doc_part *part)
-{
-    char first[32];
-    const char *dash = strchr(v, '-');
-    size_t n = dash ? (size_t)(dash - v) : strlen(v);
-    long from, to;
-    if (n >= sizeof first)
-        return -1;
-    memcpy(first, v, n);
-    first[n] = '\0';
-    if (cli_parse_int(first, 1, INT32_MAX, &from))
-        return -1;
-    to = from;
-    if (dash && cli_parse_int(dash + 1, from, INT32_MAX, &to))
-        return -1;
-    part->first_segment = (int32_t)(from - 1);
-    part->segments = (int32_t)(to - from + 1);
-    return 0;
-}
-
 static int parse(int argc, char **argv, query_args *a)
 {
     static const struct option options[] = {
@@ -98,19 +77,15 @@ static int parse(int argc, char **argv, query_args *a)
     a->max_tokens = 256, a->seed = 1, a->top_p = 0.95, a->reserve = 512;
     a->device = KVZ_RUN_ON_AUTO;
     a->docs = calloc((size_t)argc, sizeof *a->docs);
-    int c;
+    int c, rc;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:h", options, NULL)) != -1) {
         switch (c) {
         case OPT_STORE: a->store = optarg; break;
         case OPT_DOC: a->docs[a->n_docs++].name = optarg; break;
         case OPT_SEGMENTS:
-            if (a->n_docs == 0 || a->docs[a->n_docs - 1].segments) {
-                fprintf(stderr, "kvz query: --segments follows the --doc it applies to, once\n");
-                return KVZ_EXIT_USAGE;
-            }
-            if (parse_run(optarg, &a->docs[a->n_docs - 1]))
-                return bad("segments", optarg);
+            if ((rc = cli_parse_segments("query", optarg, a->docs, a->n_docs)) != KVZ_EXIT_OK)
+                return rc;
             break;
         case 'm': a->model = optarg; break;
         case OPT_JSON: a->json = 1; break;
@@ -205,12 +180,7 @@ static int check_runs(kvz_engine *e, const query_args *a)
         size_t count = 0;
         KVZ_TRY(kvz_engine_document_segments(e, d->name, (int32_t)a->config, &tokens, &count));
         kvz_free(tokens);
-        if ((size_t)d->first_segment + (size_t)d->segments > count) {
-            char shown[CLI_SHOWN_MAX];
-            return kvz_errorf(KVZ_ERR_RANGE, "'%s' has %zu segment(s): --segments %d-%d passes its last",
-                              cli_shown(shown, d->name, strlen(d->name)), count, d->first_segment + 1,
-                              d->first_segment + d->segments);
-        }
+        KVZ_TRY(cli_check_segments(d, count));
     }
     return KVZ_OK;
 }

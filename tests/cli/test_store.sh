@@ -142,6 +142,12 @@ NSEG=$("$KVZ" ls --store "$SG" --json | grep -o '"segments":[0-9]*' | head -1 | 
 "$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments "$NSEG-$((NSEG + 1))" "What?" 2>"$TMP/e"; rc=$?
 [ $rc -eq 10 ] && grep -q "has $NSEG segment(s)" "$TMP/e" && ok "--segments past the last: exit 10, the count said" ||
     { fail "--segments past the last: exit $rc"; cat "$TMP/e"; }
+"$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments 2 --reserve 7500 --max-tokens 6 "What?" >"$TMP/q7" \
+    2>/dev/null
+"$KVZ" generate --store "$SG" --model "$MODEL" --doc $GD --segments 2 --reserve 7500 --max-tokens 6 --prompt "What?" \
+    >"$TMP/g7" 2>"$TMP/e"; rc=$?
+[ $rc -eq 0 ] && [ -s "$TMP/g7" ] && [ "$(cat "$TMP/g7")" = "$(cat "$TMP/q7")" ] &&
+    ok "generate --segments 2 answers as query --segments 2" || { fail "generate --segments: exit $rc"; cat "$TMP/e"; }
 for bad in "0" "3-2" "x" "1-"; do
     "$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments "$bad" "What?" 2>/dev/null; rc=$?
     [ $rc -eq 2 ] || fail "--segments '$bad': exit $rc, expected 2"
