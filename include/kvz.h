@@ -129,6 +129,13 @@ KVZ_API int kvz_engine_documents(kvz_engine *e, char ***names, size_t *count);
  * document is compiled for other models only). */
 KVZ_API int kvz_engine_document_text(kvz_engine *e, const char *name, char **text, size_t *len);
 
+/* A compiled document's segments in the form `config` would load (numbered as
+ * by `kvz ls`; 0: the newest made by this engine's model): `*count` of them,
+ * (*tokens)[i] the tokens of segment i (the positions it takes in a context).
+ * Free *tokens with kvz_free. Errors: KVZ_ERR_NOT_FOUND, KVZ_ERR_MODEL_MISMATCH. */
+KVZ_API int kvz_engine_document_segments(kvz_engine *e, const char *name, int32_t config, int32_t **tokens,
+                                         size_t *count);
+
 /* ------------------------------------------------------------------------
  * Session: documents loaded from the store (never prefilled again), then
  * question after question; each question sees only the documents.
@@ -142,14 +149,15 @@ typedef struct kvz_load_info {
     double load_ms;          /* the whole load */
     uint64_t artifact_bytes; /* read from the store */
     int32_t documents, segments;
-    int32_t document_tokens; /* the documents' original length */
+    int32_t document_tokens; /* the original length of what was loaded (the prefix not counted) */
     uint64_t kept_pairs;     /* key/value rows loaded over all layers and heads */
 } kvz_load_info;
 
 /* Compose the named documents into one context, in the order given. Errors:
  * KVZ_ERR_NOT_FOUND, KVZ_ERR_MODEL_MISMATCH (compiled by another model; both
  * are named), KVZ_ERR_FORMAT (a corrupt artifact), KVZ_ERR_RANGE (too long
- * for the model's context with the reserve). */
+ * for the model's context with the reserve: a document compiled in segments
+ * can be loaded a run of them at a time, with kvz_session_open_parts). */
 KVZ_API int kvz_session_open(kvz_session **out, kvz_engine *e, const char *const *names, size_t count,
                              const kvz_session_options *opts);
 
@@ -169,12 +177,6 @@ typedef struct kvz_doc_part {
 KVZ_API int kvz_session_open_parts(kvz_session **out, kvz_engine *e, const kvz_doc_part *parts, size_t count,
                                    const kvz_session_options *opts);
 
-/* A compiled document's segments in the form `config` would load (numbered as
- * by `kvz ls`; 0: the newest made by this engine's model): `*count` of them,
- * (*tokens)[i] the tokens of segment i (the positions it takes in a context).
- * Free *tokens with kvz_free. Errors: KVZ_ERR_NOT_FOUND, KVZ_ERR_MODEL_MISMATCH. */
-KVZ_API int kvz_engine_document_segments(kvz_engine *e, const char *name, int32_t config, int32_t **tokens,
-                                         size_t *count);
 KVZ_API void kvz_session_close(kvz_session *s);
 KVZ_API int kvz_session_load_info(const kvz_session *s, kvz_load_info *info);
 

@@ -164,8 +164,6 @@ static int make_plan(kvz_model *m, kvz_store_txn *t, const kvz_model_identity *i
             st->artifact_bytes += len;
             st->segments++;
         }
-        if (rc == KVZ_OK && n < e->n_segments)
-            st->partial = 1;
         if (e->n_segments > 1)
             st->segmented = 1;
         kvz_doc_record_free(&rec);

@@ -7,7 +7,8 @@
  * dequantizes every (layer, head), applies RoPE at the target positions and
  * fills a context whose heads have their own lengths. Several documents
  * compose into one context: the prefix once, then each document (every
- * segment of it) at the positions following the previous one.
+ * segment of it, or the run of them asked for) at the positions following
+ * the previous one.
  *
  * Asking evaluates the question after the loaded documents, generates the
  * answer, then drops the question's KV so the next question sees only the
@@ -50,7 +51,6 @@ typedef struct kvz_load_stats {
     int32_t prefix_tokens;
     int32_t original_tokens; /* the documents' uncompressed length */
     int segmented;           /* a document loaded has more than one segment */
-    int partial;             /* a run of a document's segments was loaded, not all */
 } kvz_load_stats;
 
 /* Load documents (store names) for `m` from `store`. Errors: KVZ_ERR_NOT_FOUND
