@@ -131,8 +131,9 @@ KVZ_API int kvz_engine_document_text(kvz_engine *e, const char *name, char **tex
 
 /* A compiled document's segments in the form `config` would load (numbered as
  * by `kvz ls`; 0: the newest made by this engine's model): `*count` of them,
- * (*tokens)[i] the tokens of segment i (the positions it takes in a context).
- * Free *tokens with kvz_free. Errors: KVZ_ERR_NOT_FOUND, KVZ_ERR_MODEL_MISMATCH. */
+ * (*tokens)[i] the number of tokens of segment i (the positions it takes in a
+ * context). Free *tokens with kvz_free (on an error it is NULL and *count 0).
+ * Errors: KVZ_ERR_NOT_FOUND, KVZ_ERR_MODEL_MISMATCH. */
 KVZ_API int kvz_engine_document_segments(kvz_engine *e, const char *name, int32_t config, int32_t **tokens,
                                          size_t *count);
 
@@ -161,10 +162,9 @@ typedef struct kvz_load_info {
 KVZ_API int kvz_session_open(kvz_session **out, kvz_engine *e, const char *const *names, size_t count,
                              const kvz_session_options *opts);
 
-/* A document longer than the model's context is compiled in segments (each
- * at most the context less the compile's reserve), and all of them together
- * may not fit one context: load a run of them. `segments` 0: from
- * first_segment to the last. */
+/* A document longer than a segment (the model's context less the compile's
+ * reserve) is compiled in segments, and all of them together may not fit one
+ * context: load a run of them. `segments` 0: from first_segment to the last. */
 typedef struct kvz_doc_part {
     const char *name;
     int32_t first_segment; /* counted from 0 */
@@ -172,8 +172,8 @@ typedef struct kvz_doc_part {
 } kvz_doc_part;
 
 /* kvz_session_open for parts of documents, composed in the order given.
- * Errors as kvz_session_open's, and KVZ_ERR_RANGE for segments a document
- * does not have. */
+ * Errors as kvz_session_open's, KVZ_ERR_NOT_FOUND for segments a document
+ * does not have, KVZ_ERR_ARG for a negative first_segment or segments. */
 KVZ_API int kvz_session_open_parts(kvz_session **out, kvz_engine *e, const kvz_doc_part *parts, size_t count,
                                    const kvz_session_options *opts);
 

@@ -244,6 +244,10 @@ int kvz_engine_document_text(kvz_engine *e, const char *name, char **text, size_
 int kvz_engine_document_segments(kvz_engine *e, const char *name, int32_t config, int32_t **tokens,
                                  size_t *count)
 {
+    if (tokens)
+        *tokens = NULL;
+    if (count)
+        *count = 0;
     if (!e || !name || !tokens || !count)
         return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_document_segments: engine, name, tokens and count are required");
     if (config < 0)
@@ -256,12 +260,17 @@ int kvz_engine_document_segments(kvz_engine *e, const char *name, int32_t config
 int kvz_session_open_parts(kvz_session **out, kvz_engine *e, const kvz_doc_part *parts, size_t count,
                            const kvz_session_options *opts)
 {
+    if (out)
+        *out = NULL;
     if (!out || !e || !parts)
-        return kvz_errorf(KVZ_ERR_ARG, "kvz_session_open: out, engine and names are required");
-    *out = NULL;
-    for (size_t i = 0; i < count; i++)
+        return kvz_errorf(KVZ_ERR_ARG, "kvz_session_open: out, engine and the documents are required");
+    for (size_t i = 0; i < count; i++) {
         if (!parts[i].name)
             return kvz_errorf(KVZ_ERR_ARG, "kvz_session_open: document name %zu is NULL", i);
+        if (parts[i].first_segment < 0 || parts[i].segments < 0)
+            return kvz_errorf(KVZ_ERR_ARG, "kvz_session_open_parts: part %zu: first_segment %d and segments %d "
+                              "cannot be negative", i, parts[i].first_segment, parts[i].segments);
+    }
     kvz_session_options o = opts ? *opts : (kvz_session_options){0};
     if (o.reserve < 0 || o.config < 0)
         return kvz_errorf(KVZ_ERR_ARG, "kvz_session_open: reserve %d or config %d is negative", o.reserve,
@@ -296,9 +305,10 @@ int kvz_session_open_parts(kvz_session **out, kvz_engine *e, const kvz_doc_part 
 int kvz_session_open(kvz_session **out, kvz_engine *e, const char *const *names, size_t count,
                      const kvz_session_options *opts)
 {
+    if (out)
+        *out = NULL;
     if (!out || !e || !names)
         return kvz_errorf(KVZ_ERR_ARG, "kvz_session_open: out, engine and names are required");
-    *out = NULL;
     kvz_doc_part *parts = calloc(count ? count : 1, sizeof *parts);
     if (!parts)
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");

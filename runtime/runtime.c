@@ -137,12 +137,12 @@ static int make_plan(kvz_model *m, kvz_store_txn *t, const kvz_model_identity *i
         const kvz_doc_entry *e;
         KVZ_TRY(find_entry(t, name, o->config, id, &rec, &e));
         int64_t first = parts[d].first_segment, n = parts[d].segments ? parts[d].segments : e->n_segments - first;
-        if (first < 0 || first >= e->n_segments)
-            rc = kvz_errorf(KVZ_ERR_RANGE, "'%s' has %u segment(s), counted from 0: it has no segment %lld", name,
+        if (first >= e->n_segments)
+            rc = kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s' has %u segment(s), counted from 0: it has no segment %lld", name,
                             e->n_segments, (long long)first);
-        else if (n < 0 || first + n > e->n_segments)
-            rc = kvz_errorf(KVZ_ERR_RANGE, "'%s' has %u segment(s), counted from 0: %lld from segment %lld pass "
-                            "its last", name, e->n_segments, (long long)n, (long long)first);
+        else if (first + n > e->n_segments)
+            rc = kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s' has %u segment(s), counted from 0: segments %lld to %lld pass "
+                            "its last", name, e->n_segments, (long long)first, (long long)(first + n - 1));
         for (uint32_t s = (uint32_t)first; rc == KVZ_OK && s < first + n; s++) {
             rc = get_segment(t, e, s, name, &val, &len);
             char what[1200];
@@ -164,7 +164,7 @@ static int make_plan(kvz_model *m, kvz_store_txn *t, const kvz_model_identity *i
             st->artifact_bytes += len;
             st->segments++;
         }
-        if (e->n_segments > 1)
+        if (n > 1) /* fewer of them might fit */
             st->segmented = 1;
         kvz_doc_record_free(&rec);
         KVZ_TRY(rc);
@@ -336,6 +336,10 @@ int kvz_load_parts(kvz_model *m, kvz_store *store, const kvz_doc_part *docs, siz
         o.staging = (size_t)64 << 20;
     if (n_docs == 0)
         return kvz_errorf(KVZ_ERR_ARG, "no document to load");
+    for (size_t i = 0; i < n_docs; i++)
+        if (docs[i].first_segment < 0 || docs[i].segments < 0)
+            return kvz_errorf(KVZ_ERR_ARG, "part %zu of the load: first segment %d and segments %d cannot be "
+                              "negative", i, docs[i].first_segment, docs[i].segments);
     double t0 = kvz_now_seconds();
     kvz_model_identity id;
     kvz_model_identity_of(m, &id);
@@ -361,8 +365,8 @@ int kvz_load_parts(kvz_model *m, kvz_store *store, const kvz_doc_part *docs, siz
     if (rc == KVZ_OK && (int64_t)first_position + o.reserve > hp->ctx_train)
         rc = kvz_errorf(KVZ_ERR_RANGE, "the documents take %d positions (prefix included); with %d for the "
                         "question and answer that exceeds the model's context of %d%s", first_position, o.reserve,
-                        hp->ctx_train, st->segmented ? ". A document compiled in segments can be loaded a run of "
-                        "its segments at a time (kvz query --segments; kvz inspect lists them)" : "");
+                        hp->ctx_train, st->segmented ? "; a run of a document's segments can be loaded instead of "
+                        "all (query and generate --segments, kvz_session_open_parts)" : "");
     if (rc == KVZ_OK) {
         res->model = m;
         rc = kvz_context_new_ragged(&res->ctx, m, o.backend, loaded, o.reserve, 512, first_position);

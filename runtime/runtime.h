@@ -50,7 +50,7 @@ typedef struct kvz_load_stats {
     int32_t documents, segments;
     int32_t prefix_tokens;
     int32_t original_tokens; /* the documents' uncompressed length */
-    int segmented;           /* a document loaded has more than one segment */
+    int segmented;           /* more than one segment of a document was loaded */
 } kvz_load_stats;
 
 /* Load documents (store names) for `m` from `store`. Errors: KVZ_ERR_NOT_FOUND
@@ -62,7 +62,7 @@ int kvz_load(kvz_model *m, kvz_store *store, const char *const *names, size_t n_
              const kvz_load_opts *opts, kvz_loaded **out, kvz_load_stats *stats);
 
 /* kvz_load for runs of documents' segments (kvz.h's kvz_doc_part); a run a
- * document does not have is KVZ_ERR_RANGE. */
+ * document does not have is KVZ_ERR_NOT_FOUND, a negative one KVZ_ERR_ARG. */
 int kvz_load_parts(kvz_model *m, kvz_store *store, const kvz_doc_part *parts, size_t n_parts,
                    const kvz_load_opts *opts, kvz_loaded **out, kvz_load_stats *stats);
 void kvz_loaded_free(kvz_loaded *l);

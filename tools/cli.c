@@ -131,42 +131,59 @@ int cli_parse_threads(const char *cmd, const char *s, long *out)
     return 0;
 }
 
-int cli_parse_segments(const char *cmd, const char *value, kvz_doc_part *docs, size_t n_docs)
+/* Digits only (no sign, no space), as a number in [min, INT32_MAX]. */
+static int parse_count(const char *s, size_t len, long min, long *out)
 {
-    if (n_docs == 0 || docs[n_docs - 1].segments) {
+    char digits[16];
+    if (len == 0 || len >= sizeof digits || strspn(s, "0123456789") < len)
+        return -1;
+    memcpy(digits, s, len);
+    digits[len] = '\0';
+    return cli_parse_int(digits, min, INT32_MAX, out);
+}
+
+int cli_parse_segments(const char *cmd, const char *value, kvz_doc_part *docs, size_t n_docs, size_t *given)
+{
+    if (n_docs == 0 || *given == n_docs) {
         fprintf(stderr, "kvz %s: --segments follows the --doc it applies to, once\n", cmd);
         return KVZ_EXIT_USAGE;
     }
-    char first[32];
     const char *dash = strchr(value, '-');
-    size_t n = dash ? (size_t)(dash - value) : strlen(value);
-    long from = 0, to = 0;
-    int bad = n >= sizeof first;
-    if (!bad) {
-        memcpy(first, value, n);
-        first[n] = '\0';
-        bad = cli_parse_int(first, 1, INT32_MAX, &from) != 0;
+    long from, to = 0; /* to 0: the last */
+    int bad = parse_count(value, dash ? (size_t)(dash - value) : strlen(value), 1, &from) != 0;
+    if (!bad && !dash)
         to = from;
-    }
-    if (!bad && dash)
-        bad = cli_parse_int(dash + 1, from, INT32_MAX, &to) != 0;
+    else if (!bad && dash[1])
+        bad = parse_count(dash + 1, strlen(dash + 1), from, &to) != 0;
     if (bad) {
-        fprintf(stderr, "kvz %s: invalid value '%s' for --segments (A or A-B, 1 <= A <= B)\n", cmd, value);
+        fprintf(stderr, "kvz %s: invalid value '%s' for --segments (A, A-B or A-, 1 <= A <= B)\n", cmd, value);
         return KVZ_EXIT_USAGE;
     }
     docs[n_docs - 1].first_segment = (int32_t)(from - 1);
-    docs[n_docs - 1].segments = (int32_t)(to - from + 1);
+    docs[n_docs - 1].segments = to ? (int32_t)(to - from + 1) : 0;
+    *given = n_docs;
     return KVZ_EXIT_OK;
 }
 
-int cli_check_segments(const kvz_doc_part *doc, size_t segments)
+int cli_check_segments(const kvz_doc_part *doc, size_t segments, int32_t config)
 {
-    if (!doc->segments || (size_t)doc->first_segment + (size_t)doc->segments <= segments)
+    size_t last = doc->segments ? (size_t)doc->first_segment + (size_t)doc->segments : (size_t)doc->first_segment + 1;
+    if (last <= segments)
         return KVZ_OK;
-    char shown[CLI_SHOWN_MAX];
-    return kvz_errorf(KVZ_ERR_RANGE, "'%s' has %zu segment(s): --segments %d-%d passes its last",
-                      cli_shown(shown, doc->name, strlen(doc->name)), segments, doc->first_segment + 1,
-                      doc->first_segment + doc->segments);
+    char shown[CLI_SHOWN_MAX], run[48], form[64];
+    if (doc->segments == 1)
+        snprintf(run, sizeof run, "%d", doc->first_segment + 1);
+    else if (doc->segments)
+        snprintf(run, sizeof run, "%d-%d", doc->first_segment + 1, doc->first_segment + doc->segments);
+    else
+        snprintf(run, sizeof run, "%d-", doc->first_segment + 1);
+    if (config)
+        snprintf(form, sizeof form, "compiled form %d", config);
+    else
+        snprintf(form, sizeof form, "newest compiled form for this model");
+    return kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s' has %zu segment(s) in its %s (kvz inspect --config N lists a "
+                      "form's): --segments %s passes its last", cli_shown(shown, doc->name, strlen(doc->name)),
+                      segments, form, run);
 }
 
 int cli_parse_device(const char *s, int *device)

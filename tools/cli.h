@@ -42,16 +42,19 @@ int cli_parse_float(const char *s, double min, double max, double *out);
  * past them only waits. 0 on success. */
 int cli_parse_threads(const char *cmd, const char *s, long *out);
 
-/* --segments A[-B] of the last of docs[0..n_docs) (counted from 1, as kvz
- * inspect lists them; B defaults to A) into its part, counted from 0. Returns
- * an exit code: KVZ_EXIT_USAGE, said, when no --doc comes before it, it is
- * given twice, or the value is not such a run. */
+/* --segments A, A-B or A- (A to the last), counted from 1 as kvz inspect
+ * lists them, of the last of docs[0..n_docs), into its part (counted from 0;
+ * segments 0: to the last). *given (0 at first) is the count of docs when a
+ * run was last given. Returns an exit code: KVZ_EXIT_USAGE, said, when no
+ * --doc comes before it, it is given twice, or the value is not such a run. */
 struct kvz_doc_part;
-int cli_parse_segments(const char *cmd, const char *value, struct kvz_doc_part *docs, size_t n_docs);
+int cli_parse_segments(const char *cmd, const char *value, struct kvz_doc_part *docs, size_t n_docs,
+                       size_t *given);
 
-/* KVZ_ERR_RANGE, said in the option's counting, when the run of `doc` passes
- * the last of its `segments`. */
-int cli_check_segments(const struct kvz_doc_part *doc, size_t segments);
+/* KVZ_ERR_NOT_FOUND, said in the option's counting, when the run of `doc`
+ * passes the last of the `segments` its compiled form `config` has (0: the
+ * newest for the model). */
+int cli_check_segments(const struct kvz_doc_part *doc, size_t segments, int32_t config);
 
 /* --device and --weights values. 0 on success. */
 int cli_parse_device(const char *s, int *device);

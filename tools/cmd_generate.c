@@ -26,7 +26,8 @@ static const char HELP[] =
     "\n"
     "  --store DIR, --doc NAME   documents compiled into a store (see kvz compile)\n"
     "  --config N          which compiled form of each document (see kvz query)\n"
-    "  --segments A[-B]    of the --doc before it: only those segments (see kvz query)\n"
+    "  --segments A[-B]    of the --doc before it: only those segments (A-: to the\n"
+    "                      last; see kvz query)\n"
     "  --reserve N         with --doc: context tokens for prompt + answer (default 512)\n"
     "  -m, --model PATH    GGUF model (default: $KVZ_MODEL, else the setup's SmolLM2)\n"
     "  --prompt TEXT       the prompt; --prompt-file FILE reads it ('-' = stdin)\n"
@@ -51,7 +52,7 @@ static const char HELP[] =
 typedef struct gen_args {
     const char *model, *prompt, *prompt_file, *system, *store;
     kvz_doc_part *docs; /* names are argv entries */
-    size_t n_docs;
+    size_t n_docs, segments_given; /* segments_given: n_docs when --segments was last given */
     long config, reserve;
     int chat, stats;
     long max_tokens, ctx, chunk, threads, seed;
@@ -120,7 +121,7 @@ static int parse_args(int argc, char **argv, gen_args *a)
         case OPT_STORE: a->store = optarg; break;
         case OPT_DOC: a->docs[a->n_docs++].name = optarg; break;
         case OPT_SEGMENTS: {
-            int rc = cli_parse_segments("generate", optarg, a->docs, a->n_docs);
+            int rc = cli_parse_segments("generate", optarg, a->docs, a->n_docs, &a->segments_given);
             if (rc != KVZ_EXIT_OK)
                 return rc;
             break;
@@ -232,7 +233,7 @@ static int run(const gen_args *a, const char *text)
             size_t count = 0;
             if (a->docs[i].segments && (rc = kvz_document_segments(m, store, a->docs[i].name, lo.config, &tokens,
                                                                    &count)) == KVZ_OK)
-                rc = cli_check_segments(&a->docs[i], count);
+                rc = cli_check_segments(&a->docs[i], count, lo.config);
             free(tokens);
         }
         if (rc == KVZ_OK)

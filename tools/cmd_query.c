@@ -22,12 +22,14 @@ static const char HELP[] =
     "\n"
     "  --store DIR         the store (see kvz compile, kvz ls)\n"
     "  --doc NAME          a document as named in the store (repeatable)\n"
-    "  --segments A[-B]    of the --doc just before: only its segments A to B\n"
-    "                      (counted from 1, as `kvz inspect` lists them; B defaults\n"
-    "                      to A). A document longer than the model's context is\n"
-    "                      compiled in segments that may not fit one context\n"
-    "                      together; each run is placed right after the previous\n"
-    "                      document, as if the others were not there\n"
+    "  --segments A[-B]    of the --doc just before: only its segments A to B (A-:\n"
+    "                      A to the last; B defaults to A), counted from 1 as\n"
+    "                      `kvz inspect --config N` lists them for the form loaded.\n"
+    "                      A document longer than a segment (the model's context\n"
+    "                      less compile's --reserve) is compiled in segments, which\n"
+    "                      may not fit one context together; a run is placed right\n"
+    "                      after the previous document, as if the others were not\n"
+    "                      there\n"
     "  --config N          which compiled form of each document, as numbered by\n"
     "                      `kvz ls` (default: the newest made by this model)\n"
     "  -m, --model PATH    GGUF model (default: $KVZ_MODEL, else the setup's SmolLM2);\n"
@@ -38,10 +40,10 @@ static const char HELP[] =
     "  --json              one JSON object per answer, with timings (load ms,\n"
     "                      time to first token, decode tok/s: null for a one-token\n"
     "                      answer)\n"
+    "  --device D, --threads N   as in `kvz generate`\n"
     "\n"
     "A question too long for the reserve is reported (with --json, as an object\n"
-    "with \"error\") and the next one answered; the exit code is then 10.\n"
-    "  --device D, --threads N   as in `kvz generate`\n";
+    "with \"error\") and the next one answered; the exit code is then 10.\n";
 
 enum { OPT_STORE = 256, OPT_DOC, OPT_SEGMENTS, OPT_CONFIG, OPT_MAX_TOKENS, OPT_TEMPERATURE, OPT_TOP_P, OPT_SEED,
        OPT_RESERVE, OPT_JSON, OPT_DEVICE, OPT_THREADS };
@@ -49,7 +51,7 @@ enum { OPT_STORE = 256, OPT_DOC, OPT_SEGMENTS, OPT_CONFIG, OPT_MAX_TOKENS, OPT_T
 typedef struct query_args {
     const char *store, *model;
     kvz_doc_part *docs; /* names are argv entries; segments counted from 0 */
-    size_t n_docs;
+    size_t n_docs, segments_given; /* segments_given: n_docs when --segments was last given */
     long config, max_tokens, seed, reserve, threads;
     double temperature, top_p;
     int json, device;
@@ -84,7 +86,7 @@ static int parse(int argc, char **argv, query_args *a)
         case OPT_STORE: a->store = optarg; break;
         case OPT_DOC: a->docs[a->n_docs++].name = optarg; break;
         case OPT_SEGMENTS:
-            if ((rc = cli_parse_segments("query", optarg, a->docs, a->n_docs)) != KVZ_EXIT_OK)
+            if ((rc = cli_parse_segments("query", optarg, a->docs, a->n_docs, &a->segments_given)) != KVZ_EXIT_OK)
                 return rc;
             break;
         case 'm': a->model = optarg; break;
@@ -180,18 +182,21 @@ static int check_runs(kvz_engine *e, const query_args *a)
         size_t count = 0;
         KVZ_TRY(kvz_engine_document_segments(e, d->name, (int32_t)a->config, &tokens, &count));
         kvz_free(tokens);
-        KVZ_TRY(cli_check_segments(d, count));
+        KVZ_TRY(cli_check_segments(d, count, (int32_t)a->config));
     }
     return KVZ_OK;
 }
 
-/* A question that failed on its own (too long for the reserve): said, and the
- * next one is asked. Returns whether it was such a failure. */
-static int question_failed(const query_args *a, const char *question, int status)
+/* A question that failed on its own (too long for the reserve) is said, and
+ * the next one asked: returns KVZ_OK after noting it in *question_status.
+ * Any other failure (or one to write the report) is returned. */
+static int question_failed(const query_args *a, const char *question, int status, int *question_status)
 {
     if (status != KVZ_ERR_RANGE)
-        return 0;
-    const char *why = kvz_last_error();
+        return status;
+    *question_status = status;
+    char why[1024];
+    snprintf(why, sizeof why, "%s", kvz_last_error());
     if (a->json) {
         printf("{\"question\":");
         cli_json_string(stdout, question, strlen(question));
@@ -202,7 +207,9 @@ static int question_failed(const query_args *a, const char *question, int status
         printf("\n");
     }
     fprintf(stderr, "kvz query: %s\n", why);
-    return 1;
+    if (fflush(stdout) != 0 || ferror(stdout))
+        return kvz_errorf(KVZ_ERR_IO, "cannot write the output: %s", errno ? strerror(errno) : "a write failed");
+    return KVZ_OK;
 }
 
 int cmd_query(int argc, char **argv)
@@ -231,9 +238,7 @@ int cmd_query(int argc, char **argv)
     int question_status = KVZ_OK; /* the last question that failed on its own */
     if (st == KVZ_OK && optind < argc) {
         for (int i = optind; i < argc && st == KVZ_OK; i++) {
-            st = answer(s, &a, &li, argv[i], argc - optind > 1);
-            if (question_failed(&a, argv[i], st))
-                question_status = st, st = KVZ_OK;
+            st = question_failed(&a, argv[i], answer(s, &a, &li, argv[i], argc - optind > 1), &question_status);
         }
     } else if (st == KVZ_OK) {
         int tty = isatty(STDIN_FILENO);
@@ -257,9 +262,7 @@ int cmd_query(int argc, char **argv)
                 line[--n] = '\0';
             if (n == 0)
                 continue;
-            st = answer(s, &a, &li, line, 0);
-            if (question_failed(&a, line, st))
-                question_status = st, st = KVZ_OK;
+            st = question_failed(&a, line, answer(s, &a, &li, line, 0), &question_status);
             if (st != KVZ_OK)
                 break;
         }

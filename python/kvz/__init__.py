@@ -13,6 +13,7 @@ message.
 """
 import ctypes
 import ctypes.util
+import operator
 import os
 
 __all__ = ["Engine", "Session", "Error", "library_version"]
@@ -132,6 +133,8 @@ def _take_string(ptr, length=None):
 def _c_string(text, what):
     """UTF-8 for C: names as documents() gives them (undecodable bytes as
     surrogates) go back as the same bytes; a NUL would end the string early."""
+    if not isinstance(text, str):
+        raise TypeError(f"{what} must be a str (got {type(text).__name__})")
     raw = text.encode("utf-8", "surrogateescape")
     if b"\0" in raw:
         raise ValueError(f"{what} holds a NUL character")
@@ -140,6 +143,9 @@ def _c_string(text, what):
 
 def _c_int(value, low, high, what):
     """ctypes wraps integers silently: out of range is an error here instead."""
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        raise TypeError(f"{what} must be an int (got {type(value).__name__})")
+    value = operator.index(value)  # numpy's integers too
     if not low <= value <= high:
         raise ValueError(f"{what} must be in {low}..{high} (got {value})")
     return value
@@ -209,8 +215,8 @@ class Engine(_Handle):
         return _take_string(ptr, length.value)
 
     def segments(self, name, config=0):
-        """The tokens of each segment of a compiled document (one entry unless
-        it was longer than the model's context)."""
+        """The number of tokens of each segment of a compiled document (one
+        entry unless it was longer than a segment)."""
         tokens, count = ctypes.POINTER(ctypes.c_int32)(), ctypes.c_size_t()
         _check(_engine_segments(self._live(), _c_string(name, "a document name"),
                                 _c_int(config, 0, 2**31 - 1, "config"), ctypes.byref(tokens), ctypes.byref(count)))
@@ -236,7 +242,12 @@ class Session(_Handle):
             names = [names]
         parts = []
         for entry in names:
-            name, first, count = (entry, 0, 0) if isinstance(entry, str) else entry
+            if isinstance(entry, str):
+                name, first, count = entry, 0, 0
+            elif isinstance(entry, (tuple, list)) and len(entry) == 3:
+                name, first, count = entry
+            else:
+                raise TypeError(f"a document is a name or (name, first segment, segments), not {entry!r}")
             parts.append(_DocPart(_c_string(name, "a document name"), _c_int(first, 0, 2**31 - 1, "first segment"),
                                   _c_int(count, 0, 2**31 - 1, "segments")))
         encoded = (_DocPart * len(parts))(*parts)

@@ -114,7 +114,17 @@ with kvz.Engine(sys.argv[4], model=model, device="cpu") as engine:
             engine.session([part])
             check(label + " raises", False, "loaded")
         except kvz.Error as e:
-            check(label + " raises (range)", e.code == -9 and "segment" in str(e), str(e))
+            check(label + " raises (not found)", e.code == -7 and "segment" in str(e), str(e))
+    for label, bad, error in [("a tuple for the list", (both, 0, 1), TypeError),
+                              ("a pair", [(both, 1)], TypeError), ("bytes for a name", [b"x"], TypeError),
+                              ("a str for a count", [(both, "1", 1)], TypeError),
+                              ("True for a count", [(both, 0, True)], TypeError),
+                              ("a negative segment", [(both, -1, 1)], ValueError)]:
+        try:
+            engine.session(bad)
+            check(label + " raises " + error.__name__, False, "loaded")
+        except error:
+            check(label + " raises " + error.__name__, True)
     try:
         engine.segments("no-such.txt")
         check("segments of a missing document raise", False, "found")

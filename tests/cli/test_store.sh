@@ -135,25 +135,31 @@ NSEG=$("$KVZ" ls --store "$SG" --json | grep -o '"segments":[0-9]*' | head -1 | 
     >"$TMP/q4" 2>"$TMP/e"; rc=$?
 [ $rc -eq 0 ] && grep -q '"segments":1,' "$TMP/q4" && ok "--segments 2 loads that segment and answers" ||
     { fail "--segments 2: exit $rc"; cat "$TMP/e"; }
-"$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments "2-$NSEG" --max-tokens 2 --json "What?" \
-    >"$TMP/q4" 2>"$TMP/e"; rc=$?
-[ $rc -eq 0 ] && grep -q "\"segments\":$((NSEG - 1))," "$TMP/q4" && ok "--segments 2-$NSEG loads the rest" ||
-    { fail "--segments 2-$NSEG: exit $rc"; cat "$TMP/e" "$TMP/q4"; }
+for run in "2-$NSEG" "2-"; do
+    "$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments "$run" --max-tokens 2 --json "What?" \
+        >"$TMP/q4" 2>"$TMP/e"; rc=$?
+    [ $rc -eq 0 ] && grep -q "\"segments\":$((NSEG - 1))," "$TMP/q4" && ok "--segments $run loads the rest" ||
+        { fail "--segments $run: exit $rc"; cat "$TMP/e" "$TMP/q4"; }
+done
 "$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments "$NSEG-$((NSEG + 1))" "What?" 2>"$TMP/e"; rc=$?
-[ $rc -eq 10 ] && grep -q "has $NSEG segment(s)" "$TMP/e" && ok "--segments past the last: exit 10, the count said" ||
-    { fail "--segments past the last: exit $rc"; cat "$TMP/e"; }
+"$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments "$((NSEG + 1))" "What?" 2>>"$TMP/e"; rc2=$?
+[ $rc -eq 7 ] && [ $rc2 -eq 7 ] && [ "$(grep -c "has $NSEG segment(s) in its newest compiled form" "$TMP/e")" -eq 2 ] &&
+    grep -q -- "--segments $((NSEG + 1)) passes" "$TMP/e" && ok "--segments past the last: exit 7, the count said" ||
+    { fail "--segments past the last: exit $rc $rc2"; cat "$TMP/e"; }
 "$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments 2 --reserve 7500 --max-tokens 6 "What?" >"$TMP/q7" \
     2>/dev/null
 "$KVZ" generate --store "$SG" --model "$MODEL" --doc $GD --segments 2 --reserve 7500 --max-tokens 6 --prompt "What?" \
     >"$TMP/g7" 2>"$TMP/e"; rc=$?
 [ $rc -eq 0 ] && [ -s "$TMP/g7" ] && [ "$(cat "$TMP/g7")" = "$(cat "$TMP/q7")" ] &&
     ok "generate --segments 2 answers as query --segments 2" || { fail "generate --segments: exit $rc"; cat "$TMP/e"; }
-for bad in "0" "3-2" "x" "1-"; do
+for bad in "0" "3-2" "x" "-2" "+1" " 1" "1 " "1-+2" "1--2" ""; do
     "$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments "$bad" "What?" 2>/dev/null; rc=$?
     [ $rc -eq 2 ] || fail "--segments '$bad': exit $rc, expected 2"
 done
 "$KVZ" query --store "$SG" --model "$MODEL" --segments 1 --doc $GD "What?" 2>/dev/null; rc=$?
-[ $rc -eq 2 ] && ok "--segments before any --doc, or not a run: exit 2" || fail "--segments before --doc: exit $rc"
+"$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments 1- --segments 2 "What?" 2>/dev/null; rc2=$?
+[ $rc -eq 2 ] && [ $rc2 -eq 2 ] && ok "--segments before any --doc, twice, or not a run: exit 2" ||
+    fail "--segments before --doc or twice: exit $rc $rc2"
 # a one-token answer has no decode rate (null), a longer one has
 "$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments 1 --max-tokens 1 --json "Hi" "Hi there" >"$TMP/q6" 2>&1
 "$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments 1 --max-tokens 3 --json "Hi" >>"$TMP/q6" 2>&1
@@ -166,6 +172,10 @@ printf 'Who?\n%s\nWhat license?\n' "$(printf 'word %.0s' $(seq 40))" |
 [ $rc -eq 10 ] && [ "$(grep -c '"answer"' "$TMP/q5")" -eq 2 ] && [ "$(grep -c '"error"' "$TMP/q5")" -eq 1 ] &&
     grep -q "reserved" "$TMP/e" && ok "a question too long for the reserve: said, the next answered, exit 10" ||
     { fail "too-long question in a batch: exit $rc"; cat "$TMP/q5" "$TMP/e"; }
+"$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments 1 --reserve 40 --json "$(printf 'word %.0s' $(seq 40))" \
+    >/dev/full 2>"$TMP/e"; rc=$?
+[ $rc -eq 3 ] && grep -q "cannot write the output" "$TMP/e" && ok "its error record unwritable: exit 3, said" ||
+    { fail "too-long question into /dev/full: exit $rc"; cat "$TMP/e"; }
 
 # kill -9 in the middle of a compile, then resume: verify passes, only the rest is compiled
 S2="$TMP/store2"
