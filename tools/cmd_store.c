@@ -313,10 +313,13 @@ int cmd_inspect(int argc, char **argv)
     if (st == KVZ_OK) {
         const kvz_doc_entry *e = &rec.entries[a.config - 1];
         char shown[CLI_SHOWN_MAX];
-        if (!a.json)
+        if (!a.json && rec.n_entries > 1)
+            printf("%s, configuration %ld of %u (--config N for another):\n  %s, %u tokens in %u segment(s), "
+                   "%.1f KB\n", cli_shown(shown, a.doc, strlen(a.doc)), a.config, rec.n_entries, e->summary,
+                   e->n_tokens, e->n_segments, e->stored_bytes / 1024.0);
+        else if (!a.json)
             printf("%s: %s, %u tokens in %u segment(s), %.1f KB\n", cli_shown(shown, a.doc, strlen(a.doc)),
-                   e->summary, e->n_tokens,
-                   e->n_segments, e->stored_bytes / 1024.0);
+                   e->summary, e->n_tokens, e->n_segments, e->stored_bytes / 1024.0);
         for (uint32_t i = 0; i < e->n_segments && st == KVZ_OK; i++) {
             kvz_artifact art;
             st = kvz_store_get(t, KVZ_DB_ARTIFACTS, e->artifact_ids[i], 16, &val, &len);

@@ -160,6 +160,16 @@ done
 "$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments 1- --segments 2 "What?" 2>/dev/null; rc2=$?
 [ $rc -eq 2 ] && [ $rc2 -eq 2 ] && ok "--segments before any --doc, twice, or not a run: exit 2" ||
     fail "--segments before --doc or twice: exit $rc $rc2"
+# a second compiled form, in one segment: inspect says which form it lists, --segments
+# counts the form loaded (the newest, or --config)
+"$KVZ" compile $GD --store "$SG" --model "$MODEL" --ratio 0.5 --quiet 2>/dev/null
+"$KVZ" inspect --store "$SG" $GD >"$TMP/i1" 2>&1
+"$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments 2 "What?" >/dev/null 2>"$TMP/e"; rc=$?
+"$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --config 1 --segments 2 --max-tokens 2 "What?" >/dev/null \
+    2>>"$TMP/e"; rc2=$?
+grep -q "configuration 1 of 2" "$TMP/i1" && [ $rc -eq 7 ] && grep -q "has 1 segment(s) in its newest" "$TMP/e" &&
+    [ $rc2 -eq 0 ] && ok "two compiled forms: inspect names the one it lists, --segments counts the one loaded" ||
+    { fail "segments of two forms: exit $rc $rc2"; cat "$TMP/i1" "$TMP/e"; }
 # a one-token answer has no decode rate (null), a longer one has
 "$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments 1 --max-tokens 1 --json "Hi" "Hi there" >"$TMP/q6" 2>&1
 "$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments 1 --max-tokens 3 --json "Hi" >>"$TMP/q6" 2>&1
