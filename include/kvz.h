@@ -88,6 +88,13 @@ KVZ_API void kvz_free(void *p);
  * session, which must not be used again. Closing the
  * engine while sessions are open is allowed: they keep working, and the
  * engine is freed when the last of them closes.
+ *
+ * GPU memory: where the device has memory pools, kvz allocates from the
+ * device's default pool (stream-ordered) and raises its release threshold
+ * from 0 (unless the application set one), so what a closed session freed is
+ * kept for the next instead of going back to the driver at each
+ * synchronisation; an allocation that fails trims the pool and tries again.
+ * KVZ_CUDA_MEMORY_POOLS=0 in the environment uses cudaMalloc instead.
  * ------------------------------------------------------------------------ */
 typedef struct kvz_engine kvz_engine;
 typedef struct kvz_session kvz_session;

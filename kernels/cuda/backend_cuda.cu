@@ -34,6 +34,27 @@ static int allocation_failed(cudaError_t e, size_t bytes, const char *kind, cons
                       what ? what : "", cudaGetErrorString(e), room);
 }
 
+/* The default pool hands memory freed with cudaFreeAsync back to the device
+ * at each synchronisation while its release threshold is 0 (the default), so
+ * each session's cache and scratch would be mapped afresh. Let it keep them
+ * (an allocation that fails trims it), unless the application has set a
+ * threshold of its own. */
+static void keep_freed_memory(int device)
+{
+    cudaMemPool_t pool;
+    uint64_t threshold = 0;
+    if (cudaDeviceGetDefaultMemPool(&pool, device) != cudaSuccess ||
+        cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold) != cudaSuccess) {
+        cudaGetLastError(); /* an optimisation only */
+        return;
+    }
+    if (threshold != 0)
+        return;
+    threshold = UINT64_MAX;
+    if (cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold) != cudaSuccess)
+        cudaGetLastError();
+}
+
 int cuda_malloc(cuda_impl *c, void **ptr, size_t bytes, const char *what)
 {
     *ptr = NULL;
@@ -41,10 +62,16 @@ int cuda_malloc(cuda_impl *c, void **ptr, size_t bytes, const char *what)
         bytes = 16;
     cudaError_t e = c->stream_ordered_memory ? cudaMallocAsync(ptr, bytes, c->stream) : cudaMalloc(ptr, bytes);
     if (e == cudaErrorMemoryAllocation && c->stream_ordered_memory) {
-        /* memory other streams freed may still wait in the pool for their work to finish: let it, once */
+        /* memory other streams freed may still wait in the pool for their work to finish: let it, once,
+         * and hand what the pool keeps back to the device, so the request can be mapped whole */
         cudaGetLastError();
-        if (cudaDeviceSynchronize() == cudaSuccess)
+        cudaMemPool_t pool;
+        if (cudaDeviceSynchronize() == cudaSuccess) {
+            if (cudaDeviceGetDefaultMemPool(&pool, c->device) != cudaSuccess ||
+                cudaMemPoolTrimTo(pool, 0) != cudaSuccess)
+                cudaGetLastError();
             e = cudaMallocAsync(ptr, bytes, c->stream);
+        }
     }
     if (e == cudaSuccess)
         return KVZ_OK;
@@ -279,6 +306,8 @@ static int cuda_start(kvz_backend **out, int n_threads)
     c->stream_ordered_memory = !(use_pools && strcmp(use_pools, "0") == 0) &&
                                cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, 0) == cudaSuccess &&
                                pools;
+    if (c->stream_ordered_memory)
+        keep_freed_memory(c->device);
     c->smem_optin = prop.sharedMemPerBlockOptin;
     const char *attention = getenv("KVZ_CUDA_ATTENTION");
     c->attention_simt = attention && strcmp(attention, "simt") == 0;

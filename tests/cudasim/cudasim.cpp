@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
+#include <atomic>
 #include <deque>
 #include <functional>
 #include <map>
@@ -933,6 +934,43 @@ cudaError_t cudaDeviceGetAttribute(int *value, cudaDeviceAttr attr, int d)
     if (d != 0 || attr != cudaDevAttrMemoryPoolsSupported)
         return kvz_sim::last_error = cudaErrorInvalidValue;
     *value = 1;
+    return cudaSuccess;
+}
+
+struct kvz_sim_mem_pool {
+    std::atomic<uint64_t> release_threshold{0};
+};
+static kvz_sim_mem_pool the_pool;
+
+cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t *pool, int d)
+{
+    if (d != 0)
+        return kvz_sim::last_error = cudaErrorInvalidValue;
+    *pool = &the_pool;
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr, void *value)
+{
+    if (pool != &the_pool || attr != cudaMemPoolAttrReleaseThreshold)
+        return kvz_sim::last_error = cudaErrorInvalidValue;
+    *(uint64_t *)value = pool->release_threshold.load();
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr, void *value)
+{
+    if (pool != &the_pool || attr != cudaMemPoolAttrReleaseThreshold)
+        return kvz_sim::last_error = cudaErrorInvalidValue;
+    pool->release_threshold.store(*(const uint64_t *)value);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemPoolTrimTo(cudaMemPool_t pool, size_t)
+{
+    if (pool != &the_pool)
+        return kvz_sim::last_error = cudaErrorInvalidValue;
+    kvz_sim::tally("trim cudaMemPoolTrimTo");
     return cudaSuccess;
 }
 
