@@ -1,0 +1,109 @@
+#!/bin/sh
+# format/SPEC.md and format/BUNDLE.md hold what kvz writes: artifacts of every
+# kind of compile and a bundle, decoded by tests/format/spec_reader.py, a
+# reader written from those documents alone, agree with `kvz inspect` and
+# `kvz tokenize`, and a changed byte is refused. Needs KVZ_BIN, KVZ_MODEL and
+# Python's numpy, zstandard and xxhash (scripts/setup.sh installs them).
+. tests/cli_lib.sh
+READER="python3 tests/format/spec_reader.py"
+DOC=tests/data/gpl3_excerpt.txt
+
+if ! python3 -c 'import numpy, zstandard, xxhash' 2>"$TMP/e"; then
+    fail "the format reader needs Python's numpy, zstandard and xxhash (scripts/setup.sh): $(tail -1 "$TMP/e")"
+    finish "format"
+fi
+
+# label, then compile options: segments (a large compile reserve), whole heads
+# at 2 bits (heads left with f16 pairs only), SnapKV at 8 bits, ChunkKV at 16
+set -- "seg:--reserve 7700" "head2:--level head --bits 2" "snap8:--method snapkv --ratio 0.2 --bits 8" \
+    "chunk16:--method chunkkv --bits 16"
+for variant in "$@"; do
+    label=${variant%%:*}
+    # shellcheck disable=SC2086 # the options
+    if ! "$KVZ" compile $DOC --store "$TMP/$label" --model "$MODEL" ${variant#*:} --quiet 2>"$TMP/e"; then
+        fail "compile $label"; cat "$TMP/e"; continue
+    fi
+    "$KVZ" inspect --store "$TMP/$label" $DOC --json >"$TMP/$label.inspect" 2>"$TMP/e" || { fail "inspect $label"; cat "$TMP/e"; }
+    n=$(grep -c '"segment"' "$TMP/$label.inspect")
+    k=1 files=""
+    while [ "$k" -le "$n" ]; do
+        "$KVZ" export --store "$TMP/$label" $DOC --segment $k -o "$TMP/$label.$k.kvz" --quiet 2>"$TMP/e" ||
+            { fail "export $label segment $k"; cat "$TMP/e"; }
+        files="$files $TMP/$label.$k.kvz"
+        k=$((k + 1))
+    done
+    # shellcheck disable=SC2086 # the files, in segment order
+    if $READER --json $files >"$TMP/$label.read" 2>"$TMP/e"; then
+        ok "$label: $n artifact(s) decoded from the specification alone"
+    else
+        fail "$label: the reader refused"; cat "$TMP/$label.read" "$TMP/e"
+    fi
+done
+
+# what the reader decoded is what kvz says it wrote
+python3 - "$TMP" "$DOC" "$@" <<'PY' >"$TMP/cmp" 2>&1
+import json, subprocess, sys
+tmp, doc, labels = sys.argv[1], sys.argv[2], [v.split(":")[0] for v in sys.argv[3:]]
+text_hash = subprocess.run(["python3", "tests/format/spec_reader.py", "--doc-hash", doc], capture_output=True,
+                           text=True, check=True).stdout.strip()
+bad = 0
+for label in labels:
+    inspected = [json.loads(l) for l in open(f"{tmp}/{label}.inspect")]
+    read = [json.loads(l) for l in open(f"{tmp}/{label}.read")]
+    if len(inspected) != len(read):
+        print(f"{label}: inspect lists {len(inspected)} segments, {len(read)} read"); bad += 1; continue
+    for i, r in zip(inspected, read):
+        m = r["manifest"]
+        kept = [(l["kept"], l["min"], l["max"]) for l in r["layers"]]
+        said = [(l["kept"], l["min"], l["max"]) for l in i["layers"]]
+        for what, a, b in [("kept per layer", kept, said), ("bytes", r["bytes"], i["bytes"]),
+                           ("n_tokens", m["n_tokens"], i["n_tokens"]), ("bits", m["bits"], i["bits"]),
+                           ("segment", m["segment"], i["segment"]), ("doc_hash", m["doc_hash"], text_hash)]:
+            if a != b:
+                print(f"{label} segment {i['segment']}: {what}: read {a}, kvz says {b}"); bad += 1
+        for kind in ("keys", "values"):
+            if r[kind]["nan"] or r[kind]["inf"] or r[kind]["absmax"] == 0:
+                print(f"{label}: {kind} decode to {r[kind]}"); bad += 1
+print("mismatches:", bad)
+sys.exit(1 if bad else 0)
+PY
+[ $? -eq 0 ] && ok "kept pairs per layer, bytes, tokens, bits and doc_hash agree with kvz inspect" ||
+    { fail "the reader and kvz inspect disagree"; cat "$TMP/cmp"; }
+
+# TOKENS of a one-segment artifact are the text's tokens
+"$KVZ" tokenize --model "$MODEL" <$DOC >"$TMP/tokens" 2>"$TMP/e"
+python3 - "$TMP/head2.1.kvz" "$TMP/tokens" <<'PY' && ok "TOKENS hold what kvz tokenize gives" || fail "TOKENS differ"
+import sys
+sys.path.insert(0, "tests/format")
+import spec_reader
+a = spec_reader.Artifact(open(sys.argv[1], "rb").read())
+sys.exit(0 if [int(t) for t in a.tokens] == [int(t) for t in open(sys.argv[2]).read().split()] else 1)
+PY
+
+# a bundle: manifest, prefix and segments, ids and hashes as BUNDLE.md says
+"$KVZ" pack --store "$TMP/seg" --all -o "$TMP/seg.tar.zst" --quiet 2>"$TMP/e" || { fail "pack"; cat "$TMP/e"; }
+$READER --bundle "$TMP/seg.tar.zst" >"$TMP/bundle" 2>&1 && [ "$(grep -c ' OK$' "$TMP/bundle")" -ge 4 ] &&
+    ok "the bundle read from BUNDLE.md alone: the prefix and $(grep -c '^artifacts/' "$TMP/bundle") segments" ||
+    { fail "the reader refused the bundle"; cat "$TMP/bundle"; }
+
+# a byte changed anywhere is refused (header, table, a payload, the trailer)
+python3 - "$TMP/snap8.1.kvz" <<'PY' >"$TMP/flips" 2>&1 && ok "20 single-byte changes, each refused" ||
+import sys
+sys.path.insert(0, "tests/format")
+import spec_reader
+data = open(sys.argv[1], "rb").read()
+accepted = 0
+for k in range(20):
+    at = [3, 20, 70, 200, len(data) - 3][k] if k < 5 else (k * 2654435761) % len(data)
+    changed = bytearray(data)
+    changed[at] ^= 0x5A
+    try:
+        spec_reader.Artifact(bytes(changed))
+        print(f"byte {at} changed: accepted")
+        accepted += 1
+    except spec_reader.Refused:
+        pass
+sys.exit(1 if accepted else 0)
+PY
+    { fail "a changed byte was accepted"; cat "$TMP/flips"; }
+finish "format"
