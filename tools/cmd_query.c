@@ -176,7 +176,7 @@ static int check_runs(kvz_engine *e, const query_args *a)
 {
     for (size_t i = 0; i < a->n_docs; i++) {
         const kvz_doc_part *d = &a->docs[i];
-        if (!d->segments)
+        if (d->first_segment == 0 && d->segments == 0) /* the whole document */
             continue;
         int32_t *tokens = NULL;
         size_t count = 0;
