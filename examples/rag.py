@@ -3,7 +3,10 @@
 
 Scores every document of a kvz store against the question with a plain
 keyword score (BM25 over the documents' words), loads the caches of the best
-documents (no prefill: they were compiled by `kvz compile`) and answers.
+documents (no prefill: they were compiled by `kvz compile`) and answers. A
+document compiled in segments (longer than the model's context allows) is
+scored segment by segment, and its best segments are loaded; what does not
+fit the context with the answer is left out, the lowest scored first.
 
     make demo        # or: build/kvz compile examples/corpus --store STORE
     python3 examples/rag.py --store build/demo-store "When was the lighthouse first lit?"
@@ -62,22 +65,39 @@ def main():
                    help="the GGUF the store was compiled with (default: $KVZ_MODEL, else the project's models/ copy)")
     p.add_argument("--top", type=positive, default=1, help="documents to load (default 1)")
     p.add_argument("--max-tokens", type=positive, default=64)
+    p.add_argument("--reserve", type=positive, default=512,
+                   help="context tokens kept for the question and answer (default 512)")
     p.add_argument("questions", nargs="+")
     a = p.parse_args()
     with kvz.Engine(a.store, model=a.model) as engine:
-        texts = {name: engine.text(name) for name in engine.documents()}
+        texts = {}  # (name, segment or -1 for a whole document): text
+        for name in engine.documents():
+            segments = len(engine.segments(name))
+            if segments == 1:
+                texts[(name, -1)] = engine.text(name)
+            for k in range(segments if segments > 1 else 0):
+                texts[(name, k)] = engine.segment_text(name, k)
         if not texts:
             sys.exit(f"rag: no documents compiled for this model in {a.store}")
         for question in a.questions:
-            ranked = [(name, s) for name, s in rank(question, texts) if s > 0][: a.top]
+            ranked = [(unit, s) for unit, s in rank(question, texts) if s > 0][: a.top]
             if not ranked:
                 print(f"Q: {question}\n(no document mentions any word of the question)\n")
                 continue
-            names = [name for name, _ in ranked]
-            with engine.session(names) as session:
+            while True:
+                parts = [name if k < 0 else (name, k, 1) for (name, k), _ in ranked]
+                try:
+                    session = engine.session(parts, reserve=a.reserve)
+                    break
+                except kvz.Error as e:
+                    if e.code != kvz.ERR_RANGE or len(ranked) == 1:
+                        raise
+                    ranked.pop()  # too long for the context with the answer: the lowest scored goes
+            with session:
                 answer = session.ask(question, max_tokens=a.max_tokens)
                 print(f"Q: {question}")
-                print("from: " + ", ".join(f"{n} (score {s:.2f})" for n, s in ranked))
+                print("from: " + ", ".join(f"{n}{'' if k < 0 else f' segment {k + 1}'} (score {s:.2f})"
+                                           for (n, k), s in ranked))
                 print(f"A: {answer.strip()}")
                 print(f"(loaded {session.load_info['document_tokens']} tokens in "
                       f"{session.load_info['load_ms']:.0f} ms, first token after "

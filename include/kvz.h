@@ -144,6 +144,13 @@ KVZ_API int kvz_engine_document_text(kvz_engine *e, const char *name, char **tex
 KVZ_API int kvz_engine_document_segments(kvz_engine *e, const char *name, int32_t config, int32_t **tokens,
                                          size_t *count);
 
+/* The text of one segment (counted from 0) of the compiled form
+ * kvz_session_open loads (the newest made by this engine's model), as
+ * kvz_engine_document_text gives a whole document's: for retrieval over the
+ * runs of long documents. Errors: as kvz_engine_document_text's, and
+ * KVZ_ERR_NOT_FOUND for a segment the document does not have. */
+KVZ_API int kvz_engine_segment_text(kvz_engine *e, const char *name, int32_t segment, char **text, size_t *len);
+
 /* ------------------------------------------------------------------------
  * Session: documents loaded from the store (never prefilled again), then
  * question after question; each question sees only the documents.

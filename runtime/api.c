@@ -225,20 +225,36 @@ int kvz_engine_documents(kvz_engine *e, char ***names, size_t *count)
     return rc;
 }
 
-int kvz_engine_document_text(kvz_engine *e, const char *name, char **text, size_t *len)
+static int text_of(kvz_engine *e, const char *name, int32_t segment, char **text, size_t *len)
 {
-    if (!e || !name || !text)
-        return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_document_text: engine, name and text are required");
     *text = NULL;
     kvz_tokens tokens = {0};
     size_t n = 0;
-    int rc = kvz_document_tokens(e->model, e->store, name, 0, &tokens);
+    int rc = kvz_document_tokens(e->model, e->store, name, 0, segment, &tokens);
     if (rc == KVZ_OK)
         rc = kvz_detokenize(e->model->tokenizer, tokens.ids, tokens.len, 0, text, &n);
     kvz_tokens_free(&tokens);
     if (len)
         *len = n;
     return rc;
+}
+
+int kvz_engine_document_text(kvz_engine *e, const char *name, char **text, size_t *len)
+{
+    if (!e || !name || !text)
+        return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_document_text: engine, name and text are required");
+    return text_of(e, name, -1, text, len);
+}
+
+int kvz_engine_segment_text(kvz_engine *e, const char *name, int32_t segment, char **text, size_t *len)
+{
+    if (text)
+        *text = NULL;
+    if (!e || !name || !text)
+        return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_segment_text: engine, name and text are required");
+    if (segment < 0)
+        return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_segment_text: segment %d is negative", segment);
+    return text_of(e, name, segment, text, len);
 }
 
 int kvz_engine_document_segments(kvz_engine *e, const char *name, int32_t config, int32_t **tokens,

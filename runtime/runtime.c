@@ -475,19 +475,33 @@ static int visit_segments(kvz_model *m, kvz_store *store, const char *name, int3
     return rc;
 }
 
+typedef struct tokens_of {
+    int32_t segment; /* -1: every one */
+    uint32_t n_segments;
+    kvz_tokens *out;
+} tokens_of;
+
 static int append_tokens(void *ctx, uint32_t s, uint32_t n_segments, const kvz_artifact *a)
 {
-    (void)s, (void)n_segments;
-    kvz_tokens *out = ctx;
-    size_t at = out->len;
+    tokens_of *t = ctx;
+    t->n_segments = n_segments;
+    if (t->segment >= 0 && (uint32_t)t->segment != s)
+        return KVZ_OK;
+    size_t at = t->out->len;
     for (uint32_t i = 0; i < a->manifest.n_tokens; i++)
-        KVZ_TRY(kvz_tokens_push(out, 0));
-    return kvz_artifact_read_tokens(a, out->ids + at);
+        KVZ_TRY(kvz_tokens_push(t->out, 0));
+    return kvz_artifact_read_tokens(a, t->out->ids + at);
 }
 
-int kvz_document_tokens(kvz_model *m, kvz_store *store, const char *name, int32_t config, kvz_tokens *out)
+int kvz_document_tokens(kvz_model *m, kvz_store *store, const char *name, int32_t config, int32_t segment,
+                        kvz_tokens *out)
 {
-    return visit_segments(m, store, name, config, append_tokens, out);
+    tokens_of t = {segment, 0, out};
+    KVZ_TRY(visit_segments(m, store, name, config, append_tokens, &t));
+    if (segment >= 0 && (uint32_t)segment >= t.n_segments)
+        return kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s' has %u segment(s), counted from 0: it has no segment %d", name,
+                          t.n_segments, segment);
+    return KVZ_OK;
 }
 
 typedef struct segment_lengths {

@@ -83,9 +83,11 @@ int kvz_loaded_first_logits(kvz_loaded *l, const char *question, float *logits);
 
 kvz_context *kvz_loaded_context(kvz_loaded *l);
 
-/* The tokens of a stored document (all its segments, in order) from the
- * compiled form `config` would load (0: the newest made by `m`). */
-int kvz_document_tokens(kvz_model *m, kvz_store *store, const char *name, int32_t config, kvz_tokens *out);
+/* The tokens of a stored document (all its segments in order, or with
+ * `segment` >= 0 that one alone) from the compiled form `config` would load
+ * (0: the newest made by `m`). A segment it does not have: KVZ_ERR_NOT_FOUND. */
+int kvz_document_tokens(kvz_model *m, kvz_store *store, const char *name, int32_t config, int32_t segment,
+                        kvz_tokens *out);
 
 /* The tokens of each segment of that compiled form: *count of them in
  * *tokens (malloc'd). */

@@ -48,6 +48,10 @@ class _AskOptions(ctypes.Structure):
                 ("stream", _STREAM), ("stream_user", ctypes.c_void_p)]
 
 
+# kvz.Error.code: a kvz_status of kvz.h.
+(ERR_ARG, ERR_NOMEM, ERR_IO, ERR_FORMAT, ERR_UNSUPPORTED, ERR_MODEL_MISMATCH, ERR_NOT_FOUND, ERR_BACKEND, ERR_RANGE,
+ ERR_INTERNAL) = range(-1, -11, -1)
+
 # Why an answer ended: Session.last["stopped_by"] (kvz_stop in kvz.h).
 STOP_END_OF_TURN, STOP_MAX_TOKENS, STOP_CALLBACK, STOP_RESERVE = 1, 2, 3, 4
 
@@ -93,6 +97,8 @@ _engine_documents = _declare("kvz_engine_documents", ctypes.c_int, ctypes.c_void
                              ctypes.POINTER(_char_pp), ctypes.POINTER(ctypes.c_size_t))
 _engine_text = _declare("kvz_engine_document_text", ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p,
                         ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t))
+_engine_segment_text = _declare("kvz_engine_segment_text", ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p,
+                                ctypes.c_int32, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t))
 _engine_segments = _declare("kvz_engine_document_segments", ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p,
                             ctypes.c_int32, ctypes.POINTER(ctypes.POINTER(ctypes.c_int32)),
                             ctypes.POINTER(ctypes.c_size_t))
@@ -224,6 +230,13 @@ class Engine(_Handle):
             return [tokens[i] for i in range(count.value)]
         finally:
             _free(ctypes.cast(tokens, ctypes.c_void_p))
+
+    def segment_text(self, name, segment):
+        """The (normalised) text of one segment (counted from 0) of a document."""
+        ptr, length = ctypes.c_void_p(), ctypes.c_size_t()
+        _check(_engine_segment_text(self._live(), _c_string(name, "a document name"),
+                                    _c_int(segment, 0, 2**31 - 1, "segment"), ctypes.byref(ptr), ctypes.byref(length)))
+        return _take_string(ptr, length.value)
 
     def session(self, names, reserve=0, config=0):
         """Load documents (composed in the order given) for questions. An

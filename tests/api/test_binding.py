@@ -125,6 +125,14 @@ with kvz.Engine(sys.argv[4], model=model, device="cpu") as engine:
             check(label + " raises " + error.__name__, False, "loaded")
         except error:
             check(label + " raises " + error.__name__, True)
+    pieces = [engine.segment_text(both, k) for k in range(len(lengths))]
+    check("the segments' texts make the document's", "".join(pieces) == engine.text(both) and all(pieces),
+          [p[:40] for p in pieces])
+    try:
+        engine.segment_text(both, len(lengths))
+        check("the text of a segment past the last raises", False, "found")
+    except kvz.Error as e:
+        check("the text of a segment past the last raises (not found)", e.code == kvz.ERR_NOT_FOUND, str(e))
     try:
         engine.segments("no-such.txt")
         check("segments of a missing document raise", False, "found")
@@ -140,4 +148,17 @@ rag0 = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "
                        "--store", store, "--model", model, "--top", "0", "a question"], capture_output=True, text=True)
 check("rag.py --top 0 is refused (exit 2, the reason)",
       rag0.returncode == 2 and "must be 1 or more" in rag0.stderr, rag0.stdout + rag0.stderr)
+# rag.py over a document in segments: it scores each segment and loads the best; with
+# the context nearly all reserved, what does not fit is left out, the lowest scored first
+for top, reserve, loaded in [(1, 512, 1), (2, 512, 2), (2, 8050, 1)]:
+    seg_rag = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "..", "..", "examples", "rag.py"),
+                              "--store", sys.argv[4], "--model", model, "--max-tokens", "24", "--top", str(top),
+                              "--reserve", str(reserve), "Which family keeps the Linden orchard?"],
+                             capture_output=True, text=True)
+    sources = [line for line in seg_rag.stdout.splitlines() if line.startswith("from: ")]
+    check(f"rag.py --top {top} --reserve {reserve} over segments loads {loaded}",
+          seg_rag.returncode == 0 and len(sources) == 1 and sources[0].count(" segment ") == loaded,
+          seg_rag.stdout + seg_rag.stderr)
+    if top == 1:
+        check("rag.py: the orchard's segment answers", "Morrow" in seg_rag.stdout, seg_rag.stdout)
 sys.exit(1 if failures else 0)
