@@ -115,6 +115,30 @@ static int get_segment(kvz_store_txn *t, const kvz_doc_entry *e, uint32_t s, con
     return rc;
 }
 
+/* A run of segments past the document's last: said in both countings (the
+ * CLI's --segments and kvz inspect count from 1, kvz_doc_part from 0), with
+ * the compiled form whose segments were counted. */
+static int run_past_last(const char *name, const kvz_doc_record *rec, const kvz_doc_entry *e, int32_t config,
+                         const kvz_doc_part *part)
+{
+    char run[48], form[96];
+    long long from = (long long)part->first_segment + 1;
+    if (part->segments == 1)
+        snprintf(run, sizeof run, "%lld", from);
+    else if (part->segments)
+        snprintf(run, sizeof run, "%lld-%lld", from, from + part->segments - 1);
+    else
+        snprintf(run, sizeof run, "%lld-", from);
+    unsigned number = (unsigned)(e - rec->entries) + 1;
+    if (config > 0)
+        snprintf(form, sizeof form, "its compiled form %u", number);
+    else
+        snprintf(form, sizeof form, "its newest compiled form for this model (configuration %u)", number);
+    return kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s' has %u segment(s) in %s, as kvz inspect --config %u lists them: "
+                      "the run %s counted from 1 (first segment %d counted from 0) passes its last", name,
+                      e->n_segments, form, number, run, part->first_segment);
+}
+
 /* Find every artifact to load and check they belong together: the shared
  * prefix first, then each document's segments in order. */
 static int make_plan(kvz_model *m, kvz_store_txn *t, const kvz_model_identity *id,
@@ -137,12 +161,8 @@ static int make_plan(kvz_model *m, kvz_store_txn *t, const kvz_model_identity *i
         const kvz_doc_entry *e;
         KVZ_TRY(find_entry(t, name, o->config, id, &rec, &e));
         int64_t first = parts[d].first_segment, n = parts[d].segments ? parts[d].segments : e->n_segments - first;
-        if (first >= e->n_segments)
-            rc = kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s' has %u segment(s), counted from 0: it has no segment %lld", name,
-                            e->n_segments, (long long)first);
-        else if (first + n > e->n_segments)
-            rc = kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s' has %u segment(s), counted from 0: segments %lld to %lld pass "
-                            "its last", name, e->n_segments, (long long)first, (long long)(first + n - 1));
+        if (first >= e->n_segments || first + n > e->n_segments)
+            rc = run_past_last(name, &rec, e, o->config, &parts[d]);
         for (uint32_t s = (uint32_t)first; rc == KVZ_OK && s < first + n; s++) {
             rc = get_segment(t, e, s, name, &val, &len);
             char what[1200];
@@ -310,15 +330,25 @@ static int load_layer(kvz_loaded *L, const plan *p, int32_t l, int32_t H, size_t
     return KVZ_OK;
 }
 
+kvz_doc_part *kvz_whole_documents(const char *const *names, size_t n_names)
+{
+    kvz_doc_part *parts = calloc(n_names ? n_names : 1, sizeof *parts);
+    if (!parts) {
+        kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < n_names; i++)
+        parts[i].name = names[i];
+    return parts;
+}
+
 int kvz_load(kvz_model *m, kvz_store *store, const char *const *names, size_t n_names,
              const kvz_load_opts *opts, kvz_loaded **out, kvz_load_stats *st)
 {
     *out = NULL;
-    kvz_doc_part *parts = calloc(n_names ? n_names : 1, sizeof *parts);
+    kvz_doc_part *parts = kvz_whole_documents(names, n_names);
     if (!parts)
-        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < n_names; i++)
-        parts[i].name = names[i];
+        return KVZ_ERR_NOMEM;
     int rc = kvz_load_parts(m, store, parts, n_names, opts, out, st);
     free(parts);
     return rc;

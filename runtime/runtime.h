@@ -61,6 +61,10 @@ typedef struct kvz_load_stats {
 int kvz_load(kvz_model *m, kvz_store *store, const char *const *names, size_t n_names,
              const kvz_load_opts *opts, kvz_loaded **out, kvz_load_stats *stats);
 
+/* Each of `names` as a whole document, to load with kvz_load_parts; free()
+ * it. NULL when out of memory (the error is set). */
+kvz_doc_part *kvz_whole_documents(const char *const *names, size_t n_names);
+
 /* kvz_load for runs of documents' segments (kvz.h's kvz_doc_part); a run a
  * document does not have is KVZ_ERR_NOT_FOUND, a negative one KVZ_ERR_ARG. */
 int kvz_load_parts(kvz_model *m, kvz_store *store, const kvz_doc_part *parts, size_t n_parts,

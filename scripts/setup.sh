@@ -44,14 +44,14 @@ fi
 # The format's conformance test (tests/cli/test_spec.sh) reads artifacts in
 # Python with these: from PyPI for the python3 on the PATH, else Debian's
 PYMODULES="numpy zstandard xxhash"
-if ! python3 -c "import numpy, zstandard, xxhash" 2>/dev/null; then
+if ! python3 -c "import $(echo "$PYMODULES" | tr ' ' ,)" 2>/dev/null; then
     echo "setup: installing Python's $PYMODULES (the format test's reader)"
-    # shellcheck disable=SC2086 # the module names
+    # shellcheck disable=SC2086,SC2046 # the module names, one word each
     python3 -m pip install --quiet --user $PYMODULES 2>/dev/null ||
         python3 -m pip install --quiet $PYMODULES 2>/dev/null ||
         { [ "${KVZ_SKIP_APT:-0}" != 1 ] && as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
             as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-                python3-numpy python3-zstandard python3-xxhash; } ||
+                $(printf 'python3-%s ' $PYMODULES); } ||
         echo "setup: could not install $PYMODULES: tests/cli/test_spec.sh will fail" >&2
 fi
 

@@ -165,27 +165,6 @@ int cli_parse_segments(const char *cmd, const char *value, kvz_doc_part *docs, s
     return KVZ_EXIT_OK;
 }
 
-int cli_check_segments(const kvz_doc_part *doc, size_t segments, int32_t config)
-{
-    size_t last = doc->segments ? (size_t)doc->first_segment + (size_t)doc->segments : (size_t)doc->first_segment + 1;
-    if (last <= segments)
-        return KVZ_OK;
-    char shown[CLI_SHOWN_MAX], run[48], form[64];
-    if (doc->segments == 1)
-        snprintf(run, sizeof run, "%d", doc->first_segment + 1);
-    else if (doc->segments)
-        snprintf(run, sizeof run, "%d-%d", doc->first_segment + 1, doc->first_segment + doc->segments);
-    else
-        snprintf(run, sizeof run, "%d-", doc->first_segment + 1);
-    if (config)
-        snprintf(form, sizeof form, "compiled form %d", config);
-    else
-        snprintf(form, sizeof form, "newest compiled form for this model");
-    return kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s' has %zu segment(s) in its %s (kvz inspect --config N lists a "
-                      "form's): --segments %s passes its last", cli_shown(shown, doc->name, strlen(doc->name)),
-                      segments, form, run);
-}
-
 int cli_parse_device(const char *s, int *device)
 {
     if (strcmp(s, "cpu") == 0)

@@ -51,11 +51,6 @@ struct kvz_doc_part;
 int cli_parse_segments(const char *cmd, const char *value, struct kvz_doc_part *docs, size_t n_docs,
                        size_t *given);
 
-/* KVZ_ERR_NOT_FOUND, said in the option's counting, when the run of `doc`
- * passes the last of the `segments` its compiled form `config` has (0: the
- * newest for the model). */
-int cli_check_segments(const struct kvz_doc_part *doc, size_t segments, int32_t config);
-
 /* --device and --weights values. 0 on success. */
 int cli_parse_device(const char *s, int *device);
 int cli_parse_weights(const char *s, int *policy);

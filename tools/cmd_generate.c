@@ -228,18 +228,7 @@ static int run(const gen_args *a, const char *text)
     if (rc == KVZ_OK && a->n_docs) {
         kvz_load_opts lo = {.reserve = (int32_t)a->reserve, .config = (int32_t)a->config};
         kvz_load_stats ls;
-        for (size_t i = 0; i < a->n_docs && rc == KVZ_OK; i++) {
-            const kvz_doc_part *d = &a->docs[i];
-            int32_t *tokens = NULL;
-            size_t count = 0;
-            if (d->first_segment == 0 && d->segments == 0) /* the whole document */
-                continue;
-            if ((rc = kvz_document_segments(m, store, d->name, lo.config, &tokens, &count)) == KVZ_OK)
-                rc = cli_check_segments(d, count, lo.config);
-            free(tokens);
-        }
-        if (rc == KVZ_OK)
-            rc = kvz_load_parts(m, store, a->docs, a->n_docs, &lo, &loaded, &ls);
+        rc = kvz_load_parts(m, store, a->docs, a->n_docs, &lo, &loaded, &ls);
         if (rc == KVZ_OK && a->stats)
             fprintf(stderr, "[%s] loaded %d document(s), %d tokens, from the store in %.1f ms\n",
                     m->backend->ops->name, ls.documents, ls.original_tokens, ls.seconds * 1e3);

@@ -170,23 +170,6 @@ static int answer(kvz_session *s, const query_args *a, const kvz_load_info *li, 
     return rc;
 }
 
-/* Each --segments run against its document's segments, counted from 1 as
- * the option takes them (the library counts from 0). */
-static int check_runs(kvz_engine *e, const query_args *a)
-{
-    for (size_t i = 0; i < a->n_docs; i++) {
-        const kvz_doc_part *d = &a->docs[i];
-        if (d->first_segment == 0 && d->segments == 0) /* the whole document */
-            continue;
-        int32_t *tokens = NULL;
-        size_t count = 0;
-        KVZ_TRY(kvz_engine_document_segments(e, d->name, (int32_t)a->config, &tokens, &count));
-        kvz_free(tokens);
-        KVZ_TRY(cli_check_segments(d, count, (int32_t)a->config));
-    }
-    return KVZ_OK;
-}
-
 /* A question that failed on its own (too long for the reserve) is said, and
  * the next one asked: returns KVZ_OK after noting it in *question_status.
  * Any other failure (or one to write the report) is returned. */
@@ -226,8 +209,6 @@ int cmd_query(int argc, char **argv)
     kvz_engine_options eo = {.device = a.device, .threads = (int)a.threads};
     kvz_session_options so = {.reserve = (int32_t)a.reserve, .config = (int32_t)a.config};
     int st = kvz_engine_open(&e, a.store, cli_model_path(a.model), &eo);
-    if (st == KVZ_OK)
-        st = check_runs(e, &a);
     if (st == KVZ_OK)
         st = kvz_session_open_parts(&s, e, a.docs, a.n_docs, &so);
     if (st == KVZ_OK)

@@ -313,12 +313,12 @@ int cmd_inspect(int argc, char **argv)
     if (st == KVZ_OK) {
         const kvz_doc_entry *e = &rec.entries[a.config - 1];
         char shown[CLI_SHOWN_MAX];
-        if (!a.json && rec.n_entries > 1)
-            printf("%s, configuration %ld of %u (--config N for another):\n  %s, %u tokens in %u segment(s), "
-                   "%.1f KB\n", cli_shown(shown, a.doc, strlen(a.doc)), a.config, rec.n_entries, e->summary,
-                   e->n_tokens, e->n_segments, e->stored_bytes / 1024.0);
-        else if (!a.json)
-            printf("%s: %s, %u tokens in %u segment(s), %.1f KB\n", cli_shown(shown, a.doc, strlen(a.doc)),
+        char which[96] = ": "; /* which configuration, when there are several */
+        if (rec.n_entries > 1)
+            snprintf(which, sizeof which, ", configuration %ld of %u (--config N for another):\n  ", a.config,
+                     rec.n_entries);
+        if (!a.json)
+            printf("%s%s%s, %u tokens in %u segment(s), %.1f KB\n", cli_shown(shown, a.doc, strlen(a.doc)), which,
                    e->summary, e->n_tokens, e->n_segments, e->stored_bytes / 1024.0);
         for (uint32_t i = 0; i < e->n_segments && st == KVZ_OK; i++) {
             kvz_artifact art;

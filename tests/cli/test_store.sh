@@ -146,7 +146,7 @@ done
 "$KVZ" generate --store "$SG" --model "$MODEL" --doc $GD --segments "$((NSEG + 1))-" --prompt "What?" 2>>"$TMP/e"; rc3=$?
 [ $rc -eq 7 ] && [ $rc2 -eq 7 ] && [ $rc3 -eq 7 ] &&
     [ "$(grep -c "has $NSEG segment(s) in its newest compiled form" "$TMP/e")" -eq 3 ] &&
-    grep -q -- "--segments $((NSEG + 1)) passes" "$TMP/e" && ok "--segments past the last: exit 7, the count said" ||
+    grep -q -- "the run $((NSEG + 1)) counted from 1 (first segment $NSEG counted from 0) passes" "$TMP/e" && ok "--segments past the last: exit 7, the count said" ||
     { fail "--segments past the last: exit $rc $rc2 $rc3"; cat "$TMP/e"; }
 "$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments 2 --reserve 7500 --max-tokens 6 "What?" >"$TMP/q7" \
     2>/dev/null
