@@ -120,15 +120,17 @@ int cli_refuse_nul(const char *text, size_t len, const char *what, const char *w
     return kvz_errorf(KVZ_ERR_FORMAT, "%s holds a NUL byte at offset %zu: %s", what, (size_t)(nul - text), why);
 }
 
-int cli_parse_threads(const char *cmd, const char *s, long *out)
+int cli_parse_threads(const char *s, long *out)
 {
-    if (cli_parse_int(s, 1, KVZ_MAX_THREADS, out) != 0)
-        return -1;
+    return cli_parse_int(s, 1, KVZ_MAX_THREADS, out);
+}
+
+void cli_warn_threads(const char *cmd, long threads)
+{
     int cpus = kvz_backend_threads(&(kvz_backend_config){0});
-    if (*out > cpus)
+    if (threads > cpus)
         fprintf(stderr, "kvz %s: warning: --threads %ld is more than the %d CPU(s) this process may use; the "
-                "extra threads only wait their turn\n", cmd, *out, cpus);
-    return 0;
+                "extra threads only wait their turn\n", cmd, threads, cpus);
 }
 
 /* Digits only (no sign, no space), as a number in [min, INT32_MAX]. */

@@ -37,10 +37,13 @@ const char *cli_project_file(const char *relative, char path[PATH_MAX]);
 int cli_parse_int(const char *s, long min, long max, long *out);
 int cli_parse_float(const char *s, double min, double max, double *out);
 
-/* --threads: 1..KVZ_MAX_THREADS; more than the CPUs this process may use is
- * allowed (a shared machine) with a warning on stderr, since every thread
- * past them only waits. 0 on success. */
-int cli_parse_threads(const char *cmd, const char *s, long *out);
+/* --threads: 1..KVZ_MAX_THREADS. 0 on success. */
+int cli_parse_threads(const char *s, long *out);
+
+/* More threads than the CPUs this process may use are allowed (a shared
+ * machine) with a warning on stderr, since every thread past them only
+ * waits: said once the command line has parsed (threads 0: the default). */
+void cli_warn_threads(const char *cmd, long threads);
 
 /* --segments A, A-B or A- (A to the last), counted from 1 as kvz inspect
  * lists them, of the last of docs[0..n_docs), into its part (counted from 0;

@@ -154,7 +154,7 @@ int cmd_bench(int argc, char **argv)
         case OPT_DECODE: if (cli_parse_int(optarg, 0, 1 << 20, &decode)) goto bad; break;
         case OPT_CHUNK: if (cli_parse_int(optarg, 1, 1 << 16, &chunk)) goto bad; break;
         case OPT_REPEAT: if (cli_parse_int(optarg, 1, 100, &repeat)) goto bad; break;
-        case OPT_THREADS: if (cli_parse_threads("bench", optarg, &threads)) goto bad; break;
+        case OPT_THREADS: if (cli_parse_threads(optarg, &threads)) goto bad; break;
         case OPT_DEVICE: if (cli_parse_device(optarg, &device)) goto bad; break;
         case OPT_WEIGHTS: if (cli_parse_weights(optarg, &weights)) goto bad; break;
         case OPT_RATIO: if (cli_parse_float(optarg, 1e-6, 1.0, &ratio) || ratio >= 1.0) goto bad; break;
@@ -179,6 +179,7 @@ int cmd_bench(int argc, char **argv)
         fputs("kvz bench: --cache-only needs --ratio\n", stderr);
         return KVZ_EXIT_USAGE;
     }
+    cli_warn_threads("bench", threads);
 
     kvz_model_config mc = {.backend = {.device = (kvz_device)device, .n_threads = (int)threads,
                                        .weights = (kvz_weight_policy)weights}};

@@ -232,7 +232,7 @@ static int parse(int argc, char **argv, compile_args *a)
         case OPT_JSON: a->json = 1; break;
         case OPT_QUIET: a->quiet = 1; break;
         case OPT_DEVICE: if (cli_parse_device(optarg, &a->device)) return bad("device", optarg); break;
-        case OPT_THREADS: if (cli_parse_threads("compile", optarg, &a->threads)) return bad("threads", optarg); break;
+        case OPT_THREADS: if (cli_parse_threads(optarg, &a->threads)) return bad("threads", optarg); break;
         case 'h': fputs(HELP, stdout); return -1;
         default: return cli_bad_option(HELP, argv[0]);
         }
@@ -327,6 +327,7 @@ int cmd_compile(int argc, char **argv)
         free(a.include), free(a.exclude);
         return rc < 0 ? KVZ_EXIT_OK : rc;
     }
+    cli_warn_threads("compile", a.threads);
     kvz_source_list list = {0};
     kvz_model *model = NULL;
     kvz_store *store = NULL;

@@ -199,7 +199,7 @@ static int parse(int argc, char **argv, eval_args *a)
         case OPT_WORDS: if (cli_parse_int(optarg, 16, 5000, &a->words)) rc = bad("words", optarg); break;
         case OPT_SEED: if (cli_parse_int(optarg, 0, 1L << 62, &a->seed)) rc = bad("seed", optarg); break;
         case OPT_MAX_TOKENS: if (cli_parse_int(optarg, 1, 4096, &a->max_tokens)) rc = bad("max-tokens", optarg); break;
-        case OPT_THREADS: if (cli_parse_threads("eval", optarg, &a->threads)) rc = bad("threads", optarg); break;
+        case OPT_THREADS: if (cli_parse_threads(optarg, &a->threads)) rc = bad("threads", optarg); break;
         case OPT_DEVICE: if (cli_parse_device(optarg, &a->device)) rc = bad("device", optarg); break;
         case OPT_STORE: a->store = optarg; break;
         case OPT_JSON: a->json = 1; break;
@@ -538,6 +538,7 @@ int cmd_eval(int argc, char **argv)
     int rc = parse(argc, argv, &a);
     if (rc)
         return rc < 0 ? KVZ_EXIT_OK : rc;
+    cli_warn_threads("eval", a.threads);
     /* rows: the full cache per bit width at ratio 1, every method at ratios < 1 */
     eval_row rows[N_METHODS * MAX_LIST * 4 + 8];
     int n_rows = 0;

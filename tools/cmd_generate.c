@@ -142,7 +142,7 @@ static int parse_args(int argc, char **argv, gen_args *a)
             if (cli_parse_int(optarg, 1, 1 << 16, &a->chunk)) return bad_value("chunk", optarg);
             break;
         case OPT_THREADS:
-            if (cli_parse_threads("generate", optarg, &a->threads)) return bad_value("threads", optarg);
+            if (cli_parse_threads(optarg, &a->threads)) return bad_value("threads", optarg);
             break;
         case OPT_SEED:
             if (cli_parse_int(optarg, 0, (1L << 62), &a->seed)) return bad_value("seed", optarg);
@@ -287,6 +287,7 @@ int cmd_generate(int argc, char **argv)
         free(a.docs);
         return rc < 0 ? KVZ_EXIT_OK : rc;
     }
+    cli_warn_threads("generate", a.threads);
     char *file_text = NULL;
     size_t len;
     if (a.prompt_file) {

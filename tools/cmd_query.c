@@ -95,7 +95,7 @@ static int parse(int argc, char **argv, query_args *a)
         case OPT_MAX_TOKENS: if (cli_parse_int(optarg, 1, 1 << 20, &a->max_tokens)) return bad("max-tokens", optarg); break;
         case OPT_SEED: if (cli_parse_int(optarg, 0, 1L << 62, &a->seed)) return bad("seed", optarg); break;
         case OPT_RESERVE: if (cli_parse_int(optarg, 16, 1 << 20, &a->reserve)) return bad("reserve", optarg); break;
-        case OPT_THREADS: if (cli_parse_threads("query", optarg, &a->threads)) return bad("threads", optarg); break;
+        case OPT_THREADS: if (cli_parse_threads(optarg, &a->threads)) return bad("threads", optarg); break;
         case OPT_TEMPERATURE: if (cli_parse_float(optarg, 0, 100, &a->temperature)) return bad("temperature", optarg); break;
         case OPT_TOP_P: if (cli_parse_float(optarg, 1e-6, 1, &a->top_p)) return bad("top-p", optarg); break;
         case OPT_DEVICE: if (cli_parse_device(optarg, &a->device)) return bad("device", optarg); break;
@@ -203,6 +203,7 @@ int cmd_query(int argc, char **argv)
         free(a.docs);
         return rc < 0 ? KVZ_EXIT_OK : rc;
     }
+    cli_warn_threads("query", a.threads);
     kvz_engine *e = NULL;
     kvz_session *s = NULL;
     kvz_load_info li = {0};

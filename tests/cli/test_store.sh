@@ -172,6 +172,14 @@ done
 grep -q "configuration 1 of 2" "$TMP/i1" && [ $rc -eq 7 ] && grep -q "has 1 segment(s) in its newest" "$TMP/e" &&
     [ $rc2 -eq 0 ] && ok "two compiled forms: inspect names the one it lists, --segments counts the one loaded" ||
     { fail "segments of two forms: exit $rc $rc2"; cat "$TMP/i1" "$TMP/e"; }
+# more threads than CPUs: a warning once the command line parsed, none before a usage error
+MORE=$(($(nproc) + 1))
+"$KVZ" query --store "$SG" --model "$MODEL" --threads $MORE --bogus "Hi" >/dev/null 2>"$TMP/e"; rc=$?
+"$KVZ" query --store "$SG" --model "$MODEL" --threads $MORE --doc $GD --segments 1 --max-tokens 1 "Hi" >/dev/null \
+    2>"$TMP/e2"; rc2=$?
+[ $rc -eq 2 ] && ! grep -q "warning: --threads" "$TMP/e" && [ $rc2 -eq 0 ] &&
+    grep -q "warning: --threads $MORE is more than" "$TMP/e2" && ok "--threads above the CPUs: warned after parsing" ||
+    { fail "--threads warning: exit $rc $rc2"; cat "$TMP/e" "$TMP/e2"; }
 # a one-token answer has no decode rate (null), a longer one has
 "$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments 1 --max-tokens 1 --json "Hi" "Hi there" >"$TMP/q6" 2>&1
 "$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments 1 --max-tokens 3 --json "Hi" >>"$TMP/q6" 2>&1
