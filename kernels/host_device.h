@@ -11,4 +11,22 @@
 #define KVZ_HOST_DEVICE
 #endif
 
+/* Compiled for a device: by nvcc for the GPU, or by the project's CUDA
+ * emulation (tests/cudasim), which runs the device branches on the CPU so
+ * that its tests hold them to the host's. */
+#if defined(__CUDA_ARCH__) || defined(KVZ_SIM_DEVICE)
+#define KVZ_DEVICE_CODE 1
+#endif
+
+/* a * b + c rounded twice, as the host computes it (ISO C: never fused); nvcc
+ * would fuse it into one FMA, and the twins would differ in the last bit. */
+static inline KVZ_HOST_DEVICE float kvz_mul_add(float a, float b, float c)
+{
+#ifdef KVZ_DEVICE_CODE
+    return __fadd_rn(__fmul_rn(a, b), c);
+#else
+    return a * b + c;
+#endif
+}
+
 #endif

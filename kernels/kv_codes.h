@@ -22,7 +22,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#ifndef __CUDA_ARCH__
+#ifndef KVZ_DEVICE_CODE
 #include "common/half.h"
 #endif
 
@@ -53,7 +53,7 @@ static inline KVZ_HOST_DEVICE size_t kvz_quant_scale_pairs(const kvz_quant_shape
 
 static inline KVZ_HOST_DEVICE float kvz_kv_half(uint16_t h)
 {
-#ifdef __CUDA_ARCH__
+#ifdef KVZ_DEVICE_CODE
     return __half2float(__ushort_as_half(h));
 #else
     return kvz_fp16_to_f32(h);
@@ -90,7 +90,7 @@ static inline KVZ_HOST_DEVICE float kvz_kv_element(const uint8_t *payload, const
     const size_t tq = t - s->n16;
     const uint16_t *pair = kvz_kv_row_pairs(scales, s, is_keys, tq) + 2 * (is_keys ? c : c / s->group);
     const uint32_t code = kvz_kv_code(payload + (size_t)s->n16 * d * 2, tq * d + c, s->bits);
-    return kvz_kv_half(pair[1]) + (float)code * kvz_kv_half(pair[0]);
+    return kvz_mul_add((float)code, kvz_kv_half(pair[0]), kvz_kv_half(pair[1]));
 }
 
 /* Row t into out[0 .. d): the same values as kvz_kv_element, a row at a time
@@ -114,7 +114,8 @@ static inline KVZ_HOST_DEVICE void kvz_kv_row(const uint8_t *payload, const uint
     const uint8_t *body = payload + (size_t)s->n16 * d * 2;
     for (size_t c = 0; c < d; c++) {
         const uint16_t *pair = pairs + 2 * (is_keys ? c : c / s->group);
-        out[c] = kvz_kv_half(pair[1]) + (float)kvz_kv_code(body, tq * d + c, s->bits) * kvz_kv_half(pair[0]);
+        out[c] = kvz_mul_add((float)kvz_kv_code(body, tq * d + c, s->bits), kvz_kv_half(pair[0]),
+                             kvz_kv_half(pair[1]));
     }
 }
 
@@ -124,7 +125,7 @@ static inline KVZ_HOST_DEVICE void kvz_kv_row(const uint8_t *payload, const uint
  * sign (common/half.h's conversion, which the GPU's matches but for NaN). */
 static inline KVZ_HOST_DEVICE uint16_t kvz_kv_to_half(float x)
 {
-#ifdef __CUDA_ARCH__
+#ifdef KVZ_DEVICE_CODE
     if (isnan(x))
         return (uint16_t)(((__float_as_uint(x) >> 16) & 0x8000u) | 0x7e00u);
     return __half_as_ushort(__float2half_rn(x));

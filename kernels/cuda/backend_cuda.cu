@@ -55,23 +55,35 @@ static void keep_freed_memory(int device)
         cudaGetLastError();
 }
 
+/* Memory the default pool keeps (what sessions freed, perhaps still awaited
+ * by their streams) handed back to the device, once their work is done: before
+ * a failed allocation's retry, the pool's or another's (cuBLAS's workspace).
+ * 0 when the device could be waited for. */
+static int trim_pool(int device)
+{
+    if (cudaDeviceSynchronize() != cudaSuccess)
+        return -1;
+    cudaMemPool_t pool;
+    if (cudaDeviceGetDefaultMemPool(&pool, device) != cudaSuccess || cudaMemPoolTrimTo(pool, 0) != cudaSuccess)
+        cudaGetLastError(); /* nothing more to give back */
+    return 0;
+}
+
+static cudaError_t device_alloc(cuda_impl *c, void **ptr, size_t bytes)
+{
+    return c->stream_ordered_memory ? cudaMallocAsync(ptr, bytes, c->stream) : cudaMalloc(ptr, bytes);
+}
+
 int cuda_malloc(cuda_impl *c, void **ptr, size_t bytes, const char *what)
 {
     *ptr = NULL;
     if (!bytes)
         bytes = 16;
-    cudaError_t e = c->stream_ordered_memory ? cudaMallocAsync(ptr, bytes, c->stream) : cudaMalloc(ptr, bytes);
-    if (e == cudaErrorMemoryAllocation && c->stream_ordered_memory) {
-        /* memory other streams freed may still wait in the pool for their work to finish: let it, once,
-         * and hand what the pool keeps back to the device, so the request can be mapped whole */
+    cudaError_t e = device_alloc(c, ptr, bytes);
+    if (e == cudaErrorMemoryAllocation) {
         cudaGetLastError();
-        cudaMemPool_t pool;
-        if (cudaDeviceSynchronize() == cudaSuccess) {
-            if (cudaDeviceGetDefaultMemPool(&pool, c->device) != cudaSuccess ||
-                cudaMemPoolTrimTo(pool, 0) != cudaSuccess)
-                cudaGetLastError();
-            e = cudaMallocAsync(ptr, bytes, c->stream);
-        }
+        if (trim_pool(c->device) == 0)
+            e = device_alloc(c, ptr, bytes);
     }
     if (e == cudaSuccess)
         return KVZ_OK;
@@ -313,7 +325,10 @@ static int cuda_start(kvz_backend **out, int n_threads)
     c->attention_simt = attention && strcmp(attention, "simt") == 0;
     const char *gemv = getenv("KVZ_CUDA_GEMV");
     c->gemv = !(gemv && strcmp(gemv, "0") == 0);
-    if (cublasCreate(&c->cublas) != CUBLAS_STATUS_SUCCESS) {
+    cublasStatus_t made = cublasCreate(&c->cublas); /* its workspace comes from outside the pool */
+    if (made != CUBLAS_STATUS_SUCCESS && trim_pool(c->device) == 0)
+        made = cublasCreate(&c->cublas);
+    if (made != CUBLAS_STATUS_SUCCESS) {
         cudaStreamDestroy(c->stream);
         free(b);
         free(c);

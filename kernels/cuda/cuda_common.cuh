@@ -20,7 +20,7 @@ extern "C" {
 typedef struct kv_stage {
     void *host, *dev;
     size_t host_bytes, dev_bytes;
-    cudaEvent_t done; /* recorded behind the last kernel that read dev */
+    cudaEvent_t done; /* recorded behind the copy out of host: then host may be refilled (dev is stream-ordered) */
 } kv_stage;
 
 typedef struct cuda_impl {

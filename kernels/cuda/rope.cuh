@@ -26,7 +26,9 @@ __device__ inline void rope_rotate(float *x0, float *x1, int32_t position, int32
     double theta = (double)position * exp(-2.0 * j / rope_dim * log_base), sn, cs;
     sincos(theta, &sn, &cs);
     const float c = (float)cs, s = inverse ? -(float)sn : (float)sn;
-    const float r0 = *x0 * c - *x1 * s, r1 = *x0 * s + *x1 * c;
+    /* rounded as the CPU's rotation (kernels/cpu/rope.c), not fused */
+    const float r0 = __fsub_rn(__fmul_rn(*x0, c), __fmul_rn(*x1, s));
+    const float r1 = __fadd_rn(__fmul_rn(*x0, s), __fmul_rn(*x1, c));
     *x0 = r0, *x1 = r1;
 }
 

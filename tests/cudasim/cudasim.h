@@ -116,6 +116,10 @@
 #include <utility>
 
 /* ---- keywords ---------------------------------------------------------------- */
+/* device code is compiled here: the device branches of shared inline
+ * functions (kernels/host_device.h) run, as on the GPU */
+#define KVZ_SIM_DEVICE 1
+
 #define __global__
 #define __device__
 #define __host__
@@ -322,6 +326,8 @@ template <class A, class B> inline typename std::common_type<A, B>::type max(A a
 }
 static inline float __fdividef(float a, float b) { return a / b; }
 static inline float __fadd_rn(float a, float b) { return a + b; }
+static inline float __fsub_rn(float a, float b) { return a - b; }
+static inline float __fmul_rn(float a, float b) { return a * b; }
 static inline double __dadd_rn(double a, double b) { return a + b; }
 static inline double __dmul_rn(double a, double b) { return a * b; }
 /* CUDA's reinterpretations of 32-bit values */
