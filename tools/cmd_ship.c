@@ -646,10 +646,12 @@ typedef struct import_ctx {
     int allow_mismatch, quiet;
 } import_ctx;
 
+/* The shared prompt prefix an artifact was compiled after, in the store:
+ * computed when missing, for this model's artifacts only. Another model's
+ * (stored aside) need theirs there already, as a bundle brings it: without it
+ * the document could be loaded by no model and kvz verify would refuse. */
 static int ensure_prefix(import_ctx *c, const kvz_manifest *m)
 {
-    if (m->model.fingerprint != c->id.fingerprint)
-        return KVZ_OK; /* stored aside: this model cannot make another model's prefix */
     kvz_store_txn *t;
     const void *val;
     size_t len;
@@ -660,6 +662,11 @@ static int ensure_prefix(import_ctx *c, const kvz_manifest *m)
     kvz_store_read_end(t);
     if (rc != KVZ_ERR_NOT_FOUND)
         return rc;
+    if (m->model.fingerprint != c->id.fingerprint)
+        return kvz_errorf(KVZ_ERR_MODEL_MISMATCH, "'%s' was compiled by another model (fingerprint %016llx) whose "
+                          "shared prompt prefix the store lacks, and only that model can make it: import it with "
+                          "that model (--model), or move the document in a bundle (kvz pack/unpack), which carries "
+                          "the prefix", m->doc_name, (unsigned long long)m->model.fingerprint);
     kvz_compile_opts o;
     kvz_compile_opts_default(&o);
     uint64_t have = 0;
@@ -779,7 +786,9 @@ int cmd_import(int argc, char **argv)
         "document appears once all of its segments are in; importing twice writes\n"
         "nothing new.\n"
         "\n"
-        "  --allow-model-mismatch  store another model's artifacts aside\n"
+        "  --allow-model-mismatch  store another model's artifacts aside; the store must\n"
+        "                          hold that model's shared prefix already (a bundle of\n"
+        "                          its brings it), else exit 6\n"
         "  --quiet                 print nothing but errors\n";
     ship_args a;
     int rc = parse_ship(argc, argv, help, " store model allow-model-mismatch quiet ", &a);
