@@ -213,6 +213,7 @@ int kvz_read_file(const char *path, char **data, size_t *size)
                           strerror(errno));
     size_t cap = 4096, len = 0;
     char *buf = malloc(cap);
+    errno = 0;
     while (buf) {
         if (len + 1 >= cap) {
             char *p = realloc(buf, cap * 2);
@@ -229,13 +230,13 @@ int kvz_read_file(const char *path, char **data, size_t *size)
         if (got == 0)
             break;
     }
-    int err = ferror(fp);
+    int err = ferror(fp) ? (errno ? errno : EIO) : 0; /* before fclose may change errno */
     fclose(fp);
     if (!buf)
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory reading '%s'", path);
     if (err) {
         free(buf);
-        return kvz_errorf(KVZ_ERR_IO, "cannot read '%s'", path);
+        return kvz_errorf(KVZ_ERR_IO, "cannot read '%s': %s", path, strerror(err));
     }
     buf[len] = '\0';
     *data = buf;

@@ -75,23 +75,26 @@ int kvz_compile_opts_check(const kvz_compile_opts *o)
     int window_method = o->sel.method == KVZ_METHOD_SNAPKV || o->sel.method == KVZ_METHOD_CHUNKKV;
     if (o->question && !window_method)
         return kvz_errorf(KVZ_ERR_ARG, "--question applies to the window methods (snapkv, chunkkv)");
-    /* an option another method ignores would change the configuration's id and nothing else */
+    /* an option another method ignores would change the configuration's id and nothing else,
+     * and one given at its default value would say the caller expects it to act */
     kvz_compile_opts d;
     kvz_compile_opts_default(&d);
-    if (o->sel.window != d.sel.window && !window_method)
+#define SET(flag, field) ((o->given & (flag)) || o->field != d.field)
+    if (SET(KVZ_GIVEN_WINDOW, sel.window) && !window_method)
         return kvz_errorf(KVZ_ERR_ARG, "--window applies to the window methods (snapkv, chunkkv)");
-    if (o->pool != d.pool && o->sel.method != KVZ_METHOD_SNAPKV)
+    if (SET(KVZ_GIVEN_POOL, pool) && o->sel.method != KVZ_METHOD_SNAPKV)
         return kvz_errorf(KVZ_ERR_ARG, "--pool applies to snapkv");
-    if (o->sel.reuse != d.sel.reuse && !o->sel.chunk)
+    if (SET(KVZ_GIVEN_REUSE, sel.reuse) && !o->sel.chunk)
         return kvz_errorf(KVZ_ERR_ARG, "--reuse applies to chunks (chunkkv, or kvzip with --chunk)");
-    if (o->sel.beta != d.sel.beta && o->sel.shape != KVZ_SHAPE_PYRAMID)
+    if (SET(KVZ_GIVEN_BETA, sel.beta) && o->sel.shape != KVZ_SHAPE_PYRAMID)
         return kvz_errorf(KVZ_ERR_ARG, "--beta applies to --budget-shape pyramid");
-    if (o->sel.decay != d.sel.decay && o->sel.shape != KVZ_SHAPE_DECAY)
+    if (SET(KVZ_GIVEN_DECAY, sel.decay) && o->sel.shape != KVZ_SHAPE_DECAY)
         return kvz_errorf(KVZ_ERR_ARG, "--decay applies to --budget-shape decay");
-    if (o->kvzip_chunk != d.kvzip_chunk && o->sel.method != KVZ_METHOD_KVZIP)
+    if (SET(KVZ_GIVEN_KVZIP_CHUNK, kvzip_chunk) && o->sel.method != KVZ_METHOD_KVZIP)
         return kvz_errorf(KVZ_ERR_ARG, "--kvzip-chunk applies to --method kvzip");
-    if (o->sel.seed != d.sel.seed && o->sel.method != KVZ_METHOD_RANDOM)
+    if (SET(KVZ_GIVEN_SEED, sel.seed) && o->sel.method != KVZ_METHOD_RANDOM)
         return kvz_errorf(KVZ_ERR_ARG, "--seed applies to --method random");
+#undef SET
     if (o->key_group == 0 || o->value_group == 0 || o->kvzip_chunk < 16 || o->reserve < 0)
         return kvz_errorf(KVZ_ERR_ARG, "group sizes, the KVzip chunk and the reserve must be positive");
     if (o->zstd_level < 1 || o->zstd_level > 19)
@@ -235,8 +238,7 @@ static void fill_manifest(const kvz_compiler *c, kvz_manifest *m, int32_t window
     m->budget = o->sel.budget;
     m->bits = o->bits;
     m->key_group = o->key_group;
-    m->value_group = o->value_group < (uint32_t)c->model->hp.head_dim ? o->value_group
-                                                                       : (uint32_t)c->model->hp.head_dim;
+    m->value_group = o->value_group;
     m->fp16_tokens = o->fp16_tokens;
     snprintf(m->options, sizeof m->options, "chunk=%u reuse=%u window=%d pool=%d beta=%g decay=%g%s",
              o->sel.chunk, o->sel.reuse, window, o->pool, o->sel.beta, o->sel.decay,
@@ -586,7 +588,10 @@ int kvz_compiler_new(kvz_compiler **out, kvz_model *m, kvz_store *s, const kvz_c
     /* a segment leaves room for questions and for the scoring passes */
     int32_t reserve = o->reserve > pass ? o->reserve : pass;
     c->segment_limit = m->hp.ctx_train - (int32_t)c->prefix.len - reserve;
+    /* a group larger than a head is the whole head: said so in the configuration too, so that
+     * --value-group 65 and 64 on 64-channel heads are one configuration, as they are one artifact */
     uint32_t vgroup = o->value_group < (uint32_t)m->hp.head_dim ? o->value_group : (uint32_t)m->hp.head_dim;
+    c->opts.value_group = vgroup;
     if (rc == KVZ_OK && m->hp.head_dim % vgroup != 0)
         rc = kvz_errorf(KVZ_ERR_ARG, "--value-group %u does not divide the head size %d", vgroup,
                         m->hp.head_dim);
@@ -819,8 +824,10 @@ int kvz_compile_document(kvz_compiler *c, const char *name, const char *text, si
     uint8_t **bytes = calloc(n_seg ? n_seg : 1, sizeof *bytes);
     size_t *sizes = calloc(n_seg ? n_seg : 1, sizeof *sizes);
     int rc = ids && bytes && sizes ? KVZ_OK : kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
-    if (rc == KVZ_OK && n_seg == 0)
-        rc = kvz_errorf(KVZ_ERR_FORMAT, "no tokens");
+    if (rc == KVZ_OK && (n_seg == 0 || (n_seg == 1 && segs.items[0].tokens.len == 0))) {
+        r->status = KVZ_DOC_EMPTY;
+        rc = kvz_errorf(KVZ_ERR_FORMAT, "empty (the model's tokenizer keeps none of its bytes)");
+    }
     progress_relay pr = {progress, progress_ctx, 0, 0, 0, 0};
     pr.passes = c->opts.sel.method == KVZ_METHOD_KVZIP && c->opts.sel.level != KVZ_LEVEL_HEAD ? 1 : 0;
     for (uint32_t i = 0; i < n_seg && rc == KVZ_OK; i++) {

@@ -35,7 +35,19 @@ typedef struct kvz_compile_opts {
     int32_t reserve;        /* context tokens left free after a segment */
     const char *question;   /* window methods: score with this question (query-aware) */
     int force;              /* recompile even when the store has it */
+    uint32_t given;         /* KVZ_GIVEN_*: options the caller set, refused where they do not
+                             * apply even at their default value (else only when changed) */
 } kvz_compile_opts;
+
+enum {
+    KVZ_GIVEN_WINDOW = 1u << 0,
+    KVZ_GIVEN_POOL = 1u << 1,
+    KVZ_GIVEN_REUSE = 1u << 2,
+    KVZ_GIVEN_BETA = 1u << 3,
+    KVZ_GIVEN_DECAY = 1u << 4,
+    KVZ_GIVEN_KVZIP_CHUNK = 1u << 5,
+    KVZ_GIVEN_SEED = 1u << 6,
+};
 
 /* The defaults every flag of `kvz compile` starts from. */
 void kvz_compile_opts_default(kvz_compile_opts *o);
@@ -59,6 +71,7 @@ int32_t kvz_compiler_segment_limit(const kvz_compiler *c);
 typedef enum kvz_doc_status {
     KVZ_DOC_COMPILED = 0,
     KVZ_DOC_UNCHANGED = 1, /* already in the store with these parameters */
+    KVZ_DOC_EMPTY = 2,     /* no token (the tokenizer keeps none of its bytes): KVZ_ERR_FORMAT */
 } kvz_doc_status;
 
 typedef struct kvz_doc_result {

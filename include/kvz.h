@@ -176,8 +176,9 @@ typedef struct kvz_load_info {
 KVZ_API int kvz_session_open(kvz_session **out, kvz_engine *e, const char *const *names, size_t count,
                              const kvz_session_options *opts);
 
-/* A document longer than a segment (the model's context less the compile's
- * reserve) is compiled in segments, and all of them together may not fit one
+/* A document longer than a segment (the model's context less the shared
+ * prefix and the compile's reserve, or its KVzip scoring pass when larger) is
+ * compiled in segments, and all of them together may not fit one
  * context: load a run of them. `segments` 0: from first_segment to the last. */
 typedef struct kvz_doc_part {
     const char *name;

@@ -163,6 +163,10 @@ int cmd_bench(int argc, char **argv)
         default: return cli_bad_option(HELP, argv[0]);
         }
     }
+    if (optind < argc) {
+        fprintf(stderr, "kvz bench: unexpected argument '%s'\n", argv[optind]);
+        return KVZ_EXIT_USAGE;
+    }
     long ns[64];
     int n_sizes = 0;
     char *list = strdup(sizes);

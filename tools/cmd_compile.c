@@ -20,8 +20,9 @@ static const char HELP[] =
     "its key/value pairs are scored and the best kept, quantized and written with\n"
     "checksums. Compiling the same thing again writes nothing; an interrupted run\n"
     "resumes where it stopped. Documents longer than a segment (the model's context\n"
-    "less --reserve) are split into segments at paragraph boundaries; `kvz query\n"
-    "--segments` loads a run of them.\n"
+    "less the shared prefix and --reserve, or kvzip's scoring pass, ~2K tokens, when\n"
+    "larger) are split into segments at paragraph boundaries; `kvz query --segments`\n"
+    "loads a run of them.\n"
     "\n"
     "selection:\n"
     "  --method M          kvzip (default), chunkkv, snapkv, knorm, recent, random, full\n"
@@ -49,17 +50,19 @@ static const char HELP[] =
     "encoding:\n"
     "  --bits B            16, 8, 4 (default) or 2 bits per kept element\n"
     "  --key-group N       kept tokens per key quantization group (default 128)\n"
-    "  --value-group N     channels per value quantization group (default 64)\n"
+    "  --value-group N     channels per value quantization group (default 64; a head's\n"
+    "                      size or more: one group per head; else it must divide it)\n"
     "  --fp16-tokens N     the first N document tokens stay f16 (default 4)\n"
     "  --zstd-level L      1..19 (default 9)\n"
     "\n"
     "input and run:\n"
     "  --store DIR         the store (created if missing)\n"
     "  -m, --model PATH    GGUF model (default: $KVZ_MODEL, else the setup's SmolLM2)\n"
-    "  --include GLOB      only matching names (repeatable); --exclude GLOB skips them\n"
+    "  --include GLOB      only matching names in folders and archives (repeatable);\n"
+    "                      --exclude GLOB skips them (paths named here are compiled)\n"
     "  --max-bytes N       skip larger documents (default 64 MiB)\n"
-    "  --strict            stop at the first empty, binary or non-UTF-8 document\n"
-    "                      (they are skipped with a warning otherwise)\n"
+    "  --strict            stop at the first empty, binary or non-UTF-8 document,\n"
+    "                      exit 4 (they are skipped with a warning otherwise)\n"
     "  --force             recompile even what the store already has\n"
     "  --reserve N         context tokens kept free after each segment (default 512)\n"
     "  --shard I/N         compile only the documents of shard I of N (0 <= I < N):\n"
@@ -158,10 +161,12 @@ static int parse(int argc, char **argv, compile_args *a)
         case OPT_BETA:
             if (cli_parse_float(optarg, 1, 1000, &f)) return bad("beta", optarg);
             a->opts.sel.beta = (float)f;
+            a->opts.given |= KVZ_GIVEN_BETA;
             break;
         case OPT_DECAY:
             if (cli_parse_float(optarg, 1e-3, 1, &f)) return bad("decay", optarg);
             a->opts.sel.decay = (float)f;
+            a->opts.given |= KVZ_GIVEN_DECAY;
             break;
         case OPT_CHUNK:
             if (cli_parse_int(optarg, 1, 4096, &v)) return bad("chunk", optarg);
@@ -171,19 +176,23 @@ static int parse(int argc, char **argv, compile_args *a)
         case OPT_REUSE:
             if (cli_parse_int(optarg, 1, 1024, &v)) return bad("reuse", optarg);
             a->opts.sel.reuse = (uint32_t)v;
+            a->opts.given |= KVZ_GIVEN_REUSE;
             break;
         case OPT_WINDOW:
             if (cli_parse_int(optarg, 1, 4096, &v)) return bad("window", optarg);
             a->opts.sel.window = (uint32_t)v;
+            a->opts.given |= KVZ_GIVEN_WINDOW;
             break;
         case OPT_POOL:
             if (cli_parse_int(optarg, 1, 255, &v)) return bad("pool", optarg);
             a->opts.pool = (int32_t)v;
+            a->opts.given |= KVZ_GIVEN_POOL;
             break;
         case OPT_QUESTION: a->opts.question = optarg; break;
         case OPT_KVZIP_CHUNK:
             if (cli_parse_int(optarg, 16, 1 << 16, &v)) return bad("kvzip-chunk", optarg);
             a->opts.kvzip_chunk = (int32_t)v;
+            a->opts.given |= KVZ_GIVEN_KVZIP_CHUNK;
             break;
         case OPT_BITS:
             if (cli_parse_int(optarg, 0, 1 << 20, &v)) return bad("bits", optarg); /* the values: opts_check */
@@ -212,6 +221,7 @@ static int parse(int argc, char **argv, compile_args *a)
         case OPT_SEED:
             if (cli_parse_int(optarg, 0, 1L << 62, &v)) return bad("seed", optarg);
             a->opts.sel.seed = (uint64_t)v;
+            a->opts.given |= KVZ_GIVEN_SEED;
             break;
         case OPT_SHARD: {
             unsigned i, n;
@@ -374,7 +384,11 @@ int cmd_compile(int argc, char **argv)
             p.bytes_done += list.items[i].size;
             continue;
         }
-        if (r == KVZ_ERR_FORMAT) { /* the content is unusable: skip (or stop, strictly: a failure) */
+        const int read = r == KVZ_OK;
+        if (read)
+            r = kvz_compile_document(comp, name, doc.text, doc.len, doc.hash, &res, on_tokens, &p);
+        if (r == KVZ_ERR_FORMAT && (!read || res.status == KVZ_DOC_EMPTY)) {
+            /* the content is unusable: skip (or stop, strictly: a failure) */
             *(a.strict ? &failed : &skipped) += 1;
             line(&p, a.strict ? "FAIL %s: %s" : "skip %s: %s", name, kvz_last_error());
             if (a.json) {
@@ -386,10 +400,10 @@ int cmd_compile(int argc, char **argv)
             }
             if (a.strict) {
                 rc = cli_exit_code(r);
+                kvz_document_free(&doc);
                 break;
             }
-        } else if (r != KVZ_OK || (r = kvz_compile_document(comp, name, doc.text, doc.len, doc.hash, &res,
-                                                            on_tokens, &p)) != KVZ_OK) {
+        } else if (r != KVZ_OK) {
             /* a document that cannot be read fails alone; a store or machine
              * in trouble (below) stops the run */
             int unreadable = doc.text == NULL;

@@ -30,7 +30,7 @@ static const char HELP[] =
     "                      last; see kvz query)\n"
     "  --reserve N         with --doc: context tokens for prompt + answer (default 512)\n"
     "  -m, --model PATH    GGUF model (default: $KVZ_MODEL, else the setup's SmolLM2)\n"
-    "  --prompt TEXT       the prompt; --prompt-file FILE reads it ('-' = stdin)\n"
+    "  -p, --prompt TEXT   the prompt; --prompt-file FILE reads it ('-' = stdin)\n"
     "  --chat              wrap the prompt in the model's chat template (user turn +\n"
     "                      assistant header); --system TEXT sets the system turn,\n"
     "                      else the template's default\n"
@@ -53,6 +53,7 @@ typedef struct gen_args {
     const char *model, *prompt, *prompt_file, *system, *store;
     kvz_doc_part *docs; /* names are argv entries */
     size_t n_docs, segments_given; /* segments_given: n_docs when --segments was last given */
+    int chunk_given, reserve_given, config_given; /* options of one mode, refused in the other */
     long config, reserve;
     int chat, stats;
     long max_tokens, ctx, chunk, threads, seed;
@@ -128,9 +129,11 @@ static int parse_args(int argc, char **argv, gen_args *a)
         }
         case OPT_CONFIG:
             if (cli_parse_int(optarg, 1, 1 << 20, &a->config)) return bad_value("config", optarg);
+            a->config_given = 1;
             break;
         case OPT_RESERVE:
             if (cli_parse_int(optarg, 16, 1 << 20, &a->reserve)) return bad_value("reserve", optarg);
+            a->reserve_given = 1;
             break;
         case OPT_MAX_TOKENS:
             if (cli_parse_int(optarg, 0, 1 << 20, &a->max_tokens)) return bad_value("max-tokens", optarg);
@@ -140,6 +143,7 @@ static int parse_args(int argc, char **argv, gen_args *a)
             break;
         case OPT_CHUNK:
             if (cli_parse_int(optarg, 1, 1 << 16, &a->chunk)) return bad_value("chunk", optarg);
+            a->chunk_given = 1;
             break;
         case OPT_THREADS:
             if (cli_parse_threads(optarg, &a->threads)) return bad_value("threads", optarg);
@@ -175,9 +179,14 @@ static int parse_args(int argc, char **argv, gen_args *a)
         fprintf(stderr, "kvz generate: --store and --doc go together\n");
         return KVZ_EXIT_USAGE;
     }
-    if (a->n_docs && (a->system || a->ctx || a->chunk != 512)) {
+    if (a->n_docs && (a->system || a->ctx || a->chunk_given)) {
         fprintf(stderr, "kvz generate: --system, --ctx and --chunk do not apply with --doc (the documents "
                         "were compiled after the store's prompt)\n");
+        return KVZ_EXIT_USAGE;
+    }
+    if (!a->n_docs && (a->reserve_given || a->config_given)) {
+        fprintf(stderr, "kvz generate: --reserve and --config apply with --doc (the documents' room and "
+                        "compiled form)\n");
         return KVZ_EXIT_USAGE;
     }
     if (a->system && !a->chat) {

@@ -467,6 +467,39 @@ int cmd_verify(int argc, char **argv)
 
 /* ---- stats -------------------------------------------------------------------- */
 
+/* Artifact ids documents reference (stats and gc): added, then sorted once
+ * before lookups. */
+typedef struct id_set {
+    uint8_t (*ids)[16];
+    size_t n, cap;
+} id_set;
+
+static int by_id16(const void *a, const void *b) { return memcmp(a, b, 16); }
+
+static int id_set_add_record(id_set *set, const kvz_doc_record *rec)
+{
+    for (uint32_t i = 0; i < rec->n_entries; i++)
+        for (uint32_t s = 0; s < rec->entries[i].n_segments; s++) {
+            void *grown = kvz_grow(set->ids, &set->cap, set->n, sizeof *set->ids);
+            if (!grown)
+                return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+            set->ids = grown;
+            memcpy(set->ids[set->n++], rec->entries[i].artifact_ids[s], 16);
+        }
+    return KVZ_OK;
+}
+
+static void id_set_sort(id_set *set)
+{
+    if (set->n) /* qsort's base must not be NULL */
+        qsort(set->ids, set->n, 16, by_id16);
+}
+
+static int id_set_has(const id_set *set, const void *key, size_t len)
+{
+    return len == 16 && set->n && bsearch(key, set->ids, set->n, 16, by_id16);
+}
+
 #define MAX_GROUPS 64
 
 typedef struct stats_group {
@@ -479,7 +512,8 @@ typedef struct stats_group {
 typedef struct stats_ctx {
     kvz_store_txn *t;
     size_t docs, configs, groups_used, other_groups;
-    uint64_t tokens, bytes;
+    uint64_t tokens;
+    id_set referenced; /* an artifact two documents share counts once */
     stats_group groups[MAX_GROUPS];
 } stats_ctx;
 
@@ -487,11 +521,11 @@ static int stats_visit(void *ctx, const char *name, kvz_doc_record *rec)
 {
     stats_ctx *c = ctx;
     c->docs++;
+    KVZ_TRY(id_set_add_record(&c->referenced, rec));
     for (uint32_t i = 0; i < rec->n_entries; i++) {
         const kvz_doc_entry *e = &rec->entries[i];
         c->configs++;
         c->tokens += e->n_tokens;
-        c->bytes += e->stored_bytes;
         size_t g = 0;
         while (g < c->groups_used && strcmp(c->groups[g].summary, e->summary) != 0)
             g++;
@@ -518,6 +552,8 @@ static int stats_visit(void *ctx, const char *name, kvz_doc_record *rec)
 typedef struct size_sum {
     size_t n;
     uint64_t bytes;
+    const id_set *referenced; /* artifacts: which documents reference */
+    uint64_t referenced_bytes;
 } size_sum;
 
 static int sum_visit(void *ctx, const void *key, size_t key_len, const void *val, size_t val_len)
@@ -526,6 +562,8 @@ static int sum_visit(void *ctx, const void *key, size_t key_len, const void *val
     if (key_len == 16 || (key_len > 7 && memcmp(key, "prefix/", 7) == 0)) {
         s->n++;
         s->bytes += val_len;
+        if (s->referenced && id_set_has(s->referenced, key, key_len))
+            s->referenced_bytes += val_len;
     }
     return KVZ_OK;
 }
@@ -559,8 +597,11 @@ int cmd_stats(int argc, char **argv)
         st = kvz_store_read_begin(s, &c->t);
     if (st == KVZ_OK)
         st = kvz_scan_documents(c->t, stats_visit, c);
-    if (st == KVZ_OK)
+    if (st == KVZ_OK) {
+        id_set_sort(&c->referenced);
+        arts.referenced = &c->referenced;
         st = kvz_store_scan(c->t, KVZ_DB_ARTIFACTS, sum_visit, &arts);
+    }
     if (st == KVZ_OK)
         st = kvz_store_scan(c->t, KVZ_DB_META, sum_visit, &prefixes);
     if (st == KVZ_OK) {
@@ -568,7 +609,7 @@ int cmd_stats(int argc, char **argv)
         if (a.json) {
             printf("{\"documents\":%zu,\"configurations\":%zu,\"artifacts\":%zu,\"artifact_bytes\":%llu,"
                    "\"referenced_bytes\":%llu,\"prefixes\":%zu,\"tokens\":%llu,\"file_bytes\":%llu,\"by_config\":[",
-                   c->docs, c->configs, arts.n, (unsigned long long)arts.bytes, (unsigned long long)c->bytes,
+                   c->docs, c->configs, arts.n, (unsigned long long)arts.bytes, (unsigned long long)arts.referenced_bytes,
                    prefixes.n, (unsigned long long)c->tokens, (unsigned long long)disk);
             for (size_t g = 0; g < c->groups_used; g++) {
                 const stats_group *sg = &c->groups[g];
@@ -585,7 +626,7 @@ int cmd_stats(int argc, char **argv)
             printf("  %zu document(s), %zu configuration(s), %llu tokens\n", c->docs, c->configs,
                    (unsigned long long)c->tokens);
             printf("  %zu artifact(s), %.1f KB; documents reference %.1f KB%s\n", arts.n, arts.bytes / 1024.0,
-                   c->bytes / 1024.0, arts.bytes > c->bytes ? " (kvz gc drops the rest)" : "");
+                   arts.referenced_bytes / 1024.0, arts.bytes > arts.referenced_bytes ? " (kvz gc drops the rest)" : "");
             printf("  %zu shared prefix(es), %.1f KB\n", prefixes.n, prefixes.bytes / 1024.0);
             printf("  %-40s %7s %10s %12s %9s %8s\n", "configuration", "docs", "tokens", "KB", "B/token", "vs f16");
             for (size_t g = 0; g < c->groups_used; g++) {
@@ -598,8 +639,10 @@ int cmd_stats(int argc, char **argv)
                 printf("  (%zu configuration(s) of further kinds not broken out)\n", c->other_groups);
         }
     }
-    if (c)
+    if (c) {
         kvz_store_read_end(c->t);
+        free(c->referenced.ids);
+    }
     kvz_store_close(s);
     free(c);
     return st == KVZ_OK ? KVZ_EXIT_OK : cli_fail("stats", st);
@@ -621,8 +664,7 @@ typedef struct gc_rewrite {
 typedef struct gc_ctx {
     const store_args *args;
     kvz_store_txn *t;
-    uint8_t (*live)[16];         /* artifact ids documents reference, sorted */
-    size_t n_live, cap_live;
+    id_set live;                 /* artifact ids documents reference */
     char (*live_prefixes)[64];   /* meta keys of prefixes live artifacts need */
     size_t n_prefixes, cap_prefixes;
     gc_key *drop;                /* what to delete after the scans */
@@ -641,7 +683,7 @@ static void gc_reset(gc_ctx *g)
         kvz_buffer_free(&g->rewrites[i].record);
         free(g->rewrites[i].name);
     }
-    g->n_live = g->n_prefixes = g->n_drop = g->n_rewrites = 0;
+    g->live.n = g->n_prefixes = g->n_drop = g->n_rewrites = 0;
     g->configs_dropped = 0;
     g->bytes_dropped = 0;
 }
@@ -686,19 +728,10 @@ static int gc_doc(void *ctx, const char *name, kvz_doc_record *rec)
                 rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
         }
     }
-    for (uint32_t i = 0; i < rec->n_entries && rc == KVZ_OK; i++)
-        for (uint32_t s = 0; s < rec->entries[i].n_segments && rc == KVZ_OK; s++) {
-            void *grown = kvz_grow(g->live, &g->cap_live, g->n_live, sizeof *g->live);
-            rc = grown ? KVZ_OK : KVZ_ERR_NOMEM;
-            if (rc == KVZ_OK) {
-                g->live = grown;
-                memcpy(g->live[g->n_live++], rec->entries[i].artifact_ids[s], 16);
-            }
-        }
+    if (rc == KVZ_OK)
+        rc = id_set_add_record(&g->live, rec);
     return rc;
 }
-
-static int by_id16(const void *a, const void *b) { return memcmp(a, b, 16); }
 
 static int gc_drop(gc_ctx *g, kvz_store_db db, const void *key, size_t key_len, uint64_t bytes)
 {
@@ -718,7 +751,7 @@ static int gc_drop(gc_ctx *g, kvz_store_db db, const void *key, size_t key_len, 
 static int gc_artifact(void *ctx, const void *key, size_t key_len, const void *val, size_t val_len)
 {
     gc_ctx *g = ctx;
-    if (key_len == 16 && g->n_live && bsearch(key, g->live, g->n_live, 16, by_id16)) {
+    if (id_set_has(&g->live, key, key_len)) {
         kvz_artifact a; /* live: remember the prefix it needs */
         if (kvz_artifact_open(&a, val, val_len) == KVZ_OK) {
             char needed[64];
@@ -757,8 +790,7 @@ static int gc_run(kvz_store_txn *t, void *ctx)
     int rc = kvz_scan_documents(t, gc_doc, g);
     if (rc != KVZ_OK) /* never drop what a damaged record might reference */
         return kvz_error_context(rc, "run kvz verify; gc changed nothing");
-    if (g->n_live) /* qsort's base must not be NULL */
-        qsort(g->live, g->n_live, 16, by_id16);
+    id_set_sort(&g->live);
     KVZ_TRY(kvz_store_scan(t, KVZ_DB_ARTIFACTS, gc_artifact, g));
     KVZ_TRY(kvz_store_scan(t, KVZ_DB_META, gc_meta, g));
     if (g->args->dry_run)
@@ -783,7 +815,8 @@ int cmd_gc(int argc, char **argv)
         "                   one per model (and then their artifacts)\n"
         "  --dry-run        report what would go, change nothing\n"
         "LMDB reuses the freed pages; the file does not shrink (`mdb_copy -c DIR OUT`\n"
-        "writes a compacted copy).\n";
+        "writes a compacted copy). While another kvz process writes to the store, gc\n"
+        "changes nothing and exits 3 (run it again later); writers wait for a running gc.\n";
     store_args a;
     int rc = parse_store_args(argc, argv, help, &a, 0, "on");
     if (rc)
@@ -808,7 +841,7 @@ int cmd_gc(int argc, char **argv)
                a.dry_run ? "would drop" : "dropped", artifacts, prefixes, g.bytes_dropped / 1024.0,
                g.configs_dropped, a.older_configs ? "" : " (not asked: --older-configs)");
     gc_reset(&g);
-    free(g.live), free(g.live_prefixes), free(g.drop), free(g.rewrites);
+    free(g.live.ids), free(g.live_prefixes), free(g.drop), free(g.rewrites);
     kvz_store_close(s);
     return st == KVZ_OK ? KVZ_EXIT_OK : cli_fail("gc", st);
 }

@@ -77,6 +77,11 @@ check not-gguf 4 "$KVZ" tokenize --model "$TMP/noise.gguf"
 expect_in not-gguf "$TMP/err" "not a GGUF file"
 check bad-flag 2 "$KVZ" generate --model "$MODEL" --max-tokens lots --prompt hi
 check no-prompt 2 "$KVZ" generate --model "$MODEL"
+# an option of the other mode is refused even at its default value
+check reserve-without-doc 2 "$KVZ" generate --model "$MODEL" --reserve 512 --prompt hi
+expect_in reserve-without-doc "$TMP/err" "apply with --doc"
+check chunk-with-doc 2 "$KVZ" generate --model "$MODEL" --store "$TMP" --doc x --chunk 512 --prompt hi
+expect_in chunk-with-doc "$TMP/err" "do not apply with --doc"
 check context-too-small 10 "$KVZ" generate --model "$MODEL" --ctx 4 --prompt "this prompt is longer than four tokens"
 expect_in context-too-small "$TMP/err" "context"
 check empty-prompt 2 "$KVZ" generate --model "$MODEL" --prompt ""
@@ -88,5 +93,9 @@ expect_in bench-ratio "$TMP/out" '"decode_kept_tok_s":'
 check bench-ratio-range 2 "$KVZ" bench --model "$MODEL" --ratio 1 --cache-only
 check bench-cache-only-alone 2 "$KVZ" bench --model "$MODEL" --cache-only
 expect_in bench-cache-only-alone "$TMP/err" "needs --ratio"
+check bench-extra-argument 2 "$KVZ" bench --model "$MODEL" extra
+expect_in bench-extra-argument "$TMP/err" "unexpected argument 'extra'"
+check prompt-file-folder 3 "$KVZ" generate --model "$MODEL" --prompt-file "$TMP"
+expect_in prompt-file-folder "$TMP/err" "Is a directory"
 
 finish CLI

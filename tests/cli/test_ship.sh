@@ -291,7 +291,7 @@ kill $held 2>/dev/null; wait $held 2>/dev/null
     || { fail "gc"; cat "$TMP/o"; }
 # while gc holds the store (its lock file exclusive), a writer waits, says so, then does its work
 cp -r "$G" "$TMP/gw"
-flock -x -o "$TMP/gw/lock.mdb" sleep 2 >/dev/null 2>&1 & held=$!
+flock -x -o "$TMP/gw/lock.mdb" sleep 4 >/dev/null 2>&1 & held=$! # long enough for a loaded machine to start unpack
 until ! flock -n -s "$TMP/gw/lock.mdb" true; do sleep 0.05; done # held
 "$KVZ" unpack "$TMP/b.tar.zst" --store "$TMP/gw" >"$TMP/o" 2>&1; rc=$?
 wait $held 2>/dev/null

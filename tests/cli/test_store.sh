@@ -4,7 +4,8 @@
 # the exit codes of bad input. Needs KVZ_BIN and KVZ_MODEL.
 . tests/cli_lib.sh
 
-# a corpus of eight short real documents, one binary file, one empty file
+# a corpus of eight short real documents, one binary file, one empty file, one
+# of control bytes the tokenizer drops (no token)
 mkdir -p "$TMP/corpus/notes"
 python3 - "$TMP/corpus" <<'PY'
 import sys
@@ -15,6 +16,7 @@ for i, p in enumerate(paras):
     open(f"{sys.argv[1]}/{folder}doc{i}.txt", "w").write(p + "\n")
 open(f"{sys.argv[1]}/image.bin", "wb").write(b"\x89PNG\x00\x00\x01\x02")
 open(f"{sys.argv[1]}/blank.txt", "w").write("   \n")
+open(f"{sys.argv[1]}/controls.txt", "wb").write(b"\x04\x06\x13")
 PY
 
 S="$TMP/store"
@@ -25,6 +27,8 @@ n=$(grep -c '"status":"compiled"' "$TMP/out1")
 [ "$n" -eq 8 ] && ok "8 documents compiled" || fail "$n documents compiled, expected 8"
 grep -q "skip .*image.bin: contains NUL" "$TMP/err1" && ok "binary skipped with a reason" || fail "no skip warning for image.bin"
 grep -q "skip .*blank.txt: empty" "$TMP/err1" && ok "empty skipped with a reason" || fail "no skip warning for blank.txt"
+grep -q "skip .*controls.txt: empty (the model's tokenizer keeps none" "$TMP/err1" &&
+    ok "no token: skipped as empty" || fail "no skip warning for controls.txt"
 
 mdb_stat -a "$S" >"$TMP/stat" && grep -q "Status of artifacts" "$TMP/stat" && ok "mdb_stat reads the store" || fail "mdb_stat"
 "$KVZ" ls --store "$S" >"$TMP/ls1" && [ "$(grep -c 'recent' "$TMP/ls1")" -eq 8 ] && ok "ls lists 8" || fail "ls"
@@ -54,6 +58,11 @@ cmp -s "$S/data.mdb" "$TMP/before.mdb" && ok "recompile: store bytes identical" 
 [ $rc -eq 3 ] && grep -q "cannot write '.*no/such/h.svg': No such file or directory" "$TMP/e" && ! grep -q "kept" "$TMP/insp2" &&
     ok "inspect --svg into a missing folder: exit 3, the reason, no report" || { fail "inspect svg: exit $rc"; cat "$TMP/e"; }
 
+# a value group past the head size (64) is the whole head: the configuration of 64, found unchanged
+"$KVZ" compile "$TMP/corpus/doc0.txt" --store "$S" --model "$MODEL" --method recent --value-group 65 --json \
+    >"$TMP/o7" 2>"$TMP/e"; rc=$?
+[ $rc -eq 0 ] && grep -q '"status":"unchanged"' "$TMP/o7" && ok "--value-group 65 on 64-channel heads: as 64, unchanged" ||
+    { fail "--value-group 65: exit $rc"; cat "$TMP/o7" "$TMP/e"; }
 # the same content under a second name shares the first one's artifacts and says so
 mkdir -p "$TMP/twins"
 cp "$TMP/corpus/doc0.txt" "$TMP/twins/a.txt"
@@ -62,6 +71,9 @@ cp "$TMP/corpus/doc0.txt" "$TMP/twins/b.txt"
 grep 'twins/b.txt' "$TMP/o6" | grep -q '"status":"compiled","tokens":[0-9]*,"segments":1,"shared_segments":1,.*"kept_fraction":null' &&
     grep -q "b.txt: .*content compiled before: its .* KB of artifacts were already in the store" "$TMP/e6" &&
     ok "a second copy shares the first one's artifacts, reported so" || { fail "copy under another name"; cat "$TMP/o6" "$TMP/e6"; }
+"$KVZ" stats --store "$TMP/s6" --json >"$TMP/st6" && python3 -c "import json,sys; d=json.load(open(sys.argv[1])); \
+assert d['documents']==2 and d['artifacts']==1 and d['referenced_bytes']==d['artifact_bytes'], d" "$TMP/st6" &&
+    ok "stats: an artifact two documents share is referenced once" || { fail "stats of shared artifacts"; cat "$TMP/st6"; }
 
 # inspect and its heatmap
 "$KVZ" inspect --store "$S" "$TMP/corpus/doc0.txt" --svg "$TMP/h.svg" >"$TMP/insp" 2>&1 &&
@@ -265,12 +277,14 @@ w2=$("$KVZ" inspect --store "$TMP/w2" "$TMP/corpus/doc0.txt" 2>&1 | grep -o "win
 "$KVZ" ls --store "$TMP/w2" | grep -q "snapkv window 64 ratio" && ok "ls names a given window" ||
     fail "ls of a --window 64 store: $("$KVZ" ls --store "$TMP/w2")"
 # options of another method are refused, not silently folded into a new configuration
-for bad in "--window 64" "--pool 5" "--reuse 2" "--beta 10" "--decay 0.5"; do
+# (also at their default values: given, they say the caller expects them to act)
+for bad in "--window 64" "--pool 5" "--reuse 2" "--beta 10" "--decay 0.5" "--pool 7" "--beta 20" "--decay 0.2"; do
     "$KVZ" compile "$TMP/corpus/doc0.txt" --store "$TMP/w3" --model "$MODEL" $bad 2>"$TMP/e"; rc=$?
     [ $rc -eq 2 ] && grep -q -- "${bad%% *} applies to" "$TMP/e" && [ ! -e "$TMP/w3" ] && ok "kvzip $bad: exit 2, no store" ||
         fail "kvzip $bad: exit $rc, $(cat "$TMP/e")"
 done
-for bad in "--kvzip-chunk 512:snapkv" "--seed 7:recent" "--ratio 0.5:full" "--budget 3:full" "--budget-shape decay:full"; do
+for bad in "--kvzip-chunk 512:snapkv" "--seed 7:recent" "--ratio 0.5:full" "--budget 3:full" \
+    "--budget-shape decay:full" "--kvzip-chunk 2048:snapkv" "--seed 1:recent"; do
     "$KVZ" compile "$TMP/corpus/doc0.txt" --store "$TMP/w3" --model "$MODEL" --method ${bad#*:} ${bad%:*} 2>"$TMP/e"; rc=$?
     [ $rc -eq 2 ] && grep -q "applies to\|do not apply" "$TMP/e" && [ ! -e "$TMP/w3" ] && ok "${bad#*:} ${bad%:*}: exit 2, no store" ||
         fail "${bad#*:} ${bad%:*}: exit $rc, $(cat "$TMP/e")"
