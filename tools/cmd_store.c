@@ -224,12 +224,25 @@ static int inspect_artifact(const kvz_artifact *a, const store_args *args, uint3
         kvz_artifact_section_at(a, i, &s);
         by_kind[s.kind < 8 ? s.kind : 0] += s.stored_bytes;
     }
-    if (args->json) {
-        printf("{\"segment\":%u,\"n_tokens\":%u,\"method\":\"%s\",\"level\":\"%s\",\"ratio\":%g,\"bits\":%u,"
-               "\"bytes\":%zu,\"layers\":[", segment, m->n_tokens, m->method, m->level, m->ratio, m->bits, a->size);
+    char model[256];
+    kvz_model_identity_describe(&m->model, model, sizeof model);
+    if (args->json) { /* the manifest's fields (format/SPEC.md), then what inspect works out */
+        const char *text_keys[] = {"model", "template", "method", "level", "budget_shape", "options", "compiler"};
+        const char *text_values[] = {model, m->template_name, m->method, m->level, m->budget_shape, m->options,
+                                     m->compiler};
+        printf("{\"segment\":%u,\"n_segments\":%u,\"n_tokens\":%u,\"prefix_tokens\":%u,\"fingerprint\":\"%016llx\"",
+               segment, m->n_segments, m->n_tokens, m->prefix_tokens, (unsigned long long)m->model.fingerprint);
+        for (size_t i = 0; i < sizeof text_keys / sizeof text_keys[0]; i++) {
+            printf(",\"%s\":", text_keys[i]);
+            cli_json_string(stdout, text_values[i], strlen(text_values[i]));
+        }
+        printf(",\"ratio\":%g,\"budget\":%u,\"bits\":%u,\"key_group\":%u,\"value_group\":%u,\"fp16_tokens\":%u,"
+               "\"bytes\":%zu,\"section_bytes\":{\"keys\":%llu,\"values\":%llu,\"scales\":%llu,\"positions\":%llu,"
+               "\"tokens\":%llu,\"manifest\":%llu},\"layers\":[", m->ratio, m->budget, m->bits, m->key_group,
+               m->value_group, m->fp16_tokens, a->size, (unsigned long long)by_kind[4],
+               (unsigned long long)by_kind[5], (unsigned long long)(by_kind[6] + by_kind[7]),
+               (unsigned long long)by_kind[3], (unsigned long long)by_kind[2], (unsigned long long)by_kind[1]);
     } else {
-        char model[256];
-        kvz_model_identity_describe(&m->model, model, sizeof model);
         printf("segment %u of %u: %u tokens (prefix of %u shared)\n", segment + 1, m->n_segments, m->n_tokens,
                m->prefix_tokens);
         printf("  model      %s\n  template   %s\n", model, m->template_name);
@@ -290,7 +303,9 @@ int cmd_inspect(int argc, char **argv)
         "and max over KV heads), bytes by section, bits per kept element and the size\n"
         "against the f16 full cache. --config picks one of the document's compile\n"
         "configurations as numbered by `kvz ls` (default 1). --svg writes a heatmap of\n"
-        "the kept positions per layer and head over the document (first segment).\n";
+        "the kept positions per layer and head over the document (first segment).\n"
+        "--json: one object per segment, the manifest's fields as format/SPEC.md names\n"
+        "them (\"segment\" counted from 0, as there) and the figures above.\n";
     store_args a;
     int rc = parse_store_args(argc, argv, help, &a, 1, "jgc");
     if (rc)

@@ -58,7 +58,12 @@ for label in labels:
         said = [(l["kept"], l["min"], l["max"]) for l in i["layers"]]
         for what, a, b in [("kept per layer", kept, said), ("bytes", r["bytes"], i["bytes"]),
                            ("n_tokens", m["n_tokens"], i["n_tokens"]), ("bits", m["bits"], i["bits"]),
-                           ("segment", m["segment"], i["segment"]), ("doc_hash", m["doc_hash"], text_hash)]:
+                           ("segment", m["segment"], i["segment"]), ("doc_hash", m["doc_hash"], text_hash),
+                           ("fingerprint", "%016x" % m["model_fingerprint"], i["fingerprint"])] + \
+                          [(k, m.get(k, 0), i[k]) for k in ("n_segments", "prefix_tokens", "budget", "key_group",
+                                                            "value_group", "fp16_tokens")] + \
+                          [(k, m.get(k, ""), i[k]) for k in ("template", "method", "level", "budget_shape",
+                                                             "options", "compiler")]:
             if a != b:
                 print(f"{label} segment {i['segment']}: {what}: read {a}, kvz says {b}"); bad += 1
         for kind in ("keys", "values"):
@@ -67,7 +72,7 @@ for label in labels:
 print("mismatches:", bad)
 sys.exit(1 if bad else 0)
 PY
-[ $? -eq 0 ] && ok "kept pairs per layer, bytes, tokens, bits and doc_hash agree with kvz inspect" ||
+[ $? -eq 0 ] && ok "kept pairs per layer, bytes, the manifest's fields and doc_hash agree with kvz inspect --json" ||
     { fail "the reader and kvz inspect disagree"; cat "$TMP/cmp"; }
 
 # TOKENS of a one-segment artifact are the text's tokens
