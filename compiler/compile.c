@@ -238,7 +238,8 @@ static void fill_manifest(const kvz_compiler *c, kvz_manifest *m, int32_t window
     m->budget = o->sel.budget;
     m->bits = o->bits;
     m->key_group = o->key_group;
-    m->value_group = o->value_group;
+    m->value_group = o->value_group < (uint32_t)c->model->hp.head_dim ? o->value_group
+                                                                       : (uint32_t)c->model->hp.head_dim;
     m->fp16_tokens = o->fp16_tokens;
     snprintf(m->options, sizeof m->options, "chunk=%u reuse=%u window=%d pool=%d beta=%g decay=%g%s",
              o->sel.chunk, o->sel.reuse, window, o->pool, o->sel.beta, o->sel.decay,
@@ -588,10 +589,14 @@ int kvz_compiler_new(kvz_compiler **out, kvz_model *m, kvz_store *s, const kvz_c
     /* a segment leaves room for questions and for the scoring passes */
     int32_t reserve = o->reserve > pass ? o->reserve : pass;
     c->segment_limit = m->hp.ctx_train - (int32_t)c->prefix.len - reserve;
-    /* a group larger than a head is the whole head: said so in the configuration too, so that
-     * --value-group 65 and 64 on 64-channel heads are one configuration, as they are one artifact */
     uint32_t vgroup = o->value_group < (uint32_t)m->hp.head_dim ? o->value_group : (uint32_t)m->hp.head_dim;
-    c->opts.value_group = vgroup;
+    /* every group at or above the head size is the whole head, and one configuration: recorded as
+     * the default (64) when that is whole heads too, so that stores made before keep their ids,
+     * else as the head size (--value-group 65 and 64 on 64-channel heads are one artifact) */
+    kvz_compile_opts d;
+    kvz_compile_opts_default(&d);
+    if (o->value_group >= (uint32_t)m->hp.head_dim)
+        c->opts.value_group = d.value_group >= (uint32_t)m->hp.head_dim ? d.value_group : (uint32_t)m->hp.head_dim;
     if (rc == KVZ_OK && m->hp.head_dim % vgroup != 0)
         rc = kvz_errorf(KVZ_ERR_ARG, "--value-group %u does not divide the head size %d", vgroup,
                         m->hp.head_dim);

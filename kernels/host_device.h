@@ -18,14 +18,16 @@
 #define KVZ_DEVICE_CODE 1
 #endif
 
-/* a * b + c rounded twice, as the host computes it (ISO C: never fused); nvcc
- * would fuse it into one FMA, and the twins would differ in the last bit. */
+/* a * b + c rounded twice, on the host and on a device alike: nvcc (and a C
+ * compiler allowed to contract one expression) would fuse it into one FMA,
+ * and the twins would differ in the last bit. */
 static inline KVZ_HOST_DEVICE float kvz_mul_add(float a, float b, float c)
 {
 #ifdef KVZ_DEVICE_CODE
     return __fadd_rn(__fmul_rn(a, b), c);
 #else
-    return a * b + c;
+    const float product = a * b; /* its own statement: C never contracts across statements */
+    return product + c;
 #endif
 }
 

@@ -35,7 +35,9 @@ int cli_exit_code(int status)
 int cli_fail(const char *cmd, int status)
 {
     const char *detail = kvz_last_error();
-    fprintf(stderr, "kvz %s: %s\n", cmd, detail[0] ? detail : kvz_strerror(status));
+    fprintf(stderr, "kvz %s: ", cmd);
+    cli_put_shown(stderr, detail[0] ? detail : kvz_strerror(status)); /* names in it may hold control bytes */
+    fputc('\n', stderr);
     return cli_exit_code(status);
 }
 
@@ -193,23 +195,39 @@ int cli_parse_weights(const char *s, int *policy)
     return 0;
 }
 
+/* One byte as a terminal line shows it, into out (5 bytes); its length. */
+static size_t shown_byte(unsigned char ch, char out[5])
+{
+    if (ch < 0x20 || ch == 0x7f)
+        return (size_t)snprintf(out, 5, "\\x%02x", ch);
+    out[0] = (char)ch;
+    return 1;
+}
+
 const char *cli_shown(char buf[CLI_SHOWN_MAX], const char *s, size_t len)
 {
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
         if (o + 8 >= CLI_SHOWN_MAX) {
             memcpy(buf + o, "...", 3);
             o += 3;
             break;
         }
-        if (ch < 0x20 || ch == 0x7f)
-            o += (size_t)snprintf(buf + o, CLI_SHOWN_MAX - o, "\\x%02x", ch);
-        else
-            buf[o++] = (char)ch;
+        char one[5];
+        size_t n = shown_byte((unsigned char)s[i], one);
+        memcpy(buf + o, one, n);
+        o += n;
     }
     buf[o] = '\0';
     return buf;
+}
+
+void cli_put_shown(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        char one[5];
+        fwrite(one, 1, shown_byte((unsigned char)*s, one), f);
+    }
 }
 
 void cli_json_string(FILE *f, const char *s, size_t len)

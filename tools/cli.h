@@ -67,6 +67,8 @@ void cli_json_string(FILE *f, const char *s, size_t len);
  * cut with "..." past its end; CLI_SHOWN_MAX holds any name a store takes. */
 #define CLI_SHOWN_MAX (4 * 512 + 4)
 const char *cli_shown(char buf[CLI_SHOWN_MAX], const char *s, size_t len);
+/* The same, of a whole string (a message naming documents), written to f. */
+void cli_put_shown(FILE *f, const char *s);
 
 /* An option the command does not know or take (getopt has named it): its
  * usage lines and where the rest is told, on stderr; returns KVZ_EXIT_USAGE. */

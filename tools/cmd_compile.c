@@ -318,13 +318,15 @@ static void on_tokens(void *ctx, int64_t tokens)
     draw(p, 0);
 }
 
+/* fmt: a prefix with one %s (the name, shown); the detail follows it, shown too */
 static void line(progress *p, const char *fmt, const char *name, const char *detail)
 {
     if (p->tty && !p->quiet)
         fprintf(stderr, "\r\033[K");
     if (!p->quiet || strncmp(fmt, "skip", 4) == 0 || strncmp(fmt, "FAIL", 4) == 0) {
         char shown[CLI_SHOWN_MAX];
-        fprintf(stderr, fmt, cli_shown(shown, name, strlen(name)), detail);
+        fprintf(stderr, fmt, cli_shown(shown, name, strlen(name)));
+        cli_put_shown(stderr, detail);
         fputc('\n', stderr);
     }
 }
@@ -390,7 +392,7 @@ int cmd_compile(int argc, char **argv)
         if (r == KVZ_ERR_FORMAT && (!read || res.status == KVZ_DOC_EMPTY)) {
             /* the content is unusable: skip (or stop, strictly: a failure) */
             *(a.strict ? &failed : &skipped) += 1;
-            line(&p, a.strict ? "FAIL %s: %s" : "skip %s: %s", name, kvz_last_error());
+            line(&p, a.strict ? "FAIL %s: " : "skip %s: ", name, kvz_last_error());
             if (a.json) {
                 printf("{\"document\":");
                 cli_json_string(stdout, name, strlen(name));
@@ -408,7 +410,7 @@ int cmd_compile(int argc, char **argv)
              * in trouble (below) stops the run */
             int unreadable = doc.text == NULL;
             failed++;
-            line(&p, "FAIL %s: %s", name, kvz_last_error());
+            line(&p, "FAIL %s: ", name, kvz_last_error());
             if (a.json) {
                 printf("{\"document\":");
                 cli_json_string(stdout, name, strlen(name));
@@ -440,7 +442,7 @@ int cmd_compile(int argc, char **argv)
             else
                 snprintf(detail, sizeof detail, "unchanged (%d tokens, already in the store)", res.tokens);
             if (!p.tty)
-                line(&p, "%s: %s", name, detail);
+                line(&p, "%s: ", name, detail);
             if (a.json) {
                 printf("{\"document\":");
                 cli_json_string(stdout, name, strlen(name));

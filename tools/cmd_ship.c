@@ -644,7 +644,24 @@ typedef struct import_ctx {
     kvz_model_identity id;
     kvz_compiler *compiler; /* made on demand to write the model's shared prefix */
     int allow_mismatch, quiet;
+    struct aside_need *aside; /* other models' artifacts and the prefixes they need (pass 1) */
+    size_t n_aside, cap_aside;
 } import_ctx;
+
+typedef struct aside_need {
+    char prefix_key[64];
+    uint64_t fingerprint;
+    char *doc_name;
+    const char *path;
+} aside_need;
+
+static int other_model_prefix_missing(const char *doc_name, uint64_t fingerprint)
+{
+    return kvz_errorf(KVZ_ERR_MODEL_MISMATCH, "'%s' was compiled by another model (fingerprint %016llx) whose "
+                      "shared prompt prefix the store lacks, and only that model can make it: import it with "
+                      "that model (--model), or move the document in a bundle (kvz pack/unpack), which carries "
+                      "the prefix", doc_name, (unsigned long long)fingerprint);
+}
 
 /* The shared prompt prefix an artifact was compiled after, in the store:
  * computed when missing, for this model's artifacts only. Another model's
@@ -662,11 +679,8 @@ static int ensure_prefix(import_ctx *c, const kvz_manifest *m)
     kvz_store_read_end(t);
     if (rc != KVZ_ERR_NOT_FOUND)
         return rc;
-    if (m->model.fingerprint != c->id.fingerprint)
-        return kvz_errorf(KVZ_ERR_MODEL_MISMATCH, "'%s' was compiled by another model (fingerprint %016llx) whose "
-                          "shared prompt prefix the store lacks, and only that model can make it: import it with "
-                          "that model (--model), or move the document in a bundle (kvz pack/unpack), which carries "
-                          "the prefix", m->doc_name, (unsigned long long)m->model.fingerprint);
+    if (m->model.fingerprint != c->id.fingerprint) /* the file changed since pass 1 */
+        return other_model_prefix_missing(m->doc_name, m->model.fingerprint);
     kvz_compile_opts o;
     kvz_compile_opts_default(&o);
     uint64_t have = 0;
@@ -731,19 +745,62 @@ static int import_read(const import_ctx *c, const char *path, char **data, size_
 /* Pass 1 of import: every file checked before the store is opened, so that
  * a bad one leaves no store made for nothing. What cannot be read twice (a
  * pipe, /dev/stdin) is kept in *kept for pass 2; a file is read again there. */
-static int import_check(const import_ctx *c, const char *path, char **kept, size_t *kept_size)
+static int import_check(import_ctx *c, const char *path, char **kept, size_t *kept_size)
 {
     char *data = NULL;
     size_t size = 0;
     kvz_artifact a;
     struct stat st;
     int rc = import_read(c, path, &data, &size, &a);
+    const kvz_manifest *m = &a.manifest;
+    if (rc == KVZ_OK && m->model.fingerprint != c->id.fingerprint) { /* set aside: see aside_check */
+        aside_need *grown = kvz_grow(c->aside, &c->cap_aside, c->n_aside, sizeof *c->aside);
+        char *name = grown ? strdup(m->doc_name) : NULL;
+        if (name) {
+            c->aside = grown;
+            aside_need *need = &c->aside[c->n_aside++];
+            kvz_prefix_key(m->model.fingerprint, m->prefix_hash, need->prefix_key);
+            need->fingerprint = m->model.fingerprint;
+            need->doc_name = name;
+            need->path = path;
+        } else {
+            rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+        }
+    }
     if (rc == KVZ_OK && !(stat(path, &st) == 0 && S_ISREG(st.st_mode))) {
         *kept = data, *kept_size = size;
         return KVZ_OK;
     }
     free(data);
     return rc == KVZ_OK ? KVZ_OK : kvz_error_context(rc, "%s", path);
+}
+
+/* Between the passes, before the store is created or written: every artifact
+ * of another model needs that model's shared prefix in the store already. */
+static int aside_check(const import_ctx *c, const char *dir)
+{
+    if (c->n_aside == 0)
+        return KVZ_OK;
+    kvz_store *s = NULL;
+    kvz_store_txn *t = NULL;
+    int rc = kvz_store_open(&s, dir, KVZ_STORE_READONLY);
+    if (rc == KVZ_OK)
+        rc = kvz_store_read_begin(s, &t);
+    const aside_need *lacking = rc == KVZ_ERR_NOT_FOUND ? &c->aside[0] : NULL; /* no store yet */
+    for (size_t i = 0; i < c->n_aside && rc == KVZ_OK; i++) {
+        const void *val;
+        size_t len;
+        rc = kvz_store_get(t, KVZ_DB_META, c->aside[i].prefix_key, strlen(c->aside[i].prefix_key), &val, &len);
+        if (rc == KVZ_ERR_NOT_FOUND)
+            lacking = &c->aside[i];
+    }
+    if (t)
+        kvz_store_read_end(t);
+    kvz_store_close(s);
+    if (lacking)
+        rc = kvz_error_context(other_model_prefix_missing(lacking->doc_name, lacking->fingerprint), "%s",
+                               lacking->path);
+    return rc;
 }
 
 /* data: pass 1's bytes when it kept them (then owned here), else NULL */
@@ -807,6 +864,8 @@ int cmd_import(int argc, char **argv)
     for (int i = optind; i < argc && st == KVZ_OK; i++)
         st = import_check(&c, argv[i], &kept[i], &kept_size[i]);
     if (st == KVZ_OK)
+        st = aside_check(&c, a.store);
+    if (st == KVZ_OK)
         st = kvz_store_open(&c.store, a.store, KVZ_STORE_CREATE);
     for (int i = optind; i < argc && st == KVZ_OK; i++) {
         st = import_file(&c, argv[i], kept[i], kept_size[i]);
@@ -816,6 +875,9 @@ int cmd_import(int argc, char **argv)
         free(kept[i]);
     free(kept);
     free(kept_size);
+    for (size_t i = 0; i < c.n_aside; i++)
+        free(c.aside[i].doc_name);
+    free(c.aside);
     kvz_compiler_free(c.compiler);
     kvz_store_close(c.store);
     kvz_model_free(c.model);

@@ -230,7 +230,7 @@ static int inspect_artifact(const kvz_artifact *a, const store_args *args, uint3
         const char *text_keys[] = {"model", "template", "method", "level", "budget_shape", "options", "compiler"};
         const char *text_values[] = {model, m->template_name, m->method, m->level, m->budget_shape, m->options,
                                      m->compiler};
-        printf("{\"segment\":%u,\"n_segments\":%u,\"n_tokens\":%u,\"prefix_tokens\":%u,\"fingerprint\":\"%016llx\"",
+        printf("{\"segment\":%u,\"n_segments\":%u,\"n_tokens\":%u,\"prefix_tokens\":%u,\"model_fingerprint\":\"%016llx\"",
                segment, m->n_segments, m->n_tokens, m->prefix_tokens, (unsigned long long)m->model.fingerprint);
         for (size_t i = 0; i < sizeof text_keys / sizeof text_keys[0]; i++) {
             printf(",\"%s\":", text_keys[i]);
@@ -304,8 +304,9 @@ int cmd_inspect(int argc, char **argv)
         "against the f16 full cache. --config picks one of the document's compile\n"
         "configurations as numbered by `kvz ls` (default 1). --svg writes a heatmap of\n"
         "the kept positions per layer and head over the document (first segment).\n"
-        "--json: one object per segment, the manifest's fields as format/SPEC.md names\n"
-        "them (\"segment\" counted from 0, as there) and the figures above.\n";
+        "--json: one object per segment: the manifest's fields named as in\n"
+        "format/SPEC.md (\"segment\" counted from 0, as there; \"model\" a description;\n"
+        "not the document's name, hashes or creation time) and the figures above.\n";
     store_args a;
     int rc = parse_store_args(argc, argv, help, &a, 1, "jgc");
     if (rc)

@@ -240,13 +240,17 @@ cmp -s "$TMP/l1" "$TMP/l2" && ok "imported under the compile's own ids" || { fai
 # another model's artifact is set aside only where that model's shared prefix is (a bundle brought it)
 "$KVZ" export --store "$TMP/tiny_store" "$DOC" --segment 1 -o "$TMP/tiny.kvz" >/dev/null 2>"$TMP/e"
 mdb_dump -a "$TMP/imp" >"$TMP/before"
-"$KVZ" import "$TMP/tiny.kvz" --store "$TMP/imp" --allow-model-mismatch >/dev/null 2>>"$TMP/e"; rc=$?
+# with this model's own artifact first: that one is not written either (all are checked first)
+"$KVZ" export --store "$S" "$DOC" --config 1 -o "$TMP/own.kvz" >/dev/null 2>>"$TMP/e"
+"$KVZ" import "$TMP/own.kvz" "$TMP/tiny.kvz" --store "$TMP/imp" --allow-model-mismatch >/dev/null 2>>"$TMP/e"; rc=$?
 mdb_dump -a "$TMP/imp" >"$TMP/after"
+"$KVZ" import "$TMP/tiny.kvz" --store "$TMP/imp_new" --allow-model-mismatch >/dev/null 2>>"$TMP/e"; rc3=$?
 "$KVZ" import "$TMP/tiny.kvz" --store "$TMP/u2" --allow-model-mismatch >/dev/null 2>>"$TMP/e"; rc2=$?
-[ $rc -eq 6 ] && grep -q "shared prompt prefix the store lacks" "$TMP/e" && cmp -s "$TMP/before" "$TMP/after" &&
-    [ $rc2 -eq 0 ] && "$KVZ" verify --store "$TMP/u2" >/dev/null 2>&1 &&
-    ok "import --allow-model-mismatch: exit 6 and nothing written without that model's prefix, stored with it" ||
-    { fail "import of another model's artifact: exit $rc $rc2"; cat "$TMP/e"; }
+[ $rc -eq 6 ] && [ $rc3 -eq 6 ] && [ "$(grep -c "shared prompt prefix the store lacks" "$TMP/e")" -eq 2 ] &&
+    cmp -s "$TMP/before" "$TMP/after" && [ ! -e "$TMP/imp_new" ] && [ $rc2 -eq 0 ] &&
+    "$KVZ" verify --store "$TMP/u2" >/dev/null 2>&1 &&
+    ok "import --allow-model-mismatch: exit 6, nothing written and no store made without that model's prefix; stored with it" ||
+    { fail "import of another model's artifact: exit $rc $rc3 $rc2"; cat "$TMP/e"; ls "$TMP/imp_new" 2>&1; }
 # an artifact through a pipe (read once, kept for the second pass)
 cat "$TMP/doc0.kvz" | "$KVZ" import /dev/stdin --store "$TMP/imp_pipe" >/dev/null 2>"$TMP/e"; rc=$?
 [ $rc -eq 0 ] && "$KVZ" ls --store "$TMP/imp_pipe" | grep -q "doc0.txt" && ok "import /dev/stdin from a pipe" ||

@@ -59,7 +59,7 @@ for label in labels:
         for what, a, b in [("kept per layer", kept, said), ("bytes", r["bytes"], i["bytes"]),
                            ("n_tokens", m["n_tokens"], i["n_tokens"]), ("bits", m["bits"], i["bits"]),
                            ("segment", m["segment"], i["segment"]), ("doc_hash", m["doc_hash"], text_hash),
-                           ("fingerprint", "%016x" % m["model_fingerprint"], i["fingerprint"])] + \
+                           ("model_fingerprint", "%016x" % m["model_fingerprint"], i["model_fingerprint"])] + \
                           [(k, m.get(k, 0), i[k]) for k in ("n_segments", "prefix_tokens", "budget", "key_group",
                                                             "value_group", "fp16_tokens")] + \
                           [(k, m.get(k, ""), i[k]) for k in ("template", "method", "level", "budget_shape",

@@ -185,7 +185,7 @@ grep -q "configuration 1 of 2" "$TMP/i1" && [ $rc -eq 7 ] && grep -q "has 1 segm
     [ $rc2 -eq 0 ] && ok "two compiled forms: inspect names the one it lists, --segments counts the one loaded" ||
     { fail "segments of two forms: exit $rc $rc2"; cat "$TMP/i1" "$TMP/e"; }
 # more threads than CPUs: a warning once the command line parsed, none before a usage error
-MORE=$(($(nproc) + 1))
+MORE=$(($(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) + 1)) # the CPUs this process may use
 "$KVZ" query --store "$SG" --model "$MODEL" --threads $MORE --bogus "Hi" >/dev/null 2>"$TMP/e"; rc=$?
 "$KVZ" query --store "$SG" --model "$MODEL" --threads $MORE --doc $GD --segments 1 --max-tokens 1 "Hi" >/dev/null \
     2>"$TMP/e2"; rc2=$?
