@@ -755,9 +755,10 @@ static int import_check(import_ctx *c, const char *path, char **kept, size_t *ke
     const kvz_manifest *m = &a.manifest;
     if (rc == KVZ_OK && m->model.fingerprint != c->id.fingerprint) { /* set aside: see aside_check */
         aside_need *grown = kvz_grow(c->aside, &c->cap_aside, c->n_aside, sizeof *c->aside);
+        if (grown) /* at once: the old block may be gone */
+            c->aside = grown;
         char *name = grown ? strdup(m->doc_name) : NULL;
         if (name) {
-            c->aside = grown;
             aside_need *need = &c->aside[c->n_aside++];
             kvz_prefix_key(m->model.fingerprint, m->prefix_hash, need->prefix_key);
             need->fingerprint = m->model.fingerprint;
