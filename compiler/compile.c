@@ -170,6 +170,7 @@ struct kvz_compiler {
     uint64_t prefix_hash;
     kvz_context *ctx;       /* holds the prefix between documents */
     int32_t segment_limit;
+    uint32_t value_group;   /* channels per value group, clamped to the head size */
     uint64_t config_id;
     char config[512];       /* the canonical parameter string hashed into ids */
     kvz_tokens question;    /* window question suffix, when given */
@@ -238,8 +239,7 @@ static void fill_manifest(const kvz_compiler *c, kvz_manifest *m, int32_t window
     m->budget = o->sel.budget;
     m->bits = o->bits;
     m->key_group = o->key_group;
-    m->value_group = o->value_group < (uint32_t)c->model->hp.head_dim ? o->value_group
-                                                                       : (uint32_t)c->model->hp.head_dim;
+    m->value_group = c->value_group;
     m->fp16_tokens = o->fp16_tokens;
     snprintf(m->options, sizeof m->options, "chunk=%u reuse=%u window=%d pool=%d beta=%g decay=%g%s",
              o->sel.chunk, o->sel.reuse, window, o->pool, o->sel.beta, o->sel.decay,
@@ -589,7 +589,7 @@ int kvz_compiler_new(kvz_compiler **out, kvz_model *m, kvz_store *s, const kvz_c
     /* a segment leaves room for questions and for the scoring passes */
     int32_t reserve = o->reserve > pass ? o->reserve : pass;
     c->segment_limit = m->hp.ctx_train - (int32_t)c->prefix.len - reserve;
-    uint32_t vgroup = o->value_group < (uint32_t)m->hp.head_dim ? o->value_group : (uint32_t)m->hp.head_dim;
+    c->value_group = o->value_group < (uint32_t)m->hp.head_dim ? o->value_group : (uint32_t)m->hp.head_dim;
     /* every group at or above the head size is the whole head, and one configuration: recorded as
      * the default (64) when that is whole heads too, so that stores made before keep their ids,
      * else as the head size (--value-group 65 and 64 on 64-channel heads are one artifact) */
@@ -597,8 +597,8 @@ int kvz_compiler_new(kvz_compiler **out, kvz_model *m, kvz_store *s, const kvz_c
     kvz_compile_opts_default(&d);
     if (o->value_group >= (uint32_t)m->hp.head_dim)
         c->opts.value_group = d.value_group >= (uint32_t)m->hp.head_dim ? d.value_group : (uint32_t)m->hp.head_dim;
-    if (rc == KVZ_OK && m->hp.head_dim % vgroup != 0)
-        rc = kvz_errorf(KVZ_ERR_ARG, "--value-group %u does not divide the head size %d", vgroup,
+    if (rc == KVZ_OK && m->hp.head_dim % c->value_group != 0)
+        rc = kvz_errorf(KVZ_ERR_ARG, "--value-group %u does not divide the head size %d", c->value_group,
                         m->hp.head_dim);
     if (rc == KVZ_OK && c->segment_limit < 64)
         rc = kvz_errorf(KVZ_ERR_RANGE, "the model's context (%d) leaves %d tokens per segment after "

@@ -368,6 +368,17 @@ void warp_converge(void)
     arrive_and_wait(my_warp().bar, false);
 }
 
+void launch_bounds(long max_threads)
+{
+    long threads = (long)kvz_sim_blockDim.x * kvz_sim_blockDim.y * kvz_sim_blockDim.z;
+    if (threads > max_threads) {
+        char what[160];
+        snprintf(what, sizeof what, "a block of %ld threads launches a kernel whose __launch_bounds__ is %ld threads",
+                 threads, max_threads);
+        die(what);
+    }
+}
+
 void wmma_check_tile(const void *p, unsigned ldm, size_t element_bytes, const char *op)
 {
     char what[160];

@@ -129,7 +129,7 @@
 #define __constant__ static
 #define __restrict__ __restrict
 #define __align__(n) __attribute__((aligned(n)))
-#define __launch_bounds__(...)
+#define __launch_bounds__(...) /* cu2cpp.py rewrites a kernel's into kvz_sim::launch_bounds */
 
 /* ---- runtime types --------------------------------------------------------- */
 struct dim3 {
@@ -259,6 +259,9 @@ static inline void race_read(const void *, size_t) {}
 static inline void race_write(void *, size_t) {}
 #endif
 void *dynamic_smem(void);
+/* A kernel's __launch_bounds__, called first in its body: a block of more
+ * threads ends the program, as a GPU refuses to launch it. */
+void launch_bounds(long max_threads);
 /* What the GPU requires of a WMMA load or store (the emulation would run it
  * anyway): a 256-bit aligned tile and a leading dimension of a multiple of 16
  * bytes. Ends the program otherwise. */

@@ -22,6 +22,12 @@
 
 __global__ static void set_value(int *p, int v) { p[0] = v; }
 
+__global__ static void __launch_bounds__(64) bounded_set_value(int *p, int v)
+{
+    if (threadIdx.x == 0)
+        p[0] = v;
+}
+
 /* A warp's sum by shuffles, after `leaver` (if >= 0) has left the kernel; `mask` names the lanes. */
 __global__ static void warp_sum(int *out, int leaver, unsigned mask)
 {
@@ -137,6 +143,16 @@ static int smem_limit(int lower)
     return 0;
 }
 
+/* A kernel bounded to 64 threads a block, launched with `threads`. */
+static int launch_bounds(cudaStream_t s, int *dev, int threads)
+{
+    bounded_set_value<<<1, threads, 0, s>>>(dev, threads);
+    CHECK(cudaGetLastError());
+    CHECK(cudaStreamSynchronize(s));
+    printf("launched %d threads\n", dev[0]);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *c = argc == 2 ? argv[1] : "";
@@ -155,6 +171,8 @@ int main(int argc, char **argv)
              : !strcmp(c, "shuffle-mask")      ? shuffle(s, dev, -1, 0x7fffffffu)
              : !strcmp(c, "smem-limit")        ? smem_limit(0)
              : !strcmp(c, "smem-limit-lowered") ? smem_limit(1)
+             : !strcmp(c, "launch-bounds")     ? launch_bounds(s, dev, 64)
+             : !strcmp(c, "launch-bounds-over") ? launch_bounds(s, dev, 128)
                                                : (fprintf(stderr, "usage: %s CASE (see test_emulation.sh)\n", argv[0]), 2);
     CHECK(cudaFree(dev));
     CHECK(cudaStreamDestroy(s));

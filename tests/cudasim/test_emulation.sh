@@ -7,7 +7,8 @@
 # wait sees the old value, a call that waits for the device runs every stream;
 # KVZ_CUDASIM_DEFER=0 runs work at once; a shuffle from a lane that has left
 # the kernel or is outside the mask stops the run with a message, as does a
-# kernel's shared-memory limit set to a new value; the profile
+# kernel's shared-memory limit set to a new value, and a block larger than
+# its kernel's __launch_bounds__; the profile
 # counts launches by kernel, copies and the host's waits. These are
 # what the emulated CUDA tests rely on to fail when kvz's host code or kernels
 # do such a thing.
@@ -50,6 +51,8 @@ stops shuffle-left-lane "shuffles from thread 5, which has left the kernel"
 stops shuffle-mask "a lane calls a shuffle whose mask leaves it out"
 expect smem-limit "limit set"
 stops smem-limit-lowered "limit set to 50000 bytes after 60000"
+expect launch-bounds "launched 64 threads"
+stops launch-bounds-over "a block of 128 threads launches a kernel whose __launch_bounds__ is 64 threads"
 
 # the profile (KVZ_CUDASIM_PROFILE) counts what the case asked of the GPU
 KVZ_CUDASIM_PROFILE="$TMP/profile" "$CASES" pageable-source >/dev/null 2>&1
