@@ -205,6 +205,11 @@ void kvz_atomic_file_abort(kvz_atomic_file *f)
 
 int kvz_read_file(const char *path, char **data, size_t *size)
 {
+    return kvz_read_file_at_most(path, SIZE_MAX - 1, data, size);
+}
+
+int kvz_read_file_at_most(const char *path, size_t limit, char **data, size_t *size)
+{
     *data = NULL;
     *size = 0;
     FILE *fp = fopen(path, "rb");
@@ -215,6 +220,8 @@ int kvz_read_file(const char *path, char **data, size_t *size)
     char *buf = malloc(cap);
     errno = 0;
     while (buf) {
+        if (len > limit)
+            break;
         if (len + 1 >= cap) {
             char *p = realloc(buf, cap * 2);
             if (!p) {

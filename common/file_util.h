@@ -41,5 +41,8 @@ int kvz_standard_descriptor(const char *path);
 /* Read a whole file into a NUL-terminated malloc'ed buffer (KVZ_ERR_NOT_FOUND
  * when there is no such file, KVZ_ERR_IO for other failures). */
 int kvz_read_file(const char *path, char **data, size_t *size);
+/* The same, stopping once more than `limit` bytes were read: *size > limit
+ * then says the file is larger (a pipe that never ends is not read whole). */
+int kvz_read_file_at_most(const char *path, size_t limit, char **data, size_t *size);
 
 #endif

@@ -67,7 +67,7 @@ static int push(kvz_source_list *l, const char *name, const char *path, const ch
 {
     kvz_source *grown = kvz_grow(l->items, &l->cap, l->len, sizeof *grown);
     if (!grown)
-        return KVZ_ERR_NOMEM;
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     l->items = grown;
     kvz_source *s = &l->items[l->len];
     s->name = strdup(name);
@@ -366,7 +366,7 @@ int kvz_doc_reader_read(kvz_doc_reader *r, size_t i, kvz_document *doc)
     if (s->member)
         rc = read_from_archive(r, s, limit, &data, &len);
     else
-        rc = kvz_read_file(strcmp(s->path, "-") == 0 ? "/dev/stdin" : s->path, &data, &len);
+        rc = kvz_read_file_at_most(strcmp(s->path, "-") == 0 ? "/dev/stdin" : s->path, limit, &data, &len);
     if (rc != KVZ_OK)
         return rc;
     if (len > limit) {

@@ -11,6 +11,7 @@
 
 static int print_piece(void *user, const char *piece, size_t len)
 {
+    (void)user;
     fwrite(piece, 1, len, stdout);
     fflush(stdout);
     return 0;
@@ -38,8 +39,11 @@ int main(int argc, char **argv)
     char **names;
     size_t count;
     st = kvz_engine_documents(engine, &names, &count);
-    if (st != KVZ_OK)
-        return fail("documents", st);
+    if (st != KVZ_OK) {
+        fail("documents", st); /* said before the close, which may set a message of its own */
+        kvz_engine_close(engine);
+        return 1;
+    }
     printf("libkvz %s, %zu document(s):", kvz_version(), count);
     for (size_t i = 0; i < count; i++)
         printf(" %s", names[i]);
@@ -49,8 +53,9 @@ int main(int argc, char **argv)
     kvz_session *session;
     st = kvz_session_open(&session, engine, (const char *const *)argv + 3, (size_t)(sep - 3), NULL);
     if (st != KVZ_OK) {
+        fail("load", st);
         kvz_engine_close(engine);
-        return fail("load", st);
+        return 1;
     }
     kvz_load_info li;
     kvz_session_load_info(session, &li);
@@ -66,7 +71,9 @@ int main(int argc, char **argv)
             kvz_free(answer);
         }
     }
+    if (st != KVZ_OK)
+        fail("ask", st);
     kvz_session_close(session);
     kvz_engine_close(engine);
-    return st == KVZ_OK ? 0 : fail("ask", st);
+    return st == KVZ_OK ? 0 : 1;
 }

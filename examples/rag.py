@@ -105,4 +105,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except kvz.Error as e:  # the library's message, not a traceback
+        sys.exit(f"rag: {e}")

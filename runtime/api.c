@@ -241,6 +241,8 @@ static int text_of(kvz_engine *e, const char *name, int32_t segment, char **text
 
 int kvz_engine_document_text(kvz_engine *e, const char *name, char **text, size_t *len)
 {
+    if (text)
+        *text = NULL;
     if (!e || !name || !text)
         return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_document_text: engine, name and text are required");
     return text_of(e, name, -1, text, len);
@@ -327,7 +329,7 @@ int kvz_session_open(kvz_session **out, kvz_engine *e, const char *const *names,
         return kvz_errorf(KVZ_ERR_ARG, "kvz_session_open: out, engine and names are required");
     kvz_doc_part *parts = kvz_whole_documents(names, count);
     if (!parts)
-        return KVZ_ERR_NOMEM;
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     int rc = kvz_session_open_parts(out, e, parts, count, opts);
     free(parts);
     return rc;
@@ -369,7 +371,7 @@ typedef struct stream_ctx {
 static int forward_piece(void *ctx, int32_t token, const char *bytes, size_t len)
 {
     stream_ctx *sc = ctx;
-    int stop = len ? sc->fn(sc->user, bytes, len) : 0;
+    int stop = len && sc->fn ? sc->fn(sc->user, bytes, len) : 0;
     return stop || atomic_load(&sc->session->answering) == CLOSE_WHEN_ANSWERED; /* closed: no more tokens */
 }
 
@@ -389,7 +391,7 @@ int kvz_session_ask(kvz_session *s, const char *question, const kvz_ask_options 
     stream_ctx sc = {o.stream, o.stream_user, s};
     kvz_generate_opts go = {.max_tokens = o.max_tokens > 0 ? o.max_tokens : 256,
                             .sampler = o.temperature > 0 ? &sampler : NULL,
-                            .on_token = o.stream ? forward_piece : NULL,
+                            .on_token = forward_piece, /* also without a stream: a close stops the answer */
                             .on_token_ctx = &sc};
     int idle = ANSWER_IDLE;
     if (!atomic_compare_exchange_strong(&s->answering, &idle, ANSWERING))

@@ -42,7 +42,7 @@ static int plan_add(plan *p, const void *bytes, size_t size, int32_t position, c
 {
     placed *grown = kvz_grow(p->items, &p->cap, p->n, sizeof *grown);
     if (!grown)
-        return KVZ_ERR_NOMEM;
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     p->items = grown;
     placed *it = &p->items[p->n];
     int rc = kvz_artifact_open(&it->art, bytes, size);
@@ -66,26 +66,21 @@ static const kvz_doc_entry *choose_entry(const kvz_doc_record *rec, int32_t conf
     return best;
 }
 
-/* A document with no compiled form for this model: name the model it was made with. */
-static int other_model(kvz_store_txn *t, const kvz_doc_record *rec, const char *name,
-                       const kvz_model_identity *id)
+/* A compiled form `e` not made by this model (`what` names it): say whose it is. */
+static int other_model(kvz_store_txn *t, const kvz_doc_entry *e, const char *what, const kvz_model_identity *id)
 {
-    const kvz_doc_entry *newest = &rec->entries[0];
-    for (uint32_t i = 1; i < rec->n_entries; i++)
-        if (rec->entries[i].created >= newest->created)
-            newest = &rec->entries[i];
     const void *val;
     size_t len;
     kvz_artifact a;
-    if (kvz_store_get(t, KVZ_DB_ARTIFACTS, newest->artifact_ids[0], 16, &val, &len) == KVZ_OK &&
+    if (kvz_store_get(t, KVZ_DB_ARTIFACTS, e->artifact_ids[0], 16, &val, &len) == KVZ_OK &&
         kvz_artifact_open(&a, val, len) == KVZ_OK && kvz_artifact_check_model(&a, id) != KVZ_OK)
-        return kvz_error_context(KVZ_ERR_MODEL_MISMATCH, "'%s' cannot be loaded", name);
-    return kvz_errorf(KVZ_ERR_MODEL_MISMATCH, "'%s' was not compiled by the loaded model (fingerprint %016llx)",
-                      name, (unsigned long long)id->fingerprint);
+        return kvz_error_context(KVZ_ERR_MODEL_MISMATCH, "%s cannot be loaded", what);
+    return kvz_errorf(KVZ_ERR_MODEL_MISMATCH, "%s was not compiled by the loaded model (fingerprint %016llx)",
+                      what, (unsigned long long)id->fingerprint);
 }
 
 /* The record of document `name` and the entry `config` selects (see
- * choose_entry); *rec is freed by the caller on success. */
+ * choose_entry), made by this model; *rec is freed by the caller on success. */
 static int find_entry(kvz_store_txn *t, const char *name, int32_t config, const kvz_model_identity *id,
                       kvz_doc_record *rec, const kvz_doc_entry **entry)
 {
@@ -96,11 +91,25 @@ static int find_entry(kvz_store_txn *t, const char *name, int32_t config, const 
         return kvz_errorf(KVZ_ERR_NOT_FOUND, "no document '%s' in the store (see kvz ls)", name);
     KVZ_TRY(rc);
     KVZ_TRY(kvz_doc_record_decode(val, len, rec));
-    *entry = choose_entry(rec, config, id->fingerprint);
-    if (*entry)
+    const kvz_doc_entry *e = choose_entry(rec, config, id->fingerprint);
+    *entry = e;
+    if (e && e->model_fingerprint == id->fingerprint)
         return KVZ_OK;
-    rc = config > 0 ? kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s' has no configuration %d", name, config)
-                    : other_model(t, rec, name, id);
+    *entry = NULL;
+    char what[1200];
+    if (config > 0)
+        snprintf(what, sizeof what, "'%s' configuration %d", name, config);
+    else
+        snprintf(what, sizeof what, "'%s'", name);
+    if (!e && config > 0) {
+        rc = kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s' has no configuration %d", name, config);
+    } else {
+        if (!e) /* no form of this model: name the newest's */
+            for (uint32_t i = 0; i < rec->n_entries; i++)
+                if (!e || rec->entries[i].created >= e->created)
+                    e = &rec->entries[i];
+        rc = other_model(t, e, what, id);
+    }
     kvz_doc_record_free(rec);
     return rc;
 }
@@ -169,8 +178,8 @@ static int make_plan(kvz_model *m, kvz_store_txn *t, const kvz_model_identity *i
             snprintf(what, sizeof what, "'%s' segment %u", name, s);
             if (rc == KVZ_OK)
                 rc = plan_add(p, val, len, position, what);
-            if (rc == KVZ_OK)
-                rc = kvz_artifact_check_model(&p->items[p->n - 1].art, id);
+            if (rc == KVZ_OK && (rc = kvz_artifact_check_model(&p->items[p->n - 1].art, id)) != KVZ_OK)
+                rc = kvz_error_context(rc, "%s", what);
             if (rc != KVZ_OK)
                 break;
             const kvz_manifest *man = &p->items[p->n - 1].art.manifest;
@@ -348,7 +357,7 @@ int kvz_load(kvz_model *m, kvz_store *store, const char *const *names, size_t n_
     *out = NULL;
     kvz_doc_part *parts = kvz_whole_documents(names, n_names);
     if (!parts)
-        return KVZ_ERR_NOMEM;
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     int rc = kvz_load_parts(m, store, parts, n_names, opts, out, st);
     free(parts);
     return rc;

@@ -8,8 +8,10 @@
 
 The shared library is found through $KVZ_LIBRARY, then the system's library
 path (an installed libkvz.so), then the build folder of a source checkout.
-Errors raise kvz.Error with .code (a negative kvz_status) and the library's
-message.
+Errors the library reports raise kvz.Error with .code (a negative kvz_status)
+and the library's message; an argument of the wrong type or range raises
+TypeError or ValueError before the library is called, as does using an engine
+or session after close().
 """
 import ctypes
 import ctypes.util
@@ -267,7 +269,7 @@ class Session(_Handle):
         opts = _SessionOptions(_c_int(reserve, -2**31, 2**31 - 1, "reserve"),
                                _c_int(config, -2**31, 2**31 - 1, "config"))
         handle = ctypes.c_void_p()
-        _check(_session_open(ctypes.byref(handle), engine._live(), encoded, len(names), ctypes.byref(opts)))
+        _check(_session_open(ctypes.byref(handle), engine._live(), encoded, len(parts), ctypes.byref(opts)))
         self._engine = engine  # keeps the engine alive while the session is
         self._handle = handle
         info = _LoadInfo()
@@ -280,6 +282,7 @@ class Session(_Handle):
         they come (return True to stop). Timings land in self.last."""
         if not self._handle:
             raise ValueError("the session is closed")
+        self.last = None  # a failed ask leaves no numbers of an earlier one
         failure = []
 
         def forward(_user, data, length):

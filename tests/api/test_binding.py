@@ -50,10 +50,15 @@ with kvz.Engine(store, model=model, device="cpu") as engine:
         check("a session closed while answering stays closed", False, "answered")
     except ValueError:
         check("a session closed while answering stays closed", True)
-    with engine.session([bridge, orchard]) as s:
+    with engine.session(name for name in [bridge, orchard]) as s:  # any iterable of names
         check("composition loads both", s.load_info["documents"] == 2, s.load_info)
         answer = s.ask("Which family keeps the Linden orchard?", max_tokens=32)
         check("composition: answer in the second document", "Morrow" in answer, answer)
+        try:  # a failed ask leaves no numbers of the one before
+            s.ask("Why?\0")
+            check("a failed ask clears last", False, "no exception")
+        except ValueError:
+            check("a failed ask clears last", s.last is None, s.last)
     try:
         engine.session(["no-such.txt"])
         check("missing document raises", False, "no exception")

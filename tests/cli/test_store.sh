@@ -268,6 +268,11 @@ mdb_load -s meta -f "$TMP/meta.dump" "$TMP/broken_prefix" 2>/dev/null
 [ $rc -eq 4 ] && grep -q "stopped at .*blank.txt: .* not attempted" "$TMP/e" && grep -q " 0 skipped, 1 failed" "$TMP/e" &&
     grep 'blank.txt' "$TMP/o4" | grep -q '"status":"failed","error":' && grep -q '"skipped":0,"failed":1' "$TMP/o4" &&
     ok "strict stops at the first unusable file (blank.txt): exit 4, counted failed, named" || { fail "strict: exit $rc"; cat "$TMP/e"; }
+# a pipe that never ends is read up to --max-bytes, not whole: skipped as too large
+timeout 120 sh -c "yes | '$KVZ' compile - --store '$TMP/s5' --model '$MODEL' --max-bytes 100000 --strict" \
+    >/dev/null 2>"$TMP/e"; rc=$?
+[ $rc -eq 4 ] && grep -q "stdin: larger than 100000 bytes" "$TMP/e" && ok "an endless stdin: larger than --max-bytes, exit 4" ||
+    { fail "endless stdin: exit $rc"; cat "$TMP/e"; }
 # snapkv's window: 16 by default under 1K tokens, a window given is used as given
 "$KVZ" compile "$TMP/corpus/doc0.txt" --store "$TMP/w1" --model "$MODEL" --method snapkv --quiet 2>/dev/null
 "$KVZ" compile "$TMP/corpus/doc0.txt" --store "$TMP/w2" --model "$MODEL" --method snapkv --window 64 --quiet 2>/dev/null

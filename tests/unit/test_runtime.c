@@ -8,6 +8,8 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <unistd.h>
 
 #include "kvz.h"
 
@@ -263,7 +265,20 @@ static void test_bad_loads(void **state)
     print_message("another model: %s\n", kvz_last_error());
     assert_non_null(strstr(kvz_last_error(), "synthetic"));
     assert_non_null(strstr(kvz_last_error(), "Smollm2"));
+    /* asked for by number, the other model's form is refused too, and named */
+    kvz_load_opts first = {.config = 1};
+    assert_int_equal(kvz_load(model, st, names, 1, &first, &l, &ls), KVZ_ERR_MODEL_MISMATCH);
+    assert_non_null(strstr(kvz_last_error(), "'a.txt' configuration 1"));
     kvz_store_close(st);
+    kvz_engine *e;
+    kvz_engine_options eo = {.device = KVZ_RUN_ON_CPU, .threads = 1};
+    CHECK_OK(kvz_engine_open(&e, dir, test_model_path(), &eo));
+    int32_t *tokens = NULL;
+    size_t count = 7;
+    assert_int_equal(kvz_engine_document_segments(e, "a.txt", 1, &tokens, &count), KVZ_ERR_MODEL_MISMATCH);
+    assert_null(tokens);
+    assert_int_equal(count, 0);
+    kvz_engine_close(e);
     kvz_model_free(tiny);
     unlink(tiny_path);
 }
@@ -410,6 +425,24 @@ static int stop_at_once(void *user, const char *piece, size_t len)
     return 1;
 }
 
+/* A long answer without a stream callback, its session closed by another
+ * thread while it runs: the answer stops (as include/kvz.h promises). */
+typedef struct long_answer {
+    kvz_session *session;
+    atomic_int asking;
+    int status;
+    kvz_ask_info info;
+} long_answer;
+
+static void *ask_at_length(void *arg)
+{
+    long_answer *a = arg;
+    kvz_ask_options ao = {.max_tokens = 400};
+    atomic_store(&a->asking, 1);
+    a->status = kvz_session_ask(a->session, "Repeat the text word for word, twice.", &ao, NULL, &a->info);
+    return NULL;
+}
+
 /* The engine closed before its session: the session goes on, and the engine
  * is freed at its close (ASan checks nothing is used after). An ask from the
  * session's own stream callback is refused without harming the answer.
@@ -452,6 +485,20 @@ static void test_engine_closed_first_and_nested_ask(void **state)
     assert_int_equal(info.stopped_by, KVZ_STOP_RESERVE);
     assert_int_equal(info.answer_tokens, 3);
     kvz_session_close(tight);
+    long_answer la = {.status = -1};
+    CHECK_OK(kvz_session_open(&la.session, e, &doc, 1, NULL));
+    pthread_t asker_thread;
+    assert_int_equal(pthread_create(&asker_thread, NULL, ask_at_length, &la), 0);
+    while (!atomic_load(&la.asking))
+        usleep(1000);
+    usleep(100 * 1000); /* into the answer: its question's prefill and 76 tokens take ~2 s here */
+    kvz_session_close(la.session); /* the ask frees it when it stops */
+    pthread_join(asker_thread, NULL);
+    print_message("closed from another thread: stopped after %d tokens (stopped_by %d)\n", la.info.answer_tokens,
+                  la.info.stopped_by);
+    CHECK_OK(la.status);
+    assert_int_equal(la.info.stopped_by, KVZ_STOP_CALLBACK);
+    assert_true(la.info.answer_tokens < 400);
     kvz_engine_close(e);
     CHECK_OK(kvz_session_ask(s, question, &ao, &after_close, NULL));
     assert_string_equal(after_close, alone);
