@@ -51,9 +51,9 @@ int kvz_doc_record_decode(const void *data, size_t size, kvz_doc_record *rec)
         return kvz_errorf(KVZ_ERR_FORMAT, "document record version %u is not supported", version);
     KVZ_TRY(take(&r, rec->doc_hash, 16));
     KVZ_TRY(take(&r, &n, 4));
-    if (n > size / 42) /* each entry takes at least 42 bytes */
+    if (n == 0 || n > size / 42) /* kvz files a document with its first entry; each takes 42 bytes or more */
         return kvz_errorf(KVZ_ERR_FORMAT, "document record claims %u entries", n);
-    rec->entries = calloc(n ? n : 1, sizeof *rec->entries);
+    rec->entries = calloc(n, sizeof *rec->entries);
     if (!rec->entries)
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     for (uint32_t i = 0; i < n; i++) {

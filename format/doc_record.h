@@ -3,7 +3,8 @@
  * hash and, for each compile configuration it was compiled with, the ids of its
  * segments' artifacts.
  *
- * Layout (little-endian): u32 version (1), u8 doc_hash[16], u32 n_entries, then
+ * Layout (little-endian): u32 version (1), u8 doc_hash[16], u32 n_entries (1 or
+ * more: a document is filed with its first configuration), then
  * per entry: u64 config_id, u64 model_fingerprint, u64 created, u64 stored_bytes,
  * u32 n_tokens, u32 n_segments, u16 summary_len, summary bytes,
  * n_segments x u8 artifact_id[16].

@@ -108,7 +108,7 @@ static int find_entry(kvz_store_txn *t, const char *name, int32_t config, const 
             for (uint32_t i = 0; i < rec->n_entries; i++)
                 if (!e || rec->entries[i].created >= e->created)
                     e = &rec->entries[i];
-        rc = other_model(t, e, what, id);
+        rc = other_model(t, e, what, id); /* a record holds an entry or more (kvz_doc_record_decode) */
     }
     kvz_doc_record_free(rec);
     return rc;

@@ -5,6 +5,7 @@
 
 #include "format/artifact.h"
 #include "format/codec.h"
+#include "format/doc_record.h"
 #include "format/quant.h"
 #include "format/store.h"
 
@@ -396,6 +397,29 @@ static void test_store_shorter_than_its_pages(void **state)
     }
 }
 
+/* A document record round-trips; one that holds no entry is refused (kvz
+ * files a document with its first configuration, and readers rely on it). */
+static void test_doc_record_needs_an_entry(void **state)
+{
+    uint8_t ids[2][16] = {{1}, {2}};
+    kvz_doc_entry e = {.config_id = 7, .model_fingerprint = 9, .n_tokens = 100, .n_segments = 2,
+                       .summary = "kvzip pair ratio 0.30, 4-bit", .artifact_ids = ids};
+    kvz_doc_record rec = {.doc_hash = {3}, .n_entries = 1, .entries = &e}, back;
+    kvz_buffer b = {0};
+    kvz_doc_record_encode(&rec, &b);
+    CHECK_OK(kvz_doc_record_decode(b.data, b.len, &back));
+    assert_int_equal(back.n_entries, 1);
+    assert_int_equal(back.entries[0].n_segments, 2);
+    assert_memory_equal(back.entries[0].artifact_ids, ids, sizeof ids);
+    kvz_doc_record_free(&back);
+    kvz_buffer_free(&b);
+    rec.n_entries = 0;
+    kvz_doc_record_encode(&rec, &b);
+    assert_int_equal(kvz_doc_record_decode(b.data, b.len, &back), KVZ_ERR_FORMAT);
+    assert_non_null(strstr(kvz_last_error(), "0 entries"));
+    kvz_buffer_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -407,6 +431,7 @@ int main(void)
         cmocka_unit_test(test_writer_refuses_bad_input),
         cmocka_unit_test(test_manifest_optional_config),
         cmocka_unit_test(test_store_shorter_than_its_pages),
+        cmocka_unit_test(test_doc_record_needs_an_entry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
