@@ -102,6 +102,7 @@ int cmd_merge(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 
 #endif

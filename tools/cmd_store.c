@@ -1,4 +1,4 @@
-/* cmd_store.c — `kvz ls`, `kvz inspect`, `kvz verify`, `kvz stats` and `kvz gc`:
+/* cmd_store.c — `kvz ls`, `kvz inspect`, `kvz verify`, `kvz stats`, `kvz gc` and `kvz rm`:
  * looking after a store. */
 #include "common/buffer.h"
 #include "common/error.h"
@@ -30,11 +30,14 @@ typedef struct store_args {
     const char *svg;
     long config; /* inspect: which entry of the document (1-based) */
     const char *doc;
-    int older_configs, dry_run; /* gc */
+    char **docs; /* rm: the documents named (want_doc 2) */
+    int n_docs;
+    int older_configs, dry_run; /* gc, rm */
 } store_args;
 
 /* `takes`: the letters below of the options the command has (--json j,
- * --svg g, --config c, --older-configs o, --dry-run n); another is refused. */
+ * --svg g, --config c, --older-configs o, --dry-run n); another is refused.
+ * want_doc: 0 no document named, 1 exactly one, 2 one or more. */
 static int parse_store_args(int argc, char **argv, const char *help, store_args *a, int want_doc, const char *takes)
 {
     static const struct option options[] = {
@@ -72,7 +75,14 @@ static int parse_store_args(int argc, char **argv, const char *help, store_args 
         fprintf(stderr, "kvz %s: --store DIR is required\n", argv[0]);
         return KVZ_EXIT_USAGE;
     }
-    if (want_doc) {
+    if (want_doc == 2) {
+        if (optind == argc) {
+            fprintf(stderr, "kvz %s: name the documents (as kvz ls names them)\n", argv[0]);
+            return KVZ_EXIT_USAGE;
+        }
+        a->docs = argv + optind;
+        a->n_docs = argc - optind;
+    } else if (want_doc) {
         if (optind != argc - 1) {
             fprintf(stderr, "kvz %s: name exactly one document\n", argv[0]);
             return KVZ_EXIT_USAGE;
@@ -687,6 +697,7 @@ typedef struct gc_ctx {
     size_t n_drop, cap_drop;
     gc_rewrite *rewrites;        /* documents whose older configurations go */
     size_t n_rewrites, cap_rewrites;
+    unsigned char *named_found;  /* rm: which of args->docs the store has */
     size_t configs_dropped;
     uint64_t bytes_dropped;
 } gc_ctx;
@@ -702,6 +713,8 @@ static void gc_reset(gc_ctx *g)
     g->live.n = g->n_prefixes = g->n_drop = g->n_rewrites = 0;
     g->configs_dropped = 0;
     g->bytes_dropped = 0;
+    if (g->named_found)
+        memset(g->named_found, 0, (size_t)g->args->n_docs);
 }
 
 /* Keep, per model, only the newest configuration of a document. */
@@ -725,9 +738,17 @@ static uint32_t drop_older(kvz_doc_record *rec)
     return dropped;
 }
 
+static int gc_drop(gc_ctx *g, kvz_store_db db, const void *key, size_t key_len, uint64_t bytes);
+
 static int gc_doc(void *ctx, const char *name, kvz_doc_record *rec)
 {
     gc_ctx *g = ctx;
+    int removed = 0;
+    for (int i = 0; i < g->args->n_docs; i++)
+        if (strcmp(g->args->docs[i], name) == 0)
+            g->named_found[i] = 1, removed = 1;
+    if (removed) /* rm: the record goes, and nothing it references is live on its account */
+        return gc_drop(g, KVZ_DB_DOCS, name, strlen(name), 0);
     int rc = KVZ_OK;
     uint32_t dropped = g->args->older_configs ? drop_older(rec) : 0;
     if (dropped) {
@@ -805,7 +826,11 @@ static int gc_run(kvz_store_txn *t, void *ctx)
     g->t = t;
     int rc = kvz_scan_documents(t, gc_doc, g);
     if (rc != KVZ_OK) /* never drop what a damaged record might reference */
-        return kvz_error_context(rc, "run kvz verify; gc changed nothing");
+        return kvz_error_context(rc, "run kvz verify; %s changed nothing", g->args->n_docs ? "rm" : "gc");
+    for (int i = 0; i < g->args->n_docs; i++)
+        if (!g->named_found[i])
+            return kvz_errorf(KVZ_ERR_NOT_FOUND, "no document '%s' in the store (see kvz ls); nothing was removed",
+                              g->args->docs[i]);
     id_set_sort(&g->live);
     KVZ_TRY(kvz_store_scan(t, KVZ_DB_ARTIFACTS, gc_artifact, g));
     KVZ_TRY(kvz_store_scan(t, KVZ_DB_META, gc_meta, g));
@@ -817,6 +842,48 @@ static int gc_run(kvz_store_txn *t, void *ctx)
     for (size_t i = 0; i < g->n_drop; i++)
         KVZ_TRY(kvz_store_del(t, g->drop[i].db, g->drop[i].key, g->drop[i].len));
     return KVZ_OK;
+}
+
+/* gc and rm (argv[0]), their arguments parsed as parse_store_args does: the
+ * collection run (a dry run reads only), reported. */
+static int collect(int argc, char **argv, const char *help, int want_doc, const char *takes)
+{
+    store_args args;
+    int rc = parse_store_args(argc, argv, help, &args, want_doc, takes);
+    if (rc)
+        return rc < 0 ? KVZ_EXIT_OK : rc;
+    const store_args *a = &args;
+    kvz_store *s = NULL;
+    gc_ctx g = {.args = a};
+    int st = KVZ_OK;
+    if (a->n_docs && !(g.named_found = calloc((size_t)a->n_docs, 1)))
+        st = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    if (st == KVZ_OK)
+        st = kvz_store_open(&s, a->store, a->dry_run ? KVZ_STORE_READONLY : KVZ_STORE_EXCLUSIVE);
+    if (st == KVZ_OK && a->dry_run) {
+        kvz_store_txn *t = NULL;
+        st = kvz_store_read_begin(s, &t);
+        if (st == KVZ_OK)
+            st = gc_run(t, &g);
+        kvz_store_read_end(t);
+    } else if (st == KVZ_OK) {
+        st = kvz_store_write(s, gc_run, &g);
+    }
+    size_t artifacts = 0, prefixes = 0, docs = 0;
+    for (size_t i = 0; i < g.n_drop; i++)
+        g.drop[i].db == KVZ_DB_ARTIFACTS ? artifacts++ : g.drop[i].db == KVZ_DB_DOCS ? docs++ : prefixes++;
+    if (st == KVZ_OK && a->n_docs)
+        printf("%s %zu document(s); %s %zu artifact(s) and %zu prefix(es), %.1f KB\n",
+               a->dry_run ? "would remove" : "removed", docs, a->dry_run ? "would drop" : "dropped", artifacts,
+               prefixes, g.bytes_dropped / 1024.0);
+    else if (st == KVZ_OK)
+        printf("%s %zu artifact(s) and %zu prefix(es), %.1f KB; %zu older configuration(s)%s\n",
+               a->dry_run ? "would drop" : "dropped", artifacts, prefixes, g.bytes_dropped / 1024.0,
+               g.configs_dropped, a->older_configs ? "" : " (not asked: --older-configs)");
+    gc_reset(&g);
+    free(g.live.ids), free(g.live_prefixes), free(g.drop), free(g.rewrites), free(g.named_found);
+    kvz_store_close(s);
+    return st == KVZ_OK ? KVZ_EXIT_OK : cli_fail(argv[0], st);
 }
 
 int cmd_gc(int argc, char **argv)
@@ -833,31 +900,21 @@ int cmd_gc(int argc, char **argv)
         "LMDB reuses the freed pages; the file does not shrink (`mdb_copy -c DIR OUT`\n"
         "writes a compacted copy). While another kvz process writes to the store, gc\n"
         "changes nothing and exits 3 (run it again later); writers wait for a running gc.\n";
-    store_args a;
-    int rc = parse_store_args(argc, argv, help, &a, 0, "on");
-    if (rc)
-        return rc < 0 ? KVZ_EXIT_OK : rc;
-    kvz_store *s = NULL;
-    gc_ctx g = {.args = &a};
-    int st = kvz_store_open(&s, a.store, a.dry_run ? KVZ_STORE_READONLY : KVZ_STORE_EXCLUSIVE);
-    if (st == KVZ_OK && a.dry_run) {
-        kvz_store_txn *t = NULL;
-        st = kvz_store_read_begin(s, &t);
-        if (st == KVZ_OK)
-            st = gc_run(t, &g);
-        kvz_store_read_end(t);
-    } else if (st == KVZ_OK) {
-        st = kvz_store_write(s, gc_run, &g);
-    }
-    size_t artifacts = 0, prefixes = 0;
-    for (size_t i = 0; i < g.n_drop; i++)
-        g.drop[i].db == KVZ_DB_ARTIFACTS ? artifacts++ : prefixes++;
-    if (st == KVZ_OK)
-        printf("%s %zu artifact(s) and %zu prefix(es), %.1f KB; %zu older configuration(s)%s\n",
-               a.dry_run ? "would drop" : "dropped", artifacts, prefixes, g.bytes_dropped / 1024.0,
-               g.configs_dropped, a.older_configs ? "" : " (not asked: --older-configs)");
-    gc_reset(&g);
-    free(g.live.ids), free(g.live_prefixes), free(g.drop), free(g.rewrites);
-    kvz_store_close(s);
-    return st == KVZ_OK ? KVZ_EXIT_OK : cli_fail("gc", st);
+    return collect(argc, argv, help, 0, "on");
+}
+
+int cmd_rm(int argc, char **argv)
+{
+    static const char help[] =
+        "usage: kvz rm --store DIR NAME... [--dry-run]\n"
+        "\n"
+        "Removes documents, named as `kvz ls` names them (every configuration of\n"
+        "each), then drops what `kvz gc` drops: every artifact and shared prefix no\n"
+        "remaining document references. One transaction: a reader sees the store\n"
+        "before or after. A name the store lacks removes nothing (exit 7).\n"
+        "  --dry-run  report what would go, change nothing\n"
+        "LMDB reuses the freed pages; the file does not shrink. While another kvz\n"
+        "process writes to the store, rm changes nothing and exits 3 (run it again\n"
+        "later); writers wait for a running rm.\n";
+    return collect(argc, argv, help, 2, "n");
 }

@@ -25,6 +25,7 @@ static void usage(FILE *out)
             "  verify       check every checksum and bound of every artifact in a store\n"
             "  stats        sizes, bytes per token and counts by method of a store\n"
             "  gc           drop artifacts no document references (and older configurations)\n"
+            "  rm           remove documents from a store (and the artifacts only they used)\n"
             "  pack         compiled documents -> a bundle (tar.zst) for another machine\n"
             "  unpack       a bundle -> a store, everything verified before it is visible\n"
             "  merge        stores (shards of a compile) -> one store\n"
@@ -74,6 +75,7 @@ static int dispatch(int argc, char **argv)
         {"merge", cmd_merge},       {"export", cmd_export},       {"import", cmd_import},
         {"eval", cmd_eval},         {"generate", cmd_generate},   {"tokenize", cmd_tokenize},
         {"detokenize", cmd_detokenize}, {"bench", cmd_bench},     {"synth-model", cmd_synth},
+        {"rm", cmd_rm},
     };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(argv[0], commands[i].name) == 0)

@@ -2,7 +2,7 @@
 # Moving compiled documents around: pack -> unpack on another store (same
 # artifacts, same answers, idempotent), hostile bundles refused with nothing
 # written, another model's bundle, sharded compile + merge equal to a single
-# compile, export/import, gc and stats, kill -9 during unpack.
+# compile, export/import, gc, rm and stats, kill -9 during unpack.
 # Needs KVZ_BIN and KVZ_MODEL.
 . tests/cli_lib.sh
 export KVZ_MODEL="$MODEL"
@@ -308,6 +308,25 @@ wait $held 2>/dev/null
     && ok "after gc: verifies and answers" || fail "after gc"
 "$KVZ" stats --store "$G" --json >"$TMP/o" && python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['documents']==6 and d['configurations']==6 and d['artifact_bytes']==d['referenced_bytes']" "$TMP/o" \
     && ok "stats --json after gc" || { fail "stats --json"; cat "$TMP/o"; }
+
+# ---- rm: documents out of the store, and what only they used ------------------------------
+D1="$TMP/corpus/doc1.txt"
+"$KVZ" rm --store "$G" "$D1" --dry-run >"$TMP/o" 2>&1 && grep -q "^would remove 1 document(s); would drop 1 artifact" "$TMP/o" &&
+    "$KVZ" ls --store "$G" | grep -q "doc1.txt" && ok "rm --dry-run: says what would go, keeps it" || { fail "rm --dry-run"; cat "$TMP/o"; }
+"$KVZ" rm --store "$G" "$D1" "$TMP/corpus/nope.txt" >"$TMP/o" 2>&1; rc=$?
+[ $rc -eq 7 ] && grep -q "no document '.*nope.txt' in the store (see kvz ls); nothing was removed" "$TMP/o" &&
+    "$KVZ" ls --store "$G" | grep -q "doc1.txt" && ok "rm of a name the store lacks: exit 7, nothing removed" ||
+    { fail "rm with a missing name: exit $rc"; cat "$TMP/o"; }
+"$KVZ" rm --store "$G" >"$TMP/o" 2>&1; rc=$?
+[ $rc -eq 2 ] && grep -q "name the documents" "$TMP/o" && ok "rm without a name: exit 2" || { fail "rm without a name: exit $rc"; cat "$TMP/o"; }
+"$KVZ" rm --store "$G" "$D1" >"$TMP/o" 2>&1 && grep -q "^removed 1 document(s); dropped 1 artifact(s) and 0 prefix" "$TMP/o" &&
+    ! "$KVZ" ls --store "$G" | grep -q "doc1.txt" && "$KVZ" verify --store "$G" >/dev/null 2>&1 &&
+    "$KVZ" stats --store "$G" --json >"$TMP/o2" &&
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['documents']==5 and d['artifact_bytes']==d['referenced_bytes'], d" "$TMP/o2" &&
+    ok "rm: the document and its artifact gone, the rest verifies" || { fail "rm"; cat "$TMP/o" "$TMP/o2"; }
+"$KVZ" query --store "$G" --doc "$D1" --max-tokens 2 "$Q" >/dev/null 2>"$TMP/o"; rc=$?
+[ $rc -eq 7 ] && "$KVZ" query --store "$G" --doc "$DOC" --max-tokens 2 "$Q" >/dev/null 2>&1 &&
+    ok "after rm: the document is not found (exit 7), another answers" || { fail "query after rm: exit $rc"; cat "$TMP/o"; }
 
 # ---- a reader answers throughout an unpack that grows the store's map ----------------------
 R="$TMP/r"
