@@ -232,7 +232,8 @@ int kvz_read_file_at_most(const char *path, size_t limit, char **data, size_t *s
             buf = p;
             cap *= 2;
         }
-        size_t got = fread(buf + len, 1, cap - len - 1, fp);
+        size_t want = cap - len - 1, room = limit + 1 - len; /* len <= limit here */
+        size_t got = fread(buf + len, 1, want < room ? want : room, fp);
         len += got;
         if (got == 0)
             break;

@@ -263,14 +263,14 @@ static int take_gate(kvz_store *s, const char *dir, int exclusive)
     while ((rc = flock(s->gate_fd, exclusive ? LOCK_EX | LOCK_NB : LOCK_SH | LOCK_NB)) != 0 && errno == EINTR)
         ;
     if (rc != 0 && !exclusive && errno == EWOULDBLOCK) { /* a gc is running: wait, and say so */
-        fprintf(stderr, "kvz: store '%s' is being garbage-collected; waiting for that gc to end\n", dir);
+        fprintf(stderr, "kvz: store '%s' is being garbage-collected (kvz gc or rm); waiting for that to end\n", dir);
         while ((rc = flock(s->gate_fd, LOCK_SH)) != 0 && errno == EINTR)
             ;
     }
     if (rc != 0 && exclusive && errno == EWOULDBLOCK)
         return kvz_errorf(KVZ_ERR_IO, "store '%s' has another kvz process writing to it (compile, unpack, "
-                          "import, merge, eval or gc), whose artifacts no document may name yet; run gc when it "
-                          "has ended", dir);
+                          "import, merge, eval, gc or rm), whose artifacts no document may name yet; run this "
+                          "again when it has ended", dir);
     if (rc != 0)
         return kvz_errorf(KVZ_ERR_IO, "store '%s': cannot lock its lock file: %s", dir, strerror(errno));
     return KVZ_OK;

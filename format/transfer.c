@@ -182,6 +182,7 @@ int kvz_transfer_entry(kvz_store *s, const char *name, const uint8_t doc_hash[16
 }
 
 typedef struct doc_scan {
+    int (*skip)(void *ctx, const void *name, size_t len);
     kvz_doc_visit_fn fn;
     void *ctx;
 } doc_scan;
@@ -189,6 +190,8 @@ typedef struct doc_scan {
 static int doc_scan_visit(void *ctx, const void *key, size_t key_len, const void *val, size_t val_len)
 {
     doc_scan *d = ctx;
+    if (d->skip && d->skip(d->ctx, key, key_len))
+        return KVZ_OK;
     kvz_doc_record rec;
     int rc = kvz_doc_record_decode(val, val_len, &rec);
     if (rc != KVZ_OK)
@@ -202,6 +205,12 @@ static int doc_scan_visit(void *ctx, const void *key, size_t key_len, const void
 
 int kvz_scan_documents(kvz_store_txn *t, kvz_doc_visit_fn fn, void *ctx)
 {
-    doc_scan d = {fn, ctx};
+    return kvz_scan_documents_but(t, NULL, fn, ctx);
+}
+
+int kvz_scan_documents_but(kvz_store_txn *t, int (*skip)(void *ctx, const void *name, size_t len),
+                           kvz_doc_visit_fn fn, void *ctx)
+{
+    doc_scan d = {skip, fn, ctx};
     return kvz_store_scan(t, KVZ_DB_DOCS, doc_scan_visit, &d);
 }

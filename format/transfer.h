@@ -59,6 +59,10 @@ int kvz_transfer_entry(kvz_store *s, const char *name, const uint8_t doc_hash[16
  * does not decode stops the scan: KVZ_ERR_FORMAT naming the document. */
 typedef int (*kvz_doc_visit_fn)(void *ctx, const char *name, kvz_doc_record *rec);
 int kvz_scan_documents(kvz_store_txn *t, kvz_doc_visit_fn fn, void *ctx);
+/* The same, leaving out, undecoded, the documents for which skip(ctx, name
+ * bytes, length) is non-zero (kvz rm: a damaged record can be removed). */
+int kvz_scan_documents_but(kvz_store_txn *t, int (*skip)(void *ctx, const void *name, size_t len),
+                           kvz_doc_visit_fn fn, void *ctx);
 
 /* Lower-case hex of n bytes into out (2n + 1 chars). */
 void kvz_hex(const uint8_t *bytes, size_t n, char *out);

@@ -83,9 +83,11 @@ KVZ_API void kvz_free(void *p);
  * to idle_sessions of them) until it is closed. A session asked again while
  * it answers (from its stream callback, or from another thread) refuses with
  * KVZ_ERR_ARG. Closing it while it answers (from its stream callback, or
- * another thread) stops the answer at the next streamed piece (reported as
- * KVZ_STOP_CALLBACK); the ask returns what it has and then frees the
- * session, which must not be used again. Closing the
+ * another thread, with a stream callback or without) stops the answer at its
+ * next token (reported as KVZ_STOP_CALLBACK); the ask returns what it has and
+ * then frees the session, which must not be used again. A close from another
+ * thread that comes before the ask has begun frees the session at once, as
+ * any close: the application orders the two. Closing the
  * engine while sessions are open is allowed: they keep working, and the
  * engine is freed when the last of them closes.
  *
@@ -220,7 +222,7 @@ typedef struct kvz_ask_info {
 typedef enum kvz_stop {
     KVZ_STOP_END_OF_TURN = 1, /* the model ended its turn */
     KVZ_STOP_MAX_TOKENS = 2,  /* max_tokens reached */
-    KVZ_STOP_CALLBACK = 3,    /* the stream callback returned non-zero */
+    KVZ_STOP_CALLBACK = 3,    /* the stream callback returned non-zero, or the session was closed */
     KVZ_STOP_RESERVE = 4      /* the context reserved for question and answer is full */
 } kvz_stop;
 

@@ -738,17 +738,9 @@ static uint32_t drop_older(kvz_doc_record *rec)
     return dropped;
 }
 
-static int gc_drop(gc_ctx *g, kvz_store_db db, const void *key, size_t key_len, uint64_t bytes);
-
 static int gc_doc(void *ctx, const char *name, kvz_doc_record *rec)
 {
     gc_ctx *g = ctx;
-    int removed = 0;
-    for (int i = 0; i < g->args->n_docs; i++)
-        if (strcmp(g->args->docs[i], name) == 0)
-            g->named_found[i] = 1, removed = 1;
-    if (removed) /* rm: the record goes, and nothing it references is live on its account */
-        return gc_drop(g, KVZ_DB_DOCS, name, strlen(name), 0);
     int rc = KVZ_OK;
     uint32_t dropped = g->args->older_configs ? drop_older(rec) : 0;
     if (dropped) {
@@ -818,19 +810,48 @@ static int gc_meta(void *ctx, const void *key, size_t key_len, const void *val, 
     return gc_drop(g, KVZ_DB_META, key, key_len, val_len);
 }
 
+static int name_is(const char *given, const void *name, size_t len)
+{
+    return strlen(given) == len && memcmp(given, name, len) == 0;
+}
+
+/* rm: whether the document is one of those named. */
+static int is_named(void *ctx, const void *name, size_t len)
+{
+    const gc_ctx *g = ctx;
+    for (int i = 0; i < g->args->n_docs; i++)
+        if (name_is(g->args->docs[i], name, len))
+            return 1;
+    return 0;
+}
+
+/* rm: the records named go undecoded (a damaged one too), and nothing they
+ * reference is live on their account. */
+static int rm_record(void *ctx, const void *key, size_t key_len, const void *val, size_t val_len)
+{
+    gc_ctx *g = ctx;
+    int found = 0;
+    for (int i = 0; i < g->args->n_docs; i++) /* a name may be given twice */
+        if (name_is(g->args->docs[i], key, key_len))
+            g->named_found[i] = 1, found = 1;
+    return found ? gc_drop(g, KVZ_DB_DOCS, key, key_len, val_len) : KVZ_OK;
+}
+
 /* The whole collection in one transaction: readers see the store before or after. */
 static int gc_run(kvz_store_txn *t, void *ctx)
 {
     gc_ctx *g = ctx;
     gc_reset(g); /* a write retried after the map grew starts over */
     g->t = t;
-    int rc = kvz_scan_documents(t, gc_doc, g);
-    if (rc != KVZ_OK) /* never drop what a damaged record might reference */
-        return kvz_error_context(rc, "run kvz verify; %s changed nothing", g->args->n_docs ? "rm" : "gc");
+    if (g->args->n_docs)
+        KVZ_TRY(kvz_store_scan(t, KVZ_DB_DOCS, rm_record, g));
     for (int i = 0; i < g->args->n_docs; i++)
         if (!g->named_found[i])
             return kvz_errorf(KVZ_ERR_NOT_FOUND, "no document '%s' in the store (see kvz ls); nothing was removed",
                               g->args->docs[i]);
+    int rc = kvz_scan_documents_but(t, is_named, gc_doc, g);
+    if (rc != KVZ_OK) /* never drop what a damaged record might reference */
+        return kvz_error_context(rc, "run kvz verify; %s changed nothing", g->args->n_docs ? "rm" : "gc");
     id_set_sort(&g->live);
     KVZ_TRY(kvz_store_scan(t, KVZ_DB_ARTIFACTS, gc_artifact, g));
     KVZ_TRY(kvz_store_scan(t, KVZ_DB_META, gc_meta, g));
@@ -908,10 +929,12 @@ int cmd_rm(int argc, char **argv)
     static const char help[] =
         "usage: kvz rm --store DIR NAME... [--dry-run]\n"
         "\n"
-        "Removes documents, named as `kvz ls` names them (every configuration of\n"
-        "each), then drops what `kvz gc` drops: every artifact and shared prefix no\n"
-        "remaining document references. One transaction: a reader sees the store\n"
-        "before or after. A name the store lacks removes nothing (exit 7).\n"
+        "Removes documents (every configuration of each), then drops what `kvz gc`\n"
+        "drops: every artifact and shared prefix no remaining document references.\n"
+        "One transaction: a reader sees the store before or after. A damaged record\n"
+        "can be removed. A name the store lacks removes nothing (exit 7). Names are\n"
+        "the exact bytes `kvz ls --json` gives (its text shows control bytes as\n"
+        "\\xNN); after `--`, a name may start with '-'.\n"
         "  --dry-run  report what would go, change nothing\n"
         "LMDB reuses the freed pages; the file does not shrink. While another kvz\n"
         "process writes to the store, rm changes nothing and exits 3 (run it again\n"

@@ -25,7 +25,7 @@ static void usage(FILE *out)
             "  verify       check every checksum and bound of every artifact in a store\n"
             "  stats        sizes, bytes per token and counts by method of a store\n"
             "  gc           drop artifacts no document references (and older configurations)\n"
-            "  rm           remove documents from a store (and the artifacts only they used)\n"
+            "  rm           remove documents from a store (then drop what gc drops)\n"
             "  pack         compiled documents -> a bundle (tar.zst) for another machine\n"
             "  unpack       a bundle -> a store, everything verified before it is visible\n"
             "  merge        stores (shards of a compile) -> one store\n"

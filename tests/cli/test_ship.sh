@@ -299,7 +299,7 @@ flock -x -o "$TMP/gw/lock.mdb" sleep 4 >/dev/null 2>&1 & held=$! # long enough f
 until ! flock -n -s "$TMP/gw/lock.mdb" true; do sleep 0.05; done # held
 "$KVZ" unpack "$TMP/b.tar.zst" --store "$TMP/gw" >"$TMP/o" 2>&1; rc=$?
 wait $held 2>/dev/null
-[ $rc -eq 0 ] && grep -q "is being garbage-collected; waiting" "$TMP/o" && ok "a writer waits for a running gc, and says so" ||
+[ $rc -eq 0 ] && grep -q "is being garbage-collected (kvz gc or rm); waiting" "$TMP/o" && ok "a writer waits for a running gc, and says so" ||
     { fail "writer beside gc: exit $rc"; cat "$TMP/o"; }
 "$KVZ" gc --store "$G" --older-configs >"$TMP/o" 2>&1 && grep -q "1 older configuration" "$TMP/o" \
     && [ "$("$KVZ" ls --store "$G" | grep -c "doc0.txt")" -eq 1 ] && ok "gc --older-configs keeps the newest" \
@@ -327,6 +327,13 @@ D1="$TMP/corpus/doc1.txt"
 "$KVZ" query --store "$G" --doc "$D1" --max-tokens 2 "$Q" >/dev/null 2>"$TMP/o"; rc=$?
 [ $rc -eq 7 ] && "$KVZ" query --store "$G" --doc "$DOC" --max-tokens 2 "$Q" >/dev/null 2>&1 &&
     ok "after rm: the document is not found (exit 7), another answers" || { fail "query after rm: exit $rc"; cat "$TMP/o"; }
+# a damaged record stops ls, gc and an rm of another document; rm of it mends the store
+printf 'broken.txt\nxyz\n' | mdb_load -T -s docs "$G"
+"$KVZ" rm --store "$G" "$DOC" >"$TMP/o" 2>&1; rc=$?
+[ $rc -eq 4 ] && grep -q "rm changed nothing: document 'broken.txt'" "$TMP/o" && "$KVZ" ls --store "$G" | grep -q doc0.txt &&
+    "$KVZ" rm --store "$G" broken.txt >"$TMP/o" 2>&1 && grep -q "^removed 1 document(s); dropped 0 artifact" "$TMP/o" &&
+    "$KVZ" verify --store "$G" >/dev/null 2>&1 && ok "a damaged record: rm of another refused (exit 4), rm of it mends the store" ||
+    { fail "rm beside a damaged record: exit $rc"; cat "$TMP/o"; }
 
 # ---- a reader answers throughout an unpack that grows the store's map ----------------------
 R="$TMP/r"

@@ -368,7 +368,7 @@ void warp_converge(void)
     arrive_and_wait(my_warp().bar, false);
 }
 
-void launch_bounds(long max_threads)
+void launch_bounds(long max_threads, int, int)
 {
     long threads = (long)kvz_sim_blockDim.x * kvz_sim_blockDim.y * kvz_sim_blockDim.z;
     if (threads > max_threads) {

@@ -129,7 +129,9 @@
 #define __constant__ static
 #define __restrict__ __restrict
 #define __align__(n) __attribute__((aligned(n)))
-#define __launch_bounds__(...) /* cu2cpp.py rewrites a kernel's into kvz_sim::launch_bounds */
+/* cu2cpp.py rewrites a kernel's into kvz_sim::launch_bounds; one it left (in a
+ * header it does not read) fails to compile instead of going unchecked */
+#define __launch_bounds__(...) kvz_sim_launch_bounds_not_rewritten_by_cu2cpp
 
 /* ---- runtime types --------------------------------------------------------- */
 struct dim3 {
@@ -261,7 +263,7 @@ static inline void race_write(void *, size_t) {}
 void *dynamic_smem(void);
 /* A kernel's __launch_bounds__, called first in its body: a block of more
  * threads ends the program, as a GPU refuses to launch it. */
-void launch_bounds(long max_threads);
+void launch_bounds(long max_threads, int min_blocks = 0, int max_blocks_per_cluster = 0);
 /* What the GPU requires of a WMMA load or store (the emulation would run it
  * anyway): a 256-bit aligned tile and a leading dimension of a multiple of 16
  * bytes. Ends the program otherwise. */
