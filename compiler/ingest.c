@@ -67,7 +67,7 @@ static int push(kvz_source_list *l, const char *name, const char *path, const ch
 {
     kvz_source *grown = kvz_grow(l->items, &l->cap, l->len, sizeof *grown);
     if (!grown)
-        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+        return KVZ_ERR_NOMEM;
     l->items = grown;
     kvz_source *s = &l->items[l->len];
     s->name = strdup(name);

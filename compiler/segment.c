@@ -26,7 +26,7 @@ static int add_segment(kvz_segments *s, size_t start, size_t len, kvz_tokens *to
 {
     kvz_segment *grown = kvz_grow(s->items, &s->cap, s->len, sizeof *grown);
     if (!grown)
-        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+        return KVZ_ERR_NOMEM;
     s->items = grown;
     s->items[s->len++] = (kvz_segment){start, len, *tokens};
     memset(tokens, 0, sizeof *tokens);

@@ -63,7 +63,7 @@ static int add(kvz_artifact_writer *w, uint16_t kind, uint16_t layer, uint16_t h
     pending *grown = kvz_grow(w->items, &w->cap, w->n, sizeof *grown);
     if (!grown) {
         free(enc->data);
-        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+        return KVZ_ERR_NOMEM;
     }
     w->items = grown;
     pending *p = &w->items[w->n++];

@@ -111,7 +111,7 @@ int kvz_bundle_add_prefix(kvz_bundle_writer *w, const kvz_artifact *prefix)
             return KVZ_OK;
     void *grown = kvz_grow(w->prefixes, &w->cap_prefixes, w->n_prefixes, sizeof *w->prefixes);
     if (!grown)
-        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+        return KVZ_ERR_NOMEM;
     w->prefixes = grown;
     w->prefixes[w->n_prefixes++] = p;
     return KVZ_OK;
@@ -124,7 +124,7 @@ int kvz_bundle_add_artifact(kvz_bundle_writer *w, const uint8_t id[16], const kv
     artifact_path(id, p.file.path);
     void *grown = kvz_grow(w->artifacts, &w->cap_artifacts, w->n_artifacts, sizeof *w->artifacts);
     if (!grown)
-        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+        return KVZ_ERR_NOMEM;
     w->artifacts = grown;
     w->artifacts[w->n_artifacts++] = p; /* duplicates are dropped when written */
     return KVZ_OK;
@@ -138,7 +138,7 @@ int kvz_bundle_add_entry(kvz_bundle_writer *w, const char *name, const uint8_t d
     if (!d || strcmp(d->name, name) != 0) { /* a document's entries arrive together */
         void *grown = kvz_grow(m->docs, &w->cap_docs, m->n_docs, sizeof *m->docs);
         if (!grown)
-            return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+            return KVZ_ERR_NOMEM;
         m->docs = grown;
         d = &m->docs[m->n_docs];
         memset(d, 0, sizeof *d);

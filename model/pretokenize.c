@@ -56,7 +56,7 @@ int kvz_span_list_push(kvz_span_list *l, size_t start, size_t len)
 {
     kvz_span *grown = kvz_grow(l->items, &l->cap, l->len, sizeof *grown);
     if (!grown)
-        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+        return KVZ_ERR_NOMEM;
     l->items = grown;
     l->items[l->len++] = (kvz_span){start, len};
     return KVZ_OK;

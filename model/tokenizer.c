@@ -43,7 +43,7 @@ int kvz_tokens_push(kvz_tokens *t, int32_t id)
 {
     int32_t *grown = kvz_grow(t->ids, &t->cap, t->len, sizeof *grown);
     if (!grown)
-        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+        return KVZ_ERR_NOMEM;
     t->ids = grown;
     t->ids[t->len++] = id;
     return KVZ_OK;
@@ -602,7 +602,7 @@ static int fragments_push(fragment_list *l, fragment f)
 {
     fragment *grown = kvz_grow(l->items, &l->cap, l->len, sizeof *grown);
     if (!grown)
-        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+        return KVZ_ERR_NOMEM;
     l->items = grown;
     l->items[l->len++] = f;
     return KVZ_OK;

@@ -329,7 +329,7 @@ int kvz_session_open(kvz_session **out, kvz_engine *e, const char *const *names,
         return kvz_errorf(KVZ_ERR_ARG, "kvz_session_open: out, engine and names are required");
     kvz_doc_part *parts = kvz_whole_documents(names, count);
     if (!parts)
-        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+        return KVZ_ERR_NOMEM;
     int rc = kvz_session_open_parts(out, e, parts, count, opts);
     free(parts);
     return rc;

@@ -42,7 +42,7 @@ static int plan_add(plan *p, const void *bytes, size_t size, int32_t position, c
 {
     placed *grown = kvz_grow(p->items, &p->cap, p->n, sizeof *grown);
     if (!grown)
-        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+        return KVZ_ERR_NOMEM;
     p->items = grown;
     placed *it = &p->items[p->n];
     int rc = kvz_artifact_open(&it->art, bytes, size);
@@ -92,18 +92,17 @@ static int find_entry(kvz_store_txn *t, const char *name, int32_t config, const 
     KVZ_TRY(rc);
     KVZ_TRY(kvz_doc_record_decode(val, len, rec));
     const kvz_doc_entry *e = choose_entry(rec, config, id->fingerprint);
-    *entry = e;
-    if (e && e->model_fingerprint == id->fingerprint)
+    *entry = e && e->model_fingerprint == id->fingerprint ? e : NULL;
+    if (*entry)
         return KVZ_OK;
-    *entry = NULL;
-    char what[1200];
-    if (config > 0)
-        snprintf(what, sizeof what, "'%s' configuration %d", name, config);
-    else
-        snprintf(what, sizeof what, "'%s'", name);
     if (!e && config > 0) {
         rc = kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s' has no configuration %d", name, config);
     } else {
+        char what[1200];
+        if (config > 0)
+            snprintf(what, sizeof what, "'%s' configuration %d", name, config);
+        else
+            snprintf(what, sizeof what, "'%s'", name);
         if (!e) /* no form of this model: name the newest's */
             for (uint32_t i = 0; i < rec->n_entries; i++)
                 if (!e || rec->entries[i].created >= e->created)
@@ -357,7 +356,7 @@ int kvz_load(kvz_model *m, kvz_store *store, const char *const *names, size_t n_
     *out = NULL;
     kvz_doc_part *parts = kvz_whole_documents(names, n_names);
     if (!parts)
-        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+        return KVZ_ERR_NOMEM;
     int rc = kvz_load_parts(m, store, parts, n_names, opts, out, st);
     free(parts);
     return rc;

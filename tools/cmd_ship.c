@@ -163,7 +163,7 @@ static int first_prefix(prefix_cache *c, kvz_store_txn *t, const kvz_artifact *o
         return kvz_error_context(rc, "shared prefix %s", key);
     void *grown = kvz_grow(c->keys, &c->cap, c->n, sizeof *c->keys);
     if (!grown)
-        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+        return KVZ_ERR_NOMEM;
     c->keys = grown;
     memcpy(c->keys[c->n++], key, sizeof key);
     *first = 1;

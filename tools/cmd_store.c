@@ -766,7 +766,7 @@ static int gc_drop(gc_ctx *g, kvz_store_db db, const void *key, size_t key_len, 
 {
     void *grown = kvz_grow(g->drop, &g->cap_drop, g->n_drop, sizeof *g->drop);
     if (!grown)
-        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+        return KVZ_ERR_NOMEM;
     g->drop = grown;
     uint8_t *copy = malloc(key_len ? key_len : 1);
     if (!copy)
@@ -790,7 +790,7 @@ static int gc_artifact(void *ctx, const void *key, size_t key_len, const void *v
                     return KVZ_OK;
             void *grown = kvz_grow(g->live_prefixes, &g->cap_prefixes, g->n_prefixes, sizeof *g->live_prefixes);
             if (!grown)
-                return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+                return KVZ_ERR_NOMEM;
             g->live_prefixes = grown;
             memcpy(g->live_prefixes[g->n_prefixes++], needed, sizeof needed);
         }
