@@ -13,10 +13,12 @@
 #include <cmocka.h>
 
 #include <fnmatch.h>
+#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/error.h"
@@ -102,6 +104,27 @@ static inline double max_keeping_nan(double max, double d)
 #define UNLESS_RACE_CHECK(normal, race) (normal)
 #endif
 
+/* Temporary paths made by test_tmp_path, removed (whole folders too) when the
+ * test program exits; KVZ_KEEP_TEST_FILES=1 keeps them to look at. */
+static char test_tmp_made[64][256];
+static int test_tmp_made_count;
+
+static inline int test_remove_entry(const char *path, const struct stat *st, int kind, struct FTW *ftw)
+{
+    (void)st, (void)kind, (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static inline void test_remove_tmp_paths(void)
+{
+    const char *keep = getenv("KVZ_KEEP_TEST_FILES");
+    if (keep && keep[0] && strcmp(keep, "0") != 0)
+        return;
+    for (int i = 0; i < test_tmp_made_count; i++)
+        nftw(test_tmp_made[i], test_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 /* A temporary path unique to this process: /tmp/kvz-test-<pid>-<name>. */
 static inline const char *test_tmp_path(const char *name)
 {
@@ -110,6 +133,14 @@ static inline const char *test_tmp_path(const char *name)
     char *p = buf[next++ % 8];
     snprintf(p, 256, "%s/kvz-test-%ld-%s", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
              (long)getpid(), name);
+    int known = 0;
+    for (int i = 0; i < test_tmp_made_count && !known; i++)
+        known = strcmp(test_tmp_made[i], p) == 0;
+    if (!known && test_tmp_made_count < 64) {
+        if (test_tmp_made_count == 0)
+            atexit(test_remove_tmp_paths);
+        memcpy(test_tmp_made[test_tmp_made_count++], p, 256);
+    }
     return p;
 }
 
