@@ -185,6 +185,9 @@ typedef struct kvz_backend_ops {
      * idx is backend memory. The compiler reads kept cache rows this way. */
     int (*gather_rows)(kvz_backend *b, float *dst, const float *src, const int32_t *idx, int32_t count,
                        int32_t width);
+    /* x (n, cols) += bias (cols) in every row: the biases of qwen2's q, k and
+     * v products. */
+    int (*add_bias)(kvz_backend *b, float *x, const float *bias, int32_t n, int32_t cols);
     /* out (n, w.rows) = (silu(gate) * up) · wᵀ, or += when accumulate: SwiGLU
      * (gate and up (n, w.cols)), then the MLP's down projection, one call for
      * the reason norm_matmul_many is. gate is scratch: it may hold the SwiGLU

@@ -31,10 +31,12 @@ int kvz_hparams_read(kvz_hparams *hp, const kvz_gguf *g)
         return kvz_errorf(KVZ_ERR_UNSUPPORTED, "%s: architecture name too long", kvz_gguf_path(g));
     memcpy(hp->arch, arch.ptr, (size_t)arch.len);
     hp->arch[arch.len] = '\0';
-    if (strcmp(hp->arch, "llama") != 0)
+    int qwen2 = strcmp(hp->arch, "qwen2") == 0;
+    if (strcmp(hp->arch, "llama") != 0 && !qwen2)
         return kvz_errorf(KVZ_ERR_UNSUPPORTED,
-                          "%s: architecture '%s' is not supported (kvz runs 'llama')",
+                          "%s: architecture '%s' is not supported (kvz runs 'llama' and 'qwen2')",
                           kvz_gguf_path(g), hp->arch);
+    hp->qkv_bias = qwen2;
     const char *a = hp->arch;
     KVZ_TRY(key_u32(g, a, "block_count", &hp->n_layers));
     KVZ_TRY(key_u32(g, a, "embedding_length", &hp->dim));
@@ -69,7 +71,7 @@ int kvz_hparams_read(kvz_hparams *hp, const kvz_gguf *g)
     snprintf(key, sizeof key, "%s.rope.freq_base", a);
     if (kvz_gguf_find_key(g, key) >= 0)
         KVZ_TRY(kvz_gguf_get_f32(g, key, &hp->rope.freq_base));
-    hp->rope.mode = KVZ_ROPE_NORMAL;
+    hp->rope.mode = qwen2 ? KVZ_ROPE_NEOX : KVZ_ROPE_NORMAL; /* as llama.cpp turns each */
     snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", a);
     KVZ_TRY(kvz_gguf_get_f32(g, key, &hp->rms_eps));
     if (!(hp->rms_eps > 0 && hp->rms_eps < 1) || !(hp->rope.freq_base > 1) ||
@@ -159,6 +161,11 @@ static int load_weights(kvz_model *m)
         KVZ_TRY(load_matrix(m, BLK("attn_q.weight"), q_rows, hp->dim, &L->wq));
         KVZ_TRY(load_matrix(m, BLK("attn_k.weight"), kv_rows, hp->dim, &L->wk));
         KVZ_TRY(load_matrix(m, BLK("attn_v.weight"), kv_rows, hp->dim, &L->wv));
+        if (hp->qkv_bias) {
+            KVZ_TRY(load_vector(m, BLK("attn_q.bias"), q_rows, &L->bq));
+            KVZ_TRY(load_vector(m, BLK("attn_k.bias"), kv_rows, &L->bk));
+            KVZ_TRY(load_vector(m, BLK("attn_v.bias"), kv_rows, &L->bv));
+        }
         KVZ_TRY(load_matrix(m, BLK("attn_output.weight"), hp->dim, q_rows, &L->wo));
         KVZ_TRY(load_vector(m, BLK("ffn_norm.weight"), hp->dim, &L->ffn_norm));
         KVZ_TRY(load_matrix(m, BLK("ffn_gate.weight"), hp->ff_dim, hp->dim, &L->w_gate));
@@ -223,6 +230,7 @@ void kvz_model_free(kvz_model *m)
                 kvz_layer *L = &m->layers[l];
                 b->ops->free(b, L->attn_norm);
                 b->ops->free(b, L->ffn_norm);
+                b->ops->free(b, L->bq), b->ops->free(b, L->bk), b->ops->free(b, L->bv);
                 kvz_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
                 for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
                     b->ops->weight_free(b, ws[i]);

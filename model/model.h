@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 typedef struct kvz_hparams {
-    char arch[32];        /* "llama" */
+    char arch[32];        /* "llama" or "qwen2" */
     int32_t n_layers;
     int32_t dim;          /* embedding width */
     int32_t n_heads;
@@ -27,13 +27,15 @@ typedef struct kvz_hparams {
     int32_t vocab;
     int32_t ctx_train;    /* context length the model was trained for */
     float rms_eps;
-    kvz_rope_params rope;
+    kvz_rope_params rope; /* qwen2 turns the halves of a head (neox), llama adjacent pairs */
+    int qkv_bias;         /* qwen2: q, k and v have biases */
 } kvz_hparams;
 
 typedef struct kvz_layer {
     float *attn_norm;     /* backend (dim) */
     kvz_weight wq;        /* (n_heads * head_dim, dim) */
     kvz_weight wk, wv;    /* (n_kv_heads * head_dim, dim) */
+    float *bq, *bk, *bv;  /* backend (rows of wq, wk, wv): qwen2's biases, else NULL */
     kvz_weight wo;        /* (dim, n_heads * head_dim) */
     float *ffn_norm;      /* backend (dim) */
     kvz_weight w_gate, w_up; /* (ff_dim, dim) */

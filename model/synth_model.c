@@ -27,14 +27,16 @@ int kvz_synth_preset(const char *name, kvz_synth_spec *s)
     s->seed = 1;
     s->rms_eps = 1e-5f;
     if (strcmp(name, "tiny") == 0) {
-        *s = (kvz_synth_spec){2, 64, 4, 2, 128, 512, 512, 10000.0f, 1e-5f, KVZ_GGML_Q8_0, 1, 1};
+        *s = (kvz_synth_spec){2, 64, 4, 2, 128, 512, 512, 10000.0f, 1e-5f, KVZ_GGML_Q8_0, 1, 1, 0};
     } else if (strcmp(name, "smollm2-135m") == 0) {
-        *s = (kvz_synth_spec){30, 576, 9, 3, 1536, 49152, 8192, 100000.0f, 1e-5f, KVZ_GGML_Q8_0, 1, 1};
+        *s = (kvz_synth_spec){30, 576, 9, 3, 1536, 49152, 8192, 100000.0f, 1e-5f, KVZ_GGML_Q8_0, 1, 1, 0};
     } else if (strcmp(name, "llama3-8b") == 0) {
-        *s = (kvz_synth_spec){32, 4096, 32, 8, 14336, 128256, 8192, 500000.0f, 1e-5f, KVZ_GGML_Q4_K, 0, 1};
+        *s = (kvz_synth_spec){32, 4096, 32, 8, 14336, 128256, 8192, 500000.0f, 1e-5f, KVZ_GGML_Q4_K, 0, 1, 0};
+    } else if (strcmp(name, "qwen2-0.5b") == 0) {
+        *s = (kvz_synth_spec){24, 896, 14, 2, 4864, 151936, 32768, 1000000.0f, 1e-6f, KVZ_GGML_Q8_0, 1, 1, 1};
     } else {
         return kvz_errorf(KVZ_ERR_NOT_FOUND,
-                          "unknown model shape '%s' (known: tiny, smollm2-135m, llama3-8b)", name);
+                          "unknown model shape '%s' (known: tiny, smollm2-135m, llama3-8b, qwen2-0.5b)", name);
     }
     return KVZ_OK;
 }
@@ -168,7 +170,7 @@ static const char CHATML_TEMPLATE[] =
     "+ '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' "
     "}}{% endif %}";
 
-static int write_vocab(kvz_gguf_writer *w, int32_t vocab)
+static int write_vocab(kvz_gguf_writer *w, int32_t vocab, const char *pre)
 {
     char **texts = calloc((size_t)vocab, sizeof *texts);
     int32_t *types = malloc((size_t)vocab * sizeof *types);
@@ -202,7 +204,7 @@ static int write_vocab(kvz_gguf_writer *w, int32_t vocab)
     if (rc == KVZ_OK)
         rc = kvz_gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2");
     if (rc == KVZ_OK)
-        rc = kvz_gguf_writer_set_str(w, "tokenizer.ggml.pre", "gpt2");
+        rc = kvz_gguf_writer_set_str(w, "tokenizer.ggml.pre", pre); /* names llama.cpp knows too */
     if (rc == KVZ_OK)
         rc = kvz_gguf_writer_set_str_array(w, "tokenizer.ggml.tokens", (const char *const *)texts,
                                            NULL, (uint64_t)vocab);
@@ -226,19 +228,22 @@ static int write_vocab(kvz_gguf_writer *w, int32_t vocab)
 
 static int write_hparams(kvz_gguf_writer *w, const kvz_synth_spec *s)
 {
-    KVZ_TRY(kvz_gguf_writer_set_str(w, "general.architecture", "llama"));
+    const char *arch = s->qwen2 ? "qwen2" : "llama";
+    char key[64];
+#define KEY(suffix) (snprintf(key, sizeof key, "%s." suffix, arch), key)
+    KVZ_TRY(kvz_gguf_writer_set_str(w, "general.architecture", arch));
     KVZ_TRY(kvz_gguf_writer_set_str(w, "general.name", "kvz synthetic random-weight model"));
-    KVZ_TRY(kvz_gguf_writer_set_u32(w, "llama.block_count", (uint32_t)s->n_layers));
-    KVZ_TRY(kvz_gguf_writer_set_u32(w, "llama.context_length", (uint32_t)s->ctx));
-    KVZ_TRY(kvz_gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)s->dim));
-    KVZ_TRY(kvz_gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)s->ff_dim));
-    KVZ_TRY(kvz_gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)s->n_heads));
-    KVZ_TRY(kvz_gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)s->n_kv_heads));
-    KVZ_TRY(kvz_gguf_writer_set_u32(w, "llama.rope.dimension_count",
-                                    (uint32_t)(s->dim / s->n_heads)));
-    KVZ_TRY(kvz_gguf_writer_set_f32(w, "llama.rope.freq_base", s->rope_base));
-    KVZ_TRY(kvz_gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", s->rms_eps));
-    KVZ_TRY(kvz_gguf_writer_set_u32(w, "llama.vocab_size", (uint32_t)s->vocab));
+    KVZ_TRY(kvz_gguf_writer_set_u32(w, KEY("block_count"), (uint32_t)s->n_layers));
+    KVZ_TRY(kvz_gguf_writer_set_u32(w, KEY("context_length"), (uint32_t)s->ctx));
+    KVZ_TRY(kvz_gguf_writer_set_u32(w, KEY("embedding_length"), (uint32_t)s->dim));
+    KVZ_TRY(kvz_gguf_writer_set_u32(w, KEY("feed_forward_length"), (uint32_t)s->ff_dim));
+    KVZ_TRY(kvz_gguf_writer_set_u32(w, KEY("attention.head_count"), (uint32_t)s->n_heads));
+    KVZ_TRY(kvz_gguf_writer_set_u32(w, KEY("attention.head_count_kv"), (uint32_t)s->n_kv_heads));
+    KVZ_TRY(kvz_gguf_writer_set_u32(w, KEY("rope.dimension_count"), (uint32_t)(s->dim / s->n_heads)));
+    KVZ_TRY(kvz_gguf_writer_set_f32(w, KEY("rope.freq_base"), s->rope_base));
+    KVZ_TRY(kvz_gguf_writer_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), s->rms_eps));
+    KVZ_TRY(kvz_gguf_writer_set_u32(w, KEY("vocab_size"), (uint32_t)s->vocab));
+#undef KEY
     KVZ_TRY(kvz_gguf_writer_set_u64(w, "kvz.synth.seed", s->seed));
     return KVZ_OK;
 }
@@ -264,7 +269,7 @@ int kvz_synth_model_write(const char *path, const kvz_synth_spec *s)
 {
     KVZ_TRY(check_spec(s));
     kvz_gguf_writer *w = kvz_gguf_writer_new();
-    uint64_t max_tensors = 3 + 9 * (uint64_t)s->n_layers;
+    uint64_t max_tensors = 3 + 12 * (uint64_t)s->n_layers;
     synth_ctx ctx = {calloc(max_tensors, sizeof(synth_tensor)), 0};
     if (!w || !ctx.t) {
         kvz_gguf_writer_free(w);
@@ -273,7 +278,7 @@ int kvz_synth_model_write(const char *path, const kvz_synth_spec *s)
     }
     int rc = write_hparams(w, s);
     if (rc == KVZ_OK)
-        rc = write_vocab(w, s->vocab);
+        rc = write_vocab(w, s->vocab, s->qwen2 ? "qwen2" : "gpt-2");
 
     const int64_t hd = s->dim / s->n_heads;
     const float in_spread = 1.0f / sqrtf((float)s->dim); /* keeps activations O(1) */
@@ -301,6 +306,11 @@ int kvz_synth_model_write(const char *path, const kvz_synth_spec *s)
         ADD(BLK("attn_q.weight"), s->n_heads * hd, s->dim, s->weight_type, in_spread, 0);
         ADD(BLK("attn_k.weight"), s->n_kv_heads * hd, s->dim, s->weight_type, in_spread, 0);
         ADD(BLK("attn_v.weight"), s->n_kv_heads * hd, s->dim, s->weight_type, in_spread, 0);
+        if (s->qwen2) { /* biases as large as the products they join, as in Qwen2's keys */
+            ADD(BLK("attn_q.bias"), 1, s->n_heads * hd, KVZ_GGML_F32, 0.5f, 0);
+            ADD(BLK("attn_k.bias"), 1, s->n_kv_heads * hd, KVZ_GGML_F32, 0.5f, 0);
+            ADD(BLK("attn_v.bias"), 1, s->n_kv_heads * hd, KVZ_GGML_F32, 0.5f, 0);
+        }
         ADD(BLK("attn_output.weight"), s->dim, s->n_heads * hd, s->weight_type, in_spread, 0);
         ADD(BLK("ffn_norm.weight"), 1, s->dim, KVZ_GGML_F32, 0.0f, 1);
         ADD(BLK("ffn_gate.weight"), s->ff_dim, s->dim, s->weight_type, in_spread, 0);

@@ -1,7 +1,7 @@
 /*
  * synth_model.h — deterministic random-weight LLaMA models written as GGUF.
  *
- * Tests and benchmarks need models of many shapes (SmolLM2, Llama-3-8B) that
+ * Tests and benchmarks need models of many shapes (SmolLM2, Llama-3-8B, Qwen2) that
  * exist anywhere without downloads. The same spec and seed give the same file,
  * byte for byte. Weights are uniform with a chosen spread, written directly in
  * the requested GGUF type; norms are 1. The vocabulary is byte-level (the 256
@@ -19,9 +19,11 @@ typedef struct kvz_synth_spec {
     uint32_t weight_type; /* kvz_ggml_type of the matrices */
     int tied;             /* no output.weight: the embedding is reused */
     uint64_t seed;
+    int qwen2;            /* architecture "qwen2": q, k and v biases, RoPE on head halves */
 } kvz_synth_spec;
 
-/* Fill `spec` with a named shape: "tiny", "smollm2-135m", "llama3-8b".
+/* Fill `spec` with a named shape: "tiny", "smollm2-135m", "llama3-8b",
+ * "qwen2-0.5b".
  * KVZ_ERR_NOT_FOUND for other names. Weight type defaults to Q8_0, seed to 1. */
 int kvz_synth_preset(const char *name, kvz_synth_spec *spec);
 

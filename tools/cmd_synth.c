@@ -11,11 +11,12 @@
 static const char HELP[] =
     "usage: kvz synth-model --shape NAME -o FILE [options]\n"
     "\n"
-    "Writes a random-weight LLaMA model as GGUF, for tests and benchmarks that must\n"
+    "Writes a random-weight LLaMA (or Qwen2) model as GGUF, for tests and benchmarks that must\n"
     "run anywhere without downloads. Same options, same file. Its byte-level\n"
     "vocabulary has no merges (one token per byte); answers are noise.\n"
     "\n"
-    "  --shape NAME     tiny, smollm2-135m or llama3-8b\n"
+    "  --shape NAME     tiny, smollm2-135m, llama3-8b or qwen2-0.5b (architecture\n"
+    "                   qwen2: q, k and v biases, RoPE on the halves of a head)\n"
     "  -o, --output F   the GGUF file to write\n"
     "  --layers N       override the layer count (fewer: a smaller model of the same\n"
     "                   shape; more: a deeper one)\n"
@@ -23,9 +24,10 @@ static const char HELP[] =
     "                   (default Q8_0; Q4_K for llama3-8b; the K types need widths\n"
     "                   that are multiples of 256, as llama3-8b's are)\n"
     "  --ctx N          trained context length to declare\n"
+    "  --vocab N        vocabulary size (at least 264: the bytes and control tokens)\n"
     "  --seed N         generator seed (default 1)\n";
 
-enum { OPT_SHAPE = 256, OPT_LAYERS, OPT_TYPE, OPT_CTX, OPT_SEED };
+enum { OPT_SHAPE = 256, OPT_LAYERS, OPT_TYPE, OPT_CTX, OPT_VOCAB, OPT_SEED };
 
 int cmd_synth(int argc, char **argv)
 {
@@ -33,10 +35,11 @@ int cmd_synth(int argc, char **argv)
         {"shape", required_argument, 0, OPT_SHAPE}, {"output", required_argument, 0, 'o'},
         {"layers", required_argument, 0, OPT_LAYERS}, {"type", required_argument, 0, OPT_TYPE},
         {"ctx", required_argument, 0, OPT_CTX},       {"seed", required_argument, 0, OPT_SEED},
-        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0},
+        {"vocab", required_argument, 0, OPT_VOCAB},   {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     const char *shape = NULL, *out = NULL, *type = NULL;
-    long layers = 0, ctx = 0, seed = -1;
+    long layers = 0, ctx = 0, vocab = 0, seed = -1;
     int c, index = -1;
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:h", options, &index)) != -1) {
@@ -49,6 +52,9 @@ int cmd_synth(int argc, char **argv)
             break;
         case OPT_CTX:
             if (cli_parse_int(optarg, 1, 1 << 24, &ctx)) goto bad;
+            break;
+        case OPT_VOCAB:
+            if (cli_parse_int(optarg, 1, 1 << 24, &vocab)) goto bad;
             break;
         case OPT_SEED:
             if (cli_parse_int(optarg, 0, 1L << 62, &seed)) goto bad;
@@ -69,6 +75,8 @@ int cmd_synth(int argc, char **argv)
         spec.n_layers = (int32_t)layers;
     if (ctx)
         spec.ctx = (int32_t)ctx;
+    if (vocab)
+        spec.vocab = (int32_t)vocab;
     if (seed >= 0)
         spec.seed = (uint64_t)seed;
     if (type) {

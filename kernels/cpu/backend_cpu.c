@@ -152,6 +152,12 @@ static int cpu_rope(kvz_backend *b, float *x, const int32_t *positions, int32_t 
     return KVZ_OK;
 }
 
+static int cpu_add_bias(kvz_backend *b, float *x, const float *bias, int32_t n, int32_t cols)
+{
+    kvz_cpu_add_bias(x, bias, n, cols, b->n_threads);
+    return KVZ_OK;
+}
+
 static int cpu_gather_rows(kvz_backend *b, float *dst, const float *src, const int32_t *idx, int32_t count,
                            int32_t width)
 {
@@ -310,6 +316,7 @@ static const kvz_backend_ops CPU_OPS = {
     .embed = cpu_embed,
     .rope = cpu_rope,
     .gather_rows = cpu_gather_rows,
+    .add_bias = cpu_add_bias,
     .swiglu_matmul = cpu_swiglu_matmul,
     .rope_kv_append = cpu_rope_kv_append,
     .attention = cpu_attention,

@@ -53,6 +53,7 @@ void kvz_cpu_rope_table_free(kvz_cpu_rope_table *t);
  * same bits with or without it. */
 void kvz_cpu_rope(float *x, const int32_t *positions, int32_t n, int32_t n_heads, const kvz_rope_params *p,
                   int inverse, const kvz_cpu_rope_table *table, int n_threads);
+void kvz_cpu_add_bias(float *x, const float *bias, int32_t n, int32_t cols, int n_threads);
 void kvz_cpu_swiglu(float *out, const float *gate, const float *up, int64_t count, int n_threads);
 void kvz_cpu_kv_append(float *k_cache, float *v_cache, const float *k, const float *v,
                        const kvz_attention_params *p);

@@ -1,4 +1,4 @@
-/* elementwise.c — embedding gather, row gather, RMSNorm, SwiGLU and the KV-cache append on the CPU. */
+/* elementwise.c — embedding gather, row gather, RMSNorm, bias, SwiGLU and the KV-cache append on the CPU. */
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/dequant.h"
 #include "kernels/ggml_types.h"
@@ -37,6 +37,16 @@ void kvz_cpu_rmsnorm(float *out, const float *x, const float *weight, int32_t n,
         float scale = (float)(1.0 / sqrt(sum / dim + eps));
         for (int32_t j = 0; j < dim; j++)
             oi[j] = xi[j] * scale * weight[j];
+    }
+}
+
+void kvz_cpu_add_bias(float *x, const float *bias, int32_t n, int32_t cols, int n_threads)
+{
+#pragma omp parallel for num_threads(n_threads) if ((int64_t)n * cols > 65536)
+    for (int32_t i = 0; i < n; i++) {
+        float *row = x + (size_t)i * cols;
+        for (int32_t j = 0; j < cols; j++)
+            row[j] += bias[j];
     }
 }
 

@@ -155,6 +155,7 @@ int cuda_embed(kvz_backend *b, float *out, const kvz_weight *table, const int32_
 /* RMSNorm of x (n, dim) into out and, unless out_half is NULL, its f16 copy */
 int cuda_rmsnorm_f16(cuda_impl *c, float *out, __half *out_half, const float *x, const float *weight, int32_t n,
                      int32_t dim, float eps);
+int cuda_add_bias(kvz_backend *b, float *x, const float *bias, int32_t n, int32_t cols);
 int cuda_gather_rows(kvz_backend *b, float *dst, const float *src, const int32_t *idx, int32_t count,
                      int32_t width);
 /* gate = silu(gate) * up for `count` elements and, unless gate_half is NULL, its f16 copy */

@@ -7,7 +7,8 @@
  * when two sessions of one engine ask at once on two threads (each on its own
  * stream). Each check runs on the default model (tests
  * named *_real) and on a random-weight model of its shape (*_synthetic, one
- * token per byte). Needs an NVIDIA GPU.
+ * token per byte); KVzip and the runtime also on a random-weight qwen2 model
+ * (*_qwen2_synthetic). Needs an NVIDIA GPU.
  */
 #include "../unit/test_util.h"
 
@@ -25,16 +26,25 @@
 #include "model/synth_model.h"
 #include "runtime/runtime.h"
 
-/* The random-weight model of the default model's shape (fewer layers), made once. */
-static const char *synthetic_model_path(void)
+enum { REAL, SYNTHETIC, QWEN2 };
+
+/* The model: the default one (REAL), or a random-weight one, made once: of
+ * the default model's shape with fewer layers (SYNTHETIC), or of the qwen2
+ * architecture (QWEN2: q, k and v biases, RoPE on the halves of a head). */
+static const char *model_path_of(int which)
 {
-    static char path[256];
+    static char paths[3][256];
+    char *path = paths[which];
+    if (which == REAL)
+        return test_model_path();
     if (!path[0]) {
         kvz_synth_spec spec;
-        CHECK_OK(kvz_synth_preset("smollm2-135m", &spec));
+        CHECK_OK(kvz_synth_preset(which == QWEN2 ? "qwen2-0.5b" : "smollm2-135m", &spec));
         spec.n_layers = GPU_OR_EMULATED(8, 4);
         spec.weight_type = KVZ_GGML_Q4_1; /* the default model's type */
-        snprintf(path, sizeof path, "%s", test_tmp_path("synth-smollm2.gguf"));
+        if (which == QWEN2)
+            spec.n_layers = GPU_OR_EMULATED(6, 2), spec.vocab = 8192;
+        snprintf(path, 256, "%s", test_tmp_path(which == QWEN2 ? "synth-qwen2.gguf" : "synth-smollm2.gguf"));
         CHECK_OK(kvz_synth_model_write(path, &spec));
     }
     return path;
@@ -93,7 +103,7 @@ static uint8_t *compile_on(kvz_device device, const char *model_path, const char
 
 static void compare(int synthetic, kvz_method method, uint32_t bits)
 {
-    const char *model_path = synthetic ? synthetic_model_path() : test_model_path();
+    const char *model_path = model_path_of(synthetic);
     size_t len;
     char *text = document(synthetic, &len);
     kvz_compile_opts o;
@@ -138,7 +148,7 @@ static void compare(int synthetic, kvz_method method, uint32_t bits)
         }
     double overlap = (double)both / (double)either;
     print_message("%s, %s %u-bit: kept positions overlap %.4f (Jaccard), decoded |dk| %.3g of %.3g, "
-                  "|dv| %.3g of %.3g\n", synthetic ? "synthetic" : "real", kvz_method_name(method), bits,
+                  "|dv| %.3g of %.3g\n", (const char *[]){"real", "synthetic", "qwen2"}[synthetic], kvz_method_name(method), bits,
                   overlap, worst_k, range_k, worst_v, range_v);
     assert_true(overlap >= 0.95);
     /* within two quantization steps of the range, plus f16 drift of the activations */
@@ -155,7 +165,7 @@ static void compare(int synthetic, kvz_method method, uint32_t bits)
  * through both caches) put the two tokens closer than the two devices differ. */
 static void runtime_cpu_vs_cuda(int synthetic)
 {
-    const char *model_path = synthetic ? synthetic_model_path() : test_model_path();
+    const char *model_path = model_path_of(synthetic);
     size_t len;
     char *text = document(synthetic, &len);
     kvz_compile_opts o;
@@ -270,7 +280,7 @@ static void *ask_twice(void *arg)
 
 static void sessions_on_threads(int synthetic)
 {
-    const char *model_path = synthetic ? synthetic_model_path() : test_model_path();
+    const char *model_path = model_path_of(synthetic);
     size_t len;
     char *text = document(synthetic, &len);
     kvz_compile_opts o;
@@ -319,6 +329,8 @@ static void sessions_on_threads(int synthetic)
 #define CHUNKKV_4(s) compare(s, KVZ_METHOD_CHUNKKV, 4)
 #define KNORM_4(s) compare(s, KVZ_METHOD_KNORM, 4)
 #define FULL_16(s) compare(s, KVZ_METHOD_FULL, 16)
+static void test_kvzip_qwen2_synthetic(void **state) { (void)state; KVZIP_4(QWEN2); }
+static void test_runtime_qwen2_synthetic(void **state) { (void)state; runtime_cpu_vs_cuda(QWEN2); }
 BOTH_MODELS(kvzip, KVZIP_4)
 BOTH_MODELS(runtime, runtime_cpu_vs_cuda)
 BOTH_MODELS(sessions, sessions_on_threads)
@@ -326,13 +338,6 @@ BOTH_MODELS(snapkv, SNAPKV_8)
 BOTH_MODELS(chunkkv, CHUNKKV_4)
 BOTH_MODELS(knorm, KNORM_4)
 BOTH_MODELS(full, FULL_16)
-
-static int remove_synthetic_model(void **state)
-{
-    (void)state;
-    unlink(test_tmp_path("synth-smollm2.gguf"));
-    return 0;
-}
 
 int main(void)
 {
@@ -344,7 +349,8 @@ int main(void)
         cmocka_unit_test(test_chunkkv_real),  cmocka_unit_test(test_chunkkv_synthetic),
         cmocka_unit_test(test_knorm_real),    cmocka_unit_test(test_knorm_synthetic),
         cmocka_unit_test(test_full_real),     cmocka_unit_test(test_full_synthetic),
+        cmocka_unit_test(test_kvzip_qwen2_synthetic), cmocka_unit_test(test_runtime_qwen2_synthetic),
     };
     test_filters_from_env(tests);
-    return cmocka_run_group_tests(tests, NULL, remove_synthetic_model);
+    return cmocka_run_group_tests(tests, NULL, NULL); /* test_tmp_path's files go at exit */
 }

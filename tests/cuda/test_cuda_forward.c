@@ -105,11 +105,13 @@ static void test_real_model(void **state)
     kvz_model_free(gpu);
 }
 
-static void check_synthetic(const char *shape, int32_t layers, uint32_t type, int32_t n_tokens)
+static void check_synthetic(const char *shape, int32_t layers, uint32_t type, int32_t n_tokens, int32_t vocab)
 {
     kvz_synth_spec spec;
     CHECK_OK(kvz_synth_preset(shape, &spec));
     spec.n_layers = layers;
+    if (vocab) /* else the shape's */
+        spec.vocab = vocab;
     spec.weight_type = type;
     const char *path = test_tmp_path("synth.gguf");
     CHECK_OK(kvz_synth_model_write(path, &spec));
@@ -132,14 +134,20 @@ static void check_synthetic(const char *shape, int32_t layers, uint32_t type, in
 
 static void test_synthetic_smollm2_shape(void **state)
 {
-    check_synthetic("smollm2-135m", 4, KVZ_GGML_Q8_0, 300);
-    check_synthetic("smollm2-135m", 2, KVZ_GGML_Q4_1, 200);
+    check_synthetic("smollm2-135m", 4, KVZ_GGML_Q8_0, 300, 0);
+    check_synthetic("smollm2-135m", 2, KVZ_GGML_Q4_1, 200, 0);
 }
 
 static void test_synthetic_llama3_shape(void **state)
 {
-    check_synthetic("llama3-8b", 2, KVZ_GGML_Q4_K, 260);
-    check_synthetic("llama3-8b", 1, KVZ_GGML_Q6_K, 70);
+    check_synthetic("llama3-8b", 2, KVZ_GGML_Q4_K, 260, 0);
+    check_synthetic("llama3-8b", 1, KVZ_GGML_Q6_K, 70, 0);
+}
+
+/* qwen2: q, k and v biases (add_bias) and RoPE on the halves of a head */
+static void test_synthetic_qwen2_shape(void **state)
+{
+    check_synthetic("qwen2-0.5b", 2, KVZ_GGML_Q8_0, 200, 4096);
 }
 
 int main(void)
@@ -148,6 +156,7 @@ int main(void)
         cmocka_unit_test(test_real_model),
         cmocka_unit_test(test_synthetic_smollm2_shape),
         cmocka_unit_test(test_synthetic_llama3_shape),
+        cmocka_unit_test(test_synthetic_qwen2_shape),
     };
     test_filters_from_env(tests);
     return cmocka_run_group_tests(tests, NULL, NULL);

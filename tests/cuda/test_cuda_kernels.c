@@ -804,6 +804,25 @@ static void test_gather_rows(void **state)
     gpu->ops->free(gpu, dsrc), gpu->ops->free(gpu, didx), gpu->ops->free(gpu, dout);
 }
 
+/* qwen2's q, k and v biases: one add per element, exact. Widths of a KV
+ * head and of all query heads, rows of a decode step and of a prefill chunk. */
+static void test_add_bias(void **state)
+{
+    const int32_t shapes[][2] = {{1, 128}, {3, 896}, {77, 1000}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int32_t n = shapes[s][0], cols = shapes[s][1];
+        size_t count = (size_t)n * cols;
+        float *x = host_random(count, 2.0f), *bias = host_random((size_t)cols, 0.5f);
+        float *dx = dev(x, count * sizeof(float)), *dbias = dev(bias, (size_t)cols * sizeof(float));
+        CHECK_OK(cpu->ops->add_bias(cpu, x, bias, n, cols));
+        CHECK_OK(gpu->ops->add_bias(gpu, dx, dbias, n, cols));
+        float *got = back(dx, count);
+        assert_memory_equal(x, got, count * sizeof(float));
+        free(x), free(bias), free(got);
+        gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dbias);
+    }
+}
+
 /* The compiler's selection on the GPU picks what the CPU picks in every case,
  * on random scores and on scores full of ties. */
 static void test_select_on_gpu(void **state)
@@ -964,6 +983,7 @@ int main(void)
         cmocka_unit_test(test_window_ops),
         cmocka_unit_test(test_key_norms),
         cmocka_unit_test(test_gather_rows),
+        cmocka_unit_test(test_add_bias),
         cmocka_unit_test(test_select_on_gpu),
         cmocka_unit_test(test_kv_load),
         cmocka_unit_test(test_kv_quantize),

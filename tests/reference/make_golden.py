@@ -4,7 +4,10 @@
 References:
   * llama.cpp, through llama-cpp-python: token ids, logits, greedy continuations;
   * Jinja2 rendering the GGUF's own chat template: chat prompts;
-  * gguf-py (ggml's Python package): block dequantization of every type kvz reads.
+  * gguf-py (ggml's Python package): block dequantization of every type kvz reads;
+  * llama.cpp again on a random-weight qwen2 model that kvz synth-model writes
+    (build/kvz must be built): the qwen2 architecture (q, k and v biases, RoPE
+    on the halves of a head), for which no small real model is on PyPI.
 
 Run in the test-only environment (tests/reference/setup_venv.sh), from the
 repository root:
@@ -14,6 +17,7 @@ CI never runs this; it reads the committed files under tests/golden/.
 import argparse
 import importlib.metadata
 import os
+import subprocess
 import sys
 import tempfile
 
@@ -148,6 +152,28 @@ def requantize_f32(model_path, out_path):
         sys.exit("requantizing to F32 failed: %d" % rc)
 
 
+def eval_and_write(llm, ids, path, header, topk):
+    """Evaluate ids (all logits), then GREEDY_TOKENS greedy tokens; write the golden file."""
+    llm.reset()
+    llm.eval(ids)
+    scores = np.array(llm.scores[: len(ids)], dtype=np.float32)
+    greedy = []
+    for _ in range(GREEDY_TOKENS):
+        nxt = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        greedy.append(nxt)
+        llm.eval([nxt])
+    with open(path, "w") as f:
+        f.write(header + "\n")
+        f.write("tokens %d%s\n" % (len(ids), "".join(" %d" % i for i in ids)))
+        f.write("topk %d\n" % topk)
+        for p in range(len(ids)):
+            row = scores[p]
+            top = np.argsort(-row, kind="stable")[:topk]
+            f.write("row %d%s\n" % (p, "".join(" %d %.5f" % (t, row[t]) for t in top)))
+        f.write("greedy %d%s\n" % (len(greedy), "".join(" %d" % i for i in greedy)))
+    print("wrote", path)
+
+
 def write_logits(model_path, label, topk, out_dir, texts, vocab):
     llm = Llama(model_path=model_path, n_ctx=1024, n_batch=512, n_ubatch=512, n_threads=2,
                 logits_all=True, type_k=0, type_v=0, flash_attn=False, verbose=False)
@@ -156,28 +182,33 @@ def write_logits(model_path, label, topk, out_dir, texts, vocab):
         ids = vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False)[:LOGIT_TOKENS]
         if len(ids) < 512:
             sys.exit("%s has only %d tokens" % (fname, len(ids)))
-        llm.reset()
-        llm.eval(ids)
-        scores = np.array(llm.scores[: len(ids)], dtype=np.float32)
-        greedy = []
-        for _ in range(GREEDY_TOKENS):
-            nxt = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-            greedy.append(nxt)
-            llm.eval([nxt])
         stem = os.path.splitext(fname)[0]
-        path = os.path.join(out_dir, "logits_%s_%s.golden" % (stem, label))
-        with open(path, "w") as f:
-            f.write("# llama.cpp (llama-cpp-python %s) logits, weights %s, KV cache f32, "
-                    "n_batch 512, text tests/data/%s\n" % (llama_cpp.__version__, label, fname))
-            f.write("tokens %d%s\n" % (len(ids), "".join(" %d" % i for i in ids)))
-            f.write("topk %d\n" % topk)
-            for p in range(len(ids)):
-                row = scores[p]
-                top = np.argsort(-row, kind="stable")[:topk]
-                f.write("row %d%s\n" % (p, "".join(" %d %.5f" % (t, row[t]) for t in top)))
-            f.write("greedy %d%s\n" % (len(greedy), "".join(" %d" % i for i in greedy)))
-        print("wrote", path)
+        eval_and_write(llm, ids, os.path.join(out_dir, "logits_%s_%s.golden" % (stem, label)),
+                       "# llama.cpp (llama-cpp-python %s) logits, weights %s, KV cache f32, "
+                       "n_batch 512, text tests/data/%s" % (llama_cpp.__version__, label, fname), topk)
     del llm
+
+
+# The random-weight qwen2 model: F32 weights, so that llama.cpp computes in f32
+# as kvz does. tests/unit/test_forward.c writes the same file from the same spec.
+QWEN2_SYNTH_ARGS = ["--shape", "qwen2-0.5b", "--layers", "2", "--vocab", "1024", "--type", "F32"]
+QWEN2_TEXT, QWEN2_TOKENS = "python_datamodel.txt", 300
+
+
+def write_qwen2_synth(out_dir):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "qwen2.gguf")
+        subprocess.run([os.path.join(ROOT, "build", "kvz"), "synth-model", *QWEN2_SYNTH_ARGS, "-o", path],
+                       check=True)
+        llm = Llama(model_path=path, n_ctx=1024, n_batch=512, n_ubatch=512, n_threads=2, logits_all=True,
+                    type_k=0, type_v=0, flash_attn=False, verbose=False)
+        text = open(os.path.join(ROOT, "tests", "data", QWEN2_TEXT), encoding="utf-8").read()
+        ids = llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)[:QWEN2_TOKENS]
+        eval_and_write(llm, ids, os.path.join(out_dir, "logits_qwen2_synth.golden"),
+                       "# llama.cpp (llama-cpp-python %s) logits of kvz synth-model %s, KV cache f32, "
+                       "n_batch 512, text tests/data/%s" % (llama_cpp.__version__, " ".join(QWEN2_SYNTH_ARGS),
+                                                            QWEN2_TEXT), 5)
+        del llm
 
 
 # ---- dequantization -------------------------------------------------------
@@ -240,10 +271,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "golden"))
-    ap.add_argument("--only", choices=["tokenizer", "chat", "logits", "dequant"], action="append")
+    ap.add_argument("--only", choices=["tokenizer", "chat", "logits", "dequant", "qwen2"], action="append")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    only = set(args.only or ["tokenizer", "chat", "logits", "dequant"])
+    only = set(args.only or ["tokenizer", "chat", "logits", "dequant", "qwen2"])
     vocab = Llama(model_path=args.model, vocab_only=True, verbose=False)
     if "tokenizer" in only:
         write_tokenizer(vocab, args.out)
@@ -258,6 +289,8 @@ def main():
             requantize_f32(args.model, f32)
             write_logits(f32, "f32", 5, args.out, LOGIT_TEXTS, vocab)
         write_logits(args.model, "q4_1", 2, args.out, LOGIT_TEXTS, vocab)
+    if "qwen2" in only:
+        write_qwen2_synth(args.out)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
  * GGUF twice: with its weights requantized to F32 (exact dequantization, f32
  * arithmetic: what kvz computes) and natively in Q4_1 (llama.cpp then rounds
  * activations to 8 bits inside its dot products, so it is a looser anchor).
+ * The qwen2 architecture is held to llama.cpp on a random-weight model.
  */
 #include "test_util.h"
 
@@ -112,6 +113,23 @@ static float *run_tokens(const ref_logits *r, int32_t chunk)
     return logits;
 }
 
+/* Greedy continuation of the reference's tokens: the same tokens as it. */
+static void check_greedy(const ref_logits *r, const char *label, int32_t chunk)
+{
+    kvz_context *c;
+    CHECK_OK(kvz_context_new(&c, model, 1024, chunk));
+    kvz_tokens out = {0};
+    kvz_generate_stats st;
+    kvz_generate_opts go = {.max_tokens = (int32_t)r->n_greedy};
+    CHECK_OK(kvz_generate(c, r->tokens, (int32_t)r->n_tokens, &go, &out, &st));
+    assert_int_equal(out.len, r->n_greedy);
+    for (size_t i = 0; i < out.len; i++)
+        if (out.ids[i] != r->greedy[i])
+            fail_msg("%s: greedy token %zu is %d, reference %d", label, i, out.ids[i], r->greedy[i]);
+    kvz_tokens_free(&out);
+    kvz_context_free(c);
+}
+
 static void check_text(const char *stem)
 {
     char path[256];
@@ -134,19 +152,7 @@ static void check_text(const char *stem)
     assert_true(b.max_delta <= MAX_DELTA_Q4_1);
     assert_true((double)b.top1_same / b.rows >= MIN_TOP1_AGREEMENT_Q4_1);
 
-    /* greedy continuation: the same 32 tokens as the f32 reference */
-    kvz_context *c;
-    CHECK_OK(kvz_context_new(&c, model, 1024, 512));
-    kvz_tokens out = {0};
-    kvz_generate_stats st;
-    kvz_generate_opts go = {.max_tokens = (int32_t)f32.n_greedy};
-    CHECK_OK(kvz_generate(c, f32.tokens, (int32_t)f32.n_tokens, &go, &out, &st));
-    assert_int_equal(out.len, f32.n_greedy);
-    for (size_t i = 0; i < out.len; i++)
-        if (out.ids[i] != f32.greedy[i])
-            fail_msg("%s: greedy token %zu is %d, reference %d", stem, i, out.ids[i], f32.greedy[i]);
-    kvz_tokens_free(&out);
-    kvz_context_free(c);
+    check_greedy(&f32, stem, 512);
     free(logits);
     ref_free(&f32);
     ref_free(&q41);
@@ -157,6 +163,39 @@ static void test_logits_code(void **state) { check_text("zpipe"); }
 static void test_logits_python_doc(void **state) { check_text("python_datamodel"); }
 
 /* Chunk size changes scheduling, not results. */
+/* The qwen2 architecture (q, k and v biases, RoPE on the halves of a head)
+ * against llama.cpp: a random-weight model with F32 weights, written here
+ * from the spec tests/reference/make_golden.py gives kvz synth-model
+ * (--shape qwen2-0.5b --layers 2 --vocab 1024 --type F32). Its logits reach
+ * the hundreds, so the bound is relative to the largest. */
+static void test_qwen2_synth_logits(void **state)
+{
+    kvz_synth_spec spec;
+    CHECK_OK(kvz_synth_preset("qwen2-0.5b", &spec));
+    spec.n_layers = 2, spec.vocab = 1024, spec.weight_type = KVZ_GGML_F32;
+    const char *path = test_tmp_path("qwen2-f32.gguf");
+    CHECK_OK(kvz_synth_model_write(path, &spec));
+    kvz_model *smollm2 = model;
+    kvz_model_config cfg = {.backend = {.device = KVZ_DEVICE_CPU, .weights = KVZ_WEIGHTS_F32}};
+    CHECK_OK(kvz_model_load(&model, path, &cfg));
+    ref_logits r;
+    ref_load(&r, "tests/golden/logits_qwen2_synth.golden");
+    float *logits = run_tokens(&r, 128);
+    agreement a = compare(&r, logits, model->hp.vocab);
+    double largest = 0;
+    for (size_t i = 0; i < r.n_tokens * (size_t)r.topk; i++)
+        largest = max_keeping_nan(largest, fabs((double)r.values[i]));
+    print_message("qwen2 (synthetic, f32): %zu tokens; vs llama.cpp: top-1 %zu/%zu, max |dlogit| %.5f of %.1f\n",
+                  a.rows, a.top1_same, a.rows, a.max_delta, largest);
+    assert_int_equal(a.top1_same, a.rows);
+    assert_true(a.max_delta <= 1e-5 * largest);
+    check_greedy(&r, "qwen2", 128);
+    free(logits);
+    ref_free(&r);
+    kvz_model_free(model);
+    model = smollm2;
+}
+
 static void test_chunking_invariance(void **state)
 {
     ref_logits r;
@@ -322,6 +361,7 @@ int main(void)
         cmocka_unit_test(test_logits_code),
         cmocka_unit_test(test_logits_python_doc),
         cmocka_unit_test(test_chunking_invariance),
+        cmocka_unit_test(test_qwen2_synth_logits),
         cmocka_unit_test(test_native_weights_match_f32),
         cmocka_unit_test(test_layer_hook),
         cmocka_unit_test(test_context_limits),

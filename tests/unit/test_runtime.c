@@ -3,6 +3,7 @@
  * 16-bit artifact answers as a direct prefill does, answers do not depend on
  * earlier questions, composed documents answer from any of them, and bad input
  * (missing document, another model's artifact, a corrupt one) is refused.
+ * A qwen2 model's full artifact answers as its direct prefill does too.
  */
 #include "test_util.h"
 
@@ -126,6 +127,58 @@ static void test_full_cache_matches_prefill(void **state)
     free(got), free(want), free(a), free(b);
     kvz_loaded_free(l);
     kvz_store_close(st);
+}
+
+/* A qwen2 model (q, k and v biases; RoPE on the halves of a head, applied
+ * again at load) answers from a full 16-bit artifact as from a direct
+ * prefill, alone and composed after another document. The model is
+ * random-weight (kvz synth-model's qwen2 shape, 2 layers). */
+static void test_qwen2_full_cache_matches_prefill(void **state)
+{
+    kvz_synth_spec spec;
+    CHECK_OK(kvz_synth_preset("qwen2-0.5b", &spec));
+    spec.n_layers = 2, spec.vocab = 1024;
+    const char *path = test_tmp_path("qwen2.gguf");
+    CHECK_OK(kvz_synth_model_write(path, &spec));
+    kvz_model *llama = model;
+    kvz_model_config cfg = {.backend = {.device = KVZ_DEVICE_CPU}};
+    CHECK_OK(kvz_model_load(&model, path, &cfg));
+    assert_int_equal(model->hp.rope.mode, KVZ_ROPE_NEOX);
+    assert_non_null(model->layers[1].bk);
+    kvz_compile_opts o;
+    kvz_compile_opts_default(&o);
+    o.sel.method = KVZ_METHOD_FULL;
+    o.bits = 16;
+    kvz_store *st = make_store("rt-qwen2", &o);
+    const char *question = "When was the lighthouse lit for the first time?";
+    float *a = malloc((size_t)model->hp.vocab * 4), *b = malloc((size_t)model->hp.vocab * 4);
+    char *want;
+    direct(DOC_A, question, 8, b, &want);
+    for (int composed = 0; composed < 2; composed++) {
+        const char *names[2] = {"b.txt", "a.txt"};
+        kvz_loaded *l;
+        kvz_load_stats ls;
+        CHECK_OK(kvz_load(model, st, names + !composed, 1 + composed, NULL, &l, &ls));
+        CHECK_OK(kvz_loaded_first_logits(l, question, a));
+        double max = 0, scale = 0;
+        for (int32_t i = 0; i < model->hp.vocab; i++) {
+            max = max_keeping_nan(max, fabs((double)a[i] - b[i]));
+            scale = max_keeping_nan(scale, fabs((double)b[i]));
+        }
+        print_message("qwen2, %s: first-token logits within %.4f of direct prefill (largest %.2f)\n",
+                      composed ? "after another document" : "alone", max, scale);
+        if (!composed) { /* composed, the question sees another document too */
+            assert_true(max < 1e-4 * scale);
+            char *got = ask(l, question, 8);
+            assert_string_equal(got, want);
+            free(got);
+        }
+        kvz_loaded_free(l);
+    }
+    free(want), free(a), free(b);
+    kvz_store_close(st);
+    kvz_model_free(model);
+    model = llama;
 }
 
 static void test_questions_do_not_leak(void **state)
@@ -514,6 +567,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_cache_matches_prefill),
+        cmocka_unit_test(test_qwen2_full_cache_matches_prefill),
         cmocka_unit_test(test_questions_do_not_leak),
         cmocka_unit_test(test_composition),
         cmocka_unit_test(test_bad_loads),
