@@ -98,4 +98,15 @@ expect_in bench-extra-argument "$TMP/err" "unexpected argument 'extra'"
 check prompt-file-folder 3 "$KVZ" generate --model "$MODEL" --prompt-file "$TMP"
 expect_in prompt-file-folder "$TMP/err" "Is a directory"
 
+# a qwen2 model (random weights) compiles and answers; the default model refuses its artifacts
+check synth-qwen2 0 "$KVZ" synth-model --shape qwen2-0.5b --layers 2 --vocab 1024 -o "$TMP/qwen2.gguf"
+printf 'The harbour light was first lit in 1871.\n\nIt flashes twice every fifteen seconds.\n' >"$TMP/light.txt"
+check compile-qwen2 0 "$KVZ" compile "$TMP/light.txt" --store "$TMP/qwen2-store" --model "$TMP/qwen2.gguf" --quiet
+check query-qwen2 0 "$KVZ" query --store "$TMP/qwen2-store" --model "$TMP/qwen2.gguf" --doc "$TMP/light.txt" \
+    --max-tokens 4 --json "When?"
+expect_in query-qwen2 "$TMP/out" '"answer_tokens":'
+check query-qwen2-other-model 6 "$KVZ" query --store "$TMP/qwen2-store" --model "$MODEL" --doc "$TMP/light.txt" "When?"
+expect_in query-qwen2-other-model "$TMP/err" "compiled for qwen2"
+check synth-bad-vocab 2 "$KVZ" synth-model --shape qwen2-0.5b --vocab 10 -o "$TMP/x.gguf"
+
 finish CLI
