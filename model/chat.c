@@ -16,25 +16,31 @@ const char *kvz_chat_kind_name(kvz_chat_kind kind)
 }
 
 /* ChatML templates write their default system turn as a literal
- * '<|im_start|>system\n...<|im_end|>' inside the template source. */
+ * '<|im_start|>system\n...<|im_end|>' inside the template source: the first
+ * such turn that is a literal (Qwen2.5's opens system turns built from
+ * expressions, for tools and for a given system message, before it). */
 static char *chatml_default_system(const char *tpl, size_t len)
 {
-    static const char open[] = "<|im_start|>system\\n";
-    static const char open_raw[] = "<|im_start|>system\n";
+    static const char *const opens[2] = {"<|im_start|>system\\n", "<|im_start|>system\n"};
     const char *end = tpl + len;
-    const char *p = memmem(tpl, len, open, sizeof open - 1);
-    size_t skip = sizeof open - 1;
-    if (!p) {
-        p = memmem(tpl, len, open_raw, sizeof open_raw - 1);
-        skip = sizeof open_raw - 1;
+    const char *first = NULL;
+    size_t skip = 0;
+    for (const char *from = tpl;; first = NULL) {
+        for (int i = 0; i < 2; i++) { /* the earlier of the escaped and the raw newline */
+            const char *p = memmem(from, (size_t)(end - from), opens[i], strlen(opens[i]));
+            if (p && (!first || p < first))
+                first = p, skip = strlen(opens[i]);
+        }
+        if (!first)
+            return NULL;
+        const char *p = first + skip;
+        const char *q = memmem(p, (size_t)(end - p), "<|im_end|>", 10);
+        if (!q)
+            return NULL;
+        if (!memchr(p, '\'', (size_t)(q - p)) && !memchr(p, '{', (size_t)(q - p)))
+            return strndup(p, (size_t)(q - p));
+        from = p; /* not a literal: the next one */
     }
-    if (!p)
-        return NULL;
-    p += skip;
-    const char *q = memmem(p, (size_t)(end - p), "<|im_end|>", 10);
-    if (!q || memchr(p, '\'', (size_t)(q - p)) || memchr(p, '{', (size_t)(q - p)))
-        return NULL; /* not a literal */
-    return strndup(p, (size_t)(q - p));
 }
 
 int kvz_chat_init(kvz_chat *c, const kvz_gguf *g, int has_im_start)

@@ -22,6 +22,32 @@ static int key_u32(const kvz_gguf *g, const char *arch, const char *name, int32_
     return KVZ_OK;
 }
 
+/* What llama.cpp would apply and kvz does not: refused, so that such a model
+ * is never computed wrongly without a word. */
+static int refuse_what_changes_the_math(const kvz_gguf *g, const char *arch)
+{
+    char key[128];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
+    kvz_gguf_str type;
+    if (kvz_gguf_find_key(g, key) >= 0 && kvz_gguf_get_str(g, key, &type) == KVZ_OK &&
+        !(type.len == 4 && memcmp(type.ptr, "none", 4) == 0))
+        return kvz_errorf(KVZ_ERR_UNSUPPORTED, "%s: RoPE scaling '%.*s' (%s) is not supported",
+                          kvz_gguf_path(g), (int)(type.len > 32 ? 32 : type.len), type.ptr, key);
+    snprintf(key, sizeof key, "%s.rope.scaling.factor", arch);
+    float factor = 0;
+    if (kvz_gguf_find_key(g, key) >= 0 && kvz_gguf_get_f32(g, key, &factor) == KVZ_OK && factor != 0 &&
+        factor != 1)
+        return kvz_errorf(KVZ_ERR_UNSUPPORTED, "%s: RoPE scaling by %g (%s) is not supported", kvz_gguf_path(g),
+                          factor, key);
+    static const char *const tensors[] = {"rope_freqs.weight", "output.bias"};
+    static const char *const what[] = {"RoPE frequency factors (Llama 3.1 and later)", "a bias on the logits"};
+    for (int i = 0; i < 2; i++)
+        if (kvz_gguf_find_tensor(g, tensors[i]))
+            return kvz_errorf(KVZ_ERR_UNSUPPORTED, "%s: tensor '%s' (%s) is not supported", kvz_gguf_path(g),
+                              tensors[i], what[i]);
+    return KVZ_OK;
+}
+
 int kvz_hparams_read(kvz_hparams *hp, const kvz_gguf *g)
 {
     memset(hp, 0, sizeof *hp);
@@ -78,6 +104,7 @@ int kvz_hparams_read(kvz_hparams *hp, const kvz_gguf *g)
         !isfinite(hp->rope.freq_base))
         return kvz_errorf(KVZ_ERR_FORMAT, "%s: rms epsilon %g or rope base %g is out of range",
                           kvz_gguf_path(g), hp->rms_eps, hp->rope.freq_base);
+    KVZ_TRY(refuse_what_changes_the_math(g, a));
     const kvz_gguf_tensor *emb = kvz_gguf_find_tensor(g, "token_embd.weight");
     if (!emb)
         return kvz_errorf(KVZ_ERR_FORMAT, "%s: tensor 'token_embd.weight' is missing",

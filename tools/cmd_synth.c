@@ -11,9 +11,10 @@
 static const char HELP[] =
     "usage: kvz synth-model --shape NAME -o FILE [options]\n"
     "\n"
-    "Writes a random-weight LLaMA (or Qwen2) model as GGUF, for tests and benchmarks that must\n"
-    "run anywhere without downloads. Same options, same file. Its byte-level\n"
-    "vocabulary has no merges (one token per byte); answers are noise.\n"
+    "Writes a random-weight LLaMA (or Qwen2) model as GGUF, for tests and\n"
+    "benchmarks that must run anywhere without downloads. Same options, same\n"
+    "file. Its byte-level vocabulary has no merges (one token per byte); answers\n"
+    "are noise.\n"
     "\n"
     "  --shape NAME     tiny, smollm2-135m, llama3-8b or qwen2-0.5b (architecture\n"
     "                   qwen2: q, k and v biases, RoPE on the halves of a head)\n"

@@ -162,7 +162,6 @@ static void test_logits_gpl3(void **state) { check_text("gpl3_excerpt"); }
 static void test_logits_code(void **state) { check_text("zpipe"); }
 static void test_logits_python_doc(void **state) { check_text("python_datamodel"); }
 
-/* Chunk size changes scheduling, not results. */
 /* The qwen2 architecture (q, k and v biases, RoPE on the halves of a head)
  * against llama.cpp: a random-weight model with F32 weights, written here
  * from the spec tests/reference/make_golden.py gives kvz synth-model
@@ -196,6 +195,7 @@ static void test_qwen2_synth_logits(void **state)
     model = smollm2;
 }
 
+/* Chunk size changes scheduling, not results. */
 static void test_chunking_invariance(void **state)
 {
     ref_logits r;

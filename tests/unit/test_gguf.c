@@ -392,6 +392,29 @@ static void test_model_checks(void **state)
     kvz_gguf_writer_free(w);
     expect_refused(kvz_model_load(&m, path, &cfg), KVZ_ERR_UNSUPPORTED, "gptneox");
     unlink(path);
+
+    /* RoPE scaling kvz does not apply (YaRN, linear by a factor): refused, not computed without it */
+    for (int c = 0; c < 2; c++) {
+        w = kvz_gguf_writer_new();
+        CHECK_OK(kvz_gguf_writer_set_str(w, "general.architecture", "qwen2"));
+        const char *counts[] = {"block_count", "embedding_length", "attention.head_count", "feed_forward_length",
+                                "context_length"};
+        const uint32_t values[] = {2, 64, 4, 128, 512};
+        char key[64];
+        for (int i = 0; i < 5; i++) {
+            snprintf(key, sizeof key, "qwen2.%s", counts[i]);
+            CHECK_OK(kvz_gguf_writer_set_u32(w, key, values[i]));
+        }
+        CHECK_OK(kvz_gguf_writer_set_f32(w, "qwen2.attention.layer_norm_rms_epsilon", 1e-6f));
+        if (c == 0)
+            CHECK_OK(kvz_gguf_writer_set_str(w, "qwen2.rope.scaling.type", "yarn"));
+        else
+            CHECK_OK(kvz_gguf_writer_set_f32(w, "qwen2.rope.scaling.factor", 4.0f));
+        CHECK_OK(kvz_gguf_writer_write(w, path));
+        kvz_gguf_writer_free(w);
+        expect_refused(kvz_model_load(&m, path, &cfg), KVZ_ERR_UNSUPPORTED, c == 0 ? "scaling 'yarn'" : "by 4");
+        unlink(path);
+    }
 }
 
 int main(void)

@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include "kvz.h"
@@ -481,6 +482,7 @@ static int stop_at_once(void *user, const char *piece, size_t len)
  * thread while it runs: the answer stops (as include/kvz.h promises). */
 typedef struct long_answer {
     kvz_session *session;
+    atomic_int done;
     int status;
     kvz_ask_info info;
 } long_answer;
@@ -491,7 +493,8 @@ static void *ask_at_length(void *arg)
     kvz_ask_options ao = {.max_tokens = 400};
     do /* refused while the other thread's probe (below) holds the session */
         a->status = kvz_session_ask(a->session, "Repeat the text word for word, twice.", &ao, NULL, &a->info);
-    while (a->status == KVZ_ERR_ARG);
+    while (a->status == KVZ_ERR_ARG && strstr(kvz_last_error(), "answering already"));
+    atomic_store(&a->done, 1);
     return NULL;
 }
 
@@ -542,9 +545,16 @@ static void test_engine_closed_first_and_nested_ask(void **state)
     pthread_t asker_thread;
     assert_int_equal(pthread_create(&asker_thread, NULL, ask_at_length, &la), 0);
     /* a one-token ask of our own is refused once the other thread's ask runs: then close */
-    int probes = 0;
-    while (kvz_session_ask(la.session, question, &stop_now, NULL, NULL) == KVZ_OK)
-        probes++, usleep(1000);
+    int probes = 0, probe;
+    for (;; probes++, usleep(1000)) {
+        if (atomic_load(&la.done))
+            fail_msg("the answer ended before a probe found it running (status %d)", la.status);
+        if ((probe = kvz_session_ask(la.session, question, &stop_now, NULL, NULL)) != KVZ_OK)
+            break;
+    }
+    if (probe != KVZ_ERR_ARG || !strstr(kvz_last_error(), "answering already"))
+        fail_msg("the probe failed otherwise: %s", kvz_last_error());
+    usleep(300 * 1000); /* into the answer (its 400 tokens take seconds here), or its question */
     kvz_session_close(la.session); /* the ask frees it when it stops */
     pthread_join(asker_thread, NULL);
     print_message("closed from another thread: stopped after %d tokens (stopped_by %d; %d probes first)\n",

@@ -106,6 +106,43 @@ static void test_golden_chat(void **state)
     kvz_chat_free(&chat);
 }
 
+/* A ChatML template shaped as Qwen2.5's: system turns built from
+ * expressions (for tools, and for a given system message) come before the
+ * literal default one, which is the one rendered when no system message is
+ * given (as Jinja2 renders such a template). */
+static void test_chatml_default_system_after_expressions(void **state)
+{
+    static const char tpl[] =
+        "{%- if tools %}\n    {{- '<|im_start|>system\\n' }}\n    {%- if messages[0]['role'] == 'system' %}"
+        "{{- messages[0]['content'] }}{%- else %}{{- 'Default with tools.' }}{%- endif %}"
+        "{{- \"\\n\\n# Tools<|im_end|>\\n\" }}\n{%- else %}\n    {%- if messages[0]['role'] == 'system' %}\n"
+        "        {{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}\n    {%- else %}\n"
+        "        {{- '<|im_start|>system\\nYou are a model, made by its makers. You help.<|im_end|>\\n' }}\n"
+        "    {%- endif %}\n{%- endif %}\n{%- for message in messages %}{{- '<|im_start|>' + message.role + '\\n' + "
+        "message.content + '<|im_end|>' + '\\n' }}{%- endfor %}\n{%- if add_generation_prompt %}"
+        "{{- '<|im_start|>assistant\\n' }}{%- endif %}\n";
+    const char *path = test_tmp_path("qwen25-template.gguf");
+    kvz_gguf_writer *w = kvz_gguf_writer_new();
+    CHECK_OK(kvz_gguf_writer_set_str(w, "tokenizer.chat_template", tpl));
+    CHECK_OK(kvz_gguf_writer_write(w, path));
+    kvz_gguf_writer_free(w);
+    kvz_gguf *tg;
+    CHECK_OK(kvz_gguf_open(&tg, path));
+    kvz_chat chat;
+    CHECK_OK(kvz_chat_init(&chat, tg, 1));
+    assert_int_equal(chat.kind, KVZ_CHAT_CHATML);
+    assert_non_null(chat.default_system);
+    assert_string_equal(chat.default_system, "You are a model, made by its makers. You help.");
+    kvz_chat_message user = {"user", "hi"};
+    char *rendered;
+    CHECK_OK(kvz_chat_render(&chat, &user, 1, 1, &rendered));
+    assert_string_equal(rendered, "<|im_start|>system\nYou are a model, made by its makers. You help.<|im_end|>\n"
+                                  "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+    free(rendered);
+    kvz_chat_free(&chat);
+    kvz_gguf_close(tg);
+}
+
 /* A GGUF carrying Meta's Llama-3 template is recognised, and kvz renders
  * conversations as Jinja2 renders that template. */
 static void test_golden_chat_llama3(void **state)
@@ -232,6 +269,7 @@ int main(void)
         cmocka_unit_test(test_golden_ids),
         cmocka_unit_test(test_golden_chat),
         cmocka_unit_test(test_golden_chat_llama3),
+        cmocka_unit_test(test_chatml_default_system_after_expressions),
         cmocka_unit_test(test_round_trip_generated_text),
         cmocka_unit_test(test_invalid_utf8_and_binary),
         cmocka_unit_test(test_special_token_queries),

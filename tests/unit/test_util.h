@@ -131,8 +131,12 @@ static inline const char *test_tmp_path(const char *name)
     static char buf[8][256];
     static int next;
     char *p = buf[next++ % 8];
-    snprintf(p, 256, "%s/kvz-test-%ld-%s", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
-             (long)getpid(), name);
+    int n = snprintf(p, 256, "%s/kvz-test-%ld-%s", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+                     (long)getpid(), name);
+    if (n < 0 || n >= 256) { /* cut short, it would name something else (TMPDIR itself), removed at exit */
+        fprintf(stderr, "test_tmp_path: TMPDIR and '%s' make a path of more than 255 bytes\n", name);
+        exit(1);
+    }
     int known = 0;
     for (int i = 0; i < test_tmp_made_count && !known; i++)
         known = strcmp(test_tmp_made[i], p) == 0;
