@@ -106,6 +106,21 @@ static void test_golden_chat(void **state)
     kvz_chat_free(&chat);
 }
 
+/* A GGUF (file `name`) holding only the chat template `tpl`, and the chat
+ * kvz makes of it; close the GGUF after kvz_chat_free. */
+static kvz_gguf *chat_of_template(const char *tpl, const char *name, int has_im_start, kvz_chat *chat)
+{
+    const char *path = test_tmp_path(name);
+    kvz_gguf_writer *w = kvz_gguf_writer_new();
+    CHECK_OK(kvz_gguf_writer_set_str(w, "tokenizer.chat_template", tpl));
+    CHECK_OK(kvz_gguf_writer_write(w, path));
+    kvz_gguf_writer_free(w);
+    kvz_gguf *g;
+    CHECK_OK(kvz_gguf_open(&g, path));
+    CHECK_OK(kvz_chat_init(chat, g, has_im_start));
+    return g;
+}
+
 /* A ChatML template shaped as Qwen2.5's: system turns built from
  * expressions (for tools, and for a given system message) come before the
  * literal default one, which is the one rendered when no system message is
@@ -121,15 +136,8 @@ static void test_chatml_default_system_after_expressions(void **state)
         "    {%- endif %}\n{%- endif %}\n{%- for message in messages %}{{- '<|im_start|>' + message.role + '\\n' + "
         "message.content + '<|im_end|>' + '\\n' }}{%- endfor %}\n{%- if add_generation_prompt %}"
         "{{- '<|im_start|>assistant\\n' }}{%- endif %}\n";
-    const char *path = test_tmp_path("qwen25-template.gguf");
-    kvz_gguf_writer *w = kvz_gguf_writer_new();
-    CHECK_OK(kvz_gguf_writer_set_str(w, "tokenizer.chat_template", tpl));
-    CHECK_OK(kvz_gguf_writer_write(w, path));
-    kvz_gguf_writer_free(w);
-    kvz_gguf *tg;
-    CHECK_OK(kvz_gguf_open(&tg, path));
     kvz_chat chat;
-    CHECK_OK(kvz_chat_init(&chat, tg, 1));
+    kvz_gguf *tg = chat_of_template(tpl, "qwen25-template.gguf", 1, &chat);
     assert_int_equal(chat.kind, KVZ_CHAT_CHATML);
     assert_non_null(chat.default_system);
     assert_string_equal(chat.default_system, "You are a model, made by its makers. You help.");
@@ -151,15 +159,8 @@ static void test_golden_chat_llama3(void **state)
     golden_open(&g, "tests/golden/chat_llama3.golden");
     size_t len;
     char *tpl = hex_decode(golden_expect(&g, "template"), &len);
-    const char *path = test_tmp_path("llama3-template.gguf");
-    kvz_gguf_writer *w = kvz_gguf_writer_new();
-    CHECK_OK(kvz_gguf_writer_set_str(w, "tokenizer.chat_template", tpl));
-    CHECK_OK(kvz_gguf_writer_write(w, path));
-    kvz_gguf_writer_free(w);
-    kvz_gguf *tg;
-    CHECK_OK(kvz_gguf_open(&tg, path));
     kvz_chat chat;
-    CHECK_OK(kvz_chat_init(&chat, tg, 0));
+    kvz_gguf *tg = chat_of_template(tpl, "llama3-template.gguf", 0, &chat);
     assert_int_equal(chat.kind, KVZ_CHAT_LLAMA3);
     int cases = 0;
     while (golden_peek(&g, "case")) {
@@ -183,7 +184,6 @@ static void test_golden_chat_llama3(void **state)
     assert_true(cases >= 5);
     kvz_chat_free(&chat);
     kvz_gguf_close(tg);
-    unlink(path);
     free(tpl);
     golden_close(&g);
 }
