@@ -195,8 +195,9 @@ test-cudasim: cudasim
 # shared memory (sm_86, sm_89: no tensor-core attention at head size 128), each
 # kernel taken to have 4 KB of it static (kvz's have up to 2.3 KB), the
 # forward pass on the default model and a
-# SmolLM2-shape and a qwen2 random one, KVzip compiles and answers on the qwen2
-# one (test-cudasim-asan runs them on the SmolLM2-shape one), and
+# SmolLM2-shape, a qwen2 and a RoPE-frequency-factor (Llama 3.1) random one, KVzip
+# compiles and answers on the last two (test-cudasim-asan runs them on the
+# SmolLM2-shape one), and
 # the CLI running out of device memory (tests/cudasim/test_device_memory.sh), here
 # with cudaMalloc (KVZ_CUDA_MEMORY_POOLS=0; test-cudasim-asan runs it stream-ordered),
 # and what a decoded token asks of the host (tests/cudasim/test_host_work.sh).
@@ -209,7 +210,7 @@ test-cudasim-quick: cudasim
 	@KVZ_CUDASIM_SMEM_OPTIN=99K KVZ_CUDASIM_STATIC_SMEM=4K KVZ_TEST_ONLY='test_attention*' sh tests/run_tests.sh \
 	  build-sim/tests/cuda/test_cuda_kernels
 	@KVZ_MODEL=$(MODEL) KVZ_TEST_SKIP='*llama3*' sh tests/run_tests.sh build-sim/tests/cuda/test_cuda_forward
-	@KVZ_TEST_ONLY='*qwen2*' sh tests/run_tests.sh build-sim/tests/cuda/test_cuda_compile
+	@KVZ_TEST_ONLY='*_synthetic_*' sh tests/run_tests.sh build-sim/tests/cuda/test_cuda_compile
 	@KVZ_BIN=build-sim/kvz KVZ_CUDA_MEMORY_POOLS=0 sh tests/run_tests.sh tests/cudasim/test_device_memory.sh
 	@KVZ_BIN=build-sim/kvz sh tests/run_tests.sh tests/cudasim/test_host_work.sh
 
@@ -228,7 +229,7 @@ test-cudasim-asan: cudasim-asan
 	@KVZ_MODEL=$(MODEL) KVZ_CUDASIM_ORDER=reverse sh tests/run_tests.sh build-sim-asan/tests/cuda/test_cuda_kernels
 	@KVZ_MODEL=$(MODEL) KVZ_CUDASIM_ORDER=reverse KVZ_TEST_ONLY='*smollm2*' sh tests/run_tests.sh \
 	  build-sim-asan/tests/cuda/test_cuda_forward
-	@KVZ_MODEL=$(MODEL) KVZ_CUDASIM_ORDER=reverse KVZ_TEST_ONLY='*synthetic' KVZ_TEST_SKIP='*qwen2*' \
+	@KVZ_MODEL=$(MODEL) KVZ_CUDASIM_ORDER=reverse KVZ_TEST_ONLY='*synthetic' \
 	  sh tests/run_tests.sh build-sim-asan/tests/cuda/test_cuda_compile
 	@KVZ_BIN=build-sim-asan/kvz KVZ_CUDASIM_ORDER=reverse sh tests/run_tests.sh tests/cudasim/test_device_memory.sh
 

@@ -80,6 +80,10 @@ int kvz_kv_load_job_check(const kvz_kv_load_job *job, size_t bytes, const kvz_ro
                           bytes);
     if (job->is_keys && !rope)
         return kvz_errorf(KVZ_ERR_ARG, "kv_load: keys need RoPE parameters");
+    if (job->is_keys && rope->n_factors != 0 &&
+        (rope->n_factors != rope->rope_dim / 2 || rope->n_factors > KVZ_ROPE_MAX_FACTORS))
+        return kvz_errorf(KVZ_ERR_ARG, "kv_load: %d RoPE frequency factors for a rotary width of %d",
+                          rope->n_factors, rope->rope_dim);
     return KVZ_OK;
 }
 

@@ -39,11 +39,21 @@ typedef enum kvz_rope_mode {
     KVZ_ROPE_NEOX = 2,   /* rotate (i, i + d/2): qwen2 and HF-layout models */
 } kvz_rope_mode;
 
+/* Frequency factors a model may carry, one per rotated pair (rotary widths
+ * up to 256; the model loader refuses factors for wider ones). */
+#define KVZ_ROPE_MAX_FACTORS 128
+
 typedef struct kvz_rope_params {
     int32_t head_dim;
     int32_t rope_dim;  /* leading dims rotated (== head_dim for llama) */
     float freq_base;
     kvz_rope_mode mode;
+    /* Pair j's angle is pos * freq_base^(-2j/rope_dim) / factors[j] when
+     * n_factors == rope_dim / 2 (GGUF rope_freqs.weight: Llama 3.1 and later,
+     * as llama.cpp divides); n_factors == 0: no factors. Held by value, so a
+     * backend passes them to its kernels as they are. */
+    int32_t n_factors;
+    float factors[KVZ_ROPE_MAX_FACTORS];
 } kvz_rope_params;
 
 /* Causal GQA attention over one layer's cache of rows of head_dim floats.

@@ -39,12 +39,36 @@ static int refuse_what_changes_the_math(const kvz_gguf *g, const char *arch)
         factor != 1)
         return kvz_errorf(KVZ_ERR_UNSUPPORTED, "%s: RoPE scaling by %g (%s) is not supported", kvz_gguf_path(g),
                           factor, key);
-    static const char *const tensors[] = {"rope_freqs.weight", "output.bias"};
-    static const char *const what[] = {"RoPE frequency factors (Llama 3.1 and later)", "a bias on the logits"};
-    for (int i = 0; i < 2; i++)
-        if (kvz_gguf_find_tensor(g, tensors[i]))
-            return kvz_errorf(KVZ_ERR_UNSUPPORTED, "%s: tensor '%s' (%s) is not supported", kvz_gguf_path(g),
-                              tensors[i], what[i]);
+    if (kvz_gguf_find_tensor(g, "output.bias"))
+        return kvz_errorf(KVZ_ERR_UNSUPPORTED, "%s: tensor 'output.bias' (a bias on the logits) is not supported",
+                          kvz_gguf_path(g));
+    return KVZ_OK;
+}
+
+/* RoPE frequency factors (tensor rope_freqs.weight, Llama 3.1 and later): one
+ * f32 divisor per rotated pair, which llama.cpp applies to llama models. */
+static int read_rope_factors(const kvz_gguf *g, kvz_hparams *hp)
+{
+    const kvz_gguf_tensor *t = kvz_gguf_find_tensor(g, "rope_freqs.weight");
+    if (!t)
+        return KVZ_OK;
+    const int32_t pairs = hp->rope.rope_dim / 2;
+    if (strcmp(hp->arch, "llama") != 0)
+        return kvz_errorf(KVZ_ERR_UNSUPPORTED, "%s: tensor 'rope_freqs.weight' in a '%s' model is not supported "
+                          "(kvz applies RoPE frequency factors to 'llama' models, as llama.cpp does)",
+                          kvz_gguf_path(g), hp->arch);
+    if (t->type != KVZ_GGML_F32 || t->n_dims != 1 || t->dims[0] != (uint64_t)pairs)
+        return kvz_errorf(KVZ_ERR_FORMAT, "%s: tensor 'rope_freqs.weight' is not %d f32 values (one per rotated "
+                          "pair)", kvz_gguf_path(g), pairs);
+    if (pairs > KVZ_ROPE_MAX_FACTORS)
+        return kvz_errorf(KVZ_ERR_UNSUPPORTED, "%s: RoPE frequency factors for a rotary width of %d (kvz takes "
+                          "them up to %d)", kvz_gguf_path(g), hp->rope.rope_dim, 2 * KVZ_ROPE_MAX_FACTORS);
+    memcpy(hp->rope.factors, t->data, (size_t)pairs * sizeof(float));
+    for (int32_t j = 0; j < pairs; j++)
+        if (!(hp->rope.factors[j] > 0) || !isfinite(hp->rope.factors[j]))
+            return kvz_errorf(KVZ_ERR_FORMAT, "%s: RoPE frequency factor %d is %g (must be positive)",
+                              kvz_gguf_path(g), j, hp->rope.factors[j]);
+    hp->rope.n_factors = pairs;
     return KVZ_OK;
 }
 
@@ -105,6 +129,7 @@ int kvz_hparams_read(kvz_hparams *hp, const kvz_gguf *g)
         return kvz_errorf(KVZ_ERR_FORMAT, "%s: rms epsilon %g or rope base %g is out of range",
                           kvz_gguf_path(g), hp->rms_eps, hp->rope.freq_base);
     KVZ_TRY(refuse_what_changes_the_math(g, a));
+    KVZ_TRY(read_rope_factors(g, hp));
     const kvz_gguf_tensor *emb = kvz_gguf_find_tensor(g, "token_embd.weight");
     if (!emb)
         return kvz_errorf(KVZ_ERR_FORMAT, "%s: tensor 'token_embd.weight' is missing",

@@ -11,6 +11,7 @@
 #include "common/splitmix.h"
 #include "common/error.h"
 #include "common/half.h"
+#include "kernels/backend.h"
 #include "kernels/ggml_types.h"
 #include "model/gguf_write.h"
 #include "model/utf8.h"
@@ -27,16 +28,19 @@ int kvz_synth_preset(const char *name, kvz_synth_spec *s)
     s->seed = 1;
     s->rms_eps = 1e-5f;
     if (strcmp(name, "tiny") == 0) {
-        *s = (kvz_synth_spec){2, 64, 4, 2, 128, 512, 512, 10000.0f, 1e-5f, KVZ_GGML_Q8_0, 1, 1, 0};
+        *s = (kvz_synth_spec){2, 64, 4, 2, 128, 512, 512, 10000.0f, 1e-5f, KVZ_GGML_Q8_0, 1, 1, 0, 0};
     } else if (strcmp(name, "smollm2-135m") == 0) {
-        *s = (kvz_synth_spec){30, 576, 9, 3, 1536, 49152, 8192, 100000.0f, 1e-5f, KVZ_GGML_Q8_0, 1, 1, 0};
+        *s = (kvz_synth_spec){30, 576, 9, 3, 1536, 49152, 8192, 100000.0f, 1e-5f, KVZ_GGML_Q8_0, 1, 1, 0, 0};
     } else if (strcmp(name, "llama3-8b") == 0) {
-        *s = (kvz_synth_spec){32, 4096, 32, 8, 14336, 128256, 8192, 500000.0f, 1e-5f, KVZ_GGML_Q4_K, 0, 1, 0};
+        *s = (kvz_synth_spec){32, 4096, 32, 8, 14336, 128256, 8192, 500000.0f, 1e-5f, KVZ_GGML_Q4_K, 0, 1, 0, 0};
+    } else if (strcmp(name, "llama3.1-8b") == 0) {
+        *s = (kvz_synth_spec){32, 4096, 32, 8, 14336, 128256, 131072, 500000.0f, 1e-5f, KVZ_GGML_Q4_K, 0, 1, 0, 8192};
     } else if (strcmp(name, "qwen2-0.5b") == 0) {
-        *s = (kvz_synth_spec){24, 896, 14, 2, 4864, 151936, 32768, 1000000.0f, 1e-6f, KVZ_GGML_Q8_0, 1, 1, 1};
+        *s = (kvz_synth_spec){24, 896, 14, 2, 4864, 151936, 32768, 1000000.0f, 1e-6f, KVZ_GGML_Q8_0, 1, 1, 1, 0};
     } else {
         return kvz_errorf(KVZ_ERR_NOT_FOUND,
-                          "unknown model shape '%s' (known: tiny, smollm2-135m, llama3-8b, qwen2-0.5b)", name);
+                          "unknown model shape '%s' (known: tiny, smollm2-135m, llama3-8b, llama3.1-8b, "
+                          "qwen2-0.5b)", name);
     }
     return KVZ_OK;
 }
@@ -75,6 +79,8 @@ typedef struct synth_tensor {
     float spread; /* values in [-spread, spread]; 0 with ones = 1: a norm of ones */
     int ones;
     rng r;
+    const float *values; /* non-NULL: these values (f32), in order, instead of random ones */
+    uint64_t next;       /* values written so far: the writer fills a tensor in pieces */
 } synth_tensor;
 
 typedef struct synth_ctx {
@@ -144,7 +150,7 @@ static int fill_tensor(void *ctx, uint64_t index, void *dst, uint64_t size)
     if (t->type == KVZ_GGML_F32 || t->type == KVZ_GGML_F16 || t->type == KVZ_GGML_BF16) {
         size_t esz = t->type == KVZ_GGML_F32 ? 4 : 2;
         for (uint64_t i = 0; i < size / esz; i++) {
-            float v = t->ones ? 1.0f : rng_uniform(&t->r, t->spread);
+            float v = t->values ? t->values[t->next++] : t->ones ? 1.0f : rng_uniform(&t->r, t->spread);
             if (t->type == KVZ_GGML_F32) {
                 memcpy((uint8_t *)dst + 4 * i, &v, 4);
             } else {
@@ -248,6 +254,26 @@ static int write_hparams(kvz_gguf_writer *w, const kvz_synth_spec *s)
     return KVZ_OK;
 }
 
+/* Llama 3.1's RoPE frequency factors (its "llama3" rope scaling: factor 8,
+ * low 1, high 4), which its GGUF conversion writes as rope_freqs.weight:
+ * pairs of short wavelength keep theirs, long ones are slowed 8x, and those
+ * between are interpolated. */
+static void llama31_rope_factors(const kvz_synth_spec *s, float *factors, int32_t pairs)
+{
+    const double factor = 8, low = 1, high = 4, old_ctx = s->rope_freqs_ctx;
+    for (int32_t j = 0; j < pairs; j++) {
+        const double wavelen = 2 * 3.14159265358979323846 * pow(s->rope_base, 2.0 * j / (2.0 * pairs));
+        if (wavelen < old_ctx / high) {
+            factors[j] = 1.0f;
+        } else if (wavelen > old_ctx / low) {
+            factors[j] = (float)factor;
+        } else {
+            const double smooth = (old_ctx / wavelen - low) / (high - low);
+            factors[j] = (float)(1.0 / ((1 - smooth) / factor + smooth));
+        }
+    }
+}
+
 static int check_spec(const kvz_synth_spec *s)
 {
     kvz_ggml_type_info info = kvz_ggml_type_info_of(s->weight_type);
@@ -257,6 +283,10 @@ static int check_spec(const kvz_synth_spec *s)
         return kvz_errorf(KVZ_ERR_ARG, "synth: inconsistent shape (layers %d, width %d, heads %d/%d, "
                           "ffn %d, vocab %d >= %d needed)", s->n_layers, s->dim, s->n_heads,
                           s->n_kv_heads, s->ff_dim, s->vocab, (int)N_CONTROL + 256);
+    const int32_t pairs = s->dim / s->n_heads / 2;
+    if (s->rope_freqs_ctx < 0 || (s->rope_freqs_ctx > 0 && (s->qwen2 || pairs > KVZ_ROPE_MAX_FACTORS)))
+        return kvz_errorf(KVZ_ERR_ARG, "synth: RoPE frequency factors need a llama model with heads of %d channels "
+                          "at most", 2 * KVZ_ROPE_MAX_FACTORS);
     if (info.block_elems == 0 || s->weight_type == KVZ_GGML_Q8_1)
         return kvz_errorf(KVZ_ERR_ARG, "synth: cannot generate weights of type %u", s->weight_type);
     if (s->dim % (int32_t)info.block_elems || s->ff_dim % (int32_t)info.block_elems)
@@ -269,7 +299,11 @@ int kvz_synth_model_write(const char *path, const kvz_synth_spec *s)
 {
     KVZ_TRY(check_spec(s));
     kvz_gguf_writer *w = kvz_gguf_writer_new();
-    uint64_t max_tensors = 3 + 12 * (uint64_t)s->n_layers;
+    uint64_t max_tensors = 4 + 12 * (uint64_t)s->n_layers;
+    float factors[KVZ_ROPE_MAX_FACTORS];
+    const int32_t pairs = (int32_t)(s->dim / s->n_heads / 2);
+    if (s->rope_freqs_ctx > 0)
+        llama31_rope_factors(s, factors, pairs);
     synth_ctx ctx = {calloc(max_tensors, sizeof(synth_tensor)), 0};
     if (!w || !ctx.t) {
         kvz_gguf_writer_free(w);
@@ -288,7 +322,7 @@ int kvz_synth_model_write(const char *path, const kvz_synth_spec *s)
         if (rc != KVZ_OK)                                                                    \
             break;                                                                           \
         synth_tensor *t_ = &ctx.t[ctx.n];                                                    \
-        *t_ = (synth_tensor){(type), (spread), (ones), {s->seed * 0x100000001b3ull + ctx.n}}; \
+        *t_ = (synth_tensor){(type), (spread), (ones), {s->seed * 0x100000001b3ull + ctx.n}, NULL, 0}; \
         uint64_t dims_[2] = {(uint64_t)(cols), (uint64_t)(rows)};                            \
         rc = kvz_gguf_writer_add_tensor(w, (name), (rows) == 1 ? 1 : 2, dims_, (type), NULL, \
                                         fill_tensor, &ctx);                                  \
@@ -299,6 +333,10 @@ int kvz_synth_model_write(const char *path, const kvz_synth_spec *s)
     ADD("output_norm.weight", 1, s->dim, KVZ_GGML_F32, 0.0f, 1);
     if (!s->tied)
         ADD("output.weight", s->vocab, s->dim, s->weight_type, in_spread, 0);
+    if (s->rope_freqs_ctx > 0 && rc == KVZ_OK) {
+        ADD("rope_freqs.weight", 1, pairs, KVZ_GGML_F32, 0.0f, 0);
+        ctx.t[ctx.n - 1].values = factors; /* read when the file is written, below */
+    }
     for (int32_t l = 0; l < s->n_layers && rc == KVZ_OK; l++) {
         char name[64];
 #define BLK(suffix) (snprintf(name, sizeof name, "blk.%d." suffix, l), name)

@@ -16,8 +16,10 @@ static const char HELP[] =
     "file. Its byte-level vocabulary has no merges (one token per byte); answers\n"
     "are noise.\n"
     "\n"
-    "  --shape NAME     tiny, smollm2-135m, llama3-8b or qwen2-0.5b (architecture\n"
-    "                   qwen2: q, k and v biases, RoPE on the halves of a head)\n"
+    "  --shape NAME     tiny, smollm2-135m, llama3-8b, llama3.1-8b (llama3-8b with\n"
+    "                   Llama 3.1's RoPE frequency factors, context 131072) or\n"
+    "                   qwen2-0.5b (architecture qwen2: q, k and v biases, RoPE on\n"
+    "                   the halves of a head)\n"
     "  -o, --output F   the GGUF file to write\n"
     "  --layers N       override the layer count (fewer: a smaller model of the same\n"
     "                   shape; more: a deeper one)\n"
@@ -26,9 +28,12 @@ static const char HELP[] =
     "                   that are multiples of 256, as llama3-8b's are)\n"
     "  --ctx N          trained context length to declare\n"
     "  --vocab N        vocabulary size (at least 264: the bytes and control tokens)\n"
+    "  --rope-freqs N   write Llama 3.1's RoPE frequency factors (rope_freqs.weight)\n"
+    "                   for an original context of N tokens (llama shapes only;\n"
+    "                   llama3.1-8b has them for 8192)\n"
     "  --seed N         generator seed (default 1)\n";
 
-enum { OPT_SHAPE = 256, OPT_LAYERS, OPT_TYPE, OPT_CTX, OPT_VOCAB, OPT_SEED };
+enum { OPT_SHAPE = 256, OPT_LAYERS, OPT_TYPE, OPT_CTX, OPT_VOCAB, OPT_SEED, OPT_ROPE_FREQS };
 
 int cmd_synth(int argc, char **argv)
 {
@@ -36,11 +41,12 @@ int cmd_synth(int argc, char **argv)
         {"shape", required_argument, 0, OPT_SHAPE}, {"output", required_argument, 0, 'o'},
         {"layers", required_argument, 0, OPT_LAYERS}, {"type", required_argument, 0, OPT_TYPE},
         {"ctx", required_argument, 0, OPT_CTX},       {"seed", required_argument, 0, OPT_SEED},
-        {"vocab", required_argument, 0, OPT_VOCAB},   {"help", no_argument, 0, 'h'},
+        {"vocab", required_argument, 0, OPT_VOCAB},   {"rope-freqs", required_argument, 0, OPT_ROPE_FREQS},
+        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     const char *shape = NULL, *out = NULL, *type = NULL;
-    long layers = 0, ctx = 0, vocab = 0, seed = -1;
+    long layers = 0, ctx = 0, vocab = 0, seed = -1, rope_freqs = 0;
     int c, index = -1;
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:h", options, &index)) != -1) {
@@ -56,6 +62,9 @@ int cmd_synth(int argc, char **argv)
             break;
         case OPT_VOCAB:
             if (cli_parse_int(optarg, 1, 1 << 24, &vocab)) goto bad;
+            break;
+        case OPT_ROPE_FREQS:
+            if (cli_parse_int(optarg, 1, 1 << 24, &rope_freqs)) goto bad;
             break;
         case OPT_SEED:
             if (cli_parse_int(optarg, 0, 1L << 62, &seed)) goto bad;
@@ -80,6 +89,8 @@ int cmd_synth(int argc, char **argv)
         spec.vocab = (int32_t)vocab;
     if (seed >= 0)
         spec.seed = (uint64_t)seed;
+    if (rope_freqs)
+        spec.rope_freqs_ctx = (int32_t)rope_freqs;
     if (type) {
         int t = kvz_ggml_type_from_name(type);
         if (t < 0) {

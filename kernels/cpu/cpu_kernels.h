@@ -40,7 +40,9 @@ void kvz_cpu_rmsnorm(float *out, const float *x, const float *weight, int32_t n,
 typedef struct kvz_cpu_rope_table {
     float *cs; /* (n_positions, half) (cos, sin) pairs */
     int32_t n_positions, half;
-    float freq_base; /* the angles' parameters, with half */
+    float freq_base; /* the angles' parameters, with half and the factors */
+    int32_t n_factors;
+    float factors[KVZ_ROPE_MAX_FACTORS];
 } kvz_cpu_rope_table;
 /* Grow t to cover every one of `positions` for p's angles (remade if it was
  * made for others). Out of memory leaves t as it was: rotation without it is

@@ -1,7 +1,8 @@
 /*
  * rope.c — rotary position embedding on the CPU.
  *
- * Pair j of a head rotates by angle pos · base^(-2j/rope_dim). Angles are
+ * Pair j of a head rotates by angle pos · base^(-2j/rope_dim), divided by the
+ * pair's frequency factor when the model has them (Llama 3.1+). Angles are
  * computed in double: at positions of tens of thousands an f32 angle is off by
  * ~1e-3 rad, and RoPE at load must reproduce prefill exactly. The (cos, sin)
  * of each (position, pair) can come from a table (kvz_cpu_rope_table): a
@@ -18,9 +19,11 @@
 
 static void rope_frequencies(const kvz_rope_params *p, double freq[KVZ_CPU_ROPE_MAX_DIM / 2])
 {
-    KVZ_ASSERT(p->rope_dim / 2 <= KVZ_CPU_ROPE_MAX_DIM / 2); /* models beyond it are refused at load */
+    /* models beyond these are refused at load */
+    KVZ_ASSERT(p->rope_dim / 2 <= KVZ_CPU_ROPE_MAX_DIM / 2);
+    KVZ_ASSERT(p->n_factors == 0 || (p->n_factors == p->rope_dim / 2 && p->n_factors <= KVZ_ROPE_MAX_FACTORS));
     for (int32_t j = 0; j < p->rope_dim / 2; j++)
-        freq[j] = pow((double)p->freq_base, -2.0 * j / p->rope_dim);
+        freq[j] = pow((double)p->freq_base, -2.0 * j / p->rope_dim) / (p->n_factors ? p->factors[j] : 1.0);
 }
 
 /* cs[2j], cs[2j + 1] = cos, sin of pair j's angle at `pos`. */
@@ -36,7 +39,8 @@ static void rope_angles(double pos, const double *freq, int32_t half, float *cs)
 /* t holds angles made for p's rotary width and base. */
 static int rope_table_fits(const kvz_cpu_rope_table *t, const kvz_rope_params *p)
 {
-    return t->cs && t->half == p->rope_dim / 2 && t->freq_base == p->freq_base;
+    return t->cs && t->half == p->rope_dim / 2 && t->freq_base == p->freq_base && t->n_factors == p->n_factors &&
+           memcmp(t->factors, p->factors, (size_t)p->n_factors * sizeof *p->factors) == 0;
 }
 
 void kvz_cpu_rope_table_free(kvz_cpu_rope_table *t)
@@ -73,6 +77,8 @@ void kvz_cpu_rope_table_cover(kvz_cpu_rope_table *t, const kvz_rope_params *p, c
     for (int32_t q = from; q < to; q++)
         rope_angles(q, freq, half, cs + (size_t)q * half * 2);
     t->cs = cs, t->n_positions = to, t->half = half, t->freq_base = p->freq_base;
+    t->n_factors = p->n_factors;
+    memcpy(t->factors, p->factors, (size_t)p->n_factors * sizeof *p->factors);
 }
 
 void kvz_cpu_rope(float *x, const int32_t *positions, int32_t n, int32_t n_heads, const kvz_rope_params *p,

@@ -24,8 +24,8 @@ struct kv_load_args {
     const uint16_t *scales;
     const int32_t *positions; /* NULL: values, no rotation */
     kvz_quant_shape shape;
-    int is_keys, rope_dim, neox;
-    double log_base;
+    int is_keys, neox;
+    rope_angles angles; /* rope_dim 0 for values */
 };
 
 /* Thread per (row, channel pair): the pair RoPE rotates together when it is
@@ -37,14 +37,14 @@ __global__ static void kv_load_kernel(kv_load_args a)
     if (idx >= (int64_t)a.shape.n * half_d)
         return;
     const int64_t t = idx / half_d;
-    const int32_t j = (int32_t)(idx % half_d), half = a.rope_dim / 2;
+    const int32_t j = (int32_t)(idx % half_d), half = a.angles.rope_dim / 2;
     float *row = a.dst + t * a.shape.d;
     int32_t c0, c1;
     rope_pair_channels(j, a.positions ? half : 0, a.neox, &c0, &c1);
     float x0 = kvz_kv_element(a.payload, a.scales, &a.shape, a.is_keys, t, c0);
     float x1 = kvz_kv_element(a.payload, a.scales, &a.shape, a.is_keys, t, c1);
     if (a.positions && j < half)
-        rope_rotate(&x0, &x1, a.positions[t], j, a.rope_dim, a.log_base, false);
+        rope_rotate(&x0, &x1, a.positions[t], j, a.angles, false);
     row[c0] = x0;
     row[c1] = x1;
 }
@@ -92,7 +92,7 @@ int cuda_kv_load(kvz_backend *b, const void *staging, size_t bytes, const kvz_kv
     /* the host may refill `staging` once the copy is done: recorded before the
      * launches, so a launch that fails still leaves it recorded */
     CUDA_TRY(cudaEventRecord(st->done, c->stream));
-    const double log_base = rope ? log((double)rope->freq_base) : 0.0;
+    const rope_angles key_angles = rope_angles_of(rope), no_angles = rope_angles_of(NULL);
     for (int32_t i = 0; i < n_jobs; i++) {
         const kvz_kv_load_job *j = &jobs[i];
         if (j->shape.n == 0)
@@ -104,9 +104,8 @@ int cuda_kv_load(kvz_backend *b, const void *staging, size_t bytes, const kvz_kv
         a.positions = j->is_keys ? (const int32_t *)(d + j->positions) : NULL;
         a.shape = j->shape;
         a.is_keys = j->is_keys;
-        a.rope_dim = j->is_keys ? rope->rope_dim : 0;
         a.neox = j->is_keys && rope->mode == KVZ_ROPE_NEOX;
-        a.log_base = j->is_keys ? log_base : 0.0;
+        a.angles = j->is_keys ? key_angles : no_angles;
         int64_t threads = (int64_t)j->shape.n * (j->shape.d / 2);
         kv_load_kernel<<<ceil_div(threads, 256), 256, 0, c->stream>>>(a);
         CUDA_LAUNCHED("kv load");

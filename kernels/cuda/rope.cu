@@ -8,10 +8,9 @@
 
 /* Thread per (token, head, rotated pair). */
 __global__ static void rope_kernel(float *x, const int32_t *positions, int32_t n, int32_t n_heads,
-                                   int32_t head_dim, int32_t rope_dim, double log_base, int neox,
-                                   int inverse)
+                                   int32_t head_dim, rope_angles angles, int neox, int inverse)
 {
-    const int32_t half = rope_dim / 2;
+    const int32_t half = angles.rope_dim / 2;
     const int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (int64_t)n * n_heads * half)
         return;
@@ -21,7 +20,7 @@ __global__ static void rope_kernel(float *x, const int32_t *positions, int32_t n
     rope_pair_channels(j, half, neox, &c0, &c1);
     float *v = x + row * head_dim;
     float x0 = v[c0], x1 = v[c1];
-    rope_rotate(&x0, &x1, positions[row / n_heads], j, rope_dim, log_base, inverse);
+    rope_rotate(&x0, &x1, positions[row / n_heads], j, angles, inverse);
     v[c0] = x0;
     v[c1] = x1;
 }
@@ -31,8 +30,7 @@ int cuda_rope(kvz_backend *b, float *x, const int32_t *positions, int32_t n, int
 {
     int64_t total = (int64_t)n * n_heads * (p->rope_dim / 2);
     rope_kernel<<<ceil_div(total, 256), 256, 0, cuda_of(b)->stream>>>(
-        x, positions, n, n_heads, p->head_dim, p->rope_dim, log((double)p->freq_base),
-        p->mode == KVZ_ROPE_NEOX, inverse);
+        x, positions, n, n_heads, p->head_dim, rope_angles_of(p), p->mode == KVZ_ROPE_NEOX, inverse);
     CUDA_LAUNCHED("rope");
     return KVZ_OK;
 }
@@ -43,9 +41,9 @@ struct rope_kv_append_args {
     const int32_t *positions;
     const int64_t *head_base; /* NULL: dense caches, head h's rows from h * capacity */
     const int32_t *head_rows;
-    int32_t n, pos0, n_heads, n_kv_heads, head_dim, capacity, rope_dim;
+    int32_t n, pos0, n_heads, n_kv_heads, head_dim, capacity;
     bool neox;
-    double log_base;
+    rope_angles angles;
 };
 
 /* Thread per (token i, head slot, channel pair j). Slots [0, n_heads) are
@@ -54,7 +52,7 @@ struct rope_kv_append_args {
  * caches at the row after head h's existing rows, as kvz_cpu_kv_append puts them. */
 __global__ static void rope_kv_append_kernel(rope_kv_append_args a)
 {
-    const int32_t pairs = a.head_dim / 2, slots = a.n_heads + a.n_kv_heads, half = a.rope_dim / 2;
+    const int32_t pairs = a.head_dim / 2, slots = a.n_heads + a.n_kv_heads, half = a.angles.rope_dim / 2;
     const int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (int64_t)a.n * slots * pairs)
         return;
@@ -70,7 +68,7 @@ __global__ static void rope_kv_append_kernel(rope_kv_append_args a)
     float *row = (is_q ? a.q : a.k) + src;
     float x0 = row[c0], x1 = row[c1];
     if (j < half) {
-        rope_rotate(&x0, &x1, a.positions[i], j, a.rope_dim, a.log_base, false);
+        rope_rotate(&x0, &x1, a.positions[i], j, a.angles, false);
         row[c0] = x0;
         row[c1] = x1;
     }
@@ -89,7 +87,7 @@ int cuda_rope_kv_append(kvz_backend *b, float *k_cache, float *v_cache, float *q
 {
     rope_kv_append_args a = {k_cache, v_cache, q, k, v, positions, p->head_base, p->head_rows,
                              p->n, p->pos0, p->n_heads, p->n_kv_heads, p->head_dim, p->capacity,
-                             rope->rope_dim, rope->mode == KVZ_ROPE_NEOX, log((double)rope->freq_base)};
+                             rope->mode == KVZ_ROPE_NEOX, rope_angles_of(rope)};
     int64_t total = (int64_t)p->n * (p->n_heads + p->n_kv_heads) * (p->head_dim / 2);
     rope_kv_append_kernel<<<ceil_div(total, 256), 256, 0, cuda_of(b)->stream>>>(a);
     CUDA_LAUNCHED("rope_kv_append");

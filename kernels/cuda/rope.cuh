@@ -7,7 +7,36 @@
 #ifndef KVZ_KERNELS_CUDA_ROPE_CUH
 #define KVZ_KERNELS_CUDA_ROPE_CUH
 
+#include <math.h>
 #include <stdint.h>
+#include <string.h>
+
+extern "C" {
+#include "kernels/backend.h"
+}
+
+/* RoPE's angles as kernels take them, by value: the log of the base, the
+ * rotary width, and the per-pair frequency factors (Llama 3.1+; n_factors 0:
+ * none). */
+struct rope_angles {
+    double log_base;
+    int32_t rope_dim, n_factors;
+    float factors[KVZ_ROPE_MAX_FACTORS];
+};
+
+/* p's angles; a zero width (no rotation: values at load) for p NULL. */
+static inline rope_angles rope_angles_of(const kvz_rope_params *p)
+{
+    rope_angles a;
+    memset(&a, 0, sizeof a);
+    if (!p)
+        return a;
+    a.log_base = log((double)p->freq_base);
+    a.rope_dim = p->rope_dim;
+    a.n_factors = p->n_factors;
+    memcpy(a.factors, p->factors, sizeof a.factors);
+    return a;
+}
 
 /* The channels (c0, c1) of pair j of a head whose first 2 * half channels
  * rotate: for j < half, the two RoPE turns together (normal: 2j and 2j + 1;
@@ -20,10 +49,13 @@ __device__ inline void rope_pair_channels(int32_t j, int32_t half, bool neox, in
 }
 
 /* (x0, x1) of rotated pair j turned by its angle at `position` (back when inverse). */
-__device__ inline void rope_rotate(float *x0, float *x1, int32_t position, int32_t j, int32_t rope_dim,
-                                   double log_base, bool inverse)
+__device__ inline void rope_rotate(float *x0, float *x1, int32_t position, int32_t j, const rope_angles &a,
+                                   bool inverse)
 {
-    double theta = (double)position * exp(-2.0 * j / rope_dim * log_base), sn, cs;
+    double freq = exp(-2.0 * j / a.rope_dim * a.log_base), sn, cs;
+    if (a.n_factors)
+        freq /= (double)a.factors[j]; /* as kernels/cpu/rope.c: the factor divides the frequency */
+    const double theta = (double)position * freq;
     sincos(theta, &sn, &cs);
     const float c = (float)cs, s = inverse ? -(float)sn : (float)sn;
     /* rounded as the CPU's rotation (kernels/cpu/rope.c), not fused */

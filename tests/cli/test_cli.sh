@@ -109,4 +109,14 @@ check query-qwen2-other-model 6 "$KVZ" query --store "$TMP/qwen2-store" --model 
 expect_in query-qwen2-other-model "$TMP/err" "compiled for qwen2"
 check synth-bad-vocab 2 "$KVZ" synth-model --shape qwen2-0.5b --vocab 10 -o "$TMP/x.gguf"
 
+# a model with Llama 3.1's RoPE frequency factors compiles and answers; qwen2 has no such factors
+check synth-rope-freqs 0 "$KVZ" synth-model --shape tiny --ctx 8192 --rope-freqs 64 -o "$TMP/rope-freqs.gguf"
+check compile-rope-freqs 0 "$KVZ" compile "$TMP/light.txt" --store "$TMP/rope-freqs-store" \
+    --model "$TMP/rope-freqs.gguf" --quiet
+check query-rope-freqs 0 "$KVZ" query --store "$TMP/rope-freqs-store" --model "$TMP/rope-freqs.gguf" \
+    --doc "$TMP/light.txt" --max-tokens 4 --json "When?"
+expect_in query-rope-freqs "$TMP/out" '"answer_tokens":'
+check synth-rope-freqs-qwen2 2 "$KVZ" synth-model --shape qwen2-0.5b --rope-freqs 64 -o "$TMP/x.gguf"
+expect_in synth-rope-freqs-qwen2 "$TMP/err" "need a llama model"
+
 finish CLI

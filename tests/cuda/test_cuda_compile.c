@@ -8,7 +8,8 @@
  * stream). Each check runs on the default model (tests
  * named *_real) and on a random-weight model of its shape (*_synthetic, one
  * token per byte); KVzip and the runtime also on a random-weight qwen2 model
- * (*_qwen2_synthetic). Needs an NVIDIA GPU.
+ * (*_synthetic_qwen2) and on one with Llama 3.1's RoPE frequency factors
+ * (*_synthetic_rope_freqs). Needs an NVIDIA GPU.
  */
 #include "../unit/test_util.h"
 
@@ -26,14 +27,16 @@
 #include "model/synth_model.h"
 #include "runtime/runtime.h"
 
-enum { REAL, SYNTHETIC, QWEN2 };
+enum { REAL, SYNTHETIC, QWEN2, ROPE_FREQS };
 
 /* The model: the default one (REAL), or a random-weight one, made once: of
- * the default model's shape with fewer layers (SYNTHETIC), or of the qwen2
- * architecture (QWEN2: q, k and v biases, RoPE on the halves of a head). */
+ * the default model's shape with fewer layers (SYNTHETIC), of the qwen2
+ * architecture (QWEN2: q, k and v biases, RoPE on the halves of a head), or
+ * the default model's shape with Llama 3.1's RoPE frequency factors for an
+ * original context of 64 tokens, so that they turn most pairs here (ROPE_FREQS). */
 static const char *model_path_of(int which)
 {
-    static char paths[3][256];
+    static char paths[4][256];
     char *path = paths[which];
     if (which == REAL)
         return test_model_path();
@@ -44,7 +47,10 @@ static const char *model_path_of(int which)
         spec.weight_type = KVZ_GGML_Q4_1; /* the default model's type */
         if (which == QWEN2)
             spec.n_layers = GPU_OR_EMULATED(6, 2), spec.vocab = 8192;
-        snprintf(path, 256, "%s", test_tmp_path(which == QWEN2 ? "synth-qwen2.gguf" : "synth-smollm2.gguf"));
+        if (which == ROPE_FREQS)
+            spec.n_layers = GPU_OR_EMULATED(6, 2), spec.vocab = 8192, spec.rope_freqs_ctx = 64;
+        static const char *const files[] = {"", "synth-smollm2.gguf", "synth-qwen2.gguf", "synth-rope-freqs.gguf"};
+        snprintf(path, 256, "%s", test_tmp_path(files[which]));
         CHECK_OK(kvz_synth_model_write(path, &spec));
     }
     return path;
@@ -147,9 +153,10 @@ static void compare(int synthetic, kvz_method method, uint32_t bits)
             }
         }
     double overlap = (double)both / (double)either;
+    static const char *const model_names[] = {"real", "synthetic", "qwen2", "rope_freqs"};
     print_message("%s, %s %u-bit: kept positions overlap %.4f (Jaccard), decoded |dk| %.3g of %.3g, "
-                  "|dv| %.3g of %.3g\n", (const char *[]){"real", "synthetic", "qwen2"}[synthetic], kvz_method_name(method), bits,
-                  overlap, worst_k, range_k, worst_v, range_v);
+                  "|dv| %.3g of %.3g\n", model_names[synthetic], kvz_method_name(method), bits, overlap, worst_k,
+                  range_k, worst_v, range_v);
     assert_true(overlap >= 0.95);
     /* within two quantization steps of the range, plus f16 drift of the activations */
     double step = bits == 16 ? 1.0 / 512 : 2.0 / ((1 << bits) - 1);
@@ -329,8 +336,10 @@ static void sessions_on_threads(int synthetic)
 #define CHUNKKV_4(s) compare(s, KVZ_METHOD_CHUNKKV, 4)
 #define KNORM_4(s) compare(s, KVZ_METHOD_KNORM, 4)
 #define FULL_16(s) compare(s, KVZ_METHOD_FULL, 16)
-static void test_kvzip_qwen2_synthetic(void **state) { (void)state; KVZIP_4(QWEN2); }
-static void test_runtime_qwen2_synthetic(void **state) { (void)state; runtime_cpu_vs_cuda(QWEN2); }
+static void test_kvzip_synthetic_qwen2(void **state) { (void)state; KVZIP_4(QWEN2); }
+static void test_runtime_synthetic_qwen2(void **state) { (void)state; runtime_cpu_vs_cuda(QWEN2); }
+static void test_kvzip_synthetic_rope_freqs(void **state) { (void)state; KVZIP_4(ROPE_FREQS); }
+static void test_runtime_synthetic_rope_freqs(void **state) { (void)state; runtime_cpu_vs_cuda(ROPE_FREQS); }
 BOTH_MODELS(kvzip, KVZIP_4)
 BOTH_MODELS(runtime, runtime_cpu_vs_cuda)
 BOTH_MODELS(sessions, sessions_on_threads)
@@ -349,7 +358,8 @@ int main(void)
         cmocka_unit_test(test_chunkkv_real),  cmocka_unit_test(test_chunkkv_synthetic),
         cmocka_unit_test(test_knorm_real),    cmocka_unit_test(test_knorm_synthetic),
         cmocka_unit_test(test_full_real),     cmocka_unit_test(test_full_synthetic),
-        cmocka_unit_test(test_kvzip_qwen2_synthetic), cmocka_unit_test(test_runtime_qwen2_synthetic),
+        cmocka_unit_test(test_kvzip_synthetic_qwen2), cmocka_unit_test(test_runtime_synthetic_qwen2),
+        cmocka_unit_test(test_kvzip_synthetic_rope_freqs), cmocka_unit_test(test_runtime_synthetic_rope_freqs),
     };
     test_filters_from_env(tests);
     return cmocka_run_group_tests(tests, NULL, NULL); /* test_tmp_path's files go at exit */

@@ -105,7 +105,9 @@ static void test_real_model(void **state)
     kvz_model_free(gpu);
 }
 
-static void check_synthetic(const char *shape, int32_t layers, uint32_t type, int32_t n_tokens, int32_t vocab)
+/* rope_freqs_ctx > 0: with Llama 3.1's RoPE frequency factors for that original context. */
+static void check_synthetic(const char *shape, int32_t layers, uint32_t type, int32_t n_tokens, int32_t vocab,
+                            int32_t rope_freqs_ctx)
 {
     kvz_synth_spec spec;
     CHECK_OK(kvz_synth_preset(shape, &spec));
@@ -113,6 +115,7 @@ static void check_synthetic(const char *shape, int32_t layers, uint32_t type, in
     if (vocab) /* else the shape's */
         spec.vocab = vocab;
     spec.weight_type = type;
+    spec.rope_freqs_ctx = rope_freqs_ctx;
     const char *path = test_tmp_path("synth.gguf");
     CHECK_OK(kvz_synth_model_write(path, &spec));
     kvz_model *cpu = load(path, KVZ_DEVICE_CPU), *gpu = load(path, KVZ_DEVICE_CUDA);
@@ -134,20 +137,27 @@ static void check_synthetic(const char *shape, int32_t layers, uint32_t type, in
 
 static void test_synthetic_smollm2_shape(void **state)
 {
-    check_synthetic("smollm2-135m", 4, KVZ_GGML_Q8_0, 300, 0);
-    check_synthetic("smollm2-135m", 2, KVZ_GGML_Q4_1, 200, 0);
+    check_synthetic("smollm2-135m", 4, KVZ_GGML_Q8_0, 300, 0, 0);
+    check_synthetic("smollm2-135m", 2, KVZ_GGML_Q4_1, 200, 0, 0);
 }
 
 static void test_synthetic_llama3_shape(void **state)
 {
-    check_synthetic("llama3-8b", 2, KVZ_GGML_Q4_K, 260, 0);
-    check_synthetic("llama3-8b", 1, KVZ_GGML_Q6_K, 70, 0);
+    check_synthetic("llama3-8b", 2, KVZ_GGML_Q4_K, 260, 0, 0);
+    check_synthetic("llama3-8b", 1, KVZ_GGML_Q6_K, 70, 0, 0);
 }
 
 /* qwen2: q, k and v biases (add_bias) and RoPE on the halves of a head */
 static void test_synthetic_qwen2_shape(void **state)
 {
-    check_synthetic("qwen2-0.5b", 2, KVZ_GGML_Q8_0, 200, 4096);
+    check_synthetic("qwen2-0.5b", 2, KVZ_GGML_Q8_0, 200, 4096, 0);
+}
+
+/* Llama 3.1's RoPE frequency factors (for an original context of 64 tokens,
+ * so that they turn most pairs here): RoPE, rope_kv_append */
+static void test_synthetic_rope_freqs(void **state)
+{
+    check_synthetic("smollm2-135m", 2, KVZ_GGML_Q8_0, 200, 4096, 64);
 }
 
 int main(void)
@@ -157,6 +167,7 @@ int main(void)
         cmocka_unit_test(test_synthetic_smollm2_shape),
         cmocka_unit_test(test_synthetic_llama3_shape),
         cmocka_unit_test(test_synthetic_qwen2_shape),
+        cmocka_unit_test(test_synthetic_rope_freqs),
     };
     test_filters_from_env(tests);
     return cmocka_run_group_tests(tests, NULL, NULL);

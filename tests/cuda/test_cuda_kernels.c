@@ -275,11 +275,22 @@ static void test_embed(void **state)
     gpu->ops->weight_free(gpu, &tg);
 }
 
+/* Frequency factors (Llama 3.1+: each pair's angle divided by its own) for
+ * every rotated pair of rp, from 1 to 8.8. */
+static void add_rope_factors(kvz_rope_params *rp)
+{
+    rp->n_factors = rp->rope_dim / 2;
+    for (int32_t j = 0; j < rp->n_factors; j++)
+        rp->factors[j] = 1.0f + (float)(j % 7) * 1.3f;
+}
+
 static void test_rope(void **state)
 {
-    const kvz_rope_mode modes[] = {KVZ_ROPE_NORMAL, KVZ_ROPE_NEOX};
-    for (int m = 0; m < 2; m++) {
+    const kvz_rope_mode modes[] = {KVZ_ROPE_NORMAL, KVZ_ROPE_NEOX, KVZ_ROPE_NORMAL};
+    for (int m = 0; m < 3; m++) {
         kvz_rope_params rp = {.head_dim = 128, .rope_dim = 128, .freq_base = 500000.0f, .mode = modes[m]};
+        if (m == 2)
+            add_rope_factors(&rp);
         int32_t n = 6, heads = 8, pos[6] = {0, 1, 77, 4095, 8191, 32767};
         size_t len = (size_t)n * heads * 128;
         float *x = host_random(len, 1.0f), *dx = dev(x, len * 4);
@@ -288,7 +299,8 @@ static void test_rope(void **state)
             CHECK_OK(cpu->ops->rope(cpu, x, pos, n, heads, &rp, inverse));
             CHECK_OK(gpu->ops->rope(gpu, dx, dp, n, heads, &rp, inverse));
             float *got = back(dx, len);
-            expect_close(inverse ? "rope inverse" : (m ? "rope neox" : "rope normal"), x, got, len, 1e-6);
+            const char *what[] = {"rope normal", "rope neox", "rope with factors"};
+            expect_close(inverse ? "rope inverse" : what[m], x, got, len, 1e-6);
             free(got);
         }
         free(x);
@@ -421,8 +433,10 @@ static void check_attention_ragged(int32_t n, const int32_t *rows, int32_t n_hea
     kvz_attention_params dp = p;
     dp.head_base = dbase;
     dp.head_rows = drows;
-    /* the question's rows go after each head's own: its positions follow the document's */
+    /* the question's rows go after each head's own: its positions follow the document's;
+     * Llama 3.1's frequency factors too */
     kvz_rope_params rope = {.head_dim = hd, .rope_dim = hd, .freq_base = 500000.0f, .mode = KVZ_ROPE_NORMAL};
+    add_rope_factors(&rope);
     float *dkc = dev(kc, cache * 4), *dvc = dev(vc, cache * 4);
     char what[96];
     snprintf(what, sizeof what, "ragged rope_kv_append n=%d heads %d/%d", n, n_heads, n_kv);
@@ -863,13 +877,15 @@ static size_t stage_head(uint8_t *staging, size_t at, float *dst, const kvz_quan
 static void test_kv_load(void **state)
 {
     const uint32_t bits[] = {16, 8, 4, 2};
-    const kvz_rope_mode modes[] = {KVZ_ROPE_NORMAL, KVZ_ROPE_NEOX};
+    const kvz_rope_mode modes[] = {KVZ_ROPE_NORMAL, KVZ_ROPE_NEOX, KVZ_ROPE_NORMAL};
     for (size_t bi = 0; bi < 4; bi++)
-        for (int m = 0; m < 2; m++)
+        for (int m = 0; m < 3; m++) /* 2: normal, with frequency factors */
             for (int is_keys = 0; is_keys < 2; is_keys++) {
-                const uint32_t d = m ? 128 : 64, n = 300 + 97 * (uint32_t)bi;
-                kvz_rope_params rp = {.head_dim = (int32_t)d, .rope_dim = m ? 96 : 64, .freq_base = 10000.0f,
+                const uint32_t d = m == 1 ? 128 : 64, n = 300 + 97 * (uint32_t)bi;
+                kvz_rope_params rp = {.head_dim = (int32_t)d, .rope_dim = m == 1 ? 96 : 64, .freq_base = 10000.0f,
                                       .mode = modes[m]};
+                if (m == 2)
+                    add_rope_factors(&rp);
                 kvz_quant_shape q = {.n = n, .n16 = 4, .d = d, .bits = bits[bi], .group = is_keys ? 128 : 32};
                 float *x = host_random((size_t)n * d, 3.0f), *want = malloc((size_t)n * d * 4);
                 uint8_t *payload = malloc(kvz_quant_payload_bytes(&q));
@@ -898,8 +914,9 @@ static void test_kv_load(void **state)
                 float *got = back(dst, (size_t)4 * n * d);
                 char what[96];
                 for (int rep = 0; rep < 4; rep++) {
+                    const char *mode[] = {"normal", "neox", "normal with factors"};
                     snprintf(what, sizeof what, "kv_load %s %u-bit %s #%d", is_keys ? "keys" : "values", bits[bi],
-                             m ? "neox" : "normal", rep);
+                             mode[m], rep);
                     if (is_keys) /* RoPE's angles: the device's double sincos may differ in the last bit */
                         expect_close(what, want, got + (size_t)rep * n * d, (size_t)n * d, 1e-6);
                     else if (memcmp(want, got + (size_t)rep * n * d, (size_t)n * d * sizeof(float)) != 0)

@@ -5,9 +5,10 @@ References:
   * llama.cpp, through llama-cpp-python: token ids, logits, greedy continuations;
   * Jinja2 rendering the GGUF's own chat template: chat prompts;
   * gguf-py (ggml's Python package): block dequantization of every type kvz reads;
-  * llama.cpp again on a random-weight qwen2 model that kvz synth-model writes
+  * llama.cpp again on random-weight models that kvz synth-model writes
     (build/kvz must be built): the qwen2 architecture (q, k and v biases, RoPE
-    on the halves of a head), for which no small real model is on PyPI.
+    on the halves of a head) and Llama 3.1's RoPE frequency factors, for which
+    no small real model is on PyPI.
 
 Run in the test-only environment (tests/reference/setup_venv.sh), from the
 repository root:
@@ -189,25 +190,33 @@ def write_logits(model_path, label, topk, out_dir, texts, vocab):
     del llm
 
 
-# The random-weight qwen2 model: F32 weights, so that llama.cpp computes in f32
-# as kvz does. tests/unit/test_forward.c writes the same file from the same spec.
-QWEN2_SYNTH_ARGS = ["--shape", "qwen2-0.5b", "--layers", "2", "--vocab", "1024", "--type", "F32"]
-QWEN2_TEXT, QWEN2_TOKENS = "python_datamodel.txt", 300
+# Random-weight models that kvz synth-model writes, for what no small real model
+# on PyPI has: F32 weights, so that llama.cpp computes in f32 as kvz does.
+# tests/unit/test_forward.c writes the same files from the same specs.
+SYNTH_MODELS = {
+    # the qwen2 architecture: q, k and v biases, RoPE on the halves of a head
+    "qwen2": (["--shape", "qwen2-0.5b", "--layers", "2", "--vocab", "1024", "--type", "F32"],
+              "logits_qwen2_synth.golden"),
+    # Llama 3.1's RoPE frequency factors (rope_freqs.weight), for an original
+    # context of 512 so that the factors turn most pairs at these positions
+    "rope_freqs": (["--shape", "smollm2-135m", "--layers", "2", "--vocab", "1024", "--type", "F32",
+                    "--rope-freqs", "512"], "logits_rope_freqs_synth.golden"),
+}
+SYNTH_TEXT, SYNTH_TOKENS = "python_datamodel.txt", 300
 
 
-def write_qwen2_synth(out_dir):
+def write_synth(out_dir, which):
+    args, golden = SYNTH_MODELS[which]
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "qwen2.gguf")
-        subprocess.run([os.path.join(ROOT, "build", "kvz"), "synth-model", *QWEN2_SYNTH_ARGS, "-o", path],
-                       check=True)
+        path = os.path.join(tmp, which + ".gguf")
+        subprocess.run([os.path.join(ROOT, "build", "kvz"), "synth-model", *args, "-o", path], check=True)
         llm = Llama(model_path=path, n_ctx=1024, n_batch=512, n_ubatch=512, n_threads=2, logits_all=True,
                     type_k=0, type_v=0, flash_attn=False, verbose=False)
-        text = open(os.path.join(ROOT, "tests", "data", QWEN2_TEXT), encoding="utf-8").read()
-        ids = llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)[:QWEN2_TOKENS]
-        eval_and_write(llm, ids, os.path.join(out_dir, "logits_qwen2_synth.golden"),
+        text = open(os.path.join(ROOT, "tests", "data", SYNTH_TEXT), encoding="utf-8").read()
+        ids = llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)[:SYNTH_TOKENS]
+        eval_and_write(llm, ids, os.path.join(out_dir, golden),
                        "# llama.cpp (llama-cpp-python %s) logits of kvz synth-model %s, KV cache f32, "
-                       "n_batch 512, text tests/data/%s" % (llama_cpp.__version__, " ".join(QWEN2_SYNTH_ARGS),
-                                                            QWEN2_TEXT), 5)
+                       "n_batch 512, text tests/data/%s" % (llama_cpp.__version__, " ".join(args), SYNTH_TEXT), 5)
         del llm
 
 
@@ -271,10 +280,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "golden"))
-    ap.add_argument("--only", choices=["tokenizer", "chat", "logits", "dequant", "qwen2"], action="append")
+    ap.add_argument("--only", choices=["tokenizer", "chat", "logits", "dequant", *SYNTH_MODELS], action="append")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    only = set(args.only or ["tokenizer", "chat", "logits", "dequant", "qwen2"])
+    only = set(args.only or ["tokenizer", "chat", "logits", "dequant", *SYNTH_MODELS])
     vocab = Llama(model_path=args.model, vocab_only=True, verbose=False)
     if "tokenizer" in only:
         write_tokenizer(vocab, args.out)
@@ -289,8 +298,9 @@ def main():
             requantize_f32(args.model, f32)
             write_logits(f32, "f32", 5, args.out, LOGIT_TEXTS, vocab)
         write_logits(args.model, "q4_1", 2, args.out, LOGIT_TEXTS, vocab)
-    if "qwen2" in only:
-        write_qwen2_synth(args.out)
+    for which in SYNTH_MODELS:
+        if which in only:
+            write_synth(args.out, which)
 
 
 if __name__ == "__main__":

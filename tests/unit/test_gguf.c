@@ -415,6 +415,34 @@ static void test_model_checks(void **state)
         expect_refused(kvz_model_load(&m, path, &cfg), KVZ_ERR_UNSUPPORTED, c == 0 ? "scaling 'yarn'" : "by 4");
         unlink(path);
     }
+
+    /* RoPE frequency factors (rope_freqs.weight) kvz cannot apply: not one per
+     * rotated pair (8 here), one not positive, or in a qwen2 model */
+    for (int c = 0; c < 3; c++) {
+        const char *arch = c == 2 ? "qwen2" : "llama";
+        w = kvz_gguf_writer_new();
+        CHECK_OK(kvz_gguf_writer_set_str(w, "general.architecture", arch));
+        const char *counts[] = {"block_count", "embedding_length", "attention.head_count", "feed_forward_length",
+                                "context_length"};
+        const uint32_t values[] = {2, 64, 4, 128, 512};
+        char key[64];
+        for (int i = 0; i < 5; i++) {
+            snprintf(key, sizeof key, "%s.%s", arch, counts[i]);
+            CHECK_OK(kvz_gguf_writer_set_u32(w, key, values[i]));
+        }
+        snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", arch);
+        CHECK_OK(kvz_gguf_writer_set_f32(w, key, 1e-6f));
+        float factors[8] = {1, 1, 2, 4, 8, 8, 8, 8};
+        if (c == 1)
+            factors[5] = 0.0f;
+        uint64_t dims[1] = {c == 0 ? 7 : 8};
+        CHECK_OK(kvz_gguf_writer_add_tensor(w, "rope_freqs.weight", 1, dims, KVZ_GGML_F32, factors, NULL, NULL));
+        CHECK_OK(kvz_gguf_writer_write(w, path));
+        kvz_gguf_writer_free(w);
+        const char *why[] = {"not 8 f32 values", "factor 5 is 0", "in a 'qwen2' model"};
+        expect_refused(kvz_model_load(&m, path, &cfg), c == 2 ? KVZ_ERR_UNSUPPORTED : KVZ_ERR_FORMAT, why[c]);
+        unlink(path);
+    }
 }
 
 int main(void)

@@ -281,11 +281,18 @@ static void test_kv_append(void **state)
     assert_true(kc[(0 * 10 + 4) * 4] == 0.0f);
 }
 
+/* Both modes, and the normal one with frequency factors (Llama 3.1+), which
+ * divide each pair's angle. */
 static void test_rope(void **state)
 {
-    const kvz_rope_mode modes[] = {KVZ_ROPE_NORMAL, KVZ_ROPE_NEOX};
-    for (int mi = 0; mi < 2; mi++) {
+    const kvz_rope_mode modes[] = {KVZ_ROPE_NORMAL, KVZ_ROPE_NEOX, KVZ_ROPE_NORMAL};
+    for (int mi = 0; mi < 3; mi++) {
         kvz_rope_params rp = {.head_dim = 64, .rope_dim = 64, .freq_base = 100000.0f, .mode = modes[mi]};
+        if (mi == 2) {
+            rp.n_factors = 32;
+            for (int32_t j = 0; j < 32; j++)
+                rp.factors[j] = 1.0f + (float)(j % 5) * 1.75f;
+        }
         int32_t n = 5, heads = 3;
         int32_t pos[5] = {0, 1, 17, 4095, 30000};
         size_t len = (size_t)n * heads * 64;
@@ -296,8 +303,8 @@ static void test_rope(void **state)
         for (int32_t i = 0; i < n; i++)
             for (int32_t h = 0; h < heads; h++)
                 for (int32_t j = 0; j < 32; j++) {
-                    int32_t a = mi == 0 ? 2 * j : j, b = mi == 0 ? 2 * j + 1 : j + 32;
-                    double th = pos[i] * pow(100000.0, -2.0 * j / 64);
+                    int32_t a = mi != 1 ? 2 * j : j, b = mi != 1 ? 2 * j + 1 : j + 32;
+                    double th = pos[i] * pow(100000.0, -2.0 * j / 64) / (mi == 2 ? rp.factors[j] : 1.0);
                     const float *o = orig + ((size_t)i * heads + h) * 64;
                     const float *r = x + ((size_t)i * heads + h) * 64;
                     double ra = o[a] * cos(th) - o[b] * sin(th), rb = o[a] * sin(th) + o[b] * cos(th);
@@ -312,16 +319,24 @@ static void test_rope(void **state)
 
 /* Angles from the table rotate rows to the very bits computed per row: both
  * modes, a partial rotary dimension, forward and back, positions inside the
- * table, beyond it (a table grown for fewer), and a table made for another
- * base, which must be remade rather than used. */
+ * table, beyond it (a table grown for fewer), and a table made for other
+ * angles (another base; the same base without frequency factors), which must
+ * be remade rather than used. */
 static void test_rope_table(void **state)
 {
-    const kvz_rope_mode modes[] = {KVZ_ROPE_NORMAL, KVZ_ROPE_NEOX};
+    const kvz_rope_mode modes[] = {KVZ_ROPE_NORMAL, KVZ_ROPE_NEOX, KVZ_ROPE_NORMAL};
+    const int order[] = {0, 2, 1}; /* 2 after 0: the same base and width, with factors */
     kvz_cpu_rope_table table = {0};
-    for (int mi = 0; mi < 2; mi++)
+    for (int oi = 0; oi < 3; oi++)
         for (int inverse = 0; inverse < 2; inverse++) {
-            kvz_rope_params rp = {.head_dim = 128, .rope_dim = mi ? 96 : 128,
-                                  .freq_base = mi ? 500000.0f : 10000.0f, .mode = modes[mi]};
+            const int mi = order[oi];
+            kvz_rope_params rp = {.head_dim = 128, .rope_dim = mi == 1 ? 96 : 128,
+                                  .freq_base = mi == 1 ? 500000.0f : 10000.0f, .mode = modes[mi]};
+            if (mi == 2) {
+                rp.n_factors = 64;
+                for (int32_t j = 0; j < 64; j++)
+                    rp.factors[j] = j < 20 ? 1.0f : 8.0f / (1.0f + (float)(j % 3));
+            }
             const int32_t n = 3000, heads = 2;
             int32_t *pos = malloc(n * sizeof *pos);
             for (int32_t i = 0; i < n; i++)

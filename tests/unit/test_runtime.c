@@ -3,7 +3,8 @@
  * 16-bit artifact answers as a direct prefill does, answers do not depend on
  * earlier questions, composed documents answer from any of them, and bad input
  * (missing document, another model's artifact, a corrupt one) is refused.
- * A qwen2 model's full artifact answers as its direct prefill does too.
+ * So do full artifacts of a qwen2 model and of one with Llama 3.1's RoPE
+ * frequency factors (random weights).
  */
 #include "test_util.h"
 
@@ -21,7 +22,10 @@
 #include "model/synth_model.h"
 #include "runtime/runtime.h"
 
-static kvz_model *model;
+/* The model the helpers use: the default one, or for a test that swaps in
+ * another (a random-weight qwen2 or Llama 3.1 model) that one until its
+ * teardown, which also runs when an assertion fails. */
+static kvz_model *model, *default_model;
 
 static const char DOC_A[] =
     "The lighthouse at Kestrel Point was lit for the first time on 14 March 1871. Its tower is 27 "
@@ -35,12 +39,32 @@ static int setup(void **state)
 {
     kvz_model_config cfg = {.backend = {.device = KVZ_DEVICE_CPU}};
     CHECK_OK(kvz_model_load(&model, test_model_path(), &cfg));
+    default_model = model;
     return 0;
 }
 
 static int teardown(void **state)
 {
     kvz_model_free(model);
+    return 0;
+}
+
+/* Swap in a random-weight model written from spec (undone by restore_model). */
+static void use_synth_model(const kvz_synth_spec *spec, const char *file)
+{
+    const char *path = test_tmp_path(file);
+    CHECK_OK(kvz_synth_model_write(path, spec));
+    kvz_model_config cfg = {.backend = {.device = KVZ_DEVICE_CPU}};
+    kvz_model *m;
+    CHECK_OK(kvz_model_load(&m, path, &cfg));
+    model = m;
+}
+
+static int restore_model(void **state)
+{
+    if (model != default_model)
+        kvz_model_free(model);
+    model = default_model;
     return 0;
 }
 
@@ -130,27 +154,16 @@ static void test_full_cache_matches_prefill(void **state)
     kvz_store_close(st);
 }
 
-/* A qwen2 model (q, k and v biases; RoPE on the halves of a head, applied
- * again at load) answers from a full 16-bit artifact as from a direct
- * prefill, alone and composed after another document. The model is
- * random-weight (kvz synth-model's qwen2 shape, 2 layers). */
-static void test_qwen2_full_cache_matches_prefill(void **state)
+/* The swapped-in model answers from a full 16-bit artifact as from a direct
+ * prefill, alone and composed after another document: the keys' RoPE, turned
+ * back at compile and applied again at load, is the model's own. */
+static void check_full_cache_matches_prefill(const char *label)
 {
-    kvz_synth_spec spec;
-    CHECK_OK(kvz_synth_preset("qwen2-0.5b", &spec));
-    spec.n_layers = 2, spec.vocab = 1024;
-    const char *path = test_tmp_path("qwen2.gguf");
-    CHECK_OK(kvz_synth_model_write(path, &spec));
-    kvz_model *llama = model;
-    kvz_model_config cfg = {.backend = {.device = KVZ_DEVICE_CPU}};
-    CHECK_OK(kvz_model_load(&model, path, &cfg));
-    assert_int_equal(model->hp.rope.mode, KVZ_ROPE_NEOX);
-    assert_non_null(model->layers[1].bk);
     kvz_compile_opts o;
     kvz_compile_opts_default(&o);
     o.sel.method = KVZ_METHOD_FULL;
     o.bits = 16;
-    kvz_store *st = make_store("rt-qwen2", &o);
+    kvz_store *st = make_store("rt-synth", &o);
     const char *question = "When was the lighthouse lit for the first time?";
     float *a = malloc((size_t)model->hp.vocab * 4), *b = malloc((size_t)model->hp.vocab * 4);
     char *want;
@@ -166,7 +179,7 @@ static void test_qwen2_full_cache_matches_prefill(void **state)
             max = max_keeping_nan(max, fabs((double)a[i] - b[i]));
             scale = max_keeping_nan(scale, fabs((double)b[i]));
         }
-        print_message("qwen2, %s: first-token logits within %.4f of direct prefill (largest %.2f)\n",
+        print_message("%s, %s: first-token logits within %.4f of direct prefill (largest %.2f)\n", label,
                       composed ? "after another document" : "alone", max, scale);
         if (!composed) { /* composed, the question sees another document too */
             assert_true(max < 1e-4 * scale);
@@ -178,8 +191,31 @@ static void test_qwen2_full_cache_matches_prefill(void **state)
     }
     free(want), free(a), free(b);
     kvz_store_close(st);
-    kvz_model_free(model);
-    model = llama;
+}
+
+/* qwen2: q, k and v biases; RoPE on the halves of a head (kvz synth-model's
+ * qwen2 shape, 2 layers). */
+static void test_qwen2_full_cache_matches_prefill(void **state)
+{
+    kvz_synth_spec spec;
+    CHECK_OK(kvz_synth_preset("qwen2-0.5b", &spec));
+    spec.n_layers = 2, spec.vocab = 1024;
+    use_synth_model(&spec, "qwen2.gguf");
+    assert_int_equal(model->hp.rope.mode, KVZ_ROPE_NEOX);
+    assert_non_null(model->layers[1].bk);
+    check_full_cache_matches_prefill("qwen2");
+}
+
+/* Llama 3.1's RoPE frequency factors (the SmolLM2 shape, 2 layers, factors for
+ * an original context of 64 tokens, so that they turn most pairs here). */
+static void test_rope_freqs_full_cache_matches_prefill(void **state)
+{
+    kvz_synth_spec spec;
+    CHECK_OK(kvz_synth_preset("smollm2-135m", &spec));
+    spec.n_layers = 2, spec.vocab = 1024, spec.rope_freqs_ctx = 64;
+    use_synth_model(&spec, "rope-freqs.gguf");
+    assert_int_equal(model->hp.rope.n_factors, model->hp.rope.rope_dim / 2);
+    check_full_cache_matches_prefill("rope_freqs");
 }
 
 static void test_questions_do_not_leak(void **state)
@@ -577,7 +613,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_cache_matches_prefill),
-        cmocka_unit_test(test_qwen2_full_cache_matches_prefill),
+        cmocka_unit_test_teardown(test_qwen2_full_cache_matches_prefill, restore_model),
+        cmocka_unit_test_teardown(test_rope_freqs_full_cache_matches_prefill, restore_model),
         cmocka_unit_test(test_questions_do_not_leak),
         cmocka_unit_test(test_composition),
         cmocka_unit_test(test_bad_loads),
