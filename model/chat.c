@@ -15,6 +15,8 @@ const char *kvz_chat_kind_name(kvz_chat_kind kind)
     return "unknown";
 }
 
+static void put_str(kvz_buffer *b, const char *s) { kvz_buffer_append(b, s, strlen(s)); }
+
 /* ChatML templates write their default system turn as a literal
  * '<|im_start|>system\n...<|im_end|>' inside the template source: the first
  * such turn that is a literal (Qwen2.5's opens system turns built from
@@ -43,6 +45,53 @@ static char *chatml_default_system(const char *tpl, size_t len)
     }
 }
 
+/* The literal after `key` in the template source, up to the first of `stops`
+ * (a Jinja "\\n" escape counts as the stop '\n'), or NULL. */
+static char *literal_after(const char *tpl, size_t len, const char *key, const char *stops)
+{
+    const char *p = memmem(tpl, len, key, strlen(key));
+    if (!p)
+        return NULL;
+    p += strlen(key);
+    const char *q = p, *end = tpl + len;
+    while (q < end && !strchr(stops, *q) && !(q + 1 < end && q[0] == '\\' && q[1] == 'n'))
+        q++;
+    return q < end ? strndup(p, (size_t)(q - p)) : NULL;
+}
+
+/* Llama 3.1 and later always open with a system turn that states a knowledge
+ * cutoff and a date ("Today Date: " + date_string, which defaults to a
+ * literal; 3.2 takes the day's date when the renderer offers strftime_now,
+ * which would make every day's prompt, and so every compiled prefix,
+ * different: kvz takes the literal, as a renderer without it does). */
+static int llama3_system_preamble(kvz_chat *c, const kvz_gguf *g, const char *tpl, size_t len)
+{
+    char *knowledge = literal_after(tpl, len, "Cutting Knowledge Date: ", "\"\n");
+    if (!knowledge)
+        return KVZ_OK; /* Llama 3.0: no system turn unless given */
+    char *date = literal_after(tpl, len, "date_string = \"", "\"");
+    int rc = KVZ_OK;
+    if (!date || !memmem(tpl, len, "Today Date: ", 12)) {
+        rc = kvz_errorf(KVZ_ERR_UNSUPPORTED, "%s: a Llama-3 chat template with a knowledge cutoff but no "
+                        "literal date (date_string = \"...\") kvz can render", kvz_gguf_path(g));
+    } else {
+        kvz_buffer b = {0};
+        put_str(&b, "Cutting Knowledge Date: ");
+        put_str(&b, knowledge);
+        put_str(&b, "\nToday Date: ");
+        put_str(&b, date);
+        put_str(&b, "\n\n");
+        kvz_buffer_append(&b, "", 1);
+        if (b.failed)
+            rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory reading a chat template");
+        else
+            c->system_preamble = (char *)b.data, b.data = NULL;
+        kvz_buffer_free(&b);
+    }
+    free(knowledge), free(date);
+    return rc;
+}
+
 int kvz_chat_init(kvz_chat *c, const kvz_gguf *g, int has_im_start)
 {
     memset(c, 0, sizeof *c);
@@ -52,7 +101,7 @@ int kvz_chat_init(kvz_chat *c, const kvz_gguf *g, int has_im_start)
     size_t len = (size_t)tpl.len;
     if (len && memmem(tpl.ptr, len, "<|start_header_id|>", 19)) {
         c->kind = KVZ_CHAT_LLAMA3;
-        return KVZ_OK;
+        return llama3_system_preamble(c, g, tpl.ptr, len);
     }
     if ((len && memmem(tpl.ptr, len, "<|im_start|>", 12)) || (!len && has_im_start)) {
         c->kind = KVZ_CHAT_CHATML;
@@ -68,10 +117,9 @@ int kvz_chat_init(kvz_chat *c, const kvz_gguf *g, int has_im_start)
 void kvz_chat_free(kvz_chat *c)
 {
     free(c->default_system);
-    c->default_system = NULL;
+    free(c->system_preamble);
+    c->default_system = c->system_preamble = NULL;
 }
-
-static void put(kvz_buffer *b, const char *s) { kvz_buffer_append(b, s, strlen(s)); }
 
 /* Llama-3 trims surrounding whitespace of every message. */
 static void put_trimmed(kvz_buffer *b, const char *s)
@@ -91,30 +139,39 @@ int kvz_chat_render(const kvz_chat *c, const kvz_chat_message *msgs, size_t n,
     int has_system = n > 0 && strcmp(msgs[0].role, "system") == 0;
     if (c->kind == KVZ_CHAT_CHATML) {
         if (!has_system && c->default_system) {
-            put(&b, "<|im_start|>system\n");
-            put(&b, c->default_system);
-            put(&b, "<|im_end|>\n");
+            put_str(&b, "<|im_start|>system\n");
+            put_str(&b, c->default_system);
+            put_str(&b, "<|im_end|>\n");
         }
         for (size_t i = 0; i < n; i++) {
-            put(&b, "<|im_start|>");
-            put(&b, msgs[i].role);
-            put(&b, "\n");
-            put(&b, msgs[i].content);
-            put(&b, "<|im_end|>\n");
+            put_str(&b, "<|im_start|>");
+            put_str(&b, msgs[i].role);
+            put_str(&b, "\n");
+            put_str(&b, msgs[i].content);
+            put_str(&b, "<|im_end|>\n");
         }
         if (add_generation_prompt)
-            put(&b, "<|im_start|>assistant\n");
+            put_str(&b, "<|im_start|>assistant\n");
     } else {
-        put(&b, "<|begin_of_text|>");
-        for (size_t i = 0; i < n; i++) {
-            put(&b, "<|start_header_id|>");
-            put(&b, msgs[i].role);
-            put(&b, "<|end_header_id|>\n\n");
+        put_str(&b, "<|begin_of_text|>");
+        size_t first = 0;
+        if (c->system_preamble) { /* always a system turn; a given message goes after the preamble */
+            put_str(&b, "<|start_header_id|>system<|end_header_id|>\n\n");
+            put_str(&b, c->system_preamble);
+            if (has_system)
+                put_trimmed(&b, msgs[0].content);
+            put_str(&b, "<|eot_id|>");
+            first = has_system;
+        }
+        for (size_t i = first; i < n; i++) {
+            put_str(&b, "<|start_header_id|>");
+            put_str(&b, msgs[i].role);
+            put_str(&b, "<|end_header_id|>\n\n");
             put_trimmed(&b, msgs[i].content);
-            put(&b, "<|eot_id|>");
+            put_str(&b, "<|eot_id|>");
         }
         if (add_generation_prompt)
-            put(&b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+            put_str(&b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
     }
     kvz_buffer_append(&b, "", 1);
     if (b.failed) {

@@ -2,9 +2,9 @@
  * chat.h — chat templates, chosen from a GGUF file's `tokenizer.chat_template`.
  *
  * kvz does not run Jinja: it recognises the template families it knows by
- * their markers and renders them in C. ChatML (SmolLM2, Qwen2) and Llama-3 are
- * known; the rendered text contains control-token texts and is tokenized with
- * parse_special on.
+ * their markers and renders them in C. ChatML (SmolLM2, Qwen2) and Llama-3
+ * (3.0, and 3.1+ with its dated system turn) are known; the rendered text
+ * contains control-token texts and is tokenized with parse_special on.
  */
 #ifndef KVZ_MODEL_CHAT_H
 #define KVZ_MODEL_CHAT_H
@@ -19,6 +19,10 @@ typedef enum kvz_chat_kind {
 typedef struct kvz_chat {
     kvz_chat_kind kind;
     char *default_system; /* system prompt the template adds when none is given, or NULL */
+    /* Llama 3.1 and later: the text that opens a system turn the template
+     * always writes, before the (trimmed) system message if any ("Cutting
+     * Knowledge Date: ...\nToday Date: ...\n\n"); NULL for Llama 3.0. */
+    char *system_preamble;
 } kvz_chat;
 
 typedef struct kvz_chat_message {

@@ -91,6 +91,32 @@ LLAMA3_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
 )
 
+# A template of the shape of Meta's Llama 3.1 and later ones (written for
+# kvz, not copied): a system turn always opens the conversation, stating a
+# knowledge cutoff and a date (date_string, a literal unless the renderer
+# offers one), then the trimmed system message if any; "Environment: ipython"
+# only with tools, which kvz never passes.
+LLAMA31_TEMPLATE = r"""{{- bos_token }}
+{%- if not date_string is defined %}{%- set date_string = "26 Jul 2024" %}{%- endif %}
+{%- if not tools is defined %}{%- set tools = none %}{%- endif %}
+{%- if messages[0]['role'] == 'system' %}
+    {%- set system_message = messages[0]['content']|trim %}
+    {%- set messages = messages[1:] %}
+{%- else %}
+    {%- set system_message = "" %}
+{%- endif %}
+{{- "<|start_header_id|>system<|end_header_id|>\n\n" }}
+{%- if tools is not none %}{{- "Environment: ipython\n" }}{%- endif %}
+{{- "Cutting Knowledge Date: December 2023\n" }}
+{{- "Today Date: " + date_string + "\n\n" }}
+{{- system_message }}
+{{- "<|eot_id|>" }}
+{%- for message in messages %}
+    {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' }}
+{%- endfor %}
+{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{%- endif %}
+"""
+
 LOGIT_TEXTS = ["gpl3_excerpt.txt", "zpipe.c", "python_datamodel.txt"]
 LOGIT_TOKENS = 600
 GREEDY_TOKENS = 32
@@ -129,13 +155,13 @@ def write_chat(vocab, template, out_dir):
     print("wrote", path, len(CHAT_CASES), "cases")
 
 
-def write_chat_llama3(out_dir):
-    tpl = jinja2.Environment().from_string(LLAMA3_TEMPLATE)
-    path = os.path.join(out_dir, "chat_llama3.golden")
+def write_chat_llama3(out_dir, template, file_name, what):
+    tpl = jinja2.Environment().from_string(template)
+    path = os.path.join(out_dir, file_name)
     with open(path, "w") as f:
-        f.write("# Llama-3 Instruct chat template rendered by Jinja2 %s\n" % jinja2.__version__)
+        f.write("# %s chat template rendered by Jinja2 %s\n" % (what, jinja2.__version__))
         f.write("# template HEX, then: case NAME / system HEX or - / user HEX / rendered HEX\n")
-        f.write("template %s\n" % hexs(LLAMA3_TEMPLATE))
+        f.write("template %s\n" % hexs(template))
         for name, system, user in CHAT_CASES + [("padded", "  spaced system \n", "\n user with padding  \n")]:
             msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
             rendered = tpl.render(messages=msgs, add_generation_prompt=True, bos_token="<|begin_of_text|>")
@@ -289,7 +315,9 @@ def main():
         write_tokenizer(vocab, args.out)
     if "chat" in only:
         write_chat(vocab, vocab.metadata["tokenizer.chat_template"], args.out)
-        write_chat_llama3(args.out)
+        write_chat_llama3(args.out, LLAMA3_TEMPLATE, "chat_llama3.golden", "Llama-3 Instruct")
+        write_chat_llama3(args.out, LLAMA31_TEMPLATE, "chat_llama31.golden",
+                          "Llama 3.1-shaped (kvz's own, tests/reference/make_golden.py)")
     if "dequant" in only:
         write_dequant(args.out)
     if "logits" in only:

@@ -151,17 +151,19 @@ static void test_chatml_default_system_after_expressions(void **state)
     kvz_gguf_close(tg);
 }
 
-/* A GGUF carrying Meta's Llama-3 template is recognised, and kvz renders
- * conversations as Jinja2 renders that template. */
-static void test_golden_chat_llama3(void **state)
+/* A GGUF carrying the Llama-3 template of the golden file is recognised, and
+ * kvz renders conversations as Jinja2 renders that template; its system turn
+ * is always there (Llama 3.1+: dated_system) or only when given (3.0). */
+static void check_golden_chat_llama3(const char *golden_path, int dated_system)
 {
     golden g;
-    golden_open(&g, "tests/golden/chat_llama3.golden");
+    golden_open(&g, golden_path);
     size_t len;
     char *tpl = hex_decode(golden_expect(&g, "template"), &len);
     kvz_chat chat;
     kvz_gguf *tg = chat_of_template(tpl, "llama3-template.gguf", 0, &chat);
     assert_int_equal(chat.kind, KVZ_CHAT_LLAMA3);
+    assert_int_equal(chat.system_preamble != NULL, dated_system);
     int cases = 0;
     while (golden_peek(&g, "case")) {
         const char *name = golden_expect(&g, "case");
@@ -186,6 +188,30 @@ static void test_golden_chat_llama3(void **state)
     kvz_gguf_close(tg);
     free(tpl);
     golden_close(&g);
+}
+
+/* Meta's Llama-3-8B-Instruct template */
+static void test_golden_chat_llama3(void **state) { check_golden_chat_llama3("tests/golden/chat_llama3.golden", 0); }
+
+/* A template of Llama 3.1's shape: a system turn with a knowledge cutoff and
+ * a date always opens; one with the cutoff but no literal date is refused. */
+static void test_golden_chat_llama31(void **state)
+{
+    check_golden_chat_llama3("tests/golden/chat_llama31.golden", 1);
+    const char *path = test_tmp_path("llama31-no-date.gguf");
+    kvz_gguf_writer *w = kvz_gguf_writer_new();
+    CHECK_OK(kvz_gguf_writer_set_str(w, "tokenizer.chat_template",
+                                     "{{- '<|start_header_id|>system<|end_header_id|>\\n\\n' }}"
+                                     "{{- \"Cutting Knowledge Date: December 2023\\n\" }}"
+                                     "{{- \"Today Date: \" + strftime_now('%d %b %Y') + \"\\n\\n\" }}"));
+    CHECK_OK(kvz_gguf_writer_write(w, path));
+    kvz_gguf_writer_free(w);
+    kvz_gguf *g;
+    CHECK_OK(kvz_gguf_open(&g, path));
+    kvz_chat chat;
+    assert_int_equal(kvz_chat_init(&chat, g, 0), KVZ_ERR_UNSUPPORTED);
+    assert_non_null(strstr(kvz_last_error(), "no literal date"));
+    kvz_gguf_close(g);
 }
 
 /* Any bytes at all encode without error; valid UTF-8 built only of bytes the
@@ -269,6 +295,7 @@ int main(void)
         cmocka_unit_test(test_golden_ids),
         cmocka_unit_test(test_golden_chat),
         cmocka_unit_test(test_golden_chat_llama3),
+        cmocka_unit_test(test_golden_chat_llama31),
         cmocka_unit_test(test_chatml_default_system_after_expressions),
         cmocka_unit_test(test_round_trip_generated_text),
         cmocka_unit_test(test_invalid_utf8_and_binary),
