@@ -80,10 +80,16 @@ int kvz_kv_load_job_check(const kvz_kv_load_job *job, size_t bytes, const kvz_ro
                           bytes);
     if (job->is_keys && !rope)
         return kvz_errorf(KVZ_ERR_ARG, "kv_load: keys need RoPE parameters");
-    if (job->is_keys && rope->n_factors != 0 &&
-        (rope->n_factors != rope->rope_dim / 2 || rope->n_factors > KVZ_ROPE_MAX_FACTORS))
-        return kvz_errorf(KVZ_ERR_ARG, "kv_load: %d RoPE frequency factors for a rotary width of %d",
-                          rope->n_factors, rope->rope_dim);
+    return job->is_keys ? kvz_rope_params_check(rope) : KVZ_OK;
+}
+
+int kvz_rope_params_check(const kvz_rope_params *p)
+{
+    if (p->rope_dim < 0 || p->rope_dim % 2 != 0 || p->rope_dim > p->head_dim)
+        return kvz_errorf(KVZ_ERR_ARG, "rope: a rotary width of %d in heads of %d", p->rope_dim, p->head_dim);
+    if (p->n_factors != 0 && (p->n_factors != p->rope_dim / 2 || p->n_factors > KVZ_ROPE_MAX_FACTORS))
+        return kvz_errorf(KVZ_ERR_ARG, "rope: %d frequency factors for a rotary width of %d", p->n_factors,
+                          p->rope_dim);
     return KVZ_OK;
 }
 

@@ -56,6 +56,11 @@ typedef struct kvz_rope_params {
     float factors[KVZ_ROPE_MAX_FACTORS];
 } kvz_rope_params;
 
+/* KVZ_ERR_ARG unless the rotary width is even and within the head, and the
+ * factors are none or one per rotated pair (KVZ_ROPE_MAX_FACTORS at most):
+ * what every backend's rope checks before it reads them. */
+int kvz_rope_params_check(const kvz_rope_params *p);
+
 /* Causal GQA attention over one layer's cache of rows of head_dim floats.
  *
  * Dense layout (head_base == NULL): KV head h owns rows [h·capacity,

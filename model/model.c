@@ -57,7 +57,7 @@ static int read_rope_factors(const kvz_gguf *g, kvz_hparams *hp)
         return kvz_errorf(KVZ_ERR_UNSUPPORTED, "%s: tensor 'rope_freqs.weight' in a '%s' model is not supported "
                           "(kvz applies RoPE frequency factors to 'llama' models, as llama.cpp does)",
                           kvz_gguf_path(g), hp->arch);
-    if (t->type != KVZ_GGML_F32 || t->n_dims != 1 || t->dims[0] != (uint64_t)pairs)
+    if (t->type != KVZ_GGML_F32 || t->dims[0] != (uint64_t)pairs || t->n_elems != (uint64_t)pairs)
         return kvz_errorf(KVZ_ERR_FORMAT, "%s: tensor 'rope_freqs.weight' is not %d f32 values (one per rotated "
                           "pair)", kvz_gguf_path(g), pairs);
     if (pairs > KVZ_ROPE_MAX_FACTORS)

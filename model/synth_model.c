@@ -79,8 +79,6 @@ typedef struct synth_tensor {
     float spread; /* values in [-spread, spread]; 0 with ones = 1: a norm of ones */
     int ones;
     rng r;
-    const float *values; /* non-NULL: these values (f32), in order, instead of random ones */
-    uint64_t next;       /* values written so far: the writer fills a tensor in pieces */
 } synth_tensor;
 
 typedef struct synth_ctx {
@@ -150,7 +148,7 @@ static int fill_tensor(void *ctx, uint64_t index, void *dst, uint64_t size)
     if (t->type == KVZ_GGML_F32 || t->type == KVZ_GGML_F16 || t->type == KVZ_GGML_BF16) {
         size_t esz = t->type == KVZ_GGML_F32 ? 4 : 2;
         for (uint64_t i = 0; i < size / esz; i++) {
-            float v = t->values ? t->values[t->next++] : t->ones ? 1.0f : rng_uniform(&t->r, t->spread);
+            float v = t->ones ? 1.0f : rng_uniform(&t->r, t->spread);
             if (t->type == KVZ_GGML_F32) {
                 memcpy((uint8_t *)dst + 4 * i, &v, 4);
             } else {
@@ -262,7 +260,7 @@ static void llama31_rope_factors(const kvz_synth_spec *s, float *factors, int32_
 {
     const double factor = 8, low = 1, high = 4, old_ctx = s->rope_freqs_ctx;
     for (int32_t j = 0; j < pairs; j++) {
-        const double wavelen = 2 * 3.14159265358979323846 * pow(s->rope_base, 2.0 * j / (2.0 * pairs));
+        const double wavelen = 2 * M_PI * pow(s->rope_base, (double)j / pairs);
         if (wavelen < old_ctx / high) {
             factors[j] = 1.0f;
         } else if (wavelen > old_ctx / low) {
@@ -283,10 +281,11 @@ static int check_spec(const kvz_synth_spec *s)
         return kvz_errorf(KVZ_ERR_ARG, "synth: inconsistent shape (layers %d, width %d, heads %d/%d, "
                           "ffn %d, vocab %d >= %d needed)", s->n_layers, s->dim, s->n_heads,
                           s->n_kv_heads, s->ff_dim, s->vocab, (int)N_CONTROL + 256);
-    const int32_t pairs = s->dim / s->n_heads / 2;
-    if (s->rope_freqs_ctx < 0 || (s->rope_freqs_ctx > 0 && (s->qwen2 || pairs > KVZ_ROPE_MAX_FACTORS)))
-        return kvz_errorf(KVZ_ERR_ARG, "synth: RoPE frequency factors need a llama model with heads of %d channels "
-                          "at most", 2 * KVZ_ROPE_MAX_FACTORS);
+    if (s->rope_freqs_ctx < 0 || (s->rope_freqs_ctx > 0 && s->qwen2))
+        return kvz_errorf(KVZ_ERR_ARG, "synth: RoPE frequency factors need a llama model and a positive context");
+    if (s->rope_freqs_ctx > 0 && s->dim / s->n_heads / 2 > KVZ_ROPE_MAX_FACTORS)
+        return kvz_errorf(KVZ_ERR_ARG, "synth: RoPE frequency factors need heads of %d channels at most",
+                          2 * KVZ_ROPE_MAX_FACTORS);
     if (info.block_elems == 0 || s->weight_type == KVZ_GGML_Q8_1)
         return kvz_errorf(KVZ_ERR_ARG, "synth: cannot generate weights of type %u", s->weight_type);
     if (s->dim % (int32_t)info.block_elems || s->ff_dim % (int32_t)info.block_elems)
@@ -322,7 +321,7 @@ int kvz_synth_model_write(const char *path, const kvz_synth_spec *s)
         if (rc != KVZ_OK)                                                                    \
             break;                                                                           \
         synth_tensor *t_ = &ctx.t[ctx.n];                                                    \
-        *t_ = (synth_tensor){(type), (spread), (ones), {s->seed * 0x100000001b3ull + ctx.n}, NULL, 0}; \
+        *t_ = (synth_tensor){(type), (spread), (ones), {s->seed * 0x100000001b3ull + ctx.n}}; \
         uint64_t dims_[2] = {(uint64_t)(cols), (uint64_t)(rows)};                            \
         rc = kvz_gguf_writer_add_tensor(w, (name), (rows) == 1 ? 1 : 2, dims_, (type), NULL, \
                                         fill_tensor, &ctx);                                  \
@@ -333,10 +332,6 @@ int kvz_synth_model_write(const char *path, const kvz_synth_spec *s)
     ADD("output_norm.weight", 1, s->dim, KVZ_GGML_F32, 0.0f, 1);
     if (!s->tied)
         ADD("output.weight", s->vocab, s->dim, s->weight_type, in_spread, 0);
-    if (s->rope_freqs_ctx > 0 && rc == KVZ_OK) {
-        ADD("rope_freqs.weight", 1, pairs, KVZ_GGML_F32, 0.0f, 0);
-        ctx.t[ctx.n - 1].values = factors; /* read when the file is written, below */
-    }
     for (int32_t l = 0; l < s->n_layers && rc == KVZ_OK; l++) {
         char name[64];
 #define BLK(suffix) (snprintf(name, sizeof name, "blk.%d." suffix, l), name)
@@ -357,6 +352,10 @@ int kvz_synth_model_write(const char *path, const kvz_synth_spec *s)
 #undef BLK
     }
 #undef ADD
+    if (s->rope_freqs_ctx > 0 && rc == KVZ_OK) { /* last: the random tensors' seeds stay those without it */
+        const uint64_t dims[1] = {(uint64_t)pairs};
+        rc = kvz_gguf_writer_add_tensor(w, "rope_freqs.weight", 1, dims, KVZ_GGML_F32, factors, NULL, NULL);
+    }
     if (rc == KVZ_OK)
         rc = kvz_gguf_writer_write(w, path);
     kvz_gguf_writer_free(w);

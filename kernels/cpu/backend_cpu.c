@@ -147,6 +147,7 @@ static int cpu_rope(kvz_backend *b, float *x, const int32_t *positions, int32_t 
                     const kvz_rope_params *p, int inverse)
 {
     cpu_impl *impl = b->impl;
+    KVZ_TRY(kvz_rope_params_check(p));
     kvz_cpu_rope_table_cover(&impl->rope, p, positions, n, b->n_threads);
     kvz_cpu_rope(x, positions, n, n_heads, p, inverse, &impl->rope, b->n_threads);
     return KVZ_OK;

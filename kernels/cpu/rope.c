@@ -27,7 +27,7 @@ static void rope_frequencies(const kvz_rope_params *p, double freq[KVZ_CPU_ROPE_
 }
 
 /* cs[2j], cs[2j + 1] = cos, sin of pair j's angle at `pos`. */
-static void rope_angles(double pos, const double *freq, int32_t half, float *cs)
+static void rope_cos_sin(double pos, const double *freq, int32_t half, float *cs)
 {
     for (int32_t j = 0; j < half; j++) {
         double theta = pos * freq[j];
@@ -36,7 +36,7 @@ static void rope_angles(double pos, const double *freq, int32_t half, float *cs)
     }
 }
 
-/* t holds angles made for p's rotary width and base. */
+/* t holds angles made for p's rotary width, base and frequency factors. */
 static int rope_table_fits(const kvz_cpu_rope_table *t, const kvz_rope_params *p)
 {
     return t->cs && t->half == p->rope_dim / 2 && t->freq_base == p->freq_base && t->n_factors == p->n_factors &&
@@ -75,7 +75,7 @@ void kvz_cpu_rope_table_cover(kvz_cpu_rope_table *t, const kvz_rope_params *p, c
     const int32_t from = t->n_positions, to = (int32_t)grown;
 #pragma omp parallel for num_threads(n_threads) if (to - from > 256)
     for (int32_t q = from; q < to; q++)
-        rope_angles(q, freq, half, cs + (size_t)q * half * 2);
+        rope_cos_sin(q, freq, half, cs + (size_t)q * half * 2);
     t->cs = cs, t->n_positions = to, t->half = half, t->freq_base = p->freq_base;
     t->n_factors = p->n_factors;
     memcpy(t->factors, p->factors, (size_t)p->n_factors * sizeof *p->factors);
@@ -95,7 +95,7 @@ void kvz_cpu_rope(float *x, const int32_t *positions, int32_t n, int32_t n_heads
         if (usable && positions[i] >= 0 && positions[i] < table->n_positions)
             cs = table->cs + (size_t)positions[i] * half * 2;
         else
-            rope_angles(positions[i], freq, half, own);
+            rope_cos_sin(positions[i], freq, half, own);
         for (int32_t j = 0; j < half; j++) {
             const float c = cs[2 * j], s = inverse ? -cs[2 * j + 1] : cs[2 * j + 1];
             const int32_t a = p->mode == KVZ_ROPE_NEOX ? j : 2 * j;

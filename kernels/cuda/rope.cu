@@ -28,6 +28,7 @@ __global__ static void rope_kernel(float *x, const int32_t *positions, int32_t n
 int cuda_rope(kvz_backend *b, float *x, const int32_t *positions, int32_t n, int32_t n_heads,
               const kvz_rope_params *p, int inverse)
 {
+    KVZ_TRY(kvz_rope_params_check(p));
     int64_t total = (int64_t)n * n_heads * (p->rope_dim / 2);
     rope_kernel<<<ceil_div(total, 256), 256, 0, cuda_of(b)->stream>>>(
         x, positions, n, n_heads, p->head_dim, rope_angles_of(p), p->mode == KVZ_ROPE_NEOX, inverse);
@@ -85,6 +86,7 @@ __global__ static void rope_kv_append_kernel(rope_kv_append_args a)
 int cuda_rope_kv_append(kvz_backend *b, float *k_cache, float *v_cache, float *q, float *k, const float *v,
                         const int32_t *positions, const kvz_attention_params *p, const kvz_rope_params *rope)
 {
+    KVZ_TRY(kvz_rope_params_check(rope));
     rope_kv_append_args a = {k_cache, v_cache, q, k, v, positions, p->head_base, p->head_rows,
                              p->n, p->pos0, p->n_heads, p->n_kv_heads, p->head_dim, p->capacity,
                              rope->mode == KVZ_ROPE_NEOX, rope_angles_of(rope)};

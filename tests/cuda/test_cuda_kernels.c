@@ -303,6 +303,11 @@ static void test_rope(void **state)
             expect_close(inverse ? "rope inverse" : what[m], x, got, len, 1e-6);
             free(got);
         }
+        /* factors that are not one per rotated pair: refused by both, before anything is read */
+        kvz_rope_params bad = rp;
+        bad.n_factors = 3;
+        assert_int_equal(cpu->ops->rope(cpu, x, pos, n, heads, &bad, 0), KVZ_ERR_ARG);
+        assert_int_equal(gpu->ops->rope(gpu, dx, dp, n, heads, &bad, 0), KVZ_ERR_ARG);
         free(x);
         gpu->ops->free(gpu, dx);
         gpu->ops->free(gpu, dp);
@@ -434,9 +439,10 @@ static void check_attention_ragged(int32_t n, const int32_t *rows, int32_t n_hea
     dp.head_base = dbase;
     dp.head_rows = drows;
     /* the question's rows go after each head's own: its positions follow the document's;
-     * Llama 3.1's frequency factors too */
+     * with Llama 3.1's frequency factors for a question (n > 1) */
     kvz_rope_params rope = {.head_dim = hd, .rope_dim = hd, .freq_base = 500000.0f, .mode = KVZ_ROPE_NORMAL};
-    add_rope_factors(&rope);
+    if (n > 1)
+        add_rope_factors(&rope);
     float *dkc = dev(kc, cache * 4), *dvc = dev(vc, cache * 4);
     char what[96];
     snprintf(what, sizeof what, "ragged rope_kv_append n=%d heads %d/%d", n, n_heads, n_kv);

@@ -416,15 +416,31 @@ static void test_model_checks(void **state)
         unlink(path);
     }
 
-    /* RoPE frequency factors (rope_freqs.weight) kvz cannot apply: not one per
-     * rotated pair (8 here), one not positive, or in a qwen2 model */
-    for (int c = 0; c < 3; c++) {
-        const char *arch = c == 2 ? "qwen2" : "llama";
+    /* RoPE frequency factors (rope_freqs.weight) kvz cannot apply: not one f32
+     * per rotated pair (8 here), one not positive or not finite, in a qwen2
+     * model, or for a rotary width above 256 */
+    static const struct {
+        const char *arch;
+        uint32_t width, heads, count, type;
+        float bad; /* put at factor 5 unless 0 */
+        int rc;
+        const char *why;
+    } cases[] = {
+        {"llama", 64, 4, 7, KVZ_GGML_F32, 0, KVZ_ERR_FORMAT, "not 8 f32 values"},
+        {"llama", 64, 4, 8, KVZ_GGML_F16, 0, KVZ_ERR_FORMAT, "not 8 f32 values"},
+        {"llama", 64, 4, 8, KVZ_GGML_F32, -1.0f, KVZ_ERR_FORMAT, "factor 5 is -1"},
+        {"llama", 64, 4, 8, KVZ_GGML_F32, NAN, KVZ_ERR_FORMAT, "factor 5 is nan"},
+        {"llama", 64, 4, 8, KVZ_GGML_F32, INFINITY, KVZ_ERR_FORMAT, "factor 5 is inf"},
+        {"qwen2", 64, 4, 8, KVZ_GGML_F32, 0, KVZ_ERR_UNSUPPORTED, "in a 'qwen2' model"},
+        {"llama", 1024, 2, 256, KVZ_GGML_F32, 0, KVZ_ERR_UNSUPPORTED, "rotary width of 512"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const char *arch = cases[c].arch;
         w = kvz_gguf_writer_new();
         CHECK_OK(kvz_gguf_writer_set_str(w, "general.architecture", arch));
         const char *counts[] = {"block_count", "embedding_length", "attention.head_count", "feed_forward_length",
                                 "context_length"};
-        const uint32_t values[] = {2, 64, 4, 128, 512};
+        const uint32_t values[] = {2, cases[c].width, cases[c].heads, 128, 512};
         char key[64];
         for (int i = 0; i < 5; i++) {
             snprintf(key, sizeof key, "%s.%s", arch, counts[i]);
@@ -432,15 +448,16 @@ static void test_model_checks(void **state)
         }
         snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", arch);
         CHECK_OK(kvz_gguf_writer_set_f32(w, key, 1e-6f));
-        float factors[8] = {1, 1, 2, 4, 8, 8, 8, 8};
-        if (c == 1)
-            factors[5] = 0.0f;
-        uint64_t dims[1] = {c == 0 ? 7 : 8};
-        CHECK_OK(kvz_gguf_writer_add_tensor(w, "rope_freqs.weight", 1, dims, KVZ_GGML_F32, factors, NULL, NULL));
+        float factors[256];
+        for (int j = 0; j < 256; j++)
+            factors[j] = j < 2 ? 1.0f : 8.0f;
+        if (cases[c].bad != 0)
+            factors[5] = cases[c].bad;
+        uint64_t dims[1] = {cases[c].count};
+        CHECK_OK(kvz_gguf_writer_add_tensor(w, "rope_freqs.weight", 1, dims, cases[c].type, factors, NULL, NULL));
         CHECK_OK(kvz_gguf_writer_write(w, path));
         kvz_gguf_writer_free(w);
-        const char *why[] = {"not 8 f32 values", "factor 5 is 0", "in a 'qwen2' model"};
-        expect_refused(kvz_model_load(&m, path, &cfg), c == 2 ? KVZ_ERR_UNSUPPORTED : KVZ_ERR_FORMAT, why[c]);
+        expect_refused(kvz_model_load(&m, path, &cfg), cases[c].rc, cases[c].why);
         unlink(path);
     }
 }

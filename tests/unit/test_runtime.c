@@ -155,8 +155,12 @@ static void test_full_cache_matches_prefill(void **state)
 }
 
 /* The swapped-in model answers from a full 16-bit artifact as from a direct
- * prefill, alone and composed after another document: the keys' RoPE, turned
- * back at compile and applied again at load, is the model's own. */
+ * prefill: the keys' RoPE, turned back at compile and applied again at load,
+ * is the model's own both times (at the same positions, which any pair of the
+ * same angles would pass: that the angles are the model's is held by
+ * test_forward's golden logits, and at other positions by the kernel tests).
+ * Composed after another document it is only reported: the question then sees
+ * that document too. */
 static void check_full_cache_matches_prefill(const char *label)
 {
     kvz_compile_opts o;
