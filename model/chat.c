@@ -70,8 +70,14 @@ static int llama3_system_preamble(kvz_chat *c, const kvz_gguf *g, const char *tp
     if (!knowledge)
         return KVZ_OK; /* Llama 3.0: no system turn unless given */
     char *date = literal_after(tpl, len, "date_string = \"", "\"");
+    if (!date || !memmem(tpl, len, "Today Date: ", 12)) { /* or a date written in the text itself */
+        free(date);
+        date = literal_after(tpl, len, "Today Date: ", "\"\n");
+        if (date && !date[0])
+            free(date), date = NULL;
+    }
     int rc = KVZ_OK;
-    if (!date || !memmem(tpl, len, "Today Date: ", 12)) {
+    if (!date) {
         rc = kvz_errorf(KVZ_ERR_UNSUPPORTED, "%s: a Llama-3 chat template with a knowledge cutoff but no "
                         "literal date (date_string = \"...\") kvz can render", kvz_gguf_path(g));
     } else {

@@ -212,6 +212,20 @@ static void test_golden_chat_llama31(void **state)
     assert_int_equal(kvz_chat_init(&chat, g, 0), KVZ_ERR_UNSUPPORTED);
     assert_non_null(strstr(kvz_last_error(), "no literal date"));
     kvz_gguf_close(g);
+
+    /* a date written in the text itself is taken */
+    w = kvz_gguf_writer_new();
+    CHECK_OK(kvz_gguf_writer_set_str(w, "tokenizer.chat_template",
+                                     "{{- '<|start_header_id|>system<|end_header_id|>\\n\\n' }}"
+                                     "{{- \"Cutting Knowledge Date: June 2024\\n\" }}"
+                                     "{{- \"Today Date: 01 Dec 2026\\n\\n\" }}"));
+    CHECK_OK(kvz_gguf_writer_write(w, path));
+    kvz_gguf_writer_free(w);
+    CHECK_OK(kvz_gguf_open(&g, path));
+    CHECK_OK(kvz_chat_init(&chat, g, 0));
+    assert_string_equal(chat.system_preamble, "Cutting Knowledge Date: June 2024\nToday Date: 01 Dec 2026\n\n");
+    kvz_chat_free(&chat);
+    kvz_gguf_close(g);
 }
 
 /* Any bytes at all encode without error; valid UTF-8 built only of bytes the
