@@ -106,9 +106,8 @@ static void test_golden_chat(void **state)
     kvz_chat_free(&chat);
 }
 
-/* A GGUF (file `name`) holding only the chat template `tpl`, and the chat
- * kvz makes of it; close the GGUF after kvz_chat_free. */
-static kvz_gguf *chat_of_template(const char *tpl, const char *name, int has_im_start, kvz_chat *chat)
+/* A GGUF (file `name`) holding only the chat template `tpl`. */
+static kvz_gguf *gguf_of_template(const char *tpl, const char *name)
 {
     const char *path = test_tmp_path(name);
     kvz_gguf_writer *w = kvz_gguf_writer_new();
@@ -117,6 +116,13 @@ static kvz_gguf *chat_of_template(const char *tpl, const char *name, int has_im_
     kvz_gguf_writer_free(w);
     kvz_gguf *g;
     CHECK_OK(kvz_gguf_open(&g, path));
+    return g;
+}
+
+/* That GGUF, and the chat kvz makes of it; close the GGUF after kvz_chat_free. */
+static kvz_gguf *chat_of_template(const char *tpl, const char *name, int has_im_start, kvz_chat *chat)
+{
+    kvz_gguf *g = gguf_of_template(tpl, name);
     CHECK_OK(kvz_chat_init(chat, g, has_im_start));
     return g;
 }
@@ -198,31 +204,20 @@ static void test_golden_chat_llama3(void **state) { check_golden_chat_llama3("te
 static void test_golden_chat_llama31(void **state)
 {
     check_golden_chat_llama3("tests/golden/chat_llama31.golden", 1);
-    const char *path = test_tmp_path("llama31-no-date.gguf");
-    kvz_gguf_writer *w = kvz_gguf_writer_new();
-    CHECK_OK(kvz_gguf_writer_set_str(w, "tokenizer.chat_template",
-                                     "{{- '<|start_header_id|>system<|end_header_id|>\\n\\n' }}"
-                                     "{{- \"Cutting Knowledge Date: December 2023\\n\" }}"
-                                     "{{- \"Today Date: \" + strftime_now('%d %b %Y') + \"\\n\\n\" }}"));
-    CHECK_OK(kvz_gguf_writer_write(w, path));
-    kvz_gguf_writer_free(w);
-    kvz_gguf *g;
-    CHECK_OK(kvz_gguf_open(&g, path));
+    kvz_gguf *g = gguf_of_template("{{- '<|start_header_id|>system<|end_header_id|>\\n\\n' }}"
+                                   "{{- \"Cutting Knowledge Date: December 2023\\n\" }}"
+                                   "{{- \"Today Date: \" + strftime_now('%d %b %Y') + \"\\n\\n\" }}",
+                                   "llama31-no-date.gguf");
     kvz_chat chat;
     assert_int_equal(kvz_chat_init(&chat, g, 0), KVZ_ERR_UNSUPPORTED);
     assert_non_null(strstr(kvz_last_error(), "no literal date"));
     kvz_gguf_close(g);
 
     /* a date written in the text itself is taken */
-    w = kvz_gguf_writer_new();
-    CHECK_OK(kvz_gguf_writer_set_str(w, "tokenizer.chat_template",
-                                     "{{- '<|start_header_id|>system<|end_header_id|>\\n\\n' }}"
-                                     "{{- \"Cutting Knowledge Date: June 2024\\n\" }}"
-                                     "{{- \"Today Date: 01 Dec 2026\\n\\n\" }}"));
-    CHECK_OK(kvz_gguf_writer_write(w, path));
-    kvz_gguf_writer_free(w);
-    CHECK_OK(kvz_gguf_open(&g, path));
-    CHECK_OK(kvz_chat_init(&chat, g, 0));
+    g = chat_of_template("{{- '<|start_header_id|>system<|end_header_id|>\\n\\n' }}"
+                         "{{- \"Cutting Knowledge Date: June 2024\\n\" }}"
+                         "{{- \"Today Date: 01 Dec 2026\\n\\n\" }}",
+                         "llama31-dated.gguf", 0, &chat);
     assert_string_equal(chat.system_preamble, "Cutting Knowledge Date: June 2024\nToday Date: 01 Dec 2026\n\n");
     kvz_chat_free(&chat);
     kvz_gguf_close(g);
