@@ -46,41 +46,46 @@ static char *chatml_default_system(const char *tpl, size_t len)
 }
 
 /* The literal after `key` in the template source, up to the first of `stops`
- * (a Jinja "\\n" escape counts as the stop '\n'), or NULL. */
-static char *literal_after(const char *tpl, size_t len, const char *key, const char *stops)
+ * (a Jinja "\\n" escape counts as '\n'); *out stays NULL when the key is
+ * absent or the literal does not end. */
+static int literal_after(const char *tpl, size_t len, const char *key, const char *stops, char **out)
 {
+    *out = NULL;
     const char *p = memmem(tpl, len, key, strlen(key));
     if (!p)
-        return NULL;
+        return KVZ_OK;
     p += strlen(key);
     const char *q = p, *end = tpl + len;
     while (q < end && !strchr(stops, *q) && !(q + 1 < end && q[0] == '\\' && q[1] == 'n'))
         q++;
-    return q < end ? strndup(p, (size_t)(q - p)) : NULL;
+    if (q < end && !(*out = strndup(p, (size_t)(q - p))))
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory reading a chat template");
+    return KVZ_OK;
 }
 
 /* Llama 3.1 and later always open with a system turn that states a knowledge
- * cutoff and a date ("Today Date: " + date_string, which defaults to a
- * literal; 3.2 takes the day's date when the renderer offers strftime_now,
+ * cutoff and a date: "Today Date: " + date_string, which defaults to a
+ * literal (3.2 takes the day's date when the renderer offers strftime_now,
  * which would make every day's prompt, and so every compiled prefix,
- * different: kvz takes the literal, as a renderer without it does). */
+ * different: kvz takes the literal, as a renderer without it does), or a date
+ * written in the text itself. Either must be a literal kvz can find. */
 static int llama3_system_preamble(kvz_chat *c, const kvz_gguf *g, const char *tpl, size_t len)
 {
-    char *knowledge = literal_after(tpl, len, "Cutting Knowledge Date: ", "\"\n");
-    if (!knowledge)
-        return KVZ_OK; /* Llama 3.0: no system turn unless given */
-    char *date = literal_after(tpl, len, "date_string = \"", "\"");
-    if (!date || !memmem(tpl, len, "Today Date: ", 12)) { /* or a date written in the text itself */
+    static const char STOPS[] = "\"'\n";
+    char *knowledge = NULL, *date = NULL;
+    int rc = literal_after(tpl, len, "Cutting Knowledge Date: ", STOPS, &knowledge);
+    if (rc != KVZ_OK || !knowledge)
+        return rc; /* Llama 3.0: no system turn unless given */
+    rc = literal_after(tpl, len, "Today Date: ", STOPS, &date);
+    if (rc == KVZ_OK && date && !date[0]) { /* "Today Date: " + date_string */
         free(date);
-        date = literal_after(tpl, len, "Today Date: ", "\"\n");
-        if (date && !date[0])
-            free(date), date = NULL;
+        rc = literal_after(tpl, len, "date_string = \"", "\"", &date);
     }
-    int rc = KVZ_OK;
-    if (!date) {
-        rc = kvz_errorf(KVZ_ERR_UNSUPPORTED, "%s: a Llama-3 chat template with a knowledge cutoff but no "
-                        "literal date (date_string = \"...\") kvz can render", kvz_gguf_path(g));
-    } else {
+    if (rc == KVZ_OK && (!knowledge[0] || !date || !date[0])) {
+        rc = kvz_errorf(KVZ_ERR_UNSUPPORTED, "%s: a Llama-3 chat template with a knowledge cutoff and a date "
+                        "kvz cannot read as literals (it reads \"Cutting Knowledge Date: <text>\" and \"Today "
+                        "Date: <text>\" or date_string = \"<text>\")", kvz_gguf_path(g));
+    } else if (rc == KVZ_OK) {
         kvz_buffer b = {0};
         put_str(&b, "Cutting Knowledge Date: ");
         put_str(&b, knowledge);

@@ -93,11 +93,15 @@ LLAMA3_TEMPLATE = (
 
 # A template of the shape of Meta's Llama 3.1 and later ones (written for
 # kvz, not copied): a system turn always opens the conversation, stating a
-# knowledge cutoff and a date (date_string, a literal unless the renderer
-# offers one), then the trimmed system message if any; "Environment: ipython"
-# only with tools, which kvz never passes.
+# knowledge cutoff and a date (date_string: the day's as 3.2 takes it when the
+# renderer offers strftime_now, which this one does not, else a literal), then
+# the trimmed system message if any; "Environment: ipython" only with tools,
+# which kvz never passes.
 LLAMA31_TEMPLATE = r"""{{- bos_token }}
-{%- if not date_string is defined %}{%- set date_string = "26 Jul 2024" %}{%- endif %}
+{%- if not date_string is defined %}
+    {%- if strftime_now is defined %}{%- set date_string = strftime_now("%d %b %Y") %}
+    {%- else %}{%- set date_string = "26 Jul 2024" %}{%- endif %}
+{%- endif %}
 {%- if not tools is defined %}{%- set tools = none %}{%- endif %}
 {%- if messages[0]['role'] == 'system' %}
     {%- set system_message = messages[0]['content']|trim %}
