@@ -15,7 +15,7 @@ const char *kvz_chat_kind_name(kvz_chat_kind kind)
     return "unknown";
 }
 
-static void put_str(kvz_buffer *b, const char *s) { kvz_buffer_append(b, s, strlen(s)); }
+static void put(kvz_buffer *b, const char *s) { kvz_buffer_append(b, s, strlen(s)); }
 
 /* ChatML templates write their default system turn as a literal
  * '<|im_start|>system\n...<|im_end|>' inside the template source: the first
@@ -87,11 +87,11 @@ static int llama3_system_preamble(kvz_chat *c, const kvz_gguf *g, const char *tp
                         "Date: <text>\" or date_string = \"<text>\")", kvz_gguf_path(g));
     } else if (rc == KVZ_OK) {
         kvz_buffer b = {0};
-        put_str(&b, "Cutting Knowledge Date: ");
-        put_str(&b, knowledge);
-        put_str(&b, "\nToday Date: ");
-        put_str(&b, date);
-        put_str(&b, "\n\n");
+        put(&b, "Cutting Knowledge Date: ");
+        put(&b, knowledge);
+        put(&b, "\nToday Date: ");
+        put(&b, date);
+        put(&b, "\n\n");
         kvz_buffer_append(&b, "", 1);
         if (b.failed)
             rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory reading a chat template");
@@ -150,39 +150,39 @@ int kvz_chat_render(const kvz_chat *c, const kvz_chat_message *msgs, size_t n,
     int has_system = n > 0 && strcmp(msgs[0].role, "system") == 0;
     if (c->kind == KVZ_CHAT_CHATML) {
         if (!has_system && c->default_system) {
-            put_str(&b, "<|im_start|>system\n");
-            put_str(&b, c->default_system);
-            put_str(&b, "<|im_end|>\n");
+            put(&b, "<|im_start|>system\n");
+            put(&b, c->default_system);
+            put(&b, "<|im_end|>\n");
         }
         for (size_t i = 0; i < n; i++) {
-            put_str(&b, "<|im_start|>");
-            put_str(&b, msgs[i].role);
-            put_str(&b, "\n");
-            put_str(&b, msgs[i].content);
-            put_str(&b, "<|im_end|>\n");
+            put(&b, "<|im_start|>");
+            put(&b, msgs[i].role);
+            put(&b, "\n");
+            put(&b, msgs[i].content);
+            put(&b, "<|im_end|>\n");
         }
         if (add_generation_prompt)
-            put_str(&b, "<|im_start|>assistant\n");
+            put(&b, "<|im_start|>assistant\n");
     } else {
-        put_str(&b, "<|begin_of_text|>");
+        put(&b, "<|begin_of_text|>");
         size_t first = 0;
         if (c->system_preamble) { /* always a system turn; a given message goes after the preamble */
-            put_str(&b, "<|start_header_id|>system<|end_header_id|>\n\n");
-            put_str(&b, c->system_preamble);
+            put(&b, "<|start_header_id|>system<|end_header_id|>\n\n");
+            put(&b, c->system_preamble);
             if (has_system)
                 put_trimmed(&b, msgs[0].content);
-            put_str(&b, "<|eot_id|>");
+            put(&b, "<|eot_id|>");
             first = has_system;
         }
         for (size_t i = first; i < n; i++) {
-            put_str(&b, "<|start_header_id|>");
-            put_str(&b, msgs[i].role);
-            put_str(&b, "<|end_header_id|>\n\n");
+            put(&b, "<|start_header_id|>");
+            put(&b, msgs[i].role);
+            put(&b, "<|end_header_id|>\n\n");
             put_trimmed(&b, msgs[i].content);
-            put_str(&b, "<|eot_id|>");
+            put(&b, "<|eot_id|>");
         }
         if (add_generation_prompt)
-            put_str(&b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+            put(&b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
     }
     kvz_buffer_append(&b, "", 1);
     if (b.failed) {

@@ -298,7 +298,7 @@ int kvz_synth_model_write(const char *path, const kvz_synth_spec *s)
 {
     KVZ_TRY(check_spec(s));
     kvz_gguf_writer *w = kvz_gguf_writer_new();
-    uint64_t max_tensors = 4 + 12 * (uint64_t)s->n_layers;
+    uint64_t max_tensors = 3 + 12 * (uint64_t)s->n_layers;
     float factors[KVZ_ROPE_MAX_FACTORS];
     const int32_t pairs = (int32_t)(s->dim / s->n_heads / 2);
     if (s->rope_freqs_ctx > 0)

@@ -80,7 +80,7 @@ int cuda_kv_load(kvz_backend *b, const void *staging, size_t bytes, const kvz_kv
     for (int32_t i = 0; i < n_jobs; i++) {
         const kvz_kv_load_job *j = &jobs[i];
         KVZ_TRY(kvz_kv_load_job_check(j, bytes, rope));
-        if (j->shape.d % 2 != 0 || (j->is_keys && (rope->rope_dim % 2 != 0 || rope->rope_dim > (int32_t)j->shape.d)))
+        if (j->shape.d % 2 != 0 || (j->is_keys && rope->rope_dim > (int32_t)j->shape.d))
             return kvz_errorf(KVZ_ERR_UNSUPPORTED, "cuda: loading rows of %u channels with RoPE over %d",
                               j->shape.d, j->is_keys ? rope->rope_dim : 0);
     }

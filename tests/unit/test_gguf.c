@@ -360,6 +360,26 @@ static void test_truncated_real_model(void **state)
     unlink(path);
 }
 
+
+/* A writer holding the hyper-parameters a model header needs (architecture
+ * `arch`, 2 layers of `width` with `heads` heads), and nothing else. */
+static kvz_gguf_writer *minimal_header(const char *arch, uint32_t width, uint32_t heads)
+{
+    kvz_gguf_writer *w = kvz_gguf_writer_new();
+    CHECK_OK(kvz_gguf_writer_set_str(w, "general.architecture", arch));
+    const char *counts[] = {"block_count", "embedding_length", "attention.head_count", "feed_forward_length",
+                            "context_length"};
+    const uint32_t values[] = {2, width, heads, 128, 512};
+    char key[64];
+    for (int i = 0; i < 5; i++) {
+        snprintf(key, sizeof key, "%s.%s", arch, counts[i]);
+        CHECK_OK(kvz_gguf_writer_set_u32(w, key, values[i]));
+    }
+    snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", arch);
+    CHECK_OK(kvz_gguf_writer_set_f32(w, key, 1e-6f));
+    return w;
+}
+
 static void test_model_checks(void **state)
 {
     kvz_synth_spec spec;
@@ -395,17 +415,7 @@ static void test_model_checks(void **state)
 
     /* RoPE scaling kvz does not apply (YaRN, linear by a factor): refused, not computed without it */
     for (int c = 0; c < 2; c++) {
-        w = kvz_gguf_writer_new();
-        CHECK_OK(kvz_gguf_writer_set_str(w, "general.architecture", "qwen2"));
-        const char *counts[] = {"block_count", "embedding_length", "attention.head_count", "feed_forward_length",
-                                "context_length"};
-        const uint32_t values[] = {2, 64, 4, 128, 512};
-        char key[64];
-        for (int i = 0; i < 5; i++) {
-            snprintf(key, sizeof key, "qwen2.%s", counts[i]);
-            CHECK_OK(kvz_gguf_writer_set_u32(w, key, values[i]));
-        }
-        CHECK_OK(kvz_gguf_writer_set_f32(w, "qwen2.attention.layer_norm_rms_epsilon", 1e-6f));
+        w = minimal_header("qwen2", 64, 4);
         if (c == 0)
             CHECK_OK(kvz_gguf_writer_set_str(w, "qwen2.rope.scaling.type", "yarn"));
         else
@@ -435,19 +445,7 @@ static void test_model_checks(void **state)
         {"llama", 1024, 2, 256, KVZ_GGML_F32, 0, KVZ_ERR_UNSUPPORTED, "rotary width of 512"},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        const char *arch = cases[c].arch;
-        w = kvz_gguf_writer_new();
-        CHECK_OK(kvz_gguf_writer_set_str(w, "general.architecture", arch));
-        const char *counts[] = {"block_count", "embedding_length", "attention.head_count", "feed_forward_length",
-                                "context_length"};
-        const uint32_t values[] = {2, cases[c].width, cases[c].heads, 128, 512};
-        char key[64];
-        for (int i = 0; i < 5; i++) {
-            snprintf(key, sizeof key, "%s.%s", arch, counts[i]);
-            CHECK_OK(kvz_gguf_writer_set_u32(w, key, values[i]));
-        }
-        snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", arch);
-        CHECK_OK(kvz_gguf_writer_set_f32(w, key, 1e-6f));
+        w = minimal_header(cases[c].arch, cases[c].width, cases[c].heads);
         float factors[256];
         for (int j = 0; j < 256; j++)
             factors[j] = j < 2 ? 1.0f : 8.0f;
