@@ -44,6 +44,11 @@ int kvz_chat_render(const kvz_chat *c, const kvz_chat_message *msgs, size_t n,
 
 const char *kvz_chat_kind_name(kvz_chat_kind kind);
 
+/* The length of a message's content (s, len bytes) without what the template
+ * trims from its end: Llama-3 trims whitespace as Jinja's `trim` does (every
+ * Unicode space, Python's str.isspace); ChatML keeps it all. */
+size_t kvz_chat_content_end(const kvz_chat *c, const char *s, size_t len);
+
 /* The text that opens a user turn, after the system turn (`system`, or the
  * template's default when NULL), and the text that closes a user turn and
  * opens the assistant's. A prompt is open + content + close. malloc'ed. */

@@ -31,7 +31,9 @@ int kvz_prompt_question_quoting(const kvz_model *m, const char *question, const 
     KVZ_TRY(kvz_chat_close_user_turn(&m->chat, &close));
     int rc = kvz_tokenize(m->tokenizer, "\n\n", 2, 0, out);
     if (rc == KVZ_OK)
-        rc = kvz_tokenize(m->tokenizer, question, strlen(question), 0, out);
+        rc = kvz_tokenize(m->tokenizer, question,
+                          n_quoted ? strlen(question) : kvz_chat_content_end(&m->chat, question, strlen(question)),
+                          0, out); /* the question ends the content the template may trim */
     for (size_t i = 0; i < n_quoted && rc == KVZ_OK; i++)
         rc = kvz_tokens_push(out, quoted[i]);
     if (rc == KVZ_OK)

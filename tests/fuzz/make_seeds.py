@@ -206,6 +206,18 @@ def byte_level_alphabet():
     return [chr(c) for _, c in sorted(zip(bs, cs))]
 
 
+LLAMA31_TEMPLATE = (
+    "{{- bos_token }}{%- if messages[0]['role'] == 'system' %}"
+    "{%- set system_message = messages[0]['content']|trim %}{%- set messages = messages[1:] %}"
+    "{%- else %}{%- set system_message = \"\" %}{%- endif %}"
+    "{%- if not date_string is defined %}{%- set date_string = \"26 Jul 2024\" %}{%- endif %}"
+    "{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}"
+    "{{- \"Cutting Knowledge Date: December 2023\\n\" }}{{- \"Today Date: \" + date_string + \"\\n\\n\" }}"
+    "{{- system_message }}{{- \"<|eot_id|>\" }}"
+    "{%- for message in messages %}{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'"
+    " + message['content'] | trim + '<|eot_id|>' }}{%- endfor %}")
+
+
 def small_vocab_kvs(llama3):
     """A GPT-2 byte-level vocabulary: the 256 bytes and a few merges."""
     specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
@@ -274,6 +286,12 @@ def make_gguf_seeds(kvz, tmp, out):
     seeds["small_llama3_k_quants.gguf"] = gguf_build(
         small_vocab_kvs(True),
         shrink_tensors(tensors, data, lambda i, n: ["Q4_K", "Q5_K", "Q6_K", "F32"][i % 4]))
+    # Llama 3.1's dated system turn and RoPE frequency factors (one f32 per rotated pair)
+    kvs = [kv for kv in small_vocab_kvs(True) if kv[0] != b"tokenizer.chat_template"]
+    kvs.append((b"tokenizer.chat_template", T_STR, kv_scalar(T_STR, LLAMA31_TEMPLATE)))
+    factors = struct.pack("<8f", 1.0, 1.0, 1.5, 2.5, 4.0, 6.0, 8.0, 8.0)
+    seeds["small_llama31_rope_freqs.gguf"] = gguf_build(
+        kvs, shrink_tensors(tensors, data) + [(b"rope_freqs.weight", [8], GGML["F32"][0], factors)])
     seeds["all_value_types_v2.gguf"] = gguf_build(all_types_kvs(), [], version=2, align=64)
     seeds["all_value_types_v3_tensor.gguf"] = gguf_build(
         all_types_kvs(), [(b"t", [4, 2], GGML["F16"][0], bytes(range(16)))], version=3, align=64)

@@ -159,6 +159,14 @@ def write_chat(vocab, template, out_dir):
     print("wrote", path, len(CHAT_CASES), "cases")
 
 
+# Llama-3 templates trim every message (Jinja's trim: Python's str.isspace,
+# Unicode spaces too; U+200B is not one).
+LLAMA3_PADDED_CASES = [
+    ("padded", "  spaced system \n", "\n user with padding  \n"),
+    ("padded_unicode", "\u3000\u00a0 system\u2003\x0b\x1c", "\u2028\u0085 user\u200b\u205f\u00a0\u202f\n"),
+]
+
+
 def write_chat_llama3(out_dir, template, file_name, what):
     tpl = jinja2.Environment().from_string(template)
     path = os.path.join(out_dir, file_name)
@@ -166,7 +174,7 @@ def write_chat_llama3(out_dir, template, file_name, what):
         f.write("# %s chat template rendered by Jinja2 %s\n" % (what, jinja2.__version__))
         f.write("# template HEX, then: case NAME / system HEX or - / user HEX / rendered HEX\n")
         f.write("template %s\n" % hexs(template))
-        for name, system, user in CHAT_CASES + [("padded", "  spaced system \n", "\n user with padding  \n")]:
+        for name, system, user in CHAT_CASES + LLAMA3_PADDED_CASES:
             msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
             rendered = tpl.render(messages=msgs, add_generation_prompt=True, bos_token="<|begin_of_text|>")
             f.write("case %s\nsystem %s\nuser %s\nrendered %s\n" % (
