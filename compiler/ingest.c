@@ -232,6 +232,52 @@ int kvz_ingest_list(const char *const *paths, size_t n_paths, const kvz_ingest_o
     return KVZ_OK;
 }
 
+/* The member part of a name under a folder: after the first ':' that ends an
+ * archive's path, as list_archive names members (NULL: a plain file). */
+static const char *member_of(const char *name)
+{
+    for (const char *c = strchr(name, ':'); c; c = strchr(c + 1, ':')) {
+        char *archive = strndup(name, (size_t)(c - name));
+        int is = archive && is_archive(archive);
+        free(archive);
+        if (is)
+            return c + 1;
+    }
+    return NULL;
+}
+
+static int under_path(const char *path, const kvz_ingest_opts *o, const char *name)
+{
+    if (strcmp(name, strcmp(path, "-") == 0 ? "stdin" : path) == 0)
+        return 1; /* what was named: compiled whatever the globs say */
+    struct stat st;
+    if (strcmp(path, "-") == 0 || stat(path, &st) != 0)
+        return 0;
+    size_t n = strlen(path);
+    if (S_ISDIR(st.st_mode)) {
+        size_t sep = path[n - 1] == '/' ? 0 : 1;
+        if (strncmp(name, path, n) != 0 || (sep && name[n] != '/') || !name[n + sep])
+            return 0;
+        const char *member = member_of(name);
+        return selected(o, member ? member : name); /* as list_path and list_archive select */
+    }
+    return S_ISREG(st.st_mode) && is_archive(path) && strncmp(name, path, n) == 0 && name[n] == ':' &&
+           name[n + 1] && selected(o, name + n + 1);
+}
+
+int kvz_ingest_would_list(const char *const *paths, size_t n_paths, const kvz_ingest_opts *opts,
+                          const char *name, size_t len)
+{
+    if (memchr(name, '\0', len))
+        return 0; /* no path names it */
+    char *z = strndup(name, len);
+    int in = 0;
+    for (size_t i = 0; z && i < n_paths && !in; i++)
+        in = under_path(paths[i], opts, z);
+    free(z);
+    return in;
+}
+
 /* ---- reading -------------------------------------------------------------- */
 
 struct kvz_doc_reader {

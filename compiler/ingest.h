@@ -43,6 +43,14 @@ int kvz_ingest_list(const char *const *paths, size_t n_paths, const kvz_ingest_o
                     kvz_source_list *out);
 void kvz_source_list_free(kvz_source_list *l);
 
+/* Whether kvz_ingest_list of `paths` would list a document named `name` (len
+ * bytes) were it there: the path itself, an entry of its folder, a member of
+ * its archive, each as the include/exclude globs select them (compile --prune:
+ * a store document so named that the listing lacks is gone from the corpus).
+ * A path that cannot be read, or "-" (named "stdin"), scopes only its own name. */
+int kvz_ingest_would_list(const char *const *paths, size_t n_paths, const kvz_ingest_opts *opts,
+                          const char *name, size_t len);
+
 typedef struct kvz_document {
     const kvz_source *source;
     char *text;          /* normalised UTF-8, NUL-terminated */

@@ -4,6 +4,7 @@
 #include "compiler/compile.h"
 #include "compiler/ingest.h"
 #include "tools/cli.h"
+#include "tools/store_collect.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -64,6 +65,13 @@ static const char HELP[] =
     "  --strict            stop at the first empty, binary or non-UTF-8 document,\n"
     "                      exit 4 (they are skipped with a warning otherwise)\n"
     "  --force             recompile even what the store already has\n"
+    "  --prune             after a run that went through every document, remove from\n"
+    "                      the store the documents under PATH... (as the globs select\n"
+    "                      them) that the corpus no longer has, and what only they used\n"
+    "                      (as `kvz rm`); documents of other paths, and those skipped or\n"
+    "                      failed this run, stay. Needs the store to itself: while\n"
+    "                      another kvz process writes to it (another shard), nothing is\n"
+    "                      pruned (exit 3; run it again once that one has ended)\n"
     "  --reserve N         context tokens kept free after each segment (default 512)\n"
     "  --shard I/N         compile only the documents of shard I of N (0 <= I < N):\n"
     "                      a document's shard is its content hash modulo N, so every\n"
@@ -84,7 +92,7 @@ enum {
     OPT_STORE = 256, OPT_METHOD, OPT_RATIO, OPT_BUDGET, OPT_LEVEL, OPT_SHAPE, OPT_BETA, OPT_DECAY,
     OPT_CHUNK, OPT_REUSE, OPT_WINDOW, OPT_POOL, OPT_QUESTION, OPT_KVZIP_CHUNK, OPT_BITS, OPT_KGROUP,
     OPT_VGROUP, OPT_FP16, OPT_ZSTD, OPT_INCLUDE, OPT_EXCLUDE, OPT_MAX_BYTES, OPT_STRICT, OPT_FORCE,
-    OPT_RESERVE, OPT_JSON, OPT_QUIET, OPT_DEVICE, OPT_THREADS, OPT_SEED, OPT_SHARD,
+    OPT_RESERVE, OPT_JSON, OPT_QUIET, OPT_DEVICE, OPT_THREADS, OPT_SEED, OPT_SHARD, OPT_PRUNE,
 };
 
 typedef struct compile_args {
@@ -92,7 +100,7 @@ typedef struct compile_args {
     kvz_compile_opts opts;
     kvz_ingest_opts ingest;
     const char **include, **exclude;
-    int strict, json, quiet, device, chunk_given, ratio_given;
+    int strict, json, quiet, device, chunk_given, ratio_given, prune;
     long threads;
     uint32_t shard, n_shards; /* n_shards 0: every document */
 } compile_args;
@@ -122,7 +130,7 @@ static int parse(int argc, char **argv, compile_args *a)
         {"json", no_argument, 0, OPT_JSON}, {"quiet", no_argument, 0, OPT_QUIET},
         {"device", required_argument, 0, OPT_DEVICE}, {"threads", required_argument, 0, OPT_THREADS},
         {"seed", required_argument, 0, OPT_SEED}, {"shard", required_argument, 0, OPT_SHARD},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+        {"prune", no_argument, 0, OPT_PRUNE}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     memset(a, 0, sizeof *a);
     kvz_compile_opts_default(&a->opts);
@@ -239,6 +247,7 @@ static int parse(int argc, char **argv, compile_args *a)
             break;
         case OPT_STRICT: a->strict = 1; break;
         case OPT_FORCE: a->opts.force = 1; break;
+        case OPT_PRUNE: a->prune = 1; break;
         case OPT_JSON: a->json = 1; break;
         case OPT_QUIET: a->quiet = 1; break;
         case OPT_DEVICE: if (cli_parse_device(optarg, &a->device)) return bad("device", optarg); break;
@@ -329,6 +338,61 @@ static void line(progress *p, const char *fmt, const char *name, const char *det
         cli_put_shown(stderr, detail);
         fputc('\n', stderr);
     }
+}
+
+/* ---- --prune ----------------------------------------------------------------- */
+
+typedef struct prune_ctx {
+    const char *const *paths;
+    size_t n_paths;
+    const kvz_ingest_opts *ingest;
+    const char **listed; /* the run's document names, sorted */
+    size_t n_listed;
+} prune_ctx;
+
+static int by_string(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+static int is_listed(const prune_ctx *p, const void *name, size_t len)
+{
+    size_t lo = 0, hi = p->n_listed;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2, n = strlen(p->listed[mid]);
+        int d = memcmp(p->listed[mid], name, n < len ? n : len);
+        if (d == 0)
+            d = (n > len) - (n < len);
+        if (d == 0)
+            return 1;
+        *(d < 0 ? &lo : &hi) = d < 0 ? mid + 1 : mid;
+    }
+    return 0;
+}
+
+/* A store document goes when the run's paths would list it and did not. */
+static int prune_chooses(void *ctx, const void *name, size_t len)
+{
+    const prune_ctx *p = ctx;
+    return !is_listed(p, name, len) && kvz_ingest_would_list(p->paths, p->n_paths, p->ingest, name, len);
+}
+
+/* The whole store to itself (no other writer is staging artifacts no
+ * document names yet), one transaction. */
+static int prune(const compile_args *a, const char *const *paths, size_t n_paths, const kvz_source_list *list,
+                 store_collect_report *report)
+{
+    prune_ctx p = {paths, n_paths, &a->ingest, malloc((list->len ? list->len : 1) * sizeof *p.listed), list->len};
+    if (!p.listed)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < list->len; i++)
+        p.listed[i] = list->items[i].name;
+    qsort(p.listed, p.n_listed, sizeof *p.listed, by_string);
+    kvz_store *s = NULL;
+    store_collect_opts o = {.remove = prune_chooses, .ctx = &p, .what = "compile --prune"};
+    int st = kvz_store_open(&s, a->store, KVZ_STORE_EXCLUSIVE);
+    if (st == KVZ_OK)
+        st = store_collect(s, &o, report);
+    kvz_store_close(s);
+    free(p.listed);
+    return st;
 }
 
 int cmd_compile(int argc, char **argv)
@@ -466,13 +530,22 @@ int cmd_compile(int argc, char **argv)
         p.doc_tokens = 0;
         draw(&p, 1);
     }
+    if (p.tty && !a.quiet)
+        fprintf(stderr, "\r\033[K");
+    store_collect_report pruned = {0};
+    int prune_st = KVZ_OK;
+    if (a.prune && i == list.len) { /* a run that stopped prunes nothing */
+        kvz_compiler_free(comp), comp = NULL;
+        kvz_store_close(store), store = NULL; /* its shared hold: the prune needs the store alone */
+        prune_st = prune(&a, (const char *const *)argv + optind, (size_t)(argc - optind), &list, &pruned);
+        if (prune_st != KVZ_OK)
+            prune_st = kvz_error_context(prune_st, "nothing pruned");
+    }
     double el = kvz_now_seconds() - p.start;
     char shard_note[96] = "";
     if (a.n_shards)
         snprintf(shard_note, sizeof shard_note, ", %zu in other shards (this is shard %u of 0..%u)", other_shards,
                  a.shard, a.n_shards - 1);
-    if (p.tty && !a.quiet)
-        fprintf(stderr, "\r\033[K");
     size_t not_attempted = i < list.len ? list.len - i - 1 : 0;
     if (not_attempted && !a.quiet)
         fprintf(stderr, "stopped at %s: %zu document(s) after it not attempted; the store keeps what was "
@@ -482,13 +555,30 @@ int cmd_compile(int argc, char **argv)
         fprintf(stderr, "%zu compiled, %zu unchanged, %zu skipped, %zu failed%s; %lld tokens -> %.1f KB "
                 "(%.2f bytes/token) in %.1f s\n", compiled, unchanged, skipped, failed, shard_note,
                 (long long)in_tokens, out_bytes / 1024.0, in_tokens ? (double)out_bytes / (double)in_tokens : 0, el);
-    if (a.json)
+    const int prune_done = a.prune && i == list.len && prune_st == KVZ_OK;
+    if (prune_done && !a.quiet)
+        fprintf(stderr, "pruned %zu document(s) the corpus no longer has; dropped %zu artifact(s) and %zu "
+                "prefix(es), %.1f KB\n", pruned.documents, pruned.artifacts, pruned.prefixes, pruned.bytes / 1024.0);
+    else if (a.prune && i < list.len)
+        fprintf(stderr, "kvz compile: nothing pruned: the run stopped before its end\n");
+    if (a.json) {
         printf("{\"summary\":{\"compiled\":%zu,\"unchanged\":%zu,\"skipped\":%zu,\"failed\":%zu,"
-               "\"not_attempted\":%zu,\"other_shards\":%zu,\"tokens\":%lld,\"bytes\":%llu,\"seconds\":%.3f}}\n",
+               "\"not_attempted\":%zu,\"other_shards\":%zu,\"tokens\":%lld,\"bytes\":%llu,\"seconds\":%.3f",
                compiled, unchanged, skipped, failed, not_attempted, other_shards, (long long)in_tokens,
                (unsigned long long)out_bytes, el);
+        if (prune_done) /* null: asked for and not done */
+            printf(",\"pruned\":{\"documents\":%zu,\"artifacts\":%zu,\"prefixes\":%zu,\"bytes\":%llu}",
+                   pruned.documents, pruned.artifacts, pruned.prefixes, (unsigned long long)pruned.bytes);
+        else if (a.prune)
+            printf(",\"pruned\":null");
+        printf("}}\n");
+    }
     if (rc == KVZ_EXIT_OK && failed)
         rc = KVZ_EXIT_FAILURE;
+    if (prune_st != KVZ_OK) { /* said last, where it is seen; a failed document's exit status first */
+        int prune_rc = cli_fail("compile", prune_st);
+        rc = rc == KVZ_EXIT_OK ? prune_rc : rc;
+    }
 done:
     kvz_doc_reader_free(reader);
     kvz_compiler_free(comp);

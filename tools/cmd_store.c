@@ -8,6 +8,7 @@
 #include "format/store.h"
 #include "format/transfer.h"
 #include "tools/cli.h"
+#include "tools/store_collect.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -493,39 +494,6 @@ int cmd_verify(int argc, char **argv)
 
 /* ---- stats -------------------------------------------------------------------- */
 
-/* Artifact ids documents reference (stats and gc): added, then sorted once
- * before lookups. */
-typedef struct id_set {
-    uint8_t (*ids)[16];
-    size_t n, cap;
-} id_set;
-
-static int by_id16(const void *a, const void *b) { return memcmp(a, b, 16); }
-
-static int id_set_add_record(id_set *set, const kvz_doc_record *rec)
-{
-    for (uint32_t i = 0; i < rec->n_entries; i++)
-        for (uint32_t s = 0; s < rec->entries[i].n_segments; s++) {
-            void *grown = kvz_grow(set->ids, &set->cap, set->n, sizeof *set->ids);
-            if (!grown)
-                return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
-            set->ids = grown;
-            memcpy(set->ids[set->n++], rec->entries[i].artifact_ids[s], 16);
-        }
-    return KVZ_OK;
-}
-
-static void id_set_sort(id_set *set)
-{
-    if (set->n) /* qsort's base must not be NULL */
-        qsort(set->ids, set->n, 16, by_id16);
-}
-
-static int id_set_has(const id_set *set, const void *key, size_t len)
-{
-    return len == 16 && set->n && bsearch(key, set->ids, set->n, 16, by_id16);
-}
-
 #define MAX_GROUPS 64
 
 typedef struct stats_group {
@@ -674,194 +642,38 @@ int cmd_stats(int argc, char **argv)
     return st == KVZ_OK ? KVZ_EXIT_OK : cli_fail("stats", st);
 }
 
-/* ---- gc ----------------------------------------------------------------------- */
-
-typedef struct gc_key {
-    kvz_store_db db;
-    uint8_t *key;
-    size_t len;
-} gc_key;
-
-typedef struct gc_rewrite {
-    char *name;
-    kvz_buffer record;
-} gc_rewrite;
-
-typedef struct gc_ctx {
-    const store_args *args;
-    kvz_store_txn *t;
-    id_set live;                 /* artifact ids documents reference */
-    char (*live_prefixes)[64];   /* meta keys of prefixes live artifacts need */
-    size_t n_prefixes, cap_prefixes;
-    gc_key *drop;                /* what to delete after the scans */
-    size_t n_drop, cap_drop;
-    gc_rewrite *rewrites;        /* documents whose older configurations go */
-    size_t n_rewrites, cap_rewrites;
-    unsigned char *named_found;  /* rm: which of args->docs the store has */
-    size_t configs_dropped;
-    uint64_t bytes_dropped;
-} gc_ctx;
-
-static void gc_reset(gc_ctx *g)
-{
-    for (size_t i = 0; i < g->n_drop; i++)
-        free(g->drop[i].key);
-    for (size_t i = 0; i < g->n_rewrites; i++) {
-        kvz_buffer_free(&g->rewrites[i].record);
-        free(g->rewrites[i].name);
-    }
-    g->live.n = g->n_prefixes = g->n_drop = g->n_rewrites = 0;
-    g->configs_dropped = 0;
-    g->bytes_dropped = 0;
-    if (g->named_found)
-        memset(g->named_found, 0, (size_t)g->args->n_docs);
-}
-
-/* Keep, per model, only the newest configuration of a document. */
-static uint32_t drop_older(kvz_doc_record *rec)
-{
-    uint32_t kept = 0;
-    for (uint32_t i = 0; i < rec->n_entries; i++) {
-        int newest = 1;
-        for (uint32_t j = 0; j < rec->n_entries && newest; j++)
-            if (j != i && rec->entries[j].model_fingerprint == rec->entries[i].model_fingerprint &&
-                (rec->entries[j].created > rec->entries[i].created ||
-                 (rec->entries[j].created == rec->entries[i].created && j > i)))
-                newest = 0;
-        if (newest)
-            rec->entries[kept++] = rec->entries[i];
-        else
-            free(rec->entries[i].artifact_ids);
-    }
-    uint32_t dropped = rec->n_entries - kept;
-    rec->n_entries = kept;
-    return dropped;
-}
-
-static int gc_doc(void *ctx, const char *name, kvz_doc_record *rec)
-{
-    gc_ctx *g = ctx;
-    int rc = KVZ_OK;
-    uint32_t dropped = g->args->older_configs ? drop_older(rec) : 0;
-    if (dropped) {
-        g->configs_dropped += dropped;
-        void *grown = kvz_grow(g->rewrites, &g->cap_rewrites, g->n_rewrites, sizeof *g->rewrites);
-        rc = grown ? KVZ_OK : KVZ_ERR_NOMEM;
-        if (rc == KVZ_OK) {
-            g->rewrites = grown;
-            gc_rewrite *w = &g->rewrites[g->n_rewrites++];
-            memset(w, 0, sizeof *w);
-            kvz_doc_record_encode(rec, &w->record);
-            w->name = strdup(name);
-            if (w->record.failed || !w->name)
-                rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
-        }
-    }
-    if (rc == KVZ_OK)
-        rc = id_set_add_record(&g->live, rec);
-    return rc;
-}
-
-static int gc_drop(gc_ctx *g, kvz_store_db db, const void *key, size_t key_len, uint64_t bytes)
-{
-    void *grown = kvz_grow(g->drop, &g->cap_drop, g->n_drop, sizeof *g->drop);
-    if (!grown)
-        return KVZ_ERR_NOMEM;
-    g->drop = grown;
-    uint8_t *copy = malloc(key_len ? key_len : 1);
-    if (!copy)
-        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
-    memcpy(copy, key, key_len);
-    g->drop[g->n_drop++] = (gc_key){db, copy, key_len};
-    g->bytes_dropped += bytes;
-    return KVZ_OK;
-}
-
-static int gc_artifact(void *ctx, const void *key, size_t key_len, const void *val, size_t val_len)
-{
-    gc_ctx *g = ctx;
-    if (id_set_has(&g->live, key, key_len)) {
-        kvz_artifact a; /* live: remember the prefix it needs */
-        if (kvz_artifact_open(&a, val, val_len) == KVZ_OK) {
-            char needed[64];
-            kvz_prefix_key(a.manifest.model.fingerprint, a.manifest.prefix_hash, needed);
-            for (size_t i = 0; i < g->n_prefixes; i++) /* a handful: one per model and template */
-                if (strcmp(g->live_prefixes[i], needed) == 0)
-                    return KVZ_OK;
-            void *grown = kvz_grow(g->live_prefixes, &g->cap_prefixes, g->n_prefixes, sizeof *g->live_prefixes);
-            if (!grown)
-                return KVZ_ERR_NOMEM;
-            g->live_prefixes = grown;
-            memcpy(g->live_prefixes[g->n_prefixes++], needed, sizeof needed);
-        }
-        return KVZ_OK;
-    }
-    return gc_drop(g, KVZ_DB_ARTIFACTS, key, key_len, val_len);
-}
-
-static int gc_meta(void *ctx, const void *key, size_t key_len, const void *val, size_t val_len)
-{
-    gc_ctx *g = ctx;
-    if (key_len <= 7 || memcmp(key, "prefix/", 7) != 0)
-        return KVZ_OK; /* version, head scores: kept */
-    for (size_t i = 0; i < g->n_prefixes; i++)
-        if (strlen(g->live_prefixes[i]) == key_len && memcmp(g->live_prefixes[i], key, key_len) == 0)
-            return KVZ_OK;
-    return gc_drop(g, KVZ_DB_META, key, key_len, val_len);
-}
+/* ---- gc, rm --------------------------------------------------------------------- */
 
 static int name_is(const char *given, const void *name, size_t len)
 {
     return strlen(given) == len && memcmp(given, name, len) == 0;
 }
 
+typedef struct rm_ctx {
+    const store_args *args;
+    unsigned char *found; /* which of args->docs the store has */
+} rm_ctx;
+
 /* rm: whether the document is one of those named. */
-static int is_named(void *ctx, const void *name, size_t len)
+static int rm_chooses(void *ctx, const void *name, size_t len)
 {
-    const gc_ctx *g = ctx;
-    for (int i = 0; i < g->args->n_docs; i++)
-        if (name_is(g->args->docs[i], name, len))
-            return 1;
-    return 0;
+    rm_ctx *r = ctx;
+    int named = 0;
+    for (int i = 0; i < r->args->n_docs; i++) /* a name may be given twice */
+        if (name_is(r->args->docs[i], name, len))
+            r->found[i] = 1, named = 1;
+    return named;
 }
 
-/* rm: the records named go undecoded (a damaged one too), and nothing they
- * reference is live on their account. */
-static int rm_record(void *ctx, const void *key, size_t key_len, const void *val, size_t val_len)
+/* rm: every name given is in the store, or nothing is removed. */
+static int rm_found_all(void *ctx)
 {
-    gc_ctx *g = ctx;
-    int found = 0;
-    for (int i = 0; i < g->args->n_docs; i++) /* a name may be given twice */
-        if (name_is(g->args->docs[i], key, key_len))
-            g->named_found[i] = 1, found = 1;
-    return found ? gc_drop(g, KVZ_DB_DOCS, key, key_len, val_len) : KVZ_OK;
-}
-
-/* The whole collection in one transaction: readers see the store before or after. */
-static int gc_run(kvz_store_txn *t, void *ctx)
-{
-    gc_ctx *g = ctx;
-    gc_reset(g); /* a write retried after the map grew starts over */
-    g->t = t;
-    if (g->args->n_docs)
-        KVZ_TRY(kvz_store_scan(t, KVZ_DB_DOCS, rm_record, g));
-    for (int i = 0; i < g->args->n_docs; i++)
-        if (!g->named_found[i])
+    rm_ctx *r = ctx;
+    for (int i = 0; i < r->args->n_docs; i++)
+        if (!r->found[i])
             return kvz_errorf(KVZ_ERR_NOT_FOUND, "no document '%s' in the store (see kvz ls); nothing was removed",
-                              g->args->docs[i]);
-    int rc = kvz_scan_documents_but(t, is_named, gc_doc, g);
-    if (rc != KVZ_OK) /* never drop what a damaged record might reference */
-        return kvz_error_context(rc, "run kvz verify; %s changed nothing", g->args->n_docs ? "rm" : "gc");
-    id_set_sort(&g->live);
-    KVZ_TRY(kvz_store_scan(t, KVZ_DB_ARTIFACTS, gc_artifact, g));
-    KVZ_TRY(kvz_store_scan(t, KVZ_DB_META, gc_meta, g));
-    if (g->args->dry_run)
-        return KVZ_OK;
-    for (size_t i = 0; i < g->n_rewrites; i++)
-        KVZ_TRY(kvz_store_put(t, KVZ_DB_DOCS, g->rewrites[i].name, strlen(g->rewrites[i].name),
-                              g->rewrites[i].record.data, g->rewrites[i].record.len));
-    for (size_t i = 0; i < g->n_drop; i++)
-        KVZ_TRY(kvz_store_del(t, g->drop[i].db, g->drop[i].key, g->drop[i].len));
+                              r->args->docs[i]);
+    memset(r->found, 0, (size_t)r->args->n_docs); /* for an attempt run again */
     return KVZ_OK;
 }
 
@@ -875,34 +687,27 @@ static int collect(int argc, char **argv, const char *help, int want_doc, const 
         return rc < 0 ? KVZ_EXIT_OK : rc;
     const store_args *a = &args;
     kvz_store *s = NULL;
-    gc_ctx g = {.args = a};
+    rm_ctx rm = {.args = a};
+    store_collect_opts o = {.older_configs = a->older_configs, .dry_run = a->dry_run, .what = argv[0]};
+    if (a->n_docs)
+        o.remove = rm_chooses, o.chosen = rm_found_all, o.ctx = &rm;
+    store_collect_report r = {0};
     int st = KVZ_OK;
-    if (a->n_docs && !(g.named_found = calloc((size_t)a->n_docs, 1)))
+    if (a->n_docs && !(rm.found = calloc((size_t)a->n_docs, 1)))
         st = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     if (st == KVZ_OK)
         st = kvz_store_open(&s, a->store, a->dry_run ? KVZ_STORE_READONLY : KVZ_STORE_EXCLUSIVE);
-    if (st == KVZ_OK && a->dry_run) {
-        kvz_store_txn *t = NULL;
-        st = kvz_store_read_begin(s, &t);
-        if (st == KVZ_OK)
-            st = gc_run(t, &g);
-        kvz_store_read_end(t);
-    } else if (st == KVZ_OK) {
-        st = kvz_store_write(s, gc_run, &g);
-    }
-    size_t artifacts = 0, prefixes = 0, docs = 0;
-    for (size_t i = 0; i < g.n_drop; i++)
-        g.drop[i].db == KVZ_DB_ARTIFACTS ? artifacts++ : g.drop[i].db == KVZ_DB_DOCS ? docs++ : prefixes++;
+    if (st == KVZ_OK)
+        st = store_collect(s, &o, &r);
     if (st == KVZ_OK && a->n_docs)
         printf("%s %zu document(s); %s %zu artifact(s) and %zu prefix(es), %.1f KB\n",
-               a->dry_run ? "would remove" : "removed", docs, a->dry_run ? "would drop" : "dropped", artifacts,
-               prefixes, g.bytes_dropped / 1024.0);
+               a->dry_run ? "would remove" : "removed", r.documents, a->dry_run ? "would drop" : "dropped",
+               r.artifacts, r.prefixes, r.bytes / 1024.0);
     else if (st == KVZ_OK)
         printf("%s %zu artifact(s) and %zu prefix(es), %.1f KB; %zu older configuration(s)%s\n",
-               a->dry_run ? "would drop" : "dropped", artifacts, prefixes, g.bytes_dropped / 1024.0,
-               g.configs_dropped, a->older_configs ? "" : " (not asked: --older-configs)");
-    gc_reset(&g);
-    free(g.live.ids), free(g.live_prefixes), free(g.drop), free(g.rewrites), free(g.named_found);
+               a->dry_run ? "would drop" : "dropped", r.artifacts, r.prefixes, r.bytes / 1024.0, r.older_configs,
+               a->older_configs ? "" : " (not asked: --older-configs)");
+    free(rm.found);
     kvz_store_close(s);
     return st == KVZ_OK ? KVZ_EXIT_OK : cli_fail(argv[0], st);
 }

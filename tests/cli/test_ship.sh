@@ -2,7 +2,7 @@
 # Moving compiled documents around: pack -> unpack on another store (same
 # artifacts, same answers, idempotent), hostile bundles refused with nothing
 # written, another model's bundle, sharded compile + merge equal to a single
-# compile, export/import, gc, rm and stats, kill -9 during unpack.
+# compile, export/import, gc, rm, compile --prune and stats, kill -9 during unpack.
 # Needs KVZ_BIN and KVZ_MODEL.
 . tests/cli_lib.sh
 export KVZ_MODEL="$MODEL"
@@ -334,6 +334,46 @@ printf 'broken.txt\nxyz\n' | mdb_load -T -s docs "$G"
     "$KVZ" rm --store "$G" broken.txt >"$TMP/o" 2>&1 && grep -q "^removed 1 document(s); dropped 0 artifact" "$TMP/o" &&
     "$KVZ" verify --store "$G" >/dev/null 2>&1 && ok "a damaged record: rm of another refused (exit 4), rm of it mends the store" ||
     { fail "rm beside a damaged record: exit $rc"; cat "$TMP/o"; }
+
+# ---- compile --prune: documents gone from the corpus leave the store -----------------------
+P="$TMP/p"; PC="$TMP/pc"
+mkdir -p "$PC/sub" "$TMP/px"
+for f in a.txt b.md sub/c.txt; do echo "The note $f says the meeting moved to Thursday at noon." >"$PC/$f"; done
+echo "A member of an archive: the boat sails at dawn." >"$TMP/px/m.txt"
+tar -cf "$PC/x.tar" -C "$TMP/px" m.txt
+echo "A file of another path: keep it." >"$TMP/other.txt"
+"$KVZ" compile "$PC" "$TMP/other.txt" --store "$P" --method recent --quiet 2>"$TMP/e" && [ "$("$KVZ" ls --store "$P" | grep -c " recent ")" -eq 5 ] ||
+    { fail "compile for prune"; cat "$TMP/e"; }
+rm "$PC/b.md" "$PC/x.tar"
+# b.md is outside this run's selection (--include): it stays; the archive's member (*.txt) goes
+"$KVZ" compile "$PC" --store "$P" --method recent --include '*.txt' --prune --json >"$TMP/o" 2>"$TMP/e" &&
+    grep -q "^pruned 1 document(s) the corpus no longer has; dropped 1 artifact(s)" "$TMP/e" &&
+    python3 -c "import json,sys; d=json.loads(open(sys.argv[1]).read().splitlines()[-1])['summary']; assert d['pruned']['documents']==1 and d['unchanged']==2, d" "$TMP/o" &&
+    "$KVZ" ls --store "$P" >"$TMP/l" && ! grep -q "x.tar:m.txt" "$TMP/l" && grep -q "b.md" "$TMP/l" && grep -q "other.txt" "$TMP/l" &&
+    ok "compile --prune --include: the archive's gone member pruned; a name the globs leave out and another path's kept" ||
+    { fail "compile --prune --include"; cat "$TMP/e" "$TMP/o" "$TMP/l"; }
+"$KVZ" compile "$PC" --store "$P" --method recent --prune --quiet 2>"$TMP/e" && "$KVZ" ls --store "$P" >"$TMP/l" &&
+    ! grep -q "b.md" "$TMP/l" && [ "$(grep -c " recent " "$TMP/l")" -eq 3 ] && "$KVZ" verify --store "$P" >/dev/null 2>&1 &&
+    "$KVZ" stats --store "$P" --json >"$TMP/o" &&
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['documents']==3 and d['artifact_bytes']==d['referenced_bytes'], d" "$TMP/o" &&
+    ok "compile --prune: the gone file pruned, nothing unreferenced left, the store verifies" ||
+    { fail "compile --prune"; cat "$TMP/e" "$TMP/l" "$TMP/o"; }
+# another writer at work (its lock shared): compiled, nothing pruned, exit 3; again later: pruned
+rm "$PC/sub/c.txt"
+flock -s -o "$P/lock.mdb" sleep 20 >/dev/null 2>&1 & held=$!
+until ! flock -n -x "$P/lock.mdb" true; do sleep 0.05; done # held
+"$KVZ" compile "$PC" --store "$P" --method recent --prune --quiet 2>"$TMP/e"; rc=$?
+kill $held 2>/dev/null; wait $held 2>/dev/null
+[ $rc -eq 3 ] && grep -q "nothing pruned: store .* has another kvz process writing to it" "$TMP/e" &&
+    "$KVZ" ls --store "$P" | grep -q "sub/c.txt" && "$KVZ" compile "$PC" --store "$P" --method recent --prune 2>"$TMP/e" &&
+    grep -q "^pruned 1 document(s)" "$TMP/e" && ! "$KVZ" ls --store "$P" | grep -q "sub/c.txt" &&
+    ok "compile --prune beside another writer: exit 3, nothing pruned; run again: pruned" ||
+    { fail "compile --prune beside a writer: exit $rc"; cat "$TMP/e"; }
+# a run that stops (--strict at an empty file) prunes nothing
+rm "$PC/a.txt"; : >"$PC/empty.txt"
+"$KVZ" compile "$PC" "$TMP/other.txt" --store "$P" --method recent --prune --strict --quiet 2>"$TMP/e"; rc=$?
+[ $rc -eq 4 ] && grep -q "nothing pruned: the run stopped before its end" "$TMP/e" && "$KVZ" ls --store "$P" | grep -q "pc/a.txt" &&
+    ok "a stopped run prunes nothing (exit 4)" || { fail "stopped run with --prune: exit $rc"; cat "$TMP/e"; }
 
 # ---- a reader answers throughout an unpack that grows the store's map ----------------------
 R="$TMP/r"

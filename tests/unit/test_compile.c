@@ -566,8 +566,39 @@ static void test_ingest(void **state)
         const char *n = list.items[i].name;
         assert_true(strcmp(n + strlen(n) - 4, ".txt") == 0);
         assert_null(strstr(n, "deeper"));
+        /* what the listing names, would_list names (compile --prune's scope) */
+        assert_true(kvz_ingest_would_list(paths, 1, &only, n, strlen(n)));
     }
     kvz_source_list_free(&list);
+    char name[600];
+    static const struct {
+        const char *tail;
+        int with_globs, without; /* would_list with `only`, and without globs */
+    } scope[] = {
+        {"/gone.txt", 1, 1},          {"/sub/gone.md", 0, 1},           {"/sub/deeper/gone.txt", 0, 1},
+        {"/sub/pack.tar.gz:x.txt", 1, 1}, {"/sub/pack.tar.gz:x.md", 0, 1}, /* members as the globs select them */
+        {"/sub/old.zip:y.txt", 1, 1}, {"2/a.txt", 0, 0} /* a sibling folder sharing the prefix */,
+        {"/", 0, 0},                  {"", 1, 1} /* the path itself: once a file */,
+    };
+    for (size_t i = 0; i < sizeof scope / sizeof *scope; i++) {
+        snprintf(name, sizeof name, "%s%s", dir, scope[i].tail);
+        if (kvz_ingest_would_list(paths, 1, &only, name, strlen(name)) != scope[i].with_globs ||
+            kvz_ingest_would_list(paths, 1, NULL, name, strlen(name)) != scope[i].without)
+            fail_msg("would_list of '%s' is not %d with the globs, %d without", name, scope[i].with_globs,
+                     scope[i].without);
+    }
+    snprintf(name, sizeof name, "%s/a.txt", dir);
+    assert_false(kvz_ingest_would_list(paths, 1, NULL, name, strlen(name) + 1)); /* a NUL in the name */
+    const char *file[1] = {name}, *archive[1] = {path}, *stdin_path[1] = {"-"};
+    assert_true(kvz_ingest_would_list(file, 1, &only, name, strlen(name))); /* a file named: itself */
+    assert_false(kvz_ingest_would_list(file, 1, NULL, "a.txt", 5));
+    snprintf(path, sizeof path, "%s/sub/pack.tar.gz", dir);
+    snprintf(name, sizeof name, "%s:gone.txt", path);
+    assert_true(kvz_ingest_would_list(archive, 1, NULL, name, strlen(name)));
+    snprintf(name, sizeof name, "%s/sub/pack.tar.gzip:gone.txt", dir);
+    assert_false(kvz_ingest_would_list(archive, 1, NULL, name, strlen(name)));
+    assert_true(kvz_ingest_would_list(stdin_path, 1, NULL, "stdin", 5));
+    assert_false(kvz_ingest_would_list(stdin_path, 1, NULL, "-", 1));
     const char *missing[1] = {"/nonexistent/corpus"};
     assert_int_equal(kvz_ingest_list(missing, 1, NULL, &list), KVZ_ERR_NOT_FOUND);
 }
