@@ -164,7 +164,8 @@ static int list_dir(const char *path, const kvz_ingest_opts *o, kvz_source_list 
         n++;
     }
     closedir(d);
-    qsort(names, n, sizeof *names, by_name); /* the same order on every machine */
+    if (n) /* qsort's base must not be NULL (an empty folder) */
+        qsort(names, n, sizeof *names, by_name); /* the same order on every machine */
     for (size_t i = 0; i < n && rc == KVZ_OK; i++) {
         size_t len = strlen(path) + strlen(names[i]) + 2;
         char *child = malloc(len);
