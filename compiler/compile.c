@@ -11,6 +11,7 @@
 #include "model/context.h"
 #include "model/identity.h"
 #include "model/prompt.h"
+#include "model/utf8.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -70,7 +71,7 @@ int kvz_compile_opts_check(const kvz_compile_opts *o)
         return kvz_errorf(KVZ_ERR_ARG, "--level head keeps whole heads: no --chunk or --budget-shape");
     if (o->sel.chunk && o->sel.method != KVZ_METHOD_KVZIP && o->sel.method != KVZ_METHOD_CHUNKKV)
         return kvz_errorf(KVZ_ERR_ARG, "--chunk applies to kvzip and chunkkv");
-    if (o->question && o->question[strspn(o->question, " \t\r\n")] == '\0')
+    if (o->question && kvz_utf8_space_prefix(o->question, strlen(o->question)) == strlen(o->question))
         return kvz_errorf(KVZ_ERR_ARG, "--question is empty: give the question the documents are compiled for");
     int window_method = o->sel.method == KVZ_METHOD_SNAPKV || o->sel.method == KVZ_METHOD_CHUNKKV;
     if (o->question && !window_method)
@@ -206,7 +207,10 @@ static void window_text(uint32_t window, char *text, size_t size)
 static void describe_config(kvz_compiler *c)
 {
     const kvz_compile_opts *o = &c->opts;
-    uint64_t question_hash = o->question ? XXH3_64bits(o->question, strlen(o->question)) : 0;
+    /* the question as its prompt holds it (a template may trim its end) */
+    uint64_t question_hash =
+        o->question ? XXH3_64bits(o->question, kvz_chat_content_end(&c->model->chat, o->question, strlen(o->question)))
+                    : 0;
     char window[32];
     window_text(o->sel.window, window, sizeof window);
     snprintf(c->config, sizeof c->config,

@@ -259,8 +259,8 @@ static int under_path(const char *path, const kvz_ingest_opts *o, const char *na
         size_t sep = path[n - 1] == '/' ? 0 : 1;
         if (strncmp(name, path, n) != 0 || (sep && name[n] != '/') || !name[n + sep])
             return 0;
-        const char *member = member_of(name);
-        return selected(o, member ? member : name); /* as list_path and list_archive select */
+        const char *member = member_of(name + n + sep); /* an archive below the folder */
+        return selected(o, member ? member : name);     /* as list_path and list_archive select */
     }
     return S_ISREG(st.st_mode) && is_archive(path) && strncmp(name, path, n) == 0 && name[n] == ':' &&
            name[n + 1] && selected(o, name + n + 1);
@@ -277,6 +277,56 @@ int kvz_ingest_would_list(const char *const *paths, size_t n_paths, const kvz_in
         in = under_path(paths[i], opts, z);
     free(z);
     return in;
+}
+
+static int missing(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) != 0 && (errno == ENOENT || errno == ENOTDIR);
+}
+
+void kvz_archive_cache_free(kvz_archive_cache *c)
+{
+    free(c->archive);
+    kvz_source_list_free(&c->members);
+    c->archive = NULL;
+}
+
+/* Whether the archive holds the member; 1 when that cannot be told. */
+static int archive_holds(kvz_archive_cache *c, const char *archive, const char *member)
+{
+    if (!c->archive || strcmp(c->archive, archive) != 0) {
+        kvz_archive_cache_free(c);
+        if (list_archive(archive, NULL, &c->members) != KVZ_OK) {
+            kvz_source_list_free(&c->members);
+            kvz_error_clear();
+            return 1; /* damaged, unreadable, or not an archive after all */
+        }
+        if (!(c->archive = strdup(archive)))
+            return 1;
+    }
+    for (size_t i = 0; i < c->members.len; i++)
+        if (c->members.items[i].member && strcmp(c->members.items[i].member, member) == 0)
+            return 1;
+    return 0;
+}
+
+int kvz_ingest_source_gone(kvz_archive_cache *cache, const char *name, size_t len)
+{
+    if (memchr(name, '\0', len))
+        return 0;
+    char *z = strndup(name, len);
+    if (!z)
+        return 0;
+    int gone = missing(z); /* the name as a file */
+    for (char *c = strchr(z, ':'); gone && c; c = strchr(c + 1, ':')) {
+        *c = '\0'; /* and as ARCHIVE:MEMBER at each ':' that ends an archive's name */
+        if (is_archive(z) && !missing(z))
+            gone = !archive_holds(cache, z, c + 1);
+        *c = ':';
+    }
+    free(z);
+    return gone;
 }
 
 /* ---- reading -------------------------------------------------------------- */

@@ -51,6 +51,22 @@ void kvz_source_list_free(kvz_source_list *l);
 int kvz_ingest_would_list(const char *const *paths, size_t n_paths, const kvz_ingest_opts *opts,
                           const char *name, size_t len);
 
+/* Whether the source of a document so named is gone from the disk now: no
+ * file has the name (ENOENT, ENOTDIR) and, read as ARCHIVE:MEMBER, its
+ * archive is gone or no longer holds the member. What cannot be told (an
+ * unreadable or damaged archive, out of memory) is not gone. A listing misses
+ * names another path or a link reaches, and files made since: compile --prune
+ * removes only what is both unlisted and gone. `cache` keeps the last
+ * archive's members between calls: zeroed at first, freed with
+ * kvz_archive_cache_free. */
+typedef struct kvz_archive_cache {
+    char *archive;
+    kvz_source_list members;
+} kvz_archive_cache;
+
+int kvz_ingest_source_gone(kvz_archive_cache *cache, const char *name, size_t len);
+void kvz_archive_cache_free(kvz_archive_cache *cache);
+
 typedef struct kvz_document {
     const kvz_source *source;
     char *text;          /* normalised UTF-8, NUL-terminated */

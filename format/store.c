@@ -263,7 +263,7 @@ static int take_gate(kvz_store *s, const char *dir, int exclusive)
     while ((rc = flock(s->gate_fd, exclusive ? LOCK_EX | LOCK_NB : LOCK_SH | LOCK_NB)) != 0 && errno == EINTR)
         ;
     if (rc != 0 && !exclusive && errno == EWOULDBLOCK) { /* a gc is running: wait, and say so */
-        fprintf(stderr, "kvz: store '%s' is being garbage-collected (kvz gc or rm); waiting for that to end\n", dir);
+        fprintf(stderr, "kvz: store '%s' is being garbage-collected (kvz gc, rm or compile --prune); waiting for that to end\n", dir);
         while ((rc = flock(s->gate_fd, LOCK_SH)) != 0 && errno == EINTR)
             ;
     }

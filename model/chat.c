@@ -2,6 +2,7 @@
 #include "model/chat.h"
 #include "common/buffer.h"
 #include "common/error.h"
+#include "model/utf8.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -132,47 +133,16 @@ void kvz_chat_free(kvz_chat *c)
     c->default_system = c->system_preamble = NULL;
 }
 
-/* What Jinja's `trim` strips (Python's str.isspace), as UTF-8. */
-static const char *const WHITESPACE[] = {
-    "\t", "\n", "\v", "\f", "\r", "\x1c", "\x1d", "\x1e", "\x1f", " ",
-    "\xc2\x85", "\xc2\xa0", "\xe1\x9a\x80",                       /* U+0085, U+00A0, U+1680 */
-    "\xe2\x80\x80", "\xe2\x80\x81", "\xe2\x80\x82", "\xe2\x80\x83", /* U+2000..U+200A */
-    "\xe2\x80\x84", "\xe2\x80\x85", "\xe2\x80\x86", "\xe2\x80\x87",
-    "\xe2\x80\x88", "\xe2\x80\x89", "\xe2\x80\x8a",
-    "\xe2\x80\xa8", "\xe2\x80\xa9", "\xe2\x80\xaf", "\xe2\x81\x9f", /* U+2028, 2029, 202F, 205F */
-    "\xe3\x80\x80",                                                  /* U+3000 */
-};
-
-/* The byte length of the whitespace character s starts with (at_end: ends
- * with), 0 if none. A lead byte is never a continuation byte, so a match at
- * the end of valid UTF-8 is a whole character. */
-static size_t whitespace_at(const char *s, size_t len, int at_end)
-{
-    for (size_t i = 0; i < sizeof WHITESPACE / sizeof *WHITESPACE; i++) {
-        size_t n = strlen(WHITESPACE[i]);
-        if (n <= len && memcmp(at_end ? s + len - n : s, WHITESPACE[i], n) == 0)
-            return n;
-    }
-    return 0;
-}
-
 size_t kvz_chat_content_end(const kvz_chat *c, const char *s, size_t len)
 {
-    if (c->kind == KVZ_CHAT_LLAMA3)
-        for (size_t n; (n = whitespace_at(s, len, 1)) != 0;)
-            len -= n;
-    return len;
+    return c->kind == KVZ_CHAT_LLAMA3 ? len - kvz_utf8_space_suffix(s, len) : len;
 }
 
 /* Llama-3 trims surrounding whitespace of every message. */
 static void put_trimmed(kvz_buffer *b, const char *s)
 {
-    size_t len = strlen(s);
-    for (size_t n; (n = whitespace_at(s, len, 0)) != 0;)
-        s += n, len -= n;
-    for (size_t n; (n = whitespace_at(s, len, 1)) != 0;)
-        len -= n;
-    kvz_buffer_append(b, s, len);
+    size_t len = strlen(s), lead = kvz_utf8_space_prefix(s, len);
+    kvz_buffer_append(b, s + lead, len - lead - kvz_utf8_space_suffix(s + lead, len - lead));
 }
 
 int kvz_chat_render(const kvz_chat *c, const kvz_chat_message *msgs, size_t n,

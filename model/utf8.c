@@ -1,6 +1,8 @@
 /* utf8.c — strict UTF-8 checks (RFC 3629). */
 #include "model/utf8.h"
 
+#include <string.h>
+
 size_t kvz_utf8_valid_prefix(const uint8_t *s, size_t n)
 {
     if (n == 0)
@@ -65,4 +67,44 @@ size_t kvz_utf8_encode(uint32_t cp, char *out)
     out[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
     out[3] = (char)(0x80 | (cp & 0x3f));
     return 4;
+}
+
+/* What Jinja's `trim` strips (Python's str.isspace), as UTF-8. */
+static const char *const WHITESPACE[] = {
+    "\t", "\n", "\v", "\f", "\r", "\x1c", "\x1d", "\x1e", "\x1f", " ",
+    "\xc2\x85", "\xc2\xa0", "\xe1\x9a\x80",                       /* U+0085, U+00A0, U+1680 */
+    "\xe2\x80\x80", "\xe2\x80\x81", "\xe2\x80\x82", "\xe2\x80\x83", /* U+2000..U+200A */
+    "\xe2\x80\x84", "\xe2\x80\x85", "\xe2\x80\x86", "\xe2\x80\x87",
+    "\xe2\x80\x88", "\xe2\x80\x89", "\xe2\x80\x8a",
+    "\xe2\x80\xa8", "\xe2\x80\xa9", "\xe2\x80\xaf", "\xe2\x81\x9f", /* U+2028, 2029, 202F, 205F */
+    "\xe3\x80\x80",                                                  /* U+3000 */
+};
+
+/* The byte length of the whitespace character s starts with (at_end: ends
+ * with), 0 if none. A lead byte is never a continuation byte, so a match at
+ * the end of valid UTF-8 is a whole character. */
+static size_t space_at(const char *s, size_t len, int at_end)
+{
+    for (size_t i = 0; i < sizeof WHITESPACE / sizeof *WHITESPACE; i++) {
+        size_t n = strlen(WHITESPACE[i]);
+        if (n <= len && memcmp(at_end ? s + len - n : s, WHITESPACE[i], n) == 0)
+            return n;
+    }
+    return 0;
+}
+
+size_t kvz_utf8_space_prefix(const char *s, size_t n)
+{
+    size_t done = 0;
+    for (size_t k; (k = space_at(s + done, n - done, 0)) != 0;)
+        done += k;
+    return done;
+}
+
+size_t kvz_utf8_space_suffix(const char *s, size_t n)
+{
+    size_t done = 0;
+    for (size_t k; (k = space_at(s, n - done, 1)) != 0;)
+        done += k;
+    return done;
 }

@@ -15,4 +15,11 @@ size_t kvz_utf8_encode(uint32_t cp, char *out);
 /* Length of the longest prefix of s[0..n) that is valid UTF-8. */
 size_t kvz_utf8_valid_length(const uint8_t *s, size_t n);
 
+/* The bytes of whitespace that open (prefix) or close (suffix) s[0..n), as
+ * Jinja's `trim` strips it: every character Python's str.isspace calls space
+ * (ASCII's six and \x1c..\x1f, U+0085, U+00A0, U+1680, U+2000..U+200A, U+2028,
+ * U+2029, U+202F, U+205F, U+3000). */
+size_t kvz_utf8_space_prefix(const char *s, size_t n);
+size_t kvz_utf8_space_suffix(const char *s, size_t n);
+
 #endif

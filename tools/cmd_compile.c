@@ -67,11 +67,12 @@ static const char HELP[] =
     "  --force             recompile even what the store already has\n"
     "  --prune             after a run that went through every document, remove from\n"
     "                      the store the documents under PATH... (as the globs select\n"
-    "                      them) that the corpus no longer has, and what only they used\n"
-    "                      (as `kvz rm`); documents of other paths, and those skipped or\n"
-    "                      failed this run, stay. Needs the store to itself: while\n"
-    "                      another kvz process writes to it (another shard), nothing is\n"
-    "                      pruned (exit 3; run it again once that one has ended)\n"
+    "                      them) that the run did not list and whose file (or archive\n"
+    "                      member) is gone, and what only they used (as `kvz rm`);\n"
+    "                      documents of other paths, and those skipped or failed this\n"
+    "                      run, stay. Needs the store to itself: while another kvz\n"
+    "                      process writes to it (another shard), nothing is pruned\n"
+    "                      (exit 3; run it again once that one has ended)\n"
     "  --reserve N         context tokens kept free after each segment (default 512)\n"
     "  --shard I/N         compile only the documents of shard I of N (0 <= I < N):\n"
     "                      a document's shard is its content hash modulo N, so every\n"
@@ -348,6 +349,7 @@ typedef struct prune_ctx {
     const kvz_ingest_opts *ingest;
     const char **listed; /* the run's document names, sorted */
     size_t n_listed;
+    kvz_archive_cache archive; /* the members of the archive checked last */
 } prune_ctx;
 
 static int by_string(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
@@ -367,11 +369,14 @@ static int is_listed(const prune_ctx *p, const void *name, size_t len)
     return 0;
 }
 
-/* A store document goes when the run's paths would list it and did not. */
+/* A store document goes when the run's paths would list it, did not, and its
+ * source is not on the disk now (another path or a link may reach it; another
+ * writer may have compiled it since the listing). */
 static int prune_chooses(void *ctx, const void *name, size_t len)
 {
-    const prune_ctx *p = ctx;
-    return !is_listed(p, name, len) && kvz_ingest_would_list(p->paths, p->n_paths, p->ingest, name, len);
+    prune_ctx *p = ctx;
+    return !is_listed(p, name, len) && kvz_ingest_would_list(p->paths, p->n_paths, p->ingest, name, len) &&
+           kvz_ingest_source_gone(&p->archive, name, len);
 }
 
 /* The whole store to itself (no other writer is staging artifacts no
@@ -379,7 +384,8 @@ static int prune_chooses(void *ctx, const void *name, size_t len)
 static int prune(const compile_args *a, const char *const *paths, size_t n_paths, const kvz_source_list *list,
                  store_collect_report *report)
 {
-    prune_ctx p = {paths, n_paths, &a->ingest, malloc((list->len ? list->len : 1) * sizeof *p.listed), list->len};
+    prune_ctx p = {paths, n_paths, &a->ingest, malloc((list->len ? list->len : 1) * sizeof *p.listed), list->len,
+                   {0}};
     if (!p.listed)
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < list->len; i++)
@@ -391,6 +397,7 @@ static int prune(const compile_args *a, const char *const *paths, size_t n_paths
     if (st == KVZ_OK)
         st = store_collect(s, &o, report);
     kvz_store_close(s);
+    kvz_archive_cache_free(&p.archive);
     free(p.listed);
     return st;
 }

@@ -79,10 +79,12 @@ static void reset(collection *c)
 static int add_key(key_list *l, kvz_store_db db, const void *key, size_t len)
 {
     void *grown = kvz_grow(l->items, &l->cap, l->n, sizeof *l->items);
-    uint8_t *copy = grown ? malloc(len ? len : 1) : NULL;
+    if (!grown)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    l->items = grown; /* before anything else can fail: the old block is gone */
+    uint8_t *copy = malloc(len ? len : 1);
     if (!copy)
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
-    l->items = grown;
     memcpy(copy, key, len);
     l->items[l->n++] = (store_key){db, copy, len};
     return KVZ_OK;

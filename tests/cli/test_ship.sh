@@ -299,7 +299,7 @@ flock -x -o "$TMP/gw/lock.mdb" sleep 4 >/dev/null 2>&1 & held=$! # long enough f
 until ! flock -n -s "$TMP/gw/lock.mdb" true; do sleep 0.05; done # held
 "$KVZ" unpack "$TMP/b.tar.zst" --store "$TMP/gw" >"$TMP/o" 2>&1; rc=$?
 wait $held 2>/dev/null
-[ $rc -eq 0 ] && grep -q "is being garbage-collected (kvz gc or rm); waiting" "$TMP/o" && ok "a writer waits for a running gc, and says so" ||
+[ $rc -eq 0 ] && grep -q "is being garbage-collected (kvz gc, rm or compile --prune); waiting" "$TMP/o" && ok "a writer waits for a running gc, and says so" ||
     { fail "writer beside gc: exit $rc"; cat "$TMP/o"; }
 "$KVZ" gc --store "$G" --older-configs >"$TMP/o" 2>&1 && grep -q "1 older configuration" "$TMP/o" \
     && [ "$("$KVZ" ls --store "$G" | grep -c "doc0.txt")" -eq 1 ] && ok "gc --older-configs keeps the newest" \
@@ -374,6 +374,21 @@ rm "$PC/a.txt"; : >"$PC/empty.txt"
 "$KVZ" compile "$PC" "$TMP/other.txt" --store "$P" --method recent --prune --strict --quiet 2>"$TMP/e"; rc=$?
 [ $rc -eq 4 ] && grep -q "nothing pruned: the run stopped before its end" "$TMP/e" && "$KVZ" ls --store "$P" | grep -q "pc/a.txt" &&
     ok "a stopped run prunes nothing (exit 4)" || { fail "stopped run with --prune: exit $rc"; cat "$TMP/e"; }
+# names the listing of PC lacks but the disk has (through a link, a doubled slash, an archive's
+# remaining member) stay; a member gone from an archive that stays goes, as does a.txt (gone above)
+mkdir -p "$TMP/pext"; echo "Reached through a link only: the bridge opens in May." >"$TMP/pext/n.txt"
+ln -s "$TMP/pext" "$PC/link"
+echo "The first member says the train leaves at six." >"$TMP/px/m1.txt"
+echo "The second member says the train arrives at nine." >"$TMP/px/m2.txt"
+tar -cf "$PC/y.tar" -C "$TMP/px" m1.txt m2.txt
+echo "A document named twice over." >"$PC/d.txt"
+"$KVZ" compile "$PC/link" "$PC" "$PC//d.txt" --store "$P" --method recent --quiet 2>/dev/null
+tar -cf "$PC/y.tar" -C "$TMP/px" m1.txt
+"$KVZ" compile "$PC" --store "$P" --method recent --prune 2>"$TMP/e" && grep -q "^pruned 2 document(s)" "$TMP/e" &&
+    "$KVZ" ls --store "$P" >"$TMP/l" && grep -q "pc/link/n.txt" "$TMP/l" && grep -q "pc//d.txt" "$TMP/l" &&
+    grep -q "y.tar:m1.txt" "$TMP/l" && ! grep -q "y.tar:m2.txt" "$TMP/l" && ! grep -q "pc/a.txt" "$TMP/l" &&
+    ok "compile --prune keeps what the disk still has (a link's file, a doubled slash, an archive's member)" ||
+    { fail "compile --prune beside names on disk"; cat "$TMP/e" "$TMP/l"; }
 
 # ---- a reader answers throughout an unpack that grows the store's map ----------------------
 R="$TMP/r"

@@ -504,6 +504,22 @@ static void write_text(const char *path, const char *data, size_t len)
     fclose(f);
 }
 
+/* A question of whitespace only (Unicode's too, as a template trims it) is empty. */
+static void test_empty_question(void **state)
+{
+    kvz_compile_opts o;
+    kvz_compile_opts_default(&o);
+    o.sel.method = KVZ_METHOD_SNAPKV;
+    static const char *const empty[] = {" \t\r\n", "\xe3\x80\x80\xc2\xa0\v", "\xe2\x80\xa8\x1f"};
+    for (size_t i = 0; i < sizeof empty / sizeof *empty; i++) {
+        o.question = empty[i];
+        assert_int_equal(kvz_compile_opts_check(&o), KVZ_ERR_ARG);
+        assert_non_null(strstr(kvz_last_error(), "--question is empty"));
+    }
+    o.question = "\xe2\x80\x8b"; /* U+200B is no space */
+    CHECK_OK(kvz_compile_opts_check(&o));
+}
+
 static void test_ingest(void **state)
 {
     const char *dir = fresh_store("corpus");
@@ -599,6 +615,28 @@ static void test_ingest(void **state)
     assert_false(kvz_ingest_would_list(archive, 1, NULL, name, strlen(name)));
     assert_true(kvz_ingest_would_list(stdin_path, 1, NULL, "stdin", 5));
     assert_false(kvz_ingest_would_list(stdin_path, 1, NULL, "-", 1));
+
+    /* gone from the disk: the file, or the archive, or the member in it */
+    kvz_archive_cache cache = {0};
+    static const struct {
+        const char *tail;
+        int gone;
+    } disk[] = {
+        {"/a.txt", 0},      {"/gone.txt", 1}, {"/a.txt/x", 1}, {"/sub/pack.tar.gz:a.txt", 0},
+        {"/sub/pack.tar.gz:gone.txt", 1}, {"/sub/pack.tar.gz:b.md", 0}, {"/sub/gone.tar:a.txt", 1},
+        {"/sub/binary.bin:x", 1},
+    };
+    for (size_t i = 0; i < sizeof disk / sizeof *disk; i++) {
+        snprintf(name, sizeof name, "%s%s", dir, disk[i].tail);
+        if (kvz_ingest_source_gone(&cache, name, strlen(name)) != disk[i].gone)
+            fail_msg("source_gone of '%s' is not %d", name, disk[i].gone);
+    }
+    snprintf(name, sizeof name, "%s/sub/latin1.tar", dir); /* not an archive, though named one */
+    write_text(name, "not a tar", 9);
+    snprintf(name, sizeof name, "%s/sub/latin1.tar:x", dir);
+    assert_false(kvz_ingest_source_gone(&cache, name, strlen(name))); /* cannot be told: not gone */
+    assert_false(kvz_ingest_source_gone(&cache, "x\0y", 3));
+    kvz_archive_cache_free(&cache);
     const char *missing[1] = {"/nonexistent/corpus"};
     assert_int_equal(kvz_ingest_list(missing, 1, NULL, &list), KVZ_ERR_NOT_FOUND);
 }
@@ -612,6 +650,7 @@ int main(void)
         cmocka_unit_test(test_select_against_reference),
         cmocka_unit_test(test_segments),
         cmocka_unit_test(test_ingest),
+        cmocka_unit_test(test_empty_question),
         cmocka_unit_test(test_map_growth),
         cmocka_unit_test(test_kvzip_compile_and_recompile),
         cmocka_unit_test(test_every_method),
