@@ -35,12 +35,15 @@ int kvz_synth_preset(const char *name, kvz_synth_spec *s)
         *s = (kvz_synth_spec){32, 4096, 32, 8, 14336, 128256, 8192, 500000.0f, 1e-5f, KVZ_GGML_Q4_K, 0, 1, 0, 0};
     } else if (strcmp(name, "llama3.1-8b") == 0) {
         *s = (kvz_synth_spec){32, 4096, 32, 8, 14336, 128256, 131072, 500000.0f, 1e-5f, KVZ_GGML_Q4_K, 0, 1, 0, 8192};
+    } else if (strcmp(name, "llama3.2-1b") == 0) {
+        *s = (kvz_synth_spec){16,   2048, 32, 8, 8192, 128256, 131072, 500000.0f, 1e-5f, KVZ_GGML_Q8_0, 1, 1, 0, 8192,
+                              32.0f};
     } else if (strcmp(name, "qwen2-0.5b") == 0) {
         *s = (kvz_synth_spec){24, 896, 14, 2, 4864, 151936, 32768, 1000000.0f, 1e-6f, KVZ_GGML_Q8_0, 1, 1, 1, 0};
     } else {
         return kvz_errorf(KVZ_ERR_NOT_FOUND,
                           "unknown model shape '%s' (known: tiny, smollm2-135m, llama3-8b, llama3.1-8b, "
-                          "qwen2-0.5b)", name);
+                          "llama3.2-1b, qwen2-0.5b)", name);
     }
     return KVZ_OK;
 }
@@ -253,12 +256,13 @@ static int write_hparams(kvz_gguf_writer *w, const kvz_synth_spec *s)
 }
 
 /* Llama 3.1's RoPE frequency factors (its "llama3" rope scaling: factor 8,
- * low 1, high 4), which its GGUF conversion writes as rope_freqs.weight:
- * pairs of short wavelength keep theirs, long ones are slowed 8x, and those
- * between are interpolated. */
+ * or 3.2's 32; low 1, high 4), which its GGUF conversion writes as
+ * rope_freqs.weight: pairs of short wavelength keep theirs, long ones are
+ * slowed by the factor, and those between are interpolated. */
 static void llama31_rope_factors(const kvz_synth_spec *s, float *factors, int32_t pairs)
 {
-    const double factor = 8, low = 1, high = 4, old_ctx = s->rope_freqs_ctx;
+    const double factor = s->rope_freqs_factor > 0 ? s->rope_freqs_factor : 8, low = 1, high = 4,
+                 old_ctx = s->rope_freqs_ctx;
     for (int32_t j = 0; j < pairs; j++) {
         const double wavelen = 2 * M_PI * pow(s->rope_base, (double)j / pairs);
         if (wavelen < old_ctx / high) {
@@ -283,6 +287,8 @@ static int check_spec(const kvz_synth_spec *s)
                           s->n_kv_heads, s->ff_dim, s->vocab, (int)N_CONTROL + 256);
     if (s->rope_freqs_ctx < 0 || (s->rope_freqs_ctx > 0 && s->qwen2))
         return kvz_errorf(KVZ_ERR_ARG, "synth: RoPE frequency factors need a llama model and a positive context");
+    if (s->rope_freqs_factor != 0 && !(s->rope_freqs_factor >= 1 && s->rope_freqs_factor <= 1000))
+        return kvz_errorf(KVZ_ERR_ARG, "synth: a RoPE scaling factor is from 1 to 1000 (got %g)", s->rope_freqs_factor);
     if (s->rope_freqs_ctx > 0 && s->dim / s->n_heads / 2 > KVZ_ROPE_MAX_FACTORS)
         return kvz_errorf(KVZ_ERR_ARG, "synth: RoPE frequency factors need heads of %d channels at most",
                           2 * KVZ_ROPE_MAX_FACTORS);

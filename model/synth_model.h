@@ -20,13 +20,16 @@ typedef struct kvz_synth_spec {
     int tied;             /* no output.weight: the embedding is reused */
     uint64_t seed;
     int qwen2;            /* architecture "qwen2": q, k and v biases, RoPE on head halves */
-    /* > 0: a rope_freqs.weight tensor, Llama 3.1's frequency factors (factor
-     * 8, low 1, high 4) for an original context of this many tokens. llama only. */
+    /* > 0: a rope_freqs.weight tensor, Llama 3.1's frequency factors (its
+     * "llama3" RoPE scaling: low 1, high 4) for an original context of this
+     * many tokens. llama only. */
     int32_t rope_freqs_ctx;
+    float rope_freqs_factor; /* how much the long wavelengths are slowed: 0 is 8 (3.1), 3.2 has 32 */
 } kvz_synth_spec;
 
 /* Fill `spec` with a named shape: "tiny", "smollm2-135m", "llama3-8b",
- * "llama3.1-8b" (with Llama 3.1's RoPE frequency factors), "qwen2-0.5b".
+ * "llama3.1-8b" (with Llama 3.1's RoPE frequency factors), "llama3.2-1b"
+ * (factor 32, tied embeddings), "qwen2-0.5b".
  * KVZ_ERR_NOT_FOUND for other names. Weight type defaults to Q8_0, seed to 1. */
 int kvz_synth_preset(const char *name, kvz_synth_spec *spec);
 

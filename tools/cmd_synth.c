@@ -17,9 +17,10 @@ static const char HELP[] =
     "are noise.\n"
     "\n"
     "  --shape NAME     tiny, smollm2-135m, llama3-8b, llama3.1-8b (llama3-8b with\n"
-    "                   Llama 3.1's RoPE frequency factors, context 131072) or\n"
-    "                   qwen2-0.5b (architecture qwen2: q, k and v biases, RoPE on\n"
-    "                   the halves of a head)\n"
+    "                   Llama 3.1's RoPE frequency factors, context 131072),\n"
+    "                   llama3.2-1b (16 layers of 2048, tied embeddings, the factors\n"
+    "                   with 3.2's 32) or qwen2-0.5b (architecture qwen2: q, k and v\n"
+    "                   biases, RoPE on the halves of a head)\n"
     "  -o, --output F   the GGUF file to write\n"
     "  --layers N       override the layer count (fewer: a smaller model of the same\n"
     "                   shape; more: a deeper one)\n"
@@ -30,10 +31,12 @@ static const char HELP[] =
     "  --vocab N        vocabulary size (at least 264: the bytes and control tokens)\n"
     "  --rope-freqs N   write Llama 3.1's RoPE frequency factors (rope_freqs.weight)\n"
     "                   for an original context of N tokens (llama shapes only;\n"
-    "                   llama3.1-8b has them for 8192)\n"
+    "                   llama3.1-8b and llama3.2-1b have them for 8192)\n"
+    "  --rope-factor F  how much those factors slow the long wavelengths: 8 (default,\n"
+    "                   Llama 3.1) or 32 (Llama 3.2); 1 to 1000\n"
     "  --seed N         generator seed (default 1)\n";
 
-enum { OPT_SHAPE = 256, OPT_LAYERS, OPT_TYPE, OPT_CTX, OPT_VOCAB, OPT_SEED, OPT_ROPE_FREQS };
+enum { OPT_SHAPE = 256, OPT_LAYERS, OPT_TYPE, OPT_CTX, OPT_VOCAB, OPT_SEED, OPT_ROPE_FREQS, OPT_ROPE_FACTOR };
 
 int cmd_synth(int argc, char **argv)
 {
@@ -42,11 +45,12 @@ int cmd_synth(int argc, char **argv)
         {"layers", required_argument, 0, OPT_LAYERS}, {"type", required_argument, 0, OPT_TYPE},
         {"ctx", required_argument, 0, OPT_CTX},       {"seed", required_argument, 0, OPT_SEED},
         {"vocab", required_argument, 0, OPT_VOCAB},   {"rope-freqs", required_argument, 0, OPT_ROPE_FREQS},
-        {"help", no_argument, 0, 'h'},
+        {"rope-factor", required_argument, 0, OPT_ROPE_FACTOR}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     const char *shape = NULL, *out = NULL, *type = NULL;
     long layers = 0, ctx = 0, vocab = 0, seed = -1, rope_freqs = 0;
+    double rope_factor = 0;
     int c, index = -1;
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:h", options, &index)) != -1) {
@@ -65,6 +69,9 @@ int cmd_synth(int argc, char **argv)
             break;
         case OPT_ROPE_FREQS:
             if (cli_parse_int(optarg, 1, 1 << 24, &rope_freqs)) goto bad;
+            break;
+        case OPT_ROPE_FACTOR:
+            if (cli_parse_float(optarg, 1, 1000, &rope_factor)) goto bad;
             break;
         case OPT_SEED:
             if (cli_parse_int(optarg, 0, 1L << 62, &seed)) goto bad;
@@ -91,6 +98,13 @@ int cmd_synth(int argc, char **argv)
         spec.seed = (uint64_t)seed;
     if (rope_freqs)
         spec.rope_freqs_ctx = (int32_t)rope_freqs;
+    if (rope_factor) {
+        if (!spec.rope_freqs_ctx) {
+            fprintf(stderr, "kvz synth-model: --rope-factor needs --rope-freqs (or a shape that has them)\n");
+            return KVZ_EXIT_USAGE;
+        }
+        spec.rope_freqs_factor = (float)rope_factor;
+    }
     if (type) {
         int t = kvz_ggml_type_from_name(type);
         if (t < 0) {

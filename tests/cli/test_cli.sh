@@ -118,5 +118,8 @@ check query-rope-freqs 0 "$KVZ" query --store "$TMP/rope-freqs-store" --model "$
 expect_in query-rope-freqs "$TMP/out" '"answer_tokens":'
 check synth-rope-freqs-qwen2 2 "$KVZ" synth-model --shape qwen2-0.5b --rope-freqs 64 -o "$TMP/x.gguf"
 expect_in synth-rope-freqs-qwen2 "$TMP/err" "need a llama model"
+check synth-rope-factor-alone 2 "$KVZ" synth-model --shape tiny --rope-factor 32 -o "$TMP/x.gguf"
+expect_in synth-rope-factor-alone "$TMP/err" "needs --rope-freqs"
+check synth-rope-factor-32 0 "$KVZ" synth-model --shape tiny --rope-freqs 64 --rope-factor 32 -o "$TMP/x.gguf"
 
 finish CLI

@@ -234,6 +234,42 @@ static void test_rope_freqs_synth_logits(void **state)
     kvz_model_free(m);
 }
 
+/* The generator's factors are Llama 3.1's "llama3" RoPE scaling (and 3.2's,
+ * factor 32): the values transformers' _compute_llama3_parameters gives for
+ * base 10000, 16 channels, an original context of 64 (computed in Python). */
+static void test_synth_rope_factors(void **state)
+{
+    static const struct {
+        float factor;
+        float want[8];
+    } cases[] = {
+        {0, {1, 1.29397583f, 7.66738513f, 8, 8, 8, 8, 8}},
+        {32, {1, 1.33605821f, 26.8430801f, 32, 32, 32, 32, 32}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        kvz_synth_spec spec;
+        CHECK_OK(kvz_synth_preset("tiny", &spec));
+        spec.n_layers = 1, spec.rope_freqs_ctx = 64, spec.rope_freqs_factor = cases[c].factor;
+        const char *path = test_tmp_path("synth-factors.gguf");
+        CHECK_OK(kvz_synth_model_write(path, &spec));
+        kvz_gguf *g;
+        CHECK_OK(kvz_gguf_open(&g, path));
+        kvz_hparams hp;
+        CHECK_OK(kvz_hparams_read(&hp, g));
+        assert_int_equal(hp.rope.n_factors, 8);
+        for (int j = 0; j < 8; j++)
+            if (fabsf(hp.rope.factors[j] - cases[c].want[j]) > 1e-6f * cases[c].want[j])
+                fail_msg("factor %g, pair %d: %.9g, want %.9g", cases[c].factor, j, hp.rope.factors[j],
+                         cases[c].want[j]);
+        kvz_gguf_close(g);
+    }
+    kvz_synth_spec spec;
+    CHECK_OK(kvz_synth_preset("llama3.2-1b", &spec));
+    assert_true(spec.rope_freqs_factor == 32 && spec.rope_freqs_ctx == 8192 && spec.tied);
+    spec.rope_freqs_factor = 0.5f;
+    assert_int_equal(kvz_synth_model_write(test_tmp_path("x.gguf"), &spec), KVZ_ERR_ARG);
+}
+
 /* Chunk size changes scheduling, not results. */
 static void test_chunking_invariance(void **state)
 {
@@ -399,6 +435,7 @@ int main(void)
         cmocka_unit_test(test_chunking_invariance),
         cmocka_unit_test(test_qwen2_synth_logits),
         cmocka_unit_test(test_rope_freqs_synth_logits),
+        cmocka_unit_test(test_synth_rope_factors),
         cmocka_unit_test(test_native_weights_match_f32),
         cmocka_unit_test(test_layer_hook),
         cmocka_unit_test(test_context_limits),
