@@ -77,7 +77,8 @@ static const char HELP[] =
     "  --shard I/N         compile only the documents of shard I of N (0 <= I < N):\n"
     "                      a document's shard is its content hash modulo N, so every\n"
     "                      machine agrees without talking; `kvz merge` joins the stores\n"
-    "  --json              one JSON line per document and a summary on stdout\n"
+    "  --json              one JSON line per document (a pruned one: status \"pruned\")\n"
+    "                      and a summary on stdout\n"
     "  --quiet             no progress\n"
     "  --device D, --threads N   as in `kvz generate`\n"
     "\n"
@@ -350,6 +351,7 @@ typedef struct prune_ctx {
     const char **listed; /* the run's document names, sorted */
     size_t n_listed;
     kvz_archive_cache archive; /* the members of the archive checked last */
+    int json, quiet;
 } prune_ctx;
 
 static int by_string(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
@@ -381,18 +383,33 @@ static int prune_chooses(void *ctx, const void *name, size_t len)
 
 /* The whole store to itself (no other writer is staging artifacts no
  * document names yet), one transaction. */
+/* Each document pruned: a line, as each compiled one has. */
+static void pruned_one(void *ctx, const void *name, size_t len)
+{
+    const prune_ctx *p = ctx;
+    if (p->json) {
+        printf("{\"document\":");
+        cli_json_string(stdout, (const char *)name, len);
+        printf(",\"status\":\"pruned\"}\n");
+    }
+    if (!p->quiet) {
+        char shown[CLI_SHOWN_MAX];
+        fprintf(stderr, "pruned %s\n", cli_shown(shown, (const char *)name, len));
+    }
+}
+
 static int prune(const compile_args *a, const char *const *paths, size_t n_paths, const kvz_source_list *list,
                  store_collect_report *report)
 {
     prune_ctx p = {paths, n_paths, &a->ingest, malloc((list->len ? list->len : 1) * sizeof *p.listed), list->len,
-                   {0}};
+                   {0}, a->json, a->quiet};
     if (!p.listed)
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < list->len; i++)
         p.listed[i] = list->items[i].name;
     qsort(p.listed, p.n_listed, sizeof *p.listed, by_string);
     kvz_store *s = NULL;
-    store_collect_opts o = {.remove = prune_chooses, .ctx = &p, .what = "compile --prune"};
+    store_collect_opts o = {.remove = prune_chooses, .removed = pruned_one, .ctx = &p, .what = "compile --prune"};
     int st = kvz_store_open(&s, a->store, KVZ_STORE_EXCLUSIVE);
     if (st == KVZ_OK)
         st = store_collect(s, &o, report);

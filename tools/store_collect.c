@@ -242,6 +242,8 @@ int store_collect(kvz_store *s, const store_collect_opts *o, store_collect_repor
         rc = kvz_store_write(s, collect_in, &c);
     }
     *report = c.report;
+    for (size_t i = 0; rc == KVZ_OK && o->removed && i < c.removed.n; i++)
+        o->removed(o->ctx, c.removed.items[i].key, c.removed.items[i].len);
     reset(&c);
     free(c.removed.items), free(c.drop.items), free(c.live.ids), free(c.live_prefixes), free(c.rewrites);
     return rc;

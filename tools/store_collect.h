@@ -35,6 +35,9 @@ typedef struct store_collect_opts {
      * status stops the collection (nothing changed), or NULL. */
     int (*chosen)(void *ctx);
     void *ctx;
+    /* Told each document removed (dry: that would be), once the collection
+     * has succeeded, in name order; or NULL. */
+    void (*removed)(void *ctx, const void *name, size_t len);
     int older_configs; /* drop all configurations of a document but the newest per model */
     int dry_run;       /* choose and count, change nothing */
     const char *what;  /* the command, in errors ("gc", "rm", "compile --prune") */

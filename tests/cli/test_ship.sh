@@ -348,7 +348,8 @@ rm "$PC/b.md" "$PC/x.tar"
 # b.md is outside this run's selection (--include): it stays; the archive's member (*.txt) goes
 "$KVZ" compile "$PC" --store "$P" --method recent --include '*.txt' --prune --json >"$TMP/o" 2>"$TMP/e" &&
     grep -q "^pruned 1 document(s) the corpus no longer has; dropped 1 artifact(s)" "$TMP/e" &&
-    python3 -c "import json,sys; d=json.loads(open(sys.argv[1]).read().splitlines()[-1])['summary']; assert d['pruned']['documents']==1 and d['unchanged']==2, d" "$TMP/o" &&
+    python3 -c "import json,sys; L=[json.loads(l) for l in open(sys.argv[1])]; d=L[-1]['summary']; assert d['pruned']['documents']==1 and d['unchanged']==2, d; p=[l['document'] for l in L if l.get('status')=='pruned']; assert len(p)==1 and p[0].endswith('/pc/x.tar:m.txt'), p" "$TMP/o" &&
+    grep -q "^pruned .*/pc/x.tar:m.txt$" "$TMP/e" &&
     "$KVZ" ls --store "$P" >"$TMP/l" && ! grep -q "x.tar:m.txt" "$TMP/l" && grep -q "b.md" "$TMP/l" && grep -q "other.txt" "$TMP/l" &&
     ok "compile --prune --include: the archive's gone member pruned; a name the globs leave out and another path's kept" ||
     { fail "compile --prune --include"; cat "$TMP/e" "$TMP/o" "$TMP/l"; }
