@@ -285,6 +285,23 @@ static int missing(const char *path)
     return stat(path, &st) != 0 && (errno == ENOENT || errno == ENOTDIR);
 }
 
+/* Whether a link on the way to `name` (or it) names nothing now: what lies
+ * behind it (an unmounted share, a moved folder) cannot be told gone. */
+static int behind_broken_link(char *name)
+{
+    int broken = 0;
+    for (char *end = name + strlen(name); !broken && end > name; end--) {
+        if (*end != '\0' && *end != '/' && *end != ':')
+            continue;
+        char was = *end;
+        *end = '\0'; /* each prefix ending before a '/' or ':', and the whole name */
+        struct stat st;
+        broken = lstat(name, &st) == 0 && S_ISLNK(st.st_mode) && missing(name);
+        *end = was;
+    }
+    return broken;
+}
+
 void kvz_archive_cache_free(kvz_archive_cache *c)
 {
     free(c->archive);
@@ -318,7 +335,7 @@ int kvz_ingest_source_gone(kvz_archive_cache *cache, const char *name, size_t le
     char *z = strndup(name, len);
     if (!z)
         return 0;
-    int gone = missing(z); /* the name as a file */
+    int gone = missing(z) && !behind_broken_link(z); /* the name as a file */
     for (char *c = strchr(z, ':'); gone && c; c = strchr(c + 1, ':')) {
         *c = '\0'; /* and as ARCHIVE:MEMBER at each ':' that ends an archive's name */
         if (is_archive(z) && !missing(z))

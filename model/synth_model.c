@@ -28,18 +28,18 @@ int kvz_synth_preset(const char *name, kvz_synth_spec *s)
     s->seed = 1;
     s->rms_eps = 1e-5f;
     if (strcmp(name, "tiny") == 0) {
-        *s = (kvz_synth_spec){2, 64, 4, 2, 128, 512, 512, 10000.0f, 1e-5f, KVZ_GGML_Q8_0, 1, 1, 0, 0};
+        *s = (kvz_synth_spec){2, 64, 4, 2, 128, 512, 512, 10000.0f, 1e-5f, KVZ_GGML_Q8_0, 1, 1, 0, 0, 0};
     } else if (strcmp(name, "smollm2-135m") == 0) {
-        *s = (kvz_synth_spec){30, 576, 9, 3, 1536, 49152, 8192, 100000.0f, 1e-5f, KVZ_GGML_Q8_0, 1, 1, 0, 0};
+        *s = (kvz_synth_spec){30, 576, 9, 3, 1536, 49152, 8192, 100000.0f, 1e-5f, KVZ_GGML_Q8_0, 1, 1, 0, 0, 0};
     } else if (strcmp(name, "llama3-8b") == 0) {
-        *s = (kvz_synth_spec){32, 4096, 32, 8, 14336, 128256, 8192, 500000.0f, 1e-5f, KVZ_GGML_Q4_K, 0, 1, 0, 0};
+        *s = (kvz_synth_spec){32, 4096, 32, 8, 14336, 128256, 8192, 500000.0f, 1e-5f, KVZ_GGML_Q4_K, 0, 1, 0, 0, 0};
     } else if (strcmp(name, "llama3.1-8b") == 0) {
-        *s = (kvz_synth_spec){32, 4096, 32, 8, 14336, 128256, 131072, 500000.0f, 1e-5f, KVZ_GGML_Q4_K, 0, 1, 0, 8192};
+        *s = (kvz_synth_spec){32, 4096, 32, 8, 14336, 128256, 131072, 500000.0f, 1e-5f, KVZ_GGML_Q4_K, 0, 1, 0, 8192, 0};
     } else if (strcmp(name, "llama3.2-1b") == 0) {
-        *s = (kvz_synth_spec){16,   2048, 32, 8, 8192, 128256, 131072, 500000.0f, 1e-5f, KVZ_GGML_Q8_0, 1, 1, 0, 8192,
+        *s = (kvz_synth_spec){16, 2048, 32, 8, 8192, 128256, 131072, 500000.0f, 1e-5f, KVZ_GGML_Q8_0, 1, 1, 0, 8192,
                               32.0f};
     } else if (strcmp(name, "qwen2-0.5b") == 0) {
-        *s = (kvz_synth_spec){24, 896, 14, 2, 4864, 151936, 32768, 1000000.0f, 1e-6f, KVZ_GGML_Q8_0, 1, 1, 1, 0};
+        *s = (kvz_synth_spec){24, 896, 14, 2, 4864, 151936, 32768, 1000000.0f, 1e-6f, KVZ_GGML_Q8_0, 1, 1, 1, 0, 0};
     } else {
         return kvz_errorf(KVZ_ERR_NOT_FOUND,
                           "unknown model shape '%s' (known: tiny, smollm2-135m, llama3-8b, llama3.1-8b, "

@@ -29,11 +29,11 @@ static const char HELP[] =
     "                   need widths that are multiples of 256, as theirs are)\n"
     "  --ctx N          trained context length to declare\n"
     "  --vocab N        vocabulary size (at least 264: the bytes and control tokens)\n"
-    "  --rope-freqs N   write Llama 3.1's RoPE frequency factors (rope_freqs.weight)\n"
+    "  --rope-freqs N   write Llama 3.1+'s RoPE frequency factors (rope_freqs.weight)\n"
     "                   for an original context of N tokens (llama shapes only;\n"
     "                   llama3.1-8b and llama3.2-1b have them for 8192)\n"
-    "  --rope-factor F  how much those factors slow the long wavelengths: 8 (default,\n"
-    "                   Llama 3.1) or 32 (Llama 3.2); 1 to 1000\n"
+    "  --rope-factor F  how much those factors slow the long wavelengths, 1 to 1000\n"
+    "                   (default: the shape's, 32 for llama3.2-1b; else 8, Llama 3.1)\n"
     "  --seed N         generator seed (default 1)\n";
 
 enum { OPT_SHAPE = 256, OPT_LAYERS, OPT_TYPE, OPT_CTX, OPT_VOCAB, OPT_SEED, OPT_ROPE_FREQS, OPT_ROPE_FACTOR };

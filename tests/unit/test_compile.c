@@ -636,6 +636,17 @@ static void test_ingest(void **state)
     snprintf(name, sizeof name, "%s/sub/latin1.tar:x", dir);
     assert_false(kvz_ingest_source_gone(&cache, name, strlen(name))); /* cannot be told: not gone */
     assert_false(kvz_ingest_source_gone(&cache, "x\0y", 3));
+    /* behind a link that names nothing now (an unmounted share): not gone */
+    static const char *const behind[] = {"/dangling", "/dangling/o.txt", "/dangling/deep/o.txt",
+                                         "/sub/dangling.tar:m.txt"};
+    snprintf(cmd, sizeof cmd, "ln -s /nonexistent/share '%s/dangling' && ln -s /nonexistent/x.tar '%s/sub/dangling.tar'",
+             dir, dir);
+    assert_int_equal(system(cmd), 0);
+    for (size_t i = 0; i < sizeof behind / sizeof *behind; i++) {
+        snprintf(name, sizeof name, "%s%s", dir, behind[i]);
+        if (kvz_ingest_source_gone(&cache, name, strlen(name)))
+            fail_msg("'%s' is behind a broken link, not gone", name);
+    }
     kvz_archive_cache_free(&cache);
     const char *missing[1] = {"/nonexistent/corpus"};
     assert_int_equal(kvz_ingest_list(missing, 1, NULL, &list), KVZ_ERR_NOT_FOUND);
