@@ -383,8 +383,6 @@ static int prune_chooses(void *ctx, const void *name, size_t len)
            kvz_ingest_source_gone(&p->archive, name, len);
 }
 
-/* The whole store to itself (no other writer is staging artifacts no
- * document names yet), one transaction. */
 /* Each document pruned: a line, as each compiled one has. */
 static void pruned_one(void *ctx, const void *name, size_t len)
 {
@@ -400,6 +398,8 @@ static void pruned_one(void *ctx, const void *name, size_t len)
     }
 }
 
+/* The whole store to itself (no other writer is staging artifacts no
+ * document names yet), one transaction. */
 static int prune(const compile_args *a, const char *const *paths, size_t n_paths, const kvz_source_list *list,
                  store_collect_report *report)
 {
