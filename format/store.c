@@ -583,6 +583,12 @@ int kvz_store_put(kvz_store_txn *t, kvz_store_db db, const void *key, size_t key
     return rc ? lmdb_write_error(rc, "writing", t->store->path) : KVZ_OK;
 }
 
+int kvz_store_key_order(const void *a, size_t a_len, const void *b, size_t b_len)
+{
+    int d = memcmp(a, b, a_len < b_len ? a_len : b_len);
+    return d ? d : (a_len > b_len) - (a_len < b_len);
+}
+
 int kvz_store_del(kvz_store_txn *t, kvz_store_db db, const void *key, size_t key_len)
 {
     MDB_val k = {key_len, (void *)key};

@@ -80,6 +80,9 @@ int kvz_store_put(kvz_store_txn *t, kvz_store_db db, const void *key, size_t key
                   const void *val, size_t val_len);
 int kvz_store_del(kvz_store_txn *t, kvz_store_db db, const void *key, size_t key_len);
 
+/* The order of keys in every db (LMDB's default): bytes, then the shorter first. */
+int kvz_store_key_order(const void *a, size_t a_len, const void *b, size_t b_len);
+
 /* Visit every entry of db in key order; fn returning non-zero stops (and is returned). */
 typedef int (*kvz_store_visit_fn)(void *ctx, const void *key, size_t key_len, const void *val,
                                   size_t val_len);

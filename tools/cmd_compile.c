@@ -3,6 +3,7 @@
 #include "common/timer.h"
 #include "compiler/compile.h"
 #include "compiler/ingest.h"
+#include "format/store.h"
 #include "tools/cli.h"
 #include "tools/store_collect.h"
 
@@ -358,19 +359,23 @@ typedef struct prune_ctx {
 
 static int by_string(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
+typedef struct name_bytes {
+    const void *name;
+    size_t len;
+} name_bytes;
+
+/* strcmp's order is the store's for names without a NUL */
+static int name_vs_listed(const void *key, const void *item)
+{
+    const name_bytes *k = key;
+    const char *listed = *(const char *const *)item;
+    return kvz_store_key_order(k->name, k->len, listed, strlen(listed));
+}
+
 static int is_listed(const prune_ctx *p, const void *name, size_t len)
 {
-    size_t lo = 0, hi = p->n_listed;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2, n = strlen(p->listed[mid]);
-        int d = memcmp(p->listed[mid], name, n < len ? n : len);
-        if (d == 0)
-            d = (n > len) - (n < len);
-        if (d == 0)
-            return 1;
-        *(d < 0 ? &lo : &hi) = d < 0 ? mid + 1 : mid;
-    }
-    return 0;
+    const name_bytes key = {name, len};
+    return p->n_listed && bsearch(&key, p->listed, p->n_listed, sizeof *p->listed, name_vs_listed);
 }
 
 /* A store document goes when the run's paths would list it, did not, and its

@@ -90,11 +90,10 @@ static int add_key(key_list *l, kvz_store_db db, const void *key, size_t len)
     return KVZ_OK;
 }
 
-/* LMDB's default key order: bytes, then the shorter first. */
-static int lmdb_order(const void *a, size_t a_len, const void *b, size_t b_len)
+static int by_key(const void *a, const void *b)
 {
-    int d = memcmp(a, b, a_len < b_len ? a_len : b_len);
-    return d ? d : (a_len > b_len) - (a_len < b_len);
+    const store_key *x = a, *y = b;
+    return kvz_store_key_order(x->key, x->len, y->key, y->len);
 }
 
 static int choose_document(void *ctx, const void *key, size_t key_len, const void *val, size_t val_len)
@@ -107,15 +106,8 @@ static int choose_document(void *ctx, const void *key, size_t key_len, const voi
 static int is_removed(void *ctx, const void *name, size_t len)
 {
     const key_list *l = &((const collection *)ctx)->removed;
-    size_t lo = 0, hi = l->n;
-    while (lo < hi) { /* chosen in key order: sorted */
-        size_t mid = lo + (hi - lo) / 2;
-        int d = lmdb_order(l->items[mid].key, l->items[mid].len, name, len);
-        if (d == 0)
-            return 1;
-        *(d < 0 ? &lo : &hi) = d < 0 ? mid + 1 : mid;
-    }
-    return 0;
+    const store_key probe = {KVZ_DB_DOCS, (uint8_t *)name, len}; /* chosen in key order: sorted */
+    return l->n && bsearch(&probe, l->items, l->n, sizeof *l->items, by_key);
 }
 
 /* Keep, per model, only the newest configuration of a document. */
