@@ -86,6 +86,12 @@ typedef struct kvz_attention_params {
     int64_t total_head_rows;
 } kvz_attention_params;
 
+/* qwen2's biases of the q, k and v products (backend memory): a row of
+ * n_heads * head_dim floats for q, n_kv_heads * head_dim for k and v. */
+typedef struct kvz_qkv_bias {
+    const float *q, *k, *v;
+} kvz_qkv_bias;
+
 typedef enum kvz_score_reduce {
     KVZ_REDUCE_MAX = 0, /* KVzip: the largest probability any query gave the key */
     KVZ_REDUCE_SUM = 1, /* SnapKV / ChunkKV: total probability over the window */
@@ -200,9 +206,6 @@ typedef struct kvz_backend_ops {
      * idx is backend memory. The compiler reads kept cache rows this way. */
     int (*gather_rows)(kvz_backend *b, float *dst, const float *src, const int32_t *idx, int32_t count,
                        int32_t width);
-    /* x (n, cols) += bias (cols) in every row: the biases of qwen2's q, k and
-     * v products. */
-    int (*add_bias)(kvz_backend *b, float *x, const float *bias, int32_t n, int32_t cols);
     /* out (n, w.rows) = (silu(gate) * up) · wᵀ, or += when accumulate: SwiGLU
      * (gate and up (n, w.cols)), then the MLP's down projection, one call for
      * the reason norm_matmul_many is. gate is scratch: it may hold the SwiGLU
@@ -210,14 +213,18 @@ typedef struct kvz_backend_ops {
      * kernel applies it as it reads gate). */
     int (*swiglu_matmul)(kvz_backend *b, float *out, float *gate, const float *up, const kvz_weight *w,
                          int32_t n, int accumulate);
-    /* A layer's step between its q/k/v products and its attention: q (n,
-     * n_heads * head_dim) and k (n, n_kv_heads * head_dim) rotated in place
-     * by positions[i], as rope does, then k and v copied into the caches at
-     * the rows after each head's existing ones (rows pos0.., or after
-     * head_rows[h] from head_base[h]). One call, so that the GPU makes it one
-     * launch instead of three. */
-    int (*rope_kv_append)(kvz_backend *b, float *k_cache, float *v_cache, float *q, float *k, const float *v,
-                          const int32_t *positions, const kvz_attention_params *p, const kvz_rope_params *rope);
+    /* A layer's step between its q/k/v products and its attention: with
+     * `bias` (else NULL) its q, k and v rows added to every row of q, k and v
+     * first; then q (n, n_heads * head_dim) and k (n, n_kv_heads * head_dim)
+     * rotated in place by positions[i], as rope does; then k and v copied
+     * into the caches at the rows after each head's existing ones (rows
+     * pos0.., or after head_rows[h] from head_base[h]). q and k hold their
+     * final values afterwards; v is scratch (the CPU adds its bias in place,
+     * the GPU as it copies). One call, so that the GPU makes it one launch
+     * instead of three (six with biases). */
+    int (*rope_kv_append)(kvz_backend *b, float *k_cache, float *v_cache, float *q, float *k, float *v,
+                          const kvz_qkv_bias *bias, const int32_t *positions, const kvz_attention_params *p,
+                          const kvz_rope_params *rope);
     /* out (n, n_heads * head_dim) = softmax(q kᵀ · scale, causal) v. With
      * `score` (else NULL) the same queries also score keys into `scores`
      * exactly as attention_scores would, sharing the dot products. */

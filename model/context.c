@@ -292,12 +292,9 @@ static int run_layer(kvz_context *c, int32_t l, int32_t n, const kvz_eval_opts *
     float *const qkv[3] = {w->q, w->k, w->v};
     const kvz_weight *const qkv_weights[3] = {&L->wq, &L->wk, &L->wv};
     KVZ_TRY(ops->norm_matmul_many(b, 3, qkv, w->h, w->x, L->attn_norm, hp->rms_eps, qkv_weights, n));
-    if (hp->qkv_bias) {
-        const float *const biases[3] = {L->bq, L->bk, L->bv};
-        for (int i = 0; i < 3; i++)
-            KVZ_TRY(ops->add_bias(b, qkv[i], biases[i], n, (int32_t)qkv_weights[i]->rows));
-    }
-    KVZ_TRY(ops->rope_kv_append(b, c->k_cache[l], c->v_cache[l], w->q, w->k, w->v, w->positions, &ap, &hp->rope));
+    const kvz_qkv_bias bias = {L->bq, L->bk, L->bv};
+    KVZ_TRY(ops->rope_kv_append(b, c->k_cache[l], c->v_cache[l], w->q, w->k, w->v, hp->qkv_bias ? &bias : NULL,
+                                w->positions, &ap, &hp->rope));
     if (opts && opts->hook) {
         kvz_layer_view view = {l, w->q, c->k_cache[l], c->v_cache[l], &ap, w->positions};
         KVZ_TRY(opts->hook(opts->hook_ctx, &view));

@@ -153,11 +153,6 @@ static int cpu_rope(kvz_backend *b, float *x, const int32_t *positions, int32_t 
     return KVZ_OK;
 }
 
-static int cpu_add_bias(kvz_backend *b, float *x, const float *bias, int32_t n, int32_t cols)
-{
-    kvz_cpu_add_bias(x, bias, n, cols, b->n_threads);
-    return KVZ_OK;
-}
 
 static int cpu_gather_rows(kvz_backend *b, float *dst, const float *src, const int32_t *idx, int32_t count,
                            int32_t width)
@@ -166,9 +161,16 @@ static int cpu_gather_rows(kvz_backend *b, float *dst, const float *src, const i
     return KVZ_OK;
 }
 
-static int cpu_rope_kv_append(kvz_backend *b, float *k_cache, float *v_cache, float *q, float *k, const float *v,
-                              const int32_t *positions, const kvz_attention_params *p, const kvz_rope_params *rope)
+static int cpu_rope_kv_append(kvz_backend *b, float *k_cache, float *v_cache, float *q, float *k, float *v,
+                              const kvz_qkv_bias *bias, const int32_t *positions, const kvz_attention_params *p,
+                              const kvz_rope_params *rope)
 {
+    if (bias) {
+        int32_t q_cols = p->n_heads * p->head_dim, kv_cols = p->n_kv_heads * p->head_dim;
+        kvz_cpu_add_bias(q, bias->q, p->n, q_cols, b->n_threads);
+        kvz_cpu_add_bias(k, bias->k, p->n, kv_cols, b->n_threads);
+        kvz_cpu_add_bias(v, bias->v, p->n, kv_cols, b->n_threads);
+    }
     KVZ_TRY(cpu_rope(b, q, positions, p->n, p->n_heads, rope, 0));
     KVZ_TRY(cpu_rope(b, k, positions, p->n, p->n_kv_heads, rope, 0));
     kvz_cpu_kv_append(k_cache, v_cache, k, v, p);
@@ -317,7 +319,6 @@ static const kvz_backend_ops CPU_OPS = {
     .embed = cpu_embed,
     .rope = cpu_rope,
     .gather_rows = cpu_gather_rows,
-    .add_bias = cpu_add_bias,
     .swiglu_matmul = cpu_swiglu_matmul,
     .rope_kv_append = cpu_rope_kv_append,
     .attention = cpu_attention,

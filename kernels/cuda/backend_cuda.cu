@@ -264,7 +264,6 @@ static const kvz_backend_ops CUDA_OPS = {
     cuda_embed,
     cuda_rope,
     cuda_gather_rows,
-    cuda_add_bias,
     cuda_swiglu_matmul,
     cuda_rope_kv_append,
     cuda_attention,

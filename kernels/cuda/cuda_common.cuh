@@ -155,7 +155,6 @@ int cuda_embed(kvz_backend *b, float *out, const kvz_weight *table, const int32_
 /* RMSNorm of x (n, dim) into out and, unless out_half is NULL, its f16 copy */
 int cuda_rmsnorm_f16(cuda_impl *c, float *out, __half *out_half, const float *x, const float *weight, int32_t n,
                      int32_t dim, float eps);
-int cuda_add_bias(kvz_backend *b, float *x, const float *bias, int32_t n, int32_t cols);
 int cuda_gather_rows(kvz_backend *b, float *dst, const float *src, const int32_t *idx, int32_t count,
                      int32_t width);
 /* gate = silu(gate) * up for `count` elements and, unless gate_half is NULL, its f16 copy */
@@ -163,8 +162,9 @@ int cuda_swiglu_f16(cuda_impl *c, float *gate, __half *gate_half, const float *u
 /* rope.cu */
 int cuda_rope(kvz_backend *b, float *x, const int32_t *positions, int32_t n, int32_t n_heads,
               const kvz_rope_params *p, int inverse);
-int cuda_rope_kv_append(kvz_backend *b, float *k_cache, float *v_cache, float *q, float *k, const float *v,
-                        const int32_t *positions, const kvz_attention_params *p, const kvz_rope_params *rope);
+int cuda_rope_kv_append(kvz_backend *b, float *k_cache, float *v_cache, float *q, float *k, float *v,
+                        const kvz_qkv_bias *bias, const int32_t *positions, const kvz_attention_params *p,
+                        const kvz_rope_params *rope);
 /* attention.cu; configure: the shared-memory limits of its kernels and the
  * tensor-core ones (cuda_allow_smem), and c's rooms for them, once per backend */
 int cuda_attention_configure(cuda_impl *c);

@@ -1,7 +1,7 @@
 /*
- * elementwise.cu — embedding gather, row gather, bias, RMSNorm and SwiGLU on the
- * device. Twin of kernels/cpu/elementwise.c, whose KV-cache append is part of
- * rope.cu's rope_kv_append here. RMSNorm and SwiGLU can
+ * elementwise.cu — embedding gather, row gather, RMSNorm and SwiGLU on the
+ * device. Twin of kernels/cpu/elementwise.c, whose bias add and KV-cache
+ * append are part of rope.cu's rope_kv_append here. RMSNorm and SwiGLU can
  * also write their output in f16, for the cuBLAS products that read it
  * (matmul.cu).
  */
@@ -45,24 +45,6 @@ int cuda_gather_rows(kvz_backend *b, float *dst, const float *src, const int32_t
         return KVZ_OK;
     gather_rows_kernel<<<count, 128, 0, cuda_of(b)->stream>>>(dst, src, idx, width);
     CUDA_LAUNCHED("gather rows");
-    return KVZ_OK;
-}
-
-/* x (n, cols) += bias in every row: a thread per element. */
-__global__ static void add_bias_kernel(float *x, const float *bias, int64_t count, int32_t cols)
-{
-    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < count)
-        x[i] += bias[i % cols];
-}
-
-int cuda_add_bias(kvz_backend *b, float *x, const float *bias, int32_t n, int32_t cols)
-{
-    int64_t count = (int64_t)n * cols;
-    if (count <= 0)
-        return KVZ_OK;
-    add_bias_kernel<<<(unsigned)((count + 255) / 256), 256, 0, cuda_of(b)->stream>>>(x, bias, count, cols);
-    CUDA_LAUNCHED("add bias");
     return KVZ_OK;
 }
 

@@ -1,7 +1,8 @@
 /*
  * rope.cu — rotary position embedding on the device (twin of
  * kernels/cpu/rope.c), and a layer's step between its q/k/v products and its
- * attention in one launch: q and k rotated, k and v appended to the caches.
+ * attention in one launch: biases added, q and k rotated, k and v appended to
+ * the caches.
  */
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/rope.cuh"
@@ -39,6 +40,7 @@ int cuda_rope(kvz_backend *b, float *x, const int32_t *positions, int32_t n, int
 struct rope_kv_append_args {
     float *k_cache, *v_cache, *q, *k;
     const float *v;
+    const float *bq, *bk, *bv; /* NULL: no biases */
     const int32_t *positions;
     const int64_t *head_base; /* NULL: dense caches, head h's rows from h * capacity */
     const int32_t *head_rows;
@@ -48,9 +50,10 @@ struct rope_kv_append_args {
 };
 
 /* Thread per (token i, head slot, channel pair j). Slots [0, n_heads) are
- * q's heads: their rotated pairs turn in place. Slot n_heads + h is k's and
- * v's head h: k's pair turns in place (when rotated), and both land in the
- * caches at the row after head h's existing rows, as kvz_cpu_kv_append puts them. */
+ * q's heads: their pairs take their biases and the rotated ones turn, in
+ * place. Slot n_heads + h is k's and v's head h: k's pair takes its bias and
+ * turns (when rotated) in place, and both land in the caches at the row after
+ * head h's existing rows, as kvz_cpu_kv_append puts them (v with its bias). */
 __global__ static void rope_kv_append_kernel(rope_kv_append_args a)
 {
     const int32_t pairs = a.head_dim / 2, slots = a.n_heads + a.n_kv_heads, half = a.angles.rope_dim / 2;
@@ -60,7 +63,7 @@ __global__ static void rope_kv_append_kernel(rope_kv_append_args a)
     const int32_t j = (int32_t)(idx % pairs), slot = (int32_t)(idx / pairs % slots);
     const int32_t i = (int32_t)(idx / ((int64_t)pairs * slots));
     const bool is_q = slot < a.n_heads;
-    if (is_q && j >= half)
+    if (is_q && j >= half && !a.bq)
         return; /* q's unrotated channels stay as they are */
     int32_t c0, c1;
     rope_pair_channels(j, half, a.neox, &c0, &c1);
@@ -68,8 +71,14 @@ __global__ static void rope_kv_append_kernel(rope_kv_append_args a)
     const int64_t src = ((int64_t)i * heads + h) * a.head_dim;
     float *row = (is_q ? a.q : a.k) + src;
     float x0 = row[c0], x1 = row[c1];
-    if (j < half) {
+    const float *bias = is_q ? a.bq : a.bk;
+    if (bias) { /* the bias row is one token's row: head h's channels from h * head_dim */
+        x0 += bias[h * a.head_dim + c0];
+        x1 += bias[h * a.head_dim + c1];
+    }
+    if (j < half)
         rope_rotate(&x0, &x1, a.positions[i], j, a.angles, false);
+    if (j < half || bias) {
         row[c0] = x0;
         row[c1] = x1;
     }
@@ -79,15 +88,22 @@ __global__ static void rope_kv_append_kernel(rope_kv_append_args a)
     const int64_t dst = (first + i) * a.head_dim;
     a.k_cache[dst + c0] = x0;
     a.k_cache[dst + c1] = x1;
-    a.v_cache[dst + c0] = a.v[src + c0];
-    a.v_cache[dst + c1] = a.v[src + c1];
+    float v0 = a.v[src + c0], v1 = a.v[src + c1];
+    if (a.bv) { /* not v + 0.0f without one: that would turn -0.0 into +0.0, where the CPU copies */
+        v0 += a.bv[h * a.head_dim + c0];
+        v1 += a.bv[h * a.head_dim + c1];
+    }
+    a.v_cache[dst + c0] = v0;
+    a.v_cache[dst + c1] = v1;
 }
 
-int cuda_rope_kv_append(kvz_backend *b, float *k_cache, float *v_cache, float *q, float *k, const float *v,
-                        const int32_t *positions, const kvz_attention_params *p, const kvz_rope_params *rope)
+int cuda_rope_kv_append(kvz_backend *b, float *k_cache, float *v_cache, float *q, float *k, float *v,
+                        const kvz_qkv_bias *bias, const int32_t *positions, const kvz_attention_params *p,
+                        const kvz_rope_params *rope)
 {
     KVZ_TRY(kvz_rope_params_check(rope));
-    rope_kv_append_args a = {k_cache, v_cache, q, k, v, positions, p->head_base, p->head_rows,
+    rope_kv_append_args a = {k_cache, v_cache, q, k, v, bias ? bias->q : NULL, bias ? bias->k : NULL,
+                             bias ? bias->v : NULL, positions, p->head_base, p->head_rows,
                              p->n, p->pos0, p->n_heads, p->n_kv_heads, p->head_dim, p->capacity,
                              rope->mode == KVZ_ROPE_NEOX, rope_angles_of(rope)};
     int64_t total = (int64_t)p->n * (p->n_heads + p->n_kv_heads) * (p->head_dim / 2);

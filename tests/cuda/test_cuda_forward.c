@@ -147,7 +147,7 @@ static void test_synthetic_llama3_shape(void **state)
     check_synthetic("llama3-8b", 1, KVZ_GGML_Q6_K, 70, 0, 0);
 }
 
-/* qwen2: q, k and v biases (add_bias) and RoPE on the halves of a head */
+/* qwen2: q, k and v biases (in rope_kv_append) and RoPE on the halves of a head */
 static void test_synthetic_qwen2_shape(void **state)
 {
     check_synthetic("qwen2-0.5b", 2, KVZ_GGML_Q8_0, 200, 4096, 0);

@@ -366,24 +366,33 @@ static void compare_attention(const char *what, const float *q, const float *kc,
     free(out);
 }
 
-/* rope_kv_append on both backends from the same q, k and v, into caches
- * equal on both (host kc, vc; device dkc, dvc), for tokens at positions
- * first_pos..: q and k must turn alike, and the caches take the same rows.
- * host_p and dev_p differ only in where head_base and head_rows live. */
+/* rope_kv_append on both backends from the same q, k and v (and with_bias,
+ * qwen2's biases as large as the products), into caches equal on both (host
+ * kc, vc; device dkc, dvc), for tokens at positions first_pos..: q and k must
+ * turn alike, and the caches take the same rows. host_p and dev_p differ only
+ * in where head_base and head_rows live. */
 static void compare_rope_kv_append(const char *what, float *kc, float *vc, float *dkc, float *dvc, size_t cache,
                                    const kvz_attention_params *host_p, const kvz_attention_params *dev_p,
-                                   int32_t first_pos, const kvz_rope_params *rope)
+                                   int32_t first_pos, const kvz_rope_params *rope, int with_bias)
 {
     const kvz_attention_params *p = host_p;
-    size_t qn = (size_t)p->n * p->n_heads * p->head_dim, kvn = (size_t)p->n * p->n_kv_heads * p->head_dim;
+    size_t q_cols = (size_t)p->n_heads * p->head_dim, kv_cols = (size_t)p->n_kv_heads * p->head_dim;
+    size_t qn = (size_t)p->n * q_cols, kvn = (size_t)p->n * kv_cols;
     float *q = host_random(qn, 2.0f), *k = host_random(kvn, 1.0f), *v = host_random(kvn, 1.0f);
     int32_t *pos = malloc(sizeof(int32_t) * p->n);
     for (int32_t i = 0; i < p->n; i++)
         pos[i] = first_pos + i;
     float *dq = dev(q, qn * 4), *dk = dev(k, kvn * 4), *dv = dev(v, kvn * 4);
     int32_t *dpos = dev(pos, sizeof(int32_t) * p->n);
-    CHECK_OK(cpu->ops->rope_kv_append(cpu, kc, vc, q, k, v, pos, host_p, rope));
-    CHECK_OK(gpu->ops->rope_kv_append(gpu, dkc, dvc, dq, dk, dv, dpos, dev_p, rope));
+    float *bias[3] = {0}, *dbias[3] = {0};
+    const size_t bias_cols[3] = {q_cols, kv_cols, kv_cols};
+    for (int i = 0; with_bias && i < 3; i++) {
+        bias[i] = host_random(bias_cols[i], 1.0f);
+        dbias[i] = dev(bias[i], bias_cols[i] * 4);
+    }
+    const kvz_qkv_bias host_bias = {bias[0], bias[1], bias[2]}, dev_bias = {dbias[0], dbias[1], dbias[2]};
+    CHECK_OK(cpu->ops->rope_kv_append(cpu, kc, vc, q, k, v, with_bias ? &host_bias : NULL, pos, host_p, rope));
+    CHECK_OK(gpu->ops->rope_kv_append(gpu, dkc, dvc, dq, dk, dv, with_bias ? &dev_bias : NULL, dpos, dev_p, rope));
     const struct { const char *part; const float *want, *dev; size_t n; double bound; } parts[] = {
         {"q", q, dq, qn, 1e-6}, {"k", k, dk, kvn, 1e-6}, {"k cache", kc, dkc, cache, 1e-6},
         {"v cache", vc, dvc, cache, 0}};
@@ -394,6 +403,8 @@ static void compare_rope_kv_append(const char *what, float *kc, float *vc, float
         expect_close(label, parts[i].want, got, parts[i].n, parts[i].bound);
         free(got);
     }
+    for (int i = 0; with_bias && i < 3; i++)
+        free(bias[i]), gpu->ops->free(gpu, dbias[i]);
     free(q), free(k), free(v), free(pos);
     gpu->ops->free(gpu, dq), gpu->ops->free(gpu, dk), gpu->ops->free(gpu, dv), gpu->ops->free(gpu, dpos);
 }
@@ -409,8 +420,11 @@ static void check_attention(int32_t n, int32_t pos0, int32_t n_heads, int32_t n_
     float *kc = host_random(cache, 1.0f), *vc = host_random(cache, 1.0f), *q = host_random(qn, 2.0f);
     float *dkc = dev(kc, cache * 4), *dvc = dev(vc, cache * 4);
     char what[96];
-    snprintf(what, sizeof what, "rope_kv_append n=%d pos0=%d heads %d/%d", n, pos0, n_heads, n_kv);
-    compare_rope_kv_append(what, kc, vc, dkc, dvc, cache, &p, &p, pos0, &rope);
+    /* qwen2's biases with its neox RoPE: they reach q's unrotated channels too */
+    int with_bias = hd == 96;
+    snprintf(what, sizeof what, "rope_kv_append n=%d pos0=%d heads %d/%d%s", n, pos0, n_heads, n_kv,
+             with_bias ? " biases" : "");
+    compare_rope_kv_append(what, kc, vc, dkc, dvc, cache, &p, &p, pos0, &rope, with_bias);
     snprintf(what, sizeof what, "attention n=%d pos0=%d heads %d/%d hd %d", n, pos0, n_heads, n_kv, hd);
     compare_attention(what, q, kc, vc, cache, &p, &p);
     free(kc), free(vc), free(q);
@@ -445,8 +459,9 @@ static void check_attention_ragged(int32_t n, const int32_t *rows, int32_t n_hea
         add_rope_factors(&rope);
     float *dkc = dev(kc, cache * 4), *dvc = dev(vc, cache * 4);
     char what[96];
-    snprintf(what, sizeof what, "ragged rope_kv_append n=%d heads %d/%d", n, n_heads, n_kv);
-    compare_rope_kv_append(what, kc, vc, dkc, dvc, cache, &p, &dp, 3000, &rope);
+    snprintf(what, sizeof what, "ragged rope_kv_append n=%d heads %d/%d%s", n, n_heads, n_kv,
+             n == 1 ? " biases" : "");
+    compare_rope_kv_append(what, kc, vc, dkc, dvc, cache, &p, &dp, 3000, &rope, n == 1);
     snprintf(what, sizeof what, "ragged attention n=%d heads %d/%d hd %d", n, n_heads, n_kv, hd);
     compare_attention(what, q, kc, vc, cache, &p, &dp);
     gpu->ops->free(gpu, dbase), gpu->ops->free(gpu, drows);
@@ -824,25 +839,6 @@ static void test_gather_rows(void **state)
     gpu->ops->free(gpu, dsrc), gpu->ops->free(gpu, didx), gpu->ops->free(gpu, dout);
 }
 
-/* qwen2's q, k and v biases: one add per element, exact. Widths of a KV
- * head and of all query heads, rows of a decode step and of a prefill chunk. */
-static void test_add_bias(void **state)
-{
-    const int32_t shapes[][2] = {{1, 128}, {3, 896}, {77, 1000}};
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-        int32_t n = shapes[s][0], cols = shapes[s][1];
-        size_t count = (size_t)n * cols;
-        float *x = host_random(count, 2.0f), *bias = host_random((size_t)cols, 0.5f);
-        float *dx = dev(x, count * sizeof(float)), *dbias = dev(bias, (size_t)cols * sizeof(float));
-        CHECK_OK(cpu->ops->add_bias(cpu, x, bias, n, cols));
-        CHECK_OK(gpu->ops->add_bias(gpu, dx, dbias, n, cols));
-        float *got = back(dx, count);
-        assert_memory_equal(x, got, count * sizeof(float));
-        free(x), free(bias), free(got);
-        gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dbias);
-    }
-}
-
 /* The compiler's selection on the GPU picks what the CPU picks in every case,
  * on random scores and on scores full of ties. */
 static void test_select_on_gpu(void **state)
@@ -1006,7 +1002,6 @@ int main(void)
         cmocka_unit_test(test_window_ops),
         cmocka_unit_test(test_key_norms),
         cmocka_unit_test(test_gather_rows),
-        cmocka_unit_test(test_add_bias),
         cmocka_unit_test(test_select_on_gpu),
         cmocka_unit_test(test_kv_load),
         cmocka_unit_test(test_kv_quantize),
