@@ -251,18 +251,18 @@ static int under_path(const char *path, const kvz_ingest_opts *o, const char *na
 {
     if (strcmp(name, strcmp(path, "-") == 0 ? "stdin" : path) == 0)
         return 1; /* what was named: compiled whatever the globs say */
-    struct stat st;
-    if (strcmp(path, "-") == 0 || stat(path, &st) != 0)
-        return 0;
     size_t n = strlen(path);
+    struct stat st; /* a name that does not start with the path costs no stat */
+    if (strcmp(path, "-") == 0 || strncmp(name, path, n) != 0 || stat(path, &st) != 0)
+        return 0;
     if (S_ISDIR(st.st_mode)) {
         size_t sep = path[n - 1] == '/' ? 0 : 1;
-        if (strncmp(name, path, n) != 0 || (sep && name[n] != '/') || !name[n + sep])
+        if ((sep && name[n] != '/') || !name[n + sep])
             return 0;
         const char *member = member_of(name + n + sep); /* an archive below the folder */
         return selected(o, member ? member : name);     /* as list_path and list_archive select */
     }
-    return S_ISREG(st.st_mode) && is_archive(path) && strncmp(name, path, n) == 0 && name[n] == ':' &&
+    return S_ISREG(st.st_mode) && is_archive(path) && name[n] == ':' &&
            name[n + 1] && selected(o, name + n + 1);
 }
 
@@ -335,7 +335,8 @@ int kvz_ingest_source_gone(kvz_archive_cache *cache, const char *name, size_t le
     char *z = strndup(name, len);
     if (!z)
         return 0;
-    int gone = missing(z) && !behind_broken_link(z); /* the name as a file */
+    struct stat st; /* the name as a file: none there, or a folder now */
+    int gone = (missing(z) || (stat(z, &st) == 0 && S_ISDIR(st.st_mode))) && !behind_broken_link(z);
     for (char *c = strchr(z, ':'); gone && c; c = strchr(c + 1, ':')) {
         *c = '\0'; /* and as ARCHIVE:MEMBER at each ':' that ends an archive's name */
         if (is_archive(z) && !missing(z))
