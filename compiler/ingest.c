@@ -335,8 +335,10 @@ int kvz_ingest_source_gone(kvz_archive_cache *cache, const char *name, size_t le
     char *z = strndup(name, len);
     if (!z)
         return 0;
-    struct stat st; /* the name as a file: none there, or a folder now */
-    int gone = (missing(z) || (stat(z, &st) == 0 && S_ISDIR(st.st_mode))) && !behind_broken_link(z);
+    /* the name as a file; a folder there now is not gone: "stdin" (a
+     * document read from standard input) beside a folder of that name, a
+     * link to a file that now names a folder the walk does not enter */
+    int gone = missing(z) && !behind_broken_link(z);
     for (char *c = strchr(z, ':'); gone && c; c = strchr(c + 1, ':')) {
         *c = '\0'; /* and as ARCHIVE:MEMBER at each ':' that ends an archive's name */
         if (is_archive(z) && !missing(z))

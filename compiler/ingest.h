@@ -52,7 +52,7 @@ int kvz_ingest_would_list(const char *const *paths, size_t n_paths, const kvz_in
                           const char *name, size_t len);
 
 /* Whether the source of a document so named is gone from the disk now: no
- * file has the name (ENOENT, ENOTDIR, or a folder has it now) and, read as ARCHIVE:MEMBER, its
+ * file has the name (ENOENT, ENOTDIR) and, read as ARCHIVE:MEMBER, its
  * archive is gone or no longer holds the member. What cannot be told (an
  * unreadable or damaged archive, out of memory) is not gone. A listing misses
  * names another path or a link reaches, and files made since: compile --prune

@@ -420,8 +420,9 @@ static void check_attention(int32_t n, int32_t pos0, int32_t n_heads, int32_t n_
     float *kc = host_random(cache, 1.0f), *vc = host_random(cache, 1.0f), *q = host_random(qn, 2.0f);
     float *dkc = dev(kc, cache * 4), *dvc = dev(vc, cache * 4);
     char what[96];
-    /* qwen2's biases with its neox RoPE: they reach q's unrotated channels too */
-    int with_bias = hd == 96;
+    /* qwen2's biases: with its neox RoPE on part of each head (they reach q's
+     * unrotated channels too), and on a second chunk with GQA */
+    int with_bias = hd == 96 || pos0 == 37;
     snprintf(what, sizeof what, "rope_kv_append n=%d pos0=%d heads %d/%d%s", n, pos0, n_heads, n_kv,
              with_bias ? " biases" : "");
     compare_rope_kv_append(what, kc, vc, dkc, dvc, cache, &p, &p, pos0, &rope, with_bias);

@@ -624,7 +624,7 @@ static void test_ingest(void **state)
     } disk[] = {
         {"/a.txt", 0},      {"/gone.txt", 1}, {"/a.txt/x", 1}, {"/sub/pack.tar.gz:a.txt", 0},
         {"/sub/pack.tar.gz:gone.txt", 1}, {"/sub/pack.tar.gz:b.md", 0}, {"/sub/gone.tar:a.txt", 1},
-        {"/sub/binary.bin:x", 1}, {"/sub", 1}, /* a file that became a folder */
+        {"/sub/binary.bin:x", 1}, {"/sub", 0}, /* a folder has the name: kept */
     };
     for (size_t i = 0; i < sizeof disk / sizeof *disk; i++) {
         snprintf(name, sizeof name, "%s%s", dir, disk[i].tail);
