@@ -153,7 +153,6 @@ static int cpu_rope(kvz_backend *b, float *x, const int32_t *positions, int32_t 
     return KVZ_OK;
 }
 
-
 static int cpu_gather_rows(kvz_backend *b, float *dst, const float *src, const int32_t *idx, int32_t count,
                            int32_t width)
 {
@@ -165,6 +164,7 @@ static int cpu_rope_kv_append(kvz_backend *b, float *k_cache, float *v_cache, fl
                               const kvz_qkv_bias *bias, const int32_t *positions, const kvz_attention_params *p,
                               const kvz_rope_params *rope)
 {
+    KVZ_TRY(kvz_rope_params_check(rope)); /* before q, k and v change, as on the GPU */
     if (bias) {
         int32_t q_cols = p->n_heads * p->head_dim, kv_cols = p->n_kv_heads * p->head_dim;
         kvz_cpu_add_bias(q, bias->q, p->n, q_cols, b->n_threads);
