@@ -40,7 +40,7 @@ int cuda_rope(kvz_backend *b, float *x, const int32_t *positions, int32_t n, int
 struct rope_kv_append_args {
     float *k_cache, *v_cache, *q, *k;
     const float *v;
-    const float *bq, *bk, *bv; /* NULL: no biases */
+    kvz_qkv_bias bias; /* members NULL: no biases */
     const int32_t *positions;
     const int64_t *head_base; /* NULL: dense caches, head h's rows from h * capacity */
     const int32_t *head_rows;
@@ -63,7 +63,7 @@ __global__ static void rope_kv_append_kernel(rope_kv_append_args a)
     const int32_t j = (int32_t)(idx % pairs), slot = (int32_t)(idx / pairs % slots);
     const int32_t i = (int32_t)(idx / ((int64_t)pairs * slots));
     const bool is_q = slot < a.n_heads;
-    if (is_q && j >= half && !a.bq)
+    if (is_q && j >= half && !a.bias.q)
         return; /* q's unrotated channels stay as they are */
     int32_t c0, c1;
     rope_pair_channels(j, half, a.neox, &c0, &c1);
@@ -71,7 +71,7 @@ __global__ static void rope_kv_append_kernel(rope_kv_append_args a)
     const int64_t src = ((int64_t)i * heads + h) * a.head_dim;
     float *row = (is_q ? a.q : a.k) + src;
     float x0 = row[c0], x1 = row[c1];
-    const float *bias = is_q ? a.bq : a.bk;
+    const float *bias = is_q ? a.bias.q : a.bias.k;
     if (bias) { /* the bias row is one token's row: head h's channels from h * head_dim */
         x0 += bias[h * a.head_dim + c0];
         x1 += bias[h * a.head_dim + c1];
@@ -89,9 +89,9 @@ __global__ static void rope_kv_append_kernel(rope_kv_append_args a)
     a.k_cache[dst + c0] = x0;
     a.k_cache[dst + c1] = x1;
     float v0 = a.v[src + c0], v1 = a.v[src + c1];
-    if (a.bv) { /* not v + 0.0f without one: that would turn -0.0 into +0.0, where the CPU copies */
-        v0 += a.bv[h * a.head_dim + c0];
-        v1 += a.bv[h * a.head_dim + c1];
+    if (a.bias.v) { /* not v + 0.0f without one: that would turn -0.0 into +0.0, where the CPU copies */
+        v0 += a.bias.v[h * a.head_dim + c0];
+        v1 += a.bias.v[h * a.head_dim + c1];
     }
     a.v_cache[dst + c0] = v0;
     a.v_cache[dst + c1] = v1;
@@ -102,8 +102,8 @@ int cuda_rope_kv_append(kvz_backend *b, float *k_cache, float *v_cache, float *q
                         const kvz_rope_params *rope)
 {
     KVZ_TRY(kvz_rope_params_check(rope));
-    rope_kv_append_args a = {k_cache, v_cache, q, k, v, bias ? bias->q : NULL, bias ? bias->k : NULL,
-                             bias ? bias->v : NULL, positions, p->head_base, p->head_rows,
+    const kvz_qkv_bias no_bias = {NULL, NULL, NULL};
+    rope_kv_append_args a = {k_cache, v_cache, q, k, v, bias ? *bias : no_bias, positions, p->head_base, p->head_rows,
                              p->n, p->pos0, p->n_heads, p->n_kv_heads, p->head_dim, p->capacity,
                              rope->mode == KVZ_ROPE_NEOX, rope_angles_of(rope)};
     int64_t total = (int64_t)p->n * (p->n_heads + p->n_kv_heads) * (p->head_dim / 2);
