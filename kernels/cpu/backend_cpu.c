@@ -91,26 +91,54 @@ static void cpu_weight_free(kvz_backend *b, kvz_weight *w)
     memset(w, 0, sizeof *w);
 }
 
+/* The most products cpu_matmul_many takes at once: norm_matmul_many's q, k
+ * and v; larger counts go in parts. */
+#define MATMUL_MANY_MAX 4
+
+/* Whether a product of n rows of x by w streams the file's compact blocks
+ * (decode) rather than the f32 copy; *view is then w over those blocks. */
+static int native_decode_view(const kvz_weight *w, int32_t n, kvz_weight *view)
+{
+    if (n > KVZ_CPU_MATVEC_MAX_ROWS || w->native_type == KVZ_GGML_F32 ||
+        (w->type == KVZ_GGML_F32 && !kvz_cpu_matvec_has_fast_path(w->native_type)))
+        return 0;
+    *view = *w;
+    view->data = (void *)w->native;
+    view->type = w->native_type;
+    return 1;
+}
+
+/* The native-decode products among `count` (at most MATMUL_MANY_MAX) in
+ * one parallel step, then the others one by one. */
+static int cpu_matmul_many(kvz_backend *b, int32_t count, float *const *out, const float *x,
+                           const kvz_weight *const *w, int32_t n, int accumulate)
+{
+    cpu_impl *impl = b->impl;
+    kvz_weight views[MATMUL_MANY_MAX];
+    const kvz_weight *native[MATMUL_MANY_MAX];
+    float *native_out[MATMUL_MANY_MAX];
+    int32_t n_native = 0;
+    for (int32_t i = 0; i < count; i++)
+        if (native_decode_view(w[i], n, &views[n_native])) {
+            native[n_native] = &views[n_native];
+            native_out[n_native++] = out[i];
+        } else {
+            /* scratch is sized here, not at weight load: a forked backend (a
+             * session's) loads no weights */
+            KVZ_TRY(ensure_scratch(b, kvz_cpu_matmul_scratch_floats(w[i], b->n_threads)));
+            kvz_cpu_matmul(out[i], x, w[i], n, accumulate, impl->scratch, b->n_threads);
+        }
+    if (n_native > 0) {
+        KVZ_TRY(ensure_scratch(b, kvz_cpu_matvec_scratch_floats(native[0], n, b->n_threads)));
+        kvz_cpu_matvec(n_native, native_out, x, native, n, accumulate, impl->scratch, b->n_threads);
+    }
+    return KVZ_OK;
+}
+
 static int cpu_matmul(kvz_backend *b, float *out, const float *x, const kvz_weight *w, int32_t n,
                       int accumulate)
 {
-    cpu_impl *impl = b->impl;
-    /* decode: stream the file's compact blocks rather than the f32 copy */
-    int native_decode = n <= KVZ_CPU_MATVEC_MAX_ROWS && w->native_type != KVZ_GGML_F32 &&
-                        (w->type != KVZ_GGML_F32 || kvz_cpu_matvec_has_fast_path(w->native_type));
-    /* scratch is sized here, not at weight load: a forked backend (a session's)
-     * loads no weights */
-    if (native_decode) {
-        kvz_weight view = *w;
-        view.data = (void *)w->native;
-        view.type = w->native_type;
-        KVZ_TRY(ensure_scratch(b, kvz_cpu_matvec_scratch_floats(&view, n, b->n_threads)));
-        kvz_cpu_matvec(out, x, &view, n, accumulate, impl->scratch, b->n_threads);
-    } else {
-        KVZ_TRY(ensure_scratch(b, kvz_cpu_matmul_scratch_floats(w, b->n_threads)));
-        kvz_cpu_matmul(out, x, w, n, accumulate, impl->scratch, b->n_threads);
-    }
-    return KVZ_OK;
+    return cpu_matmul_many(b, 1, &out, x, &w, n, accumulate);
 }
 
 static int cpu_norm_matmul_many(kvz_backend *b, int32_t count, float *const *out, float *h, const float *x,
@@ -120,8 +148,10 @@ static int cpu_norm_matmul_many(kvz_backend *b, int32_t count, float *const *out
         return KVZ_OK;
     KVZ_TRY(kvz_weights_same_cols(w, count));
     kvz_cpu_rmsnorm(h, x, norm, n, (int32_t)w[0]->cols, eps, b->n_threads);
-    for (int32_t i = 0; i < count; i++)
-        KVZ_TRY(cpu_matmul(b, out[i], h, w[i], n, 0));
+    for (int32_t first = 0; first < count; first += MATMUL_MANY_MAX) {
+        int32_t part = count - first < MATMUL_MANY_MAX ? count - first : MATMUL_MANY_MAX;
+        KVZ_TRY(cpu_matmul_many(b, part, out + first, h, w + first, n, 0));
+    }
     return KVZ_OK;
 }
 

@@ -26,9 +26,13 @@ size_t kvz_cpu_matvec_scratch_floats(const kvz_weight *w, int32_t n, int n_threa
 void kvz_cpu_gather_rows(float *dst, const float *src, const int32_t *idx, int32_t count, int32_t width,
                          int n_threads);
 
-/* Uses w->data / w->type: pass a view whose data is the native blocks. */
-void kvz_cpu_matvec(float *out, const float *x, const kvz_weight *w, int32_t n, int accumulate,
-                    float *scratch, int n_threads);
+/* out[k] (n, w[k].rows) = x (n, cols) · w[k]ᵀ (+= when accumulate) for
+ * `count` weights of the same cols, in one parallel step: a decode step's
+ * q, k and v products (gate and up) wait for each other's threads once, not
+ * once each. Uses w[k]->data / type: pass views whose data are the native
+ * blocks. Scratch: kvz_cpu_matvec_scratch_floats of any of them. */
+void kvz_cpu_matvec(int32_t count, float *const *out, const float *x, const kvz_weight *const *w, int32_t n,
+                    int accumulate, float *scratch, int n_threads);
 void kvz_cpu_embed(float *out, const kvz_weight *table, const int32_t *tokens, int32_t n,
                    int n_threads);
 void kvz_cpu_rmsnorm(float *out, const float *x, const float *weight, int32_t n, int32_t dim,

@@ -144,15 +144,20 @@ size_t kvz_cpu_matvec_scratch_floats(const kvz_weight *w, int32_t n, int n_threa
     return (size_t)n_threads * (size_t)w->cols + (size_t)n * (size_t)(w->cols / KVZ_QK + 1);
 }
 
-void kvz_cpu_matvec(float *out, const float *x, const kvz_weight *w, int32_t n, int accumulate,
-                    float *scratch, int n_threads)
+void kvz_cpu_matvec(int32_t count, float *const *out, const float *x, const kvz_weight *const *w, int32_t n,
+                    int accumulate, float *scratch, int n_threads)
 {
-    const int64_t rows = w->rows, cols = w->cols;
-    const size_t row_bytes = kvz_ggml_row_bytes(w->type, (uint64_t)cols);
-    const int64_t nb = cols / KVZ_QK;
+    if (count <= 0)
+        return;
+    const int64_t cols = w[0]->cols, nb = cols / KVZ_QK;
     float *xsum = scratch + (size_t)n_threads * (size_t)cols;
-    int fast = kvz_cpu_matvec_has_fast_path(w->type);
-    if (fast)
+    int any_fast = 0;
+    int64_t groups = 0; /* row groups of 4 over every weight, one after another */
+    for (int32_t k = 0; k < count; k++) {
+        any_fast |= kvz_cpu_matvec_has_fast_path(w[k]->type);
+        groups += (w[k]->rows + 3) / 4;
+    }
+    if (any_fast)
         for (int32_t i = 0; i < n; i++)
             for (int64_t b = 0; b < nb; b++) {
                 float s = 0;
@@ -163,23 +168,28 @@ void kvz_cpu_matvec(float *out, const float *x, const kvz_weight *w, int32_t n, 
 #pragma omp parallel num_threads(n_threads)
     {
         float *row = scratch + (size_t)omp_get_thread_num() * (size_t)cols;
-        const int64_t groups = (rows + 3) / 4;
 #pragma omp for schedule(static)
         for (int64_t g = 0; g < groups; g++) {
-            int64_t r0 = g * 4;
+            int32_t k = 0;
+            int64_t first_group = 0; /* weight k's first group */
+            while (g - first_group >= (w[k]->rows + 3) / 4)
+                first_group += (w[k++]->rows + 3) / 4;
+            const kvz_weight *wk = w[k];
+            const int64_t rows = wk->rows, r0 = (g - first_group) * 4;
+            const size_t row_bytes = kvz_ggml_row_bytes(wk->type, (uint64_t)cols);
             int nr = rows - r0 < 4 ? (int)(rows - r0) : 4;
             const uint8_t *wr[4];
             for (int r = 0; r < nr; r++)
-                wr[r] = (const uint8_t *)w->data + (size_t)(r0 + r) * row_bytes;
+                wr[r] = (const uint8_t *)wk->data + (size_t)(r0 + r) * row_bytes;
             for (int32_t i = 0; i < n; i++) {
                 const float *xi = x + (size_t)i * cols;
                 float dots[4];
 #ifdef KVZ_MATVEC_AVX2
-                if (fast) {
+                if (kvz_cpu_matvec_has_fast_path(wk->type)) {
                     const float *xs = xsum + (size_t)i * nb;
-                    if (w->type == KVZ_GGML_Q8_0)
+                    if (wk->type == KVZ_GGML_Q8_0)
                         rows_dot_q8_0(wr, nr, nb, xi, xs, dots);
-                    else if (w->type == KVZ_GGML_Q4_0)
+                    else if (wk->type == KVZ_GGML_Q4_0)
                         rows_dot_q4_0(wr, nr, nb, xi, xs, dots);
                     else
                         rows_dot_q4_1(wr, nr, nb, xi, xs, dots);
@@ -187,14 +197,14 @@ void kvz_cpu_matvec(float *out, const float *x, const kvz_weight *w, int32_t n, 
 #endif
                 {
                     for (int r = 0; r < nr; r++) {
-                        kvz_dequantize_row(w->type, wr[r], row, cols);
+                        kvz_dequantize_row(wk->type, wr[r], row, cols);
                         float s = 0;
                         for (int64_t c = 0; c < cols; c++)
                             s += row[c] * xi[c];
                         dots[r] = s;
                     }
                 }
-                float *o = out + (size_t)i * rows + r0;
+                float *o = out[k] + (size_t)i * rows + r0;
                 for (int r = 0; r < nr; r++)
                     o[r] = accumulate ? o[r] + dots[r] : dots[r];
             }

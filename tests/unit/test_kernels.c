@@ -62,7 +62,8 @@ static void test_matmul_every_type(void **state)
                 fail_msg("%s n=%d: max error %g", kvz_ggml_type_info_of(types[ti]).name, n, d);
             if (n <= KVZ_CPU_MATVEC_MAX_ROWS) { /* the decode path reads the blocks directly */
                 float *mv_scratch = malloc(sizeof(float) * kvz_cpu_matvec_scratch_floats(&w, n, 2));
-                kvz_cpu_matvec(y2, x, &w, n, 1, mv_scratch, 2);
+                const kvz_weight *one = &w;
+                kvz_cpu_matvec(1, &y2, x, &one, n, 1, mv_scratch, 2);
                 d = max_abs_diff(y2, want, (size_t)n * rows);
                 if (d > 1e-3)
                     fail_msg("matvec %s n=%d: max error %g", kvz_ggml_type_info_of(types[ti]).name, n, d);
@@ -77,6 +78,49 @@ static void test_matmul_every_type(void **state)
         free(wf);
         free(wq);
     }
+}
+
+/* Several weights in one kvz_cpu_matvec call give the bits of one call
+ * each: row groups that straddle no weight, a fast and a slow type mixed,
+ * row counts that are not multiples of the group of 4. */
+static void test_matvec_many(void **state)
+{
+    (void)state;
+    const uint32_t types[3] = {KVZ_GGML_Q4_1, KVZ_GGML_Q6_K, KVZ_GGML_Q8_0};
+    const int64_t rows[3] = {300, 7, 65}, cols = 512;
+    kvz_weight w[3];
+    const kvz_weight *wp[3];
+    for (int k = 0; k < 3; k++) {
+        w[k] = (kvz_weight){.rows = rows[k], .cols = cols, .type = types[k],
+                            .data = test_random_blocks(types[k], rows[k], cols)};
+        wp[k] = &w[k];
+    }
+    for (int32_t n = 1; n <= 3; n += 2)
+        for (int accumulate = 0; accumulate <= 1; accumulate++) {
+            float *x = malloc(sizeof(float) * n * cols);
+            float *scratch = malloc(sizeof(float) * kvz_cpu_matvec_scratch_floats(&w[0], n, 3));
+            fill(x, (size_t)n * cols);
+            float *together[3], *apart[3];
+            for (int k = 0; k < 3; k++) {
+                together[k] = malloc(sizeof(float) * n * rows[k]);
+                apart[k] = malloc(sizeof(float) * n * rows[k]);
+                fill(together[k], (size_t)n * rows[k]);
+                memcpy(apart[k], together[k], sizeof(float) * n * rows[k]);
+                kvz_cpu_matvec(1, &apart[k], x, &wp[k], n, accumulate, scratch, 3);
+            }
+            kvz_cpu_matvec(3, together, x, wp, n, accumulate, scratch, 3);
+            for (int k = 0; k < 3; k++) {
+                if (memcmp(together[k], apart[k], sizeof(float) * n * rows[k]) != 0)
+                    fail_msg("matvec of 3 weights: weight %d (n=%d, accumulate %d) differs from its own call", k,
+                             n, accumulate);
+                free(together[k]);
+                free(apart[k]);
+            }
+            free(scratch);
+            free(x);
+        }
+    for (int k = 0; k < 3; k++)
+        free(w[k].data);
 }
 
 static void naive_attention(float *out, const float *q, const float *kc, const float *vc,
@@ -551,6 +595,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul_every_type),
+        cmocka_unit_test(test_matvec_many),
         cmocka_unit_test(test_attention_causal_gqa),
         cmocka_unit_test(test_attention_scores),
         cmocka_unit_test(test_attention_scores_many_threads),
