@@ -18,7 +18,7 @@ run() { # label args...
     "$KVZ" compile "$DOC" --store "$STORE" --model "$MODEL" --force --quiet --json "$@" | head -1 >>"$OUTF"
 }
 
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; document $DOC"
+echo "machine: $(sh bench/machine.sh); document $DOC"
 # prefill alone, for the ratio the target is stated against
 "$KVZ" bench --model "$MODEL" --device cpu --prefill "$(build/kvz tokenize --model "$MODEL" <"$DOC" | wc -w)" \
     --decode 0 --text "$DOC" --json | head -1 >"$STORE/prefill.json"

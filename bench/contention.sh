@@ -33,7 +33,7 @@ median() { # numbers on stdin
     sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'
 }
 
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; document $DOC; $REPS runs each, medians"
+echo "machine: $(sh bench/machine.sh); document $DOC; $REPS runs each, medians"
 echo
 echo "| threads | OMP_WAIT_POLICY | busy processes | prefill s | scoring s | decode tok/s |"
 echo "|---|---|---|---|---|---|"

@@ -7,6 +7,6 @@ set -eu
 cd "$(dirname "$0")/.."
 KVZ=${KVZ_BIN:-build/kvz}
 MODEL=${KVZ_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), device ${DEVICE:-cpu}"
+echo "machine: $(sh bench/machine.sh), device ${DEVICE:-cpu}"
 # shellcheck disable=SC2086
 "$KVZ" eval --model "$MODEL" --device "${DEVICE:-cpu}" --docs 2 --words 300 --svg bench/eval.svg ${EXTRA:-}

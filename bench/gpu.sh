@@ -132,7 +132,7 @@ session)
     {
         echo "===== session $(date -u +%FT%TZ), ${budget}s, commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
         nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-        echo "cpu: $(nproc) x $(lscpu | sed -n 's/^Model name: *//p')"
+        echo "cpu: $(sh bench/machine.sh)"
         "$SELF" model || echo "the model's parts did not join: the steps that need it will wait"
         if [ -d .device/wheels ] && [ ! -d "$STATE/pylib" ]; then
             python3 -m pip install -q --no-index --no-deps --no-compile --target "$STATE/pylib" \

@@ -24,7 +24,7 @@ if [ ! -x "$PY" ]; then
     PY=bench/.venv/bin/python
 fi
 
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; threads $THREADS" | tee "$OUTFILE.txt"
+echo "machine: $(sh bench/machine.sh); threads $THREADS" | tee "$OUTFILE.txt"
 for n in $SIZES; do
     "$KVZ" bench --model "$MODEL" --device cpu --threads "$THREADS" --prefill "$n" \
         --decode "$DECODE" --repeat "$REPEAT" --json | paste -sd' ' | sed 's/} {"engine":"kvz",/,/' >>"$OUTFILE"

@@ -33,7 +33,7 @@ PY
 
 gpu=""
 [ "$DEVICE" = cuda ] && gpu=", $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p')$gpu, device $DEVICE"
+echo "machine: $(sh bench/machine.sh)$gpu, device $DEVICE"
 [ "$DEVICE" = cuda ] && { python3 bench/link_bandwidth.py || echo "host link: not measured"; }
 echo "| tokens | compile s | load ms | load GB/s | question ms | TTFT from store ms | TTFT by prefill ms | speedup | decode tok/s compressed | decode tok/s full |"
 echo "|---|---|---|---|---|---|---|---|---|---|"

@@ -24,7 +24,7 @@ PY
 secs() { python3 -c "import sys,time; t=time.time(); import subprocess; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); print(f'{time.time()-t:.2f}')" "$@"; }
 mb() { python3 -c "import os,sys; print(f'{os.path.getsize(sys.argv[1])/1048576:.1f}')" "$1"; }
 
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $DOCS documents, kvzip ratio 0.3, 4 bits"
+echo "machine: $(sh bench/machine.sh); $DOCS documents, kvzip ratio 0.3, 4 bits"
 for i in 0 1; do
     "$KVZ" compile "$TMP/corpus" --store "$TMP/shard$i" --shard $i/2 --quiet 2>/dev/null
 done
