@@ -127,13 +127,15 @@ static void naive_attention(float *out, const float *q, const float *kc, const f
                             const kvz_attention_params *p)
 {
     int32_t hd = p->head_dim, group = p->n_heads / p->n_kv_heads;
-    double *s = malloc(sizeof(double) * (p->pos0 + p->n));
+    double *s = malloc(sizeof(double) * ((p->head_base ? p->max_head_rows : p->pos0) + p->n));
     for (int32_t i = 0; i < p->n; i++)
         for (int32_t h = 0; h < p->n_heads; h++) {
+            const int32_t g = h / group;
+            const size_t base = p->head_base ? (size_t)p->head_base[g] : (size_t)g * p->capacity;
             const float *qi = q + ((size_t)i * p->n_heads + h) * hd;
-            const float *kh = kc + (size_t)(h / group) * p->capacity * hd;
-            const float *vh = vc + (size_t)(h / group) * p->capacity * hd;
-            int32_t visible = p->pos0 + i + 1;
+            const float *kh = kc + base * hd;
+            const float *vh = vc + base * hd;
+            int32_t visible = (p->head_base ? p->head_rows[g] : p->pos0) + i + 1;
             double max = -1e300, sum = 0;
             for (int32_t j = 0; j < visible; j++) {
                 double d = 0;
@@ -154,11 +156,25 @@ static void naive_attention(float *out, const float *q, const float *kc, const f
     free(s);
 }
 
-static void check_attention(int32_t n, int32_t pos0)
+/* Against the definition, in double. head_rows (NULL: dense, pos0 rows
+ * before the queries in every head) gives each of the 2 KV heads its own
+ * rows, packed one block after the other (the runtime's ragged cache). */
+static void check_attention(int32_t n, int32_t pos0, int32_t capacity, const int32_t *head_rows)
 {
     kvz_attention_params p = {.n = n, .pos0 = pos0, .n_heads = 6, .n_kv_heads = 2, .head_dim = 64,
-                              .capacity = 100, .scale = 0.125f};
-    size_t cache = (size_t)p.n_kv_heads * p.capacity * p.head_dim;
+                              .capacity = capacity, .scale = 0.125f};
+    int64_t head_base[2];
+    size_t rows = (size_t)p.n_kv_heads * p.capacity;
+    if (head_rows) {
+        rows = 0;
+        for (int g = 0; g < p.n_kv_heads; g++) {
+            head_base[g] = (int64_t)rows;
+            rows += (size_t)head_rows[g] + (size_t)n;
+            p.max_head_rows = head_rows[g] > p.max_head_rows ? head_rows[g] : p.max_head_rows;
+        }
+        p.head_base = head_base, p.head_rows = head_rows, p.pos0 = 0;
+    }
+    size_t cache = rows * p.head_dim;
     size_t qn = (size_t)p.n * p.n_heads * p.head_dim;
     float *kc = malloc(cache * 4), *vc = malloc(cache * 4), *q = malloc(qn * 4);
     float *out = malloc(qn * 4), *want = malloc(qn * 4);
@@ -171,7 +187,10 @@ static void check_attention(int32_t n, int32_t pos0)
     kvz_cpu_attention(out, q, kc, vc, &p, NULL, NULL, scratch, 2);
     naive_attention(want, q, kc, vc, &p);
     double d = max_abs_diff(out, want, qn);
-    print_message("attention n=%d pos0=%d: max error %.2e\n", n, pos0, d);
+    if (head_rows)
+        print_message("attention n=%d head rows %d/%d: max error %.2e\n", n, head_rows[0], head_rows[1], d);
+    else
+        print_message("attention n=%d pos0=%d: max error %.2e\n", n, pos0, d);
     assert_true(d < 1e-5);
     free(scratch);
     free(kc);
@@ -181,14 +200,23 @@ static void check_attention(int32_t n, int32_t pos0)
     free(want);
 }
 
-/* GQA groups of 3; several query tiles (prefill) and 1..3 queries (decode). */
+/* GQA groups of 3; several query tiles (prefill) and 1..4 queries (decode),
+ * over dense caches short and long and over ragged ones (heads of very
+ * different lengths, one empty before its queries). */
 static void test_attention_causal_gqa(void **state)
 {
-    check_attention(45, 30);
-    check_attention(45, 0);
-    check_attention(1, 0);
-    check_attention(1, 54);
-    check_attention(3, 20);
+    check_attention(45, 30, 100, NULL);
+    check_attention(45, 0, 100, NULL);
+    check_attention(1, 0, 100, NULL);
+    check_attention(1, 54, 100, NULL);
+    check_attention(3, 20, 100, NULL);
+    check_attention(2, 1022, 1100, NULL);
+    check_attention(4, 1100, 1200, NULL);
+    check_attention(1, 1024, 1100, NULL);
+    const int32_t ragged[][2] = {{1030, 3}, {0, 700}, {511, 512}};
+    for (int r = 0; r < 3; r++)
+        for (int32_t n = 1; n <= 4; n += 3)
+            check_attention(n, 0, 0, ragged[r]);
 }
 
 /* Scores by definition: per (query, head) a causal softmax over the ranges,
