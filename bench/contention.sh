@@ -24,6 +24,10 @@ stop_busy() {
     BUSY_PIDS=""
 }
 trap 'stop_busy; rm -rf "$WORK"' EXIT
+# dash runs no EXIT trap when a signal kills it: exit instead, so the busy
+# loops (which ignore ^C, being background jobs) stop with the script
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
 "$KVZ" compile "$DOC" --store "$WORK/store" --model "$MODEL" --quiet --method kvzip --ratio 0.3 --bits 4 >/dev/null
 
 json_field() { # name: the number after "name": on stdin
@@ -57,7 +61,14 @@ for busy in $(printf "0\n%s\n" "$BUSY" | sort -un); do
             q=$($run "$KVZ" query --store "$WORK/store" --doc "$DOC" --model "$MODEL" --max-tokens 64 \
                 --threads "$threads" --json "$QUESTION" | tail -1)
             stop_busy
-            echo "$(echo "$c" | json_field prefill_s) $(echo "$c" | json_field score_s) $(echo "$q" | json_field decode_tok_s)" >>"$WORK/runs"
+            run_line="$(echo "$c" | json_field prefill_s) $(echo "$c" | json_field score_s) $(echo "$q" | json_field decode_tok_s)"
+            case "$run_line" in
+            *[0-9]" "*[0-9]" "*[0-9]) echo "$run_line" >>"$WORK/runs" ;;
+            *)
+                echo "contention: a run failed (threads $threads, policy $policy, $busy busy): $c $q" >&2
+                exit 1
+                ;;
+            esac
             i=$((i + 1))
         done
         echo "| $threads | $policy | $busy | $(cut -d' ' -f1 "$WORK/runs" | median) |" \

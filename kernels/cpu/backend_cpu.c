@@ -91,8 +91,9 @@ static void cpu_weight_free(kvz_backend *b, kvz_weight *w)
     memset(w, 0, sizeof *w);
 }
 
-/* The most products cpu_matmul_many takes at once: norm_matmul_many's q, k
- * and v; larger counts go in parts. */
+/* The most products cpu_matmul_many takes at once (norm_matmul_many's
+ * largest count is 3: q, k and v); norm_matmul_many hands larger counts
+ * over in parts. */
 #define MATMUL_MANY_MAX 4
 
 /* Whether a product of n rows of x by w streams the file's compact blocks
@@ -114,6 +115,9 @@ static int cpu_matmul_many(kvz_backend *b, int32_t count, float *const *out, con
                            const kvz_weight *const *w, int32_t n, int accumulate)
 {
     cpu_impl *impl = b->impl;
+    if (count > MATMUL_MANY_MAX)
+        return kvz_errorf(KVZ_ERR_INTERNAL, "cpu_matmul_many: %d products at once, at most %d", (int)count,
+                          MATMUL_MANY_MAX);
     kvz_weight views[MATMUL_MANY_MAX];
     const kvz_weight *native[MATMUL_MANY_MAX];
     float *native_out[MATMUL_MANY_MAX];

@@ -17,8 +17,8 @@
 size_t kvz_cpu_matmul_scratch_floats(const kvz_weight *w, int n_threads);
 void kvz_cpu_matmul(float *out, const float *x, const kvz_weight *w, int32_t n, int accumulate,
                     float *scratch, int n_threads);
-/* Decode-sized products (a few rows of x) read straight from w->native
- * blocks; see matvec.c. */
+/* Decode-sized products (a few rows of x) read straight from the weights'
+ * GGUF blocks (the backend passes views over w->native); see matvec.c. */
 #define KVZ_CPU_MATVEC_MAX_ROWS 8
 int kvz_cpu_matvec_has_fast_path(uint32_t type);
 size_t kvz_cpu_matvec_scratch_floats(const kvz_weight *w, int32_t n, int n_threads);

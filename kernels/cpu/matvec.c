@@ -1,6 +1,7 @@
 /*
  * matvec.c — out (n, rows) = x (n, cols) · Wᵀ for a few rows of x (decode),
- * reading the weights in their GGUF block format.
+ * reading the weights in their GGUF block format; several weights of one x
+ * (a layer's q, k and v) in one parallel step.
  *
  * Decoding one token is bound by how many weight bytes stream through the
  * cores: a Q4_1 matrix is 0.625 bytes per weight against 4 for its f32 copy.
