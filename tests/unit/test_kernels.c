@@ -124,6 +124,58 @@ static void test_matvec_many(void **state)
         free(w[k].data);
 }
 
+/* The CPU backend's norm_matmul_many: five products of one input (more than
+ * one parallel step takes: two parts), some streaming the file's blocks (Q4_1,
+ * Q8_0 with the fast path), some the f32 copy (Q6_K, an f32 weight), each
+ * output the bits of matmul alone on the normalised input. */
+static void test_cpu_norm_matmul_many(void **state)
+{
+    (void)state;
+    enum { COUNT = 5 };
+    const uint32_t types[COUNT] = {KVZ_GGML_Q4_1, KVZ_GGML_Q6_K, KVZ_GGML_F32, KVZ_GGML_Q8_0, KVZ_GGML_Q4_1};
+    const int64_t rows[COUNT] = {70, 9, 33, 256, 5}, cols = 512;
+    kvz_backend *b = NULL;
+    assert_int_equal(kvz_backend_create(&b, &(kvz_backend_config){.device = KVZ_DEVICE_CPU, .n_threads = 2,
+                                                                   .weights = KVZ_WEIGHTS_F32}),
+                     KVZ_OK);
+    kvz_weight w[COUNT];
+    const kvz_weight *wp[COUNT];
+    uint8_t *src[COUNT];
+    for (int k = 0; k < COUNT; k++) {
+        src[k] = test_random_blocks(types[k], rows[k], cols);
+        assert_int_equal(b->ops->weight_load(b, &w[k], types[k], src[k], rows[k], cols), KVZ_OK);
+        wp[k] = &w[k];
+    }
+    float *norm = malloc(sizeof(float) * cols);
+    fill(norm, (size_t)cols);
+    for (int32_t n = 1; n <= 3; n += 2) {
+        float *x = malloc(sizeof(float) * n * cols), *h = malloc(sizeof(float) * n * cols);
+        fill(x, (size_t)n * cols);
+        float *many[COUNT], *one[COUNT];
+        for (int k = 0; k < COUNT; k++) {
+            many[k] = malloc(sizeof(float) * n * rows[k]);
+            one[k] = malloc(sizeof(float) * n * rows[k]);
+        }
+        assert_int_equal(b->ops->norm_matmul_many(b, COUNT, many, h, x, norm, 1e-5f, wp, n), KVZ_OK);
+        for (int k = 0; k < COUNT; k++) {
+            assert_int_equal(b->ops->matmul(b, one[k], h, &w[k], n, 0), KVZ_OK);
+            if (memcmp(many[k], one[k], sizeof(float) * n * rows[k]) != 0)
+                fail_msg("norm_matmul_many: product %d (%s, n=%d) differs from matmul alone", k,
+                         kvz_ggml_type_info_of(types[k]).name, n);
+            free(many[k]);
+            free(one[k]);
+        }
+        free(x);
+        free(h);
+    }
+    for (int k = 0; k < COUNT; k++) {
+        b->ops->weight_free(b, &w[k]);
+        free(src[k]);
+    }
+    free(norm);
+    b->ops->destroy(b);
+}
+
 static void naive_attention(float *out, const float *q, const float *kc, const float *vc,
                             const kvz_attention_params *p)
 {
@@ -625,6 +677,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul_every_type),
         cmocka_unit_test(test_matvec_many),
+        cmocka_unit_test(test_cpu_norm_matmul_many),
         cmocka_unit_test(test_attention_causal_gqa),
         cmocka_unit_test(test_attention_scores),
         cmocka_unit_test(test_attention_scores_many_threads),
