@@ -2,11 +2,11 @@
  * attention.c — dense causal GQA attention over a (n_kv_heads, capacity,
  * head_dim) cache on the CPU.
  *
- * Work is split into (query head, tile of queries) tasks. A task computes its
- * scores against every key its last query may see with one sgemm, masks the
- * future, takes the softmax row by row and multiplies by V with a second
- * sgemm. Query rows of one head are strided in q, which sgemm's leading
- * dimension absorbs without copies.
+ * Prefill work is split into (KV head, tile of tokens) tasks. A task copies
+ * the tile's queries of the KV head's group of query heads together, computes
+ * their scores against every key its last token may see with one sgemm,
+ * masks the future, takes the softmax row by row and multiplies by V with a
+ * second sgemm. Decode (a few queries) walks the cache without GEMMs.
  */
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/softmax.h"
@@ -15,38 +15,6 @@
 #include <math.h>
 #include <omp.h>
 #include <string.h>
-
-#define QUERY_TILE 32
-
-/* Scoring inside the forward pass (see kvz_score_params): row r of a score
- * tile holds the raw dots with cache rows 0..; gather the scored ranges'
- * visible part, softmax it on its own and fold it into the accumulator. */
-static void score_rows(const kvz_score_params *sp, const float *s, int32_t rows, int32_t cols,
-                       int32_t first_query, float scale, float *gather, float *acc)
-{
-    for (int32_t r = 0; r < rows; r++) {
-        const float *row = s + (size_t)r * cols;
-        int32_t last = first_query + r, vis = 0;
-        for (int k = 0; k < sp->n_ranges; k++)
-            for (int32_t j = sp->range_begin[k]; j < sp->range_end[k] && j <= last; j++)
-                gather[vis++] = row[j];
-        kvz_softmax_prefix(gather, vis, scale);
-        kvz_score_fold(sp, gather, vis, acc);
-    }
-}
-
-static void softmax_causal_rows(float *s, int32_t rows, int32_t cols, int32_t first_visible,
-                                float scale)
-{
-    /* row r sees columns 0 .. first_visible + r */
-    for (int32_t r = 0; r < rows; r++) {
-        float *row = s + (size_t)r * cols;
-        int32_t visible = first_visible + r + 1;
-        kvz_softmax_prefix(row, visible, scale);
-        for (int32_t c = visible; c < cols; c++)
-            row[c] = 0.0f;
-    }
-}
 
 /* Where KV head g's rows start and how many precede its first query. */
 static inline const float *head_block(const float *cache, const kvz_attention_params *p, int32_t g)
@@ -64,6 +32,94 @@ static inline int32_t head_first(const kvz_attention_params *p, int32_t g)
 static inline int32_t max_visible(const kvz_attention_params *p)
 {
     return (p->head_base ? p->max_head_rows : p->pos0) + p->n;
+}
+
+/* Rows of a prefill task: a tile of tokens times the query heads of one KV
+ * head's group, so sgemm packs K and V once per group, not once per head.
+ * Measured on 2 Zen 4 cores, KVzip on 1,138 tokens: 32 rows of one head
+ * scored in 3.05 s, 96 rows of a group in 2.65 s; 192 rows of one head, slower. */
+#define QUERY_ROWS 96
+
+static inline int32_t tile_tokens(int32_t group) { return group < QUERY_ROWS ? QUERY_ROWS / group : 1; }
+
+/* A prefill thread's scratch: the score tile, the group's queries and
+ * outputs for it, and when scoring a gather row and an accumulator. */
+typedef struct tile_scratch {
+    float *scores, *q, *out, *gather, *acc;
+} tile_scratch;
+
+static size_t tile_rows(const kvz_attention_params *p)
+{
+    int32_t group = p->n_heads / p->n_kv_heads;
+    return (size_t)tile_tokens(group) * (size_t)group;
+}
+
+static tile_scratch tile_scratch_at(const kvz_attention_params *p, const kvz_score_params *sp, float *base)
+{
+    const size_t rows = tile_rows(p), kv = (size_t)max_visible(p);
+    tile_scratch t = {.scores = base};
+    t.q = t.scores + rows * kv;
+    t.out = t.q + rows * (size_t)p->head_dim;
+    t.gather = t.out + rows * (size_t)p->head_dim;
+    t.acc = sp ? t.gather + kv : NULL;
+    return t;
+}
+
+static size_t prefill_thread_floats(const kvz_attention_params *p, const kvz_score_params *sp)
+{
+    const size_t rows = tile_rows(p), kv = (size_t)max_visible(p);
+    return rows * kv + 2 * rows * (size_t)p->head_dim +
+           (sp ? kv + (size_t)sp->n_kv_heads * (size_t)sp->capacity : 0);
+}
+
+/* Whether the scored ranges, laid end to end, are the cache rows 0..last
+ * (and maybe more): then a query at row `last` scores with exactly the
+ * attention's own softmax. True for one range from 0 (SnapKV's window, a
+ * question) and for a KVzip pass over a document of one chunk. */
+static int ranges_cover(const kvz_score_params *sp, int32_t last)
+{
+    int32_t next = 0;
+    for (int k = 0; k < sp->n_ranges && next <= last; k++) {
+        if (sp->range_begin[k] != next)
+            return 0;
+        next = sp->range_end[k];
+    }
+    return next > last;
+}
+
+/* Scoring inside the forward pass (see kvz_score_params): row r of a score
+ * tile (token r / group of the tile) holds the raw dots with cache rows 0..;
+ * gather the scored ranges' visible part, softmax it on its own and fold it
+ * into the accumulator. */
+static void score_rows(const kvz_score_params *sp, const float *s, int32_t n_tok, int32_t group, int32_t cols,
+                       int32_t first_query, float scale, float *gather, float *acc)
+{
+    for (int32_t r = 0; r < n_tok * group; r++) {
+        const float *row = s + (size_t)r * cols;
+        int32_t last = first_query + r / group, vis = 0;
+        for (int k = 0; k < sp->n_ranges; k++) {
+            int32_t end = sp->range_end[k] < last + 1 ? sp->range_end[k] : last + 1;
+            if (end > sp->range_begin[k]) {
+                memcpy(gather + vis, row + sp->range_begin[k], sizeof(float) * (size_t)(end - sp->range_begin[k]));
+                vis += end - sp->range_begin[k];
+            }
+        }
+        kvz_softmax_prefix(gather, vis, scale);
+        kvz_score_fold(sp, gather, vis, acc);
+    }
+}
+
+static void softmax_causal_rows(float *s, int32_t n_tok, int32_t group, int32_t cols, int32_t first_visible,
+                                float scale)
+{
+    /* row r (token r / group) sees columns 0 .. first_visible + r / group */
+    for (int32_t r = 0; r < n_tok * group; r++) {
+        float *row = s + (size_t)r * cols;
+        int32_t visible = first_visible + r / group + 1;
+        kvz_softmax_prefix(row, visible, scale);
+        if (cols > visible)
+            memset(row + visible, 0, sizeof(float) * (size_t)(cols - visible));
+    }
 }
 
 /* Decode: a few queries. Each KV head's group of query heads walks the cache
@@ -109,9 +165,7 @@ static void attention_decode(float *out, const float *q, const float *k_cache,
         }
         for (int32_t h = 0; h < group; h++) {
             float *sh = scores + (size_t)h * kv_len;
-            float max = -INFINITY, sum = 0;
-            for (int32_t j = 0; j < kv_len; j++)
-                max = sh[j] > max ? sh[j] : max;
+            float max = kvz_row_max(sh, kv_len), sum = 0; /* kv_len >= 1 */
             for (int32_t j = 0; j < kv_len; j++)
                 sum += sh[j] = expf((sh[j] - max) * p->scale);
             float inv = 1.0f / sum;
@@ -136,10 +190,7 @@ size_t kvz_cpu_attention_scratch_floats(const kvz_attention_params *p, const kvz
 {
     size_t kv = (size_t)max_visible(p);
     size_t decode = (size_t)p->n_heads * DECODE_MAX_QUERIES * kv;
-    size_t per_thread = QUERY_TILE * kv;
-    if (sp) /* a gather row and an accumulator per thread */
-        per_thread += kv + (size_t)sp->n_kv_heads * (size_t)sp->capacity;
-    size_t prefill = (size_t)n_threads * per_thread;
+    size_t prefill = (size_t)kvz_score_threads(n_threads) * prefill_thread_floats(p, sp);
     size_t need = decode > prefill ? decode : prefill;
     if (sp) /* the decode path scores with the separate kernel after attention */
         need += kvz_cpu_scores_scratch_floats(sp, n_threads);
@@ -158,46 +209,51 @@ void kvz_cpu_attention(float *out, const float *q, const float *k_cache, const f
         }
         return;
     }
-    const int32_t hd = p->head_dim, group = p->n_heads / p->n_kv_heads;
-    const int32_t n_tiles = (p->n + QUERY_TILE - 1) / QUERY_TILE;
+    const int32_t hd = p->head_dim, group = p->n_heads / p->n_kv_heads, tokens = tile_tokens(group);
+    const int32_t n_tiles = (p->n + tokens - 1) / tokens;
     const int ld = p->n_heads * hd; /* stride between tokens in q and out */
-    const int64_t tasks = (int64_t)p->n_heads * n_tiles;
-    const int32_t kv_max = max_visible(p);
-    const size_t per_thread = QUERY_TILE * (size_t)kv_max +
-                              (sp ? (size_t)kv_max + (size_t)sp->n_kv_heads * (size_t)sp->capacity : 0);
+    const int64_t tasks = (int64_t)p->n_kv_heads * n_tiles;
+    const size_t per_thread = prefill_thread_floats(p, sp);
     int used = 1;
 #pragma omp parallel num_threads(kvz_score_threads(n_threads)) /* an accumulator each when scoring */
     {
-        float *tile = scratch + (size_t)omp_get_thread_num() * per_thread;
-        float *gather = tile + QUERY_TILE * (size_t)kv_max, *acc = gather + kv_max;
+        tile_scratch ts = tile_scratch_at(p, sp, scratch + (size_t)omp_get_thread_num() * per_thread);
         if (sp)
-            kvz_cpu_score_acc_clear(sp, acc);
+            kvz_cpu_score_acc_clear(sp, ts.acc);
 #pragma omp single
         used = omp_get_num_threads();
 #pragma omp for schedule(static, 1) /* task -> thread fixed: score sums fold in one order */
         for (int64_t t = 0; t < tasks; t++) {
-            int32_t h = (int32_t)(t % p->n_heads), i0 = (int32_t)(t / p->n_heads) * QUERY_TILE;
-            int32_t rows = p->n - i0 < QUERY_TILE ? p->n - i0 : QUERY_TILE;
-            int32_t first = head_first(p, h / group);
-            int32_t kv_len = first + i0 + rows; /* keys the last row may see */
-            const float *kh = head_block(k_cache, p, h / group);
-            const float *vh = head_block(v_cache, p, h / group);
-            const float *qh = q + (size_t)i0 * ld + (size_t)h * hd;
-            float *oh = out + (size_t)i0 * ld + (size_t)h * hd;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, kv_len, hd, 1.0f, qh, ld, kh,
-                        hd, 0.0f, tile, kv_len);
-            if (sp)
-                score_rows(sp, tile, rows, kv_len, first + i0, p->scale, gather,
-                           acc + (size_t)(h / group) * sp->capacity);
-            softmax_causal_rows(tile, rows, kv_len, first + i0, p->scale);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, kv_len, 1.0f, tile,
-                        kv_len, vh, hd, 0.0f, oh, ld);
+            int32_t g = (int32_t)(t % p->n_kv_heads), i0 = (int32_t)(t / p->n_kv_heads) * tokens;
+            int32_t n_tok = p->n - i0 < tokens ? p->n - i0 : tokens, rows = n_tok * group;
+            int32_t first = head_first(p, g);
+            int32_t kv_len = first + i0 + n_tok; /* keys the last token may see */
+            /* the group's heads are adjacent in a token's q: row (i, h) of the
+             * tile is query head g * group + h of token i0 + i */
+            for (int32_t i = 0; i < n_tok; i++)
+                memcpy(ts.q + (size_t)i * group * hd, q + (size_t)(i0 + i) * ld + (size_t)g * group * hd,
+                       sizeof(float) * (size_t)group * hd);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, kv_len, hd, 1.0f, ts.q, hd,
+                        head_block(k_cache, p, g), hd, 0.0f, ts.scores, kv_len);
+            float *acc = sp ? ts.acc + (size_t)g * sp->capacity : NULL;
+            int shared = sp && ranges_cover(sp, first + i0 + n_tok - 1);
+            if (sp && !shared)
+                score_rows(sp, ts.scores, n_tok, group, kv_len, first + i0, p->scale, ts.gather, acc);
+            softmax_causal_rows(ts.scores, n_tok, group, kv_len, first + i0, p->scale);
+            if (shared) /* the scored keys are the visible ones: the same softmax */
+                for (int32_t r = 0; r < rows; r++)
+                    kvz_score_fold(sp, ts.scores + (size_t)r * kv_len, first + i0 + r / group + 1, acc);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, kv_len, 1.0f, ts.scores, kv_len,
+                        head_block(v_cache, p, g), hd, 0.0f, ts.out, hd);
+            for (int32_t i = 0; i < n_tok; i++)
+                memcpy(out + (size_t)(i0 + i) * ld + (size_t)g * group * hd, ts.out + (size_t)i * group * hd,
+                       sizeof(float) * (size_t)group * hd);
         }
     }
     if (sp) {
         const float *parts[KVZ_SCORE_MAX_THREADS];
         for (int th = 0; th < used; th++)
-            parts[th] = scratch + (size_t)th * per_thread + QUERY_TILE * (size_t)kv_max + kv_max;
+            parts[th] = tile_scratch_at(p, sp, scratch + (size_t)th * per_thread).acc;
         kvz_score_combine(sp, parts, used, scores);
     }
 }

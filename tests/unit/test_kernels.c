@@ -212,9 +212,10 @@ static void naive_attention(float *out, const float *q, const float *kc, const f
 /* Against the definition, in double. head_rows (NULL: dense, pos0 rows
  * before the queries in every head) gives each of the 2 KV heads its own
  * rows, packed one block after the other (the runtime's ragged cache). */
-static void check_attention(int32_t n, int32_t pos0, int32_t capacity, const int32_t *head_rows)
+static void check_attention_group(int32_t n, int32_t pos0, int32_t capacity, const int32_t *head_rows,
+                                  int32_t group)
 {
-    kvz_attention_params p = {.n = n, .pos0 = pos0, .n_heads = 6, .n_kv_heads = 2, .head_dim = 64,
+    kvz_attention_params p = {.n = n, .pos0 = pos0, .n_heads = 2 * group, .n_kv_heads = 2, .head_dim = 64,
                               .capacity = capacity, .scale = 0.125f};
     int64_t head_base[2];
     size_t rows = (size_t)p.n_kv_heads * p.capacity;
@@ -243,7 +244,7 @@ static void check_attention(int32_t n, int32_t pos0, int32_t capacity, const int
     if (head_rows)
         print_message("attention n=%d head rows %d/%d: max error %.2e\n", n, head_rows[0], head_rows[1], d);
     else
-        print_message("attention n=%d pos0=%d: max error %.2e\n", n, pos0, d);
+        print_message("attention n=%d pos0=%d group %d: max error %.2e\n", n, pos0, group, d);
     assert_true(d < 1e-5);
     free(scratch);
     free(kc);
@@ -253,9 +254,17 @@ static void check_attention(int32_t n, int32_t pos0, int32_t capacity, const int
     free(want);
 }
 
+static void check_attention(int32_t n, int32_t pos0, int32_t capacity, const int32_t *head_rows)
+{
+    check_attention_group(n, pos0, capacity, head_rows, 3);
+}
+
 /* GQA groups of 3; several query tiles (prefill) and 1..4 queries (decode),
  * over dense caches short and long and over ragged ones (heads of very
- * different lengths, one empty before its queries). */
+ * different lengths, one empty before its queries). Then other groups: a
+ * prefill tile holds about 96 rows of (token, head of the group), so 96
+ * tokens of one head, 12 of 8, 2 of 40, and one token of a group of 100
+ * (which the decode path leaves to the prefill path). */
 static void test_attention_causal_gqa(void **state)
 {
     check_attention(45, 30, 100, NULL);
@@ -270,6 +279,11 @@ static void test_attention_causal_gqa(void **state)
     for (int r = 0; r < 3; r++)
         for (int32_t n = 1; n <= 4; n += 3)
             check_attention(n, 0, 0, ragged[r]);
+    check_attention_group(200, 30, 230, NULL, 1);
+    check_attention_group(45, 30, 100, NULL, 8);
+    check_attention_group(45, 30, 100, ragged[2], 8);
+    check_attention_group(5, 7, 20, NULL, 40);
+    check_attention_group(3, 7, 20, NULL, 100);
 }
 
 /* Scores by definition: per (query, head) a causal softmax over the ranges,
@@ -305,12 +319,22 @@ static void naive_scores(float *out, const float *q, const float *kc, const kvz_
 
 static void test_attention_scores(void **state)
 {
-    /* KVzip's shape: prefix, one chunk of the document, then the repeat queries */
+    /* KVzip's shape: prefix, one chunk of the document, then the repeat
+     * queries; then ranges that are every row a query sees (a KVzip pass
+     * over one chunk, SnapKV's window), where attention scores with its own
+     * softmax; then ranges that are for the first tile of queries (rows
+     * 150..181) but not for the second. */
+    const struct {
+        int n;
+        int32_t begin[3], end[3];
+    } sets[] = {{3, {0, 60, 150}, {10, 110, 190}}, {2, {0, 100}, {100, 190}}, {1, {0}, {185}}};
+    for (int set = 0; set < 3; set++)
     for (int reduce = 0; reduce < 2; reduce++) {
         kvz_score_params p = {.n = 40, .q_pos0 = 150, .n_heads = 6, .n_kv_heads = 2, .head_dim = 32,
-                              .capacity = 200, .scale = 0.2f, .n_ranges = 3,
-                              .range_begin = {0, 60, 150}, .range_end = {10, 110, 190},
+                              .capacity = 200, .scale = 0.2f, .n_ranges = sets[set].n,
                               .reduce = (kvz_score_reduce)reduce};
+        for (int r = 0; r < p.n_ranges; r++)
+            p.range_begin[r] = sets[set].begin[r], p.range_end[r] = sets[set].end[r];
         size_t cache = (size_t)p.n_kv_heads * p.capacity * p.head_dim, qn = (size_t)p.n * p.n_heads * p.head_dim;
         float *kc = malloc(cache * 4), *q = malloc(qn * 4);
         float *got = calloc((size_t)p.n_kv_heads * p.capacity, 4), *want = calloc((size_t)p.n_kv_heads * p.capacity, 4);
@@ -322,9 +346,12 @@ static void test_attention_scores(void **state)
         kvz_cpu_attention_scores(got, q, kc, &p, scratch, 2);
         naive_scores(want, q, kc, &p);
         double d = max_abs_diff(got, want, (size_t)p.n_kv_heads * p.capacity);
-        print_message("attention scores (%s): max error %.2e\n", reduce ? "sum" : "max", d);
+        print_message("attention scores (ranges %d, %s): max error %.2e\n", set, reduce ? "sum" : "max", d);
         assert_true(d < 1e-5);
-        assert_true(got[20] == 0.0f && got[p.capacity + 130] == 0.0f); /* outside the ranges */
+        if (set == 0)
+            assert_true(got[20] == 0.0f && got[p.capacity + 130] == 0.0f); /* outside the ranges */
+        if (set == 2)
+            assert_true(got[p.capacity + 187] == 0.0f);
         /* a second block accumulates */
         kvz_cpu_attention_scores(got, q, kc, &p, scratch, 2);
         naive_scores(want, q, kc, &p);
@@ -343,7 +370,8 @@ static void test_attention_scores(void **state)
         kvz_cpu_attention(out, q, kc, vc, &ap, &p, fused, ascratch, 2);
         kvz_cpu_attention(plain, q, kc, vc, &ap, NULL, NULL, ascratch, 2);
         d = max_abs_diff(fused, want, (size_t)p.n_kv_heads * p.capacity);
-        print_message("scores fused into attention (%s): max error %.2e\n", reduce ? "sum" : "max", d);
+        print_message("scores fused into attention (ranges %d, %s): max error %.2e\n", set, reduce ? "sum" : "max",
+                      d);
         assert_true(d < 1e-5);
         assert_true(max_abs_diff(out, plain, qn) == 0); /* scoring leaves attention unchanged */
         /* The same bits on every run, however the threads' tasks interleave,
