@@ -6,6 +6,7 @@
 #
 #   DOC=tests/data/gpl3_excerpt.txt sh bench/compile.sh
 #   SIZES=0 DOC=long.txt sh bench/compile.sh     the speed table alone
+#   METHODS="kvzip snapkv" ...                    the speed table's methods
 set -eu
 cd "$(dirname "$0")/.."
 KVZ=${KVZ_BIN:-build/kvz}
@@ -13,6 +14,7 @@ MODEL=${KVZ_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 DOC=${DOC:-tests/data/gpl3_excerpt.txt}
 SIZES=${SIZES:-1}
 REPEAT=${REPEAT:-3}
+METHODS=${METHODS:-kvzip chunkkv snapkv knorm recent random full}
 STORE=$(mktemp -d)
 OUTF=$(mktemp)
 trap 'rm -rf "$STORE" "$OUTF"' EXIT
@@ -32,10 +34,13 @@ for i in $(seq "$REPEAT"); do
 done
 
 for i in $(seq "$REPEAT"); do # rounds, so that a slow spell of the machine hits every method alike
-    for m in kvzip chunkkv snapkv knorm recent random; do
-        run "speed $m" --method $m --ratio 0.3 --bits 4
+    for m in $METHODS; do
+        if [ "$m" = full ]; then
+            run "speed full" --method full --bits 4 # keeps every pair: no ratio
+        else
+            run "speed $m" --method "$m" --ratio 0.3 --bits 4
+        fi
     done
-    run "speed full" --method full --bits 4 # keeps every pair: no ratio
 done
 [ "$SIZES" = 0 ] || for r in 0.1 0.2 0.3 0.5 1.0; do
     for b in 16 8 4 2; do

@@ -285,6 +285,12 @@ static int missing(const char *path)
     return stat(path, &st) != 0 && (errno == ENOENT || errno == ENOTDIR);
 }
 
+static int real_folder(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 /* Whether a link on the way to `name` (or it) names nothing now: what lies
  * behind it (an unmounted share, a moved folder) cannot be told gone. */
 static int behind_broken_link(char *name)
@@ -335,10 +341,12 @@ int kvz_ingest_source_gone(kvz_archive_cache *cache, const char *name, size_t le
     char *z = strndup(name, len);
     if (!z)
         return 0;
-    /* the name as a file; a folder there now is not gone: "stdin" (a
-     * document read from standard input) beside a folder of that name, a
-     * link to a file that now names a folder the walk does not enter */
-    int gone = missing(z) && !behind_broken_link(z);
+    /* the name as a file. A folder there now (not a link to one) is gone
+     * too: the walk lists what is in it, never the name itself. Except
+     * "stdin", a document read from standard input, beside a folder of that
+     * name; and a link that now names a folder (the walk does not enter it)
+     * stays, as a link that names nothing does. */
+    int gone = (missing(z) && !behind_broken_link(z)) || (real_folder(z) && strcmp(z, "stdin") != 0);
     for (char *c = strchr(z, ':'); gone && c; c = strchr(c + 1, ':')) {
         *c = '\0'; /* and as ARCHIVE:MEMBER at each ':' that ends an archive's name */
         if (is_archive(z) && !missing(z))

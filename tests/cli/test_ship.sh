@@ -390,6 +390,15 @@ tar -cf "$PC/y.tar" -C "$TMP/px" m1.txt
     grep -q "y.tar:m1.txt" "$TMP/l" && ! grep -q "y.tar:m2.txt" "$TMP/l" && ! grep -q "pc/a.txt" "$TMP/l" &&
     ok "compile --prune keeps what the disk still has (a link's file, a doubled slash, an archive's member)" ||
     { fail "compile --prune beside names on disk"; cat "$TMP/e" "$TMP/l"; }
+# a file that became a folder (of the same name) is gone: its document goes, the folder's file comes
+echo "A file for now: the market closes at five." >"$PC/f.txt"
+"$KVZ" compile "$PC" --store "$P" --method recent --quiet 2>/dev/null
+rm "$PC/f.txt"; mkdir "$PC/f.txt"; echo "Inside the folder now: the market opens at eight." >"$PC/f.txt/g.txt"
+"$KVZ" compile "$PC" --store "$P" --method recent --prune 2>"$TMP/e" && grep -q "^pruned 1 document(s)" "$TMP/e" &&
+    grep -q "^pruned .*/pc/f.txt$" "$TMP/e" && "$KVZ" ls --store "$P" >"$TMP/l" && grep -q "pc/f.txt/g.txt" "$TMP/l" &&
+    ! grep -q "pc/f.txt " "$TMP/l" && grep -q "pc//d.txt" "$TMP/l" &&
+    ok "compile --prune: a file that is a folder now is pruned, the folder's file compiled" ||
+    { fail "compile --prune, a file become a folder"; cat "$TMP/e" "$TMP/l"; }
 
 # ---- a reader answers throughout an unpack that grows the store's map ----------------------
 R="$TMP/r"

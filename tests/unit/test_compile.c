@@ -624,13 +624,30 @@ static void test_ingest(void **state)
     } disk[] = {
         {"/a.txt", 0},      {"/gone.txt", 1}, {"/a.txt/x", 1}, {"/sub/pack.tar.gz:a.txt", 0},
         {"/sub/pack.tar.gz:gone.txt", 1}, {"/sub/pack.tar.gz:b.md", 0}, {"/sub/gone.tar:a.txt", 1},
-        {"/sub/binary.bin:x", 1}, {"/sub", 0}, /* a folder has the name: kept */
+        {"/sub/binary.bin:x", 1}, {"/sub", 1}, /* a folder has the name now: the file is gone */
+        {"/sublink", 0},                     /* a link that names a folder: kept */
     };
+    snprintf(cmd, sizeof cmd, "ln -s sub '%s/sublink'", dir);
+    assert_int_equal(system(cmd), 0);
     for (size_t i = 0; i < sizeof disk / sizeof *disk; i++) {
         snprintf(name, sizeof name, "%s%s", dir, disk[i].tail);
         if (kvz_ingest_source_gone(&cache, name, strlen(name)) != disk[i].gone)
             fail_msg("source_gone of '%s' is not %d", name, disk[i].gone);
     }
+    /* "stdin" (a document read from standard input) beside a folder so named: kept */
+    char here[512];
+    assert_non_null(getcwd(here, sizeof here));
+    snprintf(name, sizeof name, "%s/sub/stdin", dir);
+    assert_int_equal(mkdir(name, 0755), 0);
+    snprintf(name, sizeof name, "%s/sub/other", dir);
+    assert_int_equal(mkdir(name, 0755), 0);
+    snprintf(name, sizeof name, "%s/sub", dir);
+    assert_int_equal(chdir(name), 0);
+    int stdin_gone = kvz_ingest_source_gone(&cache, "stdin", 5);
+    int other_gone = kvz_ingest_source_gone(&cache, "other", 5);
+    assert_int_equal(chdir(here), 0);
+    assert_false(stdin_gone);
+    assert_true(other_gone); /* any other name: the folder is not the file it was */
     snprintf(name, sizeof name, "%s/sub/latin1.tar", dir); /* not an archive, though named one */
     write_text(name, "not a tar", 9);
     snprintf(name, sizeof name, "%s/sub/latin1.tar:x", dir);
