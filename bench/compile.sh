@@ -15,6 +15,7 @@ DOC=${DOC:-tests/data/gpl3_excerpt.txt}
 SIZES=${SIZES:-1}
 REPEAT=${REPEAT:-3}
 METHODS=${METHODS:-kvzip chunkkv snapkv knorm recent random full}
+[ "$REPEAT" -ge 1 ] 2>/dev/null || { echo "compile.sh: REPEAT must be a count of 1 or more" >&2; exit 2; }
 STORE=$(mktemp -d)
 OUTF=$(mktemp)
 trap 'rm -rf "$STORE" "$OUTF"' EXIT

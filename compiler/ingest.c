@@ -342,14 +342,13 @@ int kvz_ingest_source_gone(kvz_archive_cache *cache, const char *name, size_t le
     if (!z)
         return 0;
     /* the name as a file. A folder there now (not a link to one) is gone
-     * too: the walk lists what is in it, never the name itself. Except
-     * "stdin", a document read from standard input, beside a folder of that
-     * name; and a link that now names a folder (the walk does not enter it)
-     * stays, as a link that names nothing does. */
+     * too: no walk lists a folder as a document. Except "stdin", a document
+     * read from standard input, beside a folder of that name; and a link that
+     * now names a folder stays, as a link that names nothing does. */
     int gone = (missing(z) && !behind_broken_link(z)) || (real_folder(z) && strcmp(z, "stdin") != 0);
     for (char *c = strchr(z, ':'); gone && c; c = strchr(c + 1, ':')) {
-        *c = '\0'; /* and as ARCHIVE:MEMBER at each ':' that ends an archive's name */
-        if (is_archive(z) && !missing(z))
+        *c = '\0'; /* and as ARCHIVE:MEMBER at each ':' that ends an archive's name (a folder so named is none) */
+        if (is_archive(z) && !missing(z) && !real_folder(z))
             gone = !archive_holds(cache, z, c + 1);
         *c = ':';
     }

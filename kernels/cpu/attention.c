@@ -42,6 +42,18 @@ static inline int32_t max_visible(const kvz_attention_params *p)
 
 static inline int32_t tile_tokens(int32_t group) { return group < QUERY_ROWS ? QUERY_ROWS / group : 1; }
 
+/* Tokens per task for this call: fewer than a whole tile where whole tiles
+ * would leave threads idle (a question over a long cache, SnapKV's window:
+ * one tile per KV head). Depends on n and the thread count alone, so a
+ * thread count still gives one order of the score sums. */
+static int32_t task_tokens(const kvz_attention_params *p, int n_threads)
+{
+    int32_t tokens = tile_tokens(p->n_heads / p->n_kv_heads);
+    int64_t tiles_per_head = ((int64_t)n_threads + p->n_kv_heads - 1) / p->n_kv_heads;
+    int64_t fit = ((int64_t)p->n + tiles_per_head - 1) / tiles_per_head;
+    return fit < tokens ? (int32_t)(fit > 0 ? fit : 1) : tokens;
+}
+
 /* A prefill thread's scratch: the score tile, the group's queries and
  * outputs for it, and when scoring a gather row and an accumulator. */
 typedef struct tile_scratch {
@@ -209,7 +221,8 @@ void kvz_cpu_attention(float *out, const float *q, const float *k_cache, const f
         }
         return;
     }
-    const int32_t hd = p->head_dim, group = p->n_heads / p->n_kv_heads, tokens = tile_tokens(group);
+    const int32_t hd = p->head_dim, group = p->n_heads / p->n_kv_heads;
+    const int32_t tokens = task_tokens(p, kvz_score_threads(n_threads));
     const int32_t n_tiles = (p->n + tokens - 1) / tokens;
     const int ld = p->n_heads * hd; /* stride between tokens in q and out */
     const int64_t tasks = (int64_t)p->n_kv_heads * n_tiles;

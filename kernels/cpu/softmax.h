@@ -16,9 +16,10 @@ __m256 _ZGVdN8v_expf(__m256 x); /* libmvec */
 #endif
 
 /* max(row[0..n)), n >= 1, as the loop `m = row[j] > m ? row[j] : m` gives it
- * (max is exact, so the lanes' order does not matter), but 32 lanes at a
- * time: the scalar loop waits on each compare, and was half the time of
- * the attention's own code in a KVzip pass. */
+ * (NaNs after row[0] skipped; max is exact, so the lanes' order does not
+ * matter, but for the sign of a zero max, which no softmax sees: exp(x - m)
+ * is the same), 32 lanes at a time: the scalar loop waits on each compare,
+ * and was half the time of the attention's own code in a KVzip pass. */
 static inline float kvz_row_max(const float *row, int32_t n)
 {
     float max = row[0];

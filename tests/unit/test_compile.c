@@ -626,8 +626,9 @@ static void test_ingest(void **state)
         {"/sub/pack.tar.gz:gone.txt", 1}, {"/sub/pack.tar.gz:b.md", 0}, {"/sub/gone.tar:a.txt", 1},
         {"/sub/binary.bin:x", 1}, {"/sub", 1}, /* a folder has the name now: the file is gone */
         {"/sublink", 0},                     /* a link that names a folder: kept */
+        {"/sub/folder.tar:a.txt", 1},        /* an archive that is a folder now */
     };
-    snprintf(cmd, sizeof cmd, "ln -s sub '%s/sublink'", dir);
+    snprintf(cmd, sizeof cmd, "ln -s sub '%s/sublink' && mkdir '%s/sub/folder.tar'", dir, dir);
     assert_int_equal(system(cmd), 0);
     for (size_t i = 0; i < sizeof disk / sizeof *disk; i++) {
         snprintf(name, sizeof name, "%s%s", dir, disk[i].tail);

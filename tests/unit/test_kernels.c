@@ -8,6 +8,7 @@
 
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/dequant.h"
+#include "kernels/cpu/softmax.h"
 #include "kernels/ggml_types.h"
 
 static void fill(float *x, size_t n)
@@ -213,7 +214,7 @@ static void naive_attention(float *out, const float *q, const float *kc, const f
  * before the queries in every head) gives each of the 2 KV heads its own
  * rows, packed one block after the other (the runtime's ragged cache). */
 static void check_attention_group(int32_t n, int32_t pos0, int32_t capacity, const int32_t *head_rows,
-                                  int32_t group)
+                                  int32_t group, int threads)
 {
     kvz_attention_params p = {.n = n, .pos0 = pos0, .n_heads = 2 * group, .n_kv_heads = 2, .head_dim = 64,
                               .capacity = capacity, .scale = 0.125f};
@@ -237,14 +238,14 @@ static void check_attention_group(int32_t n, int32_t pos0, int32_t capacity, con
     fill(q, qn);
     for (size_t i = 0; i < qn; i++)
         q[i] *= 3; /* peaky softmax */
-    float *scratch = malloc(kvz_cpu_attention_scratch_floats(&p, NULL, 2) * 4);
-    kvz_cpu_attention(out, q, kc, vc, &p, NULL, NULL, scratch, 2);
+    float *scratch = malloc(kvz_cpu_attention_scratch_floats(&p, NULL, threads) * 4);
+    kvz_cpu_attention(out, q, kc, vc, &p, NULL, NULL, scratch, threads);
     naive_attention(want, q, kc, vc, &p);
     double d = max_abs_diff(out, want, qn);
     if (head_rows)
         print_message("attention n=%d head rows %d/%d: max error %.2e\n", n, head_rows[0], head_rows[1], d);
     else
-        print_message("attention n=%d pos0=%d group %d: max error %.2e\n", n, pos0, group, d);
+        print_message("attention n=%d pos0=%d group %d, %d threads: max error %.2e\n", n, pos0, group, threads, d);
     assert_true(d < 1e-5);
     free(scratch);
     free(kc);
@@ -256,7 +257,7 @@ static void check_attention_group(int32_t n, int32_t pos0, int32_t capacity, con
 
 static void check_attention(int32_t n, int32_t pos0, int32_t capacity, const int32_t *head_rows)
 {
-    check_attention_group(n, pos0, capacity, head_rows, 3);
+    check_attention_group(n, pos0, capacity, head_rows, 3, 2);
 }
 
 /* GQA groups of 3; several query tiles (prefill) and 1..4 queries (decode),
@@ -264,7 +265,8 @@ static void check_attention(int32_t n, int32_t pos0, int32_t capacity, const int
  * different lengths, one empty before its queries). Then other groups: a
  * prefill tile holds about 96 rows of (token, head of the group), so 96
  * tokens of one head, 12 of 8, 2 of 40, and one token of a group of 100
- * (which the decode path leaves to the prefill path). */
+ * (which the decode path leaves to the prefill path); and more threads
+ * than whole tiles would keep busy. */
 static void test_attention_causal_gqa(void **state)
 {
     check_attention(45, 30, 100, NULL);
@@ -279,11 +281,48 @@ static void test_attention_causal_gqa(void **state)
     for (int r = 0; r < 3; r++)
         for (int32_t n = 1; n <= 4; n += 3)
             check_attention(n, 0, 0, ragged[r]);
-    check_attention_group(200, 30, 230, NULL, 1);
-    check_attention_group(45, 30, 100, NULL, 8);
-    check_attention_group(45, 30, 100, ragged[2], 8);
-    check_attention_group(5, 7, 20, NULL, 40);
-    check_attention_group(3, 7, 20, NULL, 100);
+    check_attention_group(200, 30, 230, NULL, 1, 2);
+    check_attention_group(45, 30, 100, NULL, 8, 2);
+    check_attention_group(45, 30, 100, ragged[2], 8, 2);
+    check_attention_group(5, 7, 20, NULL, 40, 2);
+    check_attention_group(3, 7, 20, NULL, 100, 2);
+    /* more threads than KV heads: shorter tiles, so that every thread has work */
+    check_attention_group(45, 30, 100, NULL, 3, 16);
+    check_attention_group(7, 1100, 1200, NULL, 4, 5);
+    check_attention_group(5, 0, 0, ragged[0], 3, 16);
+}
+
+/* The softmax's max in lanes against the plain loop: lengths around the
+ * 32-lane blocks, the max at every position; NaNs skipped after row[0],
+ * kept at row[0]. */
+static float loop_max(const float *row, int32_t n)
+{
+    float m = row[0];
+    for (int32_t j = 1; j < n; j++)
+        m = row[j] > m ? row[j] : m;
+    return m;
+}
+
+static void test_row_max(void **state)
+{
+    float row[300];
+    const int32_t lengths[] = {1, 2, 31, 32, 33, 34, 63, 64, 65, 66, 100, 257, 300};
+    for (size_t k = 0; k < sizeof lengths / sizeof *lengths; k++) {
+        int32_t n = lengths[k];
+        for (int32_t at = 0; at < n; at++) {
+            for (int32_t j = 0; j < n; j++)
+                row[j] = -1.0f - 4.0f * fabsf(test_frand());
+            row[at] = 0.5f + (float)at;
+            if (kvz_row_max(row, n) != row[at] || kvz_row_max(row, n) != loop_max(row, n))
+                fail_msg("n %d, max at %d: %g", n, at, kvz_row_max(row, n));
+        }
+    }
+    for (int32_t j = 0; j < 70; j++)
+        row[j] = (float)j;
+    row[3] = row[40] = row[69] = NAN;
+    assert_true(kvz_row_max(row, 70) == 68.0f && loop_max(row, 70) == 68.0f);
+    row[0] = NAN;
+    assert_true(isnan(kvz_row_max(row, 70)) && isnan(loop_max(row, 70)));
 }
 
 /* Scores by definition: per (query, head) a causal softmax over the ranges,
@@ -706,6 +745,7 @@ int main(void)
         cmocka_unit_test(test_matmul_every_type),
         cmocka_unit_test(test_matvec_many),
         cmocka_unit_test(test_cpu_norm_matmul_many),
+        cmocka_unit_test(test_row_max),
         cmocka_unit_test(test_attention_causal_gqa),
         cmocka_unit_test(test_attention_scores),
         cmocka_unit_test(test_attention_scores_many_threads),
