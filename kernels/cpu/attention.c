@@ -66,22 +66,28 @@ static size_t tile_rows(const kvz_attention_params *p)
     return (size_t)tile_tokens(group) * (size_t)group;
 }
 
-static tile_scratch tile_scratch_at(const kvz_attention_params *p, const kvz_score_params *sp, float *base)
+/* The one statement of that layout: its size in floats, and with t the
+ * pieces at base. */
+static size_t tile_layout(const kvz_attention_params *p, const kvz_score_params *sp, float *base, tile_scratch *t)
 {
-    const size_t rows = tile_rows(p), kv = (size_t)max_visible(p);
-    tile_scratch t = {.scores = base};
-    t.q = t.scores + rows * kv;
-    t.out = t.q + rows * (size_t)p->head_dim;
-    t.gather = t.out + rows * (size_t)p->head_dim;
-    t.acc = sp ? t.gather + kv : NULL;
-    return t;
+    const size_t rows = tile_rows(p), kv = (size_t)max_visible(p), hd = (size_t)p->head_dim;
+    const size_t at_q = rows * kv, at_out = at_q + rows * hd, at_gather = at_out + rows * hd;
+    const size_t at_acc = at_gather + (sp ? kv : 0);
+    if (t)
+        *t = (tile_scratch){base, base + at_q, base + at_out, base + at_gather, sp ? base + at_acc : NULL};
+    return at_acc + (sp ? (size_t)sp->n_kv_heads * (size_t)sp->capacity : 0);
 }
 
 static size_t prefill_thread_floats(const kvz_attention_params *p, const kvz_score_params *sp)
 {
-    const size_t rows = tile_rows(p), kv = (size_t)max_visible(p);
-    return rows * kv + 2 * rows * (size_t)p->head_dim +
-           (sp ? kv + (size_t)sp->n_kv_heads * (size_t)sp->capacity : 0);
+    return tile_layout(p, sp, NULL, NULL);
+}
+
+static tile_scratch tile_scratch_at(const kvz_attention_params *p, const kvz_score_params *sp, float *base)
+{
+    tile_scratch t;
+    tile_layout(p, sp, base, &t);
+    return t;
 }
 
 /* Whether the scored ranges, laid end to end, are the cache rows 0..last
