@@ -105,20 +105,58 @@ static int ranges_cover(const kvz_score_params *sp, int32_t last)
     return next > last;
 }
 
-/* Scoring inside the forward pass (see kvz_score_params): row r of a score
- * tile (token r / group of the tile) holds the raw dots with cache rows 0..;
- * gather the scored ranges' visible part, softmax it on its own and fold it
- * into the accumulator. */
-static void score_rows(const kvz_score_params *sp, const float *s, int32_t n_tok, int32_t group, int32_t cols,
-                       int32_t first_query, float scale, float *gather, float *acc)
+/* The attention's probabilities of the scored keys a query at row `last`
+ * sees, summed in 8 lanes (one order, so one result). */
+static float scored_mass(const kvz_score_params *sp, const float *probs, int32_t last)
+{
+    float lane[8] = {0}, tail = 0.0f;
+    for (int k = 0; k < sp->n_ranges; k++) {
+        int32_t j = sp->range_begin[k], end = sp->range_end[k] < last + 1 ? sp->range_end[k] : last + 1;
+        for (; j + 8 <= end; j += 8)
+            for (int l = 0; l < 8; l++)
+                lane[l] += probs[j + l];
+        for (; j < end; j++)
+            tail += probs[j];
+    }
+    return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7])) + tail;
+}
+
+/* Below this scored mass the scored keys' probabilities under the
+ * attention's softmax may lie under FLT_MIN, where they lose their digits:
+ * such a row is scored from its dots instead. A key outside the ranges
+ * would have to take all but 1e-12 of a query's attention. */
+#define SCORED_MASS_MIN 1e-12f
+
+/* Scoring inside the forward pass (see kvz_score_params), after the
+ * attention's softmax: row r of the tile (token r / group) holds a query's
+ * probabilities over cache rows 0..last. The scored softmax is that row on
+ * the scored ranges, renormalised: p_j / (scored mass), the same row where
+ * the ranges cover every visible key, so no second exp pass. A row whose
+ * scored mass is too small for that is recomputed from its query (an sgemv
+ * into `gather`), gathered and given a softmax of its own. */
+static void score_rows(const kvz_score_params *sp, const float *probs, int32_t n_tok, int32_t group,
+                       int32_t cols, int32_t first_query, float scale, const float *q_tile,
+                       const float *k_head, int32_t head_dim, float *gather, float *acc)
 {
     for (int32_t r = 0; r < n_tok * group; r++) {
-        const float *row = s + (size_t)r * cols;
-        int32_t last = first_query + r / group, vis = 0;
+        const float *row = probs + (size_t)r * cols;
+        int32_t last = first_query + r / group;
+        if (ranges_cover(sp, last)) {
+            kvz_score_fold_rows(sp, row, last, 1.0f, acc);
+            continue;
+        }
+        float mass = scored_mass(sp, row, last);
+        if (mass >= SCORED_MASS_MIN) {
+            kvz_score_fold_rows(sp, row, last, 1.0f / mass, acc);
+            continue;
+        }
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, last + 1, head_dim, 1.0f, k_head, head_dim,
+                    q_tile + (size_t)r * head_dim, 1, 0.0f, gather, 1);
+        int32_t vis = 0; /* ranges ascend: each moves left or stays */
         for (int k = 0; k < sp->n_ranges; k++) {
             int32_t end = sp->range_end[k] < last + 1 ? sp->range_end[k] : last + 1;
             if (end > sp->range_begin[k]) {
-                memcpy(gather + vis, row + sp->range_begin[k], sizeof(float) * (size_t)(end - sp->range_begin[k]));
+                memmove(gather + vis, gather + sp->range_begin[k], sizeof(float) * (size_t)(end - sp->range_begin[k]));
                 vis += end - sp->range_begin[k];
             }
         }
@@ -254,14 +292,10 @@ void kvz_cpu_attention(float *out, const float *q, const float *k_cache, const f
                        sizeof(float) * (size_t)group * hd);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, kv_len, hd, 1.0f, ts.q, hd,
                         head_block(k_cache, p, g), hd, 0.0f, ts.scores, kv_len);
-            float *acc = sp ? ts.acc + (size_t)g * sp->capacity : NULL;
-            int shared = sp && ranges_cover(sp, first + i0 + n_tok - 1);
-            if (sp && !shared)
-                score_rows(sp, ts.scores, n_tok, group, kv_len, first + i0, p->scale, ts.gather, acc);
             softmax_causal_rows(ts.scores, n_tok, group, kv_len, first + i0, p->scale);
-            if (shared) /* the scored keys are the visible ones: the same softmax */
-                for (int32_t r = 0; r < rows; r++)
-                    kvz_score_fold(sp, ts.scores + (size_t)r * kv_len, first + i0 + r / group + 1, acc);
+            if (sp)
+                score_rows(sp, ts.scores, n_tok, group, kv_len, first + i0, p->scale, ts.q,
+                           head_block(k_cache, p, g), hd, ts.gather, ts.acc + (size_t)g * sp->capacity);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, kv_len, 1.0f, ts.scores, kv_len,
                         head_block(v_cache, p, g), hd, 0.0f, ts.out, hd);
             for (int32_t i = 0; i < n_tok; i++)

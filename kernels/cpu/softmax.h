@@ -84,6 +84,20 @@ static inline int32_t kvz_score_visible(const kvz_score_params *p, int32_t last)
     return vis;
 }
 
+/* acc[j] <- reduce(acc[j], src[j] * factor) for j in [0, len) */
+static inline void kvz_score_fold_span(kvz_score_reduce reduce, const float *src, int32_t len, float factor,
+                                       float *acc)
+{
+    if (reduce == KVZ_REDUCE_MAX)
+        for (int32_t j = 0; j < len; j++) {
+            float v = src[j] * factor;
+            acc[j] = v > acc[j] ? v : acc[j];
+        }
+    else
+        for (int32_t j = 0; j < len; j++)
+            acc[j] += src[j] * factor;
+}
+
 /* Fold probabilities of the visible prefix (ranges laid end to end) into the
  * per-key accumulator of one KV head, indexed by cache row. */
 static inline void kvz_score_fold(const kvz_score_params *p, const float *probs, int32_t vis, float *acc)
@@ -91,14 +105,19 @@ static inline void kvz_score_fold(const kvz_score_params *p, const float *probs,
     for (int r = 0, off = 0; r < p->n_ranges && off < vis; off += p->range_end[r] - p->range_begin[r], r++) {
         int32_t len = p->range_end[r] - p->range_begin[r];
         len = len < vis - off ? len : vis - off;
-        float *dst = acc + p->range_begin[r];
-        const float *src = probs + off;
-        if (p->reduce == KVZ_REDUCE_MAX)
-            for (int32_t j = 0; j < len; j++)
-                dst[j] = src[j] > dst[j] ? src[j] : dst[j];
-        else
-            for (int32_t j = 0; j < len; j++)
-                dst[j] += src[j];
+        kvz_score_fold_span(p->reduce, probs + off, len, 1.0f, acc + p->range_begin[r]);
+    }
+}
+
+/* The same from a row indexed by cache row (a query at row `last` sees
+ * 0..last), each probability times `factor`. */
+static inline void kvz_score_fold_rows(const kvz_score_params *p, const float *row, int32_t last, float factor,
+                                       float *acc)
+{
+    for (int r = 0; r < p->n_ranges; r++) {
+        int32_t begin = p->range_begin[r], end = p->range_end[r] < last + 1 ? p->range_end[r] : last + 1;
+        if (end > begin)
+            kvz_score_fold_span(p->reduce, row + begin, end - begin, factor, acc + begin);
     }
 }
 

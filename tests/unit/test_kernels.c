@@ -436,6 +436,46 @@ static void test_attention_scores(void **state)
     }
 }
 
+/* Scores fused into attention renormalise the attention's probabilities on
+ * the scored ranges. A key outside them (row 30) that draws nearly all of
+ * every query's attention: at 200 nats above the rest the scored keys'
+ * probabilities underflow and each row is scored from its dots again; at 15
+ * nats the renormalised row must keep its digits. Both against the
+ * definition in doubles. */
+static void test_attention_scores_loud_unscored_key(void **state)
+{
+    (void)state;
+    const float loud[] = {200.0f, 15.0f};
+    for (int strength = 0; strength < 2; strength++) {
+        kvz_score_params p = {.n = 40, .q_pos0 = 150, .n_heads = 6, .n_kv_heads = 2, .head_dim = 32,
+                              .capacity = 200, .scale = 0.2f, .n_ranges = 3, .reduce = KVZ_REDUCE_MAX,
+                              .range_begin = {0, 60, 150}, .range_end = {10, 110, 190}};
+        kvz_attention_params ap = {.n = p.n, .pos0 = p.q_pos0, .n_heads = p.n_heads,
+                                   .n_kv_heads = p.n_kv_heads, .head_dim = p.head_dim,
+                                   .capacity = p.capacity, .scale = p.scale};
+        size_t cache = (size_t)p.n_kv_heads * p.capacity * p.head_dim, qn = (size_t)p.n * p.n_heads * p.head_dim;
+        size_t sn = (size_t)p.n_kv_heads * p.capacity;
+        float *kc = malloc(cache * 4), *vc = malloc(cache * 4), *q = malloc(qn * 4), *out = malloc(qn * 4);
+        float *got = calloc(sn, 4), *want = calloc(sn, 4);
+        fill(kc, cache), fill(vc, cache), fill(q, qn);
+        for (size_t i = 0; i < qn; i += (size_t)p.head_dim)
+            q[i] = 1.0f; /* every query's first element */
+        for (int32_t g = 0; g < p.n_kv_heads; g++)
+            kc[((size_t)g * p.capacity + 30) * p.head_dim] = loud[strength] / p.scale;
+        float *scratch = malloc(kvz_cpu_attention_scratch_floats(&ap, &p, 2) * 4);
+        kvz_cpu_attention(out, q, kc, vc, &ap, &p, got, scratch, 2);
+        naive_scores(want, q, kc, &p);
+        double d = max_abs_diff(got, want, sn), top = 0;
+        for (size_t i = 0; i < sn; i++)
+            top = want[i] > top ? want[i] : top;
+        print_message("scores fused, a key %.0f nats louder outside the ranges: max error %.2e (largest score %.2f)\n",
+                      loud[strength], d, top);
+        assert_true(d < 1e-5);
+        assert_true(top > 0.05); /* the scored softmax, not the attention's, is what was folded */
+        free(kc), free(vc), free(q), free(out), free(got), free(want), free(scratch);
+    }
+}
+
 /* More threads than a scoring pass combines accumulators of (a machine with
  * more than 256 logical CPUs): the pass runs on at most that many and loses
  * nothing. 264 tasks of (head, 32-query tile), compared with 4 threads. */
@@ -748,6 +788,7 @@ int main(void)
         cmocka_unit_test(test_row_max),
         cmocka_unit_test(test_attention_causal_gqa),
         cmocka_unit_test(test_attention_scores),
+        cmocka_unit_test(test_attention_scores_loud_unscored_key),
         cmocka_unit_test(test_attention_scores_many_threads),
         cmocka_unit_test(test_kv_append),
         cmocka_unit_test(test_rope),
