@@ -7,8 +7,9 @@
  * cores: a Q4_1 matrix is 0.625 bytes per weight against 4 for its f32 copy.
  * The arithmetic stays exact f32 (no activation quantization): a block's dot
  * product is d·Σ q·x (+ m·Σ x), so results match dequantize-then-multiply up
- * to summation order. AVX2 paths for Q8_0, Q4_0 and Q4_1; other types decode
- * one row at a time into cache-resident scratch and take a plain dot product.
+ * to summation order. AVX2 paths for Q8_0, Q4_0 and Q4_1 (which also fetch
+ * a thread's next rows ahead); other types decode one row at a time into
+ * cache-resident scratch and take a plain dot product.
  */
 #include "common/half.h"
 #include "kernels/cpu/cpu_kernels.h"
@@ -89,11 +90,21 @@ static inline __attribute__((always_inline)) float unpack_block(uint32_t type, c
     return kvz_fp16_to_f32(blk->d);
 }
 
+/* The rows a thread reads after these (its next group), fetched into cache
+ * while these are computed: a group's four rows are four short streams that
+ * the hardware prefetcher picks up too late. Measured on one Zen 4 core, a
+ * Q4_1 matrix out of cache: 7.3 GMAC/s without, 13.4 with (14.3 in cache). */
+typedef struct next_rows {
+    const uint8_t *row[W_ROWS];
+    int n;               /* 0: nothing to fetch */
+    size_t block_bytes;  /* of the next rows' type: the same count of blocks */
+} next_rows;
+
 /* Up to four weight rows (w[r], r < nr) against one row of x with block sums
  * xsum: dots[r] = Σ_b d_rb · (q_rb · x_b) + min_rb · xsum_b. */
 static inline __attribute__((always_inline)) void
 rows_dot_avx2(uint32_t type, const uint8_t *const *w, int nr, int64_t nb, const float *x,
-              const float *xsum, float *dots)
+              const float *xsum, const next_rows *next, float *dots)
 {
     __m256 acc[W_ROWS];
     float extra[W_ROWS] = {0};
@@ -103,6 +114,8 @@ rows_dot_avx2(uint32_t type, const uint8_t *const *w, int nr, int64_t nb, const 
         const float *xb = x + b * KVZ_QK;
         __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8);
         __m256 x2 = _mm256_loadu_ps(xb + 16), x3 = _mm256_loadu_ps(xb + 24);
+        for (int r = 0; r < next->n; r++)
+            _mm_prefetch((const char *)next->row[r] + (size_t)b * next->block_bytes, _MM_HINT_T0);
         for (int r = 0; r < nr; r++) {
             __m256 f[4];
             float min;
@@ -121,21 +134,21 @@ rows_dot_avx2(uint32_t type, const uint8_t *const *w, int nr, int64_t nb, const 
 
 /* One copy of the kernel per type, so the type tests leave the inner loop. */
 static void rows_dot_q8_0(const uint8_t *const *w, int nr, int64_t nb, const float *x,
-                          const float *xsum, float *dots)
+                          const float *xsum, const next_rows *next, float *dots)
 {
-    rows_dot_avx2(KVZ_GGML_Q8_0, w, nr, nb, x, xsum, dots);
+    rows_dot_avx2(KVZ_GGML_Q8_0, w, nr, nb, x, xsum, next, dots);
 }
 
 static void rows_dot_q4_0(const uint8_t *const *w, int nr, int64_t nb, const float *x,
-                          const float *xsum, float *dots)
+                          const float *xsum, const next_rows *next, float *dots)
 {
-    rows_dot_avx2(KVZ_GGML_Q4_0, w, nr, nb, x, xsum, dots);
+    rows_dot_avx2(KVZ_GGML_Q4_0, w, nr, nb, x, xsum, next, dots);
 }
 
 static void rows_dot_q4_1(const uint8_t *const *w, int nr, int64_t nb, const float *x,
-                          const float *xsum, float *dots)
+                          const float *xsum, const next_rows *next, float *dots)
 {
-    rows_dot_avx2(KVZ_GGML_Q4_1, w, nr, nb, x, xsum, dots);
+    rows_dot_avx2(KVZ_GGML_Q4_1, w, nr, nb, x, xsum, next, dots);
 }
 #endif
 
@@ -182,18 +195,34 @@ void kvz_cpu_matvec(int32_t count, float *const *out, const float *x, const kvz_
             const uint8_t *wr[4];
             for (int r = 0; r < nr; r++)
                 wr[r] = (const uint8_t *)wk->data + (size_t)(r0 + r) * row_bytes;
+#ifdef KVZ_MATVEC_AVX2
+            /* schedule(static): a thread's groups are consecutive, so its next
+             * is group g + 1 (the last of all has none) */
+            next_rows next = {.n = 0};
+            if (g + 1 < groups) {
+                const kvz_weight *wn = r0 + 4 < rows ? wk : w[k + 1];
+                const int64_t rn = r0 + 4 < rows ? r0 + 4 : 0;
+                const size_t next_bytes = kvz_ggml_row_bytes(wn->type, (uint64_t)cols);
+                next.n = wn->rows - rn < 4 ? (int)(wn->rows - rn) : 4;
+                next.block_bytes = next_bytes / (size_t)nb;
+                for (int r = 0; r < next.n; r++)
+                    next.row[r] = (const uint8_t *)wn->data + (size_t)(rn + r) * next_bytes;
+            }
+#endif
             for (int32_t i = 0; i < n; i++) {
                 const float *xi = x + (size_t)i * cols;
                 float dots[4];
 #ifdef KVZ_MATVEC_AVX2
                 if (kvz_cpu_matvec_has_fast_path(wk->type)) {
                     const float *xs = xsum + (size_t)i * nb;
+                    if (i == 1) /* the later rows of x find the weights in cache */
+                        next.n = 0;
                     if (wk->type == KVZ_GGML_Q8_0)
-                        rows_dot_q8_0(wr, nr, nb, xi, xs, dots);
+                        rows_dot_q8_0(wr, nr, nb, xi, xs, &next, dots);
                     else if (wk->type == KVZ_GGML_Q4_0)
-                        rows_dot_q4_0(wr, nr, nb, xi, xs, dots);
+                        rows_dot_q4_0(wr, nr, nb, xi, xs, &next, dots);
                     else
-                        rows_dot_q4_1(wr, nr, nb, xi, xs, dots);
+                        rows_dot_q4_1(wr, nr, nb, xi, xs, &next, dots);
                 } else
 #endif
                 {
