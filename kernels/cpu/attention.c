@@ -130,10 +130,10 @@ static float scored_mass(const kvz_score_params *sp, const float *probs, int32_t
 /* Scoring inside the forward pass (see kvz_score_params), after the
  * attention's softmax: row r of the tile (token r / group) holds a query's
  * probabilities over cache rows 0..last. The scored softmax is that row on
- * the scored ranges, renormalised: p_j / (scored mass), the same row where
- * the ranges cover every visible key, so no second exp pass. A row whose
- * scored mass is too small for that is recomputed from its query (an sgemv
- * into `gather`), gathered and given a softmax of its own. */
+ * the scored ranges, renormalised (p_j times 1 / the scored mass; the row
+ * itself where the ranges cover every visible key), so no second exp pass.
+ * A row whose scored mass is too small for that is recomputed from its
+ * query (an sgemv into `gather`), gathered and given a softmax of its own. */
 static void score_rows(const kvz_score_params *sp, const float *probs, int32_t n_tok, int32_t group,
                        int32_t cols, int32_t first_query, float scale, const float *q_tile,
                        const float *k_head, int32_t head_dim, float *gather, float *acc)
@@ -150,6 +150,8 @@ static void score_rows(const kvz_score_params *sp, const float *probs, int32_t n
             kvz_score_fold_rows(sp, row, last, 1.0f / mass, acc);
             continue;
         }
+        if (kvz_score_visible(sp, last) == 0) /* no scored key in sight: nothing to fold */
+            continue;
         cblas_sgemv(CblasRowMajor, CblasNoTrans, last + 1, head_dim, 1.0f, k_head, head_dim,
                     q_tile + (size_t)r * head_dim, 1, 0.0f, gather, 1);
         int32_t vis = 0; /* ranges ascend: each moves left or stays */

@@ -197,9 +197,9 @@ void kvz_cpu_matvec(int32_t count, float *const *out, const float *x, const kvz_
                 wr[r] = (const uint8_t *)wk->data + (size_t)(r0 + r) * row_bytes;
 #ifdef KVZ_MATVEC_AVX2
             /* schedule(static): a thread's groups are consecutive, so its next
-             * is group g + 1 (the last of all has none) */
+             * is group g + 1 but after its last (then another thread's) */
             next_rows next = {.n = 0};
-            if (g + 1 < groups) {
+            if (g + 1 < groups && nb > 0 && kvz_cpu_matvec_has_fast_path(wk->type)) {
                 const kvz_weight *wn = r0 + 4 < rows ? wk : w[k + 1];
                 const int64_t rn = r0 + 4 < rows ? r0 + 4 : 0;
                 const size_t next_bytes = kvz_ggml_row_bytes(wn->type, (uint64_t)cols);

@@ -125,6 +125,31 @@ static void test_matvec_many(void **state)
         free(w[k].data);
 }
 
+/* A weight narrower than one 32-element block (an F16 model of width 16):
+ * no fast path, no blocks to fetch ahead, the definition's dots. */
+static void test_matvec_narrow(void **state)
+{
+    (void)state;
+    const int64_t rows = 9, cols = 16;
+    kvz_weight w = {.rows = rows, .cols = cols, .type = KVZ_GGML_F16,
+                    .data = test_random_blocks(KVZ_GGML_F16, rows, cols)};
+    const kvz_weight *wp = &w;
+    float x[16], out[9], row[16];
+    fill(x, (size_t)cols);
+    float *outp = out;
+    float *scratch = malloc(sizeof(float) * kvz_cpu_matvec_scratch_floats(&w, 1, 2));
+    kvz_cpu_matvec(1, &outp, x, &wp, 1, 0, scratch, 2);
+    for (int64_t r = 0; r < rows; r++) {
+        kvz_dequantize_row(KVZ_GGML_F16, (const uint8_t *)w.data + (size_t)r * cols * 2, row, cols);
+        double want = 0;
+        for (int64_t c = 0; c < cols; c++)
+            want += (double)row[c] * x[c];
+        assert_true(fabs(out[r] - want) < 1e-5);
+    }
+    free(scratch);
+    free(w.data);
+}
+
 /* The CPU backend's norm_matmul_many: five products of one input (more than
  * one parallel step takes: two parts), some streaming the file's blocks (Q4_1,
  * Q8_0 with the fast path), some the f32 copy (Q6_K, an f32 weight), each
@@ -439,16 +464,18 @@ static void test_attention_scores(void **state)
 /* Scores fused into attention renormalise the attention's probabilities on
  * the scored ranges. A key outside them (row 30) that draws nearly all of
  * every query's attention: at 200 nats above the rest the scored keys'
- * probabilities underflow and each row is scored from its dots again; at 15
- * nats the renormalised row must keep its digits. Both against the
+ * probabilities underflow to 0, at 95 nats they are subnormal (few digits
+ * left; with max and with sum), and each row is scored from its dots again;
+ * at 15 nats the renormalised row must keep its digits. Against the
  * definition in doubles. */
 static void test_attention_scores_loud_unscored_key(void **state)
 {
     (void)state;
-    const float loud[] = {200.0f, 15.0f};
-    for (int strength = 0; strength < 2; strength++) {
+    const float loud[] = {200.0f, 95.0f, 15.0f, 95.0f};
+    for (int strength = 0; strength < 4; strength++) {
         kvz_score_params p = {.n = 40, .q_pos0 = 150, .n_heads = 6, .n_kv_heads = 2, .head_dim = 32,
-                              .capacity = 200, .scale = 0.2f, .n_ranges = 3, .reduce = KVZ_REDUCE_MAX,
+                              .capacity = 200, .scale = 0.2f, .n_ranges = 3,
+                              .reduce = strength == 3 ? KVZ_REDUCE_SUM : KVZ_REDUCE_MAX,
                               .range_begin = {0, 60, 150}, .range_end = {10, 110, 190}};
         kvz_attention_params ap = {.n = p.n, .pos0 = p.q_pos0, .n_heads = p.n_heads,
                                    .n_kv_heads = p.n_kv_heads, .head_dim = p.head_dim,
@@ -784,6 +811,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul_every_type),
         cmocka_unit_test(test_matvec_many),
+        cmocka_unit_test(test_matvec_narrow),
         cmocka_unit_test(test_cpu_norm_matmul_many),
         cmocka_unit_test(test_row_max),
         cmocka_unit_test(test_attention_causal_gqa),
