@@ -111,7 +111,7 @@ static float scored_mass(const kvz_score_params *sp, const float *probs, int32_t
 {
     float lane[8] = {0}, tail = 0.0f;
     for (int k = 0; k < sp->n_ranges; k++) {
-        int32_t j = sp->range_begin[k], end = sp->range_end[k] < last + 1 ? sp->range_end[k] : last + 1;
+        int32_t j = sp->range_begin[k], end = kvz_score_range_end(sp, k, last);
         for (; j + 8 <= end; j += 8)
             for (int l = 0; l < 8; l++)
                 lane[l] += probs[j + l];
@@ -156,7 +156,7 @@ static void score_rows(const kvz_score_params *sp, const float *probs, int32_t n
                     q_tile + (size_t)r * head_dim, 1, 0.0f, gather, 1);
         int32_t vis = 0; /* ranges ascend: each moves left or stays */
         for (int k = 0; k < sp->n_ranges; k++) {
-            int32_t end = sp->range_end[k] < last + 1 ? sp->range_end[k] : last + 1;
+            int32_t end = kvz_score_range_end(sp, k, last);
             if (end > sp->range_begin[k]) {
                 memmove(gather + vis, gather + sp->range_begin[k], sizeof(float) * (size_t)(end - sp->range_begin[k]));
                 vis += end - sp->range_begin[k];

@@ -72,13 +72,20 @@ static inline void kvz_softmax_prefix(float *row, int32_t n, float scale)
         row[j] *= inv;
 }
 
+/* Where range r stops for a query at cache row `last` (it sees 0..last);
+ * at or before the range's begin where it sees none of it. */
+static inline int32_t kvz_score_range_end(const kvz_score_params *p, int r, int32_t last)
+{
+    return p->range_end[r] < last + 1 ? p->range_end[r] : last + 1;
+}
+
 /* Number of keys of the ranges that cache row `last` may see: they form a
  * prefix of the ranges laid end to end (ranges ascend). */
 static inline int32_t kvz_score_visible(const kvz_score_params *p, int32_t last)
 {
     int32_t vis = 0;
     for (int r = 0; r < p->n_ranges; r++) {
-        int32_t hi = p->range_end[r] < last + 1 ? p->range_end[r] : last + 1;
+        int32_t hi = kvz_score_range_end(p, r, last);
         vis += hi > p->range_begin[r] ? hi - p->range_begin[r] : 0;
     }
     return vis;
@@ -115,7 +122,7 @@ static inline void kvz_score_fold_rows(const kvz_score_params *p, const float *r
                                        float *acc)
 {
     for (int r = 0; r < p->n_ranges; r++) {
-        int32_t begin = p->range_begin[r], end = p->range_end[r] < last + 1 ? p->range_end[r] : last + 1;
+        int32_t begin = p->range_begin[r], end = kvz_score_range_end(p, r, last);
         if (end > begin)
             kvz_score_fold_span(p->reduce, row + begin, end - begin, factor, acc + begin);
     }
