@@ -182,9 +182,16 @@ static void softmax_causal_rows(float *s, int32_t n_tok, int32_t group, int32_t 
 
 /* Decode: a few queries. Each KV head's group of query heads walks the cache
  * together, so every key and value row is read once per group (GEMM calls
- * with one row spend more time packing than multiplying). */
+ * with one row spend more time packing than multiplying). The walk is cut
+ * into spans of DECODE_SPAN_ROWS rows, one task each, whose partial results
+ * (each head's max, sum and weighted values) are combined after, as
+ * flash-decoding does: one task per KV head left threads idle (SmolLM2's
+ * three KV heads on two threads: one thread did two thirds of the work). The
+ * spans depend on the cache length alone, so the result does not depend on
+ * the thread count; a walk of one span writes its output directly. */
 #define DECODE_MAX_QUERIES 4
 #define MAX_GROUP 16
+#define DECODE_SPAN_ROWS 256
 
 /* A dot product in 8 independent lanes, which the compiler vectorises
  * without reassociating a single sum. */
@@ -201,44 +208,123 @@ static inline float dot8(const float *a, const float *b, int32_t n)
     return s;
 }
 
+/* Spans of the longest walk. */
+static int32_t decode_spans(const kvz_attention_params *p)
+{
+    return (max_visible(p) + DECODE_SPAN_ROWS - 1) / DECODE_SPAN_ROWS;
+}
+
+/* A span task's scratch: the group's scores over the span, then per head its
+ * weighted values (head_dim), its max and its sum. */
+static size_t decode_task_floats(const kvz_attention_params *p)
+{
+    return (size_t)(p->n_heads / p->n_kv_heads) * ((size_t)DECODE_SPAN_ROWS + (size_t)p->head_dim + 2);
+}
+
+static size_t decode_scratch_floats(const kvz_attention_params *p)
+{
+    return (size_t)p->n_kv_heads * DECODE_MAX_QUERIES * (size_t)decode_spans(p) * decode_task_floats(p);
+}
+
+/* One span [j0, j1) of KV head g's walk for query i: og[h] <- softmax over
+ * the span of the group's scores, times the span's values; max and sum (one
+ * per head) say what the softmax divided by. */
+static void decode_span(float *og, float *max, float *sum, float *scores, const float *qg, const float *kh,
+                        const float *vh, int32_t j0, int32_t j1, int32_t group, int32_t hd, float scale)
+{
+    const int32_t len = j1 - j0;
+    for (int32_t j = 0; j < len; j++) {
+        const float *kj = kh + (size_t)(j0 + j) * hd;
+        for (int32_t h = 0; h < group; h++)
+            scores[(size_t)h * len + j] = dot8(qg + (size_t)h * hd, kj, hd);
+    }
+    for (int32_t h = 0; h < group; h++) {
+        float *sh = scores + (size_t)h * len;
+        max[h] = kvz_row_max(sh, len); /* len >= 1 */
+        sum[h] = kvz_exp_shifted(sh, len, max[h], scale);
+        float inv = 1.0f / sum[h];
+        for (int32_t j = 0; j < len; j++)
+            sh[j] *= inv;
+        memset(og + (size_t)h * hd, 0, (size_t)hd * sizeof(float));
+    }
+    for (int32_t j = 0; j < len; j++) {
+        const float *vj = vh + (size_t)(j0 + j) * hd;
+        for (int32_t h = 0; h < group; h++) {
+            float w = scores[(size_t)h * len + j];
+            float *oh = og + (size_t)h * hd;
+            for (int32_t e = 0; e < hd; e++)
+                oh[e] += w * vj[e];
+        }
+    }
+}
+
+/* A span task's pieces in the scratch (decode_task_floats each). */
+typedef struct span_scratch {
+    float *scores, *out, *max, *sum;
+} span_scratch;
+
+static span_scratch span_scratch_at(float *scratch, int64_t task, int32_t group, int32_t hd, size_t per_task)
+{
+    float *base = scratch + (size_t)task * per_task;
+    float *out = base + (size_t)group * DECODE_SPAN_ROWS, *max = out + (size_t)group * hd;
+    return (span_scratch){base, out, max, max + group};
+}
+
+/* Head h of a walk cut into n_spans spans (tasks t0 ..): the softmax over
+ * the whole walk is span s's times sum_s e^(scale (max_s - max)) / total. */
+static void decode_combine(float *oh, const float *scratch, int64_t t0, int32_t n_spans, int32_t h, int32_t group,
+                           int32_t hd, size_t per_task, float scale)
+{
+    float max = -INFINITY, total = 0.0f;
+    for (int32_t s = 0; s < n_spans; s++) {
+        span_scratch sp = span_scratch_at((float *)scratch, t0 + s, group, hd, per_task);
+        max = sp.max[h] > max ? sp.max[h] : max;
+    }
+    for (int32_t s = 0; s < n_spans; s++) {
+        span_scratch sp = span_scratch_at((float *)scratch, t0 + s, group, hd, per_task);
+        total += sp.sum[h] * expf((sp.max[h] - max) * scale);
+    }
+    memset(oh, 0, (size_t)hd * sizeof(float));
+    for (int32_t s = 0; s < n_spans; s++) {
+        span_scratch sp = span_scratch_at((float *)scratch, t0 + s, group, hd, per_task);
+        float w = sp.sum[h] * expf((sp.max[h] - max) * scale) / total;
+        const float *os = sp.out + (size_t)h * hd;
+        for (int32_t e = 0; e < hd; e++)
+            oh[e] += w * os[e];
+    }
+}
+
 static void attention_decode(float *out, const float *q, const float *k_cache,
                              const float *v_cache, const kvz_attention_params *p, float *scratch,
                              int n_threads)
 {
-    const int32_t hd = p->head_dim, group = p->n_heads / p->n_kv_heads;
-    const int64_t tasks = (int64_t)p->n_kv_heads * p->n;
-#pragma omp parallel for num_threads(n_threads) schedule(static)
-    for (int64_t t = 0; t < tasks; t++) {
-        int32_t g = (int32_t)(t / p->n), i = (int32_t)(t % p->n);
-        int32_t kv_len = head_first(p, g) + i + 1;
-        float *scores = scratch + (size_t)t * group * (size_t)max_visible(p);
-        const float *kh = head_block(k_cache, p, g);
-        const float *vh = head_block(v_cache, p, g);
-        const float *qg = q + ((size_t)i * p->n_heads + (size_t)g * group) * hd;
-        float *og = out + ((size_t)i * p->n_heads + (size_t)g * group) * hd;
-        for (int32_t j = 0; j < kv_len; j++) {
-            const float *kj = kh + (size_t)j * hd;
-            for (int32_t h = 0; h < group; h++)
-                scores[(size_t)h * kv_len + j] = dot8(qg + (size_t)h * hd, kj, hd);
+    const int32_t hd = p->head_dim, group = p->n_heads / p->n_kv_heads, spans = decode_spans(p);
+    const int64_t walks = (int64_t)p->n_kv_heads * p->n, tasks = walks * spans; /* walk w = g * n + i */
+    const size_t per_task = decode_task_floats(p);
+#pragma omp parallel num_threads(n_threads)
+    {
+        /* heads' walks differ in length on a loaded cache: a span goes to whichever thread is free */
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t t = 0; t < tasks; t++) {
+            int32_t g = (int32_t)(t / spans / p->n), i = (int32_t)(t / spans % p->n), s = (int32_t)(t % spans);
+            int32_t kv_len = head_first(p, g) + i + 1, j0 = s * DECODE_SPAN_ROWS;
+            if (j0 >= kv_len)
+                continue;
+            int32_t j1 = kv_len - j0 < DECODE_SPAN_ROWS ? kv_len : j0 + DECODE_SPAN_ROWS;
+            span_scratch sp = span_scratch_at(scratch, t, group, hd, per_task);
+            float *og = out + ((size_t)i * p->n_heads + (size_t)g * group) * hd;
+            decode_span(kv_len <= DECODE_SPAN_ROWS ? og : sp.out, sp.max, sp.sum, sp.scores,
+                        q + ((size_t)i * p->n_heads + (size_t)g * group) * hd, head_block(k_cache, p, g),
+                        head_block(v_cache, p, g), j0, j1, group, hd, p->scale);
         }
-        for (int32_t h = 0; h < group; h++) {
-            float *sh = scores + (size_t)h * kv_len;
-            float max = kvz_row_max(sh, kv_len), sum = 0; /* kv_len >= 1 */
-            for (int32_t j = 0; j < kv_len; j++)
-                sum += sh[j] = expf((sh[j] - max) * p->scale);
-            float inv = 1.0f / sum;
-            for (int32_t j = 0; j < kv_len; j++)
-                sh[j] *= inv;
-            memset(og + (size_t)h * hd, 0, (size_t)hd * sizeof(float));
-        }
-        for (int32_t j = 0; j < kv_len; j++) {
-            const float *vj = vh + (size_t)j * hd;
-            for (int32_t h = 0; h < group; h++) {
-                float w = scores[(size_t)h * kv_len + j];
-                float *oh = og + (size_t)h * hd;
-                for (int32_t e = 0; e < hd; e++)
-                    oh[e] += w * vj[e];
-            }
+#pragma omp for schedule(static)
+        for (int64_t wh = 0; wh < walks * group; wh++) {
+            int32_t g = (int32_t)(wh / group / p->n), i = (int32_t)(wh / group % p->n), h = (int32_t)(wh % group);
+            int32_t kv_len = head_first(p, g) + i + 1;
+            int32_t n_spans = (kv_len + DECODE_SPAN_ROWS - 1) / DECODE_SPAN_ROWS;
+            if (n_spans > 1)
+                decode_combine(out + ((size_t)i * p->n_heads + (size_t)g * group + h) * hd, scratch,
+                               wh / group * spans, n_spans, h, group, hd, per_task, p->scale);
         }
     }
 }
@@ -246,8 +332,7 @@ static void attention_decode(float *out, const float *q, const float *k_cache,
 size_t kvz_cpu_attention_scratch_floats(const kvz_attention_params *p, const kvz_score_params *sp,
                                         int n_threads)
 {
-    size_t kv = (size_t)max_visible(p);
-    size_t decode = (size_t)p->n_heads * DECODE_MAX_QUERIES * kv;
+    size_t decode = decode_scratch_floats(p);
     size_t prefill = (size_t)kvz_score_threads(n_threads) * prefill_thread_floats(p, sp);
     size_t need = decode > prefill ? decode : prefill;
     if (sp) /* the decode path scores with the separate kernel after attention */
@@ -262,8 +347,7 @@ void kvz_cpu_attention(float *out, const float *q, const float *k_cache, const f
     if (p->n <= DECODE_MAX_QUERIES && p->n_heads / p->n_kv_heads <= MAX_GROUP) {
         attention_decode(out, q, k_cache, v_cache, p, scratch, n_threads);
         if (sp) {
-            size_t decode = (size_t)p->n_heads * DECODE_MAX_QUERIES * (size_t)max_visible(p);
-            kvz_cpu_attention_scores(scores, q, k_cache, sp, scratch + decode, n_threads);
+            kvz_cpu_attention_scores(scores, q, k_cache, sp, scratch + decode_scratch_floats(p), n_threads);
         }
         return;
     }

@@ -44,12 +44,9 @@ static inline float kvz_row_max(const float *row, int32_t n)
     return max;
 }
 
-/* row[0..n) <- softmax(row[0..n) * scale) */
-static inline void kvz_softmax_prefix(float *row, int32_t n, float scale)
+/* row[j] <- exp((row[j] - max) * scale) for j in [0, n); returns their sum. */
+static inline float kvz_exp_shifted(float *row, int32_t n, float max, float scale)
 {
-    if (n <= 0)
-        return;
-    float max = kvz_row_max(row, n);
     int32_t j = 0;
     float sum = 0.0f;
 #if defined(__AVX2__)
@@ -67,8 +64,16 @@ static inline void kvz_softmax_prefix(float *row, int32_t n, float scale)
 #endif
     for (; j < n; j++)
         sum += row[j] = expf((row[j] - max) * scale);
-    float inv = 1.0f / sum;
-    for (j = 0; j < n; j++)
+    return sum;
+}
+
+/* row[0..n) <- softmax(row[0..n) * scale) */
+static inline void kvz_softmax_prefix(float *row, int32_t n, float scale)
+{
+    if (n <= 0)
+        return;
+    float inv = 1.0f / kvz_exp_shifted(row, n, kvz_row_max(row, n), scale);
+    for (int32_t j = 0; j < n; j++)
         row[j] *= inv;
 }
 

@@ -302,6 +302,9 @@ static void test_attention_causal_gqa(void **state)
     check_attention(2, 1022, 1100, NULL);
     check_attention(4, 1100, 1200, NULL);
     check_attention(1, 1024, 1100, NULL);
+    check_attention(1, 255, 300, NULL); /* decode walks of 256 rows (one span) and 257 */
+    check_attention(1, 256, 300, NULL);
+    check_attention(4, 254, 300, NULL); /* 255..258 rows: one span and two in one call */
     const int32_t ragged[][2] = {{1030, 3}, {0, 700}, {511, 512}};
     for (int r = 0; r < 3; r++)
         for (int32_t n = 1; n <= 4; n += 3)
@@ -315,6 +318,41 @@ static void test_attention_causal_gqa(void **state)
     check_attention_group(45, 30, 100, NULL, 3, 16);
     check_attention_group(7, 1100, 1200, NULL, 4, 5);
     check_attention_group(5, 0, 0, ragged[0], 3, 16);
+}
+
+/* Decode cuts each walk of the cache into spans whose results combine in one
+ * order: the same bits on 1, 2 and 7 threads, dense and ragged. */
+static void test_attention_decode_threads(void **state)
+{
+    (void)state;
+    const int32_t head_rows[2] = {3000, 700};
+    int64_t head_base[2] = {0, 3000 + 4};
+    kvz_attention_params dense = {.n = 3, .pos0 = 5000, .n_heads = 6, .n_kv_heads = 2, .head_dim = 64,
+                                  .capacity = 5003, .scale = 0.125f};
+    kvz_attention_params ragged = dense;
+    ragged.pos0 = 0, ragged.head_base = head_base, ragged.head_rows = head_rows, ragged.max_head_rows = 3000;
+    const kvz_attention_params *cases[2] = {&dense, &ragged};
+    size_t cache = (size_t)2 * 5003 * 64, qn = (size_t)3 * 6 * 64;
+    float *kc = malloc(cache * 4), *vc = malloc(cache * 4), *q = malloc(qn * 4);
+    float *first = malloc(qn * 4), *out = malloc(qn * 4);
+    fill(kc, cache);
+    fill(vc, cache);
+    fill(q, qn);
+    for (int c = 0; c < 2; c++) {
+        const int threads[3] = {1, 2, 7};
+        for (int t = 0; t < 3; t++) {
+            float *scratch = malloc(kvz_cpu_attention_scratch_floats(cases[c], NULL, threads[t]) * 4);
+            kvz_cpu_attention(t ? out : first, q, kc, vc, cases[c], NULL, NULL, scratch, threads[t]);
+            if (t)
+                assert_memory_equal(first, out, qn * 4);
+            free(scratch);
+        }
+    }
+    free(kc);
+    free(vc);
+    free(q);
+    free(first);
+    free(out);
 }
 
 /* The softmax's max in lanes against the plain loop: lengths around the
@@ -815,6 +853,7 @@ int main(void)
         cmocka_unit_test(test_cpu_norm_matmul_many),
         cmocka_unit_test(test_row_max),
         cmocka_unit_test(test_attention_causal_gqa),
+        cmocka_unit_test(test_attention_decode_threads),
         cmocka_unit_test(test_attention_scores),
         cmocka_unit_test(test_attention_scores_loud_unscored_key),
         cmocka_unit_test(test_attention_scores_many_threads),
