@@ -186,8 +186,8 @@ static void softmax_causal_rows(float *s, int32_t n_tok, int32_t group, int32_t 
  * into spans of DECODE_SPAN_ROWS rows, one task each, whose partial results
  * (each head's max, sum and weighted values) are combined after, as
  * flash-decoding does: one task per KV head left threads idle (SmolLM2's
- * three KV heads on two threads: one thread did two thirds of the work). The
- * spans depend on the cache length alone, so the result does not depend on
+ * three KV heads on two threads: one thread did two thirds of the work). A
+ * walk's spans depend on its length alone, so the result does not depend on
  * the thread count; a walk of one span writes its output directly. */
 #define DECODE_MAX_QUERIES 4
 #define MAX_GROUP 16
@@ -214,21 +214,31 @@ static int32_t decode_spans(const kvz_attention_params *p)
     return (max_visible(p) + DECODE_SPAN_ROWS - 1) / DECODE_SPAN_ROWS;
 }
 
-/* A span task's scratch: the group's scores over the span, then per head its
+/* Decode's scratch: a thread's scores over a span (the group's rows), one
+ * per thread; after them a span task's results, one per task: per head its
  * weighted values (head_dim), its max and its sum. */
-static size_t decode_task_floats(const kvz_attention_params *p)
+static size_t decode_scores_floats(const kvz_attention_params *p)
 {
-    return (size_t)(p->n_heads / p->n_kv_heads) * ((size_t)DECODE_SPAN_ROWS + (size_t)p->head_dim + 2);
+    return (size_t)(p->n_heads / p->n_kv_heads) * DECODE_SPAN_ROWS;
 }
 
-static size_t decode_scratch_floats(const kvz_attention_params *p)
+/* Rounded up to whole 64-byte lines, so that tasks running on two threads
+ * never write to one line. */
+static size_t decode_task_floats(const kvz_attention_params *p)
 {
-    return (size_t)p->n_kv_heads * DECODE_MAX_QUERIES * (size_t)decode_spans(p) * decode_task_floats(p);
+    size_t floats = (size_t)(p->n_heads / p->n_kv_heads) * ((size_t)p->head_dim + 2);
+    return (floats + 15) / 16 * 16;
+}
+
+static size_t decode_scratch_floats(const kvz_attention_params *p, int n_threads)
+{
+    return (size_t)n_threads * decode_scores_floats(p) + 16 /* to align the results */ +
+           (size_t)p->n_kv_heads * DECODE_MAX_QUERIES * (size_t)decode_spans(p) * decode_task_floats(p);
 }
 
 /* One span [j0, j1) of KV head g's walk for query i: og[h] <- softmax over
- * the span of the group's scores, times the span's values; max and sum (one
- * per head) say what the softmax divided by. */
+ * the span of head h's scores, times the span's values; max[h] is the shift
+ * and sum[h] the divisor of that softmax. */
 static void decode_span(float *og, float *max, float *sum, float *scores, const float *qg, const float *kh,
                         const float *vh, int32_t j0, int32_t j1, int32_t group, int32_t hd, float scale)
 {
@@ -258,37 +268,38 @@ static void decode_span(float *og, float *max, float *sum, float *scores, const 
     }
 }
 
-/* A span task's pieces in the scratch (decode_task_floats each). */
-typedef struct span_scratch {
-    float *scores, *out, *max, *sum;
-} span_scratch;
+/* A span task's results in the scratch (decode_task_floats each, after the
+ * threads' scores). */
+typedef struct span_result {
+    float *out, *max, *sum;
+} span_result;
 
-static span_scratch span_scratch_at(float *scratch, int64_t task, int32_t group, int32_t hd, size_t per_task)
+static span_result span_result_at(float *results, int64_t task, int32_t group, int32_t hd, size_t per_task)
 {
-    float *base = scratch + (size_t)task * per_task;
-    float *out = base + (size_t)group * DECODE_SPAN_ROWS, *max = out + (size_t)group * hd;
-    return (span_scratch){base, out, max, max + group};
+    float *out = results + (size_t)task * per_task, *max = out + (size_t)group * hd;
+    return (span_result){out, max, max + group};
 }
 
 /* Head h of a walk cut into n_spans spans (tasks t0 ..): the softmax over
- * the whole walk is span s's times sum_s e^(scale (max_s - max)) / total. */
-static void decode_combine(float *oh, const float *scratch, int64_t t0, int32_t n_spans, int32_t h, int32_t group,
-                           int32_t hd, size_t per_task, float scale)
+ * the whole walk is, on span s, span s's own softmax times
+ * sum_s e^(scale (max_s - max)) / total, total adding that over the spans. */
+static void decode_combine(float *oh, float *results, size_t per_task, int64_t t0, int32_t n_spans, int32_t h,
+                           int32_t group, int32_t hd, float scale)
 {
     float max = -INFINITY, total = 0.0f;
     for (int32_t s = 0; s < n_spans; s++) {
-        span_scratch sp = span_scratch_at((float *)scratch, t0 + s, group, hd, per_task);
-        max = sp.max[h] > max ? sp.max[h] : max;
+        span_result r = span_result_at(results, t0 + s, group, hd, per_task);
+        max = r.max[h] > max ? r.max[h] : max;
     }
     for (int32_t s = 0; s < n_spans; s++) {
-        span_scratch sp = span_scratch_at((float *)scratch, t0 + s, group, hd, per_task);
-        total += sp.sum[h] * expf((sp.max[h] - max) * scale);
+        span_result r = span_result_at(results, t0 + s, group, hd, per_task);
+        total += r.sum[h] * expf((r.max[h] - max) * scale);
     }
     memset(oh, 0, (size_t)hd * sizeof(float));
     for (int32_t s = 0; s < n_spans; s++) {
-        span_scratch sp = span_scratch_at((float *)scratch, t0 + s, group, hd, per_task);
-        float w = sp.sum[h] * expf((sp.max[h] - max) * scale) / total;
-        const float *os = sp.out + (size_t)h * hd;
+        span_result r = span_result_at(results, t0 + s, group, hd, per_task);
+        float w = r.sum[h] * expf((r.max[h] - max) * scale) / total;
+        const float *os = r.out + (size_t)h * hd;
         for (int32_t e = 0; e < hd; e++)
             oh[e] += w * os[e];
     }
@@ -300,9 +311,12 @@ static void attention_decode(float *out, const float *q, const float *k_cache,
 {
     const int32_t hd = p->head_dim, group = p->n_heads / p->n_kv_heads, spans = decode_spans(p);
     const int64_t walks = (int64_t)p->n_kv_heads * p->n, tasks = walks * spans; /* walk w = g * n + i */
+    float *results = scratch + (size_t)n_threads * decode_scores_floats(p);
+    results += (64 - (uintptr_t)results % 64) % 64 / sizeof(float); /* scratch holds whole floats */
     const size_t per_task = decode_task_floats(p);
 #pragma omp parallel num_threads(n_threads)
     {
+        float *scores = scratch + (size_t)omp_get_thread_num() * decode_scores_floats(p);
         /* heads' walks differ in length on a loaded cache: a span goes to whichever thread is free */
 #pragma omp for schedule(dynamic, 1)
         for (int64_t t = 0; t < tasks; t++) {
@@ -311,9 +325,9 @@ static void attention_decode(float *out, const float *q, const float *k_cache,
             if (j0 >= kv_len)
                 continue;
             int32_t j1 = kv_len - j0 < DECODE_SPAN_ROWS ? kv_len : j0 + DECODE_SPAN_ROWS;
-            span_scratch sp = span_scratch_at(scratch, t, group, hd, per_task);
+            span_result r = span_result_at(results, t, group, hd, per_task);
             float *og = out + ((size_t)i * p->n_heads + (size_t)g * group) * hd;
-            decode_span(kv_len <= DECODE_SPAN_ROWS ? og : sp.out, sp.max, sp.sum, sp.scores,
+            decode_span(kv_len <= DECODE_SPAN_ROWS ? og : r.out, r.max, r.sum, scores,
                         q + ((size_t)i * p->n_heads + (size_t)g * group) * hd, head_block(k_cache, p, g),
                         head_block(v_cache, p, g), j0, j1, group, hd, p->scale);
         }
@@ -323,8 +337,8 @@ static void attention_decode(float *out, const float *q, const float *k_cache,
             int32_t kv_len = head_first(p, g) + i + 1;
             int32_t n_spans = (kv_len + DECODE_SPAN_ROWS - 1) / DECODE_SPAN_ROWS;
             if (n_spans > 1)
-                decode_combine(out + ((size_t)i * p->n_heads + (size_t)g * group + h) * hd, scratch,
-                               wh / group * spans, n_spans, h, group, hd, per_task, p->scale);
+                decode_combine(out + ((size_t)i * p->n_heads + (size_t)g * group + h) * hd, results,
+                               per_task, wh / group * spans, n_spans, h, group, hd, p->scale);
         }
     }
 }
@@ -332,7 +346,7 @@ static void attention_decode(float *out, const float *q, const float *k_cache,
 size_t kvz_cpu_attention_scratch_floats(const kvz_attention_params *p, const kvz_score_params *sp,
                                         int n_threads)
 {
-    size_t decode = decode_scratch_floats(p);
+    size_t decode = decode_scratch_floats(p, n_threads);
     size_t prefill = (size_t)kvz_score_threads(n_threads) * prefill_thread_floats(p, sp);
     size_t need = decode > prefill ? decode : prefill;
     if (sp) /* the decode path scores with the separate kernel after attention */
@@ -347,7 +361,7 @@ void kvz_cpu_attention(float *out, const float *q, const float *k_cache, const f
     if (p->n <= DECODE_MAX_QUERIES && p->n_heads / p->n_kv_heads <= MAX_GROUP) {
         attention_decode(out, q, k_cache, v_cache, p, scratch, n_threads);
         if (sp) {
-            kvz_cpu_attention_scores(scores, q, k_cache, sp, scratch + decode_scratch_floats(p), n_threads);
+            kvz_cpu_attention_scores(scores, q, k_cache, sp, scratch + decode_scratch_floats(p, n_threads), n_threads);
         }
         return;
     }

@@ -425,15 +425,21 @@ static void test_attention_scores(void **state)
      * queries; then ranges that are every row a query sees (a KVzip pass
      * over one chunk, SnapKV's window), where attention scores with its own
      * softmax; then ranges that are for the first tile of queries (rows
-     * 150..181) but not for the second. */
+     * 150..181) but not for the second. Last, three queries (the decode
+     * path, which scores after its attention) over a cache of three spans. */
     const struct {
         int n;
         int32_t begin[3], end[3];
-    } sets[] = {{3, {0, 60, 150}, {10, 110, 190}}, {2, {0, 100}, {100, 190}}, {1, {0}, {185}}};
-    for (int set = 0; set < 3; set++)
+        int32_t queries, q_pos0, capacity;
+    } sets[] = {{3, {0, 60, 150}, {10, 110, 190}, 40, 150, 200},
+                {2, {0, 100}, {100, 190}, 40, 150, 200},
+                {1, {0}, {185}, 40, 150, 200},
+                {3, {0, 300, 600}, {10, 500, 602}, 3, 600, 700}};
+    for (int set = 0; set < 4; set++)
     for (int reduce = 0; reduce < 2; reduce++) {
-        kvz_score_params p = {.n = 40, .q_pos0 = 150, .n_heads = 6, .n_kv_heads = 2, .head_dim = 32,
-                              .capacity = 200, .scale = 0.2f, .n_ranges = sets[set].n,
+        kvz_score_params p = {.n = sets[set].queries, .q_pos0 = sets[set].q_pos0, .n_heads = 6, .n_kv_heads = 2,
+                              .head_dim = 32, .capacity = sets[set].capacity, .scale = 0.2f,
+                              .n_ranges = sets[set].n,
                               .reduce = (kvz_score_reduce)reduce};
         for (int r = 0; r < p.n_ranges; r++)
             p.range_begin[r] = sets[set].begin[r], p.range_end[r] = sets[set].end[r];
