@@ -12,7 +12,6 @@
 #include "kernels/cpu/softmax.h"
 
 #include <cblas.h>
-#include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -263,7 +262,7 @@ static size_t decode_task_floats(const kvz_attention_params *p)
 
 static size_t decode_scratch_floats(const kvz_attention_params *p, int n_threads)
 {
-    return (size_t)n_threads * decode_scores_floats(p) + 16 /* to align the results */ +
+    return (size_t)n_threads * decode_scores_floats(p) + 16 /* to align it */ +
            (size_t)p->n_kv_heads * DECODE_MAX_QUERIES * (size_t)decode_spans(p) * decode_task_floats(p);
 }
 
@@ -358,8 +357,8 @@ static void attention_decode(float *out, const float *q, const float *k_cache,
 {
     const int32_t hd = p->head_dim, group = p->n_heads / p->n_kv_heads, spans = decode_spans(p);
     const int64_t walks = (int64_t)p->n_kv_heads * p->n, tasks = walks * spans; /* walk w = g * n + i */
-    float *results = scratch + (size_t)n_threads * decode_scores_floats(p);
-    results += (64 - (uintptr_t)results % 64) % 64 / sizeof(float); /* scratch holds whole floats */
+    scratch += (64 - (uintptr_t)scratch % 64) % 64 / sizeof(float); /* to a line; it holds whole floats */
+    float *results = scratch + (size_t)n_threads * decode_scores_floats(p); /* whole lines after it */
     const size_t per_task = decode_task_floats(p);
 #pragma omp parallel num_threads(n_threads)
     {
