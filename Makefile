@@ -51,7 +51,9 @@ CFLAGS := -std=c11 -D_GNU_SOURCE -fopenmp -fPIC -fvisibility=hidden $(WARN) -Iin
 LDLIBS := $(PKG_LIBS) -lmvec -lm -lpthread
 
 ifeq ($(SANITIZE),1)
-CFLAGS += -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+# -march as in the plain build: the sanitizers check the AVX2 kernels that run,
+# not only their plain-C fallbacks
+CFLAGS += -O1 -g -march=$(MARCH) -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 else
 CFLAGS += -O3 -g -march=$(MARCH) -DNDEBUG

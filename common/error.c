@@ -47,7 +47,11 @@ int kvz_error_context(int status, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(error_message, sizeof error_message, fmt, ap);
     va_end(ap);
-    if (n >= 0 && (size_t)n < sizeof error_message && previous[0])
-        snprintf(error_message + n, sizeof error_message - (size_t)n, ": %s", previous);
+    if (n >= 0 && (size_t)n < sizeof error_message && previous[0]) {
+        /* a chain longer than the buffer keeps its newest part */
+        int room = (int)(sizeof error_message - (size_t)n) - 3; /* ": " and the terminator */
+        if (room > 0)
+            snprintf(error_message + n, (size_t)room + 3, ": %.*s", room, previous);
+    }
     return status;
 }

@@ -3,6 +3,7 @@
 
 #include <math.h>
 
+#include "common/error.h"
 #include "format/artifact.h"
 #include "format/codec.h"
 #include "format/doc_record.h"
@@ -69,6 +70,32 @@ static void test_quantization_error_bound(void **state)
     assert_false(kvz_quant_shape_valid(&bad, 1));
     bad.bits = 4, bad.group = 24;
     assert_false(kvz_quant_shape_valid(&bad, 0)); /* 64 % 24 != 0 */
+}
+
+/* kvz_error_context prepends to the message; a chain longer than the buffer
+ * keeps the newest part and stays terminated. */
+static void test_error_context_chain(void **state)
+{
+    (void)state;
+    kvz_errorf(KVZ_ERR_FORMAT, "inner %d", 7);
+    assert_int_equal(kvz_error_context(KVZ_ERR_IO, "outer"), KVZ_ERR_IO);
+    assert_string_equal(kvz_last_error(), "outer: inner 7");
+    char long_text[1100];
+    memset(long_text, 'x', sizeof long_text - 1);
+    long_text[sizeof long_text - 1] = '\0';
+    kvz_errorf(KVZ_ERR_FORMAT, "%s", "old");
+    kvz_error_context(KVZ_ERR_FORMAT, "%.1000s", long_text); /* room for ": " and 20 of "old" */
+    assert_int_equal(strlen(kvz_last_error()), 1005);
+    assert_string_equal(kvz_last_error() + 1000, ": old");
+    kvz_errorf(KVZ_ERR_FORMAT, "%s", long_text); /* 1,023 characters */
+    kvz_error_context(KVZ_ERR_FORMAT, "new"); /* the older message is cut */
+    assert_int_equal(strlen(kvz_last_error()), 1023);
+    assert_memory_equal(kvz_last_error(), "new: xxx", 8);
+    kvz_errorf(KVZ_ERR_FORMAT, "old");
+    kvz_error_context(KVZ_ERR_FORMAT, "%s", long_text); /* the newest fills the buffer alone */
+    assert_int_equal(strlen(kvz_last_error()), 1023);
+    assert_int_equal(kvz_last_error()[0], 'x');
+    kvz_error_clear();
 }
 
 static void test_codecs(void **state)
@@ -424,6 +451,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_quantization_error_bound),
+        cmocka_unit_test(test_error_context_chain),
         cmocka_unit_test(test_codecs),
         cmocka_unit_test(test_round_trip_every_bit_width),
         cmocka_unit_test(test_every_flip_and_truncation),
