@@ -238,11 +238,12 @@ static inline void dot8_rows8(float *out, const float *q, const float *k, int32_
         out[r] = dot8(q, k + (size_t)r * hd, hd);
 }
 
+/* Spans of a walk over `rows` keys; a walk of one span writes its output
+ * directly, the others are combined. */
+static inline int32_t spans_of(int32_t rows) { return (rows + DECODE_SPAN_ROWS - 1) / DECODE_SPAN_ROWS; }
+
 /* Spans of the longest walk. */
-static int32_t decode_spans(const kvz_attention_params *p)
-{
-    return (max_visible(p) + DECODE_SPAN_ROWS - 1) / DECODE_SPAN_ROWS;
-}
+static int32_t decode_spans(const kvz_attention_params *p) { return spans_of(max_visible(p)); }
 
 /* Decode's scratch: a thread's scores over a span (the group's rows), one
  * per thread; after them a span task's results, one per task: per head its
@@ -368,20 +369,19 @@ static void attention_decode(float *out, const float *q, const float *k_cache,
         for (int64_t t = 0; t < tasks; t++) {
             int32_t g = (int32_t)(t / spans / p->n), i = (int32_t)(t / spans % p->n), s = (int32_t)(t % spans);
             int32_t kv_len = head_first(p, g) + i + 1, j0 = s * DECODE_SPAN_ROWS;
-            if (j0 >= kv_len)
+            if (s >= spans_of(kv_len))
                 continue;
             int32_t j1 = kv_len - j0 < DECODE_SPAN_ROWS ? kv_len : j0 + DECODE_SPAN_ROWS;
             span_result r = span_result_at(results, t, group, hd, per_task);
             float *og = out + ((size_t)i * p->n_heads + (size_t)g * group) * hd;
-            decode_span(kv_len <= DECODE_SPAN_ROWS ? og : r.out, r.max, r.sum, scores,
+            decode_span(spans_of(kv_len) == 1 ? og : r.out, r.max, r.sum, scores,
                         q + ((size_t)i * p->n_heads + (size_t)g * group) * hd, head_block(k_cache, p, g),
                         head_block(v_cache, p, g), j0, j1, group, hd, p->scale);
         }
 #pragma omp for schedule(static)
         for (int64_t wh = 0; wh < walks * group; wh++) {
             int32_t g = (int32_t)(wh / group / p->n), i = (int32_t)(wh / group % p->n), h = (int32_t)(wh % group);
-            int32_t kv_len = head_first(p, g) + i + 1;
-            int32_t n_spans = (kv_len + DECODE_SPAN_ROWS - 1) / DECODE_SPAN_ROWS;
+            int32_t n_spans = spans_of(head_first(p, g) + i + 1);
             if (n_spans > 1)
                 decode_combine(out + ((size_t)i * p->n_heads + (size_t)g * group + h) * hd, results,
                                per_task, wh / group * spans, n_spans, h, group, hd, p->scale);

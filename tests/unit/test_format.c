@@ -84,7 +84,7 @@ static void test_error_context_chain(void **state)
     memset(long_text, 'x', sizeof long_text - 1);
     long_text[sizeof long_text - 1] = '\0';
     kvz_errorf(KVZ_ERR_FORMAT, "%s", "old");
-    kvz_error_context(KVZ_ERR_FORMAT, "%.1000s", long_text); /* room for ": " and 20 of "old" */
+    kvz_error_context(KVZ_ERR_FORMAT, "%.1000s", long_text); /* room left for all of ": old" */
     assert_int_equal(strlen(kvz_last_error()), 1005);
     assert_string_equal(kvz_last_error() + 1000, ": old");
     kvz_errorf(KVZ_ERR_FORMAT, "%s", long_text); /* 1,023 characters */
