@@ -12,7 +12,7 @@
 
 typedef struct kvz_cache_timing {
     int64_t rows;        /* cached rows over all KV heads of one layer */
-    double attention_us; /* one decode step's attention over one layer */
+    double attention_us; /* one decode step's attention over one layer (of all layers' caches in turn) */
     double decode_tok_s; /* greedy decode over a loaded cache of this shape */
 } kvz_cache_timing;
 
@@ -24,7 +24,10 @@ void kvz_bench_head_rows(const kvz_hparams *hp, int32_t n, double ratio, int32_t
 
 /* Time one query's attention over one layer whose KV heads hold rows[h]
  * cached rows of an n-token document (the ragged layout the runtime gives
- * loaded caches; random values), best of `repeat` batches; and `decode`
+ * loaded caches; random values), per call over as many such caches as the
+ * model has layers, read in turn as a decode step reads them (not one cache
+ * again and again: it would stay in the processor's caches), best of
+ * `repeat` passes; and `decode`
  * greedy tokens after position n over a loaded context of every layer shaped
  * so, best of `repeat` runs. */
 int kvz_bench_cache(kvz_model *m, int32_t n, const int32_t *rows, int32_t decode, int32_t repeat,
