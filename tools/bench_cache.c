@@ -107,8 +107,10 @@ static int case_init(kvz_backend *b, const kvz_hparams *hp, const int32_t *rows,
 /* A decode step reads each layer's cache once, so the attention is timed the
  * same way: over as many caches as the model has layers, one call each in
  * turn, where timing one layer's cache again and again would find it in the
- * CPU's (or GPU's L2) cache, left there by the call before. The figure is the
- * mean per call, best of `repeat` passes (each of BATCH calls or more). */
+ * CPU's (or GPU's L2) cache, left there by the call before. Where all the
+ * layers' caches together fit in that cache (short or strongly compressed
+ * ones), they still partly come from it. The figure is the mean per call,
+ * best of `repeat` passes (each of BATCH calls or more). */
 static int time_attention(kvz_backend *b, const kvz_hparams *hp, const int32_t *rows, int32_t repeat,
                           kvz_cache_timing *out)
 {

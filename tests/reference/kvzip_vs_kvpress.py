@@ -16,13 +16,15 @@ tokens ([kvz's prefix | the document]) twice:
   "sinks" spans kvz's whole prefix (n_sink = the prefix's length; its default
   is 4 tokens), and its context starts after that prefix. Its pass prompts are
   its own tokens ("\n\n" as two tokens where kvz has one), which moves a few
-  percent of the pairs.
+  percent of the pairs (--reference-prompts kvpress scores the reference with
+  kvpress's prompt tokens instead: then it keeps kvpress's pairs).
 
 Each reference's scores are cut at kvz's count of kept pairs, the highest over
 all layers and heads (DESIGN §4's global threshold), so the sets have the same
 size. Prints, per document, the share of kvz's kept pairs each also keeps
 (two random selections of that size would share the ratio), the Jaccard
-index, and the pairs kept per layer. Exit 1 when a share is under its least
+index, the share of kvpress's the reference keeps, and the pairs kept per
+layer. Exit 1 when a share is under its least
 (--min-reference, --min-kvpress).
 
     python3 tests/reference/kvzip_vs_kvpress.py --doc tests/data/gpl3_excerpt.txt
@@ -50,11 +52,12 @@ import spec_reader  # noqa: E402
 
 
 def kvz_selection(kvz, model, doc, ratio, chunk, tmp):
-    """(prefix length, document token ids, {(layer, head): kept positions})."""
+    """(prefix length, its hash, document token ids, {(layer, head): kept positions})."""
     store = os.path.join(tmp, "store")
     art = os.path.join(tmp, "doc.kvz")
-    subprocess.run([kvz, "compile", doc, "--store", store, "--model", model, "--method", "kvzip",
-                    "--ratio", str(ratio), "--kvzip-chunk", str(chunk), "--bits", "16", "--quiet"], check=True)
+    subprocess.run([kvz, "compile", doc, "--store", store, "--model", model, "--device", "cpu", "--method",
+                    "kvzip", "--ratio", str(ratio), "--kvzip-chunk", str(chunk), "--bits", "16", "--quiet"],
+                   check=True)
     info = json.loads(subprocess.run([kvz, "inspect", "--store", store, doc, "--json"], check=True,
                                      capture_output=True, text=True).stdout.splitlines()[0])
     if info["n_segments"] != 1:
@@ -62,7 +65,7 @@ def kvz_selection(kvz, model, doc, ratio, chunk, tmp):
                  (doc, info["n_segments"]))
     subprocess.run([kvz, "export", "--store", store, doc, "-o", art, "--quiet"], check=True)
     a = spec_reader.Artifact(open(art, "rb").read(), art)
-    return info["prefix_tokens"], [int(t) for t in a.tokens], a.pos
+    return info["prefix_tokens"], a.m["prefix_hash"], [int(t) for t in a.tokens], a.pos
 
 
 def kvpress_scores(model_path, ids, prefix_len, chunk):
@@ -132,11 +135,30 @@ def kvz_passes(kvz, model_path, doc_ids, chunk):
     return passes
 
 
+def kvpress_passes(model_path, doc_ids, chunk):
+    """kvpress's KVzip passes (KVzipPress.prepare): each prompt, with "\\n\\n"
+    before it, tokenized as one string by transformers' tokenizer."""
+    from transformers import AutoTokenizer
+    folder, name = os.path.split(os.path.abspath(model_path))
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+
+    def encode(text):
+        return tok.encode(text, add_special_tokens=False)
+    close = encode(template_parts(model_path)[1])
+    passes = []
+    for c0 in range(0, len(doc_ids), chunk):
+        c1 = min(c0 + chunk, len(doc_ids))
+        prompt = (encode("\n\nRepeat the previous context exactly.") if c0 == 0 else
+                  encode("\n\nRepeat the part of the previous context exactly, starting with") + doc_ids[c0 - 8:c0])
+        passes.append((c0, c1, prompt + close + doc_ids[c0:c1]))
+    return passes
+
+
 def reference_scores(model_path, prefix, doc_ids, passes):
     """DESIGN §4's KVzip scores computed from HF transformers' eager attention
-    probabilities (f32), with kvz's pass tokens: for each pass, the rows of its
+    probabilities (f32), with the passes' tokens: for each pass, the rows of its
     tokens renormalised over [prefix | the chunk | the pass], then the max over
-    the GQA group and the rows. Shares only the tokens with kvz."""
+    the GQA group and the rows. Shares only the tokens with kvz (or kvpress)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -189,16 +211,22 @@ def main():
     p.add_argument("--min-reference", type=float, default=0.99,
                    help="least share of kvz's kept pairs that the eager-attention reference must keep too")
     p.add_argument("--chunk", type=int, default=2048, help="document tokens per KVzip pass (kvz's --kvzip-chunk)")
+    p.add_argument("--reference-prompts", choices=["kvz", "kvpress"], default="kvz",
+                   help="whose pass prompt tokens the reference scores with (kvpress: then it should "
+                        "keep kvpress's pairs, and kvz's less; lower --min-reference)")
     args = p.parse_args()
     failed = []
     for doc in args.doc:
         with tempfile.TemporaryDirectory() as tmp:
-            P, doc_ids, kept = kvz_selection(args.kvz, args.model, doc, args.ratio, args.chunk, tmp)
+            P, prefix_hash, doc_ids, kept = kvz_selection(args.kvz, args.model, doc, args.ratio, args.chunk, tmp)
         prefix = kvz_tokenize(args.kvz, args.model, template_parts(args.model)[0])
-        if len(prefix) != P:
-            sys.exit("kvzip_vs_kvpress: the prefix rebuilt here has %d tokens, kvz's %d" % (len(prefix), P))
+        if len(prefix) != P or spec_reader.xxh64(np.asarray(prefix, dtype="<u4").tobytes()) != prefix_hash:
+            sys.exit("kvzip_vs_kvpress: the prefix rebuilt here (%d tokens) is not kvz's (%d tokens, "
+                     "manifest prefix_hash)" % (len(prefix), P))
         n = len(doc_ids)
-        reference = reference_scores(args.model, prefix, doc_ids, kvz_passes(args.kvz, args.model, doc_ids, args.chunk))
+        passes = (kvz_passes(args.kvz, args.model, doc_ids, args.chunk) if args.reference_prompts == "kvz"
+                  else kvpress_passes(args.model, doc_ids, args.chunk))
+        reference = reference_scores(args.model, prefix, doc_ids, passes)
         L, H = reference.shape[:2]
         ours = np.zeros((L, H, n), dtype=bool)
         for (l, h), pos in kept.items():
@@ -214,6 +242,7 @@ def main():
             row["jaccard_" + label] = round(int((ours & other).sum()) / int((ours | other).sum()), 4)
             if share < least:
                 failed.append("%s: %.4f of kvz's kept pairs are %s's too (least %.2f)" % (doc, share, label, least))
+        row["share_of_kvpress_kept_by_reference"] = round(int((ref & theirs).sum()) / k, 4)
         row["kept_per_layer"] = {"kvz": ours.sum(axis=(1, 2)).tolist(), "kvpress": theirs.sum(axis=(1, 2)).tolist(),
                                  "reference": ref.sum(axis=(1, 2)).tolist()}
         print(json.dumps(row), flush=True)
