@@ -68,26 +68,53 @@ def kvz_selection(kvz, model, doc, ratio, chunk, tmp):
     return info["prefix_tokens"], a.m["prefix_hash"], [int(t) for t in a.tokens], a.pos
 
 
-def kvpress_scores(model_path, ids, prefix_len, chunk):
-    """kvpress's KVzip scores (layers, kv heads, len(ids)), f32 model on the CPU."""
+# The passes' prompts (compiler/score.c; kvpress's are the same words) and the
+# instruction that ends kvz's prefix (model/prompt.h).
+FIRST = "Repeat the previous context exactly."
+LATER = "Repeat the part of the previous context exactly, starting with"
+INSTRUCTION = "Answer the question that follows the context, using only the context.\n\nContext:\n"
+
+
+class HfModel:
+    """The GGUF loaded once into HF transformers (f32): its tokenizer, the model
+    with SDPA attention (kvpress's) and with eager attention (the reference's,
+    which needs the probabilities), and the text of kvz's prefix and of the
+    close of the user turn, from the template's own rendering."""
+
+    def __init__(self, path):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        folder, name = os.path.split(os.path.abspath(path))
+        self.tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        self.sdpa = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32).eval()
+        self.eager = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32,
+                                                          attn_implementation="eager").eval()
+        marker = "\x00DOCUMENT\x00"
+        rendered = self.tok.apply_chat_template([{"role": "user", "content": marker}], tokenize=False,
+                                                add_generation_prompt=True)
+        before, self.close_text = rendered.split(marker)
+        self.prefix_text = before + INSTRUCTION
+
+    def encode(self, text):
+        return self.tok.encode(text, add_special_tokens=False)
+
+
+def kvpress_scores(hf, ids, prefix_len, chunk):
+    """kvpress's KVzip scores (layers, kv heads, len(ids))."""
     import torch
     from kvpress import KVzipPress
     from kvpress.presses import kvzip_press
-    from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
-
-    folder, name = os.path.split(os.path.abspath(model_path))
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    model.eval()
+    from transformers import DynamicCache
 
     # KVzipPress loads the tokenizer by the model's name_or_path. A GGUF's,
     # saved with save_pretrained and loaded again, turns spaces and newlines
     # into token 0 (transformers 5.2.0): its passes' prompts would be garbled.
-    # So it gets this one.
+    # So it gets the loaded one.
     class GivenTokenizer:
         @staticmethod
         def from_pretrained(*args, **kwargs):
-            return tok
+            return hf.tok
 
     class AlignedKVzip(KVzipPress):
         def prepare(self, model, tokenizer, prev_postfix_size=8):
@@ -104,8 +131,8 @@ def kvpress_scores(model_path, ids, prefix_len, chunk):
     saved, kvzip_press.AutoTokenizer = kvzip_press.AutoTokenizer, GivenTokenizer
     try:
         with torch.inference_mode():
-            with press(model):
-                model.model(input_ids=torch.tensor([ids]), past_key_values=DynamicCache())
+            with press(hf.sdpa):  # a fresh prefill clears what the last document's masked
+                hf.sdpa.model(input_ids=torch.tensor([ids]), past_key_values=DynamicCache())
     finally:
         kvzip_press.AutoTokenizer = saved
     if any(0 in p for p in press.prompts):  # SmolLM2's <|endoftext|>: a garbled prompt
@@ -119,59 +146,43 @@ def kvz_tokenize(kvz, model_path, text):
                                            capture_output=True, text=True, check=True).stdout.split()]
 
 
-def kvz_passes(kvz, model_path, doc_ids, chunk):
-    """kvz's KVzip passes, as compiler/score.c builds them: (c0, c1, tokens) per
-    chunk; the pieces tokenized by kvz as it tokenizes them."""
-    def tokenize(text):
-        return kvz_tokenize(kvz, model_path, text)
-    close = tokenize(template_parts(model_path)[1])
-    first = tokenize("\n\n") + tokenize("Repeat the previous context exactly.")
-    later = tokenize("\n\n") + tokenize("Repeat the part of the previous context exactly, starting with")
-    passes = []
+def passes(doc_ids, chunk, first, later, close):
+    """KVzip's passes as compiler/score.c builds them, (c0, c1, tokens) per
+    chunk: the first prompt, or the later one quoting the 8 tokens before the
+    chunk; the close of the user turn; the chunk."""
+    out = []
     for c0 in range(0, len(doc_ids), chunk):
         c1 = min(c0 + chunk, len(doc_ids))
         prompt = first if c0 == 0 else later + doc_ids[c0 - 8:c0]
-        passes.append((c0, c1, prompt + close + doc_ids[c0:c1]))
-    return passes
+        out.append((c0, c1, prompt + close + doc_ids[c0:c1]))
+    return out
 
 
-def kvpress_passes(model_path, doc_ids, chunk):
-    """kvpress's KVzip passes (KVzipPress.prepare): each prompt, with "\\n\\n"
-    before it, tokenized as one string by transformers' tokenizer."""
-    from transformers import AutoTokenizer
-    folder, name = os.path.split(os.path.abspath(model_path))
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-
-    def encode(text):
-        return tok.encode(text, add_special_tokens=False)
-    close = encode(template_parts(model_path)[1])
-    passes = []
-    for c0 in range(0, len(doc_ids), chunk):
-        c1 = min(c0 + chunk, len(doc_ids))
-        prompt = (encode("\n\nRepeat the previous context exactly.") if c0 == 0 else
-                  encode("\n\nRepeat the part of the previous context exactly, starting with") + doc_ids[c0 - 8:c0])
-        passes.append((c0, c1, prompt + close + doc_ids[c0:c1]))
-    return passes
+def prompt_tokens(whose, hf, kvz, model_path):
+    """(first, later, close) prompt tokens. kvz's: "\\n\\n" and the prompt
+    tokenized apart, by kvz (model/prompt.c); kvpress's: "\\n\\n" and the
+    prompt as one string, by transformers (KVzipPress.prepare)."""
+    if whose == "kvz":
+        def tokenize(text):
+            return kvz_tokenize(kvz, model_path, text)
+        blank = tokenize("\n\n")
+        return blank + tokenize(FIRST), blank + tokenize(LATER), tokenize(hf.close_text)
+    return hf.encode("\n\n" + FIRST), hf.encode("\n\n" + LATER), hf.encode(hf.close_text)
 
 
-def reference_scores(model_path, prefix, doc_ids, passes):
+def reference_scores(hf, prefix, doc_ids, pass_list):
     """DESIGN §4's KVzip scores computed from HF transformers' eager attention
     probabilities (f32), with the passes' tokens: for each pass, the rows of its
     tokens renormalised over [prefix | the chunk | the pass], then the max over
     the GQA group and the rows. Shares only the tokens with kvz (or kvpress)."""
     import torch
-    from transformers import AutoModelForCausalLM
 
-    folder, name = os.path.split(os.path.abspath(model_path))
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32,
-                                                 attn_implementation="eager")
-    model.eval()
-    cfg = model.config
+    cfg = hf.eager.config
     L, H = cfg.num_hidden_layers, cfg.num_key_value_heads
     G = cfg.num_attention_heads // H
     P, n = len(prefix), len(doc_ids)
     scores = np.zeros((L, H, n), dtype=np.float32)
-    for c0, c1, pass_ids in passes:
+    for c0, c1, pass_ids in pass_list:
         q = len(pass_ids)
 
         def reduce(module, args, kwargs, output, c0=c0, c1=c1, q=q):
@@ -182,10 +193,10 @@ def reference_scores(model_path, prefix, doc_ids, passes):
             scores[module.layer_idx, :, c0:c1] = s.numpy()
             return (output[0], None)  # the probabilities are not kept
 
-        hooks = [layer.self_attn.register_forward_hook(reduce, with_kwargs=True) for layer in model.model.layers]
+        hooks = [layer.self_attn.register_forward_hook(reduce, with_kwargs=True) for layer in hf.eager.model.layers]
         try:
             with torch.inference_mode():
-                model.model(input_ids=torch.tensor([prefix + doc_ids + pass_ids]))
+                hf.eager.model(input_ids=torch.tensor([prefix + doc_ids + pass_ids]))
         finally:
             for h in hooks:
                 h.remove()
@@ -215,31 +226,32 @@ def main():
                    help="whose pass prompt tokens the reference scores with (kvpress: then it should "
                         "keep kvpress's pairs, and kvz's less; lower --min-reference)")
     args = p.parse_args()
+    hf = HfModel(args.model)
+    prefix = kvz_tokenize(args.kvz, args.model, hf.prefix_text)
+    first, later, close = prompt_tokens(args.reference_prompts, hf, args.kvz, args.model)
     failed = []
     for doc in args.doc:
         with tempfile.TemporaryDirectory() as tmp:
             P, prefix_hash, doc_ids, kept = kvz_selection(args.kvz, args.model, doc, args.ratio, args.chunk, tmp)
-        prefix = kvz_tokenize(args.kvz, args.model, template_parts(args.model)[0])
         if len(prefix) != P or spec_reader.xxh64(np.asarray(prefix, dtype="<u4").tobytes()) != prefix_hash:
             sys.exit("kvzip_vs_kvpress: the prefix rebuilt here (%d tokens) is not kvz's (%d tokens, "
                      "manifest prefix_hash)" % (len(prefix), P))
         n = len(doc_ids)
-        passes = (kvz_passes(args.kvz, args.model, doc_ids, args.chunk) if args.reference_prompts == "kvz"
-                  else kvpress_passes(args.model, doc_ids, args.chunk))
-        reference = reference_scores(args.model, prefix, doc_ids, passes)
+        reference = reference_scores(hf, prefix, doc_ids, passes(doc_ids, args.chunk, first, later, close))
         L, H = reference.shape[:2]
         ours = np.zeros((L, H, n), dtype=bool)
         for (l, h), pos in kept.items():
             ours[l, h, np.asarray(pos, dtype=np.int64)] = True
         k = int(ours.sum())
-        theirs = top_pairs(kvpress_scores(args.model, prefix + doc_ids, P, args.chunk)[:, :, P:P + n], k)
+        theirs = top_pairs(kvpress_scores(hf, prefix + doc_ids, P, args.chunk)[:, :, P:P + n], k)
         ref = top_pairs(reference, k)
         row = {"document": doc, "tokens": n, "prefix": P, "chunks": (n + args.chunk - 1) // args.chunk,
                "kept_pairs": k, "random_share": round(k / (L * H * n), 4)}
         for label, other, least in (("kvpress", theirs, args.min_kvpress), ("reference", ref, args.min_reference)):
-            share = int((ours & other).sum()) / k
+            both = int((ours & other).sum())
+            share = both / k
             row["share_kept_by_" + label] = round(share, 4)
-            row["jaccard_" + label] = round(int((ours & other).sum()) / int((ours | other).sum()), 4)
+            row["jaccard_" + label] = round(both / int((ours | other).sum()), 4)
             if share < least:
                 failed.append("%s: %.4f of kvz's kept pairs are %s's too (least %.2f)" % (doc, share, label, least))
         row["share_of_kvpress_kept_by_reference"] = round(int((ref & theirs).sum()) / k, 4)
@@ -249,21 +261,6 @@ def main():
     for f in failed:
         print("kvzip_vs_kvpress: " + f, file=sys.stderr)
     return 1 if failed else 0
-
-
-def template_parts(model_path):
-    """kvz's prefix as text (model/prompt.h: the chat template up to the
-    user's content, then the instruction) and the close of the user turn,
-    from the template's own rendering (the GGUF's)."""
-    from transformers import AutoTokenizer
-    folder, name = os.path.split(os.path.abspath(model_path))
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    marker = "\x00DOCUMENT\x00"
-    rendered = tok.apply_chat_template([{"role": "user", "content": marker}], tokenize=False,
-                                       add_generation_prompt=True)
-    before, after = rendered.split(marker)
-    instruction = "Answer the question that follows the context, using only the context.\n\nContext:\n"
-    return before + instruction, after
 
 
 if __name__ == "__main__":
