@@ -368,13 +368,13 @@ static void attention_decode(float *out, const float *q, const float *k_cache,
 #pragma omp for schedule(dynamic, 1)
         for (int64_t t = 0; t < tasks; t++) {
             int32_t g = (int32_t)(t / spans / p->n), i = (int32_t)(t / spans % p->n), s = (int32_t)(t % spans);
-            int32_t kv_len = head_first(p, g) + i + 1, j0 = s * DECODE_SPAN_ROWS;
-            if (s >= spans_of(kv_len))
+            int32_t kv_len = head_first(p, g) + i + 1, walk_spans = spans_of(kv_len), j0 = s * DECODE_SPAN_ROWS;
+            if (s >= walk_spans)
                 continue;
             int32_t j1 = kv_len - j0 < DECODE_SPAN_ROWS ? kv_len : j0 + DECODE_SPAN_ROWS;
             span_result r = span_result_at(results, t, group, hd, per_task);
             float *og = out + ((size_t)i * p->n_heads + (size_t)g * group) * hd;
-            decode_span(spans_of(kv_len) == 1 ? og : r.out, r.max, r.sum, scores,
+            decode_span(walk_spans == 1 ? og : r.out, r.max, r.sum, scores,
                         q + ((size_t)i * p->n_heads + (size_t)g * group) * hd, head_block(k_cache, p, g),
                         head_block(v_cache, p, g), j0, j1, group, hd, p->scale);
         }
