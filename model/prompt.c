@@ -27,17 +27,27 @@ int kvz_prompt_question(const kvz_model *m, const char *question, kvz_tokens *ou
 int kvz_prompt_question_quoting(const kvz_model *m, const char *question, const int32_t *quoted,
                                 size_t n_quoted, kvz_tokens *out)
 {
-    char *close;
-    KVZ_TRY(kvz_chat_close_user_turn(&m->chat, &close));
-    int rc = kvz_tokenize(m->tokenizer, "\n\n", 2, 0, out);
+    /* "\n\n" and the question are one string to the tokenizer, as they are in
+     * the user's turn the template renders: before a word, a BPE pre-split
+     * makes the blank line two "\n" tokens, never the "\n\n" token it
+     * gives alone. The question ends the content the template may trim,
+     * unless token ids are quoted after it. */
+    size_t len = n_quoted ? strlen(question) : kvz_chat_content_end(&m->chat, question, strlen(question));
+    char *text = malloc(len + 3);
+    if (!text)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    memcpy(text, "\n\n", 2);
+    memcpy(text + 2, question, len);
+    text[len + 2] = '\0';
+    char *close = NULL;
+    int rc = kvz_chat_close_user_turn(&m->chat, &close);
     if (rc == KVZ_OK)
-        rc = kvz_tokenize(m->tokenizer, question,
-                          n_quoted ? strlen(question) : kvz_chat_content_end(&m->chat, question, strlen(question)),
-                          0, out); /* the question ends the content the template may trim */
+        rc = kvz_tokenize(m->tokenizer, text, len + 2, 0, out);
     for (size_t i = 0; i < n_quoted && rc == KVZ_OK; i++)
         rc = kvz_tokens_push(out, quoted[i]);
     if (rc == KVZ_OK)
         rc = kvz_tokenize(m->tokenizer, close, strlen(close), 1, out);
     free(close);
+    free(text);
     return rc;
 }

@@ -5,7 +5,8 @@
  *   [ prefix | document | question suffix ]
  *   prefix   = chat template's system turn + the opening of the user turn +
  *              KVZ_PROMPT_INSTRUCTION
- *   suffix   = "\n\n" + question + end of the user turn + assistant header
+ *   suffix   = "\n\n" + question (tokenized as one string, as in the rendered
+ *              turn) + end of the user turn + assistant header
  *              (the question's end trimmed as the template trims a message)
  *
  * The prefix is the same for every document of a (model, template).

@@ -15,9 +15,9 @@ tokens ([kvz's prefix | the document]) twice:
   align it with DESIGN.md's KVzip, which it otherwise follows: its softmax over
   "sinks" spans kvz's whole prefix (n_sink = the prefix's length; its default
   is 4 tokens), and its context starts after that prefix. Its pass prompts are
-  its own tokens ("\n\n" as two tokens where kvz has one), which moves a few
-  percent of the pairs (--reference-prompts kvpress scores the reference with
-  kvpress's prompt tokens instead: then it keeps kvpress's pairs).
+  its own tokens, the same as kvz's since kvz tokenizes the blank line and
+  the prompt as one string (--reference-prompts kvpress scores the reference
+  with kvpress's prompt tokens instead).
 
 Each reference's scores are cut at kvz's count of kept pairs, the highest over
 all layers and heads (DESIGN §4's global threshold), so the sets have the same
@@ -159,14 +159,14 @@ def passes(doc_ids, chunk, first, later, close):
 
 
 def prompt_tokens(whose, hf, kvz, model_path):
-    """(first, later, close) prompt tokens. kvz's: "\\n\\n" and the prompt
-    tokenized apart, by kvz (model/prompt.c); kvpress's: "\\n\\n" and the
-    prompt as one string, by transformers (KVzipPress.prepare)."""
+    """(first, later, close) prompt tokens, "\\n\\n" and the prompt as one
+    string: kvz's by kvz (model/prompt.c), kvpress's by transformers
+    (KVzipPress.prepare). Before kvz tokenized them as one string (2026-12-05)
+    it made the "\\n\\n" one token and kvpress two."""
     if whose == "kvz":
         def tokenize(text):
             return kvz_tokenize(kvz, model_path, text)
-        blank = tokenize("\n\n")
-        return blank + tokenize(FIRST), blank + tokenize(LATER), tokenize(hf.close_text)
+        return tokenize("\n\n" + FIRST), tokenize("\n\n" + LATER), tokenize(hf.close_text)
     return hf.encode("\n\n" + FIRST), hf.encode("\n\n" + LATER), hf.encode(hf.close_text)
 
 

@@ -79,6 +79,12 @@ CHAT_CASES = [
     ("custom_system", "You answer in one word.", "Name a primary colour."),
     ("multiline_user", None, "Summarise this:\n\nKV caches store keys and values.\nThey grow with context."),
     ("unicode_user", "Réponds en français.", "Quelle est la capitale du Japon ? 🗾"),
+    # kvz's own prompt as one user turn: model/prompt.h's instruction, a
+    # document, a blank line and a question (tests/unit/test_runtime.c builds
+    # the same turn from kvz's prefix, document and question tokens)
+    ("document_question", None,
+     "Answer the question that follows the context, using only the context.\n\nContext:\n"
+     "The ferry leaves Kestrel Point at dawn.\nIt returns at six.\n\nWhen does the ferry return?"),
 ]
 
 # Meta's Llama-3-8B-Instruct chat template (tokenizer_config.json), rendered by

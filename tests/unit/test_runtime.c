@@ -222,6 +222,49 @@ static void test_rope_freqs_full_cache_matches_prefill(void **state)
     check_full_cache_matches_prefill("rope_freqs");
 }
 
+/* kvz's prompt, built in parts ([prefix | document | question suffix], the
+ * document tokenized alone at compile time), gives the tokens llama.cpp gives
+ * the whole user turn rendered by the model's template (chat.golden's
+ * "document_question"): the blank line before the question is two "\n"
+ * tokens there, as it is in any turn the model saw in training. */
+static void test_prompt_matches_rendered_turn(void **state)
+{
+    static const char doc[] = "The ferry leaves Kestrel Point at dawn.\nIt returns at six.";
+    static const char question[] = "When does the ferry return?";
+    golden g;
+    golden_open(&g, "tests/golden/chat.golden");
+    int found = 0;
+    while (golden_peek(&g, "case")) {
+        const char *name = golden_expect(&g, "case");
+        golden_expect(&g, "system");
+        const char *user_hex = golden_expect(&g, "user");
+        golden_expect(&g, "rendered");
+        const char *ids = golden_expect(&g, "ids");
+        if (strcmp(name, "document_question") != 0)
+            continue;
+        found = 1;
+        size_t len, n_want;
+        char *user = hex_decode(user_hex, &len);
+        char turn[512];
+        snprintf(turn, sizeof turn, "%s%s\n\n%s", KVZ_PROMPT_INSTRUCTION, doc, question);
+        assert_string_equal(user, turn); /* the golden asks what this test builds */
+        int32_t *want = parse_ids(ids, &n_want);
+        kvz_tokens got = {0};
+        CHECK_OK(kvz_prompt_prefix(model, &got, NULL));
+        CHECK_OK(kvz_tokenize(model->tokenizer, doc, strlen(doc), 0, &got));
+        CHECK_OK(kvz_prompt_question(model, question, &got));
+        assert_int_equal(got.len, n_want);
+        for (size_t i = 0; i < n_want; i++)
+            if (got.ids[i] != want[i])
+                fail_msg("token %zu is %d, the rendered turn's %d", i, got.ids[i], want[i]);
+        kvz_tokens_free(&got);
+        free(want);
+        free(user);
+    }
+    golden_close(&g);
+    assert_true(found);
+}
+
 static void test_questions_do_not_leak(void **state)
 {
     kvz_compile_opts o;
@@ -619,6 +662,7 @@ int main(void)
         cmocka_unit_test(test_full_cache_matches_prefill),
         cmocka_unit_test_teardown(test_qwen2_full_cache_matches_prefill, restore_model),
         cmocka_unit_test_teardown(test_rope_freqs_full_cache_matches_prefill, restore_model),
+        cmocka_unit_test(test_prompt_matches_rendered_turn),
         cmocka_unit_test(test_questions_do_not_leak),
         cmocka_unit_test(test_composition),
         cmocka_unit_test(test_bad_loads),
