@@ -35,29 +35,33 @@ static void case_free(kvz_backend *b, attention_case *a)
             b->ops->free(b, bufs[i]);
 }
 
-/* dst (count floats) = one block of random values, uniform in [-1, 1), again
- * and again: made once, since the time of a step does not depend on them and
- * a benchmark's caches (a model's worth of layers) can hold billions. */
-static int upload_random(kvz_backend *b, float *dst, size_t count, uint64_t seed)
+/* One block of random values, uniform in [-1, 1), copied again and again into
+ * every buffer: made once, since the time of a step does not depend on the
+ * values and a benchmark's caches (a model's worth of layers) can hold billions. */
+enum { RANDOM_BLOCK = 1 << 20 };
+
+static float *random_block_new(void)
 {
-    const size_t block = (size_t)1 << 20;
-    const size_t made = count < block ? count : block;
-    float *host = malloc(made * sizeof *host);
-    if (!host)
-        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < made; i++)
-        host[i] = (float)((double)(kvz_splitmix64(&seed) >> 11) * 0x1p-52 - 1.0);
+    float *block = malloc((size_t)RANDOM_BLOCK * sizeof *block);
+    uint64_t seed = 1;
+    for (size_t i = 0; block && i < RANDOM_BLOCK; i++)
+        block[i] = (float)((double)(kvz_splitmix64(&seed) >> 11) * 0x1p-52 - 1.0);
+    return block;
+}
+
+static int upload_random(kvz_backend *b, float *dst, size_t count, const float *block)
+{
     int rc = KVZ_OK;
-    for (size_t at = 0; at < count && rc == KVZ_OK; at += block) {
-        size_t len = count - at < block ? count - at : block;
-        rc = b->ops->upload(b, dst + at, host, len * sizeof *host);
+    for (size_t at = 0; at < count && rc == KVZ_OK; at += RANDOM_BLOCK) {
+        size_t len = count - at < RANDOM_BLOCK ? count - at : RANDOM_BLOCK;
+        rc = b->ops->upload(b, dst + at, block, len * sizeof *block);
     }
-    free(host);
     return rc;
 }
 
 /* Each head's block holds its cached rows and then the step's own row. */
-static int case_init(kvz_backend *b, const kvz_hparams *hp, const int32_t *rows, attention_case *a, int64_t *total)
+static int case_init(kvz_backend *b, const kvz_hparams *hp, const int32_t *rows, const float *random,
+                     attention_case *a, int64_t *total)
 {
     const int32_t H = hp->n_kv_heads, d = hp->head_dim;
     int64_t *base = malloc((size_t)H * sizeof *base);
@@ -88,11 +92,11 @@ static int case_init(kvz_backend *b, const kvz_hparams *hp, const int32_t *rows,
     if (rc == KVZ_OK)
         rc = b->ops->upload(b, a->head_rows, rows, (size_t)H * sizeof *rows);
     if (rc == KVZ_OK)
-        rc = upload_random(b, a->k, (size_t)sum * d, 1);
+        rc = upload_random(b, a->k, (size_t)sum * d, random);
     if (rc == KVZ_OK)
-        rc = upload_random(b, a->v, (size_t)sum * d, 2);
+        rc = upload_random(b, a->v, (size_t)sum * d, random);
     if (rc == KVZ_OK)
-        rc = upload_random(b, a->q, (size_t)hp->n_heads * d, 3);
+        rc = upload_random(b, a->q, (size_t)hp->n_heads * d, random);
     free(base);
     a->p = (kvz_attention_params){
         .n = 1,
@@ -122,9 +126,11 @@ static int time_attention(kvz_backend *b, const kvz_hparams *hp, const int32_t *
     const int32_t L = hp->n_layers;
     const int32_t rounds = (BATCH + L - 1) / L;
     attention_case *a = calloc((size_t)L, sizeof *a);
-    int rc = a ? KVZ_OK : kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    float *random = random_block_new();
+    int rc = a && random ? KVZ_OK : kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     for (int32_t l = 0; l < L && rc == KVZ_OK; l++)
-        rc = case_init(b, hp, rows, &a[l], &out->rows);
+        rc = case_init(b, hp, rows, random, &a[l], &out->rows);
+    free(random);
     for (int32_t l = 0; l < L && rc == KVZ_OK; l++) /* warm-up: a pass, not timed */
         rc = b->ops->attention(b, a[l].out, a[l].q, a[l].k, a[l].v, &a[l].p, NULL, NULL);
     if (rc == KVZ_OK)
