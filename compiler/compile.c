@@ -604,9 +604,15 @@ int kvz_compiler_new(kvz_compiler **out, kvz_model *m, kvz_store *s, const kvz_c
     if (rc == KVZ_OK && m->hp.head_dim % c->value_group != 0)
         rc = kvz_errorf(KVZ_ERR_ARG, "--value-group %u does not divide the head size %d", c->value_group,
                         m->hp.head_dim);
-    if (rc == KVZ_OK && c->segment_limit < 64)
-        rc = kvz_errorf(KVZ_ERR_RANGE, "the model's context (%d) leaves %d tokens per segment after "
-                        "the prefix and a reserve of %d", m->hp.ctx_train, c->segment_limit, reserve);
+    if (rc == KVZ_OK && c->segment_limit < 64) {
+        const char *what = reserve == o->reserve ? "--reserve"
+                           : o->sel.method == KVZ_METHOD_KVZIP && pass > (int32_t)c->question.len
+                               ? "KVzip's scoring pass (a smaller --kvzip-chunk shortens it)"
+                               : "the --question";
+        rc = kvz_errorf(KVZ_ERR_RANGE, "the model's context (%d tokens) leaves %d per segment (64 at least) after "
+                        "the prefix (%zu) and %d for %s", m->hp.ctx_train, c->segment_limit, c->prefix.len,
+                        reserve, what);
+    }
     if (rc == KVZ_OK)
         rc = kvz_context_new(&c->ctx, m, m->hp.ctx_train, 512);
     if (rc == KVZ_OK)
@@ -761,6 +767,11 @@ static int write_document(kvz_store_txn *t, void *ctx)
     const void *val;
     size_t len;
     int rc = kvz_store_get(t, KVZ_DB_META, d->c->prefix_key, strlen(d->c->prefix_key), &val, &len);
+    kvz_artifact stored;
+    if (rc == KVZ_OK && kvz_artifact_open(&stored, val, len) != KVZ_OK) { /* damaged: written again */
+        kvz_error_clear();
+        rc = KVZ_ERR_NOT_FOUND;
+    }
     if (rc == KVZ_ERR_NOT_FOUND)
         rc = kvz_store_put(t, KVZ_DB_META, d->c->prefix_key, strlen(d->c->prefix_key),
                            d->c->prefix_artifact, d->c->prefix_artifact_size);
@@ -773,7 +784,26 @@ static int write_document(kvz_store_txn *t, void *ctx)
     return kvz_doc_record_put_entry(t, d->name, d->hash, d->entry, 1, &outcome);
 }
 
-/* Already compiled: the record names this content and config and every artifact exists. */
+/* The stored artifact `id` whole and sound (kvz_artifact_open's checks, the
+ * whole-file checksum among them): its size, else 0. A damaged one is
+ * compiled again, not reused. */
+static size_t sound_artifact_size(kvz_store_txn *t, const uint8_t id[16])
+{
+    const void *val;
+    size_t len;
+    kvz_artifact a;
+    if (kvz_store_get(t, KVZ_DB_ARTIFACTS, id, 16, &val, &len) != KVZ_OK)
+        return 0;
+    if (kvz_artifact_open(&a, val, len) != KVZ_OK) {
+        kvz_error_clear();
+        return 0;
+    }
+    return len;
+}
+
+/* Already compiled: the record names this content and config and every
+ * artifact is in the store, sound, and so is the shared prefix (a missing or
+ * damaged one is written again with the document). */
 static int already_compiled(kvz_compiler *c, const char *name, const uint8_t hash[16], kvz_doc_result *r)
 {
     kvz_store_txn *t;
@@ -787,8 +817,15 @@ static int already_compiled(kvz_compiler *c, const char *name, const uint8_t has
         kvz_doc_record_decode(val, len, &rec) == KVZ_OK) {
         const kvz_doc_entry *e = kvz_doc_record_find(&rec, c->config_id);
         found = e && memcmp(rec.doc_hash, hash, 16) == 0;
+        if (found && kvz_store_get(t, KVZ_DB_META, c->prefix_key, strlen(c->prefix_key), &val, &len) == KVZ_OK) {
+            kvz_artifact prefix;
+            found = kvz_artifact_open(&prefix, val, len) == KVZ_OK;
+            kvz_error_clear();
+        } else {
+            found = 0;
+        }
         for (uint32_t i = 0; found && i < e->n_segments; i++)
-            found = kvz_store_get(t, KVZ_DB_ARTIFACTS, e->artifact_ids[i], 16, &val, &len) == KVZ_OK;
+            found = sound_artifact_size(t, e->artifact_ids[i]) > 0;
         if (found) {
             r->tokens = (int32_t)e->n_tokens;
             r->segments = (int32_t)e->n_segments;
@@ -800,16 +837,13 @@ static int already_compiled(kvz_compiler *c, const char *name, const uint8_t has
     return found;
 }
 
-/* Bytes of the stored artifact `id`, or 0 when absent. */
+/* Bytes of the stored artifact `id`, or 0 when absent or damaged. */
 static size_t stored_artifact_size(kvz_compiler *c, const uint8_t id[16])
 {
     kvz_store_txn *t;
     if (kvz_store_read_begin(c->store, &t) != KVZ_OK)
         return 0;
-    const void *val;
-    size_t len = 0;
-    if (kvz_store_get(t, KVZ_DB_ARTIFACTS, id, 16, &val, &len) != KVZ_OK)
-        len = 0;
+    size_t len = sound_artifact_size(t, id);
     kvz_store_read_end(t);
     return len;
 }

@@ -106,6 +106,16 @@ const kvz_doc_entry *kvz_doc_record_find(const kvz_doc_record *r, uint64_t confi
     return NULL;
 }
 
+const kvz_doc_entry *kvz_doc_record_newest(const kvz_doc_record *r, const uint64_t *fingerprint)
+{
+    const kvz_doc_entry *best = NULL;
+    for (uint32_t i = 0; i < r->n_entries; i++)
+        if ((!fingerprint || r->entries[i].model_fingerprint == *fingerprint) &&
+            (!best || r->entries[i].created >= best->created))
+            best = &r->entries[i];
+    return best;
+}
+
 int kvz_doc_record_set(kvz_doc_record *r, const kvz_doc_entry *e)
 {
     uint8_t (*ids)[16] = malloc((size_t)e->n_segments * 16);

@@ -42,6 +42,10 @@ void kvz_doc_record_free(kvz_doc_record *r);
 /* The entry for config_id, or NULL. */
 const kvz_doc_entry *kvz_doc_record_find(const kvz_doc_record *r, uint64_t config_id);
 
+/* The newest entry (latest `created`; of equals, the later) compiled by the
+ * model of `fingerprint`, or by any model when fingerprint is NULL; NULL if none. */
+const kvz_doc_entry *kvz_doc_record_newest(const kvz_doc_record *r, const uint64_t *fingerprint);
+
 /* Replace or add `e` (its ids are copied). */
 int kvz_doc_record_set(kvz_doc_record *r, const kvz_doc_entry *e);
 

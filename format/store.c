@@ -204,7 +204,9 @@ static int open_dbs(kvz_store *s, int create)
         create = 1;
     }
     for (int i = 0; i < 3 && rc == 0; i++) {
-        rc = mdb_dbi_open(txn, DB_NAMES[i], s->readonly ? 0 : MDB_CREATE, &s->dbi[i]);
+        /* only a new store gets its databases: an existing one without them is
+         * damaged, and LMDB asserts when it writes into damaged pages */
+        rc = mdb_dbi_open(txn, DB_NAMES[i], create && !s->readonly ? MDB_CREATE : 0, &s->dbi[i]);
         if (rc == MDB_NOTFOUND) {
             mdb_txn_abort(txn);
             return kvz_errorf(KVZ_ERR_FORMAT, "'%s' is not a kvz store (no '%s' database)", s->path,

@@ -58,12 +58,7 @@ static const kvz_doc_entry *choose_entry(const kvz_doc_record *rec, int32_t conf
 {
     if (config > 0)
         return (uint32_t)config <= rec->n_entries ? &rec->entries[config - 1] : NULL;
-    const kvz_doc_entry *best = NULL;
-    for (uint32_t i = 0; i < rec->n_entries; i++)
-        if (rec->entries[i].model_fingerprint == fingerprint &&
-            (!best || rec->entries[i].created >= best->created))
-            best = &rec->entries[i];
-    return best;
+    return kvz_doc_record_newest(rec, &fingerprint);
 }
 
 /* A compiled form `e` not made by this model (`what` names it): say whose it is. */
@@ -104,9 +99,7 @@ static int find_entry(kvz_store_txn *t, const char *name, int32_t config, const 
         else
             snprintf(what, sizeof what, "'%s'", name);
         if (!e) /* no form of this model: name the newest's */
-            for (uint32_t i = 0; i < rec->n_entries; i++)
-                if (!e || rec->entries[i].created >= e->created)
-                    e = &rec->entries[i];
+            e = kvz_doc_record_newest(rec, NULL);
         rc = other_model(t, e, what, id); /* a record holds an entry or more (kvz_doc_record_decode) */
     }
     kvz_doc_record_free(rec);
@@ -119,7 +112,8 @@ static int get_segment(kvz_store_txn *t, const kvz_doc_entry *e, uint32_t s, con
 {
     int rc = kvz_store_get(t, KVZ_DB_ARTIFACTS, e->artifact_ids[s], 16, val, len);
     if (rc == KVZ_ERR_NOT_FOUND)
-        return kvz_errorf(KVZ_ERR_FORMAT, "segment %u of '%s' is missing from the store (kvz verify)", s, name);
+        return kvz_errorf(KVZ_ERR_FORMAT, "segment %u (counted from 1) of '%s' is missing from the store (kvz verify)",
+                          s + 1, name);
     return rc;
 }
 
@@ -142,9 +136,10 @@ static int run_past_last(const char *name, const kvz_doc_record *rec, const kvz_
         snprintf(form, sizeof form, "its compiled form %u", number);
     else
         snprintf(form, sizeof form, "its newest compiled form for this model (configuration %u)", number);
-    return kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s' has %u segment(s) in %s, as kvz inspect --config %u lists them: "
-                      "the run %s counted from 1 (first segment %d counted from 0) passes its last", name,
-                      e->n_segments, form, number, run, part->first_segment);
+    return kvz_errorf(KVZ_ERR_NOT_FOUND, "segment%s %s of '%s' asked for, but %s has %u: 1 to %u, as kvz inspect "
+                      "--config %u lists them (counted from 1; the C API's first_segment %d counts from 0)",
+                      part->segments == 1 ? "" : "s", run, name, form, e->n_segments, e->n_segments, number,
+                      part->first_segment);
 }
 
 /* Find every artifact to load and check they belong together: the shared
@@ -174,7 +169,7 @@ static int make_plan(kvz_model *m, kvz_store_txn *t, const kvz_model_identity *i
         for (uint32_t s = (uint32_t)first; rc == KVZ_OK && s < first + n; s++) {
             rc = get_segment(t, e, s, name, &val, &len);
             char what[1200];
-            snprintf(what, sizeof what, "'%s' segment %u", name, s);
+            snprintf(what, sizeof what, "'%s' segment %u of %u", name, s + 1, e->n_segments);
             if (rc == KVZ_OK)
                 rc = plan_add(p, val, len, position, what);
             if (rc == KVZ_OK && (rc = kvz_artifact_check_model(&p->items[p->n - 1].art, id)) != KVZ_OK)

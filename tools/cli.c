@@ -69,7 +69,11 @@ const char *cli_model_path(const char *given)
     const char *env = getenv("KVZ_MODEL");
     if (env && env[0])
         return env;
-    return cli_project_file(DEFAULT_MODEL, beside_binary);
+    const char *path = cli_project_file(DEFAULT_MODEL, beside_binary);
+    if (access(path, R_OK) != 0) /* said before the error that names the path */
+        fprintf(stderr, "kvz: the default model %s is not here: give --model PATH, set KVZ_MODEL, or fetch it "
+                "with scripts/setup.sh\n", DEFAULT_MODEL);
+    return path;
 }
 
 int cli_parse_int(const char *s, long min, long max, long *out)

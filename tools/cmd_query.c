@@ -174,7 +174,7 @@ static int answer(kvz_session *s, const query_args *a, const kvz_load_info *li, 
 /* A question that failed on its own (too long for the reserve) is said, and
  * the next one asked: returns KVZ_OK after noting it in *question_status.
  * Any other failure (or one to write the report) is returned. */
-static int question_failed(const query_args *a, const char *question, int status, int *question_status)
+static int question_failed(const query_args *a, const char *question, int status, int label, int *question_status)
 {
     if (status != KVZ_ERR_RANGE)
         return status;
@@ -188,7 +188,7 @@ static int question_failed(const query_args *a, const char *question, int status
         cli_json_string(stdout, why, strlen(why));
         printf("}\n");
     } else {
-        printf("\n");
+        printf(label ? "(not answered)\n" : "\n"); /* after "A: "; else one line per question; why: on stderr */
     }
     fprintf(stderr, "kvz query: %s\n", why);
     if (fflush(stdout) != 0 || ferror(stdout))
@@ -221,7 +221,8 @@ int cmd_query(int argc, char **argv)
     int question_status = KVZ_OK; /* the last question that failed on its own */
     if (st == KVZ_OK && optind < argc) {
         for (int i = optind; i < argc && st == KVZ_OK; i++) {
-            st = question_failed(&a, argv[i], answer(s, &a, &li, argv[i], argc - optind > 1), &question_status);
+            int label = argc - optind > 1;
+            st = question_failed(&a, argv[i], answer(s, &a, &li, argv[i], label), label, &question_status);
         }
     } else if (st == KVZ_OK) {
         int tty = isatty(STDIN_FILENO);
@@ -245,7 +246,7 @@ int cmd_query(int argc, char **argv)
                 line[--n] = '\0';
             if (n == 0)
                 continue;
-            st = question_failed(&a, line, answer(s, &a, &li, line, 0), &question_status);
+            st = question_failed(&a, line, answer(s, &a, &li, line, 0), 0, &question_status);
             if (st != KVZ_OK)
                 break;
         }

@@ -5,6 +5,7 @@
 #include "common/file_util.h"
 #include "compiler/compile.h"
 #include "format/bundle.h"
+#include "format/doc_record.h"
 #include "format/transfer.h"
 #include "model/identity.h"
 #include "tools/cli.h"
@@ -53,7 +54,7 @@ static int parse_ship(int argc, char **argv, const char *help, const char *allow
         {0, 0, 0, 0},
     };
     memset(a, 0, sizeof *a);
-    a->config = 1;
+    a->config = 0; /* the newest */
     a->docs = calloc((size_t)argc + 1, sizeof *a->docs);
     if (!a->docs)
         return KVZ_EXIT_FAILURE;
@@ -580,8 +581,9 @@ int cmd_export(int argc, char **argv)
         "\n"
         "Writes one compiled artifact, exactly as stored, to a file (format/SPEC.md),\n"
         "which appears only when complete, as pack's does.\n"
-        "--config picks the document's configuration as numbered by `kvz ls` (default\n"
-        "1); a document of several segments needs --segment K (1-based) for each, or\n"
+        "--config picks the document's configuration as numbered by `kvz ls` (default:\n"
+        "the newest, the one kvz query loads when one model compiled them all); a\n"
+        "document of several segments needs --segment K (1-based) for each, or\n"
         "`kvz pack`, which carries whole documents and their shared prefix.\n"
         "\n"
         "  -o, --output FILE  the artifact file\n"
@@ -610,7 +612,7 @@ int cmd_export(int argc, char **argv)
         st = kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s' has %u configuration(s); there is no --config %ld", doc,
                         rec.n_entries, a.config);
     else if (st == KVZ_OK)
-        e = &rec.entries[a.config - 1];
+        e = a.config ? &rec.entries[a.config - 1] : kvz_doc_record_newest(&rec, NULL);
     if (st == KVZ_OK && !a.segment && e->n_segments > 1)
         st = kvz_errorf(KVZ_ERR_ARG, "'%s' has %u segments: export each with --segment K (1..%u), or use kvz pack",
                         doc, e->n_segments, e->n_segments);

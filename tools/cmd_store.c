@@ -2,6 +2,7 @@
  * looking after a store. */
 #include "common/buffer.h"
 #include "common/error.h"
+#include "common/hash_map.h"
 #include "compiler/select.h"
 #include "format/artifact.h"
 #include "format/doc_record.h"
@@ -48,7 +49,7 @@ static int parse_store_args(int argc, char **argv, const char *help, store_args 
         {"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
     };
     memset(a, 0, sizeof *a);
-    a->config = 1;
+    a->config = 0; /* the newest */
     int c, index = -1;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", options, &index)) != -1) {
@@ -313,7 +314,8 @@ int cmd_inspect(int argc, char **argv)
         "Shows a compiled document: its manifest, the pairs kept per layer (min, mean\n"
         "and max over KV heads), bytes by section, bits per kept element and the size\n"
         "against the f16 full cache. --config picks one of the document's compile\n"
-        "configurations as numbered by `kvz ls` (default 1). --svg writes a heatmap of\n"
+        "configurations as numbered by `kvz ls` (default: the newest, the one kvz query\n"
+        "loads when one model compiled them all). --svg writes a heatmap of\n"
         "the kept positions per layer and head over the document (first segment).\n"
         "--json: one object per segment: the manifest's fields named as in\n"
         "format/SPEC.md (\"segment\" counted from 0, as there; \"model\" a description;\n"
@@ -338,6 +340,8 @@ int cmd_inspect(int argc, char **argv)
         st = kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s' has %u configuration(s); there is no --config %ld", a.doc,
                         rec.n_entries, a.config);
     if (st == KVZ_OK) {
+        if (a.config == 0)
+            a.config = kvz_doc_record_newest(&rec, NULL) - rec.entries + 1;
         const kvz_doc_entry *e = &rec.entries[a.config - 1];
         char shown[CLI_SHOWN_MAX];
         char which[96] = ": "; /* which configuration, when there are several */
@@ -372,11 +376,14 @@ int cmd_inspect(int argc, char **argv)
 typedef struct verify_ctx {
     kvz_store_txn *t;
     size_t artifacts, prefixes, docs, bad;
+    kvz_buffer damaged;     /* ids (16 bytes each) of the artifacts that failed */
+    kvz_str_map damaged_of; /* over them, once the artifacts are scanned */
     char shown[CLI_SHOWN_MAX];
 } verify_ctx;
 
-/* what: how a problem names the artifact ("artifact ID", "shared prefix KEY") */
-static void verify_one(verify_ctx *v, const char *what, const void *val, size_t val_len)
+/* what: how a problem names the artifact ("artifact ID", "shared prefix KEY");
+ * 0 if it failed a check */
+static int verify_one(verify_ctx *v, const char *what, const void *val, size_t val_len)
 {
     kvz_artifact a;
     int rc = kvz_artifact_open(&a, val, val_len);
@@ -386,6 +393,7 @@ static void verify_one(verify_ctx *v, const char *what, const void *val, size_t 
         v->bad++;
         fprintf(stderr, "%s: %s\n", what, kvz_last_error());
     }
+    return rc == KVZ_OK;
 }
 
 static int verify_artifact(void *ctx, const void *key, size_t key_len, const void *val, size_t val_len)
@@ -397,8 +405,24 @@ static int verify_artifact(void *ctx, const void *key, size_t key_len, const voi
         kvz_hex(key, 16, what + 9);
     }
     v->artifacts++;
-    verify_one(v, what, val, val_len);
+    if (!verify_one(v, what, val, val_len) && key_len == 16)
+        kvz_buffer_append(&v->damaged, key, 16);
     return KVZ_OK;
+}
+
+/* The damaged artifacts by id, for naming the documents they belong to
+ * (without it, when out of memory, the documents are not named). */
+static void index_damaged(verify_ctx *v)
+{
+    size_t n = v->damaged.failed ? 0 : v->damaged.len / 16;
+    if (n == 0)
+        return;
+    if (kvz_str_map_init(&v->damaged_of, n) != KVZ_OK) {
+        kvz_error_clear();
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        kvz_str_map_put(&v->damaged_of, (const char *)v->damaged.data + 16 * i, 16, (int32_t)i);
 }
 
 static int verify_doc(void *ctx, const void *key, size_t key_len, const void *val, size_t val_len)
@@ -422,6 +446,14 @@ static int verify_doc(void *ctx, const void *key, size_t key_len, const void *va
                 fprintf(stderr, "document '%s': artifact %s is missing\n", cli_shown(v->shown, key, key_len), id);
                 continue;
             }
+            if (v->damaged_of.keys &&
+                kvz_str_map_get(&v->damaged_of, (const char *)rec.entries[i].artifact_ids[sgm], 16) >= 0) {
+                char id[33];
+                kvz_hex(rec.entries[i].artifact_ids[sgm], 16, id);
+                fprintf(stderr, "document '%s': its artifact %s is damaged (compiling the document again "
+                        "with the options it was compiled with rebuilds it; kvz rm removes it)\n", cli_shown(v->shown, key, key_len), id);
+                continue;
+            }
             kvz_artifact art; /* and the shared prefix it is answered after (a damaged one is reported above) */
             if (sgm > 0) /* the segments of a configuration share it */
                 continue;
@@ -435,8 +467,8 @@ static int verify_doc(void *ctx, const void *key, size_t key_len, const void *va
             kvz_prefix_key(art.manifest.model.fingerprint, art.manifest.prefix_hash, prefix);
             if (kvz_store_get(v->t, KVZ_DB_META, prefix, strlen(prefix), &p, &plen) != KVZ_OK) {
                 v->bad++;
-                fprintf(stderr, "document '%s': its shared prefix %s is missing (unpack, import or compile "
-                        "--force writes it again)\n", cli_shown(v->shown, key, key_len), prefix + 7);
+                fprintf(stderr, "document '%s': its shared prefix %s is missing (compiling the document "
+                        "again writes it, as do unpack and import)\n", cli_shown(v->shown, key, key_len), prefix + 7);
             }
         }
     kvz_doc_record_free(&rec);
@@ -477,9 +509,13 @@ int cmd_verify(int argc, char **argv)
         st = kvz_store_scan(v.t, KVZ_DB_ARTIFACTS, verify_artifact, &v);
     if (st == KVZ_OK)
         st = kvz_store_scan(v.t, KVZ_DB_META, verify_meta, &v);
-    if (st == KVZ_OK)
+    if (st == KVZ_OK) {
+        index_damaged(&v);
         st = kvz_store_scan(v.t, KVZ_DB_DOCS, verify_doc, &v);
+    }
     kvz_store_read_end(v.t);
+    kvz_str_map_free(&v.damaged_of);
+    kvz_buffer_free(&v.damaged);
     kvz_store_close(s);
     if (st != KVZ_OK)
         return cli_fail("verify", st);

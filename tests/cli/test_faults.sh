@@ -170,6 +170,21 @@ for sc in "$TMP/sc0" "$TMP/sc1"; do
         || { fail "interrupted creation: $sc"; show "$TMP/e"; }
 done
 
+# an existing environment missing kvz's databases (what damaged pages of the
+# main database look like): every writer refuses it, as readers do, and adds
+# nothing (writing into damaged pages made LMDB assert or crash)
+mkdir -p "$TMP/nodbs"
+printf 'VERSION=3\nformat=print\ntype=btree\nHEADER=END\n version\n 1\nDATA=END\n' | mdb_load -s meta "$TMP/nodbs"
+mdb_dump -a "$TMP/nodbs" | grep -v "^maxreaders=" >"$TMP/nodbs.before" # (as the lock file says)
+for w in "compile $DOC0 --model $MODEL --quiet" "gc" "rm $DOC0"; do
+    # shellcheck disable=SC2086
+    "$KVZ" $w --store "$TMP/nodbs" >/dev/null 2>"$TMP/e"
+    rc=$?
+    mdb_dump -a "$TMP/nodbs" | grep -v "^maxreaders=" >"$TMP/nodbs.after"
+    [ $rc -eq 4 ] && grep -q "not a kvz store (no 'artifacts' database)" "$TMP/e" && cmp -s "$TMP/nodbs.before" "$TMP/nodbs.after" \
+        && ok "a store without its databases: ${w%% *} exit 4, unchanged" || { fail "a store without its databases: $w exit $rc"; show "$TMP/e"; }
+done
+
 # ---------------------------------------------------------------------------
 # c. a tiny initial map (KVZ_STORE_MAP_BYTES) that grows
 section "a tiny map that grows, readers during writes"

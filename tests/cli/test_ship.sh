@@ -226,6 +226,12 @@ fi
 
 # ---- export / import -------------------------------------------------------------------
 "$KVZ" export --store "$S" "$DOC" --config 2 -o "$TMP/doc0.kvz" >/dev/null 2>&1 && ok "export" || fail "export"
+# without --config: the newest form (the one query loads), here the last of the document's
+n_forms=$("$KVZ" ls --store "$S" --json | grep -c "\"document\":\"$DOC\"")
+"$KVZ" export --store "$S" "$DOC" --config "$n_forms" -o "$TMP/last.kvz" >/dev/null 2>&1 &&
+    "$KVZ" export --store "$S" "$DOC" -o "$TMP/default.kvz" >/dev/null 2>&1 && [ "$n_forms" -ge 2 ] &&
+    cmp -s "$TMP/last.kvz" "$TMP/default.kvz" && ok "export without --config: the newest of $n_forms forms" ||
+    fail "export's default form ($n_forms forms)"
 "$KVZ" import "$TMP/doc0.kvz" --store "$TMP/imp" >"$TMP/o" 2>&1 && "$KVZ" verify --store "$TMP/imp" >/dev/null 2>&1 \
     && ok "import into a fresh store (prefix computed)" || { fail "import"; cat "$TMP/o"; }
 "$KVZ" query --store "$TMP/imp" --doc "$DOC" --max-tokens 12 "$Q" >"$TMP/a5" 2>/dev/null

@@ -157,8 +157,9 @@ done
 "$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments "$((NSEG + 1))" "What?" 2>>"$TMP/e"; rc2=$?
 "$KVZ" generate --store "$SG" --model "$MODEL" --doc $GD --segments "$((NSEG + 1))-" --prompt "What?" 2>>"$TMP/e"; rc3=$?
 [ $rc -eq 7 ] && [ $rc2 -eq 7 ] && [ $rc3 -eq 7 ] &&
-    [ "$(grep -c "has $NSEG segment(s) in its newest compiled form" "$TMP/e")" -eq 3 ] &&
-    grep -q -- "the run $((NSEG + 1)) counted from 1 (first segment $NSEG counted from 0) passes" "$TMP/e" && ok "--segments past the last: exit 7, the count said" ||
+    [ "$(grep -c "but its newest compiled form for this model (configuration 1) has $NSEG: 1 to $NSEG" "$TMP/e")" -eq 3 ] &&
+    grep -q -- "^kvz query: segment $((NSEG + 1)) of '.*' asked for, .*first_segment $NSEG counts from 0" "$TMP/e" &&
+    grep -q -- "segments $NSEG-$((NSEG + 1)) of" "$TMP/e" && grep -q -- "segments $((NSEG + 1))- of" "$TMP/e" && ok "--segments past the last: exit 7, the count said" ||
     { fail "--segments past the last: exit $rc $rc2 $rc3"; cat "$TMP/e"; }
 "$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments 2 --reserve 7500 --max-tokens 6 "What?" >"$TMP/q7" \
     2>/dev/null
@@ -178,10 +179,13 @@ done
 # counts the form loaded (the newest, or --config)
 "$KVZ" compile $GD --store "$SG" --model "$MODEL" --ratio 0.5 --quiet 2>/dev/null
 "$KVZ" inspect --store "$SG" $GD >"$TMP/i1" 2>&1
+"$KVZ" inspect --store "$SG" $GD --config 1 >>"$TMP/i1" 2>&1
 "$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments 2 "What?" >/dev/null 2>"$TMP/e"; rc=$?
 "$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --config 1 --segments 2 --max-tokens 2 "What?" >/dev/null \
     2>>"$TMP/e"; rc2=$?
-grep -q "configuration 1 of 2" "$TMP/i1" && [ $rc -eq 7 ] && grep -q "has 1 segment(s) in its newest" "$TMP/e" &&
+# inspect lists the newest by default, as query loads it
+grep -q "configuration 2 of 2" "$TMP/i1" && grep -q "configuration 1 of 2" "$TMP/i1" &&
+    grep -A1 "configuration 2 of 2" "$TMP/i1" | grep -q "ratio 0.50" && [ $rc -eq 7 ] && grep -q "but its newest compiled form for this model (configuration 2) has 1: " "$TMP/e" &&
     [ $rc2 -eq 0 ] && ok "two compiled forms: inspect names the one it lists, --segments counts the one loaded" ||
     { fail "segments of two forms: exit $rc $rc2"; cat "$TMP/i1" "$TMP/e"; }
 # more threads than CPUs: a warning once the command line parsed, none before a usage error
@@ -205,6 +209,10 @@ printf 'Who?\n%s\nWhat license?\n' "$(printf 'word %.0s' $(seq 40))" |
 [ $rc -eq 10 ] && [ "$(grep -c '"answer"' "$TMP/q5")" -eq 2 ] && [ "$(grep -c '"error"' "$TMP/q5")" -eq 1 ] &&
     grep -q "reserved" "$TMP/e" && ok "a question too long for the reserve: said, the next answered, exit 10" ||
     { fail "too-long question in a batch: exit $rc"; cat "$TMP/q5" "$TMP/e"; }
+"$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments 1 --reserve 40 --max-tokens 3 "Who?" \
+    "$(printf 'word %.0s' $(seq 40))" >"$TMP/q5" 2>/dev/null; rc=$?
+[ $rc -eq 10 ] && [ "$(grep -c '^A: ' "$TMP/q5")" -eq 2 ] && grep -q '^A: (not answered)$' "$TMP/q5" &&
+    ok "the transcript says which question was not answered" || { fail "too-long question, text: exit $rc"; cat "$TMP/q5"; }
 "$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments 1 --reserve 40 --json "$(printf 'word %.0s' $(seq 40))" \
     >/dev/full 2>"$TMP/e"; rc=$?
 [ $rc -eq 3 ] && grep -q "cannot write the output" "$TMP/e" && ok "its error record unwritable: exit 3, said" ||
@@ -243,6 +251,13 @@ PY
 "$KVZ" verify --store "$TMP/broken" >/dev/null 2>"$TMP/v2"
 rc=$?
 [ $rc -eq 4 ] && grep -q "checksum" "$TMP/v2" && ok "verify finds a flipped byte (exit 4)" || { fail "verify exit $rc"; cat "$TMP/v2"; }
+# compiling the documents again rebuilds the damaged artifact (without --force)
+# and leaves the sound ones
+"$KVZ" compile "$TMP/corpus" --store "$TMP/broken" --model "$MODEL" --method recent --json >"$TMP/o7" 2>/dev/null
+rc=$?
+[ $rc -eq 0 ] && [ "$(grep -c '"status":"compiled"' "$TMP/o7")" -eq 1 ] && [ "$(grep -c '"status":"unchanged"' "$TMP/o7")" -eq 7 ] &&
+    "$KVZ" verify --store "$TMP/broken" >/dev/null 2>&1 && ok "compiling again rebuilds the damaged artifact only; verify passes" ||
+    { fail "compile over a damaged artifact: exit $rc"; cat "$TMP/o7"; }
 # a flipped byte in the shared prefix (kept in the meta table) is named as such
 cp -r "$S" "$TMP/broken_prefix"
 mdb_dump -s meta "$TMP/broken_prefix" | python3 -c '
