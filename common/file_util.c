@@ -48,7 +48,7 @@ static char *link_target(const char *path)
     return NULL;
 }
 
-/* The standard descriptor `path` names (/dev/stdout, /dev/stderr, their
+/* The standard descriptor `path` names ("-" and /dev/stdout, /dev/stderr, their
  * /dev/fd and /proc/self/fd names, or the file one of them is redirected
  * to), else -1. Such a file is written through a copy of the descriptor, as
  * the shell opened it (appending, say): renamed over, a file redirected to
@@ -58,6 +58,8 @@ static int standard_descriptor_of(const char *path, const struct stat *st, int e
 {
     static const char *const names[2][3] = {{"/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"},
                                             {"/dev/stderr", "/dev/fd/2", "/proc/self/fd/2"}};
+    if (strcmp(path, "-") == 0) /* as unpack reads "-" as stdin */
+        return STDOUT_FILENO;
     for (int i = 0; i < 2; i++) {
         int fd = i + 1;
         struct stat out;

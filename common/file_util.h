@@ -33,7 +33,7 @@ void kvz_atomic_file_abort(kvz_atomic_file *f); /* closes f, removes the tempora
  * latest opened): async-signal-safe, for a handler of SIGINT or SIGTERM. */
 void kvz_atomic_file_remove_in_progress(void);
 
-/* 1 or 2 when `path` names stdout or stderr (/dev/stdout, /dev/fd/2, or the
+/* 1 or 2 when `path` names stdout or stderr ("-" and /dev/stdout, /dev/fd/2, or the
  * file one of them is redirected to: kvz_atomic_file writes it through the
  * descriptor), else -1. */
 int kvz_standard_descriptor(const char *path);

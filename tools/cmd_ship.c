@@ -216,7 +216,7 @@ int cmd_pack(int argc, char **argv)
         "artifacts and the shared prompt prefixes they need (format/BUNDLE.md). Every\n"
         "artifact is verified before it is packed. The file appears only when complete\n"
         "(through a link, the file it names); a pipe or a device is written as it\n"
-        "goes, and with -o /dev/stdout the report goes to stderr. Move the bundle to\n"
+        "goes, and with -o - (or /dev/stdout) the report goes to stderr. Move the bundle to\n"
         "another machine and `kvz unpack` it there.\n"
         "\n"
         "  --doc NAME          a document as `kvz ls` names it (repeatable)\n"
@@ -393,7 +393,7 @@ int cmd_unpack(int argc, char **argv)
         "document last, so a reader never sees a document without all of its artifacts;\n"
         "an interrupted unpack leaves the store valid and running it again finishes it.\n"
         "Unpacking twice writes nothing new. FILE may be '-' or a pipe (ssh host 'kvz\n"
-        "pack ... -o /dev/stdout' | kvz unpack - ...): it is copied into $TMPDIR first.\n"
+        "pack ... -o -' | kvz unpack - ...): it is copied into $TMPDIR first.\n"
         "\n"
         "  --allow-model-mismatch  store configurations of other models aside, in their\n"
         "                          documents' records (queries with this model skip them)\n"
@@ -586,7 +586,7 @@ int cmd_export(int argc, char **argv)
         "document of several segments needs --segment K (1-based) for each, or\n"
         "`kvz pack`, which carries whole documents and their shared prefix.\n"
         "\n"
-        "  -o, --output FILE  the artifact file\n"
+        "  -o, --output FILE  the artifact file (- or /dev/stdout: standard output)\n"
         "  --quiet            print nothing but errors\n";
     ship_args a;
     int rc = parse_ship(argc, argv, help, " store output config segment quiet ", &a);

@@ -34,6 +34,9 @@ tar --zstd -tf "$TMP/b.tar.zst" >"$TMP/names" 2>"$TMP/e" && head -1 "$TMP/names"
 tar --zstd -tf "$TMP/piped.tar.zst" >"$TMP/names2" 2>/dev/null && cmp -s "$TMP/names" "$TMP/names2" &&
     grep -q "packed 6 document(s), 7 configuration(s) into /dev/stdout ([1-9][0-9.]* KB)" "$TMP/e" &&
     ok "pack -o /dev/stdout into a pipe: the same bundle, the report on stderr" || { fail "pack into a pipe"; cat "$TMP/e"; }
+(cd "$TMP" && "$KVZ" pack --store "$S" --all -o - 2>"$TMP/e" | cat >"$TMP/dash.tar.zst")
+cmp -s "$TMP/piped.tar.zst" "$TMP/dash.tar.zst" && [ ! -e "$TMP/-" ] && grep -q "into - (" "$TMP/e" &&
+    ok "pack -o - writes to stdout (no file named -)" || { fail "pack -o -"; cat "$TMP/e"; }
 # -o /dev/stdout appended to a file: the file keeps what it held, the bundle follows it
 echo "a line before" >"$TMP/appended"
 "$KVZ" pack --store "$S" --all -o /dev/stdout >>"$TMP/appended" 2>/dev/null
