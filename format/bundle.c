@@ -587,8 +587,9 @@ static kvz_bundle_file *find_file(kvz_bundle_manifest *m, const char *path, int 
     return (kvz_bundle_file *)kvz_bundle_find_artifact(m, id);
 }
 
-/* Check one listed file's bytes: size, checksum, a verified artifact of the stated model. */
-static int check_file(reading *r, const kvz_bundle_file *f, int is_prefix, const uint8_t *bytes, size_t len,
+/* Check one listed file's bytes: size, checksum, a verified artifact of the stated
+ * model; note what an artifact's manifest says for check_configurations. */
+static int check_file(reading *r, kvz_bundle_file *f, int is_prefix, const uint8_t *bytes, size_t len,
                       kvz_artifact *a)
 {
     if (len != f->bytes)
@@ -611,12 +612,51 @@ static int check_file(reading *r, const kvz_bundle_file *f, int is_prefix, const
         if (strcmp(man->method, "prefix") != 0 || h != f->prefix_hash)
             return kvz_errorf(KVZ_ERR_FORMAT, "bundle '%s': '%s' is not the prefix its name says", r->source,
                               f->path);
-    } else if (man->config[0]) {
-        uint8_t id[16];
-        kvz_artifact_id(man->config, man->doc_hash, man->segment, man->n_segments, id);
-        if (memcmp(id, f->id, 16) != 0)
-            return kvz_errorf(KVZ_ERR_FORMAT, "bundle '%s': '%s' holds another artifact than its id names",
-                              r->source, f->path);
+    } else {
+        if (man->config[0]) {
+            uint8_t id[16];
+            kvz_artifact_id(man->config, man->doc_hash, man->segment, man->n_segments, id);
+            if (memcmp(id, f->id, 16) != 0)
+                return kvz_errorf(KVZ_ERR_FORMAT, "bundle '%s': '%s' holds another artifact than its id names",
+                                  r->source, f->path);
+        }
+        memcpy(f->doc_hash, man->doc_hash, 16);
+        f->config_id = man->config[0] ? kvz_config_id(man->config) : 0;
+        f->tokens = man->n_tokens;
+        f->segment = man->segment;
+        f->n_segments = man->n_segments;
+    }
+    return KVZ_OK;
+}
+
+/* Every document configuration the manifest lists says what its artifacts
+ * say: the document's content, the configuration, the segments in order, and
+ * the tokens and bytes kvz ls reports from it. */
+static int check_configurations(const reading *r)
+{
+    for (size_t d = 0; d < r->m.n_docs; d++) {
+        const kvz_bundle_doc *doc = &r->m.docs[d];
+        for (uint32_t c = 0; c < doc->record.n_entries; c++) {
+            const kvz_doc_entry *e = &doc->record.entries[c];
+            uint64_t tokens = 0, bytes = 0;
+            for (uint32_t s = 0; s < e->n_segments; s++) {
+                const kvz_bundle_file *f = kvz_bundle_find_artifact(&r->m, e->artifact_ids[s]);
+                const char *why = memcmp(f->doc_hash, doc->hash, 16) != 0 ? "another document's content"
+                                  : f->config_id && f->config_id != e->config_id ? "another configuration"
+                                  : f->segment != s || f->n_segments != e->n_segments ? "another segment"
+                                                                                       : NULL;
+                if (why)
+                    return kvz_errorf(KVZ_ERR_FORMAT, "bundle '%s': document '%s': '%s' holds %s than the "
+                                      "manifest lists", r->source, doc->name, f->path, why);
+                tokens += f->tokens;
+                bytes += f->bytes;
+            }
+            if (tokens != e->n_tokens || bytes != e->stored_bytes)
+                return kvz_errorf(KVZ_ERR_FORMAT, "bundle '%s': document '%s': the manifest says %u tokens and "
+                                  "%llu bytes, its artifacts hold %llu and %llu", r->source, doc->name,
+                                  e->n_tokens, (unsigned long long)e->stored_bytes, (unsigned long long)tokens,
+                                  (unsigned long long)bytes);
+        }
     }
     return KVZ_OK;
 }
@@ -686,7 +726,7 @@ static int read_entries(reading *r)
         if (!r->m.artifacts[i].seen)
             return kvz_errorf(KVZ_ERR_FORMAT, "bundle '%s' lacks '%s' (truncated?)", r->source,
                               r->m.artifacts[i].path);
-    return KVZ_OK;
+    return check_configurations(r);
 }
 
 static int read_bundle(const char *path, const void *data, size_t size, const kvz_bundle_limits *limits,

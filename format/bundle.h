@@ -33,6 +33,11 @@ typedef struct kvz_bundle_file {
     uint64_t bytes;
     uint64_t xxh3;       /* xxh3-64 of the file's bytes */
     int seen;
+    /* artifacts, once read: what its manifest says, checked against the
+     * document configurations that name it */
+    uint8_t doc_hash[16];
+    uint64_t config_id;
+    uint32_t tokens, segment, n_segments;
 } kvz_bundle_file;
 
 typedef struct kvz_bundle_doc {

@@ -140,6 +140,23 @@ PY
 mkdir -p "$TMP/twice" && tar --zstd -xf "$TMP/b.tar.zst" -C "$TMP/twice" &&
     python3 -c "import json,sys; p=sys.argv[1]; m=json.load(open(p)); m['documents'].append(dict(m['documents'][0])); json.dump(m, open(p,'w'))" "$TMP/twice/kvz-bundle.json" &&
     (cd "$TMP/twice" && tar --zstd -cf "$TMP/twice.tar.zst" kvz-bundle.json prefixes artifacts) || fail "making twice.tar.zst"
+# manifests whose document configurations say other than their artifacts: more tokens,
+# fewer bytes, another content's hash, another configuration
+for lie in tokens bytes hash config; do
+    rm -rf "$TMP/lie" && mkdir -p "$TMP/lie" && tar --zstd -xf "$TMP/b.tar.zst" -C "$TMP/lie" &&
+        python3 - "$TMP/lie/kvz-bundle.json" $lie <<'PY' &&
+import json, sys
+path, lie = sys.argv[1], sys.argv[2]
+m = json.load(open(path))
+c = m["documents"][0]["configs"][0]
+if lie == "tokens": c["tokens"] += 1
+if lie == "bytes": c["bytes"] -= 1
+if lie == "hash": m["documents"][0]["hash"] = "0" * 32
+if lie == "config": c["config"] = "%016x" % (int(c["config"], 16) ^ 1)
+json.dump(m, open(path, "w"))
+PY
+        (cd "$TMP/lie" && tar --zstd -cf "$TMP/lie_$lie.tar.zst" kvz-bundle.json prefixes/* artifacts/*) || fail "making lie_$lie.tar.zst"
+done
 refused() { # bundle, expected exit code, message pattern
     rm -rf "$TMP/h"
     "$KVZ" unpack "$TMP/$1" --store "$TMP/h" >/dev/null 2>"$TMP/e"; rc=$?
@@ -159,6 +176,10 @@ refused missing.tar 4 "lacks"
 refused huge.tar 10 "over the limit"
 refused notbundle.tar 4 "not a kvz bundle"
 refused twice.tar.zst 4 "a document is listed twice"
+refused lie_tokens.tar.zst 4 "the manifest says [0-9]* tokens and [0-9]* bytes, its artifacts hold"
+refused lie_bytes.tar.zst 4 "the manifest says [0-9]* tokens and [0-9]* bytes, its artifacts hold"
+refused lie_hash.tar.zst 4 "holds another document's content than the manifest lists"
+refused lie_config.tar.zst 4 "holds another configuration than the manifest lists"
 refused truncated.tar.zst 4 "truncated"
 refused cut_early.tar.zst 4 "truncated"
 for k in 0 1 2 3 4; do refused flipped$k.tar.zst 4 "."; done
