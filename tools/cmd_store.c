@@ -101,18 +101,19 @@ static int parse_store_args(int argc, char **argv, const char *help, store_args 
 
 typedef struct ls_ctx {
     int json;
-    size_t docs;
-    uint64_t bytes, tokens;
+    size_t docs, configs;
+    uint64_t bytes, tokens; /* tokens: each document once (its newest configuration's count) */
 } ls_ctx;
 
 static int ls_visit(void *ctx, const char *name, kvz_doc_record *rec)
 {
     ls_ctx *l = ctx;
     l->docs++;
+    l->tokens += kvz_doc_record_newest(rec, NULL)->n_tokens;
     for (uint32_t i = 0; i < rec->n_entries; i++) {
         const kvz_doc_entry *e = &rec->entries[i];
+        l->configs++;
         l->bytes += e->stored_bytes;
-        l->tokens += e->n_tokens;
         char when[32];
         time_t t = (time_t)e->created;
         strftime(when, sizeof when, "%Y-%m-%d %H:%M", localtime(&t));
@@ -155,15 +156,16 @@ int cmd_ls(int argc, char **argv)
         return rc < 0 ? KVZ_EXIT_OK : rc;
     kvz_store *s = NULL;
     kvz_store_txn *t = NULL;
-    ls_ctx l = {a.json, 0, 0, 0};
+    ls_ctx l = {a.json, 0, 0, 0, 0};
     int st = kvz_store_open(&s, a.store, KVZ_STORE_READONLY);
     if (st == KVZ_OK)
         st = kvz_store_read_begin(s, &t);
     if (st == KVZ_OK)
         st = kvz_scan_documents(t, ls_visit, &l);
     if (st == KVZ_OK && !a.json)
-        printf("%zu document(s), %llu tokens, %.1f KB of artifacts\n", l.docs,
-               (unsigned long long)l.tokens, l.bytes / 1024.0);
+        printf("%zu document(s) of %llu tokens in %zu configuration(s), %.1f KB of artifacts (an artifact two "
+               "documents share counted for each: kvz stats counts it once)\n", l.docs, (unsigned long long)l.tokens,
+               l.configs, l.bytes / 1024.0);
     kvz_store_read_end(t);
     kvz_store_close(s);
     return st == KVZ_OK ? KVZ_EXIT_OK : cli_fail("ls", st);
@@ -551,11 +553,11 @@ static int stats_visit(void *ctx, const char *name, kvz_doc_record *rec)
 {
     stats_ctx *c = ctx;
     c->docs++;
+    c->tokens += kvz_doc_record_newest(rec, NULL)->n_tokens; /* each document once */
     KVZ_TRY(id_set_add_record(&c->referenced, rec));
     for (uint32_t i = 0; i < rec->n_entries; i++) {
         const kvz_doc_entry *e = &rec->entries[i];
         c->configs++;
-        c->tokens += e->n_tokens;
         size_t g = 0;
         while (g < c->groups_used && strcmp(c->groups[g].summary, e->summary) != 0)
             g++;
@@ -612,7 +614,8 @@ int cmd_stats(int argc, char **argv)
         "usage: kvz stats --store DIR [--json]\n"
         "\n"
         "Totals of a store: documents, configurations, artifacts (their bytes, and the\n"
-        "bytes documents reference: `kvz gc` drops the rest), shared prefixes, tokens, and\n"
+        "bytes documents reference: `kvz gc` drops the rest), shared prefixes, tokens\n"
+        "(each document once, as its newest configuration counts them), and\n"
         "per compile configuration the bytes per original token and the size against\n"
         "the f16 full cache of the same documents; the size of data.mdb on disk.\n";
     store_args a;
@@ -653,8 +656,8 @@ int cmd_stats(int argc, char **argv)
             printf("]}\n");
         } else {
             printf("store %s: %.1f MB on disk\n", a.store, disk / 1048576.0);
-            printf("  %zu document(s), %zu configuration(s), %llu tokens\n", c->docs, c->configs,
-                   (unsigned long long)c->tokens);
+            printf("  %zu document(s) of %llu tokens, %zu configuration(s)\n", c->docs, (unsigned long long)c->tokens,
+                   c->configs);
             printf("  %zu artifact(s), %.1f KB; documents reference %.1f KB%s\n", arts.n, arts.bytes / 1024.0,
                    arts.referenced_bytes / 1024.0, arts.bytes > arts.referenced_bytes ? " (kvz gc drops the rest)" : "");
             printf("  %zu shared prefix(es), %.1f KB\n", prefixes.n, prefixes.bytes / 1024.0);
