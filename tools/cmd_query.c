@@ -108,6 +108,11 @@ static int parse(int argc, char **argv, query_args *a)
         fprintf(stderr, "kvz query: give --store DIR and at least one --doc NAME\n");
         return KVZ_EXIT_USAGE;
     }
+    for (int i = optind; i < argc; i++)
+        if (argv[i][strspn(argv[i], " \t\r\n")] == '\0') { /* stdin's blank lines are skipped; here, a slip */
+            fprintf(stderr, "kvz query: question %d is empty\n", i - optind + 1);
+            return KVZ_EXIT_USAGE;
+        }
     return KVZ_EXIT_OK;
 }
 

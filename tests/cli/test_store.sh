@@ -183,17 +183,20 @@ done
 "$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments 2 "What?" >/dev/null 2>"$TMP/e"; rc=$?
 "$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --config 1 --segments 2 --max-tokens 2 "What?" >/dev/null \
     2>>"$TMP/e"; rc2=$?
+# inspect lists the newest by default, as query loads it
+grep -q "configuration 2 of 2" "$TMP/i1" && grep -q "configuration 1 of 2" "$TMP/i1" &&
+    grep -A1 "configuration 2 of 2" "$TMP/i1" | grep -q "ratio 0.50" && [ $rc -eq 7 ] && grep -q "but its newest compiled form for this model (configuration 2) has 1: " "$TMP/e" &&
+    [ $rc2 -eq 0 ] && ok "two compiled forms: inspect names the one it lists, --segments counts the one loaded" ||
+    { fail "segments of two forms: exit $rc $rc2"; cat "$TMP/i1" "$TMP/e"; }
+"$KVZ" query --store "$SG" --model "$MODEL" --doc $GD "What?" " " >"$TMP/o" 2>"$TMP/e"; rc=$?
+[ $rc -eq 2 ] && grep -q "question 2 is empty" "$TMP/e" && [ ! -s "$TMP/o" ] && ok "an empty question: exit 2 before any answer" ||
+    { fail "empty question: exit $rc"; cat "$TMP/o" "$TMP/e"; }
 # ls and stats count the document's tokens once, not once per compiled form
 "$KVZ" ls --store "$SG" >"$TMP/ls2" 2>&1
 "$KVZ" stats --store "$SG" >>"$TMP/ls2" 2>&1
 GT=$(grep -o '[0-9]* tok ' "$TMP/ls2" | tail -1 | cut -d' ' -f1) # the newest form's count (a segmented one counts a few more)
 grep -q "^1 document(s) of $GT tokens in 2 configuration(s)" "$TMP/ls2" && grep -q "1 document(s) of $GT tokens, 2 configuration(s)" "$TMP/ls2" &&
     ok "ls and stats: one document of $GT tokens in two forms" || { fail "ls/stats totals"; cat "$TMP/ls2"; }
-# inspect lists the newest by default, as query loads it
-grep -q "configuration 2 of 2" "$TMP/i1" && grep -q "configuration 1 of 2" "$TMP/i1" &&
-    grep -A1 "configuration 2 of 2" "$TMP/i1" | grep -q "ratio 0.50" && [ $rc -eq 7 ] && grep -q "but its newest compiled form for this model (configuration 2) has 1: " "$TMP/e" &&
-    [ $rc2 -eq 0 ] && ok "two compiled forms: inspect names the one it lists, --segments counts the one loaded" ||
-    { fail "segments of two forms: exit $rc $rc2"; cat "$TMP/i1" "$TMP/e"; }
 # more threads than CPUs: a warning once the command line parsed, none before a usage error
 MORE=$(($(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) + 1)) # the CPUs this process may use
 "$KVZ" query --store "$SG" --model "$MODEL" --threads $MORE --bogus "Hi" >/dev/null 2>"$TMP/e"; rc=$?
