@@ -104,7 +104,8 @@ static int bad(const char *opt, const char *v)
     return KVZ_EXIT_USAGE;
 }
 
-/* Split a comma list; each item through `item` (non-zero: bad). */
+/* Split a comma list; each item through `item` (non-zero: bad, as is an
+ * empty one or the same value twice). */
 static int parse_list(const char *opt, const char *list, int (*item)(const char *, void *, int), void *out,
                       int *n, int max)
 {
@@ -113,8 +114,11 @@ static int parse_list(const char *opt, const char *list, int (*item)(const char 
         return bad(opt, list);
     strcpy(buf, list);
     *n = 0;
-    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        if (*n >= max || item(t, out, *n))
+    for (char *t = buf, *next; t; t = next) {
+        next = strchr(t, ',');
+        if (next)
+            *next++ = '\0';
+        if (!*t || *n >= max || item(t, out, *n))
             return bad(opt, list);
         (*n)++;
     }
@@ -151,12 +155,26 @@ static int method_item(const char *s, void *out, int i)
     return 1;
 }
 
-static int ratio_item(const char *s, void *out, int i) { return cli_parse_float(s, 1e-3, 1, (double *)out + i); }
+static int ratio_item(const char *s, void *out, int i)
+{
+    double *r = out;
+    if (cli_parse_float(s, 1e-3, 1, &r[i]))
+        return 1;
+    for (int j = 0; j < i; j++)
+        if (r[j] == r[i])
+            return 1;
+    return 0;
+}
 
 static int bits_item(const char *s, void *out, int i)
 {
-    long *b = (long *)out + i;
-    return cli_parse_int(s, 2, 16, b) || (*b != 2 && *b != 4 && *b != 8 && *b != 16);
+    long *b = out;
+    if (cli_parse_int(s, 2, 16, &b[i]) || (b[i] != 2 && b[i] != 4 && b[i] != 8 && b[i] != 16))
+        return 1;
+    for (int j = 0; j < i; j++)
+        if (b[j] == b[i])
+            return 1;
+    return 0;
 }
 
 static int parse(int argc, char **argv, eval_args *a)

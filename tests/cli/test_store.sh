@@ -389,5 +389,10 @@ assert rows[1]["kl"] > 0 and rows[1]["bytes_per_token"] < full["bytes_per_token"
 PY
 "$KVZ" eval --model "$MODEL" --methods kvzip,bogus 2>"$TMP/e"; rc=$?
 [ $rc -eq 2 ] && grep -q "bogus" "$TMP/e" && ok "eval with an unknown method: exit 2" || fail "eval bogus method: exit $rc"
+for lst in "--ratios 0.5,,1" "--ratios 0.5,0.5" "--bits 4,4" "--tasks passkey,"; do
+    # shellcheck disable=SC2086
+    "$KVZ" eval --model "$MODEL" $lst 2>"$TMP/e"; rc=$?
+    [ $rc -eq 2 ] && grep -q "invalid value" "$TMP/e" && ok "eval $lst: exit 2" || fail "eval $lst: exit $rc"
+done
 
 finish store
