@@ -3,6 +3,7 @@
 #include "common/buffer.h"
 #include "common/error.h"
 #include "common/file_util.h"
+#include "common/hash_map.h"
 #include "model/utf8.h"
 
 #include <archive.h>
@@ -219,18 +220,48 @@ static int list_path(const char *path, const kvz_ingest_opts *o, kvz_source_list
     return push(out, path, path, NULL, (uint64_t)st.st_size);
 }
 
+static int same_source(const kvz_source *a, const kvz_source *b)
+{
+    return strcmp(a->path, b->path) == 0 && (a->member ? b->member && strcmp(a->member, b->member) == 0 : !b->member);
+}
+
+/* A document reached twice (a file named and its folder, or named twice) is
+ * listed once, where first reached: compiled twice it would count twice. Two
+ * sources under one name (stdin and a file called "stdin") both stay. */
+static int drop_repeats(kvz_source_list *l)
+{
+    kvz_str_map seen;
+    KVZ_TRY(kvz_str_map_init(&seen, l->len));
+    size_t kept = 0;
+    for (size_t i = 0; i < l->len; i++) {
+        kvz_source *s = &l->items[i];
+        int32_t first = kvz_str_map_get(&seen, s->name, strlen(s->name));
+        if (first >= 0 && same_source(&l->items[first], s)) {
+            free(s->name), free(s->path), free(s->member);
+            continue;
+        }
+        l->items[kept] = *s;
+        if (first < 0) /* keys view the names, which stay where they are until freed */
+            kvz_str_map_put(&seen, l->items[kept].name, (uint32_t)strlen(s->name), (int32_t)kept);
+        kept++;
+    }
+    l->len = kept;
+    kvz_str_map_free(&seen);
+    return KVZ_OK;
+}
+
 int kvz_ingest_list(const char *const *paths, size_t n_paths, const kvz_ingest_opts *opts,
                     kvz_source_list *out)
 {
     memset(out, 0, sizeof *out);
-    for (size_t i = 0; i < n_paths; i++) {
-        int rc = list_path(paths[i], opts, out, 1);
-        if (rc != KVZ_OK) {
-            kvz_source_list_free(out);
-            return rc;
-        }
-    }
-    return KVZ_OK;
+    int rc = KVZ_OK;
+    for (size_t i = 0; i < n_paths && rc == KVZ_OK; i++)
+        rc = list_path(paths[i], opts, out, 1);
+    if (rc == KVZ_OK && out->len > 1)
+        rc = drop_repeats(out);
+    if (rc != KVZ_OK)
+        kvz_source_list_free(out);
+    return rc;
 }
 
 /* The member part of a name under a folder: after the first ':' that ends an

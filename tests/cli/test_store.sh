@@ -30,6 +30,11 @@ grep -q "skip .*blank.txt: empty" "$TMP/err1" && ok "empty skipped with a reason
 grep -q "skip .*controls.txt: empty (the model's tokenizer keeps none" "$TMP/err1" &&
     ok "no token: skipped as empty" || fail "no skip warning for controls.txt"
 
+# a document reached twice (named, and in its folder) is compiled once
+"$KVZ" compile "$TMP/corpus/doc0.txt" "$TMP/corpus" "$TMP/corpus/doc0.txt" --store "$TMP/twice" --model "$MODEL" \
+    --method recent --json >"$TMP/o2" 2>/dev/null; rc=$?
+[ $rc -eq 0 ] && [ "$(grep -c "corpus/doc0.txt\"" "$TMP/o2")" -eq 1 ] && grep -q '"summary":{"compiled":8,' "$TMP/o2" &&
+    ok "a document named twice and in its folder: compiled once" || { fail "repeated inputs: exit $rc"; cat "$TMP/o2"; }
 mdb_stat -a "$S" >"$TMP/stat" && grep -q "Status of artifacts" "$TMP/stat" && ok "mdb_stat reads the store" || fail "mdb_stat"
 "$KVZ" ls --store "$S" >"$TMP/ls1" && [ "$(grep -c 'recent' "$TMP/ls1")" -eq 8 ] && ok "ls lists 8" || fail "ls"
 # an option of another store command is refused, not ignored
