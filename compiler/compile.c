@@ -179,6 +179,7 @@ struct kvz_compiler {
     uint8_t *prefix_artifact;
     size_t prefix_artifact_size;
     char prefix_key[64];
+    int prefix_sound; /* the stored prefix was seen whole (stored_prefix_sound) */
     readback readback[2];   /* used in turn by consecutive batches */
 };
 
@@ -207,10 +208,10 @@ static void window_text(uint32_t window, char *text, size_t size)
 static void describe_config(kvz_compiler *c)
 {
     const kvz_compile_opts *o = &c->opts;
-    /* the question as its prompt holds it (a template may trim its end) */
-    uint64_t question_hash =
-        o->question ? XXH3_64bits(o->question, kvz_chat_content_end(&c->model->chat, o->question, strlen(o->question)))
-                    : 0;
+    /* the question as the scores saw it: its prompt's tokens (so a change in
+     * how the prompt is built makes another configuration, not the same id
+     * for other artifacts) */
+    uint64_t question_hash = o->question ? XXH3_64bits(c->question.ids, c->question.len * sizeof *c->question.ids) : 0;
     char window[32];
     window_text(o->sel.window, window, sizeof window);
     snprintf(c->config, sizeof c->config,
@@ -761,17 +762,24 @@ typedef struct doc_write {
     const kvz_doc_entry *entry;
 } doc_write;
 
+/* A stored shared prefix that fails its checks (KVZ_ERR_FORMAT: damaged) is
+ * written again with the next document; one of a newer format is left as it is. */
+static int prefix_damaged(const void *val, size_t len)
+{
+    kvz_artifact a;
+    int rc = kvz_artifact_open(&a, val, len);
+    kvz_error_clear();
+    return rc == KVZ_ERR_FORMAT;
+}
+
 static int write_document(kvz_store_txn *t, void *ctx)
 {
     const doc_write *d = ctx;
     const void *val;
     size_t len;
     int rc = kvz_store_get(t, KVZ_DB_META, d->c->prefix_key, strlen(d->c->prefix_key), &val, &len);
-    kvz_artifact stored;
-    if (rc == KVZ_OK && kvz_artifact_open(&stored, val, len) != KVZ_OK) { /* damaged: written again */
-        kvz_error_clear();
-        rc = KVZ_ERR_NOT_FOUND;
-    }
+    if (rc == KVZ_OK && prefix_damaged(val, len))
+        rc = KVZ_ERR_NOT_FOUND; /* written again */
     if (rc == KVZ_ERR_NOT_FOUND)
         rc = kvz_store_put(t, KVZ_DB_META, d->c->prefix_key, strlen(d->c->prefix_key),
                            d->c->prefix_artifact, d->c->prefix_artifact_size);
@@ -784,26 +792,23 @@ static int write_document(kvz_store_txn *t, void *ctx)
     return kvz_doc_record_put_entry(t, d->name, d->hash, d->entry, 1, &outcome);
 }
 
-/* The stored artifact `id` whole and sound (kvz_artifact_open's checks, the
- * whole-file checksum among them): its size, else 0. A damaged one is
- * compiled again, not reused. */
-static size_t sound_artifact_size(kvz_store_txn *t, const uint8_t id[16])
+/* The stored shared prefix is there and not damaged: looked at once per
+ * compiler (it is ~1 MB; documents are many), and known again after a write. */
+static int stored_prefix_sound(kvz_compiler *c, kvz_store_txn *t)
 {
     const void *val;
     size_t len;
-    kvz_artifact a;
-    if (kvz_store_get(t, KVZ_DB_ARTIFACTS, id, 16, &val, &len) != KVZ_OK)
-        return 0;
-    if (kvz_artifact_open(&a, val, len) != KVZ_OK) {
-        kvz_error_clear();
-        return 0;
-    }
-    return len;
+    if (!c->prefix_sound && kvz_store_get(t, KVZ_DB_META, c->prefix_key, strlen(c->prefix_key), &val, &len) == KVZ_OK)
+        c->prefix_sound = !prefix_damaged(val, len);
+    kvz_error_clear();
+    return c->prefix_sound;
 }
 
-/* Already compiled: the record names this content and config and every
- * artifact is in the store, sound, and so is the shared prefix (a missing or
- * damaged one is written again with the document). */
+/* Already compiled: the record names this content and config, every artifact
+ * is in the store, and the shared prefix is there, not damaged (else it is
+ * written again with the document). The artifacts are not checked through:
+ * that would read the whole store on every run (kvz verify does; compile
+ * --force rebuilds what it finds). */
 static int already_compiled(kvz_compiler *c, const char *name, const uint8_t hash[16], kvz_doc_result *r)
 {
     kvz_store_txn *t;
@@ -817,15 +822,9 @@ static int already_compiled(kvz_compiler *c, const char *name, const uint8_t has
         kvz_doc_record_decode(val, len, &rec) == KVZ_OK) {
         const kvz_doc_entry *e = kvz_doc_record_find(&rec, c->config_id);
         found = e && memcmp(rec.doc_hash, hash, 16) == 0;
-        if (found && kvz_store_get(t, KVZ_DB_META, c->prefix_key, strlen(c->prefix_key), &val, &len) == KVZ_OK) {
-            kvz_artifact prefix;
-            found = kvz_artifact_open(&prefix, val, len) == KVZ_OK;
-            kvz_error_clear();
-        } else {
-            found = 0;
-        }
+        found = found && stored_prefix_sound(c, t);
         for (uint32_t i = 0; found && i < e->n_segments; i++)
-            found = sound_artifact_size(t, e->artifact_ids[i]) > 0;
+            found = kvz_store_get(t, KVZ_DB_ARTIFACTS, e->artifact_ids[i], 16, &val, &len) == KVZ_OK;
         if (found) {
             r->tokens = (int32_t)e->n_tokens;
             r->segments = (int32_t)e->n_segments;
@@ -837,13 +836,16 @@ static int already_compiled(kvz_compiler *c, const char *name, const uint8_t has
     return found;
 }
 
-/* Bytes of the stored artifact `id`, or 0 when absent or damaged. */
+/* Bytes of the stored artifact `id`, or 0 when absent. */
 static size_t stored_artifact_size(kvz_compiler *c, const uint8_t id[16])
 {
     kvz_store_txn *t;
     if (kvz_store_read_begin(c->store, &t) != KVZ_OK)
         return 0;
-    size_t len = sound_artifact_size(t, id);
+    const void *val;
+    size_t len = 0;
+    if (kvz_store_get(t, KVZ_DB_ARTIFACTS, id, 16, &val, &len) != KVZ_OK)
+        len = 0;
     kvz_store_read_end(t);
     return len;
 }
@@ -898,6 +900,7 @@ int kvz_compile_document(kvz_compiler *c, const char *name, const char *text, si
         kvz_compile_summary(&c->opts, e.summary, sizeof e.summary);
         doc_write d = {c, name, hash, n_seg, ids, bytes, sizes, &e};
         rc = kvz_store_write(c->store, write_document, &d);
+        c->prefix_sound |= rc == KVZ_OK; /* written with it, if it was missing or damaged */
         r->write_s += kvz_now_seconds() - t0;
         r->segments = (int32_t)n_seg;
         r->status = KVZ_DOC_COMPILED;

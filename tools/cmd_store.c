@@ -452,8 +452,8 @@ static int verify_doc(void *ctx, const void *key, size_t key_len, const void *va
                 kvz_str_map_get(&v->damaged_of, (const char *)rec.entries[i].artifact_ids[sgm], 16) >= 0) {
                 char id[33];
                 kvz_hex(rec.entries[i].artifact_ids[sgm], 16, id);
-                fprintf(stderr, "document '%s': its artifact %s is damaged (compiling the document again "
-                        "with the options it was compiled with rebuilds it; kvz rm removes it)\n", cli_shown(v->shown, key, key_len), id);
+                fprintf(stderr, "document '%s': its artifact %s is damaged (kvz compile --force of the "
+                        "document, with the options it was compiled with, rebuilds it; kvz rm removes it)\n", cli_shown(v->shown, key, key_len), id);
                 continue;
             }
             kvz_artifact art; /* and the shared prefix it is answered after (a damaged one is reported above) */

@@ -174,7 +174,7 @@ done
 # main database look like): every writer refuses it, as readers do, and adds
 # nothing (writing into damaged pages made LMDB assert or crash)
 mkdir -p "$TMP/nodbs"
-printf 'VERSION=3\nformat=print\ntype=btree\nHEADER=END\n version\n 1\nDATA=END\n' | mdb_load -s meta "$TMP/nodbs"
+printf 'VERSION=3\nformat=print\ntype=btree\nHEADER=END\n store_version\n 1\nDATA=END\n' | mdb_load -s meta "$TMP/nodbs"
 mdb_dump -a "$TMP/nodbs" | grep -v "^maxreaders=" >"$TMP/nodbs.before" # (as the lock file says)
 for w in "compile $DOC0 --model $MODEL --quiet" "gc" "rm $DOC0"; do
     # shellcheck disable=SC2086
