@@ -778,8 +778,8 @@ static int write_document(kvz_store_txn *t, void *ctx)
     const void *val;
     size_t len;
     int rc = kvz_store_get(t, KVZ_DB_META, d->c->prefix_key, strlen(d->c->prefix_key), &val, &len);
-    if (rc == KVZ_OK && prefix_damaged(val, len))
-        rc = KVZ_ERR_NOT_FOUND; /* written again */
+    if (rc == KVZ_OK && !d->c->prefix_sound && prefix_damaged(val, len))
+        rc = KVZ_ERR_NOT_FOUND; /* written again (once seen sound this run, not read again) */
     if (rc == KVZ_ERR_NOT_FOUND)
         rc = kvz_store_put(t, KVZ_DB_META, d->c->prefix_key, strlen(d->c->prefix_key),
                            d->c->prefix_artifact, d->c->prefix_artifact_size);

@@ -2,7 +2,6 @@
  * looking after a store. */
 #include "common/buffer.h"
 #include "common/error.h"
-#include "common/hash_map.h"
 #include "compiler/select.h"
 #include "format/artifact.h"
 #include "format/doc_record.h"
@@ -378,8 +377,7 @@ int cmd_inspect(int argc, char **argv)
 typedef struct verify_ctx {
     kvz_store_txn *t;
     size_t artifacts, prefixes, docs, bad;
-    kvz_buffer damaged;     /* ids (16 bytes each) of the artifacts that failed */
-    kvz_str_map damaged_of; /* over them, once the artifacts are scanned */
+    id_set damaged; /* the artifacts that failed, to name their documents (sorted after the scan) */
     char shown[CLI_SHOWN_MAX];
 } verify_ctx;
 
@@ -407,24 +405,9 @@ static int verify_artifact(void *ctx, const void *key, size_t key_len, const voi
         kvz_hex(key, 16, what + 9);
     }
     v->artifacts++;
-    if (!verify_one(v, what, val, val_len) && key_len == 16)
-        kvz_buffer_append(&v->damaged, key, 16);
+    if (!verify_one(v, what, val, val_len) && key_len == 16 && id_set_add(&v->damaged, key) != KVZ_OK)
+        kvz_error_clear(); /* out of memory: its documents are not named, the problem is counted */
     return KVZ_OK;
-}
-
-/* The damaged artifacts by id, for naming the documents they belong to
- * (without it, when out of memory, the documents are not named). */
-static void index_damaged(verify_ctx *v)
-{
-    size_t n = v->damaged.failed ? 0 : v->damaged.len / 16;
-    if (n == 0)
-        return;
-    if (kvz_str_map_init(&v->damaged_of, n) != KVZ_OK) {
-        kvz_error_clear();
-        return;
-    }
-    for (size_t i = 0; i < n; i++)
-        kvz_str_map_put(&v->damaged_of, (const char *)v->damaged.data + 16 * i, 16, (int32_t)i);
 }
 
 static int verify_doc(void *ctx, const void *key, size_t key_len, const void *val, size_t val_len)
@@ -448,12 +431,12 @@ static int verify_doc(void *ctx, const void *key, size_t key_len, const void *va
                 fprintf(stderr, "document '%s': artifact %s is missing\n", cli_shown(v->shown, key, key_len), id);
                 continue;
             }
-            if (v->damaged_of.keys &&
-                kvz_str_map_get(&v->damaged_of, (const char *)rec.entries[i].artifact_ids[sgm], 16) >= 0) {
+            if (id_set_has(&v->damaged, rec.entries[i].artifact_ids[sgm], 16)) {
                 char id[33];
                 kvz_hex(rec.entries[i].artifact_ids[sgm], 16, id);
-                fprintf(stderr, "document '%s': its artifact %s is damaged (kvz compile --force of the "
-                        "document, with the options it was compiled with, rebuilds it; kvz rm removes it)\n", cli_shown(v->shown, key, key_len), id);
+                fprintf(stderr, "document '%s': its artifact %s is damaged (kvz compile --force of the document, "
+                        "with the options it was compiled with, rebuilds it; kvz rm removes it)\n",
+                        cli_shown(v->shown, key, key_len), id);
                 continue;
             }
             kvz_artifact art; /* and the shared prefix it is answered after (a damaged one is reported above) */
@@ -512,12 +495,11 @@ int cmd_verify(int argc, char **argv)
     if (st == KVZ_OK)
         st = kvz_store_scan(v.t, KVZ_DB_META, verify_meta, &v);
     if (st == KVZ_OK) {
-        index_damaged(&v);
+        id_set_sort(&v.damaged);
         st = kvz_store_scan(v.t, KVZ_DB_DOCS, verify_doc, &v);
     }
     kvz_store_read_end(v.t);
-    kvz_str_map_free(&v.damaged_of);
-    kvz_buffer_free(&v.damaged);
+    free(v.damaged.ids);
     kvz_store_close(s);
     if (st != KVZ_OK)
         return cli_fail("verify", st);

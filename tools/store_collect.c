@@ -10,16 +10,21 @@
 
 static int by_id16(const void *a, const void *b) { return memcmp(a, b, 16); }
 
+int id_set_add(id_set *set, const uint8_t id[16])
+{
+    void *grown = kvz_grow(set->ids, &set->cap, set->n, sizeof *set->ids);
+    if (!grown)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    set->ids = grown;
+    memcpy(set->ids[set->n++], id, 16);
+    return KVZ_OK;
+}
+
 int id_set_add_record(id_set *set, const kvz_doc_record *rec)
 {
     for (uint32_t i = 0; i < rec->n_entries; i++)
-        for (uint32_t s = 0; s < rec->entries[i].n_segments; s++) {
-            void *grown = kvz_grow(set->ids, &set->cap, set->n, sizeof *set->ids);
-            if (!grown)
-                return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
-            set->ids = grown;
-            memcpy(set->ids[set->n++], rec->entries[i].artifact_ids[s], 16);
-        }
+        for (uint32_t s = 0; s < rec->entries[i].n_segments; s++)
+            KVZ_TRY(id_set_add(set, rec->entries[i].artifact_ids[s]));
     return KVZ_OK;
 }
 

@@ -15,13 +15,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Artifact ids documents reference (stats and the collection): added, then
- * sorted once before lookups. */
+/* A set of artifact ids (those documents reference, for stats and the
+ * collection; those verify found damaged): added, then sorted once before
+ * lookups; free(ids) when done. */
 typedef struct id_set {
     uint8_t (*ids)[16];
     size_t n, cap;
 } id_set;
 
+int id_set_add(id_set *set, const uint8_t id[16]);
 int id_set_add_record(id_set *set, const kvz_doc_record *rec);
 void id_set_sort(id_set *set);
 int id_set_has(const id_set *set, const void *key, size_t len);
