@@ -41,5 +41,5 @@ for _ in range(args.repeat):
     best_pre, best_dec = min(best_pre, t1 - t0), min(best_dec, t2 - t1)
 print(json.dumps({"engine": "llama.cpp %s" % llama_cpp.__version__, "prefill_tokens": args.prefill,
                   "prefill_s": round(best_pre, 4), "prefill_tok_s": round(args.prefill / best_pre, 1),
-                  "decode_tokens": args.decode, "decode_tok_s": round(args.decode / best_dec, 2),
+                  "decode_tokens": args.decode, "decode_tok_s": round(args.decode / best_dec, 2) if args.decode else None,
                   "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))

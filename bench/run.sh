@@ -37,7 +37,8 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 print("| engine | prefill tokens | prefill tok/s | decode tok/s (at that context) | peak RSS MB |")
 print("|---|---|---|---|---|")
 for r in rows:
-    print("| %s | %d | %.1f | %.2f | %.0f |" % (r["engine"], r["prefill_tokens"], r["prefill_tok_s"],
-                                              r["decode_tok_s"], r["peak_rss_mb"]))
+    rate = "-" if r["decode_tok_s"] is None else "%.2f" % r["decode_tok_s"]  # null: DECODE=0
+    print("| %s | %d | %.1f | %s | %.0f |" % (r["engine"], r["prefill_tokens"], r["prefill_tok_s"],
+                                            rate, r["peak_rss_mb"]))
 PY
 echo "raw results: $OUTFILE"

@@ -205,6 +205,18 @@ void kvz_atomic_file_abort(kvz_atomic_file *f)
     memset(f, 0, sizeof *f);
 }
 
+int kvz_atomic_file_put(const char *path, const void *data, uint64_t n)
+{
+    kvz_atomic_file f;
+    KVZ_TRY(kvz_atomic_file_open(&f, path));
+    int rc = kvz_atomic_file_write(&f, data, n);
+    if (rc != KVZ_OK) {
+        kvz_atomic_file_abort(&f);
+        return rc;
+    }
+    return kvz_atomic_file_commit(&f);
+}
+
 int kvz_read_file(const char *path, char **data, size_t *size)
 {
     return kvz_read_file_at_most(path, SIZE_MAX - 1, data, size);

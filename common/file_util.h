@@ -29,6 +29,8 @@ int kvz_atomic_file_open(kvz_atomic_file *f, const char *path);
 int kvz_atomic_file_write(kvz_atomic_file *f, const void *data, uint64_t n);
 int kvz_atomic_file_commit(kvz_atomic_file *f); /* closes f */
 void kvz_atomic_file_abort(kvz_atomic_file *f); /* closes f, removes the temporary */
+/* All of data[0..n) as the file at path, as above: open, write, commit (or abort). */
+int kvz_atomic_file_put(const char *path, const void *data, uint64_t n);
 /* Remove the temporary file of the atomic file being written, if any (the
  * latest opened): async-signal-safe, for a handler of SIGINT or SIGTERM. */
 void kvz_atomic_file_remove_in_progress(void);

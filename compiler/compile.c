@@ -573,17 +573,12 @@ static int load_head_scores(kvz_compiler *c)
 
 /* ---- compiler lifecycle ---------------------------------------------------------- */
 
-int kvz_compiler_new(kvz_compiler **out, kvz_model *m, kvz_store *s, const kvz_compile_opts *o)
+/* What the options come to on this model: the prompt's prefix and question tokens,
+ * the segment limit and the value group; an error when they do not fit it. */
+static int fit_to_model(kvz_compiler *c, kvz_model *m, const kvz_compile_opts *o)
 {
-    *out = NULL;
-    KVZ_TRY(kvz_compile_opts_check(o));
-    kvz_compiler *c = calloc(1, sizeof *c);
-    if (!c)
-        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     c->model = m;
-    c->store = s;
     c->opts = *o;
-    kvz_model_identity_of(m, &c->id);
     int rc = kvz_prompt_prefix(m, &c->prefix, &c->prefix_hash);
     int32_t pass = o->sel.method == KVZ_METHOD_KVZIP ? kvz_kvzip_pass_tokens(m, o->kvzip_chunk) : 0;
     if (rc == KVZ_OK && o->question) {
@@ -614,6 +609,29 @@ int kvz_compiler_new(kvz_compiler **out, kvz_model *m, kvz_store *s, const kvz_c
                         "the prefix (%zu) and %d for %s", m->hp.ctx_train, c->segment_limit, c->prefix.len,
                         reserve, what);
     }
+    return rc;
+}
+
+int kvz_compile_opts_fit(kvz_model *m, const kvz_compile_opts *o)
+{
+    KVZ_TRY(kvz_compile_opts_check(o));
+    kvz_compiler c = {0};
+    int rc = fit_to_model(&c, m, o);
+    kvz_tokens_free(&c.prefix);
+    kvz_tokens_free(&c.question);
+    return rc;
+}
+
+int kvz_compiler_new(kvz_compiler **out, kvz_model *m, kvz_store *s, const kvz_compile_opts *o)
+{
+    *out = NULL;
+    KVZ_TRY(kvz_compile_opts_check(o));
+    kvz_compiler *c = calloc(1, sizeof *c);
+    if (!c)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    c->store = s;
+    kvz_model_identity_of(m, &c->id);
+    int rc = fit_to_model(c, m, o);
     if (rc == KVZ_OK)
         rc = kvz_context_new(&c->ctx, m, m->hp.ctx_train, 512);
     if (rc == KVZ_OK)

@@ -55,6 +55,11 @@ void kvz_compile_opts_default(kvz_compile_opts *o);
 /* Check the options against each other; KVZ_ERR_ARG naming the conflict. */
 int kvz_compile_opts_check(const kvz_compile_opts *o);
 
+/* The same, and whether they fit the model (its context after the prompt, the
+ * question and --reserve; the value group against its heads): what
+ * kvz_compiler_new would refuse, known before a store is opened. */
+int kvz_compile_opts_fit(kvz_model *m, const kvz_compile_opts *o);
+
 typedef struct kvz_compiler kvz_compiler;
 
 int kvz_compiler_new(kvz_compiler **out, kvz_model *m, kvz_store *s, const kvz_compile_opts *o);

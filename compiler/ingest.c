@@ -184,10 +184,15 @@ static int list_dir(const char *path, const kvz_ingest_opts *o, kvz_source_list 
     return rc;
 }
 
+static const char *stdin_name(const kvz_ingest_opts *o)
+{
+    return o && o->stdin_name ? o->stdin_name : "stdin";
+}
+
 static int list_path(const char *path, const kvz_ingest_opts *o, kvz_source_list *out, int top)
 {
     if (strcmp(path, "-") == 0)
-        return push(out, "stdin", "-", NULL, 0);
+        return push(out, stdin_name(o), "-", NULL, 0);
     struct stat st, lst;
     if (stat(path, &st) != 0) {
         if (top)
@@ -280,7 +285,7 @@ static const char *member_of(const char *name)
 
 static int under_path(const char *path, const kvz_ingest_opts *o, const char *name)
 {
-    if (strcmp(name, strcmp(path, "-") == 0 ? "stdin" : path) == 0)
+    if (strcmp(name, strcmp(path, "-") == 0 ? stdin_name(o) : path) == 0)
         return 1; /* what was named: compiled whatever the globs say */
     size_t n = strlen(path);
     struct stat st; /* a name that does not start with the path costs no stat */

@@ -4,7 +4,7 @@
  * Listing first (names and sizes, for progress and sharding), reading second,
  * in list order: entries of one archive are read in one sequential pass.
  * A document's name is its path (for archive members "ARCHIVE:MEMBER"; "-"
- * reads stdin as a document named "stdin"). Its identity is the xxh3-128 of
+ * reads stdin as a document named "stdin", or opts->stdin_name). Its identity is the xxh3-128 of
  * its normalised text (SPEC §8). Empty, binary and non-UTF-8 documents are
  * skipped with a reason (or refused, in strict mode).
  */
@@ -20,6 +20,7 @@ typedef struct kvz_ingest_opts {
     const char *const *exclude;
     size_t n_exclude;
     uint64_t max_bytes; /* larger documents are skipped (0: 64 MiB) */
+    const char *stdin_name; /* the name of the document read from "-" (NULL: "stdin") */
 } kvz_ingest_opts;
 
 typedef struct kvz_source {
@@ -47,7 +48,7 @@ void kvz_source_list_free(kvz_source_list *l);
  * bytes) were it there: the path itself, an entry of its folder, a member of
  * its archive, each as the include/exclude globs select them (compile --prune:
  * a store document so named that the listing lacks is gone from the corpus).
- * A path that cannot be read, or "-" (named "stdin"), scopes only its own name. */
+ * A path that cannot be read, or "-" (stdin's document), scopes only its own name. */
 int kvz_ingest_would_list(const char *const *paths, size_t n_paths, const kvz_ingest_opts *opts,
                           const char *name, size_t len);
 

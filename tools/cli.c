@@ -7,11 +7,14 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <locale.h>
 #include <math.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <wchar.h>
 
 #define DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -104,6 +107,17 @@ int cli_bad_option(const char *help, const char *cmd)
     fprintf(stderr, "%.*s\n(kvz %s --help describes every option)\n", end ? (int)(end - help) : (int)strlen(help),
             help, cmd);
     return KVZ_EXIT_USAGE;
+}
+
+int cli_getopt(int argc, char **argv, const char *short_options, const struct option *long_options, int *index)
+{
+    char program[64];
+    snprintf(program, sizeof program, "kvz %s", argv[0]);
+    char *command = argv[0];
+    argv[0] = program; /* getopt prefixes its messages with argv[0] */
+    int c = getopt_long(argc, argv, short_options, long_options, index);
+    argv[0] = command;
+    return c;
 }
 
 FILE *cli_report_stream(const char *output)
@@ -224,6 +238,49 @@ const char *cli_shown(char buf[CLI_SHOWN_MAX], const char *s, size_t len)
     }
     buf[o] = '\0';
     return buf;
+}
+
+int cli_check_svg_path(const char *cmd, const char *path)
+{
+    if (kvz_standard_descriptor(path) >= 0) {
+        fprintf(stderr, "kvz %s: --svg %s names stdout or stderr, where the report goes; give it a file\n", cmd,
+                path);
+        return KVZ_EXIT_USAGE;
+    }
+    kvz_atomic_file probe;
+    int st = kvz_atomic_file_open(&probe, path);
+    if (st != KVZ_OK)
+        return cli_fail(cmd, st);
+    kvz_atomic_file_abort(&probe);
+    return 0;
+}
+
+int cli_pad_width(const char *s, int columns)
+{
+    static locale_t utf8; /* the CLI's own locale is "C": it knows no character's width */
+    if (!utf8)
+        utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+    if (!utf8)
+        return columns;
+    locale_t was = uselocale(utf8);
+    size_t len = strlen(s), shown = 0;
+    mbstate_t state;
+    memset(&state, 0, sizeof state);
+    for (size_t i = 0; i < len;) {
+        wchar_t wc;
+        size_t k = mbrtowc(&wc, s + i, len - i, &state);
+        int w = 1; /* a byte that is no character: one column, as a terminal's replacement */
+        if (k == (size_t)-1 || k == (size_t)-2 || k == 0) {
+            memset(&state, 0, sizeof state);
+            k = 1;
+        } else if ((w = wcwidth(wc)) < 0) {
+            w = 1;
+        }
+        shown += (size_t)w;
+        i += k;
+    }
+    uselocale(was);
+    return columns + (int)(len - shown);
 }
 
 void cli_put_shown(FILE *f, const char *s)

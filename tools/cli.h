@@ -67,12 +67,26 @@ void cli_json_string(FILE *f, const char *s, size_t len);
  * cut with "..." past its end; CLI_SHOWN_MAX holds any name a store takes. */
 #define CLI_SHOWN_MAX (4 * 512 + 4)
 const char *cli_shown(char buf[CLI_SHOWN_MAX], const char *s, size_t len);
+/* 0 when an --svg PATH can be written beside the command's report: a file,
+ * probed now (a long run does not end in a path it cannot write); else the
+ * reason said and KVZ_EXIT_USAGE or the error's exit code. */
+int cli_check_svg_path(const char *cmd, const char *path);
+
+/* The printf field width ("%-*s") that pads s to `columns` terminal columns:
+ * a wide character (CJK) takes two, a multi-byte one a single column. */
+int cli_pad_width(const char *s, int columns);
+
 /* The same, of a whole string (a message naming documents), written to f. */
 void cli_put_shown(FILE *f, const char *s);
 
 /* An option the command does not know or take (getopt has named it): its
  * usage lines and where the rest is told, on stderr; returns KVZ_EXIT_USAGE. */
 int cli_bad_option(const char *help, const char *cmd);
+
+struct option;
+/* getopt_long over a command's arguments (argv[0] is the command's name), with
+ * getopt's own messages naming the program as "kvz COMMAND". */
+int cli_getopt(int argc, char **argv, const char *short_options, const struct option *long_options, int *index);
 
 /* Where a command that writes its data to `output` reports what it did:
  * stdout, unless output is stdout itself (-o /dev/stdout), then stderr. */

@@ -97,6 +97,16 @@ static int run_once(kvz_model *m, const kvz_tokens *text, int32_t n, int32_t dec
     return rc;
 }
 
+/* A decode rate as printed: none was measured with --decode 0 (JSON null). */
+static const char *decode_rate(char buf[32], int64_t decode, double tok_s, int json)
+{
+    if (decode > 0)
+        snprintf(buf, 32, json ? "%.2f" : "%7.2f tok/s", tok_s);
+    else
+        snprintf(buf, 32, "%s", json ? "null" : "not run");
+    return buf;
+}
+
 /* One line: attention and decode over a full and a compressed loaded cache. */
 static int bench_cache(kvz_model *m, int32_t n, double ratio, int32_t decode, int32_t repeat, int json)
 {
@@ -114,17 +124,20 @@ static int bench_cache(kvz_model *m, int32_t n, double ratio, int32_t decode, in
     if (rc != KVZ_OK)
         return rc;
     double speedup = full.attention_us / kept.attention_us;
+    char full_rate[32], kept_rate[32];
+    decode_rate(full_rate, decode, full.decode_tok_s, json);
+    decode_rate(kept_rate, decode, kept.decode_tok_s, json);
     if (json)
         printf("{\"engine\":\"kvz\",\"device\":\"%s\",\"context_tokens\":%d,\"ratio\":%.3f,"
                "\"rows_full\":%lld,\"rows_kept\":%lld,\"attention_full_us\":%.2f,"
                "\"attention_kept_us\":%.2f,\"attention_speedup\":%.2f,\"decode_tokens\":%d,"
-               "\"decode_full_tok_s\":%.2f,\"decode_kept_tok_s\":%.2f}\n",
+               "\"decode_full_tok_s\":%s,\"decode_kept_tok_s\":%s}\n",
                m->backend->ops->name, n, ratio, (long long)full.rows, (long long)kept.rows, full.attention_us,
-               kept.attention_us, speedup, decode, full.decode_tok_s, kept.decode_tok_s);
+               kept.attention_us, speedup, decode, full_rate, kept_rate);
     else
         printf("cache of %6d tokens, ratio %.2f: attention per layer %9.1f us full, %9.1f us kept "
-               "(%.2fx); decode %7.2f tok/s full, %7.2f tok/s kept\n",
-               n, ratio, full.attention_us, kept.attention_us, speedup, full.decode_tok_s, kept.decode_tok_s);
+               "(%.2fx); decode %s full, %s kept\n",
+               n, ratio, full.attention_us, kept.attention_us, speedup, full_rate, kept_rate);
     fflush(stdout);
     return KVZ_OK;
 }
@@ -146,7 +159,7 @@ int cmd_bench(int argc, char **argv)
     int json = 0, cache_only = 0, sizes_given = 0, c, index = -1;
     int device = KVZ_DEVICE_AUTO, weights = KVZ_WEIGHTS_AUTO;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:h", options, &index)) != -1) {
+    while ((c = cli_getopt(argc, argv, "m:h", options, &index)) != -1) {
         switch (c) {
         case 'm': model = optarg; break;
         case OPT_PREFILL: sizes = optarg, sizes_given = 1; break;
@@ -217,14 +230,16 @@ int cmd_bench(int argc, char **argv)
         }
         if (rc != KVZ_OK)
             break;
-        double pre = ns[i] / best.prefill_s, dec = decode ? decode / best.decode_s : 0;
+        double pre = ns[i] / best.prefill_s;
+        char dec[32];
+        decode_rate(dec, decode, decode > 0 ? decode / best.decode_s : 0, json);
         if (json)
             printf("{\"engine\":\"kvz\",\"device\":\"%s\",\"prefill_tokens\":%ld,\"prefill_s\":%.4f,"
-                   "\"prefill_tok_s\":%.1f,\"decode_tokens\":%ld,\"decode_tok_s\":%.2f}\n",
+                   "\"prefill_tok_s\":%.1f,\"decode_tokens\":%ld,\"decode_tok_s\":%s}\n",
                    m->backend->ops->name, ns[i], best.prefill_s, pre, decode, dec);
         else
             printf("prefill %6ld tokens: %8.3f s  %8.1f tok/s   decode %ld tokens at that context: "
-                   "%7.2f tok/s\n", ns[i], best.prefill_s, pre, decode, dec);
+                   "%s\n", ns[i], best.prefill_s, pre, decode, dec);
         fflush(stdout);
     }
     struct rusage ru;

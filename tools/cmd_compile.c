@@ -63,6 +63,8 @@ static const char HELP[] =
     "  --include GLOB      only matching names in folders and archives (repeatable);\n"
     "                      --exclude GLOB skips them (paths named here are compiled)\n"
     "  --max-bytes N       skip larger documents (default 64 MiB)\n"
+    "  --stdin-name NAME   the name of the document read from '-' (default \"stdin\"):\n"
+    "                      what query --doc and the other commands call it\n"
     "  --strict            stop at the first empty, binary or non-UTF-8 document,\n"
     "                      exit 4 (they are skipped with a warning otherwise)\n"
     "  --force             recompile even what the store already has\n"
@@ -99,6 +101,7 @@ enum {
     OPT_CHUNK, OPT_REUSE, OPT_WINDOW, OPT_POOL, OPT_QUESTION, OPT_KVZIP_CHUNK, OPT_BITS, OPT_KGROUP,
     OPT_VGROUP, OPT_FP16, OPT_ZSTD, OPT_INCLUDE, OPT_EXCLUDE, OPT_MAX_BYTES, OPT_STRICT, OPT_FORCE,
     OPT_RESERVE, OPT_JSON, OPT_QUIET, OPT_DEVICE, OPT_THREADS, OPT_SEED, OPT_SHARD, OPT_PRUNE,
+    OPT_STDIN_NAME,
 };
 
 typedef struct compile_args {
@@ -136,7 +139,8 @@ static int parse(int argc, char **argv, compile_args *a)
         {"json", no_argument, 0, OPT_JSON}, {"quiet", no_argument, 0, OPT_QUIET},
         {"device", required_argument, 0, OPT_DEVICE}, {"threads", required_argument, 0, OPT_THREADS},
         {"seed", required_argument, 0, OPT_SEED}, {"shard", required_argument, 0, OPT_SHARD},
-        {"prune", no_argument, 0, OPT_PRUNE}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+        {"prune", no_argument, 0, OPT_PRUNE}, {"stdin-name", required_argument, 0, OPT_STDIN_NAME},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     memset(a, 0, sizeof *a);
     kvz_compile_opts_default(&a->opts);
@@ -147,7 +151,7 @@ static int parse(int argc, char **argv, compile_args *a)
     double f;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:h", options, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "m:h", options, NULL)) != -1) {
         switch (c) {
         case OPT_STORE: a->store = optarg; break;
         case 'm': a->model = optarg; break;
@@ -254,6 +258,10 @@ static int parse(int argc, char **argv, compile_args *a)
         case OPT_STRICT: a->strict = 1; break;
         case OPT_FORCE: a->opts.force = 1; break;
         case OPT_PRUNE: a->prune = 1; break;
+        case OPT_STDIN_NAME:
+            if (!*optarg) return bad("stdin-name", optarg);
+            a->ingest.stdin_name = optarg;
+            break;
         case OPT_JSON: a->json = 1; break;
         case OPT_QUIET: a->quiet = 1; break;
         case OPT_DEVICE: if (cli_parse_device(optarg, &a->device)) return bad("device", optarg); break;
@@ -273,6 +281,15 @@ static int parse(int argc, char **argv, compile_args *a)
     if (optind >= argc) {
         fprintf(stderr, "kvz compile: no documents given (a file, folder, archive or '-')\n");
         return KVZ_EXIT_USAGE;
+    }
+    if (a->ingest.stdin_name) {
+        int reads_stdin = 0;
+        for (int i = optind; i < argc; i++)
+            reads_stdin |= strcmp(argv[i], "-") == 0;
+        if (!reads_stdin) {
+            fprintf(stderr, "kvz compile: --stdin-name names the document read from '-', and no '-' was given\n");
+            return KVZ_EXIT_USAGE;
+        }
     }
     if (a->opts.sel.budget && a->ratio_given) {
         fprintf(stderr, "kvz compile: give --ratio or --budget, not both\n");
@@ -444,13 +461,15 @@ int cmd_compile(int argc, char **argv)
     int st = kvz_ingest_list((const char *const *)argv + optind, (size_t)(argc - optind), &a.ingest, &list);
     kvz_model_config mc = {.backend = {.device = (kvz_device)a.device, .n_threads = (int)a.threads}};
     if (st == KVZ_OK)
+        st = kvz_doc_reader_new(&reader, &list, &a.ingest);
+    if (st == KVZ_OK)
         st = kvz_model_load(&model, cli_model_path(a.model), &mc);
+    if (st == KVZ_OK) /* what the compiler would refuse, refused before a new store is made */
+        st = kvz_compile_opts_fit(model, &a.opts);
     if (st == KVZ_OK)
         st = kvz_store_open(&store, a.store, KVZ_STORE_CREATE);
     if (st == KVZ_OK)
         st = kvz_compiler_new(&comp, model, store, &a.opts);
-    if (st == KVZ_OK)
-        st = kvz_doc_reader_new(&reader, &list, &a.ingest);
     if (st != KVZ_OK) {
         rc = cli_fail("compile", st);
         goto done;

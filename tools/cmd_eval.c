@@ -1,5 +1,6 @@
 /* cmd_eval.c — `kvz eval`: what eviction costs, by the multi-query protocol. */
 #include "common/error.h"
+#include "common/file_util.h"
 #include "common/timer.h"
 #include "compiler/compile.h"
 #include "compiler/ingest.h"
@@ -204,7 +205,7 @@ static int parse(int argc, char **argv, eval_args *a)
     a->device = KVZ_DEVICE_AUTO;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:h", options, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "m:h", options, NULL)) != -1) {
         int rc = 0;
         switch (c) {
         case OPT_TASKS: rc = parse_list("tasks", optarg, task_item, a->tasks, &a->n_tasks, KVZ_TASK_COUNT); break;
@@ -427,9 +428,11 @@ static const char *const COLORS[] = {"#1b9e77", "#d95f02", "#7570b3", "#e7298a",
  * ratio; a line per method (and bit width), the full cache at ratio 1. */
 static int write_svg(const char *path, const eval_args *a, const eval_row *rows, int n, const eval_row *full)
 {
-    FILE *f = fopen(path, "w");
+    char *svg = NULL; /* written whole, or not at all */
+    size_t svg_len = 0;
+    FILE *f = open_memstream(&svg, &svg_len);
     if (!f)
-        return kvz_errorf(KVZ_ERR_IO, "cannot write '%s'", path);
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     const int W = 460, H = 340, L = 56, T = 56, PW = 360, PH = 220;
     double full_acc = row_accuracy(full, -1);
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" "
@@ -471,7 +474,9 @@ static int write_svg(const char *path, const eval_args *a, const eval_row *rows,
             }
     }
     fprintf(f, "</svg>\n");
-    return fclose(f) == 0 ? KVZ_OK : kvz_errorf(KVZ_ERR_IO, "cannot write '%s'", path);
+    int rc = fclose(f) == 0 ? kvz_atomic_file_put(path, svg, svg_len) : kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    free(svg);
+    return rc;
 }
 
 /* ---- driver ------------------------------------------------------------------ */
@@ -556,6 +561,8 @@ int cmd_eval(int argc, char **argv)
     int rc = parse(argc, argv, &a);
     if (rc)
         return rc < 0 ? KVZ_EXIT_OK : rc;
+    if (a.svg && (rc = cli_check_svg_path("eval", a.svg)) != 0)
+        return rc;
     cli_warn_threads("eval", a.threads);
     /* rows: the full cache per bit width at ratio 1, every method at ratios < 1 */
     eval_row rows[N_METHODS * MAX_LIST * 4 + 8];

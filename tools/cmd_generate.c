@@ -113,7 +113,7 @@ static int parse_args(int argc, char **argv, gen_args *a)
         return cli_fail("generate", KVZ_ERR_NOMEM);
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:p:h", OPTIONS, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "m:p:h", OPTIONS, NULL)) != -1) {
         switch (c) {
         case 'm': a->model = optarg; break;
         case 'p': a->prompt = optarg; break;

@@ -82,7 +82,7 @@ static int parse(int argc, char **argv, query_args *a)
     a->docs = calloc((size_t)argc, sizeof *a->docs);
     int c, rc;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:h", options, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "m:h", options, NULL)) != -1) {
         switch (c) {
         case OPT_STORE: a->store = optarg; break;
         case OPT_DOC: a->docs[a->n_docs++].name = optarg; break;

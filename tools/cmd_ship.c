@@ -61,7 +61,7 @@ static int parse_ship(int argc, char **argv, const char *help, const char *allow
     int c, index;
     long v;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "o:m:h", options, &index)) != -1) {
+    while ((c = cli_getopt(argc, argv, "o:m:h", options, &index)) != -1) {
         if (c == 'h') {
             fputs(help, stdout);
             return -1;
@@ -622,14 +622,8 @@ int cmd_export(int argc, char **argv)
     kvz_artifact art;
     if (st == KVZ_OK)
         st = get_artifact(t, e->artifact_ids[a.segment ? a.segment - 1 : 0], doc, &art);
-    if (st == KVZ_OK) {
-        kvz_atomic_file f;
-        st = kvz_atomic_file_open(&f, a.output);
-        if (st == KVZ_OK && (st = kvz_atomic_file_write(&f, art.data, art.size)) != KVZ_OK)
-            kvz_atomic_file_abort(&f);
-        else if (st == KVZ_OK)
-            st = kvz_atomic_file_commit(&f);
-    }
+    if (st == KVZ_OK)
+        st = kvz_atomic_file_put(a.output, art.data, art.size);
     if (st == KVZ_OK && !a.quiet)
         fprintf(cli_report_stream(a.output), "%s: %s, segment %u of %u, %zu bytes -> %s\n", doc, e->summary,
                 art.manifest.segment + 1, art.manifest.n_segments, art.size, a.output);

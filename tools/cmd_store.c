@@ -2,6 +2,7 @@
  * looking after a store. */
 #include "common/buffer.h"
 #include "common/error.h"
+#include "common/file_util.h"
 #include "compiler/select.h"
 #include "format/artifact.h"
 #include "format/doc_record.h"
@@ -51,7 +52,7 @@ static int parse_store_args(int argc, char **argv, const char *help, store_args 
     a->config = 0; /* the newest */
     int c, index = -1;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", options, &index)) != -1) {
+    while ((c = cli_getopt(argc, argv, "h", options, &index)) != -1) {
         if (c != 's' && c != 'h' && c != '?' && !strchr(takes, c)) {
             fprintf(stderr, "kvz %s: --%s does not apply here\n", argv[0], options[index].name);
             return cli_bad_option(help, argv[0]);
@@ -93,7 +94,7 @@ static int parse_store_args(int argc, char **argv, const char *help, store_args 
         fprintf(stderr, "kvz %s: unexpected argument '%s'\n", argv[0], argv[optind]);
         return KVZ_EXIT_USAGE;
     }
-    return KVZ_EXIT_OK;
+    return a->svg ? cli_check_svg_path(argv[0], a->svg) : KVZ_EXIT_OK;
 }
 
 /* ---- ls -------------------------------------------------------------------- */
@@ -132,8 +133,9 @@ static int ls_visit(void *ctx, const char *name, kvz_doc_record *rec)
             printf("]}\n");
         } else {
             char shown[CLI_SHOWN_MAX];
-            printf("%-40s %2u  %-36s %7u tok %3u seg %10.1f KB %8.1f B/tok  %s\n",
-                   cli_shown(shown, name, strlen(name)), i + 1, e->summary,
+            cli_shown(shown, name, strlen(name));
+            printf("%-*s %2u  %-36s %7u tok %3u seg %10.1f KB %8.1f B/tok  %s\n", cli_pad_width(shown, 40),
+                   shown, i + 1, e->summary,
                    e->n_tokens, e->n_segments, e->stored_bytes / 1024.0,
                    e->n_tokens ? (double)e->stored_bytes / e->n_tokens : 0, when);
         }
@@ -180,10 +182,10 @@ static int write_svg(const char *path, const kvz_artifact *a)
     uint32_t bins = n < 512 ? n : 512, cell_w = bins < 256 ? 1024 / bins : 2, cell_h = 6;
     uint32_t *pos = malloc((size_t)n * sizeof *pos);
     float *frac = calloc((size_t)L * H * bins, sizeof *frac);
-    FILE *f = fopen(path, "w");
-    int rc = !f     ? kvz_errorf(KVZ_ERR_IO, "cannot write '%s': %s", path, strerror(errno))
-             : pos && frac ? KVZ_OK
-                           : kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    char *svg = NULL; /* written whole, or not at all */
+    size_t svg_len = 0;
+    FILE *f = open_memstream(&svg, &svg_len);
+    int rc = f && pos && frac ? KVZ_OK : kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     for (uint32_t l = 0; l < L && rc == KVZ_OK; l++)
         for (uint32_t h = 0; h < H && rc == KVZ_OK; h++) {
             uint32_t k;
@@ -215,11 +217,12 @@ static int write_svg(const char *path, const kvz_artifact *a)
         fprintf(f, "<text x=\"%u\" y=\"%u\">0</text><text x=\"%u\" y=\"%u\" text-anchor=\"end\">%u</text>\n",
                 left, top + height + 14, left + width, top + height + 14, n);
         fprintf(f, "</svg>\n");
-        if (ferror(f))
-            rc = kvz_errorf(KVZ_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
     }
     if (f && fclose(f) != 0 && rc == KVZ_OK)
-        rc = kvz_errorf(KVZ_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
+        rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    if (rc == KVZ_OK)
+        rc = kvz_atomic_file_put(path, svg, svg_len);
+    free(svg);
     free(pos);
     free(frac);
     return rc;

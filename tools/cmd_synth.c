@@ -53,7 +53,7 @@ int cmd_synth(int argc, char **argv)
     double rope_factor = 0;
     int c, index = -1;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "o:h", options, &index)) != -1) {
+    while ((c = cli_getopt(argc, argv, "o:h", options, &index)) != -1) {
         switch (c) {
         case OPT_SHAPE: shape = optarg; break;
         case 'o': out = optarg; break;

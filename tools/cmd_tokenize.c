@@ -70,7 +70,7 @@ static int run(int argc, char **argv, const char *help, convert_fn convert)
     const char *cmd = argv[0], *model = NULL;
     int special = 1, c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:h", options, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "m:h", options, NULL)) != -1) {
         switch (c) {
         case 'm': model = optarg; break;
         case 'n': special = 0; break;

@@ -34,6 +34,9 @@ expect_in help-version "$TMP/out" "kvz --version"
 # an unknown option: getopt's line, the usage line and where the rest is, not the whole help
 check unknown-option 2 "$KVZ" compile --bogus
 expect_in unknown-option "$TMP/err" "(kvz compile --help describes every option)"
+expect_in unknown-option "$TMP/err" "kvz compile: unrecognized option '--bogus'"
+check missing-argument 2 "$KVZ" query --max-tokens
+expect_in missing-argument "$TMP/err" "kvz query: option '--max-tokens' requires an argument"
 [ "$(wc -l <"$TMP/err")" -eq 3 ] && ok "unknown option: three lines" || fail "unknown option: $(wc -l <"$TMP/err") lines"
 
 # tokenize -> detokenize gives back every byte of real files
@@ -90,6 +93,9 @@ check empty-prompt 2 "$KVZ" generate --model "$MODEL" --prompt ""
 check bench-ratio 0 "$KVZ" bench --model "$MODEL" --ratio 0.3 --cache-only --prefill 256 --decode 2 --json
 expect_in bench-ratio "$TMP/out" '"rows_full":768,"rows_kept":230,'
 expect_in bench-ratio "$TMP/out" '"decode_kept_tok_s":'
+# --decode 0 measures no decode: null, not a rate of 0
+check bench-no-decode 0 "$KVZ" bench --model "$MODEL" --prefill 32 --decode 0 --json
+expect_in bench-no-decode "$TMP/out" '"decode_tokens":0,"decode_tok_s":null}'
 check bench-ratio-range 2 "$KVZ" bench --model "$MODEL" --ratio 1 --cache-only
 check bench-cache-only-alone 2 "$KVZ" bench --model "$MODEL" --cache-only
 expect_in bench-cache-only-alone "$TMP/err" "needs --ratio"
@@ -97,6 +103,12 @@ check bench-extra-argument 2 "$KVZ" bench --model "$MODEL" extra
 expect_in bench-extra-argument "$TMP/err" "unexpected argument 'extra'"
 check prompt-file-folder 3 "$KVZ" generate --model "$MODEL" --prompt-file "$TMP"
 expect_in prompt-file-folder "$TMP/err" "Is a directory"
+# options the model cannot hold are refused before a store is made
+printf 'A short document.\n' >"$TMP/short.txt"
+check compile-reserve-too-large 10 "$KVZ" compile "$TMP/short.txt" --store "$TMP/never-made" --model "$MODEL" --reserve 8190
+expect_in compile-reserve-too-large "$TMP/err" "for --reserve"
+check compile-value-group-odd 2 "$KVZ" compile "$TMP/short.txt" --store "$TMP/never-made" --model "$MODEL" --value-group 48
+[ ! -e "$TMP/never-made" ] && ok "no store made by a refused compile" || fail "a refused compile left $TMP/never-made"
 
 # a qwen2 model (random weights) compiles and answers; the default model refuses its artifacts
 check synth-qwen2 0 "$KVZ" synth-model --shape qwen2-0.5b --layers 2 --vocab 1024 -o "$TMP/qwen2.gguf"
@@ -107,6 +119,21 @@ check query-qwen2 0 "$KVZ" query --store "$TMP/qwen2-store" --model "$TMP/qwen2.
 expect_in query-qwen2 "$TMP/out" '"answer_tokens":'
 check query-qwen2-other-model 6 "$KVZ" query --store "$TMP/qwen2-store" --model "$MODEL" --doc "$TMP/light.txt" "When?"
 expect_in query-qwen2-other-model "$TMP/err" "compiled for qwen2"
+# ls keeps its columns after a name of wide (CJK) and accented characters
+printf 'A lighthouse log.\n' >"$TMP/灯台の記録.txt"
+printf 'Coffee.\n' >"$TMP/café.txt"
+check compile-wide-names 0 "$KVZ" compile "$TMP/灯台の記録.txt" "$TMP/café.txt" --store "$TMP/qwen2-store" \
+    --model "$TMP/qwen2.gguf" --quiet
+check ls-wide-names 0 "$KVZ" ls --store "$TMP/qwen2-store"
+python3 - "$TMP/out" <<'PY' && ok "ls: the columns line up after wide names" || fail "ls columns after wide names"
+import sys, unicodedata
+lines = [l.rstrip("\n") for l in open(sys.argv[1], encoding="utf-8") if " tok " in l]
+def column_of_tok(line):  # the terminal column where " tok " starts
+    cut = line.index(" tok ")
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in line[:cut])
+cols = {column_of_tok(l) for l in lines}
+sys.exit(0 if len(lines) == 3 and len(cols) == 1 else 1)
+PY
 check synth-bad-vocab 2 "$KVZ" synth-model --shape qwen2-0.5b --vocab 10 -o "$TMP/x.gguf"
 
 # a model with Llama 3.1's RoPE frequency factors compiles and answers; qwen2 has no such factors

@@ -60,8 +60,15 @@ cp "$S/data.mdb" "$TMP/before.mdb"
 cmp -s "$S/data.mdb" "$TMP/before.mdb" && ok "recompile: store bytes identical" || fail "recompile changed the store"
 
 "$KVZ" inspect --store "$S" "$TMP/corpus/doc0.txt" --svg "$TMP/no/such/h.svg" >"$TMP/insp2" 2>"$TMP/e"; rc=$?
-[ $rc -eq 3 ] && grep -q "cannot write '.*no/such/h.svg': No such file or directory" "$TMP/e" && ! grep -q "kept" "$TMP/insp2" &&
+[ $rc -eq 3 ] && grep -q "cannot create '.*no/such/h.svg': No such file or directory" "$TMP/e" && ! grep -q "kept" "$TMP/insp2" &&
     ok "inspect --svg into a missing folder: exit 3, the reason, no report" || { fail "inspect svg: exit $rc"; cat "$TMP/e"; }
+"$KVZ" inspect --store "$S" "$TMP/corpus/doc0.txt" --svg - >"$TMP/insp2" 2>"$TMP/e"; rc=$?
+[ $rc -eq 2 ] && grep -q "names stdout" "$TMP/e" && [ ! -e ./- ] && ok "inspect --svg -: exit 2 (the report is on stdout)" ||
+    { fail "inspect --svg -: exit $rc"; cat "$TMP/e"; }
+# eval finds an --svg it cannot write before its work, not after it
+"$KVZ" eval --model "$MODEL" --svg "$TMP/no/such/e.svg" --quiet >/dev/null 2>"$TMP/e"; rc=$?
+[ $rc -eq 3 ] && grep -q "no/such/e.svg" "$TMP/e" && ok "eval --svg into a missing folder: exit 3 before any work" ||
+    { fail "eval --svg missing folder: exit $rc"; cat "$TMP/e"; }
 
 # a value group past the head size (64) is the whole head: the configuration of 64, found unchanged
 "$KVZ" compile "$TMP/corpus/doc0.txt" --store "$S" --model "$MODEL" --method recent --value-group 65 --json \
@@ -307,6 +314,14 @@ timeout 120 sh -c "yes | '$KVZ' compile - --store '$TMP/s5' --model '$MODEL' --m
     >/dev/null 2>"$TMP/e"; rc=$?
 [ $rc -eq 4 ] && grep -q "stdin: larger than 100000 bytes" "$TMP/e" && ok "an endless stdin: larger than --max-bytes, exit 4" ||
     { fail "endless stdin: exit $rc"; cat "$TMP/e"; }
+# a document piped in is named by --stdin-name: the same text again is found unchanged under it
+printf 'The harbour light was first lit in 1871.\n' >"$TMP/piped.txt"
+"$KVZ" compile - --stdin-name feeds/light.txt --store "$TMP/s6" --model "$MODEL" --method recent --quiet <"$TMP/piped.txt" 2>"$TMP/e" &&
+"$KVZ" compile - --stdin-name feeds/light.txt --store "$TMP/s6" --model "$MODEL" --method recent --json <"$TMP/piped.txt" >"$TMP/o6" 2>>"$TMP/e"; rc=$?
+[ $rc -eq 0 ] && "$KVZ" ls --store "$TMP/s6" | grep -q "^feeds/light.txt " && ! "$KVZ" ls --store "$TMP/s6" | grep -q "^stdin " &&
+    grep -q '"document":"feeds/light.txt","status":"unchanged"' "$TMP/o6" &&
+    ok "compile - --stdin-name: the piped document under its name, unchanged the second time" ||
+    { fail "stdin-name: exit $rc"; cat "$TMP/e" "$TMP/o6"; }
 # snapkv's window: 16 by default under 1K tokens, a window given is used as given
 "$KVZ" compile "$TMP/corpus/doc0.txt" --store "$TMP/w1" --model "$MODEL" --method snapkv --quiet 2>/dev/null
 "$KVZ" compile "$TMP/corpus/doc0.txt" --store "$TMP/w2" --model "$MODEL" --method snapkv --window 64 --quiet 2>/dev/null
