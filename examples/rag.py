@@ -57,6 +57,11 @@ def positive(text):
     return value
 
 
+def shown(name):
+    """A name as printable text: bytes that are not UTF-8 (kept as surrogates) as \\xNN."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--store", required=True, help="a store made by kvz compile")
@@ -82,7 +87,7 @@ def main():
         for question in a.questions:
             ranked = [(unit, s) for unit, s in rank(question, texts) if s > 0][: a.top]
             if not ranked:
-                print(f"Q: {question}\n(no document mentions any word of the question)\n")
+                print(f"Q: {shown(question)}\n(no document mentions any word of the question)\n")
                 continue
             while True:
                 parts = [name if k < 0 else (name, k, 1) for (name, k), _ in ranked]
@@ -95,8 +100,8 @@ def main():
                     ranked.pop()  # too long for the context with the answer: the lowest scored goes
             with session:
                 answer = session.ask(question, max_tokens=a.max_tokens)
-                print(f"Q: {question}")
-                print("from: " + ", ".join(f"{n}{'' if k < 0 else f' segment {k + 1}'} (score {s:.2f})"
+                print(f"Q: {shown(question)}")
+                print("from: " + ", ".join(f"{shown(n)}{'' if k < 0 else f' segment {k + 1}'} (score {s:.2f})"
                                            for (n, k), s in ranked))
                 print(f"A: {answer.strip()}")
                 print(f"(loaded {session.load_info['document_tokens']} tokens in "

@@ -30,9 +30,9 @@ extern "C" {
 #endif
 
 #define KVZ_VERSION_MAJOR 0
-#define KVZ_VERSION_MINOR 1
+#define KVZ_VERSION_MINOR 2
 #define KVZ_VERSION_PATCH 0
-#define KVZ_VERSION_STRING "0.1.0"
+#define KVZ_VERSION_STRING "0.2.0"
 
 typedef enum kvz_status {
     KVZ_OK = 0,
@@ -45,7 +45,7 @@ typedef enum kvz_status {
     KVZ_ERR_NOT_FOUND = -7,      /* a named file, key, tensor or document is absent */
     KVZ_ERR_BACKEND = -8,        /* the compute device failed */
     KVZ_ERR_RANGE = -9,          /* a size or position beyond a limit (context full) */
-    KVZ_ERR_INTERNAL = -10,      /* a broken invariant: a bug in kvz */
+    KVZ_ERR_INTERNAL = -10      /* a broken invariant: a bug in kvz */
 } kvz_status;
 
 /* Generic text for a status code; never NULL. */
@@ -54,7 +54,7 @@ KVZ_API const char *kvz_strerror(int status);
 /* The detailed message of the most recent failure on this thread ("" if none). */
 KVZ_API const char *kvz_last_error(void);
 
-/* "0.1.0": the library actually loaded (may differ from KVZ_VERSION_STRING). */
+/* "0.2.0": the library actually loaded (may differ from KVZ_VERSION_STRING). */
 KVZ_API const char *kvz_version(void);
 
 /* Free memory kvz returned to the caller (answers, texts). NULL is fine. */
@@ -104,7 +104,7 @@ typedef struct kvz_session kvz_session;
 typedef enum kvz_device_choice {
     KVZ_RUN_ON_CPU = 0,
     KVZ_RUN_ON_CUDA = 1,
-    KVZ_RUN_ON_AUTO = 2, /* cuda when built in and a GPU is present, else cpu */
+    KVZ_RUN_ON_AUTO = 2 /* cuda when built in and a GPU is present, else cpu */
 } kvz_device_choice;
 
 #define KVZ_MAX_THREADS 1024
@@ -146,12 +146,15 @@ KVZ_API int kvz_engine_document_text(kvz_engine *e, const char *name, char **tex
 KVZ_API int kvz_engine_document_segments(kvz_engine *e, const char *name, int32_t config, int32_t **tokens,
                                          size_t *count);
 
-/* The text of one segment (counted from 0) of the compiled form
- * kvz_session_open loads (the newest made by this engine's model), as
+/* The text of one segment (counted from 0) of the compiled form `config`
+ * (as kvz_engine_document_segments counts them; 0: the newest made by this
+ * engine's model, the one kvz_session_open loads by default), as
  * kvz_engine_document_text gives a whole document's: for retrieval over the
- * runs of long documents. Errors: as kvz_engine_document_text's, and
- * KVZ_ERR_NOT_FOUND for a segment the document does not have. */
-KVZ_API int kvz_engine_segment_text(kvz_engine *e, const char *name, int32_t segment, char **text, size_t *len);
+ * runs of long documents. Forms compiled with different segment lengths cut
+ * the text in different places. Errors: as kvz_engine_document_text's, and
+ * KVZ_ERR_NOT_FOUND for a configuration or segment the document does not have. */
+KVZ_API int kvz_engine_segment_text(kvz_engine *e, const char *name, int32_t config, int32_t segment, char **text,
+                                    size_t *len);
 
 /* ------------------------------------------------------------------------
  * Session: documents loaded from the store (never prefilled again), then

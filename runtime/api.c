@@ -98,9 +98,10 @@ void kvz_free(void *p) { free(p); }
 int kvz_engine_open(kvz_engine **out, const char *store_dir, const char *model_path,
                     const kvz_engine_options *opts)
 {
+    if (out)
+        *out = NULL;
     if (!out || !store_dir)
         return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_open: out and store_dir are required");
-    *out = NULL;
     if (!model_path || !model_path[0])
         model_path = getenv("KVZ_MODEL");
     if (!model_path || !model_path[0])
@@ -225,12 +226,12 @@ int kvz_engine_documents(kvz_engine *e, char ***names, size_t *count)
     return rc;
 }
 
-static int text_of(kvz_engine *e, const char *name, int32_t segment, char **text, size_t *len)
+static int text_of(kvz_engine *e, const char *name, int32_t config, int32_t segment, char **text, size_t *len)
 {
     *text = NULL;
     kvz_tokens tokens = {0};
     size_t n = 0;
-    int rc = kvz_document_tokens(e->model, e->store, name, 0, segment, &tokens);
+    int rc = kvz_document_tokens(e->model, e->store, name, config, segment, &tokens);
     if (rc == KVZ_OK)
         rc = kvz_detokenize(e->model->tokenizer, tokens.ids, tokens.len, 0, text, &n);
     kvz_tokens_free(&tokens);
@@ -243,20 +244,26 @@ int kvz_engine_document_text(kvz_engine *e, const char *name, char **text, size_
 {
     if (text)
         *text = NULL;
+    if (len)
+        *len = 0;
     if (!e || !name || !text)
         return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_document_text: engine, name and text are required");
-    return text_of(e, name, -1, text, len);
+    return text_of(e, name, 0, -1, text, len);
 }
 
-int kvz_engine_segment_text(kvz_engine *e, const char *name, int32_t segment, char **text, size_t *len)
+int kvz_engine_segment_text(kvz_engine *e, const char *name, int32_t config, int32_t segment, char **text,
+                            size_t *len)
 {
     if (text)
         *text = NULL;
+    if (len)
+        *len = 0;
     if (!e || !name || !text)
         return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_segment_text: engine, name and text are required");
-    if (segment < 0)
-        return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_segment_text: segment %d is negative", segment);
-    return text_of(e, name, segment, text, len);
+    if (config < 0 || segment < 0)
+        return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_segment_text: config %d or segment %d is negative", config,
+                          segment);
+    return text_of(e, name, config, segment, text, len);
 }
 
 int kvz_engine_document_segments(kvz_engine *e, const char *name, int32_t config, int32_t **tokens,

@@ -436,7 +436,9 @@ int kvz_loaded_ask(kvz_loaded *l, const char *question, const kvz_generate_opts 
 {
     kvz_tokens q = {0};
     int rc = kvz_prompt_question(l->model, question, &q);
-    if (rc == KVZ_OK && (int32_t)q.len >= kvz_context_capacity(l->ctx))
+    /* a question that fills the reserve still gets one answer token: its
+     * logits are the question's last row's, and it needs no row of its own */
+    if (rc == KVZ_OK && (int64_t)q.len > kvz_context_capacity(l->ctx))
         rc = kvz_errorf(KVZ_ERR_RANGE, "the question takes %zu tokens; %d are reserved for question and answer",
                         q.len, kvz_context_capacity(l->ctx));
     if (rc == KVZ_OK)

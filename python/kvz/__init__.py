@@ -6,19 +6,31 @@
         with engine.session(["handbook.md"]) as s:
             print(s.ask("Who signs expense reports?"))
 
-The shared library is found through $KVZ_LIBRARY, then the system's library
-path (an installed libkvz.so), then the build folder of a source checkout.
+The shared library is found through $KVZ_LIBRARY, then the build folder of the
+source checkout this file is in, then the system's library path (an installed
+libkvz.so); one of another version (major.minor) than this binding is refused.
 Errors the library reports raise kvz.Error with .code (a negative kvz_status)
 and the library's message; an argument of the wrong type or range raises
 TypeError or ValueError before the library is called, as does using an engine
-or session after close().
+or session after close(). An engine or session may be closed on one thread
+while another uses it: the close takes effect once that call returns (an
+answer being generated stops at its next token).
 """
+import contextlib
 import ctypes
 import ctypes.util
 import operator
 import os
+import threading
 
-__all__ = ["Engine", "Session", "Error", "library_version"]
+__version__ = "0.2.0"  # the kvz.h this binding declares (KVZ_VERSION_STRING)
+
+__all__ = ["Engine", "Session", "Error", "library_version",
+           "ERR_ARG", "ERR_NOMEM", "ERR_IO", "ERR_FORMAT", "ERR_UNSUPPORTED", "ERR_MODEL_MISMATCH", "ERR_NOT_FOUND",
+           "ERR_BACKEND", "ERR_RANGE", "ERR_INTERNAL",
+           "STOP_END_OF_TURN", "STOP_MAX_TOKENS", "STOP_CALLBACK", "STOP_RESERVE"]
+
+_MAX_THREADS = 1024  # KVZ_MAX_THREADS
 
 _char_pp = ctypes.POINTER(ctypes.c_char_p)
 _STREAM = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_char), ctypes.c_size_t)
@@ -68,18 +80,19 @@ def _find_library():
     explicit = os.environ.get("KVZ_LIBRARY")
     if explicit:
         return explicit
-    found = ctypes.util.find_library("kvz")
-    if found:
-        return found
     here = os.path.dirname(os.path.abspath(__file__))
-    for build in ("build", "build-asan"):
+    for build in ("build", "build-asan"):  # this checkout's own build first: an install may be older
         candidate = os.path.join(here, "..", "..", build, "libkvz.so")
         if os.path.exists(candidate):
             return candidate
+    found = ctypes.util.find_library("kvz")
+    if found:
+        return found
     raise OSError("libkvz.so not found: set KVZ_LIBRARY, install kvz (make install) or build it (make)")
 
 
-_lib = ctypes.CDLL(_find_library())
+_lib_path = _find_library()
+_lib = ctypes.CDLL(_lib_path)
 
 
 def _declare(name, restype, *argtypes):
@@ -91,6 +104,9 @@ def _declare(name, restype, *argtypes):
 _strerror = _declare("kvz_strerror", ctypes.c_char_p, ctypes.c_int)
 _last_error = _declare("kvz_last_error", ctypes.c_char_p)
 _version = _declare("kvz_version", ctypes.c_char_p)
+if _version().decode().split(".")[:2] != __version__.split(".")[:2]:
+    raise ImportError(f"{_lib_path} is kvz {_version().decode()}, this binding is for {__version__}: "
+                      "build this checkout (make) or set KVZ_LIBRARY")
 _free = _declare("kvz_free", None, ctypes.c_void_p)
 _engine_open = _declare("kvz_engine_open", ctypes.c_int, ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p,
                         ctypes.c_char_p, ctypes.POINTER(_EngineOptions))
@@ -100,7 +116,8 @@ _engine_documents = _declare("kvz_engine_documents", ctypes.c_int, ctypes.c_void
 _engine_text = _declare("kvz_engine_document_text", ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p,
                         ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t))
 _engine_segment_text = _declare("kvz_engine_segment_text", ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p,
-                                ctypes.c_int32, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t))
+                                ctypes.c_int32, ctypes.c_int32, ctypes.POINTER(ctypes.c_void_p),
+                                ctypes.POINTER(ctypes.c_size_t))
 _engine_segments = _declare("kvz_engine_document_segments", ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p,
                             ctypes.c_int32, ctypes.POINTER(ctypes.POINTER(ctypes.c_int32)),
                             ctypes.POINTER(ctypes.c_size_t))
@@ -159,22 +176,69 @@ def _c_int(value, low, high, what):
     return value
 
 
+def _c_float(value, low, high, what):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(type(value), "__float__"):
+        raise TypeError(f"{what} must be a number (got {type(value).__name__})")
+    value = float(value)
+    if not low <= value < float("inf") or value > high:  # NaN fails the comparison
+        raise ValueError(f"{what} must be a finite number in {low}..{high} (got {value})")
+    return value
+
+
 def library_version():
     return _version().decode()
 
 
 class _Handle:
-    """A kvz handle closed by close(), `with` or garbage collection."""
+    """A kvz handle closed by close(), `with` or garbage collection. Calls
+    into the library hold it in use (_use); a close while one does is carried
+    out by the last of them as it returns, never under it."""
 
     _handle = None
+    _guard = None  # set with the handle
+    _closed = False
+    _users = 0
+    _what = "handle"
 
     def _release(self, handle):
         raise NotImplementedError
 
+    def _adopt(self, handle):
+        self._guard = threading.Lock()
+        self._handle = handle
+
+    def _take_if_unused(self):
+        """Under the guard: the handle to release now, or None."""
+        if not self._closed or self._users or not self._handle:
+            return None
+        handle, self._handle = self._handle, None
+        return handle
+
+    @contextlib.contextmanager
+    def _use(self):
+        if self._guard is None:
+            raise ValueError(f"the {self._what} is closed")
+        with self._guard:
+            if self._closed or not self._handle:
+                raise ValueError(f"the {self._what} is closed")
+            self._users += 1
+        try:
+            yield self._handle
+        finally:
+            with self._guard:
+                self._users -= 1
+                handle = self._take_if_unused()
+            if handle:
+                self._release(handle)
+
     def close(self):
-        if self._handle:
-            self._release(self._handle)
-            self._handle = None
+        if self._guard is None:
+            return
+        with self._guard:
+            self._closed = True
+            handle = self._take_if_unused()
+        if handle:
+            self._release(handle)
 
     __del__ = close
 
@@ -191,26 +255,23 @@ class Engine(_Handle):
     for the next ones (0: 4, -1: none)."""
 
     _release = staticmethod(_engine_close)
+    _what = "engine"
 
     def __init__(self, store, model=None, device="auto", threads=0, idle_sessions=0):
         if device not in _DEVICES:
             raise ValueError(f"device must be one of {sorted(_DEVICES)}")
-        opts = _EngineOptions(_DEVICES[device], _c_int(threads, -2**31, 2**31 - 1, "threads"),
-                              _c_int(idle_sessions, -2**31, 2**31 - 1, "idle_sessions"))
+        opts = _EngineOptions(_DEVICES[device], _c_int(threads, 0, _MAX_THREADS, "threads"),
+                              _c_int(idle_sessions, -1, 2**31 - 1, "idle_sessions"))
         handle = ctypes.c_void_p()
         _check(_engine_open(ctypes.byref(handle), os.fsencode(store),
                             os.fsencode(model) if model else None, ctypes.byref(opts)))
-        self._handle = handle
-
-    def _live(self):
-        if not self._handle:
-            raise ValueError("the engine is closed")
-        return self._handle
+        self._adopt(handle)
 
     def documents(self):
         """Names of the store's documents compiled for this model, sorted."""
         names, count = _char_pp(), ctypes.c_size_t()
-        _check(_engine_documents(self._live(), ctypes.byref(names), ctypes.byref(count)))
+        with self._use() as engine:
+            _check(_engine_documents(engine, ctypes.byref(names), ctypes.byref(count)))
         try:
             return [names[i].decode("utf-8", "surrogateescape") for i in range(count.value)]
         finally:
@@ -219,25 +280,31 @@ class Engine(_Handle):
     def text(self, name):
         """The document's (normalised) text, rebuilt from its artifacts."""
         ptr, length = ctypes.c_void_p(), ctypes.c_size_t()
-        _check(_engine_text(self._live(), _c_string(name, "a document name"), ctypes.byref(ptr), ctypes.byref(length)))
+        raw = _c_string(name, "a document name")
+        with self._use() as engine:
+            _check(_engine_text(engine, raw, ctypes.byref(ptr), ctypes.byref(length)))
         return _take_string(ptr, length.value)
 
     def segments(self, name, config=0):
         """The number of tokens of each segment of a compiled document (one
         entry unless it was longer than a segment)."""
         tokens, count = ctypes.POINTER(ctypes.c_int32)(), ctypes.c_size_t()
-        _check(_engine_segments(self._live(), _c_string(name, "a document name"),
-                                _c_int(config, 0, 2**31 - 1, "config"), ctypes.byref(tokens), ctypes.byref(count)))
+        raw, config = _c_string(name, "a document name"), _c_int(config, 0, 2**31 - 1, "config")
+        with self._use() as engine:
+            _check(_engine_segments(engine, raw, config, ctypes.byref(tokens), ctypes.byref(count)))
         try:
             return [tokens[i] for i in range(count.value)]
         finally:
             _free(ctypes.cast(tokens, ctypes.c_void_p))
 
-    def segment_text(self, name, segment):
-        """The (normalised) text of one segment (counted from 0) of a document."""
+    def segment_text(self, name, segment, config=0):
+        """The (normalised) text of one segment (counted from 0) of a document,
+        in the compiled form `config` (as segments() counts; 0: the newest)."""
         ptr, length = ctypes.c_void_p(), ctypes.c_size_t()
-        _check(_engine_segment_text(self._live(), _c_string(name, "a document name"),
-                                    _c_int(segment, 0, 2**31 - 1, "segment"), ctypes.byref(ptr), ctypes.byref(length)))
+        raw = _c_string(name, "a document name")
+        config, segment = _c_int(config, 0, 2**31 - 1, "config"), _c_int(segment, 0, 2**31 - 1, "segment")
+        with self._use() as engine:
+            _check(_engine_segment_text(engine, raw, config, segment, ctypes.byref(ptr), ctypes.byref(length)))
         return _take_string(ptr, length.value)
 
     def session(self, names, reserve=0, config=0):
@@ -251,6 +318,7 @@ class Session(_Handle):
     """Documents loaded from the store; ask question after question."""
 
     _release = staticmethod(_session_close)
+    _what = "session"
 
     def __init__(self, engine, names, reserve=0, config=0):
         if isinstance(names, str):
@@ -266,12 +334,12 @@ class Session(_Handle):
             parts.append(_DocPart(_c_string(name, "a document name"), _c_int(first, 0, 2**31 - 1, "first segment"),
                                   _c_int(count, 0, 2**31 - 1, "segments")))
         encoded = (_DocPart * len(parts))(*parts)
-        opts = _SessionOptions(_c_int(reserve, -2**31, 2**31 - 1, "reserve"),
-                               _c_int(config, -2**31, 2**31 - 1, "config"))
+        opts = _SessionOptions(_c_int(reserve, 0, 2**31 - 1, "reserve"), _c_int(config, 0, 2**31 - 1, "config"))
         handle = ctypes.c_void_p()
-        _check(_session_open(ctypes.byref(handle), engine._live(), encoded, len(parts), ctypes.byref(opts)))
+        with engine._use() as engine_handle:
+            _check(_session_open(ctypes.byref(handle), engine_handle, encoded, len(parts), ctypes.byref(opts)))
         self._engine = engine  # keeps the engine alive while the session is
-        self._handle = handle
+        self._adopt(handle)
         info = _LoadInfo()
         _check(_session_info(handle, ctypes.byref(info)))
         self.load_info = {f: getattr(info, f) for f, _ in _LoadInfo._fields_}
@@ -280,24 +348,27 @@ class Session(_Handle):
     def ask(self, question, max_tokens=256, temperature=0.0, top_p=0.95, seed=1, stream=None):
         """The answer as a string. `stream(piece)` gets the answer's bytes as
         they come (return True to stop). Timings land in self.last."""
-        if not self._handle:
-            raise ValueError("the session is closed")
         self.last = None  # a failed ask leaves no numbers of an earlier one
         failure = []
 
         def forward(_user, data, length):
+            if self._closed:  # closed on another thread: stop here, released as the ask returns
+                return 1
+            if not stream:
+                return 0
             try:
-                return 1 if stream(ctypes.string_at(data, length)) else 0
+                return 1 if stream(ctypes.string_at(data, length)) or self._closed else 0
             except BaseException as e:  # never unwind through C
                 failure.append(e)
                 return 1
 
-        callback = _STREAM(forward) if stream else _STREAM()
-        opts = _AskOptions(_c_int(max_tokens, -2**31, 2**31 - 1, "max_tokens"), temperature, top_p,
-                           _c_int(seed, 0, 2**64 - 1, "seed"), callback, None)
+        temperature, top_p = _c_float(temperature, 0, float("inf"), "temperature"), _c_float(top_p, 0, 1, "top_p")
+        opts = _AskOptions(_c_int(max_tokens, 0, 2**31 - 1, "max_tokens"), temperature, top_p,
+                           _c_int(seed, 0, 2**64 - 1, "seed"), _STREAM(forward), None)
         answer, info = ctypes.c_void_p(), _AskInfo()
-        _check(_session_ask(self._handle, _c_string(question, "the question"), ctypes.byref(opts), ctypes.byref(answer),
-                            ctypes.byref(info)))
+        raw = _c_string(question, "the question")
+        with self._use() as session:
+            _check(_session_ask(session, raw, ctypes.byref(opts), ctypes.byref(answer), ctypes.byref(info)))
         text = _take_string(answer)
         if failure:
             raise failure[0]

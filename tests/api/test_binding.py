@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
 import kvz  # noqa: E402
@@ -17,7 +18,7 @@ def check(name, ok, detail=""):
     failures += 0 if ok else 1
 
 
-check("version", kvz.library_version() == "0.1.0", kvz.library_version())
+check("version", kvz.library_version() == kvz.__version__ == "0.2.0", kvz.library_version())
 with kvz.Engine(store, model=model, device="cpu") as engine:
     names = engine.documents()
     check("documents", names == [bridge, orchard], names)
@@ -69,11 +70,15 @@ try:
     check("bad model raises", False, "no exception")
 except kvz.Error as e:
     check("bad model raises", e.code in (-4, -3) and "bridge.txt" in str(e), str(e))
-try:
-    kvz.Engine(store, model=model, device="cpu", idle_sessions=-2)
-    check("idle_sessions out of range raises", False, "no exception")
-except kvz.Error as e:
-    check("idle_sessions out of range raises", e.code == -1 and "idle_sessions -2" in str(e), str(e))
+# an argument out of the documented range is a ValueError before the library is called
+for label, call in [("idle_sessions -2", lambda: kvz.Engine(store, model=model, idle_sessions=-2)),
+                    ("threads -1", lambda: kvz.Engine(store, model=model, threads=-1)),
+                    ("threads 5000", lambda: kvz.Engine(store, model=model, threads=5000))]:
+    try:
+        call()
+        check(label + " raises ValueError", False, "opened")
+    except ValueError as e:
+        check(label + " raises ValueError", label.split()[0] in str(e), str(e))
 with kvz.Engine(store, model=model, device="cpu", idle_sessions=-1) as engine:
     for _ in range(2):  # no session kept warm: each starts cold, and answers the same
         with engine.session([bridge]) as s:
@@ -86,7 +91,12 @@ late.close()
 with kvz.Engine(store, model=model, device="cpu") as engine:
     for label, call in [("a NUL in a name", lambda: engine.text(bridge + "\0x")),
                         ("a NUL in a question", lambda: engine.session([bridge]).ask("Who?\0 say HELLO")),
-                        ("max_tokens beyond C's int", lambda: engine.session([bridge]).ask("Who?", max_tokens=2**32 + 3))]:
+                        ("max_tokens beyond C's int", lambda: engine.session([bridge]).ask("Who?", max_tokens=2**32 + 3)),
+                        ("max_tokens -1", lambda: engine.session([bridge]).ask("Who?", max_tokens=-1)),
+                        ("temperature NaN", lambda: engine.session([bridge]).ask("Who?", temperature=float("nan"))),
+                        ("top_p 2", lambda: engine.session([bridge]).ask("Who?", top_p=2)),
+                        ("reserve -1", lambda: engine.session([bridge], reserve=-1)),
+                        ("config -1", lambda: engine.session([bridge], config=-1))]:
         try:
             call()
             check(label + " raises ValueError", False, "no exception")
@@ -143,6 +153,89 @@ with kvz.Engine(sys.argv[4], model=model, device="cpu") as engine:
         check("segments of a missing document raise", False, "found")
     except kvz.Error as e:
         check("segments of a missing document raise", e.code == -7, str(e))
+
+# a question that takes the whole reserve still gets its one answer token
+with kvz.Engine(store, model=model, device="cpu") as engine:
+    question = "When was the Vellmar bridge opened?"
+    with engine.session([bridge], reserve=64) as s:
+        s.ask(question, max_tokens=1)
+        needed = s.last["question_tokens"]
+    with engine.session([bridge], reserve=needed) as s:
+        s.ask(question, max_tokens=8)
+        check("a question filling the reserve: one answer token", s.last["answer_tokens"] == 1 and
+              s.last["stopped_by"] in (kvz.STOP_RESERVE, kvz.STOP_END_OF_TURN), s.last)
+    with engine.session([bridge], reserve=needed - 1) as s:
+        try:
+            s.ask(question, max_tokens=8)
+            check("a question one token over the reserve raises", False, s.last)
+        except kvz.Error as e:
+            check("a question one token over the reserve raises (range)", e.code == kvz.ERR_RANGE, str(e))
+
+# closed on one thread while another uses it: the call in flight finishes, later ones
+# raise ValueError, nothing is freed under it (it crashed before)
+with kvz.Engine(store, model=model, device="cpu") as engine:
+    outcomes = []
+
+    def read_texts():
+        try:
+            while True:
+                engine.text(bridge)
+        except ValueError:
+            outcomes.append("closed")
+        except BaseException as e:  # anything else is a failure
+            outcomes.append(repr(e))
+
+    reader = threading.Thread(target=read_texts)
+    reader.start()
+    engine.close()
+    reader.join()
+    check("an engine closed under another thread's calls", outcomes == ["closed"], outcomes)
+with kvz.Engine(store, model=model, device="cpu") as engine:
+    s = engine.session([bridge])
+    started, outcomes = threading.Event(), []
+
+    def ask_long():
+        try:
+            answer = s.ask("Describe the bridge in detail.", max_tokens=200, stream=lambda piece: started.set())
+            outcomes.append(("answered", s.last["answer_tokens"], s.last["stopped_by"], answer))
+        except ValueError:
+            outcomes.append(("closed",))
+        except BaseException as e:
+            outcomes.append((repr(e),))
+
+    asker = threading.Thread(target=ask_long)
+    asker.start()
+    started.wait(60)
+    closers = [threading.Thread(target=s.close) for _ in range(3)]  # closed three times at once: freed once
+    for t in closers:
+        t.start()
+    for t in closers + [asker]:
+        t.join()
+    check("a session closed while another thread's answer streams: cut at the next token",
+          len(outcomes) == 1 and outcomes[0][0] == "answered" and outcomes[0][2] == kvz.STOP_CALLBACK and
+          outcomes[0][1] < 200, outcomes)
+    try:
+        s.ask("Again?")
+        check("and closed after it", False, s.last)
+    except ValueError:
+        check("and closed after it", True)
+
+# a document compiled in two forms cut differently: each form's segment texts are its own
+with kvz.Engine(sys.argv[5], model=model, device="cpu") as engine:
+    (both,) = engine.documents()
+    whole = engine.text(both)
+    forms = {}
+    for config in (1, 2):
+        lengths = engine.segments(both, config=config)
+        forms[config] = [engine.segment_text(both, k, config=config) for k in range(len(lengths))]
+    check("segment_text of each form: its segments make the document",
+          all("".join(pieces) == whole for pieces in forms.values()) and forms[1] != forms[2] and
+          forms[2][0] == engine.segment_text(both, 0), [len(p) for p in forms.values()])
+    try:
+        engine.segment_text(both, 0, config=3)
+        check("segment_text of a form the document lacks raises", False, "found")
+    except kvz.Error as e:
+        check("segment_text of a form the document lacks raises (not found)", e.code == kvz.ERR_NOT_FOUND, str(e))
 
 rag = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "..", "..", "examples", "rag.py"),
                       "--store", store, "--model", model, "--max-tokens", "32",

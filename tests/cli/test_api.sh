@@ -33,13 +33,17 @@ mkdir -p "$TMP/long"
 cat "$TMP/docs/bridge.txt" "$TMP/docs/orchard.txt" >"$TMP/long/both.txt"
 "$KVZ" compile "$TMP/long/both.txt" --store "$TMP/segments" --model "$MODEL" --method full --bits 16 --reserve 8050 \
     --quiet && ok "compile a document in segments" || fail "compile in segments"
+# the same document in two forms cut differently: segments of 100 tokens at most, then of 70
+"$KVZ" compile "$TMP/long/both.txt" --store "$TMP/forms" --model "$MODEL" --method full --bits 16 --reserve 8050 --quiet &&
+"$KVZ" compile "$TMP/long/both.txt" --store "$TMP/forms" --model "$MODEL" --method full --bits 8 --reserve 8080 --quiet &&
+    ok "compile a document in two forms" || fail "compile in two forms"
 
 # (MAKEFLAGS=: not the jobserver of a make check that runs this test)
 MAKEFLAGS= make --no-print-directory -s install BUILD="$BUILD" PREFIX="$TMP/prefix" SANITIZE="${KVZ_SANITIZE:-0}" >"$TMP/install.log" 2>&1 \
     && [ -f "$TMP/prefix/include/kvz.h" ] && [ -x "$TMP/prefix/bin/kvz" ] && [ -f "$TMP/prefix/lib/libkvz.a" ] \
     && [ -L "$TMP/prefix/lib/libkvz.so" ] && ok "make install PREFIX=" || { fail "make install"; cat "$TMP/install.log"; }
 export PKG_CONFIG_PATH="$TMP/prefix/lib/pkgconfig"
-[ "$(pkg-config --modversion kvz)" = 0.1.0 ] && ok "pkg-config finds kvz" || fail "pkg-config --modversion kvz"
+[ "$(pkg-config --modversion kvz)" = 0.2.0 ] && ok "pkg-config finds kvz" || fail "pkg-config --modversion kvz"
 
 # only the API is exported from the shared library
 exported=$(nm -D --defined-only "$TMP/prefix/lib/libkvz.so" | awk '$2 == "T" {print $3}' | grep -v '^kvz_' | head -3)
@@ -47,14 +51,16 @@ internal=$(nm -D --defined-only "$TMP/prefix/lib/libkvz.so" | awk '$2 == "T" {pr
 [ -z "$exported" ] && [ "$internal" -eq 0 ] && ok "libkvz.so exports only kvz.h" || fail "libkvz.so exports internals: $exported $internal"
 
 Q="Who opened the Vellmar bridge?"
+# built as the README says: the installed library found through the rpath, no LD_LIBRARY_PATH
 # shellcheck disable=SC2046
-if cc $SAN examples/ask.c $(pkg-config --cflags --libs kvz) -o "$TMP/ask_shared" 2>"$TMP/cc.log"; then
-    LD_LIBRARY_PATH="$TMP/prefix/lib" "$TMP/ask_shared" "$TMP/store" "$MODEL" "$TMP/docs/bridge.txt" -- "$Q" >"$TMP/out1" 2>"$TMP/err1"
+if cc $SAN examples/ask.c $(pkg-config --cflags --libs kvz) -Wl,-rpath,$(pkg-config --variable=libdir kvz) \
+    -o "$TMP/ask_shared" 2>"$TMP/cc.log"; then
+    "$TMP/ask_shared" "$TMP/store" "$MODEL" "$TMP/docs/bridge.txt" -- "$Q" >"$TMP/out1" 2>"$TMP/err1"
     rc=$?
     [ $rc -eq 0 ] && grep -q "Clara Hobbs" "$TMP/out1" && grep -q "2 document(s)" "$TMP/out1" \
         && ok "C example, shared library: lists documents, streams the answer" \
         || { fail "C example (shared) exit $rc"; cat "$TMP/out1" "$TMP/err1"; }
-    LD_LIBRARY_PATH="$TMP/prefix/lib" "$TMP/ask_shared" "$TMP/store" "$MODEL" "$TMP/docs/none.txt" -- "$Q" >/dev/null 2>"$TMP/err2"
+    "$TMP/ask_shared" "$TMP/store" "$MODEL" "$TMP/docs/none.txt" -- "$Q" >/dev/null 2>"$TMP/err2"
     rc=$?
     [ $rc -eq 1 ] && grep -q "none.txt" "$TMP/err2" && ok "C example: a missing document is a clear error" \
         || { fail "C example missing doc: exit $rc"; cat "$TMP/err2"; }
@@ -74,7 +80,7 @@ else
 fi
 
 if KVZ_LIBRARY="$TMP/prefix/lib/libkvz.so" LD_PRELOAD="${PY_PRELOAD:-}" \
-    python3 tests/api/test_binding.py "$TMP/store" "$MODEL" "$TMP/docs" "$TMP/segments" >"$TMP/py.log" 2>&1; then
+    python3 tests/api/test_binding.py "$TMP/store" "$MODEL" "$TMP/docs" "$TMP/segments" "$TMP/forms" >"$TMP/py.log" 2>&1; then
     ok "python binding and examples/rag.py ($(grep -c '^ok' "$TMP/py.log") checks)"
 else
     fail "python binding"; cat "$TMP/py.log"
