@@ -98,7 +98,9 @@ TOOL_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(TOOL_SRCS))
 TEST_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
 CUDA_TEST_BINS := $(patsubst tests/cuda/%.c,$(BUILD)/tests/cuda/%,$(CUDA_TEST_SRCS))
 LIB := $(BUILD)/libkvz.a
-SO_NAME := libkvz.so.$(VERSION_MAJOR)
+# before 1.0 a minor version may change the API: its number is in the soname, so that a
+# program linked against 0.1 is refused by 0.2's loader instead of calling it wrongly
+SO_NAME := libkvz.so.$(VERSION_MAJOR)$(if $(filter 0,$(VERSION_MAJOR)),.$(word 2,$(subst ., ,$(VERSION))))
 SO := $(BUILD)/libkvz.so
 KVZ := $(BUILD)/kvz
 PC := $(BUILD)/kvz.pc

@@ -231,7 +231,8 @@ typedef enum kvz_stop {
 
 /* Answer `question` about the loaded documents. `*answer` (NUL-terminated,
  * free with kvz_free) may be NULL when only streaming is wanted; `info` may
- * be NULL. Errors: KVZ_ERR_RANGE (the question does not fit the reserve). */
+ * be NULL; on an error *answer is NULL and *info zeroed. Errors:
+ * KVZ_ERR_RANGE (the question does not fit the reserve). */
 KVZ_API int kvz_session_ask(kvz_session *s, const char *question, const kvz_ask_options *opts,
                             char **answer, kvz_ask_info *info);
 

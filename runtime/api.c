@@ -191,10 +191,12 @@ static int by_name(const void *a, const void *b) { return strcmp(*(char *const *
 
 int kvz_engine_documents(kvz_engine *e, char ***names, size_t *count)
 {
+    if (names)
+        *names = NULL;
+    if (count)
+        *count = 0;
     if (!e || !names || !count)
         return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_documents: engine, names and count are required");
-    *names = NULL;
-    *count = 0;
     kvz_store_txn *t;
     KVZ_TRY(kvz_store_read_begin(e->store, &t));
     name_list l = {.fingerprint = e->fingerprint};
@@ -363,6 +365,8 @@ void kvz_session_close(kvz_session *s)
 
 int kvz_session_load_info(const kvz_session *s, kvz_load_info *info)
 {
+    if (info)
+        *info = (kvz_load_info){0};
     if (!s || !info)
         return kvz_errorf(KVZ_ERR_ARG, "kvz_session_load_info: session and info are required");
     *info = s->info;
@@ -387,6 +391,8 @@ int kvz_session_ask(kvz_session *s, const char *question, const kvz_ask_options 
 {
     if (answer)
         *answer = NULL;
+    if (info)
+        *info = (kvz_ask_info){0};
     if (!s || !question)
         return kvz_errorf(KVZ_ERR_ARG, "kvz_session_ask: session and question are required");
     kvz_ask_options o = opts ? *opts : (kvz_ask_options){0};

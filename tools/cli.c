@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <wchar.h>
 
@@ -242,11 +243,15 @@ const char *cli_shown(char buf[CLI_SHOWN_MAX], const char *s, size_t len)
 
 int cli_check_svg_path(const char *cmd, const char *path)
 {
+    char shown[CLI_SHOWN_MAX];
     if (kvz_standard_descriptor(path) >= 0) {
         fprintf(stderr, "kvz %s: --svg %s names stdout or stderr, where the report goes; give it a file\n", cmd,
-                path);
+                cli_shown(shown, path, strlen(path)));
         return KVZ_EXIT_USAGE;
     }
+    struct stat target;
+    if (stat(path, &target) == 0 && !S_ISREG(target.st_mode))
+        return 0; /* a pipe or a device: opened only to be written (a probe would hand a reader its end) */
     kvz_atomic_file probe;
     int st = kvz_atomic_file_open(&probe, path);
     if (st != KVZ_OK)
@@ -258,10 +263,11 @@ int cli_check_svg_path(const char *cmd, const char *path)
 int cli_pad_width(const char *s, int columns)
 {
     static locale_t utf8; /* the CLI's own locale is "C": it knows no character's width */
-    if (!utf8)
+    static int looked;
+    if (!looked++)
         utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
     if (!utf8)
-        return columns;
+        return columns; /* padded by bytes */
     locale_t was = uselocale(utf8);
     size_t len = strlen(s), shown = 0;
     mbstate_t state;

@@ -136,8 +136,8 @@ static int bench_cache(kvz_model *m, int32_t n, double ratio, int32_t decode, in
                kept.attention_us, speedup, decode, full_rate, kept_rate);
     else
         printf("cache of %6d tokens, ratio %.2f: attention per layer %9.1f us full, %9.1f us kept "
-               "(%.2fx); decode %s full, %s kept\n",
-               n, ratio, full.attention_us, kept.attention_us, speedup, full_rate, kept_rate);
+               "(%.2fx); decode %s%s%s%s\n", n, ratio, full.attention_us, kept.attention_us, speedup, full_rate,
+               decode > 0 ? " full, " : "", decode > 0 ? kept_rate : "", decode > 0 ? " kept" : "");
     fflush(stdout);
     return KVZ_OK;
 }

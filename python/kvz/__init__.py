@@ -177,12 +177,15 @@ def _c_int(value, low, high, what):
 
 
 def _c_float(value, low, high, what):
+    """As C's float will hold it: out of range (NaN too) or changed by the
+    rounding to float (1e39 to inf, 1e-50 to 0) is an error here instead."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(type(value), "__float__"):
         raise TypeError(f"{what} must be a number (got {type(value).__name__})")
     value = float(value)
-    if not low <= value < float("inf") or value > high:  # NaN fails the comparison
-        raise ValueError(f"{what} must be a finite number in {low}..{high} (got {value})")
-    return value
+    held = ctypes.c_float(value).value
+    if not low <= held <= high or held in (float("inf"), float("-inf")) or (held == 0) != (value == 0):
+        raise ValueError(f"{what} must be a finite number in {low}..{high} that a C float holds (got {value})")
+    return held
 
 
 def library_version():
@@ -204,7 +207,7 @@ class _Handle:
         raise NotImplementedError
 
     def _adopt(self, handle):
-        self._guard = threading.Lock()
+        self._guard = threading.RLock()  # re-entrant: a signal handler's close() on a thread inside it
         self._handle = handle
 
     def _take_if_unused(self):
@@ -218,18 +221,21 @@ class _Handle:
     def _use(self):
         if self._guard is None:
             raise ValueError(f"the {self._what} is closed")
-        with self._guard:
-            if self._closed or not self._handle:
-                raise ValueError(f"the {self._what} is closed")
-            self._users += 1
+        counted = False
         try:
+            with self._guard:
+                if self._closed or not self._handle:
+                    raise ValueError(f"the {self._what} is closed")
+                self._users += 1
+                counted = True
             yield self._handle
         finally:
-            with self._guard:
-                self._users -= 1
-                handle = self._take_if_unused()
-            if handle:
-                self._release(handle)
+            if counted:
+                with self._guard:
+                    self._users -= 1
+                    handle = self._take_if_unused()
+                if handle:
+                    self._release(handle)
 
     def close(self):
         if self._guard is None:
@@ -352,17 +358,16 @@ class Session(_Handle):
         failure = []
 
         def forward(_user, data, length):
-            if self._closed:  # closed on another thread: stop here, released as the ask returns
-                return 1
-            if not stream:
-                return 0
+            # closed meanwhile (by stream or another thread): the answer stops at this piece, as a
+            # callback's stop, and the session is released as the ask returns
             try:
-                return 1 if stream(ctypes.string_at(data, length)) or self._closed else 0
+                stop = stream(ctypes.string_at(data, length)) if stream else False
             except BaseException as e:  # never unwind through C
                 failure.append(e)
                 return 1
+            return 1 if stop or self._closed else 0
 
-        temperature, top_p = _c_float(temperature, 0, float("inf"), "temperature"), _c_float(top_p, 0, 1, "top_p")
+        temperature, top_p = _c_float(temperature, 0, 3.4e38, "temperature"), _c_float(top_p, 0, 1, "top_p")
         opts = _AskOptions(_c_int(max_tokens, 0, 2**31 - 1, "max_tokens"), temperature, top_p,
                            _c_int(seed, 0, 2**64 - 1, "seed"), _STREAM(forward), None)
         answer, info = ctypes.c_void_p(), _AskInfo()

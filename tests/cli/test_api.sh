@@ -44,6 +44,8 @@ MAKEFLAGS= make --no-print-directory -s install BUILD="$BUILD" PREFIX="$TMP/pref
     && [ -L "$TMP/prefix/lib/libkvz.so" ] && ok "make install PREFIX=" || { fail "make install"; cat "$TMP/install.log"; }
 export PKG_CONFIG_PATH="$TMP/prefix/lib/pkgconfig"
 [ "$(pkg-config --modversion kvz)" = 0.2.0 ] && ok "pkg-config finds kvz" || fail "pkg-config --modversion kvz"
+readelf -d "$TMP/prefix/lib/libkvz.so" | grep -q 'Library soname: \[libkvz.so.0.2\]' &&
+    ok "the soname carries 0.x's minor version" || fail "soname: $(readelf -d "$TMP/prefix/lib/libkvz.so" | grep SONAME)"
 
 # only the API is exported from the shared library
 exported=$(nm -D --defined-only "$TMP/prefix/lib/libkvz.so" | awk '$2 == "T" {print $3}' | grep -v '^kvz_' | head -3)
