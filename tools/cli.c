@@ -260,6 +260,17 @@ int cli_check_svg_path(const char *cmd, const char *path)
     return 0;
 }
 
+int cli_svg_put(const char *path, FILE *f, char **buf, size_t *len, int rc)
+{
+    if (f && fclose(f) != 0 && rc == KVZ_OK)
+        rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    if (rc == KVZ_OK)
+        rc = kvz_atomic_file_put(path, *buf, *len);
+    free(*buf);
+    *buf = NULL;
+    return rc;
+}
+
 int cli_pad_width(const char *s, int columns)
 {
     static locale_t utf8; /* the CLI's own locale is "C": it knows no character's width */

@@ -72,6 +72,11 @@ const char *cli_shown(char buf[CLI_SHOWN_MAX], const char *s, size_t len);
  * reason said and KVZ_EXIT_USAGE or the error's exit code. */
 int cli_check_svg_path(const char *cmd, const char *path);
 
+/* Ends a drawing built in memory by open_memstream(&*buf, ...): closes f (when
+ * not NULL), writes *buf to path whole (kvz_atomic_file_put) when rc is KVZ_OK,
+ * frees *buf. Returns rc, or the first error of closing or writing. */
+int cli_svg_put(const char *path, FILE *f, char **buf, size_t *len, int rc);
+
 /* The printf field width ("%-*s") that pads s to `columns` terminal columns:
  * a wide character (CJK) takes two, a multi-byte one a single column. */
 int cli_pad_width(const char *s, int columns);

@@ -474,9 +474,7 @@ static int write_svg(const char *path, const eval_args *a, const eval_row *rows,
             }
     }
     fprintf(f, "</svg>\n");
-    int rc = fclose(f) == 0 ? kvz_atomic_file_put(path, svg, svg_len) : kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
-    free(svg);
-    return rc;
+    return cli_svg_put(path, f, &svg, &svg_len, KVZ_OK);
 }
 
 /* ---- driver ------------------------------------------------------------------ */

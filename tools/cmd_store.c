@@ -218,11 +218,7 @@ static int write_svg(const char *path, const kvz_artifact *a)
                 left, top + height + 14, left + width, top + height + 14, n);
         fprintf(f, "</svg>\n");
     }
-    if (f && fclose(f) != 0 && rc == KVZ_OK)
-        rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
-    if (rc == KVZ_OK)
-        rc = kvz_atomic_file_put(path, svg, svg_len);
-    free(svg);
+    rc = cli_svg_put(path, f, &svg, &svg_len, rc);
     free(pos);
     free(frac);
     return rc;
