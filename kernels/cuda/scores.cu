@@ -210,6 +210,9 @@ int cuda_attention_scores(kvz_backend *b, float *scores, const float *q, const f
     KVZ_TRY(cuda_ensure(c, (void **)&c->partials, &c->partial_bytes, stats_bytes, "scoring row statistics"));
     a.stats = c->partials;
     a.tiles = ceil_div(p->n, a.bq);
+    if (a.tiles > 65535) /* the column pass's grid z; compile scores a chunk (2K queries) at a time */
+        return kvz_errorf(KVZ_ERR_UNSUPPORTED, "cuda: scores of %d queries in one call (at most %lld)", p->n,
+                          65535LL * a.bq);
     a.tile_sums = NULL;
     if (a.reduce != KVZ_REDUCE_MAX && a.tiles > 1) {
         size_t bytes = (size_t)a.tiles * a.n_kv * a.support * sizeof(float);
