@@ -559,10 +559,7 @@ void kvz_text_hash(const char *text, size_t len, uint8_t hash[16])
     }
 }
 
-uint32_t kvz_shard_of(const uint8_t hash[16], uint32_t n_shards)
+uint32_t kvz_shard_of(const char *name, size_t len, uint32_t n_shards)
 {
-    uint64_t low = 0;
-    for (int i = 7; i >= 0; i--)
-        low = low << 8 | hash[i];
-    return (uint32_t)(low % n_shards);
+    return (uint32_t)(XXH3_64bits(name, len) % n_shards);
 }

@@ -95,8 +95,9 @@ int kvz_text_normalise(char *text, size_t *len);
 /* A document's identity: xxh3-128 of its normalised text, low 64 bits first. */
 void kvz_text_hash(const char *text, size_t len, uint8_t hash[16]);
 
-/* The shard (0..n_shards-1) of a document: the low 64 bits of its hash,
- * little-endian, modulo n_shards. Stable across machines and runs. */
-uint32_t kvz_shard_of(const uint8_t hash[16], uint32_t n_shards);
+/* The shard (0..n_shards-1) of a document: xxh3-64 of its name's bytes
+ * modulo n_shards. Stable across machines and runs, and across edits of the
+ * document: its record stays in one shard's store whatever it holds. */
+uint32_t kvz_shard_of(const char *name, size_t len, uint32_t n_shards);
 
 #endif

@@ -83,8 +83,10 @@ static const char HELP[] =
     "                      (exit 3; run it again once that one ended)\n"
     "  --reserve N         context tokens kept free after each segment (default 512)\n"
     "  --shard I/N         compile only the documents of shard I of N (0 <= I < N):\n"
-    "                      a document's shard is its content hash modulo N, so every\n"
-    "                      machine agrees without talking; `kvz merge` joins the stores\n"
+    "                      a document's shard is a hash of its name modulo N, so every\n"
+    "                      machine agrees without talking (given the same PATHs) and a\n"
+    "                      document stays in its shard when it changes; `kvz merge`\n"
+    "                      joins the stores (--prune there for what was deleted)\n"
     "  --json              one JSON line per document (a pruned one: status \"pruned\")\n"
     "                      and a summary on stdout\n"
     "  --quiet             no progress\n"
@@ -371,32 +373,10 @@ typedef struct prune_ctx {
     const char *const *paths;
     size_t n_paths;
     const kvz_ingest_opts *ingest;
-    const char **listed; /* the run's document names, sorted */
-    size_t n_listed;
+    name_set listed; /* the run's document names */
     kvz_archive_cache archive; /* the members of the archive checked last */
     int json, quiet;
 } prune_ctx;
-
-static int by_string(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
-
-typedef struct name_bytes {
-    const void *name;
-    size_t len;
-} name_bytes;
-
-/* strcmp's order is the store's for names without a NUL */
-static int name_vs_listed(const void *key, const void *item)
-{
-    const name_bytes *k = key;
-    const char *listed = *(const char *const *)item;
-    return kvz_store_key_order(k->name, k->len, listed, strlen(listed));
-}
-
-static int is_listed(const prune_ctx *p, const void *name, size_t len)
-{
-    const name_bytes key = {name, len};
-    return p->n_listed && bsearch(&key, p->listed, p->n_listed, sizeof *p->listed, name_vs_listed);
-}
 
 /* A store document goes when the run's paths would list it, did not, and its
  * source is not on the disk now (another path or a link may reach it; another
@@ -404,7 +384,8 @@ static int is_listed(const prune_ctx *p, const void *name, size_t len)
 static int prune_chooses(void *ctx, const void *name, size_t len)
 {
     prune_ctx *p = ctx;
-    return !is_listed(p, name, len) && kvz_ingest_would_list(p->paths, p->n_paths, p->ingest, name, len) &&
+    return !name_set_has(&p->listed, name, len) &&
+           kvz_ingest_would_list(p->paths, p->n_paths, p->ingest, name, len) &&
            kvz_ingest_source_gone(&p->archive, name, len);
 }
 
@@ -428,21 +409,20 @@ static void pruned_one(void *ctx, const void *name, size_t len)
 static int prune(const compile_args *a, const char *const *paths, size_t n_paths, const kvz_source_list *list,
                  store_collect_report *report)
 {
-    prune_ctx p = {paths, n_paths, &a->ingest, malloc((list->len ? list->len : 1) * sizeof *p.listed), list->len,
-                   {0}, a->json, a->quiet};
-    if (!p.listed)
-        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < list->len; i++)
-        p.listed[i] = list->items[i].name;
-    qsort(p.listed, p.n_listed, sizeof *p.listed, by_string);
+    prune_ctx p = {paths, n_paths, &a->ingest, {0}, {0}, a->json, a->quiet};
+    int st = KVZ_OK;
+    for (size_t i = 0; i < list->len && st == KVZ_OK; i++)
+        st = name_set_add(&p.listed, list->items[i].name);
+    name_set_sort(&p.listed);
     kvz_store *s = NULL;
     store_collect_opts o = {.remove = prune_chooses, .removed = pruned_one, .ctx = &p, .what = "compile --prune"};
-    int st = kvz_store_open(&s, a->store, KVZ_STORE_EXCLUSIVE);
+    if (st == KVZ_OK)
+        st = kvz_store_open(&s, a->store, KVZ_STORE_EXCLUSIVE);
     if (st == KVZ_OK)
         st = store_collect(s, &o, report);
     kvz_store_close(s);
     kvz_archive_cache_free(&p.archive);
-    free(p.listed);
+    name_set_free(&p.listed);
     return st;
 }
 
@@ -491,18 +471,17 @@ int cmd_compile(int argc, char **argv)
     for (i = 0; i < list.len; i++) {
         kvz_document doc;
         const char *name = list.items[i].name;
+        if (a.n_shards && kvz_shard_of(name, strlen(name), a.n_shards) != a.shard) {
+            other_shards++; /* another machine's: not even read */
+            p.docs_done++;
+            p.bytes_done += list.items[i].size;
+            continue;
+        }
         p.current = name;
         p.doc_tokens = 0;
         draw(&p, 1);
         int r = kvz_doc_reader_read(reader, i, &doc);
         kvz_doc_result res = {0};
-        if (r == KVZ_OK && a.n_shards && kvz_shard_of(doc.hash, a.n_shards) != a.shard) {
-            other_shards++; /* another machine's */
-            kvz_document_free(&doc);
-            p.docs_done++;
-            p.bytes_done += list.items[i].size;
-            continue;
-        }
         const int read = r == KVZ_OK;
         if (read)
             r = kvz_compile_document(comp, name, doc.text, doc.len, doc.hash, &res, on_tokens, &p);

@@ -9,6 +9,7 @@
 #include "format/transfer.h"
 #include "model/identity.h"
 #include "tools/cli.h"
+#include "tools/store_collect.h"
 
 #include <getopt.h>
 #include <limits.h>
@@ -20,13 +21,13 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-enum { OPT_STORE = 256, OPT_DOC, OPT_ALL, OPT_INTO, OPT_ALLOW, OPT_MAX_ENTRY, OPT_CONFIG, OPT_SEGMENT, OPT_QUIET };
+enum { OPT_STORE = 256, OPT_DOC, OPT_ALL, OPT_INTO, OPT_ALLOW, OPT_MAX_ENTRY, OPT_CONFIG, OPT_SEGMENT, OPT_QUIET, OPT_PRUNE };
 
 typedef struct ship_args {
     const char *store, *output, *into, *model;
     const char **docs;
     size_t n_docs;
-    int all, allow_mismatch, quiet;
+    int all, allow_mismatch, quiet, prune;
     long config, segment;
     uint64_t max_entry;
 } ship_args;
@@ -51,6 +52,7 @@ static int parse_ship(int argc, char **argv, const char *help, const char *allow
         {"max-entry-bytes", required_argument, 0, OPT_MAX_ENTRY},
         {"config", required_argument, 0, OPT_CONFIG}, {"segment", required_argument, 0, OPT_SEGMENT},
         {"quiet", no_argument, 0, OPT_QUIET},        {"help", no_argument, 0, 'h'},
+        {"prune", no_argument, 0, OPT_PRUNE},
         {0, 0, 0, 0},
     };
     memset(a, 0, sizeof *a);
@@ -83,6 +85,7 @@ static int parse_ship(int argc, char **argv, const char *help, const char *allow
         case 'm': a->model = optarg; break;
         case OPT_ALLOW: a->allow_mismatch = 1; break;
         case OPT_QUIET: a->quiet = 1; break;
+        case OPT_PRUNE: a->prune = 1; break;
         case OPT_MAX_ENTRY:
             if (cli_parse_int(optarg, 1, LONG_MAX, &v)) {
                 fprintf(stderr, "kvz %s: invalid --max-entry-bytes '%s'\n", argv[0], optarg);
@@ -476,6 +479,7 @@ typedef struct merge_ctx {
     prefix_cache prefixes;
     const char *source;
     size_t counts[4], artifacts_added, bad;
+    name_set *names; /* --prune: every source document's name, else NULL */
 } merge_ctx;
 
 static int merge_entry(merge_ctx *m, const char *doc, const uint8_t doc_hash[16], const kvz_doc_entry *e)
@@ -499,6 +503,8 @@ static int merge_entry(merge_ctx *m, const char *doc, const uint8_t doc_hash[16]
 static int merge_doc(void *ctx, const char *doc, kvz_doc_record *rec)
 {
     merge_ctx *m = ctx;
+    if (m->names)
+        KVZ_TRY(name_set_add(m->names, doc));
     for (uint32_t i = 0; i < rec->n_entries; i++) {
         int rc = merge_entry(m, doc, rec->doc_hash, &rec->entries[i]);
         if (rc == KVZ_ERR_FORMAT) { /* a damaged source document: report it, merge the rest */
@@ -509,6 +515,33 @@ static int merge_doc(void *ctx, const char *doc, kvz_doc_record *rec)
         }
     }
     return KVZ_OK;
+}
+
+static int merge_prune_chooses(void *ctx, const void *name, size_t len)
+{
+    return !name_set_has(ctx, name, len);
+}
+
+static void merge_pruned_one(void *ctx, const void *name, size_t len)
+{
+    (void)ctx;
+    char shown[CLI_SHOWN_MAX];
+    fprintf(stderr, "pruned %s\n", cli_shown(shown, (const char *)name, len));
+}
+
+/* merge --prune: what none of the sources holds leaves `into` (the store to
+ * itself, one transaction, as compile --prune). */
+static int merge_prune(const char *into, name_set *names, int quiet, store_collect_report *report)
+{
+    name_set_sort(names);
+    store_collect_opts o = {.remove = merge_prune_chooses, .removed = quiet ? NULL : merge_pruned_one,
+                            .ctx = names, .what = "merge --prune"};
+    kvz_store *s = NULL;
+    int st = kvz_store_open(&s, into, KVZ_STORE_EXCLUSIVE);
+    if (st == KVZ_OK)
+        st = store_collect(s, &o, report);
+    kvz_store_close(s);
+    return st == KVZ_OK ? st : kvz_error_context(st, "nothing pruned");
 }
 
 int cmd_merge(int argc, char **argv)
@@ -522,15 +555,25 @@ int cmd_merge(int argc, char **argv)
         "merging shards gives the store a single compile would have. Every artifact is\n"
         "verified before it is written; a document is written after its artifacts. A\n"
         "damaged document in a source is reported and skipped (exit status 4).\n"
+        "When a name holds other content in two places, the newer compile wins.\n"
         "\n"
+        "  --prune  then remove from DIR the documents none of the sources holds, and\n"
+        "           what only they used (as `kvz rm`): for a DIR the sources fill whole,\n"
+        "           such as every shard of a nightly `compile --shard I/N --prune`, so\n"
+        "           that what was deleted from the corpus leaves DIR too. Not done after\n"
+        "           a damaged source document, or while another process writes to DIR\n"
+        "           (exit 3: the merge itself is done; run it again)\n"
         "  --quiet  print nothing but errors\n";
     ship_args a;
-    int rc = parse_ship(argc, argv, help, " into quiet ", &a);
+    int rc = parse_ship(argc, argv, help, " into quiet prune ", &a);
     if (rc == KVZ_EXIT_OK && (!a.into || optind >= argc))
         rc = usage_error(argv[0], "give one or more source stores and --into DIR");
     if (rc)
         return parse_failed(&a, rc);
     merge_ctx m = {0};
+    name_set names = {0};
+    if (a.prune)
+        m.names = &names;
     /* every source opened before the destination is made: a missing one makes no store */
     int st = KVZ_OK;
     for (int i = optind; i < argc && st == KVZ_OK; i++) {
@@ -563,12 +606,23 @@ int cmd_merge(int argc, char **argv)
     kvz_store_close(m.into);
     free(m.prefixes.keys);
     free(a.docs);
+    store_collect_report pruned = {0};
+    if (st == KVZ_OK && a.prune && m.bad)
+        fprintf(stderr, "kvz merge: nothing pruned: a source had damaged documents\n");
+    else if (st == KVZ_OK && a.prune)
+        st = merge_prune(a.into, &names, a.quiet, &pruned);
+    name_set_free(&names);
     if (st != KVZ_OK)
         return cli_fail("merge", st);
-    if (!a.quiet)
+    if (!a.quiet) {
         printf("merged %d store(s) into %s: %zu configuration(s) added, %zu already there, %zu replaced older "
-               "content, %zu left alone (newer there); %zu artifact(s) written; %zu damaged skipped\n",
+               "content, %zu left alone (newer there); %zu artifact(s) written; %zu damaged skipped",
                argc - optind, a.into, m.counts[0], m.counts[1], m.counts[2], m.counts[3], m.artifacts_added, m.bad);
+        if (a.prune && !m.bad)
+            printf("; %zu document(s) pruned, %.1f KB that no document used freed", pruned.documents,
+                   pruned.bytes / 1024.0);
+        printf("\n");
+    }
     return m.bad ? cli_exit_code(KVZ_ERR_FORMAT) : KVZ_EXIT_OK;
 }
 

@@ -39,6 +39,56 @@ int id_set_has(const id_set *set, const void *key, size_t len)
     return len == 16 && set->n && bsearch(key, set->ids, set->n, 16, by_id16);
 }
 
+int name_set_add(name_set *set, const char *name)
+{
+    void *grown = kvz_grow(set->names, &set->cap, set->n, sizeof *set->names);
+    if (!grown)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    set->names = grown;
+    if (!(set->names[set->n] = strdup(name)))
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    set->n++;
+    return KVZ_OK;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+    return kvz_store_key_order(x, strlen(x), y, strlen(y));
+}
+
+void name_set_sort(name_set *set)
+{
+    if (set->n)
+        qsort(set->names, set->n, sizeof *set->names, by_name);
+}
+
+typedef struct name_key {
+    const void *name;
+    size_t len;
+} name_key;
+
+static int key_vs_name(const void *key, const void *item)
+{
+    const name_key *k = key;
+    const char *name = *(const char *const *)item;
+    return kvz_store_key_order(k->name, k->len, name, strlen(name));
+}
+
+int name_set_has(const name_set *set, const void *name, size_t len)
+{
+    const name_key key = {name, len};
+    return set->n && bsearch(&key, set->names, set->n, sizeof *set->names, key_vs_name);
+}
+
+void name_set_free(name_set *set)
+{
+    for (size_t i = 0; i < set->n; i++)
+        free(set->names[i]);
+    free(set->names);
+    *set = (name_set){0};
+}
+
 typedef struct store_key {
     kvz_store_db db;
     uint8_t *key;

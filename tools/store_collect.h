@@ -28,6 +28,18 @@ int id_set_add_record(id_set *set, const kvz_doc_record *rec);
 void id_set_sort(id_set *set);
 int id_set_has(const id_set *set, const void *key, size_t len);
 
+/* A set of document names (copies): added, then sorted once before lookups,
+ * in the store's key order; name_set_free when done. */
+typedef struct name_set {
+    char **names;
+    size_t n, cap;
+} name_set;
+
+int name_set_add(name_set *set, const char *name);
+void name_set_sort(name_set *set);
+int name_set_has(const name_set *set, const void *name, size_t len);
+void name_set_free(name_set *set);
+
 typedef struct store_collect_opts {
     /* Whether the document named by these bytes goes (its record undecoded:
      * a damaged one can go), or NULL: none goes. Called once per document of

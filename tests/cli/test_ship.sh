@@ -250,6 +250,38 @@ PATH="$TMP/bin:$PATH" KVZ_STEP=merge SLURM_ARRAY_TASK_COUNT=2 bash examples/clus
     >/dev/null 2>"$TMP/e" || { fail "slurm merge step"; cat "$TMP/e"; }
 strip "$TMP/slurm/merged" >"$TMP/l3"
 cmp -s "$TMP/l1" "$TMP/l3" && [ -s "$TMP/slurm/corpus.tar.zst" ] && ok "the Slurm example: 2 shards, merge, pack" || fail "slurm example"
+# the next nights: a document changed, one deleted, then the first changed back (its shard
+# follows its name, so its shard's store holds its newest content; merge --prune drops the deleted)
+nightly() {
+    for i in 0 1; do
+        PATH="$TMP/bin:$PATH" TMPDIR="$TMP" SLURM_ARRAY_TASK_ID=$i SLURM_ARRAY_TASK_COUNT=2 \
+            KVZ_COMPILE_ARGS="--method recent --quiet" bash examples/cluster/slurm_compile.sh "$TMP/corpus2" "$TMP/slurm2" \
+            >/dev/null 2>"$TMP/e" || { fail "slurm task $i"; cat "$TMP/e"; }
+    done
+    PATH="$TMP/bin:$PATH" KVZ_STEP=merge KVZ_SHARDS=2 bash examples/cluster/slurm_compile.sh "$TMP/corpus2" "$TMP/slurm2" \
+        >/dev/null 2>"$TMP/e" || { fail "slurm merge step"; cat "$TMP/e"; }
+    rm -rf "$TMP/single2"
+    "$KVZ" compile "$TMP/corpus2" --store "$TMP/single2" --method recent --quiet 2>/dev/null
+    strip "$TMP/single2" >"$TMP/l4"; strip "$TMP/slurm2/merged" >"$TMP/l5"
+    [ -s "$TMP/l4" ] && cmp -s "$TMP/l4" "$TMP/l5" && ok "the Slurm example, $1: the merged store is the corpus now" ||
+        { fail "slurm example, $1"; diff "$TMP/l4" "$TMP/l5" | head; }
+}
+cp -r "$TMP/corpus" "$TMP/corpus2"
+first=$(cd "$TMP/corpus2" && ls | head -1); second=$(cd "$TMP/corpus2" && ls | sed -n 2p)
+cp "$TMP/corpus2/$first" "$TMP/first.orig"
+nightly "first night"
+printf 'Another text altogether, about harbours.\n' >"$TMP/corpus2/$first"
+rm "$TMP/corpus2/$second"
+nightly "a document changed, one deleted"
+cp "$TMP/first.orig" "$TMP/corpus2/$first"
+nightly "the document changed back"
+! "$KVZ" ls --store "$TMP/slurm2/merged" --json | grep -q "$second" && ok "merge --prune: the deleted document left" ||
+    fail "the deleted document is still served"
+"$KVZ" merge "$TMP/shard0" --into "$TMP/m1" >/dev/null 2>&1
+"$KVZ" merge "$TMP/shard1" --into "$TMP/m1" --prune >"$TMP/o" 2>"$TMP/e"
+[ "$("$KVZ" ls --store "$TMP/m1" --json | grep -c '"document"')" -eq "$("$KVZ" ls --store "$TMP/shard1" --json | grep -c '"document"')" ] &&
+    grep -q "pruned" "$TMP/e" && grep -q "document(s) pruned" "$TMP/o" && "$KVZ" verify --store "$TMP/m1" >/dev/null 2>&1 &&
+    ok "merge --prune keeps only what the sources hold" || { fail "merge --prune"; cat "$TMP/o" "$TMP/e"; }
 if python3 -c "import yaml" 2>/dev/null; then
     python3 -c "import yaml,sys; [d['spec'] for f in sys.argv[1:] for d in yaml.safe_load_all(open(f))]" \
         examples/cluster/k8s_compile.yaml examples/cluster/k8s_merge.yaml && ok "the Kubernetes manifests parse" || fail "k8s yaml"
