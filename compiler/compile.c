@@ -122,8 +122,28 @@ void kvz_compile_summary(const kvz_compile_opts *o, char *out, size_t size)
                  kvz_shape_name(o->sel.shape));
     if (o->sel.window) /* a given one; the default (32, 16 under 1K tokens) is not named */
         snprintf(variant + strlen(variant), sizeof variant - strlen(variant), " window %u", o->sel.window);
-    snprintf(out, size, "%s%s %s, %u-bit%s", kvz_method_name(o->sel.method), variant, budget, o->bits,
-             o->question ? ", query-aware" : "");
+    /* every other option that makes another configuration, where not its
+     * default: two configurations never read alike (ls, stats) */
+    kvz_compile_opts d;
+    kvz_compile_opts_default(&d);
+    char more[96] = "";
+#define MORE(cond, fmt, value)                                                                    \
+    if (cond)                                                                                     \
+        snprintf(more + strlen(more), sizeof more - strlen(more), ", " fmt, value)
+    MORE(o->sel.reuse != d.sel.reuse, "reuse %u", o->sel.reuse);
+    MORE(o->sel.beta != d.sel.beta, "beta %g", o->sel.beta);
+    MORE(o->sel.decay != d.sel.decay, "decay %g", o->sel.decay);
+    MORE(o->sel.sinks != d.sel.sinks, "sinks %u", o->sel.sinks);
+    MORE(o->sel.seed != d.sel.seed, "seed %llu", (unsigned long long)o->sel.seed);
+    MORE(o->pool != d.pool, "pool %d", o->pool);
+    MORE(o->kvzip_chunk != d.kvzip_chunk, "kvzip-chunk %d", o->kvzip_chunk);
+    MORE(o->key_group != d.key_group, "key-group %u", o->key_group);
+    MORE(o->value_group != d.value_group, "value-group %u", o->value_group);
+    MORE(o->fp16_tokens != d.fp16_tokens, "fp16-tokens %u", o->fp16_tokens);
+    MORE(o->reserve != d.reserve, "reserve %d", o->reserve);
+#undef MORE
+    snprintf(out, size, "%s%s %s, %u-bit%s%s", kvz_method_name(o->sel.method), variant, budget, o->bits,
+             o->question ? ", query-aware" : "", more);
 }
 
 /* Host memory the device writes a batch's stored bytes into as the compiler
@@ -605,9 +625,14 @@ static int fit_to_model(kvz_compiler *c, kvz_model *m, const kvz_compile_opts *o
                            : o->sel.method == KVZ_METHOD_KVZIP && pass > (int32_t)c->question.len
                                ? "KVzip's scoring pass (a smaller --kvzip-chunk shortens it)"
                                : "the --question";
-        rc = kvz_errorf(KVZ_ERR_RANGE, "the model's context (%d tokens) leaves %d per segment (64 at least) after "
-                        "the prefix (%zu) and %d for %s", m->hp.ctx_train, c->segment_limit, c->prefix.len,
-                        reserve, what);
+        if (c->segment_limit > 0)
+            rc = kvz_errorf(KVZ_ERR_RANGE, "the model's context (%d tokens) leaves %d per segment (64 at least) "
+                            "after the prefix (%zu) and %d for %s", m->hp.ctx_train, c->segment_limit, c->prefix.len,
+                            reserve, what);
+        else
+            rc = kvz_errorf(KVZ_ERR_RANGE, "the model's context (%d tokens) has no room for a segment (64 tokens "
+                            "at least) after the prefix (%zu) and %d for %s", m->hp.ctx_train, c->prefix.len,
+                            reserve, what);
     }
     return rc;
 }

@@ -24,6 +24,15 @@ static uint64_t max_bytes(const kvz_ingest_opts *o)
     return o && o->max_bytes ? o->max_bytes : DEFAULT_MAX_BYTES;
 }
 
+/* The signatures of gzip, zstd, xz, bzip2, zip and tar (ustar at 257). */
+static int looks_packed(const uint8_t *d, size_t n)
+{
+    return (n >= 2 && d[0] == 0x1f && d[1] == 0x8b) || (n >= 4 && memcmp(d, "\x28\xb5\x2f\xfd", 4) == 0) ||
+           (n >= 6 && memcmp(d, "\xfd" "7zXZ\0", 6) == 0) || (n >= 4 && memcmp(d, "BZh", 3) == 0 &&
+           d[3] >= '1' && d[3] <= '9') || (n >= 4 && memcmp(d, "PK\x03\x04", 4) == 0) ||
+           (n >= 262 && memcmp(d + 257, "ustar", 5) == 0);
+}
+
 static int is_archive(const char *path)
 {
     static const char *const ext[] = {".tar", ".tar.gz", ".tgz", ".tar.zst", ".tzst", ".tar.xz",
@@ -110,6 +119,18 @@ static struct archive *archive_open(const char *path)
     return a;
 }
 
+/* A member's name in documents' names: without the "./" that `tar -C dir .`
+ * puts before every member (a zip of the same folder has none). */
+static const char *member_name(const char *member)
+{
+    while (member[0] == '.' && member[1] == '/') {
+        member += 2;
+        while (*member == '/')
+            member++;
+    }
+    return member;
+}
+
 static int list_archive(const char *path, const kvz_ingest_opts *o, kvz_source_list *out)
 {
     struct archive *a = archive_open(path);
@@ -126,8 +147,8 @@ static int list_archive(const char *path, const kvz_ingest_opts *o, kvz_source_l
             rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
             break;
         }
-        sprintf(name, "%s:%s", path, member);
-        if (selected(o, member))
+        sprintf(name, "%s:%s", path, member_name(member));
+        if (selected(o, member_name(member)))
             rc = push(out, name, path, member, (uint64_t)archive_entry_size(e));
         free(name);
     }
@@ -205,6 +226,10 @@ static int list_path(const char *path, const kvz_ingest_opts *o, kvz_source_list
         /* a folder reached through a link inside a walk could loop: skip it */
         if (!top && lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode))
             return KVZ_OK;
+        struct stat skip;
+        if (o && o->skip_folder && stat(o->skip_folder, &skip) == 0 && skip.st_dev == st.st_dev &&
+            skip.st_ino == st.st_ino)
+            return KVZ_OK; /* the store inside the corpus: its data.mdb is no document */
         return list_dir(path, o, out);
     }
     if (!S_ISREG(st.st_mode)) {
@@ -365,7 +390,7 @@ static int archive_holds(kvz_archive_cache *c, const char *archive, const char *
             return 1;
     }
     for (size_t i = 0; i < c->members.len; i++)
-        if (c->members.items[i].member && strcmp(c->members.items[i].member, member) == 0)
+        if (c->members.items[i].member && strcmp(member_name(c->members.items[i].member), member) == 0)
             return 1;
     return 0;
 }
@@ -532,6 +557,14 @@ int kvz_doc_reader_read(kvz_doc_reader *r, size_t i, kvz_document *doc)
     if (len > limit) {
         free(data);
         return kvz_errorf(KVZ_ERR_FORMAT, "larger than %llu bytes", (unsigned long long)limit);
+    }
+    if (looks_packed((const uint8_t *)data, len)) {
+        free(data);
+        return kvz_errorf(KVZ_ERR_FORMAT, strcmp(s->path, "-") == 0
+                          ? "compressed or an archive: archives are opened from files (.tar, .tar.gz, .tar.zst, "
+                            ".zip, ...); give its path instead of piping it"
+                          : "compressed or an archive: archives are opened by name (.tar, .tar.gz, .tar.zst, "
+                            ".zip, ...)");
     }
     rc = kvz_text_normalise(data, &len);
     if (rc != KVZ_OK) {

@@ -21,6 +21,7 @@ typedef struct kvz_ingest_opts {
     size_t n_exclude;
     uint64_t max_bytes; /* larger documents are skipped (0: 64 MiB) */
     const char *stdin_name; /* the name of the document read from "-" (NULL: "stdin") */
+    const char *skip_folder; /* a folder no walk enters (the store being written), or NULL */
 } kvz_ingest_opts;
 
 typedef struct kvz_source {

@@ -58,7 +58,8 @@ static const char HELP[] =
     "  --zstd-level L      1..19 (default 9)\n"
     "\n"
     "input and run:\n"
-    "  --store DIR         the store (created if missing)\n"
+    "  --store DIR         the store (created if missing; a folder PATH holding it\n"
+    "                      is walked around it)\n"
     "  -m, --model PATH    GGUF model (default: $KVZ_MODEL, else the setup's SmolLM2)\n"
     "  --include GLOB      only matching names in folders and archives (repeatable);\n"
     "                      --exclude GLOB skips them (paths named here are compiled)\n"
@@ -276,6 +277,7 @@ static int parse(int argc, char **argv, compile_args *a)
     }
     a->ingest.include = a->include;
     a->ingest.exclude = a->exclude;
+    a->ingest.skip_folder = a->store;
     if (a->opts.sel.method == KVZ_METHOD_CHUNKKV && !a->chunk_given)
         a->opts.sel.chunk = 10;
     if (!a->store) {
@@ -321,6 +323,8 @@ typedef struct progress {
     int64_t tokens_done, doc_tokens;   /* tokens of finished documents, of the current one */
     double start, last_draw;
     const char *current;
+    uint64_t doc_bytes;       /* of the current document */
+    uint64_t bytes_tokenized; /* of finished documents that gave tokens: bytes per token */
 } progress;
 
 static void draw(progress *p, int force)
@@ -334,16 +338,26 @@ static void draw(progress *p, int force)
     double el = now - p->start;
     int64_t tokens = p->tokens_done + p->doc_tokens;
     double rate = el > 0 ? tokens / el : 0;
-    /* ETA from input bytes: tokens are not known before a document is read */
-    double frac = p->bytes_total ? (double)p->bytes_done / (double)p->bytes_total : 0;
-    double eta = frac > 0.001 ? el / frac - el : 0;
+    /* ETA from input bytes (tokens are not known before a document is read),
+     * the current document's share counted as its tokens so far times the
+     * bytes per token seen (4 before any): a long document after short ones
+     * does not leave the share done near zero for minutes */
+    double per_token = p->tokens_done > 0 ? (double)p->bytes_tokenized / (double)p->tokens_done : 4.0;
+    double current = (double)p->doc_tokens * per_token;
+    current = current < (double)p->doc_bytes ? current : (double)p->doc_bytes;
+    double frac = p->bytes_total ? ((double)p->bytes_done + current) / (double)p->bytes_total : 0;
+    char eta[16] = "--:--:--";
+    if (frac >= 0.01 && el >= 1) {
+        double left = el / frac - el;
+        left = left < 359999 ? left : 359999;
+        snprintf(eta, sizeof eta, "%02d:%02d:%02d", (int)left / 3600, (int)left / 60 % 60, (int)left % 60);
+    }
     char name[48], shown[CLI_SHOWN_MAX];
     cli_shown(shown, p->current ? p->current : "", p->current ? strlen(p->current) : 0);
     size_t nl = strlen(shown);
     snprintf(name, sizeof name, "%s%.40s", nl > 40 ? "..." : "", shown + (nl > 40 ? nl - 40 : 0));
-    fprintf(stderr, "\r\033[K[%zu/%zu docs] %lld tok  %.0f tok/s  ETA %02d:%02d:%02d  %s", p->docs_done,
-            p->docs_total, (long long)tokens, rate, (int)eta / 3600, (int)eta / 60 % 60, (int)eta % 60,
-            name);
+    fprintf(stderr, "\r\033[K[%zu/%zu docs] %lld tok  %.0f tok/s  ETA %s  %s", p->docs_done, p->docs_total,
+            (long long)tokens, rate, eta, name);
     fflush(stderr);
 }
 
@@ -456,9 +470,12 @@ int cmd_compile(int argc, char **argv)
         rc = cli_fail("compile", st);
         goto done;
     }
-    progress p = {isatty(STDERR_FILENO), a.quiet, 0, list.len, 0, 0, 0, 0, kvz_now_seconds(), 0, NULL};
+    progress p = {.tty = isatty(STDERR_FILENO), .quiet = a.quiet, .docs_total = list.len, .start = kvz_now_seconds()};
     for (size_t i = 0; i < list.len; i++)
         p.bytes_total += list.items[i].size;
+    if (list.len == 0) /* a nightly job's mistyped glob or emptied mount is not a quiet success */
+        fprintf(stderr, "kvz compile: warning: no documents found under the PATHs given%s\n",
+                a.ingest.n_include || a.ingest.n_exclude ? " (as --include and --exclude select them)" : "");
     char summary[128];
     kvz_compile_summary(&a.opts, summary, sizeof summary);
     if (!a.quiet)
@@ -479,6 +496,7 @@ int cmd_compile(int argc, char **argv)
         }
         p.current = name;
         p.doc_tokens = 0;
+        p.doc_bytes = list.items[i].size;
         draw(&p, 1);
         int r = kvz_doc_reader_read(reader, i, &doc);
         kvz_doc_result res = {0};
@@ -537,8 +555,7 @@ int cmd_compile(int argc, char **argv)
                          res.bytes / 1024.0, secs > 0 ? res.tokens / secs : 0);
             else
                 snprintf(detail, sizeof detail, "unchanged (%d tokens, already in the store)", res.tokens);
-            if (!p.tty)
-                line(&p, "%s: ", name, detail);
+            line(&p, "%s: ", name, detail); /* above the bar on a terminal */
             if (a.json) {
                 printf("{\"document\":");
                 cli_json_string(stdout, name, strlen(name));
@@ -558,6 +575,8 @@ int cmd_compile(int argc, char **argv)
         kvz_document_free(&doc);
         p.docs_done++;
         p.bytes_done += list.items[i].size;
+        if (res.tokens > 0)
+            p.bytes_tokenized += list.items[i].size;
         p.tokens_done += res.tokens;
         p.doc_tokens = 0;
         draw(&p, 1);

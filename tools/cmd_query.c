@@ -19,6 +19,9 @@ static const char HELP[] =
     "line (interactive on a terminal). Several --doc compose into one context, in\n"
     "the order given. After each answer the question is forgotten, so every\n"
     "question sees only the documents.\n"
+    "One question's answer is printed alone; several questions, or questions piped\n"
+    "on stdin, as 'Q: question' and 'A: answer' lines (an answer may hold newlines:\n"
+    "--json is the form for programs).\n"
     "\n"
     "  --store DIR         the store (see kvz compile, kvz ls)\n"
     "  --doc NAME          a document as named in the store (repeatable)\n"
@@ -251,7 +254,8 @@ int cmd_query(int argc, char **argv)
                 line[--n] = '\0';
             if (n == 0)
                 continue;
-            st = question_failed(&a, line, answer(s, &a, &li, line, 0), 0, &question_status);
+            int label = !tty; /* piped: which answer is whose; typed: the question is on the screen */
+            st = question_failed(&a, line, answer(s, &a, &li, line, label), label, &question_status);
             if (st != KVZ_OK)
                 break;
         }

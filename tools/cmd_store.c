@@ -103,7 +103,25 @@ typedef struct ls_ctx {
     int json;
     size_t docs, configs;
     uint64_t bytes, tokens; /* tokens: each document once (its newest configuration's count) */
+    int name_width, summary_width; /* columns: the longest (names up to LS_NAME_MAX) */
 } ls_ctx;
+
+#define LS_NAME_MAX 100 /* a longer name pushes its own line's columns, not every line's */
+
+/* The first pass: the columns' widths. */
+static int ls_measure(void *ctx, const char *name, kvz_doc_record *rec)
+{
+    ls_ctx *l = ctx;
+    char shown[CLI_SHOWN_MAX];
+    cli_shown(shown, name, strlen(name));
+    int columns = (int)strlen(shown) - cli_pad_width(shown, 0);
+    if (columns > l->name_width && columns <= LS_NAME_MAX)
+        l->name_width = columns;
+    for (uint32_t i = 0; i < rec->n_entries; i++)
+        if ((int)strlen(rec->entries[i].summary) > l->summary_width)
+            l->summary_width = (int)strlen(rec->entries[i].summary);
+    return KVZ_OK;
+}
 
 static int ls_visit(void *ctx, const char *name, kvz_doc_record *rec)
 {
@@ -134,8 +152,8 @@ static int ls_visit(void *ctx, const char *name, kvz_doc_record *rec)
         } else {
             char shown[CLI_SHOWN_MAX];
             cli_shown(shown, name, strlen(name));
-            printf("%-*s %2u  %-36s %7u tok %3u seg %10.1f KB %8.1f B/tok  %s\n", cli_pad_width(shown, 40),
-                   shown, i + 1, e->summary,
+            printf("%-*s %2u  %-*s %7u tok %3u seg %10.1f KB %8.1f B/tok  %s\n", cli_pad_width(shown, l->name_width),
+                   shown, i + 1, l->summary_width, e->summary,
                    e->n_tokens, e->n_segments, e->stored_bytes / 1024.0,
                    e->n_tokens ? (double)e->stored_bytes / e->n_tokens : 0, when);
         }
@@ -157,10 +175,12 @@ int cmd_ls(int argc, char **argv)
         return rc < 0 ? KVZ_EXIT_OK : rc;
     kvz_store *s = NULL;
     kvz_store_txn *t = NULL;
-    ls_ctx l = {a.json, 0, 0, 0, 0};
+    ls_ctx l = {.json = a.json, .name_width = 40, .summary_width = 36};
     int st = kvz_store_open(&s, a.store, KVZ_STORE_READONLY);
     if (st == KVZ_OK)
         st = kvz_store_read_begin(s, &t);
+    if (st == KVZ_OK && !a.json) /* one transaction: both passes see the same documents */
+        st = kvz_scan_documents(t, ls_measure, &l);
     if (st == KVZ_OK)
         st = kvz_scan_documents(t, ls_visit, &l);
     if (st == KVZ_OK && !a.json)
@@ -642,10 +662,14 @@ int cmd_stats(int argc, char **argv)
             printf("  %zu artifact(s), %.1f KB; documents reference %.1f KB%s\n", arts.n, arts.bytes / 1024.0,
                    arts.referenced_bytes / 1024.0, arts.bytes > arts.referenced_bytes ? " (kvz gc drops the rest)" : "");
             printf("  %zu shared prefix(es), %.1f KB\n", prefixes.n, prefixes.bytes / 1024.0);
-            printf("  %-40s %7s %10s %12s %9s %8s\n", "configuration", "docs", "tokens", "KB", "B/token", "vs f16");
+            int width = 40; /* the longest summary's */
+            for (size_t g = 0; g < c->groups_used; g++)
+                width = (int)strlen(c->groups[g].summary) > width ? (int)strlen(c->groups[g].summary) : width;
+            printf("  %-*s %7s %10s %12s %9s %8s\n", width, "configuration", "docs", "tokens", "KB", "B/token",
+                   "vs f16");
             for (size_t g = 0; g < c->groups_used; g++) {
                 const stats_group *sg = &c->groups[g];
-                printf("  %-40s %7zu %10llu %12.1f %9.1f %7.1fx\n", sg->summary, sg->configs,
+                printf("  %-*s %7zu %10llu %12.1f %9.1f %7.1fx\n", width, sg->summary, sg->configs,
                        (unsigned long long)sg->tokens, sg->bytes / 1024.0,
                        sg->tokens ? (double)sg->bytes / sg->tokens : 0, sg->bytes ? sg->full_bytes / sg->bytes : 0);
             }

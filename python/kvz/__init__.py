@@ -66,8 +66,11 @@ class _AskOptions(ctypes.Structure):
 (ERR_ARG, ERR_NOMEM, ERR_IO, ERR_FORMAT, ERR_UNSUPPORTED, ERR_MODEL_MISMATCH, ERR_NOT_FOUND, ERR_BACKEND, ERR_RANGE,
  ERR_INTERNAL) = range(-1, -11, -1)
 
-# Why an answer ended: Session.last["stopped_by"] (kvz_stop in kvz.h).
+# Why an answer ended: Session.last["stopped_by"] (kvz_stop in kvz.h), and
+# Session.last["stop"] its name, as `kvz query --json` writes it.
 STOP_END_OF_TURN, STOP_MAX_TOKENS, STOP_CALLBACK, STOP_RESERVE = 1, 2, 3, 4
+_STOP_NAMES = {STOP_END_OF_TURN: "end_of_turn", STOP_MAX_TOKENS: "max_tokens", STOP_CALLBACK: "callback",
+               STOP_RESERVE: "reserve"}
 
 
 class _AskInfo(ctypes.Structure):
@@ -378,4 +381,5 @@ class Session(_Handle):
         if failure:
             raise failure[0]
         self.last = {f: getattr(info, f) for f, _ in _AskInfo._fields_}
+        self.last["stop"] = _STOP_NAMES.get(info.stopped_by, "unknown")
         return text

@@ -39,7 +39,8 @@ with kvz.Engine(store, model=model, device="cpu") as engine:
         check("stream callback stops", s.last["answer_tokens"] == 1 and not s.last["ended_turn"] and
               s.last["stopped_by"] == kvz.STOP_CALLBACK, (stopped, s.last))
         s.ask("Describe the bridge.", max_tokens=2)
-        check("stopped by max_tokens", s.last["stopped_by"] == kvz.STOP_MAX_TOKENS, s.last)
+        check("stopped by max_tokens, named as query --json names it",
+              s.last["stopped_by"] == kvz.STOP_MAX_TOKENS and s.last["stop"] == "max_tokens", s.last)
         sampled = [s.ask("Describe the bridge.", max_tokens=16, temperature=0.8, seed=7) for _ in range(2)]
         check("sampling is seeded", sampled[0] == sampled[1], sampled)
     closing = engine.session([bridge])

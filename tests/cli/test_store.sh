@@ -128,6 +128,9 @@ grep -q '"artifact_bytes":[1-9][0-9]*,"kept_pairs":[1-9]' "$TMP/q2" && ok "query
     || fail "query --json: artifact_bytes, kept_pairs"
 printf 'One?\n\nTwo?\n' | "$KVZ" query --store "$S" --model "$MODEL" --doc "$DOC0" --json --max-tokens 4 >"$TMP/q3" 2>/dev/null
 [ "$(grep -c '"answer"' "$TMP/q3")" -eq 2 ] && ok "query reads questions from stdin" || fail "query from stdin"
+printf 'One?\n\nTwo?\n' | "$KVZ" query --store "$S" --model "$MODEL" --doc "$DOC0" --max-tokens 4 >"$TMP/q4" 2>/dev/null
+[ "$(grep -c '^Q: ' "$TMP/q4")" -eq 2 ] && [ "$(grep -c '^A: ' "$TMP/q4")" -eq 2 ] && head -1 "$TMP/q4" | grep -qx 'Q: One?' &&
+    ok "questions piped on stdin: Q:/A: pairs (answers told apart)" || { fail "piped questions' answers"; cat "$TMP/q4"; }
 # generate --doc: the same load path as query
 "$KVZ" generate --store "$S" --model "$MODEL" --doc "$DOC0" --max-tokens 12 --prompt "What is this text about?" \
     >"$TMP/g1" 2>"$TMP/e"
@@ -322,6 +325,22 @@ printf 'The harbour light was first lit in 1871.\n' >"$TMP/piped.txt"
     grep -q '"document":"feeds/light.txt","status":"unchanged"' "$TMP/o6" &&
     ok "compile - --stdin-name: the piped document under its name, unchanged the second time" ||
     { fail "stdin-name: exit $rc"; cat "$TMP/e" "$TMP/o6"; }
+# an archive piped in is named as one (it was 'binary?'); a glob that selects nothing is warned of
+tar -czf "$TMP/piped.tar.gz" -C "$TMP" piped.txt
+"$KVZ" compile - --store "$TMP/s6" --model "$MODEL" --method recent <"$TMP/piped.tar.gz" 2>"$TMP/e"
+grep -q "skip stdin: compressed or an archive.*give its path" "$TMP/e" && ok "an archive on stdin: told to give its path" ||
+    { fail "archive on stdin"; cat "$TMP/e"; }
+"$KVZ" compile "$TMP/corpus" --include '*.pdf' --store "$TMP/s6" --model "$MODEL" --method recent --quiet 2>"$TMP/e"; rc=$?
+[ $rc -eq 0 ] && grep -q "warning: no documents found.*--include" "$TMP/e" && ok "an --include that selects nothing: warned" ||
+    { fail "empty selection: exit $rc"; cat "$TMP/e"; }
+# a store kept inside the folder it compiles is not read as documents (its data.mdb was 'binary',
+# and a failure under --strict)
+mkdir -p "$TMP/inner"
+cp "$TMP/piped.txt" "$TMP/inner/light.txt"
+"$KVZ" compile "$TMP/inner" --store "$TMP/inner/store" --model "$MODEL" --method recent --strict --quiet 2>"$TMP/e" &&
+"$KVZ" compile "$TMP/inner" --store "$TMP/inner/store" --model "$MODEL" --method recent --strict --json >"$TMP/o7" 2>>"$TMP/e"; rc=$?
+[ $rc -eq 0 ] && ! grep -q "mdb" "$TMP/e" "$TMP/o7" && grep -q '"status":"unchanged"' "$TMP/o7" &&
+    ok "compile of a folder holding its store: the store is walked around" || { fail "store inside: exit $rc"; cat "$TMP/e" "$TMP/o7"; }
 # snapkv's window: 16 by default under 1K tokens, a window given is used as given
 "$KVZ" compile "$TMP/corpus/doc0.txt" --store "$TMP/w1" --model "$MODEL" --method snapkv --quiet 2>/dev/null
 "$KVZ" compile "$TMP/corpus/doc0.txt" --store "$TMP/w2" --model "$MODEL" --method snapkv --window 64 --quiet 2>/dev/null

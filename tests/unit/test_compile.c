@@ -520,6 +520,51 @@ static void test_empty_question(void **state)
     CHECK_OK(kvz_compile_opts_check(&o));
 }
 
+/* Members of `tar -C dir .` are named without its "./" (as a zip's are, and
+ * as query --doc is given them); the store being written is not walked into. */
+static void test_ingest_names(void **state)
+{
+    const char *dir = fresh_store("corpus-names");
+    char path[512], cmd[1024], name[600];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/in/store' && echo 'A harbour.' > '%s/in/h.md' && "
+             "echo 'x' > '%s/in/store/data.mdb' && tar -czf '%s/dot.tar.gz' -C '%s/in' ./h.md",
+             dir, dir, dir, dir, dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/dot.tar.gz", dir);
+    const char *archive[1] = {path};
+    kvz_source_list list;
+    CHECK_OK(kvz_ingest_list(archive, 1, NULL, &list));
+    assert_int_equal(list.len, 1);
+    snprintf(name, sizeof name, "%s:h.md", path);
+    assert_string_equal(list.items[0].name, name);
+    kvz_doc_reader *r;
+    kvz_document d;
+    CHECK_OK(kvz_doc_reader_new(&r, &list, NULL));
+    CHECK_OK(kvz_doc_reader_read(r, 0, &d));
+    assert_string_equal(d.text, "A harbour.\n");
+    kvz_document_free(&d);
+    kvz_doc_reader_free(r);
+    kvz_source_list_free(&list);
+    kvz_archive_cache cache = {0};
+    assert_false(kvz_ingest_source_gone(&cache, name, strlen(name)));
+    snprintf(name, sizeof name, "%s:./h.md", path); /* a name of before: its member is gone */
+    assert_true(kvz_ingest_source_gone(&cache, name, strlen(name)));
+    kvz_archive_cache_free(&cache);
+
+    snprintf(path, sizeof path, "%s/in", dir);
+    const char *folder[1] = {path};
+    char store[600];
+    snprintf(store, sizeof store, "%s/in/store", dir);
+    kvz_ingest_opts around = {.skip_folder = store};
+    CHECK_OK(kvz_ingest_list(folder, 1, NULL, &list));
+    assert_int_equal(list.len, 2); /* h.md, store/data.mdb */
+    kvz_source_list_free(&list);
+    CHECK_OK(kvz_ingest_list(folder, 1, &around, &list));
+    assert_int_equal(list.len, 1);
+    assert_non_null(strstr(list.items[0].name, "h.md"));
+    kvz_source_list_free(&list);
+}
+
 static void test_ingest(void **state)
 {
     const char *dir = fresh_store("corpus");
@@ -679,6 +724,7 @@ int main(void)
         cmocka_unit_test(test_select_against_reference),
         cmocka_unit_test(test_segments),
         cmocka_unit_test(test_ingest),
+        cmocka_unit_test(test_ingest_names),
         cmocka_unit_test(test_empty_question),
         cmocka_unit_test(test_map_growth),
         cmocka_unit_test(test_kvzip_compile_and_recompile),
