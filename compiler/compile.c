@@ -123,27 +123,39 @@ void kvz_compile_summary(const kvz_compile_opts *o, char *out, size_t size)
     if (o->sel.window) /* a given one; the default (32, 16 under 1K tokens) is not named */
         snprintf(variant + strlen(variant), sizeof variant - strlen(variant), " window %u", o->sel.window);
     /* every other option that makes another configuration, where not its
-     * default: two configurations never read alike (ls, stats) */
+     * default: two configurations never read alike (ls, stats). An item that
+     * does not fit is left out whole, and ", ..." says so. */
     kvz_compile_opts d;
     kvz_compile_opts_default(&d);
-    char more[96] = "";
-#define MORE(cond, fmt, value)                                                                    \
+    char items[11][40];
+    int n = 0;
+#define ITEM(cond, fmt, value)                                                                    \
     if (cond)                                                                                     \
-        snprintf(more + strlen(more), sizeof more - strlen(more), ", " fmt, value)
-    MORE(o->sel.reuse != d.sel.reuse, "reuse %u", o->sel.reuse);
-    MORE(o->sel.beta != d.sel.beta, "beta %g", o->sel.beta);
-    MORE(o->sel.decay != d.sel.decay, "decay %g", o->sel.decay);
-    MORE(o->sel.sinks != d.sel.sinks, "sinks %u", o->sel.sinks);
-    MORE(o->sel.seed != d.sel.seed, "seed %llu", (unsigned long long)o->sel.seed);
-    MORE(o->pool != d.pool, "pool %d", o->pool);
-    MORE(o->kvzip_chunk != d.kvzip_chunk, "kvzip-chunk %d", o->kvzip_chunk);
-    MORE(o->key_group != d.key_group, "key-group %u", o->key_group);
-    MORE(o->value_group != d.value_group, "value-group %u", o->value_group);
-    MORE(o->fp16_tokens != d.fp16_tokens, "fp16-tokens %u", o->fp16_tokens);
-    MORE(o->reserve != d.reserve, "reserve %d", o->reserve);
-#undef MORE
-    snprintf(out, size, "%s%s %s, %u-bit%s%s", kvz_method_name(o->sel.method), variant, budget, o->bits,
-             o->question ? ", query-aware" : "", more);
+        snprintf(items[n++], sizeof items[0], fmt, value)
+    ITEM(o->sel.reuse != d.sel.reuse, "reuse %u", o->sel.reuse);
+    ITEM(o->sel.beta != d.sel.beta, "beta %g", o->sel.beta);
+    ITEM(o->sel.decay != d.sel.decay, "decay %g", o->sel.decay);
+    ITEM(o->sel.sinks != d.sel.sinks, "sinks %u", o->sel.sinks);
+    ITEM(o->sel.seed != d.sel.seed, "seed %llu", (unsigned long long)o->sel.seed);
+    ITEM(o->pool != d.pool, "pool %d", o->pool);
+    ITEM(o->kvzip_chunk != d.kvzip_chunk, "kvzip-chunk %d", o->kvzip_chunk);
+    ITEM(o->key_group != d.key_group, "key-group %u", o->key_group);
+    ITEM(o->value_group != d.value_group, "value-group %u", o->value_group);
+    ITEM(o->fp16_tokens != d.fp16_tokens, "fp16-tokens %u", o->fp16_tokens);
+    ITEM(o->reserve != d.reserve, "reserve %d", o->reserve);
+#undef ITEM
+    snprintf(out, size, "%s%s %s, %u-bit%s", kvz_method_name(o->sel.method), variant, budget, o->bits,
+             o->question ? ", query-aware" : "");
+    for (int k = 0; k < n; k++) {
+        size_t used = strlen(out), need = strlen(items[k]) + 2, more = k + 1 < n ? 5 : 0; /* ", ..." */
+        if (used + need + more >= size) {
+            if (used + 5 < size)
+                strcat(out, ", ...");
+            break;
+        }
+        strcat(out, ", ");
+        strcat(out, items[k]);
+    }
 }
 
 /* Host memory the device writes a batch's stored bytes into as the compiler

@@ -24,7 +24,8 @@ static uint64_t max_bytes(const kvz_ingest_opts *o)
     return o && o->max_bytes ? o->max_bytes : DEFAULT_MAX_BYTES;
 }
 
-/* The signatures of gzip, zstd, xz, bzip2, zip and tar (ustar at 257). */
+/* The signatures of gzip, zstd, xz, bzip2, zip and tar (ustar at 257):
+ * only what is not text besides is named by them ("mustard" may sit at 257). */
 static int looks_packed(const uint8_t *d, size_t n)
 {
     return (n >= 2 && d[0] == 0x1f && d[1] == 0x8b) || (n >= 4 && memcmp(d, "\x28\xb5\x2f\xfd", 4) == 0) ||
@@ -46,10 +47,24 @@ static int is_archive(const char *path)
     return 0;
 }
 
+/* A member's name in documents' names: without the "./" that `tar -C dir .`
+ * puts before every member (a zip of the same folder has none). */
+static const char *member_name(const char *member)
+{
+    while (member[0] == '.' && member[1] == '/') {
+        member += 2;
+        while (*member == '/')
+            member++;
+    }
+    return member;
+}
+
 /* A glob matches the whole name or any tail of it that starts a path
- * component, so "*.md" or "notes/x*" work at any depth. */
+ * component, so "*.md" or "notes/x*" work at any depth; "./x*" is "x*", as
+ * members are named without their "./". */
 static int glob_match(const char *glob, const char *name)
 {
+    glob = member_name(glob);
     if (fnmatch(glob, name, 0) == 0)
         return 1;
     for (const char *p = strchr(name, '/'); p; p = strchr(p + 1, '/'))
@@ -117,18 +132,6 @@ static struct archive *archive_open(const char *path)
         return NULL;
     }
     return a;
-}
-
-/* A member's name in documents' names: without the "./" that `tar -C dir .`
- * puts before every member (a zip of the same folder has none). */
-static const char *member_name(const char *member)
-{
-    while (member[0] == '.' && member[1] == '/') {
-        member += 2;
-        while (*member == '/')
-            member++;
-    }
-    return member;
 }
 
 static int list_archive(const char *path, const kvz_ingest_opts *o, kvz_source_list *out)
@@ -252,7 +255,9 @@ static int list_path(const char *path, const kvz_ingest_opts *o, kvz_source_list
 
 static int same_source(const kvz_source *a, const kvz_source *b)
 {
-    return strcmp(a->path, b->path) == 0 && (a->member ? b->member && strcmp(a->member, b->member) == 0 : !b->member);
+    /* "./a.txt" and "a.txt" in one archive: one name, the first kept */
+    return strcmp(a->path, b->path) == 0 &&
+           (a->member ? b->member && strcmp(member_name(a->member), member_name(b->member)) == 0 : !b->member);
 }
 
 /* A document reached twice (a file named and its folder, or named twice) is
@@ -558,17 +563,16 @@ int kvz_doc_reader_read(kvz_doc_reader *r, size_t i, kvz_document *doc)
         free(data);
         return kvz_errorf(KVZ_ERR_FORMAT, "larger than %llu bytes", (unsigned long long)limit);
     }
-    if (looks_packed((const uint8_t *)data, len)) {
-        free(data);
-        return kvz_errorf(KVZ_ERR_FORMAT, strcmp(s->path, "-") == 0
-                          ? "compressed or an archive: archives are opened from files (.tar, .tar.gz, .tar.zst, "
-                            ".zip, ...); give its path instead of piping it"
-                          : "compressed or an archive: archives are opened by name (.tar, .tar.gz, .tar.zst, "
-                            ".zip, ...)");
-    }
+    int packed = looks_packed((const uint8_t *)data, len); /* before normalising moves bytes */
     rc = kvz_text_normalise(data, &len);
     if (rc != KVZ_OK) {
         free(data);
+        if (packed) /* not text, and a compressor's or archive's signature: say which */
+            return kvz_errorf(KVZ_ERR_FORMAT, strcmp(s->path, "-") == 0
+                              ? "compressed or an archive: archives are opened from files (.tar, .tar.gz, "
+                                ".tar.zst, .zip, ...); give its path instead of piping it"
+                              : "compressed or an archive: archives are opened by name (.tar, .tar.gz, "
+                                ".tar.zst, .zip, ...)");
         return rc;
     }
     kvz_text_hash(data, len, doc->hash);

@@ -81,7 +81,10 @@ static const char HELP[] =
     "                      from the same folder, with the same PATHs (or absolute\n"
     "                      ones). Needs the store to itself: while another kvz\n"
     "                      process writes to it (another shard), nothing is pruned\n"
-    "                      (exit 3; run it again once that one ended)\n"
+    "                      (exit 3; run it again once that one ended). A run that\n"
+    "                      finds no documents at all prunes nothing (exit 7): an\n"
+    "                      empty or unmounted corpus is not taken for a deleted one.\n"
+    "                      With --shard, the documents of other shards stay\n"
     "  --reserve N         context tokens kept free after each segment (default 512)\n"
     "  --shard I/N         compile only the documents of shard I of N (0 <= I < N):\n"
     "                      a document's shard is a hash of its name modulo N, so every\n"
@@ -486,10 +489,16 @@ int cmd_compile(int argc, char **argv)
     int64_t in_tokens = 0;
     size_t i; /* after the loop: < list.len when a failure stopped the run there */
     for (i = 0; i < list.len; i++) {
-        kvz_document doc;
+        kvz_document doc = {0};
         const char *name = list.items[i].name;
-        if (a.n_shards && kvz_shard_of(name, strlen(name), a.n_shards) != a.shard) {
-            other_shards++; /* another machine's: not even read */
+        /* another machine's: not even read, but for stdin (its writer expects it read to the end) */
+        int other_shard = a.n_shards && kvz_shard_of(name, strlen(name), a.n_shards) != a.shard;
+        int from_stdin = strcmp(list.items[i].path, "-") == 0;
+        int r = other_shard && !from_stdin ? KVZ_OK : kvz_doc_reader_read(reader, i, &doc);
+        if (other_shard) {
+            kvz_document_free(&doc);
+            kvz_error_clear();
+            other_shards++;
             p.docs_done++;
             p.bytes_done += list.items[i].size;
             continue;
@@ -498,7 +507,6 @@ int cmd_compile(int argc, char **argv)
         p.doc_tokens = 0;
         p.doc_bytes = list.items[i].size;
         draw(&p, 1);
-        int r = kvz_doc_reader_read(reader, i, &doc);
         kvz_doc_result res = {0};
         const int read = r == KVZ_OK;
         if (read)
@@ -585,7 +593,11 @@ int cmd_compile(int argc, char **argv)
         fprintf(stderr, "\r\033[K");
     store_collect_report pruned = {0};
     int prune_st = KVZ_OK;
-    if (a.prune && i == list.len) { /* a run that stopped prunes nothing */
+    if (a.prune && i == list.len && list.len == 0) /* an unmounted corpus is not a deleted one */
+        prune_st = kvz_errorf(KVZ_ERR_NOT_FOUND, "nothing pruned: no documents were found under the PATHs given, "
+                              "and pruning would have removed every document of them (`kvz rm` removes "
+                              "documents by name)");
+    else if (a.prune && i == list.len) { /* a run that stopped prunes nothing */
         kvz_compiler_free(comp), comp = NULL;
         kvz_store_close(store), store = NULL; /* its shared hold: the prune needs the store alone */
         prune_st = prune(&a, (const char *const *)argv + optind, (size_t)(argc - optind), &list, &pruned);

@@ -380,11 +380,44 @@ static int spool_stream(const char *file, int *fd, char path[64])
     return KVZ_OK;
 }
 
+static int prune_chooses(void *ctx, const void *name, size_t len)
+{
+    return !name_set_has(ctx, name, len);
+}
+
+static void pruned_one(void *ctx, const void *name, size_t len)
+{
+    (void)ctx;
+    char shown[CLI_SHOWN_MAX];
+    fprintf(stderr, "pruned %s\n", cli_shown(shown, (const char *)name, len));
+}
+
+/* merge --prune and unpack --prune: what none of the sources (`from`, in
+ * messages) names leaves `into` (the store to itself, one transaction, as
+ * compile --prune); `what` is the command, as store_collect says it. */
+static int prune_to(const char *into, name_set *names, const char *from, const char *what, int quiet,
+                    store_collect_report *report)
+{
+    name_set_sort(names);
+    store_collect_opts o = {.remove = prune_chooses, .removed = quiet ? NULL : pruned_one,
+                            .ctx = names, .what = what};
+    kvz_store *s = NULL;
+    int st = names->n ? KVZ_OK /* shards that failed to be copied, say: not a deleted corpus */
+                      : kvz_errorf(KVZ_ERR_NOT_FOUND, "%s no documents, and pruning would have removed every "
+                                   "document of %s", from, into);
+    if (st == KVZ_OK)
+        st = kvz_store_open(&s, into, KVZ_STORE_EXCLUSIVE);
+    if (st == KVZ_OK)
+        st = store_collect(s, &o, report);
+    kvz_store_close(s);
+    return st == KVZ_OK ? st : kvz_error_context(st, "nothing pruned");
+}
+
 int cmd_unpack(int argc, char **argv)
 {
     static const char help[] =
         "usage: kvz unpack FILE --store DIR [--model PATH] [--allow-model-mismatch]\n"
-        "                  [--max-entry-bytes N] [--quiet]\n"
+        "                  [--max-entry-bytes N] [--prune] [--quiet]\n"
         "\n"
         "Imports a bundle written by `kvz pack` into a store (created if missing). The\n"
         "whole bundle is read and checked first and nothing is written unless all of it\n"
@@ -401,9 +434,17 @@ int cmd_unpack(int argc, char **argv)
         "  --allow-model-mismatch  store configurations of other models aside, in their\n"
         "                          documents' records (queries with this model skip them)\n"
         "  --max-entry-bytes N     refuse larger archive entries (default 4 GiB)\n"
+        "  --prune                 then remove from the store the documents the bundle\n"
+        "                          does not hold, and what only they used (as `kvz rm`):\n"
+        "                          for a store the bundle fills whole, such as a serving\n"
+        "                          store fed the nightly corpus bundle, so that what was\n"
+        "                          deleted from the corpus leaves it too. Not done for a\n"
+        "                          bundle of no documents (exit 7), or while another\n"
+        "                          process writes to the store (exit 3); the unpack itself\n"
+        "                          is done then\n"
         "  --quiet                 print nothing but errors\n";
     ship_args a;
-    int rc = parse_ship(argc, argv, help, " store model allow-model-mismatch max-entry-bytes quiet ", &a);
+    int rc = parse_ship(argc, argv, help, " store model allow-model-mismatch max-entry-bytes quiet prune ", &a);
     if (rc == KVZ_EXIT_OK && (!a.store || optind != argc - 1))
         rc = usage_error(argv[0], "give one bundle FILE and --store DIR");
     if (rc)
@@ -445,8 +486,15 @@ int cmd_unpack(int argc, char **argv)
             st = kvz_transfer_entry(u.store, m.docs[d].name, m.docs[d].hash, &m.docs[d].record.entries[k], &o);
             counts[o]++;
         }
+    name_set names = {0};
+    for (size_t d = 0; a.prune && d < m.n_docs && st == KVZ_OK; d++)
+        st = name_set_add(&names, m.docs[d].name);
     kvz_bundle_manifest_free(&m);
     kvz_store_close(u.store);
+    store_collect_report pruned = {0};
+    if (st == KVZ_OK && a.prune)
+        st = prune_to(a.store, &names, "the bundle holds", "unpack --prune", a.quiet, &pruned);
+    name_set_free(&names);
     free(a.docs);
     if (spooled >= 0) {
         close(spooled);
@@ -464,6 +512,9 @@ int cmd_unpack(int argc, char **argv)
                "%zu left alone (the store has newer content under the name); %zu artifact(s) written, %zu "
                "already there\n", a.store, counts[KVZ_ENTRY_ADDED], counts[KVZ_ENTRY_PRESENT],
                counts[KVZ_ENTRY_REPLACED], counts[KVZ_ENTRY_KEPT_NEWER], u.artifacts_added, u.artifacts_present);
+        if (a.prune)
+            printf("%zu document(s) pruned, %.1f KB that no document used freed\n", pruned.documents,
+                   pruned.bytes / 1024.0);
         if (u.other_model)
             printf("%zu configuration(s) of model %016llx stored aside\n", u.other_model,
                    (unsigned long long)u.other_fingerprint);
@@ -517,37 +568,10 @@ static int merge_doc(void *ctx, const char *doc, kvz_doc_record *rec)
     return KVZ_OK;
 }
 
-static int merge_prune_chooses(void *ctx, const void *name, size_t len)
-{
-    return !name_set_has(ctx, name, len);
-}
-
-static void merge_pruned_one(void *ctx, const void *name, size_t len)
-{
-    (void)ctx;
-    char shown[CLI_SHOWN_MAX];
-    fprintf(stderr, "pruned %s\n", cli_shown(shown, (const char *)name, len));
-}
-
-/* merge --prune: what none of the sources holds leaves `into` (the store to
- * itself, one transaction, as compile --prune). */
-static int merge_prune(const char *into, name_set *names, int quiet, store_collect_report *report)
-{
-    name_set_sort(names);
-    store_collect_opts o = {.remove = merge_prune_chooses, .removed = quiet ? NULL : merge_pruned_one,
-                            .ctx = names, .what = "merge --prune"};
-    kvz_store *s = NULL;
-    int st = kvz_store_open(&s, into, KVZ_STORE_EXCLUSIVE);
-    if (st == KVZ_OK)
-        st = store_collect(s, &o, report);
-    kvz_store_close(s);
-    return st == KVZ_OK ? st : kvz_error_context(st, "nothing pruned");
-}
-
 int cmd_merge(int argc, char **argv)
 {
     static const char help[] =
-        "usage: kvz merge SRC_STORE... --into DIR\n"
+        "usage: kvz merge SRC_STORE... --into DIR [--prune]\n"
         "\n"
         "Copies every compiled document of the source stores (for example the shards\n"
         "of `kvz compile --shard i/N`) into DIR (created if missing). Ids are content\n"
@@ -561,8 +585,9 @@ int cmd_merge(int argc, char **argv)
         "           what only they used (as `kvz rm`): for a DIR the sources fill whole,\n"
         "           such as every shard of a nightly `compile --shard I/N --prune`, so\n"
         "           that what was deleted from the corpus leaves DIR too. Not done after\n"
-        "           a damaged source document, or while another process writes to DIR\n"
-        "           (exit 3: the merge itself is done; run it again)\n"
+        "           a damaged source document, when the sources hold no documents at\n"
+        "           all (exit 7), or while another process writes to DIR (exit 3); the\n"
+        "           merge itself is done then\n"
         "  --quiet  print nothing but errors\n";
     ship_args a;
     int rc = parse_ship(argc, argv, help, " into quiet prune ", &a);
@@ -610,7 +635,7 @@ int cmd_merge(int argc, char **argv)
     if (st == KVZ_OK && a.prune && m.bad)
         fprintf(stderr, "kvz merge: nothing pruned: a source had damaged documents\n");
     else if (st == KVZ_OK && a.prune)
-        st = merge_prune(a.into, &names, a.quiet, &pruned);
+        st = prune_to(a.into, &names, "the sources hold", "merge --prune", a.quiet, &pruned);
     name_set_free(&names);
     if (st != KVZ_OK)
         return cli_fail("merge", st);

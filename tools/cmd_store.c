@@ -179,8 +179,10 @@ int cmd_ls(int argc, char **argv)
     int st = kvz_store_open(&s, a.store, KVZ_STORE_READONLY);
     if (st == KVZ_OK)
         st = kvz_store_read_begin(s, &t);
-    if (st == KVZ_OK && !a.json) /* one transaction: both passes see the same documents */
-        st = kvz_scan_documents(t, ls_measure, &l);
+    /* one transaction: both passes see the same documents; a damaged one
+     * stops the listing where it lies, after the documents before it */
+    if (st == KVZ_OK && !a.json && kvz_scan_documents(t, ls_measure, &l) != KVZ_OK)
+        kvz_error_clear();
     if (st == KVZ_OK)
         st = kvz_scan_documents(t, ls_visit, &l);
     if (st == KVZ_OK && !a.json)
@@ -536,7 +538,9 @@ int cmd_verify(int argc, char **argv)
 #define MAX_GROUPS 64
 
 typedef struct stats_group {
+    uint64_t config_id; /* a row per configuration (parameters and model) */
     char summary[128];
+    char label[160]; /* the summary, and the id where two rows' summaries are alike */
     size_t configs;
     uint64_t tokens, bytes;
     double full_bytes; /* the f16 full caches of the same documents */
@@ -560,14 +564,16 @@ static int stats_visit(void *ctx, const char *name, kvz_doc_record *rec)
         const kvz_doc_entry *e = &rec->entries[i];
         c->configs++;
         size_t g = 0;
-        while (g < c->groups_used && strcmp(c->groups[g].summary, e->summary) != 0)
+        while (g < c->groups_used && c->groups[g].config_id != e->config_id)
             g++;
         if (g == MAX_GROUPS) {
             c->other_groups++;
             continue;
         }
-        if (g == c->groups_used)
+        if (g == c->groups_used) {
+            c->groups[g].config_id = e->config_id;
             snprintf(c->groups[c->groups_used++].summary, sizeof c->groups[0].summary, "%s", e->summary);
+        }
         stats_group *sg = &c->groups[g];
         sg->configs++;
         sg->tokens += e->n_tokens;
@@ -638,6 +644,17 @@ int cmd_stats(int argc, char **argv)
     }
     if (st == KVZ_OK)
         st = kvz_store_scan(c->t, KVZ_DB_META, sum_visit, &prefixes);
+    for (size_t g = 0; st == KVZ_OK && g < c->groups_used; g++) {
+        stats_group *sg = &c->groups[g];
+        int alike = 0; /* another model's, another question's, or recorded before summaries named every option */
+        for (size_t h = 0; h < c->groups_used; h++)
+            alike |= h != g && strcmp(c->groups[h].summary, sg->summary) == 0;
+        if (alike)
+            snprintf(sg->label, sizeof sg->label, "%s [config %016llx]", sg->summary,
+                     (unsigned long long)sg->config_id);
+        else
+            snprintf(sg->label, sizeof sg->label, "%s", sg->summary);
+    }
     if (st == KVZ_OK) {
         uint64_t disk = file_bytes(a.store);
         if (a.json) {
@@ -649,10 +666,10 @@ int cmd_stats(int argc, char **argv)
                 const stats_group *sg = &c->groups[g];
                 printf("%s{\"summary\":", g ? "," : "");
                 cli_json_string(stdout, sg->summary, strlen(sg->summary));
-                printf(",\"configurations\":%zu,\"tokens\":%llu,\"bytes\":%llu,\"bytes_per_token\":%.2f,"
-                       "\"vs_f16_full\":%.2f}", sg->configs, (unsigned long long)sg->tokens,
-                       (unsigned long long)sg->bytes, sg->tokens ? (double)sg->bytes / sg->tokens : 0,
-                       sg->bytes ? sg->full_bytes / sg->bytes : 0);
+                printf(",\"config_id\":\"%016llx\",\"configurations\":%zu,\"tokens\":%llu,\"bytes\":%llu,"
+                       "\"bytes_per_token\":%.2f,\"vs_f16_full\":%.2f}", (unsigned long long)sg->config_id, sg->configs,
+                       (unsigned long long)sg->tokens, (unsigned long long)sg->bytes,
+                       sg->tokens ? (double)sg->bytes / sg->tokens : 0, sg->bytes ? sg->full_bytes / sg->bytes : 0);
             }
             printf("]}\n");
         } else {
@@ -662,14 +679,14 @@ int cmd_stats(int argc, char **argv)
             printf("  %zu artifact(s), %.1f KB; documents reference %.1f KB%s\n", arts.n, arts.bytes / 1024.0,
                    arts.referenced_bytes / 1024.0, arts.bytes > arts.referenced_bytes ? " (kvz gc drops the rest)" : "");
             printf("  %zu shared prefix(es), %.1f KB\n", prefixes.n, prefixes.bytes / 1024.0);
-            int width = 40; /* the longest summary's */
+            int width = 40; /* the longest label's */
             for (size_t g = 0; g < c->groups_used; g++)
-                width = (int)strlen(c->groups[g].summary) > width ? (int)strlen(c->groups[g].summary) : width;
+                width = (int)strlen(c->groups[g].label) > width ? (int)strlen(c->groups[g].label) : width;
             printf("  %-*s %7s %10s %12s %9s %8s\n", width, "configuration", "docs", "tokens", "KB", "B/token",
                    "vs f16");
             for (size_t g = 0; g < c->groups_used; g++) {
                 const stats_group *sg = &c->groups[g];
-                printf("  %-*s %7zu %10llu %12.1f %9.1f %7.1fx\n", width, sg->summary, sg->configs,
+                printf("  %-*s %7zu %10llu %12.1f %9.1f %7.1fx\n", width, sg->label, sg->configs,
                        (unsigned long long)sg->tokens, sg->bytes / 1024.0,
                        sg->tokens ? (double)sg->bytes / sg->tokens : 0, sg->bytes ? sg->full_bytes / sg->bytes : 0);
             }

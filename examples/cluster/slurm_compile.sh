@@ -11,10 +11,11 @@
 # document's shard is a hash of its name modulo N, so the tasks agree without
 # talking to each other, and a document stays in one shard's store night after
 # night. Each task starts from its shard's store of the last night: only new
-# and changed documents are compiled, --prune drops deleted ones, and the merge
-# into the serving store prunes them there. A task that fails or is preempted
-# can simply run again (from that store again; a killed compile leaves a
-# valid store).
+# and changed documents are compiled, --prune drops deleted ones, the merge
+# prunes them from $OUT/merged, and the serving machines drop them with
+# `kvz unpack corpus.tar.zst --store DIR --prune`. A task that fails or is
+# preempted can simply run again (from that store again; a killed compile
+# leaves a valid store).
 #SBATCH --job-name=kvz-compile
 #SBATCH --cpus-per-task=16
 #SBATCH --mem=16G

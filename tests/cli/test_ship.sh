@@ -277,11 +277,46 @@ cp "$TMP/first.orig" "$TMP/corpus2/$first"
 nightly "the document changed back"
 ! "$KVZ" ls --store "$TMP/slurm2/merged" --json | grep -q "$second" && ok "merge --prune: the deleted document left" ||
     fail "the deleted document is still served"
-"$KVZ" merge "$TMP/shard0" --into "$TMP/m1" >/dev/null 2>&1
-"$KVZ" merge "$TMP/shard1" --into "$TMP/m1" --prune >"$TMP/o" 2>"$TMP/e"
-[ "$("$KVZ" ls --store "$TMP/m1" --json | grep -c '"document"')" -eq "$("$KVZ" ls --store "$TMP/shard1" --json | grep -c '"document"')" ] &&
-    grep -q "pruned" "$TMP/e" && grep -q "document(s) pruned" "$TMP/o" && "$KVZ" verify --store "$TMP/m1" >/dev/null 2>&1 &&
-    ok "merge --prune keeps only what the sources hold" || { fail "merge --prune"; cat "$TMP/o" "$TMP/e"; }
+# merge --prune and unpack --prune: the target ends holding what the sources hold (a store
+# of all six documents, then the sources' two)
+"$KVZ" compile "$TMP/corpus/doc0.txt" "$TMP/corpus/doc1.txt" --store "$TMP/two" --method recent --quiet 2>/dev/null
+names() { "$KVZ" ls --store "$1" --json | sed 's/.*"document":"\([^"]*\)".*/\1/' | sort -u; }
+names "$TMP/two" >"$TMP/n2"
+"$KVZ" merge "$TMP/single" --into "$TMP/m1" >/dev/null 2>&1
+"$KVZ" merge "$TMP/two" --into "$TMP/m1" --prune >"$TMP/o" 2>"$TMP/e"; rc=$?
+names "$TMP/m1" >"$TMP/n1"
+[ $rc -eq 0 ] && [ "$(wc -l <"$TMP/n2")" -eq 2 ] && cmp -s "$TMP/n1" "$TMP/n2" && [ "$(grep -c "^pruned" "$TMP/e")" -eq 4 ] &&
+    grep -q "4 document(s) pruned" "$TMP/o" && "$KVZ" verify --store "$TMP/m1" >/dev/null 2>&1 &&
+    ok "merge --prune keeps only what the sources hold" || { fail "merge --prune: exit $rc"; cat "$TMP/o" "$TMP/e"; }
+mkdir -p "$TMP/nothing"
+"$KVZ" compile "$TMP/nothing" --store "$TMP/empty" --method recent --quiet 2>/dev/null # an empty store
+"$KVZ" merge "$TMP/empty" --into "$TMP/m1" --prune >/dev/null 2>"$TMP/e"; rc=$?
+names "$TMP/m1" >"$TMP/n1"
+[ $rc -eq 7 ] && grep -q "nothing pruned: the sources hold no documents" "$TMP/e" && cmp -s "$TMP/n1" "$TMP/n2" &&
+    ok "merge --prune of sources with no documents: exit 7, nothing pruned" || { fail "merge --prune of nothing: exit $rc"; cat "$TMP/e"; }
+"$KVZ" pack --store "$TMP/two" --all -o "$TMP/two.tar.zst" --quiet
+"$KVZ" merge "$TMP/single" --into "$TMP/m3" >/dev/null 2>&1
+"$KVZ" unpack "$TMP/two.tar.zst" --store "$TMP/m3" --prune >"$TMP/o" 2>"$TMP/e"; rc=$?
+names "$TMP/m3" >"$TMP/n1"
+[ $rc -eq 0 ] && cmp -s "$TMP/n1" "$TMP/n2" && grep -q "4 document(s) pruned" "$TMP/o" &&
+    "$KVZ" verify --store "$TMP/m3" >/dev/null 2>&1 && ok "unpack --prune: the store holds what the bundle holds" ||
+    { fail "unpack --prune: exit $rc"; cat "$TMP/o" "$TMP/e"; diff "$TMP/n1" "$TMP/n2"; }
+# compile --prune that finds no documents (an unmounted corpus) prunes nothing
+"$KVZ" merge "$TMP/single" --into "$TMP/m2" >/dev/null 2>&1
+"$KVZ" compile "$TMP/nothing" --store "$TMP/m2" --method recent --prune 2>"$TMP/e"; rc=$?
+[ $rc -eq 7 ] && grep -q "nothing pruned: no documents were found" "$TMP/e" &&
+    [ "$(names "$TMP/m2" | wc -l)" -eq 6 ] &&
+    ok "compile --prune of an empty folder: exit 7, nothing pruned" || { fail "prune of nothing: exit $rc"; cat "$TMP/e"; }
+# --shard reads stdin to its end in the shard that does not take it (its writer is not cut
+# off: 256 KB, past a pipe's buffer); "piped.txt" is shard 1 of 2 (xxh3-64 of the name)
+{ python3 -c "import sys; sys.stdout.write('A line of a long piped document.\\n' * 8000)"; echo $? >"$TMP/prc"; } |
+    "$KVZ" compile - --stdin-name piped.txt --store "$TMP/pipe0" --method recent --shard 0/2 --quiet 2>/dev/null
+printf 'A short piped document.\n' |
+    "$KVZ" compile - --stdin-name piped.txt --store "$TMP/pipe1" --method recent --shard 1/2 --quiet 2>/dev/null
+[ "$(cat "$TMP/prc")" = 0 ] && ! "$KVZ" ls --store "$TMP/pipe0" --json | grep -q piped.txt &&
+    "$KVZ" ls --store "$TMP/pipe1" --json | grep -q piped.txt &&
+    ok "--shard with stdin: the other shard reads it to its end, its own compiles it" ||
+    fail "--shard with stdin: the producer exits $(cat "$TMP/prc")"
 if python3 -c "import yaml" 2>/dev/null; then
     python3 -c "import yaml,sys; [d['spec'] for f in sys.argv[1:] for d in yaml.safe_load_all(open(f))]" \
         examples/cluster/k8s_compile.yaml examples/cluster/k8s_merge.yaml && ok "the Kubernetes manifests parse" || fail "k8s yaml"

@@ -550,6 +550,35 @@ static void test_ingest_names(void **state)
     snprintf(name, sizeof name, "%s:./h.md", path); /* a name of before: its member is gone */
     assert_true(kvz_ingest_source_gone(&cache, name, strlen(name)));
     kvz_archive_cache_free(&cache);
+    kvz_ingest_opts dot_glob = {.include = (const char *[]){"./h*"}, .n_include = 1};
+    CHECK_OK(kvz_ingest_list(archive, 1, &dot_glob, &list)); /* a glob's "./" as the members' */
+    assert_int_equal(list.len, 1);
+    kvz_source_list_free(&list);
+    /* "./h.md" and "h.md" in one archive: one document, the first */
+    snprintf(cmd, sizeof cmd, "cd '%s/in' && tar -cf '%s/both.tar' ./h.md h.md", dir, dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/both.tar", dir);
+    CHECK_OK(kvz_ingest_list(archive, 1, NULL, &list));
+    assert_int_equal(list.len, 1);
+    kvz_source_list_free(&list);
+
+    /* text with "ustar" where a tar's signature sits is text ("mustard" at byte 257) */
+    char text[400];
+    memset(text, 'a', sizeof text);
+    memcpy(text + 256, "mustard", 7);
+    snprintf(path, sizeof path, "%s/recipe.txt", dir);
+    write_text(path, text, sizeof text);
+    const char *recipe[1] = {path};
+    CHECK_OK(kvz_ingest_list(recipe, 1, NULL, &list));
+    CHECK_OK(kvz_doc_reader_new(&r, &list, NULL));
+    CHECK_OK(kvz_doc_reader_read(r, 0, &d));
+    kvz_document_free(&d);
+    kvz_doc_reader_free(r);
+    kvz_source_list_free(&list);
+
+    /* a document's shard, pinned: machines running different kvz builds agree only while it stays */
+    assert_int_equal(kvz_shard_of("docs/a.md", 9, 16), 4);
+    assert_int_equal(kvz_shard_of("corpus/report.txt", 17, 7), 4);
 
     snprintf(path, sizeof path, "%s/in", dir);
     const char *folder[1] = {path};
