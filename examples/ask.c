@@ -1,7 +1,7 @@
 /* ask.c — the public C API end to end: list a store's documents, load some,
  * stream answers.
  *
- *   cc ask.c $(pkg-config --cflags --libs kvz) -o ask
+ *   cc ask.c $(pkg-config --cflags --libs kvz) -Wl,-rpath,$(pkg-config --variable=libdir kvz) -o ask
  *   ./ask STORE MODEL DOC [DOC...] -- QUESTION [QUESTION...]
  */
 #include <kvz.h>

@@ -341,7 +341,8 @@ int cmd_inspect(int argc, char **argv)
         "the kept positions per layer and head over the document (first segment).\n"
         "--json: one object per segment: the manifest's fields named as in\n"
         "format/SPEC.md (\"segment\" counted from 0, as there; \"model\" a description;\n"
-        "not the document's name, hashes or creation time) and the figures above.\n";
+        "not the document's name, its content hash or creation time: the model's\n"
+        "fingerprint is there) and the figures above.\n";
     store_args a;
     int rc = parse_store_args(argc, argv, help, &a, 1, "jgc");
     if (rc)

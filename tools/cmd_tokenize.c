@@ -104,7 +104,7 @@ static int run(int argc, char **argv, const char *help, convert_fn convert)
 int cmd_tokenize(int argc, char **argv)
 {
     static const char help[] =
-        "usage: kvz tokenize [--model PATH] [--no-special] < text\n"
+        "usage: kvz tokenize [-m, --model PATH] [--no-special] < text\n"
         "\n"
         "Reads all of stdin and prints its token ids on one line, space-separated.\n"
         "Control-token texts such as <|im_start|> become their tokens unless\n"
@@ -118,7 +118,7 @@ int cmd_tokenize(int argc, char **argv)
 int cmd_detokenize(int argc, char **argv)
 {
     static const char help[] =
-        "usage: kvz detokenize [--model PATH] [--no-special] < ids\n"
+        "usage: kvz detokenize [-m, --model PATH] [--no-special] < ids\n"
         "\n"
         "Reads whitespace-separated token ids from stdin and writes their exact\n"
         "text (no newline added). Control tokens are written as their text unless\n"

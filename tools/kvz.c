@@ -23,7 +23,7 @@ static void usage(FILE *out)
             "  ls           list a store's documents and their compiled forms\n"
             "  inspect      show one compiled document (manifest, kept pairs, sizes, --svg)\n"
             "  verify       check every checksum and bound of every artifact in a store\n"
-            "  stats        sizes, bytes per token and counts by method of a store\n"
+            "  stats        sizes, bytes per token and counts by configuration of a store\n"
             "  gc           drop artifacts no document references (and older configurations)\n"
             "  rm           remove documents from a store (then drop what gc drops)\n"
             "  pack         compiled documents -> a bundle (tar.zst) for another machine\n"

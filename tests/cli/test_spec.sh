@@ -111,4 +111,29 @@ for k in range(20):
 sys.exit(1 if accepted else 0)
 PY
     { fail "a changed byte was accepted"; cat "$TMP/flips"; }
+# payloads are contiguous (SPEC section 2): an artifact with 8 bytes between its last payload and
+# its trailer, its sizes and checksums made right, is refused by the spec's reader and by kvz
+python3 - "$TMP/snap8.1.kvz" "$TMP/gap.kvz" <<'PY' >"$TMP/gap" 2>&1
+import struct, sys
+sys.path.insert(0, "tests/format")
+import spec_reader
+data = open(sys.argv[1], "rb").read()
+body = bytearray(data[:-16] + bytes(8))
+struct.pack_into("<Q", body, 16, len(body) + 16)  # file_size
+struct.pack_into("<Q", body, 56, spec_reader.xxh64(bytes(body[:56])))  # header checksum
+body += data[-16:-8]  # the trailer's magic, then its checksum of everything before it
+body += struct.pack("<Q", spec_reader.xxh64(bytes(body)))
+open(sys.argv[2], "wb").write(body)
+try:
+    spec_reader.Artifact(bytes(body))
+    print("a gap was accepted")
+    sys.exit(1)
+except spec_reader.Refused as e:
+    print("refused:", e)
+PY
+rc=$?
+"$KVZ" import "$TMP/gap.kvz" --store "$TMP/gapstore" >/dev/null 2>"$TMP/e"; krc=$?
+[ $rc -eq 0 ] && grep -q "trailer starts" "$TMP/gap" && [ $krc -eq 4 ] && grep -q "trailer starts" "$TMP/e" &&
+    ok "a gap before the trailer: refused by the spec's reader and by kvz (exit 4)" ||
+    { fail "gap: reader $rc, kvz import $krc"; cat "$TMP/gap" "$TMP/e"; }
 finish "format"

@@ -146,13 +146,13 @@ class Artifact:
         need(data[size - 16:size - 8] == TRAILER, "bad trailer magic")
         need(xxh64(data[:size - 8]) == struct.unpack_from("<Q", data, size - 8)[0],
              "trailer checksum")
-        need(toff >= 64 and toff + tent * 48 <= size - 16, "table out of bounds")
+        need(toff == 64, "table_offset %d (64 in version 1.0)" % toff)
+        need(toff + tent * 48 <= size - 16, "table out of bounds")
         table = data[toff:toff + tent * 48]
         need(xxh64(table) == tsum, "table checksum")
         self.version = (vmaj, vmin)
         self.table_offset = toff
         self.entries = []
-        spans = [(0, 64), (toff, toff + tent * 48), (size - 16, size)]
         seen = set()
         for i in range(tent):
             (kind, layer, head, tr, comp, off, stored, raw, count, aux,
@@ -163,15 +163,15 @@ class Artifact:
             need(comp in (0, 1), "unknown compressor %d" % comp)
             need(tr in (0, 1, 2, 3, 4), "unknown transform %d" % tr)
             need(xxh64(data[off:off + stored]) == csum, "section %d checksum" % i)
-            if stored:
-                spans.append((off, off + stored))
             self.entries.append(dict(kind=kind, layer=layer, head=head, transform=tr,
                                      compressor=comp, offset=off, stored=stored, raw=raw,
                                      count=count, aux=aux))
-        spans.sort()
-        for a, b in zip(spans, spans[1:]):
-            need(a[1] <= b[0], "overlap %s %s" % (a, b))
-        self.gaps = sum(b[0] - a[1] for a, b in zip(spans, spans[1:]))
+        # contiguous, in table order: from the table's end to the trailer
+        at = toff + tent * 48
+        for i, e in enumerate(self.entries):
+            need(e["offset"] == at, "section %d starts at %d, expected %d" % (i, e["offset"], at))
+            at += e["stored"]
+        need(at == size - 16, "sections end at %d, the trailer starts at %d" % (at, size - 16))
         self.by = {(e["kind"], e["layer"], e["head"]): e for e in self.entries}
 
         man = [e for e in self.entries if e["kind"] == 1]
@@ -332,7 +332,7 @@ class Artifact:
         allv = np.concatenate([v.ravel() for v in self.vals.values()])
         return {
             "file": self.name, "version": "%d.%d" % self.version, "bytes": len(self.data),
-            "sections": len(self.entries), "gaps": self.gaps,
+            "sections": len(self.entries),
             "transforms": sorted({(KINDS[e["kind"]], e["transform"], e["compressor"]) for e in self.entries}),
             "manifest": {k: (v.hex() if isinstance(v, bytes) else v) for k, v in m.items()},
             "unknown_manifest_keys": self.unknown_keys,
