@@ -21,7 +21,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-enum { OPT_STORE = 256, OPT_DOC, OPT_ALL, OPT_INTO, OPT_ALLOW, OPT_MAX_ENTRY, OPT_CONFIG, OPT_SEGMENT, OPT_QUIET, OPT_PRUNE };
+enum {
+    OPT_STORE = 256, OPT_DOC, OPT_ALL, OPT_INTO, OPT_ALLOW, OPT_MAX_ENTRY, OPT_CONFIG, OPT_SEGMENT, OPT_QUIET, OPT_PRUNE
+};
 
 typedef struct ship_args {
     const char *store, *output, *into, *model;
