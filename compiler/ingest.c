@@ -100,6 +100,8 @@ static int push(kvz_source_list *l, const char *name, const char *path, const ch
     s->member = member ? strdup(member) : NULL;
     s->size = size;
     s->unread = NULL;
+    s->member_at = -1;
+    s->link_target = NULL;
     if (!s->name || !s->path || (member && !s->member)) {
         free(s->name), free(s->path), free(s->member);
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory listing documents");
@@ -114,6 +116,7 @@ void kvz_source_list_free(kvz_source_list *l)
         free(l->items[i].name);
         free(l->items[i].path);
         free(l->items[i].member);
+        free(l->items[i].link_target);
     }
     free(l->items);
     memset(l, 0, sizeof *l);
@@ -134,29 +137,101 @@ static struct archive *archive_open(const char *path)
     return a;
 }
 
+/* A member listed: named ARCHIVE:MEMBER (without a leading "./"). */
+static int push_member(kvz_source_list *out, const char *path, const char *member, uint64_t size, int64_t at)
+{
+    char *name = malloc(strlen(path) + strlen(member) + 2);
+    if (!name)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    sprintf(name, "%s:%s", path, member_name(member));
+    int rc = push(out, name, path, member, size);
+    free(name);
+    if (rc == KVZ_OK)
+        out->items[out->len - 1].member_at = at;
+    return rc;
+}
+
+/* A name the archive holds twice is its later copy, as `tar -x` (or `tar -r`
+ * of an edited file) leaves it: the earlier entries of out[from..] so named
+ * are dropped. */
+static int keep_last_copies(kvz_source_list *out, size_t from)
+{
+    size_t n = out->len - from;
+    if (n < 2)
+        return KVZ_OK;
+    kvz_str_map later;
+    KVZ_TRY(kvz_str_map_init(&later, n));
+    char *drop = calloc(n, 1);
+    if (!drop) {
+        kvz_str_map_free(&later);
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    }
+    for (size_t i = n; i-- > 0;) {
+        const char *m = member_name(out->items[from + i].member);
+        drop[i] = kvz_str_map_put(&later, m, (uint32_t)strlen(m), (int32_t)i) == 1;
+    }
+    kvz_str_map_free(&later);
+    size_t kept = from;
+    for (size_t i = 0; i < n; i++) {
+        kvz_source *s = &out->items[from + i];
+        if (drop[i])
+            free(s->name), free(s->path), free(s->member), free(s->link_target);
+        else
+            out->items[kept++] = *s;
+    }
+    out->len = kept;
+    free(drop);
+    return KVZ_OK;
+}
+
 static int list_archive(const char *path, const kvz_ingest_opts *o, kvz_source_list *out)
 {
     struct archive *a = archive_open(path);
     if (!a)
         return KVZ_ERR_FORMAT;
     struct archive_entry *e;
+    kvz_source_list regular = {0}; /* every regular member so far, selected or not: hard links' targets */
+    size_t from = out->len;
     int rc = KVZ_OK, r;
-    while (rc == KVZ_OK && (r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
-        const char *member = archive_entry_pathname(e);
-        if (archive_entry_filetype(e) != AE_IFREG || !member)
-            continue; /* folders, links and devices are not documents */
-        char *name = malloc(strlen(path) + strlen(member) + 2);
-        if (!name) {
-            rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
-            break;
+    for (int64_t at = 0; rc == KVZ_OK && (r = archive_read_next_header(a, &e)) == ARCHIVE_OK; at++) {
+        const char *member = archive_entry_pathname(e), *target = archive_entry_hardlink(e);
+        mode_t type = archive_entry_filetype(e);
+        if (!member || type == AE_IFDIR)
+            continue;
+        if (!target && type == AE_IFREG) {
+            rc = push(&regular, member_name(member), path, NULL, (uint64_t)archive_entry_size(e));
+            if (rc == KVZ_OK)
+                regular.items[regular.len - 1].member_at = at;
         }
-        sprintf(name, "%s:%s", path, member_name(member));
-        if (selected(o, member_name(member)))
-            rc = push(out, name, path, member, (uint64_t)archive_entry_size(e));
-        free(name);
+        if (rc != KVZ_OK || !selected(o, member_name(member)))
+            continue;
+        if (!target && type == AE_IFREG) {
+            rc = push_member(out, path, member, (uint64_t)archive_entry_size(e), at);
+            continue;
+        }
+        rc = push_member(out, path, member, 0, -1);
+        kvz_source *s = rc == KVZ_OK ? &out->items[out->len - 1] : NULL;
+        if (s && !target) {
+            s->unread = type == AE_IFLNK ? "a symbolic link inside an archive: not followed"
+                                         : "not a regular file (a device, FIFO or socket inside the archive)";
+            continue;
+        }
+        const kvz_source *to = NULL; /* a hard link: the content of the last regular member so named before it */
+        for (size_t i = regular.len; s && !to && i-- > 0;)
+            if (strcmp(regular.items[i].name, member_name(target)) == 0)
+                to = &regular.items[i];
+        if (s && !to)
+            s->unread = "a hard link to a member the archive does not hold before it";
+        else if (s && !(s->link_target = strdup(target)))
+            rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+        else if (s)
+            s->member_at = to->member_at, s->size = to->size;
     }
     if (rc == KVZ_OK && r != ARCHIVE_EOF)
         rc = kvz_errorf(KVZ_ERR_FORMAT, "archive '%s' is damaged: %s", path, archive_error_string(a));
+    if (rc == KVZ_OK)
+        rc = keep_last_copies(out, from);
+    kvz_source_list_free(&regular);
     archive_read_free(a);
     return rc;
 }
@@ -166,9 +241,18 @@ static int by_name(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static int list_path(const char *path, const kvz_ingest_opts *o, kvz_source_list *out, int top);
+/* The folder no walk enters, by device and inode (taken once per listing). */
+typedef struct skipped_folder {
+    int set;
+    dev_t dev;
+    ino_t ino;
+} skipped_folder;
 
-static int list_dir(const char *path, const kvz_ingest_opts *o, kvz_source_list *out)
+static int list_path(const char *path, const kvz_ingest_opts *o, const skipped_folder *skip,
+                     kvz_source_list *out, int top);
+
+static int list_dir(const char *path, const kvz_ingest_opts *o, const skipped_folder *skip,
+                    kvz_source_list *out)
 {
     DIR *d = opendir(path);
     if (!d)
@@ -199,7 +283,7 @@ static int list_dir(const char *path, const kvz_ingest_opts *o, kvz_source_list 
             break;
         }
         snprintf(child, len, "%s%s%s", path, path[strlen(path) - 1] == '/' ? "" : "/", names[i]);
-        rc = list_path(child, o, out, 0);
+        rc = list_path(child, o, skip, out, 0);
         free(child);
     }
     for (size_t i = 0; i < n; i++)
@@ -213,7 +297,8 @@ static const char *stdin_name(const kvz_ingest_opts *o)
     return o && o->stdin_name ? o->stdin_name : "stdin";
 }
 
-static int list_path(const char *path, const kvz_ingest_opts *o, kvz_source_list *out, int top)
+static int list_path(const char *path, const kvz_ingest_opts *o, const skipped_folder *skip,
+                     kvz_source_list *out, int top)
 {
     if (strcmp(path, "-") == 0)
         return push(out, stdin_name(o), "-", NULL, 0);
@@ -229,11 +314,11 @@ static int list_path(const char *path, const kvz_ingest_opts *o, kvz_source_list
         /* a folder reached through a link inside a walk could loop: skip it */
         if (!top && lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode))
             return KVZ_OK;
-        struct stat skip;
-        if (o && o->skip_folder && stat(o->skip_folder, &skip) == 0 && skip.st_dev == st.st_dev &&
-            skip.st_ino == st.st_ino)
+        if (skip->set && skip->dev == st.st_dev && skip->ino == st.st_ino) {
+            out->walked_around_store = 1;
             return KVZ_OK; /* the store inside the corpus: its data.mdb is no document */
-        return list_dir(path, o, out);
+        }
+        return list_dir(path, o, skip, out);
     }
     if (!S_ISREG(st.st_mode)) {
         if (top)
@@ -255,7 +340,7 @@ static int list_path(const char *path, const kvz_ingest_opts *o, kvz_source_list
 
 static int same_source(const kvz_source *a, const kvz_source *b)
 {
-    /* "./a.txt" and "a.txt" in one archive: one name, the first kept */
+    /* one archive named twice: its members once (list_archive keeps one copy of a name) */
     return strcmp(a->path, b->path) == 0 &&
            (a->member ? b->member && strcmp(member_name(a->member), member_name(b->member)) == 0 : !b->member);
 }
@@ -272,7 +357,7 @@ static int drop_repeats(kvz_source_list *l)
         kvz_source *s = &l->items[i];
         int32_t first = kvz_str_map_get(&seen, s->name, strlen(s->name));
         if (first >= 0 && same_source(&l->items[first], s)) {
-            free(s->name), free(s->path), free(s->member);
+            free(s->name), free(s->path), free(s->member), free(s->link_target);
             continue;
         }
         l->items[kept] = *s;
@@ -289,9 +374,13 @@ int kvz_ingest_list(const char *const *paths, size_t n_paths, const kvz_ingest_o
                     kvz_source_list *out)
 {
     memset(out, 0, sizeof *out);
+    skipped_folder skip = {0};
+    struct stat st;
+    if (opts && opts->skip_folder && stat(opts->skip_folder, &st) == 0)
+        skip = (skipped_folder){1, st.st_dev, st.st_ino};
     int rc = KVZ_OK;
     for (size_t i = 0; i < n_paths && rc == KVZ_OK; i++)
-        rc = list_path(paths[i], opts, out, 1);
+        rc = list_path(paths[i], opts, &skip, out, 1);
     if (rc == KVZ_OK && out->len > 1)
         rc = drop_repeats(out);
     if (rc != KVZ_OK)
@@ -429,6 +518,7 @@ struct kvz_doc_reader {
     const kvz_ingest_opts *opts;
     struct archive *archive; /* open archive and where its cursor is */
     const char *archive_path;
+    int64_t archive_next; /* the place of the archive's next entry */
     size_t next; /* the next index that may be read */
 };
 
@@ -514,28 +604,34 @@ static int read_member(struct archive *a, uint64_t limit, char **data, size_t *l
     return KVZ_OK;
 }
 
-/* Members are read in listing order with one open archive; a member behind
- * the cursor (the same archive named twice) reopens it once. */
+/* Members are read in listing order with one open archive, each at its
+ * place; one behind the cursor (the same archive named twice, a hard link's
+ * target) reopens it. */
 static int read_from_archive(kvz_doc_reader *r, const kvz_source *s, uint64_t limit, char **data,
                              size_t *len)
 {
-    for (int attempt = 0; attempt < 2; attempt++) {
-        if (!r->archive || strcmp(r->archive_path, s->path) != 0 || attempt) {
-            close_archive(r);
-            r->archive = archive_open(s->path);
-            if (!r->archive)
-                return KVZ_ERR_FORMAT;
-            r->archive_path = s->path;
-        }
-        struct archive_entry *e;
-        while (archive_read_next_header(r->archive, &e) == ARCHIVE_OK) {
-            const char *member = archive_entry_pathname(e);
-            if (member && archive_entry_filetype(e) == AE_IFREG && strcmp(member, s->member) == 0)
-                return read_member(r->archive, limit, data, len);
-        }
+    if (!r->archive || strcmp(r->archive_path, s->path) != 0 || s->member_at < r->archive_next) {
+        close_archive(r);
+        r->archive = archive_open(s->path);
+        if (!r->archive)
+            return KVZ_ERR_FORMAT;
+        r->archive_path = s->path;
+        r->archive_next = 0;
+    }
+    const char *want = s->link_target ? s->link_target : s->member;
+    struct archive_entry *e;
+    while (archive_read_next_header(r->archive, &e) == ARCHIVE_OK) {
+        const char *member = archive_entry_pathname(e);
+        if (r->archive_next++ != s->member_at)
+            continue;
+        if (member && archive_entry_filetype(e) == AE_IFREG && !archive_entry_hardlink(e) &&
+            strcmp(member_name(member), member_name(want)) == 0) /* as listed: "./a" is "a" */
+            return read_member(r->archive, limit, data, len);
+        break; /* another entry there now: the archive changed since it was listed */
     }
     close_archive(r);
-    return kvz_errorf(KVZ_ERR_IO, "member '%s' vanished from archive '%s'", s->member, s->path);
+    return kvz_errorf(KVZ_ERR_IO, "member '%s' vanished from archive '%s' (changed since it was listed?)", want,
+                      s->path);
 }
 
 int kvz_doc_reader_read(kvz_doc_reader *r, size_t i, kvz_document *doc)

@@ -30,16 +30,22 @@ typedef struct kvz_source {
     char *member;       /* archive member, or NULL */
     uint64_t size;      /* bytes as listed (0 for stdin) */
     const char *unread; /* why it is listed but never read (a FIFO of a folder), or NULL */
+    int64_t member_at;  /* archive members: the entry whose data is the document's, by its
+                           place in the archive (a hard link's: its target's) */
+    char *link_target;  /* a hard link member: its target's name, or NULL */
 } kvz_source;
 
 typedef struct kvz_source_list {
     kvz_source *items;
     size_t len, cap;
+    int walked_around_store; /* a walk met opts->skip_folder and left it out */
 } kvz_source_list;
 
 /* List the documents under `paths` (files, folders recursively in name order,
  * archives by extension: .tar .tar.gz .tgz .tar.zst .tzst .tar.xz .tar.bz2
- * .zip). Errors: KVZ_ERR_NOT_FOUND for a path that does not exist,
+ * .zip). An archive's hard link is a document with its target's content; a
+ * name it holds twice is the later copy (as `tar -x` leaves it); its symbolic
+ * links, devices and FIFOs are listed unread, to be reported skipped. Errors: KVZ_ERR_NOT_FOUND for a path that does not exist,
  * KVZ_ERR_FORMAT for an unreadable archive. */
 int kvz_ingest_list(const char *const *paths, size_t n_paths, const kvz_ingest_opts *opts,
                     kvz_source_list *out);

@@ -184,6 +184,52 @@ static json_t *file_json(const kvz_bundle_file *f, int is_prefix)
     return o;
 }
 
+/* The manifest's own checksum (BUNDLE.md §2): xxh3-64 of its bytes with the
+ * 16 digits of its "manifest_xxh3" value read as '0's. The tar and zstd
+ * layers check nothing, and only the manifest says which document a file is
+ * and how new: without it a flipped bit could rename a document. */
+#define CHECKSUM_KEY "manifest_xxh3"
+
+static int json_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* Where the 16 digits of the one "manifest_xxh3" member's value begin; -1:
+ * no such member; -2: more than one, or its value is not 16 characters. A
+ * document name cannot look like it: a '"' inside a string is escaped. */
+static long checksum_digits_at(const char *json, size_t len)
+{
+    static const char key[] = "\"" CHECKSUM_KEY "\"";
+    const char *end = json + len;
+    long at = -1;
+    for (const char *p = json; (p = memmem(p, (size_t)(end - p), key, sizeof key - 1)); p += sizeof key - 1) {
+        const char *q = p + sizeof key - 1;
+        while (q < end && json_space(*q))
+            q++;
+        if (q == end || *q != ':')
+            continue; /* the string as a value, not as a key */
+        for (q++; q < end && json_space(*q);)
+            q++;
+        if (at != -1 || end - q < 18 || q[0] != '"' || q[17] != '"')
+            return -2;
+        at = (long)(q + 1 - json);
+    }
+    return at;
+}
+
+static int manifest_checksum(const char *json, size_t len, size_t at, uint64_t *sum)
+{
+    char *zeroed = malloc(len ? len : 1);
+    if (!zeroed)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    memcpy(zeroed, json, len);
+    memset(zeroed + at, '0', 16);
+    *sum = XXH3_64bits(zeroed, len);
+    free(zeroed);
+    return KVZ_OK;
+}
+
 static int manifest_json(const kvz_bundle_writer *w, char **out, size_t *len)
 {
     json_t *root = json_object(), *prefixes = json_array(), *artifacts = json_array(), *docs = json_array();
@@ -227,11 +273,26 @@ static int manifest_json(const kvz_bundle_writer *w, char **out, size_t *len)
     json_object_set_new(root, "prefixes", prefixes);
     json_object_set_new(root, "artifacts", artifacts);
     json_object_set_new(root, "documents", docs);
+    json_object_set_new(root, CHECKSUM_KEY, json_string("0000000000000000")); /* filled in below */
     *out = rc == KVZ_OK ? json_dumps(root, JSON_INDENT(1) | JSON_ENSURE_ASCII) : NULL;
     json_decref(root);
     if (rc == KVZ_OK && !*out)
         rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory writing the bundle manifest");
     *len = *out ? strlen(*out) : 0;
+    long at = *out ? checksum_digits_at(*out, *len) : -1;
+    uint64_t sum = 0;
+    if (rc == KVZ_OK && at < 0)
+        rc = kvz_errorf(KVZ_ERR_INTERNAL, "bundle manifest: its checksum member is not where it was put");
+    if (rc == KVZ_OK)
+        rc = manifest_checksum(*out, *len, (size_t)at, &sum);
+    if (rc == KVZ_OK) {
+        char hex[17];
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)sum);
+        memcpy(*out + at, hex, 16);
+    } else {
+        free(*out);
+        *out = NULL;
+    }
     return rc;
 }
 
@@ -422,21 +483,41 @@ static int parse_entry(json_t *c, kvz_doc_entry *e, const kvz_bundle_manifest *m
 static int parse_manifest(const char *json, size_t len, kvz_bundle_manifest *m)
 {
     memset(m, 0, sizeof *m);
+    /* the checksum first, on the bytes: damage is told as damage, whatever it hit */
+    long at = checksum_digits_at(json, len);
+    if (at == -2)
+        return bad("its \"" CHECKSUM_KEY "\" member is malformed or repeated", NULL);
+    if (at >= 0) {
+        uint64_t have = 0;
+        char hex[17];
+        KVZ_TRY(manifest_checksum(json, len, (size_t)at, &have));
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)have);
+        if (strncmp(hex, json + at, 16) != 0)
+            return kvz_errorf(KVZ_ERR_FORMAT, "bundle manifest: damaged (changed since kvz pack wrote it): its "
+                              "bytes hash to %s, its " CHECKSUM_KEY " says %.16s", hex, json + at);
+        m->checksummed = 1;
+    }
     json_error_t err;
     json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &err);
     if (!root)
         return kvz_errorf(KVZ_ERR_FORMAT, "bundle manifest: not JSON (line %d: %s)", err.line, err.text);
     int rc = KVZ_OK;
+    /* the member found in the bytes must be the top level's, as parsed */
+    json_t *sum = json_object_get(root, CHECKSUM_KEY);
+    const char *digits = json_string_value(sum);
+    if ((at >= 0) != (sum != NULL) ||
+        (at >= 0 && (!digits || strlen(digits) != 16 || strncmp(digits, json + at, 16) != 0)))
+        rc = bad("its \"" CHECKSUM_KEY "\" member is malformed or repeated", NULL);
     const char *format = json_string_value(json_object_get(root, "format"));
     json_t *version = json_object_get(root, "version");
     json_t *prefixes = json_object_get(root, "prefixes"), *artifacts = json_object_get(root, "artifacts"),
            *docs = json_object_get(root, "documents");
-    if (!format || strcmp(format, "kvz-bundle") != 0)
+    if (rc == KVZ_OK && (!format || strcmp(format, "kvz-bundle") != 0))
         rc = bad("not a kvz bundle (\"format\" is not \"kvz-bundle\")", NULL);
-    else if (!json_is_integer(version) || json_integer_value(version) != KVZ_BUNDLE_VERSION)
+    else if (rc == KVZ_OK && (!json_is_integer(version) || json_integer_value(version) != KVZ_BUNDLE_VERSION))
         rc = kvz_errorf(KVZ_ERR_UNSUPPORTED, "bundle version %lld; this kvz reads version %d",
                         json_is_integer(version) ? (long long)json_integer_value(version) : -1LL, KVZ_BUNDLE_VERSION);
-    else if (!json_is_array(prefixes) || !json_is_array(artifacts) || !json_is_array(docs))
+    else if (rc == KVZ_OK && (!json_is_array(prefixes) || !json_is_array(artifacts) || !json_is_array(docs)))
         rc = bad("prefixes, artifacts or documents is missing", NULL);
     if (rc == KVZ_OK) {
         const char *compiler = json_string_value(json_object_get(root, "compiler"));
@@ -545,13 +626,21 @@ static int read_body(reading *r, struct archive_entry *e, const char *path, uint
     if (size < 0 || (uint64_t)size > limit)
         return kvz_errorf(KVZ_ERR_RANGE, "bundle '%s': entry '%s' declares %lld bytes, over the limit of %llu",
                           r->source, path, (long long)size, (unsigned long long)limit);
-    uint8_t *buf = malloc(size ? (size_t)size : 1);
-    if (!buf)
-        return kvz_errorf(KVZ_ERR_NOMEM, "bundle '%s': no memory for entry '%s' (%lld bytes)", r->source, path,
-                          (long long)size);
-    size_t got = 0;
-    while (got < (size_t)size) {
-        la_ssize_t n = archive_read_data(r->ar, buf + got, (size_t)size - got);
+    /* grown as the data comes: a header may declare far more than follows it */
+    size_t cap = (size_t)size < (1u << 20) ? (size_t)size : (1u << 20), got = 0;
+    uint8_t *buf = malloc(cap ? cap : 1);
+    while (buf && got < (size_t)size) {
+        if (got == cap) {
+            size_t grown = cap * 2 < (size_t)size ? cap * 2 : (size_t)size;
+            uint8_t *more = realloc(buf, grown);
+            if (!more) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = more, cap = grown;
+        }
+        la_ssize_t n = archive_read_data(r->ar, buf + got, cap - got);
         if (n < 0) {
             free(buf);
             return archive_failed(r, path);
@@ -563,6 +652,9 @@ static int read_body(reading *r, struct archive_entry *e, const char *path, uint
         }
         got += (size_t)n;
     }
+    if (!buf)
+        return kvz_errorf(KVZ_ERR_NOMEM, "bundle '%s': no memory for entry '%s' (%lld bytes)", r->source, path,
+                          (long long)size);
     *out = buf;
     *len = got;
     return KVZ_OK;
@@ -706,6 +798,9 @@ static int read_entries(reading *r)
         if (f->seen)
             return kvz_errorf(KVZ_ERR_FORMAT, "bundle '%s': entry '%s' appears twice", r->source, path);
         f->seen = 1;
+        if (archive_entry_size_is_set(e) && archive_entry_size(e) >= 0 && (uint64_t)archive_entry_size(e) != f->bytes)
+            return kvz_errorf(KVZ_ERR_FORMAT, "bundle '%s': '%s' declares %lld bytes, the manifest says %llu", r->source,
+                              path, (long long)archive_entry_size(e), (unsigned long long)f->bytes);
         KVZ_TRY(read_body(r, e, path, r->lim.max_entry_bytes, &bytes, &len));
         kvz_artifact a;
         rc = check_file(r, f, is_prefix, bytes, len, &a);

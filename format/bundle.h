@@ -49,6 +49,7 @@ typedef struct kvz_bundle_doc {
 typedef struct kvz_bundle_manifest {
     uint64_t created;
     char compiler[64];
+    int checksummed; /* the manifest carried its own checksum (kvz 0.2.2 on), and it held */
     size_t n_prefixes, n_artifacts, n_docs;
     kvz_bundle_file *prefixes, *artifacts;
     kvz_bundle_doc *docs;

@@ -14,6 +14,22 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+/* LMDB calls made by this thread and not yet returned: LMDB trusts its
+ * file's pages, so a fault inside one is a damaged data.mdb (store.h). */
+static _Thread_local volatile int lmdb_calls;
+#define LMDB_CALL(call) (lmdb_calls++, lmdb_call_returned(call))
+
+static int lmdb_call_returned(int rc)
+{
+    lmdb_calls--;
+    return rc;
+}
+
+int kvz_store_in_lmdb_call(void)
+{
+    return lmdb_calls > 0;
+}
+
 #define INITIAL_MAP_BYTES (1ull << 30)
 #define MIN_MAP_BYTES (64ull << 10) /* KVZ_STORE_MAP_BYTES floor: room for the databases and the version */
 #define MAX_MAP_BYTES (1ull << 44) /* 16 TiB: a guard against runaway growth */
@@ -160,10 +176,10 @@ const char *kvz_store_path(const kvz_store *s) { return s->path; }
 static int check_version(kvz_store *s, MDB_txn *txn, int create)
 {
     MDB_val key = {13, "store_version"}, val;
-    int rc = mdb_get(txn, s->dbi[KVZ_DB_META], &key, &val);
+    int rc = LMDB_CALL(mdb_get(txn, s->dbi[KVZ_DB_META], &key, &val));
     if (rc == MDB_NOTFOUND && create) {
         MDB_val v = {strlen(KVZ_STORE_VERSION), KVZ_STORE_VERSION};
-        rc = mdb_put(txn, s->dbi[KVZ_DB_META], &key, &v, 0);
+        rc = LMDB_CALL(mdb_put(txn, s->dbi[KVZ_DB_META], &key, &v, 0));
         return rc ? lmdb_write_error(rc, "writing the version", s->path) : KVZ_OK;
     }
     if (rc == MDB_NOTFOUND)
@@ -180,11 +196,11 @@ static int check_version(kvz_store *s, MDB_txn *txn, int create)
 static int open_dbs(kvz_store *s, int create)
 {
     MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, s->readonly ? MDB_RDONLY : 0, &txn);
+    int rc = LMDB_CALL(mdb_txn_begin(s->env, NULL, s->readonly ? MDB_RDONLY : 0, &txn));
     /* grown by a writer since mdb_env_open mapped it: adopt the new size */
     for (int tries = 0; rc == MDB_MAP_RESIZED && tries < 32; tries++) {
         KVZ_TRY(adopt_map_size(s));
-        rc = mdb_txn_begin(s->env, NULL, s->readonly ? MDB_RDONLY : 0, &txn);
+        rc = LMDB_CALL(mdb_txn_begin(s->env, NULL, s->readonly ? MDB_RDONLY : 0, &txn));
     }
     if (rc)
         return lmdb_error(rc, "starting a transaction", s->path);
@@ -192,9 +208,9 @@ static int open_dbs(kvz_store *s, int create)
      * first commit. A writer finishes creating it; a reader sees it empty. */
     MDB_dbi main_dbi;
     MDB_stat ms;
-    rc = mdb_dbi_open(txn, NULL, 0, &main_dbi);
+    rc = LMDB_CALL(mdb_dbi_open(txn, NULL, 0, &main_dbi));
     if (rc == 0)
-        rc = mdb_stat(txn, main_dbi, &ms);
+        rc = LMDB_CALL(mdb_stat(txn, main_dbi, &ms));
     if (rc == 0 && ms.ms_entries == 0) {
         if (s->readonly) {
             mdb_txn_abort(txn);
@@ -206,7 +222,7 @@ static int open_dbs(kvz_store *s, int create)
     for (int i = 0; i < 3 && rc == 0; i++) {
         /* only a new store gets its databases: an existing one without them is
          * damaged, and LMDB asserts when it writes into damaged pages */
-        rc = mdb_dbi_open(txn, DB_NAMES[i], create && !s->readonly ? MDB_CREATE : 0, &s->dbi[i]);
+        rc = LMDB_CALL(mdb_dbi_open(txn, DB_NAMES[i], create && !s->readonly ? MDB_CREATE : 0, &s->dbi[i]));
         if (rc == MDB_NOTFOUND) {
             mdb_txn_abort(txn);
             return kvz_errorf(KVZ_ERR_FORMAT, "'%s' is not a kvz store (no '%s' database)", s->path,
@@ -223,7 +239,7 @@ static int open_dbs(kvz_store *s, int create)
         mdb_txn_abort(txn);
         return st;
     }
-    rc = mdb_txn_commit(txn);
+    rc = LMDB_CALL(mdb_txn_commit(txn));
     return rc ? lmdb_write_error(rc, "committing", s->path) : KVZ_OK;
 }
 
@@ -290,12 +306,12 @@ static int free_pages_in(MDB_env *env, uint64_t first, uint64_t last, uint64_t *
     *count = 0;
     MDB_txn *txn;
     MDB_cursor *cur;
-    int rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
+    int rc = LMDB_CALL(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn));
     if (rc)
         return rc;
-    if ((rc = mdb_cursor_open(txn, 0, &cur)) == 0) {
+    if ((rc = LMDB_CALL(mdb_cursor_open(txn, 0, &cur))) == 0) {
         MDB_val key, val;
-        while ((rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) == 0) {
+        while ((rc = LMDB_CALL(mdb_cursor_get(cur, &key, &val, MDB_NEXT))) == 0) {
             const size_t *ids = val.mv_data; /* pgno_t: size_t in LMDB's 64-bit build */
             size_t n = val.mv_size >= sizeof *ids ? ids[0] : 0;
             for (size_t i = 1; i <= n && i * sizeof *ids < val.mv_size; i++)
@@ -485,7 +501,7 @@ int kvz_store_write(kvz_store *s, kvz_store_write_fn fn, void *ctx)
         if (s->broken)
             return unusable(s);
         kvz_store_txn t = {s, NULL, 0};
-        int rc = mdb_txn_begin(s->env, NULL, 0, &t.txn);
+        int rc = LMDB_CALL(mdb_txn_begin(s->env, NULL, 0, &t.txn));
         if (rc == MDB_MAP_RESIZED) { /* another process grew it: adopt the new size */
             pthread_mutex_lock(&s->lock);
             int st = adopt_map_size(s);
@@ -498,7 +514,7 @@ int kvz_store_write(kvz_store *s, kvz_store_write_fn fn, void *ctx)
             return lmdb_error(rc, "starting a write", s->path);
         int st = fn(&t, ctx);
         if (st == KVZ_OK) {
-            rc = mdb_txn_commit(t.txn); /* on failure LMDB has aborted it: nothing was stored */
+            rc = LMDB_CALL(mdb_txn_commit(t.txn)); /* on failure LMDB has aborted it: nothing was stored */
             if (rc == 0)
                 return KVZ_OK;
             if (rc != MDB_MAP_FULL)
@@ -521,14 +537,14 @@ int kvz_store_read_begin(kvz_store *s, kvz_store_txn **out)
     t->store = s;
     pthread_mutex_lock(&s->lock);
     int st = s->broken ? unusable(s) : KVZ_OK;
-    int rc = st == KVZ_OK && s->env ? mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t->txn) : 0;
+    int rc = st == KVZ_OK && s->env ? LMDB_CALL(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t->txn)) : 0;
     /* MDB_MAP_RESIZED: a writer grew the store past our map; remap (LMDB's
      * mdb_env_set_mapsize(env, 0)) and begin again. A busy writer may grow it
      * again in between, hence the loop. */
     for (int tries = 0; rc == MDB_MAP_RESIZED && st == KVZ_OK && tries < 32; tries++) {
         st = adopt_map_size(s);
         if (st == KVZ_OK)
-            rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t->txn);
+            rc = LMDB_CALL(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t->txn));
     }
     if (st == KVZ_OK && rc)
         st = lmdb_error(rc, "starting a read", s->path);
@@ -562,7 +578,7 @@ int kvz_store_get(kvz_store_txn *t, kvz_store_db db, const void *key, size_t key
     if (t->store->empty || key_len == 0 || key_len > KVZ_STORE_KEY_MAX) /* no such key can be stored */
         return KVZ_ERR_NOT_FOUND;
     MDB_val k = {key_len, (void *)key}, v;
-    int rc = mdb_get(t->txn, t->store->dbi[db], &k, &v);
+    int rc = LMDB_CALL(mdb_get(t->txn, t->store->dbi[db], &k, &v));
     if (rc == MDB_NOTFOUND)
         return KVZ_ERR_NOT_FOUND; /* callers word the message: they know what was sought */
     if (rc)
@@ -579,7 +595,7 @@ int kvz_store_put(kvz_store_txn *t, kvz_store_db db, const void *key, size_t key
         return kvz_errorf(KVZ_ERR_ARG, "a key (document name) of %zu bytes: the store takes 1 to %d", key_len,
                           KVZ_STORE_KEY_MAX);
     MDB_val k = {key_len, (void *)key}, v = {val_len, (void *)val};
-    int rc = mdb_put(t->txn, t->store->dbi[db], &k, &v, 0);
+    int rc = LMDB_CALL(mdb_put(t->txn, t->store->dbi[db], &k, &v, 0));
     if (rc == MDB_MAP_FULL)
         t->map_full = 1;
     return rc ? lmdb_write_error(rc, "writing", t->store->path) : KVZ_OK;
@@ -594,7 +610,7 @@ int kvz_store_key_order(const void *a, size_t a_len, const void *b, size_t b_len
 int kvz_store_del(kvz_store_txn *t, kvz_store_db db, const void *key, size_t key_len)
 {
     MDB_val k = {key_len, (void *)key};
-    int rc = mdb_del(t->txn, t->store->dbi[db], &k, NULL);
+    int rc = LMDB_CALL(mdb_del(t->txn, t->store->dbi[db], &k, NULL));
     if (rc == MDB_MAP_FULL)
         t->map_full = 1;
     if (rc == MDB_NOTFOUND)
@@ -607,13 +623,13 @@ int kvz_store_scan(kvz_store_txn *t, kvz_store_db db, kvz_store_visit_fn fn, voi
     if (t->store->empty)
         return KVZ_OK;
     MDB_cursor *cur;
-    int rc = mdb_cursor_open(t->txn, t->store->dbi[db], &cur);
+    int rc = LMDB_CALL(mdb_cursor_open(t->txn, t->store->dbi[db], &cur));
     if (rc)
         return lmdb_error(rc, "scanning", t->store->path);
     MDB_val k, v;
     int st = KVZ_OK;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && st == KVZ_OK;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    for (rc = LMDB_CALL(mdb_cursor_get(cur, &k, &v, MDB_FIRST)); rc == 0 && st == KVZ_OK;
+         rc = LMDB_CALL(mdb_cursor_get(cur, &k, &v, MDB_NEXT)))
         st = fn(ctx, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
     mdb_cursor_close(cur);
     if (st != KVZ_OK)
@@ -627,7 +643,7 @@ int kvz_store_count(kvz_store_txn *t, kvz_store_db db, size_t *entries)
     if (t->store->empty)
         return KVZ_OK;
     MDB_stat st;
-    int rc = mdb_stat(t->txn, t->store->dbi[db], &st);
+    int rc = LMDB_CALL(mdb_stat(t->txn, t->store->dbi[db], &st));
     if (rc)
         return lmdb_error(rc, "counting", t->store->path);
     *entries = st.ms_entries;

@@ -39,6 +39,12 @@ typedef enum kvz_store_db {
  * MDB_MAXKEYSIZE as Debian builds it; checked at open). */
 #define KVZ_STORE_KEY_MAX 511
 
+/* Non-zero while the calling thread is inside one of LMDB's calls. LMDB
+ * trusts the pages of its file: a damaged data.mdb can make it read through
+ * a wild pointer, and a program's SIGSEGV/SIGBUS handler may then report a
+ * damaged store instead of a crash (the kvz CLI does). Async-signal-safe. */
+int kvz_store_in_lmdb_call(void);
+
 typedef struct kvz_store kvz_store;
 typedef struct kvz_store_txn kvz_store_txn;
 

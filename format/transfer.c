@@ -52,32 +52,52 @@ typedef struct put_if_absent {
     size_t key_len;
     const void *val;
     size_t val_len;
-    int added;
+    kvz_artifact_outcome outcome;
 } put_if_absent;
+
+/* A stored copy that fails its checks where the incoming one (verified) has
+ * other bytes: a damaged copy, which would otherwise stay for good (the id
+ * says the store has it). Opening checks the whole file's checksum, which
+ * damage on disk breaks (a full verify, every section decoded, would cost
+ * each copy compiled elsewhere that much inside the write transaction). One
+ * of a format this build cannot read stays. */
+static int stored_damaged(const void *val, size_t len, const put_if_absent *p)
+{
+    if (len == p->val_len && memcmp(val, p->val, len) == 0)
+        return 0;
+    kvz_artifact a;
+    int rc = kvz_artifact_open(&a, val, len);
+    kvz_error_clear();
+    return rc == KVZ_ERR_FORMAT;
+}
 
 static int put_if_absent_fn(kvz_store_txn *t, void *ctx)
 {
     put_if_absent *p = ctx;
     const void *v;
     size_t n;
-    p->added = 0;
+    p->outcome = KVZ_ARTIFACT_PRESENT;
     int rc = kvz_store_get(t, p->db, p->key, p->key_len, &v, &n);
-    if (rc != KVZ_ERR_NOT_FOUND)
+    if (rc == KVZ_OK && stored_damaged(v, n, p))
+        p->outcome = KVZ_ARTIFACT_REPAIRED;
+    else if (rc == KVZ_ERR_NOT_FOUND)
+        p->outcome = KVZ_ARTIFACT_ADDED;
+    else
         return rc; /* present (content addressing: the same thing), or a read error */
-    p->added = 1;
     return kvz_store_put(t, p->db, p->key, p->key_len, p->val, p->val_len);
 }
 
-int kvz_transfer_artifact(kvz_store *s, const uint8_t id[16], const void *bytes, size_t len, int *added)
+int kvz_transfer_artifact(kvz_store *s, const uint8_t id[16], const void *bytes, size_t len,
+                          kvz_artifact_outcome *outcome)
 {
-    put_if_absent p = {KVZ_DB_ARTIFACTS, id, 16, bytes, len, 0};
+    put_if_absent p = {KVZ_DB_ARTIFACTS, id, 16, bytes, len, KVZ_ARTIFACT_PRESENT};
     int rc = kvz_store_write(s, put_if_absent_fn, &p);
-    if (added)
-        *added = rc == KVZ_OK && p.added;
+    if (outcome)
+        *outcome = rc == KVZ_OK ? p.outcome : KVZ_ARTIFACT_PRESENT;
     return rc;
 }
 
-int kvz_transfer_prefix(kvz_store *s, const kvz_artifact *prefix, int *added)
+int kvz_transfer_prefix(kvz_store *s, const kvz_artifact *prefix, kvz_artifact_outcome *outcome)
 {
     const kvz_manifest *m = &prefix->manifest;
     if (strcmp(m->method, "prefix") != 0)
@@ -87,10 +107,10 @@ int kvz_transfer_prefix(kvz_store *s, const kvz_artifact *prefix, int *added)
     memcpy(&prefix_hash, m->doc_hash, 8); /* a prefix artifact names itself by its hash */
     char key[64];
     kvz_prefix_key(m->model.fingerprint, prefix_hash, key);
-    put_if_absent p = {KVZ_DB_META, key, strlen(key), prefix->data, prefix->size, 0};
+    put_if_absent p = {KVZ_DB_META, key, strlen(key), prefix->data, prefix->size, KVZ_ARTIFACT_PRESENT};
     int rc = kvz_store_write(s, put_if_absent_fn, &p);
-    if (added)
-        *added = rc == KVZ_OK && p.added;
+    if (outcome)
+        *outcome = rc == KVZ_OK ? p.outcome : KVZ_ARTIFACT_PRESENT;
     return rc;
 }
 
@@ -102,43 +122,59 @@ static uint64_t newest(const kvz_doc_record *r)
     return t;
 }
 
-int kvz_doc_record_put_entry(kvz_store_txn *t, const char *name, const uint8_t doc_hash[16],
-                             const kvz_doc_entry *e, int replace_other_content, kvz_entry_outcome *outcome)
+/* Whether the store's content under a name stays against other incoming
+ * content: the newer compile wins, decided once for the whole document (its
+ * newest configuration), so that no configuration is lost to the order they
+ * arrive in; at equal times the larger content hash, so that merging A into
+ * B and B into A give the same store. */
+static int stored_content_stays(const kvz_doc_record *stored, const kvz_doc_record *incoming)
+{
+    uint64_t s = newest(stored), i = newest(incoming);
+    return s != i ? s > i : memcmp(stored->doc_hash, incoming->doc_hash, 16) > 0;
+}
+
+int kvz_doc_record_put(kvz_store_txn *t, const char *name, const kvz_doc_record *incoming,
+                       int replace_other_content, kvz_entry_outcome *outcomes)
 {
     const void *val;
     size_t len;
     kvz_doc_record rec = {0};
-    *outcome = KVZ_ENTRY_ADDED;
+    kvz_entry_outcome fresh = KVZ_ENTRY_ADDED;
     int rc = kvz_store_get(t, KVZ_DB_DOCS, name, strlen(name), &val, &len);
     if (rc == KVZ_OK) {
         rc = kvz_doc_record_decode(val, len, &rec);
-        if (rc == KVZ_OK && memcmp(rec.doc_hash, doc_hash, 16) != 0) {
-            if (!replace_other_content && newest(&rec) > e->created) {
-                *outcome = KVZ_ENTRY_KEPT_NEWER;
-                kvz_doc_record_free(&rec);
+        if (rc == KVZ_OK && memcmp(rec.doc_hash, incoming->doc_hash, 16) != 0) {
+            int stays = !replace_other_content && stored_content_stays(&rec, incoming);
+            kvz_doc_record_free(&rec); /* replaced: other content's configs no longer apply */
+            if (stays) {
+                for (uint32_t i = 0; i < incoming->n_entries; i++)
+                    outcomes[i] = KVZ_ENTRY_KEPT_NEWER;
                 return KVZ_OK;
             }
-            kvz_doc_record_free(&rec); /* other content under this name: its configs no longer apply */
-            *outcome = KVZ_ENTRY_REPLACED;
+            fresh = KVZ_ENTRY_REPLACED;
         }
     } else if (rc == KVZ_ERR_NOT_FOUND) {
         rc = KVZ_OK;
     }
     if (rc != KVZ_OK)
         return kvz_error_context(rc, "document record of '%s'", name);
-    const kvz_doc_entry *have = kvz_doc_record_find(&rec, e->config_id);
-    if (have && !replace_other_content && have->n_segments == e->n_segments &&
-        memcmp(have->artifact_ids, e->artifact_ids, (size_t)e->n_segments * 16) == 0) {
-        *outcome = KVZ_ENTRY_PRESENT;
-        kvz_doc_record_free(&rec);
-        return KVZ_OK;
+    int changed = 0;
+    for (uint32_t i = 0; i < incoming->n_entries && rc == KVZ_OK; i++) {
+        const kvz_doc_entry *e = &incoming->entries[i], *have = kvz_doc_record_find(&rec, e->config_id);
+        if (have && !replace_other_content && have->n_segments == e->n_segments &&
+            memcmp(have->artifact_ids, e->artifact_ids, (size_t)e->n_segments * 16) == 0) {
+            outcomes[i] = KVZ_ENTRY_PRESENT;
+            continue;
+        }
+        outcomes[i] = fresh;
+        rc = kvz_doc_record_set(&rec, e);
+        changed = 1;
     }
-    memcpy(rec.doc_hash, doc_hash, 16);
-    rc = kvz_doc_record_set(&rec, e);
+    memcpy(rec.doc_hash, incoming->doc_hash, 16);
     kvz_buffer b = {0};
-    if (rc == KVZ_OK)
+    if (rc == KVZ_OK && changed)
         kvz_doc_record_encode(&rec, &b);
-    if (rc == KVZ_OK)
+    if (rc == KVZ_OK && changed)
         rc = b.failed ? kvz_errorf(KVZ_ERR_NOMEM, "out of memory")
                       : kvz_store_put(t, KVZ_DB_DOCS, name, strlen(name), b.data, b.len);
     kvz_buffer_free(&b);
@@ -146,38 +182,65 @@ int kvz_doc_record_put_entry(kvz_store_txn *t, const char *name, const uint8_t d
     return rc;
 }
 
-typedef struct entry_put {
-    const char *name;
-    const uint8_t *doc_hash;
-    const kvz_doc_entry *e;
-    kvz_entry_outcome outcome;
-} entry_put;
-
-static int entry_put_fn(kvz_store_txn *t, void *ctx)
+/* One configuration as a record of one entry (its arrays stay the caller's). */
+static kvz_doc_record one_entry(const uint8_t doc_hash[16], const kvz_doc_entry *e)
 {
-    entry_put *p = ctx;
-    for (uint32_t i = 0; i < p->e->n_segments; i++) {
-        const void *v;
-        size_t n;
-        int rc = kvz_store_get(t, KVZ_DB_ARTIFACTS, p->e->artifact_ids[i], 16, &v, &n);
-        if (rc == KVZ_ERR_NOT_FOUND) {
-            char id[33];
-            kvz_hex(p->e->artifact_ids[i], 16, id);
-            return kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s': artifact %s (segment %u of %u) is not in the store",
-                              p->name, id, i + 1, p->e->n_segments);
+    kvz_doc_record r = {.n_entries = 1, .entries = (kvz_doc_entry *)e};
+    memcpy(r.doc_hash, doc_hash, 16);
+    return r;
+}
+
+int kvz_doc_record_put_entry(kvz_store_txn *t, const char *name, const uint8_t doc_hash[16],
+                             const kvz_doc_entry *e, int replace_other_content, kvz_entry_outcome *outcome)
+{
+    kvz_doc_record r = one_entry(doc_hash, e);
+    return kvz_doc_record_put(t, name, &r, replace_other_content, outcome);
+}
+
+typedef struct document_put {
+    const char *name;
+    const kvz_doc_record *incoming;
+    kvz_entry_outcome *outcomes;
+} document_put;
+
+static int document_put_fn(kvz_store_txn *t, void *ctx)
+{
+    document_put *p = ctx;
+    for (uint32_t k = 0; k < p->incoming->n_entries; k++) {
+        const kvz_doc_entry *e = &p->incoming->entries[k];
+        for (uint32_t i = 0; i < e->n_segments; i++) {
+            const void *v;
+            size_t n;
+            int rc = kvz_store_get(t, KVZ_DB_ARTIFACTS, e->artifact_ids[i], 16, &v, &n);
+            if (rc == KVZ_ERR_NOT_FOUND) {
+                char id[33];
+                kvz_hex(e->artifact_ids[i], 16, id);
+                return kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s': artifact %s (segment %u of %u) is not in the store",
+                                  p->name, id, i + 1, e->n_segments);
+            }
+            KVZ_TRY(rc);
         }
-        KVZ_TRY(rc);
     }
-    return kvz_doc_record_put_entry(t, p->name, p->doc_hash, p->e, 0, &p->outcome);
+    return kvz_doc_record_put(t, p->name, p->incoming, 0, p->outcomes);
+}
+
+int kvz_transfer_document(kvz_store *s, const char *name, const kvz_doc_record *incoming,
+                          kvz_entry_outcome *outcomes)
+{
+    if (!incoming->n_entries)
+        return KVZ_OK;
+    document_put p = {name, incoming, outcomes};
+    return kvz_store_write(s, document_put_fn, &p);
 }
 
 int kvz_transfer_entry(kvz_store *s, const char *name, const uint8_t doc_hash[16], const kvz_doc_entry *e,
                        kvz_entry_outcome *outcome)
 {
-    entry_put p = {name, doc_hash, e, KVZ_ENTRY_ADDED};
-    int rc = kvz_store_write(s, entry_put_fn, &p);
+    kvz_doc_record r = one_entry(doc_hash, e);
+    kvz_entry_outcome o = KVZ_ENTRY_ADDED;
+    int rc = kvz_transfer_document(s, name, &r, &o);
     if (outcome)
-        *outcome = p.outcome;
+        *outcome = o;
     return rc;
 }
 

@@ -27,12 +27,20 @@ int kvz_transfer_check(const void *bytes, size_t len, kvz_artifact *out);
 /* The meta key of a model's shared prefix: "prefix/<fingerprint>/<prefix hash>". */
 void kvz_prefix_key(uint64_t model_fingerprint, uint64_t prefix_hash, char out[64]);
 
-/* Write artifact `id` (already verified) unless the store has it.
- * *added is 1 when it was written. */
-int kvz_transfer_artifact(kvz_store *s, const uint8_t id[16], const void *bytes, size_t len, int *added);
+typedef enum kvz_artifact_outcome {
+    KVZ_ARTIFACT_PRESENT = 0,  /* the store had it (content addressing: the same thing) */
+    KVZ_ARTIFACT_ADDED = 1,    /* written */
+    KVZ_ARTIFACT_REPAIRED = 2  /* the stored copy failed its checks: replaced */
+} kvz_artifact_outcome;
 
-/* Write a shared prefix artifact (already verified) under its meta key unless present. */
-int kvz_transfer_prefix(kvz_store *s, const kvz_artifact *prefix, int *added);
+/* Write artifact `id` (already verified) unless the store has it. A stored
+ * copy with other bytes that fails its checks (damaged on disk) is replaced:
+ * bringing a good copy again is how a receiver without the sources mends it. */
+int kvz_transfer_artifact(kvz_store *s, const uint8_t id[16], const void *bytes, size_t len,
+                          kvz_artifact_outcome *outcome);
+
+/* Write a shared prefix artifact (already verified) under its meta key, as above. */
+int kvz_transfer_prefix(kvz_store *s, const kvz_artifact *prefix, kvz_artifact_outcome *outcome);
 
 typedef enum kvz_entry_outcome {
     KVZ_ENTRY_ADDED = 0,     /* a new configuration of the document */
@@ -41,16 +49,27 @@ typedef enum kvz_entry_outcome {
     KVZ_ENTRY_KEPT_NEWER = 3 /* the name holds other content, newer: left alone */
 } kvz_entry_outcome;
 
-/* Inside a write transaction: add configuration `e` of document `name` with
- * content `doc_hash` to its record. When the record holds other content, the
- * newer content wins (entries' `created`), or always the incoming one when
- * `replace_other_content` (compile: the file on disk is the truth). */
+/* Inside a write transaction: add the configurations of `incoming` (a
+ * document's content hash and one or more entries) to the record of `name`.
+ * When the record holds other content, the whole document is decided at once:
+ * the newer content wins (the newest entry's `created`; at equal times the
+ * larger content hash, so that the order of merges does not matter), or
+ * always the incoming one when `replace_other_content` (compile: the file on
+ * disk is the truth). outcomes[i]: what became of entry i. */
+int kvz_doc_record_put(kvz_store_txn *t, const char *name, const kvz_doc_record *incoming,
+                       int replace_other_content, kvz_entry_outcome *outcomes);
+/* The same for one configuration `e` of content `doc_hash`. */
 int kvz_doc_record_put_entry(kvz_store_txn *t, const char *name, const uint8_t doc_hash[16],
                              const kvz_doc_entry *e, int replace_other_content, kvz_entry_outcome *outcome);
 
-/* Its own transaction: check every artifact of `e` is in the store
- * (KVZ_ERR_NOT_FOUND naming the first missing one), then put the entry as above
- * with replace_other_content = 0. */
+/* Its own transaction: check every artifact of every entry of `incoming` is
+ * in the store (KVZ_ERR_NOT_FOUND naming the first missing one), then put the
+ * document as above with replace_other_content = 0. A bundle's or another
+ * store's document goes in whole this way: taken one configuration at a time,
+ * an older configuration of content that then wins would be lost. */
+int kvz_transfer_document(kvz_store *s, const char *name, const kvz_doc_record *incoming,
+                          kvz_entry_outcome *outcomes);
+/* The same for one configuration (import: artifacts arrive one by one). */
 int kvz_transfer_entry(kvz_store *s, const char *name, const uint8_t doc_hash[16], const kvz_doc_entry *e,
                        kvz_entry_outcome *outcome);
 

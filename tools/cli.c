@@ -116,8 +116,28 @@ int cli_getopt(int argc, char **argv, const char *short_options, const struct op
     snprintf(program, sizeof program, "kvz %s", argv[0]);
     char *command = argv[0];
     argv[0] = program; /* getopt prefixes its messages with argv[0] */
+    int own_index;
+    index = index ? index : &own_index;
+    *index = -1; /* getopt_long sets it for a long option only */
     int c = getopt_long(argc, argv, short_options, long_options, index);
     argv[0] = command;
+    /* `--store --quiet`: the next option taken for the value (a folder named
+     * "--quiet" was made). A value spelt as one of the command's options is
+     * refused; "./--quiet" names such a path. */
+    for (const struct option *o = long_options; c != -1 && c != '?' && optarg && optarg[0] == '-' &&
+                                                optarg[1] == '-' && o && o->name; o++) {
+        size_t n = strcspn(optarg + 2, "=");
+        if (strlen(o->name) == n && strncmp(optarg + 2, o->name, n) == 0) {
+            char given[64];
+            if (*index < 0) /* a short option */
+                snprintf(given, sizeof given, "-%c", c);
+            else
+                snprintf(given, sizeof given, "--%s", long_options[*index].name);
+            fprintf(stderr, "kvz %s: %s needs a value, not the option '%s' (./%s names a path so named)\n",
+                    command, given, optarg, optarg);
+            return '?';
+        }
+    }
     return c;
 }
 

@@ -90,7 +90,9 @@ int cli_bad_option(const char *help, const char *cmd);
 
 struct option;
 /* getopt_long over a command's arguments (argv[0] is the command's name), with
- * getopt's own messages naming the program as "kvz COMMAND". */
+ * getopt's own messages naming the program as "kvz COMMAND". A value spelt as
+ * one of the options (`--store --quiet`) is refused ('?', said on stderr).
+ * *index (when not NULL): the long option's, or -1 for a short one. */
 int cli_getopt(int argc, char **argv, const char *short_options, const struct option *long_options, int *index);
 
 /* Where a command that writes its data to `output` reports what it did:

@@ -24,7 +24,12 @@ static const char HELP[] =
     "nothing; an interrupted run resumes where it stopped. Documents longer than a\n"
     "segment (the model's context less the shared prefix and --reserve, or kvzip's\n"
     "scoring pass, ~2K tokens, when larger) are split into segments at paragraph\n"
-    "boundaries; `kvz query --segments` loads a run of them.\n"
+    "boundaries; `kvz query --segments` loads a run of them. In an archive, a hard\n"
+    "link is a document with its target's content, a name held twice is its later\n"
+    "copy (as tar -x leaves it), and symbolic links, devices and FIFOs are skipped\n"
+    "(said; never a failure, even with --strict). PATHs that hold no documents (an\n"
+    "empty or unmounted corpus, a glob that selects nothing) are an error: exit 7,\n"
+    "nothing written.\n"
     "\n"
     "selection:\n"
     "  --method M          kvzip (default), chunkkv, snapkv, knorm, recent, random, full\n"
@@ -81,9 +86,9 @@ static const char HELP[] =
     "                      from the same folder, with the same PATHs (or absolute\n"
     "                      ones). Needs the store to itself: while another kvz\n"
     "                      process writes to it (another shard), nothing is pruned\n"
-    "                      (exit 3; run it again once that one ended). A run that\n"
-    "                      finds no documents at all prunes nothing (exit 7): an\n"
-    "                      empty or unmounted corpus is not taken for a deleted one.\n"
+    "                      (exit 3; run it again once that one ended). PATHs of no\n"
+    "                      documents at all prune nothing (exit 7): an empty or\n"
+    "                      unmounted corpus is not taken for a deleted one.\n"
     "                      With --shard, the documents of other shards stay\n"
     "  --reserve N         context tokens kept free after each segment (default 512)\n"
     "  --shard I/N         compile only the documents of shard I of N (0 <= I < N):\n"
@@ -458,6 +463,12 @@ int cmd_compile(int argc, char **argv)
     kvz_compiler *comp = NULL;
     kvz_doc_reader *reader = NULL;
     int st = kvz_ingest_list((const char *const *)argv + optind, (size_t)(argc - optind), &a.ingest, &list);
+    if (st == KVZ_OK && list.len == 0) /* a nightly job's mistyped glob or unmounted corpus is no quiet success */
+        st = kvz_errorf(KVZ_ERR_NOT_FOUND, "no documents were found under the PATHs given%s: nothing compiled%s",
+                        a.ingest.n_include || a.ingest.n_exclude ? " (as --include and --exclude select them)" : "",
+                        a.prune ? ", nothing pruned (`kvz rm` removes documents by name)" : "");
+    if (st == KVZ_OK && list.walked_around_store && !a.quiet)
+        fprintf(stderr, "kvz compile: the store %s, inside a folder compiled, is not read as documents\n", a.store);
     kvz_model_config mc = {.backend = {.device = (kvz_device)a.device, .n_threads = (int)a.threads}};
     if (st == KVZ_OK)
         st = kvz_doc_reader_new(&reader, &list, &a.ingest);
@@ -476,9 +487,6 @@ int cmd_compile(int argc, char **argv)
     progress p = {.tty = isatty(STDERR_FILENO), .quiet = a.quiet, .docs_total = list.len, .start = kvz_now_seconds()};
     for (size_t i = 0; i < list.len; i++)
         p.bytes_total += list.items[i].size;
-    if (list.len == 0) /* a nightly job's mistyped glob or emptied mount is not a quiet success */
-        fprintf(stderr, "kvz compile: warning: no documents found under the PATHs given%s\n",
-                a.ingest.n_include || a.ingest.n_exclude ? " (as --include and --exclude select them)" : "");
     char summary[128];
     kvz_compile_summary(&a.opts, summary, sizeof summary);
     if (!a.quiet)
@@ -511,18 +519,20 @@ int cmd_compile(int argc, char **argv)
         const int read = r == KVZ_OK;
         if (read)
             r = kvz_compile_document(comp, name, doc.text, doc.len, doc.hash, &res, on_tokens, &p);
+        /* an archive's link or device is no document, whatever --strict says (source tarballs hold links) */
+        const int strict = a.strict && !(list.items[i].unread && list.items[i].member);
         if (r == KVZ_ERR_FORMAT && (!read || res.status == KVZ_DOC_EMPTY)) {
             /* the content is unusable: skip (or stop, strictly: a failure) */
-            *(a.strict ? &failed : &skipped) += 1;
-            line(&p, a.strict ? "FAIL %s: " : "skip %s: ", name, kvz_last_error());
+            *(strict ? &failed : &skipped) += 1;
+            line(&p, strict ? "FAIL %s: " : "skip %s: ", name, kvz_last_error());
             if (a.json) {
                 printf("{\"document\":");
                 cli_json_string(stdout, name, strlen(name));
-                printf(a.strict ? ",\"status\":\"failed\",\"error\":" : ",\"status\":\"skipped\",\"reason\":");
+                printf(strict ? ",\"status\":\"failed\",\"error\":" : ",\"status\":\"skipped\",\"reason\":");
                 cli_json_string(stdout, kvz_last_error(), strlen(kvz_last_error()));
                 printf("}\n");
             }
-            if (a.strict) {
+            if (strict) {
                 rc = cli_exit_code(r);
                 kvz_document_free(&doc);
                 break;
@@ -593,11 +603,7 @@ int cmd_compile(int argc, char **argv)
         fprintf(stderr, "\r\033[K");
     store_collect_report pruned = {0};
     int prune_st = KVZ_OK;
-    if (a.prune && i == list.len && list.len == 0) /* an unmounted corpus is not a deleted one */
-        prune_st = kvz_errorf(KVZ_ERR_NOT_FOUND, "nothing pruned: no documents were found under the PATHs given, "
-                              "and pruning would have removed every document of them (`kvz rm` removes "
-                              "documents by name)");
-    else if (a.prune && i == list.len) { /* a run that stopped prunes nothing */
+    if (a.prune && i == list.len) { /* a run that stopped prunes nothing */
         kvz_compiler_free(comp), comp = NULL;
         kvz_store_close(store), store = NULL; /* its shared hold: the prune needs the store alone */
         prune_st = prune(&a, (const char *const *)argv + optind, (size_t)(argc - optind), &list, &pruned);

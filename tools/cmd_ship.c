@@ -288,7 +288,7 @@ typedef struct unpack_ctx {
     int allow_mismatch;
     size_t other_model;     /* configurations compiled by another model */
     uint64_t other_fingerprint;
-    size_t artifacts_added, artifacts_present, prefixes_added;
+    size_t artifacts[3], prefixes_added, prefixes_repaired; /* artifacts[kvz_artifact_outcome] */
 } unpack_ctx;
 
 static int unpack_policy(void *ctx, const kvz_bundle_manifest *m)
@@ -314,18 +314,19 @@ static int unpack_policy(void *ctx, const kvz_bundle_manifest *m)
 static int unpack_prefix(void *ctx, const kvz_bundle_file *f, const kvz_artifact *a)
 {
     unpack_ctx *u = ctx;
-    int added = 0;
-    KVZ_TRY(kvz_transfer_prefix(u->store, a, &added));
-    u->prefixes_added += (size_t)added;
+    kvz_artifact_outcome o;
+    KVZ_TRY(kvz_transfer_prefix(u->store, a, &o));
+    u->prefixes_added += o != KVZ_ARTIFACT_PRESENT;
+    u->prefixes_repaired += o == KVZ_ARTIFACT_REPAIRED;
     return KVZ_OK;
 }
 
 static int unpack_artifact(void *ctx, const kvz_bundle_file *f, const kvz_artifact *a)
 {
     unpack_ctx *u = ctx;
-    int added = 0;
-    KVZ_TRY(kvz_transfer_artifact(u->store, f->id, a->data, a->size, &added));
-    added ? u->artifacts_added++ : u->artifacts_present++;
+    kvz_artifact_outcome o;
+    KVZ_TRY(kvz_transfer_artifact(u->store, f->id, a->data, a->size, &o));
+    u->artifacts[o]++;
     return KVZ_OK;
 }
 
@@ -394,6 +395,28 @@ static void pruned_one(void *ctx, const void *name, size_t len)
     fprintf(stderr, "pruned %s\n", cli_shown(shown, (const char *)name, len));
 }
 
+/* A document, all its configurations at once, into the store; counts[o]:
+ * how many configurations had outcome o. A name whose other content gave way
+ * is said on stderr (with `from`, the source; NULL: quiet): two teams' names
+ * can collide, and a count alone does not say which document changed. */
+static int put_document(kvz_store *s, const char *name, const kvz_doc_record *rec, size_t counts[4],
+                        const char *command, const char *from)
+{
+    kvz_entry_outcome *o = calloc(rec->n_entries ? rec->n_entries : 1, sizeof *o);
+    if (!o)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    int rc = kvz_transfer_document(s, name, rec, o);
+    for (uint32_t i = 0; i < rec->n_entries && rc == KVZ_OK; i++)
+        counts[o[i]]++;
+    if (rc == KVZ_OK && rec->n_entries && o[0] == KVZ_ENTRY_REPLACED && from) {
+        char shown[CLI_SHOWN_MAX];
+        fprintf(stderr, "kvz %s: %s: the content under the name replaced by %s's\n", command,
+                cli_shown(shown, name, strlen(name)), from);
+    }
+    free(o);
+    return rc;
+}
+
 /* merge --prune and unpack --prune: what none of the sources (`from`, in
  * messages) names leaves `into` (the store to itself, one transaction, as
  * compile --prune); `what` is the command, as store_collect says it. */
@@ -423,15 +446,19 @@ int cmd_unpack(int argc, char **argv)
         "\n"
         "Imports a bundle written by `kvz pack` into a store (created if missing). The\n"
         "whole bundle is read and checked first and nothing is written unless all of it\n"
-        "passes: only regular files the manifest lists (no absolute paths, no '..', no\n"
-        "links or devices, nothing listed twice or missing), sizes within the limit and\n"
-        "equal to the manifest's, checksums, every artifact decoded and verified, and\n"
-        "every configuration compiled by the model (--model or -m; default $KVZ_MODEL,\n"
-        "else the setup's SmolLM2). Then each artifact is written in its own transaction and each\n"
-        "document last, so a reader never sees a document without all of its artifacts;\n"
+        "passes: the manifest's own checksum (since 0.2.2), only regular files it lists\n"
+        "(no absolute paths, no '..', no links or devices, nothing listed twice or\n"
+        "missing), sizes within the limit and equal to the manifest's, checksums,\n"
+        "every artifact decoded and verified, and every configuration compiled by the\n"
+        "model (--model or -m; default $KVZ_MODEL, else the setup's SmolLM2). Then\n"
+        "each artifact is written in its own transaction and each document last, so a\n"
+        "reader never sees a document without all of its artifacts;\n"
         "an interrupted unpack leaves the store valid and running it again finishes it.\n"
         "Unpacking twice writes nothing new. FILE may be '-' or a pipe (ssh host 'kvz\n"
         "pack ... -o -' | kvz unpack - ...): it is copied into $TMPDIR first.\n"
+        "Where a name holds other content, the newer compile wins, for the whole\n"
+        "document (all its configurations); each name replaced is said on stderr. A\n"
+        "damaged artifact in the store that the bundle holds sound is replaced.\n"
         "\n"
         "  --allow-model-mismatch  store configurations of other models aside, in their\n"
         "                          documents' records (queries with this model skip them)\n"
@@ -475,6 +502,9 @@ int cmd_unpack(int argc, char **argv)
     if (st == KVZ_OK && !a.quiet)
         printf("%s: %zu document(s), %zu artifact(s), %zu prefix(es) checked\n", shown, m.n_docs, m.n_artifacts,
                m.n_prefixes);
+    if (st == KVZ_OK && !a.quiet && !m.checksummed)
+        fprintf(stderr, "kvz unpack: note: the manifest of %s (written by %s) carries no checksum of its own: "
+                "its names and dates are taken as they are\n", shown, m.compiler[0] ? m.compiler : "an older kvz");
     /* pass 2: write, artifacts first (re-checked: the file may have changed), documents last */
     kvz_bundle_visitor write = {unpack_policy, unpack_prefix, unpack_artifact, &u};
     if (st == KVZ_OK)
@@ -483,11 +513,7 @@ int cmd_unpack(int argc, char **argv)
         st = kvz_bundle_read(file, &lim, &write, NULL);
     size_t counts[4] = {0};
     for (size_t d = 0; d < m.n_docs && st == KVZ_OK; d++)
-        for (uint32_t k = 0; k < m.docs[d].record.n_entries && st == KVZ_OK; k++) {
-            kvz_entry_outcome o = KVZ_ENTRY_ADDED;
-            st = kvz_transfer_entry(u.store, m.docs[d].name, m.docs[d].hash, &m.docs[d].record.entries[k], &o);
-            counts[o]++;
-        }
+        st = put_document(u.store, m.docs[d].name, &m.docs[d].record, counts, "unpack", a.quiet ? NULL : shown);
     name_set names = {0};
     for (size_t d = 0; a.prune && d < m.n_docs && st == KVZ_OK; d++)
         st = name_set_add(&names, m.docs[d].name);
@@ -513,7 +539,11 @@ int cmd_unpack(int argc, char **argv)
         printf("unpacked into %s: %zu configuration(s) added, %zu already there, %zu replaced older content, "
                "%zu left alone (the store has newer content under the name); %zu artifact(s) written, %zu "
                "already there\n", a.store, counts[KVZ_ENTRY_ADDED], counts[KVZ_ENTRY_PRESENT],
-               counts[KVZ_ENTRY_REPLACED], counts[KVZ_ENTRY_KEPT_NEWER], u.artifacts_added, u.artifacts_present);
+               counts[KVZ_ENTRY_REPLACED], counts[KVZ_ENTRY_KEPT_NEWER],
+               u.artifacts[KVZ_ARTIFACT_ADDED] + u.artifacts[KVZ_ARTIFACT_REPAIRED], u.artifacts[KVZ_ARTIFACT_PRESENT]);
+        size_t repaired = u.artifacts[KVZ_ARTIFACT_REPAIRED] + u.prefixes_repaired;
+        if (repaired)
+            printf("%zu damaged artifact(s) replaced by the bundle's good copy\n", repaired);
         if (a.prune)
             printf("%zu document(s) pruned, %.1f KB that no document used freed\n", pruned.documents,
                    pruned.bytes / 1024.0);
@@ -531,49 +561,59 @@ typedef struct merge_ctx {
     kvz_store *into;
     prefix_cache prefixes;
     const char *source;
-    size_t counts[4], artifacts_added, bad;
+    size_t counts[4], artifacts_added, repaired, bad;
     name_set *names; /* --prune: every source document's name, else NULL */
+    int quiet;
 } merge_ctx;
 
-static int merge_entry(merge_ctx *m, const char *doc, const uint8_t doc_hash[16], const kvz_doc_entry *e)
+static int merge_artifacts(merge_ctx *m, const char *doc, const kvz_doc_entry *e)
 {
     for (uint32_t s = 0; s < e->n_segments; s++) {
         kvz_artifact a, prefix;
-        int added = 0, first = 0;
+        int first = 0;
+        kvz_artifact_outcome o = KVZ_ARTIFACT_PRESENT;
         KVZ_TRY(get_artifact(m->t, e->artifact_ids[s], doc, &a));
         KVZ_TRY(first_prefix(&m->prefixes, m->t, &a, &prefix, &first));
         if (first)
-            KVZ_TRY(kvz_transfer_prefix(m->into, &prefix, NULL));
-        KVZ_TRY(kvz_transfer_artifact(m->into, e->artifact_ids[s], a.data, a.size, &added));
-        m->artifacts_added += (size_t)added;
+            KVZ_TRY(kvz_transfer_prefix(m->into, &prefix, &o));
+        m->repaired += o == KVZ_ARTIFACT_REPAIRED;
+        KVZ_TRY(kvz_transfer_artifact(m->into, e->artifact_ids[s], a.data, a.size, &o));
+        m->artifacts_added += o != KVZ_ARTIFACT_PRESENT;
+        m->repaired += o == KVZ_ARTIFACT_REPAIRED;
     }
-    kvz_entry_outcome o;
-    KVZ_TRY(kvz_transfer_entry(m->into, doc, doc_hash, e, &o));
-    m->counts[o]++;
     return KVZ_OK;
 }
 
+/* A source document: its configurations' artifacts, then the document whole
+ * (less the configurations whose artifacts are damaged). */
 static int merge_doc(void *ctx, const char *doc, kvz_doc_record *rec)
 {
     merge_ctx *m = ctx;
     if (m->names)
         KVZ_TRY(name_set_add(m->names, doc));
+    uint32_t good = 0;
     for (uint32_t i = 0; i < rec->n_entries; i++) {
-        int rc = merge_entry(m, doc, rec->doc_hash, &rec->entries[i]);
+        int rc = merge_artifacts(m, doc, &rec->entries[i]);
         if (rc == KVZ_ERR_FORMAT) { /* a damaged source document: report it, merge the rest */
             fprintf(stderr, "kvz merge: %s: skipped: %s\n", m->source, kvz_last_error());
             m->bad++;
         } else if (rc != KVZ_OK) {
             return rc;
+        } else if (good++ != i) { /* the record is the scan's, freed after this call */
+            kvz_doc_entry kept = rec->entries[good - 1];
+            rec->entries[good - 1] = rec->entries[i];
+            rec->entries[i] = kept;
         }
     }
-    return KVZ_OK;
+    kvz_doc_record merged = *rec;
+    merged.n_entries = good;
+    return put_document(m->into, doc, &merged, m->counts, "merge", m->quiet ? NULL : m->source);
 }
 
 int cmd_merge(int argc, char **argv)
 {
     static const char help[] =
-        "usage: kvz merge SRC_STORE... --into DIR [--prune]\n"
+        "usage: kvz merge SRC_STORE... --into DIR [--prune] [--quiet]\n"
         "\n"
         "Copies every compiled document of the source stores (for example the shards\n"
         "of `kvz compile --shard i/N`) into DIR (created if missing). Ids are content\n"
@@ -581,7 +621,10 @@ int cmd_merge(int argc, char **argv)
         "merging shards gives the store a single compile would have. Every artifact is\n"
         "verified before it is written; a document is written after its artifacts. A\n"
         "damaged document in a source is reported and skipped (exit status 4).\n"
-        "When a name holds other content in two places, the newer compile wins.\n"
+        "When a name holds other content in two places, the newer compile wins, for\n"
+        "the whole document (all its configurations; two stores give the same result\n"
+        "in either order); each name so replaced is said on stderr. A damaged artifact\n"
+        "in DIR that a source holds sound is replaced.\n"
         "\n"
         "  --prune  then remove from DIR the documents none of the sources holds, and\n"
         "           what only they used (as `kvz rm`): for a DIR the sources fill whole,\n"
@@ -598,6 +641,7 @@ int cmd_merge(int argc, char **argv)
     if (rc)
         return parse_failed(&a, rc);
     merge_ctx m = {0};
+    m.quiet = a.quiet;
     name_set names = {0};
     if (a.prune)
         m.names = &names;
@@ -645,6 +689,8 @@ int cmd_merge(int argc, char **argv)
         printf("merged %d store(s) into %s: %zu configuration(s) added, %zu already there, %zu replaced older "
                "content, %zu left alone (newer there); %zu artifact(s) written; %zu damaged skipped",
                argc - optind, a.into, m.counts[0], m.counts[1], m.counts[2], m.counts[3], m.artifacts_added, m.bad);
+        if (m.repaired)
+            printf("; %zu damaged artifact(s) replaced by a good copy", m.repaired);
         if (a.prune && !m.bad)
             printf("; %zu document(s) pruned, %.1f KB that no document used freed", pruned.documents,
                    pruned.bytes / 1024.0);
@@ -891,10 +937,11 @@ static int import_file(import_ctx *c, const char *path, char *data, size_t size)
     if (rc == KVZ_OK)
         rc = ensure_prefix(c, m);
     uint8_t id[16];
-    int added = 0, complete = 0;
+    int complete = 0;
+    kvz_artifact_outcome o = KVZ_ARTIFACT_PRESENT;
     if (rc == KVZ_OK) {
         kvz_artifact_id(m->config, m->doc_hash, m->segment, m->n_segments, id);
-        rc = kvz_transfer_artifact(c->store, id, data, size, &added);
+        rc = kvz_transfer_artifact(c->store, id, data, size, &o);
     }
     if (rc == KVZ_OK)
         rc = import_entry(c, m, &complete);
@@ -902,7 +949,9 @@ static int import_file(import_ctx *c, const char *path, char *data, size_t size)
     if (rc == KVZ_OK && !c->quiet)
         printf("%s: %s segment %u of %u (%s)%s%s\n", path, cli_shown(shown, m->doc_name, strlen(m->doc_name)),
                m->segment + 1, m->n_segments,
-               m->summary[0] ? m->summary : m->method, added ? "" : ", already in the store",
+               m->summary[0] ? m->summary : m->method,
+               o == KVZ_ARTIFACT_ADDED ? "" : o == KVZ_ARTIFACT_PRESENT ? ", already in the store"
+                                                                       : ", replacing a damaged copy in the store",
                complete ? "" : "; the document appears when all its segments are imported");
     free(data);
     return rc == KVZ_OK ? KVZ_OK : kvz_error_context(rc, "%s", path);

@@ -457,7 +457,8 @@ static int verify_doc(void *ctx, const void *key, size_t key_len, const void *va
                 char id[33];
                 kvz_hex(rec.entries[i].artifact_ids[sgm], 16, id);
                 fprintf(stderr, "document '%s': its artifact %s is damaged (kvz compile --force of the document, "
-                        "with the options it was compiled with, rebuilds it; kvz rm removes it)\n",
+                        "with the options it was compiled with, rebuilds it; kvz unpack or kvz merge of a bundle or store "
+                        "holding it replaces it; kvz rm removes it)\n",
                         cli_shown(v->shown, key, key_len), id);
                 continue;
             }

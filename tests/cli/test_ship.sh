@@ -129,6 +129,13 @@ with open(os.path.join(tmp, "huge.tar"), "wb") as f:
     f.write(info.tobuf(tarfile.PAX_FORMAT) + m + b"\0" * (-len(m) % 512))
     big = tarfile.TarInfo(art["path"]); big.size = 1 << 40
     f.write(big.tobuf(tarfile.PAX_FORMAT) + b"\0" * 4096)
+# a header declaring 2 GiB where the manifest says 1000 bytes: refused before any is read
+with open(os.path.join(tmp, "bigger.tar"), "wb") as f:
+    m = json.dumps(dict(manifest, artifacts=[dict(art, bytes=1000)])).encode()
+    info = tarfile.TarInfo("kvz-bundle.json"); info.size = len(m)
+    f.write(info.tobuf(tarfile.PAX_FORMAT) + m + b"\0" * (-len(m) % 512))
+    big = tarfile.TarInfo(art["path"]); big.size = 2 << 30
+    f.write(big.tobuf(tarfile.PAX_FORMAT) + b"\0" * 4096)
 with tarfile.open(os.path.join(tmp, "notbundle.tar"), "w") as t:
     i = tarfile.TarInfo("readme.txt"); i.size = 2; t.addfile(i, io.BytesIO(b"hi"))
 data = open(good, "rb").read()
@@ -138,10 +145,48 @@ for k, at in enumerate([len(data) // 7, len(data) // 3, len(data) // 2, 2 * len(
     flipped = bytearray(data); flipped[at] ^= 0x10
     open(os.path.join(tmp, f"flipped{k}.tar.zst"), "wb").write(flipped)
 PY
+# An edited manifest sealed again with its checksum (BUNDLE.md §2), for the checks
+# behind it: the digits read as '0's, xxh3-64 of the bytes
+reseal() {
+    python3 - "$1" <<'PY'
+import sys, xxhash
+p = sys.argv[1]
+raw = open(p, "rb").read()
+key = b'"manifest_xxh3": "'
+at = raw.index(key) + len(key)
+raw = raw[:at] + b"0" * 16 + raw[at + 16:]
+open(p, "wb").write(raw[:at] + b"%016x" % xxhash.xxh3_64_intdigest(raw) + raw[at + 16:])
+PY
+}
 # a manifest naming one document twice (its second would be written over the first)
 mkdir -p "$TMP/twice" && tar --zstd -xf "$TMP/b.tar.zst" -C "$TMP/twice" &&
     python3 -c "import json,sys; p=sys.argv[1]; m=json.load(open(p)); m['documents'].append(dict(m['documents'][0])); json.dump(m, open(p,'w'))" "$TMP/twice/kvz-bundle.json" &&
+    reseal "$TMP/twice/kvz-bundle.json" &&
     (cd "$TMP/twice" && tar --zstd -cf "$TMP/twice.tar.zst" kvz-bundle.json prefixes artifacts) || fail "making twice.tar.zst"
+# A name in the manifest changed in transit (doc0 -> dob0, one bit), or its version (1 -> 3):
+# refused as damaged (exit 4, not 5 for a newer format), nothing written; as is a manifest
+# with its checksum named twice. A manifest without it (written before 0.2.2) is read, and said unchecked.
+for edit in renamed twice_sum unsealed version; do
+    rm -rf "$TMP/ed" && mkdir -p "$TMP/ed" && tar --zstd -xf "$TMP/b.tar.zst" -C "$TMP/ed" &&
+        python3 - "$TMP/ed/kvz-bundle.json" $edit <<'PY' &&
+import json, sys
+path, edit = sys.argv[1], sys.argv[2]
+raw = open(path, "rb").read()
+if edit == "renamed":
+    raw = raw.replace(b"/doc0.txt", b"/dob0.txt", 1)
+elif edit == "version":  # '1' -> '3', one bit: damage, not a newer format
+    raw = raw.replace(b'"version": 1,', b'"version": 3,', 1)
+elif edit == "twice_sum":
+    raw = raw.replace(b'\n "manifest_xxh3"', b'\n "x": {"manifest_xxh3": "0000000000000000"},\n "manifest_xxh3"', 1)
+else:
+    m = json.loads(raw)
+    del m["manifest_xxh3"]
+    raw = json.dumps(m, indent=1).encode()
+open(path, "wb").write(raw)
+PY
+        (cd "$TMP/ed" && tar --zstd -cf "$TMP/manifest_$edit.tar.zst" kvz-bundle.json prefixes/* artifacts/*) ||
+        fail "making manifest_$edit.tar.zst"
+done
 # manifests whose document configurations say other than their artifacts: more tokens,
 # fewer bytes, another content's hash, another configuration
 for lie in tokens bytes hash config; do
@@ -157,6 +202,7 @@ if lie == "hash": m["documents"][0]["hash"] = "0" * 32
 if lie == "config": c["config"] = "%016x" % (int(c["config"], 16) ^ 1)
 json.dump(m, open(path, "w"))
 PY
+        reseal "$TMP/lie/kvz-bundle.json" &&
         (cd "$TMP/lie" && tar --zstd -cf "$TMP/lie_$lie.tar.zst" kvz-bundle.json prefixes/* artifacts/*) || fail "making lie_$lie.tar.zst"
 done
 refused() { # bundle, expected exit code, message pattern
@@ -176,8 +222,20 @@ refused device.tar 4 "character device"
 refused unlisted.tar 4 "does not list"
 refused missing.tar 4 "lacks"
 refused huge.tar 10 "over the limit"
+refused bigger.tar 4 "declares 2147483648 bytes, the manifest says 1000"
 refused notbundle.tar 4 "not a kvz bundle"
 refused twice.tar.zst 4 "a document is listed twice"
+refused manifest_renamed.tar.zst 4 "manifest: damaged (changed since kvz pack wrote it)"
+refused manifest_twice_sum.tar.zst 4 "manifest_xxh3. member is malformed or repeated"
+refused manifest_version.tar.zst 4 "manifest: damaged (changed since kvz pack wrote it)"
+python3 tests/format/spec_reader.py --bundle "$TMP/manifest_renamed.tar.zst" >"$TMP/o" 2>&1
+[ $? -eq 1 ] && grep -q "REFUSED: the manifest does not match its manifest_xxh3" "$TMP/o" &&
+    ok "the format's reader refuses the renamed manifest too" || { fail "spec_reader on a renamed manifest"; cat "$TMP/o"; }
+rm -rf "$TMP/h"
+"$KVZ" unpack "$TMP/manifest_unsealed.tar.zst" --store "$TMP/h" >"$TMP/o" 2>"$TMP/e" &&
+    grep -q "carries no checksum of its own" "$TMP/e" && grep -q "7 configuration(s) added" "$TMP/o" &&
+    ok "a bundle without the manifest's checksum (before 0.2.2) is read, and said unchecked" ||
+    { fail "unsealed manifest"; cat "$TMP/o" "$TMP/e"; }
 refused lie_tokens.tar.zst 4 "the manifest says [0-9]* tokens, its artifacts hold"
 # a configuration's bytes are the artifacts' sizes, whatever the manifest says (a store's
 # figure can be stale legitimately: two names sharing an artifact)
@@ -289,7 +347,8 @@ names "$TMP/m1" >"$TMP/n1"
     grep -q "4 document(s) pruned" "$TMP/o" && "$KVZ" verify --store "$TMP/m1" >/dev/null 2>&1 &&
     ok "merge --prune keeps only what the sources hold" || { fail "merge --prune: exit $rc"; cat "$TMP/o" "$TMP/e"; }
 mkdir -p "$TMP/nothing"
-"$KVZ" compile "$TMP/nothing" --store "$TMP/empty" --method recent --quiet 2>/dev/null # an empty store
+"$KVZ" compile "$DOC" --store "$TMP/empty" --method recent --quiet 2>/dev/null && # an empty store
+    "$KVZ" rm --store "$TMP/empty" "$DOC" >/dev/null 2>&1 || fail "making an empty store"
 "$KVZ" merge "$TMP/empty" --into "$TMP/m1" --prune >/dev/null 2>"$TMP/e"; rc=$?
 names "$TMP/m1" >"$TMP/n1"
 [ $rc -eq 7 ] && grep -q "nothing pruned: the sources hold no documents" "$TMP/e" && cmp -s "$TMP/n1" "$TMP/n2" &&
@@ -304,7 +363,7 @@ names "$TMP/m3" >"$TMP/n1"
 # compile --prune that finds no documents (an unmounted corpus) prunes nothing
 "$KVZ" merge "$TMP/single" --into "$TMP/m2" >/dev/null 2>&1
 "$KVZ" compile "$TMP/nothing" --store "$TMP/m2" --method recent --prune 2>"$TMP/e"; rc=$?
-[ $rc -eq 7 ] && grep -q "nothing pruned: no documents were found" "$TMP/e" &&
+[ $rc -eq 7 ] && grep -q "no documents were found under the PATHs given: nothing compiled, nothing pruned" "$TMP/e" &&
     [ "$(names "$TMP/m2" | wc -l)" -eq 6 ] &&
     ok "compile --prune of an empty folder: exit 7, nothing pruned" || { fail "prune of nothing: exit $rc"; cat "$TMP/e"; }
 # --shard reads stdin to its end in the shard that does not take it (its writer is not cut
@@ -530,6 +589,29 @@ reads=$(wc -l <"$TMP/reads"); bad=$(grep -c failed "$TMP/reads")
 [ "$bad" -eq 0 ] && [ "$reads" -ge 2 ] && [ "$map1" -gt "$map0" ] \
     && ok "a reader answered $reads times while unpack wrote and the map grew $map0 -> $map1 bytes" \
     || { fail "reader during unpack: $reads runs, $bad failed, map $map0 -> $map1"; grep failed "$TMP/reads" | head -3; }
+
+# ---- one name, two contents in two stores: the document goes whole -------------------------
+# X compiled at t0 and t2 (two configurations), other content Y under the name at t1 between
+# them: X wins with both configurations whatever the order of merge or unpack (one
+# configuration at a time, X's older one was dropped against Y, or added by a second unpack)
+mkdir -p "$TMP/clash/x" "$TMP/clash/y"
+case $MODEL in /*) model_abs=$MODEL ;; *) model_abs=$PWD/$MODEL ;; esac
+head -c 600 "$TMP/corpus/doc1.txt" >"$TMP/clash/x/h.txt"; head -c 600 "$TMP/corpus/doc2.txt" >"$TMP/clash/y/h.txt"
+(cd "$TMP/clash/x" && "$kvz_abs" compile h.txt --store ../A -m "$model_abs" --method recent --ratio 0.5 --quiet) &&
+    sleep 1.1 && (cd "$TMP/clash/y" && "$kvz_abs" compile h.txt --store ../B -m "$model_abs" --method recent --quiet) &&
+    sleep 1.1 && (cd "$TMP/clash/x" && "$kvz_abs" compile h.txt --store ../A -m "$model_abs" --method recent --ratio 0.3 --quiet) ||
+    fail "compiling one name in two stores"
+"$KVZ" merge "$TMP/clash/A" "$TMP/clash/B" --into "$TMP/clash/AB" --quiet && "$KVZ" merge "$TMP/clash/B" "$TMP/clash/A" --into "$TMP/clash/BA" --quiet &&
+    "$KVZ" pack --store "$TMP/clash/A" --all -o "$TMP/clash/A.tar.zst" >/dev/null && "$KVZ" pack --store "$TMP/clash/B" --all -o "$TMP/clash/B.tar.zst" >/dev/null &&
+    "$KVZ" unpack "$TMP/clash/B.tar.zst" --store "$TMP/clash/UBA" --quiet && "$KVZ" unpack "$TMP/clash/A.tar.zst" --store "$TMP/clash/UBA" >"$TMP/o" 2>&1 ||
+    fail "merges and unpacks of one name"
+for st in AB BA UBA; do "$KVZ" ls --store "$TMP/clash/$st" --json | sed 's/"config":[0-9]*,//' | sort >"$TMP/clash/$st.ls"; done
+"$KVZ" ls --store "$TMP/clash/A" --json | sed 's/"config":[0-9]*,//' | sort >"$TMP/clash/A.ls"
+cmp -s "$TMP/clash/A.ls" "$TMP/clash/AB.ls" && cmp -s "$TMP/clash/A.ls" "$TMP/clash/BA.ls" && cmp -s "$TMP/clash/A.ls" "$TMP/clash/UBA.ls" &&
+    [ "$(wc -l <"$TMP/clash/A.ls")" -eq 2 ] && grep -q "2 replaced older content" "$TMP/o" &&
+    grep -q "^kvz unpack: h.txt: the content under the name replaced by .*A.tar.zst's$" "$TMP/o" &&
+    ok "one name, newer content in one store: merged either way and unpacked, it comes whole (2 configurations)" ||
+    { fail "one name in two stores"; cat "$TMP/o"; head "$TMP/clash/"*.ls; }
 
 # ---- kill -9 during unpack, again and again: the store stays valid -----------------------
 K="$TMP/k"

@@ -10,7 +10,7 @@ usage: spec_reader.py FILE.kvz...          decode and check, print a summary lin
        spec_reader.py --doc-hash FILE      SPEC §8's doc_hash of a text file (hex)
 Exit 1 when something is refused.
 """
-import io, json, math, struct, sys, tarfile
+import io, json, math, re, struct, sys, tarfile
 
 import numpy as np
 import xxhash
@@ -374,7 +374,18 @@ def read_bundle(path):
         keys = [k for k, _ in pairs]
         need(len(keys) == len(set(keys)), "duplicate JSON key")
         return dict(pairs)
-    man = json.loads(tf.extractfile(members[0]).read().decode("utf-8"), object_pairs_hook=no_dups)
+    mraw = tf.extractfile(members[0]).read()
+    man = json.loads(mraw.decode("utf-8"), object_pairs_hook=no_dups)
+    # §2: the manifest's own checksum, over its bytes with the value's digits as '0's
+    keys = list(re.finditer(rb'"manifest_xxh3"[ \t\r\n]*:[ \t\r\n]*', mraw))
+    if keys or "manifest_xxh3" in man:
+        need(len(keys) == 1, "manifest_xxh3 named %d times" % len(keys))
+        at = keys[0].end()
+        digits = mraw[at + 1:at + 17]
+        need(mraw[at:at + 1] == b'"' and mraw[at + 17:at + 18] == b'"' and
+             digits.decode("ascii", "replace") == man.get("manifest_xxh3"), "manifest_xxh3 malformed")
+        zeroed = mraw[:at + 1] + b"0" * 16 + mraw[at + 17:]
+        need("%016x" % xxh64(zeroed) == man["manifest_xxh3"], "the manifest does not match its manifest_xxh3")
     need(man.get("format") == "kvz-bundle", "format")
     need(man.get("version") == 1, "version")
     listed = {}
@@ -451,7 +462,8 @@ def main(argv):
     if argv and argv[0] == "--bundle":
         try:
             man, arts = read_bundle(argv[1])
-        except Refused as e:
+        except (Refused, tarfile.TarError, zstandard.ZstdError, EOFError, ValueError, KeyError) as e:
+            # a damaged container or manifest is refused like any other deviation
             print("%s: REFUSED: %s" % (argv[1], e))
             return 1
         for n, a in arts.items():

@@ -554,13 +554,49 @@ static void test_ingest_names(void **state)
     CHECK_OK(kvz_ingest_list(archive, 1, &dot_glob, &list)); /* a glob's "./" as the members' */
     assert_int_equal(list.len, 1);
     kvz_source_list_free(&list);
-    /* "./h.md" and "h.md" in one archive: one document, the first */
+    /* "./h.md" and "h.md" in one archive: one document, the later */
     snprintf(cmd, sizeof cmd, "cd '%s/in' && tar -cf '%s/both.tar' ./h.md h.md", dir, dir);
     assert_int_equal(system(cmd), 0);
     snprintf(path, sizeof path, "%s/both.tar", dir);
     CHECK_OK(kvz_ingest_list(archive, 1, NULL, &list));
     assert_int_equal(list.len, 1);
     kvz_source_list_free(&list);
+
+    /* In one tar: g.md edited and appended again (`tar -r`), a hard link to it (a
+     * second hard link is how tar stores a file's other names), a symbolic link
+     * and a FIFO. The hard link is a document with g.md's content, g.md is its
+     * later copy (what tar -x leaves), the others are listed unread (reported
+     * skipped: they vanished before, and --prune took the link's name for gone). */
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/links' && cd '%s/links' && echo 'First.' > g.md && "
+             "ln -f g.md same.md && ln -sf g.md soft.md && rm -f pipe && mkfifo pipe && "
+             "tar -cf ../links.tar g.md same.md soft.md pipe && echo 'Second, edited.' > g.md && "
+             "tar -rf ../links.tar g.md", dir, dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/links.tar", dir);
+    CHECK_OK(kvz_ingest_list(archive, 1, NULL, &list));
+    assert_int_equal(list.len, 4);
+    const char *expect[4][2] = {{"same.md", "First.\n"}, {"soft.md", NULL}, {"pipe", NULL},
+                                {"g.md", "Second, edited.\n"}};
+    CHECK_OK(kvz_doc_reader_new(&r, &list, NULL));
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(name, sizeof name, "%s:%s", path, expect[i][0]);
+        assert_string_equal(list.items[i].name, name);
+        int rc = kvz_doc_reader_read(r, i, &d);
+        if (expect[i][1]) {
+            CHECK_OK(rc);
+            assert_string_equal(d.text, expect[i][1]);
+            kvz_document_free(&d);
+        } else {
+            assert_int_equal(rc, KVZ_ERR_FORMAT);
+            assert_non_null(strstr(kvz_last_error(), i == 1 ? "symbolic link" : "not a regular file"));
+        }
+    }
+    kvz_doc_reader_free(r);
+    kvz_source_list_free(&list);
+    snprintf(name, sizeof name, "%s:soft.md", path);
+    kvz_archive_cache links = {0};
+    assert_false(kvz_ingest_source_gone(&links, name, strlen(name)));
+    kvz_archive_cache_free(&links);
 
     /* text with "ustar" where a tar's signature sits is text ("mustard" at byte 257) */
     char text[400];

@@ -9,6 +9,7 @@
 #include "format/doc_record.h"
 #include "format/quant.h"
 #include "format/store.h"
+#include "format/transfer.h"
 
 #include <lmdb.h>
 #include <sys/stat.h>
@@ -447,6 +448,131 @@ static void test_doc_record_needs_an_entry(void **state)
     kvz_buffer_free(&b);
 }
 
+/* ---- documents and artifacts from elsewhere (merge, unpack) --------------- */
+
+static kvz_doc_entry entry_at(uint64_t config, uint64_t created, uint8_t (*id)[16])
+{
+    kvz_doc_entry e = {.config_id = config, .model_fingerprint = 9, .created = created, .n_tokens = 10,
+                       .n_segments = 1, .summary = "test", .artifact_ids = id};
+    return e;
+}
+
+static int put_ids(kvz_store_txn *t, void *ctx)
+{
+    uint8_t (*ids)[16] = ctx;
+    for (int i = 0; i < 6; i++)
+        KVZ_TRY(kvz_store_put(t, KVZ_DB_ARTIFACTS, ids[i], 16, "x", 1));
+    return KVZ_OK;
+}
+
+/* The stored record of `name`: its content hash's first byte and its config ids' sum. */
+static void stored(kvz_store *s, const char *name, uint8_t *hash0, uint64_t *configs, uint32_t *n)
+{
+    kvz_store_txn *t;
+    const void *v;
+    size_t len;
+    kvz_doc_record r;
+    CHECK_OK(kvz_store_read_begin(s, &t));
+    CHECK_OK(kvz_store_get(t, KVZ_DB_DOCS, name, strlen(name), &v, &len));
+    CHECK_OK(kvz_doc_record_decode(v, len, &r));
+    *hash0 = r.doc_hash[0], *n = r.n_entries, *configs = 0;
+    for (uint32_t i = 0; i < r.n_entries; i++)
+        *configs += r.entries[i].config_id;
+    kvz_doc_record_free(&r);
+    kvz_store_read_end(t);
+}
+
+/* A document from elsewhere goes in whole: content X compiled at times 100
+ * and 300, content Y under the same name at 200. Whatever the order, the
+ * store ends with X and both its configurations (taken one at a time, X's
+ * older one was dropped against Y, or added by a second unpack); at equal
+ * times the larger content hash wins, in both orders. */
+static void test_transfer_whole_documents(void **state)
+{
+    (void)state;
+    uint8_t ids[6][16] = {{1}, {2}, {3}, {4}, {5}, {6}};
+    kvz_doc_entry xe[2] = {entry_at(1, 100, &ids[0]), entry_at(2, 300, &ids[1])}, ye = entry_at(4, 200, &ids[2]);
+    kvz_doc_record x = {.doc_hash = {0xa0}, .n_entries = 2, .entries = xe}, y = {.doc_hash = {0xb0}, .n_entries = 1,
+                                                                                 .entries = &ye};
+    kvz_entry_outcome o[2];
+    for (int order = 0; order < 2; order++) {
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s", test_tmp_path(order ? "transfer-xy" : "transfer-yx"));
+        kvz_store *s;
+        CHECK_OK(kvz_store_open(&s, dir, KVZ_STORE_CREATE));
+        CHECK_OK(kvz_store_write(s, put_ids, ids));
+        CHECK_OK(kvz_transfer_document(s, "doc", order ? &x : &y, o));
+        CHECK_OK(kvz_transfer_document(s, "doc", order ? &y : &x, o));
+        assert_int_equal(o[0], order ? KVZ_ENTRY_KEPT_NEWER : KVZ_ENTRY_REPLACED);
+        if (!order)
+            assert_int_equal(o[1], KVZ_ENTRY_REPLACED);
+        uint8_t h;
+        uint64_t configs;
+        uint32_t n;
+        stored(s, "doc", &h, &configs, &n);
+        assert_int_equal(h, 0xa0), assert_int_equal(n, 2), assert_int_equal(configs, 3);
+        CHECK_OK(kvz_transfer_document(s, "doc", &x, o)); /* again: nothing new */
+        assert_int_equal(o[0], KVZ_ENTRY_PRESENT), assert_int_equal(o[1], KVZ_ENTRY_PRESENT);
+        /* a tie: content 0xc0 at 300, as new as X's newest, wins either way */
+        kvz_doc_entry ze = entry_at(8, 300, &ids[3]);
+        kvz_doc_record z = {.doc_hash = {0xc0}, .n_entries = 1, .entries = &ze};
+        CHECK_OK(kvz_transfer_document(s, order ? "tie" : "doc", &z, o));
+        if (order) { /* "tie": Z first, then X */
+            CHECK_OK(kvz_transfer_document(s, "tie", &x, o));
+            assert_int_equal(o[0], KVZ_ENTRY_KEPT_NEWER);
+        } else {
+            assert_int_equal(o[0], KVZ_ENTRY_REPLACED);
+        }
+        stored(s, order ? "tie" : "doc", &h, &configs, &n);
+        assert_int_equal(h, 0xc0), assert_int_equal(n, 1), assert_int_equal(configs, 8);
+        /* an artifact missing from the store: nothing filed */
+        uint8_t absent[1][16] = {{0xee}};
+        kvz_doc_entry me = entry_at(16, 400, absent);
+        kvz_doc_record missing = {.doc_hash = {0xd0}, .n_entries = 1, .entries = &me};
+        assert_int_equal(kvz_transfer_document(s, "doc", &missing, o), KVZ_ERR_NOT_FOUND);
+        kvz_store_close(s);
+    }
+}
+
+/* A stored artifact that fails its checks is replaced by a good copy brought
+ * again (unpack or merge mends a damaged store); a sound one with other bytes
+ * (the same configuration compiled at another time) and the same bytes stay. */
+static void test_transfer_mends_damaged_artifacts(void **state)
+{
+    (void)state;
+    size_t size;
+    kvz_manifest m;
+    float *keys, *values;
+    uint8_t *good = build(4, &size, &m, &keys, &values), *damaged = malloc(size), id[16] = {7};
+    memcpy(damaged, good, size);
+    damaged[size / 2] ^= 0x40;
+    kvz_store *s;
+    CHECK_OK(kvz_store_open(&s, test_tmp_path("transfer-mend"), KVZ_STORE_CREATE));
+    kvz_artifact_outcome o;
+    CHECK_OK(kvz_transfer_artifact(s, id, damaged, size, &o)); /* as if damaged on disk later */
+    assert_int_equal(o, KVZ_ARTIFACT_ADDED);
+    CHECK_OK(kvz_transfer_artifact(s, id, good, size, &o));
+    assert_int_equal(o, KVZ_ARTIFACT_REPAIRED);
+    CHECK_OK(kvz_transfer_artifact(s, id, good, size, &o));
+    assert_int_equal(o, KVZ_ARTIFACT_PRESENT);
+    size_t other_size;
+    kvz_manifest other_m;
+    float *other_keys, *other_values; /* sound, other bytes: stays */
+    uint8_t *other = build(8, &other_size, &other_m, &other_keys, &other_values);
+    CHECK_OK(kvz_transfer_artifact(s, id, other, other_size, &o));
+    assert_int_equal(o, KVZ_ARTIFACT_PRESENT);
+    kvz_store_txn *t;
+    const void *v;
+    size_t len;
+    CHECK_OK(kvz_store_read_begin(s, &t));
+    CHECK_OK(kvz_store_get(t, KVZ_DB_ARTIFACTS, id, 16, &v, &len));
+    assert_int_equal(len, size);
+    assert_memory_equal(v, good, size);
+    kvz_store_read_end(t);
+    kvz_store_close(s);
+    free(good), free(damaged), free(other), free(keys), free(values), free(other_keys), free(other_values);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -460,6 +586,8 @@ int main(void)
         cmocka_unit_test(test_manifest_optional_config),
         cmocka_unit_test(test_store_shorter_than_its_pages),
         cmocka_unit_test(test_doc_record_needs_an_entry),
+        cmocka_unit_test(test_transfer_whole_documents),
+        cmocka_unit_test(test_transfer_mends_damaged_artifacts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
