@@ -502,11 +502,18 @@ static int parse_manifest(const char *json, size_t len, kvz_bundle_manifest *m)
     if (!root)
         return kvz_errorf(KVZ_ERR_FORMAT, "bundle manifest: not JSON (line %d: %s)", err.line, err.text);
     int rc = KVZ_OK;
+    /* a kvz that writes the checksum and a manifest without it: the member lost to damage */
+    const char *writer = json_string_value(json_object_get(root, "compiler"));
+    unsigned major, minor, patch;
+    if (at < 0 && writer && sscanf(writer, "kvz %u.%u.%u", &major, &minor, &patch) == 3 &&
+        (major > 0 || minor > 2 || (minor == 2 && patch >= 2)))
+        rc = kvz_errorf(KVZ_ERR_FORMAT, "bundle manifest: damaged: written by %.32s, which writes "
+                        CHECKSUM_KEY ", and it has none", writer);
     /* the member found in the bytes must be the top level's, as parsed */
     json_t *sum = json_object_get(root, CHECKSUM_KEY);
     const char *digits = json_string_value(sum);
-    if ((at >= 0) != (sum != NULL) ||
-        (at >= 0 && (!digits || strlen(digits) != 16 || strncmp(digits, json + at, 16) != 0)))
+    if (rc == KVZ_OK && ((at >= 0) != (sum != NULL) ||
+                         (at >= 0 && (!digits || strlen(digits) != 16 || strncmp(digits, json + at, 16) != 0))))
         rc = bad("its \"" CHECKSUM_KEY "\" member is malformed or repeated", NULL);
     const char *format = json_string_value(json_object_get(root, "format"));
     json_t *version = json_object_get(root, "version");

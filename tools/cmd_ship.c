@@ -502,9 +502,12 @@ int cmd_unpack(int argc, char **argv)
     if (st == KVZ_OK && !a.quiet)
         printf("%s: %zu document(s), %zu artifact(s), %zu prefix(es) checked\n", shown, m.n_docs, m.n_artifacts,
                m.n_prefixes);
-    if (st == KVZ_OK && !a.quiet && !m.checksummed)
+    if (st == KVZ_OK && !a.quiet && !m.checksummed) {
+        char writer[CLI_SHOWN_MAX]; /* unchecked text: shown escaped */
         fprintf(stderr, "kvz unpack: note: the manifest of %s (written by %s) carries no checksum of its own: "
-                "its names and dates are taken as they are\n", shown, m.compiler[0] ? m.compiler : "an older kvz");
+                "its names and dates are taken as they are\n", shown,
+                m.compiler[0] ? cli_shown(writer, m.compiler, strlen(m.compiler)) : "an older kvz");
+    }
     /* pass 2: write, artifacts first (re-checked: the file may have changed), documents last */
     kvz_bundle_visitor write = {unpack_policy, unpack_prefix, unpack_artifact, &u};
     if (st == KVZ_OK)
@@ -537,7 +540,7 @@ int cmd_unpack(int argc, char **argv)
         return cli_fail("unpack", st);
     if (!a.quiet) {
         printf("unpacked into %s: %zu configuration(s) added, %zu already there, %zu replaced older content, "
-               "%zu left alone (the store has newer content under the name); %zu artifact(s) written, %zu "
+               "%zu left alone (the store's content under the name wins); %zu artifact(s) written, %zu "
                "already there\n", a.store, counts[KVZ_ENTRY_ADDED], counts[KVZ_ENTRY_PRESENT],
                counts[KVZ_ENTRY_REPLACED], counts[KVZ_ENTRY_KEPT_NEWER],
                u.artifacts[KVZ_ARTIFACT_ADDED] + u.artifacts[KVZ_ARTIFACT_REPAIRED], u.artifacts[KVZ_ARTIFACT_PRESENT]);
@@ -687,7 +690,7 @@ int cmd_merge(int argc, char **argv)
         return cli_fail("merge", st);
     if (!a.quiet) {
         printf("merged %d store(s) into %s: %zu configuration(s) added, %zu already there, %zu replaced older "
-               "content, %zu left alone (newer there); %zu artifact(s) written; %zu damaged skipped",
+               "content, %zu left alone (DIR's content wins); %zu artifact(s) written; %zu damaged skipped",
                argc - optind, a.into, m.counts[0], m.counts[1], m.counts[2], m.counts[3], m.artifacts_added, m.bad);
         if (m.repaired)
             printf("; %zu damaged artifact(s) replaced by a good copy", m.repaired);

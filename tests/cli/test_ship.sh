@@ -164,9 +164,9 @@ mkdir -p "$TMP/twice" && tar --zstd -xf "$TMP/b.tar.zst" -C "$TMP/twice" &&
     reseal "$TMP/twice/kvz-bundle.json" &&
     (cd "$TMP/twice" && tar --zstd -cf "$TMP/twice.tar.zst" kvz-bundle.json prefixes artifacts) || fail "making twice.tar.zst"
 # A name in the manifest changed in transit (doc0 -> dob0, one bit), or its version (1 -> 3):
-# refused as damaged (exit 4, not 5 for a newer format), nothing written; as is a manifest
-# with its checksum named twice. A manifest without it (written before 0.2.2) is read, and said unchecked.
-for edit in renamed twice_sum unsealed version; do
+# refused as damaged (exit 4, not 5 for a newer format), nothing written; as are a manifest
+# with its checksum named twice and one of kvz 0.2.2 without it. A manifest without it (written before 0.2.2) is read, and said unchecked.
+for edit in renamed twice_sum unsealed dropped version; do
     rm -rf "$TMP/ed" && mkdir -p "$TMP/ed" && tar --zstd -xf "$TMP/b.tar.zst" -C "$TMP/ed" &&
         python3 - "$TMP/ed/kvz-bundle.json" $edit <<'PY' &&
 import json, sys
@@ -178,9 +178,11 @@ elif edit == "version":  # '1' -> '3', one bit: damage, not a newer format
     raw = raw.replace(b'"version": 1,', b'"version": 3,', 1)
 elif edit == "twice_sum":
     raw = raw.replace(b'\n "manifest_xxh3"', b'\n "x": {"manifest_xxh3": "0000000000000000"},\n "manifest_xxh3"', 1)
-else:
+else:  # unsealed: as 0.2.1 wrote it; dropped: the member lost, the writer a kvz that writes it
     m = json.loads(raw)
     del m["manifest_xxh3"]
+    if edit == "unsealed":
+        m["compiler"] = "kvz 0.2.1"
     raw = json.dumps(m, indent=1).encode()
 open(path, "wb").write(raw)
 PY
@@ -228,6 +230,7 @@ refused twice.tar.zst 4 "a document is listed twice"
 refused manifest_renamed.tar.zst 4 "manifest: damaged (changed since kvz pack wrote it)"
 refused manifest_twice_sum.tar.zst 4 "manifest_xxh3. member is malformed or repeated"
 refused manifest_version.tar.zst 4 "manifest: damaged (changed since kvz pack wrote it)"
+refused manifest_dropped.tar.zst 4 "manifest: damaged: written by kvz [0-9.]*, which writes manifest_xxh3, and it has none"
 python3 tests/format/spec_reader.py --bundle "$TMP/manifest_renamed.tar.zst" >"$TMP/o" 2>&1
 [ $? -eq 1 ] && grep -q "REFUSED: the manifest does not match its manifest_xxh3" "$TMP/o" &&
     ok "the format's reader refuses the renamed manifest too" || { fail "spec_reader on a renamed manifest"; cat "$TMP/o"; }

@@ -378,6 +378,9 @@ def read_bundle(path):
     man = json.loads(mraw.decode("utf-8"), object_pairs_hook=no_dups)
     # §2: the manifest's own checksum, over its bytes with the value's digits as '0's
     keys = list(re.finditer(rb'"manifest_xxh3"[ \t\r\n]*:[ \t\r\n]*', mraw))
+    writer = re.fullmatch(r"kvz (\d+)\.(\d+)\.(\d+)", str(man.get("compiler", "")))
+    need(keys or not writer or tuple(map(int, writer.groups())) < (0, 2, 2),
+         "written by %s, which writes manifest_xxh3, and it has none" % man.get("compiler"))
     if keys or "manifest_xxh3" in man:
         need(len(keys) == 1, "manifest_xxh3 named %d times" % len(keys))
         at = keys[0].end()
