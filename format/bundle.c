@@ -220,13 +220,15 @@ static long checksum_digits_at(const char *json, size_t len)
 
 static int manifest_checksum(const char *json, size_t len, size_t at, uint64_t *sum)
 {
-    char *zeroed = malloc(len ? len : 1);
-    if (!zeroed)
+    XXH3_state_t *state = XXH3_createState(); /* streamed: the manifest is not copied to zero its digits */
+    if (!state)
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
-    memcpy(zeroed, json, len);
-    memset(zeroed + at, '0', 16);
-    *sum = XXH3_64bits(zeroed, len);
-    free(zeroed);
+    XXH3_64bits_reset(state);
+    XXH3_64bits_update(state, json, at);
+    XXH3_64bits_update(state, "0000000000000000", 16);
+    XXH3_64bits_update(state, json + at + 16, len - at - 16);
+    *sum = XXH3_64bits_digest(state);
+    XXH3_freeState(state);
     return KVZ_OK;
 }
 
@@ -691,9 +693,6 @@ static kvz_bundle_file *find_file(kvz_bundle_manifest *m, const char *path, int 
 static int check_file(reading *r, kvz_bundle_file *f, int is_prefix, const uint8_t *bytes, size_t len,
                       kvz_artifact *a)
 {
-    if (len != f->bytes)
-        return kvz_errorf(KVZ_ERR_FORMAT, "bundle '%s': '%s' has %zu bytes, the manifest says %llu", r->source,
-                          f->path, len, (unsigned long long)f->bytes);
     if (XXH3_64bits(bytes, len) != f->xxh3)
         return kvz_errorf(KVZ_ERR_FORMAT, "bundle '%s': '%s' does not match its checksum in the manifest",
                           r->source, f->path);
@@ -805,6 +804,7 @@ static int read_entries(reading *r)
         if (f->seen)
             return kvz_errorf(KVZ_ERR_FORMAT, "bundle '%s': entry '%s' appears twice", r->source, path);
         f->seen = 1;
+        /* before reading (read_body reads exactly what the header declares): a header may declare gigabytes */
         if (archive_entry_size_is_set(e) && archive_entry_size(e) >= 0 && (uint64_t)archive_entry_size(e) != f->bytes)
             return kvz_errorf(KVZ_ERR_FORMAT, "bundle '%s': '%s' declares %lld bytes, the manifest says %llu", r->source,
                               path, (long long)archive_entry_size(e), (unsigned long long)f->bytes);
