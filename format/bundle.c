@@ -718,6 +718,13 @@ static int check_file(reading *r, kvz_bundle_file *f, int is_prefix, const uint8
                 return kvz_errorf(KVZ_ERR_FORMAT, "bundle '%s': '%s' holds another artifact than its id names",
                                   r->source, f->path);
         }
+        int listed = man->prefix_tokens == 0; /* the shared prefix it is answered after travels with it */
+        for (size_t i = 0; i < r->m.n_prefixes && !listed; i++)
+            listed = r->m.prefixes[i].model == man->model.fingerprint && r->m.prefixes[i].prefix_hash == man->prefix_hash;
+        if (!listed)
+            return kvz_errorf(KVZ_ERR_FORMAT, "bundle '%s': '%s' needs the shared prefix %016llx of model %016llx, "
+                              "which the bundle does not hold", r->source, f->path,
+                              (unsigned long long)man->prefix_hash, (unsigned long long)man->model.fingerprint);
         memcpy(f->doc_hash, man->doc_hash, 16);
         f->config_id = man->config[0] ? kvz_config_id(man->config) : 0;
         f->tokens = man->n_tokens;

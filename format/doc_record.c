@@ -2,6 +2,7 @@
 #include "format/doc_record.h"
 #include "common/error.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -114,6 +115,68 @@ const kvz_doc_entry *kvz_doc_record_newest(const kvz_doc_record *r, const uint64
             (!best || r->entries[i].created >= best->created))
             best = &r->entries[i];
     return best;
+}
+
+int kvz_config_pick_matches(const kvz_config_pick *pick, uint64_t config_id)
+{
+    if (!pick->id_digits)
+        return 0;
+    return pick->id_digits >= 16 ? config_id == pick->id : config_id >> (64 - 4 * pick->id_digits) == pick->id;
+}
+
+int kvz_doc_record_pick(const kvz_doc_record *r, const kvz_config_pick *pick, const uint64_t *fingerprint,
+                        const char *doc, const kvz_doc_entry **out)
+{
+    char name[40];
+    *out = NULL;
+    if (pick->number) {
+        if (pick->number > r->n_entries)
+            return kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s' has %u configuration(s); there is no %s (see kvz ls)", doc,
+                              r->n_entries, kvz_config_pick_name(pick, name));
+        *out = &r->entries[pick->number - 1];
+        return KVZ_OK;
+    }
+    if (!pick->id_digits) {
+        *out = kvz_doc_record_newest(r, fingerprint);
+        return KVZ_OK;
+    }
+    for (uint32_t i = 0; i < r->n_entries; i++) {
+        if (!kvz_config_pick_matches(pick, r->entries[i].config_id))
+            continue;
+        if (*out) {
+            *out = NULL;
+            return kvz_errorf(KVZ_ERR_ARG, "two configurations of '%s' have ids beginning %0*llx: give more digits "
+                              "(kvz ls --json lists whole ids)", doc, (int)pick->id_digits,
+                              (unsigned long long)pick->id);
+        }
+        *out = &r->entries[i];
+    }
+    return *out ? KVZ_OK
+                : kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s' has no %s (see kvz ls%s)", doc, kvz_config_pick_name(pick, name),
+                             pick->id_digits == 16 && pick->id >> 32 == 0
+                                 ? "; a whole id has 16 hex digits: kvz ls --json lists them" : "");
+}
+
+uint32_t kvz_doc_record_id_digits(const kvz_doc_record *r, uint64_t config_id)
+{
+    uint32_t digits = 8;
+    for (uint32_t i = 0; i < r->n_entries; i++) {
+        uint64_t other = r->entries[i].config_id;
+        while (other != config_id && digits < 16 && other >> (64 - 4 * digits) == config_id >> (64 - 4 * digits))
+            digits++;
+    }
+    return digits;
+}
+
+const char *kvz_config_pick_name(const kvz_config_pick *pick, char name[40])
+{
+    if (pick->number)
+        snprintf(name, 40, "configuration %u", pick->number);
+    else if (pick->id_digits)
+        snprintf(name, 40, "configuration %0*llx", (int)pick->id_digits, (unsigned long long)pick->id);
+    else
+        name[0] = 0;
+    return name;
 }
 
 int kvz_doc_record_set(kvz_doc_record *r, const kvz_doc_entry *e)

@@ -46,6 +46,35 @@ const kvz_doc_entry *kvz_doc_record_find(const kvz_doc_record *r, uint64_t confi
  * model of `fingerprint`, or by any model when fingerprint is NULL; NULL if none. */
 const kvz_doc_entry *kvz_doc_record_newest(const kvz_doc_record *r, const uint64_t *fingerprint);
 
+/* Which of a document's configurations: `number` (counted from 1 in the
+ * order they arrived in this store, as `kvz ls` lists them), or `id` (a
+ * config_id, the same in every store: its leading id_digits hex digits, 1 to
+ * 16), or, with neither, the newest made by the model asked for. */
+typedef struct kvz_config_pick {
+    uint32_t number;    /* 0: not by number */
+    uint64_t id;        /* the id's leading id_digits hex digits, as a number */
+    uint32_t id_digits; /* 0: not by id; 16: the whole id */
+} kvz_config_pick;
+
+/* The entry `pick` names in the record of document `doc` (named in messages).
+ * With neither number nor id: the newest by the model of `fingerprint` (any
+ * model's when NULL), and *out NULL (KVZ_OK) when that model made none.
+ * Errors: KVZ_ERR_NOT_FOUND (no such number or id), KVZ_ERR_ARG (an id's
+ * digits that two entries begin with). */
+int kvz_doc_record_pick(const kvz_doc_record *r, const kvz_config_pick *pick, const uint64_t *fingerprint,
+                        const char *doc, const kvz_doc_entry **out);
+
+/* Whether `pick`'s id digits are those config_id begins with. */
+int kvz_config_pick_matches(const kvz_config_pick *pick, uint64_t config_id);
+
+/* How many of config_id's leading hex digits (8 to 16) name it among the
+ * record's entries: 8, unless another entry's id begins with the same ones. */
+uint32_t kvz_doc_record_id_digits(const kvz_doc_record *r, uint64_t config_id);
+
+/* `pick` in words for messages: "configuration 2", "configuration 1a2b3c4d"
+ * (the digits given), "" with neither. */
+const char *kvz_config_pick_name(const kvz_config_pick *pick, char name[40]);
+
 /* Replace or add `e` (its ids are copied). */
 int kvz_doc_record_set(kvz_doc_record *r, const kvz_doc_entry *e);
 

@@ -164,6 +164,12 @@ int kvz_doc_record_put(kvz_store_txn *t, const char *name, const kvz_doc_record 
         if (have && !replace_other_content && have->n_segments == e->n_segments &&
             memcmp(have->artifact_ids, e->artifact_ids, (size_t)e->n_segments * 16) == 0) {
             outcomes[i] = KVZ_ENTRY_PRESENT;
+            /* compiled again elsewhere: the later time, so that which form is a
+             * document's newest does not hang on the order stores and bundles arrive */
+            if (e->created > have->created) {
+                rec.entries[have - rec.entries].created = e->created;
+                changed = 1;
+            }
             continue;
         }
         outcomes[i] = fresh;

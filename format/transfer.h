@@ -55,7 +55,9 @@ typedef enum kvz_entry_outcome {
  * the newer content wins (the newest entry's `created`; at equal times the
  * larger content hash, so that the order of merges does not matter), or
  * always the incoming one when `replace_other_content` (compile: the file on
- * disk is the truth). outcomes[i]: what became of entry i. */
+ * disk is the truth). A configuration the store has already keeps the later
+ * of the two `created` times (which form is newest must not hang on the order
+ * of arrivals). outcomes[i]: what became of entry i. */
 int kvz_doc_record_put(kvz_store_txn *t, const char *name, const kvz_doc_record *incoming,
                        int replace_other_content, kvz_entry_outcome *outcomes);
 /* The same for one configuration `e` of content `doc_hash`. */

@@ -30,9 +30,9 @@ extern "C" {
 #endif
 
 #define KVZ_VERSION_MAJOR 0
-#define KVZ_VERSION_MINOR 2
-#define KVZ_VERSION_PATCH 2
-#define KVZ_VERSION_STRING "0.2.2"
+#define KVZ_VERSION_MINOR 3
+#define KVZ_VERSION_PATCH 0
+#define KVZ_VERSION_STRING "0.3.0"
 
 typedef enum kvz_status {
     KVZ_OK = 0,
@@ -54,7 +54,7 @@ KVZ_API const char *kvz_strerror(int status);
 /* The detailed message of the most recent failure on this thread ("" if none). */
 KVZ_API const char *kvz_last_error(void);
 
-/* "0.2.2": the library actually loaded (may differ from KVZ_VERSION_STRING). */
+/* "0.3.0": the library actually loaded (may differ from KVZ_VERSION_STRING). */
 KVZ_API const char *kvz_version(void);
 
 /* Free memory kvz returned to the caller (answers, texts). NULL is fine. */
@@ -138,23 +138,48 @@ KVZ_API int kvz_engine_documents(kvz_engine *e, char ***names, size_t *count);
  * document is compiled for other models only). */
 KVZ_API int kvz_engine_document_text(kvz_engine *e, const char *name, char **text, size_t *len);
 
-/* A compiled document's segments in the form `config` would load (numbered as
- * by `kvz ls`; 0: the newest made by this engine's model): `*count` of them,
- * (*tokens)[i] the number of tokens of segment i (the positions it takes in a
- * context). Free *tokens with kvz_free (on an error it is NULL and *count 0).
- * Errors: KVZ_ERR_NOT_FOUND, KVZ_ERR_MODEL_MISMATCH. */
-KVZ_API int kvz_engine_document_segments(kvz_engine *e, const char *name, int32_t config, int32_t **tokens,
-                                         size_t *count);
+/* One compiled form of a document: the store keeps a form per compile
+ * configuration (method, ratio, bits, ... and model). `number` is this store's
+ * (the order the forms arrived: another store may number the same forms
+ * otherwise, and this one renumbers them when a form leaves, by gc
+ * --older-configs or a recompile of changed content, which replaces every
+ * form); `id` is the configuration's, the same in every store and time. */
+typedef struct kvz_config_info {
+    int32_t number;             /* counted from 1: the `config` of the calls below */
+    int32_t this_model;         /* 1: compiled by the engine's model (only those load) */
+    uint64_t id;                /* kvz_session_options.config_id; `kvz ls` shows its first 8 hex digits */
+    uint64_t model_fingerprint;
+    uint64_t created;           /* seconds since 1970 */
+    uint64_t stored_bytes;      /* all its segments' artifacts */
+    int32_t tokens, segments;   /* the whole document's tokens; its segments */
+    char summary[128];          /* "kvzip pair ratio 0.30, 4-bit" */
+} kvz_config_info;
 
-/* The text of one segment (counted from 0) of the compiled form `config`
- * (as kvz_engine_document_segments counts them; 0: the newest made by this
- * engine's model, the one kvz_session_open loads by default), as
+/* The compiled forms of a document, in `number` order: `*count` of them in
+ * `*configs` (free with kvz_free; on an error NULL and 0). Errors:
+ * KVZ_ERR_NOT_FOUND (no such document). */
+KVZ_API int kvz_engine_document_configs(kvz_engine *e, const char *name, kvz_config_info **configs,
+                                        size_t *count);
+
+/* A compiled document's segments in the form that `config` (numbered as by
+ * `kvz ls`) or `config_id` (kvz_config_info.id) names, as kvz_session_options
+ * does (both 0: the newest made by this engine's model; both given:
+ * KVZ_ERR_ARG): `*count` of them, (*tokens)[i] the number of tokens of
+ * segment i (the positions it takes in a context). Free *tokens with kvz_free
+ * (on an error it is NULL and *count 0). Errors: KVZ_ERR_NOT_FOUND,
+ * KVZ_ERR_MODEL_MISMATCH, KVZ_ERR_ARG. */
+KVZ_API int kvz_engine_document_segments(kvz_engine *e, const char *name, int32_t config, uint64_t config_id,
+                                         int32_t **tokens, size_t *count);
+
+/* The text of one segment (counted from 0) of the compiled form `config` or
+ * `config_id` names (as kvz_engine_document_segments; both 0: the newest made
+ * by this engine's model, the one kvz_session_open loads by default), as
  * kvz_engine_document_text gives a whole document's: for retrieval over the
  * runs of long documents. Forms compiled with different segment lengths cut
  * the text in different places. Errors: as kvz_engine_document_text's, and
  * KVZ_ERR_NOT_FOUND for a configuration or segment the document does not have. */
-KVZ_API int kvz_engine_segment_text(kvz_engine *e, const char *name, int32_t config, int32_t segment, char **text,
-                                    size_t *len);
+KVZ_API int kvz_engine_segment_text(kvz_engine *e, const char *name, int32_t config, uint64_t config_id,
+                                    int32_t segment, char **text, size_t *len);
 
 /* ------------------------------------------------------------------------
  * Session: documents loaded from the store (never prefilled again), then
@@ -162,7 +187,11 @@ KVZ_API int kvz_engine_segment_text(kvz_engine *e, const char *name, int32_t con
  * ------------------------------------------------------------------------ */
 typedef struct kvz_session_options {
     int32_t reserve; /* context tokens for question + answer (0: 512) */
-    int32_t config;  /* compiled form to load, numbered as by `kvz ls` (0: the newest) */
+    int32_t config;  /* compiled form to load, numbered as by `kvz ls` (0: the newest
+                        made by the engine's model) */
+    uint64_t config_id; /* or the form of this configuration (kvz_config_info.id: the
+                           same in every store, where numbers follow arrival); 0: none.
+                           Not with `config` (KVZ_ERR_ARG) */
 } kvz_session_options;
 
 typedef struct kvz_load_info {

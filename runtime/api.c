@@ -9,6 +9,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -228,12 +229,24 @@ int kvz_engine_documents(kvz_engine *e, char ***names, size_t *count)
     return rc;
 }
 
-static int text_of(kvz_engine *e, const char *name, int32_t config, int32_t segment, char **text, size_t *len)
+/* The compiled form a call names: by number or by id, not both. */
+static int form_of(const char *call, int32_t config, uint64_t config_id, kvz_config_pick *pick)
+{
+    if (config < 0)
+        return kvz_errorf(KVZ_ERR_ARG, "%s: config %d is negative", call, config);
+    if (config && config_id)
+        return kvz_errorf(KVZ_ERR_ARG, "%s: give config or config_id, not both", call);
+    *pick = (kvz_config_pick){.number = (uint32_t)config, .id = config_id, .id_digits = config_id ? 16 : 0};
+    return KVZ_OK;
+}
+
+static int text_of(kvz_engine *e, const char *name, const kvz_config_pick *pick, int32_t segment, char **text,
+                   size_t *len)
 {
     *text = NULL;
     kvz_tokens tokens = {0};
     size_t n = 0;
-    int rc = kvz_document_tokens(e->model, e->store, name, config, segment, &tokens);
+    int rc = kvz_document_tokens(e->model, e->store, name, pick, segment, &tokens);
     if (rc == KVZ_OK)
         rc = kvz_detokenize(e->model->tokenizer, tokens.ids, tokens.len, 0, text, &n);
     kvz_tokens_free(&tokens);
@@ -250,11 +263,12 @@ int kvz_engine_document_text(kvz_engine *e, const char *name, char **text, size_
         *len = 0;
     if (!e || !name || !text)
         return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_document_text: engine, name and text are required");
-    return text_of(e, name, 0, -1, text, len);
+    kvz_config_pick newest = {0};
+    return text_of(e, name, &newest, -1, text, len);
 }
 
-int kvz_engine_segment_text(kvz_engine *e, const char *name, int32_t config, int32_t segment, char **text,
-                            size_t *len)
+int kvz_engine_segment_text(kvz_engine *e, const char *name, int32_t config, uint64_t config_id, int32_t segment,
+                            char **text, size_t *len)
 {
     if (text)
         *text = NULL;
@@ -262,14 +276,15 @@ int kvz_engine_segment_text(kvz_engine *e, const char *name, int32_t config, int
         *len = 0;
     if (!e || !name || !text)
         return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_segment_text: engine, name and text are required");
-    if (config < 0 || segment < 0)
-        return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_segment_text: config %d or segment %d is negative", config,
-                          segment);
-    return text_of(e, name, config, segment, text, len);
+    if (segment < 0)
+        return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_segment_text: segment %d is negative", segment);
+    kvz_config_pick pick;
+    KVZ_TRY(form_of("kvz_engine_segment_text", config, config_id, &pick));
+    return text_of(e, name, &pick, segment, text, len);
 }
 
-int kvz_engine_document_segments(kvz_engine *e, const char *name, int32_t config, int32_t **tokens,
-                                 size_t *count)
+int kvz_engine_document_segments(kvz_engine *e, const char *name, int32_t config, uint64_t config_id,
+                                 int32_t **tokens, size_t *count)
 {
     if (tokens)
         *tokens = NULL;
@@ -277,9 +292,49 @@ int kvz_engine_document_segments(kvz_engine *e, const char *name, int32_t config
         *count = 0;
     if (!e || !name || !tokens || !count)
         return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_document_segments: engine, name, tokens and count are required");
-    if (config < 0)
-        return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_document_segments: config %d is negative", config);
-    return kvz_document_segments(e->model, e->store, name, config, tokens, count);
+    kvz_config_pick pick;
+    KVZ_TRY(form_of("kvz_engine_document_segments", config, config_id, &pick));
+    return kvz_document_segments(e->model, e->store, name, &pick, tokens, count);
+}
+
+int kvz_engine_document_configs(kvz_engine *e, const char *name, kvz_config_info **configs, size_t *count)
+{
+    if (configs)
+        *configs = NULL;
+    if (count)
+        *count = 0;
+    if (!e || !name || !configs || !count)
+        return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_document_configs: engine, name, configs and count are required");
+    kvz_store_txn *t;
+    KVZ_TRY(kvz_store_read_begin(e->store, &t));
+    const void *val;
+    size_t len;
+    kvz_doc_record rec = {0};
+    int rc = kvz_store_get(t, KVZ_DB_DOCS, name, strlen(name), &val, &len);
+    if (rc == KVZ_ERR_NOT_FOUND)
+        rc = kvz_errorf(KVZ_ERR_NOT_FOUND, "no document '%s' in the store (see kvz ls)", name);
+    if (rc == KVZ_OK)
+        rc = kvz_doc_record_decode(val, len, &rec);
+    kvz_config_info *list = NULL;
+    if (rc == KVZ_OK && !(list = calloc(rec.n_entries, sizeof *list)))
+        rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    for (uint32_t i = 0; rc == KVZ_OK && i < rec.n_entries; i++) {
+        const kvz_doc_entry *d = &rec.entries[i];
+        list[i] = (kvz_config_info){.number = (int32_t)i + 1, .this_model = d->model_fingerprint == e->fingerprint,
+                                    .id = d->config_id, .model_fingerprint = d->model_fingerprint,
+                                    .created = d->created, .stored_bytes = d->stored_bytes,
+                                    .tokens = (int32_t)d->n_tokens, .segments = (int32_t)d->n_segments};
+        snprintf(list[i].summary, sizeof list[i].summary, "%s", d->summary);
+    }
+    if (rc == KVZ_OK) {
+        *configs = list;
+        *count = rec.n_entries;
+    } else {
+        free(list);
+    }
+    kvz_doc_record_free(&rec);
+    kvz_store_read_end(t);
+    return rc;
 }
 
 /* ---- sessions ----------------------------------------------------------------- */
@@ -299,9 +354,10 @@ int kvz_session_open_parts(kvz_session **out, kvz_engine *e, const kvz_doc_part 
                               "cannot be negative", i, parts[i].first_segment, parts[i].segments);
     }
     kvz_session_options o = opts ? *opts : (kvz_session_options){0};
-    if (o.reserve < 0 || o.config < 0)
-        return kvz_errorf(KVZ_ERR_ARG, "kvz_session_open: reserve %d or config %d is negative", o.reserve,
-                          o.config);
+    if (o.reserve < 0)
+        return kvz_errorf(KVZ_ERR_ARG, "kvz_session_open: reserve %d is negative", o.reserve);
+    kvz_config_pick pick;
+    KVZ_TRY(form_of("kvz_session_open", o.config, o.config_id, &pick));
     kvz_session *s = calloc(1, sizeof *s);
     if (!s)
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
@@ -310,7 +366,7 @@ int kvz_session_open_parts(kvz_session **out, kvz_engine *e, const kvz_doc_part 
     pthread_mutex_unlock(&e->pool_lock);
     /* a backend of the session's own: sessions of one engine work at once on as many threads */
     int rc = take_backend(e, &s->backend);
-    kvz_load_opts lo = {.reserve = o.reserve, .config = o.config, .backend = s->backend};
+    kvz_load_opts lo = {.reserve = o.reserve, .config = pick, .backend = s->backend};
     kvz_load_stats st;
     if (rc == KVZ_OK)
         rc = kvz_load_parts(e->model, e->store, parts, count, &lo, &s->loaded, &st);

@@ -53,14 +53,6 @@ static int plan_add(plan *p, const void *bytes, size_t size, int32_t position, c
     return KVZ_OK;
 }
 
-/* The entry of a record to load: numbered (1-based) or the newest of this model. */
-static const kvz_doc_entry *choose_entry(const kvz_doc_record *rec, int32_t config, uint64_t fingerprint)
-{
-    if (config > 0)
-        return (uint32_t)config <= rec->n_entries ? &rec->entries[config - 1] : NULL;
-    return kvz_doc_record_newest(rec, &fingerprint);
-}
-
 /* A compiled form `e` not made by this model (`what` names it): say whose it is. */
 static int other_model(kvz_store_txn *t, const kvz_doc_entry *e, const char *what, const kvz_model_identity *id)
 {
@@ -74,10 +66,10 @@ static int other_model(kvz_store_txn *t, const kvz_doc_entry *e, const char *wha
                       what, (unsigned long long)id->fingerprint);
 }
 
-/* The record of document `name` and the entry `config` selects (see
- * choose_entry), made by this model; *rec is freed by the caller on success. */
-static int find_entry(kvz_store_txn *t, const char *name, int32_t config, const kvz_model_identity *id,
-                      kvz_doc_record *rec, const kvz_doc_entry **entry)
+/* The record of document `name` and the entry `config` selects
+ * (kvz_doc_record_pick), made by this model; *rec is freed by the caller on success. */
+static int find_entry(kvz_store_txn *t, const char *name, const kvz_config_pick *config,
+                      const kvz_model_identity *id, kvz_doc_record *rec, const kvz_doc_entry **entry)
 {
     const void *val;
     size_t len;
@@ -86,16 +78,15 @@ static int find_entry(kvz_store_txn *t, const char *name, int32_t config, const 
         return kvz_errorf(KVZ_ERR_NOT_FOUND, "no document '%s' in the store (see kvz ls)", name);
     KVZ_TRY(rc);
     KVZ_TRY(kvz_doc_record_decode(val, len, rec));
-    const kvz_doc_entry *e = choose_entry(rec, config, id->fingerprint);
-    *entry = e && e->model_fingerprint == id->fingerprint ? e : NULL;
+    const kvz_doc_entry *e;
+    rc = kvz_doc_record_pick(rec, config, &id->fingerprint, name, &e);
+    *entry = rc == KVZ_OK && e && e->model_fingerprint == id->fingerprint ? e : NULL;
     if (*entry)
         return KVZ_OK;
-    if (!e && config > 0) {
-        rc = kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s' has no configuration %d", name, config);
-    } else {
-        char what[1200];
-        if (config > 0)
-            snprintf(what, sizeof what, "'%s' configuration %d", name, config);
+    if (rc == KVZ_OK) {
+        char what[1200], pick[40];
+        if (e)
+            snprintf(what, sizeof what, "'%s' %s", name, kvz_config_pick_name(config, pick));
         else
             snprintf(what, sizeof what, "'%s'", name);
         if (!e) /* no form of this model: name the newest's */
@@ -120,8 +111,8 @@ static int get_segment(kvz_store_txn *t, const kvz_doc_entry *e, uint32_t s, con
 /* A run of segments past the document's last: said in both countings (the
  * CLI's --segments and kvz inspect count from 1, kvz_doc_part from 0), with
  * the compiled form whose segments were counted. */
-static int run_past_last(const char *name, const kvz_doc_record *rec, const kvz_doc_entry *e, int32_t config,
-                         const kvz_doc_part *part)
+static int run_past_last(const char *name, const kvz_doc_record *rec, const kvz_doc_entry *e,
+                         const kvz_config_pick *config, const kvz_doc_part *part)
 {
     char run[48], form[96];
     long long from = (long long)part->first_segment + 1;
@@ -132,7 +123,7 @@ static int run_past_last(const char *name, const kvz_doc_record *rec, const kvz_
     else
         snprintf(run, sizeof run, "%lld-", from);
     unsigned number = (unsigned)(e - rec->entries) + 1;
-    if (config > 0)
+    if (config->number || config->id_digits)
         snprintf(form, sizeof form, "its compiled form %u", number);
     else
         snprintf(form, sizeof form, "its newest compiled form for this model (configuration %u)", number);
@@ -162,10 +153,10 @@ static int make_plan(kvz_model *m, kvz_store_txn *t, const kvz_model_identity *i
         const char *name = parts[d].name;
         kvz_doc_record rec;
         const kvz_doc_entry *e;
-        KVZ_TRY(find_entry(t, name, o->config, id, &rec, &e));
+        KVZ_TRY(find_entry(t, name, &o->config, id, &rec, &e));
         int64_t first = parts[d].first_segment, n = parts[d].segments ? parts[d].segments : e->n_segments - first;
         if (first >= e->n_segments || first + n > e->n_segments)
-            rc = run_past_last(name, &rec, e, o->config, &parts[d]);
+            rc = run_past_last(name, &rec, e, &o->config, &parts[d]);
         for (uint32_t s = (uint32_t)first; rc == KVZ_OK && s < first + n; s++) {
             rc = get_segment(t, e, s, name, &val, &len);
             char what[1200];
@@ -478,14 +469,14 @@ int kvz_doc_record_has_model(const void *record, size_t size, uint64_t fingerpri
     kvz_doc_record rec;
     if (kvz_doc_record_decode(record, size, &rec) != KVZ_OK)
         return 0;
-    int found = choose_entry(&rec, 0, fingerprint) != NULL;
+    int found = kvz_doc_record_newest(&rec, &fingerprint) != NULL;
     kvz_doc_record_free(&rec);
     return found;
 }
 
 /* Call visit(ctx, s, n_segments, artifact) for each segment s of the
  * compiled form `config` of `name`, in order, within one read transaction. */
-static int visit_segments(kvz_model *m, kvz_store *store, const char *name, int32_t config,
+static int visit_segments(kvz_model *m, kvz_store *store, const char *name, const kvz_config_pick *config,
                           int (*visit)(void *ctx, uint32_t s, uint32_t n_segments, const kvz_artifact *a), void *ctx)
 {
     kvz_model_identity id;
@@ -528,8 +519,8 @@ static int append_tokens(void *ctx, uint32_t s, uint32_t n_segments, const kvz_a
     return kvz_artifact_read_tokens(a, t->out->ids + at);
 }
 
-int kvz_document_tokens(kvz_model *m, kvz_store *store, const char *name, int32_t config, int32_t segment,
-                        kvz_tokens *out)
+int kvz_document_tokens(kvz_model *m, kvz_store *store, const char *name, const kvz_config_pick *config,
+                        int32_t segment, kvz_tokens *out)
 {
     tokens_of t = {segment, 0, out};
     KVZ_TRY(visit_segments(m, store, name, config, append_tokens, &t));
@@ -554,8 +545,8 @@ static int note_length(void *ctx, uint32_t s, uint32_t n_segments, const kvz_art
     return KVZ_OK;
 }
 
-int kvz_document_segments(kvz_model *m, kvz_store *store, const char *name, int32_t config, int32_t **tokens,
-                          size_t *count)
+int kvz_document_segments(kvz_model *m, kvz_store *store, const char *name, const kvz_config_pick *config,
+                          int32_t **tokens, size_t *count)
 {
     segment_lengths sl = {0};
     int rc = visit_segments(m, store, name, config, note_length, &sl);

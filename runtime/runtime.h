@@ -18,6 +18,7 @@
 #define KVZ_RUNTIME_RUNTIME_H
 
 #include "kvz.h"
+#include "format/doc_record.h"
 #include "format/store.h"
 #include "model/generate.h"
 #include "model/model.h"
@@ -29,8 +30,8 @@ typedef struct kvz_loaded kvz_loaded;
 
 typedef struct kvz_load_opts {
     int32_t reserve;  /* tokens left for question + answer (default 512) */
-    int32_t config;   /* which compiled form of each document, as numbered by `kvz ls`
-                         (1-based); 0: the most recent one made by this model */
+    kvz_config_pick config; /* which compiled form of each document (format/doc_record.h;
+                               {0}: the most recent one made by this model) */
     size_t staging;   /* the most stored bytes handed to the backend at once (default
                          64 MiB): a larger layer goes in groups of heads, a single
                          head larger than this alone. On the GPU two such buffers
@@ -89,14 +90,15 @@ kvz_context *kvz_loaded_context(kvz_loaded *l);
 
 /* The tokens of a stored document (all its segments in order, or with
  * `segment` >= 0 that one alone) from the compiled form `config` would load
- * (0: the newest made by `m`). A segment it does not have: KVZ_ERR_NOT_FOUND. */
-int kvz_document_tokens(kvz_model *m, kvz_store *store, const char *name, int32_t config, int32_t segment,
+ * (as kvz_load_opts's). A segment it does not have: KVZ_ERR_NOT_FOUND. */
+int kvz_document_tokens(kvz_model *m, kvz_store *store, const char *name, const kvz_config_pick *config,
+                        int32_t segment,
                         kvz_tokens *out);
 
 /* The tokens of each segment of that compiled form: *count of them in
  * *tokens (malloc'd). */
-int kvz_document_segments(kvz_model *m, kvz_store *store, const char *name, int32_t config, int32_t **tokens,
-                          size_t *count);
+int kvz_document_segments(kvz_model *m, kvz_store *store, const char *name, const kvz_config_pick *config,
+                          int32_t **tokens, size_t *count);
 
 /* Whether a `docs` record has a compiled form made by the model `fingerprint`. */
 int kvz_doc_record_has_model(const void *record, size_t size, uint64_t fingerprint);

@@ -2,10 +2,13 @@
 #include "tools/cli.h"
 #include "common/error.h"
 #include "common/file_util.h"
+#include "format/doc_record.h"
 #include "kernels/backend.h"
 #include "model/utf8.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <limits.h>
 #include <locale.h>
 #include <math.h>
@@ -14,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <wchar.h>
 
@@ -100,6 +104,26 @@ int cli_parse_float(const char *s, double min, double max, double *out)
         return -1;
     *out = v;
     return 0;
+}
+
+int cli_parse_config(const char *cmd, const char *s, kvz_config_pick *pick)
+{
+    *pick = (kvz_config_pick){0};
+    size_t n = strlen(s), digits = strspn(s, "0123456789"), hex = strspn(s, "0123456789abcdefABCDEF");
+    if (n > 0 && n < 8 && digits == n && s[0] != '0') { /* a number: ids have 8 digits or more */
+        long v;
+        if (cli_parse_int(s, 1, 1 << 20, &v) == 0) {
+            pick->number = (uint32_t)v;
+            return KVZ_EXIT_OK;
+        }
+    } else if (n >= 8 && n <= 16 && hex == n) {
+        pick->id = strtoull(s, NULL, 16);
+        pick->id_digits = (uint32_t)n;
+        return KVZ_EXIT_OK;
+    }
+    fprintf(stderr, "kvz %s: invalid --config '%s': give a form's number as `kvz ls` numbers a document's forms "
+            "(1, 2, ...), or 8 to 16 hex digits of its id\n", cmd, s);
+    return KVZ_EXIT_USAGE;
 }
 
 int cli_bad_option(const char *help, const char *cmd)
@@ -347,4 +371,44 @@ void cli_json_string(FILE *f, const char *s, size_t len)
         i += k;
     }
     fputc('"', f);
+}
+
+void cli_format_time(uint64_t seconds, char out[32])
+{
+    time_t t = (time_t)seconds;
+    struct tm tm;
+    if (seconds > (uint64_t)INT64_MAX || !localtime_r(&t, &tm) || !strftime(out, 32, "%Y-%m-%d %H:%M", &tm))
+        snprintf(out, 32, "?");
+}
+
+/* Two buffers: the next note is written into the one the handler does not
+ * read, then made the current one. */
+static char interrupt_notes[2][CLI_SHOWN_MAX + 512]; /* a name shown escaped, and the counts */
+static _Atomic int interrupt_note = -1; /* the buffer to write; -1: none */
+
+void cli_set_interrupt_note(const char *fmt, ...)
+{
+    int next = atomic_load(&interrupt_note) == 0 ? 1 : 0;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(interrupt_notes[next], sizeof interrupt_notes[next], fmt, ap);
+    va_end(ap);
+    atomic_store(&interrupt_note, next);
+}
+
+void cli_clear_interrupt_note(void)
+{
+    atomic_store(&interrupt_note, -1);
+}
+
+void cli_say_interrupt_note(void)
+{
+    int k = atomic_exchange(&interrupt_note, -1); /* said once, should a second signal come */
+    if (k < 0)
+        return;
+    size_t n = 0;
+    while (n < sizeof interrupt_notes[k] && interrupt_notes[k][n])
+        n++;
+    ssize_t w = write(STDERR_FILENO, interrupt_notes[k], n);
+    (void)w;
 }

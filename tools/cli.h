@@ -54,6 +54,13 @@ struct kvz_doc_part;
 int cli_parse_segments(const char *cmd, const char *value, struct kvz_doc_part *docs, size_t n_docs,
                        size_t *given);
 
+/* --config: a number N (1 to 2^20 in plain digits, as this store's `kvz ls`
+ * numbers a document's configurations) or a configuration's id, the same in
+ * every store (8 to 16 hex digits: its first ones, as `kvz ls` shows them).
+ * Returns an exit code: KVZ_EXIT_USAGE, said, for anything else. */
+struct kvz_config_pick;
+int cli_parse_config(const char *cmd, const char *s, struct kvz_config_pick *pick);
+
 /* --device and --weights values. 0 on success. */
 int cli_parse_device(const char *s, int *device);
 int cli_parse_weights(const char *s, int *policy);
@@ -112,6 +119,18 @@ int cmd_detokenize(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_compile(int argc, char **argv);
+/* "2026-12-05 16:09" (local time) of seconds since 1970, or "?" for a time
+ * no calendar holds (a bundle's dates are untrusted input). */
+void cli_format_time(uint64_t seconds, char out[32]);
+
+/* A line for stderr should SIGINT, SIGTERM or SIGHUP end the command: what a
+ * long command had done by then. Formatted here, outside any handler (the
+ * last one set is written whole); the handler calls cli_say_interrupt_note,
+ * which is async-signal-safe. cli_clear_interrupt_note: none. */
+void cli_set_interrupt_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_clear_interrupt_note(void);
+void cli_say_interrupt_note(void);
+
 int cmd_ls(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_verify(int argc, char **argv);

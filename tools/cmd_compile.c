@@ -21,12 +21,15 @@ static const char HELP[] =
     ".txz .tar.bz2 .tbz2 .zip) or '-' for stdin. Each document is prefilled once\n"
     "after a shared prompt prefix, its key/value pairs are scored and the best kept,\n"
     "quantized and written with checksums. Compiling the same thing again writes\n"
-    "nothing; an interrupted run resumes where it stopped. Documents longer than a\n"
-    "segment (the model's context less the shared prefix and --reserve, or kvzip's\n"
+    "nothing; an interrupted run, run again, resumes at the document where it\n"
+    "stopped (without --force, which starts over; stopped by SIGINT, SIGTERM or\n"
+    "SIGHUP, it says which document it was at and what the store keeps; a\n"
+    "document's segments are stored together). Documents longer than a segment\n"
+    "(the model's context less the shared prefix and --reserve, or kvzip's\n"
     "scoring pass, ~2K tokens, when larger) are split into segments at paragraph\n"
-    "boundaries; `kvz query --segments` loads a run of them. In an archive, a hard\n"
-    "link is a document with its target's content, a name held twice is its later\n"
-    "copy (as tar -x leaves it), and symbolic links, devices and FIFOs are skipped\n"
+    "boundaries; `kvz query --segments` loads a run of them. In an archive, a\n"
+    "hard link is a document with its target's content, a name held twice is its\n"
+    "later copy (as tar -x leaves it), and symbolic links, devices and FIFOs are skipped\n"
     "(said; never a failure, even with --strict). PATHs that hold no documents (an\n"
     "empty or unmounted corpus, a glob that selects nothing) are an error: exit 7,\n"
     "nothing written.\n"
@@ -499,6 +502,13 @@ int cmd_compile(int argc, char **argv)
     for (i = 0; i < list.len; i++) {
         kvz_document doc = {0};
         const char *name = list.items[i].name;
+        char shown[CLI_SHOWN_MAX];
+        cli_set_interrupt_note("%skvz compile: interrupted at %s (document %zu of %zu); before it %zu compiled and "
+                               "%zu unchanged, which the store keeps, %zu skipped, %zu failed: the same command "
+                               "%sgoes on from there%s\n", p.tty && !a.quiet ? "\r\033[K" : "",
+                               cli_shown(shown, name, strlen(name)), i + 1, list.len, compiled, unchanged, skipped,
+                               failed, a.opts.force ? "without --force (with it, it starts over) " : "",
+                               a.prune ? "; nothing was pruned" : "");
         /* another machine's: not even read, but for stdin (its writer expects it read to the end) */
         int other_shard = a.n_shards && kvz_shard_of(name, strlen(name), a.n_shards) != a.shard;
         int from_stdin = strcmp(list.items[i].path, "-") == 0;
@@ -531,6 +541,7 @@ int cmd_compile(int argc, char **argv)
                 printf(strict ? ",\"status\":\"failed\",\"error\":" : ",\"status\":\"skipped\",\"reason\":");
                 cli_json_string(stdout, kvz_last_error(), strlen(kvz_last_error()));
                 printf("}\n");
+                fflush(stdout); /* each line out as it is decided: a signal may end the run next */
             }
             if (strict) {
                 rc = cli_exit_code(r);
@@ -549,6 +560,7 @@ int cmd_compile(int argc, char **argv)
                 printf(",\"status\":\"failed\",\"error\":");
                 cli_json_string(stdout, kvz_last_error(), strlen(kvz_last_error()));
                 printf("}\n");
+                fflush(stdout);
             }
             if (a.strict || r == KVZ_ERR_NOMEM || r == KVZ_ERR_BACKEND || (r == KVZ_ERR_IO && !unreadable)) {
                 rc = cli_exit_code(r); /* the store or machine is in trouble: stop */
@@ -559,7 +571,7 @@ int cmd_compile(int argc, char **argv)
             res.status == KVZ_DOC_COMPILED ? compiled++ : unchanged++;
             in_tokens += res.tokens;
             out_bytes += res.bytes;
-            char detail[160];
+            char detail[256];
             double secs = res.prefill_s + res.score_s + res.write_s;
             if (res.status == KVZ_DOC_COMPILED && res.shared_segments == res.segments)
                 snprintf(detail, sizeof detail,
@@ -573,6 +585,11 @@ int cmd_compile(int argc, char **argv)
                          res.bytes / 1024.0, secs > 0 ? res.tokens / secs : 0);
             else
                 snprintf(detail, sizeof detail, "unchanged (%d tokens, already in the store)", res.tokens);
+            if (res.dropped_forms) { /* a pinned --config ID of those is gone: said */
+                size_t at = strlen(detail);
+                snprintf(detail + at, sizeof detail - at, "; changed: its %d compiled form(s) of other "
+                         "configurations went with the earlier content", res.dropped_forms);
+            }
             line(&p, "%s: ", name, detail); /* above the bar on a terminal */
             if (a.json) {
                 printf("{\"document\":");
@@ -585,8 +602,8 @@ int cmd_compile(int argc, char **argv)
                     printf("%.4f", (double)res.kept_pairs / (double)res.total_pairs);
                 else
                     printf("null");
-                printf(",\"prefill_s\":%.3f,\"score_s\":%.3f,\"write_s\":%.3f}\n", res.prefill_s,
-                       res.score_s, res.write_s);
+                printf(",\"dropped_forms\":%d,\"prefill_s\":%.3f,\"score_s\":%.3f,\"write_s\":%.3f}\n",
+                       res.dropped_forms, res.prefill_s, res.score_s, res.write_s);
                 fflush(stdout);
             }
         }
@@ -599,14 +616,19 @@ int cmd_compile(int argc, char **argv)
         p.doc_tokens = 0;
         draw(&p, 1);
     }
+    cli_clear_interrupt_note(); /* what was done is said below, or by the prune's note */
     if (p.tty && !a.quiet)
         fprintf(stderr, "\r\033[K");
     store_collect_report pruned = {0};
     int prune_st = KVZ_OK;
     if (a.prune && i == list.len) { /* a run that stopped prunes nothing */
+        cli_set_interrupt_note("kvz compile: interrupted while pruning: the prune is one write, whole or not at "
+                               "all (kvz ls says which); the %zu compiled and %zu unchanged document(s) are in the "
+                               "store\n", compiled, unchanged);
         kvz_compiler_free(comp), comp = NULL;
         kvz_store_close(store), store = NULL; /* its shared hold: the prune needs the store alone */
         prune_st = prune(&a, (const char *const *)argv + optind, (size_t)(argc - optind), &list, &pruned);
+        cli_clear_interrupt_note();
         if (prune_st != KVZ_OK)
             prune_st = kvz_error_context(prune_st, "nothing pruned");
     }

@@ -25,7 +25,7 @@ static const char HELP[] =
     "--ctx and --chunk do not apply).\n"
     "\n"
     "  --store DIR, --doc NAME   documents compiled into a store (see kvz compile)\n"
-    "  --config N          which compiled form of each document (see kvz query)\n"
+    "  --config N|ID       which compiled form of each document (see kvz query)\n"
     "  --segments A[-B]    of the --doc before it: only those segments (A-: to the\n"
     "                      last; see kvz query)\n"
     "  --reserve N         with --doc: context tokens for prompt + answer (default 512)\n"
@@ -56,7 +56,8 @@ typedef struct gen_args {
     kvz_doc_part *docs; /* names are argv entries */
     size_t n_docs, segments_given; /* segments_given: n_docs when --segments was last given */
     int chunk_given, reserve_given, config_given; /* options of one mode, refused in the other */
-    long config, reserve;
+    kvz_config_pick config;
+    long reserve;
     int chat, stats;
     long max_tokens, ctx, chunk, threads, seed;
     double temperature, top_p;
@@ -130,7 +131,7 @@ static int parse_args(int argc, char **argv, gen_args *a)
             break;
         }
         case OPT_CONFIG:
-            if (cli_parse_int(optarg, 1, 1 << 20, &a->config)) return bad_value("config", optarg);
+            if (cli_parse_config("generate", optarg, &a->config)) return KVZ_EXIT_USAGE;
             a->config_given = 1;
             break;
         case OPT_RESERVE:
@@ -237,7 +238,7 @@ static int run(const gen_args *a, const char *text)
     if (rc == KVZ_OK)
         rc = kvz_model_load(&m, cli_model_path(a->model), &mc);
     if (rc == KVZ_OK && a->n_docs) {
-        kvz_load_opts lo = {.reserve = (int32_t)a->reserve, .config = (int32_t)a->config};
+        kvz_load_opts lo = {.reserve = (int32_t)a->reserve, .config = a->config};
         kvz_load_stats ls;
         rc = kvz_load_parts(m, store, a->docs, a->n_docs, &lo, &loaded, &ls);
         if (rc == KVZ_OK && a->stats)

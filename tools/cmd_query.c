@@ -1,6 +1,7 @@
 /* cmd_query.c — `kvz query`: load precompiled documents, answer questions. */
 #include "common/error.h"
 #include "common/file_util.h"
+#include "format/doc_record.h"
 #include "kvz.h"
 #include "tools/cli.h"
 
@@ -34,8 +35,11 @@ static const char HELP[] =
     "                      may not fit one context together; a run is placed right\n"
     "                      after the previous document, as if the others were not\n"
     "                      there\n"
-    "  --config N          which compiled form of each document, as numbered by\n"
-    "                      `kvz ls` (default: the newest made by this model)\n"
+    "  --config N|ID       which compiled form of each document: N as this store's\n"
+    "                      `kvz ls` numbers them (in the order they arrived), or\n"
+    "                      the configuration's id, 8 to 16 hex digits as `kvz ls`\n"
+    "                      shows them (the same in every store). Default: the\n"
+    "                      newest made by this model\n"
     "  -m, --model PATH    GGUF model (default: $KVZ_MODEL, else the setup's SmolLM2);\n"
     "                      it must be the model the documents were compiled with\n"
     "  --max-tokens N      answer length limit (default 256)\n"
@@ -56,7 +60,8 @@ typedef struct query_args {
     const char *store, *model;
     kvz_doc_part *docs; /* names are argv entries; segments counted from 0 */
     size_t n_docs, segments_given; /* segments_given: n_docs when --segments was last given */
-    long config, max_tokens, seed, reserve, threads;
+    kvz_config_pick config;
+    long max_tokens, seed, reserve, threads;
     double temperature, top_p;
     int json, device;
 } query_args;
@@ -95,7 +100,7 @@ static int parse(int argc, char **argv, query_args *a)
             break;
         case 'm': a->model = optarg; break;
         case OPT_JSON: a->json = 1; break;
-        case OPT_CONFIG: if (cli_parse_int(optarg, 1, 1 << 20, &a->config)) return bad("config", optarg); break;
+        case OPT_CONFIG: if (cli_parse_config("query", optarg, &a->config)) return KVZ_EXIT_USAGE; break;
         case OPT_MAX_TOKENS: if (cli_parse_int(optarg, 1, 1 << 20, &a->max_tokens)) return bad("max-tokens", optarg); break;
         case OPT_SEED: if (cli_parse_int(optarg, 0, 1L << 62, &a->seed)) return bad("seed", optarg); break;
         case OPT_RESERVE: if (cli_parse_int(optarg, 16, 1 << 20, &a->reserve)) return bad("reserve", optarg); break;
@@ -204,6 +209,36 @@ static int question_failed(const query_args *a, const char *question, int status
     return KVZ_OK;
 }
 
+/* --config ID given by its first digits: the whole id, which the API takes.
+ * Each document must have one form whose id begins so, and all the same one. */
+static int whole_config_id(kvz_engine *e, const query_args *a, uint64_t *id)
+{
+    *id = a->config.id;
+    if (a->config.id_digits == 16)
+        return KVZ_OK;
+    char name[40];
+    kvz_config_pick_name(&a->config, name);
+    int rc = KVZ_OK;
+    for (size_t d = 0; d < a->n_docs && rc == KVZ_OK; d++) {
+        kvz_config_info *forms;
+        size_t n, matches = 0;
+        rc = kvz_engine_document_configs(e, a->docs[d].name, &forms, &n);
+        for (size_t i = 0; rc == KVZ_OK && i < n; i++)
+            if (kvz_config_pick_matches(&a->config, forms[i].id)) {
+                if (matches++ == 0 && d == 0)
+                    *id = forms[i].id;
+                else if (forms[i].id != *id)
+                    rc = kvz_errorf(KVZ_ERR_ARG, "two configurations' ids begin %0*llx (of '%s' or of the "
+                                    "documents before): give all 16 digits (kvz ls --json lists them)",
+                                    (int)a->config.id_digits, (unsigned long long)a->config.id, a->docs[d].name);
+            }
+        if (rc == KVZ_OK && matches == 0)
+            rc = kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s' has no %s (see kvz ls)", a->docs[d].name, name);
+        kvz_free(forms);
+    }
+    return rc;
+}
+
 int cmd_query(int argc, char **argv)
 {
     query_args a;
@@ -217,8 +252,10 @@ int cmd_query(int argc, char **argv)
     kvz_session *s = NULL;
     kvz_load_info li = {0};
     kvz_engine_options eo = {.device = a.device, .threads = (int)a.threads};
-    kvz_session_options so = {.reserve = (int32_t)a.reserve, .config = (int32_t)a.config};
+    kvz_session_options so = {.reserve = (int32_t)a.reserve, .config = (int32_t)a.config.number};
     int st = kvz_engine_open(&e, a.store, cli_model_path(a.model), &eo);
+    if (st == KVZ_OK && a.config.id_digits)
+        st = whole_config_id(e, &a, &so.config_id);
     if (st == KVZ_OK)
         st = kvz_session_open_parts(&s, e, a.docs, a.n_docs, &so);
     if (st == KVZ_OK)

@@ -9,6 +9,7 @@
 #include "format/transfer.h"
 #include "model/identity.h"
 #include "tools/cli.h"
+#include "tools/doc_list.h"
 #include "tools/store_collect.h"
 
 #include <getopt.h>
@@ -19,18 +20,21 @@
 #include <sys/stat.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 
 enum {
-    OPT_STORE = 256, OPT_DOC, OPT_ALL, OPT_INTO, OPT_ALLOW, OPT_MAX_ENTRY, OPT_CONFIG, OPT_SEGMENT, OPT_QUIET, OPT_PRUNE
+    OPT_STORE = 256, OPT_DOC, OPT_ALL, OPT_INTO, OPT_ALLOW, OPT_MAX_ENTRY, OPT_CONFIG, OPT_SEGMENT, OPT_QUIET, OPT_PRUNE,
+    OPT_CHECK, OPT_JSON
 };
 
 typedef struct ship_args {
     const char *store, *output, *into, *model;
     const char **docs;
     size_t n_docs;
-    int all, allow_mismatch, quiet, prune;
-    long config, segment;
+    int all, allow_mismatch, quiet, prune, check, json;
+    kvz_config_pick config; /* export: {0}, the newest */
+    long segment;
     uint64_t max_entry;
 } ship_args;
 
@@ -54,11 +58,11 @@ static int parse_ship(int argc, char **argv, const char *help, const char *allow
         {"max-entry-bytes", required_argument, 0, OPT_MAX_ENTRY},
         {"config", required_argument, 0, OPT_CONFIG}, {"segment", required_argument, 0, OPT_SEGMENT},
         {"quiet", no_argument, 0, OPT_QUIET},        {"help", no_argument, 0, 'h'},
-        {"prune", no_argument, 0, OPT_PRUNE},
+        {"prune", no_argument, 0, OPT_PRUNE},        {"check", no_argument, 0, OPT_CHECK},
+        {"json", no_argument, 0, OPT_JSON},
         {0, 0, 0, 0},
     };
     memset(a, 0, sizeof *a);
-    a->config = 0; /* the newest */
     a->docs = calloc((size_t)argc + 1, sizeof *a->docs);
     if (!a->docs)
         return KVZ_EXIT_FAILURE;
@@ -88,6 +92,8 @@ static int parse_ship(int argc, char **argv, const char *help, const char *allow
         case OPT_ALLOW: a->allow_mismatch = 1; break;
         case OPT_QUIET: a->quiet = 1; break;
         case OPT_PRUNE: a->prune = 1; break;
+        case OPT_CHECK: a->check = 1; break;
+        case OPT_JSON: a->json = 1; break;
         case OPT_MAX_ENTRY:
             if (cli_parse_int(optarg, 1, LONG_MAX, &v)) {
                 fprintf(stderr, "kvz %s: invalid --max-entry-bytes '%s'\n", argv[0], optarg);
@@ -97,11 +103,13 @@ static int parse_ship(int argc, char **argv, const char *help, const char *allow
             break;
         case OPT_CONFIG:
         case OPT_SEGMENT:
-            if (cli_parse_int(optarg, 1, 1 << 20, &v)) {
+            if (c == OPT_CONFIG) {
+                if (cli_parse_config(argv[0], optarg, &a->config))
+                    return KVZ_EXIT_USAGE;
+            } else if (cli_parse_int(optarg, 1, 1 << 20, &a->segment)) {
                 fprintf(stderr, "kvz %s: invalid --%s '%s'\n", argv[0], name, optarg);
                 return KVZ_EXIT_USAGE;
             }
-            *(c == OPT_CONFIG ? &a->config : &a->segment) = v;
             break;
         }
     }
@@ -286,6 +294,7 @@ typedef struct unpack_ctx {
     kvz_store *store;
     uint64_t model;         /* the fingerprint the store serves */
     int allow_mismatch;
+    int checking;           /* unpack --check: nothing is written in any case */
     size_t other_model;     /* configurations compiled by another model */
     uint64_t other_fingerprint;
     size_t artifacts[3], prefixes_added, prefixes_repaired; /* artifacts[kvz_artifact_outcome] */
@@ -301,10 +310,16 @@ static int unpack_policy(void *ctx, const kvz_bundle_manifest *m)
                 u->other_model++;
                 u->other_fingerprint = m->docs[d].record.entries[k].model_fingerprint;
             }
+    if (u->other_model && !u->allow_mismatch && u->checking)
+        return kvz_errorf(KVZ_ERR_MODEL_MISMATCH,
+                          "the bundle holds %zu configuration(s) compiled by model %016llx, not by the model "
+                          "given (%016llx): unpack with it would refuse the bundle, and with "
+                          "--allow-model-mismatch store them aside", u->other_model,
+                          (unsigned long long)u->other_fingerprint, (unsigned long long)u->model);
     if (u->other_model && !u->allow_mismatch)
         return kvz_errorf(KVZ_ERR_MODEL_MISMATCH,
                           "the bundle holds %zu configuration(s) compiled by model %016llx, not by the model "
-                          "this store is used with (%016llx); nothing was written. Unpack with that model's "
+                          "given (%016llx: --model, or the default); nothing was written. Unpack with that model's "
                           "--model, or --allow-model-mismatch to store them aside (kvz query never uses "
                           "another model's artifacts)", u->other_model, (unsigned long long)u->other_fingerprint,
                           (unsigned long long)u->model);
@@ -438,11 +453,66 @@ static int prune_to(const char *into, name_set *names, const char *from, const c
     return st == KVZ_OK ? st : kvz_error_context(st, "nothing pruned");
 }
 
+/* The spooled copy of a piped bundle named in the last error: name what was given. */
+static void name_the_bundle(int st, const char *spool_path, const char *shown)
+{
+    const char *said = kvz_last_error(), *at = st != KVZ_OK && spool_path[0] ? strstr(said, spool_path) : NULL;
+    if (at) {
+        char copy[1024];
+        snprintf(copy, sizeof copy, "%.*s%s%s", (int)(at - said), said, shown, at + strlen(spool_path));
+        kvz_errorf(st, "%s", copy);
+    }
+}
+
+/* unpack --check: pass 1 of unpack alone, then the listing. */
+static int check_bundle(ship_args *a, const char *file)
+{
+    const char *path = strcmp(file, "-") == 0 ? "/dev/stdin" : file; /* read once: a pipe as it comes */
+    unpack_ctx u = {.allow_mismatch = !a->model, .checking = 1}; /* the model is checked when one is named */
+    kvz_bundle_limits lim = {a->max_entry, 0};
+    kvz_bundle_manifest m = {0};
+    int st = KVZ_OK;
+    if (a->model) {
+        kvz_model *model = NULL;
+        kvz_model_identity id = {0};
+        st = model_identity(a->model, &model, &id);
+        kvz_model_free(model);
+        u.model = id.fingerprint;
+    }
+    kvz_bundle_visitor check = {unpack_policy, NULL, NULL, &u};
+    if (st == KVZ_OK && (st = kvz_bundle_read(path, &lim, &check, &m)) != KVZ_OK && path != file)
+        name_the_bundle(st, path, file);
+    if (st == KVZ_OK && !a->quiet && !a->json) {
+        char writer[CLI_SHOWN_MAX], when[32];
+        cli_format_time(m.created, when);
+        printf("%s: %zu document(s), %zu artifact(s), %zu prefix(es) checked: sound%s (packed %s by %s%s)\n",
+               file, m.n_docs, m.n_artifacts, m.n_prefixes, a->model ? ", compiled by the model given" : "", when,
+               m.compiler[0] ? cli_shown(writer, m.compiler, strlen(m.compiler)) : "an older kvz",
+               m.checksummed ? "" : "; its manifest carries no checksum of its own");
+    }
+    if (st == KVZ_OK && !a->quiet) {
+        doc_list l;
+        doc_list_init(&l, a->json);
+        for (size_t d = 0; d < m.n_docs; d++)
+            doc_list_measure(&l, m.docs[d].name, &m.docs[d].record);
+        for (size_t d = 0; d < m.n_docs; d++)
+            doc_list_row(&l, m.docs[d].name, &m.docs[d].record);
+        if (!a->json)
+            doc_list_totals(&l, "an artifact two documents share counted for each");
+        if (fflush(stdout) != 0 || ferror(stdout))
+            st = kvz_errorf(KVZ_ERR_IO, "cannot write the listing: %s", strerror(errno));
+    }
+    kvz_bundle_manifest_free(&m);
+    free(a->docs);
+    return st == KVZ_OK ? KVZ_EXIT_OK : cli_fail("unpack", st);
+}
+
 int cmd_unpack(int argc, char **argv)
 {
     static const char help[] =
         "usage: kvz unpack FILE --store DIR [--model PATH] [--allow-model-mismatch]\n"
         "                  [--max-entry-bytes N] [--prune] [--quiet]\n"
+        "       kvz unpack FILE --check [--model PATH] [--max-entry-bytes N] [--json] [--quiet]\n"
         "\n"
         "Imports a bundle written by `kvz pack` into a store (created if missing). The\n"
         "whole bundle is read and checked first and nothing is written unless all of it\n"
@@ -460,6 +530,13 @@ int cmd_unpack(int argc, char **argv)
         "document (all its configurations); each name replaced is said on stderr. A\n"
         "damaged artifact in the store that the bundle holds sound is replaced.\n"
         "\n"
+        "--check runs the checks alone, with no store, and lists what the bundle holds\n"
+        "as `kvz ls` lists a store (each form numbered in the bundle, its id the same\n"
+        "in every store; --json as ls --json, --quiet nothing): what a receiver can\n"
+        "look at before unpacking. The model is checked only when --model (-m) is\n"
+        "given; the exit status then says whether unpack with it would take the\n"
+        "bundle (without -m, whether the bundle itself is sound).\n"
+        "\n"
         "  --allow-model-mismatch  store configurations of other models aside, in their\n"
         "                          documents' records (queries with this model skip them)\n"
         "  --max-entry-bytes N     refuse larger archive entries (default 4 GiB)\n"
@@ -473,11 +550,18 @@ int cmd_unpack(int argc, char **argv)
         "                          is done then\n"
         "  --quiet                 print nothing but errors\n";
     ship_args a;
-    int rc = parse_ship(argc, argv, help, " store model allow-model-mismatch max-entry-bytes quiet prune ", &a);
-    if (rc == KVZ_EXIT_OK && (!a.store || optind != argc - 1))
-        rc = usage_error(argv[0], "give one bundle FILE and --store DIR");
+    int rc = parse_ship(argc, argv, help, " store model allow-model-mismatch max-entry-bytes quiet prune check json ",
+                        &a);
+    if (rc == KVZ_EXIT_OK && a.check && (a.store || a.prune || a.allow_mismatch))
+        rc = usage_error(argv[0], "--check writes nothing: it takes no --store, --prune or --allow-model-mismatch");
+    else if (rc == KVZ_EXIT_OK && a.json && !a.check)
+        rc = usage_error(argv[0], "--json lists the bundle with --check");
+    else if (rc == KVZ_EXIT_OK && ((!a.store && !a.check) || optind != argc - 1))
+        rc = usage_error(argv[0], "give one bundle FILE and --store DIR (or --check)");
     if (rc)
         return parse_failed(&a, rc);
+    if (a.check)
+        return check_bundle(&a, argv[optind]);
     const char *file = argv[optind], *shown = file;
     int spooled = -1;
     char spool_path[64];
@@ -529,12 +613,7 @@ int cmd_unpack(int argc, char **argv)
     free(a.docs);
     if (spooled >= 0) {
         close(spooled);
-        const char *said = kvz_last_error(), *at = st != KVZ_OK ? strstr(said, spool_path) : NULL;
-        if (at) { /* the messages name the copy: name what was given */
-            char copy[1024];
-            snprintf(copy, sizeof copy, "%.*s%s%s", (int)(at - said), said, shown, at + strlen(spool_path));
-            kvz_errorf(st, "%s", copy);
-        }
+        name_the_bundle(st, spool_path, shown);
     }
     if (st != KVZ_OK)
         return cli_fail("unpack", st);
@@ -707,14 +786,15 @@ int cmd_merge(int argc, char **argv)
 int cmd_export(int argc, char **argv)
 {
     static const char help[] =
-        "usage: kvz export --store DIR DOCUMENT -o FILE.kvz [--config N] [--segment K]\n"
+        "usage: kvz export --store DIR DOCUMENT -o FILE.kvz [--config N|ID] [--segment K]\n"
         "\n"
         "Writes one compiled artifact, exactly as stored, to a file (format/SPEC.md),\n"
         "which appears only when complete, as pack's does.\n"
-        "--config picks the document's configuration as numbered by `kvz ls` (default:\n"
-        "the newest, the one kvz query loads when one model compiled them all); a\n"
-        "document of several segments needs --segment K (1-based) for each, or\n"
-        "`kvz pack`, which carries whole documents and their shared prefix.\n"
+        "--config picks the document's configuration by its number or id as `kvz ls`\n"
+        "shows them (default: the newest, the one kvz query loads when one model\n"
+        "compiled them all); a document of several segments needs --segment K\n"
+        "(1-based) for each, or `kvz pack`, which carries whole documents and their\n"
+        "shared prefix.\n"
         "\n"
         "  -o, --output FILE  the artifact file (- or /dev/stdout: standard output)\n"
         "  --quiet            print nothing but errors\n";
@@ -738,11 +818,8 @@ int cmd_export(int argc, char **argv)
     if (st == KVZ_OK)
         st = kvz_doc_record_decode(val, len, &rec);
     const kvz_doc_entry *e = NULL;
-    if (st == KVZ_OK && (uint32_t)a.config > rec.n_entries)
-        st = kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s' has %u configuration(s); there is no --config %ld", doc,
-                        rec.n_entries, a.config);
-    else if (st == KVZ_OK)
-        e = a.config ? &rec.entries[a.config - 1] : kvz_doc_record_newest(&rec, NULL);
+    if (st == KVZ_OK)
+        st = kvz_doc_record_pick(&rec, &a.config, NULL, doc, &e);
     if (st == KVZ_OK && !a.segment && e->n_segments > 1)
         st = kvz_errorf(KVZ_ERR_ARG, "'%s' has %u segments: export each with --segment K (1..%u), or use kvz pack",
                         doc, e->n_segments, e->n_segments);
@@ -807,8 +884,10 @@ static int ensure_prefix(import_ctx *c, const kvz_manifest *m)
         return rc;
     if (m->model.fingerprint != c->id.fingerprint) /* the file changed since pass 1 */
         return other_model_prefix_missing(m->doc_name, m->model.fingerprint);
-    kvz_compile_opts o;
+    kvz_compile_opts o; /* only the prefix is written: no scoring pass, no reserve to fit in the context */
     kvz_compile_opts_default(&o);
+    o.sel.method = KVZ_METHOD_RECENT;
+    o.reserve = 0;
     uint64_t have = 0;
     if (!c->compiler)
         KVZ_TRY(kvz_compiler_new(&c->compiler, c->model, c->store, &o));

@@ -9,6 +9,7 @@
 #include "format/store.h"
 #include "format/transfer.h"
 #include "tools/cli.h"
+#include "tools/doc_list.h"
 #include "tools/store_collect.h"
 
 #include <errno.h>
@@ -30,7 +31,7 @@ typedef struct store_args {
     const char *store;
     int json;
     const char *svg;
-    long config; /* inspect: which entry of the document (1-based) */
+    kvz_config_pick config; /* inspect: which entry of the document */
     const char *doc;
     char **docs; /* rm: the documents named (want_doc 2) */
     int n_docs;
@@ -49,7 +50,6 @@ static int parse_store_args(int argc, char **argv, const char *help, store_args 
         {"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
     };
     memset(a, 0, sizeof *a);
-    a->config = 0; /* the newest */
     int c, index = -1;
     optind = 1;
     while ((c = cli_getopt(argc, argv, "h", options, &index)) != -1) {
@@ -64,10 +64,8 @@ static int parse_store_args(int argc, char **argv, const char *help, store_args 
         case 'o': a->older_configs = 1; break;
         case 'n': a->dry_run = 1; break;
         case 'c':
-            if (cli_parse_int(optarg, 1, 1 << 20, &a->config)) {
-                fprintf(stderr, "kvz %s: invalid --config '%s'\n", argv[0], optarg);
+            if (cli_parse_config(argv[0], optarg, &a->config))
                 return KVZ_EXIT_USAGE;
-            }
             break;
         case 'h': fputs(help, stdout); return -1;
         default: return cli_bad_option(help, argv[0]);
@@ -99,96 +97,36 @@ static int parse_store_args(int argc, char **argv, const char *help, store_args 
 
 /* ---- ls -------------------------------------------------------------------- */
 
-typedef struct ls_ctx {
-    int json;
-    size_t docs, configs;
-    uint64_t bytes, tokens; /* tokens: each document once (its newest configuration's count) */
-    int name_width, summary_width; /* columns: the longest (names up to LS_NAME_MAX) */
-} ls_ctx;
-
-#define LS_NAME_MAX 100 /* a longer name pushes its own line's columns, not every line's */
-
-/* The first pass: the columns' widths. */
-static int ls_measure(void *ctx, const char *name, kvz_doc_record *rec)
-{
-    ls_ctx *l = ctx;
-    char shown[CLI_SHOWN_MAX];
-    cli_shown(shown, name, strlen(name));
-    int columns = (int)strlen(shown) - cli_pad_width(shown, 0);
-    if (columns > l->name_width && columns <= LS_NAME_MAX)
-        l->name_width = columns;
-    for (uint32_t i = 0; i < rec->n_entries; i++)
-        if ((int)strlen(rec->entries[i].summary) > l->summary_width)
-            l->summary_width = (int)strlen(rec->entries[i].summary);
-    return KVZ_OK;
-}
-
-static int ls_visit(void *ctx, const char *name, kvz_doc_record *rec)
-{
-    ls_ctx *l = ctx;
-    l->docs++;
-    l->tokens += kvz_doc_record_newest(rec, NULL)->n_tokens;
-    for (uint32_t i = 0; i < rec->n_entries; i++) {
-        const kvz_doc_entry *e = &rec->entries[i];
-        l->configs++;
-        l->bytes += e->stored_bytes;
-        char when[32];
-        time_t t = (time_t)e->created;
-        strftime(when, sizeof when, "%Y-%m-%d %H:%M", localtime(&t));
-        if (l->json) {
-            printf("{\"document\":");
-            cli_json_string(stdout, name, strlen(name));
-            printf(",\"config\":%u,\"summary\":", i + 1);
-            cli_json_string(stdout, e->summary, strlen(e->summary));
-            printf(",\"tokens\":%u,\"segments\":%u,\"bytes\":%llu,\"bytes_per_token\":%.2f,"
-                   "\"created\":%llu,\"artifacts\":[", e->n_tokens, e->n_segments, (unsigned long long)e->stored_bytes,
-                   e->n_tokens ? (double)e->stored_bytes / e->n_tokens : 0, (unsigned long long)e->created);
-            for (uint32_t k = 0; k < e->n_segments; k++) {
-                char id[33];
-                kvz_hex(e->artifact_ids[k], 16, id);
-                printf("%s\"%s\"", k ? "," : "", id);
-            }
-            printf("]}\n");
-        } else {
-            char shown[CLI_SHOWN_MAX];
-            cli_shown(shown, name, strlen(name));
-            printf("%-*s %2u  %-*s %7u tok %3u seg %10.1f KB %8.1f B/tok  %s\n", cli_pad_width(shown, l->name_width),
-                   shown, i + 1, l->summary_width, e->summary,
-                   e->n_tokens, e->n_segments, e->stored_bytes / 1024.0,
-                   e->n_tokens ? (double)e->stored_bytes / e->n_tokens : 0, when);
-        }
-    }
-    return KVZ_OK;
-}
-
 int cmd_ls(int argc, char **argv)
 {
     static const char help[] =
         "usage: kvz ls --store DIR [--json]\n"
         "\n"
-        "Lists the store's documents: for each compile configuration (numbered per\n"
-        "document, for `kvz inspect --config N`), the parameters, tokens, segments,\n"
-        "artifact bytes and bytes per original token; --json adds the artifact ids.\n";
+        "Lists the store's documents: for each compile configuration its number\n"
+        "(per document, in the order they arrived in this store) and its id's first\n"
+        "8 hex digits (the same in every store), either of which `--config` of\n"
+        "inspect, query, generate and export takes, the parameters, tokens, segments,\n"
+        "artifact bytes and bytes per original token. --json adds the whole id, the\n"
+        "model's fingerprint and the artifact ids.\n";
     store_args a;
     int rc = parse_store_args(argc, argv, help, &a, 0, "j");
     if (rc)
         return rc < 0 ? KVZ_EXIT_OK : rc;
     kvz_store *s = NULL;
     kvz_store_txn *t = NULL;
-    ls_ctx l = {.json = a.json, .name_width = 40, .summary_width = 36};
+    doc_list l;
+    doc_list_init(&l, a.json);
     int st = kvz_store_open(&s, a.store, KVZ_STORE_READONLY);
     if (st == KVZ_OK)
         st = kvz_store_read_begin(s, &t);
     /* one transaction: both passes see the same documents; a damaged one
      * stops the listing where it lies, after the documents before it */
-    if (st == KVZ_OK && !a.json && kvz_scan_documents(t, ls_measure, &l) != KVZ_OK)
+    if (st == KVZ_OK && !a.json && kvz_scan_documents(t, doc_list_measure, &l) != KVZ_OK)
         kvz_error_clear();
     if (st == KVZ_OK)
-        st = kvz_scan_documents(t, ls_visit, &l);
+        st = kvz_scan_documents(t, doc_list_row, &l);
     if (st == KVZ_OK && !a.json)
-        printf("%zu document(s) of %llu tokens in %zu configuration(s), %.1f KB of artifacts (an artifact two "
-               "documents share counted for each: kvz stats counts it once)\n", l.docs, (unsigned long long)l.tokens,
-               l.configs, l.bytes / 1024.0);
+        doc_list_totals(&l, "an artifact two documents share counted for each: kvz stats counts it once");
     kvz_store_read_end(t);
     kvz_store_close(s);
     return st == KVZ_OK ? KVZ_EXIT_OK : cli_fail("ls", st);
@@ -331,14 +269,15 @@ static int inspect_artifact(const kvz_artifact *a, const store_args *args, uint3
 int cmd_inspect(int argc, char **argv)
 {
     static const char help[] =
-        "usage: kvz inspect --store DIR DOCUMENT [--config N] [--svg FILE] [--json]\n"
+        "usage: kvz inspect --store DIR DOCUMENT [--config N|ID] [--svg FILE] [--json]\n"
         "\n"
         "Shows a compiled document: its manifest, the pairs kept per layer (min, mean\n"
         "and max over KV heads), bytes by section, bits per kept element and the size\n"
         "against the f16 full cache. --config picks one of the document's compile\n"
-        "configurations as numbered by `kvz ls` (default: the newest, the one kvz query\n"
-        "loads when one model compiled them all). --svg writes a heatmap of\n"
-        "the kept positions per layer and head over the document (first segment).\n"
+        "configurations by its number or id as `kvz ls` shows them (default: the\n"
+        "newest, the one kvz query loads when one model compiled them all).\n"
+        "--svg writes a heatmap of the kept positions per layer and head over the\n"
+        "document (first segment).\n"
         "--json: one object per segment: the manifest's fields named as in\n"
         "format/SPEC.md (\"segment\" counted from 0, as there; \"model\" a description;\n"
         "not the document's name, its content hash or creation time: the model's\n"
@@ -359,21 +298,23 @@ int cmd_inspect(int argc, char **argv)
         st = kvz_errorf(KVZ_ERR_NOT_FOUND, "no document '%s' in the store '%s' (see kvz ls)", a.doc, a.store);
     if (st == KVZ_OK)
         st = kvz_doc_record_decode(val, len, &rec);
-    if (st == KVZ_OK && (uint32_t)a.config > rec.n_entries)
-        st = kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s' has %u configuration(s); there is no --config %ld", a.doc,
-                        rec.n_entries, a.config);
+    const kvz_doc_entry *e = NULL;
+    if (st == KVZ_OK)
+        st = kvz_doc_record_pick(&rec, &a.config, NULL, a.doc, &e);
     if (st == KVZ_OK) {
-        if (a.config == 0)
-            a.config = kvz_doc_record_newest(&rec, NULL) - rec.entries + 1;
-        const kvz_doc_entry *e = &rec.entries[a.config - 1];
-        char shown[CLI_SHOWN_MAX];
-        char which[96] = ": "; /* which configuration, when there are several */
+        char shown[CLI_SHOWN_MAX], summary[CLI_SHOWN_MAX];
+        char which[128]; /* which configuration, and which of several */
+        uint32_t digits = kvz_doc_record_id_digits(&rec, e->config_id);
         if (rec.n_entries > 1)
-            snprintf(which, sizeof which, ", configuration %ld of %u (--config N for another):\n  ", a.config,
-                     rec.n_entries);
-        if (!a.json)
+            snprintf(which, sizeof which, ", configuration %u of %u, id %0*llx (--config N or ID for another):\n  ",
+                     (unsigned)(e - rec.entries) + 1, rec.n_entries, (int)digits,
+                     (unsigned long long)(e->config_id >> (64 - 4 * digits)));
+        else
+            snprintf(which, sizeof which, ", id %0*llx: ", (int)digits, (unsigned long long)(e->config_id >> 32));
+        if (!a.json) /* the summary came with the record, from a bundle perhaps: shown escaped */
             printf("%s%s%s, %u tokens in %u segment(s), %.1f KB\n", cli_shown(shown, a.doc, strlen(a.doc)), which,
-                   e->summary, e->n_tokens, e->n_segments, e->stored_bytes / 1024.0);
+                   cli_shown(summary, e->summary, strlen(e->summary)), e->n_tokens, e->n_segments,
+                   e->stored_bytes / 1024.0);
         for (uint32_t i = 0; i < e->n_segments && st == KVZ_OK; i++) {
             kvz_artifact art;
             st = kvz_store_get(t, KVZ_DB_ARTIFACTS, e->artifact_ids[i], 16, &val, &len);
@@ -542,7 +483,7 @@ int cmd_verify(int argc, char **argv)
 typedef struct stats_group {
     uint64_t config_id; /* a row per configuration (parameters and model) */
     char summary[128];
-    char label[160]; /* the summary, and the id where two rows' summaries are alike */
+    char label[CLI_SHOWN_MAX + 32]; /* the summary (escaped), and the id where two rows' summaries are alike */
     size_t configs;
     uint64_t tokens, bytes;
     double full_bytes; /* the f16 full caches of the same documents */
@@ -651,11 +592,12 @@ int cmd_stats(int argc, char **argv)
         int alike = 0; /* another model's, another question's, or recorded before summaries named every option */
         for (size_t h = 0; h < c->groups_used; h++)
             alike |= h != g && strcmp(c->groups[h].summary, sg->summary) == 0;
+        char shown[CLI_SHOWN_MAX]; /* the summary came with a record, from a bundle perhaps: shown escaped */
+        cli_shown(shown, sg->summary, strlen(sg->summary));
         if (alike)
-            snprintf(sg->label, sizeof sg->label, "%s [config %016llx]", sg->summary,
-                     (unsigned long long)sg->config_id);
+            snprintf(sg->label, sizeof sg->label, "%s [config %016llx]", shown, (unsigned long long)sg->config_id);
         else
-            snprintf(sg->label, sizeof sg->label, "%s", sg->summary);
+            snprintf(sg->label, sizeof sg->label, "%s", shown);
     }
     if (st == KVZ_OK) {
         uint64_t disk = file_bytes(a.store);

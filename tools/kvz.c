@@ -51,10 +51,13 @@ static void usage(FILE *out)
 }
 
 /* Interrupted while writing pack's or export's output: no temporary file is
- * left beside it; the signal then ends the process as it would have. */
+ * left beside it; a long command says what it had done (compile: which
+ * documents are in the store); the signal then ends the process as it would
+ * have. */
 static void on_fatal_signal(int sig)
 {
     kvz_atomic_file_remove_in_progress();
+    cli_say_interrupt_note();
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -138,10 +141,17 @@ static int run(int argc, char **argv)
     for (int fd = 0; fd <= 2; fd++)
         if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY) != fd)
             return cli_exit_code(KVZ_ERR_IO);
+    /* one handler at a time: the others wait while it runs (and the first ends the process) */
     const int fatal[] = {SIGINT, SIGTERM, SIGHUP};
-    for (size_t i = 0; i < sizeof fatal / sizeof fatal[0]; i++) /* one ignored (nohup, a background job) stays so */
-        if (signal(fatal[i], on_fatal_signal) == SIG_IGN)
-            signal(fatal[i], SIG_IGN);
+    struct sigaction on_fatal = {.sa_handler = on_fatal_signal};
+    sigemptyset(&on_fatal.sa_mask);
+    for (size_t i = 0; i < sizeof fatal / sizeof fatal[0]; i++)
+        sigaddset(&on_fatal.sa_mask, fatal[i]);
+    for (size_t i = 0; i < sizeof fatal / sizeof fatal[0]; i++) { /* one ignored (nohup, a background job) stays so */
+        struct sigaction before;
+        if (sigaction(fatal[i], NULL, &before) == 0 && before.sa_handler != SIG_IGN)
+            sigaction(fatal[i], &on_fatal, NULL);
+    }
     signal(SIGXFSZ, SIG_IGN); /* past ulimit -f a write fails (EFBIG) and says so, instead of a silent kill */
     catch_faults();
     if (argc < 2) {

@@ -23,7 +23,7 @@ import operator
 import os
 import threading
 
-__version__ = "0.2.2"  # the kvz.h this binding declares (KVZ_VERSION_STRING)
+__version__ = "0.3.0"  # the kvz.h this binding declares (KVZ_VERSION_STRING)
 
 __all__ = ["Engine", "Session", "Error", "library_version",
            "ERR_ARG", "ERR_NOMEM", "ERR_IO", "ERR_FORMAT", "ERR_UNSUPPORTED", "ERR_MODEL_MISMATCH", "ERR_NOT_FOUND",
@@ -43,7 +43,14 @@ class _EngineOptions(ctypes.Structure):
 
 
 class _SessionOptions(ctypes.Structure):
-    _fields_ = [("reserve", ctypes.c_int32), ("config", ctypes.c_int32)]
+    _fields_ = [("reserve", ctypes.c_int32), ("config", ctypes.c_int32), ("config_id", ctypes.c_uint64)]
+
+
+class _ConfigInfo(ctypes.Structure):
+    _fields_ = [("number", ctypes.c_int32), ("this_model", ctypes.c_int32), ("id", ctypes.c_uint64),
+                ("model_fingerprint", ctypes.c_uint64), ("created", ctypes.c_uint64),
+                ("stored_bytes", ctypes.c_uint64), ("tokens", ctypes.c_int32), ("segments", ctypes.c_int32),
+                ("summary", ctypes.c_char * 128)]
 
 
 class _DocPart(ctypes.Structure):
@@ -119,11 +126,13 @@ _engine_documents = _declare("kvz_engine_documents", ctypes.c_int, ctypes.c_void
 _engine_text = _declare("kvz_engine_document_text", ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p,
                         ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t))
 _engine_segment_text = _declare("kvz_engine_segment_text", ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p,
-                                ctypes.c_int32, ctypes.c_int32, ctypes.POINTER(ctypes.c_void_p),
+                                ctypes.c_int32, ctypes.c_uint64, ctypes.c_int32, ctypes.POINTER(ctypes.c_void_p),
                                 ctypes.POINTER(ctypes.c_size_t))
 _engine_segments = _declare("kvz_engine_document_segments", ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p,
-                            ctypes.c_int32, ctypes.POINTER(ctypes.POINTER(ctypes.c_int32)),
+                            ctypes.c_int32, ctypes.c_uint64, ctypes.POINTER(ctypes.POINTER(ctypes.c_int32)),
                             ctypes.POINTER(ctypes.c_size_t))
+_engine_configs = _declare("kvz_engine_document_configs", ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p,
+                           ctypes.POINTER(ctypes.POINTER(_ConfigInfo)), ctypes.POINTER(ctypes.c_size_t))
 _session_open = _declare("kvz_session_open_parts", ctypes.c_int, ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p,
                          ctypes.POINTER(_DocPart), ctypes.c_size_t, ctypes.POINTER(_SessionOptions))
 _session_close = _declare("kvz_session_close", None, ctypes.c_void_p)
@@ -167,6 +176,20 @@ def _c_string(text, what):
     if b"\0" in raw:
         raise ValueError(f"{what} holds a NUL character")
     return raw
+
+
+def _form(config, config_id):
+    """A compiled form: this store's number, or a configuration's id (an int, or
+    its 16 hex digits as `kvz ls --json` writes them); not both."""
+    config = _c_int(config, 0, 2**31 - 1, "config")
+    if isinstance(config_id, str):
+        if len(config_id) != 16 or any(c not in "0123456789abcdefABCDEF" for c in config_id):
+            raise ValueError(f"config_id as a string is the id's 16 hex digits (kvz ls --json), not {config_id!r}")
+        config_id = int(config_id, 16)
+    config_id = _c_int(config_id, 0, 2**64 - 1, "config_id")
+    if config and config_id:
+        raise ValueError("give config or config_id, not both")
+    return config, config_id
 
 
 def _c_int(value, low, high, what):
@@ -294,33 +317,56 @@ class Engine(_Handle):
             _check(_engine_text(engine, raw, ctypes.byref(ptr), ctypes.byref(length)))
         return _take_string(ptr, length.value)
 
-    def segments(self, name, config=0):
-        """The number of tokens of each segment of a compiled document (one
-        entry unless it was longer than a segment)."""
-        tokens, count = ctypes.POINTER(ctypes.c_int32)(), ctypes.c_size_t()
-        raw, config = _c_string(name, "a document name"), _c_int(config, 0, 2**31 - 1, "config")
+    def configs(self, name):
+        """The compiled forms of a document, as dicts: "number" (this store's,
+        in the order the forms arrived: the `config` of segments(),
+        segment_text() and session()), "id" (the configuration's, the same in
+        every store: session(config_id=)), "this_model" (only those load),
+        "model_fingerprint", "created" (seconds since 1970), "stored_bytes",
+        "tokens", "segments" and "summary"."""
+        forms, count = ctypes.POINTER(_ConfigInfo)(), ctypes.c_size_t()
+        raw = _c_string(name, "a document name")
         with self._use() as engine:
-            _check(_engine_segments(engine, raw, config, ctypes.byref(tokens), ctypes.byref(count)))
+            _check(_engine_configs(engine, raw, ctypes.byref(forms), ctypes.byref(count)))
+        try:
+            return [{f: (getattr(forms[i], f).decode("utf-8", "replace") if f == "summary"
+                         else bool(forms[i].this_model) if f == "this_model" else getattr(forms[i], f))
+                     for f, _ in _ConfigInfo._fields_} for i in range(count.value)]
+        finally:
+            _free(ctypes.cast(forms, ctypes.c_void_p))
+
+    def segments(self, name, config=0, config_id=0):
+        """The number of tokens of each segment of a compiled document (one
+        entry unless it was longer than a segment), in the form `config` or
+        `config_id` names (as session() takes them; neither: the newest)."""
+        tokens, count = ctypes.POINTER(ctypes.c_int32)(), ctypes.c_size_t()
+        raw, (config, config_id) = _c_string(name, "a document name"), _form(config, config_id)
+        with self._use() as engine:
+            _check(_engine_segments(engine, raw, config, config_id, ctypes.byref(tokens), ctypes.byref(count)))
         try:
             return [tokens[i] for i in range(count.value)]
         finally:
             _free(ctypes.cast(tokens, ctypes.c_void_p))
 
-    def segment_text(self, name, segment, config=0):
+    def segment_text(self, name, segment, config=0, config_id=0):
         """The (normalised) text of one segment (counted from 0) of a document,
-        in the compiled form `config` (as segments() counts; 0: the newest)."""
+        in the compiled form `config` or `config_id` names (as segments())."""
         ptr, length = ctypes.c_void_p(), ctypes.c_size_t()
         raw = _c_string(name, "a document name")
-        config, segment = _c_int(config, 0, 2**31 - 1, "config"), _c_int(segment, 0, 2**31 - 1, "segment")
+        (config, config_id), segment = _form(config, config_id), _c_int(segment, 0, 2**31 - 1, "segment")
         with self._use() as engine:
-            _check(_engine_segment_text(engine, raw, config, segment, ctypes.byref(ptr), ctypes.byref(length)))
+            _check(_engine_segment_text(engine, raw, config, config_id, segment, ctypes.byref(ptr),
+                                        ctypes.byref(length)))
         return _take_string(ptr, length.value)
 
-    def session(self, names, reserve=0, config=0):
+    def session(self, names, reserve=0, config=0, config_id=0):
         """Load documents (composed in the order given) for questions. An
         entry is a name, or (name, first, count) for `count` segments from
-        segment `first` (counted from 0; count 0: to the last)."""
-        return Session(self, names, reserve, config)
+        segment `first` (counted from 0; count 0: to the last). The form
+        loaded: `config` (this store's number), or `config_id` (a
+        configuration's id, as configs() gives it, or its 16 hex digits as
+        `kvz ls --json` writes them), or the newest."""
+        return Session(self, names, reserve, config, config_id)
 
 
 class Session(_Handle):
@@ -329,7 +375,7 @@ class Session(_Handle):
     _release = staticmethod(_session_close)
     _what = "session"
 
-    def __init__(self, engine, names, reserve=0, config=0):
+    def __init__(self, engine, names, reserve=0, config=0, config_id=0):
         if isinstance(names, str):
             names = [names]
         parts = []
@@ -343,7 +389,7 @@ class Session(_Handle):
             parts.append(_DocPart(_c_string(name, "a document name"), _c_int(first, 0, 2**31 - 1, "first segment"),
                                   _c_int(count, 0, 2**31 - 1, "segments")))
         encoded = (_DocPart * len(parts))(*parts)
-        opts = _SessionOptions(_c_int(reserve, 0, 2**31 - 1, "reserve"), _c_int(config, 0, 2**31 - 1, "config"))
+        opts = _SessionOptions(_c_int(reserve, 0, 2**31 - 1, "reserve"), *_form(config, config_id))
         handle = ctypes.c_void_p()
         with engine._use() as engine_handle:
             _check(_session_open(ctypes.byref(handle), engine_handle, encoded, len(parts), ctypes.byref(opts)))

@@ -18,7 +18,7 @@ def check(name, ok, detail=""):
     failures += 0 if ok else 1
 
 
-check("version", kvz.library_version() == kvz.__version__ == "0.2.2", kvz.library_version())
+check("version", kvz.library_version() == kvz.__version__ == "0.3.0", kvz.library_version())
 with kvz.Engine(store, model=model, device="cpu") as engine:
     names = engine.documents()
     check("documents", names == [bridge, orchard], names)
@@ -239,6 +239,38 @@ with kvz.Engine(sys.argv[5], model=model, device="cpu") as engine:
     check("segment_text of each form: its segments make the document",
           all("".join(pieces) == whole for pieces in forms.values()) and forms[1] != forms[2] and
           forms[2][0] == engine.segment_text(both, 0), [len(p) for p in forms.values()])
+    # each form by its id (the same in every store), as by its number here
+    forms_listed = engine.configs(both)
+    check("configs() lists both forms with their numbers and distinct ids",
+          [f["number"] for f in forms_listed] == [1, 2] and forms_listed[0]["id"] != forms_listed[1]["id"] and
+          all(f["this_model"] and "-bit" in f["summary"] for f in forms_listed), forms_listed)
+    for f in forms_listed:
+        with engine.session([both], config_id=f["id"]) as by_id:
+            check(f"session(config_id=) loads form {f['number']}",
+                  by_id.load_info["segments"] == f["segments"] == len(engine.segments(both, config=f["number"])),
+                  (by_id.load_info, f))
+        by_hex = "%016x" % f["id"]  # as kvz ls --json writes it
+        check(f"segments() and segment_text() of form {f['number']} by its id",
+              engine.segments(both, config_id=by_hex) == engine.segments(both, config=f["number"]) and
+              engine.segment_text(both, 0, config_id=f["id"]) == engine.segment_text(both, 0, config=f["number"]),
+              f)
+    try:
+        engine.session([both], config_id=forms_listed[0]["id"] ^ 1)
+        check("session() of an id the document lacks raises", False, "loaded")
+    except kvz.Error as e:
+        check("session() of an id the document lacks raises (not found)", e.code == kvz.ERR_NOT_FOUND, str(e))
+    for bad_args in [{"config": 1, "config_id": forms_listed[0]["id"]}, {"config_id": "daa294f8"},
+                     {"config_id": -1}]:
+        try:
+            engine.session([both], **bad_args)
+            check(f"session({bad_args}) raises", False, "loaded")
+        except ValueError as e:
+            check(f"session({bad_args}) raises ValueError before the library is called", True, str(e))
+    try:
+        engine.configs("no such document")
+        check("configs() of a document not there raises", False, "listed")
+    except kvz.Error as e:
+        check("configs() of a document not there raises (not found)", e.code == kvz.ERR_NOT_FOUND, str(e))
     try:
         engine.segment_text(both, 0, config=3)
         check("segment_text of a form the document lacks raises", False, "found")

@@ -207,6 +207,12 @@ PY
         reseal "$TMP/lie/kvz-bundle.json" &&
         (cd "$TMP/lie" && tar --zstd -cf "$TMP/lie_$lie.tar.zst" kvz-bundle.json prefixes/* artifacts/*) || fail "making lie_$lie.tar.zst"
 done
+# a bundle without the shared prefix its artifacts are answered after (sealed again): a
+# receiver that lacks it could not answer
+rm -rf "$TMP/np" && mkdir -p "$TMP/np" && tar --zstd -xf "$TMP/b.tar.zst" -C "$TMP/np" &&
+    python3 -c "import json,sys; p=sys.argv[1]; m=json.load(open(p)); m['prefixes']=[]; json.dump(m, open(p,'w'))" "$TMP/np/kvz-bundle.json" &&
+    reseal "$TMP/np/kvz-bundle.json" &&
+    (cd "$TMP/np" && tar --zstd -cf "$TMP/noprefix.tar.zst" kvz-bundle.json artifacts/*) || fail "making noprefix.tar.zst"
 refused() { # bundle, expected exit code, message pattern
     rm -rf "$TMP/h"
     "$KVZ" unpack "$TMP/$1" --store "$TMP/h" >/dev/null 2>"$TMP/e"; rc=$?
@@ -248,6 +254,7 @@ rm -rf "$TMP/h"
     ok "a manifest's bytes are taken from the artifacts" || { fail "lie_bytes"; cat "$TMP/e"; diff "$TMP/l_lie" "$TMP/l_true"; }
 refused lie_hash.tar.zst 4 "holds another document's content than the manifest lists"
 refused lie_config.tar.zst 4 "holds another configuration than the manifest lists"
+refused noprefix.tar.zst 4 "needs the shared prefix [0-9a-f]* of model [0-9a-f]*, which the bundle does not hold"
 refused truncated.tar.zst 4 "truncated"
 refused cut_early.tar.zst 4 "truncated"
 for k in 0 1 2 3 4; do refused flipped$k.tar.zst 4 "."; done
@@ -269,8 +276,55 @@ mdb_dump -a "$TMP/u2" >"$TMP/after"
 "$KVZ" unpack "$TMP/tiny.tar.zst" --store "$TMP/u2" --allow-model-mismatch >"$TMP/o" 2>&1 && grep -q "stored aside" "$TMP/o" \
     && [ "$("$KVZ" ls --store "$TMP/u2" | grep -c "doc0.txt")" -eq 3 ] && ok "--allow-model-mismatch stores it aside" \
     || { fail "allow-model-mismatch"; cat "$TMP/o"; }
+# import into a store that lacks the artifact's prefix computes it, with only what the prefix
+# needs (a model of a 512-token context has no room for compile's default KVzip pass)
+"$KVZ" export --store "$TMP/tiny_store" "$DOC" --segment 1 -o "$TMP/tiny1.kvz" --quiet 2>"$TMP/e" &&
+    "$KVZ" import "$TMP/tiny1.kvz" --store "$TMP/tiny_import" --model "$TMP/tiny.gguf" >/dev/null 2>>"$TMP/e" &&
+    "$KVZ" verify --store "$TMP/tiny_import" >/dev/null 2>&1 &&
+    ok "import computes the prefix of a small-context model's artifact" || { fail "import of a tiny model's artifact"; cat "$TMP/e"; }
 "$KVZ" query --store "$TMP/u2" --doc "$DOC" --max-tokens 12 "$Q" >"$TMP/a3" 2>/dev/null
 cmp -s "$TMP/a1" "$TMP/a3" && ok "queries still use this model's configuration" || fail "query after mismatch unpack"
+
+# ---- unpack --check: a bundle looked at with no store -------------------------------------
+# dates no calendar holds (a manifest is sealed by anyone: its dates are untrusted input)
+rm -rf "$TMP/dates" && mkdir -p "$TMP/dates" && tar --zstd -xf "$TMP/b.tar.zst" -C "$TMP/dates" &&
+    python3 -c "import json,sys; p=sys.argv[1]; m=json.load(open(p)); m['created']=-10**18; m['documents'][0]['configs'][0]['created']=2**62; json.dump(m, open(p,'w'))" "$TMP/dates/kvz-bundle.json" &&
+    reseal "$TMP/dates/kvz-bundle.json" &&
+    (cd "$TMP/dates" && tar --zstd -cf "$TMP/dates.tar.zst" kvz-bundle.json prefixes/* artifacts/*) || fail "making dates.tar.zst"
+"$KVZ" unpack "$TMP/dates.tar.zst" --check >"$TMP/o" 2>&1; rc=$?
+"$KVZ" unpack "$TMP/dates.tar.zst" --store "$TMP/dated" --quiet 2>>"$TMP/o" && "$KVZ" ls --store "$TMP/dated" >>"$TMP/o" 2>&1; rc2=$?
+[ $rc -eq 0 ] && [ $rc2 -eq 0 ] && head -1 "$TMP/o" | grep -q "(packed ? by kvz " && [ "$(grep -c " B/tok  ?$" "$TMP/o")" -eq 2 ] &&
+    ok "dates no calendar holds: unpack --check and ls show '?'" || { fail "untrusted dates: exit $rc $rc2"; cat "$TMP/o"; }
+mkdir -p "$TMP/checked-here"
+(cd "$TMP/checked-here" && "$kvz_abs" unpack ../b.tar.zst --check >"$TMP/c1" 2>&1); rc=$?
+"$KVZ" unpack "$TMP/b.tar.zst" --check --json >"$TMP/c1.json" 2>"$TMP/e"; rc2=$?
+"$KVZ" ls --store "$S" --json >"$TMP/ls.json"
+python3 - "$TMP/c1.json" "$TMP/ls.json" <<'PY'; rc3=$?
+import json, sys
+forms = lambda path: sorted((o["document"], o["config_id"], o["summary"], tuple(o["artifacts"]))
+                            for o in map(json.loads, open(path)))
+sys.exit(0 if forms(sys.argv[1]) == forms(sys.argv[2]) and len(forms(sys.argv[1])) == 7 else 1)
+PY
+[ $rc -eq 0 ] && [ $rc2 -eq 0 ] && [ $rc3 -eq 0 ] && head -1 "$TMP/c1" | grep -q "^../b.tar.zst: 6 document(s), 7 artifact(s), 1 prefix(es) checked: sound (packed .* by kvz " &&
+    [ "$(grep -c " tok " "$TMP/c1")" -eq 7 ] && grep -q "^6 document(s) of [0-9]* tokens in 7 configuration(s)" "$TMP/c1" &&
+    [ -z "$(ls -A "$TMP/checked-here")" ] &&
+    ok "unpack --check: the bundle checked and listed as ls lists the store it came from (the same ids), no store" ||
+    { fail "unpack --check: exit $rc $rc2 $rc3"; cat "$TMP/c1" "$TMP/e"; }
+"$KVZ" unpack "$TMP/tiny.tar.zst" --check >/dev/null 2>&1; rc=$?
+"$KVZ" unpack "$TMP/tiny.tar.zst" --check -m "$MODEL" >/dev/null 2>"$TMP/e"; rc2=$?
+cat "$TMP/b.tar.zst" | "$KVZ" unpack - --check -m "$MODEL" --quiet >"$TMP/o" 2>&1; rc3=$?
+head -c 1000 "$TMP/b.tar.zst" | "$KVZ" unpack - --check >"$TMP/o4" 2>&1; rc4=$?
+[ $rc -eq 0 ] && [ $rc2 -eq 6 ] && grep -q "compiled by model" "$TMP/e" && [ $rc3 -eq 0 ] && [ ! -s "$TMP/o" ] &&
+    [ $rc4 -eq 4 ] && grep -q "bundle '-'" "$TMP/o4" &&
+    ok "unpack --check: another model's bundle passes without -m, exit 6 with it; from a pipe; a cut one exit 4" ||
+    { fail "unpack --check of other bundles: exit $rc $rc2 $rc3 $rc4"; cat "$TMP/e" "$TMP/o" "$TMP/o4"; }
+for bad in "--store $TMP/cs" "--prune" "--allow-model-mismatch" "--json --store $TMP/cs"; do
+    "$KVZ" unpack "$TMP/b.tar.zst" --check $bad >/dev/null 2>&1; rc=$?
+    [ $rc -eq 2 ] && [ ! -e "$TMP/cs" ] || fail "unpack --check $bad: exit $rc, expected 2 and no store"
+done
+"$KVZ" unpack "$TMP/b.tar.zst" --json --store "$TMP/cs" >/dev/null 2>&1; rc=$?
+[ $rc -eq 2 ] && [ ! -e "$TMP/cs" ] && ok "unpack: --check with a store option, or --json without --check: exit 2" ||
+    fail "unpack --json without --check: exit $rc"
 
 # ---- sharded compile + merge == one compile --------------------------------------------
 for i in 0 1 2; do

@@ -425,6 +425,47 @@ static void test_store_shorter_than_its_pages(void **state)
     }
 }
 
+/* A configuration is picked by this store's number, by its id's first digits
+ * (the same in every store) or, with neither, as the newest of a model. */
+static void test_doc_record_pick(void **state)
+{
+    uint8_t id[1][16] = {{1}};
+    kvz_doc_entry e[3] = {
+        {.config_id = 0x1a2b3c4d00000001ull, .model_fingerprint = 5, .created = 30, .n_segments = 1, .artifact_ids = id},
+        {.config_id = 0x1a2b3c4d00000002ull, .model_fingerprint = 6, .created = 20, .n_segments = 1, .artifact_ids = id},
+        {.config_id = 0x99887766554433ffull, .model_fingerprint = 6, .created = 10, .n_segments = 1, .artifact_ids = id},
+    };
+    kvz_doc_record rec = {.n_entries = 3, .entries = e};
+    const kvz_doc_entry *got;
+    kvz_config_pick pick = {.number = 3};
+    CHECK_OK(kvz_doc_record_pick(&rec, &pick, NULL, "d", &got));
+    assert_ptr_equal(got, &e[2]);
+    pick.number = 4;
+    assert_int_equal(kvz_doc_record_pick(&rec, &pick, NULL, "d", &got), KVZ_ERR_NOT_FOUND);
+    assert_non_null(strstr(kvz_last_error(), "'d' has 3 configuration(s); there is no configuration 4"));
+    pick = (kvz_config_pick){.id = 0x99887766, .id_digits = 8};
+    CHECK_OK(kvz_doc_record_pick(&rec, &pick, NULL, "d", &got));
+    assert_ptr_equal(got, &e[2]);
+    pick = (kvz_config_pick){.id = 0x1a2b3c4d00000002ull, .id_digits = 16};
+    CHECK_OK(kvz_doc_record_pick(&rec, &pick, NULL, "d", &got));
+    assert_ptr_equal(got, &e[1]);
+    pick = (kvz_config_pick){.id = 0x1a2b3c4d, .id_digits = 8}; /* two ids begin so */
+    assert_int_equal(kvz_doc_record_pick(&rec, &pick, NULL, "d", &got), KVZ_ERR_ARG);
+    assert_null(got);
+    assert_non_null(strstr(kvz_last_error(), "ids beginning 1a2b3c4d"));
+    pick = (kvz_config_pick){.id = 0x0a2b3c4d, .id_digits = 8}; /* leading zeros are digits too */
+    assert_int_equal(kvz_doc_record_pick(&rec, &pick, NULL, "d", &got), KVZ_ERR_NOT_FOUND);
+    assert_non_null(strstr(kvz_last_error(), "'d' has no configuration 0a2b3c4d"));
+    pick = (kvz_config_pick){0}; /* the newest of a model, or of any */
+    uint64_t fp = 6, none = 7;
+    CHECK_OK(kvz_doc_record_pick(&rec, &pick, &fp, "d", &got));
+    assert_ptr_equal(got, &e[1]);
+    CHECK_OK(kvz_doc_record_pick(&rec, &pick, NULL, "d", &got));
+    assert_ptr_equal(got, &e[0]);
+    CHECK_OK(kvz_doc_record_pick(&rec, &pick, &none, "d", &got));
+    assert_null(got);
+}
+
 /* A document record round-trips; one that holds no entry is refused (kvz
  * files a document with its first configuration, and readers rely on it). */
 static void test_doc_record_needs_an_entry(void **state)
@@ -534,6 +575,44 @@ static void test_transfer_whole_documents(void **state)
     }
 }
 
+/* The same configuration of the same content, compiled at another time
+ * elsewhere: the store keeps the later time, so that the document's newest
+ * configuration (the one a query loads by default) is the same whatever order
+ * stores and bundles arrive in. */
+static void test_transfer_takes_later_times(void **state)
+{
+    (void)state;
+    uint8_t ids[6][16] = {{1}, {2}, {3}, {4}, {5}, {6}}; /* as put_ids puts them */
+    kvz_doc_entry first[2] = {entry_at(1, 100, &ids[0]), entry_at(2, 300, &ids[1])};
+    kvz_doc_entry again = entry_at(1, 500, &ids[0]), older = entry_at(2, 50, &ids[1]);
+    kvz_doc_record a = {.doc_hash = {0xa0}, .n_entries = 2, .entries = first};
+    kvz_doc_record b = {.doc_hash = {0xa0}, .n_entries = 1, .entries = &again};
+    kvz_doc_record c = {.doc_hash = {0xa0}, .n_entries = 1, .entries = &older};
+    kvz_store *s;
+    CHECK_OK(kvz_store_open(&s, test_tmp_path("transfer-times"), KVZ_STORE_CREATE));
+    CHECK_OK(kvz_store_write(s, put_ids, ids));
+    kvz_entry_outcome o[2];
+    CHECK_OK(kvz_transfer_document(s, "doc", &a, o));
+    CHECK_OK(kvz_transfer_document(s, "doc", &b, o));
+    assert_int_equal(o[0], KVZ_ENTRY_PRESENT);
+    CHECK_OK(kvz_transfer_document(s, "doc", &c, o));
+    assert_int_equal(o[0], KVZ_ENTRY_PRESENT);
+    kvz_store_txn *t;
+    const void *v;
+    size_t len;
+    kvz_doc_record r;
+    CHECK_OK(kvz_store_read_begin(s, &t));
+    CHECK_OK(kvz_store_get(t, KVZ_DB_DOCS, "doc", 3, &v, &len));
+    CHECK_OK(kvz_doc_record_decode(v, len, &r));
+    assert_int_equal(r.n_entries, 2);
+    assert_int_equal(kvz_doc_record_find(&r, 1)->created, 500); /* the later time taken */
+    assert_int_equal(kvz_doc_record_find(&r, 2)->created, 300); /* an earlier one left alone */
+    assert_int_equal(kvz_doc_record_newest(&r, NULL)->config_id, 1);
+    kvz_doc_record_free(&r);
+    kvz_store_read_end(t);
+    kvz_store_close(s);
+}
+
 /* A stored artifact that fails its checks is replaced by a good copy brought
  * again (unpack or merge mends a damaged store); a sound one with other bytes
  * (the same configuration compiled at another time) and the same bytes stay. */
@@ -586,7 +665,9 @@ int main(void)
         cmocka_unit_test(test_manifest_optional_config),
         cmocka_unit_test(test_store_shorter_than_its_pages),
         cmocka_unit_test(test_doc_record_needs_an_entry),
+        cmocka_unit_test(test_doc_record_pick),
         cmocka_unit_test(test_transfer_whole_documents),
+        cmocka_unit_test(test_transfer_takes_later_times),
         cmocka_unit_test(test_transfer_mends_damaged_artifacts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

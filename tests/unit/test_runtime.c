@@ -402,7 +402,7 @@ static void test_bad_loads(void **state)
     assert_non_null(strstr(kvz_last_error(), "synthetic"));
     assert_non_null(strstr(kvz_last_error(), "Smollm2"));
     /* asked for by number, the other model's form is refused too, and named */
-    kvz_load_opts first = {.config = 1};
+    kvz_load_opts first = {.config = {.number = 1}};
     assert_int_equal(kvz_load(model, st, names, 1, &first, &l, &ls), KVZ_ERR_MODEL_MISMATCH);
     assert_non_null(strstr(kvz_last_error(), "'a.txt' configuration 1"));
     kvz_store_close(st);
@@ -411,8 +411,32 @@ static void test_bad_loads(void **state)
     CHECK_OK(kvz_engine_open(&e, dir, test_model_path(), &eo));
     int32_t *tokens = NULL;
     size_t count = 7;
-    assert_int_equal(kvz_engine_document_segments(e, "a.txt", 1, &tokens, &count), KVZ_ERR_MODEL_MISMATCH);
+    assert_int_equal(kvz_engine_document_segments(e, "a.txt", 1, 0, &tokens, &count), KVZ_ERR_MODEL_MISMATCH);
     assert_null(tokens);
+    assert_int_equal(count, 0);
+    /* its forms are listed with their ids, not this model's; asked for by id, refused and named */
+    kvz_config_info *forms;
+    CHECK_OK(kvz_engine_document_configs(e, "a.txt", &forms, &count));
+    assert_int_equal(count, 1);
+    assert_int_equal(forms[0].number, 1);
+    assert_int_equal(forms[0].this_model, 0);
+    assert_true(forms[0].id != 0 && forms[0].model_fingerprint != 0 && forms[0].segments == 1);
+    assert_non_null(strstr(forms[0].summary, "ratio"));
+    char named[64];
+    snprintf(named, sizeof named, "'a.txt' configuration %016llx", (unsigned long long)forms[0].id);
+    const char *names_a[] = {"a.txt"};
+    kvz_session *session = NULL;
+    kvz_session_options by_id = {.config_id = forms[0].id};
+    assert_int_equal(kvz_session_open(&session, e, names_a, 1, &by_id), KVZ_ERR_MODEL_MISMATCH);
+    assert_non_null(strstr(kvz_last_error(), named));
+    by_id.config_id ^= 1;
+    assert_int_equal(kvz_session_open(&session, e, names_a, 1, &by_id), KVZ_ERR_NOT_FOUND);
+    by_id.config = 1; /* both ways at once */
+    assert_int_equal(kvz_session_open(&session, e, names_a, 1, &by_id), KVZ_ERR_ARG);
+    assert_null(session);
+    kvz_free(forms);
+    assert_int_equal(kvz_engine_document_configs(e, "no.txt", &forms, &count), KVZ_ERR_NOT_FOUND);
+    assert_null(forms);
     assert_int_equal(count, 0);
     kvz_engine_close(e);
     kvz_model_free(tiny);
