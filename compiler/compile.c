@@ -815,7 +815,7 @@ typedef struct doc_write {
     uint8_t **bytes; /* NULL where the store already has the artifact */
     size_t *sizes;
     const kvz_doc_entry *entry;
-    int32_t *dropped_forms; /* out: the earlier content's other configurations */
+    uint32_t *dropped_forms; /* out: the earlier content's other configurations */
 } doc_write;
 
 /* A stored shared prefix that fails its checks (KVZ_ERR_FORMAT: damaged) is
@@ -844,18 +844,8 @@ static int write_document(kvz_store_txn *t, void *ctx)
             rc = kvz_store_put(t, KVZ_DB_ARTIFACTS, d->ids[i], 16, d->bytes[i], d->sizes[i]);
     if (rc != KVZ_OK)
         return rc;
-    *d->dropped_forms = 0;
-    kvz_doc_record before;
-    if (kvz_store_get(t, KVZ_DB_DOCS, d->name, strlen(d->name), &val, &len) == KVZ_OK &&
-        kvz_doc_record_decode(val, len, &before) == KVZ_OK) {
-        if (memcmp(before.doc_hash, d->hash, 16) != 0)
-            for (uint32_t i = 0; i < before.n_entries; i++)
-                *d->dropped_forms += before.entries[i].config_id != d->entry->config_id;
-        kvz_doc_record_free(&before);
-    }
-    kvz_error_clear(); /* a record that does not decode is replaced; nothing to count */
     kvz_entry_outcome outcome;
-    return kvz_doc_record_put_entry(t, d->name, d->hash, d->entry, 1, &outcome);
+    return kvz_doc_record_put_entry(t, d->name, d->hash, d->entry, 1, &outcome, d->dropped_forms);
 }
 
 /* The stored shared prefix is there and not damaged: looked at once per

@@ -88,7 +88,7 @@ typedef struct kvz_doc_result {
     uint64_t bytes;          /* artifact bytes */
     int32_t shared_segments; /* segments whose artifact the store had (the same content under
                               * another name): nothing computed, not in kept/total_pairs */
-    int32_t dropped_forms;   /* the name held other content: its compiled forms in other
+    uint32_t dropped_forms;  /* the name held other content: its compiled forms in other
                               * configurations, gone with it (a document is one content) */
     double prefill_s, score_s, write_s;
 } kvz_doc_result;

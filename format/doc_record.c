@@ -157,15 +157,16 @@ int kvz_doc_record_pick(const kvz_doc_record *r, const kvz_config_pick *pick, co
                                  ? "; a whole id has 16 hex digits: kvz ls --json lists them" : "");
 }
 
-uint32_t kvz_doc_record_id_digits(const kvz_doc_record *r, uint64_t config_id)
+const char *kvz_doc_record_short_id(const kvz_doc_record *r, uint64_t config_id, char out[17])
 {
-    uint32_t digits = 8;
+    int digits = 8;
     for (uint32_t i = 0; i < r->n_entries; i++) {
         uint64_t other = r->entries[i].config_id;
         while (other != config_id && digits < 16 && other >> (64 - 4 * digits) == config_id >> (64 - 4 * digits))
             digits++;
     }
-    return digits;
+    snprintf(out, 17, "%0*llx", digits, (unsigned long long)(config_id >> (64 - 4 * digits)));
+    return out;
 }
 
 const char *kvz_config_pick_name(const kvz_config_pick *pick, char name[40])

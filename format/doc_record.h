@@ -67,9 +67,10 @@ int kvz_doc_record_pick(const kvz_doc_record *r, const kvz_config_pick *pick, co
 /* Whether `pick`'s id digits are those config_id begins with. */
 int kvz_config_pick_matches(const kvz_config_pick *pick, uint64_t config_id);
 
-/* How many of config_id's leading hex digits (8 to 16) name it among the
- * record's entries: 8, unless another entry's id begins with the same ones. */
-uint32_t kvz_doc_record_id_digits(const kvz_doc_record *r, uint64_t config_id);
+/* config_id as `kvz ls` shows it: its leading hex digits that name it among
+ * the record's entries, 8 unless another entry's id begins with the same ones
+ * (up to all 16). Returns `out`. */
+const char *kvz_doc_record_short_id(const kvz_doc_record *r, uint64_t config_id, char out[17]);
 
 /* `pick` in words for messages: "configuration 2", "configuration 1a2b3c4d"
  * (the digits given), "" with neither. */

@@ -134,8 +134,10 @@ static int stored_content_stays(const kvz_doc_record *stored, const kvz_doc_reco
 }
 
 int kvz_doc_record_put(kvz_store_txn *t, const char *name, const kvz_doc_record *incoming,
-                       int replace_other_content, kvz_entry_outcome *outcomes)
+                       int replace_other_content, kvz_entry_outcome *outcomes, uint32_t *dropped)
 {
+    if (dropped)
+        *dropped = 0;
     const void *val;
     size_t len;
     kvz_doc_record rec = {0};
@@ -145,6 +147,8 @@ int kvz_doc_record_put(kvz_store_txn *t, const char *name, const kvz_doc_record 
         rc = kvz_doc_record_decode(val, len, &rec);
         if (rc == KVZ_OK && memcmp(rec.doc_hash, incoming->doc_hash, 16) != 0) {
             int stays = !replace_other_content && stored_content_stays(&rec, incoming);
+            for (uint32_t i = 0; dropped && !stays && i < rec.n_entries; i++)
+                *dropped += !kvz_doc_record_find(incoming, rec.entries[i].config_id);
             kvz_doc_record_free(&rec); /* replaced: other content's configs no longer apply */
             if (stays) {
                 for (uint32_t i = 0; i < incoming->n_entries; i++)
@@ -197,10 +201,11 @@ static kvz_doc_record one_entry(const uint8_t doc_hash[16], const kvz_doc_entry 
 }
 
 int kvz_doc_record_put_entry(kvz_store_txn *t, const char *name, const uint8_t doc_hash[16],
-                             const kvz_doc_entry *e, int replace_other_content, kvz_entry_outcome *outcome)
+                             const kvz_doc_entry *e, int replace_other_content, kvz_entry_outcome *outcome,
+                             uint32_t *dropped)
 {
     kvz_doc_record r = one_entry(doc_hash, e);
-    return kvz_doc_record_put(t, name, &r, replace_other_content, outcome);
+    return kvz_doc_record_put(t, name, &r, replace_other_content, outcome, dropped);
 }
 
 typedef struct document_put {
@@ -227,7 +232,7 @@ static int document_put_fn(kvz_store_txn *t, void *ctx)
             KVZ_TRY(rc);
         }
     }
-    return kvz_doc_record_put(t, p->name, p->incoming, 0, p->outcomes);
+    return kvz_doc_record_put(t, p->name, p->incoming, 0, p->outcomes, NULL);
 }
 
 int kvz_transfer_document(kvz_store *s, const char *name, const kvz_doc_record *incoming,

@@ -57,12 +57,15 @@ typedef enum kvz_entry_outcome {
  * always the incoming one when `replace_other_content` (compile: the file on
  * disk is the truth). A configuration the store has already keeps the later
  * of the two `created` times (which form is newest must not hang on the order
- * of arrivals). outcomes[i]: what became of entry i. */
+ * of arrivals). outcomes[i]: what became of entry i; *dropped (NULL: not
+ * asked): the replaced content's configurations that `incoming` does not have,
+ * gone with it. */
 int kvz_doc_record_put(kvz_store_txn *t, const char *name, const kvz_doc_record *incoming,
-                       int replace_other_content, kvz_entry_outcome *outcomes);
+                       int replace_other_content, kvz_entry_outcome *outcomes, uint32_t *dropped);
 /* The same for one configuration `e` of content `doc_hash`. */
 int kvz_doc_record_put_entry(kvz_store_txn *t, const char *name, const uint8_t doc_hash[16],
-                             const kvz_doc_entry *e, int replace_other_content, kvz_entry_outcome *outcome);
+                             const kvz_doc_entry *e, int replace_other_content, kvz_entry_outcome *outcome,
+                             uint32_t *dropped);
 
 /* Its own transaction: check every artifact of every entry of `incoming` is
  * in the store (KVZ_ERR_NOT_FOUND naming the first missing one), then put the

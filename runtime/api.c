@@ -307,14 +307,8 @@ int kvz_engine_document_configs(kvz_engine *e, const char *name, kvz_config_info
         return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_document_configs: engine, name, configs and count are required");
     kvz_store_txn *t;
     KVZ_TRY(kvz_store_read_begin(e->store, &t));
-    const void *val;
-    size_t len;
     kvz_doc_record rec = {0};
-    int rc = kvz_store_get(t, KVZ_DB_DOCS, name, strlen(name), &val, &len);
-    if (rc == KVZ_ERR_NOT_FOUND)
-        rc = kvz_errorf(KVZ_ERR_NOT_FOUND, "no document '%s' in the store (see kvz ls)", name);
-    if (rc == KVZ_OK)
-        rc = kvz_doc_record_decode(val, len, &rec);
+    int rc = kvz_document_record(t, name, &rec);
     kvz_config_info *list = NULL;
     if (rc == KVZ_OK && !(list = calloc(rec.n_entries, sizeof *list)))
         rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");

@@ -66,10 +66,7 @@ static int other_model(kvz_store_txn *t, const kvz_doc_entry *e, const char *wha
                       what, (unsigned long long)id->fingerprint);
 }
 
-/* The record of document `name` and the entry `config` selects
- * (kvz_doc_record_pick), made by this model; *rec is freed by the caller on success. */
-static int find_entry(kvz_store_txn *t, const char *name, const kvz_config_pick *config,
-                      const kvz_model_identity *id, kvz_doc_record *rec, const kvz_doc_entry **entry)
+int kvz_document_record(kvz_store_txn *t, const char *name, kvz_doc_record *rec)
 {
     const void *val;
     size_t len;
@@ -77,9 +74,17 @@ static int find_entry(kvz_store_txn *t, const char *name, const kvz_config_pick 
     if (rc == KVZ_ERR_NOT_FOUND)
         return kvz_errorf(KVZ_ERR_NOT_FOUND, "no document '%s' in the store (see kvz ls)", name);
     KVZ_TRY(rc);
-    KVZ_TRY(kvz_doc_record_decode(val, len, rec));
+    return kvz_doc_record_decode(val, len, rec);
+}
+
+/* The record of document `name` and the entry `config` selects
+ * (kvz_doc_record_pick), made by this model; *rec is freed by the caller on success. */
+static int find_entry(kvz_store_txn *t, const char *name, const kvz_config_pick *config,
+                      const kvz_model_identity *id, kvz_doc_record *rec, const kvz_doc_entry **entry)
+{
+    KVZ_TRY(kvz_document_record(t, name, rec));
     const kvz_doc_entry *e;
-    rc = kvz_doc_record_pick(rec, config, &id->fingerprint, name, &e);
+    int rc = kvz_doc_record_pick(rec, config, &id->fingerprint, name, &e);
     *entry = rc == KVZ_OK && e && e->model_fingerprint == id->fingerprint ? e : NULL;
     if (*entry)
         return KVZ_OK;

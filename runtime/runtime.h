@@ -88,6 +88,10 @@ int kvz_loaded_first_logits(kvz_loaded *l, const char *question, float *logits);
 
 kvz_context *kvz_loaded_context(kvz_loaded *l);
 
+/* The record of document `name` (free with kvz_doc_record_free). Errors:
+ * KVZ_ERR_NOT_FOUND (said: no such document), KVZ_ERR_FORMAT. */
+int kvz_document_record(kvz_store_txn *t, const char *name, kvz_doc_record *rec);
+
 /* The tokens of a stored document (all its segments in order, or with
  * `segment` >= 0 that one alone) from the compiled form `config` would load
  * (as kvz_load_opts's). A segment it does not have: KVZ_ERR_NOT_FOUND. */

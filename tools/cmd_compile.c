@@ -587,7 +587,7 @@ int cmd_compile(int argc, char **argv)
                 snprintf(detail, sizeof detail, "unchanged (%d tokens, already in the store)", res.tokens);
             if (res.dropped_forms) { /* a pinned --config ID of those is gone: said */
                 size_t at = strlen(detail);
-                snprintf(detail + at, sizeof detail - at, "; changed: its %d compiled form(s) of other "
+                snprintf(detail + at, sizeof detail - at, "; changed: its %u compiled form(s) of other "
                          "configurations went with the earlier content", res.dropped_forms);
             }
             line(&p, "%s: ", name, detail); /* above the bar on a terminal */
@@ -602,7 +602,7 @@ int cmd_compile(int argc, char **argv)
                     printf("%.4f", (double)res.kept_pairs / (double)res.total_pairs);
                 else
                     printf("null");
-                printf(",\"dropped_forms\":%d,\"prefill_s\":%.3f,\"score_s\":%.3f,\"write_s\":%.3f}\n",
+                printf(",\"dropped_forms\":%u,\"prefill_s\":%.3f,\"score_s\":%.3f,\"write_s\":%.3f}\n",
                        res.dropped_forms, res.prefill_s, res.score_s, res.write_s);
                 fflush(stdout);
             }

@@ -303,14 +303,13 @@ int cmd_inspect(int argc, char **argv)
         st = kvz_doc_record_pick(&rec, &a.config, NULL, a.doc, &e);
     if (st == KVZ_OK) {
         char shown[CLI_SHOWN_MAX], summary[CLI_SHOWN_MAX];
-        char which[128]; /* which configuration, and which of several */
-        uint32_t digits = kvz_doc_record_id_digits(&rec, e->config_id);
+        char which[128], short_id[17]; /* which configuration, and which of several */
+        kvz_doc_record_short_id(&rec, e->config_id, short_id);
         if (rec.n_entries > 1)
-            snprintf(which, sizeof which, ", configuration %u of %u, id %0*llx (--config N or ID for another):\n  ",
-                     (unsigned)(e - rec.entries) + 1, rec.n_entries, (int)digits,
-                     (unsigned long long)(e->config_id >> (64 - 4 * digits)));
+            snprintf(which, sizeof which, ", configuration %u of %u, id %s (--config N or ID for another):\n  ",
+                     (unsigned)(e - rec.entries) + 1, rec.n_entries, short_id);
         else
-            snprintf(which, sizeof which, ", id %0*llx: ", (int)digits, (unsigned long long)(e->config_id >> 32));
+            snprintf(which, sizeof which, ", id %s: ", short_id);
         if (!a.json) /* the summary came with the record, from a bundle perhaps: shown escaped */
             printf("%s%s%s, %u tokens in %u segment(s), %.1f KB\n", cli_shown(shown, a.doc, strlen(a.doc)), which,
                    cli_shown(summary, e->summary, strlen(e->summary)), e->n_tokens, e->n_segments,

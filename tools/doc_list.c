@@ -62,10 +62,10 @@ int doc_list_row(void *ctx, const char *name, kvz_doc_record *rec)
             char shown[CLI_SHOWN_MAX], summary[CLI_SHOWN_MAX];
             cli_shown(shown, name, strlen(name));
             cli_shown(summary, e->summary, strlen(e->summary));
-            uint32_t digits = kvz_doc_record_id_digits(rec, e->config_id); /* 8, more where two begin alike */
-            printf("%-*s %2u %0*llx  %-*s %7u tok %3u seg %10.1f KB %8.1f B/tok  %s\n",
-                   cli_pad_width(shown, l->name_width), shown, i + 1, (int)digits,
-                   (unsigned long long)(e->config_id >> (64 - 4 * digits)), cli_pad_width(summary, l->summary_width),
+            char id[17]; /* 8 digits, more where two begin alike */
+            printf("%-*s %2u %s  %-*s %7u tok %3u seg %10.1f KB %8.1f B/tok  %s\n",
+                   cli_pad_width(shown, l->name_width), shown, i + 1, kvz_doc_record_short_id(rec, e->config_id, id),
+                   cli_pad_width(summary, l->summary_width),
                    summary,
                    e->n_tokens, e->n_segments, e->stored_bytes / 1024.0,
                    e->n_tokens ? (double)e->stored_bytes / e->n_tokens : 0, when);
