@@ -53,6 +53,7 @@ typedef struct put_if_absent {
     const void *val;
     size_t val_len;
     kvz_artifact_outcome outcome;
+    int held_only; /* mend a stored copy, add none */
 } put_if_absent;
 
 /* A stored copy that fails its checks where the incoming one (verified) has
@@ -80,6 +81,8 @@ static int put_if_absent_fn(kvz_store_txn *t, void *ctx)
     int rc = kvz_store_get(t, p->db, p->key, p->key_len, &v, &n);
     if (rc == KVZ_OK && stored_damaged(v, n, p))
         p->outcome = KVZ_ARTIFACT_REPAIRED;
+    else if (rc == KVZ_ERR_NOT_FOUND && p->held_only)
+        return p->outcome = KVZ_ARTIFACT_ABSENT, KVZ_OK;
     else if (rc == KVZ_ERR_NOT_FOUND)
         p->outcome = KVZ_ARTIFACT_ADDED;
     else
@@ -90,10 +93,32 @@ static int put_if_absent_fn(kvz_store_txn *t, void *ctx)
 int kvz_transfer_artifact(kvz_store *s, const uint8_t id[16], const void *bytes, size_t len,
                           kvz_artifact_outcome *outcome)
 {
-    put_if_absent p = {KVZ_DB_ARTIFACTS, id, 16, bytes, len, KVZ_ARTIFACT_PRESENT};
+    put_if_absent p = {KVZ_DB_ARTIFACTS, id, 16, bytes, len, KVZ_ARTIFACT_PRESENT, 0};
     int rc = kvz_store_write(s, put_if_absent_fn, &p);
     if (outcome)
         *outcome = rc == KVZ_OK ? p.outcome : KVZ_ARTIFACT_PRESENT;
+    return rc;
+}
+
+int kvz_transfer_artifact_if_held(kvz_store *s, const uint8_t id[16], const void *bytes, size_t len,
+                                  kvz_artifact_outcome *outcome)
+{
+    put_if_absent p = {KVZ_DB_ARTIFACTS, id, 16, bytes, len, KVZ_ARTIFACT_PRESENT, 1};
+    kvz_store_txn *t = NULL;
+    const void *v;
+    size_t n;
+    *outcome = KVZ_ARTIFACT_PRESENT;
+    KVZ_TRY(kvz_store_read_begin(s, &t)); /* a read first: a sound copy, the usual case, takes no write lock */
+    int rc = kvz_store_get(t, KVZ_DB_ARTIFACTS, id, 16, &v, &n);
+    int damaged = rc == KVZ_OK && stored_damaged(v, n, &p);
+    kvz_store_read_end(t);
+    if (rc == KVZ_ERR_NOT_FOUND)
+        return *outcome = KVZ_ARTIFACT_ABSENT, KVZ_OK;
+    KVZ_TRY(rc);
+    if (!damaged)
+        return KVZ_OK;
+    rc = kvz_store_write(s, put_if_absent_fn, &p);
+    *outcome = rc == KVZ_OK ? p.outcome : KVZ_ARTIFACT_PRESENT;
     return rc;
 }
 
@@ -107,7 +132,7 @@ int kvz_transfer_prefix(kvz_store *s, const kvz_artifact *prefix, kvz_artifact_o
     memcpy(&prefix_hash, m->doc_hash, 8); /* a prefix artifact names itself by its hash */
     char key[64];
     kvz_prefix_key(m->model.fingerprint, prefix_hash, key);
-    put_if_absent p = {KVZ_DB_META, key, strlen(key), prefix->data, prefix->size, KVZ_ARTIFACT_PRESENT};
+    put_if_absent p = {KVZ_DB_META, key, strlen(key), prefix->data, prefix->size, KVZ_ARTIFACT_PRESENT, 0};
     int rc = kvz_store_write(s, put_if_absent_fn, &p);
     if (outcome)
         *outcome = rc == KVZ_OK ? p.outcome : KVZ_ARTIFACT_PRESENT;
@@ -131,6 +156,34 @@ static int stored_content_stays(const kvz_doc_record *stored, const kvz_doc_reco
 {
     uint64_t s = newest(stored), i = newest(incoming);
     return s != i ? s > i : memcmp(stored->doc_hash, incoming->doc_hash, 16) > 0;
+}
+
+/* Whether the record of `name` holds other content that stays against `incoming`. */
+static int record_stays(kvz_store_txn *t, const char *name, const kvz_doc_record *incoming, int *stays)
+{
+    *stays = 0;
+    const void *val;
+    size_t len;
+    kvz_doc_record rec = {0};
+    int rc = kvz_store_get(t, KVZ_DB_DOCS, name, strlen(name), &val, &len);
+    if (rc == KVZ_ERR_NOT_FOUND)
+        return KVZ_OK;
+    if (rc == KVZ_OK)
+        rc = kvz_doc_record_decode(val, len, &rec);
+    if (rc == KVZ_OK)
+        *stays = memcmp(rec.doc_hash, incoming->doc_hash, 16) != 0 && stored_content_stays(&rec, incoming);
+    kvz_doc_record_free(&rec);
+    return rc == KVZ_OK ? KVZ_OK : kvz_error_context(rc, "document record of '%s'", name);
+}
+
+int kvz_transfer_loses(kvz_store *s, const char *name, const kvz_doc_record *incoming, int *loses)
+{
+    kvz_store_txn *t = NULL;
+    *loses = 0;
+    KVZ_TRY(kvz_store_read_begin(s, &t));
+    int rc = incoming->n_entries ? record_stays(t, name, incoming, loses) : KVZ_OK;
+    kvz_store_read_end(t);
+    return rc;
 }
 
 int kvz_doc_record_put(kvz_store_txn *t, const char *name, const kvz_doc_record *incoming,
@@ -217,6 +270,13 @@ typedef struct document_put {
 static int document_put_fn(kvz_store_txn *t, void *ctx)
 {
     document_put *p = ctx;
+    int stays;
+    KVZ_TRY(record_stays(t, p->name, p->incoming, &stays));
+    if (stays) { /* decided before the artifacts: a caller that asked kvz_transfer_loses wrote none */
+        for (uint32_t i = 0; i < p->incoming->n_entries; i++)
+            p->outcomes[i] = KVZ_ENTRY_KEPT_NEWER;
+        return KVZ_OK;
+    }
     for (uint32_t k = 0; k < p->incoming->n_entries; k++) {
         const kvz_doc_entry *e = &p->incoming->entries[k];
         for (uint32_t i = 0; i < e->n_segments; i++) {

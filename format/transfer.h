@@ -30,7 +30,8 @@ void kvz_prefix_key(uint64_t model_fingerprint, uint64_t prefix_hash, char out[6
 typedef enum kvz_artifact_outcome {
     KVZ_ARTIFACT_PRESENT = 0,  /* the store had it (content addressing: the same thing) */
     KVZ_ARTIFACT_ADDED = 1,    /* written */
-    KVZ_ARTIFACT_REPAIRED = 2  /* the stored copy failed its checks: replaced */
+    KVZ_ARTIFACT_REPAIRED = 2, /* the stored copy failed its checks: replaced */
+    KVZ_ARTIFACT_ABSENT = 3    /* kvz_transfer_artifact_if_held: not in the store, not written */
 } kvz_artifact_outcome;
 
 /* Write artifact `id` (already verified) unless the store has it. A stored
@@ -38,6 +39,12 @@ typedef enum kvz_artifact_outcome {
  * bringing a good copy again is how a receiver without the sources mends it. */
 int kvz_transfer_artifact(kvz_store *s, const uint8_t id[16], const void *bytes, size_t len,
                           kvz_artifact_outcome *outcome);
+
+/* The same for an artifact only documents that lose to the store's use (see
+ * kvz_transfer_loses): a damaged stored copy is mended (another document of
+ * the store may use it), an absent one is not added (KVZ_ARTIFACT_ABSENT). */
+int kvz_transfer_artifact_if_held(kvz_store *s, const uint8_t id[16], const void *bytes, size_t len,
+                                  kvz_artifact_outcome *outcome);
 
 /* Write a shared prefix artifact (already verified) under its meta key, as above. */
 int kvz_transfer_prefix(kvz_store *s, const kvz_artifact *prefix, kvz_artifact_outcome *outcome);
@@ -67,16 +74,26 @@ int kvz_doc_record_put_entry(kvz_store_txn *t, const char *name, const uint8_t d
                              const kvz_doc_entry *e, int replace_other_content, kvz_entry_outcome *outcome,
                              uint32_t *dropped);
 
-/* Its own transaction: check every artifact of every entry of `incoming` is
- * in the store (KVZ_ERR_NOT_FOUND naming the first missing one), then put the
- * document as above with replace_other_content = 0. A bundle's or another
- * store's document goes in whole this way: taken one configuration at a time,
- * an older configuration of content that then wins would be lost. */
+/* Its own transaction: unless the store's other content stays (every outcome
+ * KVZ_ENTRY_KEPT_NEWER, nothing checked or written), check every artifact of
+ * every entry of `incoming` is in the store (KVZ_ERR_NOT_FOUND naming the
+ * first missing one), then put the document as above with
+ * replace_other_content = 0. A bundle's or another store's document goes in
+ * whole this way: taken one configuration at a time, an older configuration of
+ * content that then wins would be lost. */
 int kvz_transfer_document(kvz_store *s, const char *name, const kvz_doc_record *incoming,
                           kvz_entry_outcome *outcomes);
 /* The same for one configuration (import: artifacts arrive one by one). */
 int kvz_transfer_entry(kvz_store *s, const char *name, const uint8_t doc_hash[16], const kvz_doc_entry *e,
                        kvz_entry_outcome *outcome);
+
+/* Its own read transaction: *loses = 1 when the store's record of `name`
+ * holds other content that stays against `incoming` (the rule above), so
+ * that a transfer writes none of the incoming artifacts (they would only wait
+ * for `kvz gc`). The document put decides again, before it checks artifacts:
+ * should the store change in between to let `incoming` win, it finds them
+ * missing (KVZ_ERR_NOT_FOUND) and nothing is half written. */
+int kvz_transfer_loses(kvz_store *s, const char *name, const kvz_doc_record *incoming, int *loses);
 
 /* Visit every document of the store in name order, its record decoded; the
  * visitor may change the record (it is freed after the call). A record that

@@ -31,8 +31,8 @@ extern "C" {
 
 #define KVZ_VERSION_MAJOR 0
 #define KVZ_VERSION_MINOR 3
-#define KVZ_VERSION_PATCH 0
-#define KVZ_VERSION_STRING "0.3.0"
+#define KVZ_VERSION_PATCH 1
+#define KVZ_VERSION_STRING "0.3.1"
 
 typedef enum kvz_status {
     KVZ_OK = 0,
@@ -54,7 +54,7 @@ KVZ_API const char *kvz_strerror(int status);
 /* The detailed message of the most recent failure on this thread ("" if none). */
 KVZ_API const char *kvz_last_error(void);
 
-/* "0.3.0": the library actually loaded (may differ from KVZ_VERSION_STRING). */
+/* "0.3.1": the library actually loaded (may differ from KVZ_VERSION_STRING). */
 KVZ_API const char *kvz_version(void);
 
 /* Free memory kvz returned to the caller (answers, texts). NULL is fine. */

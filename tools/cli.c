@@ -381,34 +381,54 @@ void cli_format_time(uint64_t seconds, char out[32])
         snprintf(out, 32, "?");
 }
 
-/* Two buffers: the next note is written into the one the handler does not
- * read, then made the current one. */
-static char interrupt_notes[2][CLI_SHOWN_MAX + 512]; /* a name shown escaped, and the counts */
-static _Atomic int interrupt_note = -1; /* the buffer to write; -1: none */
+/* Per stream two buffers: the next text is written into the one the handler
+ * does not read, then made the current one. */
+typedef struct interrupt_text {
+    char text[2][CLI_INTERRUPT_TEXT_MAX];
+    _Atomic int current; /* the buffer to write; -1: none */
+} interrupt_text;
+static interrupt_text interrupt_texts[2] = {{.current = -1}, {.current = -1}}; /* stderr, stdout */
+
+static void set_interrupt_text(interrupt_text *t, const char *fmt, va_list ap)
+{
+    int next = atomic_load(&t->current) == 0 ? 1 : 0;
+    vsnprintf(t->text[next], sizeof t->text[next], fmt, ap);
+    atomic_store(&t->current, next);
+}
 
 void cli_set_interrupt_note(const char *fmt, ...)
 {
-    int next = atomic_load(&interrupt_note) == 0 ? 1 : 0;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(interrupt_notes[next], sizeof interrupt_notes[next], fmt, ap);
+    set_interrupt_text(&interrupt_texts[0], fmt, ap);
     va_end(ap);
-    atomic_store(&interrupt_note, next);
+}
+
+void cli_set_interrupt_output(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    set_interrupt_text(&interrupt_texts[1], fmt, ap);
+    va_end(ap);
 }
 
 void cli_clear_interrupt_note(void)
 {
-    atomic_store(&interrupt_note, -1);
+    atomic_store(&interrupt_texts[0].current, -1);
+    atomic_store(&interrupt_texts[1].current, -1);
 }
 
 void cli_say_interrupt_note(void)
 {
-    int k = atomic_exchange(&interrupt_note, -1); /* said once, should a second signal come */
-    if (k < 0)
-        return;
-    size_t n = 0;
-    while (n < sizeof interrupt_notes[k] && interrupt_notes[k][n])
-        n++;
-    ssize_t w = write(STDERR_FILENO, interrupt_notes[k], n);
-    (void)w;
+    for (int stream = 0; stream < 2; stream++) {
+        interrupt_text *t = &interrupt_texts[stream];
+        int k = atomic_exchange(&t->current, -1); /* said once, should a second signal come */
+        if (k < 0)
+            continue;
+        size_t n = 0;
+        while (n < sizeof t->text[k] && t->text[k][n])
+            n++;
+        ssize_t w = write(stream ? STDOUT_FILENO : STDERR_FILENO, t->text[k], n);
+        (void)w;
+    }
 }

@@ -126,8 +126,12 @@ void cli_format_time(uint64_t seconds, char out[32]);
 /* A line for stderr should SIGINT, SIGTERM or SIGHUP end the command: what a
  * long command had done by then. Formatted here, outside any handler (the
  * last one set is written whole); the handler calls cli_say_interrupt_note,
- * which is async-signal-safe. cli_clear_interrupt_note: none. */
+ * which is async-signal-safe. cli_set_interrupt_output: the same for stdout
+ * (a --json summary line; stdout must be flushed whenever it is set, so that
+ * nothing buffered is lost between). cli_clear_interrupt_note: neither. */
+#define CLI_INTERRUPT_TEXT_MAX (6 * 512 + 1024) /* a store key escaped as JSON (6 bytes a byte), and the counts */
 void cli_set_interrupt_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_set_interrupt_output(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_clear_interrupt_note(void);
 void cli_say_interrupt_note(void);
 

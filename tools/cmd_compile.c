@@ -100,7 +100,10 @@ static const char HELP[] =
     "                      document stays in its shard when it changes; `kvz merge`\n"
     "                      joins the stores (--prune there for what was deleted)\n"
     "  --json              one JSON line per document (a pruned one: status \"pruned\")\n"
-    "                      and a summary on stdout\n"
+    "                      and a summary line last on stdout, also when SIGINT,\n"
+    "                      SIGTERM or SIGHUP stops the run once it compiles (then\n"
+    "                      \"interrupted\":true and \"interrupted_at\", the document\n"
+    "                      it was at; none during --prune's write)\n"
     "  --quiet             no progress\n"
     "  --device D, --threads N   as in `kvz generate`\n"
     "\n"
@@ -392,6 +395,59 @@ static void line(progress *p, const char *fmt, const char *name, const char *det
     }
 }
 
+/* What a run did, for its --json summary line. */
+typedef struct run_summary {
+    size_t compiled, unchanged, skipped, failed, not_attempted, other_shards;
+    int64_t tokens;
+    uint64_t bytes;
+    double seconds;
+    int prune_asked;                    /* --prune */
+    const store_collect_report *pruned; /* NULL: not done (asked: "pruned":null) */
+    int interrupted;                    /* by a signal */
+    const char *interrupted_at;         /* the document it came during (NULL: none, or the prune) */
+} run_summary;
+
+/* The --json summary line; an interrupted run's names where it stopped (the
+ * document then counts as not attempted, and nothing was pruned). */
+static void print_summary(FILE *out, const run_summary *r)
+{
+    fprintf(out, "{\"summary\":{\"compiled\":%zu,\"unchanged\":%zu,\"skipped\":%zu,\"failed\":%zu,"
+            "\"not_attempted\":%zu,\"other_shards\":%zu,\"tokens\":%lld,\"bytes\":%llu,\"seconds\":%.3f",
+            r->compiled, r->unchanged, r->skipped, r->failed, r->not_attempted, r->other_shards,
+            (long long)r->tokens, (unsigned long long)r->bytes, r->seconds);
+    if (r->pruned) /* null: asked for and not done */
+        fprintf(out, ",\"pruned\":{\"documents\":%zu,\"artifacts\":%zu,\"prefixes\":%zu,\"bytes\":%llu}",
+                r->pruned->documents, r->pruned->artifacts, r->pruned->prefixes,
+                (unsigned long long)r->pruned->bytes);
+    else if (r->prune_asked)
+        fprintf(out, ",\"pruned\":null");
+    fprintf(out, ",\"interrupted\":%s", r->interrupted ? "true" : "false");
+    if (r->interrupted_at) {
+        fprintf(out, ",\"interrupted_at\":");
+        cli_json_string(out, r->interrupted_at, strlen(r->interrupted_at));
+    }
+    fprintf(out, "}}\n");
+}
+
+/* The summary line an interrupting signal writes (cli_set_interrupt_output):
+ * a name longer than a store key (which fails) is left out, so that the line
+ * fits whole. */
+static void set_interrupt_summary(run_summary *r)
+{
+    char line[CLI_INTERRUPT_TEXT_MAX];
+    if (r->interrupted_at && strlen(r->interrupted_at) > KVZ_STORE_KEY_MAX)
+        r->interrupted_at = NULL;
+    FILE *f = fmemopen(line, sizeof line, "w");
+    if (!f) /* no summary line then; the note on stderr still says where it stopped */
+        return;
+    print_summary(f, r);
+    fputc('\0', f);
+    fclose(f);
+    line[sizeof line - 1] = '\0';
+    fflush(stdout); /* what the lines before said is out before the signal's line */
+    cli_set_interrupt_output("%s", line);
+}
+
 /* ---- --prune ----------------------------------------------------------------- */
 
 typedef struct prune_ctx {
@@ -422,6 +478,7 @@ static void pruned_one(void *ctx, const void *name, size_t len)
         printf("{\"document\":");
         cli_json_string(stdout, (const char *)name, len);
         printf(",\"status\":\"pruned\"}\n");
+        fflush(stdout); /* out before a signal's summary line */
     }
     if (!p->quiet) {
         char shown[CLI_SHOWN_MAX];
@@ -509,6 +566,11 @@ int cmd_compile(int argc, char **argv)
                                cli_shown(shown, name, strlen(name)), i + 1, list.len, compiled, unchanged, skipped,
                                failed, a.opts.force ? "without --force (with it, it starts over) " : "",
                                a.prune ? "; nothing was pruned" : "");
+        if (a.json) {
+            run_summary r = {compiled, unchanged, skipped, failed, list.len - i, other_shards, in_tokens, out_bytes,
+                             kvz_now_seconds() - p.start, a.prune, NULL, 1, name};
+            set_interrupt_summary(&r);
+        }
         /* another machine's: not even read, but for stdin (its writer expects it read to the end) */
         int other_shard = a.n_shards && kvz_shard_of(name, strlen(name), a.n_shards) != a.shard;
         int from_stdin = strcmp(list.items[i].path, "-") == 0;
@@ -625,6 +687,11 @@ int cmd_compile(int argc, char **argv)
         cli_set_interrupt_note("kvz compile: interrupted while pruning: the prune is one write, whole or not at "
                                "all (kvz ls says which); the %zu compiled and %zu unchanged document(s) are in the "
                                "store\n", compiled, unchanged);
+        if (a.json) {
+            run_summary r = {compiled, unchanged, skipped, failed, 0, other_shards, in_tokens, out_bytes,
+                             kvz_now_seconds() - p.start, 1, NULL, 1, NULL};
+            set_interrupt_summary(&r);
+        }
         kvz_compiler_free(comp), comp = NULL;
         kvz_store_close(store), store = NULL; /* its shared hold: the prune needs the store alone */
         prune_st = prune(&a, (const char *const *)argv + optind, (size_t)(argc - optind), &list, &pruned);
@@ -653,16 +720,9 @@ int cmd_compile(int argc, char **argv)
     else if (a.prune && i < list.len)
         fprintf(stderr, "kvz compile: nothing pruned: the run stopped before its end\n");
     if (a.json) {
-        printf("{\"summary\":{\"compiled\":%zu,\"unchanged\":%zu,\"skipped\":%zu,\"failed\":%zu,"
-               "\"not_attempted\":%zu,\"other_shards\":%zu,\"tokens\":%lld,\"bytes\":%llu,\"seconds\":%.3f",
-               compiled, unchanged, skipped, failed, not_attempted, other_shards, (long long)in_tokens,
-               (unsigned long long)out_bytes, el);
-        if (prune_done) /* null: asked for and not done */
-            printf(",\"pruned\":{\"documents\":%zu,\"artifacts\":%zu,\"prefixes\":%zu,\"bytes\":%llu}",
-                   pruned.documents, pruned.artifacts, pruned.prefixes, (unsigned long long)pruned.bytes);
-        else if (a.prune)
-            printf(",\"pruned\":null");
-        printf("}}\n");
+        run_summary r = {compiled, unchanged, skipped, failed, not_attempted, other_shards, in_tokens, out_bytes,
+                         el, a.prune, prune_done ? &pruned : NULL, 0, NULL};
+        print_summary(stdout, &r);
     }
     if (rc == KVZ_EXIT_OK && failed)
         rc = KVZ_EXIT_FAILURE;

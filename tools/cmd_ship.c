@@ -190,15 +190,29 @@ typedef struct pack_ctx {
     kvz_store_txn *t;
     kvz_bundle_writer *w;
     prefix_cache prefixes;
-    size_t docs, configs;
+    const kvz_config_pick *config; /* --config ID: only forms whose id begins so; NULL: all */
+    uint64_t model;                /* --model: only forms it compiled; 0: all */
+    size_t docs, configs, left_out;
 } pack_ctx;
 
+static int pack_takes(const pack_ctx *p, const kvz_doc_entry *e)
+{
+    return (!p->config || kvz_config_pick_matches(p->config, e->config_id)) &&
+           (!p->model || e->model_fingerprint == p->model);
+}
+
+/* A document's forms that pass --config and --model (a document with none of
+ * them is counted in left_out, and not packed). */
 static int pack_doc(void *ctx, const char *doc, kvz_doc_record *rec)
 {
     pack_ctx *p = ctx;
     int rc = KVZ_OK;
+    size_t taken = 0;
     for (uint32_t i = 0; i < rec->n_entries && rc == KVZ_OK; i++) {
         const kvz_doc_entry *e = &rec->entries[i];
+        if (!pack_takes(p, e))
+            continue;
+        taken++;
         for (uint32_t s = 0; s < e->n_segments && rc == KVZ_OK; s++) {
             kvz_artifact a, prefix;
             int first = 0;
@@ -214,40 +228,81 @@ static int pack_doc(void *ctx, const char *doc, kvz_doc_record *rec)
             rc = kvz_bundle_add_entry(p->w, doc, rec->doc_hash, e);
         p->configs++;
     }
-    p->docs++;
+    int filtered = p->config || p->model;
+    p->docs += taken > 0 || !filtered;
+    p->left_out += taken == 0 && filtered;
     return rc;
+}
+
+/* --doc NAME under --config or --model: a document named that has no such form is an error, not a skip. */
+static int pack_named_doc(pack_ctx *p, const ship_args *a, const char *doc, kvz_doc_record *rec)
+{
+    size_t before = p->left_out;
+    KVZ_TRY(pack_doc(p, doc, rec));
+    if (p->left_out == before)
+        return KVZ_OK;
+    char name[40];
+    kvz_config_pick_name(&a->config, name);
+    return kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s' has no %s%s%s (see kvz ls)", doc, p->config ? name : "form",
+                      p->model ? " compiled by the model " : "", p->model ? cli_model_path(a->model) : "");
 }
 
 int cmd_pack(int argc, char **argv)
 {
     static const char help[] =
-        "usage: kvz pack --store DIR (--doc NAME... | --all) -o FILE.tar.zst\n"
+        "usage: kvz pack --store DIR (--doc NAME... | --all) [--config ID] [-m MODEL]\n"
+        "                -o FILE.tar.zst\n"
         "\n"
-        "Writes compiled documents (every configuration of each) into a bundle: a tar\n"
-        "archive compressed with zstd that `tar -tf` lists, holding a manifest\n"
-        "(kvz-bundle.json: documents, model fingerprints, sizes, checksums), the\n"
-        "artifacts and the shared prompt prefixes they need (format/BUNDLE.md). Every\n"
-        "artifact is verified before it is packed. The file appears only when complete\n"
+        "Writes compiled documents (every configuration of each, or those --config and\n"
+        "-m select) into a bundle: a tar archive compressed with zstd that `tar -tf`\n"
+        "lists, holding a manifest (kvz-bundle.json: documents, model fingerprints,\n"
+        "sizes, checksums), the artifacts and the shared prompt prefixes they need\n"
+        "(format/BUNDLE.md). Every artifact is verified before it is packed. The file appears only when complete\n"
         "(through a link, the file it names); a pipe or a device is written as it\n"
         "goes, and with -o - (or /dev/stdout) the report goes to stderr. Move the bundle to\n"
         "another machine and `kvz unpack` it there.\n"
         "\n"
         "  --doc NAME          a document as `kvz ls` names it (repeatable)\n"
         "  --all               every document of the store\n"
+        "  --config ID         only the forms whose config id begins with these 8 to 16\n"
+        "                      hex digits (`kvz ls` shows them; the id of one\n"
+        "                      compression is the same in every document and store)\n"
+        "  -m, --model MODEL   only the forms compiled by this model (not those stored\n"
+        "                      aside with unpack --allow-model-mismatch)\n"
+        "                      With either, --all leaves out a document without such a\n"
+        "                      form (the count is said; `unpack --prune` of the bundle\n"
+        "                      would remove it from the receiving store), and --doc of\n"
+        "                      one is an error.\n"
         "  -o, --output FILE   the bundle\n"
         "  --quiet             print nothing but errors\n";
     ship_args a;
-    int rc = parse_ship(argc, argv, help, " store doc all output quiet ", &a);
+    int rc = parse_ship(argc, argv, help, " store doc all output quiet config model ", &a);
     if (rc == KVZ_EXIT_OK && (!a.store || !a.output))
         rc = usage_error(argv[0], "--store DIR and -o FILE are required");
     else if (rc == KVZ_EXIT_OK && (a.all == (a.n_docs > 0) || optind != argc))
         rc = usage_error(argv[0], "name documents with --doc, or give --all (not both)");
+    else if (rc == KVZ_EXIT_OK && a.config.number)
+        rc = usage_error(argv[0], "--config takes a form's id here: its number differs from document to "
+                                  "document (kvz ls shows both)");
     if (rc)
         return parse_failed(&a, rc);
     kvz_store *s = NULL;
     pack_ctx p = {0};
+    p.config = a.config.id_digits ? &a.config : NULL;
     uint64_t bytes = 0;
-    int st = kvz_store_open(&s, a.store, KVZ_STORE_READONLY);
+    int st = KVZ_OK;
+    if (a.model) { /* the store first: a missing one is said before a model is loaded */
+        st = kvz_store_open(&s, a.store, KVZ_STORE_READONLY);
+        kvz_store_close(s), s = NULL;
+        kvz_model *model = NULL;
+        kvz_model_identity id = {0};
+        if (st == KVZ_OK)
+            st = model_identity(a.model, &model, &id);
+        kvz_model_free(model);
+        p.model = id.fingerprint;
+    }
+    if (st == KVZ_OK)
+        st = kvz_store_open(&s, a.store, KVZ_STORE_READONLY);
     if (st == KVZ_OK)
         st = kvz_store_read_begin(s, &p.t);
     if (st == KVZ_OK)
@@ -267,11 +322,16 @@ int cmd_pack(int argc, char **argv)
         if (st == KVZ_ERR_NOT_FOUND)
             st = kvz_errorf(KVZ_ERR_NOT_FOUND, "no document '%s' in the store '%s' (see kvz ls)", a.docs[i], a.store);
         if (st == KVZ_OK && (st = kvz_doc_record_decode(val, len, &rec)) == KVZ_OK) {
-            st = pack_doc(&p, a.docs[i], &rec);
+            st = pack_named_doc(&p, &a, a.docs[i], &rec);
             kvz_doc_record_free(&rec);
         }
     }
-    if (st == KVZ_OK && p.docs == 0)
+    const char *filters = p.config && p.model ? "--config and --model select" : p.config ? "--config selects"
+                                                                                         : "--model selects";
+    if (st == KVZ_OK && p.docs == 0 && p.left_out)
+        st = kvz_errorf(KVZ_ERR_NOT_FOUND, "none of the store's %zu document(s) has a form that %s (see kvz ls)",
+                        p.left_out, filters);
+    else if (st == KVZ_OK && p.docs == 0)
         st = kvz_errorf(KVZ_ERR_NOT_FOUND, "the store '%s' holds no documents to pack", a.store);
     if (st == KVZ_OK)
         st = kvz_bundle_write(p.w, a.output, &bytes);
@@ -285,6 +345,9 @@ int cmd_pack(int argc, char **argv)
     if (!a.quiet)
         fprintf(cli_report_stream(a.output), "packed %zu document(s), %zu configuration(s) into %s (%.1f KB)\n",
                 p.docs, p.configs, a.output, bytes / 1024.0);
+    if (!a.quiet && p.left_out)
+        fprintf(cli_report_stream(a.output), "%zu document(s) without a form that %s left out\n", p.left_out,
+                filters);
     return KVZ_EXIT_OK;
 }
 
@@ -297,8 +360,39 @@ typedef struct unpack_ctx {
     int checking;           /* unpack --check: nothing is written in any case */
     size_t other_model;     /* configurations compiled by another model */
     uint64_t other_fingerprint;
-    size_t artifacts[3], prefixes_added, prefixes_repaired; /* artifacts[kvz_artifact_outcome] */
+    size_t artifacts[4], prefixes_added, prefixes_repaired; /* artifacts[kvz_artifact_outcome] */
+    uint8_t (*wanted)[16];  /* sorted ids of the artifacts of documents that do not lose to the store's */
+    size_t n_wanted;
 } unpack_ctx;
+
+static int id_order(const void *a, const void *b)
+{
+    return memcmp(a, b, 16);
+}
+
+/* Before pass 2 writes: the artifacts some document of the bundle needs. A
+ * document whose name holds newer other content in the store is left alone,
+ * and its artifacts would only wait there for `kvz gc`. */
+static int unpack_wanted(unpack_ctx *u, const kvz_bundle_manifest *m)
+{
+    size_t n = 0;
+    for (size_t d = 0; d < m->n_docs; d++)
+        for (uint32_t k = 0; k < m->docs[d].record.n_entries; k++)
+            n += m->docs[d].record.entries[k].n_segments;
+    u->wanted = malloc((n ? n : 1) * sizeof *u->wanted);
+    if (!u->wanted)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    for (size_t d = 0; d < m->n_docs; d++) {
+        const kvz_doc_record *r = &m->docs[d].record;
+        int loses;
+        KVZ_TRY(kvz_transfer_loses(u->store, m->docs[d].name, r, &loses));
+        for (uint32_t k = 0; !loses && k < r->n_entries; k++)
+            for (uint32_t s = 0; s < r->entries[k].n_segments; s++)
+                memcpy(u->wanted[u->n_wanted++], r->entries[k].artifact_ids[s], 16);
+    }
+    qsort(u->wanted, u->n_wanted, sizeof *u->wanted, id_order);
+    return KVZ_OK;
+}
 
 static int unpack_policy(void *ctx, const kvz_bundle_manifest *m)
 {
@@ -340,7 +434,10 @@ static int unpack_artifact(void *ctx, const kvz_bundle_file *f, const kvz_artifa
 {
     unpack_ctx *u = ctx;
     kvz_artifact_outcome o;
-    KVZ_TRY(kvz_transfer_artifact(u->store, f->id, a->data, a->size, &o));
+    if (bsearch(f->id, u->wanted, u->n_wanted, sizeof *u->wanted, id_order))
+        KVZ_TRY(kvz_transfer_artifact(u->store, f->id, a->data, a->size, &o));
+    else /* only documents left alone use it: it mends a damaged copy the store has, adds none */
+        KVZ_TRY(kvz_transfer_artifact_if_held(u->store, f->id, a->data, a->size, &o));
     u->artifacts[o]++;
     return KVZ_OK;
 }
@@ -464,6 +561,28 @@ static void name_the_bundle(int st, const char *spool_path, const char *shown)
     }
 }
 
+/* A bundle's dates are the packer's word: one past this machine's clock (by
+ * more than a skew) would win every "newest" decision until then, so it is said. */
+static void note_future_dates(const char *shown, const kvz_bundle_manifest *m)
+{
+    uint64_t now = (uint64_t)time(NULL), latest = 0;
+    size_t n = 0;
+    for (size_t d = 0; d < m->n_docs; d++)
+        for (uint32_t k = 0; k < m->docs[d].record.n_entries; k++) {
+            uint64_t t = m->docs[d].record.entries[k].created;
+            n += t > now + 3600;
+            latest = t > latest ? t : latest;
+        }
+    if (!n)
+        return;
+    char when[32];
+    cli_format_time(latest, when);
+    fflush(stdout); /* after what was said there */
+    fprintf(stderr, "kvz unpack: note: %zu configuration(s) of %s are dated after this machine's clock (the latest "
+            "%s): until then they count as newer than any compile here (the form query loads, the content that "
+            "wins a name)\n", n, shown, when);
+}
+
 /* unpack --check: pass 1 of unpack alone, then the listing. */
 static int check_bundle(ship_args *a, const char *file)
 {
@@ -502,6 +621,8 @@ static int check_bundle(ship_args *a, const char *file)
         if (fflush(stdout) != 0 || ferror(stdout))
             st = kvz_errorf(KVZ_ERR_IO, "cannot write the listing: %s", strerror(errno));
     }
+    if (st == KVZ_OK && !a->quiet)
+        note_future_dates(file, &m);
     kvz_bundle_manifest_free(&m);
     free(a->docs);
     return st == KVZ_OK ? KVZ_EXIT_OK : cli_fail("unpack", st);
@@ -527,8 +648,9 @@ int cmd_unpack(int argc, char **argv)
         "Unpacking twice writes nothing new. FILE may be '-' or a pipe (ssh host 'kvz\n"
         "pack ... -o -' | kvz unpack - ...): it is copied into $TMPDIR first.\n"
         "Where a name holds other content, the newer compile wins, for the whole\n"
-        "document (all its configurations); each name replaced is said on stderr. A\n"
-        "damaged artifact in the store that the bundle holds sound is replaced.\n"
+        "document (all its configurations); each name replaced is said on stderr, and\n"
+        "the artifacts of a document that loses are not written. A damaged artifact in\n"
+        "the store that the bundle holds sound is replaced.\n"
         "\n"
         "--check runs the checks alone, with no store, and lists what the bundle holds\n"
         "as `kvz ls` lists a store (each form numbered in the bundle, its id the same\n"
@@ -592,10 +714,14 @@ int cmd_unpack(int argc, char **argv)
                 "its names and dates are taken as they are\n", shown,
                 m.compiler[0] ? cli_shown(writer, m.compiler, strlen(m.compiler)) : "an older kvz");
     }
+    if (st == KVZ_OK && !a.quiet)
+        note_future_dates(shown, &m);
     /* pass 2: write, artifacts first (re-checked: the file may have changed), documents last */
     kvz_bundle_visitor write = {unpack_policy, unpack_prefix, unpack_artifact, &u};
     if (st == KVZ_OK)
         st = kvz_store_open(&u.store, a.store, KVZ_STORE_CREATE);
+    if (st == KVZ_OK)
+        st = unpack_wanted(&u, &m);
     if (st == KVZ_OK)
         st = kvz_bundle_read(file, &lim, &write, NULL);
     size_t counts[4] = {0};
@@ -606,6 +732,7 @@ int cmd_unpack(int argc, char **argv)
         st = name_set_add(&names, m.docs[d].name);
     kvz_bundle_manifest_free(&m);
     kvz_store_close(u.store);
+    free(u.wanted);
     store_collect_report pruned = {0};
     if (st == KVZ_OK && a.prune)
         st = prune_to(a.store, &names, "the bundle holds", "unpack --prune", a.quiet, &pruned);
@@ -620,9 +747,12 @@ int cmd_unpack(int argc, char **argv)
     if (!a.quiet) {
         printf("unpacked into %s: %zu configuration(s) added, %zu already there, %zu replaced older content, "
                "%zu left alone (the store's content under the name wins); %zu artifact(s) written, %zu "
-               "already there\n", a.store, counts[KVZ_ENTRY_ADDED], counts[KVZ_ENTRY_PRESENT],
+               "already there", a.store, counts[KVZ_ENTRY_ADDED], counts[KVZ_ENTRY_PRESENT],
                counts[KVZ_ENTRY_REPLACED], counts[KVZ_ENTRY_KEPT_NEWER],
                u.artifacts[KVZ_ARTIFACT_ADDED] + u.artifacts[KVZ_ARTIFACT_REPAIRED], u.artifacts[KVZ_ARTIFACT_PRESENT]);
+        if (u.artifacts[KVZ_ARTIFACT_ABSENT])
+            printf(", %zu not written (only documents left alone use them)", u.artifacts[KVZ_ARTIFACT_ABSENT]);
+        printf("\n");
         size_t repaired = u.artifacts[KVZ_ARTIFACT_REPAIRED] + u.prefixes_repaired;
         if (repaired)
             printf("%zu damaged artifact(s) replaced by the bundle's good copy\n", repaired);
@@ -640,7 +770,8 @@ int cmd_unpack(int argc, char **argv)
 
 typedef struct merge_ctx {
     kvz_store_txn *t;
-    kvz_store *into;
+    kvz_store *into;        /* NULL until the first write when DIR held no store */
+    const char *into_dir;
     prefix_cache prefixes;
     const char *source;
     size_t counts[4], artifacts_added, repaired, bad;
@@ -648,34 +779,65 @@ typedef struct merge_ctx {
     int quiet;
 } merge_ctx;
 
-static int merge_artifacts(merge_ctx *m, const char *doc, const kvz_doc_entry *e)
+/* DIR is made when the first sound artifact is written into it: a merge of
+ * sources whose every document is damaged makes no store. */
+static int merge_destination(merge_ctx *m)
 {
-    for (uint32_t s = 0; s < e->n_segments; s++) {
-        kvz_artifact a, prefix;
+    return m->into ? KVZ_OK : kvz_store_open(&m->into, m->into_dir, KVZ_STORE_CREATE);
+}
+
+/* One configuration's artifacts into DIR, every segment verified before any is
+ * written (a damaged one writes nothing of it, nor makes DIR). `losing`: the
+ * document loses to DIR's under its name, and its artifacts only mend damaged
+ * copies DIR holds (another document of DIR may use them). */
+static int merge_artifacts(merge_ctx *m, const char *doc, const kvz_doc_entry *e, int losing)
+{
+    kvz_artifact *segments = calloc(e->n_segments ? e->n_segments : 1, sizeof *segments);
+    if (!segments)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    int rc = KVZ_OK;
+    for (uint32_t s = 0; s < e->n_segments && rc == KVZ_OK; s++)
+        rc = get_artifact(m->t, e->artifact_ids[s], doc, &segments[s]);
+    for (uint32_t s = 0; s < e->n_segments && rc == KVZ_OK; s++) {
+        const kvz_artifact *a = &segments[s];
+        kvz_artifact prefix;
         int first = 0;
         kvz_artifact_outcome o = KVZ_ARTIFACT_PRESENT;
-        KVZ_TRY(get_artifact(m->t, e->artifact_ids[s], doc, &a));
-        KVZ_TRY(first_prefix(&m->prefixes, m->t, &a, &prefix, &first));
-        if (first)
-            KVZ_TRY(kvz_transfer_prefix(m->into, &prefix, &o));
+        if (losing) { /* no prefix either: marked as brought, a winning document's would be left out */
+            rc = kvz_transfer_artifact_if_held(m->into, e->artifact_ids[s], a->data, a->size, &o);
+            m->repaired += o == KVZ_ARTIFACT_REPAIRED;
+            continue;
+        }
+        rc = first_prefix(&m->prefixes, m->t, a, &prefix, &first);
+        if (rc == KVZ_OK)
+            rc = merge_destination(m);
+        if (rc == KVZ_OK && first)
+            rc = kvz_transfer_prefix(m->into, &prefix, &o);
         m->repaired += o == KVZ_ARTIFACT_REPAIRED;
-        KVZ_TRY(kvz_transfer_artifact(m->into, e->artifact_ids[s], a.data, a.size, &o));
-        m->artifacts_added += o != KVZ_ARTIFACT_PRESENT;
-        m->repaired += o == KVZ_ARTIFACT_REPAIRED;
+        if (rc == KVZ_OK)
+            rc = kvz_transfer_artifact(m->into, e->artifact_ids[s], a->data, a->size, &o);
+        m->artifacts_added += rc == KVZ_OK && o != KVZ_ARTIFACT_PRESENT;
+        m->repaired += rc == KVZ_OK && o == KVZ_ARTIFACT_REPAIRED;
     }
-    return KVZ_OK;
+    free(segments);
+    return rc;
 }
 
 /* A source document: its configurations' artifacts, then the document whole
- * (less the configurations whose artifacts are damaged). */
+ * (less the configurations whose artifacts are damaged); of a document whose
+ * content loses to DIR's under the name, no configuration (its artifacts
+ * only mend DIR's damaged copies). */
 static int merge_doc(void *ctx, const char *doc, kvz_doc_record *rec)
 {
     merge_ctx *m = ctx;
     if (m->names)
         KVZ_TRY(name_set_add(m->names, doc));
+    int loses = 0;
+    if (m->into)
+        KVZ_TRY(kvz_transfer_loses(m->into, doc, rec, &loses));
     uint32_t good = 0;
     for (uint32_t i = 0; i < rec->n_entries; i++) {
-        int rc = merge_artifacts(m, doc, &rec->entries[i]);
+        int rc = merge_artifacts(m, doc, &rec->entries[i], loses);
         if (rc == KVZ_ERR_FORMAT) { /* a damaged source document: report it, merge the rest */
             fprintf(stderr, "kvz merge: %s: skipped: %s\n", m->source, kvz_last_error());
             m->bad++;
@@ -687,6 +849,10 @@ static int merge_doc(void *ctx, const char *doc, kvz_doc_record *rec)
             rec->entries[i] = kept;
         }
     }
+    if (loses)
+        m->counts[KVZ_ENTRY_KEPT_NEWER] += good;
+    if (loses || !good)
+        return KVZ_OK;
     kvz_doc_record merged = *rec;
     merged.n_entries = good;
     return put_document(m->into, doc, &merged, m->counts, "merge", m->quiet ? NULL : m->source);
@@ -698,15 +864,17 @@ int cmd_merge(int argc, char **argv)
         "usage: kvz merge SRC_STORE... --into DIR [--prune] [--quiet]\n"
         "\n"
         "Copies every compiled document of the source stores (for example the shards\n"
-        "of `kvz compile --shard i/N`) into DIR (created if missing). Ids are content\n"
-        "addresses, so what DIR has is skipped and merging again writes nothing;\n"
-        "merging shards gives the store a single compile would have. Every artifact is\n"
-        "verified before it is written; a document is written after its artifacts. A\n"
-        "damaged document in a source is reported and skipped (exit status 4).\n"
+        "of `kvz compile --shard i/N`) into DIR (created if missing, once there is a\n"
+        "sound document to write). Ids are content addresses, so what DIR has is\n"
+        "skipped and merging again writes nothing; merging shards gives the store a\n"
+        "single compile would have. Every artifact is verified before it is written;\n"
+        "a document is written after its artifacts. A damaged document in a source is\n"
+        "reported and skipped (exit status 4).\n"
         "When a name holds other content in two places, the newer compile wins, for\n"
         "the whole document (all its configurations; two stores give the same result\n"
-        "in either order); each name so replaced is said on stderr. A damaged artifact\n"
-        "in DIR that a source holds sound is replaced.\n"
+        "in either order); each name so replaced is said on stderr, and of a document\n"
+        "that loses nothing is copied. A damaged artifact in DIR that a source holds\n"
+        "sound is replaced.\n"
         "\n"
         "  --prune  then remove from DIR the documents none of the sources holds, and\n"
         "           what only they used (as `kvz rm`): for a DIR the sources fill whole,\n"
@@ -734,8 +902,11 @@ int cmd_merge(int argc, char **argv)
         st = kvz_store_open(&src, argv[i], KVZ_STORE_READONLY);
         kvz_store_close(src);
     }
-    if (st == KVZ_OK)
-        st = kvz_store_open(&m.into, a.into, KVZ_STORE_CREATE);
+    m.into_dir = a.into;
+    if (st == KVZ_OK && (st = kvz_store_open(&m.into, a.into, 0)) == KVZ_ERR_NOT_FOUND) {
+        kvz_error_clear(); /* made at the first write (merge_destination) */
+        st = KVZ_OK;
+    }
     char into_real[PATH_MAX] = "";
     if (st == KVZ_OK && !realpath(a.into, into_real))
         into_real[0] = '\0';
@@ -756,6 +927,9 @@ int cmd_merge(int argc, char **argv)
         m.t = NULL;
         kvz_store_close(src);
     }
+    if (st == KVZ_OK && !m.bad) /* sources of no documents: DIR is still made, empty */
+        st = merge_destination(&m);
+    int made = m.into != NULL;
     kvz_store_close(m.into);
     free(m.prefixes.keys);
     free(a.docs);
@@ -776,6 +950,8 @@ int cmd_merge(int argc, char **argv)
         if (a.prune && !m.bad)
             printf("; %zu document(s) pruned, %.1f KB that no document used freed", pruned.documents,
                    pruned.bytes / 1024.0);
+        if (!made)
+            printf("; no store made at %s: nothing sound to write", a.into);
         printf("\n");
     }
     return m.bad ? cli_exit_code(KVZ_ERR_FORMAT) : KVZ_EXIT_OK;
@@ -900,7 +1076,7 @@ static int ensure_prefix(import_ctx *c, const kvz_manifest *m)
 }
 
 /* When every segment of the artifact's document is in the store, file the document. */
-static int import_entry(import_ctx *c, const kvz_manifest *m, int *complete)
+static int import_entry(import_ctx *c, const kvz_manifest *m, int *complete, kvz_entry_outcome *o)
 {
     kvz_doc_entry e = {.config_id = kvz_config_id(m->config), .model_fingerprint = m->model.fingerprint,
                        .n_segments = m->n_segments};
@@ -924,9 +1100,8 @@ static int import_entry(import_ctx *c, const kvz_manifest *m, int *complete)
         }
     }
     kvz_store_read_end(t);
-    kvz_entry_outcome o;
     if (rc == KVZ_OK && *complete)
-        rc = kvz_transfer_entry(c->store, m->doc_name, m->doc_hash, &e, &o);
+        rc = kvz_transfer_entry(c->store, m->doc_name, m->doc_hash, &e, o);
     free(e.artifact_ids);
     return rc;
 }
@@ -1019,22 +1194,36 @@ static int import_file(import_ctx *c, const char *path, char *data, size_t size)
     if (rc == KVZ_OK)
         rc = ensure_prefix(c, m);
     uint8_t id[16];
-    int complete = 0;
+    int complete = 0, loses = 0;
     kvz_artifact_outcome o = KVZ_ARTIFACT_PRESENT;
+    kvz_entry_outcome filed = KVZ_ENTRY_ADDED;
+    /* other content under the name, compiled later, stays: nothing to add. Known
+     * here for a document of one segment only: each segment of a compile has its
+     * own time, and the document's is the latest of them */
+    if (rc == KVZ_OK && m->n_segments == 1) {
+        kvz_doc_entry alone = {.created = m->created};
+        kvz_doc_record r = {.n_entries = 1, .entries = &alone};
+        memcpy(r.doc_hash, m->doc_hash, 16);
+        rc = kvz_transfer_loses(c->store, m->doc_name, &r, &loses);
+    }
     if (rc == KVZ_OK) {
         kvz_artifact_id(m->config, m->doc_hash, m->segment, m->n_segments, id);
-        rc = kvz_transfer_artifact(c->store, id, data, size, &o);
+        rc = loses ? kvz_transfer_artifact_if_held(c->store, id, data, size, &o) /* mends, adds none */
+                   : kvz_transfer_artifact(c->store, id, data, size, &o);
     }
-    if (rc == KVZ_OK)
-        rc = import_entry(c, m, &complete);
+    if (rc == KVZ_OK && !loses)
+        rc = import_entry(c, m, &complete, &filed);
+    loses |= complete && filed == KVZ_ENTRY_KEPT_NEWER;
     char shown[CLI_SHOWN_MAX];
     if (rc == KVZ_OK && !c->quiet)
         printf("%s: %s segment %u of %u (%s)%s%s\n", path, cli_shown(shown, m->doc_name, strlen(m->doc_name)),
                m->segment + 1, m->n_segments,
                m->summary[0] ? m->summary : m->method,
-               o == KVZ_ARTIFACT_ADDED ? "" : o == KVZ_ARTIFACT_PRESENT ? ", already in the store"
-                                                                       : ", replacing a damaged copy in the store",
-               complete ? "" : "; the document appears when all its segments are imported");
+               o == KVZ_ARTIFACT_REPAIRED                 ? ", replacing a damaged copy in the store"
+               : o == KVZ_ARTIFACT_PRESENT && !loses ? ", already in the store"
+                                                     : "",
+               loses ? ": left alone, the store holds other content under the name, compiled later"
+               : complete ? "" : "; the document appears when all its segments are imported");
     free(data);
     return rc == KVZ_OK ? KVZ_OK : kvz_error_context(rc, "%s", path);
 }
@@ -1050,7 +1239,8 @@ int cmd_import(int argc, char **argv)
         "else the setup's SmolLM2);\n"
         "when the store lacks that model's shared prompt prefix, it is computed. A\n"
         "document appears once all of its segments are in; importing twice writes\n"
-        "nothing new.\n"
+        "nothing new. Where the name holds other content, compiled later, the\n"
+        "artifact is left alone and said so (the newer compile wins, as in unpack).\n"
         "\n"
         "  --allow-model-mismatch  store another model's artifacts aside; the store must\n"
         "                          hold that model's shared prefix already (a bundle of\n"

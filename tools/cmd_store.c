@@ -106,8 +106,10 @@ int cmd_ls(int argc, char **argv)
         "(per document, in the order they arrived in this store) and its id's first\n"
         "8 hex digits (the same in every store), either of which `--config` of\n"
         "inspect, query, generate and export takes, the parameters, tokens, segments,\n"
-        "artifact bytes and bytes per original token. --json adds the whole id, the\n"
-        "model's fingerprint and the artifact ids.\n";
+        "artifact bytes and bytes per original token; where the store holds forms of\n"
+        "more than one model (unpack --allow-model-mismatch), each row ends with its\n"
+        "model's fingerprint (the first 8 hex digits; `kvz inspect` names the model).\n"
+        "--json adds the whole id, the model's fingerprint and the artifact ids.\n";
     store_args a;
     int rc = parse_store_args(argc, argv, help, &a, 0, "j");
     if (rc)

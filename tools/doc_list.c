@@ -24,6 +24,9 @@ int doc_list_measure(void *ctx, const char *name, kvz_doc_record *rec)
     if (columns > l->name_width && columns <= NAME_MAX_COLUMNS)
         l->name_width = columns;
     for (uint32_t i = 0; i < rec->n_entries; i++) { /* a bundle's summary is untrusted text: shown escaped */
+        if (!l->model_seen)
+            l->model = rec->entries[i].model_fingerprint, l->model_seen = 1;
+        l->several_models |= rec->entries[i].model_fingerprint != l->model;
         cli_shown(shown, rec->entries[i].summary, strlen(rec->entries[i].summary));
         columns = (int)strlen(shown) - cli_pad_width(shown, 0);
         if (columns > l->summary_width)
@@ -62,13 +65,15 @@ int doc_list_row(void *ctx, const char *name, kvz_doc_record *rec)
             char shown[CLI_SHOWN_MAX], summary[CLI_SHOWN_MAX];
             cli_shown(shown, name, strlen(name));
             cli_shown(summary, e->summary, strlen(e->summary));
-            char id[17]; /* 8 digits, more where two begin alike */
-            printf("%-*s %2u %s  %-*s %7u tok %3u seg %10.1f KB %8.1f B/tok  %s\n",
+            char id[17], model[32] = ""; /* 8 digits, more where two begin alike */
+            if (l->several_models) /* which forms a query with one model can use */
+                snprintf(model, sizeof model, "  model %08llx", (unsigned long long)(e->model_fingerprint >> 32));
+            printf("%-*s %2u %s  %-*s %7u tok %3u seg %10.1f KB %8.1f B/tok  %s%s\n",
                    cli_pad_width(shown, l->name_width), shown, i + 1, kvz_doc_record_short_id(rec, e->config_id, id),
                    cli_pad_width(summary, l->summary_width),
                    summary,
                    e->n_tokens, e->n_segments, e->stored_bytes / 1024.0,
-                   e->n_tokens ? (double)e->stored_bytes / e->n_tokens : 0, when);
+                   e->n_tokens ? (double)e->stored_bytes / e->n_tokens : 0, when, model);
         }
     }
     return KVZ_OK;

@@ -308,7 +308,7 @@ fi
 # SIGTERM (or SIGINT, or SIGHUP) in the middle of a compile: it says where it stopped and
 # what the store keeps (a nightly job's log), and ends by the signal
 S3="$TMP/store3"
-"$KVZ" compile "$TMP/corpus" --store "$S3" --model "$MODEL" --method kvzip 2>"$TMP/term.err" &
+"$KVZ" compile "$TMP/corpus" --store "$S3" --model "$MODEL" --method kvzip --json >"$TMP/term.out" 2>"$TMP/term.err" &
 pid=$!
 i=0
 while [ $i -lt 600 ]; do
@@ -318,10 +318,22 @@ done
 kill -TERM $pid 2>/dev/null; wait $pid; rc=$?
 in_store=$("$KVZ" ls --store "$S3" | grep -c kvzip)
 said=$(sed -n 's/^kvz compile: interrupted at .* (document [0-9]* of 11); before it \([0-9]*\) compiled and 0 unchanged, which the store keeps, .*: the same command goes on from there$/\1/p' "$TMP/term.err")
-[ $rc -eq 143 ] && [ -n "$said" ] && [ "$said" -ge 1 ] && [ "$said" -le "$in_store" ] &&
+# --json: every line whole, the last one the summary of an interrupted run (the same count)
+json_ok=$(python3 - "$TMP/term.out" "$said" <<'PY'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+s = lines[-1].get("summary", {})
+docs = [l for l in lines[:-1] if l.get("status") == "compiled"]
+print(int(s.get("interrupted") is True and "interrupted_at" in s and str(s["compiled"]) == sys.argv[2]
+          and len(docs) == s["compiled"]
+          and sum(s[k] for k in ("compiled", "unchanged", "skipped", "failed", "not_attempted")) == 11
+          and all("summary" not in l for l in lines[:-1])))
+PY
+)
+[ $rc -eq 143 ] && [ -n "$said" ] && [ "$said" -ge 1 ] && [ "$said" -le "$in_store" ] && [ "$json_ok" = 1 ] &&
     "$KVZ" verify --store "$S3" >/dev/null 2>&1 &&
-    ok "SIGTERM mid-compile: '$said compiled before it' said, $in_store in the store, exit by the signal" ||
-    { fail "SIGTERM mid-compile: exit $rc, said '$said', $in_store in the store"; cat "$TMP/term.err"; }
+    ok "SIGTERM mid-compile: '$said compiled before it' said (and in --json's summary), $in_store in the store, exit by the signal" ||
+    { fail "SIGTERM mid-compile: exit $rc, said '$said', $in_store in the store, json $json_ok"; cat "$TMP/term.err" "$TMP/term.out"; }
 
 # a flipped byte inside an artifact is found
 cp -r "$S" "$TMP/broken"

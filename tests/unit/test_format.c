@@ -613,6 +613,39 @@ static void test_transfer_takes_later_times(void **state)
     kvz_store_close(s);
 }
 
+/* Content that loses to the store's under its name is known before any of
+ * its artifacts is written (kvz_transfer_loses), and its document put then
+ * needs none of them; content that wins still needs them all. */
+static void test_transfer_losing_content_needs_no_artifacts(void **state)
+{
+    (void)state;
+    uint8_t ids[6][16] = {{1}, {2}, {3}, {4}, {5}, {6}}, absent[1][16] = {{0x99}};
+    kvz_doc_entry stored = entry_at(1, 300, &ids[0]), old = entry_at(2, 200, absent), young = entry_at(2, 400, absent);
+    kvz_doc_record a = {.doc_hash = {0xa0}, .n_entries = 1, .entries = &stored};
+    kvz_doc_record b_old = {.doc_hash = {0xb0}, .n_entries = 1, .entries = &old};
+    kvz_doc_record b_young = {.doc_hash = {0xb0}, .n_entries = 1, .entries = &young};
+    kvz_doc_record a_again = {.doc_hash = {0xa0}, .n_entries = 1, .entries = &old};
+    kvz_store *s;
+    CHECK_OK(kvz_store_open(&s, test_tmp_path("transfer-loses"), KVZ_STORE_CREATE));
+    CHECK_OK(kvz_store_write(s, put_ids, ids));
+    int loses = 1;
+    CHECK_OK(kvz_transfer_loses(s, "doc", &a, &loses)); /* no such name yet */
+    assert_int_equal(loses, 0);
+    kvz_entry_outcome o;
+    CHECK_OK(kvz_transfer_document(s, "doc", &a, &o));
+    CHECK_OK(kvz_transfer_loses(s, "doc", &b_old, &loses));
+    assert_int_equal(loses, 1);
+    CHECK_OK(kvz_transfer_document(s, "doc", &b_old, &o)); /* its artifact absent: not needed */
+    assert_int_equal(o, KVZ_ENTRY_KEPT_NEWER);
+    CHECK_OK(kvz_transfer_loses(s, "doc", &a_again, &loses)); /* the same content never loses */
+    assert_int_equal(loses, 0);
+    CHECK_OK(kvz_transfer_loses(s, "doc", &b_young, &loses));
+    assert_int_equal(loses, 0);
+    assert_int_equal(kvz_transfer_document(s, "doc", &b_young, &o), KVZ_ERR_NOT_FOUND);
+    kvz_error_clear();
+    kvz_store_close(s);
+}
+
 /* A stored artifact that fails its checks is replaced by a good copy brought
  * again (unpack or merge mends a damaged store); a sound one with other bytes
  * (the same configuration compiled at another time) and the same bytes stay. */
@@ -668,6 +701,7 @@ int main(void)
         cmocka_unit_test(test_doc_record_pick),
         cmocka_unit_test(test_transfer_whole_documents),
         cmocka_unit_test(test_transfer_takes_later_times),
+        cmocka_unit_test(test_transfer_losing_content_needs_no_artifacts),
         cmocka_unit_test(test_transfer_mends_damaged_artifacts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
