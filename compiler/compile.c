@@ -222,7 +222,7 @@ int kvz_compiler_store_prefix(kvz_compiler *c, uint64_t *prefix_hash)
     kvz_artifact a;
     *prefix_hash = c->prefix_hash;
     KVZ_TRY(kvz_artifact_open(&a, c->prefix_artifact, c->prefix_artifact_size));
-    return kvz_transfer_prefix(c->store, &a, NULL);
+    return kvz_transfer_prefix(c->store, &a, 0, NULL);
 }
 
 /* The configuration's window, as text: the default as "32" and a given one

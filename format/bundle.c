@@ -248,7 +248,7 @@ static int manifest_json(const kvz_bundle_writer *w, char **out, size_t *len)
         const kvz_bundle_doc *d = &w->m.docs[i];
         json_t *doc = json_object(), *configs = json_array(), *name = json_string(d->name);
         if (!name) {
-            rc = kvz_errorf(KVZ_ERR_ARG, "document name '%s' is not UTF-8; a bundle's manifest cannot name it",
+            rc = kvz_errorf(KVZ_ERR_UNSUPPORTED, "document name '%s' is not UTF-8; a bundle's manifest cannot name it",
                             d->name);
             json_decref(doc), json_decref(configs);
             break;

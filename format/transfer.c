@@ -122,7 +122,7 @@ int kvz_transfer_artifact_if_held(kvz_store *s, const uint8_t id[16], const void
     return rc;
 }
 
-int kvz_transfer_prefix(kvz_store *s, const kvz_artifact *prefix, kvz_artifact_outcome *outcome)
+int kvz_transfer_prefix(kvz_store *s, const kvz_artifact *prefix, int held_only, kvz_artifact_outcome *outcome)
 {
     const kvz_manifest *m = &prefix->manifest;
     if (strcmp(m->method, "prefix") != 0)
@@ -132,7 +132,7 @@ int kvz_transfer_prefix(kvz_store *s, const kvz_artifact *prefix, kvz_artifact_o
     memcpy(&prefix_hash, m->doc_hash, 8); /* a prefix artifact names itself by its hash */
     char key[64];
     kvz_prefix_key(m->model.fingerprint, prefix_hash, key);
-    put_if_absent p = {KVZ_DB_META, key, strlen(key), prefix->data, prefix->size, KVZ_ARTIFACT_PRESENT, 0};
+    put_if_absent p = {KVZ_DB_META, key, strlen(key), prefix->data, prefix->size, KVZ_ARTIFACT_PRESENT, held_only};
     int rc = kvz_store_write(s, put_if_absent_fn, &p);
     if (outcome)
         *outcome = rc == KVZ_OK ? p.outcome : KVZ_ARTIFACT_PRESENT;

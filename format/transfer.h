@@ -46,8 +46,10 @@ int kvz_transfer_artifact(kvz_store *s, const uint8_t id[16], const void *bytes,
 int kvz_transfer_artifact_if_held(kvz_store *s, const uint8_t id[16], const void *bytes, size_t len,
                                   kvz_artifact_outcome *outcome);
 
-/* Write a shared prefix artifact (already verified) under its meta key, as above. */
-int kvz_transfer_prefix(kvz_store *s, const kvz_artifact *prefix, kvz_artifact_outcome *outcome);
+/* Write a shared prefix artifact (already verified) under its meta key, as
+ * above; with held_only, as kvz_transfer_artifact_if_held (only documents that
+ * lose need it). */
+int kvz_transfer_prefix(kvz_store *s, const kvz_artifact *prefix, int held_only, kvz_artifact_outcome *outcome);
 
 typedef enum kvz_entry_outcome {
     KVZ_ENTRY_ADDED = 0,     /* a new configuration of the document */

@@ -270,16 +270,23 @@ static size_t shown_byte(unsigned char ch, char out[5])
 const char *cli_shown(char buf[CLI_SHOWN_MAX], const char *s, size_t len)
 {
     size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
+    for (size_t i = 0; i < len;) {
         if (o + 8 >= CLI_SHOWN_MAX) {
             memcpy(buf + o, "...", 3);
             o += 3;
             break;
         }
+        /* a character whole; a byte that is not UTF-8 as \xNN, as a control character */
+        size_t k = (unsigned char)s[i] < 0x80 ? 1 : kvz_utf8_valid_prefix((const uint8_t *)s + i, len - i);
+        if (k > 1) {
+            memcpy(buf + o, s + i, k);
+            o += k, i += k;
+            continue;
+        }
         char one[5];
-        size_t n = shown_byte((unsigned char)s[i], one);
+        size_t n = k ? shown_byte((unsigned char)s[i], one) : (size_t)snprintf(one, 5, "\\x%02x", (unsigned char)s[i]);
         memcpy(buf + o, one, n);
-        o += n;
+        o += n, i++;
     }
     buf[o] = '\0';
     return buf;

@@ -8,6 +8,7 @@
 #include "format/doc_record.h"
 #include "format/transfer.h"
 #include "model/identity.h"
+#include "model/utf8.h"
 #include "tools/cli.h"
 #include "tools/doc_list.h"
 #include "tools/store_collect.h"
@@ -193,6 +194,8 @@ typedef struct pack_ctx {
     const kvz_config_pick *config; /* --config ID: only forms whose id begins so; NULL: all */
     uint64_t model;                /* --model: only forms it compiled; 0: all */
     size_t docs, configs, left_out;
+    size_t unnameable; /* --all: documents left out whose name is not UTF-8 */
+    int all;
 } pack_ctx;
 
 static int pack_takes(const pack_ctx *p, const kvz_doc_entry *e)
@@ -208,6 +211,18 @@ static int pack_doc(void *ctx, const char *doc, kvz_doc_record *rec)
     pack_ctx *p = ctx;
     int rc = KVZ_OK;
     size_t taken = 0;
+    if (kvz_utf8_valid_length((const uint8_t *)doc, strlen(doc)) != strlen(doc)) {
+        /* a file's name may be any bytes; a manifest's (JSON) only text */
+        char shown[CLI_SHOWN_MAX];
+        rc = kvz_errorf(KVZ_ERR_UNSUPPORTED, "'%s': its name is not UTF-8, which a bundle's manifest cannot hold "
+                        "(rename the file and compile it again)", cli_shown(shown, doc, strlen(doc)));
+        if (!p->all)
+            return rc;
+        fprintf(stderr, "kvz pack: left out: %s\n", kvz_last_error());
+        kvz_error_clear();
+        p->unnameable++;
+        return KVZ_OK;
+    }
     for (uint32_t i = 0; i < rec->n_entries && rc == KVZ_OK; i++) {
         const kvz_doc_entry *e = &rec->entries[i];
         if (!pack_takes(p, e))
@@ -257,24 +272,29 @@ int cmd_pack(int argc, char **argv)
         "-m select) into a bundle: a tar archive compressed with zstd that `tar -tf`\n"
         "lists, holding a manifest (kvz-bundle.json: documents, model fingerprints,\n"
         "sizes, checksums), the artifacts and the shared prompt prefixes they need\n"
-        "(format/BUNDLE.md). Every artifact is verified before it is packed. The file appears only when complete\n"
-        "(through a link, the file it names); a pipe or a device is written as it\n"
-        "goes, and with -o - (or /dev/stdout) the report goes to stderr. Move the bundle to\n"
-        "another machine and `kvz unpack` it there.\n"
+        "(format/BUNDLE.md). Every artifact is verified before it is packed. The file\n"
+        "appears only when complete (through a link, the file it names); a pipe or a\n"
+        "device is written as it goes, and with -o - (or /dev/stdout) the report goes\n"
+        "to stderr. Move the bundle to another machine and `kvz unpack` it there.\n"
         "\n"
         "  --doc NAME          a document as `kvz ls` names it (repeatable)\n"
         "  --all               every document of the store\n"
         "  --config ID         only the forms whose config id begins with these 8 to 16\n"
         "                      hex digits (`kvz ls` shows them; the id of one\n"
         "                      compression is the same in every document and store)\n"
-        "  -m, --model MODEL   only the forms compiled by this model (not those stored\n"
-        "                      aside with unpack --allow-model-mismatch)\n"
+        "  -m, --model MODEL   only the forms compiled by this model (with the model a\n"
+        "                      store serves: not the other models' forms unpack\n"
+        "                      --allow-model-mismatch stored aside)\n"
         "                      With either, --all leaves out a document without such a\n"
         "                      form (the count is said; `unpack --prune` of the bundle\n"
         "                      would remove it from the receiving store), and --doc of\n"
         "                      one is an error.\n"
         "  -o, --output FILE   the bundle\n"
-        "  --quiet             print nothing but errors\n";
+        "  --quiet             print nothing but errors\n"
+        "\n"
+        "A document whose name is not UTF-8 (a file's name may be any bytes, a\n"
+        "manifest's only text) is left out of --all and said; the bundle is written\n"
+        "and the exit status is 5.\n";
     ship_args a;
     int rc = parse_ship(argc, argv, help, " store doc all output quiet config model ", &a);
     if (rc == KVZ_EXIT_OK && (!a.store || !a.output))
@@ -289,6 +309,7 @@ int cmd_pack(int argc, char **argv)
     kvz_store *s = NULL;
     pack_ctx p = {0};
     p.config = a.config.id_digits ? &a.config : NULL;
+    p.all = a.all;
     uint64_t bytes = 0;
     int st = KVZ_OK;
     if (a.model) { /* the store first: a missing one is said before a model is loaded */
@@ -331,6 +352,9 @@ int cmd_pack(int argc, char **argv)
     if (st == KVZ_OK && p.docs == 0 && p.left_out)
         st = kvz_errorf(KVZ_ERR_NOT_FOUND, "none of the store's %zu document(s) has a form that %s (see kvz ls)",
                         p.left_out, filters);
+    else if (st == KVZ_OK && p.docs == 0 && p.unnameable)
+        st = kvz_errorf(KVZ_ERR_UNSUPPORTED, "nothing to pack: %zu document(s) left out, their names are not UTF-8",
+                        p.unnameable);
     else if (st == KVZ_OK && p.docs == 0)
         st = kvz_errorf(KVZ_ERR_NOT_FOUND, "the store '%s' holds no documents to pack", a.store);
     if (st == KVZ_OK)
@@ -348,6 +372,10 @@ int cmd_pack(int argc, char **argv)
     if (!a.quiet && p.left_out)
         fprintf(cli_report_stream(a.output), "%zu document(s) without a form that %s left out\n", p.left_out,
                 filters);
+    if (p.unnameable) { /* the bundle is made; what it lacks is not to go unnoticed */
+        fprintf(stderr, "kvz pack: %zu document(s) left out: their names are not UTF-8\n", p.unnameable);
+        return cli_exit_code(KVZ_ERR_UNSUPPORTED);
+    }
     return KVZ_EXIT_OK;
 }
 
@@ -363,6 +391,9 @@ typedef struct unpack_ctx {
     size_t artifacts[4], prefixes_added, prefixes_repaired; /* artifacts[kvz_artifact_outcome] */
     uint8_t (*wanted)[16];  /* sorted ids of the artifacts of documents that do not lose to the store's */
     size_t n_wanted;
+    uint64_t *wanted_models; /* the models whose configurations those documents hold (their prefixes) */
+    size_t n_wanted_models;
+    size_t other_model_left_alone; /* of other_model: in documents that lose */
 } unpack_ctx;
 
 static int id_order(const void *a, const void *b)
@@ -380,15 +411,26 @@ static int unpack_wanted(unpack_ctx *u, const kvz_bundle_manifest *m)
         for (uint32_t k = 0; k < m->docs[d].record.n_entries; k++)
             n += m->docs[d].record.entries[k].n_segments;
     u->wanted = malloc((n ? n : 1) * sizeof *u->wanted);
-    if (!u->wanted)
+    u->wanted_models = malloc((n ? n : 1) * sizeof *u->wanted_models);
+    if (!u->wanted || !u->wanted_models)
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     for (size_t d = 0; d < m->n_docs; d++) {
         const kvz_doc_record *r = &m->docs[d].record;
         int loses;
         KVZ_TRY(kvz_transfer_loses(u->store, m->docs[d].name, r, &loses));
-        for (uint32_t k = 0; !loses && k < r->n_entries; k++)
-            for (uint32_t s = 0; s < r->entries[k].n_segments; s++)
-                memcpy(u->wanted[u->n_wanted++], r->entries[k].artifact_ids[s], 16);
+        for (uint32_t k = 0; k < r->n_entries; k++) {
+            const kvz_doc_entry *e = &r->entries[k];
+            u->other_model_left_alone += loses && e->model_fingerprint != u->model;
+            if (loses)
+                continue;
+            for (uint32_t s = 0; s < e->n_segments; s++)
+                memcpy(u->wanted[u->n_wanted++], e->artifact_ids[s], 16);
+            size_t seen = 0;
+            while (seen < u->n_wanted_models && u->wanted_models[seen] != e->model_fingerprint)
+                seen++;
+            if (seen == u->n_wanted_models)
+                u->wanted_models[u->n_wanted_models++] = e->model_fingerprint;
+        }
     }
     qsort(u->wanted, u->n_wanted, sizeof *u->wanted, id_order);
     return KVZ_OK;
@@ -424,8 +466,11 @@ static int unpack_prefix(void *ctx, const kvz_bundle_file *f, const kvz_artifact
 {
     unpack_ctx *u = ctx;
     kvz_artifact_outcome o;
-    KVZ_TRY(kvz_transfer_prefix(u->store, a, &o));
-    u->prefixes_added += o != KVZ_ARTIFACT_PRESENT;
+    int wanted = 0; /* a model of some document that does not lose: its prefix is needed */
+    for (size_t i = 0; i < u->n_wanted_models && !wanted; i++)
+        wanted = u->wanted_models[i] == f->model;
+    KVZ_TRY(kvz_transfer_prefix(u->store, a, !wanted, &o));
+    u->prefixes_added += o == KVZ_ARTIFACT_ADDED || o == KVZ_ARTIFACT_REPAIRED;
     u->prefixes_repaired += o == KVZ_ARTIFACT_REPAIRED;
     return KVZ_OK;
 }
@@ -507,6 +552,14 @@ static void pruned_one(void *ctx, const void *name, size_t len)
     fprintf(stderr, "pruned %s\n", cli_shown(shown, (const char *)name, len));
 }
 
+/* A document of `from` whose content loses to the store's under its name. */
+static void say_left_alone(const char *command, const char *name, const char *from)
+{
+    char shown[CLI_SHOWN_MAX];
+    fprintf(stderr, "kvz %s: %s: %s's content under the name left alone: the store's was compiled later\n", command,
+            cli_shown(shown, name, strlen(name)), from);
+}
+
 /* A document, all its configurations at once, into the store; counts[o]:
  * how many configurations had outcome o. A name whose other content gave way
  * is said on stderr (with `from`, the source; NULL: quiet): two teams' names
@@ -525,6 +578,8 @@ static int put_document(kvz_store *s, const char *name, const kvz_doc_record *re
         fprintf(stderr, "kvz %s: %s: the content under the name replaced by %s's\n", command,
                 cli_shown(shown, name, strlen(name)), from);
     }
+    if (rc == KVZ_OK && rec->n_entries && o[0] == KVZ_ENTRY_KEPT_NEWER && from)
+        say_left_alone(command, name, from);
     free(o);
     return rc;
 }
@@ -648,9 +703,9 @@ int cmd_unpack(int argc, char **argv)
         "Unpacking twice writes nothing new. FILE may be '-' or a pipe (ssh host 'kvz\n"
         "pack ... -o -' | kvz unpack - ...): it is copied into $TMPDIR first.\n"
         "Where a name holds other content, the newer compile wins, for the whole\n"
-        "document (all its configurations); each name replaced is said on stderr, and\n"
-        "the artifacts of a document that loses are not written. A damaged artifact in\n"
-        "the store that the bundle holds sound is replaced.\n"
+        "document (all its configurations); each name replaced or left alone is said\n"
+        "on stderr, and the artifacts of a document that loses are not written. A\n"
+        "damaged artifact in the store that the bundle holds sound is replaced.\n"
         "\n"
         "--check runs the checks alone, with no store, and lists what the bundle holds\n"
         "as `kvz ls` lists a store (each form numbered in the bundle, its id the same\n"
@@ -733,6 +788,7 @@ int cmd_unpack(int argc, char **argv)
     kvz_bundle_manifest_free(&m);
     kvz_store_close(u.store);
     free(u.wanted);
+    free(u.wanted_models);
     store_collect_report pruned = {0};
     if (st == KVZ_OK && a.prune)
         st = prune_to(a.store, &names, "the bundle holds", "unpack --prune", a.quiet, &pruned);
@@ -759,8 +815,8 @@ int cmd_unpack(int argc, char **argv)
         if (a.prune)
             printf("%zu document(s) pruned, %.1f KB that no document used freed\n", pruned.documents,
                    pruned.bytes / 1024.0);
-        if (u.other_model)
-            printf("%zu configuration(s) of model %016llx stored aside\n", u.other_model,
+        if (u.other_model > u.other_model_left_alone)
+            printf("%zu configuration(s) of model %016llx stored aside\n", u.other_model - u.other_model_left_alone,
                    (unsigned long long)u.other_fingerprint);
     }
     return KVZ_EXIT_OK;
@@ -805,14 +861,15 @@ static int merge_artifacts(merge_ctx *m, const char *doc, const kvz_doc_entry *e
         kvz_artifact_outcome o = KVZ_ARTIFACT_PRESENT;
         if (losing) { /* no prefix either: marked as brought, a winning document's would be left out */
             rc = kvz_transfer_artifact_if_held(m->into, e->artifact_ids[s], a->data, a->size, &o);
-            m->repaired += o == KVZ_ARTIFACT_REPAIRED;
+            m->artifacts_added += rc == KVZ_OK && o == KVZ_ARTIFACT_REPAIRED; /* written, as unpack counts */
+            m->repaired += rc == KVZ_OK && o == KVZ_ARTIFACT_REPAIRED;
             continue;
         }
         rc = first_prefix(&m->prefixes, m->t, a, &prefix, &first);
         if (rc == KVZ_OK)
             rc = merge_destination(m);
         if (rc == KVZ_OK && first)
-            rc = kvz_transfer_prefix(m->into, &prefix, &o);
+            rc = kvz_transfer_prefix(m->into, &prefix, 0, &o);
         m->repaired += o == KVZ_ARTIFACT_REPAIRED;
         if (rc == KVZ_OK)
             rc = kvz_transfer_artifact(m->into, e->artifact_ids[s], a->data, a->size, &o);
@@ -851,6 +908,8 @@ static int merge_doc(void *ctx, const char *doc, kvz_doc_record *rec)
     }
     if (loses)
         m->counts[KVZ_ENTRY_KEPT_NEWER] += good;
+    if (loses && good && !m->quiet)
+        say_left_alone("merge", doc, m->source);
     if (loses || !good)
         return KVZ_OK;
     kvz_doc_record merged = *rec;
@@ -864,17 +923,18 @@ int cmd_merge(int argc, char **argv)
         "usage: kvz merge SRC_STORE... --into DIR [--prune] [--quiet]\n"
         "\n"
         "Copies every compiled document of the source stores (for example the shards\n"
-        "of `kvz compile --shard i/N`) into DIR (created if missing, once there is a\n"
-        "sound document to write). Ids are content addresses, so what DIR has is\n"
+        "of `kvz compile --shard i/N`) into DIR (created if missing, unless every\n"
+        "source document is damaged). Ids are content addresses, so what DIR has is\n"
         "skipped and merging again writes nothing; merging shards gives the store a\n"
         "single compile would have. Every artifact is verified before it is written;\n"
         "a document is written after its artifacts. A damaged document in a source is\n"
         "reported and skipped (exit status 4).\n"
         "When a name holds other content in two places, the newer compile wins, for\n"
         "the whole document (all its configurations; two stores give the same result\n"
-        "in either order); each name so replaced is said on stderr, and of a document\n"
-        "that loses nothing is copied. A damaged artifact in DIR that a source holds\n"
-        "sound is replaced.\n"
+        "in either order); each name so replaced or left alone is said on stderr, and\n"
+        "of a document that loses nothing is copied (content a later source replaces\n"
+        "is copied first: `kvz gc` drops it). A damaged artifact in DIR that a source\n"
+        "holds sound is replaced.\n"
         "\n"
         "  --prune  then remove from DIR the documents none of the sources holds, and\n"
         "           what only they used (as `kvz rm`): for a DIR the sources fill whole,\n"
@@ -918,6 +978,7 @@ int cmd_merge(int argc, char **argv)
         }
         kvz_store *src = NULL;
         m.source = argv[i];
+        m.prefixes.n = 0; /* each source's own copy of a prefix is checked: a damaged one is its damage */
         st = kvz_store_open(&src, argv[i], KVZ_STORE_READONLY);
         if (st == KVZ_OK)
             st = kvz_store_read_begin(src, &m.t);
@@ -1215,15 +1276,20 @@ static int import_file(import_ctx *c, const char *path, char *data, size_t size)
         rc = import_entry(c, m, &complete, &filed);
     loses |= complete && filed == KVZ_ENTRY_KEPT_NEWER;
     char shown[CLI_SHOWN_MAX];
-    if (rc == KVZ_OK && !c->quiet)
+    if (rc == KVZ_OK && !c->quiet && loses)
+        printf("%s: %s segment %u of %u (%s): left alone, the store holds other content under the name, compiled "
+               "later%s\n", path, cli_shown(shown, m->doc_name, strlen(m->doc_name)), m->segment + 1, m->n_segments,
+               m->summary[0] ? m->summary : m->method,
+               o == KVZ_ARTIFACT_REPAIRED ? " (its artifact mended a damaged copy another document uses)" : "");
+    else if (rc == KVZ_OK && !c->quiet)
         printf("%s: %s segment %u of %u (%s)%s%s\n", path, cli_shown(shown, m->doc_name, strlen(m->doc_name)),
                m->segment + 1, m->n_segments,
                m->summary[0] ? m->summary : m->method,
-               o == KVZ_ARTIFACT_REPAIRED                 ? ", replacing a damaged copy in the store"
-               : o == KVZ_ARTIFACT_PRESENT && !loses ? ", already in the store"
-                                                     : "",
-               loses ? ": left alone, the store holds other content under the name, compiled later"
-               : complete ? "" : "; the document appears when all its segments are imported");
+               o == KVZ_ARTIFACT_ADDED ? "" : o == KVZ_ARTIFACT_PRESENT ? ", already in the store"
+                                                                       : ", replacing a damaged copy in the store",
+               !complete                        ? "; the document appears when all its segments are imported"
+               : filed == KVZ_ENTRY_REPLACED ? "; it replaced the other, older content under the name"
+                                             : "");
     free(data);
     return rc == KVZ_OK ? KVZ_OK : kvz_error_context(rc, "%s", path);
 }

@@ -747,10 +747,54 @@ mkdir -p "$TMP/clash/m" && cp "$TMP/clash/x/h.txt" "$TMP/clash/m/x.txt" && cp "$
 "$KVZ" unpack "$TMP/clash/A.tar.zst" --store "$TMP/clash/Bm" >"$TMP/o" 2>&1 &&
     "$KVZ" merge "$TMP/clash/A" --into "$TMP/clash/Bm2" >>"$TMP/o" 2>&1 &&
     "$KVZ" verify --store "$TMP/clash/Bm" >/dev/null 2>&1 && "$KVZ" verify --store "$TMP/clash/Bm2" >/dev/null 2>&1 &&
-    [ "$(grep -c "left alone" "$TMP/o")" -eq 2 ] && grep -q "^1 damaged artifact(s) replaced by the bundle's good copy$" "$TMP/o" &&
+    [ "$(grep -c " left alone (" "$TMP/o")" -eq 2 ] && grep -q "^1 damaged artifact(s) replaced by the bundle's good copy$" "$TMP/o" &&
     grep -q "; 1 damaged artifact(s) replaced by a good copy$" "$TMP/o" &&
     ok "unpack and merge of content that loses mend the store's damaged copy of an artifact another document uses" ||
     { fail "mending through a losing document"; cat "$TMP/o"; }
+
+# each name left alone is said; another model's bundle whose document loses writes no
+# prefix and stores nothing aside
+grep -q "^kvz unpack: h.txt: .*A.tar.zst's content under the name left alone: the store's was compiled later$" "$TMP/o" &&
+    grep -q "^kvz merge: h.txt: .*clash/A's content under the name left alone: the store's was compiled later$" "$TMP/o" &&
+    ok "unpack and merge name each document left alone" || { fail "left alone, unnamed"; cat "$TMP/o"; }
+(cd "$TMP/clash/x" && "$kvz_abs" compile h.txt --store ../T -m "$TMP/tiny.gguf" --method recent --reserve 64 --quiet) &&
+    sleep 1.1 && (cd "$TMP/clash/y" && "$kvz_abs" compile h.txt --store ../Ynew -m "$model_abs" --method recent --quiet) &&
+    "$KVZ" pack --store "$TMP/clash/T" --all -o "$TMP/clash/T.tar.zst" >/dev/null &&
+    "$KVZ" unpack "$TMP/clash/T.tar.zst" --store "$TMP/clash/Ynew" --allow-model-mismatch >"$TMP/o" 2>&1 &&
+    "$KVZ" gc --store "$TMP/clash/Ynew" --dry-run >>"$TMP/o" 2>&1 && grep -q "1 left alone" "$TMP/o" &&
+    ! grep -q "stored aside" "$TMP/o" && grep -q "^would drop 0 artifact(s) and 0 prefix(es)" "$TMP/o" &&
+    ok "another model's bundle whose document loses: nothing written, not even its prefix" ||
+    { fail "another model's losing bundle"; cat "$TMP/o"; }
+# a source's damaged prefix is its damage in either order of the sources (each source's copy
+# is checked): exit 4 both ways
+cp -r "$TMP/clash/B" "$TMP/clash/Dp" && mdb_dump -s meta "$TMP/clash/Dp" >"$TMP/clash/meta.dump" &&
+    python3 - "$TMP/clash/Dp/data.mdb" "$TMP/clash/meta.dump" <<'PY' || fail "damaging a prefix"
+import sys
+lines = open(sys.argv[2]).read().split("\n")
+key = [i for i, l in enumerate(lines) if l.startswith(" 7072656669782f")][0] # "prefix/"
+head = bytes.fromhex(lines[key + 1].strip())[:64]
+data = bytearray(open(sys.argv[1], "rb").read())
+at = data.find(head)
+assert at > 0 and data.find(head, at + 1) < 0
+data[at + 2000] ^= 0x40
+open(sys.argv[1], "wb").write(data)
+PY
+"$KVZ" merge "$TMP/clash/Dp" "$TMP/clash/B" --into "$TMP/clash/DB" >"$TMP/o" 2>&1; rc1=$?
+"$KVZ" merge "$TMP/clash/B" "$TMP/clash/Dp" --into "$TMP/clash/BD" --prune >>"$TMP/o" 2>&1; rc2=$?
+[ $rc1 -eq 4 ] && [ $rc2 -eq 4 ] && [ "$(grep -c "skipped: .*shared prefix" "$TMP/o")" -eq 2 ] &&
+    grep -q "nothing pruned: a source had damaged documents" "$TMP/o" &&
+    ok "a source's damaged prefix: exit 4 whichever source comes first" || { fail "damaged prefix by order: $rc1 $rc2"; cat "$TMP/o"; }
+# a name that is not UTF-8 (a file's name may be any bytes): shown as \xNN; pack --all leaves
+# it out, says so and exits 5, the bundle written with the rest
+mkdir -p "$TMP/clash/raw" && cp "$TMP/clash/x/h.txt" "$TMP/clash/raw/ok.txt" &&
+    cp "$TMP/clash/y/h.txt" "$(printf "$TMP/clash/raw/bad\377.txt")" &&
+    (cd "$TMP/clash/raw" && "$kvz_abs" compile . --store ../R -m "$model_abs" --method recent --quiet) &&
+    "$KVZ" ls --store "$TMP/clash/R" >"$TMP/o" 2>&1 || fail "compiling a name that is not UTF-8"
+"$KVZ" pack --store "$TMP/clash/R" --all -o "$TMP/clash/R.tar.zst" >>"$TMP/o" 2>&1; rc=$?
+grep -qF './bad\xff.txt ' "$TMP/o" && [ $rc -eq 5 ] && grep -qF "kvz pack: left out: './bad\\xff.txt': its name is not UTF-8" "$TMP/o" &&
+    "$KVZ" unpack "$TMP/clash/R.tar.zst" --check --json | grep -c '"document"' | grep -qx 1 &&
+    ok "a name that is not UTF-8: ls shows \\xff, pack --all leaves it out (exit 5) and packs the rest" ||
+    { fail "a name that is not UTF-8: pack exit $rc"; cat "$TMP/o"; }
 
 # ---- kill -9 during unpack, again and again: the store stays valid -----------------------
 K="$TMP/k"
