@@ -258,10 +258,19 @@ int cli_parse_weights(const char *s, int *policy)
     return 0;
 }
 
-/* One byte as a terminal line shows it, into out (5 bytes); its length. */
-static size_t shown_byte(unsigned char ch, char out[5])
+/* The character that opens s[0..len) as a terminal line shows it, into out
+ * (its length; at most 4 bytes and a NUL), *used: the bytes of s it took. A
+ * control byte (newline, escape, ...) or a byte that is not UTF-8 as \xNN. */
+static size_t shown_char(const char *s, size_t len, char out[5], size_t *used)
 {
-    if (ch < 0x20 || ch == 0x7f)
+    unsigned char ch = (unsigned char)s[0];
+    size_t k = ch < 0x80 ? 1 : kvz_utf8_valid_prefix((const uint8_t *)s, len);
+    *used = k ? k : 1;
+    if (k > 1) {
+        memcpy(out, s, k);
+        return k;
+    }
+    if (k == 0 || ch < 0x20 || ch == 0x7f)
         return (size_t)snprintf(out, 5, "\\x%02x", ch);
     out[0] = (char)ch;
     return 1;
@@ -270,23 +279,13 @@ static size_t shown_byte(unsigned char ch, char out[5])
 const char *cli_shown(char buf[CLI_SHOWN_MAX], const char *s, size_t len)
 {
     size_t o = 0;
-    for (size_t i = 0; i < len;) {
+    for (size_t i = 0, used; i < len; i += used) {
         if (o + 8 >= CLI_SHOWN_MAX) {
             memcpy(buf + o, "...", 3);
             o += 3;
             break;
         }
-        /* a character whole; a byte that is not UTF-8 as \xNN, as a control character */
-        size_t k = (unsigned char)s[i] < 0x80 ? 1 : kvz_utf8_valid_prefix((const uint8_t *)s + i, len - i);
-        if (k > 1) {
-            memcpy(buf + o, s + i, k);
-            o += k, i += k;
-            continue;
-        }
-        char one[5];
-        size_t n = k ? shown_byte((unsigned char)s[i], one) : (size_t)snprintf(one, 5, "\\x%02x", (unsigned char)s[i]);
-        memcpy(buf + o, one, n);
-        o += n, i++;
+        o += shown_char(s + i, len - i, buf + o, &used);
     }
     buf[o] = '\0';
     return buf;
@@ -353,9 +352,9 @@ int cli_pad_width(const char *s, int columns)
 
 void cli_put_shown(FILE *f, const char *s)
 {
-    for (; *s; s++) {
+    for (size_t len = strlen(s), i = 0, used; i < len; i += used) {
         char one[5];
-        fwrite(one, 1, shown_byte((unsigned char)*s, one), f);
+        fwrite(one, 1, shown_char(s + i, len - i, one, &used), f);
     }
 }
 

@@ -69,9 +69,10 @@ int cli_parse_weights(const char *s, int *policy);
 void cli_json_string(FILE *f, const char *s, size_t len);
 
 /* A document name as a terminal line shows it: each control byte (newline,
- * escape, ...) as \xNN, so a name cannot break a listing's lines or move the
- * cursor; other bytes as they are (--json keeps them exact). Returns buf,
- * cut with "..." past its end; CLI_SHOWN_MAX holds any name a store takes. */
+ * escape, ...) and each byte that is not UTF-8 as \xNN, so a name cannot break
+ * a listing's lines or move the cursor; characters as they are (--json keeps
+ * them). Returns buf, cut with "..." past its end; CLI_SHOWN_MAX holds any
+ * name a store takes. */
 #define CLI_SHOWN_MAX (4 * 512 + 4)
 const char *cli_shown(char buf[CLI_SHOWN_MAX], const char *s, size_t len);
 /* 0 when an --svg PATH can be written beside the command's report: a file,

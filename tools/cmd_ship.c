@@ -211,7 +211,10 @@ static int pack_doc(void *ctx, const char *doc, kvz_doc_record *rec)
     pack_ctx *p = ctx;
     int rc = KVZ_OK;
     size_t taken = 0;
-    if (kvz_utf8_valid_length((const uint8_t *)doc, strlen(doc)) != strlen(doc)) {
+    int any = 0; /* a form to pack: then its name matters */
+    for (uint32_t i = 0; i < rec->n_entries && !any; i++)
+        any = pack_takes(p, &rec->entries[i]);
+    if (any && kvz_utf8_valid_length((const uint8_t *)doc, strlen(doc)) != strlen(doc)) {
         /* a file's name may be any bytes; a manifest's (JSON) only text */
         char shown[CLI_SHOWN_MAX];
         rc = kvz_errorf(KVZ_ERR_UNSUPPORTED, "'%s': its name is not UTF-8, which a bundle's manifest cannot hold "
@@ -294,7 +297,8 @@ int cmd_pack(int argc, char **argv)
         "\n"
         "A document whose name is not UTF-8 (a file's name may be any bytes, a\n"
         "manifest's only text) is left out of --all and said; the bundle is written\n"
-        "and the exit status is 5.\n";
+        "and the exit status is 5 (`unpack --prune` of it would remove the document\n"
+        "from the receiving store).\n";
     ship_args a;
     int rc = parse_ship(argc, argv, help, " store doc all output quiet config model ", &a);
     if (rc == KVZ_EXIT_OK && (!a.store || !a.output))
@@ -831,6 +835,7 @@ typedef struct merge_ctx {
     prefix_cache prefixes;
     const char *source;
     size_t counts[4], artifacts_added, repaired, bad;
+    int into_failed; /* a write into DIR failed: DIR's fault (a damaged DIR), not the source's */
     name_set *names; /* --prune: every source document's name, else NULL */
     int quiet;
 } merge_ctx;
@@ -861,18 +866,21 @@ static int merge_artifacts(merge_ctx *m, const char *doc, const kvz_doc_entry *e
         kvz_artifact_outcome o = KVZ_ARTIFACT_PRESENT;
         if (losing) { /* no prefix either: marked as brought, a winning document's would be left out */
             rc = kvz_transfer_artifact_if_held(m->into, e->artifact_ids[s], a->data, a->size, &o);
+            m->into_failed = rc != KVZ_OK;
             m->artifacts_added += rc == KVZ_OK && o == KVZ_ARTIFACT_REPAIRED; /* written, as unpack counts */
             m->repaired += rc == KVZ_OK && o == KVZ_ARTIFACT_REPAIRED;
             continue;
         }
         rc = first_prefix(&m->prefixes, m->t, a, &prefix, &first);
-        if (rc == KVZ_OK)
-            rc = merge_destination(m);
+        if (rc != KVZ_OK)
+            break; /* the source's prefix */
+        rc = merge_destination(m);
         if (rc == KVZ_OK && first)
             rc = kvz_transfer_prefix(m->into, &prefix, 0, &o);
         m->repaired += o == KVZ_ARTIFACT_REPAIRED;
         if (rc == KVZ_OK)
             rc = kvz_transfer_artifact(m->into, e->artifact_ids[s], a->data, a->size, &o);
+        m->into_failed = rc != KVZ_OK;
         m->artifacts_added += rc == KVZ_OK && o != KVZ_ARTIFACT_PRESENT;
         m->repaired += rc == KVZ_OK && o == KVZ_ARTIFACT_REPAIRED;
     }
@@ -895,7 +903,7 @@ static int merge_doc(void *ctx, const char *doc, kvz_doc_record *rec)
     uint32_t good = 0;
     for (uint32_t i = 0; i < rec->n_entries; i++) {
         int rc = merge_artifacts(m, doc, &rec->entries[i], loses);
-        if (rc == KVZ_ERR_FORMAT) { /* a damaged source document: report it, merge the rest */
+        if (rc == KVZ_ERR_FORMAT && !m->into_failed) { /* a damaged source document: report it, merge the rest */
             fprintf(stderr, "kvz merge: %s: skipped: %s\n", m->source, kvz_last_error());
             m->bad++;
         } else if (rc != KVZ_OK) {
@@ -1252,21 +1260,21 @@ static int import_file(import_ctx *c, const char *path, char *data, size_t size)
     int rc = data ? kvz_transfer_check(data, size, &a)
                   : import_read(c, path, &data, &size, &a); /* again: the file may have changed */
     const kvz_manifest *m = &a.manifest;
-    if (rc == KVZ_OK)
-        rc = ensure_prefix(c, m);
     uint8_t id[16];
     int complete = 0, loses = 0;
     kvz_artifact_outcome o = KVZ_ARTIFACT_PRESENT;
     kvz_entry_outcome filed = KVZ_ENTRY_ADDED;
-    /* other content under the name, compiled later, stays: nothing to add. Known
-     * here for a document of one segment only: each segment of a compile has its
-     * own time, and the document's is the latest of them */
+    /* other content under the name, compiled later, stays: nothing to add (nor
+     * its prefix to compute). Known here for a document of one segment only:
+     * each segment of a compile has its own time, the document's the latest */
     if (rc == KVZ_OK && m->n_segments == 1) {
         kvz_doc_entry alone = {.created = m->created};
         kvz_doc_record r = {.n_entries = 1, .entries = &alone};
         memcpy(r.doc_hash, m->doc_hash, 16);
         rc = kvz_transfer_loses(c->store, m->doc_name, &r, &loses);
     }
+    if (rc == KVZ_OK && !loses)
+        rc = ensure_prefix(c, m);
     if (rc == KVZ_OK) {
         kvz_artifact_id(m->config, m->doc_hash, m->segment, m->n_segments, id);
         rc = loses ? kvz_transfer_artifact_if_held(c->store, id, data, size, &o) /* mends, adds none */
