@@ -90,35 +90,13 @@ static int put_if_absent_fn(kvz_store_txn *t, void *ctx)
     return kvz_store_put(t, p->db, p->key, p->key_len, p->val, p->val_len);
 }
 
-int kvz_transfer_artifact(kvz_store *s, const uint8_t id[16], const void *bytes, size_t len,
+int kvz_transfer_artifact(kvz_store *s, const uint8_t id[16], const void *bytes, size_t len, int held_only,
                           kvz_artifact_outcome *outcome)
 {
-    put_if_absent p = {KVZ_DB_ARTIFACTS, id, 16, bytes, len, KVZ_ARTIFACT_PRESENT, 0};
+    put_if_absent p = {KVZ_DB_ARTIFACTS, id, 16, bytes, len, KVZ_ARTIFACT_PRESENT, held_only};
     int rc = kvz_store_write(s, put_if_absent_fn, &p);
     if (outcome)
         *outcome = rc == KVZ_OK ? p.outcome : KVZ_ARTIFACT_PRESENT;
-    return rc;
-}
-
-int kvz_transfer_artifact_if_held(kvz_store *s, const uint8_t id[16], const void *bytes, size_t len,
-                                  kvz_artifact_outcome *outcome)
-{
-    put_if_absent p = {KVZ_DB_ARTIFACTS, id, 16, bytes, len, KVZ_ARTIFACT_PRESENT, 1};
-    kvz_store_txn *t = NULL;
-    const void *v;
-    size_t n;
-    *outcome = KVZ_ARTIFACT_PRESENT;
-    KVZ_TRY(kvz_store_read_begin(s, &t)); /* a read first: a sound copy, the usual case, takes no write lock */
-    int rc = kvz_store_get(t, KVZ_DB_ARTIFACTS, id, 16, &v, &n);
-    int damaged = rc == KVZ_OK && stored_damaged(v, n, &p);
-    kvz_store_read_end(t);
-    if (rc == KVZ_ERR_NOT_FOUND)
-        return *outcome = KVZ_ARTIFACT_ABSENT, KVZ_OK;
-    KVZ_TRY(rc);
-    if (!damaged)
-        return KVZ_OK;
-    rc = kvz_store_write(s, put_if_absent_fn, &p);
-    *outcome = rc == KVZ_OK ? p.outcome : KVZ_ARTIFACT_PRESENT;
     return rc;
 }
 

@@ -31,24 +31,20 @@ typedef enum kvz_artifact_outcome {
     KVZ_ARTIFACT_PRESENT = 0,  /* the store had it (content addressing: the same thing) */
     KVZ_ARTIFACT_ADDED = 1,    /* written */
     KVZ_ARTIFACT_REPAIRED = 2, /* the stored copy failed its checks: replaced */
-    KVZ_ARTIFACT_ABSENT = 3    /* kvz_transfer_artifact_if_held: not in the store, not written */
+    KVZ_ARTIFACT_ABSENT = 3    /* held_only: not in the store, not written */
 } kvz_artifact_outcome;
 
 /* Write artifact `id` (already verified) unless the store has it. A stored
  * copy with other bytes that fails its checks (damaged on disk) is replaced:
- * bringing a good copy again is how a receiver without the sources mends it. */
-int kvz_transfer_artifact(kvz_store *s, const uint8_t id[16], const void *bytes, size_t len,
+ * bringing a good copy again is how a receiver without the sources mends it.
+ * held_only: only that mending, nothing added (KVZ_ARTIFACT_ABSENT), for an
+ * artifact only documents that lose to the store's use (kvz_transfer_loses):
+ * another document of the store may use the damaged copy. */
+int kvz_transfer_artifact(kvz_store *s, const uint8_t id[16], const void *bytes, size_t len, int held_only,
                           kvz_artifact_outcome *outcome);
 
-/* The same for an artifact only documents that lose to the store's use (see
- * kvz_transfer_loses): a damaged stored copy is mended (another document of
- * the store may use it), an absent one is not added (KVZ_ARTIFACT_ABSENT). */
-int kvz_transfer_artifact_if_held(kvz_store *s, const uint8_t id[16], const void *bytes, size_t len,
-                                  kvz_artifact_outcome *outcome);
-
 /* Write a shared prefix artifact (already verified) under its meta key, as
- * above; with held_only, as kvz_transfer_artifact_if_held (only documents that
- * lose need it). */
+ * above (held_only: only documents that lose need it). */
 int kvz_transfer_prefix(kvz_store *s, const kvz_artifact *prefix, int held_only, kvz_artifact_outcome *outcome);
 
 typedef enum kvz_entry_outcome {

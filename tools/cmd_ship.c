@@ -483,10 +483,9 @@ static int unpack_artifact(void *ctx, const kvz_bundle_file *f, const kvz_artifa
 {
     unpack_ctx *u = ctx;
     kvz_artifact_outcome o;
-    if (bsearch(f->id, u->wanted, u->n_wanted, sizeof *u->wanted, id_order))
-        KVZ_TRY(kvz_transfer_artifact(u->store, f->id, a->data, a->size, &o));
-    else /* only documents left alone use it: it mends a damaged copy the store has, adds none */
-        KVZ_TRY(kvz_transfer_artifact_if_held(u->store, f->id, a->data, a->size, &o));
+    /* one only documents left alone use mends a damaged copy the store has, adds none */
+    int wanted = bsearch(f->id, u->wanted, u->n_wanted, sizeof *u->wanted, id_order) != NULL;
+    KVZ_TRY(kvz_transfer_artifact(u->store, f->id, a->data, a->size, !wanted, &o));
     u->artifacts[o]++;
     return KVZ_OK;
 }
@@ -865,7 +864,7 @@ static int merge_artifacts(merge_ctx *m, const char *doc, const kvz_doc_entry *e
         int first = 0;
         kvz_artifact_outcome o = KVZ_ARTIFACT_PRESENT;
         if (losing) { /* no prefix either: marked as brought, a winning document's would be left out */
-            rc = kvz_transfer_artifact_if_held(m->into, e->artifact_ids[s], a->data, a->size, &o);
+            rc = kvz_transfer_artifact(m->into, e->artifact_ids[s], a->data, a->size, 1, &o);
             m->into_failed = rc != KVZ_OK;
             m->artifacts_added += rc == KVZ_OK && o == KVZ_ARTIFACT_REPAIRED; /* written, as unpack counts */
             m->repaired += rc == KVZ_OK && o == KVZ_ARTIFACT_REPAIRED;
@@ -879,7 +878,7 @@ static int merge_artifacts(merge_ctx *m, const char *doc, const kvz_doc_entry *e
             rc = kvz_transfer_prefix(m->into, &prefix, 0, &o);
         m->repaired += o == KVZ_ARTIFACT_REPAIRED;
         if (rc == KVZ_OK)
-            rc = kvz_transfer_artifact(m->into, e->artifact_ids[s], a->data, a->size, &o);
+            rc = kvz_transfer_artifact(m->into, e->artifact_ids[s], a->data, a->size, 0, &o);
         m->into_failed = rc != KVZ_OK;
         m->artifacts_added += rc == KVZ_OK && o != KVZ_ARTIFACT_PRESENT;
         m->repaired += rc == KVZ_OK && o == KVZ_ARTIFACT_REPAIRED;
@@ -1277,8 +1276,7 @@ static int import_file(import_ctx *c, const char *path, char *data, size_t size)
         rc = ensure_prefix(c, m);
     if (rc == KVZ_OK) {
         kvz_artifact_id(m->config, m->doc_hash, m->segment, m->n_segments, id);
-        rc = loses ? kvz_transfer_artifact_if_held(c->store, id, data, size, &o) /* mends, adds none */
-                   : kvz_transfer_artifact(c->store, id, data, size, &o);
+        rc = kvz_transfer_artifact(c->store, id, data, size, loses, &o); /* losing: mends, adds none */
     }
     if (rc == KVZ_OK && !loses)
         rc = import_entry(c, m, &complete, &filed);

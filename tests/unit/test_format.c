@@ -661,17 +661,17 @@ static void test_transfer_mends_damaged_artifacts(void **state)
     kvz_store *s;
     CHECK_OK(kvz_store_open(&s, test_tmp_path("transfer-mend"), KVZ_STORE_CREATE));
     kvz_artifact_outcome o;
-    CHECK_OK(kvz_transfer_artifact(s, id, damaged, size, &o)); /* as if damaged on disk later */
+    CHECK_OK(kvz_transfer_artifact(s, id, damaged, size, 0, &o)); /* as if damaged on disk later */
     assert_int_equal(o, KVZ_ARTIFACT_ADDED);
-    CHECK_OK(kvz_transfer_artifact(s, id, good, size, &o));
+    CHECK_OK(kvz_transfer_artifact(s, id, good, size, 0, &o));
     assert_int_equal(o, KVZ_ARTIFACT_REPAIRED);
-    CHECK_OK(kvz_transfer_artifact(s, id, good, size, &o));
+    CHECK_OK(kvz_transfer_artifact(s, id, good, size, 0, &o));
     assert_int_equal(o, KVZ_ARTIFACT_PRESENT);
     size_t other_size;
     kvz_manifest other_m;
     float *other_keys, *other_values; /* sound, other bytes: stays */
     uint8_t *other = build(8, &other_size, &other_m, &other_keys, &other_values);
-    CHECK_OK(kvz_transfer_artifact(s, id, other, other_size, &o));
+    CHECK_OK(kvz_transfer_artifact(s, id, other, other_size, 0, &o));
     assert_int_equal(o, KVZ_ARTIFACT_PRESENT);
     kvz_store_txn *t;
     const void *v;
