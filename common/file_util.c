@@ -107,6 +107,39 @@ void kvz_atomic_file_remove_in_progress(void)
         unlink(tmp);
 }
 
+/* A file without a name in the folder of `path` (O_TMPFILE), or -1 where the
+ * file system cannot make one or /proc cannot name it at commit. */
+static int open_unnamed(const char *path)
+{
+    if (access("/proc/self/fd", X_OK) != 0)
+        return -1;
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    int fd = dir ? open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666) : -1;
+    free(dir);
+    return fd;
+}
+
+/* The unnamed temporary linked under a fresh name beside the target, for the
+ * rename: from here it is named, and removed on failure or by a signal. */
+static int name_unnamed(kvz_atomic_file *f)
+{
+    char proc[64];
+    size_t n = strlen(f->path) + 48;
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fileno(f->fp));
+    for (int attempt = 0; attempt < 100; attempt++) {
+        snprintf(f->tmp_path, n, "%s.tmp.%ld.%d", f->path, (long)getpid(), attempt);
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, f->tmp_path, AT_SYMLINK_FOLLOW) == 0) {
+            f->unnamed = 0;
+            in_progress = f->tmp_path;
+            return KVZ_OK;
+        }
+        if (errno != EEXIST)
+            break;
+    }
+    return kvz_errorf(KVZ_ERR_IO, "cannot name the temporary file of '%s': %s", f->path, strerror(errno));
+}
+
 int kvz_atomic_file_open(kvz_atomic_file *f, const char *path)
 {
     memset(f, 0, sizeof *f);
@@ -135,7 +168,8 @@ int kvz_atomic_file_open(kvz_atomic_file *f, const char *path)
     }
     /* a name of its own, created here and not through a link: another writer's
      * temporary, or a link planted under the name, is never written through */
-    int tmp = -1;
+    int tmp = open_unnamed(f->path);
+    f->unnamed = tmp >= 0;
     for (int attempt = 0; tmp < 0 && attempt < 100; attempt++) {
         snprintf(f->tmp_path, n, "%s.tmp.%ld.%d", f->path, (long)getpid(), attempt);
         tmp = open(f->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
@@ -147,14 +181,16 @@ int kvz_atomic_file_open(kvz_atomic_file *f, const char *path)
         int e = errno;
         if (tmp >= 0) {
             close(tmp);
-            remove(f->tmp_path);
+            if (!f->unnamed)
+                remove(f->tmp_path);
         }
         free(f->tmp_path); /* not ours to remove when it was not created */
         f->tmp_path = NULL;
         kvz_atomic_file_abort(f);
         return kvz_errorf(KVZ_ERR_IO, "cannot create '%s': %s", path, strerror(e));
     }
-    in_progress = f->tmp_path;
+    if (!f->unnamed)
+        in_progress = f->tmp_path;
     return KVZ_OK;
 }
 
@@ -174,12 +210,14 @@ int kvz_atomic_file_commit(kvz_atomic_file *f)
     int durable = f->tmp_path || (fstat(fileno(f->fp), &st) == 0 && S_ISREG(st.st_mode));
     if (fflush(f->fp) != 0 || (durable && fsync(fileno(f->fp)) != 0))
         rc = kvz_errorf(KVZ_ERR_IO, "cannot write '%s': %s", f->path, strerror(errno));
+    if (rc == KVZ_OK && f->unnamed)
+        rc = name_unnamed(f);
     if (fclose(f->fp) != 0 && rc == KVZ_OK)
         rc = kvz_errorf(KVZ_ERR_IO, "cannot write '%s': %s", f->path, strerror(errno));
     f->fp = NULL;
     if (rc == KVZ_OK && f->tmp_path && rename(f->tmp_path, f->path) != 0)
         rc = kvz_errorf(KVZ_ERR_IO, "cannot rename into '%s': %s", f->path, strerror(errno));
-    if (rc != KVZ_OK && f->tmp_path)
+    if (rc != KVZ_OK && f->tmp_path && !f->unnamed)
         remove(f->tmp_path);
     if (f->tmp_path && in_progress == f->tmp_path)
         in_progress = NULL;
@@ -195,7 +233,7 @@ void kvz_atomic_file_abort(kvz_atomic_file *f)
         if (!f->tmp_path)
             __fpurge(f->fp); /* written directly: what is still buffered goes nowhere */
         fclose(f->fp);
-        if (f->tmp_path)
+        if (f->tmp_path && !f->unnamed) /* an unnamed one is gone with its descriptor */
             remove(f->tmp_path);
     }
     if (f->tmp_path && in_progress == f->tmp_path)

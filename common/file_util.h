@@ -10,7 +10,9 @@
  * file stdout is redirected to), written through a copy of the descriptor so
  * that a file opened for appending keeps what it held.
  * A folder is refused. The temporary file is created exclusively, never
- * through a link.
+ * through a link; where the file system allows (O_TMPFILE), it has no name
+ * until commit, so that a process killed while writing (SIGKILL, the
+ * out-of-memory killer, a power cut) leaves nothing behind.
  */
 #ifndef KVZ_COMMON_FILE_UTIL_H
 #define KVZ_COMMON_FILE_UTIL_H
@@ -23,6 +25,7 @@ typedef struct kvz_atomic_file {
     FILE *fp;
     char *path;
     char *tmp_path; /* NULL when written directly */
+    int unnamed;    /* the temporary has no name yet (O_TMPFILE): tmp_path is the one commit gives it */
 } kvz_atomic_file;
 
 int kvz_atomic_file_open(kvz_atomic_file *f, const char *path);

@@ -53,13 +53,80 @@ struct kvz_store {
     int open_reads;
     /* lock.mdb, flock'ed: shared by every writer, exclusive for gc (KVZ_STORE_EXCLUSIVE) */
     int gate_fd;
+    /* Where the map lies in this process (found from /proc/self/maps; 0: not
+     * yet): the bounds of every read (outside_file). */
+    uintptr_t map_lo, map_hi;
+    /* Opens of this store in the process share this one (see open_stores). */
+    dev_t dev;
+    ino_t ino;
+    int refs, exclusive;
+    kvz_store *next_open;
 };
+
+/* One LMDB environment per store per process. LMDB's locks on lock.mdb are
+ * POSIX record locks, which a process loses all of when it closes any
+ * descriptor of the file: with a second environment on the same store (an
+ * engine opened before the old one is closed, say), closing either would
+ * leave the other's reads unlocked, and a writer elsewhere could take their
+ * reader slots for a dead process's and reuse the pages they read. So an
+ * open of a store this process has open already shares it (counted; the
+ * path of the first open names it in messages). */
+static pthread_mutex_t open_stores_lock = PTHREAD_MUTEX_INITIALIZER;
+static kvz_store *open_stores;
+static pthread_once_t fork_handler_once = PTHREAD_ONCE_INIT;
+
+/* A child of fork may use none of its parent's environments (LMDB), and its
+ * parent's locks are not its own: it starts with none open, and with the
+ * registry's lock free whatever another thread of the parent held. */
+static void forget_open_stores(void)
+{
+    pthread_mutex_init(&open_stores_lock, NULL);
+    open_stores = NULL;
+}
+
+static void install_fork_handler(void)
+{
+    pthread_atfork(NULL, NULL, forget_open_stores);
+}
 
 struct kvz_store_txn {
     kvz_store *store;
     MDB_txn *txn;
     int map_full; /* a put hit MDB_MAP_FULL: the write is retried on a bigger map */
+    /* A read's bounds: the pages of the file its commit can see. NULL in a
+     * write, whose new pages live in memory LMDB allocated. */
+    const char *file_lo, *file_hi;
 };
+
+/* LMDB trusts its pages: a key or value of a damaged page (its size or its
+ * place) can lie past the end of the file, a fault in whoever reads it. A
+ * read checks each before anything reads it. */
+static int outside_file(const kvz_store_txn *t, const void *p, size_t len)
+{
+    const char *c = p;
+    return t->file_hi && (c < t->file_lo || c > t->file_hi || len > (size_t)(t->file_hi - c));
+}
+
+/* A value that lies past the file is cut to what lies inside it (nothing,
+ * when it starts outside): every value kvz stores is checked by its reader
+ * (an artifact's size and checksums, a record's layout), so it reads as that
+ * one entry damaged, which a good copy mends, instead of failing the store. */
+static void within_file(const kvz_store_txn *t, MDB_val *v)
+{
+    if (!outside_file(t, v->mv_data, v->mv_size))
+        return;
+    const char *c = v->mv_data;
+    if (c < t->file_lo || c > t->file_hi)
+        v->mv_data = (void *)t->file_lo, v->mv_size = 0;
+    else
+        v->mv_size = (size_t)(t->file_hi - c);
+}
+
+static int damaged_page(const kvz_store_txn *t)
+{
+    return kvz_errorf(KVZ_ERR_FORMAT, "store '%s' is damaged: a key lies outside its file (restore the store from a "
+                      "backup or a bundle, or compile the documents again)", t->store->path);
+}
 
 /* What a failed write of the store's files most likely ran into, or NULL when
  * rc is no such failure. LMDB reports a short write (the file system filled up,
@@ -142,6 +209,7 @@ static int adopt_map_size(kvz_store *s)
         return kvz_errorf(KVZ_ERR_IO, "store '%s' grew beyond this process's map while %d read(s) of it are "
                           "open here; end them and try again", s->path, s->open_reads);
     int rc = mdb_env_set_mapsize(s->env, 0);
+    s->map_lo = s->map_hi = 0; /* moved: found again at the next read */
     return rc ? remap_failed(s, rc, "following its growth by another process") : KVZ_OK;
 }
 
@@ -374,7 +442,74 @@ static int check_whole(MDB_env *env, const char *dir, const char *data_path)
     return KVZ_OK;
 }
 
+/* The store of data.mdb `st` this process has open, or NULL; refused when
+ * it cannot serve `flags` (under open_stores_lock). */
+static int find_open_store(const struct stat *st, const char *dir, int flags, kvz_store **found)
+{
+    *found = NULL;
+    for (kvz_store *s = open_stores; s; s = s->next_open)
+        if (s->dev == st->st_dev && s->ino == st->st_ino) {
+            if (s->exclusive || (flags & KVZ_STORE_EXCLUSIVE))
+                return kvz_errorf(KVZ_ERR_IO, "store '%s' is open in this process already, and %s needs it alone",
+                                  dir, s->exclusive ? "that open (gc, rm or a prune)" : "this one (gc, rm or a prune)");
+            if (s->readonly && !(flags & KVZ_STORE_READONLY))
+                return kvz_errorf(KVZ_ERR_ARG, "store '%s' is open read-only in this process (an engine?): close "
+                                  "it before writing to the store", dir);
+            *found = s;
+            return KVZ_OK;
+        }
+    return KVZ_OK;
+}
+
+static int store_open_alone(kvz_store **out, const char *dir, int flags, size_t initial_map_bytes);
+
 int kvz_store_open_sized(kvz_store **out, const char *dir, int flags, size_t initial_map_bytes)
+{
+    *out = NULL;
+    char data_path[4096];
+    snprintf(data_path, sizeof data_path, "%s/data.mdb", dir);
+    struct stat st;
+    pthread_once(&fork_handler_once, install_fork_handler);
+    pthread_mutex_lock(&open_stores_lock);
+    kvz_store *s = NULL;
+    int rc = stat(data_path, &st) == 0 ? find_open_store(&st, dir, flags, &s) : KVZ_OK;
+    if (rc == KVZ_OK && s) {
+        s->refs++;
+        *out = s;
+    } else if (rc == KVZ_OK && (rc = store_open_alone(&s, dir, flags, initial_map_bytes)) == KVZ_OK) {
+        /* a read-only view of a store whose creation was cut short reads it as empty: not kept for later opens */
+        if (s->env && !s->empty && stat(data_path, &st) == 0) {
+            s->dev = st.st_dev, s->ino = st.st_ino;
+            s->exclusive = (flags & KVZ_STORE_EXCLUSIVE) != 0;
+            s->next_open = open_stores;
+            open_stores = s;
+        }
+        s->refs = 1;
+        *out = s;
+    }
+    pthread_mutex_unlock(&open_stores_lock);
+    return rc;
+}
+
+static void store_close_alone(kvz_store *s);
+
+void kvz_store_close(kvz_store *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&open_stores_lock);
+    int last = --s->refs <= 0;
+    for (kvz_store **at = &open_stores; last && *at; at = &(*at)->next_open)
+        if (*at == s) {
+            *at = s->next_open;
+            break;
+        }
+    if (last) /* inside the lock: an open of the store waits for the close of its descriptors */
+        store_close_alone(s);
+    pthread_mutex_unlock(&open_stores_lock);
+}
+
+static int store_open_alone(kvz_store **out, const char *dir, int flags, size_t initial_map_bytes)
 {
     *out = NULL;
     int readonly = (flags & KVZ_STORE_READONLY) != 0;
@@ -415,7 +550,7 @@ int kvz_store_open_sized(kvz_store **out, const char *dir, int flags, size_t ini
     if (status == KVZ_OK && !readonly)
         status = take_gate(s, dir, (flags & KVZ_STORE_EXCLUSIVE) != 0);
     if (status != KVZ_OK) {
-        kvz_store_close(s);
+        store_close_alone(s);
         return status;
     }
     int rc = mdb_env_create(&s->env);
@@ -444,14 +579,14 @@ int kvz_store_open_sized(kvz_store **out, const char *dir, int flags, size_t ini
     if (status == KVZ_OK)
         status = open_dbs(s, fresh);
     if (status != KVZ_OK) {
-        kvz_store_close(s);
+        store_close_alone(s);
         return status;
     }
     *out = s;
     return KVZ_OK;
 }
 
-void kvz_store_close(kvz_store *s)
+static void store_close_alone(kvz_store *s)
 {
     if (!s)
         return;
@@ -480,6 +615,7 @@ static int grow_map(kvz_store *s)
                         "process; nothing of this write was stored", s->path, s->open_reads);
     } else {
         int rc = mdb_env_set_mapsize(s->env, next);
+        s->map_lo = s->map_hi = 0;
         if (rc == EINVAL) /* a write is open in another thread: the map was not touched */
             st = kvz_errorf(KVZ_ERR_IO, "store '%s' is full and cannot grow while another thread of this "
                             "process writes to it; nothing of this write was stored", s->path);
@@ -500,7 +636,7 @@ int kvz_store_write(kvz_store *s, kvz_store_write_fn fn, void *ctx)
     for (;;) {
         if (s->broken)
             return unusable(s);
-        kvz_store_txn t = {s, NULL, 0};
+        kvz_store_txn t = {s, NULL, 0, NULL, NULL};
         int rc = LMDB_CALL(mdb_txn_begin(s->env, NULL, 0, &t.txn));
         if (rc == MDB_MAP_RESIZED) { /* another process grew it: adopt the new size */
             pthread_mutex_lock(&s->lock);
@@ -528,6 +664,46 @@ int kvz_store_write(kvz_store *s, kvz_store_write_fn fn, void *ctx)
     }
 }
 
+/* The mapping of this process that holds `inside`, from /proc/self/maps. */
+static int mapping_holding(uintptr_t inside, uintptr_t *lo, uintptr_t *hi)
+{
+    FILE *f = fopen("/proc/self/maps", "re");
+    char line[512];
+    int found = 0, line_start = 1;
+    while (f && !found && fgets(line, sizeof line, f)) {
+        unsigned long a, b;
+        if (line_start && sscanf(line, "%lx-%lx", &a, &b) == 2 && inside >= a && inside < b)
+            *lo = a, *hi = b, found = 1;
+        line_start = strchr(line, '\n') != NULL; /* a long path's rest is no line of its own */
+    }
+    if (f)
+        fclose(f);
+    return found;
+}
+
+/* A read's bounds (under the store's lock): the map is where the store's
+ * version, read through this transaction, lies; the file's pages are those
+ * up to the last one the latest commit numbered (check_whole made sure the
+ * file holds them). No bounds, and no check, where they cannot be found. */
+static void read_bounds(kvz_store_txn *t)
+{
+    kvz_store *s = t->store;
+    MDB_val key = {13, "store_version"}, val;
+    MDB_envinfo info;
+    MDB_stat env_stat;
+    if (LMDB_CALL(mdb_get(t->txn, s->dbi[KVZ_DB_META], &key, &val)) != 0 ||
+        LMDB_CALL(mdb_env_info(s->env, &info)) != 0 || LMDB_CALL(mdb_env_stat(s->env, &env_stat)) != 0)
+        return;
+    uintptr_t inside = (uintptr_t)val.mv_data;
+    if ((inside < s->map_lo || inside >= s->map_hi) && !mapping_holding(inside, &s->map_lo, &s->map_hi)) {
+        s->map_lo = s->map_hi = 0;
+        return;
+    }
+    uint64_t used = ((uint64_t)info.me_last_pgno + 1) * env_stat.ms_psize;
+    t->file_lo = (const char *)s->map_lo;
+    t->file_hi = t->file_lo + (used < s->map_hi - s->map_lo ? used : s->map_hi - s->map_lo);
+}
+
 int kvz_store_read_begin(kvz_store *s, kvz_store_txn **out)
 {
     *out = NULL;
@@ -548,6 +724,8 @@ int kvz_store_read_begin(kvz_store *s, kvz_store_txn **out)
     }
     if (st == KVZ_OK && rc)
         st = lmdb_error(rc, "starting a read", s->path);
+    if (st == KVZ_OK && s->env)
+        read_bounds(t);
     if (st == KVZ_OK)
         s->open_reads++;
     pthread_mutex_unlock(&s->lock);
@@ -583,6 +761,7 @@ int kvz_store_get(kvz_store_txn *t, kvz_store_db db, const void *key, size_t key
         return KVZ_ERR_NOT_FOUND; /* callers word the message: they know what was sought */
     if (rc)
         return lmdb_error(rc, "reading", t->store->path);
+    within_file(t, &v);
     *val = v.mv_data;
     *val_len = v.mv_size;
     return KVZ_OK;
@@ -629,8 +808,13 @@ int kvz_store_scan(kvz_store_txn *t, kvz_store_db db, kvz_store_visit_fn fn, voi
     MDB_val k, v;
     int st = KVZ_OK;
     for (rc = LMDB_CALL(mdb_cursor_get(cur, &k, &v, MDB_FIRST)); rc == 0 && st == KVZ_OK;
-         rc = LMDB_CALL(mdb_cursor_get(cur, &k, &v, MDB_NEXT)))
-        st = fn(ctx, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
+         rc = LMDB_CALL(mdb_cursor_get(cur, &k, &v, MDB_NEXT))) {
+        within_file(t, &v);
+        if (k.mv_size == 0 || k.mv_size > KVZ_STORE_KEY_MAX || outside_file(t, k.mv_data, k.mv_size))
+            st = damaged_page(t); /* a key names its entry: without it the scan cannot go on */
+        else
+            st = fn(ctx, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
+    }
     mdb_cursor_close(cur);
     if (st != KVZ_OK)
         return st;

@@ -15,6 +15,11 @@
  * other read of this kvz_store is open. `mdb_stat DIR` and
  * `mdb_dump -s artifacts DIR` work on a store.
  *
+ * Reads check every key and value LMDB hands back against the pages of the
+ * file (a damaged page can point past its end): a key outside fails a scan
+ * with KVZ_ERR_FORMAT, a value outside is cut to what lies inside (its
+ * reader's checks then find that entry damaged).
+ *
  * Failures: a full disk, a quota or a file size limit (ENOSPC, EDQUOT, EFBIG,
  * and LMDB's EIO for a short write) fail the write with KVZ_ERR_IO and a
  * message that says so; a map that cannot grow any more fails it with
@@ -59,7 +64,14 @@ enum {
  * store version, or a data.mdb cut short), KVZ_ERR_ARG (a bad
  * KVZ_STORE_MAP_BYTES for a new store).
  * Opening for writing clears the reader slots left by killed readers. A store
- * whose creation was killed before its first commit opens as empty. */
+ * whose creation was killed before its first commit opens as empty.
+ * A store this process has open already is shared, counted, not opened
+ * again (a second LMDB environment's close would drop the first one's locks
+ * on lock.mdb): refused with KVZ_ERR_ARG where the open one is read-only and
+ * this one would write, KVZ_ERR_IO where either needs the store alone. A
+ * read-only open that shares a writer's keeps its writer's hold on the store
+ * (gc elsewhere waits) until the last of them closes. A child of fork starts
+ * with none open. */
 int kvz_store_open(kvz_store **out, const char *dir, int flags);
 /* The same with the map size a new store starts with; the map doubles
  * whenever a write fills it. 0: the environment variable KVZ_STORE_MAP_BYTES

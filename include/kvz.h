@@ -31,8 +31,8 @@ extern "C" {
 
 #define KVZ_VERSION_MAJOR 0
 #define KVZ_VERSION_MINOR 3
-#define KVZ_VERSION_PATCH 1
-#define KVZ_VERSION_STRING "0.3.1"
+#define KVZ_VERSION_PATCH 2
+#define KVZ_VERSION_STRING "0.3.2"
 
 typedef enum kvz_status {
     KVZ_OK = 0,
@@ -51,10 +51,12 @@ typedef enum kvz_status {
 /* Generic text for a status code; never NULL. */
 KVZ_API const char *kvz_strerror(int status);
 
-/* The detailed message of the most recent failure on this thread ("" if none). */
+/* The detailed message of the most recent failure on this thread ("" if
+ * none). A call that succeeds leaves it as it was: read it only after a
+ * call returned an error. */
 KVZ_API const char *kvz_last_error(void);
 
-/* "0.3.1": the library actually loaded (may differ from KVZ_VERSION_STRING). */
+/* "0.3.2": the library actually loaded (may differ from KVZ_VERSION_STRING). */
 KVZ_API const char *kvz_version(void);
 
 /* Free memory kvz returned to the caller (answers, texts). NULL is fine. */
@@ -89,7 +91,21 @@ KVZ_API void kvz_free(void *p);
  * thread that comes before the ask has begun frees the session at once, as
  * any close: the application orders the two. Closing the
  * engine while sessions are open is allowed: they keep working, and the
- * engine is freed when the last of them closes.
+ * engine is freed when the last of them closes. A close frees its handle:
+ * closing it again, or using it after, is undefined (as with free).
+ *
+ * Engines on one store in one process share its LMDB environment, so that
+ * opening a new engine before closing the old one (a reload) is safe: LMDB's
+ * locks on lock.mdb belong to the process, and a second environment's close
+ * would drop the first one's.
+ *
+ * A store damaged on disk: every key and value LMDB hands back is checked
+ * against the file, and artifacts against their checksums (KVZ_ERR_FORMAT,
+ * naming what is damaged). LMDB trusts its own pages, though, and some damage
+ * makes it fault inside itself (SIGSEGV or SIGBUS), which a library cannot
+ * turn into an error; the kvz CLI reports it as a damaged store (exit 4). Run
+ * `kvz verify --store DIR` on a store you did not write (from a bundle, a
+ * copy) before a long-running process serves from it.
  *
  * GPU memory: where the device has memory pools, kvz allocates from the
  * device's default pool (stream-ordered) and raises its release threshold
@@ -122,7 +138,9 @@ typedef struct kvz_engine_options {
 /* Open the store at `store_dir` (read-only: compiles may run beside it) and
  * load the GGUF model at `model_path` (NULL: the KVZ_MODEL environment
  * variable). `opts` NULL: defaults. Errors: KVZ_ERR_IO / KVZ_ERR_NOT_FOUND (no
- * such store or model), KVZ_ERR_FORMAT, KVZ_ERR_UNSUPPORTED (the model). */
+ * such store or model), KVZ_ERR_FORMAT, KVZ_ERR_UNSUPPORTED (the model, or
+ * KVZ_RUN_ON_CUDA in a library built without CUDA), KVZ_ERR_BACKEND (no usable
+ * GPU for KVZ_RUN_ON_CUDA). */
 KVZ_API int kvz_engine_open(kvz_engine **out, const char *store_dir, const char *model_path,
                             const kvz_engine_options *opts);
 KVZ_API void kvz_engine_close(kvz_engine *e);
@@ -135,7 +153,8 @@ KVZ_API int kvz_engine_documents(kvz_engine *e, char ***names, size_t *count);
 /* The text of a compiled document, rebuilt from the tokens its artifacts keep
  * (the normalised text: no byte-order mark, LF line ends). Free with kvz_free.
  * Errors: KVZ_ERR_NOT_FOUND (no such document), KVZ_ERR_MODEL_MISMATCH (the
- * document is compiled for other models only). */
+ * document is compiled for other models only), KVZ_ERR_FORMAT (a damaged
+ * artifact, the document named). */
 KVZ_API int kvz_engine_document_text(kvz_engine *e, const char *name, char **text, size_t *len);
 
 /* One compiled form of a document: the store keeps a form per compile
@@ -238,7 +257,7 @@ typedef struct kvz_ask_options {
     int32_t max_tokens;  /* answer limit (0: 256) */
     float temperature;   /* 0: greedy */
     float top_p;         /* with temperature > 0 (0: 0.95) */
-    uint64_t seed;       /* same seed, same answer */
+    uint64_t seed;       /* same seed, same answer (0 is a seed as any; kvz query's default is 1) */
     kvz_stream_fn stream; /* optional */
     void *stream_user;
 } kvz_ask_options;
@@ -261,7 +280,9 @@ typedef enum kvz_stop {
 /* Answer `question` about the loaded documents. `*answer` (NUL-terminated,
  * free with kvz_free) may be NULL when only streaming is wanted; `info` may
  * be NULL; on an error *answer is NULL and *info zeroed. Errors:
- * KVZ_ERR_RANGE (the question does not fit the reserve). */
+ * KVZ_ERR_RANGE (the question does not fit the reserve), KVZ_ERR_ARG (an
+ * empty or blank question, options out of range, or the session answering
+ * already). */
 KVZ_API int kvz_session_ask(kvz_session *s, const char *question, const kvz_ask_options *opts,
                             char **answer, kvz_ask_info *info);
 

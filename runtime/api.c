@@ -247,6 +247,8 @@ static int text_of(kvz_engine *e, const char *name, const kvz_config_pick *pick,
     kvz_tokens tokens = {0};
     size_t n = 0;
     int rc = kvz_document_tokens(e->model, e->store, name, pick, segment, &tokens);
+    if (rc == KVZ_ERR_FORMAT) /* a damaged artifact: whose */
+        rc = kvz_error_context(rc, "document '%s'", name);
     if (rc == KVZ_OK)
         rc = kvz_detokenize(e->model->tokenizer, tokens.ids, tokens.len, 0, text, &n);
     kvz_tokens_free(&tokens);
@@ -339,10 +341,10 @@ int kvz_session_open_parts(kvz_session **out, kvz_engine *e, const kvz_doc_part 
     if (out)
         *out = NULL;
     if (!out || !e || !parts)
-        return kvz_errorf(KVZ_ERR_ARG, "kvz_session_open: out, engine and the documents are required");
+        return kvz_errorf(KVZ_ERR_ARG, "kvz_session_open_parts: out, engine and the parts are required");
     for (size_t i = 0; i < count; i++) {
         if (!parts[i].name)
-            return kvz_errorf(KVZ_ERR_ARG, "kvz_session_open: document name %zu is NULL", i);
+            return kvz_errorf(KVZ_ERR_ARG, "kvz_session_open_parts: part %zu's document name is NULL", i);
         if (parts[i].first_segment < 0 || parts[i].segments < 0)
             return kvz_errorf(KVZ_ERR_ARG, "kvz_session_open_parts: part %zu: first_segment %d and segments %d "
                               "cannot be negative", i, parts[i].first_segment, parts[i].segments);
@@ -386,6 +388,9 @@ int kvz_session_open(kvz_session **out, kvz_engine *e, const char *const *names,
         *out = NULL;
     if (!out || !e || !names)
         return kvz_errorf(KVZ_ERR_ARG, "kvz_session_open: out, engine and names are required");
+    for (size_t i = 0; i < count; i++)
+        if (!names[i])
+            return kvz_errorf(KVZ_ERR_ARG, "kvz_session_open: document name %zu is NULL", i);
     kvz_doc_part *parts = kvz_whole_documents(names, count);
     if (!parts)
         return KVZ_ERR_NOMEM;
@@ -445,6 +450,8 @@ int kvz_session_ask(kvz_session *s, const char *question, const kvz_ask_options 
         *info = (kvz_ask_info){0};
     if (!s || !question)
         return kvz_errorf(KVZ_ERR_ARG, "kvz_session_ask: session and question are required");
+    if (question[strspn(question, " \t\r\n")] == '\0') /* as kvz query: a slip, not a question */
+        return kvz_errorf(KVZ_ERR_ARG, "kvz_session_ask: the question is empty");
     kvz_ask_options o = opts ? *opts : (kvz_ask_options){0};
     if (o.max_tokens < 0 || !(o.temperature >= 0 && isfinite(o.temperature)) || !(o.top_p >= 0 && o.top_p <= 1))
         return kvz_errorf(KVZ_ERR_ARG, "kvz_session_ask: max_tokens %d, temperature %g or top_p %g out of range",

@@ -106,11 +106,15 @@ int cli_parse_float(const char *s, double min, double max, double *out)
     return 0;
 }
 
-int cli_parse_config(const char *cmd, const char *s, kvz_config_pick *pick)
+int cli_parse_config(const char *cmd, const char *s, int numbers_too, kvz_config_pick *pick)
 {
     *pick = (kvz_config_pick){0};
     size_t n = strlen(s), digits = strspn(s, "0123456789"), hex = strspn(s, "0123456789abcdefABCDEF");
-    if (n > 0 && n < 8 && digits == n && s[0] != '0') { /* a number: ids have 8 digits or more */
+    if (n > 0 && n < 8 && digits == n && s[0] != '0' && !numbers_too) {
+        fprintf(stderr, "kvz %s: --config takes a form's id here (8 to 16 hex digits, as `kvz ls` shows it): its "
+                "number differs from document to document\n", cmd);
+        return KVZ_EXIT_USAGE;
+    } else if (n > 0 && n < 8 && digits == n && s[0] != '0') { /* a number: ids have 8 digits or more */
         long v;
         if (cli_parse_int(s, 1, 1 << 20, &v) == 0) {
             pick->number = (uint32_t)v;
@@ -121,8 +125,12 @@ int cli_parse_config(const char *cmd, const char *s, kvz_config_pick *pick)
         pick->id_digits = (uint32_t)n;
         return KVZ_EXIT_OK;
     }
-    fprintf(stderr, "kvz %s: invalid --config '%s': give a form's number as `kvz ls` numbers a document's forms "
-            "(1, 2, ...), or 8 to 16 hex digits of its id\n", cmd, s);
+    if (numbers_too)
+        fprintf(stderr, "kvz %s: invalid --config '%s': give a form's number as `kvz ls` numbers a document's "
+                "forms (1, 2, ...), or 8 to 16 hex digits of its id\n", cmd, s);
+    else
+        fprintf(stderr, "kvz %s: invalid --config '%s': give 8 to 16 hex digits of a form's id, as `kvz ls` shows "
+                "it\n", cmd, s);
     return KVZ_EXIT_USAGE;
 }
 

@@ -57,9 +57,10 @@ int cli_parse_segments(const char *cmd, const char *value, struct kvz_doc_part *
 /* --config: a number N (1 to 2^20 in plain digits, as this store's `kvz ls`
  * numbers a document's configurations) or a configuration's id, the same in
  * every store (8 to 16 hex digits: its first ones, as `kvz ls` shows them).
+ * !numbers_too: an id only (pack: a number differs from document to document).
  * Returns an exit code: KVZ_EXIT_USAGE, said, for anything else. */
 struct kvz_config_pick;
-int cli_parse_config(const char *cmd, const char *s, struct kvz_config_pick *pick);
+int cli_parse_config(const char *cmd, const char *s, int numbers_too, struct kvz_config_pick *pick);
 
 /* --device and --weights values. 0 on success. */
 int cli_parse_device(const char *s, int *device);

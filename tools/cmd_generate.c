@@ -131,7 +131,7 @@ static int parse_args(int argc, char **argv, gen_args *a)
             break;
         }
         case OPT_CONFIG:
-            if (cli_parse_config("generate", optarg, &a->config)) return KVZ_EXIT_USAGE;
+            if (cli_parse_config("generate", optarg, 1, &a->config)) return KVZ_EXIT_USAGE;
             a->config_given = 1;
             break;
         case OPT_RESERVE:

@@ -100,7 +100,7 @@ static int parse(int argc, char **argv, query_args *a)
             break;
         case 'm': a->model = optarg; break;
         case OPT_JSON: a->json = 1; break;
-        case OPT_CONFIG: if (cli_parse_config("query", optarg, &a->config)) return KVZ_EXIT_USAGE; break;
+        case OPT_CONFIG: if (cli_parse_config("query", optarg, 1, &a->config)) return KVZ_EXIT_USAGE; break;
         case OPT_MAX_TOKENS: if (cli_parse_int(optarg, 1, 1 << 20, &a->max_tokens)) return bad("max-tokens", optarg); break;
         case OPT_SEED: if (cli_parse_int(optarg, 0, 1L << 62, &a->seed)) return bad("seed", optarg); break;
         case OPT_RESERVE: if (cli_parse_int(optarg, 16, 1 << 20, &a->reserve)) return bad("reserve", optarg); break;

@@ -10,6 +10,7 @@
 #include "model/identity.h"
 #include "model/utf8.h"
 #include "tools/cli.h"
+#include "tools/content_winners.h"
 #include "tools/doc_list.h"
 #include "tools/store_collect.h"
 
@@ -105,7 +106,8 @@ static int parse_ship(int argc, char **argv, const char *help, const char *allow
         case OPT_CONFIG:
         case OPT_SEGMENT:
             if (c == OPT_CONFIG) {
-                if (cli_parse_config(argv[0], optarg, &a->config))
+                /* pack's documents number their forms each its own way: an id only */
+                if (cli_parse_config(argv[0], optarg, strcmp(argv[0], "pack") != 0, &a->config))
                     return KVZ_EXIT_USAGE;
             } else if (cli_parse_int(optarg, 1, 1 << 20, &a->segment)) {
                 fprintf(stderr, "kvz %s: invalid --%s '%s'\n", argv[0], name, optarg);
@@ -305,9 +307,6 @@ int cmd_pack(int argc, char **argv)
         rc = usage_error(argv[0], "--store DIR and -o FILE are required");
     else if (rc == KVZ_EXIT_OK && (a.all == (a.n_docs > 0) || optind != argc))
         rc = usage_error(argv[0], "name documents with --doc, or give --all (not both)");
-    else if (rc == KVZ_EXIT_OK && a.config.number)
-        rc = usage_error(argv[0], "--config takes a form's id here: its number differs from document to "
-                                  "document (kvz ls shows both)");
     if (rc)
         return parse_failed(&a, rc);
     kvz_store *s = NULL;
@@ -392,7 +391,7 @@ typedef struct unpack_ctx {
     int checking;           /* unpack --check: nothing is written in any case */
     size_t other_model;     /* configurations compiled by another model */
     uint64_t other_fingerprint;
-    size_t artifacts[4], prefixes_added, prefixes_repaired; /* artifacts[kvz_artifact_outcome] */
+    size_t artifacts[4], prefixes_repaired; /* artifacts[kvz_artifact_outcome] */
     uint8_t (*wanted)[16];  /* sorted ids of the artifacts of documents that do not lose to the store's */
     size_t n_wanted;
     uint64_t *wanted_models; /* the models whose configurations those documents hold (their prefixes) */
@@ -421,7 +420,7 @@ static int unpack_wanted(unpack_ctx *u, const kvz_bundle_manifest *m)
     for (size_t d = 0; d < m->n_docs; d++) {
         const kvz_doc_record *r = &m->docs[d].record;
         int loses;
-        KVZ_TRY(kvz_transfer_loses(u->store, m->docs[d].name, r, &loses));
+        KVZ_TRY(kvz_transfer_loses(u->store, m->docs[d].name, r, NULL, &loses));
         for (uint32_t k = 0; k < r->n_entries; k++) {
             const kvz_doc_entry *e = &r->entries[k];
             u->other_model_left_alone += loses && e->model_fingerprint != u->model;
@@ -474,7 +473,6 @@ static int unpack_prefix(void *ctx, const kvz_bundle_file *f, const kvz_artifact
     for (size_t i = 0; i < u->n_wanted_models && !wanted; i++)
         wanted = u->wanted_models[i] == f->model;
     KVZ_TRY(kvz_transfer_prefix(u->store, a, !wanted, &o));
-    u->prefixes_added += o == KVZ_ARTIFACT_ADDED || o == KVZ_ARTIFACT_REPAIRED;
     u->prefixes_repaired += o == KVZ_ARTIFACT_REPAIRED;
     return KVZ_OK;
 }
@@ -567,13 +565,13 @@ static void say_left_alone(const char *command, const char *name, const char *fr
  * how many configurations had outcome o. A name whose other content gave way
  * is said on stderr (with `from`, the source; NULL: quiet): two teams' names
  * can collide, and a count alone does not say which document changed. */
-static int put_document(kvz_store *s, const char *name, const kvz_doc_record *rec, size_t counts[4],
-                        const char *command, const char *from)
+static int put_document(kvz_store *s, const char *name, const kvz_doc_record *rec,
+                        const kvz_content_stamp *claim, size_t counts[4], const char *command, const char *from)
 {
     kvz_entry_outcome *o = calloc(rec->n_entries ? rec->n_entries : 1, sizeof *o);
     if (!o)
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
-    int rc = kvz_transfer_document(s, name, rec, o);
+    int rc = kvz_transfer_document(s, name, rec, claim, o);
     for (uint32_t i = 0; i < rec->n_entries && rc == KVZ_OK; i++)
         counts[o[i]]++;
     if (rc == KVZ_OK && rec->n_entries && o[0] == KVZ_ENTRY_REPLACED && from) {
@@ -784,7 +782,8 @@ int cmd_unpack(int argc, char **argv)
         st = kvz_bundle_read(file, &lim, &write, NULL);
     size_t counts[4] = {0};
     for (size_t d = 0; d < m.n_docs && st == KVZ_OK; d++)
-        st = put_document(u.store, m.docs[d].name, &m.docs[d].record, counts, "unpack", a.quiet ? NULL : shown);
+        st = put_document(u.store, m.docs[d].name, &m.docs[d].record, NULL, counts, "unpack",
+                          a.quiet ? NULL : shown);
     name_set names = {0};
     for (size_t d = 0; a.prune && d < m.n_docs && st == KVZ_OK; d++)
         st = name_set_add(&names, m.docs[d].name);
@@ -836,6 +835,9 @@ typedef struct merge_ctx {
     size_t counts[4], artifacts_added, repaired, bad;
     int into_failed; /* a write into DIR failed: DIR's fault (a damaged DIR), not the source's */
     name_set *names; /* --prune: every source document's name, else NULL */
+    content_winners winners; /* several sources: the content each name goes to */
+    int pass;        /* 1: what no other source's content beats; 2: the rest */
+    name_set failed; /* names whose winning content was damaged in every configuration (pass 1) */
     int quiet;
 } merge_ctx;
 
@@ -863,6 +865,8 @@ static int merge_artifacts(merge_ctx *m, const char *doc, const kvz_doc_entry *e
         kvz_artifact prefix;
         int first = 0;
         kvz_artifact_outcome o = KVZ_ARTIFACT_PRESENT;
+        if (losing && !m->into) /* beaten by another source's content: DIR holds nothing to mend */
+            continue;
         if (losing) { /* no prefix either: marked as brought, a winning document's would be left out */
             rc = kvz_transfer_artifact(m->into, e->artifact_ids[s], a->data, a->size, 1, &o);
             m->into_failed = rc != KVZ_OK;
@@ -889,16 +893,27 @@ static int merge_artifacts(merge_ctx *m, const char *doc, const kvz_doc_entry *e
 
 /* A source document: its configurations' artifacts, then the document whole
  * (less the configurations whose artifacts are damaged); of a document whose
- * content loses to DIR's under the name, no configuration (its artifacts
- * only mend DIR's damaged copies). */
+ * content loses to DIR's or another source's under the name, no
+ * configuration (its artifacts only mend DIR's damaged copies). What another
+ * source's content beats waits for pass 2, so that it is copied after all
+ * when that content turns out damaged. */
 static int merge_doc(void *ctx, const char *doc, kvz_doc_record *rec)
 {
     merge_ctx *m = ctx;
-    if (m->names)
+    if (m->names && m->pass == 1)
         KVZ_TRY(name_set_add(m->names, doc));
-    int loses = 0;
-    if (m->into)
-        KVZ_TRY(kvz_transfer_loses(m->into, doc, rec, &loses));
+    kvz_content_stamp mine, claim;
+    int offered = 0;
+    kvz_content_stamp_of(rec, &mine);
+    const content_claim *beaten =
+        rec->n_entries ? content_winners_judge(&m->winners, doc, &mine, &claim, &offered) : NULL;
+    if ((beaten != NULL) != (m->pass == 2))
+        return KVZ_OK;
+    if (beaten && name_set_has(&m->failed, doc, strlen(doc)))
+        beaten = NULL; /* what beat it is damaged: DIR's content alone decides */
+    int loses = beaten != NULL;
+    if (!loses && m->into) /* as its content stands over all the sources */
+        KVZ_TRY(kvz_transfer_loses(m->into, doc, rec, &claim, &loses));
     uint32_t good = 0;
     for (uint32_t i = 0; i < rec->n_entries; i++) {
         int rc = merge_artifacts(m, doc, &rec->entries[i], loses);
@@ -913,15 +928,54 @@ static int merge_doc(void *ctx, const char *doc, kvz_doc_record *rec)
             rec->entries[i] = kept;
         }
     }
+    if (m->pass == 1 && !good && rec->n_entries)
+        KVZ_TRY(name_set_add(&m->failed, doc));
     if (loses)
         m->counts[KVZ_ENTRY_KEPT_NEWER] += good;
-    if (loses && good && !m->quiet)
+    if (loses && good && !m->quiet && beaten) {
+        char shown[CLI_SHOWN_MAX];
+        fprintf(stderr, "kvz merge: %s: %s's content under the name left alone: %s's was compiled later\n",
+                cli_shown(shown, doc, strlen(doc)), m->source, beaten->source);
+    } else if (loses && good && !m->quiet) {
         say_left_alone("merge", doc, m->source);
+    }
     if (loses || !good)
         return KVZ_OK;
     kvz_doc_record merged = *rec;
     merged.n_entries = good;
-    return put_document(m->into, doc, &merged, m->counts, "merge", m->quiet ? NULL : m->source);
+    return put_document(m->into, doc, &merged, &claim, m->counts, "merge", m->quiet ? NULL : m->source);
+}
+
+typedef struct offer_ctx {
+    content_winners *winners;
+    const char *source;
+} offer_ctx;
+
+static int offer_content(void *ctx, const char *doc, kvz_doc_record *rec)
+{
+    offer_ctx *o = ctx;
+    kvz_content_stamp stamp;
+    kvz_content_stamp_of(rec, &stamp);
+    return rec->n_entries ? content_winners_offer(o->winners, doc, &stamp, o->source) : KVZ_OK;
+}
+
+/* Every document of a source, offered for its name. A record that does not
+ * decode is left to the merge itself to report. */
+static int offer_contents(content_winners *w, const char *source)
+{
+    kvz_store *src = NULL;
+    kvz_store_txn *t = NULL;
+    offer_ctx o = {w, source};
+    int rc = kvz_store_open(&src, source, KVZ_STORE_READONLY);
+    if (rc == KVZ_OK)
+        rc = kvz_store_read_begin(src, &t);
+    if (rc == KVZ_OK)
+        rc = kvz_scan_documents(t, offer_content, &o);
+    kvz_store_read_end(t);
+    kvz_store_close(src);
+    if (rc == KVZ_ERR_FORMAT)
+        kvz_error_clear(); /* the source's other documents merge as they come */
+    return rc == KVZ_ERR_FORMAT ? KVZ_OK : rc;
 }
 
 int cmd_merge(int argc, char **argv)
@@ -935,13 +989,13 @@ int cmd_merge(int argc, char **argv)
         "skipped and merging again writes nothing; merging shards gives the store a\n"
         "single compile would have. Every artifact is verified before it is written;\n"
         "a document is written after its artifacts. A damaged document in a source is\n"
-        "reported and skipped (exit status 4).\n"
+        "reported and skipped (exit status 4); content it would have replaced under its\n"
+        "name is merged instead.\n"
         "When a name holds other content in two places, the newer compile wins, for\n"
         "the whole document (all its configurations; two stores give the same result\n"
-        "in either order); each name so replaced or left alone is said on stderr, and\n"
-        "of a document that loses nothing is copied (content a later source replaces\n"
-        "is copied first: `kvz gc` drops it). A damaged artifact in DIR that a source\n"
-        "holds sound is replaced.\n"
+        "in either order, DIR or a source); each name so replaced or left alone is said\n"
+        "on stderr, and of a document that loses nothing is copied. A damaged artifact\n"
+        "in DIR that a source holds sound is replaced.\n"
         "\n"
         "  --prune  then remove from DIR the documents none of the sources holds, and\n"
         "           what only they used (as `kvz rm`): for a DIR the sources fill whole,\n"
@@ -969,6 +1023,9 @@ int cmd_merge(int argc, char **argv)
         st = kvz_store_open(&src, argv[i], KVZ_STORE_READONLY);
         kvz_store_close(src);
     }
+    for (int i = optind; i < argc && st == KVZ_OK && argc - optind > 1; i++)
+        st = offer_contents(&m.winners, argv[i]);
+    content_winners_settle(&m.winners);
     m.into_dir = a.into;
     if (st == KVZ_OK && (st = kvz_store_open(&m.into, a.into, 0)) == KVZ_ERR_NOT_FOUND) {
         kvz_error_clear(); /* made at the first write (merge_destination) */
@@ -977,28 +1034,33 @@ int cmd_merge(int argc, char **argv)
     char into_real[PATH_MAX] = "";
     if (st == KVZ_OK && !realpath(a.into, into_real))
         into_real[0] = '\0';
-    for (int i = optind; i < argc && st == KVZ_OK; i++) {
-        char real[PATH_MAX];
-        if (realpath(argv[i], real) && strcmp(real, into_real) == 0) {
-            st = kvz_errorf(KVZ_ERR_ARG, "'%s' is the destination itself", argv[i]);
-            break;
+    for (m.pass = 1; m.pass <= (argc - optind > 1 ? 2 : 1) && st == KVZ_OK; m.pass++) {
+        name_set_sort(&m.failed); /* pass 2 looks names up in it */
+        for (int i = optind; i < argc && st == KVZ_OK; i++) {
+            char real[PATH_MAX];
+            if (realpath(argv[i], real) && strcmp(real, into_real) == 0) {
+                st = kvz_errorf(KVZ_ERR_ARG, "'%s' is the destination itself", argv[i]);
+                break;
+            }
+            kvz_store *src = NULL;
+            m.source = argv[i];
+            m.prefixes.n = 0; /* each source's own copy of a prefix is checked: a damaged one is its damage */
+            st = kvz_store_open(&src, argv[i], KVZ_STORE_READONLY);
+            if (st == KVZ_OK)
+                st = kvz_store_read_begin(src, &m.t);
+            if (st == KVZ_OK)
+                st = kvz_scan_documents(m.t, merge_doc, &m);
+            kvz_store_read_end(m.t);
+            m.t = NULL;
+            kvz_store_close(src);
         }
-        kvz_store *src = NULL;
-        m.source = argv[i];
-        m.prefixes.n = 0; /* each source's own copy of a prefix is checked: a damaged one is its damage */
-        st = kvz_store_open(&src, argv[i], KVZ_STORE_READONLY);
-        if (st == KVZ_OK)
-            st = kvz_store_read_begin(src, &m.t);
-        if (st == KVZ_OK)
-            st = kvz_scan_documents(m.t, merge_doc, &m);
-        kvz_store_read_end(m.t);
-        m.t = NULL;
-        kvz_store_close(src);
     }
     if (st == KVZ_OK && !m.bad) /* sources of no documents: DIR is still made, empty */
         st = merge_destination(&m);
     int made = m.into != NULL;
     kvz_store_close(m.into);
+    content_winners_free(&m.winners);
+    name_set_free(&m.failed);
     free(m.prefixes.keys);
     free(a.docs);
     store_collect_report pruned = {0};
@@ -1011,7 +1073,7 @@ int cmd_merge(int argc, char **argv)
         return cli_fail("merge", st);
     if (!a.quiet) {
         printf("merged %d store(s) into %s: %zu configuration(s) added, %zu already there, %zu replaced older "
-               "content, %zu left alone (DIR's content wins); %zu artifact(s) written; %zu damaged skipped",
+               "content, %zu left alone (DIR's or another source's content wins); %zu artifact(s) written; %zu damaged skipped",
                argc - optind, a.into, m.counts[0], m.counts[1], m.counts[2], m.counts[3], m.artifacts_added, m.bad);
         if (m.repaired)
             printf("; %zu damaged artifact(s) replaced by a good copy", m.repaired);
@@ -1093,7 +1155,99 @@ typedef struct import_ctx {
     int allow_mismatch, quiet;
     struct aside_need *aside; /* other models' artifacts and the prefixes they need (pass 1) */
     size_t n_aside, cap_aside;
+    struct import_piece *pieces; /* every file's document and segment (pass 1), by content */
+    size_t n_pieces, cap_pieces;
+    content_winners winners; /* the content each name goes to, of those the files hold whole */
 } import_ctx;
+
+typedef struct import_piece {
+    char *doc_name;
+    uint8_t doc_hash[16];
+    uint64_t config_id;
+    uint32_t segment, n_segments;
+    uint64_t created;
+    const char *path;
+} import_piece;
+
+static int import_piece_add(import_ctx *c, const kvz_manifest *m, const char *path)
+{
+    import_piece *grown = kvz_grow(c->pieces, &c->cap_pieces, c->n_pieces, sizeof *grown);
+    if (!grown)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    c->pieces = grown;
+    import_piece *p = &c->pieces[c->n_pieces];
+    *p = (import_piece){.config_id = kvz_config_id(m->config), .segment = m->segment, .n_segments = m->n_segments,
+                        .created = m->created, .path = path};
+    memcpy(p->doc_hash, m->doc_hash, 16);
+    if (!(p->doc_name = strdup(m->doc_name)))
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    c->n_pieces++;
+    return KVZ_OK;
+}
+
+static int piece_content_order(const import_piece *x, const char *name, const uint8_t hash[16])
+{
+    int o = strcmp(x->doc_name, name);
+    return o ? o : memcmp(x->doc_hash, hash, 16);
+}
+
+static int by_content_config_segment(const void *a, const void *b)
+{
+    const import_piece *x = a, *y = b;
+    int o = piece_content_order(x, y->doc_name, y->doc_hash);
+    if (o)
+        return o;
+    if (x->config_id != y->config_id)
+        return x->config_id < y->config_id ? -1 : 1;
+    return x->segment < y->segment ? -1 : x->segment > y->segment;
+}
+
+/* After pass 1: each content with a configuration whose every segment is
+ * among the files claims its name at the newest time of such a configuration
+ * (a configuration given in part would never be filed). */
+static int import_offer_contents(import_ctx *c)
+{
+    if (c->n_pieces)
+        qsort(c->pieces, c->n_pieces, sizeof *c->pieces, by_content_config_segment);
+    for (size_t i = 0, end; i < c->n_pieces; i = end) {
+        const import_piece *first = &c->pieces[i];
+        kvz_content_stamp stamp = {.newest = 0};
+        memcpy(stamp.doc_hash, first->doc_hash, 16);
+        const char *newest_path = NULL;
+        for (end = i; end < c->n_pieces && piece_content_order(&c->pieces[end], first->doc_name,
+                                                               first->doc_hash) == 0;) {
+            size_t config = end; /* one configuration's pieces, by segment */
+            uint32_t segments = 0;
+            uint64_t newest = 0;
+            const char *path = NULL;
+            for (; end < c->n_pieces && piece_content_order(&c->pieces[end], first->doc_name, first->doc_hash) == 0 &&
+                   c->pieces[end].config_id == c->pieces[config].config_id; end++) {
+                const import_piece *p = &c->pieces[end];
+                segments += end == config || p->segment != c->pieces[end - 1].segment; /* a file given twice: once */
+                if (p->created >= newest)
+                    newest = p->created, path = p->path;
+            }
+            if (segments == c->pieces[config].n_segments && newest >= stamp.newest)
+                stamp.newest = newest, newest_path = path;
+        }
+        if (newest_path)
+            KVZ_TRY(content_winners_offer(&c->winners, first->doc_name, &stamp, newest_path));
+    }
+    content_winners_settle(&c->winners);
+    return KVZ_OK;
+}
+
+/* The claim of other content among the files that takes the artifact's name
+ * from it, or NULL; *claim: its own content's, at the newest time of its
+ * configurations whole among the files (*offered: it has one), as the
+ * offers measured every content. */
+static const content_claim *import_beaten(const import_ctx *c, const kvz_manifest *m, kvz_content_stamp *claim,
+                                          int *offered)
+{
+    kvz_content_stamp mine = {.newest = m->created};
+    memcpy(mine.doc_hash, m->doc_hash, 16);
+    return content_winners_judge(&c->winners, m->doc_name, &mine, claim, offered);
+}
 
 typedef struct aside_need {
     char prefix_key[64];
@@ -1143,8 +1297,10 @@ static int ensure_prefix(import_ctx *c, const kvz_manifest *m)
     return KVZ_OK;
 }
 
-/* When every segment of the artifact's document is in the store, file the document. */
-static int import_entry(import_ctx *c, const kvz_manifest *m, int *complete, kvz_entry_outcome *o)
+/* When every segment of the artifact's document is in the store, file the
+ * document (its content claiming the name as `claim` says). */
+static int import_entry(import_ctx *c, const kvz_manifest *m, const kvz_content_stamp *claim, int *complete,
+                        kvz_entry_outcome *o)
 {
     kvz_doc_entry e = {.config_id = kvz_config_id(m->config), .model_fingerprint = m->model.fingerprint,
                        .n_segments = m->n_segments};
@@ -1169,7 +1325,7 @@ static int import_entry(import_ctx *c, const kvz_manifest *m, int *complete, kvz
     }
     kvz_store_read_end(t);
     if (rc == KVZ_OK && *complete)
-        rc = kvz_transfer_entry(c->store, m->doc_name, m->doc_hash, &e, o);
+        rc = kvz_transfer_entry(c->store, m->doc_name, m->doc_hash, &e, claim, o);
     free(e.artifact_ids);
     return rc;
 }
@@ -1201,6 +1357,8 @@ static int import_check(import_ctx *c, const char *path, char **kept, size_t *ke
     struct stat st;
     int rc = import_read(c, path, &data, &size, &a);
     const kvz_manifest *m = &a.manifest;
+    if (rc == KVZ_OK)
+        rc = import_piece_add(c, m, path);
     if (rc == KVZ_OK && m->model.fingerprint != c->id.fingerprint) { /* set aside: see aside_check */
         aside_need *grown = kvz_grow(c->aside, &c->cap_aside, c->n_aside, sizeof *c->aside);
         if (grown) /* at once: the old block may be gone */
@@ -1264,13 +1422,19 @@ static int import_file(import_ctx *c, const char *path, char *data, size_t size)
     kvz_artifact_outcome o = KVZ_ARTIFACT_PRESENT;
     kvz_entry_outcome filed = KVZ_ENTRY_ADDED;
     /* other content under the name, compiled later, stays: nothing to add (nor
-     * its prefix to compute). Known here for a document of one segment only:
+     * its prefix to compute). Known against another file's content whole, and
+     * against the store's for a content some configuration of which the files
+     * hold whole (the same claim for each of its segments), or of one segment:
      * each segment of a compile has its own time, the document's the latest */
-    if (rc == KVZ_OK && m->n_segments == 1) {
+    kvz_content_stamp claim = {0};
+    int offered = 0;
+    const content_claim *beaten = rc == KVZ_OK ? import_beaten(c, m, &claim, &offered) : NULL;
+    loses = beaten != NULL;
+    if (rc == KVZ_OK && !loses && (offered || m->n_segments == 1)) {
         kvz_doc_entry alone = {.created = m->created};
         kvz_doc_record r = {.n_entries = 1, .entries = &alone};
         memcpy(r.doc_hash, m->doc_hash, 16);
-        rc = kvz_transfer_loses(c->store, m->doc_name, &r, &loses);
+        rc = kvz_transfer_loses(c->store, m->doc_name, &r, &claim, &loses);
     }
     if (rc == KVZ_OK && !loses)
         rc = ensure_prefix(c, m);
@@ -1279,13 +1443,13 @@ static int import_file(import_ctx *c, const char *path, char *data, size_t size)
         rc = kvz_transfer_artifact(c->store, id, data, size, loses, &o); /* losing: mends, adds none */
     }
     if (rc == KVZ_OK && !loses)
-        rc = import_entry(c, m, &complete, &filed);
+        rc = import_entry(c, m, &claim, &complete, &filed);
     loses |= complete && filed == KVZ_ENTRY_KEPT_NEWER;
     char shown[CLI_SHOWN_MAX];
     if (rc == KVZ_OK && !c->quiet && loses)
-        printf("%s: %s segment %u of %u (%s): left alone, the store holds other content under the name, compiled "
+        printf("%s: %s segment %u of %u (%s): left alone, %s%s holds other content under the name, compiled "
                "later%s\n", path, cli_shown(shown, m->doc_name, strlen(m->doc_name)), m->segment + 1, m->n_segments,
-               m->summary[0] ? m->summary : m->method,
+               m->summary[0] ? m->summary : m->method, beaten ? beaten->source : "the store", beaten ? " (given too)" : "",
                o == KVZ_ARTIFACT_REPAIRED ? " (its artifact mended a damaged copy another document uses)" : "");
     else if (rc == KVZ_OK && !c->quiet)
         printf("%s: %s segment %u of %u (%s)%s%s\n", path, cli_shown(shown, m->doc_name, strlen(m->doc_name)),
@@ -1311,8 +1475,9 @@ int cmd_import(int argc, char **argv)
         "else the setup's SmolLM2);\n"
         "when the store lacks that model's shared prompt prefix, it is computed. A\n"
         "document appears once all of its segments are in; importing twice writes\n"
-        "nothing new. Where the name holds other content, compiled later, the\n"
-        "artifact is left alone and said so (the newer compile wins, as in unpack).\n"
+        "nothing new. Where the name holds other content, compiled later, in the\n"
+        "store or in other files given whole, the artifact is left alone and said so\n"
+        "(the newer compile wins, as in unpack).\n"
         "\n"
         "  --allow-model-mismatch  store another model's artifacts aside; the store must\n"
         "                          hold that model's shared prefix already (a bundle of\n"
@@ -1335,6 +1500,8 @@ int cmd_import(int argc, char **argv)
     for (int i = optind; i < argc && st == KVZ_OK; i++)
         st = import_check(&c, argv[i], &kept[i], &kept_size[i]);
     if (st == KVZ_OK)
+        st = import_offer_contents(&c);
+    if (st == KVZ_OK)
         st = aside_check(&c, a.store);
     if (st == KVZ_OK)
         st = kvz_store_open(&c.store, a.store, KVZ_STORE_CREATE);
@@ -1349,6 +1516,10 @@ int cmd_import(int argc, char **argv)
     for (size_t i = 0; i < c.n_aside; i++)
         free(c.aside[i].doc_name);
     free(c.aside);
+    for (size_t i = 0; i < c.n_pieces; i++)
+        free(c.pieces[i].doc_name);
+    free(c.pieces);
+    content_winners_free(&c.winners);
     kvz_compiler_free(c.compiler);
     kvz_store_close(c.store);
     kvz_model_free(c.model);

@@ -64,7 +64,7 @@ static int parse_store_args(int argc, char **argv, const char *help, store_args 
         case 'o': a->older_configs = 1; break;
         case 'n': a->dry_run = 1; break;
         case 'c':
-            if (cli_parse_config(argv[0], optarg, &a->config))
+            if (cli_parse_config(argv[0], optarg, 1, &a->config))
                 return KVZ_EXIT_USAGE;
             break;
         case 'h': fputs(help, stdout); return -1;

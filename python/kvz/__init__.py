@@ -23,7 +23,7 @@ import operator
 import os
 import threading
 
-__version__ = "0.3.1"  # the kvz.h this binding declares (KVZ_VERSION_STRING)
+__version__ = "0.3.2"  # the kvz.h this binding declares (KVZ_VERSION_STRING)
 
 __all__ = ["Engine", "Session", "Error", "library_version",
            "ERR_ARG", "ERR_NOMEM", "ERR_IO", "ERR_FORMAT", "ERR_UNSUPPORTED", "ERR_MODEL_MISMATCH", "ERR_NOT_FOUND",
@@ -402,7 +402,9 @@ class Session(_Handle):
 
     def ask(self, question, max_tokens=256, temperature=0.0, top_p=0.95, seed=1, stream=None):
         """The answer as a string. `stream(piece)` gets the answer's bytes as
-        they come (return True to stop). Timings land in self.last."""
+        they come (return True to stop). Timings land in self.last.
+        max_tokens=0 means the library's default (256) and top_p=0 its 0.95,
+        as in kvz.h; an empty or blank question raises (KVZ_ERR_ARG)."""
         self.last = None  # a failed ask leaves no numbers of an earlier one
         failure = []
 

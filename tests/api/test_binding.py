@@ -18,7 +18,7 @@ def check(name, ok, detail=""):
     failures += 0 if ok else 1
 
 
-check("version", kvz.library_version() == kvz.__version__ == "0.3.1", kvz.library_version())
+check("version", kvz.library_version() == kvz.__version__ == "0.3.2", kvz.library_version())
 with kvz.Engine(store, model=model, device="cpu") as engine:
     names = engine.documents()
     check("documents", names == [bridge, orchard], names)
@@ -61,6 +61,11 @@ with kvz.Engine(store, model=model, device="cpu") as engine:
             check("a failed ask clears last", False, "no exception")
         except ValueError:
             check("a failed ask clears last", s.last is None, s.last)
+        try:  # as kvz query refuses it: a slip, not a question
+            s.ask(" \n")
+            check("a blank question raises", False, s.last)
+        except kvz.Error as e:
+            check("a blank question raises", e.code == kvz.ERR_ARG and "empty" in str(e), str(e))
     try:
         engine.session(["no-such.txt"])
         check("missing document raises", False, "no exception")

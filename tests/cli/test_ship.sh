@@ -76,17 +76,28 @@ mkdir -p "$TMP/lim"
 [ $rc -eq 3 ] && grep -q "File too large" "$TMP/e" && [ -z "$(ls -A "$TMP/lim")" ] &&
     ok "pack past ulimit -f: exit 3, the reason, no temporary left" || { fail "pack past ulimit -f: exit $rc"; cat "$TMP/e"; ls "$TMP/lim"; }
 # killed once its temporary file exists (a pipe into -o's stdin holds it there: --all reads none, so
-# a stopped process is used instead: SIGSTOP once the file is seen, then SIGTERM)
-seen=0
-for attempt in 1 2 3 4 5; do
-    "$KVZ" pack --store "$S" --all -o "$TMP/lim/b.tar.zst" >/dev/null 2>&1 & p=$!
-    while kill -0 $p 2>/dev/null && ! ls "$TMP/lim" | grep -q tmp; do :; done
-    kill -STOP $p 2>/dev/null && ls "$TMP/lim" | grep -q tmp && seen=1
-    kill -TERM $p 2>/dev/null; kill -CONT $p 2>/dev/null; wait $p
-    [ $seen -eq 1 ] && break
+# a stopped process is used instead: SIGSTOP once the file is open, then SIGTERM, and SIGKILL).
+# Where the file system makes unnamed files (O_TMPFILE) the temporary has no name until the
+# bundle is whole: it is seen among the process's descriptors, under the folder's name
+temporary_open() { # PID: a descriptor of it names a file of $TMP/lim (a named temporary or an unnamed one)
+    for fd in /proc/$1/fd/*; do
+        case "$(readlink "$fd" 2>/dev/null)" in "$TMP/lim/"*) return 0 ;; esac
+    done
+    return 1
+}
+for sig in TERM KILL; do
+    seen=0
+    for attempt in 1 2 3 4 5; do
+        rm -f "$TMP/lim/b.tar.zst"
+        "$KVZ" pack --store "$S" --all -o "$TMP/lim/b.tar.zst" >/dev/null 2>&1 & p=$!
+        while kill -0 $p 2>/dev/null && ! temporary_open $p; do :; done
+        kill -STOP $p 2>/dev/null && temporary_open $p && seen=1
+        kill -$sig $p 2>/dev/null; kill -CONT $p 2>/dev/null; wait $p 2>/dev/null
+        [ $seen -eq 1 ] && break
+    done
+    [ $seen -eq 1 ] && [ -z "$(ls -A "$TMP/lim")" ] && ok "pack killed (SIG$sig) while its temporary file existed: none left" ||
+        { fail "pack killed (SIG$sig, temporary seen: $seen): left $(ls -A "$TMP/lim")"; }
 done
-[ $seen -eq 1 ] && [ -z "$(ls "$TMP/lim" | grep tmp)" ] && ok "pack killed while its temporary file existed: none left" ||
-    { fail "pack killed (temporary seen: $seen): left $(ls "$TMP/lim")"; }
 # from a pipe (read twice: copied to $TMPDIR first, nothing left there)
 mkdir -p "$TMP/spool"
 cat "$TMP/b.tar.zst" | TMPDIR="$TMP/spool" "$KVZ" unpack - --store "$TMP/piped" >"$TMP/o" 2>&1 &&
@@ -287,6 +298,7 @@ tiny_id=$("$KVZ" ls --store "$TMP/tiny_store" --json | sed -n 's/.*"config_id":"
     "$KVZ" unpack "$TMP/byid.tar.zst" --check --json >"$TMP/byid.json" || fail "pack with -m or --config"
 "$KVZ" pack --store "$TMP/u2" --doc "$TMP/corpus/doc1.txt" --config "$tiny_id" -o "$TMP/none.tar.zst" 2>"$TMP/e1"; rc1=$?
 "$KVZ" pack --store "$TMP/u2" --all --config 2 -o "$TMP/none.tar.zst" 2>"$TMP/e2"; rc2=$?
+"$KVZ" pack --store "$TMP/u2" --all --config 2x -o "$TMP/none.tar.zst" 2>>"$TMP/e2" && rc2=0
 python3 - "$TMP/u2.json" "$TMP/own.json" "$TMP/aside.json" "$TMP/byid.json" "$tiny_id" <<'PY' && [ $rc1 -eq 7 ] && [ $rc2 -eq 2 ] &&
 import json, sys
 rows = lambda p: sorted((r["document"], r["config_id"], r["model_fingerprint"])
@@ -298,6 +310,7 @@ assert byid == aside, byid
 assert own == [r for r in store if r[2] != aside[0][2]] and len(own) == len(store) - 1, own
 PY
     [ ! -e "$TMP/none.tar.zst" ] && grep -q "has no configuration $tiny_id" "$TMP/e1" && grep -q "number differs" "$TMP/e2" &&
+    grep -q "invalid --config '2x': give 8 to 16 hex digits of a form's id, as \`kvz ls\` shows it$" "$TMP/e2" &&
     grep -q "document(s) without a form that --config selects left out" "$TMP/o" &&
     ok "pack -m and --config select forms; --doc without one (exit 7) and a number (exit 2) refused" ||
     { fail "pack's selection: exit $rc1 $rc2"; cat "$TMP/o" "$TMP/e1" "$TMP/e2"; }
@@ -715,6 +728,19 @@ grep -q "0 configuration(s) added, 0 already there, 0 replaced older content, 1 
     grep -q "^would drop 0 artifact(s) and 0 prefix(es), 0.0 KB" "$TMP/o" && cmp -s "$TMP/clash/A.ls" "$TMP/clash/AB2.ls" &&
     ok "older content unpacked, imported or merged into a store holding newer content writes no artifact" ||
     { fail "older content left artifacts behind"; cat "$TMP/o"; }
+# several sources holding one name: the content another source's takes the name from is never
+# written (it was copied first, then replaced, left for gc), in merge and in import
+"$KVZ" merge "$TMP/clash/B" "$TMP/clash/A" --into "$TMP/clash/BA2" >"$TMP/o" 2>&1 &&
+    "$KVZ" gc --store "$TMP/clash/BA2" --dry-run >>"$TMP/o" 2>&1 &&
+    "$KVZ" export --store "$TMP/clash/A" h.txt -o "$TMP/clash/A.kvz" --quiet &&
+    "$KVZ" import "$TMP/clash/B.kvz" "$TMP/clash/A.kvz" --store "$TMP/clash/IBA" >>"$TMP/o" 2>&1 &&
+    "$KVZ" gc --store "$TMP/clash/IBA" --dry-run >>"$TMP/o" 2>&1 || fail "merge and import of sources holding one name"
+"$KVZ" ls --store "$TMP/clash/BA2" --json | sed 's/"config":[0-9]*,//' | sort >"$TMP/clash/BA2.ls"
+[ "$(grep -c "^would drop 0 artifact(s) and 0 prefix(es)" "$TMP/o")" -eq 2 ] && cmp -s "$TMP/clash/A.ls" "$TMP/clash/BA2.ls" &&
+    grep -q "^kvz merge: h.txt: .*clash/B's content under the name left alone: .*clash/A's was compiled later$" "$TMP/o" &&
+    grep -q "B.kvz: h.txt segment 1 of 1 (.*): left alone, .*A.kvz (given too) holds other content under the name, compiled later$" "$TMP/o" &&
+    ok "merge and import of several sources holding one name write nothing of the content that loses" ||
+    { fail "a losing source's content written"; cat "$TMP/o"; }
 # flip a byte inside the artifact FILE (as kvz export wrote it) where a store's data.mdb holds it
 damage_in_store() { # data.mdb FILE
     python3 - "$1" "$2" <<'PY'
@@ -737,6 +763,38 @@ PY
     grep -q "; no store made at .*none: nothing sound to write$" "$TMP/o" &&
     ok "merge of nothing but a document damaged in its segment 2: exit 4, no store made" ||
     { fail "merge of a damaged store: exit $rc"; cat "$TMP/o"; ls "$TMP/clash"; }
+# one content's configurations in two sources, other content between them in DIR (A1: X's
+# first form, B: Y, later; A2: X's second form, later still): X comes whole in either order of
+# the sources, merged or imported (before, the first source's older form lost to DIR's Y and
+# the second replaced Y with its form alone); and a source whose winning content is damaged
+# leaves the name to the content it beat (before: to none)
+n=0 # A's forms in the order they came: A1 the older, A2 the newer (Y's time between them)
+for id in $("$KVZ" ls --store "$TMP/clash/A" --json | sed -n 's/.*"config_id":"\([0-9a-f]*\)".*/\1/p'); do
+    n=$((n + 1))
+    "$KVZ" pack --store "$TMP/clash/A" --all --config "$id" -o "$TMP/clash/A$n.tar.zst" >/dev/null &&
+        "$KVZ" unpack "$TMP/clash/A$n.tar.zst" --store "$TMP/clash/A$n" --quiet &&
+        "$KVZ" export --store "$TMP/clash/A$n" h.txt -o "$TMP/clash/a$n.kvz" --quiet || fail "splitting A's forms"
+done
+for order in 12 21; do
+    f=${order%?} l=${order#?}
+    cp -r "$TMP/clash/B" "$TMP/clash/M$order" && cp -r "$TMP/clash/B" "$TMP/clash/I$order" &&
+        "$KVZ" merge "$TMP/clash/A$f" "$TMP/clash/A$l" --into "$TMP/clash/M$order" --quiet &&
+        "$KVZ" import "$TMP/clash/a$f.kvz" "$TMP/clash/a$l.kvz" --store "$TMP/clash/I$order" --quiet ||
+        fail "merge/import in the order $order"
+    for st in M$order I$order; do "$KVZ" ls --store "$TMP/clash/$st" --json | sed 's/"config":[0-9]*,//' | sort >"$TMP/clash/$st.ls"; done
+done
+cmp -s "$TMP/clash/A.ls" "$TMP/clash/M12.ls" && cmp -s "$TMP/clash/A.ls" "$TMP/clash/M21.ls" &&
+    cmp -s "$TMP/clash/A.ls" "$TMP/clash/I12.ls" && cmp -s "$TMP/clash/A.ls" "$TMP/clash/I21.ls" &&
+    ok "one content's forms in two sources, other content between them in DIR: whole in either order (merge, import)" ||
+    { fail "forms lost to the order of the sources"; head "$TMP/clash/"[MI]12.ls "$TMP/clash/"[MI]21.ls; }
+cp -r "$TMP/clash/A2" "$TMP/clash/A2bad" && damage_in_store "$TMP/clash/A2bad/data.mdb" "$TMP/clash/a2.kvz" ||
+    fail "damaging A2's artifact"
+"$KVZ" merge "$TMP/clash/A2bad" "$TMP/clash/B" --into "$TMP/clash/E" >"$TMP/o" 2>&1; rc=$?
+"$KVZ" ls --store "$TMP/clash/E" --json 2>/dev/null | sed 's/"config":[0-9]*,//' | sort >"$TMP/clash/E.ls"
+"$KVZ" ls --store "$TMP/clash/B" --json | sed 's/"config":[0-9]*,//' | sort >"$TMP/clash/B.ls"
+[ $rc -eq 4 ] && grep -q "A2bad: skipped: " "$TMP/o" && cmp -s "$TMP/clash/B.ls" "$TMP/clash/E.ls" &&
+    ok "the winning source's content damaged: the content it beat is merged (exit 4)" ||
+    { fail "a damaged winner took the name: exit $rc"; cat "$TMP/o" "$TMP/clash/E.ls"; }
 # a document that loses still mends: its artifact is also another document's of the store,
 # damaged there (x.txt holds A's h.txt content; the store's h.txt is newer than A's)
 mkdir -p "$TMP/clash/m" && cp "$TMP/clash/x/h.txt" "$TMP/clash/m/x.txt" && cp "$TMP/clash/y/h.txt" "$TMP/clash/m/h.txt" &&

@@ -354,23 +354,38 @@ rc=$?
 [ -n "$bad_doc" ] && [ $rc -eq 0 ] && grep -q '"status":"compiled"' "$TMP/o7" &&
     "$KVZ" verify --store "$TMP/broken" >/dev/null 2>&1 && ok "verify names the damaged document; compile --force rebuilds it" ||
     { fail "rebuilding a damaged artifact ('$bad_doc'): exit $rc"; cat "$TMP/v2" "$TMP/o7"; }
-# one flipped bit in the structure of data.mdb's first pages (page headers, the first node):
-# LMDB trusts its pages and faulted on some (a segfault of ls and verify); kvz says the
-# store is damaged (exit 4), or reads what it can (exit 0), never a crash or a hang
+# one flipped bit in the structure of data.mdb's first pages (page headers, the first node),
+# and in the sizes of a leaf page's first node (its key's, its value's): LMDB trusts its pages
+# and faulted on some (a segfault of ls and verify), and handed back keys and values that lay
+# past the end of the file (a fault in kvz reading them); kvz says the store is damaged
+# (exit 4), or reads what it can (exit 0), never a crash or a hang
 python3 - "$S/data.mdb" "$KVZ" "$TMP/flip" <<'PY' >"$TMP/flips" 2>&1
 import collections, os, subprocess, sys
 src, kvz, work = sys.argv[1:]
 data = open(src, "rb").read()
 os.makedirs(work, exist_ok=True)
 seen, bad = collections.Counter(), []
-for page in range(2, min(len(data) // 4096, 40)):
-    for at, bit in ((12, 0x10), (12, 0x80), (20, 0x10), (20, 0x80)):
-        d = bytearray(data); d[page * 4096 + at] ^= bit
-        open(os.path.join(work, "data.mdb"), "wb").write(d)
-        r = subprocess.run(["timeout", "20", kvz, "ls", "--store", work], capture_output=True)
+def flip(at, bit, commands):
+    d = bytearray(data); d[at] ^= bit
+    open(os.path.join(work, "data.mdb"), "wb").write(d)
+    for command in commands:
+        r = subprocess.run(["timeout", "20", kvz, command, "--store", work], capture_output=True)
         seen[r.returncode] += 1
         if r.returncode not in (0, 4) or (r.returncode == 4 and not r.stderr):
-            bad.append("page %d byte %d ^%#x: exit %d %s" % (page, at, bit, r.returncode, r.stderr[-160:]))
+            bad.append("%s: byte %d ^%#x: exit %d %s" % (command, at, bit, r.returncode, r.stderr[-160:]))
+leaves = 0
+for page in range(2, min(len(data) // 4096, 40)):
+    for at, bit in ((12, 0x10), (12, 0x80), (20, 0x10), (20, 0x80)):
+        flip(page * 4096 + at, bit, ["ls"])
+for page in range(2, len(data) // 4096):
+    base = page * 4096
+    flags, lower = int.from_bytes(data[base + 10:base + 12], "little"), int.from_bytes(data[base + 12:base + 14], "little")
+    if flags != 0x02 or lower <= 16 or leaves >= 60: # a leaf page (LMDB's P_LEAF) with a node
+        continue
+    leaves += 1
+    node = base + int.from_bytes(data[base + 16:base + 18], "little") # its first node: sizes, flags, key size
+    for at in (node + 3, node + 7): # the value's size, the key's: their high bits
+        flip(at, 0x80, ["ls", "verify"])
 print("exits:", dict(seen))
 print("\n".join(bad[:5]))
 if not seen[4]:

@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include "common/error.h"
+#include "common/file_util.h"
 #include "format/artifact.h"
 #include "format/codec.h"
 #include "format/doc_record.h"
@@ -11,8 +12,13 @@
 #include "format/store.h"
 #include "format/transfer.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <lmdb.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* Keys with a few outlier channels and values with an outlier token, as real
@@ -542,8 +548,8 @@ static void test_transfer_whole_documents(void **state)
         kvz_store *s;
         CHECK_OK(kvz_store_open(&s, dir, KVZ_STORE_CREATE));
         CHECK_OK(kvz_store_write(s, put_ids, ids));
-        CHECK_OK(kvz_transfer_document(s, "doc", order ? &x : &y, o));
-        CHECK_OK(kvz_transfer_document(s, "doc", order ? &y : &x, o));
+        CHECK_OK(kvz_transfer_document(s, "doc", order ? &x : &y, NULL, o));
+        CHECK_OK(kvz_transfer_document(s, "doc", order ? &y : &x, NULL, o));
         assert_int_equal(o[0], order ? KVZ_ENTRY_KEPT_NEWER : KVZ_ENTRY_REPLACED);
         if (!order)
             assert_int_equal(o[1], KVZ_ENTRY_REPLACED);
@@ -552,14 +558,14 @@ static void test_transfer_whole_documents(void **state)
         uint32_t n;
         stored(s, "doc", &h, &configs, &n);
         assert_int_equal(h, 0xa0), assert_int_equal(n, 2), assert_int_equal(configs, 3);
-        CHECK_OK(kvz_transfer_document(s, "doc", &x, o)); /* again: nothing new */
+        CHECK_OK(kvz_transfer_document(s, "doc", &x, NULL, o)); /* again: nothing new */
         assert_int_equal(o[0], KVZ_ENTRY_PRESENT), assert_int_equal(o[1], KVZ_ENTRY_PRESENT);
         /* a tie: content 0xc0 at 300, as new as X's newest, wins either way */
         kvz_doc_entry ze = entry_at(8, 300, &ids[3]);
         kvz_doc_record z = {.doc_hash = {0xc0}, .n_entries = 1, .entries = &ze};
-        CHECK_OK(kvz_transfer_document(s, order ? "tie" : "doc", &z, o));
+        CHECK_OK(kvz_transfer_document(s, order ? "tie" : "doc", &z, NULL, o));
         if (order) { /* "tie": Z first, then X */
-            CHECK_OK(kvz_transfer_document(s, "tie", &x, o));
+            CHECK_OK(kvz_transfer_document(s, "tie", &x, NULL, o));
             assert_int_equal(o[0], KVZ_ENTRY_KEPT_NEWER);
         } else {
             assert_int_equal(o[0], KVZ_ENTRY_REPLACED);
@@ -570,7 +576,7 @@ static void test_transfer_whole_documents(void **state)
         uint8_t absent[1][16] = {{0xee}};
         kvz_doc_entry me = entry_at(16, 400, absent);
         kvz_doc_record missing = {.doc_hash = {0xd0}, .n_entries = 1, .entries = &me};
-        assert_int_equal(kvz_transfer_document(s, "doc", &missing, o), KVZ_ERR_NOT_FOUND);
+        assert_int_equal(kvz_transfer_document(s, "doc", &missing, NULL, o), KVZ_ERR_NOT_FOUND);
         kvz_store_close(s);
     }
 }
@@ -592,10 +598,10 @@ static void test_transfer_takes_later_times(void **state)
     CHECK_OK(kvz_store_open(&s, test_tmp_path("transfer-times"), KVZ_STORE_CREATE));
     CHECK_OK(kvz_store_write(s, put_ids, ids));
     kvz_entry_outcome o[2];
-    CHECK_OK(kvz_transfer_document(s, "doc", &a, o));
-    CHECK_OK(kvz_transfer_document(s, "doc", &b, o));
+    CHECK_OK(kvz_transfer_document(s, "doc", &a, NULL, o));
+    CHECK_OK(kvz_transfer_document(s, "doc", &b, NULL, o));
     assert_int_equal(o[0], KVZ_ENTRY_PRESENT);
-    CHECK_OK(kvz_transfer_document(s, "doc", &c, o));
+    CHECK_OK(kvz_transfer_document(s, "doc", &c, NULL, o));
     assert_int_equal(o[0], KVZ_ENTRY_PRESENT);
     kvz_store_txn *t;
     const void *v;
@@ -629,19 +635,19 @@ static void test_transfer_losing_content_needs_no_artifacts(void **state)
     CHECK_OK(kvz_store_open(&s, test_tmp_path("transfer-loses"), KVZ_STORE_CREATE));
     CHECK_OK(kvz_store_write(s, put_ids, ids));
     int loses = 1;
-    CHECK_OK(kvz_transfer_loses(s, "doc", &a, &loses)); /* no such name yet */
+    CHECK_OK(kvz_transfer_loses(s, "doc", &a, NULL, &loses)); /* no such name yet */
     assert_int_equal(loses, 0);
     kvz_entry_outcome o;
-    CHECK_OK(kvz_transfer_document(s, "doc", &a, &o));
-    CHECK_OK(kvz_transfer_loses(s, "doc", &b_old, &loses));
+    CHECK_OK(kvz_transfer_document(s, "doc", &a, NULL, &o));
+    CHECK_OK(kvz_transfer_loses(s, "doc", &b_old, NULL, &loses));
     assert_int_equal(loses, 1);
-    CHECK_OK(kvz_transfer_document(s, "doc", &b_old, &o)); /* its artifact absent: not needed */
+    CHECK_OK(kvz_transfer_document(s, "doc", &b_old, NULL, &o)); /* its artifact absent: not needed */
     assert_int_equal(o, KVZ_ENTRY_KEPT_NEWER);
-    CHECK_OK(kvz_transfer_loses(s, "doc", &a_again, &loses)); /* the same content never loses */
+    CHECK_OK(kvz_transfer_loses(s, "doc", &a_again, NULL, &loses)); /* the same content never loses */
     assert_int_equal(loses, 0);
-    CHECK_OK(kvz_transfer_loses(s, "doc", &b_young, &loses));
+    CHECK_OK(kvz_transfer_loses(s, "doc", &b_young, NULL, &loses));
     assert_int_equal(loses, 0);
-    assert_int_equal(kvz_transfer_document(s, "doc", &b_young, &o), KVZ_ERR_NOT_FOUND);
+    assert_int_equal(kvz_transfer_document(s, "doc", &b_young, NULL, &o), KVZ_ERR_NOT_FOUND);
     kvz_error_clear();
     kvz_store_close(s);
 }
@@ -685,6 +691,161 @@ static void test_transfer_mends_damaged_artifacts(void **state)
     free(good), free(damaged), free(other), free(keys), free(values), free(other_keys), free(other_values);
 }
 
+static int folder_entries(const char *dir, char first[256])
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    first[0] = '\0';
+    for (struct dirent *e; d && (e = readdir(d));)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 && n++ == 0)
+            snprintf(first, 256, "%s", e->d_name);
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* A process killed while it writes an atomic file leaves nothing beside the
+ * target where the file system makes unnamed files (O_TMPFILE), else only
+ * its named temporary; a commit leaves the file whole and nothing else. */
+static void test_atomic_file_killed_while_writing(void **state)
+{
+    (void)state;
+    const char *dir = test_tmp_path("atomic");
+    assert_int_equal(mkdir(dir, 0700), 0);
+    char target[300], first[256];
+    snprintf(target, sizeof target, "%s/out.bin", dir);
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        static char block[1 << 16];
+        kvz_atomic_file f;
+        if (kvz_atomic_file_open(&f, target) != KVZ_OK || kvz_atomic_file_write(&f, block, sizeof block) != KVZ_OK ||
+            fflush(f.fp) != 0)
+            _exit(1);
+        if (write(ready[1], "w", 1) != 1)
+            _exit(1);
+        pause();
+        _exit(0);
+    }
+    char c = 0;
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    assert_int_equal(kill(child, SIGKILL), 0);
+    assert_int_equal(waitpid(child, NULL, 0), child);
+    close(ready[0]), close(ready[1]);
+    int unnamed_made = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+    if (unnamed_made >= 0) {
+        close(unnamed_made);
+        assert_int_equal(folder_entries(dir, first), 0);
+    } else { /* the fallback: its own name, `<target>.tmp.<pid>.<n>` */
+        fprintf(stderr, "(%s makes no unnamed files: %s)\n", dir, strerror(errno));
+        assert_int_equal(folder_entries(dir, first), 1);
+        assert_non_null(strstr(first, "out.bin.tmp."));
+        char left[600];
+        snprintf(left, sizeof left, "%s/%s", dir, first);
+        remove(left);
+    }
+    CHECK_OK(kvz_atomic_file_put(target, "whole", 5));
+    assert_int_equal(folder_entries(dir, first), 1);
+    assert_string_equal(first, "out.bin");
+    char *back = NULL;
+    size_t size = 0;
+    CHECK_OK(kvz_read_file(target, &back, &size));
+    assert_int_equal(size, 5);
+    assert_memory_equal(back, "whole", 5);
+    free(back);
+    remove(target);
+}
+
+/* This process's POSIX locks on `path` (LMDB's on lock.mdb), from /proc/locks. */
+static int posix_locks_on(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    FILE *f = fopen("/proc/locks", "re");
+    assert_non_null(f);
+    char line[256];
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        long pid;
+        unsigned long major, minor, inode;
+        char kind[16];
+        if (sscanf(line, "%*[^:]: %15s %*s %*s %ld %lx:%lx:%lu", kind, &pid, &major, &minor, &inode) == 5 &&
+            strcmp(kind, "POSIX") == 0 && pid == (long)getpid() && inode == (unsigned long)st.st_ino)
+            n++;
+    }
+    fclose(f);
+    return n;
+}
+
+static void read_version(kvz_store *s)
+{
+    kvz_store_txn *t;
+    const void *v;
+    size_t len;
+    CHECK_OK(kvz_store_read_begin(s, &t));
+    CHECK_OK(kvz_store_get(t, KVZ_DB_META, "store_version", 13, &v, &len));
+    assert_int_equal(len, strlen(KVZ_STORE_VERSION));
+    kvz_store_read_end(t);
+}
+
+/* Two opens of one store in a process (an engine opened before the old one
+ * is closed) share its LMDB environment: closing one leaves the other's
+ * locks on lock.mdb (a second environment's close dropped every lock the
+ * process held there, and a writer elsewhere could take its reader slots). */
+static void test_store_opened_twice_keeps_its_locks(void **state)
+{
+    (void)state;
+    const char *dir = test_tmp_path("twice");
+    char lock[300];
+    snprintf(lock, sizeof lock, "%s/lock.mdb", dir);
+    kvz_store *w, *a, *b;
+    CHECK_OK(kvz_store_open(&w, dir, KVZ_STORE_CREATE));
+    kvz_store_close(w);
+    CHECK_OK(kvz_store_open(&a, dir, KVZ_STORE_READONLY));
+    read_version(a);
+    int held = posix_locks_on(lock);
+    assert_true(held > 0);
+    CHECK_OK(kvz_store_open(&b, dir, KVZ_STORE_READONLY));
+    read_version(b);
+    kvz_store_close(a);
+    assert_int_equal(posix_locks_on(lock), held);
+    read_version(b);
+    /* a read-only environment cannot write: a writer beside it is refused, said */
+    assert_int_equal(kvz_store_open(&w, dir, 0), KVZ_ERR_ARG);
+    assert_non_null(strstr(kvz_last_error(), "open read-only in this process"));
+    kvz_store_close(b);
+    assert_int_equal(posix_locks_on(lock), 0);
+    /* a writer's store serves a reader beside it; an open that needs the store alone waits for neither */
+    CHECK_OK(kvz_store_open(&w, dir, 0));
+    CHECK_OK(kvz_store_open(&a, dir, KVZ_STORE_READONLY));
+    assert_int_equal(kvz_store_open(&b, dir, KVZ_STORE_EXCLUSIVE), KVZ_ERR_IO);
+    kvz_store_close(w);
+    read_version(a);
+    kvz_store_close(a);
+    CHECK_OK(kvz_store_open(&b, dir, KVZ_STORE_EXCLUSIVE));
+    kvz_store_close(b);
+    /* a child of fork opens the store anew (its parent's environment is not its to use, nor its
+     * parent's locks): it holds its own while it reads */
+    CHECK_OK(kvz_store_open(&a, dir, KVZ_STORE_READONLY));
+    read_version(a);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        kvz_store *mine = NULL;
+        kvz_store_txn *t = NULL;
+        int ok = kvz_store_open(&mine, dir, KVZ_STORE_READONLY) == KVZ_OK && mine != a &&
+                 kvz_store_read_begin(mine, &t) == KVZ_OK && posix_locks_on(lock) > 0;
+        _exit(ok ? 0 : 1);
+    }
+    int status = -1;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    read_version(a);
+    kvz_store_close(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -703,6 +864,8 @@ int main(void)
         cmocka_unit_test(test_transfer_takes_later_times),
         cmocka_unit_test(test_transfer_losing_content_needs_no_artifacts),
         cmocka_unit_test(test_transfer_mends_damaged_artifacts),
+        cmocka_unit_test(test_atomic_file_killed_while_writing),
+        cmocka_unit_test(test_store_opened_twice_keeps_its_locks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
