@@ -141,22 +141,10 @@ static int stored_content_stays(const kvz_doc_record *stored, const kvz_doc_reco
     return kvz_content_wins(&s, &i);
 }
 
-/* The claim `incoming` makes to its name: `claim` when given (its content as
- * several sources hold it together), else its own. */
-static kvz_content_stamp claim_of(const kvz_doc_record *incoming, const kvz_content_stamp *claim)
+/* Whether the record of `name` holds other content that stays against `incoming`. */
+static int record_stays(kvz_store_txn *t, const char *name, const kvz_doc_record *incoming, int *stays)
 {
-    kvz_content_stamp c;
-    kvz_content_stamp_of(incoming, &c);
-    if (claim && memcmp(claim->doc_hash, c.doc_hash, 16) == 0 && claim->newest > c.newest)
-        c.newest = claim->newest;
-    return c;
-}
-
-/* Whether the record of `name` holds other content (*other) and whether it
- * stays against content claiming the name with `claim` (*stays). */
-static int record_stays(kvz_store_txn *t, const char *name, const kvz_content_stamp *claim, int *other, int *stays)
-{
-    *other = *stays = 0;
+    *stays = 0;
     const void *val;
     size_t len;
     kvz_doc_record rec = {0};
@@ -165,25 +153,18 @@ static int record_stays(kvz_store_txn *t, const char *name, const kvz_content_st
         return KVZ_OK;
     if (rc == KVZ_OK)
         rc = kvz_doc_record_decode(val, len, &rec);
-    if (rc == KVZ_OK) {
-        kvz_content_stamp stored;
-        kvz_content_stamp_of(&rec, &stored);
-        *other = memcmp(rec.doc_hash, claim->doc_hash, 16) != 0;
-        *stays = *other && kvz_content_wins(&stored, claim);
-    }
+    if (rc == KVZ_OK)
+        *stays = memcmp(rec.doc_hash, incoming->doc_hash, 16) != 0 && stored_content_stays(&rec, incoming);
     kvz_doc_record_free(&rec);
     return rc == KVZ_OK ? KVZ_OK : kvz_error_context(rc, "document record of '%s'", name);
 }
 
-int kvz_transfer_loses(kvz_store *s, const char *name, const kvz_doc_record *incoming,
-                       const kvz_content_stamp *claim, int *loses)
+int kvz_transfer_loses(kvz_store *s, const char *name, const kvz_doc_record *incoming, int *loses)
 {
     kvz_store_txn *t = NULL;
-    int other = 0;
     *loses = 0;
     KVZ_TRY(kvz_store_read_begin(s, &t));
-    kvz_content_stamp c = claim_of(incoming, claim);
-    int rc = incoming->n_entries ? record_stays(t, name, &c, &other, loses) : KVZ_OK;
+    int rc = incoming->n_entries ? record_stays(t, name, incoming, loses) : KVZ_OK;
     kvz_store_read_end(t);
     return rc;
 }
@@ -266,15 +247,14 @@ int kvz_doc_record_put_entry(kvz_store_txn *t, const char *name, const uint8_t d
 typedef struct document_put {
     const char *name;
     const kvz_doc_record *incoming;
-    kvz_content_stamp claim;
     kvz_entry_outcome *outcomes;
 } document_put;
 
 static int document_put_fn(kvz_store_txn *t, void *ctx)
 {
     document_put *p = ctx;
-    int other, stays;
-    KVZ_TRY(record_stays(t, p->name, &p->claim, &other, &stays));
+    int stays;
+    KVZ_TRY(record_stays(t, p->name, p->incoming, &stays));
     if (stays) { /* decided before the artifacts: a caller that asked kvz_transfer_loses wrote none */
         for (uint32_t i = 0; i < p->incoming->n_entries; i++)
             p->outcomes[i] = KVZ_ENTRY_KEPT_NEWER;
@@ -295,25 +275,24 @@ static int document_put_fn(kvz_store_txn *t, void *ctx)
             KVZ_TRY(rc);
         }
     }
-    /* other content that does not stay is replaced: decided above, by the claim */
-    return kvz_doc_record_put(t, p->name, p->incoming, other, p->outcomes, NULL);
+    return kvz_doc_record_put(t, p->name, p->incoming, 0, p->outcomes, NULL);
 }
 
 int kvz_transfer_document(kvz_store *s, const char *name, const kvz_doc_record *incoming,
-                          const kvz_content_stamp *claim, kvz_entry_outcome *outcomes)
+                          kvz_entry_outcome *outcomes)
 {
     if (!incoming->n_entries)
         return KVZ_OK;
-    document_put p = {name, incoming, claim_of(incoming, claim), outcomes};
+    document_put p = {name, incoming, outcomes};
     return kvz_store_write(s, document_put_fn, &p);
 }
 
 int kvz_transfer_entry(kvz_store *s, const char *name, const uint8_t doc_hash[16], const kvz_doc_entry *e,
-                       const kvz_content_stamp *claim, kvz_entry_outcome *outcome)
+                       kvz_entry_outcome *outcome)
 {
     kvz_doc_record r = one_entry(doc_hash, e);
     kvz_entry_outcome o = KVZ_ENTRY_ADDED;
-    int rc = kvz_transfer_document(s, name, &r, claim, &o);
+    int rc = kvz_transfer_document(s, name, &r, &o);
     if (outcome)
         *outcome = o;
     return rc;

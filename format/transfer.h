@@ -88,28 +88,23 @@ int kvz_doc_record_put_entry(kvz_store_txn *t, const char *name, const uint8_t d
 /* Its own transaction: unless the store's other content stays (every outcome
  * KVZ_ENTRY_KEPT_NEWER, nothing checked or written), check every artifact of
  * every entry of `incoming` is in the store (KVZ_ERR_NOT_FOUND naming the
- * first missing one), then put the document as above, the store's other
- * content replaced. A bundle's or another store's document goes in whole this
- * way: taken one configuration at a time, an older configuration of content
- * that then wins would be lost. `claim` (NULL: none): the same content's
- * newest time over several sources (a merge's, an import's files), when later
- * than incoming's own, decides against the store's content instead, so that
- * the order of the sources does not decide which configurations stay. */
+ * first missing one), then put the document as above with
+ * replace_other_content = 0. A bundle's or another store's document goes in
+ * whole this way: taken one configuration at a time, an older configuration of
+ * content that then wins would be lost. */
 int kvz_transfer_document(kvz_store *s, const char *name, const kvz_doc_record *incoming,
-                          const kvz_content_stamp *claim, kvz_entry_outcome *outcomes);
+                          kvz_entry_outcome *outcomes);
 /* The same for one configuration (import: artifacts arrive one by one). */
 int kvz_transfer_entry(kvz_store *s, const char *name, const uint8_t doc_hash[16], const kvz_doc_entry *e,
-                       const kvz_content_stamp *claim, kvz_entry_outcome *outcome);
+                       kvz_entry_outcome *outcome);
 
 /* Its own read transaction: *loses = 1 when the store's record of `name`
- * holds other content that stays against `incoming` (the rule above, with
- * `claim` as kvz_transfer_document takes it), so
+ * holds other content that stays against `incoming` (the rule above), so
  * that a transfer writes none of the incoming artifacts (they would only wait
  * for `kvz gc`). The document put decides again, before it checks artifacts:
  * should the store change in between to let `incoming` win, it finds them
  * missing (KVZ_ERR_NOT_FOUND) and nothing is half written. */
-int kvz_transfer_loses(kvz_store *s, const char *name, const kvz_doc_record *incoming,
-                       const kvz_content_stamp *claim, int *loses);
+int kvz_transfer_loses(kvz_store *s, const char *name, const kvz_doc_record *incoming, int *loses);
 
 /* Visit every document of the store in name order, its record decoded; the
  * visitor may change the record (it is freed after the call). A record that

@@ -420,7 +420,7 @@ static int unpack_wanted(unpack_ctx *u, const kvz_bundle_manifest *m)
     for (size_t d = 0; d < m->n_docs; d++) {
         const kvz_doc_record *r = &m->docs[d].record;
         int loses;
-        KVZ_TRY(kvz_transfer_loses(u->store, m->docs[d].name, r, NULL, &loses));
+        KVZ_TRY(kvz_transfer_loses(u->store, m->docs[d].name, r, &loses));
         for (uint32_t k = 0; k < r->n_entries; k++) {
             const kvz_doc_entry *e = &r->entries[k];
             u->other_model_left_alone += loses && e->model_fingerprint != u->model;
@@ -565,13 +565,13 @@ static void say_left_alone(const char *command, const char *name, const char *fr
  * how many configurations had outcome o. A name whose other content gave way
  * is said on stderr (with `from`, the source; NULL: quiet): two teams' names
  * can collide, and a count alone does not say which document changed. */
-static int put_document(kvz_store *s, const char *name, const kvz_doc_record *rec,
-                        const kvz_content_stamp *claim, size_t counts[4], const char *command, const char *from)
+static int put_document(kvz_store *s, const char *name, const kvz_doc_record *rec, size_t counts[4],
+                        const char *command, const char *from)
 {
     kvz_entry_outcome *o = calloc(rec->n_entries ? rec->n_entries : 1, sizeof *o);
     if (!o)
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
-    int rc = kvz_transfer_document(s, name, rec, claim, o);
+    int rc = kvz_transfer_document(s, name, rec, o);
     for (uint32_t i = 0; i < rec->n_entries && rc == KVZ_OK; i++)
         counts[o[i]]++;
     if (rc == KVZ_OK && rec->n_entries && o[0] == KVZ_ENTRY_REPLACED && from) {
@@ -782,8 +782,7 @@ int cmd_unpack(int argc, char **argv)
         st = kvz_bundle_read(file, &lim, &write, NULL);
     size_t counts[4] = {0};
     for (size_t d = 0; d < m.n_docs && st == KVZ_OK; d++)
-        st = put_document(u.store, m.docs[d].name, &m.docs[d].record, NULL, counts, "unpack",
-                          a.quiet ? NULL : shown);
+        st = put_document(u.store, m.docs[d].name, &m.docs[d].record, counts, "unpack", a.quiet ? NULL : shown);
     name_set names = {0};
     for (size_t d = 0; a.prune && d < m.n_docs && st == KVZ_OK; d++)
         st = name_set_add(&names, m.docs[d].name);
@@ -836,8 +835,7 @@ typedef struct merge_ctx {
     int into_failed; /* a write into DIR failed: DIR's fault (a damaged DIR), not the source's */
     name_set *names; /* --prune: every source document's name, else NULL */
     content_winners winners; /* several sources: the content each name goes to */
-    int pass;        /* 1: what no other source's content beats; 2: the rest */
-    name_set failed; /* names whose winning content was damaged in every configuration (pass 1) */
+    int pass;                /* merge_pass: this one's documents only */
     int quiet;
 } merge_ctx;
 
@@ -891,29 +889,38 @@ static int merge_artifacts(merge_ctx *m, const char *doc, const kvz_doc_entry *e
     return rc;
 }
 
+/* Several sources: the pass that copies a document. 1: the newest copy of
+ * the content that wins its name over the sources; 2: its other copies
+ * (their forms join it); 3: what another source's content beats. Each is
+ * still decided against DIR as it comes, so the order only spares writing
+ * what then loses (its artifacts would wait for gc), and a winner damaged
+ * in all its forms leaves the name to the content it beat. */
+static int merge_pass(const merge_ctx *m, const char *doc, const kvz_doc_record *rec)
+{
+    if (!rec->n_entries || !m->winners.n)
+        return 1;
+    kvz_content_stamp mine;
+    uint64_t newest;
+    kvz_content_stamp_of(rec, &mine);
+    if (content_winners_judge(&m->winners, doc, &mine, &newest))
+        return 3;
+    return newest > mine.newest ? 2 : 1;
+}
+
 /* A source document: its configurations' artifacts, then the document whole
  * (less the configurations whose artifacts are damaged); of a document whose
- * content loses to DIR's or another source's under the name, no
- * configuration (its artifacts only mend DIR's damaged copies). What another
- * source's content beats waits for pass 2, so that it is copied after all
- * when that content turns out damaged. */
+ * content loses to DIR's under the name, no configuration (its artifacts
+ * only mend DIR's damaged copies). */
 static int merge_doc(void *ctx, const char *doc, kvz_doc_record *rec)
 {
     merge_ctx *m = ctx;
-    if (m->names && m->pass == 1)
-        KVZ_TRY(name_set_add(m->names, doc));
-    kvz_content_stamp mine, claim;
-    int offered = 0;
-    kvz_content_stamp_of(rec, &mine);
-    const content_claim *beaten =
-        rec->n_entries ? content_winners_judge(&m->winners, doc, &mine, &claim, &offered) : NULL;
-    if ((beaten != NULL) != (m->pass == 2))
+    if (merge_pass(m, doc, rec) != m->pass)
         return KVZ_OK;
-    if (beaten && name_set_has(&m->failed, doc, strlen(doc)))
-        beaten = NULL; /* what beat it is damaged: DIR's content alone decides */
-    int loses = beaten != NULL;
-    if (!loses && m->into) /* as its content stands over all the sources */
-        KVZ_TRY(kvz_transfer_loses(m->into, doc, rec, &claim, &loses));
+    if (m->names)
+        KVZ_TRY(name_set_add(m->names, doc));
+    int loses = 0;
+    if (m->into)
+        KVZ_TRY(kvz_transfer_loses(m->into, doc, rec, &loses));
     uint32_t good = 0;
     for (uint32_t i = 0; i < rec->n_entries; i++) {
         int rc = merge_artifacts(m, doc, &rec->entries[i], loses);
@@ -928,35 +935,22 @@ static int merge_doc(void *ctx, const char *doc, kvz_doc_record *rec)
             rec->entries[i] = kept;
         }
     }
-    if (m->pass == 1 && !good && rec->n_entries)
-        KVZ_TRY(name_set_add(&m->failed, doc));
     if (loses)
         m->counts[KVZ_ENTRY_KEPT_NEWER] += good;
-    if (loses && good && !m->quiet && beaten) {
-        char shown[CLI_SHOWN_MAX];
-        fprintf(stderr, "kvz merge: %s: %s's content under the name left alone: %s's was compiled later\n",
-                cli_shown(shown, doc, strlen(doc)), m->source, beaten->source);
-    } else if (loses && good && !m->quiet) {
+    if (loses && good && !m->quiet)
         say_left_alone("merge", doc, m->source);
-    }
     if (loses || !good)
         return KVZ_OK;
     kvz_doc_record merged = *rec;
     merged.n_entries = good;
-    return put_document(m->into, doc, &merged, &claim, m->counts, "merge", m->quiet ? NULL : m->source);
+    return put_document(m->into, doc, &merged, m->counts, "merge", m->quiet ? NULL : m->source);
 }
-
-typedef struct offer_ctx {
-    content_winners *winners;
-    const char *source;
-} offer_ctx;
 
 static int offer_content(void *ctx, const char *doc, kvz_doc_record *rec)
 {
-    offer_ctx *o = ctx;
     kvz_content_stamp stamp;
     kvz_content_stamp_of(rec, &stamp);
-    return rec->n_entries ? content_winners_offer(o->winners, doc, &stamp, o->source) : KVZ_OK;
+    return rec->n_entries ? content_winners_offer(ctx, doc, &stamp) : KVZ_OK;
 }
 
 /* Every document of a source, offered for its name. A record that does not
@@ -965,12 +959,11 @@ static int offer_contents(content_winners *w, const char *source)
 {
     kvz_store *src = NULL;
     kvz_store_txn *t = NULL;
-    offer_ctx o = {w, source};
     int rc = kvz_store_open(&src, source, KVZ_STORE_READONLY);
     if (rc == KVZ_OK)
         rc = kvz_store_read_begin(src, &t);
     if (rc == KVZ_OK)
-        rc = kvz_scan_documents(t, offer_content, &o);
+        rc = kvz_scan_documents(t, offer_content, w);
     kvz_store_read_end(t);
     kvz_store_close(src);
     if (rc == KVZ_ERR_FORMAT)
@@ -1034,8 +1027,7 @@ int cmd_merge(int argc, char **argv)
     char into_real[PATH_MAX] = "";
     if (st == KVZ_OK && !realpath(a.into, into_real))
         into_real[0] = '\0';
-    for (m.pass = 1; m.pass <= (argc - optind > 1 ? 2 : 1) && st == KVZ_OK; m.pass++) {
-        name_set_sort(&m.failed); /* pass 2 looks names up in it */
+    for (m.pass = 1; m.pass <= (m.winners.n ? 3 : 1) && st == KVZ_OK; m.pass++) {
         for (int i = optind; i < argc && st == KVZ_OK; i++) {
             char real[PATH_MAX];
             if (realpath(argv[i], real) && strcmp(real, into_real) == 0) {
@@ -1060,7 +1052,6 @@ int cmd_merge(int argc, char **argv)
     int made = m.into != NULL;
     kvz_store_close(m.into);
     content_winners_free(&m.winners);
-    name_set_free(&m.failed);
     free(m.prefixes.keys);
     free(a.docs);
     store_collect_report pruned = {0};
@@ -1155,29 +1146,30 @@ typedef struct import_ctx {
     int allow_mismatch, quiet;
     struct aside_need *aside; /* other models' artifacts and the prefixes they need (pass 1) */
     size_t n_aside, cap_aside;
-    struct import_piece *pieces; /* every file's document and segment (pass 1), by content */
+    struct import_piece *pieces; /* every file's document and segment (pass 1), in the order they are filed */
     size_t n_pieces, cap_pieces;
-    content_winners winners; /* the content each name goes to, of those the files hold whole */
 } import_ctx;
 
 typedef struct import_piece {
+    int arg; /* the file's place among the arguments */
     char *doc_name;
     uint8_t doc_hash[16];
     uint64_t config_id;
     uint32_t segment, n_segments;
     uint64_t created;
-    const char *path;
+    uint64_t form_newest; /* the newest time of its form's pieces among the files */
+    int form_whole;       /* every segment of its form is among the files */
 } import_piece;
 
-static int import_piece_add(import_ctx *c, const kvz_manifest *m, const char *path)
+static int import_piece_add(import_ctx *c, const kvz_manifest *m, int arg)
 {
     import_piece *grown = kvz_grow(c->pieces, &c->cap_pieces, c->n_pieces, sizeof *grown);
     if (!grown)
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     c->pieces = grown;
     import_piece *p = &c->pieces[c->n_pieces];
-    *p = (import_piece){.config_id = kvz_config_id(m->config), .segment = m->segment, .n_segments = m->n_segments,
-                        .created = m->created, .path = path};
+    *p = (import_piece){.arg = arg, .config_id = kvz_config_id(m->config), .segment = m->segment,
+                        .n_segments = m->n_segments, .created = m->created};
     memcpy(p->doc_hash, m->doc_hash, 16);
     if (!(p->doc_name = strdup(m->doc_name)))
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
@@ -1185,68 +1177,53 @@ static int import_piece_add(import_ctx *c, const kvz_manifest *m, const char *pa
     return KVZ_OK;
 }
 
-static int piece_content_order(const import_piece *x, const char *name, const uint8_t hash[16])
+static int same_form(const import_piece *x, const import_piece *y)
 {
-    int o = strcmp(x->doc_name, name);
-    return o ? o : memcmp(x->doc_hash, hash, 16);
+    return strcmp(x->doc_name, y->doc_name) == 0 && memcmp(x->doc_hash, y->doc_hash, 16) == 0 &&
+           x->config_id == y->config_id;
 }
 
-static int by_content_config_segment(const void *a, const void *b)
+static int by_form_segment(const void *a, const void *b)
 {
     const import_piece *x = a, *y = b;
-    int o = piece_content_order(x, y->doc_name, y->doc_hash);
-    if (o)
-        return o;
-    if (x->config_id != y->config_id)
-        return x->config_id < y->config_id ? -1 : 1;
-    return x->segment < y->segment ? -1 : x->segment > y->segment;
+    int o = strcmp(x->doc_name, y->doc_name);
+    if (!o)
+        o = memcmp(x->doc_hash, y->doc_hash, 16);
+    if (!o && x->config_id != y->config_id)
+        o = x->config_id < y->config_id ? -1 : 1;
+    return o ? o : x->segment < y->segment ? -1 : x->segment > y->segment;
 }
 
-/* After pass 1: each content with a configuration whose every segment is
- * among the files claims its name at the newest time of such a configuration
- * (a configuration given in part would never be filed). */
-static int import_offer_contents(import_ctx *c)
+/* The newest forms first, each form's segments together: a form is filed
+ * against the store's content as it comes, so the content that wins a name
+ * arrives before what it beats (which then loses, unwritten) and a content's
+ * older forms join it instead of losing to content compiled between them. */
+static int by_newest_form(const void *a, const void *b)
 {
-    if (c->n_pieces)
-        qsort(c->pieces, c->n_pieces, sizeof *c->pieces, by_content_config_segment);
+    const import_piece *x = a, *y = b;
+    if (x->form_newest != y->form_newest)
+        return x->form_newest > y->form_newest ? -1 : 1;
+    return by_form_segment(a, b);
+}
+
+/* After pass 1: each piece's form measured (its newest time, whether whole
+ * among the files), and the pieces in the order they are filed. */
+static void import_order(import_ctx *c)
+{
+    if (!c->n_pieces)
+        return;
+    qsort(c->pieces, c->n_pieces, sizeof *c->pieces, by_form_segment);
     for (size_t i = 0, end; i < c->n_pieces; i = end) {
-        const import_piece *first = &c->pieces[i];
-        kvz_content_stamp stamp = {.newest = 0};
-        memcpy(stamp.doc_hash, first->doc_hash, 16);
-        const char *newest_path = NULL;
-        for (end = i; end < c->n_pieces && piece_content_order(&c->pieces[end], first->doc_name,
-                                                               first->doc_hash) == 0;) {
-            size_t config = end; /* one configuration's pieces, by segment */
-            uint32_t segments = 0;
-            uint64_t newest = 0;
-            const char *path = NULL;
-            for (; end < c->n_pieces && piece_content_order(&c->pieces[end], first->doc_name, first->doc_hash) == 0 &&
-                   c->pieces[end].config_id == c->pieces[config].config_id; end++) {
-                const import_piece *p = &c->pieces[end];
-                segments += end == config || p->segment != c->pieces[end - 1].segment; /* a file given twice: once */
-                if (p->created >= newest)
-                    newest = p->created, path = p->path;
-            }
-            if (segments == c->pieces[config].n_segments && newest >= stamp.newest)
-                stamp.newest = newest, newest_path = path;
+        uint64_t newest = 0;
+        uint32_t segments = 0;
+        for (end = i; end < c->n_pieces && same_form(&c->pieces[i], &c->pieces[end]); end++) {
+            newest = c->pieces[end].created > newest ? c->pieces[end].created : newest;
+            segments += end == i || c->pieces[end].segment != c->pieces[end - 1].segment; /* a file given twice: once */
         }
-        if (newest_path)
-            KVZ_TRY(content_winners_offer(&c->winners, first->doc_name, &stamp, newest_path));
+        for (size_t k = i; k < end; k++)
+            c->pieces[k].form_newest = newest, c->pieces[k].form_whole = segments == c->pieces[i].n_segments;
     }
-    content_winners_settle(&c->winners);
-    return KVZ_OK;
-}
-
-/* The claim of other content among the files that takes the artifact's name
- * from it, or NULL; *claim: its own content's, at the newest time of its
- * configurations whole among the files (*offered: it has one), as the
- * offers measured every content. */
-static const content_claim *import_beaten(const import_ctx *c, const kvz_manifest *m, kvz_content_stamp *claim,
-                                          int *offered)
-{
-    kvz_content_stamp mine = {.newest = m->created};
-    memcpy(mine.doc_hash, m->doc_hash, 16);
-    return content_winners_judge(&c->winners, m->doc_name, &mine, claim, offered);
+    qsort(c->pieces, c->n_pieces, sizeof *c->pieces, by_newest_form);
 }
 
 typedef struct aside_need {
@@ -1297,10 +1274,8 @@ static int ensure_prefix(import_ctx *c, const kvz_manifest *m)
     return KVZ_OK;
 }
 
-/* When every segment of the artifact's document is in the store, file the
- * document (its content claiming the name as `claim` says). */
-static int import_entry(import_ctx *c, const kvz_manifest *m, const kvz_content_stamp *claim, int *complete,
-                        kvz_entry_outcome *o)
+/* When every segment of the artifact's document is in the store, file the document. */
+static int import_entry(import_ctx *c, const kvz_manifest *m, int *complete, kvz_entry_outcome *o)
 {
     kvz_doc_entry e = {.config_id = kvz_config_id(m->config), .model_fingerprint = m->model.fingerprint,
                        .n_segments = m->n_segments};
@@ -1324,8 +1299,10 @@ static int import_entry(import_ctx *c, const kvz_manifest *m, const kvz_content_
         }
     }
     kvz_store_read_end(t);
+    /* the store may hold this segment from an earlier compile of the same form: the later time */
+    e.created = m->created > e.created ? m->created : e.created;
     if (rc == KVZ_OK && *complete)
-        rc = kvz_transfer_entry(c->store, m->doc_name, m->doc_hash, &e, claim, o);
+        rc = kvz_transfer_entry(c->store, m->doc_name, m->doc_hash, &e, o);
     free(e.artifact_ids);
     return rc;
 }
@@ -1349,7 +1326,7 @@ static int import_read(const import_ctx *c, const char *path, char **data, size_
 /* Pass 1 of import: every file checked before the store is opened, so that
  * a bad one leaves no store made for nothing. What cannot be read twice (a
  * pipe, /dev/stdin) is kept in *kept for pass 2; a file is read again there. */
-static int import_check(import_ctx *c, const char *path, char **kept, size_t *kept_size)
+static int import_check(import_ctx *c, const char *path, int arg, char **kept, size_t *kept_size)
 {
     char *data = NULL;
     size_t size = 0;
@@ -1358,7 +1335,7 @@ static int import_check(import_ctx *c, const char *path, char **kept, size_t *ke
     int rc = import_read(c, path, &data, &size, &a);
     const kvz_manifest *m = &a.manifest;
     if (rc == KVZ_OK)
-        rc = import_piece_add(c, m, path);
+        rc = import_piece_add(c, m, arg);
     if (rc == KVZ_OK && m->model.fingerprint != c->id.fingerprint) { /* set aside: see aside_check */
         aside_need *grown = kvz_grow(c->aside, &c->cap_aside, c->n_aside, sizeof *c->aside);
         if (grown) /* at once: the old block may be gone */
@@ -1410,8 +1387,9 @@ static int aside_check(const import_ctx *c, const char *dir)
     return rc;
 }
 
-/* data: pass 1's bytes when it kept them (then owned here), else NULL */
-static int import_file(import_ctx *c, const char *path, char *data, size_t size)
+/* data: pass 1's bytes when it kept them (then owned here), else NULL;
+ * `piece`: what pass 1 found in the file */
+static int import_file(import_ctx *c, const char *path, const import_piece *piece, char *data, size_t size)
 {
     kvz_artifact a;
     int rc = data ? kvz_transfer_check(data, size, &a)
@@ -1422,19 +1400,19 @@ static int import_file(import_ctx *c, const char *path, char *data, size_t size)
     kvz_artifact_outcome o = KVZ_ARTIFACT_PRESENT;
     kvz_entry_outcome filed = KVZ_ENTRY_ADDED;
     /* other content under the name, compiled later, stays: nothing to add (nor
-     * its prefix to compute). Known against another file's content whole, and
-     * against the store's for a content some configuration of which the files
-     * hold whole (the same claim for each of its segments), or of one segment:
-     * each segment of a compile has its own time, the document's the latest */
-    kvz_content_stamp claim = {0};
-    int offered = 0;
-    const content_claim *beaten = rc == KVZ_OK ? import_beaten(c, m, &claim, &offered) : NULL;
-    loses = beaten != NULL;
-    if (rc == KVZ_OK && !loses && (offered || m->n_segments == 1)) {
-        kvz_doc_entry alone = {.created = m->created};
+     * its prefix to compute). Known for a form whose every segment is among the
+     * files (each decided at the form's newest time, as it is filed), or of one
+     * segment: each segment of a compile has its own time, the form's the latest */
+    kvz_doc_entry alone = {.created = m->created};
+    if (rc == KVZ_OK && piece->form_whole && piece->config_id == kvz_config_id(m->config) &&
+        memcmp(piece->doc_hash, m->doc_hash, 16) == 0) /* as pass 1 read it */
+        alone.created = piece->form_newest > alone.created ? piece->form_newest : alone.created;
+    else if (m->n_segments > 1)
+        alone.created = 0; /* not known */
+    if (rc == KVZ_OK && alone.created) {
         kvz_doc_record r = {.n_entries = 1, .entries = &alone};
         memcpy(r.doc_hash, m->doc_hash, 16);
-        rc = kvz_transfer_loses(c->store, m->doc_name, &r, &claim, &loses);
+        rc = kvz_transfer_loses(c->store, m->doc_name, &r, &loses);
     }
     if (rc == KVZ_OK && !loses)
         rc = ensure_prefix(c, m);
@@ -1443,13 +1421,13 @@ static int import_file(import_ctx *c, const char *path, char *data, size_t size)
         rc = kvz_transfer_artifact(c->store, id, data, size, loses, &o); /* losing: mends, adds none */
     }
     if (rc == KVZ_OK && !loses)
-        rc = import_entry(c, m, &claim, &complete, &filed);
+        rc = import_entry(c, m, &complete, &filed);
     loses |= complete && filed == KVZ_ENTRY_KEPT_NEWER;
     char shown[CLI_SHOWN_MAX];
     if (rc == KVZ_OK && !c->quiet && loses)
-        printf("%s: %s segment %u of %u (%s): left alone, %s%s holds other content under the name, compiled "
+        printf("%s: %s segment %u of %u (%s): left alone, the store holds other content under the name, compiled "
                "later%s\n", path, cli_shown(shown, m->doc_name, strlen(m->doc_name)), m->segment + 1, m->n_segments,
-               m->summary[0] ? m->summary : m->method, beaten ? beaten->source : "the store", beaten ? " (given too)" : "",
+               m->summary[0] ? m->summary : m->method,
                o == KVZ_ARTIFACT_REPAIRED ? " (its artifact mended a damaged copy another document uses)" : "");
     else if (rc == KVZ_OK && !c->quiet)
         printf("%s: %s segment %u of %u (%s)%s%s\n", path, cli_shown(shown, m->doc_name, strlen(m->doc_name)),
@@ -1475,9 +1453,9 @@ int cmd_import(int argc, char **argv)
         "else the setup's SmolLM2);\n"
         "when the store lacks that model's shared prompt prefix, it is computed. A\n"
         "document appears once all of its segments are in; importing twice writes\n"
-        "nothing new. Where the name holds other content, compiled later, in the\n"
-        "store or in other files given whole, the artifact is left alone and said so\n"
-        "(the newer compile wins, as in unpack).\n"
+        "nothing new. The files are filed newest form first (each form's segments\n"
+        "together); where the name then holds other content, compiled later, the\n"
+        "artifact is left alone and said so (the newer compile wins, as in unpack).\n"
         "\n"
         "  --allow-model-mismatch  store another model's artifacts aside; the store must\n"
         "                          hold that model's shared prefix already (a bundle of\n"
@@ -1498,15 +1476,16 @@ int cmd_import(int argc, char **argv)
     if (st == KVZ_OK && (!kept || !kept_size))
         st = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     for (int i = optind; i < argc && st == KVZ_OK; i++)
-        st = import_check(&c, argv[i], &kept[i], &kept_size[i]);
+        st = import_check(&c, argv[i], i, &kept[i], &kept_size[i]);
     if (st == KVZ_OK)
-        st = import_offer_contents(&c);
+        import_order(&c);
     if (st == KVZ_OK)
         st = aside_check(&c, a.store);
     if (st == KVZ_OK)
         st = kvz_store_open(&c.store, a.store, KVZ_STORE_CREATE);
-    for (int i = optind; i < argc && st == KVZ_OK; i++) {
-        st = import_file(&c, argv[i], kept[i], kept_size[i]);
+    for (size_t k = 0; k < c.n_pieces && st == KVZ_OK; k++) {
+        int i = c.pieces[k].arg;
+        st = import_file(&c, argv[i], &c.pieces[k], kept[i], kept_size[i]);
         kept[i] = NULL; /* import_file took it */
     }
     for (int i = 0; kept && i < argc; i++)
@@ -1519,7 +1498,6 @@ int cmd_import(int argc, char **argv)
     for (size_t i = 0; i < c.n_pieces; i++)
         free(c.pieces[i].doc_name);
     free(c.pieces);
-    content_winners_free(&c.winners);
     kvz_compiler_free(c.compiler);
     kvz_store_close(c.store);
     kvz_model_free(c.model);

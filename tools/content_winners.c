@@ -1,4 +1,4 @@
-/* content_winners.c — the names several sources of a merge or import contend for. */
+/* content_winners.c — the names several sources of a merge contend for. */
 #include "tools/content_winners.h"
 #include "common/buffer.h"
 #include "common/error.h"
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int content_winners_offer(content_winners *w, const char *name, const kvz_content_stamp *stamp, const char *source)
+int content_winners_offer(content_winners *w, const char *name, const kvz_content_stamp *stamp)
 {
     content_claim *grown = kvz_grow(w->claims, &w->cap, w->n, sizeof *grown);
     if (!grown)
@@ -16,13 +16,12 @@ int content_winners_offer(content_winners *w, const char *name, const kvz_conten
     if (!(c->name = strdup(name)))
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     c->stamp = *stamp;
-    c->source = source;
     c->wins = 0;
     w->n++;
     return KVZ_OK;
 }
 
-/* By name, then the winner first (its content's newest offer first). */
+/* By name, then the winner first (a content's newest offer first). */
 static int by_name_winner_first(const void *a, const void *b)
 {
     const content_claim *x = a, *y = b;
@@ -45,23 +44,23 @@ static int by_name(const void *key, const void *elem)
     return strcmp(key, ((const content_claim *)elem)->name);
 }
 
-const content_claim *content_winners_judge(const content_winners *w, const char *name,
-                                           const kvz_content_stamp *mine, kvz_content_stamp *claim, int *offered)
+int content_winners_judge(const content_winners *w, const char *name, const kvz_content_stamp *mine,
+                          uint64_t *newest)
 {
-    *claim = *mine;
-    *offered = 0;
+    *newest = mine->newest;
     const content_claim *hit = w->n ? bsearch(name, w->claims, w->n, sizeof *w->claims, by_name) : NULL;
     if (!hit)
-        return NULL;
+        return 0;
     while (!hit->wins) /* any claim under the name: its first is the winner */
         hit--;
     for (const content_claim *c = hit; c < w->claims + w->n && strcmp(c->name, name) == 0; c++)
         if (memcmp(c->stamp.doc_hash, mine->doc_hash, 16) == 0) {
-            *offered = 1;
-            claim->newest = c->stamp.newest > claim->newest ? c->stamp.newest : claim->newest;
+            *newest = c->stamp.newest > *newest ? c->stamp.newest : *newest;
             break; /* a content's claims come newest first */
         }
-    return memcmp(hit->stamp.doc_hash, mine->doc_hash, 16) != 0 && kvz_content_wins(&hit->stamp, claim) ? hit : NULL;
+    kvz_content_stamp at = {.newest = *newest};
+    memcpy(at.doc_hash, mine->doc_hash, 16);
+    return memcmp(hit->stamp.doc_hash, mine->doc_hash, 16) != 0 && kvz_content_wins(&hit->stamp, &at);
 }
 
 void content_winners_free(content_winners *w)

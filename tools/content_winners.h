@@ -1,8 +1,9 @@
 /*
  * content_winners.h — which content takes each name among the several
- * sources of one merge or import, decided before anything is written: with
- * the sources taken one after the other, content a later source replaces
- * would be copied first and left for `kvz gc`. The rule is the store's
+ * sources of one merge, known before anything is written, so that the
+ * content that wins is copied first and what it beats then loses unwritten
+ * (taken one source after the other, content a later source replaces was
+ * copied first and left for `kvz gc`). The rule is the store's
  * (kvz_content_wins).
  */
 #ifndef KVZ_TOOLS_CONTENT_WINNERS_H
@@ -11,12 +12,12 @@
 #include "format/transfer.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct content_claim {
     char *name;
     kvz_content_stamp stamp;
-    const char *source; /* the caller's, shown in messages */
-    int wins;           /* after settling: the winner under its name */
+    int wins; /* after settling: the winner under its name */
 } content_claim;
 
 typedef struct content_winners {
@@ -24,17 +25,16 @@ typedef struct content_winners {
     size_t n, cap;
 } content_winners;
 
-/* A source holds `stamp`'s content under `name`; the same content offered
- * again counts at its newest. */
-int content_winners_offer(content_winners *w, const char *name, const kvz_content_stamp *stamp, const char *source);
-/* After every offer, before any lookup. */
+/* A source holds `stamp`'s content under `name` (the same content may be
+ * offered by several sources, at different times). */
+int content_winners_offer(content_winners *w, const char *name, const kvz_content_stamp *stamp);
+/* After every offer, before any judgement. */
 void content_winners_settle(content_winners *w);
-/* What the sources say of content `mine` under `name`: *claim is mine at
- * the newest time a source offered it, when later (*offered: some source
- * did); the return, the claim of other content that takes the name from it,
- * or NULL. */
-const content_claim *content_winners_judge(const content_winners *w, const char *name,
-                                           const kvz_content_stamp *mine, kvz_content_stamp *claim, int *offered);
+/* 1 when other content takes `name` from content `mine` over the sources,
+ * else 0; *newest: the newest time any source offered mine at (mine's own
+ * when later, or when no source did). */
+int content_winners_judge(const content_winners *w, const char *name, const kvz_content_stamp *mine,
+                          uint64_t *newest);
 void content_winners_free(content_winners *w);
 
 #endif

@@ -548,8 +548,8 @@ static void test_transfer_whole_documents(void **state)
         kvz_store *s;
         CHECK_OK(kvz_store_open(&s, dir, KVZ_STORE_CREATE));
         CHECK_OK(kvz_store_write(s, put_ids, ids));
-        CHECK_OK(kvz_transfer_document(s, "doc", order ? &x : &y, NULL, o));
-        CHECK_OK(kvz_transfer_document(s, "doc", order ? &y : &x, NULL, o));
+        CHECK_OK(kvz_transfer_document(s, "doc", order ? &x : &y, o));
+        CHECK_OK(kvz_transfer_document(s, "doc", order ? &y : &x, o));
         assert_int_equal(o[0], order ? KVZ_ENTRY_KEPT_NEWER : KVZ_ENTRY_REPLACED);
         if (!order)
             assert_int_equal(o[1], KVZ_ENTRY_REPLACED);
@@ -558,14 +558,14 @@ static void test_transfer_whole_documents(void **state)
         uint32_t n;
         stored(s, "doc", &h, &configs, &n);
         assert_int_equal(h, 0xa0), assert_int_equal(n, 2), assert_int_equal(configs, 3);
-        CHECK_OK(kvz_transfer_document(s, "doc", &x, NULL, o)); /* again: nothing new */
+        CHECK_OK(kvz_transfer_document(s, "doc", &x, o)); /* again: nothing new */
         assert_int_equal(o[0], KVZ_ENTRY_PRESENT), assert_int_equal(o[1], KVZ_ENTRY_PRESENT);
         /* a tie: content 0xc0 at 300, as new as X's newest, wins either way */
         kvz_doc_entry ze = entry_at(8, 300, &ids[3]);
         kvz_doc_record z = {.doc_hash = {0xc0}, .n_entries = 1, .entries = &ze};
-        CHECK_OK(kvz_transfer_document(s, order ? "tie" : "doc", &z, NULL, o));
+        CHECK_OK(kvz_transfer_document(s, order ? "tie" : "doc", &z, o));
         if (order) { /* "tie": Z first, then X */
-            CHECK_OK(kvz_transfer_document(s, "tie", &x, NULL, o));
+            CHECK_OK(kvz_transfer_document(s, "tie", &x, o));
             assert_int_equal(o[0], KVZ_ENTRY_KEPT_NEWER);
         } else {
             assert_int_equal(o[0], KVZ_ENTRY_REPLACED);
@@ -576,7 +576,7 @@ static void test_transfer_whole_documents(void **state)
         uint8_t absent[1][16] = {{0xee}};
         kvz_doc_entry me = entry_at(16, 400, absent);
         kvz_doc_record missing = {.doc_hash = {0xd0}, .n_entries = 1, .entries = &me};
-        assert_int_equal(kvz_transfer_document(s, "doc", &missing, NULL, o), KVZ_ERR_NOT_FOUND);
+        assert_int_equal(kvz_transfer_document(s, "doc", &missing, o), KVZ_ERR_NOT_FOUND);
         kvz_store_close(s);
     }
 }
@@ -598,10 +598,10 @@ static void test_transfer_takes_later_times(void **state)
     CHECK_OK(kvz_store_open(&s, test_tmp_path("transfer-times"), KVZ_STORE_CREATE));
     CHECK_OK(kvz_store_write(s, put_ids, ids));
     kvz_entry_outcome o[2];
-    CHECK_OK(kvz_transfer_document(s, "doc", &a, NULL, o));
-    CHECK_OK(kvz_transfer_document(s, "doc", &b, NULL, o));
+    CHECK_OK(kvz_transfer_document(s, "doc", &a, o));
+    CHECK_OK(kvz_transfer_document(s, "doc", &b, o));
     assert_int_equal(o[0], KVZ_ENTRY_PRESENT);
-    CHECK_OK(kvz_transfer_document(s, "doc", &c, NULL, o));
+    CHECK_OK(kvz_transfer_document(s, "doc", &c, o));
     assert_int_equal(o[0], KVZ_ENTRY_PRESENT);
     kvz_store_txn *t;
     const void *v;
@@ -635,19 +635,19 @@ static void test_transfer_losing_content_needs_no_artifacts(void **state)
     CHECK_OK(kvz_store_open(&s, test_tmp_path("transfer-loses"), KVZ_STORE_CREATE));
     CHECK_OK(kvz_store_write(s, put_ids, ids));
     int loses = 1;
-    CHECK_OK(kvz_transfer_loses(s, "doc", &a, NULL, &loses)); /* no such name yet */
+    CHECK_OK(kvz_transfer_loses(s, "doc", &a, &loses)); /* no such name yet */
     assert_int_equal(loses, 0);
     kvz_entry_outcome o;
-    CHECK_OK(kvz_transfer_document(s, "doc", &a, NULL, &o));
-    CHECK_OK(kvz_transfer_loses(s, "doc", &b_old, NULL, &loses));
+    CHECK_OK(kvz_transfer_document(s, "doc", &a, &o));
+    CHECK_OK(kvz_transfer_loses(s, "doc", &b_old, &loses));
     assert_int_equal(loses, 1);
-    CHECK_OK(kvz_transfer_document(s, "doc", &b_old, NULL, &o)); /* its artifact absent: not needed */
+    CHECK_OK(kvz_transfer_document(s, "doc", &b_old, &o)); /* its artifact absent: not needed */
     assert_int_equal(o, KVZ_ENTRY_KEPT_NEWER);
-    CHECK_OK(kvz_transfer_loses(s, "doc", &a_again, NULL, &loses)); /* the same content never loses */
+    CHECK_OK(kvz_transfer_loses(s, "doc", &a_again, &loses)); /* the same content never loses */
     assert_int_equal(loses, 0);
-    CHECK_OK(kvz_transfer_loses(s, "doc", &b_young, NULL, &loses));
+    CHECK_OK(kvz_transfer_loses(s, "doc", &b_young, &loses));
     assert_int_equal(loses, 0);
-    assert_int_equal(kvz_transfer_document(s, "doc", &b_young, NULL, &o), KVZ_ERR_NOT_FOUND);
+    assert_int_equal(kvz_transfer_document(s, "doc", &b_young, &o), KVZ_ERR_NOT_FOUND);
     kvz_error_clear();
     kvz_store_close(s);
 }
