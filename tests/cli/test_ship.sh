@@ -80,14 +80,11 @@ mkdir -p "$TMP/lim"
 # Where the file system makes unnamed files (O_TMPFILE) the temporary has no name until the
 # bundle is whole: it is seen among the process's descriptors, under the folder's name
 temporary_open() { # PID: a descriptor of it names a file of $TMP/lim (a named temporary or an unnamed one)
-    for fd in /proc/$1/fd/*; do
-        case "$(readlink "$fd" 2>/dev/null)" in "$TMP/lim/"*) return 0 ;; esac
-    done
-    return 1
+    ls -l "/proc/$1/fd" 2>/dev/null | grep -qF " -> $TMP/lim/"
 }
 for sig in TERM KILL; do
     seen=0
-    for attempt in 1 2 3 4 5; do
+    for attempt in 1 2 3 4 5 6 7 8 9 10; do
         rm -f "$TMP/lim/b.tar.zst"
         "$KVZ" pack --store "$S" --all -o "$TMP/lim/b.tar.zst" >/dev/null 2>&1 & p=$!
         while kill -0 $p 2>/dev/null && ! temporary_open $p; do :; done
@@ -776,16 +773,21 @@ for id in $("$KVZ" ls --store "$TMP/clash/A" --json | sed -n 's/.*"config_id":"\
         "$KVZ" unpack "$TMP/clash/A$n.tar.zst" --store "$TMP/clash/A$n" --quiet &&
         "$KVZ" export --store "$TMP/clash/A$n" h.txt -o "$TMP/clash/a$n.kvz" --quiet || fail "splitting A's forms"
 done
+forms_of() { # STORE: its forms, without the numbers and times a store gives them (import files a
+    # form at its artifacts' time, a record may say the second after)
+    "$KVZ" ls --store "$1" --json | sed 's/"config":[0-9]*,//; s/"created":[0-9]*,//' | sort
+}
 for order in 12 21; do
     f=${order%?} l=${order#?}
     cp -r "$TMP/clash/B" "$TMP/clash/M$order" && cp -r "$TMP/clash/B" "$TMP/clash/I$order" &&
         "$KVZ" merge "$TMP/clash/A$f" "$TMP/clash/A$l" --into "$TMP/clash/M$order" --quiet &&
         "$KVZ" import "$TMP/clash/a$f.kvz" "$TMP/clash/a$l.kvz" --store "$TMP/clash/I$order" --quiet ||
         fail "merge/import in the order $order"
-    for st in M$order I$order; do "$KVZ" ls --store "$TMP/clash/$st" --json | sed 's/"config":[0-9]*,//' | sort >"$TMP/clash/$st.ls"; done
+    for st in M$order I$order; do forms_of "$TMP/clash/$st" >"$TMP/clash/$st.ls"; done
 done
-cmp -s "$TMP/clash/A.ls" "$TMP/clash/M12.ls" && cmp -s "$TMP/clash/A.ls" "$TMP/clash/M21.ls" &&
-    cmp -s "$TMP/clash/A.ls" "$TMP/clash/I12.ls" && cmp -s "$TMP/clash/A.ls" "$TMP/clash/I21.ls" &&
+forms_of "$TMP/clash/A" >"$TMP/clash/Af.ls"
+cmp -s "$TMP/clash/Af.ls" "$TMP/clash/M12.ls" && cmp -s "$TMP/clash/Af.ls" "$TMP/clash/M21.ls" &&
+    cmp -s "$TMP/clash/Af.ls" "$TMP/clash/I12.ls" && cmp -s "$TMP/clash/Af.ls" "$TMP/clash/I21.ls" &&
     ok "one content's forms in two sources, other content between them in DIR: whole in either order (merge, import)" ||
     { fail "forms lost to the order of the sources"; head "$TMP/clash/"[MI]12.ls "$TMP/clash/"[MI]21.ls; }
 cp -r "$TMP/clash/A2" "$TMP/clash/A2bad" && damage_in_store "$TMP/clash/A2bad/data.mdb" "$TMP/clash/a2.kvz" ||
