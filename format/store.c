@@ -691,11 +691,11 @@ static void read_bounds(kvz_store_txn *t)
     MDB_val key = {13, "store_version"}, val;
     MDB_envinfo info;
     MDB_stat env_stat;
-    if (LMDB_CALL(mdb_get(t->txn, s->dbi[KVZ_DB_META], &key, &val)) != 0 ||
-        LMDB_CALL(mdb_env_info(s->env, &info)) != 0 || LMDB_CALL(mdb_env_stat(s->env, &env_stat)) != 0)
+    if (LMDB_CALL(mdb_env_info(s->env, &info)) != 0 || LMDB_CALL(mdb_env_stat(s->env, &env_stat)) != 0)
         return;
-    uintptr_t inside = (uintptr_t)val.mv_data;
-    if ((inside < s->map_lo || inside >= s->map_hi) && !mapping_holding(inside, &s->map_lo, &s->map_hi)) {
+    /* found once: the map stays where it is until a remap, which forgets it */
+    if (!s->map_hi && (LMDB_CALL(mdb_get(t->txn, s->dbi[KVZ_DB_META], &key, &val)) != 0 ||
+                       !mapping_holding((uintptr_t)val.mv_data, &s->map_lo, &s->map_hi))) {
         s->map_lo = s->map_hi = 0;
         return;
     }
