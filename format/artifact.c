@@ -330,8 +330,15 @@ static int check_entry(const kvz_artifact *a, const kvz_section *s, uint32_t i, 
         s->stored_bytes > data_end - s->offset)
         return kvz_errorf(KVZ_ERR_FORMAT, "table entry %u: bytes [%llu, +%llu) lie outside the payload area",
                           i, (unsigned long long)s->offset, (unsigned long long)s->stored_bytes);
-    if (s->kind < KVZ_SECTION_MANIFEST || s->kind > KVZ_SECTION_VALUE_SCALES)
-        return kvz_errorf(KVZ_ERR_UNSUPPORTED, "table entry %u: unknown section kind %u", i, s->kind);
+    if (!kvz_section_kind_known(s->kind)) {
+        /* SPEC §9: a later minor may add kinds a reader skips; in a minor this
+         * reader knows, an unknown kind is damage */
+        if (rd16(a->data + 10) <= KVZ_FORMAT_VERSION_MINOR)
+            return kvz_errorf(KVZ_ERR_FORMAT, "table entry %u: a version %u.%u artifact has no section kind %u", i,
+                              rd16(a->data + 8), rd16(a->data + 10), s->kind);
+        if (s->transform > KVZ_TRANSFORM_BITMAP)
+            return kvz_errorf(KVZ_ERR_UNSUPPORTED, "table entry %u: unknown transform %u", i, s->transform);
+    }
     if (s->raw_bytes > (1ull << 36))
         return kvz_errorf(KVZ_ERR_FORMAT, "table entry %u: absurd size %llu", i,
                           (unsigned long long)s->raw_bytes);
@@ -378,11 +385,11 @@ static int check_heads(const kvz_artifact *a)
     for (uint32_t i = 0; i < a->n_sections; i++) {
         kvz_section s = {0}, t = {0};
         kvz_artifact_section_at(a, i, &s);
-        int per_head = s.kind >= KVZ_SECTION_POSITIONS;
-        if (per_head && (s.layer >= m->model.n_layers || s.head >= m->model.n_kv_heads))
+        int per_head = s.kind >= KVZ_SECTION_POSITIONS, known = kvz_section_kind_known(s.kind);
+        if (known && per_head && (s.layer >= m->model.n_layers || s.head >= m->model.n_kv_heads))
             return kvz_errorf(KVZ_ERR_FORMAT, "section %u names layer %u head %u of a %u x %u model",
                               s.kind, s.layer, s.head, m->model.n_layers, m->model.n_kv_heads);
-        if (!per_head && (s.layer != KVZ_SECTION_WHOLE || s.head != KVZ_SECTION_WHOLE))
+        if (known && !per_head && (s.layer != KVZ_SECTION_WHOLE || s.head != KVZ_SECTION_WHOLE))
             return kvz_errorf(KVZ_ERR_FORMAT, "section %u must cover the whole artifact", s.kind);
         for (uint32_t j = 0; j < i; j++) {
             kvz_artifact_section_at(a, j, &t);
@@ -604,6 +611,13 @@ int kvz_artifact_verify(const kvz_artifact *a)
         kvz_artifact_section_at(a, i, &s);
         if (s.kind == KVZ_SECTION_POSITIONS && s.count > most)
             most = s.count;
+    }
+    for (uint32_t i = 0; i < a->n_sections; i++) {
+        kvz_section s = {0};
+        const uint8_t *skipped;
+        kvz_artifact_section_at(a, i, &s);
+        if (!kvz_section_kind_known(s.kind))
+            KVZ_TRY(section_bytes(a, &s, &skipped));
     }
     int32_t *tokens = malloc((size_t)m->n_tokens * 4);
     uint32_t *pos = malloc((size_t)most * 4);

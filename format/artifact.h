@@ -34,6 +34,13 @@ typedef enum kvz_section_kind {
     KVZ_SECTION_VALUE_SCALES = 7,
 } kvz_section_kind;
 
+/* Kinds of format 1.0. A later minor may add kinds, which this reader skips
+ * (their checksums still checked); in a 1.0 artifact another kind is damage. */
+static inline int kvz_section_kind_known(uint16_t kind)
+{
+    return kind >= KVZ_SECTION_MANIFEST && kind <= KVZ_SECTION_VALUE_SCALES;
+}
+
 #define KVZ_SECTION_WHOLE 0xffff /* layer/head of whole-artifact sections */
 
 typedef struct kvz_section {
@@ -133,7 +140,7 @@ int kvz_artifact_read_codes(const kvz_artifact *a, uint16_t layer, uint16_t head
                             uint8_t *key_payload, uint16_t *key_scales, uint8_t *value_payload,
                             uint16_t *value_scales);
 
-/* Decode and check every section. */
+/* Decode and check every section (a skipped kind: its checksum). */
 int kvz_artifact_verify(const kvz_artifact *a);
 
 /* Refuse an artifact compiled by another model, naming both. */

@@ -145,6 +145,10 @@ static int decompress(const uint8_t *stored, size_t stored_size, uint8_t compres
     }
     if (compressor != KVZ_COMPRESSOR_ZSTD)
         return kvz_errorf(KVZ_ERR_UNSUPPORTED, "unknown compressor %u", compressor);
+    /* one frame, nothing after it (SPEC §4.2): ZSTD_decompress would also decode more frames */
+    size_t frame = ZSTD_findFrameCompressedSize(stored, stored_size);
+    if (ZSTD_isError(frame) || frame != stored_size)
+        return kvz_errorf(KVZ_ERR_FORMAT, "section is not one whole zstd frame (%zu stored bytes)", stored_size);
     unsigned long long content = ZSTD_getFrameContentSize(stored, stored_size);
     if (content == ZSTD_CONTENTSIZE_ERROR || content == ZSTD_CONTENTSIZE_UNKNOWN || content != want)
         return kvz_errorf(KVZ_ERR_FORMAT, "zstd frame declares %lld bytes, expected %zu",

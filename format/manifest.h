@@ -55,7 +55,7 @@ void kvz_manifest_encode(const kvz_manifest *m, kvz_buffer *out);
  * KVZ_ERR_FORMAT naming the key otherwise. */
 int kvz_manifest_decode(const uint8_t *data, size_t size, kvz_manifest *m);
 
-/* The store's ids (DESIGN §7), derived from the configuration string: a
+/* The store's ids (SPEC.md §8), derived from the configuration string: a
  * configuration's id, and the content id of one segment's artifact. Equal
  * inputs give equal ids on every machine, which makes compile, merge, unpack
  * and import idempotent. */

@@ -1,9 +1,9 @@
 /*
  * store.h — the artifact store: a directory holding one LMDB environment with
- * three databases (DESIGN §7):
+ * three databases (format/STORE.md says the keys and values):
  *
  *   artifacts   16-byte content id -> .kvz bytes
- *   docs        document name      -> doc record (store_records.h)
+ *   docs        document name      -> doc record (doc_record.h)
  *   meta        text key           -> store version, shared prefixes, head scores
  *
  * One writer, many readers (LMDB). A write is a function run inside one write

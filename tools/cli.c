@@ -446,3 +446,43 @@ void cli_say_interrupt_note(void)
         (void)w;
     }
 }
+
+/* paths built when set, so that the handler only unlinks */
+static char temp_store_paths[3][4200];
+static atomic_int temp_store_held;
+
+void cli_temp_store_set(const char *dir)
+{
+    atomic_store(&temp_store_held, 0);
+    if (!dir)
+        return;
+    snprintf(temp_store_paths[0], sizeof temp_store_paths[0], "%s/data.mdb", dir);
+    snprintf(temp_store_paths[1], sizeof temp_store_paths[1], "%s/lock.mdb", dir);
+    snprintf(temp_store_paths[2], sizeof temp_store_paths[2], "%s", dir);
+    atomic_store(&temp_store_held, 1);
+}
+
+void cli_temp_store_remove(void)
+{
+    if (!atomic_exchange(&temp_store_held, 0))
+        return;
+    unlink(temp_store_paths[0]);
+    unlink(temp_store_paths[1]);
+    rmdir(temp_store_paths[2]);
+}
+
+int cli_parse_list(const char *list, int (*item)(const char *, void *, int), void *out, int *n, int max)
+{
+    char *buf = strdup(list);
+    int bad = !buf;
+    *n = 0;
+    for (char *t = buf, *next; t && !bad; t = next) {
+        next = strchr(t, ',');
+        if (next)
+            *next++ = '\0';
+        bad = !*t || *n >= max || item(t, out, *n);
+        *n += !bad;
+    }
+    free(buf);
+    return bad || *n == 0;
+}

@@ -34,6 +34,10 @@ const char *cli_model_path(const char *given);
 const char *cli_project_file(const char *relative, char path[PATH_MAX]);
 
 /* Strict number parsing: the whole string, within [min, max]. 0 on success. */
+/* A comma list, each item through `item(text, out, index)` (non-zero: bad).
+ * Non-zero where an item is bad or empty, the list is empty, or it has more
+ * than max items; *n: the items read. */
+int cli_parse_list(const char *list, int (*item)(const char *, void *, int), void *out, int *n, int max);
 int cli_parse_int(const char *s, long min, long max, long *out);
 int cli_parse_float(const char *s, double min, double max, double *out);
 
@@ -125,7 +129,7 @@ int cmd_compile(int argc, char **argv);
  * no calendar holds (a bundle's dates are untrusted input). */
 void cli_format_time(uint64_t seconds, char out[32]);
 
-/* A line for stderr should SIGINT, SIGTERM or SIGHUP end the command: what a
+/* A line for stderr should SIGINT, SIGTERM, SIGHUP or SIGPIPE end the command: what a
  * long command had done by then. Formatted here, outside any handler (the
  * last one set is written whole); the handler calls cli_say_interrupt_note,
  * which is async-signal-safe. cli_set_interrupt_output: the same for stdout
@@ -136,6 +140,12 @@ void cli_set_interrupt_note(const char *fmt, ...) __attribute__((format(printf, 
 void cli_set_interrupt_output(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_clear_interrupt_note(void);
 void cli_say_interrupt_note(void);
+
+/* A temporary store a command made (eval's default): cli_temp_store_remove
+ * removes its files and folder, at the end or from the signal handler
+ * (async-signal-safe), once; set NULL to forget it. */
+void cli_temp_store_set(const char *dir);
+void cli_temp_store_remove(void);
 
 int cmd_ls(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);

@@ -142,6 +142,11 @@ static int bench_cache(kvz_model *m, int32_t n, double ratio, int32_t decode, in
     return KVZ_OK;
 }
 
+static int prefill_item(const char *s, void *out, int i)
+{
+    return cli_parse_int(s, 1, 1 << 24, &((long *)out)[i]);
+}
+
 int cmd_bench(int argc, char **argv)
 {
     static const struct option options[] = {
@@ -183,16 +188,10 @@ int cmd_bench(int argc, char **argv)
     }
     long ns[64];
     int n_sizes = 0;
-    char *list = strdup(sizes);
-    for (char *p = list, *tok; (tok = strtok(p, ",")); p = NULL) {
-        if (n_sizes == 64 || cli_parse_int(tok, 1, 1 << 24, &ns[n_sizes])) {
-            fprintf(stderr, "kvz bench: invalid --prefill list '%s'\n", sizes);
-            free(list);
-            return KVZ_EXIT_USAGE;
-        }
-        n_sizes++;
+    if (cli_parse_list(sizes, prefill_item, ns, &n_sizes, 64)) {
+        fprintf(stderr, "kvz bench: invalid --prefill list '%s'\n", sizes);
+        return KVZ_EXIT_USAGE;
     }
-    free(list);
     if (cache_only && ratio == 0) {
         fputs("kvz bench: --cache-only needs --ratio\n", stderr);
         return KVZ_EXIT_USAGE;

@@ -22,8 +22,8 @@ static const char HELP[] =
     "after a shared prompt prefix, its key/value pairs are scored and the best kept,\n"
     "quantized and written with checksums. Compiling the same thing again writes\n"
     "nothing; an interrupted run, run again, resumes at the document where it\n"
-    "stopped (without --force, which starts over; stopped by SIGINT, SIGTERM or\n"
-    "SIGHUP, it says which document it was at and what the store keeps; a\n"
+    "stopped (without --force, which starts over; stopped by SIGINT, SIGTERM,\n"
+    "SIGHUP or SIGPIPE, it says which document it was at and what the store keeps; a\n"
     "document's segments are stored together). Documents longer than a segment\n"
     "(the model's context less the shared prefix and --reserve, or kvzip's\n"
     "scoring pass, ~2K tokens, when larger) are split into segments at paragraph\n"
@@ -448,6 +448,23 @@ static void set_interrupt_summary(run_summary *r)
     cli_set_interrupt_output("%s", line);
 }
 
+/* What a signal says from here on (stderr's note; with --json, the summary
+ * line): the run stopped at document `number` of `total`, r->interrupted_at,
+ * with r's counts. */
+static void set_interrupted_at(const compile_args *a, int tty, run_summary *r, size_t number, size_t total)
+{
+    char shown[CLI_SHOWN_MAX];
+    const char *name = r->interrupted_at;
+    cli_set_interrupt_note("%skvz compile: interrupted at %s (document %zu of %zu); before it %zu compiled and "
+                           "%zu unchanged, which the store keeps, %zu skipped, %zu failed: the same command "
+                           "%sgoes on from there%s\n", tty && !a->quiet ? "\r\033[K" : "",
+                           cli_shown(shown, name, strlen(name)), number, total, r->compiled, r->unchanged,
+                           r->skipped, r->failed, a->opts.force ? "without --force (with it, it starts over) " : "",
+                           a->prune ? "; nothing was pruned" : "");
+    if (a->json)
+        set_interrupt_summary(r);
+}
+
 /* ---- --prune ----------------------------------------------------------------- */
 
 typedef struct prune_ctx {
@@ -559,18 +576,9 @@ int cmd_compile(int argc, char **argv)
     for (i = 0; i < list.len; i++) {
         kvz_document doc = {0};
         const char *name = list.items[i].name;
-        char shown[CLI_SHOWN_MAX];
-        cli_set_interrupt_note("%skvz compile: interrupted at %s (document %zu of %zu); before it %zu compiled and "
-                               "%zu unchanged, which the store keeps, %zu skipped, %zu failed: the same command "
-                               "%sgoes on from there%s\n", p.tty && !a.quiet ? "\r\033[K" : "",
-                               cli_shown(shown, name, strlen(name)), i + 1, list.len, compiled, unchanged, skipped,
-                               failed, a.opts.force ? "without --force (with it, it starts over) " : "",
-                               a.prune ? "; nothing was pruned" : "");
-        if (a.json) {
-            run_summary r = {compiled, unchanged, skipped, failed, list.len - i, other_shards, in_tokens, out_bytes,
-                             kvz_now_seconds() - p.start, a.prune, NULL, 1, name};
-            set_interrupt_summary(&r);
-        }
+        run_summary here = {compiled, unchanged, skipped, failed, list.len - i, other_shards, in_tokens, out_bytes,
+                            kvz_now_seconds() - p.start, a.prune, NULL, 1, name};
+        set_interrupted_at(&a, p.tty, &here, i + 1, list.len);
         /* another machine's: not even read, but for stdin (its writer expects it read to the end) */
         int other_shard = a.n_shards && kvz_shard_of(name, strlen(name), a.n_shards) != a.shard;
         int from_stdin = strcmp(list.items[i].path, "-") == 0;
@@ -677,6 +685,11 @@ int cmd_compile(int argc, char **argv)
         p.tokens_done += res.tokens;
         p.doc_tokens = 0;
         draw(&p, 1);
+        if (i + 1 < list.len) { /* its line is out: a signal before the next starts finds its counts */
+            run_summary next = {compiled, unchanged, skipped, failed, list.len - i - 1, other_shards, in_tokens,
+                                out_bytes, kvz_now_seconds() - p.start, a.prune, NULL, 1, list.items[i + 1].name};
+            set_interrupted_at(&a, p.tty, &next, i + 2, list.len);
+        }
     }
     cli_clear_interrupt_note(); /* what was done is said below, or by the prune's note */
     if (p.tty && !a.quiet)

@@ -28,7 +28,8 @@ static const char HELP[] =
     "configuration:\n"
     "  accuracy   answers that contain the expected one (repeat: the share of the\n"
     "             document's tokens the answer gives back, as a longest common\n"
-    "             subsequence), and the same relative to the full cache;\n"
+    "             subsequence), and the same relative to the full cache (none,\n"
+    "             n/a or null, when the full cache scored 0);\n"
     "  KL, top-1  fidelity to the full cache: the full-cache (ratio 1, 16-bit)\n"
     "             answer is teacher-forced through the compressed cache, and its\n"
     "             next-token distributions compared with the full cache's (mean\n"
@@ -49,9 +50,11 @@ static const char HELP[] =
     "  --bits LIST         bits per kept element (default 4)\n"
     "  --max-tokens N      answer limit (default 24; repeat: the document + 16)\n"
     "  --store DIR         keep the compiled forms in this store (default: a\n"
-    "                      temporary store, removed at the end)\n"
+    "                      temporary store, removed at the end or when a signal\n"
+    "                      stops the run)\n"
     "  --json              one JSON object per configuration on stdout\n"
-    "  --svg FILE          plot accuracy and top-1 agreement against the ratio\n"
+    "  --svg FILE          plot accuracy and top-1 agreement against the ratio (a\n"
+    "                      line per method and bits, to ratio 1 when --ratios has it)\n"
     "  --quiet             no progress on stderr\n"
     "  --model PATH, --device D, --threads N   as in `kvz compile`\n";
 
@@ -105,25 +108,10 @@ static int bad(const char *opt, const char *v)
     return KVZ_EXIT_USAGE;
 }
 
-/* Split a comma list; each item through `item` (non-zero: bad, as is an
- * empty one or the same value twice). */
 static int parse_list(const char *opt, const char *list, int (*item)(const char *, void *, int), void *out,
                       int *n, int max)
 {
-    char buf[512];
-    if (strlen(list) >= sizeof buf)
-        return bad(opt, list);
-    strcpy(buf, list);
-    *n = 0;
-    for (char *t = buf, *next; t; t = next) {
-        next = strchr(t, ',');
-        if (next)
-            *next++ = '\0';
-        if (!*t || *n >= max || item(t, out, *n))
-            return bad(opt, list);
-        (*n)++;
-    }
-    return *n ? 0 : bad(opt, list);
+    return cli_parse_list(list, item, out, n, max) ? bad(opt, list) : 0;
 }
 
 /* A value the list already has (it would be counted twice). */
@@ -353,9 +341,23 @@ static int run_config(doc_run *d, const char *name, int is_reference, eval_row *
     return rc;
 }
 
+/* A ratio with two decimals, more where two ratios would look alike (0.101
+ * and 0.104): a configuration's name and its row must name it alone. */
+static const char *ratio_text(double ratio, char out[32])
+{
+    for (int decimals = 2; decimals < 9; decimals++) {
+        snprintf(out, 32, "%.*f", decimals, ratio);
+        if (fabs(strtod(out, NULL) - ratio) < 1e-12)
+            return out;
+    }
+    snprintf(out, 32, "%.9g", ratio);
+    return out;
+}
+
 static void config_name(char *out, size_t size, const char *doc, const char *method, double ratio, long bits)
 {
-    snprintf(out, size, "%s %s r%.2f b%ld", doc, method, ratio, bits);
+    char r[32];
+    snprintf(out, size, "%s %s r%s b%ld", doc, method, ratio_text(ratio, r), bits);
 }
 
 static int progress_line(const eval_args *a, int i, int n, const char *what)
@@ -393,8 +395,11 @@ static void print_table(const eval_args *a, const eval_row *rows, int n, const e
     for (int i = 0; i < n; i++) {
         const eval_row *r = &rows[i];
         double acc = row_accuracy(r, -1);
-        printf("| %s | %.2f | %ld | %.1f%% | %.1f%% | %.4f | %.3f |", METHODS[r->method].name, r->ratio, r->bits,
-               100 * acc, full_acc > 0 ? 100 * acc / full_acc : NAN, r->positions ? r->kl / r->positions : 0,
+        char ratio[32], relative[32] = "n/a"; /* relative to a full cache that scored 0: none */
+        if (full_acc > 0)
+            snprintf(relative, sizeof relative, "%.1f%%", 100 * acc / full_acc);
+        printf("| %s | %s | %ld | %.1f%% | %s | %.4f | %.3f |", METHODS[r->method].name, ratio_text(r->ratio, ratio),
+               r->bits, 100 * acc, relative, r->positions ? r->kl / r->positions : 0,
                r->positions ? (double)r->agree / r->positions : 0);
         for (int t = 0; t < a->n_tasks; t++)
             printf(" %.1f%% |", 100 * row_accuracy(r, a->tasks[t]));
@@ -408,9 +413,12 @@ static void print_json(const eval_args *a, const eval_row *rows, int n, const ev
     for (int i = 0; i < n; i++) {
         const eval_row *r = &rows[i];
         double acc = row_accuracy(r, -1);
-        printf("{\"method\":\"%s\",\"ratio\":%.4g,\"bits\":%ld,\"accuracy\":%.4f,\"relative_accuracy\":%.4f,"
+        char relative[32] = "null"; /* relative to a full cache that scored 0: none */
+        if (full_acc > 0)
+            snprintf(relative, sizeof relative, "%.4f", acc / full_acc);
+        printf("{\"method\":\"%s\",\"ratio\":%.9g,\"bits\":%ld,\"accuracy\":%.4f,\"relative_accuracy\":%s,"
                "\"kl\":%.6f,\"top1\":%.4f,\"positions\":%lld,\"bytes_per_token\":%.1f,\"tasks\":{",
-               METHODS[r->method].name, r->ratio, r->bits, acc, full_acc > 0 ? acc / full_acc : 0,
+               METHODS[r->method].name, r->ratio, r->bits, acc, relative,
                r->positions ? r->kl / r->positions : 0, r->positions ? (double)r->agree / r->positions : 0,
                (long long)r->positions, r->tokens ? (double)r->bytes / r->tokens : 0);
         for (int t = 0; t < a->n_tasks; t++)
@@ -425,7 +433,9 @@ static const char *const COLORS[] = {"#1b9e77", "#d95f02", "#7570b3", "#e7298a",
                                      "#66a61e", "#e6ab02", "#a6761d", "#444444"};
 
 /* Two panels, accuracy (relative to full) and top-1 agreement, against the
- * ratio; a line per method (and bit width), the full cache at ratio 1. */
+ * ratio; a line per method and bit width through its ratios in order, ending
+ * at the full cache of those bits at ratio 1 when --ratios lists 1. Past 8
+ * series the colours come again, with another dash pattern each time. */
 static int write_svg(const char *path, const eval_args *a, const eval_row *rows, int n, const eval_row *full)
 {
     char *svg = NULL; /* written whole, or not at all */
@@ -433,11 +443,17 @@ static int write_svg(const char *path, const eval_args *a, const eval_row *rows,
     FILE *f = open_memstream(&svg, &svg_len);
     if (!f)
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
-    const int W = 460, H = 340, L = 56, T = 56, PW = 360, PH = 220;
+    const int W = 460, L = 56, T = 56, PW = 360, PH = 220, LEGEND = T + PH + 52;
+    int n_series = (int)(a->n_methods * a->n_bits), height = LEGEND + ((n_series + 3) / 4) * 14 + 8;
     double full_acc = row_accuracy(full, -1);
+    int has_one = 0;
+    for (int ri = 0; ri < a->n_ratios; ri++)
+        has_one |= a->ratios[ri] >= 1;
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" "
-               "font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", 2 * W, H + 40);
-    const char *titles[2] = {"accuracy relative to the full cache", "top-1 agreement with the full cache"};
+               "font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", 2 * W, height);
+    const char *titles[2] = {full_acc > 0 ? "accuracy relative to the full cache"
+                                          : "accuracy relative to the full cache (none: it scored 0)",
+                             "top-1 agreement with the full cache"};
     for (int panel = 0; panel < 2; panel++) {
         int x0 = panel * W + L, y0 = T;
         fprintf(f, "<text x=\"%d\" y=\"20\" font-weight=\"bold\">%s</text>\n", x0, titles[panel]);
@@ -455,22 +471,36 @@ static int write_svg(const char *path, const eval_args *a, const eval_row *rows,
         int series = 0;
         for (int mi = 0; mi < a->n_methods; mi++)
             for (int bi = 0; bi < a->n_bits; bi++, series++) {
-                const char *color = COLORS[series % 8];
-                fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", color);
+                static const char *const DASHES[] = {"none", "6,3", "2,2", "8,3,2,3"};
+                const char *color = COLORS[series % 8], *dash = DASHES[series / 8 % 4];
+                int order[N_METHODS * MAX_LIST * 4 + 8], k = 0; /* this series' rows by ratio */
                 for (int i = 0; i < n; i++) {
                     const eval_row *r = &rows[i];
-                    int ratio_one = r->method == FULL_METHOD && r->bits == a->bits[bi];
+                    int ratio_one = has_one && r->method == FULL_METHOD && r->bits == a->bits[bi];
                     if (!(r->method == a->methods[mi] && r->bits == a->bits[bi]) && !ratio_one)
                         continue;
-                    double v = panel == 0 ? (full_acc > 0 ? row_accuracy(r, -1) / full_acc : 0)
+                    int at = k++;
+                    for (; at > 0 && rows[order[at - 1]].ratio > r->ratio; at--)
+                        order[at] = order[at - 1];
+                    order[at] = i;
+                }
+                fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-dasharray=\"%s\" stroke-width=\"2\" "
+                           "points=\"", color, dash);
+                for (int j = 0; j < k && (panel == 1 || full_acc > 0); j++) {
+                    const eval_row *r = &rows[order[j]];
+                    double v = panel == 0 ? row_accuracy(r, -1) / full_acc
                                           : (r->positions ? (double)r->agree / r->positions : 0);
                     v = v > 1.1 ? 1.1 : v; /* the title sits above 1.1 */
                     fprintf(f, "%.1f,%.1f ", x0 + r->ratio * PW, y0 + PH - v * PH);
                 }
                 fprintf(f, "\"/>\n");
-                if (panel == 0)
-                    fprintf(f, "<text x=\"%d\" y=\"%d\" fill=\"%s\">%s %ld-bit</text>\n", x0 + 8 + (series % 4) * 100,
-                            y0 + PH + 52 + (series / 4) * 14, color, METHODS[a->methods[mi]].name, a->bits[bi]);
+                if (panel == 0) {
+                    int lx = x0 + 8 + (series % 4) * 100, ly = LEGEND + (series / 4) * 14;
+                    fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-dasharray=\"%s\" "
+                               "stroke-width=\"2\"/><text x=\"%d\" y=\"%d\" fill=\"%s\">%s %ld-bit</text>\n",
+                            lx, ly - 4, lx + 14, ly - 4, color, dash, lx + 18, ly, color, METHODS[a->methods[mi]].name,
+                            a->bits[bi]);
+                }
             }
     }
     fprintf(f, "</svg>\n");
@@ -542,17 +572,6 @@ static int make_temp_store(char *dir, size_t size)
     return mkdtemp(dir) ? KVZ_OK : kvz_errorf(KVZ_ERR_IO, "cannot create a temporary store under %s", dir);
 }
 
-static void remove_temp_store(const char *dir)
-{
-    char path[4200];
-    const char *files[] = {"data.mdb", "lock.mdb"};
-    for (int i = 0; i < 2; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
-        unlink(path);
-    }
-    rmdir(dir);
-}
-
 int cmd_eval(int argc, char **argv)
 {
     eval_args a;
@@ -583,6 +602,8 @@ int cmd_eval(int argc, char **argv)
     kvz_store *s = NULL;
     kvz_model_config mc = {.backend = {.device = (kvz_device)a.device, .n_threads = (int)a.threads}};
     int st = a.store ? KVZ_OK : make_temp_store(temp, sizeof temp);
+    if (temp[0])
+        cli_temp_store_set(temp); /* removed at the end, or by a signal */
     if (st == KVZ_OK)
         st = kvz_store_open(&s, a.store ? a.store : temp, KVZ_STORE_CREATE);
     if (st == KVZ_OK)
@@ -623,7 +644,6 @@ int cmd_eval(int argc, char **argv)
     rc = st == KVZ_OK ? KVZ_EXIT_OK : cli_fail("eval", st);
     kvz_model_free(m);
     kvz_store_close(s);
-    if (temp[0])
-        remove_temp_store(temp);
+    cli_temp_store_remove();
     return rc;
 }

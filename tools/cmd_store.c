@@ -169,8 +169,9 @@ static int write_svg(const char *path, const kvz_artifact *a)
             if (r % H == 0 && (r / H) % 5 == 0)
                 fprintf(f, "<text x=\"4\" y=\"%u\">layer %u</text>\n", top + r * cell_h + cell_h, r / H);
             for (uint32_t b = 0; b < bins; b++) {
-                double lo = (double)b * n / bins, hi = (double)(b + 1) * n / bins;
-                double v = frac[(size_t)r * bins + b] / (hi - lo);
+                /* the positions p with p * bins / n == b: a bin holds a whole number of them */
+                uint64_t lo = ((uint64_t)b * n + bins - 1) / bins, hi = ((uint64_t)(b + 1) * n + bins - 1) / bins;
+                double v = hi > lo ? frac[(size_t)r * bins + b] / (double)(hi - lo) : 0;
                 int shade = (int)(255 - 235 * (v > 1 ? 1 : v));
                 fprintf(f, "<rect x=\"%u\" y=\"%u\" width=\"%u\" height=\"%u\" fill=\"rgb(%d,%d,255)\"/>\n",
                         left + b * cell_w, top + r * cell_h, cell_w, cell_h, shade, shade);
@@ -196,8 +197,11 @@ static int inspect_artifact(const kvz_artifact *a, const store_args *args, uint3
     for (uint32_t i = 0; i < a->n_sections; i++) {
         kvz_section s;
         kvz_artifact_section_at(a, i, &s);
-        by_kind[s.kind < 8 ? s.kind : 0] += s.stored_bytes;
+        by_kind[kvz_section_kind_known(s.kind) ? s.kind : 0] += s.stored_bytes; /* 0: kinds skipped (SPEC §3) */
     }
+    uint64_t framing = a->size; /* header, section table and trailer */
+    for (int k = 0; k < 8; k++)
+        framing -= by_kind[k];
     char model[256];
     kvz_model_identity_describe(&m->model, model, sizeof model);
     if (args->json) { /* the manifest's fields (format/SPEC.md), then what inspect works out */
@@ -212,10 +216,11 @@ static int inspect_artifact(const kvz_artifact *a, const store_args *args, uint3
         }
         printf(",\"ratio\":%g,\"budget\":%u,\"bits\":%u,\"key_group\":%u,\"value_group\":%u,\"fp16_tokens\":%u,"
                "\"bytes\":%zu,\"section_bytes\":{\"keys\":%llu,\"values\":%llu,\"scales\":%llu,\"positions\":%llu,"
-               "\"tokens\":%llu,\"manifest\":%llu},\"layers\":[", m->ratio, m->budget, m->bits, m->key_group,
-               m->value_group, m->fp16_tokens, a->size, (unsigned long long)by_kind[4],
+               "\"tokens\":%llu,\"manifest\":%llu,\"skipped\":%llu,\"table\":%llu},\"layers\":[", m->ratio, m->budget,
+               m->bits, m->key_group, m->value_group, m->fp16_tokens, a->size, (unsigned long long)by_kind[4],
                (unsigned long long)by_kind[5], (unsigned long long)(by_kind[6] + by_kind[7]),
-               (unsigned long long)by_kind[3], (unsigned long long)by_kind[2], (unsigned long long)by_kind[1]);
+               (unsigned long long)by_kind[3], (unsigned long long)by_kind[2], (unsigned long long)by_kind[1],
+               (unsigned long long)by_kind[0], (unsigned long long)framing);
     } else {
         printf("segment %u of %u: %u tokens (prefix of %u shared)\n", segment + 1, m->n_segments, m->n_tokens,
                m->prefix_tokens);
@@ -254,10 +259,13 @@ static int inspect_artifact(const kvz_artifact *a, const store_args *args, uint3
     } else {
         printf("  kept %.1f%% of %u pairs\n", 100.0 * (double)kept_total / ((double)m->n_tokens * L * H),
                m->n_tokens * L * H);
+        char skipped[48] = "";
+        if (by_kind[0])
+            snprintf(skipped, sizeof skipped, ", skipped %llu", (unsigned long long)by_kind[0]);
         printf("  bytes      %zu in all: keys %llu, values %llu, scales %llu, positions %llu, tokens %llu, "
-               "manifest %llu\n", a->size, (unsigned long long)by_kind[4], (unsigned long long)by_kind[5],
+               "manifest %llu%s, table %llu\n", a->size, (unsigned long long)by_kind[4], (unsigned long long)by_kind[5],
                (unsigned long long)(by_kind[6] + by_kind[7]), (unsigned long long)by_kind[3],
-               (unsigned long long)by_kind[2], (unsigned long long)by_kind[1]);
+               (unsigned long long)by_kind[2], (unsigned long long)by_kind[1], skipped, (unsigned long long)framing);
         printf("  size       %.3f bits per kept element (with scales), %.1f bytes per document token, "
                "%.1fx smaller than the f16 full cache\n",
                (double)(by_kind[4] + by_kind[5] + by_kind[6] + by_kind[7]) * 8 / elements,
@@ -616,7 +624,7 @@ int cmd_stats(int argc, char **argv)
                        (unsigned long long)sg->tokens, (unsigned long long)sg->bytes,
                        sg->tokens ? (double)sg->bytes / sg->tokens : 0, sg->bytes ? sg->full_bytes / sg->bytes : 0);
             }
-            printf("]}\n");
+            printf("],\"configurations_not_broken_out\":%zu}\n", c->other_groups); /* past the first 64 kinds */
         } else {
             printf("store %s: %.1f MB on disk\n", a.store, disk / 1048576.0);
             printf("  %zu document(s) of %llu tokens, %zu configuration(s)\n", c->docs, (unsigned long long)c->tokens,

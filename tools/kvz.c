@@ -51,12 +51,13 @@ static void usage(FILE *out)
 }
 
 /* Interrupted while writing pack's or export's output: no temporary file is
- * left beside it; a long command says what it had done (compile: which
+ * left beside it (nor eval's temporary store); a long command says what it had done (compile: which
  * documents are in the store); the signal then ends the process as it would
  * have. */
 static void on_fatal_signal(int sig)
 {
     kvz_atomic_file_remove_in_progress();
+    cli_temp_store_remove();
     cli_say_interrupt_note();
     signal(sig, SIG_DFL);
     raise(sig);
@@ -72,6 +73,7 @@ static void on_fault(int sig, siginfo_t *info, void *context)
     (void)context;
     if (info->si_code > 0 && kvz_store_in_lmdb_call()) { /* a fault, not a kill -SEGV */
         kvz_atomic_file_remove_in_progress(); /* as on_fatal_signal: no temporary left */
+        cli_temp_store_remove();
         static const char said[] = "kvz: the store's data.mdb is damaged: LMDB followed a broken page and "
                                    "faulted (restore the store from a backup or a bundle, or compile the "
                                    "corpus into a new store)\n";
@@ -142,7 +144,7 @@ static int run(int argc, char **argv)
         if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY) != fd)
             return cli_exit_code(KVZ_ERR_IO);
     /* one handler at a time: the others wait while it runs (and the first ends the process) */
-    const int fatal[] = {SIGINT, SIGTERM, SIGHUP};
+    const int fatal[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE}; /* SIGPIPE: stdout's reader gone (`| head`) */
     struct sigaction on_fatal = {.sa_handler = on_fatal_signal};
     sigemptyset(&on_fatal.sa_mask);
     for (size_t i = 0; i < sizeof fatal / sizeof fatal[0]; i++)

@@ -43,7 +43,7 @@ MAKEFLAGS= make --no-print-directory -s install BUILD="$BUILD" PREFIX="$TMP/pref
     && [ -f "$TMP/prefix/include/kvz.h" ] && [ -x "$TMP/prefix/bin/kvz" ] && [ -f "$TMP/prefix/lib/libkvz.a" ] \
     && [ -L "$TMP/prefix/lib/libkvz.so" ] && ok "make install PREFIX=" || { fail "make install"; cat "$TMP/install.log"; }
 export PKG_CONFIG_PATH="$TMP/prefix/lib/pkgconfig"
-[ "$(pkg-config --modversion kvz)" = 0.3.2 ] && ok "pkg-config finds kvz" || fail "pkg-config --modversion kvz"
+[ "$(pkg-config --modversion kvz)" = 0.3.3 ] && ok "pkg-config finds kvz" || fail "pkg-config --modversion kvz"
 readelf -d "$TMP/prefix/lib/libkvz.so" | grep -q 'Library soname: \[libkvz.so.0.3\]' &&
     ok "the soname carries 0.x's minor version" || fail "soname: $(readelf -d "$TMP/prefix/lib/libkvz.so" | grep SONAME)"
 

@@ -101,6 +101,8 @@ check bench-cache-only-alone 2 "$KVZ" bench --model "$MODEL" --cache-only
 expect_in bench-cache-only-alone "$TMP/err" "needs --ratio"
 check bench-extra-argument 2 "$KVZ" bench --model "$MODEL" extra
 expect_in bench-extra-argument "$TMP/err" "unexpected argument 'extra'"
+check bench-empty-size 2 "$KVZ" bench --model "$MODEL" --prefill 64,
+expect_in bench-empty-size "$TMP/err" "invalid --prefill list"
 check prompt-file-folder 3 "$KVZ" generate --model "$MODEL" --prompt-file "$TMP"
 expect_in prompt-file-folder "$TMP/err" "Is a directory"
 # options the model cannot hold are refused before a store is made

@@ -66,6 +66,10 @@ for label in labels:
                                                              "options", "compiler")]:
             if a != b:
                 print(f"{label} segment {i['segment']}: {what}: read {a}, kvz says {b}"); bad += 1
+        # the sections' bytes and the table (header, table, trailer) make up the whole file
+        sb = i["section_bytes"]
+        if sum(sb.values()) != i["bytes"] or sb["table"] != 64 + 48 * r["sections"] + 16:
+            print(f"{label} segment {i['segment']}: section bytes {sb} of {i['bytes']}"); bad += 1
         for kind in ("keys", "values"):
             if r[kind]["nan"] or r[kind]["inf"] or r[kind]["absmax"] == 0:
                 print(f"{label}: {kind} decode to {r[kind]}"); bad += 1
@@ -136,4 +140,77 @@ rc=$?
 [ $rc -eq 0 ] && grep -q "trailer starts" "$TMP/gap" && [ $krc -eq 4 ] && grep -q "trailer starts" "$TMP/e" &&
     ok "a gap before the trailer: refused by the spec's reader and by kvz (exit 4)" ||
     { fail "gap: reader $rc, kvz import $krc"; cat "$TMP/gap" "$TMP/e"; }
+# SPEC section 9: a section of a kind a later minor adds is skipped (its checksum checked); in a
+# 1.0 artifact the same section is damage. The artifact gets a kind-9 section at the table's end.
+python3 - "$TMP/snap8.1.kvz" "$TMP/kind9" <<'PY' >"$TMP/kind9.out" 2>&1
+import struct, sys
+sys.path.insert(0, "tests/format")
+import spec_reader
+data = open(sys.argv[1], "rb").read()
+n = struct.unpack_from("<I", data, 32)[0]
+table = bytearray(data[64:64 + 48 * n])
+for i in range(n):  # every payload moves one entry further
+    struct.pack_into("<Q", table, i * 48 + 8, struct.unpack_from("<Q", table, i * 48 + 8)[0] + 48)
+payload = b"a later minor's section"
+table += struct.pack("<HHHBBQQQIIQ", 9, 0xFFFF, 0xFFFF, 0, 0, len(data) - 16 + 48, len(payload), len(payload),
+                     0, 0, spec_reader.xxh64(payload))
+for minor in (0, 1):
+    body = bytearray(data[:64]) + table + data[64 + 48 * n:-16] + payload
+    struct.pack_into("<H", body, 10, minor)
+    struct.pack_into("<I", body, 32, n + 1)
+    struct.pack_into("<Q", body, 16, len(body) + 16)
+    struct.pack_into("<Q", body, 40, spec_reader.xxh64(bytes(table)))
+    struct.pack_into("<Q", body, 56, spec_reader.xxh64(bytes(body[:56])))
+    body += data[-16:-8]
+    body += struct.pack("<Q", spec_reader.xxh64(bytes(body)))
+    open("%s.1.%d.kvz" % (sys.argv[2], minor), "wb").write(body)
+    try:
+        a = spec_reader.Artifact(bytes(body))
+        print("minor %d: read, %d section(s) skipped" % (minor, len(a.skipped)))
+    except spec_reader.Refused as e:
+        print("minor %d: refused: %s" % (minor, e))
+PY
+"$KVZ" import "$TMP/kind9.1.1.kvz" --store "$TMP/k9store" >/dev/null 2>"$TMP/e1"; k1=$?
+"$KVZ" verify --store "$TMP/k9store" >/dev/null 2>>"$TMP/e1"; v1=$?
+"$KVZ" import "$TMP/kind9.1.0.kvz" --store "$TMP/k9store0" >/dev/null 2>"$TMP/e0"; k0=$?
+grep -q "minor 1: read, 1 section(s) skipped" "$TMP/kind9.out" && grep -q "minor 0: refused.*kind 9" "$TMP/kind9.out" &&
+    [ $k1 -eq 0 ] && [ $v1 -eq 0 ] && [ $k0 -eq 4 ] && grep -q "version 1.0 artifact has no section kind 9" "$TMP/e0" &&
+    ok "an unknown section kind: skipped in a 1.1 artifact, refused in a 1.0 one (spec's reader and kvz)" ||
+    { fail "kind 9: kvz import 1.1 $k1, verify $v1, import 1.0 $k0"; cat "$TMP/kind9.out" "$TMP/e1" "$TMP/e0"; }
+# SPEC section 4.2: a zstd payload is one whole frame; an empty frame after it (its checksums
+# made right) is refused by the spec's reader and by kvz (which decoded it before)
+python3 - "$TMP/snap8.1.kvz" "$TMP/twoframes.kvz" <<'PY' >"$TMP/frames" 2>&1
+import struct, sys
+sys.path.insert(0, "tests/format")
+import spec_reader
+data = open(sys.argv[1], "rb").read()
+n = struct.unpack_from("<I", data, 32)[0]
+table = bytearray(data[64:64 + 48 * n])
+extra = bytes.fromhex("28b52ffd2000010000")  # a zstd frame of no bytes
+z = next(i for i in range(n) if table[i * 48 + 7] == 1)
+off, stored = struct.unpack_from("<QQ", table, z * 48 + 8)
+struct.pack_into("<Q", table, z * 48 + 16, stored + len(extra))
+struct.pack_into("<Q", table, z * 48 + 40, spec_reader.xxh64(data[off:off + stored] + extra))
+for i in range(z + 1, n):
+    struct.pack_into("<Q", table, i * 48 + 8, struct.unpack_from("<Q", table, i * 48 + 8)[0] + len(extra))
+body = bytearray(data[:64]) + table + data[64 + 48 * n:off + stored] + extra + data[off + stored:-16]
+struct.pack_into("<Q", body, 16, len(body) + 16)
+struct.pack_into("<Q", body, 40, spec_reader.xxh64(bytes(table)))
+struct.pack_into("<Q", body, 56, spec_reader.xxh64(bytes(body[:56])))
+body += data[-16:-8]
+body += struct.pack("<Q", spec_reader.xxh64(bytes(body)))
+open(sys.argv[2], "wb").write(body)
+try:
+    spec_reader.Artifact(bytes(body))
+    print("two frames were accepted")
+    sys.exit(1)
+except spec_reader.Refused as e:
+    print("refused:", e)
+PY
+rc=$?
+"$KVZ" import "$TMP/twoframes.kvz" --store "$TMP/zstore" >/dev/null 2>"$TMP/e"; krc=$?
+[ $rc -eq 0 ] && grep -q "not one whole zstd frame" "$TMP/frames" && [ $krc -eq 4 ] &&
+    grep -q "not one whole zstd frame" "$TMP/e" &&
+    ok "a second zstd frame in a section: refused by the spec's reader and by kvz (exit 4)" ||
+    { fail "two frames: reader $rc, kvz import $krc"; cat "$TMP/frames" "$TMP/e"; }
 finish "format"

@@ -84,7 +84,8 @@ grep 'twins/b.txt' "$TMP/o6" | grep -q '"status":"compiled","tokens":[0-9]*,"seg
     grep -q "b.txt: .*content compiled before: its .* KB of artifacts were already in the store" "$TMP/e6" &&
     ok "a second copy shares the first one's artifacts, reported so" || { fail "copy under another name"; cat "$TMP/o6" "$TMP/e6"; }
 "$KVZ" stats --store "$TMP/s6" --json >"$TMP/st6" && python3 -c "import json,sys; d=json.load(open(sys.argv[1])); \
-assert d['documents']==2 and d['artifacts']==1 and d['referenced_bytes']==d['artifact_bytes'], d" "$TMP/st6" &&
+assert d['documents']==2 and d['artifacts']==1 and d['referenced_bytes']==d['artifact_bytes'], d; \
+assert d['configurations_not_broken_out']==0 and len(d['by_config'])==1, d" "$TMP/st6" &&
     ok "stats: an artifact two documents share is referenced once" || { fail "stats of shared artifacts"; cat "$TMP/st6"; }
 
 # inspect and its heatmap
@@ -623,5 +624,25 @@ for lst in "--ratios 0.5,,1" "--ratios 0.5,0.5" "--bits 4,4" "--tasks passkey,";
     "$KVZ" eval --model "$MODEL" $lst 2>"$TMP/e"; rc=$?
     [ $rc -eq 2 ] && grep -q "invalid value" "$TMP/e" && ok "eval $lst: exit 2" || fail "eval $lst: exit $rc"
 done
+
+# ratios alike to two decimals are two configurations, named and shown apart, also when a
+# --store is reused (before, both were "r0.10" and the rerun scored one form twice)
+for run in 1 2; do
+    "$KVZ" eval --model "$MODEL" --tasks passkey --docs 1 --words 40 --methods recent --ratios 0.101,0.104 --bits 16 \
+        --max-tokens 4 --store "$TMP/evs" --json --quiet >"$TMP/ev$run.json" 2>"$TMP/e" || { fail "eval run $run"; cat "$TMP/e"; }
+done
+"$KVZ" ls --store "$TMP/evs" >"$TMP/evls"
+cmp -s "$TMP/ev1.json" "$TMP/ev2.json" && grep -q '"ratio":0.101,' "$TMP/ev1.json" && grep -q "recent r0.104 b16" "$TMP/evls" &&
+    grep -q "recent r0.101 b16" "$TMP/evls" && ok "eval: ratios 0.101 and 0.104 named apart, a rerun on the store agrees" ||
+    { fail "eval ratio names"; cat "$TMP/ev1.json" "$TMP/ev2.json" "$TMP/evls"; }
+# the temporary store of an eval stopped by a signal is removed, as at the end
+mkdir -p "$TMP/evtmp"
+TMPDIR="$TMP/evtmp" "$KVZ" eval --model "$MODEL" --tasks passkey --docs 4 --words 200 --methods kvzip --ratios 0.3 \
+    --quiet >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 200); do [ -e "$TMP"/evtmp/kvz-eval-*/data.mdb ] && break; sleep 0.05; done
+kill -TERM $pid; wait $pid; rc=$?
+[ $rc -eq 143 ] && [ -z "$(ls -A "$TMP/evtmp")" ] && ok "eval stopped by SIGTERM: its temporary store removed" ||
+    { fail "eval SIGTERM: exit $rc"; ls -laR "$TMP/evtmp"; }
 
 finish store

@@ -97,15 +97,16 @@ def parse_manifest(raw):
 
 
 def zstd_decompress(stored, expect):
-    """SPEC §4.2: a frame must declare its content size, equal to `expect`."""
+    """SPEC §4.2: one frame, nothing after it, declaring its content size, equal to `expect`."""
     params = zstandard.get_frame_parameters(stored)
     need(params.content_size not in (zstandard.CONTENTSIZE_UNKNOWN, zstandard.CONTENTSIZE_ERROR),
          "zstd frame without content size")
     if expect is not None:
         need(params.content_size == expect,
              "zstd content size %d != expected %d" % (params.content_size, expect))
-    d = zstandard.ZstdDecompressor()
-    out = d.decompress(stored, max_output_size=params.content_size)
+    d = zstandard.ZstdDecompressor().decompressobj()
+    out = d.decompress(stored)
+    need(d.eof and not d.unused_data, "not one whole zstd frame")
     need(len(out) == params.content_size, "zstd output size")
     return out
 
@@ -163,6 +164,9 @@ class Artifact:
             need(comp in (0, 1), "unknown compressor %d" % comp)
             need(tr in (0, 1, 2, 3, 4), "unknown transform %d" % tr)
             need(xxh64(data[off:off + stored]) == csum, "section %d checksum" % i)
+            # SPEC §9: a kind a later minor added is skipped; in a 1.0 artifact it is damage
+            need(kind in KINDS or vmin > 0, "a version 1.0 artifact has no section kind %d" % kind)
+            need(kind != 3 or tr in (3, 4), "POSITIONS with transform %d" % tr)
             self.entries.append(dict(kind=kind, layer=layer, head=head, transform=tr,
                                      compressor=comp, offset=off, stored=stored, raw=raw,
                                      count=count, aux=aux))
@@ -172,6 +176,8 @@ class Artifact:
             need(e["offset"] == at, "section %d starts at %d, expected %d" % (i, e["offset"], at))
             at += e["stored"]
         need(at == size - 16, "sections end at %d, the trailer starts at %d" % (at, size - 16))
+        self.skipped = [e for e in self.entries if e["kind"] not in KINDS]
+        self.entries = [e for e in self.entries if e["kind"] in KINDS]
         self.by = {(e["kind"], e["layer"], e["head"]): e for e in self.entries}
 
         man = [e for e in self.entries if e["kind"] == 1]
@@ -332,7 +338,7 @@ class Artifact:
         allv = np.concatenate([v.ravel() for v in self.vals.values()])
         return {
             "file": self.name, "version": "%d.%d" % self.version, "bytes": len(self.data),
-            "sections": len(self.entries),
+            "sections": len(self.entries), "skipped_sections": len(self.skipped),
             "transforms": sorted({(KINDS[e["kind"]], e["transform"], e["compressor"]) for e in self.entries}),
             "manifest": {k: (v.hex() if isinstance(v, bytes) else v) for k, v in m.items()},
             "unknown_manifest_keys": self.unknown_keys,

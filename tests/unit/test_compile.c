@@ -8,6 +8,7 @@
 #include <math.h>
 #include <sys/stat.h>
 
+#include "common/buffer.h"
 #include "compiler/compile.h"
 #include "compiler/ingest.h"
 #include "compiler/segment.h"
@@ -492,6 +493,41 @@ static void test_segments(void **state)
     assert_int_equal(covered, len);
     kvz_segments_free(&segs);
     free(text);
+    /* many short paragraphs: each blank line is one token counted alone and two
+     * before the next word, so the sum of the pieces' counts falls short of a
+     * segment's by about a token per paragraph (once 30 past a 300 limit) */
+    static const char *const words[] = {"river", "stone", "lantern", "harbour", "meadow", "bakery"};
+    kvz_buffer many = {0};
+    for (int i = 0; i < 430; i++) {
+        char line[96];
+        int n = snprintf(line, sizeof line, "Line %d: the %s near the %s was quiet.\n\n", i, words[i % 6],
+                         words[(i * 7 + 3) % 6]);
+        kvz_buffer_append(&many, line, (size_t)n);
+    }
+    for (int32_t limit = 40; limit <= 1000; limit += 320) {
+        CHECK_OK(kvz_segment_text(model->tokenizer, (const char *)many.data, many.len, limit, &segs));
+        covered = 0;
+        for (size_t i = 0; i < segs.len; i++) {
+            assert_true(segs.items[i].tokens.len <= (size_t)limit && segs.items[i].tokens.len > 0);
+            assert_int_equal(segs.items[i].start, covered);
+            covered += segs.items[i].len;
+        }
+        assert_int_equal(covered, many.len);
+        kvz_segments_free(&segs);
+    }
+    kvz_buffer_free(&many);
+    /* a line over the limit, cut by tokens, then a tail the tokenizer drops whole
+     * (a control byte): no segment of no tokens (compile would fail on it) */
+    kvz_buffer tail = {0};
+    for (int i = 0; i < 40; i++)
+        kvz_buffer_append(&tail, "river stone ", 12);
+    kvz_buffer_append(&tail, "\n\x04", 2);
+    CHECK_OK(kvz_segment_text(model->tokenizer, (const char *)tail.data, tail.len, 16, &segs));
+    assert_true(segs.len >= 5);
+    for (size_t i = 0; i < segs.len; i++)
+        assert_true(segs.items[i].tokens.len <= 16 && segs.items[i].tokens.len > 0);
+    kvz_segments_free(&segs);
+    kvz_buffer_free(&tail);
 }
 
 /* ---- ingest ------------------------------------------------------------------ */
