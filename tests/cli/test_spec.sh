@@ -118,15 +118,11 @@ PY
 # payloads are contiguous (SPEC section 2): an artifact with 8 bytes between its last payload and
 # its trailer, its sizes and checksums made right, is refused by the spec's reader and by kvz
 python3 - "$TMP/snap8.1.kvz" "$TMP/gap.kvz" <<'PY' >"$TMP/gap" 2>&1
-import struct, sys
+import sys
 sys.path.insert(0, "tests/format")
 import spec_reader
 data = open(sys.argv[1], "rb").read()
-body = bytearray(data[:-16] + bytes(8))
-struct.pack_into("<Q", body, 16, len(body) + 16)  # file_size
-struct.pack_into("<Q", body, 56, spec_reader.xxh64(bytes(body[:56])))  # header checksum
-body += data[-16:-8]  # the trailer's magic, then its checksum of everything before it
-body += struct.pack("<Q", spec_reader.xxh64(bytes(body)))
+body = spec_reader.seal(data[:-16] + bytes(8))
 open(sys.argv[2], "wb").write(body)
 try:
     spec_reader.Artifact(bytes(body))
@@ -158,11 +154,7 @@ for minor in (0, 1):
     body = bytearray(data[:64]) + table + data[64 + 48 * n:-16] + payload
     struct.pack_into("<H", body, 10, minor)
     struct.pack_into("<I", body, 32, n + 1)
-    struct.pack_into("<Q", body, 16, len(body) + 16)
-    struct.pack_into("<Q", body, 40, spec_reader.xxh64(bytes(table)))
-    struct.pack_into("<Q", body, 56, spec_reader.xxh64(bytes(body[:56])))
-    body += data[-16:-8]
-    body += struct.pack("<Q", spec_reader.xxh64(bytes(body)))
+    body = spec_reader.seal(body)
     open("%s.1.%d.kvz" % (sys.argv[2], minor), "wb").write(body)
     try:
         a = spec_reader.Artifact(bytes(body))
@@ -193,12 +185,7 @@ struct.pack_into("<Q", table, z * 48 + 16, stored + len(extra))
 struct.pack_into("<Q", table, z * 48 + 40, spec_reader.xxh64(data[off:off + stored] + extra))
 for i in range(z + 1, n):
     struct.pack_into("<Q", table, i * 48 + 8, struct.unpack_from("<Q", table, i * 48 + 8)[0] + len(extra))
-body = bytearray(data[:64]) + table + data[64 + 48 * n:off + stored] + extra + data[off + stored:-16]
-struct.pack_into("<Q", body, 16, len(body) + 16)
-struct.pack_into("<Q", body, 40, spec_reader.xxh64(bytes(table)))
-struct.pack_into("<Q", body, 56, spec_reader.xxh64(bytes(body[:56])))
-body += data[-16:-8]
-body += struct.pack("<Q", spec_reader.xxh64(bytes(body)))
+body = spec_reader.seal(data[:64] + table + data[64 + 48 * n:off + stored] + extra + data[off + stored:-16])
 open(sys.argv[2], "wb").write(body)
 try:
     spec_reader.Artifact(bytes(body))

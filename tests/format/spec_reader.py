@@ -96,6 +96,19 @@ def parse_manifest(raw):
     return m, records, unknown
 
 
+def seal(body):
+    """For tests that change an artifact: body (header, table, payloads, no trailer) with its
+    file_size, table and header checksums made right and its trailer appended."""
+    body = bytearray(body)
+    entries = struct.unpack_from("<I", body, 32)[0]
+    struct.pack_into("<Q", body, 16, len(body) + 16)
+    struct.pack_into("<Q", body, 40, xxh64(bytes(body[64:64 + 48 * entries])))
+    struct.pack_into("<Q", body, 56, xxh64(bytes(body[:56])))
+    body += TRAILER
+    body += struct.pack("<Q", xxh64(bytes(body)))
+    return bytes(body)
+
+
 def zstd_decompress(stored, expect):
     """SPEC §4.2: one frame, nothing after it, declaring its content size, equal to `expect`."""
     params = zstandard.get_frame_parameters(stored)
