@@ -282,7 +282,7 @@ static void fill_manifest(const kvz_compiler *c, kvz_manifest *m, int32_t window
              o->sel.chunk, o->sel.reuse, window, o->pool, o->sel.beta, o->sel.decay,
              o->question ? " query-aware" : "");
     snprintf(m->compiler, sizeof m->compiler, "kvz %s", KVZ_VERSION_STRING);
-    m->created = (uint64_t)time(NULL);
+    m->created = kvz_created_time();
     snprintf(m->config, sizeof m->config, "%s", c->config);
     kvz_compile_summary(o, m->summary, sizeof m->summary);
 }
@@ -951,7 +951,7 @@ int kvz_compile_document(kvz_compiler *c, const char *name, const char *text, si
     if (rc == KVZ_OK) {
         double t0 = kvz_now_seconds();
         kvz_doc_entry e = {.config_id = c->config_id, .model_fingerprint = c->id.fingerprint,
-                           .created = (uint64_t)time(NULL), .stored_bytes = r->bytes,
+                           .created = kvz_created_time(), .stored_bytes = r->bytes,
                            .n_tokens = (uint32_t)r->tokens, .n_segments = n_seg, .artifact_ids = ids};
         kvz_compile_summary(&c->opts, e.summary, sizeof e.summary);
         doc_write d = {c, name, hash, n_seg, ids, bytes, sizes, &e, &r->dropped_forms};

@@ -421,13 +421,16 @@ static int check_heads(const kvz_artifact *a)
                 !kvz_quant_shape_valid(&qv, 0) || k.raw_bytes != kvz_quant_payload_bytes(&qk) ||
                 v.raw_bytes != kvz_quant_payload_bytes(&qv))
                 return kvz_errorf(KVZ_ERR_FORMAT, "layer %u head %u: counts and sizes disagree", l, h);
-            size_t kp = kvz_quant_scale_pairs(&qk, 1), vp = kvz_quant_scale_pairs(&qv, 0);
-            if (kp) {
-                kvz_section ks = {0}, vs = {0};
-                if (kvz_artifact_find(a, KVZ_SECTION_KEY_SCALES, (uint16_t)l, (uint16_t)h, &ks) ||
-                    (vp && kvz_artifact_find(a, KVZ_SECTION_VALUE_SCALES, (uint16_t)l, (uint16_t)h, &vs)) ||
-                    ks.raw_bytes != kp * 4 || (vp && vs.raw_bytes != vp * 4))
-                    return kvz_errorf(KVZ_ERR_FORMAT, "layer %u head %u: scales missing or misshapen", l, h);
+            /* A head with no quantized pairs has no scale section (SPEC §4): one
+             * there, even empty, is as misshapen as a missing one. */
+            size_t pairs[2] = {kvz_quant_scale_pairs(&qk, 1), kvz_quant_scale_pairs(&qv, 0)};
+            uint16_t kinds[2] = {KVZ_SECTION_KEY_SCALES, KVZ_SECTION_VALUE_SCALES};
+            for (int i = 0; i < 2; i++) {
+                kvz_section sc = {0};
+                int found = kvz_artifact_find(a, kinds[i], (uint16_t)l, (uint16_t)h, &sc) == KVZ_OK;
+                if (found != (pairs[i] > 0) || (found && (sc.raw_bytes != pairs[i] * 4 || sc.count != pairs[i])))
+                    return kvz_errorf(KVZ_ERR_FORMAT, "layer %u head %u: %s scales missing or misshapen", l, h,
+                                      i == 0 ? "key" : "value");
             }
         }
     return KVZ_OK;

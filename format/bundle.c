@@ -3,6 +3,7 @@
 #include "common/buffer.h"
 #include "common/error.h"
 #include "common/file_util.h"
+#include "common/timer.h"
 #include "format/transfer.h"
 
 #include <archive.h>
@@ -238,7 +239,7 @@ static int manifest_json(const kvz_bundle_writer *w, char **out, size_t *len)
     json_object_set_new(root, "format", json_string("kvz-bundle"));
     json_object_set_new(root, "version", json_integer(KVZ_BUNDLE_VERSION));
     json_object_set_new(root, "compiler", json_string("kvz " KVZ_VERSION_STRING));
-    json_object_set_new(root, "created", json_integer((json_int_t)time(NULL)));
+    json_object_set_new(root, "created", json_integer((json_int_t)kvz_created_time()));
     for (size_t i = 0; i < w->n_prefixes; i++)
         json_array_append_new(prefixes, file_json(&w->prefixes[i].file, 1));
     for (size_t i = 0; i < w->n_artifacts; i++)
@@ -307,7 +308,7 @@ static int write_entry(struct archive *ar, const char *path, const void *data, s
     archive_entry_set_size(e, (la_int64_t)size);
     archive_entry_set_filetype(e, AE_IFREG);
     archive_entry_set_perm(e, 0644);
-    archive_entry_set_mtime(e, time(NULL), 0);
+    archive_entry_set_mtime(e, (time_t)kvz_created_time(), 0);
     int rc = archive_write_header(ar, e) == ARCHIVE_OK ? KVZ_OK
              : kvz_errorf(KVZ_ERR_IO, "bundle '%s': %s: %s", out, path, archive_error_string(ar));
     archive_entry_free(e);

@@ -36,7 +36,8 @@ static const char HELP[] =
     "                    greedy decode over a loaded cache keeping every row,\n"
     "                    then keeping a fraction R of them (0 < R < 1; heads uneven\n"
     "                    as KVzip leaves them: 0.5x to 1.5x of R*N rows)\n"
-    "  --cache-only      with --ratio: skip the prefill runs\n"
+    "  --cache-only      with --ratio: skip the prefill runs; the cache is synthetic,\n"
+    "                    so --prefill sizes past the model's context are timed too\n"
     "  --json            one JSON object per line\n";
 
 enum { OPT_PREFILL = 256, OPT_DECODE, OPT_TEXT, OPT_CHUNK, OPT_REPEAT, OPT_THREADS, OPT_DEVICE,

@@ -3,6 +3,7 @@
 #include "tools/cli.h"
 
 #include "common/file_util.h"
+#include "common/timer.h"
 #include "format/store.h"
 
 #include <errno.h>
@@ -44,6 +45,8 @@ static void usage(FILE *out)
             "'kvz --version' prints the version.\n"
             "The model defaults to $KVZ_MODEL, else models/SmolLM2-135M-Instruct.Q4_1.gguf\n"
             "(fetched by scripts/setup.sh).\n"
+            "$SOURCE_DATE_EPOCH, where set, is the time stamped on what compile and pack\n"
+            "write (artifacts and bundles then come out the same byte for byte).\n"
             "\n"
             "exit codes: 0 ok, 1 failure, 2 usage or invalid argument, 3 i/o error,\n"
             "4 malformed or corrupt input, 5 unsupported, 6 made for another model,\n"
@@ -161,6 +164,12 @@ static int run(int argc, char **argv)
         return KVZ_EXIT_USAGE;
     }
     const char *cmd = argv[1];
+    uint64_t epoch;
+    if (kvz_source_date_epoch(&epoch) < 0) { /* the convention: a malformed one stops the build */
+        fprintf(stderr, "kvz: SOURCE_DATE_EPOCH='%s' is not a count of seconds since 1970 (unset it, or give "
+                "one to stamp what kvz writes with)\n", getenv("SOURCE_DATE_EPOCH"));
+        return KVZ_EXIT_USAGE;
+    }
     int help = asks_help(cmd);
     if (help && argc > 3) {
         fprintf(stderr, "kvz %s: give one command at most (kvz help COMMAND)\n", cmd);

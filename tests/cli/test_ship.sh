@@ -54,6 +54,20 @@ ln -s target.tar.zst "$TMP/link.tar.zst"
 "$KVZ" pack --store "$S" --doc missing.txt -o "$TMP/x.tar.zst" 2>"$TMP/e"; rc=$?
 [ $rc -eq 7 ] && [ ! -e "$TMP/x.tar.zst" ] && ok "pack of a missing document: exit 7, no file" || fail "pack missing: exit $rc"
 
+# $SOURCE_DATE_EPOCH stamps `created`: two compiles and packs a second apart write the same bytes
+for r in 1 2; do
+    SOURCE_DATE_EPOCH=1700000000 "$KVZ" compile "$TMP/corpus/doc1.txt" --store "$TMP/rep$r" --method snapkv --quiet &&
+        "$KVZ" export --store "$TMP/rep$r" "$TMP/corpus/doc1.txt" -o "$TMP/rep$r.kvz" --quiet &&
+        SOURCE_DATE_EPOCH=1700000000 "$KVZ" pack --store "$TMP/rep$r" --all -o "$TMP/rep$r.tar.zst" --quiet ||
+        fail "compile and pack with SOURCE_DATE_EPOCH"
+    [ $r -eq 1 ] && sleep 1
+done
+SOURCE_DATE_EPOCH=17e8 "$KVZ" ls --store "$TMP/rep1" >/dev/null 2>"$TMP/e"; rc=$?
+cmp -s "$TMP/rep1.kvz" "$TMP/rep2.kvz" && cmp -s "$TMP/rep1.tar.zst" "$TMP/rep2.tar.zst" &&
+    TZ=UTC "$KVZ" ls --store "$TMP/rep1" | grep -q "2023-11-14 22:13" && [ $rc -eq 2 ] && grep -q "SOURCE_DATE_EPOCH='17e8'" "$TMP/e" &&
+    ok "SOURCE_DATE_EPOCH: the same artifact and bundle bytes a second apart; a malformed one refused (exit 2)" ||
+    { fail "SOURCE_DATE_EPOCH: rc $rc"; cat "$TMP/e"; }
+
 U="$TMP/u"
 "$KVZ" unpack "$TMP/b.tar.zst" --store "$U" >"$TMP/o" 2>&1 && grep -q "7 configuration(s) added" "$TMP/o" \
     && ok "unpack" || { fail "unpack"; cat "$TMP/o"; }

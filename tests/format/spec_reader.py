@@ -109,6 +109,22 @@ def seal(body):
     return bytes(body)
 
 
+def append_section(data, kind, layer, head, payload, count=0, minor=None):
+    """For tests that change an artifact: data with one more section (raw, stored whole) at the
+    table's end, every payload moved one entry further, the minor version set if given, sealed."""
+    n = struct.unpack_from("<I", data, 32)[0]
+    table = bytearray(data[64:64 + 48 * n])
+    for i in range(n):
+        struct.pack_into("<Q", table, i * 48 + 8, struct.unpack_from("<Q", table, i * 48 + 8)[0] + 48)
+    table += struct.pack("<HHHBBQQQIIQ", kind, layer, head, 0, 0, len(data) - 16 + 48, len(payload),
+                         len(payload), count, 0, xxh64(payload))
+    body = bytearray(data[:64]) + table + data[64 + 48 * n:-16] + payload
+    if minor is not None:
+        struct.pack_into("<H", body, 10, minor)
+    struct.pack_into("<I", body, 32, n + 1)
+    return seal(body)
+
+
 def zstd_decompress(stored, expect):
     """SPEC §4.2: one frame, nothing after it, declaring its content size, equal to `expect`."""
     params = zstandard.get_frame_parameters(stored)
