@@ -18,10 +18,15 @@
 #                   watching each block's threads (a missing barrier fails; in check)
 #   make demo       compile examples/corpus into a store, inspect it, answer a question
 #   make bench      engine and compile benchmarks beside llama.cpp (bench/RESULTS.md)
-#   make install    kvz, libkvz.a, libkvz.so, kvz.h and kvz.pc under PREFIX
+#   make install    kvz, libkvz.a, libkvz.so, kvz.h and kvz.pc under PREFIX (make uninstall)
+#   make help       this list
 #
-# Variables: BUILD (output folder), SANITIZE=1 (or thread: cudasim-race), CUDA=1, CUDASIM=1, MARCH (default native),
-#            PREFIX (/usr/local), DESTDIR.
+# Variables: BUILD (output folder), SANITIZE=1 (or thread: cudasim-race), CUDA=1, CUDASIM=1,
+#            MARCH (default native: this machine's CPU; a package for other machines wants
+#            x86-64-v3, which keeps the AVX2 kernels, or x86-64), CC, CFLAGS, CPPFLAGS and
+#            LDFLAGS (added after kvz's own: -O2 there overrides -O3), EXTRA_LDFLAGS,
+#            PREFIX (/usr/local), BINDIR, LIBDIR, INCLUDEDIR, PKGCONFIGDIR, DESTDIR.
+# A build folder remembers the flags it was built with: changing any rebuilds it.
 
 BUILD ?= build
 VERSION := $(shell sed -n 's/^#define KVZ_VERSION_STRING "\(.*\)"/\1/p' include/kvz.h)
@@ -45,28 +50,34 @@ TEST_CFLAGS := $(shell pkg-config --cflags cmocka 2>/dev/null)
 TEST_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 WARN := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes
+# kvz's own flags (KVZ_*); the caller's CPPFLAGS, CFLAGS and LDFLAGS follow them.
 # -fPIC: the same objects make libkvz.a and libkvz.so; hidden visibility: the
-# shared library exports only what include/kvz.h marks KVZ_API.
-CFLAGS := -std=c11 -D_GNU_SOURCE -fopenmp -fPIC -fvisibility=hidden $(WARN) -Iinclude -I. $(PKG_CFLAGS) -MMD -MP
+# shared library exports only what include/kvz.h marks KVZ_API. The build
+# folder's path is kept out of the objects (the same source builds the same
+# bytes wherever it is checked out).
+KVZ_CFLAGS := -std=c11 -D_GNU_SOURCE -fopenmp -fPIC -fvisibility=hidden $(WARN) -Iinclude -I. $(PKG_CFLAGS) -MMD -MP \
+              -ffile-prefix-map=$(CURDIR)=.
 LDLIBS := $(PKG_LIBS) -lmvec -lm -lpthread
 
 ifeq ($(SANITIZE),1)
 # -march as in the plain build: the sanitizers check the AVX2 kernels that run,
 # not only their plain-C fallbacks
-CFLAGS += -O1 -g -march=$(MARCH) -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-LDFLAGS += -fsanitize=address,undefined
+KVZ_CFLAGS += -O1 -g -march=$(MARCH) -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+KVZ_LDFLAGS := -fsanitize=address,undefined
 else
-CFLAGS += -O3 -g -march=$(MARCH) -DNDEBUG
+KVZ_CFLAGS += -O3 -g -march=$(MARCH) -DNDEBUG
 endif
-LDFLAGS += -fopenmp $(EXTRA_LDFLAGS)
+KVZ_LDFLAGS += -fopenmp $(EXTRA_LDFLAGS)
+ALL_CFLAGS = $(KVZ_CFLAGS) $(CPPFLAGS) $(CFLAGS)
+ALL_LDFLAGS = $(KVZ_LDFLAGS) $(LDFLAGS)
 
 ifeq ($(CUDA),1)
 NVCC ?= nvcc
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(shell which $(NVCC)))
 CUDA_ARCHS := -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
               -gencode arch=compute_90,code=compute_90
-NVCCFLAGS := -O3 -std=c++17 $(CUDA_ARCHS) -Iinclude -I. -Xcompiler -fPIC,-Wall --expt-relaxed-constexpr -MMD -MP
-CFLAGS += -DKVZ_WITH_CUDA
+NVCCFLAGS := -O3 -std=c++17 $(CUDA_ARCHS) -Iinclude -I. -Xcompiler -fPIC,-Wall,-fvisibility=hidden --expt-relaxed-constexpr -MMD -MP
+KVZ_CFLAGS += -DKVZ_WITH_CUDA
 LDLIBS += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcublas -lcudart -lstdc++
 CUDA_OBJS := $(patsubst %.cu,$(BUILD)/%.o,$(CUDA_SRCS))
 endif
@@ -85,10 +96,10 @@ endif
 ifeq ($(SANITIZE),thread)
 SIM_CXXFLAGS += -DKVZ_SIM_TSAN
 SIM_KERNEL_FLAGS := -fsanitize=thread -fno-omit-frame-pointer
-CFLAGS += -DKVZ_CUDASIM_RACE
-LDFLAGS += -fsanitize=thread
+KVZ_CFLAGS += -DKVZ_CUDASIM_RACE
+KVZ_LDFLAGS += -fsanitize=thread
 endif
-CFLAGS += -DKVZ_WITH_CUDA -DKVZ_CUDASIM
+KVZ_CFLAGS += -DKVZ_WITH_CUDA -DKVZ_CUDASIM
 LDLIBS += -lstdc++
 CUDA_OBJS := $(patsubst %.cu,$(BUILD)/%.o,$(CUDA_SRCS)) $(BUILD)/tests/cudasim/cudasim.o
 endif
@@ -106,29 +117,42 @@ KVZ := $(BUILD)/kvz
 PC := $(BUILD)/kvz.pc
 BENCH_BINS := $(BUILD)/bench/sessions
 PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+# Every flag a build folder's files were made with: rewritten when one changes
+# (make's next look at it finds it newer than what it made), never otherwise.
+FLAGS := $(BUILD)/build-flags
 
-.PHONY: all test asan check check-parts cuda test-cuda cudasim test-cudasim test-cudasim-quick cudasim-asan test-cudasim-asan cudasim-race test-cudasim-race demo bench clean setup install valgrind FORCE
+.PHONY: all test asan check check-parts cuda test-cuda cudasim test-cudasim test-cudasim-quick cudasim-asan test-cudasim-asan cudasim-race test-cudasim-race demo bench clean setup install uninstall help valgrind FORCE
 all: $(KVZ) $(SO) $(PC) $(BENCH_BINS)
 
-$(BUILD)/%.o: %.c
+$(FLAGS): FORCE
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	@printf '%s\n' 'CC=$(CC)' 'CFLAGS=$(ALL_CFLAGS)' 'LDFLAGS=$(ALL_LDFLAGS)' 'LDLIBS=$(LDLIBS)' \
+	  'NVCC=$(NVCC) $(NVCCFLAGS)' 'CXX=$(CXX) $(SIM_CXXFLAGS) $(SIM_KERNEL_FLAGS)' >$@.tmp
+	@cmp -s $@.tmp $@ && rm $@.tmp || mv $@.tmp $@
+
+$(BUILD)/%.o: %.c $(FLAGS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 ifeq ($(CUDASIM),1)
-$(BUILD)/%.o: %.cu tests/cudasim/cu2cpp.py
+$(BUILD)/%.o: %.cu tests/cudasim/cu2cpp.py $(FLAGS)
 	@mkdir -p $(dir $@)
 	python3 tests/cudasim/cu2cpp.py $< >$(@:.o=.sim.cpp)
 	$(CXX) $(SIM_CXXFLAGS) $(SIM_KERNEL_FLAGS) -c $(@:.o=.sim.cpp) -o $@
 
-$(BUILD)/tests/cudasim/cudasim.o: tests/cudasim/cudasim.cpp
+$(BUILD)/tests/cudasim/cudasim.o: tests/cudasim/cudasim.cpp $(FLAGS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(SIM_CXXFLAGS) -c $< -o $@
 
 # the emulation's own cases (tests/cudasim/test_emulation.sh)
 $(BUILD)/tests/cudasim/emulation_cases: $(BUILD)/tests/cudasim/emulation_cases.o $(BUILD)/tests/cudasim/cudasim.o
-	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	$(CXX) $(ALL_LDFLAGS) $(filter %.o,$^) $(LDLIBS) -o $@
 else
-$(BUILD)/%.o: %.cu
+$(BUILD)/%.o: %.cu $(FLAGS)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 endif
@@ -137,35 +161,40 @@ $(LIB): $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(SO): $(LIB_OBJS)
-	$(CC) -shared -Wl,-soname,$(SO_NAME) $(LDFLAGS) $^ $(LDLIBS) -o $(BUILD)/libkvz.so.$(VERSION)
+# The version script keeps every symbol but kvz.h's local, including what
+# hidden visibility cannot reach (CUDA's template instances, OpenMP's locks);
+# --no-undefined: a library missing one of its dependencies fails here.
+$(SO): $(LIB_OBJS) $(FLAGS)
+	@printf '{ global: kvz_*; local: *; };\n' >$(BUILD)/libkvz.map
+	$(CC) -shared -Wl,-soname,$(SO_NAME) -Wl,--version-script=$(BUILD)/libkvz.map -Wl,--no-undefined \
+	  $(ALL_LDFLAGS) $(LIB_OBJS) $(LDLIBS) -o $(BUILD)/libkvz.so.$(VERSION)
 	ln -sf libkvz.so.$(VERSION) $(BUILD)/$(SO_NAME)
 	ln -sf $(SO_NAME) $@
 
 # pkg-config file for PREFIX, rewritten every time (PREFIX may change).
 $(PC): FORCE
 	@mkdir -p $(dir $@)
-	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
+	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCLUDEDIR)' '' \
 	  'Name: kvz' 'Description: compiled, compressed KV caches for LLaMA-family models' \
 	  'Version: $(VERSION)' 'Requires.private: $(PKGS)' 'Cflags: -I$${includedir}' \
 	  'Libs: -L$${libdir} -lkvz' 'Libs.private: -fopenmp $(filter-out $(PKG_LIBS),$(LDLIBS))' >$@.tmp
 	@cmp -s $@.tmp $@ && rm $@.tmp || mv $@.tmp $@
 
 $(KVZ): $(TOOL_OBJS) $(LIB)
-	$(CC) $(LDFLAGS) $(TOOL_OBJS) $(LIB) $(LDLIBS) -o $@
+	$(CC) $(ALL_LDFLAGS) $(TOOL_OBJS) $(LIB) $(LDLIBS) -o $@
 
 # Benchmark programs on the public API (bench/RESULTS.md says how each is run).
 $(BUILD)/bench/%: bench/%.c include/kvz.h $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $< $(LDFLAGS) $(LIB) $(LDLIBS) -o $@
+	$(CC) $(ALL_CFLAGS) $< $(ALL_LDFLAGS) $(LIB) $(LDLIBS) -o $@
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/test_util.h $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(TEST_CFLAGS) $< $(LDFLAGS) $(LIB) $(LDLIBS) $(TEST_LIBS) -o $@
+	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) $< $(ALL_LDFLAGS) $(LIB) $(LDLIBS) $(TEST_LIBS) -o $@
 
 $(BUILD)/tests/cuda/%: tests/cuda/%.c tests/unit/test_util.h $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(TEST_CFLAGS) $< $(LDFLAGS) $(LIB) $(LDLIBS) $(TEST_LIBS) -o $@
+	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) $< $(ALL_LDFLAGS) $(LIB) $(LDLIBS) $(TEST_LIBS) -o $@
 
 # Tests run from the repository root; they find the model through KVZ_MODEL.
 test: $(KVZ) $(TEST_BINS)
@@ -174,8 +203,11 @@ test: $(KVZ) $(TEST_BINS)
 asan:
 	$(MAKE) BUILD=build-asan SANITIZE=1 test
 
+# (and the CUDA library exports kvz.h's functions only, as the plain one: test_api.sh checks that)
 cuda:
 	$(MAKE) BUILD=build-cuda CUDA=1 all build-cuda/libkvz.a $(patsubst tests/cuda/%.c,build-cuda/tests/cuda/%,$(CUDA_TEST_SRCS))
+	@! nm -D --defined-only build-cuda/libkvz.so | awk 'NF == 3 {print $$3}' | grep -v '^kvz_' || \
+	  { echo "build-cuda/libkvz.so exports the symbols above, beside kvz.h's" >&2; exit 1; }
 
 test-cuda: cuda
 	@KVZ_MODEL=$(MODEL) sh tests/run_tests.sh $(patsubst tests/cuda/%.c,build-cuda/tests/cuda/%,$(CUDA_TEST_SRCS))
@@ -294,15 +326,24 @@ demo: $(KVZ)
 	$(KVZ) query --store $(DEMO_STORE) --model $(MODEL) --doc examples/corpus/harbor_lighthouse.md \
 	  --doc examples/corpus/kv_cache_primer.md --max-tokens 32 "How many bytes does each token cost in the cache?"
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 755 $(KVZ) $(DESTDIR)$(PREFIX)/bin/kvz
-	install -m 644 include/kvz.h $(DESTDIR)$(PREFIX)/include/kvz.h
-	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/libkvz.a
-	install -m 755 $(BUILD)/libkvz.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libkvz.so.$(VERSION)
-	ln -sf libkvz.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(SO_NAME)
-	ln -sf $(SO_NAME) $(DESTDIR)$(PREFIX)/lib/libkvz.so
-	install -m 644 $(PC) $(DESTDIR)$(PREFIX)/lib/pkgconfig/kvz.pc
+install: $(KVZ) $(SO) $(PC)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 755 $(KVZ) $(DESTDIR)$(BINDIR)/kvz
+	install -m 644 include/kvz.h $(DESTDIR)$(INCLUDEDIR)/kvz.h
+	install -m 644 $(LIB) $(DESTDIR)$(LIBDIR)/libkvz.a
+	install -m 755 $(BUILD)/libkvz.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libkvz.so.$(VERSION)
+	ln -sf libkvz.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SO_NAME)
+	ln -sf $(SO_NAME) $(DESTDIR)$(LIBDIR)/libkvz.so
+	install -m 644 $(PC) $(DESTDIR)$(PKGCONFIGDIR)/kvz.pc
+
+# what install put there, for the same PREFIX (or directories) and DESTDIR
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/kvz $(DESTDIR)$(INCLUDEDIR)/kvz.h $(DESTDIR)$(LIBDIR)/libkvz.a \
+	  $(DESTDIR)$(LIBDIR)/libkvz.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SO_NAME) $(DESTDIR)$(LIBDIR)/libkvz.so \
+	  $(DESTDIR)$(PKGCONFIGDIR)/kvz.pc
+
+help:
+	@sed -n '2,/^$$/s/^# \{0,1\}//p' Makefile
 
 bench: $(KVZ)
 	sh bench/run.sh
@@ -311,8 +352,10 @@ bench: $(KVZ)
 setup:
 	sh scripts/setup.sh
 
+# and a BUILD folder of another name that kvz built (it has build-flags), never a source tree
 clean:
-	rm -rf build build-asan build-cuda build-sim build-sim-asan
+	rm -rf build build-asan build-cuda build-sim build-sim-asan build-sim-race build-fuzz
+	@[ ! -f '$(BUILD)/build-flags' ] || [ -e '$(BUILD)/Makefile' ] || rm -rf '$(BUILD)'
 
 include tests/fuzz/fuzz.mk
 # (not in fuzz-smoke's make, which builds none of $(BUILD) while make check's

@@ -13,7 +13,7 @@ int kvz_mapped_file_open(kvz_mapped_file *file, const char *path)
 {
     file->data = NULL;
     file->size = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO would block the open until a writer came */
     if (fd < 0)
         return kvz_errorf(errno == ENOENT ? KVZ_ERR_NOT_FOUND : KVZ_ERR_IO, "cannot open '%s': %s", path,
                           strerror(errno));

@@ -127,7 +127,16 @@ static struct archive *archive_open(const char *path)
     struct archive *a = archive_read_new();
     if (!a)
         return NULL;
-    archive_read_support_filter_all(a);
+    /* the compressions libarchive decodes itself; _all would also run external
+     * programs (lrzip, grzip, lzop) for what it cannot, on untrusted input */
+    archive_read_support_filter_gzip(a);
+    archive_read_support_filter_bzip2(a);
+    archive_read_support_filter_xz(a);
+    archive_read_support_filter_lzma(a);
+    archive_read_support_filter_lzip(a);
+    archive_read_support_filter_zstd(a);
+    archive_read_support_filter_lz4(a);
+    archive_read_support_filter_compress(a);
     archive_read_support_format_all(a);
     if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
         kvz_errorf(KVZ_ERR_FORMAT, "cannot read archive '%s': %s", path, archive_error_string(a));
@@ -246,7 +255,20 @@ typedef struct skipped_folder {
     int set;
     dev_t dev;
     ino_t ino;
+    const char *root; /* the folder named on the command line being walked (resolved), or NULL */
 } skipped_folder;
+
+/* Whether `path`, a link met in a walk, names a file inside the walked
+ * folder: a corpus handed over by others may hold links to any file this
+ * user can read (~/.ssh/id_rsa), which compile would store and pack ship. */
+static int inside_walk(const char *root, const char *path)
+{
+    char *target = realpath(path, NULL);
+    size_t n = strlen(root);
+    int inside = target && (strcmp(root, "/") == 0 || (strncmp(target, root, n) == 0 && target[n] == '/'));
+    free(target);
+    return inside;
+}
 
 static int list_path(const char *path, const kvz_ingest_opts *o, const skipped_folder *skip,
                      kvz_source_list *out, int top);
@@ -318,7 +340,26 @@ static int list_path(const char *path, const kvz_ingest_opts *o, const skipped_f
             out->walked_around_store = 1;
             return KVZ_OK; /* the store inside the corpus: its data.mdb is no document */
         }
-        return list_dir(path, o, skip, out);
+        if (!top)
+            return list_dir(path, o, skip, out);
+        skipped_folder walk = *skip;
+        char *root = realpath(path, NULL);
+        if (!root)
+            return kvz_errorf(errno == ENOMEM ? KVZ_ERR_NOMEM : KVZ_ERR_IO, "cannot resolve '%s': %s", path,
+                              strerror(errno));
+        walk.root = root;
+        int rc = list_dir(path, o, &walk, out);
+        free(root);
+        return rc;
+    }
+    if (!top && skip->root && lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode) && !inside_walk(skip->root, path)) {
+        if (!selected(o, path))
+            return KVZ_OK;
+        int rc = push(out, path, path, NULL, 0); /* listed, so that it is reported skipped */
+        if (rc == KVZ_OK)
+            out->items[out->len - 1].unread = "a link to a file outside the folder walked (name that file itself "
+                                              "to compile it)";
+        return rc;
     }
     if (!S_ISREG(st.st_mode)) {
         if (top)
@@ -377,7 +418,7 @@ int kvz_ingest_list(const char *const *paths, size_t n_paths, const kvz_ingest_o
     skipped_folder skip = {0};
     struct stat st;
     if (opts && opts->skip_folder && stat(opts->skip_folder, &st) == 0)
-        skip = (skipped_folder){1, st.st_dev, st.st_ino};
+        skip = (skipped_folder){1, st.st_dev, st.st_ino, NULL};
     int rc = KVZ_OK;
     for (size_t i = 0; i < n_paths && rc == KVZ_OK; i++)
         rc = list_path(paths[i], opts, &skip, out, 1);

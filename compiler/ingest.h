@@ -45,7 +45,9 @@ typedef struct kvz_source_list {
  * archives by extension: .tar .tar.gz .tgz .tar.zst .tzst .tar.xz .tar.bz2
  * .zip). An archive's hard link is a document with its target's content; a
  * name it holds twice is the later copy (as `tar -x` leaves it); its symbolic
- * links, devices and FIFOs are listed unread, to be reported skipped.
+ * links, devices and FIFOs are listed unread, to be reported skipped; so is
+ * a link met in a folder's walk to a file outside that folder (a link to a
+ * folder met there is not followed at all).
  * Errors: KVZ_ERR_NOT_FOUND for a path that does not exist, KVZ_ERR_FORMAT
  * for an unreadable archive. */
 int kvz_ingest_list(const char *const *paths, size_t n_paths, const kvz_ingest_opts *opts,

@@ -4,6 +4,8 @@
 #include "format/codec.h"
 #include "format/quant.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -433,6 +435,53 @@ static int check_heads(const kvz_artifact *a)
                                       i == 0 ? "key" : "value");
             }
         }
+    return KVZ_OK;
+}
+
+int kvz_artifact_read(const char *path, uint8_t **data, size_t *size)
+{
+    *data = NULL;
+    *size = 0;
+    FILE *fp = fopen(path, "rbe");
+    if (!fp)
+        return kvz_errorf(errno == ENOENT ? KVZ_ERR_NOT_FOUND : KVZ_ERR_IO, "cannot open '%s': %s", path,
+                          strerror(errno));
+    uint8_t header[HEADER_BYTES];
+    size_t got = fread(header, 1, sizeof header, fp);
+    uint64_t stated = got == sizeof header ? rd64(header + 16) : 0;
+    int rc = KVZ_OK;
+    if (ferror(fp))
+        rc = kvz_errorf(KVZ_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
+    else if (got < 8 || memcmp(header, MAGIC, 8) != 0)
+        rc = kvz_errorf(KVZ_ERR_FORMAT, "not a .kvz artifact (bad magic)");
+    else if (got < sizeof header || XXH3_64bits(header, 56) != rd64(header + 56) ||
+             stated < HEADER_BYTES + TRAILER_BYTES || stated > SIZE_MAX / 2)
+        rc = kvz_errorf(KVZ_ERR_FORMAT, "artifact header is cut short, fails its checksum or states no "
+                        "size an artifact can have");
+    uint8_t *buf = rc == KVZ_OK ? malloc((size_t)stated) : NULL;
+    if (rc == KVZ_OK && !buf)
+        rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory for the %llu bytes '%s' states", (unsigned long long)stated,
+                        path);
+    if (rc == KVZ_OK) {
+        memcpy(buf, header, sizeof header);
+        size_t rest = fread(buf + sizeof header, 1, (size_t)stated - sizeof header, fp);
+        int extra = rest == (size_t)stated - sizeof header ? fgetc(fp) : EOF;
+        if (ferror(fp))
+            rc = kvz_errorf(KVZ_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
+        else if (rest < (size_t)stated - sizeof header)
+            rc = kvz_errorf(KVZ_ERR_FORMAT, "artifact ends after %zu of the %llu bytes its header states "
+                            "(truncated?)", rest + sizeof header, (unsigned long long)stated);
+        else if (extra != EOF)
+            rc = kvz_errorf(KVZ_ERR_FORMAT, "artifact goes on past the %llu bytes its header states",
+                            (unsigned long long)stated);
+    }
+    fclose(fp);
+    if (rc != KVZ_OK) {
+        free(buf);
+        return rc;
+    }
+    *data = buf;
+    *size = (size_t)stated;
     return KVZ_OK;
 }
 

@@ -116,6 +116,14 @@ typedef struct kvz_artifact {
  * check failed and where), KVZ_ERR_UNSUPPORTED (a newer major version). */
 int kvz_artifact_open(kvz_artifact *a, const void *data, size_t size);
 
+/* Read an artifact file (a pipe or device too: "/dev/stdin") into *data
+ * (freed by the caller), no further than the size its header states, so
+ * that an endless or oversized input takes no more memory than the artifact
+ * it claims to be. Not checked beyond the magic and that size: open it.
+ * KVZ_ERR_FORMAT for what is no artifact or ends early, KVZ_ERR_IO,
+ * KVZ_ERR_NOMEM. */
+int kvz_artifact_read(const char *path, uint8_t **data, size_t *size);
+
 /* Section i (< n_sections) as stored in the table. */
 void kvz_artifact_section_at(const kvz_artifact *a, uint32_t i, kvz_section *s);
 /* The section of (kind, layer, head); KVZ_ERR_NOT_FOUND if absent. */

@@ -705,20 +705,13 @@ static int check_file(reading *r, kvz_bundle_file *f, int is_prefix, const uint8
         return kvz_errorf(KVZ_ERR_FORMAT, "bundle '%s': '%s' was compiled by model %016llx, the manifest says %016llx",
                           r->source, f->path, (unsigned long long)man->model.fingerprint,
                           (unsigned long long)f->model);
-    if (is_prefix) {
-        uint64_t h;
-        memcpy(&h, man->doc_hash, 8);
-        if (strcmp(man->method, "prefix") != 0 || h != f->prefix_hash)
-            return kvz_errorf(KVZ_ERR_FORMAT, "bundle '%s': '%s' is not the prefix its name says", r->source,
-                              f->path);
-    } else {
-        if (man->config[0]) {
-            uint8_t id[16];
-            kvz_artifact_id(man->config, man->doc_hash, man->segment, man->n_segments, id);
-            if (memcmp(id, f->id, 16) != 0)
-                return kvz_errorf(KVZ_ERR_FORMAT, "bundle '%s': '%s' holds another artifact than its id names",
-                                  r->source, f->path);
-        }
+    char prefix_key[64];
+    kvz_prefix_key(f->model, f->prefix_hash, prefix_key);
+    rc = is_prefix ? kvz_transfer_check_key(a, 1, prefix_key, strlen(prefix_key))
+                   : kvz_transfer_check_key(a, 0, f->id, 16);
+    if (rc != KVZ_OK)
+        return kvz_error_context(rc, "bundle '%s': '%s'", r->source, f->path);
+    if (!is_prefix) {
         int listed = man->prefix_tokens == 0; /* the shared prefix it is answered after travels with it */
         for (size_t i = 0; i < r->m.n_prefixes && !listed; i++)
             listed = r->m.prefixes[i].model == man->model.fingerprint && r->m.prefixes[i].prefix_hash == man->prefix_hash;

@@ -318,7 +318,7 @@ static int reserve_lock_file(const char *dir, int create)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/lock.mdb", dir);
-    int fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0666);
+    int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0666);
     if (fd < 0)
         return KVZ_OK; /* LMDB says what is wrong */
     struct stat st;
@@ -342,7 +342,7 @@ static int take_gate(kvz_store *s, const char *dir, int exclusive)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/lock.mdb", dir);
-    s->gate_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    s->gate_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0666);
     if (s->gate_fd < 0)
         return kvz_errorf(KVZ_ERR_IO, "store '%s': cannot open its lock file: %s", dir, strerror(errno));
     int rc;
@@ -509,6 +509,57 @@ void kvz_store_close(kvz_store *s)
     pthread_mutex_unlock(&open_stores_lock);
 }
 
+/* data.mdb and lock.mdb are plain files of the store's folder: LMDB writes
+ * both, and through a link planted under either name it would write over
+ * whatever file the link names. */
+static int check_plain_files(const char *dir)
+{
+    static const char *const names[] = {"data.mdb", "lock.mdb"};
+    for (int i = 0; i < 2; i++) {
+        char path[4096];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
+            return kvz_errorf(KVZ_ERR_FORMAT, "store '%s': its %s is %s, not a plain file; kvz writes neither "
+                              "through it nor over it (a store's folder may be a link, its files not)", dir,
+                              names[i], S_ISLNK(st.st_mode) ? "a symbolic link" : "something else");
+    }
+    return KVZ_OK;
+}
+
+/* LMDB takes data.mdb's two meta pages on trust: a page size changed in one
+ * maps past the file's end, and the first read of it is a SIGBUS in every
+ * command. Both are checked first (lmdb.h's MDB_meta on a 64-bit build: a
+ * 16-byte page header, then the magic, the version and, in the free-page
+ * database's first field, the page size). */
+#define LMDB_MAGIC 0xBEEFC0DEu
+#define LMDB_DATA_VERSION 1u
+static int check_meta_pages(const char *dir, const char *data_path)
+{
+    int fd = open(data_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return KVZ_OK; /* LMDB says what is wrong */
+    uint8_t meta[2][48];
+    uint32_t page_size = 0;
+    int rc = KVZ_OK;
+    for (int i = 0; i < 2 && rc == KVZ_OK; i++) {
+        if (pread(fd, meta[i], sizeof meta[i], (off_t)i * page_size) != (ssize_t)sizeof meta[i])
+            break; /* a file shorter than its meta pages: LMDB refuses it */
+        uint32_t magic, version, psize;
+        memcpy(&magic, meta[i] + 16, 4);
+        memcpy(&version, meta[i] + 20, 4);
+        memcpy(&psize, meta[i] + 40, 4);
+        if (magic != LMDB_MAGIC || version != LMDB_DATA_VERSION || psize < 512 || psize > 65536 ||
+            (psize & (psize - 1)) || (i == 1 && psize != page_size))
+            rc = kvz_errorf(KVZ_ERR_FORMAT, "store '%s' is damaged: meta page %d of its data.mdb is not LMDB's "
+                            "(magic %08x, version %u, page size %u); nothing was read or changed", dir, i, magic,
+                            version, psize);
+        page_size = psize;
+    }
+    close(fd);
+    return rc;
+}
+
 static int store_open_alone(kvz_store **out, const char *dir, int flags, size_t initial_map_bytes)
 {
     *out = NULL;
@@ -521,6 +572,8 @@ static int store_open_alone(kvz_store **out, const char *dir, int flags, size_t 
         return kvz_errorf(KVZ_ERR_NOT_FOUND, "no store at '%s'", dir);
     char data_path[4096];
     snprintf(data_path, sizeof data_path, "%s/data.mdb", dir);
+    if (exists)
+        KVZ_TRY(check_plain_files(dir));
     int has_data = exists && stat(data_path, &st) == 0;
     if (exists && !has_data && errno != ENOENT) /* EACCES: the folder is not ours to read */
         return kvz_errorf(KVZ_ERR_IO, "store '%s': cannot read its data.mdb: %s", dir, strerror(errno));
@@ -546,7 +599,9 @@ static int store_open_alone(kvz_store **out, const char *dir, int flags, size_t 
         *out = s;
         return KVZ_OK;
     }
-    int status = reserve_lock_file(dir, !readonly);
+    int status = fresh ? KVZ_OK : check_meta_pages(dir, data_path);
+    if (status == KVZ_OK)
+        status = reserve_lock_file(dir, !readonly);
     if (status == KVZ_OK && !readonly)
         status = take_gate(s, dir, (flags & KVZ_STORE_EXCLUSIVE) != 0);
     if (status != KVZ_OK) {

@@ -46,6 +46,31 @@ void kvz_prefix_key(uint64_t model_fingerprint, uint64_t prefix_hash, char out[6
              (unsigned long long)prefix_hash);
 }
 
+int kvz_transfer_check_key(const kvz_artifact *a, int is_prefix, const void *key, size_t key_len)
+{
+    const kvz_manifest *m = &a->manifest;
+    int prefix = strcmp(m->method, "prefix") == 0;
+    if (prefix != is_prefix)
+        return kvz_errorf(KVZ_ERR_FORMAT, is_prefix ? "holds a document's artifact, not a shared prefix"
+                                                    : "holds a shared prefix, not a document's artifact");
+    if (is_prefix) {
+        uint64_t hash;
+        char named[64];
+        memcpy(&hash, m->doc_hash, 8);
+        kvz_prefix_key(m->model.fingerprint, hash, named);
+        if (key_len != strlen(named) || memcmp(key, named, key_len) != 0)
+            return kvz_errorf(KVZ_ERR_FORMAT, "holds another shared prefix (%s)", named);
+        return KVZ_OK;
+    }
+    uint8_t id[16];
+    if (!m->config[0])
+        return KVZ_OK;
+    kvz_artifact_id(m->config, m->doc_hash, m->segment, m->n_segments, id);
+    if (key_len != 16 || memcmp(id, key, 16) != 0)
+        return kvz_errorf(KVZ_ERR_FORMAT, "holds another artifact than its id names");
+    return KVZ_OK;
+}
+
 typedef struct put_if_absent {
     kvz_store_db db;
     const void *key;

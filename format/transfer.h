@@ -27,6 +27,13 @@ int kvz_transfer_check(const void *bytes, size_t len, kvz_artifact *out);
 /* The meta key of a model's shared prefix: "prefix/<fingerprint>/<prefix hash>". */
 void kvz_prefix_key(uint64_t model_fingerprint, uint64_t prefix_hash, char out[64]);
 
+/* Whether an opened artifact is the one its key names: with is_prefix, a
+ * shared prefix under the prefix key of its model and hash; else a document's
+ * artifact (not a prefix) under the 16-byte id its manifest derives (SPEC.md
+ * §8; one without a configuration string, from before ids had one, under any).
+ * KVZ_OK, or KVZ_ERR_FORMAT saying which it is instead. */
+int kvz_transfer_check_key(const kvz_artifact *a, int is_prefix, const void *key, size_t key_len);
+
 typedef enum kvz_artifact_outcome {
     KVZ_ARTIFACT_PRESENT = 0,  /* the store had it (content addressing: the same thing) */
     KVZ_ARTIFACT_ADDED = 1,    /* written */

@@ -1,5 +1,6 @@
 /* model.c — hyper-parameters, tensor checks and weight upload. */
 #include "model/model.h"
+#include "common/cpu_check.h"
 #include "common/error.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/dequant.h"
@@ -239,6 +240,7 @@ static int64_t f32_weight_bytes(const kvz_gguf *g)
 int kvz_model_load(kvz_model **out, const char *path, const kvz_model_config *cfg)
 {
     *out = NULL;
+    KVZ_TRY(kvz_cpu_check());
     kvz_model *m = calloc(1, sizeof *m);
     if (!m || !(m->path = strdup(path))) {
         free(m);

@@ -38,7 +38,10 @@ typedef struct plan {
     size_t n, cap;
 } plan;
 
-static int plan_add(plan *p, const void *bytes, size_t size, int32_t position, const char *what)
+/* The artifact stored under `key` (a shared prefix with is_prefix), to be
+ * placed at `position`: refused unless it is the one its key names. */
+static int plan_add(plan *p, const void *bytes, size_t size, int32_t position, const char *what, int is_prefix,
+                    const void *key, size_t key_len)
 {
     placed *grown = kvz_grow(p->items, &p->cap, p->n, sizeof *grown);
     if (!grown)
@@ -46,6 +49,8 @@ static int plan_add(plan *p, const void *bytes, size_t size, int32_t position, c
     p->items = grown;
     placed *it = &p->items[p->n];
     int rc = kvz_artifact_open(&it->art, bytes, size);
+    if (rc == KVZ_OK)
+        rc = kvz_transfer_check_key(&it->art, is_prefix, key, key_len);
     if (rc != KVZ_OK)
         return kvz_error_context(rc, "%s", what);
     it->position = position;
@@ -167,7 +172,7 @@ static int make_plan(kvz_model *m, kvz_store_txn *t, const kvz_model_identity *i
             char what[1200];
             snprintf(what, sizeof what, "'%s' segment %u of %u", name, s + 1, e->n_segments);
             if (rc == KVZ_OK)
-                rc = plan_add(p, val, len, position, what);
+                rc = plan_add(p, val, len, position, what, 0, e->artifact_ids[s], 16);
             if (rc == KVZ_OK && (rc = kvz_artifact_check_model(&p->items[p->n - 1].art, id)) != KVZ_OK)
                 rc = kvz_error_context(rc, "%s", what);
             if (rc != KVZ_OK)
@@ -195,7 +200,7 @@ static int make_plan(kvz_model *m, kvz_store_txn *t, const kvz_model_identity *i
     if (rc == KVZ_ERR_NOT_FOUND)
         return kvz_errorf(KVZ_ERR_FORMAT, "the store lacks the shared prefix of these documents (kvz verify)");
     KVZ_TRY(rc);
-    KVZ_TRY(plan_add(p, val, len, 0, "the shared prefix"));
+    KVZ_TRY(plan_add(p, val, len, 0, "the shared prefix", 1, key, strlen(key)));
     KVZ_TRY(kvz_artifact_check_model(&p->items[p->n - 1].art, id));
     if ((int32_t)p->items[p->n - 1].art.manifest.n_tokens != P)
         return kvz_errorf(KVZ_ERR_FORMAT, "the stored prefix has %u tokens, the model's has %d",

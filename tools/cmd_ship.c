@@ -146,6 +146,8 @@ static int get_artifact(kvz_store_txn *t, const uint8_t id[16], const char *doc,
     }
     KVZ_TRY(rc);
     rc = kvz_transfer_check(val, len, a);
+    if (rc == KVZ_OK)
+        rc = kvz_transfer_check_key(a, 0, id, 16);
     return rc == KVZ_OK ? KVZ_OK : kvz_error_context(rc, "'%s'", doc);
 }
 
@@ -176,6 +178,8 @@ static int first_prefix(prefix_cache *c, kvz_store_txn *t, const kvz_artifact *o
                           of->manifest.doc_name);
     KVZ_TRY(rc);
     rc = kvz_transfer_check(val, len, prefix);
+    if (rc == KVZ_OK)
+        rc = kvz_transfer_check_key(prefix, 1, key, strlen(key));
     if (rc != KVZ_OK)
         return kvz_error_context(rc, "shared prefix %s", key);
     void *grown = kvz_grow(c->keys, &c->cap, c->n, sizeof *c->keys);
@@ -1310,7 +1314,9 @@ static int import_entry(import_ctx *c, const kvz_manifest *m, int *complete, kvz
 /* Read and check an artifact file for import; *data (freed by the caller) holds it. */
 static int import_read(const import_ctx *c, const char *path, char **data, size_t *size, kvz_artifact *a)
 {
-    KVZ_TRY(kvz_read_file(path, data, size));
+    uint8_t *bytes;
+    KVZ_TRY(kvz_artifact_read(path, &bytes, size)); /* no further than its header's size: a pipe may not end */
+    *data = (char *)bytes;
     int rc = kvz_transfer_check(*data, *size, a);
     const kvz_manifest *m = &a->manifest;
     if (rc == KVZ_OK && strcmp(m->method, "prefix") == 0)

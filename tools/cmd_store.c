@@ -355,12 +355,15 @@ typedef struct verify_ctx {
 
 /* what: how a problem names the artifact ("artifact ID", "shared prefix KEY");
  * 0 if it failed a check */
-static int verify_one(verify_ctx *v, const char *what, const void *val, size_t val_len)
+/* An artifact stored under `key`: sound, and the one its key names (an
+ * artifact swapped for another would answer for the wrong document). */
+static int verify_one(verify_ctx *v, const char *what, int is_prefix, const void *key, size_t key_len,
+                      const void *val, size_t val_len)
 {
     kvz_artifact a;
-    int rc = kvz_artifact_open(&a, val, val_len);
+    int rc = kvz_transfer_check(val, val_len, &a);
     if (rc == KVZ_OK)
-        rc = kvz_artifact_verify(&a);
+        rc = kvz_transfer_check_key(&a, is_prefix, key, key_len);
     if (rc != KVZ_OK) {
         v->bad++;
         fprintf(stderr, "%s: %s\n", what, kvz_last_error());
@@ -377,7 +380,7 @@ static int verify_artifact(void *ctx, const void *key, size_t key_len, const voi
         kvz_hex(key, 16, what + 9);
     }
     v->artifacts++;
-    if (!verify_one(v, what, val, val_len) && key_len == 16 && id_set_add(&v->damaged, key) != KVZ_OK)
+    if (!verify_one(v, what, 0, key, key_len, val, val_len) && key_len == 16 && id_set_add(&v->damaged, key) != KVZ_OK)
         kvz_error_clear(); /* out of memory: its documents are not named, the problem is counted */
     return KVZ_OK;
 }
@@ -440,7 +443,7 @@ static int verify_meta(void *ctx, const void *key, size_t key_len, const void *v
         char what[96];
         snprintf(what, sizeof what, "shared prefix %.*s", (int)(key_len - 7), (const char *)key + 7);
         v->prefixes++;
-        verify_one(v, what, val, val_len);
+        verify_one(v, what, 1, key, key_len, val, val_len);
     }
     return KVZ_OK;
 }
@@ -451,9 +454,10 @@ int cmd_verify(int argc, char **argv)
         "usage: kvz verify --store DIR\n"
         "\n"
         "Checks every artifact (header, table, every section's checksum, the whole-file\n"
-        "checksum, bounds, counts; every section is decoded) and that every document's\n"
-        "artifacts and shared prefix exist. Prints each problem; exit status 4 if any\n"
-        "was found.\n";
+        "checksum, bounds, counts; every section is decoded), that each is stored under\n"
+        "the id its manifest derives (a shared prefix under its model and hash), and\n"
+        "that every document's artifacts and shared prefix exist. Prints each problem;\n"
+        "exit status 4 if any was found.\n";
     store_args a;
     int rc = parse_store_args(argc, argv, help, &a, 0, "");
     if (rc)

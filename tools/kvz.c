@@ -2,6 +2,7 @@
 #include "kvz.h"
 #include "tools/cli.h"
 
+#include "common/cpu_check.h"
 #include "common/file_util.h"
 #include "common/timer.h"
 #include "format/store.h"
@@ -131,6 +132,10 @@ static int run(int argc, char **argv);
  * pipe fails the run (exit 3) instead of ending it with 0. */
 int main(int argc, char **argv)
 {
+    if (kvz_cpu_check() != KVZ_OK) { /* before anything built for the missing instructions runs */
+        fprintf(stderr, "kvz: %s\n", kvz_last_error());
+        return cli_exit_code(KVZ_ERR_UNSUPPORTED);
+    }
     int rc = run(argc, argv);
     int flushed = fflush(stdout) == 0, failed_errno = errno;
     if ((flushed && !ferror(stdout)) || rc != KVZ_EXIT_OK) /* a failed command said why */
@@ -177,7 +182,8 @@ static int run(int argc, char **argv)
         return KVZ_EXIT_USAGE;
     }
     if (help && argc == 3 && strcmp(argv[2], "--version") == 0) {
-        printf("usage: kvz --version\n\nPrints the version: kvz %s\n", KVZ_VERSION_STRING);
+        printf("usage: kvz --version\n\nPrints the version (kvz %s), the instruction sets this build may use\n"
+               "(MARCH) and whether it has the CUDA backend.\n", KVZ_VERSION_STRING);
         return KVZ_EXIT_OK;
     }
     if (help && argc == 3 && !asks_help(argv[2])) { /* kvz help CMD: kvz CMD --help */
@@ -190,7 +196,17 @@ static int run(int argc, char **argv)
         usage(stdout);
         return KVZ_EXIT_OK;
     } else if (strcmp(cmd, "--version") == 0) {
-        printf("kvz %s\n", KVZ_VERSION_STRING);
+        char built_for[320];
+        kvz_cpu_built_for(built_for, sizeof built_for);
+#if defined(KVZ_CUDASIM)
+        const char *cuda = "emulated on the CPU (a test build)";
+#elif defined(KVZ_WITH_CUDA)
+        const char *cuda = "built in (sm_80, sm_90 and PTX)";
+#else
+        const char *cuda = "not built in (make cuda)";
+#endif
+        printf("kvz %s\nCPU instructions beyond the baseline: %s\nCUDA backend: %s\n", KVZ_VERSION_STRING,
+               built_for[0] ? built_for : "none", cuda);
         return KVZ_EXIT_OK;
     } else {
         int rc = dispatch(argc - 1, argv + 1);

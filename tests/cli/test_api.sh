@@ -47,10 +47,13 @@ export PKG_CONFIG_PATH="$TMP/prefix/lib/pkgconfig"
 readelf -d "$TMP/prefix/lib/libkvz.so" | grep -q 'Library soname: \[libkvz.so.0.3\]' &&
     ok "the soname carries 0.x's minor version" || fail "soname: $(readelf -d "$TMP/prefix/lib/libkvz.so" | grep SONAME)"
 
-# only the API is exported from the shared library
-exported=$(nm -D --defined-only "$TMP/prefix/lib/libkvz.so" | awk '$2 == "T" {print $3}' | grep -v '^kvz_' | head -3)
+# only the API is exported from the shared library: no other symbol of any kind (OpenMP's
+# locks, CUDA's template instances) and no undefined one its dependencies do not define
+exported=$(nm -D --defined-only "$TMP/prefix/lib/libkvz.so" | awk 'NF == 3 {print $3}' | grep -v '^kvz_' | head -3)
 internal=$(nm -D --defined-only "$TMP/prefix/lib/libkvz.so" | awk '$2 == "T" {print $3}' | grep -c '^kvz_\(cpu\|model\|store\|artifact\)_')
-[ -z "$exported" ] && [ "$internal" -eq 0 ] && ok "libkvz.so exports only kvz.h" || fail "libkvz.so exports internals: $exported $internal"
+unresolved=$(ldd -r "$TMP/prefix/lib/libkvz.so" 2>&1 | grep -c 'undefined symbol')
+[ -z "$exported" ] && [ "$internal" -eq 0 ] && [ "$unresolved" -eq 0 ] && ok "libkvz.so exports only kvz.h" ||
+    fail "libkvz.so exports internals: $exported $internal; $unresolved undefined"
 
 Q="Who opened the Vellmar bridge?"
 # built as the README says: the installed library found through the rpath, no LD_LIBRARY_PATH
@@ -86,5 +89,16 @@ if KVZ_LIBRARY="$TMP/prefix/lib/libkvz.so" LD_PRELOAD="${PY_PRELOAD:-}" \
     ok "python binding and examples/rag.py ($(grep -c '^ok' "$TMP/py.log") checks)"
 else
     fail "python binding"; cat "$TMP/py.log"
+fi
+# the binding installed as a package (python/pyproject.toml; pip fetches setuptools to build it),
+# used from elsewhere with the installed library found on the loader's path; its version is the header's
+cp -r python "$TMP/pysrc" # (setuptools writes its build/ and egg-info beside the sources)
+if python3 -m pip install -q --no-deps --target "$TMP/site" "$TMP/pysrc" >"$TMP/pip.log" 2>&1 &&
+    (cd "$TMP" && LD_LIBRARY_PATH="$TMP/prefix/lib" LD_PRELOAD="${PY_PRELOAD:-}" PYTHONPATH="$TMP/site" python3 -c \
+        'import kvz; print(kvz.__version__, kvz.library_version(), kvz.__file__)') >"$TMP/pyv" 2>&1 &&
+    grep -q "^0.3.3 0.3.3 $TMP/site/kvz/__init__.py" "$TMP/pyv"; then
+    ok "pip install python/: the package loads the installed libkvz (0.3.3)"
+else
+    fail "pip install python/"; cat "$TMP/pip.log" "$TMP/pyv" 2>/dev/null
 fi
 finish API

@@ -2,7 +2,8 @@
 # The store under faults: kill -9 at pseudo-random moments of a compile, readers
 # answering while a writer compiles and grows the map, a store started with a
 # tiny map (KVZ_STORE_MAP_BYTES), a full disk (a file size limit), a map that
-# cannot grow (mmap refused), and the leftovers of killed readers and writers.
+# cannot grow (mmap refused), the leftovers of killed readers and writers, and
+# a tampered store (planted links, a damaged meta page, a swapped artifact).
 # Needs KVZ_BIN and KVZ_MODEL; lmdb-utils (mdb_stat, mdb_dump, mdb_load).
 # KVZ_SANITIZE=1 (ASan) runs fewer kills; KVZ_FAULT_SEED changes the kill
 # moments, KVZ_FAULT_KILLS their number.
@@ -435,6 +436,45 @@ bg_wait $hp
 rc=$?
 [ $rc -eq 0 ] && [ -s "$TMP/h.out" ] && ok "the process that held the store open all along answers too" \
     || { fail "holder: exit $rc"; show "$TMP/h.err"; }
+
+# ---------------------------------------------------------------------------
+# g. a tampered store: links planted under its files' names, a damaged meta
+#    page, an artifact swapped for another; refused, nothing written
+section "a tampered store"
+ST="$TMP/st"
+compile "$DOC0" "$A/doc1.txt" --store "$ST" 2>"$TMP/e" || { fail "compile for the tampering"; show "$TMP/e"; }
+for name in lock.mdb data.mdb; do
+    rm -rf "$TMP/sl"; cp -r "$ST" "$TMP/sl"; printf 'keep me\n' >"$TMP/victim"
+    rm "$TMP/sl/$name"; ln -s ../victim "$TMP/sl/$name"
+    "$KVZ" ls --store "$TMP/sl" >/dev/null 2>"$TMP/e"; rc=$?
+    [ $rc -eq 4 ] && [ "$(cat "$TMP/victim")" = "keep me" ] && grep -q "its $name is a symbolic link" "$TMP/e" &&
+        ok "$name a link to another file: ls refused (exit 4), the file it names untouched" ||
+        { fail "$name a link: exit $rc, the file: $(head -c 40 "$TMP/victim" | od -c | head -1)"; show "$TMP/e"; }
+done
+rm -rf "$TMP/sm"; cp -r "$ST" "$TMP/sm"
+python3 -c 'import struct, sys; f = open(sys.argv[1], "r+b"); f.seek(4096 + 40); f.write(struct.pack("<I", 0xCE1000))' \
+    "$TMP/sm/data.mdb"
+"$KVZ" ls --store "$TMP/sm" >/dev/null 2>"$TMP/e"; rc=$?
+"$KVZ" verify --store "$TMP/sm" >/dev/null 2>>"$TMP/e"; rv=$?
+[ $rc -eq 4 ] && [ $rv -eq 4 ] && grep -q "meta page 1 of its data.mdb is not LMDB's" "$TMP/e" &&
+    ok "a meta page's page size changed: ls and verify exit 4 (a SIGBUS before)" ||
+    { fail "a damaged meta page: ls $rc, verify $rv"; show "$TMP/e"; }
+rm -rf "$TMP/sw"; cp -r "$ST" "$TMP/sw"
+mdb_dump -s artifacts "$ST" >"$TMP/artifacts.dump"
+python3 - "$TMP/artifacts.dump" <<'PY' # the first artifact's key, the second's bytes
+import sys
+lines = open(sys.argv[1]).read().split("\n")
+h, e = lines.index("HEADER=END") + 1, lines.index("DATA=END")
+open(sys.argv[1], "w").write("\n".join(lines[:h] + [lines[h], lines[h + 3], "DATA=END", ""]))
+PY
+mdb_load -s artifacts "$TMP/sw" <"$TMP/artifacts.dump" 2>/dev/null
+"$KVZ" verify --store "$TMP/sw" >/dev/null 2>"$TMP/e"; rv=$?
+"$KVZ" pack --store "$TMP/sw" --all -o "$TMP/sw.tar.zst" >/dev/null 2>>"$TMP/e"; rp=$?
+"$KVZ" query --store "$TMP/sw" --model "$MODEL" --doc "$DOC0" --doc "$A/doc1.txt" --max-tokens 4 "$Q" >/dev/null 2>>"$TMP/e"; rq=$?
+[ $rv -eq 4 ] && [ $rp -eq 4 ] && [ $rq -eq 4 ] && [ ! -e "$TMP/sw.tar.zst" ] &&
+    [ "$(grep -c "holds another artifact than its id names" "$TMP/e")" -ge 3 ] &&
+    ok "an artifact swapped for another: verify, pack and query refuse (exit 4; verify said all good, query answered from it)" ||
+    { fail "a swapped artifact: verify $rv, pack $rp, query $rq"; show "$TMP/e"; }
 
 section ""
 echo "     (all: $((($(now_ms) - T_START) / 1000)) s)"

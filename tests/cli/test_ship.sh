@@ -532,6 +532,15 @@ mdb_dump -a "$TMP/imp" >"$TMP/after"
 cat "$TMP/doc0.kvz" | "$KVZ" import /dev/stdin --store "$TMP/imp_pipe" >/dev/null 2>"$TMP/e"; rc=$?
 [ $rc -eq 0 ] && "$KVZ" ls --store "$TMP/imp_pipe" | grep -q "doc0.txt" && ok "import /dev/stdin from a pipe" ||
     { fail "import from a pipe: exit $rc"; cat "$TMP/e"; }
+# an artifact followed by more bytes, and an endless stream after one, are refused once the size its
+# header states is read (the stream: it was read into memory without end before)
+cat "$TMP/doc0.kvz" "$TMP/doc0.kvz" >"$TMP/twice.kvz"
+"$KVZ" import "$TMP/twice.kvz" --store "$TMP/imp_twice" >/dev/null 2>"$TMP/e"; rc=$?
+(cat "$TMP/doc0.kvz"; cat /dev/zero) | timeout 60 "$KVZ" import /dev/stdin --store "$TMP/imp_endless" >/dev/null 2>>"$TMP/e"; rc2=$?
+[ $rc -eq 4 ] && [ $rc2 -eq 4 ] && [ "$(grep -c "goes on past the [0-9]* bytes its header states" "$TMP/e")" -eq 2 ] &&
+    [ ! -e "$TMP/imp_twice" ] && [ ! -e "$TMP/imp_endless" ] &&
+    ok "import of an artifact with bytes after it, and of an endless stream: exit 4, no store" ||
+    { fail "import past the stated size: exit $rc, $rc2"; cat "$TMP/e"; }
 # a bad input makes no store: a missing file (exit 7), a truncated artifact (exit 4), a missing merge source (7)
 "$KVZ" import "$TMP/nothing.kvz" --store "$TMP/imp_none" 2>/dev/null; rc=$?
 head -c 300 "$TMP/doc0.kvz" >"$TMP/cut.kvz"

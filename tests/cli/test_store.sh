@@ -557,6 +557,17 @@ ln -s "$TMP/nowhere.txt" "$TMP/linked/broken.txt"
 [ $rc -eq 1 ] && grep -q '"status":"compiled"' "$TMP/o5" && grep -q "FAIL .*broken.txt: cannot open" "$TMP/e" &&
     ok "a dangling link fails alone, the folder's other document compiles: exit 1" ||
     { fail "dangling link: exit $rc"; cat "$TMP/e"; }
+# links in a folder: one to a file inside it is compiled, one to a file outside it is skipped
+# (said; it was compiled, and pack would have shipped it); named itself, that file compiles
+mkdir -p "$TMP/linkwalk/sub" "$TMP/elsewhere"
+cp "$TMP/corpus/doc0.txt" "$TMP/linkwalk/sub/in.txt" && cp "$TMP/corpus/doc2.txt" "$TMP/elsewhere/secret.txt"
+ln -s sub/in.txt "$TMP/linkwalk/inlink.txt" && ln -s "$TMP/elsewhere/secret.txt" "$TMP/linkwalk/out.txt"
+"$KVZ" compile "$TMP/linkwalk" --store "$TMP/s9" --model "$MODEL" --method recent 2>"$TMP/e"; rc=$?
+"$KVZ" compile "$TMP/linkwalk/out.txt" --store "$TMP/s9b" --model "$MODEL" --method recent --quiet 2>>"$TMP/e"; rc2=$?
+[ $rc -eq 0 ] && grep -q "skip .*out.txt: a link to a file outside the folder walked" "$TMP/e" &&
+    [ "$("$KVZ" ls --store "$TMP/s9" --json | grep -c '"document"')" -eq 2 ] && ! "$KVZ" ls --store "$TMP/s9" | grep -q out.txt &&
+    [ $rc2 -eq 0 ] && ok "a folder's link to a file outside it is skipped (said), one inside compiled; named, it compiles" ||
+    { fail "links in a walk: exit $rc, $rc2"; cat "$TMP/e"; }
 # a name with a newline and an escape: one line in ls, control bytes shown as \xNN; --json keeps them exact
 mkdir -p "$TMP/odd" && cp "$TMP/corpus/doc0.txt" "$TMP/odd/$(printf 'two\nlines\033[31m.txt')"
 "$KVZ" compile "$TMP/odd" --store "$TMP/s8" --model "$MODEL" --method recent >/dev/null 2>"$TMP/e" &&
