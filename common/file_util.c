@@ -140,6 +140,20 @@ static int name_unnamed(kvz_atomic_file *f)
     return kvz_errorf(KVZ_ERR_IO, "cannot name the temporary file of '%s': %s", f->path, strerror(errno));
 }
 
+/* data.mdb or lock.mdb beside a data.mdb: a store's (an output named so
+ * would be renamed over the store's data while it may be open). */
+static int is_store_file(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    if (strcmp(base, "data.mdb") != 0 && strcmp(base, "lock.mdb") != 0)
+        return 0;
+    char data[4096];
+    struct stat st;
+    snprintf(data, sizeof data, "%.*sdata.mdb", (int)(base - path), path);
+    return stat(data, &st) == 0;
+}
+
 int kvz_atomic_file_open(kvz_atomic_file *f, const char *path)
 {
     memset(f, 0, sizeof *f);
@@ -159,6 +173,11 @@ int kvz_atomic_file_open(kvz_atomic_file *f, const char *path)
         int e = errno;
         return e == ENOMEM ? kvz_errorf(KVZ_ERR_NOMEM, "out of memory")
                            : kvz_errorf(KVZ_ERR_IO, "cannot resolve '%s': %s", path, strerror(e));
+    }
+    if (is_store_file(f->path)) {
+        kvz_atomic_file_abort(f);
+        return kvz_errorf(KVZ_ERR_ARG, "cannot write '%s': it is a file of an LMDB store (a data.mdb is beside "
+                          "it), which this would destroy; give another name", path);
     }
     size_t n = strlen(f->path) + 48;
     f->tmp_path = malloc(n);

@@ -52,7 +52,10 @@ static int text_tokens(const kvz_model *m, const char *path, kvz_tokens *out)
     for (size_t i = 0; i < n_files; i++) {
         char *text, found[PATH_MAX];
         size_t len;
-        KVZ_TRY(kvz_read_file(path ? files[i] : cli_project_file(files[i], found), &text, &len));
+        int read = kvz_read_file(path ? files[i] : cli_project_file(files[i], found), &text, &len);
+        if (read == KVZ_ERR_NOT_FOUND && !path) /* an installed kvz, away from its source tree */
+            return kvz_error_context(read, "the default texts are the source tree's tests/data; give --text FILE");
+        KVZ_TRY(read);
         int rc = kvz_tokenize(m->tokenizer, text, len, 0, out);
         free(text);
         KVZ_TRY(rc);

@@ -551,6 +551,12 @@ head -c 300 "$TMP/doc0.kvz" >"$TMP/cut.kvz"
     fail "bad import/merge input: exit $rc, $rc2, $rc3; $(ls -d "$TMP"/imp_none "$TMP"/imp_cut "$TMP"/merge_none 2>/dev/null)"
 "$KVZ" export --store "$S" missing.txt -o "$TMP/m.kvz" 2>/dev/null; rc=$?
 [ $rc -eq 7 ] && ok "export of a missing document: exit 7" || fail "export missing: exit $rc"
+# an output named as the store's own data.mdb or lock.mdb is refused (export replaced the store's data)
+"$KVZ" export --store "$S" "$DOC" -o "$S/data.mdb" 2>"$TMP/e"; rc=$?
+"$KVZ" pack --store "$S" --all -o "$S/lock.mdb" 2>>"$TMP/e"; rc2=$?
+[ $rc -eq 2 ] && [ $rc2 -eq 2 ] && [ "$(grep -c "is a file of an LMDB store" "$TMP/e")" -eq 2 ] &&
+    "$KVZ" verify --store "$S" >/dev/null 2>&1 && ok "export and pack -o STORE/data.mdb or lock.mdb: exit 2, the store intact" ||
+    { fail "an output over the store's files: exit $rc, $rc2"; cat "$TMP/e"; }
 
 # a store without its shared prefix (copied by LMDB's own tools, the prefix's key left out): verify says so
 mkdir -p "$TMP/noprefix"
