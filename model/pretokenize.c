@@ -17,15 +17,30 @@
 
 #define MAX_REGEXES 4
 
-static const char RE_DIGIT[] = "\\p{N}";
+/* The character classes as llama.cpp's own tables have them (its
+ * unicode-data.cpp, Unicode 15.1), not as the system's PCRE2 does: a letter or
+ * digit that Unicode added after PCRE2's tables (Debian 12's 10.42 has 14.0)
+ * is added to \p{L} or \p{N} here, and whitespace is llama.cpp's list, which
+ * leaves out U+180E (PCRE2's \s holds it). Class items, without brackets.
+ * (A differential test over every code point found no other difference.) */
+#define LETTER "\\p{L}\\x{1123F}-\\x{11240}\\x{11F02}\\x{11F04}-\\x{11F10}\\x{11F12}-\\x{11F33}\\x{1342F}" \
+    "\\x{13441}-\\x{13446}\\x{1B132}\\x{1B155}\\x{1DF25}-\\x{1DF2A}\\x{1E030}-\\x{1E06D}\\x{1E4D0}-\\x{1E4EB}" \
+    "\\x{2B739}\\x{2EBF0}-\\x{2EE5D}\\x{31350}-\\x{323AF}"
+#define DIGIT "\\p{N}\\x{11F50}-\\x{11F59}\\x{1D2C0}-\\x{1D2D3}\\x{1E4F0}-\\x{1E4F9}"
+#define SPACE "\\t-\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
+
+static const char RE_DIGIT[] = "[" DIGIT "]";
 static const char RE_GPT2[] =
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+    "'s|'t|'re|'ve|'m|'ll|'d| ?[" LETTER "]+| ?[" DIGIT "]+| ?[^" SPACE LETTER DIGIT "]+|[" SPACE "]+(?![^" SPACE "])|"
+    "[" SPACE "]+";
 static const char RE_LLAMA3[] =
-    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"
-    "\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n" LETTER DIGIT "]?[" LETTER "]+|"
+    "[" DIGIT "]{1,3}| ?[^" SPACE LETTER DIGIT "]+[\\r\\n]*|[" SPACE "]*[\\r\\n]+|[" SPACE "]+(?![^" SPACE "])|"
+    "[" SPACE "]+";
 static const char RE_QWEN2[] =
-    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"
-    "\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n" LETTER DIGIT "]?[" LETTER "]+|"
+    "[" DIGIT "]| ?[^" SPACE LETTER DIGIT "]+[\\r\\n]*|[" SPACE "]*[\\r\\n]+|[" SPACE "]+(?![^" SPACE "])|"
+    "[" SPACE "]+";
 
 typedef struct pre_kind {
     const char *name;

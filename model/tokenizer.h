@@ -54,9 +54,12 @@ uint64_t kvz_tokenizer_hash(const kvz_tokenizer *t);
 
 /* Append the tokens of text[0..n) to `out`. With parse_special, control-token
  * texts in the input become those tokens; otherwise they are plain text.
- * Never adds BOS. Any byte sequence is accepted (invalid UTF-8 is encoded
- * byte by byte); a byte the vocabulary has no token for is dropped, as the
- * reference (llama.cpp) drops it, so such input does not round-trip. */
+ * Never adds BOS. Any byte sequence is accepted: invalid UTF-8 is encoded
+ * byte by byte (the reference, llama.cpp, reads each bad byte as U+FFFD:
+ * callers that must agree with it refuse such text); a byte the vocabulary
+ * has no token for is dropped, as the reference drops it, so such input does
+ * not round-trip. The pre-split's letters, digits and spaces are the
+ * reference's (pretokenize.c), whatever Unicode the system's PCRE2 knows. */
 int kvz_tokenize(const kvz_tokenizer *t, const char *text, size_t n, int parse_special,
                  kvz_tokens *out);
 

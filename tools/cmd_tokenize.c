@@ -110,8 +110,10 @@ int cmd_tokenize(int argc, char **argv)
         "Control-token texts such as <|im_start|> become their tokens unless\n"
         "--no-special is given. No BOS token is added. Bytes the vocabulary has no\n"
         "token for are dropped, as llama.cpp drops them, with a warning on stderr\n"
-        "(SmolLM2 has none for 0x04, 0x06, 0x13, 0x14, 0x16, 0x1d, 0xc0, 0xc1, 0xf1,\n"
-        "0xf2 and 0xf5-0xff).\n";
+        "(SmolLM2 has none for 0x04, 0x06, 0x13, 0x14, 0x16 and 0x1d). Text that is\n"
+        "not UTF-8 is taken byte by byte (SmolLM2 has no token for 0xc0, 0xc1, 0xf1,\n"
+        "0xf2, 0xf5-0xff either), where llama.cpp reads each bad byte as U+FFFD:\n"
+        "compile, query and generate refuse such text.\n";
     return run(argc, argv, help, encode);
 }
 

@@ -95,6 +95,14 @@ check not-gguf 4 "$KVZ" tokenize --model "$TMP/noise.gguf"
 expect_in not-gguf "$TMP/err" "not a GGUF file"
 check bad-flag 2 "$KVZ" generate --model "$MODEL" --max-tokens lots --prompt hi
 check no-prompt 2 "$KVZ" generate --model "$MODEL"
+# text that is not UTF-8 is refused (llama.cpp reads a bad byte as U+FFFD, kvz's tokenizer byte by byte)
+check prompt-not-utf8 2 "$KVZ" generate --model "$MODEL" --max-tokens 2 --prompt "$(printf 'Caf\351?')"
+expect_in prompt-not-utf8 "$TMP/err" "the prompt is not UTF-8 (byte 3 is 0xe9)"
+# the pre-split's whitespace and letters are llama.cpp's, not the system PCRE2's: U+180E and a
+# Unicode 15 letter (tests/golden/tokenizer.golden holds more)
+printf '  \341\240\216 \360\221\275\227'"'"'s' >"$TMP/u15"
+check tokenize-unicode 0 sh -c "\"\$0\" tokenize --model \"\$1\" <\"\$2\"" "$KVZ" "$MODEL" "$TMP/u15"
+expect_in tokenize-unicode "$TMP/out" "^216 15822 250 232 216 187 235 138 241 506$"
 # an option of the other mode is refused even at its default value
 check reserve-without-doc 2 "$KVZ" generate --model "$MODEL" --reserve 512 --prompt hi
 expect_in reserve-without-doc "$TMP/err" "apply with --doc"

@@ -71,6 +71,12 @@ TOKENIZER_CASES = [
     ("mixed_scripts", "kvz компилирует 上下文 into caches — ça marche! 🚀 v0.1.0", 1),
     ("tabs_code", "\tif (x) {\n\t\treturn y;\n\t}\n", 1),
     ("control_chars", "bell\x07 and escape\x1b[0m and nul-free text\x0b\x0c end", 1),
+    # where the system's PCRE2 and llama.cpp's tables differ (model/pretokenize.c): U+180E is no
+    # whitespace to llama.cpp; letters and digits of Unicode 15/15.1 (Kawi, Nag Mundari, CJK Ext H
+    # and I, Kaktovik numerals) that PCRE2 10.42 (Unicode 14) calls neither
+    ("mongolian_vowel_separator", "  \u180e word \u180ea \u180e's end", 1),
+    ("unicode15_letters", "Kawi \U00011F57's, \U00011F05\U00011F06  \U0001E4F8 \U00031350\U00031351 \U0002EBF0x \U0001E030", 1),
+    ("unicode15_digits", "Kaktovik \U0001D2C0\U0001D2C1\U0001D2C2\U0001D2C3 Kawi \U00011F50\U00011F51 and 7\U0001E4F0", 1),
 ]
 
 CHAT_CASES = [
