@@ -125,7 +125,7 @@ PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 # (make's next look at it finds it newer than what it made), never otherwise.
 FLAGS := $(BUILD)/build-flags
 
-.PHONY: all test asan check check-parts cuda test-cuda cudasim test-cudasim test-cudasim-quick cudasim-asan test-cudasim-asan cudasim-race test-cudasim-race demo bench clean setup install uninstall help valgrind FORCE
+.PHONY: all test asan check check-parts cuda test-cuda cudasim test-cudasim test-cudasim-quick cudasim-asan test-cudasim-asan cudasim-race test-cudasim-race demo bench clean setup install install-built uninstall help valgrind FORCE
 all: $(KVZ) $(SO) $(PC) $(BENCH_BINS)
 
 $(FLAGS): FORCE
@@ -163,18 +163,21 @@ $(LIB): $(LIB_OBJS)
 
 # The version script keeps every symbol but kvz.h's local, including what
 # hidden visibility cannot reach (CUDA's template instances, OpenMP's locks);
-# --no-undefined: a library missing one of its dependencies fails here.
+# --no-undefined: a library missing one of its dependencies fails here (not
+# under the sanitizers, whose runtime clang leaves to the program).
 $(SO): $(LIB_OBJS) $(FLAGS)
 	@printf '{ global: kvz_*; local: *; };\n' >$(BUILD)/libkvz.map
-	$(CC) -shared -Wl,-soname,$(SO_NAME) -Wl,--version-script=$(BUILD)/libkvz.map -Wl,--no-undefined \
-	  $(ALL_LDFLAGS) $(LIB_OBJS) $(LDLIBS) -o $(BUILD)/libkvz.so.$(VERSION)
+	$(CC) -shared -Wl,-soname,$(SO_NAME) -Wl,--version-script=$(BUILD)/libkvz.map \
+	  $(if $(filter 1 thread,$(SANITIZE)),,-Wl,--no-undefined) $(ALL_LDFLAGS) $(LIB_OBJS) $(LDLIBS) \
+	  -o $(BUILD)/libkvz.so.$(VERSION)
 	ln -sf libkvz.so.$(VERSION) $(BUILD)/$(SO_NAME)
 	ln -sf $(SO_NAME) $@
 
 # pkg-config file for PREFIX, rewritten every time (PREFIX may change).
 $(PC): FORCE
 	@mkdir -p $(dir $@)
-	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCLUDEDIR)' '' \
+	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))' \
+	  'includedir=$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))' '' \
 	  'Name: kvz' 'Description: compiled, compressed KV caches for LLaMA-family models' \
 	  'Version: $(VERSION)' 'Requires.private: $(PKGS)' 'Cflags: -I$${includedir}' \
 	  'Libs: -L$${libdir} -lkvz' 'Libs.private: -fopenmp $(filter-out $(PKG_LIBS),$(LDLIBS))' >$@.tmp
@@ -326,7 +329,7 @@ demo: $(KVZ)
 	$(KVZ) query --store $(DEMO_STORE) --model $(MODEL) --doc examples/corpus/harbor_lighthouse.md \
 	  --doc examples/corpus/kv_cache_primer.md --max-tokens 32 "How many bytes does each token cost in the cache?"
 
-install: $(KVZ) $(SO) $(PC)
+define install_files
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR)
 	install -m 755 $(KVZ) $(DESTDIR)$(BINDIR)/kvz
 	install -m 644 include/kvz.h $(DESTDIR)$(INCLUDEDIR)/kvz.h
@@ -335,6 +338,15 @@ install: $(KVZ) $(SO) $(PC)
 	ln -sf libkvz.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SO_NAME)
 	ln -sf $(SO_NAME) $(DESTDIR)$(LIBDIR)/libkvz.so
 	install -m 644 $(PC) $(DESTDIR)$(PKGCONFIGDIR)/kvz.pc
+endef
+
+install: $(KVZ) $(SO) $(PC)
+	$(install_files)
+
+# what BUILD holds, built with whatever flags it was (tests/cli/test_api.sh: the
+# build under test, not one that install would remake with this make's flags)
+install-built: $(PC)
+	$(install_files)
 
 # what install put there, for the same PREFIX (or directories) and DESTDIR
 uninstall:
@@ -352,10 +364,12 @@ bench: $(KVZ)
 setup:
 	sh scripts/setup.sh
 
-# and a BUILD folder of another name that kvz built (it has build-flags), never a source tree
+# and a BUILD folder of another name that kvz built (it has build-flags), never
+# one holding a source tree or this one
 clean:
 	rm -rf build build-asan build-cuda build-sim build-sim-asan build-sim-race build-fuzz
-	@[ ! -f '$(BUILD)/build-flags' ] || [ -e '$(BUILD)/Makefile' ] || rm -rf '$(BUILD)'
+	@[ ! -f '$(BUILD)/build-flags' ] || [ -e '$(BUILD)/Makefile' ] || \
+	  case '$(CURDIR)/' in '$(abspath $(BUILD))'/*) ;; *) rm -rf '$(BUILD)' ;; esac
 
 include tests/fuzz/fuzz.mk
 # (not in fuzz-smoke's make, which builds none of $(BUILD) while make check's

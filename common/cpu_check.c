@@ -7,12 +7,16 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 /* What the compiler was told it may use (its predefined macros), and whether
- * this CPU has it. (clang's __builtin_cpu_supports lacks f16c: AVX2 CPUs have it.) */
+ * this CPU has it. (clang's __builtin_cpu_supports lacks f16c and a few more: the
+ * CPUs with what it checks have them.) */
 #define FEATURE(name) {name, __builtin_cpu_supports(name)},
 #define HAVE_FEATURES 1
-/* the build's macros name what it was compiled for; the function itself uses
- * none of it (the attribute), so that it runs on any x86-64 to say so */
-#define BASELINE __attribute__((target("arch=x86-64")))
+/* the build's macros name what it was compiled for; the functions themselves
+ * use none of it, so that they run on any x86-64 to say so (clang keeps
+ * -march's features under arch=x86-64 alone: each is turned off by name) */
+#define BASELINE                                                                                                 \
+    __attribute__((target("arch=x86-64,no-avx,no-sse4.2,no-sse4.1,no-ssse3,no-sse3,no-popcnt,no-bmi,no-bmi2,"  \
+                          "no-lzcnt,no-movbe,no-f16c,no-fma")))
 #else
 #define BASELINE
 #endif
@@ -91,6 +95,26 @@ BASELINE static void features(char *built_for_out, size_t built_for_n, char *mis
 #endif
 #ifdef __VPCLMULQDQ__
         FEATURE("vpclmulqdq")
+#endif
+#ifndef __clang__ /* names clang's __builtin_cpu_supports lacks */
+#ifdef __AVXVNNI__
+        FEATURE("avxvnni")
+#endif
+#ifdef __AVX512FP16__
+        FEATURE("avx512fp16")
+#endif
+#ifdef __VAES__
+        FEATURE("vaes")
+#endif
+#ifdef __SHA__
+        FEATURE("sha")
+#endif
+#ifdef __MOVBE__
+        FEATURE("movbe")
+#endif
+#ifdef __LZCNT__
+        FEATURE("lzcnt")
+#endif
 #endif
         {NULL, 1},
     };

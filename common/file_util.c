@@ -140,8 +140,9 @@ static int name_unnamed(kvz_atomic_file *f)
     return kvz_errorf(KVZ_ERR_IO, "cannot name the temporary file of '%s': %s", f->path, strerror(errno));
 }
 
-/* data.mdb or lock.mdb beside a data.mdb: a store's (an output named so
- * would be renamed over the store's data while it may be open). */
+/* data.mdb or lock.mdb beside an LMDB data.mdb (its meta page's magic): a
+ * store's (an output named so would be renamed over the store's data while
+ * it may be open). A data.mdb an earlier export wrote is no store. */
 static int is_store_file(const char *path)
 {
     const char *slash = strrchr(path, '/');
@@ -149,9 +150,14 @@ static int is_store_file(const char *path)
     if (strcmp(base, "data.mdb") != 0 && strcmp(base, "lock.mdb") != 0)
         return 0;
     char data[4096];
-    struct stat st;
     snprintf(data, sizeof data, "%.*sdata.mdb", (int)(base - path), path);
-    return stat(data, &st) == 0;
+    int fd = open(data, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    uint32_t magic = 0;
+    /* the magic follows a page header of a page number and four 16-bit fields */
+    int lmdb = fd >= 0 && pread(fd, &magic, 4, (off_t)(sizeof(size_t) + 8)) == 4 && magic == 0xBEEFC0DEu;
+    if (fd >= 0)
+        close(fd);
+    return lmdb;
 }
 
 int kvz_atomic_file_open(kvz_atomic_file *f, const char *path)

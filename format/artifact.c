@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <xxhash.h>
 
 static const uint8_t MAGIC[8] = {'K', 'V', 'Z', 'A', 'R', 'T', '\r', '\n'};
@@ -449,6 +450,7 @@ int kvz_artifact_read(const char *path, uint8_t **data, size_t *size)
     uint8_t header[HEADER_BYTES];
     size_t got = fread(header, 1, sizeof header, fp);
     uint64_t stated = got == sizeof header ? rd64(header + 16) : 0;
+    struct stat st;
     int rc = KVZ_OK;
     if (ferror(fp))
         rc = kvz_errorf(KVZ_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
@@ -458,23 +460,40 @@ int kvz_artifact_read(const char *path, uint8_t **data, size_t *size)
              stated < HEADER_BYTES + TRAILER_BYTES || stated > SIZE_MAX / 2)
         rc = kvz_errorf(KVZ_ERR_FORMAT, "artifact header is cut short, fails its checksum or states no "
                         "size an artifact can have");
-    uint8_t *buf = rc == KVZ_OK ? malloc((size_t)stated) : NULL;
+    else if (fstat(fileno(fp), &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size != stated)
+        rc = kvz_errorf(KVZ_ERR_FORMAT, "artifact is %llu bytes but its header says %llu (truncated?)",
+                        (unsigned long long)st.st_size, (unsigned long long)stated);
+    /* the buffer grows as bytes arrive: a header is no promise that they will */
+    size_t cap = stated < (1u << 20) ? (size_t)stated : (1u << 20), len = sizeof header;
+    uint8_t *buf = rc == KVZ_OK ? malloc(cap) : NULL;
     if (rc == KVZ_OK && !buf)
-        rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory for the %llu bytes '%s' states", (unsigned long long)stated,
-                        path);
-    if (rc == KVZ_OK) {
+        rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    if (rc == KVZ_OK)
         memcpy(buf, header, sizeof header);
-        size_t rest = fread(buf + sizeof header, 1, (size_t)stated - sizeof header, fp);
-        int extra = rest == (size_t)stated - sizeof header ? fgetc(fp) : EOF;
-        if (ferror(fp))
-            rc = kvz_errorf(KVZ_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
-        else if (rest < (size_t)stated - sizeof header)
-            rc = kvz_errorf(KVZ_ERR_FORMAT, "artifact ends after %zu of the %llu bytes its header states "
-                            "(truncated?)", rest + sizeof header, (unsigned long long)stated);
-        else if (extra != EOF)
-            rc = kvz_errorf(KVZ_ERR_FORMAT, "artifact goes on past the %llu bytes its header states",
-                            (unsigned long long)stated);
+    while (rc == KVZ_OK && len < stated) {
+        if (len == cap) {
+            size_t grown_cap = cap > stated / 2 ? (size_t)stated : cap * 2;
+            uint8_t *grown = realloc(buf, grown_cap);
+            if (!grown) {
+                rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory reading the %llu bytes '%s' states",
+                                (unsigned long long)stated, path);
+                break;
+            }
+            buf = grown, cap = grown_cap;
+        }
+        size_t n = fread(buf + len, 1, cap - len, fp);
+        len += n;
+        if (n == 0)
+            break;
     }
+    if (rc == KVZ_OK && ferror(fp))
+        rc = kvz_errorf(KVZ_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
+    else if (rc == KVZ_OK && len < stated)
+        rc = kvz_errorf(KVZ_ERR_FORMAT, "artifact ends after %zu of the %llu bytes its header states (truncated?)",
+                        len, (unsigned long long)stated);
+    else if (rc == KVZ_OK && fgetc(fp) != EOF)
+        rc = kvz_errorf(KVZ_ERR_FORMAT, "artifact goes on past the %llu bytes its header states",
+                        (unsigned long long)stated);
     fclose(fp);
     if (rc != KVZ_OK) {
         free(buf);

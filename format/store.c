@@ -529,26 +529,30 @@ static int check_plain_files(const char *dir)
 
 /* LMDB takes data.mdb's two meta pages on trust: a page size changed in one
  * maps past the file's end, and the first read of it is a SIGBUS in every
- * command. Both are checked first (lmdb.h's MDB_meta on a 64-bit build: a
- * 16-byte page header, then the magic, the version and, in the free-page
- * database's first field, the page size). */
+ * command. Both are checked first, and must agree (LMDB never changes a
+ * store's page size). The layout is mdb.c's (not in lmdb.h): a page header
+ * (a page number, size_t, and four 16-bit fields), then MDB_meta: the magic,
+ * the version, an address, the map size, then the free-page database whose
+ * first field holds the page size. */
 #define LMDB_MAGIC 0xBEEFC0DEu
 #define LMDB_DATA_VERSION 1u
+#define META_AT (sizeof(size_t) + 8)
+#define PAGE_SIZE_AT (META_AT + 8 + sizeof(void *) + sizeof(size_t))
 static int check_meta_pages(const char *dir, const char *data_path)
 {
     int fd = open(data_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
         return KVZ_OK; /* LMDB says what is wrong */
-    uint8_t meta[2][48];
+    uint8_t meta[2][PAGE_SIZE_AT + 4];
     uint32_t page_size = 0;
     int rc = KVZ_OK;
     for (int i = 0; i < 2 && rc == KVZ_OK; i++) {
         if (pread(fd, meta[i], sizeof meta[i], (off_t)i * page_size) != (ssize_t)sizeof meta[i])
             break; /* a file shorter than its meta pages: LMDB refuses it */
         uint32_t magic, version, psize;
-        memcpy(&magic, meta[i] + 16, 4);
-        memcpy(&version, meta[i] + 20, 4);
-        memcpy(&psize, meta[i] + 40, 4);
+        memcpy(&magic, meta[i] + META_AT, 4);
+        memcpy(&version, meta[i] + META_AT + 4, 4);
+        memcpy(&psize, meta[i] + PAGE_SIZE_AT, 4);
         if (magic != LMDB_MAGIC || version != LMDB_DATA_VERSION || psize < 512 || psize > 65536 ||
             (psize & (psize - 1)) || (i == 1 && psize != page_size))
             rc = kvz_errorf(KVZ_ERR_FORMAT, "store '%s' is damaged: meta page %d of its data.mdb is not LMDB's "

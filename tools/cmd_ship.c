@@ -1296,7 +1296,8 @@ static int import_entry(import_ctx *c, const kvz_manifest *m, int *complete, kvz
         int got = kvz_store_get(t, KVZ_DB_ARTIFACTS, e.artifact_ids[s], 16, &val, &len);
         if (got == KVZ_ERR_NOT_FOUND)
             *complete = 0;
-        else if ((rc = got) == KVZ_OK && (rc = kvz_artifact_open(&seg, val, len)) == KVZ_OK) {
+        else if ((rc = got) == KVZ_OK && (rc = kvz_artifact_open(&seg, val, len)) == KVZ_OK &&
+                 (rc = kvz_transfer_check_key(&seg, 0, e.artifact_ids[s], 16)) == KVZ_OK) {
             e.n_tokens += seg.manifest.n_tokens;
             e.stored_bytes += len;
             e.created = seg.manifest.created > e.created ? seg.manifest.created : e.created;

@@ -38,8 +38,10 @@ cat "$TMP/docs/bridge.txt" "$TMP/docs/orchard.txt" >"$TMP/long/both.txt"
 "$KVZ" compile "$TMP/long/both.txt" --store "$TMP/forms" --model "$MODEL" --method full --bits 8 --reserve 8080 --quiet &&
     ok "compile a document in two forms" || fail "compile in two forms"
 
-# (MAKEFLAGS=: not the jobserver of a make check that runs this test)
-MAKEFLAGS= make --no-print-directory -s install BUILD="$BUILD" PREFIX="$TMP/prefix" SANITIZE="${KVZ_SANITIZE:-0}" >"$TMP/install.log" 2>&1 \
+# (install-built: what the build folder holds, whatever flags made it; MAKEFLAGS=: not the jobserver
+# of a make check that runs this test)
+MAKEFLAGS= make --no-print-directory -s install-built BUILD="$BUILD" PREFIX="$TMP/prefix" SANITIZE="${KVZ_SANITIZE:-0}" \
+    >"$TMP/install.log" 2>&1 \
     && [ -f "$TMP/prefix/include/kvz.h" ] && [ -x "$TMP/prefix/bin/kvz" ] && [ -f "$TMP/prefix/lib/libkvz.a" ] \
     && [ -L "$TMP/prefix/lib/libkvz.so" ] && ok "make install PREFIX=" || { fail "make install"; cat "$TMP/install.log"; }
 export PKG_CONFIG_PATH="$TMP/prefix/lib/pkgconfig"
@@ -98,6 +100,8 @@ if python3 -m pip install -q --no-deps --target "$TMP/site" "$TMP/pysrc" >"$TMP/
         'import kvz; print(kvz.__version__, kvz.library_version(), kvz.__file__)') >"$TMP/pyv" 2>&1 &&
     grep -q "^0.3.4 0.3.4 $TMP/site/kvz/__init__.py" "$TMP/pyv"; then
     ok "pip install python/: the package loads the installed libkvz (0.3.4)"
+elif grep -q "satisfies the requirement setuptools\|No matching distribution found for setuptools" "$TMP/pip.log"; then
+    echo "note: pip reaches no package index for setuptools here (offline): pip install python/ not tried"
 else
     fail "pip install python/"; cat "$TMP/pip.log" "$TMP/pyv" 2>/dev/null
 fi

@@ -452,11 +452,19 @@ for name in lock.mdb data.mdb; do
         { fail "$name a link: exit $rc, the file: $(head -c 40 "$TMP/victim" | od -c | head -1)"; show "$TMP/e"; }
 done
 rm -rf "$TMP/sm"; cp -r "$ST" "$TMP/sm"
-python3 -c 'import struct, sys; f = open(sys.argv[1], "r+b"); f.seek(4096 + 40); f.write(struct.pack("<I", 0xCE1000))' \
-    "$TMP/sm/data.mdb"
+python3 - "$TMP/sm/data.mdb" <<'PY' # the page size in the meta page LMDB reads (the higher transaction id)
+import struct, sys
+f = open(sys.argv[1], "r+b")
+txnid = []
+for page in (0, 4096):
+    f.seek(page + 144)
+    txnid.append(struct.unpack("<Q", f.read(8))[0])
+f.seek((0, 4096)[txnid[1] > txnid[0]] + 40)
+f.write(struct.pack("<I", 0xCE1000))
+PY
 "$KVZ" ls --store "$TMP/sm" >/dev/null 2>"$TMP/e"; rc=$?
 "$KVZ" verify --store "$TMP/sm" >/dev/null 2>>"$TMP/e"; rv=$?
-[ $rc -eq 4 ] && [ $rv -eq 4 ] && grep -q "meta page 1 of its data.mdb is not LMDB's" "$TMP/e" &&
+[ $rc -eq 4 ] && [ $rv -eq 4 ] && grep -q "meta page [01] of its data.mdb is not LMDB's" "$TMP/e" &&
     ok "a meta page's page size changed: ls and verify exit 4 (a SIGBUS before)" ||
     { fail "a damaged meta page: ls $rc, verify $rv"; show "$TMP/e"; }
 rm -rf "$TMP/sw"; cp -r "$ST" "$TMP/sw"
