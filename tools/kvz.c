@@ -52,7 +52,10 @@ static void usage(FILE *out)
             "\n"
             "exit codes: 0 ok, 1 failure, 2 usage or invalid argument, 3 i/o error,\n"
             "4 malformed or corrupt input, 5 unsupported, 6 made for another model,\n"
-            "7 not found, 8 out of memory, 9 device error, 10 beyond a limit (context full)\n");
+            "7 not found, 8 out of memory, 9 device error, 10 beyond a limit (context full);\n"
+            "stopped by SIGINT, SIGTERM, SIGHUP or SIGPIPE, a command removes what it had\n"
+            "half written (compile also says where it stopped) and dies by the signal (a\n"
+            "shell's status 128+N: 130 for SIGINT, 143 for SIGTERM).\n");
 }
 
 /* Interrupted while writing pack's or export's output: no temporary file is
