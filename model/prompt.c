@@ -33,11 +33,8 @@ int kvz_prompt_question_quoting(const kvz_model *m, const char *question, const 
      * makes the blank line two "\n" tokens, never the "\n\n" token it
      * gives alone. The question ends the content the template may trim,
      * unless token ids are quoted after it. */
-    size_t whole = strlen(question), valid = kvz_utf8_valid_length((const uint8_t *)question, whole);
-    if (valid < whole) /* the tokenizer would take it byte by byte, where the model's reference reads U+FFFD */
-        return kvz_errorf(KVZ_ERR_ARG, "the question is not UTF-8 (byte %zu is 0x%02x)", valid,
-                          (unsigned)(uint8_t)question[valid]);
-    size_t len = n_quoted ? whole : kvz_chat_content_end(&m->chat, question, whole);
+    KVZ_TRY(kvz_utf8_require(question, "the question"));
+    size_t len = n_quoted ? strlen(question) : kvz_chat_content_end(&m->chat, question, strlen(question));
     char *text = malloc(len + 3);
     if (!text)
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");

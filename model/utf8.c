@@ -1,5 +1,6 @@
 /* utf8.c — strict UTF-8 checks (RFC 3629). */
 #include "model/utf8.h"
+#include "common/error.h"
 
 #include <string.h>
 
@@ -107,4 +108,13 @@ size_t kvz_utf8_space_suffix(const char *s, size_t n)
     for (size_t k; (k = space_at(s, n - done, 1)) != 0;)
         done += k;
     return done;
+}
+
+int kvz_utf8_require(const char *text, const char *what)
+{
+    size_t whole = strlen(text), valid = kvz_utf8_valid_length((const uint8_t *)text, whole);
+    if (valid == whole)
+        return KVZ_OK;
+    return kvz_errorf(KVZ_ERR_ARG, "%s is not UTF-8 (byte %zu is 0x%02x)", what, valid,
+                      (unsigned)(uint8_t)text[valid]);
 }

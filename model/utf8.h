@@ -15,6 +15,12 @@ size_t kvz_utf8_encode(uint32_t cp, char *out);
 /* Length of the longest prefix of s[0..n) that is valid UTF-8. */
 size_t kvz_utf8_valid_length(const uint8_t *s, size_t n);
 
+/* KVZ_OK where the string `text` is UTF-8, else KVZ_ERR_ARG naming `what`
+ * and the first bad byte: text the model is to read (a question, a prompt),
+ * which kvz's tokenizer would take byte by byte where the reference
+ * (llama.cpp) reads each bad byte as U+FFFD. */
+int kvz_utf8_require(const char *text, const char *what);
+
 /* The bytes of whitespace that open (prefix) or close (suffix) s[0..n), as
  * Jinja's `trim` strips it: every character Python's str.isspace calls space
  * (ASCII's six and \x1c..\x1f, U+0085, U+00A0, U+1680, U+2000..U+200A, U+2028,

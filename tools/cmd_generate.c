@@ -3,8 +3,8 @@
 #include "model/context.h"
 #include "model/generate.h"
 #include "model/model.h"
-#include "runtime/runtime.h"
 #include "model/utf8.h"
+#include "runtime/runtime.h"
 #include "tools/cli.h"
 
 #include <getopt.h>
@@ -210,10 +210,7 @@ static int print_token(void *ctx, int32_t token, const char *bytes, size_t len)
 /* The prompt's token ids: raw text, or the chat template around it. */
 static int prompt_tokens(const kvz_model *m, const gen_args *a, const char *text, kvz_tokens *ids)
 {
-    size_t whole = strlen(text), valid = kvz_utf8_valid_length((const uint8_t *)text, whole);
-    if (valid < whole) /* the tokenizer would take it byte by byte, where the model's reference reads U+FFFD */
-        return kvz_errorf(KVZ_ERR_ARG, "the prompt is not UTF-8 (byte %zu is 0x%02x)", valid,
-                          (unsigned)(uint8_t)text[valid]);
+    KVZ_TRY(kvz_utf8_require(text, "the prompt"));
     if (!a->chat)
         return kvz_tokenize(m->tokenizer, text, strlen(text), 0, ids);
     kvz_chat_message msgs[2];
