@@ -199,8 +199,9 @@ $(BUILD)/tests/cuda/%: tests/cuda/%.c tests/unit/test_util.h $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) $< $(ALL_LDFLAGS) $(LIB) $(LDLIBS) $(TEST_LIBS) -o $@
 
-# Tests run from the repository root; they find the model through KVZ_MODEL.
-test: $(KVZ) $(TEST_BINS)
+# Tests run from the repository root; they find the model through KVZ_MODEL
+# (tests/cli/test_api.sh installs the shared library this builds).
+test: $(KVZ) $(SO) $(PC) $(TEST_BINS)
 	@KVZ_MODEL=$(MODEL) KVZ_BIN=$(KVZ) KVZ_SANITIZE=$(SANITIZE) sh tests/run_tests.sh $(TEST_BINS) $(wildcard tests/cli/*.sh)
 
 asan:

@@ -54,7 +54,8 @@ readelf -d "$TMP/prefix/lib/libkvz.so" | grep -q 'Library soname: \[libkvz.so.0.
 exported=$(nm -D --defined-only "$TMP/prefix/lib/libkvz.so" | awk 'NF == 3 {print $3}' | grep -v '^kvz_' | head -3)
 internal=$(nm -D --defined-only "$TMP/prefix/lib/libkvz.so" | awk '$2 == "T" {print $3}' | grep -c '^kvz_\(cpu\|model\|store\|artifact\)_')
 unresolved=$(ldd -r "$TMP/prefix/lib/libkvz.so" 2>&1 | grep -c 'undefined symbol')
-[ -z "$exported" ] && [ "$internal" -eq 0 ] && [ "$unresolved" -eq 0 ] && ok "libkvz.so exports only kvz.h" ||
+[ -f "$TMP/prefix/lib/libkvz.so" ] && [ -z "$exported" ] && [ "$internal" -eq 0 ] && [ "$unresolved" -eq 0 ] &&
+    ok "libkvz.so exports only kvz.h" ||
     fail "libkvz.so exports internals: $exported $internal; $unresolved undefined"
 
 Q="Who opened the Vellmar bridge?"
