@@ -250,13 +250,15 @@ static int by_name(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* The folder no walk enters, by device and inode (taken once per listing). */
-typedef struct skipped_folder {
+/* What a listing's walk carries down: the folder no walk enters (the store
+ * inside the corpus, by device and inode, taken once per listing) and the
+ * folder being walked. */
+typedef struct walk {
     int set;
     dev_t dev;
     ino_t ino;
     const char *root; /* the folder named on the command line being walked (resolved), or NULL */
-} skipped_folder;
+} walk;
 
 /* Whether `path`, a link met in a walk, names a file inside the walked
  * folder: a corpus handed over by others may hold links to any file this
@@ -270,10 +272,10 @@ static int inside_walk(const char *root, const char *path)
     return inside;
 }
 
-static int list_path(const char *path, const kvz_ingest_opts *o, const skipped_folder *skip,
+static int list_path(const char *path, const kvz_ingest_opts *o, const walk *w,
                      kvz_source_list *out, int top);
 
-static int list_dir(const char *path, const kvz_ingest_opts *o, const skipped_folder *skip,
+static int list_dir(const char *path, const kvz_ingest_opts *o, const walk *w,
                     kvz_source_list *out)
 {
     DIR *d = opendir(path);
@@ -305,7 +307,7 @@ static int list_dir(const char *path, const kvz_ingest_opts *o, const skipped_fo
             break;
         }
         snprintf(child, len, "%s%s%s", path, path[strlen(path) - 1] == '/' ? "" : "/", names[i]);
-        rc = list_path(child, o, skip, out, 0);
+        rc = list_path(child, o, w, out, 0);
         free(child);
     }
     for (size_t i = 0; i < n; i++)
@@ -319,7 +321,7 @@ static const char *stdin_name(const kvz_ingest_opts *o)
     return o && o->stdin_name ? o->stdin_name : "stdin";
 }
 
-static int list_path(const char *path, const kvz_ingest_opts *o, const skipped_folder *skip,
+static int list_path(const char *path, const kvz_ingest_opts *o, const walk *w,
                      kvz_source_list *out, int top)
 {
     if (strcmp(path, "-") == 0)
@@ -336,23 +338,23 @@ static int list_path(const char *path, const kvz_ingest_opts *o, const skipped_f
         /* a folder reached through a link inside a walk could loop: skip it */
         if (!top && lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode))
             return KVZ_OK;
-        if (skip->set && skip->dev == st.st_dev && skip->ino == st.st_ino) {
+        if (w->set && w->dev == st.st_dev && w->ino == st.st_ino) {
             out->walked_around_store = 1;
             return KVZ_OK; /* the store inside the corpus: its data.mdb is no document */
         }
         if (!top)
-            return list_dir(path, o, skip, out);
-        skipped_folder walk = *skip;
+            return list_dir(path, o, w, out);
+        walk inner = *w;
         char *root = realpath(path, NULL);
         if (!root)
             return kvz_errorf(errno == ENOMEM ? KVZ_ERR_NOMEM : KVZ_ERR_IO, "cannot resolve '%s': %s", path,
                               strerror(errno));
-        walk.root = root;
-        int rc = list_dir(path, o, &walk, out);
+        inner.root = root;
+        int rc = list_dir(path, o, &inner, out);
         free(root);
         return rc;
     }
-    if (!top && skip->root && lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode) && !inside_walk(skip->root, path)) {
+    if (!top && w->root && lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode) && !inside_walk(w->root, path)) {
         if (!selected(o, path))
             return KVZ_OK;
         int rc = push(out, path, path, NULL, 0); /* listed, so that it is reported skipped */
@@ -415,13 +417,13 @@ int kvz_ingest_list(const char *const *paths, size_t n_paths, const kvz_ingest_o
                     kvz_source_list *out)
 {
     memset(out, 0, sizeof *out);
-    skipped_folder skip = {0};
+    walk start = {0};
     struct stat st;
     if (opts && opts->skip_folder && stat(opts->skip_folder, &st) == 0)
-        skip = (skipped_folder){1, st.st_dev, st.st_ino, NULL};
+        start = (walk){1, st.st_dev, st.st_ino, NULL};
     int rc = KVZ_OK;
     for (size_t i = 0; i < n_paths && rc == KVZ_OK; i++)
-        rc = list_path(paths[i], opts, &skip, out, 1);
+        rc = list_path(paths[i], opts, &start, out, 1);
     if (rc == KVZ_OK && out->len > 1)
         rc = drop_repeats(out);
     if (rc != KVZ_OK)

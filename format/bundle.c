@@ -706,7 +706,8 @@ static int check_file(reading *r, kvz_bundle_file *f, int is_prefix, const uint8
                           r->source, f->path, (unsigned long long)man->model.fingerprint,
                           (unsigned long long)f->model);
     char prefix_key[64];
-    kvz_prefix_key(f->model, f->prefix_hash, prefix_key);
+    if (is_prefix)
+        kvz_prefix_key(f->model, f->prefix_hash, prefix_key);
     rc = is_prefix ? kvz_transfer_check_key(a, 1, prefix_key, strlen(prefix_key))
                    : kvz_transfer_check_key(a, 0, f->id, 16);
     if (rc != KVZ_OK)

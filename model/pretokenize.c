@@ -29,18 +29,18 @@
 #define DIGIT "\\p{N}\\x{11F50}-\\x{11F59}\\x{1D2C0}-\\x{1D2D3}\\x{1E4F0}-\\x{1E4F9}"
 #define SPACE "\\t-\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
 
+/* Every pattern ends in runs of spaces; llama.cpp's Llama 3 and Qwen2 ones
+ * differ only in how many digits a piece takes (up to three, one). */
+#define SPACE_RUNS "|[" SPACE "]+(?![^" SPACE "])|[" SPACE "]+"
+#define LLAMA3_STYLE(DIGITS)                                                                                      \
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n" LETTER DIGIT "]?[" LETTER "]+|"          \
+    "[" DIGIT "]" DIGITS "| ?[^" SPACE LETTER DIGIT "]+[\\r\\n]*|[" SPACE "]*[\\r\\n]+" SPACE_RUNS
+
 static const char RE_DIGIT[] = "[" DIGIT "]";
 static const char RE_GPT2[] =
-    "'s|'t|'re|'ve|'m|'ll|'d| ?[" LETTER "]+| ?[" DIGIT "]+| ?[^" SPACE LETTER DIGIT "]+|[" SPACE "]+(?![^" SPACE "])|"
-    "[" SPACE "]+";
-static const char RE_LLAMA3[] =
-    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n" LETTER DIGIT "]?[" LETTER "]+|"
-    "[" DIGIT "]{1,3}| ?[^" SPACE LETTER DIGIT "]+[\\r\\n]*|[" SPACE "]*[\\r\\n]+|[" SPACE "]+(?![^" SPACE "])|"
-    "[" SPACE "]+";
-static const char RE_QWEN2[] =
-    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n" LETTER DIGIT "]?[" LETTER "]+|"
-    "[" DIGIT "]| ?[^" SPACE LETTER DIGIT "]+[\\r\\n]*|[" SPACE "]*[\\r\\n]+|[" SPACE "]+(?![^" SPACE "])|"
-    "[" SPACE "]+";
+    "'s|'t|'re|'ve|'m|'ll|'d| ?[" LETTER "]+| ?[" DIGIT "]+| ?[^" SPACE LETTER DIGIT "]+" SPACE_RUNS;
+static const char RE_LLAMA3[] = LLAMA3_STYLE("{1,3}");
+static const char RE_QWEN2[] = LLAMA3_STYLE("");
 
 typedef struct pre_kind {
     const char *name;

@@ -353,10 +353,10 @@ typedef struct verify_ctx {
     char shown[CLI_SHOWN_MAX];
 } verify_ctx;
 
-/* what: how a problem names the artifact ("artifact ID", "shared prefix KEY");
- * 0 if it failed a check */
 /* An artifact stored under `key`: sound, and the one its key names (an
- * artifact swapped for another would answer for the wrong document). */
+ * artifact swapped for another would answer for the wrong document). what:
+ * how a problem names it ("artifact ID", "shared prefix KEY"); 0 if it
+ * failed a check. */
 static int verify_one(verify_ctx *v, const char *what, int is_prefix, const void *key, size_t key_len,
                       const void *val, size_t val_len)
 {
