@@ -285,6 +285,8 @@ int kvz_read_file(const char *path, char **data, size_t *size)
     return kvz_read_file_at_most(path, SIZE_MAX - 1, data, size);
 }
 
+static int read_stream_at_most(FILE *fp, const char *path, size_t limit, char **data, size_t *size);
+
 int kvz_read_file_at_most(const char *path, size_t limit, char **data, size_t *size)
 {
     *data = NULL;
@@ -293,6 +295,33 @@ int kvz_read_file_at_most(const char *path, size_t limit, char **data, size_t *s
     if (!fp)
         return kvz_errorf(errno == ENOENT ? KVZ_ERR_NOT_FOUND : KVZ_ERR_IO, "cannot open '%s': %s", path,
                           strerror(errno));
+    return read_stream_at_most(fp, path, limit, data, size);
+}
+
+int kvz_read_regular_file_at_most(const char *path, size_t limit, char **data, size_t *size)
+{
+    *data = NULL;
+    *size = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO's open would wait for a writer */
+    if (fd < 0)
+        return kvz_errorf(errno == ENOENT ? KVZ_ERR_NOT_FOUND : KVZ_ERR_IO, "cannot open '%s': %s", path,
+                          strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return kvz_errorf(KVZ_ERR_IO, "'%s' is not a regular file (a FIFO, socket or device)", path);
+    }
+    FILE *fp = fdopen(fd, "rb");
+    if (!fp) {
+        close(fd);
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory reading '%s'", path);
+    }
+    return read_stream_at_most(fp, path, limit, data, size);
+}
+
+/* Reads fp to its end or past limit, and closes it. */
+static int read_stream_at_most(FILE *fp, const char *path, size_t limit, char **data, size_t *size)
+{
     size_t cap = 4096, len = 0;
     char *buf = malloc(cap);
     errno = 0;

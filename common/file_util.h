@@ -49,5 +49,9 @@ int kvz_read_file(const char *path, char **data, size_t *size);
 /* The same, stopping once more than `limit` bytes were read: *size > limit
  * then says the file is larger (a pipe that never ends is not read whole). */
 int kvz_read_file_at_most(const char *path, size_t limit, char **data, size_t *size);
+/* The same for a file that must be a regular one (a document listed as one):
+ * anything else found at `path` now, a FIFO swapped in that would block the
+ * open until a writer came included, is KVZ_ERR_IO, at once. */
+int kvz_read_regular_file_at_most(const char *path, size_t limit, char **data, size_t *size);
 
 #endif

@@ -65,10 +65,6 @@ int kvz_compile_opts_check(const kvz_compile_opts *o)
         return kvz_errorf(KVZ_ERR_ARG, "--bits must be 16, 8, 4 or 2 (got %u)", o->bits);
     if (o->sel.method != KVZ_METHOD_FULL && !o->sel.budget && !(o->sel.ratio > 0 && o->sel.ratio <= 1))
         return kvz_errorf(KVZ_ERR_ARG, "--ratio must be in (0, 1] (got %g)", o->sel.ratio);
-    if (o->sel.level != KVZ_LEVEL_PAIR && o->sel.method != KVZ_METHOD_KVZIP)
-        return kvz_errorf(KVZ_ERR_ARG, "--level applies to --method kvzip only");
-    if (o->sel.level == KVZ_LEVEL_HEAD && (o->sel.chunk || o->sel.shape != KVZ_SHAPE_UNIFORM))
-        return kvz_errorf(KVZ_ERR_ARG, "--level head keeps whole heads: no --chunk or --budget-shape");
     if (o->sel.chunk && o->sel.method != KVZ_METHOD_KVZIP && o->sel.method != KVZ_METHOD_CHUNKKV)
         return kvz_errorf(KVZ_ERR_ARG, "--chunk applies to kvzip and chunkkv");
     if (o->question && kvz_utf8_space_prefix(o->question, strlen(o->question)) == strlen(o->question))
@@ -81,6 +77,12 @@ int kvz_compile_opts_check(const kvz_compile_opts *o)
     kvz_compile_opts d;
     kvz_compile_opts_default(&d);
 #define SET(flag, field) ((o->given & (flag)) || o->field != d.field)
+    if (SET(KVZ_GIVEN_LEVEL, sel.level) && o->sel.method != KVZ_METHOD_KVZIP)
+        return kvz_errorf(KVZ_ERR_ARG, "--level applies to --method kvzip only");
+    if (o->sel.level == KVZ_LEVEL_HEAD && (o->sel.chunk || SET(KVZ_GIVEN_SHAPE, sel.shape)))
+        return kvz_errorf(KVZ_ERR_ARG, "--level head keeps whole heads: --chunk and --budget-shape do not apply");
+    if (SET(KVZ_GIVEN_SHAPE, sel.shape) && o->sel.method == KVZ_METHOD_FULL)
+        return kvz_errorf(KVZ_ERR_ARG, "--method full keeps every pair: --budget-shape does not apply");
     if (SET(KVZ_GIVEN_WINDOW, sel.window) && !window_method)
         return kvz_errorf(KVZ_ERR_ARG, "--window applies to the window methods (snapkv, chunkkv)");
     if (SET(KVZ_GIVEN_POOL, pool) && o->sel.method != KVZ_METHOD_SNAPKV)
@@ -95,6 +97,8 @@ int kvz_compile_opts_check(const kvz_compile_opts *o)
         return kvz_errorf(KVZ_ERR_ARG, "--kvzip-chunk applies to --method kvzip");
     if (SET(KVZ_GIVEN_SEED, sel.seed) && o->sel.method != KVZ_METHOD_RANDOM)
         return kvz_errorf(KVZ_ERR_ARG, "--seed applies to --method random");
+    if (SET(KVZ_GIVEN_SINKS, sel.sinks) && o->sel.method != KVZ_METHOD_RECENT)
+        return kvz_errorf(KVZ_ERR_ARG, "--sinks applies to --method recent");
 #undef SET
     if (o->key_group == 0 || o->value_group == 0 || o->kvzip_chunk < 16 || o->reserve < 0)
         return kvz_errorf(KVZ_ERR_ARG, "group sizes, the KVzip chunk and the reserve must be positive");
@@ -127,10 +131,10 @@ void kvz_compile_summary(const kvz_compile_opts *o, char *out, size_t size)
      * does not fit is left out whole, and ", ..." says so. */
     kvz_compile_opts d;
     kvz_compile_opts_default(&d);
-    char items[11][40];
+    char items[16][40]; /* more than the ITEMs below; ITEM stops at the last */
     int n = 0;
 #define ITEM(cond, fmt, value)                                                                    \
-    if (cond)                                                                                     \
+    if ((cond) && n < (int)(sizeof items / sizeof items[0]))                                      \
         snprintf(items[n++], sizeof items[0], fmt, value)
     ITEM(o->sel.reuse != d.sel.reuse, "reuse %u", o->sel.reuse);
     ITEM(o->sel.beta != d.sel.beta, "beta %g", o->sel.beta);
@@ -201,8 +205,9 @@ struct kvz_compiler {
     kvz_model_identity id;
     kvz_tokens prefix;
     uint64_t prefix_hash;
-    kvz_context *ctx;       /* holds the prefix between documents */
+    kvz_context *ctx;       /* holds the prefix between documents (ensure_context) */
     int32_t segment_limit;
+    int32_t pass_tokens;    /* what a scoring pass appends after a segment: KVzip's repeat or the question */
     uint32_t value_group;   /* channels per value group, clamped to the head size */
     uint64_t config_id;
     char config[512];       /* the canonical parameter string hashed into ids */
@@ -542,6 +547,37 @@ static int build_prefix_artifact(kvz_compiler *c)
                            &c->prefix_artifact_size);
 }
 
+/* ---- the context ------------------------------------------------------------ */
+
+/* The context holds the prefix and room after it for `tokens` of a segment and
+ * a scoring pass. It is sized by what the documents need, in steps of
+ * CONTEXT_STEP tokens, not by the model's whole context (Llama 3.1's 131072
+ * tokens are 32 GiB of f32 keys and values on an 8B model, on the GPU too), and made
+ * anew, larger, when a segment needs more: the prefix is prefilled again (a
+ * few dozen tokens), the same values as before. */
+enum { CONTEXT_STEP = 4096 };
+
+static int ensure_context(kvz_compiler *c, int32_t tokens)
+{
+    kvz_model *m = c->model;
+    int64_t need = (int64_t)c->prefix.len + tokens + c->pass_tokens;
+    if (c->ctx && need <= kvz_context_capacity(c->ctx))
+        return KVZ_OK;
+    int64_t cap = (need + CONTEXT_STEP - 1) / CONTEXT_STEP * CONTEXT_STEP;
+    if (cap > m->hp.ctx_train)
+        cap = m->hp.ctx_train;
+    kvz_context_free(c->ctx);
+    c->ctx = NULL;
+    int rc = kvz_context_new(&c->ctx, m, (int32_t)cap, 512);
+    if (rc == KVZ_OK)
+        rc = kvz_context_eval(c->ctx, c->prefix.ids, (int32_t)c->prefix.len, NULL, NULL);
+    if (rc != KVZ_OK) { /* no context is left half made: the next document tries again */
+        kvz_context_free(c->ctx);
+        c->ctx = NULL;
+    }
+    return rc;
+}
+
 /* ---- head scores (level head) ------------------------------------------------ */
 
 typedef struct meta_put {
@@ -584,10 +620,13 @@ static int load_head_scores(kvz_compiler *c)
     if (rc == KVZ_OK && !scores)
         rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     if (rc == KVZ_OK)
+        rc = ensure_context(c, n);
+    if (rc == KVZ_OK)
         rc = kvz_prefill_document(c->ctx, sample.ids, n, 0, 0, NULL, NULL, NULL);
     if (rc == KVZ_OK)
         rc = kvz_score_kvzip(c->ctx, P, sample.ids, n, c->opts.kvzip_chunk, scores, NULL, NULL);
-    kvz_context_truncate(c->ctx, P);
+    if (c->ctx)
+        kvz_context_truncate(c->ctx, P);
     for (size_t i = 0; i < heads && rc == KVZ_OK; i++) {
         float best = 0;
         for (int32_t t2 = 0; t2 < n; t2++)
@@ -618,6 +657,7 @@ static int fit_to_model(kvz_compiler *c, kvz_model *m, const kvz_compile_opts *o
         if ((int32_t)c->question.len > pass)
             pass = (int32_t)c->question.len;
     }
+    c->pass_tokens = pass;
     /* a segment leaves room for questions and for the scoring passes */
     int32_t reserve = o->reserve > pass ? o->reserve : pass;
     c->segment_limit = m->hp.ctx_train - (int32_t)c->prefix.len - reserve;
@@ -670,9 +710,7 @@ int kvz_compiler_new(kvz_compiler **out, kvz_model *m, kvz_store *s, const kvz_c
     kvz_model_identity_of(m, &c->id);
     int rc = fit_to_model(c, m, o);
     if (rc == KVZ_OK)
-        rc = kvz_context_new(&c->ctx, m, m->hp.ctx_train, 512);
-    if (rc == KVZ_OK)
-        rc = kvz_context_eval(c->ctx, c->prefix.ids, (int32_t)c->prefix.len, NULL, NULL);
+        rc = ensure_context(c, 0);
     if (rc == KVZ_OK) {
         describe_config(c);
         rc = build_prefix_artifact(c);
@@ -774,9 +812,12 @@ static int compile_segment(kvz_compiler *c, const char *name, const uint8_t hash
     kvz_select_opts sel = c->opts.sel;
     sel.window = (uint32_t)prefill_window(c, n);
     sel.seed ^= (uint64_t)hash[0] | (uint64_t)hash[1] << 8 | (uint64_t)seg << 16;
-    kvz_context_truncate(c->ctx, P);
     double t0 = kvz_now_seconds();
-    int rc = kvz_prefill_document(c->ctx, tokens->ids, n, (int32_t)sel.window, window_pool(c), scores, relay, pr);
+    int rc = ensure_context(c, n);
+    if (rc == KVZ_OK)
+        kvz_context_truncate(c->ctx, P);
+    if (rc == KVZ_OK)
+        rc = kvz_prefill_document(c->ctx, tokens->ids, n, (int32_t)sel.window, window_pool(c), scores, relay, pr);
     double t1 = kvz_now_seconds();
     pr->pass = 1;
     if (rc == KVZ_OK)
@@ -801,7 +842,8 @@ static int compile_segment(kvz_compiler *c, const char *name, const uint8_t hash
     }
     kvz_selection_free(&s);
     free(scores);
-    kvz_context_truncate(c->ctx, P);
+    if (c->ctx)
+        kvz_context_truncate(c->ctx, P);
     return rc;
 }
 

@@ -47,6 +47,9 @@ enum {
     KVZ_GIVEN_DECAY = 1u << 4,
     KVZ_GIVEN_KVZIP_CHUNK = 1u << 5,
     KVZ_GIVEN_SEED = 1u << 6,
+    KVZ_GIVEN_LEVEL = 1u << 7,
+    KVZ_GIVEN_SHAPE = 1u << 8,
+    KVZ_GIVEN_SINKS = 1u << 9,
 };
 
 /* The defaults every flag of `kvz compile` starts from. */

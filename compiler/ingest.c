@@ -694,8 +694,10 @@ int kvz_doc_reader_read(kvz_doc_reader *r, size_t i, kvz_document *doc)
     int rc;
     if (s->member)
         rc = read_from_archive(r, s, limit, &data, &len);
-    else
-        rc = kvz_read_file_at_most(strcmp(s->path, "-") == 0 ? "/dev/stdin" : s->path, limit, &data, &len);
+    else if (strcmp(s->path, "-") == 0)
+        rc = kvz_read_file_at_most("/dev/stdin", limit, &data, &len);
+    else /* listed as a regular file: a FIFO put there since would block the run */
+        rc = kvz_read_regular_file_at_most(s->path, limit, &data, &len);
     if (rc != KVZ_OK)
         return rc;
     if (len > limit) {

@@ -6,10 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const METHOD_NAMES[KVZ_METHOD_COUNT] = {"kvzip", "chunkkv", "snapkv", "full",
-                                                          "recent", "random", "knorm"};
+static const char *const METHOD_NAMES[] = {"kvzip", "chunkkv", "snapkv", "full", "recent", "random", "knorm"};
 static const char *const LEVEL_NAMES[] = {"pair", "pair-uniform", "head"};
 static const char *const SHAPE_NAMES[] = {"uniform", "pyramid", "decay"};
+/* a value added to an enum without its name would be a NULL met by strcmp */
+_Static_assert(sizeof METHOD_NAMES / sizeof *METHOD_NAMES == KVZ_METHOD_COUNT, "a name for every kvz_method");
+_Static_assert(sizeof LEVEL_NAMES / sizeof *LEVEL_NAMES == KVZ_LEVEL_HEAD + 1, "a name for every kvz_level");
+_Static_assert(sizeof SHAPE_NAMES / sizeof *SHAPE_NAMES == KVZ_SHAPE_DECAY + 1, "a name for every shape");
 
 static int index_of(const char *const *names, int n, const char *name)
 {
@@ -21,10 +24,10 @@ static int index_of(const char *const *names, int n, const char *name)
 
 const char *kvz_method_name(kvz_method m) { return (unsigned)m < KVZ_METHOD_COUNT ? METHOD_NAMES[m] : "?"; }
 int kvz_method_from_name(const char *name) { return index_of(METHOD_NAMES, KVZ_METHOD_COUNT, name); }
-const char *kvz_level_name(kvz_level l) { return (unsigned)l < 3 ? LEVEL_NAMES[l] : "?"; }
-int kvz_level_from_name(const char *name) { return index_of(LEVEL_NAMES, 3, name); }
-const char *kvz_shape_name(kvz_budget_shape s) { return (unsigned)s < 3 ? SHAPE_NAMES[s] : "?"; }
-int kvz_shape_from_name(const char *name) { return index_of(SHAPE_NAMES, 3, name); }
+const char *kvz_level_name(kvz_level l) { return (unsigned)l <= KVZ_LEVEL_HEAD ? LEVEL_NAMES[l] : "?"; }
+int kvz_level_from_name(const char *name) { return index_of(LEVEL_NAMES, KVZ_LEVEL_HEAD + 1, name); }
+const char *kvz_shape_name(kvz_budget_shape s) { return (unsigned)s <= KVZ_SHAPE_DECAY ? SHAPE_NAMES[s] : "?"; }
+int kvz_shape_from_name(const char *name) { return index_of(SHAPE_NAMES, KVZ_SHAPE_DECAY + 1, name); }
 
 void kvz_selection_free(kvz_selection *s)
 {

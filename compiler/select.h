@@ -50,7 +50,7 @@ typedef struct kvz_select_opts {
     uint32_t chunk;   /* > 0: select whole chunks of this many tokens per layer */
     uint32_t reuse;   /* chunk selection computed every `reuse` layers and reused (>= 1) */
     uint32_t window;  /* window methods: last tokens always kept (0: none) */
-    uint32_t sinks;   /* recent: first tokens kept */
+    uint32_t sinks;   /* recent: first tokens kept (StreamingLLM's attention sinks, 4) */
     uint64_t seed;    /* random */
 } kvz_select_opts;
 

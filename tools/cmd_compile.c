@@ -38,6 +38,7 @@ static const char HELP[] =
     "\n"
     "selection:\n"
     "  --method M          kvzip (default), chunkkv, snapkv, knorm, recent, random, full\n"
+    "                      (recent is StreamingLLM: --sinks first tokens and the newest)\n"
     "  --ratio R           fraction of each document's pairs to keep (default 0.3)\n"
     "  --budget N          or: tokens to keep per head on average\n"
     "                      The prefix (system prompt + instruction) is always kept and\n"
@@ -55,6 +56,9 @@ static const char HELP[] =
     "                      --pool K snapkv max-pool kernel (default 7)\n"
     "  --question TEXT     snapkv/chunkkv: score with this question instead (query-aware)\n"
     "  --kvzip-chunk N     document tokens per KVzip scoring pass (default 2048)\n"
+    "  --sinks N           recent: the first N document tokens kept in every head\n"
+    "                      (StreamingLLM's attention sinks; default 4, 0: none), the\n"
+    "                      rest of its budget the newest tokens\n"
     "  --seed N            random: the seed of the positions kept (default 1)\n"
     "                      An option given to a method or shape it does not apply to is\n"
     "                      refused (exit 2).\n"
@@ -123,7 +127,7 @@ enum {
     OPT_CHUNK, OPT_REUSE, OPT_WINDOW, OPT_POOL, OPT_QUESTION, OPT_KVZIP_CHUNK, OPT_BITS, OPT_KGROUP,
     OPT_VGROUP, OPT_FP16, OPT_ZSTD, OPT_INCLUDE, OPT_EXCLUDE, OPT_MAX_BYTES, OPT_STRICT, OPT_FORCE,
     OPT_RESERVE, OPT_JSON, OPT_QUIET, OPT_DEVICE, OPT_THREADS, OPT_SEED, OPT_SHARD, OPT_PRUNE,
-    OPT_STDIN_NAME,
+    OPT_STDIN_NAME, OPT_SINKS,
 };
 
 typedef struct compile_args {
@@ -162,7 +166,7 @@ static int parse(int argc, char **argv, compile_args *a)
         {"device", required_argument, 0, OPT_DEVICE}, {"threads", required_argument, 0, OPT_THREADS},
         {"seed", required_argument, 0, OPT_SEED}, {"shard", required_argument, 0, OPT_SHARD},
         {"prune", no_argument, 0, OPT_PRUNE}, {"stdin-name", required_argument, 0, OPT_STDIN_NAME},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+        {"sinks", required_argument, 0, OPT_SINKS}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     memset(a, 0, sizeof *a);
     kvz_compile_opts_default(&a->opts);
@@ -193,10 +197,12 @@ static int parse(int argc, char **argv, compile_args *a)
         case OPT_LEVEL:
             if ((v = kvz_level_from_name(optarg)) < 0) return bad("level", optarg);
             a->opts.sel.level = (kvz_level)v;
+            a->opts.given |= KVZ_GIVEN_LEVEL;
             break;
         case OPT_SHAPE:
             if ((v = kvz_shape_from_name(optarg)) < 0) return bad("budget-shape", optarg);
             a->opts.sel.shape = (kvz_budget_shape)v;
+            a->opts.given |= KVZ_GIVEN_SHAPE;
             break;
         case OPT_BETA:
             if (cli_parse_float(optarg, 1, 1000, &f)) return bad("beta", optarg);
@@ -263,6 +269,11 @@ static int parse(int argc, char **argv, compile_args *a)
             a->opts.sel.seed = (uint64_t)v;
             a->opts.given |= KVZ_GIVEN_SEED;
             break;
+        case OPT_SINKS:
+            if (cli_parse_int(optarg, 0, 1 << 20, &v)) return bad("sinks", optarg);
+            a->opts.sel.sinks = (uint32_t)v;
+            a->opts.given |= KVZ_GIVEN_SINKS;
+            break;
         case OPT_SHARD: {
             unsigned i, n;
             char end;
@@ -318,10 +329,8 @@ static int parse(int argc, char **argv, compile_args *a)
         fprintf(stderr, "kvz compile: give --ratio or --budget, not both\n");
         return KVZ_EXIT_USAGE;
     }
-    if (a->opts.sel.method == KVZ_METHOD_FULL &&
-        (a->ratio_given || a->opts.sel.budget || a->opts.sel.shape != KVZ_SHAPE_UNIFORM)) {
-        fprintf(stderr, "kvz compile: --method full keeps every pair: --ratio, --budget and --budget-shape "
-                        "do not apply\n");
+    if (a->opts.sel.method == KVZ_METHOD_FULL && (a->ratio_given || a->opts.sel.budget)) {
+        fprintf(stderr, "kvz compile: --method full keeps every pair: --ratio and --budget do not apply\n");
         return KVZ_EXIT_USAGE;
     }
     if (a->opts.sel.budget)

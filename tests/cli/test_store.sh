@@ -544,11 +544,19 @@ for bad in "--window 64" "--pool 5" "--reuse 2" "--beta 10" "--decay 0.5" "--poo
         fail "kvzip $bad: exit $rc, $(cat "$TMP/e")"
 done
 for bad in "--kvzip-chunk 512:snapkv" "--seed 7:recent" "--ratio 0.5:full" "--budget 3:full" \
-    "--budget-shape decay:full" "--kvzip-chunk 2048:snapkv" "--seed 1:recent"; do
+    "--budget-shape decay:full" "--kvzip-chunk 2048:snapkv" "--seed 1:recent" "--level pair:recent" \
+    "--level pair-uniform:snapkv" "--budget-shape uniform:full" "--level head --budget-shape uniform:kvzip" \
+    "--sinks 4:kvzip" "--sinks 0:random"; do
     "$KVZ" compile "$TMP/corpus/doc0.txt" --store "$TMP/w3" --model "$MODEL" --method ${bad#*:} ${bad%:*} 2>"$TMP/e"; rc=$?
-    [ $rc -eq 2 ] && grep -q "applies to\|do not apply" "$TMP/e" && [ ! -e "$TMP/w3" ] && ok "${bad#*:} ${bad%:*}: exit 2, no store" ||
+    [ $rc -eq 2 ] && grep -q "applies to\|not apply" "$TMP/e" && [ ! -e "$TMP/w3" ] && ok "${bad#*:} ${bad%:*}: exit 2, no store" ||
         fail "${bad#*:} ${bad%:*}: exit $rc, $(cat "$TMP/e")"
 done
+# recent's attention sinks (StreamingLLM) are an option of its own: another configuration
+"$KVZ" compile "$TMP/corpus/doc0.txt" --store "$TMP/w4" --model "$MODEL" --method recent --sinks 0 --quiet 2>"$TMP/e" &&
+    "$KVZ" compile "$TMP/corpus/doc0.txt" --store "$TMP/w4" --model "$MODEL" --method recent --sinks 4 --quiet 2>>"$TMP/e" &&
+    "$KVZ" ls --store "$TMP/w4" >"$TMP/o" && grep -q "recent ratio 0.30, 4-bit, sinks 0" "$TMP/o" && [ "$(grep -c "recent" "$TMP/o")" = 2 ] &&
+    ok "recent --sinks 0 and the default 4: two configurations, ls names the one not the default" ||
+    fail "recent --sinks: $(cat "$TMP/e" "$TMP/o")"
 # a dangling link in a folder fails alone: the rest compiles, exit 1
 mkdir -p "$TMP/linked"
 cp "$TMP/corpus/doc0.txt" "$TMP/linked/"

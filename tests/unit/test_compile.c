@@ -122,6 +122,44 @@ static void test_budgets_never_zero(void **state)
     free(scores);
 }
 
+/* recent is StreamingLLM: the first `sinks` positions of every head and the
+ * newest for the rest of its budget; a budget under the sinks keeps the first */
+static void test_recent_sinks(void **state)
+{
+    const int32_t L = 2, H = 2, n = 100;
+    const struct {
+        uint32_t sinks, budget;
+        uint32_t first, last; /* kept: [0, first) and [last, n) */
+    } cases[] = {{4, 10, 4, 94}, {0, 10, 0, 90}, {4, 3, 3, 100}, {20, 30, 20, 90}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        kvz_select_opts o = {.method = KVZ_METHOD_RECENT, .budget = cases[c].budget, .sinks = cases[c].sinks};
+        kvz_selection s;
+        CHECK_OK(kvz_select(&o, cpu_backend, NULL, NULL, L, H, n, &s));
+        for (int i = 0; i < L * H; i++) {
+            const uint32_t *pos = s.pos + s.offset[i];
+            uint32_t count = s.offset[i + 1] - s.offset[i], k = 0;
+            assert_int_equal(count, cases[c].budget);
+            for (uint32_t t = 0; t < cases[c].first; t++)
+                assert_int_equal(pos[k++], t);
+            for (uint32_t t = cases[c].last; t < (uint32_t)n; t++)
+                assert_int_equal(pos[k++], t);
+        }
+        kvz_selection_free(&s);
+    }
+}
+
+/* every method, level and shape is found again by its name */
+static void test_selection_names(void **state)
+{
+    for (int m = 0; m < KVZ_METHOD_COUNT; m++)
+        assert_int_equal(kvz_method_from_name(kvz_method_name((kvz_method)m)), m);
+    for (int l = 0; l <= KVZ_LEVEL_HEAD; l++)
+        assert_int_equal(kvz_level_from_name(kvz_level_name((kvz_level)l)), l);
+    for (int sh = 0; sh <= KVZ_SHAPE_DECAY; sh++)
+        assert_int_equal(kvz_shape_from_name(kvz_shape_name((kvz_budget_shape)sh)), sh);
+    assert_int_equal(kvz_method_from_name("streamingllm"), -1);
+}
+
 static void test_chunk_selection(void **state)
 {
     const int32_t L = 6, H = 3, n = 237;
@@ -821,6 +859,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pyramid_budgets),
         cmocka_unit_test(test_budgets_never_zero),
+        cmocka_unit_test(test_recent_sinks),
+        cmocka_unit_test(test_selection_names),
         cmocka_unit_test(test_chunk_selection),
         cmocka_unit_test(test_select_against_reference),
         cmocka_unit_test(test_segments),
@@ -831,5 +871,6 @@ int main(void)
         cmocka_unit_test(test_kvzip_compile_and_recompile),
         cmocka_unit_test(test_every_method),
     };
+    test_filters_from_env(tests);
     return cmocka_run_group_tests(tests, setup, teardown);
 }

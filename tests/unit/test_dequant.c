@@ -107,5 +107,6 @@ int main(void)
         cmocka_unit_test(test_golden_blocks),
         cmocka_unit_test(test_half_conversions),
     };
+    test_filters_from_env(tests);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

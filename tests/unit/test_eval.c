@@ -98,5 +98,6 @@ int main(void)
         cmocka_unit_test(test_kl_divergence),
         cmocka_unit_test(test_lcs),
     };
+    test_filters_from_env(tests);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

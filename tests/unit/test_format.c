@@ -790,6 +790,33 @@ static void read_version(kvz_store *s)
     kvz_store_read_end(t);
 }
 
+/* A document listed as a regular file and found a FIFO when read (swapped in
+ * between) is an error at once, not an open that waits for a writer. */
+static void test_read_regular_file_refuses_a_fifo(void **state)
+{
+    (void)state;
+    const char *fifo = test_tmp_path("swapped.txt");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    alarm(20); /* a blocked open ends the test, failed */
+    char *data = NULL;
+    size_t size = 0;
+    assert_int_equal(kvz_read_regular_file_at_most(fifo, 100, &data, &size), KVZ_ERR_IO);
+    assert_non_null(strstr(kvz_last_error(), "not a regular file"));
+    assert_null(data);
+    remove(fifo);
+    const char *file = test_tmp_path("plain.txt");
+    CHECK_OK(kvz_atomic_file_put(file, "0123456789", 10));
+    CHECK_OK(kvz_read_regular_file_at_most(file, 100, &data, &size));
+    assert_int_equal(size, 10);
+    assert_memory_equal(data, "0123456789", 10);
+    free(data);
+    CHECK_OK(kvz_read_regular_file_at_most(file, 4, &data, &size)); /* past the limit: more than it */
+    assert_true(size > 4);
+    free(data);
+    alarm(0);
+    remove(file);
+}
+
 /* Two opens of one store in a process (an engine opened before the old one
  * is closed) share its LMDB environment: closing one leaves the other's
  * locks on lock.mdb (a second environment's close dropped every lock the
@@ -865,7 +892,9 @@ int main(void)
         cmocka_unit_test(test_transfer_losing_content_needs_no_artifacts),
         cmocka_unit_test(test_transfer_mends_damaged_artifacts),
         cmocka_unit_test(test_atomic_file_killed_while_writing),
+        cmocka_unit_test(test_read_regular_file_refuses_a_fifo),
         cmocka_unit_test(test_store_opened_twice_keeps_its_locks),
     };
+    test_filters_from_env(tests);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

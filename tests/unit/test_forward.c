@@ -441,5 +441,6 @@ int main(void)
         cmocka_unit_test(test_context_limits),
         cmocka_unit_test(test_llama3_shape),
     };
+    test_filters_from_env(tests);
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -472,5 +472,6 @@ int main(void)
         cmocka_unit_test(test_truncated_real_model),
         cmocka_unit_test(test_model_checks),
     };
+    test_filters_from_env(tests);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

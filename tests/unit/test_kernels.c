@@ -873,5 +873,6 @@ int main(void)
         cmocka_unit_test(test_key_norms),
         cmocka_unit_test(test_sample),
     };
+    test_filters_from_env(tests);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

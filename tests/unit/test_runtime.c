@@ -694,5 +694,6 @@ int main(void)
         cmocka_unit_test(test_engine_idle_sessions),
         cmocka_unit_test(test_engine_closed_first_and_nested_ask),
     };
+    test_filters_from_env(tests);
     return cmocka_run_group_tests(tests, setup, teardown);
 }

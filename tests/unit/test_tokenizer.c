@@ -343,5 +343,6 @@ int main(void)
         cmocka_unit_test(test_invalid_utf8_and_binary),
         cmocka_unit_test(test_special_token_queries),
     };
+    test_filters_from_env(tests);
     return cmocka_run_group_tests(tests, setup, teardown);
 }
