@@ -12,6 +12,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 /* LMDB calls made by this thread and not yet returned: LMDB trusts its
@@ -48,8 +49,10 @@ struct kvz_store {
     /* A failed remap leaves LMDB without a map: nothing may touch env again. */
     int broken;
     /* Read transactions open in this process. Remapping (after another process
-     * grew the map) moves every view, so it happens only when there are none. */
+     * grew the map) moves every view, so it happens only when there are none:
+     * a thread that needs it waits for the others' reads to end (reads_ended). */
     pthread_mutex_t lock;
+    pthread_cond_t reads_ended;
     int open_reads;
     /* lock.mdb, flock'ed: shared by every writer, exclusive for gc (KVZ_STORE_EXCLUSIVE) */
     int gate_fd;
@@ -74,6 +77,9 @@ struct kvz_store {
 static pthread_mutex_t open_stores_lock = PTHREAD_MUTEX_INITIALIZER;
 static kvz_store *open_stores;
 static pthread_once_t fork_handler_once = PTHREAD_ONCE_INIT;
+/* Reads this thread has open, of any store: a thread that waits for a store's
+ * reads to end must hold none itself, or it would wait for itself. */
+static _Thread_local int reads_of_this_thread;
 
 /* A child of fork may use none of its parent's environments (LMDB), and its
  * parent's locks are not its own: it starts with none open, and with the
@@ -82,6 +88,7 @@ static void forget_open_stores(void)
 {
     pthread_mutex_init(&open_stores_lock, NULL);
     open_stores = NULL;
+    reads_of_this_thread = 0; /* those were of the parent's stores */
 }
 
 static void install_fork_handler(void)
@@ -201,13 +208,34 @@ static int unusable(const kvz_store *s)
                       "itself is intact — run the command again", s->path);
 }
 
+enum { REMAP_WAIT_SECONDS = 60 }; /* a read is a load or a listing: milliseconds to seconds */
+
+/* Under s->lock: whether no read of the store is open in this process, after
+ * waiting (up to REMAP_WAIT_SECONDS) for the other threads' reads to end when
+ * this thread holds none. A service's requests on other threads then see a
+ * moment's wait while the store grows under them, not an error. */
+static int reads_drained(kvz_store *s)
+{
+    if (s->open_reads > 0 && reads_of_this_thread == 0) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += REMAP_WAIT_SECONDS;
+        while (s->open_reads > 0 && pthread_cond_timedwait(&s->reads_ended, &s->lock, &until) == 0)
+            ;
+    }
+    return s->open_reads == 0;
+}
+
 /* Adopt the map size another process grew the store to (MDB_MAP_RESIZED).
- * Only allowed while this process has no read open: it moves the map. */
+ * Only once this process has no read open (reads_drained): it moves the map. */
 static int adopt_map_size(kvz_store *s)
 {
-    if (s->open_reads > 0)
+    if (!reads_drained(s))
         return kvz_errorf(KVZ_ERR_IO, "store '%s' grew beyond this process's map while %d read(s) of it are "
-                          "open here; end them and try again", s->path, s->open_reads);
+                          "open here (%s); end them and try again", s->path, s->open_reads,
+                          reads_of_this_thread ? "this thread's own" : "for a minute");
+    if (s->broken) /* another thread's remap failed while this one waited */
+        return unusable(s);
     int rc = mdb_env_set_mapsize(s->env, 0);
     s->map_lo = s->map_hi = 0; /* moved: found again at the next read */
     return rc ? remap_failed(s, rc, "following its growth by another process") : KVZ_OK;
@@ -596,6 +624,7 @@ static int store_open_alone(kvz_store **out, const char *dir, int flags, size_t 
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     }
     pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->reads_ended, NULL);
     s->gate_fd = -1;
     s->readonly = readonly;
     if (readonly && fresh) { /* nothing to open: an empty store */
@@ -654,6 +683,7 @@ static void store_close_alone(kvz_store *s)
     if (s->gate_fd >= 0)
         close(s->gate_fd);
     pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->reads_ended);
     free(s->path);
     free(s);
 }
@@ -669,9 +699,11 @@ static int grow_map(kvz_store *s)
                           "into another store", s->path, (unsigned long long)MAX_MAP_BYTES);
     pthread_mutex_lock(&s->lock);
     int st = KVZ_OK;
-    if (s->open_reads > 0) {
+    if (!reads_drained(s)) {
         st = kvz_errorf(KVZ_ERR_IO, "store '%s' is full and cannot grow while %d read(s) of it are open in this "
                         "process; nothing of this write was stored", s->path, s->open_reads);
+    } else if (s->broken) {
+        st = unusable(s);
     } else {
         int rc = mdb_env_set_mapsize(s->env, next);
         s->map_lo = s->map_hi = 0;
@@ -786,7 +818,7 @@ int kvz_store_read_begin(kvz_store *s, kvz_store_txn **out)
     if (st == KVZ_OK && s->env)
         read_bounds(t);
     if (st == KVZ_OK)
-        s->open_reads++;
+        s->open_reads++, reads_of_this_thread++;
     pthread_mutex_unlock(&s->lock);
     if (st != KVZ_OK) {
         free(t);
@@ -804,7 +836,9 @@ void kvz_store_read_end(kvz_store_txn *t)
     pthread_mutex_lock(&s->lock);
     if (t->txn)
         mdb_txn_abort(t->txn);
-    s->open_reads--;
+    if (--s->open_reads == 0)
+        pthread_cond_broadcast(&s->reads_ended);
+    reads_of_this_thread--;
     pthread_mutex_unlock(&s->lock);
     free(t);
 }

@@ -97,7 +97,23 @@ KVZ_API void kvz_free(void *p);
  * Engines on one store in one process share its LMDB environment, so that
  * opening a new engine before closing the old one (a reload) is safe: LMDB's
  * locks on lock.mdb belong to the process, and a second environment's close
- * would drop the first one's.
+ * would drop the first one's. When a compile elsewhere grows the store past
+ * the map this process has of it, the next read remaps it once the reads open
+ * on other threads (a load, a listing) end: such a call waits for them (up to
+ * a minute) rather than failing. An engine keeps the store it opened: one
+ * replaced under it (moved over, removed and made again) is seen by the
+ * engines opened after.
+ *
+ * The process: on the CPU, kvz computes with OpenMP threads and OpenBLAS,
+ * which it sets to one thread of its own (openblas_set_num_threads(1), for
+ * the whole process: a host program that calls the same OpenBLAS gets that
+ * too). Where memory cannot be had, kvz's own allocations fail with
+ * KVZ_ERR_NOMEM, but these two libraries may not: under an address-space
+ * limit (RLIMIT_AS, `ulimit -v`) OpenBLAS 0.3.21 retries a failed buffer for
+ * ever and libgomp ends the process when it cannot start a thread. Do not
+ * run a service under RLIMIT_AS; give it the memory its engine and sessions
+ * need and bound it from outside (a cgroup's memory.max ends the process
+ * instead, which a supervisor sees and restarts).
  *
  * A store damaged on disk: every key and value LMDB hands back is checked
  * against the file, and artifacts against their checksums (KVZ_ERR_FORMAT,

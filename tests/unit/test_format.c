@@ -5,6 +5,7 @@
 
 #include "common/error.h"
 #include "common/file_util.h"
+#include "common/timer.h"
 #include "format/artifact.h"
 #include "format/codec.h"
 #include "format/doc_record.h"
@@ -16,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -817,6 +819,96 @@ static void test_read_regular_file_refuses_a_fifo(void **state)
     remove(file);
 }
 
+/* A child process that grows the store's map past what this process mapped
+ * (a nightly compile beside a service) by writing `bytes` under "big". */
+static int put_big(kvz_store_txn *t, void *ctx)
+{
+    const size_t *bytes = ctx;
+    void *zero = calloc(1, *bytes);
+    int rc = zero ? kvz_store_put(t, KVZ_DB_META, "big", 3, zero, *bytes) : KVZ_ERR_NOMEM;
+    free(zero);
+    return rc;
+}
+
+static void grow_in_child(const char *dir, size_t bytes)
+{
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        kvz_store *w = NULL;
+        _exit(kvz_store_open(&w, dir, 0) == KVZ_OK && kvz_store_write(w, put_big, &bytes) == KVZ_OK ? 0 : 1);
+    }
+    int status = -1;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+typedef struct held_read {
+    kvz_store *store;
+    int opened[2], release[2]; /* pipes: the read is open; end it now */
+} held_read;
+
+static void *hold_a_read(void *arg)
+{
+    held_read *h = arg;
+    kvz_store_txn *t = NULL;
+    char c = kvz_store_read_begin(h->store, &t) == KVZ_OK ? 'r' : 'x';
+    if (write(h->opened[1], &c, 1) != 1 || read(h->release[0], &c, 1) != 1)
+        c = 'x';
+    usleep(300 * 1000); /* the other thread is waiting in its read_begin by now */
+    kvz_store_read_end(t);
+    return NULL;
+}
+
+/* The store grown by another process while a thread of this one reads it: a
+ * read begun on another thread waits for that read to end, remaps and goes
+ * on (it failed with KVZ_ERR_IO: every request of a service that overlapped
+ * a load failed at each growth); a thread that holds a read itself is told at
+ * once, never left waiting for itself. */
+static void test_store_growth_waits_for_other_threads_reads(void **state)
+{
+    (void)state;
+    const char *dir = test_tmp_path("growth");
+    kvz_store *w, *r;
+    CHECK_OK(kvz_store_open_sized(&w, dir, KVZ_STORE_CREATE, 64 << 10));
+    kvz_store_close(w);
+    CHECK_OK(kvz_store_open(&r, dir, KVZ_STORE_READONLY));
+    held_read h = {.store = r};
+    assert_int_equal(pipe(h.opened), 0);
+    assert_int_equal(pipe(h.release), 0);
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, hold_a_read, &h), 0);
+    char c = 0;
+    assert_int_equal(read(h.opened[0], &c, 1), 1);
+    assert_int_equal(c, 'r');
+    grow_in_child(dir, 1 << 20);
+    assert_int_equal(write(h.release[1], "g", 1), 1);
+    alarm(60);
+    double t0 = kvz_now_seconds();
+    kvz_store_txn *t = NULL;
+    CHECK_OK(kvz_store_read_begin(r, &t));
+    assert_true(kvz_now_seconds() - t0 > 0.1); /* it waited for the other thread's read */
+    const void *val;
+    size_t len = 0;
+    CHECK_OK(kvz_store_get(t, KVZ_DB_META, "big", 3, &val, &len));
+    assert_int_equal(len, 1 << 20);
+    pthread_join(thread, NULL);
+    /* this thread's own read open, the store grown again: an error at once */
+    grow_in_child(dir, 8 << 20);
+    kvz_store_txn *second = NULL;
+    assert_int_equal(kvz_store_read_begin(r, &second), KVZ_ERR_IO);
+    assert_non_null(strstr(kvz_last_error(), "this thread's own"));
+    kvz_store_read_end(t);
+    CHECK_OK(kvz_store_read_begin(r, &second));
+    CHECK_OK(kvz_store_get(second, KVZ_DB_META, "big", 3, &val, &len));
+    assert_int_equal(len, 8 << 20);
+    kvz_store_read_end(second);
+    alarm(0);
+    kvz_store_close(r);
+    for (int i = 0; i < 2; i++)
+        close(h.opened[i]), close(h.release[i]);
+}
+
 /* Two opens of one store in a process (an engine opened before the old one
  * is closed) share its LMDB environment: closing one leaves the other's
  * locks on lock.mdb (a second environment's close dropped every lock the
@@ -894,6 +986,7 @@ int main(void)
         cmocka_unit_test(test_atomic_file_killed_while_writing),
         cmocka_unit_test(test_read_regular_file_refuses_a_fifo),
         cmocka_unit_test(test_store_opened_twice_keeps_its_locks),
+        cmocka_unit_test(test_store_growth_waits_for_other_threads_reads),
     };
     test_filters_from_env(tests);
     return cmocka_run_group_tests(tests, NULL, NULL);
