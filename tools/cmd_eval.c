@@ -447,8 +447,12 @@ static int write_svg(const char *path, const eval_args *a, const eval_row *rows,
     FILE *f = open_memstream(&svg, &svg_len);
     if (!f)
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    /* the legend runs under both panels, LEGEND_COLUMNS entries a row of LEGEND_STEP pixels: the
+     * longest label, "pyramidkv 16-bit", takes about 110 pixels of 12-pixel sans-serif after its line */
     const int W = 460, L = 56, T = 56, PW = 360, PH = 220, LEGEND = T + PH + 52;
-    int n_series = (int)(a->n_methods * a->n_bits), height = LEGEND + ((n_series + 3) / 4) * 14 + 8;
+    enum { LEGEND_COLUMNS = 5, LEGEND_STEP = 150 };
+    int n_series = (int)(a->n_methods * a->n_bits),
+        height = LEGEND + ((n_series + LEGEND_COLUMNS - 1) / LEGEND_COLUMNS) * 14 + 8;
     double full_acc = row_accuracy(full, -1);
     int has_one = 0;
     for (int ri = 0; ri < a->n_ratios; ri++)
@@ -499,7 +503,8 @@ static int write_svg(const char *path, const eval_args *a, const eval_row *rows,
                 }
                 fprintf(f, "\"/>\n");
                 if (panel == 0) {
-                    int lx = x0 + 8 + (series % 4) * 100, ly = LEGEND + (series / 4) * 14;
+                    int lx = x0 + 8 + (series % LEGEND_COLUMNS) * LEGEND_STEP,
+                        ly = LEGEND + (series / LEGEND_COLUMNS) * 14;
                     fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-dasharray=\"%s\" "
                                "stroke-width=\"2\"/><text x=\"%d\" y=\"%d\" fill=\"%s\">%s %ld-bit</text>\n",
                             lx, ly - 4, lx + 14, ly - 4, color, dash, lx + 18, ly, color, METHODS[a->methods[mi]].name,
