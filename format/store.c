@@ -592,6 +592,8 @@ static int check_meta_pages(const char *dir, const char *data_path)
     return rc;
 }
 
+static int open_environment(kvz_store *s, const char *data_path, int flags, int fresh, size_t initial_map_bytes);
+
 static int store_open_alone(kvz_store **out, const char *dir, int flags, size_t initial_map_bytes)
 {
     *out = NULL;
@@ -627,20 +629,32 @@ static int store_open_alone(kvz_store **out, const char *dir, int flags, size_t 
     pthread_cond_init(&s->reads_ended, NULL);
     s->gate_fd = -1;
     s->readonly = readonly;
-    if (readonly && fresh) { /* nothing to open: an empty store */
+    if (readonly && fresh) { /* nothing to open: an empty store (open_late) */
         s->empty = 1;
         *out = s;
         return KVZ_OK;
     }
+    int status = open_environment(s, data_path, flags, fresh, initial_map_bytes);
+    if (status != KVZ_OK) {
+        store_close_alone(s);
+        return status;
+    }
+    *out = s;
+    return KVZ_OK;
+}
+
+/* The LMDB environment of s (its folder s->path), and its databases. */
+static int open_environment(kvz_store *s, const char *data_path, int flags, int fresh, size_t initial_map_bytes)
+{
+    const char *dir = s->path;
+    int readonly = s->readonly;
     int status = fresh ? KVZ_OK : check_meta_pages(dir, data_path);
     if (status == KVZ_OK)
         status = reserve_lock_file(dir, !readonly);
     if (status == KVZ_OK && !readonly)
         status = take_gate(s, dir, (flags & KVZ_STORE_EXCLUSIVE) != 0);
-    if (status != KVZ_OK) {
-        store_close_alone(s);
+    if (status != KVZ_OK)
         return status;
-    }
     int rc = mdb_env_create(&s->env);
     if (rc == 0)
         rc = mdb_env_set_maxdbs(s->env, 8);
@@ -666,12 +680,33 @@ static int store_open_alone(kvz_store **out, const char *dir, int flags, size_t 
         status = lmdb_error(rc, "clearing the reader slots of killed processes", dir);
     if (status == KVZ_OK)
         status = open_dbs(s, fresh);
-    if (status != KVZ_OK) {
-        store_close_alone(s);
-        return status;
+    return status;
+}
+
+/* A store opened read-only before anything was committed to it (its creator
+ * still at work, or killed before its first commit) reads as empty; once a
+ * writer has committed, the next read opens what it wrote, so that an engine
+ * started beside the first compile sees that compile's documents. Under
+ * s->lock with no read open; a store still empty, or not yet whole, stays
+ * empty until the next read tries again. */
+static void open_late(kvz_store *s)
+{
+    s->empty = 0; /* open_dbs sets it again where the writer has committed nothing yet */
+    if (s->env) {
+        if (open_dbs(s, 0) != KVZ_OK)
+            s->empty = 1;
+        return;
     }
-    *out = s;
-    return KVZ_OK;
+    char data_path[4096];
+    struct stat st;
+    snprintf(data_path, sizeof data_path, "%s/data.mdb", s->path);
+    if (stat(data_path, &st) != 0 || st.st_size == 0 ||
+        open_environment(s, data_path, KVZ_STORE_READONLY, 0, 0) != KVZ_OK) {
+        if (s->env)
+            mdb_env_close(s->env);
+        s->env = NULL;
+        s->empty = 1;
+    }
 }
 
 static void store_close_alone(kvz_store *s)
@@ -804,6 +839,8 @@ int kvz_store_read_begin(kvz_store *s, kvz_store_txn **out)
     t->store = s;
     pthread_mutex_lock(&s->lock);
     int st = s->broken ? unusable(s) : KVZ_OK;
+    if (st == KVZ_OK && s->empty && s->open_reads == 0)
+        open_late(s);
     int rc = st == KVZ_OK && s->env ? LMDB_CALL(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t->txn)) : 0;
     /* MDB_MAP_RESIZED: a writer grew the store past our map; remap (LMDB's
      * mdb_env_set_mapsize(env, 0)) and begin again. A busy writer may grow it

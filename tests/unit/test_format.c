@@ -909,6 +909,47 @@ static void test_store_growth_waits_for_other_threads_reads(void **state)
         close(h.opened[i]), close(h.release[i]);
 }
 
+/* Whether a read of the store finds "big" (what grow_in_child writes). */
+static int finds_big(kvz_store *s)
+{
+    kvz_store_txn *t = NULL;
+    const void *val;
+    size_t len = 0;
+    CHECK_OK(kvz_store_read_begin(s, &t));
+    int found = kvz_store_get(t, KVZ_DB_META, "big", 3, &val, &len) == KVZ_OK;
+    kvz_store_read_end(t);
+    return found;
+}
+
+/* A store opened read-only before its creator committed anything (a service
+ * started beside the first nightly compile) reads as empty, then as what the
+ * creator wrote: it stayed empty until reopened. Both ways a creation can be
+ * caught: an empty data.mdb, and LMDB's meta pages without kvz's databases. */
+static void test_store_empty_then_written(void **state)
+{
+    (void)state;
+    for (int lmdb_pages = 0; lmdb_pages < 2; lmdb_pages++) {
+        const char *dir = test_tmp_path(lmdb_pages ? "late-pages" : "late-empty");
+        char data[300];
+        snprintf(data, sizeof data, "%s/data.mdb", dir);
+        assert_int_equal(mkdir(dir, 0700), 0);
+        if (lmdb_pages) { /* what mdb_env_open leaves before the first commit */
+            MDB_env *env;
+            assert_int_equal(mdb_env_create(&env), 0);
+            assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+            mdb_env_close(env);
+        } else {
+            CHECK_OK(kvz_atomic_file_put(data, "", 0));
+        }
+        kvz_store *r;
+        CHECK_OK(kvz_store_open(&r, dir, KVZ_STORE_READONLY));
+        assert_false(finds_big(r));
+        grow_in_child(dir, 4096);
+        assert_true(finds_big(r));
+        kvz_store_close(r);
+    }
+}
+
 /* Two opens of one store in a process (an engine opened before the old one
  * is closed) share its LMDB environment: closing one leaves the other's
  * locks on lock.mdb (a second environment's close dropped every lock the
@@ -987,6 +1028,7 @@ int main(void)
         cmocka_unit_test(test_read_regular_file_refuses_a_fifo),
         cmocka_unit_test(test_store_opened_twice_keeps_its_locks),
         cmocka_unit_test(test_store_growth_waits_for_other_threads_reads),
+        cmocka_unit_test(test_store_empty_then_written),
     };
     test_filters_from_env(tests);
     return cmocka_run_group_tests(tests, NULL, NULL);
