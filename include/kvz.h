@@ -100,9 +100,10 @@ KVZ_API void kvz_free(void *p);
  * would drop the first one's. When a compile elsewhere grows the store past
  * the map this process has of it, the next read remaps it once the reads open
  * on other threads (a load, a listing) end: such a call waits for them (up to
- * a minute) rather than failing. An engine keeps the store it opened: one
- * replaced under it (moved over, removed and made again) is seen by the
- * engines opened after.
+ * a minute) rather than failing. An engine opened on a store whose first
+ * compile has committed nothing yet sees that compile's documents once it
+ * has. An engine keeps the store it opened: one replaced under it (moved
+ * over, removed and made again) is seen by the engines opened after.
  *
  * The process: on the CPU, kvz computes with OpenMP threads and OpenBLAS,
  * which it sets to one thread of its own (openblas_set_num_threads(1), for
