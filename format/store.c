@@ -50,10 +50,12 @@ struct kvz_store {
     int broken;
     /* Read transactions open in this process. Remapping (after another process
      * grew the map) moves every view, so it happens only when there are none:
-     * a thread that needs it waits for the others' reads to end (reads_ended). */
+     * a thread that needs it waits (reads_or_remap) for the others' reads to
+     * end, or for another waiter's remap (remaps counts them). */
     pthread_mutex_t lock;
-    pthread_cond_t reads_ended;
+    pthread_cond_t reads_or_remap; /* CLOCK_MONOTONIC */
     int open_reads;
+    unsigned remaps;
     /* lock.mdb, flock'ed: shared by every writer, exclusive for gc (KVZ_STORE_EXCLUSIVE) */
     int gate_fd;
     /* Where the map lies in this process (found from /proc/self/maps; 0: not
@@ -103,6 +105,7 @@ struct kvz_store_txn {
     /* A read's bounds: the pages of the file its commit can see. NULL in a
      * write, whose new pages live in memory LMDB allocated. */
     const char *file_lo, *file_hi;
+    pthread_t reader; /* the thread that began a read (reads_of_this_thread) */
 };
 
 /* LMDB trusts its pages: a key or value of a damaged page (its size or its
@@ -210,34 +213,37 @@ static int unusable(const kvz_store *s)
 
 enum { REMAP_WAIT_SECONDS = 60 }; /* a read is a load or a listing: milliseconds to seconds */
 
-/* Under s->lock: whether no read of the store is open in this process, after
- * waiting (up to REMAP_WAIT_SECONDS) for the other threads' reads to end when
- * this thread holds none. A service's requests on other threads then see a
- * moment's wait while the store grows under them, not an error. */
-static int reads_drained(kvz_store *s)
-{
-    if (s->open_reads > 0 && reads_of_this_thread == 0) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += REMAP_WAIT_SECONDS;
-        while (s->open_reads > 0 && pthread_cond_timedwait(&s->reads_ended, &s->lock, &until) == 0)
-            ;
-    }
-    return s->open_reads == 0;
-}
-
-/* Adopt the map size another process grew the store to (MDB_MAP_RESIZED).
- * Only once this process has no read open (reads_drained): it moves the map. */
+/* Adopt the map size another process grew the store to (MDB_MAP_RESIZED),
+ * under s->lock. It moves the map, so only with no read of the store open in
+ * this process: a thread that holds none waits (up to REMAP_WAIT_SECONDS) for
+ * the other threads' reads to end, or for another waiter to have remapped
+ * meanwhile (then nothing is left to do: the caller begins again). A
+ * service's requests on other threads see a moment's wait while the store
+ * grows under them, not an error. A thread holding a read (of any store: the
+ * count is per thread) cannot wait, for itself perhaps: an error at once. */
 static int adopt_map_size(kvz_store *s)
 {
-    if (!reads_drained(s))
-        return kvz_errorf(KVZ_ERR_IO, "store '%s' grew beyond this process's map while %d read(s) of it are "
-                          "open here (%s); end them and try again", s->path, s->open_reads,
-                          reads_of_this_thread ? "this thread's own" : "for a minute");
+    unsigned seen = s->remaps;
+    if (s->open_reads > 0 && reads_of_this_thread == 0) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += REMAP_WAIT_SECONDS;
+        while (s->open_reads > 0 && s->remaps == seen &&
+               pthread_cond_timedwait(&s->reads_or_remap, &s->lock, &until) == 0)
+            ;
+    }
     if (s->broken) /* another thread's remap failed while this one waited */
         return unusable(s);
+    if (s->remaps != seen)
+        return KVZ_OK;
+    if (s->open_reads > 0)
+        return kvz_errorf(KVZ_ERR_IO, "store '%s' grew beyond this process's map while %d read(s) of it are "
+                          "open here (%s); end them and try again", s->path, s->open_reads,
+                          reads_of_this_thread ? "this thread holds one of a store" : "for a minute");
     int rc = mdb_env_set_mapsize(s->env, 0);
     s->map_lo = s->map_hi = 0; /* moved: found again at the next read */
+    s->remaps++;
+    pthread_cond_broadcast(&s->reads_or_remap);
     return rc ? remap_failed(s, rc, "following its growth by another process") : KVZ_OK;
 }
 
@@ -505,8 +511,9 @@ int kvz_store_open_sized(kvz_store **out, const char *dir, int flags, size_t ini
         s->refs++;
         *out = s;
     } else if (rc == KVZ_OK && (rc = store_open_alone(&s, dir, flags, initial_map_bytes)) == KVZ_OK) {
-        /* a read-only view of a store whose creation was cut short reads it as empty: not kept for later opens */
-        if (s->env && !s->empty && stat(data_path, &st) == 0) {
+        /* every open store, an empty one too: its first read after a commit opens the environment
+         * (open_late), and later opens of the store in the process must share that one */
+        if (stat(data_path, &st) == 0) {
             s->dev = st.st_dev, s->ino = st.st_ino;
             s->exclusive = (flags & KVZ_STORE_EXCLUSIVE) != 0;
             s->next_open = open_stores;
@@ -626,7 +633,11 @@ static int store_open_alone(kvz_store **out, const char *dir, int flags, size_t 
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     }
     pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->reads_ended, NULL);
+    pthread_condattr_t monotonic; /* a wait's minute, whatever the wall clock does meanwhile */
+    pthread_condattr_init(&monotonic);
+    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->reads_or_remap, &monotonic);
+    pthread_condattr_destroy(&monotonic);
     s->gate_fd = -1;
     s->readonly = readonly;
     if (readonly && fresh) { /* nothing to open: an empty store (open_late) */
@@ -718,7 +729,7 @@ static void store_close_alone(kvz_store *s)
     if (s->gate_fd >= 0)
         close(s->gate_fd);
     pthread_mutex_destroy(&s->lock);
-    pthread_cond_destroy(&s->reads_ended);
+    pthread_cond_destroy(&s->reads_or_remap);
     free(s->path);
     free(s);
 }
@@ -734,7 +745,7 @@ static int grow_map(kvz_store *s)
                           "into another store", s->path, (unsigned long long)MAX_MAP_BYTES);
     pthread_mutex_lock(&s->lock);
     int st = KVZ_OK;
-    if (!reads_drained(s)) {
+    if (s->open_reads > 0) {
         st = kvz_errorf(KVZ_ERR_IO, "store '%s' is full and cannot grow while %d read(s) of it are open in this "
                         "process; nothing of this write was stored", s->path, s->open_reads);
     } else if (s->broken) {
@@ -742,6 +753,8 @@ static int grow_map(kvz_store *s)
     } else {
         int rc = mdb_env_set_mapsize(s->env, next);
         s->map_lo = s->map_hi = 0;
+        s->remaps++;
+        pthread_cond_broadcast(&s->reads_or_remap);
         if (rc == EINVAL) /* a write is open in another thread: the map was not touched */
             st = kvz_errorf(KVZ_ERR_IO, "store '%s' is full and cannot grow while another thread of this "
                             "process writes to it; nothing of this write was stored", s->path);
@@ -762,7 +775,7 @@ int kvz_store_write(kvz_store *s, kvz_store_write_fn fn, void *ctx)
     for (;;) {
         if (s->broken)
             return unusable(s);
-        kvz_store_txn t = {s, NULL, 0, NULL, NULL};
+        kvz_store_txn t = {.store = s};
         int rc = LMDB_CALL(mdb_txn_begin(s->env, NULL, 0, &t.txn));
         if (rc == MDB_MAP_RESIZED) { /* another process grew it: adopt the new size */
             pthread_mutex_lock(&s->lock);
@@ -855,7 +868,7 @@ int kvz_store_read_begin(kvz_store *s, kvz_store_txn **out)
     if (st == KVZ_OK && s->env)
         read_bounds(t);
     if (st == KVZ_OK)
-        s->open_reads++, reads_of_this_thread++;
+        s->open_reads++, reads_of_this_thread++, t->reader = pthread_self();
     pthread_mutex_unlock(&s->lock);
     if (st != KVZ_OK) {
         free(t);
@@ -874,8 +887,11 @@ void kvz_store_read_end(kvz_store_txn *t)
     if (t->txn)
         mdb_txn_abort(t->txn);
     if (--s->open_reads == 0)
-        pthread_cond_broadcast(&s->reads_ended);
-    reads_of_this_thread--;
+        pthread_cond_broadcast(&s->reads_or_remap);
+    /* a read ended on another thread than began it (MDB_NOTLS allows it) leaves its
+     * thread's count up: that thread no longer waits to remap (an error at once instead) */
+    if (pthread_equal(t->reader, pthread_self()))
+        reads_of_this_thread--;
     pthread_mutex_unlock(&s->lock);
     free(t);
 }

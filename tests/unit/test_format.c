@@ -860,11 +860,32 @@ static void *hold_a_read(void *arg)
     return NULL;
 }
 
+/* A second waiter: begins a read, says how long that took, holds it 1.5 s. */
+typedef struct timed_read {
+    kvz_store *store;
+    int rc;
+    double waited;
+} timed_read;
+
+static void *time_a_read(void *arg)
+{
+    timed_read *w = arg;
+    kvz_store_txn *t = NULL;
+    double t0 = kvz_now_seconds();
+    w->rc = kvz_store_read_begin(w->store, &t);
+    w->waited = kvz_now_seconds() - t0;
+    usleep(1500 * 1000);
+    kvz_store_read_end(t);
+    return NULL;
+}
+
 /* The store grown by another process while a thread of this one reads it: a
  * read begun on another thread waits for that read to end, remaps and goes
  * on (it failed with KVZ_ERR_IO: every request of a service that overlapped
- * a load failed at each growth); a thread that holds a read itself is told at
- * once, never left waiting for itself. */
+ * a load failed at each growth); of two such waiters, the one that does not
+ * remap goes on with the other's remap, never waiting for the other's read;
+ * a thread that holds a read itself is told at once, never left waiting for
+ * itself. */
 static void test_store_growth_waits_for_other_threads_reads(void **state)
 {
     (void)state;
@@ -882,22 +903,30 @@ static void test_store_growth_waits_for_other_threads_reads(void **state)
     assert_int_equal(read(h.opened[0], &c, 1), 1);
     assert_int_equal(c, 'r');
     grow_in_child(dir, 1 << 20);
-    assert_int_equal(write(h.release[1], "g", 1), 1);
     alarm(60);
+    timed_read other = {.store = r};
+    pthread_t waiter;
+    assert_int_equal(pthread_create(&waiter, NULL, time_a_read, &other), 0);
+    usleep(100 * 1000); /* waiting too, by now */
+    assert_int_equal(write(h.release[1], "g", 1), 1);
     double t0 = kvz_now_seconds();
     kvz_store_txn *t = NULL;
     CHECK_OK(kvz_store_read_begin(r, &t));
-    assert_true(kvz_now_seconds() - t0 > 0.1); /* it waited for the other thread's read */
+    double waited = kvz_now_seconds() - t0;
     const void *val;
     size_t len = 0;
     CHECK_OK(kvz_store_get(t, KVZ_DB_META, "big", 3, &val, &len));
     assert_int_equal(len, 1 << 20);
     pthread_join(thread, NULL);
+    pthread_join(waiter, NULL);
+    CHECK_OK(other.rc);
+    assert_true(waited > 0.1); /* it waited for the first thread's read (300 ms) */
+    assert_true(waited < 1.2 && other.waited < 1.2); /* and neither for the other's (1.5 s) */
     /* this thread's own read open, the store grown again: an error at once */
     grow_in_child(dir, 8 << 20);
     kvz_store_txn *second = NULL;
     assert_int_equal(kvz_store_read_begin(r, &second), KVZ_ERR_IO);
-    assert_non_null(strstr(kvz_last_error(), "this thread's own"));
+    assert_non_null(strstr(kvz_last_error(), "this thread holds one"));
     kvz_store_read_end(t);
     CHECK_OK(kvz_store_read_begin(r, &second));
     CHECK_OK(kvz_store_get(second, KVZ_DB_META, "big", 3, &val, &len));
@@ -941,11 +970,17 @@ static void test_store_empty_then_written(void **state)
         } else {
             CHECK_OK(kvz_atomic_file_put(data, "", 0));
         }
-        kvz_store *r;
+        kvz_store *r, *again, *w;
         CHECK_OK(kvz_store_open(&r, dir, KVZ_STORE_READONLY));
         assert_false(finds_big(r));
         grow_in_child(dir, 4096);
         assert_true(finds_big(r));
+        /* a second open in the process shares the environment it opened then (two would
+         * drop each other's locks on lock.mdb), and a writer beside it is refused */
+        CHECK_OK(kvz_store_open(&again, dir, KVZ_STORE_READONLY));
+        assert_ptr_equal(again, r);
+        assert_int_equal(kvz_store_open(&w, dir, 0), KVZ_ERR_ARG);
+        kvz_store_close(again);
         kvz_store_close(r);
     }
 }
