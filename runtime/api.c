@@ -99,6 +99,12 @@ void kvz_free(void *p) { free(p); }
 int kvz_engine_open(kvz_engine **out, const char *store_dir, const char *model_path,
                     const kvz_engine_options *opts)
 {
+    return kvz_engine_open_weights(out, store_dir, model_path, opts, KVZ_WEIGHTS_AUTO);
+}
+
+int kvz_engine_open_weights(kvz_engine **out, const char *store_dir, const char *model_path,
+                            const kvz_engine_options *opts, int weights)
+{
     if (out)
         *out = NULL;
     if (!out || !store_dir)
@@ -121,7 +127,8 @@ int kvz_engine_open(kvz_engine **out, const char *store_dir, const char *model_p
     }
     e->holders = 1;
     e->idle_max = o.idle_sessions == 0 ? 4 : o.idle_sessions < 0 ? 0 : (size_t)o.idle_sessions;
-    kvz_model_config mc = {.backend = {.device = (kvz_device)o.device, .n_threads = o.threads}};
+    kvz_model_config mc = {.backend = {.device = (kvz_device)o.device, .n_threads = o.threads,
+                                       .weights = (kvz_weight_policy)weights}};
     int rc = kvz_store_open(&e->store, store_dir, KVZ_STORE_READONLY);
     if (rc == KVZ_OK)
         rc = kvz_model_load(&e->model, model_path, &mc);

@@ -111,4 +111,11 @@ int kvz_doc_record_has_model(const void *record, size_t size, uint64_t fingerpri
 struct kvz_engine;
 size_t kvz_engine_idle_backends(struct kvz_engine *e);
 
+/* kvz_engine_open with the CPU weights kept as `weights` (a kvz_weight_policy;
+ * kvz_engine_open: KVZ_WEIGHTS_AUTO), for the CLI: kvz_engine_options cannot
+ * grow within the 0.x ABI. */
+struct kvz_engine_options;
+int kvz_engine_open_weights(struct kvz_engine **out, const char *store_dir, const char *model_path,
+                            const struct kvz_engine_options *opts, int weights);
+
 #endif

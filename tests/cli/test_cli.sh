@@ -170,6 +170,13 @@ check compile-rope-freqs 0 "$KVZ" compile "$TMP/light.txt" --store "$TMP/rope-fr
 check query-rope-freqs 0 "$KVZ" query --store "$TMP/rope-freqs-store" --model "$TMP/rope-freqs.gguf" \
     --doc "$TMP/light.txt" --max-tokens 4 --json "When?"
 expect_in query-rope-freqs "$TMP/out" '"answer_tokens":'
+# query keeps the weights as the file has them by default (questions given on the command
+# line); --weights chooses, and a bad value is refused
+check query-weights-f32 0 "$KVZ" query --store "$TMP/rope-freqs-store" --model "$TMP/rope-freqs.gguf" \
+    --doc "$TMP/light.txt" --max-tokens 4 --weights f32 "When?"
+check query-weights-bad 2 "$KVZ" query --store "$TMP/rope-freqs-store" --model "$TMP/rope-freqs.gguf" \
+    --doc "$TMP/light.txt" --weights fp8 "When?"
+expect_in query-weights-bad "$TMP/err" "invalid value 'fp8' for --weights"
 check synth-rope-freqs-qwen2 2 "$KVZ" synth-model --shape qwen2-0.5b --rope-freqs 64 -o "$TMP/x.gguf"
 expect_in synth-rope-freqs-qwen2 "$TMP/err" "need a llama model"
 check synth-rope-factor-alone 2 "$KVZ" synth-model --shape tiny --rope-factor 32 -o "$TMP/x.gguf"
