@@ -214,16 +214,17 @@ static int unusable(const kvz_store *s)
 enum { REMAP_WAIT_SECONDS = 60 }; /* a read is a load or a listing: milliseconds to seconds */
 
 /* Adopt the map size another process grew the store to (MDB_MAP_RESIZED),
- * under s->lock. It moves the map, so only with no read of the store open in
- * this process: a thread that holds none waits (up to REMAP_WAIT_SECONDS) for
- * the other threads' reads to end, or for another waiter to have remapped
- * meanwhile (then nothing is left to do: the caller begins again). A
- * service's requests on other threads see a moment's wait while the store
- * grows under them, not an error. A thread holding a read (of any store: the
- * count is per thread) cannot wait, for itself perhaps: an error at once. */
-static int adopt_map_size(kvz_store *s)
+ * under s->lock; `seen` is s->remaps as it was before the transaction that
+ * met MDB_MAP_RESIZED began. It moves the map, so only with no read of the
+ * store open in this process: a thread that holds none waits (up to
+ * REMAP_WAIT_SECONDS) for the other threads' reads to end, or for another
+ * thread to have remapped since `seen` (then nothing is left to do: the
+ * caller begins again). A service's requests on other threads see a moment's
+ * wait while the store grows under them, not an error. A thread that began a
+ * read (of any store: the count is per thread) cannot wait, for itself
+ * perhaps: an error at once. */
+static int adopt_map_size(kvz_store *s, unsigned seen)
 {
-    unsigned seen = s->remaps;
     if (s->open_reads > 0 && reads_of_this_thread == 0) {
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
@@ -239,7 +240,8 @@ static int adopt_map_size(kvz_store *s)
     if (s->open_reads > 0)
         return kvz_errorf(KVZ_ERR_IO, "store '%s' grew beyond this process's map while %d read(s) of it are "
                           "open here (%s); end them and try again", s->path, s->open_reads,
-                          reads_of_this_thread ? "this thread holds one of a store" : "for a minute");
+                          reads_of_this_thread ? "this thread began one, of this store or another, and cannot wait"
+                                               : "for a minute");
     int rc = mdb_env_set_mapsize(s->env, 0);
     s->map_lo = s->map_hi = 0; /* moved: found again at the next read */
     s->remaps++;
@@ -298,10 +300,12 @@ static int check_version(kvz_store *s, MDB_txn *txn, int create)
 static int open_dbs(kvz_store *s, int create)
 {
     MDB_txn *txn;
+    unsigned seen = s->remaps; /* at an open, or under s->lock (open_late) */
     int rc = LMDB_CALL(mdb_txn_begin(s->env, NULL, s->readonly ? MDB_RDONLY : 0, &txn));
     /* grown by a writer since mdb_env_open mapped it: adopt the new size */
     for (int tries = 0; rc == MDB_MAP_RESIZED && tries < 32; tries++) {
-        KVZ_TRY(adopt_map_size(s));
+        KVZ_TRY(adopt_map_size(s, seen));
+        seen = s->remaps;
         rc = LMDB_CALL(mdb_txn_begin(s->env, NULL, s->readonly ? MDB_RDONLY : 0, &txn));
     }
     if (rc)
@@ -776,10 +780,13 @@ int kvz_store_write(kvz_store *s, kvz_store_write_fn fn, void *ctx)
         if (s->broken)
             return unusable(s);
         kvz_store_txn t = {.store = s};
+        pthread_mutex_lock(&s->lock);
+        unsigned seen = s->remaps; /* before the begin: a remap by another thread since is not redone */
+        pthread_mutex_unlock(&s->lock);
         int rc = LMDB_CALL(mdb_txn_begin(s->env, NULL, 0, &t.txn));
         if (rc == MDB_MAP_RESIZED) { /* another process grew it: adopt the new size */
             pthread_mutex_lock(&s->lock);
-            int st = adopt_map_size(s);
+            int st = adopt_map_size(s, seen);
             pthread_mutex_unlock(&s->lock);
             if (st != KVZ_OK)
                 return st;
@@ -859,7 +866,7 @@ int kvz_store_read_begin(kvz_store *s, kvz_store_txn **out)
      * mdb_env_set_mapsize(env, 0)) and begin again. A busy writer may grow it
      * again in between, hence the loop. */
     for (int tries = 0; rc == MDB_MAP_RESIZED && st == KVZ_OK && tries < 32; tries++) {
-        st = adopt_map_size(s);
+        st = adopt_map_size(s, s->remaps); /* the lock held since the begin: no remap since */
         if (st == KVZ_OK)
             rc = LMDB_CALL(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t->txn));
     }

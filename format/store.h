@@ -87,7 +87,12 @@ const char *kvz_store_path(const kvz_store *s);
 typedef int (*kvz_store_write_fn)(kvz_store_txn *t, void *ctx);
 int kvz_store_write(kvz_store *s, kvz_store_write_fn fn, void *ctx);
 
-/* A read transaction for zero-copy gets and scans. */
+/* A read transaction for zero-copy gets and scans. Where another process
+ * grew the store past this process's map, the begin remaps it, after waiting
+ * (up to a minute) for the reads other threads have open to end; a thread
+ * that has one open itself gets KVZ_ERR_IO at once instead. End a read on the
+ * thread that began it: one ended elsewhere leaves its first thread counted
+ * as holding one (failing at once, never waiting, at a remap). */
 int kvz_store_read_begin(kvz_store *s, kvz_store_txn **t);
 void kvz_store_read_end(kvz_store_txn *t);
 
