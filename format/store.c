@@ -757,8 +757,7 @@ static int grow_map(kvz_store *s)
     } else {
         int rc = mdb_env_set_mapsize(s->env, next);
         s->map_lo = s->map_hi = 0;
-        s->remaps++;
-        pthread_cond_broadcast(&s->reads_or_remap);
+        s->remaps += rc == 0; /* moved: a waiter to adopt a size goes on with this map */
         if (rc == EINVAL) /* a write is open in another thread: the map was not touched */
             st = kvz_errorf(KVZ_ERR_IO, "store '%s' is full and cannot grow while another thread of this "
                             "process writes to it; nothing of this write was stored", s->path);
@@ -767,6 +766,7 @@ static int grow_map(kvz_store *s)
             snprintf(what, sizeof what, "growing its map to %zu bytes", next);
             st = remap_failed(s, rc, what);
         }
+        pthread_cond_broadcast(&s->reads_or_remap); /* remapped, or broken: waiters see which */
     }
     pthread_mutex_unlock(&s->lock);
     return st;
