@@ -298,19 +298,36 @@ int kvz_read_file_at_most(const char *path, size_t limit, char **data, size_t *s
     return read_stream_at_most(fp, path, limit, data, size);
 }
 
+int kvz_open_regular_file(const char *path, int *fd, struct stat *st)
+{
+    *fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO's open would wait for a writer */
+    if (*fd < 0)
+        return kvz_errorf(errno == ENOENT ? KVZ_ERR_NOT_FOUND : KVZ_ERR_IO, "cannot open '%s': %s", path,
+                          strerror(errno));
+    if (fstat(*fd, st) != 0) {
+        int e = errno;
+        close(*fd);
+        *fd = -1;
+        return kvz_errorf(KVZ_ERR_IO, "cannot stat '%s': %s", path, strerror(e));
+    }
+    if (!S_ISREG(st->st_mode)) {
+        close(*fd);
+        *fd = -1;
+        return kvz_errorf(KVZ_ERR_IO, "'%s' is not a regular file (a FIFO, socket, device or folder)", path);
+    }
+    int flags = fcntl(*fd, F_GETFL);
+    if (flags >= 0)
+        fcntl(*fd, F_SETFL, flags & ~O_NONBLOCK);
+    return KVZ_OK;
+}
+
 int kvz_read_regular_file_at_most(const char *path, size_t limit, char **data, size_t *size)
 {
     *data = NULL;
     *size = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO's open would wait for a writer */
-    if (fd < 0)
-        return kvz_errorf(errno == ENOENT ? KVZ_ERR_NOT_FOUND : KVZ_ERR_IO, "cannot open '%s': %s", path,
-                          strerror(errno));
+    int fd;
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return kvz_errorf(KVZ_ERR_IO, "'%s' is not a regular file (a FIFO, socket or device)", path);
-    }
+    KVZ_TRY(kvz_open_regular_file(path, &fd, &st));
     FILE *fp = fdopen(fd, "rb");
     if (!fp) {
         close(fd);

@@ -54,4 +54,11 @@ int kvz_read_file_at_most(const char *path, size_t limit, char **data, size_t *s
  * open until a writer came included, is KVZ_ERR_IO, at once. */
 int kvz_read_regular_file_at_most(const char *path, size_t limit, char **data, size_t *size);
 
+struct stat;
+/* Open `path` for reading only if it is a regular file now: *fd (O_CLOEXEC)
+ * and its *st on KVZ_OK; KVZ_ERR_NOT_FOUND when there is none, KVZ_ERR_IO
+ * ("not a regular file") for anything else, without waiting for a FIFO's
+ * writer. The descriptor is blocking again once returned. */
+int kvz_open_regular_file(const char *path, int *fd, struct stat *st);
+
 #endif

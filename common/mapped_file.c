@@ -1,6 +1,7 @@
 /* mapped_file.c — read-only mmap of a whole file. */
 #include "common/mapped_file.h"
 #include "common/error.h"
+#include "common/file_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,20 +14,9 @@ int kvz_mapped_file_open(kvz_mapped_file *file, const char *path)
 {
     file->data = NULL;
     file->size = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO would block the open until a writer came */
-    if (fd < 0)
-        return kvz_errorf(errno == ENOENT ? KVZ_ERR_NOT_FOUND : KVZ_ERR_IO, "cannot open '%s': %s", path,
-                          strerror(errno));
+    int fd;
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return kvz_errorf(KVZ_ERR_IO, "cannot stat '%s': %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return kvz_errorf(KVZ_ERR_IO, "'%s' is not a regular file", path);
-    }
+    KVZ_TRY(kvz_open_regular_file(path, &fd, &st));
     if (st.st_size > 0) {
         void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED) {
