@@ -283,9 +283,17 @@ static void fill_manifest(const kvz_compiler *c, kvz_manifest *m, int32_t window
     m->key_group = o->key_group;
     m->value_group = c->value_group;
     m->fp16_tokens = o->fp16_tokens;
-    snprintf(m->options, sizeof m->options, "chunk=%u reuse=%u window=%d pool=%d beta=%g decay=%g%s",
-             o->sel.chunk, o->sel.reuse, window, o->pool, o->sel.beta, o->sel.decay,
-             o->question ? " query-aware" : "");
+    int n = snprintf(m->options, sizeof m->options, "chunk=%u reuse=%u window=%d pool=%d beta=%g decay=%g%s",
+                     o->sel.chunk, o->sel.reuse, window, o->pool, o->sel.beta, o->sel.decay,
+                     o->question ? " query-aware" : "");
+    /* the method's own parameter, for a reader that does not parse `config` */
+    size_t used = n < 0 ? 0 : (size_t)n < sizeof m->options ? (size_t)n : sizeof m->options - 1;
+    if (o->sel.method == KVZ_METHOD_KVZIP)
+        snprintf(m->options + used, sizeof m->options - used, " kvzip_chunk=%d", o->kvzip_chunk);
+    else if (o->sel.method == KVZ_METHOD_RECENT)
+        snprintf(m->options + used, sizeof m->options - used, " sinks=%u", o->sel.sinks);
+    else if (o->sel.method == KVZ_METHOD_RANDOM)
+        snprintf(m->options + used, sizeof m->options - used, " seed=%llu", (unsigned long long)o->sel.seed);
     snprintf(m->compiler, sizeof m->compiler, "kvz %s", KVZ_VERSION_STRING);
     m->created = kvz_created_time();
     snprintf(m->config, sizeof m->config, "%s", c->config);

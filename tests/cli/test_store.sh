@@ -555,7 +555,10 @@ done
 "$KVZ" compile "$TMP/corpus/doc0.txt" --store "$TMP/w4" --model "$MODEL" --method recent --sinks 0 --quiet 2>"$TMP/e" &&
     "$KVZ" compile "$TMP/corpus/doc0.txt" --store "$TMP/w4" --model "$MODEL" --method recent --sinks 4 --quiet 2>>"$TMP/e" &&
     "$KVZ" ls --store "$TMP/w4" >"$TMP/o" && grep -q "recent ratio 0.30, 4-bit, sinks 0" "$TMP/o" && [ "$(grep -c "recent" "$TMP/o")" = 2 ] &&
-    ok "recent --sinks 0 and the default 4: two configurations, ls names the one not the default" ||
+    "$KVZ" inspect --store "$TMP/w4" "$TMP/corpus/doc0.txt" --config 1 --json >>"$TMP/o" &&
+    "$KVZ" inspect --store "$TMP/w4" "$TMP/corpus/doc0.txt" --config 2 --json >>"$TMP/o" &&
+    grep -q '"options": *"[^"]* sinks=0"' "$TMP/o" && grep -q '"options": *"[^"]* sinks=4"' "$TMP/o" &&
+    ok "recent --sinks 0 and the default 4: two configurations, ls names the one not the default, the manifests' options say each" ||
     fail "recent --sinks: $(cat "$TMP/e" "$TMP/o")"
 # a dangling link in a folder fails alone: the rest compiles, exit 1
 mkdir -p "$TMP/linked"
