@@ -46,6 +46,18 @@ size_t kvz_utf8_valid_length(const uint8_t *s, size_t n)
     return i;
 }
 
+size_t kvz_utf8_complete_length(const uint8_t *s, size_t n)
+{
+    for (size_t back = 1; back <= 3 && back <= n; back++) {
+        uint8_t b = s[n - back];
+        if ((b & 0xC0) == 0x80)
+            continue; /* a continuation byte: its lead is further back */
+        size_t need = b >= 0xF0 && b <= 0xF4 ? 4 : b >= 0xE0 && b <= 0xEF ? 3 : b >= 0xC2 && b <= 0xDF ? 2 : 0;
+        return need > back ? n - back : n;
+    }
+    return n;
+}
+
 size_t kvz_utf8_encode(uint32_t cp, char *out)
 {
     if (cp < 0x80) {

@@ -15,6 +15,11 @@ size_t kvz_utf8_encode(uint32_t cp, char *out);
 /* Length of the longest prefix of s[0..n) that is valid UTF-8. */
 size_t kvz_utf8_valid_length(const uint8_t *s, size_t n);
 
+/* n less the bytes that end s[0..n) with a character cut short (its first
+ * bytes only, as an answer stopped mid-character has them): what can be shown
+ * whole. Invalid bytes elsewhere are left for the caller. */
+size_t kvz_utf8_complete_length(const uint8_t *s, size_t n);
+
 /* KVZ_OK where the string `text` is UTF-8, else KVZ_ERR_ARG naming `what`
  * and the first bad byte: text the model is to read (a question, a prompt),
  * which kvz's tokenizer would take byte by byte where the reference

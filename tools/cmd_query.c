@@ -4,6 +4,7 @@
 #include "format/doc_record.h"
 #include "kernels/backend.h"
 #include "kvz.h"
+#include "model/utf8.h"
 #include "runtime/runtime.h"
 #include "tools/cli.h"
 
@@ -57,8 +58,13 @@ static const char HELP[] =
     "                      prefill a little slower), auto for questions read from\n"
     "                      stdin (many: the copy pays for itself)\n"
     "\n"
-    "A question too long for the reserve is reported (with --json, as an object\n"
-    "with \"error\") and the next one answered; the exit code is then 10.\n";
+    "Questions given here are checked before the first is answered (empty, not\n"
+    "UTF-8: exit 2). A question too long for the reserve, or one read from stdin\n"
+    "that is not UTF-8, is reported (with --json, as an object with \"question\" and\n"
+    "\"error\") and the next one answered; the exit code is then that of the last\n"
+    "such failure: 10 (too long) or 2 (not UTF-8). Blank lines on stdin are skipped.\n"
+    "With --json, an answer cut short in the middle of a character (--max-tokens)\n"
+    "ends before that character.\n";
 
 enum { OPT_STORE = 256, OPT_DOC, OPT_SEGMENTS, OPT_CONFIG, OPT_MAX_TOKENS, OPT_TEMPERATURE, OPT_TOP_P, OPT_SEED,
        OPT_RESERVE, OPT_JSON, OPT_DEVICE, OPT_THREADS, OPT_WEIGHTS };
@@ -127,11 +133,18 @@ static int parse(int argc, char **argv, query_args *a)
         fprintf(stderr, "kvz query: give --store DIR and at least one --doc NAME\n");
         return KVZ_EXIT_USAGE;
     }
-    for (int i = optind; i < argc; i++)
+    for (int i = optind; i < argc; i++) { /* all of them, before the first answer */
+        char what[32];
+        snprintf(what, sizeof what, "question %d", i - optind + 1);
         if (argv[i][strspn(argv[i], " \t\r\n")] == '\0') { /* stdin's blank lines are skipped; here, a slip */
-            fprintf(stderr, "kvz query: question %d is empty\n", i - optind + 1);
+            fprintf(stderr, "kvz query: %s is empty\n", what);
             return KVZ_EXIT_USAGE;
         }
+        if (kvz_utf8_require(argv[i], what) != KVZ_OK) {
+            fprintf(stderr, "kvz query: %s\n", kvz_last_error());
+            return KVZ_EXIT_USAGE;
+        }
+    }
     return KVZ_EXIT_OK;
 }
 
@@ -170,7 +183,9 @@ static int answer(kvz_session *s, const query_args *a, const kvz_load_info *li, 
         printf("{\"question\":");
         cli_json_string(stdout, question, strlen(question));
         printf(",\"answer\":");
-        cli_json_string(stdout, text, strlen(text));
+        /* an answer stopped mid-character: its whole characters (the cut one
+         * would be U+FFFDs standing for nothing the model said) */
+        cli_json_string(stdout, text, kvz_utf8_complete_length((const uint8_t *)text, strlen(text)));
         printf(",\"answer_tokens\":%d,\"load_ms\":%.1f,\"artifact_bytes\":%llu,\"kept_pairs\":%llu,"
                "\"segments\":%d,\"ttft_ms\":%.1f,\"decode_tok_s\":",
                info.answer_tokens, li->load_ms, (unsigned long long)li->artifact_bytes,
@@ -195,12 +210,14 @@ static int answer(kvz_session *s, const query_args *a, const kvz_load_info *li, 
     return rc;
 }
 
-/* A question that failed on its own (too long for the reserve) is said, and
- * the next one asked: returns KVZ_OK after noting it in *question_status.
- * Any other failure (or one to write the report) is returned. */
+/* A question that failed on its own (too long for the reserve, or refused:
+ * not UTF-8) is said, and the next one asked: returns KVZ_OK after noting it
+ * in *question_status. Any other failure (or one to write the report) is
+ * returned. (Options out of range are refused before the first question, so
+ * the session's KVZ_ERR_ARG is about the question.) */
 static int question_failed(const query_args *a, const char *question, int status, int label, int *question_status)
 {
-    if (status != KVZ_ERR_RANGE)
+    if (status != KVZ_ERR_RANGE && status != KVZ_ERR_ARG)
         return status;
     *question_status = status;
     char why[1024];
@@ -302,7 +319,7 @@ int cmd_query(int argc, char **argv)
                 break;
             while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
                 line[--n] = '\0';
-            if (n == 0)
+            if (line[strspn(line, " \t\r\n")] == '\0') /* a blank line, spaces or not */
                 continue;
             int label = !tty; /* piped: which answer is whose; typed: the question is on the screen */
             st = question_failed(&a, line, answer(s, &a, &li, line, label), label, &question_status);

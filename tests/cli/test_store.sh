@@ -284,6 +284,18 @@ printf 'Who?\n%s\nWhat license?\n' "$(printf 'word %.0s' $(seq 40))" |
     >/dev/full 2>"$TMP/e"; rc=$?
 [ $rc -eq 3 ] && grep -q "cannot write the output" "$TMP/e" && ok "its error record unwritable: exit 3, said" ||
     { fail "too-long question into /dev/full: exit $rc"; cat "$TMP/e"; }
+# a question on stdin that is not UTF-8 is reported like one too long, and a line of spaces skipped;
+# on the command line, either is refused before the first answer
+printf 'Who?\nBa\377d?\n   \nWhat license?\n' |
+    "$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments 1 --max-tokens 2 --json >"$TMP/q5" 2>"$TMP/e"; rc=$?
+[ $rc -eq 2 ] && [ "$(grep -c '"answer"' "$TMP/q5")" -eq 2 ] && [ "$(grep -c '"error":"the question is not UTF-8' "$TMP/q5")" -eq 1 ] &&
+    python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' "$TMP/q5" &&
+    ok "stdin: a question not UTF-8 reported as an object, a blank line skipped, the rest answered, exit 2" ||
+    { fail "stdin question not UTF-8: exit $rc"; cat "$TMP/q5" "$TMP/e"; }
+"$KVZ" query --store "$SG" --model "$MODEL" --doc $GD --segments 1 --max-tokens 2 --json "Who?" "$(printf 'Ba\377d?')" \
+    >"$TMP/q5" 2>"$TMP/e"; rc=$?
+[ $rc -eq 2 ] && [ ! -s "$TMP/q5" ] && grep -q "question 2 is not UTF-8" "$TMP/e" &&
+    ok "argv: a question not UTF-8 refused before any answer (exit 2)" || { fail "argv question not UTF-8: exit $rc"; cat "$TMP/q5" "$TMP/e"; }
 
 # kill -9 in the middle of a compile, then resume: verify passes, only the rest is compiled
 S2="$TMP/store2"

@@ -5,6 +5,7 @@
 #include "model/gguf.h"
 #include "model/gguf_write.h"
 #include "model/tokenizer.h"
+#include "model/utf8.h"
 
 static kvz_gguf *gguf;
 static kvz_tokenizer *tok;
@@ -314,6 +315,23 @@ static void test_invalid_utf8_and_binary(void **state)
     kvz_tokens_free(&ids);
 }
 
+/* An answer stopped mid-character shows its whole characters only */
+static void test_utf8_complete_length(void **state)
+{
+    (void)state;
+    const struct {
+        const char *s;
+        size_t whole;
+    } cases[] = {
+        {"", 0}, {"abc", 3}, {"a\xc3\xa9", 3}, {"a\xc3", 1}, {"a\xe2\x82", 1}, {"a\xe2\x82\xac", 4},
+        {"\xf0\x9f\x9a\x80", 4}, {"\xf0\x9f\x9a", 0}, {"x\xf0", 1}, {"x\xf0\x9f", 1},
+        {"x\xff", 2},        /* not a character's beginning: left for the caller */
+        {"x\x80\x80\x80", 4}, /* stray continuation bytes: the same */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        assert_int_equal(kvz_utf8_complete_length((const uint8_t *)cases[i].s, strlen(cases[i].s)), cases[i].whole);
+}
+
 static void test_special_token_queries(void **state)
 {
     assert_int_equal(kvz_tokenizer_vocab_size(tok), 49152);
@@ -341,6 +359,7 @@ int main(void)
         cmocka_unit_test(test_chatml_default_system_after_expressions),
         cmocka_unit_test(test_round_trip_generated_text),
         cmocka_unit_test(test_invalid_utf8_and_binary),
+        cmocka_unit_test(test_utf8_complete_length),
         cmocka_unit_test(test_special_token_queries),
     };
     test_filters_from_env(tests);
