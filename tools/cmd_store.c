@@ -499,12 +499,14 @@ typedef struct stats_group {
     char label[CLI_SHOWN_MAX + 32]; /* the summary (escaped), and the id where two rows' summaries are alike */
     size_t configs;
     uint64_t tokens, bytes;
-    double full_bytes; /* the f16 full caches of the same documents */
+    double full_bytes;     /* the f16 full caches of the same documents */
+    uint64_t sized_bytes;  /* the bytes of those whose artifact could be read: what full_bytes is set against */
+    size_t unreadable;     /* documents whose first artifact could not be read (damaged: kvz verify) */
 } stats_group;
 
 typedef struct stats_ctx {
     kvz_store_txn *t;
-    size_t docs, configs, groups_used, other_groups;
+    size_t docs, configs, groups_used, other_groups, unreadable;
     uint64_t tokens;
     id_set referenced; /* an artifact two documents share counts once */
     stats_group groups[MAX_GROUPS];
@@ -538,8 +540,13 @@ static int stats_visit(void *ctx, const char *name, kvz_doc_record *rec)
         size_t alen;
         kvz_artifact art;
         if (e->n_segments && kvz_store_get(c->t, KVZ_DB_ARTIFACTS, e->artifact_ids[0], 16, &a, &alen) == KVZ_OK &&
-            kvz_artifact_open(&art, a, alen) == KVZ_OK)
+            kvz_artifact_open(&art, a, alen) == KVZ_OK) {
             sg->full_bytes += full_cache_bytes(&art.manifest, e->n_tokens);
+            sg->sized_bytes += e->stored_bytes;
+        } else if (e->n_segments) {
+            sg->unreadable++;
+            c->unreadable++;
+        }
     }
     return KVZ_OK;
 }
@@ -580,7 +587,16 @@ int cmd_stats(int argc, char **argv)
         "bytes documents reference: `kvz gc` drops the rest), shared prefixes, tokens\n"
         "(each document once, as its newest configuration counts them), and\n"
         "per compile configuration the bytes per original token and the size against\n"
-        "the f16 full cache of the same documents; the size of data.mdb on disk.\n";
+        "the f16 full cache of the same documents; the size of data.mdb on disk.\n"
+        "\n"
+        "--json: one object. \"configurations\" and \"forms\" count compiled forms (a\n"
+        "document in two configurations counts 2); \"by_config\" has a row per\n"
+        "configuration (the first 64; \"configurations_not_broken_out\" counts the forms\n"
+        "of the rest) with its \"documents\" (also as \"configurations\", the name it\n"
+        "had before 0.3.6), sizes in bytes, and \"vs_f16_full\": null where no artifact\n"
+        "of the row could be read. A document whose artifact cannot be read (damaged)\n"
+        "is counted in \"unreadable\", left out of vs_f16_full, said on stderr, and the\n"
+        "exit code is then 4 (kvz verify names it).\n";
     store_args a;
     int rc = parse_store_args(argc, argv, help, &a, 0, "j");
     if (rc)
@@ -615,18 +631,24 @@ int cmd_stats(int argc, char **argv)
     if (st == KVZ_OK) {
         uint64_t disk = file_bytes(a.store);
         if (a.json) {
-            printf("{\"documents\":%zu,\"configurations\":%zu,\"artifacts\":%zu,\"artifact_bytes\":%llu,"
-                   "\"referenced_bytes\":%llu,\"prefixes\":%zu,\"tokens\":%llu,\"file_bytes\":%llu,\"by_config\":[",
-                   c->docs, c->configs, arts.n, (unsigned long long)arts.bytes, (unsigned long long)arts.referenced_bytes,
-                   prefixes.n, (unsigned long long)c->tokens, (unsigned long long)disk);
+            printf("{\"documents\":%zu,\"configurations\":%zu,\"forms\":%zu,\"artifacts\":%zu,\"artifact_bytes\":%llu,"
+                   "\"referenced_bytes\":%llu,\"prefixes\":%zu,\"prefix_bytes\":%llu,\"tokens\":%llu,"
+                   "\"file_bytes\":%llu,\"unreadable\":%zu,\"by_config\":[",
+                   c->docs, c->configs, c->configs, arts.n, (unsigned long long)arts.bytes,
+                   (unsigned long long)arts.referenced_bytes, prefixes.n, (unsigned long long)prefixes.bytes,
+                   (unsigned long long)c->tokens, (unsigned long long)disk, c->unreadable);
             for (size_t g = 0; g < c->groups_used; g++) {
                 const stats_group *sg = &c->groups[g];
                 printf("%s{\"summary\":", g ? "," : "");
                 cli_json_string(stdout, sg->summary, strlen(sg->summary));
-                printf(",\"config_id\":\"%016llx\",\"configurations\":%zu,\"tokens\":%llu,\"bytes\":%llu,"
-                       "\"bytes_per_token\":%.2f,\"vs_f16_full\":%.2f}", (unsigned long long)sg->config_id, sg->configs,
-                       (unsigned long long)sg->tokens, (unsigned long long)sg->bytes,
-                       sg->tokens ? (double)sg->bytes / sg->tokens : 0, sg->bytes ? sg->full_bytes / sg->bytes : 0);
+                printf(",\"config_id\":\"%016llx\",\"documents\":%zu,\"configurations\":%zu,\"tokens\":%llu,"
+                       "\"bytes\":%llu,\"bytes_per_token\":%.2f,\"unreadable\":%zu,\"vs_f16_full\":",
+                       (unsigned long long)sg->config_id, sg->configs, sg->configs, (unsigned long long)sg->tokens,
+                       (unsigned long long)sg->bytes, sg->tokens ? (double)sg->bytes / sg->tokens : 0, sg->unreadable);
+                if (sg->sized_bytes)
+                    printf("%.2f}", sg->full_bytes / sg->sized_bytes);
+                else
+                    printf("null}");
             }
             printf("],\"configurations_not_broken_out\":%zu}\n", c->other_groups); /* past the first 64 kinds */
         } else {
@@ -643,9 +665,13 @@ int cmd_stats(int argc, char **argv)
                    "vs f16");
             for (size_t g = 0; g < c->groups_used; g++) {
                 const stats_group *sg = &c->groups[g];
-                printf("  %-*s %7zu %10llu %12.1f %9.1f %7.1fx\n", width, sg->label, sg->configs,
+                printf("  %-*s %7zu %10llu %12.1f %9.1f ", width, sg->label, sg->configs,
                        (unsigned long long)sg->tokens, sg->bytes / 1024.0,
-                       sg->tokens ? (double)sg->bytes / sg->tokens : 0, sg->bytes ? sg->full_bytes / sg->bytes : 0);
+                       sg->tokens ? (double)sg->bytes / sg->tokens : 0);
+                if (sg->sized_bytes)
+                    printf("%7.1fx\n", sg->full_bytes / sg->sized_bytes);
+                else
+                    printf("%8s\n", "?");
             }
             if (c->other_groups)
                 printf("  (%zu configuration(s) of further kinds not broken out)\n", c->other_groups);
@@ -656,7 +682,13 @@ int cmd_stats(int argc, char **argv)
         free(c->referenced.ids);
     }
     kvz_store_close(s);
+    size_t unreadable = c ? c->unreadable : 0;
     free(c);
+    if (st == KVZ_OK && unreadable) {
+        fprintf(stderr, "kvz stats: %zu document(s) whose artifact cannot be read (damaged?), left out of the sizes "
+                "against f16: kvz verify --store %s names them\n", unreadable, a.store);
+        return cli_exit_code(KVZ_ERR_FORMAT);
+    }
     return st == KVZ_OK ? KVZ_EXIT_OK : cli_fail("stats", st);
 }
 

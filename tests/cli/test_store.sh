@@ -360,6 +360,11 @@ PY
 "$KVZ" verify --store "$TMP/broken" >/dev/null 2>"$TMP/v2"
 rc=$?
 [ $rc -eq 4 ] && grep -q "checksum" "$TMP/v2" && ok "verify finds a flipped byte (exit 4)" || { fail "verify exit $rc"; cat "$TMP/v2"; }
+# stats does not count the damaged artifact as 0 bytes of f16 cache: it says so, exit 4
+"$KVZ" stats --store "$TMP/broken" --json >"$TMP/o7" 2>"$TMP/e"; rc=$?
+[ $rc -eq 4 ] && grep -q "cannot be read" "$TMP/e" &&
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); g=d['by_config'][0]; assert d['unreadable']==1 and g['unreadable']==1 and g['vs_f16_full']>3 and g['documents']==g['configurations']" "$TMP/o7" &&
+    ok "stats over a damaged artifact: counted unreadable, left out of vs_f16_full, exit 4" || { fail "stats of a damaged store: exit $rc"; cat "$TMP/o7" "$TMP/e"; }
 # verify names the document whose artifact is damaged; compile --force of it rebuilds it
 bad_doc=$(sed -n "s/^document '\(.*\)': its artifact [0-9a-f]* is damaged (kvz compile --force .*/\1/p" "$TMP/v2")
 "$KVZ" compile "$bad_doc" --force --store "$TMP/broken" --model "$MODEL" --method recent --json >"$TMP/o7" 2>/dev/null
