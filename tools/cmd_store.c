@@ -205,11 +205,18 @@ static int inspect_artifact(const kvz_artifact *a, const store_args *args, uint3
     char model[256];
     kvz_model_identity_describe(&m->model, model, sizeof model);
     if (args->json) { /* the manifest's fields (format/SPEC.md), then what inspect works out */
-        const char *text_keys[] = {"model", "template", "method", "level", "budget_shape", "options", "compiler"};
-        const char *text_values[] = {model, m->template_name, m->method, m->level, m->budget_shape, m->options,
-                                     m->compiler};
-        printf("{\"segment\":%u,\"n_segments\":%u,\"n_tokens\":%u,\"prefix_tokens\":%u,\"model_fingerprint\":\"%016llx\"",
-               segment, m->n_segments, m->n_tokens, m->prefix_tokens, (unsigned long long)m->model.fingerprint);
+        const char *text_keys[] = {"model",   "model_arch", "template", "method", "level",
+                                   "budget_shape", "options", "compiler", "config", "summary"};
+        const char *text_values[] = {model,          m->model.arch, m->template_name, m->method, m->level,
+                                     m->budget_shape, m->options,    m->compiler,      m->config, m->summary};
+        printf("{\"segment\":%u,\"n_segments\":%u,\"n_tokens\":%u,\"prefix_tokens\":%u,\"prefix_hash\":\"%016llx\","
+               "\"model_fingerprint\":\"%016llx\",\"n_layers\":%u,\"n_heads\":%u,\"n_kv_heads\":%u,\"head_dim\":%u",
+               segment, m->n_segments, m->n_tokens, m->prefix_tokens, (unsigned long long)m->prefix_hash,
+               (unsigned long long)m->model.fingerprint, L, m->model.n_heads, H, m->model.head_dim);
+        if (m->config[0]) /* the id kvz ls shows: what joins the two */
+            printf(",\"config_id\":\"%016llx\"", (unsigned long long)kvz_config_id(m->config));
+        else
+            printf(",\"config_id\":null");
         for (size_t i = 0; i < sizeof text_keys / sizeof text_keys[0]; i++) {
             printf(",\"%s\":", text_keys[i]);
             cli_json_string(stdout, text_values[i], strlen(text_values[i]));
@@ -244,8 +251,8 @@ static int inspect_artifact(const kvz_artifact *a, const store_args *args, uint3
         }
         kept_total += sum;
         if (args->json)
-            printf("%s{\"layer\":%u,\"kept\":%llu,\"min\":%u,\"max\":%u}", l ? "," : "", l,
-                   (unsigned long long)sum, lo, hi);
+            printf("%s{\"layer\":%u,\"kept\":%llu,\"min\":%u,\"mean\":%.1f,\"max\":%u}", l ? "," : "", l,
+                   (unsigned long long)sum, lo, (double)sum / H, hi);
         else
             printf("  %5u  %6u %7.1f %6u\n", l, lo, (double)sum / H, hi);
     }
@@ -291,7 +298,10 @@ int cmd_inspect(int argc, char **argv)
         "--json: one object per segment: the manifest's fields named as in\n"
         "format/SPEC.md (\"segment\" counted from 0, as there; \"model\" a description;\n"
         "not the document's name, its content hash or creation time: the model's\n"
-        "fingerprint is there) and the figures above.\n";
+        "fingerprint and shape are there), \"config_id\" (as kvz ls --json has it;\n"
+        "null for an artifact written without its configuration) and the figures\n"
+        "above: per layer the pairs \"kept\" over its KV heads, and their min, mean\n"
+        "and max per head.\n";
     store_args a;
     int rc = parse_store_args(argc, argv, help, &a, 1, "jgc");
     if (rc)

@@ -41,8 +41,8 @@ for variant in "$@"; do
 done
 
 # what the reader decoded is what kvz says it wrote
-python3 - "$TMP" "$DOC" "$@" <<'PY' >"$TMP/cmp" 2>&1
-import json, subprocess, sys
+KVZ="$KVZ" python3 - "$TMP" "$DOC" "$@" <<'PY' >"$TMP/cmp" 2>&1
+import json, os, subprocess, sys
 tmp, doc, labels = sys.argv[1], sys.argv[2], [v.split(":")[0] for v in sys.argv[3:]]
 text_hash = subprocess.run(["python3", "tests/format/spec_reader.py", "--doc-hash", doc], capture_output=True,
                            text=True, check=True).stdout.strip()
@@ -50,6 +50,10 @@ bad = 0
 for label in labels:
     inspected = [json.loads(l) for l in open(f"{tmp}/{label}.inspect")]
     read = [json.loads(l) for l in open(f"{tmp}/{label}.read")]
+    listed = [json.loads(l) for l in subprocess.run([os.environ["KVZ"], "ls", "--store", f"{tmp}/{label}", "--json"],
+                                                    capture_output=True, text=True, check=True).stdout.splitlines()]
+    if [l["config_id"] for l in listed] != [i["config_id"] for i in inspected[:1]]:
+        print(f"{label}: inspect's config_id {inspected[0]['config_id']}, ls's {[l['config_id'] for l in listed]}"); bad += 1
     if len(inspected) != len(read):
         print(f"{label}: inspect lists {len(inspected)} segments, {len(read)} read"); bad += 1; continue
     for i, r in zip(inspected, read):
@@ -59,11 +63,15 @@ for label in labels:
         for what, a, b in [("kept per layer", kept, said), ("bytes", r["bytes"], i["bytes"]),
                            ("n_tokens", m["n_tokens"], i["n_tokens"]), ("bits", m["bits"], i["bits"]),
                            ("segment", m["segment"], i["segment"]), ("doc_hash", m["doc_hash"], text_hash),
-                           ("model_fingerprint", "%016x" % m["model_fingerprint"], i["model_fingerprint"])] + \
+                           ("model_fingerprint", "%016x" % m["model_fingerprint"], i["model_fingerprint"]),
+                           ("prefix_hash", "%016x" % m["prefix_hash"], i["prefix_hash"]),
+                           ("mean per layer", [round(l["kept"] / m["n_kv_heads"], 1) for l in r["layers"]],
+                            [l["mean"] for l in i["layers"]])] + \
                           [(k, m.get(k, 0), i[k]) for k in ("n_segments", "prefix_tokens", "budget", "key_group",
-                                                            "value_group", "fp16_tokens")] + \
-                          [(k, m.get(k, ""), i[k]) for k in ("template", "method", "level", "budget_shape",
-                                                             "options", "compiler")]:
+                                                            "value_group", "fp16_tokens", "n_layers", "n_heads",
+                                                            "n_kv_heads", "head_dim")] + \
+                          [(k, m.get(k, ""), i[k]) for k in ("model_arch", "template", "method", "level", "budget_shape",
+                                                             "options", "compiler", "config", "summary")]:
             if a != b:
                 print(f"{label} segment {i['segment']}: {what}: read {a}, kvz says {b}"); bad += 1
         # the sections' bytes and the table (header, table, trailer) make up the whole file
@@ -76,7 +84,7 @@ for label in labels:
 print("mismatches:", bad)
 sys.exit(1 if bad else 0)
 PY
-[ $? -eq 0 ] && ok "kept pairs per layer, bytes, the manifest's fields and doc_hash agree with kvz inspect --json" ||
+[ $? -eq 0 ] && ok "kept pairs per layer, bytes, the manifest's fields and doc_hash agree with kvz inspect --json (its config_id with ls's)" ||
     { fail "the reader and kvz inspect disagree"; cat "$TMP/cmp"; }
 
 # TOKENS of a one-segment artifact are the text's tokens
