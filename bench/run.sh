@@ -27,7 +27,7 @@ fi
 echo "machine: $(sh bench/machine.sh); threads $THREADS" | tee "$OUTFILE.txt"
 for n in $SIZES; do
     "$KVZ" bench --model "$MODEL" --device cpu --threads "$THREADS" --prefill "$n" \
-        --decode "$DECODE" --repeat "$REPEAT" --json | paste -sd' ' | sed 's/} {"engine":"kvz",/,/' >>"$OUTFILE"
+        --decode "$DECODE" --repeat "$REPEAT" --json | paste -sd' ' | sed 's/} {"kind":"memory","engine":"kvz",/,/' >>"$OUTFILE"
     "$PY" bench/llamacpp_bench.py --model "$MODEL" --prefill "$n" --decode "$DECODE" \
         --threads "$THREADS" --repeat "$REPEAT" >>"$OUTFILE"
 done

@@ -15,9 +15,13 @@ static inline double kvz_now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* The last second of the year 9999: a later time has no date to show (kvz ls
+ * shows '?') and, past 2^53, no exact JSON number for most readers. */
+#define KVZ_LATEST_TIME 253402300799ull
+
 /* $SOURCE_DATE_EPOCH (the reproducible-builds convention): 1 and the seconds
- * in *out where it is a decimal count of them, 0 where it is unset or empty,
- * -1 where it holds anything else. */
+ * in *out where it is a decimal count of them up to KVZ_LATEST_TIME, 0 where
+ * it is unset or empty, -1 where it holds anything else. */
 static inline int kvz_source_date_epoch(uint64_t *out)
 {
     const char *s = getenv("SOURCE_DATE_EPOCH");
@@ -26,7 +30,7 @@ static inline int kvz_source_date_epoch(uint64_t *out)
     char *end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
-    if (*s < '0' || *s > '9' || *end || errno || v > (uint64_t)INT64_MAX)
+    if (*s < '0' || *s > '9' || *end || errno || v > KVZ_LATEST_TIME)
         return -1;
     *out = v;
     return 1;

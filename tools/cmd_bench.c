@@ -38,7 +38,10 @@ static const char HELP[] =
     "                    as KVzip leaves them: 0.5x to 1.5x of R*N rows)\n"
     "  --cache-only      with --ratio: skip the prefill runs; the cache is synthetic,\n"
     "                    so --prefill sizes past the model's context are timed too\n"
-    "  --json            one JSON object per line\n";
+    "  --json            one JSON object per line, its \"kind\" first: \"cache\" (--ratio,\n"
+    "                    before the prefill line of the same N), \"prefill\", and last\n"
+    "                    \"memory\" (peak_rss_bytes; peak_rss_mb is the same in MiB).\n"
+    "                    Times: *_s in seconds, *_us in microseconds.\n";
 
 enum { OPT_PREFILL = 256, OPT_DECODE, OPT_TEXT, OPT_CHUNK, OPT_REPEAT, OPT_THREADS, OPT_DEVICE,
        OPT_WEIGHTS, OPT_RATIO, OPT_CACHE_ONLY, OPT_JSON };
@@ -132,7 +135,7 @@ static int bench_cache(kvz_model *m, int32_t n, double ratio, int32_t decode, in
     decode_rate(full_rate, decode, full.decode_tok_s, json);
     decode_rate(kept_rate, decode, kept.decode_tok_s, json);
     if (json)
-        printf("{\"engine\":\"kvz\",\"device\":\"%s\",\"context_tokens\":%d,\"ratio\":%.3f,"
+        printf("{\"kind\":\"cache\",\"engine\":\"kvz\",\"device\":\"%s\",\"context_tokens\":%d,\"ratio\":%.9g,"
                "\"rows_full\":%lld,\"rows_kept\":%lld,\"attention_full_us\":%.2f,"
                "\"attention_kept_us\":%.2f,\"attention_speedup\":%.2f,\"decode_tokens\":%d,"
                "\"decode_full_tok_s\":%s,\"decode_kept_tok_s\":%s}\n",
@@ -237,7 +240,7 @@ int cmd_bench(int argc, char **argv)
         char dec[32];
         decode_rate(dec, decode, decode > 0 ? decode / best.decode_s : 0, json);
         if (json)
-            printf("{\"engine\":\"kvz\",\"device\":\"%s\",\"prefill_tokens\":%ld,\"prefill_s\":%.4f,"
+            printf("{\"kind\":\"prefill\",\"engine\":\"kvz\",\"device\":\"%s\",\"prefill_tokens\":%ld,\"prefill_s\":%.4f,"
                    "\"prefill_tok_s\":%.1f,\"decode_tokens\":%ld,\"decode_tok_s\":%s}\n",
                    m->backend->ops->name, ns[i], best.prefill_s, pre, decode, dec);
         else
@@ -247,9 +250,11 @@ int cmd_bench(int argc, char **argv)
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    if (rc == KVZ_OK)
-        printf(json ? "{\"engine\":\"kvz\",\"peak_rss_mb\":%.1f}\n" : "peak RSS %.1f MB\n",
-               ru.ru_maxrss / 1024.0);
+    if (rc == KVZ_OK && json)
+        printf("{\"kind\":\"memory\",\"engine\":\"kvz\",\"peak_rss_bytes\":%lld,\"peak_rss_mb\":%.1f}\n",
+               (long long)ru.ru_maxrss * 1024, ru.ru_maxrss / 1024.0);
+    else if (rc == KVZ_OK)
+        printf("peak RSS %.1f MiB\n", ru.ru_maxrss / 1024.0);
     kvz_tokens_free(&text);
     kvz_model_free(m);
     return rc == KVZ_OK ? KVZ_EXIT_OK : cli_fail("bench", rc);

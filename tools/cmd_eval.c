@@ -34,7 +34,8 @@ static const char HELP[] =
     "             answer is teacher-forced through the compressed cache, and its\n"
     "             next-token distributions compared with the full cache's (mean\n"
     "             KL(full || compressed) in nats, and how often the most likely\n"
-    "             token is the same).\n"
+    "             token is the same; null in --json where no position was\n"
+    "             compared).\n"
     "\n"
     "Methods: kvzip, chunkkv (generic window), snapkv and pyramidkv (query-aware:\n"
     "scored on the document's first question, the cache reused for the rest),\n"
@@ -420,11 +421,15 @@ static void print_json(const eval_args *a, const eval_row *rows, int n, const ev
         char relative[32] = "null"; /* relative to a full cache that scored 0: none */
         if (full_acc > 0)
             snprintf(relative, sizeof relative, "%.4f", acc / full_acc);
+        char kl[32] = "null", top1[32] = "null"; /* no position compared: no figure (0 read as perfect) */
+        if (r->positions) {
+            snprintf(kl, sizeof kl, "%.6f", r->kl / r->positions);
+            snprintf(top1, sizeof top1, "%.4f", (double)r->agree / r->positions);
+        }
         printf("{\"method\":\"%s\",\"ratio\":%.9g,\"bits\":%ld,\"accuracy\":%.4f,\"relative_accuracy\":%s,"
-               "\"kl\":%.6f,\"top1\":%.4f,\"positions\":%lld,\"bytes_per_token\":%.1f,\"tasks\":{",
-               METHODS[r->method].name, r->ratio, r->bits, acc, relative,
-               r->positions ? r->kl / r->positions : 0, r->positions ? (double)r->agree / r->positions : 0,
-               (long long)r->positions, r->tokens ? (double)r->bytes / r->tokens : 0);
+               "\"kl\":%s,\"top1\":%s,\"positions\":%lld,\"bytes_per_token\":%.1f,\"tasks\":{",
+               METHODS[r->method].name, r->ratio, r->bits, acc, relative, kl, top1, (long long)r->positions,
+               r->tokens ? (double)r->bytes / r->tokens : 0);
         for (int t = 0; t < a->n_tasks; t++)
             printf("%s\"%s\":{\"accuracy\":%.4f,\"questions\":%d}", t ? "," : "",
                    kvz_task_name((kvz_task_kind)a->tasks[t]), row_accuracy(r, a->tasks[t]),

@@ -177,8 +177,8 @@ static int run(int argc, char **argv)
     uint64_t epoch; /* the convention: a malformed one stops what it would stamp */
     if ((strcmp(cmd, "compile") == 0 || strcmp(cmd, "eval") == 0 || strcmp(cmd, "pack") == 0) &&
         kvz_source_date_epoch(&epoch) < 0) {
-        fprintf(stderr, "kvz: SOURCE_DATE_EPOCH='%s' is not a count of seconds since 1970 (unset it, or give "
-                "one to stamp what kvz writes with)\n", getenv("SOURCE_DATE_EPOCH"));
+        fprintf(stderr, "kvz: SOURCE_DATE_EPOCH='%s' is not a count of seconds since 1970 up to the end of the "
+                "year 9999 (unset it, or give one to stamp what kvz writes with)\n", getenv("SOURCE_DATE_EPOCH"));
         return KVZ_EXIT_USAGE;
     }
     int help = asks_help(cmd);

@@ -69,6 +69,10 @@ cmp -s "$TMP/rep1.kvz" "$TMP/rep2.kvz" && cmp -s "$TMP/rep1.tar.zst" "$TMP/rep2.
     [ ! -e "$TMP/rep3.tar.zst" ] &&
     ok "SOURCE_DATE_EPOCH: the same artifact and bundle bytes a second apart; a malformed one refused by pack (exit 2)" ||
     { fail "SOURCE_DATE_EPOCH: rc $rc"; cat "$TMP/e"; }
+SOURCE_DATE_EPOCH=253402300800 "$KVZ" compile "$TMP/corpus/doc1.txt" --store "$TMP/rep4" --quiet 2>"$TMP/e"; rc=$?
+[ $rc -eq 2 ] && grep -q "year 9999" "$TMP/e" && [ ! -e "$TMP/rep4/data.mdb" ] &&
+    ok "SOURCE_DATE_EPOCH past the year 9999 (no date to show, past JSON's exact integers): refused, exit 2" ||
+    { fail "SOURCE_DATE_EPOCH past 9999: rc $rc"; cat "$TMP/e"; }
 
 U="$TMP/u"
 "$KVZ" unpack "$TMP/b.tar.zst" --store "$U" >"$TMP/o" 2>&1 && grep -q "7 configuration(s) added" "$TMP/o" \
