@@ -31,8 +31,8 @@ extern "C" {
 
 #define KVZ_VERSION_MAJOR 0
 #define KVZ_VERSION_MINOR 3
-#define KVZ_VERSION_PATCH 5
-#define KVZ_VERSION_STRING "0.3.5"
+#define KVZ_VERSION_PATCH 6
+#define KVZ_VERSION_STRING "0.3.6"
 
 typedef enum kvz_status {
     KVZ_OK = 0,
@@ -56,7 +56,7 @@ KVZ_API const char *kvz_strerror(int status);
  * call returned an error. */
 KVZ_API const char *kvz_last_error(void);
 
-/* "0.3.5": the library actually loaded (may differ from KVZ_VERSION_STRING). */
+/* "0.3.6": the library actually loaded (may differ from KVZ_VERSION_STRING). */
 KVZ_API const char *kvz_version(void);
 
 /* Free memory kvz returned to the caller (answers, texts). NULL is fine. */
@@ -130,6 +130,13 @@ KVZ_API void kvz_free(void *p);
  * kept for the next instead of going back to the driver at each
  * synchronisation; an allocation that fails trims the pool and tries again.
  * KVZ_CUDA_MEMORY_POOLS=0 in the environment uses cudaMalloc instead.
+ *
+ * Which GPU: the first the process sees (device 0; CUDA_VISIBLE_DEVICES
+ * chooses it), of compute capability 8.0 or later (A100, H100, RTX 30xx and
+ * newer: the oldest code the build holds); on an older one KVZ_RUN_ON_AUTO
+ * runs on the CPU and KVZ_RUN_ON_CUDA fails with KVZ_ERR_BACKEND. A call that
+ * works on the GPU makes device 0 the calling thread's current device (an
+ * application that uses another GPU on that thread sets its own again after).
  * ------------------------------------------------------------------------ */
 typedef struct kvz_engine kvz_engine;
 typedef struct kvz_session kvz_session;
@@ -137,7 +144,7 @@ typedef struct kvz_session kvz_session;
 typedef enum kvz_device_choice {
     KVZ_RUN_ON_CPU = 0,
     KVZ_RUN_ON_CUDA = 1,
-    KVZ_RUN_ON_AUTO = 2 /* cuda when built in and a GPU is present, else cpu */
+    KVZ_RUN_ON_AUTO = 2 /* cuda when built in and a GPU it runs on is present, else cpu */
 } kvz_device_choice;
 
 #define KVZ_MAX_THREADS 1024
@@ -157,7 +164,7 @@ typedef struct kvz_engine_options {
  * variable). `opts` NULL: defaults. Errors: KVZ_ERR_IO / KVZ_ERR_NOT_FOUND (no
  * such store or model), KVZ_ERR_FORMAT, KVZ_ERR_UNSUPPORTED (the model, or
  * KVZ_RUN_ON_CUDA in a library built without CUDA), KVZ_ERR_BACKEND (no usable
- * GPU for KVZ_RUN_ON_CUDA). */
+ * GPU for KVZ_RUN_ON_CUDA: none, or one older than compute capability 8.0). */
 KVZ_API int kvz_engine_open(kvz_engine **out, const char *store_dir, const char *model_path,
                             const kvz_engine_options *opts);
 KVZ_API void kvz_engine_close(kvz_engine *e);

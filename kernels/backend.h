@@ -116,12 +116,16 @@ typedef struct kvz_score_params {
 } kvz_score_params;
 
 /* Choosing the next token from a row of logits. temperature <= 0: the largest
- * logit (the lowest id of equal ones). Otherwise softmax at that temperature;
- * tokens under KVZ_SAMPLE_MIN_SHARE of the mass are dropped, the rest ordered
- * by probability (ties: lower id first) and cut after the first prefix that
- * holds top_p of the mass; the token is where draw · (that prefix's mass)
- * falls in its running sum. `draw` is uniform in [0, 1), from the caller's
- * generator, so a seed gives the same text on every backend. */
+ * logit (the lowest id of equal ones; a NaN ranks below every number, as in
+ * order_key.h), the same token on every backend. Otherwise softmax at that
+ * temperature; tokens under KVZ_SAMPLE_MIN_SHARE of the mass are dropped, the
+ * rest ordered by probability (ties: lower id first) and cut after the first
+ * prefix that holds top_p of the mass; the token is where draw · (that
+ * prefix's mass) falls in its running sum. `draw` is uniform in [0, 1), from
+ * the caller's generator: a seed gives the same text on a backend run after
+ * run. Across backends the probabilities differ in their last bits (the
+ * device's expf and its order of additions), so a draw that falls within that
+ * much of a boundary between two tokens may pick the other one. */
 #define KVZ_SAMPLE_MIN_SHARE 1e-9
 typedef struct kvz_sample_params {
     float temperature;

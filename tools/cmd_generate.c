@@ -47,7 +47,8 @@ static const char HELP[] =
     "                      use; more than those is warned of). Beside other busy\n"
     "                      work, give it only the idle CPUs, or set\n"
     "                      OMP_WAIT_POLICY=passive (README: threads)\n"
-    "  --device D          cpu, cuda or auto (default auto: cuda if built in and present)\n"
+    "  --device D          cpu, cuda or auto (default auto: cuda if built in and a GPU\n"
+    "                      of compute capability 8.0+ is present, else cpu)\n"
     "  --weights W         CPU weight storage: auto, f32 (dequantize at load) or native\n"
     "                      (keep the file's blocks, decode on the fly; less memory)\n"
     "  --stats             print token counts and speeds to stderr\n";

@@ -1,15 +1,23 @@
 /* sample.c — choosing a token from a row of logits (the sample op, kernels/backend.h). */
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/order_key.h"
 
 #include <math.h>
 #include <stdlib.h>
 
+/* Ranked as top-k ranks scores (order_key.h): a NaN below every number, so a
+ * broken logit is never the answer while a number is left. */
 int32_t kvz_cpu_argmax(const float *x, int32_t n)
 {
     int32_t best = 0;
-    for (int32_t i = 1; i < n; i++)
-        if (x[i] > x[best])
+    uint32_t best_key = kvz_order_key(x[0]);
+    for (int32_t i = 1; i < n; i++) {
+        uint32_t key = kvz_order_key(x[i]);
+        if (key > best_key) {
             best = i;
+            best_key = key;
+        }
+    }
     return best;
 }
 

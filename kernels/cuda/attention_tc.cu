@@ -81,10 +81,10 @@ __global__ void __launch_bounds__(TC_WARPS * 32) attention_tc_kernel(attn_args a
                 v4 = *(const float4 *)(vh + (size_t)(t0 + j) * HD + d);
             }
             __half2 *kd = (__half2 *)(ks + j * L::QLD + d), *vd = (__half2 *)(vs + j * L::QLD + d);
-            kd[0] = __floats2half2_rn(k4.x, k4.y);
-            kd[1] = __floats2half2_rn(k4.z, k4.w);
-            vd[0] = __floats2half2_rn(v4.x, v4.y);
-            vd[1] = __floats2half2_rn(v4.z, v4.w);
+            kd[0] = kvz_half2_sat(k4.x, k4.y);
+            kd[1] = kvz_half2_sat(k4.z, k4.w);
+            vd[0] = kvz_half2_sat(v4.x, v4.y);
+            vd[1] = kvz_half2_sat(v4.z, v4.w);
         }
         __syncthreads();
 

@@ -279,10 +279,23 @@ static const kvz_backend_ops CUDA_OPS = {
     cuda_sample,
 };
 
+/* The oldest compute capability the build has code for (the Makefile's
+ * CUDA_ARCHS: sm_80, which 8.6 and 8.9 run too; compute_90 PTX for later
+ * ones). An older GPU (Volta, Turing) would fail at the first launch. */
+#define KVZ_CUDA_MIN_MAJOR 8
+
+static int device_runs_this_build(const cudaDeviceProp *prop)
+{
+    return prop->major >= KVZ_CUDA_MIN_MAJOR;
+}
+
+/* A GPU this build's code runs on: AUTO uses the CPU otherwise. */
 extern "C" int kvz_backend_cuda_available(void)
 {
     int n = 0;
-    return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+    cudaDeviceProp prop;
+    return cudaGetDeviceCount(&n) == cudaSuccess && n > 0 && cudaGetDeviceProperties(&prop, 0) == cudaSuccess &&
+           device_runs_this_build(&prop);
 }
 
 /* A backend on device 0 with its own stream, cuBLAS handle and scratch. */
@@ -311,6 +324,14 @@ static int cuda_start(kvz_backend **out, int n_threads)
         free(b);
         free(c);
         return kvz_errorf(KVZ_ERR_BACKEND, "cuda: cannot start the device: %s", cudaGetErrorString(e));
+    }
+    if (!device_runs_this_build(&prop)) {
+        cudaStreamDestroy(c->stream);
+        free(b);
+        free(c);
+        return kvz_errorf(KVZ_ERR_BACKEND, "cuda: the GPU '%s' has compute capability %d.%d; this kvz has code for "
+                          "%d.0 and later (A100, RTX 30xx and newer): use --device cpu", prop.name, prop.major,
+                          prop.minor, KVZ_CUDA_MIN_MAJOR);
     }
     c->sm_count = prop.multiProcessorCount;
     int pools = 0; /* KVZ_CUDA_MEMORY_POOLS=0: cudaMalloc even where the device has pools */

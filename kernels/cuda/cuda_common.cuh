@@ -58,7 +58,17 @@ typedef struct cuda_impl {
     size_t quant_bytes;
 } cuda_impl;
 
-static inline cuda_impl *cuda_of(kvz_backend *b) { return (cuda_impl *)b->impl; }
+/* The backend's state, its device made the calling thread's current one: a
+ * thread of an application that uses another GPU (cudaSetDevice) would
+ * otherwise launch onto this backend's stream from the wrong device, which
+ * CUDA refuses. Every op takes its state through here first; the call costs
+ * next to nothing where the device is current already. */
+static inline cuda_impl *cuda_of(kvz_backend *b)
+{
+    cuda_impl *c = (cuda_impl *)b->impl;
+    cudaSetDevice(c->device);
+    return c;
+}
 
 static inline int ceil_div(int64_t a, int64_t b) { return (int)((a + b - 1) / b); }
 /* Offsets of the parts of one scratch buffer keep them 256-byte aligned. */

@@ -4,6 +4,7 @@
  * element order and arithmetic follow it line for line.
  */
 #include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/half_range.cuh"
 
 extern "C" {
 #include "kernels/ggml_types.h"
@@ -92,7 +93,7 @@ __global__ static void dequant_kernel(__half *dst, const uint8_t *src, uint32_t 
         return;
     int64_t r = i / cols, c = i % cols;
     const uint8_t *blk = src + r * row_bytes + (c / block_elems) * block_bytes;
-    dst[i] = __float2half(block_value(type, blk, (int)(c % block_elems)));
+    dst[i] = kvz_half_sat(block_value(type, blk, (int)(c % block_elems)));
 }
 
 int cuda_dequantize_f16(cuda_impl *c, __half *dst, const void *src, uint32_t type, int64_t rows,

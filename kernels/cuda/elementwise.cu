@@ -7,6 +7,7 @@
  */
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/row_ops.cuh"
+#include "kernels/cuda/half_range.cuh"
 
 extern "C" {
 #include "kernels/ggml_types.h"
@@ -63,7 +64,7 @@ __global__ static void rmsnorm_kernel(float *out, __half *out_half, const float 
         float y = rms_scaled(xr[j], inv, w[j]);
         orow[j] = y;
         if (hrow)
-            hrow[j] = __float2half(y);
+            hrow[j] = kvz_half_sat(y);
     }
 }
 
@@ -82,7 +83,7 @@ __global__ static void swiglu_kernel(float *gate, __half *gate_half, const float
         float y = swiglu_value(gate[i], up[i]);
         gate[i] = y;
         if (gate_half)
-            gate_half[i] = __float2half(y);
+            gate_half[i] = kvz_half_sat(y);
     }
 }
 

@@ -17,6 +17,7 @@
  */
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/row_ops.cuh"
+#include "kernels/cuda/half_range.cuh"
 
 extern "C" {
 #include "kernels/ggml_types.h"
@@ -234,7 +235,7 @@ __global__ static void to_half_kernel(__half *dst, const float *src, int64_t n)
 {
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n)
-        dst[i] = __float2half(src[i]);
+        dst[i] = kvz_half_sat(src[i]);
 }
 
 /* c->x_half, the f16 activations the GEMMs read, for `elems` of them. */

@@ -12,6 +12,7 @@
  * additions, to cut it at top_p and find where the draw falls.
  */
 #include "kernels/cuda/cuda_common.cuh"
+#include "kernels/order_key.h"
 
 #include <cub/device/device_radix_sort.cuh>
 #include <math.h>
@@ -25,9 +26,10 @@ struct sample_state {
     int32_t token;
 };
 
+/* Logits ranked as the CPU's argmax ranks them (order_key.h: NaN lowest) */
 __device__ static inline void argmax_take(float v, int32_t i, int32_t n, float &best, int32_t &at)
 {
-    if (at == n || v > best) { /* a thread's ids rise: the first of equal ones stays */
+    if (at == n || kvz_order_key(v) > kvz_order_key(best)) { /* a thread's ids rise: the first of equal ones stays */
         best = v;
         at = i;
     }
@@ -80,7 +82,8 @@ __global__ void __launch_bounds__(SAMPLE_THREADS) sample_argmax(const float *x, 
             float ov = sv[threadIdx.x + half];
             int32_t oi = si[threadIdx.x + half];
             int32_t mi = si[threadIdx.x];
-            if (oi < n && (mi == n || ov > sv[threadIdx.x] || (ov == sv[threadIdx.x] && oi < mi))) {
+            uint32_t ok = kvz_order_key(ov), mk = kvz_order_key(sv[threadIdx.x]);
+            if (oi < n && (mi == n || ok > mk || (ok == mk && oi < mi))) {
                 sv[threadIdx.x] = ov;
                 si[threadIdx.x] = oi;
             }

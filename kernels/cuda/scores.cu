@@ -36,17 +36,21 @@ __device__ static void load_queries(const score_args &a, float *qs, int i0, int 
     }
 }
 
-/* Keys [t0, t0 + 32) of the support into shared memory (padded rows). */
+/* Keys [t0, t0 + 32) of the support into shared memory (padded rows): each
+ * key's cache row found once (not once per channel), then the rows copied.
+ * Every thread of the block calls it (a barrier inside). */
 template <int HD>
 __device__ static void load_keys(const score_args &a, float *ks, int *rows_of, int t0, int g)
 {
     const float *kh = a.kc + (size_t)g * a.capacity * HD;
+    if (threadIdx.x < KEY_TILE) {
+        int t = t0 + threadIdx.x;
+        rows_of[threadIdx.x] = t < a.support ? support_row(a, t) : -1;
+    }
+    __syncthreads();
     for (int idx = threadIdx.x; idx < KEY_TILE * HD; idx += blockDim.x) {
-        int j = idx / HD, d = idx % HD, t = t0 + j;
-        int row = t < a.support ? support_row(a, t) : -1;
+        int j = idx / HD, d = idx % HD, row = rows_of[j];
         ks[j * (HD + 1) + d] = row >= 0 ? kh[(size_t)row * HD + d] : 0.0f;
-        if (d == 0)
-            rows_of[j] = row;
     }
 }
 

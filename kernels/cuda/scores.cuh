@@ -25,14 +25,19 @@ struct score_args {
     float scale;
 };
 
-/* The cache row of position `idx` in the ranges laid end to end. */
+/* The cache row of position `idx` in the ranges laid end to end. Unrolled
+ * over the most ranges there can be: indexed by a loop variable, the
+ * argument's arrays made the compiler copy the whole struct to local memory. */
 __device__ static inline int support_row(const score_args &a, int idx)
 {
-    for (int r = 0; r < a.n_ranges; r++) {
-        int len = a.end[r] - a.begin[r];
-        if (idx < len)
-            return a.begin[r] + idx;
-        idx -= len;
+#pragma unroll
+    for (int r = 0; r < KVZ_SCORE_MAX_RANGES; r++) {
+        if (r < a.n_ranges) {
+            int len = a.end[r] - a.begin[r];
+            if (idx < len)
+                return a.begin[r] + idx;
+            idx -= len;
+        }
     }
     return -1;
 }

@@ -40,8 +40,8 @@ __device__ static void load_key_tile(const score_args &a, __half *ks, int *rows_
         int j = idx / (HD / 4), d = idx % (HD / 4) * 4, row = rows_of[j];
         float4 k4 = row >= 0 ? *(const float4 *)(kh + (size_t)row * HD + d) : make_float4(0.f, 0.f, 0.f, 0.f);
         __half2 *kd = (__half2 *)(ks + j * QLD + d);
-        kd[0] = __floats2half2_rn(k4.x, k4.y);
-        kd[1] = __floats2half2_rn(k4.z, k4.w);
+        kd[0] = kvz_half2_sat(k4.x, k4.y);
+        kd[1] = kvz_half2_sat(k4.z, k4.w);
     }
 }
 

@@ -9,6 +9,7 @@
 
 #include <cuda_fp16.h>
 #include <mma.h>
+#include "kernels/cuda/half_range.cuh"
 
 #define TC_TILE 64 /* query rows and keys of one S tile */
 #define TC_WARPS 8
@@ -52,7 +53,7 @@ __device__ inline void tc_load_queries(__half *qs, const float *q, float scale, 
     for (int idx = threadIdx.x; idx < TC_TILE * HD; idx += blockDim.x) {
         int r = idx / HD, d = idx % HD, i = i0 + r / group, h = g * group + r % group;
         float x = r < rows && i < n ? q[((size_t)i * n_heads + h) * HD + d] * scale : 0.0f;
-        qs[r * QLD + d] = __float2half(x);
+        qs[r * QLD + d] = kvz_half_sat(x);
     }
 }
 

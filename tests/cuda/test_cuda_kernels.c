@@ -366,6 +366,42 @@ static void compare_attention(const char *what, const float *q, const float *kc,
     free(out);
 }
 
+/* A key and a value beyond f16's range (65504): the tensor-core kernel reads
+ * them as f16 (kernels/cuda/half_range.cuh holds them at the largest f16, where
+ * an infinity made rows NaN); its output stays finite, within the clamp's
+ * 7% of the CPU's f32 result. The CUDA-core kernel (f32) keeps its bound. */
+static void test_attention_beyond_half_range(void **state)
+{
+    const int32_t n = TC_MIN_QUERIES, pos0 = 100, H = 4, G = 1, hd = 64, cap = pos0 + n;
+    kvz_attention_params p = {.n = n, .pos0 = pos0, .n_heads = H, .n_kv_heads = G, .head_dim = hd,
+                              .capacity = cap, .scale = 0.125f};
+    size_t cache = (size_t)G * cap * hd, qn = (size_t)n * H * hd;
+    float *kc = host_random(cache, 1.0f), *vc = host_random(cache, 1.0f), *q = host_random(qn, 1e-4f);
+    kc[5 * hd + 3] = 70000.0f;
+    vc[7 * hd + 2] = 70000.0f;
+    float *out = malloc(qn * 4), *dout;
+    CHECK_OK(cpu->ops->attention(cpu, out, q, kc, vc, &p, NULL, NULL));
+    float *dkc = dev(kc, cache * 4), *dvc = dev(vc, cache * 4), *dq = dev(q, qn * 4);
+    CHECK_OK(gpu->ops->alloc(gpu, qn * 4, (void **)&dout));
+    kvz_backend *both[] = {gpu_simt, gpu};
+    for (int k = 0; k < 2; k++) {
+        CHECK_OK(gpu->ops->synchronize(gpu));
+        CHECK_OK(both[k]->ops->attention(both[k], dout, dq, dkc, dvc, &p, NULL, NULL));
+        CHECK_OK(both[k]->ops->synchronize(both[k]));
+        float *got = back(dout, qn);
+        for (size_t i = 0; i < qn; i++)
+            if (!isfinite(got[i]))
+                fail_msg("%s: output %zu is %g", k ? "tensor cores" : "cuda cores", i, got[i]);
+        expect_close(k ? "beyond f16's range (tensor cores)" : "beyond f16's range (cuda cores)", out, got, qn,
+                     k ? 0.07 : SIMT_BOUND);
+        free(got);
+    }
+    float *bufs[] = {dkc, dvc, dq, dout};
+    for (int i = 0; i < 4; i++)
+        gpu->ops->free(gpu, bufs[i]);
+    free(kc), free(vc), free(q), free(out);
+}
+
 /* rope_kv_append on both backends from the same q, k and v (and with_bias,
  * qwen2's biases as large as the products), into caches equal on both (host
  * kc, vc; device dkc, dvc), for tokens at positions first_pos..: q and k must
@@ -668,6 +704,21 @@ static void test_sample(void **state)
         assert_int_equal(want, n / 3);
         assert_int_equal(got, want);
         check_argmax_rows(x, dx, n);
+        if (n >= 1000) { /* a NaN first in a thread's share: it ranks lowest there too (the largest was lost) */
+            float *y = malloc((size_t)n * sizeof *y);
+            assert_non_null(y);
+            memcpy(y, x, (size_t)n * sizeof *y);
+            y[4] = NAN;
+            y[1] = NAN;
+            y[4 + 4096 < n ? 4 + 4096 : n - 2] = 9.0f; /* the largest, later in the same thread's share */
+            CHECK_OK(gpu->ops->upload(gpu, dx, y, (size_t)n * 4));
+            CHECK_OK(cpu->ops->sample(cpu, &want, y, n, &greedy));
+            CHECK_OK(gpu->ops->sample(gpu, &got, dx, n, &greedy));
+            assert_int_equal(want, 4 + 4096 < n ? 4 + 4096 : n - 2);
+            assert_int_equal(got, want);
+            CHECK_OK(gpu->ops->upload(gpu, dx, x, (size_t)n * 4));
+            free(y);
+        }
         const float temps[] = {0.7f, 1.5f}, tops[] = {0.5f, 0.95f, 1.0f};
         const int n_draws = UNLESS_RACE_CHECK(25, 3);
         int draws = 0, differ = 0;
@@ -996,6 +1047,7 @@ int main(void)
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_ragged),
         cmocka_unit_test(test_attention_misaligned),
+        cmocka_unit_test(test_attention_beyond_half_range),
         cmocka_unit_test(test_sample),
         cmocka_unit_test(test_attention_scores),
         cmocka_unit_test(test_top_k_mask),

@@ -649,6 +649,18 @@ size_t bytes_from_env(const char *name, size_t fallback)
     return (size_t)(n << shift);
 }
 
+/* KVZ_CUDASIM_CC: the emulated device's compute capability, "9.0" (an
+ * H100's) by default: an older one tests kvz's refusal of a GPU its build has
+ * no code for. */
+void compute_capability(int *major, int *minor)
+{
+    const char *v = getenv("KVZ_CUDASIM_CC");
+    *major = 9;
+    *minor = 0;
+    if (v && *v && (sscanf(v, "%d.%d", major, minor) != 2 || *major < 1 || *minor < 0 || *minor > 9))
+        die("KVZ_CUDASIM_CC must be a compute capability such as 9.0");
+}
+
 /* KVZ_CUDASIM_SMS: the emulated device's multiprocessors (4 by default; an
  * H100 has 132): how many blocks kvz's launches plan to keep busy, and so how
  * they split work, not how the emulation runs them. */
@@ -884,7 +896,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d)
     p->sharedMemPerBlock = kvz_sim::DEFAULT_SMEM;
     p->sharedMemPerBlockOptin = kvz_sim::smem_optin_limit();
     p->multiProcessorCount = kvz_sim::sm_count();
-    p->major = 9;
+    kvz_sim::compute_capability(&p->major, &p->minor);
     p->warpSize = 32;
     p->maxThreadsPerBlock = kvz_sim::MAX_THREADS;
     return cudaSuccess;

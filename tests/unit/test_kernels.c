@@ -834,6 +834,12 @@ static void test_sample(void **state)
     kvz_sample_params greedy = {.temperature = 0, .top_p = 1, .draw = 0.99};
     assert_int_equal(kvz_cpu_sample(logits, 6, &greedy, order, probs), 1); /* the first of the two largest */
     assert_int_equal(kvz_cpu_argmax(logits, 6), 1);
+    /* a NaN ranks below every number (order_key.h), first or not; -0 equals +0 */
+    float broken[5] = {NAN, -INFINITY, 2.0f, NAN, 2.0f};
+    assert_int_equal(kvz_cpu_argmax(broken, 5), 2);
+    float all_nan[3] = {NAN, NAN, NAN}, zeros[3] = {-1.0f, -0.0f, 0.0f};
+    assert_int_equal(kvz_cpu_argmax(all_nan, 3), 0);
+    assert_int_equal(kvz_cpu_argmax(zeros, 3), 1);
     /* mass 4,4,3,2,1 of 14 (token 4 under the minimum share): order 1, 5, 2, 0, 3 */
     const struct { float top_p; double draw; int32_t token; } cases[] = {
         {1.0f, 0.0, 1},   {1.0f, 0.28, 1}, {1.0f, 0.30, 5}, {1.0f, 0.56, 5}, {1.0f, 0.58, 2},
