@@ -74,6 +74,7 @@ ALL_LDFLAGS = $(KVZ_LDFLAGS) $(LDFLAGS)
 ifeq ($(CUDA),1)
 NVCC ?= nvcc
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(shell which $(NVCC)))
+# the oldest of them is the oldest GPU kvz starts on (backend_cuda.cu reads nvcc's __CUDA_ARCH_LIST__)
 CUDA_ARCHS := -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
               -gencode arch=compute_90,code=compute_90
 NVCCFLAGS := -O3 -std=c++17 $(CUDA_ARCHS) -Iinclude -I. -Xcompiler -fPIC,-Wall,-fvisibility=hidden --expt-relaxed-constexpr -MMD -MP

@@ -15,8 +15,9 @@ static inline double kvz_now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* The last second of the year 9999: a later time has no date to show (kvz ls
- * shows '?') and, past 2^53, no exact JSON number for most readers. */
+/* The last second of the year 9999: a later time has no four-digit year
+ * (kvz ls shows dates as YYYY-MM-DD) and, past 2^53, no exact JSON number for
+ * most readers. */
 #define KVZ_LATEST_TIME 253402300799ull
 
 /* $SOURCE_DATE_EPOCH (the reproducible-builds convention): 1 and the seconds

@@ -305,8 +305,10 @@ typedef enum kvz_stop {
  * free with kvz_free) may be NULL when only streaming is wanted; `info` may
  * be NULL; on an error *answer is NULL and *info zeroed. Errors:
  * KVZ_ERR_RANGE (the question does not fit the reserve), KVZ_ERR_ARG (an
- * empty or blank question, options out of range, or the session answering
- * already). */
+ * empty or blank question, one that is not UTF-8, options out of range, or
+ * the session answering already). The answer is the bytes of the tokens
+ * generated: one stopped by max_tokens may end in the first bytes of a
+ * character. */
 KVZ_API int kvz_session_ask(kvz_session *s, const char *question, const kvz_ask_options *opts,
                             char **answer, kvz_ask_info *info);
 

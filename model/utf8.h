@@ -15,9 +15,10 @@ size_t kvz_utf8_encode(uint32_t cp, char *out);
 /* Length of the longest prefix of s[0..n) that is valid UTF-8. */
 size_t kvz_utf8_valid_length(const uint8_t *s, size_t n);
 
-/* n less the bytes that end s[0..n) with a character cut short (its first
- * bytes only, as an answer stopped mid-character has them): what can be shown
- * whole. Invalid bytes elsewhere are left for the caller. */
+/* n less the bytes that end s[0..n) with a character cut short (a lead byte
+ * followed by fewer continuation bytes than it announces, as an answer
+ * stopped mid-character has them): what can be shown whole. Other invalid
+ * bytes are left for the caller. */
 size_t kvz_utf8_complete_length(const uint8_t *s, size_t n);
 
 /* KVZ_OK where the string `text` is UTF-8, else KVZ_ERR_ARG naming `what`

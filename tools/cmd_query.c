@@ -212,15 +212,21 @@ static int answer(kvz_session *s, const query_args *a, const kvz_load_info *li, 
     return rc;
 }
 
-/* A question that failed on its own (too long for the reserve, or refused:
- * not UTF-8) is said, and the next one asked: returns KVZ_OK after noting it
- * in *question_status. Any other failure (or one to write the report) is
- * returned. (Options out of range are refused before the first question, so
- * the session's KVZ_ERR_ARG is about the question.) */
+/* A question that failed on its own (too long for the reserve: KVZ_ERR_RANGE
+ * from the session; not UTF-8: refused before it was asked) is said, and the
+ * next one asked: returns KVZ_OK after noting `status` in *question_status.
+ * Any other failure (or one to write the report) is returned.
+ * question_failed takes the session's status: only KVZ_ERR_RANGE is the
+ * question's own (its KVZ_ERR_ARG may be anything's). */
+static int report_question(const query_args *a, const char *question, int status, int label, int *question_status);
+
 static int question_failed(const query_args *a, const char *question, int status, int label, int *question_status)
 {
-    if (status != KVZ_ERR_RANGE && status != KVZ_ERR_ARG)
-        return status;
+    return status == KVZ_ERR_RANGE ? report_question(a, question, status, label, question_status) : status;
+}
+
+static int report_question(const query_args *a, const char *question, int status, int label, int *question_status)
+{
     *question_status = status;
     char why[1024];
     snprintf(why, sizeof why, "%s", kvz_last_error());
@@ -324,7 +330,13 @@ int cmd_query(int argc, char **argv)
             if (line[strspn(line, " \t\r\n")] == '\0') /* a blank line, spaces or not */
                 continue;
             int label = !tty; /* piped: which answer is whose; typed: the question is on the screen */
-            st = question_failed(&a, line, answer(s, &a, &li, line, label), label, &question_status);
+            if (kvz_utf8_require(line, "the question") != KVZ_OK) {
+                if (label && !a.json)
+                    printf("Q: %s\nA: ", line); /* as answer() labels a question */
+                st = report_question(&a, line, KVZ_ERR_ARG, label, &question_status);
+            } else {
+                st = question_failed(&a, line, answer(s, &a, &li, line, label), label, &question_status);
+            }
             if (st != KVZ_OK)
                 break;
         }

@@ -511,7 +511,7 @@ typedef struct stats_group {
     uint64_t tokens, bytes;
     double full_bytes;     /* the f16 full caches of the same documents */
     uint64_t sized_bytes;  /* the bytes of those whose artifact could be read: what full_bytes is set against */
-    size_t unreadable;     /* documents whose first artifact could not be read (damaged: kvz verify) */
+    size_t unreadable;     /* its documents whose first artifact could not be read (damaged: kvz verify) */
 } stats_group;
 
 typedef struct stats_ctx {
@@ -528,9 +528,16 @@ static int stats_visit(void *ctx, const char *name, kvz_doc_record *rec)
     c->docs++;
     c->tokens += kvz_doc_record_newest(rec, NULL)->n_tokens; /* each document once */
     KVZ_TRY(id_set_add_record(&c->referenced, rec));
+    int damaged = 0; /* a form of this document whose (first) artifact cannot be read */
     for (uint32_t i = 0; i < rec->n_entries; i++) {
         const kvz_doc_entry *e = &rec->entries[i];
         c->configs++;
+        const void *a;
+        size_t alen;
+        kvz_artifact art;
+        int readable = e->n_segments && kvz_store_get(c->t, KVZ_DB_ARTIFACTS, e->artifact_ids[0], 16, &a, &alen) ==
+                                            KVZ_OK && kvz_artifact_open(&art, a, alen) == KVZ_OK;
+        damaged |= e->n_segments && !readable;
         size_t g = 0;
         while (g < c->groups_used && c->groups[g].config_id != e->config_id)
             g++;
@@ -546,18 +553,14 @@ static int stats_visit(void *ctx, const char *name, kvz_doc_record *rec)
         sg->configs++;
         sg->tokens += e->n_tokens;
         sg->bytes += e->stored_bytes;
-        const void *a;
-        size_t alen;
-        kvz_artifact art;
-        if (e->n_segments && kvz_store_get(c->t, KVZ_DB_ARTIFACTS, e->artifact_ids[0], 16, &a, &alen) == KVZ_OK &&
-            kvz_artifact_open(&art, a, alen) == KVZ_OK) {
+        if (readable) {
             sg->full_bytes += full_cache_bytes(&art.manifest, e->n_tokens);
             sg->sized_bytes += e->stored_bytes;
         } else if (e->n_segments) {
             sg->unreadable++;
-            c->unreadable++;
         }
     }
+    c->unreadable += (size_t)damaged;
     return KVZ_OK;
 }
 
@@ -604,9 +607,10 @@ int cmd_stats(int argc, char **argv)
         "configuration (the first 64; \"configurations_not_broken_out\" counts the forms\n"
         "of the rest) with its \"documents\" (also as \"configurations\", the name it\n"
         "had before 0.3.6), sizes in bytes, and \"vs_f16_full\": null where no artifact\n"
-        "of the row could be read. A document whose artifact cannot be read (damaged)\n"
-        "is counted in \"unreadable\", left out of vs_f16_full, said on stderr, and the\n"
-        "exit code is then 4 (kvz verify names it).\n";
+        "of the row could be read. A document whose artifact cannot be read (damaged;\n"
+        "the first of each form's is tried) is counted in \"unreadable\" (once in the\n"
+        "totals, in each row it is in), left out of vs_f16_full, said on stderr, and the\n"
+        "exit code is then 4 (kvz verify checks every artifact and names them).\n";
     store_args a;
     int rc = parse_store_args(argc, argv, help, &a, 0, "j");
     if (rc)

@@ -43,8 +43,10 @@ int32_t kvz_cpu_sample(const float *logits, int32_t n, const kvz_sample_params *
     }
     int32_t m = 0;
     for (int32_t i = 0; i < n; i++)
-        if (probs[i] / sum > KVZ_SAMPLE_MIN_SHARE) /* always true for the best token */
+        if (probs[i] / sum > KVZ_SAMPLE_MIN_SHARE) /* true for the best token, unless the sum is not a number */
             order[m++] = i;
+    if (m == 0) /* a NaN logit, or +inf (whose numerator is inf - inf): the largest, as the device does */
+        return best;
     qsort_r(order, (size_t)m, sizeof *order, by_prob_desc, probs);
     double kept = 0;
     int32_t k = 0;

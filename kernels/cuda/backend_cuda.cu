@@ -141,11 +141,13 @@ static void cu_free(kvz_backend *b, void *ptr)
 
 static int cu_host_alloc(kvz_backend *b, size_t bytes, void **ptr)
 {
+    cuda_of(b); /* its device current */
     return cuda_malloc_host(ptr, bytes, "host buffers for the device's copies");
 }
 
 static void cu_host_free(kvz_backend *b, void *ptr)
 {
+    cuda_of(b);
     if (ptr && cudaFreeHost(ptr) != cudaSuccess)
         cudaGetLastError(); /* as cu_free: a later launch check must not take this failure for its own */
 }
@@ -279,14 +281,28 @@ static const kvz_backend_ops CUDA_OPS = {
     cuda_sample,
 };
 
-/* The oldest compute capability the build has code for (the Makefile's
- * CUDA_ARCHS: sm_80, which 8.6 and 8.9 run too; compute_90 PTX for later
- * ones). An older GPU (Volta, Turing) would fail at the first launch. */
-#define KVZ_CUDA_MIN_MAJOR 8
+/* The oldest compute capability this build has code for: the smallest of
+ * the architectures nvcc built (the Makefile's CUDA_ARCHS, which
+ * __CUDA_ARCH_LIST__ names as 800 for 8.0; SASS for 8.0 runs on 8.6 and 8.9
+ * too). An older GPU (Volta, Turing) would fail at the first launch. The CPU
+ * emulation builds no device code and takes the Makefile's default, 8.0. */
+#ifdef __CUDA_ARCH_LIST__
+static const int BUILT_ARCHS[] = {__CUDA_ARCH_LIST__};
+#else
+static const int BUILT_ARCHS[] = {800};
+#endif
+
+static int oldest_built_arch(void)
+{
+    int oldest = BUILT_ARCHS[0];
+    for (size_t i = 1; i < sizeof BUILT_ARCHS / sizeof BUILT_ARCHS[0]; i++)
+        oldest = BUILT_ARCHS[i] < oldest ? BUILT_ARCHS[i] : oldest;
+    return oldest;
+}
 
 static int device_runs_this_build(const cudaDeviceProp *prop)
 {
-    return prop->major >= KVZ_CUDA_MIN_MAJOR;
+    return prop->major * 100 + prop->minor * 10 >= oldest_built_arch();
 }
 
 /* A GPU this build's code runs on: AUTO uses the CPU otherwise. */
@@ -330,8 +346,8 @@ static int cuda_start(kvz_backend **out, int n_threads)
         free(b);
         free(c);
         return kvz_errorf(KVZ_ERR_BACKEND, "cuda: the GPU '%s' has compute capability %d.%d; this kvz has code for "
-                          "%d.0 and later (A100, RTX 30xx and newer): use --device cpu", prop.name, prop.major,
-                          prop.minor, KVZ_CUDA_MIN_MAJOR);
+                          "%d.%d and later (build it with another CUDA_ARCHS, or use --device cpu)", prop.name,
+                          prop.major, prop.minor, oldest_built_arch() / 100, oldest_built_arch() / 10 % 10);
     }
     c->sm_count = prop.multiProcessorCount;
     int pools = 0; /* KVZ_CUDA_MEMORY_POOLS=0: cudaMalloc even where the device has pools */

@@ -116,6 +116,8 @@ check empty-prompt 2 "$KVZ" generate --model "$MODEL" --prompt ""
 check bench-ratio 0 "$KVZ" bench --model "$MODEL" --ratio 0.3 --cache-only --prefill 256 --decode 2 --json
 expect_in bench-ratio "$TMP/out" '"rows_full":768,"rows_kept":230,'
 expect_in bench-ratio "$TMP/out" '"decode_kept_tok_s":'
+expect_in bench-ratio "$TMP/out" '{"kind":"cache","engine":"kvz",'
+expect_in bench-ratio "$TMP/out" '{"kind":"memory","engine":"kvz","peak_rss_bytes":'
 # --decode 0 measures no decode: null, not a rate of 0
 check bench-no-decode 0 "$KVZ" bench --model "$MODEL" --prefill 32 --decode 0 --json
 expect_in bench-no-decode "$TMP/out" '"decode_tokens":0,"decode_tok_s":null}'

@@ -716,6 +716,11 @@ static void test_sample(void **state)
             CHECK_OK(gpu->ops->sample(gpu, &got, dx, n, &greedy));
             assert_int_equal(want, 4 + 4096 < n ? 4 + 4096 : n - 2);
             assert_int_equal(got, want);
+            kvz_sample_params warm = {.temperature = 1, .top_p = 0.9f, .draw = 0.5}; /* no probability: the largest */
+            CHECK_OK(cpu->ops->sample(cpu, &want, y, n, &warm));
+            CHECK_OK(gpu->ops->sample(gpu, &got, dx, n, &warm));
+            assert_int_equal(want, 4 + 4096 < n ? 4 + 4096 : n - 2);
+            assert_int_equal(got, want);
             CHECK_OK(gpu->ops->upload(gpu, dx, x, (size_t)n * 4));
             free(y);
         }

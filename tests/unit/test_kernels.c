@@ -840,6 +840,10 @@ static void test_sample(void **state)
     float all_nan[3] = {NAN, NAN, NAN}, zeros[3] = {-1.0f, -0.0f, 0.0f};
     assert_int_equal(kvz_cpu_argmax(all_nan, 3), 0);
     assert_int_equal(kvz_cpu_argmax(zeros, 3), 1);
+    kvz_sample_params warm = {.temperature = 1, .top_p = 0.9f, .draw = 0.5};
+    assert_int_equal(kvz_cpu_sample(broken, 5, &warm, order, probs), 2); /* no probability: the largest */
+    float infinite[3] = {1.0f, INFINITY, 2.0f};
+    assert_int_equal(kvz_cpu_sample(infinite, 3, &warm, order, probs), 1);
     /* mass 4,4,3,2,1 of 14 (token 4 under the minimum share): order 1, 5, 2, 0, 3 */
     const struct { float top_p; double draw; int32_t token; } cases[] = {
         {1.0f, 0.0, 1},   {1.0f, 0.28, 1}, {1.0f, 0.30, 5}, {1.0f, 0.56, 5}, {1.0f, 0.58, 2},
