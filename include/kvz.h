@@ -161,8 +161,9 @@ typedef struct kvz_engine_options {
 
 /* Open the store at `store_dir` (read-only: compiles may run beside it) and
  * load the GGUF model at `model_path` (NULL: the KVZ_MODEL environment
- * variable). `opts` NULL: defaults. Errors: KVZ_ERR_IO / KVZ_ERR_NOT_FOUND (no
- * such store or model), KVZ_ERR_FORMAT, KVZ_ERR_UNSUPPORTED (the model, or
+ * variable; there is no other default). `opts` NULL: defaults. Errors:
+ * KVZ_ERR_IO / KVZ_ERR_NOT_FOUND (no such store or model), KVZ_ERR_ARG
+ * (model_path NULL and KVZ_MODEL unset), KVZ_ERR_FORMAT, KVZ_ERR_UNSUPPORTED (the model, or
  * KVZ_RUN_ON_CUDA in a library built without CUDA), KVZ_ERR_BACKEND (no usable
  * GPU for KVZ_RUN_ON_CUDA: none, or one older than compute capability 8.0). */
 KVZ_API int kvz_engine_open(kvz_engine **out, const char *store_dir, const char *model_path,

@@ -74,7 +74,7 @@ class _AskOptions(ctypes.Structure):
  ERR_INTERNAL) = range(-1, -11, -1)
 
 # Why an answer ended: Session.last["stopped_by"] (kvz_stop in kvz.h), and
-# Session.last["stop"] its name, as `kvz query --json` writes it.
+# Session.last["stop"] its name, the value `kvz query --json` writes as "stopped_by".
 STOP_END_OF_TURN, STOP_MAX_TOKENS, STOP_CALLBACK, STOP_RESERVE = 1, 2, 3, 4
 _STOP_NAMES = {STOP_END_OF_TURN: "end_of_turn", STOP_MAX_TOKENS: "max_tokens", STOP_CALLBACK: "callback",
                STOP_RESERVE: "reserve"}
@@ -282,9 +282,11 @@ class _Handle:
 
 
 class Engine(_Handle):
-    """A model and a store, opened together (kvz_engine_open). threads: host
-    threads (0: every CPU this process may use); idle_sessions: closed sessions' working memory kept
-    for the next ones (0: 4, -1: none)."""
+    """A model and a store, opened together (kvz_engine_open). model: a GGUF
+    path (None: $KVZ_MODEL; there is no other default), the model that compiled
+    the documents; device: "auto", "cpu" or "cuda"; threads: host threads (0:
+    every CPU this process may use); idle_sessions: closed sessions' working
+    memory kept for the next ones (0: 4, -1: none)."""
 
     _release = staticmethod(_engine_close)
     _what = "engine"
@@ -404,7 +406,11 @@ class Session(_Handle):
         """The answer as a string. `stream(piece)` gets the answer's bytes as
         they come (return True to stop). Timings land in self.last.
         max_tokens=0 means the library's default (256) and top_p=0 its 0.95,
-        as in kvz.h; an empty or blank question raises (KVZ_ERR_ARG)."""
+        as in kvz.h; an empty or blank question raises (KVZ_ERR_ARG).
+        self.last: question_tokens, answer_tokens, first_token_ms (`kvz query
+        --json`'s ttft_ms), decode_tokens_per_s (its decode_tok_s, 0 where it
+        writes null), ended_turn, stopped_by (kvz.h's KVZ_STOP_* number) and
+        stop (its name, the query's "stopped_by")."""
         self.last = None  # a failed ask leaves no numbers of an earlier one
         failure = []
 
