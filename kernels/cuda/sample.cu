@@ -8,13 +8,18 @@
  * probability numerators, the block sums them in double, tokens under the
  * minimum share get key -1, CUB's stable radix sort orders (key, id) pairs by
  * key descending (equal keys keep ascending ids, as the CPU's comparison
- * does), and one thread walks the sorted prefix in order, the CPU's order of
- * additions, to cut it at top_p and find where the draw falls.
+ * does), a device scan sums the sorted candidates' masses in double, and one
+ * thread finds by binary search where they reach top_p and where the draw
+ * falls (walking the candidates on one thread took a step per candidate: tens
+ * of thousands over a large vocabulary at top_p near 1). The scan's order of
+ * additions is not the CPU's: a draw within a few ulps of a boundary may fall
+ * on the other side.
  */
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/order_key.h"
 
 #include <cub/device/device_radix_sort.cuh>
+#include <cub/device/device_scan.cuh>
 #include <math.h>
 
 #define SAMPLE_THREADS 1024
@@ -129,27 +134,52 @@ __global__ void __launch_bounds__(SAMPLE_THREADS) sample_sum_and_keys(float *pro
         st->sum = sum;
 }
 
-/* Cut the sorted candidates at top_p and find the draw's token: one thread. */
-__global__ void sample_pick(const float *sorted, const int32_t *ids, int32_t n, float top_p, double draw,
-                            sample_state *st)
+/* The sorted keys as masses to add up: a candidate's numerator, 0 past them (key -1). */
+__global__ void sample_masses(const float *sorted, int32_t n, double *mass)
 {
-    double kept = 0;
-    int32_t k = 0;
-    while (k < n && sorted[k] >= 0.0f) {
-        kept += sorted[k];
-        k++;
-        if (kept / st->sum >= top_p)
-            break;
+    int32_t i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n)
+        mass[i] = sorted[i] >= 0.0f ? (double)sorted[i] : 0.0;
+}
+
+/* Cut the sorted candidates at top_p and find the draw's token, as the CPU
+ * does (kvz_cpu_sample), by binary search over the masses' running sums
+ * (`before`: the sum of the candidates before each): one thread. */
+__global__ void sample_pick(const float *sorted, const int32_t *ids, const double *before, int32_t n, float top_p,
+                            double draw, sample_state *st)
+{
+    int32_t lo = 0, hi = n; /* the candidates: the leading keys that are not -1 */
+    while (lo < hi) {
+        int32_t mid = lo + (hi - lo) / 2;
+        if (sorted[mid] >= 0.0f)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    double r = draw * kept, acc = 0;
-    st->token = k > 0 ? ids[k - 1] : st->best;
-    for (int32_t i = 0; i < k; i++) {
-        acc += sorted[i];
-        if (r < acc) {
-            st->token = ids[i];
-            break;
-        }
+    const int32_t m = lo;
+    lo = 0, hi = m; /* the first candidate through which the mass reaches top_p */
+    while (lo < hi) {
+        int32_t mid = lo + (hi - lo) / 2;
+        if ((before[mid] + (double)sorted[mid]) / st->sum >= top_p)
+            hi = mid;
+        else
+            lo = mid + 1;
     }
+    const int32_t k = lo < m ? lo + 1 : m; /* the candidates kept */
+    if (k == 0) { /* none: a sum that is not a number */
+        st->token = st->best;
+        return;
+    }
+    const double r = draw * (before[k - 1] + (double)sorted[k - 1]);
+    lo = 0, hi = k - 1; /* the first whose running sum passes the draw; else the last kept */
+    while (lo < hi) {
+        int32_t mid = lo + (hi - lo) / 2;
+        if (r < before[mid] + (double)sorted[mid])
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    st->token = ids[lo];
 }
 
 int cuda_sample(kvz_backend *b, int32_t *token, const float *logits, int32_t n, const kvz_sample_params *p)
@@ -157,15 +187,20 @@ int cuda_sample(kvz_backend *b, int32_t *token, const float *logits, int32_t n, 
     cuda_impl *c = cuda_of(b);
     if (n <= 0)
         return kvz_errorf(KVZ_ERR_ARG, "cuda: sampling from %d logits", n);
-    size_t sort_bytes = 0;
-    if (p->temperature > 0)
+    size_t sort_bytes = 0, scan_bytes = 0;
+    if (p->temperature > 0) {
         CUDA_TRY(cub::DeviceRadixSort::SortPairsDescending(NULL, sort_bytes, (const float *)NULL, (float *)NULL,
                                                            (const int32_t *)NULL, (int32_t *)NULL, n, 0, 32,
                                                            c->stream));
-    /* scratch: state | probs | sorted probs | ids | sorted ids | CUB's */
-    const size_t state_bytes = 256, row = ((size_t)n * 4 + 255) / 256 * 256;
+        CUDA_TRY(cub::DeviceScan::ExclusiveSum(NULL, scan_bytes, (const double *)NULL, (double *)NULL, n,
+                                               c->stream));
+    }
+    /* scratch: state | probs | sorted probs | ids | sorted ids | masses | their sums before | CUB's (the
+     * sort's, then the scan's) */
+    const size_t state_bytes = 256, row = ((size_t)n * 4 + 255) / 256 * 256, row8 = 2 * row;
+    const size_t cub_bytes = sort_bytes > scan_bytes ? sort_bytes : scan_bytes;
     KVZ_TRY(cuda_ensure(c, &c->sample_scratch, &c->sample_bytes,
-                        state_bytes + (p->temperature > 0 ? 4 * row + sort_bytes : 0), "sampling scratch"));
+                        state_bytes + (p->temperature > 0 ? 4 * row + 2 * row8 + cub_bytes : 0), "sampling scratch"));
     char *at = (char *)c->sample_scratch;
     sample_state *st = (sample_state *)at;
     sample_argmax<<<1, SAMPLE_THREADS, 0, c->stream>>>(logits, n, st);
@@ -173,14 +208,18 @@ int cuda_sample(kvz_backend *b, int32_t *token, const float *logits, int32_t n, 
     if (p->temperature > 0) {
         float *probs = (float *)(at + state_bytes), *sorted = (float *)(at + state_bytes + row);
         int32_t *ids = (int32_t *)(at + state_bytes + 2 * row), *sorted_ids = (int32_t *)(at + state_bytes + 3 * row);
-        void *sort_tmp = at + state_bytes + 4 * row;
+        double *mass = (double *)(at + state_bytes + 4 * row), *before = (double *)(at + state_bytes + 4 * row + row8);
+        void *cub_tmp = at + state_bytes + 4 * row + 2 * row8;
         sample_numerators<<<ceil_div(n, 256), 256, 0, c->stream>>>(logits, n, p->temperature, st, probs, ids);
         CUDA_LAUNCHED("sampling (probabilities)");
         sample_sum_and_keys<<<1, SAMPLE_THREADS, 0, c->stream>>>(probs, n, st);
         CUDA_LAUNCHED("sampling (sum)");
-        CUDA_TRY(cub::DeviceRadixSort::SortPairsDescending(sort_tmp, sort_bytes, probs, sorted, ids, sorted_ids, n,
+        CUDA_TRY(cub::DeviceRadixSort::SortPairsDescending(cub_tmp, sort_bytes, probs, sorted, ids, sorted_ids, n,
                                                            0, 32, c->stream));
-        sample_pick<<<1, 1, 0, c->stream>>>(sorted, sorted_ids, n, p->top_p, p->draw, st);
+        sample_masses<<<ceil_div(n, 256), 256, 0, c->stream>>>(sorted, n, mass);
+        CUDA_LAUNCHED("sampling (masses)");
+        CUDA_TRY(cub::DeviceScan::ExclusiveSum(cub_tmp, scan_bytes, (const double *)mass, before, n, c->stream));
+        sample_pick<<<1, 1, 0, c->stream>>>(sorted, sorted_ids, before, n, p->top_p, p->draw, st);
         CUDA_LAUNCHED("sampling (pick)");
     }
     if (!c->sample_token)
