@@ -708,19 +708,19 @@ static void test_sample(void **state)
             float *y = malloc((size_t)n * sizeof *y);
             assert_non_null(y);
             memcpy(y, x, (size_t)n * sizeof *y);
+            const int32_t largest = 4 + 4096 < n ? 4 + 4096 : n - 2; /* later in the same thread's share */
             y[4] = NAN;
             y[1] = NAN;
-            y[4 + 4096 < n ? 4 + 4096 : n - 2] = 9.0f; /* the largest, later in the same thread's share */
+            y[largest] = 9.0f;
             CHECK_OK(gpu->ops->upload(gpu, dx, y, (size_t)n * 4));
-            CHECK_OK(cpu->ops->sample(cpu, &want, y, n, &greedy));
-            CHECK_OK(gpu->ops->sample(gpu, &got, dx, n, &greedy));
-            assert_int_equal(want, 4 + 4096 < n ? 4 + 4096 : n - 2);
-            assert_int_equal(got, want);
             kvz_sample_params warm = {.temperature = 1, .top_p = 0.9f, .draw = 0.5}; /* no probability: the largest */
-            CHECK_OK(cpu->ops->sample(cpu, &want, y, n, &warm));
-            CHECK_OK(gpu->ops->sample(gpu, &got, dx, n, &warm));
-            assert_int_equal(want, 4 + 4096 < n ? 4 + 4096 : n - 2);
-            assert_int_equal(got, want);
+            const kvz_sample_params *ways[] = {&greedy, &warm};
+            for (int w = 0; w < 2; w++) {
+                CHECK_OK(cpu->ops->sample(cpu, &want, y, n, ways[w]));
+                CHECK_OK(gpu->ops->sample(gpu, &got, dx, n, ways[w]));
+                assert_int_equal(want, largest);
+                assert_int_equal(got, want);
+            }
             CHECK_OK(gpu->ops->upload(gpu, dx, x, (size_t)n * 4));
             free(y);
         }
