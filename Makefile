@@ -4,7 +4,9 @@
 #   make test       unit, golden and integration tests (needs scripts/setup.sh once)
 #   make asan       the same tests under ASan + UBSan  (build-asan/)
 #   make check      test + asan + cuda + test-cudasim-quick + test-cudasim-asan +
-#                   test-cudasim-race + fuzz-smoke, side by side: what CI runs
+#                   test-cudasim-race + fuzz-smoke + clang, side by side: what CI runs
+#   make clang      the library, kvz and the unit tests built by clang (build-clang/),
+#                   and the one test whose reference is the compiler's (test_dequant)
 #   make fuzz       libFuzzer targets for every decoder of untrusted input (clang; tests/fuzz/)
 #   make valgrind   compile, query and the store commands under valgrind memcheck
 #   make cuda       compile the CUDA backend with nvcc (build-cuda/; links, runs nowhere here)
@@ -310,7 +312,13 @@ test-cudasim-race: cudasim-race
 CHECK_JOBS ?= $(shell nproc)
 check:
 	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-passive} $(MAKE) -j$(CHECK_JOBS) --output-sync=target check-parts
-check-parts: test-cudasim-race test-cudasim-asan test-cudasim-quick asan test cuda fuzz-smoke
+check-parts: test-cudasim-race test-cudasim-asan test-cudasim-quick asan test cuda fuzz-smoke clang
+
+# A second compiler keeps the code to the C standard rather than to GCC's
+# extensions; the rest of the suite under it is the same as under GCC.
+clang:
+	$(MAKE) BUILD=build-clang CC=clang all $(patsubst tests/unit/%.c,build-clang/tests/%,$(TEST_SRCS))
+	@KVZ_MODEL=$(MODEL) sh tests/run_tests.sh build-clang/tests/test_dequant
 
 # compile, ls, inspect, verify and query under valgrind memcheck (plain build;
 # tests/valgrind.sh says what runs on which model; not part of check)
@@ -370,7 +378,7 @@ setup:
 # and a BUILD folder of another name that kvz built (it has build-flags), never
 # one holding a source tree or this one
 clean:
-	rm -rf build build-asan build-cuda build-sim build-sim-asan build-sim-race build-fuzz
+	rm -rf build build-asan build-clang build-cuda build-sim build-sim-asan build-sim-race build-fuzz
 	@[ ! -f '$(BUILD)/build-flags' ] || [ -e '$(BUILD)/Makefile' ] || \
 	  case '$(CURDIR)/' in '$(abspath $(BUILD))'/*) ;; *) rm -rf '$(BUILD)' ;; esac
 
