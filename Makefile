@@ -5,8 +5,8 @@
 #   make asan       the same tests under ASan + UBSan  (build-asan/)
 #   make check      test + asan + cuda + test-cudasim-quick + test-cudasim-asan +
 #                   test-cudasim-race + fuzz-smoke + clang, side by side: what CI runs
-#   make clang      the library, kvz and the unit tests built by clang (build-clang/),
-#                   and the one test whose reference is the compiler's (test_dequant)
+#   make clang      the unit tests built by clang for any x86-64 (build-clang/:
+#                   another compiler, and the kernels' plain-C paths, not AVX2's)
 #   make fuzz       libFuzzer targets for every decoder of untrusted input (clang; tests/fuzz/)
 #   make valgrind   compile, query and the store commands under valgrind memcheck
 #   make cuda       compile the CUDA backend with nvcc (build-cuda/; links, runs nowhere here)
@@ -315,10 +315,11 @@ check:
 check-parts: test-cudasim-race test-cudasim-asan test-cudasim-quick asan test cuda fuzz-smoke clang
 
 # A second compiler keeps the code to the C standard rather than to GCC's
-# extensions; the rest of the suite under it is the same as under GCC.
+# extensions, and MARCH=x86-64 runs the kernels' plain-C paths (a build for any
+# x86-64 CPU takes them) against the same golden files.
 clang:
-	$(MAKE) BUILD=build-clang CC=clang all $(patsubst tests/unit/%.c,build-clang/tests/%,$(TEST_SRCS))
-	@KVZ_MODEL=$(MODEL) sh tests/run_tests.sh build-clang/tests/test_dequant
+	$(MAKE) BUILD=build-clang CC=clang MARCH=x86-64 all $(patsubst tests/unit/%.c,build-clang/tests/%,$(TEST_SRCS))
+	@KVZ_MODEL=$(MODEL) sh tests/run_tests.sh $(patsubst tests/unit/%.c,build-clang/tests/%,$(TEST_SRCS))
 
 # compile, ls, inspect, verify and query under valgrind memcheck (plain build;
 # tests/valgrind.sh says what runs on which model; not part of check)

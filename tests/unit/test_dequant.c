@@ -44,8 +44,11 @@ static void test_golden_blocks(void **state)
     kvz_gguf_close(g);
 }
 
-/* The reference: the compiler's _Float16 where it has one (GCC 12, clang 15+),
- * else the CPU's own F16C instructions (clang 14 on x86 has no _Float16). */
+/* The reference: the compiler's _Float16 where it has one (GCC 12 on x86-64,
+ * clang 15+), else IEEE's definition in double arithmetic (clang 14 on x86-64
+ * has no _Float16): a half is r * 2^(e-10) with r an integer, rounded to even
+ * by nearbyint (the default rounding mode), and its bits are the exponent's
+ * field plus r - 1024, so a rounding up to 2048 carries into the exponent. */
 #if defined(__FLT16_MAX__)
 static float ref_half_to_float(uint16_t h)
 {
@@ -60,12 +63,32 @@ static uint16_t ref_float_to_half(float f)
     memcpy(&h, &v, 2);
     return h;
 }
-#elif defined(__F16C__)
-#include <immintrin.h>
-static float ref_half_to_float(uint16_t h) { return _cvtsh_ss(h); }
-static uint16_t ref_float_to_half(float f) { return (uint16_t)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT); }
 #else
-#error "test_dequant needs a compiler with _Float16 or a CPU with F16C for its reference conversion"
+static float ref_half_to_float(uint16_t h)
+{
+    const int exponent = h >> 10 & 31, mantissa = h & 1023;
+    const double sign = h & 0x8000 ? -1.0 : 1.0;
+    if (exponent == 31)
+        return mantissa ? NAN : (float)(sign * INFINITY);
+    if (exponent == 0)
+        return (float)(sign * ldexp(mantissa, -24));
+    return (float)(sign * ldexp(1024 + mantissa, exponent - 25));
+}
+static uint16_t ref_float_to_half(float f)
+{
+    const uint16_t sign = signbit(f) ? 0x8000 : 0;
+    const double x = fabs((double)f);
+    if (isinf(f))
+        return sign | 0x7c00;
+    int e;
+    frexp(x, &e); /* x = m * 2^e, m in [0.5, 1): 2^(e-1) <= x */
+    e = e - 1 < -14 ? -14 : e - 1;
+    const double r = nearbyint(ldexp(x, 10 - e)); /* exact before rounding: a float has 24 bits */
+    if (r < 1024) /* subnormal (or zero): the bits are r */
+        return sign | (uint16_t)r;
+    const long bits = ((long)(e + 15) << 10) + (long)r - 1024;
+    return sign | (uint16_t)(bits >= 0x7c00 ? 0x7c00 : bits);
+}
 #endif
 
 /* fp16 <-> f32 against an IEEE reference, over every half and many floats
