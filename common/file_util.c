@@ -120,13 +120,19 @@ static int open_unnamed(const char *path)
     return fd;
 }
 
-/* The unnamed temporary linked under a fresh name beside the target, for the
- * rename: from here it is named, and removed on failure or by a signal. */
-static int name_unnamed(kvz_atomic_file *f)
+/* The unnamed temporary given its name. Where the target does not exist, it
+ * is linked as the target itself (*in_place): whole from the moment it has a
+ * name, and no temporary that a kill before the rename would leave behind.
+ * Else it is linked under a fresh name beside the target, for the rename: from
+ * here it is named, and removed on failure or by a signal. */
+static int name_unnamed(kvz_atomic_file *f, int *in_place)
 {
     char proc[64];
     size_t n = strlen(f->path) + 48;
     snprintf(proc, sizeof proc, "/proc/self/fd/%d", fileno(f->fp));
+    *in_place = linkat(AT_FDCWD, proc, AT_FDCWD, f->path, AT_SYMLINK_FOLLOW) == 0;
+    if (*in_place)
+        return KVZ_OK;
     for (int attempt = 0; attempt < 100; attempt++) {
         snprintf(f->tmp_path, n, "%s.tmp.%ld.%d", f->path, (long)getpid(), attempt);
         if (linkat(AT_FDCWD, proc, AT_FDCWD, f->tmp_path, AT_SYMLINK_FOLLOW) == 0) {
@@ -235,14 +241,18 @@ int kvz_atomic_file_commit(kvz_atomic_file *f)
     int durable = f->tmp_path || (fstat(fileno(f->fp), &st) == 0 && S_ISREG(st.st_mode));
     if (fflush(f->fp) != 0 || (durable && fsync(fileno(f->fp)) != 0))
         rc = kvz_errorf(KVZ_ERR_IO, "cannot write '%s': %s", f->path, strerror(errno));
+    int in_place = 0; /* linked as the target: complete, no rename */
     if (rc == KVZ_OK && f->unnamed)
-        rc = name_unnamed(f);
+        rc = name_unnamed(f, &in_place);
     if (fclose(f->fp) != 0 && rc == KVZ_OK)
         rc = kvz_errorf(KVZ_ERR_IO, "cannot write '%s': %s", f->path, strerror(errno));
     f->fp = NULL;
-    if (rc == KVZ_OK && f->tmp_path && rename(f->tmp_path, f->path) != 0)
+    if (rc == KVZ_OK && f->tmp_path && !in_place && rename(f->tmp_path, f->path) != 0)
         rc = kvz_errorf(KVZ_ERR_IO, "cannot rename into '%s': %s", f->path, strerror(errno));
-    if (rc != KVZ_OK && f->tmp_path && !f->unnamed)
+    /* the new name itself survives a power cut only once its folder is synced */
+    if (rc == KVZ_OK && f->tmp_path)
+        rc = kvz_sync_folder_of(f->path);
+    if (rc != KVZ_OK && f->tmp_path && !f->unnamed && !in_place)
         remove(f->tmp_path);
     if (f->tmp_path && in_progress == f->tmp_path)
         in_progress = NULL;
@@ -266,6 +276,39 @@ void kvz_atomic_file_abort(kvz_atomic_file *f)
     free(f->path);
     free(f->tmp_path);
     memset(f, 0, sizeof *f);
+}
+
+int kvz_sync_folder(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 && (errno == EACCES || errno == EPERM))
+        return KVZ_OK; /* a folder this user may write in but not list: nothing to sync through */
+    int rc = fd < 0 ? -1 : fsync(fd);
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    /* some file systems have nothing to sync for a folder, and say so */
+    if (rc != 0 && e != EINVAL && e != ENOTSUP && e != EROFS && e != EBADF)
+        return kvz_errorf(KVZ_ERR_IO, "cannot sync the folder '%s' (what was just written there may not survive a "
+                          "power cut): %s", dir, strerror(e));
+    return KVZ_OK;
+}
+
+int kvz_sync_folder_of(const char *path)
+{
+    size_t end = strlen(path);
+    while (end > 1 && path[end - 1] == '/') /* "store/" is held by the folder holding "store" */
+        end--;
+    while (end > 0 && path[end - 1] != '/')
+        end--;
+    if (end == 0)
+        return kvz_sync_folder(".");
+    char *dir = strndup(path, end == 1 ? 1 : end - 1);
+    if (!dir)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    int rc = kvz_sync_folder(dir);
+    free(dir);
+    return rc;
 }
 
 int kvz_atomic_file_put(const char *path, const void *data, uint64_t n)

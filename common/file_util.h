@@ -2,7 +2,8 @@
  * file_util.h — files that appear whole or not at all.
  *
  * kvz_atomic_file writes to a temporary file beside the target, then fsyncs
- * and renames it into place on commit; abort (or a crash) leaves the target
+ * it, renames it into place (or links it there, where the target does not
+ * exist) and fsyncs the folder on commit; abort (or a crash) leaves the target
  * untouched. A target that is a link (or a chain of them) is followed: the
  * file it names is replaced, the link stays. A target that cannot be replaced
  * is written directly, and what a reader took from it cannot be taken back:
@@ -12,7 +13,9 @@
  * A folder is refused. The temporary file is created exclusively, never
  * through a link; where the file system allows (O_TMPFILE), it has no name
  * until commit, so that a process killed while writing (SIGKILL, the
- * out-of-memory killer, a power cut) leaves nothing behind.
+ * out-of-memory killer, a power cut) leaves nothing behind. Elsewhere (NFS,
+ * many FUSE file systems) it is PATH.tmp.PID.N from the start: a signal
+ * handler removes it (kvz_atomic_file_remove_in_progress), a SIGKILL leaves it.
  */
 #ifndef KVZ_COMMON_FILE_UTIL_H
 #define KVZ_COMMON_FILE_UTIL_H
@@ -37,6 +40,12 @@ int kvz_atomic_file_put(const char *path, const void *data, uint64_t n);
 /* Remove the temporary file of the atomic file being written, if any (the
  * latest opened): async-signal-safe, for a handler of SIGINT or SIGTERM. */
 void kvz_atomic_file_remove_in_progress(void);
+
+/* fsync the folder `dir` (or the one holding `path`), so that what was created,
+ * linked or renamed in it survives a power cut: KVZ_ERR_IO if that failed; a
+ * file system that has nothing to sync for a folder (EINVAL) is no failure. */
+int kvz_sync_folder(const char *dir);
+int kvz_sync_folder_of(const char *path);
 
 /* 1 or 2 when `path` names stdout or stderr ("-" and /dev/stdout, /dev/fd/2, or the
  * file one of them is redirected to: kvz_atomic_file writes it through the

@@ -1,6 +1,7 @@
 /* store.c — the LMDB environment behind a kvz store. */
 #include "format/store.h"
 #include "common/error.h"
+#include "common/file_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -650,6 +651,12 @@ static int store_open_alone(kvz_store **out, const char *dir, int flags, size_t 
         return KVZ_OK;
     }
     int status = open_environment(s, data_path, flags, fresh, initial_map_bytes);
+    /* LMDB syncs a store's data, not the names of its files: a new store's
+     * files, and a new store's folder, survive a power cut once synced too */
+    if (status == KVZ_OK && fresh && !readonly)
+        status = kvz_sync_folder(dir);
+    if (status == KVZ_OK && !exists)
+        status = kvz_sync_folder_of(dir);
     if (status != KVZ_OK) {
         store_close_alone(s);
         return status;

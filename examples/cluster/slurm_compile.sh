@@ -40,15 +40,31 @@ if [ "${KVZ_STEP:-compile}" = merge ]; then
 fi
 
 I=${SLURM_ARRAY_TASK_ID:?run as an array job (sbatch --array=0-N-1)}
+S=$OUT/shards
 # Each shard writes to local disk, then moves the finished store into place:
 # LMDB wants a local filesystem for the writer's lock.
 LOCAL=${TMPDIR:-/tmp}/kvz-shard-$I
-mkdir -p "$OUT/shards" "$OUT/logs"
-rm -rf "$LOCAL"
-if [ -d "$OUT/shards/$I" ]; then cp -r "$OUT/shards/$I" "$LOCAL"; fi
+mkdir -p "$S" "$OUT/logs"
+# A task killed while it published (below) left its shard's newest whole
+# store as .$I.new, or the last one as .$I.old, where $I is missing: take it
+# up. (.$I.copy is never whole; beside a $I, the others are older work.)
+if [ ! -d "$S/$I" ]; then
+    if [ -d "$S/.$I.new" ]; then mv "$S/.$I.new" "$S/$I"
+    elif [ -d "$S/.$I.old" ]; then mv "$S/.$I.old" "$S/$I"; fi
+fi
+rm -rf "$S/.$I.copy" "$S/.$I.new" "$S/.$I.old" "$LOCAL"
+if [ -d "$S/$I" ]; then cp -r "$S/$I" "$LOCAL"; fi
 # shellcheck disable=SC2086 # word splitting of the flags is meant
 kvz compile "$CORPUS" --store "$LOCAL" --model "$MODEL" $COMPILE_ARGS \
     --threads "${SLURM_CPUS_PER_TASK:-2}" --shard "$I/$N" --prune --json >"$OUT/logs/shard-$I.jsonl"
 kvz verify --store "$LOCAL"
-rm -rf "$OUT/shards/.$I.tmp"
-cp -r "$LOCAL" "$OUT/shards/.$I.tmp" && rm -rf "$OUT/shards/$I" && mv "$OUT/shards/.$I.tmp" "$OUT/shards/$I"
+# Publish: copy beside the last store and sync it (a power cut must not leave
+# a store cut short), name it .$I.new once whole, then swap by renames: at
+# every moment a whole store is $I, .$I.new or .$I.old.
+cp -r "$LOCAL" "$S/.$I.copy"
+sync "$S/.$I.copy"/*.mdb "$S/.$I.copy"
+mv "$S/.$I.copy" "$S/.$I.new"
+if [ -d "$S/$I" ]; then mv "$S/$I" "$S/.$I.old"; fi
+mv "$S/.$I.new" "$S/$I"
+sync "$S"
+rm -rf "$S/.$I.old" "$LOCAL"

@@ -428,6 +428,18 @@ PATH="$TMP/bin:$PATH" KVZ_STEP=merge SLURM_ARRAY_TASK_COUNT=2 bash examples/clus
     >/dev/null 2>"$TMP/e" || { fail "slurm merge step"; cat "$TMP/e"; }
 strip "$TMP/slurm/merged" >"$TMP/l3"
 cmp -s "$TMP/l1" "$TMP/l3" && [ -s "$TMP/slurm/corpus.tar.zst" ] && ok "the Slurm example: 2 shards, merge, pack" || fail "slurm example"
+# a task killed while publishing, after its last store was renamed away: the newest whole
+# store is .0.new, a copy was under way; the next run takes .0.new up and leaves nothing else
+"$KVZ" ls --store "$TMP/slurm/shards/0" >"$TMP/shard0.before" 2>&1
+mv "$TMP/slurm/shards/0" "$TMP/slurm/shards/.0.new" && mkdir "$TMP/slurm/shards/.0.copy"
+PATH="$TMP/bin:$PATH" TMPDIR="$TMP" SLURM_ARRAY_TASK_ID=0 SLURM_ARRAY_TASK_COUNT=2 KVZ_COMPILE_ARGS="--method recent --quiet" \
+    bash examples/cluster/slurm_compile.sh "$TMP/corpus" "$TMP/slurm" >/dev/null 2>"$TMP/e" || { fail "slurm task 0 again"; cat "$TMP/e"; }
+"$KVZ" ls --store "$TMP/slurm/shards/0" >"$TMP/shard0.after" 2>&1
+[ "$(ls -A "$TMP/slurm/shards" | tr '\n' ' ')" = "0 1 " ] && [ -s "$TMP/shard0.before" ] &&
+    cmp -s "$TMP/shard0.before" "$TMP/shard0.after" && grep -q '"status":"unchanged"' "$TMP/slurm/logs/shard-0.jsonl" &&
+    ! grep -q '"status":"compiled"' "$TMP/slurm/logs/shard-0.jsonl" &&
+    ok "the Slurm example after a task killed while publishing: its store taken up, nothing recompiled, nothing left" ||
+    { fail "slurm publish recovery"; ls -A "$TMP/slurm/shards"; diff "$TMP/shard0.before" "$TMP/shard0.after" | head; }
 # the next nights: a document changed, one deleted, then the first changed back (its shard
 # follows its name, so its shard's store holds its newest content; merge --prune drops the deleted)
 nightly() {

@@ -760,6 +760,61 @@ static void test_atomic_file_killed_while_writing(void **state)
     remove(target);
 }
 
+/* rename(2) for this program: kvz's own calls land here (a static link takes
+ * the program's definition before libc's), so a test can make them fail. */
+static int renames_fail;
+int rename(const char *from, const char *to)
+{
+    if (renames_fail) {
+        errno = EXDEV;
+        return -1;
+    }
+    return renameat(AT_FDCWD, from, AT_FDCWD, to);
+}
+
+/* An atomic file that is new needs no rename where the file system makes
+ * unnamed files: it is linked in place whole (nothing to leave behind between
+ * a link and a rename); one that replaces a file still renames, and a rename
+ * that fails leaves the old file and no temporary. */
+static void test_atomic_file_new_target_linked_in_place(void **state)
+{
+    (void)state;
+    const char *dir = test_tmp_path("atomic-link");
+    assert_int_equal(mkdir(dir, 0700), 0);
+    int unnamed_made = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+    if (unnamed_made < 0) {
+        fprintf(stderr, "(%s makes no unnamed files: %s; every commit renames)\n", dir, strerror(errno));
+        rmdir(dir);
+        return;
+    }
+    close(unnamed_made);
+    char target[300], first[256];
+    snprintf(target, sizeof target, "%s/out.bin", dir);
+    renames_fail = 1;
+    CHECK_OK(kvz_atomic_file_put(target, "whole", 5));
+    assert_int_equal(kvz_atomic_file_put(target, "other", 5), KVZ_ERR_IO);
+    assert_non_null(strstr(kvz_last_error(), "cannot rename into"));
+    renames_fail = 0;
+    assert_int_equal(folder_entries(dir, first), 1);
+    assert_string_equal(first, "out.bin");
+    char *back = NULL;
+    size_t size = 0;
+    CHECK_OK(kvz_read_file(target, &back, &size));
+    assert_int_equal(size, 5);
+    assert_memory_equal(back, "whole", 5);
+    free(back);
+    CHECK_OK(kvz_atomic_file_put(target, "other", 5));
+    CHECK_OK(kvz_read_file(target, &back, &size));
+    assert_memory_equal(back, "other", 5);
+    free(back);
+    assert_int_equal(folder_entries(dir, first), 1);
+    CHECK_OK(kvz_sync_folder(dir));
+    CHECK_OK(kvz_sync_folder_of(target));
+    remove(target);
+    assert_int_equal(rmdir(dir), 0);
+    assert_int_equal(kvz_sync_folder(dir), KVZ_ERR_IO); /* gone: it could not be synced */
+}
+
 /* This process's POSIX locks on `path` (LMDB's on lock.mdb), from /proc/locks. */
 static int posix_locks_on(const char *path)
 {
@@ -1060,6 +1115,7 @@ int main(void)
         cmocka_unit_test(test_transfer_losing_content_needs_no_artifacts),
         cmocka_unit_test(test_transfer_mends_damaged_artifacts),
         cmocka_unit_test(test_atomic_file_killed_while_writing),
+        cmocka_unit_test(test_atomic_file_new_target_linked_in_place),
         cmocka_unit_test(test_read_regular_file_refuses_a_fifo),
         cmocka_unit_test(test_store_opened_twice_keeps_its_locks),
         cmocka_unit_test(test_store_growth_waits_for_other_threads_reads),
