@@ -706,6 +706,20 @@ static int folder_entries(const char *dir, char first[256])
     return n;
 }
 
+/* `dir` holds one entry, the file `target` (named `name`) holding exactly `text`. */
+static void assert_only_file_holds(const char *dir, const char *target, const char *name, const char *text)
+{
+    char first[256];
+    assert_int_equal(folder_entries(dir, first), 1);
+    assert_string_equal(first, name);
+    char *back = NULL;
+    size_t size = 0;
+    CHECK_OK(kvz_read_file(target, &back, &size));
+    assert_int_equal(size, strlen(text));
+    assert_memory_equal(back, text, size);
+    free(back);
+}
+
 /* A process killed while it writes an atomic file leaves nothing beside the
  * target where the file system makes unnamed files (O_TMPFILE), else only
  * its named temporary; a commit leaves the file whole and nothing else. */
@@ -749,14 +763,7 @@ static void test_atomic_file_killed_while_writing(void **state)
         remove(left);
     }
     CHECK_OK(kvz_atomic_file_put(target, "whole", 5));
-    assert_int_equal(folder_entries(dir, first), 1);
-    assert_string_equal(first, "out.bin");
-    char *back = NULL;
-    size_t size = 0;
-    CHECK_OK(kvz_read_file(target, &back, &size));
-    assert_int_equal(size, 5);
-    assert_memory_equal(back, "whole", 5);
-    free(back);
+    assert_only_file_holds(dir, target, "out.bin", "whole");
     remove(target);
 }
 
@@ -788,26 +795,16 @@ static void test_atomic_file_new_target_linked_in_place(void **state)
         return;
     }
     close(unnamed_made);
-    char target[300], first[256];
+    char target[300];
     snprintf(target, sizeof target, "%s/out.bin", dir);
     renames_fail = 1;
     CHECK_OK(kvz_atomic_file_put(target, "whole", 5));
     assert_int_equal(kvz_atomic_file_put(target, "other", 5), KVZ_ERR_IO);
     assert_non_null(strstr(kvz_last_error(), "cannot rename into"));
     renames_fail = 0;
-    assert_int_equal(folder_entries(dir, first), 1);
-    assert_string_equal(first, "out.bin");
-    char *back = NULL;
-    size_t size = 0;
-    CHECK_OK(kvz_read_file(target, &back, &size));
-    assert_int_equal(size, 5);
-    assert_memory_equal(back, "whole", 5);
-    free(back);
+    assert_only_file_holds(dir, target, "out.bin", "whole");
     CHECK_OK(kvz_atomic_file_put(target, "other", 5));
-    CHECK_OK(kvz_read_file(target, &back, &size));
-    assert_memory_equal(back, "other", 5);
-    free(back);
-    assert_int_equal(folder_entries(dir, first), 1);
+    assert_only_file_holds(dir, target, "out.bin", "other");
     CHECK_OK(kvz_sync_folder(dir));
     CHECK_OK(kvz_sync_folder_of(target));
     remove(target);
