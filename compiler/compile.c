@@ -942,17 +942,23 @@ static int already_compiled(kvz_compiler *c, const char *name, const uint8_t has
     return found;
 }
 
-/* Bytes of the stored artifact `id`, or 0 when absent. */
-static size_t stored_artifact_size(kvz_compiler *c, const uint8_t id[16])
+/* Bytes of the stored artifact `id` when it holds exactly this segment's
+ * tokens, else 0: absent, damaged, or cut otherwise (a kvz before 0.3.3 cut
+ * some documents into other segments under the same ids), to be compiled and
+ * written over; every record of this content then reads this cut whole. */
+static size_t stored_artifact_size(kvz_compiler *c, const uint8_t id[16], const kvz_tokens *toks)
 {
     kvz_store_txn *t;
     if (kvz_store_read_begin(c->store, &t) != KVZ_OK)
         return 0;
     const void *val;
     size_t len = 0;
-    if (kvz_store_get(t, KVZ_DB_ARTIFACTS, id, 16, &val, &len) != KVZ_OK)
+    kvz_artifact a;
+    if (kvz_store_get(t, KVZ_DB_ARTIFACTS, id, 16, &val, &len) != KVZ_OK || kvz_artifact_open(&a, val, len) != KVZ_OK ||
+        !kvz_artifact_holds_tokens(&a, toks->ids, (uint32_t)toks->len))
         len = 0;
     kvz_store_read_end(t);
+    kvz_error_clear();
     return len;
 }
 
@@ -987,7 +993,7 @@ int kvz_compile_document(kvz_compiler *c, const char *name, const char *text, si
         r->tokens += (int32_t)toks->len;
         pr.pass = 0;
         pr.n = (int32_t)toks->len;
-        size_t have = c->opts.force ? 0 : stored_artifact_size(c, ids[i]);
+        size_t have = c->opts.force ? 0 : stored_artifact_size(c, ids[i], toks);
         if (have) { /* the same content under another name: nothing to compute */
             r->bytes += have;
             r->shared_segments++;

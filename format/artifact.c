@@ -574,6 +574,17 @@ int kvz_artifact_read_tokens(const kvz_artifact *a, int32_t *tokens)
     return KVZ_OK;
 }
 
+int kvz_artifact_holds_tokens(const kvz_artifact *a, const int32_t *tokens, uint32_t n)
+{
+    if (a->manifest.n_tokens != n)
+        return 0;
+    int32_t *held = malloc((n ? n : 1) * sizeof *held);
+    int same = held && kvz_artifact_read_tokens(a, held) == KVZ_OK && memcmp(held, tokens, n * sizeof *held) == 0;
+    free(held);
+    kvz_error_clear();
+    return same;
+}
+
 int kvz_artifact_kept(const kvz_artifact *a, uint16_t layer, uint16_t head, uint32_t *n)
 {
     kvz_section s = {0};

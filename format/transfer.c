@@ -97,6 +97,27 @@ static int stored_damaged(const void *val, size_t len, const put_if_absent *p)
     return rc == KVZ_ERR_FORMAT;
 }
 
+/* A stored artifact, sound, whose tokens are not the incoming one's: a kvz
+ * before 0.3.3 cut some documents into segments otherwise under the same ids
+ * (SPEC §8). The incoming one, whose document brings all of its segments,
+ * replaces it: a document of both cuts would miss or repeat text. */
+static int stored_cut_otherwise(const void *val, size_t len, const put_if_absent *p)
+{
+    if (p->db != KVZ_DB_ARTIFACTS || (len == p->val_len && memcmp(val, p->val, len) == 0))
+        return 0;
+    kvz_artifact stored, incoming;
+    int other = 0;
+    if (kvz_artifact_open(&stored, val, len) == KVZ_OK && kvz_artifact_open(&incoming, p->val, p->val_len) == KVZ_OK) {
+        uint32_t n = incoming.manifest.n_tokens;
+        int32_t *tokens = malloc((n ? n : 1) * sizeof *tokens);
+        other = tokens && kvz_artifact_read_tokens(&incoming, tokens) == KVZ_OK &&
+                !kvz_artifact_holds_tokens(&stored, tokens, n);
+        free(tokens);
+    }
+    kvz_error_clear();
+    return other;
+}
+
 static int put_if_absent_fn(kvz_store_txn *t, void *ctx)
 {
     put_if_absent *p = ctx;
@@ -104,7 +125,7 @@ static int put_if_absent_fn(kvz_store_txn *t, void *ctx)
     size_t n;
     p->outcome = KVZ_ARTIFACT_PRESENT;
     int rc = kvz_store_get(t, p->db, p->key, p->key_len, &v, &n);
-    if (rc == KVZ_OK && stored_damaged(v, n, p))
+    if (rc == KVZ_OK && (stored_damaged(v, n, p) || stored_cut_otherwise(v, n, p)))
         p->outcome = KVZ_ARTIFACT_REPAIRED;
     else if (rc == KVZ_ERR_NOT_FOUND && p->held_only)
         return p->outcome = KVZ_ARTIFACT_ABSENT, KVZ_OK;

@@ -37,7 +37,8 @@ int kvz_transfer_check_key(const kvz_artifact *a, int is_prefix, const void *key
 typedef enum kvz_artifact_outcome {
     KVZ_ARTIFACT_PRESENT = 0,  /* the store had it (content addressing: the same thing) */
     KVZ_ARTIFACT_ADDED = 1,    /* written */
-    KVZ_ARTIFACT_REPAIRED = 2, /* the stored copy failed its checks: replaced */
+    KVZ_ARTIFACT_REPAIRED = 2, /* the stored copy failed its checks, or held other tokens (a document
+                                  cut into segments otherwise by a kvz before 0.3.3): replaced */
     KVZ_ARTIFACT_ABSENT = 3    /* held_only: not in the store, not written */
 } kvz_artifact_outcome;
 

@@ -167,6 +167,7 @@ static int make_plan(kvz_model *m, kvz_store_txn *t, const kvz_model_identity *i
         int64_t first = parts[d].first_segment, n = parts[d].segments ? parts[d].segments : e->n_segments - first;
         if (first >= e->n_segments || first + n > e->n_segments)
             rc = run_past_last(name, &rec, e, &o->config, &parts[d]);
+        uint64_t held_tokens = 0;
         for (uint32_t s = (uint32_t)first; rc == KVZ_OK && s < first + n; s++) {
             rc = get_segment(t, e, s, name, &val, &len);
             char what[1200];
@@ -184,10 +185,18 @@ static int make_plan(kvz_model *m, kvz_store_txn *t, const kvz_model_identity *i
                 break;
             }
             position += (int32_t)man->n_tokens;
+            held_tokens += man->n_tokens;
             st->original_tokens += (int32_t)man->n_tokens;
             st->artifact_bytes += len;
             st->segments++;
         }
+        /* segments of two cuts under the same ids (a kvz before 0.3.3 cut some
+         * documents otherwise): text missing or repeated, each artifact sound */
+        if (rc == KVZ_OK && first == 0 && n == e->n_segments && held_tokens != e->n_tokens)
+            rc = kvz_errorf(KVZ_ERR_FORMAT, "'%s': its segments hold %llu tokens, its record %u: segments of two "
+                            "different cuts of the document (a kvz before 0.3.3 cut some otherwise); kvz compile "
+                            "--force of it, with the options it was compiled with, makes them whole", name,
+                            (unsigned long long)held_tokens, e->n_tokens);
         if (n > 1) /* fewer of them might fit */
             st->segmented = 1;
         kvz_doc_record_free(&rec);

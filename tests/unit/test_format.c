@@ -179,13 +179,15 @@ static void fill_manifest(kvz_manifest *m, uint32_t bits)
 }
 
 /* A small artifact: head (l, h) keeps every (l + h + 1)-th token. */
+static int build_token_shift; /* another cut of the document: other tokens under the same manifest */
+
 static uint8_t *build(uint32_t bits, size_t *size, kvz_manifest *m, float **keys, float **values)
 {
     fill_manifest(m, bits);
     kvz_artifact_writer *w = kvz_artifact_writer_new(3);
     int32_t tokens[TOKENS];
     for (int i = 0; i < TOKENS; i++)
-        tokens[i] = i * 17 % 1000;
+        tokens[i] = (i * 17 + build_token_shift) % 1000;
     CHECK_OK(kvz_artifact_add_tokens(w, tokens, TOKENS));
     *keys = make_kv(TOKENS, DIM, 1);
     *values = make_kv(TOKENS, DIM, 0);
@@ -656,7 +658,9 @@ static void test_transfer_losing_content_needs_no_artifacts(void **state)
 
 /* A stored artifact that fails its checks is replaced by a good copy brought
  * again (unpack or merge mends a damaged store); a sound one with other bytes
- * (the same configuration compiled at another time) and the same bytes stay. */
+ * (the same configuration compiled at another time) and the same bytes stay;
+ * one of other tokens under the same id (a document cut into segments
+ * otherwise by a kvz before 0.3.3) is replaced by the incoming one. */
 static void test_transfer_mends_damaged_artifacts(void **state)
 {
     (void)state;
@@ -689,8 +693,30 @@ static void test_transfer_mends_damaged_artifacts(void **state)
     assert_int_equal(len, size);
     assert_memory_equal(v, good, size);
     kvz_store_read_end(t);
+    size_t cut_size;
+    kvz_manifest cut_m;
+    float *cut_keys, *cut_values;
+    build_token_shift = 1;
+    uint8_t *cut_otherwise = build(4, &cut_size, &cut_m, &cut_keys, &cut_values);
+    build_token_shift = 0;
+    kvz_artifact a;
+    CHECK_OK(kvz_artifact_open(&a, good, size));
+    int32_t tokens[TOKENS];
+    CHECK_OK(kvz_artifact_read_tokens(&a, tokens));
+    assert_true(kvz_artifact_holds_tokens(&a, tokens, TOKENS));
+    assert_false(kvz_artifact_holds_tokens(&a, tokens, TOKENS - 1));
+    tokens[TOKENS - 1] ^= 1;
+    assert_false(kvz_artifact_holds_tokens(&a, tokens, TOKENS));
+    CHECK_OK(kvz_transfer_artifact(s, id, cut_otherwise, cut_size, 0, &o));
+    assert_int_equal(o, KVZ_ARTIFACT_REPAIRED);
+    CHECK_OK(kvz_store_read_begin(s, &t));
+    CHECK_OK(kvz_store_get(t, KVZ_DB_ARTIFACTS, id, 16, &v, &len));
+    assert_int_equal(len, cut_size);
+    assert_memory_equal(v, cut_otherwise, cut_size);
+    kvz_store_read_end(t);
     kvz_store_close(s);
     free(good), free(damaged), free(other), free(keys), free(values), free(other_keys), free(other_values);
+    free(cut_otherwise), free(cut_keys), free(cut_values);
 }
 
 static int folder_entries(const char *dir, char first[256])
