@@ -128,7 +128,7 @@ PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 # (make's next look at it finds it newer than what it made), never otherwise.
 FLAGS := $(BUILD)/build-flags
 
-.PHONY: all test asan check check-parts cuda test-cuda cudasim test-cudasim test-cudasim-quick cudasim-asan test-cudasim-asan cudasim-race test-cudasim-race demo bench clean setup install install-built uninstall help valgrind FORCE
+.PHONY: all test asan check check-parts clang cuda test-cuda cudasim test-cudasim test-cudasim-quick cudasim-asan test-cudasim-asan cudasim-race test-cudasim-race demo bench clean setup install install-built uninstall help valgrind FORCE
 all: $(KVZ) $(SO) $(PC) $(BENCH_BINS)
 
 $(FLAGS): FORCE

@@ -78,7 +78,7 @@ typedef struct put_if_absent {
     const void *val;
     size_t val_len;
     kvz_artifact_outcome outcome;
-    int held_only; /* mend a stored copy, add none */
+    int how; /* KVZ_TRANSFER_HELD_ONLY, KVZ_TRANSFER_WHOLE_FORM */
 } put_if_absent;
 
 /* A stored copy that fails its checks where the incoming one (verified) has
@@ -99,8 +99,7 @@ static int stored_damaged(const void *val, size_t len, const put_if_absent *p)
 
 /* A stored artifact, sound, whose tokens are not the incoming one's: a kvz
  * before 0.3.3 cut some documents into segments otherwise under the same ids
- * (SPEC §8). The incoming one, whose document brings all of its segments,
- * replaces it: a document of both cuts would miss or repeat text. */
+ * (SPEC §8); a document of both cuts would miss or repeat text. */
 static int stored_cut_otherwise(const void *val, size_t len, const put_if_absent *p)
 {
     if (p->db != KVZ_DB_ARTIFACTS || (len == p->val_len && memcmp(val, p->val, len) == 0))
@@ -125,9 +124,16 @@ static int put_if_absent_fn(kvz_store_txn *t, void *ctx)
     size_t n;
     p->outcome = KVZ_ARTIFACT_PRESENT;
     int rc = kvz_store_get(t, p->db, p->key, p->key_len, &v, &n);
-    if (rc == KVZ_OK && (stored_damaged(v, n, p) || stored_cut_otherwise(v, n, p)))
+    if (rc == KVZ_OK && stored_damaged(v, n, p))
         p->outcome = KVZ_ARTIFACT_REPAIRED;
-    else if (rc == KVZ_ERR_NOT_FOUND && p->held_only)
+    else if (rc == KVZ_OK && !(p->how & KVZ_TRANSFER_HELD_ONLY) && stored_cut_otherwise(v, n, p)) {
+        if (!(p->how & KVZ_TRANSFER_WHOLE_FORM))
+            return kvz_errorf(KVZ_ERR_FORMAT, "the store holds this segment of the document cut otherwise, under "
+                              "the same id (a kvz before 0.3.3 cut some documents into other segments): bring every "
+                              "segment of the document at once (one kvz import of all of them, a bundle), or kvz rm "
+                              "the store's documents of this content first (and kvz gc, if none uses it)");
+        p->outcome = KVZ_ARTIFACT_RECUT;
+    } else if (rc == KVZ_ERR_NOT_FOUND && (p->how & KVZ_TRANSFER_HELD_ONLY))
         return p->outcome = KVZ_ARTIFACT_ABSENT, KVZ_OK;
     else if (rc == KVZ_ERR_NOT_FOUND)
         p->outcome = KVZ_ARTIFACT_ADDED;
@@ -136,10 +142,10 @@ static int put_if_absent_fn(kvz_store_txn *t, void *ctx)
     return kvz_store_put(t, p->db, p->key, p->key_len, p->val, p->val_len);
 }
 
-int kvz_transfer_artifact(kvz_store *s, const uint8_t id[16], const void *bytes, size_t len, int held_only,
+int kvz_transfer_artifact(kvz_store *s, const uint8_t id[16], const void *bytes, size_t len, int how,
                           kvz_artifact_outcome *outcome)
 {
-    put_if_absent p = {KVZ_DB_ARTIFACTS, id, 16, bytes, len, KVZ_ARTIFACT_PRESENT, held_only};
+    put_if_absent p = {KVZ_DB_ARTIFACTS, id, 16, bytes, len, KVZ_ARTIFACT_PRESENT, how};
     int rc = kvz_store_write(s, put_if_absent_fn, &p);
     if (outcome)
         *outcome = rc == KVZ_OK ? p.outcome : KVZ_ARTIFACT_PRESENT;
@@ -156,7 +162,8 @@ int kvz_transfer_prefix(kvz_store *s, const kvz_artifact *prefix, int held_only,
     memcpy(&prefix_hash, m->doc_hash, 8); /* a prefix artifact names itself by its hash */
     char key[64];
     kvz_prefix_key(m->model.fingerprint, prefix_hash, key);
-    put_if_absent p = {KVZ_DB_META, key, strlen(key), prefix->data, prefix->size, KVZ_ARTIFACT_PRESENT, held_only};
+    put_if_absent p = {KVZ_DB_META, key, strlen(key), prefix->data, prefix->size, KVZ_ARTIFACT_PRESENT,
+                       held_only ? KVZ_TRANSFER_HELD_ONLY : 0};
     int rc = kvz_store_write(s, put_if_absent_fn, &p);
     if (outcome)
         *outcome = rc == KVZ_OK ? p.outcome : KVZ_ARTIFACT_PRESENT;
@@ -288,6 +295,24 @@ int kvz_doc_record_put_entry(kvz_store_txn *t, const char *name, const uint8_t d
 {
     kvz_doc_record r = one_entry(doc_hash, e);
     return kvz_doc_record_put(t, name, &r, replace_other_content, outcome, dropped);
+}
+
+int kvz_transfer_check_cut(const char *name, const kvz_doc_entry *e, uint64_t held_tokens)
+{
+    if (held_tokens == e->n_tokens)
+        return KVZ_OK;
+    return kvz_errorf(KVZ_ERR_FORMAT, "'%s': the segments of its form %016llx hold %llu tokens, its record %u: "
+                      "segments of two different cuts of the document (a kvz before 0.3.3 cut some otherwise); kvz "
+                      "compile --force of it, with the options it was compiled with, makes them whole", name,
+                      (unsigned long long)e->config_id, (unsigned long long)held_tokens, e->n_tokens);
+}
+
+int kvz_manifest_cut_since_033(const kvz_manifest *m)
+{
+    unsigned major = 0, minor = 0, patch = 0;
+    if (sscanf(m->compiler, "kvz %u.%u.%u", &major, &minor, &patch) != 3)
+        return 1; /* not kvz's own form: taken as the current cut */
+    return major > 0 || minor > 3 || (minor == 3 && patch >= 3);
 }
 
 typedef struct document_put {

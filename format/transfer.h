@@ -37,23 +37,49 @@ int kvz_transfer_check_key(const kvz_artifact *a, int is_prefix, const void *key
 typedef enum kvz_artifact_outcome {
     KVZ_ARTIFACT_PRESENT = 0,  /* the store had it (content addressing: the same thing) */
     KVZ_ARTIFACT_ADDED = 1,    /* written */
-    KVZ_ARTIFACT_REPAIRED = 2, /* the stored copy failed its checks, or held other tokens (a document
-                                  cut into segments otherwise by a kvz before 0.3.3): replaced */
-    KVZ_ARTIFACT_ABSENT = 3    /* held_only: not in the store, not written */
+    KVZ_ARTIFACT_REPAIRED = 2, /* the stored copy failed its checks: replaced */
+    KVZ_ARTIFACT_ABSENT = 3,   /* KVZ_TRANSFER_HELD_ONLY: not in the store, not written */
+    KVZ_ARTIFACT_RECUT = 4     /* the stored copy held other tokens: its document cut into other
+                                  segments under the same ids (kvz before 0.3.3), replaced */
 } kvz_artifact_outcome;
+#define KVZ_ARTIFACT_OUTCOMES 5
+
+/* How kvz_transfer_artifact writes. */
+enum {
+    /* only mend a damaged copy, add none: for an artifact only documents that
+     * lose to the store's use (kvz_transfer_loses); another document of the
+     * store may use the damaged copy, and a copy of another cut stays */
+    KVZ_TRANSFER_HELD_ONLY = 1,
+    /* every segment of the artifact's form comes in this transfer (a bundle, a
+     * merge, an import of all of them): a stored copy of another cut of the
+     * document is replaced, so that every record of the content reads one cut */
+    KVZ_TRANSFER_WHOLE_FORM = 2
+};
 
 /* Write artifact `id` (already verified) unless the store has it. A stored
  * copy with other bytes that fails its checks (damaged on disk) is replaced:
  * bringing a good copy again is how a receiver without the sources mends it.
- * held_only: only that mending, nothing added (KVZ_ARTIFACT_ABSENT), for an
- * artifact only documents that lose to the store's use (kvz_transfer_loses):
- * another document of the store may use the damaged copy. */
-int kvz_transfer_artifact(kvz_store *s, const uint8_t id[16], const void *bytes, size_t len, int held_only,
+ * A stored copy, sound, whose tokens are not the incoming one's (SPEC.md §8:
+ * two cuts of a document under the same ids) is replaced with
+ * KVZ_TRANSFER_WHOLE_FORM, kept with KVZ_TRANSFER_HELD_ONLY, and else refused
+ * (KVZ_ERR_FORMAT: one segment of a cut among the other's would lose text). */
+int kvz_transfer_artifact(kvz_store *s, const uint8_t id[16], const void *bytes, size_t len, int how,
                           kvz_artifact_outcome *outcome);
 
 /* Write a shared prefix artifact (already verified) under its meta key, as
- * above (held_only: only documents that lose need it). */
+ * above (held_only: only documents that lose need it; a prefix is named by its
+ * tokens' hash, so has no other cut). */
 int kvz_transfer_prefix(kvz_store *s, const kvz_artifact *prefix, int held_only, kvz_artifact_outcome *outcome);
+
+/* KVZ_OK when a form's segments, read, hold the tokens its record counts
+ * (`held_tokens`, their manifests' n_tokens added); else KVZ_ERR_FORMAT
+ * naming the document: segments of two cuts of it under the same ids (SPEC.md
+ * §8), text missing or repeated that each artifact's own checks pass. */
+int kvz_transfer_check_cut(const char *name, const kvz_doc_entry *e, uint64_t held_tokens);
+
+/* Whether the kvz that wrote a manifest (its `compiler`) cut documents into
+ * segments as kvz 0.3.3 and later do (1), or as before (0; SPEC.md §8). */
+int kvz_manifest_cut_since_033(const kvz_manifest *m);
 
 typedef enum kvz_entry_outcome {
     KVZ_ENTRY_ADDED = 0,     /* a new configuration of the document */

@@ -192,11 +192,8 @@ static int make_plan(kvz_model *m, kvz_store_txn *t, const kvz_model_identity *i
         }
         /* segments of two cuts under the same ids (a kvz before 0.3.3 cut some
          * documents otherwise): text missing or repeated, each artifact sound */
-        if (rc == KVZ_OK && first == 0 && n == e->n_segments && held_tokens != e->n_tokens)
-            rc = kvz_errorf(KVZ_ERR_FORMAT, "'%s': its segments hold %llu tokens, its record %u: segments of two "
-                            "different cuts of the document (a kvz before 0.3.3 cut some otherwise); kvz compile "
-                            "--force of it, with the options it was compiled with, makes them whole", name,
-                            (unsigned long long)held_tokens, e->n_tokens);
+        if (rc == KVZ_OK && first == 0 && n == e->n_segments)
+            rc = kvz_transfer_check_cut(name, e, held_tokens);
         if (n > 1) /* fewer of them might fit */
             st->segmented = 1;
         kvz_doc_record_free(&rec);

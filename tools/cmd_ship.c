@@ -397,7 +397,7 @@ typedef struct unpack_ctx {
     int checking;           /* unpack --check: nothing is written in any case */
     size_t other_model;     /* configurations compiled by another model */
     uint64_t other_fingerprint;
-    size_t artifacts[4], prefixes_repaired; /* artifacts[kvz_artifact_outcome] */
+    size_t artifacts[KVZ_ARTIFACT_OUTCOMES], prefixes_repaired; /* artifacts[kvz_artifact_outcome] */
     uint8_t (*wanted)[16];  /* sorted ids of the artifacts of documents that do not lose to the store's */
     size_t n_wanted;
     uint64_t *wanted_models; /* the models whose configurations those documents hold (their prefixes) */
@@ -489,7 +489,8 @@ static int unpack_artifact(void *ctx, const kvz_bundle_file *f, const kvz_artifa
     kvz_artifact_outcome o;
     /* one only documents left alone use mends a damaged copy the store has, adds none */
     int wanted = bsearch(f->id, u->wanted, u->n_wanted, sizeof *u->wanted, id_order) != NULL;
-    KVZ_TRY(kvz_transfer_artifact(u->store, f->id, a->data, a->size, !wanted, &o));
+    KVZ_TRY(kvz_transfer_artifact(u->store, f->id, a->data, a->size,
+                                  wanted ? KVZ_TRANSFER_WHOLE_FORM : KVZ_TRANSFER_HELD_ONLY, &o));
     u->artifacts[o]++;
     return KVZ_OK;
 }
@@ -812,13 +813,17 @@ int cmd_unpack(int argc, char **argv)
                "%zu left alone (the store's content under the name wins); %zu artifact(s) written, %zu "
                "already there", a.store, counts[KVZ_ENTRY_ADDED], counts[KVZ_ENTRY_PRESENT],
                counts[KVZ_ENTRY_REPLACED], counts[KVZ_ENTRY_KEPT_NEWER],
-               u.artifacts[KVZ_ARTIFACT_ADDED] + u.artifacts[KVZ_ARTIFACT_REPAIRED], u.artifacts[KVZ_ARTIFACT_PRESENT]);
+               u.artifacts[KVZ_ARTIFACT_ADDED] + u.artifacts[KVZ_ARTIFACT_REPAIRED] + u.artifacts[KVZ_ARTIFACT_RECUT],
+               u.artifacts[KVZ_ARTIFACT_PRESENT]);
         if (u.artifacts[KVZ_ARTIFACT_ABSENT])
             printf(", %zu not written (only documents left alone use them)", u.artifacts[KVZ_ARTIFACT_ABSENT]);
         printf("\n");
         size_t repaired = u.artifacts[KVZ_ARTIFACT_REPAIRED] + u.prefixes_repaired;
         if (repaired)
             printf("%zu damaged artifact(s) replaced by the bundle's good copy\n", repaired);
+        if (u.artifacts[KVZ_ARTIFACT_RECUT])
+            printf("%zu artifact(s) of another cut of their document (a kvz before 0.3.3 cut some documents into "
+                   "other segments under the same ids) replaced by the bundle's\n", u.artifacts[KVZ_ARTIFACT_RECUT]);
         if (a.prune)
             printf("%zu document(s) pruned, %.1f KB that no document used freed\n", pruned.documents,
                    pruned.bytes / 1024.0);
@@ -837,7 +842,7 @@ typedef struct merge_ctx {
     const char *into_dir;
     prefix_cache prefixes;
     const char *source;
-    size_t counts[4], artifacts_added, repaired, bad;
+    size_t counts[4], artifacts_added, repaired, recut, bad;
     int into_failed; /* a write into DIR failed: DIR's fault (a damaged DIR), not the source's */
     name_set *names; /* --prune: every source document's name, else NULL */
     content_winners winners; /* several sources: the content each name goes to */
@@ -872,7 +877,7 @@ static int merge_artifacts(merge_ctx *m, const char *doc, const kvz_doc_entry *e
         if (losing && !m->into) /* beaten by another source's content: DIR holds nothing to mend */
             continue;
         if (losing) { /* no prefix either: marked as brought, a winning document's would be left out */
-            rc = kvz_transfer_artifact(m->into, e->artifact_ids[s], a->data, a->size, 1, &o);
+            rc = kvz_transfer_artifact(m->into, e->artifact_ids[s], a->data, a->size, KVZ_TRANSFER_HELD_ONLY, &o);
             m->into_failed = rc != KVZ_OK;
             m->artifacts_added += rc == KVZ_OK && o == KVZ_ARTIFACT_REPAIRED; /* written, as unpack counts */
             m->repaired += rc == KVZ_OK && o == KVZ_ARTIFACT_REPAIRED;
@@ -886,10 +891,11 @@ static int merge_artifacts(merge_ctx *m, const char *doc, const kvz_doc_entry *e
             rc = kvz_transfer_prefix(m->into, &prefix, 0, &o);
         m->repaired += o == KVZ_ARTIFACT_REPAIRED;
         if (rc == KVZ_OK)
-            rc = kvz_transfer_artifact(m->into, e->artifact_ids[s], a->data, a->size, 0, &o);
+            rc = kvz_transfer_artifact(m->into, e->artifact_ids[s], a->data, a->size, KVZ_TRANSFER_WHOLE_FORM, &o);
         m->into_failed = rc != KVZ_OK;
         m->artifacts_added += rc == KVZ_OK && o != KVZ_ARTIFACT_PRESENT;
         m->repaired += rc == KVZ_OK && o == KVZ_ARTIFACT_REPAIRED;
+        m->recut += rc == KVZ_OK && o == KVZ_ARTIFACT_RECUT;
     }
     free(segments);
     return rc;
@@ -1074,6 +1080,8 @@ int cmd_merge(int argc, char **argv)
                argc - optind, a.into, m.counts[0], m.counts[1], m.counts[2], m.counts[3], m.artifacts_added, m.bad);
         if (m.repaired)
             printf("; %zu damaged artifact(s) replaced by a good copy", m.repaired);
+        if (m.recut)
+            printf("; %zu artifact(s) of another cut of their document (kvz before 0.3.3) replaced", m.recut);
         if (a.prune && !m.bad)
             printf("; %zu document(s) pruned, %.1f KB that no document used freed", pruned.documents,
                    pruned.bytes / 1024.0);
@@ -1280,8 +1288,9 @@ static int ensure_prefix(import_ctx *c, const kvz_manifest *m)
     return KVZ_OK;
 }
 
-/* When every segment of the artifact's document is in the store, file the document. */
-static int import_entry(import_ctx *c, const kvz_manifest *m, int *complete, kvz_entry_outcome *o)
+/* When every segment of the artifact's document is in the store, file the document.
+ * `whole`: every segment of its form is among this import's files (one cut). */
+static int import_entry(import_ctx *c, const kvz_manifest *m, int whole, int *complete, kvz_entry_outcome *o)
 {
     kvz_doc_entry e = {.config_id = kvz_config_id(m->config), .model_fingerprint = m->model.fingerprint,
                        .n_segments = m->n_segments};
@@ -1290,6 +1299,7 @@ static int import_entry(import_ctx *c, const kvz_manifest *m, int *complete, kvz
     kvz_store_txn *t = NULL;
     int rc = e.artifact_ids ? kvz_store_read_begin(c->store, &t) : kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     *complete = 1;
+    int cuts[2] = {0, 0}; /* segments written by a kvz of each way of cutting (SPEC.md §8) */
     for (uint32_t s = 0; s < m->n_segments && rc == KVZ_OK && *complete; s++) {
         kvz_artifact_id(m->config, m->doc_hash, s, m->n_segments, e.artifact_ids[s]);
         const void *val;
@@ -1302,12 +1312,18 @@ static int import_entry(import_ctx *c, const kvz_manifest *m, int *complete, kvz
                  (rc = kvz_transfer_check_key(&seg, 0, e.artifact_ids[s], 16)) == KVZ_OK) {
             e.n_tokens += seg.manifest.n_tokens;
             e.stored_bytes += len;
+            cuts[kvz_manifest_cut_since_033(&seg.manifest)]++;
             e.created = seg.manifest.created > e.created ? seg.manifest.created : e.created;
         }
     }
     kvz_store_read_end(t);
     /* the store may hold this segment from an earlier compile of the same form: the later time */
     e.created = m->created > e.created ? m->created : e.created;
+    /* segments cut by kvz before 0.3.3 and since, imported apart: possibly of two cuts, whose
+     * tokens would add up all the same (a whole form's other cut in the store was replaced) */
+    if (rc == KVZ_OK && *complete && !whole && cuts[0] && cuts[1])
+        rc = kvz_errorf(KVZ_ERR_FORMAT, "its segments were written by kvz before 0.3.3 and since, which may cut "
+                        "the document into other segments: import every segment from one compile");
     if (rc == KVZ_OK && *complete)
         rc = kvz_transfer_entry(c->store, m->doc_name, m->doc_hash, &e, o);
     free(e.artifact_ids);
@@ -1413,8 +1429,9 @@ static int import_file(import_ctx *c, const char *path, const import_piece *piec
      * files (each decided at the form's newest time, as it is filed), or of one
      * segment: each segment of a compile has its own time, the form's the latest */
     kvz_doc_entry alone = {.created = m->created};
-    if (rc == KVZ_OK && piece->form_whole && piece->config_id == kvz_config_id(m->config) &&
-        memcmp(piece->doc_hash, m->doc_hash, 16) == 0) /* as pass 1 read it */
+    int whole = rc == KVZ_OK && piece->form_whole && piece->config_id == kvz_config_id(m->config) &&
+                memcmp(piece->doc_hash, m->doc_hash, 16) == 0; /* as pass 1 read it */
+    if (whole)
         alone.created = piece->form_newest > alone.created ? piece->form_newest : alone.created;
     else if (m->n_segments > 1)
         alone.created = 0; /* not known */
@@ -1427,10 +1444,11 @@ static int import_file(import_ctx *c, const char *path, const import_piece *piec
         rc = ensure_prefix(c, m);
     if (rc == KVZ_OK) {
         kvz_artifact_id(m->config, m->doc_hash, m->segment, m->n_segments, id);
-        rc = kvz_transfer_artifact(c->store, id, data, size, loses, &o); /* losing: mends, adds none */
+        rc = kvz_transfer_artifact(c->store, id, data, size, /* losing: mends, adds none */
+                                   loses ? KVZ_TRANSFER_HELD_ONLY : whole ? KVZ_TRANSFER_WHOLE_FORM : 0, &o);
     }
     if (rc == KVZ_OK && !loses)
-        rc = import_entry(c, m, &complete, &filed);
+        rc = import_entry(c, m, whole, &complete, &filed);
     loses |= complete && filed == KVZ_ENTRY_KEPT_NEWER;
     char shown[CLI_SHOWN_MAX];
     if (rc == KVZ_OK && !c->quiet && loses)
@@ -1442,8 +1460,11 @@ static int import_file(import_ctx *c, const char *path, const import_piece *piec
         printf("%s: %s segment %u of %u (%s)%s%s\n", path, cli_shown(shown, m->doc_name, strlen(m->doc_name)),
                m->segment + 1, m->n_segments,
                m->summary[0] ? m->summary : m->method,
-               o == KVZ_ARTIFACT_ADDED ? "" : o == KVZ_ARTIFACT_PRESENT ? ", already in the store"
-                                                                       : ", replacing a damaged copy in the store",
+               o == KVZ_ARTIFACT_ADDED     ? ""
+               : o == KVZ_ARTIFACT_PRESENT ? ", already in the store"
+               : o == KVZ_ARTIFACT_RECUT   ? ", replacing the store's segment of another cut of the document (kvz "
+                                             "before 0.3.3)"
+                                           : ", replacing a damaged copy in the store",
                !complete                        ? "; the document appears when all its segments are imported"
                : filed == KVZ_ENTRY_REPLACED ? "; it replaced the other, older content under the name"
                                              : "");

@@ -46,13 +46,15 @@ S=$OUT/shards
 LOCAL=${TMPDIR:-/tmp}/kvz-shard-$I
 mkdir -p "$S" "$OUT/logs"
 # A task killed while it published (below) left its shard's newest whole
-# store as .$I.new, or the last one as .$I.old, where $I is missing: take it
-# up. (.$I.copy is never whole; beside a $I, the others are older work.)
-if [ ! -d "$S/$I" ]; then
-    if [ -d "$S/.$I.new" ]; then mv "$S/.$I.new" "$S/$I"
-    elif [ -d "$S/.$I.old" ]; then mv "$S/.$I.old" "$S/$I"; fi
+# store as .$I.new (swapped in now), or the last one as .$I.old where $I is
+# missing (taken back); .$I.copy is never whole.
+if [ -d "$S/.$I.new" ]; then
+    if [ -d "$S/$I" ]; then rm -rf "$S/.$I.old" && mv -T "$S/$I" "$S/.$I.old"; fi
+    mv -T "$S/.$I.new" "$S/$I"
+elif [ ! -d "$S/$I" ] && [ -d "$S/.$I.old" ]; then
+    mv -T "$S/.$I.old" "$S/$I"
 fi
-rm -rf "$S/.$I.copy" "$S/.$I.new" "$S/.$I.old" "$LOCAL"
+rm -rf "$S/.$I.copy" "$S/.$I.old" "$LOCAL"
 if [ -d "$S/$I" ]; then cp -r "$S/$I" "$LOCAL"; fi
 # shellcheck disable=SC2086 # word splitting of the flags is meant
 kvz compile "$CORPUS" --store "$LOCAL" --model "$MODEL" $COMPILE_ARGS \
@@ -63,8 +65,8 @@ kvz verify --store "$LOCAL"
 # every moment a whole store is $I, .$I.new or .$I.old.
 cp -r "$LOCAL" "$S/.$I.copy"
 sync "$S/.$I.copy"/*.mdb "$S/.$I.copy"
-mv "$S/.$I.copy" "$S/.$I.new"
-if [ -d "$S/$I" ]; then mv "$S/$I" "$S/.$I.old"; fi
-mv "$S/.$I.new" "$S/$I"
+mv -T "$S/.$I.copy" "$S/.$I.new"
+if [ -d "$S/$I" ]; then mv -T "$S/$I" "$S/.$I.old"; fi
+mv -T "$S/.$I.new" "$S/$I"
 sync "$S"
 rm -rf "$S/.$I.old" "$LOCAL"

@@ -660,7 +660,8 @@ static void test_transfer_losing_content_needs_no_artifacts(void **state)
  * again (unpack or merge mends a damaged store); a sound one with other bytes
  * (the same configuration compiled at another time) and the same bytes stay;
  * one of other tokens under the same id (a document cut into segments
- * otherwise by a kvz before 0.3.3) is replaced by the incoming one. */
+ * otherwise by a kvz before 0.3.3) is replaced by the incoming one where the
+ * whole form comes with it, kept for a losing document, else refused. */
 static void test_transfer_mends_damaged_artifacts(void **state)
 {
     (void)state;
@@ -707,8 +708,14 @@ static void test_transfer_mends_damaged_artifacts(void **state)
     assert_false(kvz_artifact_holds_tokens(&a, tokens, TOKENS - 1));
     tokens[TOKENS - 1] ^= 1;
     assert_false(kvz_artifact_holds_tokens(&a, tokens, TOKENS));
-    CHECK_OK(kvz_transfer_artifact(s, id, cut_otherwise, cut_size, 0, &o));
-    assert_int_equal(o, KVZ_ARTIFACT_REPAIRED);
+    /* one segment alone would mix the cuts: refused; for a losing document: kept */
+    assert_int_equal(kvz_transfer_artifact(s, id, cut_otherwise, cut_size, 0, &o), KVZ_ERR_FORMAT);
+    assert_non_null(strstr(kvz_last_error(), "cut otherwise"));
+    kvz_error_clear();
+    CHECK_OK(kvz_transfer_artifact(s, id, cut_otherwise, cut_size, KVZ_TRANSFER_HELD_ONLY, &o));
+    assert_int_equal(o, KVZ_ARTIFACT_PRESENT);
+    CHECK_OK(kvz_transfer_artifact(s, id, cut_otherwise, cut_size, KVZ_TRANSFER_WHOLE_FORM, &o));
+    assert_int_equal(o, KVZ_ARTIFACT_RECUT);
     CHECK_OK(kvz_store_read_begin(s, &t));
     CHECK_OK(kvz_store_get(t, KVZ_DB_ARTIFACTS, id, 16, &v, &len));
     assert_int_equal(len, cut_size);
