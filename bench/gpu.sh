@@ -38,10 +38,19 @@
 #
 # Where the Debian -dev packages are missing (the GPU machine), .device/deps.tar.xz
 # (made by `pack`) is unpacked into .deps/ and used from there.
+#
+# KVZ_GPU_REHEARSAL=1 runs the same steps here, without a GPU: CUDA emulated on
+# the CPU (build-sim/, tests/cudasim/), toy sizes (models of one or two layers,
+# documents of a few hundred tokens), its own model copy joined from the parts
+# and its own output (bench/out/rehearsal/). Its figures mean nothing; it checks
+# that every command of a session runs, before a GPU's few minutes are spent:
+#   bench/gpu.sh pack && KVZ_GPU_REHEARSAL=1 KVZ_SESSION_S=3600 KVZ_STEP_S=300 bench/gpu.sh session
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SELF=$PWD/bench/gpu.sh
-STATE=.gpu-session # what a warm machine keeps between calls: step results, Python packages
+STATE=.gpu-session # what a warm machine keeps between calls: step results, Python packages, the model's parts
+REHEARSAL=${KVZ_GPU_REHEARSAL:-0}
+[ "$REHEARSAL" != 1 ] || STATE=.gpu-rehearsal
 if ! pkg-config --exists lmdb libzstd libarchive openblas libpcre2-8 libxxhash cmocka jansson 2>/dev/null &&
     [ -f .device/deps.tar.xz ]; then
     if [ ! -d .deps ]; then
@@ -57,22 +66,42 @@ fi
 [ -d "$STATE/pylib" ] && export PYTHONPATH=$PWD/$STATE/pylib${PYTHONPATH:+:$PYTHONPATH}
 MODEL=${KVZ_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 OUTDIR=${OUT:-bench/out}
-mkdir -p "$OUTDIR"
-K=./build-cuda/kvz
+B=build-cuda
 SMOL=/tmp/kvz-smol-32k.gguf
 L3=/tmp/kvz-l3-8b.gguf
+SYNTH_SMOL="--ctx 32896" SYNTH_L3="--ctx 32896"
+DOC_CHARS="23000 8000 30000" # the ~6K-token real document, the 8K and 30K byte-token ones
+LONG=8192,32768 SHORT=8192 BENCH_REAL=512,2048,8064 BENCH_L3=512,8192,32768 DECODE=64 REPEAT=3
+TOKENS_8B=8010,30044 TOKENS_SMOL=5695,8010,30044 RUNTIME_SIZES="1000 4000 8000" ANSWER_TOKENS=64
+if [ "$REHEARSAL" = 1 ]; then
+    B=build-sim OUTDIR=${OUT:-bench/out/rehearsal}
+    MODEL=$STATE/model/$(basename "$MODEL") # joined from .device's parts, as on the GPU machine
+    SMOL=/tmp/kvz-rehearsal-smol.gguf L3=/tmp/kvz-rehearsal-l3.gguf
+    SYNTH_SMOL="--layers 2 --ctx 4096" SYNTH_L3="--layers 1 --vocab 1024 --ctx 4096"
+    DOC_CHARS="1500 300 600"
+    LONG=256,512 SHORT=256 BENCH_REAL=64,256 BENCH_L3=64,256 DECODE=4 REPEAT=1
+    TOKENS_8B=300,600 TOKENS_SMOL=300,600 RUNTIME_SIZES="200" ANSWER_TOKENS=4
+fi
+mkdir -p "$OUTDIR"
+K=./$B/kvz
 
 synth() { # shape path: the random-weight model, made once
-    [ -f "$2" ] || $K synth-model --shape "$1" --ctx 32896 -o "$2"
+    local extra=$SYNTH_SMOL
+    [ "$1" = smollm2-135m ] || extra=$SYNTH_L3
+    # shellcheck disable=SC2086 # the options are words
+    [ -f "$2" ] || $K synth-model --shape "$1" $extra -o "$2"
 }
 
-documents() { # ~6K SmolLM2 tokens (one segment), 8K and 30K byte tokens
-    python3 - <<'PY'
+documents() { # ~6K SmolLM2 tokens (one segment), 8K and 30K byte tokens (toy sizes in a rehearsal)
+    # shellcheck disable=SC2086 # the lengths are words
+    python3 - $DOC_CHARS <<'PY'
+import sys
+six, eight, thirty = (int(n) for n in sys.argv[1:])
 text = "".join(open(p, encoding="utf-8").read() + "\n\n" for p in
                ["tests/data/gpl3_excerpt.txt", "tests/data/python_datamodel.txt", "tests/data/zpipe.c"])
-open("/tmp/kvz-6k.txt", "w").write((text * 3)[:23000])
-open("/tmp/kvz-8k.txt", "w").write((text * 3)[:8000])
-open("/tmp/kvz-30k.txt", "w").write((text * 9)[:30000])
+open("/tmp/kvz-6k.txt", "w").write((text * 3)[:six])
+open("/tmp/kvz-8k.txt", "w").write((text * 3)[:eight])
+open("/tmp/kvz-30k.txt", "w").write((text * 9)[:thirty])
 PY
 }
 
@@ -84,10 +113,16 @@ compile_one() { # label model text method
 
 kvpress() { # kvpress_compare.py arguments
     python3 -c 'import kvpress' 2>/dev/null || {
+        if [ "$REHEARSAL" = 1 ]; then # torch is on the GPU machine's image, not here
+            echo "kvpress (or torch) is not importable here: not rehearsed" >&2
+            exit 3
+        fi
         echo "kvpress is not importable: carry .device/wheels (bench/gpu.sh pack)" >&2
         return 1
     }
-    PYTHONUNBUFFERED=1 python3 bench/kvpress_compare.py --device cuda "$@"
+    local device=cuda
+    [ "$REHEARSAL" != 1 ] || device=cpu # torch's own CUDA is not emulated
+    PYTHONUNBUFFERED=1 python3 bench/kvpress_compare.py --device $device "$@"
 }
 
 case "${1:-}" in
@@ -156,10 +191,13 @@ session)
         fi
         echo "===== $name, $(date -u +%T), ${left}s left" >>"$log"
         t0=$(date +%s)
+        # KVZ_STEP_S: at most so long a step (a rehearsal's emulated runs are slow; 0: no cap)
+        [ "${KVZ_STEP_S:-0}" -le 0 ] || [ "$left" -le "$KVZ_STEP_S" ] || left=$KVZ_STEP_S
         timeout -k 10 "$left" "$SELF" "$name" >>"$log" 2>&1 || rc=$?
         case $rc in
         0) result="passed" ;;
-        124 | 137) result="cut at the session's deadline" ;;
+        124 | 137) result="cut at the session's deadline (or KVZ_STEP_S)" ;;
+        3) [ "$REHEARSAL" = 1 ] && result="not rehearsed (what it needs is missing here)" || result="FAILED (exit 3)" ;;
         *) result="FAILED (exit $rc)" ;;
         esac
         result="$result in $(($(date +%s) - t0))s"
@@ -185,10 +223,10 @@ session)
     ;;
 model)
     # gather the parts carried so far; join them once both have arrived
-    mkdir -p models/.parts
-    for p in .device/model.part*; do [ -f "$p" ] && cp "$p" models/.parts/; done
-    if [ -f models/.parts/model.part00 ] && [ -f models/.parts/model.part01 ] && [ ! -f "$MODEL" ]; then
-        cat models/.parts/model.part00 models/.parts/model.part01 >"$MODEL.tmp"
+    mkdir -p "$STATE/parts" "$(dirname "$MODEL")"
+    for p in .device/model.part*; do [ -f "$p" ] && cp "$p" "$STATE/parts/"; done
+    if [ -f "$STATE/parts/model.part00" ] && [ -f "$STATE/parts/model.part01" ] && [ ! -f "$MODEL" ]; then
+        cat "$STATE/parts/model.part00" "$STATE/parts/model.part01" >"$MODEL.tmp"
         want=$(sed -n 's/^MODEL_SHA256="\(.*\)"$/\1/p' scripts/setup.sh)
         if echo "$want  $MODEL.tmp" | sha256sum -c --status; then
             mv "$MODEL.tmp" "$MODEL"
@@ -198,26 +236,28 @@ model)
             exit 1
         fi
     fi
-    ls -la models/.parts "$MODEL" 2>/dev/null || true
+    ls -la "$STATE/parts" "$MODEL" 2>/dev/null || true
     ;;
 build)
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-    make cuda -j"$(nproc)" EXTRA_LDFLAGS="${EXTRA_LDFLAGS:-}" >"$OUTDIR/build.log" 2>&1 || { tail -40 "$OUTDIR/build.log"; exit 1; }
-    echo "built build-cuda/"
+    target=cuda
+    [ "$REHEARSAL" != 1 ] || target=cudasim
+    make $target -j"$(nproc)" EXTRA_LDFLAGS="${EXTRA_LDFLAGS:-}" >"$OUTDIR/build.log" 2>&1 || { tail -40 "$OUTDIR/build.log"; exit 1; }
+    echo "built $B/"
     ;;
 test-synthetic)
     status=0
     export KVZ_TEST_SKIP='*real*'
-    ./build-cuda/tests/cuda/test_cuda_kernels || status=1
-    ./build-cuda/tests/cuda/test_cuda_forward || status=1
-    ./build-cuda/tests/cuda/test_cuda_compile || status=1
+    ./$B/tests/cuda/test_cuda_kernels || status=1
+    ./$B/tests/cuda/test_cuda_forward || status=1
+    ./$B/tests/cuda/test_cuda_compile || status=1
     exit $status
     ;;
 test-real)
     status=0
     export KVZ_MODEL=$MODEL KVZ_TEST_ONLY='*real*'
-    ./build-cuda/tests/cuda/test_cuda_forward || status=1
-    ./build-cuda/tests/cuda/test_cuda_compile || status=1
+    ./$B/tests/cuda/test_cuda_forward || status=1
+    ./$B/tests/cuda/test_cuda_compile || status=1
     exit $status
     ;;
 test)
@@ -246,10 +286,10 @@ compile)
     "$SELF" compile-8b && "$SELF" compile-smol && "$SELF" compile-real
     ;;
 kvpress-8b)
-    kvpress --shape llama3-8b --tokens 8010,30044
+    kvpress --shape llama3-8b --tokens $TOKENS_8B
     ;;
 kvpress-smol)
-    kvpress --shape smollm2-135m --tokens 5695,8010,30044
+    kvpress --shape smollm2-135m --tokens $TOKENS_SMOL
     ;;
 kvpress)
     "$SELF" kvpress-8b && "$SELF" kvpress-smol
@@ -259,39 +299,40 @@ cache)
     synth llama3-8b $L3
     for m in $SMOL $L3; do
         echo "== $m, cuda, ratio 0.3"
-        $K bench --model $m --device cuda --ratio 0.3 --cache-only --prefill 8192,32768 --decode 64 --repeat 3
+        $K bench --model $m --device cuda --ratio 0.3 --cache-only --prefill $LONG --decode $DECODE --repeat $REPEAT
     done
     echo "== $L3, cuda, ratio 0.3, a step's products by cuBLAS (KVZ_CUDA_GEMV=0), for comparison"
-    KVZ_CUDA_GEMV=0 $K bench --model $L3 --device cuda --ratio 0.3 --cache-only --prefill 8192 --decode 64 --repeat 3
+    KVZ_CUDA_GEMV=0 $K bench --model $L3 --device cuda --ratio 0.3 --cache-only --prefill $SHORT --decode $DECODE \
+        --repeat $REPEAT
     ;;
 runtime)
-    KVZ_BIN=$K KVZ_MODEL=$MODEL DEVICE=cuda sh bench/runtime.sh
+    KVZ_BIN=$K KVZ_MODEL=$MODEL DEVICE=cuda SIZES=$RUNTIME_SIZES sh bench/runtime.sh
     ;;
 sessions)
     rm -rf /tmp/kvz-sessions-store
     $K compile examples/corpus --store /tmp/kvz-sessions-store --model "$MODEL" --device cuda --quiet
     for n in 2 4 8; do
-        ./build-cuda/bench/sessions /tmp/kvz-sessions-store "$MODEL" examples/corpus/harbor_lighthouse.md \
-            --threads 2 --sessions $n --questions 4 --tokens 64
+        ./$B/bench/sessions /tmp/kvz-sessions-store "$MODEL" examples/corpus/harbor_lighthouse.md \
+            --threads 2 --sessions $n --questions 4 --tokens $ANSWER_TOKENS
     done
     # sessions opening and closing often: stream-ordered device memory, then cudaMalloc/cudaFree
     for pools in 1 0; do
         echo "== 8 sessions x 1 question, KVZ_CUDA_MEMORY_POOLS=$pools"
-        KVZ_CUDA_MEMORY_POOLS=$pools ./build-cuda/bench/sessions /tmp/kvz-sessions-store "$MODEL" \
-            examples/corpus/harbor_lighthouse.md --threads 2 --sessions 8 --questions 1 --tokens 16
+        KVZ_CUDA_MEMORY_POOLS=$pools ./$B/bench/sessions /tmp/kvz-sessions-store "$MODEL" \
+            examples/corpus/harbor_lighthouse.md --threads 2 --sessions 8 --questions 1 --tokens $ANSWER_TOKENS
     done
     ;;
 bench)
     if [ -f "$MODEL" ]; then
         echo "== SmolLM2-135M-Instruct Q4_1 (real), cuda"
-        $K bench --model "$MODEL" --device cuda --prefill 512,2048,8064 --decode 128 --repeat 3
+        $K bench --model "$MODEL" --device cuda --prefill $BENCH_REAL --decode $((DECODE * 2)) --repeat $REPEAT
     fi
     synth smollm2-135m $SMOL
     echo "== SmolLM2-135M shape, synthetic Q8_0, 32K context, cuda"
-    $K bench --model $SMOL --device cuda --prefill 8192,32768 --decode 128 --repeat 2
+    $K bench --model $SMOL --device cuda --prefill $LONG --decode $((DECODE * 2)) --repeat 2
     synth llama3-8b $L3
     echo "== Llama-3-8B shape, synthetic Q4_K, cuda"
-    $K bench --model $L3 --device cuda --prefill 512,8192,32768 --decode 64 --repeat 1
+    $K bench --model $L3 --device cuda --prefill $BENCH_L3 --decode $DECODE --repeat 1
     ;;
 *)
     echo "usage: bench/gpu.sh pack|session|model|build|test|test-synthetic|test-real|compile|compile-8b|" \
