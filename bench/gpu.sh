@@ -73,14 +73,19 @@ SYNTH_SMOL="--ctx 32896" SYNTH_L3="--ctx 32896"
 DOC_CHARS="23000 8000 30000" # the ~6K-token real document, the 8K and 30K byte-token ones
 LONG=8192,32768 SHORT=8192 BENCH_REAL=512,2048,8064 BENCH_L3=512,8192,32768 DECODE=64 REPEAT=3
 TOKENS_8B=8010,30044 TOKENS_SMOL=5695,8010,30044 RUNTIME_SIZES="1000 4000 8000" ANSWER_TOKENS=64
+CORPUS=examples/corpus # the sessions' store: its harbor_lighthouse.md is asked about
+SESSIONS="2 4 8" QUESTIONS=4 SHORT_SESSIONS=8
 if [ "$REHEARSAL" = 1 ]; then
     B=build-sim OUTDIR=${OUT:-bench/out/rehearsal}
     MODEL=$STATE/model/$(basename "$MODEL") # joined from .device's parts, as on the GPU machine
     SMOL=/tmp/kvz-rehearsal-smol.gguf L3=/tmp/kvz-rehearsal-l3.gguf
     SYNTH_SMOL="--layers 2 --ctx 4096" SYNTH_L3="--layers 1 --vocab 1024 --ctx 4096"
-    DOC_CHARS="1500 300 600"
+    DOC_CHARS="400 300 600"
     LONG=256,512 SHORT=256 BENCH_REAL=64,256 BENCH_L3=64,256 DECODE=4 REPEAT=1
-    TOKENS_8B=300,600 TOKENS_SMOL=300,600 RUNTIME_SIZES="200" ANSWER_TOKENS=4
+    TOKENS_8B=300,600 TOKENS_SMOL=300,600 RUNTIME_SIZES="64" ANSWER_TOKENS=4
+    CORPUS=/tmp/kvz-rehearsal-corpus # the real model emulated: a document of a few sentences
+    SESSIONS=2 QUESTIONS=1 SHORT_SESSIONS=2
+    mkdir -p $CORPUS && head -c 300 examples/corpus/harbor_lighthouse.md >$CORPUS/harbor_lighthouse.md
 fi
 mkdir -p "$OUTDIR"
 K=./$B/kvz
@@ -310,16 +315,16 @@ runtime)
     ;;
 sessions)
     rm -rf /tmp/kvz-sessions-store
-    $K compile examples/corpus --store /tmp/kvz-sessions-store --model "$MODEL" --device cuda --quiet
-    for n in 2 4 8; do
-        ./$B/bench/sessions /tmp/kvz-sessions-store "$MODEL" examples/corpus/harbor_lighthouse.md \
-            --threads 2 --sessions $n --questions 4 --tokens $ANSWER_TOKENS
+    $K compile $CORPUS --store /tmp/kvz-sessions-store --model "$MODEL" --device cuda --quiet
+    for n in $SESSIONS; do
+        ./$B/bench/sessions /tmp/kvz-sessions-store "$MODEL" $CORPUS/harbor_lighthouse.md \
+            --threads 2 --sessions $n --questions $QUESTIONS --tokens $ANSWER_TOKENS
     done
     # sessions opening and closing often: stream-ordered device memory, then cudaMalloc/cudaFree
     for pools in 1 0; do
-        echo "== 8 sessions x 1 question, KVZ_CUDA_MEMORY_POOLS=$pools"
+        echo "== $SHORT_SESSIONS sessions x 1 question, KVZ_CUDA_MEMORY_POOLS=$pools"
         KVZ_CUDA_MEMORY_POOLS=$pools ./$B/bench/sessions /tmp/kvz-sessions-store "$MODEL" \
-            examples/corpus/harbor_lighthouse.md --threads 2 --sessions 8 --questions 1 --tokens $ANSWER_TOKENS
+            $CORPUS/harbor_lighthouse.md --threads 2 --sessions $SHORT_SESSIONS --questions 1 --tokens $ANSWER_TOKENS
     done
     ;;
 bench)
