@@ -440,6 +440,18 @@ PATH="$TMP/bin:$PATH" TMPDIR="$TMP" SLURM_ARRAY_TASK_ID=0 SLURM_ARRAY_TASK_COUNT
     ! grep -q '"status":"compiled"' "$TMP/slurm/logs/shard-0.jsonl" &&
     ok "the Slurm example after a task killed while publishing: its store taken up, nothing recompiled, nothing left" ||
     { fail "slurm publish recovery"; ls -A "$TMP/slurm/shards"; diff "$TMP/shard0.before" "$TMP/shard0.after" | head; }
+# killed after the new store was whole (.0.new) but before the swap: the last one (played by
+# the store less a document) is still 0; the next run swaps the newer one in, recompiling nothing
+cp -r "$TMP/slurm/shards/0" "$TMP/slurm/shards/.0.new"
+gone=$("$KVZ" ls --store "$TMP/slurm/shards/0" --json | sed -n 's/^{"document":"\([^"]*\)".*/\1/p' | head -1)
+"$KVZ" rm --store "$TMP/slurm/shards/0" "$gone" >/dev/null 2>&1
+PATH="$TMP/bin:$PATH" TMPDIR="$TMP" SLURM_ARRAY_TASK_ID=0 SLURM_ARRAY_TASK_COUNT=2 KVZ_COMPILE_ARGS="--method recent --quiet" \
+    bash examples/cluster/slurm_compile.sh "$TMP/corpus" "$TMP/slurm" >/dev/null 2>"$TMP/e" || { fail "slurm task 0 again"; cat "$TMP/e"; }
+"$KVZ" ls --store "$TMP/slurm/shards/0" >"$TMP/shard0.after" 2>&1
+[ -n "$gone" ] && [ "$(ls -A "$TMP/slurm/shards" | tr '\n' ' ')" = "0 1 " ] &&
+    cmp -s "$TMP/shard0.before" "$TMP/shard0.after" && ! grep -q '"status":"compiled"' "$TMP/slurm/logs/shard-0.jsonl" &&
+    ok "the Slurm example killed before its swap: the whole new store swapped in, nothing recompiled, nothing left" ||
+    { fail "slurm swap recovery ('$gone')"; ls -A "$TMP/slurm/shards"; diff "$TMP/shard0.before" "$TMP/shard0.after" | head; }
 # the next nights: a document changed, one deleted, then the first changed back (its shard
 # follows its name, so its shard's store holds its newest content; merge --prune drops the deleted)
 nightly() {
