@@ -81,40 +81,36 @@ typedef struct put_if_absent {
     int how; /* KVZ_TRANSFER_HELD_ONLY, KVZ_TRANSFER_WHOLE_FORM */
 } put_if_absent;
 
-/* A stored copy that fails its checks where the incoming one (verified) has
- * other bytes: a damaged copy, which would otherwise stay for good (the id
- * says the store has it). Opening checks the whole file's checksum, which
- * damage on disk breaks (a full verify, every section decoded, would cost
- * each copy compiled elsewhere that much inside the write transaction). One
- * of a format this build cannot read stays. */
-static int stored_damaged(const void *val, size_t len, const put_if_absent *p)
+typedef enum stored_copy { STORED_KEPT, STORED_DAMAGED, STORED_OTHER_CUT } stored_copy;
+
+/* What the stored copy is beside the incoming one (verified), opened once:
+ * with the same bytes, or sound, it is kept. With other bytes, failing its
+ * checks: damaged, which would otherwise stay for good (the id says the store
+ * has it); opening checks the whole file's checksum, which damage on disk
+ * breaks (a full verify, every section decoded, would cost each copy compiled
+ * elsewhere that much inside the write transaction); one of a format this
+ * build cannot read stays. Sound, with other tokens (asked with `cuts`, of a
+ * document's artifact): another cut of its document, under the same id (kvz
+ * before 0.3.3 cut some documents otherwise, SPEC §8), which mixed with this
+ * cut would miss or repeat text. */
+static stored_copy classify_stored(const void *val, size_t len, const put_if_absent *p, int cuts)
 {
     if (len == p->val_len && memcmp(val, p->val, len) == 0)
-        return 0;
-    kvz_artifact a;
-    int rc = kvz_artifact_open(&a, val, len);
-    kvz_error_clear();
-    return rc == KVZ_ERR_FORMAT;
-}
-
-/* A stored artifact, sound, whose tokens are not the incoming one's: a kvz
- * before 0.3.3 cut some documents into segments otherwise under the same ids
- * (SPEC §8); a document of both cuts would miss or repeat text. */
-static int stored_cut_otherwise(const void *val, size_t len, const put_if_absent *p)
-{
-    if (p->db != KVZ_DB_ARTIFACTS || (len == p->val_len && memcmp(val, p->val, len) == 0))
-        return 0;
+        return STORED_KEPT;
     kvz_artifact stored, incoming;
-    int other = 0;
-    if (kvz_artifact_open(&stored, val, len) == KVZ_OK && kvz_artifact_open(&incoming, p->val, p->val_len) == KVZ_OK) {
+    int rc = kvz_artifact_open(&stored, val, len);
+    stored_copy what = rc == KVZ_ERR_FORMAT ? STORED_DAMAGED : STORED_KEPT;
+    if (rc == KVZ_OK && cuts && p->db == KVZ_DB_ARTIFACTS &&
+        kvz_artifact_open(&incoming, p->val, p->val_len) == KVZ_OK) {
         uint32_t n = incoming.manifest.n_tokens;
         int32_t *tokens = malloc((n ? n : 1) * sizeof *tokens);
-        other = tokens && kvz_artifact_read_tokens(&incoming, tokens) == KVZ_OK &&
-                !kvz_artifact_holds_tokens(&stored, tokens, n);
+        if (tokens && kvz_artifact_read_tokens(&incoming, tokens) == KVZ_OK &&
+            !kvz_artifact_holds_tokens(&stored, tokens, n))
+            what = STORED_OTHER_CUT;
         free(tokens);
     }
     kvz_error_clear();
-    return other;
+    return what;
 }
 
 static int put_if_absent_fn(kvz_store_txn *t, void *ctx)
@@ -124,9 +120,10 @@ static int put_if_absent_fn(kvz_store_txn *t, void *ctx)
     size_t n;
     p->outcome = KVZ_ARTIFACT_PRESENT;
     int rc = kvz_store_get(t, p->db, p->key, p->key_len, &v, &n);
-    if (rc == KVZ_OK && stored_damaged(v, n, p))
+    stored_copy stored = rc == KVZ_OK ? classify_stored(v, n, p, !(p->how & KVZ_TRANSFER_HELD_ONLY)) : STORED_KEPT;
+    if (rc == KVZ_OK && stored == STORED_DAMAGED)
         p->outcome = KVZ_ARTIFACT_REPAIRED;
-    else if (rc == KVZ_OK && !(p->how & KVZ_TRANSFER_HELD_ONLY) && stored_cut_otherwise(v, n, p)) {
+    else if (rc == KVZ_OK && stored == STORED_OTHER_CUT) {
         if (!(p->how & KVZ_TRANSFER_WHOLE_FORM))
             return kvz_errorf(KVZ_ERR_FORMAT, "the store holds this segment of the document cut otherwise, under "
                               "the same id (a kvz before 0.3.3 cut some documents into other segments): bring every "
