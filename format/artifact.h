@@ -116,6 +116,13 @@ typedef struct kvz_artifact {
  * check failed and where), KVZ_ERR_UNSUPPORTED (a newer major version). */
 int kvz_artifact_open(kvz_artifact *a, const void *data, size_t size);
 
+/* The same checks but the whole-file checksum: the header, the table and the
+ * manifest (its section's checksum) are read, the other sections' bytes not
+ * touched (pages of a store's map not faulted in). For what needs only the
+ * manifest of an artifact that its reader checks when it loads it (gc's
+ * prefixes); not for answering from it. */
+int kvz_artifact_open_manifest(kvz_artifact *a, const void *data, size_t size);
+
 /* Read an artifact file (a pipe or device too: "/dev/stdin") into *data
  * (freed by the caller), no further than the size its header states, so
  * that an endless or oversized input takes no more memory than the artifact

@@ -31,8 +31,8 @@ extern "C" {
 
 #define KVZ_VERSION_MAJOR 0
 #define KVZ_VERSION_MINOR 3
-#define KVZ_VERSION_PATCH 6
-#define KVZ_VERSION_STRING "0.3.7"
+#define KVZ_VERSION_PATCH 8
+#define KVZ_VERSION_STRING "0.3.8"
 
 typedef enum kvz_status {
     KVZ_OK = 0,
@@ -56,7 +56,7 @@ KVZ_API const char *kvz_strerror(int status);
  * call returned an error. */
 KVZ_API const char *kvz_last_error(void);
 
-/* "0.3.7": the library actually loaded (may differ from KVZ_VERSION_STRING). */
+/* "0.3.8": the library actually loaded (may differ from KVZ_VERSION_STRING). */
 KVZ_API const char *kvz_version(void);
 
 /* Free memory kvz returned to the caller (answers, texts). NULL is fine. */
@@ -151,7 +151,7 @@ typedef enum kvz_device_choice {
 
 typedef struct kvz_engine_options {
     int device;  /* a kvz_device_choice (default KVZ_RUN_ON_AUTO) */
-    int threads; /* host threads (0: every CPU this process may use; at most KVZ_MAX_THREADS) */
+    int threads; /* host threads (0: $OMP_NUM_THREADS, else every CPU this process may use; at most KVZ_MAX_THREADS) */
     /* Closed sessions' working memory kept for the next sessions to open
      * (scratch and load staging; on the GPU also a stream and a cuBLAS
      * handle, and the staging is pinned): at most this many, the rest is freed

@@ -4,11 +4,23 @@
 #include "kernels/ggml_types.h"
 
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 int kvz_backend_threads(const kvz_backend_config *cfg)
 {
-    return cfg->n_threads > 0 ? cfg->n_threads : omp_get_num_procs();
+    if (cfg->n_threads > 0)
+        return cfg->n_threads;
+    /* OMP_NUM_THREADS, as OpenMP read it (its first number), where given: a
+     * shared machine's way to bound every OpenMP program alike */
+    const char *env = getenv("OMP_NUM_THREADS");
+    int threads = env && *env ? omp_get_max_threads() : kvz_backend_cpus();
+    return threads < 1 ? 1 : threads > KVZ_MAX_THREADS ? KVZ_MAX_THREADS : threads;
+}
+
+int kvz_backend_cpus(void)
+{
+    return omp_get_num_procs();
 }
 
 int kvz_backend_has_cuda(void)

@@ -313,7 +313,7 @@ typedef enum kvz_weight_policy {
 
 typedef struct kvz_backend_config {
     kvz_device device;
-    int n_threads; /* 0: every CPU this process may run on (kvz_backend_threads) */
+    int n_threads; /* 0: $OMP_NUM_THREADS, else every CPU this process may run on (kvz_backend_threads) */
     kvz_weight_policy weights;
     int64_t weight_bytes_hint; /* f32 size of the model, for the AUTO policy */
 } kvz_backend_config;
@@ -330,9 +330,12 @@ int kvz_backend_create(kvz_backend **out, const kvz_backend_config *cfg);
 void kvz_backend_destroy(kvz_backend *b);
 
 /* The host threads a backend made from cfg uses: cfg->n_threads, or when it
- * is 0 the CPUs in this process's affinity mask (taskset, cpusets), not every
- * CPU of the machine. */
+ * is 0 $OMP_NUM_THREADS where set, else the CPUs in this process's affinity
+ * mask (taskset, cpusets), not every CPU of the machine. */
 int kvz_backend_threads(const kvz_backend_config *cfg);
+
+/* The CPUs in this process's affinity mask. */
+int kvz_backend_cpus(void);
 
 /* Whether this build contains the CUDA backend. */
 int kvz_backend_has_cuda(void);

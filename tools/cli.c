@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -84,13 +85,25 @@ const char *cli_model_path(const char *given)
     return path;
 }
 
+/* The range the last number parsed had to be in, where it was not: what
+ * cli_bad_value says (the command line is parsed on one thread). */
+static struct {
+    const char *refused; /* the text itself (NULL after a number parsed): a value refused otherwise is not taken for it */
+    int whole;
+    long min, max;     /* whole */
+    double fmin, fmax; /* not */
+} last_number;
+
 int cli_parse_int(const char *s, long min, long max, long *out)
 {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max)
+    last_number.refused = NULL;
+    if (errno || end == s || *end || v < min || v > max) {
+        last_number.refused = s, last_number.whole = 1, last_number.min = min, last_number.max = max;
         return -1;
+    }
     *out = v;
     return 0;
 }
@@ -100,10 +113,28 @@ int cli_parse_float(const char *s, double min, double max, double *out)
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v) || v < min || v > max)
+    last_number.refused = NULL;
+    if (errno || end == s || *end || !isfinite(v) || v < min || v > max) {
+        last_number.refused = s, last_number.whole = 0, last_number.fmin = min, last_number.fmax = max;
         return -1;
+    }
     *out = v;
     return 0;
+}
+
+int cli_bad_value(const char *cmd, const char *option, const char *value)
+{
+    if (value == last_number.refused && last_number.whole)
+        fprintf(stderr, "kvz %s: invalid value '%s' for --%s: give a whole number from %ld to %ld\n", cmd, value,
+                option, last_number.min, last_number.max);
+    else if (value == last_number.refused)
+        fprintf(stderr, "kvz %s: invalid value '%s' for --%s: give a number from %g to %g\n", cmd, value, option,
+                last_number.fmin, last_number.fmax);
+    else
+        fprintf(stderr, "kvz %s: invalid value '%s' for --%s (`kvz %s --help` lists the values it takes)\n", cmd,
+                value, option, cmd);
+    last_number.refused = NULL;
+    return KVZ_EXIT_USAGE;
 }
 
 int cli_parse_config(const char *cmd, const char *s, int numbers_too, kvz_config_pick *pick)
@@ -200,10 +231,14 @@ int cli_parse_threads(const char *s, long *out)
 
 void cli_warn_threads(const char *cmd, long threads)
 {
-    int cpus = kvz_backend_threads(&(kvz_backend_config){0});
+    int cpus = kvz_backend_cpus();
     if (threads > cpus)
         fprintf(stderr, "kvz %s: warning: --threads %ld is more than the %d CPU(s) this process may use; the "
                 "extra threads only wait their turn\n", cmd, threads, cpus);
+    int from_env = threads ? 0 : kvz_backend_threads(&(kvz_backend_config){0});
+    if (from_env > cpus)
+        fprintf(stderr, "kvz %s: warning: OMP_NUM_THREADS=%s gives %d threads, more than the %d CPU(s) this process "
+                "may use; the extra threads only wait their turn\n", cmd, getenv("OMP_NUM_THREADS"), from_env, cpus);
 }
 
 /* Digits only (no sign, no space), as a number in [min, INT32_MAX]. */
@@ -214,7 +249,9 @@ static int parse_count(const char *s, size_t len, long min, long *out)
         return -1;
     memcpy(digits, s, len);
     digits[len] = '\0';
-    return cli_parse_int(digits, min, INT32_MAX, out);
+    int rc = cli_parse_int(digits, min, INT32_MAX, out);
+    last_number.refused = NULL; /* a copy: never the value a message names */
+    return rc;
 }
 
 int cli_parse_segments(const char *cmd, const char *value, kvz_doc_part *docs, size_t n_docs, size_t *given)
@@ -387,6 +424,32 @@ void cli_json_string(FILE *f, const char *s, size_t len)
     fputc('"', f);
 }
 
+int cli_live_columns(FILE *f)
+{
+    int fd = fileno(f);
+    const char *term = getenv("TERM");
+    if (fd < 0 || !isatty(fd) || (term && strcmp(term, "dumb") == 0))
+        return 0;
+    struct winsize w;
+    if (ioctl(fd, TIOCGWINSZ, &w) == 0 && w.ws_col > 0)
+        return w.ws_col;
+    long columns;
+    const char *env = getenv("COLUMNS");
+    return env && cli_parse_int(env, 1, 10000, &columns) == 0 ? (int)columns : 80;
+}
+
+void cli_live_line(int columns, const char *text)
+{
+    size_t len = strlen(text), fit = columns > 1 ? (size_t)columns - 1 : 0;
+    if (len > fit) { /* bytes >= columns for UTF-8 (a wide character: 3 bytes, 2 columns) */
+        len = fit;
+        while (len > 0 && ((unsigned char)text[len] & 0xC0) == 0x80)
+            len--;
+    }
+    fprintf(stderr, "\r\033[K%.*s", (int)len, text);
+    fflush(stderr);
+}
+
 void cli_format_time(uint64_t seconds, char out[32])
 {
     time_t t = (time_t)seconds;
@@ -484,5 +547,6 @@ int cli_parse_list(const char *list, int (*item)(const char *, void *, int), voi
         *n += !bad;
     }
     free(buf);
+    last_number.refused = NULL; /* an item of the copy: never the value a message names */
     return bad || *n == 0;
 }

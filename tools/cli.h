@@ -41,6 +41,11 @@ int cli_parse_list(const char *list, int (*item)(const char *, void *, int), voi
 int cli_parse_int(const char *s, long min, long max, long *out);
 int cli_parse_float(const char *s, double min, double max, double *out);
 
+/* "kvz CMD: invalid value 'VALUE' for --OPTION" on stderr, with the range
+ * wanted where the last cli_parse_int/cli_parse_float refused the value (else
+ * where --help lists the values); returns KVZ_EXIT_USAGE. */
+int cli_bad_value(const char *cmd, const char *option, const char *value);
+
 /* --threads: 1..KVZ_MAX_THREADS. 0 on success. */
 int cli_parse_threads(const char *s, long *out);
 
@@ -111,6 +116,17 @@ int cli_getopt(int argc, char **argv, const char *short_options, const struct op
 /* Where a command that writes its data to `output` reports what it did:
  * stdout, unless output is stdout itself (-o /dev/stdout), then stderr. */
 FILE *cli_report_stream(const char *output);
+
+/* The columns of the terminal `f` is, where a progress line may be redrawn
+ * in place there (carriage return, erase to the end of the line): its
+ * window's width (else $COLUMNS, else 80); 0 where f is no terminal or
+ * TERM is "dumb" (a line is then written once, whole, or not at all). */
+int cli_live_columns(FILE *f);
+
+/* Redraw the progress line on stderr: `text` cut to columns - 1 (at a
+ * character's start) so that it never wraps, which would leave the rows
+ * above it behind on every redraw. */
+void cli_live_line(int columns, const char *text);
 
 /* Read all of stdin (or a file when path is not "-") into a NUL-terminated buffer. */
 int cli_read_input(const char *path, char **data, size_t *len);

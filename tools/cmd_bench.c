@@ -27,8 +27,8 @@ static const char HELP[] =
     "                    tests/data/gpl3_excerpt.txt, python_datamodel.txt, zpipe.c)\n"
     "  --chunk N         prefill chunk (default 512)\n"
     "  --repeat N        runs per size; the best is reported (default 1)\n"
-    "  --threads N       CPU threads, 1 to 1024 (default: every CPU this process\n"
-    "                    may use)\n"
+    "  --threads N       CPU threads, 1 to 1024 (default: $OMP_NUM_THREADS, else\n"
+    "                    every CPU this process may use)\n"
     "  --device D        cpu, cuda or auto\n"
     "  --weights W       auto, f32 or native (CPU)\n"
     "  --ratio R         also, at each N: one decode step's attention over one layer\n"
@@ -38,9 +38,10 @@ static const char HELP[] =
     "                    as KVzip leaves them: 0.5x to 1.5x of R*N rows)\n"
     "  --cache-only      with --ratio: skip the prefill runs; the cache is synthetic,\n"
     "                    so --prefill sizes past the model's context are timed too\n"
-    "  --json            one JSON object per line, its \"kind\" first: \"cache\" (--ratio,\n"
-    "                    before the prefill line of the same N), \"prefill\", and last\n"
-    "                    \"memory\" (peak_rss_bytes; peak_rss_mb is the same in MiB).\n"
+    "  --json            one JSON object per line, its \"kind\" first: \"cache\"\n"
+    "                    (--ratio, before the prefill line of the same N), \"prefill\",\n"
+    "                    and last \"memory\" (peak_rss_bytes; peak_rss_mb is the same\n"
+    "                    in MiB).\n"
     "                    Times: *_s in seconds, *_us in microseconds.\n";
 
 enum { OPT_PREFILL = 256, OPT_DECODE, OPT_TEXT, OPT_CHUNK, OPT_REPEAT, OPT_THREADS, OPT_DEVICE,
@@ -183,7 +184,7 @@ int cmd_bench(int argc, char **argv)
         case OPT_THREADS: if (cli_parse_threads(optarg, &threads)) goto bad; break;
         case OPT_DEVICE: if (cli_parse_device(optarg, &device)) goto bad; break;
         case OPT_WEIGHTS: if (cli_parse_weights(optarg, &weights)) goto bad; break;
-        case OPT_RATIO: if (cli_parse_float(optarg, 1e-6, 1.0, &ratio) || ratio >= 1.0) goto bad; break;
+        case OPT_RATIO: if (cli_parse_float(optarg, 1e-6, 0.999999, &ratio)) goto bad; break;
         case OPT_CACHE_ONLY: cache_only = 1; break;
         case 'h': fputs(HELP, stdout); return KVZ_EXIT_OK;
         default: return cli_bad_option(HELP, argv[0]);
@@ -259,6 +260,5 @@ int cmd_bench(int argc, char **argv)
     kvz_model_free(m);
     return rc == KVZ_OK ? KVZ_EXIT_OK : cli_fail("bench", rc);
 bad:
-    fprintf(stderr, "kvz bench: invalid value '%s' for --%s\n", optarg, options[index].name);
-    return KVZ_EXIT_USAGE;
+    return cli_bad_value("bench", options[index].name, optarg);
 }

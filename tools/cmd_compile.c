@@ -16,12 +16,12 @@
 static const char HELP[] =
     "usage: kvz compile PATH... --store DIR [options]\n"
     "\n"
-    "Compiles documents into compressed KV-cache artifacts in an LMDB store. PATH is a\n"
-    "file, a folder (recursive), an archive (.tar .tar.gz .tgz .tar.zst .tzst .tar.xz\n"
-    ".txz .tar.bz2 .tbz2 .zip) or '-' for stdin. Each document is prefilled once\n"
-    "after a shared prompt prefix, its key/value pairs are scored and the best kept,\n"
-    "quantized and written with checksums. Compiling the same thing again writes\n"
-    "nothing; an interrupted run, run again, resumes at the document where it\n"
+    "Compiles documents into compressed KV-cache artifacts in an LMDB store. PATH is\n"
+    "a file, a folder (recursive), an archive (.tar .tar.gz .tgz .tar.zst .tzst\n"
+    ".tar.xz .txz .tar.bz2 .tbz2 .zip) or '-' for stdin. Each document is prefilled\n"
+    "once after a shared prompt prefix, its key/value pairs are scored and the best\n"
+    "kept, quantized and written with checksums. Compiling the same thing again\n"
+    "writes nothing; an interrupted run, run again, resumes at the document where it\n"
     "stopped (without --force, which starts over; stopped by SIGINT, SIGTERM,\n"
     "SIGHUP or SIGPIPE, it says which document it was at and what the store keeps; a\n"
     "document's segments are stored together). Documents longer than a segment\n"
@@ -29,45 +29,49 @@ static const char HELP[] =
     "scoring pass, ~2K tokens, when larger) are split into segments at paragraph\n"
     "boundaries; `kvz query --segments` loads a run of them. In an archive, a\n"
     "hard link is a document with its target's content, a name held twice is its\n"
-    "later copy (as tar -x leaves it), and symbolic links, devices and FIFOs are skipped\n"
-    "(said; never a failure, even with --strict). In a folder, a link to a file\n"
-    "outside it is skipped, said (a corpus from elsewhere could reach any file this\n"
-    "user may read; name the file itself to compile it). PATHs that hold no documents (an\n"
-    "empty or unmounted corpus, a glob that selects nothing) are an error: exit 7,\n"
-    "nothing written.\n"
+    "later copy (as tar -x leaves it), and symbolic links, devices and FIFOs are\n"
+    "skipped (said; never a failure, even with --strict). In a folder, a link to a\n"
+    "file outside it is skipped, said (a corpus from elsewhere could reach any file\n"
+    "this user may read; name the file itself to compile it). PATHs that hold no\n"
+    "documents (an empty or unmounted corpus, a glob that selects nothing) are an\n"
+    "error: exit 7, nothing written.\n"
     "\n"
     "selection:\n"
-    "  --method M          kvzip (default), chunkkv, snapkv, knorm, recent, random, full\n"
-    "                      (recent is StreamingLLM: --sinks first tokens and the newest)\n"
+    "  --method M          kvzip (default), chunkkv, snapkv, knorm, recent, random,\n"
+    "                      full (recent is StreamingLLM: the first --sinks tokens\n"
+    "                      and the newest)\n"
     "  --ratio R           fraction of each document's pairs to keep (default 0.3)\n"
     "  --budget N          or: tokens to keep per head on average\n"
-    "                      The prefix (system prompt + instruction) is always kept and\n"
-    "                      does not count; no head is ever left without pairs.\n"
+    "                      The prefix (system prompt + instruction) is always kept\n"
+    "                      and does not count; no head is ever left without pairs.\n"
     "  --level L           kvzip: pair (one threshold over all heads, default),\n"
     "                      pair-uniform (top-k per head) or head (whole heads, scored\n"
     "                      once per model on a sample text kept in the store)\n"
     "  --budget-shape S    uniform (default), pyramid (PyramidKV, --beta, default 20)\n"
-    "                      or decay (PyramidInfer, --decay top/bottom ratio, default 0.2)\n"
+    "                      or decay (PyramidInfer, --decay top/bottom ratio, default\n"
+    "                      0.2)\n"
     "  --chunk C           keep whole chunks of C tokens per layer (chunkkv: 10; with\n"
     "                      kvzip: query-agnostic ChunkKV); --reuse N shares a layer's\n"
     "                      chunks with the next N-1 layers\n"
-    "  --window W          snapkv/chunkkv observation window (default 32, and 16 for a\n"
-    "                      segment under 1K tokens; a W given is used for all);\n"
+    "  --window W          snapkv/chunkkv observation window (default 32, and 16 for\n"
+    "                      a segment under 1K tokens; a W given is used for all);\n"
     "                      --pool K snapkv max-pool kernel (default 7)\n"
-    "  --question TEXT     snapkv/chunkkv: score with this question instead (query-aware)\n"
+    "  --question TEXT     snapkv/chunkkv: score with this question instead\n"
+    "                      (query-aware)\n"
     "  --kvzip-chunk N     document tokens per KVzip scoring pass (default 2048)\n"
     "  --sinks N           recent: the first N document tokens kept in every head\n"
     "                      (StreamingLLM's attention sinks; default 4, 0: none), the\n"
     "                      rest of its budget the newest tokens\n"
     "  --seed N            random: the seed of the positions kept (default 1)\n"
-    "                      An option given to a method or shape it does not apply to is\n"
-    "                      refused (exit 2).\n"
+    "                      An option given to a method or shape it does not apply to\n"
+    "                      is refused (exit 2).\n"
     "\n"
     "encoding:\n"
     "  --bits B            16, 8, 4 (default) or 2 bits per kept element\n"
     "  --key-group N       kept tokens per key quantization group (default 128)\n"
-    "  --value-group N     channels per value quantization group (default 64; a head's\n"
-    "                      size or more: one group per head; else it must divide it)\n"
+    "  --value-group N     channels per value quantization group (default 64; a\n"
+    "                      head's size or more: one group per head; else it must\n"
+    "                      divide it)\n"
     "  --fp16-tokens N     the first N document tokens stay f16 (default 4)\n"
     "  --zstd-level L      1..19 (default 9)\n"
     "\n"
@@ -88,23 +92,24 @@ static const char HELP[] =
     "  --prune             after a run that went through every document, remove from\n"
     "                      the store the documents under PATH... (as the globs select\n"
     "                      them) that the run did not list and whose file (or archive\n"
-    "                      member) is gone or is a folder now, and what only they used\n"
-    "                      (as `kvz rm`); documents of other paths, those skipped or\n"
-    "                      failed this run, and those behind a link that names nothing\n"
-    "                      (or a folder) now, stay. Names are the PATHs as given: prune\n"
-    "                      from the same folder, with the same PATHs (or absolute\n"
-    "                      ones). Needs the store to itself: while another kvz\n"
-    "                      process writes to it (another shard), nothing is pruned\n"
-    "                      (exit 3; run it again once that one ended). PATHs of no\n"
-    "                      documents at all prune nothing (exit 7): an empty or\n"
-    "                      unmounted corpus is not taken for a deleted one.\n"
+    "                      member) is gone or is a folder now, and what only they\n"
+    "                      used (as `kvz rm`); documents of other paths, those\n"
+    "                      skipped or failed this run, and those behind a link that\n"
+    "                      names nothing (or a folder) now, stay. Names are the PATHs\n"
+    "                      as given: prune from the same folder, with the same PATHs\n"
+    "                      (or absolute ones). Needs the store to itself: while\n"
+    "                      another kvz process writes to it (another shard), nothing\n"
+    "                      is pruned (exit 3; run it again once that one ended).\n"
+    "                      PATHs of no documents at all prune nothing (exit 7): an\n"
+    "                      empty or unmounted corpus is not taken for a deleted one.\n"
     "                      With --shard, the documents of other shards stay\n"
     "  --reserve N         context tokens kept free after each segment (default 512)\n"
     "  --shard I/N         compile only the documents of shard I of N (0 <= I < N):\n"
-    "                      a document's shard is a hash of its name modulo N, so every\n"
-    "                      machine agrees without talking (given the same PATHs) and a\n"
-    "                      document stays in its shard when it changes; `kvz merge`\n"
-    "                      joins the stores (--prune there for what was deleted)\n"
+    "                      a document's shard is a hash of its name modulo N, so\n"
+    "                      every machine agrees without talking (given the same\n"
+    "                      PATHs) and a document stays in its shard when it changes;\n"
+    "                      `kvz merge` joins the stores (--prune there for what was\n"
+    "                      deleted)\n"
     "  --json              one JSON line per document (a pruned one: status \"pruned\")\n"
     "                      and a summary line last on stdout, also when SIGINT,\n"
     "                      SIGTERM or SIGHUP stops the run once it compiles (then\n"
@@ -116,13 +121,17 @@ static const char HELP[] =
     "                      no line: the exit code and stderr say why. A\n"
     "                      document's \"kept_fraction\" is null where nothing was\n"
     "                      computed (unchanged, or its artifacts found stored)\n"
-    "  --quiet             no progress\n"
+    "  --quiet             print only skipped and failed documents and errors (no\n"
+    "                      progress, no header, no totals)\n"
+    "  --no-progress       no progress line (drawn only where stderr is a terminal\n"
+    "                      and TERM is not \"dumb\"); each document's line stays\n"
     "  --device D, --threads N   as in `kvz generate`\n"
     "\n"
     "Memory: the model, one KV cache of the model's context (f32), activations of one\n"
-    "512-token prefill chunk, the scores of one segment (layers x KV heads x tokens f32),\n"
-    "the rows of the heads being encoded (a layer's; more, up to two heads per thread,\n"
-    "while within 1 GiB) and the artifact being written; for SmolLM2 about 1 GB in all.\n"
+    "512-token prefill chunk, the scores of one segment (layers x KV heads x tokens\n"
+    "f32), the rows of the heads being encoded (a layer's; more, up to two heads per\n"
+    "thread, while within 1 GiB) and the artifact being written; for SmolLM2 about\n"
+    "1 GB in all.\n"
     "\n"
     "Exit status: 0 when every document was compiled, found unchanged or skipped for\n"
     "its content; 1 when some failed; other codes as in `kvz --help`.\n";
@@ -132,7 +141,7 @@ enum {
     OPT_CHUNK, OPT_REUSE, OPT_WINDOW, OPT_POOL, OPT_QUESTION, OPT_KVZIP_CHUNK, OPT_BITS, OPT_KGROUP,
     OPT_VGROUP, OPT_FP16, OPT_ZSTD, OPT_INCLUDE, OPT_EXCLUDE, OPT_MAX_BYTES, OPT_STRICT, OPT_FORCE,
     OPT_RESERVE, OPT_JSON, OPT_QUIET, OPT_DEVICE, OPT_THREADS, OPT_SEED, OPT_SHARD, OPT_PRUNE,
-    OPT_STDIN_NAME, OPT_SINKS,
+    OPT_STDIN_NAME, OPT_SINKS, OPT_NO_PROGRESS,
 };
 
 typedef struct compile_args {
@@ -140,15 +149,14 @@ typedef struct compile_args {
     kvz_compile_opts opts;
     kvz_ingest_opts ingest;
     const char **include, **exclude;
-    int strict, json, quiet, device, chunk_given, ratio_given, prune;
+    int strict, json, quiet, no_progress, device, chunk_given, ratio_given, prune;
     long threads;
     uint32_t shard, n_shards; /* n_shards 0: every document */
 } compile_args;
 
 static int bad(const char *opt, const char *v)
 {
-    fprintf(stderr, "kvz compile: invalid value '%s' for --%s\n", v, opt);
-    return KVZ_EXIT_USAGE;
+    return cli_bad_value("compile", opt, v);
 }
 
 static int parse(int argc, char **argv, compile_args *a)
@@ -168,6 +176,7 @@ static int parse(int argc, char **argv, compile_args *a)
         {"max-bytes", required_argument, 0, OPT_MAX_BYTES}, {"strict", no_argument, 0, OPT_STRICT},
         {"force", no_argument, 0, OPT_FORCE}, {"reserve", required_argument, 0, OPT_RESERVE},
         {"json", no_argument, 0, OPT_JSON}, {"quiet", no_argument, 0, OPT_QUIET},
+        {"no-progress", no_argument, 0, OPT_NO_PROGRESS},
         {"device", required_argument, 0, OPT_DEVICE}, {"threads", required_argument, 0, OPT_THREADS},
         {"seed", required_argument, 0, OPT_SEED}, {"shard", required_argument, 0, OPT_SHARD},
         {"prune", no_argument, 0, OPT_PRUNE}, {"stdin-name", required_argument, 0, OPT_STDIN_NAME},
@@ -246,7 +255,7 @@ static int parse(int argc, char **argv, compile_args *a)
             a->opts.given |= KVZ_GIVEN_KVZIP_CHUNK;
             break;
         case OPT_BITS:
-            if (cli_parse_int(optarg, 0, 1 << 20, &v)) return bad("bits", optarg); /* the values: opts_check */
+            if (cli_parse_int(optarg, 2, 16, &v)) return bad("bits", optarg); /* which of them: opts_check */
             a->opts.bits = (uint32_t)v;
             break;
         case OPT_KGROUP:
@@ -302,6 +311,7 @@ static int parse(int argc, char **argv, compile_args *a)
             break;
         case OPT_JSON: a->json = 1; break;
         case OPT_QUIET: a->quiet = 1; break;
+        case OPT_NO_PROGRESS: a->no_progress = 1; break;
         case OPT_DEVICE: if (cli_parse_device(optarg, &a->device)) return bad("device", optarg); break;
         case OPT_THREADS: if (cli_parse_threads(optarg, &a->threads)) return bad("threads", optarg); break;
         case 'h': fputs(HELP, stdout); return -1;
@@ -348,7 +358,8 @@ static int parse(int argc, char **argv, compile_args *a)
 /* ---- progress --------------------------------------------------------------- */
 
 typedef struct progress {
-    int tty, quiet;
+    int columns; /* of the terminal the progress line is redrawn on; 0: none drawn */
+    int quiet;
     size_t docs_done, docs_total;
     uint64_t bytes_done, bytes_total; /* input bytes: known before tokenizing */
     int64_t tokens_done, doc_tokens;   /* tokens of finished documents, of the current one */
@@ -360,7 +371,7 @@ typedef struct progress {
 
 static void draw(progress *p, int force)
 {
-    if (p->quiet || !p->tty)
+    if (p->quiet || !p->columns)
         return;
     double now = kvz_now_seconds();
     if (!force && now - p->last_draw < 0.2)
@@ -383,13 +394,24 @@ static void draw(progress *p, int force)
         left = left < 359999 ? left : 359999;
         snprintf(eta, sizeof eta, "%02d:%02d:%02d", (int)left / 3600, (int)left / 60 % 60, (int)left % 60);
     }
-    char name[48], shown[CLI_SHOWN_MAX];
+    int columns = cli_live_columns(stderr); /* again: the window may have been resized */
+    columns = columns ? columns : p->columns;
+    char text[160], shown[CLI_SHOWN_MAX];
+    int used = snprintf(text, sizeof text, "[%zu/%zu docs] %lld tok  %.0f tok/s  ETA %s", p->docs_done,
+                        p->docs_total, (long long)tokens, rate, eta);
+    /* the name in what the counts leave (40 columns at most): its end, which
+     * names the file, from a character's start */
     cli_shown(shown, p->current ? p->current : "", p->current ? strlen(p->current) : 0);
-    size_t nl = strlen(shown);
-    snprintf(name, sizeof name, "%s%.40s", nl > 40 ? "..." : "", shown + (nl > 40 ? nl - 40 : 0));
-    fprintf(stderr, "\r\033[K[%zu/%zu docs] %lld tok  %.0f tok/s  ETA %s  %s", p->docs_done, p->docs_total,
-            (long long)tokens, rate, eta, name);
-    fflush(stderr);
+    size_t room = columns - 1 > used + 2 ? (size_t)(columns - 1 - used - 2) : 0, nl = strlen(shown), from = 0;
+    room = room < 40 ? room : 40;
+    if (nl > room && room >= 8) {
+        from = nl - (room - 3);
+        while (from < nl && ((unsigned char)shown[from] & 0xC0) == 0x80)
+            from++;
+    }
+    if (nl && room >= 8)
+        snprintf(text + used, sizeof text - (size_t)used, "  %s%s", from ? "..." : "", shown + from);
+    cli_live_line(columns, text);
 }
 
 static void on_tokens(void *ctx, int64_t tokens)
@@ -402,7 +424,7 @@ static void on_tokens(void *ctx, int64_t tokens)
 /* fmt: a prefix with one %s (the name, shown); the detail follows it, shown too */
 static void line(progress *p, const char *fmt, const char *name, const char *detail)
 {
-    if (p->tty && !p->quiet)
+    if (p->columns && !p->quiet)
         fprintf(stderr, "\r\033[K");
     if (!p->quiet || strncmp(fmt, "skip", 4) == 0 || strncmp(fmt, "FAIL", 4) == 0) {
         char shown[CLI_SHOWN_MAX];
@@ -468,13 +490,13 @@ static void set_interrupt_summary(run_summary *r)
 /* What a signal says from here on (stderr's note; with --json, the summary
  * line): the run stopped at document `number` of `total`, r->interrupted_at,
  * with r's counts. */
-static void set_interrupted_at(const compile_args *a, int tty, run_summary *r, size_t number, size_t total)
+static void set_interrupted_at(const compile_args *a, int live, run_summary *r, size_t number, size_t total)
 {
     char shown[CLI_SHOWN_MAX];
     const char *name = r->interrupted_at;
     cli_set_interrupt_note("%skvz compile: interrupted at %s (document %zu of %zu); before it %zu compiled and "
                            "%zu unchanged, which the store keeps, %zu skipped, %zu failed: the same command "
-                           "%sgoes on from there%s\n", tty && !a->quiet ? "\r\033[K" : "",
+                           "%sgoes on from there%s\n", live && !a->quiet ? "\r\033[K" : "",
                            cli_shown(shown, name, strlen(name)), number, total, r->compiled, r->unchanged,
                            r->skipped, r->failed, a->opts.force ? "without --force (with it, it starts over) " : "",
                            a->prune ? "; nothing was pruned" : "");
@@ -578,7 +600,8 @@ int cmd_compile(int argc, char **argv)
         rc = cli_fail("compile", st);
         goto done;
     }
-    progress p = {.tty = isatty(STDERR_FILENO), .quiet = a.quiet, .docs_total = list.len, .start = kvz_now_seconds()};
+    progress p = {.columns = a.no_progress ? 0 : cli_live_columns(stderr), .quiet = a.quiet, .docs_total = list.len,
+                  .start = kvz_now_seconds()};
     for (size_t i = 0; i < list.len; i++)
         p.bytes_total += list.items[i].size;
     char summary[128];
@@ -595,7 +618,7 @@ int cmd_compile(int argc, char **argv)
         const char *name = list.items[i].name;
         run_summary here = {compiled, unchanged, skipped, failed, list.len - i, other_shards, in_tokens, out_bytes,
                             kvz_now_seconds() - p.start, a.prune, NULL, 1, name};
-        set_interrupted_at(&a, p.tty, &here, i + 1, list.len);
+        set_interrupted_at(&a, p.columns, &here, i + 1, list.len);
         /* another machine's: not even read, but for stdin (its writer expects it read to the end) */
         int other_shard = a.n_shards && kvz_shard_of(name, strlen(name), a.n_shards) != a.shard;
         int from_stdin = strcmp(list.items[i].path, "-") == 0;
@@ -705,11 +728,11 @@ int cmd_compile(int argc, char **argv)
         if (i + 1 < list.len) { /* its line is out: a signal before the next starts finds its counts */
             run_summary next = {compiled, unchanged, skipped, failed, list.len - i - 1, other_shards, in_tokens,
                                 out_bytes, kvz_now_seconds() - p.start, a.prune, NULL, 1, list.items[i + 1].name};
-            set_interrupted_at(&a, p.tty, &next, i + 2, list.len);
+            set_interrupted_at(&a, p.columns, &next, i + 2, list.len);
         }
     }
     cli_clear_interrupt_note(); /* what was done is said below, or by the prune's note */
-    if (p.tty && !a.quiet)
+    if (p.columns && !a.quiet)
         fprintf(stderr, "\r\033[K");
     store_collect_report pruned = {0};
     int prune_st = KVZ_OK;

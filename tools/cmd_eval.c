@@ -57,7 +57,8 @@ static const char HELP[] =
     "  --json              one JSON object per configuration on stdout\n"
     "  --svg FILE          plot accuracy and top-1 agreement against the ratio (a\n"
     "                      line per method and bits, to ratio 1 when --ratios has it)\n"
-    "  --quiet             no progress on stderr\n"
+    "  --quiet             nothing on stderr but errors and warnings (no progress,\n"
+    "                      no timing); the results stay on stdout\n"
     "  --model PATH, --device D, --threads N   as in `kvz compile`\n";
 
 typedef struct eval_method {
@@ -108,8 +109,7 @@ typedef struct eval_row {
 
 static int bad(const char *opt, const char *v)
 {
-    fprintf(stderr, "kvz eval: invalid value '%s' for --%s\n", v, opt);
-    return KVZ_EXIT_USAGE;
+    return cli_bad_value("eval", opt, v);
 }
 
 static int parse_list(const char *opt, const char *list, int (*item)(const char *, void *, int), void *out,

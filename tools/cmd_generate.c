@@ -14,7 +14,8 @@
 
 static const char HELP[] =
     "usage: kvz generate [options] --prompt TEXT\n"
-    "       kvz generate --store DIR --doc NAME [--doc NAME...] [options] --prompt TEXT\n"
+    "       kvz generate --store DIR --doc NAME [--doc NAME...] [options]\n"
+    "                    --prompt TEXT\n"
     "\n"
     "Prefills the prompt, then decodes until an end-of-turn token, --max-tokens,\n"
     "or a full context (--ctx, or --reserve with --doc; said on stderr).\n"
@@ -29,7 +30,8 @@ static const char HELP[] =
     "  --config N|ID       which compiled form of each document (see kvz query)\n"
     "  --segments A[-B]    of the --doc before it: only those segments (A-: to the\n"
     "                      last; see kvz query)\n"
-    "  --reserve N         with --doc: context tokens for prompt + answer (default 512)\n"
+    "  --reserve N         with --doc: context tokens for prompt and answer\n"
+    "                      (default 512)\n"
     "  -m, --model PATH    GGUF model (default: $KVZ_MODEL, else the setup's SmolLM2)\n"
     "  -p, --prompt TEXT   the prompt; --prompt-file FILE reads it ('-' = stdin)\n"
     "  --chat              wrap the prompt in the model's chat template (user turn +\n"
@@ -43,14 +45,15 @@ static const char HELP[] =
     "                      model's trained context)\n"
     "  --chunk N           prefill chunk in tokens (default 512); peak activation\n"
     "                      memory grows with it, not with the prompt\n"
-    "  --threads N         CPU threads, 1 to 1024 (default: every CPU this process may\n"
-    "                      use; more than those is warned of). Beside other busy\n"
-    "                      work, give it only the idle CPUs, or set\n"
-    "                      OMP_WAIT_POLICY=passive (README: threads)\n"
-    "  --device D          cpu, cuda or auto (default auto: cuda if built in and a GPU\n"
-    "                      of compute capability 8.0+ is present, else cpu)\n"
-    "  --weights W         CPU weight storage: auto, f32 (dequantize at load) or native\n"
-    "                      (keep the file's blocks, decode on the fly; less memory)\n"
+    "  --threads N         CPU threads, 1 to 1024 (default: $OMP_NUM_THREADS, else\n"
+    "                      every CPU this process may use; more than those is warned\n"
+    "                      of). Beside other busy work, give it only the idle CPUs,\n"
+    "                      or set OMP_WAIT_POLICY=passive (README: threads)\n"
+    "  --device D          cpu, cuda or auto (default auto: cuda if built in and a\n"
+    "                      GPU of compute capability 8.0+ is present, else cpu)\n"
+    "  --weights W         CPU weight storage: auto, f32 (dequantize at load) or\n"
+    "                      native (keep the file's blocks, decode on the fly; less\n"
+    "                      memory)\n"
     "  --stats             print token counts and speeds to stderr\n";
 
 typedef struct gen_args {
@@ -98,8 +101,7 @@ static const struct option OPTIONS[] = {
 
 static int bad_value(const char *opt, const char *v)
 {
-    fprintf(stderr, "kvz generate: invalid value '%s' for --%s\n", v, opt);
-    return KVZ_EXIT_USAGE;
+    return cli_bad_value("generate", opt, v);
 }
 
 static int parse_args(int argc, char **argv, gen_args *a)

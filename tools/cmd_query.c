@@ -43,8 +43,8 @@ static const char HELP[] =
     "                      the configuration's id, 8 to 16 hex digits as `kvz ls`\n"
     "                      shows them (the same in every store). Default: the\n"
     "                      newest made by this model\n"
-    "  -m, --model PATH    GGUF model (default: $KVZ_MODEL, else the setup's SmolLM2);\n"
-    "                      it must be the model the documents were compiled with\n"
+    "  -m, --model PATH    GGUF model (default: $KVZ_MODEL, else the setup's\n"
+    "                      SmolLM2): the model the documents were compiled with\n"
     "  --max-tokens N      answer length limit (default 256)\n"
     "  --temperature T, --top-p P, --seed N   sampling, as in `kvz generate`\n"
     "  --reserve N         context tokens for question + answer (default 512)\n"
@@ -84,8 +84,7 @@ typedef struct query_args {
 
 static int bad(const char *opt, const char *v)
 {
-    fprintf(stderr, "kvz query: invalid value '%s' for --%s\n", v, opt);
-    return KVZ_EXIT_USAGE;
+    return cli_bad_value("query", opt, v);
 }
 
 static int parse(int argc, char **argv, query_args *a)
@@ -203,6 +202,9 @@ static int answer(kvz_session *s, const query_args *a, const kvz_load_info *li, 
     }
     if ((fflush(stdout) != 0 || ferror(stdout)) && rc == KVZ_OK) /* no one reads the answers: stop asking */
         rc = kvz_errorf(KVZ_ERR_IO, "cannot write the output: %s", errno ? strerror(errno) : "a write failed");
+    if (rc == KVZ_OK && !a->json && info.stopped_by == KVZ_STOP_MAX_TOKENS) /* --json says it in stopped_by */
+        fprintf(stderr, "kvz query: the answer was cut at --max-tokens %ld, before the model ended it\n",
+                a->max_tokens);
     if (rc == KVZ_OK && info.stopped_by == KVZ_STOP_RESERVE)
         fprintf(stderr,
                 "kvz query: the answer stopped after %d tokens: the context reserved for the question and the "

@@ -277,7 +277,7 @@ int cmd_pack(int argc, char **argv)
         "usage: kvz pack --store DIR (--doc NAME... | --all) [--config ID] [-m MODEL]\n"
         "                -o FILE.tar.zst\n"
         "\n"
-        "Writes compiled documents (every configuration of each, or those --config and\n"
+        "Writes compiled documents (every form of each, or those --config and\n"
         "-m select) into a bundle: a tar archive compressed with zstd that `tar -tf`\n"
         "lists, holding a manifest (kvz-bundle.json: documents, model fingerprints,\n"
         "sizes, checksums), the artifacts and the shared prompt prefixes they need\n"
@@ -376,7 +376,7 @@ int cmd_pack(int argc, char **argv)
     if (st != KVZ_OK)
         return cli_fail("pack", st);
     if (!a.quiet)
-        fprintf(cli_report_stream(a.output), "packed %zu document(s), %zu configuration(s) into %s (%.1f KB)\n",
+        fprintf(cli_report_stream(a.output), "packed %zu document(s), %zu form(s) into %s (%.1f KB)\n",
                 p.docs, p.configs, a.output, bytes / 1024.0);
     if (!a.quiet && p.left_out)
         fprintf(cli_report_stream(a.output), "%zu document(s) without a form that %s left out\n", p.left_out,
@@ -457,13 +457,13 @@ static int unpack_policy(void *ctx, const kvz_bundle_manifest *m)
             }
     if (u->other_model && !u->allow_mismatch && u->checking)
         return kvz_errorf(KVZ_ERR_MODEL_MISMATCH,
-                          "the bundle holds %zu configuration(s) compiled by model %016llx, not by the model "
+                          "the bundle holds %zu form(s) compiled by model %016llx, not by the model "
                           "given (%016llx): unpack with it would refuse the bundle, and with "
                           "--allow-model-mismatch store them aside", u->other_model,
                           (unsigned long long)u->other_fingerprint, (unsigned long long)u->model);
     if (u->other_model && !u->allow_mismatch)
         return kvz_errorf(KVZ_ERR_MODEL_MISMATCH,
-                          "the bundle holds %zu configuration(s) compiled by model %016llx, not by the model "
+                          "the bundle holds %zu form(s) compiled by model %016llx, not by the model "
                           "given (%016llx: --model, or the default); nothing was written. Unpack with that model's "
                           "--model, or --allow-model-mismatch to store them aside (kvz query never uses "
                           "another model's artifacts)", u->other_model, (unsigned long long)u->other_fingerprint,
@@ -641,7 +641,7 @@ static void note_future_dates(const char *shown, const kvz_bundle_manifest *m)
     char when[32];
     cli_format_time(latest, when);
     fflush(stdout); /* after what was said there */
-    fprintf(stderr, "kvz unpack: note: %zu configuration(s) of %s are dated after this machine's clock (the latest "
+    fprintf(stderr, "kvz unpack: note: %zu form(s) of %s are dated after this machine's clock (the latest "
             "%s): until then they count as newer than any compile here (the form query loads, the content that "
             "wins a name)\n", n, shown, when);
 }
@@ -696,7 +696,8 @@ int cmd_unpack(int argc, char **argv)
     static const char help[] =
         "usage: kvz unpack FILE --store DIR [--model PATH] [--allow-model-mismatch]\n"
         "                  [--max-entry-bytes N] [--prune] [--quiet]\n"
-        "       kvz unpack FILE --check [--model PATH] [--max-entry-bytes N] [--json] [--quiet]\n"
+        "       kvz unpack FILE --check [--model PATH] [--max-entry-bytes N] [--json]\n"
+        "                               [--quiet]\n"
         "\n"
         "Imports a bundle written by `kvz pack` into a store (created if missing). The\n"
         "whole bundle is read and checked first and nothing is written unless all of it\n"
@@ -711,7 +712,7 @@ int cmd_unpack(int argc, char **argv)
         "Unpacking twice writes nothing new. FILE may be '-' or a pipe (ssh host 'kvz\n"
         "pack ... -o -' | kvz unpack - ...): it is copied into $TMPDIR first.\n"
         "Where a name holds other content, the newer compile wins, for the whole\n"
-        "document (all its configurations); each name replaced or left alone is said\n"
+        "document (all its forms); each name replaced or left alone is said\n"
         "on stderr, and the artifacts of a document that loses are not written. A\n"
         "damaged artifact in the store that the bundle holds sound is replaced.\n"
         "\n"
@@ -722,7 +723,7 @@ int cmd_unpack(int argc, char **argv)
         "given; the exit status then says whether unpack with it would take the\n"
         "bundle (without -m, whether the bundle itself is sound).\n"
         "\n"
-        "  --allow-model-mismatch  store configurations of other models aside, in their\n"
+        "  --allow-model-mismatch  store forms of other models aside, in their\n"
         "                          documents' records (queries with this model skip them)\n"
         "  --max-entry-bytes N     refuse larger archive entries (default 4 GiB)\n"
         "  --prune                 then remove from the store the documents the bundle\n"
@@ -731,8 +732,8 @@ int cmd_unpack(int argc, char **argv)
         "                          store fed the nightly corpus bundle, so that what was\n"
         "                          deleted from the corpus leaves it too. Not done for a\n"
         "                          bundle of no documents (exit 7), or while another\n"
-        "                          process writes to the store (exit 3); the unpack itself\n"
-        "                          is done then\n"
+        "                          process writes to the store (exit 3); the unpack\n"
+        "                          itself is done then\n"
         "  --quiet                 print nothing but errors\n";
     ship_args a;
     int rc = parse_ship(argc, argv, help, " store model allow-model-mismatch max-entry-bytes quiet prune check json ",
@@ -809,7 +810,7 @@ int cmd_unpack(int argc, char **argv)
     if (st != KVZ_OK)
         return cli_fail("unpack", st);
     if (!a.quiet) {
-        printf("unpacked into %s: %zu configuration(s) added, %zu already there, %zu replaced older content, "
+        printf("unpacked into %s: %zu form(s) added, %zu already there, %zu replaced older content, "
                "%zu left alone (the store's content under the name wins); %zu artifact(s) written, %zu "
                "already there", a.store, counts[KVZ_ENTRY_ADDED], counts[KVZ_ENTRY_PRESENT],
                counts[KVZ_ENTRY_REPLACED], counts[KVZ_ENTRY_KEPT_NEWER],
@@ -828,7 +829,7 @@ int cmd_unpack(int argc, char **argv)
             printf("%zu document(s) pruned, %.1f KB that no document used freed\n", pruned.documents,
                    pruned.bytes / 1024.0);
         if (u.other_model > u.other_model_left_alone)
-            printf("%zu configuration(s) of model %016llx stored aside\n", u.other_model - u.other_model_left_alone,
+            printf("%zu form(s) of model %016llx stored aside\n", u.other_model - u.other_model_left_alone,
                    (unsigned long long)u.other_fingerprint);
     }
     return KVZ_EXIT_OK;
@@ -997,7 +998,7 @@ int cmd_merge(int argc, char **argv)
         "reported and skipped (exit status 4); content it would have replaced under its\n"
         "name is merged instead.\n"
         "When a name holds other content in two places, the newer compile wins, for\n"
-        "the whole document (all its configurations; two stores give the same result\n"
+        "the whole document (all its forms; two stores give the same result\n"
         "in either order, DIR or a source); each name so replaced or left alone is said\n"
         "on stderr, and of a document that loses nothing is copied. A damaged artifact\n"
         "in DIR that a source holds sound is replaced.\n"
@@ -1075,7 +1076,7 @@ int cmd_merge(int argc, char **argv)
     if (st != KVZ_OK)
         return cli_fail("merge", st);
     if (!a.quiet) {
-        printf("merged %d store(s) into %s: %zu configuration(s) added, %zu already there, %zu replaced older "
+        printf("merged %d store(s) into %s: %zu form(s) added, %zu already there, %zu replaced older "
                "content, %zu left alone (DIR's or another source's content wins); %zu artifact(s) written; %zu damaged skipped",
                argc - optind, a.into, m.counts[0], m.counts[1], m.counts[2], m.counts[3], m.artifacts_added, m.bad);
         if (m.repaired)
@@ -1475,18 +1476,20 @@ static int import_file(import_ctx *c, const char *path, const import_piece *piec
 int cmd_import(int argc, char **argv)
 {
     static const char help[] =
-        "usage: kvz import FILE.kvz... --store DIR [--model PATH] [--allow-model-mismatch]\n"
+        "usage: kvz import FILE.kvz... --store DIR [--model PATH]\n"
+        "                  [--allow-model-mismatch]\n"
         "\n"
         "Files single artifacts written by `kvz export` (or any compile) into a store\n"
         "(created if missing), under the ids a compile would give them. Each is verified\n"
-        "first and must be compiled by the model (--model or -m; default $KVZ_MODEL,\n"
-        "else the setup's SmolLM2);\n"
-        "when the store lacks that model's shared prompt prefix, it is computed. A\n"
-        "document appears once all of its segments are in; importing twice writes\n"
-        "nothing new. The files are filed newest form first (each form's segments\n"
-        "together); where the name then holds other content, compiled later, the\n"
-        "artifact is left alone and said so (the newer compile wins, as in unpack).\n"
+        "first and must be compiled by the model; when the store lacks that model's\n"
+        "shared prompt prefix, it is computed. A document appears once all of its\n"
+        "segments are in; importing twice writes nothing new. The files are filed newest\n"
+        "form first (each form's segments together); where the name then holds other\n"
+        "content, compiled later, the artifact is left alone and said so (the newer\n"
+        "compile wins, as in unpack).\n"
         "\n"
+        "  -m, --model PATH        the model (default: $KVZ_MODEL, else the setup's\n"
+        "                          SmolLM2)\n"
         "  --allow-model-mismatch  store another model's artifacts aside; the store must\n"
         "                          hold that model's shared prefix already (a bundle of\n"
         "                          its brings it), else exit 6\n"

@@ -102,14 +102,17 @@ int cmd_ls(int argc, char **argv)
     static const char help[] =
         "usage: kvz ls --store DIR [--json]\n"
         "\n"
-        "Lists the store's documents: for each compile configuration its number\n"
-        "(per document, in the order they arrived in this store) and its id's first\n"
+        "Lists the store's documents, a row per form (a document compiled under one\n"
+        "configuration) below a header naming the columns: its number (per document,\n"
+        "in the order they arrived in this store) and its configuration id's first\n"
         "8 hex digits (the same in every store), either of which `--config` of\n"
         "inspect, query, generate and export takes, the parameters, tokens, segments,\n"
-        "artifact bytes and bytes per original token; where the store holds forms of\n"
-        "more than one model (unpack --allow-model-mismatch), each row ends with its\n"
-        "model's fingerprint (the first 8 hex digits; `kvz inspect` names the model).\n"
-        "--json adds the whole id, the model's fingerprint and the artifact ids.\n";
+        "artifact bytes, bytes per original token and when it was compiled (local\n"
+        "time); where the store holds forms of more than one model (unpack\n"
+        "--allow-model-mismatch), each row ends with its model's fingerprint (the\n"
+        "first 8 hex digits; `kvz inspect` names the model). A last line gives the\n"
+        "totals. --json: a line per form, no header or totals, with the whole id, the\n"
+        "model's fingerprint and the artifact ids.\n";
     store_args a;
     int rc = parse_store_args(argc, argv, help, &a, 0, "j");
     if (rc)
@@ -429,8 +432,8 @@ static int verify_doc(void *ctx, const void *key, size_t key_len, const void *va
                 all_read = 0;
                 continue;
             }
-            kvz_artifact art;
-            if (kvz_artifact_open(&art, a, alen) != KVZ_OK) { /* reported with the artifacts */
+            kvz_artifact art; /* checked whole in the artifacts' pass: its manifest is what is read now */
+            if (kvz_artifact_open_manifest(&art, a, alen) != KVZ_OK) { /* reported with the artifacts */
                 kvz_error_clear();
                 all_read = 0;
                 continue;
@@ -682,7 +685,7 @@ int cmd_stats(int argc, char **argv)
             printf("],\"configurations_not_broken_out\":%zu}\n", c->other_groups); /* past the first 64 kinds */
         } else {
             printf("store %s: %.1f MB on disk\n", a.store, disk / 1048576.0);
-            printf("  %zu document(s) of %llu tokens, %zu configuration(s)\n", c->docs, (unsigned long long)c->tokens,
+            printf("  %zu document(s) of %llu tokens, %zu form(s)\n", c->docs, (unsigned long long)c->tokens,
                    c->configs);
             printf("  %zu artifact(s), %.1f KB; documents reference %.1f KB%s\n", arts.n, arts.bytes / 1024.0,
                    arts.referenced_bytes / 1024.0, arts.bytes > arts.referenced_bytes ? " (kvz gc drops the rest)" : "");
@@ -703,7 +706,7 @@ int cmd_stats(int argc, char **argv)
                     printf("%8s\n", "?");
             }
             if (c->other_groups)
-                printf("  (%zu configuration(s) of further kinds not broken out)\n", c->other_groups);
+                printf("  (%zu form(s) of further configurations not broken out)\n", c->other_groups);
         }
     }
     if (c) {
@@ -783,7 +786,7 @@ static int collect(int argc, char **argv, const char *help, int want_doc, const 
                a->dry_run ? "would remove" : "removed", r.documents, a->dry_run ? "would drop" : "dropped",
                r.artifacts, r.prefixes, r.bytes / 1024.0);
     else if (st == KVZ_OK)
-        printf("%s %zu artifact(s) and %zu prefix(es), %.1f KB; %zu older configuration(s)%s\n",
+        printf("%s %zu artifact(s) and %zu prefix(es), %.1f KB; %zu older form(s)%s\n",
                a->dry_run ? "would drop" : "dropped", r.artifacts, r.prefixes, r.bytes / 1024.0, r.older_configs,
                a->older_configs ? "" : " (not asked: --older-configs)");
     free(rm.found);
@@ -799,7 +802,7 @@ int cmd_gc(int argc, char **argv)
         "Deletes artifacts that no document references (left by an interrupted unpack\n"
         "or import, or by recompiling changed documents) and shared prefixes no\n"
         "artifact needs, in one transaction: a reader sees the store before or after.\n"
-        "  --older-configs  also drop every configuration of a document but the newest\n"
+        "  --older-configs  also drop every form of a document but the newest\n"
         "                   one per model (and then their artifacts)\n"
         "  --dry-run        report what would go, change nothing\n"
         "LMDB reuses the freed pages; the file does not shrink (`mdb_copy -c DIR OUT`\n"
@@ -813,7 +816,7 @@ int cmd_rm(int argc, char **argv)
     static const char help[] =
         "usage: kvz rm --store DIR NAME... [--dry-run]\n"
         "\n"
-        "Removes documents (every configuration of each), then drops what `kvz gc`\n"
+        "Removes documents (every form of each), then drops what `kvz gc`\n"
         "drops: every artifact and shared prefix no remaining document references.\n"
         "One transaction: a reader sees the store before or after. A damaged record\n"
         "can be removed. A name the store lacks removes nothing (exit 7). Names are\n"

@@ -24,9 +24,9 @@ static const char HELP[] =
     "  -o, --output F   the GGUF file to write\n"
     "  --layers N       override the layer count (fewer: a smaller model of the same\n"
     "                   shape; more: a deeper one)\n"
-    "  --type T         matrix type: F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K\n"
-    "                   (default Q8_0; Q4_K for llama3-8b and llama3.1-8b; the K types\n"
-    "                   need widths that are multiples of 256, as theirs are)\n"
+    "  --type T         matrix type: F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K\n"
+    "                   Q6_K (default Q8_0; Q4_K for llama3-8b and llama3.1-8b; the K\n"
+    "                   types need widths that are multiples of 256, as theirs are)\n"
     "  --ctx N          trained context length to declare\n"
     "  --vocab N        vocabulary size (at least 264: the bytes and control tokens)\n"
     "  --rope-freqs N   write Llama 3.1+'s RoPE frequency factors (rope_freqs.weight)\n"
@@ -118,6 +118,5 @@ int cmd_synth(int argc, char **argv)
         return cli_fail("synth-model", rc);
     return KVZ_EXIT_OK;
 bad:
-    fprintf(stderr, "kvz synth-model: invalid value '%s' for --%s\n", optarg, options[index].name);
-    return KVZ_EXIT_USAGE;
+    return cli_bad_value("synth-model", options[index].name, optarg);
 }

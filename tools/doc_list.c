@@ -35,9 +35,19 @@ int doc_list_measure(void *ctx, const char *name, kvz_doc_record *rec)
     return KVZ_OK;
 }
 
+/* The columns' names, above the first row (times are local: TZ's). */
+static void header(const doc_list *l)
+{
+    printf("%-*s %2s %-8s  %-*s %11s %8s %13s %14s  %s\n", l->name_width, "document", "#", "id",
+           l->summary_width, "configuration", "tokens", "segments", "stored", "per token",
+           l->several_models ? "created (local)   model" : "created (local)");
+}
+
 int doc_list_row(void *ctx, const char *name, kvz_doc_record *rec)
 {
     doc_list *l = ctx;
+    if (!l->json && l->docs == 0)
+        header(l);
     l->docs++;
     l->tokens += kvz_doc_record_newest(rec, NULL)->n_tokens;
     for (uint32_t i = 0; i < rec->n_entries; i++) {
@@ -68,7 +78,7 @@ int doc_list_row(void *ctx, const char *name, kvz_doc_record *rec)
             char id[17], model[32] = ""; /* 8 digits, more where two begin alike */
             if (l->several_models) /* which forms a query with one model can use */
                 snprintf(model, sizeof model, "  model %08llx", (unsigned long long)(e->model_fingerprint >> 32));
-            printf("%-*s %2u %s  %-*s %7u tok %3u seg %10.1f KB %8.1f B/tok  %s%s\n",
+            printf("%-*s %2u %s  %-*s %7u tok %4u seg %10.1f KB %8.1f B/tok  %s%s\n",
                    cli_pad_width(shown, l->name_width), shown, i + 1, kvz_doc_record_short_id(rec, e->config_id, id),
                    cli_pad_width(summary, l->summary_width),
                    summary,
@@ -81,7 +91,7 @@ int doc_list_row(void *ctx, const char *name, kvz_doc_record *rec)
 
 void doc_list_totals(const doc_list *l, const char *note)
 {
-    printf("%zu document(s) of %llu tokens in %zu configuration(s), %.1f KB of artifacts%s%s%s\n", l->docs,
+    printf("%zu document(s) of %llu tokens in %zu form(s), %.1f KB of artifacts%s%s%s\n", l->docs,
            (unsigned long long)l->tokens, l->configs, l->bytes / 1024.0, note ? " (" : "", note ? note : "",
            note ? ")" : "");
 }

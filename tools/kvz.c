@@ -17,7 +17,7 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "kvz " KVZ_VERSION_STRING " — an offline context compiler for LLaMA-family models\n"
+            "kvz " KVZ_VERSION_STRING " - an offline context compiler for LLaMA-family models\n"
             "\n"
             "usage: kvz <command> [options]\n"
             "\n"
@@ -28,14 +28,14 @@ static void usage(FILE *out)
             "  inspect      show one compiled document (manifest, kept pairs, sizes, --svg)\n"
             "  verify       check every checksum and bound of every artifact in a store\n"
             "  stats        sizes, bytes per token and counts by configuration of a store\n"
-            "  gc           drop artifacts no document references (and older configurations)\n"
+            "  gc           drop artifacts no document references (and older forms)\n"
             "  rm           remove documents from a store (then drop what gc drops)\n"
             "  pack         compiled documents -> a bundle (tar.zst) for another machine\n"
             "  unpack       a bundle -> a store, everything verified before it is visible\n"
             "  merge        stores (shards of a compile) -> one store\n"
             "  export       one compiled artifact -> a .kvz file\n"
             "  import       .kvz files -> a store\n"
-            "  eval         accuracy and fidelity of methods x ratios x bits on generated tasks\n"
+            "  eval         accuracy, fidelity of methods x ratios x bits on generated tasks\n"
             "  generate     answer a prompt with a model (prefill + decode)\n"
             "  tokenize     text on stdin -> token ids on one line\n"
             "  detokenize   token ids on stdin -> the exact text\n"
@@ -110,21 +110,22 @@ static int asks_help(const char *arg)
     return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0 || strcmp(arg, "help") == 0;
 }
 
+static const struct {
+    const char *name;
+    int (*run)(int, char **);
+} commands[] = {
+    {"compile", cmd_compile},   {"query", cmd_query},         {"ls", cmd_ls},
+    {"inspect", cmd_inspect},   {"verify", cmd_verify},       {"stats", cmd_stats},
+    {"gc", cmd_gc},             {"rm", cmd_rm},               {"pack", cmd_pack},
+    {"unpack", cmd_unpack},     {"merge", cmd_merge},         {"export", cmd_export},
+    {"import", cmd_import},     {"eval", cmd_eval},           {"generate", cmd_generate},
+    {"tokenize", cmd_tokenize}, {"detokenize", cmd_detokenize}, {"bench", cmd_bench},
+    {"synth-model", cmd_synth},
+};
+
 /* Run command argv[0] with its arguments; -1 when there is no such command. */
 static int dispatch(int argc, char **argv)
 {
-    static const struct {
-        const char *name;
-        int (*run)(int, char **);
-    } commands[] = {
-        {"compile", cmd_compile},   {"query", cmd_query},         {"ls", cmd_ls},
-        {"inspect", cmd_inspect},   {"verify", cmd_verify},       {"stats", cmd_stats},
-        {"gc", cmd_gc},             {"pack", cmd_pack},           {"unpack", cmd_unpack},
-        {"merge", cmd_merge},       {"export", cmd_export},       {"import", cmd_import},
-        {"eval", cmd_eval},         {"generate", cmd_generate},   {"tokenize", cmd_tokenize},
-        {"detokenize", cmd_detokenize}, {"bench", cmd_bench},     {"synth-model", cmd_synth},
-        {"rm", cmd_rm},
-    };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(argv[0], commands[i].name) == 0)
             return commands[i].run(argc, argv);
@@ -170,8 +171,9 @@ static int run(int argc, char **argv)
     }
     signal(SIGXFSZ, SIG_IGN); /* past ulimit -f a write fails (EFBIG) and says so, instead of a silent kill */
     catch_faults();
-    if (argc < 2) {
+    if (argc < 2) { /* the whole usage, the missing command said last where it is seen */
         usage(stderr);
+        fprintf(stderr, "\nkvz: no command given\n");
         return KVZ_EXIT_USAGE;
     }
     const char *cmd = argv[1];
@@ -219,7 +221,14 @@ static int run(int argc, char **argv)
         if (rc >= 0)
             return rc;
     }
-    fprintf(stderr, "kvz: unknown command '%s'\n\n", cmd);
-    usage(stderr);
+    /* a few lines: the whole usage would scroll the one that matters away */
+    fprintf(stderr, "kvz: unknown command '%s'; the commands are:\n", cmd);
+    size_t column = 0;
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (column && column + 1 + strlen(commands[i].name) > 78)
+            fputc('\n', stderr), column = 0;
+        column += (size_t)fprintf(stderr, "%s%s", column ? " " : "  ", commands[i].name);
+    }
+    fprintf(stderr, "\n'kvz --help' says what each does.\n");
     return KVZ_EXIT_USAGE;
 }

@@ -219,9 +219,12 @@ static int visit_artifact(void *ctx, const void *key, size_t key_len, const void
     collection *c = ctx;
     if (!id_set_has(&c->live, key, key_len))
         return drop(c, KVZ_DB_ARTIFACTS, key, key_len, val_len);
-    kvz_artifact a; /* live: remember the prefix it needs */
-    if (kvz_artifact_open(&a, val, val_len) != KVZ_OK)
+    kvz_artifact a; /* live: remember the prefix it needs (its manifest only: not the whole store read inside the
+                     * write lock; a damaged one keeps its prefix for the compile that mends it) */
+    if (kvz_artifact_open_manifest(&a, val, val_len) != KVZ_OK) {
+        kvz_error_clear();
         return KVZ_OK;
+    }
     char needed[64];
     kvz_prefix_key(a.manifest.model.fingerprint, a.manifest.prefix_hash, needed);
     for (size_t i = 0; i < c->n_prefixes; i++) /* a handful: one per model and template */

@@ -23,7 +23,7 @@ import operator
 import os
 import threading
 
-__version__ = "0.3.7"  # the kvz.h this binding declares (KVZ_VERSION_STRING)
+__version__ = "0.3.8"  # the kvz.h this binding declares (KVZ_VERSION_STRING)
 
 __all__ = ["Engine", "Session", "Error", "library_version",
            "ERR_ARG", "ERR_NOMEM", "ERR_IO", "ERR_FORMAT", "ERR_UNSUPPORTED", "ERR_MODEL_MISMATCH", "ERR_NOT_FOUND",
@@ -285,7 +285,7 @@ class Engine(_Handle):
     """A model and a store, opened together (kvz_engine_open). model: a GGUF
     path (None: $KVZ_MODEL; there is no other default), the model that compiled
     the documents; device: "auto", "cpu" or "cuda"; threads: host threads (0:
-    every CPU this process may use); idle_sessions: closed sessions' working
+    $OMP_NUM_THREADS, else every CPU this process may use); idle_sessions: closed sessions' working
     memory kept for the next ones (0: 4, -1: none)."""
 
     _release = staticmethod(_engine_close)

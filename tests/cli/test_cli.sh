@@ -24,7 +24,28 @@ expect_in() { # expect_in NAME FILE TEXT
 check help 0 "$KVZ" --help
 expect_in help "$TMP/out" "exit codes"
 check no-command 2 "$KVZ"
+expect_in no-command "$TMP/err" "^kvz: no command given$"
+[ "$(tail -n 1 "$TMP/err")" = "kvz: no command given" ] && ok "no command: said last" || fail "no command: not said last"
 check unknown-command 2 "$KVZ" frobnicate
+expect_in unknown-command "$TMP/err" "^kvz: unknown command 'frobnicate'; the commands are:$"
+expect_in unknown-command "$TMP/err" " synth-model"
+[ "$(wc -l <"$TMP/err")" -le 5 ] && ok "unknown command: a few lines, not the whole usage" ||
+    fail "unknown command: $(wc -l <"$TMP/err") lines"
+# every help fits 80 columns (a narrow terminal, a braille line) and is ASCII under any locale
+for c in "" compile query ls inspect verify stats gc rm pack unpack merge export import eval generate tokenize \
+    detokenize synth-model bench; do
+    "$KVZ" $c --help >"$TMP/h" 2>&1 || fail "kvz $c --help: exit $?"
+    LC_ALL=C awk -v c="$c" 'length > 80 || /[^ -~]/ { print "kvz " c " --help, line " NR ": " $0; bad = 1 }
+        END { exit bad }' "$TMP/h" >>"$TMP/help-wide" || true
+done
+[ ! -s "$TMP/help-wide" ] && ok "every --help: lines of 80 columns at most, ASCII" || { fail "--help lines"; cat "$TMP/help-wide"; }
+# a value out of range says the range; a name says where the values are listed
+check bad-ratio 2 "$KVZ" compile x --store "$TMP/none" --ratio 2
+expect_in bad-ratio "$TMP/err" "^kvz compile: invalid value '2' for --ratio: give a number from 1e-06 to 1$"
+check bad-max-tokens 2 "$KVZ" query --store "$TMP/none" --doc x --max-tokens -1 q
+expect_in bad-max-tokens "$TMP/err" "^kvz query: invalid value '-1' for --max-tokens: give a whole number from 1 to "
+check bad-method 2 "$KVZ" compile x --store "$TMP/none" --method foo
+expect_in bad-method "$TMP/err" "^kvz compile: invalid value 'foo' for --method (\`kvz compile --help\` lists the values it takes)$"
 check generate-help 0 "$KVZ" generate --help
 expect_in generate-help "$TMP/out" "--max-tokens"
 check help-generate 0 "$KVZ" help generate
@@ -161,17 +182,64 @@ def column_of_tok(line):  # the terminal column where " tok " starts
     cut = line.index(" tok ")
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in line[:cut])
 cols = {column_of_tok(l) for l in lines}
-sys.exit(0 if len(lines) == 3 and len(cols) == 1 else 1)
+# the header names the columns: "tokens" ends where the rows' "tok" does
+header = [l for l in open(sys.argv[1], encoding="utf-8") if l.startswith("document ")]
+tok_ends = {c + len(" tok") for c in cols}
+header_ok = len(header) == 1 and {header[0].index("tokens") + len("tokens")} == tok_ends
+sys.exit(0 if len(lines) == 3 and len(cols) == 1 and header_ok else 1)
 PY
+# the progress line on a terminal: never wider than it (a wrapped line leaves its rows
+# behind on every redraw); none where TERM is "dumb"; --no-progress keeps the lines
+printf 'A third document for the progress line.\n' >"$TMP/wide/third.txt"
+progress_of() { # TERM COLUMNS: the compile's terminal output, in $TMP/tty
+    TERM=$1 script -qec "stty cols $2; '$KVZ_ABS' compile '$TMP/wide/third.txt' --store '$TMP/qwen2-store' \
+        --model '$TMP/qwen2.gguf' --force $3" /dev/null >"$TMP/tty" 2>&1 </dev/null
+}
+cat >"$TMP/redraws.py" <<'PY'
+import sys
+columns = int(sys.argv[2])
+out = open(sys.argv[1], encoding="utf-8", errors="replace", newline="").read()
+redraws = [r.split("\n")[0].rstrip("\r") for r in out.split("\r\x1b[K")[1:]]
+drawn = [r for r in redraws if r.startswith("[")]
+named = columns < 60 or any(r.endswith("third.txt") for r in drawn)  # the name where it has room
+sys.exit(0 if drawn and all(len(r) < columns for r in drawn) and "[1/1 docs]" in out and named else 1)
+PY
+if ! command -v script >/dev/null; then
+    fail "script (util-linux, Debian's bsdutils) is missing: the progress line is not tested"
+else
+    for width in 40 80; do
+        progress_of xterm $width "" && python3 "$TMP/redraws.py" "$TMP/tty" $width &&
+            ok "progress: within the terminal's $width columns" ||
+            { fail "progress at $width columns"; cat -A "$TMP/tty" | head -5; }
+    done
+    progress_of dumb 80 "" && ! grep -q "$(printf '\033')" "$TMP/tty" && ! grep -q "$(printf '\r')\[" "$TMP/tty" &&
+        grep -q "third.txt" "$TMP/tty" && ok "progress: none where TERM is dumb, the document's line stays" ||
+        { fail "progress with TERM=dumb"; cat -A "$TMP/tty" | head -5; }
+    progress_of xterm 80 --no-progress && ! grep -q "docs\]" "$TMP/tty" && grep -q "third.txt" "$TMP/tty" &&
+        ok "progress: --no-progress" || { fail "--no-progress"; cat -A "$TMP/tty" | head -5; }
+fi
 check synth-bad-vocab 2 "$KVZ" synth-model --shape qwen2-0.5b --vocab 10 -o "$TMP/x.gguf"
 
 # a model with Llama 3.1's RoPE frequency factors compiles and answers; qwen2 has no such factors
+# OMP_NUM_THREADS bounds the threads where --threads is not given, as for any OpenMP program
+check synth-tiny 0 "$KVZ" synth-model --shape tiny -o "$TMP/tiny.gguf"
+OMP_NUM_THREADS=1 "$KVZ" bench --model "$TMP/tiny.gguf" --prefill 16 --decode 1 >"$TMP/b1" 2>&1 &&
+    OMP_NUM_THREADS=1 "$KVZ" bench --model "$TMP/tiny.gguf" --prefill 16 --decode 1 --threads 2 >"$TMP/b2" 2>&1 &&
+    grep -q "on cpu (1 threads)" "$TMP/b1" && grep -q "on cpu (2 threads)" "$TMP/b2" &&
+    ok "OMP_NUM_THREADS=1: one thread; --threads 2 over it: two" || { fail "OMP_NUM_THREADS"; cat "$TMP/b1" "$TMP/b2"; }
+OMP_NUM_THREADS=2000 "$KVZ" bench --model "$TMP/tiny.gguf" --prefill 16 --decode 1 >"$TMP/b3" 2>&1 &&
+    grep -q "on cpu (1024 threads)" "$TMP/b3" && grep -q "warning: OMP_NUM_THREADS=2000 gives 1024 threads" "$TMP/b3" &&
+    ok "OMP_NUM_THREADS over 1024: 1024 threads, warned of" || { fail "OMP_NUM_THREADS=2000"; cat "$TMP/b3"; }
 check synth-rope-freqs 0 "$KVZ" synth-model --shape tiny --ctx 8192 --rope-freqs 64 -o "$TMP/rope-freqs.gguf"
 check compile-rope-freqs 0 "$KVZ" compile "$TMP/light.txt" --store "$TMP/rope-freqs-store" \
     --model "$TMP/rope-freqs.gguf" --quiet
 check query-rope-freqs 0 "$KVZ" query --store "$TMP/rope-freqs-store" --model "$TMP/rope-freqs.gguf" \
     --doc "$TMP/light.txt" --max-tokens 4 --json "When?"
 expect_in query-rope-freqs "$TMP/out" '"answer_tokens":'
+# an answer cut by --max-tokens says so on stderr (--json says it in "stopped_by")
+check query-cut 0 "$KVZ" query --store "$TMP/rope-freqs-store" --model "$TMP/rope-freqs.gguf" \
+    --doc "$TMP/light.txt" --max-tokens 2 "When?"
+expect_in query-cut "$TMP/err" "^kvz query: the answer was cut at --max-tokens 2, before the model ended it$"
 # query keeps the weights as the file has them by default (questions given on the command
 # line); --weights chooses, and a bad value is refused
 check query-weights-f32 0 "$KVZ" query --store "$TMP/rope-freqs-store" --model "$TMP/rope-freqs.gguf" \

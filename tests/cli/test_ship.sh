@@ -23,7 +23,7 @@ S="$TMP/s"
 "$KVZ" compile "$DOC" --store "$S" --method kvzip --ratio 0.3 --quiet 2>/dev/null || fail "compile kvzip"
 
 # ---- pack / unpack -------------------------------------------------------------
-"$KVZ" pack --store "$S" --all -o "$TMP/b.tar.zst" >"$TMP/o" 2>&1 && grep -q "packed 6 document(s), 7 configuration(s)" "$TMP/o" \
+"$KVZ" pack --store "$S" --all -o "$TMP/b.tar.zst" >"$TMP/o" 2>&1 && grep -q "packed 6 document(s), 7 form(s)" "$TMP/o" \
     && ok "pack --all" || { fail "pack"; cat "$TMP/o"; }
 tar --zstd -tf "$TMP/b.tar.zst" >"$TMP/names" 2>"$TMP/e" && head -1 "$TMP/names" | grep -qx "kvz-bundle.json" \
     && [ "$(grep -c '^artifacts/.*\.kvz$' "$TMP/names")" -eq 7 ] && ok "tar -tf lists the bundle: manifest first, 7 artifacts" \
@@ -32,7 +32,7 @@ tar --zstd -tf "$TMP/b.tar.zst" >"$TMP/names" 2>"$TMP/e" && head -1 "$TMP/names"
 # through a link (the file it names is replaced; the link stays)
 "$KVZ" pack --store "$S" --all -o /dev/stdout 2>"$TMP/e" | cat >"$TMP/piped.tar.zst"
 tar --zstd -tf "$TMP/piped.tar.zst" >"$TMP/names2" 2>/dev/null && cmp -s "$TMP/names" "$TMP/names2" &&
-    grep -q "packed 6 document(s), 7 configuration(s) into /dev/stdout ([1-9][0-9.]* KB)" "$TMP/e" &&
+    grep -q "packed 6 document(s), 7 form(s) into /dev/stdout ([1-9][0-9.]* KB)" "$TMP/e" &&
     ok "pack -o /dev/stdout into a pipe: the same bundle, the report on stderr" || { fail "pack into a pipe"; cat "$TMP/e"; }
 case $KVZ in /*) kvz_abs=$KVZ ;; *) kvz_abs=$PWD/$KVZ ;; esac
 (cd "$TMP" && "$kvz_abs" pack --store "$S" --all -o - 2>"$TMP/e" | cat >"$TMP/dash.tar.zst")
@@ -75,7 +75,7 @@ SOURCE_DATE_EPOCH=253402300800 "$KVZ" compile "$TMP/corpus/doc1.txt" --store "$T
     { fail "SOURCE_DATE_EPOCH past 9999: rc $rc"; cat "$TMP/e"; }
 
 U="$TMP/u"
-"$KVZ" unpack "$TMP/b.tar.zst" --store "$U" >"$TMP/o" 2>&1 && grep -q "7 configuration(s) added" "$TMP/o" \
+"$KVZ" unpack "$TMP/b.tar.zst" --store "$U" >"$TMP/o" 2>&1 && grep -q "7 form(s) added" "$TMP/o" \
     && ok "unpack" || { fail "unpack"; cat "$TMP/o"; }
 "$KVZ" verify --store "$U" >/dev/null 2>&1 && ok "unpacked store verifies" || fail "verify unpacked"
 for db in artifacts docs; do
@@ -86,7 +86,7 @@ done
 "$KVZ" query --store "$U" --doc "$DOC" --max-tokens 12 "$Q" >"$TMP/a2" 2>/dev/null
 [ -s "$TMP/a1" ] && cmp -s "$TMP/a1" "$TMP/a2" && ok "same answer from the unpacked store" || fail "answers differ"
 mdb_dump -a "$U" >"$TMP/before"
-"$KVZ" unpack "$TMP/b.tar.zst" --store "$U" >"$TMP/o" 2>&1 && grep -q "0 configuration(s) added, 7 already there" "$TMP/o" \
+"$KVZ" unpack "$TMP/b.tar.zst" --store "$U" >"$TMP/o" 2>&1 && grep -q "0 form(s) added, 7 already there" "$TMP/o" \
     && grep -q "0 artifact(s) written" "$TMP/o" && ok "unpack again: nothing new" || { fail "unpack twice"; cat "$TMP/o"; }
 mdb_dump -a "$U" >"$TMP/after"
 cmp -s "$TMP/before" "$TMP/after" && ok "unpack again: store contents unchanged" || fail "second unpack changed the store"
@@ -118,7 +118,7 @@ done
 # from a pipe (read twice: copied to $TMPDIR first, nothing left there)
 mkdir -p "$TMP/spool"
 cat "$TMP/b.tar.zst" | TMPDIR="$TMP/spool" "$KVZ" unpack - --store "$TMP/piped" >"$TMP/o" 2>&1 &&
-    grep -q "7 configuration(s) added" "$TMP/o" && [ -z "$(ls -A "$TMP/spool")" ] &&
+    grep -q "7 form(s) added" "$TMP/o" && [ -z "$(ls -A "$TMP/spool")" ] &&
     "$KVZ" verify --store "$TMP/piped" >/dev/null 2>&1 && ok "unpack - from a pipe" || { fail "unpack from a pipe"; cat "$TMP/o"; }
 head -c 1000 "$TMP/b.tar.zst" | "$KVZ" unpack - --store "$TMP/piped-cut" >"$TMP/o" 2>&1; rc=$?
 [ $rc -eq 4 ] && grep -q "bundle '-'" "$TMP/o" && [ ! -e "$TMP/piped-cut" ] && ok "a cut bundle from a pipe: exit 4, named '-', no store" ||
@@ -270,7 +270,7 @@ python3 tests/format/spec_reader.py --bundle "$TMP/manifest_renamed.tar.zst" >"$
     ok "the format's reader refuses the renamed manifest too" || { fail "spec_reader on a renamed manifest"; cat "$TMP/o"; }
 rm -rf "$TMP/h"
 "$KVZ" unpack "$TMP/manifest_unsealed.tar.zst" --store "$TMP/h" >"$TMP/o" 2>"$TMP/e" &&
-    grep -q "carries no checksum of its own" "$TMP/e" && grep -q "7 configuration(s) added" "$TMP/o" &&
+    grep -q "carries no checksum of its own" "$TMP/e" && grep -q "7 form(s) added" "$TMP/o" &&
     ok "a bundle without the manifest's checksum (before 0.2.2) is read, and said unchecked" ||
     { fail "unsealed manifest"; cat "$TMP/o" "$TMP/e"; }
 refused lie_tokens.tar.zst 4 "the manifest says [0-9]* tokens, its artifacts hold"
@@ -356,7 +356,7 @@ rm -rf "$TMP/dates" && mkdir -p "$TMP/dates" && tar --zstd -xf "$TMP/b.tar.zst" 
 "$KVZ" unpack "$TMP/dates.tar.zst" --check >"$TMP/o" 2>&1; rc=$?
 "$KVZ" unpack "$TMP/dates.tar.zst" --store "$TMP/dated" --quiet 2>>"$TMP/o" && "$KVZ" ls --store "$TMP/dated" >>"$TMP/o" 2>&1; rc2=$?
 [ $rc -eq 0 ] && [ $rc2 -eq 0 ] && head -1 "$TMP/o" | grep -q "(packed ? by kvz " && [ "$(grep -c " B/tok  ?$" "$TMP/o")" -eq 2 ] &&
-    grep -q "^kvz unpack: note: 1 configuration(s) of .*dates.tar.zst are dated after this machine's clock (the latest ?)" "$TMP/o" &&
+    grep -q "^kvz unpack: note: 1 form(s) of .*dates.tar.zst are dated after this machine's clock (the latest ?)" "$TMP/o" &&
     ok "dates no calendar holds: unpack --check and ls show '?', and a date past the clock is said" || { fail "untrusted dates: exit $rc $rc2"; cat "$TMP/o"; }
 mkdir -p "$TMP/checked-here"
 (cd "$TMP/checked-here" && "$kvz_abs" unpack ../b.tar.zst --check >"$TMP/c1" 2>&1); rc=$?
@@ -369,7 +369,7 @@ forms = lambda path: sorted((o["document"], o["config_id"], o["summary"], tuple(
 sys.exit(0 if forms(sys.argv[1]) == forms(sys.argv[2]) and len(forms(sys.argv[1])) == 7 else 1)
 PY
 [ $rc -eq 0 ] && [ $rc2 -eq 0 ] && [ $rc3 -eq 0 ] && head -1 "$TMP/c1" | grep -q "^../b.tar.zst: 6 document(s), 7 artifact(s), 1 prefix(es) checked: sound (packed .* by kvz " &&
-    [ "$(grep -c " tok " "$TMP/c1")" -eq 7 ] && grep -q "^6 document(s) of [0-9]* tokens in 7 configuration(s)" "$TMP/c1" &&
+    [ "$(grep -c " tok " "$TMP/c1")" -eq 7 ] && grep -q "^6 document(s) of [0-9]* tokens in 7 form(s)" "$TMP/c1" &&
     [ -z "$(ls -A "$TMP/checked-here")" ] &&
     ok "unpack --check: the bundle checked and listed as ls lists the store it came from (the same ids), no store" ||
     { fail "unpack --check: exit $rc $rc2 $rc3"; cat "$TMP/c1" "$TMP/e"; }
@@ -624,7 +624,7 @@ until ! flock -n -s "$TMP/gw/lock.mdb" true; do sleep 0.05; done # held
 wait $held 2>/dev/null
 [ $rc -eq 0 ] && grep -q "is being garbage-collected (kvz gc, rm or compile --prune); waiting" "$TMP/o" && ok "a writer waits for a running gc, and says so" ||
     { fail "writer beside gc: exit $rc"; cat "$TMP/o"; }
-"$KVZ" gc --store "$G" --older-configs >"$TMP/o" 2>&1 && grep -q "1 older configuration" "$TMP/o" \
+"$KVZ" gc --store "$G" --older-configs >"$TMP/o" 2>&1 && grep -q "1 older form(s)" "$TMP/o" \
     && [ "$("$KVZ" ls --store "$G" | grep -c "doc0.txt")" -eq 1 ] && ok "gc --older-configs keeps the newest" \
     || { fail "gc --older-configs"; cat "$TMP/o"; }
 "$KVZ" verify --store "$G" >/dev/null 2>&1 && "$KVZ" query --store "$G" --doc "$DOC" --max-tokens 4 "$Q" >/dev/null 2>&1 \
@@ -780,7 +780,7 @@ cmp -s "$TMP/clash/A.ls" "$TMP/clash/AB.ls" && cmp -s "$TMP/clash/A.ls" "$TMP/cl
     "$KVZ" merge "$TMP/clash/B" --into "$TMP/clash/AB" >>"$TMP/o" 2>&1 &&
     "$KVZ" gc --store "$TMP/clash/AB" --dry-run >>"$TMP/o" 2>&1 || fail "older content into a newer store"
 "$KVZ" ls --store "$TMP/clash/AB" --json | sed 's/"config":[0-9]*,//' | sort >"$TMP/clash/AB2.ls"
-grep -q "0 configuration(s) added, 0 already there, 0 replaced older content, 1 left alone .*; 0 artifact(s) written, 0 already there, 1 not written (only documents left alone use them)$" "$TMP/o" &&
+grep -q "0 form(s) added, 0 already there, 0 replaced older content, 1 left alone .*; 0 artifact(s) written, 0 already there, 1 not written (only documents left alone use them)$" "$TMP/o" &&
     grep -q "B.kvz: h.txt segment 1 of 1 (.*): left alone, the store holds other content under the name, compiled later$" "$TMP/o" &&
     grep -q "^would drop 0 artifact(s) and 0 prefix(es), 0.0 KB" "$TMP/o" && cmp -s "$TMP/clash/A.ls" "$TMP/clash/AB2.ls" &&
     ok "older content unpacked, imported or merged into a store holding newer content writes no artifact" ||

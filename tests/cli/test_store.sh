@@ -47,7 +47,7 @@ if [ -w /dev/full ]; then
     "$KVZ" ls --store "$S" >/dev/full 2>"$TMP/e"; rc=$?
     [ $rc -eq 3 ] && grep -q "kvz ls: cannot write the output: No space left on device" "$TMP/e" &&
         ok "ls into a full disk: exit 3, the reason" || { fail "ls >/dev/full: exit $rc"; cat "$TMP/e"; }
-    "$KVZ" query --store "$S" --model "$MODEL" --doc "$(sed -n 1p "$TMP/ls1" | cut -d' ' -f1)" --max-tokens 4 \
+    "$KVZ" query --store "$S" --model "$MODEL" --doc "$(sed -n 2p "$TMP/ls1" | cut -d' ' -f1)" --max-tokens 4 \
         "First?" "Second?" >/dev/full 2>"$TMP/e"; rc=$?
     [ $rc -eq 3 ] && [ "$(grep -c "cannot write the output" "$TMP/e")" -eq 1 ] &&
         ok "query into a full disk: exit 3, said once" || { fail "query >/dev/full: exit $rc"; cat "$TMP/e"; }
@@ -295,7 +295,7 @@ done
 "$KVZ" ls --store "$SG" >"$TMP/ls2" 2>&1
 "$KVZ" stats --store "$SG" >>"$TMP/ls2" 2>&1
 GT=$(grep -o '[0-9]* tok ' "$TMP/ls2" | tail -1 | cut -d' ' -f1) # the newest form's count (a segmented one counts a few more)
-grep -q "^1 document(s) of $GT tokens in 2 configuration(s)" "$TMP/ls2" && grep -q "1 document(s) of $GT tokens, 2 configuration(s)" "$TMP/ls2" &&
+grep -q "^1 document(s) of $GT tokens in 2 form(s)" "$TMP/ls2" && grep -q "1 document(s) of $GT tokens, 2 form(s)" "$TMP/ls2" &&
     ok "ls and stats: one document of $GT tokens in two forms" || { fail "ls/stats totals"; cat "$TMP/ls2"; }
 # more threads than CPUs: a warning once the command line parsed, none before a usage error
 MORE=$(($(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) + 1)) # the CPUs this process may use
@@ -639,10 +639,10 @@ ln -s sub/in.txt "$TMP/linkwalk/inlink.txt" && ln -s "$TMP/elsewhere/secret.txt"
     [ "$("$KVZ" ls --store "$TMP/s9" --json | grep -c '"document"')" -eq 2 ] && ! "$KVZ" ls --store "$TMP/s9" | grep -q out.txt &&
     [ $rc2 -eq 0 ] && ok "a folder's link to a file outside it is skipped (said), one inside compiled; named, it compiles" ||
     { fail "links in a walk: exit $rc, $rc2"; cat "$TMP/e"; }
-# a name with a newline and an escape: one line in ls, control bytes shown as \xNN; --json keeps them exact
+# a name with a newline and an escape: one line in ls (below its header), control bytes shown as \xNN; --json keeps them exact
 mkdir -p "$TMP/odd" && cp "$TMP/corpus/doc0.txt" "$TMP/odd/$(printf 'two\nlines\033[31m.txt')"
 "$KVZ" compile "$TMP/odd" --store "$TMP/s8" --model "$MODEL" --method recent >/dev/null 2>"$TMP/e" &&
-    "$KVZ" ls --store "$TMP/s8" >"$TMP/o" && [ "$(grep -c . "$TMP/o")" -eq 2 ] && grep -q 'two\\x0alines\\x1b\[31m.txt ' "$TMP/o" &&
+    "$KVZ" ls --store "$TMP/s8" >"$TMP/o" && [ "$(grep -c . "$TMP/o")" -eq 3 ] && grep -q 'two\\x0alines\\x1b\[31m.txt ' "$TMP/o" &&
     grep -q 'two\\x0alines' "$TMP/e" && [ -z "$(tr -d '\n' <"$TMP/o" | tr -d '[:print:]')" ] &&
     "$KVZ" ls --store "$TMP/s8" --json | grep -q 'two\\u000alines\\u001b' &&
     ok "control bytes in a name: shown as \\xNN by compile and ls, exact in --json" ||
