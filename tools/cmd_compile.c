@@ -124,7 +124,11 @@ static const char HELP[] =
     "  --quiet             print only skipped and failed documents and errors (no\n"
     "                      progress, no header, no totals)\n"
     "  --no-progress       no progress line (drawn only where stderr is a terminal\n"
-    "                      and TERM is not \"dumb\"); each document's line stays\n"
+    "                      and TERM is not \"dumb\"), nor the log's; each document's\n"
+    "                      line stays\n"
+    "  --progress-every S  where stderr is no such terminal (a log): a line of the\n"
+    "                      counts and the ETA after a document, S seconds at least\n"
+    "                      after the last (default 60; 0: after every document)\n"
     "  --device D, --threads N   as in `kvz generate`\n"
     "\n"
     "Memory: the model, one KV cache of the model's context (f32), activations of one\n"
@@ -141,7 +145,7 @@ enum {
     OPT_CHUNK, OPT_REUSE, OPT_WINDOW, OPT_POOL, OPT_QUESTION, OPT_KVZIP_CHUNK, OPT_BITS, OPT_KGROUP,
     OPT_VGROUP, OPT_FP16, OPT_ZSTD, OPT_INCLUDE, OPT_EXCLUDE, OPT_MAX_BYTES, OPT_STRICT, OPT_FORCE,
     OPT_RESERVE, OPT_JSON, OPT_QUIET, OPT_DEVICE, OPT_THREADS, OPT_SEED, OPT_SHARD, OPT_PRUNE,
-    OPT_STDIN_NAME, OPT_SINKS, OPT_NO_PROGRESS,
+    OPT_STDIN_NAME, OPT_SINKS, OPT_NO_PROGRESS, OPT_PROGRESS_EVERY,
 };
 
 typedef struct compile_args {
@@ -151,6 +155,7 @@ typedef struct compile_args {
     const char **include, **exclude;
     int strict, json, quiet, no_progress, device, chunk_given, ratio_given, prune;
     long threads;
+    double progress_every;    /* seconds between a log's progress lines */
     uint32_t shard, n_shards; /* n_shards 0: every document */
 } compile_args;
 
@@ -176,7 +181,7 @@ static int parse(int argc, char **argv, compile_args *a)
         {"max-bytes", required_argument, 0, OPT_MAX_BYTES}, {"strict", no_argument, 0, OPT_STRICT},
         {"force", no_argument, 0, OPT_FORCE}, {"reserve", required_argument, 0, OPT_RESERVE},
         {"json", no_argument, 0, OPT_JSON}, {"quiet", no_argument, 0, OPT_QUIET},
-        {"no-progress", no_argument, 0, OPT_NO_PROGRESS},
+        {"no-progress", no_argument, 0, OPT_NO_PROGRESS}, {"progress-every", required_argument, 0, OPT_PROGRESS_EVERY},
         {"device", required_argument, 0, OPT_DEVICE}, {"threads", required_argument, 0, OPT_THREADS},
         {"seed", required_argument, 0, OPT_SEED}, {"shard", required_argument, 0, OPT_SHARD},
         {"prune", no_argument, 0, OPT_PRUNE}, {"stdin-name", required_argument, 0, OPT_STDIN_NAME},
@@ -185,6 +190,7 @@ static int parse(int argc, char **argv, compile_args *a)
     memset(a, 0, sizeof *a);
     kvz_compile_opts_default(&a->opts);
     a->device = KVZ_DEVICE_AUTO;
+    a->progress_every = 60;
     a->include = calloc((size_t)argc, sizeof *a->include);
     a->exclude = calloc((size_t)argc, sizeof *a->exclude);
     long v;
@@ -312,6 +318,9 @@ static int parse(int argc, char **argv, compile_args *a)
         case OPT_JSON: a->json = 1; break;
         case OPT_QUIET: a->quiet = 1; break;
         case OPT_NO_PROGRESS: a->no_progress = 1; break;
+        case OPT_PROGRESS_EVERY:
+            if (cli_parse_float(optarg, 0, 1e6, &a->progress_every)) return bad("progress-every", optarg);
+            break;
         case OPT_DEVICE: if (cli_parse_device(optarg, &a->device)) return bad("device", optarg); break;
         case OPT_THREADS: if (cli_parse_threads(optarg, &a->threads)) return bad("threads", optarg); break;
         case 'h': fputs(HELP, stdout); return -1;
@@ -360,6 +369,8 @@ static int parse(int argc, char **argv, compile_args *a)
 typedef struct progress {
     int columns; /* of the terminal the progress line is redrawn on; 0: none drawn */
     int quiet;
+    double log_every; /* stderr no terminal: a progress line after a document this often (s); < 0: none */
+    double last_log;
     size_t docs_done, docs_total;
     uint64_t bytes_done, bytes_total; /* input bytes: known before tokenizing */
     int64_t tokens_done, doc_tokens;   /* tokens of finished documents, of the current one */
@@ -369,14 +380,9 @@ typedef struct progress {
     uint64_t bytes_tokenized; /* of finished documents that gave tokens: bytes per token */
 } progress;
 
-static void draw(progress *p, int force)
+/* "[i/N docs] T tok  R tok/s  ETA hh:mm:ss" into text; returns its length. */
+static int counts_text(const progress *p, double now, char *text, size_t size)
 {
-    if (p->quiet || !p->columns)
-        return;
-    double now = kvz_now_seconds();
-    if (!force && now - p->last_draw < 0.2)
-        return;
-    p->last_draw = now;
     double el = now - p->start;
     int64_t tokens = p->tokens_done + p->doc_tokens;
     double rate = el > 0 ? tokens / el : 0;
@@ -394,11 +400,22 @@ static void draw(progress *p, int force)
         left = left < 359999 ? left : 359999;
         snprintf(eta, sizeof eta, "%02d:%02d:%02d", (int)left / 3600, (int)left / 60 % 60, (int)left % 60);
     }
+    return snprintf(text, size, "[%zu/%zu docs] %lld tok  %.0f tok/s  ETA %s", p->docs_done, p->docs_total,
+                    (long long)tokens, rate, eta);
+}
+
+static void draw(progress *p, int force)
+{
+    if (p->quiet || !p->columns)
+        return;
+    double now = kvz_now_seconds();
+    if (!force && now - p->last_draw < 0.2)
+        return;
+    p->last_draw = now;
     int columns = cli_live_columns(stderr); /* again: the window may have been resized */
     columns = columns ? columns : p->columns;
     char text[160], shown[CLI_SHOWN_MAX];
-    int used = snprintf(text, sizeof text, "[%zu/%zu docs] %lld tok  %.0f tok/s  ETA %s", p->docs_done,
-                        p->docs_total, (long long)tokens, rate, eta);
+    int used = counts_text(p, now, text, sizeof text);
     /* the name in what the counts leave (40 columns at most): its end, which
      * names the file, from a character's start */
     cli_shown(shown, p->current ? p->current : "", p->current ? strlen(p->current) : 0);
@@ -412,6 +429,20 @@ static void draw(progress *p, int force)
     if (nl && room >= 8)
         snprintf(text + used, sizeof text - (size_t)used, "  %s%s", from ? "..." : "", shown + from);
     cli_live_line(columns, text);
+}
+
+/* In a log (no live line), after a document: the counts, once per
+ * log_every seconds, so that one tailing a long run sees how far it is. */
+static void log_progress(progress *p)
+{
+    double now = kvz_now_seconds();
+    if (p->quiet || p->columns || p->log_every < 0 || now - p->last_log < p->log_every ||
+        p->docs_done == p->docs_total)
+        return;
+    p->last_log = now;
+    char text[160];
+    counts_text(p, now, text, sizeof text);
+    fprintf(stderr, "kvz compile: %s\n", text);
 }
 
 static void on_tokens(void *ctx, int64_t tokens)
@@ -601,7 +632,8 @@ int cmd_compile(int argc, char **argv)
         goto done;
     }
     progress p = {.columns = a.no_progress ? 0 : cli_live_columns(stderr), .quiet = a.quiet, .docs_total = list.len,
-                  .start = kvz_now_seconds()};
+                  .log_every = a.no_progress ? -1 : a.progress_every, .start = kvz_now_seconds()};
+    p.last_log = p.start;
     for (size_t i = 0; i < list.len; i++)
         p.bytes_total += list.items[i].size;
     char summary[128];
@@ -725,6 +757,7 @@ int cmd_compile(int argc, char **argv)
         p.tokens_done += res.tokens;
         p.doc_tokens = 0;
         draw(&p, 1);
+        log_progress(&p);
         if (i + 1 < list.len) { /* its line is out: a signal before the next starts finds its counts */
             run_summary next = {compiled, unchanged, skipped, failed, list.len - i - 1, other_shards, in_tokens,
                                 out_bytes, kvz_now_seconds() - p.start, a.prune, NULL, 1, list.items[i + 1].name};

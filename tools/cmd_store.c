@@ -13,6 +13,7 @@
 #include "tools/store_collect.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -361,39 +362,70 @@ int cmd_inspect(int argc, char **argv)
 
 typedef struct verify_ctx {
     kvz_store_txn *t;
+    int json;
     size_t artifacts, prefixes, docs, bad;
     id_set damaged; /* the artifacts that failed, to name their documents (sorted after the scan) */
     char shown[CLI_SHOWN_MAX];
 } verify_ctx;
 
+enum { SUBJECT_ARTIFACT, SUBJECT_PREFIX, SUBJECT_DOCUMENT };
+
+/* A problem with an artifact (its id), a shared prefix (its key) or a
+ * document (its name): a line "artifact ID: ...", "shared prefix KEY: ...",
+ * "document 'NAME': ..." on stderr, or with --json an object on stdout.
+ * counted: it is one of the problems the summary counts (a hint is not). */
+static void verify_say(verify_ctx *v, int subject, const char *name, size_t name_len, int counted, const char *fmt,
+                       ...)
+{
+    char message[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    v->bad += counted != 0;
+    static const char *const kinds[] = {"artifact", "shared_prefix", "document"};
+    if (v->json) {
+        printf("{\"%s\":", kinds[subject]);
+        cli_json_string(stdout, name, name_len);
+        printf(",\"%s\":", counted ? "problem" : "hint");
+        cli_json_string(stdout, message, strlen(message));
+        printf("}\n");
+    } else if (subject == SUBJECT_DOCUMENT) {
+        fprintf(stderr, "document '%s': ", cli_shown(v->shown, name, name_len));
+        cli_put_shown(stderr, message);
+        fputc('\n', stderr);
+    } else {
+        fprintf(stderr, "%s %.*s: %s\n", subject == SUBJECT_ARTIFACT ? "artifact" : "shared prefix", (int)name_len,
+                name, message);
+    }
+}
+
 /* An artifact stored under `key`: sound, and the one its key names (an
- * artifact swapped for another would answer for the wrong document). what:
- * how a problem names it ("artifact ID", "shared prefix KEY"); 0 if it
- * failed a check. */
-static int verify_one(verify_ctx *v, const char *what, int is_prefix, const void *key, size_t key_len,
+ * artifact swapped for another would answer for the wrong document). name:
+ * how a problem names it (its id, or the prefix's key); 0 if it failed a
+ * check. */
+static int verify_one(verify_ctx *v, int subject, const char *name, const void *key, size_t key_len,
                       const void *val, size_t val_len)
 {
     kvz_artifact a;
     int rc = kvz_transfer_check(val, val_len, &a);
     if (rc == KVZ_OK)
-        rc = kvz_transfer_check_key(&a, is_prefix, key, key_len);
-    if (rc != KVZ_OK) {
-        v->bad++;
-        fprintf(stderr, "%s: %s\n", what, kvz_last_error());
-    }
+        rc = kvz_transfer_check_key(&a, subject == SUBJECT_PREFIX, key, key_len);
+    if (rc != KVZ_OK)
+        verify_say(v, subject, name, strlen(name), 1, "%s", kvz_last_error());
+    kvz_error_clear();
     return rc == KVZ_OK;
 }
 
 static int verify_artifact(void *ctx, const void *key, size_t key_len, const void *val, size_t val_len)
 {
     verify_ctx *v = ctx;
-    char what[48] = "artifact (a key of the wrong size)";
-    if (key_len == 16) {
-        memcpy(what, "artifact ", 9);
-        kvz_hex(key, 16, what + 9);
-    }
+    char id[48] = "(a key of the wrong size)";
+    if (key_len == 16)
+        kvz_hex(key, 16, id);
     v->artifacts++;
-    if (!verify_one(v, what, 0, key, key_len, val, val_len) && key_len == 16 && id_set_add(&v->damaged, key) != KVZ_OK)
+    if (!verify_one(v, SUBJECT_ARTIFACT, id, key, key_len, val, val_len) && key_len == 16 &&
+        id_set_add(&v->damaged, key) != KVZ_OK)
         kvz_error_clear(); /* out of memory: its documents are not named, the problem is counted */
     return KVZ_OK;
 }
@@ -404,8 +436,8 @@ static int verify_doc(void *ctx, const void *key, size_t key_len, const void *va
     kvz_doc_record rec;
     v->docs++;
     if (kvz_doc_record_decode(val, val_len, &rec) != KVZ_OK) {
-        v->bad++;
-        fprintf(stderr, "document '%s': %s\n", cli_shown(v->shown, key, key_len), kvz_last_error());
+        verify_say(v, SUBJECT_DOCUMENT, key, key_len, 1, "%s", kvz_last_error());
+        kvz_error_clear();
         return KVZ_OK;
     }
     for (uint32_t i = 0; i < rec.n_entries; i++) {
@@ -414,21 +446,18 @@ static int verify_doc(void *ctx, const void *key, size_t key_len, const void *va
         for (uint32_t sgm = 0; sgm < rec.entries[i].n_segments; sgm++) {
             const void *a;
             size_t alen;
+            char id[33];
+            kvz_hex(rec.entries[i].artifact_ids[sgm], 16, id);
             if (kvz_store_get(v->t, KVZ_DB_ARTIFACTS, rec.entries[i].artifact_ids[sgm], 16, &a, &alen) != KVZ_OK) {
-                char id[33];
-                kvz_hex(rec.entries[i].artifact_ids[sgm], 16, id);
-                v->bad++;
-                fprintf(stderr, "document '%s': artifact %s is missing\n", cli_shown(v->shown, key, key_len), id);
+                verify_say(v, SUBJECT_DOCUMENT, key, key_len, 1, "artifact %s is missing", id);
+                kvz_error_clear();
                 all_read = 0;
                 continue;
             }
-            if (id_set_has(&v->damaged, rec.entries[i].artifact_ids[sgm], 16)) {
-                char id[33];
-                kvz_hex(rec.entries[i].artifact_ids[sgm], 16, id);
-                fprintf(stderr, "document '%s': its artifact %s is damaged (kvz compile --force of the document, "
-                        "with the options it was compiled with, rebuilds it; kvz unpack or kvz merge of a bundle or store "
-                        "holding it replaces it; kvz rm removes it)\n",
-                        cli_shown(v->shown, key, key_len), id);
+            if (id_set_has(&v->damaged, rec.entries[i].artifact_ids[sgm], 16)) { /* counted with the artifacts */
+                verify_say(v, SUBJECT_DOCUMENT, key, key_len, 0, "its artifact %s is damaged (kvz compile --force of "
+                           "the document, with the options it was compiled with, rebuilds it; kvz unpack or kvz "
+                           "merge of a bundle or store holding it replaces it; kvz rm removes it)", id);
                 all_read = 0;
                 continue;
             }
@@ -446,16 +475,17 @@ static int verify_doc(void *ctx, const void *key, size_t key_len, const void *va
             size_t plen;
             kvz_prefix_key(art.manifest.model.fingerprint, art.manifest.prefix_hash, prefix);
             if (kvz_store_get(v->t, KVZ_DB_META, prefix, strlen(prefix), &p, &plen) != KVZ_OK) {
-                v->bad++;
-                fprintf(stderr, "document '%s': its shared prefix %s is missing (compiling the document "
-                        "again writes it, as do unpack and import)\n", cli_shown(v->shown, key, key_len), prefix + 7);
+                verify_say(v, SUBJECT_DOCUMENT, key, key_len, 1, "its shared prefix %s is missing (compiling the "
+                           "document again writes it, as do unpack and import)", prefix + 7);
+                kvz_error_clear();
             }
         }
         /* segments of two cuts under the same ids (kvz before 0.3.3 cut some documents otherwise):
          * text missing or repeated, which every artifact's own checks pass */
         if (all_read && kvz_transfer_check_cut(cli_shown(v->shown, key, key_len), &rec.entries[i], held_tokens)) {
-            v->bad++;
-            fprintf(stderr, "document %s\n", kvz_last_error());
+            const char *said = kvz_last_error(); /* "'NAME': ...", NAME as shown */
+            size_t named = strlen(v->shown) + 4;
+            verify_say(v, SUBJECT_DOCUMENT, key, key_len, 1, "%s", strlen(said) > named ? said + named : said);
             kvz_error_clear();
         }
     }
@@ -467,10 +497,12 @@ static int verify_meta(void *ctx, const void *key, size_t key_len, const void *v
 {
     verify_ctx *v = ctx;
     if (key_len > 7 && memcmp(key, "prefix/", 7) == 0) {
-        char what[96];
-        snprintf(what, sizeof what, "shared prefix %.*s", (int)(key_len - 7), (const char *)key + 7);
+        char name[96];
+        snprintf(name, sizeof name, "%.*s", (int)(key_len - 7), (const char *)key + 7);
         v->prefixes++;
-        verify_one(v, what, 1, key, key_len, val, val_len);
+        if (!verify_one(v, SUBJECT_PREFIX, name, key, key_len, val, val_len))
+            verify_say(v, SUBJECT_PREFIX, name, strlen(name), 0, "compiling any document of its model again (kvz "
+                       "compile, as it was compiled) writes it again");
     }
     return KVZ_OK;
 }
@@ -478,20 +510,24 @@ static int verify_meta(void *ctx, const void *key, size_t key_len, const void *v
 int cmd_verify(int argc, char **argv)
 {
     static const char help[] =
-        "usage: kvz verify --store DIR\n"
+        "usage: kvz verify --store DIR [--json]\n"
         "\n"
         "Checks every artifact (header, table, every section's checksum, the whole-file\n"
         "checksum, bounds, counts; every section is decoded), that each is stored under\n"
         "the id its manifest derives (a shared prefix under its model and hash), and\n"
         "that every document's artifacts and shared prefix exist and its segments'\n"
         "tokens add up to its record's. Prints each problem; exit status 4 if any was\n"
-        "found.\n";
+        "found.\n"
+        "--json: on stdout a line per problem, {\"artifact\": ID, \"problem\": TEXT}\n"
+        "(\"shared_prefix\": KEY or \"document\": NAME in place of \"artifact\"; \"hint\"\n"
+        "in place of \"problem\" for what mends one already counted), then\n"
+        "{\"artifacts\":N,\"shared_prefixes\":N,\"documents\":N,\"problems\":N}.\n";
     store_args a;
-    int rc = parse_store_args(argc, argv, help, &a, 0, "");
+    int rc = parse_store_args(argc, argv, help, &a, 0, "j");
     if (rc)
         return rc < 0 ? KVZ_EXIT_OK : rc;
     kvz_store *s = NULL;
-    verify_ctx v = {0};
+    verify_ctx v = {.json = a.json};
     int st = kvz_store_open(&s, a.store, KVZ_STORE_READONLY);
     if (st == KVZ_OK)
         st = kvz_store_read_begin(s, &v.t);
@@ -508,8 +544,12 @@ int cmd_verify(int argc, char **argv)
     kvz_store_close(s);
     if (st != KVZ_OK)
         return cli_fail("verify", st);
-    printf("%zu artifact(s), %zu shared prefix(es) and %zu document(s) checked: %s\n", v.artifacts, v.prefixes,
-           v.docs, v.bad ? "PROBLEMS FOUND" : "all good");
+    if (a.json)
+        printf("{\"artifacts\":%zu,\"shared_prefixes\":%zu,\"documents\":%zu,\"problems\":%zu}\n", v.artifacts,
+               v.prefixes, v.docs, v.bad);
+    else
+        printf("%zu artifact(s), %zu shared prefix(es) and %zu document(s) checked: %s\n", v.artifacts, v.prefixes,
+               v.docs, v.bad ? "PROBLEMS FOUND" : "all good");
     if (v.bad) {
         fprintf(stderr, "kvz verify: %zu problem(s) in '%s'\n", v.bad, a.store);
         return cli_exit_code(KVZ_ERR_FORMAT);

@@ -230,6 +230,17 @@ OMP_NUM_THREADS=1 "$KVZ" bench --model "$TMP/tiny.gguf" --prefill 16 --decode 1 
 OMP_NUM_THREADS=2000 "$KVZ" bench --model "$TMP/tiny.gguf" --prefill 16 --decode 1 >"$TMP/b3" 2>&1 &&
     grep -q "on cpu (1024 threads)" "$TMP/b3" && grep -q "warning: OMP_NUM_THREADS=2000 gives 1024 threads" "$TMP/b3" &&
     ok "OMP_NUM_THREADS over 1024: 1024 threads, warned of" || { fail "OMP_NUM_THREADS=2000"; cat "$TMP/b3"; }
+# in a log (stderr no terminal), the counts and the ETA after a document every --progress-every
+# seconds (0: after each but the last, whose totals follow); none with --no-progress
+for n in 1 2 3; do printf 'Document %s of three.\n' $n >"$TMP/log$n.txt"; done
+"$KVZ" compile "$TMP/log1.txt" "$TMP/log2.txt" "$TMP/log3.txt" --store "$TMP/log-store" --model "$TMP/tiny.gguf" \
+    --method recent --reserve 16 --progress-every 0 2>"$TMP/log" &&
+    "$KVZ" compile "$TMP/log1.txt" "$TMP/log2.txt" "$TMP/log3.txt" --store "$TMP/log-store" --model "$TMP/tiny.gguf" \
+        --method recent --reserve 16 --progress-every 0 --no-progress 2>"$TMP/log-none" &&
+    [ "$(grep -c '^kvz compile: \[[0-9]/3 docs\] [0-9]* tok  [0-9]* tok/s  ETA ' "$TMP/log")" -eq 2 ] &&
+    grep -q '^kvz compile: \[2/3 docs\]' "$TMP/log" && ! grep -q 'docs\]' "$TMP/log-none" &&
+    ok "a log's progress lines: after documents 1 and 2 of 3; none with --no-progress" ||
+    { fail "a log's progress lines"; cat "$TMP/log" "$TMP/log-none"; }
 check synth-rope-freqs 0 "$KVZ" synth-model --shape tiny --ctx 8192 --rope-freqs 64 -o "$TMP/rope-freqs.gguf"
 check compile-rope-freqs 0 "$KVZ" compile "$TMP/light.txt" --store "$TMP/rope-freqs-store" \
     --model "$TMP/rope-freqs.gguf" --quiet

@@ -38,7 +38,7 @@ grep -q "skip .*controls.txt: empty (the model's tokenizer keeps none" "$TMP/err
 mdb_stat -a "$S" >"$TMP/stat" && grep -q "Status of artifacts" "$TMP/stat" && ok "mdb_stat reads the store" || fail "mdb_stat"
 "$KVZ" ls --store "$S" >"$TMP/ls1" && [ "$(grep -c 'recent' "$TMP/ls1")" -eq 8 ] && ok "ls lists 8" || fail "ls"
 # an option of another store command is refused, not ignored
-for bad in "verify --json" "gc --json" "ls --svg x.svg" "stats --dry-run" "ls --older-configs"; do
+for bad in "rm --json x" "gc --json" "ls --svg x.svg" "stats --dry-run" "ls --older-configs"; do
     "$KVZ" $bad --store "$S" >/dev/null 2>"$TMP/e"; rc=$?
     [ $rc -eq 2 ] && grep -q "does not apply here" "$TMP/e" && ok "$bad: exit 2" || { fail "$bad: exit $rc"; cat "$TMP/e"; }
 done
@@ -402,6 +402,19 @@ PY
 "$KVZ" verify --store "$TMP/broken" >/dev/null 2>"$TMP/v2"
 rc=$?
 [ $rc -eq 4 ] && grep -q "checksum" "$TMP/v2" && ok "verify finds a flipped byte (exit 4)" || { fail "verify exit $rc"; cat "$TMP/v2"; }
+# --json: the same problems as objects on stdout, the hint apart, a summary line last
+"$KVZ" verify --store "$TMP/broken" --json >"$TMP/vj" 2>"$TMP/vje"; rc=$?
+[ $rc -eq 4 ] && python3 - "$TMP/vj" <<'PY' && ok "verify --json: the damaged artifact, its document's hint, the summary" ||
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+problems, last = lines[:-1], lines[-1]
+art = [p for p in problems if "artifact" in p]
+hint = [p for p in problems if "document" in p and "hint" in p]
+assert len(art) == 1 and "checksum" in art[0]["problem"] and len(art[0]["artifact"]) == 32, problems
+assert len(hint) == 1 and art[0]["artifact"] in hint[0]["hint"] and "compile --force" in hint[0]["hint"], problems
+assert last == {"artifacts": last["artifacts"], "shared_prefixes": 1, "documents": 8, "problems": 1}, last
+PY
+    { fail "verify --json: exit $rc"; cat "$TMP/vj" "$TMP/vje"; }
 # stats does not count the damaged artifact as 0 bytes of f16 cache: it says so, exit 4
 "$KVZ" stats --store "$TMP/broken" --json >"$TMP/o7" 2>"$TMP/e"; rc=$?
 [ $rc -eq 4 ] && grep -q "cannot be read" "$TMP/e" &&
@@ -525,7 +538,8 @@ print("\n".join(lines), end="")' >"$TMP/meta.dump"
 mdb_load -s meta -f "$TMP/meta.dump" "$TMP/broken_prefix" 2>/dev/null
 "$KVZ" verify --store "$TMP/broken_prefix" >"$TMP/v3" 2>&1; rc=$?
 [ $rc -eq 4 ] && grep -q "^shared prefix [0-9a-f]*/[0-9a-f]*: .*checksum" "$TMP/v3" && grep -q "1 shared prefix(es)" "$TMP/v3" &&
-    ok "verify names a damaged shared prefix (exit 4)" || { fail "verify of a damaged prefix: exit $rc"; cat "$TMP/v3"; }
+    grep -q "^shared prefix [0-9a-f]*/[0-9a-f]*: compiling any document of its model again .* writes it again" "$TMP/v3" &&
+    ok "verify names a damaged shared prefix (exit 4) and what mends it" || { fail "verify of a damaged prefix: exit $rc"; cat "$TMP/v3"; }
 # compiling again writes the prefix anew (with one document; the rest stay unchanged)
 "$KVZ" compile "$TMP/corpus" --store "$TMP/broken_prefix" --model "$MODEL" --method recent --json >"$TMP/o8" 2>/dev/null; rc=$?
 [ $rc -eq 0 ] && [ "$(grep -c '"status":"compiled"' "$TMP/o8")" -eq 1 ] && [ "$(grep -c '"status":"unchanged"' "$TMP/o8")" -eq 7 ] &&
