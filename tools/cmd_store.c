@@ -420,9 +420,8 @@ static int verify_one(verify_ctx *v, int subject, const char *name, const void *
 static int verify_artifact(void *ctx, const void *key, size_t key_len, const void *val, size_t val_len)
 {
     verify_ctx *v = ctx;
-    char id[48] = "(a key of the wrong size)";
-    if (key_len == 16)
-        kvz_hex(key, 16, id);
+    char id[48]; /* a key of another size: its first 23 bytes */
+    kvz_hex(key, key_len < 23 ? key_len : 23, id);
     v->artifacts++;
     if (!verify_one(v, SUBJECT_ARTIFACT, id, key, key_len, val, val_len) && key_len == 16 &&
         id_set_add(&v->damaged, key) != KVZ_OK)
@@ -482,10 +481,9 @@ static int verify_doc(void *ctx, const void *key, size_t key_len, const void *va
         }
         /* segments of two cuts under the same ids (kvz before 0.3.3 cut some documents otherwise):
          * text missing or repeated, which every artifact's own checks pass */
-        if (all_read && kvz_transfer_check_cut(cli_shown(v->shown, key, key_len), &rec.entries[i], held_tokens)) {
-            const char *said = kvz_last_error(); /* "'NAME': ...", NAME as shown */
-            size_t named = strlen(v->shown) + 4;
-            verify_say(v, SUBJECT_DOCUMENT, key, key_len, 1, "%s", strlen(said) > named ? said + named : said);
+        if (all_read && kvz_transfer_check_cut("", &rec.entries[i], held_tokens)) {
+            const char *said = kvz_last_error(); /* "'': ...": the name is verify_say's */
+            verify_say(v, SUBJECT_DOCUMENT, key, key_len, 1, "%s", strncmp(said, "'': ", 4) == 0 ? said + 4 : said);
             kvz_error_clear();
         }
     }

@@ -239,8 +239,12 @@ for n in 1 2 3; do printf 'Document %s of three.\n' $n >"$TMP/log$n.txt"; done
         --method recent --reserve 16 --progress-every 0 --no-progress 2>"$TMP/log-none" &&
     [ "$(grep -c '^kvz compile: \[[0-9]/3 docs\] [0-9]* tok  [0-9]* tok/s  ETA ' "$TMP/log")" -eq 2 ] &&
     grep -q '^kvz compile: \[2/3 docs\]' "$TMP/log" && ! grep -q 'docs\]' "$TMP/log-none" &&
-    ok "a log's progress lines: after documents 1 and 2 of 3; none with --no-progress" ||
-    { fail "a log's progress lines"; cat "$TMP/log" "$TMP/log-none"; }
+    "$KVZ" compile "$TMP/log1.txt" "$TMP/log2.txt" "$TMP/log3.txt" --store "$TMP/log-store" --model "$TMP/tiny.gguf" \
+        --method recent --reserve 16 2>"$TMP/log-default" && ! grep -q 'docs\]' "$TMP/log-default" &&
+    "$KVZ" compile "$TMP/log1.txt" "$TMP/log2.txt" "$TMP/log3.txt" --store "$TMP/log-store" --model "$TMP/tiny.gguf" \
+        --method recent --reserve 16 --progress-every 0 --quiet 2>"$TMP/log-quiet" && [ ! -s "$TMP/log-quiet" ] &&
+    ok "a log's progress lines: after documents 1 and 2 of 3; none with --no-progress, --quiet or a short run" ||
+    { fail "a log's progress lines"; cat "$TMP/log" "$TMP/log-none" "$TMP/log-default" "$TMP/log-quiet"; }
 check synth-rope-freqs 0 "$KVZ" synth-model --shape tiny --ctx 8192 --rope-freqs 64 -o "$TMP/rope-freqs.gguf"
 check compile-rope-freqs 0 "$KVZ" compile "$TMP/light.txt" --store "$TMP/rope-freqs-store" \
     --model "$TMP/rope-freqs.gguf" --quiet
