@@ -12,6 +12,27 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* The path the link `at` names (a relative target taken from its folder);
+ * NULL with errno set. */
+static char *link_target_step(const char *at)
+{
+    char target[4096];
+    ssize_t n = readlink(at, target, sizeof target);
+    if (n <= 0 || (size_t)n == sizeof target) {
+        errno = n < 0 ? errno : ENAMETOOLONG;
+        return NULL;
+    }
+    const char *slash = strrchr(at, '/');
+    size_t dir = target[0] == '/' || !slash ? 0 : (size_t)(slash - at) + 1;
+    char *next = malloc(dir + (size_t)n + 1);
+    if (next) {
+        memcpy(next, at, dir);
+        memcpy(next + dir, target, (size_t)n);
+        next[dir + (size_t)n] = '\0';
+    }
+    return next;
+}
+
 /* Where a write to `path`, which does not exist, lands: the path the last of
  * a chain of links names (each relative to its link's folder), else path
  * itself. NULL with errno set when the chain loops or a target is too long. */
@@ -20,31 +41,45 @@ static char *link_target(const char *path)
     char *at = strdup(path);
     for (int depth = 0; at && depth < 40; depth++) {
         struct stat lst;
-        char target[4096];
-        ssize_t n;
         if (lstat(at, &lst) != 0 || !S_ISLNK(lst.st_mode))
             return at;
-        if ((n = readlink(at, target, sizeof target)) <= 0 || (size_t)n == sizeof target) {
-            int e = n < 0 ? errno : ENAMETOOLONG;
-            free(at);
-            errno = e;
-            return NULL;
-        }
-        const char *slash = strrchr(at, '/');
-        size_t dir = target[0] == '/' || !slash ? 0 : (size_t)(slash - at) + 1;
-        char *next = malloc(dir + (size_t)n + 1);
-        if (next) {
-            memcpy(next, at, dir);
-            memcpy(next + dir, target, (size_t)n);
-            next[dir + (size_t)n] = '\0';
-        }
+        char *next = link_target_step(at);
+        int e = errno;
         free(at);
         at = next;
+        errno = e;
     }
     if (at) {
         free(at);
         errno = ELOOP;
     }
+    return NULL;
+}
+
+/* The first link in the chain that `path` starts (its last part only) that
+ * the kernel's protected_symlinks rule would not follow: one in a folder
+ * anyone may write to with the sticky bit (/tmp), owned neither by this user
+ * nor by the folder's owner. Following a link planted there, a writer (root,
+ * say) would replace a file of its own that the planter chose. Else NULL. */
+static char *foreign_link(const char *path)
+{
+    char *at = strdup(path);
+    for (int depth = 0; at && depth < 40; depth++) {
+        struct stat lst, dir;
+        if (lstat(at, &lst) != 0 || !S_ISLNK(lst.st_mode))
+            break;
+        const char *slash = strrchr(at, '/');
+        char *folder = slash ? strndup(at, slash == at ? 1 : (size_t)(slash - at)) : strdup(".");
+        int planted = folder && stat(folder, &dir) == 0 && (dir.st_mode & S_ISVTX) && (dir.st_mode & S_IWOTH) &&
+                      lst.st_uid != geteuid() && lst.st_uid != dir.st_uid;
+        free(folder);
+        if (planted)
+            return at;
+        char *next = link_target_step(at);
+        free(at);
+        at = next;
+    }
+    free(at);
     return NULL;
 }
 
@@ -179,6 +214,15 @@ int kvz_atomic_file_open(kvz_atomic_file *f, const char *path)
                           "stderr (a pipe, such as >(command), through any)", path);
     if (exists && S_ISDIR(st.st_mode))
         return kvz_errorf(KVZ_ERR_ARG, "cannot write '%s': it is a folder", path);
+    char *planted = foreign_link(path);
+    if (planted) {
+        int rc = kvz_errorf(KVZ_ERR_ARG, "cannot write '%s': the link '%s' is another user's, in a folder anyone "
+                            "may write to (sticky, as /tmp is): this would replace the file it names with this "
+                            "user's rights (the kernel's protected_symlinks rule); give the file's own path",
+                            path, planted);
+        free(planted);
+        return rc;
+    }
     /* a link is replaced at the file it names, not by a file of its own */
     f->path = exists ? realpath(path, NULL) : link_target(path);
     if (!f->path) {
@@ -222,6 +266,11 @@ int kvz_atomic_file_open(kvz_atomic_file *f, const char *path)
     }
     if (!f->unnamed)
         in_progress = f->tmp_path;
+    if (exists) { /* a file replaced keeps its mode (a bundle made private stays so), owner and group where it may */
+        if (fchown(tmp, geteuid() == 0 ? st.st_uid : (uid_t)-1, st.st_gid) != 0)
+            errno = 0; /* another's group, not this user's to give: the folder's then */
+        (void)fchmod(tmp, st.st_mode & 0777);
+    }
     return KVZ_OK;
 }
 

@@ -5,7 +5,10 @@
  * it, renames it into place (or links it there, where the target does not
  * exist) and fsyncs the folder on commit; abort (or a crash) leaves the target
  * untouched. A target that is a link (or a chain of them) is followed: the
- * file it names is replaced, the link stays. A target that cannot be replaced
+ * file it names is replaced, the link stays; but not a link that the kernel's
+ * protected_symlinks rule would refuse (another user's, in a sticky folder
+ * anyone may write to): KVZ_ERR_ARG. A file replaced keeps its permission
+ * bits, and its owner and group where this user may give them. A target that cannot be replaced
  * is written directly, and what a reader took from it cannot be taken back:
  * a pipe or a device, and stdout or stderr (/dev/stdout, /dev/fd/1, or the
  * file stdout is redirected to), written through a copy of the descriptor so

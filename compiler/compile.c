@@ -218,7 +218,15 @@ struct kvz_compiler {
     char prefix_key[64];
     int prefix_sound; /* the stored prefix was seen whole (stored_prefix_sound) */
     readback readback[2];   /* used in turn by consecutive batches */
+    kvz_still_current_fn still_current; /* asked under the write lock (kvz_compiler_check_current) */
+    void *still_current_ctx;
 };
+
+void kvz_compiler_check_current(kvz_compiler *c, kvz_still_current_fn fn, void *ctx)
+{
+    c->still_current = fn;
+    c->still_current_ctx = ctx;
+}
 
 int32_t kvz_compiler_segment_limit(const kvz_compiler *c) { return c->segment_limit; }
 
@@ -866,6 +874,7 @@ typedef struct doc_write {
     size_t *sizes;
     const kvz_doc_entry *entry;
     uint32_t *dropped_forms; /* out: the earlier content's other configurations */
+    int *stale;              /* out: the source changed since it was read: nothing written */
 } doc_write;
 
 /* A stored shared prefix that fails its checks (KVZ_ERR_FORMAT: damaged) is
@@ -881,6 +890,12 @@ static int prefix_damaged(const void *val, size_t len)
 static int write_document(kvz_store_txn *t, void *ctx)
 {
     const doc_write *d = ctx;
+    *d->dropped_forms = 0; /* of this attempt (a write retried after the map grew) */
+    /* under the write lock: a compile that read the source later than this one
+     * has committed, or commits after this transaction (and wins) */
+    *d->stale = d->c->still_current && !d->c->still_current(d->c->still_current_ctx, d->name, d->hash);
+    if (*d->stale)
+        return KVZ_OK;
     const void *val;
     size_t len;
     int rc = kvz_store_get(t, KVZ_DB_META, d->c->prefix_key, strlen(d->c->prefix_key), &val, &len);
@@ -1010,12 +1025,13 @@ int kvz_compile_document(kvz_compiler *c, const char *name, const char *text, si
                            .created = kvz_created_time(), .stored_bytes = r->bytes,
                            .n_tokens = (uint32_t)r->tokens, .n_segments = n_seg, .artifact_ids = ids};
         kvz_compile_summary(&c->opts, e.summary, sizeof e.summary);
-        doc_write d = {c, name, hash, n_seg, ids, bytes, sizes, &e, &r->dropped_forms};
+        int stale = 0;
+        doc_write d = {c, name, hash, n_seg, ids, bytes, sizes, &e, &r->dropped_forms, &stale};
         rc = kvz_store_write(c->store, write_document, &d);
-        c->prefix_sound |= rc == KVZ_OK; /* written with it, if it was missing or damaged */
+        c->prefix_sound |= rc == KVZ_OK && !stale; /* written with it, if it was missing or damaged */
         r->write_s += kvz_now_seconds() - t0;
         r->segments = (int32_t)n_seg;
-        r->status = KVZ_DOC_COMPILED;
+        r->status = stale ? KVZ_DOC_STALE : KVZ_DOC_COMPILED;
     }
     for (uint32_t i = 0; bytes && i < n_seg; i++)
         free(bytes[i]);

@@ -80,6 +80,8 @@ typedef enum kvz_doc_status {
     KVZ_DOC_COMPILED = 0,
     KVZ_DOC_UNCHANGED = 1, /* already in the store with these parameters */
     KVZ_DOC_EMPTY = 2,     /* no token (the tokenizer keeps none of its bytes): KVZ_ERR_FORMAT */
+    KVZ_DOC_STALE = 3,     /* compiled, but its source changed since it was read (the check of
+                            * kvz_compiler_check_current): nothing written, KVZ_OK */
 } kvz_doc_status;
 
 typedef struct kvz_doc_result {
@@ -99,12 +101,23 @@ typedef struct kvz_doc_result {
 /* Tokens processed, for progress within long documents. */
 typedef void (*kvz_compile_progress_fn)(void *ctx, int64_t tokens_in_document);
 
+/* Whether the source of document `name` still holds the content `hash` (1) or
+ * has changed since it was read (0). */
+typedef int (*kvz_still_current_fn)(void *ctx, const char *name, const uint8_t hash[16]);
+
+/* Ask fn (NULL: never) inside each document's write transaction, before
+ * anything is written: a document whose source changed while it was compiled
+ * is not written (KVZ_DOC_STALE). Two compiles of one name into one store
+ * then leave the content read last, whichever finishes first: a later reader
+ * of the source writes after this transaction or has written before it. */
+void kvz_compiler_check_current(kvz_compiler *c, kvz_still_current_fn fn, void *ctx);
+
 /* Compile one document (normalised text, its xxh3-128 hash) into the store. */
 int kvz_compile_document(kvz_compiler *c, const char *name, const char *text, size_t len,
                          const uint8_t hash[16], kvz_doc_result *r, kvz_compile_progress_fn progress,
                          void *progress_ctx);
 
-/* A one-line description of the parameters ("kvzip pair r=0.30 4-bit"). */
+/* A one-line description of the parameters ("kvzip pair ratio 0.30, 4-bit"). */
 void kvz_compile_summary(const kvz_compile_opts *o, char *out, size_t size);
 
 #endif

@@ -677,6 +677,19 @@ static int read_from_archive(kvz_doc_reader *r, const kvz_source *s, uint64_t li
                       s->path);
 }
 
+int kvz_doc_file_hash(const char *path, const kvz_ingest_opts *opts, uint8_t hash[16])
+{
+    char *data = NULL;
+    size_t len = 0;
+    int rc = kvz_read_regular_file_at_most(path, max_bytes(opts), &data, &len);
+    if (rc == KVZ_OK)
+        rc = kvz_text_normalise(data, &len);
+    if (rc == KVZ_OK)
+        kvz_text_hash(data, len, hash);
+    free(data);
+    return rc;
+}
+
 int kvz_doc_reader_read(kvz_doc_reader *r, size_t i, kvz_document *doc)
 {
     memset(doc, 0, sizeof *doc);

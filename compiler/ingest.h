@@ -98,6 +98,10 @@ void kvz_doc_reader_free(kvz_doc_reader *r);
 int kvz_doc_reader_read(kvz_doc_reader *r, size_t i, kvz_document *doc);
 void kvz_document_free(kvz_document *doc);
 
+/* The hash kvz_doc_reader_read gives the regular file at `path` as it is now
+ * (to tell whether a file changed after it was read); its errors. */
+int kvz_doc_file_hash(const char *path, const kvz_ingest_opts *opts, uint8_t hash[16]);
+
 /* Normalise in place (drop a leading BOM, CR LF -> LF) and check: returns
  * KVZ_ERR_FORMAT with a reason for empty, NUL-containing or invalid UTF-8 text. */
 int kvz_text_normalise(char *text, size_t *len);

@@ -24,7 +24,7 @@ typedef struct kvz_doc_entry {
     uint64_t stored_bytes;      /* all segments' artifacts */
     uint32_t n_tokens;          /* the whole document */
     uint32_t n_segments;
-    char summary[128];          /* "kvzip pair ratio 0.30, 4 bits" */
+    char summary[128];          /* "kvzip pair ratio 0.30, 4-bit" */
     uint8_t (*artifact_ids)[16]; /* n_segments */
 } kvz_doc_entry;
 

@@ -5,7 +5,8 @@
  * over groups of channels (the KIVI/KVQuant findings: key outliers live in
  * channels, value outliers in tokens). Asymmetric: x ≈ min + code · scale with
  * (scale, min) in f16. The minimum is rounded down and the scale up to f16, so
- * every element is within scale/2 of its dequantized value.
+ * every element is within scale/2 of its dequantized value (plus the f32
+ * rounding of its magnitude).
  *
  * A payload is the n16 leading rows in f16, then the other m = n - n16 rows as
  * b-bit codes packed LSB first (or f16 when bits = 16).

@@ -32,6 +32,18 @@ int kvz_store_in_lmdb_call(void)
     return lmdb_calls > 0;
 }
 
+/* mdb_txn_begin; a read that finds every reader slot taken frees the slots
+ * of killed processes (a reader killed mid-read keeps its slot until some
+ * process clears it) and tries once more. */
+static int txn_begin(MDB_env *env, unsigned flags, MDB_txn **txn)
+{
+    int rc = LMDB_CALL(mdb_txn_begin(env, NULL, flags, txn));
+    int dead = 0; /* 0 too: another process may have freed them just now */
+    if (rc == MDB_READERS_FULL && (flags & MDB_RDONLY) && LMDB_CALL(mdb_reader_check(env, &dead)) == 0)
+        rc = LMDB_CALL(mdb_txn_begin(env, NULL, flags, txn));
+    return rc;
+}
+
 #define INITIAL_MAP_BYTES (1ull << 30)
 #define MIN_MAP_BYTES (64ull << 10) /* KVZ_STORE_MAP_BYTES floor: room for the databases and the version */
 #define MAX_MAP_BYTES (1ull << 44) /* 16 TiB: a guard against runaway growth */
@@ -302,12 +314,12 @@ static int open_dbs(kvz_store *s, int create)
 {
     MDB_txn *txn;
     unsigned seen = s->remaps; /* at an open, or under s->lock (open_late) */
-    int rc = LMDB_CALL(mdb_txn_begin(s->env, NULL, s->readonly ? MDB_RDONLY : 0, &txn));
+    int rc = txn_begin(s->env, s->readonly ? MDB_RDONLY : 0, &txn);
     /* grown by a writer since mdb_env_open mapped it: adopt the new size */
     for (int tries = 0; rc == MDB_MAP_RESIZED && tries < 32; tries++) {
         KVZ_TRY(adopt_map_size(s, seen));
         seen = s->remaps;
-        rc = LMDB_CALL(mdb_txn_begin(s->env, NULL, s->readonly ? MDB_RDONLY : 0, &txn));
+        rc = txn_begin(s->env, s->readonly ? MDB_RDONLY : 0, &txn);
     }
     if (rc)
         return lmdb_error(rc, "starting a transaction", s->path);
@@ -350,6 +362,20 @@ static int open_dbs(kvz_store *s, int create)
     return rc ? lmdb_write_error(rc, "committing", s->path) : KVZ_OK;
 }
 
+/* A write open refused (EACCES): which file this user may not use, said. */
+static int access_refused(const char *dir, const char *data_path, const char *lock_path, int readonly)
+{
+    if (faccessat(AT_FDCWD, data_path, readonly ? R_OK : R_OK | W_OK, AT_EACCESS) != 0 && errno == EACCES)
+        return kvz_errorf(KVZ_ERR_IO, "store '%s': this user may not %s its data.mdb (%s)", dir,
+                          readonly ? "read" : "read and write", strerror(EACCES));
+    if (faccessat(AT_FDCWD, lock_path, F_OK, AT_EACCESS) != 0 && errno == ENOENT)
+        return kvz_errorf(KVZ_ERR_IO, "store '%s' has no lock.mdb and this user may not create one in its "
+                          "folder (%s): LMDB records its readers there, so reading needs it; create it as "
+                          "the store's owner (any kvz command does)", dir, strerror(EACCES));
+    return kvz_errorf(KVZ_ERR_IO, "store '%s': opening: %s (this user must be able to write its lock.mdb, even "
+                      "to read%s)", dir, strerror(EACCES), readonly ? "" : ", and its data.mdb");
+}
+
 /* LMDB maps lock.mdb and writes into it. On a full disk, a page of that sparse
  * file that cannot be allocated is a SIGBUS, not an error; allocating its blocks
  * first (beyond its end too: LMDB sets its size) makes it an error here. */
@@ -382,8 +408,14 @@ static int take_gate(kvz_store *s, const char *dir, int exclusive)
     char path[4096];
     snprintf(path, sizeof path, "%s/lock.mdb", dir);
     s->gate_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0666);
-    if (s->gate_fd < 0)
-        return kvz_errorf(KVZ_ERR_IO, "store '%s': cannot open its lock file: %s", dir, strerror(errno));
+    if (s->gate_fd < 0) {
+        int why = errno;
+        char data_path[4096];
+        snprintf(data_path, sizeof data_path, "%s/data.mdb", dir);
+        return why == EACCES ? access_refused(dir, data_path, path, 0)
+                             : kvz_errorf(KVZ_ERR_IO, "store '%s': cannot open its lock file %s: %s", dir, path,
+                                          strerror(why));
+    }
     int rc;
     while ((rc = flock(s->gate_fd, exclusive ? LOCK_EX | LOCK_NB : LOCK_SH | LOCK_NB)) != 0 && errno == EINTR)
         ;
@@ -407,39 +439,106 @@ int kvz_store_open(kvz_store **out, const char *dir, int flags)
 }
 
 /* Pages from `first` to `last` that LMDB's free list (its database 0: per
- * transaction, a count then the page numbers) holds. */
-static int free_pages_in(MDB_env *env, uint64_t first, uint64_t last, uint64_t *count)
+ * transaction, a count then the page numbers) holds in the snapshot `txn`. */
+static int free_pages_in(MDB_txn *txn, uint64_t first, uint64_t last, uint64_t *count)
 {
     *count = 0;
-    MDB_txn *txn;
     MDB_cursor *cur;
-    int rc = LMDB_CALL(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn));
+    int rc = LMDB_CALL(mdb_cursor_open(txn, 0, &cur));
     if (rc)
         return rc;
-    if ((rc = LMDB_CALL(mdb_cursor_open(txn, 0, &cur))) == 0) {
-        MDB_val key, val;
-        while ((rc = LMDB_CALL(mdb_cursor_get(cur, &key, &val, MDB_NEXT))) == 0) {
-            const size_t *ids = val.mv_data; /* pgno_t: size_t in LMDB's 64-bit build */
-            size_t n = val.mv_size >= sizeof *ids ? ids[0] : 0;
-            for (size_t i = 1; i <= n && i * sizeof *ids < val.mv_size; i++)
-                *count += ids[i] >= first && ids[i] <= last;
-        }
-        rc = rc == MDB_NOTFOUND ? 0 : rc;
-        mdb_cursor_close(cur);
+    MDB_val key, val;
+    while ((rc = LMDB_CALL(mdb_cursor_get(cur, &key, &val, MDB_NEXT))) == 0) {
+        const size_t *ids = val.mv_data; /* pgno_t: size_t in LMDB's 64-bit build */
+        size_t n = val.mv_size >= sizeof *ids ? ids[0] : 0;
+        for (size_t i = 1; i <= n && i * sizeof *ids < val.mv_size; i++)
+            *count += ids[i] >= first && ids[i] <= last;
     }
-    mdb_txn_abort(txn);
-    return rc;
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* A data.mdb shorter than the pages its last commit numbered. LMDB leaves
- * it so when a transaction frees pages it allocated (they are never
- * written): sound. An interrupted copy (or a disk that filled under cp)
- * leaves it so too: then reading a missing page would fault (SIGBUS) in
- * every command, verify included. So the file is extended to its full size
- * (fallocate never shrinks it, nor touches what a writer elsewhere wrote),
- * after which nothing can fault, and the store is refused unless every
- * page it lacked is on LMDB's free list. The file only grows: a writer at
- * work elsewhere cannot make this check fail. */
+/* A read of the newest commit, and *info of that same commit (a writer
+ * elsewhere may commit between the two: then again). */
+static int newest_snapshot(MDB_env *env, MDB_txn **txn, MDB_envinfo *info)
+{
+    for (int tries = 0;; tries++) {
+        int rc = txn_begin(env, MDB_RDONLY, txn);
+        if (rc == MDB_MAP_RESIZED && tries < 100) { /* grown since this open mapped it */
+            if ((rc = LMDB_CALL(mdb_env_set_mapsize(env, 0))) == 0)
+                continue;
+        }
+        if (rc)
+            return rc;
+        if ((rc = mdb_env_info(env, info)) == 0 && info->me_last_txnid == mdb_txn_id(*txn))
+            return 0;
+        mdb_txn_abort(*txn);
+        *txn = NULL;
+        if (rc)
+            return rc;
+        if (tries >= 100) /* a writer committing all the while: later */
+            return EAGAIN;
+    }
+}
+
+/* A data.mdb shorter than the pages a commit numbered. LMDB leaves it so
+ * when a transaction frees pages it allocated (they are never written):
+ * sound. An interrupted copy (or a disk that filled under cp) leaves it so
+ * too: then reading a missing page would fault (SIGBUS) in every command,
+ * verify included. So the file is extended to its full size (fallocate never
+ * shrinks it, nor touches what a writer elsewhere wrote), after which
+ * nothing can fault, and the store is refused unless every page it lacked is
+ * free in that commit. One snapshot throughout: its size and its free list
+ * (what a writer elsewhere commits meanwhile, into pages free in it, is not
+ * what the check asks about). */
+static int check_short_file(MDB_env *env, const char *dir, const char *data_path, uint64_t page)
+{
+    MDB_txn *txn = NULL;
+    MDB_envinfo info;
+    struct stat st;
+    int rc = newest_snapshot(env, &txn, &info);
+    if (rc)
+        return lmdb_error(rc, "reading its free pages", dir);
+    uint64_t needed = ((uint64_t)info.me_last_pgno + 1) * page;
+    int status = KVZ_OK;
+    if (stat(data_path, &st) != 0)
+        status = kvz_errorf(KVZ_ERR_IO, "store '%s': cannot read its size: %s", dir, strerror(errno));
+    else if ((uint64_t)st.st_size < needed) {
+        int fd = open(data_path, O_RDWR | O_CLOEXEC);
+        int grown = fd >= 0 && fallocate(fd, 0, st.st_size, (off_t)(needed - st.st_size)) == 0;
+        int why = errno;
+        if (fd >= 0)
+            close(fd);
+        uint64_t first = (uint64_t)st.st_size / page, free = 0;
+        if (!grown && (why == EACCES || why == EPERM || why == EROFS)) /* LMDB leaves it so too: maybe sound */
+            status = kvz_errorf(KVZ_ERR_IO, "store '%s': data.mdb has %llu bytes, its last commit numbered %llu "
+                                "(as LMDB leaves it after some writes, or an interrupted copy), and this user may "
+                                "not extend it to read it safely (%s): run any kvz command on it as a user who "
+                                "may write it, or, if it was cut short, copy it again", dir,
+                                (unsigned long long)st.st_size, (unsigned long long)needed, strerror(why));
+        else if (!grown)
+            status = kvz_errorf(KVZ_ERR_FORMAT, "store '%s': data.mdb has %llu bytes, its last commit numbered "
+                                "%llu, and it cannot be extended to read it safely (%s); if it was cut short (an "
+                                "interrupted copy?), copy it again", dir, (unsigned long long)st.st_size,
+                                (unsigned long long)needed, strerror(why));
+        /* a free list that does not read (its pages among those lost) says the same as one that lacks them */
+        else if (free_pages_in(txn, first, info.me_last_pgno, &free) != 0 || free < info.me_last_pgno + 1 - first) {
+            /* back as it was (unless a writer grew it or committed since: pages
+             * past the old end may be its own): the next open says the same */
+            MDB_envinfo later;
+            struct stat now;
+            if (stat(data_path, &now) == 0 && (uint64_t)now.st_size == needed && mdb_env_info(env, &later) == 0 &&
+                later.me_last_txnid == info.me_last_txnid)
+                (void)truncate(data_path, st.st_size);
+            status = kvz_errorf(KVZ_ERR_FORMAT, "store '%s' is cut short: data.mdb had %llu bytes, its last "
+                                "commit wrote %llu (an interrupted copy?); copy it again, or restore it", dir,
+                                (unsigned long long)st.st_size, (unsigned long long)needed);
+        }
+    }
+    mdb_txn_abort(txn);
+    return status;
+}
+
 static int check_whole(MDB_env *env, const char *dir, const char *data_path)
 {
     MDB_envinfo info;
@@ -452,29 +551,9 @@ static int check_whole(MDB_env *env, const char *dir, const char *data_path)
         return lmdb_error(rc, "reading its size", dir);
     if (stat(data_path, &st) != 0)
         return kvz_errorf(KVZ_ERR_IO, "store '%s': cannot read its size: %s", dir, strerror(errno));
-    uint64_t page = stat_of_env.ms_psize, needed = ((uint64_t)info.me_last_pgno + 1) * page;
-    if ((uint64_t)st.st_size < needed) {
-        int fd = open(data_path, O_RDWR | O_CLOEXEC);
-        int grown = fd >= 0 && fallocate(fd, 0, st.st_size, (off_t)(needed - st.st_size)) == 0;
-        int why = errno;
-        if (fd >= 0)
-            close(fd);
-        if (!grown)
-            return kvz_errorf(KVZ_ERR_FORMAT, "store '%s': data.mdb has %llu bytes, its last commit numbered "
-                              "%llu, and it cannot be extended to read it safely (%s); if it was cut short (an "
-                              "interrupted copy?), copy it again", dir, (unsigned long long)st.st_size,
-                              (unsigned long long)needed, strerror(why));
-        uint64_t first = (uint64_t)st.st_size / page, free = 0;
-        rc = free_pages_in(env, first, info.me_last_pgno, &free); /* a free list among the lost pages: rc */
-        if (rc || free < info.me_last_pgno + 1 - first) {
-            struct stat now; /* back as it was (unless a writer grew it since): the next open says the same */
-            if (stat(data_path, &now) == 0 && (uint64_t)now.st_size == needed)
-                (void)truncate(data_path, st.st_size);
-            return kvz_errorf(KVZ_ERR_FORMAT, "store '%s' is cut short: data.mdb had %llu bytes, its last commit "
-                              "wrote %llu (an interrupted copy?); copy it again, or restore it", dir,
-                              (unsigned long long)st.st_size, (unsigned long long)needed);
-        }
-    }
+    uint64_t page = stat_of_env.ms_psize;
+    if ((uint64_t)st.st_size < ((uint64_t)info.me_last_pgno + 1) * page) /* rare: looked at closely */
+        KVZ_TRY(check_short_file(env, dir, data_path, page));
     if (mdb_env_get_maxkeysize(env) < KVZ_STORE_KEY_MAX)
         return kvz_errorf(KVZ_ERR_UNSUPPORTED, "this LMDB takes keys of %d bytes at most; kvz needs %d",
                           mdb_env_get_maxkeysize(env), KVZ_STORE_KEY_MAX);
@@ -629,8 +708,14 @@ static int store_open_alone(kvz_store **out, const char *dir, int flags, size_t 
         return kvz_errorf(KVZ_ERR_NOT_FOUND, "no store at '%s' (no data.mdb)", dir);
     if (fresh && !readonly && initial_map_bytes == 0)
         KVZ_TRY(map_bytes_from_env(&initial_map_bytes));
-    if (!exists && mkdir(dir, 0777) != 0)
-        return kvz_errorf(KVZ_ERR_IO, "cannot create store directory '%s': %s", dir, strerror(errno));
+    if (!exists && mkdir(dir, 0777) != 0) {
+        int why = errno; /* EEXIST: another writer made it first, or a dangling link names it */
+        if (why == EEXIST && lstat(dir, &st) == 0 && S_ISLNK(st.st_mode) && stat(dir, &st) != 0)
+            return kvz_errorf(KVZ_ERR_IO, "cannot create store directory '%s': it is a symbolic link to "
+                              "something that does not exist (make the folder it names, or give another)", dir);
+        if (why != EEXIST || stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+            return kvz_errorf(KVZ_ERR_IO, "cannot create store directory '%s': %s", dir, strerror(why));
+    }
 
     kvz_store *s = calloc(1, sizeof *s);
     if (!s || !(s->path = strdup(dir))) {
@@ -665,18 +750,9 @@ static int store_open_alone(kvz_store **out, const char *dir, int flags, size_t 
     return KVZ_OK;
 }
 
-/* The LMDB environment of s (its folder s->path), and its databases. */
-static int open_environment(kvz_store *s, const char *data_path, int flags, int fresh, size_t initial_map_bytes)
+/* s->env, created and set up, not yet opened. */
+static int create_env(kvz_store *s, int fresh, size_t initial_map_bytes)
 {
-    const char *dir = s->path;
-    int readonly = s->readonly;
-    int status = fresh ? KVZ_OK : check_meta_pages(dir, data_path);
-    if (status == KVZ_OK)
-        status = reserve_lock_file(dir, !readonly);
-    if (status == KVZ_OK && !readonly)
-        status = take_gate(s, dir, (flags & KVZ_STORE_EXCLUSIVE) != 0);
-    if (status != KVZ_OK)
-        return status;
     int rc = mdb_env_create(&s->env);
     if (rc == 0)
         rc = mdb_env_set_maxdbs(s->env, 8);
@@ -684,21 +760,72 @@ static int open_environment(kvz_store *s, const char *data_path, int flags, int 
         rc = mdb_env_set_maxreaders(s->env, 256);
     if (rc == 0 && fresh)
         rc = mdb_env_set_mapsize(s->env, initial_map_bytes);
+    return rc;
+}
+
+/* Whether the folder is on a file system mounted read-only (a read-only bind
+ * mount too, which answers a write open with EACCES before EROFS). */
+static int on_read_only_mount(const char *dir)
+{
+    struct statvfs fs;
+    return statvfs(dir, &fs) == 0 && (fs.f_flag & ST_RDONLY);
+}
+
+/* A lock.mdb that root's open made for an existing store (LMDB makes one for
+ * a reader too) gets data.mdb's owner, group and mode, as the store's owner
+ * would have made it: root's would lock the store's own users out. */
+static void lock_file_as_data(const char *lock_path, const char *data_path)
+{
+    struct stat data;
+    if (geteuid() != 0 || stat(data_path, &data) != 0)
+        return;
+    if (chown(lock_path, data.st_uid, data.st_gid) == 0)
+        (void)chmod(lock_path, data.st_mode & 0666);
+}
+
+/* The LMDB environment of s (its folder s->path), and its databases. */
+static int open_environment(kvz_store *s, const char *data_path, int flags, int fresh, size_t initial_map_bytes)
+{
+    const char *dir = s->path;
+    int readonly = s->readonly;
+    char lock_path[4096];
+    snprintf(lock_path, sizeof lock_path, "%s/lock.mdb", dir);
+    struct stat lock_st;
+    int lock_existed = lstat(lock_path, &lock_st) == 0;
+    int status = fresh ? KVZ_OK : check_meta_pages(dir, data_path);
+    if (status == KVZ_OK)
+        status = reserve_lock_file(dir, !readonly);
+    if (status == KVZ_OK && !readonly)
+        status = take_gate(s, dir, (flags & KVZ_STORE_EXCLUSIVE) != 0);
+    if (status != KVZ_OK)
+        return status;
+    int rc = create_env(s, fresh, initial_map_bytes);
     /* MDB_NOTLS: read transactions may move between threads of a server */
     if (rc == 0)
         rc = mdb_env_open(s->env, dir, MDB_NOTLS | (readonly ? MDB_RDONLY : 0), 0666);
+    /* On a read-only file system LMDB reads without lock.mdb (EROFS); a
+     * read-only bind mount (a container's :ro volume) says EACCES first when
+     * lock.mdb is not this user's to write: read it the same way there. */
+    if (rc == EACCES && readonly && on_read_only_mount(dir)) {
+        mdb_env_close(s->env);
+        s->env = NULL;
+        if ((rc = create_env(s, fresh, initial_map_bytes)) == 0)
+            rc = mdb_env_open(s->env, dir, MDB_NOTLS | MDB_RDONLY | MDB_NOLOCK, 0666);
+    }
     if (rc == EACCES) /* LMDB records its readers in lock.mdb: reading needs it writable */
-        status = kvz_errorf(KVZ_ERR_IO, "store '%s': opening: %s (this user must be able to write its lock.mdb, "
-                            "even to read%s)", dir, mdb_strerror(rc), readonly ? "" : ", and its data.mdb");
+        status = access_refused(dir, data_path, lock_path, readonly);
     else
         status = rc ? lmdb_error_at(rc, "opening", dir, fresh && !readonly) : KVZ_OK; /* a new one writes */
+    if (status == KVZ_OK && !fresh && !lock_existed)
+        lock_file_as_data(lock_path, data_path);
     if (status == KVZ_OK && !fresh)
         status = check_whole(s->env, dir, data_path);
-    /* A writer frees the reader slots of killed readers: left alone, they pin
-     * old pages and the file keeps growing. (The writer lock of a killed writer
-     * is a robust mutex that LMDB recovers by itself.) */
+    /* Every open frees the reader slots of killed readers: left alone, they
+     * pin old pages (the file keeps growing) and, 256 of them, refuse every
+     * read. (The writer lock of a killed writer is a robust mutex that LMDB
+     * recovers by itself.) */
     int dead = 0;
-    if (status == KVZ_OK && !readonly && (rc = mdb_reader_check(s->env, &dead)) != 0)
+    if (status == KVZ_OK && (rc = mdb_reader_check(s->env, &dead)) != 0)
         status = lmdb_error(rc, "clearing the reader slots of killed processes", dir);
     if (status == KVZ_OK)
         status = open_dbs(s, fresh);
@@ -868,14 +995,14 @@ int kvz_store_read_begin(kvz_store *s, kvz_store_txn **out)
     int st = s->broken ? unusable(s) : KVZ_OK;
     if (st == KVZ_OK && s->empty && s->open_reads == 0)
         open_late(s);
-    int rc = st == KVZ_OK && s->env ? LMDB_CALL(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t->txn)) : 0;
+    int rc = st == KVZ_OK && s->env ? txn_begin(s->env, MDB_RDONLY, &t->txn) : 0;
     /* MDB_MAP_RESIZED: a writer grew the store past our map; remap (LMDB's
      * mdb_env_set_mapsize(env, 0)) and begin again. A busy writer may grow it
      * again in between, hence the loop. */
     for (int tries = 0; rc == MDB_MAP_RESIZED && st == KVZ_OK && tries < 32; tries++) {
         st = adopt_map_size(s, s->remaps); /* the lock held since the begin: no remap since */
         if (st == KVZ_OK)
-            rc = LMDB_CALL(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t->txn));
+            rc = txn_begin(s->env, MDB_RDONLY, &t->txn);
     }
     if (st == KVZ_OK && rc)
         st = lmdb_error(rc, "starting a read", s->path);

@@ -31,8 +31,8 @@ extern "C" {
 
 #define KVZ_VERSION_MAJOR 0
 #define KVZ_VERSION_MINOR 3
-#define KVZ_VERSION_PATCH 8
-#define KVZ_VERSION_STRING "0.3.8"
+#define KVZ_VERSION_PATCH 9
+#define KVZ_VERSION_STRING "0.3.9"
 
 typedef enum kvz_status {
     KVZ_OK = 0,
@@ -56,7 +56,7 @@ KVZ_API const char *kvz_strerror(int status);
  * call returned an error. */
 KVZ_API const char *kvz_last_error(void);
 
-/* "0.3.8": the library actually loaded (may differ from KVZ_VERSION_STRING). */
+/* "0.3.9": the library actually loaded (may differ from KVZ_VERSION_STRING). */
 KVZ_API const char *kvz_version(void);
 
 /* Free memory kvz returned to the caller (answers, texts). NULL is fine. */
@@ -171,8 +171,11 @@ KVZ_API int kvz_engine_open(kvz_engine **out, const char *store_dir, const char 
 KVZ_API void kvz_engine_close(kvz_engine *e);
 
 /* The store's documents (sorted by name) that have a compiled form for this
- * engine's model: `*names` is an array of `*count` strings; free the whole
- * list with one kvz_free(*names). */
+ * engine's model: `*names` is an array of `*count` strings (none: a list
+ * holding only its NULL end); free the whole list with one kvz_free(*names).
+ * Errors: KVZ_ERR_FORMAT (a document's record does not decode, the document
+ * named: damaged, or written by a newer kvz; the message says which),
+ * KVZ_ERR_IO, KVZ_ERR_NOMEM. */
 KVZ_API int kvz_engine_documents(kvz_engine *e, char ***names, size_t *count);
 
 /* The text of a compiled document, rebuilt from the tokens its artifacts keep
@@ -211,7 +214,8 @@ KVZ_API int kvz_engine_document_configs(kvz_engine *e, const char *name, kvz_con
  * KVZ_ERR_ARG): `*count` of them, (*tokens)[i] the number of tokens of
  * segment i (the positions it takes in a context). Free *tokens with kvz_free
  * (on an error it is NULL and *count 0). Errors: KVZ_ERR_NOT_FOUND,
- * KVZ_ERR_MODEL_MISMATCH, KVZ_ERR_ARG. */
+ * KVZ_ERR_MODEL_MISMATCH, KVZ_ERR_ARG, KVZ_ERR_FORMAT (a damaged record or
+ * artifact, named). */
 KVZ_API int kvz_engine_document_segments(kvz_engine *e, const char *name, int32_t config, uint64_t config_id,
                                          int32_t **tokens, size_t *count);
 
@@ -247,10 +251,11 @@ typedef struct kvz_load_info {
 } kvz_load_info;
 
 /* Compose the named documents into one context, in the order given. Errors:
- * KVZ_ERR_NOT_FOUND, KVZ_ERR_MODEL_MISMATCH (compiled by another model; both
- * are named), KVZ_ERR_FORMAT (a corrupt artifact), KVZ_ERR_RANGE (too long
- * for the model's context with the reserve: a document compiled in segments
- * can be loaded a run of them at a time, with kvz_session_open_parts). */
+ * KVZ_ERR_ARG (no names: count 0), KVZ_ERR_NOT_FOUND, KVZ_ERR_MODEL_MISMATCH
+ * (compiled by another model; both are named), KVZ_ERR_FORMAT (a corrupt
+ * artifact), KVZ_ERR_RANGE (too long for the model's context with the
+ * reserve: a document compiled in segments can be loaded a run of them at a
+ * time, with kvz_session_open_parts). */
 KVZ_API int kvz_session_open(kvz_session **out, kvz_engine *e, const char *const *names, size_t count,
                              const kvz_session_options *opts);
 

@@ -157,7 +157,7 @@ static inline KVZ_HOST_DEVICE uint16_t kvz_kv_half_up(float x)
 
 /* The (scale, min) pair of the group x[i·stride], i < count: the minimum
  * rounded down and the scale up to f16, so every element is within scale/2 of
- * its dequantized value. The range comes from comparisons, not fminf/fmaxf, so
+ * its dequantized value (plus f32 rounding of the element's magnitude). The range comes from comparisons, not fminf/fmaxf, so
  * NaN elements are left out the same way on the host and the GPU. */
 static inline KVZ_HOST_DEVICE void kvz_kv_pair(const float *x, size_t stride, size_t count, uint32_t bits,
                                                uint16_t pair[2])

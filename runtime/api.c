@@ -177,7 +177,11 @@ typedef struct name_list {
 static int list_visit(void *ctx, const void *key, size_t key_len, const void *val, size_t val_len)
 {
     name_list *l = ctx;
-    if (!kvz_doc_record_has_model(val, val_len, l->fingerprint))
+    int found;
+    int rc = kvz_doc_record_has_model(val, val_len, l->fingerprint, &found);
+    if (rc)
+        return kvz_error_context(rc, "document '%.*s'", (int)key_len, (const char *)key);
+    if (!found)
         return KVZ_OK;
     char **grown = kvz_grow(l->names, &l->cap, l->n, sizeof *grown);
     char *name = malloc(key_len + 1);
@@ -213,7 +217,8 @@ int kvz_engine_documents(kvz_engine *e, char ***names, size_t *count)
     /* one block: the pointer array, then the strings, so one kvz_free frees all */
     char **block = NULL;
     if (rc == KVZ_OK) {
-        qsort(l.names, l.n, sizeof *l.names, by_name);
+        if (l.n) /* qsort wants an array even for none */
+            qsort(l.names, l.n, sizeof *l.names, by_name);
         block = malloc((l.n + 1) * sizeof *block + l.bytes);
         if (!block)
             rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");

@@ -375,7 +375,7 @@ int kvz_load_parts(kvz_model *m, kvz_store *store, const kvz_doc_part *docs, siz
     if (o.staging == 0)
         o.staging = (size_t)64 << 20;
     if (n_docs == 0)
-        return kvz_errorf(KVZ_ERR_ARG, "no document to load");
+        return kvz_errorf(KVZ_ERR_ARG, "a session needs at least one document (count was 0)");
     for (size_t i = 0; i < n_docs; i++)
         if (docs[i].first_segment < 0 || docs[i].segments < 0)
             return kvz_errorf(KVZ_ERR_ARG, "part %zu of the load: first segment %d and segments %d cannot be "
@@ -480,14 +480,14 @@ int kvz_loaded_first_logits(kvz_loaded *l, const char *question, float *logits)
     return kvz_loaded_teacher_force(l, question, NULL, 1, logits);
 }
 
-int kvz_doc_record_has_model(const void *record, size_t size, uint64_t fingerprint)
+int kvz_doc_record_has_model(const void *record, size_t size, uint64_t fingerprint, int *found)
 {
+    *found = 0;
     kvz_doc_record rec;
-    if (kvz_doc_record_decode(record, size, &rec) != KVZ_OK)
-        return 0;
-    int found = kvz_doc_record_newest(&rec, &fingerprint) != NULL;
+    KVZ_TRY(kvz_doc_record_decode(record, size, &rec));
+    *found = kvz_doc_record_newest(&rec, &fingerprint) != NULL;
     kvz_doc_record_free(&rec);
-    return found;
+    return KVZ_OK;
 }
 
 /* Call visit(ctx, s, n_segments, artifact) for each segment s of the

@@ -104,8 +104,10 @@ int kvz_document_tokens(kvz_model *m, kvz_store *store, const char *name, const 
 int kvz_document_segments(kvz_model *m, kvz_store *store, const char *name, const kvz_config_pick *config,
                           int32_t **tokens, size_t *count);
 
-/* Whether a `docs` record has a compiled form made by the model `fingerprint`. */
-int kvz_doc_record_has_model(const void *record, size_t size, uint64_t fingerprint);
+/* *found = whether a `docs` record has a compiled form made by the model
+ * `fingerprint`. KVZ_ERR_FORMAT for a record that does not decode (its model
+ * cannot be told, so it is not taken as another's). */
+int kvz_doc_record_has_model(const void *record, size_t size, uint64_t fingerprint, int *found);
 
 /* How many closed sessions' backends an engine keeps warm (api.c; for tests). */
 struct kvz_engine;

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char HELP[] =
@@ -34,7 +36,10 @@ static const char HELP[] =
     "file outside it is skipped, said (a corpus from elsewhere could reach any file\n"
     "this user may read; name the file itself to compile it). PATHs that hold no\n"
     "documents (an empty or unmounted corpus, a glob that selects nothing) are an\n"
-    "error: exit 7, nothing written.\n"
+    "error: exit 7, nothing written. A file (not an archive member or stdin)\n"
+    "that changes while it is compiled is skipped, nothing written from that\n"
+    "read; a compile that reads it unchanged stores it, so two compiles into one\n"
+    "store keep the content read last.\n"
     "\n"
     "selection:\n"
     "  --method M          kvzip (default), chunkkv, snapkv, knorm, recent, random,\n"
@@ -453,6 +458,56 @@ static void on_tokens(void *ctx, int64_t tokens)
     draw(p, 0);
 }
 
+/* The file a document was read from, as it was just before (stdin and
+ * archive members are not looked at again). */
+typedef struct source_check {
+    const char *path; /* NULL: not checked */
+    struct stat seen; /* zeroed where it could not be looked at */
+    int racy;         /* modified in the last seconds: an edit of the same size within the
+                       * file system's time resolution would leave `seen` as it was */
+    const kvz_ingest_opts *ingest;
+} source_check;
+
+/* Before document i is read. */
+static void look_at_source(source_check *c, const kvz_source *src)
+{
+    c->path = strcmp(src->path, "-") == 0 || src->member ? NULL : src->path;
+    if (!c->path)
+        return;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (stat(c->path, &c->seen) != 0) {
+        memset(&c->seen, 0, sizeof c->seen);
+        c->racy = 1;
+    } else {
+        c->racy = c->seen.st_mtim.tv_sec >= now.tv_sec - 2;
+    }
+}
+
+static int same_file_state(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/* kvz_still_current_fn: the file untouched, or read again to the same content.
+ * One that cannot be read again (removed, or now binary) is not what was read. */
+static int source_still_current(void *ctx, const char *name, const uint8_t hash[16])
+{
+    (void)name;
+    const source_check *s = ctx;
+    struct stat now;
+    if (!s->path || (!s->racy && stat(s->path, &now) == 0 && same_file_state(&s->seen, &now)))
+        return 1;
+    uint8_t h[16];
+    if (kvz_doc_file_hash(s->path, s->ingest, h) != KVZ_OK) {
+        kvz_error_clear();
+        return 0;
+    }
+    return memcmp(h, hash, 16) == 0;
+}
+
 /* fmt: a prefix with one %s (the name, shown); the detail follows it, shown too */
 static void line(progress *p, const char *fmt, const char *name, const char *detail)
 {
@@ -646,6 +701,8 @@ int cmd_compile(int argc, char **argv)
     uint64_t out_bytes = 0;
     int64_t in_tokens = 0;
     size_t i; /* after the loop: < list.len when a failure stopped the run there */
+    source_check check = {.ingest = &a.ingest};
+    kvz_compiler_check_current(comp, source_still_current, &check);
     for (i = 0; i < list.len; i++) {
         kvz_document doc = {0};
         const char *name = list.items[i].name;
@@ -655,6 +712,9 @@ int cmd_compile(int argc, char **argv)
         /* another machine's: not even read, but for stdin (its writer expects it read to the end) */
         int other_shard = a.n_shards && kvz_shard_of(name, strlen(name), a.n_shards) != a.shard;
         int from_stdin = strcmp(list.items[i].path, "-") == 0;
+        /* the file as it was before it was read: another compile may read it
+         * changed meanwhile, and the content read last is the one stored */
+        look_at_source(&check, &list.items[i]);
         int r = other_shard && !from_stdin ? KVZ_OK : kvz_doc_reader_read(reader, i, &doc);
         if (other_shard) {
             kvz_document_free(&doc);
@@ -709,6 +769,16 @@ int cmd_compile(int argc, char **argv)
                 rc = cli_exit_code(r); /* the store or machine is in trouble: stop */
                 kvz_document_free(&doc);
                 break;
+            }
+        } else if (res.status == KVZ_DOC_STALE) {
+            skipped++;
+            line(&p, "skip %s: ", name, "the file changed while it was compiled: nothing written from this "
+                 "read (a compile that reads it unchanged stores it)");
+            if (a.json) {
+                printf("{\"document\":");
+                cli_json_string(stdout, name, strlen(name));
+                printf(",\"status\":\"skipped\",\"reason\":\"changed while compiled\"}\n");
+                fflush(stdout);
             }
         } else {
             res.status == KVZ_DOC_COMPILED ? compiled++ : unchanged++;

@@ -819,7 +819,11 @@ static int collect(int argc, char **argv, const char *help, int want_doc, const 
         st = kvz_store_open(&s, a->store, a->dry_run ? KVZ_STORE_READONLY : KVZ_STORE_EXCLUSIVE);
     if (st == KVZ_OK)
         st = store_collect(s, &o, &r);
-    if (st == KVZ_OK && a->n_docs)
+    if (st == KVZ_OK && a->json) /* one object; a dry run's figures are what would go */
+        printf("{\"dry_run\":%s,%s%zu,\"artifacts_dropped\":%zu,\"prefixes_dropped\":%zu,\"bytes_dropped\":%llu}\n",
+               a->dry_run ? "true" : "false", a->n_docs ? "\"documents_removed\":" : "\"older_forms_dropped\":",
+               a->n_docs ? r.documents : r.older_configs, r.artifacts, r.prefixes, (unsigned long long)r.bytes);
+    else if (st == KVZ_OK && a->n_docs)
         printf("%s %zu document(s); %s %zu artifact(s) and %zu prefix(es), %.1f KB\n",
                a->dry_run ? "would remove" : "removed", r.documents, a->dry_run ? "would drop" : "dropped",
                r.artifacts, r.prefixes, r.bytes / 1024.0);
@@ -835,7 +839,7 @@ static int collect(int argc, char **argv, const char *help, int want_doc, const 
 int cmd_gc(int argc, char **argv)
 {
     static const char help[] =
-        "usage: kvz gc --store DIR [--older-configs] [--dry-run]\n"
+        "usage: kvz gc --store DIR [--older-configs] [--dry-run] [--json]\n"
         "\n"
         "Deletes artifacts that no document references (left by an interrupted unpack\n"
         "or import, or by recompiling changed documents) and shared prefixes no\n"
@@ -843,16 +847,18 @@ int cmd_gc(int argc, char **argv)
         "  --older-configs  also drop every form of a document but the newest\n"
         "                   one per model (and then their artifacts)\n"
         "  --dry-run        report what would go, change nothing\n"
+        "  --json           the report as one object: dry_run, older_forms_dropped,\n"
+        "                   artifacts_dropped, prefixes_dropped, bytes_dropped\n"
         "LMDB reuses the freed pages; the file does not shrink (`mdb_copy -c DIR OUT`\n"
         "writes a compacted copy). While another kvz process writes to the store, gc\n"
         "changes nothing and exits 3 (run it again later); writers wait for a running gc.\n";
-    return collect(argc, argv, help, 0, "on");
+    return collect(argc, argv, help, 0, "onj");
 }
 
 int cmd_rm(int argc, char **argv)
 {
     static const char help[] =
-        "usage: kvz rm --store DIR NAME... [--dry-run]\n"
+        "usage: kvz rm --store DIR NAME... [--dry-run] [--json]\n"
         "\n"
         "Removes documents (every form of each), then drops what `kvz gc`\n"
         "drops: every artifact and shared prefix no remaining document references.\n"
@@ -862,8 +868,10 @@ int cmd_rm(int argc, char **argv)
         "byte as \\xNN (give the byte itself: $'\\x01' in bash); after `--`, a\n"
         "name may start with '-'.\n"
         "  --dry-run  report what would go, change nothing\n"
+        "  --json     the report as one object: dry_run, documents_removed,\n"
+        "             artifacts_dropped, prefixes_dropped, bytes_dropped\n"
         "LMDB reuses the freed pages; the file does not shrink. While another kvz\n"
         "process writes to the store, rm changes nothing and exits 3 (run it again\n"
         "later); writers wait for a running rm.\n";
-    return collect(argc, argv, help, 2, "n");
+    return collect(argc, argv, help, 2, "nj");
 }

@@ -23,7 +23,7 @@ import operator
 import os
 import threading
 
-__version__ = "0.3.8"  # the kvz.h this binding declares (KVZ_VERSION_STRING)
+__version__ = "0.3.9"  # the kvz.h this binding declares (KVZ_VERSION_STRING)
 
 __all__ = ["Engine", "Session", "Error", "library_version",
            "ERR_ARG", "ERR_NOMEM", "ERR_IO", "ERR_FORMAT", "ERR_UNSUPPORTED", "ERR_MODEL_MISMATCH", "ERR_NOT_FOUND",
@@ -302,7 +302,9 @@ class Engine(_Handle):
         self._adopt(handle)
 
     def documents(self):
-        """Names of the store's documents compiled for this model, sorted."""
+        """Names of the store's documents compiled for this model, sorted.
+
+        Raises kvz.Error (code ERR_FORMAT) naming a document whose record is damaged."""
         names, count = _char_pp(), ctypes.c_size_t()
         with self._use() as engine:
             _check(_engine_documents(engine, ctypes.byref(names), ctypes.byref(count)))

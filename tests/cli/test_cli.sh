@@ -217,6 +217,22 @@ else
         { fail "progress with TERM=dumb"; cat -A "$TMP/tty" | head -5; }
     progress_of xterm 80 --no-progress && ! grep -q "docs\]" "$TMP/tty" && grep -q "third.txt" "$TMP/tty" &&
         ok "progress: --no-progress" || { fail "--no-progress"; cat -A "$TMP/tty" | head -5; }
+    # a file edited while it is compiled (once the progress line names it: read) is not
+    # written: a compile that read it later stores the new content, or the next run does
+    cp tests/data/gpl3_excerpt.txt "$TMP/edited.txt"
+    TERM=xterm script -qec "stty cols 100; '$KVZ_ABS' compile '$TMP/edited.txt' --store '$TMP/edit-store' \
+        --model '$MODEL' --threads 1" /dev/null >"$TMP/etty" 2>&1 </dev/null &
+    compiling=$!
+    n=0
+    until grep -q "edited.txt" "$TMP/etty" 2>/dev/null || [ $n -ge 1200 ]; do sleep 0.1; n=$((n + 1)); done
+    echo "A sentence added while the file was being compiled." >>"$TMP/edited.txt"
+    wait $compiling
+    grep -q "skip .*edited.txt: the file changed while it was compiled: nothing written" "$TMP/etty" &&
+        "$KVZ" ls --store "$TMP/edit-store" >"$TMP/o" && ! grep -q "edited.txt" "$TMP/o" &&
+        "$KVZ" compile "$TMP/edited.txt" --store "$TMP/edit-store" --method recent --quiet 2>/dev/null &&
+        "$KVZ" ls --store "$TMP/edit-store" | grep -q "edited.txt" &&
+        ok "a file edited while compiled: not written, the next compile stores it" ||
+        { fail "a file edited while compiled"; tr '\r' '\n' <"$TMP/etty" | tail -5; cat "$TMP/o"; }
 fi
 check synth-bad-vocab 2 "$KVZ" synth-model --shape qwen2-0.5b --vocab 10 -o "$TMP/x.gguf"
 

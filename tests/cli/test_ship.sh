@@ -607,6 +607,9 @@ echo "A new sentence changes the content." >>"$TMP/corpus/doc1.txt"
 "$KVZ" stats --store "$G" >"$TMP/o" 2>&1 && grep -q "kvz gc drops the rest" "$TMP/o" && ok "stats shows unreferenced bytes" \
     || { fail "stats"; cat "$TMP/o"; }
 "$KVZ" gc --store "$G" --dry-run >"$TMP/o" 2>&1 && grep -q "would drop 1 artifact" "$TMP/o" && ok "gc --dry-run" || { fail "gc dry run"; cat "$TMP/o"; }
+"$KVZ" gc --store "$G" --dry-run --json >"$TMP/o" &&
+    python3 -c "import json,sys; d=json.loads(open(sys.argv[1]).read()); assert d=={'dry_run':True,'older_forms_dropped':0,'artifacts_dropped':1,'prefixes_dropped':0,'bytes_dropped':d['bytes_dropped']} and d['bytes_dropped']>1000, d" "$TMP/o" &&
+    ok "gc --dry-run --json: one object" || { fail "gc --dry-run --json"; cat "$TMP/o"; }
 # while a writer holds the store (its lock file shared, as compile, unpack, import and merge do) gc refuses
 flock -s -o "$G/lock.mdb" sleep 20 >/dev/null 2>&1 & held=$! # -o: only flock holds it
 until ! flock -n -x "$G/lock.mdb" true; do sleep 0.05; done # held
@@ -636,6 +639,9 @@ wait $held 2>/dev/null
 D1="$TMP/corpus/doc1.txt"
 "$KVZ" rm --store "$G" "$D1" --dry-run >"$TMP/o" 2>&1 && grep -q "^would remove 1 document(s); would drop 1 artifact" "$TMP/o" &&
     "$KVZ" ls --store "$G" | grep -q "doc1.txt" && ok "rm --dry-run: says what would go, keeps it" || { fail "rm --dry-run"; cat "$TMP/o"; }
+"$KVZ" rm --store "$G" "$D1" --dry-run --json >"$TMP/o" &&
+    python3 -c "import json,sys; d=json.loads(open(sys.argv[1]).read()); assert d['dry_run'] is True and d['documents_removed']==1 and d['artifacts_dropped']==1 and 'older_forms_dropped' not in d, d" "$TMP/o" &&
+    ok "rm --dry-run --json: one object" || { fail "rm --dry-run --json"; cat "$TMP/o"; }
 "$KVZ" rm --store "$G" "$D1" "$TMP/corpus/nope.txt" >"$TMP/o" 2>&1; rc=$?
 [ $rc -eq 7 ] && grep -q "no document '.*nope.txt' in the store (see kvz ls); nothing was removed" "$TMP/o" &&
     "$KVZ" ls --store "$G" | grep -q "doc1.txt" && ok "rm of a name the store lacks: exit 7, nothing removed" ||

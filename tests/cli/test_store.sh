@@ -38,7 +38,7 @@ grep -q "skip .*controls.txt: empty (the model's tokenizer keeps none" "$TMP/err
 mdb_stat -a "$S" >"$TMP/stat" && grep -q "Status of artifacts" "$TMP/stat" && ok "mdb_stat reads the store" || fail "mdb_stat"
 "$KVZ" ls --store "$S" >"$TMP/ls1" && [ "$(grep -c 'recent' "$TMP/ls1")" -eq 8 ] && ok "ls lists 8" || fail "ls"
 # an option of another store command is refused, not ignored
-for bad in "rm --json x" "gc --json" "ls --svg x.svg" "stats --dry-run" "ls --older-configs"; do
+for bad in "rm --svg x.svg x" "gc --config 1" "ls --svg x.svg" "stats --dry-run" "ls --older-configs"; do
     "$KVZ" $bad --store "$S" >/dev/null 2>"$TMP/e"; rc=$?
     [ $rc -eq 2 ] && grep -q "does not apply here" "$TMP/e" && ok "$bad: exit 2" || { fail "$bad: exit $rc"; cat "$TMP/e"; }
 done
@@ -740,5 +740,52 @@ for _ in $(seq 200); do [ -e "$TMP"/evtmp/kvz-eval-*/data.mdb ] && break; sleep 
 kill -TERM $pid; wait $pid; rc=$?
 [ $rc -eq 143 ] && [ -z "$(ls -A "$TMP/evtmp")" ] && ok "eval stopped by SIGTERM: its temporary store removed" ||
     { fail "eval SIGTERM: exit $rc"; ls -laR "$TMP/evtmp"; }
+
+# ---- stores and outputs shared between users (root here, as in CI; `nobody` the other) -----
+if [ "$(id -u)" -ne 0 ] || ! command -v setpriv >/dev/null; then
+    echo "skip the users' checks: they need root and setpriv"
+else
+    U="$TMP/users"
+    mkdir -p "$U" && chmod 755 "$TMP" "$U"
+    cp -r "$TMP/s7" "$U/store" && rm -f "$U/store/lock.mdb" && chown -R nobody:nogroup "$U/store" &&
+        chmod 664 "$U/store/data.mdb" || fail "a store of nobody's"
+    # root's read-only command makes the missing lock.mdb as the store's owner would have
+    "$KVZ" ls --store "$U/store" >/dev/null 2>"$TMP/e" &&
+        [ "$(stat -c '%U %a' "$U/store/lock.mdb")" = "nobody 664" ] &&
+        setpriv --reuid=nobody --regid=nogroup --clear-groups "$KVZ" ls --store "$U/store" >/dev/null 2>>"$TMP/e" &&
+        ok "root's ls makes lock.mdb nobody's, as data.mdb: nobody still reads" ||
+        { fail "lock.mdb made by root: $(stat -c '%U %a' "$U/store/lock.mdb")"; cat "$TMP/e"; }
+    # a data.mdb this user may not read is named as such (it said lock.mdb)
+    chmod 600 "$U/store/data.mdb" && chown root "$U/store/data.mdb"
+    setpriv --reuid=nobody --regid=nogroup --clear-groups "$KVZ" ls --store "$U/store" >/dev/null 2>"$TMP/e"; rc=$?
+    [ $rc -eq 3 ] && grep -q "this user may not read its data.mdb" "$TMP/e" &&
+        ok "a data.mdb nobody may read: exit 3, named" || { fail "unreadable data.mdb: exit $rc"; cat "$TMP/e"; }
+    chown nobody "$U/store/data.mdb" && chmod 664 "$U/store/data.mdb"
+    # a store on a read-only bind mount (a container's :ro volume), lock.mdb not the reader's to write
+    mkdir -p "$U/ro" && chown root "$U/store/lock.mdb" && chmod 644 "$U/store/lock.mdb"
+    if mount --bind "$U/store" "$U/ro" 2>/dev/null && mount -o remount,bind,ro "$U/ro" 2>/dev/null; then
+        setpriv --reuid=nobody --regid=nogroup --clear-groups "$KVZ" ls --store "$U/ro" >"$TMP/o" 2>"$TMP/e"; rc=$?
+        umount "$U/ro"
+        [ $rc -eq 0 ] && grep -q "long.txt\|short.txt" "$TMP/o" && ok "a read-only bind mount: read without lock.mdb" ||
+            { fail "read-only bind mount: exit $rc"; cat "$TMP/e"; }
+    else
+        umount "$U/ro" 2>/dev/null
+        echo "skip the read-only bind mount: mount is not permitted here"
+    fi
+    # an output through another user's link in a sticky folder anyone may write to: refused
+    mkdir -p "$U/sticky" && chmod 1777 "$U/sticky" && printf 'keep me\n' >"$U/victim" && chmod 600 "$U/victim"
+    ln -s "$U/victim" "$U/sticky/out.kvzb" && chown -h nobody "$U/sticky/out.kvzb"
+    "$KVZ" pack --store "$TMP/s7" --all -o "$U/sticky/out.kvzb" >/dev/null 2>"$TMP/e"; rc=$?
+    [ $rc -eq 2 ] && grep -q "is another user's, in a folder anyone may write to" "$TMP/e" &&
+        [ "$(cat "$U/victim")" = "keep me" ] && [ "$(stat -c %a "$U/victim")" = 600 ] &&
+        ok "pack -o through another user's link in a sticky folder: exit 2, the file it names kept" ||
+        { fail "planted link: exit $rc"; cat "$TMP/e"; }
+    # an output written over keeps its mode and, written by root, its owner
+    printf 'old\n' >"$U/mine.kvzb" && chmod 640 "$U/mine.kvzb" && chown nobody "$U/mine.kvzb"
+    "$KVZ" pack --store "$TMP/s7" --all -o "$U/mine.kvzb" >/dev/null 2>"$TMP/e" &&
+        [ "$(stat -c '%U %a' "$U/mine.kvzb")" = "nobody 640" ] && "$KVZ" unpack --check "$U/mine.kvzb" >/dev/null 2>&1 &&
+        ok "pack -o over a file: its mode and owner kept" ||
+        { fail "pack over a file: $(stat -c '%U %a' "$U/mine.kvzb")"; cat "$TMP/e"; }
+fi
 
 finish store

@@ -475,7 +475,15 @@ static void test_every_method(void **state)
     kvz_store_close(st);
 }
 
-/* A store that starts with a map far too small grows it and loses nothing. */
+/* kvz_still_current_fn: a source whose content hash begins with 99 has changed since. */
+static int source_unchanged_unless_99(void *ctx, const char *name, const uint8_t hash[16])
+{
+    (void)ctx, (void)name;
+    return hash[0] != 99;
+}
+
+/* A store that starts with a map far too small grows it and loses nothing;
+ * a document whose source changed while it was compiled is not written. */
 static void test_map_growth(void **state)
 {
     const char *dir = fresh_store("small-map");
@@ -498,6 +506,19 @@ static void test_map_growth(void **state)
         assert_true(r.bytes > 100000); /* each artifact alone is larger than the first map */
     }
     assert_int_equal(count_entries(st, KVZ_DB_DOCS), 4);
+    /* a source that changed while it was compiled: computed, nothing written */
+    int artifacts = count_entries(st, KVZ_DB_ARTIFACTS);
+    kvz_compiler_check_current(c, source_unchanged_unless_99, NULL);
+    uint8_t changed[16] = {99};
+    kvz_doc_result r;
+    CHECK_OK(kvz_compile_document(c, "doc-changed", text, len, changed, &r, NULL, NULL));
+    assert_int_equal(r.status, KVZ_DOC_STALE);
+    assert_int_equal(count_entries(st, KVZ_DB_DOCS), 4);
+    assert_int_equal(count_entries(st, KVZ_DB_ARTIFACTS), artifacts);
+    uint8_t same[16] = {98};
+    CHECK_OK(kvz_compile_document(c, "doc-same", text, len, same, &r, NULL, NULL));
+    assert_int_equal(r.status, KVZ_DOC_COMPILED);
+    assert_int_equal(count_entries(st, KVZ_DB_DOCS), 5);
     kvz_compiler_free(c);
     kvz_store_close(st);
     CHECK_OK(kvz_store_open(&st, dir, KVZ_STORE_READONLY));

@@ -927,6 +927,44 @@ static int put_big(kvz_store_txn *t, void *ctx)
     return rc;
 }
 
+/* Readers killed inside a read keep their LMDB reader slots. With 256 of them
+ * taken by dead processes while this process keeps the store open (a
+ * service's engine), a read here frees them and goes on instead of failing
+ * with every slot taken. */
+static void test_store_reads_after_killed_readers(void **state)
+{
+    (void)state;
+    const char *dir = test_tmp_path("dead-readers");
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    kvz_store *s = NULL;
+    CHECK_OK(kvz_store_open(&s, dir, KVZ_STORE_CREATE));
+    kvz_store_close(s);
+    CHECK_OK(kvz_store_open(&s, dir, KVZ_STORE_READONLY)); /* open before the readers die */
+    int held = 0;
+    for (int i = 0; i < 260; i++) {
+        pid_t child = fork();
+        assert_true(child >= 0);
+        if (child == 0) { /* its own environment (not the parent's, across fork), a read, then gone */
+            MDB_env *env;
+            MDB_txn *txn;
+            _exit(mdb_env_create(&env) == 0 && mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0) == 0 &&
+                          mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) == 0
+                      ? 0
+                      : 1);
+        }
+        int status = -1;
+        assert_int_equal(waitpid(child, &status, 0), child);
+        held += WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    }
+    assert_int_equal(held, 256); /* every slot taken by a process now dead */
+    kvz_store_txn *t = NULL;
+    CHECK_OK(kvz_store_read_begin(s, &t));
+    kvz_store_read_end(t);
+    kvz_store_close(s);
+}
+
 static void grow_in_child(const char *dir, size_t bytes)
 {
     pid_t child = fork();
@@ -1162,6 +1200,7 @@ int main(void)
         cmocka_unit_test(test_store_opened_twice_keeps_its_locks),
         cmocka_unit_test(test_store_growth_waits_for_other_threads_reads),
         cmocka_unit_test(test_store_empty_then_written),
+        cmocka_unit_test(test_store_reads_after_killed_readers),
     };
     test_filters_from_env(tests);
     return cmocka_run_group_tests(tests, NULL, NULL);

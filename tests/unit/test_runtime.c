@@ -339,6 +339,14 @@ static int put_artifact(kvz_store_txn *tx, void *ctx)
     return kvz_store_put(tx, KVZ_DB_ARTIFACTS, pc->id, 16, pc->bytes, pc->len);
 }
 
+/* A document record that does not decode, under the name "b.txt". */
+static int put_damaged_record(kvz_store_txn *tx, void *ctx)
+{
+    (void)ctx;
+    static const uint8_t junk[] = "not a document record";
+    return kvz_store_put(tx, KVZ_DB_DOCS, "b.txt", 5, junk, sizeof junk);
+}
+
 static void test_bad_loads(void **state)
 {
     kvz_compile_opts o;
@@ -438,6 +446,22 @@ static void test_bad_loads(void **state)
     assert_int_equal(kvz_engine_document_configs(e, "no.txt", &forms, &count), KVZ_ERR_NOT_FOUND);
     assert_null(forms);
     assert_int_equal(count, 0);
+    /* listed for this model: none (an empty list, not an error), then a damaged
+     * record beside it: an error naming it, not a silently shorter list */
+    char **listed;
+    CHECK_OK(kvz_engine_documents(e, &listed, &count));
+    assert_int_equal(count, 0);
+    assert_null(listed[0]);
+    kvz_free(listed);
+    kvz_engine_close(e);
+    CHECK_OK(kvz_store_open(&st, dir, 0));
+    CHECK_OK(kvz_store_write(st, put_damaged_record, NULL));
+    kvz_store_close(st);
+    CHECK_OK(kvz_engine_open(&e, dir, test_model_path(), &eo));
+    assert_int_equal(kvz_engine_documents(e, &listed, &count), KVZ_ERR_FORMAT);
+    assert_null(listed);
+    assert_int_equal(count, 0);
+    assert_non_null(strstr(kvz_last_error(), "document 'b.txt'"));
     kvz_engine_close(e);
     kvz_model_free(tiny);
     unlink(tiny_path);
