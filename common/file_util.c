@@ -12,74 +12,62 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* The path the link `at` names (a relative target taken from its folder);
- * NULL with errno set. */
-static char *link_target_step(const char *at)
+/* Whether the link `at` (lst: its lstat) is one the kernel's
+ * protected_symlinks rule would not follow: in a folder anyone may write to
+ * with the sticky bit (/tmp), owned neither by this user nor by the folder's
+ * owner. Following a link planted there, a writer (root, say) would replace
+ * a file of its own that the planter chose. */
+static int planted_link(const char *at, const struct stat *lst)
 {
-    char target[4096];
-    ssize_t n = readlink(at, target, sizeof target);
-    if (n <= 0 || (size_t)n == sizeof target) {
-        errno = n < 0 ? errno : ENAMETOOLONG;
-        return NULL;
-    }
+    struct stat dir;
     const char *slash = strrchr(at, '/');
-    size_t dir = target[0] == '/' || !slash ? 0 : (size_t)(slash - at) + 1;
-    char *next = malloc(dir + (size_t)n + 1);
-    if (next) {
-        memcpy(next, at, dir);
-        memcpy(next + dir, target, (size_t)n);
-        next[dir + (size_t)n] = '\0';
-    }
-    return next;
+    char *folder = slash ? strndup(at, slash == at ? 1 : (size_t)(slash - at)) : strdup(".");
+    int planted = folder && stat(folder, &dir) == 0 && (dir.st_mode & S_ISVTX) && (dir.st_mode & S_IWOTH) &&
+                  lst->st_uid != geteuid() && lst->st_uid != dir.st_uid;
+    free(folder);
+    return planted;
 }
 
-/* Where a write to `path`, which does not exist, lands: the path the last of
- * a chain of links names (each relative to its link's folder), else path
- * itself. NULL with errno set when the chain loops or a target is too long. */
-static char *link_target(const char *path)
+/* Where a write to `path` lands: the path the last of a chain of links names
+ * (each relative to its link's folder), else path itself; one walk, each
+ * link checked as it is followed. NULL with errno set when the chain loops
+ * or a target is too long; NULL with *planted (malloc'ed) naming a link
+ * planted_link refuses. */
+static char *link_target(const char *path, char **planted)
 {
+    *planted = NULL;
     char *at = strdup(path);
     for (int depth = 0; at && depth < 40; depth++) {
         struct stat lst;
+        char target[4096];
+        ssize_t n;
         if (lstat(at, &lst) != 0 || !S_ISLNK(lst.st_mode))
             return at;
-        char *next = link_target_step(at);
-        int e = errno;
+        if (planted_link(at, &lst)) {
+            *planted = at;
+            return NULL;
+        }
+        if ((n = readlink(at, target, sizeof target)) <= 0 || (size_t)n == sizeof target) {
+            int e = n < 0 ? errno : ENAMETOOLONG;
+            free(at);
+            errno = e;
+            return NULL;
+        }
+        const char *slash = strrchr(at, '/');
+        size_t dir = target[0] == '/' || !slash ? 0 : (size_t)(slash - at) + 1;
+        char *next = malloc(dir + (size_t)n + 1);
+        if (next) {
+            memcpy(next, at, dir);
+            memcpy(next + dir, target, (size_t)n);
+            next[dir + (size_t)n] = '\0';
+        }
         free(at);
         at = next;
-        errno = e;
     }
     if (at) {
         free(at);
         errno = ELOOP;
     }
-    return NULL;
-}
-
-/* The first link in the chain that `path` starts (its last part only) that
- * the kernel's protected_symlinks rule would not follow: one in a folder
- * anyone may write to with the sticky bit (/tmp), owned neither by this user
- * nor by the folder's owner. Following a link planted there, a writer (root,
- * say) would replace a file of its own that the planter chose. Else NULL. */
-static char *foreign_link(const char *path)
-{
-    char *at = strdup(path);
-    for (int depth = 0; at && depth < 40; depth++) {
-        struct stat lst, dir;
-        if (lstat(at, &lst) != 0 || !S_ISLNK(lst.st_mode))
-            break;
-        const char *slash = strrchr(at, '/');
-        char *folder = slash ? strndup(at, slash == at ? 1 : (size_t)(slash - at)) : strdup(".");
-        int planted = folder && stat(folder, &dir) == 0 && (dir.st_mode & S_ISVTX) && (dir.st_mode & S_IWOTH) &&
-                      lst.st_uid != geteuid() && lst.st_uid != dir.st_uid;
-        free(folder);
-        if (planted)
-            return at;
-        char *next = link_target_step(at);
-        free(at);
-        at = next;
-    }
-    free(at);
     return NULL;
 }
 
@@ -206,15 +194,11 @@ int kvz_atomic_file_open(kvz_atomic_file *f, const char *path)
     memset(f, 0, sizeof *f);
     struct stat st;
     int exists = stat(path, &st) == 0; /* follows a link */
-    int fd = standard_descriptor_of(path, &st, exists);
-    if (fd >= 0 || (exists && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)))
-        return open_direct(f, path, fd); /* nothing to rename over */
-    if (exists && (strncmp(path, "/dev/fd/", 8) == 0 || strncmp(path, "/proc/self/fd/", 14) == 0))
-        return kvz_errorf(KVZ_ERR_ARG, "cannot write '%s': a file is written by descriptor only through stdout or "
-                          "stderr (a pipe, such as >(command), through any)", path);
-    if (exists && S_ISDIR(st.st_mode))
-        return kvz_errorf(KVZ_ERR_ARG, "cannot write '%s': it is a folder", path);
-    char *planted = foreign_link(path);
+    /* a link is replaced at the file it names, not by a file of its own; the
+     * walk that finds that file checks each link it follows (a device or a
+     * FIFO's too, written directly) */
+    char *planted = NULL;
+    char *target = link_target(path, &planted);
     if (planted) {
         int rc = kvz_errorf(KVZ_ERR_ARG, "cannot write '%s': the link '%s' is another user's, in a folder anyone "
                             "may write to (sticky, as /tmp is): this would replace the file it names with this "
@@ -223,8 +207,21 @@ int kvz_atomic_file_open(kvz_atomic_file *f, const char *path)
         free(planted);
         return rc;
     }
-    /* a link is replaced at the file it names, not by a file of its own */
-    f->path = exists ? realpath(path, NULL) : link_target(path);
+    int fd = standard_descriptor_of(path, &st, exists);
+    if (fd >= 0 || (exists && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))) {
+        free(target);
+        return open_direct(f, path, fd); /* nothing to rename over */
+    }
+    if (exists && (strncmp(path, "/dev/fd/", 8) == 0 || strncmp(path, "/proc/self/fd/", 14) == 0)) {
+        free(target);
+        return kvz_errorf(KVZ_ERR_ARG, "cannot write '%s': a file is written by descriptor only through stdout or "
+                          "stderr (a pipe, such as >(command), through any)", path);
+    }
+    if (exists && S_ISDIR(st.st_mode)) {
+        free(target);
+        return kvz_errorf(KVZ_ERR_ARG, "cannot write '%s': it is a folder", path);
+    }
+    f->path = target;
     if (!f->path) {
         int e = errno;
         return e == ENOMEM ? kvz_errorf(KVZ_ERR_NOMEM, "out of memory")
@@ -267,9 +264,12 @@ int kvz_atomic_file_open(kvz_atomic_file *f, const char *path)
     if (!f->unnamed)
         in_progress = f->tmp_path;
     if (exists) { /* a file replaced keeps its mode (a bundle made private stays so), owner and group where it may */
-        if (fchown(tmp, geteuid() == 0 ? st.st_uid : (uid_t)-1, st.st_gid) != 0)
-            errno = 0; /* another's group, not this user's to give: the folder's then */
-        (void)fchmod(tmp, st.st_mode & 0777);
+        struct stat made;
+        mode_t mode = st.st_mode & 0777;
+        if (fchown(tmp, geteuid() == 0 ? st.st_uid : (uid_t)-1, st.st_gid) != 0 || fstat(tmp, &made) != 0 ||
+            made.st_gid != st.st_gid)
+            mode &= ~(mode_t)070; /* another group than the file's: not its rights */
+        (void)fchmod(tmp, mode);
     }
     return KVZ_OK;
 }

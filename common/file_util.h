@@ -7,9 +7,11 @@
  * untouched. A target that is a link (or a chain of them) is followed: the
  * file it names is replaced, the link stays; but not a link that the kernel's
  * protected_symlinks rule would refuse (another user's, in a sticky folder
- * anyone may write to): KVZ_ERR_ARG. A file replaced keeps its permission
- * bits, and its owner and group where this user may give them. A target that cannot be replaced
- * is written directly, and what a reader took from it cannot be taken back:
+ * anyone may write to, even where it names a device): KVZ_ERR_ARG. A file
+ * replaced keeps its permission bits (its group's only where it keeps its
+ * group), and its owner and group where this user may give them. A target
+ * that cannot be replaced is written directly, and what a reader took from
+ * it cannot be taken back:
  * a pipe or a device, and stdout or stderr (/dev/stdout, /dev/fd/1, or the
  * file stdout is redirected to), written through a copy of the descriptor so
  * that a file opened for appending keeps what it held.

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <lmdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -79,6 +80,8 @@ struct kvz_store {
     ino_t ino;
     int refs, exclusive;
     kvz_store *next_open;
+    pid_t opener;         /* for messages */
+    unsigned generation;  /* fork_generation at the open: a child of fork may not use it */
 };
 
 /* One LMDB environment per store per process. LMDB's locks on lock.mdb are
@@ -99,8 +102,11 @@ static _Thread_local int reads_of_this_thread;
 /* A child of fork may use none of its parent's environments (LMDB), and its
  * parent's locks are not its own: it starts with none open, and with the
  * registry's lock free whatever another thread of the parent held. */
+static atomic_uint fork_generation; /* forks this process is a child of, since the first open */
+
 static void forget_open_stores(void)
 {
+    atomic_fetch_add(&fork_generation, 1);
     pthread_mutex_init(&open_stores_lock, NULL);
     open_stores = NULL;
     reads_of_this_thread = 0; /* those were of the parent's stores */
@@ -109,6 +115,21 @@ static void forget_open_stores(void)
 static void install_fork_handler(void)
 {
     pthread_atfork(NULL, NULL, forget_open_stores);
+}
+
+/* A store its parent opened, used in a child of fork: its LMDB environment
+ * would record the child's reads as the parent's (reused pages under them
+ * once the parent ends its own, slots no check frees), and its locks may be
+ * held by threads the child does not have. */
+int kvz_store_opened_here(const kvz_store *s) { return s->generation == atomic_load(&fork_generation); }
+
+static int fork_child_refused(const kvz_store *s)
+{
+    if (kvz_store_opened_here(s))
+        return KVZ_OK;
+    return kvz_errorf(KVZ_ERR_ARG, "store '%s' was opened by process %ld, and this is a child of fork (%ld): an "
+                      "LMDB environment does not cross fork; open the store (the engine) again in the child",
+                      s->path, (long)s->opener, (long)getpid());
 }
 
 struct kvz_store_txn {
@@ -368,12 +389,14 @@ static int access_refused(const char *dir, const char *data_path, const char *lo
     if (faccessat(AT_FDCWD, data_path, readonly ? R_OK : R_OK | W_OK, AT_EACCESS) != 0 && errno == EACCES)
         return kvz_errorf(KVZ_ERR_IO, "store '%s': this user may not %s its data.mdb (%s)", dir,
                           readonly ? "read" : "read and write", strerror(EACCES));
+    if (!readonly && faccessat(AT_FDCWD, data_path, F_OK, AT_EACCESS) != 0 && errno == ENOENT)
+        return kvz_errorf(KVZ_ERR_IO, "cannot create a store in '%s': %s", dir, strerror(EACCES));
     if (faccessat(AT_FDCWD, lock_path, F_OK, AT_EACCESS) != 0 && errno == ENOENT)
         return kvz_errorf(KVZ_ERR_IO, "store '%s' has no lock.mdb and this user may not create one in its "
                           "folder (%s): LMDB records its readers there, so reading needs it; create it as "
                           "the store's owner (any kvz command does)", dir, strerror(EACCES));
-    return kvz_errorf(KVZ_ERR_IO, "store '%s': opening: %s (this user must be able to write its lock.mdb, even "
-                      "to read%s)", dir, strerror(EACCES), readonly ? "" : ", and its data.mdb");
+    return kvz_errorf(KVZ_ERR_IO, "store '%s': opening: %s (this user must be able to write its lock.mdb%s)", dir,
+                      strerror(EACCES), readonly ? ", even to read" : " and its data.mdb");
 }
 
 /* LMDB maps lock.mdb and writes into it. On a full disk, a page of that sparse
@@ -616,6 +639,12 @@ void kvz_store_close(kvz_store *s)
 {
     if (!s)
         return;
+    /* its parent's, in a child of fork: closing its descriptors of lock.mdb would
+     * drop this process's own POSIX locks on that file (those of a store it
+     * opened itself), and its locks may be held by threads it lacks; the
+     * child's copy goes when it ends */
+    if (!kvz_store_opened_here(s))
+        return;
     pthread_mutex_lock(&open_stores_lock);
     int last = --s->refs <= 0;
     for (kvz_store **at = &open_stores; last && *at; at = &(*at)->next_open)
@@ -711,8 +740,9 @@ static int store_open_alone(kvz_store **out, const char *dir, int flags, size_t 
     if (!exists && mkdir(dir, 0777) != 0) {
         int why = errno; /* EEXIST: another writer made it first, or a dangling link names it */
         if (why == EEXIST && lstat(dir, &st) == 0 && S_ISLNK(st.st_mode) && stat(dir, &st) != 0)
-            return kvz_errorf(KVZ_ERR_IO, "cannot create store directory '%s': it is a symbolic link to "
-                              "something that does not exist (make the folder it names, or give another)", dir);
+            return kvz_errorf(KVZ_ERR_IO, "cannot create store directory '%s': it is a symbolic link whose "
+                              "target cannot be reached (%s); make the folder it names, or give another", dir,
+                              strerror(errno));
         if (why != EEXIST || stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
             return kvz_errorf(KVZ_ERR_IO, "cannot create store directory '%s': %s", dir, strerror(why));
     }
@@ -722,6 +752,8 @@ static int store_open_alone(kvz_store **out, const char *dir, int flags, size_t 
         free(s);
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     }
+    s->opener = getpid();
+    s->generation = atomic_load(&fork_generation);
     pthread_mutex_init(&s->lock, NULL);
     pthread_condattr_t monotonic; /* a wait's minute, whatever the wall clock does meanwhile */
     pthread_condattr_init(&monotonic);
@@ -771,16 +803,38 @@ static int on_read_only_mount(const char *dir)
     return statvfs(dir, &fs) == 0 && (fs.f_flag & ST_RDONLY);
 }
 
+/* Whether a process holds LMDB's lock on lock.mdb (every process with the
+ * store open does, reader or writer, in any pid namespace): read without the
+ * lock file then, a reader could read pages a writer reuses. */
+static int lock_held_elsewhere(const char *lock_path)
+{
+    int fd = open(lock_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    struct flock probe = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    int held = fcntl(fd, F_GETLK, &probe) == 0 && probe.l_type != F_UNLCK;
+    close(fd);
+    return held;
+}
+
 /* A lock.mdb that root's open made for an existing store (LMDB makes one for
- * a reader too) gets data.mdb's owner, group and mode, as the store's owner
- * would have made it: root's would lock the store's own users out. */
+ * a reader too) gets data.mdb's owner and group, read-write wherever
+ * data.mdb is readable (every reader writes lock.mdb): root's own would lock
+ * the store's users out. Through a descriptor of the file found (no link,
+ * root's, one name): the folder is its owner's, who could put a link there. */
 static void lock_file_as_data(const char *lock_path, const char *data_path)
 {
-    struct stat data;
+    struct stat data, lock;
     if (geteuid() != 0 || stat(data_path, &data) != 0)
         return;
-    if (chown(lock_path, data.st_uid, data.st_gid) == 0)
-        (void)chmod(lock_path, data.st_mode & 0666);
+    int fd = open(lock_path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    mode_t readable = data.st_mode & 0444;
+    if (fstat(fd, &lock) == 0 && S_ISREG(lock.st_mode) && lock.st_uid == 0 && lock.st_nlink == 1 &&
+        fchown(fd, data.st_uid, data.st_gid) == 0)
+        (void)fchmod(fd, readable | readable >> 1);
+    close(fd);
 }
 
 /* The LMDB environment of s (its folder s->path), and its databases. */
@@ -806,13 +860,19 @@ static int open_environment(kvz_store *s, const char *data_path, int flags, int 
     /* On a read-only file system LMDB reads without lock.mdb (EROFS); a
      * read-only bind mount (a container's :ro volume) says EACCES first when
      * lock.mdb is not this user's to write: read it the same way there. */
-    if (rc == EACCES && readonly && on_read_only_mount(dir)) {
+    int busy = 0; /* in use elsewhere: not read without the lock then */
+    if (rc == EACCES && readonly && on_read_only_mount(dir) && !(busy = lock_held_elsewhere(lock_path))) {
         mdb_env_close(s->env);
         s->env = NULL;
         if ((rc = create_env(s, fresh, initial_map_bytes)) == 0)
             rc = mdb_env_open(s->env, dir, MDB_NOTLS | MDB_RDONLY | MDB_NOLOCK, 0666);
     }
-    if (rc == EACCES) /* LMDB records its readers in lock.mdb: reading needs it writable */
+    if (rc == EACCES && busy)
+        status = kvz_errorf(KVZ_ERR_IO, "store '%s' is on a read-only mount where this user may not write its "
+                            "lock.mdb, and another process has it open (a writer elsewhere may reuse pages a "
+                            "reader without the lock would read): make lock.mdb writable to this user, or read "
+                            "it while no other process has it open", dir);
+    else if (rc == EACCES) /* LMDB records its readers in lock.mdb: reading needs it writable */
         status = access_refused(dir, data_path, lock_path, readonly);
     else
         status = rc ? lmdb_error_at(rc, "opening", dir, fresh && !readonly) : KVZ_OK; /* a new one writes */
@@ -908,6 +968,7 @@ static int grow_map(kvz_store *s)
 
 int kvz_store_write(kvz_store *s, kvz_store_write_fn fn, void *ctx)
 {
+    KVZ_TRY(fork_child_refused(s));
     if (s->readonly)
         return kvz_errorf(KVZ_ERR_ARG, "store '%s' is open read-only", s->path);
     for (;;) {
@@ -987,6 +1048,7 @@ static void read_bounds(kvz_store_txn *t)
 int kvz_store_read_begin(kvz_store *s, kvz_store_txn **out)
 {
     *out = NULL;
+    KVZ_TRY(fork_child_refused(s));
     kvz_store_txn *t = calloc(1, sizeof *t);
     if (!t)
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");

@@ -78,7 +78,11 @@ int kvz_store_open(kvz_store **out, const char *dir, int flags);
  * (for tests and small machines: bytes, or a number with K, M, G or T, from
  * 64K to 16T), else 1 GiB. An existing store keeps its own map size. */
 int kvz_store_open_sized(kvz_store **out, const char *dir, int flags, size_t initial_map_bytes);
+/* In a child of fork, a store its parent opened is the parent's: every use
+ * is refused (KVZ_ERR_ARG) and closing it does nothing (see the .c). */
 void kvz_store_close(kvz_store *s);
+/* Whether s was opened in this process (not inherited through fork). */
+int kvz_store_opened_here(const kvz_store *s);
 const char *kvz_store_path(const kvz_store *s);
 
 /* Run fn inside a write transaction and commit; retried after growing the

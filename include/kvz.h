@@ -116,6 +116,14 @@ KVZ_API void kvz_free(void *p);
  * need and bound it from outside (a cgroup's memory.max ends the process
  * instead, which a supervisor sees and restarts).
  *
+ * fork: an engine, and its sessions, belong to the process that opened it;
+ * in a child of fork the calls that read its store or compute return
+ * KVZ_ERR_ARG saying so, and closing them does nothing (the parent's locks
+ * and descriptors stay the parent's). Open an engine in the child, after
+ * fork. Where the parent ran
+ * kvz with more than one thread, the child's engines run one (libgomp's
+ * threads do not survive fork, and a region of several waits for them).
+ *
  * A store damaged on disk: every key and value LMDB hands back is checked
  * against the file, and artifacts against their checksums (KVZ_ERR_FORMAT,
  * naming what is damaged). LMDB trusts its own pages, though, and some damage

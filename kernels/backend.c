@@ -4,18 +4,43 @@
 #include "kernels/ggml_types.h"
 
 #include <omp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* libgomp keeps the threads of a parallel region for the next one; a child
+ * of fork has none of them, and its first region of more than one thread
+ * waits for them forever. So a backend of several threads marks the process,
+ * and in a child of such a process every backend has one thread. */
+static atomic_int several_threads_made, one_thread_only;
+static pthread_once_t fork_watch = PTHREAD_ONCE_INIT;
+
+static void in_fork_child(void)
+{
+    if (atomic_load(&several_threads_made))
+        atomic_store(&one_thread_only, 1);
+}
+
+static void watch_forks(void) { pthread_atfork(NULL, NULL, in_fork_child); }
+
 int kvz_backend_threads(const kvz_backend_config *cfg)
 {
-    if (cfg->n_threads > 0)
-        return cfg->n_threads;
-    /* OMP_NUM_THREADS, as OpenMP read it (its first number), where given: a
-     * shared machine's way to bound every OpenMP program alike */
-    const char *env = getenv("OMP_NUM_THREADS");
-    int threads = env && *env ? omp_get_max_threads() : kvz_backend_cpus();
-    return threads < 1 ? 1 : threads > KVZ_MAX_THREADS ? KVZ_MAX_THREADS : threads;
+    int threads = cfg->n_threads;
+    if (threads <= 0) {
+        /* OMP_NUM_THREADS, as OpenMP read it (its first number), where given: a
+         * shared machine's way to bound every OpenMP program alike */
+        const char *env = getenv("OMP_NUM_THREADS");
+        threads = env && *env ? omp_get_max_threads() : kvz_backend_cpus();
+        threads = threads < 1 ? 1 : threads > KVZ_MAX_THREADS ? KVZ_MAX_THREADS : threads;
+    }
+    if (atomic_load(&one_thread_only))
+        return 1;
+    if (threads > 1) {
+        pthread_once(&fork_watch, watch_forks);
+        atomic_store(&several_threads_made, 1);
+    }
+    return threads;
 }
 
 int kvz_backend_cpus(void)

@@ -331,7 +331,9 @@ void kvz_backend_destroy(kvz_backend *b);
 
 /* The host threads a backend made from cfg uses: cfg->n_threads, or when it
  * is 0 $OMP_NUM_THREADS where set, else the CPUs in this process's affinity
- * mask (taskset, cpusets), not every CPU of the machine. */
+ * mask (taskset, cpusets), not every CPU of the machine. 1 in a child of fork
+ * of a process that made a backend of several threads (OpenMP's threads do
+ * not survive fork: a region of several would wait for them forever). */
 int kvz_backend_threads(const kvz_backend_config *cfg);
 
 /* The CPUs in this process's affinity mask. */

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct kvz_engine {
     kvz_model *model;
@@ -28,6 +29,7 @@ struct kvz_engine {
      * session maps the store and computes with the model, so the engine is
      * freed when the last of them lets go, whichever order they close in. */
     size_t holders;
+    pid_t opener; /* for messages: a child of fork may not use it (used_in_fork_child) */
 };
 
 struct kvz_session {
@@ -39,6 +41,18 @@ struct kvz_session {
      * refused) or CLOSE_WHEN_ANSWERED (closed meanwhile: the ask frees it) */
     atomic_int answering;
 };
+
+/* An engine its parent opened, used in a child of fork: the store's LMDB
+ * environment does not cross fork, the pool's lock may be held by a thread
+ * the child lacks, and OpenMP's threads did not come along. */
+static int used_in_fork_child(const kvz_engine *e, const char *call)
+{
+    if (kvz_store_opened_here(e->store))
+        return KVZ_OK;
+    return kvz_errorf(KVZ_ERR_ARG, "%s: the engine was opened by process %ld and this is a child of fork (%ld): "
+                      "open an engine in the child, after fork (its sessions too)", call, (long)e->opener,
+                      (long)getpid());
+}
 
 /* A forked backend for a new session: an idle one, or a new fork. */
 static int take_backend(kvz_engine *e, kvz_backend **out)
@@ -126,6 +140,7 @@ int kvz_engine_open_weights(kvz_engine **out, const char *store_dir, const char 
         return kvz_errorf(KVZ_ERR_NOMEM, "kvz_engine_open: cannot create the engine's lock");
     }
     e->holders = 1;
+    e->opener = getpid();
     e->idle_max = o.idle_sessions == 0 ? 4 : o.idle_sessions < 0 ? 0 : (size_t)o.idle_sessions;
     kvz_model_config mc = {.backend = {.device = (kvz_device)o.device, .n_threads = o.threads,
                                        .weights = (kvz_weight_policy)weights}};
@@ -160,9 +175,13 @@ static void release_engine(kvz_engine *e)
     free(e);
 }
 
+/* In a child of fork, closing its parent's engine or session does nothing:
+ * its locks may be held by threads the child lacks, its store's descriptors
+ * are the parent's (kvz_store_close), its GPU state is not the child's; the
+ * child's copy of the memory goes when it ends. */
 void kvz_engine_close(kvz_engine *e)
 {
-    if (e)
+    if (e && kvz_store_opened_here(e->store))
         release_engine(e);
 }
 
@@ -354,6 +373,7 @@ int kvz_session_open_parts(kvz_session **out, kvz_engine *e, const kvz_doc_part 
         *out = NULL;
     if (!out || !e || !parts)
         return kvz_errorf(KVZ_ERR_ARG, "kvz_session_open_parts: out, engine and the parts are required");
+    KVZ_TRY(used_in_fork_child(e, "kvz_session_open"));
     for (size_t i = 0; i < count; i++) {
         if (!parts[i].name)
             return kvz_errorf(KVZ_ERR_ARG, "kvz_session_open_parts: part %zu's document name is NULL", i);
@@ -423,7 +443,7 @@ static void free_session(kvz_session *s)
 
 void kvz_session_close(kvz_session *s)
 {
-    if (!s)
+    if (!s || !kvz_store_opened_here(s->engine->store))
         return;
     int answering = ANSWERING; /* closed from its stream callback or another thread: the ask ends it */
     if (!atomic_compare_exchange_strong(&s->answering, &answering, CLOSE_WHEN_ANSWERED))
@@ -462,6 +482,7 @@ int kvz_session_ask(kvz_session *s, const char *question, const kvz_ask_options 
         *info = (kvz_ask_info){0};
     if (!s || !question)
         return kvz_errorf(KVZ_ERR_ARG, "kvz_session_ask: session and question are required");
+    KVZ_TRY(used_in_fork_child(s->engine, "kvz_session_ask"));
     if (question[strspn(question, " \t\r\n")] == '\0') /* as kvz query: a slip, not a question */
         return kvz_errorf(KVZ_ERR_ARG, "kvz_session_ask: the question is empty");
     kvz_ask_options o = opts ? *opts : (kvz_ask_options){0};

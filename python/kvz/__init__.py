@@ -286,7 +286,10 @@ class Engine(_Handle):
     path (None: $KVZ_MODEL; there is no other default), the model that compiled
     the documents; device: "auto", "cpu" or "cuda"; threads: host threads (0:
     $OMP_NUM_THREADS, else every CPU this process may use); idle_sessions: closed sessions' working
-    memory kept for the next ones (0: 4, -1: none)."""
+    memory kept for the next ones (0: 4, -1: none). An engine belongs to the process that
+    opened it: in a child of fork (gunicorn --preload, multiprocessing's fork) it raises
+    kvz.Error (ERR_ARG); open one in each worker after the fork (one thread there when the
+    parent ran kvz with several)."""
 
     _release = staticmethod(_engine_close)
     _what = "engine"
@@ -304,7 +307,7 @@ class Engine(_Handle):
     def documents(self):
         """Names of the store's documents compiled for this model, sorted.
 
-        Raises kvz.Error (code ERR_FORMAT) naming a document whose record is damaged."""
+        Raises kvz.Error (code ERR_FORMAT) naming a document whose record does not decode."""
         names, count = _char_pp(), ctypes.c_size_t()
         with self._use() as engine:
             _check(_engine_documents(engine, ctypes.byref(names), ctypes.byref(count)))

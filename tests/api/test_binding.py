@@ -282,6 +282,57 @@ with kvz.Engine(sys.argv[5], model=model, device="cpu") as engine:
     except kvz.Error as e:
         check("segment_text of a form the document lacks raises (not found)", e.code == kvz.ERR_NOT_FOUND, str(e))
 
+# a pre-fork server (gunicorn --preload, multiprocessing's fork): the parent's engine, of two
+# threads and used, is refused in the child with what to do; an engine opened in the child
+# answers (one thread: OpenMP's threads stay in the parent, and two would wait for them), as
+# one thread answers here, also after the child closed the parent's engine (which would
+# have dropped its own engine's locks on lock.mdb)
+with kvz.Engine(store, model=model, device="cpu", threads=1) as one_thread:
+    with one_thread.session([bridge]) as s:
+        want = s.ask("Who opened the Vellmar bridge?", max_tokens=8)
+with kvz.Engine(store, model=model, device="cpu", threads=2) as parent_engine:
+    with parent_engine.session([bridge]) as parent_session:
+        parent_want = parent_session.ask("Who opened the Vellmar bridge?", max_tokens=8)
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:
+            os.close(read)
+            said = []
+            for call in (parent_engine.documents, lambda: parent_session.ask("Who?", max_tokens=4)):
+                try:
+                    call()
+                    said.append("answered")
+                except kvz.Error as e:
+                    said.append("refused" if e.code == kvz.ERR_ARG and "child of fork" in str(e) else str(e))
+            try:
+                with kvz.Engine(store, model=model, device="cpu", threads=2) as own:
+                    parent_session.close()
+                    parent_engine.close()
+                    locks = [line for line in open("/proc/locks") if f" {os.getpid()} " in line]
+                    said.append("locked" if locks else "no locks")
+                    with own.session([bridge]) as s:
+                        said.append("same" if s.ask("Who opened the Vellmar bridge?", max_tokens=8) == want else "differs")
+            except kvz.Error as e:
+                said.append(str(e))
+            os.write(write, "|".join(said).encode())
+            os._exit(0)
+        os.close(write)
+        deadline = threading.Timer(120, lambda: os.kill(child, 9))  # a hang fails, not blocks
+        deadline.start()
+        said = b""
+        while True:
+            chunk = os.read(read, 4096)
+            if not chunk:
+                break
+            said += chunk
+        os.close(read)
+        _, status = os.waitpid(child, 0)
+        deadline.cancel()
+        check("a child of fork: the parent's engine and session refused, its own engine answers the same",
+              said.decode() == "refused|refused|locked|same" and status == 0, f"{said!r}, status {status}")
+        check("the parent's engine still answers after the fork", parent_session.ask(
+            "Who opened the Vellmar bridge?", max_tokens=8) == parent_want and parent_engine.documents() == [bridge, orchard])
+
 rag = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "..", "..", "examples", "rag.py"),
                       "--store", store, "--model", model, "--max-tokens", "32",
                       "Which family keeps the Linden orchard?"], capture_output=True, text=True)

@@ -749,9 +749,9 @@ else
     mkdir -p "$U" && chmod 755 "$TMP" "$U"
     cp -r "$TMP/s7" "$U/store" && rm -f "$U/store/lock.mdb" && chown -R nobody:nogroup "$U/store" &&
         chmod 664 "$U/store/data.mdb" || fail "a store of nobody's"
-    # root's read-only command makes the missing lock.mdb as the store's owner would have
+    # root's read-only command makes the missing lock.mdb nobody's, writable where data.mdb is readable
     "$KVZ" ls --store "$U/store" >/dev/null 2>"$TMP/e" &&
-        [ "$(stat -c '%U %a' "$U/store/lock.mdb")" = "nobody 664" ] &&
+        [ "$(stat -c '%U %a' "$U/store/lock.mdb")" = "nobody 666" ] &&
         setpriv --reuid=nobody --regid=nogroup --clear-groups "$KVZ" ls --store "$U/store" >/dev/null 2>>"$TMP/e" &&
         ok "root's ls makes lock.mdb nobody's, as data.mdb: nobody still reads" ||
         { fail "lock.mdb made by root: $(stat -c '%U %a' "$U/store/lock.mdb")"; cat "$TMP/e"; }
@@ -765,9 +765,20 @@ else
     mkdir -p "$U/ro" && chown root "$U/store/lock.mdb" && chmod 644 "$U/store/lock.mdb"
     if mount --bind "$U/store" "$U/ro" 2>/dev/null && mount -o remount,bind,ro "$U/ro" 2>/dev/null; then
         setpriv --reuid=nobody --regid=nogroup --clear-groups "$KVZ" ls --store "$U/ro" >"$TMP/o" 2>"$TMP/e"; rc=$?
-        umount "$U/ro"
         [ $rc -eq 0 ] && grep -q "long.txt\|short.txt" "$TMP/o" && ok "a read-only bind mount: read without lock.mdb" ||
             { fail "read-only bind mount: exit $rc"; cat "$TMP/e"; }
+        # ... but not while another process has the store open (LMDB's lock on lock.mdb held)
+        python3 -c "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); fcntl.lockf(fd, fcntl.LOCK_SH, 1, 0); print('held', flush=True); time.sleep(30)" \
+            "$U/store/lock.mdb" >"$TMP/held" &
+        holder=$!
+        n=0
+        until grep -q held "$TMP/held" 2>/dev/null || [ $n -ge 400 ]; do sleep 0.05; n=$((n + 1)); done
+        setpriv --reuid=nobody --regid=nogroup --clear-groups "$KVZ" ls --store "$U/ro" >/dev/null 2>"$TMP/e"; rc=$?
+        kill $holder; wait $holder 2>/dev/null
+        umount "$U/ro"
+        [ $rc -eq 3 ] && grep -q "another process has it open" "$TMP/e" &&
+            ok "a read-only bind mount of a store open elsewhere: exit 3, not read without the lock" ||
+            { fail "read-only bind mount, store in use: exit $rc"; cat "$TMP/e"; }
     else
         umount "$U/ro" 2>/dev/null
         echo "skip the read-only bind mount: mount is not permitted here"
@@ -780,6 +791,9 @@ else
         [ "$(cat "$U/victim")" = "keep me" ] && [ "$(stat -c %a "$U/victim")" = 600 ] &&
         ok "pack -o through another user's link in a sticky folder: exit 2, the file it names kept" ||
         { fail "planted link: exit $rc"; cat "$TMP/e"; }
+    ln -s /dev/null "$U/sticky/dev.kvzb" && chown -h nobody "$U/sticky/dev.kvzb"
+    "$KVZ" pack --store "$TMP/s7" --all -o "$U/sticky/dev.kvzb" >/dev/null 2>"$TMP/e"; rc=$?
+    [ $rc -eq 2 ] && ok "... and one naming a device: exit 2" || { fail "planted link to a device: exit $rc"; cat "$TMP/e"; }
     # an output written over keeps its mode and, written by root, its owner
     printf 'old\n' >"$U/mine.kvzb" && chmod 640 "$U/mine.kvzb" && chown nobody "$U/mine.kvzb"
     "$KVZ" pack --store "$TMP/s7" --all -o "$U/mine.kvzb" >/dev/null 2>"$TMP/e" &&
