@@ -117,12 +117,12 @@ static void install_fork_handler(void)
     pthread_atfork(NULL, NULL, forget_open_stores);
 }
 
+int kvz_store_opened_here(const kvz_store *s) { return s->generation == atomic_load(&fork_generation); }
+
 /* A store its parent opened, used in a child of fork: its LMDB environment
  * would record the child's reads as the parent's (reused pages under them
  * once the parent ends its own, slots no check frees), and its locks may be
  * held by threads the child does not have. */
-int kvz_store_opened_here(const kvz_store *s) { return s->generation == atomic_load(&fork_generation); }
-
 static int fork_child_refused(const kvz_store *s)
 {
     if (kvz_store_opened_here(s))
