@@ -402,11 +402,9 @@ static int access_refused(const char *dir, const char *data_path, const char *lo
 /* LMDB maps lock.mdb and writes into it. On a full disk, a page of that sparse
  * file that cannot be allocated is a SIGBUS, not an error; allocating its blocks
  * first (beyond its end too: LMDB sets its size) makes it an error here. */
-static int reserve_lock_file(const char *dir, int create)
+static int reserve_lock_file(const char *dir, const char *lock_path, int create)
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/lock.mdb", dir);
-    int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0666);
+    int fd = open(lock_path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0666);
     if (fd < 0)
         return KVZ_OK; /* LMDB says what is wrong */
     struct stat st;
@@ -426,18 +424,15 @@ static int reserve_lock_file(const char *dir, int create)
  * holds it exclusively, refusing to start while a writer is at work. flock
  * and LMDB's own fcntl locks on that file are independent; the kernel drops
  * a killed process's lock. */
-static int take_gate(kvz_store *s, const char *dir, int exclusive)
+static int take_gate(kvz_store *s, const char *data_path, const char *lock_path, int exclusive)
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/lock.mdb", dir);
-    s->gate_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0666);
+    const char *dir = s->path;
+    s->gate_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0666);
     if (s->gate_fd < 0) {
         int why = errno;
-        char data_path[4096];
-        snprintf(data_path, sizeof data_path, "%s/data.mdb", dir);
-        return why == EACCES ? access_refused(dir, data_path, path, 0)
-                             : kvz_errorf(KVZ_ERR_IO, "store '%s': cannot open its lock file %s: %s", dir, path,
-                                          strerror(why));
+        return why == EACCES ? access_refused(dir, data_path, lock_path, 0)
+                             : kvz_errorf(KVZ_ERR_IO, "store '%s': cannot open its lock file %s: %s", dir,
+                                          lock_path, strerror(why));
     }
     int rc;
     while ((rc = flock(s->gate_fd, exclusive ? LOCK_EX | LOCK_NB : LOCK_SH | LOCK_NB)) != 0 && errno == EINTR)
@@ -482,25 +477,24 @@ static int free_pages_in(MDB_txn *txn, uint64_t first, uint64_t last, uint64_t *
 }
 
 /* A read of the newest commit, and *info of that same commit (a writer
- * elsewhere may commit between the two: then again). */
-static int newest_snapshot(MDB_env *env, MDB_txn **txn, MDB_envinfo *info)
+ * elsewhere may commit between the two: then again). At an open. */
+static int newest_snapshot(kvz_store *s, MDB_txn **txn, MDB_envinfo *info)
 {
     for (int tries = 0;; tries++) {
-        int rc = txn_begin(env, MDB_RDONLY, txn);
+        unsigned seen = s->remaps;
+        int rc = txn_begin(s->env, MDB_RDONLY, txn);
         if (rc == MDB_MAP_RESIZED && tries < 100) { /* grown since this open mapped it */
-            if ((rc = LMDB_CALL(mdb_env_set_mapsize(env, 0))) == 0)
-                continue;
+            KVZ_TRY(adopt_map_size(s, seen));
+            continue;
         }
         if (rc)
-            return rc;
-        if ((rc = mdb_env_info(env, info)) == 0 && info->me_last_txnid == mdb_txn_id(*txn))
-            return 0;
+            return lmdb_error(rc, "reading its free pages", s->path);
+        if ((rc = mdb_env_info(s->env, info)) == 0 && info->me_last_txnid == mdb_txn_id(*txn))
+            return KVZ_OK;
         mdb_txn_abort(*txn);
         *txn = NULL;
-        if (rc)
-            return rc;
-        if (tries >= 100) /* a writer committing all the while: later */
-            return EAGAIN;
+        if (rc || tries >= 100) /* EAGAIN: a writer committing all the while */
+            return lmdb_error(rc ? rc : EAGAIN, "reading its free pages", s->path);
     }
 }
 
@@ -514,14 +508,13 @@ static int newest_snapshot(MDB_env *env, MDB_txn **txn, MDB_envinfo *info)
  * free in that commit. One snapshot throughout: its size and its free list
  * (what a writer elsewhere commits meanwhile, into pages free in it, is not
  * what the check asks about). */
-static int check_short_file(MDB_env *env, const char *dir, const char *data_path, uint64_t page)
+static int check_short_file(kvz_store *s, const char *data_path, uint64_t page)
 {
+    const char *dir = s->path;
     MDB_txn *txn = NULL;
     MDB_envinfo info;
     struct stat st;
-    int rc = newest_snapshot(env, &txn, &info);
-    if (rc)
-        return lmdb_error(rc, "reading its free pages", dir);
+    KVZ_TRY(newest_snapshot(s, &txn, &info));
     uint64_t needed = ((uint64_t)info.me_last_pgno + 1) * page;
     int status = KVZ_OK;
     if (stat(data_path, &st) != 0)
@@ -550,7 +543,7 @@ static int check_short_file(MDB_env *env, const char *dir, const char *data_path
              * past the old end may be its own): the next open says the same */
             MDB_envinfo later;
             struct stat now;
-            if (stat(data_path, &now) == 0 && (uint64_t)now.st_size == needed && mdb_env_info(env, &later) == 0 &&
+            if (stat(data_path, &now) == 0 && (uint64_t)now.st_size == needed && mdb_env_info(s->env, &later) == 0 &&
                 later.me_last_txnid == info.me_last_txnid)
                 (void)truncate(data_path, st.st_size);
             status = kvz_errorf(KVZ_ERR_FORMAT, "store '%s' is cut short: data.mdb had %llu bytes, its last "
@@ -562,8 +555,10 @@ static int check_short_file(MDB_env *env, const char *dir, const char *data_path
     return status;
 }
 
-static int check_whole(MDB_env *env, const char *dir, const char *data_path)
+static int check_whole(kvz_store *s, const char *data_path)
 {
+    MDB_env *env = s->env;
+    const char *dir = s->path;
     MDB_envinfo info;
     MDB_stat stat_of_env;
     struct stat st;
@@ -576,7 +571,7 @@ static int check_whole(MDB_env *env, const char *dir, const char *data_path)
         return kvz_errorf(KVZ_ERR_IO, "store '%s': cannot read its size: %s", dir, strerror(errno));
     uint64_t page = stat_of_env.ms_psize;
     if ((uint64_t)st.st_size < ((uint64_t)info.me_last_pgno + 1) * page) /* rare: looked at closely */
-        KVZ_TRY(check_short_file(env, dir, data_path, page));
+        KVZ_TRY(check_short_file(s, data_path, page));
     if (mdb_env_get_maxkeysize(env) < KVZ_STORE_KEY_MAX)
         return kvz_errorf(KVZ_ERR_UNSUPPORTED, "this LMDB takes keys of %d bytes at most; kvz needs %d",
                           mdb_env_get_maxkeysize(env), KVZ_STORE_KEY_MAX);
@@ -848,9 +843,9 @@ static int open_environment(kvz_store *s, const char *data_path, int flags, int 
     int lock_existed = lstat(lock_path, &lock_st) == 0;
     int status = fresh ? KVZ_OK : check_meta_pages(dir, data_path);
     if (status == KVZ_OK)
-        status = reserve_lock_file(dir, !readonly);
+        status = reserve_lock_file(dir, lock_path, !readonly);
     if (status == KVZ_OK && !readonly)
-        status = take_gate(s, dir, (flags & KVZ_STORE_EXCLUSIVE) != 0);
+        status = take_gate(s, data_path, lock_path, (flags & KVZ_STORE_EXCLUSIVE) != 0);
     if (status != KVZ_OK)
         return status;
     int rc = create_env(s, fresh, initial_map_bytes);
@@ -879,7 +874,7 @@ static int open_environment(kvz_store *s, const char *data_path, int flags, int 
     if (status == KVZ_OK && !fresh && !lock_existed)
         lock_file_as_data(lock_path, data_path);
     if (status == KVZ_OK && !fresh)
-        status = check_whole(s->env, dir, data_path);
+        status = check_whole(s, data_path);
     /* Every open frees the reader slots of killed readers: left alone, they
      * pin old pages (the file keeps growing) and, 256 of them, refuse every
      * read. (The writer lock of a killed writer is a robust mutex that LMDB

@@ -458,13 +458,26 @@ static void on_tokens(void *ctx, int64_t tokens)
     draw(p, 0);
 }
 
+/* --json: the line of a document skipped (`why` its "reason") or failed
+ * (its "error"), out at once: a signal may end the run next. */
+static void json_not_compiled(const char *name, int failed, const char *why)
+{
+    printf("{\"document\":");
+    cli_json_string(stdout, name, strlen(name));
+    printf(failed ? ",\"status\":\"failed\",\"error\":" : ",\"status\":\"skipped\",\"reason\":");
+    cli_json_string(stdout, why, strlen(why));
+    printf("}\n");
+    fflush(stdout);
+}
+
 /* The file a document was read from, as it was just before (stdin and
  * archive members are not looked at again). */
 typedef struct source_check {
     const char *path; /* NULL: not checked */
-    struct stat seen; /* zeroed where it could not be looked at */
-    int racy;         /* modified in the last seconds: an edit of the same size within the
-                       * file system's time resolution would leave `seen` as it was */
+    struct stat seen;
+    int racy;         /* not looked at, or modified in the last seconds (an edit of the same size
+                       * within the file system's time resolution would leave `seen` as it was):
+                       * read again whatever its stat says */
     const kvz_ingest_opts *ingest;
 } source_check;
 
@@ -474,14 +487,7 @@ static void look_at_source(source_check *c, const kvz_source *src)
     c->path = strcmp(src->path, "-") == 0 || src->member ? NULL : src->path;
     if (!c->path)
         return;
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    if (stat(c->path, &c->seen) != 0) {
-        memset(&c->seen, 0, sizeof c->seen);
-        c->racy = 1;
-    } else {
-        c->racy = c->seen.st_mtim.tv_sec >= now.tv_sec - 2;
-    }
+    c->racy = stat(c->path, &c->seen) != 0 || c->seen.st_mtim.tv_sec >= time(NULL) - 2;
 }
 
 static int same_file_state(const struct stat *a, const struct stat *b)
@@ -738,14 +744,8 @@ int cmd_compile(int argc, char **argv)
             /* the content is unusable: skip (or stop, strictly: a failure) */
             *(strict ? &failed : &skipped) += 1;
             line(&p, strict ? "FAIL %s: " : "skip %s: ", name, kvz_last_error());
-            if (a.json) {
-                printf("{\"document\":");
-                cli_json_string(stdout, name, strlen(name));
-                printf(strict ? ",\"status\":\"failed\",\"error\":" : ",\"status\":\"skipped\",\"reason\":");
-                cli_json_string(stdout, kvz_last_error(), strlen(kvz_last_error()));
-                printf("}\n");
-                fflush(stdout); /* each line out as it is decided: a signal may end the run next */
-            }
+            if (a.json)
+                json_not_compiled(name, strict, kvz_last_error());
             if (strict) {
                 rc = cli_exit_code(r);
                 kvz_document_free(&doc);
@@ -757,14 +757,8 @@ int cmd_compile(int argc, char **argv)
             int unreadable = doc.text == NULL;
             failed++;
             line(&p, "FAIL %s: ", name, kvz_last_error());
-            if (a.json) {
-                printf("{\"document\":");
-                cli_json_string(stdout, name, strlen(name));
-                printf(",\"status\":\"failed\",\"error\":");
-                cli_json_string(stdout, kvz_last_error(), strlen(kvz_last_error()));
-                printf("}\n");
-                fflush(stdout);
-            }
+            if (a.json)
+                json_not_compiled(name, 1, kvz_last_error());
             if (a.strict || r == KVZ_ERR_NOMEM || r == KVZ_ERR_BACKEND || (r == KVZ_ERR_IO && !unreadable)) {
                 rc = cli_exit_code(r); /* the store or machine is in trouble: stop */
                 kvz_document_free(&doc);
@@ -774,12 +768,8 @@ int cmd_compile(int argc, char **argv)
             skipped++;
             line(&p, "skip %s: ", name, "the file changed while it was compiled: nothing written from this "
                  "read (a compile that reads it unchanged stores it)");
-            if (a.json) {
-                printf("{\"document\":");
-                cli_json_string(stdout, name, strlen(name));
-                printf(",\"status\":\"skipped\",\"reason\":\"changed while compiled\"}\n");
-                fflush(stdout);
-            }
+            if (a.json)
+                json_not_compiled(name, 0, "changed while compiled");
         } else {
             res.status == KVZ_DOC_COMPILED ? compiled++ : unchanged++;
             in_tokens += res.tokens;
