@@ -388,6 +388,100 @@ static int doc_scan_visit(void *ctx, const void *key, size_t key_len, const void
     return rc;
 }
 
+/* A path as the file system reads it, for comparing spellings: "./"
+ * components and repeated slashes dropped (".." kept: it may pass a link). */
+static size_t path_spelt_plainly(const char *s, size_t n, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        size_t end = i;
+        while (end < n && s[end] != '/')
+            end++;
+        int dot = end - i == 1 && s[i] == '.';
+        if (end > i && !dot) {
+            if (o > 0 || s[0] == '/')
+                out[o++] = '/';
+            memcpy(out + o, s + i, end - i);
+            o += end - i;
+        }
+        i = end + 1;
+    }
+    if (o == 0 && n > 0 && s[0] == '/')
+        out[o++] = '/';
+    return o;
+}
+
+/* The last component of a name: after its last '/' or, in an archive
+ * member's "ARCHIVE:MEMBER", its last ':' (whichever comes later). */
+static const char *file_part(const char *s, size_t n, size_t *len)
+{
+    size_t i = n;
+    while (i > 0 && s[i - 1] != '/' && s[i - 1] != ':')
+        i--;
+    *len = n - i;
+    return s + i;
+}
+
+typedef struct near_names {
+    const char *name; /* asked for */
+    char *plain;      /* its plain spelling */
+    size_t plain_len;
+    char *buf; /* a stored name's plain spelling */
+    char list[1400];
+    size_t listed, more;
+} near_names;
+
+static int note_near_name(void *ctx, const void *key, size_t key_len, const void *val, size_t val_len)
+{
+    near_names *nn = ctx;
+    size_t want_len, have_len;
+    const char *want = file_part(nn->name, strlen(nn->name), &want_len);
+    const char *have = file_part(key, key_len, &have_len);
+    int near = have_len == want_len && memcmp(want, have, want_len) == 0 && want_len > 0;
+    if (!near && key_len < 4096) {
+        size_t plain_len = path_spelt_plainly(key, key_len, nn->buf);
+        near = plain_len == nn->plain_len && memcmp(nn->buf, nn->plain, plain_len) == 0;
+    }
+    if (!near)
+        return KVZ_OK;
+    size_t used = strlen(nn->list);
+    if (nn->listed < 3 && used + key_len + 8 < sizeof nn->list) {
+        snprintf(nn->list + used, sizeof nn->list - used, "%s'%.*s'", nn->listed ? ", " : "", (int)key_len,
+                 (const char *)key);
+        nn->listed++;
+    } else {
+        nn->more++;
+    }
+    return KVZ_OK;
+}
+
+int kvz_document_missing(kvz_store_txn *t, const char *name, const char *store_path, const char *tail)
+{
+    char where[1100] = "";
+    if (store_path)
+        snprintf(where, sizeof where, " '%s'", store_path);
+    size_t n = strlen(name);
+    near_names nn = {.name = name};
+    nn.plain = malloc(n + 1);
+    nn.buf = malloc(4096);
+    if (nn.plain && nn.buf) {
+        nn.plain_len = path_spelt_plainly(name, n, nn.plain);
+        if (kvz_store_scan(t, KVZ_DB_DOCS, note_near_name, &nn) != KVZ_OK)
+            nn.listed = 0; /* only a hint: the error stays "not found" */
+    }
+    free(nn.plain);
+    free(nn.buf);
+    if (nn.listed == 0)
+        return kvz_errorf(KVZ_ERR_NOT_FOUND, "no document '%s' in the store%s (see kvz ls)%s", name, where, tail);
+    char more[64] = "";
+    if (nn.more)
+        snprintf(more, sizeof more, " and %zu more", nn.more);
+    return kvz_errorf(KVZ_ERR_NOT_FOUND,
+                      "no document '%s' in the store%s; it has %s%s (a document's name is the path compile "
+                      "was given)%s",
+                      name, where, nn.list, more, tail);
+}
+
 int kvz_scan_documents(kvz_store_txn *t, kvz_doc_visit_fn fn, void *ctx)
 {
     return kvz_scan_documents_but(t, NULL, fn, ctx);

@@ -150,6 +150,13 @@ int kvz_scan_documents(kvz_store_txn *t, kvz_doc_visit_fn fn, void *ctx);
 int kvz_scan_documents_but(kvz_store_txn *t, int (*skip)(void *ctx, const void *name, size_t len),
                            kvz_doc_visit_fn fn, void *ctx);
 
+/* KVZ_ERR_NOT_FOUND for a document `name` the store lacks: "no document
+ * 'NAME' in the store[ 'STORE'] (see kvz ls)" then `tail` (may be ""), naming
+ * up to three stored documents the user likely meant: the same path spelt
+ * otherwise ("./a.md", "docs//a.md" for "a.md", "docs/a.md") or the same file
+ * name in another folder (a name is the path compile was given). */
+int kvz_document_missing(kvz_store_txn *t, const char *name, const char *store_path, const char *tail);
+
 /* Lower-case hex of n bytes into out (2n + 1 chars). */
 void kvz_hex(const uint8_t *bytes, size_t n, char *out);
 /* Parse exactly 2n hex digits; 0 on success. */

@@ -77,7 +77,7 @@ int kvz_document_record(kvz_store_txn *t, const char *name, kvz_doc_record *rec)
     size_t len;
     int rc = kvz_store_get(t, KVZ_DB_DOCS, name, strlen(name), &val, &len);
     if (rc == KVZ_ERR_NOT_FOUND)
-        return kvz_errorf(KVZ_ERR_NOT_FOUND, "no document '%s' in the store (see kvz ls)", name);
+        return kvz_document_missing(t, name, NULL, "");
     KVZ_TRY(rc);
     return kvz_doc_record_decode(val, len, rec);
 }

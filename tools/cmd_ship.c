@@ -350,7 +350,7 @@ int cmd_pack(int argc, char **argv)
             continue;
         st = kvz_store_get(p.t, KVZ_DB_DOCS, a.docs[i], strlen(a.docs[i]), &val, &len);
         if (st == KVZ_ERR_NOT_FOUND)
-            st = kvz_errorf(KVZ_ERR_NOT_FOUND, "no document '%s' in the store '%s' (see kvz ls)", a.docs[i], a.store);
+            st = kvz_document_missing(p.t, a.docs[i], a.store, "");
         if (st == KVZ_OK && (st = kvz_doc_record_decode(val, len, &rec)) == KVZ_OK) {
             st = pack_named_doc(&p, &a, a.docs[i], &rec);
             kvz_doc_record_free(&rec);

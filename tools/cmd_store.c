@@ -34,10 +34,58 @@ typedef struct store_args {
     const char *svg;
     kvz_config_pick config; /* inspect: which entry of the document */
     const char *doc;
-    char **docs; /* rm: the documents named (want_doc 2) */
+    char **docs; /* rm: the documents named (want_doc 2), the arguments then --from's */
     int n_docs;
     int older_configs, dry_run; /* gc, rm */
+    const char *names_from;     /* rm --from FILE ("-": stdin) */
+    int names_only, null_sep;   /* ls --names; --null */
+    char *names_text;           /* --from's content, which docs points into */
 } store_args;
+
+static void store_args_free(store_args *a)
+{
+    if (a->names_text) /* docs was made here */
+        free(a->docs);
+    free(a->names_text);
+}
+
+/* rm --from: the names in a->names_from (one per line, or NUL-terminated with
+ * --null; empty ones passed over) after those given as arguments. */
+static int read_names(const char *cmd, store_args *a)
+{
+    size_t len;
+    int st = cli_read_input(a->names_from, &a->names_text, &len);
+    if (st != KVZ_OK) /* nothing held */
+        return cli_fail(cmd, kvz_error_context(st, "--from %s", a->names_from));
+    char sep = a->null_sep ? '\0' : '\n';
+    size_t n = (size_t)a->n_docs;
+    for (size_t i = 0; i < len; i++)
+        n += a->names_text[i] == sep;
+    char **docs = malloc((n + 1) * sizeof *docs);
+    if (!docs) {
+        free(a->names_text), a->names_text = NULL;
+        return cli_fail(cmd, kvz_errorf(KVZ_ERR_NOMEM, "out of memory"));
+    }
+    memcpy(docs, a->docs, (size_t)a->n_docs * sizeof *docs);
+    size_t k = (size_t)a->n_docs;
+    for (size_t start = 0; start < len;) {
+        char *end = memchr(a->names_text + start, sep, len - start);
+        size_t stop = end ? (size_t)(end - a->names_text) : len;
+        if (!a->null_sep && memchr(a->names_text + start, '\0', stop - start)) {
+            free(docs);
+            free(a->names_text), a->names_text = NULL;
+            return cli_fail(cmd, kvz_errorf(KVZ_ERR_FORMAT, "--from %s holds a NUL byte: names separated by NUL "
+                                            "bytes (kvz ls --names --null) need --null", a->names_from));
+        }
+        a->names_text[stop] = '\0'; /* the terminator cli_read_input adds at len */
+        if (stop > start && k < INT_MAX)
+            docs[k++] = a->names_text + start;
+        start = stop + 1;
+    }
+    a->docs = docs;
+    a->n_docs = (int)k;
+    return KVZ_EXIT_OK;
+}
 
 /* `takes`: the letters below of the options the command has (--json j,
  * --svg g, --config c, --older-configs o, --dry-run n); another is refused.
@@ -48,7 +96,9 @@ static int parse_store_args(int argc, char **argv, const char *help, store_args 
         {"store", required_argument, 0, 's'}, {"json", no_argument, 0, 'j'},
         {"svg", required_argument, 0, 'g'},   {"config", required_argument, 0, 'c'},
         {"older-configs", no_argument, 0, 'o'}, {"dry-run", no_argument, 0, 'n'},
-        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
+        {"from", required_argument, 0, 'f'},  {"names", no_argument, 0, 'N'},
+        {"null", no_argument, 0, '0'},        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     memset(a, 0, sizeof *a);
     int c, index = -1;
@@ -64,6 +114,9 @@ static int parse_store_args(int argc, char **argv, const char *help, store_args 
         case 'g': a->svg = optarg; break;
         case 'o': a->older_configs = 1; break;
         case 'n': a->dry_run = 1; break;
+        case 'f': a->names_from = optarg; break;
+        case 'N': a->names_only = 1; break;
+        case '0': a->null_sep = 1; break;
         case 'c':
             if (cli_parse_config(argv[0], optarg, 1, &a->config))
                 return KVZ_EXIT_USAGE;
@@ -76,13 +129,23 @@ static int parse_store_args(int argc, char **argv, const char *help, store_args 
         fprintf(stderr, "kvz %s: --store DIR is required\n", argv[0]);
         return KVZ_EXIT_USAGE;
     }
+    if (a->null_sep && !a->names_from && !a->names_only) {
+        fprintf(stderr, "kvz %s: --null goes with %s\n", argv[0], want_doc == 2 ? "--from" : "--names");
+        return KVZ_EXIT_USAGE;
+    }
+    if (a->names_only && a->json) {
+        fprintf(stderr, "kvz %s: --names or --json, not both\n", argv[0]);
+        return KVZ_EXIT_USAGE;
+    }
     if (want_doc == 2) {
-        if (optind == argc) {
-            fprintf(stderr, "kvz %s: name the documents (as kvz ls names them)\n", argv[0]);
+        if (optind == argc && !a->names_from) {
+            fprintf(stderr, "kvz %s: name the documents (as kvz ls names them), or --from FILE\n", argv[0]);
             return KVZ_EXIT_USAGE;
         }
         a->docs = argv + optind;
         a->n_docs = argc - optind;
+        if (a->names_from)
+            return read_names(argv[0], a);
     } else if (want_doc) {
         if (optind != argc - 1) {
             fprintf(stderr, "kvz %s: name exactly one document\n", argv[0]);
@@ -98,10 +161,31 @@ static int parse_store_args(int argc, char **argv, const char *help, store_args 
 
 /* ---- ls -------------------------------------------------------------------- */
 
+typedef struct name_lines {
+    int null_sep;
+    size_t left_out; /* names holding a newline, without --null */
+} name_lines;
+
+/* ls --names: a document's name as rm --from reads it back. */
+static int print_name(void *ctx, const void *key, size_t key_len, const void *val, size_t val_len)
+{
+    name_lines *nl = ctx;
+    if (!nl->null_sep && memchr(key, '\n', key_len)) {
+        char shown[CLI_SHOWN_MAX];
+        fprintf(stderr, "kvz ls: '%s' holds a newline: left out (--null lists every name)\n",
+                cli_shown(shown, key, key_len));
+        nl->left_out++;
+        return KVZ_OK;
+    }
+    fwrite(key, 1, key_len, stdout);
+    putchar(nl->null_sep ? '\0' : '\n');
+    return KVZ_OK;
+}
+
 int cmd_ls(int argc, char **argv)
 {
     static const char help[] =
-        "usage: kvz ls --store DIR [--json]\n"
+        "usage: kvz ls --store DIR [--json | --names [--null]]\n"
         "\n"
         "Lists the store's documents, a row per form (a document compiled under one\n"
         "configuration) below a header naming the columns: its number (per document,\n"
@@ -113,9 +197,13 @@ int cmd_ls(int argc, char **argv)
         "--allow-model-mismatch), each row ends with its model's fingerprint (the\n"
         "first 8 hex digits; `kvz inspect` names the model). A last line gives the\n"
         "totals. --json: a line per form, no header or totals, with the whole id, the\n"
-        "model's fingerprint and the artifact ids.\n";
+        "model's fingerprint and the artifact ids.\n"
+        "--names: each document's name alone, one per line, as they are (bytes, not\n"
+        "escaped; `kvz rm --from -` reads them); a name holding a newline is left out,\n"
+        "said, exit 1, unless --null ends each name with a NUL byte instead (rm\n"
+        "--from - --null). A damaged record does not stop --names.\n";
     store_args a;
-    int rc = parse_store_args(argc, argv, help, &a, 0, "j");
+    int rc = parse_store_args(argc, argv, help, &a, 0, "jN0");
     if (rc)
         return rc < 0 ? KVZ_EXIT_OK : rc;
     kvz_store *s = NULL;
@@ -125,6 +213,16 @@ int cmd_ls(int argc, char **argv)
     int st = kvz_store_open(&s, a.store, KVZ_STORE_READONLY);
     if (st == KVZ_OK)
         st = kvz_store_read_begin(s, &t);
+    if (a.names_only) {
+        name_lines nl = {a.null_sep, 0};
+        if (st == KVZ_OK)
+            st = kvz_store_scan(t, KVZ_DB_DOCS, print_name, &nl);
+        kvz_store_read_end(t);
+        kvz_store_close(s);
+        if (st != KVZ_OK)
+            return cli_fail("ls", st);
+        return nl.left_out ? KVZ_EXIT_FAILURE : KVZ_EXIT_OK;
+    }
     /* one transaction: both passes see the same documents; a damaged one
      * stops the listing where it lies, after the documents before it */
     if (st == KVZ_OK && !a.json && kvz_scan_documents(t, doc_list_measure, &l) != KVZ_OK)
@@ -319,7 +417,7 @@ int cmd_inspect(int argc, char **argv)
     if (st == KVZ_OK)
         st = kvz_store_read_begin(s, &t);
     if (st == KVZ_OK && (st = kvz_store_get(t, KVZ_DB_DOCS, a.doc, strlen(a.doc), &val, &len)) == KVZ_ERR_NOT_FOUND)
-        st = kvz_errorf(KVZ_ERR_NOT_FOUND, "no document '%s' in the store '%s' (see kvz ls)", a.doc, a.store);
+        st = kvz_document_missing(t, a.doc, a.store, "");
     if (st == KVZ_OK)
         st = kvz_doc_record_decode(val, len, &rec);
     const kvz_doc_entry *e = NULL;
@@ -786,13 +884,12 @@ static int rm_chooses(void *ctx, const void *name, size_t len)
 }
 
 /* rm: every name given is in the store, or nothing is removed. */
-static int rm_found_all(void *ctx)
+static int rm_found_all(void *ctx, kvz_store_txn *t)
 {
     rm_ctx *r = ctx;
     for (int i = 0; i < r->args->n_docs; i++)
         if (!r->found[i])
-            return kvz_errorf(KVZ_ERR_NOT_FOUND, "no document '%s' in the store (see kvz ls); nothing was removed",
-                              r->args->docs[i]);
+            return kvz_document_missing(t, r->args->docs[i], NULL, "; nothing was removed");
     memset(r->found, 0, (size_t)r->args->n_docs); /* for an attempt run again */
     return KVZ_OK;
 }
@@ -807,6 +904,20 @@ static int collect(int argc, char **argv, const char *help, int want_doc, const 
         return rc < 0 ? KVZ_EXIT_OK : rc;
     const store_args *a = &args;
     kvz_store *s = NULL;
+    if (want_doc == 2 && a->n_docs == 0) { /* --from of no names: nothing to remove (and no gc) */
+        int st = kvz_store_open(&s, a->store, KVZ_STORE_READONLY);
+        kvz_store_close(s);
+        store_args_free(&args);
+        if (st != KVZ_OK)
+            return cli_fail(argv[0], st);
+        if (a->json)
+            printf("{\"dry_run\":%s,\"documents_removed\":0,\"artifacts_dropped\":0,\"prefixes_dropped\":0,"
+                   "\"bytes_dropped\":0}\n", a->dry_run ? "true" : "false");
+        else
+            printf("%s 0 document(s): --from %s names none\n", a->dry_run ? "would remove" : "removed",
+                   a->names_from);
+        return KVZ_EXIT_OK;
+    }
     rm_ctx rm = {.args = a};
     store_collect_opts o = {.older_configs = a->older_configs, .dry_run = a->dry_run, .what = argv[0]};
     if (a->n_docs)
@@ -833,7 +944,9 @@ static int collect(int argc, char **argv, const char *help, int want_doc, const 
                a->older_configs ? "" : " (not asked: --older-configs)");
     free(rm.found);
     kvz_store_close(s);
-    return st == KVZ_OK ? KVZ_EXIT_OK : cli_fail(argv[0], st);
+    rc = st == KVZ_OK ? KVZ_EXIT_OK : cli_fail(argv[0], st);
+    store_args_free(&args);
+    return rc;
 }
 
 int cmd_gc(int argc, char **argv)
@@ -858,7 +971,7 @@ int cmd_gc(int argc, char **argv)
 int cmd_rm(int argc, char **argv)
 {
     static const char help[] =
-        "usage: kvz rm --store DIR NAME... [--dry-run] [--json]\n"
+        "usage: kvz rm --store DIR NAME... [--from FILE [--null]] [--dry-run] [--json]\n"
         "\n"
         "Removes documents (every form of each), then drops what `kvz gc`\n"
         "drops: every artifact and shared prefix no remaining document references.\n"
@@ -867,11 +980,16 @@ int cmd_rm(int argc, char **argv)
         "compared byte for byte with those `kvz ls` lists, which shows a control\n"
         "byte as \\xNN (give the byte itself: $'\\x01' in bash); after `--`, a\n"
         "name may start with '-'.\n"
-        "  --dry-run  report what would go, change nothing\n"
-        "  --json     the report as one object: dry_run, documents_removed,\n"
-        "             artifacts_dropped, prefixes_dropped, bytes_dropped\n"
+        "  --from FILE  also the names in FILE ('-': stdin), one per line as they\n"
+        "               are (a '\\r' before the newline is part of the name; empty\n"
+        "               lines are passed over), as `kvz ls --names` prints them;\n"
+        "               names none: nothing is removed (exit 0)\n"
+        "  --null       FILE's names end with a NUL byte (`kvz ls --names --null`)\n"
+        "  --dry-run    report what would go, change nothing\n"
+        "  --json       the report as one object: dry_run, documents_removed,\n"
+        "               artifacts_dropped, prefixes_dropped, bytes_dropped\n"
         "LMDB reuses the freed pages; the file does not shrink. While another kvz\n"
         "process writes to the store, rm changes nothing and exits 3 (run it again\n"
         "later); writers wait for a running rm.\n";
-    return collect(argc, argv, help, 2, "nj");
+    return collect(argc, argv, help, 2, "njf0");
 }

@@ -259,7 +259,7 @@ static int collect_in(kvz_store_txn *t, void *ctx)
         KVZ_TRY(kvz_store_scan(t, KVZ_DB_DOCS, choose_document, c));
     c->report.documents = c->removed.n;
     if (o->chosen)
-        KVZ_TRY(o->chosen(o->ctx));
+        KVZ_TRY(o->chosen(o->ctx, t));
     int rc = kvz_scan_documents_but(t, is_removed, keep_document, c);
     if (rc != KVZ_OK) /* never drop what a damaged record might reference */
         return kvz_error_context(rc, "run kvz verify; %s changed nothing", o->what);

@@ -47,7 +47,7 @@ typedef struct store_collect_opts {
     int (*remove)(void *ctx, const void *name, size_t len);
     /* Called once the documents are chosen, before anything changes; a non-OK
      * status stops the collection (nothing changed), or NULL. */
-    int (*chosen)(void *ctx);
+    int (*chosen)(void *ctx, kvz_store_txn *t);
     void *ctx;
     /* Told each document removed (dry: that would be), once the collection
      * has succeeded, in name order; or NULL. */

@@ -646,6 +646,25 @@ D1="$TMP/corpus/doc1.txt"
 [ $rc -eq 7 ] && grep -q "no document '.*nope.txt' in the store (see kvz ls); nothing was removed" "$TMP/o" &&
     "$KVZ" ls --store "$G" | grep -q "doc1.txt" && ok "rm of a name the store lacks: exit 7, nothing removed" ||
     { fail "rm with a missing name: exit $rc"; cat "$TMP/o"; }
+# a name spelt otherwise than compile was given it: the error names the stored one
+"$KVZ" query --store "$G" --doc doc1.txt --max-tokens 2 "$Q" >/dev/null 2>"$TMP/o"; rc=$?
+[ $rc -eq 7 ] && grep -q "no document 'doc1.txt' in the store; it has '$D1' (a document's name is the path compile was given)" "$TMP/o" &&
+    "$KVZ" rm --store "$G" "$TMP/corpus/./doc1.txt" >"$TMP/o2" 2>&1; rc2=$?
+[ $rc -eq 7 ] && [ $rc2 -eq 7 ] && grep -q "it has '$D1' (a document's name is the path compile was given); nothing was removed" "$TMP/o2" &&
+    "$KVZ" ls --store "$G" | grep -q "doc1.txt" && ok "a name spelt otherwise: the error names the stored one" ||
+    { fail "a name spelt otherwise: exit $rc, $rc2"; cat "$TMP/o" "$TMP/o2"; }
+# names from ls --names through a pipe (lines, or NUL-terminated), none: nothing removed, no gc
+[ "$("$KVZ" ls --store "$G" --names | wc -l)" -eq 6 ] &&
+    "$KVZ" ls --store "$G" --names | grep 'doc[12]\.txt$' | "$KVZ" rm --store "$G" --from - --dry-run >"$TMP/o" 2>&1 &&
+    grep -q "^would remove 2 document(s)" "$TMP/o" &&
+    "$KVZ" ls --store "$G" --names --null | "$KVZ" rm --store "$G" --from - --null --dry-run >"$TMP/o" 2>&1 &&
+    grep -q "^would remove 6 document(s)" "$TMP/o" &&
+    printf '' | "$KVZ" rm --store "$G" --from - --json >"$TMP/o" 2>&1 &&
+    grep -q '"documents_removed":0,"artifacts_dropped":0' "$TMP/o" && [ "$("$KVZ" ls --store "$G" --names | wc -l)" -eq 6 ] &&
+    ok "ls --names | rm --from - (and --null; no names: nothing removed)" || { fail "ls --names | rm --from"; cat "$TMP/o"; }
+"$KVZ" ls --store "$G" --names --null | "$KVZ" rm --store "$G" --from - --dry-run >"$TMP/o" 2>&1; rc=$?
+[ $rc -eq 4 ] && grep -q "need --null" "$TMP/o" && ok "rm --from of NUL-ended names without --null: exit 4" ||
+    { fail "rm --from NUL names without --null: exit $rc"; cat "$TMP/o"; }
 "$KVZ" rm --store "$G" >"$TMP/o" 2>&1; rc=$?
 [ $rc -eq 2 ] && grep -q "name the documents" "$TMP/o" && ok "rm without a name: exit 2" || { fail "rm without a name: exit $rc"; cat "$TMP/o"; }
 "$KVZ" rm --store "$G" "$D1" >"$TMP/o" 2>&1 && grep -q "^removed 1 document(s); dropped 1 artifact(s) and 0 prefix" "$TMP/o" &&
