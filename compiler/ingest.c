@@ -11,6 +11,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fnmatch.h>
+#include <locale.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,13 +75,20 @@ static int glob_match(const char *glob, const char *name)
     return 0;
 }
 
+static int excluded(const kvz_ingest_opts *o, const char *name)
+{
+    for (size_t i = 0; o && i < o->n_exclude; i++)
+        if (glob_match(o->exclude[i], name))
+            return 1;
+    return 0;
+}
+
 static int selected(const kvz_ingest_opts *o, const char *name)
 {
     if (!o)
         return 1;
-    for (size_t i = 0; i < o->n_exclude; i++)
-        if (glob_match(o->exclude[i], name))
-            return 0;
+    if (excluded(o, name))
+        return 0;
     if (o->n_include == 0)
         return 1;
     for (size_t i = 0; i < o->n_include; i++)
@@ -102,6 +111,7 @@ static int push(kvz_source_list *l, const char *name, const char *path, const ch
     s->unread = NULL;
     s->member_at = -1;
     s->link_target = NULL;
+    s->fails = NULL;
     if (!s->name || !s->path || (member && !s->member)) {
         free(s->name), free(s->path), free(s->member);
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory listing documents");
@@ -110,17 +120,46 @@ static int push(kvz_source_list *l, const char *name, const char *path, const ch
     return KVZ_OK;
 }
 
+static void source_free(kvz_source *s)
+{
+    free(s->name), free(s->path), free(s->member), free(s->link_target), free(s->fails);
+}
+
 void kvz_source_list_free(kvz_source_list *l)
 {
-    for (size_t i = 0; i < l->len; i++) {
-        free(l->items[i].name);
-        free(l->items[i].path);
-        free(l->items[i].member);
-        free(l->items[i].link_target);
-    }
+    for (size_t i = 0; i < l->len; i++)
+        source_free(&l->items[i]);
     free(l->items);
     memset(l, 0, sizeof *l);
 }
+
+/* libarchive converts a member name an archive says is UTF-8 (a PAX tar, a
+ * zip with its UTF-8 flag: what Python, 7-Zip, Windows and macOS write) to the
+ * locale's character set; kvz runs in the "C" locale, where a name with any
+ * other character fails ("cannot be converted") and so did the archive. Calls
+ * into libarchive run in this thread under C.UTF-8 instead: such names come
+ * out as their UTF-8 bytes, and names an archive gives no character set (GNU
+ * tar, a zip without the flag) stay the bytes they are, as before. */
+static locale_t utf8_locale;
+static void make_utf8_locale(void) { utf8_locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0); }
+
+/* The locale to give back to archive_locale_leave ((locale_t)0: none was set). */
+static locale_t archive_locale_enter(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, make_utf8_locale);
+    return utf8_locale ? uselocale(utf8_locale) : (locale_t)0;
+}
+
+static void archive_locale_leave(locale_t was)
+{
+    if (was)
+        uselocale(was);
+}
+
+/* archive_read_next_header's outcome: a header read (ARCHIVE_WARN is one read
+ * with a remark, as bsdtar takes it), or not. */
+static int header_read(int r) { return r == ARCHIVE_OK || r == ARCHIVE_WARN; }
 
 static struct archive *archive_open(const char *path)
 {
@@ -184,7 +223,7 @@ static int keep_last_copies(kvz_source_list *out, size_t from)
     for (size_t i = 0; i < n; i++) {
         kvz_source *s = &out->items[from + i];
         if (drop[i])
-            free(s->name), free(s->path), free(s->member), free(s->link_target);
+            source_free(s);
         else
             out->items[kept++] = *s;
     }
@@ -193,7 +232,7 @@ static int keep_last_copies(kvz_source_list *out, size_t from)
     return KVZ_OK;
 }
 
-static int list_archive(const char *path, const kvz_ingest_opts *o, kvz_source_list *out)
+static int list_archive_in(const char *path, const kvz_ingest_opts *o, kvz_source_list *out)
 {
     struct archive *a = archive_open(path);
     if (!a)
@@ -202,7 +241,7 @@ static int list_archive(const char *path, const kvz_ingest_opts *o, kvz_source_l
     kvz_source_list regular = {0}; /* every regular member so far, selected or not: hard links' targets */
     size_t from = out->len;
     int rc = KVZ_OK, r;
-    for (int64_t at = 0; rc == KVZ_OK && (r = archive_read_next_header(a, &e)) == ARCHIVE_OK; at++) {
+    for (int64_t at = 0; rc == KVZ_OK && header_read(r = archive_read_next_header(a, &e)); at++) {
         const char *member = archive_entry_pathname(e), *target = archive_entry_hardlink(e);
         mode_t type = archive_entry_filetype(e);
         if (!member || type == AE_IFDIR)
@@ -243,6 +282,35 @@ static int list_archive(const char *path, const kvz_ingest_opts *o, kvz_source_l
     kvz_source_list_free(&regular);
     archive_read_free(a);
     return rc;
+}
+
+static int list_archive(const char *path, const kvz_ingest_opts *o, kvz_source_list *out)
+{
+    locale_t was = archive_locale_enter();
+    int rc = list_archive_in(path, o, out);
+    archive_locale_leave(was);
+    return rc;
+}
+
+/* An archive met in a folder's walk: one that cannot be listed (damaged, cut
+ * short, not an archive after all) is a document that fails alone, as a file
+ * that cannot be read does, and the rest compiles. */
+static int list_archive_in_walk(const char *path, const kvz_ingest_opts *o, kvz_source_list *out, uint64_t size)
+{
+    size_t from = out->len;
+    int rc = list_archive(path, o, out);
+    if (rc == KVZ_OK || rc == KVZ_ERR_NOMEM)
+        return rc;
+    while (out->len > from) /* the members listed before it failed */
+        source_free(&out->items[--out->len]);
+    char *why = strdup(kvz_last_error());
+    kvz_error_clear();
+    if (!why || (rc = push(out, path, path, NULL, size)) != KVZ_OK) {
+        free(why);
+        return rc == KVZ_OK ? kvz_errorf(KVZ_ERR_NOMEM, "out of memory") : rc;
+    }
+    out->items[out->len - 1].fails = why;
+    return KVZ_OK;
 }
 
 static int by_name(const void *a, const void *b)
@@ -374,8 +442,10 @@ static int list_path(const char *path, const kvz_ingest_opts *o, const walk *w,
             out->items[out->len - 1].unread = "not a regular file (a FIFO, socket or device)";
         return rc;
     }
-    if (is_archive(path))
+    if (is_archive(path) && top)
         return list_archive(path, o, out);
+    if (is_archive(path))
+        return excluded(o, path) ? KVZ_OK : list_archive_in_walk(path, o, out, (uint64_t)st.st_size);
     if (!top && !selected(o, path))
         return KVZ_OK;
     return push(out, path, path, NULL, (uint64_t)st.st_size);
@@ -388,21 +458,45 @@ static int same_source(const kvz_source *a, const kvz_source *b)
            (a->member ? b->member && strcmp(member_name(a->member), member_name(b->member)) == 0 : !b->member);
 }
 
+/* A second source of a name the listing holds (a file "x.zip:a" beside the
+ * archive x.zip holding "a", stdin beside a file called "stdin"): it fails
+ * (said) instead of replacing the first one's document in the store. */
+static int second_of_a_name(const kvz_source *first, kvz_source *s)
+{
+    char kind[64];
+    if (first->member)
+        snprintf(kind, sizeof kind, "a member of the archive");
+    else if (strcmp(first->path, "-") == 0)
+        snprintf(kind, sizeof kind, "standard input: --stdin-name renames it");
+    else
+        snprintf(kind, sizeof kind, "the file");
+    size_t len = strlen(kind) + strlen(first->path) + 200;
+    if (!(s->fails = malloc(len)))
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    snprintf(s->fails, len, "another document of this run has this name (%s%s%s%s, listed before it): one name "
+             "holds one document; rename one of them", kind, strcmp(first->path, "-") ? " '" : "",
+             strcmp(first->path, "-") ? first->path : "", strcmp(first->path, "-") ? "'" : "");
+    return KVZ_OK;
+}
+
 /* A document reached twice (a file named and its folder, or named twice) is
  * listed once, where first reached: compiled twice it would count twice. Two
- * sources under one name (stdin and a file called "stdin") both stay. */
+ * sources under one name both stay, the later failing (second_of_a_name). */
 static int drop_repeats(kvz_source_list *l)
 {
     kvz_str_map seen;
     KVZ_TRY(kvz_str_map_init(&seen, l->len));
     size_t kept = 0;
+    int rc = KVZ_OK;
     for (size_t i = 0; i < l->len; i++) {
         kvz_source *s = &l->items[i];
         int32_t first = kvz_str_map_get(&seen, s->name, strlen(s->name));
         if (first >= 0 && same_source(&l->items[first], s)) {
-            free(s->name), free(s->path), free(s->member), free(s->link_target);
+            source_free(s);
             continue;
         }
+        if (first >= 0 && !s->fails && rc == KVZ_OK) /* under one name, the later would replace the former */
+            rc = second_of_a_name(&l->items[first], s);
         l->items[kept] = *s;
         if (first < 0) /* keys view the names, which stay where they are until freed */
             kvz_str_map_put(&seen, l->items[kept].name, (uint32_t)strlen(s->name), (int32_t)kept);
@@ -410,7 +504,7 @@ static int drop_repeats(kvz_source_list *l)
     }
     l->len = kept;
     kvz_str_map_free(&seen);
-    return KVZ_OK;
+    return rc;
 }
 
 int kvz_ingest_list(const char *const *paths, size_t n_paths, const kvz_ingest_opts *opts,
@@ -458,7 +552,12 @@ static int under_path(const char *path, const kvz_ingest_opts *o, const char *na
         if ((sep && name[n] != '/') || !name[n + sep])
             return 0;
         const char *member = member_of(name + n + sep); /* an archive below the folder */
-        return selected(o, member ? member : name);     /* as list_path and list_archive select */
+        if (!member)
+            return selected(o, name); /* as list_path and list_archive select */
+        char *archive = strndup(name, (size_t)(member - 1 - name));
+        int in = archive && !excluded(o, archive) && selected(o, member);
+        free(archive);
+        return in;
     }
     return S_ISREG(st.st_mode) && is_archive(path) && name[n] == ':' &&
            name[n + 1] && selected(o, name + n + 1);
@@ -650,8 +749,8 @@ static int read_member(struct archive *a, uint64_t limit, char **data, size_t *l
 /* Members are read in listing order with one open archive, each at its
  * place; one behind the cursor (the same archive named twice, a hard link's
  * target) reopens it. */
-static int read_from_archive(kvz_doc_reader *r, const kvz_source *s, uint64_t limit, char **data,
-                             size_t *len)
+static int read_from_archive_in(kvz_doc_reader *r, const kvz_source *s, uint64_t limit, char **data,
+                                size_t *len)
 {
     if (!r->archive || strcmp(r->archive_path, s->path) != 0 || s->member_at < r->archive_next) {
         close_archive(r);
@@ -663,7 +762,7 @@ static int read_from_archive(kvz_doc_reader *r, const kvz_source *s, uint64_t li
     }
     const char *want = s->link_target ? s->link_target : s->member;
     struct archive_entry *e;
-    while (archive_read_next_header(r->archive, &e) == ARCHIVE_OK) {
+    while (header_read(archive_read_next_header(r->archive, &e))) {
         const char *member = archive_entry_pathname(e);
         if (r->archive_next++ != s->member_at)
             continue;
@@ -675,6 +774,14 @@ static int read_from_archive(kvz_doc_reader *r, const kvz_source *s, uint64_t li
     close_archive(r);
     return kvz_errorf(KVZ_ERR_IO, "member '%s' vanished from archive '%s' (changed since it was listed?)", want,
                       s->path);
+}
+
+static int read_from_archive(kvz_doc_reader *r, const kvz_source *s, uint64_t limit, char **data, size_t *len)
+{
+    locale_t was = archive_locale_enter();
+    int rc = read_from_archive_in(r, s, limit, data, len);
+    archive_locale_leave(was);
+    return rc;
 }
 
 int kvz_doc_file_hash(const char *path, const kvz_ingest_opts *opts, uint8_t hash[16])
@@ -700,6 +807,8 @@ int kvz_doc_reader_read(kvz_doc_reader *r, size_t i, kvz_document *doc)
     uint64_t limit = max_bytes(r->opts);
     if (s->unread)
         return kvz_errorf(KVZ_ERR_FORMAT, "%s", s->unread);
+    if (s->fails)
+        return kvz_errorf(KVZ_ERR_IO, "%s", s->fails);
     if (s->size > limit)
         return kvz_errorf(KVZ_ERR_FORMAT, "larger than %llu bytes", (unsigned long long)limit);
     char *data = NULL;
@@ -718,9 +827,14 @@ int kvz_doc_reader_read(kvz_doc_reader *r, size_t i, kvz_document *doc)
         return kvz_errorf(KVZ_ERR_FORMAT, "larger than %llu bytes", (unsigned long long)limit);
     }
     int packed = looks_packed((const uint8_t *)data, len); /* before normalising moves bytes */
+    const uint8_t *d = (const uint8_t *)data;
+    int utf16 = len >= 2 && ((d[0] == 0xff && d[1] == 0xfe) || (d[0] == 0xfe && d[1] == 0xff));
     rc = kvz_text_normalise(data, &len);
     if (rc != KVZ_OK) {
         free(data);
+        if (utf16) /* what Windows' tools (PowerShell's Out-File, Notepad's "Unicode") write */
+            return kvz_errorf(KVZ_ERR_FORMAT, "UTF-16 text (it opens with UTF-16's byte-order mark); documents are "
+                              "UTF-8: iconv -f UTF-16 -t UTF-8 converts it");
         if (packed) /* not text, and a compressor's or archive's signature: say which */
             return kvz_errorf(KVZ_ERR_FORMAT, strcmp(s->path, "-") == 0
                               ? "compressed or an archive: archives are opened from files (.tar, .tar.gz, "

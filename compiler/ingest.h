@@ -33,6 +33,8 @@ typedef struct kvz_source {
     int64_t member_at;  /* archive members: the entry whose data is the document's, by its
                            place in the archive (a hard link's: its target's) */
     char *link_target;  /* a hard link member: its target's name, or NULL */
+    char *fails;        /* why reading it fails, found when listing (an archive in a folder
+                           that cannot be listed, a second source of one name), or NULL */
 } kvz_source;
 
 typedef struct kvz_source_list {
@@ -47,9 +49,13 @@ typedef struct kvz_source_list {
  * name it holds twice is the later copy (as `tar -x` leaves it); its symbolic
  * links, devices and FIFOs are listed unread, to be reported skipped; so is
  * a link met in a folder's walk to a file outside that folder (a link to a
- * folder met there is not followed at all).
+ * folder met there is not followed at all). An archive met in a walk that
+ * cannot be listed is listed as one source that fails (`fails`), and so is a
+ * second source of a name already listed; an archive the exclude globs match
+ * by its own name is passed over. Member names a PAX tar or a flagged zip
+ * holds in UTF-8 are their UTF-8 bytes; other names are the archive's bytes.
  * Errors: KVZ_ERR_NOT_FOUND for a path that does not exist, KVZ_ERR_FORMAT
- * for an unreadable archive. */
+ * for an unreadable archive named in `paths`. */
 int kvz_ingest_list(const char *const *paths, size_t n_paths, const kvz_ingest_opts *opts,
                     kvz_source_list *out);
 void kvz_source_list_free(kvz_source_list *l);

@@ -40,18 +40,26 @@ static int count_tokens(const kvz_tokenizer *t, const char *text, size_t len, kv
     return kvz_tokenize(t, text, len, 0, out);
 }
 
+/* A line's end: LF, or a lone CR (a classic Mac text; CRLF is LF by now). */
+static int line_break(char c) { return c == '\n' || c == '\r'; }
+
 /* End of the piece starting at `at`: after the next blank line, or with
- * by_line after the next newline; the text's end otherwise. */
+ * by_line after the next line's end; the text's end otherwise. */
 static size_t piece_end(const char *text, size_t len, size_t at, int by_line)
 {
-    const char *p = text + at, *end = text + len;
-    const char *hit = by_line ? memchr(p, '\n', (size_t)(end - p)) : memmem(p, (size_t)(end - p), "\n\n", 2);
-    if (!hit)
-        return len;
-    size_t e = (size_t)(hit - text) + (by_line ? 1 : 2);
-    while (!by_line && e < len && text[e] == '\n')
-        e++; /* keep runs of blank lines with the paragraph they close */
-    return e;
+    for (size_t i = at; i < len; i++) {
+        if (!line_break(text[i]))
+            continue;
+        if (by_line)
+            return i + 1;
+        if (i + 1 < len && line_break(text[i + 1])) {
+            size_t e = i + 2;
+            while (e < len && line_break(text[e]))
+                e++; /* keep runs of blank lines with the paragraph they close */
+            return e;
+        }
+    }
+    return len;
 }
 
 /* A piece alone over the limit: its tokens are cut into full-size segments

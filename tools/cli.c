@@ -305,7 +305,8 @@ int cli_parse_weights(const char *s, int *policy)
 
 /* The character that opens s[0..len) as a terminal line shows it, into out
  * (its length; at most 4 bytes and a NUL), *used: the bytes of s it took. A
- * control byte (newline, escape, ...) or a byte that is not UTF-8 as \xNN. */
+ * control byte (newline, escape, ...) or a byte that is not UTF-8 as \xNN, a
+ * backslash as \\ (as bash's $'...' reads them back). */
 static size_t shown_char(const char *s, size_t len, char out[5], size_t *used)
 {
     unsigned char ch = (unsigned char)s[0];
@@ -317,6 +318,8 @@ static size_t shown_char(const char *s, size_t len, char out[5], size_t *used)
     }
     if (k == 0 || ch < 0x20 || ch == 0x7f)
         return (size_t)snprintf(out, 5, "\\x%02x", ch);
+    if (ch == '\\') /* else "a\x0ab" would show a newline's name and a backslash's alike */
+        return (size_t)snprintf(out, 5, "\\\\");
     out[0] = (char)ch;
     return 1;
 }

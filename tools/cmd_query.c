@@ -64,7 +64,8 @@ static const char HELP[] =
     "UTF-8: exit 2). A question too long for the reserve, or one read from stdin\n"
     "that is not UTF-8, is reported (with --json, as an object with \"question\" and\n"
     "\"error\") and the next one answered; the exit code is then that of the last\n"
-    "such failure: 10 (too long) or 2 (not UTF-8). Blank lines on stdin are skipped.\n"
+    "such failure: 10 (too long) or 2 (not UTF-8). Blank lines on stdin are skipped,\n"
+    "and a UTF-8 byte-order mark before the first question (Notepad's) dropped.\n"
     "With --json, an answer cut short in the middle of a character (--max-tokens)\n"
     "ends before that character.\n";
 
@@ -313,7 +314,7 @@ int cmd_query(int argc, char **argv)
         int tty = isatty(STDIN_FILENO);
         char *line = NULL;
         size_t cap = 0;
-        for (;;) {
+        for (int first = 1;; first = 0) {
             if (tty) {
                 fprintf(stderr, "> ");
                 fflush(stderr);
@@ -329,6 +330,8 @@ int cmd_query(int argc, char **argv)
                 break;
             while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
                 line[--n] = '\0';
+            if (first && n >= 3 && memcmp(line, "\xef\xbb\xbf", 3) == 0) /* a file saved with a BOM (Notepad) */
+                memmove(line, line + 3, (size_t)(n -= 3) + 1);
             if (line[strspn(line, " \t\r\n")] == '\0') /* a blank line, spaces or not */
                 continue;
             int label = !tty; /* piped: which answer is whose; typed: the question is on the screen */

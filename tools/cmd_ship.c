@@ -1143,9 +1143,12 @@ int cmd_export(int argc, char **argv)
         st = get_artifact(t, e->artifact_ids[a.segment ? a.segment - 1 : 0], doc, &art);
     if (st == KVZ_OK)
         st = kvz_atomic_file_put(a.output, art.data, art.size);
-    if (st == KVZ_OK && !a.quiet)
-        fprintf(cli_report_stream(a.output), "%s: %s, segment %u of %u, %zu bytes -> %s\n", doc, e->summary,
-                art.manifest.segment + 1, art.manifest.n_segments, art.size, a.output);
+    if (st == KVZ_OK && !a.quiet) {
+        char shown[CLI_SHOWN_MAX], shown_output[CLI_SHOWN_MAX];
+        fprintf(cli_report_stream(a.output), "%s: %s, segment %u of %u, %zu bytes -> %s\n",
+                cli_shown(shown, doc, strlen(doc)), e->summary, art.manifest.segment + 1, art.manifest.n_segments,
+                art.size, cli_shown(shown_output, a.output, strlen(a.output)));
+    }
     kvz_doc_record_free(&rec);
     kvz_store_read_end(t);
     kvz_store_close(s);

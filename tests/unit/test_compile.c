@@ -550,6 +550,16 @@ static void test_segments(void **state)
             assert_true(text[segs.items[i].start + segs.items[i].len - 1] == '\n');
     }
     assert_int_equal(covered, len);
+    /* the same text with classic Mac line ends (lone CRs) is cut at them too
+     * (it was cut by tokens, mid-sentence) */
+    for (size_t i = 0; i < len; i++)
+        text[i] = text[i] == '\n' ? '\r' : text[i];
+    kvz_segments cr;
+    CHECK_OK(kvz_segment_text(model->tokenizer, text, len, 300, &cr));
+    assert_true(cr.len >= 4);
+    for (size_t i = 0; i + 1 < cr.len; i++)
+        assert_true(text[cr.items[i].start + cr.items[i].len - 1] == '\r');
+    kvz_segments_free(&cr);
     kvz_segments_free(&segs);
     free(text);
     /* many short paragraphs: each blank line is one token counted alone and two
