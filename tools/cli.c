@@ -303,15 +303,32 @@ int cli_parse_weights(const char *s, int *policy)
     return 0;
 }
 
+#define SHOWN_CHAR_MAX 8 /* one character shown: "\\u202e" and its NUL, the longest */
+
+/* Whether the character s[0..3) reorders the text around it: the bidi
+ * embeddings, overrides and isolates (U+202A..U+202E, U+2066..U+2069), with
+ * which "report\u202etxt.exe" reads as "reportexe.txt". */
+static int reorders(const unsigned char *s)
+{
+    return s[0] == 0xe2 && ((s[1] == 0x80 && s[2] >= 0xaa && s[2] <= 0xae) || (s[1] == 0x81 && s[2] >= 0xa6 &&
+                                                                              s[2] <= 0xa9));
+}
+
 /* The character that opens s[0..len) as a terminal line shows it, into out
- * (its length; at most 4 bytes and a NUL), *used: the bytes of s it took. A
+ * (its length; at most 6 bytes and a NUL), *used: the bytes of s it took. A
  * control byte (newline, escape, ...) or a byte that is not UTF-8 as \xNN, a
- * backslash as \\ (as bash's $'...' reads them back). */
-static size_t shown_char(const char *s, size_t len, char out[5], size_t *used)
+ * character that reorders the line as \uNNNN, a backslash as \\ (as bash's
+ * $'...' reads them back). */
+static size_t shown_char(const char *s, size_t len, char out[SHOWN_CHAR_MAX], size_t *used)
 {
     unsigned char ch = (unsigned char)s[0];
     size_t k = ch < 0x80 ? 1 : kvz_utf8_valid_prefix((const uint8_t *)s, len);
     *used = k ? k : 1;
+    if (k == 3 && reorders((const unsigned char *)s)) {
+        const unsigned char *u = (const unsigned char *)s;
+        return (size_t)snprintf(out, SHOWN_CHAR_MAX, "\\u%04x", ((u[0] & 0x0fu) << 12) | ((u[1] & 0x3fu) << 6) |
+                                                                     (u[2] & 0x3fu));
+    }
     if (k > 1) {
         memcpy(out, s, k);
         return k;
@@ -401,7 +418,7 @@ int cli_pad_width(const char *s, int columns)
 void cli_put_shown(FILE *f, const char *s)
 {
     for (size_t len = strlen(s), i = 0, used; i < len; i += used) {
-        char one[5];
+        char one[SHOWN_CHAR_MAX];
         fwrite(one, 1, shown_char(s + i, len - i, one, &used), f);
     }
 }

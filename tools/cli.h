@@ -79,9 +79,10 @@ int cli_parse_weights(const char *s, int *policy);
 void cli_json_string(FILE *f, const char *s, size_t len);
 
 /* A document name as a terminal line shows it: each control byte (newline,
- * escape, ...) and each byte that is not UTF-8 as \xNN, and a backslash as \\
- * (bash's $'...' reads both back), so a name cannot break a listing's lines or
- * move the cursor, and two names never show alike; characters as they are
+ * escape, ...) and each byte that is not UTF-8 as \xNN, a bidi control (that
+ * would reorder the line) as \uNNNN and a backslash as \\ (bash's $'...' reads
+ * them back), so a name cannot break a listing's lines, move the cursor or
+ * pass for another, and two names never show alike; characters as they are
  * (--json keeps them). Returns buf, cut with "..." past its end; CLI_SHOWN_MAX holds any
  * name a store takes. */
 #define CLI_SHOWN_MAX (4 * 512 + 4)

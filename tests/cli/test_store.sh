@@ -705,6 +705,11 @@ cp "$TMP/corpus/doc2.txt" "$TMP/odd/two\\x0alines.txt"
     "$KVZ" ls --store "$TMP/s8" | grep -qF 'two\x0alines\x1b[31m.txt ' &&
     ok "a backslash in a name shows doubled: the newline's twin apart, rm \$'...' of what ls shows removes that one" ||
     { fail "a backslash in a name"; cat -v "$TMP/o" "$TMP/e"; }
+# a bidi override in a name is shown as \u202e: 'report<U+202E>txt.exe' read as 'reportexe.txt'
+mkdir -p "$TMP/bidi" && cp "$TMP/corpus/doc0.txt" "$TMP/bidi/$(printf 'report\342\200\256txt.exe')"
+"$KVZ" compile "$TMP/bidi" --store "$TMP/s_bidi" --model "$MODEL" --method recent >/dev/null 2>"$TMP/e" &&
+    "$KVZ" ls --store "$TMP/s_bidi" >"$TMP/o" && grep -qF 'report\u202etxt.exe ' "$TMP/o" && grep -qF 'report\u202etxt.exe: ' "$TMP/e" &&
+    ok "a bidi override in a name: shown as \\u202e by compile and ls" || { fail "a bidi override in a name"; cat -v "$TMP/o" "$TMP/e"; }
 # a name longer than the store's keys (511 bytes) fails alone, before any work
 long=$(printf '%0200d' 0)
 mkdir -p "$TMP/long/$long/$long" && cp "$TMP/corpus/doc0.txt" "$TMP/long/$long/$long/$long.txt" && cp "$TMP/corpus/doc0.txt" "$TMP/long/short.txt"
