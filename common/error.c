@@ -32,10 +32,23 @@ void kvz_error_clear(void) { error_message[0] = '\0'; }
 
 int kvz_errorf(int status, const char *fmt, ...)
 {
-    va_list ap;
+    va_list ap, again;
     va_start(ap, fmt);
-    vsnprintf(error_message, sizeof error_message, fmt, ap);
+    va_copy(again, ap);
+    int n = vsnprintf(error_message, sizeof error_message, fmt, ap);
     va_end(ap);
+    if (n >= (int)sizeof error_message) {
+        /* a long path in it: its start and its end kept, where the reason is */
+        char *whole = malloc((size_t)n + 1);
+        if (whole && vsnprintf(whole, (size_t)n + 1, fmt, again) == n) {
+            size_t head = sizeof error_message / 3, tail = sizeof error_message - head - 4;
+            memcpy(error_message, whole, head);
+            memcpy(error_message + head, "...", 3);
+            memcpy(error_message + head + 3, whole + (size_t)n - tail, tail + 1);
+        }
+        free(whole);
+    }
+    va_end(again);
     return status;
 }
 

@@ -1165,6 +1165,22 @@ int kvz_store_scan(kvz_store_txn *t, kvz_store_db db, kvz_store_visit_fn fn, voi
     return rc == MDB_NOTFOUND ? KVZ_OK : lmdb_error(rc, "scanning", t->store->path);
 }
 
+int kvz_store_free_bytes(kvz_store_txn *t, uint64_t *bytes)
+{
+    *bytes = 0;
+    if (t->store->empty)
+        return KVZ_OK;
+    MDB_stat st;
+    uint64_t pages = 0;
+    int rc = LMDB_CALL(mdb_env_stat(t->store->env, &st));
+    if (rc == 0)
+        rc = free_pages_in(t->txn, 0, UINT64_MAX, &pages);
+    if (rc)
+        return lmdb_error(rc, "reading its free pages", t->store->path);
+    *bytes = pages * st.ms_psize;
+    return KVZ_OK;
+}
+
 int kvz_store_count(kvz_store_txn *t, kvz_store_db db, size_t *entries)
 {
     *entries = 0;

@@ -118,4 +118,9 @@ int kvz_store_scan(kvz_store_txn *t, kvz_store_db db, kvz_store_visit_fn fn, voi
 /* Entries and bytes in use, for `kvz ls` and `kvz stats`. */
 int kvz_store_count(kvz_store_txn *t, kvz_store_db db, size_t *entries);
 
+/* The bytes of data.mdb's pages on LMDB's free list in the read `t` (freed by
+ * earlier writes; later writes reuse them, the file never shrinks), for
+ * `kvz stats`. */
+int kvz_store_free_bytes(kvz_store_txn *t, uint64_t *bytes);
+
 #endif

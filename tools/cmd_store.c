@@ -754,7 +754,10 @@ int cmd_stats(int argc, char **argv)
         "bytes documents reference: `kvz gc` drops the rest), shared prefixes, tokens\n"
         "(each document once, as its newest configuration counts them), and\n"
         "per compile configuration the bytes per original token and the size against\n"
-        "the f16 full cache of the same documents; the size of data.mdb on disk.\n"
+        "the f16 full cache of the same documents; the size of data.mdb on disk and\n"
+        "how much of it is free pages (\"free_bytes\": left by removed or replaced\n"
+        "artifacts; later writes reuse them, the file does not shrink: `mdb_copy -c\n"
+        "DIR NEW` writes a compacted copy, which README's \"Compacting a store\" swaps in).\n"
         "\n"
         "--json: one object. \"configurations\" and \"forms\" count compiled forms (a\n"
         "document in two configurations counts 2); \"by_config\" has a row per\n"
@@ -796,15 +799,19 @@ int cmd_stats(int argc, char **argv)
         else
             snprintf(sg->label, sizeof sg->label, "%s", shown);
     }
+    uint64_t free_bytes = 0;
+    if (st == KVZ_OK)
+        st = kvz_store_free_bytes(c->t, &free_bytes);
     if (st == KVZ_OK) {
         uint64_t disk = file_bytes(a.store);
         if (a.json) {
             printf("{\"documents\":%zu,\"configurations\":%zu,\"forms\":%zu,\"artifacts\":%zu,\"artifact_bytes\":%llu,"
                    "\"referenced_bytes\":%llu,\"prefixes\":%zu,\"prefix_bytes\":%llu,\"tokens\":%llu,"
-                   "\"file_bytes\":%llu,\"unreadable\":%zu,\"by_config\":[",
+                   "\"file_bytes\":%llu,\"free_bytes\":%llu,\"unreadable\":%zu,\"by_config\":[",
                    c->docs, c->configs, c->configs, arts.n, (unsigned long long)arts.bytes,
                    (unsigned long long)arts.referenced_bytes, prefixes.n, (unsigned long long)prefixes.bytes,
-                   (unsigned long long)c->tokens, (unsigned long long)disk, c->unreadable);
+                   (unsigned long long)c->tokens, (unsigned long long)disk, (unsigned long long)free_bytes,
+                   c->unreadable);
             for (size_t g = 0; g < c->groups_used; g++) {
                 const stats_group *sg = &c->groups[g];
                 printf("%s{\"summary\":", g ? "," : "");
@@ -820,7 +827,13 @@ int cmd_stats(int argc, char **argv)
             }
             printf("],\"configurations_not_broken_out\":%zu}\n", c->other_groups); /* past the first 64 kinds */
         } else {
-            printf("store %s: %.1f MB on disk\n", a.store, disk / 1048576.0);
+            printf("store %s: %.1f MB on disk", a.store, disk / 1048576.0);
+            if (free_bytes >= disk / 4 && free_bytes >= (4u << 20)) /* worth a copy */
+                printf(", %.1f MB of it free (later writes reuse it; mdb_copy -c writes a compacted copy: README)",
+                       free_bytes / 1048576.0);
+            else if (free_bytes >= (64u << 10))
+                printf(", %.1f MB of it free (later writes reuse it)", free_bytes / 1048576.0);
+            putchar('\n');
             printf("  %zu document(s) of %llu tokens, %zu form(s)\n", c->docs, (unsigned long long)c->tokens,
                    c->configs);
             printf("  %zu artifact(s), %.1f KB; documents reference %.1f KB%s\n", arts.n, arts.bytes / 1024.0,

@@ -670,7 +670,7 @@ D1="$TMP/corpus/doc1.txt"
 "$KVZ" rm --store "$G" "$D1" >"$TMP/o" 2>&1 && grep -q "^removed 1 document(s); dropped 1 artifact(s) and 0 prefix" "$TMP/o" &&
     ! "$KVZ" ls --store "$G" | grep -q "doc1.txt" && "$KVZ" verify --store "$G" >/dev/null 2>&1 &&
     "$KVZ" stats --store "$G" --json >"$TMP/o2" &&
-    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['documents']==5 and d['artifact_bytes']==d['referenced_bytes'], d" "$TMP/o2" &&
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['documents']==5 and d['artifact_bytes']==d['referenced_bytes'] and 0 < d['free_bytes'] < d['file_bytes'], d" "$TMP/o2" &&
     ok "rm: the document and its artifact gone, the rest verifies" || { fail "rm"; cat "$TMP/o" "$TMP/o2"; }
 "$KVZ" query --store "$G" --doc "$D1" --max-tokens 2 "$Q" >/dev/null 2>"$TMP/o"; rc=$?
 [ $rc -eq 7 ] && "$KVZ" query --store "$G" --doc "$DOC" --max-tokens 2 "$Q" >/dev/null 2>&1 &&

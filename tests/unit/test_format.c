@@ -104,6 +104,17 @@ static void test_error_context_chain(void **state)
     kvz_error_context(KVZ_ERR_FORMAT, "%s", long_text); /* the newest fills the buffer alone */
     assert_int_equal(strlen(kvz_last_error()), 1023);
     assert_int_equal(kvz_last_error()[0], 'x');
+    /* a message past the buffer (a long path in it) keeps its start and its
+     * end, where the reason is (it was cut inside the path) */
+    char path[1500];
+    memset(path, 'p', sizeof path - 1);
+    path[sizeof path - 1] = '\0';
+    kvz_errorf(KVZ_ERR_IO, "cannot read '%s': %s", path, "File name too long");
+    const char *why = "': File name too long";
+    assert_int_equal(strlen(kvz_last_error()), 1023);
+    assert_memory_equal(kvz_last_error(), "cannot read 'ppp", 16);
+    assert_non_null(strstr(kvz_last_error(), "ppp...ppp"));
+    assert_string_equal(kvz_last_error() + 1023 - strlen(why), why);
     kvz_error_clear();
 }
 
