@@ -41,10 +41,14 @@ int kvz_errorf(int status, const char *fmt, ...)
         /* a long path in it: its start and its end kept, where the reason is */
         char *whole = malloc((size_t)n + 1);
         if (whole && vsnprintf(whole, (size_t)n + 1, fmt, again) == n) {
-            size_t head = sizeof error_message / 3, tail = sizeof error_message - head - 4;
+            size_t head = sizeof error_message / 3, from = (size_t)n - (sizeof error_message - head - 4);
+            while (head > 0 && ((unsigned char)whole[head] & 0xc0) == 0x80)
+                head--; /* both cuts between UTF-8 characters */
+            while (from < (size_t)n && ((unsigned char)whole[from] & 0xc0) == 0x80)
+                from++;
             memcpy(error_message, whole, head);
             memcpy(error_message + head, "...", 3);
-            memcpy(error_message + head + 3, whole + (size_t)n - tail, tail + 1);
+            memcpy(error_message + head + 3, whole + from, (size_t)n - from + 1);
         }
         free(whole);
     }

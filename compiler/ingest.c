@@ -141,7 +141,12 @@ void kvz_source_list_free(kvz_source_list *l)
  * out as their UTF-8 bytes, and names an archive gives no character set (GNU
  * tar, a zip without the flag) stay the bytes they are, as before. */
 static locale_t utf8_locale;
-static void make_utf8_locale(void) { utf8_locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0); }
+static void make_utf8_locale(void)
+{
+    static const char *const names[] = {"C.UTF-8", "C.utf8", "en_US.UTF-8", "en_US.utf8"};
+    for (size_t i = 0; i < sizeof names / sizeof *names && !utf8_locale; i++)
+        utf8_locale = newlocale(LC_CTYPE_MASK, names[i], (locale_t)0);
+}
 
 /* The locale to give back to archive_locale_leave ((locale_t)0: none was set). */
 static locale_t archive_locale_enter(void)
@@ -160,6 +165,15 @@ static void archive_locale_leave(locale_t was)
 /* archive_read_next_header's outcome: a header read (ARCHIVE_WARN is one read
  * with a remark, as bsdtar takes it), or not. */
 static int header_read(int r) { return r == ARCHIVE_OK || r == ARCHIVE_WARN; }
+
+/* A member's name: the archive's bytes, or the UTF-8 it states; NULL where
+ * neither can be had (a name no locale here converts: the caller says so,
+ * never passing over a member in silence). */
+static const char *entry_name(struct archive_entry *e)
+{
+    const char *name = archive_entry_pathname(e);
+    return name ? name : archive_entry_pathname_utf8(e);
+}
 
 static struct archive *archive_open(const char *path)
 {
@@ -242,9 +256,16 @@ static int list_archive_in(const char *path, const kvz_ingest_opts *o, kvz_sourc
     size_t from = out->len;
     int rc = KVZ_OK, r;
     for (int64_t at = 0; rc == KVZ_OK && header_read(r = archive_read_next_header(a, &e)); at++) {
-        const char *member = archive_entry_pathname(e), *target = archive_entry_hardlink(e);
+        const char *member = entry_name(e), *target = archive_entry_hardlink(e);
+        if (!target)
+            target = archive_entry_hardlink_utf8(e);
         mode_t type = archive_entry_filetype(e);
-        if (!member || type == AE_IFDIR)
+        if (!member) {
+            rc = kvz_errorf(KVZ_ERR_FORMAT, "archive '%s': the name of its entry %lld cannot be read: %s", path,
+                            (long long)at + 1, archive_error_string(a));
+            break;
+        }
+        if (type == AE_IFDIR)
             continue;
         if (!target && type == AE_IFREG) {
             rc = push(&regular, member_name(member), path, NULL, (uint64_t)archive_entry_size(e));
@@ -305,9 +326,11 @@ static int list_archive_in_walk(const char *path, const kvz_ingest_opts *o, kvz_
         source_free(&out->items[--out->len]);
     char *why = strdup(kvz_last_error());
     kvz_error_clear();
-    if (!why || (rc = push(out, path, path, NULL, size)) != KVZ_OK) {
+    if (!why)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    if ((rc = push(out, path, path, NULL, size)) != KVZ_OK) {
         free(why);
-        return rc == KVZ_OK ? kvz_errorf(KVZ_ERR_NOMEM, "out of memory") : rc;
+        return rc;
     }
     out->items[out->len - 1].fails = why;
     return KVZ_OK;
@@ -467,15 +490,17 @@ static int second_of_a_name(const kvz_source *first, kvz_source *s)
     if (first->member)
         snprintf(kind, sizeof kind, "a member of the archive");
     else if (strcmp(first->path, "-") == 0)
-        snprintf(kind, sizeof kind, "standard input: --stdin-name renames it");
+        snprintf(kind, sizeof kind, "standard input");
     else
         snprintf(kind, sizeof kind, "the file");
     size_t len = strlen(kind) + strlen(first->path) + 200;
     if (!(s->fails = malloc(len)))
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    int piped = strcmp(first->path, "-") == 0 || strcmp(s->path, "-") == 0;
     snprintf(s->fails, len, "another document of this run has this name (%s%s%s%s, listed before it): one name "
-             "holds one document; rename one of them", kind, strcmp(first->path, "-") ? " '" : "",
-             strcmp(first->path, "-") ? first->path : "", strcmp(first->path, "-") ? "'" : "");
+             "holds one document; rename one of them%s", kind, strcmp(first->path, "-") ? " '" : "",
+             strcmp(first->path, "-") ? first->path : "", strcmp(first->path, "-") ? "'" : "",
+             piped ? " (--stdin-name names the one read from stdin)" : "");
     return KVZ_OK;
 }
 
@@ -763,10 +788,11 @@ static int read_from_archive_in(kvz_doc_reader *r, const kvz_source *s, uint64_t
     const char *want = s->link_target ? s->link_target : s->member;
     struct archive_entry *e;
     while (header_read(archive_read_next_header(r->archive, &e))) {
-        const char *member = archive_entry_pathname(e);
+        const char *member = entry_name(e);
         if (r->archive_next++ != s->member_at)
             continue;
         if (member && archive_entry_filetype(e) == AE_IFREG && !archive_entry_hardlink(e) &&
+            !archive_entry_hardlink_utf8(e) &&
             strcmp(member_name(member), member_name(want)) == 0) /* as listed: "./a" is "a" */
             return read_member(r->archive, limit, data, len);
         break; /* another entry there now: the archive changed since it was listed */
@@ -807,8 +833,15 @@ int kvz_doc_reader_read(kvz_doc_reader *r, size_t i, kvz_document *doc)
     uint64_t limit = max_bytes(r->opts);
     if (s->unread)
         return kvz_errorf(KVZ_ERR_FORMAT, "%s", s->unread);
-    if (s->fails)
+    if (s->fails) {
+        if (strcmp(s->path, "-") == 0) { /* read all the same: its writer expects it read to the end */
+            char *unused = NULL;
+            size_t unused_len = 0;
+            if (kvz_read_file_at_most("/dev/stdin", limit, &unused, &unused_len) == KVZ_OK)
+                free(unused);
+        }
         return kvz_errorf(KVZ_ERR_IO, "%s", s->fails);
+    }
     if (s->size > limit)
         return kvz_errorf(KVZ_ERR_FORMAT, "larger than %llu bytes", (unsigned long long)limit);
     char *data = NULL;

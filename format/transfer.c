@@ -428,12 +428,16 @@ typedef struct near_names {
     size_t plain_len;
     char *buf; /* a stored name's plain spelling */
     char list[1400];
-    size_t listed, more;
+    size_t listed, more, seen;
 } near_names;
+
+#define NEAR_NAMES_LOOKED_AT 100000 /* a service asked for unknown names: a bounded hint */
 
 static int note_near_name(void *ctx, const void *key, size_t key_len, const void *val, size_t val_len)
 {
     near_names *nn = ctx;
+    if (++nn->seen > NEAR_NAMES_LOOKED_AT)
+        return KVZ_ERR_RANGE; /* stops the scan: the names so far are the hint */
     size_t want_len, have_len;
     const char *want = file_part(nn->name, strlen(nn->name), &want_len);
     const char *have = file_part(key, key_len, &have_len);
@@ -466,7 +470,8 @@ int kvz_document_missing(kvz_store_txn *t, const char *name, const char *store_p
     nn.buf = malloc(4096);
     if (nn.plain && nn.buf) {
         nn.plain_len = path_spelt_plainly(name, n, nn.plain);
-        if (kvz_store_scan(t, KVZ_DB_DOCS, note_near_name, &nn) != KVZ_OK)
+        int rc = kvz_store_scan(t, KVZ_DB_DOCS, note_near_name, &nn);
+        if (rc != KVZ_OK && rc != KVZ_ERR_RANGE)
             nn.listed = 0; /* only a hint: the error stays "not found" */
     }
     free(nn.plain);

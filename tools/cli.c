@@ -303,7 +303,7 @@ int cli_parse_weights(const char *s, int *policy)
     return 0;
 }
 
-#define SHOWN_CHAR_MAX 8 /* one character shown: "\\u202e" and its NUL, the longest */
+#define SHOWN_CHAR_MAX 13 /* one character shown: "\\xe2\\x80\\xae" and its NUL, the longest */
 
 /* Whether the character s[0..3) reorders the text around it: the bidi
  * embeddings, overrides and isolates (U+202A..U+202E, U+2066..U+2069), with
@@ -317,8 +317,8 @@ static int reorders(const unsigned char *s)
 /* The character that opens s[0..len) as a terminal line shows it, into out
  * (its length; at most 6 bytes and a NUL), *used: the bytes of s it took. A
  * control byte (newline, escape, ...) or a byte that is not UTF-8 as \xNN, a
- * character that reorders the line as \uNNNN, a backslash as \\ (as bash's
- * $'...' reads them back). */
+ * character that reorders the line as its bytes so (\xe2\x80\xae), a
+ * backslash as \\ (as bash's $'...' reads them back, in any locale). */
 static size_t shown_char(const char *s, size_t len, char out[SHOWN_CHAR_MAX], size_t *used)
 {
     unsigned char ch = (unsigned char)s[0];
@@ -326,8 +326,7 @@ static size_t shown_char(const char *s, size_t len, char out[SHOWN_CHAR_MAX], si
     *used = k ? k : 1;
     if (k == 3 && reorders((const unsigned char *)s)) {
         const unsigned char *u = (const unsigned char *)s;
-        return (size_t)snprintf(out, SHOWN_CHAR_MAX, "\\u%04x", ((u[0] & 0x0fu) << 12) | ((u[1] & 0x3fu) << 6) |
-                                                                     (u[2] & 0x3fu));
+        return (size_t)snprintf(out, SHOWN_CHAR_MAX, "\\x%02x\\x%02x\\x%02x", u[0], u[1], u[2]);
     }
     if (k > 1) {
         memcpy(out, s, k);

@@ -80,9 +80,10 @@ void cli_json_string(FILE *f, const char *s, size_t len);
 
 /* A document name as a terminal line shows it: each control byte (newline,
  * escape, ...) and each byte that is not UTF-8 as \xNN, a bidi control (that
- * would reorder the line) as \uNNNN and a backslash as \\ (bash's $'...' reads
- * them back), so a name cannot break a listing's lines, move the cursor or
- * pass for another, and two names never show alike; characters as they are
+ * would reorder the line) as its three bytes so, and a backslash as \\ (bash's
+ * $'...' reads them back), so a name cannot break a listing's lines, move the
+ * cursor or reorder what follows it (names that differ only in invisible or
+ * composed characters still look alike); characters as they are
  * (--json keeps them). Returns buf, cut with "..." past its end; CLI_SHOWN_MAX holds any
  * name a store takes. */
 #define CLI_SHOWN_MAX (4 * 512 + 4)

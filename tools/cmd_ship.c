@@ -1126,7 +1126,7 @@ int cmd_export(int argc, char **argv)
     if (st == KVZ_OK)
         st = kvz_store_read_begin(s, &t);
     if (st == KVZ_OK && (st = kvz_store_get(t, KVZ_DB_DOCS, doc, strlen(doc), &val, &len)) == KVZ_ERR_NOT_FOUND)
-        st = kvz_errorf(KVZ_ERR_NOT_FOUND, "no document '%s' in the store '%s' (see kvz ls)", doc, a.store);
+        st = kvz_document_missing(t, doc, a.store, "");
     if (st == KVZ_OK)
         st = kvz_doc_record_decode(val, len, &rec);
     const kvz_doc_entry *e = NULL;

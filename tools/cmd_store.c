@@ -114,7 +114,13 @@ static int parse_store_args(int argc, char **argv, const char *help, store_args 
         case 'g': a->svg = optarg; break;
         case 'o': a->older_configs = 1; break;
         case 'n': a->dry_run = 1; break;
-        case 'f': a->names_from = optarg; break;
+        case 'f':
+            if (a->names_from) {
+                fprintf(stderr, "kvz %s: --from once (concatenate the files: cat A B | kvz rm --from -)\n", argv[0]);
+                return KVZ_EXIT_USAGE;
+            }
+            a->names_from = optarg;
+            break;
         case 'N': a->names_only = 1; break;
         case '0': a->null_sep = 1; break;
         case 'c':
@@ -755,9 +761,10 @@ int cmd_stats(int argc, char **argv)
         "(each document once, as its newest configuration counts them), and\n"
         "per compile configuration the bytes per original token and the size against\n"
         "the f16 full cache of the same documents; the size of data.mdb on disk and\n"
-        "how much of it is free pages (\"free_bytes\": left by removed or replaced\n"
-        "artifacts; later writes reuse them, the file does not shrink: `mdb_copy -c\n"
-        "DIR NEW` writes a compacted copy, which README's \"Compacting a store\" swaps in).\n"
+        "how much of it is free pages (\"free_bytes\", null where they cannot be read:\n"
+        "left by removed or replaced artifacts; later writes reuse them, the file does\n"
+        "not shrink: `mdb_copy -c DIR NEW` writes a compacted copy, which README's\n"
+        "\"Compacting a store\" swaps in).\n"
         "\n"
         "--json: one object. \"configurations\" and \"forms\" count compiled forms (a\n"
         "document in two configurations counts 2); \"by_config\" has a row per\n"
@@ -800,18 +807,23 @@ int cmd_stats(int argc, char **argv)
             snprintf(sg->label, sizeof sg->label, "%s", shown);
     }
     uint64_t free_bytes = 0;
-    if (st == KVZ_OK)
-        st = kvz_store_free_bytes(c->t, &free_bytes);
+    int free_known = st == KVZ_OK && kvz_store_free_bytes(c->t, &free_bytes) == KVZ_OK; /* a hint: null if not */
+    if (!free_known)
+        kvz_error_clear();
     if (st == KVZ_OK) {
         uint64_t disk = file_bytes(a.store);
         if (a.json) {
             printf("{\"documents\":%zu,\"configurations\":%zu,\"forms\":%zu,\"artifacts\":%zu,\"artifact_bytes\":%llu,"
                    "\"referenced_bytes\":%llu,\"prefixes\":%zu,\"prefix_bytes\":%llu,\"tokens\":%llu,"
-                   "\"file_bytes\":%llu,\"free_bytes\":%llu,\"unreadable\":%zu,\"by_config\":[",
+                   "\"file_bytes\":%llu,\"free_bytes\":",
                    c->docs, c->configs, c->configs, arts.n, (unsigned long long)arts.bytes,
                    (unsigned long long)arts.referenced_bytes, prefixes.n, (unsigned long long)prefixes.bytes,
-                   (unsigned long long)c->tokens, (unsigned long long)disk, (unsigned long long)free_bytes,
-                   c->unreadable);
+                   (unsigned long long)c->tokens, (unsigned long long)disk);
+            if (free_known)
+                printf("%llu", (unsigned long long)free_bytes);
+            else
+                printf("null");
+            printf(",\"unreadable\":%zu,\"by_config\":[", c->unreadable);
             for (size_t g = 0; g < c->groups_used; g++) {
                 const stats_group *sg = &c->groups[g];
                 printf("%s{\"summary\":", g ? "," : "");
@@ -875,9 +887,18 @@ int cmd_stats(int argc, char **argv)
 
 /* ---- gc, rm --------------------------------------------------------------------- */
 
-static int name_is(const char *given, const void *name, size_t len)
+/* Byte order of a given name and a stored one (len bytes). */
+static int name_order(const char *given, const void *name, size_t len)
 {
-    return strlen(given) == len && memcmp(given, name, len) == 0;
+    size_t n = strlen(given);
+    int c = memcmp(given, name, n < len ? n : len);
+    return c ? c : (n > len) - (n < len);
+}
+
+static int by_bytes(const void *a, const void *b)
+{
+    const char *y = *(const char *const *)b;
+    return name_order(*(const char *const *)a, y, strlen(y));
 }
 
 typedef struct rm_ctx {
@@ -889,10 +910,17 @@ typedef struct rm_ctx {
 static int rm_chooses(void *ctx, const void *name, size_t len)
 {
     rm_ctx *r = ctx;
+    size_t lo = 0, hi = (size_t)r->args->n_docs; /* the names are sorted (collect): the first not before it */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (name_order(r->args->docs[mid], name, len) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     int named = 0;
-    for (int i = 0; i < r->args->n_docs; i++) /* a name may be given twice */
-        if (name_is(r->args->docs[i], name, len))
-            r->found[i] = 1, named = 1;
+    for (size_t i = lo; i < (size_t)r->args->n_docs && name_order(r->args->docs[i], name, len) == 0; i++)
+        r->found[i] = 1, named = 1; /* a name may be given twice */
     return named;
 }
 
@@ -931,6 +959,8 @@ static int collect(int argc, char **argv, const char *help, int want_doc, const 
                    a->names_from);
         return KVZ_EXIT_OK;
     }
+    if (a->n_docs > 1) /* looked up by rm_chooses for each stored document */
+        qsort(args.docs, (size_t)a->n_docs, sizeof *args.docs, by_bytes);
     rm_ctx rm = {.args = a};
     store_collect_opts o = {.older_configs = a->older_configs, .dry_run = a->dry_run, .what = argv[0]};
     if (a->n_docs)

@@ -659,12 +659,18 @@ D1="$TMP/corpus/doc1.txt"
     grep -q "^would remove 2 document(s)" "$TMP/o" &&
     "$KVZ" ls --store "$G" --names --null | "$KVZ" rm --store "$G" --from - --null --dry-run >"$TMP/o" 2>&1 &&
     grep -q "^would remove 6 document(s)" "$TMP/o" &&
+    txn=$(mdb_stat -e "$G" | grep "Last transaction ID") &&
     printf '' | "$KVZ" rm --store "$G" --from - --json >"$TMP/o" 2>&1 &&
     grep -q '"documents_removed":0,"artifacts_dropped":0' "$TMP/o" && [ "$("$KVZ" ls --store "$G" --names | wc -l)" -eq 6 ] &&
+    [ "$(mdb_stat -e "$G" | grep "Last transaction ID")" = "$txn" ] &&
     ok "ls --names | rm --from - (and --null; no names: nothing removed)" || { fail "ls --names | rm --from"; cat "$TMP/o"; }
 "$KVZ" ls --store "$G" --names --null | "$KVZ" rm --store "$G" --from - --dry-run >"$TMP/o" 2>&1; rc=$?
 [ $rc -eq 4 ] && grep -q "need --null" "$TMP/o" && ok "rm --from of NUL-ended names without --null: exit 4" ||
     { fail "rm --from NUL names without --null: exit $rc"; cat "$TMP/o"; }
+printf '%s\n%s\n' "$D1" "$TMP/corpus/nope.txt" >"$TMP/names"
+"$KVZ" rm --store "$G" --from "$TMP/names" >"$TMP/o" 2>&1; rc=$?
+[ $rc -eq 7 ] && grep -q "no document '.*nope.txt' in the store" "$TMP/o" && "$KVZ" ls --store "$G" --names | grep -qx "$D1" &&
+    ok "rm --from a file naming one the store lacks: exit 7, nothing removed" || { fail "rm --from with a missing name: exit $rc"; cat "$TMP/o"; }
 "$KVZ" rm --store "$G" >"$TMP/o" 2>&1; rc=$?
 [ $rc -eq 2 ] && grep -q "name the documents" "$TMP/o" && ok "rm without a name: exit 2" || { fail "rm without a name: exit $rc"; cat "$TMP/o"; }
 "$KVZ" rm --store "$G" "$D1" >"$TMP/o" 2>&1 && grep -q "^removed 1 document(s); dropped 1 artifact(s) and 0 prefix" "$TMP/o" &&

@@ -619,6 +619,20 @@ names=$("$KVZ" ls --store "$TMP/s_mixed" --names)
       "$("$KVZ" inspect --store "$TMP/s_mixed" "$TMP/mixed/photos.zip:café.txt" --json | grep -o '"tokens":[0-9]*' | head -n1)" ] &&
     ok "a folder of archives from elsewhere: UTF-8 member names compiled, a bad archive and a second source of one name fail alone (exit 1)" ||
     { fail "archives from elsewhere: exit $rc"; cat "$TMP/e"; printf '%s\n' "$names"; }
+# a member whose name no locale converts (a zip flagged UTF-8 holding a byte that is not): its archive
+# fails, saying so (the member was passed over in silence, and --prune then took it for gone)
+mkdir -p "$TMP/mixed2" && cp "$TMP/corpus/doc0.txt" "$TMP/mixed2/a.txt" &&
+python3 - "$TMP/mixed2/bad.zip" <<'PY'
+import io, sys, zipfile
+b = io.BytesIO()
+with zipfile.ZipFile(b, 'w') as z:
+    z.writestr('caf\u00e9X.txt', 'flagged UTF-8 by its name\n')
+open(sys.argv[1], 'wb').write(b.getvalue().replace(b'X.txt', b'\xff.txt'))
+PY
+"$KVZ" compile "$TMP/mixed2" --store "$TMP/s_mixed2" --model "$MODEL" --method recent 2>"$TMP/e"; rc=$?
+[ $rc -eq 1 ] && grep -q "FAIL .*bad.zip: archive .*: the name of its entry 1 cannot be read" "$TMP/e" &&
+    grep -q "1 compiled, 0 unchanged, 0 skipped, 1 failed" "$TMP/e" &&
+    ok "a member name that cannot be read: its archive fails, said (exit 1)" || { fail "an unreadable member name: exit $rc"; cat "$TMP/e"; }
 "$KVZ" compile "$TMP/mixed" --store "$TMP/s_mixed" --model "$MODEL" --method recent --exclude 'lies.zip' --exclude 'x.zip' >"$TMP/o" 2>"$TMP/e"; rc=$?
 [ $rc -eq 0 ] && ! grep -q "lies.zip\|x.zip:b.txt: unchanged" "$TMP/e" && grep -q "x.zip:b.txt: " "$TMP/e" &&
     ok "--exclude passes over an archive by its own name" || { fail "--exclude of an archive: exit $rc"; cat "$TMP/e"; }
@@ -703,13 +717,14 @@ cp "$TMP/corpus/doc2.txt" "$TMP/odd/two\\x0alines.txt"
     bash -c "\"\$1\" rm --store \"\$2\" \"\$3\"\$'/two\\\\x0alines.txt'" sh "$KVZ" "$TMP/s8" "$TMP/odd" >/dev/null 2>&1 &&
     [ "$("$KVZ" ls --store "$TMP/s8" --names --null | tr '\0' '\n' | grep -c 'lines')" -eq 1 ] &&
     "$KVZ" ls --store "$TMP/s8" | grep -qF 'two\x0alines\x1b[31m.txt ' &&
+    { "$KVZ" ls --store "$TMP/s8" --names >"$TMP/o2" 2>"$TMP/e2"; [ $? -eq 1 ]; } && grep -q "holds a newline: left out (--null" "$TMP/e2" &&
     ok "a backslash in a name shows doubled: the newline's twin apart, rm \$'...' of what ls shows removes that one" ||
     { fail "a backslash in a name"; cat -v "$TMP/o" "$TMP/e"; }
-# a bidi override in a name is shown as \u202e: 'report<U+202E>txt.exe' read as 'reportexe.txt'
+# a bidi override in a name is shown as its bytes \xe2\x80\xae: 'report<U+202E>txt.exe' read as 'reportexe.txt'
 mkdir -p "$TMP/bidi" && cp "$TMP/corpus/doc0.txt" "$TMP/bidi/$(printf 'report\342\200\256txt.exe')"
 "$KVZ" compile "$TMP/bidi" --store "$TMP/s_bidi" --model "$MODEL" --method recent >/dev/null 2>"$TMP/e" &&
-    "$KVZ" ls --store "$TMP/s_bidi" >"$TMP/o" && grep -qF 'report\u202etxt.exe ' "$TMP/o" && grep -qF 'report\u202etxt.exe: ' "$TMP/e" &&
-    ok "a bidi override in a name: shown as \\u202e by compile and ls" || { fail "a bidi override in a name"; cat -v "$TMP/o" "$TMP/e"; }
+    "$KVZ" ls --store "$TMP/s_bidi" >"$TMP/o" && grep -qF 'report\xe2\x80\xaetxt.exe ' "$TMP/o" && grep -qF 'report\xe2\x80\xaetxt.exe: ' "$TMP/e" &&
+    ok "a bidi override in a name: shown as its bytes by compile and ls" || { fail "a bidi override in a name"; cat -v "$TMP/o" "$TMP/e"; }
 # a name longer than the store's keys (511 bytes) fails alone, before any work
 long=$(printf '%0200d' 0)
 mkdir -p "$TMP/long/$long/$long" && cp "$TMP/corpus/doc0.txt" "$TMP/long/$long/$long/$long.txt" && cp "$TMP/corpus/doc0.txt" "$TMP/long/short.txt"
