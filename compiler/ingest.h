@@ -53,7 +53,9 @@ typedef struct kvz_source_list {
  * cannot be listed is listed as one source that fails (`fails`), and so is a
  * second source of a name already listed; an archive the exclude globs match
  * by its own name is passed over. Member names a PAX tar or a flagged zip
- * holds in UTF-8 are their UTF-8 bytes; other names are the archive's bytes.
+ * holds in UTF-8 are their UTF-8 bytes, composed (NFC) as libarchive gives
+ * them; other names are the archive's bytes. A name that cannot be had fails
+ * the archive.
  * Errors: KVZ_ERR_NOT_FOUND for a path that does not exist, KVZ_ERR_FORMAT
  * for an unreadable archive named in `paths`. */
 int kvz_ingest_list(const char *const *paths, size_t n_paths, const kvz_ingest_opts *opts,
