@@ -11,15 +11,10 @@
  * CPUs with what it checks have them.) */
 #define FEATURE(name) {name, __builtin_cpu_supports(name)},
 #define HAVE_FEATURES 1
-/* the build's macros name what it was compiled for; the functions themselves
- * use none of it, so that they run on any x86-64 to say so (clang keeps
- * -march's features under arch=x86-64 alone: each is turned off by name) */
-#define BASELINE                                                                                                 \
-    __attribute__((target("arch=x86-64,no-avx,no-sse4.2,no-sse4.1,no-ssse3,no-sse3,no-popcnt,no-bmi,no-bmi2,"  \
-                          "no-lzcnt,no-movbe,no-f16c,no-fma")))
-#else
-#define BASELINE
 #endif
+/* the build's macros name what it was compiled for; the functions themselves
+ * use none of it, so that they run on any x86-64 to say so */
+#define BASELINE KVZ_BASELINE
 
 BASELINE static void features(char *built_for_out, size_t built_for_n, char *missing, size_t missing_n)
 {

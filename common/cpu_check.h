@@ -8,6 +8,17 @@
 
 #include <stddef.h>
 
+/* A function compiled for the baseline x86-64 whatever MARCH says: the check
+ * and what it calls to report (kvz_errorf) run on any x86-64 (clang keeps
+ * -march's features under arch=x86-64 alone: each is turned off by name). */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define KVZ_BASELINE                                                                                             \
+    __attribute__((target("arch=x86-64,no-avx,no-sse4.2,no-sse4.1,no-ssse3,no-sse3,no-popcnt,no-bmi,no-bmi2,"  \
+                          "no-lzcnt,no-movbe,no-f16c,no-fma")))
+#else
+#define KVZ_BASELINE
+#endif
+
 /* KVZ_OK, or KVZ_ERR_UNSUPPORTED naming what this CPU lacks and how to build
  * for it. The function is compiled for the baseline x86-64, so that the check
  * itself runs anywhere. */

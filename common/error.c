@@ -1,5 +1,6 @@
 /* error.c — status texts and the per-thread failure message. */
 #include "common/error.h"
+#include "common/cpu_check.h"
 
 #include <stdarg.h>
 #include <string.h>
@@ -26,11 +27,13 @@ const char *kvz_strerror(int status)
     }
 }
 
-const char *kvz_last_error(void) { return error_message; }
+/* kvz_cpu_check reports through these two: on a CPU without MARCH's
+ * instructions, they must not use them (va_copy was an AVX move). */
+KVZ_BASELINE const char *kvz_last_error(void) { return error_message; }
 
 void kvz_error_clear(void) { error_message[0] = '\0'; }
 
-int kvz_errorf(int status, const char *fmt, ...)
+KVZ_BASELINE int kvz_errorf(int status, const char *fmt, ...)
 {
     va_list ap, again;
     va_start(ap, fmt);

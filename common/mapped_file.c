@@ -22,7 +22,8 @@ int kvz_mapped_file_open(kvz_mapped_file *file, const char *path)
         if (p == MAP_FAILED) {
             int e = errno;
             close(fd);
-            return kvz_errorf(KVZ_ERR_IO, "cannot map '%s': %s", path, strerror(e));
+            return kvz_errorf(e == ENOMEM ? KVZ_ERR_NOMEM : KVZ_ERR_IO, "cannot map '%s': %s%s", path, strerror(e),
+                              e == ENOMEM ? " (the address space this process may use: ulimit -v)" : "");
         }
         file->data = p;
         file->size = (size_t)st.st_size;

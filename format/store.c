@@ -117,7 +117,7 @@ static void install_fork_handler(void)
     pthread_atfork(NULL, NULL, forget_open_stores);
 }
 
-int kvz_store_opened_here(const kvz_store *s) { return s->generation == atomic_load(&fork_generation); }
+int kvz_store_opened_here(const kvz_store *s) { return !s || s->generation == atomic_load(&fork_generation); }
 
 /* A store its parent opened, used in a child of fork: its LMDB environment
  * would record the child's reads as the parent's (reused pages under them
@@ -219,6 +219,10 @@ static int lmdb_error_at(int rc, const char *what, const char *path, int writing
     if (rc == MDB_READERS_FULL)
         return kvz_errorf(status, "store '%s': %s: every reader slot is taken (%s); close some readers of the "
                           "store and try again", path, what, mdb_strerror(rc));
+    if (rc == ENOMEM) /* the map is reserved whole: address space, under ulimit -v */
+        return kvz_errorf(status, "store '%s': %s: %s (its map takes address space: under ulimit -v, "
+                          "KVZ_STORE_MAP_BYTES sets a smaller first map for a new store)", path, what,
+                          mdb_strerror(rc));
     return kvz_errorf(status, "store '%s': %s: %s", path, what, mdb_strerror(rc));
 }
 

@@ -82,7 +82,7 @@ int kvz_store_open_sized(kvz_store **out, const char *dir, int flags, size_t ini
  * is refused (KVZ_ERR_ARG) and closing it does nothing (see the .c). */
 void kvz_store_close(kvz_store *s);
 /* Whether s was opened in this process (not inherited through fork). */
-int kvz_store_opened_here(const kvz_store *s);
+int kvz_store_opened_here(const kvz_store *s); /* NULL: 1 (no parent's store) */
 const char *kvz_store_path(const kvz_store *s);
 
 /* Run fn inside a write transaction and commit; retried after growing the

@@ -116,6 +116,8 @@ int kvz_engine_open(kvz_engine **out, const char *store_dir, const char *model_p
     return kvz_engine_open_weights(out, store_dir, model_path, opts, KVZ_WEIGHTS_AUTO);
 }
 
+static void release_engine(kvz_engine *e);
+
 int kvz_engine_open_weights(kvz_engine **out, const char *store_dir, const char *model_path,
                             const kvz_engine_options *opts, int weights)
 {
@@ -148,7 +150,7 @@ int kvz_engine_open_weights(kvz_engine **out, const char *store_dir, const char 
     if (rc == KVZ_OK)
         rc = kvz_model_load(&e->model, model_path, &mc);
     if (rc != KVZ_OK) {
-        kvz_engine_close(e);
+        release_engine(e); /* made here, its store perhaps not opened (NULL) */
         return rc;
     }
     kvz_model_identity id;

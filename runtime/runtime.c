@@ -402,11 +402,19 @@ int kvz_load_parts(kvz_model *m, kvz_store *store, const kvz_doc_part *docs, siz
             }
     for (size_t i = 0; i < (size_t)L * H && rc == KVZ_OK; i++)
         st->rows += (uint64_t)loaded[i];
-    if (rc == KVZ_OK && (int64_t)first_position + o.reserve > hp->ctx_train)
+    if (rc == KVZ_OK && (int64_t)first_position + o.reserve > hp->ctx_train) {
+        /* compression keeps positions: a segment spans its original tokens */
+        char fewer[200] = "";
+        int32_t per_segment = st->segments ? st->original_tokens / (int32_t)st->segments : 0;
+        int32_t room = hp->ctx_train - o.reserve - st->prefix_tokens;
+        if (st->segmented && per_segment > 0)
+            snprintf(fewer, sizeof fewer, "; fewer of a document's segments can be loaded at once (query and generate "
+                     "--segments A-B, kvz_session_open_parts): they span %d positions each on average, %d fit",
+                     per_segment, room > 0 ? room / per_segment : 0);
         rc = kvz_errorf(KVZ_ERR_RANGE, "the documents take %d positions (prefix included); with %d for the "
                         "question and answer that exceeds the model's context of %d%s", first_position, o.reserve,
-                        hp->ctx_train, st->segmented ? "; a run of a document's segments can be loaded instead of "
-                        "all (query and generate --segments, kvz_session_open_parts)" : "");
+                        hp->ctx_train, fewer);
+    }
     if (rc == KVZ_OK) {
         res->model = m;
         rc = kvz_context_new_ragged(&res->ctx, m, o.backend, loaded, o.reserve, 512, first_position);

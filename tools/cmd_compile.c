@@ -143,7 +143,9 @@ static const char HELP[] =
     "512-token prefill chunk, the scores of one segment (layers x KV heads x tokens\n"
     "f32), the rows of the heads being encoded (a layer's; more, up to two heads per\n"
     "thread, while within 1 GiB) and the artifact being written; for SmolLM2 about\n"
-    "1 GB in all.\n"
+    "1 GB resident at most. Address space (what ulimit -v counts) is about 1 GiB\n"
+    "more: the store's map, reserved whole (KVZ_STORE_MAP_BYTES sets a new store's\n"
+    "first map; it grows by itself), and OpenBLAS's buffers.\n"
     "\n"
     "Exit status: 0 when every document was compiled, found unchanged or skipped for\n"
     "its content; 1 when some failed; other codes as in `kvz --help`.\n";

@@ -132,6 +132,10 @@ printf 'One?\n\nTwo?\n' | "$KVZ" query --store "$S" --model "$MODEL" --doc "$DOC
 printf '\357\273\277One?\n\nTwo?\n' | "$KVZ" query --store "$S" --model "$MODEL" --doc "$DOC0" --max-tokens 4 >"$TMP/q4" 2>/dev/null
 [ "$(grep -c '^Q: ' "$TMP/q4")" -eq 2 ] && [ "$(grep -c '^A: ' "$TMP/q4")" -eq 2 ] && head -1 "$TMP/q4" | grep -qx 'Q: One?' &&
     ok "questions piped on stdin: Q:/A: pairs (answers told apart; a BOM dropped)" || { fail "piped questions' answers"; cat "$TMP/q4"; }
+# a store that cannot be opened: said, with its exit code (0.3.9's query crashed, closing an engine of no store)
+"$KVZ" query --store "$TMP/no/such/store" --model "$MODEL" --doc x "Who?" >/dev/null 2>"$TMP/e"; rc=$?
+[ $rc -eq 7 ] && grep -q "kvz query: no store at" "$TMP/e" && ok "query of no store: exit 7, said" ||
+    { fail "query of no store: exit $rc"; cat "$TMP/e"; }
 # generate --doc: the same load path as query
 "$KVZ" generate --store "$S" --model "$MODEL" --doc "$DOC0" --max-tokens 12 --prompt "What is this text about?" \
     >"$TMP/g1" 2>"$TMP/e"
