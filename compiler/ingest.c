@@ -835,10 +835,9 @@ int kvz_doc_reader_read(kvz_doc_reader *r, size_t i, kvz_document *doc)
         return kvz_errorf(KVZ_ERR_FORMAT, "%s", s->unread);
     if (s->fails) {
         if (strcmp(s->path, "-") == 0) { /* read all the same: its writer expects it read to the end */
-            char *unused = NULL;
-            size_t unused_len = 0;
-            if (kvz_read_file_at_most("/dev/stdin", limit, &unused, &unused_len) == KVZ_OK)
-                free(unused);
+            char unused[1 << 14];
+            while (fread(unused, 1, sizeof unused, stdin) == sizeof unused)
+                ;
         }
         return kvz_errorf(KVZ_ERR_IO, "%s", s->fails);
     }

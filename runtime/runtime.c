@@ -406,11 +406,11 @@ int kvz_load_parts(kvz_model *m, kvz_store *store, const kvz_doc_part *docs, siz
         /* compression keeps positions: a segment spans its original tokens */
         char fewer[200] = "";
         int32_t per_segment = st->segments ? st->original_tokens / (int32_t)st->segments : 0;
-        int32_t room = hp->ctx_train - o.reserve - st->prefix_tokens;
-        if (st->segmented && per_segment > 0)
+        int64_t room = (int64_t)hp->ctx_train - o.reserve - st->prefix_tokens;
+        if (st->segmented && per_segment > 0 && room >= per_segment)
             snprintf(fewer, sizeof fewer, "; fewer of a document's segments can be loaded at once (query and generate "
-                     "--segments A-B, kvz_session_open_parts): they span %d positions each on average, %d fit",
-                     per_segment, room > 0 ? room / per_segment : 0);
+                     "--segments A-B, kvz_session_open_parts): they span %d positions each on average, %lld fit",
+                     per_segment, (long long)(room / per_segment));
         rc = kvz_errorf(KVZ_ERR_RANGE, "the documents take %d positions (prefix included); with %d for the "
                         "question and answer that exceeds the model's context of %d%s", first_position, o.reserve,
                         hp->ctx_train, fewer);

@@ -315,7 +315,7 @@ static int reorders(const unsigned char *s)
 }
 
 /* The character that opens s[0..len) as a terminal line shows it, into out
- * (its length; at most 6 bytes and a NUL), *used: the bytes of s it took. A
+ * (its length; at most 12 bytes and a NUL), *used: the bytes of s it took. A
  * control byte (newline, escape, ...) or a byte that is not UTF-8 as \xNN, a
  * character that reorders the line as its bytes so (\xe2\x80\xae), a
  * backslash as \\ (as bash's $'...' reads them back, in any locale). */
@@ -344,7 +344,7 @@ const char *cli_shown(char buf[CLI_SHOWN_MAX], const char *s, size_t len)
 {
     size_t o = 0;
     for (size_t i = 0, used; i < len; i += used) {
-        if (o + 8 >= CLI_SHOWN_MAX) {
+        if (o + SHOWN_CHAR_MAX + 3 > CLI_SHOWN_MAX) { /* the widest character, or "..." and the NUL */
             memcpy(buf + o, "...", 3);
             o += 3;
             break;

@@ -86,7 +86,7 @@ void cli_json_string(FILE *f, const char *s, size_t len);
  * composed characters still look alike); characters as they are
  * (--json keeps them). Returns buf, cut with "..." past its end; CLI_SHOWN_MAX holds any
  * name a store takes. */
-#define CLI_SHOWN_MAX (4 * 512 + 4)
+#define CLI_SHOWN_MAX (4 * 512 + 16)
 const char *cli_shown(char buf[CLI_SHOWN_MAX], const char *s, size_t len);
 /* 0 when an --svg PATH can be written beside the command's report: a file,
  * probed now (a long run does not end in a path it cannot write); else the

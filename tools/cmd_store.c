@@ -808,7 +808,7 @@ int cmd_stats(int argc, char **argv)
     }
     uint64_t free_bytes = 0;
     int free_known = st == KVZ_OK && kvz_store_free_bytes(c->t, &free_bytes) == KVZ_OK; /* a hint: null if not */
-    if (!free_known)
+    if (st == KVZ_OK && !free_known)
         kvz_error_clear();
     if (st == KVZ_OK) {
         uint64_t disk = file_bytes(a.store);
@@ -903,21 +903,29 @@ static int by_bytes(const void *a, const void *b)
 
 typedef struct rm_ctx {
     const store_args *args;
-    unsigned char *found; /* which of args->docs the store has */
+    unsigned char *found; /* which of args->docs (sorted) the store has */
+    char **given;         /* the names in the order given, for the error */
 } rm_ctx;
+
+/* The first of the sorted names not before `name` (len bytes). */
+static size_t first_not_before(const store_args *a, const void *name, size_t len)
+{
+    size_t lo = 0, hi = (size_t)a->n_docs;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (name_order(a->docs[mid], name, len) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
 
 /* rm: whether the document is one of those named. */
 static int rm_chooses(void *ctx, const void *name, size_t len)
 {
     rm_ctx *r = ctx;
-    size_t lo = 0, hi = (size_t)r->args->n_docs; /* the names are sorted (collect): the first not before it */
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (name_order(r->args->docs[mid], name, len) < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
+    size_t lo = first_not_before(r->args, name, len); /* the names are sorted (collect) */
     int named = 0;
     for (size_t i = lo; i < (size_t)r->args->n_docs && name_order(r->args->docs[i], name, len) == 0; i++)
         r->found[i] = 1, named = 1; /* a name may be given twice */
@@ -928,9 +936,9 @@ static int rm_chooses(void *ctx, const void *name, size_t len)
 static int rm_found_all(void *ctx, kvz_store_txn *t)
 {
     rm_ctx *r = ctx;
-    for (int i = 0; i < r->args->n_docs; i++)
-        if (!r->found[i])
-            return kvz_document_missing(t, r->args->docs[i], NULL, "; nothing was removed");
+    for (int i = 0; i < r->args->n_docs; i++) /* the first missing as given */
+        if (!r->found[first_not_before(r->args, r->given[i], strlen(r->given[i]))])
+            return kvz_document_missing(t, r->given[i], NULL, "; nothing was removed");
     memset(r->found, 0, (size_t)r->args->n_docs); /* for an attempt run again */
     return KVZ_OK;
 }
@@ -959,9 +967,15 @@ static int collect(int argc, char **argv, const char *help, int want_doc, const 
                    a->names_from);
         return KVZ_EXIT_OK;
     }
+    rm_ctx rm = {.args = a};
+    if (a->n_docs && !(rm.given = malloc((size_t)a->n_docs * sizeof *rm.given))) {
+        store_args_free(&args);
+        return cli_fail(argv[0], kvz_errorf(KVZ_ERR_NOMEM, "out of memory"));
+    }
+    if (a->n_docs)
+        memcpy(rm.given, args.docs, (size_t)a->n_docs * sizeof *rm.given);
     if (a->n_docs > 1) /* looked up by rm_chooses for each stored document */
         qsort(args.docs, (size_t)a->n_docs, sizeof *args.docs, by_bytes);
-    rm_ctx rm = {.args = a};
     store_collect_opts o = {.older_configs = a->older_configs, .dry_run = a->dry_run, .what = argv[0]};
     if (a->n_docs)
         o.remove = rm_chooses, o.chosen = rm_found_all, o.ctx = &rm;
@@ -986,6 +1000,7 @@ static int collect(int argc, char **argv, const char *help, int want_doc, const 
                a->dry_run ? "would drop" : "dropped", r.artifacts, r.prefixes, r.bytes / 1024.0, r.older_configs,
                a->older_configs ? "" : " (not asked: --older-configs)");
     free(rm.found);
+    free(rm.given);
     kvz_store_close(s);
     rc = st == KVZ_OK ? KVZ_EXIT_OK : cli_fail(argv[0], st);
     store_args_free(&args);
