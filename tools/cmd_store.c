@@ -887,12 +887,10 @@ int cmd_stats(int argc, char **argv)
 
 /* ---- gc, rm --------------------------------------------------------------------- */
 
-/* Byte order of a given name and a stored one (len bytes). */
+/* A given name against a stored one (len bytes), in the store's key order. */
 static int name_order(const char *given, const void *name, size_t len)
 {
-    size_t n = strlen(given);
-    int c = memcmp(given, name, n < len ? n : len);
-    return c ? c : (n > len) - (n < len);
+    return kvz_store_key_order(given, strlen(given), name, len);
 }
 
 static int by_bytes(const void *a, const void *b)
