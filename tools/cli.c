@@ -6,6 +6,7 @@
 #include "kernels/backend.h"
 #include "model/utf8.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -89,7 +90,7 @@ const char *cli_model_path(const char *given)
  * cli_bad_value says (the command line is parsed on one thread). */
 static struct {
     const char *refused; /* the text itself (NULL after a number parsed): a value refused otherwise is not taken for it */
-    int whole;
+    int whole, sized;  /* sized: a byte count, which may end in K, M, G or T */
     long min, max;     /* whole */
     double fmin, fmax; /* not */
 } last_number;
@@ -101,10 +102,34 @@ int cli_parse_int(const char *s, long min, long max, long *out)
     long v = strtol(s, &end, 10);
     last_number.refused = NULL;
     if (errno || end == s || *end || v < min || v > max) {
-        last_number.refused = s, last_number.whole = 1, last_number.min = min, last_number.max = max;
+        last_number.refused = s, last_number.whole = 1, last_number.sized = 0;
+        last_number.min = min, last_number.max = max;
         return -1;
     }
     *out = v;
+    return 0;
+}
+
+int cli_parse_bytes(const char *s, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    int shift = 0;
+    const char *units = "KMGT", *unit = *end ? strchr(units, toupper((unsigned char)*end)) : NULL;
+    if (unit) {
+        shift = 10 * (int)(unit - units + 1);
+        end += 1 + (end[1] == 'i' && end[2] == 'B');
+        end += *end == 'B';
+    }
+    last_number.refused = NULL;
+    if (errno || end == s || *end || v < 0 || (shift && v > (LONG_MAX >> shift)) || (v << shift) < min ||
+        (v << shift) > max) {
+        last_number.refused = s, last_number.whole = 1, last_number.sized = 1;
+        last_number.min = min, last_number.max = max;
+        return -1;
+    }
+    *out = v << shift;
     return 0;
 }
 
@@ -115,7 +140,7 @@ int cli_parse_float(const char *s, double min, double max, double *out)
     double v = strtod(s, &end);
     last_number.refused = NULL;
     if (errno || end == s || *end || !isfinite(v) || v < min || v > max) {
-        last_number.refused = s, last_number.whole = 0, last_number.fmin = min, last_number.fmax = max;
+        last_number.refused = s, last_number.whole = 0, last_number.sized = 0, last_number.fmin = min, last_number.fmax = max;
         return -1;
     }
     *out = v;
@@ -124,7 +149,10 @@ int cli_parse_float(const char *s, double min, double max, double *out)
 
 int cli_bad_value(const char *cmd, const char *option, const char *value)
 {
-    if (value == last_number.refused && last_number.whole)
+    if (value == last_number.refused && last_number.sized)
+        fprintf(stderr, "kvz %s: invalid value '%s' for --%s: give a number of bytes from %ld to %ld, which may end "
+                "in K, M, G or T (KiB, MiB, GiB, TiB)\n", cmd, value, option, last_number.min, last_number.max);
+    else if (value == last_number.refused && last_number.whole)
         fprintf(stderr, "kvz %s: invalid value '%s' for --%s: give a whole number from %ld to %ld\n", cmd, value,
                 option, last_number.min, last_number.max);
     else if (value == last_number.refused)

@@ -40,6 +40,9 @@ const char *cli_project_file(const char *relative, char path[PATH_MAX]);
 int cli_parse_list(const char *list, int (*item)(const char *, void *, int), void *out, int *n, int max);
 int cli_parse_int(const char *s, long min, long max, long *out);
 int cli_parse_float(const char *s, double min, double max, double *out);
+/* A byte count: a whole number, or one ending in K, M, G or T (1024s; KiB,
+ * MiB... and KB, MB... read alike), within [min, max]. 0 on success. */
+int cli_parse_bytes(const char *s, long min, long max, long *out);
 
 /* "kvz CMD: invalid value 'VALUE' for --OPTION" on stderr, with the range
  * wanted where the last cli_parse_int/cli_parse_float refused the value (else

@@ -88,7 +88,7 @@ static const char HELP[] =
     "                      --exclude GLOB skips them, and archives met in a folder\n"
     "                      by their own name (paths named here are compiled; a\n"
     "                      glob matches a name or its tail after any '/')\n"
-    "  --max-bytes N       skip larger documents (default 64 MiB)\n"
+    "  --max-bytes N       skip larger documents (default 64M; N may end in K, M or G)\n"
     "  --stdin-name NAME   the name of the document read from '-' (default \"stdin\"):\n"
     "                      what query --doc and the other commands call it. A name\n"
     "                      under a PATH a later --prune goes through is a file's:\n"
@@ -134,9 +134,10 @@ static const char HELP[] =
     "                      and TERM is not \"dumb\"), nor the log's; each document's\n"
     "                      line stays\n"
     "  --progress-every S  where stderr is no such terminal (a log): a line of the\n"
-    "                      counts and the ETA after a document, S seconds at least\n"
-    "                      after the last (default 60; 0: after every document but\n"
-    "                      the last, whose totals follow)\n"
+    "                      counts and the ETA, S seconds at least after the last,\n"
+    "                      after a document or within a long one (naming it)\n"
+    "                      (default 60; 0: after every document but the last,\n"
+    "                      whose totals follow, and never within one)\n"
     "  --device D, --threads N   as in `kvz generate`\n"
     "\n"
     "Memory: the model, one KV cache of the model's context (f32), activations of one\n"
@@ -145,7 +146,8 @@ static const char HELP[] =
     "thread, while within 1 GiB) and the artifact being written; for SmolLM2 about\n"
     "1 GB resident at most. Address space (what ulimit -v counts) is about 1 GiB\n"
     "more: the store's map, reserved whole (KVZ_STORE_MAP_BYTES sets a new store's\n"
-    "first map; it grows by itself), and OpenBLAS's buffers.\n"
+    "first map; it grows by itself), and OpenBLAS's buffers (144 MiB a thread, taken\n"
+    "at the start under a ulimit -v: too little is exit 8, said then).\n"
     "\n"
     "Exit status: 0 when every document was compiled, found unchanged or skipped for\n"
     "its content; 1 when some failed; other codes as in `kvz --help`.\n";
@@ -315,7 +317,7 @@ static int parse(int argc, char **argv, compile_args *a)
         case OPT_INCLUDE: a->include[a->ingest.n_include++] = optarg; break;
         case OPT_EXCLUDE: a->exclude[a->ingest.n_exclude++] = optarg; break;
         case OPT_MAX_BYTES:
-            if (cli_parse_int(optarg, 1, 1L << 40, &v)) return bad("max-bytes", optarg);
+            if (cli_parse_bytes(optarg, 1, 1L << 40, &v)) return bad("max-bytes", optarg);
             a->ingest.max_bytes = (uint64_t)v;
             break;
         case OPT_STRICT: a->strict = 1; break;
@@ -441,8 +443,9 @@ static void draw(progress *p, int force)
     cli_live_line(columns, text);
 }
 
-/* In a log (no live line), after a document: the counts, once per
- * log_every seconds, so that one tailing a long run sees how far it is. */
+/* In a log (no live line): the counts, once per log_every seconds, so that
+ * one tailing a long run sees how far it is; within a long document (a book
+ * takes many minutes), with its name. */
 static void log_progress(progress *p)
 {
     double now = kvz_now_seconds();
@@ -452,7 +455,13 @@ static void log_progress(progress *p)
     p->last_log = now;
     char text[160];
     counts_text(p, now, text, sizeof text);
-    fprintf(stderr, "kvz compile: %s\n", text);
+    fprintf(stderr, "kvz compile: %s", text);
+    if (p->doc_tokens > 0 && p->current) {
+        char shown[CLI_SHOWN_MAX];
+        fprintf(stderr, "  (%lld tok into %s)", (long long)p->doc_tokens,
+                cli_shown(shown, p->current, strlen(p->current)));
+    }
+    fputc('\n', stderr);
 }
 
 static void on_tokens(void *ctx, int64_t tokens)
@@ -460,6 +469,8 @@ static void on_tokens(void *ctx, int64_t tokens)
     progress *p = ctx;
     p->doc_tokens = tokens;
     draw(p, 0);
+    if (p->log_every > 0) /* 0: after each document, not after each chunk */
+        log_progress(p);
 }
 
 /* --json: the line of a document skipped (`why` its "reason") or failed
@@ -593,7 +604,7 @@ static void set_interrupted_at(const compile_args *a, int live, run_summary *r, 
     const char *name = r->interrupted_at;
     cli_set_interrupt_note("%skvz compile: interrupted at %s (document %zu of %zu); before it %zu compiled and "
                            "%zu unchanged, which the store keeps, %zu skipped, %zu failed: the same command "
-                           "%sgoes on from there%s\n", live && !a->quiet ? "\r\033[K" : "",
+                           "%sgoes on from that document's start%s\n", live && !a->quiet ? "\r\033[K" : "",
                            cli_shown(shown, name, strlen(name)), number, total, r->compiled, r->unchanged,
                            r->skipped, r->failed, a->opts.force ? "without --force (with it, it starts over) " : "",
                            a->prune ? "; nothing was pruned" : "");

@@ -261,6 +261,20 @@ for n in 1 2 3; do printf 'Document %s of three.\n' $n >"$TMP/log$n.txt"; done
         --method recent --reserve 16 --progress-every 0 --quiet 2>"$TMP/log-quiet" && [ ! -s "$TMP/log-quiet" ] &&
     ok "a log's progress lines: after documents 1 and 2 of 3; none with --no-progress, --quiet or a short run" ||
     { fail "a log's progress lines"; cat "$TMP/log" "$TMP/log-none" "$TMP/log-default" "$TMP/log-quiet"; }
+# within a long document too (a book is minutes), naming it: not with 0 (a line per document)
+"$KVZ" compile "$TMP/log1.txt" --store "$TMP/log-store2" --model "$TMP/tiny.gguf" --method recent --reserve 16 \
+    --progress-every 0.000001 2>"$TMP/log-within" &&
+    grep -q '^kvz compile: \[0/1 docs\] [0-9]* tok  [0-9]* tok/s  ETA .*  ([0-9]* tok into .*log1\.txt)$' \
+        "$TMP/log-within" &&
+    ok "a log's progress lines within a document, with its name" ||
+    { fail "progress within a document"; cat "$TMP/log-within"; }
+# --max-bytes takes K, M, G, T (1024s); another suffix is refused, saying which it takes
+for n in 1 2 3 4 5 6 7 8 9 10 11 12 13; do cat "$TMP/light.txt"; done >"$TMP/over-1k.txt"
+check max-bytes-k 0 "$KVZ" compile "$TMP/log1.txt" "$TMP/over-1k.txt" --store "$TMP/max-bytes-store" \
+    --model "$TMP/tiny.gguf" --method recent --reserve 16 --max-bytes 1K
+expect_in max-bytes-k "$TMP/err" "^skip .*over-1k\.txt: larger than 1024 bytes$"
+check max-bytes-bad 2 "$KVZ" compile "$TMP/log1.txt" --store "$TMP/max-bytes-store" --max-bytes 1x
+expect_in max-bytes-bad "$TMP/err" "may end in K, M, G or T"
 check synth-rope-freqs 0 "$KVZ" synth-model --shape tiny --ctx 8192 --rope-freqs 64 -o "$TMP/rope-freqs.gguf"
 check compile-rope-freqs 0 "$KVZ" compile "$TMP/light.txt" --store "$TMP/rope-freqs-store" \
     --model "$TMP/rope-freqs.gguf" --quiet
@@ -293,6 +307,13 @@ if [ "${KVZ_SANITIZE:-0}" != 1 ]; then
         --quiet && "$KVZ" query --store "$TMP/ctx16m-store" --model "$TMP/ctx16m.gguf" --doc "$TMP/light.txt" \
         --max-tokens 4 "When?" >/dev/null) 2>"$TMP/err" && ok "a model stating 16M tokens of context: compile and query in 2 GB" ||
         fail "a model stating 16M tokens of context: $(cat "$TMP/err")"
+    # too little address space for OpenBLAS's buffers (144 MiB a thread) is said at the start,
+    # exit 8: OpenBLAS retried its allocation for ever (a hang)
+    (ulimit -v 2000000 && exec timeout 120 "$KVZ" query --store "$TMP/ctx16m-store" --model "$TMP/ctx16m.gguf" \
+        --doc "$TMP/light.txt" --max-tokens 4 --threads 64 "When?" >/dev/null 2>"$TMP/err"); rc=$?
+    [ $rc -eq 8 ] && grep -q "^kvz query: cpu: too little address space for OpenBLAS's buffers (9216 MiB for 64 thread(s)" \
+        "$TMP/err" && ok "too little address space for OpenBLAS: exit 8, said" ||
+        { fail "too little address space for OpenBLAS: exit $rc"; cat "$TMP/err"; }
 fi
 
 finish CLI

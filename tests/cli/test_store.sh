@@ -376,7 +376,7 @@ while [ $i -lt 600 ]; do
 done
 kill -TERM $pid 2>/dev/null; wait $pid; rc=$?
 in_store=$("$KVZ" ls --store "$S3" | grep -c kvzip)
-said=$(sed -n 's/^kvz compile: interrupted at .* (document [0-9]* of 11); before it \([0-9]*\) compiled and 0 unchanged, which the store keeps, .*: the same command goes on from there$/\1/p' "$TMP/term.err")
+said=$(sed -n 's/^kvz compile: interrupted at .* (document [0-9]* of 11); before it \([0-9]*\) compiled and 0 unchanged, which the store keeps, .*: the same command goes on from that document.s start$/\1/p' "$TMP/term.err")
 # --json: every line whole, the last one the summary of an interrupted run (the same count)
 json_ok=$(python3 - "$TMP/term.out" "$said" <<'PY'
 import json, sys
