@@ -596,16 +596,19 @@ static int ensure_context(kvz_compiler *c, int32_t tokens)
 
 /* ---- head scores (level head) ------------------------------------------------ */
 
-typedef struct meta_put {
-    const char *key;
+/* One value, in a transaction of its own. */
+typedef struct one_put {
+    kvz_store_db db;
+    const void *key;
+    size_t key_len;
     const void *val;
     size_t len;
-} meta_put;
+} one_put;
 
-static int put_meta(kvz_store_txn *t, void *ctx)
+static int put_one(kvz_store_txn *t, void *ctx)
 {
-    const meta_put *p = ctx;
-    return kvz_store_put(t, KVZ_DB_META, p->key, strlen(p->key), p->val, p->len);
+    const one_put *p = ctx;
+    return kvz_store_put(t, p->db, p->key, p->key_len, p->val, p->len);
 }
 
 static int load_head_scores(kvz_compiler *c)
@@ -652,8 +655,8 @@ static int load_head_scores(kvz_compiler *c)
     free(scores);
     kvz_tokens_free(&sample);
     if (rc == KVZ_OK) {
-        meta_put p = {key, c->head_scores, heads * sizeof(float)};
-        rc = kvz_store_write(c->store, put_meta, &p);
+        one_put p = {KVZ_DB_META, key, strlen(key), c->head_scores, heads * sizeof(float)};
+        rc = kvz_store_write(c->store, put_one, &p);
     }
     return rc;
 }
@@ -870,8 +873,9 @@ typedef struct doc_write {
     const uint8_t *hash;
     uint32_t n_seg;
     uint8_t (*ids)[16];
-    uint8_t **bytes; /* NULL where the store already has the artifact */
+    uint8_t **bytes; /* NULL where the store already had the artifact */
     size_t *sizes;
+    const uint8_t *kept; /* 1 where bytes[i] went into the store as it was done (a long document) */
     const kvz_doc_entry *entry;
     uint32_t *dropped_forms; /* out: the earlier content's other configurations */
     int *stale;              /* out: the source changed since it was read: nothing written */
@@ -904,9 +908,23 @@ static int write_document(kvz_store_txn *t, void *ctx)
     if (rc == KVZ_ERR_NOT_FOUND)
         rc = kvz_store_put(t, KVZ_DB_META, d->c->prefix_key, strlen(d->c->prefix_key),
                            d->c->prefix_artifact, d->c->prefix_artifact_size);
-    for (uint32_t i = 0; i < d->n_seg && rc == KVZ_OK; i++)
-        if (d->bytes[i])
+    for (uint32_t i = 0; i < d->n_seg && rc == KVZ_OK; i++) {
+        if (d->bytes[i] && !d->kept[i]) {
             rc = kvz_store_put(t, KVZ_DB_ARTIFACTS, d->ids[i], 16, d->bytes[i], d->sizes[i]);
+            continue;
+        }
+        /* stored earlier, by this compile or before it: a gc meanwhile drops
+         * what no record names, and a record never names what is not there */
+        rc = kvz_store_get(t, KVZ_DB_ARTIFACTS, d->ids[i], 16, &val, &len);
+        if (rc == KVZ_ERR_NOT_FOUND && d->bytes[i]) {
+            kvz_error_clear();
+            rc = kvz_store_put(t, KVZ_DB_ARTIFACTS, d->ids[i], 16, d->bytes[i], d->sizes[i]);
+        } else if (rc == KVZ_ERR_NOT_FOUND) {
+            kvz_error_clear();
+            rc = kvz_errorf(KVZ_ERR_NOT_FOUND, "the stored artifact of its segment %u left the store while it was "
+                            "compiled (a gc or rm meanwhile): compile it again", i + 1);
+        }
+    }
     if (rc != KVZ_OK)
         return rc;
     kvz_entry_outcome outcome;
@@ -995,7 +1013,8 @@ int kvz_compile_document(kvz_compiler *c, const char *name, const char *text, si
     uint8_t (*ids)[16] = calloc(n_seg ? n_seg : 1, 16);
     uint8_t **bytes = calloc(n_seg ? n_seg : 1, sizeof *bytes);
     size_t *sizes = calloc(n_seg ? n_seg : 1, sizeof *sizes);
-    int rc = ids && bytes && sizes ? KVZ_OK : kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    uint8_t *kept = calloc(n_seg ? n_seg : 1, 1);
+    int rc = ids && bytes && sizes && kept ? KVZ_OK : kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     if (rc == KVZ_OK && (n_seg == 0 || (n_seg == 1 && segs.items[0].tokens.len == 0))) {
         r->status = KVZ_DOC_EMPTY;
         rc = kvz_errorf(KVZ_ERR_FORMAT, "empty (the model's tokenizer keeps none of its bytes)");
@@ -1016,6 +1035,16 @@ int kvz_compile_document(kvz_compiler *c, const char *name, const char *text, si
             continue;
         }
         rc = compile_segment(c, name, hash, i, n_seg, toks, &bytes[i], &sizes[i], r, &pr);
+        /* a long document's segments go into the store as they are done (no
+         * record names them yet: a reader does not see the document), so that
+         * a run interrupted within it goes on from its next segment */
+        if (rc == KVZ_OK && n_seg > 1) {
+            double t0 = kvz_now_seconds();
+            one_put w = {KVZ_DB_ARTIFACTS, ids[i], 16, bytes[i], sizes[i]};
+            rc = kvz_store_write(c->store, put_one, &w);
+            kept[i] = rc == KVZ_OK;
+            r->write_s += kvz_now_seconds() - t0;
+        }
         r->bytes += sizes[i];
         pr.base += (int64_t)toks->len;
     }
@@ -1026,7 +1055,7 @@ int kvz_compile_document(kvz_compiler *c, const char *name, const char *text, si
                            .n_tokens = (uint32_t)r->tokens, .n_segments = n_seg, .artifact_ids = ids};
         kvz_compile_summary(&c->opts, e.summary, sizeof e.summary);
         int stale = 0;
-        doc_write d = {c, name, hash, n_seg, ids, bytes, sizes, &e, &r->dropped_forms, &stale};
+        doc_write d = {c, name, hash, n_seg, ids, bytes, sizes, kept, &e, &r->dropped_forms, &stale};
         rc = kvz_store_write(c->store, write_document, &d);
         c->prefix_sound |= rc == KVZ_OK && !stale; /* written with it, if it was missing or damaged */
         r->write_s += kvz_now_seconds() - t0;
@@ -1035,7 +1064,7 @@ int kvz_compile_document(kvz_compiler *c, const char *name, const char *text, si
     }
     for (uint32_t i = 0; bytes && i < n_seg; i++)
         free(bytes[i]);
-    free(ids), free(bytes), free(sizes);
+    free(ids), free(bytes), free(sizes), free(kept);
     kvz_segments_free(&segs);
     return rc;
 }

@@ -26,8 +26,9 @@ static const char HELP[] =
     "writes nothing; an interrupted run, run again, resumes at the document where it\n"
     "stopped (without --force, which starts over; stopped by SIGINT, SIGTERM,\n"
     "SIGHUP or SIGPIPE, it says which document it was at and what the store keeps; a\n"
-    "document's segments are stored together). Documents longer than a segment\n"
-    "(the model's context less the shared prefix and --reserve, or kvzip's\n"
+    "long document's segments are stored as they are done, so it goes on from the\n"
+    "segment it was in; it is listed once all are). Documents longer than a\n"
+    "segment (the model's context less the shared prefix and --reserve, or kvzip's\n"
     "scoring pass, ~2K tokens, when larger) are split into segments at paragraph\n"
     "boundaries; `kvz query --segments` loads a run of them. In an archive, a\n"
     "hard link is a document with its target's content, a name held twice is its\n"
@@ -604,7 +605,7 @@ static void set_interrupted_at(const compile_args *a, int live, run_summary *r, 
     const char *name = r->interrupted_at;
     cli_set_interrupt_note("%skvz compile: interrupted at %s (document %zu of %zu); before it %zu compiled and "
                            "%zu unchanged, which the store keeps, %zu skipped, %zu failed: the same command "
-                           "%sgoes on from that document's start%s\n", live && !a->quiet ? "\r\033[K" : "",
+                           "%sgoes on from that document (a long one at its first segment not stored)%s\n", live && !a->quiet ? "\r\033[K" : "",
                            cli_shown(shown, name, strlen(name)), number, total, r->compiled, r->unchanged,
                            r->skipped, r->failed, a->opts.force ? "without --force (with it, it starts over) " : "",
                            a->prune ? "; nothing was pruned" : "");
@@ -803,6 +804,11 @@ int cmd_compile(int argc, char **argv)
                          res.bytes / 1024.0, secs > 0 ? res.tokens / secs : 0);
             else
                 snprintf(detail, sizeof detail, "unchanged (%d tokens, already in the store)", res.tokens);
+            if (res.status == KVZ_DOC_COMPILED && res.shared_segments > 0 && res.shared_segments < res.segments) {
+                size_t at = strlen(detail);
+                snprintf(detail + at, sizeof detail - at, "; %d of its segments were in the store already (an "
+                         "interrupted run's, or the same text under another name)", res.shared_segments);
+            }
             if (res.dropped_forms) { /* a pinned --config ID of those is gone: said */
                 size_t at = strlen(detail);
                 snprintf(detail + at, sizeof detail - at, "; changed: its %u compiled form(s) of other "

@@ -376,7 +376,7 @@ while [ $i -lt 600 ]; do
 done
 kill -TERM $pid 2>/dev/null; wait $pid; rc=$?
 in_store=$("$KVZ" ls --store "$S3" | grep -c kvzip)
-said=$(sed -n 's/^kvz compile: interrupted at .* (document [0-9]* of 11); before it \([0-9]*\) compiled and 0 unchanged, which the store keeps, .*: the same command goes on from that document.s start$/\1/p' "$TMP/term.err")
+said=$(sed -n 's/^kvz compile: interrupted at .* (document [0-9]* of 11); before it \([0-9]*\) compiled and 0 unchanged, which the store keeps, .*: the same command goes on from that document (a long one at its first segment not stored)$/\1/p' "$TMP/term.err")
 # --json: every line whole, the last one the summary of an interrupted run (the same count)
 json_ok=$(python3 - "$TMP/term.out" "$said" <<'PY'
 import json, sys
@@ -393,6 +393,28 @@ PY
     "$KVZ" verify --store "$S3" >/dev/null 2>&1 &&
     ok "SIGTERM mid-compile: '$said compiled before it' said (and in --json's summary), $in_store in the store, exit by the signal" ||
     { fail "SIGTERM mid-compile: exit $rc, said '$said', $in_store in the store, json $json_ok"; cat "$TMP/term.err" "$TMP/term.out"; }
+
+# a long document's segments are stored as they are done: one interrupted after its first
+# segment goes on from the next (a book is minutes a segment), and it is listed only when whole
+S4="$TMP/store4"
+python3 -c 'import random; random.seed(7); w="the river stone light of house blue walk under over slowly".split(); print(" ".join(random.choice(w) for _ in range(2600)))' >"$TMP/book.txt"
+"$KVZ" compile "$TMP/book.txt" --store "$S4" --model "$MODEL" --method snapkv --reserve 7000 >/dev/null 2>"$TMP/book.err" &
+pid=$!
+i=0
+while [ $i -lt 1200 ]; do
+    "$KVZ" stats --store "$S4" --json 2>/dev/null | grep -q '"documents":0,.*"artifacts":[1-9]' && break
+    sleep 0.1; i=$((i + 1))
+done
+kill -TERM $pid 2>/dev/null; wait $pid; rc=$?
+"$KVZ" ls --store "$S4" >"$TMP/book.ls" 2>&1
+"$KVZ" compile "$TMP/book.txt" --store "$S4" --model "$MODEL" --method snapkv --reserve 7000 --json \
+    >"$TMP/book.json" 2>"$TMP/book.err2"
+[ $rc -eq 143 ] && grep -q "^0 document" "$TMP/book.ls" &&
+    grep -q '"status":"compiled","tokens":[0-9]*,"segments":[3-9],"shared_segments":[1-9]' "$TMP/book.json" &&
+    grep -q "of its segments were in the store already (an interrupted run's" "$TMP/book.err2" &&
+    "$KVZ" verify --store "$S4" >/dev/null 2>&1 &&
+    ok "a long document interrupted after a segment: not listed, then goes on from the next segment" ||
+    { fail "long document resumed by the segment: exit $rc"; cat "$TMP/book.err" "$TMP/book.ls" "$TMP/book.json" "$TMP/book.err2"; }
 
 # a flipped byte inside an artifact is found
 cp -r "$S" "$TMP/broken"
