@@ -688,9 +688,20 @@ static int fit_to_model(kvz_compiler *c, kvz_model *m, const kvz_compile_opts *o
     kvz_compile_opts_default(&d);
     if (o->value_group >= (uint32_t)m->hp.head_dim)
         c->opts.value_group = d.value_group >= (uint32_t)m->hp.head_dim ? d.value_group : (uint32_t)m->hp.head_dim;
-    if (rc == KVZ_OK && m->hp.head_dim % c->value_group != 0)
-        rc = kvz_errorf(KVZ_ERR_ARG, "--value-group %u does not divide the head size %d", c->value_group,
-                        m->hp.head_dim);
+    /* heads of 80 or 96 channels: the default group becomes the largest under
+     * it that divides them (40, 48), which is recorded as such */
+    if (c->value_group == d.value_group && m->hp.head_dim % c->value_group != 0) {
+        while (m->hp.head_dim % c->value_group != 0)
+            c->value_group--;
+        c->opts.value_group = c->value_group;
+    }
+    if (rc == KVZ_OK && m->hp.head_dim % c->value_group != 0) {
+        uint32_t fits = c->value_group;
+        while (m->hp.head_dim % fits != 0)
+            fits--;
+        rc = kvz_errorf(KVZ_ERR_ARG, "--value-group %u does not divide the head size %d (%u does; %d or more is "
+                        "one group per head)", c->value_group, m->hp.head_dim, fits, m->hp.head_dim);
+    }
     if (rc == KVZ_OK && c->segment_limit < 64) {
         const char *what = reserve == o->reserve ? "--reserve"
                            : o->sel.method == KVZ_METHOD_KVZIP && pass > (int32_t)c->question.len

@@ -27,6 +27,9 @@ static const char HELP[] =
     "  --type T         matrix type: F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K\n"
     "                   Q6_K (default Q8_0; Q4_K for llama3-8b and llama3.1-8b; the K\n"
     "                   types need widths that are multiples of 256, as theirs are)\n"
+    "  --heads N        override the query heads (the width / N is the head size:\n"
+    "                   smollm2-135m with 6 heads has heads of 96 channels); the\n"
+    "                   shape's KV heads must divide N\n"
     "  --ctx N          trained context length to declare\n"
     "  --vocab N        vocabulary size (at least 264: the bytes and control tokens)\n"
     "  --rope-freqs N   write Llama 3.1+'s RoPE frequency factors (rope_freqs.weight)\n"
@@ -36,20 +39,21 @@ static const char HELP[] =
     "                   (default: the shape's, 32 for llama3.2-1b; else 8, Llama 3.1)\n"
     "  --seed N         generator seed (default 1)\n";
 
-enum { OPT_SHAPE = 256, OPT_LAYERS, OPT_TYPE, OPT_CTX, OPT_VOCAB, OPT_SEED, OPT_ROPE_FREQS, OPT_ROPE_FACTOR };
+enum { OPT_SHAPE = 256, OPT_LAYERS, OPT_HEADS, OPT_TYPE, OPT_CTX, OPT_VOCAB, OPT_SEED, OPT_ROPE_FREQS, OPT_ROPE_FACTOR };
 
 int cmd_synth(int argc, char **argv)
 {
     static const struct option options[] = {
         {"shape", required_argument, 0, OPT_SHAPE}, {"output", required_argument, 0, 'o'},
         {"layers", required_argument, 0, OPT_LAYERS}, {"type", required_argument, 0, OPT_TYPE},
+        {"heads", required_argument, 0, OPT_HEADS},
         {"ctx", required_argument, 0, OPT_CTX},       {"seed", required_argument, 0, OPT_SEED},
         {"vocab", required_argument, 0, OPT_VOCAB},   {"rope-freqs", required_argument, 0, OPT_ROPE_FREQS},
         {"rope-factor", required_argument, 0, OPT_ROPE_FACTOR}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     const char *shape = NULL, *out = NULL, *type = NULL;
-    long layers = 0, ctx = 0, vocab = 0, seed = -1, rope_freqs = 0;
+    long layers = 0, heads = 0, ctx = 0, vocab = 0, seed = -1, rope_freqs = 0;
     double rope_factor = 0;
     int c, index = -1;
     optind = 1;
@@ -60,6 +64,9 @@ int cmd_synth(int argc, char **argv)
         case OPT_TYPE: type = optarg; break;
         case OPT_LAYERS:
             if (cli_parse_int(optarg, 1, 4096, &layers)) goto bad;
+            break;
+        case OPT_HEADS:
+            if (cli_parse_int(optarg, 1, 4096, &heads)) goto bad;
             break;
         case OPT_CTX:
             if (cli_parse_int(optarg, 1, 1 << 24, &ctx)) goto bad;
@@ -90,6 +97,8 @@ int cmd_synth(int argc, char **argv)
         return cli_fail("synth-model", rc == KVZ_ERR_NOT_FOUND ? KVZ_ERR_ARG : rc);
     if (layers)
         spec.n_layers = (int32_t)layers;
+    if (heads)
+        spec.n_heads = (int32_t)heads;
     if (ctx)
         spec.ctx = (int32_t)ctx;
     if (vocab)

@@ -275,6 +275,17 @@ check max-bytes-k 0 "$KVZ" compile "$TMP/log1.txt" "$TMP/over-1k.txt" --store "$
 expect_in max-bytes-k "$TMP/err" "^skip .*over-1k\.txt: larger than 1024 bytes$"
 check max-bytes-bad 2 "$KVZ" compile "$TMP/log1.txt" --store "$TMP/max-bytes-store" --max-bytes 1x
 expect_in max-bytes-bad "$TMP/err" "may end in K, M, G or T"
+# heads of 96 channels: the default value group is 48 (64 does not divide them), and a group
+# given that does not divide them is refused with one that does
+check synth-heads-96 0 "$KVZ" synth-model --shape smollm2-135m --layers 1 --heads 6 --vocab 300 -o "$TMP/hd96.gguf"
+check compile-hd96 0 "$KVZ" compile "$TMP/light.txt" --store "$TMP/hd96-store" --model "$TMP/hd96.gguf" --quiet
+check ls-hd96 0 "$KVZ" ls --store "$TMP/hd96-store"
+expect_in ls-hd96 "$TMP/out" "value-group 48 "
+check query-hd96 0 "$KVZ" query --store "$TMP/hd96-store" --model "$TMP/hd96.gguf" --doc "$TMP/light.txt" \
+    --max-tokens 2 "When?"
+check compile-hd96-group 2 "$KVZ" compile "$TMP/light.txt" --store "$TMP/hd96-store" --model "$TMP/hd96.gguf" \
+    --value-group 36
+expect_in compile-hd96-group "$TMP/err" "^kvz compile: --value-group 36 does not divide the head size 96 (32 does; 96 or more is one group per head)$"
 check synth-rope-freqs 0 "$KVZ" synth-model --shape tiny --ctx 8192 --rope-freqs 64 -o "$TMP/rope-freqs.gguf"
 check compile-rope-freqs 0 "$KVZ" compile "$TMP/light.txt" --store "$TMP/rope-freqs-store" \
     --model "$TMP/rope-freqs.gguf" --quiet
