@@ -28,18 +28,18 @@ int kvz_synth_preset(const char *name, kvz_synth_spec *s)
     s->seed = 1;
     s->rms_eps = 1e-5f;
     if (strcmp(name, "tiny") == 0) {
-        *s = (kvz_synth_spec){2, 64, 4, 2, 128, 512, 512, 10000.0f, 1e-5f, KVZ_GGML_Q8_0, 1, 1, 0, 0, 0};
+        *s = (kvz_synth_spec){2, 64, 4, 2, 128, 512, 512, 10000.0f, 1e-5f, KVZ_GGML_Q8_0, 1, 1, 0, 0, 0, 0};
     } else if (strcmp(name, "smollm2-135m") == 0) {
-        *s = (kvz_synth_spec){30, 576, 9, 3, 1536, 49152, 8192, 100000.0f, 1e-5f, KVZ_GGML_Q8_0, 1, 1, 0, 0, 0};
+        *s = (kvz_synth_spec){30, 576, 9, 3, 1536, 49152, 8192, 100000.0f, 1e-5f, KVZ_GGML_Q8_0, 1, 1, 0, 0, 0, 0};
     } else if (strcmp(name, "llama3-8b") == 0) {
-        *s = (kvz_synth_spec){32, 4096, 32, 8, 14336, 128256, 8192, 500000.0f, 1e-5f, KVZ_GGML_Q4_K, 0, 1, 0, 0, 0};
+        *s = (kvz_synth_spec){32, 4096, 32, 8, 14336, 128256, 8192, 500000.0f, 1e-5f, KVZ_GGML_Q4_K, 0, 1, 0, 0, 0, 0};
     } else if (strcmp(name, "llama3.1-8b") == 0) {
-        *s = (kvz_synth_spec){32, 4096, 32, 8, 14336, 128256, 131072, 500000.0f, 1e-5f, KVZ_GGML_Q4_K, 0, 1, 0, 8192, 0};
+        *s = (kvz_synth_spec){32, 4096, 32, 8, 14336, 128256, 131072, 500000.0f, 1e-5f, KVZ_GGML_Q4_K, 0, 1, 0, 8192, 0, 0};
     } else if (strcmp(name, "llama3.2-1b") == 0) {
         *s = (kvz_synth_spec){16, 2048, 32, 8, 8192, 128256, 131072, 500000.0f, 1e-5f, KVZ_GGML_Q8_0, 1, 1, 0, 8192,
-                              32.0f};
+                              32.0f, 0};
     } else if (strcmp(name, "qwen2-0.5b") == 0) {
-        *s = (kvz_synth_spec){24, 896, 14, 2, 4864, 151936, 32768, 1000000.0f, 1e-6f, KVZ_GGML_Q8_0, 1, 1, 1, 0, 0};
+        *s = (kvz_synth_spec){24, 896, 14, 2, 4864, 151936, 32768, 1000000.0f, 1e-6f, KVZ_GGML_Q8_0, 1, 1, 1, 0, 0, 0};
     } else {
         return kvz_errorf(KVZ_ERR_NOT_FOUND,
                           "unknown model shape '%s' (known: tiny, smollm2-135m, llama3-8b, llama3.1-8b, "
@@ -177,7 +177,7 @@ static const char CHATML_TEMPLATE[] =
     "+ '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' "
     "}}{% endif %}";
 
-static int write_vocab(kvz_gguf_writer *w, int32_t vocab, const char *pre)
+static int write_vocab(kvz_gguf_writer *w, int32_t vocab, const char *pre, int add_bos)
 {
     char **texts = calloc((size_t)vocab, sizeof *texts);
     int32_t *types = malloc((size_t)vocab * sizeof *types);
@@ -223,6 +223,8 @@ static int write_vocab(kvz_gguf_writer *w, int32_t vocab, const char *pre)
         rc = kvz_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1);
     if (rc == KVZ_OK)
         rc = kvz_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2);
+    if (rc == KVZ_OK && add_bos) /* else not written: the files made before stay the same bytes */
+        rc = kvz_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", 1);
     if (rc == KVZ_OK)
         rc = kvz_gguf_writer_set_str(w, "tokenizer.chat_template", CHATML_TEMPLATE);
     if (texts)
@@ -317,7 +319,7 @@ int kvz_synth_model_write(const char *path, const kvz_synth_spec *s)
     }
     int rc = write_hparams(w, s);
     if (rc == KVZ_OK)
-        rc = write_vocab(w, s->vocab, s->qwen2 ? "qwen2" : "gpt-2");
+        rc = write_vocab(w, s->vocab, s->qwen2 ? "qwen2" : "gpt-2", s->add_bos);
 
     const int64_t hd = s->dim / s->n_heads;
     const float in_spread = 1.0f / sqrtf((float)s->dim); /* keeps activations O(1) */

@@ -25,6 +25,7 @@ typedef struct kvz_synth_spec {
      * many tokens. llama only. */
     int32_t rope_freqs_ctx;
     float rope_freqs_factor; /* how much the long wavelengths are slowed: 0 is 8 (3.1), 3.2 has 32 */
+    int add_bos;             /* tokenizer.ggml.add_bos_token true (a Llama 3 base model's) */
 } kvz_synth_spec;
 
 /* Fill `spec` with a named shape: "tiny", "smollm2-135m", "llama3-8b",

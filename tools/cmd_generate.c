@@ -33,7 +33,9 @@ static const char HELP[] =
     "  --reserve N         with --doc: context tokens for prompt and answer\n"
     "                      (default 512)\n"
     "  -m, --model PATH    GGUF model (default: $KVZ_MODEL, else the setup's SmolLM2)\n"
-    "  -p, --prompt TEXT   the prompt; --prompt-file FILE reads it ('-' = stdin)\n"
+    "  -p, --prompt TEXT   the prompt; --prompt-file FILE reads it ('-' = stdin);\n"
+    "                      without --chat, after a BOS where the model asks for one\n"
+    "                      (tokenizer.ggml.add_bos_token, as llama.cpp)\n"
     "  --chat              wrap the prompt in the model's chat template (user turn +\n"
     "                      assistant header); --system TEXT sets the system turn,\n"
     "                      else the template's default\n"
@@ -214,8 +216,12 @@ static int print_token(void *ctx, int32_t token, const char *bytes, size_t len)
 static int prompt_tokens(const kvz_model *m, const gen_args *a, const char *text, kvz_tokens *ids)
 {
     KVZ_TRY(kvz_utf8_require(text, "the prompt"));
-    if (!a->chat)
+    if (!a->chat) { /* the BOS the model asks for (a Llama 3 base model does), as llama.cpp adds it;
+                     * a chat template writes its own */
+        if (kvz_tokenizer_adds_bos(m->tokenizer))
+            KVZ_TRY(kvz_tokens_push(ids, kvz_tokenizer_bos(m->tokenizer)));
         return kvz_tokenize(m->tokenizer, text, strlen(text), 0, ids);
+    }
     kvz_chat_message msgs[2];
     size_t n = 0;
     if (a->system)

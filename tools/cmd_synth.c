@@ -30,6 +30,7 @@ static const char HELP[] =
     "  --heads N        override the query heads (the width / N is the head size:\n"
     "                   smollm2-135m with 6 heads has heads of 96 channels); the\n"
     "                   shape's KV heads must divide N\n"
+    "  --add-bos        state tokenizer.ggml.add_bos_token (as Llama 3 does)\n"
     "  --ctx N          trained context length to declare\n"
     "  --vocab N        vocabulary size (at least 264: the bytes and control tokens)\n"
     "  --rope-freqs N   write Llama 3.1+'s RoPE frequency factors (rope_freqs.weight)\n"
@@ -39,20 +40,21 @@ static const char HELP[] =
     "                   (default: the shape's, 32 for llama3.2-1b; else 8, Llama 3.1)\n"
     "  --seed N         generator seed (default 1)\n";
 
-enum { OPT_SHAPE = 256, OPT_LAYERS, OPT_HEADS, OPT_TYPE, OPT_CTX, OPT_VOCAB, OPT_SEED, OPT_ROPE_FREQS, OPT_ROPE_FACTOR };
+enum { OPT_SHAPE = 256, OPT_LAYERS, OPT_HEADS, OPT_ADD_BOS, OPT_TYPE, OPT_CTX, OPT_VOCAB, OPT_SEED, OPT_ROPE_FREQS, OPT_ROPE_FACTOR };
 
 int cmd_synth(int argc, char **argv)
 {
     static const struct option options[] = {
         {"shape", required_argument, 0, OPT_SHAPE}, {"output", required_argument, 0, 'o'},
         {"layers", required_argument, 0, OPT_LAYERS}, {"type", required_argument, 0, OPT_TYPE},
-        {"heads", required_argument, 0, OPT_HEADS},
+        {"heads", required_argument, 0, OPT_HEADS}, {"add-bos", no_argument, 0, OPT_ADD_BOS},
         {"ctx", required_argument, 0, OPT_CTX},       {"seed", required_argument, 0, OPT_SEED},
         {"vocab", required_argument, 0, OPT_VOCAB},   {"rope-freqs", required_argument, 0, OPT_ROPE_FREQS},
         {"rope-factor", required_argument, 0, OPT_ROPE_FACTOR}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     const char *shape = NULL, *out = NULL, *type = NULL;
+    int add_bos = 0;
     long layers = 0, heads = 0, ctx = 0, vocab = 0, seed = -1, rope_freqs = 0;
     double rope_factor = 0;
     int c, index = -1;
@@ -65,6 +67,7 @@ int cmd_synth(int argc, char **argv)
         case OPT_LAYERS:
             if (cli_parse_int(optarg, 1, 4096, &layers)) goto bad;
             break;
+        case OPT_ADD_BOS: add_bos = 1; break;
         case OPT_HEADS:
             if (cli_parse_int(optarg, 1, 4096, &heads)) goto bad;
             break;
@@ -99,6 +102,7 @@ int cmd_synth(int argc, char **argv)
         spec.n_layers = (int32_t)layers;
     if (heads)
         spec.n_heads = (int32_t)heads;
+    spec.add_bos = add_bos;
     if (ctx)
         spec.ctx = (int32_t)ctx;
     if (vocab)

@@ -275,6 +275,15 @@ check max-bytes-k 0 "$KVZ" compile "$TMP/log1.txt" "$TMP/over-1k.txt" --store "$
 expect_in max-bytes-k "$TMP/err" "^skip .*over-1k\.txt: larger than 1024 bytes$"
 check max-bytes-bad 2 "$KVZ" compile "$TMP/log1.txt" --store "$TMP/max-bytes-store" --max-bytes 1x
 expect_in max-bytes-bad "$TMP/err" "may end in K, M, G or T"
+# a model that asks for a BOS (tokenizer.ggml.add_bos_token, a Llama 3 base model) gets one
+# before a raw prompt, as llama.cpp gives it; a chat template writes its own
+check synth-add-bos 0 "$KVZ" synth-model --shape tiny --add-bos -o "$TMP/add-bos.gguf"
+bos_tokens() { "$KVZ" generate --model "$1" --prompt Hello --max-tokens 1 --stats ${2:-} 2>&1 >/dev/null |
+    sed -n 's/.*prompt \([0-9]*\) tokens.*/\1/p'; }
+[ "$(bos_tokens "$TMP/add-bos.gguf")" = $(($(bos_tokens "$TMP/tiny.gguf") + 1)) ] &&
+    [ "$(bos_tokens "$TMP/add-bos.gguf" --chat)" = "$(bos_tokens "$TMP/tiny.gguf" --chat)" ] &&
+    ok "add_bos_token: a BOS before a raw prompt, none added to a chat" ||
+    fail "add_bos_token: raw $(bos_tokens "$TMP/add-bos.gguf") vs $(bos_tokens "$TMP/tiny.gguf")"
 # heads of 96 channels: the default value group is 48 (64 does not divide them), and a group
 # given that does not divide them is refused with one that does
 check synth-heads-96 0 "$KVZ" synth-model --shape smollm2-135m --layers 1 --heads 6 --vocab 300 -o "$TMP/hd96.gguf"
