@@ -121,16 +121,21 @@ int kvz_chat_init(kvz_chat *c, const kvz_gguf *g, int has_im_start)
             c->default_system = chatml_default_system(tpl.ptr, len);
         return KVZ_OK;
     }
-    return kvz_errorf(KVZ_ERR_UNSUPPORTED,
-                      "%s: chat template not recognised (kvz knows ChatML '<|im_start|>' and "
-                      "Llama-3 '<|start_header_id|>')", kvz_gguf_path(g));
+    char why[1024];
+    snprintf(why, sizeof why, "%s: chat template %s (kvz knows ChatML '<|im_start|>' and Llama-3 "
+             "'<|start_header_id|>'; a raw prompt, kvz generate without --chat, needs none)", kvz_gguf_path(g),
+             len ? "not recognised" : "missing");
+    if (!(c->unknown = strdup(why)))
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory reading a chat template");
+    return KVZ_OK;
 }
 
 void kvz_chat_free(kvz_chat *c)
 {
     free(c->default_system);
     free(c->system_preamble);
-    c->default_system = c->system_preamble = NULL;
+    free(c->unknown);
+    c->default_system = c->system_preamble = c->unknown = NULL;
 }
 
 size_t kvz_chat_content_end(const kvz_chat *c, const char *s, size_t len)
@@ -148,6 +153,8 @@ static void put_trimmed(kvz_buffer *b, const char *s)
 int kvz_chat_render(const kvz_chat *c, const kvz_chat_message *msgs, size_t n,
                     int add_generation_prompt, char **out)
 {
+    if (c->unknown)
+        return kvz_errorf(KVZ_ERR_UNSUPPORTED, "%s", c->unknown);
     kvz_buffer b = {0};
     int has_system = n > 0 && strcmp(msgs[0].role, "system") == 0;
     if (c->kind == KVZ_CHAT_CHATML) {

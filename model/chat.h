@@ -23,6 +23,9 @@ typedef struct kvz_chat {
      * always writes, before the (trimmed) system message if any ("Cutting
      * Knowledge Date: ...\nToday Date: ...\n\n"); NULL for Llama 3.0. */
     char *system_preamble;
+    /* kind 0: the template is of no family kvz knows; what rendering says
+     * (the model still loads: a raw prompt needs no template) */
+    char *unknown;
 } kvz_chat;
 
 typedef struct kvz_chat_message {
@@ -30,9 +33,10 @@ typedef struct kvz_chat_message {
     const char *content;
 } kvz_chat_message;
 
-/* Detect the template. Errors: KVZ_ERR_UNSUPPORTED naming the markers sought
- * when the template is of an unknown family; a file without a template gets
- * ChatML if its vocabulary has <|im_start|> (has_im_start), else unsupported. */
+/* Detect the template. A file without a template gets ChatML if its
+ * vocabulary has <|im_start|> (has_im_start). A template of an unknown family
+ * (or none, without <|im_start|>) is not an error here: kind is 0 and
+ * rendering fails with KVZ_ERR_UNSUPPORTED naming the markers sought. */
 int kvz_chat_init(kvz_chat *c, const kvz_gguf *g, int has_im_start);
 void kvz_chat_free(kvz_chat *c);
 

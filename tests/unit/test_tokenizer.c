@@ -257,6 +257,25 @@ static void test_golden_chat_llama31(void **state)
     }
 }
 
+/* A template of a family kvz does not know ([INST], Mistral's) loads (a raw
+ * prompt needs none); rendering a chat with it is refused, naming the markers. */
+static void test_unknown_template_refused_when_rendered(void **state)
+{
+    (void)state;
+    kvz_chat chat;
+    kvz_gguf *g = chat_of_template("{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}",
+                                   "inst.gguf", 0, &chat);
+    assert_int_equal(chat.kind, 0);
+    kvz_chat_message user = {"user", "Hi"};
+    char *out = NULL;
+    assert_int_equal(kvz_chat_render(&chat, &user, 1, 1, &out), KVZ_ERR_UNSUPPORTED);
+    assert_null(out);
+    assert_non_null(strstr(kvz_last_error(), "chat template not recognised"));
+    assert_int_equal(kvz_chat_open_user_turn(&chat, NULL, &out), KVZ_ERR_UNSUPPORTED);
+    kvz_chat_free(&chat);
+    kvz_gguf_close(g);
+}
+
 /* Any bytes at all encode without error; valid UTF-8 built only of bytes the
  * vocabulary covers decodes back exactly. */
 static void test_round_trip_generated_text(void **state)
@@ -357,6 +376,7 @@ int main(void)
         cmocka_unit_test(test_golden_chat_llama3),
         cmocka_unit_test(test_golden_chat_llama31),
         cmocka_unit_test(test_chatml_default_system_after_expressions),
+        cmocka_unit_test(test_unknown_template_refused_when_rendered),
         cmocka_unit_test(test_round_trip_generated_text),
         cmocka_unit_test(test_invalid_utf8_and_binary),
         cmocka_unit_test(test_utf8_complete_length),
