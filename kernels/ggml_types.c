@@ -22,6 +22,23 @@ kvz_ggml_type_info kvz_ggml_type_info_of(uint32_t type)
     case KVZ_GGML_Q2_K: return (kvz_ggml_type_info){"Q2_K", 0, 0};
     case KVZ_GGML_Q3_K: return (kvz_ggml_type_info){"Q3_K", 0, 0};
     case KVZ_GGML_Q8_K: return (kvz_ggml_type_info){"Q8_K", 0, 0};
+    case 16: return (kvz_ggml_type_info){"IQ2_XXS", 0, 0};
+    case 17: return (kvz_ggml_type_info){"IQ2_XS", 0, 0};
+    case 18: return (kvz_ggml_type_info){"IQ3_XXS", 0, 0};
+    case 19: return (kvz_ggml_type_info){"IQ1_S", 0, 0};
+    case 20: return (kvz_ggml_type_info){"IQ4_NL", 0, 0};
+    case 21: return (kvz_ggml_type_info){"IQ3_S", 0, 0};
+    case 22: return (kvz_ggml_type_info){"IQ2_S", 0, 0};
+    case 23: return (kvz_ggml_type_info){"IQ4_XS", 0, 0};
+    case 24: return (kvz_ggml_type_info){"I8", 0, 0};
+    case 25: return (kvz_ggml_type_info){"I16", 0, 0};
+    case 26: return (kvz_ggml_type_info){"I32", 0, 0};
+    case 27: return (kvz_ggml_type_info){"I64", 0, 0};
+    case 28: return (kvz_ggml_type_info){"F64", 0, 0};
+    case 29: return (kvz_ggml_type_info){"IQ1_M", 0, 0};
+    case 34: return (kvz_ggml_type_info){"TQ1_0", 0, 0};
+    case 35: return (kvz_ggml_type_info){"TQ2_0", 0, 0};
+    case 39: return (kvz_ggml_type_info){"MXFP4", 0, 0};
     default: return (kvz_ggml_type_info){"unknown", 0, 0};
     }
 }

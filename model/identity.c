@@ -1,5 +1,6 @@
 /* identity.c — model fingerprints. */
 #include "model/identity.h"
+#include "model/utf8.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -12,8 +13,11 @@ void kvz_model_identity_of(const kvz_model *m, kvz_model_identity *id)
     snprintf(id->arch, sizeof id->arch, "%s", hp->arch);
     kvz_gguf_str name;
     if (kvz_gguf_find_key(m->gguf, "general.name") >= 0 &&
-        kvz_gguf_get_str(m->gguf, "general.name", &name) == 0)
-        snprintf(id->name, sizeof id->name, "%.*s", (int)(name.len < 127 ? name.len : 127), name.ptr);
+        kvz_gguf_get_str(m->gguf, "general.name", &name) == 0) {
+        size_t len = name.len < 127 ? (size_t)name.len : 127; /* cut between characters, not inside one */
+        len = kvz_utf8_complete_length((const uint8_t *)name.ptr, len);
+        snprintf(id->name, sizeof id->name, "%.*s", (int)len, name.ptr);
+    }
     id->n_layers = (uint32_t)hp->n_layers;
     id->n_heads = (uint32_t)hp->n_heads;
     id->n_kv_heads = (uint32_t)hp->n_kv_heads;

@@ -89,12 +89,24 @@ int kvz_hparams_read(kvz_hparams *hp, const kvz_gguf *g)
                           kvz_gguf_path(g), hp->arch);
     hp->qkv_bias = qwen2;
     const char *a = hp->arch;
+    /* said as what they are, not as the tensors they lack */
+    uint32_t parts = 0, experts = 0;
+    if (kvz_gguf_find_key(g, "split.count") >= 0 && kvz_gguf_get_u32(g, "split.count", &parts) == KVZ_OK &&
+        parts > 1)
+        return kvz_errorf(KVZ_ERR_UNSUPPORTED, "%s is one part of a model split into %u files (split.count): kvz "
+                          "reads a whole model from one file (llama-gguf-split --merge makes one)",
+                          kvz_gguf_path(g), parts);
+    char key[128];
+    snprintf(key, sizeof key, "%s.expert_count", a);
+    if (kvz_gguf_find_key(g, key) >= 0 && kvz_gguf_get_u32(g, key, &experts) == KVZ_OK && experts > 0)
+        return kvz_errorf(KVZ_ERR_UNSUPPORTED, "%s: a mixture of %u experts (%s) is not supported",
+                          kvz_gguf_path(g), experts, key);
+    kvz_error_clear();
     KVZ_TRY(key_u32(g, a, "block_count", &hp->n_layers));
     KVZ_TRY(key_u32(g, a, "embedding_length", &hp->dim));
     KVZ_TRY(key_u32(g, a, "attention.head_count", &hp->n_heads));
     KVZ_TRY(key_u32(g, a, "feed_forward_length", &hp->ff_dim));
     KVZ_TRY(key_u32(g, a, "context_length", &hp->ctx_train));
-    char key[128];
     snprintf(key, sizeof key, "%s.attention.head_count_kv", a);
     if (kvz_gguf_find_key(g, key) >= 0)
         KVZ_TRY(key_u32(g, a, "attention.head_count_kv", &hp->n_kv_heads));
@@ -139,6 +151,16 @@ int kvz_hparams_read(kvz_hparams *hp, const kvz_gguf *g)
         return kvz_errorf(KVZ_ERR_FORMAT, "%s: token_embd.weight is not a matrix",
                           kvz_gguf_path(g));
     hp->vocab = (int32_t)emb->dims[1];
+    /* block_count against the layers the file holds: before anything is sized by it */
+    char name[64];
+    snprintf(name, sizeof name, "blk.%d.attn_norm.weight", hp->n_layers - 1);
+    if (!kvz_gguf_find_tensor(g, name))
+        return kvz_errorf(KVZ_ERR_FORMAT, "%s: %s.block_count says %d layer(s), and tensor '%s' is missing",
+                          kvz_gguf_path(g), a, hp->n_layers, name);
+    snprintf(name, sizeof name, "blk.%d.attn_norm.weight", hp->n_layers);
+    if (kvz_gguf_find_tensor(g, name))
+        return kvz_errorf(KVZ_ERR_FORMAT, "%s: %s.block_count says %d layer(s), and the file holds more (tensor "
+                          "'%s')", kvz_gguf_path(g), a, hp->n_layers, name);
     return KVZ_OK;
 }
 
@@ -149,13 +171,15 @@ static int find_matrix(const kvz_gguf *g, const char *name, int64_t rows, int64_
     const kvz_gguf_tensor *t = kvz_gguf_find_tensor(g, name);
     if (!t)
         return kvz_errorf(KVZ_ERR_FORMAT, "%s: tensor '%s' is missing", kvz_gguf_path(g), name);
-    int64_t want_dims = rows == 1 ? 1 : 2;
-    if ((int64_t)t->n_dims != want_dims || (int64_t)t->dims[0] != cols ||
-        (int64_t)t->dims[1] != rows)
-        return kvz_errorf(KVZ_ERR_FORMAT,
-                          "%s: tensor '%s' has shape [%llu, %llu], expected [%lld, %lld]",
-                          kvz_gguf_path(g), name, (unsigned long long)t->dims[0],
-                          (unsigned long long)t->dims[1], (long long)cols, (long long)rows);
+    /* dimensions past the tensor's own are 1: a vector stored as [n, 1] is one (llama.cpp takes it) */
+    if ((int64_t)t->dims[0] != cols || (int64_t)t->dims[1] != rows || t->n_elems != (uint64_t)(rows * cols)) {
+        char shape[128] = "";
+        for (uint32_t d = 0, at = 0; d < t->n_dims && at < sizeof shape; d++)
+            at += (uint32_t)snprintf(shape + at, sizeof shape - at, "%s%llu", d ? ", " : "",
+                                     (unsigned long long)t->dims[d]);
+        return kvz_errorf(KVZ_ERR_FORMAT, "%s: tensor '%s' has shape [%s], expected [%lld, %lld]", kvz_gguf_path(g),
+                          name, shape, (long long)cols, (long long)rows);
+    }
     if (kvz_ggml_type_info_of(t->type).block_elems == 0)
         return kvz_errorf(KVZ_ERR_UNSUPPORTED, "%s: tensor '%s' has type %s, which kvz cannot read",
                           kvz_gguf_path(g), name, kvz_ggml_type_info_of(t->type).name);
@@ -251,6 +275,8 @@ int kvz_model_load(kvz_model **out, const char *path, const kvz_model_config *cf
         rc = kvz_hparams_read(&m->hp, m->gguf);
     if (rc == KVZ_OK)
         rc = kvz_tokenizer_load(&m->tokenizer, m->gguf);
+    if (rc == KVZ_ERR_NOT_FOUND) /* a metadata key a model needs: the file is not a whole model (exit 4, not 7) */
+        rc = KVZ_ERR_FORMAT;
     if (rc == KVZ_OK && kvz_tokenizer_vocab_size(m->tokenizer) != m->hp.vocab)
         rc = kvz_errorf(KVZ_ERR_FORMAT, "%s: the tokenizer has %d tokens, the embedding %d rows",
                         path, kvz_tokenizer_vocab_size(m->tokenizer), m->hp.vocab);

@@ -368,8 +368,10 @@ int kvz_tokenizer_load(kvz_tokenizer **out, const kvz_gguf *g)
     if (!t)
         return kvz_errorf(KVZ_ERR_NOMEM, "tokenizer: out of memory");
     int rc = load(t, g);
+    const char *path = kvz_gguf_path(g);
+    if (rc != KVZ_OK && strncmp(kvz_last_error(), path, strlen(path)) != 0) /* said once */
+        kvz_error_context(rc, "%s", path);
     if (rc != KVZ_OK) {
-        kvz_error_context(rc, "%s", kvz_gguf_path(g));
         kvz_tokenizer_free(t);
         return rc;
     }

@@ -339,7 +339,8 @@ static int inspect_artifact(const kvz_artifact *a, const store_args *args, uint3
     } else {
         printf("segment %u of %u: %u tokens (prefix of %u shared)\n", segment + 1, m->n_segments, m->n_tokens,
                m->prefix_tokens);
-        printf("  model      %s\n  template   %s\n", model, m->template_name);
+        char shown[CLI_SHOWN_MAX]; /* general.name is the file's: escape what a terminal would act on */
+        printf("  model      %s\n  template   %s\n", cli_shown(shown, model, strlen(model)), m->template_name);
         printf("  method     %s%s%s, ratio %.3g, budget %u, shape %s\n", m->method, m->level[0] ? " " : "",
                m->level, m->ratio, m->budget, m->budget_shape);
         printf("  encoding   %u bits, key groups of %u tokens, value groups of %u channels, %u f16 tokens\n",

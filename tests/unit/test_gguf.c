@@ -426,6 +426,50 @@ static void test_model_checks(void **state)
         unlink(path);
     }
 
+    /* one part of a split model, a mixture of experts: said as what they are
+     * (they were "tensor ... is missing", exit 4, as a damaged file) */
+    for (int c = 0; c < 2; c++) {
+        w = minimal_header("llama", 64, 4);
+        if (c == 0)
+            CHECK_OK(kvz_gguf_writer_set_u32(w, "split.count", 3));
+        else
+            CHECK_OK(kvz_gguf_writer_set_u32(w, "llama.expert_count", 8));
+        CHECK_OK(kvz_gguf_writer_write(w, path));
+        kvz_gguf_writer_free(w);
+        expect_refused(kvz_model_load(&m, path, &cfg), KVZ_ERR_UNSUPPORTED,
+                       c == 0 ? "split into 3 files (split.count)" : "a mixture of 8 experts");
+        unlink(path);
+    }
+
+    /* a key every model has, missing: the file is not a whole model (exit 4), not "not found" (7) */
+    w = kvz_gguf_writer_new();
+    CHECK_OK(kvz_gguf_writer_set_str(w, "general.name", "headless"));
+    CHECK_OK(kvz_gguf_writer_write(w, path));
+    kvz_gguf_writer_free(w);
+    expect_refused(kvz_model_load(&m, path, &cfg), KVZ_ERR_FORMAT, "metadata key 'general.architecture' is missing");
+    unlink(path);
+
+    /* block_count (2) against the layers the file holds: one fewer is a missing
+     * tensor, one more is a file that is not the model it says (llama.cpp
+     * refuses it; kvz ran it with layers left out); 2^30 layers was "out of memory" */
+    static float zeros[64 * 8];
+    for (int c = 0; c < 2; c++) {
+        w = minimal_header("llama", 64, 4);
+        uint64_t emb[2] = {64, 8}, norm[1] = {64};
+        CHECK_OK(kvz_gguf_writer_add_tensor(w, "token_embd.weight", 2, emb, KVZ_GGML_F32, zeros, NULL, NULL));
+        for (int layer = 0; layer < (c == 0 ? 1 : 3); layer++) {
+            char name[64];
+            snprintf(name, sizeof name, "blk.%d.attn_norm.weight", layer);
+            CHECK_OK(kvz_gguf_writer_add_tensor(w, name, 1, norm, KVZ_GGML_F32, zeros, NULL, NULL));
+        }
+        CHECK_OK(kvz_gguf_writer_write(w, path));
+        kvz_gguf_writer_free(w);
+        expect_refused(kvz_model_load(&m, path, &cfg), KVZ_ERR_FORMAT,
+                       c == 0 ? "block_count says 2 layer(s), and tensor 'blk.1.attn_norm.weight' is missing"
+                              : "block_count says 2 layer(s), and the file holds more (tensor 'blk.2.attn_norm");
+        unlink(path);
+    }
+
     /* RoPE frequency factors (rope_freqs.weight) kvz cannot apply: not one f32
      * per rotated pair (8 here), one not positive or not finite, in a qwen2
      * model, or for a rotary width above 256 */
