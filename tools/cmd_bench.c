@@ -21,7 +21,8 @@ static const char HELP[] =
     "\n"
     "  -m, --model PATH  GGUF model (default: $KVZ_MODEL, else the setup's SmolLM2)\n"
     "  --prefill LIST    comma-separated token counts (default 512,2048,8192, each\n"
-    "                    cut to leave --decode tokens of the model's context)\n"
+    "                    cut to leave --decode tokens of the model's context; a\n"
+    "                    size given that does not leave them is refused)\n"
     "  --decode N        tokens decoded after each prefill (default 64)\n"
     "  --text FILE       text to tokenize and repeat (default: the project's\n"
     "                    tests/data/gpl3_excerpt.txt, python_datamodel.txt, zpipe.c)\n"
@@ -218,6 +219,11 @@ int cmd_bench(int argc, char **argv)
     for (int i = 0; i < n_sizes && rc == KVZ_OK && !sizes_given; i++)
         if (ns[i] + decode + 1 > m->hp.ctx_train) /* the default 8192 on an 8192-token model */
             ns[i] = m->hp.ctx_train - decode - 1 > 0 ? m->hp.ctx_train - decode - 1 : 1;
+    for (int i = 1; i < n_sizes && !sizes_given; i++) /* two defaults cut to one size: timed once */
+        if (ns[i] == ns[i - 1]) {
+            memmove(&ns[i], &ns[i + 1], (size_t)(n_sizes - i - 1) * sizeof ns[0]);
+            n_sizes--, i--;
+        }
     if (rc == KVZ_OK && !json)
         printf("model %s on %s (%d threads), loaded in %.2f s\n", m->path, m->backend->ops->name,
                m->backend->n_threads, t_load);
