@@ -730,7 +730,14 @@ int kvz_artifact_check_model(const kvz_artifact *a, const kvz_model_identity *mo
     char have[256], want[256];
     kvz_model_identity_describe(&a->manifest.model, have, sizeof have);
     kvz_model_identity_describe(model, want, sizeof want);
+    const kvz_model_identity *was = &a->manifest.model;
+    /* two descriptions alike but for the fingerprint: say what differs */
+    const char *differs = was->tokenizer_hash != model->tokenizer_hash ? "its tokenizer differs"
+                          : was->weights_hash != model->weights_hash  ? "its weights differ (another quantization "
+                                                                        "or conversion of the model?)"
+                                                                      : "its shape differs";
     return kvz_errorf(KVZ_ERR_MODEL_MISMATCH,
-                      "artifact '%s' was compiled for %s, but the loaded model is %s",
-                      a->manifest.doc_name, have, want);
+                      "artifact '%s' was compiled for %s, but the loaded model is %s: %s; compile the document "
+                      "again with this model, or give the model it was compiled with",
+                      a->manifest.doc_name, have, want, differs);
 }

@@ -167,6 +167,11 @@ check query-qwen2 0 "$KVZ" query --store "$TMP/qwen2-store" --model "$TMP/qwen2.
 expect_in query-qwen2 "$TMP/out" '"answer_tokens":'
 check query-qwen2-other-model 6 "$KVZ" query --store "$TMP/qwen2-store" --model "$MODEL" --doc "$TMP/light.txt" "When?"
 expect_in query-qwen2-other-model "$TMP/err" "compiled for qwen2"
+# the same shape with other weights (another quantization): said so, and what to do
+check synth-qwen2-q4 0 "$KVZ" synth-model --shape qwen2-0.5b --layers 2 --vocab 1024 --type Q4_0 -o "$TMP/qwen2-q4.gguf"
+check query-qwen2-other-weights 6 "$KVZ" query --store "$TMP/qwen2-store" --model "$TMP/qwen2-q4.gguf" \
+    --doc "$TMP/light.txt" "When?"
+expect_in query-qwen2-other-weights "$TMP/err" "its weights differ (another quantization or conversion of the model?); compile the document again with this model"
 # ls keeps its columns after a name of wide (CJK) and accented characters
 # (names relative to $TMP: a long $TMPDIR would overflow the 40 columns)
 mkdir "$TMP/wide" && printf 'A lighthouse log.\n' >"$TMP/wide/灯台の記録.txt" && printf 'Coffee.\n' >"$TMP/wide/café.txt" &&
