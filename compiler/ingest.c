@@ -860,13 +860,17 @@ int kvz_doc_reader_read(kvz_doc_reader *r, size_t i, kvz_document *doc)
     }
     int packed = looks_packed((const uint8_t *)data, len); /* before normalising moves bytes */
     const uint8_t *d = (const uint8_t *)data;
-    int utf16 = len >= 2 && ((d[0] == 0xff && d[1] == 0xfe) || (d[0] == 0xfe && d[1] == 0xff));
+    /* UTF-32's marks first: UTF-32LE's opens as UTF-16LE's does */
+    int utf32 = len >= 4 && ((d[0] == 0xff && d[1] == 0xfe && d[2] == 0 && d[3] == 0) ||
+                             (d[0] == 0 && d[1] == 0 && d[2] == 0xfe && d[3] == 0xff));
+    int utf16 = !utf32 && len >= 2 && ((d[0] == 0xff && d[1] == 0xfe) || (d[0] == 0xfe && d[1] == 0xff));
     rc = kvz_text_normalise(data, &len);
     if (rc != KVZ_OK) {
         free(data);
-        if (utf16) /* what Windows' tools (PowerShell's Out-File, Notepad's "Unicode") write */
-            return kvz_errorf(KVZ_ERR_FORMAT, "UTF-16 text (it opens with UTF-16's byte-order mark); documents are "
-                              "UTF-8: iconv -f UTF-16 -t UTF-8 converts it");
+        if (utf16 || utf32) /* what Windows' tools (PowerShell's Out-File, Notepad's "Unicode") write */
+            return kvz_errorf(KVZ_ERR_FORMAT, "UTF-%d text (it opens with UTF-%d's byte-order mark); documents are "
+                              "UTF-8: iconv -f UTF-%d -t UTF-8 converts it", utf32 ? 32 : 16, utf32 ? 32 : 16,
+                              utf32 ? 32 : 16);
         if (packed) /* not text, and a compressor's or archive's signature: say which */
             return kvz_errorf(KVZ_ERR_FORMAT, strcmp(s->path, "-") == 0
                               ? "compressed or an archive: archives are opened from files (.tar, .tar.gz, "

@@ -2,7 +2,8 @@
  * segment.c — greedy packing of paragraphs into segments.
  *
  * The text is cut into pieces (paragraphs; over-long paragraphs into lines;
- * over-long lines are left whole and cut by tokens). Pieces are packed in order
+ * over-long lines are left whole and cut by tokens, after a sentence where
+ * one ends near the limit, else between characters). Pieces are packed in order
  * while the sum of their token counts stays within the limit; a segment is then
  * tokenized on its own, and if the seams made it longer than the limit (about
  * a token per paragraph) its last pieces move to the next segment, as many as
@@ -62,16 +63,96 @@ static size_t piece_end(const char *text, size_t len, size_t at, int by_line)
     return len;
 }
 
-/* A piece alone over the limit: its tokens are cut into full-size segments
- * (byte offsets are then those of the whole piece). */
-static int cut_by_tokens(const kvz_tokens *toks, size_t start, size_t len, int32_t max, kvz_segments *out)
+/* A mark that belongs to the character before it: a segment does not begin
+ * with one (a combining accent, a Thai or Devanagari vowel sign, a variation
+ * selector, an emoji's skin tone, a flag's tag, the joiner of a ZWJ sequence). */
+static int joins_previous(uint32_t cp)
 {
-    for (size_t i = 0; i < toks->len; i += (size_t)max) {
-        size_t n = toks->len - i < (size_t)max ? toks->len - i : (size_t)max;
+    return (cp >= 0x300 && cp <= 0x36F) || (cp >= 0x900 && cp <= 0x903) || (cp >= 0x93A && cp <= 0x94F) ||
+           (cp >= 0x951 && cp <= 0x957) || (cp >= 0x962 && cp <= 0x963) || cp == 0xE31 ||
+           (cp >= 0xE34 && cp <= 0xE3A) || (cp >= 0xE47 && cp <= 0xE4E) || (cp >= 0x1AB0 && cp <= 0x1AFF) ||
+           (cp >= 0x1DC0 && cp <= 0x1DFF) || cp == 0x200D || (cp >= 0x20D0 && cp <= 0x20FF) ||
+           (cp >= 0xFE00 && cp <= 0xFE0F) || (cp >= 0xFE20 && cp <= 0xFE2F) || (cp >= 0x1F3FB && cp <= 0x1F3FF) ||
+           (cp >= 0xE0020 && cp <= 0xE007F);
+}
+
+/* The first character of b[0..n) (0 for none or a bad lead byte). */
+static uint32_t first_character(const unsigned char *b, size_t n)
+{
+    if (n == 0 || b[0] < 0x80)
+        return n ? b[0] : 0;
+    size_t more = b[0] >= 0xF0 ? 3 : b[0] >= 0xE0 ? 2 : b[0] >= 0xC0 ? 1 : 0;
+    if (more == 0 || more >= n)
+        return 0;
+    uint32_t cp = b[0] & (0x3F >> more);
+    for (size_t i = 1; i <= more; i++)
+        cp = cp << 6 | (b[i] & 0x3F);
+    return cp;
+}
+
+/* Whether a segment may begin at token k (> 0): on a character's first byte
+ * (byte-level tokens may hold part of one), not on a mark joining the
+ * character before, nor after a zero-width joiner. */
+static int may_begin_at(const kvz_tokenizer *t, const kvz_tokens *toks, size_t k)
+{
+    const char *b, *prev;
+    unsigned char head[4]; /* the first bytes from token k on: a character may span tokens */
+    size_t n = 0, pn = kvz_token_bytes(t, toks->ids[k - 1], 0, &prev);
+    for (size_t i = k; i < toks->len && n < sizeof head; i++) {
+        size_t tn = kvz_token_bytes(t, toks->ids[i], 0, &b);
+        for (size_t j = 0; j < tn && n < sizeof head; j++)
+            head[n++] = (unsigned char)b[j];
+    }
+    if (n && ((head[0] & 0xC0) == 0x80 || joins_previous(first_character(head, n))))
+        return 0;
+    return !(pn >= 3 && memcmp(prev + pn - 3, "\xe2\x80\x8d", 3) == 0);
+}
+
+/* Whether token k ends a sentence (., !, ?, and the CJK full stops). */
+static int ends_sentence(const kvz_tokenizer *t, const kvz_tokens *toks, size_t k)
+{
+    const char *b;
+    size_t n = kvz_token_bytes(t, toks->ids[k], 0, &b);
+    static const char *const stops[] = {".", "!", "?", "\xe3\x80\x82", "\xef\xbc\x81", "\xef\xbc\x9f",
+                                        "\xef\xbc\x8e", "\xe0\xa5\xa4"}; /* 。！？．। */
+    for (size_t i = 0; i < sizeof stops / sizeof stops[0]; i++) {
+        size_t sn = strlen(stops[i]);
+        if (n >= sn && memcmp(b + n - sn, stops[i], sn) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Where the part of a line over the limit that starts at token `from` ends,
+ * `end` at most: after a sentence in its last quarter (256 tokens at most),
+ * else at a character's start, else at `end` (no character starts near). */
+static size_t cut_point(const kvz_tokenizer *t, const kvz_tokens *toks, size_t from, size_t end)
+{
+    size_t span = end - from, low = end - (span / 4 < 256 ? span / 4 : 256);
+    for (size_t k = end; k > low && k > from + 1; k--)
+        if (ends_sentence(t, toks, k - 1) && may_begin_at(t, toks, k))
+            return k;
+    for (size_t k = end; k + 64 > end && k > from + 1; k--)
+        if (may_begin_at(t, toks, k))
+            return k;
+    return end;
+}
+
+/* A piece alone over the limit: its tokens are cut into segments of the limit
+ * at most, between sentences or at least characters (byte offsets are then
+ * those of the whole piece). */
+static int cut_by_tokens(const kvz_tokenizer *t, const kvz_tokens *toks, size_t start, size_t len, int32_t max,
+                         kvz_segments *out)
+{
+    for (size_t i = 0, n; i < toks->len; i += n) {
+        size_t end = toks->len - i <= (size_t)max ? toks->len : cut_point(t, toks, i, i + (size_t)max);
+        n = end - i;
         kvz_tokens part = {0};
-        for (size_t k = 0; k < n; k++)
-            KVZ_TRY(kvz_tokens_push(&part, toks->ids[i + k]));
-        int rc = add_segment(out, start, len, &part);
+        int rc = KVZ_OK;
+        for (size_t k = 0; k < n && rc == KVZ_OK; k++)
+            rc = kvz_tokens_push(&part, toks->ids[i + k]);
+        if (rc == KVZ_OK)
+            rc = add_segment(out, start, len, &part);
         if (rc != KVZ_OK) {
             kvz_tokens_free(&part);
             return rc;
@@ -159,7 +240,7 @@ int kvz_segment_text(const kvz_tokenizer *t, const char *text, size_t len, int32
                     seg_start = at = cut, estimate = 0, p.len = 0;
                     continue; /* the line comes again, alone in its segment */
                 }
-                rc = cut_by_tokens(&piece, at, end - at, max_tokens, out);
+                rc = cut_by_tokens(t, &piece, at, end - at, max_tokens, out);
                 seg_start = at = end;
                 continue;
             }

@@ -27,8 +27,21 @@ of on or that the their there this to was were what when where which who whom wh
 you your""".split())
 
 
+# Scripts written without spaces between words (Chinese, Japanese, Thai, ...):
+# their runs are matched by character pairs, a common stand-in for a segmenter.
+UNSPACED = re.compile(r"[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
 def words(text):
-    return [w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in STOPWORDS]
+    """The text's words (any script's letters and digits, lowercased), and for
+    runs of an unspaced script its pairs of characters."""
+    out = []
+    for w in re.findall(r"\w+", text.lower()):
+        if UNSPACED.search(w):
+            out.extend(w[i:i + 2] for i in range(max(len(w) - 1, 1)))
+        elif w not in STOPWORDS:
+            out.append(w)
+    return out
 
 
 def rank(question, texts, k1=1.5, b=0.75):

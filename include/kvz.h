@@ -320,9 +320,10 @@ typedef enum kvz_stop {
  * be NULL; on an error *answer is NULL and *info zeroed. Errors:
  * KVZ_ERR_RANGE (the question does not fit the reserve), KVZ_ERR_ARG (an
  * empty or blank question, one that is not UTF-8, options out of range, or
- * the session answering already). The answer is the bytes of the tokens
- * generated: one stopped by max_tokens may end in the first bytes of a
- * character. */
+ * the session answering already). A blank question is one of whitespace
+ * only, Unicode's (U+3000, U+00A0) included. The answer is the bytes of the
+ * tokens generated: one stopped by max_tokens may end in the first bytes of a
+ * character (`kvz query` and the Python binding leave those out). */
 KVZ_API int kvz_session_ask(kvz_session *s, const char *question, const kvz_ask_options *opts,
                             char **answer, kvz_ask_info *info);
 

@@ -271,12 +271,13 @@ int kvz_model_load(kvz_model **out, const char *path, const kvz_model_config *cf
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     }
     int rc = kvz_gguf_open(&m->gguf, path);
-    if (rc == KVZ_OK)
+    if (rc == KVZ_OK) {
         rc = kvz_hparams_read(&m->hp, m->gguf);
-    if (rc == KVZ_OK)
-        rc = kvz_tokenizer_load(&m->tokenizer, m->gguf);
-    if (rc == KVZ_ERR_NOT_FOUND) /* a metadata key a model needs: the file is not a whole model (exit 4, not 7) */
-        rc = KVZ_ERR_FORMAT;
+        if (rc == KVZ_OK)
+            rc = kvz_tokenizer_load(&m->tokenizer, m->gguf);
+        if (rc == KVZ_ERR_NOT_FOUND) /* a metadata key a model needs: not a whole model (exit 4, not 7) */
+            rc = KVZ_ERR_FORMAT;
+    }
     if (rc == KVZ_OK && kvz_tokenizer_vocab_size(m->tokenizer) != m->hp.vocab)
         rc = kvz_errorf(KVZ_ERR_FORMAT, "%s: the tokenizer has %d tokens, the embedding %d rows",
                         path, kvz_tokenizer_vocab_size(m->tokenizer), m->hp.vocab);

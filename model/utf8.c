@@ -130,3 +130,9 @@ int kvz_utf8_require(const char *text, const char *what)
     return kvz_errorf(KVZ_ERR_ARG, "%s is not UTF-8 (byte %zu is 0x%02x)", what, valid,
                       (unsigned)(uint8_t)text[valid]);
 }
+
+int kvz_utf8_is_blank(const char *s)
+{
+    size_t n = strlen(s);
+    return kvz_utf8_space_prefix(s, n) == n;
+}

@@ -32,6 +32,9 @@ int kvz_utf8_require(const char *text, const char *what);
  * (ASCII's six and \x1c..\x1f, U+0085, U+00A0, U+1680, U+2000..U+200A, U+2028,
  * U+2029, U+202F, U+205F, U+3000). */
 size_t kvz_utf8_space_prefix(const char *s, size_t n);
+/* Whether the string s is all such whitespace (or empty): a blank question,
+ * U+3000 (an IME's full-width space) and U+00A0 included. */
+int kvz_utf8_is_blank(const char *s);
 size_t kvz_utf8_space_suffix(const char *s, size_t n);
 
 #endif

@@ -4,6 +4,7 @@
 #include "common/buffer.h"
 #include "common/error.h"
 #include "model/identity.h"
+#include "model/utf8.h"
 #include "runtime/runtime.h"
 
 #include <math.h>
@@ -485,7 +486,7 @@ int kvz_session_ask(kvz_session *s, const char *question, const kvz_ask_options 
     if (!s || !question)
         return kvz_errorf(KVZ_ERR_ARG, "kvz_session_ask: session and question are required");
     KVZ_TRY(used_in_fork_child(s->engine, "kvz_session_ask"));
-    if (question[strspn(question, " \t\r\n")] == '\0') /* as kvz query: a slip, not a question */
+    if (kvz_utf8_is_blank(question)) /* as kvz query: a slip, not a question */
         return kvz_errorf(KVZ_ERR_ARG, "kvz_session_ask: the question is empty");
     kvz_ask_options o = opts ? *opts : (kvz_ask_options){0};
     if (o.max_tokens < 0 || !(o.temperature >= 0 && isfinite(o.temperature)) || !(o.top_p >= 0 && o.top_p <= 1))

@@ -333,26 +333,34 @@ int cli_parse_weights(const char *s, int *policy)
 
 #define SHOWN_CHAR_MAX 13 /* one character shown: "\\xe2\\x80\\xae" and its NUL, the longest */
 
-/* Whether the character s[0..3) reorders the text around it: the bidi
- * embeddings, overrides and isolates (U+202A..U+202E, U+2066..U+2069), with
- * which "report\u202etxt.exe" reads as "reportexe.txt". */
-static int reorders(const unsigned char *s)
+/* Whether the character s[0..3) reorders the text around it or shows as
+ * nothing: the bidi embeddings, overrides and isolates (U+202A..U+202E,
+ * U+2066..U+2069), with which "report\u202etxt.exe" reads as "reportexe.txt",
+ * the bidi marks (U+200E, U+200F), and the invisible zero-width space,
+ * word joiner and invisible operators (U+200B, U+2060..U+2064) and U+FEFF,
+ * with which "zero\u200bwidth.txt" reads as "zerowidth.txt". (The joiners of
+ * emoji and of Indic and Persian scripts, U+200C and U+200D, show as they are.) */
+static int misleads(const unsigned char *s)
 {
-    return s[0] == 0xe2 && ((s[1] == 0x80 && s[2] >= 0xaa && s[2] <= 0xae) || (s[1] == 0x81 && s[2] >= 0xa6 &&
-                                                                              s[2] <= 0xa9));
+    if (s[0] == 0xef)
+        return s[1] == 0xbb && s[2] == 0xbf;
+    return s[0] == 0xe2 && ((s[1] == 0x80 && ((s[2] >= 0xaa && s[2] <= 0xae) || s[2] == 0x8b || s[2] == 0x8e ||
+                                              s[2] == 0x8f)) ||
+                            (s[1] == 0x81 && ((s[2] >= 0xa6 && s[2] <= 0xa9) || (s[2] >= 0xa0 && s[2] <= 0xa4))));
 }
 
 /* The character that opens s[0..len) as a terminal line shows it, into out
  * (its length; at most 12 bytes and a NUL), *used: the bytes of s it took. A
  * control byte (newline, escape, ...) or a byte that is not UTF-8 as \xNN, a
- * character that reorders the line as its bytes so (\xe2\x80\xae), a
+ * character that reorders the line or shows as nothing as its bytes so
+ * (\xe2\x80\xae, \xe2\x80\x8b), a
  * backslash as \\ (as bash's $'...' reads them back, in any locale). */
 static size_t shown_char(const char *s, size_t len, char out[SHOWN_CHAR_MAX], size_t *used)
 {
     unsigned char ch = (unsigned char)s[0];
     size_t k = ch < 0x80 ? 1 : kvz_utf8_valid_prefix((const uint8_t *)s, len);
     *used = k ? k : 1;
-    if (k == 3 && reorders((const unsigned char *)s)) {
+    if (k == 3 && misleads((const unsigned char *)s)) {
         const unsigned char *u = (const unsigned char *)s;
         return (size_t)snprintf(out, SHOWN_CHAR_MAX, "\\x%02x\\x%02x\\x%02x", u[0], u[1], u[2]);
     }
@@ -469,6 +477,39 @@ void cli_json_string(FILE *f, const char *s, size_t len)
         i += k;
     }
     fputc('"', f);
+}
+
+int cli_answer_write(cli_answer_out *o, const char *piece, size_t len)
+{
+    char stack[256], *buf = o->n_held + len <= sizeof stack ? stack : malloc(o->n_held + len);
+    if (!buf)
+        return 1;
+    memcpy(buf, o->held, o->n_held);
+    memcpy(buf + o->n_held, piece, len);
+    size_t total = o->n_held + len, whole = kvz_utf8_complete_length((const uint8_t *)buf, total);
+    o->n_held = total - whole; /* 3 bytes at most: a character's start */
+    memcpy(o->held, buf + whole, o->n_held);
+    int failed = fwrite(buf, 1, whole, stdout) != whole || fflush(stdout) != 0;
+    if (buf != stack)
+        free(buf);
+    return failed;
+}
+
+void cli_xml_text(FILE *f, const char *s, size_t len)
+{
+    for (size_t i = 0; i < len;) {
+        unsigned char ch = (unsigned char)s[i];
+        size_t k = ch < 0x80 ? 1 : kvz_utf8_valid_prefix((const uint8_t *)s + i, len - i);
+        if (k == 0 || (ch < 0x20 && ch != '\t')) { /* not UTF-8, or a control XML 1.0 does not allow */
+            fputs("\xef\xbf\xbd", f);
+            k = 1;
+        } else if (ch == '&' || ch == '<' || ch == '>' || ch == '"' || ch == '\'') {
+            fputs(ch == '&' ? "&amp;" : ch == '<' ? "&lt;" : ch == '>' ? "&gt;" : ch == '"' ? "&quot;" : "&apos;", f);
+        } else {
+            fwrite(s + i, 1, k, f);
+        }
+        i += k;
+    }
 }
 
 int cli_live_columns(FILE *f)

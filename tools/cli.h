@@ -78,15 +78,29 @@ int cli_parse_config(const char *cmd, const char *s, int numbers_too, struct kvz
 int cli_parse_device(const char *s, int *device);
 int cli_parse_weights(const char *s, int *policy);
 
+/* An answer streamed to stdout by whole characters: the first bytes of a
+ * character cut between two tokens wait for the rest, and those of one the
+ * answer stopped inside are never written (as --json leaves them out). */
+typedef struct cli_answer_out {
+    char held[4];
+    size_t n_held;
+} cli_answer_out;
+/* Non-zero when stdout takes no more (a closed pipe, a full disk). */
+int cli_answer_write(cli_answer_out *o, const char *piece, size_t len);
+
+/* Write s[0..len) as XML character data (an SVG's text): & < > " ' as
+ * entities, bytes that are not UTF-8 and control characters as U+FFFD. */
+void cli_xml_text(FILE *f, const char *s, size_t len);
 /* Write s[0..len) as a JSON string literal (bytes that are not UTF-8 as U+FFFD). */
 void cli_json_string(FILE *f, const char *s, size_t len);
 
 /* A document name as a terminal line shows it: each control byte (newline,
  * escape, ...) and each byte that is not UTF-8 as \xNN, a bidi control (that
- * would reorder the line) as its three bytes so, and a backslash as \\ (bash's
- * $'...' reads them back), so a name cannot break a listing's lines, move the
- * cursor or reorder what follows it (names that differ only in invisible or
- * composed characters still look alike); characters as they are
+ * would reorder the line) or an invisible character (U+200B, U+FEFF, ...) as
+ * its three bytes so, and a backslash as \\ (bash's $'...' reads them back), so
+ * a name cannot break a listing's lines, move the cursor or reorder what
+ * follows it (names that differ only in composed characters still look
+ * alike); characters as they are
  * (--json keeps them). Returns buf, cut with "..." past its end; CLI_SHOWN_MAX holds any
  * name a store takes. */
 #define CLI_SHOWN_MAX (4 * 512 + 16)

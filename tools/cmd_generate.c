@@ -207,8 +207,7 @@ static int parse_args(int argc, char **argv, gen_args *a)
 
 static int print_token(void *ctx, int32_t token, const char *bytes, size_t len)
 {
-    fwrite(bytes, 1, len, stdout);
-    fflush(stdout);
+    cli_answer_write(ctx, bytes, len);
     return 0;
 }
 
@@ -272,9 +271,10 @@ static int run(const gen_args *a, const char *text)
     }
     kvz_generate_stats st;
     if (rc == KVZ_OK) {
+        cli_answer_out shown = {0};
         kvz_generate_opts go = {.max_tokens = (int32_t)a->max_tokens,
                                 .sampler = a->temperature > 0 ? &sampler : NULL,
-                                .on_token = print_token};
+                                .on_token = print_token, .on_token_ctx = &shown};
         rc = loaded ? kvz_loaded_ask(loaded, text, &go, &out, &st)
                     : kvz_generate(c, ids.ids, (int32_t)ids.len, &go, &out, &st);
         if (rc == KVZ_OK)

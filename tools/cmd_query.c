@@ -138,7 +138,7 @@ static int parse(int argc, char **argv, query_args *a)
     for (int i = optind; i < argc; i++) { /* all of them, before the first answer */
         char what[32];
         snprintf(what, sizeof what, "question %d", i - optind + 1);
-        if (argv[i][strspn(argv[i], " \t\r\n")] == '\0') { /* stdin's blank lines are skipped; here, a slip */
+        if (kvz_utf8_is_blank(argv[i])) { /* stdin's blank lines are skipped; here, a slip */
             fprintf(stderr, "kvz query: %s is empty\n", what);
             return KVZ_EXIT_USAGE;
         }
@@ -154,7 +154,7 @@ static int stream_piece(void *user, const char *piece, size_t len)
 {
     /* stdout gone (a closed pipe with SIGPIPE ignored, a full disk): stop
      * answering into it; main reports the failed write */
-    return fwrite(piece, 1, len, stdout) != len || fflush(stdout) != 0;
+    return cli_answer_write(user, piece, len);
 }
 
 static const char *stop_name(int32_t stopped_by)
@@ -176,6 +176,8 @@ static int answer(kvz_session *s, const query_args *a, const kvz_load_info *li, 
     kvz_ask_options o = {.max_tokens = (int32_t)a->max_tokens, .temperature = (float)a->temperature,
                          .top_p = (float)a->top_p, .seed = (uint64_t)a->seed,
                          .stream = a->json ? NULL : stream_piece};
+    cli_answer_out out = {0};
+    o.stream_user = &out;
     char *text = NULL;
     kvz_ask_info info;
     if (label && !a->json)
@@ -332,7 +334,7 @@ int cmd_query(int argc, char **argv)
                 line[--n] = '\0';
             if (first && n >= 3 && memcmp(line, "\xef\xbb\xbf", 3) == 0) /* a file saved with a BOM (Notepad) */
                 memmove(line, line + 3, (size_t)(n -= 3) + 1);
-            if (line[strspn(line, " \t\r\n")] == '\0') /* a blank line, spaces or not */
+            if (kvz_utf8_is_blank(line)) /* a blank line, spaces or not */
                 continue;
             int label = !tty; /* piped: which answer is whose; typed: the question is on the screen */
             if (kvz_utf8_require(line, "the question") != KVZ_OK) {

@@ -244,8 +244,10 @@ int cmd_ls(int argc, char **argv)
 
 /* ---- inspect ------------------------------------------------------------------ */
 
-/* Fraction of positions kept per (layer, head) row and per position bin, as SVG. */
-static int write_svg(const char *path, const kvz_artifact *a)
+/* Fraction of positions kept per (layer, head) row and per position bin, as
+ * SVG, titled with the document's name as asked for (the artifact's own is
+ * the first name its content was compiled under). */
+static int write_svg(const char *path, const kvz_artifact *a, const char *doc)
 {
     const kvz_manifest *m = &a->manifest;
     uint32_t L = m->model.n_layers, H = m->model.n_kv_heads, n = m->n_tokens;
@@ -269,8 +271,11 @@ static int write_svg(const char *path, const kvz_artifact *a)
         uint32_t left = 60, top = 40, width = bins * cell_w, height = L * H * cell_h;
         fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%u\" height=\"%u\" "
                 "font-family=\"sans-serif\" font-size=\"11\">\n", left + width + 20, top + height + 40);
-        fprintf(f, "<text x=\"%u\" y=\"16\">%s: kept positions per layer/KV head (%s, %u tokens)</text>\n",
-                left, m->doc_name, m->method, n);
+        fprintf(f, "<text x=\"%u\" y=\"16\">", left);
+        cli_xml_text(f, doc, strlen(doc)); /* a name is any bytes, and a bundle's are another's */
+        fprintf(f, ": kept positions per layer/KV head (");
+        cli_xml_text(f, m->method, strnlen(m->method, sizeof m->method));
+        fprintf(f, ", %u tokens)</text>\n", n);
         fprintf(f, "<text x=\"%u\" y=\"32\" fill=\"#555\">dark = kept; rows: layer 0 at the top, %u heads "
                 "per layer; columns: document position</text>\n", left, H);
         for (uint32_t r = 0; r < L * H; r++) {
@@ -301,7 +306,7 @@ static int inspect_artifact(const kvz_artifact *a, const store_args *args, uint3
     uint32_t L = m->model.n_layers, H = m->model.n_kv_heads;
     uint64_t by_kind[8] = {0}, kept_total = 0;
     if (args->svg && segment == 0) /* first: a heatmap that cannot be written stops before the report */
-        KVZ_TRY(write_svg(args->svg, a));
+        KVZ_TRY(write_svg(args->svg, a, args->doc));
     for (uint32_t i = 0; i < a->n_sections; i++) {
         kvz_section s;
         kvz_artifact_section_at(a, i, &s);

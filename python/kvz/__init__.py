@@ -16,6 +16,7 @@ or session after close(). An engine or session may be closed on one thread
 while another uses it: the close takes effect once that call returns (an
 answer being generated stops at its next token).
 """
+import codecs
 import contextlib
 import ctypes
 import ctypes.util
@@ -156,14 +157,18 @@ def _check(code):
         raise Error(code)
 
 
-def _take_string(ptr, length=None):
-    """Copy a kvz-allocated string into Python and free it."""
+def _take_string(ptr, length=None, whole_characters=False):
+    """Copy a kvz-allocated string into Python and free it. whole_characters:
+    the first bytes of a character the text stops inside (an answer cut by
+    max_tokens) are left out, as `kvz query` leaves them."""
     if not ptr.value:
         return ""
     try:
         raw = ctypes.string_at(ptr.value, length) if length is not None else ctypes.string_at(ptr.value)
     finally:
         _free(ptr)
+    if whole_characters:
+        return codecs.getincrementaldecoder("utf-8")("replace").decode(raw, final=False)
     return raw.decode("utf-8", "replace")
 
 
@@ -436,7 +441,7 @@ class Session(_Handle):
         raw = _c_string(question, "the question")
         with self._use() as session:
             _check(_session_ask(session, raw, ctypes.byref(opts), ctypes.byref(answer), ctypes.byref(info)))
-        text = _take_string(answer)
+        text = _take_string(answer, whole_characters=True)
         if failure:
             raise failure[0]
         self.last = {f: getattr(info, f) for f, _ in _AskInfo._fields_}

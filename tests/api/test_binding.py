@@ -1,4 +1,5 @@
 """The Python binding against a real store (made by tests/cli/test_api.sh)."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -61,11 +62,12 @@ with kvz.Engine(store, model=model, device="cpu") as engine:
             check("a failed ask clears last", False, "no exception")
         except ValueError:
             check("a failed ask clears last", s.last is None, s.last)
-        try:  # as kvz query refuses it: a slip, not a question
-            s.ask(" \n")
-            check("a blank question raises", False, s.last)
-        except kvz.Error as e:
-            check("a blank question raises", e.code == kvz.ERR_ARG and "empty" in str(e), str(e))
+        for blank in (" \n", "\u3000\u00a0"):  # an IME's full-width space and a no-break one are blank too
+            try:  # as kvz query refuses it: a slip, not a question
+                s.ask(blank)
+                check(f"a blank question raises ({blank!r})", False, s.last)
+            except kvz.Error as e:
+                check(f"a blank question raises ({blank!r})", e.code == kvz.ERR_ARG and "empty" in str(e), str(e))
     try:
         engine.session(["no-such.txt"])
         check("missing document raises", False, "no exception")
@@ -338,6 +340,16 @@ rag = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), ".
                       "Which family keeps the Linden orchard?"], capture_output=True, text=True)
 check("rag.py retrieves the right document and answers",
       rag.returncode == 0 and f"from: {orchard}" in rag.stdout and "Morrow" in rag.stdout, rag.stdout + rag.stderr)
+# rag.py's words in any script: Cyrillic and accented words whole, unspaced scripts (Chinese,
+# Thai) by pairs of characters (its ASCII-only words found nothing in them)
+spec = importlib.util.spec_from_file_location("rag", os.path.join(os.path.dirname(__file__), "..", "..", "examples",
+                                                                   "rag.py"))
+rag_module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(rag_module)
+check("rag.py's words: any script's, unspaced scripts by character pairs",
+      rag_module.words("\u8001\u4eba\u6bcf\u5929 \u0401\u0436\u0438\u043a caf\u00e9") ==
+      ["\u8001\u4eba", "\u4eba\u6bcf", "\u6bcf\u5929", "\u0451\u0436\u0438\u043a", "caf\u00e9"],
+      repr(rag_module.words("\u8001\u4eba\u6bcf\u5929 \u0401\u0436\u0438\u043a caf\u00e9")))
 rag0 = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "..", "..", "examples", "rag.py"),
                        "--store", store, "--model", model, "--top", "0", "a question"], capture_output=True, text=True)
 check("rag.py --top 0 is refused (exit 2, the reason)",

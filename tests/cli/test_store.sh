@@ -65,6 +65,28 @@ cmp -s "$S/data.mdb" "$TMP/before.mdb" && ok "recompile: store bytes identical" 
 "$KVZ" inspect --store "$S" "$TMP/corpus/doc0.txt" --svg - >"$TMP/insp2" 2>"$TMP/e"; rc=$?
 [ $rc -eq 2 ] && grep -q "names stdout" "$TMP/e" && [ ! -e ./- ] && ok "inspect --svg -: exit 2 (the report is on stdout)" ||
     { fail "inspect --svg -: exit $rc"; cat "$TMP/e"; }
+# the heatmap's title is the name asked for (an artifact shared by two names holds the first),
+# escaped as XML: a name is any bytes, and a bundle's names are another's
+SX="$TMP/store-svg"
+"$KVZ" compile "$TMP/corpus/doc0.txt" --store "$SX" --model "$MODEL" --method recent --quiet &&
+    "$KVZ" compile - --stdin-name 'R&D <script>x</script>.txt' --store "$SX" --model "$MODEL" --method recent \
+        --quiet <"$TMP/corpus/doc0.txt" &&
+    "$KVZ" inspect --store "$SX" 'R&D <script>x</script>.txt' --svg "$TMP/named.svg" >/dev/null &&
+    python3 -c 'import sys, xml.dom.minidom as m; t = m.parse(sys.argv[1]).getElementsByTagName("text")[0].firstChild.data; sys.exit(not t.startswith("R&D <script>x</script>.txt: kept positions"))' "$TMP/named.svg" &&
+    ! grep -q "<script" "$TMP/named.svg" &&
+    ok "inspect --svg: the name asked for, escaped as XML" || { fail "inspect --svg of an odd name"; head -c 600 "$TMP/named.svg"; }
+# an answer cut by --max-tokens inside a character (a CJK character is two tokens here) prints
+# its whole characters, as --json does: it printed the character's first bytes
+SZ="$TMP/store-zh"
+printf '\350\200\201\344\272\272\346\257\217\345\244\251\345\216\273\346\262\263\350\276\271\351\222\223\351\261\274\343\200\202\n' >"$TMP/zh.txt"
+"$KVZ" compile "$TMP/zh.txt" --store "$SZ" --model "$MODEL" --method recent --quiet &&
+    for n in 1 2 3; do
+        "$KVZ" query --store "$SZ" --model "$MODEL" --doc "$TMP/zh.txt" --max-tokens $n \
+            "$(printf '\350\200\201\344\272\272\345\201\232\344\273\200\344\271\210\357\274\237')" 2>/dev/null
+    done >"$TMP/zh.out" &&
+    python3 -c 'import sys; open(sys.argv[1], "rb").read().decode("utf-8")' "$TMP/zh.out" &&
+    [ "$(wc -l <"$TMP/zh.out")" -eq 3 ] &&
+    ok "answers cut inside a character: whole characters printed" || { fail "answer cut inside a character"; od -c "$TMP/zh.out" | head; }
 # eval finds an --svg it cannot write before its work, not after it
 "$KVZ" eval --model "$MODEL" --svg "$TMP/no/such/e.svg" --quiet >/dev/null 2>"$TMP/e"; rc=$?
 [ $rc -eq 3 ] && grep -q "no/such/e.svg" "$TMP/e" && ok "eval --svg into a missing folder: exit 3 before any work" ||
@@ -664,9 +686,11 @@ PY
     ok "--exclude passes over an archive by its own name" || { fail "--exclude of an archive: exit $rc"; cat "$TMP/e"; }
 # a UTF-16 file (PowerShell's Out-File) is said to be one, with the way to convert it (it was "binary?")
 printf '\377\376h\000i\000\n\000' >"$TMP/utf16.txt"
-"$KVZ" compile "$TMP/utf16.txt" --store "$TMP/s_utf16" --model "$MODEL" --method recent 2>"$TMP/e"; rc=$?
+printf '\377\376\000\000h\000\000\000\n\000\000\000' >"$TMP/utf32.txt" # UTF-32LE opens as UTF-16LE does
+"$KVZ" compile "$TMP/utf16.txt" "$TMP/utf32.txt" --store "$TMP/s_utf16" --model "$MODEL" --method recent 2>"$TMP/e"; rc=$?
 [ $rc -eq 0 ] && grep -q "skip .*utf16.txt: UTF-16 text .*iconv -f UTF-16 -t UTF-8" "$TMP/e" &&
-    ok "a UTF-16 file: skipped, said to be UTF-16" || { fail "UTF-16 file: exit $rc"; cat "$TMP/e"; }
+    grep -q "skip .*utf32.txt: UTF-32 text .*iconv -f UTF-32 -t UTF-8" "$TMP/e" &&
+    ok "a UTF-16 file and a UTF-32 one: skipped, said which" || { fail "UTF-16/32 file: exit $rc"; cat "$TMP/e"; }
 # a store kept inside the folder it compiles is not read as documents (its data.mdb was 'binary',
 # and a failure under --strict)
 mkdir -p "$TMP/inner"
@@ -747,10 +771,13 @@ cp "$TMP/corpus/doc2.txt" "$TMP/odd/two\\x0alines.txt"
     ok "a backslash in a name shows doubled: the newline's twin apart, rm \$'...' of what ls shows removes that one" ||
     { fail "a backslash in a name"; cat -v "$TMP/o" "$TMP/e"; }
 # a bidi override in a name is shown as its bytes \xe2\x80\xae: 'report<U+202E>txt.exe' read as 'reportexe.txt'
-mkdir -p "$TMP/bidi" && cp "$TMP/corpus/doc0.txt" "$TMP/bidi/$(printf 'report\342\200\256txt.exe')"
+# (as a zero-width space is: 'zero<U+200B>width.txt' read as 'zerowidth.txt')
+mkdir -p "$TMP/bidi" && cp "$TMP/corpus/doc0.txt" "$TMP/bidi/$(printf 'report\342\200\256txt.exe')" &&
+    cp "$TMP/corpus/doc2.txt" "$TMP/bidi/$(printf 'zero\342\200\213width.txt')"
 "$KVZ" compile "$TMP/bidi" --store "$TMP/s_bidi" --model "$MODEL" --method recent >/dev/null 2>"$TMP/e" &&
     "$KVZ" ls --store "$TMP/s_bidi" >"$TMP/o" && grep -qF 'report\xe2\x80\xaetxt.exe ' "$TMP/o" && grep -qF 'report\xe2\x80\xaetxt.exe: ' "$TMP/e" &&
-    ok "a bidi override in a name: shown as its bytes by compile and ls" || { fail "a bidi override in a name"; cat -v "$TMP/o" "$TMP/e"; }
+    grep -qF 'zero\xe2\x80\x8bwidth.txt ' "$TMP/o" &&
+    ok "a bidi override and a zero-width space in a name: shown as their bytes by compile and ls" || { fail "a bidi override in a name"; cat -v "$TMP/o" "$TMP/e"; }
 # a name longer than the store's keys (511 bytes) fails alone, before any work
 long=$(printf '%0200d' 0)
 mkdir -p "$TMP/long/$long/$long" && cp "$TMP/corpus/doc0.txt" "$TMP/long/$long/$long/$long.txt" && cp "$TMP/corpus/doc0.txt" "$TMP/long/short.txt"

@@ -19,6 +19,7 @@
 #include "model/identity.h"
 #include "model/model.h"
 #include "model/synth_model.h"
+#include "model/utf8.h"
 
 static kvz_model *model;
 static kvz_backend *cpu_backend; /* selection without a model */
@@ -599,6 +600,64 @@ static void test_segments(void **state)
     kvz_buffer_free(&tail);
 }
 
+/* The text of tokens[0..n), NUL-terminated (free it). */
+static char *tokens_text(const kvz_tokens *toks)
+{
+    char *out;
+    size_t len;
+    CHECK_OK(kvz_detokenize(model->tokenizer, toks->ids, toks->len, 0, &out, &len));
+    return out;
+}
+
+/* One line over the limit (a paragraph of CJK, Thai, combining marks or emoji
+ * with no line end) is cut between characters, never inside one nor before a
+ * mark joining the one before (byte-level tokens hold parts of characters:
+ * cut at a token count, a segment ended in half a character and the next began
+ * with the rest); English is cut after a sentence near the limit. */
+static void test_segments_cut_between_characters(void **state)
+{
+    static const char *const units[] = {
+        "\xe8\x80\x81\xe4\xba\xba\xe6\xaf\x8f\xe5\xa4\xa9\xe5\x8e\xbb\xe6\xb2\xb3\xe8\xbe\xb9"
+        "\xe9\x92\x93\xe9\xb1\xbc\xe3\x80\x82",            /* 老人每天去河边钓鱼。 */
+        "\xe0\xb8\xaa\xe0\xb8\xa7\xe0\xb8\xb1\xe0\xb8\xaa\xe0\xb8\x94\xe0\xb8\xb5",         /* สวัสดี */
+        "e\xcc\x81" "a\xcc\xa3\xcc\x87" "o\xcc\xb6",                    /* é ạ̇ o̶, decomposed */
+        "\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9\xe2\x80\x8d\xf0\x9f\x91\xa7\xf0\x9f\x91\x8d"
+        "\xf0\x9f\x8f\xbd",                                        /* a ZWJ family, a thumb with its tone */
+        "The river was quiet at dawn. ",
+    };
+    for (size_t u = 0; u < sizeof units / sizeof units[0]; u++) {
+        kvz_buffer line = {0};
+        while (line.len < 3000)
+            kvz_buffer_append(&line, units[u], strlen(units[u]));
+        kvz_segments segs;
+        CHECK_OK(kvz_segment_text(model->tokenizer, (const char *)line.data, line.len, 48, &segs));
+        assert_true(segs.len >= 4);
+        kvz_buffer joined = {0};
+        for (size_t i = 0; i < segs.len; i++) {
+            assert_true(segs.items[i].tokens.len <= 48 && segs.items[i].tokens.len > 0);
+            char *text = tokens_text(&segs.items[i].tokens);
+            size_t n = strlen(text);
+            assert_int_equal(kvz_utf8_valid_length((const uint8_t *)text, n), n);
+            const unsigned char *b = (const unsigned char *)text;
+            /* not a combining mark (U+0300..U+036F: CC 80..CD AF), a Thai vowel (E0 B8 B1, E0 B8 B4..),
+             * a skin tone (F0 9F 8F BB..BF) nor a joiner (E2 80 8D) */
+            assert_false(b[0] == 0xCC || (b[0] == 0xCD && b[1] <= 0xAF));
+            assert_false(b[0] == 0xE0 && b[1] == 0xB8 && (b[2] == 0xB1 || (b[2] >= 0xB4 && b[2] <= 0xBA)));
+            assert_false(memcmp(b, "\xf0\x9f\x8f", 3) == 0 && b[3] >= 0xBB);
+            assert_false(memcmp(b, "\xe2\x80\x8d", 3) == 0);
+            if (u == 4 && i + 1 < segs.len) /* after a sentence */
+                assert_true(n >= 1 && text[n - 1] == '.'); /* the space opens the next word's token */
+            kvz_buffer_append(&joined, text, n);
+            free(text);
+        }
+        assert_int_equal(joined.len, line.len); /* nothing lost, nothing doubled */
+        assert_memory_equal(joined.data, line.data, line.len);
+        kvz_buffer_free(&joined);
+        kvz_buffer_free(&line);
+        kvz_segments_free(&segs);
+    }
+}
+
 /* ---- ingest ------------------------------------------------------------------ */
 
 static void write_text(const char *path, const char *data, size_t len)
@@ -895,6 +954,7 @@ int main(void)
         cmocka_unit_test(test_chunk_selection),
         cmocka_unit_test(test_select_against_reference),
         cmocka_unit_test(test_segments),
+        cmocka_unit_test(test_segments_cut_between_characters),
         cmocka_unit_test(test_ingest),
         cmocka_unit_test(test_ingest_names),
         cmocka_unit_test(test_empty_question),
