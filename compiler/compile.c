@@ -596,19 +596,16 @@ static int ensure_context(kvz_compiler *c, int32_t tokens)
 
 /* ---- head scores (level head) ------------------------------------------------ */
 
-/* One value, in a transaction of its own. */
-typedef struct one_put {
-    kvz_store_db db;
-    const void *key;
-    size_t key_len;
+typedef struct meta_put {
+    const char *key;
     const void *val;
     size_t len;
-} one_put;
+} meta_put;
 
-static int put_one(kvz_store_txn *t, void *ctx)
+static int put_meta(kvz_store_txn *t, void *ctx)
 {
-    const one_put *p = ctx;
-    return kvz_store_put(t, p->db, p->key, p->key_len, p->val, p->len);
+    const meta_put *p = ctx;
+    return kvz_store_put(t, KVZ_DB_META, p->key, strlen(p->key), p->val, p->len);
 }
 
 static int load_head_scores(kvz_compiler *c)
@@ -655,8 +652,8 @@ static int load_head_scores(kvz_compiler *c)
     free(scores);
     kvz_tokens_free(&sample);
     if (rc == KVZ_OK) {
-        one_put p = {KVZ_DB_META, key, strlen(key), c->head_scores, heads * sizeof(float)};
-        rc = kvz_store_write(c->store, put_one, &p);
+        meta_put p = {key, c->head_scores, heads * sizeof(float)};
+        rc = kvz_store_write(c->store, put_meta, &p);
     }
     return rc;
 }
@@ -690,7 +687,8 @@ static int fit_to_model(kvz_compiler *c, kvz_model *m, const kvz_compile_opts *o
         c->opts.value_group = d.value_group >= (uint32_t)m->hp.head_dim ? d.value_group : (uint32_t)m->hp.head_dim;
     /* heads of 80 or 96 channels: the default group becomes the largest under
      * it that divides them (40, 48), which is recorded as such */
-    if (c->value_group == d.value_group && m->hp.head_dim % c->value_group != 0) {
+    if (!(o->given & KVZ_GIVEN_VALUE_GROUP) && c->value_group == d.value_group &&
+        m->hp.head_dim % c->value_group != 0) {
         while (m->hp.head_dim % c->value_group != 0)
             c->value_group--;
         c->opts.value_group = c->value_group;
@@ -924,8 +922,8 @@ static int write_document(kvz_store_txn *t, void *ctx)
             rc = kvz_store_put(t, KVZ_DB_ARTIFACTS, d->ids[i], 16, d->bytes[i], d->sizes[i]);
             continue;
         }
-        /* stored earlier, by this compile or before it: a gc meanwhile drops
-         * what no record names, and a record never names what is not there */
+        /* stored earlier, by this compile or before it: looked at again, as a
+         * record never names what is not there */
         rc = kvz_store_get(t, KVZ_DB_ARTIFACTS, d->ids[i], 16, &val, &len);
         if (rc == KVZ_ERR_NOT_FOUND && d->bytes[i]) {
             kvz_error_clear();
@@ -940,6 +938,32 @@ static int write_document(kvz_store_txn *t, void *ctx)
         return rc;
     kvz_entry_outcome outcome;
     return kvz_doc_record_put_entry(t, d->name, d->hash, d->entry, 1, &outcome, d->dropped_forms);
+}
+
+/* A segment's artifact, put where its id is not in the store yet: one there
+ * (another name's, or a cut made by an older kvz) is replaced only in the
+ * transaction of the record, with the others of its document, so that no
+ * record reads segments of two cuts. */
+typedef struct early_put {
+    const uint8_t *id;
+    const uint8_t *bytes;
+    size_t size;
+    int put; /* out */
+} early_put;
+
+static int put_if_absent(kvz_store_txn *t, void *ctx)
+{
+    early_put *e = ctx;
+    const void *val;
+    size_t len;
+    e->put = 0;
+    int rc = kvz_store_get(t, KVZ_DB_ARTIFACTS, e->id, 16, &val, &len);
+    if (rc != KVZ_ERR_NOT_FOUND)
+        return rc;
+    kvz_error_clear();
+    rc = kvz_store_put(t, KVZ_DB_ARTIFACTS, e->id, 16, e->bytes, e->size);
+    e->put = rc == KVZ_OK;
+    return rc;
 }
 
 /* The stored shared prefix is there and not damaged: looked at once per
@@ -1051,9 +1075,9 @@ int kvz_compile_document(kvz_compiler *c, const char *name, const char *text, si
          * a run interrupted within it goes on from its next segment */
         if (rc == KVZ_OK && n_seg > 1) {
             double t0 = kvz_now_seconds();
-            one_put w = {KVZ_DB_ARTIFACTS, ids[i], 16, bytes[i], sizes[i]};
-            rc = kvz_store_write(c->store, put_one, &w);
-            kept[i] = rc == KVZ_OK;
+            early_put w = {ids[i], bytes[i], sizes[i], 0};
+            rc = kvz_store_write(c->store, put_if_absent, &w);
+            kept[i] = rc == KVZ_OK && w.put;
             r->write_s += kvz_now_seconds() - t0;
         }
         r->bytes += sizes[i];

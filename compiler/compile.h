@@ -50,6 +50,7 @@ enum {
     KVZ_GIVEN_LEVEL = 1u << 7,
     KVZ_GIVEN_SHAPE = 1u << 8,
     KVZ_GIVEN_SINKS = 1u << 9,
+    KVZ_GIVEN_VALUE_GROUP = 1u << 10, /* else the default 64 becomes a divisor of a head size it does not divide */
 };
 
 /* The defaults every flag of `kvz compile` starts from. */

@@ -64,17 +64,30 @@ static size_t piece_end(const char *text, size_t len, size_t at, int by_line)
 }
 
 /* A mark that belongs to the character before it: a segment does not begin
- * with one (a combining accent, a Thai or Devanagari vowel sign, a variation
- * selector, an emoji's skin tone, a flag's tag, the joiner of a ZWJ sequence). */
+ * with one. The combining marks of the scripts most written (Latin's accents,
+ * Hebrew's points, Arabic's harakat, the vowel signs of the Indic scripts,
+ * which share one layout from Devanagari to Sinhala, Thai's and Lao's, Hangul's
+ * vowel and final jamo), variation selectors, an emoji's skin tone, a flag's
+ * tag, the joiner of a ZWJ sequence. Not every mark of Unicode: a segment may
+ * still open with a rarer one. */
 static int joins_previous(uint32_t cp)
 {
-    return (cp >= 0x300 && cp <= 0x36F) || (cp >= 0x900 && cp <= 0x903) || (cp >= 0x93A && cp <= 0x94F) ||
-           (cp >= 0x951 && cp <= 0x957) || (cp >= 0x962 && cp <= 0x963) || cp == 0xE31 ||
-           (cp >= 0xE34 && cp <= 0xE3A) || (cp >= 0xE47 && cp <= 0xE4E) || (cp >= 0x1AB0 && cp <= 0x1AFF) ||
-           (cp >= 0x1DC0 && cp <= 0x1DFF) || cp == 0x200D || (cp >= 0x20D0 && cp <= 0x20FF) ||
-           (cp >= 0xFE00 && cp <= 0xFE0F) || (cp >= 0xFE20 && cp <= 0xFE2F) || (cp >= 0x1F3FB && cp <= 0x1F3FF) ||
-           (cp >= 0xE0020 && cp <= 0xE007F);
+    uint32_t indic = cp & 0x7F; /* the Indic blocks, U+0900..U+0DFF, 128 code points each */
+    return (cp >= 0x300 && cp <= 0x36F) || (cp >= 0x591 && cp <= 0x5C7 && cp != 0x5BE && cp != 0x5C0 &&
+                                            cp != 0x5C3 && cp != 0x5C6) ||
+           (cp >= 0x610 && cp <= 0x61A) || (cp >= 0x64B && cp <= 0x65F) || cp == 0x670 ||
+           (cp >= 0x6D6 && cp <= 0x6ED && cp != 0x6DD && cp != 0x6DE && cp != 0x6E5 && cp != 0x6E6 && cp != 0x6E9) ||
+           (cp >= 0x900 && cp <= 0xDFF && (indic <= 0x03 || (indic >= 0x3A && indic <= 0x4F && indic != 0x3D) ||
+                                           (indic >= 0x51 && indic <= 0x57) || indic == 0x62 || indic == 0x63)) ||
+           cp == 0xE31 || (cp >= 0xE34 && cp <= 0xE3A) || (cp >= 0xE47 && cp <= 0xE4E) || cp == 0xEB1 ||
+           (cp >= 0xEB4 && cp <= 0xEBC) || (cp >= 0xEC8 && cp <= 0xECE) || (cp >= 0x1160 && cp <= 0x11FF) ||
+           (cp >= 0x1AB0 && cp <= 0x1AFF) || (cp >= 0x1DC0 && cp <= 0x1DFF) || cp == 0x200D ||
+           (cp >= 0x20D0 && cp <= 0x20FF) || (cp >= 0xFE00 && cp <= 0xFE0F) || (cp >= 0xFE20 && cp <= 0xFE2F) ||
+           (cp >= 0x1F3FB && cp <= 0x1F3FF) || (cp >= 0xE0020 && cp <= 0xE007F) || (cp >= 0xE0100 && cp <= 0xE01EF);
 }
+
+/* A regional indicator: two make a flag, and a cut between them halves it. */
+static int regional_indicator(uint32_t cp) { return cp >= 0x1F1E6 && cp <= 0x1F1FF; }
 
 /* The first character of b[0..n) (0 for none or a bad lead byte). */
 static uint32_t first_character(const unsigned char *b, size_t n)
@@ -103,24 +116,30 @@ static int may_begin_at(const kvz_tokenizer *t, const kvz_tokens *toks, size_t k
         for (size_t j = 0; j < tn && n < sizeof head; j++)
             head[n++] = (unsigned char)b[j];
     }
-    if (n && ((head[0] & 0xC0) == 0x80 || joins_previous(first_character(head, n))))
+    uint32_t first = n ? first_character(head, n) : 0;
+    if (n && ((head[0] & 0xC0) == 0x80 || joins_previous(first)))
+        return 0;
+    if (regional_indicator(first) && pn >= 4 && regional_indicator(first_character((const unsigned char *)prev + pn - 4, 4)))
         return 0;
     return !(pn >= 3 && memcmp(prev + pn - 3, "\xe2\x80\x8d", 3) == 0);
 }
 
-/* Whether token k ends a sentence (., !, ?, and the CJK full stops). */
+/* Whether token k ends a sentence: a CJK or Devanagari full stop, or . ! ?
+ * before a space or a line end (not "3.14" nor "example.com"). */
 static int ends_sentence(const kvz_tokenizer *t, const kvz_tokens *toks, size_t k)
 {
-    const char *b;
+    const char *b, *next;
     size_t n = kvz_token_bytes(t, toks->ids[k], 0, &b);
-    static const char *const stops[] = {".", "!", "?", "\xe3\x80\x82", "\xef\xbc\x81", "\xef\xbc\x9f",
-                                        "\xef\xbc\x8e", "\xe0\xa5\xa4"}; /* 。！？．। */
+    size_t nn = k + 1 < toks->len ? kvz_token_bytes(t, toks->ids[k + 1], 0, &next) : 0;
+    static const char *const stops[] = {"\xe3\x80\x82", "\xef\xbc\x81", "\xef\xbc\x9f", "\xef\xbc\x8e",
+                                        "\xe0\xa5\xa4"}; /* 。！？．। */
     for (size_t i = 0; i < sizeof stops / sizeof stops[0]; i++) {
         size_t sn = strlen(stops[i]);
         if (n >= sn && memcmp(b + n - sn, stops[i], sn) == 0)
             return 1;
     }
-    return 0;
+    return n && (b[n - 1] == '.' || b[n - 1] == '!' || b[n - 1] == '?') && nn &&
+           (next[0] == ' ' || next[0] == '\t' || next[0] == '\n');
 }
 
 /* Where the part of a line over the limit that starts at token `from` ends,

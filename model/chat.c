@@ -113,7 +113,13 @@ int kvz_chat_init(kvz_chat *c, const kvz_gguf *g, int has_im_start)
     size_t len = (size_t)tpl.len;
     if (len && memmem(tpl.ptr, len, "<|start_header_id|>", 19)) {
         c->kind = KVZ_CHAT_LLAMA3;
-        return llama3_system_preamble(c, g, tpl.ptr, len);
+        int rc = llama3_system_preamble(c, g, tpl.ptr, len);
+        if (rc != KVZ_ERR_UNSUPPORTED) /* a system turn kvz cannot write: said when a chat is rendered */
+            return rc;
+        if (!(c->unknown = strdup(kvz_last_error())))
+            return kvz_errorf(KVZ_ERR_NOMEM, "out of memory reading a chat template");
+        kvz_error_clear();
+        return KVZ_OK;
     }
     if ((len && memmem(tpl.ptr, len, "<|im_start|>", 12)) || (!len && has_im_start)) {
         c->kind = KVZ_CHAT_CHATML;

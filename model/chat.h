@@ -23,8 +23,9 @@ typedef struct kvz_chat {
      * always writes, before the (trimmed) system message if any ("Cutting
      * Knowledge Date: ...\nToday Date: ...\n\n"); NULL for Llama 3.0. */
     char *system_preamble;
-    /* kind 0: the template is of no family kvz knows; what rendering says
-     * (the model still loads: a raw prompt needs no template) */
+    /* the template is of no family kvz knows (kind 0), or a Llama-3 one whose
+     * system turn kvz cannot write: what rendering says (the model still
+     * loads: a raw prompt needs no template) */
     char *unknown;
 } kvz_chat;
 
@@ -35,8 +36,9 @@ typedef struct kvz_chat_message {
 
 /* Detect the template. A file without a template gets ChatML if its
  * vocabulary has <|im_start|> (has_im_start). A template of an unknown family
- * (or none, without <|im_start|>) is not an error here: kind is 0 and
- * rendering fails with KVZ_ERR_UNSUPPORTED naming the markers sought. */
+ * (or none, without <|im_start|>), or a Llama-3 one whose dated system turn
+ * kvz cannot read, is not an error here: rendering fails with
+ * KVZ_ERR_UNSUPPORTED saying why. */
 int kvz_chat_init(kvz_chat *c, const kvz_gguf *g, int has_im_start);
 void kvz_chat_free(kvz_chat *c);
 

@@ -76,6 +76,14 @@ static int read_rope_factors(const kvz_gguf *g, kvz_hparams *hp)
 int kvz_hparams_read(kvz_hparams *hp, const kvz_gguf *g)
 {
     memset(hp, 0, sizeof *hp);
+    /* one part of a split model (a later part has no architecture): said as such */
+    uint32_t parts = 0;
+    if (kvz_gguf_find_key(g, "split.count") >= 0 && kvz_gguf_get_u32(g, "split.count", &parts) == KVZ_OK &&
+        parts > 1)
+        return kvz_errorf(KVZ_ERR_UNSUPPORTED, "%s is one part of a model split into %u files (split.count): kvz "
+                          "reads a whole model from one file (llama-gguf-split --merge makes one)",
+                          kvz_gguf_path(g), parts);
+    kvz_error_clear();
     kvz_gguf_str arch;
     KVZ_TRY(kvz_gguf_get_str(g, "general.architecture", &arch));
     if (arch.len >= sizeof hp->arch)
@@ -89,13 +97,8 @@ int kvz_hparams_read(kvz_hparams *hp, const kvz_gguf *g)
                           kvz_gguf_path(g), hp->arch);
     hp->qkv_bias = qwen2;
     const char *a = hp->arch;
-    /* said as what they are, not as the tensors they lack */
-    uint32_t parts = 0, experts = 0;
-    if (kvz_gguf_find_key(g, "split.count") >= 0 && kvz_gguf_get_u32(g, "split.count", &parts) == KVZ_OK &&
-        parts > 1)
-        return kvz_errorf(KVZ_ERR_UNSUPPORTED, "%s is one part of a model split into %u files (split.count): kvz "
-                          "reads a whole model from one file (llama-gguf-split --merge makes one)",
-                          kvz_gguf_path(g), parts);
+    /* said as what it is, not as the tensors it lacks */
+    uint32_t experts = 0;
     char key[128];
     snprintf(key, sizeof key, "%s.expert_count", a);
     if (kvz_gguf_find_key(g, key) >= 0 && kvz_gguf_get_u32(g, key, &experts) == KVZ_OK && experts > 0)

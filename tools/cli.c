@@ -115,15 +115,15 @@ int cli_parse_bytes(const char *s, long min, long max, long *out)
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    int shift = 0;
+    int shift = 0, digits = end != s;
     const char *units = "KMGT", *unit = *end ? strchr(units, toupper((unsigned char)*end)) : NULL;
-    if (unit) {
+    if (unit && digits) { /* K, KB, KiB, any case */
         shift = 10 * (int)(unit - units + 1);
-        end += 1 + (end[1] == 'i' && end[2] == 'B');
-        end += *end == 'B';
+        end += 1 + (tolower((unsigned char)end[1]) == 'i' && tolower((unsigned char)end[2]) == 'b');
+        end += tolower((unsigned char)*end) == 'b';
     }
     last_number.refused = NULL;
-    if (errno || end == s || *end || v < 0 || (shift && v > (LONG_MAX >> shift)) || (v << shift) < min ||
+    if (errno || !digits || *end || v < 0 || (shift && v > (LONG_MAX >> shift)) || (v << shift) < min ||
         (v << shift) > max) {
         last_number.refused = s, last_number.whole = 1, last_number.sized = 1;
         last_number.min = min, last_number.max = max;
@@ -333,15 +333,20 @@ int cli_parse_weights(const char *s, int *policy)
 
 #define SHOWN_CHAR_MAX 13 /* one character shown: "\\xe2\\x80\\xae" and its NUL, the longest */
 
-/* Whether the character s[0..3) reorders the text around it or shows as
+/* Whether the character s[0..k) reorders the text around it or shows as
  * nothing: the bidi embeddings, overrides and isolates (U+202A..U+202E,
  * U+2066..U+2069), with which "report\u202etxt.exe" reads as "reportexe.txt",
- * the bidi marks (U+200E, U+200F), and the invisible zero-width space,
- * word joiner and invisible operators (U+200B, U+2060..U+2064) and U+FEFF,
- * with which "zero\u200bwidth.txt" reads as "zerowidth.txt". (The joiners of
- * emoji and of Indic and Persian scripts, U+200C and U+200D, show as they are.) */
-static int misleads(const unsigned char *s)
+ * the bidi marks (U+200E, U+200F, U+061C), and the invisible zero-width space,
+ * word joiner and invisible operators (U+200B, U+2060..U+2064), U+FEFF and the
+ * soft hyphen (U+00AD), with which "zero\u200bwidth.txt" reads as
+ * "zerowidth.txt". (The joiners of emoji and of Indic and Persian scripts,
+ * U+200C and U+200D, show as they are.) */
+static int misleads(const unsigned char *s, size_t k)
 {
+    if (k == 2)
+        return (s[0] == 0xc2 && s[1] == 0xad) || (s[0] == 0xd8 && s[1] == 0x9c);
+    if (k != 3)
+        return 0;
     if (s[0] == 0xef)
         return s[1] == 0xbb && s[2] == 0xbf;
     return s[0] == 0xe2 && ((s[1] == 0x80 && ((s[2] >= 0xaa && s[2] <= 0xae) || s[2] == 0x8b || s[2] == 0x8e ||
@@ -360,9 +365,10 @@ static size_t shown_char(const char *s, size_t len, char out[SHOWN_CHAR_MAX], si
     unsigned char ch = (unsigned char)s[0];
     size_t k = ch < 0x80 ? 1 : kvz_utf8_valid_prefix((const uint8_t *)s, len);
     *used = k ? k : 1;
-    if (k == 3 && misleads((const unsigned char *)s)) {
+    if (misleads((const unsigned char *)s, k)) {
         const unsigned char *u = (const unsigned char *)s;
-        return (size_t)snprintf(out, SHOWN_CHAR_MAX, "\\x%02x\\x%02x\\x%02x", u[0], u[1], u[2]);
+        return k == 2 ? (size_t)snprintf(out, SHOWN_CHAR_MAX, "\\x%02x\\x%02x", u[0], u[1])
+                      : (size_t)snprintf(out, SHOWN_CHAR_MAX, "\\x%02x\\x%02x\\x%02x", u[0], u[1], u[2]);
     }
     if (k > 1) {
         memcpy(out, s, k);
@@ -500,9 +506,10 @@ void cli_xml_text(FILE *f, const char *s, size_t len)
     for (size_t i = 0; i < len;) {
         unsigned char ch = (unsigned char)s[i];
         size_t k = ch < 0x80 ? 1 : kvz_utf8_valid_prefix((const uint8_t *)s + i, len - i);
-        if (k == 0 || (ch < 0x20 && ch != '\t')) { /* not UTF-8, or a control XML 1.0 does not allow */
+        int noncharacter = k == 3 && ch == 0xef && (unsigned char)s[i + 1] == 0xbf && (unsigned char)s[i + 2] >= 0xbe;
+        if (k == 0 || (ch < 0x20 && ch != '\t') || noncharacter) { /* not UTF-8, or what XML 1.0 does not allow */
             fputs("\xef\xbf\xbd", f);
-            k = 1;
+            k = k ? k : 1;
         } else if (ch == '&' || ch == '<' || ch == '>' || ch == '"' || ch == '\'') {
             fputs(ch == '&' ? "&amp;" : ch == '<' ? "&lt;" : ch == '>' ? "&gt;" : ch == '"' ? "&quot;" : "&apos;", f);
         } else {

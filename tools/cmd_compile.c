@@ -77,8 +77,8 @@ static const char HELP[] =
     "  --bits B            16, 8, 4 (default) or 2 bits per kept element\n"
     "  --key-group N       kept tokens per key quantization group (default 128)\n"
     "  --value-group N     channels per value quantization group (default 64, or\n"
-    "                      the largest under it that divides the head size; a\n"
-    "                      head's size or more: one group per head; else it must\n"
+    "                      the largest under it that divides the head size; given,\n"
+    "                      a head's size or more is one group per head, less must\n"
     "                      divide it)\n"
     "  --fp16-tokens N     the first N document tokens stay f16 (default 4)\n"
     "  --zstd-level L      1..19 (default 9)\n"
@@ -149,8 +149,9 @@ static const char HELP[] =
     "thread, while within 1 GiB) and the artifact being written; for SmolLM2 about\n"
     "1 GB resident at most. Address space (what ulimit -v counts) is about 1 GiB\n"
     "more: the store's map, reserved whole (KVZ_STORE_MAP_BYTES sets a new store's\n"
-    "first map; it grows by itself), and OpenBLAS's buffers (144 MiB a thread, taken\n"
-    "at the start under a ulimit -v: too little is exit 8, said then).\n"
+    "first map; it grows by itself), and OpenBLAS's buffers (128 MiB a thread\n"
+    "multiplying: under a ulimit -v that leaves too little for them OpenBLAS retries\n"
+    "for ever, a hang; give fewer --threads or more room).\n"
     "\n"
     "Exit status: 0 when every document was compiled, found unchanged or skipped for\n"
     "its content; 1 when some failed; other codes as in `kvz --help`.\n";
@@ -286,6 +287,7 @@ static int parse(int argc, char **argv, compile_args *a)
         case OPT_VGROUP:
             if (cli_parse_int(optarg, 1, 4096, &v)) return bad("value-group", optarg);
             a->opts.value_group = (uint32_t)v;
+            a->opts.given |= KVZ_GIVEN_VALUE_GROUP;
             break;
         case OPT_FP16:
             if (cli_parse_int(optarg, 0, 1 << 20, &v)) return bad("fp16-tokens", optarg);

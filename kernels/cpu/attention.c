@@ -8,7 +8,6 @@
  * masks the future, takes the softmax row by row and multiplies by V with a
  * second sgemm. Decode (a few queries) walks the cache without GEMMs.
  */
-#include "kernels/cpu/blas_room.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/softmax.h"
 
@@ -405,7 +404,6 @@ void kvz_cpu_attention(float *out, const float *q, const float *k_cache, const f
                        const kvz_attention_params *p, const kvz_score_params *sp, float *scores,
                        float *scratch, int n_threads)
 {
-    kvz_blas_room_give();
     if (p->n <= DECODE_MAX_QUERIES && p->n_heads / p->n_kv_heads <= MAX_GROUP) {
         attention_decode(out, q, k_cache, v_cache, p, scratch, n_threads);
         if (sp) {

@@ -3,7 +3,6 @@
  */
 #include "common/error.h"
 #include "kernels/backend.h"
-#include "kernels/cpu/blas_room.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/dequant.h"
 #include "kernels/ggml_types.h"
@@ -402,9 +401,7 @@ int kvz_backend_cpu_create(kvz_backend **out, const kvz_backend_config *cfg)
 {
     /* all parallelism is ours (OpenMP); BLAS calls run single-threaded inside it */
     openblas_set_num_threads(1);
-    int n_threads = kvz_backend_threads(cfg);
-    int rc = kvz_blas_room_take(n_threads);
-    return rc != KVZ_OK ? rc : cpu_start(out, n_threads, resolve_policy(cfg));
+    return cpu_start(out, kvz_backend_threads(cfg), resolve_policy(cfg));
 }
 
 static int cpu_fork(kvz_backend *b, kvz_backend **out)

@@ -6,7 +6,6 @@
  * model never needs its f32 copy in memory. Threads split the output columns
  * (weight rows); each sgemm runs single-threaded.
  */
-#include "kernels/cpu/blas_room.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/dequant.h"
 #include "kernels/ggml_types.h"
@@ -51,7 +50,6 @@ size_t kvz_cpu_matmul_scratch_floats(const kvz_weight *w, int n_threads)
 void kvz_cpu_matmul(float *out, const float *x, const kvz_weight *w, int32_t n, int accumulate,
                     float *scratch, int n_threads)
 {
-    kvz_blas_room_give();
     int64_t rows = w->rows;
     /* small products are not worth waking threads for */
     int threads = (int64_t)n * rows * w->cols < (1 << 16) ? 1 : n_threads;

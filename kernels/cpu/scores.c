@@ -9,7 +9,6 @@
  * combined at the end, so threads never write the same key. attention.c does
  * the same inside the forward pass when asked to (no second sgemm).
  */
-#include "kernels/cpu/blas_room.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/softmax.h"
 
@@ -45,7 +44,6 @@ void kvz_cpu_score_acc_clear(const kvz_score_params *p, float *acc)
 void kvz_cpu_attention_scores(float *scores, const float *q, const float *k_cache,
                               const kvz_score_params *p, float *scratch, int n_threads)
 {
-    kvz_blas_room_give();
     const int32_t hd = p->head_dim, group = p->n_heads / p->n_kv_heads, S = support_size(p);
     const int ld = p->n_heads * hd;
     const int32_t n_tiles = (p->n + SCORE_TILE - 1) / SCORE_TILE;

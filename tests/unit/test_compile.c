@@ -624,6 +624,9 @@ static void test_segments_cut_between_characters(void **state)
         "\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9\xe2\x80\x8d\xf0\x9f\x91\xa7\xf0\x9f\x91\x8d"
         "\xf0\x9f\x8f\xbd",                                        /* a ZWJ family, a thumb with its tone */
         "The river was quiet at dawn. ",
+        "\xd9\x83\xd9\x8e\xd8\xaa\xd9\x8e\xd8\xa8\xd9\x8e \xd8\xb9\xd9\x90\xd9\x84\xd9\x92\xd9\x85 ", /* Arabic, harakat */
+        "\xe0\xa6\x95\xe0\xa6\xbf\xe0\xa6\xa4\xe0\xa6\xbe\xe0\xa6\xac ",                 /* Bengali, vowel signs */
+        "\xf0\x9f\x87\xab\xf0\x9f\x87\xb7\xf0\x9f\x87\xaf\xf0\x9f\x87\xb5",                 /* two flags */
     };
     for (size_t u = 0; u < sizeof units / sizeof units[0]; u++) {
         kvz_buffer line = {0};
@@ -645,6 +648,14 @@ static void test_segments_cut_between_characters(void **state)
             assert_false(b[0] == 0xE0 && b[1] == 0xB8 && (b[2] == 0xB1 || (b[2] >= 0xB4 && b[2] <= 0xBA)));
             assert_false(memcmp(b, "\xf0\x9f\x8f", 3) == 0 && b[3] >= 0xBB);
             assert_false(memcmp(b, "\xe2\x80\x8d", 3) == 0);
+            assert_false(b[0] == 0xD9 && b[1] >= 0x8B && b[1] <= 0x9F); /* U+064B..U+065F */
+            assert_false(b[0] == 0xE0 && ((b[1] == 0xA6 && b[2] >= 0xBE) || (b[1] == 0xA7 && b[2] <= 0x8D)));
+            if (u == 7) { /* a whole number of flags: an even count of regional indicators */
+                size_t indicators = 0;
+                for (size_t j = 0; j + 3 < n; j++)
+                    indicators += memcmp(text + j, "\xf0\x9f\x87", 3) == 0;
+                assert_int_equal(indicators % 2, 0);
+            }
             if (u == 4 && i + 1 < segs.len) /* after a sentence */
                 assert_true(n >= 1 && text[n - 1] == '.'); /* the space opens the next word's token */
             kvz_buffer_append(&joined, text, n);
