@@ -923,9 +923,13 @@ static int write_document(kvz_store_txn *t, void *ctx)
             continue;
         }
         /* stored earlier, by this compile or before it: looked at again, as a
-         * record never names what is not there */
+         * record never names what is not there; one of this compile's that
+         * another writer replaced meanwhile (an older kvz's cut, a bundle's)
+         * is put again, so that the record reads this compile's cut whole */
         rc = kvz_store_get(t, KVZ_DB_ARTIFACTS, d->ids[i], 16, &val, &len);
-        if (rc == KVZ_ERR_NOT_FOUND && d->bytes[i]) {
+        if (rc == KVZ_OK && d->bytes[i] && (len != d->sizes[i] || memcmp(val, d->bytes[i], len) != 0)) {
+            rc = kvz_store_put(t, KVZ_DB_ARTIFACTS, d->ids[i], 16, d->bytes[i], d->sizes[i]);
+        } else if (rc == KVZ_ERR_NOT_FOUND && d->bytes[i]) {
             kvz_error_clear();
             rc = kvz_store_put(t, KVZ_DB_ARTIFACTS, d->ids[i], 16, d->bytes[i], d->sizes[i]);
         } else if (rc == KVZ_ERR_NOT_FOUND) {
@@ -1011,8 +1015,8 @@ static int already_compiled(kvz_compiler *c, const char *name, const uint8_t has
 }
 
 /* Bytes of the stored artifact `id` when it holds exactly this segment's
- * tokens, else 0: absent, damaged, or cut otherwise (a kvz before 0.3.3 cut
- * some documents into other segments under the same ids), to be compiled and
+ * tokens, else 0: absent, damaged, or cut otherwise (a kvz before 0.3.3, or
+ * before 0.3.11, cut some documents into other segments under the same ids), to be compiled and
  * written over; every record of this content then reads this cut whole. */
 static size_t stored_artifact_size(kvz_compiler *c, const uint8_t id[16], const kvz_tokens *toks)
 {

@@ -66,19 +66,21 @@ static size_t piece_end(const char *text, size_t len, size_t at, int by_line)
 /* A mark that belongs to the character before it: a segment does not begin
  * with one. The combining marks of the scripts most written (Latin's accents,
  * Hebrew's points, Arabic's harakat, the vowel signs of the Indic scripts,
- * which share one layout from Devanagari to Sinhala, Thai's and Lao's, Hangul's
+ * which share one layout from Devanagari to Malayalam, Sinhala's, Thai's and Lao's, Hangul's
  * vowel and final jamo), variation selectors, an emoji's skin tone, a flag's
  * tag, the joiner of a ZWJ sequence. Not every mark of Unicode: a segment may
  * still open with a rarer one. */
 static int joins_previous(uint32_t cp)
 {
-    uint32_t indic = cp & 0x7F; /* the Indic blocks, U+0900..U+0DFF, 128 code points each */
+    uint32_t indic = cp & 0x7F; /* the Indic blocks, U+0900..U+0D7F, 128 code points each */
     return (cp >= 0x300 && cp <= 0x36F) || (cp >= 0x591 && cp <= 0x5C7 && cp != 0x5BE && cp != 0x5C0 &&
                                             cp != 0x5C3 && cp != 0x5C6) ||
            (cp >= 0x610 && cp <= 0x61A) || (cp >= 0x64B && cp <= 0x65F) || cp == 0x670 ||
            (cp >= 0x6D6 && cp <= 0x6ED && cp != 0x6DD && cp != 0x6DE && cp != 0x6E5 && cp != 0x6E6 && cp != 0x6E9) ||
-           (cp >= 0x900 && cp <= 0xDFF && (indic <= 0x03 || (indic >= 0x3A && indic <= 0x4F && indic != 0x3D) ||
+           (cp >= 0x900 && cp <= 0xD7F && (indic <= 0x03 || (indic >= 0x3A && indic <= 0x4F && indic != 0x3D) ||
                                            (indic >= 0x51 && indic <= 0x57) || indic == 0x62 || indic == 0x63)) ||
+           (cp >= 0xD81 && cp <= 0xD83) || cp == 0xDCA || (cp >= 0xDCF && cp <= 0xDDF) || cp == 0xDF2 ||
+           cp == 0xDF3 || /* Sinhala's, laid out otherwise */
            cp == 0xE31 || (cp >= 0xE34 && cp <= 0xE3A) || (cp >= 0xE47 && cp <= 0xE4E) || cp == 0xEB1 ||
            (cp >= 0xEB4 && cp <= 0xEBC) || (cp >= 0xEC8 && cp <= 0xECE) || (cp >= 0x1160 && cp <= 0x11FF) ||
            (cp >= 0x1AB0 && cp <= 0x1AFF) || (cp >= 0x1DC0 && cp <= 0x1DFF) || cp == 0x200D ||
@@ -103,57 +105,90 @@ static uint32_t first_character(const unsigned char *b, size_t n)
     return cp;
 }
 
-/* Whether a segment may begin at token k (> 0): on a character's first byte
- * (byte-level tokens may hold part of one), not on a mark joining the
- * character before, nor after a zero-width joiner. */
-static int may_begin_at(const kvz_tokenizer *t, const kvz_tokens *toks, size_t k)
+/* A line's tokens and the bytes they stand for: at[k] is where token k's
+ * begin (at[n] the end). Cut points are judged on these bytes, as a character
+ * may span tokens (SmolLM2 holds half a flag in three). */
+typedef struct token_bytes {
+    char *bytes;
+    size_t *at;
+    size_t n;
+} token_bytes;
+
+static int token_bytes_of(const kvz_tokenizer *t, const kvz_tokens *toks, token_bytes *tb)
 {
-    const char *b, *prev;
-    unsigned char head[4]; /* the first bytes from token k on: a character may span tokens */
-    size_t n = 0, pn = kvz_token_bytes(t, toks->ids[k - 1], 0, &prev);
-    for (size_t i = k; i < toks->len && n < sizeof head; i++) {
-        size_t tn = kvz_token_bytes(t, toks->ids[i], 0, &b);
-        for (size_t j = 0; j < tn && n < sizeof head; j++)
-            head[n++] = (unsigned char)b[j];
+    kvz_buffer b = {0};
+    tb->n = toks->len;
+    tb->at = malloc((toks->len + 1) * sizeof *tb->at);
+    for (size_t k = 0; tb->at && k < toks->len; k++) {
+        const char *piece;
+        size_t len = kvz_token_bytes(t, toks->ids[k], 0, &piece);
+        tb->at[k] = b.len;
+        kvz_buffer_append(&b, piece, len);
     }
-    uint32_t first = n ? first_character(head, n) : 0;
-    if (n && ((head[0] & 0xC0) == 0x80 || joins_previous(first)))
+    kvz_buffer_append(&b, "", 1); /* a NUL past the end: reads of a character's bytes stop there */
+    if (!tb->at || b.failed) {
+        free(tb->at);
+        tb->at = NULL;
+        kvz_buffer_free(&b);
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory cutting a line into segments");
+    }
+    tb->at[toks->len] = b.len - 1;
+    tb->bytes = (char *)b.data;
+    return KVZ_OK;
+}
+
+/* Whether a segment may begin at token k (0 < k < n): on a character's first
+ * byte; with whole_graphemes, also not on a mark joining the character before,
+ * nor after a zero-width joiner, nor between the two halves of a flag. */
+static int may_begin_at(const token_bytes *tb, size_t k, int whole_graphemes)
+{
+    const unsigned char *s = (const unsigned char *)tb->bytes + tb->at[k];
+    size_t o = tb->at[k], rest = tb->at[tb->n] - o;
+    if (rest == 0 || (s[0] & 0xC0) == 0x80)
+        return rest == 0;
+    if (!whole_graphemes)
+        return 1;
+    uint32_t first = first_character(s, rest);
+    if (joins_previous(first) || (o >= 3 && memcmp(s - 3, "\xe2\x80\x8d", 3) == 0))
         return 0;
-    if (regional_indicator(first) && pn >= 4 && regional_indicator(first_character((const unsigned char *)prev + pn - 4, 4)))
-        return 0;
-    return !(pn >= 3 && memcmp(prev + pn - 3, "\xe2\x80\x8d", 3) == 0);
+    size_t indicators = 0; /* the regional indicators just before: an odd count ends half a flag */
+    while (regional_indicator(first) && o >= 4 * (indicators + 1) &&
+           regional_indicator(first_character(s - 4 * (indicators + 1), 4)))
+        indicators++;
+    return indicators % 2 == 0;
 }
 
 /* Whether token k ends a sentence: a CJK or Devanagari full stop, or . ! ?
  * before a space or a line end (not "3.14" nor "example.com"). */
-static int ends_sentence(const kvz_tokenizer *t, const kvz_tokens *toks, size_t k)
+static int ends_sentence(const token_bytes *tb, size_t k)
 {
-    const char *b, *next;
-    size_t n = kvz_token_bytes(t, toks->ids[k], 0, &b);
-    size_t nn = k + 1 < toks->len ? kvz_token_bytes(t, toks->ids[k + 1], 0, &next) : 0;
+    const char *end = tb->bytes + tb->at[k + 1];
+    size_t n = tb->at[k + 1];
     static const char *const stops[] = {"\xe3\x80\x82", "\xef\xbc\x81", "\xef\xbc\x9f", "\xef\xbc\x8e",
                                         "\xe0\xa5\xa4"}; /* 。！？．। */
     for (size_t i = 0; i < sizeof stops / sizeof stops[0]; i++) {
         size_t sn = strlen(stops[i]);
-        if (n >= sn && memcmp(b + n - sn, stops[i], sn) == 0)
+        if (n >= sn && memcmp(end - sn, stops[i], sn) == 0)
             return 1;
     }
-    return n && (b[n - 1] == '.' || b[n - 1] == '!' || b[n - 1] == '?') && nn &&
-           (next[0] == ' ' || next[0] == '\t' || next[0] == '\n');
+    return n && (end[-1] == '.' || end[-1] == '!' || end[-1] == '?') &&
+           (end[0] == ' ' || end[0] == '\t' || end[0] == '\n');
 }
 
 /* Where the part of a line over the limit that starts at token `from` ends,
- * `end` at most: after a sentence in its last quarter (256 tokens at most),
- * else at a character's start, else at `end` (no character starts near). */
-static size_t cut_point(const kvz_tokenizer *t, const kvz_tokens *toks, size_t from, size_t end)
+ * `end` (< n) at most: after a sentence in its last quarter (256 tokens at
+ * most), else between graphemes, else between characters (a run of 64 tokens
+ * without either: a flag after flag), else at `end`. */
+static size_t cut_point(const token_bytes *tb, size_t from, size_t end)
 {
     size_t span = end - from, low = end - (span / 4 < 256 ? span / 4 : 256);
     for (size_t k = end; k > low && k > from + 1; k--)
-        if (ends_sentence(t, toks, k - 1) && may_begin_at(t, toks, k))
+        if (ends_sentence(tb, k - 1) && may_begin_at(tb, k, 1))
             return k;
-    for (size_t k = end; k + 64 > end && k > from + 1; k--)
-        if (may_begin_at(t, toks, k))
-            return k;
+    for (int whole = 1; whole >= 0; whole--)
+        for (size_t k = end; k + 64 > end && k > from + 1; k--)
+            if (may_begin_at(tb, k, whole))
+                return k;
     return end;
 }
 
@@ -163,21 +198,22 @@ static size_t cut_point(const kvz_tokenizer *t, const kvz_tokens *toks, size_t f
 static int cut_by_tokens(const kvz_tokenizer *t, const kvz_tokens *toks, size_t start, size_t len, int32_t max,
                          kvz_segments *out)
 {
-    for (size_t i = 0, n; i < toks->len; i += n) {
-        size_t end = toks->len - i <= (size_t)max ? toks->len : cut_point(t, toks, i, i + (size_t)max);
+    token_bytes tb = {0};
+    int rc = token_bytes_of(t, toks, &tb);
+    for (size_t i = 0, n; rc == KVZ_OK && i < toks->len; i += n) {
+        size_t end = toks->len - i <= (size_t)max ? toks->len : cut_point(&tb, i, i + (size_t)max);
         n = end - i;
         kvz_tokens part = {0};
-        int rc = KVZ_OK;
         for (size_t k = 0; k < n && rc == KVZ_OK; k++)
             rc = kvz_tokens_push(&part, toks->ids[i + k]);
         if (rc == KVZ_OK)
             rc = add_segment(out, start, len, &part);
-        if (rc != KVZ_OK) {
+        if (rc != KVZ_OK)
             kvz_tokens_free(&part);
-            return rc;
-        }
     }
-    return KVZ_OK;
+    free(tb.bytes);
+    free(tb.at);
+    return rc;
 }
 
 /* The pieces of the segment being packed: where each starts, and its tokens

@@ -141,8 +141,8 @@ int kvz_artifact_find(const kvz_artifact *a, uint16_t kind, uint16_t layer, uint
 int kvz_artifact_read_tokens(const kvz_artifact *a, int32_t *tokens);
 /* 1 when the artifact holds exactly these n tokens, else 0 (also where they
  * cannot be decoded, or memory runs out: the error is cleared). Two artifacts
- * of one id may differ in them: a kvz before 0.3.3 cut some documents into
- * segments otherwise, under the same ids (SPEC §8). */
+ * of one id may differ in them: a kvz before 0.3.3, or before 0.3.11, cut
+ * some documents into segments otherwise, under the same ids (SPEC §8). */
 int kvz_artifact_holds_tokens(const kvz_artifact *a, const int32_t *tokens, uint32_t n);
 /* Kept pairs of (layer, head). */
 int kvz_artifact_kept(const kvz_artifact *a, uint16_t layer, uint16_t head, uint32_t *n);

@@ -91,7 +91,7 @@ typedef enum stored_copy { STORED_KEPT, STORED_DAMAGED, STORED_OTHER_CUT } store
  * elsewhere that much inside the write transaction); one of a format this
  * build cannot read stays. Sound, with other tokens (asked with `cuts`, of a
  * document's artifact): another cut of its document, under the same id (kvz
- * before 0.3.3 cut some documents otherwise, SPEC §8), which mixed with this
+ * before 0.3.3 or 0.3.11 cut some documents otherwise, SPEC §8), which mixed with this
  * cut would miss or repeat text. */
 static stored_copy classify_stored(const void *val, size_t len, const put_if_absent *p, int cuts)
 {
@@ -126,7 +126,8 @@ static int put_if_absent_fn(kvz_store_txn *t, void *ctx)
     else if (rc == KVZ_OK && stored == STORED_OTHER_CUT) {
         if (!(p->how & KVZ_TRANSFER_WHOLE_FORM))
             return kvz_errorf(KVZ_ERR_FORMAT, "the store holds this segment of the document cut otherwise, under "
-                              "the same id (a kvz before 0.3.3 cut some documents into other segments): bring every "
+                              "the same id (a kvz before 0.3.3, or before 0.3.11, cut some documents into other "
+                              "segments): bring every "
                               "segment of the document at once (one kvz import of all of them, a bundle), or kvz rm "
                               "the store's documents of this content first (and kvz gc, if none uses it)");
         p->outcome = KVZ_ARTIFACT_RECUT;
@@ -299,17 +300,20 @@ int kvz_transfer_check_cut(const char *name, const kvz_doc_entry *e, uint64_t he
     if (held_tokens == e->n_tokens)
         return KVZ_OK;
     return kvz_errorf(KVZ_ERR_FORMAT, "'%s': the segments of its form %016llx hold %llu tokens, its record %u: "
-                      "segments of two different cuts of the document (a kvz before 0.3.3 cut some otherwise); kvz "
+                      "segments of two different cuts of the document (a kvz before 0.3.3, or before 0.3.11, cut "
+                      "some otherwise); kvz "
                       "compile --force of it, with the options it was compiled with, makes them whole", name,
                       (unsigned long long)e->config_id, (unsigned long long)held_tokens, e->n_tokens);
 }
 
-int kvz_manifest_cut_since_033(const kvz_manifest *m)
+int kvz_manifest_cut_era(const kvz_manifest *m)
 {
     unsigned major = 0, minor = 0, patch = 0;
     if (sscanf(m->compiler, "kvz %u.%u.%u", &major, &minor, &patch) != 3)
-        return 1; /* not kvz's own form: taken as the current cut */
-    return major > 0 || minor > 3 || (minor == 3 && patch >= 3);
+        return KVZ_CUT_ERAS - 1; /* not kvz's own form: taken as the current cut */
+    if (major > 0 || minor > 3 || (minor == 3 && patch >= 11))
+        return 2;
+    return minor == 3 && patch >= 3 ? 1 : 0;
 }
 
 typedef struct document_put {

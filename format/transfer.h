@@ -40,7 +40,7 @@ typedef enum kvz_artifact_outcome {
     KVZ_ARTIFACT_REPAIRED = 2, /* the stored copy failed its checks: replaced */
     KVZ_ARTIFACT_ABSENT = 3,   /* KVZ_TRANSFER_HELD_ONLY: not in the store, not written */
     KVZ_ARTIFACT_RECUT = 4     /* the stored copy held other tokens: its document cut into other
-                                  segments under the same ids (kvz before 0.3.3), replaced */
+                                  segments under the same ids (kvz before 0.3.3 or 0.3.11), replaced */
 } kvz_artifact_outcome;
 #define KVZ_ARTIFACT_OUTCOMES 5
 
@@ -77,9 +77,13 @@ int kvz_transfer_prefix(kvz_store *s, const kvz_artifact *prefix, int held_only,
  * §8), text missing or repeated that each artifact's own checks pass. */
 int kvz_transfer_check_cut(const char *name, const kvz_doc_entry *e, uint64_t held_tokens);
 
-/* Whether the kvz that wrote a manifest (its `compiler`) cut documents into
- * segments as kvz 0.3.3 and later do (1), or as before (0; SPEC.md §8). */
-int kvz_manifest_cut_since_033(const kvz_manifest *m);
+/* How the kvz that wrote a manifest (its `compiler`) cut documents into
+ * segments (SPEC.md §8): 0 before 0.3.3 (some runs of short paragraphs
+ * otherwise), 1 from 0.3.3 to 0.3.10 (a line longer than a segment at a token
+ * count), 2 from 0.3.11 (such a line after a sentence or between characters;
+ * also a manifest of another writer). */
+#define KVZ_CUT_ERAS 3
+int kvz_manifest_cut_era(const kvz_manifest *m);
 
 typedef enum kvz_entry_outcome {
     KVZ_ENTRY_ADDED = 0,     /* a new configuration of the document */

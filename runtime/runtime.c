@@ -190,8 +190,9 @@ static int make_plan(kvz_model *m, kvz_store_txn *t, const kvz_model_identity *i
             st->artifact_bytes += len;
             st->segments++;
         }
-        /* segments of two cuts under the same ids (a kvz before 0.3.3 cut some
-         * documents otherwise): text missing or repeated, each artifact sound */
+        /* segments of two cuts under the same ids (a kvz before 0.3.3, or before
+         * 0.3.11, cut some documents otherwise): text missing or repeated, each
+         * artifact sound */
         if (rc == KVZ_OK && first == 0 && n == e->n_segments)
             rc = kvz_transfer_check_cut(name, e, held_tokens);
         if (n > 1) /* fewer of them might fit */

@@ -97,7 +97,7 @@ void cli_json_string(FILE *f, const char *s, size_t len);
 /* A document name as a terminal line shows it: each control byte (newline,
  * escape, ...) and each byte that is not UTF-8 as \xNN, a bidi control (that
  * would reorder the line) or an invisible character (U+200B, U+FEFF, ...) as
- * its three bytes so, and a backslash as \\ (bash's $'...' reads them back), so
+ * its bytes so, and a backslash as \\ (bash's $'...' reads them back), so
  * a name cannot break a listing's lines, move the cursor or reorder what
  * follows it (names that differ only in composed characters still look
  * alike); characters as they are

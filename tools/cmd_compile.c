@@ -91,7 +91,7 @@ static const char HELP[] =
     "                      --exclude GLOB skips them, and archives met in a folder\n"
     "                      by their own name (paths named here are compiled; a\n"
     "                      glob matches a name or its tail after any '/')\n"
-    "  --max-bytes N       skip larger documents (default 64M; K, M, G: 1024s)\n"
+    "  --max-bytes N       skip larger documents (default 64M; K, M, G, T: 1024s)\n"
     "  --stdin-name NAME   the name of the document read from '-' (default \"stdin\"):\n"
     "                      what query --doc and the other commands call it. A name\n"
     "                      under a PATH a later --prune goes through is a file's:\n"
@@ -786,8 +786,11 @@ int cmd_compile(int argc, char **argv)
             }
         } else if (res.status == KVZ_DOC_STALE) {
             skipped++;
-            line(&p, "skip %s: ", name, "the file changed while it was compiled: nothing written from this "
-                 "read (a compile that reads it unchanged stores it)");
+            line(&p, "skip %s: ", name, res.segments > 1
+                 ? "the file changed while it was compiled: not filed from this read (the segments stored as they "
+                   "were done stay until kvz gc; a compile that reads it unchanged stores it)"
+                 : "the file changed while it was compiled: nothing written from this read (a compile that reads "
+                   "it unchanged stores it)");
             if (a.json)
                 json_not_compiled(name, 0, "changed while compiled");
         } else {

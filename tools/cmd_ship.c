@@ -823,8 +823,8 @@ int cmd_unpack(int argc, char **argv)
         if (repaired)
             printf("%zu damaged artifact(s) replaced by the bundle's good copy\n", repaired);
         if (u.artifacts[KVZ_ARTIFACT_RECUT])
-            printf("%zu artifact(s) of another cut of their document (a kvz before 0.3.3 cut some documents into "
-                   "other segments under the same ids) replaced by the bundle's\n", u.artifacts[KVZ_ARTIFACT_RECUT]);
+            printf("%zu artifact(s) of another cut of their document (a kvz before 0.3.3, or before 0.3.11, cut "
+                   "some documents into other segments under the same ids) replaced by the bundle's\n", u.artifacts[KVZ_ARTIFACT_RECUT]);
         if (a.prune)
             printf("%zu document(s) pruned, %.1f KB that no document used freed\n", pruned.documents,
                    pruned.bytes / 1024.0);
@@ -1082,7 +1082,7 @@ int cmd_merge(int argc, char **argv)
         if (m.repaired)
             printf("; %zu damaged artifact(s) replaced by a good copy", m.repaired);
         if (m.recut)
-            printf("; %zu artifact(s) of another cut of their document (kvz before 0.3.3) replaced", m.recut);
+            printf("; %zu artifact(s) of another cut of their document (an older kvz's) replaced", m.recut);
         if (a.prune && !m.bad)
             printf("; %zu document(s) pruned, %.1f KB that no document used freed", pruned.documents,
                    pruned.bytes / 1024.0);
@@ -1303,7 +1303,7 @@ static int import_entry(import_ctx *c, const kvz_manifest *m, int whole, int *co
     kvz_store_txn *t = NULL;
     int rc = e.artifact_ids ? kvz_store_read_begin(c->store, &t) : kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     *complete = 1;
-    int cuts[2] = {0, 0}; /* segments written by a kvz of each way of cutting (SPEC.md §8) */
+    int cuts[KVZ_CUT_ERAS] = {0}; /* segments written by a kvz of each way of cutting (SPEC.md §8) */
     for (uint32_t s = 0; s < m->n_segments && rc == KVZ_OK && *complete; s++) {
         kvz_artifact_id(m->config, m->doc_hash, s, m->n_segments, e.artifact_ids[s]);
         const void *val;
@@ -1316,18 +1316,22 @@ static int import_entry(import_ctx *c, const kvz_manifest *m, int whole, int *co
                  (rc = kvz_transfer_check_key(&seg, 0, e.artifact_ids[s], 16)) == KVZ_OK) {
             e.n_tokens += seg.manifest.n_tokens;
             e.stored_bytes += len;
-            cuts[kvz_manifest_cut_since_033(&seg.manifest)]++;
+            cuts[kvz_manifest_cut_era(&seg.manifest)]++;
             e.created = seg.manifest.created > e.created ? seg.manifest.created : e.created;
         }
     }
     kvz_store_read_end(t);
     /* the store may hold this segment from an earlier compile of the same form: the later time */
     e.created = m->created > e.created ? m->created : e.created;
-    /* segments cut by kvz before 0.3.3 and since, imported apart: possibly of two cuts, whose
+    /* segments cut by kvz of two ways of cutting, imported apart: possibly of two cuts, whose
      * tokens would add up all the same (a whole form's other cut in the store was replaced) */
-    if (rc == KVZ_OK && *complete && !whole && cuts[0] && cuts[1])
-        rc = kvz_errorf(KVZ_ERR_FORMAT, "its segments were written by kvz before 0.3.3 and since, which may cut "
-                        "the document into other segments: import every segment from one compile");
+    int eras = 0;
+    for (int k = 0; k < KVZ_CUT_ERAS; k++)
+        eras += cuts[k] > 0;
+    if (rc == KVZ_OK && *complete && !whole && eras > 1)
+        rc = kvz_errorf(KVZ_ERR_FORMAT, "its segments were written by versions of kvz that cut documents "
+                        "otherwise (before 0.3.3, before 0.3.11, since), under the same ids: import every "
+                        "segment from one compile");
     if (rc == KVZ_OK && *complete)
         rc = kvz_transfer_entry(c->store, m->doc_name, m->doc_hash, &e, o);
     free(e.artifact_ids);
@@ -1466,8 +1470,8 @@ static int import_file(import_ctx *c, const char *path, const import_piece *piec
                m->summary[0] ? m->summary : m->method,
                o == KVZ_ARTIFACT_ADDED     ? ""
                : o == KVZ_ARTIFACT_PRESENT ? ", already in the store"
-               : o == KVZ_ARTIFACT_RECUT   ? ", replacing the store's segment of another cut of the document (kvz "
-                                             "before 0.3.3)"
+               : o == KVZ_ARTIFACT_RECUT   ? ", replacing the store's segment of another cut of the document (an "
+                                             "older kvz's)"
                                            : ", replacing a damaged copy in the store",
                !complete                        ? "; the document appears when all its segments are imported"
                : filed == KVZ_ENTRY_REPLACED ? "; it replaced the other, older content under the name"

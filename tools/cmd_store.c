@@ -589,7 +589,7 @@ static int verify_doc(void *ctx, const void *key, size_t key_len, const void *va
                 kvz_error_clear();
             }
         }
-        /* segments of two cuts under the same ids (kvz before 0.3.3 cut some documents otherwise):
+        /* segments of two cuts under the same ids (kvz before 0.3.3 or 0.3.11 cut some otherwise):
          * text missing or repeated, which every artifact's own checks pass */
         if (all_read && kvz_transfer_check_cut("", &rec.entries[i], held_tokens)) {
             const char *said = kvz_last_error(); /* "'': ...": the name is verify_say's */

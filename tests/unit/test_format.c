@@ -1192,6 +1192,23 @@ static void test_store_opened_twice_keeps_its_locks(void **state)
     kvz_store_close(a);
 }
 
+/* The ways kvz has cut documents into segments under the same ids (SPEC §8):
+ * before 0.3.3, to 0.3.10 (a long line at a token count), since 0.3.11. */
+static void test_cut_eras(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *compiler;
+        int era;
+    } cases[] = {{"kvz 0.1.1", 0}, {"kvz 0.3.2", 0}, {"kvz 0.3.3", 1}, {"kvz 0.3.10", 1}, {"kvz 0.3.11", 2},
+                 {"kvz 0.4.0", 2}, {"kvz 1.0.0", 2}, {"another writer", 2}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kvz_manifest m = {0};
+        snprintf(m.compiler, sizeof m.compiler, "%s", cases[i].compiler);
+        assert_int_equal(kvz_manifest_cut_era(&m), cases[i].era);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1217,6 +1234,7 @@ int main(void)
         cmocka_unit_test(test_store_growth_waits_for_other_threads_reads),
         cmocka_unit_test(test_store_empty_then_written),
         cmocka_unit_test(test_store_reads_after_killed_readers),
+        cmocka_unit_test(test_cut_eras),
     };
     test_filters_from_env(tests);
     return cmocka_run_group_tests(tests, NULL, NULL);
