@@ -67,7 +67,7 @@ int kvz_compile_opts_check(const kvz_compile_opts *o)
         return kvz_errorf(KVZ_ERR_ARG, "--ratio must be in (0, 1] (got %g)", o->sel.ratio);
     if (o->sel.chunk && o->sel.method != KVZ_METHOD_KVZIP && o->sel.method != KVZ_METHOD_CHUNKKV)
         return kvz_errorf(KVZ_ERR_ARG, "--chunk applies to kvzip and chunkkv");
-    if (o->question && kvz_utf8_space_prefix(o->question, strlen(o->question)) == strlen(o->question))
+    if (o->question && kvz_utf8_is_blank(o->question))
         return kvz_errorf(KVZ_ERR_ARG, "--question is empty: give the question the documents are compiled for");
     int window_method = o->sel.method == KVZ_METHOD_SNAPKV || o->sel.method == KVZ_METHOD_CHUNKKV;
     if (o->question && !window_method)
@@ -687,19 +687,14 @@ static int fit_to_model(kvz_compiler *c, kvz_model *m, const kvz_compile_opts *o
         c->opts.value_group = d.value_group >= (uint32_t)m->hp.head_dim ? d.value_group : (uint32_t)m->hp.head_dim;
     /* heads of 80 or 96 channels: the default group becomes the largest under
      * it that divides them (40, 48), which is recorded as such */
-    if (!(o->given & KVZ_GIVEN_VALUE_GROUP) && c->value_group == d.value_group &&
-        m->hp.head_dim % c->value_group != 0) {
-        while (m->hp.head_dim % c->value_group != 0)
-            c->value_group--;
-        c->opts.value_group = c->value_group;
-    }
-    if (rc == KVZ_OK && m->hp.head_dim % c->value_group != 0) {
-        uint32_t fits = c->value_group;
-        while (m->hp.head_dim % fits != 0)
-            fits--;
+    uint32_t fits = c->value_group; /* the largest group up to it that divides the head */
+    while (m->hp.head_dim % fits != 0)
+        fits--;
+    if (!(o->given & KVZ_GIVEN_VALUE_GROUP) && c->value_group == d.value_group)
+        c->value_group = c->opts.value_group = fits;
+    if (rc == KVZ_OK && fits != c->value_group)
         rc = kvz_errorf(KVZ_ERR_ARG, "--value-group %u does not divide the head size %d (%u does; %d or more is "
                         "one group per head)", c->value_group, m->hp.head_dim, fits, m->hp.head_dim);
-    }
     if (rc == KVZ_OK && c->segment_limit < 64) {
         const char *what = reserve == o->reserve ? "--reserve"
                            : o->sel.method == KVZ_METHOD_KVZIP && pass > (int32_t)c->question.len

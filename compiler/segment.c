@@ -12,6 +12,7 @@
 #include "compiler/segment.h"
 #include "common/buffer.h"
 #include "common/error.h"
+#include "model/utf8.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -91,20 +92,6 @@ static int joins_previous(uint32_t cp)
 /* A regional indicator: two make a flag, and a cut between them halves it. */
 static int regional_indicator(uint32_t cp) { return cp >= 0x1F1E6 && cp <= 0x1F1FF; }
 
-/* The first character of b[0..n) (0 for none or a bad lead byte). */
-static uint32_t first_character(const unsigned char *b, size_t n)
-{
-    if (n == 0 || b[0] < 0x80)
-        return n ? b[0] : 0;
-    size_t more = b[0] >= 0xF0 ? 3 : b[0] >= 0xE0 ? 2 : b[0] >= 0xC0 ? 1 : 0;
-    if (more == 0 || more >= n)
-        return 0;
-    uint32_t cp = b[0] & (0x3F >> more);
-    for (size_t i = 1; i <= more; i++)
-        cp = cp << 6 | (b[i] & 0x3F);
-    return cp;
-}
-
 /* A line's tokens and the bytes they stand for: at[k] is where token k's
  * begin (at[n] the end). Cut points are judged on these bytes, as a character
  * may span tokens (SmolLM2 holds half a flag in three). */
@@ -148,12 +135,12 @@ static int may_begin_at(const token_bytes *tb, size_t k, int whole_graphemes)
         return rest == 0;
     if (!whole_graphemes)
         return 1;
-    uint32_t first = first_character(s, rest);
+    uint32_t first = kvz_utf8_decode(s, rest, NULL);
     if (joins_previous(first) || (o >= 3 && memcmp(s - 3, "\xe2\x80\x8d", 3) == 0))
         return 0;
     size_t indicators = 0; /* the regional indicators just before: an odd count ends half a flag */
     while (regional_indicator(first) && o >= 4 * (indicators + 1) &&
-           regional_indicator(first_character(s - 4 * (indicators + 1), 4)))
+           regional_indicator(kvz_utf8_decode(s - 4 * (indicators + 1), 4, NULL)))
         indicators++;
     return indicators % 2 == 0;
 }

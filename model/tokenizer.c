@@ -85,28 +85,19 @@ static int codepoint_to_byte(uint32_t cp)
     return -1;
 }
 
-static uint32_t utf8_decode(const uint8_t *s, size_t len)
-{
-    if (len == 1)
-        return s[0];
-    uint32_t cp = s[0] & (len == 2 ? 0x1f : len == 3 ? 0x0f : 0x07);
-    for (size_t i = 1; i < len; i++)
-        cp = (cp << 6) | (s[i] & 0x3f);
-    return cp;
-}
-
 /* Decode a normal token's text into raw bytes (writes at most len bytes). */
 static size_t decode_token_text(const char *text, size_t len, char *out)
 {
     size_t o = 0;
     const uint8_t *s = (const uint8_t *)text;
     for (size_t i = 0; i < len;) {
-        size_t k = kvz_utf8_valid_prefix(s + i, len - i);
+        size_t k;
+        uint32_t cp = kvz_utf8_decode(s + i, len - i, &k);
         if (k == 0) { /* not UTF-8: keep the byte */
             out[o++] = (char)s[i++];
             continue;
         }
-        int b = codepoint_to_byte(utf8_decode(s + i, k));
+        int b = codepoint_to_byte(cp);
         if (b >= 0) {
             out[o++] = (char)b;
         } else { /* outside the byte map: keep the character */

@@ -34,6 +34,19 @@ size_t kvz_utf8_valid_prefix(const uint8_t *s, size_t n)
     return len;
 }
 
+uint32_t kvz_utf8_decode(const uint8_t *s, size_t n, size_t *len)
+{
+    size_t k = kvz_utf8_valid_prefix(s, n);
+    if (len)
+        *len = k;
+    if (k <= 1)
+        return k ? s[0] : 0;
+    uint32_t cp = s[0] & (0x7fu >> k);
+    for (size_t i = 1; i < k; i++)
+        cp = (cp << 6) | (s[i] & 0x3f);
+    return cp;
+}
+
 size_t kvz_utf8_valid_length(const uint8_t *s, size_t n)
 {
     size_t i = 0;

@@ -9,6 +9,10 @@
  * bytes there are not valid UTF-8 (overlong, surrogate, truncated, > U+10FFFF). */
 size_t kvz_utf8_valid_prefix(const uint8_t *s, size_t n);
 
+/* The code point of that sequence, its length in *len when len is not NULL
+ * (0, and code point 0, where the bytes are not valid UTF-8). */
+uint32_t kvz_utf8_decode(const uint8_t *s, size_t n, size_t *len);
+
 /* Encode code point `cp` (< 0x110000) into out[4]; returns the byte count. */
 size_t kvz_utf8_encode(uint32_t cp, char *out);
 
