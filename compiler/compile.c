@@ -764,20 +764,64 @@ void kvz_compiler_free(kvz_compiler *c)
 
 /* ---- one document ------------------------------------------------------------------ */
 
+/* A segment's progress is told in tokens, each phase's share of them its
+ * share of the work: a token at context position p costs about
+ * 1 + per_position * p (its weight products, then attention over p keys), so
+ * a prefill's last tokens cost several times its first and a KVzip pass,
+ * which works after the whole segment, more than its prefill (counted
+ * evenly, the ETA in a long document came out about half the time left). */
 typedef struct progress_relay {
     kvz_compile_progress_fn fn;
     void *ctx;
-    int64_t base; /* tokens of earlier segments */
-    int passes;   /* scoring passes over the segment after its prefill */
+    int64_t base;        /* tokens of earlier segments */
+    int passes;          /* scoring passes over the segment after its prefill */
     int pass;
-    int32_t n;
+    int32_t n;           /* the segment's tokens */
+    int32_t prefix;      /* context positions before the segment */
+    double per_position; /* a token's attention cost per key, in its weight products' */
+    int32_t chunk;       /* a KVzip pass quotes this many of the segment's tokens */
+    int32_t pass_extra;  /* and adds this many of its own (the question around them) */
 } progress_relay;
+
+/* Attention's products run at about this fraction of the weight products'
+ * speed (softmax between them, shorter rows): measured on SmolLM2, 2 cores. */
+#define ATTENTION_SLOWDOWN 1.75
+
+static void relay_init(progress_relay *r, const kvz_compiler *c, kvz_compile_progress_fn fn, void *ctx)
+{
+    const kvz_hparams *hp = &c->model->hp;
+    double q = (double)hp->n_heads * hp->head_dim, kv = (double)hp->n_kv_heads * hp->head_dim;
+    double weights = 2.0 * hp->dim * (q + kv) + 3.0 * hp->dim * hp->ff_dim; /* q, o; k, v; the MLP */
+    *r = (progress_relay){.fn = fn, .ctx = ctx, .prefix = (int32_t)c->prefix.len};
+    r->passes = c->opts.sel.method == KVZ_METHOD_KVZIP && c->opts.sel.level != KVZ_LEVEL_HEAD ? 1 : 0;
+    r->per_position = weights > 0 ? ATTENTION_SLOWDOWN * 2.0 * q / weights : 0; /* q.k and the sum of v */
+    r->chunk = c->opts.kvzip_chunk;
+    r->pass_extra = r->passes ? kvz_kvzip_pass_tokens(c->model, r->chunk) - r->chunk : 0;
+}
+
+/* Work of the segment's first t tokens of prefill, or of a pass over them. */
+static double prefill_work(const progress_relay *r, double t)
+{
+    return t + r->per_position * ((double)r->prefix * t + t * t / 2);
+}
+
+static double pass_work(const progress_relay *r, double t)
+{
+    double quoted = r->chunk < r->n ? r->chunk : r->n, evaluated = quoted + r->pass_extra;
+    double at = (double)r->prefix + r->n + evaluated / 2; /* a pass sits after the segment */
+    return t * evaluated / quoted * (1 + r->per_position * at);
+}
 
 static void relay(void *ctx, int64_t tokens)
 {
     progress_relay *r = ctx;
-    if (r->fn) /* prefill and scoring each count for their share of the segment */
-        r->fn(r->ctx, r->base + (r->pass * (int64_t)r->n + tokens) / (r->passes + 1));
+    if (!r->fn || r->n <= 0)
+        return;
+    double total = prefill_work(r, r->n) + r->passes * pass_work(r, r->n);
+    double done = r->pass == 0 ? prefill_work(r, (double)tokens)
+                               : prefill_work(r, r->n) + (r->pass - 1) * pass_work(r, r->n) +
+                                     pass_work(r, (double)tokens);
+    r->fn(r->ctx, r->base + (int64_t)((double)r->n * (done < total ? done / total : 1.0)));
 }
 
 /* SnapKV smooths its window scores; ChunkKV sums them over chunks instead. */
@@ -1053,8 +1097,8 @@ int kvz_compile_document(kvz_compiler *c, const char *name, const char *text, si
         r->status = KVZ_DOC_EMPTY;
         rc = kvz_errorf(KVZ_ERR_FORMAT, "empty (the model's tokenizer keeps none of its bytes)");
     }
-    progress_relay pr = {progress, progress_ctx, 0, 0, 0, 0};
-    pr.passes = c->opts.sel.method == KVZ_METHOD_KVZIP && c->opts.sel.level != KVZ_LEVEL_HEAD ? 1 : 0;
+    progress_relay pr;
+    relay_init(&pr, c, progress, progress_ctx);
     for (uint32_t i = 0; i < n_seg && rc == KVZ_OK; i++) {
         const kvz_tokens *toks = &segs.items[i].tokens;
         kvz_artifact_id(c->config, hash, i, n_seg, ids[i]);

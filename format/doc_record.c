@@ -112,7 +112,8 @@ const kvz_doc_entry *kvz_doc_record_newest(const kvz_doc_record *r, const uint64
     const kvz_doc_entry *best = NULL;
     for (uint32_t i = 0; i < r->n_entries; i++)
         if ((!fingerprint || r->entries[i].model_fingerprint == *fingerprint) &&
-            (!best || r->entries[i].created >= best->created))
+            (!best || r->entries[i].created > best->created ||
+             (r->entries[i].created == best->created && r->entries[i].config_id > best->config_id)))
             best = &r->entries[i];
     return best;
 }

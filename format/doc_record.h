@@ -42,8 +42,10 @@ void kvz_doc_record_free(kvz_doc_record *r);
 /* The entry for config_id, or NULL. */
 const kvz_doc_entry *kvz_doc_record_find(const kvz_doc_record *r, uint64_t config_id);
 
-/* The newest entry (latest `created`; of equals, the later) compiled by the
- * model of `fingerprint`, or by any model when fingerprint is NULL; NULL if none. */
+/* The newest entry (latest `created`; of equals, the larger config_id, so
+ * that stores filled in any order, or by compiles in any order under one
+ * SOURCE_DATE_EPOCH, agree) compiled by the model of `fingerprint`, or by any
+ * model when fingerprint is NULL; NULL if none. */
 const kvz_doc_entry *kvz_doc_record_newest(const kvz_doc_record *r, const uint64_t *fingerprint);
 
 /* Which of a document's configurations: `number` (counted from 1 in the

@@ -81,7 +81,7 @@ typedef struct put_if_absent {
     int how; /* KVZ_TRANSFER_HELD_ONLY, KVZ_TRANSFER_WHOLE_FORM */
 } put_if_absent;
 
-typedef enum stored_copy { STORED_KEPT, STORED_DAMAGED, STORED_OTHER_CUT } stored_copy;
+typedef enum stored_copy { STORED_SAME, STORED_OTHER_BYTES, STORED_DAMAGED, STORED_OTHER_CUT } stored_copy;
 
 /* What the stored copy is beside the incoming one (verified), opened once:
  * with the same bytes, or sound, it is kept. With other bytes, failing its
@@ -96,10 +96,10 @@ typedef enum stored_copy { STORED_KEPT, STORED_DAMAGED, STORED_OTHER_CUT } store
 static stored_copy classify_stored(const void *val, size_t len, const put_if_absent *p, int cuts)
 {
     if (len == p->val_len && memcmp(val, p->val, len) == 0)
-        return STORED_KEPT;
+        return STORED_SAME;
     kvz_artifact stored, incoming;
     int rc = kvz_artifact_open(&stored, val, len);
-    stored_copy what = rc == KVZ_ERR_FORMAT ? STORED_DAMAGED : STORED_KEPT;
+    stored_copy what = rc == KVZ_ERR_FORMAT ? STORED_DAMAGED : STORED_OTHER_BYTES;
     if (rc == KVZ_OK && cuts && p->db == KVZ_DB_ARTIFACTS &&
         kvz_artifact_open(&incoming, p->val, p->val_len) == KVZ_OK) {
         uint32_t n = incoming.manifest.n_tokens;
@@ -120,7 +120,9 @@ static int put_if_absent_fn(kvz_store_txn *t, void *ctx)
     size_t n;
     p->outcome = KVZ_ARTIFACT_PRESENT;
     int rc = kvz_store_get(t, p->db, p->key, p->key_len, &v, &n);
-    stored_copy stored = rc == KVZ_OK ? classify_stored(v, n, p, !(p->how & KVZ_TRANSFER_HELD_ONLY)) : STORED_KEPT;
+    stored_copy stored = rc == KVZ_OK ? classify_stored(v, n, p, !(p->how & KVZ_TRANSFER_HELD_ONLY)) : STORED_SAME;
+    if (rc == KVZ_OK && stored == STORED_OTHER_BYTES)
+        return p->outcome = KVZ_ARTIFACT_OTHER_BYTES, KVZ_OK;
     if (rc == KVZ_OK && stored == STORED_DAMAGED)
         p->outcome = KVZ_ARTIFACT_REPAIRED;
     else if (rc == KVZ_OK && stored == STORED_OTHER_CUT) {
@@ -184,12 +186,13 @@ int kvz_content_wins(const kvz_content_stamp *a, const kvz_content_stamp *b)
     return a->newest != b->newest ? a->newest > b->newest : memcmp(a->doc_hash, b->doc_hash, 16) > 0;
 }
 
+/* 0: incoming wins; KVZ_STAYS_NEWER or KVZ_STAYS_SAME_TIME: stored stays. */
 static int stored_content_stays(const kvz_doc_record *stored, const kvz_doc_record *incoming)
 {
     kvz_content_stamp s, i;
     kvz_content_stamp_of(stored, &s);
     kvz_content_stamp_of(incoming, &i);
-    return kvz_content_wins(&s, &i);
+    return !kvz_content_wins(&s, &i) ? 0 : s.newest == i.newest ? KVZ_STAYS_SAME_TIME : KVZ_STAYS_NEWER;
 }
 
 /* Whether the record of `name` holds other content that stays against `incoming`. */
@@ -205,7 +208,7 @@ static int record_stays(kvz_store_txn *t, const char *name, const kvz_doc_record
     if (rc == KVZ_OK)
         rc = kvz_doc_record_decode(val, len, &rec);
     if (rc == KVZ_OK)
-        *stays = memcmp(rec.doc_hash, incoming->doc_hash, 16) != 0 && stored_content_stays(&rec, incoming);
+        *stays = memcmp(rec.doc_hash, incoming->doc_hash, 16) != 0 ? stored_content_stays(&rec, incoming) : 0;
     kvz_doc_record_free(&rec);
     return rc == KVZ_OK ? KVZ_OK : kvz_error_context(rc, "document record of '%s'", name);
 }

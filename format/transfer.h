@@ -39,10 +39,13 @@ typedef enum kvz_artifact_outcome {
     KVZ_ARTIFACT_ADDED = 1,    /* written */
     KVZ_ARTIFACT_REPAIRED = 2, /* the stored copy failed its checks: replaced */
     KVZ_ARTIFACT_ABSENT = 3,   /* KVZ_TRANSFER_HELD_ONLY: not in the store, not written */
-    KVZ_ARTIFACT_RECUT = 4     /* the stored copy held other tokens: its document cut into other
+    KVZ_ARTIFACT_RECUT = 4,    /* the stored copy held other tokens: its document cut into other
                                   segments under the same ids (kvz before 0.3.3 or 0.3.11), replaced */
+    KVZ_ARTIFACT_OTHER_BYTES = 5 /* the store had it with other bytes, sound: kept. The same compile
+                                    elsewhere (another thread count or CPU rounds its sums otherwise),
+                                    another name in its manifest, or a kvz of another encoder */
 } kvz_artifact_outcome;
-#define KVZ_ARTIFACT_OUTCOMES 5
+#define KVZ_ARTIFACT_OUTCOMES 6
 
 /* How kvz_transfer_artifact writes. */
 enum {
@@ -136,12 +139,15 @@ int kvz_transfer_document(kvz_store *s, const char *name, const kvz_doc_record *
 int kvz_transfer_entry(kvz_store *s, const char *name, const uint8_t doc_hash[16], const kvz_doc_entry *e,
                        kvz_entry_outcome *outcome);
 
-/* Its own read transaction: *loses = 1 when the store's record of `name`
- * holds other content that stays against `incoming` (the rule above), so
+/* Its own read transaction: *loses is non-zero when the store's record of
+ * `name` holds other content that stays against `incoming` (the rule above):
+ * KVZ_STAYS_NEWER, compiled later, or KVZ_STAYS_SAME_TIME, at the same time
+ * and kept for its content hash; so
  * that a transfer writes none of the incoming artifacts (they would only wait
  * for `kvz gc`). The document put decides again, before it checks artifacts:
  * should the store change in between to let `incoming` win, it finds them
  * missing (KVZ_ERR_NOT_FOUND) and nothing is half written. */
+enum { KVZ_STAYS_NEWER = 1, KVZ_STAYS_SAME_TIME = 2 };
 int kvz_transfer_loses(kvz_store *s, const char *name, const kvz_doc_record *incoming, int *loses);
 
 /* Visit every document of the store in name order, its record decoded; the

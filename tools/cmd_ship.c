@@ -560,12 +560,26 @@ static void pruned_one(void *ctx, const void *name, size_t len)
     fprintf(stderr, "pruned %s\n", cli_shown(shown, (const char *)name, len));
 }
 
-/* A document of `from` whose content loses to the store's under its name. */
-static void say_left_alone(const char *command, const char *name, const char *from)
+/* Artifacts the store had under their ids with other bytes (kept): said,
+ * since the same id does not promise the same bytes across machines. */
+static void say_other_bytes(size_t n, const char *theirs)
+{
+    if (n)
+        printf("%zu artifact(s) already there had other bytes than %s (the same compile on another machine: another "
+               "CPU or thread count rounds sums otherwise; or another document name in the manifest): the store's "
+               "kept\n", n, theirs);
+}
+
+/* A document of `from` whose content loses to the store's under its name;
+ * why: KVZ_STAYS_NEWER or KVZ_STAYS_SAME_TIME (kvz_transfer_loses). */
+static void say_left_alone(const char *command, const char *name, const char *from, int why)
 {
     char shown[CLI_SHOWN_MAX];
-    fprintf(stderr, "kvz %s: %s: %s's content under the name left alone: the store's was compiled later\n", command,
-            cli_shown(shown, name, strlen(name)), from);
+    fprintf(stderr, "kvz %s: %s: %s's content under the name left alone: %s\n", command,
+            cli_shown(shown, name, strlen(name)), from,
+            why == KVZ_STAYS_SAME_TIME ? "the store's was compiled at the same time, and the content hashes "
+                                         "decide (the same in either order)"
+                                       : "the store's was compiled later");
 }
 
 /* A document, all its configurations at once, into the store; counts[o]:
@@ -586,8 +600,10 @@ static int put_document(kvz_store *s, const char *name, const kvz_doc_record *re
         fprintf(stderr, "kvz %s: %s: the content under the name replaced by %s's\n", command,
                 cli_shown(shown, name, strlen(name)), from);
     }
-    if (rc == KVZ_OK && rec->n_entries && o[0] == KVZ_ENTRY_KEPT_NEWER && from)
-        say_left_alone(command, name, from);
+    int why = KVZ_STAYS_NEWER;
+    if (rc == KVZ_OK && rec->n_entries && o[0] == KVZ_ENTRY_KEPT_NEWER && from &&
+        kvz_transfer_loses(s, name, rec, &why) == KVZ_OK)
+        say_left_alone(command, name, from, why);
     free(o);
     return rc;
 }
@@ -624,26 +640,43 @@ static void name_the_bundle(int st, const char *spool_path, const char *shown)
     }
 }
 
-/* A bundle's dates are the packer's word: one past this machine's clock (by
- * more than a skew) would win every "newest" decision until then, so it is said. */
-static void note_future_dates(const char *shown, const kvz_bundle_manifest *m)
+/* Forms dated after this machine's clock (by more than a skew), counted as
+ * they arrive. The dates are the sender's word: such a form wins every
+ * "newest" decision until then (the form query loads, the content a name
+ * keeps), so unpack, merge and import say so. */
+typedef struct future_dates {
+    size_t n;
+    uint64_t latest;
+} future_dates;
+
+static void future_dates_add(future_dates *f, uint64_t created)
 {
-    uint64_t now = (uint64_t)time(NULL), latest = 0;
-    size_t n = 0;
-    for (size_t d = 0; d < m->n_docs; d++)
-        for (uint32_t k = 0; k < m->docs[d].record.n_entries; k++) {
-            uint64_t t = m->docs[d].record.entries[k].created;
-            n += t > now + 3600;
-            latest = t > latest ? t : latest;
-        }
-    if (!n)
+    if (created > (uint64_t)time(NULL) + 3600) {
+        f->n++;
+        f->latest = created > f->latest ? created : f->latest;
+    }
+}
+
+/* `from`: what brought them, as the user named it. */
+static void future_dates_say(const future_dates *f, const char *command, const char *from)
+{
+    if (!f->n)
         return;
     char when[32];
-    cli_format_time(latest, when);
+    cli_format_time(f->latest, when);
     fflush(stdout); /* after what was said there */
-    fprintf(stderr, "kvz unpack: note: %zu form(s) of %s are dated after this machine's clock (the latest "
+    fprintf(stderr, "kvz %s: note: %zu form(s) of %s are dated after this machine's clock (the latest "
             "%s): until then they count as newer than any compile here (the form query loads, the content that "
-            "wins a name)\n", n, shown, when);
+            "wins a name)\n", command, f->n, from, when);
+}
+
+static void note_future_dates(const char *shown, const kvz_bundle_manifest *m)
+{
+    future_dates f = {0};
+    for (size_t d = 0; d < m->n_docs; d++)
+        for (uint32_t k = 0; k < m->docs[d].record.n_entries; k++)
+            future_dates_add(&f, m->docs[d].record.entries[k].created);
+    future_dates_say(&f, "unpack", shown);
 }
 
 /* unpack --check: pass 1 of unpack alone, then the listing. */
@@ -724,7 +757,10 @@ int cmd_unpack(int argc, char **argv)
         "bundle (without -m, whether the bundle itself is sound).\n"
         "\n"
         "  --allow-model-mismatch  store forms of other models aside, in their\n"
-        "                          documents' records (queries with this model skip them)\n"
+        "                          documents' records (queries with this model skip them).\n"
+        "                          Content newer than the store's under a name still\n"
+        "                          takes the name, with only the forms it came with:\n"
+        "                          compile such a document again for this model\n"
         "  --max-entry-bytes N     refuse larger archive entries (default 4 GiB)\n"
         "  --prune                 then remove from the store the documents the bundle\n"
         "                          does not hold, and what only they used (as `kvz rm`):\n"
@@ -815,10 +851,11 @@ int cmd_unpack(int argc, char **argv)
                "already there", a.store, counts[KVZ_ENTRY_ADDED], counts[KVZ_ENTRY_PRESENT],
                counts[KVZ_ENTRY_REPLACED], counts[KVZ_ENTRY_KEPT_NEWER],
                u.artifacts[KVZ_ARTIFACT_ADDED] + u.artifacts[KVZ_ARTIFACT_REPAIRED] + u.artifacts[KVZ_ARTIFACT_RECUT],
-               u.artifacts[KVZ_ARTIFACT_PRESENT]);
+               u.artifacts[KVZ_ARTIFACT_PRESENT] + u.artifacts[KVZ_ARTIFACT_OTHER_BYTES]);
         if (u.artifacts[KVZ_ARTIFACT_ABSENT])
             printf(", %zu not written (only documents left alone use them)", u.artifacts[KVZ_ARTIFACT_ABSENT]);
         printf("\n");
+        say_other_bytes(u.artifacts[KVZ_ARTIFACT_OTHER_BYTES], "the bundle's");
         size_t repaired = u.artifacts[KVZ_ARTIFACT_REPAIRED] + u.prefixes_repaired;
         if (repaired)
             printf("%zu damaged artifact(s) replaced by the bundle's good copy\n", repaired);
@@ -843,12 +880,13 @@ typedef struct merge_ctx {
     const char *into_dir;
     prefix_cache prefixes;
     const char *source;
-    size_t counts[4], artifacts_added, repaired, recut, bad;
+    size_t counts[4], artifacts_added, repaired, recut, bad, other_bytes;
     int into_failed; /* a write into DIR failed: DIR's fault (a damaged DIR), not the source's */
     name_set *names; /* --prune: every source document's name, else NULL */
     content_winners winners; /* several sources: the content each name goes to */
     int pass;                /* merge_pass: this one's documents only */
     int quiet;
+    future_dates future; /* of the sources' forms that are written */
 } merge_ctx;
 
 /* DIR is made when the first sound artifact is written into it: a merge of
@@ -894,7 +932,8 @@ static int merge_artifacts(merge_ctx *m, const char *doc, const kvz_doc_entry *e
         if (rc == KVZ_OK)
             rc = kvz_transfer_artifact(m->into, e->artifact_ids[s], a->data, a->size, KVZ_TRANSFER_WHOLE_FORM, &o);
         m->into_failed = rc != KVZ_OK;
-        m->artifacts_added += rc == KVZ_OK && o != KVZ_ARTIFACT_PRESENT;
+        m->artifacts_added += rc == KVZ_OK && o != KVZ_ARTIFACT_PRESENT && o != KVZ_ARTIFACT_OTHER_BYTES;
+        m->other_bytes += rc == KVZ_OK && o == KVZ_ARTIFACT_OTHER_BYTES;
         m->repaired += rc == KVZ_OK && o == KVZ_ARTIFACT_REPAIRED;
         m->recut += rc == KVZ_OK && o == KVZ_ARTIFACT_RECUT;
     }
@@ -951,9 +990,11 @@ static int merge_doc(void *ctx, const char *doc, kvz_doc_record *rec)
     if (loses)
         m->counts[KVZ_ENTRY_KEPT_NEWER] += good;
     if (loses && good && !m->quiet)
-        say_left_alone("merge", doc, m->source);
+        say_left_alone("merge", doc, m->source, loses);
     if (loses || !good)
         return KVZ_OK;
+    for (uint32_t i = 0; i < good; i++)
+        future_dates_add(&m->future, rec->entries[i].created);
     kvz_doc_record merged = *rec;
     merged.n_entries = good;
     return put_document(m->into, doc, &merged, m->counts, "merge", m->quiet ? NULL : m->source);
@@ -993,15 +1034,18 @@ int cmd_merge(int argc, char **argv)
         "of `kvz compile --shard i/N`) into DIR (created if missing, unless every\n"
         "source document is damaged). Ids are content addresses, so what DIR has is\n"
         "skipped and merging again writes nothing; merging shards gives the store a\n"
-        "single compile would have. Every artifact is verified before it is written;\n"
+        "single compile would have (up to roundings: shards compiled on another CPU or\n"
+        "thread count hold other bytes under the same ids; DIR's are kept, and how many\n"
+        "differed is said). Every artifact is verified before it is written;\n"
         "a document is written after its artifacts. A damaged document in a source is\n"
         "reported and skipped (exit status 4); content it would have replaced under its\n"
         "name is merged instead.\n"
         "When a name holds other content in two places, the newer compile wins, for\n"
-        "the whole document (all its forms; two stores give the same result\n"
-        "in either order, DIR or a source); each name so replaced or left alone is said\n"
-        "on stderr, and of a document that loses nothing is copied. A damaged artifact\n"
-        "in DIR that a source holds sound is replaced.\n"
+        "the whole document (all its forms; at equal times the larger content hash, so\n"
+        "two stores give the same documents in either order, DIR or a source); each name\n"
+        "so replaced or left alone is said on stderr, and of a document that loses\n"
+        "nothing is copied. A damaged artifact in DIR that a source holds sound is\n"
+        "replaced.\n"
         "\n"
         "  --prune  then remove from DIR the documents none of the sources holds, and\n"
         "           what only they used (as `kvz rm`): for a DIR the sources fill whole,\n"
@@ -1089,6 +1133,8 @@ int cmd_merge(int argc, char **argv)
         if (!made)
             printf("; no store made at %s: nothing sound to write", a.into);
         printf("\n");
+        say_other_bytes(m.other_bytes, "the sources'");
+        future_dates_say(&m.future, "merge", "the sources");
     }
     return m.bad ? cli_exit_code(KVZ_ERR_FORMAT) : KVZ_EXIT_OK;
 }
@@ -1166,6 +1212,7 @@ typedef struct import_ctx {
     size_t n_aside, cap_aside;
     struct import_piece *pieces; /* every file's document and segment (pass 1), in the order they are filed */
     size_t n_pieces, cap_pieces;
+    future_dates future; /* of the forms filed */
 } import_ctx;
 
 typedef struct import_piece {
@@ -1458,11 +1505,14 @@ static int import_file(import_ctx *c, const char *path, const import_piece *piec
     if (rc == KVZ_OK && !loses)
         rc = import_entry(c, m, whole, &complete, &filed);
     loses |= complete && filed == KVZ_ENTRY_KEPT_NEWER;
+    if (rc == KVZ_OK && complete && !loses)
+        future_dates_add(&c->future, m->created);
     char shown[CLI_SHOWN_MAX];
     if (rc == KVZ_OK && !c->quiet && loses)
         printf("%s: %s segment %u of %u (%s): left alone, the store holds other content under the name, compiled "
-               "later%s\n", path, cli_shown(shown, m->doc_name, strlen(m->doc_name)), m->segment + 1, m->n_segments,
+               "%s%s\n", path, cli_shown(shown, m->doc_name, strlen(m->doc_name)), m->segment + 1, m->n_segments,
                m->summary[0] ? m->summary : m->method,
+               loses == KVZ_STAYS_SAME_TIME ? "at the same time (the content hashes decide)" : "later",
                o == KVZ_ARTIFACT_REPAIRED ? " (its artifact mended a damaged copy another document uses)" : "");
     else if (rc == KVZ_OK && !c->quiet)
         printf("%s: %s segment %u of %u (%s)%s%s\n", path, cli_shown(shown, m->doc_name, strlen(m->doc_name)),
@@ -1470,6 +1520,9 @@ static int import_file(import_ctx *c, const char *path, const import_piece *piec
                m->summary[0] ? m->summary : m->method,
                o == KVZ_ARTIFACT_ADDED     ? ""
                : o == KVZ_ARTIFACT_PRESENT ? ", already in the store"
+               : o == KVZ_ARTIFACT_OTHER_BYTES
+                   ? ", already in the store with other bytes (the same compile on another machine, or another "
+                     "document name in the manifest): the store's kept"
                : o == KVZ_ARTIFACT_RECUT   ? ", replacing the store's segment of another cut of the document (an "
                                              "older kvz's)"
                                            : ", replacing a damaged copy in the store",
@@ -1528,6 +1581,8 @@ int cmd_import(int argc, char **argv)
         st = import_file(&c, argv[i], &c.pieces[k], kept[i], kept_size[i]);
         kept[i] = NULL; /* import_file took it */
     }
+    if (st == KVZ_OK && !a.quiet)
+        future_dates_say(&c.future, "import", "the files");
     for (int i = 0; kept && i < argc; i++)
         free(kept[i]);
     free(kept);

@@ -948,6 +948,56 @@ grep -qF './bad\xff.txt ' "$TMP/o" && [ $rc -eq 5 ] && grep -qF "kvz pack: left 
     ok "a name that is not UTF-8: ls shows \\xff, pack --all leaves it out (exit 5) and packs the rest" ||
     { fail "a name that is not UTF-8: pack exit $rc"; cat "$TMP/o"; }
 
+# ---- the same compile elsewhere, one clock: other bytes said, the default form agreed, ------
+# ---- dates ahead of the clock said by every transfer, ties said as ties ----------------------
+# (a compile's time is in its artifact's bytes, not in its id: two times give the same ids with
+# other bytes, as another CPU or thread count does with its roundings)
+mkdir -p "$TMP/elsewhere"
+E="$TMP/elsewhere"
+SOURCE_DATE_EPOCH=1700000000 "$KVZ" compile "$DOC" --store "$E/one" --method recent --quiet &&
+    SOURCE_DATE_EPOCH=1700000100 "$KVZ" compile "$DOC" --store "$E/two" --method recent --quiet &&
+    SOURCE_DATE_EPOCH=1700000100 "$KVZ" pack --store "$E/two" --all -o "$E/two.tar.zst" --quiet &&
+    "$KVZ" export --store "$E/two" "$DOC" -o "$E/two.kvz" --quiet && cp -r "$E/one" "$E/one-m" &&
+    cp -r "$E/one" "$E/one-u" && cp -r "$E/one" "$E/one-i" &&
+    "$KVZ" merge "$E/two" --into "$E/one-m" >"$TMP/o" 2>&1 && "$KVZ" unpack "$E/two.tar.zst" --store "$E/one-u" >>"$TMP/o" 2>&1 &&
+    "$KVZ" import "$E/two.kvz" --store "$E/one-i" >>"$TMP/o" 2>&1 || { fail "the same compile at two times"; cat "$TMP/o"; }
+grep -q "^1 artifact(s) already there had other bytes than the sources' (the same compile on another machine" "$TMP/o" &&
+    grep -q "^1 artifact(s) already there had other bytes than the bundle's (" "$TMP/o" &&
+    grep -q "two.kvz: .* already in the store with other bytes (the same compile on another machine" "$TMP/o" &&
+    "$KVZ" verify --store "$E/one-m" >/dev/null 2>&1 && "$KVZ" verify --store "$E/one-u" >/dev/null 2>&1 &&
+    ok "merge, unpack and import say an artifact the store had with other bytes (kept)" ||
+    { fail "other bytes under one id, unsaid"; cat "$TMP/o"; }
+# two forms of one time, arriving in either order: the same one is the default (the larger config id)
+SOURCE_DATE_EPOCH=1700000000 "$KVZ" compile "$DOC" --store "$E/fx" --method recent --quiet &&
+    SOURCE_DATE_EPOCH=1700000000 "$KVZ" compile "$DOC" --store "$E/fx" --method recent --bits 8 --quiet &&
+    SOURCE_DATE_EPOCH=1700000000 "$KVZ" compile "$DOC" --store "$E/fy" --method recent --bits 8 --quiet &&
+    SOURCE_DATE_EPOCH=1700000000 "$KVZ" compile "$DOC" --store "$E/fy" --method recent --quiet &&
+    "$KVZ" merge "$E/fx" "$E/fy" --into "$E/fxy" --quiet && "$KVZ" merge "$E/fy" "$E/fx" --into "$E/fyx" --quiet ||
+    fail "two forms of one time"
+for st in fx fy fxy fyx; do "$KVZ" inspect --store "$E/$st" "$DOC" | head -1; done >"$TMP/o" 2>&1
+[ "$(grep -o ", id [0-9a-f]* " "$TMP/o" | sort -u | wc -l)" -eq 1 ] && [ "$(grep -c ", id " "$TMP/o")" -eq 4 ] &&
+    ok "two forms compiled at one time: the same default whatever order they were compiled or merged in" ||
+    { fail "the default form hangs on the order"; cat "$TMP/o"; }
+# a form dated ahead of this machine's clock, merged or imported: said as unpack says it
+SOURCE_DATE_EPOCH=2000000000 "$KVZ" compile "$DOC" --store "$E/ahead" --method recent --ratio 0.4 --quiet &&
+    "$KVZ" export --store "$E/ahead" "$DOC" -o "$E/ahead.kvz" --quiet &&
+    "$KVZ" merge "$E/ahead" --into "$E/ahead-m" >"$TMP/o" 2>&1 && "$KVZ" import "$E/ahead.kvz" --store "$E/ahead-i" >>"$TMP/o" 2>&1 &&
+    grep -q "^kvz merge: note: 1 form(s) of the sources are dated after this machine's clock (the latest 2033-" "$TMP/o" &&
+    grep -q "^kvz import: note: 1 form(s) of the files are dated after this machine's clock (the latest 2033-" "$TMP/o" &&
+    ok "merge and import say forms dated after this machine's clock" || { fail "future dates unsaid"; cat "$TMP/o"; }
+# two contents under one name at one time: the hash decides, and the message says so
+mkdir -p "$E/p" "$E/q" && head -c 500 "$TMP/corpus/doc1.txt" >"$E/p/t.txt" && head -c 500 "$TMP/corpus/doc2.txt" >"$E/q/t.txt" &&
+    (cd "$E/p" && SOURCE_DATE_EPOCH=1700000000 "$kvz_abs" compile t.txt --store ../P -m "$model_abs" --method recent --quiet) &&
+    (cd "$E/q" && SOURCE_DATE_EPOCH=1700000000 "$kvz_abs" compile t.txt --store ../Q -m "$model_abs" --method recent --quiet) &&
+    "$KVZ" merge "$E/P" --into "$E/PQ" --quiet && "$KVZ" merge "$E/Q" --into "$E/PQ" >"$TMP/o" 2>&1 &&
+    "$KVZ" merge "$E/Q" --into "$E/QP" --quiet && "$KVZ" merge "$E/P" --into "$E/QP" >>"$TMP/o" 2>&1 ||
+    { fail "one name at one time"; cat "$TMP/o"; }
+grep -q "content under the name left alone: the store's was compiled at the same time, and the content hashes decide" "$TMP/o" &&
+    ! grep -q "compiled later" "$TMP/o" &&
+    [ "$("$KVZ" inspect --store "$E/PQ" t.txt | head -1)" = "$("$KVZ" inspect --store "$E/QP" t.txt | head -1)" ] &&
+    ok "one name, two contents of one time: the same winner either way, said as a tie" ||
+    { fail "a tie said as an age"; cat "$TMP/o"; }
+
 # ---- kill -9 during unpack, again and again: the store stays valid -----------------------
 K="$TMP/k"
 kills=${KVZ_KILLS:-20}

@@ -343,6 +343,18 @@ static uint8_t *load_artifact(kvz_store *st, const char *name, kvz_artifact *a)
     return copy;
 }
 
+typedef struct progress_seen {
+    int64_t values[64];
+    int n;
+} progress_seen;
+
+static void record_progress(void *ctx, int64_t tokens)
+{
+    progress_seen *p = ctx;
+    if (p->n < 64)
+        p->values[p->n++] = tokens;
+}
+
 static void test_kvzip_compile_and_recompile(void **state)
 {
     const char *dir = fresh_store("kvzip");
@@ -357,9 +369,18 @@ static void test_kvzip_compile_and_recompile(void **state)
     char *text = sample_text(&len);
     uint8_t hash[16] = {1, 2, 3};
     kvz_doc_result r;
-    CHECK_OK(kvz_compile_document(c, "gpl.txt", text, len, hash, &r, NULL, NULL));
+    progress_seen seen = {0};
+    CHECK_OK(kvz_compile_document(c, "gpl.txt", text, len, hash, &r, record_progress, &seen));
     assert_int_equal(r.status, KVZ_DOC_COMPILED);
     assert_int_equal(r.segments, 1);
+    /* progress in tokens weighted by work: never back, the whole document at
+     * the end, and the prefill less than half of it (the scoring passes,
+     * after the segment and longer than their chunk, cost more) */
+    assert_true(seen.n >= 3 && seen.n < 64);
+    for (int i = 1; i < seen.n; i++)
+        assert_true(seen.values[i] >= seen.values[i - 1]);
+    assert_int_equal(seen.values[seen.n - 1], r.tokens);
+    assert_true(seen.values[0] > 0 && seen.values[0] < r.tokens / 2);
     double kept = (double)r.kept_pairs / (double)r.total_pairs;
     print_message("kvzip: %d tokens, kept %.3f, %llu bytes\n", r.tokens, kept, (unsigned long long)r.bytes);
     assert_true(fabs(kept - 0.3) < 0.01);
