@@ -214,6 +214,61 @@ int kvz_artifact_add_head(kvz_artifact_writer *w, const kvz_manifest *m, uint16_
     return kvz_artifact_add_encoded(w, layer, head, &hs);
 }
 
+/* The manifest section of encoded `records` (freed here), added last. */
+static int add_manifest(kvz_artifact_writer *w, kvz_buffer *records)
+{
+    kvz_encoded enc;
+    int rc = records->failed ? kvz_errorf(KVZ_ERR_NOMEM, "out of memory encoding the manifest")
+                             : kvz_encode_bytes(records->data, records->len, 1, w->level, &enc);
+    size_t raw = records->len;
+    kvz_buffer_free(records);
+    KVZ_TRY(rc);
+    return add(w, KVZ_SECTION_MANIFEST, KVZ_SECTION_WHOLE, KVZ_SECTION_WHOLE, raw, 0, 0, &enc);
+}
+
+/* Lay out the header (stating version 1.`minor`), the table of `items` in
+ * their order, their payloads contiguous in that order, and the trailer (SPEC
+ * §2), each item's offset and checksum set on the way: *out is malloc'ed. */
+static int lay_out(pending *items, size_t n, uint16_t minor, uint8_t **out, size_t *size)
+{
+    uint64_t total = HEADER_BYTES + (uint64_t)n * ENTRY_BYTES;
+    for (size_t i = 0; i < n; i++) {
+        items[i].s.offset = total;
+        total += items[i].s.stored_bytes;
+    }
+    total += TRAILER_BYTES;
+    uint8_t *buf = calloc(1, total);
+    if (!buf)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory laying out an artifact of %llu bytes",
+                          (unsigned long long)total);
+    uint8_t *table = buf + HEADER_BYTES;
+    for (size_t i = 0; i < n; i++) {
+        kvz_section *s = &items[i].s;
+        memcpy(buf + s->offset, items[i].enc.data, s->stored_bytes);
+        s->checksum = XXH3_64bits(buf + s->offset, s->stored_bytes);
+        uint8_t *e = table + i * ENTRY_BYTES;
+        wr16(e, s->kind), wr16(e + 2, s->layer), wr16(e + 4, s->head);
+        e[6] = s->transform, e[7] = s->compressor;
+        wr64(e + 8, s->offset), wr64(e + 16, s->stored_bytes), wr64(e + 24, s->raw_bytes);
+        wr32(e + 32, s->count), wr32(e + 36, s->aux), wr64(e + 40, s->checksum);
+    }
+    memcpy(buf, MAGIC, 8);
+    wr16(buf + 8, KVZ_FORMAT_VERSION_MAJOR);
+    wr16(buf + 10, minor);
+    wr32(buf + 12, HEADER_BYTES);
+    wr64(buf + 16, total);
+    wr64(buf + 24, HEADER_BYTES);
+    wr32(buf + 32, (uint32_t)n);
+    wr32(buf + 36, 0);
+    wr64(buf + 40, XXH3_64bits(table, n * ENTRY_BYTES));
+    wr64(buf + 56, XXH3_64bits(buf, 56));
+    memcpy(buf + total - TRAILER_BYTES, TRAILER, 8);
+    wr64(buf + total - 8, XXH3_64bits(buf, total - 8));
+    *out = buf;
+    *size = total;
+    return KVZ_OK;
+}
+
 int kvz_artifact_writer_finish(kvz_artifact_writer *w, const kvz_manifest *m, uint8_t **out,
                                size_t *size)
 {
@@ -230,57 +285,12 @@ int kvz_artifact_writer_finish(kvz_artifact_writer *w, const kvz_manifest *m, ui
         }
     kvz_buffer manifest = {0};
     kvz_manifest_encode(m, &manifest);
-    if (manifest.failed) {
-        kvz_buffer_free(&manifest);
-        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory encoding the manifest");
-    }
-    kvz_encoded menc;
-    int rc = kvz_encode_bytes(manifest.data, manifest.len, 1, w->level, &menc);
-    size_t manifest_raw = manifest.len;
-    kvz_buffer_free(&manifest);
-    KVZ_TRY(rc);
+    KVZ_TRY(add_manifest(w, &manifest));
     /* the manifest goes first in the table */
-    KVZ_TRY(add(w, KVZ_SECTION_MANIFEST, KVZ_SECTION_WHOLE, KVZ_SECTION_WHOLE, manifest_raw, 0, 0, &menc));
     pending tmp = w->items[w->n - 1];
     memmove(w->items + 1, w->items, (w->n - 1) * sizeof *w->items);
     w->items[0] = tmp;
-
-    uint64_t total = HEADER_BYTES + (uint64_t)w->n * ENTRY_BYTES;
-    for (size_t i = 0; i < w->n; i++) {
-        w->items[i].s.offset = total;
-        total += w->items[i].s.stored_bytes;
-    }
-    total += TRAILER_BYTES;
-    uint8_t *buf = calloc(1, total);
-    if (!buf)
-        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory laying out an artifact of %llu bytes",
-                          (unsigned long long)total);
-    uint8_t *table = buf + HEADER_BYTES;
-    for (size_t i = 0; i < w->n; i++) {
-        kvz_section *s = &w->items[i].s;
-        memcpy(buf + s->offset, w->items[i].enc.data, s->stored_bytes);
-        s->checksum = XXH3_64bits(buf + s->offset, s->stored_bytes);
-        uint8_t *e = table + i * ENTRY_BYTES;
-        wr16(e, s->kind), wr16(e + 2, s->layer), wr16(e + 4, s->head);
-        e[6] = s->transform, e[7] = s->compressor;
-        wr64(e + 8, s->offset), wr64(e + 16, s->stored_bytes), wr64(e + 24, s->raw_bytes);
-        wr32(e + 32, s->count), wr32(e + 36, s->aux), wr64(e + 40, s->checksum);
-    }
-    memcpy(buf, MAGIC, 8);
-    wr16(buf + 8, KVZ_FORMAT_VERSION_MAJOR);
-    wr16(buf + 10, KVZ_FORMAT_VERSION_MINOR);
-    wr32(buf + 12, HEADER_BYTES);
-    wr64(buf + 16, total);
-    wr64(buf + 24, HEADER_BYTES);
-    wr32(buf + 32, (uint32_t)w->n);
-    wr32(buf + 36, 0);
-    wr64(buf + 40, XXH3_64bits(table, w->n * ENTRY_BYTES));
-    wr64(buf + 56, XXH3_64bits(buf, 56));
-    memcpy(buf + total - TRAILER_BYTES, TRAILER, 8);
-    wr64(buf + total - 8, XXH3_64bits(buf, total - 8));
-    *out = buf;
-    *size = total;
-    return KVZ_OK;
+    return lay_out(w->items, w->n, KVZ_FORMAT_VERSION_MINOR, out, size);
 }
 
 /* ---- reading -------------------------------------------------------------- */
@@ -323,6 +333,20 @@ static int decode_section(const kvz_artifact *a, const kvz_section *s, void *raw
     int rc = kvz_decode_bytes(p, s->stored_bytes, s->transform, s->compressor, raw, s->raw_bytes);
     if (rc != KVZ_OK)
         kvz_error_context(rc, "section %u (layer %u, head %u)", s->kind, s->layer, s->head);
+    return rc;
+}
+
+/* The records of manifest section ms, decoded into *raw (malloc'ed). */
+static int manifest_records(const kvz_artifact *a, const kvz_section *ms, uint8_t **raw)
+{
+    *raw = malloc(ms->raw_bytes ? ms->raw_bytes : 1);
+    if (!*raw)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory reading a manifest");
+    int rc = decode_section(a, ms, *raw);
+    if (rc != KVZ_OK) {
+        free(*raw);
+        *raw = NULL;
+    }
     return rc;
 }
 
@@ -546,12 +570,9 @@ static int open_artifact(kvz_artifact *a, const void *data, size_t size, int who
     if (ms.raw_bytes > (1u << 20))
         return kvz_errorf(KVZ_ERR_FORMAT, "manifest of %llu bytes is too large",
                           (unsigned long long)ms.raw_bytes);
-    uint8_t *raw = malloc(ms.raw_bytes ? ms.raw_bytes : 1);
-    if (!raw)
-        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory reading a manifest");
-    int rc = decode_section(a, &ms, raw);
-    if (rc == KVZ_OK)
-        rc = kvz_manifest_decode(raw, ms.raw_bytes, &a->manifest);
+    uint8_t *raw;
+    KVZ_TRY(manifest_records(a, &ms, &raw));
+    int rc = kvz_manifest_decode(raw, ms.raw_bytes, &a->manifest);
     free(raw);
     KVZ_TRY(rc);
     const kvz_manifest *m = &a->manifest;
@@ -740,4 +761,55 @@ int kvz_artifact_check_model(const kvz_artifact *a, const kvz_model_identity *mo
                       "artifact '%s' was compiled for %s, but the loaded model is %s: %s; compile the document "
                       "again with this model, or give the model it was compiled with",
                       a->manifest.doc_name, have, want, differs);
+}
+
+/* ---- renaming -------------------------------------------------------------- */
+
+/* The manifest of an artifact written again is a few hundred bytes: compile's
+ * default level does for it (the other sections are copied, not encoded). */
+#define RENAME_ZSTD_LEVEL 9
+
+/* Section s of `a` added as it is stored (a copy of its bytes). */
+static int add_stored(kvz_artifact_writer *w, const kvz_artifact *a, const kvz_section *s)
+{
+    kvz_encoded enc = {.data = malloc(s->stored_bytes ? s->stored_bytes : 1), .size = s->stored_bytes,
+                       .transform = s->transform, .compressor = s->compressor};
+    if (!enc.data)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory copying an artifact");
+    memcpy(enc.data, a->data + s->offset, s->stored_bytes);
+    return add(w, s->kind, s->layer, s->head, s->raw_bytes, s->count, s->aux, &enc);
+}
+
+/* Manifest section ms of `a` added with the document named `name`. */
+static int add_renamed_manifest(kvz_artifact_writer *w, const kvz_artifact *a, const kvz_section *ms,
+                                const char *name)
+{
+    uint8_t *raw;
+    kvz_buffer records = {0};
+    KVZ_TRY(manifest_records(a, ms, &raw));
+    int rc = kvz_manifest_renamed(raw, ms->raw_bytes, name, &records);
+    free(raw);
+    if (rc != KVZ_OK) {
+        kvz_buffer_free(&records);
+        return rc;
+    }
+    return add_manifest(w, &records);
+}
+
+int kvz_artifact_with_name(const kvz_artifact *a, const char *name, uint8_t **out, size_t *size)
+{
+    *out = NULL;
+    *size = 0;
+    kvz_artifact_writer *w = kvz_artifact_writer_new(RENAME_ZSTD_LEVEL);
+    int rc = w ? KVZ_OK : kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    for (uint32_t i = 0; i < a->n_sections && rc == KVZ_OK; i++) { /* in the table's order */
+        kvz_section s;
+        kvz_artifact_section_at(a, i, &s);
+        rc = s.kind == KVZ_SECTION_MANIFEST ? add_renamed_manifest(w, a, &s, name) : add_stored(w, a, &s);
+    }
+    /* the artifact's minor stays: its sections and keys are that minor's */
+    if (rc == KVZ_OK)
+        rc = lay_out(w->items, w->n, rd16(a->data + 10), out, size);
+    kvz_artifact_writer_free(w);
+    return rc;
 }

@@ -163,6 +163,17 @@ int kvz_artifact_read_codes(const kvz_artifact *a, uint16_t layer, uint16_t head
 /* Decode and check every section (a skipped kind: its checksum). */
 int kvz_artifact_verify(const kvz_artifact *a);
 
+/* The opened artifact `a` written again with the manifest's doc_name `name`
+ * (*out malloc'ed): every other manifest record and every other section byte
+ * for byte (not decoded again), in the table's order, the table, header and
+ * trailer laid out and checksummed anew, so that kvz_artifact_open and
+ * kvz_artifact_verify pass on it as on `a`. The artifact id (SPEC §8) does not
+ * cover the name: the result is the same artifact under another name, which
+ * an artifact shared by several documents (content addressing) holds only
+ * for the first. KVZ_ERR_ARG for a name longer than a manifest holds (1023
+ * bytes), KVZ_ERR_NOMEM. */
+int kvz_artifact_with_name(const kvz_artifact *a, const char *name, uint8_t **out, size_t *size);
+
 /* Refuse an artifact compiled by another model, naming both. */
 int kvz_artifact_check_model(const kvz_artifact *a, const kvz_model_identity *model);
 

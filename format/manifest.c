@@ -127,6 +127,24 @@ typedef struct field {
     const char *name;
 } field;
 
+/* The record at data[*at]: its key, type and value length; *at moves past its
+ * value (which ends there). KVZ_ERR_FORMAT for a record cut short. */
+static int next_record(const uint8_t *data, size_t size, size_t *at, uint16_t *key, uint8_t *type, uint32_t *len)
+{
+    *key = 0, *type = 0, *len = 0;
+    if (size - *at < 8)
+        return kvz_errorf(KVZ_ERR_FORMAT, "manifest: truncated record header at byte %zu", *at);
+    const uint8_t *p = data + *at;
+    *key = (uint16_t)(p[0] | p[1] << 8);
+    *type = p[2];
+    memcpy(len, p + 4, 4);
+    *at += 8;
+    if (*len > size - *at)
+        return kvz_errorf(KVZ_ERR_FORMAT, "manifest: record %u runs past the end", *key);
+    *at += *len;
+    return KVZ_OK;
+}
+
 int kvz_manifest_decode(const uint8_t *data, size_t size, kvz_manifest *m)
 {
     memset(m, 0, sizeof *m);
@@ -172,15 +190,11 @@ int kvz_manifest_decode(const uint8_t *data, size_t size, kvz_manifest *m)
     uint8_t seen[sizeof fields / sizeof fields[0]] = {0};
     size_t at = 0;
     while (at < size) {
-        if (size - at < 8)
-            return kvz_errorf(KVZ_ERR_FORMAT, "manifest: truncated record header at byte %zu", at);
-        uint16_t key = (uint16_t)(data[at] | data[at + 1] << 8);
-        uint8_t type = data[at + 2];
+        uint16_t key;
+        uint8_t type;
         uint32_t len;
-        memcpy(&len, data + at + 4, 4);
-        at += 8;
-        if (len > size - at)
-            return kvz_errorf(KVZ_ERR_FORMAT, "manifest: record %u runs past the end", key);
+        KVZ_TRY(next_record(data, size, &at, &key, &type, &len));
+        const uint8_t *value = data + at - len;
         for (size_t f = 0; f < n_fields; f++) {
             if (fields[f].key != key)
                 continue;
@@ -189,20 +203,41 @@ int kvz_manifest_decode(const uint8_t *data, size_t size, kvz_manifest *m)
             seen[f] = 1;
             int ok = type == fields[f].type;
             if (type == T_STR)
-                ok = ok && len < fields[f].cap && !memchr(data + at, '\0', len);
+                ok = ok && len < fields[f].cap && !memchr(value, '\0', len);
             else
                 ok = ok && len == fields[f].cap;
             if (!ok)
                 return kvz_errorf(KVZ_ERR_FORMAT, "manifest: %s has type %u and length %u", fields[f].name,
                                   type, len);
-            memcpy(fields[f].dst, data + at, len);
+            memcpy(fields[f].dst, value, len);
             if (type == T_STR)
                 ((char *)fields[f].dst)[len] = '\0';
         }
-        at += len; /* unknown keys are skipped */
+        /* unknown keys are skipped */
     }
     for (size_t f = 0; f < n_fields; f++)
         if (!seen[f] && fields[f].key != K_CONFIG && fields[f].key != K_SUMMARY) /* optional keys */
             return kvz_errorf(KVZ_ERR_FORMAT, "manifest: %s is missing", fields[f].name);
     return KVZ_OK;
+}
+
+int kvz_manifest_renamed(const uint8_t *data, size_t size, const char *name, kvz_buffer *out)
+{
+    size_t name_len = strlen(name), most = sizeof ((kvz_manifest *)0)->doc_name - 1;
+    if (name_len > most)
+        return kvz_errorf(KVZ_ERR_ARG, "a document name of %zu bytes is longer than a manifest holds (%zu)",
+                          name_len, most);
+    size_t at = 0;
+    while (at < size) {
+        size_t start = at;
+        uint16_t key;
+        uint8_t type;
+        uint32_t len;
+        KVZ_TRY(next_record(data, size, &at, &key, &type, &len));
+        if (key == K_DOC_NAME)
+            r_str(out, K_DOC_NAME, name);
+        else /* as it was: a key this reader does not know too (a later writer's) */
+            kvz_buffer_append(out, data + start, at - start);
+    }
+    return out->failed ? kvz_errorf(KVZ_ERR_NOMEM, "out of memory encoding the manifest") : KVZ_OK;
 }

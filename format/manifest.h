@@ -55,6 +55,14 @@ void kvz_manifest_encode(const kvz_manifest *m, kvz_buffer *out);
  * KVZ_ERR_FORMAT naming the key otherwise. */
 int kvz_manifest_decode(const uint8_t *data, size_t size, kvz_manifest *m);
 
+/* The records of an encoded manifest (data, size) with doc_name (key 30) set
+ * to `name`, appended to `out`: every other record kept as it is, in its
+ * place, unknown keys too (a later writer's, which decoding and encoding again
+ * would lose). The input is one a decode accepted (it names the document
+ * once). KVZ_ERR_ARG for a name longer than a manifest holds (1023 bytes),
+ * KVZ_ERR_FORMAT for records cut short, KVZ_ERR_NOMEM. */
+int kvz_manifest_renamed(const uint8_t *data, size_t size, const char *name, kvz_buffer *out);
+
 /* The store's ids (SPEC.md §8), derived from the configuration string: a
  * configuration's id, and the content id of one segment's artifact. Equal
  * inputs give equal ids on every machine, which makes compile, merge, unpack

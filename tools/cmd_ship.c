@@ -1141,13 +1141,31 @@ int cmd_merge(int argc, char **argv)
 
 /* ---- export / import -------------------------------------------------------- */
 
+/* The bytes export writes of document `doc`'s artifact `art`: as stored when
+ * its manifest names `doc`, else written again naming it (*renamed, freed by
+ * the caller), since the store keeps one artifact for every document of its
+ * content, naming the first compiled; import files it under the name it holds,
+ * which may be another document's, removed or private. */
+static int export_bytes(const kvz_artifact *art, const char *doc, const void **bytes, size_t *size,
+                        uint8_t **renamed)
+{
+    *bytes = art->data, *size = art->size;
+    if (strcmp(art->manifest.doc_name, doc) == 0)
+        return KVZ_OK;
+    KVZ_TRY(kvz_artifact_with_name(art, doc, renamed, size));
+    *bytes = *renamed;
+    return KVZ_OK;
+}
+
 int cmd_export(int argc, char **argv)
 {
     static const char help[] =
         "usage: kvz export --store DIR DOCUMENT -o FILE.kvz [--config N|ID] [--segment K]\n"
         "\n"
-        "Writes one compiled artifact, exactly as stored, to a file (format/SPEC.md),\n"
-        "which appears only when complete, as pack's does.\n"
+        "Writes one compiled artifact to a file (format/SPEC.md), which appears only\n"
+        "when complete, as pack's does. Its manifest names the document exported:\n"
+        "documents of the same content share one artifact in the store, which names\n"
+        "the first of them; `kvz import` files the artifact under the name it holds.\n"
         "--config picks the document's configuration by its number or id as `kvz ls`\n"
         "shows them (default: the newest, the one kvz query loads when one model\n"
         "compiled them all); a document of several segments needs --segment K\n"
@@ -1185,16 +1203,22 @@ int cmd_export(int argc, char **argv)
         st = kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s' has %u segment(s); there is no --segment %ld", doc, e->n_segments,
                         a.segment);
     kvz_artifact art;
+    uint8_t *renamed = NULL;
+    const void *bytes = NULL;
+    size_t size = 0;
     if (st == KVZ_OK)
         st = get_artifact(t, e->artifact_ids[a.segment ? a.segment - 1 : 0], doc, &art);
     if (st == KVZ_OK)
-        st = kvz_atomic_file_put(a.output, art.data, art.size);
+        st = export_bytes(&art, doc, &bytes, &size, &renamed);
+    if (st == KVZ_OK)
+        st = kvz_atomic_file_put(a.output, bytes, size);
     if (st == KVZ_OK && !a.quiet) {
         char shown[CLI_SHOWN_MAX], shown_output[CLI_SHOWN_MAX];
         fprintf(cli_report_stream(a.output), "%s: %s, segment %u of %u, %zu bytes -> %s\n",
                 cli_shown(shown, doc, strlen(doc)), e->summary, art.manifest.segment + 1, art.manifest.n_segments,
-                art.size, cli_shown(shown_output, a.output, strlen(a.output)));
+                size, cli_shown(shown_output, a.output, strlen(a.output)));
     }
+    free(renamed);
     kvz_doc_record_free(&rec);
     kvz_store_read_end(t);
     kvz_store_close(s);

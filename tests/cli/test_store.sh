@@ -75,6 +75,30 @@ SX="$TMP/store-svg"
     python3 -c 'import sys, xml.dom.minidom as m; t = m.parse(sys.argv[1]).getElementsByTagName("text")[0].firstChild.data; sys.exit(not t.startswith("R&D <script>x</script>.txt: kept positions"))' "$TMP/named.svg" &&
     ! grep -q "<script" "$TMP/named.svg" &&
     ok "inspect --svg: the name asked for, escaped as XML" || { fail "inspect --svg of an odd name"; head -c 600 "$TMP/named.svg"; }
+# export writes the artifact under the document exported, not the name the shared artifact
+# holds (the first compiled): import filed it under that other name, here one removed, and may
+# replace older content under it. A store holding the first name's bytes keeps them and files
+# the record under the name imported
+N="$TMP/names"
+mkdir -p "$N/notes" "$N/archive" && cp "$TMP/corpus/doc0.txt" "$N/notes/secret-draft.txt" &&
+    cp "$TMP/corpus/doc0.txt" "$N/archive/public.txt" &&
+    "$KVZ" compile "$N/notes" --store "$N/RS" --model "$MODEL" --method recent --quiet &&
+    "$KVZ" compile "$N/archive" --store "$N/RS" --model "$MODEL" --method recent --quiet &&
+    "$KVZ" compile "$N/notes" --store "$N/first" --model "$MODEL" --method recent --quiet &&
+    "$KVZ" rm --store "$N/RS" "$N/notes/secret-draft.txt" >/dev/null &&
+    "$KVZ" export --store "$N/RS" "$N/archive/public.txt" -o "$N/pub.kvz" --quiet &&
+    "$KVZ" import "$N/pub.kvz" --store "$N/RAG" --model "$MODEL" >"$TMP/o" 2>&1 &&
+    "$KVZ" import "$N/pub.kvz" --store "$N/first" --model "$MODEL" >>"$TMP/o" 2>&1 ||
+    { fail "two names of one content: compile, export, import"; cat "$TMP/o"; }
+"$KVZ" ls --store "$N/RAG" --names >"$TMP/names1" 2>&1
+"$KVZ" ls --store "$N/first" --names >"$TMP/names2" 2>&1
+printf '%s\n' "$N/archive/public.txt" >"$TMP/want1"
+printf '%s\n' "$N/archive/public.txt" "$N/notes/secret-draft.txt" >"$TMP/want2"
+cmp -s "$TMP/names1" "$TMP/want1" && cmp -s "$TMP/names2" "$TMP/want2" &&
+    grep -q "pub.kvz: $N/archive/public.txt segment 1 of 1 (.*), already in the store$" "$TMP/o" &&
+    "$KVZ" verify --store "$N/RAG" >/dev/null 2>&1 && "$KVZ" verify --store "$N/first" >/dev/null 2>&1 &&
+    ok "export of a name sharing another's artifact: imported under the name exported (the store's bytes kept)" ||
+    { fail "export of a shared artifact imported under another name"; cat "$TMP/o" "$TMP/names1" "$TMP/names2"; }
 # an answer cut by --max-tokens inside a character (a CJK character is two tokens here) prints
 # its whole characters, as --json does: it printed the character's first bytes
 SZ="$TMP/store-zh"

@@ -377,6 +377,75 @@ static void test_manifest_optional_config(void **state)
     assert_true(kvz_config_id(m.config) != kvz_config_id("kvz-config 1 method=kvzip ratio=0.2"));
 }
 
+/* An artifact written again under another name (kvz export of a document
+ * sharing another's artifact): it opens and verifies, its manifest differs in
+ * the name alone, every other section is byte for byte the same, its id too;
+ * a name longer than a manifest holds is refused. */
+static void test_artifact_with_name(void **state)
+{
+    (void)state;
+    size_t size, renamed_size;
+    kvz_manifest m;
+    float *keys, *values;
+    uint8_t *bytes = build(4, &size, &m, &keys, &values), *renamed;
+    kvz_artifact a, b;
+    CHECK_OK(kvz_artifact_open(&a, bytes, size));
+    CHECK_OK(kvz_artifact_with_name(&a, "archive/public.txt", &renamed, &renamed_size));
+    CHECK_OK(kvz_artifact_open(&b, renamed, renamed_size));
+    CHECK_OK(kvz_artifact_verify(&b));
+    assert_string_equal(b.manifest.doc_name, "archive/public.txt");
+    kvz_manifest same = b.manifest; /* both decoded from zeroed structs: equal bytes but the name */
+    memcpy(same.doc_name, a.manifest.doc_name, sizeof same.doc_name);
+    assert_memory_equal(&same, &a.manifest, sizeof same);
+    uint8_t id_a[16], id_b[16];
+    kvz_artifact_id(a.manifest.config, a.manifest.doc_hash, a.manifest.segment, a.manifest.n_segments, id_a);
+    kvz_artifact_id(b.manifest.config, b.manifest.doc_hash, b.manifest.segment, b.manifest.n_segments, id_b);
+    assert_memory_equal(id_a, id_b, 16);
+    assert_int_equal(b.n_sections, a.n_sections);
+    for (uint32_t i = 0; i < a.n_sections; i++) {
+        kvz_section sa, sb;
+        kvz_artifact_section_at(&a, i, &sa);
+        kvz_artifact_section_at(&b, i, &sb);
+        assert_true(sa.kind == sb.kind && sa.layer == sb.layer && sa.head == sb.head && sa.count == sb.count &&
+                    sa.aux == sb.aux);
+        if (sa.kind == KVZ_SECTION_MANIFEST)
+            continue;
+        assert_true(sa.transform == sb.transform && sa.compressor == sb.compressor &&
+                    sa.raw_bytes == sb.raw_bytes && sa.checksum == sb.checksum);
+        assert_int_equal(sa.stored_bytes, sb.stored_bytes);
+        assert_memory_equal(a.data + sa.offset, b.data + sb.offset, sa.stored_bytes);
+    }
+    /* the longest name a manifest holds, and one byte more */
+    char name[1025];
+    memset(name, 'x', 1023), name[1023] = '\0';
+    uint8_t *longest;
+    size_t longest_size;
+    CHECK_OK(kvz_artifact_with_name(&a, name, &longest, &longest_size));
+    CHECK_OK(kvz_artifact_open(&b, longest, longest_size));
+    assert_string_equal(b.manifest.doc_name, name);
+    name[1023] = 'x', name[1024] = '\0';
+    uint8_t *none = bytes;
+    size_t none_size = 1;
+    assert_int_equal(kvz_artifact_with_name(&a, name, &none, &none_size), KVZ_ERR_ARG);
+    assert_null(none);
+    assert_int_equal(none_size, 0);
+    assert_non_null(strstr(kvz_last_error(), "1024 bytes"));
+
+    /* a record of a key this reader does not know (a later writer's) stays, in its place */
+    kvz_buffer records = {0}, out = {0};
+    kvz_manifest_encode(&m, &records);
+    const uint8_t unknown[12] = {99, 0, 1, 0, 4, 0, 0, 0, 7, 0, 0, 0};
+    kvz_buffer_append(&records, unknown, sizeof unknown);
+    CHECK_OK(kvz_manifest_renamed(records.data, records.len, "b.txt", &out));
+    assert_int_equal(out.len, records.len - strlen(m.doc_name) + strlen("b.txt"));
+    assert_memory_equal(out.data + out.len - sizeof unknown, unknown, sizeof unknown);
+    kvz_manifest back;
+    CHECK_OK(kvz_manifest_decode(out.data, out.len, &back));
+    assert_string_equal(back.doc_name, "b.txt");
+    kvz_buffer_free(&records), kvz_buffer_free(&out);
+    free(bytes), free(renamed), free(longest), free(keys), free(values);
+}
+
 static int put_filler(kvz_store_txn *t, void *ctx)
 {
     (void)ctx;
@@ -1220,6 +1289,7 @@ int main(void)
         cmocka_unit_test(test_model_mismatch_names_both),
         cmocka_unit_test(test_writer_refuses_bad_input),
         cmocka_unit_test(test_manifest_optional_config),
+        cmocka_unit_test(test_artifact_with_name),
         cmocka_unit_test(test_store_shorter_than_its_pages),
         cmocka_unit_test(test_doc_record_needs_an_entry),
         cmocka_unit_test(test_doc_record_pick),
