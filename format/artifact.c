@@ -744,7 +744,7 @@ int kvz_artifact_verify(const kvz_artifact *a)
     return rc;
 }
 
-int kvz_artifact_check_model(const kvz_artifact *a, const kvz_model_identity *model)
+int kvz_artifact_check_model(const kvz_artifact *a, const char *doc, const kvz_model_identity *model)
 {
     if (a->manifest.model.fingerprint == model->fingerprint)
         return KVZ_OK;
@@ -760,7 +760,7 @@ int kvz_artifact_check_model(const kvz_artifact *a, const kvz_model_identity *mo
     return kvz_errorf(KVZ_ERR_MODEL_MISMATCH,
                       "artifact '%s' was compiled for %s, but the loaded model is %s: %s; compile the document "
                       "again with this model, or give the model it was compiled with",
-                      a->manifest.doc_name, have, want, differs);
+                      doc ? doc : a->manifest.doc_name, have, want, differs);
 }
 
 /* ---- renaming -------------------------------------------------------------- */
@@ -812,4 +812,16 @@ int kvz_artifact_with_name(const kvz_artifact *a, const char *name, uint8_t **ou
         rc = lay_out(w->items, w->n, rd16(a->data + 10), out, size);
     kvz_artifact_writer_free(w);
     return rc;
+}
+
+int kvz_artifact_for_document(const kvz_artifact *a, const char *name, const void **bytes, size_t *size,
+                              uint8_t **renamed)
+{
+    *bytes = a->data, *size = a->size, *renamed = NULL;
+    if (strcmp(a->manifest.doc_name, name) == 0)
+        return KVZ_OK;
+    *bytes = NULL;
+    KVZ_TRY(kvz_artifact_with_name(a, name, renamed, size));
+    *bytes = *renamed;
+    return KVZ_OK;
 }

@@ -174,7 +174,16 @@ int kvz_artifact_verify(const kvz_artifact *a);
  * bytes), KVZ_ERR_NOMEM. */
 int kvz_artifact_with_name(const kvz_artifact *a, const char *name, uint8_t **out, size_t *size);
 
-/* Refuse an artifact compiled by another model, naming both. */
-int kvz_artifact_check_model(const kvz_artifact *a, const kvz_model_identity *model);
+/* The bytes of artifact `a` written for document `name` (kvz export, kvz
+ * pack): a's own where its manifest names that document, else a copy written
+ * again with that name (kvz_artifact_with_name, and its errors), which
+ * *renamed holds (malloc'ed, to free after *bytes; else NULL). */
+int kvz_artifact_for_document(const kvz_artifact *a, const char *name, const void **bytes, size_t *size,
+                              uint8_t **renamed);
+
+/* Refuse an artifact compiled by another model, naming both and the document
+ * `doc` asked for (NULL: the manifest's doc_name, which for an artifact that
+ * documents of the same content share names the first compiled). */
+int kvz_artifact_check_model(const kvz_artifact *a, const char *doc, const kvz_model_identity *model);
 
 #endif

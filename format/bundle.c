@@ -66,6 +66,10 @@ static void hex64(uint64_t v, char out[17]) { snprintf(out, 17, "%016llx", (unsi
 typedef struct pending {
     kvz_bundle_file file;
     kvz_artifact a;
+    /* a document's artifact: the first document of the bundle that uses it, and whether one that uses it is
+     * the document its manifest names (else it is written with the first's name, name_artifacts) */
+    const char *user;
+    int named;
 } pending;
 
 struct kvz_bundle_writer {
@@ -299,6 +303,84 @@ static int manifest_json(const kvz_bundle_writer *w, char **out, size_t *len)
     return rc;
 }
 
+/* The artifact of this id the writer holds (sorted by id, without repeats), or NULL. */
+static pending *find_pending(kvz_bundle_writer *w, const uint8_t id[16])
+{
+    pending key;
+    memcpy(key.file.id, id, 16);
+    return bsearch(&key, w->artifacts, w->n_artifacts, sizeof *w->artifacts, by_id);
+}
+
+/* Each artifact's users, in the bundle's document order (that of the
+ * manifest's `documents`: the same on every run, for byte-equal bundles). */
+static void find_users(kvz_bundle_writer *w)
+{
+    for (size_t d = 0; d < w->m.n_docs; d++) {
+        const kvz_bundle_doc *doc = &w->m.docs[d];
+        for (uint32_t k = 0; k < doc->record.n_entries; k++)
+            for (uint32_t s = 0; s < doc->record.entries[k].n_segments; s++) {
+                pending *p = find_pending(w, doc->record.entries[k].artifact_ids[s]);
+                if (!p) /* never: kvz_bundle_add_entry's contract */
+                    continue;
+                p->user = p->user ? p->user : doc->name;
+                p->named = p->named || strcmp(p->a.manifest.doc_name, doc->name) == 0;
+            }
+    }
+}
+
+/* Whether artifact p is written with its first user's name (find_users). */
+static int renamed_in_bundle(const pending *p)
+{
+    return p->user && !p->named;
+}
+
+/* The bytes the bundle holds of artifact p: as stored, or written again with
+ * its first user's name (*renamed, freed by the caller). */
+static int pending_bytes(const pending *p, const void **data, size_t *size, uint8_t **renamed)
+{
+    if (renamed_in_bundle(p))
+        return kvz_artifact_for_document(&p->a, p->user, data, size, renamed);
+    *data = p->a.data, *size = p->a.size, *renamed = NULL;
+    return KVZ_OK;
+}
+
+/* A document's artifact whose manifest names none of the bundle's documents
+ * that use it (documents of one content share an artifact, which names the
+ * first compiled: another document, maybe removed or private) is written with
+ * the name of the first of them: its size and checksum here, and the sizes of
+ * the configurations holding it. Its bytes are made again when written, not
+ * kept: a store of moved documents would otherwise be copied into memory. */
+static int name_artifacts(kvz_bundle_writer *w)
+{
+    find_users(w);
+    for (size_t i = 0; i < w->n_artifacts; i++) {
+        pending *p = &w->artifacts[i];
+        const void *data;
+        size_t size;
+        uint8_t *renamed;
+        if (!renamed_in_bundle(p))
+            continue;
+        KVZ_TRY(pending_bytes(p, &data, &size, &renamed));
+        p->file.bytes = size;
+        p->file.xxh3 = XXH3_64bits(data, size);
+        free(renamed);
+    }
+    for (size_t d = 0; d < w->m.n_docs; d++) /* as the reader records them: the sum of its artifacts' sizes */
+        for (uint32_t k = 0; k < w->m.docs[d].record.n_entries; k++) {
+            kvz_doc_entry *e = &w->m.docs[d].record.entries[k];
+            uint64_t sum = 0;
+            int renamed = 0;
+            for (uint32_t s = 0; s < e->n_segments; s++) {
+                const pending *p = find_pending(w, e->artifact_ids[s]);
+                sum += p ? p->file.bytes : 0;
+                renamed = renamed || (p && renamed_in_bundle(p));
+            }
+            if (renamed) /* else the store's figure, as before */
+                e->stored_bytes = sum;
+        }
+    return KVZ_OK;
+}
+
 static int write_entry(struct archive *ar, const char *path, const void *data, size_t size, const char *out)
 {
     struct archive_entry *e = archive_entry_new();
@@ -317,6 +399,21 @@ static int write_entry(struct archive *ar, const char *path, const void *data, s
     return rc;
 }
 
+/* Artifact p into the archive, its bytes as name_artifacts measured them. */
+static int write_artifact(struct archive *ar, const pending *p, const char *out)
+{
+    const void *data;
+    size_t size;
+    uint8_t *renamed;
+    KVZ_TRY(pending_bytes(p, &data, &size, &renamed));
+    int rc = size == p->file.bytes && XXH3_64bits(data, size) == p->file.xxh3
+                 ? write_entry(ar, p->file.path, data, size, out)
+                 : kvz_errorf(KVZ_ERR_INTERNAL, "bundle '%s': %s came out other than the manifest says", out,
+                              p->file.path);
+    free(renamed);
+    return rc;
+}
+
 int kvz_bundle_write(kvz_bundle_writer *w, const char *path, uint64_t *bytes)
 {
     if (w->n_artifacts) /* qsort's base must not be NULL */
@@ -327,6 +424,7 @@ int kvz_bundle_write(kvz_bundle_writer *w, const char *path, uint64_t *bytes)
             w->artifacts[kept++] = w->artifacts[i];
     w->n_artifacts = kept;
 
+    KVZ_TRY(name_artifacts(w));
     char *json = NULL;
     size_t json_len = 0;
     KVZ_TRY(manifest_json(w, &json, &json_len));
@@ -347,7 +445,7 @@ int kvz_bundle_write(kvz_bundle_writer *w, const char *path, uint64_t *bytes)
     for (size_t i = 0; i < w->n_prefixes && rc == KVZ_OK; i++)
         rc = write_entry(ar, w->prefixes[i].file.path, w->prefixes[i].a.data, w->prefixes[i].a.size, path);
     for (size_t i = 0; i < w->n_artifacts && rc == KVZ_OK; i++)
-        rc = write_entry(ar, w->artifacts[i].file.path, w->artifacts[i].a.data, w->artifacts[i].a.size, path);
+        rc = write_artifact(ar, &w->artifacts[i], path);
     int64_t size = 0;
     if (ar) {
         if (rc == KVZ_OK && archive_write_close(ar) != ARCHIVE_OK)

@@ -75,7 +75,12 @@ int kvz_bundle_add_artifact(kvz_bundle_writer *w, const uint8_t id[16], const kv
 int kvz_bundle_add_entry(kvz_bundle_writer *w, const char *name, const uint8_t doc_hash[16],
                          const kvz_doc_entry *e);
 /* Write the archive to `path` (through `path`.tmp, renamed when complete, so
- * a failed pack never leaves a partial bundle under the name). *bytes: its size. */
+ * a failed pack never leaves a partial bundle under the name). *bytes: its size.
+ * Artifacts are written as given, except one whose manifest names none of the
+ * documents that use it in the bundle (an artifact documents of one content
+ * share names the first compiled): written with the name of the first of them
+ * in the order the documents were added (kvz_artifact_for_document), the
+ * manifest's sizes and checksums those of the bytes written. */
 int kvz_bundle_write(kvz_bundle_writer *w, const char *path, uint64_t *bytes);
 
 /* ---- reading --------------------------------------------------------------- */

@@ -58,14 +58,16 @@ static int plan_add(plan *p, const void *bytes, size_t size, int32_t position, c
     return KVZ_OK;
 }
 
-/* A compiled form `e` not made by this model (`what` names it): say whose it is. */
-static int other_model(kvz_store_txn *t, const kvz_doc_entry *e, const char *what, const kvz_model_identity *id)
+/* A compiled form `e` of document `name` not made by this model (`what`
+ * names it): say whose it is. */
+static int other_model(kvz_store_txn *t, const char *name, const kvz_doc_entry *e, const char *what,
+                       const kvz_model_identity *id)
 {
     const void *val;
     size_t len;
     kvz_artifact a;
     if (kvz_store_get(t, KVZ_DB_ARTIFACTS, e->artifact_ids[0], 16, &val, &len) == KVZ_OK &&
-        kvz_artifact_open(&a, val, len) == KVZ_OK && kvz_artifact_check_model(&a, id) != KVZ_OK)
+        kvz_artifact_open(&a, val, len) == KVZ_OK && kvz_artifact_check_model(&a, name, id) != KVZ_OK)
         return kvz_error_context(KVZ_ERR_MODEL_MISMATCH, "%s cannot be loaded", what);
     return kvz_errorf(KVZ_ERR_MODEL_MISMATCH, "%s was not compiled by the loaded model (fingerprint %016llx)",
                       what, (unsigned long long)id->fingerprint);
@@ -101,7 +103,7 @@ static int find_entry(kvz_store_txn *t, const char *name, const kvz_config_pick 
             snprintf(what, sizeof what, "'%s'", name);
         if (!e) /* no form of this model: name the newest's */
             e = kvz_doc_record_newest(rec, NULL);
-        rc = other_model(t, e, what, id); /* a record holds an entry or more (kvz_doc_record_decode) */
+        rc = other_model(t, name, e, what, id); /* a record holds an entry or more (kvz_doc_record_decode) */
     }
     kvz_doc_record_free(rec);
     return rc;
@@ -174,7 +176,7 @@ static int make_plan(kvz_model *m, kvz_store_txn *t, const kvz_model_identity *i
             snprintf(what, sizeof what, "'%s' segment %u of %u", name, s + 1, e->n_segments);
             if (rc == KVZ_OK)
                 rc = plan_add(p, val, len, position, what, 0, e->artifact_ids[s], 16);
-            if (rc == KVZ_OK && (rc = kvz_artifact_check_model(&p->items[p->n - 1].art, id)) != KVZ_OK)
+            if (rc == KVZ_OK && (rc = kvz_artifact_check_model(&p->items[p->n - 1].art, name, id)) != KVZ_OK)
                 rc = kvz_error_context(rc, "%s", what);
             if (rc != KVZ_OK)
                 break;
@@ -208,7 +210,7 @@ static int make_plan(kvz_model *m, kvz_store_txn *t, const kvz_model_identity *i
         return kvz_errorf(KVZ_ERR_FORMAT, "the store lacks the shared prefix of these documents (kvz verify)");
     KVZ_TRY(rc);
     KVZ_TRY(plan_add(p, val, len, 0, "the shared prefix", 1, key, strlen(key)));
-    KVZ_TRY(kvz_artifact_check_model(&p->items[p->n - 1].art, id));
+    KVZ_TRY(kvz_artifact_check_model(&p->items[p->n - 1].art, NULL, id)); /* "(prefix)" */
     if ((int32_t)p->items[p->n - 1].art.manifest.n_tokens != P)
         return kvz_errorf(KVZ_ERR_FORMAT, "the stored prefix has %u tokens, the model's has %d",
                           p->items[p->n - 1].art.manifest.n_tokens, P);

@@ -158,11 +158,11 @@ typedef struct prefix_cache {
     size_t n, cap;
 } prefix_cache;
 
-/* The shared prefix an artifact was compiled after, from the store's meta, the
- * first time this run needs it (*first = 1, verified into *prefix); *first = 0
- * when it was handled already. */
-static int first_prefix(prefix_cache *c, kvz_store_txn *t, const kvz_artifact *of, kvz_artifact *prefix,
-                        int *first)
+/* The shared prefix an artifact of document `doc` was compiled after, from
+ * the store's meta, the first time this run needs it (*first = 1, verified
+ * into *prefix); *first = 0 when it was handled already. */
+static int first_prefix(prefix_cache *c, kvz_store_txn *t, const kvz_artifact *of, const char *doc,
+                        kvz_artifact *prefix, int *first)
 {
     char key[64];
     const void *val;
@@ -174,8 +174,7 @@ static int first_prefix(prefix_cache *c, kvz_store_txn *t, const kvz_artifact *o
             return KVZ_OK;
     int rc = kvz_store_get(t, KVZ_DB_META, key, strlen(key), &val, &len);
     if (rc == KVZ_ERR_NOT_FOUND)
-        return kvz_errorf(KVZ_ERR_FORMAT, "the store lacks the shared prefix %s that '%s' needs", key,
-                          of->manifest.doc_name);
+        return kvz_errorf(KVZ_ERR_FORMAT, "the store lacks the shared prefix %s that '%s' needs", key, doc);
     KVZ_TRY(rc);
     rc = kvz_transfer_check(val, len, prefix);
     if (rc == KVZ_OK)
@@ -244,7 +243,7 @@ static int pack_doc(void *ctx, const char *doc, kvz_doc_record *rec)
             if (rc == KVZ_OK)
                 rc = kvz_bundle_add_artifact(p->w, e->artifact_ids[s], &a);
             if (rc == KVZ_OK)
-                rc = first_prefix(&p->prefixes, p->t, &a, &prefix, &first);
+                rc = first_prefix(&p->prefixes, p->t, &a, doc, &prefix, &first);
             if (rc == KVZ_OK && first)
                 rc = kvz_bundle_add_prefix(p->w, &prefix);
         }
@@ -281,7 +280,10 @@ int cmd_pack(int argc, char **argv)
         "-m select) into a bundle: a tar archive compressed with zstd that `tar -tf`\n"
         "lists, holding a manifest (kvz-bundle.json: documents, model fingerprints,\n"
         "sizes, checksums), the artifacts and the shared prompt prefixes they need\n"
-        "(format/BUNDLE.md). Every artifact is verified before it is packed. The file\n"
+        "(format/BUNDLE.md). Every artifact is verified before it is packed. Documents\n"
+        "of the same content share one artifact in the store, which names the first of\n"
+        "them compiled: where the bundle does not hold that one, its artifact is\n"
+        "written naming the first document of the bundle that uses it. The file\n"
         "appears only when complete and synced (through a link, the file it names); a\n"
         "pipe or a device is written as it goes, and with -o - (or /dev/stdout) the\n"
         "report goes to stderr. Where the file system has no unnamed temporary files\n"
@@ -922,7 +924,7 @@ static int merge_artifacts(merge_ctx *m, const char *doc, const kvz_doc_entry *e
             m->repaired += rc == KVZ_OK && o == KVZ_ARTIFACT_REPAIRED;
             continue;
         }
-        rc = first_prefix(&m->prefixes, m->t, a, &prefix, &first);
+        rc = first_prefix(&m->prefixes, m->t, a, doc, &prefix, &first);
         if (rc != KVZ_OK)
             break; /* the source's prefix */
         rc = merge_destination(m);
@@ -1141,22 +1143,6 @@ int cmd_merge(int argc, char **argv)
 
 /* ---- export / import -------------------------------------------------------- */
 
-/* The bytes export writes of document `doc`'s artifact `art`: as stored when
- * its manifest names `doc`, else written again naming it (*renamed, freed by
- * the caller), since the store keeps one artifact for every document of its
- * content, naming the first compiled; import files it under the name it holds,
- * which may be another document's, removed or private. */
-static int export_bytes(const kvz_artifact *art, const char *doc, const void **bytes, size_t *size,
-                        uint8_t **renamed)
-{
-    *bytes = art->data, *size = art->size;
-    if (strcmp(art->manifest.doc_name, doc) == 0)
-        return KVZ_OK;
-    KVZ_TRY(kvz_artifact_with_name(art, doc, renamed, size));
-    *bytes = *renamed;
-    return KVZ_OK;
-}
-
 int cmd_export(int argc, char **argv)
 {
     static const char help[] =
@@ -1209,7 +1195,9 @@ int cmd_export(int argc, char **argv)
     if (st == KVZ_OK)
         st = get_artifact(t, e->artifact_ids[a.segment ? a.segment - 1 : 0], doc, &art);
     if (st == KVZ_OK)
-        st = export_bytes(&art, doc, &bytes, &size, &renamed);
+        /* named as exported: the store keeps one artifact for every document of its content, naming
+         * the first compiled, and import files it under the name it holds (another's, removed or private) */
+        st = kvz_artifact_for_document(&art, doc, &bytes, &size, &renamed);
     if (st == KVZ_OK)
         st = kvz_atomic_file_put(a.output, bytes, size);
     if (st == KVZ_OK && !a.quiet) {
@@ -1423,7 +1411,7 @@ static int import_read(const import_ctx *c, const char *path, char **data, size_
         rc = kvz_errorf(KVZ_ERR_UNSUPPORTED, "the artifact does not record its compile configuration (written by "
                         "%s): recompile the document, or move it with kvz pack/unpack", m->compiler);
     if (rc == KVZ_OK && !c->allow_mismatch)
-        rc = kvz_artifact_check_model(a, &c->id);
+        rc = kvz_artifact_check_model(a, NULL, &c->id); /* import files it under the manifest's name */
     return rc;
 }
 

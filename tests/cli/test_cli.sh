@@ -167,6 +167,14 @@ check query-qwen2 0 "$KVZ" query --store "$TMP/qwen2-store" --model "$TMP/qwen2.
 expect_in query-qwen2 "$TMP/out" '"answer_tokens":'
 check query-qwen2-other-model 6 "$KVZ" query --store "$TMP/qwen2-store" --model "$MODEL" --doc "$TMP/light.txt" "When?"
 expect_in query-qwen2-other-model "$TMP/err" "compiled for qwen2"
+# a document sharing another's artifact (one content): the error names the one asked for, not
+# the first compiled, which the artifact's manifest names
+cp "$TMP/light.txt" "$TMP/light-copy.txt"
+check compile-qwen2-shared 0 "$KVZ" compile "$TMP/light.txt" "$TMP/light-copy.txt" --store "$TMP/qwen2-shared" \
+    --model "$TMP/qwen2.gguf" --quiet
+check query-qwen2-shared-other-model 6 "$KVZ" query --store "$TMP/qwen2-shared" --model "$MODEL" \
+    --doc "$TMP/light-copy.txt" "When?"
+expect_in query-qwen2-shared-other-model "$TMP/err" "artifact '$TMP/light-copy.txt' was compiled for qwen2"
 # the same shape with other weights (another quantization): said so, and what to do
 check synth-qwen2-q4 0 "$KVZ" synth-model --shape qwen2-0.5b --layers 2 --vocab 1024 --type Q4_0 -o "$TMP/qwen2-q4.gguf"
 check query-qwen2-other-weights 6 "$KVZ" query --store "$TMP/qwen2-store" --model "$TMP/qwen2-q4.gguf" \

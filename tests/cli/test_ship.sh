@@ -998,6 +998,40 @@ grep -q "content under the name left alone: the store's was compiled at the same
     ok "one name, two contents of one time: the same winner either way, said as a tie" ||
     { fail "a tie said as an age"; cat "$TMP/o"; }
 
+# pack writes an artifact that documents of one content share (its manifest names the first
+# compiled, here one removed) naming the first document of the bundle that uses it: the bundle
+# carried the removed name to the other machine. Unpacked where the store has the artifact
+# under the first name, the store's bytes stay; a store holding both names packs them as stored
+N="$TMP/two-names"
+mkdir -p "$N/notes" "$N/archive" && cp "$TMP/corpus/doc3.txt" "$N/notes/secret-draft.txt" &&
+    cp "$TMP/corpus/doc3.txt" "$N/archive/public.txt" &&
+    "$KVZ" compile "$N/notes" --store "$N/RS" --method recent --quiet &&
+    "$KVZ" compile "$N/archive" --store "$N/RS" --method recent --quiet && cp -r "$N/RS" "$N/both" &&
+    "$KVZ" rm --store "$N/RS" "$N/notes/secret-draft.txt" >/dev/null &&
+    "$KVZ" pack --store "$N/RS" --doc "$N/archive/public.txt" -o "$N/pub.tar.zst" --quiet &&
+    mkdir "$N/x" && tar --zstd -xf "$N/pub.tar.zst" -C "$N/x" &&
+    "$KVZ" import "$N"/x/artifacts/*.kvz --store "$N/imported" >"$TMP/o" 2>&1 &&
+    "$KVZ" unpack "$N/pub.tar.zst" --store "$N/U" >"$TMP/o2" 2>&1 &&
+    "$KVZ" unpack "$N/pub.tar.zst" --store "$N/both" >>"$TMP/o2" 2>&1 ||
+    { fail "two names of one content: compile, pack, unpack"; cat "$TMP/o" "$TMP/o2"; }
+printf '%s\n' "$N/archive/public.txt" >"$TMP/want1"
+printf '%s\n' "$N/archive/public.txt" "$N/notes/secret-draft.txt" >"$TMP/want2"
+"$KVZ" ls --store "$N/imported" --names 2>&1 | cmp -s - "$TMP/want1" && ! grep -q secret-draft "$TMP/o" &&
+    "$KVZ" ls --store "$N/U" --names 2>&1 | cmp -s - "$TMP/want1" &&
+    "$KVZ" ls --store "$N/both" --names 2>&1 | cmp -s - "$TMP/want2" &&
+    grep -q "^1 artifact(s) already there had other bytes than the bundle's (" "$TMP/o2" &&
+    "$KVZ" verify --store "$N/U" >/dev/null 2>&1 && "$KVZ" verify --store "$N/both" >/dev/null 2>&1 &&
+    ok "pack of a name sharing a removed one's artifact: the bundle's artifact names it (unpacked, the store's kept)" ||
+    { fail "pack carried a removed document's name"; cat "$TMP/o" "$TMP/o2"; }
+for r in 1 2; do
+    SOURCE_DATE_EPOCH=1700000000 "$KVZ" pack --store "$N/both" --all -o "$N/all$r.tar.zst" --quiet || fail "pack --all of two names"
+done
+"$KVZ" export --store "$N/both" "$N/notes/secret-draft.txt" -o "$N/first.kvz" --quiet &&
+    mkdir "$N/y" && tar --zstd -xf "$N/all1.tar.zst" -C "$N/y" && cmp -s "$N/all1.tar.zst" "$N/all2.tar.zst" &&
+    cmp -s "$N"/y/artifacts/*.kvz "$N/first.kvz" &&
+    ok "pack --all of both names: the artifact as stored, the bundle the same bytes twice" ||
+    fail "pack --all of two names of one content"
+
 # ---- kill -9 during unpack, again and again: the store stays valid -----------------------
 K="$TMP/k"
 kills=${KVZ_KILLS:-20}

@@ -391,7 +391,7 @@ static void test_kvzip_compile_and_recompile(void **state)
     assert_true(a.manifest.prefix_tokens > 10);
     kvz_model_identity id;
     kvz_model_identity_of(model, &id);
-    CHECK_OK(kvz_artifact_check_model(&a, &id));
+    CHECK_OK(kvz_artifact_check_model(&a, NULL, &id));
     for (uint16_t l = 0; l < 30; l++)
         for (uint16_t h = 0; h < 3; h++) {
             uint32_t n;
@@ -424,7 +424,7 @@ static void test_kvzip_compile_and_recompile(void **state)
     kvz_model_identity other;
     kvz_model_identity_of(tiny, &other);
     bytes = load_artifact(st, "gpl.txt", &a);
-    assert_int_equal(kvz_artifact_check_model(&a, &other), KVZ_ERR_MODEL_MISMATCH);
+    assert_int_equal(kvz_artifact_check_model(&a, NULL, &other), KVZ_ERR_MODEL_MISMATCH);
     assert_non_null(strstr(kvz_last_error(), "Smollm2"));
     assert_non_null(strstr(kvz_last_error(), "synthetic"));
     free(bytes);

@@ -319,14 +319,17 @@ static void test_model_mismatch_names_both(void **state)
     kvz_artifact a;
     CHECK_OK(kvz_artifact_open(&a, bytes, size));
     kvz_model_identity other = m.model;
-    CHECK_OK(kvz_artifact_check_model(&a, &other));
+    CHECK_OK(kvz_artifact_check_model(&a, NULL, &other));
     snprintf(other.name, sizeof other.name, "another model");
     other.weights_hash = 99;
     other.fingerprint = kvz_model_identity_fingerprint(&other);
-    assert_int_equal(kvz_artifact_check_model(&a, &other), KVZ_ERR_MODEL_MISMATCH);
+    assert_int_equal(kvz_artifact_check_model(&a, NULL, &other), KVZ_ERR_MODEL_MISMATCH);
     const char *msg = kvz_last_error();
     assert_non_null(strstr(msg, "test model"));
     assert_non_null(strstr(msg, "another model"));
+    /* the document asked for, not the first compiled that the shared artifact names */
+    assert_int_equal(kvz_artifact_check_model(&a, "archive/public.txt", &other), KVZ_ERR_MODEL_MISMATCH);
+    assert_non_null(strstr(kvz_last_error(), "artifact 'archive/public.txt' was compiled for"));
     free(bytes), free(keys), free(values);
 }
 
@@ -430,6 +433,14 @@ static void test_artifact_with_name(void **state)
     assert_null(none);
     assert_int_equal(none_size, 0);
     assert_non_null(strstr(kvz_last_error(), "1024 bytes"));
+    /* for a document (export, pack): its own bytes where the manifest names it, else renamed */
+    const void *for_doc;
+    CHECK_OK(kvz_artifact_for_document(&a, a.manifest.doc_name, &for_doc, &none_size, &none));
+    assert_true(for_doc == a.data && none_size == a.size && !none);
+    CHECK_OK(kvz_artifact_for_document(&a, "archive/public.txt", &for_doc, &none_size, &none));
+    assert_true(for_doc == none && none_size == renamed_size);
+    assert_memory_equal(none, renamed, renamed_size);
+    free(none);
 
     /* a record of a key this reader does not know (a later writer's) stays, in its place */
     kvz_buffer records = {0}, out = {0};
