@@ -107,13 +107,17 @@ const kvz_doc_entry *kvz_doc_record_find(const kvz_doc_record *r, uint64_t confi
     return NULL;
 }
 
+int kvz_doc_entry_newer(const kvz_doc_entry *a, const kvz_doc_entry *b)
+{
+    return a->created != b->created ? a->created > b->created : a->config_id > b->config_id;
+}
+
 const kvz_doc_entry *kvz_doc_record_newest(const kvz_doc_record *r, const uint64_t *fingerprint)
 {
     const kvz_doc_entry *best = NULL;
     for (uint32_t i = 0; i < r->n_entries; i++)
         if ((!fingerprint || r->entries[i].model_fingerprint == *fingerprint) &&
-            (!best || r->entries[i].created > best->created ||
-             (r->entries[i].created == best->created && r->entries[i].config_id > best->config_id)))
+            (!best || kvz_doc_entry_newer(&r->entries[i], best)))
             best = &r->entries[i];
     return best;
 }

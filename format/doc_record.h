@@ -42,10 +42,13 @@ void kvz_doc_record_free(kvz_doc_record *r);
 /* The entry for config_id, or NULL. */
 const kvz_doc_entry *kvz_doc_record_find(const kvz_doc_record *r, uint64_t config_id);
 
-/* The newest entry (latest `created`; of equals, the larger config_id, so
- * that stores filled in any order, or by compiles in any order under one
- * SOURCE_DATE_EPOCH, agree) compiled by the model of `fingerprint`, or by any
- * model when fingerprint is NULL; NULL if none. */
+/* Whether entry a is newer than b: the later `created`; of equals, the larger
+ * config_id, so that stores filled in any order, or by compiles in any order
+ * under one SOURCE_DATE_EPOCH, agree on which form is a document's newest. */
+int kvz_doc_entry_newer(const kvz_doc_entry *a, const kvz_doc_entry *b);
+
+/* The newest entry (kvz_doc_entry_newer) compiled by the model of
+ * `fingerprint`, or by any model when fingerprint is NULL; NULL if none. */
 const kvz_doc_entry *kvz_doc_record_newest(const kvz_doc_record *r, const uint64_t *fingerprint);
 
 /* Which of a document's configurations: `number` (counted from 1 in the

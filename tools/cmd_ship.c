@@ -562,6 +562,36 @@ static void pruned_one(void *ctx, const void *name, size_t len)
     fprintf(stderr, "pruned %s\n", cli_shown(shown, (const char *)name, len));
 }
 
+/* Forms dated after this machine's clock (by more than a skew), counted as
+ * they arrive. The dates are the sender's word: such a form wins every
+ * "newest" decision until then (the form query loads, the content a name
+ * keeps), so unpack, merge and import say so. */
+typedef struct future_dates {
+    size_t n;
+    uint64_t latest;
+} future_dates;
+
+static void future_dates_add(future_dates *f, uint64_t created)
+{
+    if (created > (uint64_t)time(NULL) + 3600) {
+        f->n++;
+        f->latest = created > f->latest ? created : f->latest;
+    }
+}
+
+/* `from`: what brought them, as the user named it. */
+static void future_dates_say(const future_dates *f, const char *command, const char *from)
+{
+    if (!f->n)
+        return;
+    char when[32];
+    cli_format_time(f->latest, when);
+    fflush(stdout); /* after what was said there */
+    fprintf(stderr, "kvz %s: note: %zu form(s) of %s are dated after this machine's clock (the latest "
+            "%s): until then they count as newer than any compile here (the form query loads, the content that "
+            "wins a name)\n", command, f->n, from, when);
+}
+
 /* Artifacts the store had under their ids with other bytes (kept): said,
  * since the same id does not promise the same bytes across machines. */
 static void say_other_bytes(size_t n, const char *theirs)
@@ -570,6 +600,17 @@ static void say_other_bytes(size_t n, const char *theirs)
         printf("%zu artifact(s) already there had other bytes than %s (the same compile on another machine: another "
                "CPU or thread count rounds sums otherwise; or another document name in the manifest): the store's "
                "kept\n", n, theirs);
+}
+
+/* Why the store's other content under `name` stayed against `rec` (asked
+ * after the put said so): KVZ_STAYS_NEWER or KVZ_STAYS_SAME_TIME; a failed
+ * read says the former (only the message's wording hangs on it). */
+static int stays_why(kvz_store *s, const char *name, const kvz_doc_record *rec)
+{
+    int why = 0;
+    if (kvz_transfer_loses(s, name, rec, &why) != KVZ_OK)
+        kvz_error_clear();
+    return why ? why : KVZ_STAYS_NEWER;
 }
 
 /* A document of `from` whose content loses to the store's under its name;
@@ -589,23 +630,24 @@ static void say_left_alone(const char *command, const char *name, const char *fr
  * is said on stderr (with `from`, the source; NULL: quiet): two teams' names
  * can collide, and a count alone does not say which document changed. */
 static int put_document(kvz_store *s, const char *name, const kvz_doc_record *rec, size_t counts[4],
-                        const char *command, const char *from)
+                        const char *command, const char *from, future_dates *future)
 {
     kvz_entry_outcome *o = calloc(rec->n_entries ? rec->n_entries : 1, sizeof *o);
     if (!o)
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     int rc = kvz_transfer_document(s, name, rec, o);
-    for (uint32_t i = 0; i < rec->n_entries && rc == KVZ_OK; i++)
+    for (uint32_t i = 0; i < rec->n_entries && rc == KVZ_OK; i++) {
         counts[o[i]]++;
+        if (future && (o[i] == KVZ_ENTRY_ADDED || o[i] == KVZ_ENTRY_REPLACED)) /* written */
+            future_dates_add(future, rec->entries[i].created);
+    }
     if (rc == KVZ_OK && rec->n_entries && o[0] == KVZ_ENTRY_REPLACED && from) {
         char shown[CLI_SHOWN_MAX];
         fprintf(stderr, "kvz %s: %s: the content under the name replaced by %s's\n", command,
                 cli_shown(shown, name, strlen(name)), from);
     }
-    int why = KVZ_STAYS_NEWER;
-    if (rc == KVZ_OK && rec->n_entries && o[0] == KVZ_ENTRY_KEPT_NEWER && from &&
-        kvz_transfer_loses(s, name, rec, &why) == KVZ_OK)
-        say_left_alone(command, name, from, why);
+    if (rc == KVZ_OK && rec->n_entries && o[0] == KVZ_ENTRY_KEPT_NEWER && from)
+        say_left_alone(command, name, from, stays_why(s, name, rec));
     free(o);
     return rc;
 }
@@ -640,36 +682,6 @@ static void name_the_bundle(int st, const char *spool_path, const char *shown)
         snprintf(copy, sizeof copy, "%.*s%s%s", (int)(at - said), said, shown, at + strlen(spool_path));
         kvz_errorf(st, "%s", copy);
     }
-}
-
-/* Forms dated after this machine's clock (by more than a skew), counted as
- * they arrive. The dates are the sender's word: such a form wins every
- * "newest" decision until then (the form query loads, the content a name
- * keeps), so unpack, merge and import say so. */
-typedef struct future_dates {
-    size_t n;
-    uint64_t latest;
-} future_dates;
-
-static void future_dates_add(future_dates *f, uint64_t created)
-{
-    if (created > (uint64_t)time(NULL) + 3600) {
-        f->n++;
-        f->latest = created > f->latest ? created : f->latest;
-    }
-}
-
-/* `from`: what brought them, as the user named it. */
-static void future_dates_say(const future_dates *f, const char *command, const char *from)
-{
-    if (!f->n)
-        return;
-    char when[32];
-    cli_format_time(f->latest, when);
-    fflush(stdout); /* after what was said there */
-    fprintf(stderr, "kvz %s: note: %zu form(s) of %s are dated after this machine's clock (the latest "
-            "%s): until then they count as newer than any compile here (the form query loads, the content that "
-            "wins a name)\n", command, f->n, from, when);
 }
 
 static void note_future_dates(const char *shown, const kvz_bundle_manifest *m)
@@ -828,7 +840,8 @@ int cmd_unpack(int argc, char **argv)
         st = kvz_bundle_read(file, &lim, &write, NULL);
     size_t counts[4] = {0};
     for (size_t d = 0; d < m.n_docs && st == KVZ_OK; d++)
-        st = put_document(u.store, m.docs[d].name, &m.docs[d].record, counts, "unpack", a.quiet ? NULL : shown);
+        st = put_document(u.store, m.docs[d].name, &m.docs[d].record, counts, "unpack", a.quiet ? NULL : shown,
+                          NULL); /* its dates are said from the bundle's manifest, before writing */
     name_set names = {0};
     for (size_t d = 0; a.prune && d < m.n_docs && st == KVZ_OK; d++)
         st = name_set_add(&names, m.docs[d].name);
@@ -888,7 +901,7 @@ typedef struct merge_ctx {
     content_winners winners; /* several sources: the content each name goes to */
     int pass;                /* merge_pass: this one's documents only */
     int quiet;
-    future_dates future; /* of the sources' forms that are written */
+    future_dates future; /* of the sources' forms written (added, or taking a name) */
 } merge_ctx;
 
 /* DIR is made when the first sound artifact is written into it: a merge of
@@ -922,6 +935,7 @@ static int merge_artifacts(merge_ctx *m, const char *doc, const kvz_doc_entry *e
             m->into_failed = rc != KVZ_OK;
             m->artifacts_added += rc == KVZ_OK && o == KVZ_ARTIFACT_REPAIRED; /* written, as unpack counts */
             m->repaired += rc == KVZ_OK && o == KVZ_ARTIFACT_REPAIRED;
+            m->other_bytes += rc == KVZ_OK && o == KVZ_ARTIFACT_OTHER_BYTES;
             continue;
         }
         rc = first_prefix(&m->prefixes, m->t, a, doc, &prefix, &first);
@@ -995,11 +1009,9 @@ static int merge_doc(void *ctx, const char *doc, kvz_doc_record *rec)
         say_left_alone("merge", doc, m->source, loses);
     if (loses || !good)
         return KVZ_OK;
-    for (uint32_t i = 0; i < good; i++)
-        future_dates_add(&m->future, rec->entries[i].created);
     kvz_doc_record merged = *rec;
     merged.n_entries = good;
-    return put_document(m->into, doc, &merged, m->counts, "merge", m->quiet ? NULL : m->source);
+    return put_document(m->into, doc, &merged, m->counts, "merge", m->quiet ? NULL : m->source, &m->future);
 }
 
 static int offer_content(void *ctx, const char *doc, kvz_doc_record *rec)
@@ -1224,7 +1236,7 @@ typedef struct import_ctx {
     size_t n_aside, cap_aside;
     struct import_piece *pieces; /* every file's document and segment (pass 1), in the order they are filed */
     size_t n_pieces, cap_pieces;
-    future_dates future; /* of the forms filed */
+    future_dates future; /* of the forms filed (added, or taking a name) */
 } import_ctx;
 
 typedef struct import_piece {
@@ -1353,7 +1365,8 @@ static int ensure_prefix(import_ctx *c, const kvz_manifest *m)
 
 /* When every segment of the artifact's document is in the store, file the document.
  * `whole`: every segment of its form is among this import's files (one cut). */
-static int import_entry(import_ctx *c, const kvz_manifest *m, int whole, int *complete, kvz_entry_outcome *o)
+static int import_entry(import_ctx *c, const kvz_manifest *m, int whole, int *complete, kvz_entry_outcome *o,
+                        uint64_t *form_created)
 {
     kvz_doc_entry e = {.config_id = kvz_config_id(m->config), .model_fingerprint = m->model.fingerprint,
                        .n_segments = m->n_segments};
@@ -1393,6 +1406,7 @@ static int import_entry(import_ctx *c, const kvz_manifest *m, int whole, int *co
                         "segment from one compile");
     if (rc == KVZ_OK && *complete)
         rc = kvz_transfer_entry(c->store, m->doc_name, m->doc_hash, &e, o);
+    *form_created = e.created;
     free(e.artifact_ids);
     return rc;
 }
@@ -1514,11 +1528,17 @@ static int import_file(import_ctx *c, const char *path, const import_piece *piec
         rc = kvz_transfer_artifact(c->store, id, data, size, /* losing: mends, adds none */
                                    loses ? KVZ_TRANSFER_HELD_ONLY : whole ? KVZ_TRANSFER_WHOLE_FORM : 0, &o);
     }
+    uint64_t form_created = 0;
     if (rc == KVZ_OK && !loses)
-        rc = import_entry(c, m, whole, &complete, &filed);
-    loses |= complete && filed == KVZ_ENTRY_KEPT_NEWER;
-    if (rc == KVZ_OK && complete && !loses)
-        future_dates_add(&c->future, m->created);
+        rc = import_entry(c, m, whole, &complete, &filed, &form_created);
+    if (rc == KVZ_OK && complete && filed == KVZ_ENTRY_KEPT_NEWER) {
+        kvz_doc_entry form = {.created = form_created};
+        kvz_doc_record r = {.n_entries = 1, .entries = &form};
+        memcpy(r.doc_hash, m->doc_hash, 16);
+        loses = stays_why(c->store, m->doc_name, &r);
+    }
+    if (rc == KVZ_OK && complete && (filed == KVZ_ENTRY_ADDED || filed == KVZ_ENTRY_REPLACED))
+        future_dates_add(&c->future, form_created);
     char shown[CLI_SHOWN_MAX];
     if (rc == KVZ_OK && !c->quiet && loses)
         printf("%s: %s segment %u of %u (%s): left alone, the store holds other content under the name, compiled "
@@ -1539,7 +1559,8 @@ static int import_file(import_ctx *c, const char *path, const import_piece *piec
                                              "older kvz's)"
                                            : ", replacing a damaged copy in the store",
                !complete                        ? "; the document appears when all its segments are imported"
-               : filed == KVZ_ENTRY_REPLACED ? "; it replaced the other, older content under the name"
+               : filed == KVZ_ENTRY_REPLACED ? "; it replaced the other content under the name (compiled earlier, "
+                                               "or at the same time with a smaller content hash)"
                                              : "");
     free(data);
     return rc == KVZ_OK ? KVZ_OK : kvz_error_context(rc, "%s", path);

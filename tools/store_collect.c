@@ -165,7 +165,10 @@ static int is_removed(void *ctx, const void *name, size_t len)
     return l->n && bsearch(&probe, l->items, l->n, sizeof *l->items, by_key);
 }
 
-/* Keep, per model, only the newest configuration of a document. */
+/* Keep, per model, only the newest configuration of a document (the one
+ * query loads: kvz_doc_entry_newer). Entries kept are moved down over those
+ * seen: the model's newest is never dropped nor overwritten (the order is
+ * strict and total), and an entry is never newer than its own copy. */
 static uint32_t drop_older(kvz_doc_record *rec)
 {
     uint32_t kept = 0;
@@ -173,8 +176,7 @@ static uint32_t drop_older(kvz_doc_record *rec)
         int newest = 1;
         for (uint32_t j = 0; j < rec->n_entries && newest; j++)
             if (j != i && rec->entries[j].model_fingerprint == rec->entries[i].model_fingerprint &&
-                (rec->entries[j].created > rec->entries[i].created ||
-                 (rec->entries[j].created == rec->entries[i].created && j > i)))
+                kvz_doc_entry_newer(&rec->entries[j], &rec->entries[i]))
                 newest = 0;
         if (newest)
             rec->entries[kept++] = rec->entries[i];
