@@ -338,10 +338,8 @@ static int renamed_in_bundle(const pending *p)
  * its first user's name (*renamed, freed by the caller). */
 static int pending_bytes(const pending *p, const void **data, size_t *size, uint8_t **renamed)
 {
-    if (renamed_in_bundle(p))
-        return kvz_artifact_for_document(&p->a, p->user, data, size, renamed);
-    *data = p->a.data, *size = p->a.size, *renamed = NULL;
-    return KVZ_OK;
+    const char *name = renamed_in_bundle(p) ? p->user : p->a.manifest.doc_name;
+    return kvz_artifact_for_document(&p->a, name, data, size, renamed);
 }
 
 /* A document's artifact whose manifest names none of the bundle's documents

@@ -1411,6 +1411,15 @@ static int import_entry(import_ctx *c, const kvz_manifest *m, int whole, int *co
     return rc;
 }
 
+/* A record of the content of `m` with the one entry `e`: what a file's form
+ * claims its name with (kvz_transfer_loses). */
+static kvz_doc_record one_form(const kvz_manifest *m, kvz_doc_entry *e)
+{
+    kvz_doc_record r = {.n_entries = 1, .entries = e};
+    memcpy(r.doc_hash, m->doc_hash, 16);
+    return r;
+}
+
 /* Read and check an artifact file for import; *data (freed by the caller) holds it. */
 static int import_read(const import_ctx *c, const char *path, char **data, size_t *size, kvz_artifact *a)
 {
@@ -1517,8 +1526,7 @@ static int import_file(import_ctx *c, const char *path, const import_piece *piec
     else if (m->n_segments > 1)
         alone.created = 0; /* not known */
     if (rc == KVZ_OK && alone.created) {
-        kvz_doc_record r = {.n_entries = 1, .entries = &alone};
-        memcpy(r.doc_hash, m->doc_hash, 16);
+        kvz_doc_record r = one_form(m, &alone);
         rc = kvz_transfer_loses(c->store, m->doc_name, &r, &loses);
     }
     if (rc == KVZ_OK && !loses)
@@ -1533,8 +1541,7 @@ static int import_file(import_ctx *c, const char *path, const import_piece *piec
         rc = import_entry(c, m, whole, &complete, &filed, &form_created);
     if (rc == KVZ_OK && complete && filed == KVZ_ENTRY_KEPT_NEWER) {
         kvz_doc_entry form = {.created = form_created};
-        kvz_doc_record r = {.n_entries = 1, .entries = &form};
-        memcpy(r.doc_hash, m->doc_hash, 16);
+        kvz_doc_record r = one_form(m, &form);
         loses = stays_why(c->store, m->doc_name, &r);
     }
     if (rc == KVZ_OK && complete && (filed == KVZ_ENTRY_ADDED || filed == KVZ_ENTRY_REPLACED))
