@@ -92,6 +92,23 @@ typedef struct kvz_qkv_bias {
     const float *q, *k, *v;
 } kvz_qkv_bias;
 
+/* A whole layer of the model for the layer op: its weights (backend
+ * memory), its caches and the step's buffers, each of the shape the op-by-op
+ * calls give it (model/context.c's run_layer). */
+typedef struct kvz_layer_step {
+    int32_t n;                                 /* tokens of the step */
+    float *x;                                  /* (n, dim): the residual stream, in and out */
+    float *h, *q, *k, *v, *att, *gate, *up;   /* scratch */
+    const float *attn_norm, *ffn_norm;         /* (dim) */
+    float eps;
+    const kvz_weight *wq, *wk, *wv, *wo, *w_gate, *w_up, *w_down;
+    const kvz_qkv_bias *bias;                  /* or NULL */
+    float *k_cache, *v_cache;
+    const int32_t *positions;                  /* (n) */
+    const kvz_attention_params *attn;
+    const kvz_rope_params *rope;
+} kvz_layer_step;
+
 typedef enum kvz_score_reduce {
     KVZ_REDUCE_MAX = 0, /* KVzip: the largest probability any query gave the key */
     KVZ_REDUCE_SUM = 1, /* SnapKV / ChunkKV: total probability over the window */
@@ -229,6 +246,15 @@ typedef struct kvz_backend_ops {
     int (*rope_kv_append)(kvz_backend *b, float *k_cache, float *v_cache, float *q, float *k, float *v,
                           const kvz_qkv_bias *bias, const int32_t *positions, const kvz_attention_params *p,
                           const kvz_rope_params *rope);
+    /* The layer's step as norm_matmul_many (q, k, v), rope_kv_append,
+     * attention (unscored), matmul (x += att · woᵀ), norm_matmul_many (gate,
+     * up) and swiglu_matmul (x += · w_downᵀ) make it, the same bits, in one
+     * call: the CPU runs a decode step's layer in one parallel region, its
+     * threads woken once a layer instead of five times (each wake-up costs
+     * microseconds, more under OMP_WAIT_POLICY=passive). Where the backend
+     * has no one call for these shapes it sets *done = 0 and changes
+     * nothing: make the calls one by one. NULL: never one call. */
+    int (*layer)(kvz_backend *b, const kvz_layer_step *s, int *done);
     /* out (n, n_heads * head_dim) = softmax(q kᵀ · scale, causal) v. With
      * `score` (else NULL) the same queries also score keys into `scores`
      * exactly as attention_scores would, sharing the dot products. */

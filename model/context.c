@@ -289,10 +289,27 @@ static int run_layer(kvz_context *c, int32_t l, int32_t n, const kvz_eval_opts *
         for (int32_t h = 0; h < hp->n_kv_heads; h++)
             ap.total_head_rows += c->rg->loaded[(size_t)l * hp->n_kv_heads + h] + c->len;
     }
+    const kvz_qkv_bias bias = {L->bq, L->bk, L->bv};
+    /* without logits the last layer's output feeds nothing: only its KV (and
+     * its scores, when asked for) matter */
+    int output_unused = l == hp->n_layers - 1 && (!opts || opts->logits == KVZ_LOGITS_NONE);
+    if (ops->layer && !output_unused && !(opts && (opts->hook || opts->score))) {
+        const kvz_layer_step step = {
+            .n = n, .x = w->x, .h = w->h, .q = w->q, .k = w->k, .v = w->v, .att = w->att,
+            .gate = w->gate, .up = w->up, .attn_norm = L->attn_norm, .ffn_norm = L->ffn_norm,
+            .eps = hp->rms_eps, .wq = &L->wq, .wk = &L->wk, .wv = &L->wv, .wo = &L->wo,
+            .w_gate = &L->w_gate, .w_up = &L->w_up, .w_down = &L->w_down,
+            .bias = hp->qkv_bias ? &bias : NULL, .k_cache = c->k_cache[l], .v_cache = c->v_cache[l],
+            .positions = w->positions, .attn = &ap, .rope = &hp->rope,
+        };
+        int done = 0;
+        KVZ_TRY(ops->layer(b, &step, &done));
+        if (done)
+            return KVZ_OK;
+    }
     float *const qkv[3] = {w->q, w->k, w->v};
     const kvz_weight *const qkv_weights[3] = {&L->wq, &L->wk, &L->wv};
     KVZ_TRY(ops->norm_matmul_many(b, 3, qkv, w->h, w->x, L->attn_norm, hp->rms_eps, qkv_weights, n));
-    const kvz_qkv_bias bias = {L->bq, L->bk, L->bv};
     KVZ_TRY(ops->rope_kv_append(b, c->k_cache[l], c->v_cache[l], w->q, w->k, w->v, hp->qkv_bias ? &bias : NULL,
                                 w->positions, &ap, &hp->rope));
     if (opts && opts->hook) {
@@ -307,9 +324,6 @@ static int run_layer(kvz_context *c, int32_t l, int32_t n, const kvz_eval_opts *
         sp.head_dim = hp->head_dim, sp.capacity = c->capacity, sp.scale = ap.scale;
         layer_scores = opts->scores + (size_t)l * hp->n_kv_heads * c->capacity;
     }
-    /* without logits the last layer's output feeds nothing: only its KV (and
-     * its scores, when asked for) matter */
-    int output_unused = l == hp->n_layers - 1 && (!opts || opts->logits == KVZ_LOGITS_NONE);
     if (output_unused && !layer_scores)
         return KVZ_OK;
     KVZ_TRY(ops->attention(b, w->att, w->q, c->k_cache[l], c->v_cache[l], &ap,

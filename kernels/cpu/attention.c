@@ -352,40 +352,44 @@ static void decode_combine(float *oh, float *results, size_t per_task, int64_t t
     }
 }
 
-static void attention_decode(float *out, const float *q, const float *k_cache,
-                             const float *v_cache, const kvz_attention_params *p, float *scratch,
-                             int n_threads)
+int kvz_cpu_attention_decodes(const kvz_attention_params *p)
+{
+    return p->n <= DECODE_MAX_QUERIES && p->n_heads / p->n_kv_heads <= MAX_GROUP;
+}
+
+void kvz_cpu_attention_decode_team(float *out, const float *q, const float *k_cache, const float *v_cache,
+                                   const kvz_attention_params *p, float *scratch, int n_threads)
 {
     const int32_t hd = p->head_dim, group = p->n_heads / p->n_kv_heads, spans = decode_spans(p);
     const int64_t walks = (int64_t)p->n_kv_heads * p->n, tasks = walks * spans; /* walk w = g * n + i */
     scratch += (64 - (uintptr_t)scratch % 64) % 64 / sizeof(float); /* to a line; it holds whole floats */
     float *results = scratch + (size_t)n_threads * decode_scores_floats(p); /* whole lines after it */
     const size_t per_task = decode_task_floats(p);
-#pragma omp parallel num_threads(n_threads)
-    {
-        float *scores = scratch + (size_t)omp_get_thread_num() * decode_scores_floats(p);
-        /* heads' walks differ in length on a loaded cache: a span goes to whichever thread is free */
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t t = 0; t < tasks; t++) {
-            int32_t g = (int32_t)(t / spans / p->n), i = (int32_t)(t / spans % p->n), s = (int32_t)(t % spans);
-            int32_t kv_len = head_first(p, g) + i + 1, walk_spans = spans_of(kv_len), j0 = s * DECODE_SPAN_ROWS;
-            if (s >= walk_spans)
-                continue;
-            int32_t j1 = kv_len - j0 < DECODE_SPAN_ROWS ? kv_len : j0 + DECODE_SPAN_ROWS;
-            span_result r = span_result_at(results, t, group, hd, per_task);
-            float *og = out + ((size_t)i * p->n_heads + (size_t)g * group) * hd;
-            decode_span(walk_spans == 1 ? og : r.out, r.max, r.sum, scores,
-                        q + ((size_t)i * p->n_heads + (size_t)g * group) * hd, head_block(k_cache, p, g),
-                        head_block(v_cache, p, g), j0, j1, group, hd, p->scale);
-        }
-#pragma omp for schedule(static)
-        for (int64_t wh = 0; wh < walks * group; wh++) {
-            int32_t g = (int32_t)(wh / group / p->n), i = (int32_t)(wh / group % p->n), h = (int32_t)(wh % group);
-            int32_t n_spans = spans_of(head_first(p, g) + i + 1);
-            if (n_spans > 1)
-                decode_combine(out + ((size_t)i * p->n_heads + (size_t)g * group + h) * hd, results,
-                               per_task, wh / group * spans, n_spans, h, group, hd, p->scale);
-        }
+    float *scores = scratch + (size_t)omp_get_thread_num() * decode_scores_floats(p);
+    /* heads' walks differ in length on a loaded cache: a span goes to whichever thread is free */
+#pragma omp for schedule(dynamic, 1) nowait
+    for (int64_t t = 0; t < tasks; t++) {
+        int32_t g = (int32_t)(t / spans / p->n), i = (int32_t)(t / spans % p->n), s = (int32_t)(t % spans);
+        int32_t kv_len = head_first(p, g) + i + 1, walk_spans = spans_of(kv_len), j0 = s * DECODE_SPAN_ROWS;
+        if (s >= walk_spans)
+            continue;
+        int32_t j1 = kv_len - j0 < DECODE_SPAN_ROWS ? kv_len : j0 + DECODE_SPAN_ROWS;
+        span_result r = span_result_at(results, t, group, hd, per_task);
+        float *og = out + ((size_t)i * p->n_heads + (size_t)g * group) * hd;
+        decode_span(walk_spans == 1 ? og : r.out, r.max, r.sum, scores,
+                    q + ((size_t)i * p->n_heads + (size_t)g * group) * hd, head_block(k_cache, p, g),
+                    head_block(v_cache, p, g), j0, j1, group, hd, p->scale);
+    }
+    if (spans == 1) /* every walk wrote its output: nothing to combine */
+        return;
+#pragma omp barrier
+#pragma omp for schedule(static) nowait
+    for (int64_t wh = 0; wh < walks * group; wh++) {
+        int32_t g = (int32_t)(wh / group / p->n), i = (int32_t)(wh / group % p->n), h = (int32_t)(wh % group);
+        int32_t n_spans = spans_of(head_first(p, g) + i + 1);
+        if (n_spans > 1)
+            decode_combine(out + ((size_t)i * p->n_heads + (size_t)g * group + h) * hd, results,
+                           per_task, wh / group * spans, n_spans, h, group, hd, p->scale);
     }
 }
 
@@ -404,8 +408,9 @@ void kvz_cpu_attention(float *out, const float *q, const float *k_cache, const f
                        const kvz_attention_params *p, const kvz_score_params *sp, float *scores,
                        float *scratch, int n_threads)
 {
-    if (p->n <= DECODE_MAX_QUERIES && p->n_heads / p->n_kv_heads <= MAX_GROUP) {
-        attention_decode(out, q, k_cache, v_cache, p, scratch, n_threads);
+    if (kvz_cpu_attention_decodes(p)) {
+#pragma omp parallel num_threads(n_threads)
+        kvz_cpu_attention_decode_team(out, q, k_cache, v_cache, p, scratch, n_threads);
         if (sp) {
             kvz_cpu_attention_scores(scores, q, k_cache, sp, scratch + decode_scratch_floats(p, n_threads), n_threads);
         }

@@ -9,6 +9,7 @@
 #include "kernels/kv_quant.h"
 
 #include <cblas.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -194,20 +195,31 @@ static int cpu_gather_rows(kvz_backend *b, float *dst, const float *src, const i
     return KVZ_OK;
 }
 
+/* rope_kv_append's work once its RoPE parameters are checked and the table
+ * covers the positions. */
+static void rope_kv_append_rows(cpu_impl *impl, float *k_cache, float *v_cache, float *q, float *k, float *v,
+                                const kvz_qkv_bias *bias, const int32_t *positions, const kvz_attention_params *p,
+                                const kvz_rope_params *rope, int n_threads)
+{
+    if (bias) {
+        int32_t q_cols = p->n_heads * p->head_dim, kv_cols = p->n_kv_heads * p->head_dim;
+        kvz_cpu_add_bias(q, bias->q, p->n, q_cols, n_threads);
+        kvz_cpu_add_bias(k, bias->k, p->n, kv_cols, n_threads);
+        kvz_cpu_add_bias(v, bias->v, p->n, kv_cols, n_threads);
+    }
+    kvz_cpu_rope(q, positions, p->n, p->n_heads, rope, 0, &impl->rope, n_threads);
+    kvz_cpu_rope(k, positions, p->n, p->n_kv_heads, rope, 0, &impl->rope, n_threads);
+    kvz_cpu_kv_append(k_cache, v_cache, k, v, p);
+}
+
 static int cpu_rope_kv_append(kvz_backend *b, float *k_cache, float *v_cache, float *q, float *k, float *v,
                               const kvz_qkv_bias *bias, const int32_t *positions, const kvz_attention_params *p,
                               const kvz_rope_params *rope)
 {
+    cpu_impl *impl = b->impl;
     KVZ_TRY(kvz_rope_params_check(rope)); /* before q, k and v change, as on the GPU */
-    if (bias) {
-        int32_t q_cols = p->n_heads * p->head_dim, kv_cols = p->n_kv_heads * p->head_dim;
-        kvz_cpu_add_bias(q, bias->q, p->n, q_cols, b->n_threads);
-        kvz_cpu_add_bias(k, bias->k, p->n, kv_cols, b->n_threads);
-        kvz_cpu_add_bias(v, bias->v, p->n, kv_cols, b->n_threads);
-    }
-    KVZ_TRY(cpu_rope(b, q, positions, p->n, p->n_heads, rope, 0));
-    KVZ_TRY(cpu_rope(b, k, positions, p->n, p->n_kv_heads, rope, 0));
-    kvz_cpu_kv_append(k_cache, v_cache, k, v, p);
+    kvz_cpu_rope_table_cover(&impl->rope, rope, positions, p->n, b->n_threads);
+    rope_kv_append_rows(impl, k_cache, v_cache, q, k, v, bias, positions, p, rope, b->n_threads);
     return KVZ_OK;
 }
 
@@ -218,6 +230,94 @@ static int cpu_attention(kvz_backend *b, float *out, const float *q, const float
     cpu_impl *impl = b->impl;
     KVZ_TRY(ensure_scratch(b, kvz_cpu_attention_scratch_floats(p, score, b->n_threads)));
     kvz_cpu_attention(out, q, k_cache, v_cache, p, score, scores, impl->scratch, b->n_threads);
+    return KVZ_OK;
+}
+
+/* Where the layer op's scratch lies: the attention's, shared, then each
+ * thread's own part, on whole 64-byte lines (no line written by two
+ * threads): its normed rows (n, widest cols), its SwiGLU (n, ff) and its
+ * matvec scratch. */
+typedef struct layer_scratch {
+    float *attention, *threads;
+    size_t per_thread, act; /* act: where a thread's SwiGLU starts in its part */
+} layer_scratch;
+
+/* The floats the layer op's scratch takes; with `base`, *at placed in it. */
+static size_t layer_scratch_at(const kvz_layer_step *s, const kvz_weight *const *w, int n_threads, float *base,
+                               layer_scratch *at)
+{
+    int64_t widest = 0;
+    for (int i = 0; i < 7; i++)
+        widest = w[i]->cols > widest ? w[i]->cols : widest;
+    const size_t attention = kvz_cpu_attention_scratch_floats(s->attn, NULL, n_threads);
+    at->act = (size_t)s->n * (size_t)widest;
+    at->per_thread = at->act + (size_t)s->n * (size_t)s->w_down->cols + kvz_cpu_matvec_thread_floats(widest, s->n);
+    at->per_thread = (at->per_thread + 15) / 16 * 16;
+    if (base) {
+        at->attention = base;
+        at->threads = base + attention;
+        at->threads += (64 - (uintptr_t)at->threads % 64) % 64 / sizeof(float); /* it holds whole floats */
+    }
+    return attention + 16 /* to align the threads' parts */ + (size_t)n_threads * at->per_thread;
+}
+
+/* One thread's part of a decode layer, inside the region every thread of
+ * which runs it: the steps' products and attention shared out (each waits
+ * for all threads at its end), the norms and the SwiGLU each thread's own
+ * (a few thousand floats: less than a wait), the RoPE and cache append on
+ * one thread. Each step computes what its op would, the same way. */
+static void layer_team(cpu_impl *impl, const kvz_layer_step *s, kvz_weight *const views, layer_scratch at,
+                       int n_threads)
+{
+    const int32_t n = s->n, ff = (int32_t)s->w_down->cols;
+    float *h = at.threads + (size_t)omp_get_thread_num() * at.per_thread, *act = h + at.act;
+    float *mv = act + (size_t)n * ff;
+    const kvz_weight *qkv_w[3] = {&views[0], &views[1], &views[2]}, *gate_up_w[2] = {&views[4], &views[5]};
+    const kvz_weight *wo = &views[3], *down = &views[6];
+    float *const qkv[3] = {s->q, s->k, s->v}, *const gate_up[2] = {s->gate, s->up};
+    float *x = s->x;
+
+    kvz_cpu_rmsnorm(h, x, s->attn_norm, n, (int32_t)s->wq->cols, s->eps, 1);
+    kvz_cpu_matvec_team(3, qkv, h, qkv_w, n, 0, mv);
+#pragma omp barrier
+#pragma omp single
+    rope_kv_append_rows(impl, s->k_cache, s->v_cache, s->q, s->k, s->v, s->bias, s->positions, s->attn, s->rope,
+                        1);
+    kvz_cpu_attention_decode_team(s->att, s->q, s->k_cache, s->v_cache, s->attn, at.attention, n_threads);
+#pragma omp barrier
+    kvz_cpu_matvec_team(1, &x, s->att, &wo, n, 1, mv);
+#pragma omp barrier
+    kvz_cpu_rmsnorm(h, x, s->ffn_norm, n, (int32_t)s->w_gate->cols, s->eps, 1);
+    kvz_cpu_matvec_team(2, gate_up, h, gate_up_w, n, 0, mv);
+#pragma omp barrier
+    kvz_cpu_swiglu(act, s->gate, s->up, (int64_t)n * ff, 1);
+    kvz_cpu_matvec_team(1, &x, act, &down, n, 1, mv); /* the region's end waits for it */
+}
+
+/* One region for a decode step's layer where every product reads the
+ * file's blocks (matvec) and attention takes its decode path; otherwise
+ * the ops one by one. */
+static int cpu_layer(kvz_backend *b, const kvz_layer_step *s, int *done)
+{
+    cpu_impl *impl = b->impl;
+    const kvz_weight *w[7] = {s->wq, s->wk, s->wv, s->wo, s->w_gate, s->w_up, s->w_down};
+    kvz_weight views[7];
+    *done = 0;
+    for (int i = 0; i < 7; i++)
+        if (!native_decode_view(w[i], s->n, &views[i]))
+            return KVZ_OK;
+    if (!kvz_cpu_attention_decodes(s->attn))
+        return KVZ_OK;
+    KVZ_TRY(kvz_weights_same_cols(w, 3));
+    KVZ_TRY(kvz_weights_same_cols(w + 4, 2));
+    KVZ_TRY(kvz_rope_params_check(s->rope));
+    layer_scratch at;
+    KVZ_TRY(ensure_scratch(b, layer_scratch_at(s, w, b->n_threads, NULL, &at)));
+    layer_scratch_at(s, w, b->n_threads, impl->scratch, &at);
+    kvz_cpu_rope_table_cover(&impl->rope, s->rope, s->positions, s->n, b->n_threads);
+#pragma omp parallel num_threads(b->n_threads)
+    layer_team(impl, s, views, at, b->n_threads);
+    *done = 1;
     return KVZ_OK;
 }
 
@@ -355,6 +455,7 @@ static const kvz_backend_ops CPU_OPS = {
     .gather_rows = cpu_gather_rows,
     .swiglu_matmul = cpu_swiglu_matmul,
     .rope_kv_append = cpu_rope_kv_append,
+    .layer = cpu_layer,
     .attention = cpu_attention,
     .attention_scores = cpu_attention_scores,
     .top_k_mask = cpu_top_k_mask,

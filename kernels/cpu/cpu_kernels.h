@@ -13,6 +13,11 @@
 
 #include <stdint.h>
 
+/* Whether a kernel's loop takes a parallel region: not for a decode step's
+ * few rows (`big` false) nor on one thread, where even an if(false) region
+ * makes a team of one (about a microsecond, several times a layer). */
+static inline int kvz_cpu_worth_threads(int big, int n_threads) { return big && n_threads > 1; }
+
 /* Quantized weights need scratch of this many floats (0 for f32 weights). */
 size_t kvz_cpu_matmul_scratch_floats(const kvz_weight *w, int n_threads);
 void kvz_cpu_matmul(float *out, const float *x, const kvz_weight *w, int32_t n, int accumulate,
@@ -22,6 +27,8 @@ void kvz_cpu_matmul(float *out, const float *x, const kvz_weight *w, int32_t n, 
 #define KVZ_CPU_MATVEC_MAX_ROWS 8
 int kvz_cpu_matvec_has_fast_path(uint32_t type);
 size_t kvz_cpu_matvec_scratch_floats(const kvz_weight *w, int32_t n, int n_threads);
+/* A thread's share of that scratch, for weights of `cols` columns. */
+size_t kvz_cpu_matvec_thread_floats(int64_t cols, int32_t n);
 /* The gather_rows op (kernels/backend.h) on host memory. */
 void kvz_cpu_gather_rows(float *dst, const float *src, const int32_t *idx, int32_t count, int32_t width,
                          int n_threads);
@@ -33,6 +40,12 @@ void kvz_cpu_gather_rows(float *dst, const float *src, const int32_t *idx, int32
  * blocks. Scratch: kvz_cpu_matvec_scratch_floats of any of them. */
 void kvz_cpu_matvec(int32_t count, float *const *out, const float *x, const kvz_weight *const *w, int32_t n,
                     int accumulate, float *scratch, int n_threads);
+/* The same, as the calling thread's share of the enclosing parallel region's
+ * work: every thread of it calls; none waits for the others at the end (a
+ * barrier where the output is read, or the region's end); scratch: the
+ * thread's own kvz_cpu_matvec_thread_floats. */
+void kvz_cpu_matvec_team(int32_t count, float *const *out, const float *x, const kvz_weight *const *w, int32_t n,
+                         int accumulate, float *scratch);
 void kvz_cpu_embed(float *out, const kvz_weight *table, const int32_t *tokens, int32_t n,
                    int n_threads);
 void kvz_cpu_rmsnorm(float *out, const float *x, const float *weight, int32_t n, int32_t dim,
@@ -70,6 +83,14 @@ size_t kvz_cpu_attention_scratch_floats(const kvz_attention_params *p, const kvz
 void kvz_cpu_attention(float *out, const float *q, const float *k_cache, const float *v_cache,
                        const kvz_attention_params *p, const kvz_score_params *sp, float *scores,
                        float *scratch, int n_threads);
+/* Whether kvz_cpu_attention takes its decode path for p (a few queries),
+ * which kvz_cpu_attention_decode_team is, unscored, as the calling thread's
+ * share of the enclosing region's work (of at most n_threads threads, as
+ * the scratch was sized for; every thread calls, and, as the matvec's, none
+ * waits for the others at the end). */
+int kvz_cpu_attention_decodes(const kvz_attention_params *p);
+void kvz_cpu_attention_decode_team(float *out, const float *q, const float *k_cache, const float *v_cache,
+                                   const kvz_attention_params *p, float *scratch, int n_threads);
 
 /* Set mask[c] = 1 for the k highest-scored candidates c (c = idx[i], or i when
  * idx is NULL, for i < count; scores are indexed by c), leaving other entries

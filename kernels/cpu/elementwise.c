@@ -24,39 +24,59 @@ void kvz_cpu_gather_rows(float *dst, const float *src, const int32_t *idx, int32
         memcpy(dst + (size_t)i * width, src + (size_t)idx[i] * width, (size_t)width * sizeof(float));
 }
 
+static void rmsnorm_row(float *oi, const float *xi, const float *weight, int32_t dim, float eps)
+{
+    double sum = 0.0;
+    for (int32_t j = 0; j < dim; j++)
+        sum += (double)xi[j] * xi[j];
+    float scale = (float)(1.0 / sqrt(sum / dim + eps));
+    for (int32_t j = 0; j < dim; j++)
+        oi[j] = xi[j] * scale * weight[j];
+}
+
 void kvz_cpu_rmsnorm(float *out, const float *x, const float *weight, int32_t n, int32_t dim,
                      float eps, int n_threads)
 {
-#pragma omp parallel for num_threads(n_threads) if (n > 8)
-    for (int32_t i = 0; i < n; i++) {
-        const float *xi = x + (size_t)i * dim;
-        float *oi = out + (size_t)i * dim;
-        double sum = 0.0;
-        for (int32_t j = 0; j < dim; j++)
-            sum += (double)xi[j] * xi[j];
-        float scale = (float)(1.0 / sqrt(sum / dim + eps));
-        for (int32_t j = 0; j < dim; j++)
-            oi[j] = xi[j] * scale * weight[j];
+    if (!kvz_cpu_worth_threads(n > 8, n_threads)) {
+        for (int32_t i = 0; i < n; i++)
+            rmsnorm_row(out + (size_t)i * dim, x + (size_t)i * dim, weight, dim, eps);
+        return;
     }
+#pragma omp parallel for num_threads(n_threads)
+    for (int32_t i = 0; i < n; i++)
+        rmsnorm_row(out + (size_t)i * dim, x + (size_t)i * dim, weight, dim, eps);
+}
+
+static void add_bias_row(float *row, const float *bias, int32_t cols)
+{
+    for (int32_t j = 0; j < cols; j++)
+        row[j] += bias[j];
 }
 
 void kvz_cpu_add_bias(float *x, const float *bias, int32_t n, int32_t cols, int n_threads)
 {
-#pragma omp parallel for num_threads(n_threads) if ((int64_t)n * cols > 65536)
-    for (int32_t i = 0; i < n; i++) {
-        float *row = x + (size_t)i * cols;
-        for (int32_t j = 0; j < cols; j++)
-            row[j] += bias[j];
+    if (!kvz_cpu_worth_threads((int64_t)n * cols > 65536, n_threads)) {
+        for (int32_t i = 0; i < n; i++)
+            add_bias_row(x + (size_t)i * cols, bias, cols);
+        return;
     }
+#pragma omp parallel for num_threads(n_threads)
+    for (int32_t i = 0; i < n; i++)
+        add_bias_row(x + (size_t)i * cols, bias, cols);
 }
+
+static inline float swiglu_one(float g, float u) { return g / (1.0f + expf(-g)) * u; }
 
 void kvz_cpu_swiglu(float *out, const float *gate, const float *up, int64_t count, int n_threads)
 {
-#pragma omp parallel for num_threads(n_threads) if (count > 65536)
-    for (int64_t i = 0; i < count; i++) {
-        float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
+    if (!kvz_cpu_worth_threads(count > 65536, n_threads)) {
+        for (int64_t i = 0; i < count; i++)
+            out[i] = swiglu_one(gate[i], up[i]);
+        return;
     }
+#pragma omp parallel for num_threads(n_threads)
+    for (int64_t i = 0; i < count; i++)
+        out[i] = swiglu_one(gate[i], up[i]);
 }
 
 void kvz_cpu_kv_append(float *k_cache, float *v_cache, const float *k, const float *v,

@@ -1,7 +1,8 @@
 /*
  * matvec.c — out (n, rows) = x (n, cols) · Wᵀ for a few rows of x (decode),
  * reading the weights in their GGUF block format; several weights of one x
- * (a layer's q, k and v) in one parallel step.
+ * (a layer's q, k and v) in one parallel step, a region of its own or a
+ * share of the layer's (backend_cpu.c's layer op).
  *
  * Decoding one token is bound by how many weight bytes stream through the
  * cores: a Q4_1 matrix is 0.625 bytes per weight against 4 for its f32 copy.
@@ -152,25 +153,31 @@ static void rows_dot_q4_1(const uint8_t *const *w, int nr, int64_t nb, const flo
 }
 #endif
 
-size_t kvz_cpu_matvec_scratch_floats(const kvz_weight *w, int32_t n, int n_threads)
+size_t kvz_cpu_matvec_thread_floats(int64_t cols, int32_t n)
 {
-    /* per thread: one decoded row; plus the block sums of x */
-    return (size_t)n_threads * (size_t)w->cols + (size_t)n * (size_t)(w->cols / KVZ_QK + 1);
+    /* one decoded row; the block sums of x */
+    return (size_t)cols + (size_t)n * (size_t)(cols / KVZ_QK + 1);
 }
 
-void kvz_cpu_matvec(int32_t count, float *const *out, const float *x, const kvz_weight *const *w, int32_t n,
-                    int accumulate, float *scratch, int n_threads)
+size_t kvz_cpu_matvec_scratch_floats(const kvz_weight *w, int32_t n, int n_threads)
+{
+    return (size_t)n_threads * kvz_cpu_matvec_thread_floats(w->cols, n);
+}
+
+void kvz_cpu_matvec_team(int32_t count, float *const *out, const float *x, const kvz_weight *const *w, int32_t n,
+                         int accumulate, float *scratch)
 {
     if (count <= 0)
         return;
     const int64_t cols = w[0]->cols, nb = cols / KVZ_QK;
-    float *xsum = scratch + (size_t)n_threads * (size_t)cols;
+    float *row = scratch, *xsum = scratch + cols;
     int any_fast = 0;
     int64_t groups = 0; /* row groups of 4 over every weight, one after another */
     for (int32_t k = 0; k < count; k++) {
         any_fast |= kvz_cpu_matvec_has_fast_path(w[k]->type);
         groups += (w[k]->rows + 3) / 4;
     }
+    /* each thread its own: a few hundred additions cost less than a barrier */
     if (any_fast)
         for (int32_t i = 0; i < n; i++)
             for (int64_t b = 0; b < nb; b++) {
@@ -179,65 +186,71 @@ void kvz_cpu_matvec(int32_t count, float *const *out, const float *x, const kvz_
                     s += x[i * cols + b * KVZ_QK + j];
                 xsum[i * nb + b] = s;
             }
-#pragma omp parallel num_threads(n_threads)
-    {
-        float *row = scratch + (size_t)omp_get_thread_num() * (size_t)cols;
-#pragma omp for schedule(static)
-        for (int64_t g = 0; g < groups; g++) {
-            int32_t k = 0;
-            int64_t first_group = 0; /* weight k's first group */
-            while (g - first_group >= (w[k]->rows + 3) / 4)
-                first_group += (w[k++]->rows + 3) / 4;
-            const kvz_weight *wk = w[k];
-            const int64_t rows = wk->rows, r0 = (g - first_group) * 4;
-            const size_t row_bytes = kvz_ggml_row_bytes(wk->type, (uint64_t)cols);
-            int nr = rows - r0 < 4 ? (int)(rows - r0) : 4;
-            const uint8_t *wr[4];
-            for (int r = 0; r < nr; r++)
-                wr[r] = (const uint8_t *)wk->data + (size_t)(r0 + r) * row_bytes;
+#pragma omp for schedule(static) nowait /* the caller waits where the output is read */
+    for (int64_t g = 0; g < groups; g++) {
+        int32_t k = 0;
+        int64_t first_group = 0; /* weight k's first group */
+        while (g - first_group >= (w[k]->rows + 3) / 4)
+            first_group += (w[k++]->rows + 3) / 4;
+        const kvz_weight *wk = w[k];
+        const int64_t rows = wk->rows, r0 = (g - first_group) * 4;
+        const size_t row_bytes = kvz_ggml_row_bytes(wk->type, (uint64_t)cols);
+        int nr = rows - r0 < 4 ? (int)(rows - r0) : 4;
+        const uint8_t *wr[4];
+        for (int r = 0; r < nr; r++)
+            wr[r] = (const uint8_t *)wk->data + (size_t)(r0 + r) * row_bytes;
 #ifdef KVZ_MATVEC_AVX2
-            /* schedule(static): a thread's groups are consecutive, so its next
-             * is group g + 1 but after its last (then another thread's) */
-            next_rows next = {.n = 0};
-            if (g + 1 < groups && nb > 0 && kvz_cpu_matvec_has_fast_path(wk->type)) {
-                const kvz_weight *wn = r0 + 4 < rows ? wk : w[k + 1];
-                const int64_t rn = r0 + 4 < rows ? r0 + 4 : 0;
-                const size_t next_bytes = kvz_ggml_row_bytes(wn->type, (uint64_t)cols);
-                next.n = wn->rows - rn < 4 ? (int)(wn->rows - rn) : 4;
-                next.block_bytes = next_bytes / (size_t)nb;
-                for (int r = 0; r < next.n; r++)
-                    next.row[r] = (const uint8_t *)wn->data + (size_t)(rn + r) * next_bytes;
-            }
+        /* schedule(static): a thread's groups are consecutive, so its next
+         * is group g + 1 but after its last (then another thread's) */
+        next_rows next = {.n = 0};
+        if (g + 1 < groups && nb > 0 && kvz_cpu_matvec_has_fast_path(wk->type)) {
+            const kvz_weight *wn = r0 + 4 < rows ? wk : w[k + 1];
+            const int64_t rn = r0 + 4 < rows ? r0 + 4 : 0;
+            const size_t next_bytes = kvz_ggml_row_bytes(wn->type, (uint64_t)cols);
+            next.n = wn->rows - rn < 4 ? (int)(wn->rows - rn) : 4;
+            next.block_bytes = next_bytes / (size_t)nb;
+            for (int r = 0; r < next.n; r++)
+                next.row[r] = (const uint8_t *)wn->data + (size_t)(rn + r) * next_bytes;
+        }
 #endif
-            for (int32_t i = 0; i < n; i++) {
-                const float *xi = x + (size_t)i * cols;
-                float dots[4];
+        for (int32_t i = 0; i < n; i++) {
+            const float *xi = x + (size_t)i * cols;
+            float dots[4];
 #ifdef KVZ_MATVEC_AVX2
-                if (kvz_cpu_matvec_has_fast_path(wk->type)) {
-                    const float *xs = xsum + (size_t)i * nb;
-                    if (i == 1) /* the later rows of x find the weights in cache */
-                        next.n = 0;
-                    if (wk->type == KVZ_GGML_Q8_0)
-                        rows_dot_q8_0(wr, nr, nb, xi, xs, &next, dots);
-                    else if (wk->type == KVZ_GGML_Q4_0)
-                        rows_dot_q4_0(wr, nr, nb, xi, xs, &next, dots);
-                    else
-                        rows_dot_q4_1(wr, nr, nb, xi, xs, &next, dots);
-                } else
+            if (kvz_cpu_matvec_has_fast_path(wk->type)) {
+                const float *xs = xsum + (size_t)i * nb;
+                if (i == 1) /* the later rows of x find the weights in cache */
+                    next.n = 0;
+                if (wk->type == KVZ_GGML_Q8_0)
+                    rows_dot_q8_0(wr, nr, nb, xi, xs, &next, dots);
+                else if (wk->type == KVZ_GGML_Q4_0)
+                    rows_dot_q4_0(wr, nr, nb, xi, xs, &next, dots);
+                else
+                    rows_dot_q4_1(wr, nr, nb, xi, xs, &next, dots);
+            } else
 #endif
-                {
-                    for (int r = 0; r < nr; r++) {
-                        kvz_dequantize_row(wk->type, wr[r], row, cols);
-                        float s = 0;
-                        for (int64_t c = 0; c < cols; c++)
-                            s += row[c] * xi[c];
-                        dots[r] = s;
-                    }
+            {
+                for (int r = 0; r < nr; r++) {
+                    kvz_dequantize_row(wk->type, wr[r], row, cols);
+                    float s = 0;
+                    for (int64_t c = 0; c < cols; c++)
+                        s += row[c] * xi[c];
+                    dots[r] = s;
                 }
-                float *o = out[k] + (size_t)i * rows + r0;
-                for (int r = 0; r < nr; r++)
-                    o[r] = accumulate ? o[r] + dots[r] : dots[r];
             }
+            float *o = out[k] + (size_t)i * rows + r0;
+            for (int r = 0; r < nr; r++)
+                o[r] = accumulate ? o[r] + dots[r] : dots[r];
         }
     }
+}
+
+void kvz_cpu_matvec(int32_t count, float *const *out, const float *x, const kvz_weight *const *w, int32_t n,
+                    int accumulate, float *scratch, int n_threads)
+{
+    if (count <= 0)
+        return;
+    const size_t per_thread = kvz_cpu_matvec_thread_floats(w[0]->cols, n);
+#pragma omp parallel num_threads(n_threads)
+    kvz_cpu_matvec_team(count, out, x, w, n, accumulate, scratch + (size_t)omp_get_thread_num() * per_thread);
 }

@@ -81,31 +81,49 @@ void kvz_cpu_rope_table_cover(kvz_cpu_rope_table *t, const kvz_rope_params *p, c
     memcpy(t->factors, p->factors, (size_t)p->n_factors * sizeof *p->factors);
 }
 
+/* Row x (n_heads heads) rotated by the angles cs (cos, sin per pair). */
+static void rope_row(float *x, const float *cs, int32_t n_heads, const kvz_rope_params *p, int inverse)
+{
+    const int32_t half = p->rope_dim / 2;
+    for (int32_t j = 0; j < half; j++) {
+        const float c = cs[2 * j], s = inverse ? -cs[2 * j + 1] : cs[2 * j + 1];
+        const int32_t a = p->mode == KVZ_ROPE_NEOX ? j : 2 * j;
+        const int32_t b = p->mode == KVZ_ROPE_NEOX ? j + half : 2 * j + 1;
+        for (int32_t h = 0; h < n_heads; h++) {
+            float *v = x + (size_t)h * p->head_dim;
+            float x0 = v[a], x1 = v[b];
+            v[a] = x0 * c - x1 * s;
+            v[b] = x0 * s + x1 * c;
+        }
+    }
+}
+
+/* Row i of x to its position, with the table's angles where it covers it. */
+static void rope_position(float *x, const int32_t *positions, int32_t i, int32_t n_heads, const kvz_rope_params *p,
+                          int inverse, const double *freq, const kvz_cpu_rope_table *table)
+{
+    const int32_t half = p->rope_dim / 2;
+    float own[KVZ_CPU_ROPE_MAX_DIM];
+    const float *cs = own;
+    if (table && positions[i] >= 0 && positions[i] < table->n_positions)
+        cs = table->cs + (size_t)positions[i] * half * 2;
+    else
+        rope_cos_sin(positions[i], freq, half, own);
+    rope_row(x + (size_t)i * n_heads * p->head_dim, cs, n_heads, p, inverse);
+}
+
 void kvz_cpu_rope(float *x, const int32_t *positions, int32_t n, int32_t n_heads, const kvz_rope_params *p,
                   int inverse, const kvz_cpu_rope_table *table, int n_threads)
 {
-    const int32_t half = p->rope_dim / 2;
     double freq[KVZ_CPU_ROPE_MAX_DIM / 2]; /* once per call, not per row */
     rope_frequencies(p, freq);
-    const int usable = table && rope_table_fits(table, p);
-#pragma omp parallel for num_threads(n_threads) if (n > 8)
-    for (int32_t i = 0; i < n; i++) {
-        float own[KVZ_CPU_ROPE_MAX_DIM];
-        const float *cs = own;
-        if (usable && positions[i] >= 0 && positions[i] < table->n_positions)
-            cs = table->cs + (size_t)positions[i] * half * 2;
-        else
-            rope_cos_sin(positions[i], freq, half, own);
-        for (int32_t j = 0; j < half; j++) {
-            const float c = cs[2 * j], s = inverse ? -cs[2 * j + 1] : cs[2 * j + 1];
-            const int32_t a = p->mode == KVZ_ROPE_NEOX ? j : 2 * j;
-            const int32_t b = p->mode == KVZ_ROPE_NEOX ? j + half : 2 * j + 1;
-            for (int32_t h = 0; h < n_heads; h++) {
-                float *v = x + ((size_t)i * n_heads + h) * p->head_dim;
-                float x0 = v[a], x1 = v[b];
-                v[a] = x0 * c - x1 * s;
-                v[b] = x0 * s + x1 * c;
-            }
-        }
+    const kvz_cpu_rope_table *usable = table && rope_table_fits(table, p) ? table : NULL;
+    if (!kvz_cpu_worth_threads(n > 8, n_threads)) {
+        for (int32_t i = 0; i < n; i++)
+            rope_position(x, positions, i, n_heads, p, inverse, freq, usable);
+        return;
     }
+#pragma omp parallel for num_threads(n_threads)
+    for (int32_t i = 0; i < n; i++)
+        rope_position(x, positions, i, n_heads, p, inverse, freq, usable);
 }

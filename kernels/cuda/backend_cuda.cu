@@ -268,6 +268,7 @@ static const kvz_backend_ops CUDA_OPS = {
     cuda_gather_rows,
     cuda_swiglu_matmul,
     cuda_rope_kv_append,
+    NULL, /* layer: a layer's ops one by one */
     cuda_attention,
     cuda_attention_scores,
     cuda_top_k_mask,

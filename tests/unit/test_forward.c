@@ -102,16 +102,22 @@ static agreement compare(const ref_logits *r, const float *logits, int32_t vocab
     return a;
 }
 
+/* Evaluate n tokens in chunks of `chunk`, all logits. */
+static float *eval_all(kvz_model *m, const int32_t *tokens, int32_t n, int32_t chunk)
+{
+    kvz_context *c;
+    CHECK_OK(kvz_context_new(&c, m, 1024 < m->hp.ctx_train ? 1024 : m->hp.ctx_train, chunk));
+    float *logits = malloc((size_t)n * (size_t)m->hp.vocab * sizeof(float));
+    kvz_eval_opts opts = {.logits = KVZ_LOGITS_ALL};
+    CHECK_OK(kvz_context_eval(c, tokens, n, &opts, logits));
+    kvz_context_free(c);
+    return logits;
+}
+
 /* Evaluate the golden tokens in chunks of `chunk`, all logits. */
 static float *run_tokens(kvz_model *m, const ref_logits *r, int32_t chunk)
 {
-    kvz_context *c;
-    CHECK_OK(kvz_context_new(&c, m, 1024, chunk));
-    float *logits = malloc(r->n_tokens * (size_t)m->hp.vocab * sizeof(float));
-    kvz_eval_opts opts = {.logits = KVZ_LOGITS_ALL};
-    CHECK_OK(kvz_context_eval(c, r->tokens, (int32_t)r->n_tokens, &opts, logits));
-    kvz_context_free(c);
-    return logits;
+    return eval_all(m, r->tokens, (int32_t)r->n_tokens, chunk);
 }
 
 /* Greedy continuation of the reference's tokens: the same tokens as it. */
@@ -317,6 +323,51 @@ static void test_native_weights_match_f32(void **state)
     kvz_model_free(native);
 }
 
+/* A decode step's layer in one call (the CPU's layer op, one parallel
+ * region) gives the bits of the ops one by one: steps of 1 and of 3 tokens,
+ * past a walk of one attention span (256 keys), on 1 to 3 threads, with
+ * products that have a fast path (Q8_0) and without (Q5_0), with q/k/v
+ * biases (qwen2) and without. */
+static void test_layer_op_same_bits(void **state)
+{
+    static const uint32_t types[] = {KVZ_GGML_Q8_0, KVZ_GGML_Q5_0};
+    enum { N = 300 };
+    int32_t tokens[N];
+    for (int i = 0; i < N; i++)
+        tokens[i] = (int32_t)((i * 37 + 11) % 500);
+    for (int qwen2 = 0; qwen2 < 2; qwen2++)
+        for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
+            kvz_synth_spec spec;
+            CHECK_OK(kvz_synth_preset("tiny", &spec));
+            spec.qwen2 = qwen2, spec.weight_type = types[t];
+            const char *path = test_tmp_path("synth-layer.gguf");
+            CHECK_OK(kvz_synth_model_write(path, &spec));
+            for (int threads = 1; threads <= 3; threads++) {
+                kvz_model_config cfg = {.backend = {.device = KVZ_DEVICE_CPU, .n_threads = threads,
+                                                    .weights = KVZ_WEIGHTS_NATIVE}};
+                kvz_model *m;
+                CHECK_OK(kvz_model_load(&m, path, &cfg));
+                assert_non_null(m->backend->ops->layer);
+                const kvz_backend_ops *ops = m->backend->ops;
+                kvz_backend_ops one_by_one = *ops;
+                one_by_one.layer = NULL;
+                for (int32_t chunk = 1; chunk <= 3; chunk += 2) {
+                    float *whole = eval_all(m, tokens, N, chunk);
+                    m->backend->ops = &one_by_one;
+                    float *apart = eval_all(m, tokens, N, chunk);
+                    m->backend->ops = ops;
+                    if (memcmp(whole, apart, (size_t)N * m->hp.vocab * sizeof(float)) != 0)
+                        fail_msg("qwen2 %d, %s, %d threads, steps of %d: the layer op's logits differ",
+                                 qwen2, kvz_ggml_type_info_of(types[t]).name, threads, chunk);
+                    free(whole);
+                    free(apart);
+                }
+                kvz_model_free(m);
+            }
+            unlink(path);
+        }
+}
+
 typedef struct hook_log {
     int calls;
     int32_t last_layer;
@@ -437,6 +488,7 @@ int main(void)
         cmocka_unit_test(test_rope_freqs_synth_logits),
         cmocka_unit_test(test_synth_rope_factors),
         cmocka_unit_test(test_native_weights_match_f32),
+        cmocka_unit_test(test_layer_op_same_bits),
         cmocka_unit_test(test_layer_hook),
         cmocka_unit_test(test_context_limits),
         cmocka_unit_test(test_llama3_shape),
