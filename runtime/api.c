@@ -330,7 +330,8 @@ int kvz_engine_document_segments(kvz_engine *e, const char *name, int32_t config
         return kvz_errorf(KVZ_ERR_ARG, "kvz_engine_document_segments: engine, name, tokens and count are required");
     kvz_config_pick pick;
     KVZ_TRY(form_of("kvz_engine_document_segments", config, config_id, &pick));
-    return kvz_document_segments(e->model, e->store, name, &pick, tokens, count);
+    int rc = kvz_document_segments(e->model, e->store, name, &pick, tokens, count);
+    return rc == KVZ_ERR_FORMAT ? kvz_error_context(rc, "document '%s'", name) : rc; /* a damaged artifact: whose */
 }
 
 int kvz_engine_document_configs(kvz_engine *e, const char *name, kvz_config_info **configs, size_t *count)

@@ -384,6 +384,19 @@ static void test_bad_loads(void **state)
     assert_non_null(strstr(kvz_last_error(), "checksum"));
     free(bytes);
     kvz_store_close(st);
+    {   /* through the engine too, each call naming the document */
+        kvz_engine *bad;
+        kvz_engine_options bo = {.device = KVZ_RUN_ON_CPU, .threads = 1};
+        CHECK_OK(kvz_engine_open(&bad, test_tmp_path("rt-bad"), test_model_path(), &bo));
+        int32_t *seg_tokens = NULL;
+        size_t seg_count = 0;
+        assert_int_equal(kvz_engine_document_segments(bad, "a.txt", 0, 0, &seg_tokens, &seg_count), KVZ_ERR_FORMAT);
+        assert_non_null(strstr(kvz_last_error(), "'a.txt'"));
+        char *text = NULL;
+        assert_int_equal(kvz_engine_document_text(bad, "a.txt", &text, NULL), KVZ_ERR_FORMAT);
+        assert_non_null(strstr(kvz_last_error(), "'a.txt'"));
+        kvz_engine_close(bad);
+    }
 
     /* a store compiled by another model */
     kvz_synth_spec spec;
