@@ -852,25 +852,27 @@ static int open_environment(kvz_store *s, const char *data_path, int flags, int 
         status = take_gate(s, data_path, lock_path, (flags & KVZ_STORE_EXCLUSIVE) != 0);
     if (status != KVZ_OK)
         return status;
-    int rc = create_env(s, fresh, initial_map_bytes);
+    /* On a read-only file system LMDB reads without lock.mdb (EROFS, what
+     * root gets); a read-only bind mount (a container's :ro volume) says
+     * EACCES first when lock.mdb is not this user's to write: read it the
+     * same way there. Either way no reader there holds the lock: not while
+     * another process has the store open (a writer elsewhere may reuse pages). */
+    int busy = readonly && on_read_only_mount(dir) && lock_held_elsewhere(lock_path);
+    int rc = busy ? EACCES : create_env(s, fresh, initial_map_bytes);
     /* MDB_NOTLS: read transactions may move between threads of a server */
     if (rc == 0)
         rc = mdb_env_open(s->env, dir, MDB_NOTLS | (readonly ? MDB_RDONLY : 0), 0666);
-    /* On a read-only file system LMDB reads without lock.mdb (EROFS); a
-     * read-only bind mount (a container's :ro volume) says EACCES first when
-     * lock.mdb is not this user's to write: read it the same way there. */
-    int busy = 0; /* in use elsewhere: not read without the lock then */
-    if (rc == EACCES && readonly && on_read_only_mount(dir) && !(busy = lock_held_elsewhere(lock_path))) {
+    if (rc == EACCES && !busy && readonly && on_read_only_mount(dir)) {
         mdb_env_close(s->env);
         s->env = NULL;
         if ((rc = create_env(s, fresh, initial_map_bytes)) == 0)
             rc = mdb_env_open(s->env, dir, MDB_NOTLS | MDB_RDONLY | MDB_NOLOCK, 0666);
     }
-    if (rc == EACCES && busy)
-        status = kvz_errorf(KVZ_ERR_IO, "store '%s' is on a read-only mount where this user may not write its "
+    if (busy)
+        status = kvz_errorf(KVZ_ERR_IO, "store '%s' is on a read-only mount, where a reader cannot write its "
                             "lock.mdb, and another process has it open (a writer elsewhere may reuse pages a "
-                            "reader without the lock would read): make lock.mdb writable to this user, or read "
-                            "it while no other process has it open", dir);
+                            "reader without the lock would read): mount it read-write where it is shared with "
+                            "a writer, or read it while no other process has it open", dir);
     else if (rc == EACCES) /* LMDB records its readers in lock.mdb: reading needs it writable */
         status = access_refused(dir, data_path, lock_path, readonly);
     else

@@ -42,8 +42,9 @@ typedef enum kvz_artifact_outcome {
     KVZ_ARTIFACT_RECUT = 4,    /* the stored copy held other tokens: its document cut into other
                                   segments under the same ids (kvz before 0.3.3 or 0.3.11), replaced */
     KVZ_ARTIFACT_OTHER_BYTES = 5 /* the store had it with other bytes, sound: kept. The same compile
-                                    elsewhere (another thread count or CPU rounds its sums otherwise),
-                                    another name in its manifest, or a kvz of another encoder */
+                                    run twice (its time is in the manifest; another thread count or
+                                    CPU rounds its sums otherwise), another name in its manifest, or a
+                                    kvz of another encoder */
 } kvz_artifact_outcome;
 #define KVZ_ARTIFACT_OUTCOMES 6
 

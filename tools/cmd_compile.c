@@ -617,6 +617,26 @@ static void set_interrupted_at(const compile_args *a, int live, run_summary *r, 
         set_interrupt_summary(r);
 }
 
+/* The same once document `number` of `total` is settled (stored, skipped or
+ * failed, its line perhaps not yet out): a signal while its line is written
+ * (SIGPIPE: stdout's reader gone) counts it; `next` names the one after it. */
+static void set_done_through(const compile_args *a, int live, run_summary *r, size_t number, size_t total,
+                             const char *next)
+{
+    r->not_attempted = total - number;
+    r->interrupted_at = next;
+    if (next) {
+        set_interrupted_at(a, live, r, number + 1, total);
+        return;
+    }
+    cli_set_interrupt_note("%skvz compile: interrupted at its end, every document done: %zu compiled and %zu "
+                           "unchanged, which the store keeps, %zu skipped, %zu failed%s\n",
+                           live && !a->quiet ? "\r\033[K" : "", r->compiled, r->unchanged, r->skipped, r->failed,
+                           a->prune ? "; nothing was pruned" : "");
+    if (a->json)
+        set_interrupt_summary(r);
+}
+
 /* ---- --prune ----------------------------------------------------------------- */
 
 typedef struct prune_ctx {
@@ -691,6 +711,8 @@ int cmd_compile(int argc, char **argv)
     kvz_store *store = NULL;
     kvz_compiler *comp = NULL;
     kvz_doc_reader *reader = NULL;
+    cli_set_interrupt_note("kvz compile: interrupted before its first document (listing the documents, loading "
+                           "the model, opening the store): nothing compiled; the same command starts again\n");
     int st = kvz_ingest_list((const char *const *)argv + optind, (size_t)(argc - optind), &a.ingest, &list);
     if (st == KVZ_OK && list.len == 0) /* a nightly job's mistyped glob or unmounted corpus is no quiet success */
         st = kvz_errorf(KVZ_ERR_NOT_FOUND, "no documents were found under the PATHs given%s: nothing compiled%s",
@@ -710,6 +732,7 @@ int cmd_compile(int argc, char **argv)
     if (st == KVZ_OK)
         st = kvz_compiler_new(&comp, model, store, &a.opts);
     if (st != KVZ_OK) {
+        cli_clear_interrupt_note();
         rc = cli_fail("compile", st);
         goto done;
     }
@@ -797,6 +820,10 @@ int cmd_compile(int argc, char **argv)
             res.status == KVZ_DOC_COMPILED ? compiled++ : unchanged++;
             in_tokens += res.tokens;
             out_bytes += res.bytes;
+            run_summary stored = {compiled, unchanged, skipped, failed, 0, other_shards, in_tokens, out_bytes,
+                                  kvz_now_seconds() - p.start, a.prune, NULL, 1, NULL};
+            set_done_through(&a, p.columns, &stored, i + 1, list.len,
+                             i + 1 < list.len ? list.items[i + 1].name : NULL);
             char detail[256];
             double secs = res.prefill_s + res.score_s + res.write_s;
             if (res.status == KVZ_DOC_COMPILED && res.shared_segments == res.segments)
@@ -847,11 +874,10 @@ int cmd_compile(int argc, char **argv)
         p.doc_tokens = 0;
         draw(&p, 1);
         log_progress(&p);
-        if (i + 1 < list.len) { /* its line is out: a signal before the next starts finds its counts */
-            run_summary next = {compiled, unchanged, skipped, failed, list.len - i - 1, other_shards, in_tokens,
-                                out_bytes, kvz_now_seconds() - p.start, a.prune, NULL, 1, list.items[i + 1].name};
-            set_interrupted_at(&a, p.columns, &next, i + 2, list.len);
-        }
+        /* its line is out: a signal before the next starts finds its counts */
+        run_summary done = {compiled, unchanged, skipped, failed, 0, other_shards, in_tokens, out_bytes,
+                            kvz_now_seconds() - p.start, a.prune, NULL, 1, NULL};
+        set_done_through(&a, p.columns, &done, i + 1, list.len, i + 1 < list.len ? list.items[i + 1].name : NULL);
     }
     cli_clear_interrupt_note(); /* what was done is said below, or by the prune's note */
     if (p.columns && !a.quiet)

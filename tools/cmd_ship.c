@@ -597,9 +597,9 @@ static void future_dates_say(const future_dates *f, const char *command, const c
 static void say_other_bytes(size_t n, const char *theirs)
 {
     if (n)
-        printf("%zu artifact(s) already there had other bytes than %s (the same compile on another machine: another "
-               "CPU or thread count rounds sums otherwise; or another document name in the manifest): the store's "
-               "kept\n", n, theirs);
+        printf("%zu artifact(s) already there had other bytes than %s (the same compile run twice: its time is in "
+               "the manifest, and another CPU or thread count rounds sums otherwise; or another document name in the "
+               "manifest): the store's kept\n", n, theirs);
 }
 
 /* Why the store's other content under `name` stayed against `rec` (asked
@@ -1560,8 +1560,8 @@ static int import_file(import_ctx *c, const char *path, const import_piece *piec
                o == KVZ_ARTIFACT_ADDED     ? ""
                : o == KVZ_ARTIFACT_PRESENT ? ", already in the store"
                : o == KVZ_ARTIFACT_OTHER_BYTES
-                   ? ", already in the store with other bytes (the same compile on another machine, or another "
-                     "document name in the manifest): the store's kept"
+                   ? ", already in the store with other bytes (the same compile run twice: at another time, on "
+                     "another machine; or another document name in the manifest): the store's kept"
                : o == KVZ_ARTIFACT_RECUT   ? ", replacing the store's segment of another cut of the document (an "
                                              "older kvz's)"
                                            : ", replacing a damaged copy in the store",

@@ -961,9 +961,9 @@ SOURCE_DATE_EPOCH=1700000000 "$KVZ" compile "$DOC" --store "$E/one" --method rec
     cp -r "$E/one" "$E/one-u" && cp -r "$E/one" "$E/one-i" &&
     "$KVZ" merge "$E/two" --into "$E/one-m" >"$TMP/o" 2>&1 && "$KVZ" unpack "$E/two.tar.zst" --store "$E/one-u" >>"$TMP/o" 2>&1 &&
     "$KVZ" import "$E/two.kvz" --store "$E/one-i" >>"$TMP/o" 2>&1 || { fail "the same compile at two times"; cat "$TMP/o"; }
-grep -q "^1 artifact(s) already there had other bytes than the sources' (the same compile on another machine" "$TMP/o" &&
+grep -q "^1 artifact(s) already there had other bytes than the sources' (the same compile run twice: its time is in" "$TMP/o" &&
     grep -q "^1 artifact(s) already there had other bytes than the bundle's (" "$TMP/o" &&
-    grep -q "two.kvz: .* already in the store with other bytes (the same compile on another machine" "$TMP/o" &&
+    grep -q "two.kvz: .* already in the store with other bytes (the same compile run twice: at another time" "$TMP/o" &&
     "$KVZ" verify --store "$E/one-m" >/dev/null 2>&1 && "$KVZ" verify --store "$E/one-u" >/dev/null 2>&1 &&
     ok "merge, unpack and import say an artifact the store had with other bytes (kept)" ||
     { fail "other bytes under one id, unsaid"; cat "$TMP/o"; }
