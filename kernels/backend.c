@@ -1,5 +1,6 @@
 /* backend.c — choose and create a backend. */
 #include "kernels/backend.h"
+#include "common/cpu_quota.h"
 #include "common/error.h"
 #include "kernels/ggml_types.h"
 
@@ -45,7 +46,8 @@ int kvz_backend_threads(const kvz_backend_config *cfg)
 
 int kvz_backend_cpus(void)
 {
-    return omp_get_num_procs();
+    int cpus = omp_get_num_procs(), quota = kvz_cpu_quota();
+    return quota > 0 && quota < cpus ? quota : cpus;
 }
 
 int kvz_backend_has_cuda(void)

@@ -362,7 +362,8 @@ void kvz_backend_destroy(kvz_backend *b);
  * not survive fork: a region of several would wait for them forever). */
 int kvz_backend_threads(const kvz_backend_config *cfg);
 
-/* The CPUs in this process's affinity mask. */
+/* The CPUs this process may use: its affinity mask's, fewer where its
+ * cgroup's CPU quota allows fewer (common/cpu_quota.h). */
 int kvz_backend_cpus(void);
 
 /* Whether this build contains the CUDA backend. */

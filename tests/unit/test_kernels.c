@@ -6,6 +6,7 @@
 
 #include <math.h>
 
+#include "common/cpu_quota.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/dequant.h"
 #include "kernels/cpu/softmax.h"
@@ -860,6 +861,71 @@ static void test_sample(void **state)
     }
 }
 
+/* Write `text` to dir/name (dir made first). */
+static void put_file(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "mkdir -p '%s'", dir);
+    assert_int_equal(system(path), 0);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* The cgroup CPU quota as a container shows it (v2, its own cgroup the
+ * mount's top, a tighter limit above it) and as cgroup v1 does, in a made-up
+ * /proc and /sys/fs/cgroup. */
+static void test_cpu_quota(void **state)
+{
+    (void)state;
+    const char *top = test_tmp_path("cgroups");
+    char v2[300], v1[300], dir[400], cgroup[400], mounts[400], text[1024];
+    snprintf(v2, sizeof v2, "%s/v2", top);
+    snprintf(v1, sizeof v1, "%s/cpu,cpuacct", top);
+    snprintf(cgroup, sizeof cgroup, "%s/cgroup", top);
+    snprintf(mounts, sizeof mounts, "%s/mountinfo", top);
+    /* v2: the pod's cgroup /kubepods/pod1/c1 seen from the host's namespace */
+    snprintf(dir, sizeof dir, "%s/kubepods/pod1/c1", v2);
+    put_file(dir, "cpu.max", "max 100000\n");
+    snprintf(dir, sizeof dir, "%s/kubepods/pod1", v2);
+    put_file(dir, "cpu.max", "250000 100000\n"); /* 2.5 CPUs: 3 threads */
+    snprintf(dir, sizeof dir, "%s/kubepods", v2);
+    put_file(dir, "cpu.max", "800000 100000\n");
+    put_file(top, "cgroup", "0::/kubepods/pod1/c1\n");
+    snprintf(text, sizeof text, "30 23 0:26 / %s rw,nosuid - cgroup2 cgroup2 rw\n", v2);
+    put_file(top, "mountinfo", text);
+    assert_int_equal(kvz_cpu_quota_from(cgroup, mounts), 3);
+    /* inside the container's namespace: the mount's top is its own cgroup, the
+     * path /proc shows too; only c1's own limit is visible */
+    snprintf(text, sizeof text, "30 23 0:26 /kubepods/pod1/c1 %s/kubepods/pod1/c1 rw - cgroup2 cgroup2 rw\n", v2);
+    put_file(top, "mountinfo", text);
+    assert_int_equal(kvz_cpu_quota_from(cgroup, mounts), 0); /* c1: max */
+    snprintf(dir, sizeof dir, "%s/kubepods/pod1/c1", v2);
+    put_file(dir, "cpu.max", "50000 100000\n");
+    assert_int_equal(kvz_cpu_quota_from(cgroup, mounts), 1); /* half a CPU: one thread */
+    /* v1, the cpu controller beside others; no limit: 0 */
+    snprintf(dir, sizeof dir, "%s/job", v1);
+    put_file(dir, "cpu.cfs_quota_us", "-1\n");
+    put_file(dir, "cpu.cfs_period_us", "100000\n");
+    put_file(v1, "cpu.cfs_quota_us", "-1\n");
+    put_file(v1, "cpu.cfs_period_us", "100000\n");
+    put_file(top, "cgroup", "5:memory:/job\n4:cpu,cpuacct:/job\n1:name=systemd:/job\n");
+    snprintf(text, sizeof text,
+             "31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n"
+             "32 31 0:29 / %s rw,relatime shared:9 - cgroup cgroup rw,cpu,cpuacct\n", v1);
+    put_file(top, "mountinfo", text);
+    assert_int_equal(kvz_cpu_quota_from(cgroup, mounts), 0);
+    put_file(dir, "cpu.cfs_quota_us", "400000\n");
+    assert_int_equal(kvz_cpu_quota_from(cgroup, mounts), 4);
+    /* no cgroup files at all: 0 */
+    snprintf(dir, sizeof dir, "%s/none", top);
+    assert_int_equal(kvz_cpu_quota_from(dir, mounts), 0);
+    /* and this process's, whatever it is, is 0 or a count of CPUs */
+    assert_true(kvz_cpu_quota() >= 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -882,6 +948,7 @@ int main(void)
         cmocka_unit_test(test_window_kernels),
         cmocka_unit_test(test_key_norms),
         cmocka_unit_test(test_sample),
+        cmocka_unit_test(test_cpu_quota),
     };
     test_filters_from_env(tests);
     return cmocka_run_group_tests(tests, NULL, NULL);
