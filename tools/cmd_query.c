@@ -42,7 +42,9 @@ static const char HELP[] =
     "                      `kvz ls` numbers them (in the order they arrived), or\n"
     "                      the configuration's id, 8 to 16 hex digits as `kvz ls`\n"
     "                      shows them (the same in every store). Default: the\n"
-    "                      newest made by this model\n"
+    "                      newest made by this model. Documents loaded in other\n"
+    "                      configurations (N, or the newest, is each one's own)\n"
+    "                      are said on stderr\n"
     "  -m, --model PATH    GGUF model (default: $KVZ_MODEL, else the setup's\n"
     "                      SmolLM2): the model the documents were compiled with\n"
     "  --max-tokens N      answer length limit (default 256)\n"
@@ -52,7 +54,9 @@ static const char HELP[] =
     "                      time to first token, decode tok/s: null for a one-token\n"
     "                      answer); artifact_bytes counts the documents' artifacts\n"
     "                      (not the shared prefix's), kept_pairs the (position, KV\n"
-    "                      head, layer) pairs loaded, the prefix's included\n"
+    "                      head, layer) pairs loaded, the prefix's included;\n"
+    "                      forms each document's form loaded (config, config_id,\n"
+    "                      summary)\n"
     "  --device D, --threads N   as in `kvz generate`\n"
     "  --weights W         CPU weight storage, as in `kvz generate`. Default: native\n"
     "                      for questions given here (no f32 copy of the weights to\n"
@@ -150,6 +154,13 @@ static int parse(int argc, char **argv, query_args *a)
     return KVZ_EXIT_OK;
 }
 
+/* The form a document was loaded in (forms_loaded, below). */
+typedef struct loaded_form {
+    int32_t number;
+    uint64_t id;
+    char summary[128];
+} loaded_form;
+
 static int stream_piece(void *user, const char *piece, size_t len)
 {
     /* stdout gone (a closed pipe with SIGPIPE ignored, a full disk): stop
@@ -170,8 +181,8 @@ static const char *stop_name(int32_t stopped_by)
 
 /* One question through the public API (include/kvz.h): the CLI is a client of
  * the same session calls a RAG pipeline uses. */
-static int answer(kvz_session *s, const query_args *a, const kvz_load_info *li, const char *question,
-                  int label)
+static int answer(kvz_session *s, const query_args *a, const kvz_load_info *li, const loaded_form *forms,
+                  const char *question, int label)
 {
     kvz_ask_options o = {.max_tokens = (int32_t)a->max_tokens, .temperature = (float)a->temperature,
                          .top_p = (float)a->top_p, .seed = (uint64_t)a->seed,
@@ -198,8 +209,17 @@ static int answer(kvz_session *s, const query_args *a, const kvz_load_info *li, 
             printf("%.1f", info.decode_tokens_per_s);
         else
             printf("null"); /* nothing decoded after the first token */
-        printf(",\"stopped_at_end_of_turn\":%s,\"stopped_by\":\"%s\"}\n", info.ended_turn ? "true" : "false",
+        printf(",\"stopped_at_end_of_turn\":%s,\"stopped_by\":\"%s\",\"forms\":[", info.ended_turn ? "true" : "false",
                stop_name(info.stopped_by));
+        for (size_t d = 0; d < a->n_docs; d++) {
+            printf("%s{\"document\":", d ? "," : "");
+            cli_json_string(stdout, a->docs[d].name, strlen(a->docs[d].name));
+            printf(",\"config\":%d,\"config_id\":\"%016llx\",\"summary\":", forms[d].number,
+                   (unsigned long long)forms[d].id);
+            cli_json_string(stdout, forms[d].summary, strlen(forms[d].summary));
+            printf("}");
+        }
+        printf("]}\n");
     } else if (rc == KVZ_OK) {
         printf("\n");
     }
@@ -280,6 +300,52 @@ static int whole_config_id(kvz_engine *e, const query_args *a, uint64_t *id)
     return rc;
 }
 
+/* The form each document was loaded in (the session's pick, through the
+ * public API as a client would): config N, the id, else the newest of this
+ * model (at equal times the larger id, as the store decides). */
+static int forms_loaded(kvz_engine *e, const query_args *a, const kvz_session_options *so, loaded_form *out)
+{
+    for (size_t d = 0; d < a->n_docs; d++) {
+        kvz_config_info *forms;
+        size_t n, pick = SIZE_MAX;
+        KVZ_TRY(kvz_engine_document_configs(e, a->docs[d].name, &forms, &n));
+        for (size_t i = 0; i < n; i++) {
+            const kvz_config_info *f = &forms[i];
+            int newer = pick == SIZE_MAX || f->created > forms[pick].created ||
+                        (f->created == forms[pick].created && f->id > forms[pick].id);
+            if (so->config_id ? f->id == so->config_id : so->config ? f->number == so->config : f->this_model && newer)
+                pick = i;
+        }
+        out[d] = (loaded_form){0};
+        if (pick != SIZE_MAX)
+            out[d] = (loaded_form){forms[pick].number, forms[pick].id, {0}};
+        if (pick != SIZE_MAX)
+            snprintf(out[d].summary, sizeof out[d].summary, "%s", forms[pick].summary);
+        kvz_free(forms);
+    }
+    return KVZ_OK;
+}
+
+/* Documents loaded in other configurations (--config N numbers each
+ * document's forms in its own order of arrival; the newest of one may be
+ * another method's or ratio than another's): said, each. */
+static void say_mixed_forms(const query_args *a, const loaded_form *forms)
+{
+    size_t d = 1;
+    while (d < a->n_docs && strcmp(forms[d].summary, forms[0].summary) == 0)
+        d++;
+    if (d == a->n_docs)
+        return;
+    fprintf(stderr, "kvz query: the documents were loaded in other configurations:");
+    for (d = 0; d < a->n_docs; d++) {
+        char shown[CLI_SHOWN_MAX];
+        fprintf(stderr, "%s %s as %s (form %d, %016llx)", d ? ";" : "",
+                cli_shown(shown, a->docs[d].name, strlen(a->docs[d].name)), forms[d].summary, forms[d].number,
+                (unsigned long long)forms[d].id);
+    }
+    fprintf(stderr, " (--config ID picks one configuration for all)\n");
+}
+
 int cmd_query(int argc, char **argv)
 {
     query_args a;
@@ -303,6 +369,13 @@ int cmd_query(int argc, char **argv)
         st = kvz_session_open_parts(&s, e, a.docs, a.n_docs, &so);
     if (st == KVZ_OK)
         st = kvz_session_load_info(s, &li);
+    loaded_form *forms = st == KVZ_OK ? calloc(a.n_docs, sizeof *forms) : NULL;
+    if (st == KVZ_OK && !forms)
+        st = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    if (st == KVZ_OK)
+        st = forms_loaded(e, &a, &so, forms);
+    if (st == KVZ_OK)
+        say_mixed_forms(&a, forms);
     if (st == KVZ_OK && !a.json && isatty(STDERR_FILENO))
         fprintf(stderr, "loaded %d document(s) (%d tokens, %.1f KB) in %.1f ms\n", li.documents,
                 li.document_tokens, li.artifact_bytes / 1024.0, li.load_ms);
@@ -310,7 +383,7 @@ int cmd_query(int argc, char **argv)
     if (st == KVZ_OK && optind < argc) {
         for (int i = optind; i < argc && st == KVZ_OK; i++) {
             int label = argc - optind > 1;
-            st = question_failed(&a, argv[i], answer(s, &a, &li, argv[i], label), label, &question_status);
+            st = question_failed(&a, argv[i], answer(s, &a, &li, forms, argv[i], label), label, &question_status);
         }
     } else if (st == KVZ_OK) {
         int tty = isatty(STDIN_FILENO);
@@ -342,7 +415,7 @@ int cmd_query(int argc, char **argv)
                     printf("Q: %s\nA: ", line); /* as answer() labels a question */
                 st = report_question(&a, line, KVZ_ERR_ARG, label, &question_status);
             } else {
-                st = question_failed(&a, line, answer(s, &a, &li, line, label), label, &question_status);
+                st = question_failed(&a, line, answer(s, &a, &li, forms, line, label), label, &question_status);
             }
             if (st != KVZ_OK)
                 break;
@@ -354,6 +427,7 @@ int cmd_query(int argc, char **argv)
     else
         rc = st == KVZ_OK ? KVZ_EXIT_OK : cli_fail("query", st);
     kvz_session_close(s);
+    free(forms);
     kvz_engine_close(e);
     free(a.docs);
     return rc;

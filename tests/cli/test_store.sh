@@ -449,6 +449,22 @@ grep -q "interrupted at .*n3.txt (document 3 of 3); before it 2 compiled" "$TMP/
     ok "SIGPIPE as the second document's line is written: '2 compiled' said, 2 in the store" ||
     { fail "SIGPIPE mid-compile: $in_store in the store"; cat "$TMP/pipe.err"; }
 
+# --config N numbers each document's forms in its own order: documents loaded in other
+# configurations are said (stderr), and --json names each one's form
+PS="$TMP/pipe_store"
+"$KVZ" compile "$TMP/pipe_docs/n1.txt" --store "$PS" --model "$MODEL" --threads 1 --method snapkv --ratio 0.5 --quiet &&
+    "$KVZ" compile "$TMP/pipe_docs/n3.txt" --store "$PS" --model "$MODEL" --threads 1 --method snapkv --ratio 0.5 --quiet &&
+    "$KVZ" compile "$TMP/pipe_docs/n3.txt" --store "$PS" --model "$MODEL" --threads 1 --quiet || fail "the forms' store"
+"$KVZ" query --store "$PS" --model "$MODEL" --doc "$TMP/pipe_docs/n1.txt" --doc "$TMP/pipe_docs/n3.txt" --config 1 \
+    --json --max-tokens 1 "When?" >"$TMP/o" 2>"$TMP/e"; rc=$?
+forms=$(python3 -c 'import json, sys; print(";".join("%d %s" % (f["config"], f["summary"]) for f in json.loads(open(sys.argv[1]).read())["forms"]))' "$TMP/o" 2>&1)
+[ $rc -eq 0 ] && [ "$forms" = "1 kvzip pair ratio 0.30, 4-bit;1 snapkv ratio 0.50, 4-bit" ] &&
+    grep -q "^kvz query: the documents were loaded in other configurations: .*n1.txt as kvzip pair ratio 0.30, 4-bit (form 1, [0-9a-f]\{16\}); .*n3.txt as snapkv ratio 0.50, 4-bit (form 1, " "$TMP/e" &&
+    "$KVZ" query --store "$PS" --model "$MODEL" --doc "$TMP/pipe_docs/n1.txt" --doc "$TMP/pipe_docs/n2.txt" \
+        --config 1 --max-tokens 1 "When?" >/dev/null 2>"$TMP/e2" && ! grep -q "other configurations" "$TMP/e2" &&
+    ok "query --config 1 over documents of other configurations: said, each form in --json; one configuration: nothing said" ||
+    { fail "mixed forms: exit $rc, forms '$forms'"; cat "$TMP/e" "$TMP/e2"; }
+
 # a long document's segments are stored as they are done: one interrupted after its first
 # segment goes on from the next (a book is minutes a segment), and it is listed only when whole
 S4="$TMP/store4"
