@@ -45,10 +45,10 @@ MAKEFLAGS= make --no-print-directory -s install-built BUILD="$BUILD" PREFIX="$TM
     && [ -f "$TMP/prefix/include/kvz.h" ] && [ -x "$TMP/prefix/bin/kvz" ] && [ -f "$TMP/prefix/lib/libkvz.a" ] \
     && [ -L "$TMP/prefix/lib/libkvz.so" ] && ok "make install PREFIX=" || { fail "make install"; cat "$TMP/install.log"; }
 export PKG_CONFIG_PATH="$TMP/prefix/lib/pkgconfig"
-[ "$(pkg-config --modversion kvz)" = 0.3.12 ] && ok "pkg-config finds kvz" || fail "pkg-config --modversion kvz"
+[ "$(pkg-config --modversion kvz)" = 0.3.13 ] && ok "pkg-config finds kvz" || fail "pkg-config --modversion kvz"
 # the version's numbers say what its string says (KVZ_VERSION_PATCH stayed 6 through 0.3.7)
 numbers=$(sed -n 's/^#define KVZ_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$/\2/p' include/kvz.h | paste -sd.)
-[ "$numbers" = 0.3.12 ] && ok "KVZ_VERSION_MAJOR.MINOR.PATCH is KVZ_VERSION_STRING" || fail "version numbers: $numbers"
+[ "$numbers" = 0.3.13 ] && ok "KVZ_VERSION_MAJOR.MINOR.PATCH is KVZ_VERSION_STRING" || fail "version numbers: $numbers"
 readelf -d "$TMP/prefix/lib/libkvz.so" | grep -q 'Library soname: \[libkvz.so.0.3\]' &&
     ok "the soname carries 0.x's minor version" || fail "soname: $(readelf -d "$TMP/prefix/lib/libkvz.so" | grep SONAME)"
 
@@ -103,8 +103,8 @@ cp -r python "$TMP/pysrc" # (setuptools writes its build/ and egg-info beside th
 if python3 -m pip install -q --no-deps --target "$TMP/site" "$TMP/pysrc" >"$TMP/pip.log" 2>&1 &&
     (cd "$TMP" && LD_LIBRARY_PATH="$TMP/prefix/lib" LD_PRELOAD="${PY_PRELOAD:-}" PYTHONPATH="$TMP/site" python3 -c \
         'import kvz; print(kvz.__version__, kvz.library_version(), kvz.__file__)') >"$TMP/pyv" 2>&1 &&
-    grep -q "^0.3.12 0.3.12 $TMP/site/kvz/__init__.py" "$TMP/pyv"; then
-    ok "pip install python/: the package loads the installed libkvz (0.3.12)"
+    grep -q "^0.3.13 0.3.13 $TMP/site/kvz/__init__.py" "$TMP/pyv"; then
+    ok "pip install python/: the package loads the installed libkvz (0.3.13)"
 elif grep -q "satisfies the requirement setuptools\|No matching distribution found for setuptools" "$TMP/pip.log"; then
     echo "note: pip reaches no package index for setuptools here (offline): pip install python/ not tried"
 else
