@@ -272,6 +272,12 @@ static void describe_config(kvz_compiler *c)
     c->config_id = kvz_config_id(c->config);
 }
 
+/* SnapKV smooths its window scores; ChunkKV sums them over chunks instead. */
+static int32_t window_pool(const kvz_compiler *c)
+{
+    return c->opts.sel.method == KVZ_METHOD_SNAPKV ? c->opts.pool : 0;
+}
+
 /* window: what the segment's window methods used (the options' text) */
 static void fill_manifest(const kvz_compiler *c, kvz_manifest *m, int32_t window)
 {
@@ -292,7 +298,7 @@ static void fill_manifest(const kvz_compiler *c, kvz_manifest *m, int32_t window
     m->value_group = c->value_group;
     m->fp16_tokens = o->fp16_tokens;
     int n = snprintf(m->options, sizeof m->options, "chunk=%u reuse=%u window=%d pool=%d beta=%g decay=%g%s",
-                     o->sel.chunk, o->sel.reuse, window, o->pool, o->sel.beta, o->sel.decay,
+                     o->sel.chunk, o->sel.reuse, window, window_pool(c), o->sel.beta, o->sel.decay,
                      o->question ? " query-aware" : "");
     /* the method's own parameter, for a reader that does not parse `config` */
     size_t used = n < 0 ? 0 : (size_t)n < sizeof m->options ? (size_t)n : sizeof m->options - 1;
@@ -822,12 +828,6 @@ static void relay(void *ctx, int64_t tokens)
                                : prefill_work(r, r->n) + (r->pass - 1) * pass_work(r, r->n) +
                                      pass_work(r, (double)tokens);
     r->fn(r->ctx, r->base + (int64_t)((double)r->n * (done < total ? done / total : 1.0)));
-}
-
-/* SnapKV smooths its window scores; ChunkKV sums them over chunks instead. */
-static int32_t window_pool(const kvz_compiler *c)
-{
-    return c->opts.sel.method == KVZ_METHOD_SNAPKV ? c->opts.pool : 0;
 }
 
 /* Scores of the segment in the context (prefilled). */

@@ -74,6 +74,10 @@ for label in labels:
                                                              "options", "compiler", "config", "summary")]:
             if a != b:
                 print(f"{label} segment {i['segment']}: {what}: read {a}, kvz says {b}"); bad += 1
+        # options as the segment used them: only SnapKV max-pools its window scores
+        pool = "pool=7" if m["method"] == "snapkv" else "pool=0"
+        if pool not in m["options"].split():
+            print(f"{label} segment {i['segment']}: options '{m['options']}' lack {pool}"); bad += 1
         # the sections' bytes and the table (header, table, trailer) make up the whole file
         sb = i["section_bytes"]
         if sum(sb.values()) != i["bytes"] or sb["table"] != 64 + 48 * r["sections"] + 16:
