@@ -81,7 +81,29 @@ typedef struct put_if_absent {
     int how; /* KVZ_TRANSFER_HELD_ONLY, KVZ_TRANSFER_WHOLE_FORM */
 } put_if_absent;
 
-typedef enum stored_copy { STORED_SAME, STORED_OTHER_BYTES, STORED_DAMAGED, STORED_OTHER_CUT } stored_copy;
+typedef enum stored_copy {
+    STORED_SAME,
+    STORED_OTHER_BYTES,
+    STORED_DAMAGED,
+    STORED_OTHER_CUT,      /* another cut, compiled earlier than the incoming one */
+    STORED_NEWER_OTHER_CUT /* another cut, compiled later */
+} stored_copy;
+
+/* Of two cuts of one segment, whether the stored one is the later compile:
+ * by the manifests' times, at equal times the later way of cutting (SPEC.md
+ * §8), then the larger bytes, so that the order two copies arrive in never
+ * decides. */
+static int stored_cut_is_later(const kvz_artifact *stored, const kvz_artifact *incoming)
+{
+    const kvz_manifest *s = &stored->manifest, *i = &incoming->manifest;
+    if (s->created != i->created)
+        return s->created > i->created;
+    if (kvz_manifest_cut_era(s) != kvz_manifest_cut_era(i))
+        return kvz_manifest_cut_era(s) > kvz_manifest_cut_era(i);
+    size_t n = stored->size < incoming->size ? stored->size : incoming->size;
+    int order = memcmp(stored->data, incoming->data, n);
+    return order != 0 ? order > 0 : stored->size > incoming->size;
+}
 
 /* What the stored copy is beside the incoming one (verified), opened once:
  * with the same bytes, or sound, it is kept. With other bytes, failing its
@@ -106,7 +128,7 @@ static stored_copy classify_stored(const void *val, size_t len, const put_if_abs
         int32_t *tokens = malloc((n ? n : 1) * sizeof *tokens);
         if (tokens && kvz_artifact_read_tokens(&incoming, tokens) == KVZ_OK &&
             !kvz_artifact_holds_tokens(&stored, tokens, n))
-            what = STORED_OTHER_CUT;
+            what = stored_cut_is_later(&stored, &incoming) ? STORED_NEWER_OTHER_CUT : STORED_OTHER_CUT;
         free(tokens);
     }
     kvz_error_clear();
@@ -123,6 +145,8 @@ static int put_if_absent_fn(kvz_store_txn *t, void *ctx)
     stored_copy stored = rc == KVZ_OK ? classify_stored(v, n, p, !(p->how & KVZ_TRANSFER_HELD_ONLY)) : STORED_SAME;
     if (rc == KVZ_OK && stored == STORED_OTHER_BYTES)
         return p->outcome = KVZ_ARTIFACT_OTHER_BYTES, KVZ_OK;
+    if (rc == KVZ_OK && stored == STORED_NEWER_OTHER_CUT)
+        return p->outcome = KVZ_ARTIFACT_NEWER_CUT, KVZ_OK;
     if (rc == KVZ_OK && stored == STORED_DAMAGED)
         p->outcome = KVZ_ARTIFACT_REPAIRED;
     else if (rc == KVZ_OK && stored == STORED_OTHER_CUT) {
@@ -223,6 +247,19 @@ int kvz_transfer_loses(kvz_store *s, const char *name, const kvz_doc_record *inc
     return rc;
 }
 
+/* Of two forms of one configuration of one content with other artifacts
+ * (segments cut otherwise, SPEC.md §8), whether the stored one stays: the
+ * later compile; at equal times the one whose ids compare larger, so that
+ * the order two stores or bundles arrive in does not decide. */
+static int entry_stays(const kvz_doc_entry *have, const kvz_doc_entry *e)
+{
+    if (have->created != e->created)
+        return have->created > e->created;
+    uint32_t n = have->n_segments < e->n_segments ? have->n_segments : e->n_segments;
+    int order = memcmp(have->artifact_ids, e->artifact_ids, (size_t)n * 16);
+    return order != 0 ? order > 0 : have->n_segments > e->n_segments;
+}
+
 int kvz_doc_record_put(kvz_store_txn *t, const char *name, const kvz_doc_record *incoming,
                        int replace_other_content, kvz_entry_outcome *outcomes, uint32_t *dropped)
 {
@@ -258,15 +295,24 @@ int kvz_doc_record_put(kvz_store_txn *t, const char *name, const kvz_doc_record 
         if (have && !replace_other_content && have->n_segments == e->n_segments &&
             memcmp(have->artifact_ids, e->artifact_ids, (size_t)e->n_segments * 16) == 0) {
             outcomes[i] = KVZ_ENTRY_PRESENT;
+            kvz_doc_entry *kept = &rec.entries[have - rec.entries];
             /* compiled again elsewhere: the later time, so that which form is a
              * document's newest does not hang on the order stores and bundles arrive */
-            if (e->created > have->created) {
-                rec.entries[have - rec.entries].created = e->created;
+            if (e->created > kept->created) {
+                kept->created = e->created;
+                changed = 1;
+            }
+            if (e->stored_bytes != kept->stored_bytes) { /* what the store holds, as the transfer counted it */
+                kept->stored_bytes = e->stored_bytes;
                 changed = 1;
             }
             continue;
         }
-        outcomes[i] = fresh;
+        if (have && !replace_other_content && entry_stays(have, e)) {
+            outcomes[i] = KVZ_ENTRY_KEPT_NEWER; /* another cut of this form, compiled later: kept */
+            continue;
+        }
+        outcomes[i] = have && !replace_other_content ? KVZ_ENTRY_REPLACED : fresh;
         rc = kvz_doc_record_set(&rec, e);
         changed = 1;
     }
@@ -335,22 +381,36 @@ static int document_put_fn(kvz_store_txn *t, void *ctx)
             p->outcomes[i] = KVZ_ENTRY_KEPT_NEWER;
         return KVZ_OK;
     }
-    for (uint32_t k = 0; k < p->incoming->n_entries; k++) {
+    /* the entries as the store holds them: each form's bytes those of the
+     * artifacts stored under its ids (a copy with other bytes may have been
+     * kept, SPEC.md §7) */
+    kvz_doc_entry *entries = malloc(p->incoming->n_entries * sizeof *entries);
+    if (!entries)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    int rc = KVZ_OK;
+    for (uint32_t k = 0; k < p->incoming->n_entries && rc == KVZ_OK; k++) {
         const kvz_doc_entry *e = &p->incoming->entries[k];
-        for (uint32_t i = 0; i < e->n_segments; i++) {
+        entries[k] = *e;
+        entries[k].stored_bytes = 0;
+        for (uint32_t i = 0; i < e->n_segments && rc == KVZ_OK; i++) {
             const void *v;
-            size_t n;
-            int rc = kvz_store_get(t, KVZ_DB_ARTIFACTS, e->artifact_ids[i], 16, &v, &n);
+            size_t n = 0;
+            rc = kvz_store_get(t, KVZ_DB_ARTIFACTS, e->artifact_ids[i], 16, &v, &n);
             if (rc == KVZ_ERR_NOT_FOUND) {
                 char id[33];
                 kvz_hex(e->artifact_ids[i], 16, id);
-                return kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s': artifact %s (segment %u of %u) is not in the store",
-                                  p->name, id, i + 1, e->n_segments);
+                rc = kvz_errorf(KVZ_ERR_NOT_FOUND, "'%s': artifact %s (segment %u of %u) is not in the store",
+                                p->name, id, i + 1, e->n_segments);
             }
-            KVZ_TRY(rc);
+            entries[k].stored_bytes += n;
         }
     }
-    return kvz_doc_record_put(t, p->name, p->incoming, 0, p->outcomes, NULL);
+    kvz_doc_record held = *p->incoming;
+    held.entries = entries;
+    if (rc == KVZ_OK)
+        rc = kvz_doc_record_put(t, p->name, &held, 0, p->outcomes, NULL);
+    free(entries);
+    return rc;
 }
 
 int kvz_transfer_document(kvz_store *s, const char *name, const kvz_doc_record *incoming,

@@ -41,12 +41,15 @@ typedef enum kvz_artifact_outcome {
     KVZ_ARTIFACT_ABSENT = 3,   /* KVZ_TRANSFER_HELD_ONLY: not in the store, not written */
     KVZ_ARTIFACT_RECUT = 4,    /* the stored copy held other tokens: its document cut into other
                                   segments under the same ids (kvz before 0.3.3 or 0.3.11), replaced */
-    KVZ_ARTIFACT_OTHER_BYTES = 5 /* the store had it with other bytes, sound: kept. The same compile
-                                    run twice (its time is in the manifest; another thread count or
-                                    CPU rounds its sums otherwise), another name in its manifest, or a
-                                    kvz of another encoder */
+    KVZ_ARTIFACT_OTHER_BYTES = 5, /* the store had it with other bytes, sound: kept. The same compile
+                                     run twice (its time is in the manifest; another thread count or
+                                     CPU rounds its sums otherwise), another name in its manifest, or a
+                                     kvz of another encoder */
+    KVZ_ARTIFACT_NEWER_CUT = 6    /* the stored copy held other tokens (another cut, as RECUT) and was
+                                     compiled later (its manifest's time; at equal times, by a kvz of
+                                     the later cut): kept, whatever order the two arrive in */
 } kvz_artifact_outcome;
-#define KVZ_ARTIFACT_OUTCOMES 6
+#define KVZ_ARTIFACT_OUTCOMES 7
 
 /* How kvz_transfer_artifact writes. */
 enum {
@@ -64,9 +67,10 @@ enum {
  * copy with other bytes that fails its checks (damaged on disk) is replaced:
  * bringing a good copy again is how a receiver without the sources mends it.
  * A stored copy, sound, whose tokens are not the incoming one's (SPEC.md §8:
- * two cuts of a document under the same ids) is replaced with
- * KVZ_TRANSFER_WHOLE_FORM, kept with KVZ_TRANSFER_HELD_ONLY, and else refused
- * (KVZ_ERR_FORMAT: one segment of a cut among the other's would lose text). */
+ * two cuts of a document under the same ids) is kept where it was compiled
+ * later (KVZ_ARTIFACT_NEWER_CUT); else replaced with KVZ_TRANSFER_WHOLE_FORM,
+ * kept with KVZ_TRANSFER_HELD_ONLY, and otherwise refused (KVZ_ERR_FORMAT:
+ * one segment of a cut among the other's would lose text). */
 int kvz_transfer_artifact(kvz_store *s, const uint8_t id[16], const void *bytes, size_t len, int how,
                           kvz_artifact_outcome *outcome);
 

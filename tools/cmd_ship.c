@@ -866,7 +866,8 @@ int cmd_unpack(int argc, char **argv)
                "already there", a.store, counts[KVZ_ENTRY_ADDED], counts[KVZ_ENTRY_PRESENT],
                counts[KVZ_ENTRY_REPLACED], counts[KVZ_ENTRY_KEPT_NEWER],
                u.artifacts[KVZ_ARTIFACT_ADDED] + u.artifacts[KVZ_ARTIFACT_REPAIRED] + u.artifacts[KVZ_ARTIFACT_RECUT],
-               u.artifacts[KVZ_ARTIFACT_PRESENT] + u.artifacts[KVZ_ARTIFACT_OTHER_BYTES]);
+               u.artifacts[KVZ_ARTIFACT_PRESENT] + u.artifacts[KVZ_ARTIFACT_OTHER_BYTES] +
+                   u.artifacts[KVZ_ARTIFACT_NEWER_CUT]);
         if (u.artifacts[KVZ_ARTIFACT_ABSENT])
             printf(", %zu not written (only documents left alone use them)", u.artifacts[KVZ_ARTIFACT_ABSENT]);
         printf("\n");
@@ -876,7 +877,11 @@ int cmd_unpack(int argc, char **argv)
             printf("%zu damaged artifact(s) replaced by the bundle's good copy\n", repaired);
         if (u.artifacts[KVZ_ARTIFACT_RECUT])
             printf("%zu artifact(s) of another cut of their document (a kvz before 0.3.3, or before 0.3.11, cut "
-                   "some documents into other segments under the same ids) replaced by the bundle's\n", u.artifacts[KVZ_ARTIFACT_RECUT]);
+                   "some documents into other segments under the same ids), compiled earlier, replaced by the "
+                   "bundle's\n", u.artifacts[KVZ_ARTIFACT_RECUT]);
+        if (u.artifacts[KVZ_ARTIFACT_NEWER_CUT])
+            printf("%zu artifact(s) of another cut of their document, compiled later than the bundle's, kept\n",
+                   u.artifacts[KVZ_ARTIFACT_NEWER_CUT]);
         if (a.prune)
             printf("%zu document(s) pruned, %.1f KB that no document used freed\n", pruned.documents,
                    pruned.bytes / 1024.0);
@@ -895,7 +900,7 @@ typedef struct merge_ctx {
     const char *into_dir;
     prefix_cache prefixes;
     const char *source;
-    size_t counts[4], artifacts_added, repaired, recut, bad, other_bytes;
+    size_t counts[4], artifacts_added, repaired, recut, newer_cut, bad, other_bytes;
     int into_failed; /* a write into DIR failed: DIR's fault (a damaged DIR), not the source's */
     name_set *names; /* --prune: every source document's name, else NULL */
     content_winners winners; /* several sources: the content each name goes to */
@@ -948,10 +953,12 @@ static int merge_artifacts(merge_ctx *m, const char *doc, const kvz_doc_entry *e
         if (rc == KVZ_OK)
             rc = kvz_transfer_artifact(m->into, e->artifact_ids[s], a->data, a->size, KVZ_TRANSFER_WHOLE_FORM, &o);
         m->into_failed = rc != KVZ_OK;
-        m->artifacts_added += rc == KVZ_OK && o != KVZ_ARTIFACT_PRESENT && o != KVZ_ARTIFACT_OTHER_BYTES;
+        m->artifacts_added += rc == KVZ_OK && o != KVZ_ARTIFACT_PRESENT && o != KVZ_ARTIFACT_OTHER_BYTES &&
+                              o != KVZ_ARTIFACT_NEWER_CUT;
         m->other_bytes += rc == KVZ_OK && o == KVZ_ARTIFACT_OTHER_BYTES;
         m->repaired += rc == KVZ_OK && o == KVZ_ARTIFACT_REPAIRED;
         m->recut += rc == KVZ_OK && o == KVZ_ARTIFACT_RECUT;
+        m->newer_cut += rc == KVZ_OK && o == KVZ_ARTIFACT_NEWER_CUT;
     }
     free(segments);
     return rc;
@@ -1140,7 +1147,9 @@ int cmd_merge(int argc, char **argv)
         if (m.repaired)
             printf("; %zu damaged artifact(s) replaced by a good copy", m.repaired);
         if (m.recut)
-            printf("; %zu artifact(s) of another cut of their document (an older kvz's) replaced", m.recut);
+            printf("; %zu artifact(s) of another cut of their document, compiled earlier, replaced", m.recut);
+        if (m.newer_cut)
+            printf("; %zu artifact(s) of another cut of their document, compiled later, kept", m.newer_cut);
         if (a.prune && !m.bad)
             printf("; %zu document(s) pruned, %.1f KB that no document used freed", pruned.documents,
                    pruned.bytes / 1024.0);
@@ -1553,6 +1562,10 @@ static int import_file(import_ctx *c, const char *path, const import_piece *piec
                m->summary[0] ? m->summary : m->method,
                loses == KVZ_STAYS_SAME_TIME ? "at the same time (the content hashes decide)" : "later",
                o == KVZ_ARTIFACT_REPAIRED ? " (its artifact mended a damaged copy another document uses)" : "");
+    else if (rc == KVZ_OK && !c->quiet && complete && filed == KVZ_ENTRY_KEPT_NEWER)
+        printf("%s: %s segment %u of %u (%s): left alone, the store holds this form cut into other segments, "
+               "compiled later\n", path, cli_shown(shown, m->doc_name, strlen(m->doc_name)), m->segment + 1,
+               m->n_segments, m->summary[0] ? m->summary : m->method);
     else if (rc == KVZ_OK && !c->quiet)
         printf("%s: %s segment %u of %u (%s)%s%s\n", path, cli_shown(shown, m->doc_name, strlen(m->doc_name)),
                m->segment + 1, m->n_segments,
@@ -1562,12 +1575,14 @@ static int import_file(import_ctx *c, const char *path, const import_piece *piec
                : o == KVZ_ARTIFACT_OTHER_BYTES
                    ? ", already in the store with other bytes (the same compile run twice: at another time, on "
                      "another machine; or another document name in the manifest): the store's kept"
-               : o == KVZ_ARTIFACT_RECUT   ? ", replacing the store's segment of another cut of the document (an "
-                                             "older kvz's)"
+               : o == KVZ_ARTIFACT_RECUT   ? ", replacing the store's segment of another cut of the document, "
+                                             "compiled earlier"
+               : o == KVZ_ARTIFACT_NEWER_CUT ? ", already in the store as a segment of another cut of the document, "
+                                               "compiled later: the store's kept"
                                            : ", replacing a damaged copy in the store",
                !complete                        ? "; the document appears when all its segments are imported"
-               : filed == KVZ_ENTRY_REPLACED ? "; it replaced the other content under the name (compiled earlier, "
-                                               "or at the same time with a smaller content hash)"
+               : filed == KVZ_ENTRY_REPLACED ? "; it replaced the other content, or another cut of this form, under "
+                                               "the name (compiled earlier, or at the same time)"
                                              : "");
     free(data);
     return rc == KVZ_OK ? KVZ_OK : kvz_error_context(rc, "%s", path);

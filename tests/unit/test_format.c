@@ -191,10 +191,12 @@ static void fill_manifest(kvz_manifest *m, uint32_t bits)
 
 /* A small artifact: head (l, h) keeps every (l + h + 1)-th token. */
 static int build_token_shift; /* another cut of the document: other tokens under the same manifest */
+static uint64_t build_created; /* the manifest's compile time */
 
 static uint8_t *build(uint32_t bits, size_t *size, kvz_manifest *m, float **keys, float **values)
 {
     fill_manifest(m, bits);
+    m->created = build_created;
     kvz_artifact_writer *w = kvz_artifact_writer_new(3);
     int32_t tokens[TOKENS];
     for (int i = 0; i < TOKENS; i++)
@@ -726,6 +728,67 @@ static void test_transfer_takes_later_times(void **state)
     kvz_store_close(s);
 }
 
+/* One configuration of one content cut into other segments (other ids: a kvz
+ * before 0.3.3 cut some documents otherwise): the later compile's form stays
+ * whatever order the two arrive in, at equal times the larger ids; and a
+ * form's bytes are those of the artifacts the store holds. */
+static void test_transfer_other_cut_by_time(void **state)
+{
+    (void)state;
+    uint8_t ids[6][16] = {{1}, {2}, {3}, {4}, {5}, {6}}; /* as put_ids puts them: 1 byte each */
+    kvz_doc_entry old_cut = entry_at(1, 100, &ids[0]), new_cut = entry_at(1, 200, &ids[1]);
+    old_cut.stored_bytes = new_cut.stored_bytes = 999; /* what the sender counted */
+    kvz_doc_record older = {.doc_hash = {0xa0}, .n_entries = 1, .entries = &old_cut};
+    kvz_doc_record newer = {.doc_hash = {0xa0}, .n_entries = 1, .entries = &new_cut};
+    for (int order = 0; order < 2; order++) {
+        kvz_store *s;
+        CHECK_OK(kvz_store_open(&s, test_tmp_path(order ? "cut-time-on" : "cut-time-no"), KVZ_STORE_CREATE));
+        CHECK_OK(kvz_store_write(s, put_ids, ids));
+        kvz_entry_outcome o;
+        CHECK_OK(kvz_transfer_document(s, "doc", order ? &newer : &older, &o));
+        assert_int_equal(o, KVZ_ENTRY_ADDED);
+        CHECK_OK(kvz_transfer_document(s, "doc", order ? &older : &newer, &o));
+        assert_int_equal(o, order ? KVZ_ENTRY_KEPT_NEWER : KVZ_ENTRY_REPLACED);
+        kvz_store_txn *t;
+        const void *v;
+        size_t len;
+        kvz_doc_record r;
+        CHECK_OK(kvz_store_read_begin(s, &t));
+        CHECK_OK(kvz_store_get(t, KVZ_DB_DOCS, "doc", 3, &v, &len));
+        CHECK_OK(kvz_doc_record_decode(v, len, &r));
+        assert_int_equal(r.n_entries, 1);
+        assert_int_equal(r.entries[0].created, 200);
+        assert_memory_equal(r.entries[0].artifact_ids[0], ids[1], 16);
+        assert_int_equal(r.entries[0].stored_bytes, 1); /* the stored artifact's, not the 999 said */
+        kvz_doc_record_free(&r);
+        kvz_store_read_end(t);
+        kvz_store_close(s);
+    }
+    /* at equal times the larger ids, in both orders */
+    kvz_doc_entry tie_a = entry_at(1, 300, &ids[2]), tie_b = entry_at(1, 300, &ids[3]);
+    kvz_doc_record ra = {.doc_hash = {0xa0}, .n_entries = 1, .entries = &tie_a};
+    kvz_doc_record rb = {.doc_hash = {0xa0}, .n_entries = 1, .entries = &tie_b};
+    for (int order = 0; order < 2; order++) {
+        kvz_store *s;
+        CHECK_OK(kvz_store_open(&s, test_tmp_path(order ? "cut-tie-ab" : "cut-tie-ba"), KVZ_STORE_CREATE));
+        CHECK_OK(kvz_store_write(s, put_ids, ids));
+        kvz_entry_outcome o;
+        CHECK_OK(kvz_transfer_document(s, "doc", order ? &ra : &rb, &o));
+        CHECK_OK(kvz_transfer_document(s, "doc", order ? &rb : &ra, &o));
+        kvz_store_txn *t;
+        const void *v;
+        size_t len;
+        kvz_doc_record r;
+        CHECK_OK(kvz_store_read_begin(s, &t));
+        CHECK_OK(kvz_store_get(t, KVZ_DB_DOCS, "doc", 3, &v, &len));
+        CHECK_OK(kvz_doc_record_decode(v, len, &r));
+        assert_memory_equal(r.entries[0].artifact_ids[0], ids[3], 16);
+        kvz_doc_record_free(&r);
+        kvz_store_read_end(t);
+        kvz_store_close(s);
+    }
+}
+
 /* Content that loses to the store's under its name is known before any of
  * its artifacts is written (kvz_transfer_loses), and its document put then
  * needs none of them; content that wins still needs them all. */
@@ -800,9 +863,9 @@ static void test_transfer_mends_damaged_artifacts(void **state)
     size_t cut_size;
     kvz_manifest cut_m;
     float *cut_keys, *cut_values;
-    build_token_shift = 1;
+    build_token_shift = 1, build_created = 10; /* compiled after `good` (time 0) */
     uint8_t *cut_otherwise = build(4, &cut_size, &cut_m, &cut_keys, &cut_values);
-    build_token_shift = 0;
+    build_token_shift = 0, build_created = 0;
     kvz_artifact a;
     CHECK_OK(kvz_artifact_open(&a, good, size));
     int32_t tokens[TOKENS];
@@ -819,6 +882,14 @@ static void test_transfer_mends_damaged_artifacts(void **state)
     assert_int_equal(o, KVZ_ARTIFACT_OTHER_BYTES);
     CHECK_OK(kvz_transfer_artifact(s, id, cut_otherwise, cut_size, KVZ_TRANSFER_WHOLE_FORM, &o));
     assert_int_equal(o, KVZ_ARTIFACT_RECUT);
+    CHECK_OK(kvz_store_read_begin(s, &t));
+    CHECK_OK(kvz_store_get(t, KVZ_DB_ARTIFACTS, id, 16, &v, &len));
+    assert_int_equal(len, cut_size);
+    assert_memory_equal(v, cut_otherwise, cut_size);
+    kvz_store_read_end(t);
+    /* the earlier cut brought again, whole: the later one stays, whatever the order */
+    CHECK_OK(kvz_transfer_artifact(s, id, good, size, KVZ_TRANSFER_WHOLE_FORM, &o));
+    assert_int_equal(o, KVZ_ARTIFACT_NEWER_CUT);
     CHECK_OK(kvz_store_read_begin(s, &t));
     CHECK_OK(kvz_store_get(t, KVZ_DB_ARTIFACTS, id, 16, &v, &len));
     assert_int_equal(len, cut_size);
@@ -1316,6 +1387,7 @@ int main(void)
         cmocka_unit_test(test_store_empty_then_written),
         cmocka_unit_test(test_store_reads_after_killed_readers),
         cmocka_unit_test(test_cut_eras),
+        cmocka_unit_test(test_transfer_other_cut_by_time),
     };
     test_filters_from_env(tests);
     return cmocka_run_group_tests(tests, NULL, NULL);
