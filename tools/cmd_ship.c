@@ -220,13 +220,15 @@ static int pack_doc(void *ctx, const char *doc, kvz_doc_record *rec)
     for (uint32_t i = 0; i < rec->n_entries && !any; i++)
         any = pack_takes(p, &rec->entries[i]);
     if (any && kvz_utf8_valid_length((const uint8_t *)doc, strlen(doc)) != strlen(doc)) {
-        /* a file's name may be any bytes; a manifest's (JSON) only text */
-        char shown[CLI_SHOWN_MAX];
+        /* a file's name may be any bytes; a manifest's (JSON) only text. The
+         * message holds it raw: printed, the whole message is escaped once */
         rc = kvz_errorf(KVZ_ERR_UNSUPPORTED, "'%s': its name is not UTF-8, which a bundle's manifest cannot hold "
-                        "(rename the file and compile it again)", cli_shown(shown, doc, strlen(doc)));
+                        "(rename the file and compile it again)", doc);
         if (!p->all)
             return rc;
-        fprintf(stderr, "kvz pack: left out: %s\n", kvz_last_error());
+        fprintf(stderr, "kvz pack: left out: ");
+        cli_put_shown(stderr, kvz_last_error());
+        fputc('\n', stderr);
         kvz_error_clear();
         p->unnameable++;
         return KVZ_OK;
@@ -1058,9 +1060,9 @@ int cmd_merge(int argc, char **argv)
         "single compile would have (up to roundings: shards compiled on another CPU or\n"
         "thread count hold other bytes under the same ids; DIR's are kept, and how many\n"
         "differed is said). Every artifact is verified before it is written;\n"
-        "a document is written after its artifacts. A damaged document in a source is\n"
-        "reported and skipped (exit status 4); content it would have replaced under its\n"
-        "name is merged instead.\n"
+        "a document is written after its artifacts. A damaged form of a document in a\n"
+        "source is reported and skipped (exit status 4), its sound forms merged; content\n"
+        "a whole damaged document would have replaced under its name is merged instead.\n"
         "When a name holds other content in two places, the newer compile wins, for\n"
         "the whole document (all its forms; at equal times the larger content hash, so\n"
         "two stores give the same documents in either order, DIR or a source); each name\n"

@@ -947,6 +947,11 @@ grep -qF './bad\xff.txt ' "$TMP/o" && [ $rc -eq 5 ] && grep -qF "kvz pack: left 
     "$KVZ" unpack "$TMP/clash/R.tar.zst" --check --json | grep -c '"document"' | grep -qx 1 &&
     ok "a name that is not UTF-8: ls shows \\xff, pack --all leaves it out (exit 5) and packs the rest" ||
     { fail "a name that is not UTF-8: pack exit $rc"; cat "$TMP/o"; }
+# asked for by name: refused (exit 5), the name escaped once as ls shows it (it was escaped twice)
+"$KVZ" pack --store "$TMP/clash/R" --doc "$(printf './bad\377.txt')" -o "$TMP/clash/one.tar.zst" >"$TMP/o" 2>&1; rc=$?
+[ $rc -eq 5 ] && grep -qF "kvz pack: './bad\\xff.txt': its name is not UTF-8" "$TMP/o" &&
+    ok "pack --doc of a name that is not UTF-8: exit 5, shown as ls shows it" ||
+    { fail "pack --doc of a name that is not UTF-8: exit $rc"; cat "$TMP/o"; }
 
 # ---- the same compile elsewhere, one clock: other bytes said, the default form agreed, ------
 # ---- dates ahead of the clock said by every transfer, ties said as ties ----------------------
