@@ -135,7 +135,9 @@ static int quota_of(const char *cgroup_file, const char *mountinfo_file, int v2)
             break;
         *slash = '\0';
     }
-    return tightest > 0 ? (int)ceil(tightest - 1e-9) : 0;
+    if (tightest <= 0)
+        return 0;
+    return tightest >= 1 << 20 ? 1 << 20 : (int)ceil(tightest - 1e-9); /* no limit worth the name */
 }
 
 int kvz_cpu_quota_from(const char *cgroup_path_file, const char *mountinfo_path)

@@ -802,6 +802,17 @@ static int on_read_only_mount(const char *dir)
     return statvfs(dir, &fs) == 0 && (fs.f_flag & ST_RDONLY);
 }
 
+/* Whether lock.mdb (else, where it is missing, the folder) is on a read-only
+ * mount: LMDB reads without the lock there (a writable lock.mdb bound over
+ * a read-only store keeps it). */
+static int lock_on_read_only_mount(const char *dir, const char *lock_path)
+{
+    struct statvfs fs;
+    if (statvfs(lock_path, &fs) == 0)
+        return (fs.f_flag & ST_RDONLY) != 0;
+    return on_read_only_mount(dir);
+}
+
 /* Whether a process holds LMDB's lock on lock.mdb (every process with the
  * store open does, reader or writer, in any pid namespace): read without the
  * lock file then, a reader could read pages a writer reuses. */
@@ -857,12 +868,12 @@ static int open_environment(kvz_store *s, const char *data_path, int flags, int 
      * EACCES first when lock.mdb is not this user's to write: read it the
      * same way there. Either way no reader there holds the lock: not while
      * another process has the store open (a writer elsewhere may reuse pages). */
-    int busy = readonly && on_read_only_mount(dir) && lock_held_elsewhere(lock_path);
+    int busy = readonly && lock_on_read_only_mount(dir, lock_path) && lock_held_elsewhere(lock_path);
     int rc = busy ? EACCES : create_env(s, fresh, initial_map_bytes);
     /* MDB_NOTLS: read transactions may move between threads of a server */
     if (rc == 0)
         rc = mdb_env_open(s->env, dir, MDB_NOTLS | (readonly ? MDB_RDONLY : 0), 0666);
-    if (rc == EACCES && !busy && readonly && on_read_only_mount(dir)) {
+    if (rc == EACCES && !busy && readonly && on_read_only_mount(dir) && !(busy = lock_held_elsewhere(lock_path))) {
         mdb_env_close(s->env);
         s->env = NULL;
         if ((rc = create_env(s, fresh, initial_map_bytes)) == 0)

@@ -89,17 +89,18 @@ typedef enum stored_copy {
     STORED_NEWER_OTHER_CUT /* another cut, compiled later */
 } stored_copy;
 
-/* Of two cuts of one segment, whether the stored one is the later compile:
- * by the manifests' times, at equal times the later way of cutting (SPEC.md
- * §8), then the larger bytes, so that the order two copies arrive in never
- * decides. */
+/* Of two cuts of one segment, whether the stored one stays: the later way of
+ * cutting (SPEC.md §8: two cuts of one form come from kvz of two ways, so
+ * every segment of a form is decided alike), then the later compile (the
+ * manifests' times), then the larger bytes, so that the order two copies
+ * arrive in never decides. */
 static int stored_cut_is_later(const kvz_artifact *stored, const kvz_artifact *incoming)
 {
     const kvz_manifest *s = &stored->manifest, *i = &incoming->manifest;
-    if (s->created != i->created)
-        return s->created > i->created;
     if (kvz_manifest_cut_era(s) != kvz_manifest_cut_era(i))
         return kvz_manifest_cut_era(s) > kvz_manifest_cut_era(i);
+    if (s->created != i->created)
+        return s->created > i->created;
     size_t n = stored->size < incoming->size ? stored->size : incoming->size;
     int order = memcmp(stored->data, incoming->data, n);
     return order != 0 ? order > 0 : stored->size > incoming->size;
@@ -309,10 +310,10 @@ int kvz_doc_record_put(kvz_store_txn *t, const char *name, const kvz_doc_record 
             continue;
         }
         if (have && !replace_other_content && entry_stays(have, e)) {
-            outcomes[i] = KVZ_ENTRY_KEPT_NEWER; /* another cut of this form, compiled later: kept */
+            outcomes[i] = KVZ_ENTRY_CUT_KEPT; /* another cut of this form, compiled later: kept */
             continue;
         }
-        outcomes[i] = have && !replace_other_content ? KVZ_ENTRY_REPLACED : fresh;
+        outcomes[i] = have && !replace_other_content ? KVZ_ENTRY_CUT_REPLACED : fresh;
         rc = kvz_doc_record_set(&rec, e);
         changed = 1;
     }

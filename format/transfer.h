@@ -45,9 +45,9 @@ typedef enum kvz_artifact_outcome {
                                      run twice (its time is in the manifest; another thread count or
                                      CPU rounds its sums otherwise), another name in its manifest, or a
                                      kvz of another encoder */
-    KVZ_ARTIFACT_NEWER_CUT = 6    /* the stored copy held other tokens (another cut, as RECUT) and was
-                                     compiled later (its manifest's time; at equal times, by a kvz of
-                                     the later cut): kept, whatever order the two arrive in */
+    KVZ_ARTIFACT_NEWER_CUT = 6    /* the stored copy held other tokens (another cut, as RECUT) and is
+                                     the later cut (a kvz of the later way of cutting; of the same
+                                     way, compiled later): kept, whatever order the two arrive in */
 } kvz_artifact_outcome;
 #define KVZ_ARTIFACT_OUTCOMES 7
 
@@ -67,8 +67,8 @@ enum {
  * copy with other bytes that fails its checks (damaged on disk) is replaced:
  * bringing a good copy again is how a receiver without the sources mends it.
  * A stored copy, sound, whose tokens are not the incoming one's (SPEC.md §8:
- * two cuts of a document under the same ids) is kept where it was compiled
- * later (KVZ_ARTIFACT_NEWER_CUT); else replaced with KVZ_TRANSFER_WHOLE_FORM,
+ * two cuts of a document under the same ids) is kept where it is the later
+ * cut (KVZ_ARTIFACT_NEWER_CUT); else replaced with KVZ_TRANSFER_WHOLE_FORM,
  * kept with KVZ_TRANSFER_HELD_ONLY, and otherwise refused (KVZ_ERR_FORMAT:
  * one segment of a cut among the other's would lose text). */
 int kvz_transfer_artifact(kvz_store *s, const uint8_t id[16], const void *bytes, size_t len, int how,
@@ -97,8 +97,12 @@ typedef enum kvz_entry_outcome {
     KVZ_ENTRY_ADDED = 0,     /* a new configuration of the document */
     KVZ_ENTRY_PRESENT = 1,   /* the store had this configuration already */
     KVZ_ENTRY_REPLACED = 2,  /* the name held other content, older: replaced */
-    KVZ_ENTRY_KEPT_NEWER = 3 /* the name holds other content, newer: left alone */
+    KVZ_ENTRY_KEPT_NEWER = 3, /* the name holds other content, newer: left alone */
+    KVZ_ENTRY_CUT_REPLACED = 4, /* the store had this configuration of this content cut into other
+                                   segments (another kvz's cut, SPEC.md §8), compiled earlier: replaced */
+    KVZ_ENTRY_CUT_KEPT = 5      /* ... compiled later: the store's kept */
 } kvz_entry_outcome;
+#define KVZ_ENTRY_OUTCOMES 6
 
 /* A content's claim to a name: the compile time of its newest configuration
  * and its content hash. */

@@ -627,12 +627,19 @@ static void say_left_alone(const char *command, const char *name, const char *fr
                                        : "the store's was compiled later");
 }
 
+/* Whether a form's outcome wrote it. */
+static int entry_written(kvz_entry_outcome o)
+{
+    return o == KVZ_ENTRY_ADDED || o == KVZ_ENTRY_REPLACED || o == KVZ_ENTRY_CUT_REPLACED;
+}
+
 /* A document, all its configurations at once, into the store; counts[o]:
  * how many configurations had outcome o. A name whose other content gave way
  * is said on stderr (with `from`, the source; NULL: quiet): two teams' names
  * can collide, and a count alone does not say which document changed. */
-static int put_document(kvz_store *s, const char *name, const kvz_doc_record *rec, size_t counts[4],
-                        const char *command, const char *from, future_dates *future)
+static int put_document(kvz_store *s, const char *name, const kvz_doc_record *rec,
+                        size_t counts[KVZ_ENTRY_OUTCOMES], const char *command, const char *from,
+                        future_dates *future)
 {
     kvz_entry_outcome *o = calloc(rec->n_entries ? rec->n_entries : 1, sizeof *o);
     if (!o)
@@ -640,8 +647,14 @@ static int put_document(kvz_store *s, const char *name, const kvz_doc_record *re
     int rc = kvz_transfer_document(s, name, rec, o);
     for (uint32_t i = 0; i < rec->n_entries && rc == KVZ_OK; i++) {
         counts[o[i]]++;
-        if (future && (o[i] == KVZ_ENTRY_ADDED || o[i] == KVZ_ENTRY_REPLACED)) /* written */
+        if (future && entry_written(o[i]))
             future_dates_add(future, rec->entries[i].created);
+        if ((o[i] == KVZ_ENTRY_CUT_REPLACED || o[i] == KVZ_ENTRY_CUT_KEPT) && from) {
+            char shown[CLI_SHOWN_MAX];
+            fprintf(stderr, "kvz %s: %s: its form %016llx, cut into other segments by another kvz: %s\n", command,
+                    cli_shown(shown, name, strlen(name)), (unsigned long long)rec->entries[i].config_id,
+                    o[i] == KVZ_ENTRY_CUT_KEPT ? "the store's, compiled later, kept" : "replaced by this one, compiled later");
+        }
     }
     if (rc == KVZ_OK && rec->n_entries && o[0] == KVZ_ENTRY_REPLACED && from) {
         char shown[CLI_SHOWN_MAX];
@@ -840,7 +853,7 @@ int cmd_unpack(int argc, char **argv)
         st = unpack_wanted(&u, &m);
     if (st == KVZ_OK)
         st = kvz_bundle_read(file, &lim, &write, NULL);
-    size_t counts[4] = {0};
+    size_t counts[KVZ_ENTRY_OUTCOMES] = {0};
     for (size_t d = 0; d < m.n_docs && st == KVZ_OK; d++)
         st = put_document(u.store, m.docs[d].name, &m.docs[d].record, counts, "unpack", a.quiet ? NULL : shown,
                           NULL); /* its dates are said from the bundle's manifest, before writing */
@@ -866,7 +879,8 @@ int cmd_unpack(int argc, char **argv)
         printf("unpacked into %s: %zu form(s) added, %zu already there, %zu replaced older content, "
                "%zu left alone (the store's content under the name wins); %zu artifact(s) written, %zu "
                "already there", a.store, counts[KVZ_ENTRY_ADDED], counts[KVZ_ENTRY_PRESENT],
-               counts[KVZ_ENTRY_REPLACED], counts[KVZ_ENTRY_KEPT_NEWER],
+               counts[KVZ_ENTRY_REPLACED] + counts[KVZ_ENTRY_CUT_REPLACED],
+               counts[KVZ_ENTRY_KEPT_NEWER] + counts[KVZ_ENTRY_CUT_KEPT],
                u.artifacts[KVZ_ARTIFACT_ADDED] + u.artifacts[KVZ_ARTIFACT_REPAIRED] + u.artifacts[KVZ_ARTIFACT_RECUT],
                u.artifacts[KVZ_ARTIFACT_PRESENT] + u.artifacts[KVZ_ARTIFACT_OTHER_BYTES] +
                    u.artifacts[KVZ_ARTIFACT_NEWER_CUT]);
@@ -879,10 +893,11 @@ int cmd_unpack(int argc, char **argv)
             printf("%zu damaged artifact(s) replaced by the bundle's good copy\n", repaired);
         if (u.artifacts[KVZ_ARTIFACT_RECUT])
             printf("%zu artifact(s) of another cut of their document (a kvz before 0.3.3, or before 0.3.11, cut "
-                   "some documents into other segments under the same ids), compiled earlier, replaced by the "
-                   "bundle's\n", u.artifacts[KVZ_ARTIFACT_RECUT]);
+                   "some documents into other segments under the same ids) replaced by the bundle's, the later "
+                   "cut\n", u.artifacts[KVZ_ARTIFACT_RECUT]);
         if (u.artifacts[KVZ_ARTIFACT_NEWER_CUT])
-            printf("%zu artifact(s) of another cut of their document, compiled later than the bundle's, kept\n",
+            printf("%zu artifact(s) of another cut of their document, the later cut (a later kvz's, or compiled "
+                   "later), kept against the bundle's\n",
                    u.artifacts[KVZ_ARTIFACT_NEWER_CUT]);
         if (a.prune)
             printf("%zu document(s) pruned, %.1f KB that no document used freed\n", pruned.documents,
@@ -902,7 +917,7 @@ typedef struct merge_ctx {
     const char *into_dir;
     prefix_cache prefixes;
     const char *source;
-    size_t counts[4], artifacts_added, repaired, recut, newer_cut, bad, other_bytes;
+    size_t counts[KVZ_ENTRY_OUTCOMES], artifacts_added, repaired, recut, newer_cut, bad, other_bytes;
     int into_failed; /* a write into DIR failed: DIR's fault (a damaged DIR), not the source's */
     name_set *names; /* --prune: every source document's name, else NULL */
     content_winners winners; /* several sources: the content each name goes to */
@@ -1145,13 +1160,15 @@ int cmd_merge(int argc, char **argv)
     if (!a.quiet) {
         printf("merged %d store(s) into %s: %zu form(s) added, %zu already there, %zu replaced older "
                "content, %zu left alone (DIR's or another source's content wins); %zu artifact(s) written; %zu damaged skipped",
-               argc - optind, a.into, m.counts[0], m.counts[1], m.counts[2], m.counts[3], m.artifacts_added, m.bad);
+               argc - optind, a.into, m.counts[KVZ_ENTRY_ADDED], m.counts[KVZ_ENTRY_PRESENT],
+               m.counts[KVZ_ENTRY_REPLACED] + m.counts[KVZ_ENTRY_CUT_REPLACED],
+               m.counts[KVZ_ENTRY_KEPT_NEWER] + m.counts[KVZ_ENTRY_CUT_KEPT], m.artifacts_added, m.bad);
         if (m.repaired)
             printf("; %zu damaged artifact(s) replaced by a good copy", m.repaired);
         if (m.recut)
-            printf("; %zu artifact(s) of another cut of their document, compiled earlier, replaced", m.recut);
+            printf("; %zu artifact(s) of another cut of their document replaced by the later cut", m.recut);
         if (m.newer_cut)
-            printf("; %zu artifact(s) of another cut of their document, compiled later, kept", m.newer_cut);
+            printf("; %zu artifact(s) of another cut of their document, the later cut, kept", m.newer_cut);
         if (a.prune && !m.bad)
             printf("; %zu document(s) pruned, %.1f KB that no document used freed", pruned.documents,
                    pruned.bytes / 1024.0);
@@ -1555,7 +1572,7 @@ static int import_file(import_ctx *c, const char *path, const import_piece *piec
         kvz_doc_record r = one_form(m, &form);
         loses = stays_why(c->store, m->doc_name, &r);
     }
-    if (rc == KVZ_OK && complete && (filed == KVZ_ENTRY_ADDED || filed == KVZ_ENTRY_REPLACED))
+    if (rc == KVZ_OK && complete && entry_written(filed))
         future_dates_add(&c->future, form_created);
     char shown[CLI_SHOWN_MAX];
     if (rc == KVZ_OK && !c->quiet && loses)
@@ -1564,9 +1581,9 @@ static int import_file(import_ctx *c, const char *path, const import_piece *piec
                m->summary[0] ? m->summary : m->method,
                loses == KVZ_STAYS_SAME_TIME ? "at the same time (the content hashes decide)" : "later",
                o == KVZ_ARTIFACT_REPAIRED ? " (its artifact mended a damaged copy another document uses)" : "");
-    else if (rc == KVZ_OK && !c->quiet && complete && filed == KVZ_ENTRY_KEPT_NEWER)
-        printf("%s: %s segment %u of %u (%s): left alone, the store holds this form cut into other segments, "
-               "compiled later\n", path, cli_shown(shown, m->doc_name, strlen(m->doc_name)), m->segment + 1,
+    else if (rc == KVZ_OK && !c->quiet && complete && filed == KVZ_ENTRY_CUT_KEPT)
+        printf("%s: %s segment %u of %u (%s): left alone, the store holds this form cut into other segments by "
+               "another kvz, compiled later\n", path, cli_shown(shown, m->doc_name, strlen(m->doc_name)), m->segment + 1,
                m->n_segments, m->summary[0] ? m->summary : m->method);
     else if (rc == KVZ_OK && !c->quiet)
         printf("%s: %s segment %u of %u (%s)%s%s\n", path, cli_shown(shown, m->doc_name, strlen(m->doc_name)),
@@ -1577,14 +1594,16 @@ static int import_file(import_ctx *c, const char *path, const import_piece *piec
                : o == KVZ_ARTIFACT_OTHER_BYTES
                    ? ", already in the store with other bytes (the same compile run twice: at another time, on "
                      "another machine; or another document name in the manifest): the store's kept"
-               : o == KVZ_ARTIFACT_RECUT   ? ", replacing the store's segment of another cut of the document, "
-                                             "compiled earlier"
+               : o == KVZ_ARTIFACT_RECUT   ? ", replacing the store's segment of another cut of the document "
+                                             "(the earlier cut)"
                : o == KVZ_ARTIFACT_NEWER_CUT ? ", already in the store as a segment of another cut of the document, "
-                                               "compiled later: the store's kept"
+                                               "the later cut: the store's kept"
                                            : ", replacing a damaged copy in the store",
                !complete                        ? "; the document appears when all its segments are imported"
-               : filed == KVZ_ENTRY_REPLACED ? "; it replaced the other content, or another cut of this form, under "
-                                               "the name (compiled earlier, or at the same time)"
+               : filed == KVZ_ENTRY_REPLACED ? "; it replaced the other content under the name (compiled earlier, "
+                                               "or at the same time with a smaller content hash)"
+               : filed == KVZ_ENTRY_CUT_REPLACED ? "; it replaced this form cut into other segments by another kvz, "
+                                                   "compiled earlier"
                                              : "");
     free(data);
     return rc == KVZ_OK ? KVZ_OK : kvz_error_context(rc, "%s", path);
