@@ -317,10 +317,10 @@ static int forms_loaded(kvz_engine *e, const query_args *a, const kvz_session_op
                 pick = i;
         }
         out[d] = (loaded_form){0};
-        if (pick != SIZE_MAX)
+        if (pick != SIZE_MAX) {
             out[d] = (loaded_form){forms[pick].number, forms[pick].id, {0}};
-        if (pick != SIZE_MAX)
             snprintf(out[d].summary, sizeof out[d].summary, "%s", forms[pick].summary);
+        }
         kvz_free(forms);
     }
     return KVZ_OK;

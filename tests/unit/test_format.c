@@ -624,20 +624,39 @@ static int put_ids(kvz_store_txn *t, void *ctx)
     return KVZ_OK;
 }
 
-/* The stored record of `name`: its content hash's first byte and its config ids' sum. */
-static void stored(kvz_store *s, const char *name, uint8_t *hash0, uint64_t *configs, uint32_t *n)
+/* The stored record of `name`, decoded (free it with kvz_doc_record_free). */
+static void stored_record(kvz_store *s, const char *name, kvz_doc_record *r)
 {
     kvz_store_txn *t;
     const void *v;
     size_t len;
-    kvz_doc_record r;
     CHECK_OK(kvz_store_read_begin(s, &t));
     CHECK_OK(kvz_store_get(t, KVZ_DB_DOCS, name, strlen(name), &v, &len));
-    CHECK_OK(kvz_doc_record_decode(v, len, &r));
+    CHECK_OK(kvz_doc_record_decode(v, len, r));
+    kvz_store_read_end(t);
+}
+
+/* The stored record of `name`: its content hash's first byte and its config ids' sum. */
+static void stored(kvz_store *s, const char *name, uint8_t *hash0, uint64_t *configs, uint32_t *n)
+{
+    kvz_doc_record r;
+    stored_record(s, name, &r);
     *hash0 = r.doc_hash[0], *n = r.n_entries, *configs = 0;
     for (uint32_t i = 0; i < r.n_entries; i++)
         *configs += r.entries[i].config_id;
     kvz_doc_record_free(&r);
+}
+
+/* The store holds `bytes` under artifact `id`, and nothing else. */
+static void assert_stored_artifact(kvz_store *s, const uint8_t id[16], const void *bytes, size_t size)
+{
+    kvz_store_txn *t;
+    const void *v;
+    size_t len;
+    CHECK_OK(kvz_store_read_begin(s, &t));
+    CHECK_OK(kvz_store_get(t, KVZ_DB_ARTIFACTS, id, 16, &v, &len));
+    assert_int_equal(len, size);
+    assert_memory_equal(v, bytes, size);
     kvz_store_read_end(t);
 }
 
@@ -715,19 +734,13 @@ static void test_transfer_takes_later_times(void **state)
     assert_int_equal(o[0], KVZ_ENTRY_PRESENT);
     CHECK_OK(kvz_transfer_document(s, "doc", &c, o));
     assert_int_equal(o[0], KVZ_ENTRY_PRESENT);
-    kvz_store_txn *t;
-    const void *v;
-    size_t len;
     kvz_doc_record r;
-    CHECK_OK(kvz_store_read_begin(s, &t));
-    CHECK_OK(kvz_store_get(t, KVZ_DB_DOCS, "doc", 3, &v, &len));
-    CHECK_OK(kvz_doc_record_decode(v, len, &r));
+    stored_record(s, "doc", &r);
     assert_int_equal(r.n_entries, 2);
     assert_int_equal(kvz_doc_record_find(&r, 1)->created, 500); /* the later time taken */
     assert_int_equal(kvz_doc_record_find(&r, 2)->created, 300); /* an earlier one left alone */
     assert_int_equal(kvz_doc_record_newest(&r, NULL)->config_id, 1);
     kvz_doc_record_free(&r);
-    kvz_store_read_end(t);
     kvz_store_close(s);
 }
 
@@ -752,19 +765,13 @@ static void test_transfer_other_cut_by_time(void **state)
         assert_int_equal(o, KVZ_ENTRY_ADDED);
         CHECK_OK(kvz_transfer_document(s, "doc", order ? &older : &newer, &o));
         assert_int_equal(o, order ? KVZ_ENTRY_CUT_KEPT : KVZ_ENTRY_CUT_REPLACED);
-        kvz_store_txn *t;
-        const void *v;
-        size_t len;
         kvz_doc_record r;
-        CHECK_OK(kvz_store_read_begin(s, &t));
-        CHECK_OK(kvz_store_get(t, KVZ_DB_DOCS, "doc", 3, &v, &len));
-        CHECK_OK(kvz_doc_record_decode(v, len, &r));
+        stored_record(s, "doc", &r);
         assert_int_equal(r.n_entries, 1);
         assert_int_equal(r.entries[0].created, 200);
         assert_memory_equal(r.entries[0].artifact_ids[0], ids[1], 16);
         assert_int_equal(r.entries[0].stored_bytes, 1); /* the stored artifact's, not the 999 said */
         kvz_doc_record_free(&r);
-        kvz_store_read_end(t);
         kvz_store_close(s);
     }
     /* at equal times the larger ids, in both orders */
@@ -778,16 +785,10 @@ static void test_transfer_other_cut_by_time(void **state)
         kvz_entry_outcome o;
         CHECK_OK(kvz_transfer_document(s, "doc", order ? &ra : &rb, &o));
         CHECK_OK(kvz_transfer_document(s, "doc", order ? &rb : &ra, &o));
-        kvz_store_txn *t;
-        const void *v;
-        size_t len;
         kvz_doc_record r;
-        CHECK_OK(kvz_store_read_begin(s, &t));
-        CHECK_OK(kvz_store_get(t, KVZ_DB_DOCS, "doc", 3, &v, &len));
-        CHECK_OK(kvz_doc_record_decode(v, len, &r));
+        stored_record(s, "doc", &r);
         assert_memory_equal(r.entries[0].artifact_ids[0], ids[3], 16);
         kvz_doc_record_free(&r);
-        kvz_store_read_end(t);
         kvz_store_close(s);
     }
 }
@@ -855,14 +856,7 @@ static void test_transfer_mends_damaged_artifacts(void **state)
     uint8_t *other = build(8, &other_size, &other_m, &other_keys, &other_values);
     CHECK_OK(kvz_transfer_artifact(s, id, other, other_size, 0, &o));
     assert_int_equal(o, KVZ_ARTIFACT_OTHER_BYTES); /* said, not taken for the same */
-    kvz_store_txn *t;
-    const void *v;
-    size_t len;
-    CHECK_OK(kvz_store_read_begin(s, &t));
-    CHECK_OK(kvz_store_get(t, KVZ_DB_ARTIFACTS, id, 16, &v, &len));
-    assert_int_equal(len, size);
-    assert_memory_equal(v, good, size);
-    kvz_store_read_end(t);
+    assert_stored_artifact(s, id, good, size);
     size_t cut_size;
     kvz_manifest cut_m;
     float *cut_keys, *cut_values;
@@ -885,19 +879,11 @@ static void test_transfer_mends_damaged_artifacts(void **state)
     assert_int_equal(o, KVZ_ARTIFACT_OTHER_BYTES);
     CHECK_OK(kvz_transfer_artifact(s, id, cut_otherwise, cut_size, KVZ_TRANSFER_WHOLE_FORM, &o));
     assert_int_equal(o, KVZ_ARTIFACT_RECUT);
-    CHECK_OK(kvz_store_read_begin(s, &t));
-    CHECK_OK(kvz_store_get(t, KVZ_DB_ARTIFACTS, id, 16, &v, &len));
-    assert_int_equal(len, cut_size);
-    assert_memory_equal(v, cut_otherwise, cut_size);
-    kvz_store_read_end(t);
+    assert_stored_artifact(s, id, cut_otherwise, cut_size);
     /* the earlier cut brought again, whole: the later one stays, whatever the order */
     CHECK_OK(kvz_transfer_artifact(s, id, good, size, KVZ_TRANSFER_WHOLE_FORM, &o));
     assert_int_equal(o, KVZ_ARTIFACT_NEWER_CUT);
-    CHECK_OK(kvz_store_read_begin(s, &t));
-    CHECK_OK(kvz_store_get(t, KVZ_DB_ARTIFACTS, id, 16, &v, &len));
-    assert_int_equal(len, cut_size);
-    assert_memory_equal(v, cut_otherwise, cut_size);
-    kvz_store_read_end(t);
+    assert_stored_artifact(s, id, cut_otherwise, cut_size);
     /* the way of cutting decides before the time (every segment of a form alike): a
      * kvz 0.3.2 cut compiled later still gives way to the current cut */
     size_t old_size;
