@@ -14,6 +14,7 @@
 #include "model/utf8.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -278,6 +279,18 @@ static int32_t window_pool(const kvz_compiler *c)
     return c->opts.sel.method == KVZ_METHOD_SNAPKV ? c->opts.pool : 0;
 }
 
+/* printf to `text` at `used` (its length so far); the new length, at most size - 1 */
+__attribute__((format(printf, 4, 5))) static size_t append_option(char *text, size_t size, size_t used,
+                                                                  const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(text + used, size - used, fmt, ap);
+    va_end(ap);
+    size_t grown = used + (n < 0 ? 0 : (size_t)n);
+    return grown < size ? grown : size - 1;
+}
+
 /* window: what the segment's window methods used (the options' text) */
 static void fill_manifest(const kvz_compiler *c, kvz_manifest *m, int32_t window)
 {
@@ -297,17 +310,25 @@ static void fill_manifest(const kvz_compiler *c, kvz_manifest *m, int32_t window
     m->key_group = o->key_group;
     m->value_group = c->value_group;
     m->fp16_tokens = o->fp16_tokens;
-    int n = snprintf(m->options, sizeof m->options, "chunk=%u reuse=%u window=%d pool=%d beta=%g decay=%g%s",
-                     o->sel.chunk, o->sel.reuse, window, window_pool(c), o->sel.beta, o->sel.decay,
-                     o->question ? " query-aware" : "");
+    char *opt = m->options;
+    size_t size = sizeof m->options;
+    size_t used = append_option(opt, size, 0, "chunk=%u window=%d pool=%d", o->sel.chunk, window, window_pool(c));
+    /* the options with no "none" value only where they acted */
+    if (o->sel.chunk)
+        used = append_option(opt, size, used, " reuse=%u", o->sel.reuse);
+    if (o->sel.shape == KVZ_SHAPE_PYRAMID)
+        used = append_option(opt, size, used, " beta=%g", (double)o->sel.beta);
+    if (o->sel.shape == KVZ_SHAPE_DECAY)
+        used = append_option(opt, size, used, " decay=%g", (double)o->sel.decay);
+    if (o->question)
+        used = append_option(opt, size, used, " query-aware");
     /* the method's own parameter, for a reader that does not parse `config` */
-    size_t used = n < 0 ? 0 : (size_t)n < sizeof m->options ? (size_t)n : sizeof m->options - 1;
     if (o->sel.method == KVZ_METHOD_KVZIP)
-        snprintf(m->options + used, sizeof m->options - used, " kvzip_chunk=%d", o->kvzip_chunk);
+        append_option(opt, size, used, " kvzip_chunk=%d", o->kvzip_chunk);
     else if (o->sel.method == KVZ_METHOD_RECENT)
-        snprintf(m->options + used, sizeof m->options - used, " sinks=%u", o->sel.sinks);
+        append_option(opt, size, used, " sinks=%u", o->sel.sinks);
     else if (o->sel.method == KVZ_METHOD_RANDOM)
-        snprintf(m->options + used, sizeof m->options - used, " seed=%llu", (unsigned long long)o->sel.seed);
+        append_option(opt, size, used, " seed=%llu", (unsigned long long)o->sel.seed);
     snprintf(m->compiler, sizeof m->compiler, "kvz %s", KVZ_VERSION_STRING);
     m->created = kvz_created_time();
     snprintf(m->config, sizeof m->config, "%s", c->config);
@@ -1087,6 +1108,8 @@ int kvz_compile_document(kvz_compiler *c, const char *name, const char *text, si
     }
     kvz_segments segs;
     KVZ_TRY(kvz_segment_text(c->model->tokenizer, text, len, c->segment_limit, &segs));
+    r->untokenized = segs.dropped;
+    r->first_untokenized = segs.first_dropped;
     uint32_t n_seg = (uint32_t)segs.len;
     uint8_t (*ids)[16] = calloc(n_seg ? n_seg : 1, 16);
     uint8_t **bytes = calloc(n_seg ? n_seg : 1, sizeof *bytes);

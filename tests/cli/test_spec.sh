@@ -14,8 +14,10 @@ if ! python3 -c 'import numpy, zstandard, xxhash' 2>"$TMP/e"; then
 fi
 
 # label, then compile options: segments (a large compile reserve), whole heads
-# at 2 bits (heads left with f16 pairs only), SnapKV at 8 bits, ChunkKV at 16
-set -- "seg:--reserve 7700" "head2:--level head --bits 2" "snap8:--method snapkv --ratio 0.2 --bits 8" \
+# at 2 bits (heads left with f16 pairs only), SnapKV at 8 bits under the
+# pyramid budget, ChunkKV at 16
+set -- "seg:--reserve 7700" "head2:--level head --bits 2" \
+    "snap8:--method snapkv --ratio 0.2 --bits 8 --budget-shape pyramid" \
     "chunk16:--method chunkkv --bits 16"
 for variant in "$@"; do
     label=${variant%%:*}
@@ -78,6 +80,13 @@ for label in labels:
         pool = "pool=7" if m["method"] == "snapkv" else "pool=0"
         if pool not in m["options"].split():
             print(f"{label} segment {i['segment']}: options '{m['options']}' lack {pool}"); bad += 1
+        # and name reuse, beta and decay only where they acted
+        names = {o.split("=")[0] for o in m["options"].split()}
+        chunked = "chunk=0" not in m["options"].split()
+        for name, acted in (("reuse", chunked), ("beta", m["budget_shape"] == "pyramid"),
+                            ("decay", m["budget_shape"] == "decay")):
+            if (name in names) != acted:
+                print(f"{label} segment {i['segment']}: options '{m['options']}' and {name}"); bad += 1
         # the sections' bytes and the table (header, table, trailer) make up the whole file
         sb = i["section_bytes"]
         if sum(sb.values()) != i["bytes"] or sb["table"] != 64 + 48 * r["sections"] + 16:
