@@ -96,6 +96,8 @@ typedef struct kvz_doc_result {
                               * another name): nothing computed, not in kept/total_pairs */
     uint32_t dropped_forms;  /* the name held other content: its compiled forms in other
                               * configurations, gone with it (a document is one content) */
+    uint64_t untokenized;    /* bytes the model's vocabulary has no token for: left out */
+    uint8_t first_untokenized; /* the first of them */
     double prefill_s, score_s, write_s;
 } kvz_doc_result;
 

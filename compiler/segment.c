@@ -39,6 +39,7 @@ static int add_segment(kvz_segments *s, size_t start, size_t len, kvz_tokens *to
 static int count_tokens(const kvz_tokenizer *t, const char *text, size_t len, kvz_tokens *out)
 {
     out->len = 0;
+    out->dropped = 0;
     return kvz_tokenize(t, text, len, 0, out);
 }
 
@@ -254,6 +255,8 @@ int kvz_segment_text(const kvz_tokenizer *t, const char *text, size_t len, int32
         return kvz_errorf(KVZ_ERR_ARG, "segment limit of %d tokens is too small", max_tokens);
     kvz_tokens toks = {0}, piece = {0};
     int rc = count_tokens(t, text, len, &toks);
+    out->dropped = toks.dropped; /* the pieces below leave out the same bytes */
+    out->first_dropped = toks.first_dropped;
     if (rc == KVZ_OK && toks.len <= (size_t)max_tokens) {
         rc = add_segment(out, 0, len, &toks);
         kvz_tokens_free(&toks);

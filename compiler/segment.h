@@ -19,6 +19,8 @@ typedef struct kvz_segment {
 typedef struct kvz_segments {
     kvz_segment *items;
     size_t len, cap;
+    size_t dropped;        /* bytes of the text the vocabulary has no token for (left out) */
+    uint8_t first_dropped; /* the first of them */
 } kvz_segments;
 
 /* Split text[0..len) into segments of at most max_tokens tokens each. */

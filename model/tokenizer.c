@@ -515,8 +515,8 @@ static void queue_pair(const kvz_tokenizer *t, bpe_scratch *s, int32_t left)
 static int bpe_piece(const kvz_tokenizer *t, bpe_scratch *s, const uint8_t *p, size_t n,
                      kvz_tokens *out)
 {
-    if (n == 1)
-        return t->byte_token[p[0]] >= 0 ? kvz_tokens_push(out, t->byte_token[p[0]]) : KVZ_OK;
+    if (n == 1 && t->byte_token[p[0]] >= 0)
+        return kvz_tokens_push(out, t->byte_token[p[0]]);
     if (n > INT32_MAX / 3)
         return kvz_errorf(KVZ_ERR_RANGE, "tokenizer: a piece of %zu bytes is too long", n);
     KVZ_TRY(scratch_reserve(s, n));
@@ -549,9 +549,15 @@ static int bpe_piece(const kvz_tokenizer *t, bpe_scratch *s, const uint8_t *p, s
         queue_pair(t, s, left->prev);
         queue_pair(t, s, c.left);
     }
-    for (int32_t i = 0; i >= 0; i = s->sym[i].next)
-        if (s->sym[i].id >= 0) /* a byte without a token is dropped */
+    for (int32_t i = 0; i >= 0; i = s->sym[i].next) {
+        if (s->sym[i].id >= 0) {
             KVZ_TRY(kvz_tokens_push(out, s->sym[i].id));
+        } else { /* a byte without a token (merged symbols always have one) is dropped */
+            if (!out->dropped)
+                out->first_dropped = p[i];
+            out->dropped++;
+        }
+    }
     return KVZ_OK;
 }
 

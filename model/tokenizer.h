@@ -25,10 +25,13 @@ typedef enum kvz_token_type {
 
 typedef struct kvz_tokenizer kvz_tokenizer;
 
-/* A growable list of token ids. */
+/* A growable list of token ids, and the bytes of the text tokenized into it
+ * that the vocabulary had no token for (left out: see kvz_tokenize). */
 typedef struct kvz_tokens {
     int32_t *ids;
     size_t len, cap;
+    size_t dropped;        /* bytes left out */
+    uint8_t first_dropped; /* the first of them, where dropped > 0 */
 } kvz_tokens;
 
 int kvz_tokens_push(kvz_tokens *t, int32_t id);
@@ -58,7 +61,7 @@ uint64_t kvz_tokenizer_hash(const kvz_tokenizer *t);
  * byte by byte (the reference, llama.cpp, reads each bad byte as U+FFFD:
  * callers that must agree with it refuse such text); a byte the vocabulary
  * has no token for is dropped, as the reference drops it, so such input does
- * not round-trip. The pre-split's letters, digits and spaces are the
+ * not round-trip (counted in out->dropped). The pre-split's letters, digits and spaces are the
  * reference's (pretokenize.c), whatever Unicode the system's PCRE2 knows. */
 int kvz_tokenize(const kvz_tokenizer *t, const char *text, size_t n, int parse_special,
                  kvz_tokens *out);

@@ -135,7 +135,12 @@ static const char HELP[] =
     "                      document (no such path, a store it cannot open) prints\n"
     "                      no line: the exit code and stderr say why. A\n"
     "                      document's \"kept_fraction\" is null where nothing was\n"
-    "                      computed (unchanged, or its artifacts found stored)\n"
+    "                      computed (unchanged, or its artifacts found stored);\n"
+    "                      \"untokenized_bytes\" counts bytes the model's vocabulary\n"
+    "                      has no token for (SmolLM2: six control characters and\n"
+    "                      the lead bytes of planes 4-11, unassigned), left out of\n"
+    "                      its artifacts as the model's own tokenizer leaves them\n"
+    "                      out (said on its line too)\n"
     "  --quiet             print only skipped and failed documents and errors (no\n"
     "                      progress, no header, no totals)\n"
     "  --no-progress       no progress line (drawn only where stderr is a terminal\n"
@@ -853,6 +858,12 @@ int cmd_compile(int argc, char **argv)
                 snprintf(detail + at, sizeof detail - at, "; changed: its %u compiled form(s) of other "
                          "configurations went with the earlier content", res.dropped_forms);
             }
+            if (res.untokenized) { /* text not in the artifacts: a question about it finds nothing */
+                size_t at = strlen(detail);
+                snprintf(detail + at, sizeof detail - at, "; %llu byte(s) left out: the model's vocabulary has "
+                         "no token for them (the first 0x%02X)", (unsigned long long)res.untokenized,
+                         res.first_untokenized);
+            }
             line(&p, "%s: ", name, detail); /* above the bar on a terminal */
             if (a.json) {
                 printf("{\"document\":");
@@ -865,8 +876,9 @@ int cmd_compile(int argc, char **argv)
                     printf("%.4f", (double)res.kept_pairs / (double)res.total_pairs);
                 else
                     printf("null");
-                printf(",\"dropped_forms\":%u,\"prefill_s\":%.3f,\"score_s\":%.3f,\"write_s\":%.3f}\n",
-                       res.dropped_forms, res.prefill_s, res.score_s, res.write_s);
+                printf(",\"dropped_forms\":%u,\"untokenized_bytes\":%llu,\"prefill_s\":%.3f,\"score_s\":%.3f,"
+                       "\"write_s\":%.3f}\n", res.dropped_forms, (unsigned long long)res.untokenized,
+                       res.prefill_s, res.score_s, res.write_s);
                 fflush(stdout);
             }
         }

@@ -129,6 +129,15 @@ cp "$TMP/corpus/doc0.txt" "$TMP/twins/b.txt"
 grep 'twins/b.txt' "$TMP/o6" | grep -q '"status":"compiled","tokens":[0-9]*,"segments":1,"shared_segments":1,.*"kept_fraction":null' &&
     grep -q "b.txt: .*content compiled before: its .* KB of artifacts were already in the store" "$TMP/e6" &&
     ok "a second copy shares the first one's artifacts, reported so" || { fail "copy under another name"; cat "$TMP/o6" "$TMP/e6"; }
+# bytes the vocabulary has no token for (SmolLM2: 0x04, 0xf1) are left out of the artifacts: said
+mkdir -p "$TMP/untok"
+printf 'A control \004 byte and a plane-4 letter \361\200\200\200 here.\n' >"$TMP/untok/a.txt"
+"$KVZ" compile "$TMP/untok" --store "$TMP/untok_s" --model "$MODEL" --method recent --json >"$TMP/untok.o" 2>"$TMP/untok.e"
+rc=$?
+[ $rc -eq 0 ] && grep -q '"untokenized_bytes":2,' "$TMP/untok.o" && grep -q '"untokenized_bytes":0,' "$TMP/o6" &&
+    grep -q "a.txt: .*; 2 byte(s) left out: the model's vocabulary has no token for them (the first 0x04)" \
+        "$TMP/untok.e" &&
+    ok "bytes without a token: counted and said" || { fail "bytes without a token: exit $rc"; cat "$TMP/untok.o" "$TMP/untok.e"; }
 "$KVZ" stats --store "$TMP/s6" --json >"$TMP/st6" && python3 -c "import json,sys; d=json.load(open(sys.argv[1])); \
 assert d['documents']==2 and d['artifacts']==1 and d['referenced_bytes']==d['artifact_bytes'], d; \
 assert d['configurations_not_broken_out']==0 and len(d['by_config'])==1, d" "$TMP/st6" &&
