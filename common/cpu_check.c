@@ -1,4 +1,8 @@
 /* cpu_check.c — the check itself is compiled for the baseline x86-64. */
+/* (no _FORTIFY_SOURCE here, as a distribution's flags or Ubuntu's compiler set
+ * it: its snprintf is an always-inline wrapper built for MARCH, which GCC
+ * refuses to inline into a baseline function, and the build stops) */
+#undef _FORTIFY_SOURCE
 #include "common/cpu_check.h"
 #include "common/error.h"
 

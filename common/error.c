@@ -1,4 +1,8 @@
 /* error.c — status texts and the per-thread failure message. */
+/* (no _FORTIFY_SOURCE: kvz_errorf is compiled for the baseline x86-64, and
+ * GCC does not inline the fortified vsnprintf and memcpy, built for MARCH,
+ * into it; cpu_check.c says more) */
+#undef _FORTIFY_SOURCE
 #include "common/error.h"
 #include "common/cpu_check.h"
 
