@@ -7,8 +7,10 @@
             print(s.ask("Who signs expense reports?"))
 
 The shared library is found through $KVZ_LIBRARY, then the build folder of the
-source checkout this file is in, then the system's library path (an installed
-libkvz.so); one of another version (major.minor) than this binding is refused.
+source checkout this file is in, then the system's library path: this version's
+soname (libkvz.so.0.3, which a distribution's runtime package holds beside other
+versions'), else any libkvz.so; one of another version (major.minor) than this
+binding is refused.
 Errors the library reports raise kvz.Error with .code (a negative kvz_status)
 and the library's message; an argument of the wrong type or range raises
 TypeError or ValueError before the library is called, as does using an engine
@@ -96,6 +98,16 @@ def _find_library():
         candidate = os.path.join(here, "..", "..", build, "libkvz.so")
         if os.path.exists(candidate):
             return candidate
+    # the Makefile's SO_NAME: before 1.0 the minor version is in it. Asked of the loader
+    # first: find_library takes the first libkvz it sees (another version's, where two
+    # are installed side by side) and, outside ldconfig's cache, only through libkvz.so
+    major, minor = __version__.split(".")[:2]
+    soname = f"libkvz.so.{major}.{minor}" if major == "0" else f"libkvz.so.{major}"
+    try:
+        ctypes.CDLL(soname)
+        return soname
+    except OSError:
+        pass
     found = ctypes.util.find_library("kvz")
     if found:
         return found

@@ -123,4 +123,18 @@ elif grep -q "satisfies the requirement setuptools\|No matching distribution fou
 else
     fail "pip install python/"; cat "$TMP/pip.log" "$TMP/pyv" 2>/dev/null
 fi
+# as a distribution splits it: the runtime package holds libkvz.so.0.3 and no libkvz.so, and
+# another version's runtime (its own soname) may be installed beside it, first on the path
+mkdir -p "$TMP/runtime" "$TMP/other"
+cp "$TMP/prefix/lib/libkvz.so.0.3.13" "$TMP/runtime/" && ln -s libkvz.so.0.3.13 "$TMP/runtime/libkvz.so.0.3"
+printf '%s\n' 'const char *kvz_version(void) { return "0.99.0"; }' 'const char *kvz_strerror(int s) { return ""; }' \
+    'const char *kvz_last_error(void) { return ""; }' >"$TMP/other.c"
+cc -shared -fPIC -Wl,-soname,libkvz.so.0.99 "$TMP/other.c" -o "$TMP/other/libkvz.so.0.99" &&
+    ln -s libkvz.so.0.99 "$TMP/other/libkvz.so.0.99.0" && ln -s libkvz.so.0.99 "$TMP/other/libkvz.so"
+if (cd "$TMP" && LD_LIBRARY_PATH="$TMP/other:$TMP/runtime" LD_PRELOAD="${PY_PRELOAD:-}" PYTHONPATH="$TMP/pysrc" \
+    python3 -c 'import kvz; print(kvz.library_version())') >"$TMP/pyrt" 2>&1 && [ "$(cat "$TMP/pyrt")" = 0.3.13 ]; then
+    ok "the binding loads its own soname (libkvz.so.0.3), not another version installed beside it"
+else
+    fail "the binding with libkvz.so.0.3 and 0.99 installed: $(tail -1 "$TMP/pyrt")"
+fi
 finish API
