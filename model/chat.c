@@ -217,7 +217,7 @@ static int split_at_marker(const kvz_chat *c, const char *system, int want_open,
     if (system)
         msgs[n++] = (kvz_chat_message){"system", system};
     msgs[n++] = (kvz_chat_message){"user", MARK};
-    char *full;
+    char *full = NULL;
     KVZ_TRY(kvz_chat_render(c, msgs, n, 1, &full));
     char *at = strstr(full, MARK);
     KVZ_ASSERT(at);

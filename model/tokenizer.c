@@ -157,8 +157,8 @@ static int load_vocab(kvz_tokenizer *t, const kvz_gguf *g)
     free(tokens);
 
     memset(t->types, KVZ_TOKEN_NORMAL, n);
-    const void *types;
-    uint64_t n_types;
+    const void *types = NULL;
+    uint64_t n_types = 0;
     if (kvz_gguf_find_key(g, "tokenizer.ggml.token_type") >= 0) {
         KVZ_TRY(kvz_gguf_get_array_data(g, "tokenizer.ggml.token_type", KVZ_GGUF_I32, &types,
                                         &n_types));

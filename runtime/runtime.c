@@ -272,7 +272,7 @@ static int plan_layer(kvz_loaded *L, const plan *p, int32_t l, int32_t H, size_t
             r->at[k] = need;
             part_offsets(hc, need, off);
             need = off[5];
-            float *keys, *values;
+            float *keys = NULL, *values = NULL;
             KVZ_TRY(kvz_context_ragged_rows(L->ctx, l, h, row, (int32_t)hc->n, &keys, &values));
             r->jobs[2 * k] = (kvz_kv_load_job){.dst = keys, .shape = hc->keys, .is_keys = 1, .payload = off[1],
                                                .scales = off[2], .positions = off[0]};
@@ -399,7 +399,7 @@ int kvz_load_parts(kvz_model *m, kvz_store *store, const kvz_doc_part *docs, siz
     for (size_t i = 0; i < p.n && rc == KVZ_OK; i++)
         for (int32_t l = 0; l < L && rc == KVZ_OK; l++)
             for (int32_t h = 0; h < H && rc == KVZ_OK; h++) {
-                uint32_t n;
+                uint32_t n = 0;
                 rc = kvz_artifact_kept(&p.items[i].art, (uint16_t)l, (uint16_t)h, &n);
                 loaded[(size_t)l * H + h] += (int32_t)n;
             }
