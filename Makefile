@@ -21,6 +21,8 @@
 #   make demo       compile examples/corpus into a store, inspect it, answer a question
 #   make bench      engine and compile benchmarks beside llama.cpp (bench/RESULTS.md)
 #   make install    kvz, libkvz.a, libkvz.so, kvz.h and kvz.pc under PREFIX (make uninstall)
+#   make install-built  the same, of what BUILD holds as it was built (a package's install
+#                   step: install with other flags, or without MARCH, would rebuild it first)
 #   make help       this list
 #
 # Variables: BUILD (output folder), SANITIZE=1 (or thread: cudasim-race), CUDA=1, CUDASIM=1,
@@ -379,7 +381,8 @@ setup:
 # and a BUILD folder of another name that kvz built (it has build-flags), never
 # one holding a source tree or this one
 clean:
-	rm -rf build build-asan build-clang build-cuda build-sim build-sim-asan build-sim-race build-fuzz
+	rm -rf build build-asan build-clang build-cuda build-sim build-sim-asan build-sim-race build-fuzz \
+	  python/build python/kvz.egg-info
 	@[ ! -f '$(BUILD)/build-flags' ] || [ -e '$(BUILD)/Makefile' ] || \
 	  case '$(CURDIR)/' in '$(abspath $(BUILD))'/*) ;; *) rm -rf '$(BUILD)' ;; esac
 
