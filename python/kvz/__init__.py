@@ -93,11 +93,15 @@ def _find_library():
     explicit = os.environ.get("KVZ_LIBRARY")
     if explicit:
         return explicit
-    here = os.path.dirname(os.path.abspath(__file__))
-    for build in ("build", "build-asan"):  # this checkout's own build first: an install may be older
-        candidate = os.path.join(here, "..", "..", build, "libkvz.so")
-        if os.path.exists(candidate):
-            return candidate
+    # this checkout's own build first: an install may be older. Only in a checkout: an
+    # installed package's folder two up is anyone's (pip --target /tmp/x: /tmp/build)
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    if os.path.isfile(os.path.join(root, "include", "kvz.h")) and \
+            os.path.isfile(os.path.join(root, "python", "kvz", "__init__.py")):
+        for build in ("build", "build-asan"):
+            candidate = os.path.join(root, build, "libkvz.so")
+            if os.path.exists(candidate):
+                return candidate
     # the Makefile's SO_NAME: before 1.0 the minor version is in it. Asked of the loader
     # first: find_library takes the first libkvz it sees (another version's, where two
     # are installed side by side) and, outside ldconfig's cache, only through libkvz.so

@@ -130,11 +130,13 @@ cp "$TMP/prefix/lib/libkvz.so.0.3.13" "$TMP/runtime/" && ln -s libkvz.so.0.3.13 
 printf '%s\n' 'const char *kvz_version(void) { return "0.99.0"; }' 'const char *kvz_strerror(int s) { return ""; }' \
     'const char *kvz_last_error(void) { return ""; }' >"$TMP/other.c"
 cc -shared -fPIC -Wl,-soname,libkvz.so.0.99 "$TMP/other.c" -o "$TMP/other/libkvz.so.0.99" &&
-    ln -s libkvz.so.0.99 "$TMP/other/libkvz.so.0.99.0" && ln -s libkvz.so.0.99 "$TMP/other/libkvz.so"
+    ln -s libkvz.so.0.99 "$TMP/other/libkvz.so"
+# and the binding outside a checkout looks in no build folder two levels up ($TMP/pysrc/kvz/../../build)
+mkdir -p "$TMP/build" && cp "$TMP/other/libkvz.so.0.99" "$TMP/build/libkvz.so"
 if (cd "$TMP" && LD_LIBRARY_PATH="$TMP/other:$TMP/runtime" LD_PRELOAD="${PY_PRELOAD:-}" PYTHONPATH="$TMP/pysrc" \
     python3 -c 'import kvz; print(kvz.library_version())') >"$TMP/pyrt" 2>&1 && [ "$(cat "$TMP/pyrt")" = 0.3.13 ]; then
-    ok "the binding loads its own soname (libkvz.so.0.3), not another version installed beside it"
+    ok "the binding loads its own soname (libkvz.so.0.3), not another version installed beside it nor ../../build's"
 else
-    fail "the binding with libkvz.so.0.3 and 0.99 installed: $(tail -1 "$TMP/pyrt")"
+    fail "the binding with libkvz.so.0.3 installed, 0.99 beside it and in ../../build: $(tail -1 "$TMP/pyrt")"
 fi
 finish API
