@@ -827,22 +827,25 @@ static int lock_held_elsewhere(const char *lock_path)
     return held;
 }
 
-/* A lock.mdb that root's open made for an existing store (LMDB makes one for
- * a reader too) gets data.mdb's owner and group, read-write wherever
- * data.mdb is readable (every reader writes lock.mdb): root's own would lock
- * the store's users out. Through a descriptor of the file found (no link,
- * root's, one name): the folder is its owner's, who could put a link there. */
-static void lock_file_as_data(const char *lock_path, const char *data_path)
+/* A lock.mdb that root's open would make for an existing store (LMDB makes
+ * one for a reader too) is made first, with data.mdb's owner and group,
+ * read-write wherever data.mdb is readable (every reader writes lock.mdb):
+ * root's own would lock the store's users out. Before LMDB opens it, never
+ * after: closing any descriptor of lock.mdb drops every POSIX lock the process
+ * holds on it, LMDB's among them, and without its "in use" lock the next
+ * process to open the store finds itself alone and wipes the reader table,
+ * this process's open reads with it (a writer may then reuse their pages).
+ * O_EXCL: whatever another process put there first (a link too) is left be. */
+static void make_lock_file_as_data(const char *lock_path, const char *data_path)
 {
-    struct stat data, lock;
+    struct stat data;
     if (geteuid() != 0 || stat(data_path, &data) != 0)
         return;
-    int fd = open(lock_path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    int fd = open(lock_path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
     if (fd < 0)
-        return;
+        return; /* there already, or not to be made here: LMDB says what is wrong */
     mode_t readable = data.st_mode & 0444;
-    if (fstat(fd, &lock) == 0 && S_ISREG(lock.st_mode) && lock.st_uid == 0 && lock.st_nlink == 1 &&
-        fchown(fd, data.st_uid, data.st_gid) == 0)
+    if (fchown(fd, data.st_uid, data.st_gid) == 0)
         (void)fchmod(fd, readable | readable >> 1);
     close(fd);
 }
@@ -854,9 +857,9 @@ static int open_environment(kvz_store *s, const char *data_path, int flags, int 
     int readonly = s->readonly;
     char lock_path[4096];
     snprintf(lock_path, sizeof lock_path, "%s/lock.mdb", dir);
-    struct stat lock_st;
-    int lock_existed = lstat(lock_path, &lock_st) == 0;
     int status = fresh ? KVZ_OK : check_meta_pages(dir, data_path);
+    if (status == KVZ_OK && !fresh)
+        make_lock_file_as_data(lock_path, data_path);
     if (status == KVZ_OK)
         status = reserve_lock_file(dir, lock_path, !readonly);
     if (status == KVZ_OK && !readonly)
@@ -888,8 +891,6 @@ static int open_environment(kvz_store *s, const char *data_path, int flags, int 
         status = access_refused(dir, data_path, lock_path, readonly);
     else
         status = rc ? lmdb_error_at(rc, "opening", dir, fresh && !readonly) : KVZ_OK; /* a new one writes */
-    if (status == KVZ_OK && !fresh && !lock_existed)
-        lock_file_as_data(lock_path, data_path);
     if (status == KVZ_OK && !fresh)
         status = check_whole(s, data_path);
     /* Every open frees the reader slots of killed readers: left alone, they

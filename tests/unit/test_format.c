@@ -1343,6 +1343,62 @@ static void test_store_opened_twice_keeps_its_locks(void **state)
     kvz_store_close(a);
 }
 
+/* mdb_reader_list's lines: whether one names process `pid` (ctx). */
+static int names_reader(const char *msg, void *ctx)
+{
+    char pid[32];
+    snprintf(pid, sizeof pid, "%10d ", *(int *)ctx);
+    if (strstr(msg, pid))
+        *(int *)ctx = -1;
+    return 0;
+}
+
+/* A store without its lock.mdb (mdb_copy -c's, a backup's) opened by root:
+ * the lock.mdb made for it is data.mdb's owner's, and making it costs none of
+ * LMDB's locks on it. Closing any descriptor of lock.mdb drops every POSIX
+ * lock the process holds there, LMDB's "in use" lock among them: the next
+ * process to open the store (a nightly compile) found itself alone and wiped
+ * the reader table, this process's open reads with it, whose pages its
+ * writes could then reuse. */
+static void test_store_lock_file_made_by_root_keeps_locks(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        print_message("skipped: root makes lock.mdb as another user's\n");
+        return;
+    }
+    const char *dir = test_tmp_path("no-lock-file");
+    char data[300], lock[300];
+    snprintf(data, sizeof data, "%s/data.mdb", dir);
+    snprintf(lock, sizeof lock, "%s/lock.mdb", dir);
+    kvz_store *s;
+    CHECK_OK(kvz_store_open(&s, dir, KVZ_STORE_CREATE));
+    kvz_store_close(s);
+    assert_int_equal(unlink(lock), 0);
+    assert_int_equal(chown(data, 65534, 65534), 0);
+    CHECK_OK(kvz_store_open(&s, dir, KVZ_STORE_READONLY));
+    struct stat st;
+    assert_int_equal(stat(lock, &st), 0);
+    assert_int_equal(st.st_uid, 65534);
+    kvz_store_txn *t;
+    CHECK_OK(kvz_store_read_begin(s, &t));
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) { /* another process opens the store: it must still see the parent's read */
+        MDB_env *env;
+        int reader = (int)getppid();
+        int ok = mdb_env_create(&env) == 0 && mdb_env_set_maxdbs(env, 8) == 0 &&
+                 mdb_env_set_maxreaders(env, 256) == 0 && mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0) == 0 &&
+                 mdb_reader_list(env, names_reader, &reader) >= 0 && reader == -1;
+        _exit(ok ? 0 : 1);
+    }
+    int status = -1;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    kvz_store_read_end(t);
+    kvz_store_close(s);
+}
+
 /* The ways kvz has cut documents into segments under the same ids (SPEC §8):
  * before 0.3.3, to 0.3.10 (a long line at a token count), since 0.3.11. */
 static void test_cut_eras(void **state)
@@ -1383,6 +1439,7 @@ int main(void)
         cmocka_unit_test(test_atomic_file_new_target_linked_in_place),
         cmocka_unit_test(test_read_regular_file_refuses_a_fifo),
         cmocka_unit_test(test_store_opened_twice_keeps_its_locks),
+        cmocka_unit_test(test_store_lock_file_made_by_root_keeps_locks),
         cmocka_unit_test(test_store_growth_waits_for_other_threads_reads),
         cmocka_unit_test(test_store_empty_then_written),
         cmocka_unit_test(test_store_reads_after_killed_readers),
