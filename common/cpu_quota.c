@@ -1,5 +1,5 @@
-/* cpu_quota.c — a cgroup's CPU bandwidth limit, read from /proc and the
- * cgroup file system (see cpu_quota.h). */
+/* cpu_quota.c — a cgroup's CPU bandwidth and memory limits, read from /proc
+ * and the cgroup file system (see cpu_quota.h). */
 #include "common/cpu_quota.h"
 
 #include <math.h>
@@ -22,8 +22,8 @@ static int list_has(const char *list, const char *name)
 }
 
 /* This process's cgroup: v2's line ("0::PATH"), or the v1 line whose
- * controllers include cpu ("N:cpu,cpuacct:PATH"). */
-static int cgroup_path(const char *file, int v2, char *out, size_t size)
+ * controllers include `controller` ("N:cpu,cpuacct:PATH"). */
+static int cgroup_path(const char *file, int v2, const char *controller, char *out, size_t size)
 {
     FILE *f = fopen(file, "re");
     if (!f)
@@ -39,7 +39,7 @@ static int cgroup_path(const char *file, int v2, char *out, size_t size)
         *controllers++ = '\0';
         *path++ = '\0';
         int is_v2 = strcmp(line, "0") == 0 && *controllers == '\0';
-        if (v2 ? is_v2 : !is_v2 && list_has(controllers, "cpu"))
+        if (v2 ? is_v2 : !is_v2 && list_has(controllers, controller))
             found = snprintf(out, size, "%s", path) < (int)size;
     }
     fclose(f);
@@ -48,7 +48,7 @@ static int cgroup_path(const char *file, int v2, char *out, size_t size)
 
 /* Where that hierarchy is mounted (`point`), and which of its cgroups the
  * mount shows as its top (`root`: a container's own, in its namespace). */
-static int cgroup_mount(const char *file, int v2, char *root, char *point, size_t size)
+static int cgroup_mount(const char *file, int v2, const char *controller, char *root, char *point, size_t size)
 {
     FILE *f = fopen(file, "re");
     if (!f)
@@ -68,7 +68,7 @@ static int cgroup_mount(const char *file, int v2, char *root, char *point, size_
         if (dash < 0 || dash + 1 >= n)
             continue;
         const char *type = field[dash + 1], *super = dash + 3 < n ? field[dash + 3] : "";
-        if (v2 ? strcmp(type, "cgroup2") == 0 : strcmp(type, "cgroup") == 0 && list_has(super, "cpu"))
+        if (v2 ? strcmp(type, "cgroup2") == 0 : strcmp(type, "cgroup") == 0 && list_has(super, controller))
             found = snprintf(root, size, "%s", field[3]) < (int)size && snprintf(point, size, "%s", field[4]) < (int)size;
     }
     fclose(f);
@@ -89,7 +89,7 @@ static double number_in(const char *dir, const char *name)
 }
 
 /* The limit set on one cgroup, in CPUs; 0: none. */
-static double limit_at(const char *dir, int v2)
+static double cpu_limit_at(const char *dir, int v2)
 {
     if (!v2) { /* cfs_quota_us -1: none */
         double quota = number_in(dir, "cpu.cfs_quota_us"), period = number_in(dir, "cpu.cfs_period_us");
@@ -109,11 +109,21 @@ static double limit_at(const char *dir, int v2)
     return q > 0 ? q / period : 0;
 }
 
-static int quota_of(const char *cgroup_file, const char *mountinfo_file, int v2)
+/* The limit set on one cgroup, in bytes; 0: none (v2 "max"; v1 says none
+ * with a number near 2^63, which no machine's memory comes near). */
+static double memory_limit_at(const char *dir, int v2)
+{
+    return number_in(dir, v2 ? "memory.max" : "memory.limit_in_bytes");
+}
+
+/* The tightest limit that limit_at finds on this process's cgroup of
+ * `controller` and the cgroups above it; 0: none. */
+static double tightest_limit(const char *cgroup_file, const char *mountinfo_file, int v2, const char *controller,
+                             double (*limit_at)(const char *dir, int v2))
 {
     char path[4096], root[4096], point[4096], dir[8300];
-    if (!cgroup_path(cgroup_file, v2, path, sizeof path) ||
-        !cgroup_mount(mountinfo_file, v2, root, point, sizeof root))
+    if (!cgroup_path(cgroup_file, v2, controller, path, sizeof path) ||
+        !cgroup_mount(mountinfo_file, v2, controller, root, point, sizeof root))
         return 0;
     /* the cgroup as the mount shows it: below the mount's top */
     const char *below = path;
@@ -135,6 +145,12 @@ static int quota_of(const char *cgroup_file, const char *mountinfo_file, int v2)
             break;
         *slash = '\0';
     }
+    return tightest;
+}
+
+static int quota_of(const char *cgroup_file, const char *mountinfo_file, int v2)
+{
+    double tightest = tightest_limit(cgroup_file, mountinfo_file, v2, "cpu", cpu_limit_at);
     if (tightest <= 0)
         return 0;
     return tightest >= 1 << 20 ? 1 << 20 : (int)ceil(tightest - 1e-9); /* no limit worth the name */
@@ -147,3 +163,11 @@ int kvz_cpu_quota_from(const char *cgroup_path_file, const char *mountinfo_path)
 }
 
 int kvz_cpu_quota(void) { return kvz_cpu_quota_from("/proc/self/cgroup", "/proc/self/mountinfo"); }
+
+double kvz_memory_limit_from(const char *cgroup_path_file, const char *mountinfo_path)
+{
+    double limit = tightest_limit(cgroup_path_file, mountinfo_path, 1, "memory", memory_limit_at);
+    return limit > 0 ? limit : tightest_limit(cgroup_path_file, mountinfo_path, 0, "memory", memory_limit_at);
+}
+
+double kvz_memory_limit(void) { return kvz_memory_limit_from("/proc/self/cgroup", "/proc/self/mountinfo"); }

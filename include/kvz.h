@@ -108,7 +108,11 @@ KVZ_API void kvz_free(void *p);
  * The process: on the CPU, kvz computes with OpenMP threads and OpenBLAS,
  * which it sets to one thread of its own (openblas_set_num_threads(1), for
  * the whole process: a host program that calls the same OpenBLAS gets that
- * too). Where memory cannot be had, kvz's own allocations fail with
+ * too). The engine keeps the model's weights on the CPU as f32 (4 bytes a
+ * weight, made at open: the fastest) where that takes at most a third of the
+ * memory (the physical memory, or this process's cgroup memory limit where
+ * lower: a container's) and 16 GiB, else the file's own blocks, decoded as
+ * they are used. Where memory cannot be had, kvz's own allocations fail with
  * KVZ_ERR_NOMEM, but these two libraries may not: under an address-space
  * limit (RLIMIT_AS, `ulimit -v`) OpenBLAS 0.3.21 retries a failed buffer for
  * ever and libgomp ends the process when it cannot start a thread. Do not

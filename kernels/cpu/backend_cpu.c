@@ -1,6 +1,7 @@
 /*
  * backend_cpu.c — the CPU backend: host memory, OpenMP threads, OpenBLAS.
  */
+#include "common/cpu_quota.h"
 #include "common/error.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_kernels.h"
@@ -469,13 +470,19 @@ static const kvz_backend_ops CPU_OPS = {
     .sample = cpu_sample,
 };
 
-/* f32 weights when they take at most a third of physical memory (and 16 GiB). */
+/* f32 weights when they take at most a third of memory (and 16 GiB): the
+ * physical memory, or the cgroup's limit where lower (a container's: sized
+ * by the node's, an f32 copy of 4 bytes a weight could outgrow the limit the
+ * file's blocks fit, and the kernel ends the process). */
 static kvz_weight_policy resolve_policy(const kvz_backend_config *cfg)
 {
     if (cfg->weights != KVZ_WEIGHTS_AUTO)
         return cfg->weights;
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     double mem = pages > 0 && page > 0 ? (double)pages * (double)page : 8e9;
+    double cgroup = kvz_memory_limit();
+    if (cgroup > 0 && cgroup < mem)
+        mem = cgroup;
     double limit = mem / 3 < 16e9 ? mem / 3 : 16e9;
     return (double)cfg->weight_bytes_hint <= limit ? KVZ_WEIGHTS_F32 : KVZ_WEIGHTS_NATIVE;
 }

@@ -926,6 +926,46 @@ static void test_cpu_quota(void **state)
     assert_true(kvz_cpu_quota() >= 0);
 }
 
+/* A cgroup's memory limit, the tightest up the hierarchy (cgroup v2, then
+ * v1): the AUTO weights policy sizes an f32 copy of the weights by it where
+ * the node's memory, which sysconf reports in a container, is larger. */
+static void test_memory_limit(void **state)
+{
+    (void)state;
+    const char *top = test_tmp_path("memory-cgroups");
+    char v2[300], v1[300], dir[400], cgroup[400], mounts[400], text[1024];
+    snprintf(v2, sizeof v2, "%s/v2", top);
+    snprintf(v1, sizeof v1, "%s/memory", top);
+    snprintf(cgroup, sizeof cgroup, "%s/cgroup", top);
+    snprintf(mounts, sizeof mounts, "%s/mountinfo", top);
+    snprintf(dir, sizeof dir, "%s/kubepods/pod1/c1", v2);
+    put_file(dir, "memory.max", "max\n");
+    snprintf(dir, sizeof dir, "%s/kubepods/pod1", v2);
+    put_file(dir, "memory.max", "2147483648\n"); /* the pod's 2 GiB */
+    snprintf(dir, sizeof dir, "%s/kubepods", v2);
+    put_file(dir, "memory.max", "68719476736\n");
+    put_file(top, "cgroup", "0::/kubepods/pod1/c1\n");
+    snprintf(text, sizeof text, "30 23 0:26 / %s rw,nosuid - cgroup2 cgroup2 rw\n", v2);
+    put_file(top, "mountinfo", text);
+    assert_true(kvz_memory_limit_from(cgroup, mounts) == 2147483648.0);
+    /* v1: its "none" is a number near 2^63; the memory controller's own line and mount */
+    snprintf(dir, sizeof dir, "%s/job", v1);
+    put_file(dir, "memory.limit_in_bytes", "9223372036854771712\n");
+    put_file(v1, "memory.limit_in_bytes", "9223372036854771712\n");
+    put_file(top, "cgroup", "5:memory:/job\n4:cpu,cpuacct:/\n");
+    snprintf(text, sizeof text,
+             "31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n"
+             "35 31 0:32 / %s rw,relatime - cgroup cgroup rw,memory\n", v1);
+    put_file(top, "mountinfo", text);
+    assert_true(kvz_memory_limit_from(cgroup, mounts) > 9e18);
+    put_file(dir, "memory.limit_in_bytes", "536870912\n");
+    assert_true(kvz_memory_limit_from(cgroup, mounts) == 536870912.0);
+    /* no cgroup files at all: 0; this process's: 0 or a size */
+    snprintf(dir, sizeof dir, "%s/none", top);
+    assert_true(kvz_memory_limit_from(dir, mounts) == 0);
+    assert_true(kvz_memory_limit() >= 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -949,6 +989,7 @@ int main(void)
         cmocka_unit_test(test_key_norms),
         cmocka_unit_test(test_sample),
         cmocka_unit_test(test_cpu_quota),
+        cmocka_unit_test(test_memory_limit),
     };
     test_filters_from_env(tests);
     return cmocka_run_group_tests(tests, NULL, NULL);
