@@ -103,7 +103,12 @@ KVZ_API void kvz_free(void *p);
  * a minute) rather than failing. An engine opened on a store whose first
  * compile has committed nothing yet sees that compile's documents once it
  * has. An engine keeps the store it opened: one replaced under it (moved
- * over, removed and made again) is seen by the engines opened after.
+ * over, removed and made again) is seen by the engines opened after. An
+ * engine also reads its model's file, mapped, for as long as it is open
+ * (its vocabulary and some of its weights): replace a model in service by
+ * moving a new file over it (mv, rename), never by writing over it (cp onto
+ * it, truncating it), which ends the process with SIGBUS at its next
+ * question; the same holds for a store's data.mdb.
  *
  * The process: on the CPU, kvz computes with OpenMP threads and OpenBLAS,
  * which it sets to one thread of its own (openblas_set_num_threads(1), for
