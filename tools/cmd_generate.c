@@ -53,9 +53,10 @@ static const char HELP[] =
     "                      or set OMP_WAIT_POLICY=passive (README: threads)\n"
     "  --device D          cpu, cuda or auto (default auto: cuda if built in and a\n"
     "                      GPU of compute capability 8.0+ is present, else cpu)\n"
-    "  --weights W         CPU weight storage: auto, f32 (dequantize at load) or\n"
-    "                      native (keep the file's blocks, decode on the fly; less\n"
-    "                      memory)\n"
+    "  --weights W         CPU weight storage: f32 (dequantize at load), native\n"
+    "                      (keep the file's blocks, decode on the fly; less memory)\n"
+    "                      or auto (the default: f32 where it takes at most a third\n"
+    "                      of the memory, a container's limit counted, and 16 GiB)\n"
     "  --stats             print token counts and speeds to stderr\n";
 
 typedef struct gen_args {

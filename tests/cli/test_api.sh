@@ -58,10 +58,12 @@ MAKEFLAGS= make --no-print-directory -s install-built BUILD="$BUILD" PREFIX="$TM
     && [ -f "$TMP/prefix/include/kvz.h" ] && [ -x "$TMP/prefix/bin/kvz" ] && [ -f "$TMP/prefix/lib/libkvz.a" ] \
     && [ -L "$TMP/prefix/lib/libkvz.so" ] && ok "make install PREFIX=" || { fail "make install"; cat "$TMP/install.log"; }
 export PKG_CONFIG_PATH="$TMP/prefix/lib/pkgconfig"
-[ "$(pkg-config --modversion kvz)" = 0.3.13 ] && ok "pkg-config finds kvz" || fail "pkg-config --modversion kvz"
+# the version kvz.h says, which every other place that names one must say too
+VERSION=$(sed -n 's/^#define KVZ_VERSION_STRING "\(.*\)"$/\1/p' include/kvz.h)
+[ "$(pkg-config --modversion kvz)" = "$VERSION" ] && ok "pkg-config finds kvz" || fail "pkg-config --modversion kvz"
 # the version's numbers say what its string says (KVZ_VERSION_PATCH stayed 6 through 0.3.7)
 numbers=$(sed -n 's/^#define KVZ_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$/\2/p' include/kvz.h | paste -sd.)
-[ "$numbers" = 0.3.13 ] && ok "KVZ_VERSION_MAJOR.MINOR.PATCH is KVZ_VERSION_STRING" || fail "version numbers: $numbers"
+[ "$numbers" = "$VERSION" ] && ok "KVZ_VERSION_MAJOR.MINOR.PATCH is KVZ_VERSION_STRING" || fail "version numbers: $numbers"
 readelf -d "$TMP/prefix/lib/libkvz.so" | grep -q 'Library soname: \[libkvz.so.0.3\]' &&
     ok "the soname carries 0.x's minor version" || fail "soname: $(readelf -d "$TMP/prefix/lib/libkvz.so" | grep SONAME)"
 
@@ -116,8 +118,8 @@ cp -r python "$TMP/pysrc" # (setuptools writes its build/ and egg-info beside th
 if python3 -m pip install -q --no-deps --target "$TMP/site" "$TMP/pysrc" >"$TMP/pip.log" 2>&1 &&
     (cd "$TMP" && LD_LIBRARY_PATH="$TMP/prefix/lib" LD_PRELOAD="${PY_PRELOAD:-}" PYTHONPATH="$TMP/site" python3 -c \
         'import kvz; print(kvz.__version__, kvz.library_version(), kvz.__file__)') >"$TMP/pyv" 2>&1 &&
-    grep -q "^0.3.13 0.3.13 $TMP/site/kvz/__init__.py" "$TMP/pyv"; then
-    ok "pip install python/: the package loads the installed libkvz (0.3.13)"
+    grep -q "^$VERSION $VERSION $TMP/site/kvz/__init__.py" "$TMP/pyv"; then
+    ok "pip install python/: the package loads the installed libkvz ($VERSION)"
 elif grep -q "satisfies the requirement setuptools\|No matching distribution found for setuptools" "$TMP/pip.log"; then
     echo "note: pip reaches no package index for setuptools here (offline): pip install python/ not tried"
 else
@@ -126,7 +128,7 @@ fi
 # as a distribution splits it: the runtime package holds libkvz.so.0.3 and no libkvz.so, and
 # another version's runtime (its own soname) may be installed beside it, first on the path
 mkdir -p "$TMP/runtime" "$TMP/other"
-cp "$TMP/prefix/lib/libkvz.so.0.3.13" "$TMP/runtime/" && ln -s libkvz.so.0.3.13 "$TMP/runtime/libkvz.so.0.3"
+cp "$TMP/prefix/lib/libkvz.so.$VERSION" "$TMP/runtime/" && ln -s "libkvz.so.$VERSION" "$TMP/runtime/libkvz.so.0.3"
 printf '%s\n' 'const char *kvz_version(void) { return "0.99.0"; }' 'const char *kvz_strerror(int s) { return ""; }' \
     'const char *kvz_last_error(void) { return ""; }' >"$TMP/other.c"
 cc -shared -fPIC -Wl,-soname,libkvz.so.0.99 "$TMP/other.c" -o "$TMP/other/libkvz.so.0.99" &&
@@ -134,7 +136,7 @@ cc -shared -fPIC -Wl,-soname,libkvz.so.0.99 "$TMP/other.c" -o "$TMP/other/libkvz
 # and the binding outside a checkout looks in no build folder two levels up ($TMP/pysrc/kvz/../../build)
 mkdir -p "$TMP/build" && cp "$TMP/other/libkvz.so.0.99" "$TMP/build/libkvz.so"
 if (cd "$TMP" && LD_LIBRARY_PATH="$TMP/other:$TMP/runtime" LD_PRELOAD="${PY_PRELOAD:-}" PYTHONPATH="$TMP/pysrc" \
-    python3 -c 'import kvz; print(kvz.library_version())') >"$TMP/pyrt" 2>&1 && [ "$(cat "$TMP/pyrt")" = 0.3.13 ]; then
+    python3 -c 'import kvz; print(kvz.library_version())') >"$TMP/pyrt" 2>&1 && [ "$(cat "$TMP/pyrt")" = "$VERSION" ]; then
     ok "the binding loads its own soname (libkvz.so.0.3), not another version installed beside it nor ../../build's"
 else
     fail "the binding with libkvz.so.0.3 installed, 0.99 beside it and in ../../build: $(tail -1 "$TMP/pyrt")"
