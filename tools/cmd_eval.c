@@ -6,6 +6,8 @@
 #include "compiler/ingest.h"
 #include "eval/fidelity.h"
 #include "eval/tasks.h"
+#include "kvz.h"
+#include "model/identity.h"
 #include "model/prompt.h"
 #include "model/sample.h"
 #include "runtime/runtime.h"
@@ -29,7 +31,8 @@ static const char HELP[] =
     "  accuracy   answers that contain the expected one (repeat: the share of the\n"
     "             document's tokens the answer gives back, as a longest common\n"
     "             subsequence), and the same relative to the full cache (none,\n"
-    "             n/a or null, when the full cache scored 0);\n"
+    "             n/a or null, when the full cache scored 0); over several tasks,\n"
+    "             the mean of the tasks' accuracies (each task weighs the same);\n"
     "  KL, top-1  fidelity to the full cache: the full-cache (ratio 1, 16-bit)\n"
     "             answer is teacher-forced through the compressed cache, and its\n"
     "             next-token distributions compared with the full cache's (mean\n"
@@ -53,8 +56,12 @@ static const char HELP[] =
     "  --max-tokens N      answer limit (default 24; repeat: the document + 16)\n"
     "  --store DIR         keep the compiled forms in this store (default: a\n"
     "                      temporary store, removed at the end or when a signal\n"
-    "                      stops the run)\n"
-    "  --json              one JSON object per configuration on stdout\n"
+    "                      stops the run); a later eval on it loads the forms it\n"
+    "                      finds, as the kvz and --threads of then compiled them\n"
+    "  --json              one JSON object per configuration on stdout; each, like\n"
+    "                      the table's last line, names the kvz version, model\n"
+    "                      fingerprint, seed, docs, words, max tokens, device and\n"
+    "                      threads that made it (other threads round sums apart)\n"
     "  --svg FILE          plot accuracy and top-1 agreement against the ratio (a\n"
     "                      line per method and bits, to ratio 1 when --ratios has it)\n"
     "  --quiet             nothing on stderr but errors and warnings (no progress,\n"
@@ -106,6 +113,14 @@ typedef struct eval_row {
     int64_t agree, positions;
     uint64_t bytes, tokens;       /* artifacts and documents */
 } eval_row;
+
+/* What made the numbers, beside the options of each row: printed with them
+ * (another kvz, model, seed or thread count gives other figures). */
+typedef struct eval_run {
+    kvz_model_identity model;
+    const char *device;
+    int threads;
+} eval_run;
 
 static int bad(const char *opt, const char *v)
 {
@@ -387,7 +402,7 @@ static double row_accuracy(const eval_row *r, int task)
     return n ? s / n : NAN;
 }
 
-static void print_table(const eval_args *a, const eval_row *rows, int n, const eval_row *full)
+static void print_table(const eval_args *a, const eval_run *run, const eval_row *rows, int n, const eval_row *full)
 {
     double full_acc = row_accuracy(full, -1);
     printf("| method | ratio | bits | accuracy | vs full | KL (nats) | top-1 |");
@@ -410,9 +425,13 @@ static void print_table(const eval_args *a, const eval_row *rows, int n, const e
             printf(" %.1f%% |", 100 * row_accuracy(r, a->tasks[t]));
         printf(" %.0f |\n", r->tokens ? (double)r->bytes / r->tokens : 0);
     }
+    printf("\nkvz %s, model %s (fingerprint %016llx), seed %ld, %ld document(s) per task of %ld words, "
+           "answers up to %ld tokens, %s, %d thread(s)\n",
+           KVZ_VERSION_STRING, run->model.name, (unsigned long long)run->model.fingerprint, a->seed, a->docs,
+           a->words, a->max_tokens, run->device, run->threads);
 }
 
-static void print_json(const eval_args *a, const eval_row *rows, int n, const eval_row *full)
+static void print_json(const eval_args *a, const eval_run *run, const eval_row *rows, int n, const eval_row *full)
 {
     double full_acc = row_accuracy(full, -1);
     for (int i = 0; i < n; i++) {
@@ -434,7 +453,10 @@ static void print_json(const eval_args *a, const eval_row *rows, int n, const ev
             printf("%s\"%s\":{\"accuracy\":%.4f,\"questions\":%d}", t ? "," : "",
                    kvz_task_name((kvz_task_kind)a->tasks[t]), row_accuracy(r, a->tasks[t]),
                    r->questions[a->tasks[t]]);
-        printf("}}\n");
+        printf("},\"kvz\":\"%s\",\"model\":\"%016llx\",\"seed\":%ld,\"docs\":%ld,\"words\":%ld,"
+               "\"max_tokens\":%ld,\"device\":\"%s\",\"threads\":%d}\n",
+               KVZ_VERSION_STRING, (unsigned long long)run->model.fingerprint, a->seed, a->docs, a->words,
+               a->max_tokens, run->device, run->threads);
     }
 }
 
@@ -644,14 +666,20 @@ int cmd_eval(int argc, char **argv)
             kvz_tokens_free(&d.doc_tokens);
             kvz_task_doc_free(&doc);
         }
+    eval_run run = {0};
+    if (st == KVZ_OK) {
+        kvz_model_identity_of(m, &run.model);
+        run.device = m->backend->ops->name;
+        run.threads = m->backend->n_threads;
+    }
     if (st == KVZ_OK) {
         if (!a.quiet)
             fprintf(stderr, "%d configuration(s) x %ld document(s) of %d task(s) in %.1f s\n", n_rows, a.docs,
                     a.n_tasks, kvz_now_seconds() - t0);
         if (a.json)
-            print_json(&a, rows, n_rows, &rows[0]);
+            print_json(&a, &run, rows, n_rows, &rows[0]);
         else
-            print_table(&a, rows, n_rows, &rows[0]);
+            print_table(&a, &run, rows, n_rows, &rows[0]);
         if (a.svg)
             st = write_svg(a.svg, &a, rows, n_rows, &rows[0]);
     }

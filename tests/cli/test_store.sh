@@ -872,12 +872,20 @@ python3 -c 'import json, sys; [json.loads(l) for l in open(sys.argv[1], encoding
 
 # eval: a small run of the multi-query protocol, every output form
 "$KVZ" eval --model "$MODEL" --tasks passkey,facts --docs 1 --words 60 --methods kvzip,random --ratios 0.5 \
-    --max-tokens 16 --json --svg "$TMP/eval.svg" --quiet >"$TMP/eval.json" 2>"$TMP/e"
+    --max-tokens 16 --threads 1 --device cpu --store "$TMP/evrun" --json --svg "$TMP/eval.svg" --quiet >"$TMP/eval.json" 2>"$TMP/e"
 rc=$?
-python3 - "$TMP/eval.json" <<'PY' && [ $rc -eq 0 ] && head -c 4 "$TMP/eval.svg" | grep -q "<svg" \
-    && ok "eval: full reference, two methods, fidelity, plot" || { fail "eval exit $rc"; cat "$TMP/eval.json" "$TMP/e"; }
-import json, sys
+"$KVZ" inspect --store "$TMP/evrun" "passkey-0 full r1.00 b16" >"$TMP/evi" 2>&1
+python3 - "$TMP/eval.json" "$("$KVZ" --version | head -1)" "$TMP/evi" <<'PY' && [ $rc -eq 0 ] \
+    && head -c 4 "$TMP/eval.svg" | grep -q "<svg" && ok "eval: full reference, two methods, fidelity, plot, run recorded" \
+    || { fail "eval exit $rc"; cat "$TMP/eval.json" "$TMP/e"; }
+import json, re, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
+# every row says what made it (the numbers depend on each: --threads rounds sums otherwise)
+fingerprint = re.search(r"fingerprint ([0-9a-f]{16})", open(sys.argv[3]).read()).group(1)
+for r in rows:
+    run = {k: r.get(k) for k in ("kvz", "model", "seed", "docs", "words", "max_tokens", "threads", "device")}
+    assert run == {"kvz": sys.argv[2].split()[1], "model": fingerprint, "seed": 1, "docs": 1, "words": 60,
+                   "max_tokens": 16, "threads": 1, "device": "cpu"}, run
 assert [(r["method"], r["ratio"], r["bits"]) for r in rows] == [("full", 1, 16), ("kvzip", 0.5, 4), ("random", 0.5, 4)], rows
 full = rows[0]
 assert full["top1"] == 1 and full["kl"] == 0 and full["relative_accuracy"] == 1, full
