@@ -428,9 +428,11 @@ static void print_table(const eval_args *a, const eval_run *run, const eval_row 
             printf(" %.1f%% |", 100 * row_accuracy(r, a->tasks[t]));
         printf(" %.0f |\n", r->tokens ? (double)r->bytes / r->tokens : 0);
     }
+    char shown[CLI_SHOWN_MAX]; /* general.name is the file's: escape what a terminal would act on */
     printf("\nkvz %s, model %s (fingerprint %016llx), seed %ld, %ld document(s) per task of %ld words, "
            "answers up to %ld tokens, %s, %d thread(s)\n",
-           KVZ_VERSION_STRING, run->model.name, (unsigned long long)run->model.fingerprint, a->seed, a->docs,
+           KVZ_VERSION_STRING, cli_shown(shown, run->model.name, strlen(run->model.name)),
+           (unsigned long long)run->model.fingerprint, a->seed, a->docs,
            a->words, a->max_tokens, run->device, run->threads);
 }
 
