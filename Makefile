@@ -50,7 +50,8 @@ CUDA_TEST_SRCS := $(wildcard tests/cuda/test_*.c)
 PKGS := openblas libpcre2-8 libxxhash libzstd lmdb libarchive jansson
 # the libraries pkg-config cannot find: a build stops at once naming them (with
 # none of their flags, it would fail later at a missing header or symbol)
-PKGS_MISSING := $(shell for p in $(PKGS); do pkg-config --exists $$p 2>/dev/null || echo $$p; done)
+PKGS_MISSING := $(shell command -v pkg-config >/dev/null || echo pkg-config; \
+  for p in $(PKGS); do pkg-config --exists $$p 2>/dev/null || echo $$p; done)
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 TEST_CFLAGS := $(shell pkg-config --cflags cmocka 2>/dev/null)
@@ -137,8 +138,8 @@ FLAGS := $(BUILD)/build-flags
 all: $(KVZ) $(SO) $(PC) $(BENCH_BINS)
 
 $(FLAGS): FORCE
-	@if [ -n '$(PKGS_MISSING)' ]; then echo 'pkg-config finds no $(PKGS_MISSING):' \
-	  'install their development packages (sh scripts/setup.sh does)' >&2; exit 1; fi
+	@if [ -n '$(PKGS_MISSING)' ]; then echo 'missing: $(PKGS_MISSING) (as pkg-config names them):' \
+	  'install the development packages (sh scripts/setup.sh does)' >&2; exit 1; fi
 	@mkdir -p $(dir $@)
 	@printf '%s\n' 'CC=$(CC)' 'CFLAGS=$(ALL_CFLAGS)' 'LDFLAGS=$(ALL_LDFLAGS)' 'LDLIBS=$(LDLIBS)' \
 	  'NVCC=$(NVCC) $(NVCCFLAGS)' 'CXX=$(CXX) $(SIM_CXXFLAGS) $(SIM_KERNEL_FLAGS)' >$@.tmp

@@ -110,10 +110,11 @@ static double cpu_limit_at(const char *dir, int v2)
 }
 
 /* The limit set on one cgroup, in bytes; 0: none (v2 "max"; v1 says none
- * with a number near 2^63, which no machine's memory comes near). */
+ * with a number near 2^63, page-aligned, which no machine's memory comes near). */
 static double memory_limit_at(const char *dir, int v2)
 {
-    return number_in(dir, v2 ? "memory.max" : "memory.limit_in_bytes");
+    double limit = number_in(dir, v2 ? "memory.max" : "memory.limit_in_bytes");
+    return limit >= 0x1p62 ? 0 : limit;
 }
 
 /* The tightest limit that limit_at finds on this process's cgroup of

@@ -835,7 +835,8 @@ static int lock_held_elsewhere(const char *lock_path)
  * holds on it, LMDB's among them, and without its "in use" lock the next
  * process to open the store finds itself alone and wipes the reader table,
  * this process's open reads with it (a writer may then reuse their pages).
- * O_EXCL: whatever another process put there first (a link too) is left be. */
+ * O_EXCL: whatever another process put there first is not changed here (a
+ * link there is LMDB's to follow, as it was before this). */
 static void make_lock_file_as_data(const char *lock_path, const char *data_path)
 {
     struct stat data;

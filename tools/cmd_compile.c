@@ -140,9 +140,9 @@ static const char HELP[] =
     "                      has no token for (SmolLM2: six control characters and\n"
     "                      the lead bytes of planes 4-11, unassigned), left out of\n"
     "                      its artifacts as the model's own tokenizer leaves them\n"
-    "                      out (said on its line too)\n"
-    "  --quiet             print only skipped and failed documents and errors (no\n"
-    "                      progress, no header, no totals)\n"
+    "                      out (null where unchanged; a \"note\" line says it too)\n"
+    "  --quiet             print only skipped and failed documents, notes of text\n"
+    "                      left out, and errors (no progress, no header, no totals)\n"
     "  --no-progress       no progress line (drawn only where stderr is a terminal\n"
     "                      and TERM is not \"dumb\"), nor the log's; each document's\n"
     "                      line stays\n"
@@ -549,7 +549,7 @@ static void line(progress *p, const char *fmt, const char *name, const char *det
 {
     if (p->columns && !p->quiet)
         fprintf(stderr, "\r\033[K");
-    if (!p->quiet || strncmp(fmt, "skip", 4) == 0 || strncmp(fmt, "FAIL", 4) == 0) {
+    if (!p->quiet || strncmp(fmt, "skip", 4) == 0 || strncmp(fmt, "FAIL", 4) == 0 || strncmp(fmt, "note", 4) == 0) {
         char shown[CLI_SHOWN_MAX];
         fprintf(stderr, fmt, cli_shown(shown, name, strlen(name)));
         cli_put_shown(stderr, detail);
@@ -834,7 +834,7 @@ int cmd_compile(int argc, char **argv)
                                   kvz_now_seconds() - p.start, a.prune, NULL, 1, NULL};
             set_done_through(&a, p.columns, &stored, i + 1, list.len,
                              i + 1 < list.len ? list.items[i + 1].name : NULL);
-            char detail[256];
+            char detail[512];
             double secs = res.prefill_s + res.score_s + res.write_s;
             if (res.status == KVZ_DOC_COMPILED && res.shared_segments == res.segments)
                 snprintf(detail, sizeof detail,
@@ -858,13 +858,13 @@ int cmd_compile(int argc, char **argv)
                 snprintf(detail + at, sizeof detail - at, "; changed: its %u compiled form(s) of other "
                          "configurations went with the earlier content", res.dropped_forms);
             }
-            if (res.untokenized) { /* text not in the artifacts: a question about it finds nothing */
-                size_t at = strlen(detail);
-                snprintf(detail + at, sizeof detail - at, "; %llu byte(s) left out: the model's vocabulary has "
-                         "no token for them (the first 0x%02X)", (unsigned long long)res.untokenized,
-                         res.first_untokenized);
-            }
             line(&p, "%s: ", name, detail); /* above the bar on a terminal */
+            if (res.untokenized) { /* text not in the artifacts: said under --quiet too */
+                snprintf(detail, sizeof detail, "%llu byte(s) left out of its artifacts: the model's vocabulary "
+                         "has no token for them (the first 0x%02X)", (unsigned long long)res.untokenized,
+                         res.first_untokenized);
+                line(&p, "note %s: ", name, detail);
+            }
             if (a.json) {
                 printf("{\"document\":");
                 cli_json_string(stdout, name, strlen(name));
@@ -876,9 +876,13 @@ int cmd_compile(int argc, char **argv)
                     printf("%.4f", (double)res.kept_pairs / (double)res.total_pairs);
                 else
                     printf("null");
-                printf(",\"dropped_forms\":%u,\"untokenized_bytes\":%llu,\"prefill_s\":%.3f,\"score_s\":%.3f,"
-                       "\"write_s\":%.3f}\n", res.dropped_forms, (unsigned long long)res.untokenized,
-                       res.prefill_s, res.score_s, res.write_s);
+                printf(",\"dropped_forms\":%u,\"untokenized_bytes\":", res.dropped_forms);
+                if (res.status == KVZ_DOC_COMPILED) /* unchanged: not tokenized again, not known here */
+                    printf("%llu", (unsigned long long)res.untokenized);
+                else
+                    printf("null");
+                printf(",\"prefill_s\":%.3f,\"score_s\":%.3f,\"write_s\":%.3f}\n", res.prefill_s, res.score_s,
+                       res.write_s);
                 fflush(stdout);
             }
         }

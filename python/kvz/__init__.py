@@ -93,11 +93,13 @@ def _find_library():
     explicit = os.environ.get("KVZ_LIBRARY")
     if explicit:
         return explicit
-    # this checkout's own build first: an install may be older. Only in a checkout: an
-    # installed package's folder two up is anyone's (pip --target /tmp/x: /tmp/build)
+    # this checkout's own build first: an install may be older. Only where this file is
+    # the checkout's python/kvz/__init__.py: an installed package's folder two up is
+    # anyone's (pip --target /tmp/x: /tmp/build, where any user may put a kvz.h too)
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
-    if os.path.isfile(os.path.join(root, "include", "kvz.h")) and \
-            os.path.isfile(os.path.join(root, "python", "kvz", "__init__.py")):
+    own = os.path.join(root, "python", "kvz", "__init__.py")
+    if os.path.isfile(os.path.join(root, "include", "kvz.h")) and os.path.isfile(own) and \
+            os.path.samefile(own, __file__):
         for build in ("build", "build-asan"):
             candidate = os.path.join(root, build, "libkvz.so")
             if os.path.exists(candidate):

@@ -133,8 +133,10 @@ printf '%s\n' 'const char *kvz_version(void) { return "0.99.0"; }' 'const char *
     'const char *kvz_last_error(void) { return ""; }' >"$TMP/other.c"
 cc -shared -fPIC -Wl,-soname,libkvz.so.0.99 "$TMP/other.c" -o "$TMP/other/libkvz.so.0.99" &&
     ln -s libkvz.so.0.99 "$TMP/other/libkvz.so"
-# and the binding outside a checkout looks in no build folder two levels up ($TMP/pysrc/kvz/../../build)
-mkdir -p "$TMP/build" && cp "$TMP/other/libkvz.so.0.99" "$TMP/build/libkvz.so"
+# and the binding outside a checkout looks in no build folder two levels up ($TMP/pysrc/kvz/../../build),
+# even with a checkout's kvz.h and python/kvz/__init__.py put there (anyone may, in /tmp)
+mkdir -p "$TMP/build" "$TMP/include" "$TMP/python/kvz" && cp "$TMP/other/libkvz.so.0.99" "$TMP/build/libkvz.so" &&
+    touch "$TMP/include/kvz.h" "$TMP/python/kvz/__init__.py"
 if (cd "$TMP" && LD_LIBRARY_PATH="$TMP/other:$TMP/runtime" LD_PRELOAD="${PY_PRELOAD:-}" PYTHONPATH="$TMP/pysrc" \
     python3 -c 'import kvz; print(kvz.library_version())') >"$TMP/pyrt" 2>&1 && [ "$(cat "$TMP/pyrt")" = "$VERSION" ]; then
     ok "the binding loads its own soname (libkvz.so.0.3), not another version installed beside it nor ../../build's"

@@ -135,9 +135,17 @@ printf 'A control \004 byte and a plane-4 letter \361\200\200\200 here.\n' >"$TM
 "$KVZ" compile "$TMP/untok" --store "$TMP/untok_s" --model "$MODEL" --method recent --json >"$TMP/untok.o" 2>"$TMP/untok.e"
 rc=$?
 [ $rc -eq 0 ] && grep -q '"untokenized_bytes":2,' "$TMP/untok.o" && grep -q '"untokenized_bytes":0,' "$TMP/o6" &&
-    grep -q "a.txt: .*; 2 byte(s) left out: the model's vocabulary has no token for them (the first 0x04)" \
+    grep -q "^note .*a.txt: 2 byte(s) left out of its artifacts: the model's vocabulary has no token for them (the first 0x04)" \
         "$TMP/untok.e" &&
     ok "bytes without a token: counted and said" || { fail "bytes without a token: exit $rc"; cat "$TMP/untok.o" "$TMP/untok.e"; }
+# said under --quiet too; not known of a document found unchanged (not tokenized again)
+rm "$TMP/untok_s"/*.mdb
+"$KVZ" compile "$TMP/untok" --store "$TMP/untok_s" --model "$MODEL" --method recent --quiet 2>"$TMP/untok.e"; rc=$?
+"$KVZ" compile "$TMP/untok" --store "$TMP/untok_s" --model "$MODEL" --method recent --json >"$TMP/untok.o" 2>/dev/null
+[ $rc -eq 0 ] && [ "$(grep -c . "$TMP/untok.e")" -eq 1 ] && grep -q "^note .*a.txt: 2 byte(s) left out" "$TMP/untok.e" &&
+    grep -q '"status":"unchanged",.*"untokenized_bytes":null,' "$TMP/untok.o" &&
+    ok "bytes without a token: a note under --quiet, null when unchanged" ||
+    { fail "bytes without a token under --quiet / unchanged: exit $rc"; cat "$TMP/untok.e" "$TMP/untok.o"; }
 "$KVZ" stats --store "$TMP/s6" --json >"$TMP/st6" && python3 -c "import json,sys; d=json.load(open(sys.argv[1])); \
 assert d['documents']==2 and d['artifacts']==1 and d['referenced_bytes']==d['artifact_bytes'], d; \
 assert d['configurations_not_broken_out']==0 and len(d['by_config'])==1, d" "$TMP/st6" &&

@@ -336,7 +336,8 @@ static void test_invalid_utf8_and_binary(void **state)
 }
 
 /* SmolLM2 has no token for 0x04, 0xff or 0xf1 (a lead byte of the unassigned
- * planes): left out, as the reference leaves them out, and counted, so that a
+ * planes): left out (as the reference leaves out 0x04 and 0xf1 of valid UTF-8;
+ * compile refuses invalid UTF-8 such as a lone 0xff) and counted, so that a
  * compile can say its artifacts lack them */
 static void test_bytes_without_token_counted(void **state)
 {
