@@ -1127,6 +1127,14 @@ static void test_store_reads_after_killed_readers(void **state)
     kvz_store_close(s);
 }
 
+/* Wait for a forked child that _exit()s 0 when its checks held. */
+static void assert_child_passed(pid_t child)
+{
+    int status = -1;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 static void grow_in_child(const char *dir, size_t bytes)
 {
     pid_t child = fork();
@@ -1135,9 +1143,7 @@ static void grow_in_child(const char *dir, size_t bytes)
         kvz_store *w = NULL;
         _exit(kvz_store_open(&w, dir, 0) == KVZ_OK && kvz_store_write(w, put_big, &bytes) == KVZ_OK ? 0 : 1);
     }
-    int status = -1;
-    assert_int_equal(waitpid(child, &status, 0), child);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_child_passed(child);
 }
 
 typedef struct held_read {
@@ -1336,9 +1342,7 @@ static void test_store_opened_twice_keeps_its_locks(void **state)
         ok = ok && posix_locks_on(lock) > 0;
         _exit(ok ? 0 : 1);
     }
-    int status = -1;
-    assert_int_equal(waitpid(child, &status, 0), child);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_child_passed(child);
     read_version(a);
     kvz_store_close(a);
 }
@@ -1392,9 +1396,7 @@ static void test_store_lock_file_made_by_root_keeps_locks(void **state)
                  mdb_reader_list(env, names_reader, &reader) >= 0 && reader == -1;
         _exit(ok ? 0 : 1);
     }
-    int status = -1;
-    assert_int_equal(waitpid(child, &status, 0), child);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_child_passed(child);
     kvz_store_read_end(t);
     kvz_store_close(s);
 }

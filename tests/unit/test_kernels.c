@@ -874,6 +874,24 @@ static void put_file(const char *dir, const char *name, const char *text)
     fclose(f);
 }
 
+/* A made-up cgroup v2 tree as the host's namespace shows a pod: `file` set
+ * to each value on /kubepods/pod1/c1, /kubepods/pod1 and /kubepods under
+ * `v2`, mounted whole, this process in c1 (`top`'s cgroup and mountinfo). */
+static void put_v2_pod(const char *top, const char *v2, const char *file, const char *c1, const char *pod,
+                       const char *kubepods)
+{
+    char dir[400], text[1024];
+    snprintf(dir, sizeof dir, "%s/kubepods/pod1/c1", v2);
+    put_file(dir, file, c1);
+    snprintf(dir, sizeof dir, "%s/kubepods/pod1", v2);
+    put_file(dir, file, pod);
+    snprintf(dir, sizeof dir, "%s/kubepods", v2);
+    put_file(dir, file, kubepods);
+    put_file(top, "cgroup", "0::/kubepods/pod1/c1\n");
+    snprintf(text, sizeof text, "30 23 0:26 / %s rw,nosuid - cgroup2 cgroup2 rw\n", v2);
+    put_file(top, "mountinfo", text);
+}
+
 /* The cgroup CPU quota as a container shows it (v2, its own cgroup the
  * mount's top, a tighter limit above it) and as cgroup v1 does, in a made-up
  * /proc and /sys/fs/cgroup. */
@@ -887,16 +905,8 @@ static void test_cpu_quota(void **state)
     snprintf(cgroup, sizeof cgroup, "%s/cgroup", top);
     snprintf(mounts, sizeof mounts, "%s/mountinfo", top);
     /* v2: the pod's cgroup /kubepods/pod1/c1 seen from the host's namespace */
-    snprintf(dir, sizeof dir, "%s/kubepods/pod1/c1", v2);
-    put_file(dir, "cpu.max", "max 100000\n");
-    snprintf(dir, sizeof dir, "%s/kubepods/pod1", v2);
-    put_file(dir, "cpu.max", "250000 100000\n"); /* 2.5 CPUs: 3 threads */
-    snprintf(dir, sizeof dir, "%s/kubepods", v2);
-    put_file(dir, "cpu.max", "800000 100000\n");
-    put_file(top, "cgroup", "0::/kubepods/pod1/c1\n");
-    snprintf(text, sizeof text, "30 23 0:26 / %s rw,nosuid - cgroup2 cgroup2 rw\n", v2);
-    put_file(top, "mountinfo", text);
-    assert_int_equal(kvz_cpu_quota_from(cgroup, mounts), 3);
+    put_v2_pod(top, v2, "cpu.max", "max 100000\n", "250000 100000\n", "800000 100000\n");
+    assert_int_equal(kvz_cpu_quota_from(cgroup, mounts), 3); /* the pod's 2.5 CPUs: 3 threads */
     /* inside the container's namespace: the mount's top is its own cgroup, the
      * path /proc shows too; only c1's own limit is visible */
     snprintf(text, sizeof text, "30 23 0:26 /kubepods/pod1/c1 %s/kubepods/pod1/c1 rw - cgroup2 cgroup2 rw\n", v2);
@@ -938,16 +948,8 @@ static void test_memory_limit(void **state)
     snprintf(v1, sizeof v1, "%s/memory", top);
     snprintf(cgroup, sizeof cgroup, "%s/cgroup", top);
     snprintf(mounts, sizeof mounts, "%s/mountinfo", top);
-    snprintf(dir, sizeof dir, "%s/kubepods/pod1/c1", v2);
-    put_file(dir, "memory.max", "max\n");
-    snprintf(dir, sizeof dir, "%s/kubepods/pod1", v2);
-    put_file(dir, "memory.max", "2147483648\n"); /* the pod's 2 GiB */
-    snprintf(dir, sizeof dir, "%s/kubepods", v2);
-    put_file(dir, "memory.max", "68719476736\n");
-    put_file(top, "cgroup", "0::/kubepods/pod1/c1\n");
-    snprintf(text, sizeof text, "30 23 0:26 / %s rw,nosuid - cgroup2 cgroup2 rw\n", v2);
-    put_file(top, "mountinfo", text);
-    assert_true(kvz_memory_limit_from(cgroup, mounts) == 2147483648.0);
+    put_v2_pod(top, v2, "memory.max", "max\n", "2147483648\n", "68719476736\n");
+    assert_true(kvz_memory_limit_from(cgroup, mounts) == 2147483648.0); /* the pod's 2 GiB */
     /* v1: its "none" is a number near 2^63; the memory controller's own line and mount */
     snprintf(dir, sizeof dir, "%s/job", v1);
     put_file(dir, "memory.limit_in_bytes", "9223372036854771712\n");
