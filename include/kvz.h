@@ -332,7 +332,10 @@ typedef enum kvz_stop {
  * the session answering already). A blank question is one of whitespace
  * only, Unicode's (U+3000, U+00A0) included. The answer is the bytes of the
  * tokens generated: one stopped by max_tokens may end in the first bytes of a
- * character (`kvz query` and the Python binding leave those out). */
+ * character (`kvz query` and the Python binding leave those out). Bytes of
+ * the question the model's vocabulary has no token for are left out of what
+ * the model reads, as compile leaves them out of a document (SmolLM2: the
+ * controls 0x04 0x06 0x13 0x14 0x16 0x1D and the lead bytes 0xF1 0xF2). */
 KVZ_API int kvz_session_ask(kvz_session *s, const char *question, const kvz_ask_options *opts,
                             char **answer, kvz_ask_info *info);
 

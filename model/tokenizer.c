@@ -395,6 +395,16 @@ int32_t kvz_tokenizer_eos(const kvz_tokenizer *t) { return t->eos; }
 int kvz_tokenizer_adds_bos(const kvz_tokenizer *t) { return t->add_bos && t->bos >= 0; }
 uint64_t kvz_tokenizer_hash(const kvz_tokenizer *t) { return t->hash; }
 
+int kvz_tokenizer_untokenized(const kvz_tokenizer *t, const char *text, size_t n, size_t *count, uint8_t *first)
+{
+    kvz_tokens ids = {0};
+    int rc = kvz_tokenize(t, text, n, 0, &ids);
+    *count = rc == KVZ_OK ? ids.dropped : 0;
+    *first = ids.first_dropped;
+    kvz_tokens_free(&ids);
+    return rc;
+}
+
 int kvz_tokenizer_is_end_of_generation(const kvz_tokenizer *t, int32_t id)
 {
     for (int32_t i = 0; i < t->n_eog; i++)

@@ -66,6 +66,10 @@ uint64_t kvz_tokenizer_hash(const kvz_tokenizer *t);
 int kvz_tokenize(const kvz_tokenizer *t, const char *text, size_t n, int parse_special,
                  kvz_tokens *out);
 
+/* How many bytes of text[0..n) kvz_tokenize leaves out (no token in the
+ * vocabulary) and, where *count > 0, the first of them. */
+int kvz_tokenizer_untokenized(const kvz_tokenizer *t, const char *text, size_t n, size_t *count, uint8_t *first);
+
 /* The bytes of token `id` (control tokens render as their text only with
  * render_special). Returns the length; *bytes points into the tokenizer. */
 size_t kvz_token_bytes(const kvz_tokenizer *t, int32_t id, int render_special, const char **bytes);

@@ -95,6 +95,11 @@ size_t kvz_engine_idle_backends(kvz_engine *e)
     return n;
 }
 
+int kvz_engine_untokenized(kvz_engine *e, const char *text, size_t *count, uint8_t *first)
+{
+    return kvz_tokenizer_untokenized(e->model->tokenizer, text, strlen(text), count, first);
+}
+
 /* The public device choice is passed straight to the backend. */
 _Static_assert(KVZ_RUN_ON_CPU == (int)KVZ_DEVICE_CPU && KVZ_RUN_ON_CUDA == (int)KVZ_DEVICE_CUDA &&
                    KVZ_RUN_ON_AUTO == (int)KVZ_DEVICE_AUTO,

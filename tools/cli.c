@@ -269,6 +269,13 @@ void cli_warn_threads(const char *cmd, long threads)
                 "may use; the extra threads only wait their turn\n", cmd, getenv("OMP_NUM_THREADS"), from_env, cpus);
 }
 
+void cli_note_untokenized(const char *cmd, const char *what, size_t count, uint8_t first)
+{
+    if (count) /* the model reads the rest: said, as compile says it of a document */
+        fprintf(stderr, "kvz %s: note: %zu byte(s) of %s left out: the model's vocabulary has no token for them (the "
+                "first 0x%02X)\n", cmd, count, what, first);
+}
+
 /* Digits only (no sign, no space), as a number in [min, INT32_MAX]. */
 static int parse_count(const char *s, size_t len, long min, long *out)
 {

@@ -57,6 +57,10 @@ int cli_parse_threads(const char *s, long *out);
  * waits: said once the command line has parsed (threads 0: the default). */
 void cli_warn_threads(const char *cmd, long threads);
 
+/* On stderr, that `count` bytes of `what` (the question, the prompt) were left
+ * out of what the model reads, the first being `first`; nothing for 0. */
+void cli_note_untokenized(const char *cmd, const char *what, size_t count, uint8_t first);
+
 /* --segments A, A-B or A- (A to the last), counted from 1 as kvz inspect
  * lists them, of the last of docs[0..n_docs), into its part (counted from 0;
  * segments 0: to the last). *given (0 at first) is the count of docs when a

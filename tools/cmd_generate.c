@@ -19,7 +19,9 @@ static const char HELP[] =
     "\n"
     "Prefills the prompt, then decodes until an end-of-turn token, --max-tokens,\n"
     "or a full context (--ctx, or --reserve with --doc; said on stderr).\n"
-    "The answer streams to stdout; --stats adds timings on stderr.\n"
+    "The answer streams to stdout; --stats adds timings on stderr. Bytes the\n"
+    "model's vocabulary has no token for (see `kvz compile --help`) are left out\n"
+    "of the prompt, with a note on stderr.\n"
     "\n"
     "With --doc, the documents' compiled caches are loaded from the store (as by\n"
     "`kvz query`, never prefilled) and the prompt is asked as a question about them\n"
@@ -257,6 +259,13 @@ static int run(const gen_args *a, const char *text)
                     m->backend->ops->name, ls.documents, ls.original_tokens, ls.seconds * 1e3);
     } else if (rc == KVZ_OK) {
         rc = prompt_tokens(m, a, text, &ids);
+    }
+    if (rc == KVZ_OK) { /* with --doc the text is a question, tokenized by the ask */
+        size_t untokenized = ids.dropped;
+        uint8_t first = ids.first_dropped;
+        if (loaded)
+            rc = kvz_tokenizer_untokenized(m->tokenizer, text, strlen(text), &untokenized, &first);
+        cli_note_untokenized("generate", loaded ? "the question" : "the prompt", untokenized, first);
     }
     if (rc == KVZ_OK && !loaded && ids.len == 0)
         rc = kvz_errorf(KVZ_ERR_ARG, "the prompt is empty");

@@ -70,6 +70,8 @@ static const char HELP[] =
     "\"error\") and the next one answered; the exit code is then that of the last\n"
     "such failure: 10 (too long) or 2 (not UTF-8). Blank lines on stdin are skipped,\n"
     "and a UTF-8 byte-order mark before the first question (Notepad's) dropped.\n"
+    "Bytes the model's vocabulary has no token for (see `kvz compile --help`) are\n"
+    "left out of a question, with a note on stderr (--json: \"untokenized_bytes\").\n"
     "With --json, an answer cut short in the middle of a character (--max-tokens)\n"
     "ends before that character.\n";
 
@@ -181,9 +183,15 @@ static const char *stop_name(int32_t stopped_by)
 
 /* One question through the public API (include/kvz.h): the CLI is a client of
  * the same session calls a RAG pipeline uses. */
-static int answer(kvz_session *s, const query_args *a, const kvz_load_info *li, const loaded_form *forms,
-                  const char *question, int label)
+static int answer(kvz_engine *e, kvz_session *s, const query_args *a, const kvz_load_info *li,
+                  const loaded_form *forms, const char *question, int label)
 {
+    size_t untokenized = 0;
+    uint8_t first = 0;
+    int rc = kvz_engine_untokenized(e, question, &untokenized, &first);
+    if (rc != KVZ_OK)
+        return rc;
+    cli_note_untokenized("query", "the question", untokenized, first);
     kvz_ask_options o = {.max_tokens = (int32_t)a->max_tokens, .temperature = (float)a->temperature,
                          .top_p = (float)a->top_p, .seed = (uint64_t)a->seed,
                          .stream = a->json ? NULL : stream_piece};
@@ -193,7 +201,7 @@ static int answer(kvz_session *s, const query_args *a, const kvz_load_info *li, 
     kvz_ask_info info;
     if (label && !a->json)
         printf("Q: %s\nA: ", question);
-    int rc = kvz_session_ask(s, question, &o, &text, &info);
+    rc = kvz_session_ask(s, question, &o, &text, &info);
     if (rc == KVZ_OK && a->json) {
         printf("{\"question\":");
         cli_json_string(stdout, question, strlen(question));
@@ -209,8 +217,8 @@ static int answer(kvz_session *s, const query_args *a, const kvz_load_info *li, 
             printf("%.1f", info.decode_tokens_per_s);
         else
             printf("null"); /* nothing decoded after the first token */
-        printf(",\"stopped_at_end_of_turn\":%s,\"stopped_by\":\"%s\",\"forms\":[", info.ended_turn ? "true" : "false",
-               stop_name(info.stopped_by));
+        printf(",\"untokenized_bytes\":%zu,\"stopped_at_end_of_turn\":%s,\"stopped_by\":\"%s\",\"forms\":[",
+               untokenized, info.ended_turn ? "true" : "false", stop_name(info.stopped_by));
         for (size_t d = 0; d < a->n_docs; d++) {
             printf("%s{\"document\":", d ? "," : "");
             cli_json_string(stdout, a->docs[d].name, strlen(a->docs[d].name));
@@ -383,7 +391,7 @@ int cmd_query(int argc, char **argv)
     if (st == KVZ_OK && optind < argc) {
         for (int i = optind; i < argc && st == KVZ_OK; i++) {
             int label = argc - optind > 1;
-            st = question_failed(&a, argv[i], answer(s, &a, &li, forms, argv[i], label), label, &question_status);
+            st = question_failed(&a, argv[i], answer(e, s, &a, &li, forms, argv[i], label), label, &question_status);
         }
     } else if (st == KVZ_OK) {
         int tty = isatty(STDIN_FILENO);
@@ -415,7 +423,7 @@ int cmd_query(int argc, char **argv)
                     printf("Q: %s\nA: ", line); /* as answer() labels a question */
                 st = report_question(&a, line, KVZ_ERR_ARG, label, &question_status);
             } else {
-                st = question_failed(&a, line, answer(s, &a, &li, forms, line, label), label, &question_status);
+                st = question_failed(&a, line, answer(e, s, &a, &li, forms, line, label), label, &question_status);
             }
             if (st != KVZ_OK)
                 break;

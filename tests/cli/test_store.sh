@@ -146,6 +146,18 @@ rm "$TMP/untok_s"/*.mdb
     grep -q '"status":"unchanged",.*"untokenized_bytes":null,' "$TMP/untok.o" &&
     ok "bytes without a token: a note under --quiet, null when unchanged" ||
     { fail "bytes without a token under --quiet / unchanged: exit $rc"; cat "$TMP/untok.e" "$TMP/untok.o"; }
+# and of a question or a prompt: query (its JSON too) and generate say so; a question without any: nothing
+"$KVZ" query --store "$TMP/untok_s" --model "$MODEL" --doc "$TMP/untok/a.txt" --max-tokens 1 \
+    "$(printf 'What \004 is \361\200\200\200 here?')" >/dev/null 2>"$TMP/untok.e"; rc=$?
+"$KVZ" query --store "$TMP/untok_s" --model "$MODEL" --doc "$TMP/untok/a.txt" --max-tokens 1 --json \
+    "$(printf 'What \004 is here?')" "What is here?" >"$TMP/untok.o" 2>/dev/null || rc=$?
+"$KVZ" generate --model "$MODEL" --max-tokens 1 --prompt "$(printf 'Say \004')" >/dev/null 2>"$TMP/untok.g" || rc=$?
+[ $rc -eq 0 ] && grep -q "^kvz query: note: 2 byte(s) of the question left out: the model's vocabulary has no token for them (the first 0x04)" \
+        "$TMP/untok.e" && [ "$(grep -c '"untokenized_bytes":1,' "$TMP/untok.o")" -eq 1 ] &&
+    [ "$(grep -c '"untokenized_bytes":0,' "$TMP/untok.o")" -eq 1 ] &&
+    grep -q "^kvz generate: note: 1 byte(s) of the prompt left out" "$TMP/untok.g" &&
+    ok "bytes without a token in a question or a prompt: said" ||
+    { fail "bytes without a token in a question: exit $rc"; cat "$TMP/untok.e" "$TMP/untok.o" "$TMP/untok.g"; }
 "$KVZ" stats --store "$TMP/s6" --json >"$TMP/st6" && python3 -c "import json,sys; d=json.load(open(sys.argv[1])); \
 assert d['documents']==2 and d['artifacts']==1 and d['referenced_bytes']==d['artifact_bytes'], d; \
 assert d['configurations_not_broken_out']==0 and len(d['by_config'])==1, d" "$TMP/st6" &&
