@@ -671,8 +671,9 @@ int cmd_verify(int argc, char **argv)
 
 typedef struct stats_group {
     uint64_t config_id; /* a row per configuration (parameters and model) */
+    uint64_t model_fingerprint; /* one a row: the configuration's id covers the model */
     char summary[128];
-    char label[CLI_SHOWN_MAX + 32]; /* the summary (escaped), and the id where two rows' summaries are alike */
+    char label[CLI_SHOWN_MAX + 32]; /* the summary (escaped), and the model or id where two rows' are alike */
     size_t configs;
     uint64_t tokens, bytes;
     double full_bytes;     /* the f16 full caches of the same documents */
@@ -713,6 +714,7 @@ static int stats_visit(void *ctx, const char *name, kvz_doc_record *rec)
         }
         if (g == c->groups_used) {
             c->groups[g].config_id = e->config_id;
+            c->groups[g].model_fingerprint = e->model_fingerprint;
             snprintf(c->groups[c->groups_used++].summary, sizeof c->groups[0].summary, "%s", e->summary);
         }
         stats_group *sg = &c->groups[g];
@@ -775,12 +777,14 @@ int cmd_stats(int argc, char **argv)
         "--json: one object. \"configurations\" and \"forms\" count compiled forms (a\n"
         "document in two configurations counts 2); \"by_config\" has a row per\n"
         "configuration (the first 64; \"configurations_not_broken_out\" counts the forms\n"
-        "of the rest) with its \"documents\" (also as \"configurations\", the name it\n"
-        "had before 0.3.6), sizes in bytes, and \"vs_f16_full\": null where no artifact\n"
-        "of the row could be read. A document whose artifact cannot be read (damaged;\n"
-        "the first of each form's is tried) is counted in \"unreadable\" (once in the\n"
-        "totals, in each row it is in), left out of vs_f16_full, said on stderr, and the\n"
-        "exit code is then 4 (kvz verify checks every artifact and names them).\n";
+        "of the rest) with its \"model_fingerprint\" (as kvz inspect names the model;\n"
+        "the table names it where two rows' summaries are alike), \"documents\" (also\n"
+        "as \"configurations\", the name it had before 0.3.6), sizes in bytes, and\n"
+        "\"vs_f16_full\": null where no artifact of the row could be read. A document\n"
+        "whose artifact cannot be read (damaged; the first of each form's is tried) is\n"
+        "counted in \"unreadable\" (once in the totals, in each row it is in), left out\n"
+        "of vs_f16_full, said on stderr, and the exit code is then 4 (kvz verify checks\n"
+        "every artifact and names them).\n";
     store_args a;
     int rc = parse_store_args(argc, argv, help, &a, 0, "j");
     if (rc)
@@ -802,12 +806,20 @@ int cmd_stats(int argc, char **argv)
         st = kvz_store_scan(c->t, KVZ_DB_META, sum_visit, &prefixes);
     for (size_t g = 0; st == KVZ_OK && g < c->groups_used; g++) {
         stats_group *sg = &c->groups[g];
-        int alike = 0; /* another model's, another question's, or recorded before summaries named every option */
-        for (size_t h = 0; h < c->groups_used; h++)
-            alike |= h != g && strcmp(c->groups[h].summary, sg->summary) == 0;
+        /* alike: another model's (named by the model), another question's, or recorded before summaries
+         * named every option (named by the id) */
+        int alike = 0, same_model = 0;
+        for (size_t h = 0; h < c->groups_used; h++) {
+            int twin = h != g && strcmp(c->groups[h].summary, sg->summary) == 0;
+            alike |= twin;
+            same_model |= twin && c->groups[h].model_fingerprint == sg->model_fingerprint;
+        }
         char shown[CLI_SHOWN_MAX]; /* the summary came with a record, from a bundle perhaps: shown escaped */
         cli_shown(shown, sg->summary, strlen(sg->summary));
-        if (alike)
+        if (alike && !same_model)
+            snprintf(sg->label, sizeof sg->label, "%s [model %016llx]", shown,
+                     (unsigned long long)sg->model_fingerprint);
+        else if (alike)
             snprintf(sg->label, sizeof sg->label, "%s [config %016llx]", shown, (unsigned long long)sg->config_id);
         else
             snprintf(sg->label, sizeof sg->label, "%s", shown);
@@ -834,9 +846,10 @@ int cmd_stats(int argc, char **argv)
                 const stats_group *sg = &c->groups[g];
                 printf("%s{\"summary\":", g ? "," : "");
                 cli_json_string(stdout, sg->summary, strlen(sg->summary));
-                printf(",\"config_id\":\"%016llx\",\"documents\":%zu,\"configurations\":%zu,\"tokens\":%llu,"
-                       "\"bytes\":%llu,\"bytes_per_token\":%.2f,\"unreadable\":%zu,\"vs_f16_full\":",
-                       (unsigned long long)sg->config_id, sg->configs, sg->configs, (unsigned long long)sg->tokens,
+                printf(",\"config_id\":\"%016llx\",\"model_fingerprint\":\"%016llx\",\"documents\":%zu,"
+                       "\"configurations\":%zu,\"tokens\":%llu,\"bytes\":%llu,\"bytes_per_token\":%.2f,"
+                       "\"unreadable\":%zu,\"vs_f16_full\":",
+                       (unsigned long long)sg->config_id, (unsigned long long)sg->model_fingerprint, sg->configs, sg->configs, (unsigned long long)sg->tokens,
                        (unsigned long long)sg->bytes, sg->tokens ? (double)sg->bytes / sg->tokens : 0, sg->unreadable);
                 if (sg->sized_bytes)
                     printf("%.2f}", sg->full_bytes / sg->sized_bytes);

@@ -304,6 +304,17 @@ mdb_dump -a "$TMP/u2" >"$TMP/after"
 "$KVZ" unpack "$TMP/tiny.tar.zst" --store "$TMP/u2" --allow-model-mismatch >"$TMP/o" 2>&1 && grep -q "stored aside" "$TMP/o" \
     && [ "$("$KVZ" ls --store "$TMP/u2" | grep -c "doc0.txt")" -eq 3 ] && ok "--allow-model-mismatch stores it aside" \
     || { fail "allow-model-mismatch"; cat "$TMP/o"; }
+# stats names each row's model (JSON), and in the table where two models' rows read alike
+cp -r "$TMP/u2" "$TMP/u3"
+"$KVZ" compile "$DOC" --store "$TMP/u3" --model "$MODEL" --method recent --reserve 64 --quiet 2>/dev/null
+tiny_fp=$("$KVZ" inspect --store "$TMP/tiny_store" "$DOC" --json | sed -n 's/.*"model_fingerprint":"\([0-9a-f]*\)".*/\1/p' | head -1)
+"$KVZ" stats --store "$TMP/u3" --json >"$TMP/st.json" && "$KVZ" stats --store "$TMP/u3" >"$TMP/st.txt" &&
+    python3 -c "import json,sys; rows=json.load(open(sys.argv[1]))['by_config']; \
+fps=[r['model_fingerprint'] for r in rows]; assert sys.argv[2] in fps and len(set(fps))==2, fps" "$TMP/st.json" "$tiny_fp" &&
+    [ "$(grep -c "recent ratio 0.30, 4-bit, reserve 64 \[model [0-9a-f]\{16\}\]" "$TMP/st.txt")" -eq 2 ] &&
+    grep -q "\[model $tiny_fp\]" "$TMP/st.txt" && ok "stats names the model of each row, in the table where rows read alike" ||
+    { fail "stats rows' models"; cat "$TMP/st.json" "$TMP/st.txt"; }
+rm -rf "$TMP/u3"
 # pack selects forms: -m MODEL (not those stored aside), --config ID (one compression, the
 # same id in every document); --doc of a document without one, or a form's number: refused
 tiny_id=$("$KVZ" ls --store "$TMP/tiny_store" --json | sed -n 's/.*"config_id":"\([0-9a-f]*\)".*/\1/p' | head -1)
