@@ -26,7 +26,7 @@ import operator
 import os
 import threading
 
-__version__ = "0.3.14"  # the kvz.h this binding declares (KVZ_VERSION_STRING)
+__version__ = "0.3.15"  # the kvz.h this binding declares (KVZ_VERSION_STRING)
 
 __all__ = ["Engine", "Session", "Error", "library_version",
            "ERR_ARG", "ERR_NOMEM", "ERR_IO", "ERR_FORMAT", "ERR_UNSUPPORTED", "ERR_MODEL_MISMATCH", "ERR_NOT_FOUND",
