@@ -904,16 +904,30 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d)
 
 /* Device memory is host memory, counted against KVZ_CUDASIM_DEVICE_BYTES
  * (a number, K/M/G suffixes; 16G by default), so that running out of it can be
- * tested. Fresh allocations hold garbage (0xa5 bytes), as on the GPU; freeing
- * a pointer cudaMalloc did not return fails, as on the GPU. */
+ * tested. Fresh allocations hold garbage, as on the GPU (whose pools hand
+ * back what an earlier allocation left): every 32-bit word 0x7fffffff, a NaN
+ * read as an f32, f16 or f64 and INT_MAX as an int, so that a kernel or a
+ * product that reads memory nothing wrote gives NaN or a huge count instead of
+ * a value near 0 (0xa5 bytes, the fill before, are -2.9e-16 as an f32: added
+ * to a sum or taken as a score, they passed every tolerance). Freeing a
+ * pointer cudaMalloc did not return fails, as on the GPU. */
 namespace kvz_sim {
 namespace {
+void fill_garbage(void *p, size_t bytes)
+{
+    uint32_t *w = (uint32_t *)p; /* 256-byte aligned (counted_alloc) */
+    for (size_t i = 0; i < bytes / 4; i++)
+        w[i] = 0x7fffffffu;
+    static const unsigned char tail[3] = {0xff, 0xff, 0xff}; /* the word's low bytes, little-endian */
+    memcpy((unsigned char *)p + bytes / 4 * 4, tail, bytes % 4);
+}
+
 cudaError_t device_alloc(void **p, size_t bytes, bool stream_ordered, cudaStream_t s)
 {
     cudaError_t e = counted_alloc(device_memory, device_limit(), p, bytes, stream_ordered, s);
     if (e != cudaSuccess)
         return e;
-    memset(*p, 0xa5, bytes);
+    fill_garbage(*p, bytes);
     static bool peak_registered = atexit(write_peak) == 0;
     (void)peak_registered;
     return cudaSuccess;
@@ -1008,11 +1022,17 @@ cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes)
 
 /* Pinned host memory: host memory counted apart from device memory, against
  * KVZ_CUDASIM_PINNED_BYTES (no limit by default), so that running out of it can
- * be tested too. */
+ * be tested too. It starts as device memory does (fill_garbage): host code
+ * that reads a pinned buffer before the copy into it has landed sees NaN, not
+ * the zeros of a fresh page (a buffer kept and reused holds the last copy's
+ * bytes on a GPU). */
 cudaError_t cudaMallocHost(void **p, size_t bytes)
 {
     kvz_sim::tally("alloc cudaMallocHost", bytes);
-    return counted_alloc(kvz_sim::pinned_memory, kvz_sim::pinned_limit(), p, bytes);
+    cudaError_t e = counted_alloc(kvz_sim::pinned_memory, kvz_sim::pinned_limit(), p, bytes);
+    if (e == cudaSuccess)
+        kvz_sim::fill_garbage(*p, bytes);
+    return e;
 }
 
 cudaError_t cudaFreeHost(void *p)

@@ -153,6 +153,32 @@ static int launch_bounds(cudaStream_t s, int *dev, int threads)
     return 0;
 }
 
+/* A kernel that adds what nothing wrote (fresh device memory) to 1, and the
+ * same of fresh pinned memory on the host: garbage that shows (NaN; INT_MAX as
+ * an int), not a value near 0 that a sum or a tolerance would hide. */
+__global__ static void add_one(float *out, const float *in) { out[0] = in[0] + 1.0f; }
+
+static int fresh_memory(cudaStream_t s)
+{
+    float *in, *out, *pinned;
+    CHECK(cudaMalloc((void **)&in, 2 * sizeof *in));
+    CHECK(cudaMalloc((void **)&out, sizeof *out));
+    CHECK(cudaMallocHost((void **)&pinned, sizeof *pinned));
+    add_one<<<1, 1, 0, s>>>(out, in);
+    CHECK(cudaGetLastError());
+    float sum;
+    int word;
+    CHECK(cudaMemcpyAsync(&sum, out, sizeof sum, cudaMemcpyDeviceToHost, s));
+    CHECK(cudaMemcpyAsync(&word, in + 1, sizeof word, cudaMemcpyDeviceToHost, s));
+    CHECK(cudaStreamSynchronize(s));
+    printf("fresh device memory + 1: %g, as an int: %d\n", sum, word);
+    printf("fresh pinned memory + 1: %g\n", pinned[0] + 1.0f);
+    CHECK(cudaFreeHost(pinned));
+    CHECK(cudaFree(out));
+    CHECK(cudaFree(in));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *c = argc == 2 ? argv[1] : "";
@@ -173,6 +199,7 @@ int main(int argc, char **argv)
              : !strcmp(c, "smem-limit-lowered") ? smem_limit(1)
              : !strcmp(c, "launch-bounds")     ? launch_bounds(s, dev, 64)
              : !strcmp(c, "launch-bounds-over") ? launch_bounds(s, dev, 128)
+             : !strcmp(c, "fresh-memory")      ? fresh_memory(s)
                                                : (fprintf(stderr, "usage: %s CASE (see test_emulation.sh)\n", argv[0]), 2);
     CHECK(cudaFree(dev));
     CHECK(cudaStreamDestroy(s));

@@ -8,7 +8,8 @@
 # KVZ_CUDASIM_DEFER=0 runs work at once; a shuffle from a lane that has left
 # the kernel or is outside the mask stops the run with a message, as does a
 # kernel's shared-memory limit set to a new value, and a block larger than
-# its kernel's __launch_bounds__; the profile
+# its kernel's __launch_bounds__; fresh device and pinned memory read as NaN
+# (INT_MAX as an int), as garbage a sum cannot hide; the profile
 # counts launches by kernel, copies and the host's waits. These are
 # what the emulated CUDA tests rely on to fail when kvz's host code or kernels
 # do such a thing.
@@ -53,6 +54,7 @@ expect smem-limit "limit set"
 stops smem-limit-lowered "limit set to 50000 bytes after 60000"
 expect launch-bounds "launched 64 threads"
 stops launch-bounds-over "a block of 128 threads launches a kernel whose __launch_bounds__ is 64 threads"
+expect fresh-memory "fresh device memory + 1: nan, as an int: 2147483647" "fresh pinned memory + 1: nan"
 
 # the profile (KVZ_CUDASIM_PROFILE) counts what the case asked of the GPU
 KVZ_CUDASIM_PROFILE="$TMP/profile" "$CASES" pageable-source >/dev/null 2>&1
