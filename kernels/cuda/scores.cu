@@ -85,7 +85,7 @@ __global__ void __launch_bounds__(WARPS * 32) row_stats_kernel(score_args a)
 #pragma unroll 16
                 for (int d = 0; d < HD; d++)
                     dot = fmaf(qr[d], kr[d], dot);
-                s = dot * a.scale;
+                s = __fmul_rn(dot, a.scale); /* rounded as column_reduce_kernel rounds it (no FMA into exp's argument) */
             }
             row_stats_step(s, -INFINITY, m[k], l[k]);
         }
@@ -121,7 +121,12 @@ __global__ void __launch_bounds__(WARPS * 32) column_reduce_kernel(score_args a)
         for (int d = 0; d < HD; d++)
             dot = fmaf(qr[d], kr[d], dot);
         const float *st = a.stats + 2 * ((size_t)i * a.n_heads + h);
-        float p = __expf(dot * a.scale - st[0]) / st[1];
+        /* the score rounded before the max is taken off, as row_stats_kernel
+         * rounds it: nvcc would otherwise fuse dot * scale - max into one FMA
+         * here and not there (or the other way), and the row's largest
+         * probability could come out above 1 / sum (above 1 for a row that
+         * sees one key); the CPU emulation never fuses, so its tests cannot tell */
+        float p = __expf(__fmul_rn(dot, a.scale) - st[0]) / st[1];
         acc = score_fold(a, acc, p);
     }
     partial[warp][lane] = acc;
