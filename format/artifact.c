@@ -405,8 +405,38 @@ static int check_overlaps(const kvz_artifact *a)
     return KVZ_OK;
 }
 
-/* Each (layer, head) has its sections with consistent counts. */
-static int check_heads(const kvz_artifact *a)
+#define PER_HEAD_KINDS (KVZ_SECTION_VALUE_SCALES - KVZ_SECTION_POSITIONS + 1)
+
+/* The slot of a known per-head section in a (layer, head, kind) index. */
+static size_t head_slot(const kvz_manifest *m, uint16_t kind, uint32_t layer, uint32_t head)
+{
+    return ((size_t)layer * m->model.n_kv_heads + head) * PER_HEAD_KINDS + (kind - KVZ_SECTION_POSITIONS);
+}
+
+/* A (layer, head) section through the index (its table entry + 1, 0: none), not a
+ * scan of the table per lookup: the checks below look up every head's five
+ * sections, which scanned made opening an artifact quadratic in its heads
+ * (most of `kvz stats`, verify and pack on a store of many small documents).
+ * No index (a table too short for the heads: damaged): scanned. */
+static int head_section(const kvz_artifact *a, const uint32_t *index, uint16_t kind, uint32_t l, uint32_t h,
+                        kvz_section *s)
+{
+    if (!index) {
+        int found = kvz_artifact_find(a, kind, (uint16_t)l, (uint16_t)h, s) == KVZ_OK;
+        if (!found)
+            kvz_error_clear();
+        return found;
+    }
+    uint32_t at = index[head_slot(&a->manifest, kind, l, h)];
+    if (at)
+        kvz_artifact_section_at(a, at - 1, s);
+    return at != 0;
+}
+
+/* Index the known per-head sections; any section appearing twice is damage.
+ * The others (whole-artifact ones, kinds of a later minor) are a handful:
+ * compared pairwise, as every section was (and all of them without an index). */
+static int index_sections(const kvz_artifact *a, uint32_t *index)
 {
     const kvz_manifest *m = &a->manifest;
     for (uint32_t i = 0; i < a->n_sections; i++) {
@@ -418,13 +448,27 @@ static int check_heads(const kvz_artifact *a)
                               s.kind, s.layer, s.head, m->model.n_layers, m->model.n_kv_heads);
         if (known && !per_head && (s.layer != KVZ_SECTION_WHOLE || s.head != KVZ_SECTION_WHOLE))
             return kvz_errorf(KVZ_ERR_FORMAT, "section %u must cover the whole artifact", s.kind);
-        for (uint32_t j = 0; j < i; j++) {
-            kvz_artifact_section_at(a, j, &t);
-            if (t.kind == s.kind && t.layer == s.layer && t.head == s.head)
-                return kvz_errorf(KVZ_ERR_FORMAT, "section %u of layer %u head %u appears twice", s.kind,
-                                  s.layer, s.head);
+        int twice = 0;
+        if (index && known && per_head) {
+            uint32_t *slot = &index[head_slot(m, s.kind, s.layer, s.head)];
+            twice = *slot != 0;
+            *slot = i + 1;
         }
+        for (uint32_t j = 0; j < i && !twice && !(index && known && per_head); j++) {
+            kvz_artifact_section_at(a, j, &t);
+            twice = t.kind == s.kind && t.layer == s.layer && t.head == s.head;
+        }
+        if (twice)
+            return kvz_errorf(KVZ_ERR_FORMAT, "section %u of layer %u head %u appears twice", s.kind,
+                              s.layer, s.head);
     }
+    return KVZ_OK;
+}
+
+/* Each (layer, head) has its sections with consistent counts. */
+static int check_head_sections(const kvz_artifact *a, const uint32_t *index)
+{
+    const kvz_manifest *m = &a->manifest;
     kvz_section s = {0};
     if (kvz_artifact_find(a, KVZ_SECTION_TOKENS, KVZ_SECTION_WHOLE, KVZ_SECTION_WHOLE, &s) != KVZ_OK)
         return kvz_errorf(KVZ_ERR_FORMAT, "artifact has no token section");
@@ -434,12 +478,9 @@ static int check_heads(const kvz_artifact *a)
     for (uint32_t l = 0; l < m->model.n_layers; l++)
         for (uint32_t h = 0; h < m->model.n_kv_heads; h++) {
             kvz_section p = {0}, k = {0}, v = {0};
-            int rc = kvz_artifact_find(a, KVZ_SECTION_POSITIONS, (uint16_t)l, (uint16_t)h, &p);
-            if (rc == KVZ_OK)
-                rc = kvz_artifact_find(a, KVZ_SECTION_KEYS, (uint16_t)l, (uint16_t)h, &k);
-            if (rc == KVZ_OK)
-                rc = kvz_artifact_find(a, KVZ_SECTION_VALUES, (uint16_t)l, (uint16_t)h, &v);
-            if (rc != KVZ_OK)
+            if (!head_section(a, index, KVZ_SECTION_POSITIONS, l, h, &p) ||
+                !head_section(a, index, KVZ_SECTION_KEYS, l, h, &k) ||
+                !head_section(a, index, KVZ_SECTION_VALUES, l, h, &v))
                 return kvz_errorf(KVZ_ERR_FORMAT, "layer %u head %u lacks a section", l, h);
             kvz_quant_shape qk = {p.count, k.aux, m->model.head_dim, m->bits, m->key_group};
             kvz_quant_shape qv = {p.count, v.aux, m->model.head_dim, m->bits, m->value_group};
@@ -454,13 +495,30 @@ static int check_heads(const kvz_artifact *a)
             uint16_t kinds[2] = {KVZ_SECTION_KEY_SCALES, KVZ_SECTION_VALUE_SCALES};
             for (int i = 0; i < 2; i++) {
                 kvz_section sc = {0};
-                int found = kvz_artifact_find(a, kinds[i], (uint16_t)l, (uint16_t)h, &sc) == KVZ_OK;
+                int found = head_section(a, index, kinds[i], l, h, &sc);
                 if (found != (pairs[i] > 0) || (found && (sc.raw_bytes != pairs[i] * 4 || sc.count != pairs[i])))
                     return kvz_errorf(KVZ_ERR_FORMAT, "layer %u head %u: %s scales missing or misshapen", l, h,
                                       i == 0 ? "key" : "value");
             }
         }
     return KVZ_OK;
+}
+
+static int check_heads(const kvz_artifact *a)
+{
+    const kvz_manifest *m = &a->manifest;
+    /* the manifest's shapes are bounded (1024 x 1024) and the index by the
+     * table: one too short for three sections a head has none (some head
+     * lacks one, found by scanning, as before) */
+    size_t heads = (size_t)m->model.n_layers * m->model.n_kv_heads;
+    uint32_t *index = NULL;
+    if (heads * 3 <= a->n_sections && !(index = calloc(heads * PER_HEAD_KINDS, sizeof *index)))
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory checking an artifact");
+    int rc = index_sections(a, index);
+    if (rc == KVZ_OK)
+        rc = check_head_sections(a, index);
+    free(index);
+    return rc;
 }
 
 int kvz_artifact_read(const char *path, uint8_t **data, size_t *size)
