@@ -81,6 +81,8 @@ int kvz_ingest_would_list(const char *const *paths, size_t n_paths, const kvz_in
 typedef struct kvz_archive_cache {
     char *archive;
     kvz_source_list members;
+    const char **names; /* the members' names, sorted: a prune asks once per stored document */
+    size_t n_names;
 } kvz_archive_cache;
 
 int kvz_ingest_source_gone(kvz_archive_cache *cache, const char *name, size_t len);
