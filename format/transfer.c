@@ -423,6 +423,31 @@ int kvz_transfer_document(kvz_store *s, const char *name, const kvz_doc_record *
     return kvz_store_write(s, document_put_fn, &p);
 }
 
+typedef struct documents_put {
+    size_t n;
+    const char *const *names;
+    const kvz_doc_record *const *incoming;
+    kvz_entry_outcome *const *outcomes;
+} documents_put;
+
+static int documents_put_fn(kvz_store_txn *t, void *ctx)
+{
+    const documents_put *d = ctx;
+    for (size_t i = 0; i < d->n; i++) {
+        document_put p = {d->names[i], d->incoming[i], d->outcomes[i]};
+        if (d->incoming[i]->n_entries)
+            KVZ_TRY(document_put_fn(t, &p));
+    }
+    return KVZ_OK;
+}
+
+int kvz_transfer_documents(kvz_store *s, size_t n, const char *const *names, const kvz_doc_record *const *incoming,
+                           kvz_entry_outcome *const *outcomes)
+{
+    documents_put d = {n, names, incoming, outcomes};
+    return n ? kvz_store_write(s, documents_put_fn, &d) : KVZ_OK;
+}
+
 int kvz_transfer_entry(kvz_store *s, const char *name, const uint8_t doc_hash[16], const kvz_doc_entry *e,
                        kvz_entry_outcome *outcome)
 {

@@ -633,19 +633,14 @@ static int entry_written(kvz_entry_outcome o)
     return o == KVZ_ENTRY_ADDED || o == KVZ_ENTRY_REPLACED || o == KVZ_ENTRY_CUT_REPLACED;
 }
 
-/* A document, all its configurations at once, into the store; counts[o]:
- * how many configurations had outcome o. A name whose other content gave way
- * is said on stderr (with `from`, the source; NULL: quiet): two teams' names
- * can collide, and a count alone does not say which document changed. */
-static int put_document(kvz_store *s, const char *name, const kvz_doc_record *rec,
-                        size_t counts[KVZ_ENTRY_OUTCOMES], const char *command, const char *from,
-                        future_dates *future)
+/* What putting a document did; counts[o]: how many configurations had
+ * outcome o. A name whose other content gave way is said on stderr (with
+ * `from`, the source; NULL: quiet): two teams' names can collide, and a count
+ * alone does not say which document changed. */
+static void say_put(kvz_store *s, const char *name, const kvz_doc_record *rec, const kvz_entry_outcome *o,
+                    size_t counts[KVZ_ENTRY_OUTCOMES], const char *command, const char *from, future_dates *future)
 {
-    kvz_entry_outcome *o = calloc(rec->n_entries ? rec->n_entries : 1, sizeof *o);
-    if (!o)
-        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
-    int rc = kvz_transfer_document(s, name, rec, o);
-    for (uint32_t i = 0; i < rec->n_entries && rc == KVZ_OK; i++) {
+    for (uint32_t i = 0; i < rec->n_entries; i++) {
         counts[o[i]]++;
         if (future && entry_written(o[i]))
             future_dates_add(future, rec->entries[i].created);
@@ -656,14 +651,56 @@ static int put_document(kvz_store *s, const char *name, const kvz_doc_record *re
                     o[i] == KVZ_ENTRY_CUT_KEPT ? "the store's, compiled later, kept" : "replaced by this one, compiled later");
         }
     }
-    if (rc == KVZ_OK && rec->n_entries && o[0] == KVZ_ENTRY_REPLACED && from) {
+    if (rec->n_entries && o[0] == KVZ_ENTRY_REPLACED && from) {
         char shown[CLI_SHOWN_MAX];
         fprintf(stderr, "kvz %s: %s: the content under the name replaced by %s's\n", command,
                 cli_shown(shown, name, strlen(name)), from);
     }
-    if (rc == KVZ_OK && rec->n_entries && o[0] == KVZ_ENTRY_KEPT_NEWER && from)
+    if (rec->n_entries && o[0] == KVZ_ENTRY_KEPT_NEWER && from)
         say_left_alone(command, name, from, stays_why(s, name, rec));
+}
+
+/* A document, all its configurations at once, into the store (say_put). */
+static int put_document(kvz_store *s, const char *name, const kvz_doc_record *rec,
+                        size_t counts[KVZ_ENTRY_OUTCOMES], const char *command, const char *from,
+                        future_dates *future)
+{
+    kvz_entry_outcome *o = calloc(rec->n_entries ? rec->n_entries : 1, sizeof *o);
+    if (!o)
+        return kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    int rc = kvz_transfer_document(s, name, rec, o);
+    if (rc == KVZ_OK)
+        say_put(s, name, rec, o, counts, command, from, future);
     free(o);
+    return rc;
+}
+
+#define DOCUMENTS_A_WRITE 256 /* a commit syncs the disk twice: one a document, that was most of an unpack */
+
+/* A bundle's documents (their artifacts are in), DOCUMENTS_A_WRITE to a
+ * transaction: interrupted, a run of them is in the store whole or not at all. */
+static int put_documents(kvz_store *s, const kvz_bundle_manifest *m, size_t counts[KVZ_ENTRY_OUTCOMES],
+                         const char *from)
+{
+    int rc = KVZ_OK;
+    for (size_t at = 0; at < m->n_docs && rc == KVZ_OK; at += DOCUMENTS_A_WRITE) {
+        size_t n = m->n_docs - at < DOCUMENTS_A_WRITE ? m->n_docs - at : DOCUMENTS_A_WRITE;
+        const char *names[DOCUMENTS_A_WRITE];
+        const kvz_doc_record *recs[DOCUMENTS_A_WRITE];
+        kvz_entry_outcome *o[DOCUMENTS_A_WRITE] = {0};
+        for (size_t i = 0; i < n && rc == KVZ_OK; i++) {
+            names[i] = m->docs[at + i].name;
+            recs[i] = &m->docs[at + i].record;
+            if (!(o[i] = calloc(recs[i]->n_entries ? recs[i]->n_entries : 1, sizeof *o[i])))
+                rc = kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+        }
+        if (rc == KVZ_OK)
+            rc = kvz_transfer_documents(s, n, names, recs, o);
+        for (size_t i = 0; i < n && rc == KVZ_OK; i++) /* its dates are said from the manifest, before writing */
+            say_put(s, names[i], recs[i], o[i], counts, "unpack", from, NULL);
+        for (size_t i = 0; i < n; i++)
+            free(o[i]);
+    }
     return rc;
 }
 
@@ -768,8 +805,9 @@ int cmd_unpack(int argc, char **argv)
         "missing), sizes within the limit and equal to the manifest's, checksums,\n"
         "every artifact decoded and verified, and every configuration compiled by the\n"
         "model (--model or -m; default $KVZ_MODEL, else the setup's SmolLM2). Then\n"
-        "each artifact is written in its own transaction and each document last, so a\n"
-        "reader never sees a document without all of its artifacts;\n"
+        "each artifact is written in its own transaction and the documents last (256\n"
+        "to a transaction), so a reader never sees a document without all of its\n"
+        "artifacts;\n"
         "an interrupted unpack leaves the store valid and running it again finishes it.\n"
         "Unpacking twice writes nothing new. FILE may be '-' or a pipe (ssh host 'kvz\n"
         "pack ... -o -' | kvz unpack - ...): it is copied into $TMPDIR first.\n"
@@ -854,9 +892,8 @@ int cmd_unpack(int argc, char **argv)
     if (st == KVZ_OK)
         st = kvz_bundle_read(file, &lim, &write, NULL);
     size_t counts[KVZ_ENTRY_OUTCOMES] = {0};
-    for (size_t d = 0; d < m.n_docs && st == KVZ_OK; d++)
-        st = put_document(u.store, m.docs[d].name, &m.docs[d].record, counts, "unpack", a.quiet ? NULL : shown,
-                          NULL); /* its dates are said from the bundle's manifest, before writing */
+    if (st == KVZ_OK)
+        st = put_documents(u.store, &m, counts, a.quiet ? NULL : shown);
     name_set names = {0};
     for (size_t d = 0; a.prune && d < m.n_docs && st == KVZ_OK; d++)
         st = name_set_add(&names, m.docs[d].name);
