@@ -158,9 +158,11 @@ int cli_bad_value(const char *cmd, const char *option, const char *value)
     else if (value == last_number.refused)
         fprintf(stderr, "kvz %s: invalid value '%s' for --%s: give a number from %g to %g\n", cmd, value, option,
                 last_number.fmin, last_number.fmax);
-    else
+    else /* compile, query and eval describe --device and --weights "as in `kvz generate`" */
         fprintf(stderr, "kvz %s: invalid value '%s' for --%s (`kvz %s --help` lists the values it takes)\n", cmd,
-                value, option, cmd);
+                value, option,
+                (strcmp(option, "device") == 0 || strcmp(option, "weights") == 0) && strcmp(cmd, "bench") != 0
+                    ? "generate" : cmd);
     last_number.refused = NULL;
     return KVZ_EXIT_USAGE;
 }

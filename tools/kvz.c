@@ -223,7 +223,11 @@ static int run(int argc, char **argv)
             return rc;
     }
     /* a few lines: the whole usage would scroll the one that matters away */
-    fprintf(stderr, "kvz: unknown command '%s'; the commands are:\n", cmd);
+    if (cmd[0] == '-') /* `kvz --store s ls`, `kvz --verison`: an option where the command goes */
+        fprintf(stderr, "kvz: '%s' is not a command (options go after the command: kvz COMMAND "
+                "[options]); the commands are:\n", cmd);
+    else
+        fprintf(stderr, "kvz: unknown command '%s'; the commands are:\n", cmd);
     size_t column = 0;
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
         if (column && column + 1 + strlen(commands[i].name) > 78)

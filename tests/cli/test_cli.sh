@@ -31,6 +31,9 @@ expect_in unknown-command "$TMP/err" "^kvz: unknown command 'frobnicate'; the co
 expect_in unknown-command "$TMP/err" " synth-model"
 [ "$(wc -l <"$TMP/err")" -le 5 ] && ok "unknown command: a few lines, not the whole usage" ||
     fail "unknown command: $(wc -l <"$TMP/err") lines"
+# an option where the command goes (before it, or a typo of --version) is said to be one
+check option-as-command 2 "$KVZ" --store x ls
+expect_in option-as-command "$TMP/err" "^kvz: '--store' is not a command (options go after the command: kvz COMMAND"
 # every help fits 80 columns (a narrow terminal, a braille line) and is ASCII under any locale
 for c in "" compile query ls inspect verify stats gc rm pack unpack merge export import eval generate tokenize \
     detokenize synth-model bench; do
@@ -46,6 +49,11 @@ check bad-max-tokens 2 "$KVZ" query --store "$TMP/none" --doc x --max-tokens -1 
 expect_in bad-max-tokens "$TMP/err" "^kvz query: invalid value '-1' for --max-tokens: give a whole number from 1 to "
 check bad-method 2 "$KVZ" compile x --store "$TMP/none" --method foo
 expect_in bad-method "$TMP/err" "^kvz compile: invalid value 'foo' for --method (\`kvz compile --help\` lists the values it takes)$"
+# --device and --weights are listed by generate's help, which query, compile and eval refer to
+check bad-device 2 "$KVZ" query --store "$TMP/none" --doc x --device gpu q
+expect_in bad-device "$TMP/err" "^kvz query: invalid value 'gpu' for --device (\`kvz generate --help\` lists"
+check bad-weights 2 "$KVZ" query --store "$TMP/none" --doc x --weights f16 q
+expect_in bad-weights "$TMP/err" "(\`kvz generate --help\` lists the values it takes)$"
 check generate-help 0 "$KVZ" generate --help
 expect_in generate-help "$TMP/out" "--max-tokens"
 check help-generate 0 "$KVZ" help generate
