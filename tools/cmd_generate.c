@@ -180,7 +180,9 @@ static int parse_args(int argc, char **argv, gen_args *a)
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "kvz generate: unexpected argument '%s'\n", argv[optind]);
+        /* `kvz generate "What is...?"`, as query takes its questions */
+        fprintf(stderr, "kvz generate: unexpected argument '%s' (give the prompt with --prompt TEXT)\n",
+                argv[optind]);
         return KVZ_EXIT_USAGE;
     }
     if (!a->prompt == !a->prompt_file) {

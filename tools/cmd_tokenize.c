@@ -79,7 +79,9 @@ static int run(int argc, char **argv, const char *help, convert_fn convert)
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "kvz %s: unexpected argument '%s'\n", cmd, argv[optind]);
+        /* `kvz tokenize notes.md` is the first thing one tries */
+        fprintf(stderr, "kvz %s: unexpected argument '%s' (it reads stdin: kvz %s < FILE)\n", cmd, argv[optind],
+                cmd);
         return KVZ_EXIT_USAGE;
     }
     kvz_gguf *g = NULL;

@@ -54,6 +54,11 @@ check bad-device 2 "$KVZ" query --store "$TMP/none" --doc x --device gpu q
 expect_in bad-device "$TMP/err" "^kvz query: invalid value 'gpu' for --device (\`kvz generate --help\` lists"
 check bad-weights 2 "$KVZ" query --store "$TMP/none" --doc x --weights f16 q
 expect_in bad-weights "$TMP/err" "(\`kvz generate --help\` lists the values it takes)$"
+# a prompt or a file where an option is wanted says which
+check generate-positional 2 "$KVZ" generate "What is a KV cache?"
+expect_in generate-positional "$TMP/err" "^kvz generate: unexpected argument 'What is a KV cache?' (give the prompt with --prompt TEXT)$"
+check tokenize-file 2 "$KVZ" tokenize notes.md
+expect_in tokenize-file "$TMP/err" "^kvz tokenize: unexpected argument 'notes.md' (it reads stdin: kvz tokenize < FILE)$"
 check generate-help 0 "$KVZ" generate --help
 expect_in generate-help "$TMP/out" "--max-tokens"
 check help-generate 0 "$KVZ" help generate
