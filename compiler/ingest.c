@@ -430,6 +430,9 @@ static int list_path(const char *path, const kvz_ingest_opts *o, const walk *w,
         if (!top && lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode))
             return KVZ_OK;
         if (w->set && w->dev == st.st_dev && w->ino == st.st_ino) {
+            if (top) /* `compile notes --store notes`: walked around, the corpus was "no documents" */
+                return kvz_errorf(KVZ_ERR_ARG, "'%s' is the store's own folder (--store): give the store a "
+                                  "folder of its own (beside the documents, or inside their folder)", path);
             out->walked_around_store = 1;
             return KVZ_OK; /* the store inside the corpus: its data.mdb is no document */
         }

@@ -779,6 +779,10 @@ cp "$TMP/piped.txt" "$TMP/inner/light.txt"
 [ $rc -eq 0 ] && ! grep -q "mdb" "$TMP/e" "$TMP/o7" && grep -q '"status":"unchanged"' "$TMP/o7" &&
     grep -q "the store .*/inner/store, inside a folder compiled, is not read as documents" "$TMP/e" &&
     ok "compile of a folder holding its store: the store is walked around" || { fail "store inside: exit $rc"; cat "$TMP/e" "$TMP/o7"; }
+# the store's folder given as the folder to compile: said so (it was "no documents were found")
+"$KVZ" compile "$TMP/inner/store" --store "$TMP/inner/store" --model "$MODEL" --method recent 2>"$TMP/e"; rc=$?
+[ $rc -eq 2 ] && grep -q "^kvz compile: '.*/inner/store' is the store's own folder (--store): give the store a" "$TMP/e" &&
+    ok "compile of the store's own folder: refused, said why" || { fail "store as PATH: exit $rc"; cat "$TMP/e"; }
 # snapkv's window: 16 by default under 1K tokens, a window given is used as given
 "$KVZ" compile "$TMP/corpus/doc0.txt" --store "$TMP/w1" --model "$MODEL" --method snapkv --quiet 2>/dev/null
 "$KVZ" compile "$TMP/corpus/doc0.txt" --store "$TMP/w2" --model "$MODEL" --method snapkv --window 64 --quiet 2>/dev/null
