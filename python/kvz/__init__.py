@@ -432,7 +432,9 @@ class Session(_Handle):
 
     def ask(self, question, max_tokens=256, temperature=0.0, top_p=0.95, seed=1, stream=None):
         """The answer as a string. `stream(piece)` gets the answer's bytes as
-        they come (return True to stop). Timings land in self.last.
+        they come (return True to stop; True alone, so that a write, which
+        returns a count, can stream: stream=sys.stdout.buffer.write). Timings
+        land in self.last.
         max_tokens=0 means the library's default (256) and top_p=0 its 0.95,
         as in kvz.h; an empty or blank question raises (KVZ_ERR_ARG).
         self.last: question_tokens, answer_tokens, first_token_ms (`kvz query
@@ -450,7 +452,9 @@ class Session(_Handle):
             except BaseException as e:  # never unwind through C
                 failure.append(e)
                 return 1
-            return 1 if stop or self._closed else 0
+            # `stop is True`: stream=f.write returns the bytes written, which stopped every answer at its
+            # first piece
+            return 1 if stop is True or self._closed else 0
 
         temperature, top_p = _c_float(temperature, 0, 3.4e38, "temperature"), _c_float(top_p, 0, 1, "top_p")
         opts = _AskOptions(_c_int(max_tokens, 0, 2**31 - 1, "max_tokens"), temperature, top_p,

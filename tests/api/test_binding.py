@@ -1,5 +1,6 @@
 """The Python binding against a real store (made by tests/cli/test_api.sh)."""
 import importlib.util
+import io
 import os
 import subprocess
 import sys
@@ -36,6 +37,10 @@ with kvz.Engine(store, model=model, device="cpu") as engine:
         check("second question", "212" in other, other)
         again = s.ask("Who opened the Vellmar bridge?", max_tokens=32)
         check("same question, same answer", again == first, (first, again))
+        written = io.BytesIO()  # a write returns a count: no stop
+        whole = s.ask("Who opened the Vellmar bridge?", max_tokens=32, stream=written.write)
+        check("a file's write streams the whole answer", written.getvalue().decode() == whole == first,
+              (written.getvalue(), whole))
         stopped = s.ask("Who opened the Vellmar bridge?", max_tokens=32, stream=lambda piece: True)
         check("stream callback stops", s.last["answer_tokens"] == 1 and not s.last["ended_turn"] and
               s.last["stopped_by"] == kvz.STOP_CALLBACK, (stopped, s.last))
