@@ -885,6 +885,7 @@ int kvz_doc_reader_read(kvz_doc_reader *r, size_t i, kvz_document *doc)
     int utf32 = len >= 4 && ((d[0] == 0xff && d[1] == 0xfe && d[2] == 0 && d[3] == 0) ||
                              (d[0] == 0 && d[1] == 0 && d[2] == 0xfe && d[3] == 0xff));
     int utf16 = !utf32 && len >= 2 && ((d[0] == 0xff && d[1] == 0xfe) || (d[0] == 0xfe && d[1] == 0xff));
+    int pdf = len >= 5 && memcmp(d, "%PDF-", 5) == 0;
     rc = kvz_text_normalise(data, &len);
     if (rc != KVZ_OK) {
         free(data);
@@ -892,6 +893,9 @@ int kvz_doc_reader_read(kvz_doc_reader *r, size_t i, kvz_document *doc)
             return kvz_errorf(KVZ_ERR_FORMAT, "UTF-%d text (it opens with UTF-%d's byte-order mark); documents are "
                               "UTF-8: iconv -f UTF-%d -t UTF-8 converts it", utf32 ? 32 : 16, utf32 ? 32 : 16,
                               utf32 ? 32 : 16);
+        if (pdf) /* a PDF among the notes: "contains NUL bytes (binary?)" said nothing of what to do */
+            return kvz_errorf(KVZ_ERR_FORMAT, "a PDF; documents are text (UTF-8): pdftotext (poppler-utils) "
+                              "converts it");
         if (packed) /* not text, and a compressor's or archive's signature: say which */
             return kvz_errorf(KVZ_ERR_FORMAT, strcmp(s->path, "-") == 0
                               ? "compressed or an archive: archives are opened from files (.tar, .tar.gz, "

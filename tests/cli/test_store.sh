@@ -770,6 +770,11 @@ printf '\377\376\000\000h\000\000\000\n\000\000\000' >"$TMP/utf32.txt" # UTF-32L
 [ $rc -eq 0 ] && grep -q "skip .*utf16.txt: UTF-16 text .*iconv -f UTF-16 -t UTF-8" "$TMP/e" &&
     grep -q "skip .*utf32.txt: UTF-32 text .*iconv -f UTF-32 -t UTF-8" "$TMP/e" &&
     ok "a UTF-16 file and a UTF-32 one: skipped, said which" || { fail "UTF-16/32 file: exit $rc"; cat "$TMP/e"; }
+# a PDF among the notes: said to be one, and what converts it (it was "contains NUL bytes (binary?)")
+printf '%%PDF-1.4\n%%\342\343\317\323\n1 0 obj\n\000stream\n' >"$TMP/report.pdf"
+"$KVZ" compile "$TMP/report.pdf" --store "$TMP/s_pdf" --model "$MODEL" --method recent 2>"$TMP/e"; rc=$?
+[ $rc -eq 0 ] && grep -q "skip .*report.pdf: a PDF; documents are text (UTF-8): pdftotext" "$TMP/e" &&
+    ok "a PDF: skipped, said what converts it" || { fail "PDF: exit $rc"; cat "$TMP/e"; }
 # a store kept inside the folder it compiles is not read as documents (its data.mdb was 'binary',
 # and a failure under --strict)
 mkdir -p "$TMP/inner"
