@@ -538,6 +538,10 @@ static int note_near_name(void *ctx, const void *key, size_t key_len, const void
     if (!near && key_len < 4096) {
         size_t plain_len = path_spelt_plainly(key, key_len, nn->buf);
         near = plain_len == nn->plain_len && memcmp(nn->buf, nn->plain, plain_len) == 0;
+        /* a folder or an archive given for a document (`--doc notes`): the documents in it */
+        near = near || (nn->plain_len > 0 && plain_len > nn->plain_len &&
+                        memcmp(nn->buf, nn->plain, nn->plain_len) == 0 &&
+                        (nn->buf[nn->plain_len] == '/' || nn->buf[nn->plain_len] == ':'));
     }
     if (!near)
         return KVZ_OK;

@@ -177,9 +177,10 @@ int kvz_scan_documents_but(kvz_store_txn *t, int (*skip)(void *ctx, const void *
 /* KVZ_ERR_NOT_FOUND for a document `name` the store lacks: "no document
  * 'NAME' in the store[ 'STORE'] (see kvz ls)" then `tail` (may be ""), naming
  * up to three stored documents the user likely meant: the same path spelt
- * otherwise ("./a.md", "docs//a.md" for "a.md", "docs/a.md") or the same file
- * name in another folder (a name is the path compile was given), among the
- * first 100,000 names. */
+ * otherwise ("./a.md", "docs//a.md" for "a.md", "docs/a.md"), the same file
+ * name in another folder (a name is the path compile was given) or a document
+ * in the folder or archive named ("docs/a.md", "x.zip:a.md" for "docs",
+ * "x.zip"), among the first 100,000 names. */
 int kvz_document_missing(kvz_store_txn *t, const char *name, const char *store_path, const char *tail);
 
 /* Lower-case hex of n bytes into out (2n + 1 chars). */

@@ -664,6 +664,10 @@ D1="$TMP/corpus/doc1.txt"
 [ $rc -eq 7 ] && [ $rc2 -eq 7 ] && grep -q "it has '$D1' (a document's name is the path compile was given); nothing was removed" "$TMP/o2" &&
     "$KVZ" ls --store "$G" | grep -q "doc1.txt" && ok "a name spelt otherwise: the error names the stored one" ||
     { fail "a name spelt otherwise: exit $rc, $rc2"; cat "$TMP/o" "$TMP/o2"; }
+# a folder given for a document: the error names documents in it (it said only "see kvz ls")
+"$KVZ" query --store "$G" --doc "$TMP/corpus/" --max-tokens 2 "$Q" >/dev/null 2>"$TMP/o"; rc=$?
+[ $rc -eq 7 ] && grep -q "no document '$TMP/corpus/' in the store; it has '$TMP/corpus/doc[0-9].txt', .* more (a doc" "$TMP/o" &&
+    ok "a folder given for a document: the error names documents in it" || { fail "a folder as --doc: exit $rc"; cat "$TMP/o"; }
 # names from ls --names through a pipe (lines, or NUL-terminated), none: nothing removed, no gc
 [ "$("$KVZ" ls --store "$G" --names | wc -l)" -eq 6 ] &&
     "$KVZ" ls --store "$G" --names | grep 'doc[12]\.txt$' | "$KVZ" rm --store "$G" --from - --dry-run >"$TMP/o" 2>&1 &&
