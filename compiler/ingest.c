@@ -862,8 +862,8 @@ int kvz_doc_reader_read(kvz_doc_reader *r, size_t i, kvz_document *doc)
         }
         return kvz_errorf(KVZ_ERR_IO, "%s", s->fails);
     }
-    if (s->size > limit)
-        return kvz_errorf(KVZ_ERR_FORMAT, "larger than %llu bytes", (unsigned long long)limit);
+    if (s->size > limit) /* the option named: a large file skipped for a default of 64M is no dead end */
+        return kvz_errorf(KVZ_ERR_FORMAT, "larger than --max-bytes (%llu bytes)", (unsigned long long)limit);
     char *data = NULL;
     size_t len = 0;
     int rc;
@@ -877,7 +877,7 @@ int kvz_doc_reader_read(kvz_doc_reader *r, size_t i, kvz_document *doc)
         return rc;
     if (len > limit) {
         free(data);
-        return kvz_errorf(KVZ_ERR_FORMAT, "larger than %llu bytes", (unsigned long long)limit);
+        return kvz_errorf(KVZ_ERR_FORMAT, "larger than --max-bytes (%llu bytes)", (unsigned long long)limit);
     }
     int packed = looks_packed((const uint8_t *)data, len); /* before normalising moves bytes */
     const uint8_t *d = (const uint8_t *)data;

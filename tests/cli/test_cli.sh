@@ -298,7 +298,7 @@ for n in 1 2 3; do printf 'Document %s of three.\n' $n >"$TMP/log$n.txt"; done
 for n in 1 2 3 4 5 6 7 8 9 10 11 12 13; do cat "$TMP/light.txt"; done >"$TMP/over-1k.txt"
 check max-bytes-k 0 "$KVZ" compile "$TMP/log1.txt" "$TMP/over-1k.txt" --store "$TMP/max-bytes-store" \
     --model "$TMP/tiny.gguf" --method recent --reserve 16 --max-bytes 1K
-expect_in max-bytes-k "$TMP/err" "^skip .*over-1k\.txt: larger than 1024 bytes$"
+expect_in max-bytes-k "$TMP/err" "^skip .*over-1k\.txt: larger than --max-bytes (1024 bytes)$"
 check max-bytes-bad 2 "$KVZ" compile "$TMP/log1.txt" --store "$TMP/max-bytes-store" --max-bytes 1x
 expect_in max-bytes-bad "$TMP/err" "may end in K, M, G or T"
 # a model that asks for a BOS (tokenizer.ggml.add_bos_token, a Llama 3 base model) gets one

@@ -692,7 +692,7 @@ case $MODEL in /*) model_abs=$MODEL ;; *) model_abs=$PWD/$MODEL ;; esac
 # a pipe that never ends is read up to --max-bytes, not whole: skipped as too large
 timeout 120 sh -c "yes | '$KVZ' compile - --store '$TMP/s5' --model '$MODEL' --max-bytes 100000 --strict" \
     >/dev/null 2>"$TMP/e"; rc=$?
-[ $rc -eq 4 ] && grep -q "stdin: larger than 100000 bytes" "$TMP/e" && ok "an endless stdin: larger than --max-bytes, exit 4" ||
+[ $rc -eq 4 ] && grep -q "stdin: larger than --max-bytes (100000 bytes)" "$TMP/e" && ok "an endless stdin: larger than --max-bytes, exit 4" ||
     { fail "endless stdin: exit $rc"; cat "$TMP/e"; }
 # a document piped in is named by --stdin-name: the same text again is found unchanged under it
 printf 'The harbour light was first lit in 1871.\n' >"$TMP/piped.txt"
