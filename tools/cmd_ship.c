@@ -385,6 +385,17 @@ int cmd_pack(int argc, char **argv)
     if (!a.quiet && p.left_out)
         fprintf(cli_report_stream(a.output), "%zu document(s) without a form that %s left out\n", p.left_out,
                 filters);
+    /* `-o corpus.tar.gz`: zstd all the same, and `tar -xzf` of it says only "not in gzip format" */
+    static const char *const other_kinds[] = {".gz", ".tgz", ".xz", ".txz", ".bz2", ".tbz2", ".zip", ".tar"};
+    size_t out_len = strlen(a.output);
+    for (size_t i = 0; !a.quiet && i < sizeof other_kinds / sizeof other_kinds[0]; i++) {
+        size_t k = strlen(other_kinds[i]);
+        if (out_len > k && strcmp(a.output + out_len - k, other_kinds[i]) == 0) {
+            fprintf(stderr, "kvz pack: note: %s is a tar archive compressed with zstd whatever its name says "
+                    "(tar --zstd -tf lists it; kvz unpack reads it)\n", a.output);
+            break;
+        }
+    }
     if (p.unnameable) { /* the bundle is made; what it lacks is not to go unnoticed */
         fprintf(stderr, "kvz pack: %zu document(s) left out: their names are not UTF-8\n", p.unnameable);
         return cli_exit_code(KVZ_ERR_UNSUPPORTED);

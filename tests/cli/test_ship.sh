@@ -28,6 +28,10 @@ S="$TMP/s"
 tar --zstd -tf "$TMP/b.tar.zst" >"$TMP/names" 2>"$TMP/e" && head -1 "$TMP/names" | grep -qx "kvz-bundle.json" \
     && [ "$(grep -c '^artifacts/.*\.kvz$' "$TMP/names")" -eq 7 ] && ok "tar -tf lists the bundle: manifest first, 7 artifacts" \
     || { fail "tar listing"; cat "$TMP/names" "$TMP/e"; }
+# a bundle named for another compressor is zstd all the same: said (tar -xzf said "not in gzip format")
+"$KVZ" pack --store "$S" --all -o "$TMP/b.tar.gz" >"$TMP/o" 2>&1 && tar --zstd -tf "$TMP/b.tar.gz" >/dev/null &&
+    grep -q "^kvz pack: note: .*b.tar.gz is a tar archive compressed with zstd whatever its name says" "$TMP/o" &&
+    ok "pack -o x.tar.gz: written as zstd, said so" || { fail "pack -o x.tar.gz"; cat "$TMP/o"; }
 # -o through a pipe (written directly, the report on stderr, not in the data) and
 # through a link (the file it names is replaced; the link stays)
 "$KVZ" pack --store "$S" --all -o /dev/stdout 2>"$TMP/e" | cat >"$TMP/piped.tar.zst"
