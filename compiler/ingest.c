@@ -391,6 +391,10 @@ static int list_dir(const char *path, const kvz_ingest_opts *o, const walk *w,
     if (n) /* qsort's base must not be NULL (an empty folder) */
         qsort(names, n, sizeof *names, by_name); /* the same order on every machine */
     for (size_t i = 0; i < n && rc == KVZ_OK; i++) {
+        if (names[i][0] == '.') { /* a notes folder that is a git repository compiled .git's hooks and config */
+            out->hidden_passed_over++;
+            continue;
+        }
         size_t len = strlen(path) + strlen(names[i]) + 2;
         char *child = malloc(len);
         if (!child) {

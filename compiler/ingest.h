@@ -41,6 +41,7 @@ typedef struct kvz_source_list {
     kvz_source *items;
     size_t len, cap;
     int walked_around_store; /* a walk met opts->skip_folder and left it out */
+    size_t hidden_passed_over; /* a walk's entries named with a leading '.' (.git, .DS_Store), left out */
 } kvz_source_list;
 
 /* List the documents under `paths` (files, folders recursively in name order,

@@ -36,12 +36,13 @@ static const char HELP[] =
     "later copy (as tar -x leaves it), and symbolic links, devices and FIFOs are\n"
     "skipped (said; never a failure, even with --strict). In a folder, a link to a\n"
     "file outside it is skipped, said (a corpus from elsewhere could reach any file\n"
-    "this user may read; name the file itself to compile it). PATHs that hold no\n"
-    "documents (an empty or unmounted corpus, a glob that selects nothing) are an\n"
-    "error: exit 7, nothing written. A file (not an archive member or stdin)\n"
-    "that changes while it is compiled is skipped, nothing written from that\n"
-    "read; a compile that reads it unchanged stores it, so two compiles into one\n"
-    "store keep the content read last.\n"
+    "this user may read; name the file itself to compile it), and names starting\n"
+    "with '.' (.git, .DS_Store) are passed over, counted (name one to compile\n"
+    "it). PATHs that hold no documents (an empty or unmounted corpus, a glob that\n"
+    "selects nothing) are an error: exit 7, nothing written. A file (not an archive\n"
+    "member or stdin) that changes while it is compiled is skipped, nothing written\n"
+    "from that read; a compile that reads it unchanged stores it, so two compiles\n"
+    "into one store keep the content read last.\n"
     "\n"
     "selection:\n"
     "  --method M          kvzip (default), chunkkv, snapkv, knorm, recent, random,\n"
@@ -725,11 +726,15 @@ int cmd_compile(int argc, char **argv)
                            "the model, opening the store): nothing compiled; the same command starts again\n");
     int st = kvz_ingest_list((const char *const *)argv + optind, (size_t)(argc - optind), &a.ingest, &list);
     if (st == KVZ_OK && list.len == 0) /* a nightly job's mistyped glob or unmounted corpus is no quiet success */
-        st = kvz_errorf(KVZ_ERR_NOT_FOUND, "no documents were found under the PATHs given%s: nothing compiled%s",
+        st = kvz_errorf(KVZ_ERR_NOT_FOUND, "no documents were found under the PATHs given%s%s: nothing compiled%s",
                         a.ingest.n_include || a.ingest.n_exclude ? " (as --include and --exclude select them)" : "",
+                        list.hidden_passed_over ? " (hidden ones, named with a leading '.', passed over)" : "",
                         a.prune ? ", nothing pruned (`kvz rm` removes documents by name)" : "");
     if (st == KVZ_OK && list.walked_around_store && !a.quiet)
         fprintf(stderr, "kvz compile: the store %s, inside a folder compiled, is not read as documents\n", a.store);
+    if (st == KVZ_OK && list.hidden_passed_over && !a.quiet)
+        fprintf(stderr, "kvz compile: %zu hidden file(s) and folder(s) of the folders walked passed over (names "
+                "starting with '.', such as .git: name one as a PATH to compile it)\n", list.hidden_passed_over);
     kvz_model_config mc = {.backend = {.device = (kvz_device)a.device, .n_threads = (int)a.threads}};
     if (st == KVZ_OK)
         st = kvz_doc_reader_new(&reader, &list, &a.ingest);

@@ -784,6 +784,16 @@ cp "$TMP/piped.txt" "$TMP/inner/light.txt"
 [ $rc -eq 0 ] && ! grep -q "mdb" "$TMP/e" "$TMP/o7" && grep -q '"status":"unchanged"' "$TMP/o7" &&
     grep -q "the store .*/inner/store, inside a folder compiled, is not read as documents" "$TMP/e" &&
     ok "compile of a folder holding its store: the store is walked around" || { fail "store inside: exit $rc"; cat "$TMP/e" "$TMP/o7"; }
+# a notes folder that is a git repository: .git and other hidden names are passed over, counted
+# (.git's config and hook samples were compiled as documents); one named as a PATH is compiled
+mkdir -p "$TMP/hid/.git/hooks"
+cp "$TMP/piped.txt" "$TMP/hid/light.txt"
+cp "$TMP/piped.txt" "$TMP/hid/.git/hooks/commit-msg.sample"
+printf 'A hidden note.\n' >"$TMP/hid/.note.txt"
+"$KVZ" compile "$TMP/hid" "$TMP/hid/.note.txt" --store "$TMP/s_hid" --model "$MODEL" --method recent 2>"$TMP/e"; rc=$?
+[ $rc -eq 0 ] && [ "$("$KVZ" ls --store "$TMP/s_hid" --names | sed 's|.*/hid/||' | tr '\n' ' ')" = ".note.txt light.txt " ] &&
+    grep -q "^kvz compile: 2 hidden file(s) and folder(s) of the folders walked passed over" "$TMP/e" &&
+    ok "hidden names in a folder: passed over, counted; one named: compiled" || { fail "hidden names: exit $rc"; cat "$TMP/e"; }
 # the store's folder given as the folder to compile: said so (it was "no documents were found")
 "$KVZ" compile "$TMP/inner/store" --store "$TMP/inner/store" --model "$MODEL" --method recent 2>"$TMP/e"; rc=$?
 [ $rc -eq 2 ] && grep -q "^kvz compile: '.*/inner/store' is the store's own folder (--store): give the store a" "$TMP/e" &&
