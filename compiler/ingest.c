@@ -391,10 +391,6 @@ static int list_dir(const char *path, const kvz_ingest_opts *o, const walk *w,
     if (n) /* qsort's base must not be NULL (an empty folder) */
         qsort(names, n, sizeof *names, by_name); /* the same order on every machine */
     for (size_t i = 0; i < n && rc == KVZ_OK; i++) {
-        if (names[i][0] == '.') { /* a notes folder that is a git repository compiled .git's hooks and config */
-            out->hidden_passed_over++;
-            continue;
-        }
         size_t len = strlen(path) + strlen(names[i]) + 2;
         char *child = malloc(len);
         if (!child) {
@@ -402,7 +398,13 @@ static int list_dir(const char *path, const kvz_ingest_opts *o, const walk *w,
             break;
         }
         snprintf(child, len, "%s%s%s", path, path[strlen(path) - 1] == '/' ? "" : "/", names[i]);
-        rc = list_path(child, o, w, out, 0);
+        struct stat st;
+        if (names[i][0] != '.') /* a notes folder that is a git repository compiled .git's hooks and config */
+            rc = list_path(child, o, w, out, 0);
+        else if (w->set && stat(child, &st) == 0 && st.st_dev == w->dev && st.st_ino == w->ino)
+            out->walked_around_store = 1; /* a hidden store (notes/.kvz): said as the store, not as hidden */
+        else
+            out->hidden_passed_over++;
         free(child);
     }
     for (size_t i = 0; i < n; i++)

@@ -265,8 +265,10 @@ static int run(const gen_args *a, const char *text)
     if (rc == KVZ_OK) { /* with --doc the text is a question, tokenized by the ask */
         size_t untokenized = ids.dropped;
         uint8_t first = ids.first_dropped;
-        if (loaded)
-            rc = kvz_tokenizer_untokenized(m->tokenizer, text, strlen(text), &untokenized, &first);
+        if (loaded) /* not UTF-8: refused by the ask, nothing to note */
+            rc = kvz_utf8_require(text, "the question") == KVZ_OK
+                     ? kvz_tokenizer_untokenized(m->tokenizer, text, strlen(text), &untokenized, &first)
+                     : KVZ_OK;
         cli_note_untokenized("generate", loaded ? "the question" : "the prompt", untokenized, first);
     }
     if (rc == KVZ_OK && !loaded && ids.len == 0)

@@ -158,6 +158,11 @@ rm "$TMP/untok_s"/*.mdb
     grep -q "^kvz generate: note: 1 byte(s) of the prompt left out" "$TMP/untok.g" &&
     ok "bytes without a token in a question or a prompt: said" ||
     { fail "bytes without a token in a question: exit $rc"; cat "$TMP/untok.e" "$TMP/untok.o" "$TMP/untok.g"; }
+# a question that is not UTF-8 is refused, not noted as bytes left out
+"$KVZ" generate --store "$TMP/untok_s" --doc "$TMP/untok/a.txt" --model "$MODEL" --max-tokens 1 \
+    --prompt "$(printf 'When \377 lit?')" >/dev/null 2>"$TMP/untok.g"; rc=$?
+[ $rc -eq 2 ] && grep -q "the question is not UTF-8" "$TMP/untok.g" && ! grep -q "left out" "$TMP/untok.g" &&
+    ok "generate --doc: a question not UTF-8 refused, no note" || { fail "generate non-UTF-8 question: exit $rc"; cat "$TMP/untok.g"; }
 "$KVZ" stats --store "$TMP/s6" --json >"$TMP/st6" && python3 -c "import json,sys; d=json.load(open(sys.argv[1])); \
 assert d['documents']==2 and d['artifacts']==1 and d['referenced_bytes']==d['artifact_bytes'], d; \
 assert d['configurations_not_broken_out']==0 and len(d['by_config'])==1, d" "$TMP/st6" &&
@@ -794,6 +799,12 @@ printf 'A hidden note.\n' >"$TMP/hid/.note.txt"
 [ $rc -eq 0 ] && [ "$("$KVZ" ls --store "$TMP/s_hid" --names | sed 's|.*/hid/||' | tr '\n' ' ')" = ".note.txt light.txt " ] &&
     grep -q "^kvz compile: 2 hidden file(s) and folder(s) of the folders walked passed over" "$TMP/e" &&
     ok "hidden names in a folder: passed over, counted; one named: compiled" || { fail "hidden names: exit $rc"; cat "$TMP/e"; }
+# a hidden store inside the folder (notes/.kvz) is said as the store, not counted as hidden
+"$KVZ" compile "$TMP/hid" --store "$TMP/hid/.kvz" --model "$MODEL" --method recent 2>/dev/null &&
+    "$KVZ" compile "$TMP/hid" --store "$TMP/hid/.kvz" --model "$MODEL" --method recent 2>"$TMP/e"; rc=$?
+[ $rc -eq 0 ] && grep -q "the store .*/hid/.kvz, inside a folder compiled, is not read as documents" "$TMP/e" &&
+    grep -q "^kvz compile: 2 hidden file(s) and folder(s) of the folders walked passed over" "$TMP/e" &&
+    ok "a hidden store inside the folder: said as the store, not as hidden" || { fail "hidden store: exit $rc"; cat "$TMP/e"; }
 # the store's folder given as the folder to compile: said so (it was "no documents were found")
 "$KVZ" compile "$TMP/inner/store" --store "$TMP/inner/store" --model "$MODEL" --method recent 2>"$TMP/e"; rc=$?
 [ $rc -eq 2 ] && grep -q "^kvz compile: '.*/inner/store' is the store's own folder (--store): give the store a" "$TMP/e" &&
