@@ -414,15 +414,6 @@ static int document_put_fn(kvz_store_txn *t, void *ctx)
     return rc;
 }
 
-int kvz_transfer_document(kvz_store *s, const char *name, const kvz_doc_record *incoming,
-                          kvz_entry_outcome *outcomes)
-{
-    if (!incoming->n_entries)
-        return KVZ_OK;
-    document_put p = {name, incoming, outcomes};
-    return kvz_store_write(s, document_put_fn, &p);
-}
-
 typedef struct documents_put {
     size_t n;
     const char *const *names;
@@ -446,6 +437,13 @@ int kvz_transfer_documents(kvz_store *s, size_t n, const char *const *names, con
 {
     documents_put d = {n, names, incoming, outcomes};
     return n ? kvz_store_write(s, documents_put_fn, &d) : KVZ_OK;
+}
+
+int kvz_transfer_document(kvz_store *s, const char *name, const kvz_doc_record *incoming,
+                          kvz_entry_outcome *outcomes)
+{
+    /* no configurations: nothing to write, no transaction opened */
+    return incoming->n_entries ? kvz_transfer_documents(s, 1, &name, &incoming, &outcomes) : KVZ_OK;
 }
 
 int kvz_transfer_entry(kvz_store *s, const char *name, const uint8_t doc_hash[16], const kvz_doc_entry *e,
