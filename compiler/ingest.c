@@ -61,6 +61,19 @@ static const char *member_name(const char *member)
     return member;
 }
 
+/* A member a folder's walk would pass over: a component of its name (after
+ * member_name) hidden (.git/, .DS_Store; "." and ".." are not names), or the
+ * __MACOSX/ folder of resource forks that macOS's zip adds beside each file. */
+static int hidden_member(const char *name)
+{
+    for (const char *c = name; *c; c += strcspn(c, "/"), c += *c == '/') {
+        size_t len = strcspn(c, "/");
+        if ((c[0] == '.' && !(len == 1 || (len == 2 && c[1] == '.'))) || (len == 8 && memcmp(c, "__MACOSX", 8) == 0))
+            return 1;
+    }
+    return 0;
+}
+
 /* A glob matches the whole name or any tail of it that starts a path
  * component, so "*.md" or "notes/x*" work at any depth; "./x*" is "x*", as
  * members are named without their "./". */
@@ -271,6 +284,10 @@ static int list_archive_in(const char *path, const kvz_ingest_opts *o, kvz_sourc
             rc = push(&regular, member_name(member), path, NULL, (uint64_t)archive_entry_size(e));
             if (rc == KVZ_OK)
                 regular.items[regular.len - 1].member_at = at;
+        }
+        if (rc == KVZ_OK && hidden_member(member_name(member))) {
+            out->hidden_members_passed_over++;
+            continue;
         }
         if (rc != KVZ_OK || !selected(o, member_name(member)))
             continue;
@@ -746,6 +763,20 @@ void kvz_doc_reader_free(kvz_doc_reader *r)
 int kvz_text_normalise(char *text, size_t *len)
 {
     size_t n = *len;
+    /* checked before normalising, so that the byte named is the file's (a CR LF
+     * before it no longer shifts it) */
+    if (memchr(text, '\0', n))
+        return kvz_errorf(KVZ_ERR_FORMAT, "contains NUL bytes (binary?)");
+    size_t valid = kvz_utf8_valid_length((const uint8_t *)text, n);
+    if (valid != n) {
+        size_t line = 1;
+        for (size_t i = 0; i < valid; i++)
+            line += text[i] == '\n';
+        /* older corpora are mostly in a single-byte code page: say how to convert one */
+        return kvz_errorf(KVZ_ERR_FORMAT, "not valid UTF-8: byte %zu (line %zu) is 0x%02x; documents are UTF-8 "
+                          "(text in Latin-1 or Windows-1252: iconv -f WINDOWS-1252 -t UTF-8 converts it)",
+                          valid, line, (unsigned)(uint8_t)text[valid]);
+    }
     if (n >= 3 && (uint8_t)text[0] == 0xef && (uint8_t)text[1] == 0xbb && (uint8_t)text[2] == 0xbf) {
         memmove(text, text + 3, n - 3);
         n -= 3;
@@ -758,11 +789,6 @@ int kvz_text_normalise(char *text, size_t *len)
     }
     text[o] = '\0';
     *len = o;
-    if (memchr(text, '\0', o))
-        return kvz_errorf(KVZ_ERR_FORMAT, "contains NUL bytes (binary?)");
-    size_t valid = kvz_utf8_valid_length((const uint8_t *)text, o);
-    if (valid != o)
-        return kvz_errorf(KVZ_ERR_FORMAT, "not valid UTF-8 at byte %zu", valid);
     size_t visible = 0;
     for (size_t i = 0; i < o; i++)
         visible += !strchr(" \t\n\r\f\v", text[i]);

@@ -42,6 +42,7 @@ typedef struct kvz_source_list {
     size_t len, cap;
     int walked_around_store; /* a walk met opts->skip_folder and left it out */
     size_t hidden_passed_over; /* a walk's entries named with a leading '.' (.git, .DS_Store), left out */
+    size_t hidden_members_passed_over; /* archive members so named, or under __MACOSX/, left out */
 } kvz_source_list;
 
 /* List the documents under `paths` (files, folders recursively in name order,

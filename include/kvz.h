@@ -151,7 +151,10 @@ KVZ_API void kvz_free(void *p);
  * Which GPU: the first the process sees (device 0; CUDA_VISIBLE_DEVICES
  * chooses it), of compute capability 8.0 or later (A100, H100, RTX 30xx and
  * newer: the oldest code the build holds); on an older one KVZ_RUN_ON_AUTO
- * runs on the CPU and KVZ_RUN_ON_CUDA fails with KVZ_ERR_BACKEND. A call that
+ * runs on the CPU and KVZ_RUN_ON_CUDA fails with KVZ_ERR_BACKEND. So does a
+ * GPU that cannot start (exclusive mode taken) or hold the model's weights:
+ * KVZ_RUN_ON_AUTO then opens the engine on the CPU (the CLI says so), while
+ * KVZ_RUN_ON_CUDA fails (KVZ_ERR_BACKEND or KVZ_ERR_NOMEM). A call that
  * works on the GPU makes device 0 the calling thread's current device (an
  * application that uses another GPU on that thread sets its own again after).
  * ------------------------------------------------------------------------ */

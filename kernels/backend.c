@@ -59,6 +59,15 @@ int kvz_backend_has_cuda(void)
 #endif
 }
 
+kvz_device kvz_backend_auto_device(void)
+{
+#ifdef KVZ_WITH_CUDA
+    if (kvz_backend_cuda_available())
+        return KVZ_DEVICE_CUDA;
+#endif
+    return KVZ_DEVICE_CPU;
+}
+
 int kvz_backend_create(kvz_backend **out, const kvz_backend_config *cfg)
 {
     switch (cfg->device) {
@@ -72,12 +81,11 @@ int kvz_backend_create(kvz_backend **out, const kvz_backend_config *cfg)
         return kvz_errorf(KVZ_ERR_UNSUPPORTED,
                           "this kvz was built without CUDA (build it with 'make cuda')");
 #endif
-    case KVZ_DEVICE_AUTO:
-#ifdef KVZ_WITH_CUDA
-        if (kvz_backend_cuda_available())
-            return kvz_backend_cuda_create(out, cfg);
-#endif
-        return kvz_backend_cpu_create(out, cfg);
+    case KVZ_DEVICE_AUTO: {
+        kvz_backend_config picked = *cfg;
+        picked.device = kvz_backend_auto_device();
+        return kvz_backend_create(out, &picked);
+    }
     }
     return kvz_errorf(KVZ_ERR_ARG, "unknown device %d", (int)cfg->device);
 }

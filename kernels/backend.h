@@ -350,6 +350,10 @@ typedef struct kvz_backend_config {
 int kvz_weight_init(kvz_weight *w, const char *backend, uint32_t type, const void *src,
                     int64_t rows, int64_t cols, size_t *row_bytes);
 
+/* What KVZ_DEVICE_AUTO picks: cuda when built in and a GPU it has code for is
+ * present, else cpu. */
+kvz_device kvz_backend_auto_device(void);
+
 /* Create a backend. KVZ_ERR_UNSUPPORTED when cuda is asked for and kvz was
  * built without it; KVZ_ERR_BACKEND when no GPU can be used. */
 int kvz_backend_create(kvz_backend **out, const kvz_backend_config *cfg);

@@ -264,6 +264,66 @@ static int64_t f32_weight_bytes(const kvz_gguf *g)
     return total;
 }
 
+/* The backend and everything on it, as partly as load_weights got (the model
+ * can take another backend after). */
+static void free_weights(kvz_model *m)
+{
+    kvz_backend *b = m->backend;
+    if (b) {
+        if (m->layers) {
+            for (int32_t l = 0; l < m->hp.n_layers; l++) {
+                kvz_layer *L = &m->layers[l];
+                b->ops->free(b, L->attn_norm);
+                b->ops->free(b, L->ffn_norm);
+                b->ops->free(b, L->bq), b->ops->free(b, L->bk), b->ops->free(b, L->bv);
+                kvz_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+                for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+                    b->ops->weight_free(b, ws[i]);
+            }
+        }
+        if (!m->output_tied)
+            b->ops->weight_free(b, &m->output);
+        b->ops->weight_free(b, &m->tok_embd);
+        b->ops->free(b, m->output_norm);
+        kvz_backend_destroy(b);
+    }
+    free(m->layers);
+    m->layers = NULL;
+    m->backend = NULL;
+    memset(&m->tok_embd, 0, sizeof m->tok_embd);
+    memset(&m->output, 0, sizeof m->output);
+    m->output_tied = 0;
+    m->output_norm = NULL;
+}
+
+/* The backend and the weights on it. Under KVZ_DEVICE_AUTO a GPU that cannot
+ * start or cannot hold the weights (another process's memory, exclusive mode)
+ * gives way to the CPU: the reason is kept in m->device_note. Asked for by
+ * name, the GPU's error stands. */
+static int place_weights(kvz_model *m, const kvz_backend_config *cfg)
+{
+    kvz_backend_config bc = *cfg;
+    bc.weight_bytes_hint = f32_weight_bytes(m->gguf);
+    if (bc.device == KVZ_DEVICE_AUTO)
+        bc.device = kvz_backend_auto_device();
+    int rc = kvz_backend_create(&m->backend, &bc);
+    if (rc == KVZ_OK)
+        rc = load_weights(m);
+    if (rc == KVZ_OK) /* the weights are in place for backends forked from this one (their own streams) */
+        rc = m->backend->ops->synchronize(m->backend);
+    if (rc == KVZ_OK || cfg->device != KVZ_DEVICE_AUTO || bc.device == KVZ_DEVICE_CPU ||
+        (rc != KVZ_ERR_BACKEND && rc != KVZ_ERR_NOMEM))
+        return rc;
+    snprintf(m->device_note, sizeof m->device_note, "the GPU could not be used (%s): running on the CPU",
+             kvz_last_error());
+    free_weights(m);
+    bc.device = KVZ_DEVICE_CPU;
+    rc = kvz_backend_create(&m->backend, &bc);
+    if (rc == KVZ_OK)
+        rc = load_weights(m);
+    return rc;
+}
+
 int kvz_model_load(kvz_model **out, const char *path, const kvz_model_config *cfg)
 {
     *out = NULL;
@@ -286,15 +346,8 @@ int kvz_model_load(kvz_model **out, const char *path, const kvz_model_config *cf
                         path, kvz_tokenizer_vocab_size(m->tokenizer), m->hp.vocab);
     if (rc == KVZ_OK)
         rc = kvz_chat_init(&m->chat, m->gguf, kvz_tokenizer_find(m->tokenizer, "<|im_start|>") >= 0);
-    if (rc == KVZ_OK) {
-        kvz_backend_config bc = cfg->backend;
-        bc.weight_bytes_hint = f32_weight_bytes(m->gguf);
-        rc = kvz_backend_create(&m->backend, &bc);
-    }
     if (rc == KVZ_OK)
-        rc = load_weights(m);
-    if (rc == KVZ_OK) /* the weights are in place for backends forked from this one (their own streams) */
-        rc = m->backend->ops->synchronize(m->backend);
+        rc = place_weights(m, &cfg->backend);
     if (rc != KVZ_OK) {
         kvz_model_free(m);
         return rc;
@@ -307,26 +360,7 @@ void kvz_model_free(kvz_model *m)
 {
     if (!m)
         return;
-    kvz_backend *b = m->backend;
-    if (b) {
-        if (m->layers) {
-            for (int32_t l = 0; l < m->hp.n_layers; l++) {
-                kvz_layer *L = &m->layers[l];
-                b->ops->free(b, L->attn_norm);
-                b->ops->free(b, L->ffn_norm);
-                b->ops->free(b, L->bq), b->ops->free(b, L->bk), b->ops->free(b, L->bv);
-                kvz_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-                for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
-                    b->ops->weight_free(b, ws[i]);
-            }
-        }
-        if (!m->output_tied)
-            b->ops->weight_free(b, &m->output);
-        b->ops->weight_free(b, &m->tok_embd);
-        b->ops->free(b, m->output_norm);
-        kvz_backend_destroy(b);
-    }
-    free(m->layers);
+    free_weights(m);
     kvz_chat_free(&m->chat);
     kvz_tokenizer_free(m->tokenizer);
     kvz_gguf_close(m->gguf);

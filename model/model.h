@@ -54,6 +54,7 @@ typedef struct kvz_model {
     float *output_norm;   /* backend (dim) */
     kvz_layer *layers;    /* n_layers */
     char *path;
+    char device_note[320]; /* "" or why KVZ_DEVICE_AUTO runs on the CPU though a GPU is present */
 } kvz_model;
 
 typedef struct kvz_model_config {
@@ -62,7 +63,9 @@ typedef struct kvz_model_config {
 
 /* Load `path`. Errors: those of kvz_gguf_open, KVZ_ERR_UNSUPPORTED for an
  * architecture or tensor type kvz does not run, KVZ_ERR_FORMAT for a missing
- * or misshapen tensor, KVZ_ERR_NOMEM / KVZ_ERR_BACKEND from the device. */
+ * or misshapen tensor, KVZ_ERR_NOMEM / KVZ_ERR_BACKEND from the device. With
+ * KVZ_DEVICE_AUTO, a GPU that fails to start or to hold the weights is left
+ * for the CPU, and m->device_note says why (for the caller to show). */
 int kvz_model_load(kvz_model **out, const char *path, const kvz_model_config *cfg);
 void kvz_model_free(kvz_model *m);
 

@@ -95,6 +95,11 @@ size_t kvz_engine_idle_backends(kvz_engine *e)
     return n;
 }
 
+const char *kvz_engine_device_note(kvz_engine *e)
+{
+    return e->model->device_note;
+}
+
 int kvz_engine_untokenized(kvz_engine *e, const char *text, size_t *count, uint8_t *first)
 {
     return kvz_tokenizer_untokenized(e->model->tokenizer, text, strlen(text), count, first);

@@ -271,6 +271,12 @@ void cli_warn_threads(const char *cmd, long threads)
                 "may use; the extra threads only wait their turn\n", cmd, getenv("OMP_NUM_THREADS"), from_env, cpus);
 }
 
+void cli_note_device(const char *cmd, const char *note)
+{
+    if (note && *note) /* --device auto fell back: a run many times slower is no surprise */
+        fprintf(stderr, "kvz %s: note: %s (--device cuda makes this an error)\n", cmd, note);
+}
+
 void cli_note_untokenized(const char *cmd, const char *what, size_t count, uint8_t first)
 {
     if (count) /* the model reads the rest: said, as compile says it of a document */

@@ -59,6 +59,10 @@ void cli_warn_threads(const char *cmd, long threads);
 
 /* On stderr, that `count` bytes of `what` (the question, the prompt) were left
  * out of what the model reads, the first being `first`; nothing for 0. */
+/* Says `note` (a model's device_note: --device auto left the GPU for the
+ * CPU) on stderr, when there is one. */
+void cli_note_device(const char *cmd, const char *note);
+
 void cli_note_untokenized(const char *cmd, const char *what, size_t count, uint8_t first);
 
 /* --segments A, A-B or A- (A to the last), counted from 1 as kvz inspect

@@ -214,6 +214,8 @@ int cmd_bench(int argc, char **argv)
     double t_load = kvz_now_seconds();
     int rc = kvz_model_load(&m, cli_model_path(model), &mc);
     t_load = kvz_now_seconds() - t_load;
+    if (rc == KVZ_OK)
+        cli_note_device("bench", m->device_note);
     if (rc == KVZ_OK && !cache_only) /* --cache-only reads no text */
         rc = text_tokens(m, text_path, &text);
     for (int i = 0; i < n_sizes && rc == KVZ_OK && !sizes_given; i++)

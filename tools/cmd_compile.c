@@ -728,18 +728,24 @@ int cmd_compile(int argc, char **argv)
     if (st == KVZ_OK && list.len == 0) /* a nightly job's mistyped glob or unmounted corpus is no quiet success */
         st = kvz_errorf(KVZ_ERR_NOT_FOUND, "no documents were found under the PATHs given%s%s: nothing compiled%s",
                         a.ingest.n_include || a.ingest.n_exclude ? " (as --include and --exclude select them)" : "",
-                        list.hidden_passed_over ? " (hidden ones, named with a leading '.', passed over)" : "",
+                        list.hidden_passed_over || list.hidden_members_passed_over
+                            ? " (hidden ones, named with a leading '.', passed over)" : "",
                         a.prune ? ", nothing pruned (`kvz rm` removes documents by name)" : "");
     if (st == KVZ_OK && list.walked_around_store && !a.quiet)
         fprintf(stderr, "kvz compile: the store %s, inside a folder compiled, is not read as documents\n", a.store);
     if (st == KVZ_OK && list.hidden_passed_over && !a.quiet)
         fprintf(stderr, "kvz compile: %zu hidden file(s) and folder(s) of the folders walked passed over (names "
                 "starting with '.', such as .git: name one as a PATH to compile it)\n", list.hidden_passed_over);
+    if (st == KVZ_OK && list.hidden_members_passed_over && !a.quiet)
+        fprintf(stderr, "kvz compile: %zu hidden member(s) of archives passed over (names with a part starting "
+                "with '.', such as .git/, or under macOS's __MACOSX/)\n", list.hidden_members_passed_over);
     kvz_model_config mc = {.backend = {.device = (kvz_device)a.device, .n_threads = (int)a.threads}};
     if (st == KVZ_OK)
         st = kvz_doc_reader_new(&reader, &list, &a.ingest);
     if (st == KVZ_OK)
         st = kvz_model_load(&model, cli_model_path(a.model), &mc);
+    if (st == KVZ_OK)
+        cli_note_device("compile", model->device_note);
     if (st == KVZ_OK) /* what the compiler would refuse, refused before a new store is made */
         st = kvz_compile_opts_fit(model, &a.opts);
     if (st == KVZ_OK)

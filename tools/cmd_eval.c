@@ -650,6 +650,8 @@ int cmd_eval(int argc, char **argv)
         st = kvz_store_open(&s, a.store ? a.store : temp, KVZ_STORE_CREATE);
     if (st == KVZ_OK)
         st = kvz_model_load(&m, cli_model_path(a.model), &mc);
+    if (st == KVZ_OK)
+        cli_note_device("eval", m->device_note);
     int step = 0, steps = (int)(a.n_tasks * a.docs * n_rows);
     double t0 = kvz_now_seconds();
     for (int t = 0; t < a.n_tasks && st == KVZ_OK; t++)

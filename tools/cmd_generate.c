@@ -54,7 +54,8 @@ static const char HELP[] =
     "                      of). Beside other busy work, give it only the idle CPUs,\n"
     "                      or set OMP_WAIT_POLICY=passive (README: threads)\n"
     "  --device D          cpu, cuda or auto (default auto: cuda if built in and a\n"
-    "                      GPU of compute capability 8.0+ is present, else cpu)\n"
+    "                      GPU of compute capability 8.0+ is present, else cpu;\n"
+    "                      a GPU that cannot start or hold the model: cpu, noted)\n"
     "  --weights W         CPU weight storage: f32 (dequantize at load), native\n"
     "                      (keep the file's blocks, decode on the fly; less memory)\n"
     "                      or auto (the default: f32 where it takes at most a third\n"
@@ -252,6 +253,8 @@ static int run(const gen_args *a, const char *text)
     int rc = a->n_docs ? kvz_store_open(&store, a->store, KVZ_STORE_READONLY) : KVZ_OK;
     if (rc == KVZ_OK)
         rc = kvz_model_load(&m, cli_model_path(a->model), &mc);
+    if (rc == KVZ_OK)
+        cli_note_device("generate", m->device_note);
     if (rc == KVZ_OK && a->n_docs) {
         kvz_load_opts lo = {.reserve = (int32_t)a->reserve, .config = a->config};
         kvz_load_stats ls;

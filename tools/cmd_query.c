@@ -371,6 +371,8 @@ int cmd_query(int argc, char **argv)
     /* questions given here are few: the weights' f32 copy would cost more than it saves */
     int weights = a.weights >= 0 ? a.weights : optind < argc ? KVZ_WEIGHTS_NATIVE : KVZ_WEIGHTS_AUTO;
     int st = kvz_engine_open_weights(&e, a.store, cli_model_path(a.model), &eo, weights);
+    if (st == KVZ_OK)
+        cli_note_device("query", kvz_engine_device_note(e));
     if (st == KVZ_OK && a.config.id_digits)
         st = whole_config_id(e, &a, &so.config_id);
     if (st == KVZ_OK)

@@ -799,6 +799,19 @@ printf 'A hidden note.\n' >"$TMP/hid/.note.txt"
 [ $rc -eq 0 ] && [ "$("$KVZ" ls --store "$TMP/s_hid" --names | sed 's|.*/hid/||' | tr '\n' ' ')" = ".note.txt light.txt " ] &&
     grep -q "^kvz compile: 2 hidden file(s) and folder(s) of the folders walked passed over" "$TMP/e" &&
     ok "hidden names in a folder: passed over, counted; one named: compiled" || { fail "hidden names: exit $rc"; cat "$TMP/e"; }
+# so are an archive's hidden members and a zip's __MACOSX/ resource forks (they were compiled,
+# or skipped one by one as binary); a name with ".." inside a part is no hidden name
+mkdir -p "$TMP/arc/.git" "$TMP/arc/__MACOSX" "$TMP/arc/sub"
+cp "$TMP/piped.txt" "$TMP/arc/light.txt"
+cp "$TMP/piped.txt" "$TMP/arc/sub/a..b.txt"
+cp "$TMP/piped.txt" "$TMP/arc/.git/config"
+cp "$TMP/piped.txt" "$TMP/arc/sub/.note.txt"
+printf 'Mac\0OS X resource fork\n' >"$TMP/arc/__MACOSX/._light.txt"
+tar -cf "$TMP/arc.tar" -C "$TMP/arc" .
+"$KVZ" compile "$TMP/arc.tar" --store "$TMP/s_arc" --model "$MODEL" --method recent 2>"$TMP/e"; rc=$?
+[ $rc -eq 0 ] && [ "$("$KVZ" ls --store "$TMP/s_arc" --names | sed 's|.*/arc.tar:||' | tr '\n' ' ')" = "light.txt sub/a..b.txt " ] &&
+    grep -q "^kvz compile: 3 hidden member(s) of archives passed over" "$TMP/e" && ! grep -q "^skip" "$TMP/e" &&
+    ok "hidden members of an archive and __MACOSX/: passed over, counted" || { fail "hidden members: exit $rc"; cat "$TMP/e"; }
 # a hidden store inside the folder (notes/.kvz) is said as the store, not counted as hidden
 "$KVZ" compile "$TMP/hid" --store "$TMP/hid/.kvz" --model "$MODEL" --method recent 2>/dev/null &&
     "$KVZ" compile "$TMP/hid" --store "$TMP/hid/.kvz" --model "$MODEL" --method recent 2>"$TMP/e"; rc=$?

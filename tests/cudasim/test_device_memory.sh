@@ -49,6 +49,32 @@ if [ $st -eq $NOMEM ] && echo "$last" | grep -q "cannot allocate .* MiB of devic
 else
     fail "model larger than the device: exit $st, store $(ls -d "$TMP/s1" 2>/dev/null || echo absent): $last"
 fi
+#    the default device (auto) leaves such a GPU for the CPU, says so, and makes the
+#    CPU's artifact; so does a query
+KVZ_CUDASIM_DEVICE_BYTES=16M SOURCE_DATE_EPOCH=1 "$KVZ" compile "$TMP/docs/a_short.txt" --store "$TMP/s1a" \
+    --model "$TMP/model.gguf" >"$TMP/out" 2>"$TMP/err"
+st=$?
+SOURCE_DATE_EPOCH=1 "$KVZ" compile "$TMP/docs/a_short.txt" --store "$TMP/s1c" --model "$TMP/model.gguf" \
+    --device cpu >/dev/null 2>&1
+note="kvz compile: note: the GPU could not be used (.*cuda: cannot allocate .* of device memory.*out of memory.*): running on the CPU (--device cuda makes this an error)"
+if [ $st -eq 0 ] && grep -q "$note" "$TMP/err" &&
+    "$KVZ" export --store "$TMP/s1a" "$TMP/docs/a_short.txt" -o "$TMP/s1a.kvz" --quiet 2>/dev/null &&
+    "$KVZ" export --store "$TMP/s1c" "$TMP/docs/a_short.txt" -o "$TMP/s1c.kvz" --quiet 2>/dev/null &&
+    cmp -s "$TMP/s1a.kvz" "$TMP/s1c.kvz"; then
+    ok "model larger than the device, default device: compiled on the CPU, noted"
+else
+    fail "model larger than the device, default device: exit $st"
+    sed 's/^/     | /' "$TMP/err"
+fi
+KVZ_CUDASIM_DEVICE_BYTES=16M "$KVZ" query --store "$TMP/s1a" --model "$TMP/model.gguf" \
+    --doc "$TMP/docs/a_short.txt" --max-tokens 4 "Which lamp?" >"$TMP/out" 2>"$TMP/err"
+st=$?
+if [ $st -eq 0 ] && [ -s "$TMP/out" ] && grep -q "kvz query: note: the GPU could not be used" "$TMP/err"; then
+    ok "query on a device too small, default device: answered on the CPU, noted"
+else
+    fail "query on a device too small, default device: exit $st"
+    sed 's/^/     | /' "$TMP/err"
+fi
 
 # 2. the peak of compiling the short document alone, then that much memory for
 #    all three: the short one is kept, the long one needs more and stops the run

@@ -911,7 +911,7 @@ static void test_ingest(void **state)
             fail_msg("entry %zu is '%s', expected ...%s", i, list.items[i].name, expect[i]);
     kvz_doc_reader *r;
     CHECK_OK(kvz_doc_reader_new(&r, &list, NULL));
-    const char *reasons[8] = {NULL, NULL, "NUL", NULL, "empty", "UTF-8", NULL, NULL};
+    const char *reasons[8] = {NULL, NULL, "NUL", NULL, "empty", "byte 3 (line 1) is 0xe9", NULL, NULL};
     uint8_t hash_b[16];
     for (size_t i = 0; i < list.len; i++) {
         kvz_document d;
@@ -932,6 +932,13 @@ static void test_ingest(void **state)
     }
     kvz_doc_reader_free(r);
     kvz_source_list_free(&list);
+    /* the bad byte is named where it is in the file: CR LFs and a BOM before it
+     * (normalised away) do not move it, as they did */
+    char crlf[] = "\xef\xbb\xbf" "one\r\ntwo\r\n\x96";
+    size_t crlf_len = sizeof crlf - 1;
+    assert_int_equal(kvz_text_normalise(crlf, &crlf_len), KVZ_ERR_FORMAT);
+    assert_non_null(strstr(kvz_last_error(), "byte 13 (line 3) is 0x96"));
+    assert_non_null(strstr(kvz_last_error(), "iconv -f WINDOWS-1252 -t UTF-8"));
 
     kvz_ingest_opts only = {.include = (const char *[]){"*.txt"}, .n_include = 1,
                             .exclude = (const char *[]){"deeper/*"}, .n_exclude = 1};
