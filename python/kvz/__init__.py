@@ -16,7 +16,8 @@ and the library's message; an argument of the wrong type or range raises
 TypeError or ValueError before the library is called, as does using an engine
 or session after close(). An engine or session may be closed on one thread
 while another uses it: the close takes effect once that call returns (an
-answer being generated stops at its next token).
+answer being generated stops at its next token). Neither can be pickled or
+copied: open an engine in each process (multiprocessing's workers).
 """
 import codecs
 import contextlib
@@ -24,6 +25,7 @@ import ctypes
 import ctypes.util
 import operator
 import os
+import signal
 import threading
 
 __version__ = "0.3.15"  # the kvz.h this binding declares (KVZ_VERSION_STRING)
@@ -190,6 +192,17 @@ def _take_string(ptr, length=None, whole_characters=False):
     return raw.decode("utf-8", "replace")
 
 
+def _whole_characters(raw):
+    """raw's whole UTF-8 characters, and the first bytes of one it stops inside
+    (to come with the rest). Bytes that are not UTF-8 go on as they are."""
+    for back in range(1, min(3, len(raw)) + 1):
+        lead = raw[-back]
+        if lead & 0xC0 != 0x80:  # not a continuation byte: how long is its character?
+            need = 2 if lead & 0xE0 == 0xC0 else 3 if lead & 0xF0 == 0xE0 else 4 if lead & 0xF8 == 0xF0 else 1
+            return (raw[:-back], raw[-back:]) if need > back else (raw, b"")
+    return raw, b""
+
+
 def _c_string(text, what):
     """UTF-8 for C: names as documents() gives them (undecodable bytes as
     surrogates) go back as the same bytes; a NUL would end the string early."""
@@ -199,6 +212,11 @@ def _c_string(text, what):
     if b"\0" in raw:
         raise ValueError(f"{what} holds a NUL character")
     return raw
+
+
+def _c_name(name):
+    """A document's name as the store has it: a str, or a pathlib.Path of it."""
+    return _c_string(os.fspath(name) if isinstance(name, os.PathLike) else name, "a document name")
 
 
 def _form(config, config_id):
@@ -239,6 +257,29 @@ def _c_float(value, low, high, what):
 
 def library_version():
     return _version().decode()
+
+
+@contextlib.contextmanager
+def _sigint_held():
+    """Ctrl-C (SIGINT) during a call that runs Python callbacks: Python runs a signal's
+    handler as the next Python function starts, the callback, before any try of its own,
+    and ctypes drops what the handler raised there ("Exception ignored on calling ctypes
+    callback function"): the KeyboardInterrupt was lost and the answer cut short as if
+    whole. On the main thread (the only one Python runs handlers on), the handler found
+    is held back while the call runs: a SIGINT is recorded (the yielded list), and the
+    handler runs on it once the call returned."""
+    caught = []
+    previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    if not callable(previous):  # another thread, SIG_IGN, SIG_DFL, or not set from Python
+        yield caught
+        return
+    signal.signal(signal.SIGINT, lambda _signum, frame: caught.append(frame))
+    try:
+        yield caught
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            previous(signal.SIGINT, caught[0])
 
 
 class _Handle:
@@ -297,6 +338,12 @@ class _Handle:
 
     __del__ = close
 
+    def __reduce__(self):
+        # pickle (a Pool's arguments) would fail on the lock with words of its own; copy.copy
+        # shared the handle, which each copy then freed (use after free, a crash)
+        raise TypeError(f"a kvz {self._what} cannot be copied or pickled (sent to another process): "
+                        "open an Engine in each process, e.g. in the worker function or a Pool's initializer")
+
     def __enter__(self):
         return self
 
@@ -342,7 +389,7 @@ class Engine(_Handle):
     def text(self, name):
         """The document's (normalised) text, rebuilt from its artifacts."""
         ptr, length = ctypes.c_void_p(), ctypes.c_size_t()
-        raw = _c_string(name, "a document name")
+        raw = _c_name(name)
         with self._use() as engine:
             _check(_engine_text(engine, raw, ctypes.byref(ptr), ctypes.byref(length)))
         return _take_string(ptr, length.value)
@@ -355,7 +402,7 @@ class Engine(_Handle):
         "model_fingerprint", "created" (seconds since 1970), "stored_bytes",
         "tokens", "segments" and "summary"."""
         forms, count = ctypes.POINTER(_ConfigInfo)(), ctypes.c_size_t()
-        raw = _c_string(name, "a document name")
+        raw = _c_name(name)
         with self._use() as engine:
             _check(_engine_configs(engine, raw, ctypes.byref(forms), ctypes.byref(count)))
         try:
@@ -370,7 +417,7 @@ class Engine(_Handle):
         entry unless it was longer than a segment), in the form `config` or
         `config_id` names (as session() takes them; neither: the newest)."""
         tokens, count = ctypes.POINTER(ctypes.c_int32)(), ctypes.c_size_t()
-        raw, (config, config_id) = _c_string(name, "a document name"), _form(config, config_id)
+        raw, (config, config_id) = _c_name(name), _form(config, config_id)
         with self._use() as engine:
             _check(_engine_segments(engine, raw, config, config_id, ctypes.byref(tokens), ctypes.byref(count)))
         try:
@@ -382,7 +429,7 @@ class Engine(_Handle):
         """The (normalised) text of one segment (counted from 0) of a document,
         in the compiled form `config` or `config_id` names (as segments())."""
         ptr, length = ctypes.c_void_p(), ctypes.c_size_t()
-        raw = _c_string(name, "a document name")
+        raw = _c_name(name)
         (config, config_id), segment = _form(config, config_id), _c_int(segment, 0, 2**31 - 1, "segment")
         with self._use() as engine:
             _check(_engine_segment_text(engine, raw, config, config_id, segment, ctypes.byref(ptr),
@@ -406,17 +453,17 @@ class Session(_Handle):
     _what = "session"
 
     def __init__(self, engine, names, reserve=0, config=0, config_id=0):
-        if isinstance(names, str):
+        if isinstance(names, (str, os.PathLike, bytes)):  # one name (bytes: refused below, not as its numbers)
             names = [names]
         parts = []
         for entry in names:
-            if isinstance(entry, str):
+            if isinstance(entry, (str, os.PathLike)):
                 name, first, count = entry, 0, 0
             elif isinstance(entry, (tuple, list)) and len(entry) == 3:
                 name, first, count = entry
             else:
                 raise TypeError(f"a document is a name or (name, first segment, segments), not {entry!r}")
-            parts.append(_DocPart(_c_string(name, "a document name"), _c_int(first, 0, 2**31 - 1, "first segment"),
+            parts.append(_DocPart(_c_name(name), _c_int(first, 0, 2**31 - 1, "first segment"),
                                   _c_int(count, 0, 2**31 - 1, "segments")))
         encoded = (_DocPart * len(parts))(*parts)
         opts = _SessionOptions(_c_int(reserve, 0, 2**31 - 1, "reserve"), *_form(config, config_id))
@@ -432,9 +479,12 @@ class Session(_Handle):
 
     def ask(self, question, max_tokens=256, temperature=0.0, top_p=0.95, seed=1, stream=None):
         """The answer as a string. `stream(piece)` gets the answer's bytes as
-        they come (return True to stop; True alone, so that a write, which
-        returns a count, can stream: stream=sys.stdout.buffer.write). Timings
-        land in self.last.
+        they come, in whole UTF-8 characters (piece.decode() is safe; the
+        first bytes of a character an answer stops inside never come, as the
+        answer leaves them out) (return True to stop; True alone, so that a
+        write, which returns a count, can stream: stream=sys.stdout.buffer.write).
+        Timings land in self.last. A Ctrl-C (SIGINT) stops the answer at its
+        next piece and raises KeyboardInterrupt as the ask returns.
         max_tokens=0 means the library's default (256) and top_p=0 its 0.95,
         as in kvz.h; an empty or blank question raises (KVZ_ERR_ARG).
         self.last: question_tokens, answer_tokens, first_token_ms (`kvz query
@@ -442,28 +492,35 @@ class Session(_Handle):
         writes null), ended_turn, stopped_by (kvz.h's KVZ_STOP_* number) and
         stop (its name, the query's "stopped_by")."""
         self.last = None  # a failed ask leaves no numbers of an earlier one
-        failure = []
+        if stream is not None and not callable(stream):  # not after the question's prefill, from the first piece
+            raise TypeError(f"stream must be a function of the answer's bytes (got {type(stream).__name__})")
+        failure, held = [], [b""]
 
         def forward(_user, data, length):
             # closed meanwhile (by stream or another thread): the answer stops at this piece, as a
             # callback's stop, and the session is released as the ask returns
             try:
-                stop = stream(ctypes.string_at(data, length)) if stream else False
+                piece = b""
+                if stream:  # whole characters: a token may end inside one (CJK, emoji), its rest in the next
+                    piece, held[0] = _whole_characters(held[0] + ctypes.string_at(data, length))
+                stop = stream(piece) if piece else False
             except BaseException as e:  # never unwind through C
                 failure.append(e)
                 return 1
             # `stop is True`: stream=f.write returns the bytes written, which stopped every answer at its
             # first piece
-            return 1 if stop is True or self._closed else 0
+            return 1 if stop is True or self._closed or interrupted else 0
 
         temperature, top_p = _c_float(temperature, 0, 3.4e38, "temperature"), _c_float(top_p, 0, 1, "top_p")
         opts = _AskOptions(_c_int(max_tokens, 0, 2**31 - 1, "max_tokens"), temperature, top_p,
                            _c_int(seed, 0, 2**64 - 1, "seed"), _STREAM(forward), None)
         answer, info = ctypes.c_void_p(), _AskInfo()
         raw = _c_string(question, "the question")
-        with self._use() as session:
-            _check(_session_ask(session, raw, ctypes.byref(opts), ctypes.byref(answer), ctypes.byref(info)))
-        text = _take_string(answer, whole_characters=True)
+        # a Ctrl-C stops the answer at its next piece and raises KeyboardInterrupt as the ask returns
+        with _sigint_held() as interrupted:
+            with self._use() as session:
+                _check(_session_ask(session, raw, ctypes.byref(opts), ctypes.byref(answer), ctypes.byref(info)))
+            text = _take_string(answer, whole_characters=True)
         if failure:
             raise failure[0]
         self.last = {f: getattr(info, f) for f, _ in _AskInfo._fields_}

@@ -1,10 +1,15 @@
 """The Python binding against a real store (made by tests/cli/test_api.sh)."""
+import copy
 import importlib.util
 import io
 import os
+import pathlib
+import pickle
+import signal
 import subprocess
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
 import kvz  # noqa: E402
@@ -288,6 +293,91 @@ with kvz.Engine(sys.argv[5], model=model, device="cpu") as engine:
         check("segment_text of a form the document lacks raises", False, "found")
     except kvz.Error as e:
         check("segment_text of a form the document lacks raises (not found)", e.code == kvz.ERR_NOT_FOUND, str(e))
+
+# Ctrl-C during an ask (a notebook's interrupt): Python runs the SIGINT handler as the stream
+# callback starts, outside its try, and ctypes dropped the KeyboardInterrupt ("Exception ignored
+# on calling ctypes callback function"): the answer came back cut short, as if whole. The signal
+# comes while the answer is being computed (between two pieces), from another thread
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a test run in the background ignores SIGINT
+with kvz.Engine(store, model=model, device="cpu") as engine:
+    with engine.session([bridge]) as s:
+        for stream in (None, lambda piece: None):
+            first_piece = threading.Event()
+
+            def interrupt():
+                if first_piece.wait(60):
+                    time.sleep(0.1)
+                    os.kill(os.getpid(), signal.SIGINT)
+
+            def note_first(piece, stream=stream):
+                first_piece.set()
+                return stream(piece) if stream else None
+
+            killer = threading.Thread(target=interrupt)
+            killer.start()
+            try:  # (a signal that came after the answer ended would be raised here, as a failure)
+                try:
+                    s.ask("Describe the bridge in great detail, every arch and every year.", max_tokens=400,
+                          stream=note_first)
+                    outcome = ("answered", s.last)
+                finally:
+                    killer.join()
+            except KeyboardInterrupt:
+                outcome = ("interrupted", s.last)
+            label = "with a stream" if stream else "without a stream of its own"
+            check(f"Ctrl-C during an ask ({label}) raises KeyboardInterrupt, no numbers kept",
+                  outcome == ("interrupted", None), outcome)
+            check(f"after a Ctrl-C ({label}): the SIGINT handler is back, the session answers",
+                  signal.getsignal(signal.SIGINT) is signal.default_int_handler and
+                  s.ask("Who opened the Vellmar bridge?", max_tokens=32) == first)
+    # an engine or session is not sent to another process (a Pool's arguments) nor copied: a copy
+    # shared the handle, and the second close freed it again (a crash)
+    with engine.session([bridge]) as s:
+        for label, call in [("pickle an engine", lambda: pickle.dumps(engine)),
+                            ("pickle a session", lambda: pickle.dumps(s)),
+                            ("copy a session", lambda: copy.copy(s)), ("copy an engine", lambda: copy.copy(engine))]:
+            try:
+                made = call()
+                if label.startswith("copy"):
+                    made.__dict__.clear()  # so that its close, at collection, does not free the handle again
+                check(label + " raises TypeError", False, "done")
+            except TypeError as e:
+                check(label + " raises TypeError saying what to do", "open an Engine in each process" in str(e), str(e))
+        check("the session still answers", s.ask("Who opened the Vellmar bridge?", max_tokens=32) == first)
+        try:  # not after the question's prefill, from the first piece's call
+            s.ask("Who?", stream=5)
+            check("a stream that is not a function raises TypeError", False, s.last)
+        except TypeError as e:
+            check("a stream that is not a function raises TypeError before the library is called",
+                  "stream must be a function" in str(e), str(e))
+        # a token may end inside a character (this answer's katakana are cut after 2 of their 3 bytes):
+        # each piece streamed is whole characters, so that piece.decode() (a notebook's print, where
+        # sys.stdout has no .buffer) does not raise
+        pieces = []
+        answer = s.ask("Translate 'the bridge' into Japanese and Chinese.", max_tokens=40, stream=pieces.append)
+        undecodable = []
+        for piece in pieces:
+            try:
+                piece.decode()
+            except UnicodeDecodeError:
+                undecodable.append(piece)
+        check("streamed pieces are whole UTF-8 characters and make the answer",
+              not undecodable and b"".join(pieces).decode() == answer and any(ord(c) > 0x3000 for c in answer),
+              (undecodable[:4], answer))
+    # a document's name as a pathlib.Path, as its path was given to compile; bytes are refused as such
+    try:
+        with engine.session(pathlib.Path(bridge)) as by_path, engine.session([pathlib.Path(orchard)]) as by_paths:
+            check("a name as a pathlib.Path loads", by_path.load_info["documents"] == 1 and
+                  by_paths.load_info["documents"] == 1 and engine.text(pathlib.Path(bridge)) == engine.text(bridge)
+                  and engine.segments(pathlib.Path(bridge)) == engine.segments(bridge))
+    except TypeError as e:
+        check("a name as a pathlib.Path loads", False, str(e))
+    try:
+        engine.session(os.fsencode(bridge))
+        check("a name as bytes raises TypeError", False, "loaded")
+    except TypeError as e:
+        check("a name as bytes raises TypeError naming it (not its first byte's number)",
+              repr(os.fsencode(bridge)) in str(e), str(e))
 
 # a pre-fork server (gunicorn --preload, multiprocessing's fork): the parent's engine, of two
 # threads and used, is refused in the child with what to do; an engine opened in the child
