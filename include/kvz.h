@@ -31,8 +31,8 @@ extern "C" {
 
 #define KVZ_VERSION_MAJOR 0
 #define KVZ_VERSION_MINOR 3
-#define KVZ_VERSION_PATCH 15
-#define KVZ_VERSION_STRING "0.3.15"
+#define KVZ_VERSION_PATCH 16
+#define KVZ_VERSION_STRING "0.3.16"
 
 typedef enum kvz_status {
     KVZ_OK = 0,
@@ -56,7 +56,7 @@ KVZ_API const char *kvz_strerror(int status);
  * call returned an error. */
 KVZ_API const char *kvz_last_error(void);
 
-/* "0.3.15": the library actually loaded (may differ from KVZ_VERSION_STRING). */
+/* "0.3.16": the library actually loaded (may differ from KVZ_VERSION_STRING). */
 KVZ_API const char *kvz_version(void);
 
 /* Free memory kvz returned to the caller (answers, texts). NULL is fine. */

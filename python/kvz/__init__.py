@@ -28,7 +28,7 @@ import os
 import signal
 import threading
 
-__version__ = "0.3.15"  # the kvz.h this binding declares (KVZ_VERSION_STRING)
+__version__ = "0.3.16"  # the kvz.h this binding declares (KVZ_VERSION_STRING)
 
 __all__ = ["Engine", "Session", "Error", "library_version",
            "ERR_ARG", "ERR_NOMEM", "ERR_IO", "ERR_FORMAT", "ERR_UNSUPPORTED", "ERR_MODEL_MISMATCH", "ERR_NOT_FOUND",

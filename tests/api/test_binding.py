@@ -25,7 +25,7 @@ def check(name, ok, detail=""):
     failures += 0 if ok else 1
 
 
-check("version", kvz.library_version() == kvz.__version__ == "0.3.15", kvz.library_version())
+check("version", kvz.library_version() == kvz.__version__ == "0.3.16", kvz.library_version())
 with kvz.Engine(store, model=model, device="cpu") as engine:
     names = engine.documents()
     check("documents", names == [bridge, orchard], names)
