@@ -259,7 +259,9 @@ static int keep_last_copies(kvz_source_list *out, size_t from)
     return KVZ_OK;
 }
 
-static int list_archive_in(const char *path, const kvz_ingest_opts *o, kvz_source_list *out)
+/* The members of the archive `o` selects; hidden ones (hidden_member) only
+ * `with_hidden` (what the archive holds, not what compile would read). */
+static int list_archive_in(const char *path, const kvz_ingest_opts *o, int with_hidden, kvz_source_list *out)
 {
     struct archive *a = archive_open(path);
     if (!a)
@@ -285,7 +287,7 @@ static int list_archive_in(const char *path, const kvz_ingest_opts *o, kvz_sourc
             if (rc == KVZ_OK)
                 regular.items[regular.len - 1].member_at = at;
         }
-        if (rc == KVZ_OK && hidden_member(member_name(member))) {
+        if (rc == KVZ_OK && !with_hidden && hidden_member(member_name(member))) {
             out->hidden_members_passed_over++;
             continue;
         }
@@ -322,10 +324,10 @@ static int list_archive_in(const char *path, const kvz_ingest_opts *o, kvz_sourc
     return rc;
 }
 
-static int list_archive(const char *path, const kvz_ingest_opts *o, kvz_source_list *out)
+static int list_archive(const char *path, const kvz_ingest_opts *o, int with_hidden, kvz_source_list *out)
 {
     locale_t was = archive_locale_enter();
-    int rc = list_archive_in(path, o, out);
+    int rc = list_archive_in(path, o, with_hidden, out);
     archive_locale_leave(was);
     return rc;
 }
@@ -336,7 +338,7 @@ static int list_archive(const char *path, const kvz_ingest_opts *o, kvz_source_l
 static int list_archive_in_walk(const char *path, const kvz_ingest_opts *o, kvz_source_list *out, uint64_t size)
 {
     size_t from = out->len;
-    int rc = list_archive(path, o, out);
+    int rc = list_archive(path, o, 0, out);
     if (rc == KVZ_OK || rc == KVZ_ERR_NOMEM)
         return rc;
     while (out->len > from) /* the members listed before it failed */
@@ -492,7 +494,7 @@ static int list_path(const char *path, const kvz_ingest_opts *o, const walk *w,
         return rc;
     }
     if (is_archive(path) && top)
-        return list_archive(path, o, out);
+        return list_archive(path, o, 0, out);
     if (is_archive(path))
         return excluded(o, path) ? KVZ_OK : list_archive_in_walk(path, o, out, (uint64_t)st.st_size);
     if (!top && !selected(o, path))
@@ -687,7 +689,8 @@ static int archive_holds(kvz_archive_cache *c, const char *archive, const char *
 {
     if (!c->archive || strcmp(c->archive, archive) != 0) {
         kvz_archive_cache_free(c);
-        if (list_archive(archive, NULL, &c->members) != KVZ_OK) {
+        /* every member: one compiled before hidden members were passed over stays */
+        if (list_archive(archive, NULL, 1, &c->members) != KVZ_OK) {
             kvz_source_list_free(&c->members);
             kvz_error_clear();
             return 1; /* damaged, unreadable, or not an archive after all */

@@ -729,7 +729,7 @@ int cmd_compile(int argc, char **argv)
         st = kvz_errorf(KVZ_ERR_NOT_FOUND, "no documents were found under the PATHs given%s%s: nothing compiled%s",
                         a.ingest.n_include || a.ingest.n_exclude ? " (as --include and --exclude select them)" : "",
                         list.hidden_passed_over || list.hidden_members_passed_over
-                            ? " (hidden ones, named with a leading '.', passed over)" : "",
+                            ? " (hidden ones, named with a leading '.' or under __MACOSX/, passed over)" : "",
                         a.prune ? ", nothing pruned (`kvz rm` removes documents by name)" : "");
     if (st == KVZ_OK && list.walked_around_store && !a.quiet)
         fprintf(stderr, "kvz compile: the store %s, inside a folder compiled, is not read as documents\n", a.store);

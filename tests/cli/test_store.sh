@@ -812,6 +812,15 @@ tar -cf "$TMP/arc.tar" -C "$TMP/arc" .
 [ $rc -eq 0 ] && [ "$("$KVZ" ls --store "$TMP/s_arc" --names | sed 's|.*/arc.tar:||' | tr '\n' ' ')" = "light.txt sub/a..b.txt " ] &&
     grep -q "^kvz compile: 3 hidden member(s) of archives passed over" "$TMP/e" && ! grep -q "^skip" "$TMP/e" &&
     ok "hidden members of an archive and __MACOSX/: passed over, counted" || { fail "hidden members: exit $rc"; cat "$TMP/e"; }
+# a document of that name compiled before (as 0.3.15 compiled hidden members) stays: --prune
+# keeps what the archive still holds (it was pruned as gone)
+cp "$TMP/piped.txt" "$TMP/arc.tar:.git/config" 2>/dev/null || { mkdir -p "$TMP/arc.tar:.git" && cp "$TMP/piped.txt" "$TMP/arc.tar:.git/config"; }
+"$KVZ" compile "$TMP/arc.tar:.git/config" --store "$TMP/s_arc" --model "$MODEL" --method recent --quiet 2>"$TMP/e" &&
+    rm -r "$TMP/arc.tar:.git" &&
+    "$KVZ" compile "$TMP/arc.tar" --prune --store "$TMP/s_arc" --model "$MODEL" --method recent 2>>"$TMP/e"; rc=$?
+[ $rc -eq 0 ] && [ "$("$KVZ" ls --store "$TMP/s_arc" --names | sed 's|.*/arc.tar:||' | tr '\n' ' ')" = ".git/config light.txt sub/a..b.txt " ] &&
+    grep -q "^pruned 0 document(s)" "$TMP/e" &&
+    ok "compile --prune keeps a document of a hidden member the archive holds" || { fail "prune of a hidden member: exit $rc"; cat "$TMP/e"; }
 # a hidden store inside the folder (notes/.kvz) is said as the store, not counted as hidden
 "$KVZ" compile "$TMP/hid" --store "$TMP/hid/.kvz" --model "$MODEL" --method recent 2>/dev/null &&
     "$KVZ" compile "$TMP/hid" --store "$TMP/hid/.kvz" --model "$MODEL" --method recent 2>"$TMP/e"; rc=$?
