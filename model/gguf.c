@@ -12,6 +12,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "kvz reads GGUF in place and needs a little-endian host"
@@ -353,6 +354,12 @@ void kvz_gguf_close(kvz_gguf *g)
     kvz_mapped_file_close(&g->file);
     free(g->path);
     free(g);
+}
+
+void kvz_gguf_release(const kvz_gguf *g)
+{
+    if (g->file.data) /* read-only and private: nothing is lost */
+        (void)madvise((void *)g->file.data, g->file.size, MADV_DONTNEED);
 }
 
 uint32_t kvz_gguf_version(const kvz_gguf *g) { return g->version; }

@@ -68,6 +68,11 @@ uint32_t kvz_gguf_version(const kvz_gguf *g);
 uint64_t kvz_gguf_alignment(const kvz_gguf *g);
 const char *kvz_gguf_path(const kvz_gguf *g); /* "(memory)" for buffers */
 const uint8_t *kvz_gguf_bytes(const kvz_gguf *g, size_t *size);
+/* Give back the pages of the mapped file this process holds (a later read
+ * maps them again from the file): a caller reading a whole file once, as a
+ * hash does, then holds a few pages at a time, not the file. Nothing for a
+ * buffer (_open_memory). */
+void kvz_gguf_release(const kvz_gguf *g);
 
 /* Metadata. Getters return KVZ_ERR_NOT_FOUND when the key is absent and
  * KVZ_ERR_FORMAT when it has an incompatible type; integer getters accept any

@@ -1,5 +1,6 @@
 /* identity.c — model fingerprints. */
 #include "model/identity.h"
+#include "common/error.h"
 #include "model/utf8.h"
 
 #include <stdio.h>
@@ -31,12 +32,33 @@ void kvz_model_identity_of(const kvz_model *m, kvz_model_identity *id)
     XXH3_state_t *st = XXH3_createState();
     if (st) {
         XXH3_64bits_reset(st);
+        /* A model without its weights reads no tensor again: the file's pages
+         * are given back every few MB hashed, not held to the end */
+        const uint64_t every = (uint64_t)16 << 20;
+        uint64_t since = 0;
         for (uint64_t i = 0; i < kvz_gguf_tensor_count(m->gguf); i++) {
             const kvz_gguf_tensor *t = kvz_gguf_tensor_at(m->gguf, i);
-            XXH3_64bits_update(st, t->data, (size_t)t->size);
+            for (uint64_t at = 0; at < t->size; at += every) {
+                size_t n = (size_t)(t->size - at < every ? t->size - at : every);
+                XXH3_64bits_update(st, (const uint8_t *)t->data + at, n);
+                if (!m->backend && (since += n) >= every) {
+                    kvz_gguf_release(m->gguf);
+                    since = 0;
+                }
+            }
         }
         id->weights_hash = XXH3_64bits_digest(st);
         XXH3_freeState(st);
     }
     id->fingerprint = kvz_model_identity_fingerprint(id);
+}
+
+int kvz_model_identity_read(const char *path, kvz_model_identity *id)
+{
+    memset(id, 0, sizeof *id);
+    kvz_model *m;
+    KVZ_TRY(kvz_model_open(&m, path));
+    kvz_model_identity_of(m, id);
+    kvz_model_free(m);
+    return KVZ_OK;
 }

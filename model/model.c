@@ -190,10 +190,14 @@ static int find_matrix(const kvz_gguf *g, const char *name, int64_t rows, int64_
     return KVZ_OK;
 }
 
+/* The loads below check each tensor, then hand it to the backend; a model
+ * opened without its weights (m->backend NULL) has them checked only. */
 static int load_matrix(kvz_model *m, const char *name, int64_t rows, int64_t cols, kvz_weight *w)
 {
     const kvz_gguf_tensor *t = NULL;
     KVZ_TRY(find_matrix(m->gguf, name, rows, cols, &t));
+    if (!m->backend)
+        return KVZ_OK;
     int rc = m->backend->ops->weight_load(m->backend, w, t->type, t->data, rows, cols);
     if (rc != KVZ_OK)
         return kvz_error_context(rc, "loading '%s'", name);
@@ -205,6 +209,8 @@ static int load_vector(kvz_model *m, const char *name, int64_t len, float **out)
 {
     const kvz_gguf_tensor *t = NULL;
     KVZ_TRY(find_matrix(m->gguf, name, 1, len, &t));
+    if (!m->backend)
+        return KVZ_OK;
     float *host = malloc((size_t)len * sizeof(float));
     if (!host)
         return kvz_errorf(KVZ_ERR_NOMEM, "out of memory loading '%s'", name);
@@ -324,7 +330,7 @@ static int place_weights(kvz_model *m, const kvz_backend_config *cfg)
     return rc;
 }
 
-int kvz_model_load(kvz_model **out, const char *path, const kvz_model_config *cfg)
+int kvz_model_open(kvz_model **out, const char *path)
 {
     *out = NULL;
     KVZ_TRY(kvz_cpu_check());
@@ -346,8 +352,23 @@ int kvz_model_load(kvz_model **out, const char *path, const kvz_model_config *cf
                         path, kvz_tokenizer_vocab_size(m->tokenizer), m->hp.vocab);
     if (rc == KVZ_OK)
         rc = kvz_chat_init(&m->chat, m->gguf, kvz_tokenizer_find(m->tokenizer, "<|im_start|>") >= 0);
-    if (rc == KVZ_OK)
-        rc = place_weights(m, &cfg->backend);
+    if (rc == KVZ_OK) /* before any device is set up: a wrong file is said as such */
+        rc = load_weights(m);
+    if (rc != KVZ_OK) {
+        kvz_model_free(m);
+        return rc;
+    }
+    free(m->layers); /* the walk's, all unset: a load makes them anew */
+    m->layers = NULL;
+    *out = m;
+    return KVZ_OK;
+}
+
+int kvz_model_load(kvz_model **out, const char *path, const kvz_model_config *cfg)
+{
+    kvz_model *m;
+    KVZ_TRY(kvz_model_open(&m, path));
+    int rc = place_weights(m, &cfg->backend);
     if (rc != KVZ_OK) {
         kvz_model_free(m);
         return rc;

@@ -47,12 +47,12 @@ typedef struct kvz_model {
     kvz_gguf *gguf;
     kvz_tokenizer *tokenizer;
     kvz_chat chat;
-    kvz_backend *backend;
+    kvz_backend *backend; /* NULL when opened without the weights (kvz_model_open) */
     kvz_weight tok_embd;  /* (vocab, dim) */
     kvz_weight output;    /* (vocab, dim); the embedding itself when tied */
     int output_tied;
     float *output_norm;   /* backend (dim) */
-    kvz_layer *layers;    /* n_layers */
+    kvz_layer *layers;    /* n_layers; NULL without the weights */
     char *path;
     char device_note[320]; /* "" or why KVZ_DEVICE_AUTO runs on the CPU though a GPU is present */
 } kvz_model;
@@ -68,6 +68,13 @@ typedef struct kvz_model_config {
  * for the CPU, and m->device_note says why (for the caller to show). */
 int kvz_model_load(kvz_model **out, const char *path, const kvz_model_config *cfg);
 void kvz_model_free(kvz_model *m);
+
+/* `path` read as kvz_model_load reads it but for the weights: hyper-parameters,
+ * tokenizer and chat template, and every tensor checked as a load checks it
+ * (the same errors for a wrong file), nothing dequantized and no backend made
+ * (backend and layers are NULL). For what needs the file's identity, tokenizer
+ * or template, not its forward pass. Free it with kvz_model_free. */
+int kvz_model_open(kvz_model **out, const char *path);
 
 /* Read and check hyper-parameters only (no weights). */
 int kvz_hparams_read(kvz_hparams *hp, const kvz_gguf *g);

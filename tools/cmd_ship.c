@@ -125,13 +125,11 @@ static int usage_error(const char *cmd, const char *msg)
     return KVZ_EXIT_USAGE;
 }
 
-/* The fingerprint of the model at `path` (loaded once: the weights are hashed). */
-static int model_identity(const char *path, kvz_model **model, kvz_model_identity *id)
+/* The fingerprint of the model at `path`, read from the file: its tensors are
+ * hashed, its weights not loaded. */
+static int model_identity(const char *path, kvz_model_identity *id)
 {
-    kvz_model_config mc = {.backend = {.device = KVZ_DEVICE_CPU}};
-    KVZ_TRY(kvz_model_load(model, cli_model_path(path), &mc));
-    kvz_model_identity_of(*model, id);
-    return KVZ_OK;
+    return kvz_model_identity_read(cli_model_path(path), id);
 }
 
 static int get_artifact(kvz_store_txn *t, const uint8_t id[16], const char *doc, kvz_artifact *a)
@@ -328,11 +326,9 @@ int cmd_pack(int argc, char **argv)
     if (a.model) { /* the store first: a missing one is said before a model is loaded */
         st = kvz_store_open(&s, a.store, KVZ_STORE_READONLY);
         kvz_store_close(s), s = NULL;
-        kvz_model *model = NULL;
         kvz_model_identity id = {0};
         if (st == KVZ_OK)
-            st = model_identity(a.model, &model, &id);
-        kvz_model_free(model);
+            st = model_identity(a.model, &id);
         p.model = id.fingerprint;
     }
     if (st == KVZ_OK)
@@ -765,10 +761,8 @@ static int check_bundle(ship_args *a, const char *file)
     kvz_bundle_manifest m = {0};
     int st = KVZ_OK;
     if (a->model) {
-        kvz_model *model = NULL;
         kvz_model_identity id = {0};
-        st = model_identity(a->model, &model, &id);
-        kvz_model_free(model);
+        st = model_identity(a->model, &id);
         u.model = id.fingerprint;
     }
     kvz_bundle_visitor check = {unpack_policy, NULL, NULL, &u};
@@ -865,14 +859,12 @@ int cmd_unpack(int argc, char **argv)
     const char *file = argv[optind], *shown = file;
     int spooled = -1;
     char spool_path[64];
-    kvz_model *model = NULL;
     kvz_model_identity id = {0};
     unpack_ctx u = {0};
     u.allow_mismatch = a.allow_mismatch;
     kvz_bundle_limits lim = {a.max_entry, 0};
     kvz_bundle_manifest m = {0};
-    int st = model_identity(a.model, &model, &id);
-    kvz_model_free(model);
+    int st = model_identity(a.model, &id);
     u.model = id.fingerprint;
     spool_path[0] = '\0';
     if (st == KVZ_OK)
@@ -1304,8 +1296,9 @@ int cmd_export(int argc, char **argv)
 
 typedef struct import_ctx {
     kvz_store *store;
-    kvz_model *model;
-    kvz_model_identity id;
+    const char *model_path;
+    kvz_model_identity id; /* read from the file (no weights loaded) */
+    kvz_model *model;       /* loaded on demand, for the compiler */
     kvz_compiler *compiler; /* made on demand to write the model's shared prefix */
     int allow_mismatch, quiet;
     struct aside_need *aside; /* other models' artifacts and the prefixes they need (pass 1) */
@@ -1406,6 +1399,21 @@ static int other_model_prefix_missing(const char *doc_name, uint64_t fingerprint
                       "the prefix", doc_name, (unsigned long long)fingerprint);
 }
 
+/* The model's weights, loaded the first prefix that must be computed: the
+ * file pass 1 read the identity of (it may have changed since). */
+static int import_load_model(import_ctx *c)
+{
+    kvz_model_config mc = {.backend = {.device = KVZ_DEVICE_CPU}};
+    KVZ_TRY(kvz_model_load(&c->model, c->model_path, &mc));
+    kvz_model_identity now;
+    kvz_model_identity_of(c->model, &now);
+    if (now.fingerprint != c->id.fingerprint)
+        return kvz_errorf(KVZ_ERR_MODEL_MISMATCH, "%s changed during the import (fingerprint %016llx, was "
+                          "%016llx): import again", c->model_path, (unsigned long long)now.fingerprint,
+                          (unsigned long long)c->id.fingerprint);
+    return KVZ_OK;
+}
+
 /* The shared prompt prefix an artifact was compiled after, in the store:
  * computed when missing, for this model's artifacts only. Another model's
  * (stored aside) need theirs there already, as a bundle brings it: without it
@@ -1429,6 +1437,8 @@ static int ensure_prefix(import_ctx *c, const kvz_manifest *m)
     o.sel.method = KVZ_METHOD_RECENT;
     o.reserve = 0;
     uint64_t have = 0;
+    if (!c->model)
+        KVZ_TRY(import_load_model(c));
     if (!c->compiler)
         KVZ_TRY(kvz_compiler_new(&c->compiler, c->model, c->store, &o));
     KVZ_TRY(kvz_compiler_store_prefix(c->compiler, &have));
@@ -1687,7 +1697,8 @@ int cmd_import(int argc, char **argv)
     import_ctx c = {0};
     c.allow_mismatch = a.allow_mismatch;
     c.quiet = a.quiet;
-    int st = model_identity(a.model, &c.model, &c.id);
+    c.model_path = cli_model_path(a.model); /* named once: the weights are loaded from it if a prefix is missing */
+    int st = kvz_model_identity_read(c.model_path, &c.id);
     char **kept = calloc((size_t)argc, sizeof *kept);
     size_t *kept_size = calloc((size_t)argc, sizeof *kept_size);
     if (st == KVZ_OK && (!kept || !kept_size))

@@ -435,6 +435,126 @@ static void test_kvzip_compile_and_recompile(void **state)
     kvz_store_close(st);
 }
 
+static void assert_same_identity(const kvz_model_identity *a, const kvz_model_identity *b)
+{
+    assert_string_equal(a->arch, b->arch);
+    assert_string_equal(a->name, b->name);
+    assert_int_equal(a->n_layers, b->n_layers);
+    assert_int_equal(a->n_heads, b->n_heads);
+    assert_int_equal(a->n_kv_heads, b->n_kv_heads);
+    assert_int_equal(a->head_dim, b->head_dim);
+    assert_int_equal(a->dim, b->dim);
+    assert_int_equal(a->vocab, b->vocab);
+    assert_int_equal(a->rope_dim, b->rope_dim);
+    assert_int_equal(a->rope_mode, b->rope_mode);
+    assert_memory_equal(&a->rope_base, &b->rope_base, sizeof a->rope_base);
+    assert_int_equal(a->tokenizer_hash, b->tokenizer_hash);
+    assert_int_equal(a->weights_hash, b->weights_hash);
+    assert_int_equal(a->fingerprint, b->fingerprint);
+    assert_memory_equal(a, b, sizeof *a); /* nothing else either, padding included */
+}
+
+/* The same file refused by a load and by kvz_model_identity_read: the same
+ * status and message. */
+static void assert_refused_alike(const char *path, int rc)
+{
+    kvz_model_config cfg = {.backend = {.device = KVZ_DEVICE_CPU}};
+    kvz_model *m = NULL;
+    assert_int_equal(kvz_model_load(&m, path, &cfg), rc);
+    assert_null(m);
+    char said[512];
+    snprintf(said, sizeof said, "%s", kvz_last_error());
+    assert_non_null(strstr(said, path));
+    kvz_model_identity id;
+    memset(&id, 0xa5, sizeof id);
+    assert_int_equal(kvz_model_identity_read(path, &id), rc);
+    assert_string_equal(kvz_last_error(), said);
+    assert_int_equal(id.fingerprint, 0); /* nothing half-filled is left to be used */
+}
+
+/* kvz_model_identity_read (the file alone, no weights loaded) gives a full
+ * load's identity, field by field: the default model, and synthetic ones of
+ * each kind kvz_model_identity_of reads differently (qwen2 with tied
+ * embeddings, llama with RoPE frequency factors). A file a load refuses it
+ * refuses the same. */
+static void test_identity_without_weights(void **state)
+{
+    kvz_model_identity loaded, read;
+    kvz_model_identity_of(model, &loaded);
+    CHECK_OK(kvz_model_identity_read(test_model_path(), &read));
+    assert_same_identity(&read, &loaded);
+    kvz_model *bare;
+    CHECK_OK(kvz_model_open(&bare, test_model_path()));
+    assert_null(bare->backend);
+    assert_null(bare->layers);
+    assert_memory_equal(&bare->hp, &model->hp, sizeof bare->hp);
+    kvz_model_free(bare);
+
+    const char *path = test_tmp_path("identity-synth.gguf");
+    kvz_model_config cfg = {.backend = {.device = KVZ_DEVICE_CPU}};
+    for (int c = 0; c < 3; c++) {
+        kvz_synth_spec spec;
+        CHECK_OK(kvz_synth_preset("tiny", &spec));
+        spec.seed = 7 + (uint64_t)c;
+        if (c == 1)
+            spec.qwen2 = 1, spec.tied = 1;
+        if (c == 2)
+            spec.rope_freqs_ctx = 64;
+        CHECK_OK(kvz_synth_model_write(path, &spec));
+        kvz_model *m;
+        CHECK_OK(kvz_model_load(&m, path, &cfg));
+        kvz_model_identity_of(m, &loaded);
+        kvz_model_free(m);
+        CHECK_OK(kvz_model_identity_read(path, &read));
+        assert_same_identity(&read, &loaded);
+        assert_true(read.fingerprint != 0 && read.weights_hash != 0 && read.tokenizer_hash != 0);
+        assert_string_equal(read.arch, c == 1 ? "qwen2" : "llama");
+    }
+
+    /* refused alike: cut short, not GGUF, missing, a tensor of the wrong shape */
+    char *bytes;
+    size_t size;
+    CHECK_OK(kvz_read_file(test_model_path(), &bytes, &size));
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(bytes, 1, size / 2, f), size / 2);
+    fclose(f);
+    free(bytes);
+    assert_refused_alike(path, KVZ_ERR_FORMAT);
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs("not a model\n", f);
+    fclose(f);
+    assert_refused_alike(path, KVZ_ERR_FORMAT);
+    unlink(path);
+    assert_refused_alike(path, KVZ_ERR_NOT_FOUND);
+    /* a sound header whose feed_forward_length (a u32 after its key) the
+     * tensors do not have: refused by the tensor checks, not the header's */
+    kvz_synth_spec spec;
+    CHECK_OK(kvz_synth_preset("tiny", &spec));
+    CHECK_OK(kvz_synth_model_write(path, &spec));
+    CHECK_OK(kvz_read_file(path, &bytes, &size));
+    static const char key[] = "llama.feed_forward_length";
+    uint8_t *at = memmem(bytes, size, key, sizeof key - 1);
+    assert_non_null(at);
+    at += sizeof key - 1;
+    uint32_t type, ff;
+    memcpy(&type, at, 4);
+    memcpy(&ff, at + 4, 4);
+    assert_int_equal(type, 4); /* u32 */
+    assert_int_equal(ff, (uint32_t)spec.ff_dim);
+    ff *= 2;
+    memcpy(at + 4, &ff, 4);
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(bytes, 1, size, f), size);
+    fclose(f);
+    free(bytes);
+    assert_refused_alike(path, KVZ_ERR_FORMAT);
+    assert_non_null(strstr(kvz_last_error(), "ffn_gate.weight' has shape"));
+    unlink(path);
+}
+
 /* Every method compiles, keeps about its ratio and leaves no head empty. */
 static void test_every_method(void **state)
 {
@@ -1052,6 +1172,7 @@ int main(void)
         cmocka_unit_test(test_empty_question),
         cmocka_unit_test(test_map_growth),
         cmocka_unit_test(test_kvzip_compile_and_recompile),
+        cmocka_unit_test(test_identity_without_weights),
         cmocka_unit_test(test_every_method),
     };
     test_filters_from_env(tests);
