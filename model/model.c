@@ -327,6 +327,8 @@ static int place_weights(kvz_model *m, const kvz_backend_config *cfg)
     rc = kvz_backend_create(&m->backend, &bc);
     if (rc == KVZ_OK)
         rc = load_weights(m);
+    if (rc == KVZ_OK)
+        kvz_error_clear(); /* the GPU's error is the note's, no longer the last */
     return rc;
 }
 

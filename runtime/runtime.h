@@ -113,11 +113,12 @@ int kvz_doc_record_has_model(const void *record, size_t size, uint64_t fingerpri
 struct kvz_engine;
 size_t kvz_engine_idle_backends(struct kvz_engine *e);
 
+/* The engine's model's device_note ("" or why --device auto runs on the CPU). */
+const char *kvz_engine_device_note(struct kvz_engine *e);
+
 /* How many bytes of `text` the engine's model has no token for (its reading
  * leaves them out, as compile leaves them out of a document), and the first
  * of them (*first, where *count > 0): for the CLI to say so. */
-/* The engine's model's device_note ("" or why --device auto runs on the CPU). */
-const char *kvz_engine_device_note(struct kvz_engine *e);
 int kvz_engine_untokenized(struct kvz_engine *e, const char *text, size_t *count, uint8_t *first);
 
 /* kvz_engine_open with the CPU weights kept as `weights` (a kvz_weight_policy;

@@ -57,12 +57,12 @@ int cli_parse_threads(const char *s, long *out);
  * waits: said once the command line has parsed (threads 0: the default). */
 void cli_warn_threads(const char *cmd, long threads);
 
-/* On stderr, that `count` bytes of `what` (the question, the prompt) were left
- * out of what the model reads, the first being `first`; nothing for 0. */
 /* Says `note` (a model's device_note: --device auto left the GPU for the
  * CPU) on stderr, when there is one. */
 void cli_note_device(const char *cmd, const char *note);
 
+/* On stderr, that `count` bytes of `what` (the question, the prompt) were left
+ * out of what the model reads, the first being `first`; nothing for 0. */
 void cli_note_untokenized(const char *cmd, const char *what, size_t count, uint8_t first);
 
 /* --segments A, A-B or A- (A to the last), counted from 1 as kvz inspect

@@ -229,6 +229,9 @@ static void cu_destroy(kvz_backend *b)
     for (size_t i = 0; i < sizeof scratch / sizeof *scratch; i++)
         cu_free(b, scratch[i]);
     cudaStreamSynchronize(c->stream); /* the frees, and any work still reading what they free */
+    if (c->root && c->stream_ordered_memory) /* the pool keeps what is freed (keep_freed_memory): a model
+                                               * left for the CPU (--device auto) would hold it from others */
+        trim_pool(c->device);
     if (c->sample_token)
         cudaFreeHost(c->sample_token);
     for (int i = 0; i < 2; i++) {
@@ -398,7 +401,10 @@ static int cuda_start(kvz_backend **out, int n_threads)
 extern "C" int kvz_backend_cuda_create(kvz_backend **out, const kvz_backend_config *cfg)
 {
     /* host threads around the GPU work (artifact encoding and decoding): the CPUs this process may use unless told */
-    return cuda_start(out, kvz_backend_threads(cfg));
+    int rc = cuda_start(out, kvz_backend_threads(cfg));
+    if (rc == KVZ_OK)
+        cuda_of(*out)->root = 1;
+    return rc;
 }
 
 static int cu_fork(kvz_backend *b, kvz_backend **out)

@@ -29,6 +29,7 @@ typedef struct cuda_impl {
     cublasHandle_t cublas;
     int sm_count;
     int stream_ordered_memory; /* the device has memory pools: cudaMallocAsync (cuda_malloc) */
+    int root; /* made by kvz_backend_cuda_create, not forked: its destroy gives the pool's memory back */
     int attention_simt; /* KVZ_CUDA_ATTENTION=simt: no tensor-core attention */
     int gemv;           /* products of few rows by matmul.cu's own kernel (KVZ_CUDA_GEMV=0: cuBLAS) */
     size_t smem_optin; /* the most shared memory a block may have, static and dynamic together */

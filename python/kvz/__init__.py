@@ -265,15 +265,35 @@ def _sigint_held():
     handler as the next Python function starts, the callback, before any try of its own,
     and ctypes drops what the handler raised there ("Exception ignored on calling ctypes
     callback function"): the KeyboardInterrupt was lost and the answer cut short as if
-    whole. On the main thread (the only one Python runs handlers on), the handler found
-    is held back while the call runs: a SIGINT is recorded (the yielded list), and the
+    whole. On the main thread (the only one Python runs handlers on), Python's own
+    handler (KeyboardInterrupt; an application's handler is left as it is) is held back
+    while the call runs: a SIGINT is recorded (the yielded list, with .released() to run
+    a callback's own code under the real handler, where a raise is caught), and the
     handler runs on it once the call returned."""
-    caught = []
+    class Held(list):
+        @contextlib.contextmanager
+        def released(self):
+            yield
+
+    caught = Held()
     previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
-    if not callable(previous):  # another thread, SIG_IGN, SIG_DFL, or not set from Python
+    if previous is not signal.default_int_handler:  # another thread, SIG_IGN, SIG_DFL, an application's
         yield caught
         return
-    signal.signal(signal.SIGINT, lambda _signum, frame: caught.append(frame))
+
+    def hold(_signum, frame):
+        caught.append(frame)
+
+    @contextlib.contextmanager
+    def released():  # a stream blocked (a full queue) is interrupted as before, inside forward's try
+        signal.signal(signal.SIGINT, previous)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, hold)
+
+    caught.released = released
+    signal.signal(signal.SIGINT, hold)
     try:
         yield caught
     finally:
@@ -479,12 +499,14 @@ class Session(_Handle):
 
     def ask(self, question, max_tokens=256, temperature=0.0, top_p=0.95, seed=1, stream=None):
         """The answer as a string. `stream(piece)` gets the answer's bytes as
-        they come, in whole UTF-8 characters (piece.decode() is safe; the
-        first bytes of a character an answer stops inside never come, as the
-        answer leaves them out) (return True to stop; True alone, so that a
-        write, which returns a count, can stream: stream=sys.stdout.buffer.write).
-        Timings land in self.last. A Ctrl-C (SIGINT) stops the answer at its
-        next piece and raises KeyboardInterrupt as the ask returns.
+        they come, in whole UTF-8 characters (a model may still emit bytes
+        that are not UTF-8: piece.decode(errors="replace"); the first bytes of
+        a character an answer stops inside never come, as the answer leaves
+        them out) (return True to stop; True alone, so that a write, which
+        returns a count, can stream: stream=sys.stdout.buffer.write).
+        Timings land in self.last. A Ctrl-C (SIGINT) under Python's own handler
+        stops the answer at its next piece and raises KeyboardInterrupt as the
+        ask returns (a stream blocked meanwhile is interrupted at once).
         max_tokens=0 means the library's default (256) and top_p=0 its 0.95,
         as in kvz.h; an empty or blank question raises (KVZ_ERR_ARG).
         self.last: question_tokens, answer_tokens, first_token_ms (`kvz query
@@ -503,7 +525,10 @@ class Session(_Handle):
                 piece = b""
                 if stream:  # whole characters: a token may end inside one (CJK, emoji), its rest in the next
                     piece, held[0] = _whole_characters(held[0] + ctypes.string_at(data, length))
-                stop = stream(piece) if piece else False
+                stop = False
+                if piece:
+                    with interrupted.released():
+                        stop = stream(piece)
             except BaseException as e:  # never unwind through C
                 failure.append(e)
                 return 1

@@ -330,6 +330,45 @@ with kvz.Engine(store, model=model, device="cpu") as engine:
             check(f"after a Ctrl-C ({label}): the SIGINT handler is back, the session answers",
                   signal.getsignal(signal.SIGINT) is signal.default_int_handler and
                   s.ask("Who opened the Vellmar bridge?", max_tokens=32) == first)
+        # a stream that blocks (a full queue's put) is interrupted at once, not after its wait: the
+        # handler held back for the callback's start is the real one while the stream runs
+        blocked, started = threading.Event(), time.monotonic()
+
+        def block(piece):
+            blocked.set()
+            threading.Event().wait(30)
+
+        def interrupt_blocked():
+            if blocked.wait(60):
+                time.sleep(0.1)
+                os.kill(os.getpid(), signal.SIGINT)
+
+        killer = threading.Thread(target=interrupt_blocked)
+        killer.start()
+        try:
+            try:
+                s.ask("Describe the bridge.", max_tokens=64, stream=block)
+                outcome = "answered"
+            finally:
+                killer.join()
+        except KeyboardInterrupt:
+            outcome = "interrupted"
+        waited = time.monotonic() - started
+        check("Ctrl-C while a stream blocks: KeyboardInterrupt at once", outcome == "interrupted" and waited < 20,
+              (outcome, round(waited, 1)))
+        # an application's own SIGINT handler (one that only notes it, to stop later) is left as it is:
+        # the answer is not cut (it stopped at the next piece, as a callback's stop)
+        noted, first_piece = [], threading.Event()
+        signal.signal(signal.SIGINT, lambda _signum, _frame: noted.append(1))
+        killer = threading.Thread(target=lambda: first_piece.wait(60) and os.kill(os.getpid(), signal.SIGINT))
+        killer.start()
+        try:
+            answer = s.ask("Who opened the Vellmar bridge?", max_tokens=32, stream=lambda piece: first_piece.set())
+        finally:
+            killer.join()
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        check("an application's SIGINT handler: run, the answer whole", noted == [1] and answer == first,
+              (noted, answer, s.last and s.last["stop"]))
     # an engine or session is not sent to another process (a Pool's arguments) nor copied: a copy
     # shared the handle, and the second close freed it again (a crash)
     with engine.session([bridge]) as s:

@@ -51,9 +51,17 @@ else
 fi
 #    the default device (auto) leaves such a GPU for the CPU, says so, and makes the
 #    CPU's artifact; so does a query
-KVZ_CUDASIM_DEVICE_BYTES=16M SOURCE_DATE_EPOCH=1 "$KVZ" compile "$TMP/docs/a_short.txt" --store "$TMP/s1a" \
-    --model "$TMP/model.gguf" >"$TMP/out" 2>"$TMP/err"
+KVZ_CUDASIM_DEVICE_BYTES=16M KVZ_CUDASIM_PROFILE="$TMP/s1a.profile" SOURCE_DATE_EPOCH=1 "$KVZ" compile \
+    "$TMP/docs/a_short.txt" --store "$TMP/s1a" --model "$TMP/model.gguf" >"$TMP/out" 2>"$TMP/err"
 st=$?
+# the weights placed before the failure go back to the device, not to CUDA's pool (which keeps what
+# is freed): one trim at the failed allocation's retry, one as the GPU's backend is destroyed
+trims=$(awk '$3 == "trim" { print $1 }' "$TMP/s1a.profile" 2>/dev/null)
+if [ "${trims:-0}" -ge 2 ]; then
+    ok "the GPU left for the CPU: its pool trimmed ($trims trims)"
+else
+    fail "the GPU left for the CPU: its pool trimmed ${trims:-0} time(s)"
+fi
 SOURCE_DATE_EPOCH=1 "$KVZ" compile "$TMP/docs/a_short.txt" --store "$TMP/s1c" --model "$TMP/model.gguf" \
     --device cpu >/dev/null 2>&1
 note="kvz compile: note: the GPU could not be used (.*cuda: cannot allocate .* of device memory.*out of memory.*): running on the CPU (--device cuda makes this an error)"
