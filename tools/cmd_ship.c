@@ -1409,8 +1409,8 @@ static int import_load_model(import_ctx *c)
     kvz_model_identity_of(c->model, &now);
     if (now.fingerprint != c->id.fingerprint)
         return kvz_errorf(KVZ_ERR_MODEL_MISMATCH, "%s changed during the import (fingerprint %016llx, was "
-                          "%016llx): import again", c->model_path, (unsigned long long)now.fingerprint,
-                          (unsigned long long)c->id.fingerprint);
+                          "%016llx): give the model the artifacts were compiled with", c->model_path,
+                          (unsigned long long)now.fingerprint, (unsigned long long)c->id.fingerprint);
     return KVZ_OK;
 }
 

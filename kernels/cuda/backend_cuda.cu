@@ -229,9 +229,12 @@ static void cu_destroy(kvz_backend *b)
     for (size_t i = 0; i < sizeof scratch / sizeof *scratch; i++)
         cu_free(b, scratch[i]);
     cudaStreamSynchronize(c->stream); /* the frees, and any work still reading what they free */
-    if (c->root && c->stream_ordered_memory) /* the pool keeps what is freed (keep_freed_memory): a model
-                                               * left for the CPU (--device auto) would hold it from others */
-        trim_pool(c->device);
+    cudaMemPool_t pool; /* the pool keeps what is freed (keep_freed_memory): a model left for the CPU
+                         * (--device auto) would hold it from other processes. Not trim_pool: its device-wide
+                         * wait would stall on other engines' work, and the trim keeps what backs their memory */
+    if (c->root && c->stream_ordered_memory &&
+        (cudaDeviceGetDefaultMemPool(&pool, c->device) != cudaSuccess || cudaMemPoolTrimTo(pool, 0) != cudaSuccess))
+        cudaGetLastError();
     if (c->sample_token)
         cudaFreeHost(c->sample_token);
     for (int i = 0; i < 2; i++) {

@@ -275,6 +275,9 @@ def _sigint_held():
         def released(self):
             yield
 
+        def hold_again(self):
+            pass
+
     caught = Held()
     previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
     if previous is not signal.default_int_handler:  # another thread, SIG_IGN, SIG_DFL, an application's
@@ -292,7 +295,10 @@ def _sigint_held():
         finally:
             signal.signal(signal.SIGINT, hold)
 
-    caught.released = released
+    def hold_again():  # a KeyboardInterrupt raised as released() put `hold` back left the real handler
+        signal.signal(signal.SIGINT, hold)
+
+    caught.released, caught.hold_again = released, hold_again
     signal.signal(signal.SIGINT, hold)
     try:
         yield caught
@@ -531,6 +537,8 @@ class Session(_Handle):
                         stop = stream(piece)
             except BaseException as e:  # never unwind through C
                 failure.append(e)
+                if isinstance(e, KeyboardInterrupt):
+                    interrupted.hold_again()
                 return 1
             # `stop is True`: stream=f.write returns the bytes written, which stopped every answer at its
             # first piece
