@@ -36,8 +36,9 @@ static int add_segment(kvz_segments *s, size_t start, size_t len, kvz_tokens *to
     return KVZ_OK;
 }
 
-static int count_tokens(const kvz_tokenizer *t, const char *text, size_t len, kvz_tokens *out)
+static int count_tokens(const kvz_tokenizer *t, const char *text, size_t len, kvz_tokens *out, size_t *work)
 {
+    *work += len;
     out->len = 0;
     out->dropped = 0;
     return kvz_tokenize(t, text, len, 0, out);
@@ -235,16 +236,55 @@ static int close_segment(const kvz_tokenizer *t, const char *text, size_t seg_st
                          const pieces *p, int32_t max, kvz_tokens *toks, kvz_segments *out, size_t *cut)
 {
     size_t n = p->len;
-    KVZ_TRY(count_tokens(t, text + seg_start, end - seg_start, toks));
+    KVZ_TRY(count_tokens(t, text + seg_start, end - seg_start, toks, &out->tokenized));
     for (int tries = 0; toks->len > (size_t)max && n > 1; tries++) {
         size_t excess = tries ? toks->len - (size_t)max : 1, given = 0;
         while (n > 1 && given < excess)
             given += p->items[--n].tokens + 1;
         end = p->items[n].start;
-        KVZ_TRY(count_tokens(t, text + seg_start, end - seg_start, toks));
+        KVZ_TRY(count_tokens(t, text + seg_start, end - seg_start, toks, &out->tokenized));
     }
     *cut = end;
     return toks->len ? add_segment(out, seg_start, end - seg_start, toks) : KVZ_OK;
+}
+
+/* The rest of a paragraph over the limit, from `at` to `end`: its tokens, or
+ * an estimate of them from below. A paragraph's lines are pieces while the rest
+ * of it is over the limit, and the rest is one piece once it fits; the rest was
+ * tokenized again at every line, which made a paragraph of many lines (a log
+ * without blank lines: the whole file) quadratic. Now it is tokenized once, and
+ * each line taken off lowers the count by the line's tokens and SEAM_SLACK (the
+ * tokens a seam can add or take: a run of spaces around a line end pre-splits
+ * across it); it is tokenized again only when that estimate fits. A position
+ * before `at` (a segment closed, its last lines given back) has more to its end
+ * and is over the limit too. */
+typedef struct long_paragraph {
+    size_t at, end;
+    size_t tokens;
+} long_paragraph;
+enum { SEAM_SLACK = 8 };
+
+/* The piece starting at `at`: the rest of its paragraph where that fits in
+ * max tokens, else its line. *end is where the piece ends, toks its tokens. */
+static int next_piece(const kvz_tokenizer *t, const char *text, size_t len, size_t at, int32_t max,
+                      long_paragraph *lp, kvz_tokens *toks, size_t *end, size_t *work)
+{
+    int known_over = at < lp->end && (at < lp->at || (at == lp->at && lp->tokens > (size_t)max));
+    if (!known_over) {
+        *end = piece_end(text, len, at, 0);
+        KVZ_TRY(count_tokens(t, text + at, *end - at, toks, work));
+        if (toks->len <= (size_t)max)
+            return KVZ_OK;
+        *lp = (long_paragraph){at, *end, toks->len};
+    }
+    *end = piece_end(text, len, at, 1);
+    KVZ_TRY(count_tokens(t, text + at, *end - at, toks, work));
+    if (at == lp->at) { /* the estimate moves on past this line */
+        size_t less = toks->len + SEAM_SLACK;
+        lp->tokens = lp->tokens > less ? lp->tokens - less : 0;
+        lp->at = *end;
+    }
+    return KVZ_OK;
 }
 
 int kvz_segment_text(const kvz_tokenizer *t, const char *text, size_t len, int32_t max_tokens,
@@ -254,7 +294,7 @@ int kvz_segment_text(const kvz_tokenizer *t, const char *text, size_t len, int32
     if (max_tokens < 16)
         return kvz_errorf(KVZ_ERR_ARG, "segment limit of %d tokens is too small", max_tokens);
     kvz_tokens toks = {0}, piece = {0};
-    int rc = count_tokens(t, text, len, &toks);
+    int rc = count_tokens(t, text, len, &toks, &out->tokenized);
     out->dropped = toks.dropped; /* the pieces below leave out the same bytes */
     out->first_dropped = toks.first_dropped;
     if (rc == KVZ_OK && toks.len <= (size_t)max_tokens) {
@@ -269,14 +309,11 @@ int kvz_segment_text(const kvz_tokenizer *t, const char *text, size_t len, int32
      * segment reads those pieces again) */
     pieces p = {0};
     size_t seg_start = 0, at = 0, estimate = 0, cut;
+    long_paragraph lp = {0};
     while (rc == KVZ_OK && seg_start < len) {
         if (at < len) {
-            size_t end = piece_end(text, len, at, 0);
-            rc = count_tokens(t, text + at, end - at, &piece);
-            if (rc == KVZ_OK && piece.len > (size_t)max_tokens) {
-                end = piece_end(text, len, at, 1);
-                rc = count_tokens(t, text + at, end - at, &piece);
-            }
+            size_t end;
+            rc = next_piece(t, text, len, at, max_tokens, &lp, &piece, &end, &out->tokenized);
             if (rc != KVZ_OK)
                 break;
             if (piece.len > (size_t)max_tokens) { /* a single line over the limit */

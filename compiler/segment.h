@@ -21,6 +21,7 @@ typedef struct kvz_segments {
     size_t len, cap;
     size_t dropped;        /* bytes of the text the vocabulary has no token for (left out) */
     uint8_t first_dropped; /* the first of them */
+    size_t tokenized;      /* bytes given to the tokenizer to make them: the work, a few times len */
 } kvz_segments;
 
 /* Split text[0..len) into segments of at most max_tokens tokens each. */

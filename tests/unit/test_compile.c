@@ -742,6 +742,43 @@ static void test_segments(void **state)
     kvz_buffer_free(&tail);
 }
 
+/* A paragraph of many lines over the limit (a log without blank lines: one
+ * paragraph of the whole file) is cut at its lines with work linear in its
+ * length: its rest was tokenized again at every line, quadratic (a 64 KB log
+ * was 1.4 s and 40 MB tokenized, a 1 MB one minutes, a 16 MB one a day). Cut
+ * as before: the rest of the paragraph is one piece once it fits. */
+static void test_segments_long_paragraph_linear(void **state)
+{
+    kvz_buffer log = {0};
+    for (int i = 0; log.len < 64 * 1024; i++) {
+        char line[128];
+        int n = snprintf(line, sizeof line, "2026-12-08T00:%02d:%02d INFO worker-%d request id=%d took %dms\n",
+                         i / 60 % 60, i % 60, i % 64, i * 7919 % 1000003, i * 31 % 5000);
+        kvz_buffer_append(&log, line, (size_t)n);
+    }
+    kvz_buffer_append(&log, "\nThe end, in a short paragraph of its own.\n", 43);
+    for (int32_t limit = 300; limit <= 6000; limit *= 20) {
+        kvz_segments segs;
+        CHECK_OK(kvz_segment_text(model->tokenizer, (const char *)log.data, log.len, limit, &segs));
+        assert_true(segs.tokenized <= 6 * log.len); /* the text, its lines, its segments, given back: ~4.5x */
+        size_t covered = 0, tokens = 0;
+        for (size_t i = 0; i < segs.len; i++) {
+            assert_true(segs.items[i].tokens.len <= (size_t)limit && segs.items[i].tokens.len > 0);
+            assert_int_equal(segs.items[i].start, covered);
+            covered += segs.items[i].len;
+            tokens += segs.items[i].tokens.len;
+            if (i + 1 < segs.len)
+                assert_true(log.data[covered - 1] == '\n');
+        }
+        assert_int_equal(covered, log.len);
+        /* full but for a line or two (~30 tokens each), and the paragraph's
+         * tail, which goes whole into the next segment */
+        assert_true(segs.len <= tokens / ((size_t)limit - 128) + 2);
+        kvz_segments_free(&segs);
+    }
+    kvz_buffer_free(&log);
+}
+
 /* The text of tokens[0..n), NUL-terminated (free it). */
 static char *tokens_text(const kvz_tokens *toks)
 {
@@ -1165,6 +1202,7 @@ int main(void)
         cmocka_unit_test(test_chunk_selection),
         cmocka_unit_test(test_select_against_reference),
         cmocka_unit_test(test_segments),
+        cmocka_unit_test(test_segments_long_paragraph_linear),
         cmocka_unit_test(test_segments_cut_between_characters),
         cmocka_unit_test(test_ingest),
         cmocka_unit_test(test_ingest_names),
