@@ -942,9 +942,11 @@ typedef struct doc_write {
     const uint8_t *hash;
     uint32_t n_seg;
     uint8_t (*ids)[16];
-    uint8_t **bytes; /* NULL where the store already had the artifact */
+    uint8_t **bytes; /* NULL where the store already had the artifact, or where kept */
     size_t *sizes;
-    const uint8_t *kept; /* 1 where bytes[i] went into the store as it was done (a long document) */
+    const uint8_t *kept; /* 1 where the artifact went into the store as it was done (a long document) */
+    const XXH128_hash_t *digests; /* of each kept artifact's bytes, freed once stored */
+    const kvz_segments *segs;
     const kvz_doc_entry *entry;
     uint32_t *dropped_forms; /* out: the earlier content's other configurations */
     int *stale;              /* out: the source changed since it was read: nothing written */
@@ -985,9 +987,21 @@ static int write_document(kvz_store_txn *t, void *ctx)
         /* stored earlier, by this compile or before it: looked at again, as a
          * record never names what is not there; one of this compile's that
          * another writer replaced meanwhile (an older kvz's cut, a bundle's)
-         * is put again, so that the record reads this compile's cut whole */
+         * is put again, so that the record reads this compile's cut whole.
+         * One this compile put as it went was let go (its digest kept): one
+         * replaced by another of the same tokens stays, one of another cut
+         * fails the document, and the next run computes it again (the
+         * artifact there is not of its tokens) and puts it with the record */
         rc = kvz_store_get(t, KVZ_DB_ARTIFACTS, d->ids[i], 16, &val, &len);
-        if (rc == KVZ_OK && d->bytes[i] && (len != d->sizes[i] || memcmp(val, d->bytes[i], len) != 0)) {
+        kvz_artifact a;
+        if (rc == KVZ_OK && d->kept[i] &&
+            (len != d->sizes[i] || !XXH128_isEqual(XXH3_128bits(val, len), d->digests[i])) &&
+            (kvz_artifact_open(&a, val, len) != KVZ_OK ||
+             !kvz_artifact_holds_tokens(&a, d->segs->items[i].tokens.ids, (uint32_t)d->segs->items[i].tokens.len))) {
+            kvz_error_clear();
+            rc = kvz_errorf(KVZ_ERR_NOT_FOUND, "the stored artifact of its segment %u was replaced by another cut "
+                            "while it was compiled (another writer meanwhile): compile it again", i + 1);
+        } else if (rc == KVZ_OK && d->bytes[i] && (len != d->sizes[i] || memcmp(val, d->bytes[i], len) != 0)) {
             rc = kvz_store_put(t, KVZ_DB_ARTIFACTS, d->ids[i], 16, d->bytes[i], d->sizes[i]);
         } else if (rc == KVZ_ERR_NOT_FOUND && d->bytes[i]) {
             kvz_error_clear();
@@ -1115,7 +1129,8 @@ int kvz_compile_document(kvz_compiler *c, const char *name, const char *text, si
     uint8_t **bytes = calloc(n_seg ? n_seg : 1, sizeof *bytes);
     size_t *sizes = calloc(n_seg ? n_seg : 1, sizeof *sizes);
     uint8_t *kept = calloc(n_seg ? n_seg : 1, 1);
-    int rc = ids && bytes && sizes && kept ? KVZ_OK : kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
+    XXH128_hash_t *digests = calloc(n_seg ? n_seg : 1, sizeof *digests);
+    int rc = ids && bytes && sizes && kept && digests ? KVZ_OK : kvz_errorf(KVZ_ERR_NOMEM, "out of memory");
     if (rc == KVZ_OK && (n_seg == 0 || (n_seg == 1 && segs.items[0].tokens.len == 0))) {
         r->status = KVZ_DOC_EMPTY;
         rc = kvz_errorf(KVZ_ERR_FORMAT, "empty (the model's tokenizer keeps none of its bytes)");
@@ -1138,12 +1153,19 @@ int kvz_compile_document(kvz_compiler *c, const char *name, const char *text, si
         rc = compile_segment(c, name, hash, i, n_seg, toks, &bytes[i], &sizes[i], r, &pr);
         /* a long document's segments go into the store as they are done (no
          * record names them yet: a reader does not see the document), so that
-         * a run interrupted within it goes on from its next segment */
+         * a run interrupted within it goes on from its next segment; one put
+         * there is let go, its digest kept (held to the record, a book's
+         * artifacts took gigabytes: 12 MB a segment of SmolLM2 at 4 bits) */
         if (rc == KVZ_OK && n_seg > 1) {
             double t0 = kvz_now_seconds();
             early_put w = {ids[i], bytes[i], sizes[i], 0};
             rc = kvz_store_write(c->store, put_if_absent, &w);
             kept[i] = rc == KVZ_OK && w.put;
+            if (kept[i]) {
+                digests[i] = XXH3_128bits(bytes[i], sizes[i]);
+                free(bytes[i]);
+                bytes[i] = NULL;
+            }
             r->write_s += kvz_now_seconds() - t0;
         }
         r->bytes += sizes[i];
@@ -1156,7 +1178,7 @@ int kvz_compile_document(kvz_compiler *c, const char *name, const char *text, si
                            .n_tokens = (uint32_t)r->tokens, .n_segments = n_seg, .artifact_ids = ids};
         kvz_compile_summary(&c->opts, e.summary, sizeof e.summary);
         int stale = 0;
-        doc_write d = {c, name, hash, n_seg, ids, bytes, sizes, kept, &e, &r->dropped_forms, &stale};
+        doc_write d = {c, name, hash, n_seg, ids, bytes, sizes, kept, digests, &segs, &e, &r->dropped_forms, &stale};
         rc = kvz_store_write(c->store, write_document, &d);
         c->prefix_sound |= rc == KVZ_OK && !stale; /* written with it, if it was missing or damaged */
         r->write_s += kvz_now_seconds() - t0;
@@ -1165,7 +1187,7 @@ int kvz_compile_document(kvz_compiler *c, const char *name, const char *text, si
     }
     for (uint32_t i = 0; bytes && i < n_seg; i++)
         free(bytes[i]);
-    free(ids), free(bytes), free(sizes), free(kept);
+    free(ids), free(bytes), free(sizes), free(kept), free(digests);
     kvz_segments_free(&segs);
     return rc;
 }
