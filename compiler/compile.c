@@ -801,6 +801,8 @@ typedef struct progress_relay {
     kvz_compile_progress_fn fn;
     void *ctx;
     int64_t base;        /* tokens of earlier segments */
+    int64_t total;       /* of the document */
+    int64_t stored;      /* of earlier segments found stored, not computed */
     int passes;          /* scoring passes over the segment after its prefill */
     int pass;
     int32_t n;           /* the segment's tokens */
@@ -848,7 +850,7 @@ static void relay(void *ctx, int64_t tokens)
     double done = r->pass == 0 ? prefill_work(r, (double)tokens)
                                : prefill_work(r, r->n) + (r->pass - 1) * pass_work(r, r->n) +
                                      pass_work(r, (double)tokens);
-    r->fn(r->ctx, r->base + (int64_t)((double)r->n * (done < total ? done / total : 1.0)));
+    r->fn(r->ctx, r->base + (int64_t)((double)r->n * (done < total ? done / total : 1.0)), r->total, r->stored);
 }
 
 /* Scores of the segment in the context (prefilled). */
@@ -1137,6 +1139,8 @@ int kvz_compile_document(kvz_compiler *c, const char *name, const char *text, si
     }
     progress_relay pr;
     relay_init(&pr, c, progress, progress_ctx);
+    for (uint32_t i = 0; i < n_seg; i++)
+        pr.total += (int64_t)segs.items[i].tokens.len;
     for (uint32_t i = 0; i < n_seg && rc == KVZ_OK; i++) {
         const kvz_tokens *toks = &segs.items[i].tokens;
         kvz_artifact_id(c->config, hash, i, n_seg, ids[i]);
@@ -1148,6 +1152,7 @@ int kvz_compile_document(kvz_compiler *c, const char *name, const char *text, si
             r->bytes += have;
             r->shared_segments++;
             pr.base += (int64_t)toks->len;
+            pr.stored += (int64_t)toks->len;
             continue;
         }
         rc = compile_segment(c, name, hash, i, n_seg, toks, &bytes[i], &sizes[i], r, &pr);

@@ -101,8 +101,10 @@ typedef struct kvz_doc_result {
     double prefill_s, score_s, write_s;
 } kvz_doc_result;
 
-/* Tokens processed, for progress within long documents. */
-typedef void (*kvz_compile_progress_fn)(void *ctx, int64_t tokens_in_document);
+/* Tokens processed, for progress within long documents: done of the
+ * document's total (known once it is segmented), of which `stored` were of
+ * segments found in the store (an interrupted run's: not computed again). */
+typedef void (*kvz_compile_progress_fn)(void *ctx, int64_t tokens_in_document, int64_t total, int64_t stored);
 
 /* Whether the source of document `name` still holds the content `hash` (1) or
  * has changed since it was read (0). */

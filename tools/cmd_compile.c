@@ -406,6 +406,10 @@ typedef struct progress {
     const char *current;
     uint64_t doc_bytes;       /* of the current document */
     uint64_t bytes_tokenized; /* of finished documents that gave tokens: bytes per token */
+    int64_t doc_total;        /* the current document's tokens (0: not segmented yet) */
+    int64_t doc_stored;       /* of them, in segments found stored: not computed */
+    uint64_t free_bytes;      /* input of finished documents that cost nothing here: unchanged, */
+    int64_t free_tokens;      /* another shard's, the share of segments found stored */
 } progress;
 
 /* "[i/N docs] T tok  R tok/s  ETA hh:mm:ss" into text; returns its length. */
@@ -413,7 +417,9 @@ static int counts_text(const progress *p, double now, char *text, size_t size)
 {
     double el = now - p->start;
     int64_t tokens = p->tokens_done + p->doc_tokens;
-    double rate = el > 0 ? tokens / el : 0;
+    /* the rate and the ETA count only what this run computes: a run that
+     * resumes in a long document, or after unchanged ones, finds them at once */
+    double rate = el > 0 ? (double)(tokens - p->free_tokens - p->doc_stored) / el : 0;
     /* ETA from input bytes (tokens are not known before a document is read),
      * the current document's share counted as its tokens so far times the
      * bytes per token seen (4 before any): a long document after short ones
@@ -421,10 +427,17 @@ static int counts_text(const progress *p, double now, char *text, size_t size)
     double per_token = p->tokens_done > 0 ? (double)p->bytes_tokenized / (double)p->tokens_done : 4.0;
     double current = (double)p->doc_tokens * per_token;
     current = current < (double)p->doc_bytes ? current : (double)p->doc_bytes;
+    double stored = 0;
+    if (p->doc_total > 0) { /* segmented: its share done is known (a log is 1.5 bytes a token, not 4) */
+        current = (double)p->doc_bytes * (double)p->doc_tokens / (double)p->doc_total;
+        stored = (double)p->doc_bytes * (double)p->doc_stored / (double)p->doc_total;
+    }
     double frac = p->bytes_total ? ((double)p->bytes_done + current) / (double)p->bytes_total : 0;
+    double worked = p->bytes_total ? frac - ((double)p->free_bytes + stored) / (double)p->bytes_total : 0;
     char eta[16] = "--:--:--";
-    if (frac >= 0.01 && el >= 1) {
-        double left = el / frac - el;
+    /* after 1% of the work, or half a minute of some (a book's 1% is minutes) */
+    if ((worked >= 0.01 || (worked > 0 && el >= 30)) && el >= 1) {
+        double left = el * (1 - frac) / worked;
         left = left < 359999 ? left : 359999;
         snprintf(eta, sizeof eta, "%02d:%02d:%02d", (int)left / 3600, (int)left / 60 % 60, (int)left % 60);
     }
@@ -480,10 +493,12 @@ static void log_progress(progress *p)
     fputc('\n', stderr);
 }
 
-static void on_tokens(void *ctx, int64_t tokens)
+static void on_tokens(void *ctx, int64_t tokens, int64_t total, int64_t stored)
 {
     progress *p = ctx;
     p->doc_tokens = tokens;
+    p->doc_total = total;
+    p->doc_stored = stored;
     draw(p, 0);
     if (p->log_every > 0) /* 0: after each document, not after each chunk */
         log_progress(p);
@@ -792,10 +807,11 @@ int cmd_compile(int argc, char **argv)
             other_shards++;
             p.docs_done++;
             p.bytes_done += list.items[i].size;
+            p.free_bytes += list.items[i].size;
             continue;
         }
         p.current = name;
-        p.doc_tokens = 0;
+        p.doc_tokens = p.doc_total = p.doc_stored = 0;
         p.doc_bytes = list.items[i].size;
         draw(&p, 1);
         kvz_doc_result res = {0};
@@ -903,7 +919,14 @@ int cmd_compile(int argc, char **argv)
         if (res.tokens > 0)
             p.bytes_tokenized += list.items[i].size;
         p.tokens_done += res.tokens;
-        p.doc_tokens = 0;
+        if (res.status == KVZ_DOC_UNCHANGED) {
+            p.free_bytes += list.items[i].size;
+            p.free_tokens += res.tokens;
+        } else if (p.doc_total > 0) {
+            p.free_bytes += (uint64_t)((double)list.items[i].size * (double)p.doc_stored / (double)p.doc_total);
+            p.free_tokens += p.doc_stored;
+        }
+        p.doc_tokens = p.doc_total = p.doc_stored = 0;
         draw(&p, 1);
         log_progress(&p);
         /* its line is out: a signal before the next starts finds its counts */
