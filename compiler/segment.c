@@ -256,10 +256,10 @@ static int close_segment(const kvz_tokenizer *t, const char *text, size_t seg_st
  * each line taken off lowers the count by the line's tokens and SEAM_SLACK (the
  * tokens a seam can add or take: a run of spaces around a line end pre-splits
  * across it); it is tokenized again only when that estimate fits. A position
- * before `at` (a segment closed, its last lines given back) has more to its end
- * and is over the limit too. */
+ * before `at` in the same paragraph (a segment closed, its last lines given
+ * back) has more to its end and is over the limit too. */
 typedef struct long_paragraph {
-    size_t at, end;
+    size_t start, at, end;
     size_t tokens;
 } long_paragraph;
 enum { SEAM_SLACK = 8 };
@@ -269,13 +269,13 @@ enum { SEAM_SLACK = 8 };
 static int next_piece(const kvz_tokenizer *t, const char *text, size_t len, size_t at, int32_t max,
                       long_paragraph *lp, kvz_tokens *toks, size_t *end, size_t *work)
 {
-    int known_over = at < lp->end && (at < lp->at || (at == lp->at && lp->tokens > (size_t)max));
+    int known_over = at >= lp->start && at < lp->end && (at < lp->at || (at == lp->at && lp->tokens > (size_t)max));
     if (!known_over) {
         *end = piece_end(text, len, at, 0);
         KVZ_TRY(count_tokens(t, text + at, *end - at, toks, work));
         if (toks->len <= (size_t)max)
             return KVZ_OK;
-        *lp = (long_paragraph){at, *end, toks->len};
+        *lp = (long_paragraph){at, at, *end, toks->len};
     }
     *end = piece_end(text, len, at, 1);
     KVZ_TRY(count_tokens(t, text + at, *end - at, toks, work));
