@@ -302,6 +302,17 @@ static void free_weights(kvz_model *m)
     m->output_norm = NULL;
 }
 
+/* A backend of `bc` (a device named, not auto) with the weights on it. */
+static int start_backend(kvz_model *m, const kvz_backend_config *bc)
+{
+    int rc = kvz_backend_create(&m->backend, bc);
+    if (rc == KVZ_OK)
+        rc = load_weights(m);
+    if (rc == KVZ_OK) /* the weights are in place for backends forked from this one (their own streams) */
+        rc = m->backend->ops->synchronize(m->backend);
+    return rc;
+}
+
 /* The backend and the weights on it. Under KVZ_DEVICE_AUTO a GPU that cannot
  * start or cannot hold the weights (another process's memory, exclusive mode)
  * gives way to the CPU: the reason is kept in m->device_note. Asked for by
@@ -312,11 +323,7 @@ static int place_weights(kvz_model *m, const kvz_backend_config *cfg)
     bc.weight_bytes_hint = f32_weight_bytes(m->gguf);
     if (bc.device == KVZ_DEVICE_AUTO)
         bc.device = kvz_backend_auto_device();
-    int rc = kvz_backend_create(&m->backend, &bc);
-    if (rc == KVZ_OK)
-        rc = load_weights(m);
-    if (rc == KVZ_OK) /* the weights are in place for backends forked from this one (their own streams) */
-        rc = m->backend->ops->synchronize(m->backend);
+    int rc = start_backend(m, &bc);
     if (rc == KVZ_OK || cfg->device != KVZ_DEVICE_AUTO || bc.device == KVZ_DEVICE_CPU ||
         (rc != KVZ_ERR_BACKEND && rc != KVZ_ERR_NOMEM))
         return rc;
@@ -324,9 +331,7 @@ static int place_weights(kvz_model *m, const kvz_backend_config *cfg)
              kvz_last_error());
     free_weights(m);
     bc.device = KVZ_DEVICE_CPU;
-    rc = kvz_backend_create(&m->backend, &bc);
-    if (rc == KVZ_OK)
-        rc = load_weights(m);
+    rc = start_backend(m, &bc);
     if (rc == KVZ_OK)
         kvz_error_clear(); /* the GPU's error is the note's, no longer the last */
     return rc;
@@ -360,8 +365,7 @@ int kvz_model_open(kvz_model **out, const char *path)
         kvz_model_free(m);
         return rc;
     }
-    free(m->layers); /* the walk's, all unset: a load makes them anew */
-    m->layers = NULL;
+    free_weights(m); /* the walk's layers, all unset (no backend): a load makes them anew */
     *out = m;
     return KVZ_OK;
 }
